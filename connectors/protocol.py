@@ -1,0 +1,193 @@
+"""Connector protocol, version 1: the JSON both sides of a federated lookup speak.
+
+These models are the contract between the gateway and every agency connector. They are strict
+(`extra="forbid"`) so that a connector sending something unexpected is caught as malformed rather
+than silently half-read, and they carry no case content by design: contacts, involvements and status
+flags only.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PROTOCOL_VERSION: Final = "1"
+LOOKUP_PATH: Final = "/v1/lookup"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldId(StrEnum):
+    """Catalogued fields a gateway may request; the policy data describes each one."""
+
+    NHS_NUMBER = "nhs_number"
+    NAME = "name"
+    DATE_OF_BIRTH = "date_of_birth"
+    SEX = "sex"
+    ADDRESS = "address"
+    SCHOOL = "school"
+    GP_PRACTICE = "gp_practice"
+    CARERS = "carers"
+    INVOLVEMENTS = "involvements"
+    SENSITIVE_SERVICE_DETAILS = "sensitive_service_details"
+    CHILD_PROTECTION_PLAN = "child_protection_plan"
+    LOOKED_AFTER = "looked_after"
+    CHILD_IN_NEED = "child_in_need"
+    EARLY_HELP = "early_help"
+
+
+INDICATOR_FIELDS: Final = (
+    FieldId.CHILD_PROTECTION_PLAN,
+    FieldId.LOOKED_AFTER,
+    FieldId.CHILD_IN_NEED,
+    FieldId.EARLY_HELP,
+)
+
+
+class Sex(StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    UNKNOWN = "unknown"
+
+
+class Caller(_Model):
+    """Who is asking, as the gateway authenticated them; connectors may log or refuse on it."""
+
+    role: str
+    organisation: str
+
+
+class Identifiers(_Model):
+    nhs_number: str | None = None
+    upn: str | None = None
+    local_id: str | None = None
+
+
+class LookupRequest(_Model):
+    """What the gateway asks a connector: identifiers, the fields it needs, and why."""
+
+    protocol_version: Literal["1"] = PROTOCOL_VERSION
+    request_id: str = Field(min_length=1, max_length=64)
+    deadline: datetime
+    purpose: str
+    caller: Caller
+    identifiers: Identifiers
+    fields: list[FieldId]
+
+
+class PersonName(_Model):
+    given: str
+    family: str
+    former_family: list[str] = Field(default_factory=list)
+
+
+class Address(_Model):
+    lines: list[str]
+    postcode: str
+
+
+class School(_Model):
+    urn: str
+    name: str
+    phone: str | None = None
+
+
+class GpPractice(_Model):
+    ods_code: str
+    name: str
+    phone: str | None = None
+
+
+class Contact(_Model):
+    """A person or desk to reach; used for practitioners, carers and brokers."""
+
+    name: str
+    role: str | None = None
+    phone: str | None = None
+    email: str | None = None
+
+
+class Carer(_Model):
+    name: str
+    relationship: str
+    parental_responsibility: bool
+    phone: str | None = None
+
+
+class Involvement(_Model):
+    """Someone working with the child. For a sensitive service, the provider fields are left out
+    unless `sensitive_service_details` was requested, and `broker` says who brokers contact."""
+
+    service: str | None
+    organisation: str | None = None
+    practitioner: Contact | None = None
+    lead: bool = False
+    since: date | None = None
+    until: date | None = None
+    sensitive: bool = False
+    broker: Contact | None = None
+
+
+class Indicators(_Model):
+    child_protection_plan: bool | None = None
+    looked_after: bool | None = None
+    child_in_need: bool | None = None
+    early_help: bool | None = None
+
+
+class RecordFlags(_Model):
+    """Restrictions the holding agency has placed on the record (PDS 'R' flag, LA shielding)."""
+
+    restricted: bool = False
+    shielded: bool = False
+
+
+class ConnectorRecord(_Model):
+    """One agency record about one child. Fields the gateway did not request are null."""
+
+    record_id: str = Field(min_length=1, max_length=128)
+    identifiers: Identifiers
+    name: PersonName | None = None
+    date_of_birth: date | None = None
+    sex: Sex | None = None
+    address: Address | None = None
+    school: School | None = None
+    gp_practice: GpPractice | None = None
+    carers: list[Carer] | None = None
+    involvements: list[Involvement] | None = None
+    indicators: Indicators | None = None
+    flags: RecordFlags = Field(default_factory=RecordFlags)
+    as_of: datetime
+
+
+class LookupResponse(_Model):
+    protocol_version: Literal["1"] = PROTOCOL_VERSION
+    request_id: str
+    source: str
+    records: list[ConnectorRecord]
+
+
+class ErrorCode(StrEnum):
+    """Typed connector errors; the gateway maps each to a source status."""
+
+    BAD_REQUEST = "BAD_REQUEST"
+    UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
+    FORBIDDEN = "FORBIDDEN"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+class ErrorDetail(_Model):
+    code: ErrorCode
+    message: str
+
+
+class ErrorResponse(_Model):
+    protocol_version: Literal["1"] = PROTOCOL_VERSION
+    error: ErrorDetail

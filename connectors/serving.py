@@ -1,0 +1,148 @@
+"""Running ASGI apps on loopback: several in one process (the demo), or one in a background thread
+(tests and benchmarks).
+
+uvicorn installs its own signal handlers per server, so with several servers in one event loop only
+the last one would hear Ctrl-C. Here one handler stops them all, and sockets are bound before the
+servers start so that port 0 works and the chosen port is known up front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+class _QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to its owner."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind a listening TCP socket; port 0 picks a free port."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def socket_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class ServedApp:
+    """An app to serve, with the socket it listens on."""
+
+    name: str
+    app: ASGIApp
+    sock: socket.socket
+
+    @property
+    def url(self) -> str:
+        return socket_url(self.sock)
+
+
+def _config(app: ASGIApp, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=5,
+    )
+
+
+async def serve_all(
+    apps: Sequence[ServedApp],
+    on_started: Callable[[], Awaitable[None] | None] | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve every app until SIGINT or SIGTERM, then shut them all down gracefully."""
+    servers = [_QuietServer(_config(a.app, log_level)) for a in apps]
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    try:
+        tasks = [
+            asyncio.create_task(s.serve(sockets=[a.sock]))
+            for s, a in zip(servers, apps, strict=True)
+        ]
+        while not all(s.started for s in servers):
+            if any(t.done() for t in tasks):
+                stop()
+                break
+            await asyncio.sleep(0.01)
+        else:
+            if on_started is not None:
+                result = on_started()
+                if result is not None:
+                    await result
+        await asyncio.gather(*tasks)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+class BackgroundServer:
+    """Serve one app on loopback in a daemon thread; use as a context manager.
+
+    Tests and benchmarks use this so that requests cross a real socket and a real HTTP stack.
+    """
+
+    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._sock = bind_socket(host, port)
+        self._server = _QuietServer(_config(app, "warning"))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
+        self.url = socket_url(self._sock)
+
+    def start(self, timeout: float = 10.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"server at {self.url} did not start")
+            time.sleep(0.005)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
