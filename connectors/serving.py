@@ -61,14 +61,14 @@ class ServedApp:
         return socket_url(self.sock)
 
 
-def _config(app: ASGIApp, log_level: str) -> uvicorn.Config:
+def _config(app: ASGIApp, log_level: str, graceful_s: int = 5) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         log_level=log_level,
         lifespan="on",
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=5,
+        timeout_graceful_shutdown=graceful_s,
     )
 
 
@@ -116,7 +116,8 @@ class BackgroundServer:
 
     def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
         self._sock = bind_socket(host, port)
-        self._server = _QuietServer(_config(app, "warning"))
+        # Short grace: a test's deliberately stuck request should not hold up its teardown.
+        self._server = _QuietServer(_config(app, "warning", graceful_s=1))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )

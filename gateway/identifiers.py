@@ -38,7 +38,7 @@ def normalise_nhs_number(raw: str) -> str:
     Raises InvalidIdentifier naming the first problem found.
     """
     digits = re.sub(r"[\s-]", "", raw)
-    if not digits.isascii() or not digits.isdigit():
+    if digits and not (digits.isascii() and digits.isdigit()):
         raise InvalidIdentifier("An NHS number contains only digits.")
     if len(digits) != NHS_NUMBER_LENGTH:
         raise InvalidIdentifier(f"An NHS number has 10 digits; this one has {len(digits)}.")

@@ -1,0 +1,223 @@
+"""The gateway's HTTP surface: POST /graphql (authenticated), GraphiQL in dev, /healthz, /readyz.
+
+Authentication runs here, at the edge, before GraphQL sees the request: a request without a verified
+token gets 401 and never reaches a resolver. Oversized bodies are refused before they are parsed.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from gateway.audit import AuditStore, Pseudonymiser
+from gateway.auth import TokenVerifier
+from gateway.cache import AnswerCache
+from gateway.config import Mode, Settings, SourceConfig
+from gateway.errors import ErrorCode, GatewayError
+from gateway.fanout import FanOut
+from gateway.pipeline import LookupPipeline
+from gateway.policy import PolicyEngine, RegoPolicyEngine
+from resolvers.query import RequestContext
+from resolvers.schema import build_schema, format_error
+
+_log = logging.getLogger("childlookup.gateway")
+
+
+@dataclass(frozen=True)
+class Components:
+    """The long-lived parts of a gateway, built once from settings."""
+
+    settings: Settings
+    sources: tuple[SourceConfig, ...]
+    policy: PolicyEngine
+    audit: AuditStore
+    verifier: TokenVerifier
+    pseudonymiser: Pseudonymiser
+
+
+def build_components(settings: Settings, sources: list[SourceConfig]) -> Components:
+    """Load policy, open the audit store and key material; raise if any of them is unusable."""
+    return Components(
+        settings=settings,
+        sources=tuple(sources),
+        policy=RegoPolicyEngine.from_directory(settings.policy_dir),
+        audit=AuditStore(settings.resolved_audit_db(), synchronous=settings.audit_synchronous),
+        verifier=TokenVerifier.from_pem_file(
+            settings.resolved_public_key_file(),
+            issuer=settings.issuer,
+            audience=settings.audience,
+            leeway_s=settings.token_leeway_s,
+        ),
+        pseudonymiser=Pseudonymiser(_audit_key(settings)),
+    )
+
+
+def _audit_key(settings: Settings) -> bytes:
+    """The pseudonymisation key; in dev mode one is generated once and kept in the state dir."""
+    if settings.audit_key is not None:
+        return settings.audit_key.encode()
+    if settings.mode is Mode.PRODUCTION:
+        raise ValueError("CHILDLOOKUP_AUDIT_KEY is required in production mode")
+    path = settings.state_dir / "audit.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+class _GraphQLView(GraphQL[RequestContext, None]):
+    def __init__(self, components: Components) -> None:
+        super().__init__(
+            build_schema(),
+            graphql_ide="graphiql" if components.settings.graphiql else None,
+            allow_queries_via_get=False,
+        )
+        self._max_justification = components.settings.justification_max_chars
+
+    async def get_context(self, request: Request, response: Any) -> RequestContext:  # type: ignore[override]
+        return RequestContext(
+            caller=request.scope["state"]["caller"],
+            pipeline=request.app.state.pipeline,
+            justification_max_chars=self._max_justification,
+        )
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        response: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            response["errors"] = [format_error(e) for e in result.errors]  # type: ignore[typeddict-item]
+        return response
+
+
+def _error_response(status: int, code: ErrorCode, message: str) -> JSONResponse:
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]}
+    headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class _AuthenticatedGraphQL:
+    """Verifies the bearer token of every POST before GraphQL runs; GET only serves GraphiQL."""
+
+    def __init__(self, view: ASGIApp, verifier: TokenVerifier) -> None:
+        self._view = view
+        self._verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] != "GET":
+            request = Request(scope, receive)
+            try:
+                caller = self._verifier.authenticate(request.headers.get("authorization"))
+            except GatewayError as exc:
+                await _error_response(401, exc.code, exc.message)(scope, receive, send)
+                return
+            scope.setdefault("state", {})["caller"] = caller
+        await self._view(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse request bodies over a limit with 413, before any parsing."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self._max):
+            await self._too_large(scope, receive, send)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body.extend(message.get("body", b""))
+            more = message.get("more_body", False)
+            if len(body) > self._max:
+                await self._too_large(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self._app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"The request is larger than {self._max} bytes."
+        await _error_response(413, ErrorCode.REQUEST_TOO_LARGE, message)(scope, receive, send)
+
+
+def create_app(components: Components) -> Starlette:
+    """The gateway ASGI app; the HTTP client and pipeline live for the app's lifespan."""
+    settings = components.settings
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
+            fanout = FanOut(components.sources, client, AnswerCache(settings.cache_ttl_s))
+            app.state.pipeline = LookupPipeline(
+                sources=components.sources,
+                policy=components.policy,
+                fanout=fanout,
+                audit=components.audit,
+                pseudonymiser=components.pseudonymiser,
+                deadline_ms=settings.lookup_deadline_ms,
+            )
+            yield
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(request: Request) -> Response:
+        checks = {
+            "policy": bool(components.policy.revision),
+            "audit": components.audit.is_writable(),
+            "connectors": bool(components.sources),
+        }
+        ready = all(checks.values())
+        body = {
+            "status": "ready" if ready else "not ready",
+            "checks": checks,
+            "policy_revision": components.policy.revision,
+            "sources": [s.name for s in components.sources],
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    graphql = BodyLimit(
+        _AuthenticatedGraphQL(_GraphQLView(components), components.verifier),
+        settings.max_body_bytes,
+    )
+    return Starlette(
+        routes=[
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,215 @@
+"""The audit stage: an append-only record of every lookup, committed before any data is returned.
+
+Records say who looked, why, at which (pseudonymised) child, what each source said, and which fields
+were released or withheld - never the child's data itself. Child and source-record identifiers are
+keyed HMACs, so the log cannot be reversed into a list of children, yet an auditor holding the key
+can still find every access to one child.
+
+Writes are group-committed: concurrent lookups share one transaction and one fsync, so durability
+does not cost a disk flush per lookup under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    audit_id TEXT NOT NULL UNIQUE,
+    at TEXT NOT NULL,
+    child_ref TEXT,
+    subject TEXT NOT NULL,
+    role TEXT NOT NULL,
+    organisation TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_log_child ON audit_log (child_ref, at);
+CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject, at);
+CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+"""
+
+
+class AuditUnavailable(Exception):
+    """The record could not be committed; the lookup must release nothing."""
+
+
+class Pseudonymiser:
+    """Keyed HMAC-SHA256 of identifiers: stable for one key, meaningless without it."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("the pseudonymisation key must be at least 32 bytes")
+        self._key = key
+
+    def ref(self, kind: str, value: str) -> str:
+        digest = hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        return f"{kind}:{digest[:32]}"
+
+
+@dataclass(frozen=True)
+class AuditSource:
+    source: str
+    status: str
+    error_code: str | None
+    records: int
+    cached: bool
+
+
+@dataclass(frozen=True)
+class AuditField:
+    source: str
+    field: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditMatch:
+    source: str
+    record_ref: str
+    method: str
+    score: float
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One lookup, as an auditor needs to see it."""
+
+    audit_id: str
+    request_id: str
+    at: datetime
+    subject: str
+    name: str
+    role: str
+    organisation: str
+    purpose: str
+    justification: str | None
+    child_ref: str | None
+    outcome: str
+    denial: str | None
+    error_code: str | None
+    policy_revision: str | None
+    sources: Sequence[AuditSource] = field(default_factory=tuple)
+    matches: Sequence[AuditMatch] = field(default_factory=tuple)
+    released: Sequence[AuditField] = field(default_factory=tuple)
+    withheld: Sequence[AuditField] = field(default_factory=tuple)
+
+    def body(self) -> str:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+class AuditStore:
+    """SQLite-backed, append-only audit log with group commit."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 250):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be FULL or NORMAL")
+        self._conn.execute(f"PRAGMA synchronous = {synchronous}")
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def append(self, record: AuditRecord) -> None:
+        """Return once the record is durably committed; raise AuditUnavailable otherwise."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await asyncio.to_thread(self._write, [r for r, _ in batch])
+            except sqlite3.Error as exc:
+                error = AuditUnavailable(f"audit store write failed: {exc.__class__.__name__}")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    def _write(self, records: list[AuditRecord]) -> None:
+        rows = [
+            (
+                r.audit_id,
+                r.at.isoformat(),
+                r.child_ref,
+                r.subject,
+                r.role,
+                r.organisation,
+                r.purpose,
+                r.outcome,
+                r.body(),
+            )
+            for r in records
+        ]
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(
+                    "INSERT INTO audit_log (audit_id, at, child_ref, subject, role, organisation,"
+                    " purpose, outcome, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def is_writable(self) -> bool:
+        """For readiness probes: can a write transaction be opened right now?"""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                return False
+        return True
+
+    def records(self, *, child_ref: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Read back records, newest last (for auditors and tests)."""
+        sql = "SELECT body FROM audit_log"
+        args: tuple[object, ...] = ()
+        if child_ref is not None:
+            sql += " WHERE child_ref = ?"
+            args = (child_ref,)
+        sql += " ORDER BY seq LIMIT ?"
+        with self._lock:
+            rows = self._conn.execute(sql, (*args, limit)).fetchall()
+        return [json.loads(body) for (body,) in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

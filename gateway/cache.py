@@ -1,0 +1,45 @@
+"""Short-lived, in-memory cache of connector answers.
+
+Keys are HMACs under a secret generated per process, so neither the cache's keys nor a memory dump
+of them reveals which children were looked up, and nothing survives a restart. Policy is always
+applied after the cache: a cached answer is raw connector output, never a released view.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+
+from aiocache import SimpleMemoryCache
+
+from connectors.protocol import ConnectorRecord, FieldId, Identifiers
+
+
+class AnswerCache:
+    """Connector answers keyed by (source, identifiers, requested fields)."""
+
+    def __init__(self, ttl_s: int) -> None:
+        self._ttl = ttl_s
+        self._secret = secrets.token_bytes(32)
+        self._cache = SimpleMemoryCache()
+
+    def key(self, source: str, identifiers: Identifiers, fields: frozenset[FieldId]) -> str:
+        material = json.dumps(
+            [source, identifiers.model_dump(mode="json"), sorted(fields)], separators=(",", ":")
+        )
+        return hmac.new(self._secret, material.encode(), hashlib.sha256).hexdigest()
+
+    async def get(self, key: str) -> tuple[ConnectorRecord, ...] | None:
+        if self._ttl == 0:
+            return None
+        value = await self._cache.get(key)
+        return value if isinstance(value, tuple) else None
+
+    async def put(self, key: str, records: tuple[ConnectorRecord, ...]) -> None:
+        if self._ttl > 0:
+            await self._cache.set(key, records, ttl=self._ttl)
+
+    async def clear(self) -> None:
+        await self._cache.clear()

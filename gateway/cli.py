@@ -1,0 +1,209 @@
+"""The `childlookup` command line: demo, gateway, connectors, tokens, synthetic data, policy."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway.config import Settings
+
+ROLES = (
+    "social_worker",
+    "health_visitor",
+    "school_nurse",
+    "gp",
+    "ed_clinician",
+    "school_dsl",
+    "police_safeguarding",
+    "la_shielding_admin",
+)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import DemoOptions, run_demo
+
+    run_demo(
+        DemoOptions(
+            host=args.host,
+            port=args.port,
+            seed=args.seed,
+            children=args.children,
+            state_dir=args.state_dir,
+            latency_ms=args.latency_ms,
+        )
+    )
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from connectors.serving import ServedApp, bind_socket, serve_all
+    from gateway.app import build_components, create_app
+    from gateway.config import load_sources
+
+    overrides = {"sources_file": args.config}
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    settings = Settings(**overrides)
+    sources = load_sources(args.config)
+    app = create_app(build_components(settings, sources))
+    served = ServedApp("gateway", app, bind_socket(settings.host, settings.port))
+    print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_all([served], log_level="info"))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from gateway.tokens import PRIVATE_KEY_FILE, issue_dev_token
+
+    settings = Settings(state_dir=args.state_dir)
+    key_path = settings.state_dir / PRIVATE_KEY_FILE
+    if not key_path.exists():
+        print(
+            f"No dev signing key at {key_path}: start `childlookup demo` once to create it.",
+            file=sys.stderr,
+        )
+        return 2
+    token = issue_dev_token(
+        key_path.read_bytes(),
+        role=args.role,
+        organisation=args.org,
+        name=args.name or f"Dev {args.role.replace('_', ' ')}",
+        issuer=settings.issuer,
+        audience=settings.audience,
+        ttl_s=args.ttl,
+    )
+    print(token)
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from connectors.synthetic import NoiseProfile, generate_population, write_population
+
+    population = generate_population(
+        args.seed, args.children, noise=NoiseProfile.preset(args.noise)
+    )
+    summary = write_population(population, args.out)
+    print(f"wrote synthetic population to {args.out}: {summary}")
+    return 0
+
+
+def _connector_serve(args: argparse.Namespace) -> int:
+    from connectors.reference import create_reference_app
+    from connectors.serving import ServedApp, bind_socket, serve_all
+
+    app = create_reference_app(args.agency, args.records, args.latency_ms)
+    served = ServedApp(args.agency, app, bind_socket(args.host, args.port))
+    print(f"{args.agency} connector on {served.url}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_all([served], log_level="info"))
+    return 0
+
+
+def _policy_test(args: argparse.Namespace) -> int:
+    from gateway.policy import policy_test_main
+
+    return policy_test_main(args.directory, verbose=args.verbose)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from resolvers.schema import SCHEMA_FILE, export_sdl
+
+    sdl = export_sdl()
+    if args.check:
+        if not SCHEMA_FILE.exists() or SCHEMA_FILE.read_text(encoding="utf-8") != sdl:
+            print(
+                f"{SCHEMA_FILE.name} is out of date: run `childlookup schema --write`.",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{SCHEMA_FILE.name} is up to date.")
+        return 0
+    if args.write:
+        SCHEMA_FILE.write_text(sdl, encoding="utf-8")
+        print(f"wrote {SCHEMA_FILE}")
+        return 0
+    sys.stdout.write(sdl)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="childlookup",
+        description="Federated child lookup: who else is working with this child?",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the demo gateway with three reference connectors")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--children", type=int, default=2000)
+    demo.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
+    demo.add_argument("--latency-ms", type=float, default=0.0, help="added connector latency")
+    demo.set_defaults(run=_demo)
+
+    serve = commands.add_parser("serve", help="run the gateway against configured connectors")
+    serve.add_argument("--config", type=Path, required=True, help="connector config (TOML/JSON)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(run=_serve)
+
+    token = commands.add_parser("token", help="print a dev bearer token for the demo gateway")
+    token.add_argument("--role", required=True, choices=ROLES)
+    token.add_argument("--org", required=True, help="organisation code, e.g. an ODS code")
+    token.add_argument("--name", help="practitioner's name")
+    token.add_argument("--ttl", type=int, default=8 * 3600, help="lifetime in seconds")
+    token.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
+    token.set_defaults(run=_token)
+
+    synth = commands.add_parser("synth", help="write a seeded synthetic population")
+    synth.add_argument("--seed", type=int, required=True)
+    synth.add_argument("--children", type=int, required=True)
+    synth.add_argument("--out", type=Path, required=True)
+    synth.add_argument("--noise", choices=("low", "medium", "high"), default="medium")
+    synth.set_defaults(run=_synth)
+
+    connector = commands.add_parser("connector", help="agency connector commands")
+    connector_commands = connector.add_subparsers(dest="connector_command", required=True)
+    cserve = connector_commands.add_parser("serve", help="serve a file-backed reference connector")
+    cserve.add_argument("--agency", required=True)
+    cserve.add_argument("--records", type=Path, required=True, help="records file (JSON Lines)")
+    cserve.add_argument("--port", type=int, required=True)
+    cserve.add_argument("--host", default="127.0.0.1")
+    cserve.add_argument("--latency-ms", type=float, default=0.0)
+    cserve.set_defaults(run=_connector_serve)
+
+    policy = commands.add_parser("policy", help="policy officers' tools")
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True)
+    ptest = policy_commands.add_parser("test", help="run every test_ rule (opa test semantics)")
+    ptest.add_argument("directory", type=Path, nargs="?", default=Path("policies"))
+    ptest.add_argument("-v", "--verbose", action="store_true")
+    ptest.set_defaults(run=_policy_test)
+
+    schema = commands.add_parser("schema", help="print, check or write schema.graphql")
+    mode = schema.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="fail if schema.graphql has drifted")
+    mode.add_argument("--write", action="store_true", help="rewrite schema.graphql")
+    schema.set_defaults(run=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except (ValueError, OSError) as exc:
+        print(f"childlookup: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

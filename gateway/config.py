@@ -1,0 +1,114 @@
+"""Gateway configuration, in one typed place, read once at start-up.
+
+Every setting can come from a `CHILDLOOKUP_`-prefixed environment variable. Production mode
+refuses to start on development defaults (a generated audit key, the dev token key, GraphiQL),
+since a gateway quietly running on demo keys is a ContactPoint-style leak waiting to happen.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connectors.protocol import FieldId
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POLICY_DIR = REPO_ROOT / "policies"
+
+
+class Mode(StrEnum):
+    DEV = "dev"
+    PRODUCTION = "production"
+
+
+class SourceConfig(BaseModel):
+    """One agency connector the gateway fans out to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+    url: HttpUrl
+    timeout_ms: Annotated[int, Field(gt=0, le=30_000)] = 1_000
+    provides: tuple[FieldId, ...]
+    shield_authority: bool = False
+    title: str = ""
+
+
+class SourcesFile(BaseModel):
+    """The connector config file: `[[sources]]` tables in TOML (or the same shape in JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sources: list[SourceConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SourcesFile:
+        names = [s.name for s in self.sources]
+        if len(names) != len(set(names)):
+            raise ValueError("source names must be unique")
+        return self
+
+
+def load_sources(path: Path) -> list[SourceConfig]:
+    """Read a connector config file; raises ValueError with the file name on any problem."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = (
+            tomllib.loads(text) if path.suffix == ".toml" else SourcesFile.model_validate_json(text)
+        )
+        parsed = raw if isinstance(raw, SourcesFile) else SourcesFile.model_validate(raw)
+    except (tomllib.TOMLDecodeError, ValueError) as exc:
+        raise ValueError(f"{path}: invalid connector config: {exc}") from exc
+    return parsed.sources
+
+
+class Settings(BaseSettings):
+    """Everything the gateway process needs to know, validated before it serves a request."""
+
+    model_config = SettingsConfigDict(env_prefix="CHILDLOOKUP_", extra="forbid")
+
+    mode: Mode = Mode.DEV
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65_535)] = 8000
+    state_dir: Path = Path(".childlookup")
+    sources_file: Path | None = None
+    policy_dir: Path = DEFAULT_POLICY_DIR
+    audit_db: Path | None = None
+    audit_key: str | None = Field(default=None, min_length=32)
+    audit_synchronous: str = Field(default="FULL", pattern=r"^(FULL|NORMAL)$")
+    token_public_key_file: Path | None = None
+    issuer: str = "childlookup-dev"
+    audience: str = "childlookup-gateway"
+    token_leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
+    lookup_deadline_ms: Annotated[int, Field(gt=0, le=60_000)] = 2_500
+    cache_ttl_s: Annotated[int, Field(ge=0, le=300)] = 30
+    max_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024
+    justification_max_chars: Annotated[int, Field(gt=0)] = 1_000
+
+    @model_validator(mode="after")
+    def _production_needs_real_keys(self) -> Settings:
+        if self.mode is Mode.PRODUCTION:
+            missing = [
+                name
+                for name in ("audit_key", "token_public_key_file", "sources_file")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                names = ", ".join(f"CHILDLOOKUP_{m.upper()}" for m in missing)
+                raise ValueError(f"production mode needs {names}")
+        return self
+
+    @property
+    def graphiql(self) -> bool:
+        return self.mode is Mode.DEV
+
+    def resolved_audit_db(self) -> Path:
+        return self.audit_db or self.state_dir / "audit.sqlite3"
+
+    def resolved_public_key_file(self) -> Path:
+        return self.token_public_key_file or self.state_dir / "dev-signing-key.pub.pem"

@@ -1,0 +1,130 @@
+"""The decide stage: policy rules, per record and field, on what leaves the gateway.
+
+The policy sees which fields each linked record holds and the child's restrictions aggregated over
+all of them, and answers released or withheld-with-reason for each. The gateway then keeps only what
+was released: a field the policy did not mention is withheld (POLICY_UNDECIDED), and a field it both
+released and withheld is withheld. Nothing here can widen what the policy said.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+
+from connectors.minimisation import minimise
+from connectors.protocol import (
+    INDICATOR_FIELDS,
+    ConnectorRecord,
+    FieldId,
+    Identifiers,
+    Involvement,
+)
+from connectors.protocol import Caller as ProtocolCaller
+from gateway.policy import ChildState, PolicyEngine, RecordFields, ReleaseInput
+from gateway.types import (
+    Caller,
+    ChildFlags,
+    LookupQuery,
+    MatchedRecord,
+    Release,
+    ReleasedRecord,
+    SourceAnswer,
+    Withheld,
+)
+
+POLICY_UNDECIDED = "POLICY_UNDECIDED"
+
+_SIMPLE_FIELDS = (
+    FieldId.NAME,
+    FieldId.DATE_OF_BIRTH,
+    FieldId.SEX,
+    FieldId.ADDRESS,
+    FieldId.SCHOOL,
+    FieldId.GP_PRACTICE,
+)
+
+
+def present_fields(record: ConnectorRecord) -> frozenset[FieldId]:
+    """The catalogued fields a record actually holds a value for."""
+    present = {f for f in _SIMPLE_FIELDS if getattr(record, f.value) is not None}
+    if record.identifiers.nhs_number is not None:
+        present.add(FieldId.NHS_NUMBER)
+    if record.carers:
+        present.add(FieldId.CARERS)
+    if record.involvements:
+        present.add(FieldId.INVOLVEMENTS)
+        if any(_has_provider_details(i) for i in record.involvements if i.sensitive):
+            present.add(FieldId.SENSITIVE_SERVICE_DETAILS)
+    if record.indicators is not None:
+        present.update(
+            f for f in INDICATOR_FIELDS if getattr(record.indicators, f.value) is not None
+        )
+    return frozenset(present)
+
+
+def _has_provider_details(involvement: Involvement) -> bool:
+    return not (
+        involvement.service is None
+        and involvement.organisation is None
+        and involvement.practitioner is None
+    )
+
+
+def child_flags(
+    matched: Sequence[MatchedRecord],
+    answers: Sequence[SourceAnswer],
+    shield_authorities: Collection[str],
+) -> ChildFlags:
+    """One shielding or restricting record restricts the whole child; a silent authority is
+    doubt, so shielding is then assumed by the policy."""
+    return ChildFlags(
+        shielded=any(m.record.flags.shielded for m in matched),
+        restricted=any(m.record.flags.restricted for m in matched),
+        shield_status_known=all(a.answered for a in answers if a.source in shield_authorities),
+    )
+
+
+async def decide(
+    policy: PolicyEngine,
+    caller: Caller,
+    query: LookupQuery,
+    matched: Sequence[MatchedRecord],
+    flags: ChildFlags,
+) -> Release:
+    """Ask the policy once for every record and field, then cut each record down to its release."""
+    present = {m.key: present_fields(m.record) for m in matched}
+    decision = await policy.release(
+        ReleaseInput(
+            caller=ProtocolCaller(role=caller.role, organisation=caller.organisation),
+            purpose=query.purpose.value,
+            child=ChildState(
+                shielded=flags.shielded,
+                restricted=flags.restricted,
+                shield_status_known=flags.shield_status_known,
+            ),
+            records=[
+                RecordFields(id=m.key, source=m.source, fields=sorted(present[m.key]))
+                for m in matched
+            ],
+        )
+    )
+    reasons: dict[tuple[str, FieldId], str] = {}
+    for w in decision.withheld:
+        reasons.setdefault((w.record, w.field), w.reason)
+    released_pairs = {(r.record, r.field) for r in decision.released} - reasons.keys()
+
+    records: list[ReleasedRecord] = []
+    withheld: list[Withheld] = []
+    for m in matched:
+        released = frozenset(f for f in present[m.key] if (m.key, f) in released_pairs)
+        for f in sorted(present[m.key] - released):
+            withheld.append(Withheld(f, m.source, reasons.get((m.key, f), POLICY_UNDECIDED)))
+        records.append(ReleasedRecord(m, released, _cut(m.record, released)))
+    return Release(tuple(records), tuple(withheld), flags)
+
+
+def _cut(record: ConnectorRecord, released: frozenset[FieldId]) -> ConnectorRecord:
+    """Minimise to the released fields, and drop the NHS number too unless it was released."""
+    cut = minimise(record, released)
+    if FieldId.NHS_NUMBER in released:
+        return cut
+    return cut.model_copy(update={"identifiers": Identifiers()})

@@ -1,0 +1,129 @@
+"""`childlookup demo`: three reference agency connectors and the gateway, on loopback, in one
+process.
+
+Everything runs on embedded defaults: a seeded synthetic population (only synthetic NHS numbers), a
+dev signing key and audit key generated into the state directory, and the reference connectors'
+profiles as the gateway's source config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.reference import REFERENCE_AGENCIES, create_reference_app
+from connectors.serving import ServedApp, bind_socket, serve_all
+from connectors.synthetic import generate_population, showcase, write_population
+from gateway.app import build_components, create_app
+from gateway.config import Mode, Settings, SourceConfig
+from gateway.tokens import ensure_dev_keys, issue_dev_token
+
+DEMO_ROLES = (
+    ("social_worker", "LA-LEEDS", "Sam Social"),
+    ("health_visitor", "RR8", "Hana Visitor"),
+    ("school_dsl", "URN-107000", "Dee Lead"),
+    ("ed_clinician", "RR8-ED", "Ed Clinician"),
+)
+CONNECTOR_TIMEOUT_MS = 800
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    host: str
+    port: int
+    seed: int
+    children: int
+    state_dir: Path
+    latency_ms: float
+
+
+def _bind_preferred(host: str, port: int) -> socket.socket:
+    """The agency's usual port when free, otherwise any free port."""
+    try:
+        return bind_socket(host, port)
+    except OSError:
+        return bind_socket(host, 0)
+
+
+def run_demo(options: DemoOptions) -> None:
+    state = options.state_dir
+    key_path = ensure_dev_keys(state)
+    population = generate_population(options.seed, options.children)
+    population_dir = state / f"population-{options.seed}-{options.children}"
+    write_population(population, population_dir)
+    examples = showcase(population)
+
+    served: list[ServedApp] = []
+    sources: list[SourceConfig] = []
+    for name, profile in REFERENCE_AGENCIES.items():
+        sock = _bind_preferred(options.host, profile.default_port)
+        app = create_reference_app(name, population_dir / f"{name}.jsonl", options.latency_ms)
+        served.append(ServedApp(name, app, sock))
+        sources.append(
+            SourceConfig(
+                name=name,
+                url=served[-1].url,  # type: ignore[arg-type]
+                timeout_ms=CONNECTOR_TIMEOUT_MS,
+                provides=profile.provides,
+                shield_authority=profile.shield_authority,
+                title=profile.title,
+            )
+        )
+    settings = Settings(mode=Mode.DEV, state_dir=state, host=options.host, port=options.port)
+    gateway_sock = bind_socket(options.host, options.port)
+    gateway = ServedApp("gateway", create_app(build_components(settings, sources)), gateway_sock)
+
+    def banner() -> None:
+        print(_banner(gateway.url, served, key_path.read_bytes(), settings, examples), flush=True)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_all([*served, gateway], on_started=banner))
+    print("childlookup demo stopped.")
+
+
+def _banner(
+    url: str,
+    connectors: list[ServedApp],
+    private_key: bytes,
+    settings: Settings,
+    examples: dict[str, str],
+) -> str:
+    lines = [
+        "",
+        "childlookup demo is running (synthetic data only; Ctrl-C stops everything).",
+        "",
+        f"  GraphiQL:  {url}/graphql",
+        f"  Health:    {url}/healthz   Ready: {url}/readyz",
+        "  Connectors: " + ", ".join(f"{c.name} {c.url}" for c in connectors),
+        "",
+        "Bearer tokens (paste into GraphiQL's Headers tab as"
+        ' {"Authorization": "Bearer <token>"}):',
+    ]
+    for role, org, name in DEMO_ROLES:
+        token = issue_dev_token(
+            private_key,
+            role=role,
+            organisation=org,
+            name=name,
+            issuer=settings.issuer,
+            audience=settings.audience,
+        )
+        lines += [f"  {role} ({org}):", f"    {token}"]
+    lines += ["", "NHS numbers to try:"]
+    lines += [f"  {label.replace('_', ' '):24} {nhs}" for label, nhs in examples.items()]
+    first = next(iter(examples.values()))
+    lines += [
+        "",
+        "Example query:",
+        f'  {{ child(nhsNumber: "{first}", purpose: SAFEGUARDING_ENQUIRY) {{',
+        "      outcome complete child { name { given family } involvements { service"
+        " organisation practitioner { name phone } } }",
+        "      sources { source status latencyMs } withheld { field source reason } auditId } }",
+        "",
+        "More tokens: childlookup token --role gp --org A81001",
+        "",
+    ]
+    return "\n".join(lines)

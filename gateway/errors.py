@@ -1,0 +1,32 @@
+"""Errors a caller can see: each has a stable machine code and a message a practitioner understands.
+
+Anything not listed here is an internal fault and reaches the caller only as INTERNAL_ERROR, with no
+message text, stack trace or personal data.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    INVALID_NHS_NUMBER = "INVALID_NHS_NUMBER"
+    INVALID_JUSTIFICATION = "INVALID_JUSTIFICATION"
+    POLICY_UNAVAILABLE = "POLICY_UNAVAILABLE"
+    AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    BAD_REQUEST = "BAD_REQUEST"
+    GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+    GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class GatewayError(Exception):
+    """An expected failure with a code safe to show to the caller."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message

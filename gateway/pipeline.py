@@ -1,0 +1,197 @@
+"""One child lookup, as a pipeline of stages that each take a value and return the next:
+
+    authenticate -> plan -> fan out -> match -> decide -> merge -> audit -> respond
+
+Authentication happens at the HTTP edge (gateway.app) and the response is shaped by resolvers; this
+module runs everything in between. The audit record is committed before the result is returned, and
+if it cannot be, the caller gets an error and no data. A policy failure releases nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TypedDict
+
+from gateway.audit import (
+    AuditField,
+    AuditMatch,
+    AuditRecord,
+    AuditSource,
+    AuditStore,
+    AuditUnavailable,
+    Pseudonymiser,
+    utc_now,
+)
+from gateway.config import SourceConfig
+from gateway.decide import child_flags, decide
+from gateway.errors import ErrorCode, GatewayError
+from gateway.fanout import FanOut
+from gateway.match import match_records
+from gateway.merge import merge
+from gateway.plan import make_plan
+from gateway.policy import PolicyEngine, PolicyError
+from gateway.types import (
+    Caller,
+    LookupOutcome,
+    LookupQuery,
+    LookupResult,
+    MatchedRecord,
+    ReleasedRecord,
+    SourceAnswer,
+    SourceStatus,
+)
+
+
+class LookupPipeline:
+    """Runs lookups; holds no per-lookup state, so one instance serves all requests."""
+
+    def __init__(
+        self,
+        *,
+        sources: Sequence[SourceConfig],
+        policy: PolicyEngine,
+        fanout: FanOut,
+        audit: AuditStore,
+        pseudonymiser: Pseudonymiser,
+        deadline_ms: int,
+    ) -> None:
+        self.sources = tuple(sources)
+        self.policy = policy
+        self._fanout = fanout
+        self._audit = audit
+        self._pseudonymiser = pseudonymiser
+        self._deadline_s = deadline_ms / 1000
+        self._shield_authorities = frozenset(s.name for s in sources if s.shield_authority)
+
+    async def lookup(self, caller: Caller, query: LookupQuery) -> LookupResult:
+        started = time.monotonic()
+        request_id = uuid.uuid4().hex
+        policy = self.policy  # one revision decides the whole lookup, even across a reload
+        try:
+            plan = await make_plan(policy, caller, query, self.sources)
+            if not plan.permitted:
+                answers = tuple(SourceAnswer(s.name, SourceStatus.NOT_ASKED) for s in self.sources)
+                result = LookupResult(
+                    request_id=request_id,
+                    audit_id=uuid.uuid4().hex,
+                    outcome=LookupOutcome.DENIED,
+                    denial=plan.denial,
+                    policy_revision=policy.revision,
+                    answers=answers,
+                )
+                await self._record(caller, query, result)
+                return result
+            answers = await self._fanout.ask(
+                plan, query, caller, request_id, started + self._deadline_s
+            )
+            matching = match_records(query, answers)
+            flags = child_flags(matching.matched, matching.answers, self._shield_authorities)
+            release = await decide(policy, caller, query, matching.matched, flags)
+        except PolicyError as exc:
+            await self._record_failure(caller, query, request_id, ErrorCode.POLICY_UNAVAILABLE)
+            raise GatewayError(
+                ErrorCode.POLICY_UNAVAILABLE,
+                "The access policy could not be evaluated, so nothing was released. Try again"
+                " shortly; if it persists, contact the service desk.",
+            ) from exc
+        result = LookupResult(
+            request_id=request_id,
+            audit_id=uuid.uuid4().hex,
+            outcome=LookupOutcome.FOUND if matching.matched else LookupOutcome.NOT_FOUND,
+            denial=None,
+            policy_revision=policy.revision,
+            answers=matching.answers,
+            matched=matching.matched,
+            unmatched=matching.unmatched,
+            child=merge(release.records),
+            withheld=release.withheld,
+        )
+        await self._record(caller, query, result, release.records)
+        return result
+
+    async def _record(
+        self,
+        caller: Caller,
+        query: LookupQuery,
+        result: LookupResult,
+        released: Sequence[ReleasedRecord] = (),
+    ) -> None:
+        record = AuditRecord(
+            **self._who(caller, query),
+            audit_id=result.audit_id,
+            request_id=result.request_id,
+            outcome=result.outcome.value,
+            denial=result.denial,
+            error_code=None,
+            policy_revision=result.policy_revision,
+            sources=[
+                AuditSource(a.source, a.status.value, a.error_code, len(a.records), a.cached)
+                for a in result.answers
+            ],
+            matches=[self._audit_match(m) for m in result.matched],
+            released=[
+                AuditField(r.matched.source, f.value) for r in released for f in sorted(r.fields)
+            ],
+            withheld=[AuditField(w.source, w.field.value, w.reason) for w in result.withheld],
+        )
+        try:
+            await self._audit.append(record)
+        except AuditUnavailable as exc:
+            raise GatewayError(
+                ErrorCode.AUDIT_UNAVAILABLE,
+                "This lookup could not be recorded in the audit log, so nothing was released."
+                " Try again shortly; if it persists, contact the service desk.",
+            ) from exc
+
+    async def _record_failure(
+        self, caller: Caller, query: LookupQuery, request_id: str, code: ErrorCode
+    ) -> None:
+        """Best effort: a failed lookup is audited too, but it releases nothing either way."""
+        record = AuditRecord(
+            **self._who(caller, query),
+            audit_id=uuid.uuid4().hex,
+            request_id=request_id,
+            outcome="ERROR",
+            denial=None,
+            error_code=code.value,
+            policy_revision=None,
+        )
+        with contextlib.suppress(AuditUnavailable):
+            await self._audit.append(record)
+
+    def _who(self, caller: Caller, query: LookupQuery) -> _Who:
+        return _Who(
+            at=utc_now(),
+            subject=caller.subject,
+            name=caller.name,
+            role=caller.role,
+            organisation=caller.organisation,
+            purpose=query.purpose.value,
+            justification=query.justification,
+            child_ref=self._pseudonymiser.ref("nhs", query.nhs_number),
+        )
+
+    def _audit_match(self, matched: MatchedRecord) -> AuditMatch:
+        return AuditMatch(
+            source=matched.source,
+            record_ref=self._pseudonymiser.ref("record", matched.key),
+            method=matched.method.value,
+            score=matched.score,
+        )
+
+
+class _Who(TypedDict):
+    """The part of every audit record that says who looked at whom, when and why."""
+
+    at: datetime
+    subject: str
+    name: str
+    role: str
+    organisation: str
+    purpose: str
+    justification: str | None
+    child_ref: str

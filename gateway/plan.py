@@ -1,0 +1,42 @@
+"""The plan stage: before anything is fetched, policy decides whether to look, where, and for what.
+
+Asking the policy up front means the gateway never requests a field the caller could not see - the
+connector does not even send it - and a lookup the caller may not make reaches no agency at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from connectors.protocol import Caller as ProtocolCaller
+from gateway.config import SourceConfig
+from gateway.policy import PlanInput, PolicyEngine, SourceOffer
+from gateway.types import Caller, LookupQuery, Plan
+
+
+async def make_plan(
+    policy: PolicyEngine, caller: Caller, query: LookupQuery, sources: Sequence[SourceConfig]
+) -> Plan:
+    """Ask the policy for a plan; sources the policy names that are not configured are ignored."""
+    decision = await policy.plan(
+        PlanInput(
+            caller=ProtocolCaller(role=caller.role, organisation=caller.organisation),
+            purpose=query.purpose.value,
+            justification=query.justification,
+            sources=[
+                SourceOffer(
+                    name=s.name, provides=list(s.provides), shield_authority=s.shield_authority
+                )
+                for s in sources
+            ],
+        )
+    )
+    if not decision.permitted:
+        return Plan(False, decision.denial or "NOT_PERMITTED", frozenset(), ())
+    configured = {s.name for s in sources}
+    return Plan(
+        permitted=True,
+        denial=None,
+        fields=frozenset(decision.fields),
+        sources=tuple(s for s in decision.sources if s in configured),
+    )

@@ -1,0 +1,196 @@
+"""Value objects that flow through the lookup pipeline.
+
+Each stage takes one of these and returns the next; none is mutated after construction, so a stage
+can never reach back and change what an earlier stage decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+from connectors.protocol import (
+    Address,
+    Carer,
+    ConnectorRecord,
+    FieldId,
+    GpPractice,
+    Involvement,
+    PersonName,
+    School,
+    Sex,
+)
+
+T = TypeVar("T")
+
+
+class Purpose(StrEnum):
+    """Why a practitioner is looking; every lookup must state one (and it is audited)."""
+
+    SAFEGUARDING_ENQUIRY = "SAFEGUARDING_ENQUIRY"
+    CHILD_PROTECTION_ENQUIRY = "CHILD_PROTECTION_ENQUIRY"
+    DIRECT_CARE = "DIRECT_CARE"
+    SHIELDING_ADMINISTRATION = "SHIELDING_ADMINISTRATION"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated practitioner, as asserted by a verified token."""
+
+    subject: str
+    name: str
+    role: str
+    organisation: str
+
+
+@dataclass(frozen=True)
+class LookupQuery:
+    """A validated request to look up one child."""
+
+    nhs_number: str
+    purpose: Purpose
+    justification: str | None = None
+
+
+class SourceStatus(StrEnum):
+    """What happened when a source was (or was not) asked. 'No record' is not 'no concern'."""
+
+    ANSWERED = "ANSWERED"
+    NO_RECORD = "NO_RECORD"
+    TIMED_OUT = "TIMED_OUT"
+    FAILED = "FAILED"
+    WITHHELD = "WITHHELD"
+    NOT_ASKED = "NOT_ASKED"
+
+
+@dataclass(frozen=True)
+class SourceAnswer:
+    """One source's reply after fan-out: its status, and its records if it answered."""
+
+    source: str
+    status: SourceStatus
+    latency_ms: float | None = None
+    records: tuple[ConnectorRecord, ...] = ()
+    error_code: str | None = None
+    cached: bool = False
+
+    @property
+    def answered(self) -> bool:
+        return self.status in (SourceStatus.ANSWERED, SourceStatus.NO_RECORD)
+
+
+class MatchMethod(StrEnum):
+    """How a record was tied to the child asked about."""
+
+    NHS_NUMBER = "NHS_NUMBER"
+
+
+@dataclass(frozen=True)
+class MatchedRecord:
+    """A record accepted as being about the child, with how it was matched."""
+
+    key: str
+    source: str
+    record: ConnectorRecord
+    method: MatchMethod
+    score: float = 1.0
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """A field that exists in a source but did not leave the gateway, and why."""
+
+    field: FieldId
+    source: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ChildFlags:
+    """Restrictions aggregated over every matched record: one shielding source shields them all."""
+
+    shielded: bool
+    restricted: bool
+    shield_status_known: bool
+
+
+class LookupOutcome(StrEnum):
+    FOUND = "FOUND"
+    NOT_FOUND = "NOT_FOUND"
+    DENIED = "DENIED"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Policy's answer before fan-out: whether to look at all, where, and for which fields."""
+
+    permitted: bool
+    denial: str | None
+    fields: frozenset[FieldId]
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReleasedRecord:
+    """A matched record reduced to the fields policy released (the rest are None)."""
+
+    matched: MatchedRecord
+    fields: frozenset[FieldId]
+    record: ConnectorRecord
+
+
+@dataclass(frozen=True)
+class Release:
+    records: tuple[ReleasedRecord, ...]
+    withheld: tuple[Withheld, ...]
+    flags: ChildFlags
+
+
+@dataclass(frozen=True)
+class Sourced(Generic[T]):
+    """A value and where it came from."""
+
+    value: T
+    source: str
+    as_of: datetime
+
+
+@dataclass(frozen=True)
+class MergedChild:
+    nhs_number: Sourced[str] | None
+    name: Sourced[PersonName] | None
+    date_of_birth: Sourced[date] | None
+    sex: Sourced[Sex] | None
+    address: Sourced[Address] | None
+    school: Sourced[School] | None
+    gp_practice: Sourced[GpPractice] | None
+    carers: tuple[Sourced[Carer], ...]
+    involvements: tuple[Sourced[Involvement], ...]
+    child_protection_plan: Sourced[bool] | None
+    looked_after: Sourced[bool] | None
+    child_in_need: Sourced[bool] | None
+    early_help: Sourced[bool] | None
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    """Everything the GraphQL layer needs to answer, after audit has committed."""
+
+    request_id: str
+    audit_id: str
+    outcome: LookupOutcome
+    denial: str | None
+    policy_revision: str
+    answers: tuple[SourceAnswer, ...]
+    matched: tuple[MatchedRecord, ...] = ()
+    unmatched: Mapping[str, int] | None = None
+    child: MergedChild | None = None
+    withheld: tuple[Withheld, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        """True when every source that was asked answered, with or without a record."""
+        return all(a.answered for a in self.answers if a.status is not SourceStatus.NOT_ASKED)

@@ -1,0 +1,143 @@
+"""Pipeline results -> GraphQL schema types. Pure functions, no decisions."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from connectors.protocol import Contact, Involvement
+from gateway.types import LookupResult, MergedChild, Sourced
+from resolvers import types as gql
+
+
+def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
+    matched = Counter(m.source for m in result.matched)
+    unmatched = result.unmatched or {}
+    return gql.ChildLookup(
+        outcome=result.outcome,
+        complete=result.complete,
+        denial=result.denial,
+        child=None if result.child is None else _child(result.child),
+        records=[
+            gql.RecordMatch(source=m.source, method=m.method, score=m.score, as_of=m.record.as_of)
+            for m in result.matched
+        ],
+        sources=[
+            gql.SourceReport(
+                source=a.source,
+                status=a.status,
+                latency_ms=a.latency_ms,
+                error_code=a.error_code,
+                records_matched=matched[a.source],
+                records_unmatched=unmatched.get(a.source, 0),
+                cached=a.cached,
+            )
+            for a in result.answers
+        ],
+        withheld=[
+            gql.WithheldField(field=w.field.value, source=w.source, reason=w.reason)
+            for w in result.withheld
+        ],
+        audit_id=gql.strawberry.ID(result.audit_id),
+        request_id=result.request_id,
+        policy_revision=result.policy_revision,
+    )
+
+
+def _provenance(value: Sourced[object]) -> gql.Provenance:
+    return gql.Provenance(source=value.source, as_of=value.as_of)
+
+
+def _flag(value: Sourced[bool] | None) -> gql.SourcedFlag | None:
+    if value is None:
+        return None
+    return gql.SourcedFlag(value=value.value, provenance=_provenance(value))
+
+
+def _contact(contact: Contact | None) -> gql.ContactDetails | None:
+    if contact is None:
+        return None
+    return gql.ContactDetails(
+        name=contact.name, role=contact.role, phone=contact.phone, email=contact.email
+    )
+
+
+def _involvement(entry: Sourced[Involvement]) -> gql.InvolvementEntry:
+    i = entry.value
+    return gql.InvolvementEntry(
+        service=i.service,
+        organisation=i.organisation,
+        practitioner=_contact(i.practitioner),
+        lead=i.lead,
+        since=i.since,
+        until=i.until,
+        sensitive=i.sensitive,
+        broker=_contact(i.broker),
+        provenance=_provenance(entry),
+    )
+
+
+def _child(child: MergedChild) -> gql.Child:
+    name, address, school, gp = child.name, child.address, child.school, child.gp_practice
+    return gql.Child(
+        nhs_number=None
+        if child.nhs_number is None
+        else gql.SourcedText(
+            value=child.nhs_number.value, provenance=_provenance(child.nhs_number)
+        ),
+        name=None
+        if name is None
+        else gql.Name(
+            given=name.value.given,
+            family=name.value.family,
+            former_family=list(name.value.former_family),
+            provenance=_provenance(name),
+        ),
+        date_of_birth=None
+        if child.date_of_birth is None
+        else gql.SourcedDate(
+            value=child.date_of_birth.value, provenance=_provenance(child.date_of_birth)
+        ),
+        sex=None
+        if child.sex is None
+        else gql.SourcedText(value=child.sex.value.value, provenance=_provenance(child.sex)),
+        address=None
+        if address is None
+        else gql.PostalAddress(
+            lines=list(address.value.lines),
+            postcode=address.value.postcode,
+            provenance=_provenance(address),
+        ),
+        school=None
+        if school is None
+        else gql.SchoolPlace(
+            urn=school.value.urn,
+            name=school.value.name,
+            phone=school.value.phone,
+            provenance=_provenance(school),
+        ),
+        gp_practice=None
+        if gp is None
+        else gql.GpRegistration(
+            ods_code=gp.value.ods_code,
+            name=gp.value.name,
+            phone=gp.value.phone,
+            provenance=_provenance(gp),
+        ),
+        carers=[
+            gql.CarerEntry(
+                name=c.value.name,
+                relationship=c.value.relationship,
+                parental_responsibility=c.value.parental_responsibility,
+                phone=c.value.phone,
+                provenance=_provenance(c),
+            )
+            for c in child.carers
+        ],
+        involvements=[_involvement(i) for i in child.involvements],
+        indicators=gql.Indicators(
+            child_protection_plan=_flag(child.child_protection_plan),
+            looked_after=_flag(child.looked_after),
+            child_in_need=_flag(child.child_in_need),
+            early_help=_flag(child.early_help),
+        ),
+    )

@@ -1,0 +1,78 @@
+"""The GraphQL schema, its SDL export, and how errors are shown to callers.
+
+`schema.graphql` at the repository root is the published contract; `export_sdl()` regenerates it
+and a test fails when the two drift.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from strawberry.types import ExecutionContext
+
+from gateway.errors import ErrorCode, GatewayError
+from resolvers.query import Query
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
+
+_log = logging.getLogger("childlookup.graphql")
+
+
+class _Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log unexpected faults by type only: messages may carry personal data."""
+        for error in errors:
+            original = error.original_error
+            if original is not None and not isinstance(original, GatewayError):
+                _log.error(
+                    "unexpected error in resolver",
+                    extra={"error_type": type(original).__name__, "path": error.path},
+                )
+
+
+def build_schema() -> strawberry.Schema:
+    return _Schema(
+        query=Query,
+        extensions=[
+            QueryDepthLimiter(max_depth=8),
+            MaxAliasesLimiter(max_alias_count=15),
+            MaxTokensLimiter(max_token_count=2_000),
+        ],
+    )
+
+
+def export_sdl() -> str:
+    return build_schema().as_str() + "\n"
+
+
+def format_error(error: GraphQLError) -> dict[str, Any]:
+    """A caller sees a stable code and a safe message; never a stack trace or internal text."""
+    original = error.original_error
+    if isinstance(original, GatewayError):
+        code, message = original.code, original.message
+    elif original is None:
+        code = (
+            ErrorCode.GRAPHQL_PARSE_FAILED
+            if error.message.startswith("Syntax Error")
+            else ErrorCode.GRAPHQL_VALIDATION_FAILED
+        )
+        if error.message.startswith("Variable "):
+            code = ErrorCode.BAD_USER_INPUT
+        message = error.message
+    else:
+        code, message = ErrorCode.INTERNAL_ERROR, "Internal error: the lookup could not be done."
+    formatted: dict[str, Any] = {"message": message, "extensions": {"code": code.value}}
+    if error.locations:
+        formatted["locations"] = [
+            {"line": loc.line, "column": loc.column} for loc in error.locations
+        ]
+    if error.path:
+        formatted["path"] = error.path
+    return formatted

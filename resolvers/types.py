@@ -1,0 +1,221 @@
+"""GraphQL schema types: plain data with descriptions, the published contract for portals.
+
+No policy, I/O or business rules live here; `resolvers.mapping` builds these from pipeline results.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+import strawberry
+
+from gateway.types import LookupOutcome, MatchMethod, Purpose, SourceStatus
+
+strawberry.enum(
+    Purpose,
+    name="Purpose",
+    description="Why the practitioner is looking. Every lookup states one, and it is audited.",
+)
+strawberry.enum(
+    LookupOutcome,
+    name="LookupOutcome",
+    description=(
+        "FOUND: at least one source holds a record linked to this child. NOT_FOUND: no source that"
+        " answered holds one (check `sources`: a source that did not answer may). DENIED: your"
+        " role may not look up children for this purpose; nothing was asked."
+    ),
+)
+strawberry.enum(
+    SourceStatus,
+    name="SourceStatus",
+    description=(
+        "What happened when a source was asked. 'No record' is not 'no concern': a TIMED_OUT or"
+        " FAILED source may hold a record."
+    ),
+)
+strawberry.enum(
+    MatchMethod,
+    name="MatchMethod",
+    description="How a source record was linked to the child asked about.",
+)
+
+
+@strawberry.type(description="Where a value came from, and how current the source says it is.")
+class Provenance:
+    source: str = strawberry.field(description="The source (agency connector) name.")
+    as_of: datetime = strawberry.field(description="When the source last updated this record.")
+
+
+@strawberry.type(description="A text value with its provenance.")
+class SourcedText:
+    value: str = strawberry.field(description="The value.")
+    provenance: Provenance = strawberry.field(description="Where the value came from.")
+
+
+@strawberry.type(description="A date with its provenance.")
+class SourcedDate:
+    value: date = strawberry.field(description="The date.")
+    provenance: Provenance = strawberry.field(description="Where the value came from.")
+
+
+@strawberry.type(description="A yes/no status flag with its provenance.")
+class SourcedFlag:
+    value: bool = strawberry.field(description="True when the status applies to the child.")
+    provenance: Provenance = strawberry.field(description="Where the value came from.")
+
+
+@strawberry.type(description="The child's name as the most authoritative source records it.")
+class Name:
+    given: str = strawberry.field(description="Given name.")
+    family: str = strawberry.field(description="Family name.")
+    former_family: list[str] = strawberry.field(description="Previous family names, if any.")
+    provenance: Provenance = strawberry.field(description="Where the value came from.")
+
+
+@strawberry.type(description="A postal address.")
+class PostalAddress:
+    lines: list[str] = strawberry.field(description="Address lines, most specific first.")
+    postcode: str = strawberry.field(description="UK postcode.")
+    provenance: Provenance = strawberry.field(description="Where the value came from.")
+
+
+@strawberry.type(description="The school the child attends.")
+class SchoolPlace:
+    urn: str = strawberry.field(description="School unique reference number (URN).")
+    name: str = strawberry.field(description="School name.")
+    phone: str | None = strawberry.field(description="School switchboard.")
+    provenance: Provenance = strawberry.field(description="Where the value came from.")
+
+
+@strawberry.type(description="The GP practice the child is registered with.")
+class GpRegistration:
+    ods_code: str = strawberry.field(description="NHS ODS code of the practice.")
+    name: str = strawberry.field(description="Practice name.")
+    phone: str | None = strawberry.field(description="Practice phone number.")
+    provenance: Provenance = strawberry.field(description="Where the value came from.")
+
+
+@strawberry.type(description="A person or desk to contact.")
+class ContactDetails:
+    name: str = strawberry.field(description="Name of the person or team.")
+    role: str | None = strawberry.field(description="Their role.")
+    phone: str | None = strawberry.field(description="Phone number.")
+    email: str | None = strawberry.field(description="Email address.")
+
+
+@strawberry.type(description="A parent or carer.")
+class CarerEntry:
+    name: str = strawberry.field(description="Carer's name.")
+    relationship: str = strawberry.field(description="Relationship to the child.")
+    parental_responsibility: bool = strawberry.field(
+        description="True when the carer holds parental responsibility."
+    )
+    phone: str | None = strawberry.field(description="Carer's phone number.")
+    provenance: Provenance = strawberry.field(description="Where the value came from.")
+
+
+@strawberry.type(
+    description=(
+        "Someone working with the child. For a sensitive service (sexual health, mental health,"
+        " substance misuse) the provider is not shown unless policy allows it: contact is brokered"
+        " through `broker`."
+    )
+)
+class InvolvementEntry:
+    service: str | None = strawberry.field(description="The service; null when withheld.")
+    organisation: str | None = strawberry.field(description="Providing organisation.")
+    practitioner: ContactDetails | None = strawberry.field(description="Named practitioner.")
+    lead: bool = strawberry.field(description="True for the lead practitioner.")
+    since: date | None = strawberry.field(description="Start of the involvement.")
+    until: date | None = strawberry.field(description="End of the involvement, if ended.")
+    sensitive: bool = strawberry.field(description="True for a sensitive service.")
+    broker: ContactDetails | None = strawberry.field(
+        description="Who brokers contact with a sensitive service."
+    )
+    provenance: Provenance = strawberry.field(description="Where the value came from.")
+
+
+@strawberry.type(description="Status indicators held by children's social care. No case content.")
+class Indicators:
+    child_protection_plan: SourcedFlag | None = strawberry.field(
+        description="Subject of a child protection plan."
+    )
+    looked_after: SourcedFlag | None = strawberry.field(description="Looked after by the LA.")
+    child_in_need: SourcedFlag | None = strawberry.field(description="Assessed as a child in need.")
+    early_help: SourcedFlag | None = strawberry.field(description="Receiving early help.")
+
+
+@strawberry.type(
+    description=(
+        "The minimum needed to know who else works with the child and how to reach them. Fields"
+        " are null when no source holds them or when they were withheld (see `withheld`)."
+    )
+)
+class Child:
+    nhs_number: SourcedText | None = strawberry.field(description="NHS number.")
+    name: Name | None = strawberry.field(description="Name.")
+    date_of_birth: SourcedDate | None = strawberry.field(description="Date of birth.")
+    sex: SourcedText | None = strawberry.field(description="Sex: female, male or unknown.")
+    address: PostalAddress | None = strawberry.field(description="Home address.")
+    school: SchoolPlace | None = strawberry.field(description="Current school.")
+    gp_practice: GpRegistration | None = strawberry.field(description="Registered GP practice.")
+    carers: list[CarerEntry] = strawberry.field(description="Parents and carers.")
+    involvements: list[InvolvementEntry] = strawberry.field(
+        description="Practitioners and services working with the child."
+    )
+    indicators: Indicators = strawberry.field(description="Status indicators.")
+
+
+@strawberry.type(description="What one configured source said, or why it said nothing.")
+class SourceReport:
+    source: str = strawberry.field(description="Source name.")
+    status: SourceStatus = strawberry.field(description="What happened.")
+    latency_ms: float | None = strawberry.field(description="Time the source took, if asked.")
+    error_code: str | None = strawberry.field(
+        description="Machine code for a failure, timeout or refusal."
+    )
+    records_matched: int = strawberry.field(description="Records linked to the child.")
+    records_unmatched: int = strawberry.field(
+        description="Records returned but not linked (no matching identifier)."
+    )
+    cached: bool = strawberry.field(description="True when the answer came from the short cache.")
+
+
+@strawberry.type(description="A field a source holds that was not released to you, and why.")
+class WithheldField:
+    field: str = strawberry.field(description="Field id, e.g. address or involvements.")
+    source: str = strawberry.field(description="Source holding the field.")
+    reason: str = strawberry.field(
+        description=(
+            "Machine reason code: SHIELDED, RESTRICTED, SHIELD_STATUS_UNKNOWN, SENSITIVE_SERVICE,"
+            " NOT_PERMITTED_FOR_PURPOSE, NOT_PERMITTED_FOR_ROLE or POLICY_UNDECIDED."
+        )
+    )
+
+
+@strawberry.type(description="A source record linked to the child, and how it was linked.")
+class RecordMatch:
+    source: str = strawberry.field(description="Source name.")
+    method: MatchMethod = strawberry.field(description="How it was linked.")
+    score: float = strawberry.field(description="Match confidence, 1.0 for an identifier match.")
+    as_of: datetime = strawberry.field(description="When the source last updated the record.")
+
+
+@strawberry.type(description="The answer to one child lookup. Always check `sources`.")
+class ChildLookup:
+    outcome: LookupOutcome = strawberry.field(description="Found, not found or denied.")
+    complete: bool = strawberry.field(
+        description="True only when every source asked answered (with a record or none)."
+    )
+    denial: str | None = strawberry.field(
+        description="Why the lookup was denied: UNKNOWN_ROLE, PURPOSE_NOT_PERMITTED, ..."
+    )
+    child: Child | None = strawberry.field(description="The merged, policy-filtered child.")
+    records: list[RecordMatch] = strawberry.field(description="How each record was matched.")
+    sources: list[SourceReport] = strawberry.field(
+        description="One entry per configured source, whether asked or not."
+    )
+    withheld: list[WithheldField] = strawberry.field(description="What was withheld, and why.")
+    audit_id: strawberry.ID = strawberry.field(description="The audit record of this lookup.")
+    request_id: str = strawberry.field(description="Correlates gateway and connector logs.")
+    policy_revision: str = strawberry.field(description="Revision of the policy that decided.")

@@ -1,0 +1,202 @@
+"""Fan-out against real connector servers on loopback, healthy and misbehaving."""
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+from connectors.app import create_connector_app
+from connectors.backend import ConnectorError
+from connectors.protocol import ErrorCode, FieldId, LookupRequest
+from connectors.serving import BackgroundServer, bind_socket
+from gateway.cache import AnswerCache
+from gateway.config import SourceConfig
+from gateway.fanout import FanOut
+from gateway.types import Caller, LookupQuery, Plan, Purpose, SourceStatus
+from tests.factories import NHS, health_record
+
+CALLER = Caller(subject="s", name="n", role="gp", organisation="A81001")
+QUERY = LookupQuery(nhs_number=NHS, purpose=Purpose.DIRECT_CARE)
+ALL_FIELDS = frozenset(FieldId)
+
+
+class RecordingBackend:
+    """Answers with fixed records (or a fault) and remembers every request it saw."""
+
+    def __init__(self, records=(), delay_s=0.0, error=None):
+        self.records, self.delay_s, self.error = list(records), delay_s, error
+        self.requests: list[LookupRequest] = []
+
+    async def lookup(self, request):
+        self.requests.append(request)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.error:
+            raise self.error
+        return self.records
+
+
+def _raw_app(body: bytes, status: int = 200) -> Starlette:
+    async def lookup(request):
+        return Response(body, status_code=status, media_type="application/json")
+
+    return Starlette(routes=[Route("/v1/lookup", lookup, methods=["POST"])])
+
+
+def _source(name, url, timeout_ms=1000, provides=tuple(FieldId)):
+    return SourceConfig(name=name, url=url, timeout_ms=timeout_ms, provides=provides)
+
+
+async def _ask(sources, plan=None, deadline_s=3.0, cache=None):
+    plan = plan or Plan(True, None, ALL_FIELDS, tuple(s.name for s in sources))
+    async with httpx.AsyncClient() as client:
+        fanout = FanOut(sources, client, cache or AnswerCache(0))
+        started = time.monotonic()
+        answers = await fanout.ask(plan, QUERY, CALLER, "req-1", started + deadline_s)
+        return {a.source: a for a in answers}, time.monotonic() - started
+
+
+@pytest.mark.anyio
+async def test_healthy_sources_answer_with_records_or_no_record():
+    with (
+        BackgroundServer(
+            create_connector_app(RecordingBackend([health_record()]), source="health")
+        ) as h,
+        BackgroundServer(create_connector_app(RecordingBackend(), source="education")) as e,
+    ):
+        answers, _ = await _ask([_source("health", h.url), _source("education", e.url)])
+    assert answers["health"].status is SourceStatus.ANSWERED
+    assert answers["health"].records[0].identifiers.nhs_number == NHS
+    assert answers["education"].status is SourceStatus.NO_RECORD
+
+
+@pytest.mark.anyio
+async def test_a_slow_source_times_out_and_the_rest_still_answer():
+    slow = RecordingBackend([health_record()], delay_s=5.0)
+    with (
+        BackgroundServer(create_connector_app(slow, source="slow")) as s,
+        BackgroundServer(
+            create_connector_app(RecordingBackend([health_record()]), source="fast")
+        ) as f,
+    ):
+        answers, elapsed = await _ask([_source("slow", s.url, 300), _source("fast", f.url)])
+    assert answers["slow"].status is SourceStatus.TIMED_OUT
+    assert answers["fast"].status is SourceStatus.ANSWERED
+    assert elapsed < 2.5  # bounded by the 300 ms timeout, far below the 5 s the source takes
+
+
+@pytest.mark.anyio
+async def test_the_overall_deadline_caps_a_generous_source_timeout():
+    slow = RecordingBackend([health_record()], delay_s=5.0)
+    with BackgroundServer(create_connector_app(slow, source="slow")) as s:
+        answers, elapsed = await _ask([_source("slow", s.url, 10_000)], deadline_s=0.3)
+    assert answers["slow"].status is SourceStatus.TIMED_OUT
+    assert elapsed < 2.5
+    assert slow.requests[0].deadline.timestamp() < time.time() + 1
+
+
+@pytest.mark.anyio
+async def test_a_dead_source_fails_without_failing_the_lookup():
+    sock = bind_socket("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+    answers, _ = await _ask([_source("dead", url)])
+    assert answers["dead"].status is SourceStatus.FAILED
+    assert answers["dead"].error_code == "CONNECTION_FAILED"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"{not json", 200),
+        (
+            b'{"protocol_version": "1", "request_id": "req-1", "source": "bad", "records": [{}]}',
+            200,
+        ),
+        (b"<html>oops</html>", 500),
+        (
+            b'{"protocol_version": "1", "request_id": "req-1", "source": "bad", "records": [],'
+            b' "extra": 1}',
+            200,
+        ),
+    ],
+)
+@pytest.mark.anyio
+async def test_malformed_answers_are_a_failed_source_not_data(body, status):
+    with BackgroundServer(_raw_app(body, status)) as bad:
+        answers, _ = await _ask([_source("bad", bad.url)])
+    assert answers["bad"].status is SourceStatus.FAILED
+    assert answers["bad"].error_code == "MALFORMED_RESPONSE"
+    assert answers["bad"].records == ()
+
+
+@pytest.mark.anyio
+async def test_an_answer_to_another_request_is_refused():
+    body = b'{"protocol_version": "1", "request_id": "someone-else", "source": "s", "records": []}'
+    with BackgroundServer(_raw_app(body)) as s:
+        answers, _ = await _ask([_source("s", s.url)])
+    assert answers["s"].status is SourceStatus.FAILED
+
+
+@pytest.mark.parametrize(
+    ("code", "status"),
+    [
+        (ErrorCode.FORBIDDEN, SourceStatus.WITHHELD),
+        (ErrorCode.UNAVAILABLE, SourceStatus.FAILED),
+        (ErrorCode.DEADLINE_EXCEEDED, SourceStatus.TIMED_OUT),
+    ],
+)
+@pytest.mark.anyio
+async def test_typed_connector_errors_map_to_statuses(code, status):
+    backend = RecordingBackend(error=ConnectorError(code, "no"))
+    with BackgroundServer(create_connector_app(backend, source="s")) as s:
+        answers, _ = await _ask([_source("s", s.url)])
+    assert answers["s"].status is status
+    assert answers["s"].error_code == code.value
+
+
+@pytest.mark.anyio
+async def test_only_planned_sources_are_asked_and_only_for_fields_they_provide():
+    health, school = RecordingBackend([health_record()]), RecordingBackend()
+    provides = (FieldId.NHS_NUMBER, FieldId.NAME, FieldId.SCHOOL)
+    plan = Plan(
+        True, None, frozenset({FieldId.NAME, FieldId.ADDRESS, FieldId.NHS_NUMBER}), ("health",)
+    )
+    with (
+        BackgroundServer(create_connector_app(health, source="health")) as h,
+        BackgroundServer(create_connector_app(school, source="education")) as e,
+    ):
+        answers, _ = await _ask(
+            [_source("health", h.url, provides=provides), _source("education", e.url)], plan=plan
+        )
+    assert answers["education"].status is SourceStatus.NOT_ASKED
+    assert school.requests == []
+    assert set(health.requests[0].fields) == {FieldId.NAME, FieldId.NHS_NUMBER}
+    assert health.requests[0].caller.role == "gp"
+
+
+@pytest.mark.anyio
+async def test_repeat_lookups_are_served_from_the_short_cache():
+    backend = RecordingBackend([health_record()])
+    cache = AnswerCache(ttl_s=30)
+    with BackgroundServer(create_connector_app(backend, source="health")) as h:
+        first, _ = await _ask([_source("health", h.url)], cache=cache)
+        second, _ = await _ask([_source("health", h.url)], cache=cache)
+    assert not first["health"].cached
+    assert second["health"].cached
+    assert second["health"].records == first["health"].records
+    assert len(backend.requests) == 1
+
+
+@pytest.mark.anyio
+async def test_failures_are_not_cached():
+    backend = RecordingBackend(error=ConnectorError(ErrorCode.UNAVAILABLE, "down"))
+    cache = AnswerCache(ttl_s=30)
+    with BackgroundServer(create_connector_app(backend, source="s")) as s:
+        await _ask([_source("s", s.url)], cache=cache)
+        await _ask([_source("s", s.url)], cache=cache)
+    assert len(backend.requests) == 2
