@@ -1,0 +1,55 @@
+"""Agency connector SDK: implement `ConnectorBackend.lookup`, serve it with `create_connector_app`.
+
+The protocol models re-exported here are the ones an agency needs to read a request and build its
+records; the rest of `connectors.protocol` is handled by the SDK.
+"""
+
+from connectors.app import create_connector_app
+from connectors.backend import ConnectorBackend, ConnectorError
+from connectors.minimisation import minimise
+from connectors.protocol import (
+    Address,
+    Carer,
+    ConnectorRecord,
+    Contact,
+    ErrorCode,
+    FieldId,
+    GpPractice,
+    Identifiers,
+    Indicators,
+    Involvement,
+    LookupRequest,
+    PersonName,
+    RecordFlags,
+    School,
+    Sex,
+)
+from connectors.records import FileBackend, RecordFileError
+from connectors.reference import REFERENCE_AGENCIES, AgencyProfile, create_reference_app
+
+__all__ = [
+    "REFERENCE_AGENCIES",
+    "Address",
+    "AgencyProfile",
+    "Carer",
+    "ConnectorBackend",
+    "ConnectorError",
+    "ConnectorRecord",
+    "Contact",
+    "ErrorCode",
+    "FieldId",
+    "FileBackend",
+    "GpPractice",
+    "Identifiers",
+    "Indicators",
+    "Involvement",
+    "LookupRequest",
+    "PersonName",
+    "RecordFileError",
+    "RecordFlags",
+    "School",
+    "Sex",
+    "create_connector_app",
+    "create_reference_app",
+    "minimise",
+]

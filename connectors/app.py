@@ -1,0 +1,233 @@
+"""The connector's HTTP face: protocol v1 over one agency backend.
+
+Every way a lookup can go wrong ends in a typed `ErrorResponse`, never a stack trace or a bare
+500, because the gateway must tell a practitioner "this source failed" apart from "this source has
+no record" - a partial answer that looks complete is how a child at risk is missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import traceback
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Final
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connectors.backend import ConnectorBackend, ConnectorError, summarise_validation_error
+from connectors.minimisation import minimise
+from connectors.protocol import (
+    LOOKUP_PATH,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ErrorDetail,
+    ErrorResponse,
+    LookupRequest,
+    LookupResponse,
+)
+
+MAX_BODY_BYTES: Final = 64 * 1024
+"""A lookup is a few identifiers and field names; anything near this size is not a lookup."""
+
+ERROR_STATUS: Final[Mapping[ErrorCode, int]] = MappingProxyType(
+    {
+        ErrorCode.BAD_REQUEST: 400,
+        ErrorCode.UNSUPPORTED_VERSION: 400,
+        ErrorCode.FORBIDDEN: 403,
+        ErrorCode.INTERNAL: 500,
+        ErrorCode.UNAVAILABLE: 503,
+        ErrorCode.DEADLINE_EXCEEDED: 504,
+    }
+)
+"""HTTP status for each error code; an oversize body is the one exception (413, BAD_REQUEST)."""
+
+PAYLOAD_TOO_LARGE: Final = 413
+
+_logger = logging.getLogger("childlookup.connector")
+
+
+def create_connector_app(backend: ConnectorBackend, *, source: str) -> Starlette:
+    """Serve `backend` as the connector named `source` (the name the gateway knows it by)."""
+
+    async def lookup(request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            answer = await _answer(backend, source, _parse(await _read_body(request)))
+        except _Refusal as refusal:
+            _log_outcome(source, refusal.request_id, refusal.code.value, started)
+            return refusal.response()
+        _log_outcome(source, answer.request_id, "OK", started, records=len(answer.records))
+        return Response(answer.model_dump_json(), media_type="application/json")
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "source": source})
+
+    return Starlette(
+        routes=[
+            Route(LOOKUP_PATH, lookup, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ]
+    )
+
+
+class _Refusal(Exception):
+    """Ends a lookup early with an error response; carries what the log line needs."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        request_id: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.status = ERROR_STATUS[code] if status is None else status
+
+    def response(self) -> Response:
+        body = ErrorResponse(error=ErrorDetail(code=self.code, message=self.message))
+        return Response(
+            body.model_dump_json(), status_code=self.status, media_type="application/json"
+        )
+
+
+async def _read_body(request: Request) -> bytes:
+    """Read at most MAX_BODY_BYTES, checking as chunks arrive so a chunked upload without a
+    Content-Length cannot make the connector buffer it all first."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+    return bytes(body)
+
+
+def _too_large() -> _Refusal:
+    return _Refusal(
+        ErrorCode.BAD_REQUEST,
+        f"Request body is larger than {MAX_BODY_BYTES} bytes.",
+        status=PAYLOAD_TOO_LARGE,
+    )
+
+
+def _parse(body: bytes) -> LookupRequest:
+    try:
+        lookup_request = LookupRequest.model_validate_json(body)
+    except ValidationError as error:
+        # A version mismatch wins over any other problem: a v2 request is expected to fail the
+        # v1 schema elsewhere too, and the gateway needs to know it was the version.
+        if any(problem["loc"] == ("protocol_version",) for problem in error.errors()):
+            raise _Refusal(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"This connector speaks protocol version {PROTOCOL_VERSION} only.",
+            ) from None
+        raise _Refusal(
+            ErrorCode.BAD_REQUEST, f"Invalid lookup request: {summarise_validation_error(error)}"
+        ) from None
+    if lookup_request.deadline.tzinfo is None:
+        raise _Refusal(
+            ErrorCode.BAD_REQUEST,
+            "The deadline must carry a UTC offset.",
+            request_id=lookup_request.request_id,
+        )
+    return lookup_request
+
+
+async def _answer(
+    backend: ConnectorBackend, source: str, lookup_request: LookupRequest
+) -> LookupResponse:
+    """Ask the backend within what is left of the deadline, then minimise what it returned.
+
+    The deadline is the gateway's: past it the gateway has already reported this source as timed
+    out, so finishing the work would spend the agency's capacity on an answer nobody reads.
+    """
+    request_id = lookup_request.request_id
+    remaining = (lookup_request.deadline - datetime.now(UTC)).total_seconds()
+    if remaining <= 0:
+        raise _Refusal(
+            ErrorCode.DEADLINE_EXCEEDED,
+            "The deadline had passed before the lookup started.",
+            request_id=request_id,
+        )
+    within_deadline = asyncio.timeout(remaining)
+    try:
+        async with within_deadline:
+            records = await backend.lookup(lookup_request)
+        return LookupResponse(
+            request_id=request_id,
+            source=source,
+            records=[minimise(record, lookup_request.fields) for record in records],
+        )
+    except ConnectorError as error:
+        raise _Refusal(error.code, error.message, request_id=request_id) from None
+    except TimeoutError as error:
+        # Only our own deadline is DEADLINE_EXCEEDED; a backend's internal timeout is a failure.
+        if not within_deadline.expired():
+            raise _unexpected(error, source, request_id) from None
+        raise _Refusal(
+            ErrorCode.DEADLINE_EXCEEDED,
+            "The lookup did not finish before the deadline.",
+            request_id=request_id,
+        ) from None
+    except Exception as error:
+        raise _unexpected(error, source, request_id) from None
+
+
+def _unexpected(error: Exception, source: str, request_id: str) -> _Refusal:
+    """Log a backend crash by type and place only, and hide it from the gateway behind INTERNAL."""
+    _log(
+        logging.ERROR,
+        "lookup_crashed",
+        source=source,
+        request_id=request_id,
+        error=type(error).__name__,
+        at=_crash_site(error),
+    )
+    return _Refusal(ErrorCode.INTERNAL, "The connector failed unexpectedly.", request_id=request_id)
+
+
+def _log_outcome(
+    source: str, request_id: str | None, outcome: str, started: float, *, records: int = 0
+) -> None:
+    _log(
+        logging.INFO,
+        "lookup",
+        source=source,
+        request_id=request_id,
+        outcome=outcome,
+        records=records,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+    )
+
+
+def _log(level: int, event: str, **context: object) -> None:
+    """Log `event` with `context` on the record for a structured formatter, and repeated as
+    key=value in the message for a plain one. Callers pass nothing about the child: no identifiers,
+    names or field values, only request ids, counts, codes and timings."""
+    _logger.log(
+        level,
+        "%s %s",
+        event,
+        " ".join(f"{key}={value}" for key, value in context.items()),
+        extra={"event": event, "context": context},
+    )
+
+
+def _crash_site(error: BaseException) -> str:
+    """Where an exception was raised, without its message: messages can quote a child's data."""
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    return f"{frame.filename}:{frame.lineno} in {frame.name}"

@@ -1,0 +1,52 @@
+"""What an agency implements to answer federated lookups, and how it refuses one.
+
+The SDK owns everything around the lookup - parsing, deadlines, minimisation, error mapping and
+logging - so that an agency's code is one method over its own records and cannot get those wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from connectors.protocol import ConnectorRecord, ErrorCode, LookupRequest
+
+_MAX_REPORTED_ERRORS = 3
+
+
+class ConnectorBackend(Protocol):
+    """An agency's record store, seen from the connector.
+
+    `lookup` may return records with more fields than were requested: the SDK minimises every record
+    before it leaves the connector, so a backend can stay a plain query over its own data.
+    """
+
+    async def lookup(self, request: LookupRequest) -> list[ConnectorRecord]:
+        """Records whose identifiers match any identifier in the request; empty when none do."""
+
+
+class ConnectorError(Exception):
+    """A typed refusal: the gateway turns the code into a source status a practitioner sees, so a
+    backend raises this rather than letting a failure look like "no record"."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def summarise_validation_error(error: ValidationError) -> str:
+    """Name where and why validation failed, never what the input was.
+
+    pydantic's own text echoes input values, and the input here is a child's identifiers or record,
+    which must not reach a log, an error response or a start-up message.
+    """
+    problems = error.errors(include_url=False, include_input=False, include_context=False)
+    parts = []
+    for problem in problems[:_MAX_REPORTED_ERRORS]:
+        where = ".".join(str(loc) for loc in problem["loc"])
+        parts.append(f"{where}: {problem['msg']}" if where else problem["msg"])
+    if len(problems) > _MAX_REPORTED_ERRORS:
+        parts.append(f"and {len(problems) - _MAX_REPORTED_ERRORS} more")
+    return "; ".join(parts)

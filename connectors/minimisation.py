@@ -1,0 +1,77 @@
+"""Data minimisation enforced by the SDK, so an agency cannot over-share by accident.
+
+A record is rebuilt from an allowlist rather than having unrequested fields blanked: a field added
+to the protocol later is left out until a `FieldId` names it, instead of leaking until someone
+remembers to blank it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Final
+
+from connectors.protocol import (
+    INDICATOR_FIELDS,
+    ConnectorRecord,
+    FieldId,
+    Indicators,
+    Involvement,
+)
+
+# Needed by the gateway whatever the caller may see: every identifier (not only those asked by) to
+# match records across sources, and the flags to apply shielding. The gateway's policy, not the
+# connector, decides which of them reach the caller.
+_ALWAYS_KEPT: Final = frozenset({"record_id", "identifiers", "flags", "as_of"})
+
+# Fields released exactly as held when requested; each `FieldId` value is the attribute name.
+_PLAIN_FIELDS: Final = (
+    FieldId.NAME,
+    FieldId.DATE_OF_BIRTH,
+    FieldId.SEX,
+    FieldId.ADDRESS,
+    FieldId.SCHOOL,
+    FieldId.GP_PRACTICE,
+    FieldId.CARERS,
+)
+
+
+def minimise(record: ConnectorRecord, fields: Collection[FieldId]) -> ConnectorRecord:
+    """Keep only what was requested: identifiers, flags, record_id and as_of, plus `fields`.
+
+    Sensitive involvements lose their provider (service, organisation, practitioner) unless
+    `sensitive_service_details` is requested, leaving the broker as the way to make contact.
+    """
+    wanted = frozenset(fields)
+    kept = {name: getattr(record, name) for name in _ALWAYS_KEPT}
+    kept.update(
+        {field.value: getattr(record, field.value) for field in _PLAIN_FIELDS if field in wanted}
+    )
+    if FieldId.INVOLVEMENTS in wanted and record.involvements is not None:
+        show_provider = FieldId.SENSITIVE_SERVICE_DETAILS in wanted
+        kept["involvements"] = [
+            _minimise_involvement(involvement, show_provider) for involvement in record.involvements
+        ]
+    if record.indicators is not None:
+        kept["indicators"] = _minimise_indicators(record.indicators, wanted)
+    # The values come from an already-validated record, so validating them again only costs time.
+    return ConnectorRecord.model_construct(**kept)
+
+
+def _minimise_involvement(involvement: Involvement, show_provider: bool) -> Involvement:
+    if show_provider or not involvement.sensitive:
+        return involvement
+    return Involvement(
+        service=None,
+        lead=involvement.lead,
+        since=involvement.since,
+        until=involvement.until,
+        sensitive=True,
+        broker=involvement.broker,
+    )
+
+
+def _minimise_indicators(indicators: Indicators, wanted: frozenset[FieldId]) -> Indicators | None:
+    requested = [field for field in INDICATOR_FIELDS if field in wanted]
+    if not requested:
+        return None
+    return Indicators(**{field.value: getattr(indicators, field.value) for field in requested})

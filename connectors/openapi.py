@@ -1,0 +1,127 @@
+"""The connector protocol as an OpenAPI 3.1 document, generated from the code that enforces it.
+
+Agencies that do not use this SDK build their connector from `docs/connector-openapi.json`; it is
+generated from the pydantic models and the app's error table so that it cannot describe a protocol
+the SDK does not speak. Regenerate it with:
+
+    python -m connectors.openapi > docs/connector-openapi.json
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from pydantic.json_schema import models_json_schema
+
+from connectors.app import ERROR_STATUS, MAX_BODY_BYTES, PAYLOAD_TOO_LARGE
+from connectors.protocol import (
+    LOOKUP_PATH,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    ErrorResponse,
+    LookupRequest,
+    LookupResponse,
+)
+
+_SCHEMAS = "#/components/schemas/{model}"
+
+_MEANING: Final[Mapping[ErrorCode, str]] = MappingProxyType(
+    {
+        ErrorCode.BAD_REQUEST: "the request is not valid protocol v1",
+        ErrorCode.UNSUPPORTED_VERSION: "the request is in a protocol version the connector lacks",
+        ErrorCode.FORBIDDEN: "the agency refuses this caller or purpose",
+        ErrorCode.DEADLINE_EXCEEDED: "the deadline passed before an answer was ready",
+        ErrorCode.UNAVAILABLE: "the agency's records cannot be reached for now",
+        ErrorCode.INTERNAL: "the connector failed unexpectedly",
+    }
+)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The whole document; key order is stable so the committed JSON diffs cleanly."""
+    refs, schemas = models_json_schema(
+        [
+            (LookupRequest, "validation"),
+            (LookupResponse, "serialization"),
+            (ErrorResponse, "serialization"),
+        ],
+        ref_template=_SCHEMAS,
+    )
+    request_ref = refs[(LookupRequest, "validation")]
+    response_ref = refs[(LookupResponse, "serialization")]
+    error_ref = refs[(ErrorResponse, "serialization")]
+    health_schema = {
+        "type": "object",
+        "properties": {"status": {"const": "ok"}, "source": {"type": "string"}},
+        "required": ["status", "source"],
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "childlookup agency connector",
+            "version": PROTOCOL_VERSION,
+            "description": (
+                "What the childlookup gateway asks an agency connector, and what it accepts back. "
+                "See docs/connector-protocol.md for minimisation rules and deadline semantics."
+            ),
+        },
+        "paths": {
+            LOOKUP_PATH: {
+                "post": {
+                    "operationId": "lookup",
+                    "summary": "Records about one child that match any of the given identifiers.",
+                    "requestBody": {
+                        "required": True,
+                        "description": f"At most {MAX_BODY_BYTES} bytes.",
+                        "content": {"application/json": {"schema": request_ref}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "Matching records, minimised to the requested fields; "
+                            "an empty list when there is no record.",
+                            "content": {"application/json": {"schema": response_ref}},
+                        },
+                        **_error_responses(error_ref),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "Liveness, and which source this connector is.",
+                    "responses": {
+                        "200": {
+                            "description": "The connector is serving.",
+                            "content": {"application/json": {"schema": health_schema}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": schemas["$defs"]},
+    }
+
+
+def _error_responses(error_ref: dict[str, Any]) -> dict[str, Any]:
+    """One response per HTTP status, naming the error codes it can carry and what each means."""
+    meanings: defaultdict[int, list[str]] = defaultdict(list)
+    for code, status in ERROR_STATUS.items():
+        meanings[status].append(f"{code.value}: {_MEANING[code]}")
+    meanings[PAYLOAD_TOO_LARGE].append(
+        f"{ErrorCode.BAD_REQUEST.value}: the body is larger than {MAX_BODY_BYTES} bytes"
+    )
+    return {
+        str(status): {
+            "description": "; ".join(meanings[status]) + ".",
+            "content": {"application/json": {"schema": error_ref}},
+        }
+        for status in sorted(meanings)
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(openapi_document(), indent=2))
