@@ -11,7 +11,6 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -19,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
@@ -31,6 +31,7 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
 from gateway.pipeline import LookupPipeline
 from gateway.policy import PolicyEngine, RegoPolicyEngine
+from gateway.policy.memo import MemoisedPolicyEngine
 from resolvers.query import RequestContext
 from resolvers.schema import build_schema, format_error
 
@@ -54,7 +55,7 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
     return Components(
         settings=settings,
         sources=tuple(sources),
-        policy=RegoPolicyEngine.from_directory(settings.policy_dir),
+        policy=MemoisedPolicyEngine(RegoPolicyEngine.from_directory(settings.policy_dir)),
         audit=AuditStore(settings.resolved_audit_db(), synchronous=settings.audit_synchronous),
         verifier=TokenVerifier.from_pem_file(
             settings.resolved_public_key_file(),
@@ -89,9 +90,11 @@ class _GraphQLView(GraphQL[RequestContext, None]):
         )
         self._max_justification = components.settings.justification_max_chars
 
-    async def get_context(self, request: Request, response: Any) -> RequestContext:  # type: ignore[override]
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> RequestContext:
         return RequestContext(
-            caller=request.scope["state"]["caller"],
+            caller=request.scope.get("state", {}).get("caller"),
             pipeline=request.app.state.pipeline,
             justification_max_chars=self._max_justification,
         )
@@ -101,7 +104,7 @@ class _GraphQLView(GraphQL[RequestContext, None]):
     ) -> GraphQLHTTPResponse:
         response: GraphQLHTTPResponse = {"data": result.data}
         if result.errors:
-            response["errors"] = [format_error(e) for e in result.errors]  # type: ignore[typeddict-item]
+            response["errors"] = [format_error(e) for e in result.errors]
         return response
 
 
@@ -112,14 +115,19 @@ def _error_response(status: int, code: ErrorCode, message: str) -> JSONResponse:
 
 
 class _AuthenticatedGraphQL:
-    """Verifies the bearer token of every POST before GraphQL runs; GET only serves GraphiQL."""
+    """Verifies the bearer token of every POST before GraphQL runs; a bare GET only serves
+    GraphiQL (in dev mode), and a GET carrying an operation is refused rather than executed."""
 
     def __init__(self, view: ASGIApp, verifier: TokenVerifier) -> None:
         self._view = view
         self._verifier = verifier
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] != "GET":
+        if scope["method"] == "GET" and scope.get("query_string"):
+            message = "Send GraphQL operations with POST."
+            await _error_response(405, ErrorCode.BAD_REQUEST, message)(scope, receive, send)
+            return
+        if scope["method"] != "GET":
             request = Request(scope, receive)
             try:
                 caller = self._verifier.authenticate(request.headers.get("authorization"))

@@ -8,7 +8,7 @@ released and withheld is withheld. Nothing here can widen what the policy said.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from connectors.minimisation import minimise
 from connectors.protocol import (
@@ -19,7 +19,7 @@ from connectors.protocol import (
     Involvement,
 )
 from connectors.protocol import Caller as ProtocolCaller
-from gateway.policy import ChildState, PolicyEngine, RecordFields, ReleaseInput
+from gateway.policy import PolicyEngine, ReleaseChild, ReleaseInput, ReleaseRecord
 from gateway.types import (
     Caller,
     ChildFlags,
@@ -89,22 +89,35 @@ async def decide(
     query: LookupQuery,
     matched: Sequence[MatchedRecord],
     flags: ChildFlags,
+    unrequested: Mapping[str, frozenset[FieldId]],
 ) -> Release:
-    """Ask the policy once for every record and field, then cut each record down to its release."""
-    present = {m.key: present_fields(m.record) for m in matched}
+    """Ask the policy once for every record and field, then cut each record down to its release.
+
+    `unrequested` holds, per source, the fields it provides that the plan did not ask for: the
+    policy gives a reason for those too, so the caller learns that a record may hold more than
+    they can see. Records are numbered rather than named in the policy input, which keeps source
+    record ids out of the policy and lets identical lookups share one remembered decision.
+    """
+    present = [present_fields(m.record) for m in matched]
+    asked: list[frozenset[FieldId]] = []
+    for m, held in zip(matched, present, strict=True):
+        fields = held | unrequested.get(m.source, frozenset())
+        if _has_brokered_involvement(m.record):
+            fields |= {FieldId.SENSITIVE_SERVICE_DETAILS}
+        asked.append(fields)
     decision = await policy.release(
         ReleaseInput(
             caller=ProtocolCaller(role=caller.role, organisation=caller.organisation),
             purpose=query.purpose.value,
-            child=ChildState(
+            child=ReleaseChild(
                 shielded=flags.shielded,
                 restricted=flags.restricted,
                 shield_status_known=flags.shield_status_known,
             ),
-            records=[
-                RecordFields(id=m.key, source=m.source, fields=sorted(present[m.key]))
-                for m in matched
-            ],
+            records=tuple(
+                ReleaseRecord(id=str(i), source=m.source, fields=tuple(sorted(fields)))
+                for i, (m, fields) in enumerate(zip(matched, asked, strict=True))
+            ),
         )
     )
     reasons: dict[tuple[str, FieldId], str] = {}
@@ -114,12 +127,18 @@ async def decide(
 
     records: list[ReleasedRecord] = []
     withheld: list[Withheld] = []
-    for m in matched:
-        released = frozenset(f for f in present[m.key] if (m.key, f) in released_pairs)
-        for f in sorted(present[m.key] - released):
-            withheld.append(Withheld(f, m.source, reasons.get((m.key, f), POLICY_UNDECIDED)))
+    for i, (m, fields) in enumerate(zip(matched, asked, strict=True)):
+        rid = str(i)
+        released = frozenset(f for f in present[i] if (rid, f) in released_pairs)
+        for f in sorted(fields - released):
+            withheld.append(Withheld(f, m.source, reasons.get((rid, f), POLICY_UNDECIDED)))
         records.append(ReleasedRecord(m, released, _cut(m.record, released)))
     return Release(tuple(records), tuple(withheld), flags)
+
+
+def _has_brokered_involvement(record: ConnectorRecord) -> bool:
+    """A sensitive involvement whose provider the connector left out: the details exist, unseen."""
+    return any(i.sensitive and not _has_provider_details(i) for i in record.involvements or ())
 
 
 def _cut(record: ConnectorRecord, released: frozenset[FieldId]) -> ConnectorRecord:

@@ -65,7 +65,7 @@ def run_demo(options: DemoOptions) -> None:
         sources.append(
             SourceConfig(
                 name=name,
-                url=served[-1].url,  # type: ignore[arg-type]
+                url=served[-1].url,
                 timeout_ms=CONNECTOR_TIMEOUT_MS,
                 provides=profile.provides,
                 shield_authority=profile.shield_authority,

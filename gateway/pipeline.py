@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TypedDict
 
+from connectors.protocol import FieldId
 from gateway.audit import (
     AuditField,
     AuditMatch,
@@ -40,6 +41,7 @@ from gateway.types import (
     LookupQuery,
     LookupResult,
     MatchedRecord,
+    Plan,
     ReleasedRecord,
     SourceAnswer,
     SourceStatus,
@@ -90,7 +92,9 @@ class LookupPipeline:
             )
             matching = match_records(query, answers)
             flags = child_flags(matching.matched, matching.answers, self._shield_authorities)
-            release = await decide(policy, caller, query, matching.matched, flags)
+            release = await decide(
+                policy, caller, query, matching.matched, flags, self._unrequested(plan)
+            )
         except PolicyError as exc:
             await self._record_failure(caller, query, request_id, ErrorCode.POLICY_UNAVAILABLE)
             raise GatewayError(
@@ -112,6 +116,14 @@ class LookupPipeline:
         )
         await self._record(caller, query, result, release.records)
         return result
+
+    def _unrequested(self, plan: Plan) -> dict[str, frozenset[FieldId]]:
+        """Per asked source, what it provides that the plan left out. Sensitive service details
+        are not listed here: saying they exist is only honest for a child who has some."""
+        left_out = {FieldId.SENSITIVE_SERVICE_DETAILS} | plan.fields
+        return {
+            s.name: frozenset(s.provides) - left_out for s in self.sources if s.name in plan.sources
+        }
 
     async def _record(
         self,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from connectors.protocol import Caller as ProtocolCaller
 from gateway.config import SourceConfig
-from gateway.policy import PlanInput, PolicyEngine, SourceOffer
+from gateway.policy import PlanInput, PlanSource, PolicyEngine
 from gateway.types import Caller, LookupQuery, Plan
 
 
@@ -22,13 +22,11 @@ async def make_plan(
         PlanInput(
             caller=ProtocolCaller(role=caller.role, organisation=caller.organisation),
             purpose=query.purpose.value,
-            justification=query.justification,
-            sources=[
-                SourceOffer(
-                    name=s.name, provides=list(s.provides), shield_authority=s.shield_authority
-                )
+            justification_chars=len(query.justification or ""),
+            sources=tuple(
+                PlanSource(name=s.name, provides=s.provides, shield_authority=s.shield_authority)
                 for s in sources
-            ],
+            ),
         )
     )
     if not decision.permitted:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
+
+import strawberry
 
 from connectors.protocol import Contact, Involvement
 from gateway.types import LookupResult, MergedChild, Sourced
@@ -37,13 +40,13 @@ def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
             gql.WithheldField(field=w.field.value, source=w.source, reason=w.reason)
             for w in result.withheld
         ],
-        audit_id=gql.strawberry.ID(result.audit_id),
+        audit_id=strawberry.ID(result.audit_id),
         request_id=result.request_id,
         policy_revision=result.policy_revision,
     )
 
 
-def _provenance(value: Sourced[object]) -> gql.Provenance:
+def _provenance(value: Sourced[Any]) -> gql.Provenance:
     return gql.Provenance(source=value.source, as_of=value.as_of)
 
 

@@ -18,48 +18,54 @@ from resolvers.types import ChildLookup
 
 @dataclass(frozen=True)
 class RequestContext:
-    """Per-request context: the authenticated caller and the pipeline to run."""
+    """Per-request context: the authenticated caller and the pipeline to run.
 
-    caller: Caller
+    `caller` is None only for requests that never execute an operation (serving GraphiQL).
+    """
+
+    caller: Caller | None
     pipeline: LookupPipeline
     justification_max_chars: int
+
+
+async def resolve_child(
+    info: Info[RequestContext, None],
+    nhs_number: Annotated[
+        str, strawberry.argument(description="The child's 10-digit NHS number (spaces allowed).")
+    ],
+    purpose: Annotated[Purpose, strawberry.argument(description="Why you are looking.")],
+    justification: Annotated[
+        str | None,
+        strawberry.argument(description="Free-text reason, recorded in the audit log."),
+    ] = None,
+) -> ChildLookup:
+    context = info.context
+    if context.caller is None:
+        raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
+    try:
+        nhs = normalise_nhs_number(nhs_number)
+    except InvalidIdentifier as exc:
+        raise GatewayError(ErrorCode.INVALID_NHS_NUMBER, str(exc)) from exc
+    reason = justification.strip() if justification else None
+    if reason is not None and len(reason) > context.justification_max_chars:
+        raise GatewayError(
+            ErrorCode.INVALID_JUSTIFICATION,
+            f"A justification is at most {context.justification_max_chars} characters.",
+        )
+    query = LookupQuery(nhs_number=nhs, purpose=purpose, justification=reason or None)
+    result = await context.pipeline.lookup(context.caller, query)
+    return lookup_to_graphql(result)
 
 
 @strawberry.type(
     description="Look up one child at a time. There are no list or search-all queries."
 )
 class Query:
-    @strawberry.field(
+    child: ChildLookup = strawberry.field(
+        resolver=resolve_child,
         description=(
             "Who else is working with this child, and how to reach them. Asks every agency that"
             " may hold a record, applies the access policy for your role and purpose, and audits"
             " the lookup. Always check `sources`: an agency that did not answer may hold a record."
-        )
+        ),
     )
-    async def child(
-        self,
-        info: Info[RequestContext, None],
-        nhs_number: Annotated[
-            str,
-            strawberry.argument(description="The child's 10-digit NHS number (spaces allowed)."),
-        ],
-        purpose: Annotated[Purpose, strawberry.argument(description="Why you are looking.")],
-        justification: Annotated[
-            str | None,
-            strawberry.argument(description="Free-text reason, recorded in the audit log."),
-        ] = None,
-    ) -> ChildLookup:
-        context = info.context
-        try:
-            nhs = normalise_nhs_number(nhs_number)
-        except InvalidIdentifier as exc:
-            raise GatewayError(ErrorCode.INVALID_NHS_NUMBER, str(exc)) from exc
-        reason = justification.strip() if justification else None
-        if reason is not None and len(reason) > context.justification_max_chars:
-            raise GatewayError(
-                ErrorCode.INVALID_JUSTIFICATION,
-                f"A justification is at most {context.justification_max_chars} characters.",
-            )
-        query = LookupQuery(nhs_number=nhs, purpose=purpose, justification=reason or None)
-        result = await context.pipeline.lookup(context.caller, query)
-        return lookup_to_graphql(result)

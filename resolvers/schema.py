@@ -7,6 +7,7 @@ and a test fails when the two drift.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,9 @@ def build_schema() -> strawberry.Schema:
     return _Schema(
         query=Query,
         extensions=[
-            QueryDepthLimiter(max_depth=8),
-            MaxAliasesLimiter(max_alias_count=15),
-            MaxTokensLimiter(max_token_count=2_000),
+            partial(QueryDepthLimiter, max_depth=8),
+            partial(MaxAliasesLimiter, max_alias_count=15),
+            partial(MaxTokensLimiter, max_token_count=2_000),
         ],
     )
 
@@ -57,7 +58,7 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
     original = error.original_error
     if isinstance(original, GatewayError):
         code, message = original.code, original.message
-    elif original is None:
+    elif original is None or isinstance(original, GraphQLError):
         code = (
             ErrorCode.GRAPHQL_PARSE_FAILED
             if error.message.startswith("Syntax Error")

@@ -181,7 +181,12 @@ class SourceReport:
     cached: bool = strawberry.field(description="True when the answer came from the short cache.")
 
 
-@strawberry.type(description="A field a source holds that was not released to you, and why.")
+@strawberry.type(
+    description=(
+        "A field a linked record holds, or may hold, that was not released to you, and why."
+        " Ask a colleague whose role and purpose permit it, or the holding agency."
+    )
+)
 class WithheldField:
     field: str = strawberry.field(description="Field id, e.g. address or involvements.")
     source: str = strawberry.field(description="Source holding the field.")

@@ -91,3 +91,18 @@ def school_record(nhs: str | None = NHS, **overrides: Any) -> ConnectorRecord:
     }
     fields.update(overrides)
     return ConnectorRecord(**fields)
+
+
+def synthetic_nhs(n: int) -> str:
+    """The n-th valid NHS number in the synthetic range (never issued to a real person)."""
+    from gateway.identifiers import nhs_check_digit
+
+    found = -1
+    stem = 900_000_000
+    while True:
+        check = nhs_check_digit(str(stem))
+        if check is not None:
+            found += 1
+            if found == n:
+                return f"{stem}{check}"
+        stem += 1

@@ -1,0 +1,244 @@
+"""Lookup latency and throughput benchmark: real connectors, real gateway, real HTTP on loopback.
+
+Starts the three reference connectors (each with an added latency) and the gateway as separate
+processes, then drives lookups from this process: first one at a time (latency), then with
+concurrency (throughput). The answer cache is off and each lookup asks for a different child, so
+every lookup pays for policy, fan-out and a committed audit write.
+
+    python -m bench.lookup --latency-ms 0 20 --requests 400 --concurrency 16
+
+Prints a table and writes bench/results/lookup.json. Traffic goes only to 127.0.0.1, and every
+loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from connectors.reference import REFERENCE_AGENCIES
+from connectors.serving import bind_socket
+from connectors.synthetic import generate_population, write_population
+from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUERY = """query($nhs: String!) { child(nhsNumber: $nhs, purpose: SAFEGUARDING_ENQUIRY) {
+  outcome complete child { name { given family } involvements { service organisation } }
+  sources { source status latencyMs } withheld { field reason } auditId } }"""
+MAX_SECONDS_PER_PHASE = 120
+
+
+def _free_port() -> int:
+    sock = bind_socket("127.0.0.1", 0)
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def _wait_ready(url: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return round(ordered[index], 3)
+
+
+async def _drive(
+    url: str, token: str, nhs_numbers: list[str], requests: int, concurrency: int
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    outcomes: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(nhs_numbers[i % len(nhs_numbers)])
+    headers = {"authorization": f"Bearer {token}"}
+    stop_at = time.monotonic() + MAX_SECONDS_PER_PHASE
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty() and time.monotonic() < stop_at:
+            nhs = queue.get_nowait()
+            started = time.perf_counter()
+            response = await client.post(
+                url, json={"query": QUERY, "variables": {"nhs": nhs}}, headers=headers
+            )
+            latencies.append((time.perf_counter() - started) * 1000)
+            body = response.json()
+            if body.get("errors"):
+                outcomes["ERROR:" + body["errors"][0]["extensions"]["code"]] += 1
+                continue
+            lookup = body["data"]["child"]
+            outcomes[lookup["outcome"]] += 1
+            statuses.update(f"{s['source']}:{s['status']}" for s in lookup["sources"])
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return {
+        "concurrency": concurrency,
+        "requests": len(latencies),
+        "p50_ms": _percentile(latencies, 50),
+        "p95_ms": _percentile(latencies, 95),
+        "p99_ms": _percentile(latencies, 99),
+        "mean_ms": round(statistics.fmean(latencies), 3),
+        "throughput_rps": round(len(latencies) / wall, 1),
+        "outcomes": dict(outcomes),
+        "source_statuses": dict(statuses),
+    }
+
+
+def run(latency_ms: float, requests: int, concurrency: int, children: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="childlookup-bench-") as tmp:
+        work = Path(tmp)
+        population = generate_population(seed=11, children=children)
+        write_population(population, work / "population")
+        nhs_numbers = [
+            r.identifiers.nhs_number for r in population.health if r.identifiers.nhs_number
+        ]
+        ensure_dev_keys(work)
+        processes: list[subprocess.Popen[bytes]] = []
+        sources = []
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        try:
+            for name, profile in REFERENCE_AGENCIES.items():
+                port = _free_port()
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "gateway.cli",
+                            "connector",
+                            "serve",
+                            "--agency",
+                            name,
+                            "--records",
+                            str(work / "population" / f"{name}.jsonl"),
+                            "--port",
+                            str(port),
+                            "--latency-ms",
+                            str(latency_ms),
+                        ],
+                        env=env,
+                        stdout=subprocess.DEVNULL,
+                    )
+                )
+                sources.append(
+                    {
+                        "name": name,
+                        "url": f"http://127.0.0.1:{port}",
+                        "timeout_ms": 1000,
+                        "provides": list(profile.provides),
+                        "shield_authority": profile.shield_authority,
+                    }
+                )
+                _wait_ready(f"http://127.0.0.1:{port}/healthz")
+            config = work / "sources.json"
+            config.write_text(json.dumps({"sources": sources}))
+            gateway_port = _free_port()
+            gateway_env = env | {
+                "CHILDLOOKUP_STATE_DIR": str(work),
+                "CHILDLOOKUP_CACHE_TTL_S": "0",
+                "CHILDLOOKUP_AUDIT_DB": str(work / "audit.sqlite3"),
+            }
+            processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "gateway.cli",
+                        "serve",
+                        "--config",
+                        str(config),
+                        "--port",
+                        str(gateway_port),
+                    ],
+                    env=gateway_env,
+                    stdout=subprocess.DEVNULL,
+                )
+            )
+            _wait_ready(f"http://127.0.0.1:{gateway_port}/readyz")
+            token = issue_dev_token(
+                (work / PRIVATE_KEY_FILE).read_bytes(),
+                role="social_worker",
+                organisation="BENCH",
+                name="Bench",
+                issuer="childlookup-dev",
+                audience="childlookup-gateway",
+            )
+            url = f"http://127.0.0.1:{gateway_port}/graphql"
+            asyncio.run(_drive(url, token, nhs_numbers, 50, 1))  # warm-up
+            sequential = asyncio.run(_drive(url, token, nhs_numbers, requests, 1))
+            concurrent = asyncio.run(_drive(url, token, nhs_numbers, requests, concurrency))
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=15)
+    return {
+        "connector_latency_ms": latency_ms,
+        "sequential": sequential,
+        "concurrent": concurrent,
+        "p50_over_slowest_connector": (
+            round(sequential["p50_ms"] / latency_ms, 3) if latency_ms else None
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 20.0])
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--children", type=int, default=2000)
+    parser.add_argument("--out", type=Path, default=RESULTS / "lookup.json")
+    args = parser.parse_args()
+    runs = [
+        run(latency, args.requests, args.concurrency, args.children) for latency in args.latency_ms
+    ]
+    report = {
+        "benchmark": "lookup",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"{'connector ms':>12} {'mode':>10} {'p50':>8} {'p95':>8} {'p99':>8} {'req/s':>8}")
+    for r in runs:
+        for mode in ("sequential", "concurrent"):
+            m = r[mode]
+            print(
+                f"{r['connector_latency_ms']:>12} {mode + str(m['concurrency']):>10}"
+                f" {m['p50_ms']:>8} {m['p95_ms']:>8} {m['p99_ms']:>8} {m['throughput_rps']:>8}"
+            )
+        print(f"{'':>12} outcomes {r['sequential']['outcomes']}")
+    print(f"report: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""A population on disk: one JSON Lines file per agency, which the reference connectors serve, and
+the ground truth beside them, which only benchmarks read.
+
+The truth file holds record ids and child ids and nothing else. Writing the children's true
+details to a file of their own would recreate, in miniature, the central copy this project exists
+to avoid, and would let a matcher be tested against data no real deployment has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from pydantic import BaseModel, ConfigDict
+
+from connectors.synthetic.population import SOURCES, Population
+
+TRUTH_FILE: Final = "truth.jsonl"
+
+
+@dataclass(frozen=True)
+class PopulationSummary:
+    """How many lines each written file holds (one record, or one truth row, per line)."""
+
+    health: int
+    education: int
+    social_care: int
+    truth: int
+
+
+class _TruthRow(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    source: str
+    record_id: str
+    child_id: str
+
+
+def write_population(population: Population, out: Path) -> PopulationSummary:
+    """Write `<source>.jsonl` for each agency and `truth.jsonl` into `out`, creating it if needed.
+
+    Files are written whole and in record order, so the same population always gives byte-identical
+    files.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    for source in SOURCES:
+        _write_lines(
+            out / f"{source}.jsonl",
+            [record.model_dump_json() for record in population.records(source)],
+        )
+    _write_lines(
+        out / TRUTH_FILE,
+        [
+            _TruthRow(source=source, record_id=record_id, child_id=child_id).model_dump_json()
+            for (source, record_id), child_id in population.truth.items()
+        ],
+    )
+    return PopulationSummary(
+        health=len(population.health),
+        education=len(population.education),
+        social_care=len(population.social_care),
+        truth=len(population.truth),
+    )
+
+
+def load_truth(path: Path) -> dict[tuple[str, str], str]:
+    """Read a truth file back as (source, record_id) -> child id, the shape `Population.truth` has.
+
+    Raises ValueError naming the line of a malformed or repeated row, since a benchmark scored
+    against a damaged truth file would report a linkage quality nobody achieved.
+    """
+    truth: dict[tuple[str, str], str] = {}
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            try:
+                row = _TruthRow.model_validate_json(line)
+            except ValueError as error:
+                raise ValueError(f"{path.name} line {number} is not a truth row") from error
+            key = (row.source, row.record_id)
+            if key in truth:
+                raise ValueError(f"{path.name} line {number} repeats an earlier record")
+            truth[key] = row.child_id
+    return truth
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")

@@ -1,0 +1,119 @@
+"""A policy bundle as it sits on disk: Rego modules, one data document and a manifest.
+
+The layout is OPA's, so the same directory can be served to a real OPA later: `*.rego` modules
+anywhere below the root (tests beside them as `*_test.rego`), `data.json` at the root and a
+`.manifest` naming the revision. The revision is what the audit trail records as "the policy that
+decided", which is why a bundle without one is refused rather than given a made-up name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+from gateway.policy.errors import PolicyError
+
+MANIFEST_FILE: Final = ".manifest"
+DATA_FILE: Final = "data.json"
+TEST_MODULE_SUFFIX: Final = "_test.rego"
+
+_PACKAGE: Final = re.compile(r"^package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
+# A rule head starts at column 0 with its name; bodies, comments and `} else` lines are indented
+# or start with another character. Keywords that can open a line are not rule names.
+_RULE_HEAD: Final = re.compile(r"^(?:default\s+)?([A-Za-z_]\w*)\b", re.MULTILINE)
+_NOT_RULE_NAMES: Final = frozenset({"package", "import", "else", "default"})
+
+
+class RuleRef(NamedTuple):
+    """A rule found in a module: enough to query it as `data.<package>.<name>`."""
+
+    module: str
+    package: str
+    name: str
+
+    @property
+    def ref(self) -> str:
+        return f"data.{self.package}.{self.name}"
+
+    @property
+    def path(self) -> str:
+        """The rule as rego-cpp names an entrypoint."""
+        return f"{self.package.replace('.', '/')}/{self.name}"
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    """Everything needed to compile the policy, read once so that a decision never touches disk."""
+
+    directory: Path
+    revision: str
+    modules: dict[str, str]
+    data: dict[str, Any]
+
+    @property
+    def policy_modules(self) -> dict[str, str]:
+        """The modules that decide; tests are left out so they never reach a running gateway."""
+        return {
+            path: source
+            for path, source in self.modules.items()
+            if not path.endswith(TEST_MODULE_SUFFIX)
+        }
+
+    def rules(self) -> tuple[RuleRef, ...]:
+        """Every rule defined in the bundle, once each, in source order.
+
+        Found by reading rule heads rather than asking rego-cpp, which has no API to list rules: it
+        is what lets the test runner discover `test_*` rules and the engine check its entrypoints
+        exist before the first lookup instead of failing closed on every one.
+        """
+        found: dict[RuleRef, None] = {}
+        for path, source in self.modules.items():
+            package = _PACKAGE.search(source)
+            if package is None:
+                continue
+            for head in _RULE_HEAD.finditer(source, package.end()):
+                name = head.group(1)
+                if name not in _NOT_RULE_NAMES:
+                    found[RuleRef(path, package.group(1), name)] = None
+        return tuple(found)
+
+
+def load_bundle(directory: Path) -> PolicyBundle:
+    """Read a bundle directory; anything incomplete is refused with a message saying what to fix."""
+    if not directory.is_dir():
+        raise PolicyError(f"Policy directory {directory} does not exist.")
+    manifest = _read_json(directory / MANIFEST_FILE, "manifest")
+    revision = manifest.get("revision")
+    if not isinstance(revision, str) or not revision.strip():
+        raise PolicyError(
+            f"{directory / MANIFEST_FILE} must give the revision as a non-empty string."
+        )
+    return PolicyBundle(
+        directory=directory,
+        revision=revision,
+        modules={
+            path.relative_to(directory).as_posix(): path.read_text(encoding="utf-8")
+            for path in sorted(directory.rglob("*.rego"))
+        },
+        data=_read_json(directory / DATA_FILE, "policy data"),
+    )
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(f"The {what} file {path} is missing.") from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise PolicyError(
+            f"The {what} file {path} is not valid JSON (line {error.lineno}, column {error.colno}):"
+            f" {error.msg}."
+        ) from None
+    if not isinstance(document, dict):
+        raise PolicyError(f"The {what} file {path} must hold a JSON object.")
+    return document

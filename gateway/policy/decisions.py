@@ -1,0 +1,151 @@
+"""The two questions the gateway asks the policy, and the answers it accepts.
+
+These mirror docs/policy-decisions.md. Inputs are built by the gateway and validated loosely enough
+to accept plain strings for field ids. Answers come from Rego, which has no types, so they are
+validated strictly: a wrong type, an unknown code, an extra key or an answer that contradicts itself
+is a `PolicyError`, and the gateway then releases nothing.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from connectors.protocol import Caller, FieldId
+from gateway.policy.errors import PolicyError
+
+
+class DenialCode(StrEnum):
+    """Why a whole lookup was refused."""
+
+    UNKNOWN_ROLE = "UNKNOWN_ROLE"
+    PURPOSE_NOT_PERMITTED = "PURPOSE_NOT_PERMITTED"
+    JUSTIFICATION_REQUIRED = "JUSTIFICATION_REQUIRED"
+
+
+class WithholdingReason(StrEnum):
+    """Why a field did not leave the gateway, in order of precedence.
+
+    `POLICY_UNDECIDED` is never the policy's answer: the gateway gives it to a field the policy
+    neither released nor withheld.
+    """
+
+    SHIELDED = "SHIELDED"
+    RESTRICTED = "RESTRICTED"
+    SHIELD_STATUS_UNKNOWN = "SHIELD_STATUS_UNKNOWN"
+    SENSITIVE_SERVICE = "SENSITIVE_SERVICE"
+    NOT_PERMITTED_FOR_PURPOSE = "NOT_PERMITTED_FOR_PURPOSE"
+    NOT_PERMITTED_FOR_ROLE = "NOT_PERMITTED_FOR_ROLE"
+    POLICY_UNDECIDED = "POLICY_UNDECIDED"
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class PlanSource(_Input):
+    """A source the gateway could ask, and what it can provide."""
+
+    name: str
+    provides: tuple[FieldId, ...]
+    shield_authority: bool
+
+
+class PlanInput(_Input):
+    caller: Caller
+    purpose: str
+    justification_chars: int = Field(default=0, ge=0)
+    """Length of the stated justification after trimming. The text itself is free-form and may
+    name people, so it goes to the audit log only, never into a policy input or decision log."""
+    sources: tuple[PlanSource, ...]
+
+
+class PlanDecision(_Answer):
+    permitted: bool
+    denial: DenialCode | None
+    fields: tuple[FieldId, ...]
+    sources: tuple[str, ...]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PlanDecision:
+        # A refusal that still names fields or sources, or a permission with a denial code, means
+        # the policy is broken; acting on either half would be a guess.
+        if self.permitted and self.denial is not None:
+            raise ValueError("a permitted plan cannot carry a denial")
+        if not self.permitted and (self.denial is None or self.fields or self.sources):
+            raise ValueError("a refused plan needs a denial and no fields or sources")
+        return self
+
+
+class ReleaseChild(_Input):
+    """Flags aggregated by the gateway over every matched record."""
+
+    shielded: bool
+    restricted: bool
+    shield_status_known: bool
+
+
+class ReleaseRecord(_Input):
+    """A matched record, described only by which catalogued fields it holds."""
+
+    id: str
+    source: str
+    fields: tuple[FieldId, ...]
+
+
+class ReleaseInput(_Input):
+    caller: Caller
+    purpose: str
+    child: ReleaseChild
+    records: tuple[ReleaseRecord, ...]
+
+
+class ReleasedField(_Answer):
+    record: str
+    field: FieldId
+
+
+class WithheldField(_Answer):
+    record: str
+    field: FieldId
+    reason: WithholdingReason
+
+
+class ReleaseDecision(_Answer):
+    released: tuple[ReleasedField, ...]
+    withheld: tuple[WithheldField, ...]
+
+    @model_validator(mode="after")
+    def _each_field_once(self) -> ReleaseDecision:
+        # A field both released and withheld (or withheld twice) has no single meaning.
+        decided = [(item.record, item.field) for item in self.released]
+        decided += [(item.record, item.field) for item in self.withheld]
+        if len(decided) != len(set(decided)):
+            raise ValueError("a record's field is decided more than once")
+        return self
+
+
+DecisionT = TypeVar("DecisionT", PlanDecision, ReleaseDecision)
+
+
+def parse_decision(text: str, decision_type: type[DecisionT]) -> DecisionT:
+    """Validate the JSON text of a decision strictly as the given type.
+
+    The error message names what was wrong but never the values, which can include record ids.
+    """
+    try:
+        return decision_type.model_validate_json(text)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'])}: {problem['msg']}"
+            for problem in error.errors(include_url=False, include_input=False)
+        )
+        raise PolicyError(
+            f"The policy's {decision_type.__name__} is malformed: {problems}"
+        ) from None

@@ -1,0 +1,99 @@
+# METADATA
+# title: Plan a lookup
+# description: >-
+#   Decides, before any agency is asked, whether this caller may look up a child for the purpose
+#   they stated, which fields to request and which sources to ask. The gateway then never fetches
+#   what the caller may not see. See docs/policy-decisions.md for the input and output.
+package childlookup.plan
+
+import rego.v1
+
+import data.childlookup.catalogue
+
+# METADATA
+# title: Plan decision
+# description: >-
+#   If the lookup is permitted: the fields to request and the sources to ask. If it is refused: the
+#   reason, and no fields and no sources. The gateway refuses the lookup if this answer is missing
+#   or malformed.
+# scope: document
+# entrypoint: true
+decision := {
+	"permitted": true,
+	"denial": null,
+	"fields": as_sorted_list(requested_fields),
+	"sources": as_sorted_list(sources_to_ask),
+} if {
+	permitted
+}
+
+decision := {
+	"permitted": false,
+	"denial": denial,
+	"fields": [],
+	"sources": [],
+} if {
+	not permitted
+}
+
+# sort() of a set must give an array; rego-cpp gives back a set, so the set is listed first.
+as_sorted_list(items) := sort([item | some item in items])
+
+# METADATA
+# title: Lookup permitted
+# description: A lookup is refused unless no reason to refuse it applies.
+default permitted := false
+
+permitted if not denial
+
+# METADATA
+# title: Reason to refuse the lookup
+# description: >-
+#   The first that applies of: the role is unknown; the role has no grant for this purpose; the
+#   purpose needs a written justification and none was given.
+denial := "UNKNOWN_ROLE" if {
+	not catalogue.is_known_role
+} else := "PURPOSE_NOT_PERMITTED" if {
+	not catalogue.is_purpose_granted
+} else := "JUSTIFICATION_REQUIRED" if {
+	is_justification_missing
+}
+
+# METADATA
+# title: Justification missing
+# description: >-
+#   The purpose is marked in data.json as needing a justification and the caller gave none. The
+#   gateway sends only the justification's length (after trimming spaces), never its text.
+is_justification_missing if {
+	data.childlookup.purposes[input.purpose].justification_required
+	not has_justification
+}
+
+has_justification if {
+	is_number(input.justification_chars)
+	input.justification_chars > 0
+}
+
+# METADATA
+# title: Fields to request
+# description: The fields the caller may see for this purpose, identity included.
+requested_fields := catalogue.visible_fields
+
+# METADATA
+# title: Sources to ask
+# description: >-
+#   Every source that holds at least one requested field beyond identity, and every source with
+#   shielding authority: its flags are needed to apply shielding even when it shows nothing else.
+sources_to_ask contains source.name if {
+	some source in input.sources
+	is_worth_asking(source)
+}
+
+fields_to_fetch := requested_fields - catalogue.identity_fields
+
+is_worth_asking(source) if {
+	some field in source.provides
+	field in fields_to_fetch
+}
+
+is_worth_asking(source) if source.shield_authority == true

@@ -1,0 +1,256 @@
+# METADATA
+# title: Tests of the release decision
+# description: >-
+#   Which fields of a matched record leave the gateway, and the reason for each one withheld:
+#   shielding and restriction first, then sensitive services, then what the role may not see.
+package childlookup.release_test
+
+import rego.v1
+
+import data.childlookup.release
+
+identity := {"nhs_number", "name", "date_of_birth", "sex"}
+
+location := {"address", "school", "gp_practice", "carers", "involvements"}
+
+indicators := {"child_protection_plan", "looked_after", "child_in_need", "early_help"}
+
+every_field := [
+	"nhs_number", "name", "date_of_birth", "sex",
+	"address", "school", "gp_practice", "carers", "involvements",
+	"sensitive_service_details",
+	"child_protection_plan", "looked_after", "child_in_need", "early_help",
+]
+
+clear_child := {"shielded": false, "restricted": false, "shield_status_known": true}
+
+shielded_child := {"shielded": true, "restricted": false, "shield_status_known": true}
+
+restricted_child := {"shielded": false, "restricted": true, "shield_status_known": true}
+
+unchecked_child := {"shielded": false, "restricted": false, "shield_status_known": false}
+
+release_for(role, purpose, child) := release_records(role, purpose, child, [{
+	"id": "health:H1",
+	"source": "health",
+	"fields": every_field,
+}])
+
+release_records(role, purpose, child, records) := decision if {
+	decision := release.decision with input.caller as {"role": role, "organisation": "X00001"}
+		with input.purpose as purpose
+		with input.child as child
+		with input.records as records
+}
+
+released_fields(decision) := {item.field | some item in decision.released}
+
+withheld_for(decision, reason) := {item.field |
+	some item in decision.withheld
+	item.reason == reason
+}
+
+reason_for(decision, field) := item.reason if {
+	some item in decision.withheld
+	item.field == field
+}
+
+# Cases are listed first so that each check is a single `every` whose body negates or nests only
+# inside helper functions: rego-cpp loses an `every` variable in a nested `every`, comprehension or
+# `not`, and the check then silently fails or passes.
+granted_pairs contains [role, purpose] if {
+	some role, entry in data.childlookup.roles
+	some purpose, _ in entry.grants
+}
+
+every_role_and_purpose contains [role, purpose] if {
+	some role in roles_and_a_stranger
+	some purpose, _ in data.childlookup.purposes
+}
+
+roles_and_a_stranger contains role if some role, _ in data.childlookup.roles
+
+roles_and_a_stranger contains "janitor"
+
+every_case contains [role, purpose, child] if {
+	some [role, purpose] in every_role_and_purpose
+	some child in [clear_child, shielded_child, restricted_child, unchecked_child]
+}
+
+# --- identity -----------------------------------------------------------------------------------
+
+test_identity_is_released_to_every_permitted_role_even_when_shielded if {
+	count(granted_pairs) > 0
+	every pair in granted_pairs {
+		decision := release_for(pair[0], pair[1], shielded_child)
+		identity - released_fields(decision) == set()
+	}
+}
+
+# --- shielding and restriction ------------------------------------------------------------------
+
+test_shielded_childs_location_is_withheld_from_a_social_worker if {
+	decision := release_for("social_worker", "CHILD_PROTECTION_ENQUIRY", shielded_child)
+	withheld_for(decision, "SHIELDED") == location
+	released_fields(decision) == identity | indicators
+}
+
+test_restricted_records_location_is_withheld if {
+	decision := release_for("health_visitor", "SAFEGUARDING_ENQUIRY", restricted_child)
+	withheld_for(decision, "RESTRICTED") == location
+	released_fields(decision) == identity | indicators
+}
+
+test_location_is_withheld_when_shielding_could_not_be_checked if {
+	decision := release_for("gp", "DIRECT_CARE", unchecked_child)
+	withheld_for(decision, "SHIELD_STATUS_UNKNOWN") == location
+}
+
+test_granted_location_is_released_for_a_clear_child if {
+	decision := release_for("social_worker", "SAFEGUARDING_ENQUIRY", clear_child)
+	released_fields(decision) == (identity | location) | indicators
+}
+
+test_missing_flags_count_as_shielded if {
+	decision := release_for("social_worker", "SAFEGUARDING_ENQUIRY", {})
+	withheld_for(decision, "SHIELDED") == location
+}
+
+test_flags_that_are_not_plainly_false_count_as_set if {
+	decision := release_for("social_worker", "SAFEGUARDING_ENQUIRY", {
+		"shielded": false,
+		"restricted": "false",
+		"shield_status_known": true,
+	})
+	withheld_for(decision, "RESTRICTED") == location
+}
+
+# --- sensitive services -------------------------------------------------------------------------
+
+test_sensitive_service_details_are_withheld_from_everyone_by_default if {
+	count(every_case) > 0
+	every case in every_case {
+		decision := release_for(case[0], case[1], case[2])
+		reason_for(decision, "sensitive_service_details") == "SENSITIVE_SERVICE"
+	}
+}
+
+test_sensitive_service_details_are_released_when_a_grant_names_them if {
+	decision := release_for("gp", "DIRECT_CARE", clear_child)
+		with data.childlookup.roles.gp.grants.DIRECT_CARE.fields as ["sensitive_service_details"]
+	"sensitive_service_details" in released_fields(decision)
+}
+
+test_field_group_does_not_release_sensitive_service_details if {
+	decision := release_for("gp", "DIRECT_CARE", clear_child)
+		with data.childlookup.roles.gp.grants.DIRECT_CARE.fields as ["all_indicators"]
+		with data.childlookup.field_groups.all_indicators.fields as ["sensitive_service_details"]
+	reason_for(decision, "sensitive_service_details") == "SENSITIVE_SERVICE"
+}
+
+# --- what the role may not see ------------------------------------------------------------------
+
+test_field_granted_for_another_purpose_is_not_permitted_for_this_purpose if {
+	decision := release_for("police_safeguarding", "SAFEGUARDING_ENQUIRY", clear_child)
+	reason_for(decision, "address") == "NOT_PERMITTED_FOR_PURPOSE"
+}
+
+test_school_dsl_is_not_permitted_address_or_gp_practice if {
+	decision := release_for("school_dsl", "SAFEGUARDING_ENQUIRY", clear_child)
+	reason_for(decision, "address") == "NOT_PERMITTED_FOR_ROLE"
+	reason_for(decision, "gp_practice") == "NOT_PERMITTED_FOR_ROLE"
+}
+
+test_role_without_a_grant_for_the_purpose_gets_nothing if {
+	decision := release_for("school_dsl", "DIRECT_CARE", clear_child)
+	decision.released == []
+	reason_for(decision, "name") == "NOT_PERMITTED_FOR_PURPOSE"
+}
+
+test_unknown_role_gets_nothing if {
+	decision := release_for("janitor", "SAFEGUARDING_ENQUIRY", clear_child)
+	decision.released == []
+	reason_for(decision, "name") == "NOT_PERMITTED_FOR_ROLE"
+	reason_for(decision, "address") == "NOT_PERMITTED_FOR_ROLE"
+}
+
+test_uncatalogued_field_is_withheld if {
+	decision := release_records("social_worker", "SAFEGUARDING_ENQUIRY", clear_child, [{
+		"id": "health:H1",
+		"source": "health",
+		"fields": ["name", "favourite_colour"],
+	}])
+	released_fields(decision) == {"name"}
+	reason_for(decision, "favourite_colour") == "NOT_PERMITTED_FOR_ROLE"
+}
+
+test_field_no_purpose_of_the_role_grants_is_not_permitted_for_the_role if {
+	# The health visitor may look up for direct care too, but no purpose shows them the school.
+	decision := release_for("health_visitor", "SAFEGUARDING_ENQUIRY", clear_child)
+	reason_for(decision, "school") == "NOT_PERMITTED_FOR_ROLE"
+}
+
+# --- precedence of reasons ----------------------------------------------------------------------
+
+test_shielded_comes_before_restricted_and_unchecked if {
+	decision := release_for("social_worker", "SAFEGUARDING_ENQUIRY", {
+		"shielded": true,
+		"restricted": true,
+		"shield_status_known": false,
+	})
+	reason_for(decision, "address") == "SHIELDED"
+}
+
+test_restricted_comes_before_unchecked if {
+	decision := release_for("social_worker", "SAFEGUARDING_ENQUIRY", {
+		"shielded": false,
+		"restricted": true,
+		"shield_status_known": false,
+	})
+	reason_for(decision, "address") == "RESTRICTED"
+}
+
+test_shielded_comes_before_not_permitted if {
+	decision := release_for("school_dsl", "SAFEGUARDING_ENQUIRY", shielded_child)
+	reason_for(decision, "gp_practice") == "SHIELDED"
+}
+
+test_sensitive_service_comes_before_not_permitted if {
+	decision := release_for("janitor", "SAFEGUARDING_ENQUIRY", clear_child)
+	reason_for(decision, "sensitive_service_details") == "SENSITIVE_SERVICE"
+}
+
+# --- completeness -------------------------------------------------------------------------------
+
+test_every_field_of_every_record_is_decided_exactly_once if {
+	records := [
+		{"id": "health:H1", "source": "health", "fields": every_field},
+		{"id": "education:E1", "source": "education", "fields": ["name", "school", "early_help"]},
+	]
+	asked := {[record.id, field] | some record in records; some field in record.fields}
+	every case in every_case {
+		decision := release_records(case[0], case[1], case[2], records)
+		count(decision.released) + count(decision.withheld) == count(asked)
+		decided_pairs(decision) == asked
+	}
+}
+
+test_releasable_fields_are_exactly_those_without_a_reason_to_withhold if {
+	every case in every_case {
+		releasable_fields_have_no_reason(case[0], case[1], case[2])
+	}
+}
+
+releasable_fields_have_no_reason(role, purpose, child) if {
+	contradicted := {field |
+		some field in release.releasable_fields
+		release.withholding_reason(field)
+	} with input.caller as {"role": role, "organisation": "X00001"}
+		with input.purpose as purpose
+		with input.child as child
+	contradicted == set()
+}
+
+decided_pairs(decision) := {[item.record, item.field] |
+	some item in array.concat(decision.released, decision.withheld)
+}

@@ -1,0 +1,133 @@
+"""A real gateway stack on loopback for end-to-end tests: reference connectors serving JSON Lines
+files, and the gateway built exactly as `childlookup serve` builds it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.types import ASGIApp
+
+from connectors.protocol import ConnectorRecord
+from connectors.reference import REFERENCE_AGENCIES, create_reference_app
+from connectors.serving import BackgroundServer
+from gateway.app import build_components, create_app
+from gateway.config import Settings, SourceConfig
+from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
+
+LOOKUP = """
+query Lookup($nhs: String!, $purpose: Purpose!, $justification: String) {
+  child(nhsNumber: $nhs, purpose: $purpose, justification: $justification) {
+    outcome complete denial auditId requestId policyRevision
+    child {
+      nhsNumber { value provenance { source asOf } }
+      name { given family provenance { source } }
+      dateOfBirth { value } sex { value }
+      address { lines postcode provenance { source } }
+      school { urn name }
+      gpPractice { odsCode name }
+      carers { name relationship parentalResponsibility }
+      involvements {
+        service organisation practitioner { name role phone } lead sensitive
+        broker { name phone } provenance { source }
+      }
+      indicators {
+        childProtectionPlan { value provenance { source } }
+        lookedAfter { value } childInNeed { value } earlyHelp { value }
+      }
+    }
+    records { source method score }
+    sources { source status latencyMs errorCode recordsMatched recordsUnmatched cached }
+    withheld { field source reason }
+  }
+}
+"""
+
+
+def write_records(path: Path, records: Sequence[ConnectorRecord]) -> Path:
+    path.write_text("".join(r.model_dump_json() + "\n" for r in records))
+    return path
+
+
+@dataclass
+class Stack:
+    url: str
+    state_dir: Path
+    components: Any
+
+    def token(self, role: str, org: str = "ORG1", name: str = "Test User") -> str:
+        private = (self.state_dir / PRIVATE_KEY_FILE).read_bytes()
+        return issue_dev_token(
+            private,
+            role=role,
+            organisation=org,
+            name=name,
+            issuer="childlookup-dev",
+            audience="childlookup-gateway",
+        )
+
+    def post(self, body: Any, token: str | None = None, **kwargs: Any) -> httpx.Response:
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        return httpx.post(f"{self.url}/graphql", json=body, headers=headers, timeout=10, **kwargs)
+
+    def lookup(
+        self,
+        role: str,
+        nhs: str,
+        purpose: str = "SAFEGUARDING_ENQUIRY",
+        justification: str | None = None,
+    ) -> dict[str, Any]:
+        variables = {"nhs": nhs, "purpose": purpose, "justification": justification}
+        response = self.post({"query": LOOKUP, "variables": variables}, self.token(role))
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+def reference_source(name: str, url: str, timeout_ms: int = 1000) -> SourceConfig:
+    profile = REFERENCE_AGENCIES[name]
+    return SourceConfig.model_validate(
+        {
+            "name": name,
+            "url": url,
+            "timeout_ms": timeout_ms,
+            "provides": profile.provides,
+            "shield_authority": profile.shield_authority,
+        }
+    )
+
+
+@contextlib.contextmanager
+def running_gateway(tmp: Path, sources: Sequence[SourceConfig], **settings: Any) -> Iterator[Stack]:
+    ensure_dev_keys(tmp)
+    config = Settings(state_dir=tmp, cache_ttl_s=0, **settings)
+    components = build_components(config, list(sources))
+    with BackgroundServer(create_app(components)) as gateway:
+        yield Stack(gateway.url, tmp, components)
+    components.audit.close()
+
+
+@contextlib.contextmanager
+def serving(apps: dict[str, ASGIApp]) -> Iterator[dict[str, str]]:
+    """Serve each app on its own loopback port; yields name -> base URL."""
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(BackgroundServer(app)).url for name, app in apps.items()}
+
+
+def reference_apps(
+    tmp: Path,
+    records: dict[str, Sequence[ConnectorRecord]],
+    latency_ms: dict[str, float] | None = None,
+) -> dict[str, ASGIApp]:
+    """Reference connector apps over JSON Lines files written from `records`."""
+    return {
+        name: create_reference_app(
+            name,
+            write_records(tmp / f"{name}.jsonl", recs),
+            (latency_ms or {}).get(name, 0.0),
+        )
+        for name, recs in records.items()
+    }

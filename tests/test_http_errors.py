@@ -1,0 +1,122 @@
+"""Bad input and bad requests get a clear error with a stable code: never a 500 or a stack trace."""
+
+import httpx
+import pytest
+
+from tests.factories import NHS, health_record
+from tests.stack import LOOKUP, reference_apps, reference_source, running_gateway, serving
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("errors")
+    apps = reference_apps(tmp, {"health": [health_record()]})
+    with (
+        serving(apps) as urls,
+        running_gateway(tmp, [reference_source("health", urls["health"])]) as gw,
+    ):
+        yield gw
+
+
+def _code(response):
+    body = response.json()
+    assert "Traceback" not in response.text
+    return body["errors"][0]["extensions"]["code"]
+
+
+@pytest.mark.parametrize("nhs", ["943476591", "9434765918", "94347659AB", ""])
+def test_invalid_nhs_numbers_are_refused_before_any_lookup(stack, nhs):
+    body = {"query": LOOKUP, "variables": {"nhs": nhs, "purpose": "DIRECT_CARE"}}
+    response = stack.post(body, stack.token("gp"))
+    assert response.status_code == 200
+    assert _code(response) == "INVALID_NHS_NUMBER"
+    assert response.json()["data"] is None
+
+
+def test_unknown_purpose_in_variables_is_bad_user_input(stack):
+    body = {"query": LOOKUP, "variables": {"nhs": NHS, "purpose": "CURIOSITY"}}
+    assert _code(stack.post(body, stack.token("gp"))) == "BAD_USER_INPUT"
+
+
+def test_unknown_purpose_inline_fails_validation(stack):
+    query = f'{{ child(nhsNumber: "{NHS}", purpose: CURIOSITY) {{ outcome }} }}'
+    assert _code(stack.post({"query": query}, stack.token("gp"))) == "GRAPHQL_VALIDATION_FAILED"
+
+
+def test_syntax_error_is_a_parse_failure(stack):
+    assert _code(stack.post({"query": "{ child("}, stack.token("gp"))) == "GRAPHQL_PARSE_FAILED"
+
+
+def test_overlong_justification_is_refused(stack):
+    variables = {"nhs": NHS, "purpose": "DIRECT_CARE", "justification": "x" * 1001}
+    response = stack.post({"query": LOOKUP, "variables": variables}, stack.token("gp"))
+    assert _code(response) == "INVALID_JUSTIFICATION"
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nonsense", "Basic Zm9vOmJhcg=="])
+def test_missing_or_bad_token_is_401_and_reaches_no_resolver(stack, header):
+    headers = {"authorization": header} if header else {}
+    response = httpx.post(f"{stack.url}/graphql", json={"query": LOOKUP}, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert _code(response) == "UNAUTHENTICATED"
+    assert len(stack.components.audit.records(limit=100_000)) == 0
+
+
+def test_oversized_body_is_413(stack):
+    response = stack.post({"query": LOOKUP, "pad": "x" * 40_000}, stack.token("gp"))
+    assert response.status_code == 413
+    assert _code(response) == "REQUEST_TOO_LARGE"
+
+
+def test_oversized_chunked_body_is_413(stack):
+    def chunks():
+        for _ in range(50):
+            yield b"x" * 1024
+
+    response = httpx.post(
+        f"{stack.url}/graphql",
+        content=chunks(),
+        headers={
+            "authorization": f"Bearer {stack.token('gp')}",
+            "content-type": "application/json",
+        },
+    )
+    assert response.status_code == 413
+
+
+def test_non_json_body_is_a_client_error_not_a_500(stack):
+    response = httpx.post(
+        f"{stack.url}/graphql",
+        content=b"{{{",
+        headers={
+            "authorization": f"Bearer {stack.token('gp')}",
+            "content-type": "application/json",
+        },
+    )
+    assert 400 <= response.status_code < 500
+    assert "Traceback" not in response.text
+
+
+def test_alias_bomb_is_refused_before_any_lookup(stack):
+    one = f'child(nhsNumber: "{NHS}", purpose: DIRECT_CARE) {{ outcome }}'
+    bomb = "{ " + " ".join(f"c{i}: {one}" for i in range(20)) + " }"
+    before = len(stack.components.audit.records(limit=100_000))
+    assert _code(stack.post({"query": bomb}, stack.token("gp"))) == "GRAPHQL_VALIDATION_FAILED"
+    assert len(stack.components.audit.records(limit=100_000)) == before
+
+
+def test_health_and_readiness(stack):
+    assert httpx.get(f"{stack.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{stack.url}/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"policy": True, "audit": True, "connectors": True}
+    assert ready.json()["policy_revision"]
+
+
+def test_graphiql_is_served_in_dev_mode_and_get_cannot_run_queries(stack):
+    page = httpx.get(f"{stack.url}/graphql", headers={"accept": "text/html"})
+    assert page.status_code == 200
+    assert "graphiql" in page.text.lower()
+    via_get = httpx.get(f"{stack.url}/graphql", params={"query": "{ __typename }"})
+    assert via_get.status_code in (400, 405)

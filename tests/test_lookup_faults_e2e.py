@@ -1,0 +1,122 @@
+"""End-to-end lookups when agencies misbehave: slow, dead, malformed, or answering for another
+child. The answer must still come back, say what each source did, and never merge wrongly."""
+
+import shutil
+import time
+
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+from connectors.protocol import LookupResponse
+from connectors.serving import bind_socket
+from gateway.config import DEFAULT_POLICY_DIR
+from tests.factories import NHS, OTHER_NHS, health_record, school_record, social_care_record
+from tests.stack import reference_apps, reference_source, running_gateway, serving
+
+
+def _statuses(lookup):
+    return {s["source"]: (s["status"], s["errorCode"]) for s in lookup["sources"]}
+
+
+def _raw_connector(body_for):
+    """A connector that answers with whatever bytes `body_for(request_json)` returns."""
+
+    async def lookup(request):
+        return Response(body_for(await request.json()), media_type="application/json")
+
+    return Starlette(routes=[Route("/v1/lookup", lookup, methods=["POST"])])
+
+
+def _dead_url():
+    sock = bind_socket("127.0.0.1", 0)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+    return url
+
+
+@pytest.fixture(scope="module")
+def faulty(tmp_path_factory):
+    """health answers at once, social_care takes 3 s (timeout 300 ms), education is down."""
+    tmp = tmp_path_factory.mktemp("faults")
+    apps = reference_apps(
+        tmp,
+        {"health": [health_record()], "social_care": [social_care_record()]},
+        latency_ms={"social_care": 3000},
+    )
+    with serving(apps) as urls:
+        sources = [
+            reference_source("health", urls["health"]),
+            reference_source("education", _dead_url()),
+            reference_source("social_care", urls["social_care"], timeout_ms=300),
+        ]
+        with running_gateway(tmp, sources) as gateway:
+            yield gateway
+
+
+def test_slow_and_dead_sources_are_reported_and_the_rest_is_answered(faulty):
+    started = time.monotonic()
+    body = faulty.lookup("health_visitor", NHS)
+    elapsed = time.monotonic() - started
+    lookup = body["data"]["child"]
+    assert lookup["outcome"] == "FOUND"
+    assert lookup["complete"] is False
+    statuses = _statuses(lookup)
+    assert statuses["health"] == ("ANSWERED", None)
+    assert statuses["education"] == ("FAILED", "CONNECTION_FAILED")
+    assert statuses["social_care"] == ("TIMED_OUT", "TIMEOUT")
+    assert elapsed < 2.5  # the 3 s source did not hold the answer past its 300 ms timeout
+    assert lookup["child"]["name"]["given"] == "Amelia"
+
+
+def test_a_silent_shield_authority_withholds_location_as_unknown(faulty):
+    lookup = faulty.lookup("health_visitor", NHS)["data"]["child"]
+    assert lookup["child"]["address"] is None
+    reasons = {(w["source"], w["field"]): w["reason"] for w in lookup["withheld"]}
+    assert reasons[("health", "address")] == "SHIELD_STATUS_UNKNOWN"
+    assert "LS6 2AB" not in str(lookup)
+
+
+def test_malformed_output_and_another_childs_record_are_failed_sources(tmp_path):
+    def wrong_child(request):
+        record = school_record(OTHER_NHS)
+        return LookupResponse(
+            request_id=request["request_id"], source="education", records=[record]
+        ).model_dump_json()
+
+    apps = reference_apps(tmp_path, {"health": [health_record()], "social_care": []})
+    apps["education"] = _raw_connector(wrong_child)
+    apps["garbled"] = _raw_connector(lambda request: b'{"records": [{"name": ')
+    with serving(apps) as urls:
+        sources = [reference_source(n, urls[n]) for n in ("health", "education", "social_care")]
+        garbled = reference_source("education", urls["garbled"]).model_copy(
+            update={"name": "garbled"}
+        )
+        with running_gateway(tmp_path, [*sources, garbled]) as gateway:
+            lookup = gateway.lookup("social_worker", NHS)["data"]["child"]
+    statuses = _statuses(lookup)
+    assert statuses["education"] == ("FAILED", "RECORD_MISMATCH")
+    assert statuses["garbled"] == ("FAILED", "MALFORMED_RESPONSE")
+    assert lookup["child"]["school"] is None
+    assert OTHER_NHS not in str(lookup)
+    assert {r["source"] for r in lookup["records"]} == {"health"}
+
+
+def test_a_policy_that_cannot_decide_releases_nothing(tmp_path):
+    policies = shutil.copytree(DEFAULT_POLICY_DIR, tmp_path / "policies")
+    release = policies / "release.rego"
+    release.write_text(
+        release.read_text().replace("decision := {", 'decision := {\n\t"broken": input.nope,', 1)
+    )
+    apps = reference_apps(tmp_path, {"health": [health_record()]})
+    with serving(apps) as urls:
+        sources = [reference_source("health", urls["health"])]
+        with running_gateway(tmp_path, sources, policy_dir=policies) as gateway:
+            body = gateway.lookup("social_worker", NHS)
+            records = gateway.components.audit.records()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "POLICY_UNAVAILABLE"
+    assert "Amelia" not in str(body)
+    assert records[-1]["outcome"] == "ERROR"
+    assert records[-1]["error_code"] == "POLICY_UNAVAILABLE"

@@ -1,0 +1,143 @@
+"""The Rego test runner: `opa test` semantics, the summary line CI reads, and the exit code."""
+
+from __future__ import annotations
+
+import re
+
+from gateway.policy import PolicyTestOutcome, policy_test_main, run_policy_tests
+from tests.test_policy_bundle import POLICY_DIR, write_bundle
+
+POLICY = """package t.policy
+
+import rego.v1
+
+allow if input.role == "gp"
+"""
+
+TESTS = """package t.policy_test
+
+import rego.v1
+
+import data.t.policy
+
+test_gp_allowed if {
+	policy.allow with input.role as "gp"
+}
+
+test_dsl_allowed if {
+	policy.allow with input.role as "school_dsl"
+}
+
+test_false := false
+
+test_conflict := 1
+
+test_conflict := 2
+
+helper_not_a_test := true
+"""
+
+
+def outcomes(report):
+    return {result.name: result.outcome for result in report.results}
+
+
+def test_each_test_rule_is_judged_as_opa_test_would(tmp_path):
+    write_bundle(tmp_path, {"policy.rego": POLICY, "policy_test.rego": TESTS})
+
+    report = run_policy_tests(tmp_path)
+
+    assert outcomes(report) == {
+        "test_gp_allowed": PolicyTestOutcome.PASS,
+        "test_dsl_allowed": PolicyTestOutcome.FAIL,
+        "test_false": PolicyTestOutcome.FAIL,
+        "test_conflict": PolicyTestOutcome.ERROR,
+    }
+    assert (report.passed, report.failed, report.errored) == (1, 2, 1)
+    assert all(result.package == "t.policy_test" for result in report.results)
+    assert all(result.duration >= 0 for result in report.results)
+
+
+def test_tests_are_found_in_every_package_and_folder(tmp_path):
+    write_bundle(
+        tmp_path,
+        {
+            "a_test.rego": "package t.a\n\nimport rego.v1\n\ntest_a if true\n",
+            "deep/b_test.rego": "package t.b.c\n\nimport rego.v1\n\ntest_b if true\n",
+        },
+    )
+
+    report = run_policy_tests(tmp_path)
+
+    assert [(result.package, result.name) for result in report.results] == [
+        ("t.a", "test_a"),
+        ("t.b.c", "test_b"),
+    ]
+
+
+def test_quiet_run_prints_only_what_needs_attention_then_the_summary(tmp_path, capsys):
+    write_bundle(tmp_path, {"policy.rego": POLICY, "policy_test.rego": TESTS})
+
+    exit_code = policy_test_main(tmp_path, verbose=False)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert exit_code == 1
+    assert not [line for line in lines if "test_gp_allowed" in line]
+    assert [line for line in lines if "data.t.policy_test.test_dsl_allowed: FAIL" in line]
+    assert [line for line in lines if "data.t.policy_test.test_conflict: ERROR" in line]
+    assert lines[-1] == "1 passed, 2 failed, 1 errored"
+
+
+def test_verbose_run_prints_passes_too(tmp_path, capsys):
+    write_bundle(tmp_path, {"policy.rego": POLICY, "policy_test.rego": TESTS})
+
+    policy_test_main(tmp_path, verbose=True)
+
+    assert "policy_test.rego: data.t.policy_test.test_gp_allowed: PASS" in capsys.readouterr().out
+
+
+def test_all_passing_exits_zero_with_a_plain_summary(tmp_path, capsys):
+    write_bundle(tmp_path, {"a_test.rego": "package t.a\n\nimport rego.v1\n\ntest_a if true\n"})
+
+    exit_code = policy_test_main(tmp_path, verbose=False)
+
+    assert exit_code == 0
+    assert capsys.readouterr().out.splitlines() == ["1 passed, 0 failed"]
+
+
+def test_no_tests_is_a_failure(tmp_path, capsys):
+    write_bundle(tmp_path, {"policy.rego": POLICY})
+
+    exit_code = policy_test_main(tmp_path, verbose=False)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert exit_code == 1
+    assert "No tests" in lines[0]
+    assert lines[-1] == "0 passed, 0 failed"
+
+
+def test_bundle_that_does_not_compile_errors_every_test(tmp_path, capsys):
+    broken = TESTS.replace("test_false := false", "test_false := ")
+    write_bundle(tmp_path, {"policy.rego": POLICY, "policy_test.rego": broken})
+
+    report = run_policy_tests(tmp_path)
+    exit_code = policy_test_main(tmp_path, verbose=False)
+
+    assert set(outcomes(report).values()) == {PolicyTestOutcome.ERROR}
+    assert report.compile_error is not None
+    assert re.search(r"policy_test\.rego:\d+:\d+: Syntax error", report.compile_error)
+    assert exit_code == 1
+    assert capsys.readouterr().out.splitlines()[-1] == "0 passed, 0 failed, 4 errored"
+
+
+def test_unreadable_bundle_exits_two_with_the_reason(tmp_path, capsys):
+    exit_code = policy_test_main(tmp_path / "missing", verbose=False)
+
+    assert exit_code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_real_policies_pass(capsys):
+    exit_code = policy_test_main(POLICY_DIR, verbose=False)
+
+    assert exit_code == 0, capsys.readouterr().out
