@@ -14,12 +14,15 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any, TypeVar
 
 import uvicorn
 from starlette.types import ASGIApp
+
+T = TypeVar("T")
 
 
 class _QuietServer(uvicorn.Server):
@@ -108,6 +111,20 @@ async def serve_all(
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on uvloop when it is installed, else on asyncio's loop.
+
+    uvloop roughly halves the per-request cost of the event loop, which matters on the small
+    machines connectors and gateways run on.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 class BackgroundServer:

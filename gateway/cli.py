@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
@@ -40,7 +39,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from connectors.serving import ServedApp, bind_socket, serve_all
+    from connectors.serving import ServedApp, bind_socket, run, serve_all
     from gateway.app import build_components, create_app
     from gateway.config import load_sources
 
@@ -55,7 +54,7 @@ def _serve(args: argparse.Namespace) -> int:
     served = ServedApp("gateway", app, bind_socket(settings.host, settings.port))
     print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_all([served], log_level="info"))
+        run(serve_all([served], log_level="info"))
     return 0
 
 
@@ -96,13 +95,13 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _connector_serve(args: argparse.Namespace) -> int:
     from connectors.reference import create_reference_app
-    from connectors.serving import ServedApp, bind_socket, serve_all
+    from connectors.serving import ServedApp, bind_socket, run, serve_all
 
     app = create_reference_app(args.agency, args.records, args.latency_ms)
     served = ServedApp(args.agency, app, bind_socket(args.host, args.port))
     print(f"{args.agency} connector on {served.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_all([served], log_level="info"))
+        run(serve_all([served], log_level="info"))
     return 0
 
 

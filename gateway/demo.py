@@ -8,14 +8,13 @@ profiles as the gateway's source config.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.reference import REFERENCE_AGENCIES, create_reference_app
-from connectors.serving import ServedApp, bind_socket, serve_all
+from connectors.serving import ServedApp, bind_socket, run, serve_all
 from connectors.synthetic import generate_population, showcase, write_population
 from gateway.app import build_components, create_app
 from gateway.config import Mode, Settings, SourceConfig
@@ -80,7 +79,7 @@ def run_demo(options: DemoOptions) -> None:
         print(_banner(gateway.url, served, key_path.read_bytes(), settings, examples), flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_all([*served, gateway], on_started=banner))
+        run(serve_all([*served, gateway], on_started=banner))
     print("childlookup demo stopped.")
 
 

@@ -1,0 +1,35 @@
+from graphql import GraphQLEnumType, GraphQLObjectType
+
+from resolvers.schema import SCHEMA_FILE, build_schema, export_sdl
+
+
+def test_published_schema_matches_the_code():
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == export_sdl(), (
+        "schema.graphql has drifted: run `childlookup schema --write` and review the diff"
+    )
+
+
+def test_every_type_field_and_argument_is_described_for_graphiql():
+    schema = build_schema()._schema
+    undocumented = []
+    for name, gql_type in schema.type_map.items():
+        if name.startswith("__") or not isinstance(gql_type, GraphQLObjectType | GraphQLEnumType):
+            continue
+        if not gql_type.description:
+            undocumented.append(name)
+        if isinstance(gql_type, GraphQLObjectType):
+            for field_name, field in gql_type.fields.items():
+                if not field.description:
+                    undocumented.append(f"{name}.{field_name}")
+                undocumented += [
+                    f"{name}.{field_name}({arg})"
+                    for arg, a in field.args.items()
+                    if not a.description
+                ]
+    assert undocumented == []
+
+
+def test_there_is_no_list_or_search_all_query():
+    query = build_schema()._schema.query_type
+    assert list(query.fields) == ["child"]
+    assert "List" not in str(query.fields["child"].type)
