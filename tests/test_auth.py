@@ -115,3 +115,25 @@ def test_token_without_role_claim_is_refused(keys):
         algorithm="ES256",
     )
     _reject(verifier, f"Bearer {token}")
+
+
+def test_a_remembered_token_still_stops_working_when_it_expires(tmp_path):
+    private = ensure_dev_keys(tmp_path).read_bytes()
+    verifier = TokenVerifier.from_pem_file(
+        tmp_path / PUBLIC_KEY_FILE, issuer=ISSUER, audience=AUDIENCE, leeway_s=0
+    )
+    token = _token(private, ttl_s=1)
+    assert verifier.authenticate(f"Bearer {token}").role == "gp"
+    assert verifier.authenticate(f"Bearer {token}").role == "gp"  # from memory
+    time.sleep(1.2)
+    assert "expired" in _reject(verifier, f"Bearer {token}")
+
+
+def test_a_tampered_copy_of_a_remembered_token_is_refused(keys):
+    private, verifier, _ = keys
+    token = _token(private)
+    verifier.authenticate(f"Bearer {token}")
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["role"] = "social_worker"
+    _reject(verifier, f"Bearer {header}.{_b64(claims)}.{signature}")
