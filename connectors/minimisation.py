@@ -12,6 +12,7 @@ from typing import Final
 
 from connectors.protocol import (
     INDICATOR_FIELDS,
+    PLAIN_FIELDS,
     ConnectorRecord,
     FieldId,
     Indicators,
@@ -23,17 +24,6 @@ from connectors.protocol import (
 # connector, decides which of them reach the caller.
 _ALWAYS_KEPT: Final = frozenset({"record_id", "identifiers", "flags", "as_of"})
 
-# Fields released exactly as held when requested; each `FieldId` value is the attribute name.
-_PLAIN_FIELDS: Final = (
-    FieldId.NAME,
-    FieldId.DATE_OF_BIRTH,
-    FieldId.SEX,
-    FieldId.ADDRESS,
-    FieldId.SCHOOL,
-    FieldId.GP_PRACTICE,
-    FieldId.CARERS,
-)
-
 
 def minimise(record: ConnectorRecord, fields: Collection[FieldId]) -> ConnectorRecord:
     """Keep only what was requested: identifiers, flags, record_id and as_of, plus `fields`.
@@ -44,7 +34,7 @@ def minimise(record: ConnectorRecord, fields: Collection[FieldId]) -> ConnectorR
     wanted = frozenset(fields)
     kept = {name: getattr(record, name) for name in _ALWAYS_KEPT}
     kept.update(
-        {field.value: getattr(record, field.value) for field in _PLAIN_FIELDS if field in wanted}
+        {field.value: getattr(record, field.value) for field in PLAIN_FIELDS if field in wanted}
     )
     if FieldId.INVOLVEMENTS in wanted and record.involvements is not None:
         show_provider = FieldId.SENSITIVE_SERVICE_DETAILS in wanted

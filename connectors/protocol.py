@@ -41,6 +41,17 @@ class FieldId(StrEnum):
     EARLY_HELP = "early_help"
 
 
+PLAIN_FIELDS: Final = (
+    FieldId.NAME,
+    FieldId.DATE_OF_BIRTH,
+    FieldId.SEX,
+    FieldId.ADDRESS,
+    FieldId.SCHOOL,
+    FieldId.GP_PRACTICE,
+    FieldId.CARERS,
+)
+"""Fields held as one record attribute of the same name, released exactly as held."""
+
 INDICATOR_FIELDS: Final = (
     FieldId.CHILD_PROTECTION_PLAN,
     FieldId.LOOKED_AFTER,

@@ -87,11 +87,9 @@ class AuditMatch:
 
 
 @dataclass(frozen=True)
-class AuditRecord:
-    """One lookup, as an auditor needs to see it."""
+class Access:
+    """Who looked at which (pseudonymised) child, when, and why: every record starts here."""
 
-    audit_id: str
-    request_id: str
     at: datetime
     subject: str
     name: str
@@ -100,6 +98,15 @@ class AuditRecord:
     purpose: str
     justification: str | None
     child_ref: str | None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One lookup, as an auditor needs to see it."""
+
+    access: Access
+    audit_id: str
+    request_id: str
     outcome: str
     denial: str | None
     error_code: str | None
@@ -111,7 +118,7 @@ class AuditRecord:
 
     def body(self) -> str:
         data = asdict(self)
-        data["at"] = self.at.isoformat()
+        data["access"]["at"] = self.access.at.isoformat()
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
@@ -159,12 +166,12 @@ class AuditStore:
         rows = [
             (
                 r.audit_id,
-                r.at.isoformat(),
-                r.child_ref,
-                r.subject,
-                r.role,
-                r.organisation,
-                r.purpose,
+                r.access.at.isoformat(),
+                r.access.child_ref,
+                r.access.subject,
+                r.access.role,
+                r.access.organisation,
+                r.access.purpose,
                 r.outcome,
                 r.body(),
             )

@@ -13,6 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from connectors.minimisation import minimise
 from connectors.protocol import (
     INDICATOR_FIELDS,
+    PLAIN_FIELDS,
     ConnectorRecord,
     FieldId,
     Identifiers,
@@ -33,23 +34,12 @@ from gateway.types import (
 
 POLICY_UNDECIDED = "POLICY_UNDECIDED"
 
-_SIMPLE_FIELDS = (
-    FieldId.NAME,
-    FieldId.DATE_OF_BIRTH,
-    FieldId.SEX,
-    FieldId.ADDRESS,
-    FieldId.SCHOOL,
-    FieldId.GP_PRACTICE,
-)
-
 
 def present_fields(record: ConnectorRecord) -> frozenset[FieldId]:
     """The catalogued fields a record actually holds a value for."""
-    present = {f for f in _SIMPLE_FIELDS if getattr(record, f.value) is not None}
+    present = {f for f in PLAIN_FIELDS if getattr(record, f.value) not in (None, [])}
     if record.identifiers.nhs_number is not None:
         present.add(FieldId.NHS_NUMBER)
-    if record.carers:
-        present.add(FieldId.CARERS)
     if record.involvements:
         present.add(FieldId.INVOLVEMENTS)
         if any(_has_provider_details(i) for i in record.involvements if i.sensitive):

@@ -13,11 +13,10 @@ import contextlib
 import time
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
-from typing import TypedDict
 
 from connectors.protocol import FieldId
 from gateway.audit import (
+    Access,
     AuditField,
     AuditMatch,
     AuditRecord,
@@ -133,7 +132,7 @@ class LookupPipeline:
         released: Sequence[ReleasedRecord] = (),
     ) -> None:
         record = AuditRecord(
-            **self._who(caller, query),
+            access=self._access(caller, query),
             audit_id=result.audit_id,
             request_id=result.request_id,
             outcome=result.outcome.value,
@@ -164,7 +163,7 @@ class LookupPipeline:
     ) -> None:
         """Best effort: a failed lookup is audited too, but it releases nothing either way."""
         record = AuditRecord(
-            **self._who(caller, query),
+            access=self._access(caller, query),
             audit_id=uuid.uuid4().hex,
             request_id=request_id,
             outcome="ERROR",
@@ -175,8 +174,8 @@ class LookupPipeline:
         with contextlib.suppress(AuditUnavailable):
             await self._audit.append(record)
 
-    def _who(self, caller: Caller, query: LookupQuery) -> _Who:
-        return _Who(
+    def _access(self, caller: Caller, query: LookupQuery) -> Access:
+        return Access(
             at=utc_now(),
             subject=caller.subject,
             name=caller.name,
@@ -194,16 +193,3 @@ class LookupPipeline:
             method=matched.method.value,
             score=matched.score,
         )
-
-
-class _Who(TypedDict):
-    """The part of every audit record that says who looked at whom, when and why."""
-
-    at: datetime
-    subject: str
-    name: str
-    role: str
-    organisation: str
-    purpose: str
-    justification: str | None
-    child_ref: str

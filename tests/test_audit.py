@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway.audit import (
+    Access,
     AuditField,
     AuditRecord,
     AuditSource,
@@ -19,16 +20,18 @@ NHS = "9434765919"
 
 def _record(audit_id: str, child_ref: str | None = None) -> AuditRecord:
     return AuditRecord(
+        access=Access(
+            at=datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
+            subject="dev:RR8:Hana",
+            name="Hana",
+            role="health_visitor",
+            organisation="RR8",
+            purpose="SAFEGUARDING_ENQUIRY",
+            justification="home visit concern",
+            child_ref=child_ref or Pseudonymiser(KEY).ref("nhs", NHS),
+        ),
         audit_id=audit_id,
         request_id="r-" + audit_id,
-        at=datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
-        subject="dev:RR8:Hana",
-        name="Hana",
-        role="health_visitor",
-        organisation="RR8",
-        purpose="SAFEGUARDING_ENQUIRY",
-        justification="home visit concern",
-        child_ref=child_ref or Pseudonymiser(KEY).ref("nhs", NHS),
         outcome="FOUND",
         denial=None,
         error_code=None,

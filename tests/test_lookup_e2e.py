@@ -186,10 +186,11 @@ def test_every_lookup_is_audited_with_a_pseudonymised_child(stack):
     by_id = {r["audit_id"]: r for r in audit.records(limit=100_000)}
 
     record = by_id[found["auditId"]]
-    assert record["child_ref"] == Pseudonymiser(key).ref("nhs", SHIELDED)
-    assert record["role"] == "social_worker"
-    assert record["purpose"] == "SAFEGUARDING_ENQUIRY"
-    assert record["justification"] == "strategy meeting"
+    access = record["access"]
+    assert access["child_ref"] == Pseudonymiser(key).ref("nhs", SHIELDED)
+    assert access["role"] == "social_worker"
+    assert access["purpose"] == "SAFEGUARDING_ENQUIRY"
+    assert access["justification"] == "strategy meeting"
     assert record["policy_revision"] == found["policyRevision"]
     assert {s["source"]: s["status"] for s in record["sources"]} == _statuses(found)
     assert {"source": "health", "field": "name", "reason": None} in record["released"]

@@ -9,13 +9,18 @@ The memo belongs to one engine and so to one policy revision; failures are never
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
+
+from pydantic import BaseModel
 
 from gateway.policy.decisions import PlanDecision, PlanInput, ReleaseDecision, ReleaseInput
 from gateway.policy.engine import PolicyEngine
 
 K = TypeVar("K")
 V = TypeVar("V")
+D = TypeVar("D", PlanDecision, ReleaseDecision)
+R = TypeVar("R", bound=BaseModel)
 
 
 class _Lru(Generic[K, V]):
@@ -41,6 +46,15 @@ class _Lru(Generic[K, V]):
             self._items.popitem(last=False)
 
 
+async def _remembered(memory: _Lru[str, D], request: R, evaluate: Callable[[R], Awaitable[D]]) -> D:
+    key = request.model_dump_json()
+    decision = memory.get(key)
+    if decision is None:
+        decision = await evaluate(request)
+        memory.put(key, decision)
+    return decision
+
+
 class MemoisedPolicyEngine:
     """A PolicyEngine that answers repeated inputs from memory, up to `maxsize` per decision."""
 
@@ -51,20 +65,10 @@ class MemoisedPolicyEngine:
         self._releases: _Lru[str, ReleaseDecision] = _Lru(maxsize)
 
     async def plan(self, request: PlanInput) -> PlanDecision:
-        key = request.model_dump_json()
-        decision = self._plans.get(key)
-        if decision is None:
-            decision = await self._engine.plan(request)
-            self._plans.put(key, decision)
-        return decision
+        return await _remembered(self._plans, request, self._engine.plan)
 
     async def release(self, request: ReleaseInput) -> ReleaseDecision:
-        key = request.model_dump_json()
-        decision = self._releases.get(key)
-        if decision is None:
-            decision = await self._engine.release(request)
-            self._releases.put(key, decision)
-        return decision
+        return await _remembered(self._releases, request, self._engine.release)
 
     def stats(self) -> dict[str, int]:
         return {
