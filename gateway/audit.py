@@ -17,7 +17,7 @@ import hmac
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -111,6 +111,7 @@ class AuditRecord:
     denial: str | None
     error_code: str | None
     policy_revision: str | None
+    child_flags: Mapping[str, bool] | None = None
     sources: Sequence[AuditSource] = field(default_factory=tuple)
     matches: Sequence[AuditMatch] = field(default_factory=tuple)
     released: Sequence[AuditField] = field(default_factory=tuple)

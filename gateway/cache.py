@@ -40,6 +40,3 @@ class AnswerCache:
     async def put(self, key: str, records: tuple[ConnectorRecord, ...]) -> None:
         if self._ttl > 0:
             await self._cache.set(key, records, ttl=self._ttl)
-
-    async def clear(self) -> None:
-        await self._cache.clear()

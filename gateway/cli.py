@@ -43,13 +43,11 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import build_components, create_app
     from gateway.config import load_sources
 
-    overrides = {"sources_file": args.config}
-    if args.host is not None:
-        overrides["host"] = args.host
-    if args.port is not None:
-        overrides["port"] = args.port
-    settings = Settings(**overrides)
-    sources = load_sources(args.config)
+    overrides = {"sources_file": args.config, "host": args.host, "port": args.port}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    if settings.sources_file is None:
+        raise ValueError("name the connector config with --config or CHILDLOOKUP_SOURCES_FILE")
+    sources = load_sources(settings.sources_file)
     app = create_app(build_components(settings, sources))
     served = ServedApp("gateway", app, bind_socket(settings.host, settings.port))
     print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)
@@ -111,6 +109,31 @@ def _policy_test(args: argparse.Namespace) -> int:
     return policy_test_main(args.directory, verbose=args.verbose)
 
 
+def _policy_explain(args: argparse.Namespace) -> int:
+    from gateway.policy.explain import Scenario, Situation, explain_main
+
+    situation = Situation(
+        shielded=args.shielded,
+        restricted=args.restricted,
+        shield_status_unknown=args.shield_unknown,
+        sensitive=args.sensitive,
+    )
+    scenario = Scenario(args.role, args.purpose, situation, justified=not args.no_justification)
+    return explain_main(args.dir, scenario, as_json=args.json)
+
+
+def _policy_diff(args: argparse.Namespace) -> int:
+    from gateway.policy.diff import diff_main
+
+    return diff_main(args.old, args.new, args.dir, args.output)
+
+
+def _policy_bundle(args: argparse.Namespace) -> int:
+    from gateway.policy.archive import bundle_main
+
+    return bundle_main(args.dir, args.out)
+
+
 def _schema(args: argparse.Namespace) -> int:
     from resolvers.schema import SCHEMA_FILE, export_sdl
 
@@ -149,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=_demo)
 
     serve = commands.add_parser("serve", help="run the gateway against configured connectors")
-    serve.add_argument("--config", type=Path, required=True, help="connector config (TOML/JSON)")
+    serve.add_argument(
+        "--config", type=Path, help="connector config, TOML or JSON (or CHILDLOOKUP_SOURCES_FILE)"
+    )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(run=_serve)
@@ -185,6 +210,44 @@ def build_parser() -> argparse.ArgumentParser:
     ptest.add_argument("directory", type=Path, nargs="?", default=Path("policies"))
     ptest.add_argument("-v", "--verbose", action="store_true")
     ptest.set_defaults(run=_policy_test)
+    pexplain = policy_commands.add_parser(
+        "explain", help="what a role sees of a child for a purpose, field by field, and why"
+    )
+    pexplain.add_argument("--role", required=True, help="e.g. health_visitor")
+    pexplain.add_argument("--purpose", required=True, help="e.g. SAFEGUARDING_ENQUIRY")
+    pexplain.add_argument("--shielded", action="store_true", help="the child is shielded")
+    pexplain.add_argument("--restricted", action="store_true", help="a record is restricted")
+    pexplain.add_argument(
+        "--shield-unknown", action="store_true", help="a shield authority did not answer"
+    )
+    pexplain.add_argument(
+        "--sensitive", action="store_true", help="the record holds a sensitive involvement"
+    )
+    pexplain.add_argument(
+        "--no-justification", action="store_true", help="the practitioner gave no justification"
+    )
+    pexplain.add_argument("--json", action="store_true", help="machine-readable output")
+    pexplain.add_argument("--dir", type=Path, default=Path("policies"), help="policy directory")
+    pexplain.set_defaults(run=_policy_explain)
+    pdiff = policy_commands.add_parser(
+        "diff", help="who gains or loses which field between two policy versions"
+    )
+    pdiff.add_argument("old", help="policy directory or git revision (e.g. HEAD~1)")
+    pdiff.add_argument("new", help="policy directory or git revision")
+    pdiff.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("policies"),
+        help="the policy directory whose history a git revision names",
+    )
+    pdiff_format = pdiff.add_mutually_exclusive_group()
+    pdiff_format.add_argument("--json", dest="output", action="store_const", const="json")
+    pdiff_format.add_argument("--markdown", dest="output", action="store_const", const="markdown")
+    pdiff.set_defaults(run=_policy_diff, output="text")
+    pbundle = policy_commands.add_parser("bundle", help="write an OPA bundle (.tar.gz)")
+    pbundle.add_argument("--out", type=Path, required=True, help="e.g. bundle.tar.gz")
+    pbundle.add_argument("--dir", type=Path, default=Path("policies"), help="policy directory")
+    pbundle.set_defaults(run=_policy_bundle)
 
     schema = commands.add_parser("schema", help="print, check or write schema.graphql")
     mode = schema.add_mutually_exclusive_group()

@@ -36,7 +36,6 @@ class SourceConfig(BaseModel):
     timeout_ms: Annotated[int, Field(gt=0, le=30_000)] = 1_000
     provides: tuple[FieldId, ...]
     shield_authority: bool = False
-    title: str = ""
 
 
 class SourcesFile(BaseModel):
@@ -78,6 +77,10 @@ class Settings(BaseSettings):
     state_dir: Path = Path(".childlookup")
     sources_file: Path | None = None
     policy_dir: Path = DEFAULT_POLICY_DIR
+    opa_url: str | None = None
+    """An OPA server serving the policy bundle (e.g. http://127.0.0.1:8181); unset, the gateway
+    evaluates `policy_dir` in-process."""
+    opa_timeout_ms: Annotated[int, Field(gt=0, le=10_000)] = 250
     audit_db: Path | None = None
     audit_key: str | None = Field(default=None, min_length=32)
     audit_synchronous: str = Field(default="FULL", pattern=r"^(FULL|NORMAL)$")

@@ -68,7 +68,6 @@ def run_demo(options: DemoOptions) -> None:
                 timeout_ms=CONNECTOR_TIMEOUT_MS,
                 provides=profile.provides,
                 shield_authority=profile.shield_authority,
-                title=profile.title,
             )
         )
     settings = Settings(mode=Mode.DEV, state_dir=state, host=options.host, port=options.port)

@@ -13,6 +13,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from connectors.protocol import FieldId
 from gateway.audit import (
@@ -41,7 +42,7 @@ from gateway.types import (
     LookupResult,
     MatchedRecord,
     Plan,
-    ReleasedRecord,
+    Release,
     SourceAnswer,
     SourceStatus,
 )
@@ -113,7 +114,7 @@ class LookupPipeline:
             child=merge(release.records),
             withheld=release.withheld,
         )
-        await self._record(caller, query, result, release.records)
+        await self._record(caller, query, result, release)
         return result
 
     def _unrequested(self, plan: Plan) -> dict[str, frozenset[FieldId]]:
@@ -129,8 +130,9 @@ class LookupPipeline:
         caller: Caller,
         query: LookupQuery,
         result: LookupResult,
-        released: Sequence[ReleasedRecord] = (),
+        release: Release | None = None,
     ) -> None:
+        released = release.records if release is not None else ()
         record = AuditRecord(
             access=self._access(caller, query),
             audit_id=result.audit_id,
@@ -139,6 +141,7 @@ class LookupPipeline:
             denial=result.denial,
             error_code=None,
             policy_revision=result.policy_revision,
+            child_flags=None if release is None else asdict(release.flags),
             sources=[
                 AuditSource(a.source, a.status.value, a.error_code, len(a.records), a.cached)
                 for a in result.answers

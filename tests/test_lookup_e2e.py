@@ -196,6 +196,11 @@ def test_every_lookup_is_audited_with_a_pseudonymised_child(stack):
     assert {"source": "health", "field": "name", "reason": None} in record["released"]
     assert {"source": "health", "field": "address", "reason": "SHIELDED"} in record["withheld"]
     assert {m["method"] for m in record["matches"]} == {"NHS_NUMBER"}
+    assert record["child_flags"] == {
+        "shielded": True,
+        "restricted": False,
+        "shield_status_known": True,
+    }
     assert by_id[denied["auditId"]]["outcome"] == "DENIED"
 
     assert SHIELDED.encode() not in audit.path.read_bytes()
