@@ -6,8 +6,10 @@ token gets 401 and never reaches a resolver. Oversized bodies are refused before
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,11 +29,12 @@ from gateway.audit import AuditStore, Pseudonymiser
 from gateway.auth import TokenVerifier
 from gateway.cache import AnswerCache
 from gateway.config import Mode, Settings, SourceConfig
+from gateway.decision_log import DecisionLog
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
 from gateway.pipeline import LookupPipeline
-from gateway.policy import PolicyEngine, RegoPolicyEngine
-from gateway.policy.memo import MemoisedPolicyEngine
+from gateway.policy import PolicyEngine
+from gateway.reload import PolicyReloader, load_engine
 from resolvers.query import RequestContext
 from resolvers.schema import build_schema, format_error
 
@@ -48,6 +51,7 @@ class Components:
     audit: AuditStore
     verifier: TokenVerifier
     pseudonymiser: Pseudonymiser
+    decision_log: DecisionLog
 
 
 def build_components(settings: Settings, sources: list[SourceConfig]) -> Components:
@@ -55,7 +59,7 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
     return Components(
         settings=settings,
         sources=tuple(sources),
-        policy=MemoisedPolicyEngine(RegoPolicyEngine.from_directory(settings.policy_dir)),
+        policy=load_engine(settings.policy_dir),
         audit=AuditStore(settings.resolved_audit_db(), synchronous=settings.audit_synchronous),
         verifier=TokenVerifier.from_pem_file(
             settings.resolved_public_key_file(),
@@ -64,6 +68,7 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
             leeway_s=settings.token_leeway_s,
         ),
         pseudonymiser=Pseudonymiser(_audit_key(settings)),
+        decision_log=DecisionLog.open(settings.resolved_decision_log(), instance=uuid.uuid4().hex),
     )
 
 
@@ -195,16 +200,33 @@ def create_app(components: Components) -> Starlette:
                 fanout=fanout,
                 audit=components.audit,
                 pseudonymiser=components.pseudonymiser,
+                decision_log=components.decision_log,
                 deadline_ms=settings.lookup_deadline_ms,
             )
-            yield
+            pipeline = app.state.pipeline
+            watcher = None
+            if settings.policy_reload_s > 0:
+
+                def install(engine: PolicyEngine) -> None:
+                    pipeline.policy = engine
+
+                reloader = PolicyReloader(
+                    settings.policy_dir, install, interval_s=settings.policy_reload_s
+                )
+                watcher = asyncio.create_task(reloader.watch())
+            try:
+                yield
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        policy = request.app.state.pipeline.policy
         checks = {
-            "policy": bool(components.policy.revision),
+            "policy": bool(policy.revision),
             "audit": components.audit.is_writable(),
             "connectors": bool(components.sources),
         }
@@ -212,7 +234,7 @@ def create_app(components: Components) -> Starlette:
         body = {
             "status": "ready" if ready else "not ready",
             "checks": checks,
-            "policy_revision": components.policy.revision,
+            "policy_revision": policy.revision,
             "sources": [s.name for s in components.sources],
         }
         return JSONResponse(body, status_code=200 if ready else 503)

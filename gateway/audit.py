@@ -111,6 +111,7 @@ class AuditRecord:
     denial: str | None
     error_code: str | None
     policy_revision: str | None
+    decision_ids: Sequence[str] = field(default_factory=tuple)
     child_flags: Mapping[str, bool] | None = None
     sources: Sequence[AuditSource] = field(default_factory=tuple)
     matches: Sequence[AuditMatch] = field(default_factory=tuple)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.config import Settings
+from gateway.logs import configure as configure_logging
 
 ROLES = (
     "social_worker",
@@ -259,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging()
     try:
         code: int = args.run(args)
     except (ValueError, OSError) as exc:

@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     token_leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
     lookup_deadline_ms: Annotated[int, Field(gt=0, le=60_000)] = 2_500
     cache_ttl_s: Annotated[int, Field(ge=0, le=300)] = 30
+    policy_reload_s: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    decision_log: str | None = None
     max_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024
     justification_max_chars: Annotated[int, Field(gt=0)] = 1_000
 
@@ -112,6 +114,10 @@ class Settings(BaseSettings):
 
     def resolved_audit_db(self) -> Path:
         return self.audit_db or self.state_dir / "audit.sqlite3"
+
+    def resolved_decision_log(self) -> str:
+        """Where decisions are logged: off, stdout, or a file (by default in the state dir)."""
+        return self.decision_log or str(self.state_dir / "decision-log.jsonl")
 
     def resolved_public_key_file(self) -> Path:
         return self.token_public_key_file or self.state_dir / "dev-signing-key.pub.pem"

@@ -20,6 +20,7 @@ from connectors.protocol import (
     Involvement,
 )
 from connectors.protocol import Caller as ProtocolCaller
+from gateway.decision_log import RELEASE_PATH, DecisionLog
 from gateway.policy import PolicyEngine, ReleaseChild, ReleaseInput, ReleaseRecord
 from gateway.types import (
     Caller,
@@ -75,6 +76,7 @@ def child_flags(
 
 async def decide(
     policy: PolicyEngine,
+    log: DecisionLog,
     caller: Caller,
     query: LookupQuery,
     matched: Sequence[MatchedRecord],
@@ -95,21 +97,21 @@ async def decide(
         if _has_brokered_involvement(m.record):
             fields |= {FieldId.SENSITIVE_SERVICE_DETAILS}
         asked.append(fields)
-    decision = await policy.release(
-        ReleaseInput(
-            caller=ProtocolCaller(role=caller.role, organisation=caller.organisation),
-            purpose=query.purpose.value,
-            child=ReleaseChild(
-                shielded=flags.shielded,
-                restricted=flags.restricted,
-                shield_status_known=flags.shield_status_known,
-            ),
-            records=tuple(
-                ReleaseRecord(id=str(i), source=m.source, fields=tuple(sorted(fields)))
-                for i, (m, fields) in enumerate(zip(matched, asked, strict=True))
-            ),
-        )
+    request = ReleaseInput(
+        caller=ProtocolCaller(role=caller.role, organisation=caller.organisation),
+        purpose=query.purpose.value,
+        child=ReleaseChild(
+            shielded=flags.shielded,
+            restricted=flags.restricted,
+            shield_status_known=flags.shield_status_known,
+        ),
+        records=tuple(
+            ReleaseRecord(id=str(i), source=m.source, fields=tuple(sorted(fields)))
+            for i, (m, fields) in enumerate(zip(matched, asked, strict=True))
+        ),
     )
+    decision = await policy.release(request)
+    decision_id = log.record(RELEASE_PATH, policy.revision, request, decision)
     reasons: dict[tuple[str, FieldId], str] = {}
     for w in decision.withheld:
         reasons.setdefault((w.record, w.field), w.reason)
@@ -123,7 +125,7 @@ async def decide(
         for f in sorted(fields - released):
             withheld.append(Withheld(f, m.source, reasons.get((rid, f), POLICY_UNDECIDED)))
         records.append(ReleasedRecord(m, released, _cut(m.record, released)))
-    return Release(tuple(records), tuple(withheld), flags)
+    return Release(tuple(records), tuple(withheld), flags, decision_id)
 
 
 def _has_brokered_involvement(record: ConnectorRecord) -> bool:

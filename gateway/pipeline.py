@@ -29,6 +29,7 @@ from gateway.audit import (
 )
 from gateway.config import SourceConfig
 from gateway.decide import child_flags, decide
+from gateway.decision_log import DecisionLog
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
 from gateway.match import match_records
@@ -59,10 +60,12 @@ class LookupPipeline:
         fanout: FanOut,
         audit: AuditStore,
         pseudonymiser: Pseudonymiser,
+        decision_log: DecisionLog,
         deadline_ms: int,
     ) -> None:
         self.sources = tuple(sources)
-        self.policy = policy
+        self.policy = policy  # replaced whole by a policy reload, never modified in place
+        self._log = decision_log
         self._fanout = fanout
         self._audit = audit
         self._pseudonymiser = pseudonymiser
@@ -74,7 +77,7 @@ class LookupPipeline:
         request_id = uuid.uuid4().hex
         policy = self.policy  # one revision decides the whole lookup, even across a reload
         try:
-            plan = await make_plan(policy, caller, query, self.sources)
+            plan = await make_plan(policy, self._log, caller, query, self.sources)
             if not plan.permitted:
                 answers = tuple(SourceAnswer(s.name, SourceStatus.NOT_ASKED) for s in self.sources)
                 result = LookupResult(
@@ -85,7 +88,7 @@ class LookupPipeline:
                     policy_revision=policy.revision,
                     answers=answers,
                 )
-                await self._record(caller, query, result)
+                await self._record(caller, query, result, plan)
                 return result
             answers = await self._fanout.ask(
                 plan, query, caller, request_id, started + self._deadline_s
@@ -93,7 +96,7 @@ class LookupPipeline:
             matching = match_records(query, answers)
             flags = child_flags(matching.matched, matching.answers, self._shield_authorities)
             release = await decide(
-                policy, caller, query, matching.matched, flags, self._unrequested(plan)
+                policy, self._log, caller, query, matching.matched, flags, self._unrequested(plan)
             )
         except PolicyError as exc:
             await self._record_failure(caller, query, request_id, ErrorCode.POLICY_UNAVAILABLE)
@@ -114,7 +117,7 @@ class LookupPipeline:
             child=merge(release.records),
             withheld=release.withheld,
         )
-        await self._record(caller, query, result, release)
+        await self._record(caller, query, result, plan, release)
         return result
 
     def _unrequested(self, plan: Plan) -> dict[str, frozenset[FieldId]]:
@@ -130,9 +133,11 @@ class LookupPipeline:
         caller: Caller,
         query: LookupQuery,
         result: LookupResult,
+        plan: Plan,
         release: Release | None = None,
     ) -> None:
         released = release.records if release is not None else ()
+        decision_ids = [plan.decision_id] + ([release.decision_id] if release else [])
         record = AuditRecord(
             access=self._access(caller, query),
             audit_id=result.audit_id,
@@ -141,6 +146,7 @@ class LookupPipeline:
             denial=result.denial,
             error_code=None,
             policy_revision=result.policy_revision,
+            decision_ids=decision_ids,
             child_flags=None if release is None else asdict(release.flags),
             sources=[
                 AuditSource(a.source, a.status.value, a.error_code, len(a.records), a.cached)

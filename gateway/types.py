@@ -131,6 +131,7 @@ class Plan:
     denial: str | None
     fields: frozenset[FieldId]
     sources: tuple[str, ...]
+    decision_id: str
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class Release:
     records: tuple[ReleasedRecord, ...]
     withheld: tuple[Withheld, ...]
     flags: ChildFlags
+    decision_id: str
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,7 @@ def running_gateway(tmp: Path, sources: Sequence[SourceConfig], **settings: Any)
     with BackgroundServer(create_app(components)) as gateway:
         yield Stack(gateway.url, tmp, components)
     components.audit.close()
+    components.decision_log.close()
 
 
 @contextlib.contextmanager

@@ -52,7 +52,7 @@ def _source(name, url, timeout_ms=1000, provides=tuple(FieldId)):
 
 
 async def _ask(sources, plan=None, deadline_s=3.0, cache=None):
-    plan = plan or Plan(True, None, ALL_FIELDS, tuple(s.name for s in sources))
+    plan = plan or Plan(True, None, ALL_FIELDS, tuple(s.name for s in sources), "d1")
     async with httpx.AsyncClient() as client:
         fanout = FanOut(sources, client, cache or AnswerCache(0))
         started = time.monotonic()
@@ -163,9 +163,8 @@ async def test_typed_connector_errors_map_to_statuses(code, status):
 async def test_only_planned_sources_are_asked_and_only_for_fields_they_provide():
     health, school = RecordingBackend([health_record()]), RecordingBackend()
     provides = (FieldId.NHS_NUMBER, FieldId.NAME, FieldId.SCHOOL)
-    plan = Plan(
-        True, None, frozenset({FieldId.NAME, FieldId.ADDRESS, FieldId.NHS_NUMBER}), ("health",)
-    )
+    fields = frozenset({FieldId.NAME, FieldId.ADDRESS, FieldId.NHS_NUMBER})
+    plan = Plan(True, None, fields, ("health",), "d1")
     with (
         BackgroundServer(create_connector_app(health, source="health")) as h,
         BackgroundServer(create_connector_app(school, source="education")) as e,

@@ -58,9 +58,11 @@ async def _remembered(memory: _Lru[str, D], request: R, evaluate: Callable[[R], 
 class MemoisedPolicyEngine:
     """A PolicyEngine that answers repeated inputs from memory, up to `maxsize` per decision."""
 
-    def __init__(self, engine: PolicyEngine, maxsize: int = 4096) -> None:
+    def __init__(
+        self, engine: PolicyEngine, maxsize: int = 4096, revision: str | None = None
+    ) -> None:
         self._engine = engine
-        self.revision = engine.revision
+        self.revision = revision or engine.revision
         self._plans: _Lru[str, PlanDecision] = _Lru(maxsize)
         self._releases: _Lru[str, ReleaseDecision] = _Lru(maxsize)
 

@@ -1,0 +1,68 @@
+"""Decision logs in OPA's format, so an auditor can replay why a field was released or withheld.
+
+Each plan and release decision is written as one JSON line with OPA's decision-log fields
+(decision_id, labels, bundles, path, input, result, timestamp, requested_by), and its id goes into
+the lookup's audit record. Policy inputs carry no personal identifiers by design - records are
+numbered, not named, and the justification is sent as a length - so nothing needs masking;
+`masked` is written empty to say so explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from pydantic import BaseModel
+
+PLAN_PATH = "childlookup/plan/decision"
+RELEASE_PATH = "childlookup/release/decision"
+
+
+class DecisionLog:
+    """Appends decisions to a file or a stream, one JSON object per line."""
+
+    def __init__(self, sink: TextIO | None, *, instance: str) -> None:
+        self._sink = sink
+        self._labels = {"app": "childlookup-gateway", "id": instance}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, target: str, *, instance: str) -> DecisionLog:
+        """`target` is "off", "stdout", or a file path (appended to)."""
+        if target == "off":
+            return cls(None, instance=instance)
+        if target == "stdout":
+            return cls(sys.stdout, instance=instance)
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(path.open("a", encoding="utf-8", buffering=1), instance=instance)
+
+    def record(self, path: str, revision: str, request: BaseModel, result: BaseModel) -> str:
+        """Log one decision and return its id (logged or not, so audit records always carry one)."""
+        decision_id = uuid.uuid4().hex
+        if self._sink is None:
+            return decision_id
+        entry = {
+            "decision_id": decision_id,
+            "labels": self._labels,
+            "bundles": {"childlookup": {"revision": revision}},
+            "path": path,
+            "input": request.model_dump(mode="json"),
+            "result": result.model_dump(mode="json"),
+            "masked": [],
+            "requested_by": "childlookup-gateway",
+            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        with self._lock:
+            self._sink.write(line)
+        return decision_id
+
+    def close(self) -> None:
+        if self._sink is not None and self._sink is not sys.stdout:
+            self._sink.close()

@@ -1,0 +1,137 @@
+"""Live policy reload: a changed policy directory replaces the live policy only once it has been
+compiled and has passed its own tests, and it replaces it whole, between requests.
+
+Vetting runs `childlookup policy test` in a child process on a snapshot of the directory, because
+rego-cpp can crash the whole process on some constructs: a policy officer's mistake must cost a
+log line, not the gateway. Only after the child process passes is the snapshot compiled here. The
+swap is one attribute assignment, and a lookup reads the policy once when it starts, so no request
+ever sees half of one version and half of another. A rejected version is not retried until the
+directory changes again; the last good version keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from gateway.policy import PolicyEngine, PolicyError, RegoPolicyEngine
+from gateway.policy.memo import MemoisedPolicyEngine
+
+_log = logging.getLogger("childlookup.policy")
+
+VET_TIMEOUT_S = 120.0
+
+
+def read_policy_files(directory: Path) -> dict[str, bytes]:
+    """The files that make up a bundle, by relative path."""
+    wanted = [*directory.rglob("*.rego"), directory / "data.json", directory / ".manifest"]
+    return {
+        str(path.relative_to(directory)): path.read_bytes() for path in wanted if path.is_file()
+    }
+
+
+def fingerprint(files: Mapping[str, bytes]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return digest.hexdigest()
+
+
+def load_engine(directory: Path) -> PolicyEngine:
+    """Compile a policy directory into the engine the gateway serves with.
+
+    The revision names the manifest's revision and the exact content, so an audit record
+    identifies the rules that decided even when someone forgot to bump the manifest.
+    """
+    files = read_policy_files(directory)
+    engine = RegoPolicyEngine.from_directory(directory)
+    return MemoisedPolicyEngine(engine, revision=f"{engine.revision}@{fingerprint(files)[:12]}")
+
+
+class PolicyReloader:
+    """Polls a policy directory and installs each new version that compiles and passes its tests."""
+
+    def __init__(
+        self,
+        directory: Path,
+        install: Callable[[PolicyEngine], None],
+        *,
+        interval_s: float,
+    ) -> None:
+        self._directory = directory
+        self._install = install
+        self._interval = interval_s
+        self._seen = fingerprint(read_policy_files(directory))
+
+    async def watch(self) -> None:
+        """Check for changes every interval until cancelled."""
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.check()
+
+    async def check(self) -> bool | None:
+        """None when nothing changed; True when a new version went live; False when rejected."""
+        files = await asyncio.to_thread(read_policy_files, self._directory)
+        version = fingerprint(files)
+        if version == self._seen:
+            return None
+        self._seen = version
+        with tempfile.TemporaryDirectory(prefix="childlookup-policy-") as tmp:
+            snapshot = Path(tmp)
+            await asyncio.to_thread(_write_files, snapshot, files)
+            problem = await _vet(snapshot)
+            if problem is None:
+                try:
+                    engine = await asyncio.to_thread(load_engine, snapshot)
+                except PolicyError as exc:
+                    problem = str(exc)
+        if problem is not None:
+            _log.error(
+                "policy change rejected; the previous version keeps serving",
+                extra={"event": "policy_rejected", "context": {"reason": problem}},
+            )
+            return False
+        self._install(engine)
+        _log.info(
+            "policy change is live",
+            extra={"event": "policy_reloaded", "context": {"revision": engine.revision}},
+        )
+        return True
+
+
+def _write_files(directory: Path, files: Mapping[str, bytes]) -> None:
+    for name, content in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+
+
+async def _vet(snapshot: Path) -> str | None:
+    """Run the snapshot's policy tests in a child process; None if they all pass."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "policy",
+        "test",
+        str(snapshot),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), VET_TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return f"policy tests did not finish within {VET_TIMEOUT_S:.0f} s"
+    if process.returncode == 0:
+        return None
+    if process.returncode is not None and process.returncode < 0:
+        return f"the policy crashed the evaluator (signal {-process.returncode})"
+    lines = output.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else f"policy tests failed (exit {process.returncode})"
