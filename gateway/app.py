@@ -25,7 +25,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from gateway.audit import AuditStore, Pseudonymiser
+from gateway.audit import AuditStore, Pseudonymiser, derive_key
 from gateway.auth import TokenVerifier
 from gateway.cache import AnswerCache
 from gateway.config import Mode, Settings, SourceConfig
@@ -56,18 +56,23 @@ class Components:
 
 def build_components(settings: Settings, sources: list[SourceConfig]) -> Components:
     """Load policy, open the audit store and key material; raise if any of them is unusable."""
+    audit_key = _audit_key(settings)
     return Components(
         settings=settings,
         sources=tuple(sources),
         policy=load_engine(settings.policy_dir),
-        audit=AuditStore(settings.resolved_audit_db(), synchronous=settings.audit_synchronous),
+        audit=AuditStore(
+            settings.resolved_audit_db(),
+            checkpoint_key=derive_key(audit_key, "audit-checkpoint"),
+            synchronous=settings.audit_synchronous,
+        ),
         verifier=TokenVerifier.from_pem_file(
             settings.resolved_public_key_file(),
             issuer=settings.issuer,
             audience=settings.audience,
             leeway_s=settings.token_leeway_s,
         ),
-        pseudonymiser=Pseudonymiser(_audit_key(settings)),
+        pseudonymiser=Pseudonymiser(audit_key),
         decision_log=DecisionLog.open(settings.resolved_decision_log(), instance=uuid.uuid4().hex),
     )
 

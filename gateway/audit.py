@@ -6,7 +6,8 @@ keyed HMACs, so the log cannot be reversed into a list of children, yet an audit
 can still find every access to one child.
 
 Writes are group-committed: concurrent lookups share one transaction and one fsync, so durability
-does not cost a disk flush per lookup under load.
+does not cost a disk flush per lookup under load. Every record is hash-chained to the one before
+and the chain is checkpointed under a MAC (see audit_chain), so tampering is detectable.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.audit_chain import GENESIS, ChainReport, checkpoint_mac, link_hash, verify_chain
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -34,7 +37,15 @@ CREATE TABLE IF NOT EXISTS audit_log (
     organisation TEXT NOT NULL,
     purpose TEXT NOT NULL,
     outcome TEXT NOT NULL,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_checkpoint (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    at TEXT NOT NULL,
+    mac TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_log_child ON audit_log (child_ref, at);
 CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject, at);
@@ -42,11 +53,20 @@ CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_update BEFORE UPDATE ON audit_checkpoint
+BEGIN SELECT RAISE(ABORT, 'audit_checkpoint is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint
+BEGIN SELECT RAISE(ABORT, 'audit_checkpoint is append-only'); END;
 """
 
 
 class AuditUnavailable(Exception):
     """The record could not be committed; the lookup must release nothing."""
+
+
+def derive_key(master: bytes, purpose: str) -> bytes:
+    """A key for one purpose, so the pseudonym key and the checkpoint key never coincide."""
+    return hmac.new(master, f"childlookup:{purpose}".encode(), hashlib.sha256).digest()
 
 
 class Pseudonymiser:
@@ -127,9 +147,19 @@ class AuditRecord:
 class AuditStore:
     """SQLite-backed, append-only audit log with group commit."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 250):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        checkpoint_key: bytes,
+        checkpoint_every: int = 100,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 250,
+    ):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        self._checkpoint_key = checkpoint_key
+        self._checkpoint_every = checkpoint_every
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self._conn.execute("PRAGMA journal_mode = WAL")
@@ -165,33 +195,69 @@ class AuditStore:
                         future.set_result(None)
 
     def _write(self, records: list[AuditRecord]) -> None:
-        rows = [
-            (
-                r.audit_id,
-                r.access.at.isoformat(),
-                r.access.child_ref,
-                r.access.subject,
-                r.access.role,
-                r.access.organisation,
-                r.access.purpose,
-                r.outcome,
-                r.body(),
-            )
-            for r in records
-        ]
         with self._lock:
             try:
+                # The chain's tail is read inside the write transaction, so several gateway
+                # processes sharing one database still extend a single chain.
                 self._conn.execute("BEGIN IMMEDIATE")
+                tail = self._conn.execute(
+                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                seq, previous = tail if tail else (0, GENESIS)
+                rows = []
+                for r in records:
+                    body = r.body()
+                    chain_hash = link_hash(previous, body)
+                    rows.append(
+                        (
+                            r.audit_id,
+                            r.access.at.isoformat(),
+                            r.access.child_ref,
+                            r.access.subject,
+                            r.access.role,
+                            r.access.organisation,
+                            r.access.purpose,
+                            r.outcome,
+                            body,
+                            previous,
+                            chain_hash,
+                        )
+                    )
+                    previous = chain_hash
                 self._conn.executemany(
                     "INSERT INTO audit_log (audit_id, at, child_ref, subject, role, organisation,"
-                    " purpose, outcome, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " purpose, outcome, body, prev_hash, hash)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                self._checkpoint(seq, seq + len(rows))
                 self._conn.execute("COMMIT")
             except sqlite3.Error:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+
+    def _checkpoint(self, before: int, after: int) -> None:
+        """MAC the chain whenever this batch crossed a multiple of checkpoint_every."""
+        if after // self._checkpoint_every == before // self._checkpoint_every:
+            return
+        seq, chain_hash = self._conn.execute(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        self._conn.execute(
+            "INSERT INTO audit_checkpoint (seq, hash, at, mac) VALUES (?, ?, ?, ?)",
+            (
+                seq,
+                chain_hash,
+                utc_now().isoformat(),
+                checkpoint_mac(self._checkpoint_key, seq, chain_hash),
+            ),
+        )
+
+    def verify(self) -> ChainReport:
+        """Check the whole chain and every checkpoint (see audit_chain)."""
+        with self._lock:
+            return verify_chain(self._conn, self._checkpoint_key)
 
     def is_writable(self) -> bool:
         """For readiness probes: can a write transaction be opened right now?"""

@@ -15,6 +15,7 @@ from gateway.audit import (
 )
 
 KEY = b"k" * 32
+CHECKPOINT_KEY = b"c" * 32
 NHS = "9434765919"
 
 
@@ -44,7 +45,7 @@ def _record(audit_id: str, child_ref: str | None = None) -> AuditRecord:
 
 @pytest.fixture
 def store(tmp_path):
-    s = AuditStore(tmp_path / "audit.sqlite3")
+    s = AuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
     yield s
     s.close()
 
