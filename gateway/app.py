@@ -33,8 +33,9 @@ from gateway.decision_log import DecisionLog
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
 from gateway.pipeline import LookupPipeline
-from gateway.policy import PolicyEngine
-from gateway.reload import PolicyReloader, load_engine
+from gateway.policy import PolicyEngine, RemotePolicyEngine
+from gateway.policy.loading import policy_engine_from_settings
+from gateway.reload import PolicyReloader
 from resolvers.query import RequestContext
 from resolvers.schema import build_schema, format_error
 
@@ -60,7 +61,7 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
     return Components(
         settings=settings,
         sources=tuple(sources),
-        policy=load_engine(settings.policy_dir),
+        policy=policy_engine_from_settings(settings),
         audit=AuditStore(
             settings.resolved_audit_db(),
             checkpoint_key=derive_key(audit_key, "audit-checkpoint"),
@@ -209,8 +210,13 @@ def create_app(components: Components) -> Starlette:
                 deadline_ms=settings.lookup_deadline_ms,
             )
             pipeline = app.state.pipeline
+            remote = (
+                components.policy if isinstance(components.policy, RemotePolicyEngine) else None
+            )
+            if remote is not None:
+                await remote.connect()
             watcher = None
-            if settings.policy_reload_s > 0:
+            if remote is None and settings.policy_reload_s > 0:
 
                 def install(engine: PolicyEngine) -> None:
                     pipeline.policy = engine
@@ -224,6 +230,8 @@ def create_app(components: Components) -> Starlette:
             finally:
                 if watcher is not None:
                     watcher.cancel()
+                if remote is not None:
+                    await remote.aclose()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -12,45 +12,19 @@ directory changes again; the last good version keeps serving.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from gateway.policy import PolicyEngine, PolicyError, RegoPolicyEngine
-from gateway.policy.memo import MemoisedPolicyEngine
+from gateway.policy import PolicyEngine, PolicyError
+from gateway.policy.loading import load_engine
+from gateway.policy.snapshot import fingerprint, read_policy_files
 
 _log = logging.getLogger("childlookup.policy")
 
 VET_TIMEOUT_S = 120.0
-
-
-def read_policy_files(directory: Path) -> dict[str, bytes]:
-    """The files that make up a bundle, by relative path."""
-    wanted = [*directory.rglob("*.rego"), directory / "data.json", directory / ".manifest"]
-    return {
-        str(path.relative_to(directory)): path.read_bytes() for path in wanted if path.is_file()
-    }
-
-
-def fingerprint(files: Mapping[str, bytes]) -> str:
-    digest = hashlib.sha256()
-    for name in sorted(files):
-        digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
-    return digest.hexdigest()
-
-
-def load_engine(directory: Path) -> PolicyEngine:
-    """Compile a policy directory into the engine the gateway serves with.
-
-    The revision names the manifest's revision and the exact content, so an audit record
-    identifies the rules that decided even when someone forgot to bump the manifest.
-    """
-    files = read_policy_files(directory)
-    engine = RegoPolicyEngine.from_directory(directory)
-    return MemoisedPolicyEngine(engine, revision=f"{engine.revision}@{fingerprint(files)[:12]}")
 
 
 class PolicyReloader:

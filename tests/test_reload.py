@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from gateway.config import DEFAULT_POLICY_DIR
-from gateway.reload import PolicyReloader, load_engine
+from gateway.policy.loading import load_engine
+from gateway.reload import PolicyReloader
 from tests.factories import NHS, health_record
 from tests.stack import reference_apps, reference_source, running_gateway, serving
 

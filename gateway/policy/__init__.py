@@ -18,7 +18,7 @@ from gateway.policy.decisions import (
     WithheldField,
     WithholdingReason,
 )
-from gateway.policy.engine import PolicyEngine, RegoPolicyEngine
+from gateway.policy.engine import PolicyEngine, RegoPolicyEngine, RemotePolicyEngine
 from gateway.policy.errors import PolicyError
 from gateway.policy.testing import (
     PolicyTestOutcome,
@@ -45,6 +45,7 @@ __all__ = [
     "ReleaseInput",
     "ReleaseRecord",
     "ReleasedField",
+    "RemotePolicyEngine",
     "RuleRef",
     "WithheldField",
     "WithholdingReason",

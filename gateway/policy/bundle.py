@@ -81,6 +81,12 @@ class PolicyBundle:
         return tuple(found)
 
 
+def package_of(source: str) -> str | None:
+    """The package a module declares, e.g. `childlookup.plan`; None if it declares none."""
+    package = _PACKAGE.search(source)
+    return None if package is None else package.group(1)
+
+
 def load_bundle(directory: Path) -> PolicyBundle:
     """Read a bundle directory; anything incomplete is refused with a message saying what to fix."""
     if not directory.is_dir():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from anyio import to_thread
 from pydantic import BaseModel
@@ -50,6 +50,15 @@ class PolicyEngine(Protocol):
     async def plan(self, request: PlanInput) -> PlanDecision: ...
 
     async def release(self, request: ReleaseInput) -> ReleaseDecision: ...
+
+
+@runtime_checkable
+class RemotePolicyEngine(PolicyEngine, Protocol):
+    """An engine behind a connection, which the gateway opens at start-up and closes at the end."""
+
+    async def connect(self) -> str: ...
+
+    async def aclose(self) -> None: ...
 
 
 class RegoPolicyEngine:

@@ -1,0 +1,146 @@
+"""Asking an OPA server instead of evaluating in-process: same policies, same questions.
+
+Production can run OPA beside the gateway and load the bundle `childlookup policy bundle` writes;
+`CHILDLOOKUP_OPA_URL` then switches the gateway to `OpaServerPolicyEngine`, which asks OPA's REST
+Data API (`POST /v1/data/childlookup/plan/decision` with `{"input": ...}`) through
+opa-python-client's async client. Answers are validated exactly as the in-process engine's are.
+
+Failing closed: a refused connection, a timeout, any status but 200, a body that is not JSON or an
+answer without `result` (OPA's "undefined") is a `PolicyError`. The client's retries are turned off
+because a retry after a timeout would double the time a lookup waits for a refusal, and the whole
+exchange runs under one deadline.
+
+Revision: every decision asks for OPA's provenance (`?provenance=true`), which names the revision
+of each bundle the server had active when it answered, and `revision` becomes that. So the audit
+trail records the revision that really decided even after OPA loads a new bundle, which a revision
+read once at start-up would not. An answer without a bundle revision (policies pushed through the
+Policy API rather than loaded as a bundle) is refused: a decision nobody can trace to a policy
+version must not release data. `connect()` reads the revision before the first lookup, for
+readiness checks. Do not put this engine behind `MemoisedPolicyEngine`: OPA can change revision
+under it, and a remembered answer would outlive the policy that gave it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import anyio
+from opa_client import AsyncOpaClient
+from pydantic import BaseModel
+
+from gateway.policy.decisions import (
+    DecisionT,
+    PlanDecision,
+    PlanInput,
+    ReleaseDecision,
+    ReleaseInput,
+    parse_decision,
+)
+from gateway.policy.engine import PLAN_ENTRYPOINT, RELEASE_ENTRYPOINT
+from gateway.policy.errors import PolicyError
+from gateway.policy.interpreter import as_rego_json
+
+_PROVENANCE: Final = {"provenance": "true"}
+# Read by connect(): a base document every childlookup bundle has, cheap to evaluate and needing
+# no input, so the answer's provenance is all that matters.
+_PROBE_PATH: Final = "childlookup/purposes"
+
+
+class OpaServerPolicyEngine:
+    """Decisions from an OPA server over its REST Data API; any failure is a PolicyError."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"OPA URL {url!r} must be http:// or https:// with a host")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            # opa-python-client builds every URL from host and port alone.
+            raise ValueError(f"OPA URL {url!r} must not have a path, query or fragment")
+        self.url = url
+        self.revision = ""
+        self._timeout_s = timeout_s
+        self._client_options: dict[str, Any] = {
+            "host": parts.hostname,
+            "port": parts.port or (443 if parts.scheme == "https" else 80),
+            "ssl": parts.scheme == "https",
+            "retries": 0,
+            "timeout": timeout_s,
+        }
+        self._client: AsyncOpaClient | None = None
+        self._resources = AsyncExitStack()
+        self._opening = anyio.Lock()
+
+    async def connect(self) -> str:
+        """Open the connection and learn the served revision before the first lookup."""
+        await self._ask(lambda client: client.get_data(_PROBE_PATH, _PROVENANCE), _PROBE_PATH)
+        return self.revision
+
+    async def aclose(self) -> None:
+        await self._resources.aclose()
+        self._client = None
+
+    async def plan(self, request: PlanInput) -> PlanDecision:
+        return await self._decide(PLAN_ENTRYPOINT, request, PlanDecision)
+
+    async def release(self, request: ReleaseInput) -> ReleaseDecision:
+        return await self._decide(RELEASE_ENTRYPOINT, request, ReleaseDecision)
+
+    async def _decide(
+        self, entrypoint: str, request: BaseModel, decision_type: type[DecisionT]
+    ) -> DecisionT:
+        document = request.model_dump(mode="json")
+        package, rule = entrypoint.rsplit("/", 1)
+        result = await self._ask(
+            lambda client: client.query_rule(document, package, rule, _PROVENANCE), entrypoint
+        )
+        return parse_decision(as_rego_json(result), decision_type)
+
+    async def _ask(self, call: Callable[[AsyncOpaClient], Awaitable[Any]], path: str) -> Any:
+        """Run one request under the deadline; return its `result` and note its revision."""
+        try:
+            with anyio.fail_after(self._timeout_s):
+                client = await self._open()
+                body = await call(client)
+        except TimeoutError:
+            raise PolicyError(
+                f"OPA at {self.url} did not answer {path} within {self._timeout_s * 1000:.0f} ms."
+            ) from None
+        except Exception as error:
+            # aiohttp's errors for a refused connection or a non-200 status, ValueError for a body
+            # that is not JSON, and opa-python-client's own exception types, which share no base
+            # class: whichever it is, the policy did not answer and nothing is released.
+            raise PolicyError(f"OPA at {self.url} failed to answer {path}: {error!r}") from error
+        if not isinstance(body, dict) or "result" not in body:
+            raise PolicyError(f"OPA at {self.url} gave no answer for {path} (undefined).")
+        self.revision = _revision(body, self.url)
+        return body["result"]
+
+    async def _open(self) -> AsyncOpaClient:
+        async with self._opening:
+            if self._client is None:
+                self._client = await self._resources.enter_async_context(
+                    AsyncOpaClient(**self._client_options)
+                )
+            return self._client
+
+
+def _revision(body: dict[str, Any], url: str) -> str:
+    """The revision of the bundle(s) that answered, from OPA's provenance."""
+    provenance = body.get("provenance")
+    bundles = provenance.get("bundles") if isinstance(provenance, dict) else None
+    revisions: dict[str, str] = {
+        name: entry["revision"]
+        for name, entry in (bundles or {}).items()
+        if isinstance(entry, dict) and isinstance(entry.get("revision"), str) and entry["revision"]
+    }
+    if not revisions:
+        raise PolicyError(
+            f"OPA at {url} answered without a bundle revision: load the policies as a bundle"
+            " (`childlookup policy bundle`) so every decision can be traced to a version."
+        )
+    if len(revisions) == 1:
+        return next(iter(revisions.values()))
+    return ", ".join(f"{name}={revision}" for name, revision in sorted(revisions.items()))
