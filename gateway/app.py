@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,10 +24,10 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from gateway.audit import AuditStore, Pseudonymiser, derive_key
+from gateway.audit import AuditStore, Pseudonymiser, audit_key, derive_key
 from gateway.auth import TokenVerifier
 from gateway.cache import AnswerCache
-from gateway.config import Mode, Settings, SourceConfig
+from gateway.config import Settings, SourceConfig
 from gateway.decision_log import DecisionLog
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
@@ -57,14 +56,14 @@ class Components:
 
 def build_components(settings: Settings, sources: list[SourceConfig]) -> Components:
     """Load policy, open the audit store and key material; raise if any of them is unusable."""
-    audit_key = _audit_key(settings)
+    key = audit_key(settings)
     return Components(
         settings=settings,
         sources=tuple(sources),
         policy=policy_engine_from_settings(settings),
         audit=AuditStore(
             settings.resolved_audit_db(),
-            checkpoint_key=derive_key(audit_key, "audit-checkpoint"),
+            checkpoint_key=derive_key(key, "audit-checkpoint"),
             synchronous=settings.audit_synchronous,
         ),
         verifier=TokenVerifier.from_pem_file(
@@ -73,23 +72,9 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
             audience=settings.audience,
             leeway_s=settings.token_leeway_s,
         ),
-        pseudonymiser=Pseudonymiser(audit_key),
+        pseudonymiser=Pseudonymiser(key),
         decision_log=DecisionLog.open(settings.resolved_decision_log(), instance=uuid.uuid4().hex),
     )
-
-
-def _audit_key(settings: Settings) -> bytes:
-    """The pseudonymisation key; in dev mode one is generated once and kept in the state dir."""
-    if settings.audit_key is not None:
-        return settings.audit_key.encode()
-    if settings.mode is Mode.PRODUCTION:
-        raise ValueError("CHILDLOOKUP_AUDIT_KEY is required in production mode")
-    path = settings.state_dir / "audit.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
 
 
 class _GraphQLView(GraphQL[RequestContext, None]):

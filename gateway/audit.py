@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import secrets
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit_chain import GENESIS, ChainReport, checkpoint_mac, link_hash, verify_chain
+from gateway.config import Mode, Settings
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -62,6 +64,20 @@ BEGIN SELECT RAISE(ABORT, 'audit_checkpoint is append-only'); END;
 
 class AuditUnavailable(Exception):
     """The record could not be committed; the lookup must release nothing."""
+
+
+def audit_key(settings: Settings) -> bytes:
+    """The pseudonymisation key; in dev mode one is generated once and kept in the state dir."""
+    if settings.audit_key is not None:
+        return settings.audit_key.encode()
+    if settings.mode is Mode.PRODUCTION:
+        raise ValueError("CHILDLOOKUP_AUDIT_KEY is required in production mode")
+    path = settings.state_dir / "audit.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
 
 
 def derive_key(master: bytes, purpose: str) -> bytes:
@@ -269,16 +285,30 @@ class AuditStore:
                 return False
         return True
 
-    def records(self, *, child_ref: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Read back records, newest last (for auditors and tests)."""
+    def records(
+        self,
+        *,
+        child_ref: str | None = None,
+        subject: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Read back records, oldest first, optionally for one child, one user, or since a time."""
+        conditions = [
+            (column, value)
+            for column, value in (
+                ("child_ref = ?", child_ref),
+                ("subject = ?", subject),
+                ("at >= ?", since.isoformat() if since else None),
+            )
+            if value is not None
+        ]
         sql = "SELECT body FROM audit_log"
-        args: tuple[object, ...] = ()
-        if child_ref is not None:
-            sql += " WHERE child_ref = ?"
-            args = (child_ref,)
+        if conditions:
+            sql += " WHERE " + " AND ".join(column for column, _ in conditions)
         sql += " ORDER BY seq LIMIT ?"
         with self._lock:
-            rows = self._conn.execute(sql, (*args, limit)).fetchall()
+            rows = self._conn.execute(sql, (*(v for _, v in conditions), limit)).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def close(self) -> None:

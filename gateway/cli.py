@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.config import Settings
 from gateway.logs import configure as configure_logging
+
+if TYPE_CHECKING:
+    from gateway.audit import AuditStore
 
 ROLES = (
     "social_worker",
@@ -135,6 +141,49 @@ def _policy_bundle(args: argparse.Namespace) -> int:
     return bundle_main(args.dir, args.out)
 
 
+def _audit_store(settings: Settings) -> AuditStore:
+    """Open an existing audit log (never create one: verifying a typo'd path must not pass)."""
+    from gateway.audit import AuditStore, audit_key, derive_key
+
+    path = settings.resolved_audit_db()
+    if not path.exists():
+        raise ValueError(f"no audit log at {path}")
+    key = derive_key(audit_key(settings), "audit-checkpoint")
+    return AuditStore(path, checkpoint_key=key, synchronous=settings.audit_synchronous)
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    store = _audit_store(Settings(state_dir=args.state_dir))
+    try:
+        report = store.verify()
+    finally:
+        store.close()
+    print(report.describe())
+    return 0 if report.ok else 1
+
+
+def _audit_query(args: argparse.Namespace) -> int:
+    from gateway.audit import Pseudonymiser, audit_key
+    from gateway.identifiers import normalise_nhs_number
+
+    settings = Settings(state_dir=args.state_dir)
+    child_ref = None
+    if args.child is not None:
+        pseudonyms = Pseudonymiser(audit_key(settings))
+        child_ref = pseudonyms.ref("nhs", normalise_nhs_number(args.child))
+    store = _audit_store(settings)
+    try:
+        records = store.records(
+            child_ref=child_ref, subject=args.user, since=args.since, limit=args.limit
+        )
+    finally:
+        store.close()
+    for record in records:
+        print(json.dumps(record, sort_keys=True))
+    print(f"{len(records)} records", file=sys.stderr)
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     from resolvers.schema import SCHEMA_FILE, export_sdl
 
@@ -154,6 +203,11 @@ def _schema(args: argparse.Namespace) -> int:
         return 0
     sys.stdout.write(sdl)
     return 0
+
+
+def _timestamp(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,6 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
     pbundle.add_argument("--out", type=Path, required=True, help="e.g. bundle.tar.gz")
     pbundle.add_argument("--dir", type=Path, default=Path("policies"), help="policy directory")
     pbundle.set_defaults(run=_policy_bundle)
+
+    audit = commands.add_parser("audit", help="auditors' tools")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    averify = audit_commands.add_parser(
+        "verify", help="check the audit log's hash chain and signed checkpoints"
+    )
+    averify.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
+    averify.set_defaults(run=_audit_verify)
+    aquery = audit_commands.add_parser("query", help="who looked at a child, or what a user did")
+    aquery.add_argument("--child", help="the child's NHS number (matched by its pseudonym)")
+    aquery.add_argument("--user", help="the practitioner's subject, e.g. dev:RR8:Hana Visitor")
+    aquery.add_argument("--since", type=_timestamp, help="ISO 8601 date or time, UTC if no zone")
+    aquery.add_argument("--limit", type=int, default=1000)
+    aquery.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
+    aquery.set_defaults(run=_audit_query)
 
     schema = commands.add_parser("schema", help="print, check or write schema.graphql")
     mode = schema.add_mutually_exclusive_group()

@@ -1,0 +1,66 @@
+"""Auditors' commands against the log a real gateway wrote."""
+
+import json
+import shutil
+import sqlite3
+
+import pytest
+
+from gateway.cli import main
+from tests.factories import NHS, health_record, synthetic_nhs
+from tests.stack import reference_apps, reference_source, running_gateway, serving
+
+OTHER = synthetic_nhs(7)
+
+
+@pytest.fixture(scope="module")
+def state(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("audited")
+    apps = reference_apps(tmp, {"health": [health_record()]})
+    with (
+        serving(apps) as urls,
+        running_gateway(tmp, [reference_source("health", urls["health"])]) as gw,
+    ):
+        gw.lookup("health_visitor", NHS)
+        gw.lookup("gp", OTHER, "DIRECT_CARE")
+        gw.lookup("health_visitor", NHS, "DIRECT_CARE")
+    return tmp
+
+
+def test_query_by_child_finds_every_access_to_that_child_only(state, capsys):
+    assert main(["audit", "query", "--child", NHS, "--state-dir", str(state)]) == 0
+    out, err = capsys.readouterr()
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["access"]["purpose"] for r in records] == ["SAFEGUARDING_ENQUIRY", "DIRECT_CARE"]
+    assert err.strip() == "2 records"
+    assert NHS not in out
+
+
+def test_query_by_user_and_since(state, capsys):
+    gp = "dev:ORG1:Test User"
+    assert (
+        main(["audit", "query", "--user", gp, "--since", "2000-01-01", "--state-dir", str(state)])
+        == 0
+    )
+    assert capsys.readouterr().err.strip() == "3 records"
+    assert main(["audit", "query", "--since", "2999-01-01", "--state-dir", str(state)]) == 0
+    assert capsys.readouterr().err.strip() == "0 records"
+
+
+def test_verify_passes_then_names_the_first_tampered_record(state, tmp_path, capsys):
+    state = shutil.copytree(state, tmp_path / "copy")  # tamper with a copy, not the shared log
+    assert main(["audit", "verify", "--state-dir", str(state)]) == 0
+    assert "intact: 3 records" in capsys.readouterr().out
+
+    conn = sqlite3.connect(state / "audit.sqlite3", isolation_level=None)
+    conn.execute("DROP TRIGGER audit_log_no_update")
+    conn.execute("UPDATE audit_log SET body = replace(body, 'DIRECT_CARE', 'X') WHERE seq = 2")
+    conn.close()
+    assert main(["audit", "verify", "--state-dir", str(state)]) == 1
+    assert "TAMPERED at record #2" in capsys.readouterr().out
+
+
+def test_verify_refuses_a_missing_log_instead_of_creating_one(tmp_path, capsys):
+    assert main(["audit", "verify", "--state-dir", str(tmp_path)]) == 2
+    assert "no audit log" in capsys.readouterr().err
+    assert not (tmp_path / "audit.sqlite3").exists()
