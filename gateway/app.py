@@ -27,7 +27,7 @@ from strawberry.types import ExecutionResult
 from gateway.audit import AuditStore, Pseudonymiser, audit_key, derive_key
 from gateway.auth import TokenVerifier
 from gateway.cache import AnswerCache
-from gateway.config import Settings, SourceConfig
+from gateway.config import Mode, Settings, SourceConfig
 from gateway.decision_log import DecisionLog
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
@@ -35,6 +35,7 @@ from gateway.pipeline import LookupPipeline
 from gateway.policy import PolicyEngine, RemotePolicyEngine
 from gateway.policy.loading import policy_engine_from_settings
 from gateway.reload import PolicyReloader
+from gateway.trusted_documents import TrustedDocuments, load_registry
 from resolvers.query import RequestContext
 from resolvers.schema import build_schema, format_error
 
@@ -80,7 +81,7 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
 class _GraphQLView(GraphQL[RequestContext, None]):
     def __init__(self, components: Components) -> None:
         super().__init__(
-            build_schema(),
+            build_schema(explorable=components.settings.mode is Mode.DEV),
             graphql_ide="graphiql" if components.settings.graphiql else None,
             allow_queries_via_get=False,
         )
@@ -237,10 +238,10 @@ def create_app(components: Components) -> Starlette:
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
-    graphql = BodyLimit(
-        _AuthenticatedGraphQL(_GraphQLView(components), components.verifier),
-        settings.max_body_bytes,
-    )
+    view: ASGIApp = _GraphQLView(components)
+    if settings.trusted_documents is not None:
+        view = TrustedDocuments(view, load_registry(settings.trusted_documents))
+    graphql = BodyLimit(_AuthenticatedGraphQL(view, components.verifier), settings.max_body_bytes)
     return Starlette(
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),

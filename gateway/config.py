@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     policy_reload_s: Annotated[float, Field(ge=0, le=3600)] = 2.0
     decision_log: str | None = None
     max_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024
+    trusted_documents: Path | None = None
     justification_max_chars: Annotated[int, Field(gt=0)] = 1_000
 
     @model_validator(mode="after")

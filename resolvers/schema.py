@@ -14,6 +14,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -21,6 +22,7 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.errors import ErrorCode, GatewayError
@@ -45,7 +47,9 @@ class _Schema(strawberry.Schema):
                 )
 
 
-def build_schema() -> strawberry.Schema:
+def build_schema(*, explorable: bool = True) -> strawberry.Schema:
+    """The schema; `explorable=False` (production) refuses introspection and stops error messages
+    suggesting field names, so the API cannot be mapped from outside by probing it."""
     # The limiters build their validation rules when constructed; sharing one instance of each
     # keeps those rules identical across requests, which is what lets ValidationCache hit.
     limiters: list[SchemaExtension] = [
@@ -53,8 +57,11 @@ def build_schema() -> strawberry.Schema:
         MaxAliasesLimiter(max_alias_count=15),
         MaxTokensLimiter(max_token_count=2_000),
     ]
+    if not explorable:
+        limiters.append(DisableIntrospection())
     return _Schema(
         query=Query,
+        config=StrawberryConfig(disable_field_suggestions=not explorable),
         extensions=[
             # Portals send the same few operations over and over: parse and validate each once.
             partial(ParserCache, maxsize=256),
