@@ -31,6 +31,7 @@ from gateway.config import Mode, Settings, SourceConfig
 from gateway.decision_log import DecisionLog
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
+from gateway.limits import AccessLimits, LimitSettings
 from gateway.pipeline import LookupPipeline
 from gateway.policy import PolicyEngine, RemotePolicyEngine
 from gateway.policy.loading import policy_engine_from_settings
@@ -193,6 +194,14 @@ def create_app(components: Components) -> Starlette:
                 audit=components.audit,
                 pseudonymiser=components.pseudonymiser,
                 decision_log=components.decision_log,
+                limits=AccessLimits(
+                    LimitSettings(
+                        per_user_per_minute=settings.lookups_per_user_per_minute,
+                        per_organisation_per_minute=settings.lookups_per_organisation_per_minute,
+                        distinct_children_per_day=settings.distinct_children_per_user_per_day,
+                    ),
+                    components.audit,
+                ),
                 deadline_ms=settings.lookup_deadline_ms,
             )
             pipeline = app.state.pipeline

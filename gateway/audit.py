@@ -311,6 +311,16 @@ class AuditStore:
             rows = self._conn.execute(sql, (*(v for _, v in conditions), limit)).fetchall()
         return [json.loads(body) for (body,) in rows]
 
+    def distinct_children(self, subject: str, since: datetime) -> set[str]:
+        """Pseudonyms of the children a user looked up (and was answered about) since a time."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT DISTINCT child_ref FROM audit_log WHERE subject = ? AND at >= ?"
+                " AND outcome IN ('FOUND', 'NOT_FOUND') AND child_ref IS NOT NULL",
+                (subject, since.isoformat()),
+            ).fetchall()
+        return {ref for (ref,) in rows}
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

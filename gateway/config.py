@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     decision_log: str | None = None
     max_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024
     trusted_documents: Path | None = None
+    lookups_per_user_per_minute: Annotated[int, Field(gt=0)] = 60
+    lookups_per_organisation_per_minute: Annotated[int, Field(gt=0)] = 3_000
+    distinct_children_per_user_per_day: Annotated[int, Field(gt=0)] = 200
     justification_max_chars: Annotated[int, Field(gt=0)] = 1_000
 
     @model_validator(mode="after")

@@ -10,10 +10,12 @@ if it cannot be, the caller gets an error and no data. A policy failure releases
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import NoReturn
 
 from connectors.protocol import FieldId
 from gateway.audit import (
@@ -32,6 +34,7 @@ from gateway.decide import child_flags, decide
 from gateway.decision_log import DecisionLog
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
+from gateway.limits import RATE_LIMITED, AccessLimits
 from gateway.match import match_records
 from gateway.merge import merge
 from gateway.plan import make_plan
@@ -48,6 +51,8 @@ from gateway.types import (
     SourceStatus,
 )
 
+_alerts = logging.getLogger("childlookup.alerts")
+
 
 class LookupPipeline:
     """Runs lookups; holds no per-lookup state, so one instance serves all requests."""
@@ -61,11 +66,13 @@ class LookupPipeline:
         audit: AuditStore,
         pseudonymiser: Pseudonymiser,
         decision_log: DecisionLog,
+        limits: AccessLimits,
         deadline_ms: int,
     ) -> None:
         self.sources = tuple(sources)
         self.policy = policy  # replaced whole by a policy reload, never modified in place
         self._log = decision_log
+        self._limits = limits
         self._fanout = fanout
         self._audit = audit
         self._pseudonymiser = pseudonymiser
@@ -76,6 +83,9 @@ class LookupPipeline:
         started = time.monotonic()
         request_id = uuid.uuid4().hex
         policy = self.policy  # one revision decides the whole lookup, even across a reload
+        refusal = await self._limits.refusal(caller, self._child_ref(query))
+        if refusal is not None:
+            await self._refuse(caller, query, request_id, refusal)
         try:
             plan = await make_plan(policy, self._log, caller, query, self.sources)
             if not plan.permitted:
@@ -99,7 +109,9 @@ class LookupPipeline:
                 policy, self._log, caller, query, matching.matched, flags, self._unrequested(plan)
             )
         except PolicyError as exc:
-            await self._record_failure(caller, query, request_id, ErrorCode.POLICY_UNAVAILABLE)
+            await self._record_failure(
+                caller, query, request_id, "ERROR", ErrorCode.POLICY_UNAVAILABLE.value
+            )
             raise GatewayError(
                 ErrorCode.POLICY_UNAVAILABLE,
                 "The access policy could not be evaluated, so nothing was released. Try again"
@@ -167,17 +179,44 @@ class LookupPipeline:
                 " Try again shortly; if it persists, contact the service desk.",
             ) from exc
 
+    async def _refuse(
+        self, caller: Caller, query: LookupQuery, request_id: str, refusal: str
+    ) -> NoReturn:
+        """Audit the refusal, raise the trawling alert, and stop the lookup."""
+        await self._record_failure(caller, query, request_id, "REFUSED", refusal)
+        _alerts.warning(
+            "lookup refused: possible trawling",
+            extra={
+                "event": "harvesting_alert",
+                "context": {
+                    "subject": caller.subject,
+                    "organisation": caller.organisation,
+                    "refusal": refusal,
+                },
+            },
+        )
+        if refusal == RATE_LIMITED:
+            raise GatewayError(
+                ErrorCode.RATE_LIMITED,
+                "Too many lookups in the last minute. Wait a moment and try again.",
+            )
+        raise GatewayError(
+            ErrorCode.LOOKUP_CAP_REACHED,
+            "You have reached today's limit of different children you can look up. This has"
+            " been reported; contact your information governance lead if you need more.",
+        )
+
     async def _record_failure(
-        self, caller: Caller, query: LookupQuery, request_id: str, code: ErrorCode
+        self, caller: Caller, query: LookupQuery, request_id: str, outcome: str, code: str
     ) -> None:
-        """Best effort: a failed lookup is audited too, but it releases nothing either way."""
+        """Best effort: a failed or refused lookup is audited too; it releases nothing anyway."""
         record = AuditRecord(
             access=self._access(caller, query),
             audit_id=uuid.uuid4().hex,
             request_id=request_id,
-            outcome="ERROR",
+            outcome=outcome,
             denial=None,
-            error_code=code.value,
+            error_code=code,
             policy_revision=None,
         )
         with contextlib.suppress(AuditUnavailable):
@@ -192,8 +231,11 @@ class LookupPipeline:
             organisation=caller.organisation,
             purpose=query.purpose.value,
             justification=query.justification,
-            child_ref=self._pseudonymiser.ref("nhs", query.nhs_number),
+            child_ref=self._child_ref(query),
         )
+
+    def _child_ref(self, query: LookupQuery) -> str:
+        return self._pseudonymiser.ref("nhs", query.nhs_number)
 
     def _audit_match(self, matched: MatchedRecord) -> AuditMatch:
         return AuditMatch(

@@ -103,7 +103,13 @@ def reference_source(name: str, url: str, timeout_ms: int = 1000) -> SourceConfi
 @contextlib.contextmanager
 def running_gateway(tmp: Path, sources: Sequence[SourceConfig], **settings: Any) -> Iterator[Stack]:
     ensure_dev_keys(tmp)
-    config = Settings(state_dir=tmp, cache_ttl_s=0, **settings)
+    # Tests make many lookups as one user in seconds; limits are raised unless a test sets them.
+    limits = {
+        "lookups_per_user_per_minute": 100_000,
+        "lookups_per_organisation_per_minute": 100_000,
+        "distinct_children_per_user_per_day": 100_000,
+    }
+    config = Settings(state_dir=tmp, cache_ttl_s=0, **(limits | settings))
     components = build_components(config, list(sources))
     with BackgroundServer(create_app(components)) as gateway:
         yield Stack(gateway.url, tmp, components)
