@@ -25,7 +25,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from gateway.audit import AuditStore, Pseudonymiser, audit_key, derive_key
-from gateway.auth import TokenVerifier
+from gateway.auth import ClaimNames, JwksKeys, StaticKey, TokenVerifier
 from gateway.cache import AnswerCache
 from gateway.config import Mode, Settings, SourceConfig
 from gateway.decision_log import DecisionLog
@@ -68,11 +68,17 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
             checkpoint_key=derive_key(key, "audit-checkpoint"),
             synchronous=settings.audit_synchronous,
         ),
-        verifier=TokenVerifier.from_pem_file(
-            settings.resolved_public_key_file(),
+        verifier=TokenVerifier(
+            JwksKeys(settings.jwks_url)
+            if settings.jwks_url
+            else StaticKey.from_pem_file(settings.resolved_public_key_file()),
             issuer=settings.issuer,
             audience=settings.audience,
             leeway_s=settings.token_leeway_s,
+            algorithms=settings.token_algorithms,
+            claims=ClaimNames(
+                settings.role_claim, settings.organisation_claim, settings.assurance_claim
+            ),
         ),
         pseudonymiser=Pseudonymiser(key),
         decision_log=DecisionLog.open(settings.resolved_decision_log(), instance=uuid.uuid4().hex),
@@ -128,7 +134,7 @@ class _AuthenticatedGraphQL:
         if scope["method"] != "GET":
             request = Request(scope, receive)
             try:
-                caller = self._verifier.authenticate(request.headers.get("authorization"))
+                caller = await self._verifier.authenticate(request.headers.get("authorization"))
             except GatewayError as exc:
                 await _error_response(401, exc.code, exc.message)(scope, receive, send)
                 return

@@ -1,62 +1,138 @@
 """The authenticate stage: a verified bearer token becomes a Caller, or the request stops here.
 
-Only asymmetric algorithms are accepted, so a token signed with the public key as an HMAC secret, or
-with `alg: none`, can never verify.
+Only asymmetric algorithms from an allow-list are accepted, so a token signed with a public key
+used as an HMAC secret, or with `alg: none`, can never verify. Keys come from a static PEM file
+(the dev demo) or from the identity provider's JWKS, fetched, cached, and fetched again when a
+token names a key id not yet seen (key rotation) - at most once per `min_refresh_s`, so forged
+key ids cannot make the gateway hammer the provider.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
+import httpx
 import jwt
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
 
-ALLOWED_ALGORITHMS = ("ES256",)
-REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat", "role", "org")
+DEFAULT_ALGORITHMS = ("ES256", "RS256", "PS256")
+_ASYMMETRIC = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384"})
+
+
+class KeySource(Protocol):
+    """Finds the public key a token claims to be signed with."""
+
+    async def key(self, kid: str | None) -> Any: ...
+
+
+class StaticKey:
+    """One public key, whatever the token's key id (the demo's dev signing key)."""
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+
+    @classmethod
+    def from_pem_file(cls, path: Path) -> StaticKey:
+        return cls(load_pem_public_key(path.read_bytes()))
+
+    async def key(self, kid: str | None) -> Any:
+        return self._key
+
+
+class JwksKeys:
+    """The identity provider's published keys, by key id."""
+
+    def __init__(self, url: str, *, min_refresh_s: float = 30.0, timeout_s: float = 3.0) -> None:
+        self._url = url
+        self._min_refresh = min_refresh_s
+        self._timeout = timeout_s
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str | None) -> Any:
+        if kid is None:
+            raise _unauthenticated("The bearer token does not say which key signed it.")
+        if kid not in self._keys:
+            async with self._lock:
+                if (
+                    kid not in self._keys
+                    and time.monotonic() - self._fetched_at >= self._min_refresh
+                ):
+                    await self._fetch()
+        if kid not in self._keys:
+            raise _unauthenticated(
+                "The bearer token was signed with a key the issuer does not publish."
+            )
+        return self._keys[kid]
+
+    async def _fetch(self) -> None:
+        self._fetched_at = time.monotonic()
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
+                response = await client.get(self._url)
+                response.raise_for_status()
+                keys = jwt.PyJWKSet.from_dict(response.json()).keys
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            raise GatewayError(
+                ErrorCode.UNAUTHENTICATED,
+                "Sign-in could not be checked with the identity provider; try again shortly.",
+            ) from exc
+        self._keys = {k.key_id: k.key for k in keys if k.key_id}
+
+
+@dataclass(frozen=True)
+class ClaimNames:
+    """Where the practitioner's role, organisation and assurance level are in the token."""
+
+    role: str = "role"
+    organisation: str = "org"
+    assurance: str | None = None
 
 
 class TokenVerifier:
-    """Verifies bearer tokens against one issuer's public key.
+    """Verifies bearer tokens from one issuer.
 
-    A portal sends the same token with every request for its lifetime, and an ECDSA verification
+    A portal sends the same token with every request for its lifetime, and a signature check
     costs more than the rest of the edge together, so a verified token is remembered (by its exact
     bytes) until it expires. Nothing else is trusted from memory: an altered token is new bytes.
     """
 
     def __init__(
         self,
-        public_key: PublicKeyTypes,
+        keys: KeySource,
         *,
         issuer: str,
         audience: str,
         leeway_s: int,
+        algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
+        claims: ClaimNames = ClaimNames(),
         remember: int = 4096,
     ):
-        self._key = public_key
+        if not algorithms or not set(algorithms) <= _ASYMMETRIC:
+            raise ValueError(f"token algorithms must be asymmetric, from {sorted(_ASYMMETRIC)}")
+        self._keys = keys
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
+        self._algorithms = list(algorithms)
+        self._claims = claims
+        self._required = ["iss", "aud", "sub", "exp", "iat", claims.role, claims.organisation]
+        if claims.assurance:
+            self._required.append(claims.assurance)
         self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
         self._remember = remember
 
-    @classmethod
-    def from_pem_file(
-        cls, path: Path, *, issuer: str, audience: str, leeway_s: int
-    ) -> TokenVerifier:
-        return cls(
-            load_pem_public_key(path.read_bytes()),
-            issuer=issuer,
-            audience=audience,
-            leeway_s=leeway_s,
-        )
-
-    def authenticate(self, authorization: str | None) -> Caller:
+    async def authenticate(self, authorization: str | None) -> Caller:
         """Turn an Authorization header into a Caller; any doubt is UNAUTHENTICATED."""
         if not authorization:
             raise _unauthenticated("Sign in: this request carries no bearer token.")
@@ -70,36 +146,47 @@ class TokenVerifier:
             if time.time() < expires:
                 return caller
             del self._verified[token]
-        caller, expires = self._verify(token)
+        caller, expires = await self._verify(token)
         self._verified[token] = (caller, expires)
         while len(self._verified) > self._remember:
             self._verified.popitem(last=False)
         return caller
 
-    def _verify(self, token: str) -> tuple[Caller, float]:
+    async def _verify(self, token: str) -> tuple[Caller, float]:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise _unauthenticated("The bearer token could not be verified.") from exc
+        if header.get("alg") not in self._algorithms:
+            raise _unauthenticated(
+                "The bearer token is signed with an algorithm not accepted here."
+            )
+        key = await self._keys.key(header.get("kid"))
         try:
             claims = jwt.decode(
                 token,
-                self._key,  # type: ignore[arg-type]
-                algorithms=list(ALLOWED_ALGORITHMS),
+                key,
+                algorithms=self._algorithms,
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": list(REQUIRED_CLAIMS)},
+                options={"require": self._required},
             )
         except jwt.ExpiredSignatureError as exc:
             raise _unauthenticated("Your session token has expired: sign in again.") from exc
         except jwt.PyJWTError as exc:
             raise _unauthenticated("The bearer token could not be verified.") from exc
-        role, org, sub = claims.get("role"), claims.get("org"), claims.get("sub")
-        if not all(isinstance(v, str) and v for v in (role, org, sub)):
-            raise _unauthenticated("The bearer token lacks a role or organisation.")
+        values = [claims.get(name) for name in self._required[5:]]
+        if not all(isinstance(v, str) and v for v in [claims.get("sub"), *values]):
+            raise _unauthenticated(
+                "The bearer token lacks a role, organisation or assurance level."
+            )
         name = claims.get("name")
         caller = Caller(
-            subject=str(sub),
-            name=name if isinstance(name, str) else str(sub),
-            role=str(role),
-            organisation=str(org),
+            subject=str(claims["sub"]),
+            name=name if isinstance(name, str) else str(claims["sub"]),
+            role=str(claims[self._claims.role]),
+            organisation=str(claims[self._claims.organisation]),
         )
         return caller, float(claims["exp"]) + self._leeway
 

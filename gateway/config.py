@@ -19,6 +19,7 @@ from connectors.protocol import FieldId
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY_DIR = REPO_ROOT / "policies"
+DEV_ISSUER = "childlookup-dev"
 
 
 class Mode(StrEnum):
@@ -85,7 +86,12 @@ class Settings(BaseSettings):
     audit_key: str | None = Field(default=None, min_length=32)
     audit_synchronous: str = Field(default="FULL", pattern=r"^(FULL|NORMAL)$")
     token_public_key_file: Path | None = None
-    issuer: str = "childlookup-dev"
+    jwks_url: str | None = None
+    token_algorithms: tuple[str, ...] = ("ES256", "RS256", "PS256")
+    role_claim: str = "role"
+    organisation_claim: str = "org"
+    assurance_claim: str | None = None
+    issuer: str = DEV_ISSUER
     audience: str = "childlookup-gateway"
     token_leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
     lookup_deadline_ms: Annotated[int, Field(gt=0, le=60_000)] = 2_500
@@ -103,13 +109,17 @@ class Settings(BaseSettings):
     def _production_needs_real_keys(self) -> Settings:
         if self.mode is Mode.PRODUCTION:
             missing = [
-                name
-                for name in ("audit_key", "token_public_key_file", "sources_file")
-                if getattr(self, name) is None
+                name for name in ("audit_key", "sources_file") if getattr(self, name) is None
             ]
+            if self.jwks_url is None and self.token_public_key_file is None:
+                missing.append("jwks_url")
             if missing:
                 names = ", ".join(f"CHILDLOOKUP_{m.upper()}" for m in missing)
                 raise ValueError(f"production mode needs {names}")
+            if self.issuer == DEV_ISSUER:
+                raise ValueError(
+                    "production mode does not accept dev tokens: set CHILDLOOKUP_ISSUER"
+                )
         return self
 
     @property

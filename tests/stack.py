@@ -66,8 +66,8 @@ class Stack:
             role=role,
             organisation=org,
             name=name,
-            issuer="childlookup-dev",
-            audience="childlookup-gateway",
+            issuer=self.components.settings.issuer,
+            audience=self.components.settings.audience,
         )
 
     def post(self, body: Any, token: str | None = None, **kwargs: Any) -> httpx.Response:

@@ -1,5 +1,6 @@
 """The command line as a user runs it: real subprocesses, real ports, real signals."""
 
+import asyncio
 import json
 import os
 import re
@@ -14,7 +15,7 @@ import pytest
 
 from connectors.reference import REFERENCE_AGENCIES
 from connectors.serving import bind_socket
-from gateway.auth import TokenVerifier
+from gateway.auth import StaticKey, TokenVerifier
 from gateway.cli import main
 from gateway.tokens import PUBLIC_KEY_FILE, ensure_dev_keys
 from tests.factories import NHS, health_record
@@ -53,13 +54,13 @@ def test_token_needs_the_demo_key_then_prints_a_verifiable_token(tmp_path, capsy
     ensure_dev_keys(tmp_path)
     assert main(["token", "--role", "gp", "--org", "A81001", "--state-dir", str(tmp_path)]) == 0
     token = capsys.readouterr().out.strip()
-    verifier = TokenVerifier.from_pem_file(
-        tmp_path / PUBLIC_KEY_FILE,
+    verifier = TokenVerifier(
+        StaticKey.from_pem_file(tmp_path / PUBLIC_KEY_FILE),
         issuer="childlookup-dev",
         audience="childlookup-gateway",
         leeway_s=0,
     )
-    assert verifier.authenticate(f"Bearer {token}").role == "gp"
+    assert asyncio.run(verifier.authenticate(f"Bearer {token}")).role == "gp"
 
 
 def test_token_refuses_an_unknown_role(tmp_path):

@@ -22,6 +22,7 @@ def _production(tmp_path):
     sources_file.write_text("{}")
     return {
         "mode": "production",
+        "issuer": "https://idp.example.test",
         "audit_key": "k" * 40,
         "token_public_key_file": tmp_path / "dev-signing-key.pub.pem",
         "sources_file": sources_file,
@@ -107,3 +108,13 @@ def test_a_registry_whose_ids_do_not_match_their_text_is_refused_at_start(tmp_pa
         running_gateway(tmp_path, apps, trusted_documents=registry),
     ):
         pass
+
+
+def test_production_refuses_to_accept_dev_tokens(tmp_path):
+    from pydantic import ValidationError
+
+    from gateway.config import Settings
+
+    settings = _production(tmp_path) | {"issuer": "childlookup-dev"}
+    with pytest.raises(ValidationError, match="dev tokens"):
+        Settings(**settings)

@@ -1,0 +1,146 @@
+"""Production identity: tokens from an OIDC issuer, verified against its JWKS served on loopback."""
+
+import json
+import time
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from connectors.serving import BackgroundServer
+from gateway.auth import ClaimNames, JwksKeys, TokenVerifier
+from gateway.errors import GatewayError
+
+ISSUER, AUDIENCE = "https://idp.example.test", "childlookup-gateway"
+
+
+class Issuer:
+    """A toy identity provider: RSA keys by kid, a JWKS endpoint, and a fetch counter."""
+
+    def __init__(self):
+        self.keys = {}
+        self.published = []
+        self.fetches = 0
+        self.down = False
+
+    def new_key(self, kid, publish=True):
+        self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if publish:
+            self.published.append(kid)
+
+    def jwks(self):
+        keys = []
+        for kid in self.published:
+            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.keys[kid].public_key()))
+            keys.append(jwk | {"kid": kid, "alg": "RS256", "use": "sig"})
+        return {"keys": keys}
+
+    def app(self):
+        async def jwks(request):
+            self.fetches += 1
+            if self.down:
+                return JSONResponse({"error": "down"}, status_code=503)
+            return JSONResponse(self.jwks())
+
+        return Starlette(routes=[Route("/jwks", jwks)])
+
+    def token(self, kid, **claims):
+        now = int(time.time())
+        body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "u1", "iat": now, "exp": now + 300}
+        body |= {"role": "social_worker", "org": "LA1", "acr": "aal2"} | claims
+        return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
+
+
+@pytest.fixture
+def idp():
+    issuer = Issuer()
+    issuer.new_key("k1")
+    with BackgroundServer(issuer.app()) as server:
+        issuer.url = f"{server.url}/jwks"
+        yield issuer
+
+
+def _verifier(idp, **kwargs):
+    keys = JwksKeys(idp.url, min_refresh_s=kwargs.pop("min_refresh_s", 30))
+    return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, leeway_s=5, **kwargs)
+
+
+async def _refused(verifier, token):
+    with pytest.raises(GatewayError) as caught:
+        await verifier.authenticate(f"Bearer {token}")
+    return caught.value.message
+
+
+@pytest.mark.anyio
+async def test_a_token_signed_with_a_published_key_is_accepted_and_keys_are_cached(idp):
+    verifier = _verifier(idp)
+    caller = await verifier.authenticate(f"Bearer {idp.token('k1')}")
+    await verifier.authenticate(f"Bearer {idp.token('k1', sub='u2')}")
+    assert (caller.role, caller.organisation) == ("social_worker", "LA1")
+    assert idp.fetches == 1
+
+
+@pytest.mark.anyio
+async def test_a_rotated_key_is_fetched_when_a_token_first_names_it(idp):
+    verifier = _verifier(idp, min_refresh_s=0)
+    await verifier.authenticate(f"Bearer {idp.token('k1')}")
+    idp.new_key("k2")
+    caller = await verifier.authenticate(f"Bearer {idp.token('k2', sub='rotated')}")
+    assert caller.subject == "rotated"
+    assert idp.fetches == 2
+
+
+@pytest.mark.anyio
+async def test_forged_key_ids_cannot_make_the_gateway_hammer_the_issuer(idp):
+    verifier = _verifier(idp, min_refresh_s=30)
+    idp.new_key("rogue", publish=False)
+    for i in range(10):
+        message = await _refused(verifier, idp.token("rogue", sub=f"x{i}"))
+        assert "does not publish" in message
+    assert idp.fetches == 1
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_issuer_fails_closed(idp):
+    idp.down = True
+    assert "identity provider" in await _refused(_verifier(idp), idp.token("k1"))
+
+
+@pytest.mark.anyio
+async def test_algorithms_off_the_allow_list_are_refused_before_any_key_lookup(idp):
+    verifier = _verifier(idp, algorithms=("ES256",))
+    assert "algorithm" in await _refused(verifier, idp.token("k1"))
+    assert idp.fetches == 0
+
+
+def test_a_symmetric_algorithm_cannot_be_allowed():
+    with pytest.raises(ValueError, match="asymmetric"):
+        TokenVerifier(
+            JwksKeys("http://127.0.0.1:9/x"),
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            leeway_s=0,
+            algorithms=("HS256",),
+        )
+
+
+@pytest.mark.anyio
+async def test_wrong_audience_wrong_issuer_and_expired_are_refused(idp):
+    verifier = _verifier(idp)
+    await _refused(verifier, idp.token("k1", aud="another-service"))
+    await _refused(verifier, idp.token("k1", iss="https://evil.example"))
+    assert "expired" in await _refused(verifier, idp.token("k1", exp=int(time.time()) - 60))
+
+
+@pytest.mark.anyio
+async def test_role_organisation_and_assurance_come_from_configured_claims(idp):
+    claims = ClaimNames(role="x_role", organisation="x_org", assurance="acr")
+    verifier = _verifier(idp, claims=claims)
+    caller = await verifier.authenticate(f"Bearer {idp.token('k1', x_role='gp', x_org='A81001')}")
+    assert (caller.role, caller.organisation) == ("gp", "A81001")
+    without_assurance = idp.token("k1", x_role="gp", x_org="A81001", acr="")
+    await _refused(verifier, without_assurance)
+    await _refused(verifier, idp.token("k1"))  # role and org under the default names only
