@@ -33,6 +33,7 @@ from connectors.protocol import (
     LookupRequest,
     LookupResponse,
 )
+from connectors.trust import JWKS_PATH, SIGNATURE_HEADER, AnswerSigner, RequestVerifier, TrustError
 
 MAX_BODY_BYTES: Final = 64 * 1024
 """A lookup is a few identifiers and field names; anything near this size is not a lookup."""
@@ -40,6 +41,7 @@ MAX_BODY_BYTES: Final = 64 * 1024
 ERROR_STATUS: Final[Mapping[ErrorCode, int]] = MappingProxyType(
     {
         ErrorCode.BAD_REQUEST: 400,
+        ErrorCode.UNAUTHENTICATED: 401,
         ErrorCode.UNSUPPORTED_VERSION: 400,
         ErrorCode.FORBIDDEN: 403,
         ErrorCode.INTERNAL: 500,
@@ -54,28 +56,65 @@ PAYLOAD_TOO_LARGE: Final = 413
 _logger = logging.getLogger("childlookup.connector")
 
 
-def create_connector_app(backend: ConnectorBackend, *, source: str) -> Starlette:
-    """Serve `backend` as the connector named `source` (the name the gateway knows it by)."""
+def create_connector_app(
+    backend: ConnectorBackend,
+    *,
+    source: str,
+    verifier: RequestVerifier | None = None,
+    signer: AnswerSigner | None = None,
+) -> Starlette:
+    """Serve `backend` as the connector named `source` (the name the gateway knows it by).
+
+    With a `verifier`, only requests the gateway signed for `source` are read (others get 401
+    UNAUTHENTICATED before their body is parsed). With a `signer`, every lookup response - answer
+    or refusal - carries a signature over its body, and the public key is served at
+    /.well-known/jwks.json for the gateway to check it against.
+    """
 
     async def lookup(request: Request) -> Response:
         started = time.perf_counter()
         try:
-            answer = await _answer(backend, source, _parse(await _read_body(request)))
+            body = await _read_body(request)
+            if verifier is not None:
+                await _authenticate(verifier, request, body, source)
+            answer = await _answer(backend, source, _parse(body))
         except _Refusal as refusal:
             _log_outcome(source, refusal.request_id, refusal.code.value, started)
-            return refusal.response()
+            return _signed(refusal.response(), signer, source)
         _log_outcome(source, answer.request_id, "OK", started, records=len(answer.records))
-        return Response(answer.model_dump_json(), media_type="application/json")
+        response = Response(answer.model_dump_json(), media_type="application/json")
+        return _signed(response, signer, source)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "source": source})
 
-    return Starlette(
-        routes=[
-            Route(LOOKUP_PATH, lookup, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-        ]
-    )
+    routes = [
+        Route(LOOKUP_PATH, lookup, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+    ]
+    if signer is not None:
+        keys = signer.jwks()
+
+        async def jwks(request: Request) -> Response:
+            return JSONResponse(keys)
+
+        routes.append(Route(JWKS_PATH, jwks, methods=["GET"]))
+    return Starlette(routes=routes)
+
+
+async def _authenticate(
+    verifier: RequestVerifier, request: Request, body: bytes, source: str
+) -> None:
+    try:
+        await verifier.verify(request.headers.get("authorization"), body, audience=source)
+    except TrustError as error:
+        raise _Refusal(ErrorCode.UNAUTHENTICATED, error.message) from None
+
+
+def _signed(response: Response, signer: AnswerSigner | None, source: str) -> Response:
+    if signer is not None:
+        response.headers[SIGNATURE_HEADER] = signer.sign(bytes(response.body), source=source)
+    return response
 
 
 class _Refusal(Exception):

@@ -32,6 +32,7 @@ _SCHEMAS = "#/components/schemas/{model}"
 _MEANING: Final[Mapping[ErrorCode, str]] = MappingProxyType(
     {
         ErrorCode.BAD_REQUEST: "the request is not valid protocol v1",
+        ErrorCode.UNAUTHENTICATED: "the request is not validly signed by the gateway",
         ErrorCode.UNSUPPORTED_VERSION: "the request is in a protocol version the connector lacks",
         ErrorCode.FORBIDDEN: "the agency refuses this caller or purpose",
         ErrorCode.DEADLINE_EXCEEDED: "the deadline passed before an answer was ready",

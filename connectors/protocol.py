@@ -187,6 +187,7 @@ class ErrorCode(StrEnum):
     """Typed connector errors; the gateway maps each to a source status."""
 
     BAD_REQUEST = "BAD_REQUEST"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
     UNSUPPORTED_VERSION = "UNSUPPORTED_VERSION"
     FORBIDDEN = "FORBIDDEN"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"

@@ -21,6 +21,7 @@ from connectors.backend import ConnectorBackend
 from connectors.minimisation import minimise
 from connectors.protocol import ConnectorRecord, FieldId, LookupRequest
 from connectors.records import FileBackend
+from connectors.trust import AnswerSigner, RequestVerifier
 
 _IDENTITY: Final = (FieldId.NHS_NUMBER, FieldId.NAME, FieldId.DATE_OF_BIRTH, FieldId.SEX)
 
@@ -113,8 +114,16 @@ class _ReferenceBackend:
         return [minimise(record, self.provides) for record in await self.records.lookup(request)]
 
 
-def create_reference_app(agency: str, records: Path, latency_ms: float = 0.0) -> Starlette:
-    """A connector app for one reference agency over a JSON Lines file of its records.
+def create_reference_app(
+    agency: str,
+    records: Path,
+    latency_ms: float = 0.0,
+    *,
+    verifier: RequestVerifier | None = None,
+    signer: AnswerSigner | None = None,
+) -> Starlette:
+    """A connector app for one reference agency over a JSON Lines file of its records; with a
+    `verifier` it serves only requests the gateway signed, with a `signer` it signs its answers.
 
     Raises ValueError for an unknown agency or a negative latency, and RecordFileError for a bad
     records file: all at start-up, before any lookup is served.
@@ -130,4 +139,4 @@ def create_reference_app(agency: str, records: Path, latency_ms: float = 0.0) ->
         provides=profile.provides,
         latency_s=latency_ms / 1000,
     )
-    return create_connector_app(backend, source=profile.name)
+    return create_connector_app(backend, source=profile.name, verifier=verifier, signer=signer)

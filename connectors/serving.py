@@ -133,8 +133,15 @@ class BackgroundServer:
     Tests and benchmarks use this so that requests cross a real socket and a real HTTP stack.
     """
 
-    def __init__(self, app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._sock = bind_socket(host, port)
+    def __init__(
+        self,
+        app: ASGIApp,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        sock: socket.socket | None = None,
+    ) -> None:
+        """Serve on `sock` when given (bound earlier, so its URL could be handed out first)."""
+        self._sock = sock or bind_socket(host, port)
         # Short grace: a test's deliberately stuck request should not hold up its teardown.
         self._server = _QuietServer(_config(app, "warning", graceful_s=1))
         self._thread = threading.Thread(

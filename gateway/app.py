@@ -1,4 +1,5 @@
-"""The gateway's HTTP surface: POST /graphql (authenticated), GraphiQL in dev, /healthz, /readyz.
+"""The gateway's HTTP surface: POST /graphql (authenticated), GraphiQL in dev, /healthz, /readyz,
+and /.well-known/jwks.json (the key connectors check the gateway's signed requests against).
 
 Authentication runs here, at the edge, before GraphQL sees the request: a request without a verified
 token gets 401 and never reaches a resolver. Oversized bodies are refused before they are parsed.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -24,7 +25,9 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from connectors.trust import JWKS_PATH
 from gateway.audit import AuditStore, Pseudonymiser, audit_key, derive_key
+from gateway.audit_trail import AuditTrail
 from gateway.auth import ClaimNames, JwksKeys, StaticKey, TokenVerifier
 from gateway.cache import AnswerCache
 from gateway.config import Mode, Settings, SourceConfig
@@ -36,6 +39,7 @@ from gateway.pipeline import LookupPipeline
 from gateway.policy import PolicyEngine, RemotePolicyEngine
 from gateway.policy.loading import policy_engine_from_settings
 from gateway.reload import PolicyReloader
+from gateway.signing import AnswerVerifier, RequestSigner, answer_verifiers
 from gateway.trusted_documents import TrustedDocuments, load_registry
 from resolvers.query import RequestContext
 from resolvers.schema import build_schema, format_error
@@ -54,6 +58,8 @@ class Components:
     verifier: TokenVerifier
     pseudonymiser: Pseudonymiser
     decision_log: DecisionLog
+    request_signer: RequestSigner
+    answer_verifiers: Mapping[str, AnswerVerifier]
 
 
 def build_components(settings: Settings, sources: list[SourceConfig]) -> Components:
@@ -82,6 +88,8 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
         ),
         pseudonymiser=Pseudonymiser(key),
         decision_log=DecisionLog.open(settings.resolved_decision_log(), instance=uuid.uuid4().hex),
+        request_signer=RequestSigner.from_settings(settings),
+        answer_verifiers=answer_verifiers(sources),
     )
 
 
@@ -93,6 +101,9 @@ class _GraphQLView(GraphQL[RequestContext, None]):
             allow_queries_via_get=False,
         )
         self._max_justification = components.settings.justification_max_chars
+        self._audit_trail = AuditTrail(
+            components.audit, components.pseudonymiser, components.settings.auditor_roles
+        )
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -100,6 +111,7 @@ class _GraphQLView(GraphQL[RequestContext, None]):
         return RequestContext(
             caller=request.scope.get("state", {}).get("caller"),
             pipeline=request.app.state.pipeline,
+            audit_trail=self._audit_trail,
             justification_max_chars=self._max_justification,
         )
 
@@ -192,7 +204,13 @@ def create_app(components: Components) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
         async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
-            fanout = FanOut(components.sources, client, AnswerCache(settings.cache_ttl_s))
+            fanout = FanOut(
+                components.sources,
+                client,
+                AnswerCache(settings.cache_ttl_s),
+                signer=components.request_signer,
+                answer_verifiers=components.answer_verifiers,
+            )
             app.state.pipeline = LookupPipeline(
                 sources=components.sources,
                 policy=components.policy,
@@ -253,6 +271,9 @@ def create_app(components: Components) -> Starlette:
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
+    async def jwks(request: Request) -> Response:
+        return JSONResponse(components.request_signer.jwks())
+
     view: ASGIApp = _GraphQLView(components)
     if settings.trusted_documents is not None:
         view = TrustedDocuments(view, load_registry(settings.trusted_documents))
@@ -262,6 +283,7 @@ def create_app(components: Components) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route(JWKS_PATH, jwks, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -43,6 +43,15 @@ CREATE TABLE IF NOT EXISTS audit_log (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_alert (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    audit_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    role TEXT NOT NULL,
+    organisation TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit_checkpoint (
     seq INTEGER PRIMARY KEY,
     hash TEXT NOT NULL,
@@ -55,6 +64,10 @@ CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_alert_no_update BEFORE UPDATE ON audit_alert
+BEGIN SELECT RAISE(ABORT, 'audit_alert is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_alert_no_delete BEFORE DELETE ON audit_alert
+BEGIN SELECT RAISE(ABORT, 'audit_alert is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_update BEFORE UPDATE ON audit_checkpoint
 BEGIN SELECT RAISE(ABORT, 'audit_checkpoint is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint
@@ -148,6 +161,7 @@ class AuditRecord:
     error_code: str | None
     policy_revision: str | None
     decision_ids: Sequence[str] = field(default_factory=tuple)
+    flagged_for_investigation: bool = False
     child_flags: Mapping[str, bool] | None = None
     sources: Sequence[AuditSource] = field(default_factory=tuple)
     matches: Sequence[AuditMatch] = field(default_factory=tuple)
@@ -246,6 +260,21 @@ class AuditStore:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
+                self._conn.executemany(
+                    "INSERT INTO audit_alert (at, kind, audit_id, subject, role, organisation)"
+                    " VALUES (?, 'BREAK_GLASS', ?, ?, ?, ?)",
+                    [
+                        (
+                            r.access.at.isoformat(),
+                            r.audit_id,
+                            r.access.subject,
+                            r.access.role,
+                            r.access.organisation,
+                        )
+                        for r in records
+                        if r.flagged_for_investigation
+                    ],
+                )
                 self._checkpoint(seq, seq + len(rows))
                 self._conn.execute("COMMIT")
             except sqlite3.Error:
@@ -310,6 +339,18 @@ class AuditStore:
         with self._lock:
             rows = self._conn.execute(sql, (*(v for _, v in conditions), limit)).fetchall()
         return [json.loads(body) for (body,) in rows]
+
+    def alerts(self, since: datetime | None = None) -> list[dict[str, str]]:
+        """The privacy officers' feed: who broke glass, when, and which audit record to read.
+        It names no child: the audit record, behind its own access controls, does that."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT at, kind, audit_id, subject, role, organisation FROM audit_alert"
+                " WHERE at >= ? ORDER BY seq",
+                ((since or datetime.min.replace(tzinfo=UTC)).isoformat(),),
+            ).fetchall()
+        keys = ("at", "kind", "audit_id", "subject", "role", "organisation")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def distinct_children(self, subject: str, since: datetime) -> set[str]:
         """Pseudonyms of the children a user looked up (and was answered about) since a time."""

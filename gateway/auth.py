@@ -9,18 +9,18 @@ key ids cannot make the gateway hammer the provider.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import httpx
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
+from connectors.trust import KeySource, KeysUnavailable, PublishedKeys, UnknownKey
+from connectors.trust import StaticKey as _StaticKey
 from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
 
@@ -28,66 +28,34 @@ DEFAULT_ALGORITHMS = ("ES256", "RS256", "PS256")
 _ASYMMETRIC = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384"})
 
 
-class KeySource(Protocol):
-    """Finds the public key a token claims to be signed with."""
-
-    async def key(self, kid: str | None) -> Any: ...
-
-
-class StaticKey:
+class StaticKey(_StaticKey):
     """One public key, whatever the token's key id (the demo's dev signing key)."""
-
-    def __init__(self, key: Any) -> None:
-        self._key = key
 
     @classmethod
     def from_pem_file(cls, path: Path) -> StaticKey:
         return cls(load_pem_public_key(path.read_bytes()))
-
-    async def key(self, kid: str | None) -> Any:
-        return self._key
 
 
 class JwksKeys:
     """The identity provider's published keys, by key id."""
 
     def __init__(self, url: str, *, min_refresh_s: float = 30.0, timeout_s: float = 3.0) -> None:
-        self._url = url
-        self._min_refresh = min_refresh_s
-        self._timeout = timeout_s
-        self._keys: dict[str, Any] = {}
-        self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._published = PublishedKeys(url, min_refresh_s=min_refresh_s, timeout_s=timeout_s)
 
     async def key(self, kid: str | None) -> Any:
         if kid is None:
             raise _unauthenticated("The bearer token does not say which key signed it.")
-        if kid not in self._keys:
-            async with self._lock:
-                if (
-                    kid not in self._keys
-                    and time.monotonic() - self._fetched_at >= self._min_refresh
-                ):
-                    await self._fetch()
-        if kid not in self._keys:
-            raise _unauthenticated(
-                "The bearer token was signed with a key the issuer does not publish."
-            )
-        return self._keys[kid]
-
-    async def _fetch(self) -> None:
-        self._fetched_at = time.monotonic()
         try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
-                response = await client.get(self._url)
-                response.raise_for_status()
-                keys = jwt.PyJWKSet.from_dict(response.json()).keys
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            return await self._published.key(kid)
+        except KeysUnavailable as exc:
             raise GatewayError(
                 ErrorCode.UNAUTHENTICATED,
                 "Sign-in could not be checked with the identity provider; try again shortly.",
             ) from exc
-        self._keys = {k.key_id: k.key for k in keys if k.key_id}
+        except UnknownKey as exc:
+            raise _unauthenticated(
+                "The bearer token was signed with a key the issuer does not publish."
+            ) from exc
 
 
 @dataclass(frozen=True)

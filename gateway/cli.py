@@ -26,6 +26,7 @@ ROLES = (
     "school_dsl",
     "police_safeguarding",
     "la_shielding_admin",
+    "auditor",
 )
 
 
@@ -101,8 +102,17 @@ def _synth(args: argparse.Namespace) -> int:
 def _connector_serve(args: argparse.Namespace) -> int:
     from connectors.reference import create_reference_app
     from connectors.serving import ServedApp, bind_socket, run, serve_all
+    from connectors.trust import AnswerSigner, PublishedKeys, RequestVerifier
 
-    app = create_reference_app(args.agency, args.records, args.latency_ms)
+    verifier = (
+        RequestVerifier(PublishedKeys(args.gateway_jwks), issuer=args.gateway_issuer)
+        if args.gateway_jwks
+        else None
+    )
+    signer = AnswerSigner.from_pem_file(args.signing_key) if args.signing_key else None
+    app = create_reference_app(
+        args.agency, args.records, args.latency_ms, verifier=verifier, signer=signer
+    )
     served = ServedApp(args.agency, app, bind_socket(args.host, args.port))
     print(f"{args.agency} connector on {served.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
@@ -184,6 +194,18 @@ def _audit_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_alerts(args: argparse.Namespace) -> int:
+    store = _audit_store(Settings(state_dir=args.state_dir))
+    try:
+        alerts = store.alerts(since=args.since)
+    finally:
+        store.close()
+    for alert in alerts:
+        print(json.dumps(alert, sort_keys=True))
+    print(f"{len(alerts)} alerts", file=sys.stderr)
+    return 0
+
+
 def _schema(args: argparse.Namespace) -> int:
     from resolvers.schema import SCHEMA_FILE, export_sdl
 
@@ -257,6 +279,24 @@ def build_parser() -> argparse.ArgumentParser:
     cserve.add_argument("--port", type=int, required=True)
     cserve.add_argument("--host", default="127.0.0.1")
     cserve.add_argument("--latency-ms", type=float, default=0.0)
+    cserve.add_argument(
+        "--gateway-jwks",
+        metavar="URL",
+        help="require requests signed by the gateway publishing these keys, e.g. "
+        "http://127.0.0.1:8000/.well-known/jwks.json",
+    )
+    cserve.add_argument(
+        "--gateway-issuer",
+        default="childlookup-gateway",
+        help="the gateway's id (its CHILDLOOKUP_GATEWAY_ID)",
+    )
+    cserve.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="PEM",
+        help="sign every answer with this P-256 private key (public key served at "
+        "/.well-known/jwks.json)",
+    )
     cserve.set_defaults(run=_connector_serve)
 
     policy = commands.add_parser("policy", help="policy officers' tools")
@@ -318,6 +358,12 @@ def build_parser() -> argparse.ArgumentParser:
     aquery.add_argument("--limit", type=int, default=1000)
     aquery.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
     aquery.set_defaults(run=_audit_query)
+    aalerts = audit_commands.add_parser(
+        "alerts", help="the privacy officers' feed of break-glass overrides (no child data)"
+    )
+    aalerts.add_argument("--since", type=_timestamp, help="ISO 8601 date or time")
+    aalerts.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
+    aalerts.set_defaults(run=_audit_alerts)
 
     schema = commands.add_parser("schema", help="print, check or write schema.graphql")
     mode = schema.add_mutually_exclusive_group()

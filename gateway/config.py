@@ -1,8 +1,9 @@
 """Gateway configuration, in one typed place, read once at start-up.
 
 Every setting can come from a `CHILDLOOKUP_`-prefixed environment variable. Production mode
-refuses to start on development defaults (a generated audit key, the dev token key, GraphiQL),
-since a gateway quietly running on demo keys is a ContactPoint-style leak waiting to happen.
+refuses to start on development defaults (a generated audit or request-signing key, the dev token
+key, GraphiQL), since a gateway quietly running on demo keys is a ContactPoint-style leak waiting
+to happen.
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ class SourceConfig(BaseModel):
     timeout_ms: Annotated[int, Field(gt=0, le=30_000)] = 1_000
     provides: tuple[FieldId, ...]
     shield_authority: bool = False
+    answer_key_file: Path | None = None
+    """The connector's public key (PEM): its answers must carry a valid signature by it."""
+    answer_jwks_url: HttpUrl | None = None
+    """Or the connector's published keys (JWKS), e.g. its `/.well-known/jwks.json`."""
+
+    @model_validator(mode="after")
+    def _one_answer_key(self) -> SourceConfig:
+        if self.answer_key_file is not None and self.answer_jwks_url is not None:
+            raise ValueError("set answer_key_file or answer_jwks_url, not both")
+        return self
 
 
 class SourcesFile(BaseModel):
@@ -103,13 +114,21 @@ class Settings(BaseSettings):
     lookups_per_user_per_minute: Annotated[int, Field(gt=0)] = 60
     lookups_per_organisation_per_minute: Annotated[int, Field(gt=0)] = 3_000
     distinct_children_per_user_per_day: Annotated[int, Field(gt=0)] = 200
+    auditor_roles: tuple[str, ...] = ("auditor",)
     justification_max_chars: Annotated[int, Field(gt=0)] = 1_000
+    gateway_id: str = Field(default="childlookup-gateway", min_length=1)
+    """The `iss` of the tokens the gateway signs its connector requests with."""
+    request_signing_key_file: Path | None = None
+    """The gateway's P-256 private key (PEM) for signing connector requests; in dev, one is
+    generated into the state dir. Its public key is served at /.well-known/jwks.json."""
 
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:
         if self.mode is Mode.PRODUCTION:
             missing = [
-                name for name in ("audit_key", "sources_file") if getattr(self, name) is None
+                name
+                for name in ("audit_key", "sources_file", "request_signing_key_file")
+                if getattr(self, name) is None
             ]
             if self.jwks_url is None and self.token_public_key_file is None:
                 missing.append("jwks_url")

@@ -3,7 +3,9 @@ process.
 
 Everything runs on embedded defaults: a seeded synthetic population (only synthetic NHS numbers), a
 dev signing key and audit key generated into the state directory, and the reference connectors'
-profiles as the gateway's source config.
+profiles as the gateway's source config. Connector trust is on: each connector accepts only
+requests signed by the gateway (checked against its /.well-known/jwks.json), and signs its answers
+with its own key, generated into the state directory, which the gateway checks.
 """
 
 from __future__ import annotations
@@ -14,8 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.reference import REFERENCE_AGENCIES, create_reference_app
-from connectors.serving import ServedApp, bind_socket, run, serve_all
+from connectors.serving import ServedApp, bind_socket, run, serve_all, socket_url
 from connectors.synthetic import generate_population, showcase, write_population
+from connectors.trust import (
+    JWKS_PATH,
+    AnswerSigner,
+    PublishedKeys,
+    RequestVerifier,
+    ensure_key_pair,
+)
 from gateway.app import build_components, create_app
 from gateway.config import Mode, Settings, SourceConfig
 from gateway.tokens import ensure_dev_keys, issue_dev_token
@@ -55,11 +64,23 @@ def run_demo(options: DemoOptions) -> None:
     write_population(population, population_dir)
     examples = showcase(population)
 
+    settings = Settings(mode=Mode.DEV, state_dir=state, host=options.host, port=options.port)
+    gateway_sock = bind_socket(options.host, options.port)
+    gateway_keys = PublishedKeys(socket_url(gateway_sock) + JWKS_PATH)
     served: list[ServedApp] = []
     sources: list[SourceConfig] = []
     for name, profile in REFERENCE_AGENCIES.items():
         sock = _bind_preferred(options.host, profile.default_port)
-        app = create_reference_app(name, population_dir / f"{name}.jsonl", options.latency_ms)
+        answer_key = state / f"connector-{name}-key.pem"
+        answer_public_key = state / f"connector-{name}-key.pub.pem"
+        ensure_key_pair(answer_key, answer_public_key)
+        app = create_reference_app(
+            name,
+            population_dir / f"{name}.jsonl",
+            options.latency_ms,
+            verifier=RequestVerifier(gateway_keys, issuer=settings.gateway_id),
+            signer=AnswerSigner.from_pem_file(answer_key),
+        )
         served.append(ServedApp(name, app, sock))
         sources.append(
             SourceConfig(
@@ -68,10 +89,9 @@ def run_demo(options: DemoOptions) -> None:
                 timeout_ms=CONNECTOR_TIMEOUT_MS,
                 provides=profile.provides,
                 shield_authority=profile.shield_authority,
+                answer_key_file=answer_public_key,
             )
         )
-    settings = Settings(mode=Mode.DEV, state_dir=state, host=options.host, port=options.port)
-    gateway_sock = bind_socket(options.host, options.port)
     gateway = ServedApp("gateway", create_app(build_components(settings, sources)), gateway_sock)
 
     def banner() -> None:

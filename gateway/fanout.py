@@ -2,14 +2,17 @@
 
 A slow, dead or misbehaving source must never fail the lookup or delay it past the deadline: each
 source gets min(its own timeout, time left), and its failure becomes a SourceAnswer status that the
-caller sees. Answers are read with a size cap and validated strictly against the protocol.
+caller sees. Every request is signed for the source it goes to; an answer from a source configured
+with a key is checked before it is parsed, and one that is unsigned, signed by another key or
+altered is a failed source (ANSWER_NOT_TRUSTED), never data. Answers are read with a size cap and
+validated strictly against the protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -25,8 +28,10 @@ from connectors.protocol import (
     LookupResponse,
 )
 from connectors.protocol import Caller as ProtocolCaller
+from connectors.trust import SIGNATURE_HEADER, TrustError
 from gateway.cache import AnswerCache
 from gateway.config import SourceConfig
+from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.types import Caller, LookupQuery, Plan, SourceAnswer, SourceStatus
 
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
@@ -45,11 +50,19 @@ class FanOut:
     """Asks sources concurrently over one shared keep-alive HTTP client."""
 
     def __init__(
-        self, sources: Sequence[SourceConfig], client: httpx.AsyncClient, cache: AnswerCache
+        self,
+        sources: Sequence[SourceConfig],
+        client: httpx.AsyncClient,
+        cache: AnswerCache,
+        *,
+        signer: RequestSigner | None = None,
+        answer_verifiers: Mapping[str, AnswerVerifier] | None = None,
     ) -> None:
         self._sources = tuple(sources)
         self._client = client
         self._cache = cache
+        self._signer = signer
+        self._answer_verifiers = dict(answer_verifiers or {})
 
     async def ask(
         self,
@@ -107,6 +120,8 @@ class FanOut:
             return _answer(source, SourceStatus.FAILED, started, "CONNECTION_FAILED")
         except _Malformed:
             return _answer(source, SourceStatus.FAILED, started, "MALFORMED_RESPONSE")
+        except TrustError:
+            return _answer(source, SourceStatus.FAILED, started, "ANSWER_NOT_TRUSTED")
         if isinstance(answer, ErrorResponse):
             status = _ERROR_STATUS.get(answer.error.code, SourceStatus.FAILED)
             return _answer(source, status, started, answer.error.code.value)
@@ -123,6 +138,8 @@ class FanOut:
         url = str(source.url).rstrip("/") + LOOKUP_PATH
         body = request.model_dump_json().encode()
         headers = {"content-type": "application/json"}
+        if self._signer is not None:
+            headers["authorization"] = self._signer.authorization(source.name, body)
         async with self._client.stream("POST", url, content=body, headers=headers) as response:
             chunks: list[bytes] = []
             size = 0
@@ -132,7 +149,11 @@ class FanOut:
                     raise _Malformed("answer too large")
                 chunks.append(chunk)
             status_code = response.status_code
+            signature = response.headers.get(SIGNATURE_HEADER)
         payload = b"".join(chunks)
+        verifier = self._answer_verifiers.get(source.name)
+        if verifier is not None:
+            await verifier.verify(signature, payload, source=source.name)
         try:
             if status_code == 200:
                 return LookupResponse.model_validate_json(payload)

@@ -46,6 +46,7 @@ from gateway.types import (
     LookupResult,
     MatchedRecord,
     Plan,
+    Purpose,
     Release,
     SourceAnswer,
     SourceStatus,
@@ -159,6 +160,10 @@ class LookupPipeline:
             error_code=None,
             policy_revision=result.policy_revision,
             decision_ids=decision_ids,
+            # Break-glass is never routine: every permitted override is investigated.
+            flagged_for_investigation=(
+                query.purpose is Purpose.EMERGENCY_OVERRIDE and plan.permitted
+            ),
             child_flags=None if release is None else asdict(release.flags),
             sources=[
                 AuditSource(a.source, a.status.value, a.error_code, len(a.records), a.cached)
@@ -172,6 +177,14 @@ class LookupPipeline:
         )
         try:
             await self._audit.append(record)
+            if record.flagged_for_investigation:
+                _alerts.warning(
+                    "break-glass override",
+                    extra={
+                        "event": "break_glass",
+                        "context": {"audit_id": record.audit_id, "subject": caller.subject},
+                    },
+                )
         except AuditUnavailable as exc:
             raise GatewayError(
                 ErrorCode.AUDIT_UNAVAILABLE,

@@ -7,14 +7,13 @@ gateway to trust an unsigned header.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from pathlib import Path
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+
+from connectors.trust import ensure_key_pair
 
 PRIVATE_KEY_FILE = "dev-signing-key.pem"
 PUBLIC_KEY_FILE = "dev-signing-key.pub.pem"
@@ -23,26 +22,7 @@ DEV_TOKEN_TTL_S = 8 * 3600
 
 def ensure_dev_keys(state_dir: Path) -> Path:
     """Create the dev key pair once (private key readable by the owner only); return its path."""
-    private_path = state_dir / PRIVATE_KEY_FILE
-    public_path = state_dir / PUBLIC_KEY_FILE
-    if private_path.exists() and public_path.exists():
-        return private_path
-    state_dir.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-    public_path.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return private_path
+    return ensure_key_pair(state_dir / PRIVATE_KEY_FILE, state_dir / PUBLIC_KEY_FILE)
 
 
 def issue_dev_token(

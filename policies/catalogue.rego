@@ -48,6 +48,14 @@ is_known_role if data.childlookup.roles[input.caller.role]
 grant := data.childlookup.roles[input.caller.role].grants[input.purpose]
 
 # METADATA
+# title: Grant lifts shielding
+# description: >-
+#   The grant for this purpose is a break-glass override: location fields of a shielded child (or
+#   one whose shielding could not be checked) are released for this one lookup. It never lifts an
+#   NHS restriction or the brokering of sensitive services.
+lifts_shielding if grant.lifts_shielding == true
+
+# METADATA
 # title: Purpose granted
 # description: The caller's role has a grant for the stated purpose, even an identity-only one.
 is_purpose_granted if grant

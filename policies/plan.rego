@@ -62,8 +62,9 @@ denial := "UNKNOWN_ROLE" if {
 # METADATA
 # title: Justification missing
 # description: >-
-#   The purpose is marked in data.json as needing a justification and the caller gave none. The
-#   gateway sends only the justification's length (after trimming spaces), never its text.
+#   The purpose is marked in data.json as needing a justification and the caller gave none, or one
+#   shorter than the purpose's minimum. The gateway sends only the justification's length (after
+#   trimming spaces), never its text.
 is_justification_missing if {
 	data.childlookup.purposes[input.purpose].justification_required
 	not has_justification
@@ -71,8 +72,15 @@ is_justification_missing if {
 
 has_justification if {
 	is_number(input.justification_chars)
-	input.justification_chars > 0
+	input.justification_chars >= justification_min_chars
 }
+
+# METADATA
+# title: Shortest acceptable justification
+# description: From data.json for the purpose; a justification needs at least one character.
+default justification_min_chars := 1
+
+justification_min_chars := data.childlookup.purposes[input.purpose].justification_min_chars
 
 # METADATA
 # title: Fields to request

@@ -24,6 +24,10 @@ grants_table := {
 			"address", "school", "gp_practice", "carers", "involvements",
 			"child_protection_plan", "looked_after", "child_in_need", "early_help",
 		},
+		"EMERGENCY_OVERRIDE": {
+			"address", "school", "gp_practice", "carers", "involvements",
+			"child_protection_plan", "looked_after", "child_in_need", "early_help",
+		},
 	},
 	"police_safeguarding": {
 		"CHILD_PROTECTION_ENQUIRY": {
@@ -31,6 +35,10 @@ grants_table := {
 			"child_protection_plan", "looked_after", "child_in_need", "early_help",
 		},
 		"SAFEGUARDING_ENQUIRY": {"involvements", "child_protection_plan", "looked_after"},
+		"EMERGENCY_OVERRIDE": {
+			"address", "school", "gp_practice", "carers", "involvements",
+			"child_protection_plan", "looked_after", "child_in_need", "early_help",
+		},
 	},
 	"health_visitor": {
 		"SAFEGUARDING_ENQUIRY": {
@@ -197,6 +205,16 @@ test_child_protection_enquiry_without_justification_is_refused if {
 test_malformed_justification_length_counts_as_none if {
 	decision := plan_justified("police_safeguarding", "CHILD_PROTECTION_ENQUIRY", "many")
 	decision == refused("JUSTIFICATION_REQUIRED")
+}
+
+test_an_override_needs_a_justification_of_the_purposes_minimum_length if {
+	short := plan_justified("social_worker", "EMERGENCY_OVERRIDE", 19)
+	short == refused("JUSTIFICATION_REQUIRED")
+	plan_justified("social_worker", "EMERGENCY_OVERRIDE", 20).permitted
+}
+
+test_an_override_is_refused_to_roles_without_the_grant if {
+	plan_for("gp", "EMERGENCY_OVERRIDE") == refused("PURPOSE_NOT_PERMITTED")
 }
 
 test_child_protection_enquiry_with_justification_is_permitted if {

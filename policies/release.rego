@@ -77,13 +77,16 @@ withholding_reason(field) := reason if {
 # title: Why location fields are hidden
 # description: >-
 #   The child is shielded; else a source has restricted the record; else a source with shielding
-#   authority did not answer, so shielding could not be checked. Undefined when none applies.
+#   authority did not answer, so shielding could not be checked. Undefined when none applies. A
+#   break-glass grant (see lifts shielding) sets aside shielding, never restriction.
 shield_reason := "SHIELDED" if {
 	is_shielded
+	not catalogue.lifts_shielding
 } else := "RESTRICTED" if {
 	is_restricted
 } else := "SHIELD_STATUS_UNKNOWN" if {
 	not is_shield_status_known
+	not catalogue.lifts_shielding
 }
 
 # METADATA

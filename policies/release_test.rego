@@ -9,6 +9,8 @@ import rego.v1
 
 import data.childlookup.release
 
+import data.childlookup.catalogue
+
 identity := {"nhs_number", "name", "date_of_birth", "sex"}
 
 location := {"address", "school", "gp_practice", "carers", "involvements"}
@@ -88,6 +90,33 @@ test_identity_is_released_to_every_permitted_role_even_when_shielded if {
 }
 
 # --- shielding and restriction ------------------------------------------------------------------
+
+test_a_break_glass_override_releases_a_shielded_childs_location if {
+	decision := release_for("social_worker", "EMERGENCY_OVERRIDE", shielded_child)
+	{"address", "school", "gp_practice", "carers", "involvements"} - released_fields(decision) == set()
+}
+
+test_a_break_glass_override_releases_location_when_shielding_could_not_be_checked if {
+	decision := release_for("police_safeguarding", "EMERGENCY_OVERRIDE", unchecked_child)
+	"address" in released_fields(decision)
+}
+
+test_a_break_glass_override_never_lifts_an_nhs_restriction if {
+	decision := release_for("social_worker", "EMERGENCY_OVERRIDE", restricted_child)
+	reason_for(decision, "address") == "RESTRICTED"
+}
+
+test_a_break_glass_override_still_brokers_sensitive_services if {
+	decision := release_for("social_worker", "EMERGENCY_OVERRIDE", shielded_child)
+	reason_for(decision, "sensitive_service_details") == "SENSITIVE_SERVICE"
+}
+
+test_only_override_grants_lift_shielding if {
+	catalogue.lifts_shielding with input.caller.role as "social_worker"
+		with input.purpose as "EMERGENCY_OVERRIDE"
+	not catalogue.lifts_shielding with input.caller.role as "social_worker"
+		with input.purpose as "CHILD_PROTECTION_ENQUIRY"
+}
 
 test_shielded_childs_location_is_withheld_from_a_social_worker if {
 	decision := release_for("social_worker", "CHILD_PROTECTION_ENQUIRY", shielded_child)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import strawberry
@@ -143,4 +144,25 @@ def _child(child: MergedChild) -> gql.Child:
             child_in_need=_flag(child.child_in_need),
             early_help=_flag(child.early_help),
         ),
+    )
+
+
+def audit_entry(record: dict[str, Any]) -> gql.AuditEntry:
+    access = record["access"]
+    return gql.AuditEntry(
+        audit_id=strawberry.ID(record["audit_id"]),
+        at=datetime.fromisoformat(access["at"]),
+        subject=access["subject"],
+        name=access["name"],
+        role=access["role"],
+        organisation=access["organisation"],
+        purpose=access["purpose"],
+        justification=access["justification"],
+        outcome=record["outcome"],
+        flagged_for_investigation=bool(record.get("flagged_for_investigation")),
+        released=[f"{f['source']}:{f['field']}" for f in record.get("released", [])],
+        withheld=[
+            gql.WithheldField(field=f["field"], source=f["source"], reason=f["reason"])
+            for f in record.get("withheld", [])
+        ],
     )

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
+from gateway.audit_trail import AuditTrail
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import InvalidIdentifier, normalise_nhs_number
 from gateway.pipeline import LookupPipeline
 from gateway.types import Caller, LookupQuery, Purpose
-from resolvers.mapping import lookup_to_graphql
-from resolvers.types import ChildLookup
+from resolvers.mapping import audit_entry, lookup_to_graphql
+from resolvers.types import AuditEntry, ChildLookup
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class RequestContext:
 
     caller: Caller | None
     pipeline: LookupPipeline
+    audit_trail: AuditTrail
     justification_max_chars: int
 
 
@@ -42,10 +45,7 @@ async def resolve_child(
     context = info.context
     if context.caller is None:
         raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
-    try:
-        nhs = normalise_nhs_number(nhs_number)
-    except InvalidIdentifier as exc:
-        raise GatewayError(ErrorCode.INVALID_NHS_NUMBER, str(exc)) from exc
+    nhs = _nhs(nhs_number)
     reason = justification.strip() if justification else None
     if reason is not None and len(reason) > context.justification_max_chars:
         raise GatewayError(
@@ -55,6 +55,29 @@ async def resolve_child(
     query = LookupQuery(nhs_number=nhs, purpose=purpose, justification=reason or None)
     result = await context.pipeline.lookup(context.caller, query)
     return lookup_to_graphql(result)
+
+
+def _nhs(raw: str) -> str:
+    try:
+        return normalise_nhs_number(raw)
+    except InvalidIdentifier as exc:
+        raise GatewayError(ErrorCode.INVALID_NHS_NUMBER, str(exc)) from exc
+
+
+async def resolve_audit_trail(
+    info: Info[RequestContext, None],
+    nhs_number: Annotated[str, strawberry.argument(description="The child's NHS number.")],
+    since: Annotated[
+        datetime | None, strawberry.argument(description="Only accesses from this time on.")
+    ] = None,
+) -> list[AuditEntry]:
+    context = info.context
+    if context.caller is None:
+        raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
+    records = await context.audit_trail.for_child(
+        context.caller, _nhs(nhs_number), since, limit=1000
+    )
+    return [audit_entry(r) for r in records]
 
 
 @strawberry.type(
@@ -67,5 +90,12 @@ class Query:
             "Who else is working with this child, and how to reach them. Asks every agency that"
             " may hold a record, applies the access policy for your role and purpose, and audits"
             " the lookup. Always check `sources`: an agency that did not answer may hold a record."
+        ),
+    )
+    audit_trail: list[AuditEntry] = strawberry.field(
+        resolver=resolve_audit_trail,
+        description=(
+            "Auditors only: every recorded access to one child (who, when, why, what was"
+            " released or withheld), oldest first. Reading it is itself audited."
         ),
     )

@@ -224,3 +224,23 @@ class ChildLookup:
     audit_id: strawberry.ID = strawberry.field(description="The audit record of this lookup.")
     request_id: str = strawberry.field(description="Correlates gateway and connector logs.")
     policy_revision: str = strawberry.field(description="Revision of the policy that decided.")
+
+
+@strawberry.type(description="One recorded access to a child, for auditors. No child data.")
+class AuditEntry:
+    audit_id: strawberry.ID = strawberry.field(description="The audit record's id.")
+    at: datetime = strawberry.field(description="When the access happened.")
+    subject: str = strawberry.field(description="Who looked (the practitioner's account).")
+    name: str = strawberry.field(description="Their name.")
+    role: str = strawberry.field(description="Their role.")
+    organisation: str = strawberry.field(description="Their organisation.")
+    purpose: str = strawberry.field(description="The purpose they stated.")
+    justification: str | None = strawberry.field(description="Their free-text reason.")
+    outcome: str = strawberry.field(
+        description="FOUND, NOT_FOUND, DENIED, REFUSED, ERROR or AUDIT_TRAIL_VIEWED."
+    )
+    flagged_for_investigation: bool = strawberry.field(
+        description="True for a break-glass override."
+    )
+    released: list[str] = strawberry.field(description="Fields released, as source:field.")
+    withheld: list[WithheldField] = strawberry.field(description="Fields withheld, and why.")

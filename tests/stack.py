@@ -1,9 +1,11 @@
 """A real gateway stack on loopback for end-to-end tests: reference connectors serving JSON Lines
-files, and the gateway built exactly as `childlookup serve` builds it."""
+files, and the gateway built exactly as `childlookup serve` builds it. Connector trust (signed
+requests, signed answers) is off unless a test asks for it, as the demo turns it on."""
 
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from starlette.types import ASGIApp
 from connectors.protocol import ConnectorRecord
 from connectors.reference import REFERENCE_AGENCIES, create_reference_app
 from connectors.serving import BackgroundServer
+from connectors.trust import AnswerSigner, PublishedKeys, RequestVerifier, ensure_key_pair
 from gateway.app import build_components, create_app
 from gateway.config import Settings, SourceConfig
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
@@ -87,7 +90,9 @@ class Stack:
         return response.json()  # type: ignore[no-any-return]
 
 
-def reference_source(name: str, url: str, timeout_ms: int = 1000) -> SourceConfig:
+def reference_source(
+    name: str, url: str, timeout_ms: int = 1000, answer_key_file: Path | None = None
+) -> SourceConfig:
     profile = REFERENCE_AGENCIES[name]
     return SourceConfig.model_validate(
         {
@@ -96,12 +101,27 @@ def reference_source(name: str, url: str, timeout_ms: int = 1000) -> SourceConfi
             "timeout_ms": timeout_ms,
             "provides": profile.provides,
             "shield_authority": profile.shield_authority,
+            "answer_key_file": answer_key_file,
         }
     )
 
 
+def connector_key(tmp: Path, name: str) -> tuple[Path, Path]:
+    """A connector's answer-signing key pair (private, public), created once under `tmp`."""
+    private, public = tmp / f"connector-{name}-key.pem", tmp / f"connector-{name}-key.pub.pem"
+    ensure_key_pair(private, public)
+    return private, public
+
+
 @contextlib.contextmanager
-def running_gateway(tmp: Path, sources: Sequence[SourceConfig], **settings: Any) -> Iterator[Stack]:
+def running_gateway(
+    tmp: Path,
+    sources: Sequence[SourceConfig],
+    sock: socket.socket | None = None,
+    **settings: Any,
+) -> Iterator[Stack]:
+    """The gateway on loopback; on `sock` when given (bound earlier so connectors could be told
+    its JWKS URL before it started)."""
     ensure_dev_keys(tmp)
     # Tests make many lookups as one user in seconds; limits are raised unless a test sets them.
     limits = {
@@ -111,7 +131,7 @@ def running_gateway(tmp: Path, sources: Sequence[SourceConfig], **settings: Any)
     }
     config = Settings(state_dir=tmp, cache_ttl_s=0, **(limits | settings))
     components = build_components(config, list(sources))
-    with BackgroundServer(create_app(components)) as gateway:
+    with BackgroundServer(create_app(components), sock=sock) as gateway:
         yield Stack(gateway.url, tmp, components)
     components.audit.close()
     components.decision_log.close()
@@ -128,13 +148,28 @@ def reference_apps(
     tmp: Path,
     records: dict[str, Sequence[ConnectorRecord]],
     latency_ms: dict[str, float] | None = None,
+    *,
+    gateway_jwks: str | None = None,
+    signing_keys: dict[str, Path] | None = None,
 ) -> dict[str, ASGIApp]:
-    """Reference connector apps over JSON Lines files written from `records`."""
+    """Reference connector apps over JSON Lines files written from `records`; with `gateway_jwks`
+    they require requests signed by that gateway, and each one named in `signing_keys` signs its
+    answers with that private key."""
     return {
         name: create_reference_app(
             name,
             write_records(tmp / f"{name}.jsonl", recs),
             (latency_ms or {}).get(name, 0.0),
+            verifier=(
+                RequestVerifier(PublishedKeys(gateway_jwks), issuer="childlookup-gateway")
+                if gateway_jwks
+                else None
+            ),
+            signer=(
+                AnswerSigner.from_pem_file(signing_keys[name])
+                if name in (signing_keys or {})
+                else None
+            ),
         )
         for name, recs in records.items()
     }

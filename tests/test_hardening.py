@@ -5,6 +5,7 @@ import json
 import httpx
 import pytest
 
+from connectors.trust import ensure_key_pair
 from gateway.trusted_documents import document_id
 from tests.factories import NHS, health_record
 from tests.stack import LOOKUP, reference_apps, reference_source, running_gateway, serving
@@ -26,6 +27,9 @@ def _production(tmp_path):
         "audit_key": "k" * 40,
         "token_public_key_file": tmp_path / "dev-signing-key.pub.pem",
         "sources_file": sources_file,
+        "request_signing_key_file": ensure_key_pair(
+            tmp_path / "gateway-key.pem", tmp_path / "gateway-key.pub.pem"
+        ),
     }
 
 

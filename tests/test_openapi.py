@@ -40,4 +40,4 @@ def test_every_reference_resolves_to_a_component_schema():
 def test_lookup_documents_every_status_the_app_can_answer_with():
     responses = openapi_document()["paths"][LOOKUP_PATH]["post"]["responses"]
 
-    assert set(responses) == {"200", "400", "403", "413", "500", "503", "504"}
+    assert set(responses) == {"200", "400", "401", "403", "413", "500", "503", "504"}

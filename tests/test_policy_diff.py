@@ -71,7 +71,9 @@ def test_json_lists_each_change_with_before_after_and_conditions(tmp_path, capsy
     document = json.loads(out)
     assert code == 1
     assert document["new"]["revision"] == "r2"
-    assert document["scenarios"] == 8 * 4 * 16
+    catalogue = json.loads((POLICY_DIR / "data.json").read_text())["childlookup"]
+    roles, purposes = len(catalogue["roles"]), len(catalogue["purposes"])
+    assert document["scenarios"] == roles * purposes * 16  # every role x purpose x situation
     assert document["fields"] == [
         {
             "role": "police_safeguarding",

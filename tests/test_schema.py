@@ -31,5 +31,7 @@ def test_every_type_field_and_argument_is_described_for_graphiql():
 
 def test_there_is_no_list_or_search_all_query():
     query = build_schema()._schema.query_type
-    assert list(query.fields) == ["child"]
+    assert set(query.fields) == {"child", "auditTrail"}
     assert "List" not in str(query.fields["child"].type)
+    for field in query.fields.values():  # every root field is about one named child
+        assert str(field.args["nhsNumber"].type) == "String!"

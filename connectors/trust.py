@@ -1,0 +1,316 @@
+"""Trust between the gateway and a connector: signed requests in, signed answers out.
+
+The gateway signs every lookup it sends with a short-lived ES256 token (`Authorization: Bearer`)
+whose audience is the connector's name and whose `body_sha256` claim commits to the exact request
+bytes; the connector checks it against the gateway's published keys and remembers each token id
+until it expires, so a request cannot be forged, redirected to another agency, altered, replayed
+or kept for later. The connector signs each answer body the same way (`X-Childlookup-Signature`),
+so the gateway can refuse an answer that did not come, unaltered, from the agency it asked.
+
+This module holds the connector's side (RequestVerifier, AnswerSigner) and the pieces both sides
+share (the formats, key ids, published-key lookup); the gateway's side is `gateway.signing`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import heapq
+import hmac
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+ALGORITHM: Final = "ES256"
+SIGNATURE_HEADER: Final = "x-childlookup-signature"
+"""Response header carrying the connector's signature over the answer body (a compact JWS)."""
+JWKS_PATH: Final = "/.well-known/jwks.json"
+TOKEN_TTL_S: Final = 30
+"""Lifetime of a request token or an answer signature."""
+BODY_HASH_CLAIM: Final = "body_sha256"
+
+
+class TrustError(Exception):
+    """A signature, token or key could not be trusted; the message is safe to show and log."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UnknownKey(TrustError):
+    """The signer names a key its publisher does not publish."""
+
+
+class KeysUnavailable(TrustError):
+    """The published keys could not be fetched."""
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    """The key's RFC 7638 JWK thumbprint (SHA-256, base64url): one key, one id, everywhere."""
+    jwk = _public_jwk(public_key)
+    canonical = json.dumps({k: jwk[k] for k in ("crv", "kty", "x", "y")}, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def jwks_document(public_keys: list[ec.EllipticCurvePublicKey]) -> dict[str, Any]:
+    """A JWKS publishing `public_keys` for ES256 signatures, each under its thumbprint."""
+    return {
+        "keys": [
+            _public_jwk(key) | {"kid": key_id(key), "alg": ALGORITHM, "use": "sig"}
+            for key in public_keys
+        ]
+    }
+
+
+def _public_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
+    return jwt.algorithms.ECAlgorithm.to_jwk(public_key, as_dict=True)
+
+
+def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """Read a PEM EC private key (P-256) for ES256 signing; raises ValueError otherwise."""
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ValueError(f"{path}: an ES256 signing key must be a P-256 EC private key")
+    return key
+
+
+def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
+    """Read a PEM EC public key (P-256); raises ValueError otherwise."""
+    key = serialization.load_pem_public_key(path.read_bytes())
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise ValueError(f"{path}: an ES256 public key must be a P-256 EC public key")
+    return key
+
+
+def ensure_key_pair(private_path: Path, public_path: Path) -> Path:
+    """Create a P-256 key pair once (private key readable by the owner only); return its path."""
+    if private_path.exists() and public_path.exists():
+        return private_path
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(pem)
+    public_path.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private_path
+
+
+class KeySource(Protocol):
+    """Finds the public key a signature claims to be made with."""
+
+    async def key(self, kid: str | None) -> Any: ...
+
+
+class StaticKey:
+    """One public key, whatever the signature's key id (tests, or a key file shared out of band)."""
+
+    def __init__(self, key: Any) -> None:
+        self._key = key
+
+    async def key(self, kid: str | None) -> Any:
+        return self._key
+
+
+class PublishedKeys:
+    """A publisher's JWKS by key id: fetched when first needed, and again when a signature names
+    a key not yet seen (rotation) - at most once per `min_refresh_s`, so forged key ids cannot make
+    us hammer the publisher."""
+
+    def __init__(self, url: str, *, min_refresh_s: float = 30.0, timeout_s: float = 3.0) -> None:
+        self._url = url
+        self._min_refresh = min_refresh_s
+        self._timeout = timeout_s
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str | None) -> Any:
+        if kid is None:
+            raise UnknownKey("The signature does not say which key made it.")
+        if kid not in self._keys:
+            async with self._lock:
+                if (
+                    kid not in self._keys
+                    and time.monotonic() - self._fetched_at >= self._min_refresh
+                ):
+                    await self._fetch()
+        if kid not in self._keys:
+            raise UnknownKey("The signature was made with a key the signer does not publish.")
+        return self._keys[kid]
+
+    async def _fetch(self) -> None:
+        self._fetched_at = time.monotonic()
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
+                response = await client.get(self._url)
+                response.raise_for_status()
+                keys = jwt.PyJWKSet.from_dict(response.json()).keys
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            raise KeysUnavailable("The signer's published keys could not be fetched.") from exc
+        self._keys = {k.key_id: k.key for k in keys if k.key_id}
+
+
+def signed_token(
+    private_key: ec.EllipticCurvePrivateKey, claims: dict[str, Any], body: bytes
+) -> str:
+    """An ES256 token over `claims`, valid for TOKEN_TTL_S, committing to `body` by its hash."""
+    issued = int(time.time())
+    payload = claims | {
+        "iat": issued,
+        "exp": issued + TOKEN_TTL_S,
+        BODY_HASH_CLAIM: body_digest(body),
+    }
+    headers = {"kid": key_id(private_key.public_key())}
+    return jwt.encode(payload, private_key, algorithm=ALGORITHM, headers=headers)
+
+
+async def verified_claims(
+    token: str,
+    keys: KeySource,
+    body: bytes,
+    *,
+    issuer: str,
+    audience: str | None,
+    leeway_s: int,
+    required: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Check an ES256 token made by `issuer` (for `audience`, when given) over exactly `body`, and
+    that it was made recently and for no longer than TOKEN_TTL_S; return its claims."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise TrustError("The signature is not a well-formed token.") from exc
+    if header.get("alg") != ALGORITHM:
+        raise TrustError(f"Only {ALGORITHM} signatures are accepted.")
+    key = await keys.key(header.get("kid"))
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            issuer=issuer,
+            audience=audience,
+            leeway=leeway_s,
+            options={
+                "require": ["iss", "iat", "exp", BODY_HASH_CLAIM, *required],
+                "verify_aud": audience is not None,
+            },
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TrustError("The signature has expired.") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise TrustError("The request is addressed to another connector.") from exc
+    except jwt.PyJWTError as exc:
+        raise TrustError("The signature could not be verified.") from exc
+    issued, expires = claims["iat"], claims["exp"]
+    if not isinstance(issued, int | float) or not isinstance(expires, int | float):
+        raise TrustError("The signature's times are not numbers.")
+    now = time.time()
+    if issued > now + leeway_s or now - issued > TOKEN_TTL_S + leeway_s:
+        raise TrustError("The signature is stale: it was not made just now.")
+    if expires - issued > TOKEN_TTL_S:
+        raise TrustError(f"The signature is valid for longer than {TOKEN_TTL_S} s.")
+    stated = claims[BODY_HASH_CLAIM]
+    if not isinstance(stated, str) or not hmac.compare_digest(stated, body_digest(body)):
+        raise TrustError("The body is not the one that was signed.")
+    return claims
+
+
+class _SeenTokens:
+    """Token ids seen and not yet expired. Full means refuse, never forget early: forgetting an
+    unexpired id would let it be replayed."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._ids: set[str] = set()
+        self._expiries: list[tuple[float, str]] = []
+
+    def add(self, jti: str, forget_after: float) -> None:
+        now = time.time()
+        while self._expiries and self._expiries[0][0] < now:
+            self._ids.discard(heapq.heappop(self._expiries)[1])
+        if jti in self._ids:
+            raise TrustError("This request was already received: replays are refused.")
+        if len(self._ids) >= self._capacity:
+            raise TrustError("Too many requests in flight to check for replays; try again.")
+        self._ids.add(jti)
+        heapq.heappush(self._expiries, (forget_after, jti))
+
+
+class RequestVerifier:
+    """The connector's check that a request was signed by the gateway, for this connector, just
+    now, over these exact bytes, and never received before."""
+
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        leeway_s: int = 5,
+        remember: int = 100_000,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._leeway = leeway_s
+        self._seen = _SeenTokens(remember)
+
+    async def verify(self, authorization: str | None, body: bytes, *, audience: str) -> None:
+        """Raise TrustError unless `authorization` carries a valid gateway token for `body`."""
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise TrustError("This connector accepts only requests signed by the gateway.")
+        claims = await verified_claims(
+            token,
+            self._keys,
+            body,
+            issuer=self._issuer,
+            audience=audience,
+            leeway_s=self._leeway,
+            required=("aud", "jti"),
+        )
+        jti = claims["jti"]
+        if not isinstance(jti, str) or not jti:
+            raise TrustError("The request token has no id.")
+        self._seen.add(jti, float(claims["exp"]) + self._leeway)
+
+
+class AnswerSigner:
+    """The connector's signature over each answer body, with the key the gateway is configured
+    to trust for this source."""
+
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
+        self._key = private_key
+
+    @classmethod
+    def from_pem_file(cls, path: Path) -> AnswerSigner:
+        return cls(load_private_key(path))
+
+    def sign(self, body: bytes, *, source: str) -> str:
+        return signed_token(self._key, {"iss": source}, body)
+
+    def jwks(self) -> dict[str, Any]:
+        return jwks_document([self._key.public_key()])

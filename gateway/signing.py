@@ -1,0 +1,86 @@
+"""The gateway's side of connector trust: it signs every request it sends, publishes the key at
+`/.well-known/jwks.json`, and checks the signature on each answer from a source configured with a
+key, so an answer that was not signed by that agency, or was altered on the way, is never data.
+
+Formats are in `connectors.trust`, beside the connector's side of the same exchange.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from connectors.trust import (
+    KeySource,
+    PublishedKeys,
+    StaticKey,
+    TrustError,
+    ensure_key_pair,
+    jwks_document,
+    load_private_key,
+    load_public_key,
+    signed_token,
+    verified_claims,
+)
+from gateway.config import Settings, SourceConfig
+
+DEV_KEY_FILE: Final = "gateway-request-key.pem"
+DEV_PUBLIC_KEY_FILE: Final = "gateway-request-key.pub.pem"
+ANSWER_LEEWAY_S: Final = 5
+
+
+class RequestSigner:
+    """Signs each federated request: a fresh token per request, addressed to one connector."""
+
+    def __init__(self, private_key: ec.EllipticCurvePrivateKey, *, issuer: str) -> None:
+        self._key = private_key
+        self._issuer = issuer
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RequestSigner:
+        """The configured key (production), or a dev key generated once into the state dir."""
+        path = settings.request_signing_key_file or ensure_key_pair(
+            settings.state_dir / DEV_KEY_FILE, settings.state_dir / DEV_PUBLIC_KEY_FILE
+        )
+        return cls(load_private_key(path), issuer=settings.gateway_id)
+
+    def authorization(self, audience: str, body: bytes) -> str:
+        """The `Authorization` header value for sending `body` to the connector `audience`."""
+        claims = {"iss": self._issuer, "aud": audience, "jti": uuid.uuid4().hex}
+        return "Bearer " + signed_token(self._key, claims, body)
+
+    def jwks(self) -> dict[str, Any]:
+        return jwks_document([self._key.public_key()])
+
+
+class AnswerVerifier:
+    """Checks that an answer body was signed, just now, by the source it claims to come from."""
+
+    def __init__(self, keys: KeySource) -> None:
+        self._keys = keys
+
+    @classmethod
+    def for_source(cls, source: SourceConfig) -> AnswerVerifier | None:
+        """The source's configured answer key, if any; a bad key file fails at start-up."""
+        if source.answer_key_file is not None:
+            return cls(StaticKey(load_public_key(source.answer_key_file)))
+        if source.answer_jwks_url is not None:
+            return cls(PublishedKeys(str(source.answer_jwks_url)))
+        return None
+
+    async def verify(self, signature: str | None, body: bytes, *, source: str) -> None:
+        """Raise TrustError unless `signature` is `source`'s valid signature over `body`."""
+        if not signature:
+            raise TrustError("The answer is not signed.")
+        await verified_claims(
+            signature, self._keys, body, issuer=source, audience=None, leeway_s=ANSWER_LEEWAY_S
+        )
+
+
+def answer_verifiers(sources: Sequence[SourceConfig]) -> Mapping[str, AnswerVerifier]:
+    """An answer verifier for each source configured with a key."""
+    verifiers = {source.name: AnswerVerifier.for_source(source) for source in sources}
+    return {name: verifier for name, verifier in verifiers.items() if verifier is not None}

@@ -1,0 +1,214 @@
+"""Connector trust, attacked from outside: a connector requiring signed requests (served on
+loopback) refuses every request the gateway did not sign - for it, just now, over these exact
+bytes, and only once."""
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from connectors.app import create_connector_app
+from connectors.protocol import (
+    LOOKUP_PATH,
+    Caller,
+    ErrorCode,
+    ErrorResponse,
+    FieldId,
+    Identifiers,
+    LookupRequest,
+)
+from connectors.serving import BackgroundServer
+from connectors.trust import RequestVerifier, StaticKey, body_digest, key_id
+from gateway.signing import RequestSigner
+
+GATEWAY = "childlookup-gateway"
+GATEWAY_KEY = ec.generate_private_key(ec.SECP256R1())
+SIGNER = RequestSigner(GATEWAY_KEY, issuer=GATEWAY)
+
+
+def _body() -> bytes:
+    return (
+        LookupRequest(
+            request_id="req-1",
+            deadline=datetime.now(UTC) + timedelta(seconds=5),
+            purpose="DIRECT_CARE",
+            caller=Caller(role="gp", organisation="A81001"),
+            identifiers=Identifiers(nhs_number="9434765919"),
+            fields=[FieldId.NAME],
+        )
+        .model_dump_json()
+        .encode()
+    )
+
+
+def _token(body: bytes, key=GATEWAY_KEY, **overrides) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": GATEWAY,
+        "aud": "health",
+        "jti": f"jti-{time.monotonic_ns()}",
+        "iat": now,
+        "exp": now + 30,
+        "body_sha256": body_digest(body),
+    } | overrides
+    headers = {"kid": key_id(GATEWAY_KEY.public_key())}
+    return jwt.encode(claims, key, algorithm="ES256", headers=headers)
+
+
+class RecordingBackend:
+    """No records; remembers every request that reached it."""
+
+    def __init__(self):
+        self.requests = []
+
+    async def lookup(self, request):
+        self.requests.append(request)
+        return []
+
+
+@pytest.fixture
+def connector():
+    """The health connector requiring requests signed by GATEWAY_KEY; yields (client, backend)."""
+    backend = RecordingBackend()
+    verifier = RequestVerifier(StaticKey(GATEWAY_KEY.public_key()), issuer=GATEWAY)
+    app = create_connector_app(backend, source="health", verifier=verifier)
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client, backend
+
+
+def _post(client, body: bytes, authorization: str | None):
+    headers = {"content-type": "application/json"}
+    if authorization is not None:
+        headers["authorization"] = authorization
+    return client.post(LOOKUP_PATH, content=body, headers=headers)
+
+
+def _refused(response) -> str:
+    assert response.status_code == 401, response.text
+    error = ErrorResponse.model_validate_json(response.content).error
+    assert error.code is ErrorCode.UNAUTHENTICATED
+    return error.message
+
+
+def test_a_request_the_gateway_signed_is_answered(connector):
+    client, backend = connector
+    body = _body()
+
+    response = _post(client, body, SIGNER.authorization("health", body))
+
+    assert response.status_code == 200, response.text
+    assert len(backend.requests) == 1
+
+
+def test_an_unsigned_request_is_refused_before_the_backend_sees_it(connector):
+    client, backend = connector
+
+    message = _refused(_post(client, _body(), None))
+
+    assert "signed by the gateway" in message
+    assert backend.requests == []
+
+
+def test_a_request_signed_for_another_connector_is_refused(connector):
+    client, backend = connector
+    body = _body()
+
+    message = _refused(_post(client, body, SIGNER.authorization("education", body)))
+
+    assert "another connector" in message
+    assert backend.requests == []
+
+
+def test_an_expired_request_is_refused(connector):
+    client, backend = connector
+    body, now = _body(), int(time.time())
+
+    token = _token(body, iat=now - 120, exp=now - 90)
+
+    assert "expired" in _refused(_post(client, body, f"Bearer {token}"))
+    assert backend.requests == []
+
+
+@pytest.mark.parametrize(
+    ("iat_offset", "exp_offset"),
+    [(0, 3600), (-600, 60), (300, 320)],
+    ids=["long-lived", "issued-long-ago", "issued-in-the-future"],
+)
+def test_a_stale_or_long_lived_request_is_refused(connector, iat_offset, exp_offset):
+    client, backend = connector
+    body, now = _body(), int(time.time())
+
+    token = _token(body, iat=now + iat_offset, exp=now + exp_offset)
+
+    _refused(_post(client, body, f"Bearer {token}"))
+    assert backend.requests == []
+
+
+def test_a_valid_token_with_a_different_body_is_refused(connector):
+    client, backend = connector
+    signed = _body()
+    tampered = signed.replace(b"9434765919", b"9434765870")
+    assert tampered != signed
+
+    message = _refused(_post(client, tampered, SIGNER.authorization("health", signed)))
+
+    assert "not the one that was signed" in message
+    assert backend.requests == []
+
+
+def test_a_replayed_request_is_refused(connector):
+    client, backend = connector
+    body = _body()
+    authorization = SIGNER.authorization("health", body)
+
+    first = _post(client, body, authorization)
+    replay = _post(client, body, authorization)
+
+    assert first.status_code == 200
+    assert "replays are refused" in _refused(replay)
+    assert len(backend.requests) == 1
+
+
+def test_a_request_signed_with_another_key_is_refused(connector):
+    client, backend = connector
+    body = _body()
+    forger = ec.generate_private_key(ec.SECP256R1())
+
+    _refused(_post(client, body, f"Bearer {_token(body, key=forger)}"))
+
+    assert backend.requests == []
+
+
+def test_a_request_from_another_issuer_is_refused(connector):
+    client, backend = connector
+    body = _body()
+
+    _refused(_post(client, body, f"Bearer {_token(body, iss='rogue-gateway')}"))
+
+    assert backend.requests == []
+
+
+def test_an_unsigned_alg_none_token_is_refused(connector):
+    client, backend = connector
+    body = _body()
+    claims = jwt.decode(_token(body), options={"verify_signature": False})
+
+    token = jwt.encode(claims, key=None, algorithm="none")
+
+    _refused(_post(client, body, f"Bearer {token}"))
+    assert backend.requests == []
+
+
+def test_a_token_without_an_id_is_refused(connector):
+    client, backend = connector
+    body = _body()
+    claims = jwt.decode(_token(body), options={"verify_signature": False})
+    del claims["jti"]
+
+    token = jwt.encode(claims, GATEWAY_KEY, algorithm="ES256")
+
+    _refused(_post(client, body, f"Bearer {token}"))
+    assert backend.requests == []
