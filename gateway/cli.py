@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,7 +151,8 @@ def _policy_bundle(args: argparse.Namespace) -> int:
     return bundle_main(args.dir, args.out)
 
 
-def _audit_store(settings: Settings) -> AuditStore:
+@contextlib.contextmanager
+def _audit_store(settings: Settings) -> Iterator[AuditStore]:
     """Open an existing audit log (never create one: verifying a typo'd path must not pass)."""
     from gateway.audit import AuditStore, audit_key, derive_key
 
@@ -159,15 +160,23 @@ def _audit_store(settings: Settings) -> AuditStore:
     if not path.exists():
         raise ValueError(f"no audit log at {path}")
     key = derive_key(audit_key(settings), "audit-checkpoint")
-    return AuditStore(path, checkpoint_key=key, synchronous=settings.audit_synchronous)
+    store = AuditStore(path, checkpoint_key=key, synchronous=settings.audit_synchronous)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _print_lines(rows: Sequence[object], noun: str) -> None:
+    """JSON lines on stdout for tools to read, and the count on stderr for the person."""
+    for row in rows:
+        print(json.dumps(row, sort_keys=True))
+    print(f"{len(rows)} {noun}", file=sys.stderr)
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    store = _audit_store(Settings(state_dir=args.state_dir))
-    try:
+    with _audit_store(Settings(state_dir=args.state_dir)) as store:
         report = store.verify()
-    finally:
-        store.close()
     print(report.describe())
     return 0 if report.ok else 1
 
@@ -181,28 +190,18 @@ def _audit_query(args: argparse.Namespace) -> int:
     if args.child is not None:
         pseudonyms = Pseudonymiser(audit_key(settings))
         child_ref = pseudonyms.ref("nhs", normalise_nhs_number(args.child))
-    store = _audit_store(settings)
-    try:
+    with _audit_store(settings) as store:
         records = store.records(
             child_ref=child_ref, subject=args.user, since=args.since, limit=args.limit
         )
-    finally:
-        store.close()
-    for record in records:
-        print(json.dumps(record, sort_keys=True))
-    print(f"{len(records)} records", file=sys.stderr)
+    _print_lines(records, "records")
     return 0
 
 
 def _audit_alerts(args: argparse.Namespace) -> int:
-    store = _audit_store(Settings(state_dir=args.state_dir))
-    try:
+    with _audit_store(Settings(state_dir=args.state_dir)) as store:
         alerts = store.alerts(since=args.since)
-    finally:
-        store.close()
-    for alert in alerts:
-        print(json.dumps(alert, sort_keys=True))
-    print(f"{len(alerts)} alerts", file=sys.stderr)
+    _print_lines(alerts, "alerts")
     return 0
 
 
