@@ -3,8 +3,10 @@
 ContactPoint's users could read everyone; here each practitioner may look up a bounded number of
 distinct children per day, and lookups are rate-limited per user and per organisation. Distinct
 children are counted from the audit log itself (by pseudonym), so the cap survives restarts and is
-shared by every gateway process writing that log. A refusal is audited and raises an alert; it
-never says anything about the child.
+shared by every gateway process writing that log: each process keeps today's set per user in
+memory and re-reads it from the log every CHILDREN_REFRESH_S, so the log is consulted once a
+minute, not on every lookup. A refusal is audited and raises an alert; it never says anything
+about the child.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from gateway.audit import AuditStore
 from gateway.types import Caller
 
+CHILDREN_REFRESH_S = 60.0
 RATE_LIMITED = "RATE_LIMITED"
 DISTINCT_CHILDREN_CAP = "DISTINCT_CHILDREN_CAP"
 
@@ -46,6 +49,15 @@ class _Window:
         self._events[key].append(now)
 
 
+@dataclass
+class _Seen:
+    """One user's distinct children today, as last read from the audit log plus since admitted."""
+
+    day: datetime
+    loaded: float
+    children: set[str]
+
+
 class AccessLimits:
     """Admits or refuses a lookup before anything is asked of any agency."""
 
@@ -54,6 +66,7 @@ class AccessLimits:
         self._audit = audit
         self._users = _Window(60.0)
         self._organisations = _Window(60.0)
+        self._children: dict[str, _Seen] = {}
 
     async def refusal(self, caller: Caller, child_ref: str) -> str | None:
         """None when the lookup may go ahead (and is then counted), else the refusal code."""
@@ -64,10 +77,19 @@ class AccessLimits:
             >= self._settings.per_organisation_per_minute
         ):
             return RATE_LIMITED
-        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        seen = await asyncio.to_thread(self._audit.distinct_children, caller.subject, midnight)
+        seen = await self._seen_today(caller.subject, now)
         if child_ref not in seen and len(seen) >= self._settings.distinct_children_per_day:
             return DISTINCT_CHILDREN_CAP
+        seen.add(child_ref)
         self._users.add(caller.subject, now)
         self._organisations.add(caller.organisation, now)
         return None
+
+    async def _seen_today(self, subject: str, now: float) -> set[str]:
+        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        cached = self._children.get(subject)
+        if cached is None or cached.day != midnight or now - cached.loaded >= CHILDREN_REFRESH_S:
+            children = await asyncio.to_thread(self._audit.distinct_children, subject, midnight)
+            cached = _Seen(midnight, now, children)
+            self._children[subject] = cached
+        return cached.children
