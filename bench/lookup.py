@@ -30,8 +30,9 @@ from typing import Any
 import httpx
 
 from connectors.reference import REFERENCE_AGENCIES
-from connectors.serving import bind_socket
+from connectors.serving import free_port
 from connectors.synthetic import generate_population, write_population
+from gateway.config import reference_source
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,13 +40,6 @@ QUERY = """query($nhs: String!) { child(nhsNumber: $nhs, purpose: SAFEGUARDING_E
   outcome complete child { name { given family } involvements { service organisation } }
   sources { source status latencyMs } withheld { field reason } auditId } }"""
 MAX_SECONDS_PER_PHASE = 120
-
-
-def _free_port() -> int:
-    sock = bind_socket("127.0.0.1", 0)
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def _wait_ready(url: str, timeout_s: float = 30) -> None:
@@ -157,8 +151,8 @@ def run(latency_ms: float, requests: int, concurrency: int, children: int) -> di
         sources = []
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         try:
-            for name, profile in REFERENCE_AGENCIES.items():
-                port = _free_port()
+            for name in REFERENCE_AGENCIES:
+                port = free_port()
                 processes.append(
                     subprocess.Popen(
                         [
@@ -181,18 +175,12 @@ def run(latency_ms: float, requests: int, concurrency: int, children: int) -> di
                     )
                 )
                 sources.append(
-                    {
-                        "name": name,
-                        "url": f"http://127.0.0.1:{port}",
-                        "timeout_ms": 1000,
-                        "provides": list(profile.provides),
-                        "shield_authority": profile.shield_authority,
-                    }
+                    reference_source(name, f"http://127.0.0.1:{port}").model_dump(mode="json")
                 )
                 _wait_ready(f"http://127.0.0.1:{port}/healthz")
             config = work / "sources.json"
             config.write_text(json.dumps({"sources": sources}))
-            gateway_port = _free_port()
+            gateway_port = free_port()
             gateway_env = env | {
                 "CHILDLOOKUP_STATE_DIR": str(work),
                 "CHILDLOOKUP_CACHE_TTL_S": "0",

@@ -46,6 +46,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on at this moment: for a subprocess to bind, or a dead endpoint."""
+    sock = bind_socket(host, 0)
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
 def socket_url(sock: socket.socket) -> str:
     host, port = sock.getsockname()[:2]
     if ":" in host:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.protocol import FieldId
+from connectors.reference import REFERENCE_AGENCIES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY_DIR = REPO_ROOT / "policies"
@@ -63,6 +64,23 @@ class SourcesFile(BaseModel):
         if len(names) != len(set(names)):
             raise ValueError("source names must be unique")
         return self
+
+
+def reference_source(
+    agency: str, url: str, *, timeout_ms: int = 1_000, answer_key_file: Path | None = None
+) -> SourceConfig:
+    """The source entry for one of the reference agencies, from its published profile."""
+    profile = REFERENCE_AGENCIES[agency]
+    return SourceConfig.model_validate(
+        {
+            "name": profile.name,
+            "url": url,
+            "timeout_ms": timeout_ms,
+            "provides": profile.provides,
+            "shield_authority": profile.shield_authority,
+            "answer_key_file": answer_key_file,
+        }
+    )
 
 
 def load_sources(path: Path) -> list[SourceConfig]:

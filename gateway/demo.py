@@ -26,7 +26,7 @@ from connectors.trust import (
     ensure_key_pair,
 )
 from gateway.app import build_components, create_app
-from gateway.config import Mode, Settings, SourceConfig
+from gateway.config import Mode, Settings, SourceConfig, reference_source
 from gateway.tokens import ensure_dev_keys, issue_dev_token
 
 DEMO_ROLES = (
@@ -83,12 +83,10 @@ def run_demo(options: DemoOptions) -> None:
         )
         served.append(ServedApp(name, app, sock))
         sources.append(
-            SourceConfig(
-                name=name,
-                url=served[-1].url,
+            reference_source(
+                name,
+                served[-1].url,
                 timeout_ms=CONNECTOR_TIMEOUT_MS,
-                provides=profile.provides,
-                shield_authority=profile.shield_authority,
                 answer_key_file=answer_public_key,
             )
         )

@@ -75,6 +75,7 @@ class FanOut:
         """One answer per configured source, in config order, by the deadline (monotonic)."""
         identifiers = Identifiers(nhs_number=query.nhs_number)
         protocol_caller = ProtocolCaller(role=caller.role, organisation=caller.organisation)
+        wall_deadline = _wall_clock(deadline)
         tasks = []
         for source in self._sources:
             if source.name not in plan.sources:
@@ -83,7 +84,7 @@ class FanOut:
             fields = plan.fields & frozenset(source.provides)
             request = LookupRequest(
                 request_id=request_id,
-                deadline=_wall_clock(deadline),
+                deadline=wall_deadline,
                 purpose=query.purpose.value,
                 caller=protocol_caller,
                 identifiers=identifiers,
@@ -112,9 +113,7 @@ class FanOut:
         try:
             async with asyncio.timeout(budget):
                 answer = await self._post(source, request)
-        except TimeoutError:
-            return _answer(source, SourceStatus.TIMED_OUT, started, "TIMEOUT")
-        except httpx.TimeoutException:
+        except (TimeoutError, httpx.TimeoutException):
             return _answer(source, SourceStatus.TIMED_OUT, started, "TIMEOUT")
         except httpx.HTTPError:
             return _answer(source, SourceStatus.FAILED, started, "CONNECTION_FAILED")

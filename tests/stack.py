@@ -15,7 +15,7 @@ import httpx
 from starlette.types import ASGIApp
 
 from connectors.protocol import ConnectorRecord
-from connectors.reference import REFERENCE_AGENCIES, create_reference_app
+from connectors.reference import create_reference_app
 from connectors.serving import BackgroundServer
 from connectors.trust import AnswerSigner, PublishedKeys, RequestVerifier, ensure_key_pair
 from gateway.app import build_components, create_app
@@ -88,22 +88,6 @@ class Stack:
         response = self.post({"query": LOOKUP, "variables": variables}, self.token(role))
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
-
-
-def reference_source(
-    name: str, url: str, timeout_ms: int = 1000, answer_key_file: Path | None = None
-) -> SourceConfig:
-    profile = REFERENCE_AGENCIES[name]
-    return SourceConfig.model_validate(
-        {
-            "name": name,
-            "url": url,
-            "timeout_ms": timeout_ms,
-            "provides": profile.provides,
-            "shield_authority": profile.shield_authority,
-            "answer_key_file": answer_key_file,
-        }
-    )
 
 
 def connector_key(tmp: Path, name: str) -> tuple[Path, Path]:

@@ -2,8 +2,9 @@
 
 import pytest
 
+from gateway.config import reference_source
 from tests.factories import NHS, health_record, synthetic_nhs
-from tests.stack import reference_apps, reference_source, running_gateway, serving
+from tests.stack import reference_apps, running_gateway, serving
 
 TRAIL = """query($nhs: String!) { auditTrail(nhsNumber: $nhs) {
   auditId at subject role organisation purpose justification outcome flaggedForInvestigation

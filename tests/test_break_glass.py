@@ -7,8 +7,9 @@ import pytest
 
 from connectors.protocol import Identifiers, RecordFlags
 from gateway.cli import main
+from gateway.config import reference_source
 from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
-from tests.stack import reference_apps, reference_source, running_gateway, serving
+from tests.stack import reference_apps, running_gateway, serving
 
 SHIELDED = synthetic_nhs(21)
 REASON = "Child reported missing; police at the door need the current address now."

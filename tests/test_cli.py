@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from connectors.reference import REFERENCE_AGENCIES
-from connectors.serving import bind_socket
+from connectors.serving import free_port
 from gateway.auth import StaticKey, TokenVerifier
 from gateway.cli import main
 from gateway.tokens import PUBLIC_KEY_FILE, ensure_dev_keys
@@ -22,13 +22,6 @@ from tests.factories import NHS, health_record
 from tests.stack import write_records
 
 CLI = [sys.executable, "-m", "gateway.cli"]
-
-
-def _free_port() -> int:
-    sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def _wait(url: str, process: subprocess.Popen, timeout: float = 30) -> httpx.Response:
@@ -93,7 +86,7 @@ def test_a_bad_connector_config_is_a_clear_error_not_a_traceback(tmp_path, capsy
 def test_connector_and_gateway_serve_from_a_config_file_and_stop_on_sigterm(tmp_path):
     records = write_records(tmp_path / "health.jsonl", [health_record()])
     ensure_dev_keys(tmp_path)
-    connector_port, gateway_port = _free_port(), _free_port()
+    connector_port, gateway_port = free_port(), free_port()
     profile = REFERENCE_AGENCIES["health"]
     config = tmp_path / "sources.toml"
     provides = ", ".join(f'"{f.value}"' for f in profile.provides)
@@ -137,7 +130,7 @@ def test_connector_and_gateway_serve_from_a_config_file_and_stop_on_sigterm(tmp_
 
 
 def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path):
-    port = _free_port()
+    port = free_port()
     demo = subprocess.Popen(
         [*CLI, "demo", "--port", str(port), "--children", "600", "--state-dir", str(tmp_path)],
         stdout=subprocess.PIPE,

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from gateway.config import reference_source
 from tests.factories import NHS, health_record, social_care_record
-from tests.stack import reference_apps, reference_source, running_gateway, serving
+from tests.stack import reference_apps, running_gateway, serving
 
 
 @pytest.fixture(scope="module")

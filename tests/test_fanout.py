@@ -12,7 +12,7 @@ from starlette.routing import Route
 from connectors.app import create_connector_app
 from connectors.backend import ConnectorError
 from connectors.protocol import ErrorCode, FieldId, LookupRequest
-from connectors.serving import BackgroundServer, bind_socket
+from connectors.serving import BackgroundServer, free_port
 from gateway.cache import AnswerCache
 from gateway.config import SourceConfig
 from gateway.fanout import FanOut
@@ -101,10 +101,7 @@ async def test_the_overall_deadline_caps_a_generous_source_timeout():
 
 @pytest.mark.anyio
 async def test_a_dead_source_fails_without_failing_the_lookup():
-    sock = bind_socket("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
-    answers, _ = await _ask([_source("dead", url)])
+    answers, _ = await _ask([_source("dead", f"http://127.0.0.1:{free_port()}")])
     assert answers["dead"].status is SourceStatus.FAILED
     assert answers["dead"].error_code == "CONNECTION_FAILED"
 

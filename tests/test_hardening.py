@@ -6,9 +6,10 @@ import httpx
 import pytest
 
 from connectors.trust import ensure_key_pair
+from gateway.config import reference_source
 from gateway.trusted_documents import document_id
 from tests.factories import NHS, health_record
-from tests.stack import LOOKUP, reference_apps, reference_source, running_gateway, serving
+from tests.stack import LOOKUP, reference_apps, running_gateway, serving
 
 INTROSPECTION = "{ __schema { types { name } } }"
 

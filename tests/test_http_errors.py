@@ -3,8 +3,9 @@
 import httpx
 import pytest
 
+from gateway.config import reference_source
 from tests.factories import NHS, health_record
-from tests.stack import LOOKUP, reference_apps, reference_source, running_gateway, serving
+from tests.stack import LOOKUP, reference_apps, running_gateway, serving
 
 
 @pytest.fixture(scope="module")

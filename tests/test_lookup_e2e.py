@@ -8,6 +8,7 @@ import pytest
 
 from connectors.protocol import Identifiers, RecordFlags
 from gateway.audit import Pseudonymiser
+from gateway.config import reference_source
 from tests.factories import (
     NHS,
     health_record,
@@ -15,7 +16,7 @@ from tests.factories import (
     social_care_record,
     synthetic_nhs,
 )
-from tests.stack import reference_apps, reference_source, running_gateway, serving
+from tests.stack import reference_apps, running_gateway, serving
 
 SHIELDED = synthetic_nhs(1)
 RESTRICTED = synthetic_nhs(2)

@@ -10,10 +10,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from connectors.protocol import LookupResponse
-from connectors.serving import bind_socket
-from gateway.config import DEFAULT_POLICY_DIR
+from connectors.serving import free_port
+from gateway.config import DEFAULT_POLICY_DIR, reference_source
 from tests.factories import NHS, OTHER_NHS, health_record, school_record, social_care_record
-from tests.stack import reference_apps, reference_source, running_gateway, serving
+from tests.stack import reference_apps, running_gateway, serving
 
 
 def _statuses(lookup):
@@ -30,10 +30,7 @@ def _raw_connector(body_for):
 
 
 def _dead_url():
-    sock = bind_socket("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
-    return url
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture(scope="module")

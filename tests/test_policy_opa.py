@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from connectors.serving import BackgroundServer, bind_socket
+from connectors.serving import BackgroundServer, free_port
 from gateway.config import Settings
 from gateway.policy import PolicyError, RegoPolicyEngine, RemotePolicyEngine, load_bundle
 from gateway.policy.loading import policy_engine_from_settings
@@ -156,9 +156,7 @@ async def test_revision_is_the_served_bundles_from_connect_and_from_every_answer
 
 @pytest.mark.anyio
 async def test_a_server_that_is_down_is_a_policy_error():
-    sock = bind_socket("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()  # nothing listens there now
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
     with pytest.raises(PolicyError, match="failed to answer"):
         await decide_both(url)

@@ -8,11 +8,11 @@ import time
 import httpx
 import pytest
 
-from gateway.config import DEFAULT_POLICY_DIR
+from gateway.config import DEFAULT_POLICY_DIR, reference_source
 from gateway.policy.loading import load_engine
 from gateway.reload import PolicyReloader
 from tests.factories import NHS, health_record
-from tests.stack import reference_apps, reference_source, running_gateway, serving
+from tests.stack import reference_apps, running_gateway, serving
 
 
 @pytest.fixture

@@ -25,12 +25,12 @@ from connectors.trust import (
     load_public_key,
 )
 from gateway.cache import AnswerCache
-from gateway.config import Settings, SourceConfig
+from gateway.config import Settings, SourceConfig, reference_source
 from gateway.fanout import FanOut
 from gateway.signing import DEV_PUBLIC_KEY_FILE, RequestSigner, answer_verifiers
 from gateway.types import Caller, LookupQuery, Plan, Purpose, SourceStatus
 from tests.factories import NHS, health_record, school_record
-from tests.stack import connector_key, reference_apps, reference_source, running_gateway, serving
+from tests.stack import connector_key, reference_apps, running_gateway, serving
 
 CALLER = Caller(subject="s", name="n", role="gp", organisation="A81001")
 QUERY = LookupQuery(nhs_number=NHS, purpose=Purpose.DIRECT_CARE)
