@@ -13,10 +13,11 @@ import time
 import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from ipaddress import ip_address
 from types import MappingProxyType
-from typing import Final
+from typing import Final, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -24,6 +25,14 @@ from starlette.routing import Route
 
 from connectors.backend import ConnectorBackend, ConnectorError, summarise_validation_error
 from connectors.minimisation import minimise
+from connectors.notifications import (
+    NOTIFICATIONS_PATH,
+    RECENT_NOTIFICATIONS_PATH,
+    Notification,
+    NotificationReceipt,
+    NotificationSink,
+    RecentNotifications,
+)
 from connectors.protocol import (
     LOOKUP_PATH,
     PROTOCOL_VERSION,
@@ -53,6 +62,9 @@ ERROR_STATUS: Final[Mapping[ErrorCode, int]] = MappingProxyType(
 
 PAYLOAD_TOO_LARGE: Final = 413
 
+RECENT_LIMIT: Final = 1_000
+"""Most notifications the recent-accesses view lists at once."""
+
 _logger = logging.getLogger("childlookup.connector")
 
 
@@ -62,6 +74,7 @@ def create_connector_app(
     source: str,
     verifier: RequestVerifier | None = None,
     signer: AnswerSigner | None = None,
+    notifications: NotificationSink | None = None,
 ) -> Starlette:
     """Serve `backend` as the connector named `source` (the name the gateway knows it by).
 
@@ -69,7 +82,13 @@ def create_connector_app(
     UNAUTHENTICATED before their body is parsed). With a `signer`, every lookup response - answer
     or refusal - carries a signature over its body, and the public key is served at
     /.well-known/jwks.json for the gateway to check it against.
+
+    With `notifications`, the gateway's owner notifications are received at /v1/notifications and
+    kept there (see connectors.notifications). They need a `verifier`: an unsigned notice of who
+    looked at a child would let anyone write the agency's access record.
     """
+    if notifications is not None and verifier is None:
+        raise ValueError("receiving notifications needs a verifier of the gateway's signature")
 
     async def lookup(request: Request) -> Response:
         started = time.perf_counter()
@@ -92,6 +111,8 @@ def create_connector_app(
         Route(LOOKUP_PATH, lookup, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
     ]
+    if notifications is not None and verifier is not None:
+        routes += _notification_routes(notifications, verifier, signer, source)
     if signer is not None:
         keys = signer.jwks()
 
@@ -100,6 +121,73 @@ def create_connector_app(
 
         routes.append(Route(JWKS_PATH, jwks, methods=["GET"]))
     return Starlette(routes=routes)
+
+
+def _notification_routes(
+    sink: NotificationSink, verifier: RequestVerifier, signer: AnswerSigner | None, source: str
+) -> list[Route]:
+    """The receiver, and the local-only view of recent accesses when the sink can list them."""
+    one_at_a_time = asyncio.Lock()  # so a redelivery racing the first delivery is still a duplicate
+
+    async def receive(request: Request) -> Response:
+        try:
+            body = await _read_body(request)
+            await _authenticate(verifier, request, body, source)
+            notification = _validated(body, Notification, "notification")
+            async with one_at_a_time:
+                kept = await _keep(sink, notification, source)
+        except _Refusal as refusal:
+            _log(logging.INFO, "notification", source=source, outcome=refusal.code.value)
+            return _signed(refusal.response(), signer, source)
+        message_id = notification.message_id
+        _log(logging.INFO, "notification", source=source, message_id=message_id, kept=kept)
+        receipt = NotificationReceipt(message_id=message_id, duplicate=not kept)
+        return _signed(
+            Response(receipt.model_dump_json(), media_type="application/json"), signer, source
+        )
+
+    routes = [Route(NOTIFICATIONS_PATH, receive, methods=["POST"])]
+    if isinstance(sink, RecentNotifications):
+        recent_sink = sink
+
+        async def recent(request: Request) -> Response:
+            # The gateway's token proves the gateway, not an agency officer, so it cannot guard
+            # this list of who looked at which child: it is served only to the agency's own host.
+            if not _is_loopback(request):
+                refusal = _Refusal(ErrorCode.FORBIDDEN, "Recent accesses are served locally only.")
+                return refusal.response()
+            shown = recent_sink.recent(RECENT_LIMIT)
+            return JSONResponse({"notifications": [n.model_dump(mode="json") for n in shown]})
+
+        routes.append(Route(RECENT_NOTIFICATIONS_PATH, recent, methods=["GET"]))
+    return routes
+
+
+async def _keep(sink: NotificationSink, notification: Notification, source: str) -> bool:
+    """Hand the notification to the agency's sink; its failure is UNAVAILABLE, so the gateway
+    tries again later, and is logged by type and place only."""
+    try:
+        return await sink.keep(notification)
+    except Exception as error:
+        _log(
+            logging.ERROR,
+            "notification_sink_failed",
+            source=source,
+            message_id=notification.message_id,
+            error=type(error).__name__,
+            at=_crash_site(error),
+        )
+        raise _Refusal(
+            ErrorCode.UNAVAILABLE, "The notification could not be kept; retry later."
+        ) from None
+
+
+def _is_loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def _authenticate(
@@ -163,9 +251,12 @@ def _too_large() -> _Refusal:
     )
 
 
-def _parse(body: bytes) -> LookupRequest:
+_MessageT = TypeVar("_MessageT", bound=BaseModel)
+
+
+def _validated(body: bytes, model: type[_MessageT], what: str) -> _MessageT:
     try:
-        lookup_request = LookupRequest.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as error:
         # A version mismatch wins over any other problem: a v2 request is expected to fail the
         # v1 schema elsewhere too, and the gateway needs to know it was the version.
@@ -175,8 +266,12 @@ def _parse(body: bytes) -> LookupRequest:
                 f"This connector speaks protocol version {PROTOCOL_VERSION} only.",
             ) from None
         raise _Refusal(
-            ErrorCode.BAD_REQUEST, f"Invalid lookup request: {summarise_validation_error(error)}"
+            ErrorCode.BAD_REQUEST, f"Invalid {what}: {summarise_validation_error(error)}"
         ) from None
+
+
+def _parse(body: bytes) -> LookupRequest:
+    lookup_request = _validated(body, LookupRequest, "lookup request")
     if lookup_request.deadline.tzinfo is None:
         raise _Refusal(
             ErrorCode.BAD_REQUEST,

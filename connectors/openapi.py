@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
 from pydantic.json_schema import models_json_schema
 
-from connectors.app import ERROR_STATUS, MAX_BODY_BYTES, PAYLOAD_TOO_LARGE
+from connectors.app import ERROR_STATUS, MAX_BODY_BYTES, PAYLOAD_TOO_LARGE, RECENT_LIMIT
+from connectors.notifications import (
+    NOTIFICATIONS_PATH,
+    RECENT_NOTIFICATIONS_PATH,
+    Notification,
+    NotificationReceipt,
+)
 from connectors.protocol import (
     LOOKUP_PATH,
     PROTOCOL_VERSION,
@@ -41,6 +47,14 @@ _MEANING: Final[Mapping[ErrorCode, str]] = MappingProxyType(
     }
 )
 
+NOTIFICATION_ERRORS: Final = (
+    ErrorCode.BAD_REQUEST,
+    ErrorCode.UNSUPPORTED_VERSION,
+    ErrorCode.UNAUTHENTICATED,
+    ErrorCode.UNAVAILABLE,
+)
+"""What the notification receiver can refuse with; UNAVAILABLE asks the gateway to retry."""
+
 
 def openapi_document() -> dict[str, Any]:
     """The whole document; key order is stable so the committed JSON diffs cleanly."""
@@ -49,12 +63,16 @@ def openapi_document() -> dict[str, Any]:
             (LookupRequest, "validation"),
             (LookupResponse, "serialization"),
             (ErrorResponse, "serialization"),
+            (Notification, "validation"),
+            (NotificationReceipt, "serialization"),
         ],
         ref_template=_SCHEMAS,
     )
     request_ref = refs[(LookupRequest, "validation")]
     response_ref = refs[(LookupResponse, "serialization")]
     error_ref = refs[(ErrorResponse, "serialization")]
+    notification_ref = refs[(Notification, "validation")]
+    receipt_ref = refs[(NotificationReceipt, "serialization")]
     health_schema = {
         "type": "object",
         "properties": {"status": {"const": "ok"}, "source": {"type": "string"}},
@@ -90,6 +108,53 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            NOTIFICATIONS_PATH: {
+                "post": {
+                    "operationId": "notify",
+                    "summary": "The gateway telling the agency that one of its records was looked "
+                    "at (owner notification). Signed like a lookup; delivered at least once.",
+                    "requestBody": {
+                        "required": True,
+                        "description": f"At most {MAX_BODY_BYTES} bytes.",
+                        "content": {"application/json": {"schema": notification_ref}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "Kept, or already kept under this message id "
+                            "(`duplicate`); either way the gateway stops sending it.",
+                            "content": {"application/json": {"schema": receipt_ref}},
+                        },
+                        **_error_responses(error_ref, NOTIFICATION_ERRORS),
+                    },
+                }
+            },
+            RECENT_NOTIFICATIONS_PATH: {
+                "get": {
+                    "operationId": "recentNotifications",
+                    "summary": f"The newest {RECENT_LIMIT} notifications kept, newest first: the "
+                    "agency's view of recent accesses. Served to the connector's own host only.",
+                    "responses": {
+                        "200": {
+                            "description": "Recent notifications.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "properties": {
+                                            "notifications": {
+                                                "type": "array",
+                                                "items": notification_ref,
+                                            }
+                                        },
+                                        "required": ["notifications"],
+                                    }
+                                }
+                            },
+                        },
+                        **_error_responses(error_ref, (ErrorCode.FORBIDDEN,), body_limit=False),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "operationId": "health",
@@ -107,14 +172,20 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def _error_responses(error_ref: dict[str, Any]) -> dict[str, Any]:
+def _error_responses(
+    error_ref: dict[str, Any],
+    codes: Collection[ErrorCode] = tuple(ERROR_STATUS),
+    *,
+    body_limit: bool = True,
+) -> dict[str, Any]:
     """One response per HTTP status, naming the error codes it can carry and what each means."""
     meanings: defaultdict[int, list[str]] = defaultdict(list)
-    for code, status in ERROR_STATUS.items():
-        meanings[status].append(f"{code.value}: {_MEANING[code]}")
-    meanings[PAYLOAD_TOO_LARGE].append(
-        f"{ErrorCode.BAD_REQUEST.value}: the body is larger than {MAX_BODY_BYTES} bytes"
-    )
+    for code in codes:
+        meanings[ERROR_STATUS[code]].append(f"{code.value}: {_MEANING[code]}")
+    if body_limit:
+        meanings[PAYLOAD_TOO_LARGE].append(
+            f"{ErrorCode.BAD_REQUEST.value}: the body is larger than {MAX_BODY_BYTES} bytes"
+        )
     return {
         str(status): {
             "description": "; ".join(meanings[status]) + ".",

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from connectors.app import create_connector_app
 from connectors.backend import ConnectorBackend
 from connectors.minimisation import minimise
+from connectors.notifications import NotificationLog, NotificationSink
 from connectors.protocol import ConnectorRecord, FieldId, LookupRequest
 from connectors.records import FileBackend
 from connectors.trust import AnswerSigner, RequestVerifier
@@ -121,9 +122,12 @@ def create_reference_app(
     *,
     verifier: RequestVerifier | None = None,
     signer: AnswerSigner | None = None,
+    notifications: NotificationSink | None = None,
 ) -> Starlette:
     """A connector app for one reference agency over a JSON Lines file of its records; with a
     `verifier` it serves only requests the gateway signed, with a `signer` it signs its answers.
+    With a `verifier` it also receives the gateway's owner notifications, into `notifications` or
+    else an in-memory `NotificationLog`, and lists them locally as the agency's recent accesses.
 
     Raises ValueError for an unknown agency or a negative latency, and RecordFileError for a bad
     records file: all at start-up, before any lookup is served.
@@ -139,4 +143,12 @@ def create_reference_app(
         provides=profile.provides,
         latency_s=latency_ms / 1000,
     )
-    return create_connector_app(backend, source=profile.name, verifier=verifier, signer=signer)
+    if notifications is None and verifier is not None:
+        notifications = NotificationLog()
+    return create_connector_app(
+        backend,
+        source=profile.name,
+        verifier=verifier,
+        signer=signer,
+        notifications=notifications,
+    )

@@ -3,7 +3,9 @@
 
 uvicorn installs its own signal handlers per server, so with several servers in one event loop only
 the last one would hear Ctrl-C. Here one handler stops them all, and sockets are bound before the
-servers start so that port 0 works and the chosen port is known up front.
+servers start so that port 0 works and the chosen port is known up front. Any of them can serve
+https, from an `ssl.SSLContext` built by `gateway.tls` (mutual TLS when it requires client
+certificates).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
@@ -54,27 +57,30 @@ def free_port(host: str = "127.0.0.1") -> int:
     return port
 
 
-def socket_url(sock: socket.socket) -> str:
+def socket_url(sock: socket.socket, *, tls: bool = False) -> str:
     host, port = sock.getsockname()[:2]
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{'https' if tls else 'http'}://{host}:{port}"
 
 
 @dataclass(frozen=True)
 class ServedApp:
-    """An app to serve, with the socket it listens on."""
+    """An app to serve, with the socket it listens on, and its TLS context when it serves https."""
 
     name: str
     app: ASGIApp
     sock: socket.socket
+    tls: ssl.SSLContext | None = None
 
     @property
     def url(self) -> str:
-        return socket_url(self.sock)
+        return socket_url(self.sock, tls=self.tls is not None)
 
 
-def _config(app: ASGIApp, log_level: str, graceful_s: int = 5) -> uvicorn.Config:
+def _config(
+    app: ASGIApp, log_level: str, tls: ssl.SSLContext | None, graceful_s: int = 5
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         log_level=log_level,
@@ -82,6 +88,7 @@ def _config(app: ASGIApp, log_level: str, graceful_s: int = 5) -> uvicorn.Config
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=graceful_s,
+        ssl_context_factory=None if tls is None else lambda config, default: tls,
     )
 
 
@@ -91,7 +98,7 @@ async def serve_all(
     log_level: str = "warning",
 ) -> None:
     """Serve every app until SIGINT or SIGTERM, then shut them all down gracefully."""
-    servers = [_QuietServer(_config(a.app, log_level)) for a in apps]
+    servers = [_QuietServer(_config(a.app, log_level, a.tls)) for a in apps]
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -147,15 +154,17 @@ class BackgroundServer:
         host: str = "127.0.0.1",
         port: int = 0,
         sock: socket.socket | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        """Serve on `sock` when given (bound earlier, so its URL could be handed out first)."""
+        """Serve on `sock` when given (bound earlier, so its URL could be handed out first);
+        https with `tls`."""
         self._sock = sock or bind_socket(host, port)
         # Short grace: a test's deliberately stuck request should not hold up its teardown.
-        self._server = _QuietServer(_config(app, "warning", graceful_s=1))
+        self._server = _QuietServer(_config(app, "warning", tls, graceful_s=1))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
         )
-        self.url = socket_url(self._sock)
+        self.url = socket_url(self._sock, tls=tls is not None)
 
     def start(self, timeout: float = 10.0) -> BackgroundServer:
         self._thread.start()

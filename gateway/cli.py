@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config import Settings
+from gateway.config import ServerTls, Settings
 from gateway.logs import configure as configure_logging
 
 if TYPE_CHECKING:
@@ -46,18 +46,36 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_tls(args: argparse.Namespace) -> ServerTls | None:
+    """The --tls-* options of a serving command, or None when none is given."""
+    if args.tls_cert is None and args.tls_key is None and args.tls_client_ca is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError("serving https needs both --tls-cert and --tls-key")
+    return ServerTls(
+        cert_file=args.tls_cert, key_file=args.tls_key, client_ca_file=args.tls_client_ca
+    )
+
+
 def _serve(args: argparse.Namespace) -> int:
     from connectors.serving import ServedApp, bind_socket, run, serve_all
     from gateway.app import build_components, create_app
     from gateway.config import load_sources
+    from gateway.tls import server_context
 
-    overrides = {"sources_file": args.config, "host": args.host, "port": args.port}
+    overrides = {
+        "sources_file": args.config,
+        "host": args.host,
+        "port": args.port,
+        "server_tls": _server_tls(args),
+    }
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     if settings.sources_file is None:
         raise ValueError("name the connector config with --config or CHILDLOOKUP_SOURCES_FILE")
+    tls = None if settings.server_tls is None else server_context(settings.server_tls)
     sources = load_sources(settings.sources_file)
     app = create_app(build_components(settings, sources))
-    served = ServedApp("gateway", app, bind_socket(settings.host, settings.port))
+    served = ServedApp("gateway", app, bind_socket(settings.host, settings.port), tls)
     print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         run(serve_all([served], log_level="info"))
@@ -103,7 +121,10 @@ def _connector_serve(args: argparse.Namespace) -> int:
     from connectors.reference import create_reference_app
     from connectors.serving import ServedApp, bind_socket, run, serve_all
     from connectors.trust import AnswerSigner, PublishedKeys, RequestVerifier
+    from gateway.tls import server_context
 
+    tls_config = _server_tls(args)
+    tls = None if tls_config is None else server_context(tls_config)
     verifier = (
         RequestVerifier(PublishedKeys(args.gateway_jwks), issuer=args.gateway_issuer)
         if args.gateway_jwks
@@ -113,7 +134,7 @@ def _connector_serve(args: argparse.Namespace) -> int:
     app = create_reference_app(
         args.agency, args.records, args.latency_ms, verifier=verifier, signer=signer
     )
-    served = ServedApp(args.agency, app, bind_socket(args.host, args.port))
+    served = ServedApp(args.agency, app, bind_socket(args.host, args.port), tls)
     print(f"{args.agency} connector on {served.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         run(serve_all([served], log_level="info"))
@@ -231,6 +252,19 @@ def _timestamp(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _add_tls_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
+    parser.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="serve https with this certificate (chain)"
+    )
+    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    parser.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="PEM",
+        help=f"mutual TLS: require {clients} to present a certificate from this CA",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="childlookup",
@@ -253,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    _add_tls_arguments(serve, "portals (or CHILDLOOKUP_SERVER_TLS)")
     serve.set_defaults(run=_serve)
 
     token = commands.add_parser("token", help="print a dev bearer token for the demo gateway")
@@ -296,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="sign every answer with this P-256 private key (public key served at "
         "/.well-known/jwks.json)",
     )
+    _add_tls_arguments(cserve, "the gateway")
     cserve.set_defaults(run=_connector_serve)
 
     policy = commands.add_parser("policy", help="policy officers' tools")

@@ -4,13 +4,19 @@ The policy sees which fields each linked record holds and the child's restrictio
 all of them, and answers released or withheld-with-reason for each. The gateway then keeps only what
 was released: a field the policy did not mention is withheld (POLICY_UNDECIDED), and a field it both
 released and withheld is withheld. Nothing here can widen what the policy said.
+
+The same answer carries the policy's owner-notification obligation: which matched records' holders
+must be told of this lookup, and why. The policy sees each record's true indicators for that, even
+those it then withholds from the caller; an obligation naming a record the lookup lacks is an error.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 
 from connectors.minimisation import minimise
+from connectors.notifications import NotificationReason
 from connectors.protocol import (
     INDICATOR_FIELDS,
     PLAIN_FIELDS,
@@ -21,12 +27,20 @@ from connectors.protocol import (
 )
 from connectors.protocol import Caller as ProtocolCaller
 from gateway.decision_log import RELEASE_PATH, DecisionLog
-from gateway.policy import PolicyEngine, ReleaseChild, ReleaseInput, ReleaseRecord
+from gateway.policy import (
+    PolicyEngine,
+    PolicyError,
+    ReleaseChild,
+    ReleaseDecision,
+    ReleaseInput,
+    ReleaseRecord,
+)
 from gateway.types import (
     Caller,
     ChildFlags,
     LookupQuery,
     MatchedRecord,
+    OwnerNotice,
     Release,
     ReleasedRecord,
     SourceAnswer,
@@ -106,7 +120,12 @@ async def decide(
             shield_status_known=flags.shield_status_known,
         ),
         records=tuple(
-            ReleaseRecord(id=str(i), source=m.source, fields=tuple(sorted(fields)))
+            ReleaseRecord(
+                id=str(i),
+                source=m.source,
+                fields=tuple(sorted(fields)),
+                true_indicators=_true_indicators(m.record),
+            )
             for i, (m, fields) in enumerate(zip(matched, asked, strict=True))
         ),
     )
@@ -125,7 +144,32 @@ async def decide(
         for f in sorted(fields - released):
             withheld.append(Withheld(f, m.source, reasons.get((rid, f), POLICY_UNDECIDED)))
         records.append(ReleasedRecord(m, released, _cut(m.record, released)))
-    return Release(tuple(records), tuple(withheld), flags, decision_id)
+    return Release(
+        tuple(records), tuple(withheld), flags, decision_id, _owner_notices(decision, matched)
+    )
+
+
+def _true_indicators(record: ConnectorRecord) -> tuple[FieldId, ...]:
+    if record.indicators is None:
+        return ()
+    return tuple(f for f in INDICATOR_FIELDS if getattr(record.indicators, f.value) is True)
+
+
+def _owner_notices(
+    decision: ReleaseDecision, matched: Sequence[MatchedRecord]
+) -> tuple[OwnerNotice, ...]:
+    """One notice per record named, with every reason given for it, in record order.
+
+    A record the lookup does not have is a broken policy, and a notice that cannot be addressed
+    would be an obligation silently dropped: that is a PolicyError, so nothing is released.
+    """
+    positions = {str(i): i for i in range(len(matched))}
+    reasons: defaultdict[int, set[NotificationReason]] = defaultdict(set)
+    for item in decision.notify:
+        if item.record not in positions:
+            raise PolicyError("The policy's notify obligation names a record the lookup lacks.")
+        reasons[positions[item.record]].add(item.reason)
+    return tuple(OwnerNotice(matched[i], tuple(sorted(reasons[i]))) for i in sorted(reasons))
 
 
 def _has_brokered_involvement(record: ConnectorRecord) -> bool:

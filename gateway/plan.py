@@ -43,4 +43,5 @@ async def make_plan(
         fields=frozenset(decision.fields),
         sources=tuple(s for s in decision.sources if s in configured),
         decision_id=decision_id,
+        obligation_fields=frozenset(decision.obligation_fields),
     )

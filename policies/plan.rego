@@ -3,7 +3,8 @@
 # description: >-
 #   Decides, before any agency is asked, whether this caller may look up a child for the purpose
 #   they stated, which fields to request and which sources to ask. The gateway then never fetches
-#   what the caller may not see. See docs/policy-decisions.md for the input and output.
+#   what the caller may not see, except the statuses an owner-notification obligation depends on,
+#   which never leave it. See docs/policy-decisions.md for the input and output.
 package childlookup.plan
 
 import rego.v1
@@ -22,6 +23,7 @@ decision := {
 	"permitted": true,
 	"denial": null,
 	"fields": as_sorted_list(requested_fields),
+	"obligation_fields": as_sorted_list(obligation_fields),
 	"sources": as_sorted_list(sources_to_ask),
 } if {
 	permitted
@@ -31,6 +33,7 @@ decision := {
 	"permitted": false,
 	"denial": denial,
 	"fields": [],
+	"obligation_fields": [],
 	"sources": [],
 } if {
 	not permitted
@@ -86,6 +89,17 @@ justification_min_chars := data.childlookup.purposes[input.purpose].justificatio
 # title: Fields to request
 # description: The fields the caller may see for this purpose, identity included.
 requested_fields := catalogue.visible_fields
+
+# METADATA
+# title: Fields fetched only for obligations
+# description: >-
+#   Statuses that oblige the gateway to tell the agency holding them that the child was looked up
+#   (owner_notification in data.json), when the caller may not see them. They are fetched so the
+#   owner is told whoever looks - as CP-IS tells the local authority whichever clinician looks -
+#   and the release decision withholds them like any other field the caller may not see.
+obligation_fields := notifying_fields - requested_fields
+
+notifying_fields contains field if data.childlookup.owner_notification.indicators[field]
 
 # METADATA
 # title: Sources to ask

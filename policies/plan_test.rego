@@ -112,7 +112,13 @@ every_role_and_purpose contains [role, purpose] if {
 	some purpose, _ in data.childlookup.purposes
 }
 
-refused(denial) := {"permitted": false, "denial": denial, "fields": [], "sources": []}
+refused(denial) := {
+	"permitted": false,
+	"denial": denial,
+	"fields": [],
+	"obligation_fields": [],
+	"sources": [],
+}
 
 # --- who may look up, and what they see ---------------------------------------------------------
 
@@ -148,6 +154,7 @@ test_permitted_plan if {
 			"address", "carers", "date_of_birth", "gp_practice",
 			"involvements", "name", "nhs_number", "sex",
 		],
+		"obligation_fields": ["child_protection_plan", "looked_after"],
 		"sources": ["health", "social_care"],
 	}
 }
@@ -265,4 +272,19 @@ test_sources_are_listed_in_order_whatever_order_they_are_offered_in if {
 
 test_refused_lookup_asks_no_source_not_even_the_shield_authority if {
 	plan_for("school_dsl", "DIRECT_CARE").sources == []
+}
+
+# --- fields fetched only to meet obligations ----------------------------------------------------
+
+test_a_plan_status_the_caller_may_not_see_is_still_fetched_for_owner_notification if {
+	plan := plan_for("health_visitor", "DIRECT_CARE")
+	not "child_protection_plan" in plan.fields
+	"child_protection_plan" in plan.obligation_fields
+	"looked_after" in plan.obligation_fields
+}
+
+test_a_status_the_caller_may_see_is_not_fetched_twice if {
+	plan := plan_for("social_worker", "SAFEGUARDING_ENQUIRY")
+	"child_protection_plan" in plan.fields
+	plan.obligation_fields == []
 }

@@ -13,13 +13,14 @@ import data.childlookup.catalogue
 # METADATA
 # title: Release decision
 # description: >-
-#   The fields released and the fields withheld, each with the record it came from. The gateway
-#   withholds anything this answer leaves out, and everything if the answer is missing or
-#   malformed.
+#   The fields released and the fields withheld, each with the record it came from, and the
+#   records whose holders must be told of this lookup (see owners to notify). The gateway withholds
+#   anything this answer leaves out, and everything if the answer is missing or malformed.
 # entrypoint: true
 decision := {
 	"released": released,
 	"withheld": withheld,
+	"notify": notify,
 }
 
 # METADATA
@@ -114,3 +115,40 @@ is_restricted if not input.child.restricted == false
 # title: Shield status known
 # description: Every source with shielding authority answered, so the shield flags can be trusted.
 is_shield_status_known if input.child.shield_status_known == true
+
+# --- owner notification -------------------------------------------------------------------------
+
+# METADATA
+# title: Owners to notify
+# description: >-
+#   An obligation the gateway meets once the lookup is audited, as NHS CP-IS tells the local
+#   authority: the agency holding each listed record is sent a signed notice of who looked, with
+#   what role and purpose, and when. Records are listed by status (see notified for status) and by
+#   purpose (see notified for purpose); a record may appear once for each reason.
+notify := array.concat(notified_for_status, notified_for_purpose)
+
+# METADATA
+# title: Notified for status
+# description: >-
+#   Each record holding an indicator that data.json (owner_notification.indicators) names, such as
+#   a child protection plan or a looked-after child. This does not depend on what the caller may
+#   see: the holder must know of the lookup even when the caller cannot see why it matters. Note
+#   that the plan fetches only the fields the caller may see, so a record can show an indicator
+#   here only when the caller's grant covers it.
+notified_for_status := [{"record": record.id, "reason": reason} |
+	some record in input.records
+	some indicator in record.true_indicators
+	reason := data.childlookup.owner_notification.indicators[indicator]
+]
+
+# METADATA
+# title: Notified for purpose
+# description: >-
+#   Every record, when the caller's role is granted a purpose that data.json
+#   (owner_notification.purposes) names, such as a break-glass override: each holder's data may
+#   have been shown past a shield, so each holder is told.
+notified_for_purpose := [{"record": record.id, "reason": reason} |
+	catalogue.is_purpose_granted
+	reason := data.childlookup.owner_notification.purposes[input.purpose]
+	some record in input.records
+]

@@ -283,3 +283,92 @@ releasable_fields_have_no_reason(role, purpose, child) if {
 decided_pairs(decision) := {[item.record, item.field] |
 	some item in array.concat(decision.released, decision.withheld)
 }
+
+# --- owner notification -------------------------------------------------------------------------
+
+la_record(true_indicators) := {
+	"id": "0",
+	"source": "social_care",
+	"fields": ["name", "child_protection_plan", "looked_after", "child_in_need"],
+	"true_indicators": true_indicators,
+}
+
+health_record := {"id": "1", "source": "health", "fields": ["name", "address"]}
+
+notify_for(role, purpose, records) := release_records(role, purpose, clear_child, records).notify
+
+test_a_child_protection_plan_notifies_the_holder_of_that_record if {
+	records := [la_record(["child_protection_plan"]), health_record]
+	notify := notify_for("ed_clinician", "DIRECT_CARE", records)
+	notify == [{"record": "0", "reason": "CHILD_PROTECTION_PLAN"}]
+}
+
+test_a_looked_after_child_notifies_the_holder_of_that_record if {
+	notify := notify_for("gp", "DIRECT_CARE", [health_record, la_record(["looked_after"])])
+	notify == [{"record": "0", "reason": "LOOKED_AFTER"}]
+}
+
+test_each_notifying_status_is_a_reason if {
+	notify := notify_for("gp", "DIRECT_CARE", [la_record(["child_protection_plan", "looked_after"])])
+	{item.reason | some item in notify} == {"CHILD_PROTECTION_PLAN", "LOOKED_AFTER"}
+}
+
+test_other_statuses_notify_nobody if {
+	records := [la_record(["child_in_need", "early_help"])]
+	notify_for("social_worker", "SAFEGUARDING_ENQUIRY", records) == []
+}
+
+test_an_ordinary_lookup_notifies_nobody if {
+	notify_for("social_worker", "SAFEGUARDING_ENQUIRY", [la_record([]), health_record]) == []
+}
+
+test_a_record_without_indicators_notifies_nobody if {
+	notify_for("gp", "DIRECT_CARE", [health_record]) == []
+}
+
+test_the_holder_is_notified_even_when_the_caller_may_not_see_the_status if {
+	records := [la_record(["child_protection_plan"])]
+	decision := release_records("la_shielding_admin", "SHIELDING_ADMINISTRATION", clear_child, records)
+	not "child_protection_plan" in released_fields(decision)
+	decision.notify == [{"record": "0", "reason": "CHILD_PROTECTION_PLAN"}]
+}
+
+test_notifying_statuses_come_from_data if {
+	notify := notify_for("gp", "DIRECT_CARE", [la_record(["child_protection_plan"])])
+		with data.childlookup.owner_notification.indicators as {"child_in_need": "LOOKED_AFTER"}
+	notify == []
+}
+
+test_a_break_glass_override_notifies_every_record_holder if {
+	notify := notify_for("police_safeguarding", "EMERGENCY_OVERRIDE", [la_record([]), health_record])
+	notify == [
+		{"record": "0", "reason": "EMERGENCY_OVERRIDE"},
+		{"record": "1", "reason": "EMERGENCY_OVERRIDE"},
+	]
+}
+
+test_an_override_of_a_child_on_a_plan_gives_both_reasons if {
+	notify := notify_for("social_worker", "EMERGENCY_OVERRIDE", [la_record(["child_protection_plan"])])
+	notify == [
+		{"record": "0", "reason": "CHILD_PROTECTION_PLAN"},
+		{"record": "0", "reason": "EMERGENCY_OVERRIDE"},
+	]
+}
+
+test_an_override_the_role_is_not_granted_notifies_for_status_only if {
+	notify := notify_for("gp", "EMERGENCY_OVERRIDE", [la_record(["looked_after"]), health_record])
+	notify == [{"record": "0", "reason": "LOOKED_AFTER"}]
+}
+
+test_other_purposes_notify_for_status_only if {
+	every pair in granted_pairs {
+		not_notified_for_purpose(pair[0], pair[1])
+	}
+}
+
+not_notified_for_purpose(_, "EMERGENCY_OVERRIDE")
+
+not_notified_for_purpose(role, purpose) if {
+	purpose != "EMERGENCY_OVERRIDE"
+	notify_for(role, purpose, [health_record]) == []
+}

@@ -37,10 +37,11 @@ class _Schema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log unexpected faults by type only: messages may carry personal data."""
+        """Log unexpected faults by type only: messages may carry personal data. A GraphQLError
+        underneath (a variable that does not coerce) is the caller's mistake, as in format_error."""
         for error in errors:
             original = error.original_error
-            if original is not None and not isinstance(original, GatewayError):
+            if original is not None and not isinstance(original, GatewayError | GraphQLError):
                 _log.error(
                     "unexpected error in resolver",
                     extra={"error_type": type(original).__name__, "path": error.path},

@@ -20,6 +20,7 @@ from connectors.serving import BackgroundServer
 from connectors.trust import AnswerSigner, PublishedKeys, RequestVerifier, ensure_key_pair
 from gateway.app import build_components, create_app
 from gateway.config import Settings, SourceConfig
+from gateway.tls import server_context
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
 
 LOOKUP = """
@@ -115,7 +116,8 @@ def running_gateway(
     }
     config = Settings(state_dir=tmp, cache_ttl_s=0, **(limits | settings))
     components = build_components(config, list(sources))
-    with BackgroundServer(create_app(components), sock=sock) as gateway:
+    tls = None if config.server_tls is None else server_context(config.server_tls)
+    with BackgroundServer(create_app(components), sock=sock, tls=tls) as gateway:
         yield Stack(gateway.url, tmp, components)
     components.audit.close()
     components.decision_log.close()

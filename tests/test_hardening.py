@@ -5,7 +5,6 @@ import json
 import httpx
 import pytest
 
-from connectors.trust import ensure_key_pair
 from gateway.config import reference_source
 from gateway.trusted_documents import document_id
 from tests.factories import NHS, health_record
@@ -19,21 +18,6 @@ def _code(response):
     return response.json()["errors"][0]["extensions"]["code"]
 
 
-def _production(tmp_path):
-    sources_file = tmp_path / "sources.json"
-    sources_file.write_text("{}")
-    return {
-        "mode": "production",
-        "issuer": "https://idp.example.test",
-        "audit_key": "k" * 40,
-        "token_public_key_file": tmp_path / "dev-signing-key.pub.pem",
-        "sources_file": sources_file,
-        "request_signing_key_file": ensure_key_pair(
-            tmp_path / "gateway-key.pem", tmp_path / "gateway-key.pub.pem"
-        ),
-    }
-
-
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hardening")
@@ -41,8 +25,10 @@ def apps(tmp_path_factory):
         yield [reference_source("health", urls["health"])]
 
 
-def test_production_refuses_introspection_suggestions_and_graphiql(tmp_path, apps):
-    with running_gateway(tmp_path, apps, **_production(tmp_path)) as gateway:
+def test_production_refuses_introspection_suggestions_and_graphiql(
+    tmp_path, apps, production_settings
+):
+    with running_gateway(tmp_path, apps, **production_settings(tmp_path)) as gateway:
         token = gateway.token("gp")
         assert _code(gateway.post({"query": INTROSPECTION}, token)) == "GRAPHQL_VALIDATION_FAILED"
         typo = gateway.post(
@@ -115,11 +101,11 @@ def test_a_registry_whose_ids_do_not_match_their_text_is_refused_at_start(tmp_pa
         pass
 
 
-def test_production_refuses_to_accept_dev_tokens(tmp_path):
+def test_production_refuses_to_accept_dev_tokens(tmp_path, production_settings):
     from pydantic import ValidationError
 
     from gateway.config import Settings
 
-    settings = _production(tmp_path) | {"issuer": "childlookup-dev"}
+    settings = production_settings(tmp_path) | {"issuer": "childlookup-dev"}
     with pytest.raises(ValidationError, match="dev tokens"):
         Settings(**settings)

@@ -96,6 +96,7 @@ async def test_permitted_plan_lists_fields_and_sources_in_order(engine):
             FieldId.NHS_NUMBER,
             FieldId.SEX,
         ),
+        obligation_fields=(FieldId.CHILD_PROTECTION_PLAN, FieldId.LOOKED_AFTER),
         sources=("health", "social_care"),
     )
 
@@ -152,7 +153,11 @@ async def test_unknown_role_is_refused_and_nothing_is_fetched(engine):
     decision = await engine.plan(plan_input("janitor", "SAFEGUARDING_ENQUIRY"))
 
     assert decision == PlanDecision(
-        permitted=False, denial=DenialCode.UNKNOWN_ROLE, fields=(), sources=()
+        permitted=False,
+        denial=DenialCode.UNKNOWN_ROLE,
+        fields=(),
+        obligation_fields=(),
+        sources=(),
     )
 
 
@@ -249,7 +254,8 @@ PLAN_DECISION = """package childlookup.plan
 
 import rego.v1
 
-decision := {"permitted": true, "denial": null, "fields": ["name"], "sources": []}
+decision := {"permitted": true, "denial": null, "fields": ["name"], "obligation_fields": [],
+    "sources": []}
 """
 RELEASE_DECISION = """package childlookup.release
 
@@ -332,18 +338,47 @@ def engine_answering(tmp_path, question: str, answer: str) -> RegoPolicyEngine:
 @pytest.mark.parametrize(
     ("question", "answer"),
     [
-        ("plan", '{"permitted": "yes", "denial": null, "fields": [], "sources": []}'),
-        ("plan", '{"permitted": true, "denial": null, "fields": [], "sources": [], "extra": 1}'),
-        ("plan", '{"permitted": true, "denial": null, "fields": ["name"]}'),
-        ("plan", '{"permitted": true, "denial": null, "fields": ["favourite"], "sources": []}'),
-        ("plan", '{"permitted": false, "denial": "NOT_TODAY", "fields": [], "sources": []}'),
-        ("plan", '{"permitted": false, "denial": null, "fields": [], "sources": []}'),
         (
             "plan",
-            '{"permitted": false, "denial": "UNKNOWN_ROLE", "fields": ["name"], "sources": []}',
+            '{"permitted": "yes", "denial": null, "fields": [], '
+            '"obligation_fields": [], "sources": []}',
         ),
-        ("plan", '{"permitted": true, "denial": "UNKNOWN_ROLE", "fields": [], "sources": []}'),
-        ("plan", '[{"permitted": true, "denial": null, "fields": [], "sources": []}]'),
+        (
+            "plan",
+            '{"permitted": true, "denial": null, "fields": [], '
+            '"obligation_fields": [], "sources": [], "extra": 1}',
+        ),
+        ("plan", '{"permitted": true, "denial": null, "fields": ["name"]}'),
+        (
+            "plan",
+            '{"permitted": true, "denial": null, "fields": ["favourite"], '
+            '"obligation_fields": [], "sources": []}',
+        ),
+        (
+            "plan",
+            '{"permitted": false, "denial": "NOT_TODAY", "fields": [], '
+            '"obligation_fields": [], "sources": []}',
+        ),
+        (
+            "plan",
+            '{"permitted": false, "denial": null, "fields": [], '
+            '"obligation_fields": [], "sources": []}',
+        ),
+        (
+            "plan",
+            '{"permitted": false, "denial": "UNKNOWN_ROLE", "fields": ["name"], '
+            '"obligation_fields": [], "sources": []}',
+        ),
+        (
+            "plan",
+            '{"permitted": true, "denial": "UNKNOWN_ROLE", "fields": [], '
+            '"obligation_fields": [], "sources": []}',
+        ),
+        (
+            "plan",
+            '[{"permitted": true, "denial": null, "fields": [], '
+            '"obligation_fields": [], "sources": []}]',
+        ),
         (
             "release",
             '{"released": [{"record": "r", "field": "name"}], '

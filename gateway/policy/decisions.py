@@ -13,7 +13,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from connectors.protocol import Caller, FieldId
+from connectors.notifications import NotificationReason
+from connectors.protocol import INDICATOR_FIELDS, Caller, FieldId
 from gateway.policy.errors import PolicyError
 
 
@@ -70,6 +71,9 @@ class PlanDecision(_Answer):
     permitted: bool
     denial: DenialCode | None
     fields: tuple[FieldId, ...]
+    obligation_fields: tuple[FieldId, ...]
+    """Fetched only so an obligation (owner notification) can be decided; never released by
+    being here - the release decision treats them as fields the plan did not request."""
     sources: tuple[str, ...]
 
     @model_validator(mode="after")
@@ -78,7 +82,9 @@ class PlanDecision(_Answer):
         # the policy is broken; acting on either half would be a guess.
         if self.permitted and self.denial is not None:
             raise ValueError("a permitted plan cannot carry a denial")
-        if not self.permitted and (self.denial is None or self.fields or self.sources):
+        if not self.permitted and (
+            self.denial is None or self.fields or self.obligation_fields or self.sources
+        ):
             raise ValueError("a refused plan needs a denial and no fields or sources")
         return self
 
@@ -97,6 +103,15 @@ class ReleaseRecord(_Input):
     id: str
     source: str
     fields: tuple[FieldId, ...]
+    true_indicators: tuple[FieldId, ...] = ()
+    """The status indicators the record holds as true, whether or not the caller may see them:
+    the holder's right to be told of the lookup does not depend on what the caller sees."""
+
+    @model_validator(mode="after")
+    def _indicators_only(self) -> ReleaseRecord:
+        if not set(self.true_indicators) <= set(INDICATOR_FIELDS):
+            raise ValueError("true_indicators may name indicator fields only")
+        return self
 
 
 class ReleaseInput(_Input):
@@ -117,9 +132,19 @@ class WithheldField(_Answer):
     reason: WithholdingReason
 
 
+class NotifiedRecord(_Answer):
+    """An obligation: tell the agency holding `record` that it was looked at, and why."""
+
+    record: str
+    reason: NotificationReason
+
+
 class ReleaseDecision(_Answer):
     released: tuple[ReleasedField, ...]
     withheld: tuple[WithheldField, ...]
+    notify: tuple[NotifiedRecord, ...]
+    """Required, so a policy that says nothing about notifying owners releases nothing rather than
+    silently telling no one."""
 
     @model_validator(mode="after")
     def _each_field_once(self) -> ReleaseDecision:

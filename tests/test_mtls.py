@@ -1,0 +1,572 @@
+"""Mutual TLS on both sides, with certificates made here: a federation CA, a rogue CA, and
+certificates for the gateway, the connectors and a portal. Servers are real loopback servers; each
+attack is paired with the same call made properly, so a refusal cannot pass for a broken setup."""
+
+import contextlib
+import os
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from pydantic import ValidationError
+
+from connectors.reference import REFERENCE_AGENCIES, create_reference_app
+from connectors.serving import BackgroundServer, free_port
+from connectors.trust import (
+    AnswerSigner,
+    RequestVerifier,
+    StaticKey,
+    ensure_key_pair,
+    load_public_key,
+)
+from gateway.config import ClientTls, ServerTls, reference_source
+from gateway.signing import DEV_KEY_FILE, DEV_PUBLIC_KEY_FILE
+from gateway.tls import TlsError, client_context, connector_client_context, server_context
+from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
+from tests.factories import NHS, health_record, school_record, social_care_record
+from tests.stack import LOOKUP, connector_key, running_gateway, write_records
+
+LOOPBACK = IPv4Address("127.0.0.1")
+RECORDS = {
+    "health": [health_record()],
+    "education": [school_record()],
+    "social_care": [social_care_record()],
+}
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert: Path
+    key: Path
+
+
+class Authority:
+    """A throwaway CA writing PEM files under `directory`."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self._dir = directory
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.now(UTC)
+        self._cert = (
+            self._builder(self._name, self._key.public_key(), now - timedelta(hours=1))
+            .not_valid_after(now + timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(_key_usage(cert_sign=True), critical=True)
+            .sign(self._key, hashes.SHA256())
+        )
+        self.ca_file = directory / f"{name}-ca.pem"
+        self.ca_file.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
+
+    def issue(
+        self,
+        name: str,
+        usage: x509.ObjectIdentifier,
+        *,
+        ip: IPv4Address = LOOPBACK,
+        valid_from: timedelta = timedelta(hours=-1),
+        valid_for: timedelta = timedelta(days=1),
+    ) -> Issued:
+        """A leaf certificate for `usage` (server or client auth), valid from now + `valid_from`."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        start = datetime.now(UTC) + valid_from
+        cert = (
+            self._builder(subject, key.public_key(), start)
+            .not_valid_after(start + valid_for)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(_key_usage(cert_sign=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip)]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        return _write(self._dir, name, cert, key)
+
+    def _builder(
+        self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey, start: datetime
+    ) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self._name)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+        )
+
+
+def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=cert_sign,
+        crl_sign=cert_sign,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _write(directory: Path, name: str, cert: x509.Certificate, key: object) -> Issued:
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    issued = Issued(directory / f"{name}.pem", directory / f"{name}-key.pem")
+    issued.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    issued.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return issued
+
+
+SERVER = ExtendedKeyUsageOID.SERVER_AUTH
+CLIENT = ExtendedKeyUsageOID.CLIENT_AUTH
+
+
+@dataclass(frozen=True)
+class Pki:
+    dir: Path
+    ca: Authority
+    rogue: Authority
+    connector: Issued
+    gateway_server: Issued
+    gateway_client: Issued
+    portal: Issued
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    ca = Authority(directory, "federation")
+    return Pki(
+        dir=directory,
+        ca=ca,
+        rogue=Authority(directory, "rogue"),
+        connector=ca.issue("connector", SERVER),
+        gateway_server=ca.issue("gateway-server", SERVER),
+        gateway_client=ca.issue("gateway-client", CLIENT),
+        portal=ca.issue("portal", CLIENT),
+    )
+
+
+def _attacker(ca_file: Path, cert: Issued | None) -> ssl.SSLContext:
+    """A client context built by hand, without gateway.tls's checks, as an attacker would."""
+    context = ssl.create_default_context(cafile=ca_file)
+    if cert is not None:
+        context.load_cert_chain(cert.cert, cert.key)
+    return context
+
+
+def _records(tmp: Path, name: str) -> Path:
+    return write_records(tmp / f"{name}.jsonl", RECORDS[name])
+
+
+def _files(issued: Issued) -> dict[str, Path]:
+    return {"cert_file": issued.cert, "key_file": issued.key}
+
+
+@contextlib.contextmanager
+def _connectors(tmp, tls_by_name, apps=None):
+    """Reference connectors (plain ones unless `apps` are given), each serving https with its own
+    context; yields name -> URL."""
+    apps = apps or {name: create_reference_app(name, _records(tmp, name)) for name in tls_by_name}
+    with contextlib.ExitStack() as stack:
+        yield {
+            name: stack.enter_context(BackgroundServer(apps[name], tls=tls)).url
+            for name, tls in tls_by_name.items()
+        }
+
+
+def _lookup(url: str, token: str, tls: ssl.SSLContext) -> httpx.Response:
+    body = {"query": LOOKUP, "variables": {"nhs": NHS, "purpose": "SAFEGUARDING_ENQUIRY"}}
+    headers = {"authorization": f"Bearer {token}"}
+    return httpx.post(f"{url}/graphql", json=body, headers=headers, verify=tls, timeout=10)
+
+
+BAD_CLIENTS = [
+    pytest.param(lambda pki: None, id="no-client-certificate"),
+    pytest.param(lambda pki: pki.rogue.issue("rogue-client", CLIENT), id="another-ca"),
+    pytest.param(
+        lambda pki: pki.ca.issue("expired", CLIENT, valid_from=timedelta(days=-3)), id="expired"
+    ),
+    pytest.param(
+        lambda pki: pki.ca.issue("early", CLIENT, valid_from=timedelta(days=1)),
+        id="not-yet-valid",
+    ),
+    pytest.param(lambda pki: pki.connector, id="server-only-certificate"),
+]
+"""Client certificates (or none) that a server requiring mutual TLS must refuse."""
+
+
+# --- a connector requiring the gateway's client certificate --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mtls_connector(pki, tmp_path_factory):
+    app = create_reference_app("health", _records(tmp_path_factory.mktemp("conn"), "health"))
+    tls = server_context(ServerTls(**_files(pki.connector), client_ca_file=pki.ca.ca_file))
+    with BackgroundServer(app, tls=tls) as server:
+        yield server.url
+
+
+def test_a_connector_serving_mutual_tls_has_an_https_url_and_lets_the_gateway_in(
+    pki, mtls_connector
+):
+    tls = client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(pki.gateway_client)))
+    assert mtls_connector.startswith("https://127.0.0.1:")
+    assert httpx.get(f"{mtls_connector}/healthz", verify=tls).status_code == 200
+
+
+@pytest.mark.parametrize("client", BAD_CLIENTS)
+def test_a_connector_refuses_a_client_without_a_valid_certificate_from_its_ca(
+    pki, mtls_connector, client
+):
+    tls = _attacker(pki.ca.ca_file, client(pki))
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{mtls_connector}/healthz", verify=tls)
+
+
+def test_a_gateway_checks_the_host_name_in_a_connector_certificate(pki, tmp_path):
+    elsewhere = pki.ca.issue("elsewhere", SERVER, ip=IPv4Address("10.9.9.9"))
+    app = create_reference_app("health", _records(tmp_path, "health"))
+    tls = client_context(ClientTls(ca_file=pki.ca.ca_file))
+    server_tls = server_context(ServerTls(**_files(elsewhere)))
+    with (
+        BackgroundServer(app, tls=server_tls) as server,
+        pytest.raises(httpx.ConnectError, match="IP address mismatch"),
+    ):
+        httpx.get(f"{server.url}/healthz", verify=tls)
+
+
+# --- the gateway's fan-out ---------------------------------------------------------------------
+
+
+def test_connectors_the_gateway_cannot_trust_or_reach_are_failed_sources_not_data(pki, tmp_path):
+    """social_care is a trusted https connector; health's certificate is from the rogue CA;
+    education requires a client certificate this gateway does not have."""
+    rogue_server = pki.rogue.issue("rogue-server", SERVER)
+    servers = {
+        "health": server_context(ServerTls(**_files(rogue_server))),
+        "education": server_context(
+            ServerTls(**_files(pki.connector), client_ca_file=pki.ca.ca_file)
+        ),
+        "social_care": server_context(ServerTls(**_files(pki.connector))),
+    }
+    with _connectors(tmp_path, servers) as urls:
+        sources = [reference_source(name, url) for name, url in urls.items()]
+        with running_gateway(
+            tmp_path, sources, connector_tls=ClientTls(ca_file=pki.ca.ca_file)
+        ) as gw:
+            lookup = gw.lookup("health_visitor", NHS)["data"]["child"]
+    statuses = {s["source"]: (s["status"], s["errorCode"]) for s in lookup["sources"]}
+    assert statuses == {
+        "health": ("FAILED", "CONNECTION_FAILED"),
+        "education": ("FAILED", "CONNECTION_FAILED"),
+        "social_care": ("ANSWERED", None),
+    }
+    assert lookup["complete"] is False
+    assert {r["source"] for r in lookup["records"]} == {"social_care"}
+
+
+# --- both sides at once ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mtls_stack(pki, tmp_path_factory):
+    """Connectors requiring the gateway's client certificate and checking its signed requests;
+    a gateway serving https and requiring portals' client certificates."""
+    tmp = tmp_path_factory.mktemp("stack")
+    ensure_dev_keys(tmp)
+    # The gateway's request-signing key, made before the gateway (which reuses it) so that the
+    # connectors can be given its public key: they cannot fetch its JWKS through client-cert TLS.
+    ensure_key_pair(tmp / DEV_KEY_FILE, tmp / DEV_PUBLIC_KEY_FILE)
+    gateway_key = StaticKey(load_public_key(tmp / DEV_PUBLIC_KEY_FILE))
+    tls = server_context(ServerTls(**_files(pki.connector), client_ca_file=pki.ca.ca_file))
+    apps = {}
+    answer_keys = {}
+    for name in RECORDS:
+        private, answer_keys[name] = connector_key(tmp, name)
+        apps[name] = create_reference_app(
+            name,
+            _records(tmp, name),
+            verifier=RequestVerifier(gateway_key, issuer="childlookup-gateway"),
+            signer=AnswerSigner.from_pem_file(private),
+        )
+    with _connectors(tmp, dict.fromkeys(RECORDS, tls), apps) as urls:
+        sources = [
+            reference_source(name, url, answer_key_file=answer_keys[name])
+            for name, url in urls.items()
+        ]
+        settings = {
+            "connector_tls": ClientTls(ca_file=pki.ca.ca_file, **_files(pki.gateway_client)),
+            "server_tls": ServerTls(**_files(pki.gateway_server), client_ca_file=pki.ca.ca_file),
+        }
+        with running_gateway(tmp, sources, **settings) as gateway:
+            yield gateway
+
+
+def test_a_lookup_over_mutual_tls_on_both_sides_answers_from_every_source(pki, mtls_stack):
+    portal = client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(pki.portal)))
+    response = _lookup(mtls_stack.url, mtls_stack.token("social_worker"), portal)
+    assert mtls_stack.url.startswith("https://")
+    lookup = response.json()["data"]["child"]
+    assert {s["source"]: s["status"] for s in lookup["sources"]} == dict.fromkeys(
+        RECORDS, "ANSWERED"
+    )
+    assert lookup["complete"] is True
+    assert lookup["child"]["name"]["given"] == "Amelia"
+
+
+@pytest.mark.parametrize("client", BAD_CLIENTS)
+def test_a_gateway_requiring_client_certificates_refuses_a_portal_without_one(
+    pki, mtls_stack, client
+):
+    with pytest.raises(httpx.TransportError):
+        _lookup(mtls_stack.url, mtls_stack.token("gp"), _attacker(pki.ca.ca_file, client(pki)))
+
+
+def test_a_gateway_refuses_plain_http_on_its_https_port(mtls_stack):
+    with pytest.raises(httpx.TransportError):
+        httpx.get(mtls_stack.url.replace("https://", "http://") + "/healthz")
+
+
+def test_a_gateway_serving_https_without_a_client_ca_lets_any_portal_in(pki, tmp_path):
+    sources = [reference_source("health", f"https://127.0.0.1:{free_port()}")]
+    server_tls = ServerTls(**_files(pki.gateway_server))
+    with running_gateway(tmp_path, sources, server_tls=server_tls) as gateway:
+        tls = client_context(ClientTls(ca_file=pki.ca.ca_file))
+        assert httpx.get(f"{gateway.url}/healthz", verify=tls).status_code == 200
+
+
+# --- configuration errors ----------------------------------------------------------------------
+
+
+def test_a_client_certificate_needs_its_key():
+    with pytest.raises(ValidationError, match="both cert_file and key_file"):
+        ClientTls(cert_file=Path("gateway.pem"))
+
+
+def test_mutual_tls_towards_an_http_source_is_refused(pki):
+    tls = ClientTls(ca_file=pki.ca.ca_file, **_files(pki.gateway_client))
+    sources = [reference_source("health", "http://127.0.0.1:8101")]
+    with pytest.raises(TlsError, match="not https: health"):
+        connector_client_context(tls, sources)
+
+
+def _garbage(pki: Pki) -> Path:
+    path = pki.dir / "garbage.pem"
+    path.write_text("not a certificate\n")
+    return path
+
+
+def _encrypted_key(pki: Pki) -> Issued:
+    key = ec.generate_private_key(ec.SECP256R1())
+    path = pki.dir / "encrypted-key.pem"
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    return Issued(pki.connector.cert, path)
+
+
+def _weak_rsa(pki: Pki) -> Issued:
+    """A certificate and key OpenSSL's default security level refuses (RSA 1024)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the point
+    now = datetime.now(UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "weak")])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return _write(pki.dir, "weak", cert, key)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            lambda pki: ServerTls(cert_file=pki.dir / "absent.pem", key_file=pki.connector.key),
+            r"certificate file .*absent\.pem does not exist",
+        ),
+        (
+            lambda pki: ServerTls(cert_file=_garbage(pki), key_file=pki.connector.key),
+            r"certificate file .*garbage\.pem holds no PEM certificate",
+        ),
+        (
+            lambda pki: ServerTls(cert_file=pki.connector.cert, key_file=_garbage(pki)),
+            r"key file .*garbage\.pem holds no PEM private key",
+        ),
+        (
+            lambda pki: ServerTls(cert_file=pki.connector.cert, key_file=pki.portal.key),
+            r"key file .*portal-key\.pem does not match certificate file .*connector\.pem",
+        ),
+        (
+            lambda pki: ServerTls(**_files(_encrypted_key(pki))),
+            r"key file .*encrypted-key\.pem is encrypted",
+        ),
+        (
+            lambda pki: ServerTls(
+                **_files(pki.ca.issue("stale", SERVER, valid_from=timedelta(days=-3)))
+            ),
+            r"certificate file .*stale\.pem is valid only from .* UTC",
+        ),
+        (
+            lambda pki: ServerTls(**_files(_weak_rsa(pki))),
+            r"certificate file .*weak\.pem was refused by OpenSSL: EE_KEY_TOO_SMALL",
+        ),
+        (
+            lambda pki: ServerTls(**_files(pki.connector), client_ca_file=pki.dir / "none.pem"),
+            r"CA file .*none\.pem does not exist",
+        ),
+    ],
+    ids=[
+        "missing-cert",
+        "cert-not-pem",
+        "key-not-pem",
+        "key-of-another-cert",
+        "encrypted-key",
+        "expired-cert",
+        "weak-key",
+        "missing-client-ca",
+    ],
+)
+def test_unusable_tls_files_are_named_with_what_is_wrong(pki, config, message):
+    with pytest.raises(TlsError, match=message):
+        server_context(config(pki))
+
+
+def test_an_unreadable_ca_file_is_a_clear_error(tmp_path):
+    with pytest.raises(TlsError, match=r"CA file .* cannot be read: Is a directory"):
+        client_context(ClientTls(ca_file=tmp_path))
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def test_serve_with_a_missing_certificate_exits_with_a_clear_error(pki, tmp_path):
+    command = [
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "connector",
+        "serve",
+        "--agency",
+        "health",
+        "--records",
+        str(_records(tmp_path, "health")),
+        "--port",
+        str(free_port()),
+        "--tls-cert",
+        str(tmp_path / "absent.pem"),
+        "--tls-key",
+        str(pki.connector.key),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "absent.pem does not exist" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def _serve_https(issued: Issued, ca: Authority) -> list[str]:
+    """The --tls-* options serving `issued` and requiring client certificates from `ca`."""
+    return [
+        "--tls-cert",
+        str(issued.cert),
+        "--tls-key",
+        str(issued.key),
+        "--tls-client-ca",
+        str(ca.ca_file),
+    ]
+
+
+def test_the_cli_serves_a_connector_and_the_gateway_over_mutual_tls(pki, tmp_path):
+    ensure_dev_keys(tmp_path)
+    connector_port, gateway_port = free_port(), free_port()
+    provides = ", ".join(f'"{f.value}"' for f in REFERENCE_AGENCIES["health"].provides)
+    config = tmp_path / "sources.toml"
+    config.write_text(
+        f'[[sources]]\nname = "health"\nurl = "https://127.0.0.1:{connector_port}"\n'
+        f"timeout_ms = 2000\nprovides = [{provides}]\n"
+    )
+    connector_tls = ClientTls(ca_file=pki.ca.ca_file, **_files(pki.gateway_client))
+    env = os.environ | {
+        "CHILDLOOKUP_STATE_DIR": str(tmp_path),
+        "CHILDLOOKUP_CONNECTOR_TLS": connector_tls.model_dump_json(),
+    }
+    records = str(_records(tmp_path, "health"))
+    commands = [
+        [
+            *("connector", "serve", "--agency", "health", "--records", records),
+            *("--port", str(connector_port), *_serve_https(pki.connector, pki.ca)),
+        ],
+        [
+            *("serve", "--config", str(config), "--port", str(gateway_port)),
+            *_serve_https(pki.gateway_server, pki.ca),
+        ],
+    ]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", *command],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for command in commands
+    ]
+    portal = client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(pki.portal)))
+    gateway_url = f"https://127.0.0.1:{gateway_port}"
+    token = issue_dev_token(
+        (tmp_path / PRIVATE_KEY_FILE).read_bytes(),
+        role="health_visitor",
+        organisation="RR8",
+        name="Hana Visitor",
+        issuer="childlookup-dev",
+        audience="childlookup-gateway",
+    )
+    try:
+        _wait_until_up(f"https://127.0.0.1:{connector_port}/healthz", portal, processes[0])
+        _wait_until_up(f"{gateway_url}/healthz", portal, processes[1])
+        lookup = _lookup(gateway_url, token, portal).json()["data"]["child"]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=20)
+    assert [(s["source"], s["status"]) for s in lookup["sources"]] == [("health", "ANSWERED")]
+
+
+def _wait_until_up(url: str, tls: ssl.SSLContext, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{url}: server exited: {process.stderr.read()}")
+        try:
+            httpx.get(url, verify=tls, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
