@@ -16,11 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -29,29 +25,15 @@ from typing import Any
 
 import httpx
 
-from connectors.reference import REFERENCE_AGENCIES
-from connectors.serving import free_port
+from bench.report import write_report
+from bench.stack import running_stack
 from connectors.synthetic import generate_population, write_population
-from gateway.config import reference_source
-from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUERY = """query($nhs: String!) { child(nhsNumber: $nhs, purpose: SAFEGUARDING_ENQUIRY) {
   outcome complete child { name { given family } involvements { service organisation } }
   sources { source status latencyMs } withheld { field reason } auditId } }"""
 MAX_SECONDS_PER_PHASE = 120
-
-
-def _wait_ready(url: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not become ready")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -146,85 +128,11 @@ def run(latency_ms: float, requests: int, concurrency: int, children: int) -> di
         nhs_numbers = [
             r.identifiers.nhs_number for r in population.health if r.identifiers.nhs_number
         ]
-        ensure_dev_keys(work)
-        processes: list[subprocess.Popen[bytes]] = []
-        sources = []
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        try:
-            for name in REFERENCE_AGENCIES:
-                port = free_port()
-                processes.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "gateway.cli",
-                            "connector",
-                            "serve",
-                            "--agency",
-                            name,
-                            "--records",
-                            str(work / "population" / f"{name}.jsonl"),
-                            "--port",
-                            str(port),
-                            "--latency-ms",
-                            str(latency_ms),
-                        ],
-                        env=env,
-                        stdout=subprocess.DEVNULL,
-                    )
-                )
-                sources.append(
-                    reference_source(name, f"http://127.0.0.1:{port}").model_dump(mode="json")
-                )
-                _wait_ready(f"http://127.0.0.1:{port}/healthz")
-            config = work / "sources.json"
-            config.write_text(json.dumps({"sources": sources}))
-            gateway_port = free_port()
-            gateway_env = env | {
-                "CHILDLOOKUP_STATE_DIR": str(work),
-                "CHILDLOOKUP_CACHE_TTL_S": "0",
-                # One bench user looks up thousands of children a minute: lift the anti-harvesting
-                # limits, which are measured in the tests, not here.
-                "CHILDLOOKUP_LOOKUPS_PER_USER_PER_MINUTE": "1000000",
-                "CHILDLOOKUP_LOOKUPS_PER_ORGANISATION_PER_MINUTE": "1000000",
-                "CHILDLOOKUP_DISTINCT_CHILDREN_PER_USER_PER_DAY": "1000000",
-                "CHILDLOOKUP_AUDIT_DB": str(work / "audit.sqlite3"),
-            }
-            processes.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "gateway.cli",
-                        "serve",
-                        "--config",
-                        str(config),
-                        "--port",
-                        str(gateway_port),
-                    ],
-                    env=gateway_env,
-                    stdout=subprocess.DEVNULL,
-                )
-            )
-            _wait_ready(f"http://127.0.0.1:{gateway_port}/readyz")
-            token = issue_dev_token(
-                (work / PRIVATE_KEY_FILE).read_bytes(),
-                role="social_worker",
-                organisation="BENCH",
-                name="Bench",
-                issuer="childlookup-dev",
-                audience="childlookup-gateway",
-            )
-            url = f"http://127.0.0.1:{gateway_port}/graphql"
+        with running_stack(work, work / "population", latency_ms=latency_ms) as stack:
+            url, token = stack.graphql_url, stack.token
             asyncio.run(_drive(url, token, nhs_numbers, 50, 1))  # warm-up
             sequential = asyncio.run(_drive(url, token, nhs_numbers, requests, 1))
             concurrent = asyncio.run(_drive(url, token, nhs_numbers, requests, concurrency))
-        finally:
-            for process in processes:
-                process.terminate()
-            for process in processes:
-                process.wait(timeout=15)
     return {
         "connector_latency_ms": latency_ms,
         "sequential": sequential,
@@ -246,13 +154,7 @@ def main() -> None:
     runs = [
         run(latency, args.requests, args.concurrency, args.children) for latency in args.latency_ms
     ]
-    report = {
-        "benchmark": "lookup",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "runs": runs,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_report("lookup", args.out, runs=runs)
     print(f"{'connector ms':>12} {'mode':>10} {'p50':>8} {'p95':>8} {'p99':>8} {'req/s':>8}")
     for r in runs:
         for mode in ("sequential", "concurrent"):

@@ -12,6 +12,7 @@ from connectors.protocol import (
     Carer,
     ConnectorRecord,
     Contact,
+    Demographics,
     ErrorCode,
     FieldId,
     GpPractice,
@@ -26,16 +27,19 @@ from connectors.protocol import (
 )
 from connectors.records import FileBackend, RecordFileError
 from connectors.reference import REFERENCE_AGENCIES, AgencyProfile, create_reference_app
+from connectors.search import CandidateIndex
 
 __all__ = [
     "REFERENCE_AGENCIES",
     "Address",
     "AgencyProfile",
+    "CandidateIndex",
     "Carer",
     "ConnectorBackend",
     "ConnectorError",
     "ConnectorRecord",
     "Contact",
+    "Demographics",
     "ErrorCode",
     "FieldId",
     "FileBackend",

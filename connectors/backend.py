@@ -23,7 +23,9 @@ class ConnectorBackend(Protocol):
     """
 
     async def lookup(self, request: LookupRequest) -> list[ConnectorRecord]:
-        """Records whose identifiers match any identifier in the request; empty when none do."""
+        """Records whose identifiers match any identifier in the request, then - when the
+        request carries demographics - candidates that may be the child (see
+        connectors.search.CandidateIndex); empty when there are none."""
 
 
 class ConnectorError(Exception):

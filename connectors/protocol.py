@@ -79,8 +79,28 @@ class Identifiers(_Model):
     local_id: str | None = None
 
 
+class Demographics(_Model):
+    """Who the practitioner is looking for when they hold no identifier for the child.
+
+    Sent already validated and normalised by the gateway (postcode upper-case with one space). A
+    connector answers with candidates - records that plausibly describe this child - and the
+    gateway, not the connector, decides which of them are the child.
+    """
+
+    given: str = Field(min_length=1, max_length=100)
+    family: str = Field(min_length=1, max_length=100)
+    date_of_birth: date
+    postcode: str = Field(min_length=5, max_length=8)
+    sex: Sex | None = None
+    former_family: str | None = Field(default=None, min_length=1, max_length=100)
+
+
 class LookupRequest(_Model):
-    """What the gateway asks a connector: identifiers, the fields it needs, and why."""
+    """What the gateway asks a connector: identifiers or demographics, the fields it needs, and why.
+
+    With `demographics`, a connector searches its records for candidates as well as looking up the
+    identifiers; `fields` then always includes the ones the gateway needs to score candidates.
+    """
 
     protocol_version: Literal["1"] = PROTOCOL_VERSION
     request_id: str = Field(min_length=1, max_length=64)
@@ -88,6 +108,7 @@ class LookupRequest(_Model):
     purpose: str
     caller: Caller
     identifiers: Identifiers
+    demographics: Demographics | None = None
     fields: list[FieldId]
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -35,11 +37,15 @@ from gateway.decision_log import DecisionLog
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
 from gateway.limits import AccessLimits, LimitSettings
+from gateway.linkage import LinkageModel
+from gateway.notify import NotificationDispatcher, RetryPolicy
+from gateway.outbox import Outbox
 from gateway.pipeline import LookupPipeline
 from gateway.policy import PolicyEngine, RemotePolicyEngine
 from gateway.policy.loading import policy_engine_from_settings
 from gateway.reload import PolicyReloader
 from gateway.signing import AnswerVerifier, RequestSigner, answer_verifiers
+from gateway.tls import connector_client_context
 from gateway.trusted_documents import TrustedDocuments, load_registry
 from resolvers.query import RequestContext
 from resolvers.schema import build_schema, format_error
@@ -60,6 +66,8 @@ class Components:
     decision_log: DecisionLog
     request_signer: RequestSigner
     answer_verifiers: Mapping[str, AnswerVerifier]
+    linkage: LinkageModel
+    connector_tls: ssl.SSLContext
 
 
 def build_components(settings: Settings, sources: list[SourceConfig]) -> Components:
@@ -90,6 +98,21 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
         decision_log=DecisionLog.open(settings.resolved_decision_log(), instance=uuid.uuid4().hex),
         request_signer=RequestSigner.from_settings(settings),
         answer_verifiers=answer_verifiers(sources),
+        linkage=linkage_model(settings),
+        connector_tls=connector_client_context(settings.connector_tls, sources),
+    )
+
+
+def linkage_model(settings: Settings) -> LinkageModel:
+    """The configured model file (or the packaged default) with any threshold overrides."""
+    model = LinkageModel.load(settings.linkage_model_file)
+    if settings.link_threshold is None and settings.possible_threshold is None:
+        return model
+    return model.with_thresholds(
+        link=model.link_threshold if settings.link_threshold is None else settings.link_threshold,
+        possible=model.possible_threshold
+        if settings.possible_threshold is None
+        else settings.possible_threshold,
     )
 
 
@@ -114,6 +137,28 @@ class _GraphQLView(GraphQL[RequestContext, None]):
             audit_trail=self._audit_trail,
             justification_max_chars=self._max_justification,
         )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry refuses a malformed request (unsupported content type, broken JSON, unknown
+        operation name) in plain text; here the refusal has the usual error shape and a stable
+        code, so a portal handles every refusal the same way."""
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as exc:
+            response = _error_response(exc.status_code, ErrorCode.BAD_REQUEST, exc.reason)
+        await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Only a JSON object is a GraphQL request. Strawberry catches only JSONDecodeError, then
+        calls `.get` on whatever was decoded: bytes that are not UTF-8, or a body of `null`, `5`
+        or `"x"`, would otherwise crash it into a 500."""
+        try:
+            decoded = super().decode_json(data)
+        except UnicodeDecodeError as exc:
+            raise HTTPException(400, "Unable to parse request body as JSON") from exc
+        if not isinstance(decoded, dict):
+            raise HTTPException(400, "The request body must be a JSON object.")
+        return decoded
 
     async def process_result(
         self, request: Request, result: ExecutionResult
@@ -203,13 +248,24 @@ def create_app(components: Components) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        async with httpx.AsyncClient(limits=limits, timeout=10.0) as client:
+        async with httpx.AsyncClient(
+            limits=limits, timeout=10.0, verify=components.connector_tls
+        ) as client:
             fanout = FanOut(
                 components.sources,
                 client,
                 AnswerCache(settings.cache_ttl_s),
                 signer=components.request_signer,
                 answer_verifiers=components.answer_verifiers,
+            )
+            outbox = Outbox(components.audit.path)
+            notifier = NotificationDispatcher(
+                outbox,
+                client,
+                components.request_signer,
+                components.sources,
+                RetryPolicy.from_settings(settings),
+                components.answer_verifiers,
             )
             app.state.pipeline = LookupPipeline(
                 sources=components.sources,
@@ -218,6 +274,8 @@ def create_app(components: Components) -> Starlette:
                 audit=components.audit,
                 pseudonymiser=components.pseudonymiser,
                 decision_log=components.decision_log,
+                linkage=components.linkage,
+                authority=settings.field_authority,
                 limits=AccessLimits(
                     LimitSettings(
                         per_user_per_minute=settings.lookups_per_user_per_minute,
@@ -227,6 +285,7 @@ def create_app(components: Components) -> Starlette:
                     components.audit,
                 ),
                 deadline_ms=settings.lookup_deadline_ms,
+                notifier=notifier,
             )
             pipeline = app.state.pipeline
             remote = (
@@ -244,6 +303,8 @@ def create_app(components: Components) -> Starlette:
                     settings.policy_dir, install, interval_s=settings.policy_reload_s
                 )
                 watcher = asyncio.create_task(reloader.watch())
+            # Started with the gateway, it also delivers what an earlier run left in the outbox.
+            notifier.start()
             try:
                 yield
             finally:
@@ -251,6 +312,8 @@ def create_app(components: Components) -> Starlette:
                     watcher.cancel()
                 if remote is not None:
                     await remote.aclose()
+                await notifier.aclose()
+                outbox.close()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -8,6 +8,9 @@ can still find every access to one child.
 Writes are group-committed: concurrent lookups share one transaction and one fsync, so durability
 does not cost a disk flush per lookup under load. Every record is hash-chained to the one before
 and the chain is checkpointed under a MAC (see audit_chain), so tampering is detectable.
+
+The owner notifications a lookup obliges are queued in the same transaction (see gateway.outbox):
+they exist exactly when the lookup's record does.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from typing import Any
 
 from gateway.audit_chain import GENESIS, ChainReport, checkpoint_mac, link_hash, verify_chain
 from gateway.config import Mode, Settings
+from gateway.outbox import SCHEMA as _OUTBOX_SCHEMA
+from gateway.outbox import OutboxMessage, enqueue
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -71,6 +76,7 @@ _SCHEMA += "".join(
     for table in _APPEND_ONLY
     for op in ("UPDATE", "DELETE")
 )
+_SCHEMA += _OUTBOX_SCHEMA
 
 
 class AuditUnavailable(Exception):
@@ -127,10 +133,23 @@ class AuditField:
 
 @dataclass(frozen=True)
 class AuditMatch:
+    """How one record was linked; `reasons` are the linkage comparisons, never the values."""
+
     source: str
     record_ref: str
     method: str
     score: float
+    weight: float | None = None
+    reasons: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class AuditNotice:
+    """An owner notification queued with this record: to whom, why, and under which message id."""
+
+    source: str
+    reasons: Sequence[str]
+    message_id: str
 
 
 @dataclass(frozen=True)
@@ -165,6 +184,7 @@ class AuditRecord:
     matches: Sequence[AuditMatch] = field(default_factory=tuple)
     released: Sequence[AuditField] = field(default_factory=tuple)
     withheld: Sequence[AuditField] = field(default_factory=tuple)
+    notified: Sequence[AuditNotice] = field(default_factory=tuple)
 
     def body(self) -> str:
         data = asdict(self)
@@ -196,13 +216,16 @@ class AuditStore:
         self._conn.execute(f"PRAGMA synchronous = {synchronous}")
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._pending: list[tuple[AuditRecord, asyncio.Future[None]]] = []
+        self._pending: list[tuple[AuditRecord, Sequence[OutboxMessage], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def append(self, record: AuditRecord) -> None:
-        """Return once the record is durably committed; raise AuditUnavailable otherwise."""
+    async def append(
+        self, record: AuditRecord, notifications: Sequence[OutboxMessage] = ()
+    ) -> None:
+        """Return once the record, and the notifications it obliges, are durably committed;
+        raise AuditUnavailable otherwise, in which case neither was."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((record, future))
+        self._pending.append((record, notifications, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         await future
@@ -211,18 +234,20 @@ class AuditStore:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await asyncio.to_thread(self._write, [r for r, _ in batch])
+                await asyncio.to_thread(
+                    self._write, [r for r, _, _ in batch], [m for _, ms, _ in batch for m in ms]
+                )
             except sqlite3.Error as exc:
                 error = AuditUnavailable(f"audit store write failed: {exc.__class__.__name__}")
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_exception(error)
             else:
-                for _, future in batch:
+                for _, _, future in batch:
                     if not future.done():
                         future.set_result(None)
 
-    def _write(self, records: list[AuditRecord]) -> None:
+    def _write(self, records: list[AuditRecord], notifications: list[OutboxMessage]) -> None:
         with self._lock:
             try:
                 # The chain's tail is read inside the write transaction, so several gateway
@@ -273,6 +298,7 @@ class AuditStore:
                         if r.flagged_for_investigation
                     ],
                 )
+                enqueue(self._conn, notifications)
                 self._checkpoint(seq, seq + len(rows))
                 self._conn.execute("COMMIT")
             except sqlite3.Error:
@@ -355,7 +381,8 @@ class AuditStore:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT DISTINCT child_ref FROM audit_log WHERE subject = ? AND at >= ?"
-                " AND outcome IN ('FOUND', 'NOT_FOUND') AND child_ref IS NOT NULL",
+                " AND outcome IN ('FOUND', 'NOT_FOUND', 'AMBIGUOUS', 'HIDDEN')"
+                " AND child_ref IS NOT NULL",
                 (subject, since.isoformat()),
             ).fetchall()
         return {ref for (ref,) in rows}

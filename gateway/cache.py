@@ -14,21 +14,21 @@ import secrets
 
 from aiocache import SimpleMemoryCache
 
-from connectors.protocol import ConnectorRecord, FieldId, Identifiers
+from connectors.protocol import ConnectorRecord, FieldId, LookupRequest
 
 
 class AnswerCache:
-    """Connector answers keyed by (source, identifiers, requested fields)."""
+    """Connector answers keyed by (source, identifiers and demographics, requested fields)."""
 
     def __init__(self, ttl_s: int) -> None:
         self._ttl = ttl_s
         self._secret = secrets.token_bytes(32)
         self._cache = SimpleMemoryCache()
 
-    def key(self, source: str, identifiers: Identifiers, fields: frozenset[FieldId]) -> str:
-        material = json.dumps(
-            [source, identifiers.model_dump(mode="json"), sorted(fields)], separators=(",", ":")
-        )
+    def key(self, source: str, request: LookupRequest, fields: frozenset[FieldId]) -> str:
+        """Same source, same identifiers or demographics, same fields: the same answer."""
+        subject = request.model_dump(mode="json", include={"identifiers", "demographics"})
+        material = json.dumps([source, subject, sorted(fields)], separators=(",", ":"))
         return hmac.new(self._secret, material.encode(), hashlib.sha256).hexdigest()
 
     async def get(self, key: str) -> tuple[ConnectorRecord, ...] | None:

@@ -9,9 +9,10 @@ to happen.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -43,6 +44,8 @@ class SourceConfig(BaseModel):
     """The connector's public key (PEM): its answers must carry a valid signature by it."""
     answer_jwks_url: HttpUrl | None = None
     """Or the connector's published keys (JWKS), e.g. its `/.well-known/jwks.json`."""
+    notification_url: HttpUrl | None = None
+    """Where the agency receives owner notifications; unset, `url` + `/v1/notifications`."""
 
     @model_validator(mode="after")
     def _one_answer_key(self) -> SourceConfig:
@@ -64,6 +67,41 @@ class SourcesFile(BaseModel):
         if len(names) != len(set(names)):
             raise ValueError("source names must be unique")
         return self
+
+
+class ClientTls(BaseModel):
+    """How the gateway reaches connectors over https (`CHILDLOOKUP_CONNECTOR_TLS`, JSON).
+
+    With `ca_file`, a connector's server certificate must chain to that CA and no other (the
+    federation's own CA, not every public one); with `cert_file` and `key_file`, the gateway
+    presents that client certificate, so connectors requiring mutual TLS let it in.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> ClientTls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("a client certificate needs both cert_file and key_file")
+        return self
+
+
+class ServerTls(BaseModel):
+    """How a server (the gateway, or a connector) serves https (`CHILDLOOKUP_SERVER_TLS`, JSON).
+
+    With `client_ca_file`, every client must present a certificate chaining to that CA (mutual
+    TLS): a portal or gateway without one is refused during the handshake, before any HTTP.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
 
 
 def reference_source(
@@ -94,6 +132,24 @@ def load_sources(path: Path) -> list[SourceConfig]:
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         raise ValueError(f"{path}: invalid connector config: {exc}") from exc
     return parsed.sources
+
+
+DEFAULT_FIELD_AUTHORITY: Final[Mapping[FieldId, tuple[str, ...]]] = {
+    # The NHS spine (PDS, via GP systems) is the authority for who the child is and where they live.
+    FieldId.NAME: ("health",),
+    FieldId.DATE_OF_BIRTH: ("health",),
+    FieldId.SEX: ("health",),
+    FieldId.ADDRESS: ("health",),
+    FieldId.GP_PRACTICE: ("health",),
+    FieldId.SCHOOL: ("education",),
+    # The local authority knows who holds parental responsibility and who the carers are.
+    FieldId.CARERS: ("social_care",),
+    FieldId.CHILD_PROTECTION_PLAN: ("social_care",),
+    FieldId.LOOKED_AFTER: ("social_care",),
+    FieldId.CHILD_IN_NEED: ("social_care",),
+    FieldId.EARLY_HELP: ("social_care",),
+}
+"""Who is authoritative for what, from DOMAIN.md's "who holds what"."""
 
 
 class Settings(BaseSettings):
@@ -134,11 +190,38 @@ class Settings(BaseSettings):
     distinct_children_per_user_per_day: Annotated[int, Field(gt=0)] = 200
     auditor_roles: tuple[str, ...] = ("auditor",)
     justification_max_chars: Annotated[int, Field(gt=0)] = 1_000
+    linkage_model_file: Path | None = None
+    """Weights and thresholds for demographic matching (TOML); unset, the packaged defaults
+    documented in docs/matching.md."""
+    link_threshold: float | None = None
+    """Overrides the model file's match weight at or above which a candidate is linked."""
+    possible_threshold: float | None = None
+    """Overrides the model file's weight at or above which a candidate is a possible match."""
+    field_authority: dict[FieldId, tuple[str, ...]] = Field(
+        default_factory=lambda: dict(DEFAULT_FIELD_AUTHORITY)
+    )
+    """Per field, the sources whose value wins when linked records disagree, most authoritative
+    first; among sources not listed (or listed equally), the most recent record wins."""
     gateway_id: str = Field(default="childlookup-gateway", min_length=1)
     """The `iss` of the tokens the gateway signs its connector requests with."""
     request_signing_key_file: Path | None = None
     """The gateway's P-256 private key (PEM) for signing connector requests; in dev, one is
     generated into the state dir. Its public key is served at /.well-known/jwks.json."""
+    notification_timeout_ms: Annotated[int, Field(gt=0, le=60_000)] = 5_000
+    """How long one delivery attempt of an owner notification may take."""
+    notification_retry_base_s: Annotated[float, Field(gt=0)] = 2.0
+    """Wait before the second attempt; it doubles per attempt (with jitter) up to the maximum."""
+    notification_retry_max_s: Annotated[float, Field(gt=0)] = 900.0
+    notification_max_attempts: Annotated[int, Field(gt=0)] = 300
+    notification_max_age_s: Annotated[float, Field(gt=0)] = 72 * 3600.0
+    """After this many attempts, or this long since the lookup, a notification is dead-lettered
+    and an alert raised: the owner must then be told by other means."""
+    notification_poll_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    """How often the outbox is checked when no lookup has just queued a notification."""
+    server_tls: ServerTls | None = None
+    """Serve https (optionally requiring portals' client certificates); unset, plain http."""
+    connector_tls: ClientTls = ClientTls()
+    """The CA connectors' certificates must chain to, and the gateway's client certificate."""
 
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:

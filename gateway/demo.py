@@ -17,7 +17,7 @@ from pathlib import Path
 
 from connectors.reference import REFERENCE_AGENCIES, create_reference_app
 from connectors.serving import ServedApp, bind_socket, run, serve_all, socket_url
-from connectors.synthetic import generate_population, showcase, write_population
+from connectors.synthetic import Population, generate_population, showcase, write_population
 from connectors.trust import (
     JWKS_PATH,
     AnswerSigner,
@@ -63,6 +63,7 @@ def run_demo(options: DemoOptions) -> None:
     population_dir = state / f"population-{options.seed}-{options.children}"
     write_population(population, population_dir)
     examples = showcase(population)
+    searches = _search_examples(population, examples)
 
     settings = Settings(mode=Mode.DEV, state_dir=state, host=options.host, port=options.port)
     gateway_sock = bind_socket(options.host, options.port)
@@ -93,7 +94,10 @@ def run_demo(options: DemoOptions) -> None:
     gateway = ServedApp("gateway", create_app(build_components(settings, sources)), gateway_sock)
 
     def banner() -> None:
-        print(_banner(gateway.url, served, key_path.read_bytes(), settings, examples), flush=True)
+        print(
+            _banner(gateway.url, served, key_path.read_bytes(), settings, examples, searches),
+            flush=True,
+        )
 
     with contextlib.suppress(KeyboardInterrupt):
         run(serve_all([*served, gateway], on_started=banner))
@@ -106,6 +110,7 @@ def _banner(
     private_key: bytes,
     settings: Settings,
     examples: dict[str, str],
+    searches: list[str],
 ) -> str:
     lines = [
         "",
@@ -139,7 +144,33 @@ def _banner(
         " organisation practitioner { name phone } } }",
         "      sources { source status latencyMs } withheld { field source reason } auditId } }",
         "",
+        "Without an NHS number, by UPN or by demographics (records { source method score }"
+        " says how each record was matched):",
+        *(f"  {search}" for search in searches),
+        "",
         "More tokens: childlookup token --role gp --org A81001",
         "",
     ]
     return "\n".join(lines)
+
+
+def _search_examples(population: Population, examples: dict[str, str]) -> list[str]:
+    """A UPN lookup for the education-linked child and a demographic one for the ordinary child,
+    as the child's school and GP would write them."""
+    by_nhs = {r.identifiers.nhs_number: r for r in population.health}
+    upn = next(
+        r.identifiers.upn
+        for r in population.education
+        if r.identifiers.nhs_number == examples["education_linked"]
+    )
+    ordinary = by_nhs[examples["ordinary"]]
+    assert ordinary.name is not None
+    assert ordinary.address is not None
+    return [
+        f'{{ child(upn: "{upn}", purpose: SAFEGUARDING_ENQUIRY) {{ outcome records {{ source'
+        " method score } } }",
+        f'{{ child(demographics: {{givenName: "{ordinary.name.given}", familyName:'
+        f' "{ordinary.name.family}", dateOfBirth: "{ordinary.date_of_birth}", postcode:'
+        f' "{ordinary.address.postcode}"}}, purpose: SAFEGUARDING_ENQUIRY) {{ outcome records'
+        " { source method score } } }",
+    ]

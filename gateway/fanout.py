@@ -36,6 +36,9 @@ from gateway.types import Caller, LookupQuery, Plan, SourceAnswer, SourceStatus
 
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
 
+_MATCH_FIELDS = frozenset({FieldId.NAME, FieldId.DATE_OF_BIRTH, FieldId.SEX, FieldId.ADDRESS})
+"""What the linkage model compares; requested from every source in a demographic lookup."""
+
 _ERROR_STATUS = {
     ErrorCode.FORBIDDEN: SourceStatus.WITHHELD,
     ErrorCode.DEADLINE_EXCEEDED: SourceStatus.TIMED_OUT,
@@ -73,7 +76,10 @@ class FanOut:
         deadline: float,
     ) -> tuple[SourceAnswer, ...]:
         """One answer per configured source, in config order, by the deadline (monotonic)."""
-        identifiers = Identifiers(nhs_number=query.nhs_number)
+        identifiers = Identifiers(nhs_number=query.nhs_number, upn=query.upn)
+        # Scoring candidates needs their demographics whatever the caller may see; the decide
+        # stage, not the request, is where unreleasable fields are dropped.
+        needed = _MATCH_FIELDS if query.demographics is not None else frozenset()
         protocol_caller = ProtocolCaller(role=caller.role, organisation=caller.organisation)
         wall_deadline = _wall_clock(deadline)
         tasks = []
@@ -81,13 +87,14 @@ class FanOut:
             if source.name not in plan.sources:
                 tasks.append(_not_asked(source.name))
                 continue
-            fields = plan.fields & frozenset(source.provides)
+            fields = (plan.fields | plan.obligation_fields | needed) & frozenset(source.provides)
             request = LookupRequest(
                 request_id=request_id,
                 deadline=wall_deadline,
                 purpose=query.purpose.value,
                 caller=protocol_caller,
                 identifiers=identifiers,
+                demographics=query.demographics,
                 fields=sorted(fields),
             )
             tasks.append(self._ask_one(source, request, fields, deadline))
@@ -100,7 +107,7 @@ class FanOut:
         fields: frozenset[FieldId],
         deadline: float,
     ) -> SourceAnswer:
-        key = self._cache.key(source.name, request.identifiers, fields)
+        key = self._cache.key(source.name, request, fields)
         cached = await self._cache.get(key)
         if cached is not None:
             status = SourceStatus.ANSWERED if cached else SourceStatus.NO_RECORD

@@ -1,24 +1,87 @@
-"""Validation of the identifiers a lookup can carry.
+"""Validation of what a lookup identifies a child by: an NHS number, a UPN, or demographics.
 
-A malformed identifier must be refused before anything is fanned out: a typo in an NHS number
-that happens to belong to another child is exactly the wrong merge this product exists to
-prevent, which is why the check digit is verified rather than only the length.
+Bad input is refused here, before anything is fanned out: a typo in an NHS number that happens to
+belong to another child is exactly the wrong merge this product exists to prevent, which is why
+check digits are verified rather than only lengths, and why demographics are checked for shape
+(a postcode the Royal Mail could issue, a date of birth a child in this service could have).
+
+Every refusal is an `InvalidIdentifier` carrying a stable `ErrorCode` and a message written for a
+practitioner. Messages say what is wrong and never repeat the input: it is a child's personal data,
+and it may be arbitrarily long.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from datetime import date
 from typing import Final
+
+from connectors.protocol import Demographics, Sex
+from gateway.errors import ErrorCode
 
 NHS_NUMBER_LENGTH: Final = 10
 SYNTHETIC_NHS_RANGE: Final = range(9_000_000_000, 10_000_000_000)
 
-_UPN_LETTERS: Final = "ABCDEFGHJKLMNPQRTUVWXYZ"
-_UPN_PATTERN: Final = re.compile(r"^[A-Z][0-9]{12}$")
+OLDEST_AGE: Final = 25
+"""The oldest age a lookup may be about. Children's services support care leavers until they reach
+25 (Children and Social Work Act 2017, s.3), so a record can be live for a 25-year-old; anyone
+older is almost always a slip in the year of birth (1908 for 2008), which must not fan out."""
+
+NAME_MAX_CHARS: Final = 100
+
+_UPN_LETTERS: Final = "ABCDEFGHJKLMNPQRTUVWXYZ"  # value 0..22; I, O and S are never used
+_UPN_PATTERN: Final = re.compile(r"[A-Z][0-9]{12}")
+_TEMPORARY_UPN_PATTERN: Final = re.compile(r"[A-Z][0-9]{11}[A-Z]")
+
+# Royal Mail's outward-code shapes with the letters each position may hold: never Q, V or X
+# first; never I, J or Z second; a closing letter after one digit (A9A) from ABCDEFGHJKPSTUW,
+# after two letters and a digit (AA9A) from ABEHMNPRVWXY.
+_OUTWARD: Final = re.compile(
+    r"[A-PR-UWYZ](?:[0-9]{1,2}|[0-9][A-HJKPSTUW]|[A-HK-Y][0-9]{1,2}|[A-HK-Y][0-9][ABEHMNPRVWXY])"
+)
+_INWARD: Final = re.compile(r"[0-9][ABD-HJLNP-UW-Z]{2}")  # never C, I, K, M, O or V
+_INWARD_LENGTH: Final = 3
+
+_NAME_PUNCTUATION: Final = frozenset(" -'\u2019")  # space, hyphen, apostrophe, typographic one
+
+_ONE_WAY_LABELS: Final = ("an NHS number", "a UPN", "demographics (name, date of birth, postcode)")
 
 
 class InvalidIdentifier(ValueError):
-    """Raised with a practitioner-readable message when an identifier is malformed."""
+    """An identifier or demographic detail that cannot be used for a lookup.
+
+    `code` is the stable machine code the caller sees; the message (`str(exc)`) is safe to show to a
+    practitioner as it is.
+    """
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def check_one_way(*, nhs_number: object, upn: object, demographics: object) -> None:
+    """Refuse a lookup that does not identify the child in exactly one way.
+
+    Two ways at once could each reach a different child, and the answer would merge them; none at
+    all would be a search of everyone. A value counts as given when it is not None.
+    """
+    given = [
+        label
+        for label, value in zip(_ONE_WAY_LABELS, (nhs_number, upn, demographics), strict=True)
+        if value is not None
+    ]
+    if not given:
+        raise InvalidIdentifier(
+            ErrorCode.IDENTIFY_ONE_WAY,
+            "Identify the child by an NHS number, a UPN, or name, date of birth and postcode.",
+        )
+    if len(given) > 1:
+        raise InvalidIdentifier(
+            ErrorCode.IDENTIFY_ONE_WAY,
+            f"Identify the child in one way only; this lookup gives {' and '.join(given)}.",
+        )
 
 
 def nhs_check_digit(first_nine: str) -> int | None:
@@ -35,15 +98,21 @@ def nhs_check_digit(first_nine: str) -> int | None:
 def normalise_nhs_number(raw: str) -> str:
     """Return the ten-digit form of an NHS number, accepting the usual 3-3-4 spacing.
 
-    Raises InvalidIdentifier naming the first problem found.
+    The weights make every single-digit error and every swap of two adjacent digits fail the check.
     """
     digits = re.sub(r"[\s-]", "", raw)
     if digits and not (digits.isascii() and digits.isdigit()):
-        raise InvalidIdentifier("An NHS number contains only digits.")
+        raise InvalidIdentifier(ErrorCode.INVALID_NHS_NUMBER, "An NHS number contains only digits.")
     if len(digits) != NHS_NUMBER_LENGTH:
-        raise InvalidIdentifier(f"An NHS number has 10 digits; this one has {len(digits)}.")
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_NHS_NUMBER,
+            f"An NHS number has 10 digits; this one has {len(digits)}.",
+        )
     if nhs_check_digit(digits[:9]) != int(digits[9]):
-        raise InvalidIdentifier("This NHS number fails its check digit: please re-check it.")
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_NHS_NUMBER,
+            "This NHS number fails its check digit: please re-check it.",
+        )
     return digits
 
 
@@ -62,16 +131,170 @@ def is_synthetic_nhs_number(nhs_number: str) -> bool:
 
 
 def upn_check_letter(twelve_digits: str) -> str:
-    """DfE check letter for the 12 digits that follow it (weights 2..13, modulus 23)."""
+    """DfE check letter for the 12 digits that follow it: the digits in character positions 2..13
+    weighted by their position, summed modulo 23, mapped to A..Z without I, O and S."""
     total = sum(int(d) * w for d, w in zip(twelve_digits, range(2, 14), strict=True))
     return _UPN_LETTERS[total % 23]
 
 
 def normalise_upn(raw: str) -> str:
-    """Return the upper-case 13-character UPN, verifying its check letter."""
+    """Return the upper-case 13-character permanent UPN, verifying its check letter.
+
+    Because 23 is prime and no weight is a multiple of it, any single changed character fails the
+    check. Temporary UPNs (ending in a letter) are refused: the DfE allows them only until the
+    permanent UPN is known, they are meaningful to one school alone, and a temporary UPN whose last
+    letter has the value of a permanent UPN's last digit (K for 9) shares its check letter - one
+    changed character would then reach another pupil.
+    """
     upn = raw.strip().upper()
-    if not _UPN_PATTERN.match(upn):
-        raise InvalidIdentifier("A UPN is a letter followed by 12 digits.")
+    if _TEMPORARY_UPN_PATTERN.fullmatch(upn):
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_UPN,
+            "This is a temporary UPN (it ends in a letter), which is not accepted for a lookup: "
+            "use the pupil's permanent UPN, or their name, date of birth and postcode.",
+        )
+    if not _UPN_PATTERN.fullmatch(upn):
+        raise InvalidIdentifier(ErrorCode.INVALID_UPN, "A UPN is a letter followed by 12 digits.")
     if upn_check_letter(upn[1:]) != upn[0]:
-        raise InvalidIdentifier("This UPN fails its check letter: please re-check it.")
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_UPN, "This UPN fails its check letter: please re-check it."
+        )
     return upn
+
+
+def normalise_postcode(raw: str) -> str:
+    """Return a UK postcode upper-case with one space before the inward code ("SW1A 1AA").
+
+    Accepts any case and spacing, including none ("sw1a1aa"), and the six Royal Mail shapes A9 9AA,
+    A99 9AA, A9A 9AA, AA9 9AA, AA99 9AA and AA9A 9AA with the letters each position may hold.
+    Guernsey, Jersey and the Isle of Man (GY, JE, IM) and British Forces postcodes (BF1) fit these
+    shapes and are accepted. Refused on purpose: GIR 0AA (a bank's business postcode, nobody's
+    home), BFPO numbers (not postcodes), and the overseas territories' codes (ASCN 1ZZ, FIQQ 1ZZ,
+    KY1-1234), which lie outside the services this gateway federates.
+    """
+    compact = "".join(raw.split())
+    if not compact:
+        raise InvalidIdentifier(ErrorCode.INVALID_POSTCODE, "Enter the postcode.")
+    upper = compact.upper()
+    if upper.startswith("BFPO"):
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_POSTCODE,
+            "A BFPO number is not a postcode: enter the family's UK postcode (a BF1 postcode "
+            "for forces addresses), or look the child up by NHS number or UPN.",
+        )
+    outward, inward = upper[:-_INWARD_LENGTH], upper[-_INWARD_LENGTH:]
+    # ASCII first: upper-casing a ligature ("\ufb00" to "FF") must not complete a postcode.
+    if not (compact.isascii() and _OUTWARD.fullmatch(outward) and _INWARD.fullmatch(inward)):
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_POSTCODE,
+            "This is not a UK postcode: one looks like SW1A 1AA or M1 1AE.",
+        )
+    return f"{outward} {inward}"
+
+
+def postcode_district(postcode: str) -> str:
+    """The outward code ("SW1A" of "SW1A 1AA"): the postal district, some 10,000 addresses."""
+    return normalise_postcode(postcode).split(" ")[0]
+
+
+def postcode_sector(postcode: str) -> str:
+    """The district and the inward digit ("SW1A 1" of "SW1A 1AA"): some 3,000 addresses, close
+    enough to be partial agreement when a family moved nearby or one letter of a postcode is off."""
+    district, inward = normalise_postcode(postcode).split(" ")
+    return f"{district} {inward[0]}"
+
+
+def check_date_of_birth(born: date, today: date) -> date:
+    """Return `born` when it could be the date of birth of someone this service works with.
+
+    Refuses a date after `today` and anyone aged over OLDEST_AGE on `today`. `today` is a parameter,
+    not read from the clock, so that the caller decides the calendar (the gateway's local date) and
+    tests can pin the boundary. Someone born on 29 February turns a year older on 1 March in a
+    common year.
+    """
+    if born > today:
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_DATE_OF_BIRTH, "A date of birth cannot be in the future."
+        )
+    age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+    if age > OLDEST_AGE:
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_DATE_OF_BIRTH,
+            f"This date of birth makes the person {OLDEST_AGE + 1} or older; this service covers "
+            f"children and care leavers up to {OLDEST_AGE}: please re-check the year.",
+        )
+    return born
+
+
+def normalise_person_name(raw: str, what: str) -> str:
+    """Return a name trimmed, with each run of white space (tabs and line breaks from a paste
+    too) made one space, in Unicode NFC.
+
+    A name may hold letters in any script, with their accents, and spaces, hyphens and apostrophes
+    (straight or typographic). Casing is kept for display; matching folds case itself. NFC makes an
+    accented letter typed as letter-plus-accent equal to the same letter typed precomposed. `what`
+    names the field in messages ("given name").
+    """
+    name = unicodedata.normalize("NFC", " ".join(raw.split()))
+    if not name:
+        raise InvalidIdentifier(ErrorCode.INVALID_NAME, f"Enter the {what}.")
+    if len(name) > NAME_MAX_CHARS:
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_NAME,
+            f"A {what} is at most {NAME_MAX_CHARS} characters; this one has {len(name)}.",
+        )
+    refused = next((c for c in name if not _allowed_in_name(c)), None)
+    if refused is not None:
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_NAME,
+            f"A {what} may contain only letters, spaces, hyphens and apostrophes; "
+            f"this one contains {_describe(refused)}.",
+        )
+    if not any(unicodedata.category(c).startswith("L") for c in name):
+        raise InvalidIdentifier(ErrorCode.INVALID_NAME, f"A {what} needs at least one letter.")
+    return name
+
+
+def demographics(
+    *,
+    given: str,
+    family: str,
+    date_of_birth: date,
+    postcode: str,
+    sex: Sex | None = None,
+    former_family: str | None = None,
+    today: date,
+) -> Demographics:
+    """Validate and normalise a demographic lookup, raising on the first problem in form order.
+
+    A blank former family name counts as not given: portals send empty optional fields.
+    """
+    return Demographics(
+        given=normalise_person_name(given, "given name"),
+        family=normalise_person_name(family, "family name"),
+        date_of_birth=check_date_of_birth(date_of_birth, today),
+        postcode=normalise_postcode(postcode),
+        sex=sex,
+        former_family=_optional_name(former_family, "former family name"),
+    )
+
+
+def _optional_name(raw: str | None, what: str) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    return normalise_person_name(raw, what)
+
+
+def _allowed_in_name(char: str) -> bool:
+    # L*: letters of every script; M*: combining accents and vowel signs.
+    return char in _NAME_PUNCTUATION or unicodedata.category(char)[0] in "LM"
+
+
+def _describe(char: str) -> str:
+    """What kind of character was refused, without echoing it (it may be invisible or hostile)."""
+    category = unicodedata.category(char)
+    if char.isdigit():
+        return "a digit"
+    if category[0] == "C":
+        return "a control or invisible character"
+    return "a symbol or punctuation mark"

@@ -1,17 +1,28 @@
 """The match stage: decide which returned records are about the child asked for.
 
-Merging the wrong child is worse than missing one. In an NHS-number lookup a record is linked only
-when it carries that same NHS number. A source that returns a record with a *different* NHS number
-has misbehaved: all of its records are dropped and its status says so, rather than trusting any of
-them. Records without an NHS number cannot be linked by identifier and are counted, not merged.
+Merging the wrong child is worse than missing one, so every rule here errs towards not linking:
+
+- By identifier (NHS number or UPN), a record is linked only when it carries that same identifier.
+  A source that returns a record with a *different* one has misbehaved: all of its records are
+  dropped and its status says so, rather than trusting any of them.
+- By demographics, every candidate is scored against the query with the linkage model and falls in
+  a band: linked, possible (counted, never merged) or rejected. A candidate sharing a valid
+  identifier with a linked record is the same child and is linked by that identifier; one whose
+  identifier contradicts it never is. The linked records must then agree with each other: two
+  strong candidates in one source, two different NHS numbers, or a linked record the model rejects
+  as the same person as the strongest one make the lookup AMBIGUOUS, and nothing is merged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
+from connectors.protocol import ConnectorRecord
+from gateway.linkage import Band, LinkageModel, Person
 from gateway.types import (
+    IdentifiedBy,
     LookupQuery,
     MatchedRecord,
     MatchMethod,
@@ -21,42 +32,196 @@ from gateway.types import (
 
 RECORD_MISMATCH = "RECORD_MISMATCH"
 
+_IDENTIFIER_KINDS = {"nhs_number": MatchMethod.NHS_NUMBER, "upn": MatchMethod.UPN}
+
 
 @dataclass(frozen=True)
 class MatchResult:
+    """The stage's verdict. `flagged` says whether any linked or possible record is shielded or
+    restricted, which a demographic search must not reveal (see gateway.shield_safe)."""
+
     answers: tuple[SourceAnswer, ...]
     matched: tuple[MatchedRecord, ...]
     unmatched: dict[str, int]
+    possible: dict[str, int]
+    ambiguous: bool = False
+    flagged: bool = False
 
 
-def match_records(query: LookupQuery, answers: Sequence[SourceAnswer]) -> MatchResult:
-    """Link records by NHS number; answers are returned with statuses corrected for mismatches."""
+@dataclass(frozen=True)
+class _Candidate:
+    source: str
+    key: str
+    record: ConnectorRecord
+    band: Band
+    probability: float
+    weight: float
+    reasons: tuple[str, ...]
+    method: MatchMethod = MatchMethod.DEMOGRAPHICS
+
+
+def match_records(
+    query: LookupQuery, answers: Sequence[SourceAnswer], model: LinkageModel
+) -> MatchResult:
+    """Link records to the child in `query`; answers come back with statuses corrected."""
+    if query.identified_by is IdentifiedBy.DEMOGRAPHICS:
+        assert query.demographics is not None
+        return _by_demographics(Person.from_demographics(query.demographics), answers, model)
+    kind = "nhs_number" if query.identified_by is IdentifiedBy.NHS_NUMBER else "upn"
+    value = query.nhs_number if kind == "nhs_number" else query.upn
+    assert value is not None
+    return _by_identifier(kind, value, answers)
+
+
+def _by_identifier(kind: str, value: str, answers: Sequence[SourceAnswer]) -> MatchResult:
     checked: list[SourceAnswer] = []
     matched: list[MatchedRecord] = []
     unmatched: dict[str, int] = {}
-    seen: set[str] = set()
     for answer in answers:
-        held = [r.identifiers.nhs_number for r in answer.records]
-        if any(n is not None and n != query.nhs_number for n in held):
+        held = [getattr(r.identifiers, kind) for r in answer.records]
+        if any(v is not None and v != value for v in held):
             checked.append(
                 replace(answer, status=SourceStatus.FAILED, records=(), error_code=RECORD_MISMATCH)
             )
             continue
         checked.append(answer)
-        for record in answer.records:
-            key = f"{answer.source}:{record.record_id}"
-            if key in seen:
-                continue
-            seen.add(key)
-            if record.identifiers.nhs_number == query.nhs_number:
-                matched.append(
-                    MatchedRecord(
-                        key=key,
-                        source=answer.source,
-                        record=record,
-                        method=MatchMethod.NHS_NUMBER,
-                    )
-                )
+        for key, record in _unique_records(answer):
+            if getattr(record.identifiers, kind) == value:
+                matched.append(MatchedRecord(key, answer.source, record, _IDENTIFIER_KINDS[kind]))
             else:
                 unmatched[answer.source] = unmatched.get(answer.source, 0) + 1
-    return MatchResult(tuple(checked), tuple(matched), unmatched)
+    return MatchResult(tuple(checked), tuple(matched), unmatched, {})
+
+
+def _by_demographics(
+    query: Person, answers: Sequence[SourceAnswer], model: LinkageModel
+) -> MatchResult:
+    candidates: list[_Candidate] = []
+    for answer in answers:
+        for key, record in _unique_records(answer):
+            score = model.score(query, Person.from_record(record))
+            candidates.append(
+                _Candidate(
+                    answer.source,
+                    key,
+                    record,
+                    score.band,
+                    score.probability,
+                    score.weight,
+                    score.reasons,
+                )
+            )
+    linked = [c for c in candidates if c.band is Band.LINKED]
+    linked += _linked_by_identifier(linked, candidates)
+    linked_keys = {c.key for c in linked}
+    possible = [c for c in candidates if c.band is Band.POSSIBLE and c.key not in linked_keys]
+    flagged = any(c.record.flags.shielded or c.record.flags.restricted for c in linked + possible)
+    ambiguous = _ambiguous(linked, model)
+    matched = () if ambiguous else tuple(_matched(c) for c in linked)
+    return MatchResult(
+        answers=tuple(_as_candidates_answered(a, matched) for a in answers),
+        matched=matched,
+        unmatched={},
+        possible=dict(Counter(c.source for c in possible)),
+        ambiguous=ambiguous,
+        flagged=flagged,
+    )
+
+
+def _linked_by_identifier(
+    linked: Sequence[_Candidate], candidates: Sequence[_Candidate]
+) -> list[_Candidate]:
+    """Candidates below the link band that share a valid identifier with a linked record: the
+    same child, whatever their demographics say (a name change, a foster placement)."""
+    held = {(kind, v) for c in linked for kind, v in _identifiers(c.record)}
+    linked_keys = {c.key for c in linked}
+    promoted = []
+    for c in candidates:
+        if c.key in linked_keys:
+            continue
+        shared = [kind for kind, v in _identifiers(c.record) if (kind, v) in held]
+        if shared:
+            promoted.append(
+                replace(
+                    c,
+                    band=Band.LINKED,
+                    probability=1.0,
+                    reasons=(*c.reasons, f"{shared[0]}:SHARED_WITH_LINKED_RECORD"),
+                    method=_IDENTIFIER_KINDS[shared[0]],
+                )
+            )
+    return promoted
+
+
+def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> bool:
+    """True when the linked records cannot all be one child."""
+    for kind in _IDENTIFIER_KINDS:
+        if len({getattr(c.record.identifiers, kind) for c in linked} - {None}) > 1:
+            return True
+    by_source: defaultdict[str, list[_Candidate]] = defaultdict(list)
+    for c in linked:
+        by_source[c.source].append(c)
+    for same_source in by_source.values():
+        # Two records in one source are one child only if an identifier says so (a duplicate).
+        if len(same_source) > 1 and not _share_identifier(same_source):
+            return True
+    # Every other linked record must be compatible with the strongest one. Copies are compared
+    # with that anchor, not with each other: "Bella" and "Izzy" are both Isabella, but not each
+    # other's nickname, while "Alexander" and "Alexandra" both fit "Alex" and never each other.
+    scored = [c for c in linked if c.method is MatchMethod.DEMOGRAPHICS]
+    if not scored:
+        return False
+    anchor = max(scored, key=lambda c: c.weight)
+    anchor_person = Person.from_record(anchor.record)
+    return any(
+        c.source != anchor.source
+        and not _share_identifier((anchor, c))
+        and model.score(anchor_person, Person.from_record(c.record)).band is Band.REJECTED
+        for c in scored
+    )
+
+
+def _share_identifier(candidates: Sequence[_Candidate]) -> bool:
+    common = set(_identifiers(candidates[0].record))
+    for c in candidates[1:]:
+        common &= set(_identifiers(c.record))
+    return bool(common)
+
+
+def _identifiers(record: ConnectorRecord) -> Iterator[tuple[str, str]]:
+    for kind in _IDENTIFIER_KINDS:
+        value = getattr(record.identifiers, kind)
+        if value is not None:
+            yield kind, value
+
+
+def _matched(c: _Candidate) -> MatchedRecord:
+    return MatchedRecord(
+        key=c.key,
+        source=c.source,
+        record=c.record,
+        method=c.method,
+        score=round(c.probability, 6),
+        weight=round(c.weight, 3),
+        reasons=c.reasons,
+    )
+
+
+def _as_candidates_answered(answer: SourceAnswer, matched: Sequence[MatchedRecord]) -> SourceAnswer:
+    """A demographic search reports a source as holding a record only when one was linked:
+    candidates that did not match are other children, and saying a source returned some would
+    describe them."""
+    if answer.status is not SourceStatus.ANSWERED:
+        return answer
+    if any(m.source == answer.source for m in matched):
+        return answer
+    return replace(answer, status=SourceStatus.NO_RECORD)
+
+
+def _unique_records(answer: SourceAnswer) -> Iterator[tuple[str, ConnectorRecord]]:
+    seen: set[str] = set()
+    for record in answer.records:
+        key = f"{answer.source}:{record.record_id}"
+        if key not in seen:
+            seen.add(key)
+            yield key, record

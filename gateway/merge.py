@@ -1,18 +1,22 @@
 """The merge stage: one view of the child from the released parts of every linked record.
 
-Single-valued fields take the value from the most authoritative source that released one (sources
-are ordered by authority in the gateway config); lists - carers and involvements - are the union.
-Every value keeps the source it came from and that source's as-of time, so a practitioner can
-judge how current it is.
+A single-valued field takes the value of the most authoritative source that released one - the
+per-field authority order from config (the NHS spine for name and address, the school for school,
+the local authority for care status), then the most recent record - and when linked records hold
+different values the field is flagged as a conflict, naming the sources that disagree, so a
+practitioner knows to check rather than trusting a silent pick. Lists - carers and involvements -
+are the union. Every value keeps the source it came from and that source's as-of time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import unicodedata
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
-from connectors.protocol import ConnectorRecord
-from gateway.types import MergedChild, ReleasedRecord, Sourced
+from connectors.protocol import Address, ConnectorRecord, FieldId, PersonName
+from gateway.types import Conflict, MergedChild, ReleasedRecord, Sourced
 
 T = TypeVar("T")
 
@@ -25,42 +29,81 @@ def _indicator(name: str) -> Callable[[ConnectorRecord], bool | None]:
     return get
 
 
-def merge(records: Sequence[ReleasedRecord]) -> MergedChild | None:
-    """Merge released records (in authority order); None when nothing was linked."""
+def merge(
+    records: Sequence[ReleasedRecord], authority: Mapping[FieldId, Sequence[str]]
+) -> MergedChild | None:
+    """Merge released records (given in source config order); None when nothing was linked."""
     if not records:
         return None
-    ordered = [(r.matched.source, r.record) for r in records]
+    conflicts: list[Conflict] = []
 
-    def first(get: Callable[[ConnectorRecord], T | None]) -> Sourced[T] | None:
-        for source, record in ordered:
-            value = get(record)
-            if value is not None:
-                return Sourced(value, source, record.as_of)
-        return None
+    def pick(field: FieldId, get: Callable[[ConnectorRecord], T | None]) -> Sourced[T] | None:
+        ranked = _ranked(records, authority.get(field, ()))
+        held = [(r.matched.source, r.record, v) for r in ranked if (v := get(r.record)) is not None]
+        if not held:
+            return None
+        source, record, value = held[0]
+        disagreeing = tuple(
+            dict.fromkeys(s for s, _, v in held[1:] if _comparable(v) != _comparable(value))
+        )
+        if disagreeing:
+            conflicts.append(Conflict(field, source, disagreeing))
+        return Sourced(value, source, record.as_of)
 
     def union(get: Callable[[ConnectorRecord], list[T] | None]) -> tuple[Sourced[T], ...]:
         seen: set[str] = set()
         values: list[Sourced[T]] = []
-        for source, record in ordered:
-            for value in get(record) or ():
+        for r in records:
+            for value in get(r.record) or ():
                 fingerprint = repr(value)
                 if fingerprint not in seen:
                     seen.add(fingerprint)
-                    values.append(Sourced(value, source, record.as_of))
+                    values.append(Sourced(value, r.matched.source, r.record.as_of))
         return tuple(values)
 
-    return MergedChild(
-        nhs_number=first(lambda r: r.identifiers.nhs_number),
-        name=first(lambda r: r.name),
-        date_of_birth=first(lambda r: r.date_of_birth),
-        sex=first(lambda r: r.sex),
-        address=first(lambda r: r.address),
-        school=first(lambda r: r.school),
-        gp_practice=first(lambda r: r.gp_practice),
+    child = MergedChild(
+        nhs_number=pick(FieldId.NHS_NUMBER, lambda r: r.identifiers.nhs_number),
+        name=pick(FieldId.NAME, lambda r: r.name),
+        date_of_birth=pick(FieldId.DATE_OF_BIRTH, lambda r: r.date_of_birth),
+        sex=pick(FieldId.SEX, lambda r: r.sex),
+        address=pick(FieldId.ADDRESS, lambda r: r.address),
+        school=pick(FieldId.SCHOOL, lambda r: r.school),
+        gp_practice=pick(FieldId.GP_PRACTICE, lambda r: r.gp_practice),
         carers=union(lambda r: r.carers),
         involvements=union(lambda r: r.involvements),
-        child_protection_plan=first(_indicator("child_protection_plan")),
-        looked_after=first(_indicator("looked_after")),
-        child_in_need=first(_indicator("child_in_need")),
-        early_help=first(_indicator("early_help")),
+        child_protection_plan=pick(
+            FieldId.CHILD_PROTECTION_PLAN, _indicator("child_protection_plan")
+        ),
+        looked_after=pick(FieldId.LOOKED_AFTER, _indicator("looked_after")),
+        child_in_need=pick(FieldId.CHILD_IN_NEED, _indicator("child_in_need")),
+        early_help=pick(FieldId.EARLY_HELP, _indicator("early_help")),
+    )
+    return replace(child, conflicts=tuple(conflicts))
+
+
+def _ranked(records: Sequence[ReleasedRecord], order: Sequence[str]) -> list[ReleasedRecord]:
+    """Listed sources first in their listed order, then the rest; newest first among equals."""
+    rank = {source: i for i, source in enumerate(order)}
+    return sorted(
+        records,
+        key=lambda r: (rank.get(r.matched.source, len(order)), -r.record.as_of.timestamp()),
+    )
+
+
+def _comparable(value: object) -> Hashable:
+    """What two values must share to count as the same: case, accents and spacing are how
+    agencies spell things differently, not different facts; a former name is not a conflict."""
+    if isinstance(value, PersonName):
+        return (_fold(value.given), _fold(value.family))
+    if isinstance(value, Address):
+        return (_fold(value.postcode).replace(" ", ""), tuple(_fold(line) for line in value.lines))
+    if isinstance(value, Hashable):
+        return value
+    return repr(value)
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return " ".join(
+        "".join(c for c in decomposed if not unicodedata.combining(c)).casefold().split()
     )

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import NoReturn
 
@@ -35,10 +35,13 @@ from gateway.decision_log import DecisionLog
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
 from gateway.limits import RATE_LIMITED, AccessLimits
-from gateway.match import match_records
+from gateway.linkage import LinkageModel
+from gateway.match import MatchResult, match_records
 from gateway.merge import merge
+from gateway.notify import NotificationDispatcher, owner_notifications
 from gateway.plan import make_plan
 from gateway.policy import PolicyEngine, PolicyError
+from gateway.shield_safe import shield_safe
 from gateway.types import (
     Caller,
     LookupOutcome,
@@ -53,6 +56,9 @@ from gateway.types import (
 )
 
 _alerts = logging.getLogger("childlookup.alerts")
+
+HIDDEN = "HIDDEN"
+"""Audit outcome of a demographic search that reached a child shield-safe search keeps hidden."""
 
 
 class LookupPipeline:
@@ -69,7 +75,12 @@ class LookupPipeline:
         decision_log: DecisionLog,
         limits: AccessLimits,
         deadline_ms: int,
+        linkage: LinkageModel,
+        authority: Mapping[FieldId, Sequence[str]],
+        notifier: NotificationDispatcher | None = None,
     ) -> None:
+        """Without a `notifier`, owner notifications are still queued with the audit record; they
+        are delivered by whichever gateway next runs a dispatcher on this audit database."""
         self.sources = tuple(sources)
         self.policy = policy  # replaced whole by a policy reload, never modified in place
         self._log = decision_log
@@ -79,6 +90,9 @@ class LookupPipeline:
         self._pseudonymiser = pseudonymiser
         self._deadline_s = deadline_ms / 1000
         self._shield_authorities = frozenset(s.name for s in sources if s.shield_authority)
+        self.linkage = linkage
+        self._authority = authority
+        self._notifier = notifier
 
     async def lookup(self, caller: Caller, query: LookupQuery) -> LookupResult:
         started = time.monotonic()
@@ -104,7 +118,11 @@ class LookupPipeline:
             answers = await self._fanout.ask(
                 plan, query, caller, request_id, started + self._deadline_s
             )
-            matching = match_records(query, answers)
+            matching, hidden = shield_safe(
+                query,
+                match_records(query, answers, self.linkage),
+                self._shield_authorities,
+            )
             flags = child_flags(matching.matched, matching.answers, self._shield_authorities)
             release = await decide(
                 policy, self._log, caller, query, matching.matched, flags, self._unrequested(plan)
@@ -121,16 +139,17 @@ class LookupPipeline:
         result = LookupResult(
             request_id=request_id,
             audit_id=uuid.uuid4().hex,
-            outcome=LookupOutcome.FOUND if matching.matched else LookupOutcome.NOT_FOUND,
+            outcome=_outcome(matching),
             denial=None,
             policy_revision=policy.revision,
             answers=matching.answers,
             matched=matching.matched,
             unmatched=matching.unmatched,
-            child=merge(release.records),
+            possible=matching.possible,
+            child=merge(release.records, self._authority),
             withheld=release.withheld,
         )
-        await self._record(caller, query, result, plan, release)
+        await self._record(caller, query, result, plan, release, hidden=hidden)
         return result
 
     def _unrequested(self, plan: Plan) -> dict[str, frozenset[FieldId]]:
@@ -148,14 +167,22 @@ class LookupPipeline:
         result: LookupResult,
         plan: Plan,
         release: Release | None = None,
+        *,
+        hidden: bool = False,
     ) -> None:
         released = release.records if release is not None else ()
         decision_ids = [plan.decision_id] + ([release.decision_id] if release else [])
+        access = self._access(caller, query)
+        # Queued in the audit record's own transaction: an audited lookup has its owners' notices.
+        notices = owner_notifications(
+            access, result.audit_id, release.notify if release is not None else ()
+        )
         record = AuditRecord(
-            access=self._access(caller, query),
+            access=access,
             audit_id=result.audit_id,
             request_id=result.request_id,
-            outcome=result.outcome.value,
+            # The caller saw NOT_FOUND; the auditor sees that shield-safe search hid a child.
+            outcome=HIDDEN if hidden else result.outcome.value,
             denial=result.denial,
             error_code=None,
             policy_revision=result.policy_revision,
@@ -174,9 +201,12 @@ class LookupPipeline:
                 AuditField(r.matched.source, f.value) for r in released for f in sorted(r.fields)
             ],
             withheld=[AuditField(w.source, w.field.value, w.reason) for w in result.withheld],
+            notified=[n.audit for n in notices],
         )
         try:
-            await self._audit.append(record)
+            await self._audit.append(record, [n.message for n in notices])
+            if notices and self._notifier is not None:
+                self._notifier.wake()
             if record.flagged_for_investigation:
                 _alerts.warning(
                     "break-glass override",
@@ -248,7 +278,14 @@ class LookupPipeline:
         )
 
     def _child_ref(self, query: LookupQuery) -> str:
-        return self._pseudonymiser.ref("nhs", query.nhs_number)
+        """The pseudonym a lookup is counted and audited under: keyed on its one identifier, or
+        on the normalised demographics, so the same search by the same means is the same child."""
+        if query.nhs_number is not None:
+            return self._pseudonymiser.ref("nhs", query.nhs_number)
+        if query.upn is not None:
+            return self._pseudonymiser.ref("upn", query.upn)
+        assert query.demographics is not None
+        return self._pseudonymiser.ref("demographics", query.demographics.model_dump_json())
 
     def _audit_match(self, matched: MatchedRecord) -> AuditMatch:
         return AuditMatch(
@@ -256,4 +293,12 @@ class LookupPipeline:
             record_ref=self._pseudonymiser.ref("record", matched.key),
             method=matched.method.value,
             score=matched.score,
+            weight=matched.weight,
+            reasons=matched.reasons,
         )
+
+
+def _outcome(matching: MatchResult) -> LookupOutcome:
+    if matching.ambiguous:
+        return LookupOutcome.AMBIGUOUS
+    return LookupOutcome.FOUND if matching.matched else LookupOutcome.NOT_FOUND

@@ -12,10 +12,12 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+from connectors.notifications import NotificationReason
 from connectors.protocol import (
     Address,
     Carer,
     ConnectorRecord,
+    Demographics,
     FieldId,
     GpPractice,
     Involvement,
@@ -47,13 +49,37 @@ class Caller:
     organisation: str
 
 
+class IdentifiedBy(StrEnum):
+    """The one way a lookup identifies the child: mixing ways could reach two children at once."""
+
+    NHS_NUMBER = "NHS_NUMBER"
+    UPN = "UPN"
+    DEMOGRAPHICS = "DEMOGRAPHICS"
+
+
 @dataclass(frozen=True)
 class LookupQuery:
-    """A validated request to look up one child."""
+    """A validated request to look up one child, by exactly one of an NHS number, a UPN or
+    demographics (already normalised by gateway.identifiers)."""
 
-    nhs_number: str
     purpose: Purpose
     justification: str | None = None
+    nhs_number: str | None = None
+    upn: str | None = None
+    demographics: Demographics | None = None
+
+    def __post_init__(self) -> None:
+        given = [v for v in (self.nhs_number, self.upn, self.demographics) if v is not None]
+        if len(given) != 1:
+            raise ValueError("a lookup identifies the child in exactly one way")
+
+    @property
+    def identified_by(self) -> IdentifiedBy:
+        if self.nhs_number is not None:
+            return IdentifiedBy.NHS_NUMBER
+        if self.upn is not None:
+            return IdentifiedBy.UPN
+        return IdentifiedBy.DEMOGRAPHICS
 
 
 class SourceStatus(StrEnum):
@@ -87,17 +113,25 @@ class MatchMethod(StrEnum):
     """How a record was tied to the child asked about."""
 
     NHS_NUMBER = "NHS_NUMBER"
+    UPN = "UPN"
+    DEMOGRAPHICS = "DEMOGRAPHICS"
 
 
 @dataclass(frozen=True)
 class MatchedRecord:
-    """A record accepted as being about the child, with how it was matched."""
+    """A record accepted as being about the child, with how it was matched.
+
+    `score` is the match probability (1.0 for an identifier); `weight` the demographic match
+    weight, when demographics were scored; `reasons` the comparisons behind it, for the audit.
+    """
 
     key: str
     source: str
     record: ConnectorRecord
     method: MatchMethod
     score: float = 1.0
+    weight: float | None = None
+    reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -121,6 +155,7 @@ class ChildFlags:
 class LookupOutcome(StrEnum):
     FOUND = "FOUND"
     NOT_FOUND = "NOT_FOUND"
+    AMBIGUOUS = "AMBIGUOUS"
     DENIED = "DENIED"
 
 
@@ -133,6 +168,8 @@ class Plan:
     fields: frozenset[FieldId]
     sources: tuple[str, ...]
     decision_id: str
+    obligation_fields: frozenset[FieldId] = frozenset()
+    """Fetched too, but only for the release policy's obligations; never shown for being here."""
 
 
 @dataclass(frozen=True)
@@ -145,11 +182,20 @@ class ReleasedRecord:
 
 
 @dataclass(frozen=True)
+class OwnerNotice:
+    """A policy obligation: tell the agency holding `matched` of the lookup, and why."""
+
+    matched: MatchedRecord
+    reasons: tuple[NotificationReason, ...]
+
+
+@dataclass(frozen=True)
 class Release:
     records: tuple[ReleasedRecord, ...]
     withheld: tuple[Withheld, ...]
     flags: ChildFlags
     decision_id: str
+    notify: tuple[OwnerNotice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -159,6 +205,16 @@ class Sourced(Generic[T]):
     value: T
     source: str
     as_of: datetime
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """Linked records disagree on a field: the merged value is the authoritative one, and these
+    sources hold different values (no values are carried, only that they differ)."""
+
+    field: FieldId
+    chosen: str
+    disagreeing: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -176,6 +232,7 @@ class MergedChild:
     looked_after: Sourced[bool] | None
     child_in_need: Sourced[bool] | None
     early_help: Sourced[bool] | None
+    conflicts: tuple[Conflict, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -190,6 +247,7 @@ class LookupResult:
     answers: tuple[SourceAnswer, ...]
     matched: tuple[MatchedRecord, ...] = ()
     unmatched: Mapping[str, int] | None = None
+    possible: Mapping[str, int] | None = None
     child: MergedChild | None = None
     withheld: tuple[Withheld, ...] = ()
 

@@ -16,13 +16,20 @@ from resolvers import types as gql
 def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
     matched = Counter(m.source for m in result.matched)
     unmatched = result.unmatched or {}
+    possible = result.possible or {}
     return gql.ChildLookup(
         outcome=result.outcome,
         complete=result.complete,
         denial=result.denial,
         child=None if result.child is None else _child(result.child),
         records=[
-            gql.RecordMatch(source=m.source, method=m.method, score=m.score, as_of=m.record.as_of)
+            gql.RecordMatch(
+                source=m.source,
+                method=m.method,
+                score=m.score,
+                weight=m.weight,
+                as_of=m.record.as_of,
+            )
             for m in result.matched
         ],
         sources=[
@@ -33,6 +40,7 @@ def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
                 error_code=a.error_code,
                 records_matched=matched[a.source],
                 records_unmatched=unmatched.get(a.source, 0),
+                records_possible=possible.get(a.source, 0),
                 cached=a.cached,
             )
             for a in result.answers
@@ -144,6 +152,10 @@ def _child(child: MergedChild) -> gql.Child:
             child_in_need=_flag(child.child_in_need),
             early_help=_flag(child.early_help),
         ),
+        conflicts=[
+            gql.FieldConflict(field=c.field.value, chosen=c.chosen, disagreeing=list(c.disagreeing))
+            for c in child.conflicts
+        ],
     )
 
 

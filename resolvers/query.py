@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 import strawberry
@@ -11,11 +11,17 @@ from strawberry.types import Info
 
 from gateway.audit_trail import AuditTrail
 from gateway.errors import ErrorCode, GatewayError
-from gateway.identifiers import InvalidIdentifier, normalise_nhs_number
+from gateway.identifiers import (
+    InvalidIdentifier,
+    check_one_way,
+    normalise_nhs_number,
+    normalise_upn,
+)
+from gateway.identifiers import demographics as validate_demographics
 from gateway.pipeline import LookupPipeline
 from gateway.types import Caller, LookupQuery, Purpose
 from resolvers.mapping import audit_entry, lookup_to_graphql
-from resolvers.types import AuditEntry, ChildLookup
+from resolvers.types import AuditEntry, ChildLookup, DemographicsInput
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,25 @@ class RequestContext:
 
 async def resolve_child(
     info: Info[RequestContext, None],
-    nhs_number: Annotated[
-        str, strawberry.argument(description="The child's 10-digit NHS number (spaces allowed).")
-    ],
     purpose: Annotated[Purpose, strawberry.argument(description="Why you are looking.")],
+    nhs_number: Annotated[
+        str | None,
+        strawberry.argument(description="The child's 10-digit NHS number (spaces allowed)."),
+    ] = None,
+    upn: Annotated[
+        str | None,
+        strawberry.argument(description="The child's unique pupil number (13 characters)."),
+    ] = None,
+    demographics: Annotated[
+        DemographicsInput | None,
+        strawberry.argument(
+            description=(
+                "Who the child is, when you hold no identifier. Matching is probabilistic and"
+                " never merges a near miss; a shielded or restricted child is never found this"
+                " way."
+            )
+        ),
+    ] = None,
     justification: Annotated[
         str | None,
         strawberry.argument(description="Free-text reason, recorded in the audit log."),
@@ -45,23 +66,54 @@ async def resolve_child(
     context = info.context
     if context.caller is None:
         raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
-    nhs = _nhs(nhs_number)
     reason = justification.strip() if justification else None
     if reason is not None and len(reason) > context.justification_max_chars:
         raise GatewayError(
             ErrorCode.INVALID_JUSTIFICATION,
             f"A justification is at most {context.justification_max_chars} characters.",
         )
-    query = LookupQuery(nhs_number=nhs, purpose=purpose, justification=reason or None)
+    query = _validated(purpose, reason or None, nhs_number=nhs_number, upn=upn, given=demographics)
     result = await context.pipeline.lookup(context.caller, query)
     return lookup_to_graphql(result)
+
+
+def _validated(
+    purpose: Purpose,
+    justification: str | None,
+    *,
+    nhs_number: str | None,
+    upn: str | None,
+    given: DemographicsInput | None,
+) -> LookupQuery:
+    """The lookup as the pipeline takes it: exactly one way of identifying, each normalised."""
+    try:
+        check_one_way(nhs_number=nhs_number, upn=upn, demographics=given)
+        return LookupQuery(
+            purpose=purpose,
+            justification=justification,
+            nhs_number=None if nhs_number is None else normalise_nhs_number(nhs_number),
+            upn=None if upn is None else normalise_upn(upn),
+            demographics=None
+            if given is None
+            else validate_demographics(
+                given=given.given_name,
+                family=given.family_name,
+                date_of_birth=given.date_of_birth,
+                postcode=given.postcode,
+                sex=given.sex,
+                former_family=given.former_family_name,
+                today=datetime.now(UTC).date(),
+            ),
+        )
+    except InvalidIdentifier as exc:
+        raise GatewayError(exc.code, exc.message) from exc
 
 
 def _nhs(raw: str) -> str:
     try:
         return normalise_nhs_number(raw)
     except InvalidIdentifier as exc:
-        raise GatewayError(ErrorCode.INVALID_NHS_NUMBER, str(exc)) from exc
+        raise GatewayError(exc.code, exc.message) from exc
 
 
 async def resolve_audit_trail(

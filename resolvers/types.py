@@ -9,6 +9,7 @@ from datetime import date, datetime
 
 import strawberry
 
+from connectors.protocol import Sex
 from gateway.types import LookupOutcome, MatchMethod, Purpose, SourceStatus
 
 strawberry.enum(
@@ -21,8 +22,10 @@ strawberry.enum(
     name="LookupOutcome",
     description=(
         "FOUND: at least one source holds a record linked to this child. NOT_FOUND: no source that"
-        " answered holds one (check `sources`: a source that did not answer may). DENIED: your"
-        " role may not look up children for this purpose; nothing was asked."
+        " answered holds one (check `sources`: a source that did not answer may, and"
+        " `possibleMatches`: a near miss is never merged). AMBIGUOUS: more than one child fits"
+        " the details given; nothing was merged - look up by NHS number or UPN, or add details."
+        " DENIED: your role may not look up children for this purpose; nothing was asked."
     ),
 )
 strawberry.enum(
@@ -38,6 +41,26 @@ strawberry.enum(
     name="MatchMethod",
     description="How a source record was linked to the child asked about.",
 )
+
+
+strawberry.enum(Sex, name="Sex", description="Sex as recorded: female, male or unknown.")
+
+
+@strawberry.input(
+    description=(
+        "A child described by demographics, for when you hold neither an NHS number nor a UPN."
+        " Give names as you have them; nicknames, former names and small slips are allowed for."
+    )
+)
+class DemographicsInput:
+    given_name: str = strawberry.field(description="Given (first) name.")
+    family_name: str = strawberry.field(description="Family name (surname).")
+    date_of_birth: date = strawberry.field(description="Date of birth.")
+    postcode: str = strawberry.field(description="Postcode of the home address, e.g. SW1A 1AA.")
+    sex: Sex | None = strawberry.field(default=None, description="Sex, if known.")
+    former_family_name: str | None = strawberry.field(
+        default=None, description="A previous family name, if known."
+    )
 
 
 @strawberry.type(description="Where a value came from, and how current the source says it is.")
@@ -164,6 +187,19 @@ class Child:
         description="Practitioners and services working with the child."
     )
     indicators: Indicators = strawberry.field(description="Status indicators.")
+    conflicts: list[FieldConflict] = strawberry.field(
+        description=(
+            "Fields on which linked records disagree. The value shown is the authoritative one;"
+            " check with the disagreeing sources before relying on it."
+        )
+    )
+
+
+@strawberry.type(description="Linked records hold different values for one field.")
+class FieldConflict:
+    field: str = strawberry.field(description="Field id, e.g. address or name.")
+    chosen: str = strawberry.field(description="The source whose value is shown.")
+    disagreeing: list[str] = strawberry.field(description="Sources holding a different value.")
 
 
 @strawberry.type(description="What one configured source said, or why it said nothing.")
@@ -176,7 +212,16 @@ class SourceReport:
     )
     records_matched: int = strawberry.field(description="Records linked to the child.")
     records_unmatched: int = strawberry.field(
-        description="Records returned but not linked (no matching identifier)."
+        description=(
+            "Records returned for an NHS number or UPN that do not carry it. Always 0 for a"
+            " search by demographics, where candidates that do not match are other children."
+        )
+    )
+    records_possible: int = strawberry.field(
+        description=(
+            "Records that may be this child but did not match strongly enough to be linked."
+            " Nothing about them is shown: refine the lookup (NHS number, UPN, or more details)."
+        )
     )
     cached: bool = strawberry.field(description="True when the answer came from the short cache.")
 
@@ -202,13 +247,16 @@ class WithheldField:
 class RecordMatch:
     source: str = strawberry.field(description="Source name.")
     method: MatchMethod = strawberry.field(description="How it was linked.")
-    score: float = strawberry.field(description="Match confidence, 1.0 for an identifier match.")
+    score: float = strawberry.field(description="Match probability, 1.0 for an identifier match.")
+    weight: float | None = strawberry.field(
+        description="Demographic match weight (log2 odds) when demographics were scored."
+    )
     as_of: datetime = strawberry.field(description="When the source last updated the record.")
 
 
 @strawberry.type(description="The answer to one child lookup. Always check `sources`.")
 class ChildLookup:
-    outcome: LookupOutcome = strawberry.field(description="Found, not found or denied.")
+    outcome: LookupOutcome = strawberry.field(description="Found, not found, ambiguous or denied.")
     complete: bool = strawberry.field(
         description="True only when every source asked answered (with a record or none)."
     )
@@ -237,7 +285,11 @@ class AuditEntry:
     purpose: str = strawberry.field(description="The purpose they stated.")
     justification: str | None = strawberry.field(description="Their free-text reason.")
     outcome: str = strawberry.field(
-        description="FOUND, NOT_FOUND, DENIED, REFUSED, ERROR or AUDIT_TRAIL_VIEWED."
+        description=(
+            "FOUND, NOT_FOUND, AMBIGUOUS, HIDDEN (a demographic search that reached a shielded"
+            " or restricted child, answered as not found), DENIED, REFUSED, ERROR or"
+            " AUDIT_TRAIL_VIEWED."
+        )
     )
     flagged_for_investigation: bool = strawberry.field(
         description="True for a break-glass override."

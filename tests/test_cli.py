@@ -161,6 +161,19 @@ def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path):
         assert lookup["outcome"] == "FOUND"
         assert lookup["child"]["indicators"]["childProtectionPlan"]["value"] is True
         assert Path(tmp_path, "audit.sqlite3").exists()
+        # The printed UPN and demographic searches work exactly as printed.
+        methods = []
+        for search in re.findall(r"^\s+(\{ child\((?:upn|demographics).*)$", banner, re.M):
+            found = httpx.post(
+                f"http://127.0.0.1:{port}/graphql",
+                json={"query": search},
+                headers={"authorization": f"Bearer {token}"},
+                timeout=10,
+            ).json()["data"]["child"]
+            assert found["outcome"] == "FOUND", found
+            methods.append({r["method"] for r in found["records"]})
+        assert methods[0] == {"UPN"}
+        assert "DEMOGRAPHICS" in methods[1]
     finally:
         code = _stop(demo)
     assert code == 0

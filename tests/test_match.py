@@ -1,8 +1,31 @@
-from gateway.match import RECORD_MISMATCH, match_records
+from datetime import date
+from functools import partial
+
+from connectors.protocol import Address, Demographics, Identifiers, PersonName, RecordFlags, Sex
+from gateway.linkage import Band, LinkageModel, Person
+from gateway.match import RECORD_MISMATCH
+from gateway.match import match_records as match_with
 from gateway.types import LookupQuery, MatchMethod, Purpose, SourceAnswer, SourceStatus
-from tests.factories import NHS, OTHER_NHS, health_record, school_record, social_care_record
+from tests.factories import (
+    NHS,
+    OTHER_NHS,
+    health_record,
+    school_record,
+    social_care_record,
+    synthetic_nhs,
+)
 
 QUERY = LookupQuery(nhs_number=NHS, purpose=Purpose.SAFEGUARDING_ENQUIRY)
+MODEL = LinkageModel.load()
+match_records = partial(match_with, model=MODEL)
+AMELIA = Demographics(
+    given="Amelia",
+    family="Hart",
+    date_of_birth=date(2019, 3, 4),
+    postcode="LS6 2AB",
+    sex=Sex.FEMALE,
+)
+BY_DEMOGRAPHICS = LookupQuery(purpose=Purpose.SAFEGUARDING_ENQUIRY, demographics=AMELIA)
 
 
 def _answer(source, *records):
@@ -47,3 +70,147 @@ def test_statuses_of_sources_that_did_not_answer_pass_through():
     timed_out = SourceAnswer("social_care", SourceStatus.TIMED_OUT, 800.0, error_code="TIMEOUT")
     result = match_records(QUERY, [timed_out])
     assert result.answers == (timed_out,)
+
+
+def test_a_upn_lookup_links_the_record_holding_that_upn():
+    query = LookupQuery(purpose=Purpose.SAFEGUARDING_ENQUIRY, upn="H801200001001")
+    result = match_records(query, [_answer("education", school_record())])
+    assert [(m.source, m.method) for m in result.matched] == [("education", MatchMethod.UPN)]
+
+
+def test_a_upn_lookup_answered_with_another_upn_fails_that_source():
+    query = LookupQuery(purpose=Purpose.SAFEGUARDING_ENQUIRY, upn="H801200001001")
+    other = school_record(identifiers=Identifiers(upn="A123456789012"))
+    result = match_records(query, [_answer("education", other)])
+    assert result.matched == ()
+    assert result.answers[0].error_code == RECORD_MISMATCH
+
+
+def test_demographic_candidates_that_agree_are_linked_with_score_and_reasons():
+    result = match_records(
+        BY_DEMOGRAPHICS,
+        [_answer("health", health_record()), _answer("social_care", social_care_record())],
+    )
+    assert [m.source for m in result.matched] == ["health", "social_care"]
+    for m in result.matched:
+        assert m.method is MatchMethod.DEMOGRAPHICS
+        assert 0.99 < m.score <= 1.0
+        assert m.weight is not None
+        assert m.weight >= MODEL.link_threshold
+        assert "family:EXACT" in m.reasons
+    assert not result.ambiguous
+
+
+def test_a_nickname_and_a_move_still_link_but_a_sibling_does_not():
+    millie_moved = school_record(
+        nhs=None,
+        address=Address(lines=["9 Elsewhere Road", "Leeds"], postcode="LS11 5QT"),
+        sex=Sex.FEMALE,
+    )
+    brother = health_record(
+        nhs=synthetic_nhs(1),
+        record_id="H2",
+        name=PersonName(given="Oliver", family="Hart"),
+        date_of_birth=date(2016, 7, 9),
+        sex=Sex.MALE,
+    )
+    result = match_records(
+        BY_DEMOGRAPHICS, [_answer("health", brother), _answer("education", millie_moved)]
+    )
+    assert [m.source for m in result.matched] == ["education"]
+    assert result.answers[0].status is SourceStatus.NO_RECORD
+    assert result.unmatched == {}
+
+
+def test_a_weak_candidate_is_possible_not_merged_and_described_by_count_only():
+    # Same name, a day out on the date of birth, another street in the same district: perhaps
+    # the child, perhaps a namesake - never merged on that.
+    near_miss = health_record(
+        nhs=None,
+        date_of_birth=date(2019, 3, 5),
+        address=Address(lines=["4 Other Street", "Leeds"], postcode="LS6 9XY"),
+    )
+    assert MODEL.score(Person.from_demographics(AMELIA), Person.from_record(near_miss)).band is (
+        Band.POSSIBLE
+    )
+    result = match_records(BY_DEMOGRAPHICS, [_answer("health", near_miss)])
+    assert result.matched == ()
+    assert result.possible == {"health": 1}
+    assert result.answers[0].status is SourceStatus.NO_RECORD
+
+
+def test_twin_candidates_in_one_source_are_ambiguous_and_nothing_is_merged():
+    twin = health_record(
+        nhs=synthetic_nhs(2), record_id="H2", name=PersonName(given="Amelia", family="Hart")
+    )
+    result = match_records(BY_DEMOGRAPHICS, [_answer("health", health_record(), twin)])
+    assert result.ambiguous
+    assert result.matched == ()
+
+
+def test_linked_records_with_contradicting_nhs_numbers_are_ambiguous_whatever_the_names():
+    result = match_records(
+        BY_DEMOGRAPHICS,
+        [
+            _answer("health", health_record()),
+            _answer("social_care", social_care_record(nhs=synthetic_nhs(3))),
+        ],
+    )
+    assert result.ambiguous
+    assert result.matched == ()
+
+
+def test_a_record_sharing_an_nhs_number_with_a_linked_record_is_linked_by_that_identifier():
+    renamed = social_care_record(
+        name=PersonName(given="Amy", family="Okafor"),
+        address=Address(lines=["Foster placement"], postcode="BD1 1AA"),
+    )
+    result = match_records(
+        BY_DEMOGRAPHICS, [_answer("health", health_record()), _answer("social_care", renamed)]
+    )
+    by_source = {m.source: m for m in result.matched}
+    assert by_source["health"].method is MatchMethod.DEMOGRAPHICS
+    assert by_source["social_care"].method is MatchMethod.NHS_NUMBER
+    assert "nhs_number:SHARED_WITH_LINKED_RECORD" in by_source["social_care"].reasons
+
+
+def test_a_shielded_candidate_marks_the_result_flagged():
+    shielded = social_care_record(flags=RecordFlags(shielded=True))
+    result = match_records(BY_DEMOGRAPHICS, [_answer("social_care", shielded)])
+    assert result.flagged
+    clean = match_records(BY_DEMOGRAPHICS, [_answer("social_care", social_care_record())])
+    assert not clean.flagged
+
+
+def test_two_linked_records_that_cannot_be_one_child_make_the_lookup_ambiguous():
+    alex = LookupQuery(
+        purpose=Purpose.SAFEGUARDING_ENQUIRY,
+        demographics=AMELIA.model_copy(update={"given": "Alex", "sex": None}),
+    )
+    alexander = health_record(nhs=None, name=PersonName(given="Alexander", family="Hart"))
+    alexandra = school_record(nhs=None, name=PersonName(given="Alexandra", family="Hart"))
+    result = match_records(alex, [_answer("health", alexander), _answer("education", alexandra)])
+    assert result.ambiguous
+    assert result.matched == ()
+
+
+def test_copies_using_different_short_forms_of_the_same_name_still_link():
+    isabella = LookupQuery(
+        purpose=Purpose.SAFEGUARDING_ENQUIRY,
+        demographics=AMELIA.model_copy(update={"given": "Isabella"}),
+    )
+    records = [
+        _answer(
+            "health", health_record(nhs=None, name=PersonName(given="Isabella", family="Hart"))
+        ),
+        _answer(
+            "education", school_record(nhs=None, name=PersonName(given="Bella", family="Hart"))
+        ),
+        _answer(
+            "social_care",
+            social_care_record(nhs=None, name=PersonName(given="Izzy", family="Hart")),
+        ),
+    ]
+    result = match_records(isabella, records)
+    assert not result.ambiguous
+    assert [m.source for m in result.matched] == ["health", "education", "social_care"]

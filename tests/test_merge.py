@@ -1,7 +1,13 @@
-from connectors.protocol import FieldId
-from gateway.merge import merge
+from datetime import timedelta
+from functools import partial
+
+from connectors.protocol import Address, FieldId, PersonName
+from gateway.config import DEFAULT_FIELD_AUTHORITY
+from gateway.merge import merge as merge_with
 from gateway.types import MatchedRecord, MatchMethod, ReleasedRecord
-from tests.factories import health_record, school_record, social_care_record
+from tests.factories import AS_OF, health_record, school_record, social_care_record
+
+merge = partial(merge_with, authority=DEFAULT_FIELD_AUTHORITY)
 
 
 def _released(source, record):
@@ -45,3 +51,54 @@ def test_identical_entries_from_two_sources_appear_once():
     child = merge([_released("health", health_record()), _released("social_care", twin)])
     assert child is not None
     assert len(child.involvements) == 2
+
+
+MOVED = Address(lines=["9 Elsewhere Road", "Leeds"], postcode="LS11 5QT")
+
+
+def test_disagreeing_values_take_the_authoritative_source_and_are_flagged_as_conflicts():
+    child = merge(
+        [
+            _released("social_care", social_care_record(address=MOVED)),
+            _released("health", health_record()),
+        ]
+    )
+    assert child is not None
+    assert child.address is not None
+    assert (child.address.source, child.address.value.postcode) == ("health", "LS6 2AB")
+    conflicts = {c.field: c for c in child.conflicts}
+    assert conflicts[FieldId.ADDRESS].chosen == "health"
+    assert conflicts[FieldId.ADDRESS].disagreeing == ("social_care",)
+
+
+def test_spelling_case_and_spacing_differences_are_not_conflicts():
+    shouty = social_care_record(
+        name=PersonName(given="AMELIA", family="hart"),
+        address=Address(lines=["1  test street", "LEEDS"], postcode="ls62ab"),
+    )
+    child = merge([_released("health", health_record()), _released("social_care", shouty)])
+    assert child is not None
+    assert child.conflicts == ()
+
+
+def test_without_an_authority_for_the_field_the_most_recent_record_wins():
+    older = health_record(address=MOVED, as_of=AS_OF - timedelta(days=30))
+    newer = social_care_record()
+    child = merge_with([_released("health", older), _released("social_care", newer)], authority={})
+    assert child is not None
+    assert child.address is not None
+    assert child.address.source == "social_care"
+    assert [c.field for c in child.conflicts] == [FieldId.ADDRESS]
+
+
+def test_the_authority_order_is_configurable_per_field():
+    child = merge_with(
+        [
+            _released("health", health_record()),
+            _released("social_care", social_care_record(address=MOVED)),
+        ],
+        authority={FieldId.ADDRESS: ("social_care", "health")},
+    )
+    assert child is not None
+    assert child.address is not None
+    assert child.address.source == "social_care"

@@ -1,0 +1,125 @@
+"""The benchmarked system, started as `childlookup` processes on loopback: the three reference
+connectors over a written population and the gateway in front of them, exactly as deployed.
+
+Separate processes, so the benchmark driver's own work never shares a core's interpreter with the
+gateway's; every process is terminated on exit, whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from connectors.reference import REFERENCE_AGENCIES
+from connectors.serving import free_port
+from gateway.config import reference_source
+from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
+
+NO_LIMITS: Mapping[str, str] = {
+    # One bench user looks up thousands of children a minute: lift the anti-harvesting limits,
+    # which are measured in the tests, not here.
+    "CHILDLOOKUP_LOOKUPS_PER_USER_PER_MINUTE": "1000000",
+    "CHILDLOOKUP_LOOKUPS_PER_ORGANISATION_PER_MINUTE": "1000000",
+    "CHILDLOOKUP_DISTINCT_CHILDREN_PER_USER_PER_DAY": "1000000",
+}
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    graphql_url: str
+    token: str
+    audit_db: Path
+
+
+def wait_ready(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+@contextlib.contextmanager
+def running_stack(
+    work: Path,
+    population: Path,
+    *,
+    latency_ms: float = 0.0,
+    gateway_env: Mapping[str, str] | None = None,
+    role: str = "social_worker",
+) -> Iterator[RunningStack]:
+    """Connectors serving `population/<agency>.jsonl` and a gateway with its state in `work`,
+    answer cache off; yields its GraphQL URL and a dev token for `role`."""
+    ensure_dev_keys(work)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        sources = []
+        for name in REFERENCE_AGENCIES:
+            port = free_port()
+            processes.append(
+                _childlookup(
+                    [
+                        *("connector", "serve", "--agency", name, "--port", str(port)),
+                        *("--records", str(population / f"{name}.jsonl")),
+                        *("--latency-ms", str(latency_ms)),
+                    ],
+                    env,
+                )
+            )
+            sources.append(
+                reference_source(name, f"http://127.0.0.1:{port}").model_dump(mode="json")
+            )
+        for source in sources:
+            wait_ready(f"{source['url'].rstrip('/')}/healthz")
+        config = work / "sources.json"
+        config.write_text(json.dumps({"sources": sources}))
+        port = free_port()
+        audit_db = work / "audit.sqlite3"
+        processes.append(
+            _childlookup(
+                ["serve", "--config", str(config), "--port", str(port)],
+                env
+                | dict(NO_LIMITS)
+                | {
+                    "CHILDLOOKUP_STATE_DIR": str(work),
+                    "CHILDLOOKUP_CACHE_TTL_S": "0",
+                    "CHILDLOOKUP_AUDIT_DB": str(audit_db),
+                }
+                | dict(gateway_env or {}),
+            )
+        )
+        wait_ready(f"http://127.0.0.1:{port}/readyz")
+        token = issue_dev_token(
+            (work / PRIVATE_KEY_FILE).read_bytes(),
+            role=role,
+            organisation="BENCH",
+            name="Bench",
+            issuer="childlookup-dev",
+            audience="childlookup-gateway",
+        )
+        yield RunningStack(f"http://127.0.0.1:{port}/graphql", token, audit_db)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=15)
+
+
+def _childlookup(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", *args], env=dict(env), stdout=subprocess.DEVNULL
+    )

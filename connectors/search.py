@@ -1,0 +1,381 @@
+"""Candidate search (blocking): which of an agency's records could be the child a practitioner
+described by name, date of birth and postcode, found in well under a millisecond.
+
+The connector's job is recall with a bounded answer; the gateway's Fellegi-Sunter model, not the
+connector, decides which candidate is the child. So the search is forgiving about how each detail
+was keyed - names agree when spelt alike, when their Soundex codes agree or when one keying slip
+apart; a date of birth also agrees read with day and month swapped; a family name also agrees with
+a former family name - and strict about how many details must agree: at least two of given name,
+family name, date of birth and full postcode.
+
+Why two. One agreeing detail is what a child shares with strangers: a neighbour's child has the
+same postcode, a classmate may share the date of birth, and hundreds of children share a family
+name. Returning them would send other children's details to the gateway for nothing, since no
+linkage model can link on one detail. Two agreements keep every record that has drifted in at most
+two details (a nickname and a house move, say) and still cut a city's records down to a handful,
+mostly siblings at the same address. The price is that a record wrong in three of the four details
+is not offered; the gateway could not have linked it safely either, and the practitioner is told
+to refine the lookup.
+
+The two names alone are not enough either: in a city, several children share a given and family
+name, and a namesake born in another year and living elsewhere is another child. Names count
+without the date of birth or postcode only when the date differs in just one part (day, month or
+year), as a mistyped date does.
+
+Candidates are the union of three blocks: the records born on the query's date of birth (as given
+and swapped), those at its postcode, and those whose given and family names (current or former)
+have the query's Soundex codes. Every record agreeing on two details by spelling or sound is in
+one of them. A name one slip away counts only for records found through a block, so the one kind
+of record the rule would keep but the blocks miss agrees on its date (one part off) and its two
+names, one of them misspelt beyond what Soundex absorbs.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Final
+
+from connectors.protocol import ConnectorRecord, Demographics, Sex
+
+DEFAULT_LIMIT: Final = 10
+"""Candidates returned at most per search: room for a child, their siblings and a namesake, and
+still few enough that a search never turns into a list of the area's children."""
+
+MIN_AGREEMENTS: Final = 2
+
+# Ranking weights, by how rarely two different children agree on the detail by chance. A date of
+# birth is shared with about one child in 6,500 in an area, a given or family name with one in a
+# few hundred, so the date outweighs either name, even read swapped: the swap is a rare slip, but
+# agreeing with it by chance is as rare as agreeing with the date. A postcode weighs least because
+# siblings share it. A phonetic or one-slip name match is weaker evidence than an exact one. The
+# postcode sector and sex only order candidates; they are too common to count as an agreement.
+_EXACT_DATE: Final = 6
+_SWAPPED_DATE: Final = 5
+_EXACT_NAME: Final = 4
+_PHONETIC_NAME: Final = 3
+_SLIPPED_NAME: Final = 2
+# Below three letters every name is one slip from dozens of others ("Al", "Ali", "Ai").
+_MIN_SLIPPED_LENGTH: Final = 3
+_POSTCODE: Final = 3
+_SECTOR: Final = 1
+_SEX: Final = 1
+
+_SOUNDEX_CODES: Final = {
+    **dict.fromkeys("bfpv", "1"),
+    **dict.fromkeys("cgjkqsxz", "2"),
+    **dict.fromkeys("dt", "3"),
+    "l": "4",
+    **dict.fromkeys("mn", "5"),
+    "r": "6",
+}
+_SOUNDEX_SEPARATORS: Final = frozenset("aeiouy")
+
+
+def soundex(name: str) -> str:
+    """American Soundex of the letters a-z in `name`: "Robert" and "Rupert" are both "R163".
+
+    Doubled letters, most vowel changes and many typing slips keep the code, which is what lets a
+    misspelt name still agree and be found; a different first letter changes it, which the
+    one-slip comparison and the date and postcode blocks make up for.
+    Returns "" when `name` has no letter a-z.
+    """
+    letters = [c for c in name.lower() if "a" <= c <= "z"]
+    if not letters:
+        return ""
+    code = letters[0].upper()
+    previous = _SOUNDEX_CODES.get(letters[0], "")
+    for letter in letters[1:]:
+        digit = _SOUNDEX_CODES.get(letter)
+        if digit is None:
+            # A vowel separates two equal codes ("Tymczak": the z and the k both count); h and w
+            # do not ("Ashcraft": the s and the c are one).
+            if letter in _SOUNDEX_SEPARATORS:
+                previous = ""
+            continue
+        if digit != previous:
+            code += digit
+            if len(code) == 4:
+                return code
+        previous = digit
+    return code.ljust(4, "0")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _NameKeys:
+    """The forms one name is compared by: normalised spellings and their Soundex codes.
+
+    Compared and hashed by identity: the index keeps one per distinct name, so identity is
+    equality there, and hashing it costs nothing per candidate.
+    """
+
+    spellings: frozenset[str]
+    codes: frozenset[str]
+
+    def agreement(self, other: _NameKeys) -> int:
+        if not self.spellings.isdisjoint(other.spellings):
+            return _EXACT_NAME
+        if not self.codes.isdisjoint(other.codes):
+            return _PHONETIC_NAME
+        for mine in self.spellings:
+            for theirs in other.spellings:
+                if _one_slip_apart(mine, theirs):
+                    return _SLIPPED_NAME
+        return 0
+
+
+def _one_slip_apart(a: str, b: str) -> bool:
+    """Whether two spellings are at most one keying slip apart: a letter replaced, dropped,
+    added, or swapped with its neighbour ("Stevens", "Stecens"; "Barrett", "Abrrett")."""
+    if abs(len(a) - len(b)) > 1 or min(len(a), len(b)) < _MIN_SLIPPED_LENGTH:
+        return False
+    i = 0
+    while i < len(a) and i < len(b) and a[i] == b[i]:
+        i += 1
+    if len(a) == len(b):
+        replaced = a[i + 1 :] == b[i + 1 :]
+        swapped = a[i : i + 2] == b[i : i + 2][::-1] and a[i + 2 :] == b[i + 2 :]
+        return replaced or swapped
+    longer, shorter = (a, b) if len(a) > len(b) else (b, a)
+    return longer[i + 1 :] == shorter[i:]
+
+
+def _name_keys(names: Iterable[str]) -> _NameKeys:
+    """Keys for one or more names of a person: "Anne-Marie" gives "annemarie", "anne" and "marie",
+    so a record that kept only part of a double name still agrees.
+
+    A spelling with no letter a-z (a name in another script) is its own code, so that every exact
+    agreement is also a phonetic one and the name blocks never miss an exactly agreeing name.
+    """
+    spellings = {spelling for name in names for spelling in _spellings(name)}
+    codes = {soundex(spelling) or spelling for spelling in spellings}
+    return _NameKeys(frozenset(spellings), frozenset(codes))
+
+
+def _spellings(name: str) -> set[str]:
+    """Case- and accent-free letters of the whole name and of each part of it ("Zoë O'Brien-Ng":
+    "zoeobrienng", "zoe", "obrien", "ng")."""
+    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    parts = [
+        "".join(c for c in part if c.isalpha()) for part in decomposed.replace("-", " ").split()
+    ]
+    parts = [part for part in parts if part]
+    whole = "".join(parts)
+    return ({whole} | set(parts)) if whole else set()
+
+
+def _postcode_keys(postcode: str) -> tuple[str, str | None]:
+    """The postcode as "LS6 3AB" whatever its case and spacing, and its sector ("LS6 3"), which
+    is None when too short to be a postcode."""
+    compact = "".join(postcode.split()).upper()
+    if len(compact) < 5:
+        return compact, None
+    outward, inward = compact[:-3], compact[-3:]
+    return f"{outward} {inward}", f"{outward} {inward[0]}"
+
+
+def _swapped(born: date) -> date | None:
+    """The date with day and month exchanged, when that is another real date."""
+    if born.day > 12 or born.day == born.month:
+        return None
+    return born.replace(month=born.day, day=born.month)
+
+
+@dataclass(frozen=True, slots=True)
+class _Person:
+    """What one record (or the query) says about who the child is, normalised for comparing."""
+
+    given: _NameKeys | None
+    family: _NameKeys | None
+    born: date | None
+    postcode: str | None
+    sector: str | None
+    sex: Sex | None
+
+    def name_blocks(self) -> set[str]:
+        if self.given is None or self.family is None:
+            return set()
+        return {f"{g}|{f}" for g in self.given.codes for f in self.family.codes}
+
+
+class _Interner:
+    """Shares one copy of equal keys across records: a city's records hold a few thousand
+    distinct names, so the index keeps one copy of each rather than one per record."""
+
+    def __init__(self) -> None:
+        self._names: dict[tuple[str, ...], _NameKeys] = {}
+        self._postcodes: dict[str, tuple[str, str | None]] = {}
+
+    def name(self, names: tuple[str, ...]) -> _NameKeys:
+        keys = self._names.get(names)
+        if keys is None:
+            keys = self._names[names] = _name_keys(names)
+        return keys
+
+    def postcode(self, postcode: str) -> tuple[str, str | None]:
+        keys = self._postcodes.get(postcode)
+        if keys is None:
+            keys = self._postcodes[postcode] = _postcode_keys(postcode)
+        return keys
+
+
+def _describe(record: ConnectorRecord, interner: _Interner) -> _Person:
+    name, address = record.name, record.address
+    postcode, sector = (None, None) if address is None else interner.postcode(address.postcode)
+    return _Person(
+        given=None if name is None else interner.name((name.given,)),
+        family=None if name is None else interner.name((name.family, *name.former_family)),
+        born=record.date_of_birth,
+        postcode=postcode,
+        sector=sector,
+        sex=record.sex,
+    )
+
+
+class _Scorer:
+    """Weighs candidates against one query.
+
+    Name agreements are remembered per name: the index shares one `_NameKeys` per distinct name,
+    and the children born on one day share far fewer names than there are of them.
+    """
+
+    def __init__(self, demographics: Demographics) -> None:
+        formers = () if demographics.former_family is None else (demographics.former_family,)
+        postcode, sector = _postcode_keys(demographics.postcode)
+        self.person = _Person(
+            given=_name_keys((demographics.given,)),
+            family=_name_keys((demographics.family, *formers)),
+            born=demographics.date_of_birth,
+            postcode=postcode,
+            sector=sector,
+            sex=demographics.sex,
+        )
+        self.swapped_born = _swapped(demographics.date_of_birth)
+        self._given_levels: dict[_NameKeys, int] = {}
+        self._family_levels: dict[_NameKeys, int] = {}
+
+    def weight(self, candidate: _Person) -> int | None:
+        """How strongly `candidate` agrees with the query, for ranking; None when it is no
+        candidate: fewer than two details agree, or only the two names do and the date of birth
+        differs in more than one part (see `_near_date`)."""
+        wanted = self.person
+        levels = (
+            self._date_level(candidate.born),
+            _POSTCODE
+            if candidate.postcode is not None and candidate.postcode == wanted.postcode
+            else 0,
+            self._name_level(wanted.given, candidate.given, self._given_levels),
+            self._name_level(wanted.family, candidate.family, self._family_levels),
+        )
+        if len(levels) - levels.count(0) < MIN_AGREEMENTS:
+            return None
+        if not (levels[0] or levels[1] or self._near_date(candidate.born)):
+            return None
+        weight = sum(levels)
+        same_sector = wanted.sector is not None and candidate.sector == wanted.sector
+        if same_sector and candidate.postcode != wanted.postcode:
+            weight += _SECTOR
+        if candidate.sex is not None and candidate.sex == wanted.sex:
+            weight += _SEX
+        return weight
+
+    @staticmethod
+    def _name_level(
+        wanted: _NameKeys | None, held: _NameKeys | None, known: dict[_NameKeys, int]
+    ) -> int:
+        if wanted is None or held is None:
+            return 0
+        level = known.get(held)
+        if level is None:
+            level = known[held] = wanted.agreement(held)
+        return level
+
+    def _date_level(self, born: date | None) -> int:
+        if born is None:
+            return 0
+        if born == self.person.born:
+            return _EXACT_DATE
+        return _SWAPPED_DATE if born == self.swapped_born else 0
+
+    def _near_date(self, born: date | None) -> bool:
+        """Whether `born` differs from the query's date of birth in just one of day, month and
+        year: one mistyped part, the kind of date a linkage model still scores as close."""
+        wanted = self.person.born
+        if born is None or wanted is None:
+            return False
+        same = (born.year == wanted.year) + (born.month == wanted.month) + (born.day == wanted.day)
+        return same == 2
+
+
+class CandidateIndex:
+    """The records of one agency, indexed for candidate search by demographics.
+
+    Build it once over all records (at start-up, like any index) and call `search` per lookup. It
+    works on `ConnectorRecord`s only, so any backend can use it: one whose records live in a
+    database can index slim records (record_id, name, date_of_birth, sex, address) and fetch the
+    full record for each candidate by record_id.
+
+    Shielded and restricted records are candidates like any other, and come back with their
+    flags: the gateway must see them to keep them hidden the same way whichever way the child was
+    looked up. Leaving them out here would make "not found" depend on the shield, which is itself
+    a disclosure.
+
+    Names (case and accents ignored) and postcodes (case and spacing ignored) are normalised
+    inside the index, so records need not be cleaned first.
+    """
+
+    def __init__(self, records: Sequence[ConnectorRecord]) -> None:
+        """Index `records`; among equally strong candidates, their order is the answer's order."""
+        interner = _Interner()
+        self._records = tuple(records)
+        self._people = [_describe(record, interner) for record in self._records]
+        by_birth: defaultdict[date, list[int]] = defaultdict(list)
+        by_postcode: defaultdict[str, list[int]] = defaultdict(list)
+        by_name: defaultdict[str, list[int]] = defaultdict(list)
+        for position, person in enumerate(self._people):
+            if person.born is not None:
+                by_birth[person.born].append(position)
+            if person.postcode is not None:
+                by_postcode[person.postcode].append(position)
+            for block in person.name_blocks():
+                by_name[block].append(position)
+        self._by_birth = dict(by_birth)
+        self._by_postcode = dict(by_postcode)
+        self._by_name = dict(by_name)
+
+    def search(
+        self, demographics: Demographics, limit: int = DEFAULT_LIMIT
+    ) -> list[ConnectorRecord]:
+        """Records agreeing with `demographics` on at least two of given name, family name, date
+        of birth and postcode (two names only with a date of birth one part off); strongest
+        agreement first, then in index order; at most `limit`.
+
+        Raises ValueError when `limit` is less than 1.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        scorer = _Scorer(demographics)
+        ranked = []
+        for position in self._blocks(scorer):
+            weight = scorer.weight(self._people[position])
+            if weight is not None:
+                ranked.append((-weight, position))
+        ranked.sort()
+        return [self._records[position] for _, position in ranked[:limit]]
+
+    def _blocks(self, query: _Scorer) -> set[int]:
+        """Positions in any block the query falls in: its date of birth as given and swapped, its
+        postcode, and each phonetic pair of its given and (current or former) family names."""
+        person = query.person
+        positions: set[int] = set()
+        for born in (person.born, query.swapped_born):
+            if born is not None:
+                positions.update(self._by_birth.get(born, ()))
+        if person.postcode is not None:
+            positions.update(self._by_postcode.get(person.postcode, ()))
+        for block in person.name_blocks():
+            positions.update(self._by_name.get(block, ()))
+        return positions

@@ -1,0 +1,162 @@
+"""Comparison levels: how closely two people agree on each field, before any weighting.
+
+Each function puts a pair of values in exactly one level, trying the strongest level first, and
+is symmetric: which side is the query and which the record never matters. A value missing on
+either side is MISSING, which the model weighs as 0 - absence is not evidence either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from typing import Final
+
+from rapidfuzz import process
+from rapidfuzz.distance import JaroWinkler
+
+from connectors.protocol import Sex
+from gateway.linkage.person import Person
+
+
+class Level(StrEnum):
+    EXACT = "EXACT"
+    NICKNAME = "NICKNAME"
+    FORMER = "FORMER"
+    PARTIAL = "PARTIAL"
+    JW_HIGH = "JW_HIGH"
+    JW_MEDIUM = "JW_MEDIUM"
+    TRANSPOSED = "TRANSPOSED"
+    ONE_OFF = "ONE_OFF"
+    FULL = "FULL"
+    SECTOR = "SECTOR"
+    DISTRICT = "DISTRICT"
+    SAME = "SAME"
+    DIFFERENT = "DIFFERENT"
+    MISSING = "MISSING"
+
+
+FIELD_LEVELS: Final[dict[str, tuple[Level, ...]]] = {
+    "given": (Level.EXACT, Level.NICKNAME, Level.JW_HIGH, Level.JW_MEDIUM, Level.DIFFERENT),
+    "family": (
+        Level.EXACT,
+        Level.FORMER,
+        Level.PARTIAL,
+        Level.JW_HIGH,
+        Level.JW_MEDIUM,
+        Level.DIFFERENT,
+    ),
+    "date_of_birth": (Level.EXACT, Level.TRANSPOSED, Level.ONE_OFF, Level.DIFFERENT),
+    "postcode": (Level.FULL, Level.SECTOR, Level.DISTRICT, Level.DIFFERENT),
+    "sex": (Level.SAME, Level.DIFFERENT),
+}
+"""The levels each field's weights must be configured for, strongest first (MISSING is always 0)."""
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """Jaro-Winkler cut-offs for one name field: at or above `high` is JW_HIGH, at or above
+    `medium` JW_MEDIUM, below it DIFFERENT."""
+
+    high: float
+    medium: float
+
+    def level(self, a: str, b: str) -> Level:
+        return self._level(JaroWinkler.similarity(a, b, score_cutoff=self.medium))
+
+    def closest_level(
+        self, a: str, a_equivalents: Collection[str], b: str, b_equivalents: Collection[str]
+    ) -> Level:
+        """The level of `a` against `b`, or of a name with no equivalents against the other's
+        equivalents if that is closer: a slip for a short form ("Bikl") is close to the full
+        name (William) through it (Bill)."""
+        best = JaroWinkler.similarity(a, b, score_cutoff=self.medium)
+        if b_equivalents and not a_equivalents:
+            best = max(best, self._closest(a, b_equivalents))
+        if a_equivalents and not b_equivalents:
+            best = max(best, self._closest(b, a_equivalents))
+        return self._level(best)
+
+    def _closest(self, name: str, candidates: Collection[str]) -> float:
+        match = process.extractOne(
+            name, candidates, scorer=JaroWinkler.similarity, score_cutoff=self.medium
+        )
+        return 0.0 if match is None else float(match[1])
+
+    def _level(self, similarity: float) -> Level:
+        if similarity >= self.high:
+            return Level.JW_HIGH
+        if similarity >= self.medium:
+            return Level.JW_MEDIUM
+        return Level.DIFFERENT
+
+
+def given_level(a: Person, b: Person, similarity: Similarity) -> Level:
+    """EXACT; NICKNAME when one name stands for the other (Bob, Robert); otherwise, if either
+    name is not one we recognise (most likely a keying slip), how close the spellings are.
+
+    Two recognised names that are not equivalent are DIFFERENT however alike they look: Ella and
+    Bella, Oliver and Olivia are names parents give to twins. For the same reason, when both
+    sexes are known and differ only an exact name agrees: Alex and Alexandra, Sam and Samantha.
+    """
+    if a.given_key is None or b.given_key is None:
+        return Level.MISSING
+    if a.given_key == b.given_key:
+        return Level.EXACT
+    if a.sex is not None and b.sex is not None and a.sex != b.sex:
+        return Level.DIFFERENT
+    if b.given_key in a.given_equivalents:
+        return Level.NICKNAME
+    if a.given_recognised and b.given_recognised:
+        return Level.DIFFERENT
+    return similarity.closest_level(
+        a.given_key, a.given_equivalents, b.given_key, b.given_equivalents
+    )
+
+
+def family_level(a: Person, b: Person, similarity: Similarity) -> Level:
+    """EXACT; FORMER when one side's current name is a former name on the other (a change a
+    stale copy missed); PARTIAL when a double-barrelled name shares a part with the other;
+    otherwise how close the spellings are."""
+    if a.family_key is None or b.family_key is None:
+        return Level.MISSING
+    if a.family_key == b.family_key:
+        return Level.EXACT
+    if a.family_key in b.former_keys or b.family_key in a.former_keys:
+        return Level.FORMER
+    if a.family_parts & b.family_parts:
+        return Level.PARTIAL
+    return similarity.level(a.family_key, b.family_key)
+
+
+def date_level(a: date | None, b: date | None) -> Level:
+    """TRANSPOSED is the date read the other way round (4 March as 3 April); ONE_OFF, exactly
+    one of day, month and year differing, is how a single keying slip in a date shows."""
+    if a is None or b is None:
+        return Level.MISSING
+    if a == b:
+        return Level.EXACT
+    if a.year == b.year and a.day == b.month and a.month == b.day:
+        return Level.TRANSPOSED
+    if (a.year != b.year) + (a.month != b.month) + (a.day != b.day) == 1:
+        return Level.ONE_OFF
+    return Level.DIFFERENT
+
+
+def postcode_level(a: Person, b: Person) -> Level:
+    if a.postcode is None or b.postcode is None:
+        return Level.MISSING
+    if a.postcode == b.postcode:
+        return Level.FULL
+    if a.postcode_sector == b.postcode_sector:
+        return Level.SECTOR
+    if a.postcode_district == b.postcode_district:
+        return Level.DISTRICT
+    return Level.DIFFERENT
+
+
+def sex_level(a: Sex | None, b: Sex | None) -> Level:
+    if a is None or b is None:
+        return Level.MISSING
+    return Level.SAME if a == b else Level.DIFFERENT

@@ -1,0 +1,280 @@
+"""The Fellegi-Sunter linkage model: per-field comparison levels weighed by log2(m/u).
+
+For each field and level, m is the chance that two records of the *same* child fall in that level
+and u the chance that records of two *different* children do. A pair's match weight is the sum of
+log2(m/u) over its fields: each bit doubles the odds that the pair is one child. Bands are cut on
+that weight, and the posterior probability reported with it combines the weight with a configured
+prior. Where the m and u values come from, and why the defaults are what they are, is in
+docs/matching.md.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+from gateway.linkage.compare import (
+    FIELD_LEVELS,
+    Level,
+    Similarity,
+    date_level,
+    family_level,
+    given_level,
+    postcode_level,
+    sex_level,
+)
+from gateway.linkage.person import Person
+
+_DEFAULT_CONFIG: Final = "model.toml"
+_NAME_FIELDS: Final = ("given", "family")
+# m and u sum to at most 1 across a field's levels; allow for rounding in a hand-written file.
+_SUM_TOLERANCE: Final = 1e-6
+
+
+class LinkageConfigError(ValueError):
+    """A linkage config file that cannot be used; the message names the file and the problem."""
+
+
+class Band(StrEnum):
+    LINKED = "LINKED"
+    POSSIBLE = "POSSIBLE"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How one field compared, and the evidence (in bits) that contributed to the weight."""
+
+    field: str
+    level: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class Score:
+    weight: float
+    """Total log2 match weight: the sum of the comparisons' weights."""
+    probability: float
+    """Posterior probability that the pair is one child, from the weight and the model's prior."""
+    band: Band
+    comparisons: tuple[Comparison, ...]
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the pair scored as it did, e.g. ("given:NICKNAME", "family:EXACT", ...): levels
+        only, never values, so they can go into the audit record."""
+        return tuple(f"{c.field}:{c.level}" for c in self.comparisons)
+
+
+@dataclass(frozen=True)
+class LinkageModel:
+    """Scores pairs of people; immutable, so one instance is shared by every lookup. Build it
+    with load(): the weights come from a config file, never from code."""
+
+    link_threshold: float
+    possible_threshold: float
+    prior: float
+    _comparisons: Mapping[str, Mapping[Level, Comparison]]
+    _given_similarity: Similarity
+    _family_similarity: Similarity
+
+    def __post_init__(self) -> None:
+        _check_thresholds(self.link_threshold, self.possible_threshold)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> LinkageModel:
+        """Read a model from a TOML file; None reads the packaged defaults (model.toml)."""
+        if path is None:
+            source = resources.files(__package__).joinpath(_DEFAULT_CONFIG)
+            name = f"{__package__}/{_DEFAULT_CONFIG}"
+        else:
+            source, name = path, str(path)
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise LinkageConfigError(f"{name}: cannot read linkage config: {exc}") from exc
+        try:
+            return cls._from_config(tomllib.loads(text))
+        except tomllib.TOMLDecodeError as exc:
+            raise LinkageConfigError(f"{name}: not valid TOML: {exc}") from exc
+        except LinkageConfigError as exc:
+            raise LinkageConfigError(f"{name}: {exc}") from exc
+
+    @classmethod
+    def _from_config(cls, config: Mapping[str, Any]) -> LinkageModel:
+        _reject_unknown(
+            config, {"prior", "link_threshold", "possible_threshold", *FIELD_LEVELS}, ""
+        )
+        fields = {name: _field_config(config, name) for name in FIELD_LEVELS}
+        similarity = {name: _similarity(config[name], name) for name in _NAME_FIELDS}
+        link_threshold = _number(config, "link_threshold", "")
+        possible_threshold = _number(config, "possible_threshold", "")
+        _check_thresholds(link_threshold, possible_threshold)
+        _check_twins_cannot_link(fields, link_threshold)
+        return cls(
+            link_threshold=link_threshold,
+            possible_threshold=possible_threshold,
+            prior=_probability(config, "prior", "", open_at_one=True),
+            _comparisons=fields,
+            _given_similarity=similarity["given"],
+            _family_similarity=similarity["family"],
+        )
+
+    def with_thresholds(self, link: float, possible: float) -> LinkageModel:
+        """The same weights with other band thresholds (for threshold sweeps)."""
+        return replace(self, link_threshold=link, possible_threshold=possible)
+
+    def weight(self, field: str, level: str) -> float:
+        """The configured weight of one field's level (0 for MISSING)."""
+        return self._comparisons[field][Level(level)].weight
+
+    def score(self, a: Person, b: Person) -> Score:
+        """Score a pair; symmetric, so query-vs-record and record-vs-record read the same."""
+        tables = self._comparisons
+        comparisons = (
+            tables["given"][given_level(a, b, self._given_similarity)],
+            tables["family"][family_level(a, b, self._family_similarity)],
+            tables["date_of_birth"][date_level(a.date_of_birth, b.date_of_birth)],
+            tables["postcode"][postcode_level(a, b)],
+            tables["sex"][sex_level(a.sex, b.sex)],
+        )
+        weight = sum(c.weight for c in comparisons)
+        return Score(weight, self._probability(weight), self.band(weight), comparisons)
+
+    def band(self, weight: float) -> Band:
+        """The band a total weight falls in under this model's thresholds."""
+        if weight >= self.link_threshold:
+            return Band.LINKED
+        if weight >= self.possible_threshold:
+            return Band.POSSIBLE
+        return Band.REJECTED
+
+    def _probability(self, weight: float) -> float:
+        log_odds = weight + math.log2(self.prior / (1.0 - self.prior))
+        if log_odds >= 0:
+            return 1.0 / (1.0 + math.exp2(-log_odds))
+        odds = math.exp2(log_odds)
+        return odds / (1.0 + odds)
+
+
+def _check_thresholds(link: float, possible: float) -> None:
+    for name, value in (("link_threshold", link), ("possible_threshold", possible)):
+        if not math.isfinite(value):
+            raise LinkageConfigError(f"{name} must be a finite number of bits, not {value}")
+    if link < possible:
+        raise LinkageConfigError(
+            f"link_threshold ({link}) is below possible_threshold ({possible}): a pair strong "
+            "enough to link would be weaker than one only reported as possible"
+        )
+
+
+def _check_twins_cannot_link(
+    fields: Mapping[str, Mapping[Level, Comparison]], link_threshold: float
+) -> None:
+    """Refuse weights under which twins could be merged.
+
+    Twins agree on family name, date of birth, postcode and usually sex; only the given name
+    tells them apart. Whatever else is configured, a given name that is not the same name must
+    keep such a pair below the link threshold - the one mistake linkage must never make.
+    """
+    household = sum(
+        max(c.weight for c in fields[name].values())
+        for name in ("family", "date_of_birth", "postcode", "sex")
+    )
+    for level in (Level.JW_MEDIUM, Level.DIFFERENT):
+        twin = household + fields["given"][level].weight
+        if twin >= link_threshold:
+            raise LinkageConfigError(
+                f"given.levels.{level}: twins (same family name, date of birth, postcode and "
+                f"sex; given names {level}) would score {twin:.1f} bits, at or above "
+                f"link_threshold ({link_threshold}), and be merged; lower that level's m or "
+                "raise the threshold"
+            )
+
+
+def _field_config(config: Mapping[str, Any], field: str) -> dict[Level, Comparison]:
+    section = _table(config, field, "")
+    allowed = {"levels", "jaro_winkler"} if field in _NAME_FIELDS else {"levels"}
+    _reject_unknown(section, allowed, field)
+    levels = _table(section, "levels", field)
+    expected = FIELD_LEVELS[field]
+    _reject_unknown(levels, set(expected), f"{field}.levels")
+    comparisons = {Level.MISSING: Comparison(field, Level.MISSING, 0.0)}
+    m_total = u_total = 0.0
+    for level in expected:
+        where = f"{field}.levels.{level}"
+        if level not in levels:
+            raise LinkageConfigError(f"{where} is missing: every level needs m and u")
+        pair = _table(levels, level, f"{field}.levels")
+        _reject_unknown(pair, {"m", "u"}, where)
+        m = _probability(pair, "m", where)
+        u = _probability(pair, "u", where)
+        m_total += m
+        u_total += u
+        comparisons[level] = Comparison(field, level, math.log2(m / u))
+    for name, total in (("m", m_total), ("u", u_total)):
+        if total > 1.0 + _SUM_TOLERANCE:
+            raise LinkageConfigError(
+                f"{field}: the {name} probabilities of its levels add up to {total:.6g}; they "
+                "share out one population of pairs, so they cannot exceed 1"
+            )
+    return comparisons
+
+
+def _similarity(section: Mapping[str, Any], field: str) -> Similarity:
+    where = f"{field}.jaro_winkler"
+    table = _table(section, "jaro_winkler", field)
+    _reject_unknown(table, {"high", "medium"}, where)
+    high = _probability(table, "high", where)
+    medium = _probability(table, "medium", where)
+    if medium > high:
+        raise LinkageConfigError(f"{where}: medium ({medium}) must not be above high ({high})")
+    return Similarity(high=high, medium=medium)
+
+
+def _table(config: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    path = f"{where}.{key}" if where else key
+    if key not in config:
+        raise LinkageConfigError(f"[{path}] is missing")
+    value = config[key]
+    if not isinstance(value, Mapping):
+        raise LinkageConfigError(f"{path} must be a table, not {value!r}")
+    return value
+
+
+def _number(config: Mapping[str, Any], key: str, where: str) -> float:
+    path = f"{where}.{key}" if where else key
+    if key not in config:
+        raise LinkageConfigError(f"{path} is missing")
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise LinkageConfigError(f"{path} must be a number, not {value!r}")
+    return float(value)
+
+
+def _probability(
+    config: Mapping[str, Any], key: str, where: str, *, open_at_one: bool = False
+) -> float:
+    """A probability in (0, 1] - or (0, 1) for a prior, whose odds must be finite."""
+    value = _number(config, key, where)
+    path = f"{where}.{key}" if where else key
+    upper_ok = value < 1.0 if open_at_one else value <= 1.0
+    if not (value > 0.0 and upper_ok):
+        interval = "(0, 1)" if open_at_one else "(0, 1]"
+        raise LinkageConfigError(f"{path} must be in {interval}, not {value}")
+    return value
+
+
+def _reject_unknown(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        place = f" in [{where}]" if where else ""
+        raise LinkageConfigError(
+            f"unknown key {unknown[0]!r}{place}; expected one of {', '.join(sorted(allowed))}"
+        )

@@ -1,0 +1,182 @@
+"""The attributes record linkage compares, normalised once so that scoring a pair is only lookups.
+
+Every source spells names, postcodes and sexes its own way. A Person holds them in one form -
+names case-folded without accents or punctuation, postcodes as "SW1A 1AA" - plus the keys the
+comparisons need, so that a candidate compared with many others is normalised only once.
+
+Values that say nothing about the child become None (and so compare as MISSING, weight 0) rather
+than agreeing by accident: placeholder names such as "Baby" (two newborn twins registered as
+"Baby Smith" would otherwise agree on everything), sex "unknown", and postcodes that are not UK
+postcodes ("NFA" for no fixed abode would make every child without a home agree on postcode).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Final
+
+from connectors.protocol import ConnectorRecord, Demographics, Sex
+from gateway.linkage.nicknames import equivalent_names, is_recognised
+
+# Names a record holds when the real one is not known: never evidence that two records agree.
+_PLACEHOLDER_NAMES: Final = frozenset(
+    {
+        "baby", "baby boy", "baby girl", "babyboy", "babygirl", "boy", "girl", "infant", "newborn",
+        "twin", "twin a", "twin b", "twin one", "twin two", "unknown", "not known", "notknown",
+        "nk", "unnamed", "no name", "x", "xx", "xxx", "test",
+    }
+)  # fmt: skip
+
+# Words that start many unrelated family names; sharing one says nothing ("de Souza", "de Silva").
+_FAMILY_PARTICLES: Final = frozenset(
+    {
+        "al", "bin", "binti", "da", "das", "de", "del", "della", "den", "der", "di", "dos", "du",
+        "el", "la", "le", "mac", "mc", "st", "van", "von",
+    }
+)  # fmt: skip
+
+# Straight, curly and backtick apostrophes, and the acute accent typed in their place.
+_APOSTROPHES: Final = re.compile("['\u2019\u2018`\u00b4]")
+_SEPARATORS: Final = re.compile(r"[\W\d_]+")
+# Latin letters that Unicode does not decompose into a base letter and an accent (Łukasz, Søren).
+_UNDECOMPOSED: Final = str.maketrans(
+    {
+        "ł": "l",
+        "ø": "o",
+        "đ": "d",
+        "ð": "d",
+        "ħ": "h",
+        "\u0131": "i",
+        "þ": "th",
+        "æ": "ae",
+        "œ": "oe",
+    }
+)
+_POSTCODE: Final = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)([0-9][A-Z]{2})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One record's (or one query's) identifying attributes, in the form linkage compares.
+
+    The constructor normalises whatever it is given, so a Person built by hand compares exactly
+    like one built from a record. Names keep their word breaks ("mary jane"); the comparison keys
+    drop them, so "Mary-Jane", "Mary Jane" and "MaryJane" are the same name.
+    """
+
+    given: str | None
+    family: str | None
+    former_family: tuple[str, ...] = ()
+    date_of_birth: date | None = None
+    postcode: str | None = None
+    sex: Sex | None = None
+
+    given_key: str | None = field(init=False, repr=False, compare=False)
+    given_recognised: bool = field(init=False, repr=False, compare=False)
+    given_equivalents: frozenset[str] = field(init=False, repr=False, compare=False)
+    family_key: str | None = field(init=False, repr=False, compare=False)
+    family_parts: frozenset[str] = field(init=False, repr=False, compare=False)
+    former_keys: frozenset[str] = field(init=False, repr=False, compare=False)
+    postcode_sector: str | None = field(init=False, repr=False, compare=False)
+    postcode_district: str | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        given = normalise_name(self.given)
+        family = normalise_name(self.family)
+        former = tuple(
+            name for name in map(normalise_name, self.former_family) if name and name != family
+        )
+        postcode = normalise_postcode(self.postcode)
+        given_key = _key(given)
+        family_key = _key(family)
+        values = {
+            "given": given,
+            "family": family,
+            "former_family": former,
+            "postcode": postcode,
+            "sex": None if self.sex is Sex.UNKNOWN else self.sex,
+            "given_key": given_key,
+            "given_recognised": is_recognised(given_key) if given_key else False,
+            "given_equivalents": equivalent_names(given_key) if given_key else frozenset(),
+            "family_key": family_key,
+            "family_parts": _parts(family),
+            "former_keys": frozenset(name.replace(" ", "") for name in former),
+            "postcode_sector": postcode[:-2] if postcode else None,
+            "postcode_district": postcode[:-4] if postcode else None,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_record(cls, record: ConnectorRecord) -> Person:
+        """The linkage view of a connector record; fields the source did not send are missing."""
+        name = record.name
+        return cls(
+            given=name.given if name else None,
+            family=name.family if name else None,
+            former_family=tuple(name.former_family) if name else (),
+            date_of_birth=record.date_of_birth,
+            postcode=record.address.postcode if record.address else None,
+            sex=record.sex,
+        )
+
+    @classmethod
+    def from_demographics(cls, demographics: Demographics) -> Person:
+        """The linkage view of a practitioner's demographic query."""
+        former = demographics.former_family
+        return cls(
+            given=demographics.given,
+            family=demographics.family,
+            former_family=(former,) if former else (),
+            date_of_birth=demographics.date_of_birth,
+            postcode=demographics.postcode,
+            sex=demographics.sex,
+        )
+
+
+def normalise_name(raw: str | None) -> str | None:
+    """Case-folded words without accents: "Zoë O'Brien-Smith" -> "zoe obrien smith".
+
+    Apostrophes join (O'Brien is one word), every other non-letter separates, and a placeholder
+    name such as "Baby" or "Unknown" is no name at all.
+    """
+    if raw is None:
+        return None
+    text = _APOSTROPHES.sub("", raw).casefold()
+    if not text.isascii():
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in decomposed if not unicodedata.combining(c))
+        text = text.translate(_UNDECOMPOSED)
+    words = _SEPARATORS.sub(" ", text).split()
+    name = " ".join(words)
+    if not name or name in _PLACEHOLDER_NAMES:
+        return None
+    return name
+
+
+def normalise_postcode(raw: str | None) -> str | None:
+    """A UK postcode as "LS6 1AB" (any case or spacing accepted), or None if it is not one."""
+    if raw is None:
+        return None
+    compact = "".join(raw.split()).upper()
+    match = _POSTCODE.match(compact)
+    if match is None:
+        return None
+    return f"{match[1]} {match[2]}"
+
+
+def _key(name: str | None) -> str | None:
+    return name.replace(" ", "") if name else None
+
+
+def _parts(family: str | None) -> frozenset[str]:
+    """The words of a family name that can identify it on their own (for double-barrelled and
+    hyphenated names): not initials, not particles such as "de" or "van"."""
+    if family is None:
+        return frozenset()
+    return frozenset(
+        word for word in family.split() if len(word) > 1 and word not in _FAMILY_PARTICLES
+    )

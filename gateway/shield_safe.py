@@ -1,0 +1,42 @@
+"""Shield-safe search: a demographic lookup never finds a shielded or restricted child.
+
+Every demographic lookup carries a postcode, which is exactly what shielding withholds. Answering
+"found" to a query that names a postcode confirms where the child lives even if no field is
+released, so a search that reaches a shielded or restricted record - or that cannot rule one out,
+because a shield authority did not answer - comes back exactly as a search that found nobody: same
+outcome, same source statuses, no possible matches, and through the same remaining stages, so its
+timing does not tell them apart either. Identifier lookups are unaffected: holding the NHS number
+or UPN already identifies the child, and the policy then withholds location fields as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import replace
+
+from gateway.match import MatchResult
+from gateway.types import IdentifiedBy, LookupQuery, SourceStatus
+
+
+def shield_safe(
+    query: LookupQuery, matching: MatchResult, shield_authorities: Collection[str]
+) -> tuple[MatchResult, bool]:
+    """The match result the caller may learn of, and whether anything was hidden (for the audit)."""
+    if query.identified_by is not IdentifiedBy.DEMOGRAPHICS:
+        return matching, False
+    found_anything = bool(matching.matched or matching.possible or matching.ambiguous)
+    shield_known = all(a.answered for a in matching.answers if a.source in shield_authorities)
+    if not found_anything or (shield_known and not matching.flagged):
+        return matching, False
+    nothing = MatchResult(
+        answers=tuple(
+            replace(a, status=SourceStatus.NO_RECORD, records=())
+            if a.status is SourceStatus.ANSWERED
+            else a
+            for a in matching.answers
+        ),
+        matched=(),
+        unmatched={},
+        possible={},
+    )
+    return nothing, True
