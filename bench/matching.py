@@ -100,6 +100,9 @@ def run_threshold(
     env = {"CHILDLOOKUP_AUDIT_KEY": AUDIT_KEY}
     if link is not None:
         env["CHILDLOOKUP_LINK_THRESHOLD"] = str(link)
+        # A link threshold below the possible one would be refused: the possible band shrinks.
+        possible = LinkageModel.load().possible_threshold
+        env["CHILDLOOKUP_POSSIBLE_THRESHOLD"] = str(min(link, possible))
     state = work / f"state-{link}"
     state.mkdir()
     of_child = population.of_child()
