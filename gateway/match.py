@@ -57,6 +57,7 @@ class _Candidate:
     probability: float
     weight: float
     reasons: tuple[str, ...]
+    person: Person
     method: MatchMethod = MatchMethod.DEMOGRAPHICS
 
 
@@ -99,7 +100,8 @@ def _by_demographics(
     candidates: list[_Candidate] = []
     for answer in answers:
         for key, record in _unique_records(answer):
-            score = model.score(query, Person.from_record(record))
+            person = Person.from_record(record)
+            score = model.score(query, person)
             candidates.append(
                 _Candidate(
                     answer.source,
@@ -109,6 +111,7 @@ def _by_demographics(
                     score.probability,
                     score.weight,
                     score.reasons,
+                    person,
                 )
             )
     linked = [c for c in candidates if c.band is Band.LINKED]
@@ -172,11 +175,10 @@ def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> bool:
     if not scored:
         return False
     anchor = max(scored, key=lambda c: c.weight)
-    anchor_person = Person.from_record(anchor.record)
     return any(
         c.source != anchor.source
         and not _share_identifier((anchor, c))
-        and model.score(anchor_person, Person.from_record(c.record)).band is Band.REJECTED
+        and model.score(anchor.person, c.person).band is Band.REJECTED
         for c in scored
     )
 
