@@ -21,7 +21,7 @@ import httpx
 
 from connectors.reference import REFERENCE_AGENCIES
 from connectors.serving import free_port
-from gateway.config import reference_source
+from gateway.demo import reference_source
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
 
 NO_LIMITS: Mapping[str, str] = {

@@ -6,6 +6,7 @@ records; the rest of `connectors.protocol` is handled by the SDK.
 
 from connectors.app import create_connector_app
 from connectors.backend import ConnectorBackend, ConnectorError
+from connectors.check_digits import nhs_check_digit, upn_check_letter
 from connectors.minimisation import minimise
 from connectors.protocol import (
     Address,
@@ -56,4 +57,6 @@ __all__ = [
     "create_connector_app",
     "create_reference_app",
     "minimise",
+    "nhs_check_digit",
+    "upn_check_letter",
 ]

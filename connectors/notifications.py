@@ -9,7 +9,7 @@ redelivery without keeping it again.
 
 This module holds the message format both sides share, the hook an agency implements to receive
 notifications (`NotificationSink`), and the reference agencies' sink (`NotificationLog`); the HTTP
-route is in `connectors.app`, the sending side in `gateway.notify`.
+route is in `connectors.app`, the sending side in `gateway.audit.notify`.
 """
 
 from __future__ import annotations

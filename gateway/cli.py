@@ -59,7 +59,8 @@ def _server_tls(args: argparse.Namespace) -> ServerTls | None:
 
 def _serve(args: argparse.Namespace) -> int:
     from connectors.serving import ServedApp, bind_socket, run, serve_all
-    from gateway.app import build_components, create_app
+    from gateway.app import create_app
+    from gateway.components import build_components
     from gateway.config import load_sources
     from gateway.tls import server_context
 
@@ -148,7 +149,7 @@ def _policy_test(args: argparse.Namespace) -> int:
 
 
 def _policy_explain(args: argparse.Namespace) -> int:
-    from gateway.policy.explain import Scenario, Situation, explain_main
+    from gateway.workbench import Scenario, Situation, explain_main
 
     situation = Situation(
         shielded=args.shielded,
@@ -161,13 +162,13 @@ def _policy_explain(args: argparse.Namespace) -> int:
 
 
 def _policy_diff(args: argparse.Namespace) -> int:
-    from gateway.policy.diff import diff_main
+    from gateway.workbench import diff_main
 
     return diff_main(args.old, args.new, args.dir, args.output)
 
 
 def _policy_bundle(args: argparse.Namespace) -> int:
-    from gateway.policy.archive import bundle_main
+    from gateway.workbench import bundle_main
 
     return bundle_main(args.dir, args.out)
 
@@ -175,13 +176,9 @@ def _policy_bundle(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _audit_store(settings: Settings) -> Iterator[AuditStore]:
     """Open an existing audit log (never create one: verifying a typo'd path must not pass)."""
-    from gateway.audit import AuditStore, audit_key, derive_key
+    from gateway.audit import open_audit_store
 
-    path = settings.resolved_audit_db()
-    if not path.exists():
-        raise ValueError(f"no audit log at {path}")
-    key = derive_key(audit_key(settings), "audit-checkpoint")
-    store = AuditStore(path, checkpoint_key=key, synchronous=settings.audit_synchronous)
+    store = open_audit_store(settings, create=False)
     try:
         yield store
     finally:

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.protocol import FieldId
-from connectors.reference import REFERENCE_AGENCIES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY_DIR = REPO_ROOT / "policies"
@@ -102,23 +101,6 @@ class ServerTls(BaseModel):
     cert_file: Path
     key_file: Path
     client_ca_file: Path | None = None
-
-
-def reference_source(
-    agency: str, url: str, *, timeout_ms: int = 1_000, answer_key_file: Path | None = None
-) -> SourceConfig:
-    """The source entry for one of the reference agencies, from its published profile."""
-    profile = REFERENCE_AGENCIES[agency]
-    return SourceConfig.model_validate(
-        {
-            "name": profile.name,
-            "url": url,
-            "timeout_ms": timeout_ms,
-            "provides": profile.provides,
-            "shield_authority": profile.shield_authority,
-            "answer_key_file": answer_key_file,
-        }
-    )
 
 
 def load_sources(path: Path) -> list[SourceConfig]:
@@ -243,7 +225,9 @@ class Settings(BaseSettings):
         return self
 
     @property
-    def graphiql(self) -> bool:
+    def explorable(self) -> bool:
+        """Introspection, field suggestions and GraphiQL: in dev mode only, so the production API
+        cannot be mapped by probing it."""
         return self.mode is Mode.DEV
 
     def resolved_audit_db(self) -> Path:

@@ -13,7 +13,7 @@ those it then withholds from the caller; an obligation naming a record the looku
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 
 from connectors.minimisation import minimise
 from connectors.notifications import NotificationReason
@@ -25,10 +25,8 @@ from connectors.protocol import (
     Identifiers,
     Involvement,
 )
-from connectors.protocol import Caller as ProtocolCaller
-from gateway.decision_log import RELEASE_PATH, DecisionLog
+from gateway.match import MatchResult
 from gateway.policy import (
-    PolicyEngine,
     PolicyError,
     ReleaseChild,
     ReleaseDecision,
@@ -36,11 +34,11 @@ from gateway.policy import (
     ReleaseRecord,
 )
 from gateway.types import (
-    Caller,
     ChildFlags,
-    LookupQuery,
+    LookupContext,
     MatchedRecord,
     OwnerNotice,
+    Plan,
     Release,
     ReleasedRecord,
     SourceAnswer,
@@ -88,32 +86,27 @@ def child_flags(
     )
 
 
-async def decide(
-    policy: PolicyEngine,
-    log: DecisionLog,
-    caller: Caller,
-    query: LookupQuery,
-    matched: Sequence[MatchedRecord],
-    flags: ChildFlags,
-    unrequested: Mapping[str, frozenset[FieldId]],
-) -> Release:
-    """Ask the policy once for every record and field, then cut each record down to its release.
+async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Release:
+    """Ask the policy once for every matched record and field, then cut each record down to its
+    release.
 
-    `unrequested` holds, per source, the fields it provides that the plan did not ask for: the
-    policy gives a reason for those too, so the caller learns that a record may hold more than
-    they can see. Records are numbered rather than named in the policy input, which keeps source
-    record ids out of the policy and lets identical lookups share one remembered decision.
+    Fields a source provides that the plan did not ask for (`plan.unrequested`) are asked about
+    too, so the caller learns that a record may hold more than they can see. Records are numbered
+    rather than named in the policy input, which keeps source record ids out of the policy and
+    lets identical lookups share one remembered decision.
     """
+    matched = matching.matched
+    flags = child_flags(matched, matching.answers, plan.shield_authorities)
     present = [present_fields(m.record) for m in matched]
     asked: list[frozenset[FieldId]] = []
     for m, held in zip(matched, present, strict=True):
-        fields = held | unrequested.get(m.source, frozenset())
+        fields = held | plan.unrequested.get(m.source, frozenset())
         if _has_brokered_involvement(m.record):
             fields |= {FieldId.SENSITIVE_SERVICE_DETAILS}
         asked.append(fields)
     request = ReleaseInput(
-        caller=ProtocolCaller(role=caller.role, organisation=caller.organisation),
-        purpose=query.purpose.value,
+        caller=lookup.caller.protocol,
+        purpose=lookup.query.purpose.value,
         child=ReleaseChild(
             shielded=flags.shielded,
             restricted=flags.restricted,
@@ -129,8 +122,7 @@ async def decide(
             for i, (m, fields) in enumerate(zip(matched, asked, strict=True))
         ),
     )
-    decision = await policy.release(request)
-    decision_id = log.record(RELEASE_PATH, policy.revision, request, decision)
+    decision, decision_id = await lookup.policy.release(request)
     reasons: dict[tuple[str, FieldId], str] = {}
     for w in decision.withheld:
         reasons.setdefault((w.record, w.field), w.reason)

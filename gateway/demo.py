@@ -25,8 +25,9 @@ from connectors.trust import (
     RequestVerifier,
     ensure_key_pair,
 )
-from gateway.app import build_components, create_app
-from gateway.config import Mode, Settings, SourceConfig, reference_source
+from gateway.app import create_app
+from gateway.components import build_components
+from gateway.config import Mode, Settings, SourceConfig
 from gateway.tokens import ensure_dev_keys, issue_dev_token
 
 DEMO_ROLES = (
@@ -36,6 +37,23 @@ DEMO_ROLES = (
     ("ed_clinician", "RR8-ED", "Ed Clinician"),
 )
 CONNECTOR_TIMEOUT_MS = 800
+
+
+def reference_source(
+    agency: str, url: str, *, timeout_ms: int = 1_000, answer_key_file: Path | None = None
+) -> SourceConfig:
+    """The source entry for one of the reference agencies, from its published profile."""
+    profile = REFERENCE_AGENCIES[agency]
+    return SourceConfig.model_validate(
+        {
+            "name": profile.name,
+            "url": url,
+            "timeout_ms": timeout_ms,
+            "provides": profile.provides,
+            "shield_authority": profile.shield_authority,
+            "answer_key_file": answer_key_file,
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from starlette.responses import JSONResponse
+
 
 class ErrorCode(StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
@@ -39,3 +41,11 @@ class GatewayError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def error_response(status: int, code: ErrorCode, message: str) -> JSONResponse:
+    """A refusal at the HTTP edge, in the same shape as a GraphQL error, so a portal handles every
+    refusal one way."""
+    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]}
+    headers = {"www-authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)

@@ -27,12 +27,11 @@ from connectors.protocol import (
     LookupRequest,
     LookupResponse,
 )
-from connectors.protocol import Caller as ProtocolCaller
 from connectors.trust import SIGNATURE_HEADER, TrustError
 from gateway.cache import AnswerCache
 from gateway.config import SourceConfig
 from gateway.signing import AnswerVerifier, RequestSigner
-from gateway.types import Caller, LookupQuery, Plan, SourceAnswer, SourceStatus
+from gateway.types import LookupContext, Plan, SourceAnswer, SourceStatus
 
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
 
@@ -67,21 +66,14 @@ class FanOut:
         self._signer = signer
         self._answer_verifiers = dict(answer_verifiers or {})
 
-    async def ask(
-        self,
-        plan: Plan,
-        query: LookupQuery,
-        caller: Caller,
-        request_id: str,
-        deadline: float,
-    ) -> tuple[SourceAnswer, ...]:
-        """One answer per configured source, in config order, by the deadline (monotonic)."""
+    async def ask(self, lookup: LookupContext, plan: Plan) -> tuple[SourceAnswer, ...]:
+        """One answer per configured source, in config order, by the lookup's deadline."""
+        query = lookup.query
         identifiers = Identifiers(nhs_number=query.nhs_number, upn=query.upn)
         # Scoring candidates needs their demographics whatever the caller may see; the decide
         # stage, not the request, is where unreleasable fields are dropped.
         needed = _MATCH_FIELDS if query.demographics is not None else frozenset()
-        protocol_caller = ProtocolCaller(role=caller.role, organisation=caller.organisation)
-        wall_deadline = _wall_clock(deadline)
+        wall_deadline = _wall_clock(lookup.deadline)
         tasks = []
         for source in self._sources:
             if source.name not in plan.sources:
@@ -89,15 +81,15 @@ class FanOut:
                 continue
             fields = (plan.fields | plan.obligation_fields | needed) & frozenset(source.provides)
             request = LookupRequest(
-                request_id=request_id,
+                request_id=lookup.request_id,
                 deadline=wall_deadline,
                 purpose=query.purpose.value,
-                caller=protocol_caller,
+                caller=lookup.caller.protocol,
                 identifiers=identifiers,
                 demographics=query.demographics,
                 fields=sorted(fields),
             )
-            tasks.append(self._ask_one(source, request, fields, deadline))
+            tasks.append(self._ask_one(source, request, fields, lookup.deadline))
         return tuple(await asyncio.gather(*tasks))
 
     async def _ask_one(

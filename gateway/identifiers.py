@@ -17,6 +17,7 @@ import unicodedata
 from datetime import date
 from typing import Final
 
+from connectors.check_digits import nhs_check_digit, upn_check_letter
 from connectors.protocol import Demographics, Sex
 from gateway.errors import ErrorCode
 
@@ -30,7 +31,6 @@ older is almost always a slip in the year of birth (1908 for 2008), which must n
 
 NAME_MAX_CHARS: Final = 100
 
-_UPN_LETTERS: Final = "ABCDEFGHJKLMNPQRTUVWXYZ"  # value 0..22; I, O and S are never used
 _UPN_PATTERN: Final = re.compile(r"[A-Z][0-9]{12}")
 _TEMPORARY_UPN_PATTERN: Final = re.compile(r"[A-Z][0-9]{11}[A-Z]")
 
@@ -84,17 +84,6 @@ def check_one_way(*, nhs_number: object, upn: object, demographics: object) -> N
         )
 
 
-def nhs_check_digit(first_nine: str) -> int | None:
-    """Modulus-11 check digit for the first nine digits; None when the number cannot be issued."""
-    total = sum(int(d) * w for d, w in zip(first_nine, range(10, 1, -1), strict=True))
-    check = 11 - total % 11
-    if check == 11:
-        return 0
-    if check == 10:
-        return None
-    return check
-
-
 def normalise_nhs_number(raw: str) -> str:
     """Return the ten-digit form of an NHS number, accepting the usual 3-3-4 spacing.
 
@@ -128,13 +117,6 @@ def is_valid_nhs_number(raw: str) -> bool:
 def is_synthetic_nhs_number(nhs_number: str) -> bool:
     """True for numbers in the range never issued to real people (9000000000-9999999999)."""
     return nhs_number.isdigit() and int(nhs_number) in SYNTHETIC_NHS_RANGE
-
-
-def upn_check_letter(twelve_digits: str) -> str:
-    """DfE check letter for the 12 digits that follow it: the digits in character positions 2..13
-    weighted by their position, summed modulo 23, mapped to A..Z without I, O and S."""
-    total = sum(int(d) * w for d, w in zip(twelve_digits, range(2, 14), strict=True))
-    return _UPN_LETTERS[total % 23]
 
 
 def normalise_upn(raw: str) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.audit import AuditStore
+from gateway.config import Settings
 from gateway.types import Caller
 
 CHILDREN_REFRESH_S = 60.0
@@ -30,6 +31,14 @@ class LimitSettings:
     per_user_per_minute: int
     per_organisation_per_minute: int
     distinct_children_per_day: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LimitSettings:
+        return cls(
+            per_user_per_minute=settings.lookups_per_user_per_minute,
+            per_organisation_per_minute=settings.lookups_per_organisation_per_minute,
+            distinct_children_per_day=settings.distinct_children_per_user_per_day,
+        )
 
 
 class _Window:

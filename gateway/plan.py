@@ -8,40 +8,49 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from connectors.protocol import Caller as ProtocolCaller
+from connectors.protocol import FieldId
 from gateway.config import SourceConfig
-from gateway.decision_log import PLAN_PATH, DecisionLog
-from gateway.policy import PlanInput, PlanSource, PolicyEngine
-from gateway.types import Caller, LookupQuery, Plan
+from gateway.policy import PlanInput, PlanSource
+from gateway.types import LookupContext, Plan
 
 
-async def make_plan(
-    policy: PolicyEngine,
-    log: DecisionLog,
-    caller: Caller,
-    query: LookupQuery,
-    sources: Sequence[SourceConfig],
-) -> Plan:
+async def make_plan(lookup: LookupContext, sources: Sequence[SourceConfig]) -> Plan:
     """Ask the policy for a plan; sources the policy names that are not configured are ignored."""
     request = PlanInput(
-        caller=ProtocolCaller(role=caller.role, organisation=caller.organisation),
-        purpose=query.purpose.value,
-        justification_chars=len(query.justification or ""),
+        caller=lookup.caller.protocol,
+        purpose=lookup.query.purpose.value,
+        justification_chars=len(lookup.query.justification or ""),
         sources=tuple(
             PlanSource(name=s.name, provides=s.provides, shield_authority=s.shield_authority)
             for s in sources
         ),
     )
-    decision = await policy.plan(request)
-    decision_id = log.record(PLAN_PATH, policy.revision, request, decision)
+    decision, decision_id = await lookup.policy.plan(request)
+    shield_authorities = frozenset(s.name for s in sources if s.shield_authority)
     if not decision.permitted:
-        return Plan(False, decision.denial or "NOT_PERMITTED", frozenset(), (), decision_id)
+        return Plan(
+            permitted=False,
+            denial=decision.denial or "NOT_PERMITTED",
+            fields=frozenset(),
+            sources=(),
+            decision_id=decision_id,
+            shield_authorities=shield_authorities,
+        )
     configured = {s.name for s in sources}
+    planned = tuple(name for name in decision.sources if name in configured)
+    fields = frozenset(decision.fields)
+    # Sensitive service details are not listed as left out: saying they exist is only honest for
+    # a child who has some, which the decide stage knows and this one does not.
+    left_out = fields | {FieldId.SENSITIVE_SERVICE_DETAILS}
     return Plan(
         permitted=True,
         denial=None,
-        fields=frozenset(decision.fields),
-        sources=tuple(s for s in decision.sources if s in configured),
+        fields=fields,
+        sources=planned,
         decision_id=decision_id,
         obligation_fields=frozenset(decision.obligation_fields),
+        unrequested={
+            s.name: frozenset(s.provides) - left_out for s in sources if s.name in planned
+        },
+        shield_authorities=shield_authorities,
     )

@@ -7,10 +7,11 @@ can never reach back and change what an earlier stage decided.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Generic, TypeVar
+from functools import cached_property
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from connectors.notifications import NotificationReason
 from connectors.protocol import (
@@ -25,6 +26,12 @@ from connectors.protocol import (
     School,
     Sex,
 )
+from connectors.protocol import (
+    Caller as ProtocolCaller,
+)
+
+if TYPE_CHECKING:
+    from gateway.policy import LoggedPolicy
 
 T = TypeVar("T")
 
@@ -47,6 +54,11 @@ class Caller:
     name: str
     role: str
     organisation: str
+
+    @cached_property
+    def protocol(self) -> ProtocolCaller:
+        """The caller as policy and connectors see them: a role and an organisation, no name."""
+        return ProtocolCaller(role=self.role, organisation=self.organisation)
 
 
 class IdentifiedBy(StrEnum):
@@ -80,6 +92,27 @@ class LookupQuery:
         if self.upn is not None:
             return IdentifiedBy.UPN
         return IdentifiedBy.DEMOGRAPHICS
+
+
+@dataclass(frozen=True)
+class LookupContext:
+    """One lookup as every stage receives it, fixed when the lookup starts.
+
+    `policy` is the one revision that decides the whole lookup, even across a reload; `deadline` is
+    the monotonic time by which every source must have answered; `child_ref` is the pseudonym the
+    lookup is counted and audited under.
+    """
+
+    caller: Caller
+    query: LookupQuery
+    request_id: str
+    child_ref: str
+    deadline: float
+    policy: LoggedPolicy
+
+    @property
+    def policy_revision(self) -> str:
+        return self.policy.revision
 
 
 class SourceStatus(StrEnum):
@@ -170,6 +203,11 @@ class Plan:
     decision_id: str
     obligation_fields: frozenset[FieldId] = frozenset()
     """Fetched too, but only for the release policy's obligations; never shown for being here."""
+    unrequested: Mapping[str, frozenset[FieldId]] = field(default_factory=dict)
+    """Per planned source, what it provides that the plan left out: the release policy gives a
+    reason for those too, so the caller learns a record may hold more than they can see."""
+    shield_authorities: frozenset[str] = frozenset()
+    """The configured sources whose silence leaves a child's shielding in doubt."""
 
 
 @dataclass(frozen=True)

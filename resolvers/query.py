@@ -9,7 +9,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from gateway.audit_trail import AuditTrail
+from gateway.audit import AuditTrail
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import (
     InvalidIdentifier,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime
+from functools import cache
 from typing import Any
 
+from connectors.check_digits import nhs_check_digit
 from connectors.protocol import (
     Address,
     Carer,
@@ -19,6 +22,9 @@ from connectors.protocol import (
     School,
     Sex,
 )
+from gateway.config import DEFAULT_POLICY_DIR
+from gateway.policy import DecisionLog, LoggedPolicy, PolicyEngine, RegoPolicyEngine
+from gateway.types import Caller, LookupContext, LookupQuery
 
 NHS = "9434765919"
 OTHER_NHS = "9000000009"
@@ -95,8 +101,6 @@ def school_record(nhs: str | None = NHS, **overrides: Any) -> ConnectorRecord:
 
 def synthetic_nhs(n: int) -> str:
     """The n-th valid NHS number in the synthetic range (never issued to a real person)."""
-    from gateway.identifiers import nhs_check_digit
-
     found = -1
     stem = 900_000_000
     while True:
@@ -106,3 +110,31 @@ def synthetic_nhs(n: int) -> str:
             if found == n:
                 return f"{stem}{check}"
         stem += 1
+
+
+CALLER = Caller(subject="s", name="n", role="gp", organisation="A81001")
+
+
+@cache
+def _real_policy() -> PolicyEngine:
+    return RegoPolicyEngine.from_directory(DEFAULT_POLICY_DIR)
+
+
+def lookup_context(
+    query: LookupQuery,
+    caller: Caller = CALLER,
+    *,
+    policy: PolicyEngine | None = None,
+    deadline_s: float = 5.0,
+    request_id: str = "req-1",
+) -> LookupContext:
+    """A lookup as the pipeline starts it, deciding by `policy` (the real bundle by default)."""
+    logged = LoggedPolicy(policy or _real_policy(), DecisionLog(None, instance="test"))
+    return LookupContext(
+        caller=caller,
+        query=query,
+        request_id=request_id,
+        child_ref="nhs:test",
+        deadline=time.monotonic() + deadline_s,
+        policy=logged,
+    )

@@ -18,7 +18,8 @@ from connectors.protocol import ConnectorRecord
 from connectors.reference import create_reference_app
 from connectors.serving import BackgroundServer
 from connectors.trust import AnswerSigner, PublishedKeys, RequestVerifier, ensure_key_pair
-from gateway.app import build_components, create_app
+from gateway.app import create_app
+from gateway.components import build_components
 from gateway.config import Settings, SourceConfig
 from gateway.tls import server_context
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token

@@ -9,9 +9,9 @@ from gateway.audit import (
     AuditField,
     AuditRecord,
     AuditSource,
-    AuditStore,
     AuditUnavailable,
     Pseudonymiser,
+    SqliteAuditStore,
 )
 
 KEY = b"k" * 32
@@ -45,7 +45,9 @@ def _record(audit_id: str, child_ref: str | None = None) -> AuditRecord:
 
 @pytest.fixture
 def store(tmp_path):
-    s = AuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
+    s = SqliteAuditStore(
+        tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5
+    )
     yield s
     s.close()
 

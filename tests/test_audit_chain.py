@@ -5,13 +5,13 @@ import sqlite3
 
 import pytest
 
-from gateway.audit import AuditStore
-from gateway.audit_chain import link_hash
+from gateway.audit import SqliteAuditStore
+from gateway.audit.chain import link_hash
 from tests.test_audit import CHECKPOINT_KEY, _record
 
 
 def _store(path):
-    return AuditStore(path, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
+    return SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from gateway.cli import main
-from gateway.config import reference_source
+from gateway.demo import reference_source
 from tests.factories import NHS, health_record, synthetic_nhs
 from tests.stack import reference_apps, running_gateway, serving
 

@@ -7,7 +7,7 @@ import pytest
 
 from connectors.protocol import Identifiers, RecordFlags
 from gateway.cli import main
-from gateway.config import reference_source
+from gateway.demo import reference_source
 from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
 from tests.stack import reference_apps, running_gateway, serving
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from gateway.config import reference_source
+from gateway.demo import reference_source
 from tests.factories import NHS, health_record, social_care_record
 from tests.stack import reference_apps, running_gateway, serving
 

@@ -16,10 +16,9 @@ from connectors.serving import BackgroundServer, free_port
 from gateway.cache import AnswerCache
 from gateway.config import SourceConfig
 from gateway.fanout import FanOut
-from gateway.types import Caller, LookupQuery, Plan, Purpose, SourceStatus
-from tests.factories import NHS, health_record
+from gateway.types import LookupQuery, Plan, Purpose, SourceStatus
+from tests.factories import NHS, health_record, lookup_context
 
-CALLER = Caller(subject="s", name="n", role="gp", organisation="A81001")
 QUERY = LookupQuery(nhs_number=NHS, purpose=Purpose.DIRECT_CARE)
 ALL_FIELDS = frozenset(FieldId)
 
@@ -55,8 +54,9 @@ async def _ask(sources, plan=None, deadline_s=3.0, cache=None):
     plan = plan or Plan(True, None, ALL_FIELDS, tuple(s.name for s in sources), "d1")
     async with httpx.AsyncClient() as client:
         fanout = FanOut(sources, client, cache or AnswerCache(0))
+        lookup = lookup_context(QUERY, deadline_s=deadline_s)
         started = time.monotonic()
-        answers = await fanout.ask(plan, QUERY, CALLER, "req-1", started + deadline_s)
+        answers = await fanout.ask(lookup, plan)
         return {a.source: a for a in answers}, time.monotonic() - started
 
 

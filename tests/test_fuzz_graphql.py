@@ -28,9 +28,10 @@ import schemathesis
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gateway.config import REPO_ROOT, reference_source
+from connectors.check_digits import nhs_check_digit, upn_check_letter
+from gateway.config import REPO_ROOT
+from gateway.demo import reference_source
 from gateway.errors import ErrorCode
-from gateway.identifiers import nhs_check_digit, upn_check_letter
 from gateway.types import Purpose
 from resolvers.schema import SCHEMA_FILE
 from tests.factories import NHS, health_record, school_record, social_care_record

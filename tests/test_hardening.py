@@ -5,8 +5,8 @@ import json
 import httpx
 import pytest
 
-from gateway.config import reference_source
-from gateway.trusted_documents import document_id
+from gateway.demo import reference_source
+from resolvers.trusted_documents import document_id
 from tests.factories import NHS, health_record
 from tests.stack import LOOKUP, reference_apps, running_gateway, serving
 

@@ -3,7 +3,7 @@
 import httpx
 import pytest
 
-from gateway.config import reference_source
+from gateway.demo import reference_source
 from tests.factories import NHS, health_record
 from tests.stack import LOOKUP, reference_apps, running_gateway, serving
 

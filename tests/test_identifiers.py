@@ -7,6 +7,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from connectors.check_digits import nhs_check_digit, upn_check_letter
 from connectors.protocol import Demographics, Sex
 from gateway.errors import ErrorCode
 from gateway.identifiers import (
@@ -18,14 +19,12 @@ from gateway.identifiers import (
     demographics,
     is_synthetic_nhs_number,
     is_valid_nhs_number,
-    nhs_check_digit,
     normalise_nhs_number,
     normalise_person_name,
     normalise_postcode,
     normalise_upn,
     postcode_district,
     postcode_sector,
-    upn_check_letter,
 )
 
 DIGITS = string.digits

@@ -3,7 +3,7 @@ audited and alerted, and the refusal says nothing about the child."""
 
 import pytest
 
-from gateway.config import reference_source
+from gateway.demo import reference_source
 from tests.factories import NHS, health_record, synthetic_nhs
 from tests.stack import reference_apps, running_gateway, serving
 

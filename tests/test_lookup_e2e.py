@@ -8,7 +8,7 @@ import pytest
 
 from connectors.protocol import Identifiers, RecordFlags
 from gateway.audit import Pseudonymiser
-from gateway.config import reference_source
+from gateway.demo import reference_source
 from tests.factories import (
     NHS,
     health_record,

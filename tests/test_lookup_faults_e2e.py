@@ -11,7 +11,8 @@ from starlette.routing import Route
 
 from connectors.protocol import LookupResponse
 from connectors.serving import free_port
-from gateway.config import DEFAULT_POLICY_DIR, reference_source
+from gateway.config import DEFAULT_POLICY_DIR
+from gateway.demo import reference_source
 from tests.factories import NHS, OTHER_NHS, health_record, school_record, social_care_record
 from tests.stack import reference_apps, running_gateway, serving
 

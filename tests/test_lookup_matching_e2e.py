@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from connectors.protocol import Address, Identifiers, PersonName, RecordFlags, Sex
-from gateway.config import reference_source
+from gateway.demo import reference_source
 from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
 from tests.stack import reference_apps, running_gateway, serving
 

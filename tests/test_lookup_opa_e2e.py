@@ -1,6 +1,6 @@
 """The whole gateway deciding through an OPA server over its REST API (real OPA behind it)."""
 
-from gateway.config import reference_source
+from gateway.demo import reference_source
 from tests.factories import NHS, health_record, social_care_record
 from tests.stack import reference_apps, running_gateway, serving
 from tests.test_policy_opa import REVISION, Behaviour, real_opa, serve  # noqa: F401 - fixtures

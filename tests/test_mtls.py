@@ -30,7 +30,8 @@ from connectors.trust import (
     ensure_key_pair,
     load_public_key,
 )
-from gateway.config import ClientTls, ServerTls, reference_source
+from gateway.config import ClientTls, ServerTls
+from gateway.demo import reference_source
 from gateway.signing import DEV_KEY_FILE, DEV_PUBLIC_KEY_FILE
 from gateway.tls import TlsError, client_context, connector_client_context, server_context
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token

@@ -57,24 +57,40 @@ from connectors.trust import (
     ensure_key_pair,
     load_public_key,
 )
-from gateway.audit import Access, AuditRecord, AuditStore, AuditUnavailable
-from gateway.config import SourceConfig, reference_source
+from gateway.audit import (
+    Access,
+    AuditRecord,
+    AuditUnavailable,
+    NotificationDispatcher,
+    Outbox,
+    OutboxMessage,
+    OutboxState,
+    RetryPolicy,
+    SqliteAuditStore,
+    owner_notifications,
+)
+from gateway.config import SourceConfig
 from gateway.decide import decide
-from gateway.decision_log import DecisionLog
-from gateway.notify import NotificationDispatcher, RetryPolicy, owner_notifications
-from gateway.outbox import Outbox, OutboxMessage, OutboxState
+from gateway.demo import reference_source
+from gateway.match import MatchResult
 from gateway.policy import PolicyError, RegoPolicyEngine
 from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.types import (
     Caller,
-    ChildFlags,
     LookupQuery,
     MatchedRecord,
     MatchMethod,
     OwnerNotice,
+    Plan,
     Purpose,
 )
-from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
+from tests.factories import (
+    health_record,
+    lookup_context,
+    school_record,
+    social_care_record,
+    synthetic_nhs,
+)
 from tests.stack import running_gateway, write_records
 from tests.test_policy_bundle import POLICY_DIR, write_bundle
 
@@ -411,7 +427,7 @@ def message(message_id: str, audit_id: str = "a-1", source: str = "social_care")
 
 @pytest.fixture
 def store(tmp_path):
-    audit = AuditStore(tmp_path / "audit.sqlite3", checkpoint_key=b"c" * 32)
+    audit = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=b"c" * 32)
     outbox = Outbox(audit.path)
     yield audit, outbox
     outbox.close()
@@ -507,11 +523,9 @@ async def test_decide_carries_the_obligation_to_notify_the_holder_of_a_plan(tmp_
     health = _matched(health_record(ON_A_PLAN), "health")
     caller = Caller("dev:RR8:hana", "Hana", "health_visitor", "RR8")
     query = LookupQuery(purpose=Purpose.DIRECT_CARE, nhs_number=ON_A_PLAN)
-    flags = ChildFlags(shielded=False, restricted=False, shield_status_known=True)
+    lookup = lookup_context(query, caller, policy=policy)
 
-    release = await decide(
-        policy, DecisionLog(None, instance="t"), caller, query, [health, la], flags, {}
-    )
+    release = await decide(lookup, _plan(), _matching(health, la))
 
     # The health visitor may not see the plan for direct care: given the indicator, the stage
     # withholds it and still obliges the gateway to tell the local authority.
@@ -531,11 +545,20 @@ async def test_an_obligation_naming_a_record_the_lookup_lacks_releases_nothing(t
     policy = RegoPolicyEngine.from_directory(tmp_path)
     caller = Caller("dev:RX1:eddie", "Eddie", "ed_clinician", "RX1")
     query = LookupQuery(purpose=Purpose.DIRECT_CARE, nhs_number=ON_A_PLAN)
-    flags = ChildFlags(shielded=False, restricted=False, shield_status_known=True)
+    lookup = lookup_context(query, caller, policy=policy)
     la = _matched(social_care_record(ON_A_PLAN), "social_care")
 
     with pytest.raises(PolicyError, match="names a record the lookup lacks"):
-        await decide(policy, DecisionLog(None, instance="t"), caller, query, [la], flags, {})
+        await decide(lookup, _plan(), _matching(la))
+
+
+def _plan() -> Plan:
+    """A plan that asked for nothing more than the records hold, with no shield authority."""
+    return Plan(True, None, frozenset(), (), "plan-1")
+
+
+def _matching(*matched: MatchedRecord) -> MatchResult:
+    return MatchResult(answers=(), matched=matched, unmatched={}, possible={})
 
 
 # --- the dispatcher against receivers that misbehave ----------------------------------------------
@@ -553,7 +576,7 @@ def _receipt_for(message_id: str) -> Callable[[bytes], Response]:
 
 
 async def _deliver_once(tmp_path: Path, url: str, verifiers: dict[str, AnswerVerifier]) -> Any:
-    audit = AuditStore(tmp_path / "audit.sqlite3", checkpoint_key=b"c" * 32)
+    audit = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=b"c" * 32)
     outbox = Outbox(audit.path)
     try:
         await audit.append(audit_record("a-1"), [message("m-1")])

@@ -12,7 +12,7 @@ import pytest
 from connectors.protocol import FieldId
 from gateway.cli import main
 from gateway.policy import load_bundle
-from gateway.policy.explain import (
+from gateway.workbench.explain import (
     PLAN_DENIAL_RULE,
     PLAN_FIELDS_RULE,
     RELEASE_RULE,

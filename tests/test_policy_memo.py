@@ -4,8 +4,13 @@ import pytest
 
 from connectors.protocol import Caller
 from gateway.config import DEFAULT_POLICY_DIR
-from gateway.policy import PlanInput, PlanSource, PolicyError, RegoPolicyEngine
-from gateway.policy.memo import MemoisedPolicyEngine
+from gateway.policy import (
+    MemoisedPolicyEngine,
+    PlanInput,
+    PlanSource,
+    PolicyError,
+    RegoPolicyEngine,
+)
 
 
 def _plan(role: str) -> PlanInput:

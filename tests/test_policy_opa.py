@@ -23,10 +23,15 @@ from starlette.routing import Route
 
 from connectors.serving import BackgroundServer, free_port
 from gateway.config import Settings
-from gateway.policy import PolicyError, RegoPolicyEngine, RemotePolicyEngine, load_bundle
-from gateway.policy.loading import policy_engine_from_settings
-from gateway.policy.memo import MemoisedPolicyEngine
-from gateway.policy.opa import OpaServerPolicyEngine
+from gateway.policy import (
+    MemoisedPolicyEngine,
+    OpaServerPolicyEngine,
+    PolicyError,
+    RegoPolicyEngine,
+    RemotePolicyEngine,
+    load_bundle,
+    policy_engine_from_settings,
+)
 from tests.test_policy_bundle import POLICY_DIR
 from tests.test_policy_engine import plan_input, release_input
 

@@ -33,11 +33,12 @@ from gateway.policy import (
     ReleaseDecision,
     ReleaseInput,
     ReleaseRecord,
+    RuleRef,
     load_bundle,
+    package_of,
+    parse_decision,
 )
-from gateway.policy.archive import write_bundle_archive
-from gateway.policy.bundle import RuleRef, package_of
-from gateway.policy.decisions import parse_decision
+from gateway.workbench import write_bundle_archive
 from tests.test_policy_bundle import POLICY_DIR
 
 opa_bindings = pytest.importorskip(

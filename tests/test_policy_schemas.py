@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from gateway.policy import load_bundle
-from gateway.policy.schemas import entrypoint_schemas
+from gateway.policy import entrypoint_schemas, load_bundle
 from tests.test_policy_bundle import POLICY_DIR
 
 COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "policy-entrypoints.schema.json"

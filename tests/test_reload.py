@@ -8,9 +8,9 @@ import time
 import httpx
 import pytest
 
-from gateway.config import DEFAULT_POLICY_DIR, reference_source
-from gateway.policy.loading import load_engine
-from gateway.reload import PolicyReloader
+from gateway.config import DEFAULT_POLICY_DIR
+from gateway.demo import reference_source
+from gateway.policy import PolicyReloader, load_engine
 from tests.factories import NHS, health_record
 from tests.stack import reference_apps, running_gateway, serving
 

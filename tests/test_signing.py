@@ -3,7 +3,6 @@ connectors on loopback that are unsigned, signed by another key or altered on th
 
 import asyncio
 import hashlib
-import time
 
 import httpx
 import jwt
@@ -25,14 +24,14 @@ from connectors.trust import (
     load_public_key,
 )
 from gateway.cache import AnswerCache
-from gateway.config import Settings, SourceConfig, reference_source
+from gateway.config import Settings, SourceConfig
+from gateway.demo import reference_source
 from gateway.fanout import FanOut
 from gateway.signing import DEV_PUBLIC_KEY_FILE, RequestSigner, answer_verifiers
-from gateway.types import Caller, LookupQuery, Plan, Purpose, SourceStatus
-from tests.factories import NHS, health_record, school_record
+from gateway.types import LookupQuery, Plan, Purpose, SourceStatus
+from tests.factories import NHS, health_record, lookup_context, school_record
 from tests.stack import connector_key, reference_apps, running_gateway, serving
 
-CALLER = Caller(subject="s", name="n", role="gp", organisation="A81001")
 QUERY = LookupQuery(nhs_number=NHS, purpose=Purpose.DIRECT_CARE)
 
 
@@ -50,7 +49,7 @@ async def _ask(source):
     async with httpx.AsyncClient() as client:
         verifiers = answer_verifiers([source])
         fanout = FanOut([source], client, AnswerCache(0), answer_verifiers=verifiers)
-        (answer,) = await fanout.ask(plan, QUERY, CALLER, "req-1", time.monotonic() + 5)
+        (answer,) = await fanout.ask(lookup_context(QUERY), plan)
         return answer
 
 

@@ -11,8 +11,8 @@ import random
 from collections.abc import Callable
 from typing import Final
 
+from connectors.check_digits import nhs_check_digit, upn_check_letter
 from connectors.synthetic.places import LA_CODE
-from gateway.identifiers import nhs_check_digit, upn_check_letter
 
 _MAX_DRAWS: Final = 10_000
 

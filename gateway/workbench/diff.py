@@ -21,11 +21,15 @@ from typing import Any, Final
 
 import anyio
 
-from gateway.policy.bundle import load_bundle
-from gateway.policy.decisions import DenialCode
-from gateway.policy.engine import PolicyEngine, RegoPolicyEngine
-from gateway.policy.errors import PolicyError
-from gateway.policy.explain import (
+from gateway.policy import (
+    DenialCode,
+    MemoisedPolicyEngine,
+    PolicyEngine,
+    PolicyError,
+    RegoPolicyEngine,
+    load_bundle,
+)
+from gateway.workbench.explain import (
     Catalogue,
     Explanation,
     FieldOutcome,
@@ -33,8 +37,7 @@ from gateway.policy.explain import (
     Situation,
     explain,
 )
-from gateway.policy.history import policy_version
-from gateway.policy.memo import MemoisedPolicyEngine
+from gateway.workbench.history import policy_version
 
 SITUATIONS: Final = tuple(Situation(*flags) for flags in itertools.product((False, True), repeat=4))
 _DENIALS: Final = frozenset(code.value for code in DenialCode)

@@ -2,7 +2,8 @@
 
 Each plan and release decision is written as one JSON line with OPA's decision-log fields
 (decision_id, labels, bundles, path, input, result, timestamp, requested_by), and its id goes into
-the lookup's audit record. Policy inputs carry no personal identifiers by design - records are
+the lookup's audit record. The pipeline asks through `LoggedPolicy`, so no decision can be taken
+without being logged. Policy inputs carry no personal identifiers by design - records are
 numbered, not named, and the justification is sent as a length - so nothing needs masking;
 `masked` is written empty to say so explicitly.
 """
@@ -19,8 +20,8 @@ from typing import TextIO
 
 from pydantic import BaseModel
 
-PLAN_PATH = "childlookup/plan/decision"
-RELEASE_PATH = "childlookup/release/decision"
+from gateway.policy.decisions import PlanDecision, PlanInput, ReleaseDecision, ReleaseInput
+from gateway.policy.engine import PLAN_ENTRYPOINT, RELEASE_ENTRYPOINT, PolicyEngine
 
 
 class DecisionLog:
@@ -66,3 +67,24 @@ class DecisionLog:
     def close(self) -> None:
         if self._sink is not None and self._sink is not sys.stdout:
             self._sink.close()
+
+
+class LoggedPolicy:
+    """One policy revision whose every decision is logged: each answer comes with its log id.
+
+    A lookup holds one for its whole life, so a policy reload mid-lookup cannot split it between
+    two revisions.
+    """
+
+    def __init__(self, engine: PolicyEngine, log: DecisionLog) -> None:
+        self._engine = engine
+        self._log = log
+        self.revision = engine.revision
+
+    async def plan(self, request: PlanInput) -> tuple[PlanDecision, str]:
+        decision = await self._engine.plan(request)
+        return decision, self._log.record(PLAN_ENTRYPOINT, self.revision, request, decision)
+
+    async def release(self, request: ReleaseInput) -> tuple[ReleaseDecision, str]:
+        decision = await self._engine.release(request)
+        return decision, self._log.record(RELEASE_ENTRYPOINT, self.revision, request, decision)

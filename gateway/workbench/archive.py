@@ -21,9 +21,15 @@ import sys
 import tarfile
 from pathlib import Path
 
-from gateway.policy.bundle import DATA_FILE, MANIFEST_FILE, PolicyBundle, load_bundle, package_of
-from gateway.policy.engine import RegoPolicyEngine
-from gateway.policy.errors import PolicyError
+from gateway.policy import (
+    DATA_FILE,
+    MANIFEST_FILE,
+    PolicyBundle,
+    PolicyError,
+    RegoPolicyEngine,
+    load_bundle,
+    package_of,
+)
 
 
 def write_bundle_archive(bundle: PolicyBundle, out: Path) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """Owner notification: composing the notices a lookup obliges, and delivering them from the outbox.
 
 The policy says which matched records' holders must be told of a lookup (a child on a protection
-plan or looked after, any break-glass override). The pipeline turns those obligations into one
+plan or looked after, any break-glass override). The audit stage turns those obligations into one
 `Notification` per agency (`owner_notifications`) and queues them with the audit record. The
 `NotificationDispatcher`, a background task of the gateway, then delivers them: woken when a
 lookup queues one, and polling otherwise, so messages left by a gateway that stopped or crashed are
@@ -38,9 +38,9 @@ from connectors.notifications import (
     NotificationReceipt,
 )
 from connectors.trust import SIGNATURE_HEADER, TrustError
-from gateway.audit import Access, AuditNotice
+from gateway.audit.outbox import Outbox, OutboxMessage
+from gateway.audit.types import Access, AuditNotice
 from gateway.config import Settings, SourceConfig
-from gateway.outbox import Outbox, OutboxMessage
 from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.types import OwnerNotice
 

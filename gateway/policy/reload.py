@@ -18,7 +18,8 @@ import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from gateway.policy import PolicyEngine, PolicyError
+from gateway.policy.engine import PolicyEngine
+from gateway.policy.errors import PolicyError
 from gateway.policy.loading import load_engine
 from gateway.policy.snapshot import fingerprint, read_policy_files
 

@@ -12,14 +12,10 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from gateway.audit import (
-    Access,
-    AuditRecord,
-    AuditStore,
-    AuditUnavailable,
-    Pseudonymiser,
-    utc_now,
-)
+from gateway.audit.pseudonyms import Pseudonymiser
+from gateway.audit.record import access_by
+from gateway.audit.store import AuditStore
+from gateway.audit.types import AuditRecord, AuditUnavailable
 from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
 
@@ -45,16 +41,7 @@ class AuditTrail:
             self._audit.records, child_ref=child_ref, since=since, limit=limit
         )
         review = AuditRecord(
-            access=Access(
-                at=utc_now(),
-                subject=caller.subject,
-                name=caller.name,
-                role=caller.role,
-                organisation=caller.organisation,
-                purpose=AUDIT_REVIEW,
-                justification=None,
-                child_ref=child_ref,
-            ),
+            access=access_by(caller, purpose=AUDIT_REVIEW, justification=None, child_ref=child_ref),
             audit_id=uuid.uuid4().hex,
             request_id=uuid.uuid4().hex,
             outcome="AUDIT_TRAIL_VIEWED",

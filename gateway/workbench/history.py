@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from gateway.policy.errors import PolicyError
+from gateway.policy import PolicyError
 
 
 @contextmanager

@@ -16,10 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import ErrorCode
+from gateway.errors import ErrorCode, error_response
 
 
 def load_registry(path: Path) -> dict[str, str]:
@@ -42,7 +41,8 @@ def document_id(text: str) -> str:
 
 
 class TrustedDocuments:
-    """ASGI layer in front of the GraphQL view; expects a buffered body (see BodyLimit)."""
+    """ASGI layer in front of the GraphQL view; expects a buffered body (see
+    gateway.middleware.BodyLimit)."""
 
     def __init__(self, app: ASGIApp, registry: Mapping[str, str]) -> None:
         self._app = app
@@ -98,13 +98,5 @@ class TrustedDocuments:
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
-    body = {
-        "data": None,
-        "errors": [
-            {
-                "message": "This operation is not one the gateway trusts; use a registered one.",
-                "extensions": {"code": ErrorCode.OPERATION_NOT_TRUSTED.value},
-            }
-        ],
-    }
-    await JSONResponse(body, status_code=400)(scope, receive, send)
+    message = "This operation is not one the gateway trusts; use a registered one."
+    await error_response(400, ErrorCode.OPERATION_NOT_TRUSTED, message)(scope, receive, send)

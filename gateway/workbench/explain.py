@@ -19,17 +19,19 @@ from typing import Any, Final
 import anyio
 
 from connectors.protocol import Caller, FieldId
-from gateway.policy.bundle import PolicyBundle, load_bundle
-from gateway.policy.decisions import (
+from gateway.policy import (
     PlanInput,
     PlanSource,
+    PolicyBundle,
+    PolicyEngine,
+    PolicyError,
+    RegoPolicyEngine,
     ReleaseChild,
     ReleaseInput,
     ReleaseRecord,
     WithholdingReason,
+    load_bundle,
 )
-from gateway.policy.engine import PolicyEngine, RegoPolicyEngine
-from gateway.policy.errors import PolicyError
 
 # The rules that give each answer, named so a policy officer knows where to look. A test checks
 # every one is defined in the bundle, so renaming a rule without updating this table fails CI.

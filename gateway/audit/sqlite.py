@@ -1,37 +1,28 @@
-"""The audit stage: an append-only record of every lookup, committed before any data is returned.
-
-Records say who looked, why, at which (pseudonymised) child, what each source said, and which fields
-were released or withheld - never the child's data itself. Child and source-record identifiers are
-keyed HMACs, so the log cannot be reversed into a list of children, yet an auditor holding the key
-can still find every access to one child.
+"""The embedded audit store: the audit log in one SQLite file, append-only, with group commit.
 
 Writes are group-committed: concurrent lookups share one transaction and one fsync, so durability
 does not cost a disk flush per lookup under load. Every record is hash-chained to the one before
-and the chain is checkpointed under a MAC (see audit_chain), so tampering is detectable.
+and the chain is checkpointed under a MAC (see gateway.audit.chain), so tampering is detectable.
 
-The owner notifications a lookup obliges are queued in the same transaction (see gateway.outbox):
-they exist exactly when the lookup's record does.
+The owner notifications a lookup obliges are queued in the same transaction (see
+gateway.audit.outbox): they exist exactly when the lookup's record does.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import secrets
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.audit_chain import GENESIS, ChainReport, checkpoint_mac, link_hash, verify_chain
-from gateway.config import Mode, Settings
-from gateway.outbox import SCHEMA as _OUTBOX_SCHEMA
-from gateway.outbox import OutboxMessage, enqueue
+from gateway.audit.chain import GENESIS, ChainReport, checkpoint_mac, link_hash, verify_chain
+from gateway.audit.outbox import SCHEMA as _OUTBOX_SCHEMA
+from gateway.audit.outbox import OutboxMessage, enqueue
+from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit_log (
@@ -79,120 +70,7 @@ _SCHEMA += "".join(
 _SCHEMA += _OUTBOX_SCHEMA
 
 
-class AuditUnavailable(Exception):
-    """The record could not be committed; the lookup must release nothing."""
-
-
-def audit_key(settings: Settings) -> bytes:
-    """The pseudonymisation key; in dev mode one is generated once and kept in the state dir."""
-    if settings.audit_key is not None:
-        return settings.audit_key.encode()
-    if settings.mode is Mode.PRODUCTION:
-        raise ValueError("CHILDLOOKUP_AUDIT_KEY is required in production mode")
-    path = settings.state_dir / "audit.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip().encode()
-
-
-def derive_key(master: bytes, purpose: str) -> bytes:
-    """A key for one purpose, so the pseudonym key and the checkpoint key never coincide."""
-    return hmac.new(master, f"childlookup:{purpose}".encode(), hashlib.sha256).digest()
-
-
-class Pseudonymiser:
-    """Keyed HMAC-SHA256 of identifiers: stable for one key, meaningless without it."""
-
-    def __init__(self, key: bytes) -> None:
-        if len(key) < 32:
-            raise ValueError("the pseudonymisation key must be at least 32 bytes")
-        self._key = key
-
-    def ref(self, kind: str, value: str) -> str:
-        digest = hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-        return f"{kind}:{digest[:32]}"
-
-
-@dataclass(frozen=True)
-class AuditSource:
-    source: str
-    status: str
-    error_code: str | None
-    records: int
-    cached: bool
-
-
-@dataclass(frozen=True)
-class AuditField:
-    source: str
-    field: str
-    reason: str | None = None
-
-
-@dataclass(frozen=True)
-class AuditMatch:
-    """How one record was linked; `reasons` are the linkage comparisons, never the values."""
-
-    source: str
-    record_ref: str
-    method: str
-    score: float
-    weight: float | None = None
-    reasons: Sequence[str] = ()
-
-
-@dataclass(frozen=True)
-class AuditNotice:
-    """An owner notification queued with this record: to whom, why, and under which message id."""
-
-    source: str
-    reasons: Sequence[str]
-    message_id: str
-
-
-@dataclass(frozen=True)
-class Access:
-    """Who looked at which (pseudonymised) child, when, and why: every record starts here."""
-
-    at: datetime
-    subject: str
-    name: str
-    role: str
-    organisation: str
-    purpose: str
-    justification: str | None
-    child_ref: str | None
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """One lookup, as an auditor needs to see it."""
-
-    access: Access
-    audit_id: str
-    request_id: str
-    outcome: str
-    denial: str | None
-    error_code: str | None
-    policy_revision: str | None
-    decision_ids: Sequence[str] = field(default_factory=tuple)
-    flagged_for_investigation: bool = False
-    child_flags: Mapping[str, bool] | None = None
-    sources: Sequence[AuditSource] = field(default_factory=tuple)
-    matches: Sequence[AuditMatch] = field(default_factory=tuple)
-    released: Sequence[AuditField] = field(default_factory=tuple)
-    withheld: Sequence[AuditField] = field(default_factory=tuple)
-    notified: Sequence[AuditNotice] = field(default_factory=tuple)
-
-    def body(self) -> str:
-        data = asdict(self)
-        data["access"]["at"] = self.access.at.isoformat()
-        return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
-class AuditStore:
+class SqliteAuditStore:
     """SQLite-backed, append-only audit log with group commit."""
 
     def __init__(
@@ -390,7 +268,3 @@ class AuditStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -2,8 +2,8 @@
 
 A notification is queued in the same transaction as the audit record of the lookup that caused it
 (see `AuditStore.append`), so a lookup that was audited always has its notifications queued and a
-lookup whose audit failed has none. Delivery (`gateway.notify`) happens later, off the request path,
-and survives a dead receiver and a restarted gateway because the queue is on disk.
+lookup whose audit failed has none. Delivery (gateway.audit.notify) happens later, off the request
+path, and survives a dead receiver and a restarted gateway because the queue is on disk.
 
 Unlike the audit tables this one changes: attempts are counted, and a delivered message's payload
 (who looked at which of the agency's records) is erased at once, since nothing about a child should

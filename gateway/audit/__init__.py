@@ -1,0 +1,60 @@
+"""The audit side: the append-only, hash-chained log of every lookup, and what is written with it.
+
+- `record` turns a lookup into its audit record; `auditor` is the pipeline's audit stage, which
+  commits it (with the owner notifications it obliges) before any data is returned.
+- `store` is the interface the gateway writes through; `sqlite` the embedded store.
+- `chain` makes tampering evident; `pseudonyms` names children without identifying them.
+- `outbox` and `notify` deliver owner notifications queued with the records; `trail` is the
+  auditors' reading of one child's accesses, itself audited.
+"""
+
+from gateway.audit.auditor import LookupAuditor
+from gateway.audit.chain import ChainReport
+from gateway.audit.notify import NotificationDispatcher, RetryPolicy, owner_notifications
+from gateway.audit.outbox import Outbox, OutboxEntry, OutboxMessage, OutboxState
+from gateway.audit.pseudonyms import Pseudonymiser, audit_key, derive_key
+from gateway.audit.record import HIDDEN, AuditedLookup, failure_record, lookup_record
+from gateway.audit.sqlite import SqliteAuditStore
+from gateway.audit.store import AuditStore, open_audit_store
+from gateway.audit.trail import AuditTrail
+from gateway.audit.types import (
+    Access,
+    AuditField,
+    AuditMatch,
+    AuditNotice,
+    AuditRecord,
+    AuditSource,
+    AuditUnavailable,
+    utc_now,
+)
+
+__all__ = [
+    "HIDDEN",
+    "Access",
+    "AuditField",
+    "AuditMatch",
+    "AuditNotice",
+    "AuditRecord",
+    "AuditSource",
+    "AuditStore",
+    "AuditTrail",
+    "AuditUnavailable",
+    "AuditedLookup",
+    "ChainReport",
+    "LookupAuditor",
+    "NotificationDispatcher",
+    "Outbox",
+    "OutboxEntry",
+    "OutboxMessage",
+    "OutboxState",
+    "Pseudonymiser",
+    "RetryPolicy",
+    "SqliteAuditStore",
+    "audit_key",
+    "derive_key",
+    "failure_record",
+    "lookup_record",
+    "open_audit_store",
+    "owner_notifications",
+    "utc_now",
+]

@@ -1,0 +1,74 @@
+"""The audit stage: a lookup's record is committed before its result is returned, or nothing is.
+
+If the record cannot be committed the caller gets AUDIT_UNAVAILABLE and no data. A refused or
+failed lookup is audited too, on a best-effort basis, since it releases nothing either way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+
+from gateway.audit.notify import NotificationDispatcher
+from gateway.audit.pseudonyms import Pseudonymiser
+from gateway.audit.record import failure_record, lookup_record
+from gateway.audit.store import AuditStore
+from gateway.audit.types import AuditUnavailable
+from gateway.errors import ErrorCode, GatewayError
+from gateway.types import LookupContext, LookupResult, Plan, Release
+
+_alerts = logging.getLogger("childlookup.alerts")
+
+
+class LookupAuditor:
+    """Commits lookups' records (and the notices they oblige) to the audit store."""
+
+    def __init__(
+        self,
+        store: AuditStore,
+        pseudonymiser: Pseudonymiser,
+        notifier: NotificationDispatcher | None = None,
+    ) -> None:
+        """Without a `notifier`, owner notifications are still queued with the record; they are
+        delivered by whichever gateway next runs a dispatcher on this audit database."""
+        self._store = store
+        self._pseudonymiser = pseudonymiser
+        self._notifier = notifier
+
+    async def commit(
+        self,
+        lookup: LookupContext,
+        plan: Plan,
+        result: LookupResult,
+        release: Release | None = None,
+        *,
+        hidden: bool = False,
+    ) -> None:
+        """Commit the lookup's record; raise AUDIT_UNAVAILABLE if it cannot be."""
+        audited = lookup_record(
+            lookup, plan, result, release, hidden=hidden, pseudonymiser=self._pseudonymiser
+        )
+        try:
+            await self._store.append(audited.record, audited.notifications)
+        except AuditUnavailable as exc:
+            raise GatewayError(
+                ErrorCode.AUDIT_UNAVAILABLE,
+                "This lookup could not be recorded in the audit log, so nothing was released."
+                " Try again shortly; if it persists, contact the service desk.",
+            ) from exc
+        if audited.notifications and self._notifier is not None:
+            self._notifier.wake()
+        if audited.record.flagged_for_investigation:
+            _alerts.warning(
+                "break-glass override",
+                extra={
+                    "event": "break_glass",
+                    "context": {"audit_id": result.audit_id, "subject": lookup.caller.subject},
+                },
+            )
+
+    async def failure(self, lookup: LookupContext, outcome: str, code: str) -> None:
+        """Best effort: a refused or failed lookup is audited too; it releases nothing anyway."""
+        with contextlib.suppress(AuditUnavailable):
+            await self._store.append(failure_record(lookup, uuid.uuid4().hex, outcome, code))

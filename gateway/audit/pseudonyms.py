@@ -1,0 +1,57 @@
+"""Keyed pseudonyms: how the audit log names a child without holding anything that identifies one.
+
+Child and source-record identifiers are HMACs under a key the log does not hold, so the log cannot
+be reversed into a list of children, yet an auditor holding the key can still find every access to
+one child.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from gateway.config import Mode, Settings
+from gateway.types import LookupQuery
+
+
+def audit_key(settings: Settings) -> bytes:
+    """The pseudonymisation key; in dev mode one is generated once and kept in the state dir."""
+    if settings.audit_key is not None:
+        return settings.audit_key.encode()
+    if settings.mode is Mode.PRODUCTION:
+        raise ValueError("CHILDLOOKUP_AUDIT_KEY is required in production mode")
+    path = settings.state_dir / "audit.key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip().encode()
+
+
+def derive_key(master: bytes, purpose: str) -> bytes:
+    """A key for one purpose, so the pseudonym key and the checkpoint key never coincide."""
+    return hmac.new(master, f"childlookup:{purpose}".encode(), hashlib.sha256).digest()
+
+
+class Pseudonymiser:
+    """Keyed HMAC-SHA256 of identifiers: stable for one key, meaningless without it."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) < 32:
+            raise ValueError("the pseudonymisation key must be at least 32 bytes")
+        self._key = key
+
+    def ref(self, kind: str, value: str) -> str:
+        digest = hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        return f"{kind}:{digest[:32]}"
+
+    def child_ref(self, query: LookupQuery) -> str:
+        """The pseudonym a lookup is counted and audited under: keyed on its one identifier, or
+        on the normalised demographics, so the same search by the same means is the same child."""
+        if query.nhs_number is not None:
+            return self.ref("nhs", query.nhs_number)
+        if query.upn is not None:
+            return self.ref("upn", query.upn)
+        assert query.demographics is not None
+        return self.ref("demographics", query.demographics.model_dump_json())

@@ -1,0 +1,135 @@
+"""Turning a lookup into its audit record: everything an auditor needs, nothing of the child.
+
+A record names the child and each source record only by keyed pseudonym, and names fields rather
+than holding their values. The owner notifications the release policy obliges are composed here
+too, because the record lists them and both are committed in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from gateway.audit.notify import owner_notifications
+from gateway.audit.outbox import OutboxMessage
+from gateway.audit.pseudonyms import Pseudonymiser
+from gateway.audit.types import (
+    Access,
+    AuditField,
+    AuditMatch,
+    AuditRecord,
+    AuditSource,
+    utc_now,
+)
+from gateway.types import (
+    Caller,
+    LookupContext,
+    LookupResult,
+    MatchedRecord,
+    Plan,
+    Purpose,
+    Release,
+)
+
+HIDDEN = "HIDDEN"
+"""Audit outcome of a demographic search that reached a child shield-safe search keeps hidden."""
+
+
+@dataclass(frozen=True)
+class AuditedLookup:
+    """A lookup's record and the owner notifications to queue with it."""
+
+    record: AuditRecord
+    notifications: tuple[OutboxMessage, ...]
+
+
+def access_by(
+    caller: Caller, *, purpose: str, justification: str | None, child_ref: str | None
+) -> Access:
+    """Who is looking, now, at which child and why."""
+    return Access(
+        at=utc_now(),
+        subject=caller.subject,
+        name=caller.name,
+        role=caller.role,
+        organisation=caller.organisation,
+        purpose=purpose,
+        justification=justification,
+        child_ref=child_ref,
+    )
+
+
+def lookup_access(lookup: LookupContext) -> Access:
+    return access_by(
+        lookup.caller,
+        purpose=lookup.query.purpose.value,
+        justification=lookup.query.justification,
+        child_ref=lookup.child_ref,
+    )
+
+
+def lookup_record(
+    lookup: LookupContext,
+    plan: Plan,
+    result: LookupResult,
+    release: Release | None,
+    *,
+    hidden: bool,
+    pseudonymiser: Pseudonymiser,
+) -> AuditedLookup:
+    """The record of a lookup that ran (found, not found, ambiguous or denied by the plan)."""
+    access = lookup_access(lookup)
+    notices = owner_notifications(
+        access, result.audit_id, release.notify if release is not None else ()
+    )
+    released = release.records if release is not None else ()
+    record = AuditRecord(
+        access=access,
+        audit_id=result.audit_id,
+        request_id=result.request_id,
+        # The caller saw NOT_FOUND; the auditor sees that shield-safe search hid a child.
+        outcome=HIDDEN if hidden else result.outcome.value,
+        denial=result.denial,
+        error_code=None,
+        policy_revision=result.policy_revision,
+        decision_ids=[plan.decision_id] + ([release.decision_id] if release else []),
+        # Break-glass is never routine: every permitted override is investigated.
+        flagged_for_investigation=(
+            lookup.query.purpose is Purpose.EMERGENCY_OVERRIDE and plan.permitted
+        ),
+        child_flags=None if release is None else asdict(release.flags),
+        sources=[
+            AuditSource(a.source, a.status.value, a.error_code, len(a.records), a.cached)
+            for a in result.answers
+        ],
+        matches=[_match(m, pseudonymiser) for m in result.matched],
+        released=[
+            AuditField(r.matched.source, f.value) for r in released for f in sorted(r.fields)
+        ],
+        withheld=[AuditField(w.source, w.field.value, w.reason) for w in result.withheld],
+        notified=[n.audit for n in notices],
+    )
+    return AuditedLookup(record, tuple(n.message for n in notices))
+
+
+def failure_record(lookup: LookupContext, audit_id: str, outcome: str, code: str) -> AuditRecord:
+    """The record of a lookup refused or failed before it could release anything."""
+    return AuditRecord(
+        access=lookup_access(lookup),
+        audit_id=audit_id,
+        request_id=lookup.request_id,
+        outcome=outcome,
+        denial=None,
+        error_code=code,
+        policy_revision=None,
+    )
+
+
+def _match(matched: MatchedRecord, pseudonymiser: Pseudonymiser) -> AuditMatch:
+    return AuditMatch(
+        source=matched.source,
+        record_ref=pseudonymiser.ref("record", matched.key),
+        method=matched.method.value,
+        score=matched.score,
+        weight=matched.weight,
+        reasons=matched.reasons,
+    )

@@ -1,0 +1,98 @@
+"""What an audit record is: who looked at which (pseudonymised) child, why, and what left.
+
+Records never hold the child's data: child and source-record identifiers are keyed pseudonyms, and
+fields are named, not valued.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+
+class AuditUnavailable(Exception):
+    """The record could not be committed; the lookup must release nothing."""
+
+
+@dataclass(frozen=True)
+class AuditSource:
+    source: str
+    status: str
+    error_code: str | None
+    records: int
+    cached: bool
+
+
+@dataclass(frozen=True)
+class AuditField:
+    source: str
+    field: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditMatch:
+    """How one record was linked; `reasons` are the linkage comparisons, never the values."""
+
+    source: str
+    record_ref: str
+    method: str
+    score: float
+    weight: float | None = None
+    reasons: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class AuditNotice:
+    """An owner notification queued with this record: to whom, why, and under which message id."""
+
+    source: str
+    reasons: Sequence[str]
+    message_id: str
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who looked at which (pseudonymised) child, when, and why: every record starts here."""
+
+    at: datetime
+    subject: str
+    name: str
+    role: str
+    organisation: str
+    purpose: str
+    justification: str | None
+    child_ref: str | None
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One lookup, as an auditor needs to see it."""
+
+    access: Access
+    audit_id: str
+    request_id: str
+    outcome: str
+    denial: str | None
+    error_code: str | None
+    policy_revision: str | None
+    decision_ids: Sequence[str] = field(default_factory=tuple)
+    flagged_for_investigation: bool = False
+    child_flags: Mapping[str, bool] | None = None
+    sources: Sequence[AuditSource] = field(default_factory=tuple)
+    matches: Sequence[AuditMatch] = field(default_factory=tuple)
+    released: Sequence[AuditField] = field(default_factory=tuple)
+    withheld: Sequence[AuditField] = field(default_factory=tuple)
+    notified: Sequence[AuditNotice] = field(default_factory=tuple)
+
+    def body(self) -> str:
+        """The canonical JSON the hash chain covers: sorted keys, no spaces."""
+        data = asdict(self)
+        data["access"]["at"] = self.access.at.isoformat()
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,169 @@
+"""Wiring: the gateway's parts built from settings, once at start-up, and started for its lifetime.
+
+`build_components` loads what can be checked before serving (policy, audit store, keys, linkage
+model) and raises if any of it is unusable, so a misconfigured gateway never starts. `running`
+then starts what lives only while the app serves: the connectors' HTTP client, the lookup
+pipeline, the notification dispatcher and the policy reloader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.audit import (
+    AuditStore,
+    AuditTrail,
+    LookupAuditor,
+    NotificationDispatcher,
+    Outbox,
+    Pseudonymiser,
+    RetryPolicy,
+    audit_key,
+    open_audit_store,
+)
+from gateway.auth import ClaimNames, JwksKeys, StaticKey, TokenVerifier
+from gateway.cache import AnswerCache
+from gateway.config import Settings, SourceConfig
+from gateway.fanout import FanOut
+from gateway.limits import AccessLimits, LimitSettings
+from gateway.linkage import LinkageModel
+from gateway.pipeline import LookupPipeline
+from gateway.policy import (
+    DecisionLog,
+    PolicyEngine,
+    PolicyReloader,
+    RemotePolicyEngine,
+    policy_engine_from_settings,
+)
+from gateway.signing import AnswerVerifier, RequestSigner, answer_verifiers
+from gateway.tls import connector_client_context
+
+
+@dataclass(frozen=True)
+class Components:
+    """The long-lived parts of a gateway, built once from settings."""
+
+    settings: Settings
+    sources: tuple[SourceConfig, ...]
+    policy: PolicyEngine
+    audit: AuditStore
+    audit_trail: AuditTrail
+    verifier: TokenVerifier
+    pseudonymiser: Pseudonymiser
+    decision_log: DecisionLog
+    request_signer: RequestSigner
+    answer_verifiers: Mapping[str, AnswerVerifier]
+    linkage: LinkageModel
+    connector_tls: ssl.SSLContext
+
+
+def build_components(settings: Settings, sources: list[SourceConfig]) -> Components:
+    """Load policy, open the audit store and key material; raise if any of them is unusable."""
+    audit = open_audit_store(settings)
+    pseudonymiser = Pseudonymiser(audit_key(settings))
+    return Components(
+        settings=settings,
+        sources=tuple(sources),
+        policy=policy_engine_from_settings(settings),
+        audit=audit,
+        audit_trail=AuditTrail(audit, pseudonymiser, settings.auditor_roles),
+        verifier=TokenVerifier(
+            JwksKeys(settings.jwks_url)
+            if settings.jwks_url
+            else StaticKey.from_pem_file(settings.resolved_public_key_file()),
+            issuer=settings.issuer,
+            audience=settings.audience,
+            leeway_s=settings.token_leeway_s,
+            algorithms=settings.token_algorithms,
+            claims=ClaimNames(
+                settings.role_claim, settings.organisation_claim, settings.assurance_claim
+            ),
+        ),
+        pseudonymiser=pseudonymiser,
+        decision_log=DecisionLog.open(settings.resolved_decision_log(), instance=uuid.uuid4().hex),
+        request_signer=RequestSigner.from_settings(settings),
+        answer_verifiers=answer_verifiers(sources),
+        linkage=linkage_model(settings),
+        connector_tls=connector_client_context(settings.connector_tls, sources),
+    )
+
+
+def linkage_model(settings: Settings) -> LinkageModel:
+    """The configured model file (or the packaged default) with any threshold overrides."""
+    model = LinkageModel.load(settings.linkage_model_file)
+    if settings.link_threshold is None and settings.possible_threshold is None:
+        return model
+    return model.with_thresholds(
+        link=model.link_threshold if settings.link_threshold is None else settings.link_threshold,
+        possible=model.possible_threshold
+        if settings.possible_threshold is None
+        else settings.possible_threshold,
+    )
+
+
+@asynccontextmanager
+async def running(components: Components) -> AsyncIterator[LookupPipeline]:
+    """The lookup pipeline, with everything it needs running until the context ends."""
+    settings = components.settings
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+    async with httpx.AsyncClient(
+        limits=limits, timeout=10.0, verify=components.connector_tls
+    ) as client:
+        outbox = Outbox(settings.resolved_audit_db())
+        notifier = NotificationDispatcher(
+            outbox,
+            client,
+            components.request_signer,
+            components.sources,
+            RetryPolicy.from_settings(settings),
+            components.answer_verifiers,
+        )
+        pipeline = LookupPipeline(
+            sources=components.sources,
+            policy=components.policy,
+            decision_log=components.decision_log,
+            limits=AccessLimits(LimitSettings.from_settings(settings), components.audit),
+            fanout=FanOut(
+                components.sources,
+                client,
+                AnswerCache(settings.cache_ttl_s),
+                signer=components.request_signer,
+                answer_verifiers=components.answer_verifiers,
+            ),
+            linkage=components.linkage,
+            authority=settings.field_authority,
+            auditor=LookupAuditor(components.audit, components.pseudonymiser, notifier),
+            pseudonymiser=components.pseudonymiser,
+            deadline_ms=settings.lookup_deadline_ms,
+        )
+        remote = components.policy if isinstance(components.policy, RemotePolicyEngine) else None
+        if remote is not None:
+            await remote.connect()
+        watcher = None
+        if remote is None and settings.policy_reload_s > 0:
+
+            def install(engine: PolicyEngine) -> None:
+                pipeline.policy = engine
+
+            reloader = PolicyReloader(
+                settings.policy_dir, install, interval_s=settings.policy_reload_s
+            )
+            watcher = asyncio.create_task(reloader.watch())
+        # Started with the gateway, it also delivers what an earlier run left in the outbox.
+        notifier.start()
+        try:
+            yield pipeline
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if remote is not None:
+                await remote.aclose()
+            await notifier.aclose()
+            outbox.close()

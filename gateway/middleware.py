@@ -1,0 +1,80 @@
+"""HTTP middleware in front of the GraphQL view: size limits and authentication at the edge.
+
+Both run before GraphQL sees the request: an oversized body is refused before it is parsed, and a
+request without a verified token gets 401 and never reaches a resolver.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.auth import TokenVerifier
+from gateway.errors import ErrorCode, GatewayError, error_response
+
+
+class Authentication:
+    """Verifies the bearer token of every POST before GraphQL runs; a bare GET only serves
+    GraphiQL (in dev mode), and a GET carrying an operation is refused rather than executed.
+    The verified caller is left in the request scope's state for the view."""
+
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier) -> None:
+        self._app = app
+        self._verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "GET" and scope.get("query_string"):
+            message = "Send GraphQL operations with POST."
+            await error_response(405, ErrorCode.BAD_REQUEST, message)(scope, receive, send)
+            return
+        if scope["method"] != "GET":
+            request = Request(scope, receive)
+            try:
+                caller = await self._verifier.authenticate(request.headers.get("authorization"))
+            except GatewayError as exc:
+                await error_response(401, exc.code, exc.message)(scope, receive, send)
+                return
+            scope.setdefault("state", {})["caller"] = caller
+        await self._app(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse request bodies over a limit with 413, before any parsing."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self._max):
+            await self._too_large(scope, receive, send)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body.extend(message.get("body", b""))
+            more = message.get("more_body", False)
+            if len(body) > self._max:
+                await self._too_large(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        await self._app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"The request is larger than {self._max} bytes."
+        await error_response(413, ErrorCode.REQUEST_TOO_LARGE, message)(scope, receive, send)
