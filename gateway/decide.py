@@ -2,8 +2,9 @@
 
 The policy sees which fields each linked record holds and the child's restrictions aggregated over
 all of them, and answers released or withheld-with-reason for each. The gateway then keeps only what
-was released: a field the policy did not mention is withheld (POLICY_UNDECIDED), and a field it both
-released and withheld is withheld. Nothing here can widen what the policy said.
+was released: a field the policy did not mention is withheld (POLICY_UNDECIDED), and an answer that
+decides a field twice is malformed (PolicyError), so nothing is released. Nothing here can widen
+what the policy said.
 
 The same answer carries the policy's owner-notification obligation: which matched records' holders
 must be told of this lookup, and why. The policy sees each record's true indicators for that, even

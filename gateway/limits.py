@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from gateway.audit import AuditStore
 from gateway.config import Settings
+from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
 
 CHILDREN_REFRESH_S = 60.0
@@ -102,3 +103,17 @@ class AccessLimits:
             cached = _Seen(midnight, now, children)
             self._children[subject] = cached
         return cached.children
+
+
+def refusal_error(refusal: str) -> GatewayError:
+    """What the caller is told: never anything about the child."""
+    if refusal == RATE_LIMITED:
+        return GatewayError(
+            ErrorCode.RATE_LIMITED,
+            "Too many lookups in the last minute. Wait a moment and try again.",
+        )
+    return GatewayError(
+        ErrorCode.LOOKUP_CAP_REACHED,
+        "You have reached today's limit of different children you can look up. This has"
+        " been reported; contact your information governance lead if you need more.",
+    )

@@ -14,7 +14,6 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import NoReturn
 
 from connectors.protocol import FieldId
 from gateway.audit import LookupAuditor, Pseudonymiser
@@ -22,7 +21,7 @@ from gateway.config import SourceConfig
 from gateway.decide import decide
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
-from gateway.limits import RATE_LIMITED, AccessLimits
+from gateway.limits import AccessLimits, refusal_error
 from gateway.linkage import LinkageModel
 from gateway.match import MatchResult, match_records
 from gateway.merge import merge
@@ -133,20 +132,7 @@ class LookupPipeline:
                 },
             },
         )
-        _refuse(refusal)
-
-
-def _refuse(refusal: str) -> NoReturn:
-    if refusal == RATE_LIMITED:
-        raise GatewayError(
-            ErrorCode.RATE_LIMITED,
-            "Too many lookups in the last minute. Wait a moment and try again.",
-        )
-    raise GatewayError(
-        ErrorCode.LOOKUP_CAP_REACHED,
-        "You have reached today's limit of different children you can look up. This has"
-        " been reported; contact your information governance lead if you need more.",
-    )
+        raise refusal_error(refusal)
 
 
 def _denied(lookup: LookupContext, plan: Plan, sources: Sequence[SourceConfig]) -> LookupResult:

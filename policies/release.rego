@@ -132,9 +132,9 @@ notify := array.concat(notified_for_status, notified_for_purpose)
 # description: >-
 #   Each record holding an indicator that data.json (owner_notification.indicators) names, such as
 #   a child protection plan or a looked-after child. This does not depend on what the caller may
-#   see: the holder must know of the lookup even when the caller cannot see why it matters. Note
-#   that the plan fetches only the fields the caller may see, so a record can show an indicator
-#   here only when the caller's grant covers it.
+#   see: the holder must know of the lookup even when the caller cannot see why it matters. The
+#   plan fetches these indicators as obligation fields for every permitted lookup, so they reach
+#   this rule whether or not the caller's grant covers them.
 notified_for_status := [{"record": record.id, "reason": reason} |
 	some record in input.records
 	some indicator in record.true_indicators

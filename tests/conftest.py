@@ -1,4 +1,5 @@
-"""Shared pytest configuration: async tests run on asyncio through anyio's pytest plugin."""
+"""Shared pytest configuration and fixtures: async tests run on asyncio through anyio's pytest
+plugin; production settings and real OPA for the tests that need them."""
 
 import logging
 from collections.abc import Callable, Iterator
@@ -7,7 +8,10 @@ from typing import Any
 
 import pytest
 
+from connectors.serving import BackgroundServer
 from connectors.trust import ensure_key_pair
+from tests.factories import POLICY_DIR
+from tests.stack import Behaviour, RealOpa, build_archive, opa_rest_app
 
 
 @pytest.fixture
@@ -47,3 +51,29 @@ def production_settings() -> Callable[[Path], dict[str, Any]]:
         }
 
     return settings
+
+
+@pytest.fixture(scope="module")
+def real_opa(tmp_path_factory: pytest.TempPathFactory) -> RealOpa:
+    """Real OPA holding the project's policy bundle, as `childlookup policy bundle` ships it."""
+    pytest.importorskip(
+        "opa_bindings",
+        reason="real OPA (opa-golib-python-bindings) is not installed; `./dev test` installs it",
+    )
+    return RealOpa(build_archive(POLICY_DIR, tmp_path_factory.mktemp("bundle") / "b.tar.gz"))
+
+
+@pytest.fixture
+def opa_server(real_opa: RealOpa) -> Iterator[Callable[[Behaviour | None], str]]:
+    """Start an OPA server over `real_opa` with the given behaviour, and get its URL; all are
+    stopped after the test."""
+    servers: list[BackgroundServer] = []
+
+    def start(behaviour: Behaviour | None = None) -> str:
+        server = BackgroundServer(opa_rest_app(real_opa, behaviour or Behaviour())).start()
+        servers.append(server)
+        return server.url
+
+    yield start
+    for server in servers:
+        server.stop()

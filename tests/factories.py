@@ -1,18 +1,28 @@
-"""Small builders for protocol records used across gateway tests."""
+"""Small builders for what tests arrange: connector records, policy bundles and decision inputs,
+audit records and owner notifications."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, date, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from connectors.check_digits import nhs_check_digit
+from connectors.notifications import (
+    AccessedRecord,
+    Accessor,
+    Notification,
+    NotificationReason,
+)
 from connectors.protocol import (
     Address,
     Carer,
     ConnectorRecord,
     Contact,
+    FieldId,
     GpPractice,
     Identifiers,
     Indicators,
@@ -22,9 +32,28 @@ from connectors.protocol import (
     School,
     Sex,
 )
-from gateway.config import DEFAULT_POLICY_DIR
-from gateway.policy import DecisionLog, LoggedPolicy, PolicyEngine, RegoPolicyEngine
-from gateway.types import Caller, LookupContext, LookupQuery
+from connectors.protocol import Caller as ProtocolCaller
+from gateway.audit import (
+    Access,
+    AuditField,
+    AuditRecord,
+    AuditSource,
+    OutboxMessage,
+    Pseudonymiser,
+)
+from gateway.config import DEFAULT_POLICY_DIR, SourceConfig
+from gateway.policy import (
+    DecisionLog,
+    LoggedPolicy,
+    PlanInput,
+    PlanSource,
+    PolicyEngine,
+    RegoPolicyEngine,
+    ReleaseChild,
+    ReleaseInput,
+    ReleaseRecord,
+)
+from gateway.types import Caller, LookupContext, LookupQuery, MatchedRecord, MatchMethod
 
 NHS = "9434765919"
 OTHER_NHS = "9000000009"
@@ -114,9 +143,26 @@ def synthetic_nhs(n: int) -> str:
 
 CALLER = Caller(subject="s", name="n", role="gp", organisation="A81001")
 
+LOCATION_FIELDS = frozenset(
+    {FieldId.ADDRESS, FieldId.SCHOOL, FieldId.GP_PRACTICE, FieldId.CARERS, FieldId.INVOLVEMENTS}
+)
+"""The fields shielding withholds (the `location` category of policies/data.json)."""
+
+FULL_SOURCES = (
+    SourceConfig(name="health", url="http://127.0.0.1:1", provides=tuple(FieldId)),
+    SourceConfig(
+        name="social_care",
+        url="http://127.0.0.1:2",
+        provides=tuple(FieldId),
+        shield_authority=True,
+    ),
+)
+"""Two configured sources that provide every field; social care is the shield authority."""
+
 
 @cache
-def _real_policy() -> PolicyEngine:
+def real_policy() -> PolicyEngine:
+    """The project's own policy bundle, compiled once per test session."""
     return RegoPolicyEngine.from_directory(DEFAULT_POLICY_DIR)
 
 
@@ -125,16 +171,163 @@ def lookup_context(
     caller: Caller = CALLER,
     *,
     policy: PolicyEngine | None = None,
+    decision_log: DecisionLog | None = None,
     deadline_s: float = 5.0,
     request_id: str = "req-1",
+    child_ref: str = "nhs:test",
 ) -> LookupContext:
-    """A lookup as the pipeline starts it, deciding by `policy` (the real bundle by default)."""
-    logged = LoggedPolicy(policy or _real_policy(), DecisionLog(None, instance="test"))
+    """A lookup as the pipeline starts it, deciding by `policy` (the real bundle by default) and
+    logging its decisions to `decision_log` (nowhere by default)."""
+    logged = LoggedPolicy(
+        policy or real_policy(), decision_log or DecisionLog(None, instance="test")
+    )
     return LookupContext(
         caller=caller,
         query=query,
         request_id=request_id,
-        child_ref="nhs:test",
+        child_ref=child_ref,
         deadline=time.monotonic() + deadline_s,
         policy=logged,
     )
+
+
+# --- policy bundles and decision inputs -----------------------------------------------------------
+
+POLICY_DIR = DEFAULT_POLICY_DIR
+"""The project's own policy bundle."""
+
+
+def write_bundle(
+    directory: Path,
+    modules: dict[str, str],
+    data: dict[str, Any] | None = None,
+    revision: str = "test-1",
+) -> Path:
+    """A bundle directory in OPA's layout, holding `modules` (path -> Rego source) and `data`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / ".manifest").write_text(json.dumps({"revision": revision, "roots": ["t"]}))
+    (directory / "data.json").write_text(json.dumps(data if data is not None else {}))
+    for path, source in modules.items():
+        (directory / path).parent.mkdir(parents=True, exist_ok=True)
+        (directory / path).write_text(source)
+    return directory
+
+
+PLAN_SOURCES = (
+    PlanSource(
+        name="health",
+        provides=(FieldId.NHS_NUMBER, FieldId.NAME, FieldId.ADDRESS, FieldId.GP_PRACTICE),
+        shield_authority=False,
+    ),
+    PlanSource(name="education", provides=(FieldId.NAME, FieldId.SCHOOL), shield_authority=False),
+    PlanSource(
+        name="social_care",
+        provides=(FieldId.NAME, FieldId.CARERS, FieldId.CHILD_PROTECTION_PLAN),
+        shield_authority=True,
+    ),
+)
+"""Three agencies as the plan decision sees them; only social care may say a child is shielded."""
+
+CLEAR_CHILD = ReleaseChild(shielded=False, restricted=False, shield_status_known=True)
+
+
+def plan_input(role: str, purpose: str, justification: str | None = None) -> PlanInput:
+    """The plan question for a caller in `role` at PLAN_SOURCES."""
+    return PlanInput(
+        caller=ProtocolCaller(role=role, organisation="X00001"),
+        purpose=purpose,
+        justification_chars=len(justification or ""),
+        sources=PLAN_SOURCES,
+    )
+
+
+def release_input(
+    role: str,
+    purpose: str,
+    child: ReleaseChild = CLEAR_CHILD,
+    records: tuple[ReleaseRecord, ...] = (
+        ReleaseRecord(id="health:H1", source="health", fields=tuple(FieldId)),
+    ),
+) -> ReleaseInput:
+    """The release question for a caller in `role`: one health record with every field, by
+    default."""
+    return ReleaseInput(
+        caller=ProtocolCaller(role=role, organisation="X00001"),
+        purpose=purpose,
+        child=child,
+        records=records,
+    )
+
+
+# --- audit records and owner notifications --------------------------------------------------------
+
+AUDIT_KEY = b"k" * 32
+"""The pseudonym key of test audit records."""
+CHECKPOINT_KEY = b"c" * 32
+"""The key test audit stores sign their checkpoints with."""
+
+
+def access(**overrides: Any) -> Access:
+    """A health visitor's safeguarding lookup of the child NHS, pseudonymised with AUDIT_KEY."""
+    fields: dict[str, Any] = {
+        "at": datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
+        "subject": "dev:RR8:Hana",
+        "name": "Hana",
+        "role": "health_visitor",
+        "organisation": "RR8",
+        "purpose": "SAFEGUARDING_ENQUIRY",
+        "justification": "home visit concern",
+        "child_ref": Pseudonymiser(AUDIT_KEY).ref("nhs", NHS),
+    }
+    return Access(**(fields | overrides))
+
+
+def audit_record(audit_id: str, child_ref: str | None = None, **overrides: Any) -> AuditRecord:
+    """A found lookup by `access()` (of `child_ref` when given) that showed a name and withheld a
+    shielded address."""
+    fields: dict[str, Any] = {
+        "access": access(**({"child_ref": child_ref} if child_ref else {})),
+        "audit_id": audit_id,
+        "request_id": "r-" + audit_id,
+        "outcome": "FOUND",
+        "denial": None,
+        "error_code": None,
+        "policy_revision": "rev-1",
+        "sources": [AuditSource("health", "ANSWERED", None, 1, False)],
+        "released": [AuditField("health", "name")],
+        "withheld": [AuditField("health", "address", "SHIELDED")],
+    }
+    return AuditRecord(**(fields | overrides))
+
+
+def notification(message_id: str = "m-1", **overrides: Any) -> Notification:
+    """What an agency is told when an emergency clinician sees its record of a child on a plan."""
+    fields: dict[str, Any] = {
+        "message_id": message_id,
+        "audit_id": "a-1",
+        "at": datetime(2026, 11, 21, 12, 0, tzinfo=UTC),
+        "accessor": Accessor(
+            subject="dev:RX1:eddie", name="Eddie Clinician", role="ed_clinician", organisation="RX1"
+        ),
+        "purpose": "DIRECT_CARE",
+        "justification": None,
+        "records": [
+            AccessedRecord(
+                record_id="LA-000001", reasons=[NotificationReason.CHILD_PROTECTION_PLAN]
+            )
+        ],
+    }
+    return Notification(**(fields | overrides))
+
+
+def outbox_message(
+    message_id: str, audit_id: str = "a-1", source: str = "social_care"
+) -> OutboxMessage:
+    """A `notification` queued for `source`."""
+    body = notification(message_id, audit_id=audit_id).model_dump_json().encode()
+    return OutboxMessage(message_id, source, audit_id, body, created_at=time.time())
+
+
+def matched(record: ConnectorRecord, source: str) -> MatchedRecord:
+    """`record` from `source`, linked to the child by its NHS number."""
+    return MatchedRecord(record.record_id, source, record, MatchMethod.NHS_NUMBER)

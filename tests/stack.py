@@ -1,28 +1,54 @@
-"""A real gateway stack on loopback for end-to-end tests: reference connectors serving JSON Lines
-files, and the gateway built exactly as `childlookup serve` builds it. Connector trust (signed
-requests, signed answers) is off unless a test asks for it, as the demo turns it on."""
+"""Real servers on loopback for end-to-end tests: reference connectors serving JSON Lines files, the
+gateway built exactly as `childlookup serve` builds it, agencies receiving owner notifications,
+and OPA serving the policy bundle. Connector trust (signed requests, signed answers) is off unless
+a test asks for it, as the demo turns it on."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import socket
-from collections.abc import Iterator, Sequence
+import tarfile
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from connectors.protocol import ConnectorRecord
+from connectors.app import create_connector_app
+from connectors.protocol import ConnectorRecord, LookupRequest
 from connectors.reference import create_reference_app
 from connectors.serving import BackgroundServer
-from connectors.trust import AnswerSigner, PublishedKeys, RequestVerifier, ensure_key_pair
+from connectors.trust import (
+    AnswerSigner,
+    PublishedKeys,
+    RequestVerifier,
+    StaticKey,
+    ensure_key_pair,
+)
 from gateway.app import create_app
 from gateway.components import build_components
 from gateway.config import Settings, SourceConfig
+from gateway.demo import reference_source
+from gateway.policy import load_bundle
+from gateway.signing import RequestSigner
 from gateway.tls import server_context
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
+from gateway.workbench import write_bundle_archive
+
+T = TypeVar("T")
+
+GATEWAY_ISSUER = "childlookup-gateway"
+"""Who signs the gateway's requests to connectors (its default `gateway_id`)."""
 
 LOOKUP = """
 query Lookup($nhs: String!, $purpose: Purpose!, $justification: String) {
@@ -91,6 +117,10 @@ class Stack:
         assert response.status_code == 200, response.text
         return response.json()  # type: ignore[no-any-return]
 
+    def audited(self, audit_id: str) -> dict[str, Any]:
+        """The audit record the gateway wrote under `audit_id`."""
+        return next(r for r in self.components.audit.records() if r["audit_id"] == audit_id)
+
 
 def connector_key(tmp: Path, name: str) -> tuple[Path, Path]:
     """A connector's answer-signing key pair (private, public), created once under `tmp`."""
@@ -148,7 +178,7 @@ def reference_apps(
             write_records(tmp / f"{name}.jsonl", recs),
             (latency_ms or {}).get(name, 0.0),
             verifier=(
-                RequestVerifier(PublishedKeys(gateway_jwks), issuer="childlookup-gateway")
+                RequestVerifier(PublishedKeys(gateway_jwks), issuer=GATEWAY_ISSUER)
                 if gateway_jwks
                 else None
             ),
@@ -160,3 +190,150 @@ def reference_apps(
         )
         for name, recs in records.items()
     }
+
+
+@contextlib.contextmanager
+def reference_connectors(
+    tmp: Path,
+    records: dict[str, Sequence[ConnectorRecord]],
+    latency_ms: dict[str, float] | None = None,
+) -> Iterator[list[SourceConfig]]:
+    """Reference connectors serving `records` (agency -> its records); yields the gateway's source
+    entry for each, for tests that start several gateways over the same agencies."""
+    with serving(reference_apps(tmp, records, latency_ms)) as urls:
+        yield [reference_source(name, url) for name, url in urls.items()]
+
+
+@contextlib.contextmanager
+def reference_stack(
+    tmp: Path,
+    records: dict[str, Sequence[ConnectorRecord]],
+    *,
+    latency_ms: dict[str, float] | None = None,
+    **settings: Any,
+) -> Iterator[Stack]:
+    """Reference connectors serving `records` (agency -> its records) and a gateway, set up with
+    `settings`, asking each of them."""
+    with (
+        reference_connectors(tmp, records, latency_ms) as sources,
+        running_gateway(tmp, sources, **settings) as gateway,
+    ):
+        yield gateway
+
+
+def eventually(check: Callable[[], T], timeout_s: float = 15.0) -> T:
+    """Poll until `check` returns something truthy, and return it; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+    return value
+
+
+# --- agencies receiving owner notifications ------------------------------------------------------
+
+GATEWAY_KEY = ec.generate_private_key(ec.SECP256R1())
+"""A gateway request-signing key for tests that sign notifications themselves."""
+GATEWAY_SIGNER = RequestSigner(GATEWAY_KEY, issuer=GATEWAY_ISSUER)
+
+
+class NoRecords:
+    """A connector's record store holding no one: for connectors that only receive."""
+
+    async def lookup(self, request: LookupRequest) -> list[Any]:
+        return []
+
+
+def gateway_verifier(key: ec.EllipticCurvePublicKey) -> RequestVerifier:
+    """What an agency checks the gateway's signed requests with, given the gateway's public key."""
+    return RequestVerifier(StaticKey(key), issuer=GATEWAY_ISSUER)
+
+
+@contextlib.contextmanager
+def notification_receiver(sink: Any, signer: AnswerSigner | None = None) -> Iterator[httpx.Client]:
+    """The social care connector keeping notifications signed by GATEWAY_KEY in `sink`, signing
+    its receipts with `signer` when given; yields a client for it."""
+    app = create_connector_app(
+        NoRecords(),
+        source="social_care",
+        verifier=gateway_verifier(GATEWAY_KEY.public_key()),
+        signer=signer,
+        notifications=sink,
+    )
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+# --- a policy server -----------------------------------------------------------------------------
+
+
+class RealOpa:
+    """A policy bundle tarball loaded into an embedded OPA (opa-golib-python-bindings, installed by
+    `./dev test`) the way `opa run -b` would load it."""
+
+    def __init__(self, archive: Path) -> None:
+        from opa_bindings import OpaEngine
+
+        self.engine = OpaEngine()
+        with tarfile.open(archive) as tar:
+            files = {
+                member.name.lstrip("/"): tar.extractfile(member).read().decode()
+                for member in tar.getmembers()
+            }
+        self.manifest = json.loads(files.pop(".manifest"))
+        self.engine.add_data(json.loads(files.pop("data.json")))
+        for path, source in files.items():
+            self.engine.add_policy(path, source)
+        self.modules = files
+
+    @property
+    def revision(self) -> str:
+        return str(self.manifest["revision"])
+
+    def document(self, path: str, input_document: Any = None) -> Any:
+        """`data.<path>` (slashes or dots); raises opa_bindings.OpaUndefinedError if undefined."""
+        return self.engine.eval_document(path.replace("/", "."), input_document)
+
+
+def build_archive(directory: Path, out: Path) -> Path:
+    """The bundle tarball `childlookup policy bundle` writes for the policy in `directory`."""
+    write_bundle_archive(load_bundle(directory), out)
+    return out
+
+
+@dataclass
+class Behaviour:
+    """How the test server misbehaves; the default is a healthy OPA."""
+
+    delay_s: float = 0.0
+    status: int = 200
+    undefined: bool = False
+    provenance: bool = True
+    result: Any = None
+    """An answer to give instead of OPA's."""
+
+
+def opa_rest_app(opa: RealOpa, behaviour: Behaviour) -> Starlette:
+    """OPA's Data API over `opa`: POST (with input) and GET (without) of /v1/data/<path>."""
+    from opa_bindings import OpaUndefinedError
+
+    async def data(request: Request) -> Response:
+        body = await request.json() if request.method == "POST" else {}
+        await asyncio.sleep(behaviour.delay_s)
+        if behaviour.status != 200:
+            return PlainTextResponse("internal error", status_code=behaviour.status)
+        answer: dict[str, Any] = {}
+        if behaviour.result is not None:
+            answer["result"] = behaviour.result
+        elif not behaviour.undefined:
+            with contextlib.suppress(OpaUndefinedError):
+                answer["result"] = opa.document(request.path_params["path"], body.get("input"))
+        if behaviour.provenance and request.query_params.get("provenance") == "true":
+            answer["provenance"] = {
+                "version": "1.20.2",
+                "bundles": {"childlookup": {"revision": opa.revision}},
+            }
+        return JSONResponse(answer)
+
+    return Starlette(routes=[Route("/v1/data/{path:path}", data, methods=["GET", "POST"])])

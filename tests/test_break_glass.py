@@ -7,9 +7,8 @@ import pytest
 
 from connectors.protocol import Identifiers, RecordFlags
 from gateway.cli import main
-from gateway.demo import reference_source
 from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
-from tests.stack import reference_apps, running_gateway, serving
+from tests.stack import reference_stack
 
 SHIELDED = synthetic_nhs(21)
 REASON = "Child reported missing; police at the door need the current address now."
@@ -26,10 +25,8 @@ def stack(tmp_path_factory):
             social_care_record(SHIELDED, identifiers=ids, flags=RecordFlags(shielded=True))
         ],
     }
-    with serving(reference_apps(tmp, records)) as urls:
-        sources = [reference_source(name, url) for name, url in urls.items()]
-        with running_gateway(tmp, sources) as gateway:
-            yield gateway
+    with reference_stack(tmp, records) as gateway:
+        yield gateway
 
 
 def test_an_override_shows_a_shielded_childs_location_and_is_flagged(stack):
@@ -42,7 +39,7 @@ def test_an_override_shows_a_shielded_childs_location_and_is_flagged(stack):
     assert glass["child"]["school"]["name"] == "Test Primary"
     assert "Dr Mind" not in str(glass)  # sensitive services stay brokered
 
-    record = next(r for r in stack.components.audit.records() if r["audit_id"] == glass["auditId"])
+    record = stack.audited(glass["auditId"])
     assert record["flagged_for_investigation"] is True
     assert record["access"]["justification"] == REASON
     alerts = stack.components.audit.alerts()

@@ -30,12 +30,11 @@ from hypothesis import strategies as st
 
 from connectors.check_digits import nhs_check_digit, upn_check_letter
 from gateway.config import REPO_ROOT
-from gateway.demo import reference_source
 from gateway.errors import ErrorCode
 from gateway.types import Purpose
 from resolvers.schema import SCHEMA_FILE
 from tests.factories import NHS, health_record, school_record, social_care_record
-from tests.stack import LOOKUP, Stack, reference_apps, running_gateway, serving
+from tests.stack import LOOKUP, Stack, reference_connectors, running_gateway
 
 T = TypeVar("T")
 
@@ -217,8 +216,8 @@ def sources(tmp_path_factory):
         "social_care": [social_care_record()],
         "education": [school_record()],
     }
-    with serving(reference_apps(tmp, records)) as urls:
-        yield [reference_source(name, url) for name, url in urls.items()]
+    with reference_connectors(tmp, records) as sources:
+        yield sources
 
 
 @pytest.fixture(scope="module")

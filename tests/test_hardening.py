@@ -5,10 +5,9 @@ import json
 import httpx
 import pytest
 
-from gateway.demo import reference_source
 from resolvers.trusted_documents import document_id
 from tests.factories import NHS, health_record
-from tests.stack import LOOKUP, reference_apps, running_gateway, serving
+from tests.stack import LOOKUP, reference_connectors, running_gateway
 
 INTROSPECTION = "{ __schema { types { name } } }"
 
@@ -21,8 +20,8 @@ def _code(response):
 @pytest.fixture(scope="module")
 def apps(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hardening")
-    with serving(reference_apps(tmp, {"health": [health_record()]})) as urls:
-        yield [reference_source("health", urls["health"])]
+    with reference_connectors(tmp, {"health": [health_record()]}) as sources:
+        yield sources
 
 
 def test_production_refuses_introspection_suggestions_and_graphiql(

@@ -3,19 +3,13 @@
 import httpx
 import pytest
 
-from gateway.demo import reference_source
 from tests.factories import NHS, health_record
-from tests.stack import LOOKUP, reference_apps, running_gateway, serving
+from tests.stack import LOOKUP, reference_stack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("errors")
-    apps = reference_apps(tmp, {"health": [health_record()]})
-    with (
-        serving(apps) as urls,
-        running_gateway(tmp, [reference_source("health", urls["health"])]) as gw,
-    ):
+    with reference_stack(tmp_path_factory.mktemp("errors"), {"health": [health_record()]}) as gw:
         yield gw
 
 

@@ -3,16 +3,15 @@ audited and alerted, and the refusal says nothing about the child."""
 
 import pytest
 
-from gateway.demo import reference_source
 from tests.factories import NHS, health_record, synthetic_nhs
-from tests.stack import reference_apps, running_gateway, serving
+from tests.stack import reference_connectors, running_gateway
 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("limits")
-    with serving(reference_apps(tmp, {"health": [health_record()]})) as urls:
-        yield [reference_source("health", urls["health"])]
+    with reference_connectors(tmp, {"health": [health_record()]}) as sources:
+        yield sources
 
 
 SHORT = f'{{ child(nhsNumber: "{NHS}", purpose: DIRECT_CARE) {{ outcome }} }}'

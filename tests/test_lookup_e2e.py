@@ -8,7 +8,6 @@ import pytest
 
 from connectors.protocol import Identifiers, RecordFlags
 from gateway.audit import Pseudonymiser
-from gateway.demo import reference_source
 from tests.factories import (
     NHS,
     health_record,
@@ -16,7 +15,7 @@ from tests.factories import (
     social_care_record,
     synthetic_nhs,
 )
-from tests.stack import reference_apps, running_gateway, serving
+from tests.stack import reference_stack
 
 SHIELDED = synthetic_nhs(1)
 RESTRICTED = synthetic_nhs(2)
@@ -48,11 +47,8 @@ def _population():
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("e2e")
-    with serving(reference_apps(tmp, _population())) as urls:
-        sources = [reference_source(name, url) for name, url in urls.items()]
-        with running_gateway(tmp, sources) as gateway:
-            yield gateway
+    with reference_stack(tmp_path_factory.mktemp("e2e"), _population()) as gateway:
+        yield gateway
 
 
 def _child(body):

@@ -14,7 +14,7 @@ from connectors.serving import free_port
 from gateway.config import DEFAULT_POLICY_DIR
 from gateway.demo import reference_source
 from tests.factories import NHS, OTHER_NHS, health_record, school_record, social_care_record
-from tests.stack import reference_apps, running_gateway, serving
+from tests.stack import reference_apps, reference_stack, running_gateway, serving
 
 
 def _statuses(lookup):
@@ -107,12 +107,9 @@ def test_a_policy_that_cannot_decide_releases_nothing(tmp_path):
     release.write_text(
         release.read_text().replace("decision := {", 'decision := {\n\t"broken": input.nope,', 1)
     )
-    apps = reference_apps(tmp_path, {"health": [health_record()]})
-    with serving(apps) as urls:
-        sources = [reference_source("health", urls["health"])]
-        with running_gateway(tmp_path, sources, policy_dir=policies) as gateway:
-            body = gateway.lookup("social_worker", NHS)
-            records = gateway.components.audit.records()
+    with reference_stack(tmp_path, {"health": [health_record()]}, policy_dir=policies) as gateway:
+        body = gateway.lookup("social_worker", NHS)
+        records = gateway.components.audit.records()
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "POLICY_UNAVAILABLE"
     assert "Amelia" not in str(body)

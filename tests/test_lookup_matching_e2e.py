@@ -8,9 +8,8 @@ from datetime import date
 import pytest
 
 from connectors.protocol import Address, Identifiers, PersonName, RecordFlags, Sex
-from gateway.demo import reference_source
 from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
-from tests.stack import reference_apps, running_gateway, serving
+from tests.stack import reference_stack
 
 UPN = "H801200001001"
 TWIN_A, TWIN_B, SHIELDED = synthetic_nhs(11), synthetic_nhs(12), synthetic_nhs(13)
@@ -76,11 +75,8 @@ def _population():
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("matching")
-    with serving(reference_apps(tmp, _population())) as urls:
-        sources = [reference_source(name, url) for name, url in urls.items()]
-        with running_gateway(tmp, sources) as gateway:
-            yield gateway
+    with reference_stack(tmp_path_factory.mktemp("matching"), _population()) as gateway:
+        yield gateway
 
 
 def _search(stack, role="social_worker", **variables):

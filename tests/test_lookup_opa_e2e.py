@@ -1,18 +1,16 @@
 """The whole gateway deciding through an OPA server over its REST API (real OPA behind it)."""
 
-from gateway.demo import reference_source
-from tests.factories import NHS, health_record, social_care_record
-from tests.stack import reference_apps, running_gateway, serving
-from tests.test_policy_opa import REVISION, Behaviour, real_opa, serve  # noqa: F401 - fixtures
+from gateway.policy import load_bundle
+from tests.factories import NHS, POLICY_DIR, health_record, social_care_record
+from tests.stack import Behaviour, reference_connectors, reference_stack, running_gateway
+
+REVISION = load_bundle(POLICY_DIR).revision
 
 
-def test_lookups_decided_by_opa_match_the_in_process_policy(tmp_path, serve):  # noqa: F811
-    opa_url = serve()
-    apps = reference_apps(
-        tmp_path, {"health": [health_record()], "social_care": [social_care_record()]}
-    )
-    with serving(apps) as urls:
-        sources = [reference_source(name, url) for name, url in urls.items()]
+def test_lookups_decided_by_opa_match_the_in_process_policy(tmp_path, opa_server):
+    opa_url = opa_server()
+    records = {"health": [health_record()], "social_care": [social_care_record()]}
+    with reference_connectors(tmp_path, records) as sources:
         with running_gateway(tmp_path / "opa", sources, opa_url=opa_url) as via_opa:
             remote = via_opa.lookup("school_dsl", NHS)["data"]["child"]
         with running_gateway(tmp_path / "local", sources) as in_process:
@@ -23,16 +21,13 @@ def test_lookups_decided_by_opa_match_the_in_process_policy(tmp_path, serve):  #
     assert sorted(map(str, remote["withheld"])) == sorted(map(str, local["withheld"]))
 
 
-def test_an_opa_server_that_fails_mid_service_releases_nothing(tmp_path, serve):  # noqa: F811
+def test_an_opa_server_that_fails_mid_service_releases_nothing(tmp_path, opa_server):
     behaviour = Behaviour()
-    opa_url = serve(behaviour)
-    apps = reference_apps(tmp_path, {"health": [health_record()]})
-    with serving(apps) as urls:
-        sources = [reference_source("health", urls["health"])]
-        with running_gateway(tmp_path, sources, opa_url=opa_url) as gateway:
-            assert gateway.lookup("health_visitor", NHS)["data"]["child"]["outcome"] == "FOUND"
-            behaviour.status = 503
-            body = gateway.lookup("health_visitor", NHS)
+    opa_url = opa_server(behaviour)
+    with reference_stack(tmp_path, {"health": [health_record()]}, opa_url=opa_url) as gateway:
+        assert gateway.lookup("health_visitor", NHS)["data"]["child"]["outcome"] == "FOUND"
+        behaviour.status = 503
+        body = gateway.lookup("health_visitor", NHS)
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "POLICY_UNAVAILABLE"
     assert "Amelia" not in str(body)

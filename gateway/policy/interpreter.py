@@ -20,7 +20,7 @@ around: `sort()` of a set returns a set (plan.rego); `with x as <rule>` is undef
 variable is lost inside a nested `every`, comprehension or `not` (the *_test.rego helpers); an
 operator inside an object literal does not parse (plan_test.rego). It also accepts what OPA 1.x
 rejects (pre-1.0 syntax, unknown functions, unsafe variables), so the policies are written in
-strict Rego v1 by hand; tests/test_policy_parity.py compiles and tests them under real OPA too.
+strict Rego v1 by hand; tests/policy/test_parity.py compiles and tests them under real OPA too.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ OPA: every rule named `test_*` in any package is one test; it passes only when i
 undefined or false is a failure; an evaluation error is an error. Tests run in-process on rego-cpp,
 which is laxer than OPA (it accepts pre-1.0 syntax and unknown functions) and ends the process on
 `with input as {...}` (see gateway.policy.interpreter), so a green run here is not a substitute for
-OPA's own compiler: tests/test_policy_parity.py runs every test under real OPA as well.
+OPA's own compiler: tests/policy/test_parity.py runs every test under real OPA as well.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import pytest
 
 from gateway.audit import SqliteAuditStore
 from gateway.audit.chain import link_hash
-from tests.test_audit import CHECKPOINT_KEY, _record
+from tests.factories import CHECKPOINT_KEY, audit_record
 
 
 def _store(path):
@@ -22,7 +22,7 @@ def db(tmp_path):
 
     async def fill():
         for i in range(12):
-            await store.append(_record(f"a{i:02d}"))
+            await store.append(audit_record(f"a{i:02d}"))
 
     asyncio.run(fill())
     store.close()
@@ -121,6 +121,6 @@ def test_a_forged_checkpoint_is_caught(db):
 
 def test_the_chain_continues_across_reopening_the_store(db):
     store = _store(db)
-    asyncio.run(store.append(_record("after-restart")))
+    asyncio.run(store.append(audit_record("after-restart")))
     assert store.verify().ok
     store.close()

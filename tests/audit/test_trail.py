@@ -2,9 +2,8 @@
 
 import pytest
 
-from gateway.demo import reference_source
 from tests.factories import NHS, health_record, synthetic_nhs
-from tests.stack import reference_apps, running_gateway, serving
+from tests.stack import reference_stack
 
 TRAIL = """query($nhs: String!) { auditTrail(nhsNumber: $nhs) {
   auditId at subject role organisation purpose justification outcome flaggedForInvestigation
@@ -14,11 +13,7 @@ TRAIL = """query($nhs: String!) { auditTrail(nhsNumber: $nhs) {
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trail")
-    apps = reference_apps(tmp, {"health": [health_record()]})
-    with (
-        serving(apps) as urls,
-        running_gateway(tmp, [reference_source("health", urls["health"])]) as gateway,
-    ):
+    with reference_stack(tmp, {"health": [health_record()]}) as gateway:
         gateway.lookup("school_dsl", NHS, justification="concern raised by class teacher")
         gateway.lookup("gp", synthetic_nhs(31), "DIRECT_CARE")
         yield gateway

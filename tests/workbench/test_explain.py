@@ -18,7 +18,7 @@ from gateway.workbench.explain import (
     RELEASE_RULE,
     WITHHOLDING_RULES,
 )
-from tests.test_policy_bundle import POLICY_DIR
+from tests.factories import POLICY_DIR
 
 CLI = [sys.executable, "-m", "gateway.cli", "policy"]
 

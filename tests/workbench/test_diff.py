@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.cli import main
-from tests.test_policy_bundle import POLICY_DIR
+from tests.factories import POLICY_DIR
 
 
 def copy_policies(into: Path, revision: str = "next") -> Path:

@@ -1,7 +1,7 @@
 """`childlookup policy bundle`: an OPA bundle tarball of the policy, reproducible and loadable.
 
-That real OPA loads it and answers as the in-process engine does is shown by tests/
-test_policy_parity.py and tests/test_policy_opa.py, which both serve this tarball.
+That real OPA loads it and answers as the in-process engine does is shown by tests/policy/
+test_parity.py and tests/policy/test_opa.py, which both serve this tarball.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import tarfile
 
 from gateway.cli import main
 from gateway.policy import load_bundle
-from tests.test_policy_bundle import POLICY_DIR
+from tests.factories import POLICY_DIR
 
 
 def bundle(capsys, directory, out) -> int:

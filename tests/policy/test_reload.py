@@ -9,10 +9,9 @@ import httpx
 import pytest
 
 from gateway.config import DEFAULT_POLICY_DIR
-from gateway.demo import reference_source
 from gateway.policy import PolicyReloader, load_engine
 from tests.factories import NHS, health_record
-from tests.stack import reference_apps, running_gateway, serving
+from tests.stack import reference_stack
 
 
 @pytest.fixture
@@ -91,16 +90,8 @@ async def test_a_change_that_crashes_the_evaluator_is_rejected_and_the_gateway_s
 
 
 def test_the_gateway_swaps_policy_between_requests_and_keeps_the_last_good_one(tmp_path, policies):
-    apps = reference_apps(tmp_path, {"health": [health_record()]})
-    with (
-        serving(apps) as urls,
-        running_gateway(
-            tmp_path,
-            [reference_source("health", urls["health"])],
-            policy_dir=policies,
-            policy_reload_s=0.2,
-        ) as gateway,
-    ):
+    records = {"health": [health_record()]}
+    with reference_stack(tmp_path, records, policy_dir=policies, policy_reload_s=0.2) as gateway:
         first = gateway.lookup("health_visitor", NHS)["data"]["child"]["policyRevision"]
 
         _bump_revision(policies, "2099-02-02.1")

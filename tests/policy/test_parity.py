@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import tarfile
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -38,8 +36,8 @@ from gateway.policy import (
     package_of,
     parse_decision,
 )
-from gateway.workbench import write_bundle_archive
-from tests.test_policy_bundle import POLICY_DIR
+from tests.factories import POLICY_DIR
+from tests.stack import RealOpa
 
 opa_bindings = pytest.importorskip(
     "opa_bindings",
@@ -79,39 +77,10 @@ SOURCE_SHAPES: tuple[tuple[PlanSource, ...], ...] = (
 )
 
 
-class RealOpa:
-    """A policy bundle tarball loaded into an embedded OPA the way `opa run -b` would load it."""
-
-    def __init__(self, archive: Path) -> None:
-        self.engine = opa_bindings.OpaEngine()
-        with tarfile.open(archive) as tar:
-            files = {
-                member.name.lstrip("/"): tar.extractfile(member).read().decode()
-                for member in tar.getmembers()
-            }
-        self.manifest = json.loads(files.pop(".manifest"))
-        self.engine.add_data(json.loads(files.pop("data.json")))
-        for path, source in files.items():
-            self.engine.add_policy(path, source)
-        self.modules = files
-
-    @property
-    def revision(self) -> str:
-        return str(self.manifest["revision"])
-
-    def document(self, path: str, input_document: Any = None) -> Any:
-        """`data.<path>` (slashes or dots); raises opa_bindings.OpaUndefinedError if undefined."""
-        return self.engine.eval_document(path.replace("/", "."), input_document)
-
-
-def build_archive(directory: Path, out: Path) -> Path:
-    write_bundle_archive(load_bundle(directory), out)
-    return out
-
-
 @pytest.fixture(scope="module")
-def opa(tmp_path_factory) -> RealOpa:
-    return RealOpa(build_archive(POLICY_DIR, tmp_path_factory.mktemp("bundle") / "bundle.tar.gz"))
+def opa(real_opa: RealOpa) -> RealOpa:
+    """Real OPA holding the shipped bundle, loaded from its tarball."""
+    return real_opa
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,8 @@ import sqlite3
 import pytest
 
 from gateway.cli import main
-from gateway.demo import reference_source
 from tests.factories import NHS, health_record, synthetic_nhs
-from tests.stack import reference_apps, running_gateway, serving
+from tests.stack import reference_stack
 
 OTHER = synthetic_nhs(7)
 
@@ -17,11 +16,7 @@ OTHER = synthetic_nhs(7)
 @pytest.fixture(scope="module")
 def state(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("audited")
-    apps = reference_apps(tmp, {"health": [health_record()]})
-    with (
-        serving(apps) as urls,
-        running_gateway(tmp, [reference_source("health", urls["health"])]) as gw,
-    ):
+    with reference_stack(tmp, {"health": [health_record()]}) as gw:
         gw.lookup("health_visitor", NHS)
         gw.lookup("gp", OTHER, "DIRECT_CARE")
         gw.lookup("health_visitor", NHS, "DIRECT_CARE")

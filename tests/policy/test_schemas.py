@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
+from gateway.config import REPO_ROOT
 from gateway.policy import entrypoint_schemas, load_bundle
-from tests.test_policy_bundle import POLICY_DIR
+from tests.factories import POLICY_DIR
 
-COMMITTED = Path(__file__).resolve().parents[1] / "docs" / "policy-entrypoints.schema.json"
+COMMITTED = REPO_ROOT / "docs" / "policy-entrypoints.schema.json"
 
 
 def test_committed_schemas_match_the_code():

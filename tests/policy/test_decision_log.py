@@ -4,19 +4,15 @@ import json
 
 import pytest
 
-from gateway.demo import reference_source
 from tests.factories import NHS, health_record, social_care_record
-from tests.stack import reference_apps, running_gateway, serving
+from tests.stack import reference_stack
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("decisions")
-    apps = reference_apps(tmp, {"health": [health_record()], "social_care": [social_care_record()]})
-    with serving(apps) as urls:
-        sources = [reference_source(name, url) for name, url in urls.items()]
-        with running_gateway(tmp, sources) as gateway:
-            yield gateway
+    records = {"health": [health_record()], "social_care": [social_care_record()]}
+    with reference_stack(tmp_path_factory.mktemp("decisions"), records) as gateway:
+        yield gateway
 
 
 def _decisions(stack):
@@ -24,13 +20,9 @@ def _decisions(stack):
     return {entry["decision_id"]: entry for entry in map(json.loads, lines)}
 
 
-def _audit(stack, audit_id):
-    return next(r for r in stack.components.audit.records() if r["audit_id"] == audit_id)
-
-
 def test_each_lookup_logs_its_plan_and_release_decisions_in_opa_format(stack):
     lookup = stack.lookup("health_visitor", NHS)["data"]["child"]
-    record = _audit(stack, lookup["auditId"])
+    record = stack.audited(lookup["auditId"])
     decisions = _decisions(stack)
     plan, release = (decisions[i] for i in record["decision_ids"])
     assert plan["path"] == "childlookup/plan/decision"
@@ -47,7 +39,7 @@ def test_each_lookup_logs_its_plan_and_release_decisions_in_opa_format(stack):
 
 def test_a_denied_lookup_logs_only_its_plan(stack):
     lookup = stack.lookup("la_shielding_admin", NHS)["data"]["child"]
-    record = _audit(stack, lookup["auditId"])
+    record = stack.audited(lookup["auditId"])
     assert len(record["decision_ids"]) == 1
     assert (
         _decisions(stack)[record["decision_ids"][0]]["result"]["denial"] == "PURPOSE_NOT_PERMITTED"

@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from connectors.protocol import FieldId
 from gateway.policy import PolicyError, RuleRef, load_bundle
-
-POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
-
-
-def write_bundle(
-    directory: Path,
-    modules: dict[str, str],
-    data: dict[str, Any] | None = None,
-    revision: str = "test-1",
-) -> Path:
-    """A bundle directory in OPA's layout; other policy tests build theirs with this too."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / ".manifest").write_text(json.dumps({"revision": revision, "roots": ["t"]}))
-    (directory / "data.json").write_text(json.dumps(data if data is not None else {}))
-    for path, source in modules.items():
-        (directory / path).parent.mkdir(parents=True, exist_ok=True)
-        (directory / path).write_text(source)
-    return directory
+from tests.factories import POLICY_DIR, write_bundle
 
 
 def test_real_bundle_loads_with_its_revision_modules_and_data():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from gateway.policy import PolicyTestOutcome, policy_test_main, run_policy_tests
-from tests.test_policy_bundle import POLICY_DIR, write_bundle
+from tests.factories import POLICY_DIR, write_bundle
 
 POLICY = """package t.policy
 

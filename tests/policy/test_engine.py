@@ -5,43 +5,20 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from connectors.protocol import Caller, FieldId
+from connectors.protocol import FieldId
 from gateway.policy import (
     DenialCode,
     PlanDecision,
-    PlanInput,
-    PlanSource,
     PolicyError,
     RegoPolicyEngine,
     ReleaseChild,
-    ReleaseInput,
     ReleaseRecord,
     WithholdingReason,
 )
-from tests.test_policy_bundle import POLICY_DIR, write_bundle
+from tests.factories import LOCATION_FIELDS, POLICY_DIR, plan_input, release_input, write_bundle
 
 IDENTITY = {FieldId.NHS_NUMBER, FieldId.NAME, FieldId.DATE_OF_BIRTH, FieldId.SEX}
-LOCATION = {
-    FieldId.ADDRESS,
-    FieldId.SCHOOL,
-    FieldId.GP_PRACTICE,
-    FieldId.CARERS,
-    FieldId.INVOLVEMENTS,
-}
-SOURCES = (
-    PlanSource(
-        name="health",
-        provides=(FieldId.NHS_NUMBER, FieldId.NAME, FieldId.ADDRESS, FieldId.GP_PRACTICE),
-        shield_authority=False,
-    ),
-    PlanSource(name="education", provides=(FieldId.NAME, FieldId.SCHOOL), shield_authority=False),
-    PlanSource(
-        name="social_care",
-        provides=(FieldId.NAME, FieldId.CARERS, FieldId.CHILD_PROTECTION_PLAN),
-        shield_authority=True,
-    ),
-)
-CLEAR = ReleaseChild(shielded=False, restricted=False, shield_status_known=True)
+LOCATION = LOCATION_FIELDS
 SHIELDED = ReleaseChild(shielded=True, restricted=False, shield_status_known=True)
 ALL_FIELDS = tuple(FieldId)
 
@@ -49,31 +26,6 @@ ALL_FIELDS = tuple(FieldId)
 @pytest.fixture(scope="module")
 def engine() -> RegoPolicyEngine:
     return RegoPolicyEngine.from_directory(POLICY_DIR)
-
-
-def plan_input(role: str, purpose: str, justification: str | None = None) -> PlanInput:
-    return PlanInput(
-        caller=Caller(role=role, organisation="X00001"),
-        purpose=purpose,
-        justification_chars=len(justification or ""),
-        sources=SOURCES,
-    )
-
-
-def release_input(
-    role: str,
-    purpose: str,
-    child: ReleaseChild = CLEAR,
-    records: tuple[ReleaseRecord, ...] = (
-        ReleaseRecord(id="health:H1", source="health", fields=ALL_FIELDS),
-    ),
-) -> ReleaseInput:
-    return ReleaseInput(
-        caller=Caller(role=role, organisation="X00001"),
-        purpose=purpose,
-        child=child,
-        records=records,
-    )
 
 
 # --- the real policies ---------------------------------------------------------------------------

@@ -1,0 +1,169 @@
+"""The decide stage alone: matched records in, what may leave the gateway out.
+
+The real policy bundle decides unless a test needs an answer the real policy never gives (then a
+scripted engine stands in for the policy, not for anything of the gateway's).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from connectors.protocol import FieldId, RecordFlags
+from gateway.decide import POLICY_UNDECIDED, decide
+from gateway.match import MatchResult
+from gateway.plan import make_plan
+from gateway.policy import (
+    PlanDecision,
+    PlanInput,
+    ReleaseDecision,
+    ReleasedField,
+    ReleaseInput,
+)
+from gateway.types import (
+    Caller,
+    LookupQuery,
+    Plan,
+    Purpose,
+    SourceAnswer,
+    SourceStatus,
+)
+from tests.factories import (
+    FULL_SOURCES,
+    LOCATION_FIELDS,
+    NHS,
+    health_record,
+    lookup_context,
+    matched,
+    social_care_record,
+)
+
+SOURCES = FULL_SOURCES
+LOCATION = LOCATION_FIELDS
+
+
+def _matching(*records, silent=()):
+    answers = tuple(
+        SourceAnswer(s.name, SourceStatus.TIMED_OUT if s.name in silent else SourceStatus.ANSWERED)
+        for s in SOURCES
+    )
+    return MatchResult(answers=answers, matched=records, unmatched={}, possible={})
+
+
+async def _decide(role, purpose, matching, justification=None):
+    query = LookupQuery(purpose=purpose, nhs_number=NHS, justification=justification)
+    lookup = lookup_context(query, Caller("dev:X:u", "U", role, "X1"))
+    plan = await make_plan(lookup, SOURCES)
+    return await decide(lookup, plan, matching)
+
+
+def _withheld(release, source):
+    return {w.field: w.reason for w in release.withheld if w.source == source}
+
+
+@pytest.mark.anyio
+async def test_fields_the_role_may_not_see_are_cut_from_the_record_and_listed_with_a_reason():
+    health = matched(health_record(), "health")
+    la = matched(social_care_record(), "social_care")
+
+    release = await _decide("gp", Purpose.DIRECT_CARE, _matching(health, la))
+
+    la_release = next(r for r in release.records if r.matched.source == "social_care")
+    assert FieldId.CHILD_PROTECTION_PLAN in la_release.fields
+    assert la_release.record.indicators is not None
+    assert la_release.record.indicators.child_protection_plan is True
+    # A GP is granted the plan indicator but not child in need: it is cut, not just hidden.
+    assert la_release.record.indicators.child_in_need is None
+    assert _withheld(release, "social_care")[FieldId.CHILD_IN_NEED] == "NOT_PERMITTED_FOR_ROLE"
+    assert release.flags.shield_status_known
+
+
+@pytest.mark.anyio
+async def test_one_shielding_record_withholds_location_from_every_record():
+    health = matched(health_record(), "health")
+    la = matched(social_care_record(flags=RecordFlags(shielded=True)), "social_care")
+
+    release = await _decide("gp", Purpose.DIRECT_CARE, _matching(health, la))
+
+    assert release.flags.shielded
+    health_withheld = _withheld(release, "health")
+    assert {f for f, reason in health_withheld.items() if reason == "SHIELDED"} == LOCATION
+    health_release = next(r for r in release.records if r.matched.source == "health")
+    assert health_release.record.address is None
+    assert FieldId.NAME in health_release.fields
+    assert health_release.record.name is not None
+
+
+@pytest.mark.anyio
+async def test_a_silent_shield_authority_withholds_location_as_if_shielded():
+    health = matched(health_record(), "health")
+
+    release = await _decide("gp", Purpose.DIRECT_CARE, _matching(health, silent={"social_care"}))
+
+    assert not release.flags.shield_status_known
+    assert _withheld(release, "health")[FieldId.ADDRESS] == "SHIELD_STATUS_UNKNOWN"
+    assert release.records[0].record.address is None
+
+
+@pytest.mark.anyio
+async def test_sensitive_service_details_are_withheld_even_when_the_connector_left_them_out():
+    named = matched(health_record(), "health")
+    brokered_involvements = [
+        i.model_copy(update={"service": None, "organisation": None, "practitioner": None})
+        if i.sensitive
+        else i
+        for i in health_record().involvements or []
+    ]
+    brokered = matched(health_record(involvements=brokered_involvements), "health")
+
+    for record in (named, brokered):
+        release = await _decide("gp", Purpose.DIRECT_CARE, _matching(record))
+        assert _withheld(release, "health")[FieldId.SENSITIVE_SERVICE_DETAILS] == (
+            "SENSITIVE_SERVICE"
+        )
+
+
+@pytest.mark.anyio
+async def test_fields_the_plan_left_out_are_reported_withheld_for_this_purpose():
+    la = matched(social_care_record(), "social_care")
+
+    release = await _decide("health_visitor", Purpose.DIRECT_CARE, _matching(la))
+
+    # Fetched for the owner-notification obligation, never shown for it.
+    assert _withheld(release, "social_care")[FieldId.CHILD_PROTECTION_PLAN] in {
+        "NOT_PERMITTED_FOR_PURPOSE",
+        "NOT_PERMITTED_FOR_ROLE",
+    }
+    assert release.records[0].record.indicators is None
+
+
+class _ReleasesOnlyTheName:
+    """A policy that releases each record's name and says nothing about any other field."""
+
+    revision = "name-only"
+
+    async def plan(self, request: PlanInput) -> PlanDecision:
+        raise AssertionError("the decide stage never asks for a plan")
+
+    async def release(self, request: ReleaseInput) -> ReleaseDecision:
+        return ReleaseDecision(
+            released=tuple(ReleasedField(record=r.id, field=FieldId.NAME) for r in request.records),
+            withheld=(),
+            notify=(),
+        )
+
+
+@pytest.mark.anyio
+async def test_a_field_the_policy_does_not_decide_is_withheld_and_the_nhs_number_dropped():
+    health = matched(health_record(), "health")
+    query = LookupQuery(purpose=Purpose.DIRECT_CARE, nhs_number=NHS)
+    lookup = lookup_context(query, policy=_ReleasesOnlyTheName())
+    plan = Plan(True, None, frozenset(FieldId), ("health",), "plan-1")
+
+    release = await decide(lookup, plan, _matching(health))
+
+    (record,) = release.records
+    assert record.fields == {FieldId.NAME}
+    assert record.record.identifiers.nhs_number is None
+    assert record.record.date_of_birth is None
+    assert _withheld(release, "health")[FieldId.NHS_NUMBER] == POLICY_UNDECIDED
+    assert _withheld(release, "health")[FieldId.DATE_OF_BIRTH] == POLICY_UNDECIDED

@@ -1,0 +1,358 @@
+"""Owner notification: the agency holding a record of a child on a protection plan or looked after,
+or any record shown in a break-glass override, is told who looked - through a durable outbox that
+outlives a dead receiver and a restarted gateway, signed, delivered once per agency as far as the
+agency can tell, and erased once delivered.
+
+Receivers are real connector apps on loopback, the policy is the real Rego bundle, the outbox is
+the real audit database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from connectors.notifications import (
+    NOTIFICATIONS_PATH,
+    RECENT_NOTIFICATIONS_PATH,
+    AccessedRecord,
+    Notification,
+    NotificationLog,
+    NotificationReason,
+)
+from connectors.protocol import Identifiers, Indicators, RecordFlags
+from connectors.reference import create_reference_app
+from connectors.serving import BackgroundServer, free_port
+from connectors.trust import ensure_key_pair, load_public_key
+from gateway.audit import Outbox, OutboxState
+from gateway.config import SourceConfig
+from gateway.demo import reference_source
+from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
+from tests.stack import eventually, gateway_verifier, running_gateway, write_records
+
+REASON = "Child reported missing; police at the door need the current address now."
+
+ON_A_PLAN = synthetic_nhs(31)
+ORDINARY = synthetic_nhs(32)
+SHIELDED = synthetic_nhs(33)
+
+FAST = {
+    "notification_retry_base_s": 0.05,
+    "notification_retry_max_s": 0.2,
+    "notification_poll_s": 0.05,
+    "notification_timeout_ms": 1_000,
+}
+"""Retry timings short enough for a test to watch several attempts."""
+
+
+@pytest.fixture(scope="module")
+def gateway_key(tmp_path_factory) -> Path:
+    """The gateway's request-signing key, shared with the agencies out of band."""
+    tmp = tmp_path_factory.mktemp("gateway-key")
+    return ensure_key_pair(tmp / "gateway.pem", tmp / "gateway.pub.pem")
+
+
+def agency_app(name: str, records: Path, gateway_key: Path, sink: Any) -> Starlette:
+    public = load_public_key(gateway_key.with_suffix(".pub.pem"))
+    return create_reference_app(
+        name, records, verifier=gateway_verifier(public), notifications=sink
+    )
+
+
+LA_IDS = Identifiers(nhs_number=ON_A_PLAN, local_id="LA-CP-1")
+
+
+def agency_records() -> dict[str, list[Any]]:
+    return {
+        "health": [
+            health_record(ON_A_PLAN, record_id="H-CP"),
+            health_record(ORDINARY, record_id="H-ORD"),
+            health_record(SHIELDED, record_id="H-SH"),
+        ],
+        "education": [school_record(SHIELDED, identifiers=Identifiers(nhs_number=SHIELDED))],
+        "social_care": [
+            social_care_record(ON_A_PLAN, record_id="LA-CP-1", identifiers=LA_IDS),
+            social_care_record(
+                ORDINARY, record_id="LA-ORD-1", indicators=Indicators(child_in_need=True)
+            ),
+            social_care_record(
+                SHIELDED,
+                record_id="LA-SH-1",
+                indicators=Indicators(child_in_need=True),
+                flags=RecordFlags(shielded=True),
+            ),
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def agencies(tmp_path_factory, gateway_key):
+    """The three reference agencies, each receiving notifications; yields (sources, sinks)."""
+    tmp = tmp_path_factory.mktemp("agencies")
+    sinks = {name: NotificationLog() for name in ("health", "education", "social_care")}
+    with contextlib.ExitStack() as stack:
+        sources = []
+        for name, records in agency_records().items():
+            app = agency_app(
+                name, write_records(tmp / f"{name}.jsonl", records), gateway_key, sinks[name]
+            )
+            server = stack.enter_context(BackgroundServer(app))
+            sources.append(reference_source(name, server.url))
+        yield sources, sinks
+
+
+def entries(tmp: Path, audit_id: str) -> list[Any]:
+    outbox = Outbox(tmp / "audit.sqlite3")
+    try:
+        return outbox.entries(audit_id)
+    finally:
+        outbox.close()
+
+
+def kept_for(sink: NotificationLog, audit_id: str) -> list[Notification]:
+    return [n for n in sink.recent(1000) if n.audit_id == audit_id]
+
+
+def test_the_local_authority_is_told_when_a_child_on_a_plan_is_looked_up(
+    tmp_path, agencies, gateway_key
+):
+    sources, sinks = agencies
+    with running_gateway(tmp_path, sources, request_signing_key_file=gateway_key, **FAST) as gw:
+        lookup = gw.lookup("ed_clinician", ON_A_PLAN, "DIRECT_CARE")["data"]["child"]
+        audit_id = lookup["auditId"]
+        told = eventually(lambda: kept_for(sinks["social_care"], audit_id))
+        record = gw.audited(audit_id)
+
+    assert lookup["child"]["indicators"]["childProtectionPlan"]["value"] is True
+    (notice,) = told
+    assert notice.accessor.role == "ed_clinician"
+    assert notice.accessor.organisation == "ORG1"
+    assert notice.purpose == "DIRECT_CARE"
+    assert notice.records == [
+        AccessedRecord(record_id="LA-CP-1", reasons=[NotificationReason.CHILD_PROTECTION_PLAN])
+    ]
+    assert ON_A_PLAN not in notice.model_dump_json()
+    assert kept_for(sinks["health"], audit_id) == []
+    assert record["notified"] == [
+        {
+            "source": "social_care",
+            "reasons": ["CHILD_PROTECTION_PLAN"],
+            "message_id": notice.message_id,
+        }
+    ]
+    (entry,) = eventually(
+        lambda: [e for e in entries(tmp_path, audit_id) if e.state is OutboxState.DELIVERED]
+    )
+    assert entry.payload is None
+
+
+def test_the_local_authority_is_told_even_when_the_caller_may_not_see_the_plan(
+    tmp_path, agencies, gateway_key
+):
+    sources, sinks = agencies
+    with running_gateway(tmp_path, sources, request_signing_key_file=gateway_key, **FAST) as gw:
+        lookup = gw.lookup("health_visitor", ON_A_PLAN, "DIRECT_CARE")["data"]["child"]
+        ordinary = gw.lookup("health_visitor", ORDINARY, "DIRECT_CARE")["data"]["child"]
+        told = eventually(lambda: kept_for(sinks["social_care"], lookup["auditId"]))
+
+    assert told[0].records == [
+        AccessedRecord(record_id="LA-CP-1", reasons=[NotificationReason.CHILD_PROTECTION_PLAN])
+    ]
+    assert lookup["child"]["indicators"]["childProtectionPlan"] is None
+    # Withheld alike whether or not the child has a plan: the response gives nothing away.
+    withheld = [
+        [w for w in answer["withheld"] if w["field"] in ("child_protection_plan", "looked_after")]
+        for answer in (lookup, ordinary)
+    ]
+    assert withheld[0] == withheld[1]
+    assert {w["field"] for w in withheld[0]} == {"child_protection_plan", "looked_after"}
+
+
+def test_an_override_tells_every_agency_whose_record_was_shown(tmp_path, agencies, gateway_key):
+    sources, sinks = agencies
+    with running_gateway(tmp_path, sources, request_signing_key_file=gateway_key, **FAST) as gw:
+        lookup = gw.lookup("police_safeguarding", SHIELDED, "EMERGENCY_OVERRIDE", REASON)
+        audit_id = lookup["data"]["child"]["auditId"]
+        told = {
+            name: eventually(lambda sink=sink: kept_for(sink, audit_id))
+            for name, sink in sinks.items()
+        }
+
+    assert lookup["data"]["child"]["child"]["address"] is not None  # the shield was lifted
+    assert told["social_care"][0].records == [
+        AccessedRecord(record_id="LA-SH-1", reasons=[NotificationReason.EMERGENCY_OVERRIDE])
+    ]
+    assert told["health"][0].records[0].record_id == "H-SH"
+    assert told["education"][0].records[0].record_id == "E1"
+    assert {n[0].justification for n in told.values()} == {REASON}
+
+
+def test_an_ordinary_lookup_tells_no_one(tmp_path, agencies, gateway_key):
+    sources, sinks = agencies
+    with running_gateway(tmp_path, sources, request_signing_key_file=gateway_key, **FAST) as gw:
+        lookup = gw.lookup("social_worker", ORDINARY)["data"]["child"]
+        record = gw.audited(lookup["auditId"])
+
+    assert lookup["outcome"] == "FOUND"
+    assert lookup["child"]["indicators"]["childInNeed"]["value"] is True
+    assert record["notified"] == []
+    assert entries(tmp_path, lookup["auditId"]) == []
+    assert all(kept_for(sink, lookup["auditId"]) == [] for sink in sinks.values())
+
+
+def test_a_notification_survives_a_dead_receiver_and_a_gateway_restart(tmp_path, gateway_key):
+    """The agency's receiver is down when a child on a plan is looked up; the gateway keeps trying,
+    is stopped, and a new gateway on the same audit database delivers the message - once - when
+    the receiver comes back on the same address."""
+    records = agency_records()
+    social_care_file = write_records(tmp_path / "social_care.jsonl", records["social_care"])
+    receiver_port = free_port()
+    receiver_url = f"http://127.0.0.1:{receiver_port}"
+    received = tmp_path / "received.jsonl"
+    lookups = agency_app("social_care", social_care_file, gateway_key, NotificationLog())
+    with BackgroundServer(lookups) as social_care:
+        # The agency receives notifications on a host of its own, which is down for now.
+        source = SourceConfig.model_validate(
+            reference_source("social_care", social_care.url).model_dump()
+            | {"notification_url": receiver_url + NOTIFICATIONS_PATH}
+        )
+        settings = {"request_signing_key_file": gateway_key, **FAST}
+        with running_gateway(tmp_path, [source], **settings) as first:
+            audit_id = first.lookup("ed_clinician", ON_A_PLAN, "DIRECT_CARE")["data"]["child"][
+                "auditId"
+            ]
+            (waiting,) = eventually(
+                lambda: [e for e in entries(tmp_path, audit_id) if e.attempts >= 2]
+            )
+        (stopped,) = entries(tmp_path, audit_id)
+
+        log = NotificationLog(received)
+        receiver_app = agency_app("social_care", social_care_file, gateway_key, log)
+        with (
+            BackgroundServer(receiver_app, port=receiver_port),
+            running_gateway(tmp_path, [source], **settings),
+        ):
+            (delivered,) = eventually(
+                lambda: [e for e in entries(tmp_path, audit_id) if e.state is OutboxState.DELIVERED]
+            )
+            recent = httpx.get(receiver_url + RECENT_NOTIFICATIONS_PATH).json()
+
+    assert (waiting.state, waiting.last_error) == (OutboxState.PENDING, "UNREACHABLE")
+    assert stopped.state is OutboxState.PENDING
+    assert delivered.payload is None
+    assert delivered.attempts > stopped.attempts
+    (kept,) = NotificationLog(received).recent(10)  # read back from the agency's file
+    assert kept.message_id == delivered.message_id
+    assert kept.audit_id == audit_id
+    assert kept.records == [
+        AccessedRecord(record_id="LA-CP-1", reasons=[NotificationReason.CHILD_PROTECTION_PLAN])
+    ]
+    assert [n["message_id"] for n in recent["notifications"]] == [kept.message_id]
+
+
+class SlowToKeepTheFirst(NotificationLog):
+    """An agency store so slow with the first notification that the gateway stops waiting for
+    the acknowledgement and sends the message again."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self._delay_s = delay_s
+        self.calls = 0
+        self.duplicates = 0
+
+    async def keep(self, notification: Notification) -> bool:
+        self.calls += 1
+        if self.calls == 1:
+            await asyncio.sleep(self._delay_s)
+        kept = await super().keep(notification)
+        self.duplicates += not kept
+        return kept
+
+
+def test_a_message_sent_again_after_a_lost_acknowledgement_is_kept_once(tmp_path, gateway_key):
+    records = agency_records()
+    sink = SlowToKeepTheFirst(delay_s=1.0)
+    app = agency_app(
+        "social_care",
+        write_records(tmp_path / "social_care.jsonl", records["social_care"]),
+        gateway_key,
+        sink,
+    )
+    settings = {"request_signing_key_file": gateway_key, **FAST, "notification_timeout_ms": 200}
+    with BackgroundServer(app) as social_care:
+        source = reference_source("social_care", social_care.url)
+        with running_gateway(tmp_path, [source], **settings) as gw:
+            audit_id = gw.lookup("ed_clinician", ON_A_PLAN, "DIRECT_CARE")["data"]["child"][
+                "auditId"
+            ]
+            (delivered,) = eventually(
+                lambda: [e for e in entries(tmp_path, audit_id) if e.state is OutboxState.DELIVERED]
+            )
+
+    assert delivered.attempts >= 2
+    assert sink.duplicates >= 1
+    assert [n.message_id for n in kept_for(sink, audit_id)] == [delivered.message_id]
+
+
+class Alerts(logging.Handler):
+    """Collects alert records whatever the logging configuration, as an alert feed would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+@pytest.fixture
+def alerts() -> Iterator[Alerts]:
+    handler = Alerts()
+    logger = logging.getLogger("childlookup.alerts")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def test_an_undeliverable_notification_is_dead_lettered_with_an_alert_naming_no_child(
+    tmp_path, agencies, gateway_key, alerts
+):
+    sources, _ = agencies
+    dead_end = f"http://127.0.0.1:{free_port()}{NOTIFICATIONS_PATH}"
+    sources = [
+        SourceConfig.model_validate(s.model_dump() | {"notification_url": dead_end})
+        for s in sources
+    ]
+    settings = {"request_signing_key_file": gateway_key, **FAST, "notification_max_attempts": 3}
+    with running_gateway(tmp_path, sources, **settings) as gw:
+        audit_id = gw.lookup("ed_clinician", ON_A_PLAN, "DIRECT_CARE")["data"]["child"]["auditId"]
+        (dead,) = eventually(
+            lambda: [e for e in entries(tmp_path, audit_id) if e.state is OutboxState.DEAD]
+        )
+        (alert,) = eventually(
+            lambda: [
+                a for a in alerts.records if getattr(a, "event", "") == "notification_dead_letter"
+            ]
+        )
+
+    assert (dead.attempts, dead.last_error) == (3, "UNREACHABLE")
+    assert dead.payload is not None  # kept, so the local authority can still be told
+    assert alert.context == {  # type: ignore[attr-defined]
+        "message_id": dead.message_id,
+        "audit_id": audit_id,
+        "source": "social_care",
+        "attempts": 3,
+        "error": "UNREACHABLE",
+    }
+    said = alert.getMessage() + json.dumps(alert.context)  # type: ignore[attr-defined]
+    for personal in (ON_A_PLAN, "LA-CP-1", "Amelia", "Test User"):
+        assert personal not in said
