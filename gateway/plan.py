@@ -10,16 +10,18 @@ from collections.abc import Sequence
 
 from connectors.protocol import FieldId
 from gateway.config import SourceConfig
-from gateway.policy import PlanInput, PlanSource
+from gateway.justification import Justification
+from gateway.policy import PlanInput, PlanJustification, PlanSource
 from gateway.types import LookupContext, Plan
 
 
 async def make_plan(lookup: LookupContext, sources: Sequence[SourceConfig]) -> Plan:
     """Ask the policy for a plan; sources the policy names that are not configured are ignored."""
+    justification = Justification.of(lookup.query.justification or "")
     request = PlanInput(
         caller=lookup.caller.protocol,
         purpose=lookup.query.purpose.value,
-        justification_chars=len(lookup.query.justification or ""),
+        justification=PlanJustification(letters=justification.letters, words=justification.words),
         sources=tuple(
             PlanSource(name=s.name, provides=s.provides, shield_authority=s.shield_authority)
             for s in sources

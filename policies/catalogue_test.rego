@@ -47,6 +47,27 @@ test_every_purpose_is_described_and_says_whether_it_needs_a_justification if {
 	}
 }
 
+test_every_purpose_needing_a_justification_says_how_much_in_words_and_letters if {
+	every purpose in data.childlookup.purposes {
+		states_how_much_justification(purpose)
+	}
+}
+
+states_how_much_justification(purpose) if purpose.justification_required == false
+
+states_how_much_justification(purpose) if {
+	purpose.justification_required == true
+	trim_space(purpose.justification.description) != ""
+	is_positive_whole_number(purpose.justification.min_words)
+	is_positive_whole_number(purpose.justification.min_letters)
+}
+
+is_positive_whole_number(n) if {
+	is_number(n)
+	n >= 1
+	n == round(n)
+}
+
 test_every_role_and_every_grant_is_described if {
 	every role in data.childlookup.roles {
 		trim_space(role.description) != ""

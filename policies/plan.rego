@@ -65,25 +65,50 @@ denial := "UNKNOWN_ROLE" if {
 # METADATA
 # title: Justification missing
 # description: >-
-#   The purpose is marked in data.json as needing a justification and the caller gave none, or one
-#   shorter than the purpose's minimum. The gateway sends only the justification's length (after
-#   trimming spaces), never its text.
+#   The purpose needs a written justification (justification_required in data.json) and the
+#   caller's falls short of the purpose's minimum in words or in letters (its justification entry
+#   in data.json). The gateway counts the justification after removing what prints as nothing
+#   (zero-width and direction characters, controls) and sends only the counts, never the text: a
+#   word is a run of characters between spaces holding at least one letter.
 is_justification_missing if {
-	data.childlookup.purposes[input.purpose].justification_required
-	not has_justification
+	is_justification_required
+	not is_justification_sufficient
 }
 
-has_justification if {
-	is_number(input.justification_chars)
-	input.justification_chars >= justification_min_chars
+is_justification_required if data.childlookup.purposes[input.purpose].justification_required
+
+is_justification_sufficient if {
+	has_enough_words
+	has_enough_letters
+}
+
+has_enough_words if {
+	is_number(input.justification.words)
+	input.justification.words >= justification_min_words
+}
+
+has_enough_letters if {
+	is_number(input.justification.letters)
+	input.justification.letters >= justification_min_letters
 }
 
 # METADATA
-# title: Shortest acceptable justification
-# description: From data.json for the purpose; a justification needs at least one character.
-default justification_min_chars := 1
+# title: Fewest words in a justification
+# description: >-
+#   From the purpose's justification entry in data.json (min_words); at least one word where the
+#   purpose needs a justification and states no minimum.
+default justification_min_words := 1
 
-justification_min_chars := data.childlookup.purposes[input.purpose].justification_min_chars
+justification_min_words := data.childlookup.purposes[input.purpose].justification.min_words
+
+# METADATA
+# title: Fewest letters in a justification
+# description: >-
+#   From the purpose's justification entry in data.json (min_letters); at least one letter where
+#   the purpose needs a justification and states no minimum.
+default justification_min_letters := 1
+
+justification_min_letters := data.childlookup.purposes[input.purpose].justification.min_letters
 
 # METADATA
 # title: Fields to request

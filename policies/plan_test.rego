@@ -93,14 +93,22 @@ sources := [
 	},
 ]
 
-plan_for(role, purpose) := plan_justified(role, purpose, 38)
+# A justification as the gateway counts it: letters, and words holding at least one letter.
+justification(words, letters) := {"words": words, "letters": letters}
 
-plan_justified(role, purpose, justification_chars) := decision if {
+no_justification := justification(0, 0)
+
+# "Strategy discussion agreed an urgent visit to the child at home today."
+a_real_sentence := justification(12, 58)
+
+plan_for(role, purpose) := plan_justified(role, purpose, a_real_sentence)
+
+plan_justified(role, purpose, counts) := decision if {
 	# rego-cpp reads `with ... as <rule>` as undefined; a local variable works.
 	offered := sources
 	decision := plan.decision with input.caller as {"role": role, "organisation": "X00001"}
 		with input.purpose as purpose
-		with input.justification_chars as justification_chars
+		with input.justification as counts
 		with input.sources as offered
 }
 
@@ -205,19 +213,77 @@ test_uncatalogued_purpose_is_refused if {
 }
 
 test_child_protection_enquiry_without_justification_is_refused if {
-	decision := plan_justified("police_safeguarding", "CHILD_PROTECTION_ENQUIRY", 0)
+	decision := plan_justified("police_safeguarding", "CHILD_PROTECTION_ENQUIRY", no_justification)
 	decision == refused("JUSTIFICATION_REQUIRED")
 }
 
-test_malformed_justification_length_counts_as_none if {
-	decision := plan_justified("police_safeguarding", "CHILD_PROTECTION_ENQUIRY", "many")
+test_malformed_justification_counts_count_as_none if {
+	many := {"words": "many", "letters": "lots"}
+	plan_justified("police_safeguarding", "CHILD_PROTECTION_ENQUIRY", many) == refused("JUSTIFICATION_REQUIRED")
+	negative := {"words": 12, "letters": -58}
+	plan_justified("police_safeguarding", "CHILD_PROTECTION_ENQUIRY", negative) == refused("JUSTIFICATION_REQUIRED")
+}
+
+test_a_lookup_that_sends_no_justification_counts_is_refused_where_one_is_required if {
+	offered := sources
+	decision := plan.decision with input.caller as {"role": "social_worker", "organisation": "X00001"}
+		with input.purpose as "EMERGENCY_OVERRIDE"
+		with input.sources as offered
 	decision == refused("JUSTIFICATION_REQUIRED")
 }
 
-test_an_override_needs_a_justification_of_the_purposes_minimum_length if {
-	short := plan_justified("social_worker", "EMERGENCY_OVERRIDE", 19)
-	short == refused("JUSTIFICATION_REQUIRED")
-	plan_justified("social_worker", "EMERGENCY_OVERRIDE", 20).permitted
+# The minimum for break-glass, restated from data.json on purpose (as the grants table is):
+# lowering it must change both.
+test_an_override_needs_at_least_four_words_and_twenty_letters if {
+	data.childlookup.purposes.EMERGENCY_OVERRIDE.justification.min_words == 4
+	data.childlookup.purposes.EMERGENCY_OVERRIDE.justification.min_letters == 20
+}
+
+test_an_override_with_exactly_the_minimum_justification_is_permitted if {
+	plan_justified("social_worker", "EMERGENCY_OVERRIDE", justification(4, 20)).permitted
+}
+
+test_an_override_justified_only_by_invisible_characters_is_refused if {
+	# 21 zero-width spaces: nothing is left once the gateway removes what prints as nothing.
+	plan_justified("social_worker", "EMERGENCY_OVERRIDE", no_justification) == refused("JUSTIFICATION_REQUIRED")
+}
+
+test_an_override_justified_by_one_long_word_is_refused if {
+	# "aaaaaaaaaaaaaaaaaaaa": twenty letters, one word.
+	plan_justified("social_worker", "EMERGENCY_OVERRIDE", justification(1, 20)) == refused("JUSTIFICATION_REQUIRED")
+}
+
+test_an_override_justified_by_three_words_is_refused if {
+	plan_justified("social_worker", "EMERGENCY_OVERRIDE", justification(3, 40)) == refused("JUSTIFICATION_REQUIRED")
+}
+
+test_an_override_justified_by_four_short_words_is_refused if {
+	plan_justified("social_worker", "EMERGENCY_OVERRIDE", justification(4, 19)) == refused("JUSTIFICATION_REQUIRED")
+}
+
+test_the_minimum_is_read_from_data if {
+	raised := plan_justified("social_worker", "EMERGENCY_OVERRIDE", justification(4, 20))
+		with data.childlookup.purposes.EMERGENCY_OVERRIDE.justification as {"min_words": 5, "min_letters": 20}
+	raised == refused("JUSTIFICATION_REQUIRED")
+	lowered := plan_justified("social_worker", "EMERGENCY_OVERRIDE", justification(2, 10))
+		with data.childlookup.purposes.EMERGENCY_OVERRIDE.justification as {"min_words": 2, "min_letters": 10}
+	lowered.permitted
+}
+
+test_a_purpose_needing_a_justification_without_a_stated_minimum_needs_one_word if {
+	unstated := plan_justified("social_worker", "EMERGENCY_OVERRIDE", no_justification)
+		with data.childlookup.purposes.EMERGENCY_OVERRIDE.justification as {}
+	unstated == refused("JUSTIFICATION_REQUIRED")
+	one_word := plan_justified("social_worker", "EMERGENCY_OVERRIDE", justification(1, 1))
+		with data.childlookup.purposes.EMERGENCY_OVERRIDE.justification as {}
+	one_word.permitted
+}
+
+test_a_section_47_enquiry_needs_two_words_and_eight_letters if {
+	# "s47 strategy" is enough; "urgent" is not.
+	plan_justified("social_worker", "CHILD_PROTECTION_ENQUIRY", justification(2, 9)).permitted
+	plan_justified("social_worker", "CHILD_PROTECTION_ENQUIRY", justification(1, 6)) == refused("JUSTIFICATION_REQUIRED")
+	plan_justified("social_worker", "CHILD_PROTECTION_ENQUIRY", justification(2, 7)) == refused("JUSTIFICATION_REQUIRED")
 }
 
 test_an_override_is_refused_to_roles_without_the_grant if {
@@ -229,7 +295,7 @@ test_child_protection_enquiry_with_justification_is_permitted if {
 }
 
 test_safeguarding_enquiry_needs_no_justification if {
-	plan_justified("health_visitor", "SAFEGUARDING_ENQUIRY", 0).permitted
+	plan_justified("health_visitor", "SAFEGUARDING_ENQUIRY", no_justification).permitted
 }
 
 test_unknown_role_is_reported_before_the_purpose if {
@@ -237,7 +303,7 @@ test_unknown_role_is_reported_before_the_purpose if {
 }
 
 test_ungranted_purpose_is_reported_before_a_missing_justification if {
-	plan_justified("school_dsl", "CHILD_PROTECTION_ENQUIRY", 0).denial == "PURPOSE_NOT_PERMITTED"
+	plan_justified("school_dsl", "CHILD_PROTECTION_ENQUIRY", no_justification).denial == "PURPOSE_NOT_PERMITTED"
 }
 
 # --- sources ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from gateway.identifiers import (
     normalise_upn,
 )
 from gateway.identifiers import demographics as validate_demographics
+from gateway.justification import Justification
 from gateway.pipeline import LookupPipeline
 from gateway.types import Caller, LookupQuery, Purpose
 from resolvers.mapping import audit_entry, lookup_to_graphql
@@ -66,8 +67,9 @@ async def resolve_child(
     context = info.context
     if context.caller is None:
         raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
-    reason = justification.strip() if justification else None
-    if reason is not None and len(reason) > context.justification_max_chars:
+    # Recorded and judged as it reads: invisible characters removed, spaces collapsed.
+    reason = Justification.of(justification or "").text
+    if len(reason) > context.justification_max_chars:
         raise GatewayError(
             ErrorCode.INVALID_JUSTIFICATION,
             f"A justification is at most {context.justification_max_chars} characters.",

@@ -42,10 +42,12 @@ from gateway.audit import (
     Pseudonymiser,
 )
 from gateway.config import DEFAULT_POLICY_DIR, SourceConfig
+from gateway.justification import Justification
 from gateway.policy import (
     DecisionLog,
     LoggedPolicy,
     PlanInput,
+    PlanJustification,
     PlanSource,
     PolicyEngine,
     RegoPolicyEngine,
@@ -233,10 +235,11 @@ CLEAR_CHILD = ReleaseChild(shielded=False, restricted=False, shield_status_known
 
 def plan_input(role: str, purpose: str, justification: str | None = None) -> PlanInput:
     """The plan question for a caller in `role` at PLAN_SOURCES."""
+    counted = Justification.of(justification or "")
     return PlanInput(
         caller=ProtocolCaller(role=role, organisation="X00001"),
         purpose=purpose,
-        justification_chars=len(justification or ""),
+        justification=PlanJustification(letters=counted.letters, words=counted.words),
         sources=PLAN_SOURCES,
     )
 

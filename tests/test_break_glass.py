@@ -2,16 +2,34 @@
 that one lookup, is flagged for investigation, and appears in an alerts feed that names no child."""
 
 import json
+import logging
 
 import pytest
 
+from connectors.notifications import NotificationLog
 from connectors.protocol import Identifiers, RecordFlags
+from connectors.reference import create_reference_app
+from connectors.serving import BackgroundServer
+from connectors.trust import ensure_key_pair, load_public_key
 from gateway.cli import main
+from gateway.demo import reference_source
 from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
-from tests.stack import reference_stack
+from tests.stack import (
+    eventually,
+    gateway_verifier,
+    reference_stack,
+    running_gateway,
+    write_records,
+)
 
 SHIELDED = synthetic_nhs(21)
 REASON = "Child reported missing; police at the door need the current address now."
+# The same reason as a practitioner's browser might send it: a right-to-left override, zero-width
+# and no-break spaces, a tab, a bell, full-width letters.
+DISGUISED = (
+    "\u202eChild reported\u200b missing;\u00a0police  at the door\tneed the current"
+    " \uff41\uff44\uff44\uff52\uff45\uff53\uff53 now.\x07\u200b"
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +81,10 @@ def test_the_override_lasts_one_lookup(stack):
         ("social_worker", None, "JUSTIFICATION_REQUIRED"),
         ("social_worker", "urgent", "JUSTIFICATION_REQUIRED"),
         ("police_safeguarding", "   short      ", "JUSTIFICATION_REQUIRED"),
+        ("social_worker", "\u200b" * 21, "JUSTIFICATION_REQUIRED"),
+        ("police_safeguarding", "a" * 20, "JUSTIFICATION_REQUIRED"),
+        ("social_worker", "police need address", "JUSTIFICATION_REQUIRED"),
+        ("social_worker", "\u3164\u3164\u3164\u3164\u3164 " * 5, "JUSTIFICATION_REQUIRED"),
     ],
 )
 def test_an_override_without_the_right_or_a_real_reason_is_denied(
@@ -82,4 +104,60 @@ def test_privacy_officers_read_the_alerts_feed(stack, capsys):
     out = capsys.readouterr().out
     lines = [json.loads(line) for line in out.splitlines()]
     assert {a["role"] for a in lines} >= {"police_safeguarding"}
+    assert {a["justification"] for a in lines if a["role"] == "police_safeguarding"} == {REASON}
     assert SHIELDED not in out
+
+
+def test_a_real_sentence_disguised_with_invisible_characters_is_recorded_as_it_reads(stack, caplog):
+    with caplog.at_level(logging.WARNING, logger="childlookup.alerts"):
+        glass = stack.lookup("social_worker", SHIELDED, "EMERGENCY_OVERRIDE", DISGUISED)
+    glass = glass["data"]["child"]
+
+    assert glass["outcome"] == "FOUND"
+    assert glass["child"]["address"]["postcode"] == "LS6 2AB"
+    assert stack.audited(glass["auditId"])["access"]["justification"] == REASON
+    (alert,) = [a for a in stack.components.audit.alerts() if a["audit_id"] == glass["auditId"]]
+    assert alert["justification"] == REASON
+    # The log line raises the alarm but never carries the free text: it may name people.
+    logged = [r for r in caplog.records if r.name == "childlookup.alerts"]
+    assert logged
+    assert not [r for r in logged if "police" in f"{r.getMessage()} {vars(r)}"]
+
+
+def test_the_length_limit_counts_what_the_justification_says_not_its_padding(stack):
+    padded = REASON + "\u200b" * stack.components.settings.justification_max_chars
+
+    glass = stack.lookup("social_worker", SHIELDED, "EMERGENCY_OVERRIDE", padded)["data"]["child"]
+
+    assert glass["outcome"] == "FOUND"
+    assert stack.audited(glass["auditId"])["access"]["justification"] == REASON
+
+
+def test_the_owner_notice_carries_the_justification_as_it_reads(tmp_path):
+    key = ensure_key_pair(tmp_path / "gateway.pem", tmp_path / "gateway.pub.pem")
+    records = write_records(
+        tmp_path / "social_care.jsonl",
+        [social_care_record(SHIELDED, flags=RecordFlags(shielded=True))],
+    )
+    told = NotificationLog()
+    agency = create_reference_app(
+        "social_care",
+        records,
+        verifier=gateway_verifier(load_public_key(key.with_suffix(".pub.pem"))),
+        notifications=told,
+    )
+    with (
+        BackgroundServer(agency) as server,
+        running_gateway(
+            tmp_path,
+            [reference_source("social_care", server.url)],
+            request_signing_key_file=key,
+            notification_poll_s=0.05,
+        ) as gateway,
+    ):
+        glass = gateway.lookup("police_safeguarding", SHIELDED, "EMERGENCY_OVERRIDE", DISGUISED)
+        audit_id = glass["data"]["child"]["auditId"]
+        (notice,) = eventually(lambda: [n for n in told.recent(10) if n.audit_id == audit_id])
+
+    assert glass["data"]["child"]["child"]["address"] is not None
+    assert notice.justification == REASON

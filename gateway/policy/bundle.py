@@ -88,14 +88,18 @@ def package_of(source: str) -> str | None:
 
 
 def load_bundle(directory: Path) -> PolicyBundle:
-    """Read a bundle directory; anything incomplete is refused with a message saying what to fix."""
+    """Read a bundle directory; anything incomplete is refused with a message saying what to fix.
+
+    Files are named as they sit in the bundle (`data.json`), not by the directory: the reloader
+    reads a snapshot in a temporary directory the policy officer has never seen.
+    """
     if not directory.is_dir():
         raise PolicyError(f"Policy directory {directory} does not exist.")
-    manifest = _read_json(directory / MANIFEST_FILE, "manifest")
+    manifest = _read_json(directory, MANIFEST_FILE, "manifest")
     revision = manifest.get("revision")
     if not isinstance(revision, str) or not revision.strip():
         raise PolicyError(
-            f"{directory / MANIFEST_FILE} must give the revision as a non-empty string."
+            f"The manifest file {MANIFEST_FILE} must give the revision as a non-empty string."
         )
     return PolicyBundle(
         directory=directory,
@@ -104,22 +108,22 @@ def load_bundle(directory: Path) -> PolicyBundle:
             path.relative_to(directory).as_posix(): path.read_text(encoding="utf-8")
             for path in sorted(directory.rglob("*.rego"))
         },
-        data=_read_json(directory / DATA_FILE, "policy data"),
+        data=_read_json(directory, DATA_FILE, "policy data"),
     )
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def _read_json(directory: Path, name: str, what: str) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = (directory / name).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError(f"The {what} file {path} is missing.") from None
+        raise PolicyError(f"The {what} file {name} is missing.") from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
         raise PolicyError(
-            f"The {what} file {path} is not valid JSON (line {error.lineno}, column {error.colno}):"
+            f"The {what} file {name} is not valid JSON (line {error.lineno}, column {error.colno}):"
             f" {error.msg}."
         ) from None
     if not isinstance(document, dict):
-        raise PolicyError(f"The {what} file {path} must hold a JSON object.")
+        raise PolicyError(f"The {what} file {name} must hold a JSON object.")
     return document

@@ -4,8 +4,8 @@ Each plan and release decision is written as one JSON line with OPA's decision-l
 (decision_id, labels, bundles, path, input, result, timestamp, requested_by), and its id goes into
 the lookup's audit record. The pipeline asks through `LoggedPolicy`, so no decision can be taken
 without being logged. Policy inputs carry no personal identifiers by design - records are
-numbered, not named, and the justification is sent as a length - so nothing needs masking;
-`masked` is written empty to say so explicitly.
+numbered, not named, and the justification is sent as counts of letters and words - so nothing
+needs masking; `masked` is written empty to say so explicitly.
 """
 
 from __future__ import annotations

@@ -58,12 +58,22 @@ class PlanSource(_Input):
     shield_authority: bool
 
 
+class PlanJustification(_Input):
+    """How much the practitioner wrote, counted once gateway.justification has removed what prints
+    as nothing. The text itself is free-form and may name people, so it goes to the audit log
+    only, never into a policy input or decision log."""
+
+    letters: int = Field(default=0, ge=0)
+    """Characters in a Unicode letter category."""
+    words: int = Field(default=0, ge=0)
+    """Space-separated tokens holding at least one letter."""
+
+
 class PlanInput(_Input):
     caller: Caller
     purpose: str
-    justification_chars: int = Field(default=0, ge=0)
-    """Length of the stated justification after trimming. The text itself is free-form and may
-    name people, so it goes to the audit log only, never into a policy input or decision log."""
+    justification: PlanJustification = PlanJustification()
+    """All zero when the practitioner gave none."""
     sources: tuple[PlanSource, ...]
 
 

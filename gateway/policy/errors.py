@@ -10,3 +10,12 @@ from __future__ import annotations
 
 class PolicyError(Exception):
     """The policy could not give a usable answer; the caller must treat it as a refusal."""
+
+
+class PolicyCompileError(PolicyError):
+    """The bundle does not parse or compile; `problems` says where and why, one
+    `file:line:col: message` each, files named relative to the policy directory."""
+
+    def __init__(self, problems: tuple[str, ...]) -> None:
+        super().__init__(f"The policy does not compile: {'; '.join(problems)}")
+        self.problems = problems

@@ -33,7 +33,7 @@ from typing import Any, Final
 from regopy import Bundle, Interpreter, LogLevel, Output, RegoError
 
 from gateway.policy.bundle import PolicyBundle
-from gateway.policy.errors import PolicyError
+from gateway.policy.errors import PolicyCompileError, PolicyError
 
 _UNDEFINED: Final = "undefined"
 
@@ -61,7 +61,7 @@ def _load_into(interpreter: Interpreter, bundle: PolicyBundle, modules: Mapping[
         for path, source in modules.items():
             interpreter.add_module(path, source)
     except RegoError as error:
-        raise _compile_failure(bundle, str(error), modules) from error
+        raise _compile_failure(str(error), modules) from error
 
 
 def compile_bundle(
@@ -73,16 +73,16 @@ def compile_bundle(
     try:
         compiled = builder.build(None, list(entrypoints))
     except RegoError as error:
-        raise _compile_failure(bundle, str(error), modules) from error
+        raise _compile_failure(str(error), modules) from error
     if not compiled.ok():
-        raise _compile_failure(bundle, "rego-cpp gave no reason", modules)
+        raise _compile_failure("rego-cpp gave no reason", modules)
     return compiled
 
 
-def _compile_failure(bundle: PolicyBundle, error: str, modules: Mapping[str, str]) -> PolicyError:
-    return PolicyError(
-        f"The policy in {bundle.directory} does not compile: {_describe_error(error, modules)}"
-    )
+def _compile_failure(error: str, modules: Mapping[str, str]) -> PolicyCompileError:
+    # Files are named relative to the bundle, never by its directory: the reloader compiles a
+    # snapshot in a temporary directory the policy officer has never seen.
+    return PolicyCompileError(_error_lines(error, modules))
 
 
 def answer_text(output: Output) -> str | None:
@@ -106,14 +106,20 @@ def answer_text(output: Output) -> str | None:
 
 
 def _describe_error(text: str, modules: Mapping[str, str]) -> str:
-    """Turn rego-cpp's error s-expression into `file:line:col: message` lines a person can read."""
+    """rego-cpp's error s-expression as `file:line:col: message` a person can read, `; ` between."""
+    return "; ".join(_error_lines(text, modules))
+
+
+def _error_lines(text: str, modules: Mapping[str, str]) -> tuple[str, ...]:
+    """Each error in rego-cpp's s-expression as `file:line:col: message`, innermost first as
+    rego-cpp reports them; the raw text when it holds no message."""
     messages = []
     for match in _ERROR_MESSAGE.finditer(text):
         length = int(match.group(1))
         message = text[match.end() : match.end() + length]
         location = _last_location_before(text, match.start(), modules)
         messages.append(f"{location}: {message}" if location else message)
-    return "; ".join(messages) if messages else text
+    return tuple(messages) if messages else (text,)
 
 
 def _last_location_before(text: str, end: int, modules: Mapping[str, str]) -> str | None:

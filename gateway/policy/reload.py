@@ -66,6 +66,8 @@ class PolicyReloader:
                 except PolicyError as exc:
                     problem = str(exc)
         if problem is not None:
+            # The officer edited the watched directory; the snapshot's path means nothing to them.
+            problem = problem.replace(str(snapshot), str(self._directory))
             _log.error(
                 "policy change rejected; the previous version keeps serving",
                 extra={"event": "policy_rejected", "context": {"reason": problem}},

@@ -20,7 +20,7 @@ from typing import Final
 from regopy import Bundle, Interpreter, RegoError
 
 from gateway.policy.bundle import RuleRef, load_bundle
-from gateway.policy.errors import PolicyError
+from gateway.policy.errors import PolicyCompileError, PolicyError
 from gateway.policy.interpreter import answer_text, compile_bundle, new_interpreter
 
 TEST_PREFIX: Final = "test_"
@@ -55,6 +55,8 @@ class PolicyTestReport:
     results: tuple[PolicyTestResult, ...]
     compile_error: str | None = None
     """Why no test could run, when the bundle itself does not compile."""
+    compile_problems: tuple[str, ...] = ()
+    """The same, one `file:line:col: message` per problem, as rego-cpp reports them."""
 
     @property
     def passed(self) -> int:
@@ -74,6 +76,13 @@ class PolicyTestReport:
         return bool(self.results) and self.passed == len(self.results)
 
     def summary(self) -> str:
+        """The closing line; for a bundle that does not compile it names the first problem, so
+        the one line the reloader logs says where to look."""
+        if self.compile_problems:
+            return (
+                f"The policy does not compile, so none of its {len(self.results)} tests ran: "
+                f"{self.compile_problems[0]}"
+            )
         line = f"{self.passed} passed, {self.failed} failed"
         return f"{line}, {self.errored} errored" if self.errored else line
 
@@ -89,10 +98,11 @@ def run_policy_tests(directory: Path) -> PolicyTestReport:
         return PolicyTestReport(results=())
     try:
         compiled = compile_bundle(bundle, bundle.modules, [test.path for test in tests])
-    except PolicyError as error:
+    except PolicyCompileError as error:
         return PolicyTestReport(
             results=tuple(PolicyTestResult(test, PolicyTestOutcome.ERROR, 0.0) for test in tests),
             compile_error=str(error),
+            compile_problems=error.problems,
         )
     interpreter = new_interpreter()
     return PolicyTestReport(results=tuple(_run(interpreter, compiled, test) for test in tests))
@@ -117,17 +127,21 @@ def _run(interpreter: Interpreter, compiled: Bundle, test: RuleRef) -> PolicyTes
 def policy_test_main(directory: Path, verbose: bool) -> int:
     """Print test results (all of them when verbose, else only the ones needing attention) and a
     closing `N passed, N failed` line; the exit code is 0 only when at least one test ran and all
-    passed."""
+    passed. A bundle that does not compile runs no test: its problems are printed once each, not
+    once per test, and the closing line names the first."""
     try:
         report = run_policy_tests(directory)
     except PolicyError as error:
         print(error, file=sys.stderr)
         return 2
-    if report.compile_error is not None:
-        print(report.compile_error)
-    for result in report.results:
-        if verbose or result.outcome is not PolicyTestOutcome.PASS:
-            print(_describe(result))
+    if report.compile_problems:
+        print("The policy does not compile:")
+        for problem in report.compile_problems:
+            print(f"  {problem}")
+    else:
+        for result in report.results:
+            if verbose or result.outcome is not PolicyTestOutcome.PASS:
+                print(_describe(result))
     if not report.results:
         print(f"No tests (rules named {TEST_PREFIX}*) found in {directory}.")
     print(report.summary())

@@ -19,8 +19,10 @@ from typing import Any, Final
 import anyio
 
 from connectors.protocol import Caller, FieldId
+from gateway.justification import Justification
 from gateway.policy import (
     PlanInput,
+    PlanJustification,
     PlanSource,
     PolicyBundle,
     PolicyEngine,
@@ -51,10 +53,12 @@ NOT_REQUESTED: Final = "NOT_REQUESTED"
 """A field the release would show but the plan never asked a source for, so nobody sees it."""
 
 # What the synthetic lookup says about itself. The organisation is never read by the policy; the
-# justification length only has to be non-zero for purposes that require one.
+# justification is a typical one, counted as the gateway counts a practitioner's.
 _ORGANISATION: Final = "POLICY-EXPLAIN"
 _SOURCE: Final = "every_source"
-_JUSTIFICATION_CHARS: Final = 40
+_JUSTIFICATION: Final = Justification.of(
+    "Strategy discussion agreed an urgent visit: the child may be at immediate risk of harm."
+)
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,8 @@ class Scenario:
     purpose: str
     situation: Situation = Situation()
     justified: bool = True
-    """The practitioner gave a justification (only purposes that require one care)."""
+    """The practitioner gave a typical one-sentence justification (only purposes that require one
+    care); False: none at all."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +185,11 @@ async def explain(engine: PolicyEngine, catalogue: Catalogue, scenario: Scenario
         PlanInput(
             caller=caller,
             purpose=scenario.purpose,
-            justification_chars=_JUSTIFICATION_CHARS if scenario.justified else 0,
+            justification=PlanJustification(
+                letters=_JUSTIFICATION.letters, words=_JUSTIFICATION.words
+            )
+            if scenario.justified
+            else PlanJustification(),
             sources=(PlanSource(name=_SOURCE, provides=record_fields, shield_authority=True),),
         )
     )
@@ -267,10 +276,14 @@ def render_explanation(explanation: Explanation) -> str:
 
 def explain_main(directory: Path, scenario: Scenario, as_json: bool) -> int:
     """`childlookup policy explain`: 0 with the table (a refused lookup is an answer too), 2 if
-    the bundle cannot be loaded or the policy cannot answer."""
+    the bundle cannot be loaded, the role or purpose is not in its catalogue (a typo would
+    otherwise read as a real refusal), or the policy cannot answer."""
     try:
         bundle = load_bundle(directory)
-        explanation = anyio.run(explain, RegoPolicyEngine(bundle), Catalogue.of(bundle), scenario)
+        engine = RegoPolicyEngine(bundle)
+        catalogue = Catalogue.of(bundle)
+        _check_catalogued(scenario, catalogue)
+        explanation = anyio.run(explain, engine, catalogue, scenario)
     except PolicyError as error:
         print(error, file=sys.stderr)
         return 2
@@ -278,3 +291,14 @@ def explain_main(directory: Path, scenario: Scenario, as_json: bool) -> int:
         json.dumps(explanation.as_json(), indent=2) if as_json else render_explanation(explanation)
     )
     return 0
+
+
+def _check_catalogued(scenario: Scenario, catalogue: Catalogue) -> None:
+    for what, value, known in (
+        ("role", scenario.role, catalogue.roles),
+        ("purpose", scenario.purpose, catalogue.purposes),
+    ):
+        if value not in known:
+            raise PolicyError(
+                f"Unknown {what} '{value}': data.json catalogues the {what}s {', '.join(known)}."
+            )

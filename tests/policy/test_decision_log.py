@@ -51,4 +51,4 @@ def test_decision_inputs_carry_no_personal_data(stack):
     text = (stack.state_dir / "decision-log.jsonl").read_text()
     for personal in (NHS, "Amelia", "Hart", "LS6", "H1", "LA-000001"):
         assert personal not in text
-    assert '"justification_chars":25' in text
+    assert '"justification":{"letters":21,"words":5}' in text

@@ -25,6 +25,7 @@ from connectors.protocol import Caller, FieldId
 from gateway.policy import (
     PlanDecision,
     PlanInput,
+    PlanJustification,
     PlanSource,
     RegoPolicyEngine,
     ReleaseChild,
@@ -65,6 +66,11 @@ RECORD_SHAPES: tuple[tuple[ReleaseRecord, ...], ...] = (
             id="2", source="social_care", fields=(FieldId.CARERS, FieldId.CHILD_PROTECTION_PLAN)
         ),
     ),
+)
+# None; one long word; each purpose's minimum in data.json; one word short of break-glass's.
+JUSTIFICATIONS = tuple(
+    PlanJustification(words=words, letters=letters)
+    for words, letters in ((0, 0), (1, 20), (2, 8), (4, 20), (3, 40))
 )
 SOURCE_SHAPES: tuple[tuple[PlanSource, ...], ...] = (
     (),
@@ -115,11 +121,11 @@ def plan_inputs() -> list[PlanInput]:
         PlanInput(
             caller=Caller(role=role, organisation="X1"),
             purpose=purpose,
-            justification_chars=chars,
+            justification=justification,
             sources=sources,
         )
-        for role, purpose, chars, sources in itertools.product(
-            ROLES, PURPOSES, (0, 12), SOURCE_SHAPES
+        for role, purpose, justification, sources in itertools.product(
+            ROLES, PURPOSES, JUSTIFICATIONS, SOURCE_SHAPES
         )
     ]
 
@@ -201,7 +207,7 @@ def test_a_deliberately_failing_rego_test_fails_under_real_opa_too():
 def test_every_plan_input_is_decided_alike(opa, rego):
     inputs = plan_inputs()
 
-    assert len(inputs) == len(ROLES) * len(PURPOSES) * 2 * len(SOURCE_SHAPES)
+    assert len(inputs) == len(ROLES) * len(PURPOSES) * len(JUSTIFICATIONS) * len(SOURCE_SHAPES)
     assert diverging(inputs, rego.plan, lambda request: opa_plan(opa, request)) == []
 
 
@@ -225,7 +231,10 @@ def _plans(draw: st.DrawFn) -> PlanInput:
     return PlanInput(
         caller=Caller(role=draw(_ROLE), organisation=draw(_TEXT)),
         purpose=draw(_PURPOSE),
-        justification_chars=draw(st.integers(min_value=0, max_value=2_000)),
+        justification=PlanJustification(
+            letters=draw(st.integers(min_value=0, max_value=2_000)),
+            words=draw(st.integers(min_value=0, max_value=400)),
+        ),
         sources=tuple(
             PlanSource(name=name, provides=draw(_FIELDS), shield_authority=draw(st.booleans()))
             for name in draw(st.lists(_SOURCE_NAME, max_size=4, unique=True))

@@ -2,7 +2,9 @@
 
 import asyncio
 import json
+import logging
 import shutil
+import tempfile
 import time
 
 import httpx
@@ -64,6 +66,63 @@ async def test_a_syntax_error_is_rejected_and_not_retried_until_the_next_change(
     assert await reloader.check() is False
     assert await reloader.check() is None
     assert installed == []
+
+
+def _rejections(caplog) -> list[str]:
+    return [
+        record.context["reason"]
+        for record in caplog.records
+        if getattr(record, "event", None) == "policy_rejected"
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_syntax_error_is_logged_with_its_file_line_and_message(policies, caplog):
+    reloader, _ = _reloader(policies)
+    # The mistake from the outside review: a stray bracket in a comprehension.
+    (policies / "broken.rego").write_text(
+        "package childlookup.broken\n\nimport rego.v1\n\n"
+        'rows := [{("record": record.id} |\n\tsome record in input.records\n]\n'
+    )
+
+    with caplog.at_level(logging.ERROR, logger="childlookup.policy"):
+        assert await reloader.check() is False
+
+    (reason,) = _rejections(caplog)
+    assert reason.endswith(" tests ran: broken.rego:5:11: this is unclosed")
+    assert "childlookup-policy-" not in reason
+
+
+@pytest.mark.anyio
+async def test_data_that_is_not_json_is_logged_by_its_name_not_the_snapshot_path(policies, caplog):
+    reloader, _ = _reloader(policies)
+    (policies / "data.json").write_text('{"childlookup": {"roles": }}')
+
+    with caplog.at_level(logging.ERROR, logger="childlookup.policy"):
+        assert await reloader.check() is False
+
+    (reason,) = _rejections(caplog)
+    assert "data.json is not valid JSON (line 1, column 27)" in reason
+    assert "childlookup-policy-" not in reason
+    assert tempfile.gettempdir() not in reason
+
+
+@pytest.mark.anyio
+async def test_a_policy_that_passes_its_tests_but_cannot_serve_names_no_snapshot(policies, caplog):
+    reloader, _ = _reloader(policies)
+    for name, old, new in (
+        ("release.rego", "\ndecision := ", "\nrenamed_decision := "),
+        ("release_test.rego", "release.decision ", "release.renamed_decision "),
+    ):
+        module = policies / name
+        module.write_text(module.read_text().replace(old, new))
+
+    with caplog.at_level(logging.ERROR, logger="childlookup.policy"):
+        assert await reloader.check() is False
+
+    (reason,) = _rejections(caplog)
+    assert "does not define childlookup/release/decision" in reason
+    assert "childlookup-policy-" not in reason
 
 
 @pytest.mark.anyio

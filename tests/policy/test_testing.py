@@ -127,7 +127,49 @@ def test_bundle_that_does_not_compile_errors_every_test(tmp_path, capsys):
     assert report.compile_error is not None
     assert re.search(r"policy_test\.rego:\d+:\d+: Syntax error", report.compile_error)
     assert exit_code == 1
-    assert capsys.readouterr().out.splitlines()[-1] == "0 passed, 0 failed, 4 errored"
+    assert re.fullmatch(
+        r"The policy does not compile, so none of its 4 tests ran: "
+        r"policy_test\.rego:\d+:\d+: Syntax error.*",
+        capsys.readouterr().out.splitlines()[-1],
+    )
+
+
+def test_a_syntax_error_is_shown_once_with_its_place_not_once_per_test(tmp_path, capsys):
+    # The mistake from the outside review: a stray bracket in a comprehension.
+    unclosed = (
+        "package t.broken\n\nimport rego.v1\n\n"
+        'rows := [{("record": record.id} |\n\tsome record in input.records\n]\n'
+    )
+    write_bundle(
+        tmp_path, {"policy.rego": POLICY, "policy_test.rego": TESTS, "broken.rego": unclosed}
+    )
+
+    exit_code = policy_test_main(tmp_path, verbose=False)
+
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert exit_code == 1
+    assert "ERROR" not in out
+    assert str(tmp_path) not in out
+    assert lines[0] == "The policy does not compile:"
+    assert "  broken.rego:5:11: this is unclosed" in lines
+    assert lines[-1] == (
+        "The policy does not compile, so none of its 4 tests ran: "
+        "broken.rego:5:11: this is unclosed"
+    )
+    assert len(lines) < 8
+
+
+def test_data_that_is_not_json_is_named_by_its_file_in_the_bundle(tmp_path, capsys):
+    write_bundle(tmp_path, {"policy.rego": POLICY, "policy_test.rego": TESTS})
+    (tmp_path / "data.json").write_text('{"childlookup": {"roles": }}')
+
+    exit_code = policy_test_main(tmp_path, verbose=False)
+
+    err = capsys.readouterr().err
+    assert exit_code == 2
+    assert str(tmp_path) not in err
+    assert err.startswith("The policy data file data.json is not valid JSON (line 1, column 27)")
 
 
 def test_unreadable_bundle_exits_two_with_the_reason(tmp_path, capsys):

@@ -163,3 +163,28 @@ def test_a_policy_that_does_not_compile_is_a_clear_error(tmp_path, capsys):
 def test_role_and_purpose_are_required(missing):
     with pytest.raises(SystemExit):
         main(["policy", "explain", *missing])
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "known"),
+    [
+        ("--role", "nonsense", "health_visitor"),
+        ("--role", "auditor", "social_worker"),
+        ("--purpose", "direct_care", "DIRECT_CARE"),
+        ("--purpose", "CURIOSITY", "EMERGENCY_OVERRIDE"),
+    ],
+)
+def test_an_uncatalogued_role_or_purpose_is_an_error_listing_the_catalogued_ones(
+    capsys, option, value, known
+):
+    scenario = {"--role": "health_visitor", "--purpose": "DIRECT_CARE", option: value}
+    args = [item for pair in scenario.items() for item in pair]
+
+    code = main(["policy", "explain", "--dir", str(POLICY_DIR), *args])
+
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert f"'{value}'" in captured.err
+    assert "data.json" in captured.err
+    assert known in captured.err
