@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 PROTOCOL_VERSION: Final = "1"
 LOOKUP_PATH: Final = "/v1/lookup"
+NO_FIXED_ABODE: Final = "NFA"
+"""The postcode of a child with no fixed abode, in records and in demographic lookups. It is not a
+place: two children of no fixed abode do not agree on postcode."""
 
 
 class _Model(BaseModel):
@@ -82,15 +85,16 @@ class Identifiers(_Model):
 class Demographics(_Model):
     """Who the practitioner is looking for when they hold no identifier for the child.
 
-    Sent already validated and normalised by the gateway (postcode upper-case with one space). A
-    connector answers with candidates - records that plausibly describe this child - and the
+    Sent already validated and normalised by the gateway: the postcode upper-case with one space,
+    or "NFA" for a child with no fixed abode (which agrees with no record's postcode, NFA included).
+    A connector answers with candidates - records that plausibly describe this child - and the
     gateway, not the connector, decides which of them are the child.
     """
 
     given: str = Field(min_length=1, max_length=100)
     family: str = Field(min_length=1, max_length=100)
     date_of_birth: date
-    postcode: str = Field(min_length=5, max_length=8)
+    postcode: str = Field(min_length=3, max_length=8)
     sex: Sex | None = None
     former_family: str | None = Field(default=None, min_length=1, max_length=100)
 

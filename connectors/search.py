@@ -22,6 +22,9 @@ name, and a namesake born in another year and living elsewhere is another child.
 without the date of birth or postcode only when the date differs in just one part (day, month or
 year), as a mistyped date does.
 
+A child of no fixed abode is recorded, and searched for, with the postcode NFA, which agrees with
+nothing: such a search has three details to agree on, and still needs two of them.
+
 Candidates are the union of three blocks: the records born on the query's date of birth (as given
 and swapped), those at its postcode, and those whose given and family names (current or former)
 have the query's Soundex codes. Every record agreeing on two details by spelling or sound is in
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
-from connectors.protocol import ConnectorRecord, Demographics, Sex
+from connectors.protocol import NO_FIXED_ABODE, ConnectorRecord, Demographics, Sex
 
 DEFAULT_LIMIT: Final = 10
 """Candidates returned at most per search: room for a child, their siblings and a namesake, and
@@ -167,10 +170,13 @@ def _spellings(name: str) -> set[str]:
     return ({whole} | set(parts)) if whole else set()
 
 
-def _postcode_keys(postcode: str) -> tuple[str, str | None]:
+def _postcode_keys(postcode: str) -> tuple[str | None, str | None]:
     """The postcode as "LS6 3AB" whatever its case and spacing, and its sector ("LS6 3"), which
-    is None when too short to be a postcode."""
+    is None when too short to be a postcode. No fixed abode ("NFA") is no postcode at all: it is
+    not a place two children can share, so it never agrees and blocks nothing."""
     compact = "".join(postcode.split()).upper()
+    if compact == NO_FIXED_ABODE:
+        return None, None
     if len(compact) < 5:
         return compact, None
     outward, inward = compact[:-3], compact[-3:]
@@ -207,7 +213,7 @@ class _Interner:
 
     def __init__(self) -> None:
         self._names: dict[tuple[str, ...], _NameKeys] = {}
-        self._postcodes: dict[str, tuple[str, str | None]] = {}
+        self._postcodes: dict[str, tuple[str | None, str | None]] = {}
 
     def name(self, names: tuple[str, ...]) -> _NameKeys:
         keys = self._names.get(names)
@@ -215,7 +221,7 @@ class _Interner:
             keys = self._names[names] = _name_keys(names)
         return keys
 
-    def postcode(self, postcode: str) -> tuple[str, str | None]:
+    def postcode(self, postcode: str) -> tuple[str | None, str | None]:
         keys = self._postcodes.get(postcode)
         if keys is None:
             keys = self._postcodes[postcode] = _postcode_keys(postcode)

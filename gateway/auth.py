@@ -5,6 +5,9 @@ used as an HMAC secret, or with `alg: none`, can never verify. Keys come from a 
 (the dev demo) or from the identity provider's JWKS, fetched, cached, and fetched again when a
 token names a key id not yet seen (key rotation) - at most once per `min_refresh_s`, so forged
 key ids cannot make the gateway hammer the provider.
+
+A token lives at most `max_lifetime_s` from its `iat` to its `exp`, whatever the issuer put in it:
+a stolen long-lived token would otherwise open every child's record for as long as it says.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -25,6 +28,11 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
 
 DEFAULT_ALGORITHMS = ("ES256", "RS256", "PS256")
+DEFAULT_MAX_LIFETIME_S: Final = 12 * 3600
+"""The longest a token may be valid, `iat` to `exp`: one practitioner's shift (long day shifts
+run to about 12 hours), so a practitioner signs in once per shift and a token taken from a
+device or a log stops working by the end of that shift. Identity providers usually issue much
+shorter access tokens; this bounds the ones that do not."""
 _ASYMMETRIC = frozenset({"ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384"})
 
 
@@ -84,11 +92,13 @@ class TokenVerifier:
         leeway_s: int,
         algorithms: Sequence[str] = DEFAULT_ALGORITHMS,
         claims: ClaimNames = ClaimNames(),
+        max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S,
         remember: int = 4096,
     ):
         if not algorithms or not set(algorithms) <= _ASYMMETRIC:
             raise ValueError(f"token algorithms must be asymmetric, from {sorted(_ASYMMETRIC)}")
         self._keys = keys
+        self._max_lifetime = max_lifetime_s
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway_s
@@ -142,8 +152,23 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError as exc:
             raise _unauthenticated("Your session token has expired: sign in again.") from exc
+        except jwt.ImmatureSignatureError as exc:
+            raise _unauthenticated(
+                "The bearer token is not valid yet: the clocks of the identity provider and the"
+                " gateway may differ."
+            ) from exc
         except jwt.PyJWTError as exc:
             raise _unauthenticated("The bearer token could not be verified.") from exc
+        issued, expires = claims["iat"], claims["exp"]
+        if not all(
+            isinstance(t, int | float) and not isinstance(t, bool) for t in (issued, expires)
+        ):
+            raise _unauthenticated("The bearer token could not be verified.")
+        if expires - issued > self._max_lifetime:
+            raise _unauthenticated(
+                "The bearer token is valid for longer than the gateway accepts"
+                f" ({describe_duration(self._max_lifetime)}): sign in again through your portal."
+            )
         values = [claims.get(name) for name in self._required[5:]]
         if not all(isinstance(v, str) and v for v in [claims.get("sub"), *values]):
             raise _unauthenticated(
@@ -157,6 +182,15 @@ class TokenVerifier:
             organisation=str(claims[self._claims.organisation]),
         )
         return caller, float(claims["exp"]) + self._leeway
+
+
+def describe_duration(seconds: int) -> str:
+    """A limit as a person reads it: "12 hours", "1 hour", "90 minutes", "45 seconds"."""
+    unit, size = next(
+        (u, s) for u, s in (("hour", 3600), ("minute", 60), ("second", 1)) if seconds % s == 0
+    )
+    count = seconds // size
+    return f"{count} {unit}{'' if count == 1 else 's'}"
 
 
 def _unauthenticated(message: str) -> GatewayError:

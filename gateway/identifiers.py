@@ -18,11 +18,31 @@ from datetime import date
 from typing import Final
 
 from connectors.check_digits import nhs_check_digit, upn_check_letter
-from connectors.protocol import Demographics, Sex
+from connectors.protocol import NO_FIXED_ABODE, Demographics, Sex
 from gateway.errors import ErrorCode
 
 NHS_NUMBER_LENGTH: Final = 10
 SYNTHETIC_NHS_RANGE: Final = range(9_000_000_000, 10_000_000_000)
+
+ISSUED_NHS_RANGES: Final = (
+    range(101_000_000, 3_113_000_000),  # CHI numbers, Scotland
+    range(3_200_000_010, 4_000_000_000),  # H&C numbers, Northern Ireland
+    range(4_000_000_000, 5_000_000_000),  # NHS numbers, England, Wales and the Isle of Man
+    range(6_000_000_000, 8_000_000_000),  # NHS numbers, England, Wales and the Isle of Man
+    SYNTHETIC_NHS_RANGE,
+)
+"""The ten-digit numbers the UK's health services issue from, one numbering scheme that keeps the
+three apart. Sources: the NHS Data Model and Dictionary (NHS England) - HEALTH AND CARE NUMBER,
+"a range of numbers reserved for Northern Ireland (320 000 001 to 399 999 999 plus check digit)";
+COMMUNITY HEALTH INDEX NUMBER, Scotland, whose first six digits are the date of birth (DDMMYY), so
+010 100 0000 to 311 299 9999. England, Wales and the Isle of Man: 400 000 0000 to 499 999 9999
+and 600 000 0000 to 799 999 9999, as NHS FHIR profiles citing the Dictionary give them (e.g. NHS
+North West Genomics' NHSNumber profile) and the UK Faculty of Clinical Informatics' `nhs-number`
+package tabulates them (it lists 500... as NHS Care Records Service testing, 800... to 859... as
+the Republic of Ireland's IHI, the rest as unallocated). 900 000 0000 to 999 999 9999 are never
+issued to a person (999 000 0000 upwards are NHS England's test numbers; this project's synthetic
+children use the rest): accepted, so tests and the demo run. A CHI or H&C number is accepted
+because a child who moved from Scotland or Northern Ireland may still be recorded under it."""
 
 OLDEST_AGE: Final = 25
 """The oldest age a lookup may be about. Children's services support care leavers until they reach
@@ -88,6 +108,8 @@ def normalise_nhs_number(raw: str) -> str:
     """Return the ten-digit form of an NHS number, accepting the usual 3-3-4 spacing.
 
     The weights make every single-digit error and every swap of two adjacent digits fail the check.
+    A number with a correct check digit outside every issued range (ISSUED_NHS_RANGES), such as
+    0000000000, is refused too: it is nobody's, so it is a slip or a placeholder.
     """
     digits = re.sub(r"[\s-]", "", raw)
     if digits and not (digits.isascii() and digits.isdigit()):
@@ -102,11 +124,17 @@ def normalise_nhs_number(raw: str) -> str:
             ErrorCode.INVALID_NHS_NUMBER,
             "This NHS number fails its check digit: please re-check it.",
         )
+    if not any(int(digits) in issued for issued in ISSUED_NHS_RANGES):
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_NHS_NUMBER,
+            "This number is not in any range NHS numbers are issued from (nor those of Scottish"
+            " CHI or Northern Irish H&C numbers): please re-check it.",
+        )
     return digits
 
 
 def is_valid_nhs_number(raw: str) -> bool:
-    """True when raw is a well-formed NHS number with a correct check digit."""
+    """True when raw is a well-formed NHS number with a correct check digit, in an issued range."""
     try:
         normalise_nhs_number(raw)
     except InvalidIdentifier:
@@ -172,6 +200,23 @@ def normalise_postcode(raw: str) -> str:
             "This is not a UK postcode: one looks like SW1A 1AA or M1 1AE.",
         )
     return f"{outward} {inward}"
+
+
+def normalise_home_postcode(raw: str) -> str:
+    """The postcode of a child's home for a demographic lookup: a UK postcode as normalise_postcode
+    returns it, or NO_FIXED_ABODE ("NFA", in any case and spacing) for a child with no fixed abode.
+
+    Only the NFA marker stands for no fixed abode, as records hold it; a refusal says so, since a
+    practitioner looking for a homeless child would otherwise be stopped by the postcode field.
+    """
+    if "".join(raw.split()).upper() == NO_FIXED_ABODE:
+        return NO_FIXED_ABODE
+    try:
+        return normalise_postcode(raw)
+    except InvalidIdentifier as exc:
+        raise InvalidIdentifier(
+            exc.code, f"{exc.message} For a child with no fixed abode, enter NFA."
+        ) from exc
 
 
 def postcode_district(postcode: str) -> str:
@@ -249,13 +294,15 @@ def demographics(
 ) -> Demographics:
     """Validate and normalise a demographic lookup, raising on the first problem in form order.
 
-    A blank former family name counts as not given: portals send empty optional fields.
+    A blank former family name counts as not given: portals send empty optional fields. The
+    postcode is required: NFA states that the child has no fixed abode, where a missing postcode
+    would only mean the practitioner did not give it.
     """
     return Demographics(
         given=normalise_person_name(given, "given name"),
         family=normalise_person_name(family, "family name"),
         date_of_birth=check_date_of_birth(date_of_birth, today),
-        postcode=normalise_postcode(postcode),
+        postcode=normalise_home_postcode(postcode),
         sex=sex,
         former_family=_optional_name(former_family, "former family name"),
     )

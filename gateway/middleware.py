@@ -1,16 +1,42 @@
-"""HTTP middleware in front of the GraphQL view: size limits and authentication at the edge.
+"""HTTP middleware in front of the GraphQL view: caching rules, size limits and authentication at
+the edge.
 
-Both run before GraphQL sees the request: an oversized body is refused before it is parsed, and a
-request without a verified token gets 401 and never reaches a resolver.
+Size and authentication run before GraphQL sees the request: an oversized body is refused before it
+is parsed, and a request without a verified token gets 401 and never reaches a resolver. Every
+response, refusals included, is marked for no cache to keep.
 """
 
 from __future__ import annotations
 
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import TokenVerifier
 from gateway.errors import ErrorCode, GatewayError, error_response
+
+
+class NoStore:
+    """Mark every response `Cache-Control: no-store` (and `Pragma: no-cache` for HTTP/1.0 caches):
+    a child's details must not be kept by the browser, a proxy or a CDN, and a refusal may repeat
+    what was asked about a child, so it is marked the same way."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def send_not_stored(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["cache-control"] = "no-store"
+                headers["pragma"] = "no-cache"
+            await send(message)
+
+        await self._app(scope, receive, send_not_stored)
 
 
 class Authentication:

@@ -2,10 +2,12 @@
 
 Every demographic lookup carries a postcode, which is exactly what shielding withholds. Answering
 "found" to a query that names a postcode confirms where the child lives even if no field is
-released, so a search that reaches a shielded or restricted record - or that cannot rule one out,
-because a shield authority did not answer - comes back exactly as a search that found nobody: same
-outcome, same source statuses, no possible matches, and through the same remaining stages, so its
-timing does not tell them apart either. Identifier lookups are unaffected: holding the NHS number
+released; a search with postcode NFA (no fixed abode) is treated no differently, since confirming
+that a hidden child has no fixed abode is itself a disclosure about where they are. So a search
+that reaches a shielded or restricted record - or that cannot rule one out, because a shield
+authority did not answer - comes back exactly as a search that found nobody: same outcome, same
+source statuses, no possible matches, and through the same remaining stages, so its timing does
+not tell them apart either. Identifier lookups are unaffected: holding the NHS number
 or UPN already identifies the child, and the policy then withholds location fields as usual.
 """
 

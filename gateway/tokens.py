@@ -14,6 +14,7 @@ from pathlib import Path
 import jwt
 
 from connectors.trust import ensure_key_pair
+from gateway.auth import DEFAULT_MAX_LIFETIME_S, describe_duration
 
 PRIVATE_KEY_FILE = "dev-signing-key.pem"
 PUBLIC_KEY_FILE = "dev-signing-key.pub.pem"
@@ -34,9 +35,19 @@ def issue_dev_token(
     issuer: str,
     audience: str,
     ttl_s: int = DEV_TOKEN_TTL_S,
+    max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S,
     now: float | None = None,
 ) -> str:
-    """Sign a short-lived token carrying the claims the gateway needs to identify a practitioner."""
+    """Sign a short-lived token carrying the claims the gateway needs to identify a practitioner.
+
+    Raises ValueError for a lifetime the gateway would refuse: none, or over `max_lifetime_s` (the
+    gateway's CHILDLOOKUP_TOKEN_MAX_LIFETIME_S).
+    """
+    if not 0 < ttl_s <= max_lifetime_s:
+        raise ValueError(
+            f"a token's lifetime must be from 1 second to {describe_duration(max_lifetime_s)}"
+            f" (the gateway's CHILDLOOKUP_TOKEN_MAX_LIFETIME_S); {ttl_s} seconds was asked for"
+        )
     issued = int(now if now is not None else time.time())
     claims = {
         "iss": issuer,

@@ -26,6 +26,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.errors import ErrorCode, GatewayError
+from resolvers.error_messages import safe_message
 from resolvers.query import Query
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
@@ -81,7 +82,8 @@ def export_sdl() -> str:
 
 
 def format_error(error: GraphQLError) -> dict[str, Any]:
-    """A caller sees a stable code and a safe message; never a stack trace or internal text."""
+    """A caller sees a stable code and a safe message; never a stack trace, internal text, or the
+    input values graphql-core writes into its messages (resolvers.error_messages)."""
     original = error.original_error
     if isinstance(original, GatewayError):
         code, message = original.code, original.message
@@ -93,7 +95,7 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
         )
         if error.message.startswith("Variable "):
             code = ErrorCode.BAD_USER_INPUT
-        message = error.message
+        message = safe_message(error.message)
     else:
         code, message = ErrorCode.INTERNAL_ERROR, "Internal error: the lookup could not be done."
     formatted: dict[str, Any] = {"message": message, "extensions": {"code": code.value}}

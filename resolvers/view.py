@@ -17,6 +17,7 @@ from strawberry.types import ExecutionResult
 
 from gateway.audit import AuditTrail
 from gateway.errors import ErrorCode, error_response
+from resolvers import graphiql
 from resolvers.query import RequestContext
 from resolvers.schema import build_schema, format_error
 
@@ -33,6 +34,11 @@ class GraphQLView(GraphQL[RequestContext, None]):
         )
         self._audit_trail = audit_trail
         self._max_justification = justification_max_chars
+
+    @property
+    def graphql_ide_html(self) -> str:
+        """GraphiQL with its scripts and styles from the gateway, not a CDN (resolvers.graphiql)."""
+        return graphiql.page()
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -11,22 +11,25 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.auth import StaticKey, TokenVerifier
+from gateway.config import Settings
 from gateway.errors import ErrorCode, GatewayError
-from gateway.tokens import PUBLIC_KEY_FILE, ensure_dev_keys, issue_dev_token
+from gateway.tokens import DEV_TOKEN_TTL_S, PUBLIC_KEY_FILE, ensure_dev_keys, issue_dev_token
+from tests.factories import NHS, health_record
+from tests.stack import LOOKUP, reference_stack
 
 ISSUER, AUDIENCE = "childlookup-dev", "childlookup-gateway"
+
+
+def _verifier(state_dir, leeway_s=5, **settings):
+    """A verifier of the dev tokens signed with the key pair in `state_dir`."""
+    key = StaticKey.from_pem_file(state_dir / PUBLIC_KEY_FILE)
+    return TokenVerifier(key, issuer=ISSUER, audience=AUDIENCE, leeway_s=leeway_s, **settings)
 
 
 @pytest.fixture
 def keys(tmp_path):
     private = ensure_dev_keys(tmp_path)
-    verifier = TokenVerifier(
-        StaticKey.from_pem_file(tmp_path / PUBLIC_KEY_FILE),
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        leeway_s=5,
-    )
-    return private.read_bytes(), verifier, tmp_path
+    return private.read_bytes(), _verifier(tmp_path), tmp_path
 
 
 def _token(private, **overrides):
@@ -133,12 +136,7 @@ async def test_token_without_role_claim_is_refused(keys):
 @pytest.mark.anyio
 async def test_a_remembered_token_still_stops_working_when_it_expires(tmp_path):
     private = ensure_dev_keys(tmp_path).read_bytes()
-    verifier = TokenVerifier(
-        StaticKey.from_pem_file(tmp_path / PUBLIC_KEY_FILE),
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        leeway_s=0,
-    )
+    verifier = _verifier(tmp_path, leeway_s=0)
     token = _token(private, ttl_s=1)
     assert (await verifier.authenticate(f"Bearer {token}")).role == "gp"
     assert (await verifier.authenticate(f"Bearer {token}")).role == "gp"  # from memory
@@ -155,3 +153,76 @@ async def test_a_tampered_copy_of_a_remembered_token_is_refused(keys):
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["role"] = "social_worker"
     await _reject(verifier, f"Bearer {header}.{_b64(claims)}.{signature}")
+
+
+def _signed(private, **claims):
+    """A token with exactly `claims` on top of the usual ones, signed with the dev key."""
+    key = serialization.load_pem_private_key(private, password=None)
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "role": "gp", "org": "X"}
+    body |= {"iat": now, "exp": now + 600} | claims
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, key, algorithm="ES256")
+
+
+@pytest.mark.anyio
+async def test_a_token_valid_for_ten_years_is_refused(keys):
+    private, verifier, _ = keys
+    now = int(time.time())
+    token = _signed(private, iat=now, exp=now + 10 * 365 * 24 * 3600)
+    assert "longer than" in await _reject(verifier, f"Bearer {token}")
+
+
+@pytest.mark.anyio
+async def test_a_token_without_an_issue_time_is_refused(keys):
+    private, verifier, _ = keys
+    await _reject(verifier, "Bearer " + _signed(private, iat=None))
+
+
+@pytest.mark.anyio
+async def test_a_token_issued_in_the_future_beyond_the_leeway_is_refused_clearly(keys):
+    private, verifier, _ = keys
+    now = int(time.time())
+    token = _signed(private, iat=now + 600, exp=now + 1200)
+    assert "clock" in await _reject(verifier, f"Bearer {token}")
+
+
+@pytest.mark.anyio
+async def test_the_maximum_lifetime_is_the_verifiers_setting(tmp_path):
+    private = ensure_dev_keys(tmp_path).read_bytes()
+    verifier = _verifier(tmp_path, max_lifetime_s=3600)
+    assert (await verifier.authenticate("Bearer " + _token(private, ttl_s=3600))).role == "gp"
+    assert "1 hour" in await _reject(verifier, "Bearer " + _token(private, ttl_s=3601))
+
+
+def test_the_default_maximum_is_a_shift_and_dev_tokens_fit_it():
+    assert Settings().token_max_lifetime_s == 12 * 3600
+    assert Settings().token_max_lifetime_s >= DEV_TOKEN_TTL_S
+
+
+def test_the_dev_token_issuer_refuses_a_lifetime_the_gateway_would_refuse(keys):
+    private, _, _ = keys
+    with pytest.raises(ValueError, match="12 hours"):
+        _token(private, ttl_s=12 * 3600 + 1)
+    with pytest.raises(ValueError, match="2 hours"):
+        _token(private, ttl_s=3 * 3600, max_lifetime_s=2 * 3600)
+
+
+def test_a_gateway_set_to_a_shorter_maximum_refuses_longer_tokens(tmp_path):
+    with reference_stack(tmp_path, {"health": [health_record()]}, token_max_lifetime_s=600) as gw:
+        private = (tmp_path / "dev-signing-key.pem").read_bytes()
+        long, short = (
+            issue_dev_token(
+                private,
+                role="gp",
+                organisation="A81001",
+                name="Dr Dev",
+                issuer=ISSUER,
+                audience=AUDIENCE,
+                ttl_s=ttl,
+                max_lifetime_s=12 * 3600,
+            )
+            for ttl in (601, 600)
+        )
+        body = {"query": LOOKUP, "variables": {"nhs": NHS, "purpose": "DIRECT_CARE"}}
+        assert gw.post(body, long).status_code == 401
+        assert gw.post(body, short).json()["data"]["child"]["outcome"] == "FOUND"

@@ -90,6 +90,13 @@ def test_anything_unregistered_is_refused_before_it_runs(trusted, body):
     assert len(trusted.components.audit.records(limit=100_000)) == before
 
 
+def test_an_untrusted_operation_refusal_is_not_stored_by_any_cache(trusted):
+    response = trusted.post({"documentId": "0" * 64, "variables": VARIABLES}, trusted.token("gp"))
+    assert response.status_code == 400
+    assert response.headers.get("cache-control") == "no-store"
+    assert response.headers.get("pragma") == "no-cache"
+
+
 def test_a_registry_whose_ids_do_not_match_their_text_is_refused_at_start(tmp_path, apps):
     registry = tmp_path / "operations.json"
     registry.write_text(json.dumps({"operations": [{"id": "0" * 64, "body": LOOKUP}]}))

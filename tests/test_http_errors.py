@@ -19,7 +19,7 @@ def _code(response):
     return body["errors"][0]["extensions"]["code"]
 
 
-@pytest.mark.parametrize("nhs", ["943476591", "9434765918", "94347659AB", ""])
+@pytest.mark.parametrize("nhs", ["943476591", "9434765918", "94347659AB", "", "0000000000"])
 def test_invalid_nhs_numbers_are_refused_before_any_lookup(stack, nhs):
     body = {"query": LOOKUP, "variables": {"nhs": nhs, "purpose": "DIRECT_CARE"}}
     response = stack.post(body, stack.token("gp"))
@@ -99,6 +99,31 @@ def test_alias_bomb_is_refused_before_any_lookup(stack):
     before = len(stack.components.audit.records(limit=100_000))
     assert _code(stack.post({"query": bomb}, stack.token("gp"))) == "GRAPHQL_VALIDATION_FAILED"
     assert len(stack.components.audit.records(limit=100_000)) == before
+
+
+def _not_stored(response):
+    """Child data, and refusals that may echo a request about a child, stay out of every cache."""
+    return (response.headers.get("cache-control"), response.headers.get("pragma")) == (
+        "no-store",
+        "no-cache",
+    )
+
+
+def test_every_graphql_response_forbids_caching_data_and_refusals_alike(stack):
+    token = stack.token("gp")
+    variables = {"nhs": NHS, "purpose": "DIRECT_CARE"}
+    not_json = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    responses = {
+        "data": stack.post({"query": LOOKUP, "variables": variables}, token),
+        "GraphQL error": stack.post({"query": "{ child("}, token),
+        "401": stack.post({"query": LOOKUP, "variables": variables}),
+        "413": stack.post({"query": LOOKUP, "pad": "x" * 40_000}, token),
+        "400": httpx.post(f"{stack.url}/graphql", content=b"{{{", headers=not_json),
+        "405": httpx.get(f"{stack.url}/graphql", params={"query": "{ __typename }"}),
+    }
+    assert responses["data"].json()["data"]["child"]["outcome"] == "FOUND"
+    assert [r.status_code for r in responses.values()] == [200, 200, 401, 413, 400, 405]
+    assert [what for what, r in responses.items() if not _not_stored(r)] == []
 
 
 def test_health_and_readiness(stack):

@@ -32,18 +32,47 @@ TODAY = date(2026, 3, 14)
 
 # --- NHS numbers ----------------------------------------------------------------------------------
 
-nine_digits = st.text(alphabet=DIGITS, min_size=9, max_size=9)
+# The first nine digits (inclusive) of the numbers issued, restated from the NHS Data Model and
+# Dictionary rather than read from gateway.identifiers, so the tests do not grade the code with
+# its own table: Scotland's CHI numbers, Northern Ireland's H&C numbers, England, Wales and the Isle
+# of Man, and the nine billions, never issued to a person (synthetic and test patients).
+ISSUED_STEMS = [
+    (10_100_000, 311_299_999),
+    (320_000_001, 399_999_999),
+    (400_000_000, 499_999_999),
+    (600_000_000, 799_999_999),
+    (900_000_000, 999_999_999),
+]
+UNISSUED_STEMS = [
+    (0, 10_099_999),
+    (311_300_000, 320_000_000),
+    (500_000_000, 599_999_999),
+    (800_000_000, 899_999_999),
+]
+
+
+def _stems(ranges: list[tuple[int, int]]) -> st.SearchStrategy[str]:
+    return st.sampled_from(ranges).flatmap(lambda r: st.integers(*r)).map(lambda n: f"{n:09d}")
+
+
+nine_digits = _stems(ISSUED_STEMS)
+
+
+def _with_check_digit(first_nine: str) -> str | None:
+    """The ten digits whose weighted sum (weights 10..1) is a multiple of 11: the NHS rule stated
+    independently of nhs_check_digit, so the tests do not grade the code with itself."""
+    total = sum(int(d) * w for d, w in zip(first_nine, range(10, 1, -1), strict=True))
+    checks = [c for c in range(10) if (total + c) % 11 == 0]
+    return first_nine + str(checks[0]) if checks else None
 
 
 @st.composite
 def valid_nhs_numbers(draw: st.DrawFn) -> str:
-    """Ten digits whose weighted sum (weights 10..1) is a multiple of 11: the NHS rule stated
-    independently of nhs_check_digit, so the tests do not grade the code with itself."""
-    first_nine = draw(nine_digits)
-    total = sum(int(d) * w for d, w in zip(first_nine, range(10, 1, -1), strict=True))
-    checks = [c for c in range(10) if (total + c) % 11 == 0]
-    assume(checks)
-    return first_nine + str(checks[0])
+    """An issued stem with its check digit."""
+    number = _with_check_digit(draw(nine_digits))
+    assume(number is not None)
+    assert number is not None
+    return number
 
 
 def test_known_valid_nhs_number_is_accepted_with_spacing():
@@ -106,6 +135,52 @@ def test_swapping_two_adjacent_different_digits_of_a_valid_nhs_number_fails(numb
     assume(first != second)
     swapped = number[:position] + second + first + number[position + 2 :]
     assert not is_valid_nhs_number(swapped)
+
+
+@given(_stems(UNISSUED_STEMS))
+def test_a_number_outside_every_issued_range_is_refused_though_its_check_digit_is_right(stem):
+    number = _with_check_digit(stem)
+    assume(number is not None)
+    with pytest.raises(InvalidIdentifier, match="not in any range") as caught:
+        normalise_nhs_number(number)
+    assert caught.value.code is ErrorCode.INVALID_NHS_NUMBER
+
+
+@pytest.mark.parametrize(
+    ("edge", "step", "issued"),
+    [
+        ("000000000", +1, False),  # 0000000000: the number the check digit alone let through
+        ("010099999", -1, False),
+        ("010100000", +1, True),  # the first CHI number
+        ("311299999", -1, True),
+        ("311300000", +1, False),
+        ("320000000", -1, False),
+        ("320000001", +1, True),  # the first H&C number
+        ("399999999", -1, True),
+        ("400000000", +1, True),
+        ("499999999", -1, True),
+        ("500000000", +1, False),
+        ("599999999", -1, False),
+        ("600000000", +1, True),
+        ("799999999", -1, True),
+        ("800000000", +1, False),
+        ("899999999", -1, False),
+        ("900000000", +1, True),
+        ("999999999", -1, True),
+    ],
+)
+def test_the_edges_of_the_issued_ranges(edge, step, issued):
+    """The number with a valid check digit nearest each edge, on the edge's side of it."""
+    stems = (f"{int(edge) + step * i:09d}" for i in range(5))
+    number = next(n for n in map(_with_check_digit, stems) if n is not None)
+    assert is_valid_nhs_number(number) is issued
+
+
+def test_the_number_of_zeros_is_refused_with_a_message_for_a_practitioner():
+    with pytest.raises(InvalidIdentifier) as caught:
+        normalise_nhs_number("000 000 0000")
+    assert caught.value.code is ErrorCode.INVALID_NHS_NUMBER
+    assert "please re-check it" in caught.value.message
 
 
 def test_synthetic_range_is_the_nine_billions():
@@ -511,6 +586,18 @@ def test_demographics_are_validated_and_normalised_into_the_protocol_model():
         sex=Sex.FEMALE,
         former_family="Jones",
     )
+
+
+@pytest.mark.parametrize("marker", ["NFA", "nfa", " N F A ", "Nfa", "n\tfa"])
+def test_no_fixed_abode_is_accepted_for_the_postcode_in_any_case_and_spacing(marker):
+    assert demographics(**{**VALID, "postcode": marker}, today=TODAY).postcode == "NFA"
+
+
+@pytest.mark.parametrize("raw", ["NFA1", "N.F.A.", "NF", "no fixed abode"])
+def test_only_the_nfa_marker_stands_for_no_fixed_abode(raw):
+    with pytest.raises(InvalidIdentifier, match="NFA") as caught:
+        demographics(**{**VALID, "postcode": raw}, today=TODAY)
+    assert caught.value.code is ErrorCode.INVALID_POSTCODE
 
 
 @pytest.mark.parametrize("former", [None, "", "   "])

@@ -175,6 +175,28 @@ def test_siblings_and_namesakes_born_nearly_the_same_day_are_candidates_below_th
     assert search(child("amelia"), NEAR_NAMESAKE) == ["amelia", "near-namesake", "sibling"]
 
 
+NFA_QUERY = QUERY.model_copy(update={"postcode": "NFA"})
+
+
+def test_a_search_for_a_child_of_no_fixed_abode_finds_them_on_names_and_date_of_birth():
+    homeless = child("homeless", postcode="NFA")
+    housed = child("housed", postcode="LS6 3AB")
+    assert search(homeless, query=NFA_QUERY)[0] == "homeless"
+    assert search(housed, query=NFA_QUERY)[0] == "housed"
+    assert search(child("drifted", "Amelie", postcode="nfa"), query=NFA_QUERY) == ["drifted"]
+
+
+def test_no_fixed_abode_is_never_an_agreement_so_one_other_shared_detail_is_not_a_candidate():
+    others = [
+        child("same-birthday-nfa", "Isla", "Moore", postcode="NFA"),
+        child("same-family-nfa", "Leo", born=date(2012, 5, 1), postcode=" n f a "),
+        child("same-given-nfa", family="Webb", born=date(2012, 5, 1), postcode="NFA"),
+    ]
+    assert search(*others, query=NFA_QUERY) == []
+    # Nor is a child recorded NFA sharing one detail with a search that gives a postcode.
+    assert "same-birthday-nfa" not in search(*others, query=QUERY)
+
+
 def test_names_and_postcodes_are_compared_without_case_accents_or_spacing():
     keyed = child("keyed", given="AMÉLIA", family="hart", postcode="ls63ab")
     clean = child("clean")
