@@ -1,5 +1,6 @@
-"""The gateway's HTTP surface: POST /graphql (authenticated), GraphiQL in dev, /healthz, /readyz,
-and /.well-known/jwks.json (the key connectors check the gateway's signed requests against).
+"""The gateway's HTTP surface: POST /graphql (authenticated), GraphiQL in dev (its files under
+/graphiql), /healthz, /readyz, and /.well-known/jwks.json (the key connectors check the gateway's
+signed requests against).
 
 The parts are built in gateway.components; /graphql is the GraphQL view (resolvers.view) behind
 the edge middleware (gateway.middleware) and, when configured, the trusted-documents registry.
@@ -13,12 +14,13 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from connectors.trust import JWKS_PATH
 from gateway.components import Components, running
-from gateway.middleware import Authentication, BodyLimit
+from gateway.middleware import Authentication, BodyLimit, NoStore
+from resolvers import graphiql as graphiql_ide
 from resolvers.trusted_documents import TrustedDocuments, load_registry
 from resolvers.view import GraphQLView
 
@@ -62,13 +64,13 @@ def create_app(components: Components) -> Starlette:
     )
     if settings.trusted_documents is not None:
         view = TrustedDocuments(view, load_registry(settings.trusted_documents))
-    graphql = BodyLimit(Authentication(view, components.verifier), settings.max_body_bytes)
-    return Starlette(
-        routes=[
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/readyz", readyz, methods=["GET"]),
-            Route(JWKS_PATH, jwks, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    graphql = NoStore(BodyLimit(Authentication(view, components.verifier), settings.max_body_bytes))
+    routes: list[BaseRoute] = [
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route(JWKS_PATH, jwks, methods=["GET"]),
+    ]
+    if settings.explorable:
+        routes.append(Mount(graphiql_ide.ASSETS_PATH, app=graphiql_ide.assets()))
+    return Starlette(routes=routes, lifespan=lifespan)

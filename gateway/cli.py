@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.config import ServerTls, Settings
+from gateway.config import Mode, ServerTls, Settings
 from gateway.logs import configure as configure_logging
 
 if TYPE_CHECKING:
@@ -63,6 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.components import build_components
     from gateway.config import load_sources
     from gateway.tls import server_context
+    from gateway.tokens import ensure_dev_keys
 
     overrides = {
         "sources_file": args.config,
@@ -75,6 +77,8 @@ def _serve(args: argparse.Namespace) -> int:
         raise ValueError("name the connector config with --config or CHILDLOOKUP_SOURCES_FILE")
     tls = None if settings.server_tls is None else server_context(settings.server_tls)
     sources = load_sources(settings.sources_file)
+    if settings.verifies_dev_tokens():
+        ensure_dev_keys(settings.state_dir)  # the key pair `childlookup token` signs with
     app = create_app(build_components(settings, sources))
     served = ServedApp("gateway", app, bind_socket(settings.host, settings.port), tls)
     print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)
@@ -84,16 +88,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from gateway.tokens import PRIVATE_KEY_FILE, issue_dev_token
+    from gateway.tokens import DEV_TOKEN_TTL_S, ensure_dev_keys, issue_dev_token
 
-    settings = Settings(state_dir=args.state_dir)
-    key_path = settings.state_dir / PRIVATE_KEY_FILE
-    if not key_path.exists():
-        print(
-            f"No dev signing key at {key_path}: start `childlookup demo` once to create it.",
-            file=sys.stderr,
-        )
-        return 2
+    # Like `serve`, the state dir comes from CHILDLOOKUP_STATE_DIR unless --state-dir names one.
+    settings = Settings(**({} if args.state_dir is None else {"state_dir": args.state_dir}))
+    if settings.mode is not Mode.DEV:
+        raise ValueError("`token` issues dev tokens, which production mode never accepts")
+    key_path = ensure_dev_keys(settings.state_dir)
     token = issue_dev_token(
         key_path.read_bytes(),
         role=args.role,
@@ -101,7 +102,8 @@ def _token(args: argparse.Namespace) -> int:
         name=args.name or f"Dev {args.role.replace('_', ' ')}",
         issuer=settings.issuer,
         audience=settings.audience,
-        ttl_s=args.ttl,
+        ttl_s=min(DEV_TOKEN_TTL_S, settings.token_max_lifetime_s) if args.ttl is None else args.ttl,
+        max_lifetime_s=settings.token_max_lifetime_s,
     )
     print(token)
     return 0
@@ -181,6 +183,9 @@ def _audit_store(settings: Settings) -> Iterator[AuditStore]:
     store = open_audit_store(settings, create=False)
     try:
         yield store
+    except sqlite3.Error as exc:  # opened, but damaged past its schema
+        path = settings.resolved_audit_db()
+        raise ValueError(f"cannot read the audit log at {path}: {exc}") from exc
     finally:
         store.close()
 
@@ -291,8 +296,17 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=ROLES)
     token.add_argument("--org", required=True, help="organisation code, e.g. an ODS code")
     token.add_argument("--name", help="practitioner's name")
-    token.add_argument("--ttl", type=int, default=8 * 3600, help="lifetime in seconds")
-    token.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
+    token.add_argument(
+        "--ttl",
+        type=int,
+        help="lifetime in seconds (default 8 hours, at most CHILDLOOKUP_TOKEN_MAX_LIFETIME_S)",
+    )
+    token.add_argument(
+        "--state-dir",
+        type=Path,
+        help="where the dev key pair is (created if missing; default CHILDLOOKUP_STATE_DIR,"
+        " else .childlookup)",
+    )
     token.set_defaults(run=_token)
 
     synth = commands.add_parser("synth", help="write a seeded synthetic population")

@@ -30,9 +30,10 @@ from gateway.audit import (
 )
 from gateway.auth import ClaimNames, JwksKeys, StaticKey, TokenVerifier
 from gateway.cache import AnswerCache
+from gateway.capacity import Capacity
 from gateway.config import Settings, SourceConfig
 from gateway.fanout import FanOut
-from gateway.limits import AccessLimits, LimitSettings
+from gateway.limits import InProcessLimits, LimitSettings
 from gateway.linkage import LinkageModel
 from gateway.pipeline import LookupPipeline
 from gateway.policy import (
@@ -81,6 +82,7 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
             issuer=settings.issuer,
             audience=settings.audience,
             leeway_s=settings.token_leeway_s,
+            max_lifetime_s=settings.token_max_lifetime_s,
             algorithms=settings.token_algorithms,
             claims=ClaimNames(
                 settings.role_claim, settings.organisation_claim, settings.assurance_claim
@@ -129,7 +131,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             sources=components.sources,
             policy=components.policy,
             decision_log=components.decision_log,
-            limits=AccessLimits(LimitSettings.from_settings(settings), components.audit),
+            limits=InProcessLimits(LimitSettings.from_settings(settings), components.audit),
             fanout=FanOut(
                 components.sources,
                 client,
@@ -141,6 +143,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             authority=settings.field_authority,
             auditor=LookupAuditor(components.audit, components.pseudonymiser, notifier),
             pseudonymiser=components.pseudonymiser,
+            capacity=Capacity(settings.max_lookups_in_flight, settings.max_queue_wait_ms),
             deadline_ms=settings.lookup_deadline_ms,
         )
         remote = components.policy if isinstance(components.policy, RemotePolicyEngine) else None

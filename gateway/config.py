@@ -161,7 +161,17 @@ class Settings(BaseSettings):
     issuer: str = DEV_ISSUER
     audience: str = "childlookup-gateway"
     token_leeway_s: Annotated[int, Field(ge=0, le=300)] = 30
+    token_max_lifetime_s: Annotated[int, Field(ge=60, le=24 * 3600)] = 12 * 3600
+    """The longest a bearer token may be valid (`exp` - `iat`); longer ones are refused. 12 hours
+    is one shift: see gateway.auth.DEFAULT_MAX_LIFETIME_S."""
     lookup_deadline_ms: Annotated[int, Field(gt=0, le=60_000)] = 2_500
+    max_lookups_in_flight: Annotated[int, Field(gt=0, le=10_000)] = 32
+    """Lookups one gateway process runs at once; more wait (see max_queue_wait_ms). Past what the
+    process can finish in time, more concurrency only makes every lookup's sources time out:
+    docs/benchmarks.md has the measurement behind the default."""
+    max_queue_wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 1_000
+    """How long a lookup may wait for one of those places before it is refused (OVERLOADED)
+    without anything being asked of any agency."""
     cache_ttl_s: Annotated[int, Field(ge=0, le=300)] = 30
     policy_reload_s: Annotated[float, Field(ge=0, le=3600)] = 2.0
     decision_log: str | None = None
@@ -239,3 +249,10 @@ class Settings(BaseSettings):
 
     def resolved_public_key_file(self) -> Path:
         return self.token_public_key_file or self.state_dir / "dev-signing-key.pub.pem"
+
+    def verifies_dev_tokens(self) -> bool:
+        """Tokens are checked against the dev key pair in the state dir: dev mode, with neither
+        an identity provider's JWKS nor a token key configured."""
+        return (
+            self.mode is Mode.DEV and self.jwks_url is None and self.token_public_key_file is None
+        )

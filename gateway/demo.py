@@ -11,6 +11,7 @@ with its own key, generated into the state directory, which the gateway checks.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +29,14 @@ from connectors.trust import (
 from gateway.app import create_app
 from gateway.components import build_components
 from gateway.config import Mode, Settings, SourceConfig
-from gateway.tokens import ensure_dev_keys, issue_dev_token
+from gateway.tokens import DEV_TOKEN_TTL_S, ensure_dev_keys, issue_dev_token
 
 DEMO_ROLES = (
     ("social_worker", "LA-LEEDS", "Sam Social"),
     ("health_visitor", "RR8", "Hana Visitor"),
     ("school_dsl", "URN-107000", "Dee Lead"),
     ("ed_clinician", "RR8-ED", "Ed Clinician"),
+    ("auditor", "LA-LEEDS-IG", "Ada Auditor"),
 )
 CONNECTOR_TIMEOUT_MS = 800
 
@@ -113,7 +115,9 @@ def run_demo(options: DemoOptions) -> None:
 
     def banner() -> None:
         print(
-            _banner(gateway.url, served, key_path.read_bytes(), settings, examples, searches),
+            _banner(
+                gateway.url, served, key_path.read_bytes(), settings, examples, searches, state
+            ),
             flush=True,
         )
 
@@ -129,6 +133,7 @@ def _banner(
     settings: Settings,
     examples: dict[str, str],
     searches: list[str],
+    state_dir: Path,
 ) -> str:
     lines = [
         "",
@@ -149,6 +154,8 @@ def _banner(
             name=name,
             issuer=settings.issuer,
             audience=settings.audience,
+            ttl_s=min(DEV_TOKEN_TTL_S, settings.token_max_lifetime_s),
+            max_lifetime_s=settings.token_max_lifetime_s,
         )
         lines += [f"  {role} ({org}):", f"    {token}"]
     lines += ["", "NHS numbers to try:"]
@@ -166,10 +173,22 @@ def _banner(
         " says how each record was matched):",
         *(f"  {search}" for search in searches),
         "",
-        "More tokens: childlookup token --role gp --org A81001",
+        "Who has looked at a child, and why (the auditor's token only; reading it is audited):",
+        f'  {{ auditTrail(nhsNumber: "{first}") {{ at subject role purpose justification'
+        " outcome released withheld { field source reason } } }",
+        "",
+        "More tokens: ./dev token --role gp --org A81001" + _state_dir_option(state_dir),
+        "  (`childlookup token ...` inside .venv; any role listed in README.md)",
         "",
     ]
     return "\n".join(lines)
+
+
+def _state_dir_option(state_dir: Path) -> str:
+    """What `token` needs to sign with this demo's key: nothing for the default state dir."""
+    if state_dir == Path(".childlookup"):
+        return ""
+    return f" --state-dir {shlex.quote(str(state_dir))}"
 
 
 def _search_examples(population: Population, examples: dict[str, str]) -> list[str]:

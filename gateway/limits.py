@@ -1,21 +1,28 @@
 """Anti-harvesting: how many lookups a user or organisation may make, and how many children.
 
 ContactPoint's users could read everyone; here each practitioner may look up a bounded number of
-distinct children per day, and lookups are rate-limited per user and per organisation. Distinct
-children are counted from the audit log itself (by pseudonym), so the cap survives restarts and is
-shared by every gateway process writing that log: each process keeps today's set per user in
-memory and re-reads it from the log every CHILDREN_REFRESH_S, so the log is consulted once a
-minute, not on every lookup. A refusal is audited and raises an alert; it never says anything
-about the child.
+distinct children per day, and lookups are rate-limited per user and per organisation. Every lookup
+counts, including each alias in one GraphQL request, and a lookup is admitted only by reserving its
+place under every limit at once: checking and counting are one atomic step, so simultaneous
+requests cannot all pass a check before any of them is counted.
+
+`AccessLimits` is that step as an interface. `InProcessLimits` implements it for one gateway
+process: distinct children are counted from the audit log itself (by pseudonym), so the cap
+survives restarts; each process keeps today's set per user in memory, re-reads the log every
+CHILDREN_REFRESH_S and adds what it read to what it has reserved (never dropping a reservation
+whose audit record is not written yet). Per-minute windows are this process's own. A refusal is
+audited and raises an alert; it never says anything about the child.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict, deque
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from gateway.audit import AuditStore
 from gateway.config import Settings
@@ -23,6 +30,11 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
 
 CHILDREN_REFRESH_S = 60.0
+"""How often a user's distinct children today are re-read from the (shared) audit log."""
+IDLE_S = 600.0
+"""A user idle this long is forgotten until their next lookup (their set is re-read from the log),
+so memory follows the users active now, not every user since the process started."""
+SWEEP_EVERY_S = 60.0
 RATE_LIMITED = "RATE_LIMITED"
 DISTINCT_CHILDREN_CAP = "DISTINCT_CHILDREN_CAP"
 
@@ -42,67 +54,123 @@ class LimitSettings:
         )
 
 
+class AccessLimits(Protocol):
+    """Admits or refuses a lookup before anything is asked of any agency."""
+
+    async def reserve(self, caller: Caller, child_ref: str) -> str | None:
+        """Check every limit and, only if none refuses, count this lookup against all of them, as
+        one atomic step. None when admitted; otherwise the refusal code."""
+        ...
+
+
 class _Window:
-    """Counts events per key over the last `span_s` seconds."""
+    """Counts events per key over the last `span_s` seconds; a key with none is forgotten."""
 
     def __init__(self, span_s: float) -> None:
         self._span = span_s
-        self._events: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._events: dict[str, deque[float]] = {}
 
     def count(self, key: str, now: float) -> int:
-        events = self._events[key]
+        events = self._events.get(key)
+        if events is None:
+            return 0
         while events and events[0] <= now - self._span:
             events.popleft()
+        if not events:
+            del self._events[key]
         return len(events)
 
     def add(self, key: str, now: float) -> None:
-        self._events[key].append(now)
+        self._events.setdefault(key, deque()).append(now)
+
+    def sweep(self, now: float) -> None:
+        for key in list(self._events):
+            self.count(key, now)
+
+    def __len__(self) -> int:
+        return len(self._events)
 
 
 @dataclass
 class _Seen:
-    """One user's distinct children today, as last read from the audit log plus since admitted."""
+    """One user's distinct children today: as read from the audit log, plus those reserved here."""
 
     day: datetime
     loaded: float
-    children: set[str]
+    used: float
+    children: set[str] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-class AccessLimits:
-    """Admits or refuses a lookup before anything is asked of any agency."""
+class InProcessLimits:
+    """The limits of one gateway process, exact for that process (see the module notes)."""
 
-    def __init__(self, settings: LimitSettings, audit: AuditStore) -> None:
+    def __init__(
+        self,
+        settings: LimitSettings,
+        audit: AuditStore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        today: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._settings = settings
         self._audit = audit
+        self._clock = clock
+        self._today = today
         self._users = _Window(60.0)
         self._organisations = _Window(60.0)
         self._children: dict[str, _Seen] = {}
+        self._swept = clock()
 
-    async def refusal(self, caller: Caller, child_ref: str) -> str | None:
-        """None when the lookup may go ahead (and is then counted), else the refusal code."""
-        now = time.monotonic()
+    async def reserve(self, caller: Caller, child_ref: str) -> str | None:
+        self._sweep(self._clock())
+        seen = await self._children_today(caller.subject)
+        # From here to the return nothing awaits, so on the one event loop no other lookup can
+        # run between the checks and the counting: the reservation is atomic.
+        now = self._clock()
         if (
             self._users.count(caller.subject, now) >= self._settings.per_user_per_minute
             or self._organisations.count(caller.organisation, now)
             >= self._settings.per_organisation_per_minute
         ):
             return RATE_LIMITED
-        seen = await self._seen_today(caller.subject, now)
-        if child_ref not in seen and len(seen) >= self._settings.distinct_children_per_day:
+        children = seen.children
+        if child_ref not in children and len(children) >= self._settings.distinct_children_per_day:
             return DISTINCT_CHILDREN_CAP
-        seen.add(child_ref)
+        children.add(child_ref)
+        seen.used = now
         self._users.add(caller.subject, now)
         self._organisations.add(caller.organisation, now)
         return None
 
-    async def _seen_today(self, subject: str, now: float) -> set[str]:
-        midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        cached = self._children.get(subject)
-        if cached is None or cached.day != midnight or now - cached.loaded >= CHILDREN_REFRESH_S:
-            children = await asyncio.to_thread(self._audit.distinct_children, subject, midnight)
-            cached = _Seen(midnight, now, children)
-            self._children[subject] = cached
-        return cached.children
+    def tracked(self) -> int:
+        """How many users and organisations this process holds state for (for tests and ops)."""
+        return len(self._users) + len(self._organisations) + len(self._children)
+
+    async def _children_today(self, subject: str) -> _Seen:
+        """The user's set for today, read from the log when new, stale or from another day."""
+        midnight = self._today().replace(hour=0, minute=0, second=0, microsecond=0)
+        seen = self._children.get(subject)
+        if seen is None or seen.day != midnight:
+            seen = _Seen(day=midnight, loaded=-CHILDREN_REFRESH_S, used=self._clock())
+            self._children[subject] = seen
+        async with seen.lock:  # one read of the log per user at a time
+            if self._clock() - seen.loaded >= CHILDREN_REFRESH_S:
+                logged = await asyncio.to_thread(self._audit.distinct_children, subject, midnight)
+                seen.children |= logged  # never drops a reservation not yet in the log
+                seen.loaded = self._clock()
+        return seen
+
+    def _sweep(self, now: float) -> None:
+        if now - self._swept < SWEEP_EVERY_S:
+            return
+        self._swept = now
+        self._users.sweep(now)
+        self._organisations.sweep(now)
+        midnight = self._today().replace(hour=0, minute=0, second=0, microsecond=0)
+        for subject, seen in list(self._children.items()):
+            if seen.day != midnight or (now - seen.used >= IDLE_S and not seen.lock.locked()):
+                del self._children[subject]
 
 
 def refusal_error(refusal: str) -> GatewayError:

@@ -10,6 +10,7 @@ nothing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from connectors.protocol import FieldId
 from gateway.audit import LookupAuditor, Pseudonymiser
+from gateway.capacity import Capacity
 from gateway.config import SourceConfig
 from gateway.decide import decide
 from gateway.errors import ErrorCode, GatewayError
@@ -57,6 +59,7 @@ class LookupPipeline:
         authority: Mapping[FieldId, Sequence[str]],
         auditor: LookupAuditor,
         pseudonymiser: Pseudonymiser,
+        capacity: Capacity,
         deadline_ms: int,
     ) -> None:
         self.sources = tuple(sources)
@@ -68,9 +71,24 @@ class LookupPipeline:
         self._authority = authority
         self._audit = auditor
         self._pseudonymiser = pseudonymiser
+        self._capacity = capacity
         self._deadline_s = deadline_ms / 1000
+        self._running: set[asyncio.Task[LookupResult]] = set()
 
     async def lookup(self, caller: Caller, query: LookupQuery) -> LookupResult:
+        """Run one lookup to its audit record, once it has one of the process's places (see
+        gateway.capacity), even if the request that asked is cancelled (a sibling alias failed,
+        the client went away): by then an agency may have been asked, and every access is
+        audited. A cancelled caller's result is then dropped unseen."""
+        await self._capacity.acquire()
+        task = asyncio.ensure_future(self._run(caller, query))
+        self._running.add(task)
+        task.add_done_callback(_finished)
+        task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda _: self._capacity.release())
+        return await asyncio.shield(task)
+
+    async def _run(self, caller: Caller, query: LookupQuery) -> LookupResult:
         lookup = LookupContext(
             caller=caller,
             query=query,
@@ -117,7 +135,7 @@ class LookupPipeline:
 
     async def _admit(self, lookup: LookupContext) -> None:
         """Let the lookup go ahead, or audit the refusal, raise the trawling alert and stop it."""
-        refusal = await self._limits.refusal(lookup.caller, lookup.child_ref)
+        refusal = await self._limits.reserve(lookup.caller, lookup.child_ref)
         if refusal is None:
             return
         await self._audit.failure(lookup, "REFUSED", refusal)
@@ -135,6 +153,12 @@ class LookupPipeline:
         raise refusal_error(refusal)
 
 
+def _finished(task: asyncio.Task[LookupResult]) -> None:
+    """Retrieve the outcome of a lookup whose caller may have gone: it is audited either way."""
+    if not task.cancelled():
+        task.exception()
+
+
 def _denied(lookup: LookupContext, plan: Plan, sources: Sequence[SourceConfig]) -> LookupResult:
     """A lookup the policy refused outright: no agency was asked."""
     return LookupResult(
@@ -150,4 +174,11 @@ def _denied(lookup: LookupContext, plan: Plan, sources: Sequence[SourceConfig]) 
 def _outcome(matching: MatchResult) -> LookupOutcome:
     if matching.ambiguous:
         return LookupOutcome.AMBIGUOUS
-    return LookupOutcome.FOUND if matching.matched else LookupOutcome.NOT_FOUND
+    if matching.matched:
+        return LookupOutcome.FOUND
+    asked = [a for a in matching.answers if a.status is not SourceStatus.NOT_ASKED]
+    if not any(a.answered for a in asked):
+        return LookupOutcome.UNAVAILABLE
+    if all(a.answered for a in asked):
+        return LookupOutcome.NOT_FOUND
+    return LookupOutcome.NOT_FOUND_INCOMPLETE

@@ -29,6 +29,7 @@ from connectors.protocol import (
 from connectors.protocol import (
     Caller as ProtocolCaller,
 )
+from gateway.justification import Justification
 
 if TYPE_CHECKING:
     from gateway.policy import LoggedPolicy
@@ -76,6 +77,8 @@ class LookupQuery:
 
     purpose: Purpose
     justification: str | None = None
+    """The practitioner's reason as gateway.justification normalises it (what a reader sees), so
+    the audit record and the owner notifications hold what the policy judged; None if none."""
     nhs_number: str | None = None
     upn: str | None = None
     demographics: Demographics | None = None
@@ -84,6 +87,11 @@ class LookupQuery:
         given = [v for v in (self.nhs_number, self.upn, self.demographics) if v is not None]
         if len(given) != 1:
             raise ValueError("a lookup identifies the child in exactly one way")
+        if self.justification is not None and (
+            not self.justification
+            or Justification.of(self.justification).text != self.justification
+        ):
+            raise ValueError("a justification is recorded normalised, and never empty")
 
     @property
     def identified_by(self) -> IdentifiedBy:
@@ -186,8 +194,14 @@ class ChildFlags:
 
 
 class LookupOutcome(StrEnum):
+    """What the lookup found. "Not found" is said only when every source asked answered: a
+    practitioner reads NOT_FOUND as "no agency knows this child", which a silent source cannot
+    support."""
+
     FOUND = "FOUND"
     NOT_FOUND = "NOT_FOUND"
+    NOT_FOUND_INCOMPLETE = "NOT_FOUND_INCOMPLETE"
+    UNAVAILABLE = "UNAVAILABLE"
     AMBIGUOUS = "AMBIGUOUS"
     DENIED = "DENIED"
 
@@ -291,5 +305,7 @@ class LookupResult:
 
     @property
     def complete(self) -> bool:
-        """True when every source that was asked answered, with or without a record."""
-        return all(a.answered for a in self.answers if a.status is not SourceStatus.NOT_ASKED)
+        """True when sources were asked and every one of them answered, with or without a record:
+        a lookup that asked nobody (denied) is not complete either."""
+        asked = [a for a in self.answers if a.status is not SourceStatus.NOT_ASKED]
+        return bool(asked) and all(a.answered for a in asked)

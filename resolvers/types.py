@@ -21,11 +21,15 @@ strawberry.enum(
     LookupOutcome,
     name="LookupOutcome",
     description=(
-        "FOUND: at least one source holds a record linked to this child. NOT_FOUND: no source that"
-        " answered holds one (check `sources`: a source that did not answer may, and"
-        " `possibleMatches`: a near miss is never merged). AMBIGUOUS: more than one child fits"
-        " the details given; nothing was merged - look up by NHS number or UPN, or add details."
-        " DENIED: your role may not look up children for this purpose; nothing was asked."
+        "FOUND: at least one source holds a record linked to this child (check `complete`: a"
+        " source that did not answer may hold more). NOT_FOUND: every source asked answered and"
+        " none holds one (check `possibleMatches`: a near miss is never merged)."
+        " NOT_FOUND_INCOMPLETE: none of the sources that answered holds one, but some did not"
+        " answer and may - this is not 'no agency knows this child'; see `sources` and try"
+        " again. UNAVAILABLE: no source answered, so nothing is known either way; try again."
+        " AMBIGUOUS: more than one child fits the details given; nothing was merged - look up by"
+        " NHS number or UPN, or add details. DENIED: your role may not look up children for this"
+        " purpose; nothing was asked."
     ),
 )
 strawberry.enum(
@@ -56,7 +60,11 @@ class DemographicsInput:
     given_name: str = strawberry.field(description="Given (first) name.")
     family_name: str = strawberry.field(description="Family name (surname).")
     date_of_birth: date = strawberry.field(description="Date of birth.")
-    postcode: str = strawberry.field(description="Postcode of the home address, e.g. SW1A 1AA.")
+    postcode: str = strawberry.field(
+        description=(
+            "Postcode of the home address, e.g. SW1A 1AA; NFA when the child has no fixed abode."
+        )
+    )
     sex: Sex | None = strawberry.field(default=None, description="Sex, if known.")
     former_family_name: str | None = strawberry.field(
         default=None, description="A previous family name, if known."
@@ -256,9 +264,13 @@ class RecordMatch:
 
 @strawberry.type(description="The answer to one child lookup. Always check `sources`.")
 class ChildLookup:
-    outcome: LookupOutcome = strawberry.field(description="Found, not found, ambiguous or denied.")
+    outcome: LookupOutcome = strawberry.field(
+        description="Found, not found (with every source or only some answering), unavailable,"
+        " ambiguous or denied."
+    )
     complete: bool = strawberry.field(
-        description="True only when every source asked answered (with a record or none)."
+        description="True only when sources were asked and every one answered (with a record or"
+        " none); false for a denied lookup, which asked nobody."
     )
     denial: str | None = strawberry.field(
         description="Why the lookup was denied: UNKNOWN_ROLE, PURPOSE_NOT_PERMITTED, ..."

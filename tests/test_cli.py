@@ -4,6 +4,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -40,11 +41,73 @@ def _stop(process: subprocess.Popen, sig: int = signal.SIGINT) -> int:
     return process.wait(timeout=20)
 
 
-def test_token_needs_the_demo_key_then_prints_a_verifiable_token(tmp_path, capsys):
-    assert main(["token", "--role", "gp", "--org", "A81001", "--state-dir", str(tmp_path)]) == 2
-    assert "childlookup demo" in capsys.readouterr().err
+def _health_source_config(path: Path, connector_port: int, timeout_ms: int) -> Path:
+    """A connector config naming the reference health connector at that port."""
+    provides = ", ".join(f'"{f.value}"' for f in REFERENCE_AGENCIES["health"].provides)
+    path.write_text(
+        f'[[sources]]\nname = "health"\nurl = "http://127.0.0.1:{connector_port}"\n'
+        f"timeout_ms = {timeout_ms}\nprovides = [{provides}]\n"
+    )
+    return path
 
-    ensure_dev_keys(tmp_path)
+
+def _serve(config: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*CLI, "serve", "--config", str(config), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _graphql(port: int, query: str, token: str) -> dict:
+    return httpx.post(
+        f"http://127.0.0.1:{port}/graphql",
+        json={"query": query},
+        headers={"authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()
+
+
+def _verified_role(state_dir: Path, token: str) -> str:
+    verifier = TokenVerifier(
+        StaticKey.from_pem_file(state_dir / PUBLIC_KEY_FILE),
+        issuer="childlookup-dev",
+        audience="childlookup-gateway",
+        leeway_s=0,
+    )
+    return asyncio.run(verifier.authenticate(f"Bearer {token}")).role
+
+
+def test_token_creates_the_dev_key_in_a_new_state_dir_then_reuses_it(tmp_path, capsys):
+    state = tmp_path / "new"
+    assert main(["token", "--role", "gp", "--org", "A81001", "--state-dir", str(state)]) == 0
+    first = capsys.readouterr().out.strip()
+    key = (state / PUBLIC_KEY_FILE).read_bytes()
+
+    assert main(["token", "--role", "auditor", "--org", "X", "--state-dir", str(state)]) == 0
+    second = capsys.readouterr().out.strip()
+    assert (state / PUBLIC_KEY_FILE).read_bytes() == key
+    assert (_verified_role(state, first), _verified_role(state, second)) == ("gp", "auditor")
+
+
+def test_token_reads_the_state_dir_from_the_environment_like_serve(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CHILDLOOKUP_STATE_DIR", str(tmp_path / "from-env"))
+    assert main(["token", "--role", "gp", "--org", "A81001"]) == 0
+    assert _verified_role(tmp_path / "from-env", capsys.readouterr().out.strip()) == "gp"
+    assert not (tmp_path / ".childlookup").exists()
+
+
+def test_token_refuses_a_lifetime_the_gateway_would_refuse(tmp_path, capsys):
+    args = ["token", "--role", "gp", "--org", "A81001", "--state-dir", str(tmp_path)]
+    assert main([*args, "--ttl", str(10 * 365 * 24 * 3600)]) == 2
+    assert "12 hours" in capsys.readouterr().err
+
+
+def test_token_fits_a_shorter_maximum_the_gateway_is_set_to(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CHILDLOOKUP_TOKEN_MAX_LIFETIME_S", "3600")
     assert main(["token", "--role", "gp", "--org", "A81001", "--state-dir", str(tmp_path)]) == 0
     token = capsys.readouterr().out.strip()
     verifier = TokenVerifier(
@@ -52,8 +115,20 @@ def test_token_needs_the_demo_key_then_prints_a_verifiable_token(tmp_path, capsy
         issuer="childlookup-dev",
         audience="childlookup-gateway",
         leeway_s=0,
+        max_lifetime_s=3600,
     )
     assert asyncio.run(verifier.authenticate(f"Bearer {token}")).role == "gp"
+
+
+def test_token_never_makes_a_dev_key_in_production_mode(
+    tmp_path, monkeypatch, capsys, production_settings
+):
+    for name, value in production_settings(tmp_path).items():
+        monkeypatch.setenv(f"CHILDLOOKUP_{name.upper()}", str(value))
+    state = tmp_path / "state"
+    assert main(["token", "--role", "gp", "--org", "A81001", "--state-dir", str(state)]) == 2
+    assert "production" in capsys.readouterr().err
+    assert not (state / PUBLIC_KEY_FILE).exists()
 
 
 def test_token_refuses_an_unknown_role(tmp_path):
@@ -87,13 +162,7 @@ def test_connector_and_gateway_serve_from_a_config_file_and_stop_on_sigterm(tmp_
     records = write_records(tmp_path / "health.jsonl", [health_record()])
     ensure_dev_keys(tmp_path)
     connector_port, gateway_port = free_port(), free_port()
-    profile = REFERENCE_AGENCIES["health"]
-    config = tmp_path / "sources.toml"
-    provides = ", ".join(f'"{f.value}"' for f in profile.provides)
-    config.write_text(
-        f'[[sources]]\nname = "health"\nurl = "http://127.0.0.1:{connector_port}"\n'
-        f"timeout_ms = 800\nprovides = [{provides}]\n"
-    )
+    config = _health_source_config(tmp_path / "sources.toml", connector_port, 800)
     env = os.environ | {"CHILDLOOKUP_STATE_DIR": str(tmp_path)}
     connector = subprocess.Popen(
         [
@@ -112,13 +181,7 @@ def test_connector_and_gateway_serve_from_a_config_file_and_stop_on_sigterm(tmp_
         stderr=subprocess.PIPE,
         text=True,
     )
-    gateway = subprocess.Popen(
-        [*CLI, "serve", "--config", str(config), "--port", str(gateway_port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    gateway = _serve(config, gateway_port, env)
     try:
         assert _wait(f"http://127.0.0.1:{connector_port}/healthz", connector).status_code == 200
         ready = _wait(f"http://127.0.0.1:{gateway_port}/readyz", gateway)
@@ -129,7 +192,35 @@ def test_connector_and_gateway_serve_from_a_config_file_and_stop_on_sigterm(tmp_
     assert (gateway_code, connector_code) == (0, 0)
 
 
-def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path):
+def test_serve_and_token_work_on_their_own_from_a_fresh_state_dir(tmp_path):
+    state, port = tmp_path / "state", free_port()
+    # Nothing listens at the connector's port: the lookup is answered, with that source FAILED.
+    config = _health_source_config(tmp_path / "sources.toml", free_port(), 300)
+    gateway = _serve(config, port, os.environ | {"CHILDLOOKUP_STATE_DIR": str(state)})
+    try:
+        assert _wait(f"http://127.0.0.1:{port}/readyz", gateway).status_code == 200
+        token = subprocess.run(
+            [*CLI, "token", "--role", "gp", "--org", "A81001", "--state-dir", str(state)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        query = f'{{ child(nhsNumber: "{NHS}", purpose: DIRECT_CARE) {{ sources {{ status }} }} }}'
+        answer = httpx.post(
+            f"http://127.0.0.1:{port}/graphql",
+            json={"query": query},
+            headers={"authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+    finally:
+        code = _stop(gateway, signal.SIGTERM)
+    assert answer.status_code == 200, answer.text
+    assert "errors" not in answer.json()
+    assert answer.json()["data"]["child"]["sources"] == [{"status": "FAILED"}]
+    assert code == 0
+
+
+def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path, capsys):
     port = free_port()
     demo = subprocess.Popen(
         [*CLI, "demo", "--port", str(port), "--children", "600", "--state-dir", str(tmp_path)],
@@ -151,29 +242,32 @@ def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path):
         query += (
             " outcome sources { status } child { indicators { childProtectionPlan { value } } } } }"
         )
-        body = httpx.post(
-            f"http://127.0.0.1:{port}/graphql",
-            json={"query": query},
-            headers={"authorization": f"Bearer {token}"},
-            timeout=10,
-        ).json()
-        lookup = body["data"]["child"]
+        lookup = _graphql(port, query, token)["data"]["child"]
         assert lookup["outcome"] == "FOUND"
         assert lookup["child"]["indicators"]["childProtectionPlan"]["value"] is True
         assert Path(tmp_path, "audit.sqlite3").exists()
         # The printed UPN and demographic searches work exactly as printed.
         methods = []
         for search in re.findall(r"^\s+(\{ child\((?:upn|demographics).*)$", banner, re.M):
-            found = httpx.post(
-                f"http://127.0.0.1:{port}/graphql",
-                json={"query": search},
-                headers={"authorization": f"Bearer {token}"},
-                timeout=10,
-            ).json()["data"]["child"]
+            found = _graphql(port, search, token)["data"]["child"]
             assert found["outcome"] == "FOUND", found
             methods.append({r["method"] for r in found["records"]})
         assert methods[0] == {"UPN"}
         assert "DEMOGRAPHICS" in methods[1]
+        # The auditor's token reads the printed audit trail query: the lookup above is on it.
+        auditor = re.search(r"auditor \(.*\):\n\s+(\S+)", banner).group(1)
+        trail = re.search(r"^\s+(\{ auditTrail\(.*)$", banner, re.M).group(1)
+        looked_up = re.search(r'nhsNumber: "(\d{10})"', trail).group(1)
+        _graphql(port, query.replace(nhs, looked_up), token)
+        entries = _graphql(port, trail, auditor)["data"]["auditTrail"]
+        assert ("social_worker", "SAFEGUARDING_ENQUIRY") in {
+            (e["role"], e["purpose"]) for e in entries
+        }
+        assert _graphql(port, trail, token)["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        # More tokens, with the command the banner prints.
+        command = re.search(r"More tokens: \./dev (token .*)$", banner, re.M).group(1)
+        assert main(shlex.split(command)) == 0
+        assert _verified_role(tmp_path, capsys.readouterr().out.strip()) == "gp"
     finally:
         code = _stop(demo)
     assert code == 0

@@ -1,10 +1,17 @@
 """Anti-harvesting attacks: too many lookups, too many distinct children. Each is refused,
 audited and alerted, and the refusal says nothing about the child."""
 
+import asyncio
+
+import httpx
 import pytest
 
-from tests.factories import NHS, health_record, synthetic_nhs
-from tests.stack import reference_connectors, running_gateway
+from gateway import limits as limits_module
+from gateway.audit import SqliteAuditStore
+from gateway.limits import DISTINCT_CHILDREN_CAP, InProcessLimits, LimitSettings
+from gateway.types import Caller
+from tests.factories import CHECKPOINT_KEY, NHS, health_record, synthetic_nhs
+from tests.stack import eventually, reference_connectors, running_gateway
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +82,117 @@ def test_the_cap_survives_a_gateway_restart(tmp_path, sources):
         gateway.lookup("gp", NHS, "DIRECT_CARE")
     with running_gateway(tmp_path, sources, distinct_children_per_user_per_day=1) as gateway:
         assert _code(gateway.lookup("gp", synthetic_nhs(13), "DIRECT_CARE")) == "LOOKUP_CAP_REACHED"
+
+
+def _aliased(nhs_numbers):
+    lookups = " ".join(
+        f'c{i}: child(nhsNumber: "{nhs}", purpose: DIRECT_CARE) {{ outcome }}'
+        for i, nhs in enumerate(nhs_numbers)
+    )
+    return f"{{ {lookups} }}"
+
+
+async def _burst(gateway, token, batches):
+    """Send every batch at once, each as one request of aliased lookups."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        await asyncio.gather(
+            *(
+                client.post(
+                    f"{gateway.url}/graphql",
+                    json={"query": _aliased(batch)},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                for batch in batches
+            )
+        )
+
+
+def _admitted_and_refused(gateway, lookups):
+    """From the audit log, once all `lookups` are in it: a request whose aliases failed answers
+    with the first error while its other aliases are still running, but every lookup, admitted or
+    refused, is audited."""
+    audit = eventually(
+        lambda: (r := gateway.components.audit.records(limit=100_000)) and len(r) >= lookups and r
+    )
+    admitted = [r for r in audit if r["outcome"] != "REFUSED"]
+    refused = [r["error_code"] for r in audit if r["outcome"] == "REFUSED"]
+    return admitted, refused
+
+
+CHILDREN = [synthetic_nhs(100 + i) for i in range(120)]
+
+
+def test_simultaneous_aliased_requests_cannot_beat_the_per_minute_limit(tmp_path, sources):
+    with running_gateway(tmp_path, sources, lookups_per_user_per_minute=20) as gateway:
+        token = gateway.token("gp", name="Harvester")
+        asyncio.run(_burst(gateway, token, [CHILDREN[i * 10 : (i + 1) * 10] for i in range(6)]))
+        admitted, refused = _admitted_and_refused(gateway, 60)
+    assert len(admitted) == 20
+    assert refused == ["RATE_LIMITED"] * 40
+
+
+def test_simultaneous_aliased_requests_cannot_beat_the_distinct_children_cap(tmp_path, sources):
+    with running_gateway(tmp_path, sources, distinct_children_per_user_per_day=25) as gateway:
+        token = gateway.token("gp", name="Harvester")
+        for burst in range(2):
+            start = burst * 60
+            batches = [CHILDREN[start + i * 15 : start + (i + 1) * 15] for i in range(4)]
+            asyncio.run(_burst(gateway, token, batches))
+        admitted, refused = _admitted_and_refused(gateway, 120)
+    assert len({r["access"]["child_ref"] for r in admitted}) == 25
+    assert refused == ["DISTINCT_CHILDREN_CAP"] * 95
+
+
+# --- the in-process limits alone, on a real audit store and a clock the test moves -------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY)
+    yield s
+    s.close()
+
+
+def _limits(store, clock, *, per_minute=1000, per_day=1000):
+    return InProcessLimits(LimitSettings(per_minute, 1_000_000, per_day), store, clock=clock)
+
+
+def _caller(name):
+    return Caller(f"dev:ORG:{name}", name, "gp", "ORG")
+
+
+@pytest.mark.anyio
+async def test_children_reserved_but_not_yet_audited_still_count_after_the_log_is_reread(store):
+    clock = Clock()
+    limits = _limits(store, clock, per_day=3)
+    harvester = _caller("Harvester")
+    for child in ("c1", "c2", "c3"):
+        assert await limits.reserve(harvester, child) is None
+
+    clock.now += limits_module.CHILDREN_REFRESH_S + 1  # the set is re-read from the audit log,
+    # which holds none of the three yet: their lookups are still running
+
+    assert await limits.reserve(harvester, "c4") == DISTINCT_CHILDREN_CAP
+    assert await limits.reserve(harvester, "c2") is None
+
+
+@pytest.mark.anyio
+async def test_state_for_users_no_longer_active_is_let_go(store):
+    clock = Clock()
+    limits = _limits(store, clock)
+    for i in range(500):
+        assert await limits.reserve(_caller(f"user {i}"), f"child {i}") is None
+    assert limits.tracked() >= 500
+
+    clock.now += limits_module.IDLE_S + limits_module.SWEEP_EVERY_S
+    assert await limits.reserve(_caller("late"), "child x") is None
+
+    assert limits.tracked() <= 3  # the late user (window and children) and the organisation

@@ -14,7 +14,7 @@ from connectors.serving import free_port
 from gateway.config import DEFAULT_POLICY_DIR
 from gateway.demo import reference_source
 from tests.factories import NHS, OTHER_NHS, health_record, school_record, social_care_record
-from tests.stack import reference_apps, reference_stack, running_gateway, serving
+from tests.stack import eventually, reference_apps, reference_stack, running_gateway, serving
 
 
 def _statuses(lookup):
@@ -68,6 +68,29 @@ def test_slow_and_dead_sources_are_reported_and_the_rest_is_answered(faulty):
     assert lookup["child"]["name"]["given"] == "Amelia"
 
 
+def test_not_found_while_a_source_is_silent_is_not_the_complete_not_found(faulty):
+    lookup = faulty.lookup("health_visitor", OTHER_NHS)["data"]["child"]
+    assert _statuses(lookup)["health"] == ("NO_RECORD", None)
+    assert lookup["outcome"] == "NOT_FOUND_INCOMPLETE"
+    assert lookup["complete"] is False
+
+
+def test_a_lookup_no_source_answered_is_unavailable_not_not_found(tmp_path):
+    sources = [reference_source(name, _dead_url()) for name in ("health", "education")]
+    with running_gateway(tmp_path, sources) as gateway:
+        lookup = gateway.lookup("health_visitor", NHS)["data"]["child"]
+        audit = gateway.components.audit.records()
+    assert lookup["outcome"] == "UNAVAILABLE"
+    assert lookup["complete"] is False
+    assert audit[-1]["outcome"] == "UNAVAILABLE"
+
+
+def test_a_denied_lookup_asked_nobody_so_is_not_complete(faulty):
+    lookup = faulty.lookup("school_dsl", NHS, purpose="DIRECT_CARE")["data"]["child"]
+    assert lookup["outcome"] == "DENIED"
+    assert lookup["complete"] is False
+
+
 def test_a_silent_shield_authority_withholds_location_as_unknown(faulty):
     lookup = faulty.lookup("health_visitor", NHS)["data"]["child"]
     assert lookup["child"]["address"] is None
@@ -115,3 +138,23 @@ def test_a_policy_that_cannot_decide_releases_nothing(tmp_path):
     assert "Amelia" not in str(body)
     assert records[-1]["outcome"] == "ERROR"
     assert records[-1]["error_code"] == "POLICY_UNAVAILABLE"
+
+
+def test_a_lookup_whose_request_fails_on_another_alias_still_runs_to_its_audit_record(tmp_path):
+    """Two aliases, one user allowed one lookup a minute: the second is refused at once, which
+    fails the whole request while the first is still waiting for a slow agency. The first has
+    asked an agency on the user's behalf, so it must still be audited."""
+    query = " ".join(
+        f'{alias}: child(nhsNumber: "{NHS}", purpose: DIRECT_CARE) {{ outcome }}'
+        for alias in ("first", "second")
+    )
+    records = {"health": [health_record()]}
+    with reference_stack(
+        tmp_path, records, latency_ms={"health": 300}, lookups_per_user_per_minute=1
+    ) as gateway:
+        body = gateway.post({"query": f"{{ {query} }}"}, gateway.token("gp")).json()
+        audit = eventually(lambda: len(r := gateway.components.audit.records()) >= 2 and r)
+
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert sorted(r["outcome"] for r in audit) == ["FOUND", "REFUSED"]

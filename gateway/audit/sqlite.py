@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS audit_alert (
     audit_id TEXT NOT NULL,
     subject TEXT NOT NULL,
     role TEXT NOT NULL,
-    organisation TEXT NOT NULL
+    organisation TEXT NOT NULL,
+    justification TEXT
 );
 CREATE TABLE IF NOT EXISTS audit_checkpoint (
     seq INTEGER PRIMARY KEY,
@@ -69,6 +70,42 @@ _SCHEMA += "".join(
 )
 _SCHEMA += _OUTBOX_SCHEMA
 
+# Columns added since a table was first created: (table, column, declaration). A log written by an
+# older gateway gains them when it is opened; its rows hold NULL there.
+_ADDED_COLUMNS = (("audit_alert", "justification", "TEXT"),)
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, declaration in _ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column in present:
+            continue
+        try:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+        except sqlite3.OperationalError as exc:
+            # Another gateway process sharing the log added it first.
+            if "duplicate column" not in str(exc):
+                raise
+
+
+def _connect(path: Path, busy_timeout_ms: int, synchronous: str) -> sqlite3.Connection:
+    """The log's connection, its schema in place; a path that is not an SQLite database (a
+    directory, another kind of file, a damaged one) is a ValueError naming it."""
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise ValueError(f"cannot open the audit log at {path}: {exc}") from exc
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.executescript(_SCHEMA)
+        _add_missing_columns(conn)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise ValueError(f"cannot open the audit log at {path}: {exc}") from exc
+    return conn
+
 
 class SqliteAuditStore:
     """SQLite-backed, append-only audit log with group commit."""
@@ -82,17 +119,13 @@ class SqliteAuditStore:
         synchronous: str = "FULL",
         busy_timeout_ms: int = 250,
     ):
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError("synchronous must be FULL or NORMAL")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._checkpoint_key = checkpoint_key
         self._checkpoint_every = checkpoint_every
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        if synchronous not in ("FULL", "NORMAL"):
-            raise ValueError("synchronous must be FULL or NORMAL")
-        self._conn.execute(f"PRAGMA synchronous = {synchronous}")
-        self._conn.executescript(_SCHEMA)
+        self._conn = _connect(path, busy_timeout_ms, synchronous)
         self._lock = threading.Lock()
         self._pending: list[tuple[AuditRecord, Sequence[OutboxMessage], asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -162,8 +195,9 @@ class SqliteAuditStore:
                     rows,
                 )
                 self._conn.executemany(
-                    "INSERT INTO audit_alert (at, kind, audit_id, subject, role, organisation)"
-                    " VALUES (?, 'BREAK_GLASS', ?, ?, ?, ?)",
+                    "INSERT INTO audit_alert"
+                    " (at, kind, audit_id, subject, role, organisation, justification)"
+                    " VALUES (?, 'BREAK_GLASS', ?, ?, ?, ?, ?)",
                     [
                         (
                             r.access.at.isoformat(),
@@ -171,6 +205,7 @@ class SqliteAuditStore:
                             r.access.subject,
                             r.access.role,
                             r.access.organisation,
+                            r.access.justification,
                         )
                         for r in records
                         if r.flagged_for_investigation
@@ -242,16 +277,17 @@ class SqliteAuditStore:
             rows = self._conn.execute(sql, (*(v for _, v in conditions), limit)).fetchall()
         return [json.loads(body) for (body,) in rows]
 
-    def alerts(self, since: datetime | None = None) -> list[dict[str, str]]:
-        """The privacy officers' feed: who broke glass, when, and which audit record to read.
-        It names no child: the audit record, behind its own access controls, does that."""
+    def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:
+        """The privacy officers' feed: who broke glass, when, why (the justification as the
+        gateway normalised it; None in alerts written before it was kept), and which audit record
+        to read. It names no child: the audit record, behind its own access controls, does that."""
+        keys = ("at", "kind", "audit_id", "subject", "role", "organisation", "justification")
         with self._lock:
             rows = self._conn.execute(
-                "SELECT at, kind, audit_id, subject, role, organisation FROM audit_alert"
-                " WHERE at >= ? ORDER BY seq",
+                "SELECT at, kind, audit_id, subject, role, organisation, justification"
+                " FROM audit_alert WHERE at >= ? ORDER BY seq",
                 ((since or datetime.min.replace(tzinfo=UTC)).isoformat(),),
             ).fetchall()
-        keys = ("at", "kind", "audit_id", "subject", "role", "organisation")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
     def distinct_children(self, subject: str, since: datetime) -> set[str]:
@@ -259,7 +295,8 @@ class SqliteAuditStore:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT DISTINCT child_ref FROM audit_log WHERE subject = ? AND at >= ?"
-                " AND outcome IN ('FOUND', 'NOT_FOUND', 'AMBIGUOUS', 'HIDDEN')"
+                " AND outcome IN ('FOUND', 'NOT_FOUND', 'NOT_FOUND_INCOMPLETE', 'UNAVAILABLE',"
+                " 'AMBIGUOUS', 'HIDDEN')"
                 " AND child_ref IS NOT NULL",
                 (subject, since.isoformat()),
             ).fetchall()

@@ -45,8 +45,9 @@ class AuditStore(Protocol):
         """Records oldest first, optionally for one child, one user, or since a time."""
         ...
 
-    def alerts(self, since: datetime | None = None) -> list[dict[str, str]]:
-        """The privacy officers' feed of break-glass overrides; it names no child."""
+    def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:
+        """The privacy officers' feed of break-glass overrides, with each justification; it names
+        no child."""
         ...
 
     def distinct_children(self, subject: str, since: datetime) -> set[str]:

@@ -60,3 +60,24 @@ def test_verify_refuses_a_missing_log_instead_of_creating_one(tmp_path, capsys):
     assert main(["audit", "verify", "--state-dir", str(tmp_path)]) == 2
     assert "no audit log" in capsys.readouterr().err
     assert not (tmp_path / "audit.sqlite3").exists()
+
+
+@pytest.mark.parametrize("command", ["verify", "query", "alerts"])
+@pytest.mark.parametrize("what", ["garbage", "directory", "corrupt"])
+def test_an_unopenable_log_is_a_one_line_error_naming_it(state, tmp_path, capsys, command, what):
+    log = tmp_path / "audit.sqlite3"
+    if what == "garbage":
+        log.write_bytes(b"this is not an audit log\n" * 200)
+    elif what == "directory":
+        log.mkdir()
+    else:  # a real log whose schema page is intact but whose tables are overwritten
+        data = bytearray((state / "audit.sqlite3").read_bytes())
+        data[4096:] = b"\xff" * (len(data) - 4096)
+        log.write_bytes(bytes(data))
+    assert main(["audit", command, "--state-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert err.startswith(f"childlookup: cannot open the audit log at {log}") or err.startswith(
+        f"childlookup: cannot read the audit log at {log}"
+    )

@@ -5,8 +5,8 @@ import sqlite3
 
 import pytest
 
-from gateway.audit import AuditUnavailable, Pseudonymiser, SqliteAuditStore
-from tests.factories import AUDIT_KEY, CHECKPOINT_KEY, NHS, audit_record
+from gateway.audit import AuditRecord, AuditUnavailable, Pseudonymiser, SqliteAuditStore
+from tests.factories import AUDIT_KEY, CHECKPOINT_KEY, NHS, access, audit_record
 
 
 @pytest.fixture
@@ -78,3 +78,69 @@ async def test_duplicate_audit_id_fails_the_whole_batch_without_partial_writes(s
     with pytest.raises(AuditUnavailable):
         await store.append(audit_record("dup"))
     assert [r["audit_id"] for r in store.records()] == ["dup"]
+
+
+REASON = "Child reported missing; police need the current address now."
+
+
+def _break_glass(audit_id: str) -> AuditRecord:
+    return audit_record(
+        audit_id,
+        access=access(purpose="EMERGENCY_OVERRIDE", justification=REASON),
+        flagged_for_investigation=True,
+    )
+
+
+@pytest.mark.anyio
+async def test_a_break_glass_alert_carries_the_justification(store):
+    await store.append(audit_record("ordinary"))
+    await store.append(_break_glass("glass"))
+
+    (alert,) = store.alerts()
+
+    assert alert["audit_id"] == "glass"
+    assert alert["justification"] == REASON
+
+
+# The audit_alert table as it was before alerts carried the justification.
+_ALERTS_WITHOUT_JUSTIFICATION = """
+CREATE TABLE audit_alert (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    audit_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    role TEXT NOT NULL,
+    organisation TEXT NOT NULL
+);
+CREATE TRIGGER audit_alert_no_update BEFORE UPDATE ON audit_alert
+BEGIN SELECT RAISE(ABORT, 'audit_alert is append-only'); END;
+INSERT INTO audit_alert (at, kind, audit_id, subject, role, organisation)
+VALUES ('2026-11-20T09:00:00+00:00', 'BREAK_GLASS', 'old', 'dev:X:u', 'social_worker', 'X1');
+"""
+
+
+@pytest.mark.anyio
+async def test_an_existing_log_gains_the_justification_column_and_stays_append_only(tmp_path):
+    path = tmp_path / "audit.sqlite3"
+    raw = sqlite3.connect(path)
+    raw.executescript(_ALERTS_WITHOUT_JUSTIFICATION)
+    raw.close()
+
+    store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY)
+    try:
+        await store.append(_break_glass("new"))
+        alerts = store.alerts()
+    finally:
+        store.close()
+
+    assert [(a["audit_id"], a["justification"]) for a in alerts] == [
+        ("old", None),
+        ("new", REASON),
+    ]
+    raw = sqlite3.connect(path)
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("UPDATE audit_alert SET justification = 'edited'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("DELETE FROM audit_alert")
+    raw.close()
