@@ -96,17 +96,36 @@ async def serve_all(
     apps: Sequence[ServedApp],
     on_started: Callable[[], Awaitable[None] | None] | None = None,
     log_level: str = "warning",
+    *,
+    drain_s: float = 0.0,
+    on_drain: Callable[[], None] | None = None,
 ) -> None:
-    """Serve every app until SIGINT or SIGTERM, then shut them all down gracefully."""
+    """Serve every app until SIGINT or SIGTERM, then shut them all down gracefully.
+
+    With `drain_s`, SIGTERM (an orchestrator stopping the process) first calls `on_drain` and
+    keeps serving that long, so a load balancer can see the instance going before it goes;
+    SIGINT (a person at the terminal), or a second signal, stops at once.
+    """
     servers = [_QuietServer(_config(a.app, log_level, a.tls)) for a in apps]
     loop = asyncio.get_running_loop()
+    draining = False
 
     def stop() -> None:
         for server in servers:
             server.should_exit = True
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
+    def drain_then_stop() -> None:
+        nonlocal draining
+        if draining or drain_s <= 0:
+            stop()
+            return
+        draining = True
+        if on_drain is not None:
+            on_drain()
+        loop.call_later(drain_s, stop)
+
+    loop.add_signal_handler(signal.SIGINT, stop)
+    loop.add_signal_handler(signal.SIGTERM, drain_then_stop)
     try:
         tasks = [
             asyncio.create_task(s.serve(sockets=[a.sock]))

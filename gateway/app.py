@@ -8,6 +8,7 @@ the edge middleware (gateway.middleware) and, when configured, the trusted-docum
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -25,32 +26,48 @@ from resolvers.trusted_documents import TrustedDocuments, load_registry
 from resolvers.view import GraphQLView
 
 
+def begin_draining(app: Starlette) -> None:
+    """Turn readiness false while the app still serves, so a load balancer stops sending new
+    lookups before the instance stops (see `childlookup serve`, CHILDLOOKUP_SHUTDOWN_DRAIN_S)."""
+    app.state.draining = True
+
+
 def create_app(components: Components) -> Starlette:
     """The gateway ASGI app; the pipeline and what it runs on live for the app's lifespan."""
     settings = components.settings
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.draining = False
         async with running(components) as pipeline:
             app.state.pipeline = pipeline
-            yield
+            try:
+                yield
+            finally:
+                app.state.draining = True
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
+        """Ready: the policy is loaded, a record can be committed to the audit log now, and the
+        instance is not shutting down. Sources are reported, not required (gateway.source_health
+        says why)."""
         policy = request.app.state.pipeline.policy
         checks = {
             "policy": bool(policy.revision),
-            "audit": components.audit.is_writable(),
+            "audit": await asyncio.to_thread(components.audit.is_writable),
             "connectors": bool(components.sources),
         }
-        ready = all(checks.values())
+        draining = request.app.state.draining
+        ready = all(checks.values()) and not draining
+        status = "shutting down" if draining else "ready" if ready else "not ready"
         body = {
-            "status": "ready" if ready else "not ready",
+            "status": status,
             "checks": checks,
             "policy_revision": policy.revision,
             "sources": [s.name for s in components.sources],
+            "source_status": components.source_health.report(),
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -60,7 +60,7 @@ def _server_tls(args: argparse.Namespace) -> ServerTls | None:
 
 def _serve(args: argparse.Namespace) -> int:
     from connectors.serving import ServedApp, bind_socket, run, serve_all
-    from gateway.app import create_app
+    from gateway.app import begin_draining, create_app
     from gateway.components import build_components
     from gateway.config import load_sources
     from gateway.tls import server_context
@@ -83,7 +83,14 @@ def _serve(args: argparse.Namespace) -> int:
     served = ServedApp("gateway", app, bind_socket(settings.host, settings.port), tls)
     print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
-        run(serve_all([served], log_level="info"))
+        run(
+            serve_all(
+                [served],
+                log_level="info",
+                drain_s=settings.shutdown_drain_s,
+                on_drain=lambda: begin_draining(app),
+            )
+        )
     return 0
 
 

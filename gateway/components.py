@@ -44,6 +44,7 @@ from gateway.policy import (
     policy_engine_from_settings,
 )
 from gateway.signing import AnswerVerifier, RequestSigner, answer_verifiers
+from gateway.source_health import SourceHealth
 from gateway.tls import connector_client_context
 
 
@@ -63,6 +64,7 @@ class Components:
     answer_verifiers: Mapping[str, AnswerVerifier]
     linkage: LinkageModel
     connector_tls: ssl.SSLContext
+    source_health: SourceHealth
 
 
 def build_components(settings: Settings, sources: list[SourceConfig]) -> Components:
@@ -94,6 +96,7 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
         answer_verifiers=answer_verifiers(sources),
         linkage=linkage_model(settings),
         connector_tls=connector_client_context(settings.connector_tls, sources),
+        source_health=SourceHealth([s.name for s in sources]),
     )
 
 
@@ -138,6 +141,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
                 AnswerCache(settings.cache_ttl_s),
                 signer=components.request_signer,
                 answer_verifiers=components.answer_verifiers,
+                health=components.source_health,
             ),
             linkage=components.linkage,
             authority=settings.field_authority,

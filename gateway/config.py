@@ -173,6 +173,10 @@ class Settings(BaseSettings):
     """How long a lookup may wait for one of those places before it is refused (OVERLOADED)
     without anything being asked of any agency."""
     cache_ttl_s: Annotated[int, Field(ge=0, le=300)] = 30
+    shutdown_drain_s: Annotated[float, Field(ge=0, le=300)] = 0.0
+    """On SIGTERM, how long `childlookup serve` keeps serving with /readyz answering 503 before
+    it stops, so a load balancer takes it out first. Behind one, set it to at least the health
+    check interval times the failures that mark an instance down."""
     policy_reload_s: Annotated[float, Field(ge=0, le=3600)] = 2.0
     decision_log: str | None = None
     max_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024

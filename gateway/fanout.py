@@ -31,6 +31,7 @@ from connectors.trust import SIGNATURE_HEADER, TrustError
 from gateway.cache import AnswerCache
 from gateway.config import SourceConfig
 from gateway.signing import AnswerVerifier, RequestSigner
+from gateway.source_health import SourceHealth
 from gateway.types import LookupContext, Plan, SourceAnswer, SourceStatus
 
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
@@ -59,12 +60,14 @@ class FanOut:
         *,
         signer: RequestSigner | None = None,
         answer_verifiers: Mapping[str, AnswerVerifier] | None = None,
+        health: SourceHealth | None = None,
     ) -> None:
         self._sources = tuple(sources)
         self._client = client
         self._cache = cache
         self._signer = signer
         self._answer_verifiers = dict(answer_verifiers or {})
+        self._health = health
 
     async def ask(self, lookup: LookupContext, plan: Plan) -> tuple[SourceAnswer, ...]:
         """One answer per configured source, in config order, by the lookup's deadline."""
@@ -90,7 +93,10 @@ class FanOut:
                 fields=sorted(fields),
             )
             tasks.append(self._ask_one(source, request, fields, lookup.deadline))
-        return tuple(await asyncio.gather(*tasks))
+        answers = tuple(await asyncio.gather(*tasks))
+        if self._health is not None:
+            self._health.record(answers)
+        return answers
 
     async def _ask_one(
         self,

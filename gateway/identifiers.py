@@ -25,8 +25,10 @@ NHS_NUMBER_LENGTH: Final = 10
 SYNTHETIC_NHS_RANGE: Final = range(9_000_000_000, 10_000_000_000)
 
 ISSUED_NHS_RANGES: Final = (
-    range(101_000_000, 3_113_000_000),  # CHI numbers, Scotland
-    range(3_200_000_010, 4_000_000_000),  # H&C numbers, Northern Ireland
+    # CHI numbers, Scotland (to 311 299 9999); 3xx numbers issued in England; H&C numbers,
+    # Northern Ireland (from 320 000 001): one span, since the edges between them are not all
+    # published, and refusing a real child's number is worse than accepting one never issued.
+    range(101_000_000, 4_000_000_000),
     range(4_000_000_000, 5_000_000_000),  # NHS numbers, England, Wales and the Isle of Man
     range(6_000_000_000, 8_000_000_000),  # NHS numbers, England, Wales and the Isle of Man
     SYNTHETIC_NHS_RANGE,
@@ -42,7 +44,9 @@ package tabulates them (it lists 500... as NHS Care Records Service testing, 800
 the Republic of Ireland's IHI, the rest as unallocated). 900 000 0000 to 999 999 9999 are never
 issued to a person (999 000 0000 upwards are NHS England's test numbers; this project's synthetic
 children use the rest): accepted, so tests and the demo run. A CHI or H&C number is accepted
-because a child who moved from Scotland or Northern Ireland may still be recorded under it."""
+because a child who moved from Scotland or Northern Ireland may still be recorded under it. England
+also issues from 3xx (listed as such by the `nhs-number` crate and Wikipedia, not confirmed from the
+Dictionary itself), between the CHI and H&C ranges: that gap is accepted too (the first range)."""
 
 OLDEST_AGE: Final = 25
 """The oldest age a lookup may be about. Children's services support care leavers until they reach

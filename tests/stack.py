@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -49,6 +50,9 @@ T = TypeVar("T")
 
 GATEWAY_ISSUER = "childlookup-gateway"
 """Who signs the gateway's requests to connectors (its default `gateway_id`)."""
+
+CLI = [sys.executable, "-m", "gateway.cli"]
+"""The `childlookup` command, run as a fresh process."""
 
 LOOKUP = """
 query Lookup($nhs: String!, $purpose: Purpose!, $justification: String) {

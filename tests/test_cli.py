@@ -7,7 +7,6 @@ import re
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,9 +19,7 @@ from gateway.auth import StaticKey, TokenVerifier
 from gateway.cli import main
 from gateway.tokens import PUBLIC_KEY_FILE, ensure_dev_keys
 from tests.factories import NHS, health_record
-from tests.stack import write_records
-
-CLI = [sys.executable, "-m", "gateway.cli"]
+from tests.stack import CLI, write_records
 
 
 def _wait(url: str, process: subprocess.Popen, timeout: float = 30) -> httpx.Response:

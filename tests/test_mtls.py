@@ -36,7 +36,7 @@ from gateway.signing import DEV_KEY_FILE, DEV_PUBLIC_KEY_FILE
 from gateway.tls import TlsError, client_context, connector_client_context, server_context
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
 from tests.factories import NHS, health_record, school_record, social_care_record
-from tests.stack import LOOKUP, connector_key, running_gateway, write_records
+from tests.stack import CLI, LOOKUP, connector_key, running_gateway, write_records
 
 LOOPBACK = IPv4Address("127.0.0.1")
 RECORDS = {
@@ -531,7 +531,7 @@ def test_the_cli_serves_a_connector_and_the_gateway_over_mutual_tls(pki, tmp_pat
     ]
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", *command],
+            [*CLI, *command],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

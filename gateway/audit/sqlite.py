@@ -57,6 +57,10 @@ CREATE TABLE IF NOT EXISTS audit_checkpoint (
 );
 CREATE INDEX IF NOT EXISTS audit_log_child ON audit_log (child_ref, at);
 CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject, at);
+CREATE TABLE IF NOT EXISTS audit_heartbeat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at TEXT NOT NULL
+);
 """
 
 # Nothing written to these tables may change or vanish; the hash chain makes any edit that
@@ -242,12 +246,20 @@ class SqliteAuditStore:
             return verify_chain(self._conn, self._checkpoint_key)
 
     def is_writable(self) -> bool:
-        """For readiness probes: can a write transaction be opened right now?"""
+        """For readiness probes: commit a real write (one heartbeat row, not audit data) through
+        the connection records are appended on. Opening a transaction is not enough: a log whose
+        files cannot be written still opens and locks, and then every append fails."""
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.execute("ROLLBACK")
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO audit_heartbeat (id, at) VALUES (1, ?)",
+                    (utc_now().isoformat(),),
+                )
+                self._conn.execute("COMMIT")
             except sqlite3.Error:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 return False
         return True
 

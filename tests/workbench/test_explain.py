@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -19,8 +18,9 @@ from gateway.workbench.explain import (
     WITHHOLDING_RULES,
 )
 from tests.factories import POLICY_DIR
+from tests.stack import CLI
 
-CLI = [sys.executable, "-m", "gateway.cli", "policy"]
+POLICY = [*CLI, "policy"]
 
 LOCATION = {"address", "school", "gp_practice", "carers", "involvements"}
 IDENTITY = {"nhs_number", "name", "date_of_birth", "sex"}
@@ -122,7 +122,7 @@ def test_every_rule_the_explanation_names_is_defined_in_the_bundle():
 def test_the_table_lists_every_catalogued_field_and_a_summary():
     done = subprocess.run(
         [
-            *CLI,
+            *POLICY,
             "explain",
             "--dir",
             str(POLICY_DIR),

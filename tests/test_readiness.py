@@ -1,0 +1,168 @@
+"""What /readyz promises a load balancer: this instance can take lookups and audit them now.
+
+Ready means the policy is loaded, a record can really be committed to the audit log, and the
+instance is not shutting down. A dead agency does not make it unready (every instance shares the
+agencies, and lookups still answer with that source's status); sources are reported instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from connectors.serving import free_port
+from gateway.demo import reference_source
+from tests.factories import NHS, health_record
+from tests.stack import CLI, reference_stack, running_gateway, write_records
+
+CHATTR = shutil.which("chattr")
+
+
+def _chattr(flag: str, path: Path) -> subprocess.CompletedProcess[str]:
+    assert CHATTR is not None
+    return subprocess.run([CHATTR, flag, str(path)], capture_output=True, text=True)
+
+
+@pytest.fixture
+def immutable():
+    """Make files immutable (chattr +i), unwritable even to root, as a read-only or failing disk
+    would leave them; undone however the test ends."""
+    if CHATTR is None:
+        pytest.skip("chattr is not installed: cannot make a file unwritable to root")
+    made: list[Path] = []
+
+    def make(path: Path) -> None:
+        result = _chattr("+i", path)
+        if result.returncode != 0:
+            pytest.skip(f"this filesystem refuses chattr +i: {result.stderr.strip()}")
+        made.append(path)
+
+    def undo(path: Path) -> None:
+        _chattr("-i", path)
+        made.remove(path)
+
+    make.undo = undo  # type: ignore[attr-defined]
+    yield make
+    for path in made:
+        _chattr("-i", path)
+
+
+def test_an_audit_log_that_cannot_be_written_makes_the_instance_unready(tmp_path, immutable):
+    with reference_stack(tmp_path, {"health": [health_record()]}) as gateway:
+        assert gateway.lookup("gp", NHS, "DIRECT_CARE")["data"]["child"]["outcome"] == "FOUND"
+        # The write-ahead log still opens and locks, so a transaction can begin; writing fails.
+        immutable(Path(f"{gateway.components.audit.path}-wal"))
+
+        refused = gateway.lookup("gp", NHS, "DIRECT_CARE")
+        ready = httpx.get(f"{gateway.url}/readyz", timeout=5)
+
+        immutable.undo(Path(f"{gateway.components.audit.path}-wal"))
+        recovered = httpx.get(f"{gateway.url}/readyz", timeout=5)
+
+    assert refused["errors"][0]["extensions"]["code"] == "AUDIT_UNAVAILABLE"
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "not ready"
+    assert ready.json()["checks"]["audit"] is False
+    assert recovered.status_code == 200
+
+
+def test_a_dead_source_is_reported_but_does_not_make_the_instance_unready(tmp_path):
+    dead = reference_source("education", f"http://127.0.0.1:{free_port()}")
+    with reference_stack(tmp_path, {"health": [health_record()]}) as live:
+        sources = [*live.components.sources, dead]
+        with running_gateway(tmp_path / "second", sources) as gateway:
+            before = httpx.get(f"{gateway.url}/readyz", timeout=5).json()
+            gateway.lookup("gp", NHS, "DIRECT_CARE")
+            ready = httpx.get(f"{gateway.url}/readyz", timeout=5)
+
+    assert before["source_status"]["education"] == {"last_status": None, "seconds_ago": None}
+    assert ready.status_code == 200
+    report = ready.json()["source_status"]
+    assert report["health"]["last_status"] == "ANSWERED"
+    assert report["education"]["last_status"] == "FAILED"
+    assert report["education"]["seconds_ago"] >= 0
+
+
+def test_readiness_turns_false_while_draining_and_lookups_are_still_answered(tmp_path):
+    records = write_records(tmp_path / "health.jsonl", [health_record()])
+    connector_port, port = free_port(), free_port()
+    env = os.environ | {
+        "CHILDLOOKUP_STATE_DIR": str(tmp_path),
+        "CHILDLOOKUP_SHUTDOWN_DRAIN_S": "3",
+    }
+    connector = subprocess.Popen(
+        [
+            *CLI,
+            "connector",
+            "serve",
+            "--agency",
+            "health",
+            "--port",
+            str(connector_port),
+            "--records",
+            str(records),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    config = tmp_path / "sources.json"
+    health = reference_source("health", f"http://127.0.0.1:{connector_port}")
+    config.write_text(json.dumps({"sources": [health.model_dump(mode="json")]}))
+    gateway = subprocess.Popen(
+        [*CLI, "serve", "--config", str(config), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(f"{url}/readyz", gateway)
+        token = subprocess.run(
+            [*CLI, "token", "--role", "gp", "--org", "A81001", "--state-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        gateway.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        draining = httpx.get(f"{url}/readyz", timeout=5)
+        query = f'{{ child(nhsNumber: "{NHS}", purpose: DIRECT_CARE) {{ outcome }} }}'
+        answered = httpx.post(
+            f"{url}/graphql",
+            json={"query": query},
+            headers={"authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        code = gateway.wait(timeout=20)
+    finally:
+        for process in (gateway, connector):
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+    assert draining.status_code == 503
+    assert draining.json()["status"] == "shutting down"
+    assert answered.json()["data"]["child"]["outcome"] == "FOUND"
+    assert code == 0
+
+
+def _wait_ready(url: str, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never became ready")
