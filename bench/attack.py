@@ -152,7 +152,9 @@ async def _burst(url: str, tokens: list[str], children: list[str], lookups: int)
     }
 
 
-def run(children: int, burst_lookups: int, in_flight: list[int | None]) -> dict[str, Any]:
+def run(
+    children: int, burst_lookups: int, in_flight: list[int | None], repeat: int
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="childlookup-attack-") as tmp:
         work = Path(tmp)
         population = generate_population(seed=13, children=children)
@@ -172,7 +174,7 @@ def run(children: int, burst_lookups: int, in_flight: list[int | None]) -> dict[
                 _harvest(s.graphql_url, token, s.audit_db, nhs, bursts=3)
             )
         results["burst"] = []
-        for cap in in_flight:
+        for cap in [c for c in in_flight for _ in range(repeat)]:
             env = {} if cap is None else {"CHILDLOOKUP_MAX_LOOKUPS_IN_FLIGHT": str(cap)}
             state = work / f"burst-{cap}"
             with running_stack(state, work / "population", gateway_env=env) as s:
@@ -193,9 +195,10 @@ def main() -> None:
         default=[],
         help="burst once per value of CHILDLOOKUP_MAX_LOOKUPS_IN_FLIGHT (default: the gateway's)",
     )
+    parser.add_argument("--repeat", type=int, default=1, help="bursts per setting")
     parser.add_argument("--out", type=Path, default=RESULTS / "attack.json")
     args = parser.parse_args()
-    results = run(args.children, args.burst, args.in_flight or [None])
+    results = run(args.children, args.burst, args.in_flight or [None], args.repeat)
     write_report("attack", args.out, **results)
     for phase in ("harvest_per_minute", "harvest_per_day"):
         r = results[phase]

@@ -165,11 +165,13 @@ class Settings(BaseSettings):
     """The longest a bearer token may be valid (`exp` - `iat`); longer ones are refused. 12 hours
     is one shift: see gateway.auth.DEFAULT_MAX_LIFETIME_S."""
     lookup_deadline_ms: Annotated[int, Field(gt=0, le=60_000)] = 2_500
-    max_lookups_in_flight: Annotated[int, Field(gt=0, le=10_000)] = 32
+    max_lookups_in_flight: Annotated[int, Field(gt=0, le=10_000)] = 64
     """Lookups one gateway process runs at once; more wait (see max_queue_wait_ms). Past what the
-    process can finish in time, more concurrency only makes every lookup's sources time out:
-    docs/benchmarks.md has the measurement behind the default."""
-    max_queue_wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 1_000
+    process can finish in time, more concurrency only makes every lookup's sources time out. Size
+    it as throughput x time per lookup (Little's law): about 150 lookups/s on two cores times the
+    connectors' latency plus ~0.1 s of the gateway's own; docs/benchmarks.md has the measurements
+    behind the default."""
+    max_queue_wait_ms: Annotated[int, Field(ge=0, le=60_000)] = 2_000
     """How long a lookup may wait for one of those places before it is refused (OVERLOADED)
     without anything being asked of any agency."""
     cache_ttl_s: Annotated[int, Field(ge=0, le=300)] = 30

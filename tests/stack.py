@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import socket
-import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -50,9 +49,6 @@ T = TypeVar("T")
 
 GATEWAY_ISSUER = "childlookup-gateway"
 """Who signs the gateway's requests to connectors (its default `gateway_id`)."""
-
-CLI = [sys.executable, "-m", "gateway.cli"]
-"""The `childlookup` command, run as a fresh process."""
 
 LOOKUP = """
 query Lookup($nhs: String!, $purpose: Purpose!, $justification: String) {

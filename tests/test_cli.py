@@ -13,58 +13,22 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connectors.reference import REFERENCE_AGENCIES
 from connectors.serving import free_port
 from gateway.auth import StaticKey, TokenVerifier
 from gateway.cli import main
 from gateway.tokens import PUBLIC_KEY_FILE, ensure_dev_keys
 from tests.factories import NHS, health_record
-from tests.stack import CLI, write_records
-
-
-def _wait(url: str, process: subprocess.Popen, timeout: float = 30) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        try:
-            return httpx.get(url, timeout=1)
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} never answered")
-
-
-def _stop(process: subprocess.Popen, sig: int = signal.SIGINT) -> int:
-    process.send_signal(sig)
-    return process.wait(timeout=20)
-
-
-def _health_source_config(path: Path, connector_port: int, timeout_ms: int) -> Path:
-    """A connector config naming the reference health connector at that port."""
-    provides = ", ".join(f'"{f.value}"' for f in REFERENCE_AGENCIES["health"].provides)
-    path.write_text(
-        f'[[sources]]\nname = "health"\nurl = "http://127.0.0.1:{connector_port}"\n'
-        f"timeout_ms = {timeout_ms}\nprovides = [{provides}]\n"
-    )
-    return path
-
-
-def _serve(config: Path, port: int, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(
-        [*CLI, "serve", "--config", str(config), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def _graphql(port: int, query: str, token: str) -> dict:
-    return httpx.post(
-        f"http://127.0.0.1:{port}/graphql",
-        json={"query": query},
-        headers={"authorization": f"Bearer {token}"},
-        timeout=10,
-    ).json()
+from tests.processes import (
+    CLI,
+    dev_token,
+    graphql,
+    health_source_config,
+    serve_gateway,
+    serve_health_connector,
+    stop,
+    wait_for,
+)
+from tests.stack import write_records
 
 
 def _verified_role(state_dir: Path, token: str) -> str:
@@ -159,49 +123,28 @@ def test_connector_and_gateway_serve_from_a_config_file_and_stop_on_sigterm(tmp_
     records = write_records(tmp_path / "health.jsonl", [health_record()])
     ensure_dev_keys(tmp_path)
     connector_port, gateway_port = free_port(), free_port()
-    config = _health_source_config(tmp_path / "sources.toml", connector_port, 800)
+    config = health_source_config(tmp_path / "sources.toml", connector_port, 800)
     env = os.environ | {"CHILDLOOKUP_STATE_DIR": str(tmp_path)}
-    connector = subprocess.Popen(
-        [
-            *CLI,
-            "connector",
-            "serve",
-            "--agency",
-            "health",
-            "--records",
-            str(records),
-            "--port",
-            str(connector_port),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    gateway = _serve(config, gateway_port, env)
+    connector = serve_health_connector(records, connector_port, env)
+    gateway = serve_gateway(config, gateway_port, env)
     try:
-        assert _wait(f"http://127.0.0.1:{connector_port}/healthz", connector).status_code == 200
-        ready = _wait(f"http://127.0.0.1:{gateway_port}/readyz", gateway)
+        assert wait_for(f"http://127.0.0.1:{connector_port}/healthz", connector).status_code == 200
+        ready = wait_for(f"http://127.0.0.1:{gateway_port}/readyz", gateway)
         assert ready.json()["sources"] == ["health"]
     finally:
-        gateway_code = _stop(gateway, signal.SIGTERM)
-        connector_code = _stop(connector, signal.SIGTERM)
+        gateway_code = stop(gateway, signal.SIGTERM)
+        connector_code = stop(connector, signal.SIGTERM)
     assert (gateway_code, connector_code) == (0, 0)
 
 
 def test_serve_and_token_work_on_their_own_from_a_fresh_state_dir(tmp_path):
     state, port = tmp_path / "state", free_port()
     # Nothing listens at the connector's port: the lookup is answered, with that source FAILED.
-    config = _health_source_config(tmp_path / "sources.toml", free_port(), 300)
-    gateway = _serve(config, port, os.environ | {"CHILDLOOKUP_STATE_DIR": str(state)})
+    config = health_source_config(tmp_path / "sources.toml", free_port(), 300)
+    gateway = serve_gateway(config, port, os.environ | {"CHILDLOOKUP_STATE_DIR": str(state)})
     try:
-        assert _wait(f"http://127.0.0.1:{port}/readyz", gateway).status_code == 200
-        token = subprocess.run(
-            [*CLI, "token", "--role", "gp", "--org", "A81001", "--state-dir", str(state)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        assert wait_for(f"http://127.0.0.1:{port}/readyz", gateway).status_code == 200
+        token = dev_token(state)
         query = f'{{ child(nhsNumber: "{NHS}", purpose: DIRECT_CARE) {{ sources {{ status }} }} }}'
         answer = httpx.post(
             f"http://127.0.0.1:{port}/graphql",
@@ -210,7 +153,7 @@ def test_serve_and_token_work_on_their_own_from_a_fresh_state_dir(tmp_path):
             timeout=10,
         )
     finally:
-        code = _stop(gateway, signal.SIGTERM)
+        code = stop(gateway, signal.SIGTERM)
     assert answer.status_code == 200, answer.text
     assert "errors" not in answer.json()
     assert answer.json()["data"]["child"]["sources"] == [{"status": "FAILED"}]
@@ -239,14 +182,14 @@ def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path, c
         query += (
             " outcome sources { status } child { indicators { childProtectionPlan { value } } } } }"
         )
-        lookup = _graphql(port, query, token)["data"]["child"]
+        lookup = graphql(port, query, token)["data"]["child"]
         assert lookup["outcome"] == "FOUND"
         assert lookup["child"]["indicators"]["childProtectionPlan"]["value"] is True
         assert Path(tmp_path, "audit.sqlite3").exists()
         # The printed UPN and demographic searches work exactly as printed.
         methods = []
         for search in re.findall(r"^\s+(\{ child\((?:upn|demographics).*)$", banner, re.M):
-            found = _graphql(port, search, token)["data"]["child"]
+            found = graphql(port, search, token)["data"]["child"]
             assert found["outcome"] == "FOUND", found
             methods.append({r["method"] for r in found["records"]})
         assert methods[0] == {"UPN"}
@@ -255,18 +198,18 @@ def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path, c
         auditor = re.search(r"auditor \(.*\):\n\s+(\S+)", banner).group(1)
         trail = re.search(r"^\s+(\{ auditTrail\(.*)$", banner, re.M).group(1)
         looked_up = re.search(r'nhsNumber: "(\d{10})"', trail).group(1)
-        _graphql(port, query.replace(nhs, looked_up), token)
-        entries = _graphql(port, trail, auditor)["data"]["auditTrail"]
+        graphql(port, query.replace(nhs, looked_up), token)
+        entries = graphql(port, trail, auditor)["data"]["auditTrail"]
         assert ("social_worker", "SAFEGUARDING_ENQUIRY") in {
             (e["role"], e["purpose"]) for e in entries
         }
-        assert _graphql(port, trail, token)["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        assert graphql(port, trail, token)["errors"][0]["extensions"]["code"] == "FORBIDDEN"
         # More tokens, with the command the banner prints.
         command = re.search(r"More tokens: \./dev (token .*)$", banner, re.M).group(1)
         assert main(shlex.split(command)) == 0
         assert _verified_role(tmp_path, capsys.readouterr().out.strip()) == "gp"
     finally:
-        code = _stop(demo)
+        code = stop(demo)
     assert code == 0
     assert "stopped" in demo.stdout.read()
     assert NHS not in banner

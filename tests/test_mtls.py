@@ -36,7 +36,8 @@ from gateway.signing import DEV_KEY_FILE, DEV_PUBLIC_KEY_FILE
 from gateway.tls import TlsError, client_context, connector_client_context, server_context
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
 from tests.factories import NHS, health_record, school_record, social_care_record
-from tests.stack import CLI, LOOKUP, connector_key, running_gateway, write_records
+from tests.processes import CLI
+from tests.stack import LOOKUP, connector_key, running_gateway, write_records
 
 LOOPBACK = IPv4Address("127.0.0.1")
 RECORDS = {

@@ -7,7 +7,6 @@ agencies, and lookups still answer with that source's status); sources are repor
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -21,7 +20,15 @@ import pytest
 from connectors.serving import free_port
 from gateway.demo import reference_source
 from tests.factories import NHS, health_record
-from tests.stack import CLI, reference_stack, running_gateway, write_records
+from tests.processes import (
+    dev_token,
+    graphql,
+    health_source_config,
+    serve_gateway,
+    serve_health_connector,
+    wait_for,
+)
+from tests.stack import reference_stack, running_gateway, write_records
 
 CHATTR = shutil.which("chattr")
 
@@ -94,55 +101,19 @@ def test_a_dead_source_is_reported_but_does_not_make_the_instance_unready(tmp_pa
 def test_readiness_turns_false_while_draining_and_lookups_are_still_answered(tmp_path):
     records = write_records(tmp_path / "health.jsonl", [health_record()])
     connector_port, port = free_port(), free_port()
-    env = os.environ | {
-        "CHILDLOOKUP_STATE_DIR": str(tmp_path),
-        "CHILDLOOKUP_SHUTDOWN_DRAIN_S": "3",
-    }
-    connector = subprocess.Popen(
-        [
-            *CLI,
-            "connector",
-            "serve",
-            "--agency",
-            "health",
-            "--port",
-            str(connector_port),
-            "--records",
-            str(records),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    config = tmp_path / "sources.json"
-    health = reference_source("health", f"http://127.0.0.1:{connector_port}")
-    config.write_text(json.dumps({"sources": [health.model_dump(mode="json")]}))
-    gateway = subprocess.Popen(
-        [*CLI, "serve", "--config", str(config), "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    config = health_source_config(tmp_path / "sources.toml", connector_port, 800)
+    env = os.environ | {"CHILDLOOKUP_STATE_DIR": str(tmp_path), "CHILDLOOKUP_SHUTDOWN_DRAIN_S": "3"}
+    connector = serve_health_connector(records, connector_port, env)
+    gateway = serve_gateway(config, port, env)
     try:
-        _wait_ready(f"{url}/readyz", gateway)
-        token = subprocess.run(
-            [*CLI, "token", "--role", "gp", "--org", "A81001", "--state-dir", str(tmp_path)],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        wait_for(f"http://127.0.0.1:{connector_port}/healthz", connector)
+        assert wait_for(f"http://127.0.0.1:{port}/readyz", gateway).status_code == 200
+        token = dev_token(tmp_path)
         gateway.send_signal(signal.SIGTERM)
         time.sleep(0.5)
-        draining = httpx.get(f"{url}/readyz", timeout=5)
+        draining = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
         query = f'{{ child(nhsNumber: "{NHS}", purpose: DIRECT_CARE) {{ outcome }} }}'
-        answered = httpx.post(
-            f"{url}/graphql",
-            json={"query": query},
-            headers={"authorization": f"Bearer {token}"},
-            timeout=10,
-        )
+        answered = graphql(port, query, token)
         code = gateway.wait(timeout=20)
     finally:
         for process in (gateway, connector):
@@ -151,18 +122,5 @@ def test_readiness_turns_false_while_draining_and_lookups_are_still_answered(tmp
             process.wait()
     assert draining.status_code == 503
     assert draining.json()["status"] == "shutting down"
-    assert answered.json()["data"]["child"]["outcome"] == "FOUND"
+    assert answered["data"]["child"]["outcome"] == "FOUND"
     assert code == 0
-
-
-def _wait_ready(url: str, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read() if process.stderr else ""
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} never became ready")

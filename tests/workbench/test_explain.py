@@ -18,7 +18,7 @@ from gateway.workbench.explain import (
     WITHHOLDING_RULES,
 )
 from tests.factories import POLICY_DIR
-from tests.stack import CLI
+from tests.processes import CLI
 
 POLICY = [*CLI, "policy"]
 
