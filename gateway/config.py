@@ -150,6 +150,18 @@ class Settings(BaseSettings):
     evaluates `policy_dir` in-process."""
     opa_timeout_ms: Annotated[int, Field(gt=0, le=10_000)] = 250
     audit_db: Path | None = None
+    database_url: str | None = None
+    """postgresql://... : the audit log with its chain and checkpoints, the notification outbox and
+    the distinct-children counts live in this PostgreSQL database, shared by every gateway process
+    (gateway.audit.postgres); unset, in the SQLite file `audit_db`."""
+    database_schema: str = Field(default="childlookup", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """The PostgreSQL schema holding those tables."""
+    redis_url: str | None = None
+    """redis://... : the per-user and per-organisation rate limits and the daily distinct-children
+    cap are kept here, exact across every gateway process; unset, each process keeps its own.
+    Never any child data: the answer cache stays in process memory."""
+    redis_prefix: str = Field(default="childlookup", min_length=1, max_length=64)
+    """Prefix of every Redis key the gateway writes."""
     audit_key: str | None = Field(default=None, min_length=32)
     audit_synchronous: str = Field(default="FULL", pattern=r"^(FULL|NORMAL)$")
     token_public_key_file: Path | None = None

@@ -2,6 +2,9 @@
 plugin; production settings and real OPA for the tests that need them."""
 
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,3 +80,48 @@ def opa_server(real_opa: RealOpa) -> Iterator[Callable[[Behaviour | None], str]]
     yield start
     for server in servers:
         server.stop()
+
+
+# --- the shared services a multi-instance deployment uses: PostgreSQL and Redis ----------------
+
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _service(name: str, port: int) -> None:
+    """Reachable, or the test is skipped with one line saying why - unless CI requires the
+    services (`.ci/run` sets CHILDLOOKUP_TEST_SERVICES=required), where a missing one fails."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        message = f"{name} is not reachable on 127.0.0.1:{port}"
+        if os.environ.get("CHILDLOOKUP_TEST_SERVICES") == "required":
+            pytest.fail(f"{message}, and CI requires it", pytrace=False)
+        pytest.skip(f"{message}: start it to run this test")
+
+
+@pytest.fixture
+def postgres_schema() -> Iterator[tuple[str, str]]:
+    """(database URL, a schema of this test's own in it), the schema dropped afterwards: tests
+    running at once never see each other's tables."""
+    _service("PostgreSQL", 5432)
+    import psycopg
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    yield POSTGRES_URL, schema
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[tuple[str, str]]:
+    """(Redis URL, a key prefix of this test's own), its keys deleted afterwards."""
+    _service("Redis", 6379)
+    import redis
+
+    prefix = f"test:{uuid.uuid4().hex[:12]}"
+    yield REDIS_URL, prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
+    client.close()
