@@ -32,19 +32,25 @@ def begin_draining(app: Starlette) -> None:
     app.state.draining = True
 
 
-def create_app(components: Components) -> Starlette:
-    """The gateway ASGI app; the pipeline and what it runs on live for the app's lifespan."""
+def create_app(components: Components, *, drain_signal: int | None = None) -> Starlette:
+    """The gateway ASGI app; the pipeline and what it runs on live for the app's lifespan. With
+    `drain_signal`, that signal begins draining (a worker process's parent sends it)."""
     settings = components.settings
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.draining = False
+        loop = asyncio.get_running_loop()
+        if drain_signal is not None:
+            loop.add_signal_handler(drain_signal, begin_draining, app)
         async with running(components) as pipeline:
             app.state.pipeline = pipeline
             try:
                 yield
             finally:
                 app.state.draining = True
+                if drain_signal is not None:
+                    loop.remove_signal_handler(drain_signal)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

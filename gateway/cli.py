@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
@@ -79,6 +80,8 @@ def _serve(args: argparse.Namespace) -> int:
     sources = load_sources(settings.sources_file)
     if settings.verifies_dev_tokens():
         ensure_dev_keys(settings.state_dir)  # the key pair `childlookup token` signs with
+    if args.workers > 1:
+        return _serve_workers(settings, args.workers, len(sources))
     app = create_app(build_components(settings, sources))
     served = ServedApp("gateway", app, bind_socket(settings.host, settings.port), tls)
     print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)
@@ -91,6 +94,25 @@ def _serve(args: argparse.Namespace) -> int:
                 on_drain=lambda: begin_draining(app),
             )
         )
+    return 0
+
+
+def _serve_workers(settings: Settings, workers: int, sources: int) -> int:
+    """`serve --workers N`: the workers read their settings from the environment, so what the
+    command line gave goes there first (gateway.workers)."""
+    from connectors.serving import bind_socket, socket_url
+    from gateway.workers import serve_workers
+
+    assert settings.sources_file is not None
+    os.environ["CHILDLOOKUP_SOURCES_FILE"] = str(settings.sources_file.resolve())
+    if settings.server_tls is not None:
+        os.environ["CHILDLOOKUP_SERVER_TLS"] = settings.server_tls.model_dump_json()
+    sock = bind_socket(settings.host, settings.port)
+    url = socket_url(sock, tls=settings.server_tls is not None)
+    print(
+        f"childlookup gateway on {url}/graphql ({sources} sources, {workers} workers)", flush=True
+    )
+    serve_workers(settings, sock, workers)
     return 0
 
 
@@ -296,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="gateway processes sharing the port (more than one needs CHILDLOOKUP_REDIS_URL)",
+    )
     _add_tls_arguments(serve, "portals (or CHILDLOOKUP_SERVER_TLS)")
     serve.set_defaults(run=_serve)
 

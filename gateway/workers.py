@@ -1,0 +1,96 @@
+"""Several gateway processes behind one listening socket: `childlookup serve --workers N`.
+
+The parent binds the socket, then uvicorn's supervisor starts N worker processes that accept on it
+and restarts any that dies. Each worker builds its own gateway from the same environment, so all
+serve the same policy bundle (its revision is content-addressed: equal files, equal revision) and
+write the same audit store. What must hold across them is shared, not copied: the limits live in
+Redis (several workers need CHILDLOOKUP_REDIS_URL, or each would count alone), and the audit log
+is one SQLite file on this host or, across hosts, PostgreSQL.
+
+On SIGTERM with CHILDLOOKUP_SHUTDOWN_DRAIN_S, the parent tells every worker to drain (readiness
+turns 503 while they keep serving) and stops them once the drain has run; SIGINT stops at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from functools import partial
+from typing import Final
+
+import uvicorn
+from starlette.applications import Starlette
+from uvicorn.supervisors import Multiprocess
+
+from gateway.app import create_app
+from gateway.components import build_components
+from gateway.config import ServerTls, Settings, load_sources
+from gateway.logs import configure as configure_logging
+from gateway.tls import server_context
+
+WORKER_APP: Final = "gateway.workers:worker_app"
+DRAIN_SIGNAL: Final = signal.SIGUSR1
+"""Sent by the parent to each worker to begin draining; uvicorn leaves it unhandled."""
+
+
+def worker_app() -> Starlette:
+    """One worker's app (a uvicorn app factory), built from the environment the parent set."""
+    configure_logging()
+    settings = Settings()
+    if settings.sources_file is None:
+        raise ValueError("the workers need CHILDLOOKUP_SOURCES_FILE")
+    components = build_components(settings, load_sources(settings.sources_file))
+    return create_app(components, drain_signal=DRAIN_SIGNAL)
+
+
+def serve_workers(settings: Settings, sock: socket.socket, workers: int) -> None:
+    """Run `workers` gateway processes on `sock` until SIGINT or SIGTERM (see the module notes)."""
+    if settings.redis_url is None:
+        raise ValueError(
+            "several workers need CHILDLOOKUP_REDIS_URL: without it each would keep its own"
+            " rate limits and distinct-children counts, and together they would allow N times more"
+        )
+    config = uvicorn.Config(
+        WORKER_APP,
+        factory=True,
+        workers=workers,
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+        ssl_context_factory=None
+        if settings.server_tls is None
+        else partial(_tls_context, settings.server_tls),
+    )
+    _DrainingSupervisor(config, [sock], settings.shutdown_drain_s).run()
+
+
+def _tls_context(
+    tls: ServerTls, config: uvicorn.Config, default: Callable[[], ssl.SSLContext]
+) -> ssl.SSLContext:
+    """uvicorn's TLS hook, module-level so it can be sent to spawned workers."""
+    return server_context(tls)
+
+
+class _DrainingSupervisor(Multiprocess):
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket], drain_s: float):
+        super().__init__(config, sockets)
+        self._drain_s = drain_s
+        self._draining = False
+
+    def handle_term(self) -> None:
+        if self._drain_s <= 0 or self._draining:
+            super().handle_term()
+            return
+        self._draining = True
+        for process in self.processes:
+            if process.pid is not None:
+                os.kill(process.pid, DRAIN_SIGNAL)
+        timer = threading.Timer(self._drain_s, self.should_exit.set)
+        timer.daemon = True
+        timer.start()
