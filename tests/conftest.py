@@ -102,8 +102,9 @@ def _service(name: str, port: int) -> None:
 
 @pytest.fixture
 def postgres_schema() -> Iterator[tuple[str, str]]:
-    """(database URL, a schema of this test's own in it), the schema dropped afterwards: tests
-    running at once never see each other's tables."""
+    """(database URL, a schema of this test's own in it), the schema dropped afterwards, and with
+    it the cluster-wide `<schema>_writer` role its migration creates (gateway.audit.migrations):
+    tests running at once never see each other's tables."""
     _service("PostgreSQL", 5432)
     import psycopg
 
@@ -111,6 +112,7 @@ def postgres_schema() -> Iterator[tuple[str, str]]:
     yield POSTGRES_URL, schema
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f'DROP ROLE IF EXISTS "{schema}_writer"')
 
 
 @pytest.fixture

@@ -303,6 +303,18 @@ def audit_record(audit_id: str, child_ref: str | None = None, **overrides: Any) 
     return AuditRecord(**(fields | overrides))
 
 
+BREAK_GLASS_REASON = "Child reported missing; police need the current address now."
+
+
+def break_glass_record(audit_id: str) -> AuditRecord:
+    """A permitted emergency override by `access()`, flagged for investigation."""
+    return audit_record(
+        audit_id,
+        access=access(purpose="EMERGENCY_OVERRIDE", justification=BREAK_GLASS_REASON),
+        flagged_for_investigation=True,
+    )
+
+
 def notification(message_id: str = "m-1", **overrides: Any) -> Notification:
     """What an agency is told when an emergency clinician sees its record of a child on a plan."""
     fields: dict[str, Any] = {

@@ -33,7 +33,7 @@ from connectors.protocol import Identifiers, Indicators, RecordFlags
 from connectors.reference import create_reference_app
 from connectors.serving import BackgroundServer, free_port
 from connectors.trust import ensure_key_pair, load_public_key
-from gateway.audit import Outbox, OutboxState
+from gateway.audit import OutboxState, SqliteOutbox
 from gateway.config import SourceConfig
 from gateway.demo import reference_source
 from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
@@ -111,7 +111,7 @@ def agencies(tmp_path_factory, gateway_key):
 
 
 def entries(tmp: Path, audit_id: str) -> list[Any]:
-    outbox = Outbox(tmp / "audit.sqlite3")
+    outbox = SqliteOutbox(tmp / "audit.sqlite3")
     try:
         return outbox.entries(audit_id)
     finally:

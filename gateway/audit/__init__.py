@@ -2,7 +2,8 @@
 
 - `record` turns a lookup into its audit record; `auditor` is the pipeline's audit stage, which
   commits it (with the owner notifications it obliges) before any data is returned.
-- `store` is the interface the gateway writes through; `sqlite` the embedded store.
+- `store` is the interface the gateway writes through; `sqlite` the embedded store, `postgres` the
+  store shared by several gateway processes (its schema made by `migrations`).
 - `chain` makes tampering evident; `pseudonyms` names children without identifying them.
 - `outbox` and `notify` deliver owner notifications queued with the records; `trail` is the
   auditors' reading of one child's accesses, itself audited.
@@ -10,12 +11,14 @@
 
 from gateway.audit.auditor import LookupAuditor
 from gateway.audit.chain import ChainReport
+from gateway.audit.migrations import downgrade_schema, upgrade_schema, writer_role
 from gateway.audit.notify import NotificationDispatcher, RetryPolicy, owner_notifications
-from gateway.audit.outbox import Outbox, OutboxEntry, OutboxMessage, OutboxState
+from gateway.audit.outbox import Outbox, OutboxEntry, OutboxMessage, OutboxState, OutboxStats
+from gateway.audit.postgres import PostgresAuditStore, PostgresOutbox
 from gateway.audit.pseudonyms import Pseudonymiser, audit_key, derive_key
 from gateway.audit.record import HIDDEN, AuditedLookup, failure_record, lookup_record
-from gateway.audit.sqlite import SqliteAuditStore
-from gateway.audit.store import AuditStore, open_audit_store
+from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
+from gateway.audit.store import AuditStore, open_audit_store, open_outbox
 from gateway.audit.trail import AuditTrail
 from gateway.audit.types import (
     Access,
@@ -47,14 +50,22 @@ __all__ = [
     "OutboxEntry",
     "OutboxMessage",
     "OutboxState",
+    "OutboxStats",
+    "PostgresAuditStore",
+    "PostgresOutbox",
     "Pseudonymiser",
     "RetryPolicy",
     "SqliteAuditStore",
+    "SqliteOutbox",
     "audit_key",
     "derive_key",
+    "downgrade_schema",
     "failure_record",
     "lookup_record",
     "open_audit_store",
+    "open_outbox",
     "owner_notifications",
+    "upgrade_schema",
     "utc_now",
+    "writer_role",
 ]

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import uuid
 
+from gateway import metrics, tracing
 from gateway.audit.notify import NotificationDispatcher
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.record import failure_record, lookup_record
@@ -36,6 +37,7 @@ class LookupAuditor:
         self._pseudonymiser = pseudonymiser
         self._notifier = notifier
 
+    @tracing.stage("audit")
     async def commit(
         self,
         lookup: LookupContext,
@@ -50,7 +52,8 @@ class LookupAuditor:
             lookup, plan, result, release, hidden=hidden, pseudonymiser=self._pseudonymiser
         )
         try:
-            await self._store.append(audited.record, audited.notifications)
+            with metrics.AUDIT_COMMIT_SECONDS.time():
+                await self._store.append(audited.record, audited.notifications)
         except AuditUnavailable as exc:
             raise GatewayError(
                 ErrorCode.AUDIT_UNAVAILABLE,
@@ -68,6 +71,7 @@ class LookupAuditor:
                 },
             )
 
+    @tracing.stage("audit")
     async def failure(self, lookup: LookupContext, outcome: str, code: str) -> None:
         """Best effort: a refused or failed lookup is audited too; it releases nothing anyway."""
         with contextlib.suppress(AuditUnavailable):

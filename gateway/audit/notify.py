@@ -38,6 +38,7 @@ from connectors.notifications import (
     NotificationReceipt,
 )
 from connectors.trust import SIGNATURE_HEADER, TrustError
+from gateway import metrics
 from gateway.audit.outbox import Outbox, OutboxMessage
 from gateway.audit.types import Access, AuditNotice
 from gateway.config import Settings, SourceConfig
@@ -48,6 +49,8 @@ BATCH: Final = 32
 """Messages claimed and sent concurrently at a time."""
 LEASE_MARGIN_S: Final = 5.0
 """How long past its timeout a claimed message stays hidden from other dispatchers."""
+STATS_EVERY_S: Final = 1.0
+"""The outbox's figures for /metrics are read at most this often."""
 
 _log = logging.getLogger("childlookup.notify")
 _alerts = logging.getLogger("childlookup.alerts")
@@ -158,6 +161,7 @@ class NotificationDispatcher:
         self._verifiers = answer_verifiers
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._observed_at = 0.0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -181,6 +185,7 @@ class NotificationDispatcher:
             try:
                 await self.deliver_due()
                 due = await asyncio.to_thread(self._outbox.next_due)
+                await self._observe()
             except Exception as error:
                 # The loop must outlive any one failure (a locked database, a bug), or every later
                 # notification would silently wait for a restart.
@@ -195,6 +200,16 @@ class NotificationDispatcher:
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
 
+    async def _observe(self) -> None:
+        """Publish the outbox's depth, oldest pending age and dead letters (gateway.metrics)."""
+        now = time.time()
+        if now - self._observed_at < STATS_EVERY_S:
+            return
+        self._observed_at = now
+        stats = await asyncio.to_thread(self._outbox.stats)
+        oldest = stats.oldest_pending_at
+        metrics.outbox_observed(stats.pending, 0.0 if oldest is None else now - oldest, stats.dead)
+
     async def deliver_due(self) -> None:
         """Send every message that is due now, a batch at a time."""
         lease = self._retry.timeout_s + LEASE_MARGIN_S
@@ -206,6 +221,7 @@ class NotificationDispatcher:
         now = time.time()
         if error is None:
             await asyncio.to_thread(self._outbox.delivered, message.message_id, now)
+            metrics.NOTIFICATIONS.labels("DELIVERED").inc()
             return
         context = {
             "message_id": message.message_id,
@@ -216,6 +232,7 @@ class NotificationDispatcher:
         }
         if self._retry.exhausted(message, now):
             await asyncio.to_thread(self._outbox.dead, message.message_id, error, now)
+            metrics.NOTIFICATIONS.labels("DEAD").inc()
             _alerts.error(
                 "owner notification undeliverable: tell the agency by other means",
                 extra={"event": "notification_dead_letter", "context": context},
@@ -223,6 +240,7 @@ class NotificationDispatcher:
             return
         retry_at = now + self._retry.backoff(message.attempts)
         await asyncio.to_thread(self._outbox.retry, message.message_id, error, retry_at)
+        metrics.NOTIFICATIONS.labels("RETRY").inc()
         _log.warning(
             "owner notification not delivered; will retry",
             extra={"event": "notification_retry", "context": context},

@@ -5,7 +5,8 @@ does not cost a disk flush per lookup under load. Every record is hash-chained t
 and the chain is checkpointed under a MAC (see gateway.audit.chain), so tampering is detectable.
 
 The owner notifications a lookup obliges are queued in the same transaction (see
-gateway.audit.outbox): they exist exactly when the lookup's record does.
+gateway.audit.outbox): they exist exactly when the lookup's record does. `SqliteOutbox` delivers
+them from the same file.
 """
 
 from __future__ import annotations
@@ -20,8 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from gateway.audit.chain import GENESIS, ChainReport, checkpoint_mac, link_hash, verify_chain
-from gateway.audit.outbox import SCHEMA as _OUTBOX_SCHEMA
-from gateway.audit.outbox import OutboxMessage, enqueue
+from gateway.audit.group_commit import GroupCommit
+from gateway.audit.outbox import (
+    STATS_QUERY,
+    OutboxEntry,
+    OutboxMessage,
+    OutboxState,
+    OutboxStats,
+    outbox_stats,
+)
 from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
 _SCHEMA = """
@@ -72,6 +80,23 @@ _SCHEMA += "".join(
     for table in _APPEND_ONLY
     for op in ("UPDATE", "DELETE")
 )
+_OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS notification_outbox (
+    message_id TEXT PRIMARY KEY,
+    audit_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'PENDING' CHECK (state IN ('PENDING', 'DELIVERED', 'DEAD')),
+    payload BLOB,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS notification_outbox_due
+    ON notification_outbox (state, next_attempt_at);
+"""
+"""Times are seconds since the epoch: they must mean the same thing to the next process."""
 _SCHEMA += _OUTBOX_SCHEMA
 
 # Columns added since a table was first created: (table, column, declaration). A log written by an
@@ -131,36 +156,20 @@ class SqliteAuditStore:
         self._checkpoint_every = checkpoint_every
         self._conn = _connect(path, busy_timeout_ms, synchronous)
         self._lock = threading.Lock()
-        self._pending: list[tuple[AuditRecord, Sequence[OutboxMessage], asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._group = GroupCommit(self._commit)
 
     async def append(
         self, record: AuditRecord, notifications: Sequence[OutboxMessage] = ()
     ) -> None:
         """Return once the record, and the notifications it obliges, are durably committed;
         raise AuditUnavailable otherwise, in which case neither was."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((record, notifications, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        await future
+        await self._group.append(record, notifications)
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await asyncio.to_thread(
-                    self._write, [r for r, _, _ in batch], [m for _, ms, _ in batch for m in ms]
-                )
-            except sqlite3.Error as exc:
-                error = AuditUnavailable(f"audit store write failed: {exc.__class__.__name__}")
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-            else:
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
+    async def _commit(self, records: list[AuditRecord], notifications: list[OutboxMessage]) -> None:
+        try:
+            await asyncio.to_thread(self._write, records, notifications)
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"audit store write failed: {exc.__class__.__name__}") from exc
 
     def _write(self, records: list[AuditRecord], notifications: list[OutboxMessage]) -> None:
         with self._lock:
@@ -215,7 +224,15 @@ class SqliteAuditStore:
                         if r.flagged_for_investigation
                     ],
                 )
-                enqueue(self._conn, notifications)
+                self._conn.executemany(
+                    "INSERT INTO notification_outbox"
+                    " (message_id, audit_id, source, created_at, payload, next_attempt_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (m.message_id, m.audit_id, m.source, m.created_at, m.payload, m.created_at)
+                        for m in notifications
+                    ],
+                )
                 self._checkpoint(seq, seq + len(rows))
                 self._conn.execute("COMMIT")
             except sqlite3.Error:
@@ -243,7 +260,13 @@ class SqliteAuditStore:
     def verify(self) -> ChainReport:
         """Check the whole chain and every checkpoint (see audit_chain)."""
         with self._lock:
-            return verify_chain(self._conn, self._checkpoint_key)
+            checkpoints = self._conn.execute(
+                "SELECT seq, hash, mac FROM audit_checkpoint ORDER BY seq"
+            ).fetchall()
+            records = self._conn.execute(
+                "SELECT seq, audit_id, body, prev_hash, hash FROM audit_log ORDER BY seq"
+            )
+            return verify_chain(records, checkpoints, self._checkpoint_key)
 
     def is_writable(self) -> bool:
         """For readiness probes: commit a real write (one heartbeat row, not audit data) through
@@ -313,6 +336,110 @@ class SqliteAuditStore:
                 (subject, since.isoformat()),
             ).fetchall()
         return {ref for (ref,) in rows}
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+class SqliteOutbox:
+    """The delivering side of the outbox (see gateway.audit.outbox), on its own connection to the
+    audit file: every method a short transaction, safe beside the audit writer (WAL) and other
+    gateway processes sharing the file."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 1_000) -> None:
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        # Only delivery progress is written here (the queueing is the audit writer's, at its own
+        # durability): losing the last of it to a power cut means a message is sent again, which
+        # receivers expect, so it need not cost an fsync per delivery.
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.executescript(_OUTBOX_SCHEMA)
+        self._lock = threading.Lock()
+
+    def claim(self, now: float, lease_s: float, limit: int) -> list[OutboxMessage]:
+        """Pending messages due by `now`, oldest first, each counted as one more attempt and
+        hidden from other claims until `now + lease_s`."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows = self._conn.execute(
+                    "SELECT message_id, source, audit_id, payload, created_at, attempts"
+                    " FROM notification_outbox WHERE state = 'PENDING' AND next_attempt_at <= ?"
+                    " ORDER BY next_attempt_at LIMIT ?",
+                    (now, limit),
+                ).fetchall()
+                self._conn.executemany(
+                    "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at = ?"
+                    " WHERE message_id = ?",
+                    [(now + lease_s, row[0]) for row in rows],
+                )
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                self._conn.execute("ROLLBACK")
+                raise
+        return [
+            OutboxMessage(mid, source, audit_id, payload, created, attempts + 1)
+            for mid, source, audit_id, payload, created, attempts in rows
+        ]
+
+    def next_due(self) -> float | None:
+        """When the earliest pending message falls due, or None when nothing is pending."""
+        with self._lock:
+            (due,) = self._conn.execute(
+                "SELECT MIN(next_attempt_at) FROM notification_outbox WHERE state = 'PENDING'"
+            ).fetchone()
+        return float(due) if due is not None else None
+
+    def stats(self) -> OutboxStats:
+        with self._lock:
+            return outbox_stats(self._conn.execute(STATS_QUERY).fetchone())
+
+    def delivered(self, message_id: str, now: float) -> None:
+        """Mark delivered and erase the payload: the owner has it now."""
+        self._finish(message_id, OutboxState.DELIVERED, None, now, erase=True)
+
+    def dead(self, message_id: str, error: str, now: float) -> None:
+        """Give up on automatic delivery; the payload stays for an operator to act on."""
+        self._finish(message_id, OutboxState.DEAD, error, now, erase=False)
+
+    def retry(self, message_id: str, error: str, at: float) -> None:
+        """Record a failed attempt (`error` is a code, never personal data) and when to retry."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE notification_outbox SET last_error = ?, next_attempt_at = ?"
+                " WHERE message_id = ? AND state = 'PENDING'",
+                (error, at, message_id),
+            )
+
+    def _finish(
+        self, message_id: str, state: OutboxState, error: str | None, now: float, *, erase: bool
+    ) -> None:
+        with self._lock:
+            self._conn.execute(
+                "UPDATE notification_outbox SET state = ?, last_error = ?, finished_at = ?,"
+                " payload = CASE WHEN ? THEN NULL ELSE payload END"
+                " WHERE message_id = ? AND state = 'PENDING'",
+                (state.value, error, now, erase, message_id),
+            )
+
+    def entries(self, audit_id: str | None = None) -> list[OutboxEntry]:
+        """Every message, or those of one lookup, oldest first."""
+        sql = (
+            "SELECT message_id, audit_id, source, state, attempts, last_error, payload"
+            " FROM notification_outbox"
+        )
+        params: tuple[str, ...] = ()
+        if audit_id is not None:
+            sql += " WHERE audit_id = ?"
+            params = (audit_id,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY created_at, message_id", params).fetchall()
+        return [
+            OutboxEntry(mid, aid, source, OutboxState(state), attempts, error, payload)
+            for mid, aid, source, state, attempts, error, payload in rows
+        ]
 
     def close(self) -> None:
         with self._lock:

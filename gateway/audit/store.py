@@ -1,7 +1,8 @@
 """The audit store's interface: what the gateway, the limits and the auditors' tools need of it.
 
-The embedded SQLite store (gateway.audit.sqlite) implements it; a shared store for several gateway
-processes is a sibling behind the same interface.
+Two stores implement it, and one test suite holds both to it (tests/audit): the embedded SQLite
+file (gateway.audit.sqlite), and PostgreSQL (gateway.audit.postgres), shared by every gateway
+process, chosen by CHILDLOOKUP_DATABASE_URL. Each keeps the notification outbox beside the log.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.audit.chain import ChainReport
-from gateway.audit.outbox import OutboxMessage
+from gateway.audit.migrations import require_current
+from gateway.audit.outbox import Outbox, OutboxMessage
+from gateway.audit.postgres import PostgresAuditStore, PostgresOutbox
 from gateway.audit.pseudonyms import audit_key, derive_key
-from gateway.audit.sqlite import SqliteAuditStore
+from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
 from gateway.audit.types import AuditRecord
 from gateway.config import Settings
 
@@ -58,13 +61,32 @@ class AuditStore(Protocol):
 
 
 def open_audit_store(settings: Settings, *, create: bool = True) -> AuditStore:
-    """The configured audit store. With `create=False` a missing log is an error rather than a
-    new empty one: verifying a mistyped path must not pass."""
+    """The configured audit store: PostgreSQL when `database_url` is set, else the SQLite file.
+
+    With `create=False` a missing SQLite log is an error rather than a new empty one: verifying a
+    mistyped path must not pass. A PostgreSQL schema is never created here (`childlookup db
+    upgrade` does that): one that is missing or at another revision is a ValueError saying so."""
+    if settings.database_url is not None:
+        require_current(settings.database_url, settings.database_schema)
+        return PostgresAuditStore(
+            settings.database_url,
+            settings.database_schema,
+            checkpoint_key=_checkpoint_key(settings),
+        )
     path = settings.resolved_audit_db()
     if not create and not path.exists():
         raise ValueError(f"no audit log at {path}")
     return SqliteAuditStore(
-        path,
-        checkpoint_key=derive_key(audit_key(settings), "audit-checkpoint"),
-        synchronous=settings.audit_synchronous,
+        path, checkpoint_key=_checkpoint_key(settings), synchronous=settings.audit_synchronous
     )
+
+
+def open_outbox(settings: Settings) -> Outbox:
+    """The notification outbox beside the configured audit log (see `open_audit_store`)."""
+    if settings.database_url is not None:
+        return PostgresOutbox(settings.database_url, settings.database_schema)
+    return SqliteOutbox(settings.resolved_audit_db())
+
+
+def _checkpoint_key(settings: Settings) -> bytes:
+    return derive_key(audit_key(settings), "audit-checkpoint")

@@ -1,24 +1,18 @@
-"""Tamper evidence: each kind of tampering with the audit database is caught, and named."""
+"""Tamper evidence: each kind of tampering with the audit database is caught, and named - in
+either store (see conftest), by an attacker past its append-only triggers."""
 
 import asyncio
-import sqlite3
 
 import pytest
 
-from gateway.audit import SqliteAuditStore
 from gateway.audit.chain import link_hash
-from tests.factories import CHECKPOINT_KEY, audit_record
-
-
-def _store(path):
-    return SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
+from tests.factories import audit_record
 
 
 @pytest.fixture
-def db(tmp_path):
+def db(backend):
     """A log of 12 records (checkpoints after 5 and 10), then closed for the attacker."""
-    path = tmp_path / "audit.sqlite3"
-    store = _store(path)
+    store = backend.open_store()
 
     async def fill():
         for i in range(12):
@@ -26,23 +20,11 @@ def db(tmp_path):
 
     asyncio.run(fill())
     store.close()
-    return path
+    return backend
 
 
-def _tamper(path, *statements):
-    """An attacker with the file: drops the append-only triggers and edits rows directly.
-    A statement is SQL text, or (SQL text, parameters)."""
-    conn = sqlite3.connect(path, isolation_level=None)
-    for trigger in ("audit_log_no_update", "audit_log_no_delete", "audit_checkpoint_no_update"):
-        conn.execute(f"DROP TRIGGER {trigger}")
-    for statement in statements:
-        sql, params = statement if isinstance(statement, tuple) else (statement, ())
-        conn.execute(sql, params)
-    conn.close()
-
-
-def _verify(path):
-    store = _store(path)
+def _verify(db):
+    store = db.open_store()
     try:
         return store.verify()
     finally:
@@ -57,7 +39,7 @@ def test_an_untouched_log_verifies(db):
 
 
 def test_an_edited_record_is_named(db):
-    _tamper(db, "UPDATE audit_log SET body = replace(body, 'FOUND', 'NOT_FOUND') WHERE seq = 4")
+    db.tamper("UPDATE audit_log SET body = replace(body, 'FOUND', 'NOT_FOUND') WHERE seq = 4")
     report = _verify(db)
     assert not report.ok
     assert (report.first_bad_seq, report.first_bad_audit_id) == (4, "a03")
@@ -65,26 +47,23 @@ def test_an_edited_record_is_named(db):
 
 
 def test_an_edit_that_recomputes_its_own_hash_still_breaks_the_next_link(db):
-    conn = sqlite3.connect(db)
-    body, prev = conn.execute("SELECT body, prev_hash FROM audit_log WHERE seq = 4").fetchone()
-    conn.close()
+    ((body, prev),) = db.query("SELECT body, prev_hash FROM audit_log WHERE seq = 4")
     forged = body.replace("FOUND", "NOT_FOUND")
     update = "UPDATE audit_log SET body = ?, hash = ? WHERE seq = 4"
-    _tamper(db, (update, (forged, link_hash(prev, forged))))
+    db.tamper((update, (forged, link_hash(prev, forged))))
     report = _verify(db)
     assert report.first_bad_seq == 5
     assert "deleted, inserted or moved" in report.problem
 
 
 def test_a_deleted_record_is_caught_at_its_successor(db):
-    _tamper(db, "DELETE FROM audit_log WHERE seq = 7")
+    db.tamper("DELETE FROM audit_log WHERE seq = 7")
     report = _verify(db)
     assert report.first_bad_seq == 8
 
 
 def test_an_inserted_record_is_caught(db):
-    _tamper(
-        db,
+    db.tamper(
         "INSERT INTO audit_log (seq, audit_id, at, child_ref, subject, role, organisation,"
         " purpose, outcome, body, prev_hash, hash) SELECT 100, 'fake', at, child_ref, subject,"
         " role, organisation, purpose, outcome, body, prev_hash, hash FROM audit_log WHERE seq = 3",
@@ -94,8 +73,7 @@ def test_an_inserted_record_is_caught(db):
 
 
 def test_reordered_records_are_caught(db):
-    _tamper(
-        db,
+    db.tamper(
         "UPDATE audit_log SET seq = -2 WHERE seq = 2",
         "UPDATE audit_log SET seq = 2 WHERE seq = 3",
         "UPDATE audit_log SET seq = 3 WHERE seq = -2",
@@ -105,22 +83,29 @@ def test_reordered_records_are_caught(db):
 
 
 def test_cutting_off_the_newest_records_past_a_checkpoint_is_caught(db):
-    _tamper(db, "DELETE FROM audit_log WHERE seq >= 9")
+    db.tamper("DELETE FROM audit_log WHERE seq >= 9")
     report = _verify(db)
     assert not report.ok
     assert report.first_bad_seq == 10
     assert "removed" in report.problem
 
 
+def test_emptying_the_log_is_caught(db):
+    db.tamper("DELETE FROM audit_log")
+    report = _verify(db)
+    assert (report.ok, report.records, report.first_bad_seq) == (False, 0, 5)
+    assert "removed" in report.problem
+
+
 def test_a_forged_checkpoint_is_caught(db):
-    _tamper(db, "UPDATE audit_checkpoint SET mac = 'f' || substr(mac, 2) WHERE seq = 5")
+    db.tamper("UPDATE audit_checkpoint SET mac = 'f' || substr(mac, 2) WHERE seq = 5")
     report = _verify(db)
     assert not report.ok
     assert "MAC" in report.problem
 
 
 def test_the_chain_continues_across_reopening_the_store(db):
-    store = _store(db)
+    store = db.open_store()
     asyncio.run(store.append(audit_record("after-restart")))
     assert store.verify().ok
     store.close()

@@ -4,6 +4,7 @@ receiver misbehaves."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,10 @@ from connectors.serving import BackgroundServer
 from connectors.trust import AnswerSigner, StaticKey
 from gateway.audit import (
     NotificationDispatcher,
-    Outbox,
     OutboxState,
     RetryPolicy,
     SqliteAuditStore,
+    SqliteOutbox,
     owner_notifications,
 )
 from gateway.demo import reference_source
@@ -107,7 +108,7 @@ def _receipt_for(message_id: str) -> Callable[[bytes], Response]:
 
 async def _deliver_once(tmp_path: Path, url: str, verifiers: dict[str, AnswerVerifier]) -> Any:
     audit = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY)
-    outbox = Outbox(audit.path)
+    outbox = SqliteOutbox(audit.path)
     try:
         await audit.append(audit_record("a-1"), [outbox_message("m-1")])
         retry = RetryPolicy(
@@ -154,3 +155,46 @@ async def test_a_receipt_not_signed_by_an_agency_with_an_answer_key_is_not_deliv
 
     assert (entry.state, entry.last_error) == (OutboxState.PENDING, "RECEIPT_NOT_TRUSTED")
     assert trusted.state is OutboxState.DELIVERED
+
+
+# --- several gateway processes, one outbox ----------------------------------------------------
+
+
+class CountingLog(NotificationLog):
+    """A receiver's log that also counts every delivery, the repeated ones included."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[str] = []
+
+    async def keep(self, notification: Notification) -> bool:
+        self.received.append(notification.message_id)
+        return await super().keep(notification)
+
+
+@pytest.mark.anyio
+async def test_three_dispatchers_on_one_outbox_deliver_every_notice_exactly_once(backend, store):
+    queued = []
+    for lookup in range(40):
+        messages = [outbox_message(f"m-{lookup}-{i}", f"a-{lookup}") for i in range(3)]
+        await store.append(audit_record(f"a-{lookup}"), messages)
+        queued += [m.message_id for m in messages]
+    retry = RetryPolicy(timeout_s=5, base_s=60, max_s=60, max_attempts=5, max_age_s=3600, poll_s=60)
+    receiver = CountingLog()
+    outboxes = [backend.open_outbox() for _ in range(3)]
+    try:
+        with notification_receiver(receiver) as agency:
+            source = reference_source("social_care", str(agency.base_url))
+            async with httpx.AsyncClient() as client:
+                dispatchers = [
+                    NotificationDispatcher(outbox, client, GATEWAY_SIGNER, [source], retry, {})
+                    for outbox in outboxes
+                ]
+                await asyncio.gather(*(d.deliver_due() for d in dispatchers))
+        entries = outboxes[0].entries()
+    finally:
+        for outbox in outboxes:
+            outbox.close()
+
+    assert sorted(receiver.received) == sorted(queued)
+    assert {(e.state, e.attempts) for e in entries} == {(OutboxState.DELIVERED, 1)}

@@ -1,41 +1,35 @@
 """The notification outbox in the audit database: a message is queued in its audit record's own
-transaction, leased to one dispatcher at a time, erased once delivered and kept when dead."""
+transaction, leased to one dispatcher at a time, erased once delivered and kept when dead - in
+either store (see conftest)."""
 
+import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from connectors.notifications import Notification
-from gateway.audit import AuditUnavailable, Outbox, OutboxState, SqliteAuditStore
-from tests.factories import CHECKPOINT_KEY, audit_record, outbox_message
-
-
-@pytest.fixture
-def store(tmp_path):
-    audit = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY)
-    outbox = Outbox(audit.path)
-    yield audit, outbox
-    outbox.close()
-    audit.close()
+from gateway.audit import AuditUnavailable, OutboxState, OutboxStats
+from tests.factories import audit_record, outbox_message
 
 
 @pytest.mark.anyio
-async def test_notifications_are_queued_exactly_when_their_audit_record_is_committed(store):
-    audit, outbox = store
-    await audit.append(audit_record("a-1"), [outbox_message("m-1")])
+async def test_notifications_are_queued_exactly_when_their_audit_record_is_committed(store, outbox):
+    await store.append(audit_record("a-1"), [outbox_message("m-1")])
 
     with pytest.raises(AuditUnavailable):
         # The same audit id again fails the audit write, and takes its notification with it.
-        await audit.append(audit_record("a-1"), [outbox_message("m-2")])
+        await store.append(audit_record("a-1"), [outbox_message("m-2")])
 
     assert [(e.message_id, e.state) for e in outbox.entries()] == [("m-1", OutboxState.PENDING)]
-    assert [r["audit_id"] for r in audit.records()] == ["a-1"]
+    assert [r["audit_id"] for r in store.records()] == ["a-1"]
 
 
 @pytest.mark.anyio
-async def test_a_claimed_message_is_hidden_from_other_dispatchers_until_its_lease_ends(store):
-    audit, outbox = store
-    await audit.append(audit_record("a-1"), [outbox_message("m-1")])
+async def test_a_claimed_message_is_hidden_from_other_dispatchers_until_its_lease_ends(
+    store, outbox
+):
+    await store.append(audit_record("a-1"), [outbox_message("m-1")])
     now = time.time()
 
     first = outbox.claim(now, lease_s=10, limit=5)
@@ -48,9 +42,8 @@ async def test_a_claimed_message_is_hidden_from_other_dispatchers_until_its_leas
 
 
 @pytest.mark.anyio
-async def test_delivery_erases_the_payload_and_a_dead_letter_keeps_it(store):
-    audit, outbox = store
-    await audit.append(
+async def test_delivery_erases_the_payload_and_a_dead_letter_keeps_it(store, outbox):
+    await store.append(
         audit_record("a-1"), [outbox_message("m-1"), outbox_message("m-2", source="health")]
     )
 
@@ -62,3 +55,43 @@ async def test_delivery_erases_the_payload_and_a_dead_letter_keeps_it(store):
     assert (dead.state, dead.last_error) == (OutboxState.DEAD, "UNREACHABLE")
     assert Notification.model_validate_json(dead.payload or b"").message_id == "m-2"
     assert outbox.claim(time.time() + 3600, lease_s=1, limit=5) == []
+
+
+@pytest.mark.anyio
+async def test_dispatchers_claiming_at_once_never_take_the_same_message(backend, store):
+    for batch in range(6):
+        messages = [outbox_message(f"m-{batch}-{i}", audit_id=f"a-{batch}") for i in range(10)]
+        await store.append(audit_record(f"a-{batch}"), messages)
+    outboxes = [backend.open_outbox() for _ in range(3)]
+    now = time.time()
+
+    def drain(outbox):
+        claimed = []
+        while batch := outbox.claim(now, lease_s=60, limit=4):
+            claimed += [m.message_id for m in batch]
+        return claimed
+
+    try:
+        with ThreadPoolExecutor(len(outboxes)) as pool:
+            claims = list(pool.map(drain, outboxes))
+    finally:
+        for outbox in outboxes:
+            outbox.close()
+
+    everything = [message_id for claimed in claims for message_id in claimed]
+    assert len(everything) == len(set(everything)) == 60
+
+
+@pytest.mark.anyio
+async def test_stats_count_pending_and_dead_messages_and_date_the_oldest_pending(store, outbox):
+    assert outbox.stats() == OutboxStats(pending=0, oldest_pending_at=None, dead=0)
+    older = dataclasses.replace(outbox_message("m-1"), created_at=time.time() - 60)
+    await store.append(
+        audit_record("a-1"), [older, outbox_message("m-2"), outbox_message("m-3", source="health")]
+    )
+    outbox.dead("m-3", "UNREACHABLE", time.time())
+
+    stats = outbox.stats()
+
+    assert (stats.pending, stats.dead) == (2, 1)
+    assert stats.oldest_pending_at == pytest.approx(older.created_at)

@@ -1,4 +1,5 @@
-"""The audit stage alone: a lookup's record as an auditor sees it, committed to real SQLite.
+"""The audit stage alone: a lookup's record as an auditor sees it, committed to a real store (each
+of SQLite and PostgreSQL, see conftest).
 
 The lookups audited here are made by the real plan and decide stages over the real policy; only
 the connectors are left out (their answers are given).
@@ -7,7 +8,6 @@ the connectors are left out (their answers are given).
 from __future__ import annotations
 
 import logging
-import sqlite3
 import uuid
 
 import pytest
@@ -16,9 +16,7 @@ from connectors.protocol import RecordFlags
 from gateway.audit import (
     HIDDEN,
     LookupAuditor,
-    Outbox,
     Pseudonymiser,
-    SqliteAuditStore,
     failure_record,
     lookup_record,
 )
@@ -165,16 +163,9 @@ async def test_a_refusal_is_recorded_with_its_code_and_no_policy_revision():
     assert record.access.child_ref == lookup.child_ref
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=b"c" * 32)
-    yield s
-    s.close()
-
-
 @pytest.mark.anyio
 async def test_the_stage_commits_the_record_with_its_notices_and_alerts_on_break_glass(
-    store, tmp_path, caplog
+    store, outbox, caplog
 ):
     shielded = ("social_care", social_care_record(flags=RecordFlags(shielded=True)))
     lookup, plan, release, result = await _lookup(
@@ -189,30 +180,23 @@ async def test_the_stage_commits_the_record_with_its_notices_and_alerts_on_break
     assert stored["audit_id"] == result.audit_id
     assert stored["flagged_for_investigation"] is True
     assert [a["audit_id"] for a in store.alerts()] == [result.audit_id]
-    outbox = Outbox(tmp_path / "audit.sqlite3")
     assert {e.audit_id for e in outbox.entries()} == {result.audit_id}
-    outbox.close()
     alert = next(r for r in caplog.records if r.getMessage() == "break-glass override")
     assert alert.context == {"audit_id": result.audit_id, "subject": lookup.caller.subject}
 
 
 @pytest.mark.anyio
 async def test_a_record_that_cannot_be_committed_is_audit_unavailable_and_a_failure_is_not(
-    store, tmp_path
+    backend, store
 ):
     lookup, plan, release, result = await _lookup(
         "gp", Purpose.DIRECT_CARE, ("health", health_record())
     )
     auditor = LookupAuditor(store, PSEUDONYMS)
-    blocker = sqlite3.connect(tmp_path / "audit.sqlite3", isolation_level=None)
-    blocker.execute("BEGIN EXCLUSIVE")
-    try:
+    with backend.blocked():
         with pytest.raises(GatewayError) as refused:
             await auditor.commit(lookup, plan, result, release)
         await auditor.failure(lookup, "ERROR", "POLICY_UNAVAILABLE")  # best effort: no raise
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
 
     assert refused.value.code is ErrorCode.AUDIT_UNAVAILABLE
     assert store.records() == []

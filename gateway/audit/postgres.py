@@ -1,0 +1,487 @@
+"""The shared audit store: the audit log, its outbox and heartbeat in PostgreSQL, written by every
+gateway process at once (CHILDLOOKUP_DATABASE_URL, CHILDLOOKUP_DATABASE_SCHEMA).
+
+The schema is made by `childlookup db upgrade` (gateway.audit.migrations), which also says which
+role the gateways connect as and what it may do.
+
+One chain, many writers. Appends from all processes extend a single hash chain: each commit takes
+a transaction-scoped advisory lock keyed on the schema, reads the chain's tail inside it, links and
+inserts its records (with their alerts, owner notifications and any checkpoint due) and commits,
+which releases the lock. Within a process appends are group-committed (gateway.audit.group_commit),
+so the lock is taken once per batch, not per lookup.
+
+Connections. Appends and the readiness heartbeat go through an asyncio pool (psycopg_pool) on
+the store's own event loop, in a thread of its own: the store is opened before the server's loop
+runs, used from several loops and threads, and closed after the server's loop has ended, while an
+asyncio pool belongs to one loop. Reads (`verify`, `records`, `alerts`, `distinct_children`) are
+synchronous, as the interface is, on a second, thread-safe pool. A write that cannot get a
+connection, a lock or a commit within `timeout_s` raises AuditUnavailable: the lookup releases
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import threading
+from collections.abc import Coroutine, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+from gateway.audit.chain import GENESIS, ChainReport, checkpoint_mac, link_hash, verify_chain
+from gateway.audit.group_commit import GroupCommit
+from gateway.audit.migrations import advisory_key, check_schema_name
+from gateway.audit.outbox import (
+    STATS_QUERY,
+    OutboxEntry,
+    OutboxMessage,
+    OutboxState,
+    OutboxStats,
+    outbox_stats,
+)
+from gateway.audit.types import AuditRecord, AuditUnavailable
+
+T = TypeVar("T")
+
+_ANSWERED = ("FOUND", "NOT_FOUND", "NOT_FOUND_INCOMPLETE", "UNAVAILABLE", "AMBIGUOUS", "HIDDEN")
+"""Outcomes that count a child against the caller's daily cap (as in the SQLite store)."""
+
+_RECORD_COLUMNS = (
+    "audit_id, at, child_ref, subject, role, organisation, purpose, outcome, body, prev_hash, hash"
+)
+_BATCH_ROWS = 1_000
+"""Records per INSERT statement: well inside PostgreSQL's 65,535 parameters."""
+
+
+def _insert_records(count: int) -> str:
+    """One statement for `count` records: the rows of a VALUES list are inserted, and so take
+    their sequence numbers, in the order listed - the chain's order."""
+    row = "(" + ", ".join(["%s"] * len(_RECORD_COLUMNS.split(", "))) + ")"
+    values = ", ".join([row] * count)
+    return f"INSERT INTO audit_log ({_RECORD_COLUMNS}) VALUES {values} RETURNING seq"  # noqa: S608
+
+
+def _session(schema: str, timeout_s: float, **settings: object) -> dict[str, Any]:
+    """Connection parameters putting a session in the audit schema, in UTC, with `settings`;
+    `application_name` tells an operator in pg_stat_activity whose connections these are."""
+    options = {"search_path": check_schema_name(schema), "TimeZone": "UTC", **settings}
+    return {
+        "options": " ".join(f"-c {name}={value}" for name, value in options.items()),
+        "application_name": f"childlookup:{schema}",
+        "connect_timeout": max(2, round(timeout_s)),  # libpq's least
+        # A database gone silent (no reset, no answer) is noticed in seconds, not TCP's hours.
+        "keepalives": 1,
+        "keepalives_idle": 5,
+        "keepalives_interval": 2,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 10_000,
+    }
+
+
+def _sync_pool(url: str, schema: str, timeout_s: float, size: int, name: str) -> ConnectionPool:
+    """A thread-safe pool of sessions in the audit schema, connecting in the background: a store
+    opens even while the database is down, and its first use then waits `timeout_s`."""
+    pool = ConnectionPool(
+        url,
+        kwargs=_session(schema, timeout_s),
+        min_size=1,
+        max_size=size,
+        open=False,
+        timeout=timeout_s,
+        check=ConnectionPool.check_connection,
+        name=f"{name}-{schema}",
+    )
+    pool.open(wait=False)
+    return pool
+
+
+def _unavailable(error: Exception) -> AuditUnavailable:
+    return AuditUnavailable(f"audit store write failed: {type(error).__name__}")
+
+
+class _Loop:
+    """An event loop running in a daemon thread of its own, for coroutines from anywhere."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, coroutine: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class PostgresAuditStore:
+    """The audit log in a PostgreSQL schema, shared by every gateway process."""
+
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        *,
+        checkpoint_key: bytes,
+        checkpoint_every: int = 100,
+        timeout_s: float = 2.0,
+        readers: int = 4,
+    ) -> None:
+        self.schema = check_schema_name(schema)
+        self._url = url
+        self._checkpoint_key = checkpoint_key
+        self._checkpoint_every = checkpoint_every
+        self._timeout_s = timeout_s
+        self._chain_lock = advisory_key(schema, "audit-chain")
+        self._reader = _sync_pool(url, schema, timeout_s, readers, "audit-read")
+        self._start = threading.Lock()
+        self._writer: tuple[_Loop, AsyncConnectionPool, GroupCommit] | None = None
+        self._closed = False
+
+    # --- writing: the store's own loop ---------------------------------------------------------
+
+    def _writing(self) -> tuple[_Loop, AsyncConnectionPool, GroupCommit]:
+        """The writer's loop, pool and group commit, started on first use: a store opened only to
+        be read (the auditors' commands) never starts them."""
+        with self._start:
+            if self._closed:
+                raise AuditUnavailable("the audit store is closed")
+            if self._writer is None:
+                loop = _Loop(f"audit-writer-{self.schema}")
+                timeout_ms = round(self._timeout_s * 1000)
+                pool = AsyncConnectionPool(
+                    self._url,
+                    # Waits for the chain's lock and each statement are bounded too: a stalled
+                    # database fails lookups closed rather than holding them. A writer that
+                    # stops mid-transaction (a network gone silent) loses its session, and so
+                    # the chain's lock, instead of stalling every gateway's appends.
+                    kwargs=_session(
+                        self.schema,
+                        self._timeout_s,
+                        lock_timeout=timeout_ms,
+                        statement_timeout=timeout_ms,
+                        idle_in_transaction_session_timeout=timeout_ms,
+                    ),
+                    min_size=1,
+                    # One batch in flight at a time, a heartbeat beside it, and one left behind
+                    # by a silent network (see _bounded).
+                    max_size=3,
+                    open=False,
+                    timeout=self._timeout_s,
+                    check=AsyncConnectionPool.check_connection,
+                    name=f"audit-write-{self.schema}",
+                )
+                loop.submit(pool.open(wait=False)).result()
+                self._writer = (loop, pool, GroupCommit(self._commit))
+            return self._writer
+
+    async def append(
+        self, record: AuditRecord, notifications: Sequence[OutboxMessage] = ()
+    ) -> None:
+        """Return once the record, and the notifications it obliges, are durably committed;
+        raise AuditUnavailable otherwise, in which case neither was."""
+        loop, _, group = self._writing()
+        await asyncio.wrap_future(loop.submit(group.append(record, notifications)))
+
+    async def _commit(self, records: list[AuditRecord], notifications: list[OutboxMessage]) -> None:
+        try:
+            await self._bounded(self._transaction(records, notifications))
+        except (psycopg.Error, TimeoutError) as error:
+            raise _unavailable(error) from error
+
+    async def _bounded(self, work: Coroutine[Any, Any, None]) -> None:
+        """Wait for `work` at most twice `timeout_s`, then raise TimeoutError. The database bounds
+        each of its own waits (see _writing); this bounds a network gone silent. `work` is left
+        running, not cancelled: psycopg would spend seconds trying to cancel its query over that
+        network. It ends by itself (statement and idle timeouts, keepalives) and hands back its
+        connection; if it commits after all, its records are in the log though their lookups
+        released nothing, as when a connection drops during COMMIT."""
+        task = asyncio.ensure_future(work)
+        done, _ = await asyncio.wait({task}, timeout=2 * self._timeout_s)
+        if task not in done:
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            raise TimeoutError
+        task.result()
+
+    async def _transaction(
+        self, records: list[AuditRecord], notifications: list[OutboxMessage]
+    ) -> None:
+        assert self._writer is not None
+        # Pipelined: statements go out without waiting for each answer, so a batch costs three
+        # round trips (lock and tail; records; the rest and the commit).
+        async with self._writer[1].connection() as conn, conn.pipeline(), conn.transaction():
+            await self._write(conn, records, notifications)
+
+    async def _write(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        records: list[AuditRecord],
+        notifications: list[OutboxMessage],
+    ) -> None:
+        # The tail must be read by a statement that starts after the lock is held: each
+        # statement sees what was committed when it began.
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._chain_lock,))
+        tail = await (
+            await conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        ).fetchone()
+        before, previous = tail if tail else (0, GENESIS)
+        rows = []
+        for r in records:
+            body = r.body()
+            chain_hash = link_hash(previous, body)
+            a = r.access
+            rows.append(
+                (
+                    r.audit_id,
+                    a.at,
+                    a.child_ref,
+                    a.subject,
+                    a.role,
+                    a.organisation,
+                    a.purpose,
+                    r.outcome,
+                    body,
+                    previous,
+                    chain_hash,
+                )
+            )
+            previous = chain_hash
+        async with conn.cursor() as cur:
+            last = before
+            for start in range(0, len(rows), _BATCH_ROWS):
+                chunk = rows[start : start + _BATCH_ROWS]
+                await cur.execute(_insert_records(len(chunk)), [v for row in chunk for v in row])
+                last = max([last, *(seq for (seq,) in await cur.fetchall())])
+            alerts = [
+                (
+                    r.access.at,
+                    r.audit_id,
+                    r.access.subject,
+                    r.access.role,
+                    r.access.organisation,
+                    r.access.justification,
+                )
+                for r in records
+                if r.flagged_for_investigation
+            ]
+            if alerts:
+                await cur.executemany(
+                    "INSERT INTO audit_alert"
+                    " (at, kind, audit_id, subject, role, organisation, justification)"
+                    " VALUES (%s, 'BREAK_GLASS', %s, %s, %s, %s, %s)",
+                    alerts,
+                )
+            if notifications:
+                await cur.executemany(
+                    "INSERT INTO notification_outbox"
+                    " (message_id, audit_id, source, created_at, payload, next_attempt_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    [
+                        (m.message_id, m.audit_id, m.source, m.created_at, m.payload, m.created_at)
+                        for m in notifications
+                    ],
+                )
+            if last // self._checkpoint_every != before // self._checkpoint_every:
+                # MAC the chain whenever this batch crossed a multiple of checkpoint_every.
+                await cur.execute(
+                    "INSERT INTO audit_checkpoint (seq, hash, at, mac) VALUES (%s, %s, now(), %s)",
+                    (last, previous, checkpoint_mac(self._checkpoint_key, last, previous)),
+                )
+
+    def is_writable(self) -> bool:
+        """For readiness probes: commit a real write (the heartbeat row, not audit data) through
+        the pool records are appended through."""
+        try:
+            loop, pool, _ = self._writing()
+            return loop.submit(self._heartbeat(pool)).result()
+        except AuditUnavailable:
+            return False
+
+    async def _heartbeat(self, pool: AsyncConnectionPool) -> bool:
+        try:
+            await self._bounded(self._beat(pool))
+        except (psycopg.Error, TimeoutError):
+            return False
+        return True
+
+    @staticmethod
+    async def _beat(pool: AsyncConnectionPool) -> None:
+        async with pool.connection() as conn:
+            await conn.execute(
+                "INSERT INTO audit_heartbeat (id, at) VALUES (1, now())"
+                " ON CONFLICT (id) DO UPDATE SET at = excluded.at"
+            )
+
+    # --- reading: synchronous, on the reader pool ------------------------------------------------
+
+    def verify(self) -> ChainReport:
+        """Check the whole chain and every checkpoint, in one snapshot, streaming the records."""
+        with self._reader.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            checkpoints = conn.execute(
+                "SELECT seq, hash, mac FROM audit_checkpoint ORDER BY seq"
+            ).fetchall()
+            with conn.cursor(name="audit_verify") as records:
+                records.itersize = 2_000
+                records.execute(
+                    "SELECT seq, audit_id, body, prev_hash, hash FROM audit_log ORDER BY seq"
+                )
+                return verify_chain(records, checkpoints, self._checkpoint_key)
+
+    def records(
+        self,
+        *,
+        child_ref: str | None = None,
+        subject: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Read back records, oldest first, optionally for one child, one user, or since a time."""
+        conditions = [
+            (column, value)
+            for column, value in (
+                ("child_ref = %s", child_ref),
+                ("subject = %s", subject),
+                ("at >= %s", since),
+            )
+            if value is not None
+        ]
+        query = "SELECT body FROM audit_log"
+        if conditions:
+            query += " WHERE " + " AND ".join(column for column, _ in conditions)
+        query += " ORDER BY seq LIMIT %s"
+        with self._reader.connection() as conn:
+            rows = conn.execute(query, (*(v for _, v in conditions), limit)).fetchall()
+        return [json.loads(body) for (body,) in rows]
+
+    def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:
+        """The privacy officers' feed: who broke glass, when, why, and which audit record to read.
+        It names no child."""
+        with self._reader.connection() as conn:
+            rows = conn.execute(
+                "SELECT at, kind, audit_id, subject, role, organisation, justification"
+                " FROM audit_alert WHERE at >= %s ORDER BY seq",
+                (since or datetime.min.replace(tzinfo=UTC),),
+            ).fetchall()
+        keys = ("kind", "audit_id", "subject", "role", "organisation", "justification")
+        return [{"at": at.isoformat()} | dict(zip(keys, rest, strict=True)) for at, *rest in rows]
+
+    def distinct_children(self, subject: str, since: datetime) -> set[str]:
+        """Pseudonyms of the children a user looked up (and was answered about) since a time."""
+        with self._reader.connection() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT child_ref FROM audit_log WHERE subject = %s AND at >= %s"
+                " AND outcome = ANY(%s) AND child_ref IS NOT NULL",
+                (subject, since, list(_ANSWERED)),
+            ).fetchall()
+        return {ref for (ref,) in rows}
+
+    def close(self) -> None:
+        with self._start:
+            if self._closed:
+                return
+            self._closed = True
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            loop, pool, _ = writer
+            loop.submit(pool.close()).result()
+            loop.stop()
+        self._reader.close()
+
+
+class PostgresOutbox:
+    """The delivering side of the outbox (see gateway.audit.outbox) in the audit schema, for
+    one dispatcher per gateway process: a claim locks the rows it takes and skips rows another
+    dispatcher has locked (FOR UPDATE SKIP LOCKED), so no two claim one message, and none waits
+    for another."""
+
+    def __init__(self, url: str, schema: str, *, timeout_s: float = 5.0, size: int = 2) -> None:
+        self._pool = _sync_pool(url, schema, timeout_s, size, "outbox")
+
+    def claim(self, now: float, lease_s: float, limit: int) -> list[OutboxMessage]:
+        """Pending messages due by `now`, oldest first, each counted as one more attempt and
+        hidden from other claims until `now + lease_s`."""
+        with self._pool.connection() as conn:
+            rows = conn.execute(
+                "WITH due AS ("
+                " SELECT message_id, next_attempt_at FROM notification_outbox"
+                " WHERE state = 'PENDING' AND next_attempt_at <= %(now)s"
+                " ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)"
+                " UPDATE notification_outbox AS o"
+                " SET attempts = o.attempts + 1, next_attempt_at = %(until)s FROM due"
+                " WHERE o.message_id = due.message_id"
+                " RETURNING o.message_id, o.source, o.audit_id, o.payload, o.created_at,"
+                " o.attempts, due.next_attempt_at",
+                {"now": now, "limit": limit, "until": now + lease_s},
+            ).fetchall()
+        rows.sort(key=lambda row: (row[6], row[0]))
+        return [
+            OutboxMessage(mid, source, audit_id, payload, created, attempts)
+            for mid, source, audit_id, payload, created, attempts, _ in rows
+        ]
+
+    def next_due(self) -> float | None:
+        """When the earliest pending message falls due, or None when nothing is pending."""
+        with self._pool.connection() as conn:
+            row = conn.execute(
+                "SELECT min(next_attempt_at) FROM notification_outbox WHERE state = 'PENDING'"
+            ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def stats(self) -> OutboxStats:
+        with self._pool.connection() as conn:
+            return outbox_stats(conn.execute(STATS_QUERY).fetchone())
+
+    def delivered(self, message_id: str, now: float) -> None:
+        """Mark delivered and erase the payload: the owner has it now."""
+        self._finish(message_id, OutboxState.DELIVERED, None, now, erase=True)
+
+    def dead(self, message_id: str, error: str, now: float) -> None:
+        """Give up on automatic delivery; the payload stays for an operator to act on."""
+        self._finish(message_id, OutboxState.DEAD, error, now, erase=False)
+
+    def retry(self, message_id: str, error: str, at: float) -> None:
+        """Record a failed attempt (`error` is a code, never personal data) and when to retry."""
+        with self._pool.connection() as conn:
+            conn.execute(
+                "UPDATE notification_outbox SET last_error = %s, next_attempt_at = %s"
+                " WHERE message_id = %s AND state = 'PENDING'",
+                (error, at, message_id),
+            )
+
+    def _finish(
+        self, message_id: str, state: OutboxState, error: str | None, now: float, *, erase: bool
+    ) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                "UPDATE notification_outbox SET state = %s, last_error = %s, finished_at = %s,"
+                " payload = CASE WHEN %s THEN NULL ELSE payload END"
+                " WHERE message_id = %s AND state = 'PENDING'",
+                (state.value, error, now, erase, message_id),
+            )
+
+    def entries(self, audit_id: str | None = None) -> list[OutboxEntry]:
+        """Every message, or those of one lookup, oldest first."""
+        query = (
+            "SELECT message_id, audit_id, source, state, attempts, last_error, payload"
+            " FROM notification_outbox"
+        )
+        params: tuple[str, ...] = ()
+        if audit_id is not None:
+            query += " WHERE audit_id = %s"
+            params = (audit_id,)
+        with self._pool.connection() as conn:
+            rows = conn.execute(query + " ORDER BY created_at, message_id", params).fetchall()
+        return [
+            OutboxEntry(mid, aid, source, OutboxState(state), attempts, error, payload)
+            for mid, aid, source, state, attempts, error, payload in rows
+        ]
+
+    def close(self) -> None:
+        self._pool.close()

@@ -1,0 +1,236 @@
+"""What only the PostgreSQL store does: its schema comes from alembic revisions, gateways append as
+a role that cannot change what they wrote, several processes extend one chain, and a database
+that cannot be reached fails lookups closed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from connectors.serving import free_port
+from gateway.audit import (
+    AuditUnavailable,
+    OutboxState,
+    PostgresAuditStore,
+    PostgresOutbox,
+    downgrade_schema,
+    open_audit_store,
+    open_outbox,
+    upgrade_schema,
+    writer_role,
+)
+from gateway.audit.migrations import head
+from gateway.config import Settings
+from tests.factories import CHECKPOINT_KEY, audit_record, outbox_message
+
+
+def _store(url, schema, **options):
+    return PostgresAuditStore(
+        url, schema, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5, **options
+    )
+
+
+def _admin(url, schema):
+    return psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}")
+
+
+# --- migrations -------------------------------------------------------------------------------
+
+
+def test_upgrade_creates_the_schema_with_alembic_s_version_table_in_it_and_can_run_again(
+    postgres_schema,
+):
+    url, schema = postgres_schema
+    assert upgrade_schema(url, schema) == head()
+    assert upgrade_schema(url, schema) == head()
+
+    with _admin(url, schema) as conn:
+        tables = {
+            name
+            for (name,) in conn.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+                (schema,),
+            )
+        }
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    assert tables == {
+        "alembic_version",
+        "audit_log",
+        "audit_alert",
+        "audit_checkpoint",
+        "audit_heartbeat",
+        "notification_outbox",
+    }
+    assert version == head()
+
+
+def test_a_gateway_refuses_a_schema_that_was_never_migrated(postgres_schema, tmp_path):
+    url, schema = postgres_schema
+    settings = Settings(state_dir=tmp_path, database_url=url, database_schema=schema)
+
+    with pytest.raises(ValueError, match="run `childlookup db upgrade`"):
+        open_audit_store(settings)
+
+    upgrade_schema(url, schema)
+    store, outbox = open_audit_store(settings), open_outbox(settings)
+    assert isinstance(store, PostgresAuditStore)
+    assert isinstance(outbox, PostgresOutbox)
+    store.close()
+    outbox.close()
+
+
+def test_downgrade_removes_everything_upgrade_made(postgres_schema):
+    url, schema = postgres_schema
+    upgrade_schema(url, schema)
+
+    downgrade_schema(url, schema)
+
+    with _admin(url, schema) as conn:
+        left = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (schema,),
+        ).fetchall()
+        role = conn.execute(
+            "SELECT 1 FROM pg_roles WHERE rolname = %s", (writer_role(schema),)
+        ).fetchone()
+    assert left == [("alembic_version",)]
+    assert role is None
+    assert upgrade_schema(url, schema) == head()
+
+
+# --- the gateway's role -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def gateway_url(postgres_schema):
+    """A login role of this test's own in the schema's writer group (roles are cluster-wide:
+    dropped afterwards); yields its URL."""
+    url, schema = postgres_schema
+    upgrade_schema(url, schema)
+    login = f"test_gateway_{uuid.uuid4().hex[:12]}"
+    with _admin(url, schema) as conn:
+        conn.execute(f'CREATE ROLE "{login}" LOGIN IN ROLE "{writer_role(schema)}"')
+    yield url.replace("postgres@", f"{login}@")
+    with _admin(url, schema) as conn:
+        conn.execute(f'DROP ROLE "{login}"')
+
+
+@pytest.mark.anyio
+async def test_the_gateway_role_appends_and_delivers_but_cannot_change_the_log(
+    postgres_schema, gateway_url
+):
+    _, schema = postgres_schema
+    store = _store(gateway_url, schema)
+    outbox = PostgresOutbox(gateway_url, schema)
+    try:
+        await store.append(audit_record("a-1"), [outbox_message("m-1")])
+        assert store.is_writable()
+        (claimed,) = outbox.claim(time.time(), lease_s=10, limit=5)
+        outbox.delivered(claimed.message_id, time.time())
+        assert [e.state for e in outbox.entries()] == [OutboxState.DELIVERED]
+        assert store.verify().ok
+    finally:
+        outbox.close()
+        store.close()
+
+    with _admin(gateway_url, schema) as conn:
+        for statement in (
+            "UPDATE audit_log SET outcome = 'NOT_FOUND'",
+            "DELETE FROM audit_log",
+            "TRUNCATE audit_log",
+            "UPDATE audit_checkpoint SET mac = ''",
+            "DELETE FROM audit_alert",
+            "CREATE TABLE audit_log_copy (seq bigint)",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM audit_log").fetchone() == (1,)
+
+
+def test_even_the_owner_cannot_truncate_the_log(postgres_schema):
+    url, schema = postgres_schema
+    upgrade_schema(url, schema)
+    with _admin(url, schema) as conn:
+        for table in ("audit_log", "audit_alert", "audit_checkpoint"):
+            with pytest.raises(psycopg.Error, match="append-only"):
+                conn.execute(f"TRUNCATE {table}")
+
+
+# --- one chain, several writers ---------------------------------------------------------------
+
+
+def test_three_writers_appending_at_once_extend_one_chain(postgres_schema):
+    url, schema = postgres_schema
+    upgrade_schema(url, schema)
+    stores = [_store(url, schema) for _ in range(3)]
+
+    def write(n):
+        async def appends():
+            for i in range(50):  # one at a time: 50 transactions per writer, interleaved
+                await stores[n].append(audit_record(f"w{n}-{i}"))
+            await asyncio.gather(*(stores[n].append(audit_record(f"w{n}-b{i}")) for i in range(20)))
+
+        asyncio.run(appends())
+
+    try:
+        with ThreadPoolExecutor(len(stores)) as pool:
+            list(pool.map(write, range(len(stores))))
+        report = stores[0].verify()
+        written = stores[1].records(limit=10_000)
+    finally:
+        for store in stores:
+            store.close()
+
+    assert report.ok, report.describe()
+    assert report.records == len(written) == 210
+    assert report.checkpoints >= 30  # every 5 records, at least while writes came one by one
+    for n in range(3):  # each writer's own records keep their order
+        mine = [r["audit_id"] for r in written if r["audit_id"].startswith(f"w{n}-")]
+        assert mine[:50] == [f"w{n}-{i}" for i in range(50)]
+
+
+# --- failing closed ---------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_database_fails_appends_and_readiness(postgres_schema):
+    _, schema = postgres_schema
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/test"
+    store = _store(nowhere, schema, timeout_s=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(AuditUnavailable):
+            await store.append(audit_record("a-1"), [outbox_message("m-1")])
+        assert time.monotonic() - started < 5
+        assert not store.is_writable()
+    finally:
+        store.close()
+
+
+@pytest.mark.anyio
+async def test_connections_the_database_dropped_are_replaced_before_the_next_append(
+    postgres_schema,
+):
+    url, schema = postgres_schema
+    upgrade_schema(url, schema)
+    store = _store(url, schema)
+    try:
+        await store.append(audit_record("before"))
+        assert store.is_writable()
+        with _admin(url, schema) as conn:
+            dropped = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = %s",
+                (f"childlookup:{schema}",),
+            ).fetchall()
+        await store.append(audit_record("after"))
+        assert store.is_writable()
+        assert [r["audit_id"] for r in store.records()] == ["before", "after"]
+    finally:
+        store.close()
+    assert len(dropped) >= 2  # the writer's and the reader's

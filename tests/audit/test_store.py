@@ -1,0 +1,110 @@
+"""Every audit store: append-only, in order, pseudonymised, and safe under concurrency (run against
+SQLite and PostgreSQL, see conftest)."""
+
+import asyncio
+
+import pytest
+
+from gateway.audit import AuditUnavailable, Pseudonymiser
+from tests.factories import (
+    AUDIT_KEY,
+    BREAK_GLASS_REASON,
+    NHS,
+    access,
+    audit_record,
+    break_glass_record,
+)
+
+
+@pytest.mark.anyio
+async def test_appended_records_read_back_in_order_and_by_child(store):
+    other = Pseudonymiser(AUDIT_KEY).ref("nhs", "9000000009")
+    await store.append(audit_record("a1"))
+    await store.append(audit_record("a2", child_ref=other))
+    await store.append(audit_record("a3"))
+    assert [r["audit_id"] for r in store.records()] == ["a1", "a2", "a3"]
+    mine = store.records(child_ref=Pseudonymiser(AUDIT_KEY).ref("nhs", NHS))
+    assert [r["audit_id"] for r in mine] == ["a1", "a3"]
+    assert mine[0]["withheld"] == [{"source": "health", "field": "address", "reason": "SHIELDED"}]
+
+
+@pytest.mark.anyio
+async def test_the_log_never_holds_the_nhs_number_in_clear(backend, store):
+    await store.append(audit_record("a1"))
+    store.close()
+    assert NHS.encode() not in backend.dump()
+
+
+@pytest.mark.anyio
+async def test_records_cannot_be_updated_or_deleted(backend, store):
+    await store.append(audit_record("a1"))
+    with pytest.raises(backend.error, match="append-only"):
+        backend.execute("UPDATE audit_log SET outcome = 'NOT_FOUND'")
+    with pytest.raises(backend.error, match="append-only"):
+        backend.execute("DELETE FROM audit_log")
+    assert len(store.records()) == 1
+
+
+@pytest.mark.anyio
+async def test_concurrent_appends_are_all_committed(store):
+    await asyncio.gather(*(store.append(audit_record(f"c{i}")) for i in range(200)))
+    assert len(store.records()) == 200
+
+
+@pytest.mark.anyio
+async def test_a_locked_store_raises_and_reports_not_writable(backend, store):
+    await store.append(audit_record("before"))
+    with backend.blocked():
+        assert not store.is_writable()
+        with pytest.raises(AuditUnavailable):
+            await store.append(audit_record("during"))
+    assert store.is_writable()
+    await store.append(audit_record("after"))
+    assert [r["audit_id"] for r in store.records()] == ["before", "after"]
+
+
+@pytest.mark.anyio
+async def test_duplicate_audit_id_fails_the_whole_batch_without_partial_writes(store):
+    await store.append(audit_record("dup"))
+    with pytest.raises(AuditUnavailable):
+        await store.append(audit_record("dup"))
+    assert [r["audit_id"] for r in store.records()] == ["dup"]
+
+
+@pytest.mark.anyio
+async def test_records_by_user_and_since(store):
+    await store.append(audit_record("mine"))
+    await store.append(audit_record("theirs", access=access(subject="dev:RR8:Other")))
+    after = access().at.replace(year=2027)
+    await store.append(audit_record("later", access=access(at=after)))
+
+    assert [r["audit_id"] for r in store.records(subject="dev:RR8:Other")] == ["theirs"]
+    assert [r["audit_id"] for r in store.records(since=after)] == ["later"]
+    assert [r["audit_id"] for r in store.records(limit=2)] == ["mine", "theirs"]
+
+
+@pytest.mark.anyio
+async def test_distinct_children_counts_answered_lookups_of_one_user_since_a_time(store):
+    other = Pseudonymiser(AUDIT_KEY).ref("nhs", "9000000009")
+    mine = Pseudonymiser(AUDIT_KEY).ref("nhs", NHS)
+    await store.append(audit_record("a1"))
+    await store.append(audit_record("a2"))
+    await store.append(audit_record("a3", child_ref=other))
+    await store.append(audit_record("refused", child_ref="nhs:refused", outcome="REFUSED"))
+    await store.append(audit_record("other-user", access=access(subject="dev:RR8:Other")))
+
+    assert store.distinct_children("dev:RR8:Hana", access().at) == {mine, other}
+    assert store.distinct_children("dev:RR8:Hana", access().at.replace(year=2027)) == set()
+
+
+@pytest.mark.anyio
+async def test_a_break_glass_alert_carries_the_justification(store):
+    await store.append(audit_record("ordinary"))
+    await store.append(break_glass_record("glass"))
+
+    (alert,) = store.alerts()
+
+    assert alert["audit_id"] == "glass"
+    assert alert["justification"] == BREAK_GLASS_REASON
+    assert alert["at"] == access().at.isoformat()
+    assert store.alerts(since=access().at.replace(year=2027)) == []
