@@ -4,8 +4,11 @@ The gateway signs every lookup it sends with a short-lived ES256 token (`Authori
 whose audience is the connector's name and whose `body_sha256` claim commits to the exact request
 bytes; the connector checks it against the gateway's published keys and remembers each token id
 until it expires, so a request cannot be forged, redirected to another agency, altered, replayed
-or kept for later. The connector signs each answer body the same way (`X-Childlookup-Signature`),
-so the gateway can refuse an answer that did not come, unaltered, from the agency it asked.
+or kept for later. The ids are kept in the connector's memory (`MemoryReplayCache`) or, for
+replicas behind one address, in Redis (`connectors.redis_replay`), where a request one replica
+accepted is refused by the others. The connector signs each answer body the same way
+(`X-Childlookup-Signature`), so the gateway can refuse an answer that did not come, unaltered,
+from the agency it asked.
 
 This module holds the connector's side (RequestVerifier, AnswerSigner) and the pieces both sides
 share (the formats, key ids, published-key lookup); the gateway's side is `gateway.signing`.
@@ -52,6 +55,20 @@ class UnknownKey(TrustError):
 
 class KeysUnavailable(TrustError):
     """The published keys could not be fetched."""
+
+
+class ReplayRefused(TrustError):
+    """The request's token id was seen before, and the token has not expired."""
+
+    def __init__(self) -> None:
+        super().__init__("This request was already received: replays are refused.")
+
+
+class ReplayCheckUnavailable(TrustError):
+    """Whether the request is a replay could not be known (its store is down): not read."""
+
+    def __init__(self) -> None:
+        super().__init__("Replay protection is unavailable; the request was not read. Retry.")
 
 
 def body_digest(body: bytes) -> str:
@@ -239,21 +256,30 @@ async def verified_claims(
     return claims
 
 
-class _SeenTokens:
-    """Token ids seen and not yet expired. Full means refuse, never forget early: forgetting an
-    unexpired id would let it be replayed."""
+class ReplayCache(Protocol):
+    """Where a connector remembers the request token ids it has accepted."""
 
-    def __init__(self, capacity: int) -> None:
+    async def remember(self, jti: str, forget_after: float) -> None:
+        """Remember `jti` until `forget_after` (Unix time). Raise ReplayRefused if it is
+        remembered already, ReplayCheckUnavailable if that cannot be known."""
+        ...
+
+
+class MemoryReplayCache:
+    """Token ids seen by this process and not yet expired. Full means refuse, never forget early:
+    forgetting an unexpired id would let it be replayed."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
         self._capacity = capacity
         self._ids: set[str] = set()
         self._expiries: list[tuple[float, str]] = []
 
-    def add(self, jti: str, forget_after: float) -> None:
+    async def remember(self, jti: str, forget_after: float) -> None:
         now = time.time()
         while self._expiries and self._expiries[0][0] < now:
             self._ids.discard(heapq.heappop(self._expiries)[1])
         if jti in self._ids:
-            raise TrustError("This request was already received: replays are refused.")
+            raise ReplayRefused()
         if len(self._ids) >= self._capacity:
             raise TrustError("Too many requests in flight to check for replays; try again.")
         self._ids.add(jti)
@@ -270,12 +296,12 @@ class RequestVerifier:
         *,
         issuer: str,
         leeway_s: int = 5,
-        remember: int = 100_000,
+        replay_cache: ReplayCache | None = None,
     ) -> None:
         self._keys = keys
         self._issuer = issuer
         self._leeway = leeway_s
-        self._seen = _SeenTokens(remember)
+        self._seen = MemoryReplayCache() if replay_cache is None else replay_cache
 
     async def verify(self, authorization: str | None, body: bytes, *, audience: str) -> None:
         """Raise TrustError unless `authorization` carries a valid gateway token for `body`."""
@@ -295,7 +321,7 @@ class RequestVerifier:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti:
             raise TrustError("The request token has no id.")
-        self._seen.add(jti, float(claims["exp"]) + self._leeway)
+        await self._seen.remember(jti, float(claims["exp"]) + self._leeway)
 
 
 class AnswerSigner:

@@ -10,8 +10,9 @@ requests cannot all pass a check before any of them is counted.
 process: distinct children are counted from the audit log itself (by pseudonym), so the cap
 survives restarts; each process keeps today's set per user in memory, re-reads the log every
 CHILDREN_REFRESH_S and adds what it read to what it has reserved (never dropping a reservation
-whose audit record is not written yet). Per-minute windows are this process's own. A refusal is
-audited and raises an alert; it never says anything about the child.
+whose audit record is not written yet). Per-minute windows are this process's own.
+`gateway.redis_limits.RedisLimits` implements it for every process sharing one Redis. A refusal
+is audited and raises an alert; it never says anything about the child.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ so memory follows the users active now, not every user since the process started
 SWEEP_EVERY_S = 60.0
 RATE_LIMITED = "RATE_LIMITED"
 DISTINCT_CHILDREN_CAP = "DISTINCT_CHILDREN_CAP"
+LIMITS_UNAVAILABLE = "LIMITS_UNAVAILABLE"
+"""The shared store of the limits could not be asked: refused, never admitted uncounted."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,12 @@ def refusal_error(refusal: str) -> GatewayError:
         return GatewayError(
             ErrorCode.RATE_LIMITED,
             "Too many lookups in the last minute. Wait a moment and try again.",
+        )
+    if refusal == LIMITS_UNAVAILABLE:
+        return GatewayError(
+            ErrorCode.LIMITS_UNAVAILABLE,
+            "The lookup could not be checked against the usage limits, so nothing was asked."
+            " Try again shortly; if it persists, contact the service desk.",
         )
     return GatewayError(
         ErrorCode.LOOKUP_CAP_REACHED,

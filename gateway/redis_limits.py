@@ -1,0 +1,199 @@
+"""The anti-harvesting limits kept in Redis, exact across every gateway process that shares it.
+
+`RedisLimits` implements `gateway.limits.AccessLimits`: each lookup is checked against, and counted
+under, the per-user and per-organisation per-minute limits and the user's daily distinct-children
+cap by one Lua script, which Redis runs alone, so no two processes can both pass a check before
+either is counted. The script reads Redis's own clock (TIME), so the processes' clocks do not
+matter.
+
+What Redis holds (under `CHILDLOOKUP_REDIS_PREFIX`), and never any child data - a child is named
+only by its keyed pseudonym (`Pseudonymiser.child_ref`, an HMAC), and the answer cache stays in
+each process's memory:
+
+- `{prefix}:limits:user:{subject}` and `{prefix}:limits:org:{organisation}`: sorted sets of the
+  last 60 s of lookups (member: a random reservation id, score: Redis time in microseconds);
+  expire once nothing in them is younger than a minute.
+- `{prefix}:limits:children:{day}:{subject}`: the pseudonyms the user looked up on that UTC day
+  (`day`: days since 1970-01-01 by Redis's clock), with the marker member `SEEDED`; expires an hour
+  after that day ends.
+
+Redis here keeps nothing on disk, so a day set can vanish (a restart, an eviction). The marker
+lives in the set itself, so set and marker vanish together: a missing set is read again from the
+audit log (`AuditStore.distinct_children`) and added by the script that then makes the check, the
+seed used only if the set is still missing - concurrent reservers seed it once. Redis unreachable,
+failing, or the audit log unreadable while seeding: the lookup is refused (`LIMITS_UNAVAILABLE`),
+never let through uncounted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from string import Template
+from typing import Final
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from gateway.audit import AuditStore
+from gateway.limits import LIMITS_UNAVAILABLE, LimitSettings
+from gateway.types import Caller
+
+TIMEOUT_S: Final = 1.0
+"""Longest a lookup waits on Redis (to connect, or for a reply) before it is refused."""
+DAY_S: Final = 86_400
+WINDOW_S: Final = 60
+DAY_SET_GRACE_S: Final = 3_600
+"""A day set is kept this long after its UTC day ends."""
+SEEDED: Final = "seeded-from-audit-log"
+"""The marker member of every day set: present, the set holds everything the log held."""
+
+_logger = logging.getLogger("childlookup.limits")
+
+# KEYS: user window, organisation window, the user's day set.
+# ARGV: day, child, per-user limit, per-organisation limit, cap, reservation id, seeded flag
+# ("1": the seed follows), seed pseudonyms...
+# Replies {status, day}: OK; RATE_LIMITED; DISTINCT_CHILDREN_CAP; SEED (the day set is missing:
+# call again with the audit log's pseudonyms); DAY (Redis's day is another: call again for it).
+_RESERVE: Final = Template("""
+local time = redis.call('TIME')
+local seconds = tonumber(time[1])
+local now = seconds * 1000000 + tonumber(time[2])
+local day = math.floor(seconds / 86400)
+if day ~= tonumber(ARGV[1]) then
+  return {'DAY', day}
+end
+local user, organisation, children = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('EXISTS', children) == 0 then
+  if ARGV[7] ~= '1' then
+    return {'SEED', day}
+  end
+  redis.call('SADD', children, '$seeded')
+  for i = 8, #ARGV do
+    redis.call('SADD', children, ARGV[i])
+  end
+  redis.call('EXPIREAT', children, (day + 1) * 86400 + $grace_s)
+end
+local expired = now - $window_us
+redis.call('ZREMRANGEBYSCORE', user, '-inf', expired)
+redis.call('ZREMRANGEBYSCORE', organisation, '-inf', expired)
+if redis.call('ZCARD', user) >= tonumber(ARGV[3])
+    or redis.call('ZCARD', organisation) >= tonumber(ARGV[4]) then
+  return {'RATE_LIMITED', day}
+end
+local child = ARGV[2]
+if redis.call('SISMEMBER', children, child) == 0
+    and redis.call('SCARD', children) - 1 >= tonumber(ARGV[5]) then
+  return {'DISTINCT_CHILDREN_CAP', day}
+end
+redis.call('SADD', children, child)
+for _, window in ipairs({user, organisation}) do
+  redis.call('ZADD', window, now, ARGV[6])
+  redis.call('PEXPIRE', window, $window_ms + 1000)
+end
+return {'OK', day}
+""").substitute(
+    seeded=SEEDED,
+    grace_s=DAY_SET_GRACE_S,
+    window_us=WINDOW_S * 1_000_000,
+    window_ms=WINDOW_S * 1000,
+)
+
+
+def redis_client(url: str) -> Redis:
+    """A client over a connection pool for `url`; connects when first used, not here. One retry,
+    at once, so a connection Redis dropped (a restart) is replaced rather than failing a lookup."""
+    return Redis.from_url(
+        url,
+        socket_timeout=TIMEOUT_S,
+        socket_connect_timeout=TIMEOUT_S,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+async def answers(client: Redis) -> bool:
+    """For readiness probes: does Redis answer a PING now?"""
+    try:
+        return bool(await client.ping())
+    except (RedisError, OSError):
+        return False
+
+
+class RedisLimits:
+    """The limits of every gateway process sharing one Redis, exact across them (module notes)."""
+
+    def __init__(
+        self,
+        client: Redis,
+        prefix: str,
+        settings: LimitSettings,
+        audit: AuditStore,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._prefix = f"{prefix}:limits"
+        self._clock = clock
+        self._settings = settings
+        self._audit = audit
+        self._script = client.register_script(_RESERVE)
+
+    async def reserve(self, caller: Caller, child_ref: str) -> str | None:
+        day = int(self._clock()) // DAY_S  # a guess: Redis's clock decides, and says if it differs
+        seed: list[str] | None = None
+        for _ in range(4):  # at most: another day, a seed, another day again, the reservation
+            try:
+                status, redis_day = await self._run(caller, child_ref, day, seed)
+            except (RedisError, OSError) as error:
+                return _unavailable("redis", error)
+            if status == "DAY":
+                day, seed = redis_day, None
+            elif status == "SEED":
+                since = datetime.fromtimestamp(day * DAY_S, UTC)
+                try:
+                    logged = await asyncio.to_thread(
+                        self._audit.distinct_children, caller.subject, since
+                    )
+                except Exception as error:  # whatever the store raises, the cap is not known
+                    return _unavailable("audit", error)
+                seed = sorted(logged)
+            else:
+                return None if status == "OK" else status
+        return _unavailable("redis", None)
+
+    async def _run(
+        self, caller: Caller, child_ref: str, day: int, seed: list[str] | None
+    ) -> tuple[str, int]:
+        keys = [
+            f"{self._prefix}:user:{caller.subject}",
+            f"{self._prefix}:org:{caller.organisation}",
+            f"{self._prefix}:children:{day}:{caller.subject}",
+        ]
+        args = [
+            day,
+            child_ref,
+            self._settings.per_user_per_minute,
+            self._settings.per_organisation_per_minute,
+            self._settings.distinct_children_per_day,
+            uuid.uuid4().hex,
+            "0" if seed is None else "1",
+            *(seed or ()),
+        ]
+        status, redis_day = await self._script(keys=keys, args=args)
+        return status.decode() if isinstance(status, bytes) else str(status), int(redis_day)
+
+
+def _unavailable(store: str, error: Exception | None) -> str:
+    _logger.error(
+        "limits unavailable: lookup refused",
+        extra={
+            "event": "limits_unavailable",
+            "context": {"store": store, "error": type(error).__name__ if error else None},
+        },
+    )
+    return LIMITS_UNAVAILABLE
