@@ -17,6 +17,7 @@ from ipaddress import ip_address
 from types import MappingProxyType
 from typing import Final, TypeVar
 
+from opentelemetry import propagate, trace
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -42,7 +43,14 @@ from connectors.protocol import (
     LookupRequest,
     LookupResponse,
 )
-from connectors.trust import JWKS_PATH, SIGNATURE_HEADER, AnswerSigner, RequestVerifier, TrustError
+from connectors.trust import (
+    JWKS_PATH,
+    SIGNATURE_HEADER,
+    AnswerSigner,
+    ReplayCheckUnavailable,
+    RequestVerifier,
+    TrustError,
+)
 
 MAX_BODY_BYTES: Final = 64 * 1024
 """A lookup is a few identifiers and field names; anything near this size is not a lookup."""
@@ -66,6 +74,7 @@ RECENT_LIMIT: Final = 1_000
 """Most notifications the recent-accesses view lists at once."""
 
 _logger = logging.getLogger("childlookup.connector")
+_tracer = trace.get_tracer("childlookup.connector")
 
 
 def create_connector_app(
@@ -91,6 +100,18 @@ def create_connector_app(
         raise ValueError("receiving notifications needs a verifier of the gateway's signature")
 
     async def lookup(request: Request) -> Response:
+        # The gateway's `traceparent` makes this span part of the lookup's trace; without a
+        # tracer provider configured in this process, it costs nothing.
+        with _tracer.start_as_current_span(
+            "connector.lookup",
+            context=propagate.extract(request.headers),
+            kind=trace.SpanKind.SERVER,
+            attributes={"childlookup.source": source},
+            record_exception=False,
+        ):
+            return await respond(request)
+
+    async def respond(request: Request) -> Response:
         started = time.perf_counter()
         try:
             body = await _read_body(request)
@@ -195,6 +216,8 @@ async def _authenticate(
 ) -> None:
     try:
         await verifier.verify(request.headers.get("authorization"), body, audience=source)
+    except ReplayCheckUnavailable as error:  # not the gateway's fault: it may retry
+        raise _Refusal(ErrorCode.UNAVAILABLE, error.message) from None
     except TrustError as error:
         raise _Refusal(ErrorCode.UNAUTHENTICATED, error.message) from None
 
@@ -337,6 +360,10 @@ def _unexpected(error: Exception, source: str, request_id: str) -> _Refusal:
 def _log_outcome(
     source: str, request_id: str | None, outcome: str, started: float, *, records: int = 0
 ) -> None:
+    """Log the outcome, and note it on the trace span (the request id and outcome code only)."""
+    trace.get_current_span().set_attributes(
+        {"childlookup.request_id": request_id or "", "childlookup.outcome": outcome}
+    )
     _log(
         logging.INFO,
         "lookup",

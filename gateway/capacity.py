@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 
+from gateway import metrics
 from gateway.errors import ErrorCode, GatewayError
 
 _log = logging.getLogger("childlookup.gateway")
@@ -33,8 +34,9 @@ class Capacity:
         """Take one of the process's lookup places, waiting in turn; OVERLOADED if none frees up
         in time. Waiting can be cancelled (the caller went away) without taking a place."""
         try:
-            async with asyncio.timeout(self._max_wait_s):
-                await self._slots.acquire()
+            with metrics.LOOKUPS_WAITING.track_inprogress():
+                async with asyncio.timeout(self._max_wait_s):
+                    await self._slots.acquire()
         except TimeoutError:
             self._report_shed()
             raise GatewayError(
@@ -42,11 +44,14 @@ class Capacity:
                 "The service is too busy to start your lookup right now; nothing was looked up."
                 " Try again in a few seconds.",
             ) from None
+        metrics.LOOKUPS_IN_FLIGHT.inc()
 
     def release(self) -> None:
+        metrics.LOOKUPS_IN_FLIGHT.dec()
         self._slots.release()
 
     def _report_shed(self) -> None:
+        metrics.LOOKUPS_SHED.inc()
         self._shed += 1
         now = time.monotonic()
         if now - self._reported >= LOG_EVERY_S:

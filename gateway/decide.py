@@ -26,6 +26,7 @@ from connectors.protocol import (
     Identifiers,
     Involvement,
 )
+from gateway import tracing
 from gateway.match import MatchResult
 from gateway.policy import (
     PolicyError,
@@ -87,6 +88,11 @@ def child_flags(
     )
 
 
+def _traced(release: Release) -> dict[str, str]:
+    return {"childlookup.policy.decision_id": release.decision_id}
+
+
+@tracing.stage("decide", _traced)
 async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Release:
     """Ask the policy once for every matched record and field, then cut each record down to its
     release.

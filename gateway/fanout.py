@@ -6,6 +6,11 @@ caller sees. Every request is signed for the source it goes to; an answer from a
 with a key is checked before it is parsed, and one that is unsigned, signed by another key or
 altered is a failed source (ANSWER_NOT_TRUSTED), never data. Answers are read with a size cap and
 validated strictly against the protocol.
+
+A source whose circuit is open (gateway.breakers) is not asked: it is FAILED with CIRCUIT_OPEN at
+once. A request whose connection was refused - nothing was sent - is tried once more after a short
+pause, if the time left allows; nothing else is retried, since a request that reached the
+connector may have been acted on.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from opentelemetry import trace
 from pydantic import ValidationError
 
 from connectors.protocol import (
@@ -28,6 +34,8 @@ from connectors.protocol import (
     LookupResponse,
 )
 from connectors.trust import SIGNATURE_HEADER, TrustError
+from gateway import metrics, tracing
+from gateway.breakers import CIRCUIT_OPEN, Admission, Breakers
 from gateway.cache import AnswerCache
 from gateway.config import SourceConfig
 from gateway.signing import AnswerVerifier, RequestSigner
@@ -43,6 +51,17 @@ _ERROR_STATUS = {
     ErrorCode.FORBIDDEN: SourceStatus.WITHHELD,
     ErrorCode.DEADLINE_EXCEEDED: SourceStatus.TIMED_OUT,
 }
+
+_BREAKING = frozenset(
+    {"TIMEOUT", "CONNECTION_FAILED", ErrorCode.DEADLINE_EXCEEDED.value, ErrorCode.UNAVAILABLE.value}
+)
+"""The error codes that count towards opening a source's circuit: it did not answer in time, could
+not be reached, or said it is unavailable. Any other answer, even a refusal, shows it is there."""
+
+RETRY_PAUSE_S = 0.05
+"""Wait before trying a refused connection again."""
+RETRY_MIN_S = 0.2
+"""Time that must be left, after the pause, for the second try to be worth making."""
 
 
 class _Malformed(Exception):
@@ -61,14 +80,18 @@ class FanOut:
         signer: RequestSigner | None = None,
         answer_verifiers: Mapping[str, AnswerVerifier] | None = None,
         health: SourceHealth | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
+        """Without `breakers`, every planned source is always asked."""
         self._sources = tuple(sources)
         self._client = client
         self._cache = cache
         self._signer = signer
         self._answer_verifiers = dict(answer_verifiers or {})
         self._health = health
+        self._breakers = breakers or Breakers((s.name for s in self._sources), 0, 1.0)
 
+    @tracing.stage("fanout")
     async def ask(self, lookup: LookupContext, plan: Plan) -> tuple[SourceAnswer, ...]:
         """One answer per configured source, in config order, by the lookup's deadline."""
         query = lookup.query
@@ -96,9 +119,22 @@ class FanOut:
         answers = tuple(await asyncio.gather(*tasks))
         if self._health is not None:
             self._health.record(answers)
+        metrics.sources_answered(answers)
         return answers
 
     async def _ask_one(
+        self,
+        source: SourceConfig,
+        request: LookupRequest,
+        fields: frozenset[FieldId],
+        deadline: float,
+    ) -> SourceAnswer:
+        with tracing.source_span(source.name) as span:
+            answer = await self._answer(source, request, fields, deadline)
+            tracing.answered(span, answer)
+        return answer
+
+    async def _answer(
         self,
         source: SourceConfig,
         request: LookupRequest,
@@ -115,9 +151,23 @@ class FanOut:
         budget = min(source.timeout_ms / 1000, deadline - started)
         if budget <= 0:
             return SourceAnswer(source.name, SourceStatus.TIMED_OUT, 0.0, error_code="DEADLINE")
+        breaker = self._breakers[source.name]
+        admission = breaker.admit()
+        if admission is Admission.SKIP:
+            return SourceAnswer(source.name, SourceStatus.FAILED, 0.0, error_code=CIRCUIT_OPEN)
+        answer = None
+        try:
+            answer = await self._fetch(source, request, key, started, budget)
+        finally:
+            breaker.settle(admission, None if answer is None else answer.error_code in _BREAKING)
+        return answer
+
+    async def _fetch(
+        self, source: SourceConfig, request: LookupRequest, key: str, started: float, budget: float
+    ) -> SourceAnswer:
         try:
             async with asyncio.timeout(budget):
-                answer = await self._post(source, request)
+                answer = await self._post_retrying(source, request, started + budget)
         except (TimeoutError, httpx.TimeoutException):
             return _answer(source, SourceStatus.TIMED_OUT, started, "TIMEOUT")
         except httpx.HTTPError:
@@ -136,6 +186,20 @@ class FanOut:
         status = SourceStatus.ANSWERED if records else SourceStatus.NO_RECORD
         return SourceAnswer(source.name, status, _elapsed_ms(started), records)
 
+    async def _post_retrying(
+        self, source: SourceConfig, request: LookupRequest, until: float
+    ) -> LookupResponse | ErrorResponse:
+        """Post; once more if the connection was refused and there is time left for it."""
+        try:
+            return await self._post(source, request)
+        except httpx.ConnectError as error:
+            if not _refused(error) or until - time.monotonic() < RETRY_PAUSE_S + RETRY_MIN_S:
+                raise
+        metrics.SOURCE_RETRIES.labels(source.name).inc()
+        trace.get_current_span().add_event("connection refused: retrying")
+        await asyncio.sleep(RETRY_PAUSE_S)
+        return await self._post(source, request)
+
     async def _post(
         self, source: SourceConfig, request: LookupRequest
     ) -> LookupResponse | ErrorResponse:
@@ -144,6 +208,7 @@ class FanOut:
         headers = {"content-type": "application/json"}
         if self._signer is not None:
             headers["authorization"] = self._signer.authorization(source.name, body)
+        tracing.inject(headers)
         async with self._client.stream("POST", url, content=body, headers=headers) as response:
             chunks: list[bytes] = []
             size = 0
@@ -154,6 +219,7 @@ class FanOut:
                 chunks.append(chunk)
             status_code = response.status_code
             signature = response.headers.get(SIGNATURE_HEADER)
+        trace.get_current_span().set_attribute("http.response.status_code", status_code)
         payload = b"".join(chunks)
         verifier = self._answer_verifiers.get(source.name)
         if verifier is not None:
@@ -164,6 +230,19 @@ class FanOut:
             return ErrorResponse.model_validate_json(payload)
         except ValidationError as exc:
             raise _Malformed(str(status_code)) from exc
+
+
+def _refused(error: BaseException) -> bool:
+    """True when the connection was refused (nothing listening), as opposed to a name that did not
+    resolve or a TLS handshake that failed: only then may the connector come back at once."""
+    cause: BaseException | None = error
+    for _ in range(8):
+        if cause is None:
+            return False
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 async def _not_asked(source: str) -> SourceAnswer:

@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from connectors.protocol import ConnectorRecord
+from gateway import tracing
 from gateway.linkage import Band, LinkageModel, Person
 from gateway.types import (
     IdentifiedBy,
@@ -61,6 +62,7 @@ class _Candidate:
     method: MatchMethod = MatchMethod.DEMOGRAPHICS
 
 
+@tracing.stage("match")
 def match_records(
     query: LookupQuery, answers: Sequence[SourceAnswer], model: LinkageModel
 ) -> MatchResult:

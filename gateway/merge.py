@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TypeVar
 
 from connectors.protocol import Address, ConnectorRecord, FieldId, PersonName
+from gateway import tracing
 from gateway.types import Conflict, MergedChild, ReleasedRecord, Sourced
 
 T = TypeVar("T")
@@ -29,6 +30,7 @@ def _indicator(name: str) -> Callable[[ConnectorRecord], bool | None]:
     return get
 
 
+@tracing.stage("merge")
 def merge(
     records: Sequence[ReleasedRecord], authority: Mapping[FieldId, Sequence[str]]
 ) -> MergedChild | None:

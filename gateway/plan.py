@@ -9,12 +9,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from connectors.protocol import FieldId
+from gateway import tracing
 from gateway.config import SourceConfig
 from gateway.justification import Justification
 from gateway.policy import PlanInput, PlanJustification, PlanSource
 from gateway.types import LookupContext, Plan
 
 
+def _traced(plan: Plan) -> dict[str, bool | int | str]:
+    return {
+        "childlookup.plan.permitted": plan.permitted,
+        "childlookup.plan.sources": len(plan.sources),
+        "childlookup.policy.decision_id": plan.decision_id,
+    }
+
+
+@tracing.stage("plan", _traced)
 async def make_plan(lookup: LookupContext, sources: Sequence[SourceConfig]) -> Plan:
     """Ask the policy for a plan; sources the policy names that are not configured are ignored."""
     justification = Justification.of(lookup.query.justification or "")

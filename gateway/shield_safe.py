@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 
+from gateway import tracing
 from gateway.match import MatchResult
 from gateway.types import IdentifiedBy, LookupQuery, SourceStatus
 
 
+@tracing.stage("shield_safe")
 def shield_safe(
     query: LookupQuery, matching: MatchResult, shield_authorities: Collection[str]
 ) -> tuple[MatchResult, bool]:

@@ -1,6 +1,7 @@
 """Fan-out against real connector servers on loopback, healthy and misbehaving."""
 
 import asyncio
+import socket
 import time
 
 import httpx
@@ -13,6 +14,7 @@ from connectors.app import create_connector_app
 from connectors.backend import ConnectorError
 from connectors.protocol import ErrorCode, FieldId, LookupRequest
 from connectors.serving import BackgroundServer, free_port
+from gateway.breakers import CIRCUIT_OPEN, Breakers, CircuitState
 from gateway.cache import AnswerCache
 from gateway.config import SourceConfig
 from gateway.fanout import FanOut
@@ -196,3 +198,143 @@ async def test_failures_are_not_cached():
         await _ask([_source("s", s.url)], cache=cache)
         await _ask([_source("s", s.url)], cache=cache)
     assert len(backend.requests) == 2
+
+
+# --- circuit breakers and the one retry of a refused connection ----------------------------------
+
+
+def _counting_app(delay_s: float) -> tuple[Starlette, list[int]]:
+    """A connector that counts the requests reaching it and answers none within `delay_s`."""
+    seen: list[int] = []
+
+    async def lookup(request):
+        seen.append(1)
+        await asyncio.sleep(delay_s)
+        return Response(b"{}", media_type="application/json")
+
+    return Starlette(routes=[Route("/v1/lookup", lookup, methods=["POST"])]), seen
+
+
+async def _ask_each(fanout, sources, times, deadline_s=3.0):
+    """Ask `sources` through `fanout` `times` times, one lookup after the other."""
+    plan = Plan(True, None, ALL_FIELDS, tuple(s.name for s in sources), "d1")
+    answers = []
+    for _ in range(times):
+        asked = await fanout.ask(lookup_context(QUERY, deadline_s=deadline_s), plan)
+        answers.append({a.source: a for a in asked})
+    return answers
+
+
+@pytest.mark.anyio
+async def test_a_hung_source_is_skipped_once_its_circuit_opens():
+    app, seen = _counting_app(delay_s=5.0)
+    with BackgroundServer(app) as hung:
+        sources = [_source("hung", hung.url, timeout_ms=150)]
+        async with httpx.AsyncClient() as client:
+            fanout = FanOut(sources, client, AnswerCache(0), breakers=Breakers(["hung"], 3, 60.0))
+            answers = await _ask_each(fanout, sources, 5)
+    assert [a["hung"].error_code for a in answers] == ["TIMEOUT"] * 3 + [CIRCUIT_OPEN] * 2
+    skipped = answers[-1]["hung"]
+    assert skipped.status is SourceStatus.FAILED
+    assert skipped.latency_ms == 0.0
+    assert len(seen) == 3  # the skipped lookups never reached it
+
+
+@pytest.mark.anyio
+async def test_after_the_cool_down_a_probe_closes_the_circuit_when_answered():
+    backend = RecordingBackend([health_record()], error=ConnectorError(ErrorCode.UNAVAILABLE, "x"))
+    with BackgroundServer(create_connector_app(backend, source="health")) as h:
+        sources = [_source("health", h.url)]
+        breakers = Breakers(["health"], 2, cool_down_s=0.3)
+        async with httpx.AsyncClient() as client:
+            fanout = FanOut(sources, client, AnswerCache(0), breakers=breakers)
+            failing = await _ask_each(fanout, sources, 3)
+            backend.error = None  # the agency is back
+            still_open = await _ask_each(fanout, sources, 1)
+            await asyncio.sleep(0.35)
+            after = await _ask_each(fanout, sources, 2)
+    assert [a["health"].error_code for a in failing] == ["UNAVAILABLE"] * 2 + [CIRCUIT_OPEN]
+    assert still_open[0]["health"].error_code == CIRCUIT_OPEN
+    assert [a["health"].status for a in after] == [SourceStatus.ANSWERED] * 2
+    assert breakers.states() == {"health": CircuitState.CLOSED}
+    assert len(backend.requests) == 4
+
+
+@pytest.mark.anyio
+async def test_a_failed_probe_opens_the_circuit_again():
+    backend = RecordingBackend(error=ConnectorError(ErrorCode.UNAVAILABLE, "down"))
+    with BackgroundServer(create_connector_app(backend, source="s")) as s:
+        sources = [_source("s", s.url)]
+        breakers = Breakers(["s"], 1, cool_down_s=0.3)
+        async with httpx.AsyncClient() as client:
+            fanout = FanOut(sources, client, AnswerCache(0), breakers=breakers)
+            await _ask_each(fanout, sources, 1)
+            await asyncio.sleep(0.35)
+            probe, after = await _ask_each(fanout, sources, 2)
+    assert probe["s"].error_code == "UNAVAILABLE"
+    assert after["s"].error_code == CIRCUIT_OPEN
+    assert len(backend.requests) == 2
+
+
+class _ListenOnRefusal(httpx.AsyncBaseTransport):
+    """A real transport that, when a connection is refused, starts the connector on the socket
+    that refused it: the next connection is accepted."""
+
+    def __init__(self, sock, app):
+        self._inner = httpx.AsyncHTTPTransport()
+        self._sock, self._app = sock, app
+        self.refused = 0
+        self.server = None
+
+    async def handle_async_request(self, request):
+        try:
+            return await self._inner.handle_async_request(request)
+        except httpx.ConnectError:
+            self.refused += 1
+            if self.server is None:
+                self.server = BackgroundServer(self._app, sock=self._sock).start()
+            raise
+
+    async def aclose(self):
+        await self._inner.aclose()
+        if self.server is not None:
+            self.server.stop()
+
+
+def _bound_not_listening() -> socket.socket:
+    """A port that refuses connections until something listens on it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.mark.parametrize(
+    ("deadline_s", "retried"),
+    [(3.0, True), (0.1, False)],  # 0.1 s leaves no time for a second try
+)
+@pytest.mark.anyio
+async def test_a_refused_connection_is_tried_once_more_if_there_is_time(deadline_s, retried):
+    sock = _bound_not_listening()
+    backend = RecordingBackend([health_record()])
+    transport = _ListenOnRefusal(sock, create_connector_app(backend, source="health"))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    async with httpx.AsyncClient(transport=transport) as client:
+        fanout = FanOut([_source("health", url)], client, AnswerCache(0))
+        (answers,) = await _ask_each(fanout, [_source("health", url)], 1, deadline_s)
+    assert transport.refused == 1
+    if retried:
+        assert answers["health"].status is SourceStatus.ANSWERED
+        assert len(backend.requests) == 1
+    else:
+        assert answers["health"].error_code == "CONNECTION_FAILED"
+        assert backend.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_source_that_keeps_refusing_is_tried_twice_per_lookup_then_skipped():
+    port = free_port()
+    sources = [_source("dead", f"http://127.0.0.1:{port}")]
+    async with httpx.AsyncClient() as client:
+        fanout = FanOut(sources, client, AnswerCache(0), breakers=Breakers(["dead"], 2, 60.0))
+        answers = await _ask_each(fanout, sources, 3)
+    assert [a["dead"].error_code for a in answers] == ["CONNECTION_FAILED"] * 2 + [CIRCUIT_OPEN]

@@ -20,6 +20,7 @@ from typing import TextIO
 
 from pydantic import BaseModel
 
+from gateway import metrics
 from gateway.policy.decisions import PlanDecision, PlanInput, ReleaseDecision, ReleaseInput
 from gateway.policy.engine import PLAN_ENTRYPOINT, RELEASE_ENTRYPOINT, PolicyEngine
 
@@ -82,9 +83,11 @@ class LoggedPolicy:
         self.revision = engine.revision
 
     async def plan(self, request: PlanInput) -> tuple[PlanDecision, str]:
-        decision = await self._engine.plan(request)
+        with metrics.POLICY_SECONDS.labels("plan").time():
+            decision = await self._engine.plan(request)
         return decision, self._log.record(PLAN_ENTRYPOINT, self.revision, request, decision)
 
     async def release(self, request: ReleaseInput) -> tuple[ReleaseDecision, str]:
-        decision = await self._engine.release(request)
+        with metrics.POLICY_SECONDS.labels("release").time():
+            decision = await self._engine.release(request)
         return decision, self._log.record(RELEASE_ENTRYPOINT, self.revision, request, decision)

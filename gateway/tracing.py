@@ -1,0 +1,176 @@
+"""Traces of lookups (OpenTelemetry): one span per stage under one span per lookup, continued by
+the connectors the lookup asks.
+
+    lookup
+      admit, plan, fanout (one fanout.source per source asked), match, shield_safe, decide,
+      merge, audit
+
+Every request to a connector carries the W3C `traceparent` of its `fanout.source` span (the
+request's signature covers the body, not this header), and the connector SDK continues it with a
+server span, so one trace shows where a slow lookup spent its time, agency by agency.
+
+`CHILDLOOKUP_TRACING` chooses where spans go: `off` (the default: no tracer provider is installed
+and spans cost next to nothing), `console` (JSON to stderr, for development) or `otlp` (OTLP over
+HTTP, configured by the standard OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+- default http://localhost:4318 - and the other OTEL_EXPORTER_OTLP_* variables; sampling by
+OTEL_TRACES_SAMPLER). A process installs one provider, the first time the app starts.
+
+Span attributes are ids, codes and configured names only: the request id, purpose, the way the
+child was identified (not the identifier), the caller's role, policy revision and decision ids,
+the lookup's outcome and sources' statuses. Never a child's details, a practitioner's name or
+subject, or an organisation; no counts of records or withheld fields either, which for a hidden
+or shielded child would say more than the outcome does. Exceptions are not recorded on spans (a
+message can quote what was sent): a failed span's status names the error code or exception type
+only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar, cast
+
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from gateway.config import Tracing
+from gateway.errors import GatewayError
+from gateway.types import LookupContext, SourceAnswer
+
+SERVICE: str = "childlookup-gateway"
+
+_tracer = trace.get_tracer("childlookup.gateway")
+_installed: TracerProvider | None = None
+
+F = TypeVar("F", bound=Callable[..., Any])
+Describe = Callable[[Any], Mapping[str, AttributeValue]]
+
+
+def configure(setting: Tracing) -> None:
+    """Install this process's tracer provider for `setting`; once per process, and not at all
+    when tracing is off (another provider, such as a test's, is then left in place)."""
+    global _installed
+    if setting is Tracing.OFF or _installed is not None:
+        return
+    _installed = tracer_provider(setting)
+    trace.set_tracer_provider(_installed)
+
+
+def tracer_provider(setting: Tracing) -> TracerProvider:
+    """A provider batching spans to the console or to an OTLP/HTTP collector."""
+    exporter: SpanExporter
+    if setting is Tracing.OTLP:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        exporter = OTLPSpanExporter()
+    else:
+        exporter = ConsoleSpanExporter(out=sys.stderr)
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: SERVICE}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return provider
+
+
+def flush() -> None:
+    """Export what is buffered (the app stopping); the provider itself shuts down at exit."""
+    if _installed is not None:
+        _installed.force_flush(timeout_millis=5_000)
+
+
+@contextlib.contextmanager
+def span(
+    name: str,
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Iterator[Span]:
+    """A span current for the block; an exception marks it failed by code or type only."""
+    with _tracer.start_as_current_span(
+        name,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as current:
+        try:
+            yield current
+        except BaseException as error:
+            current.set_status(Status(StatusCode.ERROR, _error_name(error)))
+            raise
+
+
+def stage(name: str, describe: Describe | None = None) -> Callable[[F], F]:
+    """Run a pipeline stage (sync or async) in a span named `name`; `describe` turns its result
+    into attributes (ids and codes, never data)."""
+
+    def decorate(run: F) -> F:
+        if inspect.iscoroutinefunction(run):
+
+            @functools.wraps(run)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with span(name) as current:
+                    result = await run(*args, **kwargs)
+                    if describe is not None:
+                        current.set_attributes(describe(result))
+                    return result
+
+            return cast(F, run_async)
+
+        @functools.wraps(run)
+        def run_sync(*args: Any, **kwargs: Any) -> Any:
+            with span(name) as current:
+                result = run(*args, **kwargs)
+                if describe is not None:
+                    current.set_attributes(describe(result))
+                return result
+
+        return cast(F, run_sync)
+
+    return decorate
+
+
+def lookup_span(lookup: LookupContext) -> contextlib.AbstractContextManager[Span]:
+    return span(
+        "lookup",
+        attributes={
+            "childlookup.request_id": lookup.request_id,
+            "childlookup.purpose": lookup.query.purpose.value,
+            "childlookup.identified_by": lookup.query.identified_by.value,
+            "childlookup.caller.role": lookup.caller.role,
+            "childlookup.policy_revision": lookup.policy_revision,
+        },
+    )
+
+
+def source_span(source: str) -> contextlib.AbstractContextManager[Span]:
+    """One source asked; the connector's server span continues it (see `inject`)."""
+    return span("fanout.source", kind=SpanKind.CLIENT, attributes={"childlookup.source": source})
+
+
+def answered(current: Span, answer: SourceAnswer) -> None:
+    attributes: dict[str, AttributeValue] = {
+        "childlookup.source.status": answer.status.value,
+        "childlookup.source.cached": answer.cached,
+    }
+    if answer.error_code is not None:
+        attributes["childlookup.source.error_code"] = answer.error_code
+    current.set_attributes(attributes)
+    if not answer.answered:
+        current.set_status(Status(StatusCode.ERROR, answer.error_code or answer.status.value))
+
+
+def inject(headers: dict[str, str]) -> None:
+    """Add the current span's `traceparent` (and `tracestate`) to an outgoing request."""
+    propagate.inject(headers)
+
+
+def _error_name(error: BaseException) -> str:
+    if isinstance(error, GatewayError):
+        return error.code.value
+    return type(error).__name__
