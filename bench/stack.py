@@ -60,6 +60,7 @@ def running_stack(
     latency_ms: float = 0.0,
     gateway_env: Mapping[str, str] | None = None,
     role: str = "social_worker",
+    workers: int = 1,
 ) -> Iterator[RunningStack]:
     """Connectors serving `population/<agency>.jsonl` and a gateway with its state in `work`,
     answer cache off; yields its GraphQL URL and a dev token for `role`."""
@@ -91,7 +92,7 @@ def running_stack(
         audit_db = work / "audit.sqlite3"
         processes.append(
             _childlookup(
-                ["serve", "--config", str(config), "--port", str(port)],
+                ["serve", "--config", str(config), "--port", str(port), "--workers", str(workers)],
                 env
                 | dict(NO_LIMITS)
                 | {

@@ -1,6 +1,6 @@
 """The gateway's HTTP surface: POST /graphql (authenticated), GraphiQL in dev (its files under
-/graphiql), /healthz, /readyz, and /.well-known/jwks.json (the key connectors check the gateway's
-signed requests against).
+/graphiql), /healthz, /readyz, /metrics (Prometheus, see gateway.metrics for who may read it), and
+/.well-known/jwks.json (the key connectors check the gateway's signed requests against).
 
 The parts are built in gateway.components; /graphql is the GraphQL view (resolvers.view) behind
 the edge middleware (gateway.middleware) and, when configured, the trusted-documents registry.
@@ -19,8 +19,12 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from connectors.trust import JWKS_PATH
+from gateway import metrics, tracing
 from gateway.components import Components, running
+from gateway.config import Mode
+from gateway.errors import ErrorCode, error_response
 from gateway.middleware import Authentication, BodyLimit, NoStore
+from gateway.redis_limits import answers
 from resolvers import graphiql as graphiql_ide
 from resolvers.trusted_documents import TrustedDocuments, load_registry
 from resolvers.view import GraphQLView
@@ -43,6 +47,7 @@ def create_app(components: Components, *, drain_signal: int | None = None) -> St
         loop = asyncio.get_running_loop()
         if drain_signal is not None:
             loop.add_signal_handler(drain_signal, begin_draining, app)
+        tracing.configure(settings.tracing)
         async with running(components) as pipeline:
             app.state.pipeline = pipeline
             try:
@@ -51,20 +56,24 @@ def create_app(components: Components, *, drain_signal: int | None = None) -> St
                 app.state.draining = True
                 if drain_signal is not None:
                     loop.remove_signal_handler(drain_signal)
+        tracing.flush()
+        metrics.process_stopped()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        """Ready: the policy is loaded, a record can be committed to the audit log now, and the
-        instance is not shutting down. Sources are reported, not required (gateway.source_health
-        says why)."""
+        """Ready: the policy is loaded, a record can be committed to the audit log now, the
+        limits' Redis (when configured) answers, and the instance is not shutting down. Sources
+        are reported, not required (gateway.source_health says why)."""
         policy = request.app.state.pipeline.policy
         checks = {
             "policy": bool(policy.revision),
             "audit": await asyncio.to_thread(components.audit.is_writable),
             "connectors": bool(components.sources),
         }
+        if components.redis is not None:
+            checks["limits"] = await answers(components.redis)
         draining = request.app.state.draining
         ready = all(checks.values()) and not draining
         status = "shutting down" if draining else "ready" if ready else "not ready"
@@ -80,6 +89,23 @@ def create_app(components: Components, *, drain_signal: int | None = None) -> St
     async def jwks(request: Request) -> Response:
         return JSONResponse(components.request_signer.jwks())
 
+    async def metrics_page(request: Request) -> Response:
+        access = metrics.scrape_access(
+            request.headers.get("authorization"),
+            request.client.host if request.client else None,
+            token=settings.metrics_token,
+            dev=settings.mode is Mode.DEV,
+        )
+        if access is metrics.Scrape.NOT_SERVED:
+            return Response(status_code=404)
+        if access is metrics.Scrape.UNAUTHENTICATED:
+            return error_response(
+                401, ErrorCode.UNAUTHENTICATED, "Metrics need the scraper's bearer token."
+            )
+        revision = metrics.PolicyRevision(lambda: request.app.state.pipeline.policy.revision)
+        body, media_type = await asyncio.to_thread(metrics.exposition, [revision])
+        return Response(body, media_type=media_type, headers={"cache-control": "no-store"})
+
     view: ASGIApp = GraphQLView(
         audit_trail=components.audit_trail,
         explorable=settings.explorable,
@@ -92,6 +118,7 @@ def create_app(components: Components, *, drain_signal: int | None = None) -> St
         Route("/graphql", graphql, methods=["GET", "POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics_page, methods=["GET"]),
         Route(JWKS_PATH, jwks, methods=["GET"]),
     ]
     if settings.explorable:

@@ -152,13 +152,24 @@ def _synth(args: argparse.Namespace) -> int:
 def _connector_serve(args: argparse.Namespace) -> int:
     from connectors.reference import create_reference_app
     from connectors.serving import ServedApp, bind_socket, run, serve_all
-    from connectors.trust import AnswerSigner, PublishedKeys, RequestVerifier
+    from connectors.trust import AnswerSigner, PublishedKeys, ReplayCache, RequestVerifier
     from gateway.tls import server_context
 
     tls_config = _server_tls(args)
     tls = None if tls_config is None else server_context(tls_config)
+    replay_cache: ReplayCache | None = None
+    if args.redis_url:
+        if not args.gateway_jwks:
+            raise ValueError("--redis-url keeps signed requests' ids: it needs --gateway-jwks")
+        from connectors.redis_replay import RedisReplayCache
+
+        replay_cache = RedisReplayCache.from_url(args.redis_url, f"childlookup:{args.agency}")
     verifier = (
-        RequestVerifier(PublishedKeys(args.gateway_jwks), issuer=args.gateway_issuer)
+        RequestVerifier(
+            PublishedKeys(args.gateway_jwks),
+            issuer=args.gateway_issuer,
+            replay_cache=replay_cache,
+        )
         if args.gateway_jwks
         else None
     )
@@ -206,7 +217,10 @@ def _policy_bundle(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _audit_store(settings: Settings) -> Iterator[AuditStore]:
-    """Open an existing audit log (never create one: verifying a typo'd path must not pass)."""
+    """Open an existing audit log (never create one: verifying a typo'd path must not pass), in
+    PostgreSQL when CHILDLOOKUP_DATABASE_URL is set."""
+    import psycopg
+
     from gateway.audit import open_audit_store
 
     store = open_audit_store(settings, create=False)
@@ -215,6 +229,11 @@ def _audit_store(settings: Settings) -> Iterator[AuditStore]:
     except sqlite3.Error as exc:  # opened, but damaged past its schema
         path = settings.resolved_audit_db()
         raise ValueError(f"cannot read the audit log at {path}: {exc}") from exc
+    except psycopg.Error as exc:  # the database went away, or refused the read
+        where = f"PostgreSQL schema {settings.database_schema}"
+        raise ValueError(
+            f"cannot read the audit log in {where}: {' '.join(str(exc).split())}"
+        ) from exc
     finally:
         store.close()
 
@@ -254,6 +273,19 @@ def _audit_alerts(args: argparse.Namespace) -> int:
     with _audit_store(Settings(state_dir=args.state_dir)) as store:
         alerts = store.alerts(since=args.since)
     _print_lines(alerts, "alerts")
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from gateway.audit import upgrade_schema
+
+    settings = Settings()
+    if settings.database_url is None:
+        raise ValueError(
+            "CHILDLOOKUP_DATABASE_URL is not set: the SQLite audit log needs no migration"
+        )
+    revision = upgrade_schema(settings.database_url, settings.database_schema)
+    print(f"audit database schema {settings.database_schema} at revision {revision}")
     return 0
 
 
@@ -377,6 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="sign every answer with this P-256 private key (public key served at "
         "/.well-known/jwks.json)",
     )
+    cserve.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="replicas of this connector sharing this Redis refuse a request any of them has "
+        "accepted (replay protection across replicas), e.g. redis://127.0.0.1:6379/0",
+    )
     _add_tls_arguments(cserve, "the gateway")
     cserve.set_defaults(run=_connector_serve)
 
@@ -446,6 +484,15 @@ def build_parser() -> argparse.ArgumentParser:
     aalerts.add_argument("--since", type=_timestamp, help="ISO 8601 date or time")
     aalerts.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
     aalerts.set_defaults(run=_audit_alerts)
+
+    db = commands.add_parser("db", help="the PostgreSQL audit database (CHILDLOOKUP_DATABASE_URL)")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    dupgrade = db_commands.add_parser(
+        "upgrade",
+        help="create or migrate CHILDLOOKUP_DATABASE_SCHEMA to this version, as the schema's"
+        " owner, before gateways of this version start (see gateway.audit.migrations)",
+    )
+    dupgrade.set_defaults(run=_db_upgrade)
 
     schema = commands.add_parser("schema", help="print, check or write schema.graphql")
     mode = schema.add_mutually_exclusive_group()

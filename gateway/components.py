@@ -16,24 +16,27 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
+from redis.asyncio import Redis
 
+from gateway import metrics
 from gateway.audit import (
     AuditStore,
     AuditTrail,
     LookupAuditor,
     NotificationDispatcher,
-    Outbox,
     Pseudonymiser,
     RetryPolicy,
     audit_key,
     open_audit_store,
+    open_outbox,
 )
 from gateway.auth import ClaimNames, JwksKeys, StaticKey, TokenVerifier
+from gateway.breakers import Breakers
 from gateway.cache import AnswerCache
 from gateway.capacity import Capacity
 from gateway.config import Settings, SourceConfig
 from gateway.fanout import FanOut
-from gateway.limits import InProcessLimits, LimitSettings
+from gateway.limits import AccessLimits, InProcessLimits, LimitSettings
 from gateway.linkage import LinkageModel
 from gateway.pipeline import LookupPipeline
 from gateway.policy import (
@@ -43,6 +46,7 @@ from gateway.policy import (
     RemotePolicyEngine,
     policy_engine_from_settings,
 )
+from gateway.redis_limits import RedisLimits, redis_client
 from gateway.signing import AnswerVerifier, RequestSigner, answer_verifiers
 from gateway.source_health import SourceHealth
 from gateway.tls import connector_client_context
@@ -65,6 +69,9 @@ class Components:
     linkage: LinkageModel
     connector_tls: ssl.SSLContext
     source_health: SourceHealth
+    redis: Redis | None = None
+    """The limits' shared store when CHILDLOOKUP_REDIS_URL is set: a connection pool that connects
+    when first used and is closed when `running` ends."""
 
 
 def build_components(settings: Settings, sources: list[SourceConfig]) -> Components:
@@ -97,6 +104,17 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
         linkage=linkage_model(settings),
         connector_tls=connector_client_context(settings.connector_tls, sources),
         source_health=SourceHealth([s.name for s in sources]),
+        redis=None if settings.redis_url is None else redis_client(settings.redis_url),
+    )
+
+
+def access_limits(components: Components) -> AccessLimits:
+    """Limits shared by every process on one Redis when configured, else this process's own."""
+    settings = LimitSettings.from_settings(components.settings)
+    if components.redis is None:
+        return InProcessLimits(settings, components.audit)
+    return RedisLimits(
+        components.redis, components.settings.redis_prefix, settings, components.audit
     )
 
 
@@ -121,7 +139,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
     async with httpx.AsyncClient(
         limits=limits, timeout=10.0, verify=components.connector_tls
     ) as client:
-        outbox = Outbox(settings.resolved_audit_db())
+        outbox = open_outbox(settings)
         notifier = NotificationDispatcher(
             outbox,
             client,
@@ -134,7 +152,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             sources=components.sources,
             policy=components.policy,
             decision_log=components.decision_log,
-            limits=InProcessLimits(LimitSettings.from_settings(settings), components.audit),
+            limits=access_limits(components),
             fanout=FanOut(
                 components.sources,
                 client,
@@ -142,6 +160,12 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
                 signer=components.request_signer,
                 answer_verifiers=components.answer_verifiers,
                 health=components.source_health,
+                breakers=Breakers(
+                    (s.name for s in components.sources),
+                    settings.circuit_failures,
+                    settings.circuit_cool_down_s,
+                    on_change=metrics.circuit_changed,
+                ),
             ),
             linkage=components.linkage,
             authority=settings.field_authority,
@@ -174,3 +198,5 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
                 await remote.aclose()
             await notifier.aclose()
             outbox.close()
+            if components.redis is not None:
+                await components.redis.aclose()

@@ -29,6 +29,14 @@ class Mode(StrEnum):
     PRODUCTION = "production"
 
 
+class Tracing(StrEnum):
+    """Where lookup traces go (gateway.tracing)."""
+
+    OFF = "off"
+    CONSOLE = "console"
+    OTLP = "otlp"
+
+
 class SourceConfig(BaseModel):
     """One agency connector the gateway fans out to."""
 
@@ -154,8 +162,9 @@ class Settings(BaseSettings):
     """postgresql://... : the audit log with its chain and checkpoints, the notification outbox and
     the distinct-children counts live in this PostgreSQL database, shared by every gateway process
     (gateway.audit.postgres); unset, in the SQLite file `audit_db`."""
-    database_schema: str = Field(default="childlookup", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
-    """The PostgreSQL schema holding those tables."""
+    database_schema: str = Field(default="childlookup", pattern=r"^[a-z_][a-z0-9_]{0,54}$")
+    """The PostgreSQL schema holding those tables, made by `childlookup db upgrade`; gateways
+    connect as a member of its `<schema>_writer` role (see gateway.audit.migrations)."""
     redis_url: str | None = None
     """redis://... : the per-user and per-organisation rate limits and the daily distinct-children
     cap are kept here, exact across every gateway process; unset, each process keeps its own.
@@ -232,6 +241,16 @@ class Settings(BaseSettings):
     """Serve https (optionally requiring portals' client certificates); unset, plain http."""
     connector_tls: ClientTls = ClientTls()
     """The CA connectors' certificates must chain to, and the gateway's client certificate."""
+    circuit_failures: Annotated[int, Field(ge=0, le=1_000)] = 5
+    """Consecutive failed attempts (no answer in time, connection refused, or UNAVAILABLE) after
+    which a source is skipped at once, FAILED with CIRCUIT_OPEN (gateway.breakers); 0 never."""
+    circuit_cool_down_s: Annotated[float, Field(gt=0, le=3_600)] = 10.0
+    """How long an open circuit skips its source before one lookup probes it again."""
+    tracing: Tracing = Tracing.OFF
+    """Lookup traces: off, console (stderr) or otlp (OTEL_EXPORTER_OTLP_* variables say where)."""
+    metrics_token: str | None = Field(default=None, min_length=32)
+    """The bearer token Prometheus scrapes /metrics with. Unset, /metrics is served to loopback
+    clients in dev mode and not at all in production."""
 
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:

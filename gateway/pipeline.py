@@ -6,6 +6,9 @@ Authentication happens at the HTTP edge (gateway.middleware) and the response is
 resolvers; this module runs everything in between. The audit record is committed before the result
 is returned, and if it cannot be, the caller gets an error and no data. A policy failure releases
 nothing.
+
+Each lookup is observed as it runs (`_observed`): a trace span (each stage adds its own, see
+gateway.tracing), its request id on every log line, and its outcome counted (gateway.metrics).
 """
 
 from __future__ import annotations
@@ -14,16 +17,17 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 
 from connectors.protocol import FieldId
+from gateway import logs, metrics, tracing
 from gateway.audit import LookupAuditor, Pseudonymiser
 from gateway.capacity import Capacity
 from gateway.config import SourceConfig
 from gateway.decide import decide
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
-from gateway.limits import AccessLimits, refusal_error
+from gateway.limits import LIMITS_UNAVAILABLE, AccessLimits, refusal_error
 from gateway.linkage import LinkageModel
 from gateway.match import MatchResult, match_records
 from gateway.merge import merge
@@ -42,6 +46,7 @@ from gateway.types import (
 )
 
 _alerts = logging.getLogger("childlookup.alerts")
+_log = logging.getLogger("childlookup.gateway")
 
 
 class LookupPipeline:
@@ -88,8 +93,8 @@ class LookupPipeline:
         task.add_done_callback(lambda _: self._capacity.release())
         return await asyncio.shield(task)
 
-    async def _run(self, caller: Caller, query: LookupQuery) -> LookupResult:
-        lookup = LookupContext(
+    def _context(self, caller: Caller, query: LookupQuery) -> LookupContext:
+        return LookupContext(
             caller=caller,
             query=query,
             request_id=uuid.uuid4().hex,
@@ -98,6 +103,13 @@ class LookupPipeline:
             # One revision decides the whole lookup, even across a reload.
             policy=LoggedPolicy(self.policy, self._log),
         )
+
+    async def _run(self, caller: Caller, query: LookupQuery) -> LookupResult:
+        lookup = self._context(caller, query)
+        return await _observed(lookup, self._stages(lookup))
+
+    async def _stages(self, lookup: LookupContext) -> LookupResult:
+        query = lookup.query
         await self._admit(lookup)
         try:
             plan = await make_plan(lookup, self.sources)
@@ -133,24 +145,53 @@ class LookupPipeline:
         await self._audit.commit(lookup, plan, result, release, hidden=hidden)
         return result
 
+    @tracing.stage("admit")
     async def _admit(self, lookup: LookupContext) -> None:
         """Let the lookup go ahead, or audit the refusal, raise the trawling alert and stop it."""
         refusal = await self._limits.reserve(lookup.caller, lookup.child_ref)
         if refusal is None:
             return
+        metrics.LIMIT_REFUSALS.labels(refusal).inc()
         await self._audit.failure(lookup, "REFUSED", refusal)
-        _alerts.warning(
-            "lookup refused: possible trawling",
-            extra={
-                "event": "harvesting_alert",
-                "context": {
-                    "subject": lookup.caller.subject,
-                    "organisation": lookup.caller.organisation,
-                    "refusal": refusal,
+        if refusal == LIMITS_UNAVAILABLE:
+            # The limits could not be checked: an outage to fix, not a user trawling.
+            _log.error("limits unavailable: lookup refused", extra={"event": "limits_unavailable"})
+        else:
+            _alerts.warning(
+                "lookup refused: possible trawling",
+                extra={
+                    "event": "harvesting_alert",
+                    "context": {
+                        "subject": lookup.caller.subject,
+                        "organisation": lookup.caller.organisation,
+                        "refusal": refusal,
+                    },
                 },
-            },
-        )
+            )
         raise refusal_error(refusal)
+
+
+async def _observed(lookup: LookupContext, run: Awaitable[LookupResult]) -> LookupResult:
+    """Run the lookup in its trace span with its request id on every log line, and count how it
+    ended: its outcome, or the error code the caller got."""
+    started = time.monotonic()
+    outcome = ErrorCode.INTERNAL_ERROR.value
+    request_id = logs.REQUEST_ID.set(lookup.request_id)
+    try:
+        with tracing.lookup_span(lookup) as span:
+            result = await run
+            outcome = result.outcome.value
+            span.set_attribute("childlookup.outcome", outcome)
+            return result
+    except GatewayError as error:
+        outcome = error.code.value
+        raise
+    except asyncio.CancelledError:
+        outcome = "CANCELLED"  # the gateway stopping mid-lookup
+        raise
+    finally:
+        logs.REQUEST_ID.reset(request_id)
+        metrics.lookup_finished(lookup.query.purpose.value, outcome, time.monotonic() - started)
 
 
 def _finished(task: asyncio.Task[LookupResult]) -> None:

@@ -26,6 +26,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.supervisors import Multiprocess
 
+from gateway import metrics
 from gateway.app import create_app
 from gateway.components import build_components
 from gateway.config import ServerTls, Settings, load_sources
@@ -67,6 +68,8 @@ def serve_workers(settings: Settings, sock: socket.socket, workers: int) -> None
         if settings.server_tls is None
         else partial(_tls_context, settings.server_tls),
     )
+    # Counters from every worker add up in /metrics through files in one directory.
+    metrics.prepare_multiprocess()
     _DrainingSupervisor(config, [sock], settings.shutdown_drain_s).run()
 
 
@@ -82,6 +85,14 @@ class _DrainingSupervisor(Multiprocess):
         super().__init__(config, sockets)
         self._drain_s = drain_s
         self._draining = False
+
+    def keep_subprocess_alive(self) -> None:
+        """As uvicorn's, and a replaced worker's live gauges leave the metrics totals."""
+        before = {process.pid for process in self.processes}
+        super().keep_subprocess_alive()
+        for pid in before - {process.pid for process in self.processes}:
+            if pid is not None:
+                metrics.worker_exited(pid)
 
     def handle_term(self) -> None:
         if self._drain_s <= 0 or self._draining:

@@ -3,6 +3,7 @@
 import re
 
 from connectors.protocol import ErrorCode as ConnectorErrorCode
+from gateway.breakers import CIRCUIT_OPEN
 from gateway.config import REPO_ROOT
 from gateway.errors import ErrorCode
 from gateway.match import RECORD_MISMATCH
@@ -14,8 +15,10 @@ GATEWAY_SOURCE_CODES = {
     "MALFORMED_RESPONSE",
     "ANSWER_NOT_TRUSTED",
     RECORD_MISMATCH,
+    CIRCUIT_OPEN,
 }
-"""What the gateway itself reports as a source's `errorCode` (gateway.fanout, gateway.match)."""
+"""What the gateway itself reports as a source's `errorCode` (gateway.fanout, gateway.match,
+gateway.breakers)."""
 
 
 def _readme_after(opening: str) -> str:
