@@ -28,6 +28,7 @@ from bench.lookup import _drive
 from bench.report import write_report
 from bench.stack import running_stack
 from connectors.synthetic import generate_population, write_population
+from gateway.audit import upgrade_schema, writer_role
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -69,6 +70,7 @@ def _env(shape: Shape, schema: str, prefix: str) -> dict[str, str]:
 def _cleanup(schema: str, prefix: str) -> None:
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        conn.execute(f'DROP ROLE IF EXISTS "{writer_role(schema)}"')
     client = redis.Redis.from_url(REDIS_URL)
     for key in client.scan_iter(match=f"{prefix}*"):
         client.delete(key)
@@ -81,6 +83,8 @@ def run(
     schema, prefix = f"bench_{uuid.uuid4().hex[:10]}", f"bench:{uuid.uuid4().hex[:10]}"
     state = work / f"{shape.workers}-{shape.audit}-{shape.limits}"
     try:
+        if shape.audit == "postgres":
+            upgrade_schema(POSTGRES_URL, schema)
         with running_stack(
             state,
             work / "population",

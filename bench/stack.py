@@ -21,6 +21,7 @@ import httpx
 
 from connectors.reference import REFERENCE_AGENCIES
 from connectors.serving import free_port
+from connectors.trust import JWKS_PATH
 from gateway.demo import reference_source
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
 
@@ -67,6 +68,10 @@ def running_stack(
     ensure_dev_keys(work)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     processes: list[subprocess.Popen[bytes]] = []
+    gateway_port = free_port()
+    # Connectors accept only requests the gateway signed, as deployed; that also gives them the
+    # owner-notification route, so notifications are delivered rather than retried.
+    jwks = f"http://127.0.0.1:{gateway_port}{JWKS_PATH}"
     try:
         sources = []
         for name in REFERENCE_AGENCIES:
@@ -76,9 +81,10 @@ def running_stack(
                     [
                         *("connector", "serve", "--agency", name, "--port", str(port)),
                         *("--records", str(population / f"{name}.jsonl")),
-                        *("--latency-ms", str(latency_ms)),
+                        *("--latency-ms", str(latency_ms), "--gateway-jwks", jwks),
                     ],
                     env,
+                    work / f"{name}.log",
                 )
             )
             sources.append(
@@ -88,7 +94,7 @@ def running_stack(
             wait_ready(f"{source['url'].rstrip('/')}/healthz")
         config = work / "sources.json"
         config.write_text(json.dumps({"sources": sources}))
-        port = free_port()
+        port = gateway_port
         audit_db = work / "audit.sqlite3"
         processes.append(
             _childlookup(
@@ -101,6 +107,7 @@ def running_stack(
                     "CHILDLOOKUP_AUDIT_DB": str(audit_db),
                 }
                 | dict(gateway_env or {}),
+                work / "gateway.log",
             )
         )
         wait_ready(f"http://127.0.0.1:{port}/readyz")
@@ -120,7 +127,13 @@ def running_stack(
             process.wait(timeout=15)
 
 
-def _childlookup(args: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", *args], env=dict(env), stdout=subprocess.DEVNULL
-    )
+def _childlookup(args: list[str], env: Mapping[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A `childlookup` process logging to a file: an unread pipe fills under load and stalls it."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", *args],
+            env=dict(env),
+            stdout=subprocess.DEVNULL,
+            stderr=out,
+        )

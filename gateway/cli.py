@@ -59,7 +59,16 @@ def _server_tls(args: argparse.Namespace) -> ServerTls | None:
     )
 
 
+def _state_settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, as `serve` reads them, with --state-dir when given."""
+    return Settings(**({} if args.state_dir is None else {"state_dir": args.state_dir}))
+
+
 def _serve(args: argparse.Namespace) -> int:
+    # prometheus-client writes into PROMETHEUS_MULTIPROC_DIR as soon as it is imported (below):
+    # a directory named but not yet made must exist first.
+    if multiproc_dir := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        Path(multiproc_dir).mkdir(parents=True, exist_ok=True)
     from connectors.serving import ServedApp, bind_socket, run, serve_all
     from gateway.app import begin_draining, create_app
     from gateway.components import build_components
@@ -119,8 +128,7 @@ def _serve_workers(settings: Settings, workers: int, sources: int) -> int:
 def _token(args: argparse.Namespace) -> int:
     from gateway.tokens import DEV_TOKEN_TTL_S, ensure_dev_keys, issue_dev_token
 
-    # Like `serve`, the state dir comes from CHILDLOOKUP_STATE_DIR unless --state-dir names one.
-    settings = Settings(**({} if args.state_dir is None else {"state_dir": args.state_dir}))
+    settings = _state_settings(args)
     if settings.mode is not Mode.DEV:
         raise ValueError("`token` issues dev tokens, which production mode never accepts")
     key_path = ensure_dev_keys(settings.state_dir)
@@ -246,7 +254,7 @@ def _print_lines(rows: Sequence[object], noun: str) -> None:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    with _audit_store(Settings(state_dir=args.state_dir)) as store:
+    with _audit_store(_state_settings(args)) as store:
         report = store.verify()
     print(report.describe())
     return 0 if report.ok else 1
@@ -256,10 +264,10 @@ def _audit_query(args: argparse.Namespace) -> int:
     from gateway.audit import Pseudonymiser, audit_key
     from gateway.identifiers import normalise_nhs_number
 
-    settings = Settings(state_dir=args.state_dir)
+    settings = _state_settings(args)
     child_ref = None
     if args.child is not None:
-        pseudonyms = Pseudonymiser(audit_key(settings))
+        pseudonyms = Pseudonymiser(audit_key(settings, create=False))
         child_ref = pseudonyms.ref("nhs", normalise_nhs_number(args.child))
     with _audit_store(settings) as store:
         records = store.records(
@@ -270,7 +278,7 @@ def _audit_query(args: argparse.Namespace) -> int:
 
 
 def _audit_alerts(args: argparse.Namespace) -> int:
-    with _audit_store(Settings(state_dir=args.state_dir)) as store:
+    with _audit_store(_state_settings(args)) as store:
         alerts = store.alerts(since=args.since)
     _print_lines(alerts, "alerts")
     return 0
@@ -468,21 +476,21 @@ def build_parser() -> argparse.ArgumentParser:
     averify = audit_commands.add_parser(
         "verify", help="check the audit log's hash chain and signed checkpoints"
     )
-    averify.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
+    averify.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
     averify.set_defaults(run=_audit_verify)
     aquery = audit_commands.add_parser("query", help="who looked at a child, or what a user did")
     aquery.add_argument("--child", help="the child's NHS number (matched by its pseudonym)")
     aquery.add_argument("--user", help="the practitioner's subject, e.g. dev:RR8:Hana Visitor")
     aquery.add_argument("--since", type=_timestamp, help="ISO 8601 date or time, UTC if no zone")
     aquery.add_argument("--limit", type=int, default=1000)
-    aquery.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
+    aquery.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
     aquery.set_defaults(run=_audit_query)
     aalerts = audit_commands.add_parser(
         "alerts",
         help="the privacy officers' feed of break-glass overrides: who, when, why (names no child)",
     )
     aalerts.add_argument("--since", type=_timestamp, help="ISO 8601 date or time")
-    aalerts.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
+    aalerts.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
     aalerts.set_defaults(run=_audit_alerts)
 
     db = commands.add_parser("db", help="the PostgreSQL audit database (CHILDLOOKUP_DATABASE_URL)")

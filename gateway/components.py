@@ -173,6 +173,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             pseudonymiser=components.pseudonymiser,
             capacity=Capacity(settings.max_lookups_in_flight, settings.max_queue_wait_ms),
             deadline_ms=settings.lookup_deadline_ms,
+            demographic_answer_floor_ms=settings.demographic_answer_floor_ms,
         )
         remote = components.policy if isinstance(components.policy, RemotePolicyEngine) else None
         if remote is not None:

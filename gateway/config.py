@@ -186,6 +186,10 @@ class Settings(BaseSettings):
     """The longest a bearer token may be valid (`exp` - `iat`); longer ones are refused. 12 hours
     is one shift: see gateway.auth.DEFAULT_MAX_LIFETIME_S."""
     lookup_deadline_ms: Annotated[int, Field(gt=0, le=60_000)] = 2_500
+    demographic_answer_floor_ms: Annotated[int, Field(ge=0, le=10_000)] = 200
+    """A demographic search answers no sooner than this after it started, so a search that reached
+    a hidden (shielded or restricted) child and a search for nobody take the same time
+    (gateway.shield_safe). Keep it above what such searches take; identifier lookups never wait."""
     max_lookups_in_flight: Annotated[int, Field(gt=0, le=10_000)] = 64
     """Lookups one gateway process runs at once; more wait (see max_queue_wait_ms). Past what the
     process can finish in time, more concurrency only makes every lookup's sources time out. Size

@@ -33,7 +33,7 @@ from gateway.match import MatchResult, match_records
 from gateway.merge import merge
 from gateway.plan import make_plan
 from gateway.policy import DecisionLog, LoggedPolicy, PolicyEngine, PolicyError
-from gateway.shield_safe import shield_safe
+from gateway.shield_safe import answer_floor, shield_safe
 from gateway.types import (
     Caller,
     LookupContext,
@@ -46,7 +46,6 @@ from gateway.types import (
 )
 
 _alerts = logging.getLogger("childlookup.alerts")
-_log = logging.getLogger("childlookup.gateway")
 
 
 class LookupPipeline:
@@ -66,6 +65,7 @@ class LookupPipeline:
         pseudonymiser: Pseudonymiser,
         capacity: Capacity,
         deadline_ms: int,
+        demographic_answer_floor_ms: int = 0,
     ) -> None:
         self.sources = tuple(sources)
         self.policy = policy  # replaced whole by a policy reload, never modified in place
@@ -78,6 +78,7 @@ class LookupPipeline:
         self._pseudonymiser = pseudonymiser
         self._capacity = capacity
         self._deadline_s = deadline_ms / 1000
+        self._answer_floor_s = demographic_answer_floor_ms / 1000
         self._running: set[asyncio.Task[LookupResult]] = set()
 
     async def lookup(self, caller: Caller, query: LookupQuery) -> LookupResult:
@@ -85,13 +86,16 @@ class LookupPipeline:
         gateway.capacity), even if the request that asked is cancelled (a sibling alias failed,
         the client went away): by then an agency may have been asked, and every access is
         audited. A cancelled caller's result is then dropped unseen."""
+        started = time.monotonic()
         await self._capacity.acquire()
         task = asyncio.ensure_future(self._run(caller, query))
         self._running.add(task)
         task.add_done_callback(_finished)
         task.add_done_callback(self._running.discard)
         task.add_done_callback(lambda _: self._capacity.release())
-        return await asyncio.shield(task)
+        result = await asyncio.shield(task)
+        await answer_floor(query, started, self._answer_floor_s)  # holding no place meanwhile
+        return result
 
     def _context(self, caller: Caller, query: LookupQuery) -> LookupContext:
         return LookupContext(
@@ -153,10 +157,9 @@ class LookupPipeline:
             return
         metrics.LIMIT_REFUSALS.labels(refusal).inc()
         await self._audit.failure(lookup, "REFUSED", refusal)
-        if refusal == LIMITS_UNAVAILABLE:
-            # The limits could not be checked: an outage to fix, not a user trawling.
-            _log.error("limits unavailable: lookup refused", extra={"event": "limits_unavailable"})
-        else:
+        # Limits that could not be checked are an outage (logged where it happened, with its
+        # cause), not a user trawling.
+        if refusal != LIMITS_UNAVAILABLE:
             _alerts.warning(
                 "lookup refused: possible trawling",
                 extra={

@@ -6,13 +6,21 @@ released; a search with postcode NFA (no fixed abode) is treated no differently,
 that a hidden child has no fixed abode is itself a disclosure about where they are. So a search
 that reaches a shielded or restricted record - or that cannot rule one out, because a shield
 authority did not answer - comes back exactly as a search that found nobody: same outcome, same
-source statuses, no possible matches, and through the same remaining stages, so its timing does
-not tell them apart either. Identifier lookups are unaffected: holding the NHS number
-or UPN already identifies the child, and the policy then withholds location fields as usual.
+source statuses, no possible matches, and through the same remaining stages. Identifier lookups
+are unaffected: holding the NHS number or UPN already identifies the child, and the policy then
+withholds location fields as usual.
+
+The same stages are not the same time: before anything can be hidden, the agencies have found,
+sent and the gateway has scored the hidden child's records, which a search for nobody never does
+(measured: about 0.25 ms more, which 80 paired lookups tell apart at z = 5-6). So a demographic
+search answers no sooner than a fixed time after it started (`answer_floor`), longer than the
+search itself takes: both wait out the same floor.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Collection
 from dataclasses import replace
 
@@ -44,3 +52,11 @@ def shield_safe(
         possible={},
     )
     return nothing, True
+
+
+async def answer_floor(query: LookupQuery, started: float, floor_s: float) -> None:
+    """Hold a demographic search's answer until `floor_s` after it `started` (monotonic), so its
+    timing says nothing of what it found; other lookups are answered at once. A search that took
+    longer than the floor is answered when done: keep the floor above what searches take."""
+    if query.identified_by is IdentifiedBy.DEMOGRAPHICS:
+        await asyncio.sleep(max(0.0, started + floor_s - time.monotonic()))

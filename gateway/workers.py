@@ -14,6 +14,7 @@ turns 503 while they keep serving) and stops them once the drain has run; SIGINT
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -68,9 +69,15 @@ def serve_workers(settings: Settings, sock: socket.socket, workers: int) -> None
         if settings.server_tls is None
         else partial(_tls_context, settings.server_tls),
     )
-    # Counters from every worker add up in /metrics through files in one directory.
-    metrics.prepare_multiprocess()
-    _DrainingSupervisor(config, [sock], settings.shutdown_drain_s).run()
+    # Counters from every worker add up in /metrics through files in one directory: the one
+    # PROMETHEUS_MULTIPROC_DIR names, or a temporary one removed when the workers stop.
+    configured = os.environ.get(metrics.MULTIPROC_DIR_ENV)
+    directory = metrics.prepare_multiprocess()
+    try:
+        _DrainingSupervisor(config, [sock], settings.shutdown_drain_s).run()
+    finally:
+        if configured is None:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def _tls_context(

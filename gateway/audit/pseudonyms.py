@@ -15,13 +15,21 @@ from gateway.config import Mode, Settings
 from gateway.types import LookupQuery
 
 
-def audit_key(settings: Settings) -> bytes:
-    """The pseudonymisation key; in dev mode one is generated once and kept in the state dir."""
+def audit_key(settings: Settings, *, create: bool = True) -> bytes:
+    """The pseudonymisation key; in dev mode one is generated once and kept in the state dir.
+
+    With `create=False` (reading an existing log) a missing key is an error: a new one would make
+    every checkpoint look forged and every child's earlier accesses unfindable."""
     if settings.audit_key is not None:
         return settings.audit_key.encode()
     if settings.mode is Mode.PRODUCTION:
         raise ValueError("CHILDLOOKUP_AUDIT_KEY is required in production mode")
     path = settings.state_dir / "audit.key"
+    if not create and not path.exists():
+        raise ValueError(
+            f"no audit key at {path}: set CHILDLOOKUP_AUDIT_KEY, or CHILDLOOKUP_STATE_DIR (or"
+            " --state-dir) to the gateway's state directory"
+        )
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_hex(32))

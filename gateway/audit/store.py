@@ -71,13 +71,15 @@ def open_audit_store(settings: Settings, *, create: bool = True) -> AuditStore:
         return PostgresAuditStore(
             settings.database_url,
             settings.database_schema,
-            checkpoint_key=_checkpoint_key(settings),
+            checkpoint_key=_checkpoint_key(settings, create=create),
         )
     path = settings.resolved_audit_db()
     if not create and not path.exists():
         raise ValueError(f"no audit log at {path}")
     return SqliteAuditStore(
-        path, checkpoint_key=_checkpoint_key(settings), synchronous=settings.audit_synchronous
+        path,
+        checkpoint_key=_checkpoint_key(settings, create=create),
+        synchronous=settings.audit_synchronous,
     )
 
 
@@ -88,5 +90,5 @@ def open_outbox(settings: Settings) -> Outbox:
     return SqliteOutbox(settings.resolved_audit_db())
 
 
-def _checkpoint_key(settings: Settings) -> bytes:
-    return derive_key(audit_key(settings), "audit-checkpoint")
+def _checkpoint_key(settings: Settings, *, create: bool) -> bytes:
+    return derive_key(audit_key(settings, create=create), "audit-checkpoint")

@@ -65,6 +65,7 @@ def test_verify_refuses_a_missing_log_instead_of_creating_one(tmp_path, capsys):
 @pytest.mark.parametrize("command", ["verify", "query", "alerts"])
 @pytest.mark.parametrize("what", ["garbage", "directory", "corrupt"])
 def test_an_unopenable_log_is_a_one_line_error_naming_it(state, tmp_path, capsys, command, what):
+    shutil.copy(state / "audit.key", tmp_path / "audit.key")
     log = tmp_path / "audit.sqlite3"
     if what == "garbage":
         log.write_bytes(b"this is not an audit log\n" * 200)
@@ -81,3 +82,21 @@ def test_an_unopenable_log_is_a_one_line_error_naming_it(state, tmp_path, capsys
     assert err.startswith(f"childlookup: cannot open the audit log at {log}") or err.startswith(
         f"childlookup: cannot read the audit log at {log}"
     )
+
+
+def test_reading_a_log_without_its_key_is_refused_rather_than_keyed_afresh(state, tmp_path, capsys):
+    """A new key would make every checkpoint look forged and every earlier access unfindable."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(state / "audit.sqlite3", copy / "audit.sqlite3")
+
+    for command in (["verify"], ["query", "--child", NHS], ["alerts"]):
+        assert main(["audit", *command, "--state-dir", str(copy)]) == 2
+        assert "no audit key" in capsys.readouterr().err
+    assert not (copy / "audit.key").exists()
+
+
+def test_the_state_dir_comes_from_the_environment_as_for_serve(state, monkeypatch, capsys):
+    monkeypatch.setenv("CHILDLOOKUP_STATE_DIR", str(state))
+    assert main(["audit", "verify"]) == 0
+    assert "audit log intact" in capsys.readouterr().out
