@@ -18,6 +18,7 @@ configured one. Times are seconds since the epoch: they must mean the same thing
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -123,3 +124,65 @@ class Outbox(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class OutboxRows(ABC):
+    """What the SQLite and PostgreSQL outboxes do alike, written once: everything but `claim`,
+    whose locking differs. Statements use `%s` placeholders; a store runs them through `_rows`
+    (the SQLite store turns the placeholders into its `?`)."""
+
+    @abstractmethod
+    def _rows(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+        """Run one statement as its own transaction; the rows it returned, if any."""
+
+    def next_due(self) -> float | None:
+        """When the earliest pending message falls due, or None when nothing is pending."""
+        ((due,),) = self._rows(
+            "SELECT MIN(next_attempt_at) FROM notification_outbox WHERE state = 'PENDING'"
+        )
+        return None if due is None else float(due)
+
+    def stats(self) -> OutboxStats:
+        return outbox_stats(self._rows(STATS_QUERY)[0])
+
+    def delivered(self, message_id: str, now: float) -> None:
+        """Mark delivered and erase the payload: the owner has it now."""
+        self._finish(message_id, OutboxState.DELIVERED, None, now, erase=True)
+
+    def dead(self, message_id: str, error: str, now: float) -> None:
+        """Give up on automatic delivery; the payload stays for an operator to act on."""
+        self._finish(message_id, OutboxState.DEAD, error, now, erase=False)
+
+    def retry(self, message_id: str, error: str, at: float) -> None:
+        """Record a failed attempt (`error` is a code, never personal data) and when to retry."""
+        self._rows(
+            "UPDATE notification_outbox SET last_error = %s, next_attempt_at = %s"
+            " WHERE message_id = %s AND state = 'PENDING'",
+            (error, at, message_id),
+        )
+
+    def _finish(
+        self, message_id: str, state: OutboxState, error: str | None, now: float, *, erase: bool
+    ) -> None:
+        self._rows(
+            "UPDATE notification_outbox SET state = %s, last_error = %s, finished_at = %s,"
+            " payload = CASE WHEN %s THEN NULL ELSE payload END"
+            " WHERE message_id = %s AND state = 'PENDING'",
+            (state.value, error, now, erase, message_id),
+        )
+
+    def entries(self, audit_id: str | None = None) -> list[OutboxEntry]:
+        """Every message, or those of one lookup, oldest first."""
+        statement = (
+            "SELECT message_id, audit_id, source, state, attempts, last_error, payload"
+            " FROM notification_outbox"
+        )
+        params: tuple[str, ...] = ()
+        if audit_id is not None:
+            statement += " WHERE audit_id = %s"
+            params = (audit_id,)
+        rows = self._rows(statement + " ORDER BY created_at, message_id", params)
+        return [
+            OutboxEntry(mid, aid, source, OutboxState(state), attempts, error, payload)
+            for mid, aid, source, state, attempts, error, payload in rows
+        ]

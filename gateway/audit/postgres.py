@@ -36,12 +36,8 @@ from gateway.audit.chain import GENESIS, ChainReport, checkpoint_mac, link_hash,
 from gateway.audit.group_commit import GroupCommit
 from gateway.audit.migrations import advisory_key, check_schema_name
 from gateway.audit.outbox import (
-    STATS_QUERY,
-    OutboxEntry,
     OutboxMessage,
-    OutboxState,
-    OutboxStats,
-    outbox_stats,
+    OutboxRows,
 )
 from gateway.audit.types import AuditRecord, AuditUnavailable
 
@@ -395,7 +391,7 @@ class PostgresAuditStore:
         self._reader.close()
 
 
-class PostgresOutbox:
+class PostgresOutbox(OutboxRows):
     """The delivering side of the outbox (see gateway.audit.outbox) in the audit schema, for
     one dispatcher per gateway process: a claim locks the rows it takes and skips rows another
     dispatcher has locked (FOR UPDATE SKIP LOCKED), so no two claim one message, and none waits
@@ -426,62 +422,10 @@ class PostgresOutbox:
             for mid, source, audit_id, payload, created, attempts, _ in rows
         ]
 
-    def next_due(self) -> float | None:
-        """When the earliest pending message falls due, or None when nothing is pending."""
+    def _rows(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._pool.connection() as conn:
-            row = conn.execute(
-                "SELECT min(next_attempt_at) FROM notification_outbox WHERE state = 'PENDING'"
-            ).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
-
-    def stats(self) -> OutboxStats:
-        with self._pool.connection() as conn:
-            return outbox_stats(conn.execute(STATS_QUERY).fetchone())
-
-    def delivered(self, message_id: str, now: float) -> None:
-        """Mark delivered and erase the payload: the owner has it now."""
-        self._finish(message_id, OutboxState.DELIVERED, None, now, erase=True)
-
-    def dead(self, message_id: str, error: str, now: float) -> None:
-        """Give up on automatic delivery; the payload stays for an operator to act on."""
-        self._finish(message_id, OutboxState.DEAD, error, now, erase=False)
-
-    def retry(self, message_id: str, error: str, at: float) -> None:
-        """Record a failed attempt (`error` is a code, never personal data) and when to retry."""
-        with self._pool.connection() as conn:
-            conn.execute(
-                "UPDATE notification_outbox SET last_error = %s, next_attempt_at = %s"
-                " WHERE message_id = %s AND state = 'PENDING'",
-                (error, at, message_id),
-            )
-
-    def _finish(
-        self, message_id: str, state: OutboxState, error: str | None, now: float, *, erase: bool
-    ) -> None:
-        with self._pool.connection() as conn:
-            conn.execute(
-                "UPDATE notification_outbox SET state = %s, last_error = %s, finished_at = %s,"
-                " payload = CASE WHEN %s THEN NULL ELSE payload END"
-                " WHERE message_id = %s AND state = 'PENDING'",
-                (state.value, error, now, erase, message_id),
-            )
-
-    def entries(self, audit_id: str | None = None) -> list[OutboxEntry]:
-        """Every message, or those of one lookup, oldest first."""
-        query = (
-            "SELECT message_id, audit_id, source, state, attempts, last_error, payload"
-            " FROM notification_outbox"
-        )
-        params: tuple[str, ...] = ()
-        if audit_id is not None:
-            query += " WHERE audit_id = %s"
-            params = (audit_id,)
-        with self._pool.connection() as conn:
-            rows = conn.execute(query + " ORDER BY created_at, message_id", params).fetchall()
-        return [
-            OutboxEntry(mid, aid, source, OutboxState(state), attempts, error, payload)
-            for mid, aid, source, state, attempts, error, payload in rows
-        ]
+            cursor = conn.execute(statement, params)
+            return cursor.fetchall() if cursor.description is not None else []
 
     def close(self) -> None:
         self._pool.close()

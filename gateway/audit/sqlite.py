@@ -23,12 +23,8 @@ from typing import Any
 from gateway.audit.chain import GENESIS, ChainReport, checkpoint_mac, link_hash, verify_chain
 from gateway.audit.group_commit import GroupCommit
 from gateway.audit.outbox import (
-    STATS_QUERY,
-    OutboxEntry,
     OutboxMessage,
-    OutboxState,
-    OutboxStats,
-    outbox_stats,
+    OutboxRows,
 )
 from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
@@ -342,7 +338,7 @@ class SqliteAuditStore:
             self._conn.close()
 
 
-class SqliteOutbox:
+class SqliteOutbox(OutboxRows):
     """The delivering side of the outbox (see gateway.audit.outbox), on its own connection to the
     audit file: every method a short transaction, safe beside the audit writer (WAL) and other
     gateway processes sharing the file."""
@@ -384,62 +380,9 @@ class SqliteOutbox:
             for mid, source, audit_id, payload, created, attempts in rows
         ]
 
-    def next_due(self) -> float | None:
-        """When the earliest pending message falls due, or None when nothing is pending."""
+    def _rows(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            (due,) = self._conn.execute(
-                "SELECT MIN(next_attempt_at) FROM notification_outbox WHERE state = 'PENDING'"
-            ).fetchone()
-        return float(due) if due is not None else None
-
-    def stats(self) -> OutboxStats:
-        with self._lock:
-            return outbox_stats(self._conn.execute(STATS_QUERY).fetchone())
-
-    def delivered(self, message_id: str, now: float) -> None:
-        """Mark delivered and erase the payload: the owner has it now."""
-        self._finish(message_id, OutboxState.DELIVERED, None, now, erase=True)
-
-    def dead(self, message_id: str, error: str, now: float) -> None:
-        """Give up on automatic delivery; the payload stays for an operator to act on."""
-        self._finish(message_id, OutboxState.DEAD, error, now, erase=False)
-
-    def retry(self, message_id: str, error: str, at: float) -> None:
-        """Record a failed attempt (`error` is a code, never personal data) and when to retry."""
-        with self._lock:
-            self._conn.execute(
-                "UPDATE notification_outbox SET last_error = ?, next_attempt_at = ?"
-                " WHERE message_id = ? AND state = 'PENDING'",
-                (error, at, message_id),
-            )
-
-    def _finish(
-        self, message_id: str, state: OutboxState, error: str | None, now: float, *, erase: bool
-    ) -> None:
-        with self._lock:
-            self._conn.execute(
-                "UPDATE notification_outbox SET state = ?, last_error = ?, finished_at = ?,"
-                " payload = CASE WHEN ? THEN NULL ELSE payload END"
-                " WHERE message_id = ? AND state = 'PENDING'",
-                (state.value, error, now, erase, message_id),
-            )
-
-    def entries(self, audit_id: str | None = None) -> list[OutboxEntry]:
-        """Every message, or those of one lookup, oldest first."""
-        sql = (
-            "SELECT message_id, audit_id, source, state, attempts, last_error, payload"
-            " FROM notification_outbox"
-        )
-        params: tuple[str, ...] = ()
-        if audit_id is not None:
-            sql += " WHERE audit_id = ?"
-            params = (audit_id,)
-        with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY created_at, message_id", params).fetchall()
-        return [
-            OutboxEntry(mid, aid, source, OutboxState(state), attempts, error, payload)
-            for mid, aid, source, state, attempts, error, payload in rows
-        ]
+            return self._conn.execute(statement.replace("%s", "?"), params).fetchall()
 
     def close(self) -> None:
         with self._lock:
