@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -39,6 +39,9 @@ class RunningStack:
     graphql_url: str
     token: str
     audit_db: Path
+    pids: Mapping[str, int] = field(default_factory=dict)
+    """Process id of the gateway ("gateway": with --workers N, the parent of the workers) and of
+    each connector (by agency name), for benchmarks that read their CPU time."""
 
 
 def wait_ready(url: str, timeout_s: float = 60) -> None:
@@ -119,7 +122,9 @@ def running_stack(
             issuer="childlookup-dev",
             audience="childlookup-gateway",
         )
-        yield RunningStack(f"http://127.0.0.1:{port}/graphql", token, audit_db)
+        names = [*REFERENCE_AGENCIES, "gateway"]
+        pids = {name: process.pid for name, process in zip(names, processes, strict=True)}
+        yield RunningStack(f"http://127.0.0.1:{port}/graphql", token, audit_db, pids)
     finally:
         for process in processes:
             process.terminate()

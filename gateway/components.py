@@ -50,6 +50,7 @@ from gateway.redis_limits import RedisLimits, redis_client
 from gateway.signing import AnswerVerifier, RequestSigner, answer_verifiers
 from gateway.source_health import SourceHealth
 from gateway.tls import connector_client_context
+from gateway.transport import ConnectorTransport
 
 
 @dataclass(frozen=True)
@@ -136,9 +137,8 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
     """The lookup pipeline, with everything it needs running until the context ends."""
     settings = components.settings
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    async with httpx.AsyncClient(
-        limits=limits, timeout=10.0, verify=components.connector_tls
-    ) as client:
+    transport = ConnectorTransport(components.connector_tls, limits)
+    async with httpx.AsyncClient(limits=limits, timeout=10.0, transport=transport) as client:
         outbox = open_outbox(settings)
         notifier = NotificationDispatcher(
             outbox,
