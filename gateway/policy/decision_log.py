@@ -24,6 +24,9 @@ from gateway import metrics
 from gateway.policy.decisions import PlanDecision, PlanInput, ReleaseDecision, ReleaseInput
 from gateway.policy.engine import PLAN_ENTRYPOINT, RELEASE_ENTRYPOINT, PolicyEngine
 
+_REMEMBERED = 4096
+"""Decision texts kept for reuse before the memory is cleared and refilled."""
+
 
 class DecisionLog:
     """Appends decisions to a file or a stream, one JSON object per line."""
@@ -31,6 +34,7 @@ class DecisionLog:
     def __init__(self, sink: TextIO | None, *, instance: str) -> None:
         self._sink = sink
         self._labels = {"app": "childlookup-gateway", "id": instance}
+        self._texts: dict[tuple[BaseModel, BaseModel], str] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -49,21 +53,36 @@ class DecisionLog:
         decision_id = uuid.uuid4().hex
         if self._sink is None:
             return decision_id
-        entry = {
+        head = {
             "decision_id": decision_id,
             "labels": self._labels,
             "bundles": {"childlookup": {"revision": revision}},
             "path": path,
-            "input": request.model_dump(mode="json"),
-            "result": result.model_dump(mode="json"),
             "masked": [],
             "requested_by": "childlookup-gateway",
             "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
-        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        line = json.dumps(head, separators=(",", ":"))[:-1] + "," + self._decided(request, result)
         with self._lock:
-            self._sink.write(line)
+            self._sink.write(line + "}\n")
         return decision_id
+
+    def _decided(self, request: BaseModel, result: BaseModel) -> str:
+        """`"input":...,"result":...` as JSON. Lookups repeat the same few inputs and answers (one
+        role, one purpose, a few shapes of record), so the text is remembered per pair: policy
+        inputs and answers are frozen, hashable values."""
+        key = (request, result)
+        text = self._texts.get(key)
+        if text is None:
+            both = {
+                "input": request.model_dump(mode="json"),
+                "result": result.model_dump(mode="json"),
+            }
+            text = json.dumps(both, separators=(",", ":"))[1:-1]
+            if len(self._texts) >= _REMEMBERED:
+                self._texts.clear()
+            self._texts[key] = text
+        return text
 
     def close(self) -> None:
         if self._sink is not None and self._sink is not sys.stdout:
