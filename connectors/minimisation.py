@@ -22,7 +22,12 @@ from connectors.protocol import (
 # Needed by the gateway whatever the caller may see: every identifier (not only those asked by) to
 # match records across sources, and the flags to apply shielding. The gateway's policy, not the
 # connector, decides which of them reach the caller.
-_ALWAYS_KEPT: Final = frozenset({"record_id", "identifiers", "flags", "as_of"})
+_ALWAYS_KEPT: Final = ("record_id", "identifiers", "flags", "as_of")
+# Each plain field with its attribute name, looked up once: an enum's `.value` is a descriptor
+# call, and minimise runs for every record of every lookup.
+_PLAIN_ATTRIBUTES: Final = tuple((field, field.value) for field in PLAIN_FIELDS)
+_PLAIN_BY_ATTRIBUTE: Final = {name: field for field, name in _PLAIN_ATTRIBUTES}
+_RECORD_ATTRIBUTES: Final = tuple(ConnectorRecord.model_fields)
 
 
 def minimise(record: ConnectorRecord, fields: Collection[FieldId]) -> ConnectorRecord:
@@ -32,10 +37,12 @@ def minimise(record: ConnectorRecord, fields: Collection[FieldId]) -> ConnectorR
     `sensitive_service_details` is requested, leaving the broker as the way to make contact.
     """
     wanted = frozenset(fields)
+    if _holds_only(record, wanted):
+        return record  # records are immutable: passing it on is the same as a copy
     kept = {name: getattr(record, name) for name in _ALWAYS_KEPT}
-    kept.update(
-        {field.value: getattr(record, field.value) for field in PLAIN_FIELDS if field in wanted}
-    )
+    for field, name in _PLAIN_ATTRIBUTES:
+        if field in wanted:
+            kept[name] = getattr(record, name)
     if FieldId.INVOLVEMENTS in wanted and record.involvements is not None:
         show_provider = FieldId.SENSITIVE_SERVICE_DETAILS in wanted
         kept["involvements"] = [
@@ -45,6 +52,35 @@ def minimise(record: ConnectorRecord, fields: Collection[FieldId]) -> ConnectorR
         kept["indicators"] = _minimise_indicators(record.indicators, wanted)
     # The values come from an already-validated record, so validating them again only costs time.
     return ConnectorRecord.model_construct(**kept)
+
+
+def _holds_only(record: ConnectorRecord, wanted: frozenset[FieldId]) -> bool:
+    """Whether `record` already is, value for value, what minimising it for `wanted` would build:
+    as when a lookup asks for all an agency holds, which saves building the record again.
+
+    Judged by the same allowlist: a field outside it that is not empty - one no `FieldId` names
+    included - means the record is rebuilt, and so do involvements or indicators that minimising
+    would change.
+    """
+    for name in _RECORD_ATTRIBUTES:
+        value = getattr(record, name)
+        if value is None or name in _ALWAYS_KEPT:
+            continue
+        field = _PLAIN_BY_ATTRIBUTE.get(name)
+        if field is not None:
+            if field not in wanted:
+                return False
+        elif name == "involvements":
+            if FieldId.INVOLVEMENTS not in wanted:
+                return False
+            if FieldId.SENSITIVE_SERVICE_DETAILS not in wanted and any(
+                involvement.sensitive and involvement != _minimise_involvement(involvement, False)
+                for involvement in value
+            ):
+                return False
+        elif name != "indicators" or value != _minimise_indicators(value, wanted):
+            return False
+    return True
 
 
 def _minimise_involvement(involvement: Involvement, show_provider: bool) -> Involvement:

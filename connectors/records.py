@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -17,7 +17,8 @@ from typing import Final
 from pydantic import ValidationError
 
 from connectors.backend import summarise_validation_error
-from connectors.protocol import ConnectorRecord, Identifiers, LookupRequest
+from connectors.minimisation import minimise
+from connectors.protocol import ConnectorRecord, FieldId, Identifiers, LookupRequest
 from connectors.search import CandidateIndex
 
 _IDENTIFIER_KINDS: Final = tuple(Identifiers.model_fields)
@@ -56,15 +57,18 @@ class FileBackend:
         self._candidates = CandidateIndex(self._records)
 
     @classmethod
-    def from_jsonl(cls, path: Path) -> FileBackend:
+    def from_jsonl(cls, path: Path, *, fields: Collection[FieldId] | None = None) -> FileBackend:
         """Load one `ConnectorRecord` JSON object per line; blank lines are not allowed, so record
-        n is line n in any error.
+        n is line n in any error. With `fields`, each record keeps only those (as `minimise`
+        leaves it) from the start, so no lookup can answer with more, nor pay for removing it.
 
         Raises RecordFileError naming the file and line of the first bad record; the message says
         what was wrong but never quotes the record, which is a child's data.
         """
         with _out_of_collector_reach():
             records = _read_jsonl(path)
+            if fields is not None:
+                records = [minimise(record, fields) for record in records]
             try:
                 return cls(records)
             except ValueError as error:

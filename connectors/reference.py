@@ -18,7 +18,6 @@ from starlette.applications import Starlette
 
 from connectors.app import create_connector_app
 from connectors.backend import ConnectorBackend
-from connectors.minimisation import minimise
 from connectors.notifications import NotificationLog, NotificationSink
 from connectors.protocol import ConnectorRecord, FieldId, LookupRequest
 from connectors.records import FileBackend
@@ -102,17 +101,17 @@ REFERENCE_AGENCIES: Final[Mapping[str, AgencyProfile]] = MappingProxyType(
 
 @dataclass(frozen=True)
 class _ReferenceBackend:
-    """A file of records served as one agency would: never beyond what the agency provides, and
-    as slowly as asked, so benchmarks and timeout tests can model a distant or struggling system."""
+    """A file of records served as one agency would: never beyond what the agency provides (the
+    records hold nothing more once loaded), and as slowly as asked, so benchmarks and timeout
+    tests can model a distant or struggling system."""
 
     records: FileBackend
-    provides: tuple[FieldId, ...]
     latency_s: float
 
     async def lookup(self, request: LookupRequest) -> list[ConnectorRecord]:
         if self.latency_s > 0:
             await asyncio.sleep(self.latency_s)
-        return [minimise(record, self.provides) for record in await self.records.lookup(request)]
+        return await self.records.lookup(request)
 
 
 def create_reference_app(
@@ -139,8 +138,7 @@ def create_reference_app(
     if latency_ms < 0:
         raise ValueError(f"latency_ms must not be negative, got {latency_ms}")
     backend: ConnectorBackend = _ReferenceBackend(
-        records=FileBackend.from_jsonl(records),
-        provides=profile.provides,
+        records=FileBackend.from_jsonl(records, fields=profile.provides),
         latency_s=latency_ms / 1000,
     )
     if notifications is None and verifier is not None:

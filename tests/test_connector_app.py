@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.middleware.base import BaseHTTPMiddleware
 
 from connectors.app import create_connector_app
 from connectors.backend import ConnectorError
@@ -272,3 +273,20 @@ def test_documented_example_backend_runs_and_refuses_with_its_code(tmp_path):
     records = LookupResponse.model_validate_json(answered.content).records
     assert [(r.record_id, r.name is not None) for r in records] == [("YJ-1", True)]
     assert error_of(refused)[:2] == (403, ErrorCode.FORBIDDEN)
+
+
+def test_an_agency_s_own_middleware_sees_every_lookup():
+    seen = []
+
+    async def middleware(request, call_next):
+        seen.append((request.method, request.url.path))
+        return await call_next(request)
+
+    app = create_connector_app(StubBackend(records=[RECORD]), source="health")
+    app.add_middleware(BaseHTTPMiddleware, dispatch=middleware)
+
+    with BackgroundServer(app) as server, httpx.Client(base_url=server.url) as agency:
+        response = agency.post(LOOKUP_PATH, json=lookup_body())
+
+    assert response.status_code == 200
+    assert seen == [("POST", LOOKUP_PATH)]

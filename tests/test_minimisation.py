@@ -118,3 +118,32 @@ def test_minimised_record_is_still_valid_protocol():
     minimised = minimise(FULL_RECORD, [FieldId.INVOLVEMENTS, FieldId.LOOKED_AFTER])
 
     assert ConnectorRecord.model_validate_json(minimised.model_dump_json()) == minimised
+
+
+def test_a_record_holding_only_what_was_requested_still_loses_a_sensitive_provider():
+    record = ConnectorRecord(
+        record_id="H-2",
+        identifiers=FULL_RECORD.identifiers,
+        involvements=[HEALTH_VISITING, SEXUAL_HEALTH],
+        as_of=FULL_RECORD.as_of,
+    )
+
+    minimised = minimise(record, [FieldId.INVOLVEMENTS])
+
+    assert minimised.involvements is not None
+    assert minimised.involvements[1].service is None
+    assert minimised.involvements[1].practitioner is None
+    assert minimised.involvements[1].broker == SEXUAL_HEALTH.broker
+
+
+def test_a_record_holding_only_requested_fields_still_loses_unrequested_indicators():
+    record = ConnectorRecord(
+        record_id="LA-1",
+        identifiers=FULL_RECORD.identifiers,
+        indicators=Indicators(child_protection_plan=True, looked_after=True),
+        as_of=FULL_RECORD.as_of,
+    )
+
+    minimised = minimise(record, [FieldId.CHILD_PROTECTION_PLAN])
+
+    assert minimised.indicators == Indicators(child_protection_plan=True)

@@ -10,6 +10,7 @@ from connectors.protocol import (
     Identifiers,
     LookupRequest,
     PersonName,
+    Sex,
 )
 from connectors.records import FileBackend, RecordFileError
 
@@ -86,6 +87,19 @@ async def test_loaded_records_are_the_written_ones(tmp_path):
     backend = FileBackend.from_jsonl(write_jsonl(tmp_path / "r.jsonl", [original]))
 
     assert await backend.lookup(request(nhs_number="9000000009")) == [original]
+
+
+@pytest.mark.anyio
+async def test_records_loaded_for_some_fields_hold_no_others(tmp_path):
+    original = record("A", nhs_number="9000000009").model_copy(
+        update={"name": PersonName(given="Ada", family="Smith"), "sex": Sex.FEMALE}
+    )
+    path = write_jsonl(tmp_path / "r.jsonl", [original])
+
+    backend = FileBackend.from_jsonl(path, fields=[FieldId.NAME])
+
+    (loaded,) = await backend.lookup(request(nhs_number="9000000009"))
+    assert loaded == original.model_copy(update={"sex": None})
 
 
 @pytest.mark.parametrize(

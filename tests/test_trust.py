@@ -212,3 +212,48 @@ def test_a_token_without_an_id_is_refused(connector):
 
     _refused(_post(client, body, f"Bearer {token}"))
     assert backend.requests == []
+
+
+def _segments(token: str) -> list[str]:
+    return token.split(".")
+
+
+@pytest.mark.parametrize(
+    "malform",
+    [
+        lambda header, payload, signature: f"{header}.{payload}!.{signature}",
+        lambda header, payload, signature: f"{header}.{payload}.{signature}=",
+        lambda header, payload, signature: f"{header}.{payload}.{signature[:-1]}_",
+        lambda header, payload, signature: f"{header}.{payload}",
+        lambda header, payload, signature: f"{header[:-2]}.{payload}.{signature}",
+    ],
+    ids=[
+        "payload-not-base64url",
+        "signature-padded-oddly",
+        "signature-not-canonical",
+        "two-segments",
+        "header-cut-short",
+    ],
+)
+def test_a_malformed_token_is_refused_as_such(connector, malform):
+    client, backend = connector
+    body = _body()
+
+    token = malform(*_segments(_token(body)))
+
+    assert "not a well-formed token" in _refused(_post(client, body, f"Bearer {token}"))
+    assert backend.requests == []
+
+
+def test_a_token_with_other_header_parameters_is_still_checked_in_full(connector):
+    client, backend = connector
+    body = _body()
+    headers = {"kid": key_id(GATEWAY_KEY.public_key()), "cty": "lookup"}
+    claims = jwt.decode(_token(body), options={"verify_signature": False})
+
+    token = jwt.encode(claims, GATEWAY_KEY, algorithm="ES256", headers=headers)
+    tampered = jwt.encode(claims | {"aud": "education"}, GATEWAY_KEY, "ES256", headers=headers)
+
+    assert _post(client, body, f"Bearer {token}").status_code == 200
+    assert "another connector" in _refused(_post(client, body, f"Bearer {tampered}"))
+    assert len(backend.requests) == 1
