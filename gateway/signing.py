@@ -20,6 +20,7 @@ from connectors.trust import (
     TrustError,
     ensure_key_pair,
     jwks_document,
+    key_id,
     load_private_key,
     load_public_key,
     signed_token,
@@ -38,6 +39,7 @@ class RequestSigner:
     def __init__(self, private_key: ec.EllipticCurvePrivateKey, *, issuer: str) -> None:
         self._key = private_key
         self._issuer = issuer
+        self._kid = key_id(private_key.public_key())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RequestSigner:
@@ -50,7 +52,7 @@ class RequestSigner:
     def authorization(self, audience: str, body: bytes) -> str:
         """The `Authorization` header value for sending `body` to the connector `audience`."""
         claims = {"iss": self._issuer, "aud": audience, "jti": uuid.uuid4().hex}
-        return "Bearer " + signed_token(self._key, claims, body)
+        return "Bearer " + signed_token(self._key, claims, body, kid=self._kid)
 
     def jwks(self) -> dict[str, Any]:
         return jwks_document([self._key.public_key()])
