@@ -39,6 +39,7 @@ from gateway.audit.outbox import (
     OutboxMessage,
     OutboxRows,
 )
+from gateway.audit.queries import records_query
 from gateway.audit.types import AuditRecord, AuditUnavailable
 
 T = TypeVar("T")
@@ -339,21 +340,11 @@ class PostgresAuditStore:
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         """Read back records, oldest first, optionally for one child, one user, or since a time."""
-        conditions = [
-            (column, value)
-            for column, value in (
-                ("child_ref = %s", child_ref),
-                ("subject = %s", subject),
-                ("at >= %s", since),
-            )
-            if value is not None
-        ]
-        query = "SELECT body FROM audit_log"
-        if conditions:
-            query += " WHERE " + " AND ".join(column for column, _ in conditions)
-        query += " ORDER BY seq LIMIT %s"
+        statement, params = records_query(
+            child_ref=child_ref, subject=subject, since=since, limit=limit
+        )
         with self._reader.connection() as conn:
-            rows = conn.execute(query, (*(v for _, v in conditions), limit)).fetchall()
+            rows = conn.execute(statement, params).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:

@@ -26,6 +26,7 @@ from gateway.audit.outbox import (
     OutboxMessage,
     OutboxRows,
 )
+from gateway.audit.queries import records_query
 from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
 _SCHEMA = """
@@ -291,21 +292,14 @@ class SqliteAuditStore:
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
         """Read back records, oldest first, optionally for one child, one user, or since a time."""
-        conditions = [
-            (column, value)
-            for column, value in (
-                ("child_ref = ?", child_ref),
-                ("subject = ?", subject),
-                ("at >= ?", since.isoformat() if since else None),
-            )
-            if value is not None
-        ]
-        sql = "SELECT body FROM audit_log"
-        if conditions:
-            sql += " WHERE " + " AND ".join(column for column, _ in conditions)
-        sql += " ORDER BY seq LIMIT ?"
+        statement, params = records_query(
+            child_ref=child_ref,
+            subject=subject,
+            since=since.isoformat() if since else None,
+            limit=limit,
+        )
         with self._lock:
-            rows = self._conn.execute(sql, (*(v for _, v in conditions), limit)).fetchall()
+            rows = self._conn.execute(statement.replace("%s", "?"), params).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:
