@@ -16,9 +16,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.errors import ErrorCode, error_response
+from gateway.middleware import replaying
 
 
 def load_registry(path: Path) -> dict[str, str]:
@@ -62,16 +63,7 @@ class TrustedDocuments:
         if resolved is None:
             await _refuse(scope, receive, send)
             return
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": resolved, "more_body": False}
-            return await receive()
-
-        await self._app(scope, replay, send)
+        await self._app(scope, replaying(resolved, receive), send)
 
     def _resolve(self, body: bytes) -> bytes | None:
         """The request with its registered query text filled in; None when it is not trusted."""
