@@ -49,7 +49,8 @@ def test_lookups_past_capacity_are_refused_unasked_unaudited_and_uncounted(tmp_p
     query = "query($nhs: String!) { child(nhsNumber: $nhs, purpose: DIRECT_CARE) { outcome } }"
     with reference_stack(
         tmp_path,
-        {"health": [health_record()]},
+        # Every child has a record: whichever lookup gets the place, its answer is FOUND.
+        {"health": [health_record(nhs=n, record_id=f"H{i}") for i, n in enumerate(children)]},
         latency_ms={"health": 600},
         max_lookups_in_flight=1,
         max_queue_wait_ms=100,
