@@ -35,6 +35,7 @@ class AgencyProfile:
     description: str
     provides: tuple[FieldId, ...]
     shield_authority: bool
+    holds_every_child: bool
     default_port: int
 
 
@@ -59,6 +60,7 @@ REFERENCE_AGENCIES: Final[Mapping[str, AgencyProfile]] = MappingProxyType(
                     FieldId.SENSITIVE_SERVICE_DETAILS,
                 ),
                 shield_authority=False,
+                holds_every_child=True,
                 default_port=8101,
             ),
             AgencyProfile(
@@ -70,6 +72,7 @@ REFERENCE_AGENCIES: Final[Mapping[str, AgencyProfile]] = MappingProxyType(
                 ),
                 provides=(*_IDENTITY, FieldId.ADDRESS, FieldId.SCHOOL, FieldId.INVOLVEMENTS),
                 shield_authority=False,
+                holds_every_child=False,
                 default_port=8102,
             ),
             AgencyProfile(
@@ -92,6 +95,7 @@ REFERENCE_AGENCIES: Final[Mapping[str, AgencyProfile]] = MappingProxyType(
                     FieldId.EARLY_HELP,
                 ),
                 shield_authority=True,
+                holds_every_child=False,
                 default_port=8103,
             ),
         )

@@ -47,6 +47,9 @@ class SourceConfig(BaseModel):
     timeout_ms: Annotated[int, Field(gt=0, le=30_000)] = 1_000
     provides: tuple[FieldId, ...]
     shield_authority: bool = False
+    holds_every_child: bool = False
+    """It holds a record of every child in the area (a population register, such as the NHS
+    spine): until it has answered, a differing given name may be an unseen twin's."""
     answer_key_file: Path | None = None
     """The connector's public key (PEM): its answers must carry a valid signature by it."""
     answer_jwks_url: HttpUrl | None = None

@@ -53,6 +53,7 @@ def reference_source(
             "timeout_ms": timeout_ms,
             "provides": profile.provides,
             "shield_authority": profile.shield_authority,
+            "holds_every_child": profile.holds_every_child,
             "answer_key_file": answer_key_file,
         }
     )

@@ -11,6 +11,11 @@ Merging the wrong child is worse than missing one, so every rule here errs towar
   identifier contradicts it never is. The linked records must then agree with each other: two
   strong candidates in one source, two different NHS numbers, or a linked record the model rejects
   as the same person as the strongest one make the lookup AMBIGUOUS, and nothing is merged.
+- Twins agree on everything but the given name, so a given name that is not the same name is
+  weighed two ways. When some source holds two children of one family born on the same day near
+  the query - twins in view - it is the other twin, and vetoes the link. When no source does, it
+  is what it usually is in records: a middle or known-as name, or a slip, and the rest of the
+  evidence may carry it. Every candidate's reasons say which way it was weighed.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import combinations
 
 from connectors.protocol import ConnectorRecord
 from gateway import tracing
 from gateway.linkage import Band, LinkageModel, Person
+from gateway.linkage.compare import TWIN_LEVELS, Level
 from gateway.types import (
     IdentifiedBy,
     LookupQuery,
@@ -32,6 +39,12 @@ from gateway.types import (
 )
 
 RECORD_MISMATCH = "RECORD_MISMATCH"
+TWINS_IN_VIEW = "household:TWINS_IN_VIEW"
+"""The reason every candidate of a lookup with twins in view carries (see the module docstring)."""
+
+# How two records in one source look when they are twins: one family, one birthday, one address.
+_TWIN_FAMILY = frozenset({Level.EXACT, Level.FORMER, Level.PARTIAL})
+_TWIN_POSTCODE = frozenset({Level.FULL, Level.SECTOR, Level.MISSING})
 
 _IDENTIFIER_KINDS = {"nhs_number": MatchMethod.NHS_NUMBER, "upn": MatchMethod.UPN}
 
@@ -59,17 +72,29 @@ class _Candidate:
     weight: float
     reasons: tuple[str, ...]
     person: Person
+    given: str = Level.MISSING
+    """The given name's level against the query."""
     method: MatchMethod = MatchMethod.DEMOGRAPHICS
 
 
 @tracing.stage("match")
 def match_records(
-    query: LookupQuery, answers: Sequence[SourceAnswer], model: LinkageModel
+    query: LookupQuery,
+    answers: Sequence[SourceAnswer],
+    model: LinkageModel,
+    *,
+    registers: frozenset[str] = frozenset(),
 ) -> MatchResult:
-    """Link records to the child in `query`; answers come back with statuses corrected."""
+    """Link records to the child in `query`; answers come back with statuses corrected.
+
+    `registers` are the sources that hold every child of the area (`holds_every_child`): when
+    one of them has not answered, nobody can say the child has no twin, and a given name that
+    differs is weighed as a twin's.
+    """
     if query.identified_by is IdentifiedBy.DEMOGRAPHICS:
         assert query.demographics is not None
-        return _by_demographics(Person.from_demographics(query.demographics), answers, model)
+        person = Person.from_demographics(query.demographics)
+        return _by_demographics(person, answers, model, _register_unheard(answers, registers))
     kind = "nhs_number" if query.identified_by is IdentifiedBy.NHS_NUMBER else "upn"
     value = query.nhs_number if kind == "nhs_number" else query.upn
     assert value is not None
@@ -97,31 +122,23 @@ def _by_identifier(kind: str, value: str, answers: Sequence[SourceAnswer]) -> Ma
 
 
 def _by_demographics(
-    query: Person, answers: Sequence[SourceAnswer], model: LinkageModel
+    query: Person, answers: Sequence[SourceAnswer], model: LinkageModel, twins_unknown: bool
 ) -> MatchResult:
-    candidates: list[_Candidate] = []
-    for answer in answers:
-        for key, record in _unique_records(answer):
-            person = Person.from_record(record)
-            score = model.score(query, person)
-            candidates.append(
-                _Candidate(
-                    answer.source,
-                    key,
-                    record,
-                    score.band,
-                    score.probability,
-                    score.weight,
-                    score.reasons,
-                    person,
-                )
-            )
+    found = [
+        (answer.source, key, record, Person.from_record(record))
+        for answer in answers
+        for key, record in _unique_records(answer)
+    ]
+    candidates = [_scored(query, *f, model, twins=twins_unknown) for f in found]
+    twins = twins_unknown or _twins_in_view(candidates, model)
+    if twins and not twins_unknown:
+        candidates = [_scored(query, *f, model, twins=True) for f in found]
     linked = [c for c in candidates if c.band is Band.LINKED]
     linked += _linked_by_identifier(linked, candidates)
     linked_keys = {c.key for c in linked}
     possible = [c for c in candidates if c.band is Band.POSSIBLE and c.key not in linked_keys]
     flagged = any(c.record.flags.shielded or c.record.flags.restricted for c in linked + possible)
-    ambiguous = _ambiguous(linked, model)
+    ambiguous = _ambiguous(linked, model, twins=twins)
     matched = () if ambiguous else tuple(_matched(c) for c in linked)
     return MatchResult(
         answers=tuple(_as_candidates_answered(a, matched) for a in answers),
@@ -131,6 +148,59 @@ def _by_demographics(
         ambiguous=ambiguous,
         flagged=flagged,
     )
+
+
+def _scored(
+    query: Person,
+    source: str,
+    key: str,
+    record: ConnectorRecord,
+    person: Person,
+    model: LinkageModel,
+    *,
+    twins: bool,
+) -> _Candidate:
+    score = model.score(query, person, twins=twins)
+    reasons = (*score.reasons, TWINS_IN_VIEW) if twins else score.reasons
+    given = next(c.level for c in score.comparisons if c.field == "given")
+    return _Candidate(
+        source, key, record, score.band, score.probability, score.weight, reasons, person, given
+    )
+
+
+def _register_unheard(answers: Sequence[SourceAnswer], registers: frozenset[str]) -> bool:
+    heard = {
+        a.source for a in answers if a.status in (SourceStatus.ANSWERED, SourceStatus.NO_RECORD)
+    }
+    return not registers <= heard
+
+
+def _twins_in_view(candidates: Sequence[_Candidate], model: LinkageModel) -> bool:
+    """True when one source holds two children of one household born on the same day, at least
+    one of them a candidate for the query: a given name that differs may be the other twin.
+
+    Only records in one source count: two sources disagreeing on a given name is exactly the
+    drift this must not veto, while one source holding both is two children. Two records that
+    share an identifier are one child recorded twice, not twins.
+    """
+    by_source: defaultdict[str, list[_Candidate]] = defaultdict(list)
+    for c in candidates:
+        by_source[c.source].append(c)
+    for group in by_source.values():
+        for a, b in combinations(group, 2):
+            if Band.REJECTED in (a.band, b.band) and a.band is b.band:
+                continue
+            if _share_identifier((a, b)):
+                continue
+            levels = {c.field: c.level for c in model.score(a.person, b.person).comparisons}
+            if (
+                levels["given"] in TWIN_LEVELS
+                and levels["family"] in _TWIN_FAMILY
+                and levels["date_of_birth"] == Level.EXACT
+                and levels["postcode"] in _TWIN_POSTCODE
+            ):
+                return True
+    return False
 
 
 def _linked_by_identifier(
@@ -158,7 +228,7 @@ def _linked_by_identifier(
     return promoted
 
 
-def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> bool:
+def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel, *, twins: bool) -> bool:
     """True when the linked records cannot all be one child."""
     for kind in _IDENTIFIER_KINDS:
         if len({getattr(c.record.identifiers, kind) for c in linked} - {None}) > 1:
@@ -173,6 +243,8 @@ def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> bool:
     # Every other linked record must be compatible with the strongest one. Copies are compared
     # with that anchor, not with each other: "Bella" and "Izzy" are both Isabella, but not each
     # other's nickname, while "Alexander" and "Alexandra" both fit "Alex" and never each other.
+    # Two copies that each fit the query's given name but not each other's are two children (the
+    # twins' weights); a copy linked despite its given name is weighed as it was linked.
     scored = [c for c in linked if c.method is MatchMethod.DEMOGRAPHICS]
     if not scored:
         return False
@@ -180,7 +252,8 @@ def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> bool:
     return any(
         c.source != anchor.source
         and not _share_identifier((anchor, c))
-        and model.score(anchor.person, c.person).band is Band.REJECTED
+        and model.score(anchor.person, c.person, twins=twins or c.given not in TWIN_LEVELS).band
+        is Band.REJECTED
         for c in scored
     )
 

@@ -3,7 +3,7 @@ from functools import partial
 
 from connectors.protocol import Address, Demographics, Identifiers, PersonName, RecordFlags, Sex
 from gateway.linkage import Band, LinkageModel, Person
-from gateway.match import RECORD_MISMATCH
+from gateway.match import RECORD_MISMATCH, TWINS_IN_VIEW
 from gateway.match import match_records as match_with
 from gateway.types import LookupQuery, MatchMethod, Purpose, SourceAnswer, SourceStatus
 from tests.factories import (
@@ -214,3 +214,106 @@ def test_copies_using_different_short_forms_of_the_same_name_still_link():
     result = match_records(isabella, records)
     assert not result.ambiguous
     assert [m.source for m in result.matched] == ["health", "education", "social_care"]
+
+
+# A school that knows Amelia by her middle name: same family, birthday and address, sex unknown.
+MAE = school_record(
+    nhs=None,
+    record_id="E7",
+    name=PersonName(given="Mae", family="Hart"),
+    address=Address(lines=["1 Test Street", "Leeds"], postcode="LS6 2AB"),
+)
+# Amelia's twin sister, as the health record holds her.
+ROSE = health_record(
+    nhs=synthetic_nhs(4), record_id="H9", name=PersonName(given="Rose", family="Hart")
+)
+
+
+def test_another_given_name_with_the_whole_household_agreeing_links_when_no_twin_is_in_view():
+    result = match_records(
+        BY_DEMOGRAPHICS, [_answer("health", health_record(nhs=None)), _answer("education", MAE)]
+    )
+    assert not result.ambiguous
+    by_source = {m.source: m for m in result.matched}
+    assert set(by_source) == {"health", "education"}
+    assert "given:DIFFERENT" in by_source["education"].reasons
+    assert TWINS_IN_VIEW not in by_source["education"].reasons
+
+
+def test_with_twins_in_one_source_another_given_name_is_the_other_twin_and_never_linked():
+    # Health holds Amelia and Rose: twins. The school's "Mae" might be either of them - or Rose
+    # under her middle name - so only the exact name links.
+    result = match_records(
+        BY_DEMOGRAPHICS,
+        [_answer("health", health_record(nhs=None), ROSE), _answer("education", MAE)],
+    )
+    assert not result.ambiguous
+    assert [(m.source, m.key) for m in result.matched] == [("health", "health:H1")]
+    assert all(TWINS_IN_VIEW in m.reasons for m in result.matched)
+
+
+ROSE_AT_SCHOOL = school_record(
+    nhs=None,
+    record_id="E9",
+    name=PersonName(given="Rose", family="Hart"),
+    address=Address(lines=["1 Test Street", "Leeds"], postcode="LS6 2AB"),
+)
+
+
+def test_the_twin_alone_in_a_source_is_not_linked_once_another_source_shows_both_twins():
+    result = match_records(
+        BY_DEMOGRAPHICS,
+        [_answer("health", health_record(nhs=None), ROSE), _answer("education", ROSE_AT_SCHOOL)],
+    )
+    assert [m.source for m in result.matched] == ["health"]
+
+
+def test_when_a_source_holding_every_child_has_not_answered_another_given_name_never_links():
+    # Without health's answer nothing tells the school's Rose from Amelia under another name.
+    for health in (
+        SourceAnswer("health", SourceStatus.TIMED_OUT, 1000.0, ()),
+        SourceAnswer("health", SourceStatus.WITHHELD, 0.0, ()),
+    ):
+        result = match_records(
+            BY_DEMOGRAPHICS,
+            [health, _answer("education", ROSE_AT_SCHOOL)],
+            registers=frozenset({"health"}),
+        )
+        assert result.matched == ()
+    # Health answered with Amelia alone: no twin exists, and the school's other name links.
+    heard = match_records(
+        BY_DEMOGRAPHICS,
+        [_answer("health", health_record(nhs=None)), _answer("education", ROSE_AT_SCHOOL)],
+        registers=frozenset({"health"}),
+    )
+    assert [m.source for m in heard.matched] == ["health", "education"]
+
+
+def test_records_holding_one_nhs_number_under_two_given_names_are_one_child_not_twins():
+    renamed = health_record(record_id="H5", name=PersonName(given="Mae", family="Hart"))
+    result = match_records(
+        BY_DEMOGRAPHICS, [_answer("health", health_record(), renamed), _answer("education", MAE)]
+    )
+    assert not any(TWINS_IN_VIEW in m.reasons for m in result.matched)
+
+
+def test_a_lookup_without_a_given_name_is_ambiguous_between_twins():
+    no_given = LookupQuery(
+        purpose=Purpose.SAFEGUARDING_ENQUIRY,
+        demographics=AMELIA.model_copy(update={"given": None}),
+    )
+    result = match_records(no_given, [_answer("health", health_record(nhs=None), ROSE)])
+    assert result.ambiguous
+    assert result.matched == ()
+
+
+def test_copies_that_each_fit_the_query_but_not_each_other_are_two_children():
+    # Query "Alex": health's Alexander and the school's Alexandra both fit it, never each other.
+    alex = LookupQuery(
+        purpose=Purpose.SAFEGUARDING_ENQUIRY,
+        demographics=AMELIA.model_copy(update={"given": "Alex", "sex": None}),
+    )
+    alexander = health_record(nhs=None, name=PersonName(given="Alexander", family="Hart"), sex=None)
+    alexandra = school_record(nhs=None, name=PersonName(given="Alexandra", family="Hart"))
+    result = match_records(alex, [_answer("health", alexander), _answer("education", alexandra)])
+    assert result.ambiguous

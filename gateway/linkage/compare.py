@@ -23,6 +23,7 @@ from gateway.linkage.person import Person
 class Level(StrEnum):
     EXACT = "EXACT"
     NICKNAME = "NICKNAME"
+    SWAPPED = "SWAPPED"
     FORMER = "FORMER"
     PARTIAL = "PARTIAL"
     JW_HIGH = "JW_HIGH"
@@ -38,10 +39,18 @@ class Level(StrEnum):
 
 
 FIELD_LEVELS: Final[dict[str, tuple[Level, ...]]] = {
-    "given": (Level.EXACT, Level.NICKNAME, Level.JW_HIGH, Level.JW_MEDIUM, Level.DIFFERENT),
+    "given": (
+        Level.EXACT,
+        Level.NICKNAME,
+        Level.SWAPPED,
+        Level.JW_HIGH,
+        Level.JW_MEDIUM,
+        Level.DIFFERENT,
+    ),
     "family": (
         Level.EXACT,
         Level.FORMER,
+        Level.SWAPPED,
         Level.PARTIAL,
         Level.JW_HIGH,
         Level.JW_MEDIUM,
@@ -52,6 +61,12 @@ FIELD_LEVELS: Final[dict[str, tuple[Level, ...]]] = {
     "sex": (Level.SAME, Level.DIFFERENT),
 }
 """The levels each field's weights must be configured for, strongest first (MISSING is always 0)."""
+
+TWIN_LEVELS: Final = (Level.JW_MEDIUM, Level.DIFFERENT)
+"""Given-name levels that cannot tell a slip or another recorded name from a twin: weighed by
+the stricter `[given.twins]` weights when the lookup has twins in view (gateway.match)."""
+
+_STRONG_GIVEN: Final = frozenset({Level.EXACT, Level.NICKNAME, Level.JW_HIGH})
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,40 @@ def given_level(a: Person, b: Person, similarity: Similarity) -> Level:
         return Level.DIFFERENT
     return similarity.closest_level(
         a.given_key, a.given_equivalents, b.given_key, b.given_equivalents
+    )
+
+
+def name_levels(
+    a: Person, b: Person, given_similarity: Similarity, family_similarity: Similarity
+) -> tuple[Level, Level]:
+    """The given and family name levels of a pair, with given and family names read crosswise
+    when that fits far better: "Smith John" keyed for John Smith is SWAPPED on both fields.
+
+    Only a pair whose given names do not already agree is read crosswise, and both crossings
+    must hold (each at JW_HIGH or better, so a slip on top of the swap still counts): one name
+    in the wrong box is a coincidence, both is the swap.
+    """
+    given = given_level(a, b, given_similarity)
+    family = family_level(a, b, family_similarity)
+    if given in _STRONG_GIVEN or family is Level.EXACT:
+        return given, family
+    if _crosses(a.given_key, b.family_key, a.family_key, b.given_key, given_similarity):
+        return Level.SWAPPED, Level.SWAPPED
+    return given, family
+
+
+def _crosses(
+    given_a: str | None,
+    family_b: str | None,
+    family_a: str | None,
+    given_b: str | None,
+    similarity: Similarity,
+) -> bool:
+    if given_a is None or family_b is None or family_a is None or given_b is None:
+        return False
+    return all(
+        x == y or similarity.level(x, y) is Level.JW_HIGH
+        for x, y in ((given_a, family_b), (family_a, given_b))
     )
 
 

@@ -21,11 +21,11 @@ from typing import Any, Final
 
 from gateway.linkage.compare import (
     FIELD_LEVELS,
+    TWIN_LEVELS,
     Level,
     Similarity,
     date_level,
-    family_level,
-    given_level,
+    name_levels,
     postcode_level,
     sex_level,
 )
@@ -81,6 +81,7 @@ class LinkageModel:
     possible_threshold: float
     prior: float
     _comparisons: Mapping[str, Mapping[Level, Comparison]]
+    _twin_given: Mapping[Level, Comparison]
     _given_similarity: Similarity
     _family_similarity: Similarity
 
@@ -112,16 +113,18 @@ class LinkageModel:
             config, {"prior", "link_threshold", "possible_threshold", *FIELD_LEVELS}, ""
         )
         fields = {name: _field_config(config, name) for name in FIELD_LEVELS}
+        twin_given = _twin_config(config["given"], fields["given"])
         similarity = {name: _similarity(config[name], name) for name in _NAME_FIELDS}
         link_threshold = _number(config, "link_threshold", "")
         possible_threshold = _number(config, "possible_threshold", "")
         _check_thresholds(link_threshold, possible_threshold)
-        _check_twins_cannot_link(fields, link_threshold)
+        _check_twins_cannot_link(fields, twin_given, link_threshold)
         return cls(
             link_threshold=link_threshold,
             possible_threshold=possible_threshold,
             prior=_probability(config, "prior", "", open_at_one=True),
             _comparisons=fields,
+            _twin_given=twin_given,
             _given_similarity=similarity["given"],
             _family_similarity=similarity["family"],
         )
@@ -134,12 +137,19 @@ class LinkageModel:
         """The configured weight of one field's level (0 for MISSING)."""
         return self._comparisons[field][Level(level)].weight
 
-    def score(self, a: Person, b: Person) -> Score:
-        """Score a pair; symmetric, so query-vs-record and record-vs-record read the same."""
+    def score(self, a: Person, b: Person, *, twins: bool = False) -> Score:
+        """Score a pair; symmetric, so query-vs-record and record-vs-record read the same.
+
+        `twins` says the lookup has twins (or more) of this household in view: then a given name
+        that is not the same name is weighed as what it most likely is, the other twin, by the
+        `[given.twins]` weights. Without twins in view it is a recorded other name or a slip.
+        """
         tables = self._comparisons
+        given, family = name_levels(a, b, self._given_similarity, self._family_similarity)
+        given_table = self._twin_given if twins else tables["given"]
         comparisons = (
-            tables["given"][given_level(a, b, self._given_similarity)],
-            tables["family"][family_level(a, b, self._family_similarity)],
+            given_table[given],
+            tables["family"][family],
             tables["date_of_birth"][date_level(a.date_of_birth, b.date_of_birth)],
             tables["postcode"][postcode_level(a, b)],
             tables["sex"][sex_level(a.sex, b.sex)],
@@ -175,32 +185,55 @@ def _check_thresholds(link: float, possible: float) -> None:
 
 
 def _check_twins_cannot_link(
-    fields: Mapping[str, Mapping[Level, Comparison]], link_threshold: float
+    fields: Mapping[str, Mapping[Level, Comparison]],
+    twin_given: Mapping[Level, Comparison],
+    link_threshold: float,
 ) -> None:
-    """Refuse weights under which twins could be merged.
+    """Refuse weights under which twins in view could be merged.
 
     Twins agree on family name, date of birth, postcode and usually sex; only the given name
-    tells them apart. Whatever else is configured, a given name that is not the same name must
-    keep such a pair below the link threshold - the one mistake linkage must never make.
+    tells them apart. Whatever else is configured, once the lookup has seen both twins a given
+    name that is not the same name must keep such a pair below the link threshold - the one
+    mistake linkage must never make.
     """
     household = sum(
         max(c.weight for c in fields[name].values())
         for name in ("family", "date_of_birth", "postcode", "sex")
     )
-    for level in (Level.JW_MEDIUM, Level.DIFFERENT):
-        twin = household + fields["given"][level].weight
+    for level in TWIN_LEVELS:
+        twin = household + twin_given[level].weight
         if twin >= link_threshold:
             raise LinkageConfigError(
-                f"given.levels.{level}: twins (same family name, date of birth, postcode and "
+                f"given.twins.{level}: twins (same family name, date of birth, postcode and "
                 f"sex; given names {level}) would score {twin:.1f} bits, at or above "
                 f"link_threshold ({link_threshold}), and be merged; lower that level's m or "
                 "raise the threshold"
             )
 
 
+def _twin_config(
+    section: Mapping[str, Any], given: Mapping[Level, Comparison]
+) -> dict[Level, Comparison]:
+    """The given-name weights with twins in view: the ordinary ones, but for TWIN_LEVELS."""
+    twins = _table(section, "twins", "given")
+    _reject_unknown(twins, set(TWIN_LEVELS), "given.twins")
+    weights = dict(given)
+    for level in TWIN_LEVELS:
+        where = f"given.twins.{level}"
+        if level not in twins:
+            raise LinkageConfigError(f"{where} is missing: every twin level needs m and u")
+        pair = _table(twins, level, "given.twins")
+        _reject_unknown(pair, {"m", "u"}, where)
+        m, u = _probability(pair, "m", where), _probability(pair, "u", where)
+        weights[level] = Comparison("given", level, math.log2(m / u))
+    return weights
+
+
 def _field_config(config: Mapping[str, Any], field: str) -> dict[Level, Comparison]:
     section = _table(config, field, "")
     allowed = {"levels", "jaro_winkler"} if field in _NAME_FIELDS else {"levels"}
+    if field == "given":
+        allowed.add("twins")
     _reject_unknown(section, allowed, field)
     levels = _table(section, "levels", field)
     expected = FIELD_LEVELS[field]
