@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,21 +82,39 @@ class Identifiers(_Model):
     local_id: str | None = None
 
 
+KNOWN_AS_MAX: Final = 5
+"""Other given names one child is known by, at most: a preferred name, a short form, a name from
+another family - a few, never a list to search by."""
+
+_Name = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+def _empty(value: list[str]) -> bool:
+    return not value
+
+
 class Demographics(_Model):
     """Who the practitioner is looking for when they hold no identifier for the child.
 
     Sent already validated and normalised by the gateway: the postcode upper-case with one space,
     or "NFA" for a child with no fixed abode (which agrees with no record's postcode, NFA included).
-    A connector answers with candidates - records that plausibly describe this child - and the
-    gateway, not the connector, decides which of them are the child.
+    Any of given name, family name, date of birth and postcode may be missing: the gateway sends a
+    search only when the details given could be enough to link a record, and a missing detail is
+    one no record can agree with. `known_as` lists other given names the child is known by, each
+    as good as the given name. A connector answers with candidates - records that plausibly
+    describe this child - and the gateway, not the connector, decides which of them are the child.
+
+    An empty `known_as` is left out of the JSON, so a search naming none reads as it did before
+    the field existed.
     """
 
-    given: str = Field(min_length=1, max_length=100)
-    family: str = Field(min_length=1, max_length=100)
-    date_of_birth: date
-    postcode: str = Field(min_length=3, max_length=8)
+    given: _Name | None = None
+    family: _Name | None = None
+    date_of_birth: date | None = None
+    postcode: str | None = Field(default=None, min_length=3, max_length=8)
     sex: Sex | None = None
-    former_family: str | None = Field(default=None, min_length=1, max_length=100)
+    former_family: _Name | None = None
+    known_as: list[_Name] = Field(default_factory=list, max_length=KNOWN_AS_MAX, exclude_if=_empty)
 
 
 class LookupRequest(_Model):
@@ -117,9 +135,13 @@ class LookupRequest(_Model):
 
 
 class PersonName(_Model):
+    """A child's name as a record holds it. `known_as` is any other given name the child goes by
+    (a school's preferred name, say); left out of the JSON when empty, as before it existed."""
+
     given: str
     family: str
     former_family: list[str] = Field(default_factory=list)
+    known_as: list[str] = Field(default_factory=list, exclude_if=_empty)
 
 
 class Address(_Model):

@@ -5,8 +5,14 @@ The connector's job is recall with a bounded answer; the gateway's Fellegi-Sunte
 connector, decides which candidate is the child. So the search is forgiving about how each detail
 was keyed - names agree when spelt alike, when their Soundex codes agree or when one keying slip
 apart; a date of birth also agrees read with day and month swapped; a family name also agrees with
-a former family name - and strict about how many details must agree: at least two of given name,
-family name, date of birth and full postcode.
+a former family name, and a given name with a name the child is known by (on either side); given
+and family name keyed into each other's boxes agree as both names - and strict about how many
+details must agree: at least two of given name, family name, date of birth and full postcode.
+
+A practitioner may know only some of the four (a family name and a date of birth, say; the
+gateway refuses a search whose details could not link a record even if all agreed). A detail the
+query does not give is one no record can agree with, so the rule is unchanged: two agreements
+among the details given.
 
 Why two. One agreeing detail is what a child shares with strangers: a neighbour's child has the
 same postcode, a classmate may share the date of birth, and hundreds of children share a family
@@ -23,14 +29,21 @@ without the date of birth or postcode only when the date differs in just one par
 year), as a mistyped date does.
 
 A child of no fixed abode is recorded, and searched for, with the postcode NFA, which agrees with
-nothing: such a search has three details to agree on, and still needs two of them.
+nothing: such a search has one detail fewer to agree on, and still needs two of them.
+
+Swapped names count as two agreements, as the two names read the right way round do: "Hart
+Amelia" for Amelia Hart is a common keying fault, and agreeing with both halves of it by chance
+is as rare as agreeing with both names. The crossing is looked at only when the names as keyed
+do not both agree, and is remembered per name like every name agreement; names that cannot agree
+are told apart by one set operation (`_NameKeys.near`), so reading them crosswise costs a search
+little.
 
 Candidates are the union of three blocks: the records born on the query's date of birth (as given
-and swapped), those at its postcode, and those whose given and family names (current or former)
-have the query's Soundex codes. Every record agreeing on two details by spelling or sound is in
-one of them. A name one slip away counts only for records found through a block, so the one kind
-of record the rule would keep but the blocks miss agrees on its date (one part off) and its two
-names, one of them misspelt beyond what Soundex absorbs.
+and swapped), those at its postcode, and those whose given (or known-as) and family (current or
+former) names have the query's Soundex codes, either way round. Every record agreeing on two
+details by spelling or sound is in one of them. A name one slip away counts only for records
+found through a block, so the one kind of record the rule would keep but the blocks miss agrees
+on its date (one part off) and its two names, one of them misspelt beyond what Soundex absorbs.
 """
 
 from __future__ import annotations
@@ -109,7 +122,8 @@ def soundex(name: str) -> str:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class _NameKeys:
-    """The forms one name is compared by: normalised spellings and their Soundex codes.
+    """The forms one name is compared by: normalised spellings, their Soundex codes, and the
+    forms a keying slip leaves.
 
     Compared and hashed by identity: the index keeps one per distinct name, so identity is
     equality there, and hashing it costs nothing per candidate.
@@ -117,8 +131,16 @@ class _NameKeys:
 
     spellings: frozenset[str]
     codes: frozenset[str]
+    near: frozenset[str]
+    """The spellings, their codes, and each spelling of at least `_MIN_SLIPPED_LENGTH` letters
+    with one letter dropped. Two names that agree in any way share one of these (two spellings
+    one slip apart do: a letter replaced, or two swapped, drop to the same string; an added
+    letter drops to the other spelling), so two that share none are told apart in one set
+    operation, without comparing spellings pair by pair - and most names compared differ."""
 
     def agreement(self, other: _NameKeys) -> int:
+        if self.near.isdisjoint(other.near):
+            return 0
         if not self.spellings.isdisjoint(other.spellings):
             return _EXACT_NAME
         if not self.codes.isdisjoint(other.codes):
@@ -146,6 +168,13 @@ def _one_slip_apart(a: str, b: str) -> bool:
     return longer[i + 1 :] == shorter[i:]
 
 
+def _query_name_keys(names: Iterable[str | None]) -> _NameKeys | None:
+    """Keys for the names a query gives for one field, None when it gives none (a detail the
+    practitioner did not know, which no record can agree with)."""
+    given = tuple(name for name in names if name is not None)
+    return _name_keys(given) if given else None
+
+
 def _name_keys(names: Iterable[str]) -> _NameKeys:
     """Keys for one or more names of a person: "Anne-Marie" gives "annemarie", "anne" and "marie",
     so a record that kept only part of a double name still agrees.
@@ -155,7 +184,13 @@ def _name_keys(names: Iterable[str]) -> _NameKeys:
     """
     spellings = {spelling for name in names for spelling in _spellings(name)}
     codes = {soundex(spelling) or spelling for spelling in spellings}
-    return _NameKeys(frozenset(spellings), frozenset(codes))
+    dropped = {
+        spelling[:i] + spelling[i + 1 :]
+        for spelling in spellings
+        if len(spelling) >= _MIN_SLIPPED_LENGTH
+        for i in range(len(spelling))
+    }
+    return _NameKeys(frozenset(spellings), frozenset(codes), frozenset(spellings | codes | dropped))
 
 
 def _spellings(name: str) -> set[str]:
@@ -232,7 +267,7 @@ def _describe(record: ConnectorRecord, interner: _Interner) -> _Person:
     name, address = record.name, record.address
     postcode, sector = (None, None) if address is None else interner.postcode(address.postcode)
     return _Person(
-        given=None if name is None else interner.name((name.given,)),
+        given=None if name is None else interner.name((name.given, *name.known_as)),
         family=None if name is None else interner.name((name.family, *name.former_family)),
         born=record.date_of_birth,
         postcode=postcode,
@@ -249,32 +284,53 @@ class _Scorer:
     """
 
     def __init__(self, demographics: Demographics) -> None:
-        formers = () if demographics.former_family is None else (demographics.former_family,)
-        postcode, sector = _postcode_keys(demographics.postcode)
+        given = (demographics.given, *demographics.known_as)
+        family = (demographics.family, demographics.former_family)
+        postcode = demographics.postcode
+        postcode_keys = (None, None) if postcode is None else _postcode_keys(postcode)
+        born = demographics.date_of_birth
         self.person = _Person(
-            given=_name_keys((demographics.given,)),
-            family=_name_keys((demographics.family, *formers)),
-            born=demographics.date_of_birth,
-            postcode=postcode,
-            sector=sector,
+            given=_query_name_keys(given),
+            family=_query_name_keys(family),
+            born=born,
+            postcode=postcode_keys[0],
+            sector=postcode_keys[1],
             sex=demographics.sex,
         )
-        self.swapped_born = _swapped(demographics.date_of_birth)
+        self.swapped_born = None if born is None else _swapped(born)
         self._given_levels: dict[_NameKeys, int] = {}
         self._family_levels: dict[_NameKeys, int] = {}
+        # The query's family name against a record's given name, and its given name against a
+        # record's family name: the two halves of a swap.
+        self._crossed_given_levels: dict[_NameKeys, int] = {}
+        self._crossed_family_levels: dict[_NameKeys, int] = {}
+
+    def name_blocks(self) -> set[str]:
+        """The name blocks a record agreeing on both names would be in: its given and family
+        names sounding like the query's, or like the query's family and given names (swapped)."""
+        given, family = self.person.given, self.person.family
+        if given is None or family is None:
+            return set()
+        return {f"{g}|{f}" for g in given.codes for f in family.codes} | {
+            f"{f}|{g}" for g in given.codes for f in family.codes
+        }
 
     def weight(self, candidate: _Person) -> int | None:
         """How strongly `candidate` agrees with the query, for ranking; None when it is no
         candidate: fewer than two details agree, or only the two names do and the date of birth
         differs in more than one part (see `_near_date`)."""
         wanted = self.person
+        given = self._name_level(wanted.given, candidate.given, self._given_levels)
+        family = self._name_level(wanted.family, candidate.family, self._family_levels)
+        if not (given and family):
+            given, family = self._swap_if_closer(candidate, given, family)
         levels = (
             self._date_level(candidate.born),
             _POSTCODE
             if candidate.postcode is not None and candidate.postcode == wanted.postcode
             else 0,
-            self._name_level(wanted.given, candidate.given, self._given_levels),
-            self._name_level(wanted.family, candidate.family, self._family_levels),
+            given,
+            family,
         )
         if len(levels) - levels.count(0) < MIN_AGREEMENTS:
             return None
@@ -287,6 +343,21 @@ class _Scorer:
         if candidate.sex is not None and candidate.sex == wanted.sex:
             weight += _SEX
         return weight
+
+    def _swap_if_closer(self, candidate: _Person, given: int, family: int) -> tuple[int, int]:
+        """The two name levels read crosswise when that makes both agree (given and family keyed
+        into each other's boxes), else as they are. Looked at only when the names as keyed do
+        not both agree, and the second half only when the first holds."""
+        wanted = self.person
+        crossed_given = self._name_level(wanted.family, candidate.given, self._crossed_given_levels)
+        if not crossed_given:
+            return given, family
+        crossed_family = self._name_level(
+            wanted.given, candidate.family, self._crossed_family_levels
+        )
+        if not crossed_family:
+            return given, family
+        return crossed_given, crossed_family
 
     @staticmethod
     def _name_level(
@@ -357,7 +428,8 @@ class CandidateIndex:
     ) -> list[ConnectorRecord]:
         """Records agreeing with `demographics` on at least two of given name, family name, date
         of birth and postcode (two names only with a date of birth one part off); strongest
-        agreement first, then in index order; at most `limit`.
+        agreement first, then in index order; at most `limit`. Details `demographics` leaves out
+        agree with nothing: a search giving fewer than two finds no one.
 
         Raises ValueError when `limit` is less than 1.
         """
@@ -374,7 +446,8 @@ class CandidateIndex:
 
     def _blocks(self, query: _Scorer) -> set[int]:
         """Positions in any block the query falls in: its date of birth as given and swapped, its
-        postcode, and each phonetic pair of its given and (current or former) family names."""
+        postcode, and each phonetic pair of its given (or known-as) and (current or former)
+        family names, either way round. A detail the query does not give blocks nothing."""
         person = query.person
         positions: set[int] = set()
         for born in (person.born, query.swapped_born):
@@ -382,6 +455,6 @@ class CandidateIndex:
                 positions.update(self._by_birth.get(born, ()))
         if person.postcode is not None:
             positions.update(self._by_postcode.get(person.postcode, ()))
-        for block in person.name_blocks():
+        for block in query.name_blocks():
             positions.update(self._by_name.get(block, ()))
         return positions

@@ -37,7 +37,7 @@ from gateway.capacity import Capacity
 from gateway.config import Settings, SourceConfig
 from gateway.fanout import FanOut
 from gateway.limits import AccessLimits, InProcessLimits, LimitSettings
-from gateway.linkage import LinkageModel
+from gateway.linkage import LinkageModel, NameFrequencies
 from gateway.pipeline import LookupPipeline
 from gateway.policy import (
     DecisionLog,
@@ -120,8 +120,11 @@ def access_limits(components: Components) -> AccessLimits:
 
 
 def linkage_model(settings: Settings) -> LinkageModel:
-    """The configured model file (or the packaged default) with any threshold overrides."""
+    """The configured model file (or the packaged default) with any name frequencies and
+    threshold overrides."""
     model = LinkageModel.load(settings.linkage_model_file)
+    if settings.name_frequencies_file is not None:
+        model = model.with_frequencies(NameFrequencies.load(settings.name_frequencies_file))
     if settings.link_threshold is None and settings.possible_threshold is None:
         return model
     return model.with_thresholds(

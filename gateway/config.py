@@ -219,6 +219,10 @@ class Settings(BaseSettings):
     linkage_model_file: Path | None = None
     """Weights and thresholds for demographic matching (TOML); unset, the packaged defaults
     documented in docs/matching.md."""
+    name_frequencies_file: Path | None = None
+    """How common each name is in the area (JSON, from `python -m bench.linkage_calibration
+    --em --write-frequencies`): exact matches on rare names weigh more, on common ones less.
+    Unset, every exact name match weighs the same."""
     link_threshold: float | None = None
     """Overrides the model file's match weight at or above which a candidate is linked."""
     possible_threshold: float | None = None

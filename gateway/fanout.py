@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -116,7 +117,11 @@ class FanOut:
                 fields=sorted(fields),
             )
             tasks.append(self._ask_one(source, request, fields, lookup.deadline))
-        answers = tuple(await asyncio.gather(*tasks))
+        asked_with = (query.identified_by,)
+        answers = tuple(
+            a if a.status is SourceStatus.NOT_ASKED else replace(a, asked_with=asked_with)
+            for a in await asyncio.gather(*tasks)
+        )
         if self._health is not None:
             self._health.record(answers)
         metrics.sources_answered(answers)

@@ -3,7 +3,8 @@
 Bad input is refused here, before anything is fanned out: a typo in an NHS number that happens to
 belong to another child is exactly the wrong merge this product exists to prevent, which is why
 check digits are verified rather than only lengths, and why demographics are checked for shape
-(a postcode the Royal Mail could issue, a date of birth a child in this service could have).
+(a postcode the Royal Mail could issue, a date of birth a child in this service could have) and
+for being enough to tell one child from another (`check_could_link`).
 
 Every refusal is an `InvalidIdentifier` carrying a stable `ErrorCode` and a message written for a
 practitioner. Messages say what is wrong and never repeat the input: it is a child's personal data,
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import date
 from typing import Final
 
 from connectors.check_digits import nhs_check_digit, upn_check_letter
-from connectors.protocol import NO_FIXED_ABODE, Demographics, Sex
+from connectors.protocol import KNOWN_AS_MAX, NO_FIXED_ABODE, Demographics, Sex
 from gateway.errors import ErrorCode
+from gateway.linkage import LinkageModel
 
 NHS_NUMBER_LENGTH: Final = 10
 SYNTHETIC_NHS_RANGE: Final = range(9_000_000_000, 10_000_000_000)
@@ -69,7 +72,7 @@ _INWARD_LENGTH: Final = 3
 
 _NAME_PUNCTUATION: Final = frozenset(" -'\u2019")  # space, hyphen, apostrophe, typographic one
 
-_ONE_WAY_LABELS: Final = ("an NHS number", "a UPN", "demographics (name, date of birth, postcode)")
+_ONE_WAY_LABELS: Final = ("an NHS number", "a UPN", "demographics")
 
 
 class InvalidIdentifier(ValueError):
@@ -99,7 +102,8 @@ def check_one_way(*, nhs_number: object, upn: object, demographics: object) -> N
     if not given:
         raise InvalidIdentifier(
             ErrorCode.IDENTIFY_ONE_WAY,
-            "Identify the child by an NHS number, a UPN, or name, date of birth and postcode.",
+            "Identify the child by an NHS number, a UPN, or details such as name, date of birth"
+            " and postcode.",
         )
     if len(given) > 1:
         raise InvalidIdentifier(
@@ -288,27 +292,32 @@ def normalise_person_name(raw: str, what: str) -> str:
 
 def demographics(
     *,
-    given: str,
-    family: str,
-    date_of_birth: date,
-    postcode: str,
+    given: str | None = None,
+    family: str | None = None,
+    date_of_birth: date | None = None,
+    postcode: str | None = None,
     sex: Sex | None = None,
     former_family: str | None = None,
+    known_as: Sequence[str] = (),
     today: date,
 ) -> Demographics:
     """Validate and normalise a demographic lookup, raising on the first problem in form order.
 
-    A blank former family name counts as not given: portals send empty optional fields. The
-    postcode is required: NFA states that the child has no fixed abode, where a missing postcode
-    would only mean the practitioner did not give it.
+    Every detail is optional here (whether enough were given is `check_could_link`'s question),
+    and a blank one counts as not given: portals send empty optional fields. A missing postcode
+    only means the practitioner did not give it; NFA states that the child has no fixed abode.
+    Names the child is known by are kept once each, in the order given, and at most KNOWN_AS_MAX.
     """
     return Demographics(
-        given=normalise_person_name(given, "given name"),
-        family=normalise_person_name(family, "family name"),
-        date_of_birth=check_date_of_birth(date_of_birth, today),
-        postcode=normalise_home_postcode(postcode),
+        given=_optional_name(given, "given name"),
+        family=_optional_name(family, "family name"),
+        date_of_birth=None if date_of_birth is None else check_date_of_birth(date_of_birth, today),
+        postcode=None
+        if postcode is None or not postcode.strip()
+        else normalise_home_postcode(postcode),
         sex=sex,
         former_family=_optional_name(former_family, "former family name"),
+        known_as=_known_as(known_as),
     )
 
 
@@ -316,6 +325,85 @@ def _optional_name(raw: str | None, what: str) -> str | None:
     if raw is None or not raw.strip():
         return None
     return normalise_person_name(raw, what)
+
+
+def _known_as(raw: Sequence[str]) -> list[str]:
+    names = [_optional_name(name, "name the child is known by") for name in raw]
+    distinct = list(dict.fromkeys(name for name in names if name is not None))
+    if len(distinct) > KNOWN_AS_MAX:
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_NAME,
+            f"Give at most {KNOWN_AS_MAX} names the child is known by; this lookup gives"
+            f" {len(distinct)}.",
+        )
+    return distinct
+
+
+_STRONGEST_LEVELS: Final = (
+    ("given", "EXACT", "the given name"),
+    ("family", "EXACT", "the family name"),
+    ("date_of_birth", "EXACT", "the date of birth"),
+    ("postcode", "FULL", "the postcode"),
+    ("sex", "SAME", "the sex"),
+)
+"""Each detail a demographic lookup can be scored on, the level at which it agrees most strongly,
+and how a message names it. A former family name and names the child is known by are not here:
+they stand in for a name that differs, and add nothing beyond what the name itself could."""
+
+
+def check_could_link(found: Demographics, model: LinkageModel) -> None:
+    """Refuse a demographic lookup whose details could not link any record even if the record
+    agreed with every one of them: the sum of each given detail's strongest weight must reach
+    the model's link threshold.
+
+    Such a lookup could find only near misses, never the child, while every source is asked and
+    sends back the children who share those details: given and family name alone are a list of
+    namesakes. A postcode of NFA and sex unknown are given but agree with nothing, so they add no
+    weight. The message names what to add: each detail that would be enough on its own, or else
+    the strongest ones that together would.
+    """
+    stated = {
+        "given": found.given,
+        "family": found.family,
+        "date_of_birth": found.date_of_birth,
+        "postcode": found.postcode,
+        "sex": found.sex,
+    }
+    weighs_nothing = {"postcode": NO_FIXED_ABODE, "sex": Sex.UNKNOWN}
+    weights = {field: model.weight(field, level) for field, level, _ in _STRONGEST_LEVELS}
+    reached = sum(
+        weights[field]
+        for field, value in stated.items()
+        if value is not None and value != weighs_nothing.get(field)
+    )
+    if reached >= model.link_threshold:
+        return
+    missing = sorted(
+        ((weights[field], label) for field, _, label in _STRONGEST_LEVELS if stated[field] is None),
+        key=lambda entry: -entry[0],
+    )
+    to_add = _what_to_add(missing, model.link_threshold - reached)
+    raise InvalidIdentifier(
+        ErrorCode.INSUFFICIENT_DETAILS,
+        "These details are not enough to tell one child from others even if a record agreed"
+        f" with all of them: {f'add {to_add}, or ' if to_add else ''}look the child up by NHS"
+        " number or UPN.",
+    )
+
+
+def _what_to_add(missing: list[tuple[float, str]], short_by: float) -> str:
+    """Each missing detail (weight, label; strongest first) that is enough alone, as choices;
+    else the fewest strongest that are enough together; "" when not even all of them are."""
+    alone = [label for weight, label in missing if weight >= short_by]
+    if alone:
+        return ", or ".join(alone)
+    together = []
+    for weight, label in missing:
+        together.append(label)
+        short_by -= weight
+        if short_by <= 0:
+            return " and ".join(together)
+    return ""
 
 
 def _allowed_in_name(char: str) -> bool:

@@ -27,8 +27,7 @@ from itertools import combinations
 
 from connectors.protocol import ConnectorRecord
 from gateway import tracing
-from gateway.linkage import Band, LinkageModel, Person
-from gateway.linkage.compare import TWIN_LEVELS, Level
+from gateway.linkage import TWIN_LEVELS, Band, Level, LinkageModel, Person
 from gateway.types import (
     IdentifiedBy,
     LookupQuery,

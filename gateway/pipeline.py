@@ -1,11 +1,13 @@
 """One child lookup, as a line of stages that each take the lookup's context and the stage before:
 
-    authenticate -> plan -> fan out -> match -> decide -> merge -> audit -> respond
+    authenticate -> plan -> fan out -> match -> second round -> decide -> merge -> audit -> respond
 
 Authentication happens at the HTTP edge (gateway.middleware) and the response is shaped by
-resolvers; this module runs everything in between. The audit record is committed before the result
-is returned, and if it cannot be, the caller gets an error and no data. A policy failure releases
-nothing.
+resolvers; this module runs everything in between. The second round (gateway.second_round) asks
+again, with an identifier a linked record holds, the sources the first round could not reach with
+it; shield-safe search then judges both rounds together. The audit record is committed before the
+result is returned, and if it cannot be, the caller gets an error and no data. A policy failure
+releases nothing.
 
 Each lookup is observed as it runs (`_observed`): a trace span (each stage adds its own, see
 gateway.tracing), its request id on every log line, and its outcome counted (gateway.metrics).
@@ -33,6 +35,7 @@ from gateway.match import MatchResult, match_records
 from gateway.merge import merge
 from gateway.plan import make_plan
 from gateway.policy import DecisionLog, LoggedPolicy, PolicyEngine, PolicyError
+from gateway.second_round import second_round
 from gateway.shield_safe import answer_floor, shield_safe
 from gateway.types import (
     Caller,
@@ -68,6 +71,7 @@ class LookupPipeline:
         demographic_answer_floor_ms: int = 0,
     ) -> None:
         self.sources = tuple(sources)
+        self._registers = frozenset(s.name for s in sources if s.holds_every_child)
         self.policy = policy  # replaced whole by a policy reload, never modified in place
         self.linkage = linkage
         self._log = decision_log
@@ -122,9 +126,9 @@ class LookupPipeline:
                 await self._audit.commit(lookup, plan, denied)
                 return denied
             answers = await self._fanout.ask(lookup, plan)
-            matching, hidden = shield_safe(
-                query, match_records(query, answers, self.linkage), plan.shield_authorities
-            )
+            first = match_records(query, answers, self.linkage, registers=self._registers)
+            both = await second_round(lookup, plan, first, self._fanout, self.linkage)
+            matching, hidden = shield_safe(query, both, plan.shield_authorities, first_round=first)
             release = await decide(lookup, plan, matching)
         except PolicyError as exc:
             await self._audit.failure(lookup, "ERROR", ErrorCode.POLICY_UNAVAILABLE.value)
@@ -146,7 +150,7 @@ class LookupPipeline:
             child=merge(release.records, self._authority),
             withheld=release.withheld,
         )
-        await self._audit.commit(lookup, plan, result, release, hidden=hidden)
+        await self._audit.commit(lookup, plan, result, release, hidden=hidden, asked=both.answers)
         return result
 
     @tracing.stage("admit")

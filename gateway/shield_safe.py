@@ -1,14 +1,20 @@
 """Shield-safe search: a demographic lookup never finds a shielded or restricted child.
 
-Every demographic lookup carries a postcode, which is exactly what shielding withholds. Answering
+A demographic lookup may carry a postcode, which is exactly what shielding withholds. Answering
 "found" to a query that names a postcode confirms where the child lives even if no field is
-released; a search with postcode NFA (no fixed abode) is treated no differently, since confirming
-that a hidden child has no fixed abode is itself a disclosure about where they are. So a search
-that reaches a shielded or restricted record - or that cannot rule one out, because a shield
-authority did not answer - comes back exactly as a search that found nobody: same outcome, same
-source statuses, no possible matches, and through the same remaining stages. Identifier lookups
-are unaffected: holding the NHS number or UPN already identifies the child, and the policy then
-withholds location fields as usual.
+released; a search with postcode NFA (no fixed abode), or with none, is treated no differently,
+since confirming that a hidden child has no fixed abode, or that the agencies nearby hold them at
+all, is itself a disclosure about where they are. So a search that reaches a shielded or
+restricted record - or that cannot rule one out, because a shield authority did not answer -
+comes back exactly as a search that found nobody: same outcome, same source statuses, no possible
+matches, and through the same remaining stages. Identifier lookups are unaffected: holding the
+NHS number or UPN already identifies the child, and the policy then withholds location fields as
+usual.
+
+A search that found someone may ask again with the NHS number their record holds
+(gateway.second_round); a search that found nobody never does. So a search hidden after two rounds
+is answered as its first round hidden: the sources asked again, and how they then answered, would
+show that someone was found.
 
 The same stages are not the same time: before anything can be hidden, the agencies have found,
 sent and the gateway has scored the hidden child's records, which a search for nobody never does
@@ -31,21 +37,28 @@ from gateway.types import IdentifiedBy, LookupQuery, SourceStatus
 
 @tracing.stage("shield_safe")
 def shield_safe(
-    query: LookupQuery, matching: MatchResult, shield_authorities: Collection[str]
+    query: LookupQuery,
+    matching: MatchResult,
+    shield_authorities: Collection[str],
+    *,
+    first_round: MatchResult | None = None,
 ) -> tuple[MatchResult, bool]:
-    """The match result the caller may learn of, and whether anything was hidden (for the audit)."""
+    """The match result the caller may learn of, and whether anything was hidden (for the audit).
+    `first_round` is the match before a second round, if there was one: a hidden search is
+    answered as that round found nothing."""
     if query.identified_by is not IdentifiedBy.DEMOGRAPHICS:
         return matching, False
     found_anything = bool(matching.matched or matching.possible or matching.ambiguous)
     shield_known = all(a.answered for a in matching.answers if a.source in shield_authorities)
     if not found_anything or (shield_known and not matching.flagged):
         return matching, False
+    shown = matching if first_round is None else first_round
     nothing = MatchResult(
         answers=tuple(
             replace(a, status=SourceStatus.NO_RECORD, records=())
             if a.status is SourceStatus.ANSWERED
             else a
-            for a in matching.answers
+            for a in shown.answers
         ),
         matched=(),
         unmatched={},

@@ -144,6 +144,10 @@ class SourceAnswer:
     records: tuple[ConnectorRecord, ...] = ()
     error_code: str | None = None
     cached: bool = False
+    asked_with: tuple[IdentifiedBy, ...] = ()
+    """How the source was asked for the child, in order: the lookup's own identifier or
+    demographics, then an identifier another source's record gave (gateway.second_round). The
+    status and error code are those of the last request. Empty when the source was not asked."""
 
     @property
     def answered(self) -> bool:
@@ -306,6 +310,8 @@ class LookupResult:
     @property
     def complete(self) -> bool:
         """True when sources were asked and every one of them answered, with or without a record:
-        a lookup that asked nobody (denied) is not complete either."""
+        a lookup that asked nobody (denied) is not complete either. A source asked again with an
+        identifier found in another source's record (gateway.second_round) counts by its second
+        answer, so a source not reached with the best identifier known makes a lookup incomplete."""
         asked = [a for a in self.answers if a.status is not SourceStatus.NOT_ASKED]
         return bool(asked) and all(a.answered for a in asked)

@@ -42,6 +42,7 @@ def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
                 records_unmatched=unmatched.get(a.source, 0),
                 records_possible=possible.get(a.source, 0),
                 cached=a.cached,
+                asked_with=list(a.asked_with),
             )
             for a in result.answers
         ],

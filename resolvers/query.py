@@ -13,12 +13,14 @@ from gateway.audit import AuditTrail
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import (
     InvalidIdentifier,
+    check_could_link,
     check_one_way,
     normalise_nhs_number,
     normalise_upn,
 )
 from gateway.identifiers import demographics as validate_demographics
 from gateway.justification import Justification
+from gateway.linkage import LinkageModel
 from gateway.pipeline import LookupPipeline
 from gateway.types import Caller, LookupQuery, Purpose
 from resolvers.mapping import audit_entry, lookup_to_graphql
@@ -74,7 +76,14 @@ async def resolve_child(
             ErrorCode.INVALID_JUSTIFICATION,
             f"A justification is at most {context.justification_max_chars} characters.",
         )
-    query = _validated(purpose, reason or None, nhs_number=nhs_number, upn=upn, given=demographics)
+    query = _validated(
+        purpose,
+        reason or None,
+        nhs_number=nhs_number,
+        upn=upn,
+        given=demographics,
+        model=context.pipeline.linkage,
+    )
     result = await context.pipeline.lookup(context.caller, query)
     return lookup_to_graphql(result)
 
@@ -86,26 +95,31 @@ def _validated(
     nhs_number: str | None,
     upn: str | None,
     given: DemographicsInput | None,
+    model: LinkageModel,
 ) -> LookupQuery:
-    """The lookup as the pipeline takes it: exactly one way of identifying, each normalised."""
+    """The lookup as the pipeline takes it: exactly one way of identifying, each normalised, and
+    demographics only when they could link a record under `model`."""
     try:
         check_one_way(nhs_number=nhs_number, upn=upn, demographics=given)
-        return LookupQuery(
-            purpose=purpose,
-            justification=justification,
-            nhs_number=None if nhs_number is None else normalise_nhs_number(nhs_number),
-            upn=None if upn is None else normalise_upn(upn),
-            demographics=None
-            if given is None
-            else validate_demographics(
+        demographics = None
+        if given is not None:
+            demographics = validate_demographics(
                 given=given.given_name,
                 family=given.family_name,
                 date_of_birth=given.date_of_birth,
                 postcode=given.postcode,
                 sex=given.sex,
                 former_family=given.former_family_name,
+                known_as=given.known_as or (),
                 today=datetime.now(UTC).date(),
-            ),
+            )
+            check_could_link(demographics, model)
+        return LookupQuery(
+            purpose=purpose,
+            justification=justification,
+            nhs_number=None if nhs_number is None else normalise_nhs_number(nhs_number),
+            upn=None if upn is None else normalise_upn(upn),
+            demographics=demographics,
         )
     except InvalidIdentifier as exc:
         raise GatewayError(exc.code, exc.message) from exc

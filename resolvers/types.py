@@ -9,8 +9,8 @@ from datetime import date, datetime
 
 import strawberry
 
-from connectors.protocol import Sex
-from gateway.types import LookupOutcome, MatchMethod, Purpose, SourceStatus
+from connectors.protocol import KNOWN_AS_MAX, Sex
+from gateway.types import IdentifiedBy, LookupOutcome, MatchMethod, Purpose, SourceStatus
 
 strawberry.enum(
     Purpose,
@@ -41,6 +41,11 @@ strawberry.enum(
     ),
 )
 strawberry.enum(
+    IdentifiedBy,
+    name="IdentifiedBy",
+    description="A way of identifying the child to a source: an NHS number, a UPN or demographics.",
+)
+strawberry.enum(
     MatchMethod,
     name="MatchMethod",
     description="How a source record was linked to the child asked about.",
@@ -53,21 +58,40 @@ strawberry.enum(Sex, name="Sex", description="Sex as recorded: female, male or u
 @strawberry.input(
     description=(
         "A child described by demographics, for when you hold neither an NHS number nor a UPN."
-        " Give names as you have them; nicknames, former names and small slips are allowed for."
+        " Give what you know; nicknames, former names and small slips are allowed for. A lookup"
+        " is accepted when its details could identify one child if a record agreed with all of"
+        " them - a family name and date of birth, say, or given and family name and postcode, but"
+        " not the two names alone - and is otherwise refused with INSUFFICIENT_DETAILS, naming"
+        " what to add."
     )
 )
 class DemographicsInput:
-    given_name: str = strawberry.field(description="Given (first) name.")
-    family_name: str = strawberry.field(description="Family name (surname).")
-    date_of_birth: date = strawberry.field(description="Date of birth.")
-    postcode: str = strawberry.field(
+    given_name: str | None = strawberry.field(
+        default=None, description="Given (first) name, if known."
+    )
+    family_name: str | None = strawberry.field(
+        default=None, description="Family name (surname), if known."
+    )
+    date_of_birth: date | None = strawberry.field(
+        default=None, description="Date of birth, if known."
+    )
+    postcode: str | None = strawberry.field(
+        default=None,
         description=(
-            "Postcode of the home address, e.g. SW1A 1AA; NFA when the child has no fixed abode."
-        )
+            "Postcode of the home address, e.g. SW1A 1AA, if known; NFA when the child has no"
+            " fixed abode."
+        ),
     )
     sex: Sex | None = strawberry.field(default=None, description="Sex, if known.")
     former_family_name: str | None = strawberry.field(
         default=None, description="A previous family name, if known."
+    )
+    known_as: list[str] | None = strawberry.field(
+        default=None,
+        description=(
+            "Other given names the child is known by (a preferred name, a short form), at most"
+            f" {KNOWN_AS_MAX}. Each is matched as the given name would be."
+        ),
     )
 
 
@@ -232,6 +256,14 @@ class SourceReport:
         )
     )
     cached: bool = strawberry.field(description="True when the answer came from the short cache.")
+    asked_with: list[IdentifiedBy] = strawberry.field(
+        description=(
+            "How the source was asked, in order: first as you identified the child; then, when a"
+            " record linked in another source held an NHS number (or a UPN) you did not give, with"
+            " that identifier - a second round, within the same deadline. `status` is the outcome"
+            " of the last request. Empty when the source was not asked."
+        )
+    )
 
 
 @strawberry.type(
@@ -270,7 +302,9 @@ class ChildLookup:
     )
     complete: bool = strawberry.field(
         description="True only when sources were asked and every one answered (with a record or"
-        " none); false for a denied lookup, which asked nobody."
+        " none) when asked with the best identifier known: a source asked again with an NHS"
+        " number found in another source's record (see `sources.askedWith`) counts by that"
+        " answer. False for a denied lookup, which asked nobody."
     )
     denial: str | None = strawberry.field(
         description="Why the lookup was denied: UNKNOWN_ROLE, PURPOSE_NOT_PERMITTED, ..."

@@ -192,7 +192,8 @@ def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path, c
             found = graphql(port, search, token)["data"]["child"]
             assert found["outcome"] == "FOUND", found
             methods.append({r["method"] for r in found["records"]})
-        assert methods[0] == {"UPN"}
+        # The school's record holds the NHS number: health is asked again with it.
+        assert methods[0] == {"UPN", "NHS_NUMBER"}
         assert "DEMOGRAPHICS" in methods[1]
         # The auditor's token reads the printed audit trail query: the lookup above is on it.
         auditor = re.search(r"auditor \(.*\):\n\s+(\S+)", banner).group(1)

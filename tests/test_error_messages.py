@@ -49,7 +49,7 @@ def _refused(stack, body, caplog):
 @pytest.mark.parametrize(
     ("variables", "says"),
     [
-        ({"d": CHILD}, ["$d", "postcode", "DemographicsInput"]),
+        ({"d": CHILD | {"knownAs": ["Millie", None]}}, ["$d", "knownAs[1]", "String!"]),
         (
             {"d": CHILD | {"postcode": "LS6 3AB", "dateOfBirth": "07/03/2015"}},
             ["$d", "dateOfBirth", "Date"],
@@ -62,7 +62,7 @@ def _refused(stack, body, caplog):
         ({"d": CHILD | {"postcode": "LS6 3AB", "nhs": GIVEN}}, ["$d", "DemographicsInput"]),
         ({"d": f"{GIVEN} {FAMILY} {BORN}"}, ["$d", "DemographicsInput"]),
         ({"d": [GIVEN, FAMILY]}, ["$d", "DemographicsInput"]),
-        ({"d": CHILD | {"postcode": None}}, ["$d", "postcode", "String!"]),
+        ({"d": None}, ["$d", "DemographicsInput!"]),
     ],
 )
 def test_a_variable_that_does_not_coerce_names_the_problem_not_the_value(
@@ -77,7 +77,7 @@ def test_a_variable_that_does_not_coerce_names_the_problem_not_the_value(
 @pytest.mark.parametrize(
     ("query", "says"),
     [
-        (_inline(PERSON), ["postcode", "DemographicsInput"]),
+        (_inline(PERSON + ", knownAs: [null]"), ["String!"]),
         (_inline(PERSON.replace(BORN, "07/03/2015") + ', postcode: "LS6 3AB"'), ["Date"]),
         (_inline(PERSON + f', postcode: "LS6 3AB", sex: {FAMILY}'), ["Sex"]),
         (_inline(PERSON + ', postcode: "LS6 3AB", sex: "FEMALE"'), ["Sex"]),
@@ -98,6 +98,15 @@ def test_an_inline_value_of_the_wrong_type_names_the_type_not_the_value(stack, c
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     for word in says:
         assert word in error["message"]
+
+
+def test_too_few_details_are_refused_naming_what_to_add_not_what_was_given(stack, caplog):
+    variables = {"d": {"givenName": GIVEN, "familyName": FAMILY, "knownAs": [GIVEN]}}
+
+    error = _refused(stack, {"query": SEARCH, "variables": variables}, caplog)
+
+    assert error["extensions"]["code"] == "INSUFFICIENT_DETAILS"
+    assert "date of birth" in error["message"]
 
 
 @pytest.mark.parametrize(

@@ -8,12 +8,13 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from connectors.check_digits import nhs_check_digit, upn_check_letter
-from connectors.protocol import Demographics, Sex
+from connectors.protocol import KNOWN_AS_MAX, Demographics, Sex
 from gateway.errors import ErrorCode
 from gateway.identifiers import (
     NAME_MAX_CHARS,
     OLDEST_AGE,
     InvalidIdentifier,
+    check_could_link,
     check_date_of_birth,
     check_one_way,
     demographics,
@@ -26,8 +27,10 @@ from gateway.identifiers import (
     postcode_district,
     postcode_sector,
 )
+from gateway.linkage import LinkageModel
 
 DIGITS = string.digits
+MODEL = LinkageModel.load()
 TODAY = date(2026, 3, 14)
 
 # --- NHS numbers ----------------------------------------------------------------------------------
@@ -544,7 +547,7 @@ def test_messages_are_short_and_never_repeat_the_input(validate):
 @pytest.mark.parametrize(
     ("nhs_number", "upn", "demographic", "message"),
     [
-        (None, None, None, "by an NHS number, a UPN, or name"),
+        (None, None, None, "by an NHS number, a UPN, or details such as name"),
         ("9434765919", "H801200001001", None, "an NHS number and a UPN"),
         ("9434765919", None, object(), "an NHS number and demographics"),
         ("9434765919", "H801200001001", object(), "an NHS number and a UPN and demographics"),
@@ -608,7 +611,8 @@ def test_a_blank_former_family_name_counts_as_not_given(former):
     ("field", "value", "code", "message"),
     [
         ("given", "J0hn", ErrorCode.INVALID_NAME, "given name"),
-        ("family", "", ErrorCode.INVALID_NAME, "family name"),
+        ("family", "Sm!th", ErrorCode.INVALID_NAME, "family name"),
+        ("known_as", ["Millie", "M1llie"], ErrorCode.INVALID_NAME, "name the child is known by"),
         ("former_family", "Sm1th", ErrorCode.INVALID_NAME, "former family name"),
         ("date_of_birth", date(2026, 3, 15), ErrorCode.INVALID_DATE_OF_BIRTH, "future"),
         ("date_of_birth", date(1990, 1, 1), ErrorCode.INVALID_DATE_OF_BIRTH, "26 or older"),
@@ -625,10 +629,99 @@ def test_the_first_problem_in_form_order_is_the_one_reported():
     with pytest.raises(InvalidIdentifier, match="family name") as caught:
         demographics(
             given="Zoë",
-            family="",
+            family="J0nes",
             date_of_birth=date(2030, 1, 1),
             postcode="nowhere",
             former_family="9",
             today=TODAY,
         )
     assert caught.value.code is ErrorCode.INVALID_NAME
+
+
+@pytest.mark.parametrize("field", ["given", "family", "date_of_birth", "postcode"])
+def test_each_detail_may_be_left_out_or_blank(field):
+    blank = None if field == "date_of_birth" else "  "
+
+    assert getattr(demographics(**{**VALID, field: None}, today=TODAY), field) is None
+    assert getattr(demographics(**{**VALID, field: blank}, today=TODAY), field) is None
+
+
+def test_known_as_names_are_normalised_kept_once_and_blanks_dropped():
+    found = demographics(**VALID, known_as=[" Millie ", "", "Millie", "Mia"], today=TODAY)
+
+    assert found.known_as == ["Millie", "Mia"]
+
+
+def test_more_known_as_names_than_the_maximum_are_refused():
+    names = [f"Name{'a' * i}" for i in range(KNOWN_AS_MAX + 1)]
+
+    with pytest.raises(InvalidIdentifier, match=f"at most {KNOWN_AS_MAX} names") as caught:
+        demographics(**VALID, known_as=names, today=TODAY)
+    assert caught.value.code is ErrorCode.INVALID_NAME
+
+
+# --- Enough details to link -----------------------------------------------------------------------
+
+BORN = date(2015, 6, 1)
+
+
+@pytest.mark.parametrize(
+    "details",
+    [
+        pytest.param({"family": "Hart", "date_of_birth": BORN}, id="family name, date of birth"),
+        pytest.param({"given": "Amelia", "date_of_birth": BORN}, id="given name, date of birth"),
+        pytest.param(
+            {"given": "Amelia", "family": "Hart", "postcode": "LS6 3AB"},
+            id="names and postcode",
+        ),
+        pytest.param(
+            {"given": "Amelia", "family": "Hart", "date_of_birth": BORN, "postcode": "NFA"},
+            id="names, date of birth, no fixed abode",
+        ),
+    ],
+)
+def test_details_that_could_link_if_all_agreed_are_enough(details):
+    check_could_link(Demographics(**details), MODEL)
+
+
+@pytest.mark.parametrize(
+    ("details", "to_add"),
+    [
+        pytest.param(
+            {"given": "Amelia", "family": "Hart"},
+            "add the date of birth, or the postcode, or look",
+            id="two names",
+        ),
+        pytest.param(
+            {"given": "Amelia", "family": "Hart", "postcode": "NFA", "sex": Sex.FEMALE},
+            "add the date of birth, or look",
+            id="two names, sex, no fixed abode",
+        ),
+        pytest.param(
+            {"family": "Hart", "former_family": "Walsh", "known_as": ["Millie"]},
+            "add the date of birth, or look",
+            id="former and known-as names add nothing",
+        ),
+        pytest.param(
+            {"postcode": "LS6 3AB"}, "add the date of birth, or look", id="postcode alone"
+        ),
+        pytest.param(
+            {"sex": Sex.FEMALE},
+            "add the date of birth and the (given|family) name, or look",
+            id="sex alone",
+        ),
+    ],
+)
+def test_details_that_could_never_link_are_refused_naming_what_to_add(details, to_add):
+    with pytest.raises(InvalidIdentifier, match=to_add) as caught:
+        check_could_link(Demographics(**details), MODEL)
+    assert caught.value.code is ErrorCode.INSUFFICIENT_DETAILS
+
+
+def test_whether_details_are_enough_follows_the_model_s_threshold():
+    two_names = Demographics(given="Amelia", family="Hart")
+    names_weight = MODEL.weight("given", "EXACT") + MODEL.weight("family", "EXACT")
+
+    check_could_link(two_names, MODEL.with_thresholds(names_weight, names_weight - 1))
+    with pytest.raises(InvalidIdentifier, match="NHS number or UPN"):
+        check_could_link(two_names, MODEL.with_thresholds(names_weight + 0.1, names_weight - 1))

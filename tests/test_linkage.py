@@ -116,6 +116,28 @@ def test_from_demographics_reads_the_query():
     )
 
 
+def test_known_as_names_are_normalised_like_given_names_with_keys_without_spaces():
+    p = Person("Amelia", "Hart", known_as=("Mary-Jane", "Baby", "AMELIA", "Millie", "millie"))
+
+    assert p.known_as == ("mary jane", "millie")
+    assert p.known_as_keys == frozenset({"maryjane", "millie"})
+
+
+def test_known_as_names_come_from_records_and_queries():
+    record = ConnectorRecord(
+        record_id="E1",
+        identifiers=Identifiers(),
+        name=PersonName(given="Amelia", family="Hart", known_as=["Millie"]),
+        as_of=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    query = Demographics(family="Hart", date_of_birth=BORN, known_as=["Millie"])
+
+    assert Person.from_record(record).known_as_keys == frozenset({"millie"})
+    assert Person.from_demographics(query) == Person(
+        None, "hart", (), BORN, None, None, known_as=("millie",)
+    )
+
+
 # --- nickname table ------------------------------------------------------------------------
 
 
@@ -569,3 +591,63 @@ def test_the_installed_package_loads_its_default_model(tmp_path):
     )
     threshold = (DEFAULT_CONFIG["link_threshold"], DEFAULT_CONFIG["possible_threshold"])
     assert result.stdout.split() == [str(float(t)) for t in threshold]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "level"),
+    [
+        (person(given="Amelia", known_as=("Mae",)), person(given="Mae"), "NICKNAME"),
+        (person(given="Mae"), person(given="Amelia", known_as=("Mae",)), "NICKNAME"),
+        (person(given="Robert", known_as=("Sonny",)), person(given="Sonny"), "NICKNAME"),
+        (
+            person(given="Amelia", known_as=("Mae",)),
+            person(given="Rose", known_as=("Mae",)),
+            "NICKNAME",
+        ),
+        (person(given="Amelia", known_as=("Mae",)), person(given="Rose"), "DIFFERENT"),
+        # A known-as name of the other sex's record agrees no more than the given name would.
+        (
+            person(given="Sam", known_as=("Alex",)),
+            person(given="Alex", sex=Sex.FEMALE),
+            "DIFFERENT",
+        ),
+    ],
+)
+def test_a_name_the_child_is_known_by_agrees_like_a_short_form(a, b, level):
+    assert levels(a, b)["given"] == level
+
+
+def _frequencies(given: dict[str, int], family: dict[str, int], records: int):
+    from gateway.linkage.frequencies import NameFrequencies
+
+    return NameFrequencies(
+        minimum_count=5,
+        records={"given": records, "family": records},
+        counts={"given": given, "family": family},
+    )
+
+
+def test_name_frequencies_weigh_an_exact_match_on_a_rare_name_more_and_a_common_one_less():
+    table = _frequencies({"oliver": 500}, {"smith": 1000, "okonkwo": 5}, records=50_000)
+    model = MODEL.with_frequencies(table)
+    plain = MODEL.score(person(), person()).weight
+    common = model.score(person(), person()).weight  # Oliver 1%, Smith 2%: both common
+    rare = model.score(person(family="Okonkwo"), person(family="Okonkwo")).weight
+    assert common < plain < rare
+    gained = {
+        c.field: c.weight
+        for c in model.score(person(family="Okonkwo"), person(family="Okonkwo")).comparisons
+    }
+    # Okonkwo: 5 in 50,000 = 1e-4 against the average 0.005, 5.6 bits, capped at 4.
+    assert gained["family"] == pytest.approx(MODEL.weight("family", "EXACT") + 4.0)
+    # Only EXACT matches are adjusted: a nickname or slip weighs as configured.
+    olly = {c.field: c.weight for c in model.score(person(), person(given="Olly")).comparisons}
+    assert olly["given"] == MODEL.weight("given", "NICKNAME")
+
+
+def test_name_frequencies_that_would_let_twins_link_are_refused(tmp_path):
+    weak_veto = _load(
+        tmp_path, lambda c: c["given"]["twins"]["JW_MEDIUM"].update(m=0.000005)
+    )  # -10.2 bits: enough without frequencies...
+    with pytest.raises(LinkageConfigError, match=r"twins .* with a rare surname's 4\.0 bits"):
+        weak_veto.with_frequencies(_frequencies({}, {}, records=100_000))

@@ -187,7 +187,11 @@ def test_the_same_shielded_child_is_still_found_by_nhs_number_with_location_with
         ({"upn": "H801200001002"}, "INVALID_UPN"),
         ({"demographics": {**AMELIA, "postcode": "LS6 2A"}}, "INVALID_POSTCODE"),
         ({"demographics": {**AMELIA, "dateOfBirth": "2099-01-01"}}, "INVALID_DATE_OF_BIRTH"),
-        ({"demographics": {**AMELIA, "givenName": "  "}}, "INVALID_NAME"),
+        ({"demographics": {**AMELIA, "givenName": "Am3lia"}}, "INVALID_NAME"),
+        (
+            {"demographics": {"givenName": "Amelia", "familyName": "Hart", "sex": "FEMALE"}},
+            "INSUFFICIENT_DETAILS",
+        ),
     ],
 )
 def test_bad_ways_of_identifying_get_a_clear_code(stack, variables, code):

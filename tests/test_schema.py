@@ -35,10 +35,18 @@ def test_there_is_no_list_or_search_all_query():
     assert "List" not in str(query.fields["child"].type)
     # Every root field is about one named child: the audit trail by NHS number, a lookup by exactly
     # one of NHS number, UPN or demographics (checked at run time, see IDENTIFY_ONE_WAY), and
-    # demographics always name the child fully - no partial, wildcard or list search.
+    # demographics that could link one child if all agreed (checked at run time, see
+    # INSUFFICIENT_DETAILS) - details of the child, never a wildcard, range or list to search by.
     assert str(query.fields["auditTrail"].args["nhsNumber"].type) == "String!"
     child_args = query.fields["child"].args
     assert {"nhsNumber", "upn", "demographics"} <= set(child_args)
     demographics = build_schema()._schema.type_map["DemographicsInput"]
-    required = {n for n, f in demographics.fields.items() if str(f.type).endswith("!")}
-    assert required == {"givenName", "familyName", "dateOfBirth", "postcode"}
+    assert set(demographics.fields) == {
+        "givenName",
+        "familyName",
+        "dateOfBirth",
+        "postcode",
+        "sex",
+        "formerFamilyName",
+        "knownAs",
+    }

@@ -49,12 +49,18 @@ def child(
     sex: Sex = Sex.FEMALE,
     former_family: Sequence[str] = (),
     identifiers: Identifiers | None = None,
+    known_as: Sequence[str] = (),
     **extra: Any,
 ) -> ConnectorRecord:
     return ConnectorRecord(
         record_id=record_id,
         identifiers=identifiers or Identifiers(),
-        name=PersonName(given=given, family=family, former_family=list(former_family)),
+        name=PersonName(
+            given=given,
+            family=family,
+            former_family=list(former_family),
+            known_as=list(known_as),
+        ),
         date_of_birth=born,
         sex=sex,
         address=Address(lines=["12 Oak Road", "Leeds"], postcode=postcode),
@@ -153,6 +159,30 @@ def test_a_family_name_one_slip_away_still_agrees():
     assert "slipped" in search(slipped)
 
 
+@st.composite
+def _slipped(draw: st.DrawFn) -> tuple[str, str]:
+    """A name of three letters or more and a copy of it with one keying slip."""
+    name = draw(st.text(alphabet="abcdefghijklmnopqrstuvwxyz", min_size=4, max_size=10))
+    at = draw(st.integers(0, len(name) - 2))
+    letter = draw(st.sampled_from("abcdefghijklmnopqrstuvwxyz"))
+    slip = draw(st.sampled_from(["replace", "drop", "add", "swap"]))
+    copy = {
+        "replace": name[:at] + letter + name[at + 1 :],
+        "drop": name[:at] + name[at + 1 :],
+        "add": name[:at] + letter + name[at:],
+        "swap": name[:at] + name[at + 1] + name[at] + name[at + 2 :],
+    }[slip]
+    return name, copy
+
+
+@given(_slipped())
+def test_any_family_name_one_slip_away_agrees(names):
+    name, copy = names
+    drifted = child("drifted", given="Millie", family=copy, postcode="LS9 8RA")
+
+    assert "drifted" in search(drifted, query=QUERY.model_copy(update={"family": name}))
+
+
 def test_a_copy_wrong_in_three_details_is_not_offered():
     # Nickname, a house move and a family name change the query does not know about: only the
     # date of birth still agrees, which a stranger born the same day shares too.
@@ -195,6 +225,121 @@ def test_no_fixed_abode_is_never_an_agreement_so_one_other_shared_detail_is_not_
     assert search(*others, query=NFA_QUERY) == []
     # Nor is a child recorded NFA sharing one detail with a search that gives a postcode.
     assert "same-birthday-nfa" not in search(*others, query=QUERY)
+
+
+# --- Partial queries: the practitioner knows only some of the details ---------------------------
+
+FAMILY_AND_BIRTH = Demographics(family="Hart", date_of_birth=BORN)
+NAMES_AND_POSTCODE = Demographics(given="Amelia", family="Hart", postcode="LS6 3AB")
+
+
+def test_a_family_name_and_date_of_birth_find_the_child_and_no_one_sharing_only_one():
+    # The sibling shares the family name and the address, but the query gives no address: a
+    # detail the query leaves out agrees with nothing.
+    assert search(child("amelia"), query=FAMILY_AND_BIRTH) == ["amelia"]
+
+
+def test_a_family_name_and_date_of_birth_find_a_copy_with_another_given_name_and_address():
+    moved = child("moved", given="Millie", postcode="LS9 8RA")
+
+    assert search(moved, query=FAMILY_AND_BIRTH) == ["moved"]
+
+
+def test_names_and_postcode_find_the_child_and_the_sibling_at_that_address_not_the_namesake():
+    found = search(child("amelia"), query=NAMES_AND_POSTCODE)
+
+    assert found == ["amelia", "sibling"]
+
+
+def test_names_without_a_date_of_birth_never_count_alone():
+    # The names-only rule needs a date one part off, and a query without a date has none: the
+    # namesake living elsewhere is another child.
+    moved = child("moved", postcode="LS9 8RA")
+
+    assert search(moved, query=NAMES_AND_POSTCODE) == ["sibling"]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param(Demographics(date_of_birth=BORN), id="date of birth"),
+        pytest.param(Demographics(postcode="LS6 3AB"), id="postcode"),
+        pytest.param(Demographics(family="Hart", sex=Sex.FEMALE), id="family name and sex"),
+        pytest.param(Demographics(family="Hart", postcode="NFA"), id="family name, NFA"),
+        pytest.param(Demographics(), id="nothing"),
+    ],
+)
+def test_a_query_giving_fewer_than_two_details_that_can_agree_finds_no_one(query):
+    assert search(child("amelia"), query=query) == []
+
+
+# --- Names a child is known by ------------------------------------------------------------------
+
+# Amelia's copy with her given name unlike any she is looked up by, a family name changed and a
+# house move: only the date of birth agrees, unless a known-as name makes the given name agree.
+KNOWN_AS_DRIFT = {"given": "Lottie", "family": "Walsh", "postcode": "LS9 8RA"}
+
+
+def test_a_record_s_known_as_name_agrees_with_the_query_s_given_name():
+    known = child("known", **KNOWN_AS_DRIFT, known_as=["Amelia"])
+    unknown = child("unknown", **KNOWN_AS_DRIFT)
+
+    found = search(known, unknown)
+
+    assert "known" in found
+    assert "unknown" not in found
+
+
+def test_a_query_s_known_as_name_agrees_with_a_record_s_given_name():
+    record = child("lottie", **KNOWN_AS_DRIFT)
+
+    assert "lottie" not in search(record)
+    assert "lottie" in search(record, query=QUERY.model_copy(update={"known_as": ["Lottie"]}))
+
+
+def test_a_known_as_name_alone_stands_for_the_given_name():
+    query = Demographics(known_as=["Lottie"], date_of_birth=BORN)
+
+    assert search(child("lottie", **KNOWN_AS_DRIFT), query=query) == ["lottie"]
+
+
+def test_a_record_found_by_names_alone_is_found_through_its_known_as_name():
+    # Born a day off and living elsewhere: only the name block can reach it.
+    record = child(
+        "far", given="Lottie", known_as=["Amelia"], born=date(2015, 3, 17), postcode="LS27 9ZZ"
+    )
+
+    assert "far" in search(record)
+
+
+# --- Given and family name keyed into each other's boxes -----------------------------------------
+
+
+def test_swapped_names_count_as_both_names():
+    # Swapped and moved: only the date of birth agrees the right way round.
+    swapped = child("swapped", given="Hart", family="Amelia", postcode="LS9 8RA")
+
+    assert search(swapped)[0] == "swapped"
+
+
+def test_swapped_names_are_forgiven_a_slip_on_top():
+    slipped = child("slipped", given="Hrat", family="Amelia", postcode="LS9 8RA")
+
+    assert "slipped" in search(slipped)
+
+
+def test_one_name_in_the_other_s_box_is_not_a_swap():
+    # Given name "Hart" agrees with the query's family name, but the family name is another.
+    half = child("half", given="Hart", family="Moore", postcode="LS9 8RA")
+
+    assert "half" not in search(half)
+
+
+def test_a_swapped_record_found_by_names_alone_is_reached_through_the_name_block():
+    # Born a day off and living elsewhere: no date or postcode block holds it.
+    far = child("far", given="Hart", family="Amelia", born=date(2015, 3, 17), postcode="LS27 9ZZ")
+
+    assert "far" in search(far)
 
 
 def test_names_and_postcodes_are_compared_without_case_accents_or_spacing():

@@ -24,7 +24,17 @@ from gateway.types import LookupQuery, Plan, Purpose
 from tests.factories import NHS, health_record, lookup_context, school_record, social_care_record
 from tests.stack import reference_stack
 
-STAGES = {"admit", "plan", "fanout", "match", "shield_safe", "decide", "merge", "audit"}
+STAGES = {
+    "admit",
+    "plan",
+    "fanout",
+    "match",
+    "second_round",
+    "shield_safe",
+    "decide",
+    "merge",
+    "audit",
+}
 RECORDS = {
     "health": [health_record()],
     "education": [school_record()],

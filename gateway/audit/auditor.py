@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 
 from gateway import metrics, tracing
 from gateway.audit.notify import NotificationDispatcher
@@ -17,7 +18,7 @@ from gateway.audit.record import failure_record, lookup_record
 from gateway.audit.store import AuditStore
 from gateway.audit.types import AuditUnavailable
 from gateway.errors import ErrorCode, GatewayError
-from gateway.types import LookupContext, LookupResult, Plan, Release
+from gateway.types import LookupContext, LookupResult, Plan, Release, SourceAnswer
 
 _alerts = logging.getLogger("childlookup.alerts")
 
@@ -46,10 +47,18 @@ class LookupAuditor:
         release: Release | None = None,
         *,
         hidden: bool = False,
+        asked: Sequence[SourceAnswer] | None = None,
     ) -> None:
-        """Commit the lookup's record; raise AUDIT_UNAVAILABLE if it cannot be."""
+        """Commit the lookup's record; raise AUDIT_UNAVAILABLE if it cannot be. `asked` is what
+        each source really answered, in every round, when the caller was shown less."""
         audited = lookup_record(
-            lookup, plan, result, release, hidden=hidden, pseudonymiser=self._pseudonymiser
+            lookup,
+            plan,
+            result,
+            release,
+            hidden=hidden,
+            asked=asked,
+            pseudonymiser=self._pseudonymiser,
         )
         try:
             with metrics.AUDIT_COMMIT_SECONDS.time():

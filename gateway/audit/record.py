@@ -7,6 +7,7 @@ too, because the record lists them and both are committed in one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from gateway.audit.notify import owner_notifications
@@ -28,6 +29,7 @@ from gateway.types import (
     Plan,
     Purpose,
     Release,
+    SourceAnswer,
 )
 
 HIDDEN = "HIDDEN"
@@ -75,8 +77,12 @@ def lookup_record(
     *,
     hidden: bool,
     pseudonymiser: Pseudonymiser,
+    asked: Sequence[SourceAnswer] | None = None,
 ) -> AuditedLookup:
-    """The record of a lookup that ran (found, not found, ambiguous or denied by the plan)."""
+    """The record of a lookup that ran (found, not found, ambiguous or denied by the plan).
+
+    Sources are recorded as `asked` answered, when given - every round, even those a hidden search
+    does not show the caller - else as the caller saw them; each with how it was asked."""
     access = lookup_access(lookup)
     notices = owner_notifications(
         access, result.audit_id, release.notify if release is not None else ()
@@ -98,8 +104,15 @@ def lookup_record(
         ),
         child_flags=None if release is None else asdict(release.flags),
         sources=[
-            AuditSource(a.source, a.status.value, a.error_code, len(a.records), a.cached)
-            for a in result.answers
+            AuditSource(
+                a.source,
+                a.status.value,
+                a.error_code,
+                len(a.records),
+                a.cached,
+                [kind.value for kind in a.asked_with],
+            )
+            for a in (result.answers if asked is None else asked)
         ],
         matches=[_match(m, pseudonymiser) for m in result.matched],
         released=[

@@ -23,6 +23,9 @@ class AuditSource:
     error_code: str | None
     records: int
     cached: bool
+    asked_with: Sequence[str] = ()
+    """How the source was asked, in order: NHS_NUMBER, UPN or DEMOGRAPHICS, then the identifier a
+    second round used (gateway.second_round). Absent from records written before it existed."""
 
 
 @dataclass(frozen=True)

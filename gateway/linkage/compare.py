@@ -111,6 +111,9 @@ def given_level(a: Person, b: Person, similarity: Similarity) -> Level:
     """EXACT; NICKNAME when one name stands for the other (Bob, Robert); otherwise, if either
     name is not one we recognise (most likely a keying slip), how close the spellings are.
 
+    A name one side records as a name the child is known by ("known as") agrees like a short
+    form: NICKNAME, when it is the other side's given name or one of its short forms.
+
     Two recognised names that are not equivalent are DIFFERENT however alike they look: Ella and
     Bella, Oliver and Olivia are names parents give to twins. For the same reason, when both
     sexes are known and differ only an exact name agrees: Alex and Alexandra, Sam and Samantha.
@@ -121,13 +124,21 @@ def given_level(a: Person, b: Person, similarity: Similarity) -> Level:
         return Level.EXACT
     if a.sex is not None and b.sex is not None and a.sex != b.sex:
         return Level.DIFFERENT
-    if b.given_key in a.given_equivalents:
+    if b.given_key in a.given_equivalents or _known_as(a, b) or _known_as(b, a):
         return Level.NICKNAME
     if a.given_recognised and b.given_recognised:
         return Level.DIFFERENT
     return similarity.closest_level(
         a.given_key, a.given_equivalents, b.given_key, b.given_equivalents
     )
+
+
+def _known_as(a: Person, b: Person) -> bool:
+    """Whether a name `a` is known by is `b`'s given name, one of its forms, or a name `b` is
+    known by too."""
+    assert b.given_key is not None
+    names = {b.given_key, *b.given_equivalents, *b.known_as_keys}
+    return not a.known_as_keys.isdisjoint(names)
 
 
 def name_levels(

@@ -29,12 +29,17 @@ from gateway.linkage.compare import (
     postcode_level,
     sex_level,
 )
+from gateway.linkage.frequencies import NameFrequencies
 from gateway.linkage.person import Person
 
 _DEFAULT_CONFIG: Final = "model.toml"
 _NAME_FIELDS: Final = ("given", "family")
 # m and u sum to at most 1 across a field's levels; allow for rounding in a hand-written file.
 _SUM_TOLERANCE: Final = 1e-6
+MAX_FREQUENCY_BITS: Final = 4.0
+"""The most a rare name's term-frequency adjustment may add to an EXACT name weight. The table's
+bound for unlisted names can be 7 bits or more above average in a large area; a link resting on
+one unusual name's rarity is a link resting on one detail, and twins share a rare surname."""
 
 
 class LinkageConfigError(ValueError):
@@ -84,6 +89,9 @@ class LinkageModel:
     _twin_given: Mapping[Level, Comparison]
     _given_similarity: Similarity
     _family_similarity: Similarity
+    _exact_u: Mapping[str, float]
+    frequencies: NameFrequencies | None = None
+    """Name frequencies for term-frequency adjustment of EXACT name matches (with_frequencies)."""
 
     def __post_init__(self) -> None:
         _check_thresholds(self.link_threshold, self.possible_threshold)
@@ -119,6 +127,7 @@ class LinkageModel:
         possible_threshold = _number(config, "possible_threshold", "")
         _check_thresholds(link_threshold, possible_threshold)
         _check_twins_cannot_link(fields, twin_given, link_threshold)
+        exact_u = {name: config[name]["levels"][Level.EXACT]["u"] for name in _NAME_FIELDS}
         return cls(
             link_threshold=link_threshold,
             possible_threshold=possible_threshold,
@@ -127,11 +136,25 @@ class LinkageModel:
             _twin_given=twin_given,
             _given_similarity=similarity["given"],
             _family_similarity=similarity["family"],
+            _exact_u=exact_u,
         )
 
     def with_thresholds(self, link: float, possible: float) -> LinkageModel:
         """The same weights with other band thresholds (for threshold sweeps)."""
         return replace(self, link_threshold=link, possible_threshold=possible)
+
+    def with_frequencies(self, frequencies: NameFrequencies) -> LinkageModel:
+        """The same model with exact name matches weighed by how common the name is: an exact
+        match on a name rarer than average gains bits (at most MAX_FREQUENCY_BITS), on a common
+        one loses them. Refused if the largest gain would let twins link."""
+        family_gain = min(
+            MAX_FREQUENCY_BITS,
+            frequencies.largest_adjustment_bits("family", self._exact_u["family"]),
+        )
+        _check_twins_cannot_link(
+            self._comparisons, self._twin_given, self.link_threshold, family_gain=family_gain
+        )
+        return replace(self, frequencies=frequencies)
 
     def weight(self, field: str, level: str) -> float:
         """The configured weight of one field's level (0 for MISSING)."""
@@ -148,14 +171,22 @@ class LinkageModel:
         given, family = name_levels(a, b, self._given_similarity, self._family_similarity)
         given_table = self._twin_given if twins else tables["given"]
         comparisons = (
-            given_table[given],
-            tables["family"][family],
+            self._exact_name(given_table[given], a.given_key),
+            self._exact_name(tables["family"][family], a.family_key),
             tables["date_of_birth"][date_level(a.date_of_birth, b.date_of_birth)],
             tables["postcode"][postcode_level(a, b)],
             tables["sex"][sex_level(a.sex, b.sex)],
         )
         weight = sum(c.weight for c in comparisons)
         return Score(weight, self._probability(weight), self.band(weight), comparisons)
+
+    def _exact_name(self, comparison: Comparison, key: str | None) -> Comparison:
+        if self.frequencies is None or comparison.level != Level.EXACT or key is None:
+            return comparison
+        bits = self.frequencies.adjustment_bits(
+            comparison.field, key, self._exact_u[comparison.field]
+        )
+        return replace(comparison, weight=comparison.weight + min(bits, MAX_FREQUENCY_BITS))
 
     def band(self, weight: float) -> Band:
         """The band a total weight falls in under this model's thresholds."""
@@ -188,6 +219,8 @@ def _check_twins_cannot_link(
     fields: Mapping[str, Mapping[Level, Comparison]],
     twin_given: Mapping[Level, Comparison],
     link_threshold: float,
+    *,
+    family_gain: float = 0.0,
 ) -> None:
     """Refuse weights under which twins in view could be merged.
 
@@ -196,7 +229,7 @@ def _check_twins_cannot_link(
     name that is not the same name must keep such a pair below the link threshold - the one
     mistake linkage must never make.
     """
-    household = sum(
+    household = family_gain + sum(
         max(c.weight for c in fields[name].values())
         for name in ("family", "date_of_birth", "postcode", "sex")
     )
@@ -205,7 +238,9 @@ def _check_twins_cannot_link(
         if twin >= link_threshold:
             raise LinkageConfigError(
                 f"given.twins.{level}: twins (same family name, date of birth, postcode and "
-                f"sex; given names {level}) would score {twin:.1f} bits, at or above "
+                f"sex; given names {level}) would score {twin:.1f} bits"
+                + (f" with a rare surname's {family_gain:.1f} bits" if family_gain else "")
+                + f", at or above "
                 f"link_threshold ({link_threshold}), and be merged; lower that level's m or "
                 "raise the threshold"
             )

@@ -64,7 +64,9 @@ class Person:
 
     The constructor normalises whatever it is given, so a Person built by hand compares exactly
     like one built from a record. Names keep their word breaks ("mary jane"); the comparison keys
-    drop them, so "Mary-Jane", "Mary Jane" and "MaryJane" are the same name.
+    drop them, so "Mary-Jane", "Mary Jane" and "MaryJane" are the same name. `known_as` holds the
+    other given names the child goes by (a preferred name, a short form), normalised like the
+    given name, without placeholders, repeats or the given name itself.
     """
 
     given: str | None
@@ -73,6 +75,7 @@ class Person:
     date_of_birth: date | None = None
     postcode: str | None = None
     sex: Sex | None = None
+    known_as: tuple[str, ...] = ()
 
     given_key: str | None = field(init=False, repr=False, compare=False)
     given_recognised: bool = field(init=False, repr=False, compare=False)
@@ -80,6 +83,7 @@ class Person:
     family_key: str | None = field(init=False, repr=False, compare=False)
     family_parts: frozenset[str] = field(init=False, repr=False, compare=False)
     former_keys: frozenset[str] = field(init=False, repr=False, compare=False)
+    known_as_keys: frozenset[str] = field(init=False, repr=False, compare=False)
     postcode_sector: str | None = field(init=False, repr=False, compare=False)
     postcode_district: str | None = field(init=False, repr=False, compare=False)
 
@@ -89,8 +93,15 @@ class Person:
         former = tuple(
             name for name in map(normalise_name, self.former_family) if name and name != family
         )
-        postcode = normalise_postcode(self.postcode)
         given_key = _key(given)
+        known_as = tuple(
+            dict.fromkeys(
+                name
+                for name in map(normalise_name, self.known_as)
+                if name and _key(name) != given_key
+            )
+        )
+        postcode = normalise_postcode(self.postcode)
         family_key = _key(family)
         values = {
             "given": given,
@@ -104,6 +115,8 @@ class Person:
             "family_key": family_key,
             "family_parts": _parts(family),
             "former_keys": frozenset(name.replace(" ", "") for name in former),
+            "known_as": known_as,
+            "known_as_keys": frozenset(name.replace(" ", "") for name in known_as),
             "postcode_sector": postcode[:-2] if postcode else None,
             "postcode_district": postcode[:-4] if postcode else None,
         }
@@ -121,11 +134,13 @@ class Person:
             date_of_birth=record.date_of_birth,
             postcode=record.address.postcode if record.address else None,
             sex=record.sex,
+            known_as=tuple(name.known_as) if name else (),
         )
 
     @classmethod
     def from_demographics(cls, demographics: Demographics) -> Person:
-        """The linkage view of a practitioner's demographic query."""
+        """The linkage view of a practitioner's demographic query; details not given are
+        missing."""
         former = demographics.former_family
         return cls(
             given=demographics.given,
@@ -134,6 +149,7 @@ class Person:
             date_of_birth=demographics.date_of_birth,
             postcode=demographics.postcode,
             sex=demographics.sex,
+            known_as=tuple(demographics.known_as),
         )
 
 

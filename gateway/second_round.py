@@ -1,0 +1,259 @@
+"""The second round: ask again with an identifier the first round found.
+
+Agencies key their records differently: a school by UPN, health and social care by NHS number. A
+lookup by UPN reaches the school, whose record often carries the NHS number too, while health and
+social care answer "no record" to the UPN - and without a second round the answer would miss the
+health visitor yet say it was complete. So when the match stage links records holding an identifier
+the lookup did not use, the sources that may hold the child but were not asked with it are asked
+again with it, and what they return is linked by that identifier alone.
+
+The second round stays inside the first one's decisions: the same caller, purpose, plan, fields
+and deadline; only sources the plan chose and that answered are asked; no new policy question.
+
+Only an identifier the linked records agree on is used, and only a valid one: exactly one distinct
+value among them, with a correct check character, and a lookup that is not ambiguous. The NHS
+number is preferred (the consistent identifier for children); a UPN is used when no NHS number is
+found. A source is asked again if none of its linked records carries the identifier and it said
+"no record" or was asked with something weaker (a UPN, or demographics, where the NHS number is
+found). A source that timed out or failed is not: that would be a retry. A demographic search that
+shield-safe search would hide (gateway.shield_safe) is not taken further either.
+
+Matching the new answers reuses `match_records` on a lookup by the found identifier, so a record
+carrying another value of it is never linked and its source is FAILED (RECORD_MISMATCH). A new
+record contradicting what the first round established (the lookup's UPN, say) is treated the same.
+By demographics, two linked records in one source must share an identifier, as in the match stage,
+or the lookup is AMBIGUOUS.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from connectors.protocol import ConnectorRecord
+from gateway import tracing
+from gateway.fanout import FanOut
+from gateway.identifiers import InvalidIdentifier, normalise_nhs_number, normalise_upn
+from gateway.linkage import LinkageModel
+from gateway.match import RECORD_MISMATCH, MatchResult, match_records
+from gateway.shield_safe import shield_safe
+from gateway.types import (
+    IdentifiedBy,
+    LookupContext,
+    LookupQuery,
+    MatchedRecord,
+    Plan,
+    SourceAnswer,
+    SourceStatus,
+)
+
+_FIELDS: Mapping[IdentifiedBy, str] = {
+    IdentifiedBy.NHS_NUMBER: "nhs_number",
+    IdentifiedBy.UPN: "upn",
+}
+"""The identifiers a second round may use, best first, and where a record holds each."""
+
+_STRENGTH = {IdentifiedBy.DEMOGRAPHICS: 0, IdentifiedBy.UPN: 1, IdentifiedBy.NHS_NUMBER: 2}
+
+
+@dataclass(frozen=True)
+class FoundIdentifier:
+    """An identifier of the child that the first round's linked records hold and the lookup did
+    not use."""
+
+    kind: IdentifiedBy
+    value: str
+
+    def held_by(self, record: ConnectorRecord) -> bool:
+        return bool(getattr(record.identifiers, _FIELDS[self.kind]) == self.value)
+
+
+def found_identifier(query: LookupQuery, first: MatchResult) -> FoundIdentifier | None:
+    """The best identifier to ask again with, or None: when nothing was linked, the lookup is
+    ambiguous, the linked records disagree on an identifier, or the one they hold is invalid."""
+    if first.ambiguous or not first.matched:
+        return None
+    for kind, field in _FIELDS.items():
+        if kind is query.identified_by:
+            continue
+        values = {getattr(m.record.identifiers, field) for m in first.matched} - {None}
+        if len(values) > 1:
+            return None  # the records disagree on who the child is: ask nobody more
+        if values:
+            (value,) = values
+            if _valid(kind, value):
+                return FoundIdentifier(kind, value)
+    return None
+
+
+def sources_to_ask_again(
+    query: LookupQuery, plan: Plan, first: MatchResult, found: FoundIdentifier
+) -> tuple[str, ...]:
+    """The planned sources that answered, hold no linked record carrying `found`, and either said
+    "no record" or were asked with something weaker than it - in configuration order."""
+    holding = {m.source for m in first.matched if found.held_by(m.record)}
+    stronger = _STRENGTH[found.kind] > _STRENGTH[query.identified_by]
+    return tuple(
+        a.source
+        for a in first.answers
+        if a.source in plan.sources
+        and a.answered
+        and a.source not in holding
+        and (stronger or a.status is SourceStatus.NO_RECORD)
+    )
+
+
+def _traced(matching: MatchResult) -> dict[str, bool | int | str]:
+    asked_again = sum(len(a.asked_with) > 1 for a in matching.answers)
+    return {"childlookup.second_round.sources": asked_again}
+
+
+@tracing.stage("second_round", _traced)
+async def second_round(
+    lookup: LookupContext,
+    plan: Plan,
+    first: MatchResult,
+    fanout: FanOut,
+    linkage: LinkageModel,
+) -> MatchResult:
+    """`first` with the answers of the sources asked again, or `first` itself when there is no
+    identifier to ask with or nobody to ask."""
+    query = lookup.query
+    if shield_safe(query, first, plan.shield_authorities)[1]:
+        return first
+    found = found_identifier(query, first)
+    if found is None:
+        return first
+    sources = sources_to_ask_again(query, plan, first, found)
+    if not sources:
+        return first
+    again = LookupQuery(
+        purpose=query.purpose,
+        justification=query.justification,
+        nhs_number=found.value if found.kind is IdentifiedBy.NHS_NUMBER else None,
+        upn=found.value if found.kind is IdentifiedBy.UPN else None,
+    )
+    answers = await fanout.ask(replace(lookup, query=again), replace(plan, sources=sources))
+    second = match_records(again, [a for a in answers if a.source in sources], linkage)
+    return _combined(query, first, second)
+
+
+def _combined(query: LookupQuery, first: MatchResult, second: MatchResult) -> MatchResult:
+    """Both rounds as one match result: per source one answer, and the records linked in either."""
+    known = _identifiers_known(query, first.matched)
+    later = {a.source: _contradicting(a, known) for a in second.answers}
+    mismatched = {s for s, a in later.items() if a.error_code == RECORD_MISMATCH}
+    seen = {m.key for m in first.matched}
+    added = [m for m in second.matched if m.source not in mismatched and m.key not in seen]
+    matched = [m for m in first.matched if m.source not in mismatched] + added
+    by_demographics = query.identified_by is IdentifiedBy.DEMOGRAPHICS
+    ambiguous = by_demographics and _two_children_in_one_source(matched)
+    if ambiguous:
+        matched = []
+    linked = Counter(m.source for m in matched)
+    unmatched: dict[str, int] = {}
+    if not by_demographics:  # by demographics, unlinked records are other children: not counted
+        for counts in (first.unmatched, second.unmatched):
+            for source, n in counts.items():
+                if source not in mismatched:
+                    unmatched[source] = unmatched.get(source, 0) + n
+    return MatchResult(
+        answers=tuple(
+            _joined(a, later.get(a.source), by_demographics and not linked[a.source])
+            for a in first.answers
+        ),
+        matched=tuple(matched),
+        unmatched=unmatched,
+        possible=dict(first.possible),
+        ambiguous=ambiguous,
+        flagged=first.flagged
+        or any(m.record.flags.shielded or m.record.flags.restricted for m in added),
+    )
+
+
+def _joined(first: SourceAnswer, second: SourceAnswer | None, unlinked: bool) -> SourceAnswer:
+    """One source's answers as one; by demographics (`unlinked` set for a source with no linked
+    record), ANSWERED only for a source holding a linked record, as the match stage reports it."""
+    answer = first if second is None else _both(first, second)
+    if unlinked and answer.status is SourceStatus.ANSWERED:
+        return replace(answer, status=SourceStatus.NO_RECORD)
+    return answer
+
+
+def _both(first: SourceAnswer, second: SourceAnswer) -> SourceAnswer:
+    """A source asked twice: the status of the second answer (ANSWERED if either round found a
+    record; FAILED, keeping no record, if the second sent one of another child), every record
+    returned, the time both took."""
+    status, records = second.status, first.records + second.records
+    if second.error_code == RECORD_MISMATCH:
+        records = ()
+    elif second.answered and SourceStatus.ANSWERED in (first.status, second.status):
+        status = SourceStatus.ANSWERED
+    return SourceAnswer(
+        source=first.source,
+        status=status,
+        latency_ms=_total(first.latency_ms, second.latency_ms),
+        records=records,
+        error_code=second.error_code,
+        cached=first.cached and second.cached,
+        asked_with=first.asked_with + second.asked_with,
+    )
+
+
+def _identifiers_known(query: LookupQuery, matched: Sequence[MatchedRecord]) -> dict[str, str]:
+    """The child's identifiers as the lookup and its first round's linked records give them (one
+    value of each at most: the match stage and `found_identifier` have made sure)."""
+    known = {f: v for f in _FIELDS.values() if (v := getattr(query, f)) is not None}
+    for m in matched:
+        for field, value in _identifiers(m.record):
+            known.setdefault(field, value)
+    return known
+
+
+def _contradicting(answer: SourceAnswer, known: Mapping[str, str]) -> SourceAnswer:
+    """The answer, or the source FAILED if any record it sent contradicts an identifier known
+    for the child: like a record with another NHS number, it shows the source misbehaved."""
+    for record in answer.records:
+        if any(known.get(field, value) != value for field, value in _identifiers(record)):
+            return replace(
+                answer, status=SourceStatus.FAILED, records=(), error_code=RECORD_MISMATCH
+            )
+    return answer
+
+
+def _two_children_in_one_source(matched: Sequence[MatchedRecord]) -> bool:
+    """True when a source has linked records that no identifier says are one child (a duplicate)."""
+    by_source: defaultdict[str, list[MatchedRecord]] = defaultdict(list)
+    for m in matched:
+        by_source[m.source].append(m)
+    for records in by_source.values():
+        if len(records) < 2:
+            continue
+        common = set(_identifiers(records[0].record))
+        for m in records[1:]:
+            common &= set(_identifiers(m.record))
+        if not common:
+            return True
+    return False
+
+
+def _identifiers(record: ConnectorRecord) -> Iterator[tuple[str, str]]:
+    for field in _FIELDS.values():
+        value = getattr(record.identifiers, field)
+        if value is not None:
+            yield field, value
+
+
+def _valid(kind: IdentifiedBy, value: str) -> bool:
+    normalise = normalise_nhs_number if kind is IdentifiedBy.NHS_NUMBER else normalise_upn
+    try:
+        return normalise(value) == value
+    except InvalidIdentifier:
+        return False
+
+
+def _total(first: float | None, second: float | None) -> float | None:
+    if first is None or second is None:
+        return first if second is None else second
+    return round(first + second, 2)

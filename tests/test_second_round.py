@@ -1,0 +1,96 @@
+"""Which identifier a second round asks with, and whom (gateway.second_round); the rounds
+themselves run end to end in tests/test_second_round_e2e.py."""
+
+from __future__ import annotations
+
+from connectors.protocol import ConnectorRecord, Identifiers
+from gateway.match import MatchResult
+from gateway.second_round import FoundIdentifier, found_identifier, sources_to_ask_again
+from gateway.types import (
+    IdentifiedBy,
+    LookupQuery,
+    MatchedRecord,
+    MatchMethod,
+    Plan,
+    Purpose,
+    SourceAnswer,
+    SourceStatus,
+)
+from tests.factories import NHS, OTHER_NHS, school_record, social_care_record
+
+UPN = "H801200001001"
+BY_UPN = LookupQuery(purpose=Purpose.SAFEGUARDING_ENQUIRY, upn=UPN)
+BY_NHS = LookupQuery(purpose=Purpose.SAFEGUARDING_ENQUIRY, nhs_number=NHS)
+PLAN = Plan(
+    permitted=True,
+    denial=None,
+    fields=frozenset(),
+    sources=("health", "education", "social_care"),
+    decision_id="d",
+)
+
+
+def _linked(source: str, record: ConnectorRecord, method: MatchMethod) -> MatchedRecord:
+    return MatchedRecord(f"{source}:{record.record_id}", source, record, method)
+
+
+def _first(*matched: MatchedRecord, ambiguous: bool = False, **statuses: str) -> MatchResult:
+    return MatchResult(
+        answers=tuple(SourceAnswer(s, SourceStatus(status)) for s, status in statuses.items()),
+        matched=matched,
+        unmatched={},
+        possible={},
+        ambiguous=ambiguous,
+    )
+
+
+SCHOOL = _linked("education", school_record(), MatchMethod.UPN)
+"""The school's record, found by UPN, holding the NHS number too."""
+
+
+def test_the_nhs_number_a_linked_record_holds_is_found():
+    assert found_identifier(BY_UPN, _first(SCHOOL)) == FoundIdentifier(IdentifiedBy.NHS_NUMBER, NHS)
+
+
+def test_nothing_is_found_when_linked_records_hold_two_nhs_numbers():
+    other = _linked(
+        "social_care",
+        social_care_record(OTHER_NHS, identifiers=Identifiers(nhs_number=OTHER_NHS, upn=UPN)),
+        MatchMethod.UPN,
+    )
+    assert found_identifier(BY_UPN, _first(SCHOOL, other)) is None
+
+
+def test_an_nhs_number_failing_its_check_digit_is_not_asked_with():
+    bad = NHS[:9] + str((int(NHS[9]) + 1) % 10)
+    school = _linked(
+        "education",
+        school_record(identifiers=Identifiers(nhs_number=bad, upn=UPN)),
+        MatchMethod.UPN,
+    )
+    assert found_identifier(BY_UPN, _first(school)) is None
+
+
+def test_an_ambiguous_lookup_asks_nobody_more():
+    assert found_identifier(BY_UPN, _first(SCHOOL, ambiguous=True)) is None
+
+
+def test_a_lookup_by_nhs_number_finds_the_upn_but_asks_only_sources_with_no_record():
+    care = social_care_record(identifiers=Identifiers(nhs_number=NHS, upn=UPN))
+    linked = _linked("social_care", care, MatchMethod.NHS_NUMBER)
+    first = _first(linked, health="ANSWERED", education="NO_RECORD", social_care="ANSWERED")
+    found = found_identifier(BY_NHS, first)
+    assert found == FoundIdentifier(IdentifiedBy.UPN, UPN)
+    # Health found the child by the NHS number: a UPN is no better, so it is not asked again.
+    assert sources_to_ask_again(BY_NHS, PLAN, first, found) == ("education",)
+    first = _first(linked, health="NO_RECORD", education="NO_RECORD", social_care="ANSWERED")
+    assert sources_to_ask_again(BY_NHS, PLAN, first, found) == ("health", "education")
+
+
+def test_sources_that_did_not_answer_or_were_not_planned_are_not_asked_again():
+    first = _first(SCHOOL, health="TIMED_OUT", education="ANSWERED", social_care="NOT_ASKED")
+    found = FoundIdentifier(IdentifiedBy.NHS_NUMBER, NHS)
+    assert sources_to_ask_again(BY_UPN, PLAN, first, found) == ()
+    first = _first(SCHOOL, health="NO_RECORD", education="ANSWERED", social_care="NO_RECORD")
+    only_health = Plan(True, None, frozenset(), ("health", "education"), "d")
+    assert sources_to_ask_again(BY_UPN, only_health, first, found) == ("health",)
