@@ -361,6 +361,10 @@ def check_could_link(found: Demographics, model: LinkageModel) -> None:
     namesakes. A postcode of NFA and sex unknown are given but agree with nothing, so they add no
     weight. The message names what to add: each detail that would be enough on its own, or else
     the strongest ones that together would.
+
+    A lookup must also name the child: a date of birth with a postcode would reach the threshold
+    (a child born that day at that address), but asked without a name it is a question about who
+    lives there, not about a child the practitioner knows.
     """
     stated = {
         "given": found.given,
@@ -377,7 +381,14 @@ def check_could_link(found: Demographics, model: LinkageModel) -> None:
         if value is not None and value != weighs_nothing.get(field)
     )
     if reached >= model.link_threshold:
-        return
+        if any((found.given, found.family, found.known_as)):
+            return
+        raise InvalidIdentifier(
+            ErrorCode.INSUFFICIENT_DETAILS,
+            "A lookup by demographics needs the child's given or family name (or a name they are"
+            " known by): a date of birth and an address alone would list the children living"
+            " there. Add a name, or look the child up by NHS number or UPN.",
+        )
     missing = sorted(
         ((weights[field], label) for field, _, label in _STRONGEST_LEVELS if stated[field] is None),
         key=lambda entry: -entry[0],

@@ -718,6 +718,20 @@ def test_details_that_could_never_link_are_refused_naming_what_to_add(details, t
     assert caught.value.code is ErrorCode.INSUFFICIENT_DETAILS
 
 
+def test_a_date_of_birth_and_an_address_without_any_name_are_refused():
+    # Enough weight (a child born that day at that address), but a question about who lives
+    # there rather than about a child the practitioner knows.
+    no_name = Demographics(date_of_birth=BORN, postcode="LS6 3AB", sex=Sex.FEMALE)
+    assert (
+        MODEL.weight("date_of_birth", "EXACT") + MODEL.weight("postcode", "FULL")
+        >= MODEL.link_threshold
+    )
+    with pytest.raises(InvalidIdentifier, match="needs the child's given or family name") as caught:
+        check_could_link(no_name, MODEL)
+    assert caught.value.code is ErrorCode.INSUFFICIENT_DETAILS
+    check_could_link(no_name.model_copy(update={"known_as": ["Millie"]}), MODEL)
+
+
 def test_whether_details_are_enough_follows_the_model_s_threshold():
     two_names = Demographics(given="Amelia", family="Hart")
     names_weight = MODEL.weight("given", "EXACT") + MODEL.weight("family", "EXACT")
