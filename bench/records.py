@@ -29,7 +29,7 @@ import tracemalloc
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from bench.report import write_report
 from connectors.protocol import (
@@ -199,7 +199,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, nargs="+", default=[100_000, 200_000])
     parser.add_argument(
-        "--noise", nargs="+", default=["medium", "high"], choices=["none", "low", "medium", "high"]
+        "--noise", nargs="+", default=["medium", "high"], choices=get_args(NoiseLevel)
     )
     parser.add_argument("--recall-children", type=int, default=100_000)
     parser.add_argument("--out", type=Path, default=RESULTS / "records.json")

@@ -388,7 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, required=True)
     synth.add_argument("--children", type=int, required=True)
     synth.add_argument("--out", type=Path, required=True)
-    synth.add_argument("--noise", choices=("low", "medium", "high"), default="medium")
+    synth.add_argument(
+        "--noise", choices=("none", "low", "medium", "high", "extreme"), default="medium"
+    )
     synth.set_defaults(run=_synth)
 
     connector = commands.add_parser("connector", help="agency connector commands")

@@ -373,7 +373,7 @@ def test_noise_profiles_reject_impossible_rates() -> None:
     with pytest.raises(ValueError, match="typo"):
         NoiseProfile(typo=1.5)
     with pytest.raises(ValueError, match="unknown noise level"):
-        NoiseProfile.preset("extreme")  # type: ignore[arg-type]
+        NoiseProfile.preset("deafening")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="subset"):
         Prevalence(social_care=0.01, shielded=0.02)
 

@@ -4,8 +4,13 @@ Every NHS number is in the range never issued to real people and every phone num
 drama ranges, so nothing generated here can name or reach a real child or family.
 """
 
-from connectors.synthetic.files import PopulationSummary, load_truth, write_population
-from connectors.synthetic.noise import NoiseLevel, NoiseProfile
+from connectors.synthetic.files import (
+    PopulationSummary,
+    load_faults,
+    load_truth,
+    write_population,
+)
+from connectors.synthetic.noise import Fault, NoiseLevel, NoiseProfile
 from connectors.synthetic.population import (
     DEFAULT_SEED,
     DEFAULT_TODAY,
@@ -23,6 +28,7 @@ __all__ = [
     "SHOWCASE_KINDS",
     "SHOWCASE_MIN_CHILDREN",
     "SOURCES",
+    "Fault",
     "NoiseLevel",
     "NoiseProfile",
     "Population",
@@ -30,6 +36,7 @@ __all__ = [
     "Prevalence",
     "Source",
     "generate_population",
+    "load_faults",
     "load_truth",
     "showcase",
     "write_population",

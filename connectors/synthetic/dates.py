@@ -7,7 +7,11 @@ record linkage tests would then be measuring an impossible population.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
+from typing import Final
+
+OLDEST_AGE: Final = 17
+"""Synthetic children are aged 0 to this on the day they are generated for."""
 
 
 def age(born: date, on: date) -> int:
@@ -21,6 +25,11 @@ def years_later(day: date, years: int) -> date:
         return day.replace(year=day.year + years)
     except ValueError:
         return day.replace(year=day.year + years, day=28)
+
+
+def earliest_birthday(today: date) -> date:
+    """The earliest date of birth of a child aged OLDEST_AGE or younger on `today`."""
+    return years_later(today, -(OLDEST_AGE + 1)) + timedelta(days=1)
 
 
 def primary_start(born: date, today: date) -> date:

@@ -1,7 +1,8 @@
 """A population on disk: one JSON Lines file per agency, which the reference connectors serve, and
 the ground truth beside them, which only benchmarks read.
 
-The truth file holds record ids and child ids and nothing else. Writing the children's true
+The truth file holds record ids, child ids and, for a copy that differs from the health record,
+the names of the faults it shows (`moved`, `known_as`), never a value. Writing the children's true
 details to a file of their own would recreate, in miniature, the central copy this project exists
 to avoid, and would let a matcher be tested against data no real deployment has.
 """
@@ -14,6 +15,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
+from connectors.synthetic.noise import Fault
 from connectors.synthetic.population import SOURCES, Population
 
 TRUTH_FILE: Final = "truth.jsonl"
@@ -35,6 +37,7 @@ class _TruthRow(BaseModel):
     source: str
     record_id: str
     child_id: str
+    faults: tuple[Fault, ...] = ()
 
 
 def write_population(population: Population, out: Path) -> PopulationSummary:
@@ -52,7 +55,12 @@ def write_population(population: Population, out: Path) -> PopulationSummary:
     _write_lines(
         out / TRUTH_FILE,
         [
-            _TruthRow(source=source, record_id=record_id, child_id=child_id).model_dump_json()
+            _TruthRow(
+                source=source,
+                record_id=record_id,
+                child_id=child_id,
+                faults=population.faults.get((source, record_id), ()),
+            ).model_dump_json(exclude_defaults=True)
             for (source, record_id), child_id in population.truth.items()
         ],
     )
@@ -70,7 +78,17 @@ def load_truth(path: Path) -> dict[tuple[str, str], str]:
     Raises ValueError naming the line of a malformed or repeated row, since a benchmark scored
     against a damaged truth file would report a linkage quality nobody achieved.
     """
-    truth: dict[tuple[str, str], str] = {}
+    return {key: row.child_id for key, row in _read_truth(path).items()}
+
+
+def load_faults(path: Path) -> dict[tuple[str, str], tuple[Fault, ...]]:
+    """Read a truth file's faults back as (source, record_id) -> faults, the shape
+    `Population.faults` has: only copies that show a fault are keys."""
+    return {key: row.faults for key, row in _read_truth(path).items() if row.faults}
+
+
+def _read_truth(path: Path) -> dict[tuple[str, str], _TruthRow]:
+    rows: dict[tuple[str, str], _TruthRow] = {}
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
             try:
@@ -78,10 +96,10 @@ def load_truth(path: Path) -> dict[tuple[str, str], str]:
             except ValueError as error:
                 raise ValueError(f"{path.name} line {number} is not a truth row") from error
             key = (row.source, row.record_id)
-            if key in truth:
+            if key in rows:
                 raise ValueError(f"{path.name} line {number} repeats an earlier record")
-            truth[key] = row.child_id
-    return truth
+            rows[key] = row
+    return rows
 
 
 def _write_lines(path: Path, lines: list[str]) -> None:

@@ -133,3 +133,29 @@ SAINTS: Final = (
     "Mary", "Joseph", "Anne", "Patrick", "Peter", "Paul", "Francis", "Theresa", "Bartholomew",
     "John", "Augustine", "Benedict", "Chad", "Margaret", "Wilfrid", "Edmund", "Nicholas",
 )  # fmt: skip
+
+# Names parents give twins to go together: rhymes, one letter apart, a boy's and a girl's form of
+# one name. Harry and Henry are one name in two forms, like Archie and Archibald: the hardest
+# near-miss there is. A name not in the lists above (Bella, Theo) is one a twin may well have.
+# Keyed by (elder is female, younger is female); each pair is (elder's name, younger's name).
+LOOKALIKE_TWINS: Final[dict[tuple[bool, bool], tuple[tuple[str, str], ...]]] = {
+    (True, True): (
+        ("Ella", "Bella"), ("Ava", "Eva"), ("Amelia", "Emilia"), ("Lily", "Lucy"),
+        ("Evie", "Ellie"), ("Maya", "Mia"), ("Rosie", "Ruby"), ("Holly", "Ivy"),
+        ("Hannah", "Anna"), ("Chloe", "Zoe"), ("Layla", "Lila"), ("Isla", "Ella"),
+    ),
+    (False, False): (
+        ("Alfie", "Archie"), ("Freddie", "Teddy"), ("Jacob", "Joshua"), ("Leo", "Theo"),
+        ("Oscar", "Oliver"), ("Mason", "Jason"), ("Ethan", "Evan"), ("Kai", "Kian"),
+        ("Callum", "Connor"), ("Aarav", "Arjun"), ("Hamza", "Hassan"), ("Harry", "Henry"),
+    ),
+    (False, True): (
+        ("Oliver", "Olivia"), ("Louis", "Louise"), ("Daniel", "Danielle"), ("Charlie", "Charlotte"),
+        ("Alexander", "Alexandra"), ("Samuel", "Samantha"), ("Harry", "Harriet"),
+        ("George", "Georgina"), ("Joseph", "Josephine"), ("Nicholas", "Nicola"),
+    ),
+    (True, False): (
+        ("Olivia", "Oliver"), ("Ella", "Elliot"), ("Jessica", "Jack"), ("Georgina", "George"),
+        ("Frances", "Francis"), ("Isabella", "Isaac"), ("Millie", "Max"),
+    ),
+}  # fmt: skip

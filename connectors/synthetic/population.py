@@ -15,7 +15,7 @@ import contextlib
 import gc
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import Enum
 from typing import Final, Literal
@@ -29,12 +29,27 @@ from connectors.protocol import (
     Involvement,
     PersonName,
     RecordFlags,
+    Sex,
 )
 from connectors.synthetic import names, places
-from connectors.synthetic.dates import age, primary_start, secondary_start, years_later
+from connectors.synthetic.dates import (
+    age,
+    earliest_birthday,
+    primary_start,
+    secondary_start,
+    years_later,
+)
 from connectors.synthetic.households import Child, draw_children
 from connectors.synthetic.identifiers import IdentifierIssuer
-from connectors.synthetic.noise import NoiseProfile, misspell, swapped_day_month
+from connectors.synthetic.noise import (
+    Fault,
+    NoiseProfile,
+    another_given_name,
+    happens,
+    misspell,
+    swapped_day_month,
+    wrong_date_of_birth,
+)
 from connectors.synthetic.services import (
     CHILDRENS_SERVICES,
     COMMUNITY_HEALTH,
@@ -56,6 +71,10 @@ DEFAULT_TODAY: Final = date(2026, 1, 15)
 
 _SCHOOL_AGE: Final = 4
 _HEALTH_VISITING_UNTIL: Final = 5
+# Of copies with a new family name, the share that keep the old one as a former name; of copies
+# with given and family name swapped, the share with a slip in one of them as well.
+_FORMER_RECORDED: Final = 0.5
+_SWAP_WITH_SLIP: Final = 0.3
 
 
 @dataclass(frozen=True)
@@ -82,12 +101,14 @@ class Prevalence:
 
 @dataclass(frozen=True)
 class Population:
-    """Each agency's records, plus the ground truth: (source, record_id) -> true child id."""
+    """Each agency's records, plus the ground truth: (source, record_id) -> true child id, and
+    (source, record_id) -> the faults a copy shows (copies without one are left out)."""
 
     health: tuple[ConnectorRecord, ...]
     education: tuple[ConnectorRecord, ...]
     social_care: tuple[ConnectorRecord, ...]
     truth: dict[tuple[str, str], str]
+    faults: dict[tuple[str, str], tuple[Fault, ...]] = field(default_factory=dict)
 
     def records(self, source: Source) -> tuple[ConnectorRecord, ...]:
         match source:
@@ -190,22 +211,34 @@ def _generate(
     services = area_services(
         rng, issuer, children, prevalence.social_care, prevalence.sensitive_service
     )
-    kids = draw_children(rng, issuer, services, children, today)
+    kids = draw_children(
+        rng,
+        issuer,
+        services,
+        children,
+        today,
+        lookalike_twins=noise.lookalike_twins,
+        namesakes=noise.namesakes,
+    )
     circumstances = _circumstances(rng, kids, today, prevalence, noise)
     build = _RecordBuilder(rng, issuer, services, today, noise)
     truth: dict[tuple[str, str], str] = {}
+    faults: dict[tuple[str, str], tuple[Fault, ...]] = {}
 
     def records(
         source: Source,
         holders: list[int],
-        record: Callable[[str, Child, _Circumstances], ConnectorRecord],
+        record: Callable[[str, Child, _Circumstances], _Built],
     ) -> tuple[ConnectorRecord, ...]:
         rng.shuffle(holders)
         built = []
         for number, i in enumerate(holders, start=1):
             record_id = _RECORD_ID_FORMATS[source].format(number)
-            built.append(record(record_id, kids[i], circumstances[i]))
+            made, shown = record(record_id, kids[i], circumstances[i])
+            built.append(made)
             truth[source, record_id] = kids[i].child_id
+            if shown:
+                faults[source, record_id] = shown
         return tuple(built)
 
     everyone = list(range(len(kids)))
@@ -214,7 +247,9 @@ def _generate(
     education = records("education", pupils, build.education)
     known = [i for i in everyone if circumstances[i].status is not None]
     social_care = records("social_care", known, build.social_care)
-    return Population(health=health, education=education, social_care=social_care, truth=truth)
+    return Population(
+        health=health, education=education, social_care=social_care, truth=truth, faults=faults
+    )
 
 
 _RECORD_ID_FORMATS: Final[dict[Source, str]] = {
@@ -287,6 +322,11 @@ def _sensitive_service(rng: random.Random, child_age: int) -> SensitiveService:
     return rng.choices(offered, [service.weight for service in offered])[0]
 
 
+# A record, and the faults it shows against the health record (none for the health record).
+_Built = tuple[ConnectorRecord, tuple[Fault, ...]]
+# Faults a looked-after child's placement address replaces.
+_ADDRESS_FAULTS: Final = frozenset({Fault.MOVED, Fault.NO_ADDRESS})
+
 # How far behind today each agency's extract may be: the spine is near-live, schools export weekly.
 _STALENESS_DAYS: Final[dict[Source, int]] = {"health": 1, "education": 7, "social_care": 2}
 
@@ -313,7 +353,7 @@ class _RecordBuilder:
         self._today = today
         self._noise = noise
 
-    def health(self, record_id: str, kid: Child, circumstances: _Circumstances) -> ConnectorRecord:
+    def health(self, record_id: str, kid: Child, circumstances: _Circumstances) -> _Built:
         household = kid.household
         if age(kid.born, self._today) < _HEALTH_VISITING_UNTIL:
             universal = Involvement(
@@ -345,7 +385,7 @@ class _RecordBuilder:
                     broker=self._services.safeguarding_hub,
                 )
             )
-        return ConnectorRecord(
+        record = ConnectorRecord(
             record_id=record_id,
             identifiers=Identifiers(nhs_number=kid.nhs_number),
             name=PersonName(
@@ -360,14 +400,13 @@ class _RecordBuilder:
             flags=RecordFlags(restricted=circumstances.restricted),
             as_of=self._as_of("health"),
         )
+        return record, ()
 
-    def education(
-        self, record_id: str, kid: Child, circumstances: _Circumstances
-    ) -> ConnectorRecord:
+    def education(self, record_id: str, kid: Child, circumstances: _Circumstances) -> _Built:
         school, started = self._school(kid)
-        name, born, address = self._copy(kid, circumstances, "education")
+        name, born, address, faults = self._copy(kid, circumstances, "education")
         first_school = kid.household.primary.establishment
-        return ConnectorRecord(
+        record = ConnectorRecord(
             record_id=record_id,
             identifiers=Identifiers(
                 upn=self._issuer.upn(first_school, primary_start(kid.born, self._today).year),
@@ -389,20 +428,20 @@ class _RecordBuilder:
             ],
             as_of=self._as_of("education"),
         )
+        return record, faults
 
-    def social_care(
-        self, record_id: str, kid: Child, circumstances: _Circumstances
-    ) -> ConnectorRecord:
+    def social_care(self, record_id: str, kid: Child, circumstances: _Circumstances) -> _Built:
         status = circumstances.status
         if status is None:
             raise ValueError("only a child known to social care has a social care record")
-        name, born, address = self._copy(kid, circumstances, "social_care")
+        name, born, address, faults = self._copy(kid, circumstances, "social_care")
         carers = list(kid.household.carers)
         if status is _Status.LOOKED_AFTER:
             # In placement: the foster carers look after the child, the parents keep their rights.
             address = places.home_address(self._rng)
             carers = self._foster_carers() + [c for c in carers if c.parental_responsibility]
-        return ConnectorRecord(
+            faults = tuple(sorted({*faults, Fault.PLACEMENT} - _ADDRESS_FAULTS))
+        record = ConnectorRecord(
             record_id=record_id,
             identifiers=Identifiers(
                 local_id=record_id,
@@ -418,6 +457,7 @@ class _RecordBuilder:
             flags=RecordFlags(shielded=circumstances.shielded),
             as_of=self._as_of("social_care"),
         )
+        return record, faults
 
     def _social_care_involvements(self, kid: Child, status: _Status) -> list[Involvement]:
         rng, services = self._rng, self._services
@@ -456,28 +496,69 @@ class _RecordBuilder:
 
     def _copy(
         self, kid: Child, circumstances: _Circumstances, source: Source
-    ) -> tuple[PersonName, date, Address]:
-        """The child's name, date of birth and address as a copying agency holds them."""
+    ) -> tuple[PersonName, date | None, Address | None, tuple[Fault, ...]]:
+        """The child's name, date of birth and address as a copying agency holds them, and the
+        faults that make them differ from the health record's.
+
+        Faults are kept per field, so that one which replaces a field's value (another given
+        name, a missing date) also replaces the faults that field showed before.
+        """
         rng, noise = self._rng, self._noise
         given, family, former = kid.given, kid.family, _former(circumstances)
+        given_faults: list[Fault] = []
+        family_faults: list[Fault] = []
+        born_faults: list[Fault] = []
+        address_faults: list[Fault] = []
         if circumstances.stale_source == source and circumstances.former_family is not None:
             family, former = circumstances.former_family, []
+            family_faults.append(Fault.STALE_FAMILY)
         if rng.random() < noise.nickname and given in names.NICKNAMES:
             given = rng.choice(names.NICKNAMES[given])
+            given_faults.append(Fault.NICKNAME)
         if rng.random() < noise.typo:
-            if rng.random() < 0.5:
-                given = misspell(rng, given)
-            else:
-                family = misspell(rng, family)
-        born = kid.born
+            given, family, slip = _slip(rng, given, family)
+            (given_faults if slip is Fault.GIVEN_TYPO else family_faults).append(slip)
+        born: date | None = kid.born
         if rng.random() < noise.swapped_day_month:
-            swapped = swapped_day_month(born)
+            swapped = swapped_day_month(kid.born)
             if swapped is not None and swapped <= self._today:
                 born = swapped
-        address = kid.household.address
+                born_faults.append(Fault.SWAPPED_DAY_MONTH)
+        address: Address | None = kid.household.address
         if rng.random() < noise.moved_address:
             address = places.home_address(rng)
-        return PersonName(given=given, family=family, former_family=former), born, address
+            address_faults.append(Fault.MOVED)
+        # The hard cases: each draws only when its rate is above zero (see NoiseProfile).
+        if happens(rng, noise.known_as):
+            pool = names.FEMALE_GIVEN if kid.sex is Sex.FEMALE else names.MALE_GIVEN
+            given, given_faults = another_given_name(rng, kid.given, pool), [Fault.KNOWN_AS]
+        if happens(rng, noise.new_family) and Fault.STALE_FAMILY not in family_faults:
+            old = (kid.family, *former)
+            family = rng.choice([name for name in names.FAMILY if name not in old])
+            if rng.random() < _FORMER_RECORDED:
+                former, family_faults = [kid.family, *former], [Fault.NEW_FAMILY]
+            else:
+                family_faults = [Fault.NEW_FAMILY_UNRECORDED]
+        if happens(rng, noise.names_swapped):
+            given, family = family, given
+            given_faults, family_faults = (
+                [*family_faults, Fault.NAMES_SWAPPED],
+                [*given_faults, Fault.NAMES_SWAPPED],
+            )
+            if rng.random() < _SWAP_WITH_SLIP:
+                given, family, slip = _slip(rng, given, family)
+                (given_faults if slip is Fault.GIVEN_TYPO else family_faults).append(slip)
+        if happens(rng, noise.wrong_date_of_birth):
+            earliest = earliest_birthday(self._today)
+            born = wrong_date_of_birth(rng, kid.born, earliest, self._today)
+            born_faults = [Fault.WRONG_DATE_OF_BIRTH]
+        if happens(rng, noise.missing_date_of_birth):
+            born, born_faults = None, [Fault.NO_DATE_OF_BIRTH]
+        if happens(rng, noise.missing_address):
+            address, address_faults = None, [Fault.NO_ADDRESS]
+        faults = {*given_faults, *family_faults, *born_faults, *address_faults}
+        name = PersonName(given=given, family=family, former_family=former)
+        return name, born, address, tuple(sorted(faults))
 
     def _nhs_number(self, kid: Child, held: float) -> str | None:
         return kid.nhs_number if self._rng.random() < held else None
@@ -498,6 +579,13 @@ class _RecordBuilder:
     def _as_of(self, source: Source) -> datetime:
         extracted = datetime.combine(self._today, time(6, 0), tzinfo=UTC)
         return extracted - timedelta(minutes=self._rng.randrange(_STALENESS_DAYS[source] * 1440))
+
+
+def _slip(rng: random.Random, given: str, family: str) -> tuple[str, str, Fault]:
+    """A keying slip in the given or the family name, equally often."""
+    if rng.random() < 0.5:
+        return misspell(rng, given), family, Fault.GIVEN_TYPO
+    return given, misspell(rng, family), Fault.FAMILY_TYPO
 
 
 def _former(circumstances: _Circumstances) -> list[str]:
