@@ -3,9 +3,9 @@
 For each noise level (`extreme` included) a labelled population is written as `childlookup synth`
 writes it (a truth file names the child behind every record, and the faults each copy shows); the
 reference connectors serve it and the real gateway answers demographic lookups - the child's
-details as the NHS spine holds them - over loopback HTTP. Which records each lookup linked is read
-back from the audit log (record pseudonyms, recomputed here with the audit key) and scored against
-the truth:
+details as the NHS spine holds them, address lines and carers' names included unless
+`--core-details-only` - over loopback HTTP. Which records each lookup linked is read back from the
+audit log (record pseudonyms, recomputed here with the audit key) and scored against the truth:
 
 - precision: linked records that really are the child's / all linked records;
 - recall: the child's records that were linked / all the child's records, over children the
@@ -43,7 +43,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Final, get_args
 
 import httpx
 
@@ -60,6 +60,7 @@ from connectors.synthetic import (
     write_population,
 )
 from gateway.audit import Pseudonymiser
+from gateway.identifiers import CARER_NAMES_MAX
 from gateway.linkage import LinkageModel
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -69,6 +70,9 @@ SEARCH = """query($d: DemographicsInput!) {
 SOURCES = ("health", "education", "social_care")
 # What a partial query leaves out: one of these DemographicsInput fields.
 DROPPABLE = ("givenName", "postcode", "dateOfBirth")
+# Leaving out the postcode leaves out the whole address: a practitioner who knows the street knows
+# the postcode, or can look it up.
+_DROPPED_WITH: Final = {"postcode": ("addressLines",)}
 
 
 @dataclass(frozen=True)
@@ -164,7 +168,7 @@ class Lookup:
     sampled: bool
 
 
-def _query(record: ConnectorRecord) -> dict[str, Any]:
+def _query(record: ConnectorRecord, corroborated: bool) -> dict[str, Any]:
     assert record.name is not None
     assert record.date_of_birth is not None
     assert record.address is not None
@@ -176,6 +180,9 @@ def _query(record: ConnectorRecord) -> dict[str, Any]:
     }
     if record.sex is not None:
         query["sex"] = record.sex.name
+    if corroborated:
+        query["addressLines"] = record.address.lines
+        query["carerNames"] = [carer.name for carer in record.carers or ()][:CARER_NAMES_MAX]
     return query
 
 
@@ -185,6 +192,7 @@ def plan_lookups(
     lookups: int,
     partial: float,
     seed: int,
+    corroborated: bool,
 ) -> list[Lookup]:
     """An even sample of `lookups` children, then every twin and namesake not in it; `partial` of
     all of them leave out one detail. Seeded, so every threshold asks the same questions."""
@@ -196,10 +204,11 @@ def plan_lookups(
     rng = random.Random(seed)
     planned: list[Lookup] = []
     for child in [*sample, *hard]:
-        query = _query(health[child])
+        query = _query(health[child], corroborated)
         dropped = rng.choice(DROPPABLE) if rng.random() < partial else None
         if dropped is not None:
-            del query[dropped]
+            for detail in (dropped, *_DROPPED_WITH.get(dropped, ())):
+                query.pop(detail, None)
         planned.append(Lookup(child, query, dropped, sampled=len(planned) < len(sample)))
     return planned
 
@@ -396,7 +405,13 @@ def _rates(tp: int, fp: int, fn: int) -> dict[str, Any]:
 
 
 def run_noise(
-    noise: NoiseLevel, children: int, lookups: int, offsets: list[float], seed: int, partial: float
+    noise: NoiseLevel,
+    children: int,
+    lookups: int,
+    offsets: list[float],
+    seed: int,
+    partial: float,
+    corroborated: bool,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="childlookup-matching-") as tmp:
         work = Path(tmp)
@@ -407,7 +422,7 @@ def run_noise(
         )
         population = Population.read(folder)
         kinship = Kinship.of(population)
-        planned = plan_lookups(population, kinship, lookups, partial, seed)
+        planned = plan_lookups(population, kinship, lookups, partial, seed, corroborated)
         default = LinkageModel.load().link_threshold
         sweep = sorted({default, *(default + o for o in offsets)})
         return {
@@ -423,6 +438,7 @@ def run_noise(
             "twins": len(kinship.twins()),
             "children_with_a_namesake": len(kinship.namesakes()),
             "partial_query_rate": partial,
+            "address_and_carers_in_queries": corroborated,
             "default_link_threshold": default,
             "thresholds": [
                 run_threshold(
@@ -467,11 +483,24 @@ def main() -> None:
         metavar="RATE",
         help="share of lookups that leave out one detail: given name, postcode or date of birth",
     )
+    parser.add_argument(
+        "--core-details-only",
+        action="store_true",
+        help="ask with names, date of birth, postcode and sex only: no address lines, no carers",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=RESULTS / "matching.json")
     args = parser.parse_args()
     runs = [
-        run_noise(noise, args.children, args.lookups, args.offsets, args.seed, args.partial_queries)
+        run_noise(
+            noise,
+            args.children,
+            args.lookups,
+            args.offsets,
+            args.seed,
+            args.partial_queries,
+            not args.core_details_only,
+        )
         for noise in args.noise
     ]
     write_report("matching", args.out, runs=runs)

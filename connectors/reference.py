@@ -67,10 +67,18 @@ REFERENCE_AGENCIES: Final[Mapping[str, AgencyProfile]] = MappingProxyType(
                 name="education",
                 title="Schools and education",
                 description=(
-                    "Current school and its designated safeguarding lead, keyed by UPN. Rarely "
-                    "holds the NHS number, so its records are often matched on demographics."
+                    "Current school and its designated safeguarding lead, keyed by UPN, with the "
+                    "pupil's contacts (parents and carers, as the Common Transfer File carries "
+                    "them). Rarely holds the NHS number, so its records are often matched on "
+                    "demographics."
                 ),
-                provides=(*_IDENTITY, FieldId.ADDRESS, FieldId.SCHOOL, FieldId.INVOLVEMENTS),
+                provides=(
+                    *_IDENTITY,
+                    FieldId.ADDRESS,
+                    FieldId.SCHOOL,
+                    FieldId.CARERS,
+                    FieldId.INVOLVEMENTS,
+                ),
                 shield_authority=False,
                 holds_every_child=False,
                 default_port=8102,

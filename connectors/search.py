@@ -318,7 +318,9 @@ class _Scorer:
     def weight(self, candidate: _Person) -> int | None:
         """How strongly `candidate` agrees with the query, for ranking; None when it is no
         candidate: fewer than two details agree, or only the two names do and the date of birth
-        differs in more than one part (see `_near_date`)."""
+        differs in more than one part (see `_near_date`). A record that holds no date of birth
+        cannot differ on it: when only the names agree it is still a candidate (a family that
+        moved, from a source that never had the date), which the gateway weighs on the rest."""
         wanted = self.person
         given = self._name_level(wanted.given, candidate.given, self._given_levels)
         family = self._name_level(wanted.family, candidate.family, self._family_levels)
@@ -334,7 +336,9 @@ class _Scorer:
         )
         if len(levels) - levels.count(0) < MIN_AGREEMENTS:
             return None
-        if not (levels[0] or levels[1] or self._near_date(candidate.born)):
+        names_only = not (levels[0] or levels[1])
+        undated = candidate.born is None and wanted.born is not None
+        if names_only and not (undated or self._near_date(candidate.born)):
             return None
         weight = sum(levels)
         same_sector = wanted.sector is not None and candidate.sector == wanted.sector
@@ -427,9 +431,9 @@ class CandidateIndex:
         self, demographics: Demographics, limit: int = DEFAULT_LIMIT
     ) -> list[ConnectorRecord]:
         """Records agreeing with `demographics` on at least two of given name, family name, date
-        of birth and postcode (two names only with a date of birth one part off); strongest
-        agreement first, then in index order; at most `limit`. Details `demographics` leaves out
-        agree with nothing: a search giving fewer than two finds no one.
+        of birth and postcode (two names only with a date of birth one part off, or none held);
+        strongest agreement first, then in index order; at most `limit`. Details `demographics`
+        leaves out agree with nothing: a search giving fewer than two finds no one.
 
         Raises ValueError when `limit` is less than 1.
         """

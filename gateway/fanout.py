@@ -47,6 +47,8 @@ MAX_ANSWER_BYTES = 2 * 1024 * 1024
 
 _MATCH_FIELDS = frozenset({FieldId.NAME, FieldId.DATE_OF_BIRTH, FieldId.SEX, FieldId.ADDRESS})
 """What the linkage model compares; requested from every source in a demographic lookup."""
+_CARER_FIELDS = frozenset({FieldId.CARERS})
+"""Compared too when the practitioner named a parent or carer (gateway.types.Corroboration)."""
 
 _ERROR_STATUS = {
     ErrorCode.FORBIDDEN: SourceStatus.WITHHELD,
@@ -99,7 +101,9 @@ class FanOut:
         identifiers = Identifiers(nhs_number=query.nhs_number, upn=query.upn)
         # Scoring candidates needs their demographics whatever the caller may see; the decide
         # stage, not the request, is where unreleasable fields are dropped.
-        needed = _MATCH_FIELDS if query.demographics is not None else frozenset()
+        needed = frozenset[FieldId]()
+        if query.demographics is not None:
+            needed = _MATCH_FIELDS | (_CARER_FIELDS if query.corroboration.carer_names else needed)
         wall_deadline = _wall_clock(lookup.deadline)
         tasks = []
         for source in self._sources:

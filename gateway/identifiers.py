@@ -57,6 +57,9 @@ OLDEST_AGE: Final = 25
 older is almost always a slip in the year of birth (1908 for 2008), which must not fan out."""
 
 NAME_MAX_CHARS: Final = 100
+ADDRESS_LINES_MAX: Final = 5
+CARER_NAMES_MAX: Final = 4
+ADDRESS_LINE_MAX_CHARS: Final = 100
 
 _UPN_PATTERN: Final = re.compile(r"[A-Z][0-9]{12}")
 _TEMPORARY_UPN_PATTERN: Final = re.compile(r"[A-Z][0-9]{11}[A-Z]")
@@ -335,6 +338,51 @@ def _known_as(raw: Sequence[str]) -> list[str]:
             ErrorCode.INVALID_NAME,
             f"Give at most {KNOWN_AS_MAX} names the child is known by; this lookup gives"
             f" {len(distinct)}.",
+        )
+    return distinct
+
+
+def address_lines(raw: Sequence[str]) -> tuple[str, ...]:
+    """Validate the lines of a home address given with a demographic lookup: each trimmed with
+    its white space made single, blank ones dropped (portals send empty inputs), at most
+    ADDRESS_LINES_MAX lines of ADDRESS_LINE_MAX_CHARS characters, printable text only.
+
+    The postcode goes in its own field; lines are matched by house number and street words, so
+    their form (abbreviations, commas, case) does not matter.
+    """
+    lines = [" ".join(line.split()) for line in raw]
+    kept = tuple(line for line in lines if line)
+    if len(kept) > ADDRESS_LINES_MAX:
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_ADDRESS,
+            f"Give at most {ADDRESS_LINES_MAX} address lines; this lookup gives {len(kept)}.",
+        )
+    for line in kept:
+        if len(line) > ADDRESS_LINE_MAX_CHARS:
+            raise InvalidIdentifier(
+                ErrorCode.INVALID_ADDRESS,
+                f"An address line is at most {ADDRESS_LINE_MAX_CHARS} characters; one has"
+                f" {len(line)}.",
+            )
+        refused = next((c for c in line if not c.isprintable()), None)
+        if refused is not None:
+            raise InvalidIdentifier(
+                ErrorCode.INVALID_ADDRESS,
+                f"An address line may not contain {_describe(refused)}.",
+            )
+    return kept
+
+
+def carer_names(raw: Sequence[str]) -> tuple[str, ...]:
+    """Validate the names of a child's parents or carers given with a demographic lookup: each
+    a person's name as `normalise_person_name` accepts it, blank ones dropped, repeats kept
+    once, at most CARER_NAMES_MAX. Only a full name (given and family) can agree with a record."""
+    names = [_optional_name(name, "parent's or carer's name") for name in raw]
+    distinct = tuple(dict.fromkeys(name for name in names if name is not None))
+    if len(distinct) > CARER_NAMES_MAX:
+        raise InvalidIdentifier(
+            ErrorCode.INVALID_NAME,
+            f"Give at most {CARER_NAMES_MAX} parents or carers; this lookup gives {len(distinct)}.",
         )
     return distinct
 

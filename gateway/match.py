@@ -73,6 +73,8 @@ class _Candidate:
     person: Person
     given: str = Level.MISSING
     """The given name's level against the query."""
+    twins: bool = False
+    """Whether it was weighed by the twins' given-name weights (it may be another twin)."""
     method: MatchMethod = MatchMethod.DEMOGRAPHICS
 
 
@@ -92,7 +94,10 @@ def match_records(
     """
     if query.identified_by is IdentifiedBy.DEMOGRAPHICS:
         assert query.demographics is not None
-        person = Person.from_demographics(query.demographics)
+        extra = query.corroboration
+        person = Person.from_demographics(
+            query.demographics, address_lines=extra.address_lines, carers=extra.carer_names
+        )
         return _by_demographics(person, answers, model, _register_unheard(answers, registers))
     kind = "nhs_number" if query.identified_by is IdentifiedBy.NHS_NUMBER else "upn"
     value = query.nhs_number if kind == "nhs_number" else query.upn
@@ -129,15 +134,17 @@ def _by_demographics(
         for key, record in _unique_records(answer)
     ]
     candidates = [_scored(query, *f, model, twins=twins_unknown) for f in found]
-    twins = twins_unknown or _twins_in_view(candidates, model)
-    if twins and not twins_unknown:
-        candidates = [_scored(query, *f, model, twins=True) for f in found]
+    others = () if twins_unknown else _other_twins(candidates, model)
+    if others:
+        candidates = [
+            _scored(query, *f, model, twins=_may_be_another_twin(f[1], f[3], others)) for f in found
+        ]
     linked = [c for c in candidates if c.band is Band.LINKED]
     linked += _linked_by_identifier(linked, candidates)
     linked_keys = {c.key for c in linked}
     possible = [c for c in candidates if c.band is Band.POSSIBLE and c.key not in linked_keys]
     flagged = any(c.record.flags.shielded or c.record.flags.restricted for c in linked + possible)
-    ambiguous = _ambiguous(linked, model, twins=twins)
+    ambiguous = _ambiguous(linked, model)
     matched = () if ambiguous else tuple(_matched(c) for c in linked)
     return MatchResult(
         answers=tuple(_as_candidates_answered(a, matched) for a in answers),
@@ -163,7 +170,16 @@ def _scored(
     reasons = (*score.reasons, TWINS_IN_VIEW) if twins else score.reasons
     given = next(c.level for c in score.comparisons if c.field == "given")
     return _Candidate(
-        source, key, record, score.band, score.probability, score.weight, reasons, person, given
+        source,
+        key,
+        record,
+        score.band,
+        score.probability,
+        score.weight,
+        reasons,
+        person,
+        given,
+        twins,
     )
 
 
@@ -174,9 +190,11 @@ def _register_unheard(answers: Sequence[SourceAnswer], registers: frozenset[str]
     return not registers <= heard
 
 
-def _twins_in_view(candidates: Sequence[_Candidate], model: LinkageModel) -> bool:
-    """True when one source holds two children of one household born on the same day, at least
-    one of them a candidate for the query: a given name that differs may be the other twin.
+def _other_twins(candidates: Sequence[_Candidate], model: LinkageModel) -> tuple[_Candidate, ...]:
+    """The records of the query child's twins, when a lookup has them in view: one source holding
+    two children of one household born on the same day, at least one of them a candidate for
+    the query. Of such a pair, those whose given name is not the query's are the others (both,
+    when neither's is); none means no twins in view.
 
     Only records in one source count: two sources disagreeing on a given name is exactly the
     drift this must not veto, while one source holding both is two children. Two records that
@@ -185,6 +203,7 @@ def _twins_in_view(candidates: Sequence[_Candidate], model: LinkageModel) -> boo
     by_source: defaultdict[str, list[_Candidate]] = defaultdict(list)
     for c in candidates:
         by_source[c.source].append(c)
+    twins: dict[str, _Candidate] = {}
     for group in by_source.values():
         for a, b in combinations(group, 2):
             if Band.REJECTED in (a.band, b.band) and a.band is b.band:
@@ -198,8 +217,21 @@ def _twins_in_view(candidates: Sequence[_Candidate], model: LinkageModel) -> boo
                 and levels["date_of_birth"] == Level.EXACT
                 and levels["postcode"] in _TWIN_POSTCODE
             ):
-                return True
-    return False
+                twins.update((c.key, c) for c in (a, b) if c.given in TWIN_LEVELS)
+    return tuple(twins.values())
+
+
+def _may_be_another_twin(key: str, person: Person, others: Sequence[_Candidate]) -> bool:
+    """Whether a record could be one of the other twins, and so is weighed by the twins' given
+    names: it is one of them, or its sex is not known to differ from one of theirs. Boy-girl
+    twins are told apart by sex: a girl's copy under another given name is not her brother."""
+    return any(
+        twin.key == key
+        or person.sex is None
+        or twin.person.sex is None
+        or twin.person.sex == person.sex
+        for twin in others
+    )
 
 
 def _linked_by_identifier(
@@ -227,7 +259,7 @@ def _linked_by_identifier(
     return promoted
 
 
-def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel, *, twins: bool) -> bool:
+def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> bool:
     """True when the linked records cannot all be one child."""
     for kind in _IDENTIFIER_KINDS:
         if len({getattr(c.record.identifiers, kind) for c in linked} - {None}) > 1:
@@ -251,7 +283,7 @@ def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel, *, twins: bool
     return any(
         c.source != anchor.source
         and not _share_identifier((anchor, c))
-        and model.score(anchor.person, c.person, twins=twins or c.given not in TWIN_LEVELS).band
+        and model.score(anchor.person, c.person, twins=c.twins or c.given not in TWIN_LEVELS).band
         is Band.REJECTED
         for c in scored
     )

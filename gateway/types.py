@@ -71,6 +71,20 @@ class IdentifiedBy(StrEnum):
 
 
 @dataclass(frozen=True)
+class Corroboration:
+    """Details given with a demographic lookup that only corroborate it: the gateway weighs them
+    when it scores what agencies return, and never sends them to an agency, which searches on
+    the demographics alone. Each is already validated (gateway.identifiers)."""
+
+    address_lines: tuple[str, ...] = ()
+    carer_names: tuple[str, ...] = ()
+
+    @property
+    def given(self) -> bool:
+        return bool(self.address_lines or self.carer_names)
+
+
+@dataclass(frozen=True)
 class LookupQuery:
     """A validated request to look up one child, by exactly one of an NHS number, a UPN or
     demographics (already normalised by gateway.identifiers)."""
@@ -82,11 +96,14 @@ class LookupQuery:
     nhs_number: str | None = None
     upn: str | None = None
     demographics: Demographics | None = None
+    corroboration: Corroboration = Corroboration()
 
     def __post_init__(self) -> None:
         given = [v for v in (self.nhs_number, self.upn, self.demographics) if v is not None]
         if len(given) != 1:
             raise ValueError("a lookup identifies the child in exactly one way")
+        if self.corroboration.given and self.demographics is None:
+            raise ValueError("corroborating details go with a demographic lookup")
         if self.justification is not None and (
             not self.justification
             or Justification.of(self.justification).text != self.justification

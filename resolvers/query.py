@@ -13,6 +13,8 @@ from gateway.audit import AuditTrail
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import (
     InvalidIdentifier,
+    address_lines,
+    carer_names,
     check_could_link,
     check_one_way,
     normalise_nhs_number,
@@ -22,7 +24,7 @@ from gateway.identifiers import demographics as validate_demographics
 from gateway.justification import Justification
 from gateway.linkage import LinkageModel
 from gateway.pipeline import LookupPipeline
-from gateway.types import Caller, LookupQuery, Purpose
+from gateway.types import Caller, Corroboration, LookupQuery, Purpose
 from resolvers.mapping import audit_entry, lookup_to_graphql
 from resolvers.types import AuditEntry, ChildLookup, DemographicsInput
 
@@ -102,6 +104,7 @@ def _validated(
     try:
         check_one_way(nhs_number=nhs_number, upn=upn, demographics=given)
         demographics = None
+        corroboration = Corroboration()
         if given is not None:
             demographics = validate_demographics(
                 given=given.given_name,
@@ -113,6 +116,10 @@ def _validated(
                 known_as=given.known_as or (),
                 today=datetime.now(UTC).date(),
             )
+            corroboration = Corroboration(
+                address_lines=address_lines(given.address_lines or ()),
+                carer_names=carer_names(given.carer_names or ()),
+            )
             check_could_link(demographics, model)
         return LookupQuery(
             purpose=purpose,
@@ -120,6 +127,7 @@ def _validated(
             nhs_number=None if nhs_number is None else normalise_nhs_number(nhs_number),
             upn=None if upn is None else normalise_upn(upn),
             demographics=demographics,
+            corroboration=corroboration,
         )
     except InvalidIdentifier as exc:
         raise GatewayError(exc.code, exc.message) from exc

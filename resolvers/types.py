@@ -10,6 +10,7 @@ from datetime import date, datetime
 import strawberry
 
 from connectors.protocol import KNOWN_AS_MAX, Sex
+from gateway.identifiers import ADDRESS_LINES_MAX, CARER_NAMES_MAX
 from gateway.types import IdentifiedBy, LookupOutcome, MatchMethod, Purpose, SourceStatus
 
 strawberry.enum(
@@ -91,6 +92,24 @@ class DemographicsInput:
         description=(
             "Other given names the child is known by (a preferred name, a short form), at most"
             f" {KNOWN_AS_MAX}. Each is matched as the given name would be."
+        ),
+    )
+    address_lines: list[str] | None = strawberry.field(
+        default=None,
+        description=(
+            'Lines of the home address before the postcode (e.g. ["Flat 2, 12 Church Road",'
+            f' "Headingley"]), at most {ADDRESS_LINES_MAX}, if known. Extra evidence: the same'
+            " house raises a record's score, another house at the same postcode lowers it. Used"
+            " by the gateway to weigh what agencies return; never sent to them."
+        ),
+    )
+    carer_names: list[str] | None = strawberry.field(
+        default=None,
+        description=(
+            "Full names of the child's parents or carers, if known, at most"
+            f" {CARER_NAMES_MAX}. Extra evidence: a record naming one of them, at another"
+            " address, is likely the same child after a move. Used by the gateway to weigh what"
+            " agencies return; never sent to them."
         ),
     )
 

@@ -11,9 +11,12 @@ from connectors.check_digits import nhs_check_digit, upn_check_letter
 from connectors.protocol import KNOWN_AS_MAX, Demographics, Sex
 from gateway.errors import ErrorCode
 from gateway.identifiers import (
+    ADDRESS_LINE_MAX_CHARS,
     NAME_MAX_CHARS,
     OLDEST_AGE,
     InvalidIdentifier,
+    address_lines,
+    carer_names,
     check_could_link,
     check_date_of_birth,
     check_one_way,
@@ -739,3 +742,47 @@ def test_whether_details_are_enough_follows_the_model_s_threshold():
     check_could_link(two_names, MODEL.with_thresholds(names_weight, names_weight - 1))
     with pytest.raises(InvalidIdentifier, match="NHS number or UPN"):
         check_could_link(two_names, MODEL.with_thresholds(names_weight + 0.1, names_weight - 1))
+
+
+# --- Corroborating details: address lines and carers' names ---------------------------------
+
+
+def test_address_lines_are_trimmed_and_blank_ones_dropped():
+    assert address_lines(["  Flat 2,\t12 Church Rd ", "", "  ", "Leeds"]) == (
+        "Flat 2, 12 Church Rd",
+        "Leeds",
+    )
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        pytest.param(["a"] * 6, id="six lines"),
+        pytest.param(["x" * (ADDRESS_LINE_MAX_CHARS + 1)], id="a long line"),
+        pytest.param(["12 Church\x00Road"], id="a control character"),
+    ],
+)
+def test_address_lines_that_cannot_be_an_address_are_refused(lines):
+    with pytest.raises(InvalidIdentifier) as refused:
+        address_lines(lines)
+    assert refused.value.code == ErrorCode.INVALID_ADDRESS
+
+
+def test_carer_names_are_names_kept_once_each():
+    assert carer_names([" Grace  Quist", "", "Grace Quist", "Kwame Quist"]) == (
+        "Grace Quist",
+        "Kwame Quist",
+    )
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        pytest.param(["A Bee", "C Dee", "E Eff", "G Gee", "H Aitch"], id="five carers"),
+        pytest.param(["Grace Quist 2"], id="a digit"),
+    ],
+)
+def test_carer_names_that_are_not_names_are_refused(names):
+    with pytest.raises(InvalidIdentifier) as refused:
+        carer_names(names)
+    assert refused.value.code == ErrorCode.INVALID_NAME

@@ -81,7 +81,7 @@ def test_a_former_name_equal_to_the_current_one_is_dropped():
     assert person(family="Smith", former_family=("SMITH", "Jones")).former_family == ("jones",)
 
 
-def test_from_record_reads_name_date_postcode_and_sex():
+def test_from_record_reads_name_date_address_and_sex():
     record = ConnectorRecord(
         record_id="E1",
         identifiers=Identifiers(),
@@ -92,7 +92,7 @@ def test_from_record_reads_name_date_postcode_and_sex():
         as_of=datetime(2026, 1, 1, tzinfo=UTC),
     )
     assert Person.from_record(record) == Person(
-        "olly", "smith", ("jones",), BORN, "LS6 1AB", Sex.MALE
+        "olly", "smith", ("jones",), BORN, "LS6 1AB", Sex.MALE, address_lines=("1 Mill Lane",)
     )
 
 
@@ -282,6 +282,8 @@ def test_a_score_sums_its_comparisons_and_reasons_name_levels_only():
         "date_of_birth:EXACT",
         "postcode:DIFFERENT",
         "sex:SAME",
+        "address:MISSING",
+        "carer:MISSING",
     )
 
 
@@ -405,6 +407,8 @@ PEOPLE = st.builds(
     date_of_birth=st.none() | DATES,
     postcode=st.none() | POSTCODES,
     sex=st.none() | SEXES,
+    address_lines=st.sampled_from([(), ("12 Church Road", "Leeds"), ("Flat 2", "12 Church Rd")]),
+    carers=st.sampled_from([(), ("Sophie Okafor",), ("Sophie Okafor", "Mum"), ("Ann Lee",)]),
 )
 COMPLETE = st.builds(
     Person,
@@ -439,7 +443,8 @@ def test_a_twin_in_view_with_another_given_name_is_never_linked(child, twins_nam
 
 @given(PEOPLE, PEOPLE, st.sampled_from(list(FIELD_LEVELS)))
 def test_a_field_missing_on_one_side_weighs_nothing(a, b, field):
-    without = replace(b, **{field: None})
+    empty = {"address": {"address_lines": ()}, "carer": {"carers": ()}}
+    without = replace(b, **empty.get(field, {field: None}))
     comparison = next(c for c in MODEL.score(a, without).comparisons if c.field == field)
     assert comparison == Comparison(field, "MISSING", 0.0)
 
@@ -647,7 +652,7 @@ def test_name_frequencies_weigh_an_exact_match_on_a_rare_name_more_and_a_common_
 
 def test_name_frequencies_that_would_let_twins_link_are_refused(tmp_path):
     weak_veto = _load(
-        tmp_path, lambda c: c["given"]["twins"]["JW_MEDIUM"].update(m=0.000005)
-    )  # -10.2 bits: enough without frequencies...
+        tmp_path, lambda c: c["given"]["twins"]["JW_MEDIUM"].update(m=0.000000006)
+    )  # -19.9 bits: enough without frequencies...
     with pytest.raises(LinkageConfigError, match=r"twins .* with a rare surname's 4\.0 bits"):
         weak_veto.with_frequencies(_frequencies({}, {}, records=100_000))

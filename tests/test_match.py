@@ -252,6 +252,27 @@ def test_with_twins_in_one_source_another_given_name_is_the_other_twin_and_never
     assert all(TWINS_IN_VIEW in m.reasons for m in result.matched)
 
 
+def test_a_girl_s_other_given_name_is_not_her_twin_brother():
+    # Health holds Amelia and her twin brother Arthur. The school's "Mae" is a girl: she cannot
+    # be Arthur, so she is Amelia under another name. Recorded as a boy, or with no sex, she
+    # could be him.
+    arthur = health_record(
+        nhs=synthetic_nhs(5),
+        record_id="H8",
+        name=PersonName(given="Arthur", family="Hart"),
+        sex=Sex.MALE,
+    )
+    health = _answer("health", health_record(nhs=None), arthur)
+
+    def linked(sex: Sex | None) -> list[str]:
+        mae = _answer("education", MAE.model_copy(update={"sex": sex}))
+        return [m.key for m in match_records(BY_DEMOGRAPHICS, [health, mae]).matched]
+
+    assert linked(Sex.FEMALE) == ["health:H1", "education:E7"]
+    assert linked(Sex.MALE) == ["health:H1"]
+    assert linked(None) == ["health:H1"]
+
+
 ROSE_AT_SCHOOL = school_record(
     nhs=None,
     record_id="E9",

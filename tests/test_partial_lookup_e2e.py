@@ -6,15 +6,16 @@ from datetime import date
 from typing import Any
 
 import pytest
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from connectors.protocol import LOOKUP_PATH, Address, Identifiers, PersonName
+from connectors.protocol import LOOKUP_PATH, Address, Carer, Identifiers, PersonName, Sex
 from gateway.demo import reference_source
 from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
 from tests.stack import Stack, reference_apps, running_gateway, serving
 
-KOFI, SEUN, ROBIN = synthetic_nhs(31), synthetic_nhs(32), synthetic_nhs(33)
+KOFI, SEUN, ROBIN, ADA = synthetic_nhs(31), synthetic_nhs(32), synthetic_nhs(33), synthetic_nhs(34)
 UPN = "H801200001001"
+GRACE_QUIST = Carer(name="Grace Quist", relationship="Mother", parental_responsibility=True)
 
 SEARCH = """
 query Search($d: DemographicsInput!) {
@@ -29,16 +30,25 @@ query Search($d: DemographicsInput!) {
 
 
 class CountedLookups:
-    """A connector app that counts the lookups it is asked."""
+    """A connector app that counts the lookups it is asked, and keeps what they said."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self.lookups = 0
+        self.bodies: list[bytes] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == LOOKUP_PATH:
-            self.lookups += 1
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["path"] != LOOKUP_PATH:
+            await self.app(scope, receive, send)
+            return
+        self.lookups += 1
+
+        async def kept() -> Message:
+            message = await receive()
+            self.bodies.append(message.get("body", b""))
+            return message
+
+        await self.app(scope, kept, send)
 
 
 def _population() -> dict[str, list[Any]]:
@@ -58,8 +68,18 @@ def _population() -> dict[str, list[Any]]:
         "date_of_birth": date(2012, 11, 5),
         "address": Address(lines=["No fixed abode"], postcode="NFA"),
     }
+    # Ada's family moved; the school has the new address, not her date of birth nor her NHS
+    # number, and lists her mother as the health record does.
+    ada = {"name": PersonName(given="Ada", family="Quist"), "carers": [GRACE_QUIST]}
     return {
         "health": [
+            health_record(
+                ADA,
+                record_id="H-A",
+                date_of_birth=date(2017, 6, 30),
+                address=Address(lines=["2 Moor View", "Leeds"], postcode="LS11 5PQ"),
+                **ada,
+            ),
             health_record(KOFI, record_id="H-K", **kofi),
             health_record(
                 SEUN, record_id="H-S", name=PersonName(given="Oluwaseun", family="Adeyemi"), **seun
@@ -67,6 +87,15 @@ def _population() -> dict[str, list[Any]]:
             health_record(ROBIN, record_id="H-R", **robin),
         ],
         "education": [
+            school_record(
+                None,
+                record_id="E-A",
+                identifiers=Identifiers(upn="A801200001002"),
+                date_of_birth=None,
+                sex=Sex.FEMALE,
+                address=Address(lines=["41 Tong Road", "Leeds"], postcode="LS12 4NQ"),
+                **ada,
+            ),
             school_record(
                 None,
                 record_id="E-S",
@@ -187,3 +216,73 @@ def test_no_fixed_abode_adds_nothing_towards_enough_details(stack):
 
     assert [e["extensions"]["code"] for e in body["errors"]] == ["INSUFFICIENT_DETAILS"]
     assert "add the date of birth, or look" in body["errors"][0]["message"]
+
+
+def test_a_wrong_date_of_birth_is_carried_by_the_house_and_the_lines_stay_in_the_gateway(
+    connectors,
+):
+    apps, stack = connectors
+    wrong_date = {
+        "givenName": "Kofi",
+        "familyName": "Mensah",
+        "dateOfBirth": "2013-04-17",
+        "postcode": "LS9 6QR",
+    }
+    sent = {name: len(app.bodies) for name, app in apps.items()}
+
+    with_house = _found(stack, **wrong_date, addressLines=["7 Bank Rd", "LEEDS"])
+    without = _found(stack, **wrong_date)
+
+    assert with_house["outcome"] == "FOUND"
+    assert with_house["child"]["nhsNumber"]["value"] == KOFI
+    assert {r["source"] for r in with_house["records"]} == {"health", "social_care"}
+    assert without["outcome"] != "FOUND"
+    assert without["records"] == []
+    asked = [body for name, app in apps.items() for body in app.bodies[sent[name] :]]
+    assert any(b"Mensah" in body for body in asked)
+    assert not any(b"Bank" in body for body in asked)
+
+
+def test_another_house_at_the_postcode_lowers_the_score_below_linking(stack):
+    found = _found(
+        stack,
+        givenName="Kofi",
+        familyName="Mensah",
+        dateOfBirth="2013-04-17",
+        postcode="LS9 6QR",
+        addressLines=["9 Bank Road"],
+    )
+
+    assert found["records"] == []
+
+
+def test_too_many_address_lines_are_refused_with_a_code(stack):
+    body = _lookup(
+        stack,
+        givenName="Kofi",
+        familyName="Mensah",
+        dateOfBirth="2014-09-22",
+        addressLines=["1 A Road", "B", "C", "D", "E", "F"],
+    )
+
+    assert body["data"] is None
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["INVALID_ADDRESS"]
+
+
+def test_a_parent_named_in_the_lookup_finds_the_record_from_before_a_move(connectors):
+    apps, stack = connectors
+    ada = {"givenName": "Ada", "familyName": "Quist", "dateOfBirth": "2017-06-30"}
+    ada |= {"postcode": "LS11 5PQ", "sex": "FEMALE"}
+    sent = {name: len(app.bodies) for name, app in apps.items()}
+
+    with_mother = _found(stack, **ada, carerNames=["grace quist"])
+    without = _found(stack, **ada)
+    with_another = _found(stack, **ada, carerNames=["Joan Quist"])
+
+    assert {r["source"] for r in with_mother["records"]} == {"health", "education"}
+    assert with_mother["child"]["nhsNumber"]["value"] == ADA
+    assert {r["source"] for r in without["records"]} == {"health"}
+    assert {r["source"] for r in with_another["records"]} == {"health"}
+    asked = [body for name, app in apps.items() for body in app.bodies[sent[name] :]]
+    assert any(b"Quist" in body for body in asked)
+    assert not any(b"Grace" in body or b"Joan" in body for body in asked)

@@ -49,4 +49,6 @@ def test_there_is_no_list_or_search_all_query():
         "sex",
         "formerFamilyName",
         "knownAs",
+        "addressLines",
+        "carerNames",
     }

@@ -251,6 +251,15 @@ def test_names_and_postcode_find_the_child_and_the_sibling_at_that_address_not_t
     assert found == ["amelia", "sibling"]
 
 
+def test_a_record_without_a_date_of_birth_is_a_candidate_on_the_names_alone():
+    # It cannot differ on a date it does not hold: the family moved, and the school never had
+    # the date. A namesake whose date is held and wholly different is still left out.
+    undated = child("undated", postcode="LS9 8RA", born=None)
+    namesake = child("namesake-dated", postcode="LS9 8RA", born=date(2011, 8, 23))
+
+    assert search(undated, namesake) == ["undated", "sibling"]
+
+
 def test_names_without_a_date_of_birth_never_count_alone():
     # The names-only rule needs a date one part off, and a query without a date has none: the
     # namesake living elsewhere is another child.

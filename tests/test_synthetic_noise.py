@@ -120,6 +120,7 @@ def namesake_pairs(population: Population) -> list[tuple[ConnectorRecord, Connec
         (Fault.WRONG_DATE_OF_BIRTH, EXTREME.wrong_date_of_birth),
         (Fault.NO_DATE_OF_BIRTH, EXTREME.missing_date_of_birth),
         (Fault.NO_ADDRESS, EXTREME.missing_address),
+        (Fault.ADDRESS_WRITTEN_DIFFERENTLY, EXTREME.address_written_differently * 0.95),
     ],
 )
 def test_each_hard_case_appears_in_copies_at_roughly_its_rate(
@@ -148,6 +149,7 @@ def test_without_the_hard_cases_no_copy_shows_one(medium: Population) -> None:
         Fault.WRONG_DATE_OF_BIRTH,
         Fault.NO_DATE_OF_BIRTH,
         Fault.NO_ADDRESS,
+        Fault.ADDRESS_WRITTEN_DIFFERENTLY,
     }
 
     assert not any(faults & hard for _, _, faults in copies(medium))
@@ -192,6 +194,25 @@ def test_a_copy_shows_a_missing_or_wholly_wrong_date_exactly_when_its_faults_say
         assert all_differ == (Fault.WRONG_DATE_OF_BIRTH in faults)
         if all_differ:
             assert date(2008, 1, 16) <= held <= DEFAULT_TODAY
+
+
+def test_an_address_written_another_way_is_the_same_house_in_other_lines(
+    extreme: Population,
+) -> None:
+    rewritten = 0
+    for health, copy, faults in copies(extreme):
+        if Fault.ADDRESS_WRITTEN_DIFFERENTLY not in faults or faults & {
+            Fault.MOVED,
+            Fault.PLACEMENT,
+        }:
+            continue
+        assert health.address is not None
+        assert copy.address is not None
+        assert copy.address.postcode == health.address.postcode
+        assert copy.address.lines != health.address.lines
+        assert copy.address.lines[0][0] == health.address.lines[0][0]
+        rewritten += 1
+    assert rewritten > 50
 
 
 def test_swapped_names_are_the_health_names_the_other_way_round(extreme: Population) -> None:

@@ -51,6 +51,8 @@ class Fault(StrEnum):
     WRONG_DATE_OF_BIRTH = "wrong_date_of_birth"
     NO_DATE_OF_BIRTH = "no_date_of_birth"
     NO_ADDRESS = "no_address"
+    ADDRESS_WRITTEN_DIFFERENTLY = "address_written_differently"
+    CARERS_RECORDED_DIFFERENTLY = "carers_recorded_differently"
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,10 @@ class NoiseProfile:
     replaced by another the child is known by (a middle or preferred name, never a nickname of
     it); a new family name (a step-parent's, or after adoption), with the old one recorded as
     former name about half the time; a date of birth wrong in day, month and year; no date of birth;
-    no address. Per twin pair, `lookalike_twins`: the twins get names chosen to sound alike
-    (Ella and Bella, Oliver and Olivia). Per child, `namesakes`: the child is given the same given
+    no address; the same address written another way (capitals, "Rd" for "Road"); the carers
+    recorded differently (only one of them, none, or with slips in their names). Per twin pair,
+    `lookalike_twins`: the twins get names chosen to sound alike (Ella and Bella, Oliver and
+    Olivia). Per child, `namesakes`: the child is given the same given
     and family name as an unrelated child of the same sex in the same postcode district, half of
     them born the same year, so twice that share of children have a same-name neighbour.
     """
@@ -91,6 +95,8 @@ class NoiseProfile:
     missing_address: float = 0.0
     lookalike_twins: float = 0.0
     namesakes: float = 0.0
+    address_written_differently: float = 0.0
+    carers_recorded_differently: float = 0.0
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -161,6 +167,8 @@ _PRESETS: Final[dict[str, NoiseProfile]] = {
         missing_address=0.05,
         lookalike_twins=0.30,
         namesakes=0.01,
+        address_written_differently=0.30,
+        carers_recorded_differently=0.30,
     ),
 }
 

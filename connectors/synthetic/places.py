@@ -87,6 +87,31 @@ def home_address(rng: random.Random) -> Address:
     return Address(lines=[first_line, district, TOWN], postcode=_postcode(rng, outward))
 
 
+_ABBREVIATED: Final = {
+    "Road": "Rd", "Street": "St", "Lane": "Ln", "Avenue": "Ave", "Close": "Cl",
+    "Crescent": "Cres", "Drive": "Dr", "Grove": "Gro", "Terrace": "Ter", "Gardens": "Gdns",
+    "Place": "Pl",
+}  # fmt: skip
+
+
+def rewritten(rng: random.Random, address: Address) -> Address:
+    """The same home as another agency's system writes it: the street kind abbreviated, the flat
+    on a line of its own, the district left out, or in capitals - the ways one house is spelt."""
+    first, *rest = address.lines
+    way = rng.choice(("capitals", "abbreviated", "flat_apart", "no_district"))
+    lines = [line.upper() for line in address.lines]
+    if way == "abbreviated":
+        lines = [" ".join(_ABBREVIATED.get(w, w) for w in first.split(" ")), *rest]
+    elif way == "flat_apart" and first.startswith("Flat "):
+        flat, _, street = first.partition(", ")
+        lines = [flat, street, *rest]
+    elif way == "no_district":
+        lines = [first, *rest[1:]]
+    if lines == address.lines:
+        lines = [line.upper() for line in address.lines]
+    return address.model_copy(update={"lines": lines})
+
+
 def landline(rng: random.Random) -> str:
     return f"0113 496 {rng.randrange(1000):04d}"
 

@@ -405,6 +405,7 @@ class _RecordBuilder:
     def education(self, record_id: str, kid: Child, circumstances: _Circumstances) -> _Built:
         school, started = self._school(kid)
         name, born, address, faults = self._copy(kid, circumstances, "education")
+        carers, faults = self._copied_carers(kid, faults)
         first_school = kid.household.primary.establishment
         record = ConnectorRecord(
             record_id=record_id,
@@ -417,7 +418,7 @@ class _RecordBuilder:
             sex=kid.sex,
             address=address,
             school=school.school,
-            carers=list(kid.household.carers),
+            carers=carers,
             involvements=[
                 Involvement(
                     service="School safeguarding",
@@ -435,7 +436,7 @@ class _RecordBuilder:
         if status is None:
             raise ValueError("only a child known to social care has a social care record")
         name, born, address, faults = self._copy(kid, circumstances, "social_care")
-        carers = list(kid.household.carers)
+        carers, faults = self._copied_carers(kid, faults)
         if status is _Status.LOOKED_AFTER:
             # In placement: the foster carers look after the child, the parents keep their rights.
             address = places.home_address(self._rng)
@@ -556,9 +557,29 @@ class _RecordBuilder:
             born, born_faults = None, [Fault.NO_DATE_OF_BIRTH]
         if happens(rng, noise.missing_address):
             address, address_faults = None, [Fault.NO_ADDRESS]
+        if address is not None and happens(rng, noise.address_written_differently):
+            address = places.rewritten(rng, address)
+            address_faults.append(Fault.ADDRESS_WRITTEN_DIFFERENTLY)
         faults = {*given_faults, *family_faults, *born_faults, *address_faults}
         name = PersonName(given=given, family=family, former_family=former)
         return name, born, address, tuple(sorted(faults))
+
+    def _copied_carers(
+        self, kid: Child, faults: tuple[Fault, ...]
+    ) -> tuple[list[Carer], tuple[Fault, ...]]:
+        """The household's carers as a copying agency records them: all of them, or (at the
+        noise profile's rate) only one, none, or each with a slip in the given name."""
+        carers = list(kid.household.carers)
+        if not carers or not happens(self._rng, self._noise.carers_recorded_differently):
+            return carers, faults
+        way = self._rng.choice(("one", "none", "slips"))
+        if way == "one":
+            carers = [self._rng.choice(carers)]
+        elif way == "none":
+            carers = []
+        else:
+            carers = [_carer_with_slip(self._rng, carer) for carer in carers]
+        return carers, tuple(sorted({*faults, Fault.CARERS_RECORDED_DIFFERENTLY}))
 
     def _nhs_number(self, kid: Child, held: float) -> str | None:
         return kid.nhs_number if self._rng.random() < held else None
@@ -579,6 +600,11 @@ class _RecordBuilder:
     def _as_of(self, source: Source) -> datetime:
         extracted = datetime.combine(self._today, time(6, 0), tzinfo=UTC)
         return extracted - timedelta(minutes=self._rng.randrange(_STALENESS_DAYS[source] * 1440))
+
+
+def _carer_with_slip(rng: random.Random, carer: Carer) -> Carer:
+    given, _, family = carer.name.partition(" ")
+    return carer.model_copy(update={"name": f"{misspell(rng, given)} {family}"})
 
 
 def _slip(rng: random.Random, given: str, family: str) -> tuple[str, str, Fault]:

@@ -33,6 +33,7 @@ class Level(StrEnum):
     FULL = "FULL"
     SECTOR = "SECTOR"
     DISTRICT = "DISTRICT"
+    SAME_HOUSE = "SAME_HOUSE"
     SAME = "SAME"
     DIFFERENT = "DIFFERENT"
     MISSING = "MISSING"
@@ -59,6 +60,8 @@ FIELD_LEVELS: Final[dict[str, tuple[Level, ...]]] = {
     "date_of_birth": (Level.EXACT, Level.TRANSPOSED, Level.ONE_OFF, Level.DIFFERENT),
     "postcode": (Level.FULL, Level.SECTOR, Level.DISTRICT, Level.DIFFERENT),
     "sex": (Level.SAME, Level.DIFFERENT),
+    "address": (Level.SAME_HOUSE, Level.DIFFERENT),
+    "carer": (Level.SAME, Level.DIFFERENT),
 }
 """The levels each field's weights must be configured for, strongest first (MISSING is always 0)."""
 
@@ -214,6 +217,40 @@ def postcode_level(a: Person, b: Person) -> Level:
     if a.postcode_district == b.postcode_district:
         return Level.DISTRICT
     return Level.DIFFERENT
+
+
+def address_level(a: Person, b: Person, postcode: Level) -> Level:
+    """SAME_HOUSE when the address lines name one house (person.House.same_as); DIFFERENT only
+    for two houses within one postcode.
+
+    The address is weighed for what it adds to the postcode: a postcode covers some fifteen
+    homes, and the house tells a namesake three doors down from the child, or carries a record
+    whose postcode was keyed wrong. Two different houses in two different postcodes are one move,
+    which the postcode has already counted: MISSING here, not a second penalty.
+    """
+    if a.house is None or b.house is None:
+        return Level.MISSING
+    same = a.house.same_as(b.house)
+    if same:
+        return Level.SAME_HOUSE
+    if same is None or postcode is not Level.FULL:
+        return Level.MISSING
+    return Level.DIFFERENT
+
+
+def carer_level(a: Person, b: Person, postcode: Level) -> Level:
+    """SAME when the two share a parent or carer (by full name) and do not share a postcode;
+    DIFFERENT when both name carers and none is shared.
+
+    A carer is weighed for what it adds to the home: at one postcode, a shared parent says what
+    the postcode said already (one household, and twins and siblings share both). Where the
+    postcodes differ, it is what tells a family that moved from a stranger elsewhere.
+    """
+    if not a.carer_keys or not b.carer_keys:
+        return Level.MISSING
+    if a.carer_keys.isdisjoint(b.carer_keys):
+        return Level.DIFFERENT
+    return Level.MISSING if postcode is Level.FULL else Level.SAME
 
 
 def sex_level(a: Sex | None, b: Sex | None) -> Level:

@@ -24,6 +24,8 @@ from gateway.linkage.compare import (
     TWIN_LEVELS,
     Level,
     Similarity,
+    address_level,
+    carer_level,
     date_level,
     name_levels,
     postcode_level,
@@ -170,12 +172,15 @@ class LinkageModel:
         tables = self._comparisons
         given, family = name_levels(a, b, self._given_similarity, self._family_similarity)
         given_table = self._twin_given if twins else tables["given"]
+        postcode = postcode_level(a, b)
         comparisons = (
             self._exact_name(given_table[given], a.given_key),
             self._exact_name(tables["family"][family], a.family_key),
             tables["date_of_birth"][date_level(a.date_of_birth, b.date_of_birth)],
-            tables["postcode"][postcode_level(a, b)],
+            tables["postcode"][postcode],
             tables["sex"][sex_level(a.sex, b.sex)],
+            tables["address"][address_level(a, b, postcode)],
+            tables["carer"][carer_level(a, b, postcode)],
         )
         weight = sum(c.weight for c in comparisons)
         return Score(weight, self._probability(weight), self.band(weight), comparisons)
@@ -224,21 +229,22 @@ def _check_twins_cannot_link(
 ) -> None:
     """Refuse weights under which twins in view could be merged.
 
-    Twins agree on family name, date of birth, postcode and usually sex; only the given name
-    tells them apart. Whatever else is configured, once the lookup has seen both twins a given
-    name that is not the same name must keep such a pair below the link threshold - the one
-    mistake linkage must never make.
+    Twins agree on family name, date of birth, address, carers and usually sex; only the given
+    name tells them apart. Whatever else is configured, once the lookup has seen both twins a
+    given name that is not the same name must keep such a pair below the link threshold - the
+    one mistake linkage must never make. Every field's strongest level counts, even where two
+    cannot occur together (a shared carer counts only without a shared postcode): the bound is
+    meant to be safe, not tight.
     """
     household = family_gain + sum(
-        max(c.weight for c in fields[name].values())
-        for name in ("family", "date_of_birth", "postcode", "sex")
+        max(c.weight for c in fields[name].values()) for name in FIELD_LEVELS if name != "given"
     )
     for level in TWIN_LEVELS:
         twin = household + twin_given[level].weight
         if twin >= link_threshold:
             raise LinkageConfigError(
-                f"given.twins.{level}: twins (same family name, date of birth, postcode and "
-                f"sex; given names {level}) would score {twin:.1f} bits"
+                f"given.twins.{level}: twins (same family name, date of birth, address, "
+                f"carers and sex; given names {level}) would score {twin:.1f} bits"
                 + (f" with a rare surname's {family_gain:.1f} bits" if family_gain else "")
                 + f", at or above "
                 f"link_threshold ({link_threshold}), and be merged; lower that level's m or "

@@ -76,6 +76,8 @@ class Person:
     postcode: str | None = None
     sex: Sex | None = None
     known_as: tuple[str, ...] = ()
+    address_lines: tuple[str, ...] = ()
+    carers: tuple[str, ...] = ()
 
     given_key: str | None = field(init=False, repr=False, compare=False)
     given_recognised: bool = field(init=False, repr=False, compare=False)
@@ -86,6 +88,8 @@ class Person:
     known_as_keys: frozenset[str] = field(init=False, repr=False, compare=False)
     postcode_sector: str | None = field(init=False, repr=False, compare=False)
     postcode_district: str | None = field(init=False, repr=False, compare=False)
+    house: House | None = field(init=False, repr=False, compare=False)
+    carer_keys: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         given = normalise_name(self.given)
@@ -119,6 +123,8 @@ class Person:
             "known_as_keys": frozenset(name.replace(" ", "") for name in known_as),
             "postcode_sector": postcode[:-2] if postcode else None,
             "postcode_district": postcode[:-4] if postcode else None,
+            "house": House.of(self.address_lines),
+            "carer_keys": _carer_keys(self.carers),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)
@@ -135,12 +141,21 @@ class Person:
             postcode=record.address.postcode if record.address else None,
             sex=record.sex,
             known_as=tuple(name.known_as) if name else (),
+            address_lines=tuple(record.address.lines) if record.address else (),
+            carers=tuple(carer.name for carer in record.carers or ()),
         )
 
     @classmethod
-    def from_demographics(cls, demographics: Demographics) -> Person:
+    def from_demographics(
+        cls,
+        demographics: Demographics,
+        *,
+        address_lines: tuple[str, ...] = (),
+        carers: tuple[str, ...] = (),
+    ) -> Person:
         """The linkage view of a practitioner's demographic query; details not given are
-        missing."""
+        missing. Address lines and carers' names, if the practitioner gave them, never leave the
+        gateway, so they are not part of the `Demographics` sent to connectors."""
         former = demographics.former_family
         return cls(
             given=demographics.given,
@@ -150,7 +165,89 @@ class Person:
             postcode=demographics.postcode,
             sex=demographics.sex,
             known_as=tuple(demographics.known_as),
+            address_lines=address_lines,
+            carers=carers,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class House:
+    """Which house an address is, in the form address comparison needs: its numbers (house and
+    flat) and the distinctive words of its street, or, for a house with a name and no number,
+    the words of its first line.
+
+    Only the lines that hold a number (and the line after a line that is only a number, "Flat
+    2" then "12 Church Road" as two lines) give street words: the district and town lines say
+    nothing about which house, and every child in a town shares them. Words for a part of a
+    building ("Flat") are left out, and the usual abbreviations read as the word ("Rd", "Ave").
+    """
+
+    numbers: frozenset[str]
+    words: frozenset[str]
+
+    @classmethod
+    def of(cls, lines: tuple[str, ...]) -> House | None:
+        """The house of these address lines, or None when they do not name one."""
+        tokenised = [_address_words(line) for line in lines]
+        numbers = frozenset(w for words in tokenised for w in words if _has_digit(w))
+        if not numbers:
+            first = next((words for words in tokenised if words), [])
+            named = frozenset(w for w in first if w not in _UNIT_WORDS)
+            return cls(numbers, named) if named else None
+        words: set[str] = set()
+        take_next = False
+        for line in tokenised:
+            holds_number = any(_has_digit(w) for w in line)
+            distinctive = {w for w in line if not _has_digit(w) and w not in _UNIT_WORDS}
+            if holds_number or take_next:
+                words |= distinctive
+            take_next = holds_number and not distinctive
+        return cls(numbers, frozenset(words))
+
+    def same_as(self, other: House) -> bool | None:
+        """Whether two addresses are one house; None when they cannot be compared (one has a
+        number and the other only a house name).
+
+        Numbers agree when one address's numbers are all in the other's: "12 Church Road" and
+        "Flat 3, 12 Church Road" are one building, as far as a child's home goes. A street word
+        must agree as well, so that "12 Church Road" is not "12 Mill Lane".
+        """
+        if bool(self.numbers) != bool(other.numbers):
+            return None
+        if not self.numbers:
+            return self.words == other.words
+        nested = self.numbers <= other.numbers or other.numbers <= self.numbers
+        return nested and not self.words.isdisjoint(other.words)
+
+
+# Words that name a part of a building, not the street: "Flat 2" says which door, not where.
+_UNIT_WORDS: Final = frozenset({"flat", "apartment", "unit", "room", "floor", "the", "of", "and"})
+_ADDRESS_ABBREVIATIONS: Final = {
+    "rd": "road", "st": "street", "ln": "lane", "ave": "avenue", "av": "avenue", "cl": "close",
+    "cres": "crescent", "cresc": "crescent", "dr": "drive", "gr": "grove", "gro": "grove",
+    "ter": "terrace", "terr": "terrace", "gdns": "gardens", "pl": "place", "sq": "square",
+    "ct": "court", "apt": "apartment", "mt": "mount",
+}  # fmt: skip
+_ADDRESS_TOKEN: Final = re.compile(r"[a-z0-9]+")
+
+
+def _address_words(line: str) -> list[str]:
+    return [_ADDRESS_ABBREVIATIONS.get(w, w) for w in _ADDRESS_TOKEN.findall(_fold(line))]
+
+
+def _carer_keys(names: tuple[str, ...]) -> frozenset[str]:
+    """Carers' full names as keys ("Sophie O'Kafor" -> "sophieokafor"); a name of one word
+    ("Mum", "Sophie") names nobody in particular and is left out."""
+    keys = set()
+    for raw in names:
+        name = normalise_name(raw)
+        if name is not None and " " in name:
+            keys.add(name.replace(" ", ""))
+    return frozenset(keys)
+
+
+def _has_digit(word: str) -> bool:
+    return any(c.isdigit() for c in word)
 
 
 def normalise_name(raw: str | None) -> str | None:
@@ -161,16 +258,21 @@ def normalise_name(raw: str | None) -> str | None:
     """
     if raw is None:
         return None
-    text = _APOSTROPHES.sub("", raw).casefold()
-    if not text.isascii():
-        decomposed = unicodedata.normalize("NFKD", text)
-        text = "".join(c for c in decomposed if not unicodedata.combining(c))
-        text = text.translate(_UNDECOMPOSED)
-    words = _SEPARATORS.sub(" ", text).split()
+    words = _SEPARATORS.sub(" ", _fold(raw)).split()
     name = " ".join(words)
     if not name or name in _PLACEHOLDER_NAMES:
         return None
     return name
+
+
+def _fold(text: str) -> str:
+    """Case-folded, apostrophes dropped, accents taken off their letters."""
+    text = _APOSTROPHES.sub("", text).casefold()
+    if not text.isascii():
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in decomposed if not unicodedata.combining(c))
+        text = text.translate(_UNDECOMPOSED)
+    return text
 
 
 def normalise_postcode(raw: str | None) -> str | None:
