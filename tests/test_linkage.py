@@ -332,6 +332,9 @@ def test_twins_weights_change_only_the_given_names_that_cannot_tell_a_twin_from_
         (person(given="Smiht", family="Oliver"), "SWAPPED"),  # with a slip as well
         (person(given="Smith", family="Harris"), None),  # only one name crossed: no swap
         (person(given="Oliver", family="Smith"), None),
+        (person(given="Smith", family="Olivia", sex=None), None),  # another recognised name
+        (person(given="Smith", family="Oliver", sex=Sex.FEMALE), "SWAPPED"),  # exact crossing
+        (person(given="Smith", family="Olivera", sex=Sex.FEMALE), None),  # near, and a girl
     ],
 )
 def test_given_and_family_names_keyed_the_wrong_way_round_are_swapped(copy, expected):

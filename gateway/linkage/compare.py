@@ -17,6 +17,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import JaroWinkler
 
 from connectors.protocol import Sex
+from gateway.linkage.nicknames import equivalent_names, is_recognised
 from gateway.linkage.person import Person
 
 
@@ -152,30 +153,31 @@ def name_levels(
 
     Only a pair whose given names do not already agree is read crosswise, and both crossings
     must hold (each at JW_HIGH or better, so a slip on top of the swap still counts): one name
-    in the wrong box is a coincidence, both is the swap.
+    in the wrong box is a coincidence, both is the swap. A crossing obeys the given-name rules:
+    two recognised names that are not one name never cross on looks alone (Alexandra is not
+    Alexander), and across known, different sexes only the exact name does.
     """
     given = given_level(a, b, given_similarity)
     family = family_level(a, b, family_similarity)
     if given in _STRONG_GIVEN or family is Level.EXACT:
         return given, family
-    if _crosses(a.given_key, b.family_key, a.family_key, b.given_key, given_similarity):
+    exact_only = a.sex is not None and b.sex is not None and a.sex != b.sex
+    if _crosses(a.given_key, b.family_key, given_similarity, exact_only) and _crosses(
+        a.family_key, b.given_key, given_similarity, exact_only
+    ):
         return Level.SWAPPED, Level.SWAPPED
     return given, family
 
 
-def _crosses(
-    given_a: str | None,
-    family_b: str | None,
-    family_a: str | None,
-    given_b: str | None,
-    similarity: Similarity,
-) -> bool:
-    if given_a is None or family_b is None or family_a is None or given_b is None:
+def _crosses(x: str | None, y: str | None, similarity: Similarity, exact_only: bool) -> bool:
+    """Whether a name in one box agrees with the name in the other side's other box."""
+    if x is None or y is None:
         return False
-    return all(
-        x == y or similarity.level(x, y) is Level.JW_HIGH
-        for x, y in ((given_a, family_b), (family_a, given_b))
-    )
+    if x == y:
+        return True
+    if exact_only or (is_recognised(x) and is_recognised(y) and y not in equivalent_names(x)):
+        return False
+    return similarity.level(x, y) is Level.JW_HIGH
 
 
 def family_level(a: Person, b: Person, similarity: Similarity) -> Level:
