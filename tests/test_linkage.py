@@ -554,6 +554,12 @@ def test_the_config_writer_round_trips_the_default(tmp_path):
             r"given\.twins\.JW_MEDIUM is missing",
         ),
         (
+            # Twins who moved together share a carer: the carer's bits count with the postcode's
+            # other levels, so a carer worth 26 bits lets a twin at another postcode link.
+            lambda c: c["carer"]["levels"]["SAME"].update(u=1e-8),
+            r"given\.twins\.JW_MEDIUM: twins .* would score .* and be merged",
+        ),
+        (
             lambda c: c["sex"].update(twins={"DIFFERENT": {"m": 0.1, "u": 0.1}}),
             r"unknown key 'twins' in \[sex\]",
         ),
@@ -655,7 +661,7 @@ def test_name_frequencies_weigh_an_exact_match_on_a_rare_name_more_and_a_common_
 
 def test_name_frequencies_that_would_let_twins_link_are_refused(tmp_path):
     weak_veto = _load(
-        tmp_path, lambda c: c["given"]["twins"]["JW_MEDIUM"].update(m=0.000000006)
-    )  # -19.9 bits: enough without frequencies...
+        tmp_path, lambda c: c["given"]["twins"]["JW_MEDIUM"].update(m=0.00000009)
+    )  # -16.0 bits: enough without frequencies...
     with pytest.raises(LinkageConfigError, match=r"twins .* with a rare surname's 4\.0 bits"):
         weak_veto.with_frequencies(_frequencies({}, {}, records=100_000))

@@ -232,12 +232,18 @@ def _check_twins_cannot_link(
     Twins agree on family name, date of birth, address, carers and usually sex; only the given
     name tells them apart. Whatever else is configured, once the lookup has seen both twins a
     given name that is not the same name must keep such a pair below the link threshold - the
-    one mistake linkage must never make. Every field's strongest level counts, even where two
-    cannot occur together (a shared carer counts only without a shared postcode): the bound is
-    meant to be safe, not tight.
+    one mistake linkage must never make. Every field's strongest level counts, except that a
+    shared carer and a full postcode, which never count together, count as the better of the two.
     """
-    household = family_gain + sum(
-        max(c.weight for c in fields[name].values()) for name in FIELD_LEVELS if name != "given"
+    best = {name: max(c.weight for c in fields[name].values()) for name in FIELD_LEVELS}
+    # A shared carer counts only where the postcodes differ (compare.carer_level): the home is
+    # the better of a full postcode, or another postcode level with the carer.
+    away = max(c.weight for level, c in fields["postcode"].items() if level is not Level.FULL)
+    home = max(fields["postcode"][Level.FULL].weight, away + best["carer"])
+    household = (
+        family_gain
+        + home
+        + sum(best[name] for name in FIELD_LEVELS if name not in ("given", "postcode", "carer"))
     )
     for level in TWIN_LEVELS:
         twin = household + twin_given[level].weight
