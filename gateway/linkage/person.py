@@ -188,21 +188,25 @@ class House:
     @classmethod
     def of(cls, lines: tuple[str, ...]) -> House | None:
         """The house of these address lines, or None when they do not name one."""
-        tokenised = [_address_words(line) for line in lines]
-        numbers = frozenset(w for words in tokenised for w in words if _has_digit(w))
-        if not numbers:
-            first = next((words for words in tokenised if words), [])
-            named = frozenset(w for w in first if w not in _UNIT_WORDS)
-            return cls(numbers, named) if named else None
+        if not lines:
+            return None
+        numbers: set[str] = set()
         words: set[str] = set()
+        named: list[str] = []
         take_next = False
-        for line in tokenised:
-            holds_number = any(_has_digit(w) for w in line)
-            distinctive = {w for w in line if not _has_digit(w) and w not in _UNIT_WORDS}
-            if holds_number or take_next:
+        for line in _fold("\n".join(lines)).split("\n"):
+            tokens = [_ADDRESS_ABBREVIATIONS.get(w, w) for w in _ADDRESS_TOKEN.findall(line)]
+            held = {w for w in tokens if not w.isalpha()}
+            distinctive = {w for w in tokens if w.isalpha() and w not in _UNIT_WORDS}
+            if held or take_next:
                 words |= distinctive
-            take_next = holds_number and not distinctive
-        return cls(numbers, frozenset(words))
+            if not named and tokens:
+                named = [w for w in tokens if w not in _UNIT_WORDS]
+            numbers |= held
+            take_next = bool(held) and not distinctive
+        if numbers:
+            return cls(frozenset(numbers), frozenset(words))
+        return cls(frozenset(), frozenset(named)) if named else None
 
     def same_as(self, other: House) -> bool | None:
         """Whether two addresses are one house; None when they cannot be compared (one has a
@@ -231,10 +235,6 @@ _ADDRESS_ABBREVIATIONS: Final = {
 _ADDRESS_TOKEN: Final = re.compile(r"[a-z0-9]+")
 
 
-def _address_words(line: str) -> list[str]:
-    return [_ADDRESS_ABBREVIATIONS.get(w, w) for w in _ADDRESS_TOKEN.findall(_fold(line))]
-
-
 def _carer_keys(names: tuple[str, ...]) -> frozenset[str]:
     """Carers' full names as keys ("Sophie O'Kafor" -> "sophieokafor"); a name of one word
     ("Mum", "Sophie") names nobody in particular and is left out."""
@@ -244,10 +244,6 @@ def _carer_keys(names: tuple[str, ...]) -> frozenset[str]:
         if name is not None and " " in name:
             keys.add(name.replace(" ", ""))
     return frozenset(keys)
-
-
-def _has_digit(word: str) -> bool:
-    return any(c.isdigit() for c in word)
 
 
 def normalise_name(raw: str | None) -> str | None:
