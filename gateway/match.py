@@ -137,7 +137,16 @@ def _by_demographics(
     others = () if twins_unknown else _other_twins(candidates, model)
     if others:
         candidates = [
-            _scored(query, *f, model, twins=_may_be_another_twin(f[1], f[3], others)) for f in found
+            _scored(
+                query,
+                source,
+                key,
+                record,
+                person,
+                model,
+                twins=_may_be_another_twin(key, person, others),
+            )
+            for source, key, record, person in found
         ]
     linked = [c for c in candidates if c.band is Band.LINKED]
     linked += _linked_by_identifier(linked, candidates)

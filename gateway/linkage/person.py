@@ -66,7 +66,9 @@ class Person:
     like one built from a record. Names keep their word breaks ("mary jane"); the comparison keys
     drop them, so "Mary-Jane", "Mary Jane" and "MaryJane" are the same name. `known_as` holds the
     other given names the child goes by (a preferred name, a short form), normalised like the
-    given name, without placeholders, repeats or the given name itself.
+    given name, without placeholders, repeats or the given name itself. `address_lines` (the
+    home before the postcode) and `carers` (parents' and carers' full names) only corroborate:
+    they are read into `house` and `carer_keys`.
     """
 
     given: str | None
