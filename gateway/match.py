@@ -27,7 +27,15 @@ from itertools import combinations
 
 from connectors.protocol import ConnectorRecord
 from gateway import tracing
-from gateway.linkage import TWIN_LEVELS, Band, Level, LinkageModel, Person
+from gateway.linkage import (
+    FIELD_LEVELS,
+    HOUSEHOLD_FAMILY_LEVELS,
+    TWIN_LEVELS,
+    Band,
+    Level,
+    LinkageModel,
+    Person,
+)
 from gateway.types import (
     IdentifiedBy,
     LookupQuery,
@@ -42,7 +50,8 @@ TWINS_IN_VIEW = "household:TWINS_IN_VIEW"
 """The reason every candidate of a lookup with twins in view carries (see the module docstring)."""
 
 # How two records in one source look when they are twins: one family, one birthday, one address.
-_TWIN_FAMILY = frozenset({Level.EXACT, Level.FORMER, Level.PARTIAL})
+_GIVEN_RANK = {level: rank for rank, level in enumerate(FIELD_LEVELS["given"])}
+"""Given-name levels from the closest (EXACT) to the furthest (DIFFERENT); MISSING is unranked."""
 _TWIN_POSTCODE = frozenset({Level.FULL, Level.SECTOR, Level.MISSING})
 
 _IDENTIFIER_KINDS = {"nhs_number": MatchMethod.NHS_NUMBER, "upn": MatchMethod.UPN}
@@ -139,14 +148,15 @@ def _by_demographics(
         candidates = [
             _scored(
                 query,
-                source,
-                key,
-                record,
-                person,
+                c.source,
+                c.key,
+                c.record,
+                c.person,
                 model,
-                twins=_may_be_another_twin(key, person, others),
+                twins=_may_be_another_twin(c, others, model),
+                in_view=True,
             )
-            for source, key, record, person in found
+            for c in candidates
         ]
     linked = [c for c in candidates if c.band is Band.LINKED]
     linked += _linked_by_identifier(linked, candidates)
@@ -174,9 +184,12 @@ def _scored(
     model: LinkageModel,
     *,
     twins: bool,
+    in_view: bool = False,
 ) -> _Candidate:
+    """`twins`: weigh the given name by the twins' weights; `in_view`: the lookup has twins in
+    view, which the reasons say whichever weights this candidate needed."""
     score = model.score(query, person, twins=twins)
-    reasons = (*score.reasons, TWINS_IN_VIEW) if twins else score.reasons
+    reasons = (*score.reasons, TWINS_IN_VIEW) if twins or in_view else score.reasons
     given = next(c.level for c in score.comparisons if c.field == "given")
     return _Candidate(
         source,
@@ -222,7 +235,7 @@ def _other_twins(candidates: Sequence[_Candidate], model: LinkageModel) -> tuple
             levels = {c.field: c.level for c in model.score(a.person, b.person).comparisons}
             if (
                 levels["given"] in TWIN_LEVELS
-                and levels["family"] in _TWIN_FAMILY
+                and levels["family"] in HOUSEHOLD_FAMILY_LEVELS
                 and levels["date_of_birth"] == Level.EXACT
                 and levels["postcode"] in _TWIN_POSTCODE
             ):
@@ -230,17 +243,29 @@ def _other_twins(candidates: Sequence[_Candidate], model: LinkageModel) -> tuple
     return tuple(twins.values())
 
 
-def _may_be_another_twin(key: str, person: Person, others: Sequence[_Candidate]) -> bool:
+def _may_be_another_twin(
+    candidate: _Candidate, others: Sequence[_Candidate], model: LinkageModel
+) -> bool:
     """Whether a record could be one of the other twins, and so is weighed by the twins' given
-    names: it is one of them, or its sex is not known to differ from one of theirs. Boy-girl
-    twins are told apart by sex: a girl's copy under another given name is not her brother."""
-    return any(
-        twin.key == key
-        or person.sex is None
-        or twin.person.sex is None
-        or twin.person.sex == person.sex
-        for twin in others
-    )
+    names: it is one of them, or it is at least as like one of them as like the child asked for.
+
+    Twins are told apart by what differs: sex (a girl's copy under another given name is not her
+    brother), and the given name itself - "Lek" is a bad slip for Leo and nothing like his twin
+    Theo's name, while "Rhys", like neither, could be either twin's middle name.
+    """
+    if candidate.given not in TWIN_LEVELS:
+        return False
+    asked = _GIVEN_RANK[Level(candidate.given)]
+    for twin in others:
+        if twin.key == candidate.key:
+            return True
+        sexes = (candidate.person.sex, twin.person.sex)
+        if None not in sexes and sexes[0] != sexes[1]:
+            continue
+        level = model.score(candidate.person, twin.person).comparisons[0].level
+        if _GIVEN_RANK.get(Level(level), 0) <= asked:
+            return True
+    return False
 
 
 def _linked_by_identifier(

@@ -38,6 +38,12 @@ def address_level(a: Person, b: Person) -> str:
     return level(a, b, "address")
 
 
+def renamed(**changes):
+    """Oliver's copy under a family name the copy's agency has and the query does not (a
+    step-parent's): the house is then evidence beyond the household."""
+    return person(family="Jones", **changes)
+
+
 @pytest.mark.parametrize(
     "lines",
     [
@@ -49,7 +55,7 @@ def address_level(a: Person, b: Person) -> str:
     ],
 )
 def test_one_house_however_the_lines_are_written(lines):
-    assert address_level(person(), person(address_lines=lines)) == "SAME_HOUSE"
+    assert address_level(person(), renamed(address_lines=lines)) == "SAME_HOUSE"
 
 
 @pytest.mark.parametrize(
@@ -63,6 +69,14 @@ def test_another_house_at_the_same_postcode_is_different(lines):
 def test_another_house_in_another_postcode_is_one_move_counted_once():
     moved = person(address_lines=("3 Otley Road", "Leeds"), postcode="LS16 5AB")
     assert address_level(person(), moved) == "MISSING"
+
+
+def test_within_one_household_the_house_says_nothing_more():
+    # Same family name, same postcode: a brother lives there too. The house cannot tell Oliver
+    # from a brother recorded under Oliver's name with his own date of birth.
+    brother = person(date_of_birth=date(2013, 11, 21))
+    assert address_level(person(), brother) == "MISSING"
+    assert MODEL.score(person(), brother).band is Band.POSSIBLE
 
 
 def test_the_same_house_carries_a_record_whose_postcode_was_keyed_wrong():
@@ -82,15 +96,17 @@ def test_town_lines_alone_name_no_house():
 
 def test_named_houses_compare_by_their_name_and_not_with_numbered_ones():
     rose = person(address_lines=("Rose Cottage", "Moor Lane"))
-    assert address_level(rose, person(address_lines=("ROSE COTTAGE",))) == "SAME_HOUSE"
+    assert address_level(rose, renamed(address_lines=("ROSE COTTAGE",))) == "SAME_HOUSE"
     assert address_level(rose, person(address_lines=("Ivy Cottage",))) == "DIFFERENT"
     assert address_level(rose, person()) == "MISSING"
 
 
-def test_a_wrong_date_of_birth_links_when_the_house_agrees_but_not_without_it():
-    wrong_date = person(date_of_birth=date(2013, 11, 21))
-    assert MODEL.score(person(), wrong_date).band is Band.LINKED
-    assert MODEL.score(person(address_lines=()), wrong_date).band is Band.POSSIBLE
+def test_the_house_weighs_for_a_copy_under_another_family_name():
+    # Another family name (a step-parent's) and a wrong date of birth: not a household by name,
+    # so the same house is evidence that it is the family whose name changed.
+    both = renamed(date_of_birth=date(2013, 11, 21))
+    assert address_level(person(), both) == "SAME_HOUSE"
+    assert MODEL.score(person(), both).weight > MODEL.score(person(address_lines=()), both).weight
 
 
 def test_a_namesake_in_another_house_of_the_postcode_scores_lower_than_without_lines():

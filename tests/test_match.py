@@ -273,6 +273,20 @@ def test_a_girl_s_other_given_name_is_not_her_twin_brother():
     assert linked(None) == ["health:H1"]
 
 
+def test_a_bad_slip_of_the_child_s_name_that_is_nothing_like_the_twin_s_is_the_child():
+    # Health holds Amelia and Rose: twins in view. A given name that is neither twin's is
+    # weighed by whom it is closer to.
+    def linked(given: str) -> list[str]:
+        copy = MAE.model_copy(update={"name": PersonName(given=given, family="Hart")})
+        health = _answer("health", health_record(nhs=None), ROSE)
+        result = match_records(BY_DEMOGRAPHICS, [health, _answer("education", copy)])
+        return [m.key for m in result.matched]
+
+    assert linked("Aeilma") == ["health:H1", "education:E7"]  # JW_MEDIUM to Amelia only
+    assert linked("Roes") == ["health:H1"]  # near Rose: the other twin
+    assert linked("Mae") == ["health:H1"]  # like neither: either twin's other name
+
+
 ROSE_AT_SCHOOL = school_record(
     nhs=None,
     record_id="E9",

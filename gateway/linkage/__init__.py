@@ -7,7 +7,7 @@ estimated from the sources' own records (estimate.py) and exact name matches adj
 common the name is (frequencies.py).
 """
 
-from gateway.linkage.compare import FIELD_LEVELS, TWIN_LEVELS, Level
+from gateway.linkage.compare import FIELD_LEVELS, HOUSEHOLD_FAMILY_LEVELS, TWIN_LEVELS, Level
 from gateway.linkage.estimate import (
     LevelEstimate,
     Vector,
@@ -22,6 +22,7 @@ from gateway.linkage.person import Person
 
 __all__ = [
     "FIELD_LEVELS",
+    "HOUSEHOLD_FAMILY_LEVELS",
     "TWIN_LEVELS",
     "Band",
     "Comparison",

@@ -72,6 +72,9 @@ the stricter `[given.twins]` weights when the lookup has twins in view (gateway.
 
 _STRONG_GIVEN: Final = frozenset({Level.EXACT, Level.NICKNAME, Level.JW_HIGH})
 
+HOUSEHOLD_FAMILY_LEVELS: Final = frozenset({Level.EXACT, Level.FORMER, Level.PARTIAL})
+"""Family-name levels that, with a full postcode, mark one household: siblings agree this way."""
+
 
 @dataclass(frozen=True)
 class Similarity:
@@ -154,8 +157,9 @@ def name_levels(
     Only a pair whose given names do not already agree is read crosswise, and both crossings
     must hold (each at JW_HIGH or better, so a slip on top of the swap still counts): one name
     in the wrong box is a coincidence, both is the swap. A crossing obeys the given-name rules:
-    two recognised names that are not one name never cross on looks alone (Alexandra is not
-    Alexander), and across known, different sexes only the exact name does.
+    a short form crosses for its name, two recognised names that are not one name never cross on
+    looks alone (Alexandra is not Alexander), and across known, different sexes only the exact
+    name does.
     """
     given = given_level(a, b, given_similarity)
     family = family_level(a, b, family_similarity)
@@ -170,12 +174,17 @@ def name_levels(
 
 
 def _crosses(x: str | None, y: str | None, similarity: Similarity, exact_only: bool) -> bool:
-    """Whether a name in one box agrees with the name in the other side's other box."""
+    """Whether a name in one box agrees with the name in the other side's other box: the same
+    name, one of its forms (Olly keyed in the family box for Oliver), or a slip of it."""
     if x is None or y is None:
         return False
     if x == y:
         return True
-    if exact_only or (is_recognised(x) and is_recognised(y) and y not in equivalent_names(x)):
+    if exact_only:
+        return False
+    if y in equivalent_names(x):
+        return True
+    if is_recognised(x) and is_recognised(y):
         return False
     return similarity.level(x, y) is Level.JW_HIGH
 
@@ -221,20 +230,25 @@ def postcode_level(a: Person, b: Person) -> Level:
     return Level.DIFFERENT
 
 
-def address_level(a: Person, b: Person, postcode: Level) -> Level:
-    """SAME_HOUSE when the address lines name one house (person.House.same_as); DIFFERENT only
-    for two houses within one postcode.
+def address_level(a: Person, b: Person, postcode: Level, family: Level) -> Level:
+    """SAME_HOUSE when the address lines name one house (person.House.same_as) and that says
+    more than the postcode and family name already did; DIFFERENT only for two houses within
+    one postcode.
 
-    The address is weighed for what it adds to the postcode: a postcode covers some fifteen
-    homes, and the house tells a namesake three doors down from the child, or carries a record
-    whose postcode was keyed wrong. Two different houses in two different postcodes are one move,
-    which the postcode has already counted: MISSING here, not a second penalty.
+    The address is weighed for what it adds: a postcode covers some fifteen homes, and the house
+    tells a namesake three doors down from the child, carries a record whose postcode was keyed
+    wrong, or a family whose name changed. But two children of one family name at one postcode
+    are a household, and share the house: there the house cannot tell the child from a brother
+    (and a brother recorded under the child's given name, with his own date of birth, would
+    otherwise link) - MISSING. Two different houses in two different postcodes are one move,
+    which the postcode has already counted: MISSING too, not a second penalty.
     """
     if a.house is None or b.house is None:
         return Level.MISSING
     same = a.house.same_as(b.house)
     if same:
-        return Level.SAME_HOUSE
+        household = postcode is Level.FULL and family in HOUSEHOLD_FAMILY_LEVELS
+        return Level.MISSING if household else Level.SAME_HOUSE
     if same is None or postcode is not Level.FULL:
         return Level.MISSING
     return Level.DIFFERENT

@@ -179,7 +179,7 @@ class LinkageModel:
             tables["date_of_birth"][date_level(a.date_of_birth, b.date_of_birth)],
             tables["postcode"][postcode],
             tables["sex"][sex_level(a.sex, b.sex)],
-            tables["address"][address_level(a, b, postcode)],
+            tables["address"][address_level(a, b, postcode, family)],
             tables["carer"][carer_level(a, b, postcode)],
         )
         weight = sum(c.weight for c in comparisons)
