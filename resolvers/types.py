@@ -98,9 +98,10 @@ class DemographicsInput:
         default=None,
         description=(
             'Lines of the home address before the postcode (e.g. ["Flat 2, 12 Church Road",'
-            f' "Headingley"]), at most {ADDRESS_LINES_MAX}, if known. Extra evidence: the same'
-            " house raises a record's score, another house at the same postcode lowers it. Used"
-            " by the gateway to weigh what agencies return; never sent to them."
+            f' "Headingley"]), at most {ADDRESS_LINES_MAX}, if known. Extra evidence: another'
+            " house at the same postcode lowers a record's score; the same house raises it where"
+            " the postcode or family name differs (a slip, a name change). Used by the gateway to"
+            " weigh what agencies return; never sent to them."
         ),
     )
     carer_names: list[str] | None = strawberry.field(
