@@ -107,7 +107,7 @@ def match_records(
         person = Person.from_demographics(
             query.demographics, address_lines=extra.address_lines, carers=extra.carer_names
         )
-        return _by_demographics(person, answers, model, _register_unheard(answers, registers))
+        return _by_demographics(person, answers, model, registers)
     kind = "nhs_number" if query.identified_by is IdentifiedBy.NHS_NUMBER else "upn"
     value = query.nhs_number if kind == "nhs_number" else query.upn
     assert value is not None
@@ -135,8 +135,9 @@ def _by_identifier(kind: str, value: str, answers: Sequence[SourceAnswer]) -> Ma
 
 
 def _by_demographics(
-    query: Person, answers: Sequence[SourceAnswer], model: LinkageModel, twins_unknown: bool
+    query: Person, answers: Sequence[SourceAnswer], model: LinkageModel, registers: frozenset[str]
 ) -> MatchResult:
+    twins_unknown = _register_unheard(answers, registers)
     found = [
         (answer.source, key, record, Person.from_record(record))
         for answer in answers
@@ -158,6 +159,8 @@ def _by_demographics(
             )
             for c in candidates
         ]
+    if registers and not twins_unknown:
+        candidates = [_weigh_the_house(query, c, candidates, registers, model) for c in candidates]
     linked = [c for c in candidates if c.band is Band.LINKED]
     linked += _linked_by_identifier(linked, candidates)
     linked_keys = {c.key for c in linked}
@@ -185,10 +188,12 @@ def _scored(
     *,
     twins: bool,
     in_view: bool = False,
+    siblings_ruled_out: bool = False,
 ) -> _Candidate:
     """`twins`: weigh the given name by the twins' weights; `in_view`: the lookup has twins in
-    view, which the reasons say whichever weights this candidate needed."""
-    score = model.score(query, person, twins=twins)
+    view, which the reasons say whichever weights this candidate needed; `siblings_ruled_out`:
+    the house counts within the household (`_weigh_the_house`)."""
+    score = model.score(query, person, twins=twins, siblings_ruled_out=siblings_ruled_out)
     reasons = (*score.reasons, TWINS_IN_VIEW) if twins or in_view else score.reasons
     given = next(c.level for c in score.comparisons if c.field == "given")
     return _Candidate(
@@ -203,6 +208,52 @@ def _scored(
         given,
         twins,
     )
+
+
+def _weigh_the_house(
+    query: Person,
+    candidate: _Candidate,
+    candidates: Sequence[_Candidate],
+    registers: frozenset[str],
+    model: LinkageModel,
+) -> _Candidate:
+    """The candidate weighed with its house even within the household, when the register shows
+    it is none of the household's other children.
+
+    Within one household the house cannot tell the child from a brother, so it normally counts
+    for nothing (compare.address_level). But a source that holds every child has answered, and
+    its answer holds the household's children (they share family name and postcode with the
+    query). A copy that scores no better against any of them - not linked to the query - than
+    against the query is not a brother's record: its wrong date of birth is a wrong date of
+    birth, and the house may carry it. A brother's record under the child's name still scores
+    better against the brother's own register record (his date of birth agrees).
+    """
+    if candidate.band is Band.LINKED or candidate.method is not MatchMethod.DEMOGRAPHICS:
+        return candidate
+    weighed = _scored(
+        query,
+        candidate.source,
+        candidate.key,
+        candidate.record,
+        candidate.person,
+        model,
+        twins=candidate.twins,
+        in_view=TWINS_IN_VIEW in candidate.reasons,
+        siblings_ruled_out=True,
+    )
+    if weighed.band is not Band.LINKED:
+        return candidate
+    household = [
+        c
+        for c in candidates
+        if c.source in registers and c.key != candidate.key and c.band is not Band.LINKED
+    ]
+    if any(
+        model.score(candidate.person, member.person).weight >= candidate.weight
+        for member in household
+    ):
+        return candidate
+    return weighed
 
 
 def _register_unheard(answers: Sequence[SourceAnswer], registers: frozenset[str]) -> bool:

@@ -5,7 +5,14 @@ from connectors.protocol import Address, Demographics, Identifiers, PersonName, 
 from gateway.linkage import Band, LinkageModel, Person
 from gateway.match import RECORD_MISMATCH, TWINS_IN_VIEW
 from gateway.match import match_records as match_with
-from gateway.types import LookupQuery, MatchMethod, Purpose, SourceAnswer, SourceStatus
+from gateway.types import (
+    Corroboration,
+    LookupQuery,
+    MatchMethod,
+    Purpose,
+    SourceAnswer,
+    SourceStatus,
+)
 from tests.factories import (
     NHS,
     OTHER_NHS,
@@ -285,6 +292,51 @@ def test_a_bad_slip_of_the_child_s_name_that_is_nothing_like_the_twin_s_is_the_c
     assert linked("Aeilma") == ["health:H1", "education:E7"]  # JW_MEDIUM to Amelia only
     assert linked("Roes") == ["health:H1"]  # near Rose: the other twin
     assert linked("Mae") == ["health:H1"]  # like neither: either twin's other name
+
+
+AT_HOME = LookupQuery(
+    purpose=Purpose.SAFEGUARDING_ENQUIRY,
+    demographics=AMELIA,
+    corroboration=Corroboration(address_lines=("1 Test Street", "Leeds")),
+)
+LEO = health_record(
+    nhs=synthetic_nhs(6),
+    record_id="H6",
+    name=PersonName(given="Leo", family="Hart"),
+    date_of_birth=date(2016, 9, 1),
+    sex=Sex.MALE,
+)
+
+
+def _school_copy(**changes):
+    return MAE.model_copy(
+        update={"name": PersonName(given="Amelia", family="Hart"), "sex": Sex.FEMALE, **changes}
+    )
+
+
+def test_a_wrong_date_of_birth_at_the_house_links_once_the_register_shows_no_such_sibling():
+    wrong_date = _school_copy(date_of_birth=date(2018, 12, 30))
+    answers = [_answer("health", health_record(nhs=None), LEO), _answer("education", wrong_date)]
+
+    heard = match_records(AT_HOME, answers, registers=frozenset({"health"}))
+    no_register = match_records(AT_HOME, answers)
+    no_lines = match_records(BY_DEMOGRAPHICS, answers, registers=frozenset({"health"}))
+
+    assert [m.key for m in heard.matched] == ["health:H1", "education:E7"]
+    assert "address:SAME_HOUSE" in heard.matched[1].reasons
+    assert [m.key for m in no_register.matched] == ["health:H1"]
+    assert no_register.possible == {"education": 1}
+    assert [m.key for m in no_lines.matched] == ["health:H1"]
+
+
+def test_a_brother_s_record_under_the_child_s_name_is_his_not_hers():
+    # The school keyed Leo's record with his sister's given name: his date of birth, her name.
+    leos = _school_copy(date_of_birth=LEO.date_of_birth, sex=None)
+    answers = [_answer("health", health_record(nhs=None), LEO), _answer("education", leos)]
+
+    result = match_records(AT_HOME, answers, registers=frozenset({"health"}))
+
+    assert [m.key for m in result.matched] == ["health:H1"]
 
 
 ROSE_AT_SCHOOL = school_record(

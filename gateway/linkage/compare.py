@@ -230,7 +230,9 @@ def postcode_level(a: Person, b: Person) -> Level:
     return Level.DIFFERENT
 
 
-def address_level(a: Person, b: Person, postcode: Level, family: Level) -> Level:
+def address_level(
+    a: Person, b: Person, postcode: Level, family: Level, *, siblings_ruled_out: bool = False
+) -> Level:
     """SAME_HOUSE when the address lines name one house (person.House.same_as) and that says
     more than the postcode and family name already did; DIFFERENT only for two houses within
     one postcode.
@@ -240,15 +242,17 @@ def address_level(a: Person, b: Person, postcode: Level, family: Level) -> Level
     wrong, or a family whose name changed. But two children of one family name at one postcode
     are a household, and share the house: there the house cannot tell the child from a brother
     (and a brother recorded under the child's given name, with his own date of birth, would
-    otherwise link) - MISSING. Two different houses in two different postcodes are one move,
-    which the postcode has already counted: MISSING too, not a second penalty.
+    otherwise link) - MISSING, unless `siblings_ruled_out`: the lookup has seen the household's
+    other children and the record is none of them (gateway.match). Two different houses in two
+    different postcodes are one move, which the postcode has already counted: MISSING too, not a
+    second penalty.
     """
     if a.house is None or b.house is None:
         return Level.MISSING
     same = a.house.same_as(b.house)
     if same:
         household = postcode is Level.FULL and family in HOUSEHOLD_FAMILY_LEVELS
-        return Level.MISSING if household else Level.SAME_HOUSE
+        return Level.MISSING if household and not siblings_ruled_out else Level.SAME_HOUSE
     if same is None or postcode is not Level.FULL:
         return Level.MISSING
     return Level.DIFFERENT

@@ -162,12 +162,16 @@ class LinkageModel:
         """The configured weight of one field's level (0 for MISSING)."""
         return self._comparisons[field][Level(level)].weight
 
-    def score(self, a: Person, b: Person, *, twins: bool = False) -> Score:
+    def score(
+        self, a: Person, b: Person, *, twins: bool = False, siblings_ruled_out: bool = False
+    ) -> Score:
         """Score a pair; symmetric, so query-vs-record and record-vs-record read the same.
 
         `twins` says the lookup has twins (or more) of this household in view: then a given name
         that is not the same name is weighed as what it most likely is, the other twin, by the
         `[given.twins]` weights. Without twins in view it is a recorded other name or a slip.
+        `siblings_ruled_out` says the lookup has seen the household's other children and `b` is
+        none of them: then the house counts even within the household (compare.address_level).
         """
         tables = self._comparisons
         given, family = name_levels(a, b, self._given_similarity, self._family_similarity)
@@ -179,7 +183,9 @@ class LinkageModel:
             tables["date_of_birth"][date_level(a.date_of_birth, b.date_of_birth)],
             tables["postcode"][postcode],
             tables["sex"][sex_level(a.sex, b.sex)],
-            tables["address"][address_level(a, b, postcode, family)],
+            tables["address"][
+                address_level(a, b, postcode, family, siblings_ruled_out=siblings_ruled_out)
+            ],
             tables["carer"][carer_level(a, b, postcode)],
         )
         weight = sum(c.weight for c in comparisons)
