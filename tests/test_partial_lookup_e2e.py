@@ -236,10 +236,13 @@ def test_address_lines_weigh_in_the_gateway_and_never_reach_an_agency(connectors
     same_house = _found(stack, **wrong_date, addressLines=["7 Bank Rd", "LEEDS"])
     other_house = _found(stack, **wrong_date, addressLines=["9 Bank Road", "Leeds"])
 
-    # A wrong date of birth leaves Kofi's records possible, never linked. At his own house that
-    # stays so (a brother lives there too); at another house of the postcode it is another boy.
-    assert [f["records"] for f in (without, same_house, other_house)] == [[], [], []]
-    assert _possible(without) == _possible(same_house) == {"health": 1, "social_care": 1}
+    # A wrong date of birth leaves Kofi's records possible, not linked. At his own house they
+    # link: health, which holds every child, shows no brother they could be. At another house
+    # of the postcode it is another boy.
+    assert without["records"] == other_house["records"] == []
+    assert _possible(without) == {"health": 1, "social_care": 1}
+    assert {r["source"] for r in same_house["records"]} == {"health", "social_care"}
+    assert same_house["child"]["nhsNumber"]["value"] == KOFI
     assert _possible(other_house) == {}
     asked = [body for name, app in apps.items() for body in app.bodies[sent[name] :]]
     assert any(b"Mensah" in body for body in asked)
