@@ -148,10 +148,21 @@ def test_carers_named_on_both_sides_and_none_shared_are_different():
     assert level(person(), person(carers=("Ann Lee",)), "carer") == "DIFFERENT"
 
 
-def test_a_family_that_moved_links_on_a_shared_carer_when_a_detail_is_missing():
+def test_a_shared_carer_makes_a_moved_copy_possible_but_never_links_it_alone():
+    # Carers mostly bear the child's family name, so what a shared one adds is a shared given
+    # name (+4.1 bits): enough to flag a moved, undated copy as possible, not to merge it.
     undated = person(**MOVED, date_of_birth=None)
-    assert MODEL.score(person(), undated).band is Band.LINKED
-    assert MODEL.score(person(carers=()), undated).band is not Band.LINKED
+    assert MODEL.score(person(), undated).band is Band.POSSIBLE
+    assert MODEL.score(person(carers=()), undated).band is Band.REJECTED
+
+
+def test_a_shared_carer_counts_the_whole_name_when_the_child_s_family_name_changed():
+    # The copy kept the old family name and the family moved: the mother's whole name, not just
+    # her given name, is what the two records share.
+    stale = person(**MOVED, family="Jones")
+    assert level(person(), stale, "carer") == "ACROSS_FAMILIES"
+    assert MODEL.score(person(), stale).band is Band.LINKED
+    assert MODEL.score(person(carers=()), stale).band is not Band.LINKED
 
 
 def test_a_namesake_elsewhere_with_other_parents_scores_lower_than_without_carers():

@@ -35,6 +35,7 @@ class Level(StrEnum):
     SECTOR = "SECTOR"
     DISTRICT = "DISTRICT"
     SAME_HOUSE = "SAME_HOUSE"
+    ACROSS_FAMILIES = "ACROSS_FAMILIES"
     SAME = "SAME"
     DIFFERENT = "DIFFERENT"
     MISSING = "MISSING"
@@ -62,7 +63,7 @@ FIELD_LEVELS: Final[dict[str, tuple[Level, ...]]] = {
     "postcode": (Level.FULL, Level.SECTOR, Level.DISTRICT, Level.DIFFERENT),
     "sex": (Level.SAME, Level.DIFFERENT),
     "address": (Level.SAME_HOUSE, Level.DIFFERENT),
-    "carer": (Level.SAME, Level.DIFFERENT),
+    "carer": (Level.SAME, Level.ACROSS_FAMILIES, Level.DIFFERENT),
 }
 """The levels each field's weights must be configured for, strongest first (MISSING is always 0)."""
 
@@ -72,8 +73,11 @@ the stricter `[given.twins]` weights when the lookup has twins in view (gateway.
 
 _STRONG_GIVEN: Final = frozenset({Level.EXACT, Level.NICKNAME, Level.JW_HIGH})
 
-HOUSEHOLD_FAMILY_LEVELS: Final = frozenset({Level.EXACT, Level.FORMER, Level.PARTIAL})
-"""Family-name levels that, with a full postcode, mark one household: siblings agree this way."""
+HOUSEHOLD_FAMILY_LEVELS: Final = frozenset(
+    {Level.EXACT, Level.FORMER, Level.PARTIAL, Level.JW_HIGH}
+)
+"""Family-name levels that, with a full postcode, mark one household: siblings agree this way,
+or one slip apart."""
 
 
 @dataclass(frozen=True)
@@ -258,19 +262,25 @@ def address_level(
     return Level.DIFFERENT
 
 
-def carer_level(a: Person, b: Person, postcode: Level) -> Level:
-    """SAME when the two share a parent or carer (by full name) and do not share a postcode;
-    DIFFERENT when both name carers and none is shared.
+def carer_level(a: Person, b: Person, postcode: Level, family: Level) -> Level:
+    """SAME when the two share a parent or carer (by full name) and do not share a postcode -
+    ACROSS_FAMILIES when the children's own family names do not agree; DIFFERENT when both name
+    carers and none is shared.
 
-    A carer is weighed for what it adds to the home: at one postcode, a shared parent says what
-    the postcode said already (one household, and twins and siblings share both). Where the
-    postcodes differ, it is what tells a family that moved from a stranger elsewhere.
+    A carer is weighed for what it adds: at one postcode, a shared parent says what the postcode
+    said already (one household, and twins and siblings share both). Where the postcodes differ,
+    it tells a family that moved from a stranger elsewhere - and how much depends on the family
+    name. Carers mostly bear the child's family name, so between children of one family name a
+    shared carer is a shared given name; between children whose family names differ (a name
+    change one record missed) the carer's whole name is the evidence.
     """
     if not a.carer_keys or not b.carer_keys:
         return Level.MISSING
     if a.carer_keys.isdisjoint(b.carer_keys):
         return Level.DIFFERENT
-    return Level.MISSING if postcode is Level.FULL else Level.SAME
+    if postcode is Level.FULL:
+        return Level.MISSING
+    return Level.SAME if family in HOUSEHOLD_FAMILY_LEVELS else Level.ACROSS_FAMILIES
 
 
 def sex_level(a: Sex | None, b: Sex | None) -> Level:

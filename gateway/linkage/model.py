@@ -186,7 +186,7 @@ class LinkageModel:
             tables["address"][
                 address_level(a, b, postcode, family, siblings_ruled_out=siblings_ruled_out)
             ],
-            tables["carer"][carer_level(a, b, postcode)],
+            tables["carer"][carer_level(a, b, postcode, family)],
         )
         weight = sum(c.weight for c in comparisons)
         return Score(weight, self._probability(weight), self.band(weight), comparisons)
