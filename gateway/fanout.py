@@ -101,9 +101,11 @@ class FanOut:
         identifiers = Identifiers(nhs_number=query.nhs_number, upn=query.upn)
         # Scoring candidates needs their demographics whatever the caller may see; the decide
         # stage, not the request, is where unreleasable fields are dropped.
-        needed = frozenset[FieldId]()
+        needed: frozenset[FieldId] = frozenset()
         if query.demographics is not None:
-            needed = _MATCH_FIELDS | (_CARER_FIELDS if query.corroboration.carer_names else needed)
+            needed = _MATCH_FIELDS
+            if query.corroboration.carer_names:
+                needed |= _CARER_FIELDS
         wall_deadline = _wall_clock(lookup.deadline)
         tasks = []
         for source in self._sources:

@@ -331,13 +331,23 @@ def _optional_name(raw: str | None, what: str) -> str | None:
 
 
 def _known_as(raw: Sequence[str]) -> list[str]:
-    names = [_optional_name(name, "name the child is known by") for name in raw]
-    distinct = list(dict.fromkeys(name for name in names if name is not None))
-    if len(distinct) > KNOWN_AS_MAX:
+    return list(
+        _distinct_names(
+            raw, "name the child is known by", KNOWN_AS_MAX, "names the child is known by"
+        )
+    )
+
+
+def _distinct_names(raw: Sequence[str], what: str, most: int, counted: str) -> tuple[str, ...]:
+    """Names as `normalise_person_name` accepts them (`what` names one in messages), blank ones
+    dropped, repeats kept once in the order given, refused beyond `most` (`counted` names
+    them in the message)."""
+    names = [_optional_name(name, what) for name in raw]
+    distinct = tuple(dict.fromkeys(name for name in names if name is not None))
+    if len(distinct) > most:
         raise InvalidIdentifier(
             ErrorCode.INVALID_NAME,
-            f"Give at most {KNOWN_AS_MAX} names the child is known by; this lookup gives"
-            f" {len(distinct)}.",
+            f"Give at most {most} {counted}; this lookup gives {len(distinct)}.",
         )
     return distinct
 
@@ -377,14 +387,7 @@ def carer_names(raw: Sequence[str]) -> tuple[str, ...]:
     """Validate the names of a child's parents or carers given with a demographic lookup: each
     a person's name as `normalise_person_name` accepts it, blank ones dropped, repeats kept
     once, at most CARER_NAMES_MAX. Only a full name (given and family) can agree with a record."""
-    names = [_optional_name(name, "parent's or carer's name") for name in raw]
-    distinct = tuple(dict.fromkeys(name for name in names if name is not None))
-    if len(distinct) > CARER_NAMES_MAX:
-        raise InvalidIdentifier(
-            ErrorCode.INVALID_NAME,
-            f"Give at most {CARER_NAMES_MAX} parents or carers; this lookup gives {len(distinct)}.",
-        )
-    return distinct
+    return _distinct_names(raw, "parent's or carer's name", CARER_NAMES_MAX, "parents or carers")
 
 
 _STRONGEST_LEVELS: Final = (

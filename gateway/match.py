@@ -35,6 +35,7 @@ from gateway.linkage import (
     Level,
     LinkageModel,
     Person,
+    Score,
 )
 from gateway.types import (
     IdentifiedBy,
@@ -147,16 +148,7 @@ def _by_demographics(
     others = () if twins_unknown else _other_twins(candidates, model)
     if others:
         candidates = [
-            _scored(
-                query,
-                c.source,
-                c.key,
-                c.record,
-                c.person,
-                model,
-                twins=_may_be_another_twin(c, others, model),
-                in_view=True,
-            )
+            _rescored(query, c, model, twins=_may_be_another_twin(c, others, model), in_view=True)
             for c in candidates
         ]
     if registers and not twins_unknown:
@@ -195,7 +187,7 @@ def _scored(
     the house counts within the household (`_weigh_the_house`)."""
     score = model.score(query, person, twins=twins, siblings_ruled_out=siblings_ruled_out)
     reasons = (*score.reasons, TWINS_IN_VIEW) if twins or in_view else score.reasons
-    given = next(c.level for c in score.comparisons if c.field == "given")
+    given = _given_level(score)
     return _Candidate(
         source,
         key,
@@ -208,6 +200,33 @@ def _scored(
         given,
         twins,
     )
+
+
+def _rescored(
+    query: Person,
+    candidate: _Candidate,
+    model: LinkageModel,
+    *,
+    twins: bool,
+    in_view: bool,
+    siblings_ruled_out: bool = False,
+) -> _Candidate:
+    """The same record scored again, with what the lookup has learnt since (`_scored`)."""
+    return _scored(
+        query,
+        candidate.source,
+        candidate.key,
+        candidate.record,
+        candidate.person,
+        model,
+        twins=twins,
+        in_view=in_view,
+        siblings_ruled_out=siblings_ruled_out,
+    )
+
+
+def _given_level(score: Score) -> str:
+    return next(c.level for c in score.comparisons if c.field == "given")
 
 
 def _weigh_the_house(
@@ -230,12 +249,9 @@ def _weigh_the_house(
     """
     if candidate.band is Band.LINKED or candidate.method is not MatchMethod.DEMOGRAPHICS:
         return candidate
-    weighed = _scored(
+    weighed = _rescored(
         query,
-        candidate.source,
-        candidate.key,
-        candidate.record,
-        candidate.person,
+        candidate,
         model,
         twins=candidate.twins,
         in_view=TWINS_IN_VIEW in candidate.reasons,
@@ -313,7 +329,7 @@ def _may_be_another_twin(
         sexes = (candidate.person.sex, twin.person.sex)
         if None not in sexes and sexes[0] != sexes[1]:
             continue
-        level = model.score(candidate.person, twin.person).comparisons[0].level
+        level = _given_level(model.score(candidate.person, twin.person))
         if _GIVEN_RANK.get(Level(level), 0) <= asked:
             return True
     return False
