@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from connectors.cli import add_commands as add_connector_commands
+from connectors.cli import add_tls_arguments, tls_files
 from gateway.config import Mode, ServerTls, Settings
 from gateway.logs import configure as configure_logging
 
@@ -50,13 +52,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _server_tls(args: argparse.Namespace) -> ServerTls | None:
     """The --tls-* options of a serving command, or None when none is given."""
-    if args.tls_cert is None and args.tls_key is None and args.tls_client_ca is None:
+    files = tls_files(args)
+    if files is None:
         return None
-    if args.tls_cert is None or args.tls_key is None:
-        raise ValueError("serving https needs both --tls-cert and --tls-key")
-    return ServerTls(
-        cert_file=args.tls_cert, key_file=args.tls_key, client_ca_file=args.tls_client_ca
-    )
+    cert_file, key_file, client_ca_file = files
+    return ServerTls(cert_file=cert_file, key_file=key_file, client_ca_file=client_ca_file)
 
 
 def _state_settings(args: argparse.Namespace) -> Settings:
@@ -154,41 +154,6 @@ def _synth(args: argparse.Namespace) -> int:
     )
     summary = write_population(population, args.out)
     print(f"wrote synthetic population to {args.out}: {summary}")
-    return 0
-
-
-def _connector_serve(args: argparse.Namespace) -> int:
-    from connectors.reference import create_reference_app
-    from connectors.serving import ServedApp, bind_socket, run, serve_all
-    from connectors.trust import AnswerSigner, PublishedKeys, ReplayCache, RequestVerifier
-    from gateway.tls import server_context
-
-    tls_config = _server_tls(args)
-    tls = None if tls_config is None else server_context(tls_config)
-    replay_cache: ReplayCache | None = None
-    if args.redis_url:
-        if not args.gateway_jwks:
-            raise ValueError("--redis-url keeps signed requests' ids: it needs --gateway-jwks")
-        from connectors.redis_replay import RedisReplayCache
-
-        replay_cache = RedisReplayCache.from_url(args.redis_url, f"childlookup:{args.agency}")
-    verifier = (
-        RequestVerifier(
-            PublishedKeys(args.gateway_jwks),
-            issuer=args.gateway_issuer,
-            replay_cache=replay_cache,
-        )
-        if args.gateway_jwks
-        else None
-    )
-    signer = AnswerSigner.from_pem_file(args.signing_key) if args.signing_key else None
-    app = create_reference_app(
-        args.agency, args.records, args.latency_ms, verifier=verifier, signer=signer
-    )
-    served = ServedApp(args.agency, app, bind_socket(args.host, args.port), tls)
-    print(f"{args.agency} connector on {served.url}", flush=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        run(serve_all([served], log_level="info"))
     return 0
 
 
@@ -323,19 +288,6 @@ def _timestamp(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _add_tls_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
-    parser.add_argument(
-        "--tls-cert", type=Path, metavar="PEM", help="serve https with this certificate (chain)"
-    )
-    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
-    parser.add_argument(
-        "--tls-client-ca",
-        type=Path,
-        metavar="PEM",
-        help=f"mutual TLS: require {clients} to present a certificate from this CA",
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="childlookup",
@@ -364,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="gateway processes sharing the port (more than one needs CHILDLOOKUP_REDIS_URL)",
     )
-    _add_tls_arguments(serve, "portals (or CHILDLOOKUP_SERVER_TLS)")
+    add_tls_arguments(serve, "portals (or CHILDLOOKUP_SERVER_TLS)")
     serve.set_defaults(run=_serve)
 
     token = commands.add_parser("token", help="print a dev bearer token for the demo gateway")
@@ -395,38 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     connector = commands.add_parser("connector", help="agency connector commands")
     connector_commands = connector.add_subparsers(dest="connector_command", required=True)
-    cserve = connector_commands.add_parser("serve", help="serve a file-backed reference connector")
-    cserve.add_argument("--agency", required=True)
-    cserve.add_argument("--records", type=Path, required=True, help="records file (JSON Lines)")
-    cserve.add_argument("--port", type=int, required=True)
-    cserve.add_argument("--host", default="127.0.0.1")
-    cserve.add_argument("--latency-ms", type=float, default=0.0)
-    cserve.add_argument(
-        "--gateway-jwks",
-        metavar="URL",
-        help="require requests signed by the gateway publishing these keys, e.g. "
-        "http://127.0.0.1:8000/.well-known/jwks.json",
-    )
-    cserve.add_argument(
-        "--gateway-issuer",
-        default="childlookup-gateway",
-        help="the gateway's id (its CHILDLOOKUP_GATEWAY_ID)",
-    )
-    cserve.add_argument(
-        "--signing-key",
-        type=Path,
-        metavar="PEM",
-        help="sign every answer with this P-256 private key (public key served at "
-        "/.well-known/jwks.json)",
-    )
-    cserve.add_argument(
-        "--redis-url",
-        metavar="URL",
-        help="replicas of this connector sharing this Redis refuse a request any of them has "
-        "accepted (replay protection across replicas), e.g. redis://127.0.0.1:6379/0",
-    )
-    _add_tls_arguments(cserve, "the gateway")
-    cserve.set_defaults(run=_connector_serve)
+    add_connector_commands(connector_commands)
 
     policy = commands.add_parser("policy", help="policy officers' tools")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)

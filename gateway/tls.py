@@ -12,30 +12,18 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
+from connectors import tls
+from connectors.tls import TlsError
 from gateway.config import ClientTls, ServerTls, SourceConfig
-
-
-class TlsError(ValueError):
-    """A certificate, key or CA file cannot be used; the message names the file and the fault."""
 
 
 def server_context(config: ServerTls) -> ssl.SSLContext:
     """A server context presenting `config`'s certificate; with a client CA, every client must
     present a certificate that chains to it."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    _load_identity(context, config.cert_file, config.key_file)
-    if config.client_ca_file is not None:
-        _load_trust(context, config.client_ca_file)
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context
+    return tls.server_context(config.cert_file, config.key_file, config.client_ca_file)
 
 
 def client_context(config: ClientTls) -> ssl.SSLContext:
@@ -46,10 +34,10 @@ def client_context(config: ClientTls) -> ssl.SSLContext:
         context = httpx.create_ssl_context()
     else:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        _load_trust(context, config.ca_file)
+        tls.load_trust(context, config.ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if config.cert_file is not None and config.key_file is not None:
-        _load_identity(context, config.cert_file, config.key_file)
+        tls.load_identity(context, config.cert_file, config.key_file)
     return context
 
 
@@ -64,53 +52,3 @@ def connector_client_context(config: ClientTls, sources: Sequence[SourceConfig])
                 + ", ".join(plain)
             )
     return client_context(config)
-
-
-def _load_identity(context: ssl.SSLContext, cert_file: Path, key_file: Path) -> None:
-    """Load our certificate chain and its private key, after checking they belong together and
-    that the certificate is valid now."""
-    chain = _certificates(cert_file, "certificate file")
-    key_pem = _read(key_file, "key file")
-    try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except TypeError as exc:
-        raise TlsError(f"key file {key_file} is encrypted; give an unencrypted key") from exc
-    except ValueError as exc:
-        raise TlsError(f"key file {key_file} holds no PEM private key") from exc
-    if chain[0].public_key() != key.public_key():
-        raise TlsError(f"key file {key_file} does not match certificate file {cert_file}")
-    now = datetime.now(UTC)
-    if not chain[0].not_valid_before_utc <= now <= chain[0].not_valid_after_utc:
-        raise TlsError(
-            f"certificate file {cert_file} is valid only from "
-            f"{chain[0].not_valid_before_utc:%Y-%m-%d %H:%M} to "
-            f"{chain[0].not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
-        )
-    try:
-        context.load_cert_chain(cert_file, key_file)
-    except ssl.SSLError as exc:  # e.g. a key too weak for OpenSSL's security level
-        raise TlsError(
-            f"certificate file {cert_file} was refused by OpenSSL: {exc.reason}"
-        ) from exc
-
-
-def _load_trust(context: ssl.SSLContext, ca_file: Path) -> None:
-    _certificates(ca_file, "CA file")
-    context.load_verify_locations(cafile=ca_file)
-
-
-def _certificates(path: Path, what: str) -> list[x509.Certificate]:
-    pem = _read(path, what)
-    try:
-        return x509.load_pem_x509_certificates(pem)
-    except ValueError as exc:
-        raise TlsError(f"{what} {path} holds no PEM certificate") from exc
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise TlsError(f"{what} {path} does not exist") from exc
-    except OSError as exc:
-        raise TlsError(f"{what} {path} cannot be read: {exc.strerror}") from exc

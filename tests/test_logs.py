@@ -4,6 +4,7 @@ import io
 import json
 import logging
 
+from connectors.logs import JsonFormatter
 from connectors.serving import free_port
 from gateway import logs
 from gateway.demo import reference_source
@@ -20,7 +21,7 @@ def _line(logger: logging.Logger, stream: io.StringIO) -> dict[str, object]:
 def test_a_line_logged_during_a_lookup_carries_its_request_id():
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(logs.JsonFormatter())
+    handler.setFormatter(JsonFormatter())
     handler.addFilter(logs.LookupFilter())
     logger = logging.getLogger("test_logs")
     logger.addHandler(handler)

@@ -1,0 +1,165 @@
+"""The connector command line: `childlookup connector ...` beside the gateway, and
+`childlookup-connector ...` where an agency installs the SDK alone.
+
+One parser serves both, so an agency's runbook reads the same whichever it installed. Every
+command fails with one line naming what to fix (exit 2), never a traceback: the person reading it
+is an agency's operator, not this project's developer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from connectors.logs import configure as configure_logging
+
+if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a web stack
+    from starlette.applications import Starlette
+
+    from connectors.trust import AnswerSigner, ReplayCache, RequestVerifier
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
+    """The --tls-* options of a serving command (gateway or connector)."""
+    parser.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="serve https with this certificate (chain)"
+    )
+    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    parser.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        metavar="PEM",
+        help=f"mutual TLS: require {clients} to present a certificate from this CA",
+    )
+
+
+def tls_files(args: argparse.Namespace) -> tuple[Path, Path, Path | None] | None:
+    """Certificate, key and client CA from the --tls-* options, or None when none is given.
+
+    Raises ValueError when only one of certificate and key is given.
+    """
+    if args.tls_cert is None and args.tls_key is None and args.tls_client_ca is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError("serving https needs both --tls-cert and --tls-key")
+    return args.tls_cert, args.tls_key, args.tls_client_ca
+
+
+def _verifier(args: argparse.Namespace) -> RequestVerifier | None:
+    """Who may ask: requests signed by the gateway publishing --gateway-jwks, each accepted once
+    (across replicas with --redis-url)."""
+    from connectors.trust import PublishedKeys, RequestVerifier
+
+    if not args.gateway_jwks:
+        if args.redis_url:
+            raise ValueError("--redis-url keeps signed requests' ids: it needs --gateway-jwks")
+        return None
+    replay_cache: ReplayCache | None = None
+    if args.redis_url:
+        from connectors.redis_replay import RedisReplayCache
+
+        replay_cache = RedisReplayCache.from_url(args.redis_url, f"childlookup:{args.agency}")
+    return RequestVerifier(
+        PublishedKeys(args.gateway_jwks), issuer=args.gateway_issuer, replay_cache=replay_cache
+    )
+
+
+def _connector_app(
+    args: argparse.Namespace, verifier: RequestVerifier | None, signer: AnswerSigner | None
+) -> Starlette:
+    """The app for whichever record store the command names.
+
+    Raises ValueError unless exactly one store is named.
+    """
+    if args.records is None:
+        raise ValueError("name the agency's records with --records")
+    from connectors.reference import create_reference_app
+
+    return create_reference_app(
+        args.agency, args.records, args.latency_ms, verifier=verifier, signer=signer
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from connectors.serving import ServedApp, bind_socket, run, serve_all
+    from connectors.tls import server_context
+    from connectors.trust import AnswerSigner
+
+    files = tls_files(args)
+    tls = None if files is None else server_context(*files)
+    signer = AnswerSigner.from_pem_file(args.signing_key) if args.signing_key else None
+    app = _connector_app(args, _verifier(args), signer)
+    served = ServedApp(args.agency, app, bind_socket(args.host, args.port), tls)
+    print(f"{args.agency} connector on {served.url}", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        run(serve_all([served], log_level="info"))
+    return 0
+
+
+def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = commands.add_parser("serve", help="serve an agency's records over the protocol")
+    serve.add_argument("--agency", required=True, help="the source name the gateway knows it by")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    store = serve.add_argument_group("records (one of)")
+    store.add_argument("--records", type=Path, help="records file (JSON Lines), for reference")
+    serve.add_argument("--latency-ms", type=float, default=0.0, help="added latency (--records)")
+    serve.add_argument(
+        "--gateway-jwks",
+        metavar="URL",
+        help="require requests signed by the gateway publishing these keys, e.g. "
+        "http://127.0.0.1:8000/.well-known/jwks.json",
+    )
+    serve.add_argument(
+        "--gateway-issuer",
+        default="childlookup-gateway",
+        help="the gateway's id (its CHILDLOOKUP_GATEWAY_ID)",
+    )
+    serve.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="PEM",
+        help="sign every answer with this P-256 private key (public key served at "
+        "/.well-known/jwks.json)",
+    )
+    serve.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="replicas of this connector sharing this Redis refuse a request any of them has "
+        "accepted (replay protection across replicas), e.g. redis://127.0.0.1:6379/0",
+    )
+    add_tls_arguments(serve, "the gateway")
+    serve.set_defaults(run=_serve)
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the connector commands on a parser's subcommands."""
+    _add_serve(commands)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="childlookup-connector",
+        description="An agency's connector to the childlookup gateway.",
+    )
+    add_commands(parser.add_subparsers(dest="connector_command", required=True))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    try:
+        code: int = args.run(args)
+    except (ValueError, OSError) as exc:
+        print(f"childlookup-connector: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

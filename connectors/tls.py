@@ -1,0 +1,86 @@
+"""Server-side TLS for a connector, and the certificate checks both ends of mutual TLS share.
+
+Mutual TLS is a layer under the signed requests and answers, not a replacement: it keeps anyone
+without a certificate from the federation's CA from even opening a connection to a connector, and
+proves to the gateway that it reached the agency's server and not an impostor on the network.
+Files are checked here before OpenSSL sees them, because OpenSSL's own errors ("PEM lib") do not
+say which file is wrong or why, and a server that fails to start must tell its operator exactly
+what to fix. It lives in the SDK because an agency serves https without installing the gateway.
+"""
+
+from __future__ import annotations
+
+import ssl
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+
+class TlsError(ValueError):
+    """A certificate, key or CA file cannot be used; the message names the file and the fault."""
+
+
+def server_context(
+    cert_file: Path, key_file: Path, client_ca_file: Path | None = None
+) -> ssl.SSLContext:
+    """A server context presenting this certificate; with a client CA, every client must present
+    a certificate that chains to it."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    load_identity(context, cert_file, key_file)
+    if client_ca_file is not None:
+        load_trust(context, client_ca_file)
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def load_identity(context: ssl.SSLContext, cert_file: Path, key_file: Path) -> None:
+    """Load our certificate chain and its private key, after checking they belong together and
+    that the certificate is valid now."""
+    chain = _certificates(cert_file, "certificate file")
+    key_pem = _read(key_file, "key file")
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError as exc:
+        raise TlsError(f"key file {key_file} is encrypted; give an unencrypted key") from exc
+    except ValueError as exc:
+        raise TlsError(f"key file {key_file} holds no PEM private key") from exc
+    if chain[0].public_key() != key.public_key():
+        raise TlsError(f"key file {key_file} does not match certificate file {cert_file}")
+    now = datetime.now(UTC)
+    if not chain[0].not_valid_before_utc <= now <= chain[0].not_valid_after_utc:
+        raise TlsError(
+            f"certificate file {cert_file} is valid only from "
+            f"{chain[0].not_valid_before_utc:%Y-%m-%d %H:%M} to "
+            f"{chain[0].not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+        )
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except ssl.SSLError as exc:  # e.g. a key too weak for OpenSSL's security level
+        raise TlsError(
+            f"certificate file {cert_file} was refused by OpenSSL: {exc.reason}"
+        ) from exc
+
+
+def load_trust(context: ssl.SSLContext, ca_file: Path) -> None:
+    _certificates(ca_file, "CA file")
+    context.load_verify_locations(cafile=ca_file)
+
+
+def _certificates(path: Path, what: str) -> list[x509.Certificate]:
+    pem = _read(path, what)
+    try:
+        return x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        raise TlsError(f"{what} {path} holds no PEM certificate") from exc
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise TlsError(f"{what} {path} does not exist") from exc
+    except OSError as exc:
+        raise TlsError(f"{what} {path} cannot be read: {exc.strerror}") from exc
