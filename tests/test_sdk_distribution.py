@@ -1,0 +1,106 @@
+"""The connector SDK stands alone: built from `connectors/` into a clean virtual environment, it
+serves a lookup, and none of the gateway's libraries came with it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tomllib
+import venv
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from connectors.protocol import (
+    LOOKUP_PATH,
+    Caller,
+    FieldId,
+    Identifiers,
+    LookupRequest,
+    LookupResponse,
+)
+from connectors.serving import free_port
+from gateway.config import REPO_ROOT
+from tests.factories import NHS, health_record
+from tests.processes import stop, wait_for
+
+SDK = REPO_ROOT / "connectors"
+GATEWAY_ONLY = ("gateway", "resolvers", "strawberry", "regopy", "rapidfuzz", "opa_client")
+
+
+def test_the_sdk_distribution_lists_every_package_in_the_sdk():
+    """A subpackage left out of the list would install a connector that fails at import."""
+    config = tomllib.loads((SDK / "pyproject.toml").read_text(encoding="utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    on_disk = {
+        ".".join(("connectors", *path.parent.relative_to(SDK).parts))
+        for path in SDK.rglob("__init__.py")
+        if "__pycache__" not in path.parts
+    }
+    assert listed == on_disk
+
+
+@pytest.fixture(scope="module")
+def sdk_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with only the SDK installed, built from a copy of its folder
+    (the build writes into the folder it builds, which must not be the working tree)."""
+    root = tmp_path_factory.mktemp("sdk")
+    source = root / "connectors"
+    shutil.copytree(SDK, source, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    venv.create(root / "venv", with_pip=True)
+    python = root / "venv" / "bin" / "python"
+    subprocess.run(
+        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return python
+
+
+def test_the_sdk_installs_without_the_gateway_or_its_libraries(sdk_python: Path):
+    probe = (
+        "import importlib.util, json, sys; "
+        f"print(json.dumps({{m: importlib.util.find_spec(m) is not None for m in {GATEWAY_ONLY}}}))"
+    )
+    found = subprocess.run(
+        [sdk_python, "-c", probe], check=True, capture_output=True, text=True, cwd="/"
+    ).stdout
+    assert found.strip() == "{" + ", ".join(f'"{m}": false' for m in GATEWAY_ONLY) + "}"
+
+
+def test_the_installed_sdk_serves_a_lookup(sdk_python: Path, tmp_path: Path):
+    records = tmp_path / "health.jsonl"
+    records.write_text(health_record().model_dump_json() + "\n", encoding="utf-8")
+    port = free_port()
+    command = Path(sdk_python).parent / "childlookup-connector"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    connector = subprocess.Popen(
+        [command, "serve", "--agency", "health", "--records", records, "--port", str(port)],
+        cwd=tmp_path,  # not the repository: nothing may be imported from the working tree
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert wait_for(url + "/healthz", connector).status_code == 200
+        request = LookupRequest(
+            request_id="sdk-1",
+            deadline=datetime.now(UTC) + timedelta(seconds=5),
+            purpose="SAFEGUARDING_ENQUIRY",
+            caller=Caller(role="gp", organisation="A81001"),
+            identifiers=Identifiers(nhs_number=NHS),
+            fields=[FieldId.NAME, FieldId.GP_PRACTICE],
+        )
+        response = httpx.post(url + LOOKUP_PATH, content=request.model_dump_json(), timeout=10)
+    finally:
+        assert stop(connector) == 0, connector.stdout.read() if connector.stdout else ""
+    answer = LookupResponse.model_validate_json(response.content)
+    assert [record.identifiers.nhs_number for record in answer.records] == [NHS]
+    assert answer.records[0].gp_practice is not None
+    assert answer.records[0].address is None  # not asked for, so not sent
