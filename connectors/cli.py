@@ -75,13 +75,28 @@ def _connector_app(
 
     Raises ValueError unless exactly one store is named.
     """
-    if args.records is None:
-        raise ValueError("name the agency's records with --records")
+    named = [option for option in _STORES if getattr(args, option.lstrip("-")) is not None]
+    if len(named) != 1:
+        raise ValueError("name the agency's records with one of " + ", ".join(_STORES))
+    if args.ctf is not None:
+        from connectors.ctf import create_ctf_app
+
+        return create_ctf_app(
+            folder=args.ctf,
+            school_contacts=args.school_contacts,
+            verifier=verifier,
+            signer=signer,
+            source=args.agency,
+        )
     from connectors.reference import create_reference_app
 
     return create_reference_app(
         args.agency, args.records, args.latency_ms, verifier=verifier, signer=signer
     )
+
+
+_STORES = ("--records", "--ctf")
+"""The options naming where an agency's records are; a connector serves exactly one."""
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -108,6 +123,15 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     store = serve.add_argument_group("records (one of)")
     store.add_argument("--records", type=Path, help="records file (JSON Lines), for reference")
     serve.add_argument("--latency-ms", type=float, default=0.0, help="added latency (--records)")
+    store.add_argument(
+        "--ctf", type=Path, metavar="DIR", help="a folder of DfE Common Transfer Files (education)"
+    )
+    serve.add_argument(
+        "--school-contacts",
+        type=Path,
+        metavar="JSON",
+        help="each school's safeguarding lead, by URN (--ctf; CTF does not carry it)",
+    )
     serve.add_argument(
         "--gateway-jwks",
         metavar="URL",
@@ -138,7 +162,16 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the connector commands on a parser's subcommands."""
+    from connectors.conformance import add_arguments, conformance_command
+
     _add_serve(commands)
+    check = commands.add_parser(
+        "check",
+        help="run the protocol's conformance suite against a connector, in any language "
+        "(docs/conformance.md)",
+    )
+    add_arguments(check)
+    check.set_defaults(run=conformance_command)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,6 +25,7 @@ import hmac
 import json
 import os
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -41,6 +42,8 @@ JWKS_PATH: Final = "/.well-known/jwks.json"
 TOKEN_TTL_S: Final = 30
 """Lifetime of a request token or an answer signature."""
 BODY_HASH_CLAIM: Final = "body_sha256"
+ANSWER_LEEWAY_S: Final = 5
+"""Clock leeway a gateway allows an answer signature."""
 
 
 class TrustError(Exception):
@@ -129,12 +132,17 @@ def ensure_key_pair(private_path: Path, public_path: Path) -> Path:
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
-    public_path.write_bytes(
-        key.public_key().public_bytes(
+    write_public_key(public_path, key.public_key())
+    return private_path
+
+
+def write_public_key(path: Path, public_key: ec.EllipticCurvePublicKey) -> None:
+    """Write `public_key` as PEM (SubjectPublicKeyInfo), as `load_public_key` reads it."""
+    path.write_bytes(
+        public_key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    return private_path
 
 
 class KeySource(Protocol):
@@ -198,12 +206,14 @@ def signed_token(
     body: bytes,
     *,
     kid: str | None = None,
+    issued_at: int | None = None,
 ) -> str:
     """An ES256 token over `claims`, valid for TOKEN_TTL_S, committing to `body` by its hash.
 
     `kid` is the key's id (`key_id`), when the caller keeps it: working it out again costs a
-    quarter of the signature."""
-    issued = int(time.time())
+    quarter of the signature. `issued_at` (Unix time) is now unless given: only a test of a
+    verifier wants a token made earlier, to see it refused as expired."""
+    issued = int(time.time()) if issued_at is None else issued_at
     payload = claims | {
         "iat": issued,
         "exp": issued + TOKEN_TTL_S,
@@ -211,6 +221,33 @@ def signed_token(
     }
     headers = {"kid": key_id(private_key.public_key()) if kid is None else kid}
     return jwt.encode(payload, private_key, algorithm=ALGORITHM, headers=headers)
+
+
+def request_authorization(
+    private_key: ec.EllipticCurvePrivateKey,
+    body: bytes,
+    *,
+    issuer: str,
+    audience: str,
+    kid: str | None = None,
+    jti: str | None = None,
+    issued_at: int | None = None,
+) -> str:
+    """The `Authorization` header a gateway sends with `body` to the connector `audience`: a
+    fresh token (a new random `jti` unless given) from `issuer`, committing to the body."""
+    claims = {"iss": issuer, "aud": audience, "jti": uuid.uuid4().hex if jti is None else jti}
+    return "Bearer " + signed_token(private_key, claims, body, kid=kid, issued_at=issued_at)
+
+
+async def verify_answer(
+    signature: str | None, body: bytes, keys: KeySource, *, source: str
+) -> None:
+    """Raise TrustError unless `signature` is `source`'s valid answer signature over `body`."""
+    if not signature:
+        raise TrustError("The answer is not signed.")
+    await verified_claims(
+        signature, keys, body, issuer=source, audience=None, leeway_s=ANSWER_LEEWAY_S
+    )
 
 
 async def verified_claims(

@@ -7,7 +7,6 @@ Formats are in `connectors.trust`, beside the connector's side of the same excha
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -17,20 +16,18 @@ from connectors.trust import (
     KeySource,
     PublishedKeys,
     StaticKey,
-    TrustError,
     ensure_key_pair,
     jwks_document,
     key_id,
     load_private_key,
     load_public_key,
-    signed_token,
-    verified_claims,
+    request_authorization,
+    verify_answer,
 )
 from gateway.config import Settings, SourceConfig
 
 DEV_KEY_FILE: Final = "gateway-request-key.pem"
 DEV_PUBLIC_KEY_FILE: Final = "gateway-request-key.pub.pem"
-ANSWER_LEEWAY_S: Final = 5
 
 
 class RequestSigner:
@@ -51,8 +48,9 @@ class RequestSigner:
 
     def authorization(self, audience: str, body: bytes) -> str:
         """The `Authorization` header value for sending `body` to the connector `audience`."""
-        claims = {"iss": self._issuer, "aud": audience, "jti": uuid.uuid4().hex}
-        return "Bearer " + signed_token(self._key, claims, body, kid=self._kid)
+        return request_authorization(
+            self._key, body, issuer=self._issuer, audience=audience, kid=self._kid
+        )
 
     def jwks(self) -> dict[str, Any]:
         return jwks_document([self._key.public_key()])
@@ -75,11 +73,7 @@ class AnswerVerifier:
 
     async def verify(self, signature: str | None, body: bytes, *, source: str) -> None:
         """Raise TrustError unless `signature` is `source`'s valid signature over `body`."""
-        if not signature:
-            raise TrustError("The answer is not signed.")
-        await verified_claims(
-            signature, self._keys, body, issuer=source, audience=None, leeway_s=ANSWER_LEEWAY_S
-        )
+        await verify_answer(signature, body, self._keys, source=source)
 
 
 def answer_verifiers(sources: Sequence[SourceConfig]) -> Mapping[str, AnswerVerifier]:

@@ -1,0 +1,3 @@
+from connectors.conformance.command import main
+
+raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""A folder of Common Transfer Files, read into one index of current records.
+
+The folder is the authority's drop point for CTFs (from schools' systems or the DfE's
+school-to-school service). `CtfFolder.refresh` looks at it again: files that are new, changed
+(size, modification time or inode) or gone are found by their `stat` alone, and only those are
+read. The rules:
+
+- A pupil found in several files - a transfer, or a school's roll sent again - is served from the
+  newest file by header `DateTime` (the file name breaks a tie). A newer record whose `FormerUPN` is
+  an older record's UPN replaces that record too.
+- A file that cannot be read is reported (logged with its name and the reason, never its content)
+  and does not stop the others being served. If it was read well before, what it held then is still
+  served - a half-copied or mangled replacement must not make a school's pupils vanish - until the
+  file is fixed or removed. A removed file's pupils are no longer served: removal is deliberate.
+- Only `*.xml` files are read (any case), not hidden ones (`.name`): copy a file in under a hidden
+  or other name and rename it, so that it is never seen half-written. A file written within the last
+  second is read again on the next refresh, in case it was still being written when read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from connectors.ctf.reader import CtfFileError, TransferFile, TransferPupil, read_ctf
+from connectors.ctf.schools import NO_SCHOOL_CONTACTS, SchoolContacts
+from connectors.protocol import ConnectorRecord
+from connectors.records import FileBackend
+
+_SETTLE_NS: Final = 1_000_000_000
+"""A file modified this recently may still be being written, so its stat cannot yet vouch that an
+unchanged file was read whole: file times can be as coarse as a clock tick."""
+
+_logger = logging.getLogger("childlookup.connector.ctf")
+
+_Fingerprint = tuple[int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CtfFileStatus:
+    """How one file of the folder stands, for operators: what is served from it and why not."""
+
+    name: str
+    pupils: int
+    """Pupils served from this file's last good reading (some may be superseded by newer files)."""
+    skipped: int
+    error: str | None
+    """Why the file's current content cannot be read; None when it was read."""
+
+
+@dataclass(slots=True)
+class _File:
+    fingerprint: _Fingerprint
+    settled: bool
+    good: TransferFile | None = None
+    error: str | None = None
+    skipped: tuple[str, ...] = field(default_factory=tuple)
+
+
+class CtfFolder:
+    """The state of one folder of CTFs between refreshes. Not thread-safe: one refresh at a time
+    (the backend runs them one after another)."""
+
+    def __init__(self, path: Path, contacts: SchoolContacts = NO_SCHOOL_CONTACTS) -> None:
+        self.path = path
+        self._contacts = contacts
+        self._files: dict[str, _File] = {}
+
+    def refresh(self) -> FileBackend | None:
+        """Look at the folder again; a new index of what it now holds if anything served changed,
+        else None. Raises OSError when the folder itself cannot be listed (the caller keeps serving
+        what it has)."""
+        now = time.time_ns()
+        seen: dict[str, os.stat_result] = {}
+        with os.scandir(self.path) as entries:
+            for entry in entries:
+                if _is_ctf_name(entry.name) and entry.is_file():
+                    seen[entry.name] = entry.stat()
+        changed = False
+        for name in sorted(self._files.keys() - seen.keys()):
+            removed = self._files.pop(name)
+            changed = changed or removed.good is not None
+            _log(logging.INFO, "ctf_file_removed", file=name)
+        for name, stat in sorted(seen.items()):
+            changed = self._read_if_changed(name, stat, now) or changed
+        return self.index() if changed else None
+
+    def index(self) -> FileBackend:
+        """Every pupil's newest record across the files last read well."""
+        return FileBackend(_newest(self._good_files()))
+
+    def status(self) -> tuple[CtfFileStatus, ...]:
+        return tuple(
+            CtfFileStatus(
+                name=name,
+                pupils=len(state.good.pupils) if state.good else 0,
+                skipped=len(state.skipped),
+                error=state.error,
+            )
+            for name, state in sorted(self._files.items())
+        )
+
+    def _good_files(self) -> list[tuple[str, TransferFile]]:
+        return [(name, s.good) for name, s in self._files.items() if s.good is not None]
+
+    def _read_if_changed(self, name: str, stat: os.stat_result, now: int) -> bool:
+        """Read the file if it may have changed; whether what it serves changed."""
+        fingerprint = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        settled = now - stat.st_mtime_ns > _SETTLE_NS
+        state = self._files.get(name)
+        if state is not None and state.fingerprint == fingerprint and state.settled:
+            return False
+        if state is None:
+            state = self._files[name] = _File(fingerprint, settled)
+        state.fingerprint, state.settled = fingerprint, settled
+        try:
+            read = read_ctf((self.path / name).read_bytes(), self._contacts)
+        except FileNotFoundError:  # removed since listed: the next refresh sees it gone
+            state.settled = False
+            return False
+        except (OSError, CtfFileError) as error:
+            reason = error.strerror if isinstance(error, OSError) else str(error)
+            if reason != state.error:
+                _log(
+                    logging.ERROR,
+                    "ctf_file_rejected",
+                    file=name,
+                    reason=reason,
+                    serving_previous=state.good is not None,
+                )
+            state.error = reason
+            return False
+        if read.skipped != state.skipped or state.error is not None or read != state.good:
+            _log(
+                logging.WARNING if read.skipped else logging.INFO,
+                "ctf_file_read",
+                file=name,
+                pupils=len(read.pupils),
+                skipped="; ".join(read.skipped) or 0,
+            )
+        state.error, state.skipped = None, read.skipped
+        if read == state.good:
+            return False
+        state.good = read
+        return True
+
+
+def _is_ctf_name(name: str) -> bool:
+    return name.lower().endswith(".xml") and not name.startswith(".")
+
+
+def _newest(files: list[tuple[str, TransferFile]]) -> list[ConnectorRecord]:
+    """One record per pupil: the newest file's, oldest files read first so newer ones overwrite."""
+    chosen: dict[str, TransferPupil] = {}
+    for _, read in sorted(files, key=lambda item: (item[1].created, item[0])):
+        for pupil in read.pupils:
+            upn = pupil.record.identifiers.upn
+            assert upn is not None  # the reader skips pupils without one
+            chosen.pop(upn, None)  # re-inserted last, so the answer order follows recency
+            if pupil.former_upn is not None:
+                chosen.pop(pupil.former_upn, None)
+            chosen[upn] = pupil
+    return [pupil.record for pupil in chosen.values()]
+
+
+def _log(level: int, event: str, **context: object) -> None:
+    """As the connector SDK logs: the event and its context, never a pupil's data (file names,
+    counts, positions and reasons only)."""
+    _logger.log(
+        level,
+        "%s %s",
+        event,
+        " ".join(f"{key}={value}" for key, value in context.items()),
+        extra={"event": event, "context": context},
+    )
