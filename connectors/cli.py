@@ -115,6 +115,18 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keygen(args: argparse.Namespace) -> int:
+    from connectors.trust import ensure_key_pair
+
+    private = args.out
+    public = private.with_name(private.stem + ".pub.pem")
+    if private.exists():
+        raise ValueError(f"{private} exists already; a signing key is never overwritten")
+    ensure_key_pair(private, public)
+    print(f"answer-signing key {private}; give the gateway {public} as answer_key_file")
+    return 0
+
+
 def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser("serve", help="serve an agency's records over the protocol")
     serve.add_argument("--agency", required=True, help="the source name the gateway knows it by")
@@ -165,6 +177,11 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     from connectors.conformance import add_arguments, conformance_command
 
     _add_serve(commands)
+    keygen = commands.add_parser(
+        "keygen", help="create the P-256 key pair a connector signs its answers with"
+    )
+    keygen.add_argument("out", type=Path, metavar="PEM", help="the private key file to create")
+    keygen.set_defaults(run=_keygen)
     check = commands.add_parser(
         "check",
         help="run the protocol's conformance suite against a connector, in any language "

@@ -104,3 +104,41 @@ def test_the_installed_sdk_serves_a_lookup(sdk_python: Path, tmp_path: Path):
     assert [record.identifiers.nhs_number for record in answer.records] == [NHS]
     assert answer.records[0].gp_practice is not None
     assert answer.records[0].address is None  # not asked for, so not sent
+
+
+def test_the_installed_sdk_passes_its_own_conformance_kit(sdk_python: Path, tmp_path: Path):
+    """What an agency does before go-live with nothing but the SDK: write the dataset, serve it
+    trusting the kit as its gateway, and run the checks."""
+    command = Path(sdk_python).parent / "childlookup-connector"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+    def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [command, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+        )
+
+    assert run("check", "--write-dataset", "dataset").returncode == 0
+    assert run("keygen", "answer-key.pem").returncode == 0
+    port, jwks_port = free_port(), free_port()
+    connector = subprocess.Popen(
+        [
+            *(command, "serve", "--agency", "social_care", "--port", str(port)),
+            *("--records", "dataset/social_care.jsonl", "--signing-key", "answer-key.pem"),
+            *("--gateway-jwks", f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json"),
+            *("--gateway-issuer", "childlookup-conformance"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(url + "/healthz", connector)
+        checked = run("check", url, "--agency", "social_care", "--jwks-port", str(jwks_port))
+    finally:
+        stop(connector)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # social care shields but never restricts: the restriction check is skipped, not passed
+    assert checked.stdout.splitlines()[-1] == "20 passed, 0 failed, 1 skipped"
