@@ -20,6 +20,7 @@ from connectors.logs import configure as configure_logging
 if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a web stack
     from starlette.applications import Starlette
 
+    from connectors.fhir import FhirAuth
     from connectors.trust import AnswerSigner, ReplayCache, RequestVerifier
 
 
@@ -78,6 +79,17 @@ def _connector_app(
     named = [option for option in _STORES if getattr(args, option.lstrip("-")) is not None]
     if len(named) != 1:
         raise ValueError("name the agency's records with one of " + ", ".join(_STORES))
+    if args.fhir is not None:
+        from connectors.fhir import create_fhir_app
+
+        return create_fhir_app(
+            pds_url=args.fhir,
+            cpis_url=args.cpis,
+            auth=_fhir_auth(args),
+            verifier=verifier,
+            signer=signer,
+            source=args.agency,
+        )
     if args.ctf is not None:
         from connectors.ctf import create_ctf_app
 
@@ -95,7 +107,31 @@ def _connector_app(
     )
 
 
-_STORES = ("--records", "--ctf")
+def _fhir_auth(args: argparse.Namespace) -> FhirAuth:
+    """How the connector authenticates to the FHIR servers: a signed JWT client assertion (as NHS
+    APIs require), a bearer token read from a file (never from the command line, where `ps` would
+    show it), or nothing.
+
+    Raises ValueError for a half-given client-credentials set.
+    """
+    from connectors.fhir import BearerToken, NoAuth, SignedJwtAuth
+
+    jwt_options = (args.fhir_client_id, args.fhir_key, args.fhir_kid, args.fhir_token_url)
+    if any(option is not None for option in jwt_options):
+        if None in jwt_options or args.fhir_token_file is not None:
+            raise ValueError(
+                "OAuth client credentials need all of --fhir-client-id, --fhir-key, --fhir-kid "
+                "and --fhir-token-url, and no --fhir-token-file"
+            )
+        return SignedJwtAuth.from_pem_file(
+            args.fhir_token_url, args.fhir_client_id, args.fhir_key, args.fhir_kid
+        )
+    if args.fhir_token_file is not None:
+        return BearerToken(args.fhir_token_file.read_text(encoding="utf-8").strip())
+    return NoAuth()
+
+
+_STORES = ("--records", "--fhir", "--ctf")
 """The options naming where an agency's records are; a connector serves exactly one."""
 
 
@@ -135,6 +171,19 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     store = serve.add_argument_group("records (one of)")
     store.add_argument("--records", type=Path, help="records file (JSON Lines), for reference")
     serve.add_argument("--latency-ms", type=float, default=0.0, help="added latency (--records)")
+    store.add_argument(
+        "--fhir",
+        metavar="URL",
+        help="a FHIR R4 server shaped like NHS PDS (base URL, e.g. .../personal-demographics/"
+        "FHIR/R4), for health",
+    )
+    fhir = serve.add_argument_group("FHIR (with --fhir)")
+    fhir.add_argument("--cpis", metavar="URL", help="the CP-IS FHIR base URL, for plan flags")
+    fhir.add_argument("--fhir-token-file", type=Path, metavar="FILE", help="a bearer token")
+    fhir.add_argument("--fhir-client-id", help="OAuth 2.0 client credentials: the client id")
+    fhir.add_argument("--fhir-key", type=Path, metavar="PEM", help="its RSA key (signs RS512)")
+    fhir.add_argument("--fhir-kid", help="the key's id registered with the token service")
+    fhir.add_argument("--fhir-token-url", metavar="URL", help="the token endpoint")
     store.add_argument(
         "--ctf", type=Path, metavar="DIR", help="a folder of DfE Common Transfer Files (education)"
     )

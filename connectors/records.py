@@ -66,7 +66,7 @@ class FileBackend:
         what was wrong but never quotes the record, which is a child's data.
         """
         with _out_of_collector_reach():
-            records = _read_jsonl(path)
+            records = read_records(path)
             if fields is not None:
                 records = [minimise(record, fields) for record in records]
             try:
@@ -92,7 +92,9 @@ class FileBackend:
         return matched + [record for record in candidates if record.record_id not in seen]
 
 
-def _read_jsonl(path: Path) -> list[ConnectorRecord]:
+def read_records(path: Path) -> list[ConnectorRecord]:
+    """Every `ConnectorRecord` in a JSON Lines file, one per line, in order; raises
+    RecordFileError naming the file and line of the first bad one, never quoting it."""
     records: list[ConnectorRecord] = []
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):

@@ -1,0 +1,134 @@
+"""One FHIR server seen from the connector: read a resource, search a type, and nothing else.
+
+Every answer is either parsed FHIR JSON or a `ConnectorError`; "not there" is a value (None) only
+where the server said RESOURCE_NOT_FOUND or INVALIDATED_RESOURCE to a read. Calls are bounded by
+the lookup's deadline as well as the client's own timeout, so a slow server costs at most the time
+the gateway is still waiting.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import httpx
+from fhir.resources.R4B.bundle import Bundle
+from pydantic import ValidationError
+
+from connectors.backend import ConnectorError
+from connectors.fhir.auth import FhirAuth
+from connectors.fhir.outcomes import NOT_FOUND_CODES, outcome_code, refusal
+from connectors.fhir.terminology import SpineError
+from connectors.protocol import ErrorCode
+
+FHIR_JSON: Final = "application/fhir+json"
+MIN_CALL_S: Final = 0.05
+"""Shortest timeout worth giving a call; with less left the SDK's deadline ends the lookup."""
+
+SearchParams = Sequence[tuple[str, str]]
+"""Query parameters in order; a name may repeat (PDS takes `given` twice for two given names)."""
+
+
+class FhirClient:
+    """Calls to one FHIR base URL (`service` names it in errors: "PDS", "CP-IS")."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        service: str,
+        auth: FhirAuth,
+        http: httpx.AsyncClient,
+        timeout_s: float = 5.0,
+    ) -> None:
+        self._base = base_url.rstrip("/")
+        self._service = service
+        self._auth = auth
+        self._http = http
+        self._timeout_s = timeout_s
+
+    async def read(self, path: str, *, deadline: datetime) -> dict[str, Any] | None:
+        """GET `[base]/path` (e.g. "Patient/9000000009"): the resource, or None when the server
+        answers that it does not exist or was invalidated."""
+        status, body = await self._get(path, (), deadline)
+        if status == 200:
+            return _resource(body, self._service)
+        code = outcome_code(body)
+        if status == 404 and code in NOT_FOUND_CODES:
+            return None
+        raise refusal(self._service, status, code)
+
+    async def search(
+        self, path: str, params: SearchParams, *, deadline: datetime, none_found_ok: bool = False
+    ) -> Bundle | None:
+        """GET `[base]/path?params`: the searchset Bundle. An `OperationOutcome` in its place -
+        PDS answers TOO_MANY_MATCHES with 200 - is a refusal, never an empty result. With
+        `none_found_ok`, a 404 RESOURCE_NOT_FOUND (PDS's answer to related people of a patient who
+        has none) is None."""
+        status, body = await self._get(path, params, deadline)
+        code = outcome_code(body)
+        if none_found_ok and status == 404 and code == SpineError.RESOURCE_NOT_FOUND:
+            return None
+        if status != 200 or code is not None:
+            raise refusal(self._service, status, code)
+        try:
+            return Bundle.model_validate(body)
+        except ValidationError:
+            raise _unreadable(self._service) from None
+
+    async def _get(self, path: str, params: SearchParams, deadline: datetime) -> tuple[int, Any]:
+        authorization = await self._auth.authorization(self._http)
+        response = await self._send(path, params, deadline, authorization)
+        if response.status_code == 401 and authorization is not None:
+            # A cached token the server no longer accepts (revoked, clock skew): one fresh try.
+            authorization = await self._auth.authorization(self._http, refresh=True)
+            response = await self._send(path, params, deadline, authorization)
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            if response.status_code == 200:
+                raise _unreadable(self._service) from None
+            return response.status_code, None
+
+    async def _send(
+        self,
+        path: str,
+        params: SearchParams,
+        deadline: datetime,
+        authorization: str | None,
+    ) -> httpx.Response:
+        headers: Mapping[str, str] = {
+            "accept": FHIR_JSON,
+            # PDS requires a unique request id (a UUID) on every call.
+            "x-request-id": str(uuid.uuid4()),
+        }
+        if authorization is not None:
+            headers = {**headers, "authorization": authorization}
+        left = (deadline - datetime.now(UTC)).total_seconds()
+        timeout = max(MIN_CALL_S, min(self._timeout_s, left))
+        try:
+            return await self._http.get(
+                f"{self._base}/{path}", params=list(params), headers=headers, timeout=timeout
+            )
+        except httpx.TimeoutException:
+            raise ConnectorError(
+                ErrorCode.UNAVAILABLE, f"{self._service} did not answer in time."
+            ) from None
+        except httpx.HTTPError:
+            raise ConnectorError(
+                ErrorCode.UNAVAILABLE, f"{self._service} could not be reached."
+            ) from None
+
+
+def _resource(body: Any, service: str) -> dict[str, Any]:
+    if not isinstance(body, dict) or "resourceType" not in body:
+        raise _unreadable(service)
+    return body
+
+
+def _unreadable(service: str) -> ConnectorError:
+    return ConnectorError(
+        ErrorCode.INTERNAL, f"{service} answered in a form the connector cannot read."
+    )

@@ -1,0 +1,173 @@
+"""CP-IS plans: what a `Flag` per plan says, and how it becomes a child's indicators and the
+responsible local authority's involvement.
+
+A CP-IS flag is a plan (child protection, or looked after) with its start and end, and the local
+authority responsible for it - named, with its office-hours number (`Organization.telecom`) and its
+emergency duty team's number (an `Organization.contact` whose purpose says so), as NHS England's
+child health specifications carry the same items. The authority is the flag's `author`, a
+contained `Organization`.
+
+How it maps, and why:
+
+- `Indicators.child_protection_plan` / `looked_after` are true when a plan of that kind is in
+  force today (status active, started, not ended), false when CP-IS answered and none is. CP-IS
+  answering "no plan" is an answer; a CP-IS that was not asked leaves both absent.
+- Each responsible authority with a plan in force becomes one `Involvement`: the authority as the
+  organisation, its office-hours desk as the practitioner contact (CP-IS names no social worker),
+  and its emergency duty team as the broker - the way to reach the authority out of hours.
+  `since` is the earliest start among its plans in force. A plan that has ended is history, not
+  someone working with the child, and gives neither an indicator nor an involvement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Final
+
+from fhir.resources.R4B.flag import Flag
+from fhir.resources.R4B.organization import Organization
+
+from connectors.fhir.terminology import (
+    EMERGENCY_DUTY_PURPOSE,
+    ODS_SYSTEM,
+    PLAN_CODES,
+    SNOMED_SYSTEM,
+    PlanKind,
+)
+from connectors.protocol import Contact, Indicators, Involvement
+
+_KIND_BY_CODE: Final = {code: kind for kind, (code, _) in PLAN_CODES.items()}
+_SERVICE: Final = {
+    PlanKind.CHILD_PROTECTION: "child protection plan",
+    PlanKind.LOOKED_AFTER: "looked after",
+}
+
+
+@dataclass(frozen=True)
+class ResponsibleAuthority:
+    """The local authority responsible for a plan, and how to reach it in and out of hours."""
+
+    name: str
+    ods_code: str | None = None
+    office_hours_phone: str | None = None
+    emergency_duty_phone: str | None = None
+
+
+@dataclass(frozen=True)
+class CpisPlan:
+    """One CP-IS plan about one child (by NHS number)."""
+
+    nhs_number: str
+    kind: PlanKind
+    start: date | None
+    authority: ResponsibleAuthority | None
+    end: date | None = None
+
+
+def plans_from_flags(flags: Sequence[Flag], nhs_number: str) -> list[CpisPlan]:
+    """The plans `flags` describe. A flag that is not a child protection or looked-after plan (an
+    unborn-child plan, another programme's flag) or was entered in error is skipped. A plan whose
+    authority cannot be read still counts: missing contact details must not hide the plan."""
+    plans = []
+    for flag in flags:
+        kind = _kind(flag)
+        if kind is None or flag.status == "entered-in-error":
+            continue
+        period = flag.period
+        start = _day(period.start) if period else None
+        end = _day(period.end) if period else None
+        if flag.status == "inactive" and end is None:
+            end = date.min  # over, though CP-IS did not say when: never in force
+        plans.append(CpisPlan(nhs_number, kind, start, _authority(flag), end))
+    return plans
+
+
+def in_force(plan: CpisPlan, today: date) -> bool:
+    """Started (or no start recorded) and not ended before today."""
+    started = plan.start is None or plan.start <= today
+    return started and (plan.end is None or plan.end >= today)
+
+
+def indicators(plans: Sequence[CpisPlan], today: date) -> Indicators:
+    """Child protection plan and looked-after, from plans CP-IS returned (none: both false)."""
+    current = {plan.kind for plan in plans if in_force(plan, today)}
+    return Indicators(
+        child_protection_plan=PlanKind.CHILD_PROTECTION in current,
+        looked_after=PlanKind.LOOKED_AFTER in current,
+    )
+
+
+def involvements(plans: Sequence[CpisPlan], today: date) -> list[Involvement]:
+    """One involvement per responsible authority with a plan in force, in the order first seen
+    (a plan whose authority CP-IS did not name gives an indicator, but no one to contact)."""
+    by_authority: dict[ResponsibleAuthority, list[CpisPlan]] = {}
+    for plan in plans:
+        if plan.authority is not None and in_force(plan, today):
+            by_authority.setdefault(plan.authority, []).append(plan)
+    return [_involvement(authority, held) for authority, held in by_authority.items()]
+
+
+def _involvement(authority: ResponsibleAuthority, plans: list[CpisPlan]) -> Involvement:
+    kinds = [kind for kind in PlanKind if any(plan.kind == kind for plan in plans)]
+    return Involvement(
+        service="Children's social care: " + ", ".join(_SERVICE[kind] for kind in kinds),
+        organisation=authority.name,
+        practitioner=Contact(
+            name=f"{authority.name} (office hours)",
+            role="Children's social care, office hours",
+            phone=authority.office_hours_phone,
+        ),
+        broker=Contact(
+            name=f"{authority.name} emergency duty team",
+            role="Emergency duty team, out of hours",
+            phone=authority.emergency_duty_phone,
+        ),
+        since=min((plan.start for plan in plans if plan.start is not None), default=None),
+    )
+
+
+def _kind(flag: Flag) -> PlanKind | None:
+    for coding in flag.code.coding or []:
+        if coding.system == SNOMED_SYSTEM and str(coding.code) in _KIND_BY_CODE:
+            return _KIND_BY_CODE[str(coding.code)]
+    return None
+
+
+def _authority(flag: Flag) -> ResponsibleAuthority | None:
+    """The contained `Organization` the flag's author points at, when it names the authority; its
+    ODS code and two numbers as far as CP-IS gives them."""
+    reference = flag.author.reference if flag.author else None
+    if not reference or not reference.startswith("#"):
+        return None
+    organisation = next(
+        (r for r in flag.contained or [] if isinstance(r, Organization) and r.id == reference[1:]),
+        None,
+    )
+    if organisation is None or not organisation.name:
+        return None
+    ods = next(
+        (str(i.value) for i in organisation.identifier or [] if i.system == ODS_SYSTEM and i.value),
+        None,
+    )
+    office = next(
+        (str(t.value) for t in organisation.telecom or [] if t.system == "phone" and t.value), None
+    )
+    emergency = next(
+        (
+            str(t.value)
+            for contact in organisation.contact or []
+            if contact.purpose is not None and contact.purpose.text == EMERGENCY_DUTY_PURPOSE
+            for t in contact.telecom or []
+            if t.system == "phone" and t.value
+        ),
+        None,
+    )
+    return ResponsibleAuthority(str(organisation.name), ods, office, emergency)
+
+
+def _day(moment: date | datetime | None) -> date | None:
+    if moment is None:
+        return None
+    return moment.date() if isinstance(moment, datetime) else moment
