@@ -25,7 +25,7 @@ from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Lifespan, Receive, Scope, Send
 
 from connectors.backend import ConnectorBackend, ConnectorError, summarise_validation_error
 from connectors.minimisation import minimise
@@ -87,6 +87,7 @@ def create_connector_app(
     verifier: RequestVerifier | None = None,
     signer: AnswerSigner | None = None,
     notifications: NotificationSink | None = None,
+    lifespan: Lifespan[Starlette] | None = None,
 ) -> Starlette:
     """Serve `backend` as the connector named `source` (the name the gateway knows it by).
 
@@ -98,6 +99,9 @@ def create_connector_app(
     With `notifications`, the gateway's owner notifications are received at /v1/notifications and
     kept there (see connectors.notifications). They need a `verifier`: an unsigned notice of who
     looked at a child would let anyone write the agency's access record.
+
+    `lifespan` runs around serving: a backend's background work (polling a folder, refreshing
+    search keys) and the closing of its connections.
     """
     if notifications is not None and verifier is None:
         raise ValueError("receiving notifications needs a verifier of the gateway's signature")
@@ -120,7 +124,7 @@ def create_connector_app(
             return JSONResponse(keys)
 
         routes.append(Route(JWKS_PATH, jwks, methods=["GET"]))
-    return _ConnectorApp(routes, lookups)
+    return _ConnectorApp(routes, lookups, lifespan)
 
 
 class _ConnectorApp(Starlette):
@@ -130,8 +134,10 @@ class _ConnectorApp(Starlette):
     agency adds middleware or exception handlers of its own, goes the usual way (to the same
     endpoint, for lookups)."""
 
-    def __init__(self, routes: list[Route], lookups: _Lookups) -> None:
-        super().__init__(routes=routes)
+    def __init__(
+        self, routes: list[Route], lookups: _Lookups, lifespan: Lifespan[Starlette] | None
+    ) -> None:
+        super().__init__(routes=routes, lifespan=lifespan)
         self._lookups = lookups
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -9,9 +9,11 @@ is an agency's operator, not this project's developer.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,6 +92,18 @@ def _connector_app(
             signer=signer,
             source=args.agency,
         )
+    if args.sql is not None:
+        if args.mapping is None:
+            raise ValueError("--sql needs --mapping: the file mapping your tables to the protocol")
+        from connectors.sql import create_sql_app
+
+        return create_sql_app(
+            database_url=args.sql,
+            mapping=args.mapping,
+            verifier=verifier,
+            signer=signer,
+            source=args.agency,
+        )
     if args.ctf is not None:
         from connectors.ctf import create_ctf_app
 
@@ -131,7 +145,7 @@ def _fhir_auth(args: argparse.Namespace) -> FhirAuth:
     return NoAuth()
 
 
-_STORES = ("--records", "--fhir", "--ctf")
+_STORES = ("--records", "--fhir", "--sql", "--ctf")
 """The options naming where an agency's records are; a connector serves exactly one."""
 
 
@@ -185,6 +199,18 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fhir.add_argument("--fhir-kid", help="the key's id registered with the token service")
     fhir.add_argument("--fhir-token-url", metavar="URL", help="the token endpoint")
     store.add_argument(
+        "--sql",
+        metavar="URL",
+        help="a relational database (SQLAlchemy URL, e.g. postgresql+psycopg://host/db or "
+        "sqlite+aiosqlite:///cases.db), read through --mapping",
+    )
+    serve.add_argument(
+        "--mapping",
+        type=Path,
+        metavar="TOML",
+        help="how the database's tables map to protocol fields (--sql; docs/connectors.md)",
+    )
+    store.add_argument(
         "--ctf", type=Path, metavar="DIR", help="a folder of DfE Common Transfer Files (education)"
     )
     serve.add_argument(
@@ -221,11 +247,82 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     serve.set_defaults(run=_serve)
 
 
+def _import(args: argparse.Namespace) -> int:
+    """Load a statutory return into the worked case records schema, all or nothing."""
+    from connectors.sql import la_case_records
+    from connectors.sql.engine import redacted
+
+    if args.cin_census is not None:
+        summary = asyncio.run(la_case_records.import_cin_census(args.sql, args.cin_census))
+    else:
+        if args.reference_date is None:
+            raise ValueError("--ssda903 needs --reference-date: the files do not say their date")
+        header, episodes = args.ssda903
+        summary = asyncio.run(
+            la_case_records.import_ssda903(
+                args.sql, header, episodes, reference_date=args.reference_date
+            )
+        )
+    rows = ", ".join(f"{table} {count}" for table, count in summary.rows.items())
+    print(
+        f"imported {summary.return_name} as of {summary.reference_date} into "
+        f"{redacted(args.sql)}: {summary.children} children ({summary.created} new); {rows}"
+    )
+    return 0
+
+
+def _index(args: argparse.Namespace) -> int:
+    from connectors.sql import refresh_blocking_keys
+
+    summary = asyncio.run(refresh_blocking_keys(args.sql, args.mapping, full=args.full))
+    if summary.skipped:
+        print("blocking keys not refreshed: another replica holds the refresh lock")
+    else:
+        kind = "full" if summary.full else "changed children only"
+        print(f"blocking keys refreshed ({kind}): {summary.children} children, {summary.keys} keys")
+    return 0
+
+
+def _add_sql_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    load = commands.add_parser(
+        "import",
+        help="load a children in need census (XML) or SSDA903 return (CSV) into the worked "
+        "local authority case records schema (creates its tables when missing)",
+    )
+    load.add_argument("--sql", required=True, metavar="URL", help="the case records database")
+    which = load.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cin-census", type=Path, metavar="XML", help="a CIN census file")
+    which.add_argument(
+        "--ssda903",
+        type=Path,
+        nargs=2,
+        metavar=("HEADER_CSV", "EPISODES_CSV"),
+        help="the SSDA903 header and episodes files",
+    )
+    load.add_argument(
+        "--reference-date",
+        type=date.fromisoformat,
+        metavar="YYYY-MM-DD",
+        help="the SSDA903 collection year's end (31 March), which becomes the records' as-of",
+    )
+    load.set_defaults(run=_import)
+    index = commands.add_parser(
+        "index",
+        help="bring the SQL connector's demographic search keys up to date (after bulk loads, "
+        "or on a schedule when the mapping names no updated_at)",
+    )
+    index.add_argument("--sql", required=True, metavar="URL")
+    index.add_argument("--mapping", required=True, type=Path, metavar="TOML")
+    index.add_argument("--full", action="store_true", help="rewrite every child's keys")
+    index.set_defaults(run=_index)
+
+
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the connector commands on a parser's subcommands."""
     from connectors.conformance import add_arguments, conformance_command
 
     _add_serve(commands)
+    _add_sql_commands(commands)
     keygen = commands.add_parser(
         "keygen", help="create the P-256 key pair a connector signs its answers with"
     )

@@ -44,6 +44,11 @@ former) names have the query's Soundex codes, either way round. Every record agr
 details by spelling or sound is in one of them. A name one slip away counts only for records
 found through a block, so the one kind of record the rule would keep but the blocks miss agrees
 on its date (one part off) and its two names, one of them misspelt beyond what Soundex absorbs.
+
+A store too large to index in memory uses the same blocks as strings (`blocking_keys` per
+record, `query_blocking_keys` per search) in an indexed table, fetches the records sharing one,
+and ranks them with `rank_candidates` - the answer `CandidateIndex.search` would give
+(connectors.sql does this in SQL).
 """
 
 from __future__ import annotations
@@ -437,16 +442,10 @@ class CandidateIndex:
 
         Raises ValueError when `limit` is less than 1.
         """
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
+        _check_limit(limit)
         scorer = _Scorer(demographics)
-        ranked = []
-        for position in self._blocks(scorer):
-            weight = scorer.weight(self._people[position])
-            if weight is not None:
-                ranked.append((-weight, position))
-        ranked.sort()
-        return [self._records[position] for _, position in ranked[:limit]]
+        positions = self._blocks(scorer)
+        return _ranked(scorer, ((p, self._people[p]) for p in positions), self._records, limit)
 
     def _blocks(self, query: _Scorer) -> set[int]:
         """Positions in any block the query falls in: its date of birth as given and swapped, its
@@ -462,3 +461,77 @@ class CandidateIndex:
         for block in query.name_blocks():
             positions.update(self._by_name.get(block, ()))
         return positions
+
+
+def blocking_keys(record: ConnectorRecord) -> set[str]:
+    """The blocks `record` is in, as strings a database can index: its date of birth, its
+    normalised postcode and each Soundex pair of its given (or known-as) and family (current or
+    former) names - the same blocks `CandidateIndex` files it under.
+
+    A store too large to hold in memory keeps these in an indexed table, and fetches for a query
+    only the records sharing one of `query_blocking_keys(demographics)`; ranking those with
+    `rank_candidates` then finds exactly what `CandidateIndex.search` would.
+    """
+    person = _describe(record, _Interner())
+    return _block_strings((person.born,), person.postcode, person.name_blocks())
+
+
+def query_blocking_keys(demographics: Demographics) -> set[str]:
+    """The blocks a search for `demographics` looks in: its date of birth as given and with day
+    and month swapped, its postcode, and the Soundex pairs of its names either way round. Empty
+    when the query gives none of them (then no record can be a candidate)."""
+    scorer = _Scorer(demographics)
+    person = scorer.person
+    return _block_strings((person.born, scorer.swapped_born), person.postcode, scorer.name_blocks())
+
+
+def rank_candidates(
+    demographics: Demographics,
+    records: Sequence[ConnectorRecord],
+    limit: int = DEFAULT_LIMIT,
+) -> list[ConnectorRecord]:
+    """The candidates among `records` for `demographics`, strongest first and then in the order
+    given, at most `limit`: the rule and ranking of `CandidateIndex.search`, applied to records
+    already fetched by their blocks (see `blocking_keys`) rather than to a whole index.
+
+    Raises ValueError when `limit` is less than 1.
+    """
+    _check_limit(limit)
+    scorer = _Scorer(demographics)
+    interner = _Interner()
+    people = ((position, _describe(r, interner)) for position, r in enumerate(records))
+    return _ranked(scorer, people, records, limit)
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+
+
+def _ranked(
+    scorer: _Scorer,
+    people: Iterable[tuple[int, _Person]],
+    records: Sequence[ConnectorRecord],
+    limit: int,
+) -> list[ConnectorRecord]:
+    """The records whose people `scorer` weighs as candidates, heaviest first, ties in position
+    order, at most `limit`."""
+    ranked = []
+    for position, person in people:
+        weight = scorer.weight(person)
+        if weight is not None:
+            ranked.append((-weight, position))
+    ranked.sort()
+    return [records[position] for _, position in ranked[:limit]]
+
+
+def _block_strings(
+    births: Iterable[date | None], postcode: str | None, names: Iterable[str]
+) -> set[str]:
+    """Blocks as "born:2015-03-07", "postcode:LS6 3AB" and "names:A540|H630": the kind in front
+    keeps a postcode from ever meeting a name code made of the same characters."""
+    keys = {f"born:{born.isoformat()}" for born in births if born is not None}
+    if postcode is not None:
+        keys.add(f"postcode:{postcode}")
+    keys.update(f"names:{block}" for block in names)
+    return keys

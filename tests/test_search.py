@@ -26,7 +26,14 @@ from connectors.protocol import (
 )
 from connectors.records import FileBackend
 from connectors.reference import create_reference_app
-from connectors.search import DEFAULT_LIMIT, CandidateIndex, soundex
+from connectors.search import (
+    DEFAULT_LIMIT,
+    CandidateIndex,
+    blocking_keys,
+    query_blocking_keys,
+    rank_candidates,
+    soundex,
+)
 from connectors.serving import BackgroundServer
 from connectors.synthetic import NoiseProfile, generate_population
 
@@ -437,6 +444,58 @@ def test_every_child_in_a_clean_population_is_found_first_among_siblings_and_twi
             misplaced.append(record.record_id)
 
     assert misplaced == []
+
+
+def test_blocks_as_strings_are_the_index_s_blocks():
+    """What a database stores per record, and looks up per query, reproduces the in-memory
+    search: rank the records sharing a query block and the answer is `CandidateIndex.search`'s."""
+    population = generate_population(seed=3, children=300)
+    records = population.education
+    index = CandidateIndex(records)
+    keys = [blocking_keys(record) for record in records]
+    queries = [
+        Demographics(
+            given=r.name.given,
+            family=r.name.family,
+            date_of_birth=r.date_of_birth,
+            postcode=None if r.address is None else r.address.postcode,
+        )
+        for r in population.health
+        if r.name is not None
+    ][:150]
+
+    differing = []
+    for query in queries:
+        wanted = query_blocking_keys(query)
+        blocked = [r for r, held in zip(records, keys, strict=True) if held & wanted]
+        if ids(rank_candidates(query, blocked)) != ids(index.search(query)):
+            differing.append(query)
+
+    assert differing == []
+    assert sum(len(index.search(q)) for q in queries) > len(queries)
+
+
+def test_blocking_keys_name_each_kind_of_block():
+    record = child("amelia")
+    query = Demographics(given="Hart", family="Amelia", date_of_birth=date(2015, 7, 3))
+
+    assert blocking_keys(record) == {
+        "born:2015-03-07",
+        "postcode:LS6 3AB",
+        "names:A540|H630",
+    }
+    # The query's date read day-for-month, and its names either way round.
+    assert query_blocking_keys(query) == {
+        "born:2015-07-03",
+        "born:2015-03-07",
+        "names:H630|A540",
+        "names:A540|H630",
+    }
+
+
+def test_rank_candidates_refuses_a_limit_below_one():
+    with pytest.raises(ValueError, match="limit must be at least 1"):
+        rank_candidates(QUERY, [child("amelia")], limit=0)
 
 
 def request(demographics: Demographics | None = None, **identifiers: str) -> LookupRequest:

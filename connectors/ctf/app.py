@@ -56,9 +56,11 @@ def create_ctf_app(
     backend = CtfFolderBackend(folder, contacts, interval_s=reload_interval_s)
     if notifications is None and verifier is not None:
         notifications = NotificationLog()
-    app = create_connector_app(
-        backend, source=source, verifier=verifier, signer=signer, notifications=notifications
+    return create_connector_app(
+        backend,
+        source=source,
+        verifier=verifier,
+        signer=signer,
+        notifications=notifications,
+        lifespan=backend.watching,
     )
-    # create_connector_app takes no lifespan; the router's is the hook Starlette runs one from.
-    app.router.lifespan_context = backend.watching
-    return app

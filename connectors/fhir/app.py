@@ -106,14 +106,17 @@ def create_fhir_app(
     backend = FhirBackend(pds, cpis, cpis_for_candidates=cpis_for_candidates)
     if notifications is None and verifier is not None:
         notifications = NotificationLog()
-    app = create_connector_app(
-        backend, source=source, verifier=verifier, signer=signer, notifications=notifications
-    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
         await http.aclose()
 
-    app.router.lifespan_context = lifespan
-    return app
+    return create_connector_app(
+        backend,
+        source=source,
+        verifier=verifier,
+        signer=signer,
+        notifications=notifications,
+        lifespan=lifespan,
+    )

@@ -1,0 +1,138 @@
+"""`SqlBackend`: an agency's relational database answering lookups through its mapping.
+
+It reads the agency's own tables where they are (SQLAlchemy Core, async: PostgreSQL through
+psycopg, SQLite through aiosqlite), so the records are as current as the case system, and a
+lookup is a handful of indexed queries whatever the number of children:
+
+- identifiers: one query on the identifier columns (NHS number, UPN and former UPN, the key);
+- demographics: one query on the blocking-key table (connectors.sql.blocks) for the children in
+  the query's blocks, ranked in memory by `connectors.search.rank_candidates`;
+- then carers and involvements for the few children in the answer, when the lookup asked for
+  them. Indicators ride on the child query as EXISTS over each indicator's episodes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import Final
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import ColumnElement, or_
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from connectors.backend import ConnectorError
+from connectors.protocol import ConnectorRecord, ErrorCode, Identifiers, LookupRequest
+from connectors.search import query_blocking_keys, rank_candidates
+from connectors.sql.blocks import BlockingIndex, RefreshSummary
+from connectors.sql.mapping import Mapping
+from connectors.sql.records import RecordReader
+from connectors.sql.tables import MappedTables, reflect_tables
+
+_ENGLAND: Final = ZoneInfo("Europe/London")
+
+_logger = logging.getLogger("childlookup.connector.sql")
+
+
+def today_in_england() -> date:
+    """The date in England now: a plan that ends today is still open until midnight there, not
+    at midnight UTC."""
+    return datetime.now(_ENGLAND).date()
+
+
+class SqlBackend:
+    """A `ConnectorBackend` over the tables `mapping` names, reached through `engine`."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        mapping: Mapping,
+        tables: MappedTables,
+        *,
+        today: Callable[[], date] = today_in_england,
+    ) -> None:
+        """Use `tables` as reflected by `open_tables` (the engine's own start-up check);
+        `today` is the day indicators and involvements are judged open on."""
+        self.engine = engine
+        self.mapping = mapping
+        self._tables = tables
+        self._reader = RecordReader(mapping, tables)
+        self.blocks = BlockingIndex(mapping, tables, self._reader)
+        self._today = today
+
+    async def lookup(self, request: LookupRequest) -> list[ConnectorRecord]:
+        """Records sharing an identifier with the request, in key order; then, with
+        demographics, the candidates among the children in the query's blocks, ranked as
+        `CandidateIndex.search` ranks them. Each record once, at its first place.
+
+        Raises ConnectorError(UNAVAILABLE) when the database cannot be reached, so the gateway
+        reports a failed source rather than "no record".
+        """
+        today, now = self._today(), datetime.now(UTC)
+        try:
+            async with self.engine.connect() as connection:
+                found = await self._by_identifiers(connection, request.identifiers, today, now)
+                if request.demographics is not None:
+                    seen = {record.record_id for record in found}
+                    candidates = await self._candidates(connection, request, today, now)
+                    found += [record for record in candidates if record.record_id not in seen]
+                if not found:
+                    return []
+                return await self._reader.with_contacts(connection, found, request.fields, today)
+        except (OperationalError, OSError) as error:
+            _logger.warning("database unreachable", extra={"error": type(error).__name__})
+            raise ConnectorError(
+                ErrorCode.UNAVAILABLE, "The case records database could not be reached."
+            ) from None
+        except DBAPIError as error:
+            if not error.connection_invalidated:
+                raise
+            raise ConnectorError(
+                ErrorCode.UNAVAILABLE, "The case records database connection was lost."
+            ) from None
+
+    async def _by_identifiers(
+        self, connection: AsyncConnection, identifiers: Identifiers, today: date, now: datetime
+    ) -> list[ConnectorRecord]:
+        child, table = self.mapping.child, self._tables.child
+        matches: list[ColumnElement[bool]] = []
+        if identifiers.nhs_number is not None and child.nhs_number is not None:
+            matches.append(table.c[child.nhs_number] == identifiers.nhs_number)
+        if identifiers.upn is not None:
+            matches += [
+                table.c[column] == identifiers.upn
+                for column in (child.upn, child.former_upn)
+                if column is not None
+            ]
+        if identifiers.local_id is not None:
+            key = self._reader.key_for(identifiers.local_id)
+            if key is not None:
+                matches.append(self._reader.key == key)
+        if not matches:
+            return []
+        query = self._reader.select(today).where(or_(*matches)).order_by(self._reader.key)
+        return [self._reader.record(row, now) for row in await connection.execute(query)]
+
+    async def _candidates(
+        self, connection: AsyncConnection, request: LookupRequest, today: date, now: datetime
+    ) -> list[ConnectorRecord]:
+        assert request.demographics is not None
+        keys = query_blocking_keys(request.demographics)
+        if not keys:
+            return []
+        rows = await connection.execute(self.blocks.candidates(keys, today))
+        blocked = [self._reader.record(row, now) for row in rows]
+        return rank_candidates(request.demographics, blocked)
+
+    async def refresh(self, *, full: bool = False) -> RefreshSummary:
+        """Refresh the blocking keys in one transaction (see `BlockingIndex.refresh`)."""
+        async with self.engine.begin() as connection:
+            return await self.blocks.refresh(connection, full=full)
+
+
+async def open_tables(engine: AsyncEngine, mapping: Mapping) -> MappedTables:
+    """Reflect and check the mapped tables (raises MappingError naming the key at fault)."""
+    async with engine.connect() as connection:
+        return await connection.run_sync(reflect_tables, mapping)

@@ -1,0 +1,56 @@
+"""The agency's tables as the database has them, checked against the mapping at start-up.
+
+Reflecting rather than declaring the tables is what lets an agency bring its own schema: the
+connector learns column types from the database, so dates compare as dates and keys as keys. The
+check runs once, before any lookup, so a mapping naming a table or column the database does not
+have stops the connector with the mapping key at fault - not the first practitioner whose lookup
+touches it, who would see a failed source and no reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, MetaData, Table, inspect
+
+from connectors.protocol import FieldId
+from connectors.sql.mapping import Mapping, MappingError
+
+
+@dataclass(frozen=True)
+class MappedTables:
+    """The reflected tables a mapping reads, each once."""
+
+    child: Table
+    episodes: dict[FieldId, Table]
+    carers: Table | None
+    involvements: tuple[Table, ...]
+
+
+def reflect_tables(connection: Connection, mapping: Mapping) -> MappedTables:
+    """Reflect every table `mapping` names (run through `AsyncConnection.run_sync`).
+
+    Raises MappingError naming every missing table, or else every missing column, each with the
+    mapping key that names it, so one start-up shows the agency all it must fix.
+    """
+    existing = set(inspect(connection).get_table_names(schema=mapping.schema_))
+    missing_tables = sorted(mapping.tables() - existing)
+    if missing_tables:
+        where = f" in schema {mapping.schema_!r}" if mapping.schema_ else ""
+        raise MappingError(f"mapped tables not found in the database{where}: {missing_tables}")
+    metadata = MetaData(schema=mapping.schema_)
+    metadata.reflect(connection, only=sorted(mapping.tables()))
+    tables = {table.name: table for table in metadata.tables.values()}
+    missing = [
+        f"{key} names column {column!r}, which table {table!r} does not have"
+        for key, table, column in mapping.columns()
+        if column not in tables[table].columns
+    ]
+    if missing:
+        raise MappingError("; ".join(missing))
+    return MappedTables(
+        child=tables[mapping.child.table],
+        episodes={field: tables[e.table] for field, e in mapping.episodes().items()},
+        carers=None if mapping.carers is None else tables[mapping.carers.table],
+        involvements=tuple(tables[i.table] for i in mapping.involvements),
+    )

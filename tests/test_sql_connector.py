@@ -1,0 +1,342 @@
+"""The SQL connector over real SQLite files and the machine's PostgreSQL, served over HTTP: the
+worked case records schema answers as the reference file connector does for the same records."""
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import event, insert
+
+from connectors.protocol import (
+    LOOKUP_PATH,
+    Caller,
+    ConnectorRecord,
+    Demographics,
+    Identifiers,
+    LookupRequest,
+    LookupResponse,
+)
+from connectors.records import FileBackend
+from connectors.reference import REFERENCE_AGENCIES
+from connectors.serving import BackgroundServer
+from connectors.sql import (
+    SqlBackend,
+    create_engine,
+    create_sql_app,
+    load_mapping,
+    open_tables,
+    prepare,
+    refresh_blocking_keys,
+    sql_profile,
+)
+from connectors.sql import la_case_records as case_records
+from connectors.sql.la_case_records.schema import child_protection_plans, children
+from connectors.synthetic import generate_population
+
+POPULATION = generate_population(11, 500)
+RECORDS = POPULATION.social_care
+SOCIAL_CARE_FIELDS = list(REFERENCE_AGENCIES["social_care"].provides)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """An empty database of this test's own: a SQLite file, or a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'case-records.db'}"
+        return
+    url, schema = request.getfixturevalue("postgres_schema")
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"{url.replace('postgresql://', 'postgresql+psycopg://')}?options=-csearch_path%3D{schema}"
+
+
+def write(url: str, records) -> None:
+    asyncio.run(case_records.write_records(url, records))
+
+
+def request(
+    identifiers: Identifiers | None = None, demographics: Demographics | None = None
+) -> LookupRequest:
+    return LookupRequest(
+        request_id=f"req-{uuid.uuid4().hex[:8]}",
+        deadline=datetime.now(UTC) + timedelta(seconds=10),
+        purpose="SAFEGUARDING_ENQUIRY",
+        caller=Caller(role="social_worker", organisation="LA-TEST"),
+        identifiers=identifiers or Identifiers(),
+        demographics=demographics,
+        fields=SOCIAL_CARE_FIELDS,
+    )
+
+
+def post(url: str, lookup: LookupRequest) -> list[ConnectorRecord]:
+    response = httpx.post(url + LOOKUP_PATH, content=lookup.model_dump_json(), timeout=10)
+    assert response.status_code == 200, response.text
+    return LookupResponse.model_validate_json(response.content).records
+
+
+def described(record: ConnectorRecord) -> Demographics:
+    assert record.name is not None
+    return Demographics(
+        given=record.name.given,
+        family=record.name.family,
+        date_of_birth=record.date_of_birth,
+        postcode=None if record.address is None else record.address.postcode,
+    )
+
+
+def test_records_written_to_sql_come_back_through_the_connector_unchanged(database_url):
+    write(database_url, RECORDS)
+
+    with BackgroundServer(
+        create_sql_app(database_url=database_url, mapping=case_records.MAPPING)
+    ) as server:
+        found = {
+            record.record_id: post(server.url, request(Identifiers(local_id=record.record_id)))
+            for record in RECORDS
+        }
+
+    assert all(len(answer) == 1 for answer in found.values())
+    # Social care records carry nothing the schema drops (no school, GP, restricted flag).
+    assert [found[r.record_id][0] for r in RECORDS] == list(RECORDS)
+
+
+def test_identifier_lookups_use_nhs_number_upn_and_former_upn(database_url):
+    child = (
+        RECORDS[0]
+        .model_copy(
+            update={"identifiers": Identifiers(nhs_number="9434765919", local_id="LA-1")},
+        )
+        .model_copy(update={"record_id": "LA-1"})
+    )
+    write(database_url, [child])
+    asyncio.run(_set_upns(database_url, "LA-1", upn="A801200001001", former="B801200001002"))
+
+    with BackgroundServer(
+        create_sql_app(database_url=database_url, mapping=case_records.MAPPING)
+    ) as server:
+        by_nhs = post(server.url, request(Identifiers(nhs_number="9434765919")))
+        by_upn = post(server.url, request(Identifiers(upn="A801200001001")))
+        by_former = post(server.url, request(Identifiers(upn="B801200001002")))
+        by_other = post(server.url, request(Identifiers(nhs_number="9000000009")))
+        # An NHS number never matches a local id made of the same characters.
+        crossed = post(server.url, request(Identifiers(upn="LA-1")))
+
+    assert [r.record_id for r in by_nhs + by_upn + by_former] == ["LA-1"] * 3
+    assert by_upn[0].identifiers.upn == "A801200001001"
+    assert by_other == crossed == []
+
+
+async def _set_upns(url: str, child: str, *, upn: str, former: str) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            children.update()
+            .where(children.c.la_child_id == child)
+            .values(upn=upn, former_upn=former)
+        )
+    await engine.dispose()
+
+
+def test_demographic_search_finds_what_the_in_memory_index_finds(database_url):
+    write(database_url, RECORDS)
+    reference = FileBackend(RECORDS)
+    queries = [described(r) for r in RECORDS if r.name is not None][:60]
+
+    async def compare() -> list[tuple[list[str], list[str]]]:
+        mapping = load_mapping(case_records.MAPPING)
+        tables = await prepare(database_url, mapping)
+        backend = SqlBackend(create_engine(database_url), mapping, tables)
+        pairs = []
+        for query in queries:
+            sql = await backend.lookup(request(demographics=query))
+            memory = await reference.lookup(request(demographics=query))
+            pairs.append((sorted(r.record_id for r in sql), sorted(r.record_id for r in memory)))
+        await backend.engine.dispose()
+        return pairs
+
+    pairs = asyncio.run(compare())
+
+    assert all(sql == memory for sql, memory in pairs)
+    assert sum(len(sql) for sql, _ in pairs) >= len(queries)  # each finds at least itself
+
+
+def test_a_closed_plan_is_not_an_open_one(database_url):
+    child = next(r for r in RECORDS if r.indicators and r.indicators.child_protection_plan)
+    write(database_url, [child])
+    asyncio.run(_close_plans(database_url, child.record_id, ended=date(2020, 1, 1)))
+
+    with BackgroundServer(
+        create_sql_app(database_url=database_url, mapping=case_records.MAPPING)
+    ) as server:
+        (record,) = post(server.url, request(Identifiers(local_id=child.record_id)))
+
+    assert record.indicators is not None
+    assert record.indicators.child_protection_plan is False
+    assert record.indicators.child_in_need is True
+
+
+async def _close_plans(url: str, child: str, *, ended: date) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            child_protection_plans.update()
+            .where(child_protection_plans.c.la_child_id == child)
+            .values(start_date=date(2019, 1, 1), end_date=ended)
+        )
+    await engine.dispose()
+
+
+def test_a_child_added_after_start_up_is_found_by_demographics_once_refreshed(database_url):
+    newcomer, *others = RECORDS
+    write(database_url, others)
+    asyncio.run(_age_rows(database_url, hours=1))
+    search = request(demographics=described(newcomer))
+
+    with BackgroundServer(
+        create_sql_app(database_url=database_url, mapping=case_records.MAPPING)
+    ) as server:
+        write(database_url, [newcomer])
+        by_id = post(server.url, request(Identifiers(local_id=newcomer.record_id)))
+        before = post(server.url, search)
+        summary = asyncio.run(refresh_blocking_keys(database_url, case_records.MAPPING))
+        after = post(server.url, search)
+
+    assert [r.record_id for r in by_id] == [newcomer.record_id]  # identifiers: at once
+    assert newcomer.record_id not in {r.record_id for r in before}
+    assert newcomer.record_id in {r.record_id for r in after}
+    assert not summary.full
+    assert summary.children == 1  # only the rows changed since the last look
+
+
+async def _age_rows(url: str, *, hours: int) -> None:
+    """Make every child row look last changed `hours` ago, outside a refresh's overlap."""
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(
+            children.update().values(updated_at=datetime.now(UTC) - timedelta(hours=hours))
+        )
+    await engine.dispose()
+
+
+def test_a_serving_connector_refreshes_its_blocking_keys_by_itself(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'case-records.db'}"
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(
+        case_records.MAPPING.read_text().replace("refresh_seconds = 60", "refresh_seconds = 0.2")
+    )
+    newcomer, *others = RECORDS
+    write(url, others)
+
+    with BackgroundServer(create_sql_app(database_url=url, mapping=mapping)) as server:
+        write(url, [newcomer])
+        found = False
+        for _ in range(50):
+            found = newcomer.record_id in {
+                r.record_id for r in post(server.url, request(demographics=described(newcomer)))
+            }
+            if found:
+                break
+            asyncio.run(asyncio.sleep(0.1))
+
+    assert found
+
+
+def test_the_profile_says_what_the_mapping_provides():
+    profile = sql_profile(load_mapping(case_records.MAPPING))
+
+    assert set(profile.provides) == set(REFERENCE_AGENCIES["social_care"].provides)
+    assert profile.shield_authority
+    assert profile.default_port == REFERENCE_AGENCIES["social_care"].default_port
+
+
+# --- demographic search reads the blocks, not the table -------------------------------------
+
+LARGE = 30_000
+
+
+def _fill(path: Path) -> None:
+    """LARGE children with names, dates and postcodes spread like a city's."""
+    given = ["Amelia", "Oliver", "Isla", "Noah", "Ava", "Leo", "Mia", "Jack", "Ella", "Harry"]
+    family = [f"Family{n:03d}" for n in range(400)]
+    rows = [
+        {
+            "la_child_id": f"LA-{n:06d}",
+            "given_name": given[n % len(given)],
+            "family_name": family[(n * 7) % len(family)],
+            "birth_date": date(2008, 1, 1) + timedelta(days=(n * 13) % 6500),
+            "gender": "2",
+            "address_line1": f"{n} High Street",
+            "postcode": f"LS{n % 30} {n % 10}AB",
+            "shielded": False,
+            "updated_at": datetime.now(UTC),
+        }
+        for n in range(LARGE)
+    ]
+
+    async def load() -> None:
+        url = f"sqlite+aiosqlite:///{path}"
+        await case_records.create_tables(url)
+        engine = create_engine(url)
+        async with engine.begin() as connection:
+            await connection.execute(insert(children), rows)
+        await engine.dispose()
+
+    asyncio.run(load())
+
+
+def test_demographic_search_on_a_large_table_reads_indexes_only(tmp_path):
+    path = tmp_path / "large.db"
+    _fill(path)
+    url = f"sqlite+aiosqlite:///{path}"
+    issued: list[tuple[str, tuple]] = []
+
+    async def search() -> list[ConnectorRecord]:
+        mapping = load_mapping(case_records.MAPPING)
+        await prepare(url, mapping)
+        engine = create_engine(url)
+        backend = SqlBackend(engine, mapping, await open_tables(engine, mapping))
+
+        @event.listens_for(engine.sync_engine, "before_cursor_execute")
+        def record(conn, cursor, statement, parameters, context, executemany):
+            issued.append((statement, tuple(parameters)))
+
+        query = Demographics(
+            given="Amelia", family="Family000", date_of_birth=date(2008, 1, 1), postcode="LS0 0AB"
+        )
+        found = await backend.lookup(request(demographics=query))
+        await engine.dispose()
+        return found
+
+    found = asyncio.run(search())
+    with sqlite3.connect(path) as db:
+        plans = [
+            " / ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {statement}", params))
+            for statement, params in issued
+            if statement.lstrip().upper().startswith("SELECT")
+        ]
+
+    assert "LA-000000" in {r.record_id for r in found}
+    assert plans
+    # SQLite says SCAN for a full table scan and SEARCH for an index lookup.
+    assert not [plan for plan in plans if "SCAN children" in plan or "SCAN childlookup" in plan]
+    assert all("SEARCH" in plan for plan in plans)
+
+
+def test_an_unreachable_database_stops_start_up_without_showing_its_password():
+    from connectors.serving import free_port
+    from connectors.sql import DatabaseUnreachable
+
+    url = f"postgresql+psycopg://lookup:s3cret@127.0.0.1:{free_port()}/cases"
+
+    with pytest.raises(DatabaseUnreachable) as refused:
+        create_sql_app(database_url=url, mapping=case_records.MAPPING)
+
+    assert "127.0.0.1" in str(refused.value)
+    assert "s3cret" not in str(refused.value)
