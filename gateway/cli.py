@@ -45,6 +45,7 @@ def _demo(args: argparse.Namespace) -> int:
             children=args.children,
             state_dir=args.state_dir,
             latency_ms=args.latency_ms,
+            agency_formats=args.agency_formats,
         )
     )
     return 0
@@ -302,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--children", type=int, default=2000)
     demo.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
     demo.add_argument("--latency-ms", type=float, default=0.0, help="added connector latency")
+    demo.add_argument(
+        "--agency-formats",
+        action="store_true",
+        help="agencies answer from real formats: health from a FHIR (PDS, CP-IS) test server, "
+        "social care from SQL (SQLite), education from Common Transfer Files",
+    )
     demo.set_defaults(run=_demo)
 
     serve = commands.add_parser("serve", help="run the gateway against configured connectors")

@@ -13,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import shlex
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.reference import REFERENCE_AGENCIES, create_reference_app
+from starlette.applications import Starlette
+
+from connectors.reference import REFERENCE_AGENCIES, AgencyProfile, create_reference_app
 from connectors.serving import ServedApp, bind_socket, run, serve_all, socket_url
 from connectors.synthetic import Population, generate_population, showcase, write_population
 from connectors.trust import (
@@ -29,6 +32,7 @@ from connectors.trust import (
 from gateway.app import create_app
 from gateway.components import build_components
 from gateway.config import Mode, Settings, SourceConfig
+from gateway.demo_formats import FormatConnector, format_connectors
 from gateway.tokens import DEV_TOKEN_TTL_S, ensure_dev_keys, issue_dev_token
 
 DEMO_ROLES = (
@@ -45,7 +49,19 @@ def reference_source(
     agency: str, url: str, *, timeout_ms: int = 1_000, answer_key_file: Path | None = None
 ) -> SourceConfig:
     """The source entry for one of the reference agencies, from its published profile."""
-    profile = REFERENCE_AGENCIES[agency]
+    return agency_source(
+        REFERENCE_AGENCIES[agency], url, timeout_ms=timeout_ms, answer_key_file=answer_key_file
+    )
+
+
+def agency_source(
+    profile: AgencyProfile,
+    url: str,
+    *,
+    timeout_ms: int = 1_000,
+    answer_key_file: Path | None = None,
+) -> SourceConfig:
+    """The source entry for an agency's connector, from its profile."""
     return SourceConfig.model_validate(
         {
             "name": profile.name,
@@ -67,6 +83,7 @@ class DemoOptions:
     children: int
     state_dir: Path
     latency_ms: float
+    agency_formats: bool = False
 
 
 def _bind_preferred(host: str, port: int) -> socket.socket:
@@ -90,23 +107,26 @@ def run_demo(options: DemoOptions) -> None:
     gateway_sock = bind_socket(options.host, options.port)
     gateway_keys = PublishedKeys(socket_url(gateway_sock) + JWKS_PATH)
     served: list[ServedApp] = []
+    backing: list[ServedApp] = []
     sources: list[SourceConfig] = []
-    for name, profile in REFERENCE_AGENCIES.items():
-        sock = _bind_preferred(options.host, profile.default_port)
+    if options.agency_formats:
+        connectors = format_connectors(population, population_dir, state, options.host)
+    else:
+        connectors = _reference_connectors(population_dir, options.latency_ms)
+    for name, connector in connectors.items():
+        sock = _bind_preferred(options.host, connector.profile.default_port)
         answer_key = state / f"connector-{name}-key.pem"
         answer_public_key = state / f"connector-{name}-key.pub.pem"
         ensure_key_pair(answer_key, answer_public_key)
-        app = create_reference_app(
-            name,
-            population_dir / f"{name}.jsonl",
-            options.latency_ms,
-            verifier=RequestVerifier(gateway_keys, issuer=settings.gateway_id),
-            signer=AnswerSigner.from_pem_file(answer_key),
+        app = connector.build(
+            RequestVerifier(gateway_keys, issuer=settings.gateway_id),
+            AnswerSigner.from_pem_file(answer_key),
         )
         served.append(ServedApp(name, app, sock))
+        backing.extend(connector.backing)
         sources.append(
-            reference_source(
-                name,
+            agency_source(
+                connector.profile,
                 served[-1].url,
                 timeout_ms=CONNECTOR_TIMEOUT_MS,
                 answer_key_file=answer_public_key,
@@ -117,19 +137,43 @@ def run_demo(options: DemoOptions) -> None:
     def banner() -> None:
         print(
             _banner(
-                gateway.url, served, key_path.read_bytes(), settings, examples, searches, state
+                gateway.url,
+                served,
+                {name: connector.reads for name, connector in connectors.items()},
+                key_path.read_bytes(),
+                settings,
+                examples,
+                searches,
+                state,
             ),
             flush=True,
         )
 
     with contextlib.suppress(KeyboardInterrupt):
-        run(serve_all([*served, gateway], on_started=banner))
+        run(serve_all([*backing, *served, gateway], on_started=banner))
     print("childlookup demo stopped.")
+
+
+def _reference_connectors(population_dir: Path, latency_ms: float) -> dict[str, FormatConnector]:
+    """The three reference connectors, each over its agency's JSON Lines file."""
+
+    def reference(name: str) -> Callable[[RequestVerifier, AnswerSigner], Starlette]:
+        def build(verifier: RequestVerifier, signer: AnswerSigner) -> Starlette:
+            records = population_dir / f"{name}.jsonl"
+            return create_reference_app(name, records, latency_ms, verifier=verifier, signer=signer)
+
+        return build
+
+    return {
+        name: FormatConnector(profile, reference(name), f"{population_dir / name}.jsonl")
+        for name, profile in REFERENCE_AGENCIES.items()
+    }
 
 
 def _banner(
     url: str,
     connectors: list[ServedApp],
+    reads: dict[str, str],
     private_key: bytes,
     settings: Settings,
     examples: dict[str, str],
@@ -142,7 +186,8 @@ def _banner(
         "",
         f"  GraphiQL:  {url}/graphql",
         f"  Health:    {url}/healthz   Ready: {url}/readyz",
-        "  Connectors: " + ", ".join(f"{c.name} {c.url}" for c in connectors),
+        "  Connectors:",
+        *(f"    {c.name} {c.url}, reading {reads[c.name]}" for c in connectors),
         "",
         "Bearer tokens (paste into GraphiQL's Headers tab as"
         ' {"Authorization": "Bearer <token>"}):',

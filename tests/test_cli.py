@@ -160,21 +160,30 @@ def test_serve_and_token_work_on_their_own_from_a_fresh_state_dir(tmp_path):
     assert code == 0
 
 
-def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path, capsys):
-    port = free_port()
+def _start_demo(port: int, state_dir: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
+    """The demo as a process, and its banner once printed in full."""
     demo = subprocess.Popen(
-        [*CLI, "demo", "--port", str(port), "--children", "600", "--state-dir", str(tmp_path)],
+        [
+            *(*CLI, "demo", "--port", str(port), "--children", "600"),
+            *("--state-dir", str(state_dir), *options),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    banner = ""
+    deadline = time.monotonic() + 60
+    while "More tokens" not in banner and time.monotonic() < deadline:
+        line = demo.stdout.readline()
+        assert line, demo.stderr.read()
+        banner += line
+    return demo, banner
+
+
+def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path, capsys):
+    port = free_port()
+    demo, banner = _start_demo(port, tmp_path)
     try:
-        banner = ""
-        deadline = time.monotonic() + 60
-        while "More tokens" not in banner and time.monotonic() < deadline:
-            line = demo.stdout.readline()
-            assert line, demo.stderr.read()
-            banner += line
         assert f"http://127.0.0.1:{port}/graphql" in banner
         token = re.search(r"social_worker \(.*\):\n\s+(\S+)", banner).group(1)
         nhs = re.search(r"child protection plan\s+(\d{10})", banner).group(1)
@@ -214,3 +223,48 @@ def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path, c
     assert code == 0
     assert "stopped" in demo.stdout.read()
     assert NHS not in banner
+
+
+def test_demo_with_agency_formats_answers_from_fhir_sql_and_ctf(tmp_path):
+    """The same children, served from a FHIR (PDS, CP-IS) test server, the case records schema
+    on SQLite and a folder of Common Transfer Files."""
+    port = free_port()
+    demo, banner = _start_demo(port, tmp_path, "--agency-formats")
+    try:
+        assert "reading FHIR R4: PDS at" in banner
+        assert "reading SQL: " in banner
+        assert "reading Common Transfer Files in" in banner
+        token = re.search(r"social_worker \(.*\):\n\s+(\S+)", banner).group(1)
+        nhs = re.search(r"child protection plan\s+(\d{10})", banner).group(1)
+        query = f'{{ child(nhsNumber: "{nhs}", purpose: SAFEGUARDING_ENQUIRY) {{ outcome'
+        query += " sources { source status } records { source method }"
+        query += " child { indicators { childProtectionPlan { value } }"
+        query += " involvements { service practitioner { phone } } } } }"
+        lookup = graphql(port, query, token)["data"]["child"]
+        assert lookup["outcome"] == "FOUND"
+        assert lookup["child"]["indicators"]["childProtectionPlan"]["value"] is True
+        # Health answered from PDS by NHS number, social care from SQL by NHS number.
+        assert {(r["source"], r["method"]) for r in lookup["records"]} >= {
+            ("health", "NHS_NUMBER"),
+            ("social_care", "NHS_NUMBER"),
+        }
+        # CP-IS names the responsible authority's office-hours desk.
+        services = {i["service"] for i in lookup["child"]["involvements"]}
+        assert any("child protection plan" in (service or "") for service in services)
+        shielded = re.search(r"shielded\s+(\d{10})", banner).group(1)
+        withheld = graphql(
+            port,
+            f'{{ child(nhsNumber: "{shielded}", purpose: SAFEGUARDING_ENQUIRY)'
+            " { outcome withheld { field source reason } } }",
+            token,
+        )["data"]["child"]
+        assert {"field": "address", "source": "social_care", "reason": "SHIELDED"} in withheld[
+            "withheld"
+        ]
+        # The printed UPN search finds the pupil in the CTF folder.
+        upn_search = re.search(r"^\s+(\{ child\(upn.*)$", banner, re.M).group(1)
+        found = graphql(port, upn_search, token)["data"]["child"]
+        assert {(r["source"], r["method"]) for r in found["records"]} >= {("education", "UPN")}
+    finally:
+        code = stop(demo)
+    assert code == 0
