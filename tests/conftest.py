@@ -115,6 +115,21 @@ def postgres_schema() -> Iterator[tuple[str, str]]:
         conn.execute(f'DROP ROLE IF EXISTS "{schema}_writer"')
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> Iterator[str]:
+    """An empty database of this test's own for the SQL connector (SQLAlchemy URL): a SQLite
+    file, or a PostgreSQL schema (dropped afterwards, by `postgres_schema`)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'case-records.db'}"
+        return
+    url, schema = request.getfixturevalue("postgres_schema")
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    yield f"{url.replace('postgresql://', 'postgresql+psycopg://')}?options=-csearch_path%3D{schema}"
+
+
 @pytest.fixture
 def redis_prefix() -> Iterator[tuple[str, str]]:
     """(Redis URL, a key prefix of this test's own), its keys deleted afterwards."""

@@ -6,7 +6,8 @@ from datetime import date
 
 import pytest
 
-from connectors.fhir import SandboxFault, SpineError
+from connectors.fhir import FhirSandbox, SandboxFault, SpineError
+from connectors.fhir.terminology import PDS_MAX_RESULTS
 from connectors.protocol import (
     Demographics,
     ErrorCode,
@@ -16,6 +17,7 @@ from connectors.protocol import (
     LookupResponse,
     Sex,
 )
+from connectors.search import DEFAULT_LIMIT
 from tests.fhir_population import (
     AMELIA,
     AUTHORITY,
@@ -23,6 +25,7 @@ from tests.fhir_population import (
     OLIVER,
     ZARA,
     Stack,
+    child,
     nhs_number,
     running_stack,
     sandbox,
@@ -183,10 +186,27 @@ def test_a_multi_match_search_returns_every_namesake(stack):
     assert sorted(r.record_id for r in found) == sorted(n.identifiers.nhs_number for n in NOAHS)
 
 
-def test_too_many_namesakes_is_a_refusal_never_an_empty_answer(stack):
-    response = stack.lookup(
-        demographics=Demographics(given="Jack", family="Smith", date_of_birth=date(2016, 1, 1))
-    )
+JACK_SMITH = Demographics(given="Jack", family="Smith", date_of_birth=date(2016, 1, 1))
+
+
+def test_more_namesakes_than_the_limit_are_capped_to_the_strongest_not_refused(stack):
+    """PDS answers TOO_MANY_MATCHES to a search for ten when twelve match; the connector asks
+    again for as many as PDS gives and answers with ten, as every connector caps its answer."""
+    found = records(stack.lookup(demographics=JACK_SMITH))
+
+    assert len(found) == DEFAULT_LIMIT
+    assert {(r.name.given, r.name.family) for r in found if r.name} == {("Jack", "Smith")}
+    assert any("_max-results=10" in call for call in stack.sandbox.calls)
+    assert any("_max-results=50" in call for call in stack.sandbox.calls)
+
+
+def test_more_namesakes_than_pds_ever_returns_is_a_refusal_never_an_empty_answer():
+    crowd = [
+        child(100 + i, "Jack", "Smith", date(2016, 1, 1), Sex.MALE, f"LS{1 + i % 20} 5EF")
+        for i in range(PDS_MAX_RESULTS + 1)
+    ]
+    with running_stack(FhirSandbox(crowd, [])) as stack:
+        response = stack.lookup(demographics=JACK_SMITH)
 
     assert error(response) == (400, ErrorCode.BAD_REQUEST)
     assert "Too many PDS records" in response.text

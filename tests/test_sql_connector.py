@@ -4,7 +4,6 @@ worked case records schema answers as the reference file connector does for the 
 import asyncio
 import sqlite3
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -41,20 +40,6 @@ from connectors.synthetic import generate_population
 POPULATION = generate_population(11, 500)
 RECORDS = POPULATION.social_care
 SOCIAL_CARE_FIELDS = list(REFERENCE_AGENCIES["social_care"].provides)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> Iterator[str]:
-    """An empty database of this test's own: a SQLite file, or a PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'case-records.db'}"
-        return
-    url, schema = request.getfixturevalue("postgres_schema")
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    yield f"{url.replace('postgresql://', 'postgresql+psycopg://')}?options=-csearch_path%3D{schema}"
 
 
 def write(url: str, records) -> None:

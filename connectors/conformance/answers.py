@@ -75,6 +75,8 @@ async def returns_only_requested_fields(session: Session) -> Verdict:
 async def withholds_sensitive_service_details(session: Session) -> Verdict:
     if FieldId.INVOLVEMENTS not in session.holdings.fields:
         return Verdict.skipped("the agency does not provide involvements")
+    if FieldId.SENSITIVE_SERVICE_DETAILS not in session.holdings.fields:
+        return Verdict.skipped("the agency holds no sensitive services")
     sensitive = await _sensitive_involvements(session, [FieldId.INVOLVEMENTS])
     if not sensitive:
         return Verdict.failed("the plain child's sensitive involvement did not come back")
@@ -85,14 +87,13 @@ async def withholds_sensitive_service_details(session: Session) -> Verdict:
         )
     if any(involvement.broker is None for involvement in sensitive):
         return Verdict.failed("a sensitive involvement came back without its broker")
-    if FieldId.SENSITIVE_SERVICE_DETAILS in session.holdings.fields:
-        asked = [FieldId.INVOLVEMENTS, FieldId.SENSITIVE_SERVICE_DETAILS]
-        detailed = await _sensitive_involvements(session, asked)
-        if not any(_provider_shown(involvement) for involvement in detailed):
-            return Verdict.failed(
-                "sensitive_service_details was asked for and provided, yet no sensitive "
-                "involvement came back with its service"
-            )
+    asked = [FieldId.INVOLVEMENTS, FieldId.SENSITIVE_SERVICE_DETAILS]
+    detailed = await _sensitive_involvements(session, asked)
+    if not any(_provider_shown(involvement) for involvement in detailed):
+        return Verdict.failed(
+            "sensitive_service_details was asked for and provided, yet no sensitive "
+            "involvement came back with its service"
+        )
     return Verdict.passed()
 
 

@@ -226,7 +226,7 @@ def _agency_record(child: _Child, held: Holdings, record_id: str) -> ConnectorRe
             ),
             Carer(name=f"Sam {child.family}", relationship="father", parental_responsibility=True),
         ],
-        involvements=list(_involvements(held.agency)),
+        involvements=list(_involvements(held.agency, held.fields)),
         indicators=Indicators(
             child_protection_plan=False, looked_after=False, child_in_need=True, early_help=False
         ),
@@ -236,9 +236,10 @@ def _agency_record(child: _Child, held: Holdings, record_id: str) -> ConnectorRe
     return minimise(whole, held.fields)
 
 
-def _involvements(agency: str) -> Iterator[Involvement]:
-    """An ordinary lead involvement, and a sensitive one whose provider only
-    `sensitive_service_details` releases (its broker is always released)."""
+def _involvements(agency: str, fields: Collection[FieldId]) -> Iterator[Involvement]:
+    """An ordinary lead involvement and, for an agency providing `sensitive_service_details`
+    (one that holds sensitive services at all), a sensitive one whose provider only that field
+    releases (its broker is always released)."""
     yield Involvement(
         service=f"Conformance {agency.replace('_', ' ')} service",
         organisation="Conformance Borough",
@@ -246,6 +247,8 @@ def _involvements(agency: str) -> Iterator[Involvement]:
         lead=True,
         since=date(2024, 9, 2),
     )
+    if FieldId.SENSITIVE_SERVICE_DETAILS not in fields:
+        return
     yield Involvement(
         service="Conformance sexual health clinic",
         organisation="Conformance Sexual Health",

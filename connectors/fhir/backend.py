@@ -32,10 +32,11 @@ from pydantic import ValidationError
 
 from connectors.backend import ConnectorError
 from connectors.fhir.client import FhirClient
+from connectors.fhir.outcomes import TooManyMatches
 from connectors.fhir.patients import confidentiality, nhs_number, record_from_patient
 from connectors.fhir.plans import indicators, involvements, plans_from_flags
-from connectors.fhir.searches import plan_searches
-from connectors.fhir.terminology import Confidentiality
+from connectors.fhir.searches import PdsSearch, plan_searches
+from connectors.fhir.terminology import PDS_MAX_RESULTS, Confidentiality
 from connectors.protocol import ConnectorRecord, ErrorCode, FieldId, LookupRequest
 from connectors.search import DEFAULT_LIMIT
 
@@ -101,10 +102,7 @@ class FhirBackend:
                 "birth, sex and postcode, to search.",
             )
         bundles = await asyncio.gather(
-            *(
-                self._pds.search("Patient", search.params(), deadline=request.deadline)
-                for search in searches
-            )
+            *(self._search_once(search, request.deadline) for search in searches)
         )
         best: dict[str, tuple[float, Patient]] = {}  # in the order first found
         for bundle in bundles:
@@ -114,6 +112,18 @@ class FhirBackend:
                     best[key] = (score, patient)
         ranked = sorted(best.values(), key=lambda entry: -entry[0])  # stable: ties keep order
         return [patient for _, patient in ranked[:DEFAULT_LIMIT]]
+
+    async def _search_once(self, search: PdsSearch, deadline: datetime) -> Bundle | None:
+        """One search, asking for `DEFAULT_LIMIT` matches; when more match, PDS returns none of
+        them, so once more asking for as many as PDS gives. The strongest `DEFAULT_LIMIT` of
+        those are the answer, as from any connector: a crowd of namesakes is a capped list the
+        gateway calls ambiguous, not a failed source. Only more than PDS ever returns is
+        refused (TOO_MANY_MATCHES, BAD_REQUEST)."""
+        try:
+            return await self._pds.search("Patient", search.params(), deadline=deadline)
+        except TooManyMatches:
+            wider = search.params(PDS_MAX_RESULTS)
+            return await self._pds.search("Patient", wider, deadline=deadline)
 
     async def _record(
         self, found: _Found, request: LookupRequest, fetched_at: datetime

@@ -29,10 +29,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
-from connectors.fhir.terminology import SpineError
+from connectors.fhir.terminology import PDS_MAX_RESULTS, SpineError
 from connectors.search import soundex
 
-MAX_RESULTS: Final = 50
 EXACT: Final = 1.0
 PARTIAL: Final = 0.9
 """A wildcard, one part of a compound name, or a previous name."""
@@ -306,10 +305,11 @@ def _flag(value: str | None, name: str) -> bool:
 
 def _max_results(value: str | None) -> int:
     if value is None:
-        return MAX_RESULTS
-    if not value.isdigit() or not 1 <= int(value) <= MAX_RESULTS:
+        return PDS_MAX_RESULTS
+    if not value.isdigit() or not 1 <= int(value) <= PDS_MAX_RESULTS:
         raise SearchRefused(
-            SpineError.INVALID_VALUE, f"Invalid value in field '_max-results'; 1 to {MAX_RESULTS}"
+            SpineError.INVALID_VALUE,
+            f"Invalid value in field '_max-results'; 1 to {PDS_MAX_RESULTS}",
         )
     return int(value)
 

@@ -58,6 +58,16 @@ def _spine_system(system: str | None) -> bool:
     return system is None or system.endswith("/Spine-ErrorOrWarningCode")
 
 
+class TooManyMatches(ConnectorError):
+    """More patients match a search than it asked for at most: PDS returns none of them."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__(
+            ErrorCode.BAD_REQUEST,
+            f"Too many {service} records match these details; give more of them to narrow it.",
+        )
+
+
 def refusal(service: str, status: int, code: str | None) -> ConnectorError:
     """The `ConnectorError` for an HTTP `status` and Spine `code` from `service` ("PDS", "CP-IS").
 
@@ -68,10 +78,7 @@ def refusal(service: str, status: int, code: str | None) -> ConnectorError:
     timeout or a server error. Anything else unexpected is INTERNAL.
     """
     if code == SpineError.TOO_MANY_MATCHES:
-        return ConnectorError(
-            ErrorCode.BAD_REQUEST,
-            f"Too many {service} records match these details; give more of them to narrow it.",
-        )
+        return TooManyMatches(service)
     if code == SpineError.INVALID_SEARCH_DATA:
         return ConnectorError(
             ErrorCode.BAD_REQUEST, f"{service} cannot search with these details; give more of them."

@@ -18,8 +18,9 @@ details allow, each catching a different drift, and merges what they find:
 When no fuzzy search is possible but family name and date of birth are known, one non-fuzzy
 search with them (and the given name and gender when known) is made, searching history too.
 Fewer details than that is no PDS search at all; `plan_searches` returns none and the backend says
-so rather than answer "no record". Every search asks for at most `DEFAULT_LIMIT` results, so a
-common name answers TOO_MANY_MATCHES instead of a list of other children.
+so rather than answer "no record". Every search asks for at most `DEFAULT_LIMIT` results, so PDS
+lists no more children than an answer may hold; a crowd of namesakes answers TOO_MANY_MATCHES, and
+the backend asks again for more only then (`FhirBackend._search_once`).
 """
 
 from __future__ import annotations

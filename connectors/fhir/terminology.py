@@ -23,6 +23,8 @@ RELATIONSHIP_ROLE_SYSTEM: Final = (
 SNOMED_SYSTEM: Final = "http://snomed.info/sct"
 PATIENT_FLAG_CATEGORY_SYSTEM: Final = "https://fhir.nhs.uk/England/CodeSystem/PatientFlagCategory"
 CPIS_CATEGORY: Final = "CP-IS"
+PDS_MAX_RESULTS: Final = 50
+"""The most matches one PDS search returns (`_max-results` is 1 to 50); more is TOO_MANY_MATCHES."""
 EMERGENCY_DUTY_PURPOSE: Final = "Emergency Duty Team phone number"
 """`Organization.contact.purpose.text` naming the authority's out-of-hours number, as NHS England's
 Digital Child Health specification sets it for the same CP-IS data item."""
