@@ -346,15 +346,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    configure_logging()
+def run_command(args: argparse.Namespace, prog: str) -> int:
+    """Run the parsed command; a mistake or an unusable file is one line naming it (exit 2)."""
     try:
         code: int = args.run(args)
     except (ValueError, OSError) as exc:
-        print(f"childlookup-connector: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 2
     return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    return run_command(args, "childlookup-connector")
 
 
 if __name__ == "__main__":

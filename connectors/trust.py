@@ -33,6 +33,7 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from jwt.utils import base64url_decode
 
 ALGORITHM: Final = "ES256"
@@ -124,16 +125,22 @@ def ensure_key_pair(private_path: Path, public_path: Path) -> Path:
         return private_path
     private_path.parent.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
+    write_private_key(private_path, key)
+    write_public_key(public_path, key.public_key())
+    return private_path
+
+
+def write_private_key(path: Path, key: PrivateKeyTypes) -> None:
+    """Write `key` as unencrypted PKCS#8 PEM, readable by its owner only from the moment the file
+    exists (never world-readable, even briefly)."""
     pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
         out.write(pem)
-    write_public_key(public_path, key.public_key())
-    return private_path
 
 
 def write_public_key(path: Path, public_key: ec.EllipticCurvePublicKey) -> None:

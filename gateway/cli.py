@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.cli import add_commands as add_connector_commands
-from connectors.cli import add_tls_arguments, tls_files
+from connectors.cli import add_tls_arguments, run_command, tls_files
 from gateway.config import Mode, ServerTls, Settings
 from gateway.logs import configure as configure_logging
 
@@ -443,12 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging()
-    try:
-        code: int = args.run(args)
-    except (ValueError, OSError) as exc:
-        print(f"childlookup: {exc}", file=sys.stderr)
-        return 2
-    return code
+    return run_command(args, "childlookup")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ children either way - less what each real format cannot carry (docs/connectors.m
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +43,7 @@ from connectors.sql import create_sql_app, sql_profile
 from connectors.sql.la_case_records import MAPPING, write_records
 from connectors.sql.mapping import load_mapping
 from connectors.synthetic import Population
-from connectors.trust import AnswerSigner, RequestVerifier
+from connectors.trust import AnswerSigner, RequestVerifier, write_private_key
 
 _FHIR_CLIENT_ID: Final = "childlookup-demo-health-connector"
 _FHIR_KEY_ID: Final = "demo-1"
@@ -138,12 +137,5 @@ def _rsa_key(path: Path) -> rsa.RSAPrivateKey:
         if isinstance(key, rsa.RSAPrivateKey):
             return key
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
+    write_private_key(path, key)
     return key

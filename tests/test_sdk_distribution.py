@@ -72,19 +72,28 @@ def test_the_sdk_installs_without_the_gateway_or_its_libraries(sdk_python: Path)
     assert found.strip() == "{" + ", ".join(f'"{m}": false' for m in GATEWAY_ONLY) + "}"
 
 
+def _serve(sdk_python: Path, cwd: Path, *arguments: str | Path) -> subprocess.Popen[str]:
+    """`childlookup-connector serve` of the installed SDK, run outside the repository so that
+    nothing can be imported from the working tree."""
+    return subprocess.Popen(
+        [sdk_python.parent / "childlookup-connector", "serve", *arguments],
+        cwd=cwd,
+        env=_SDK_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+_SDK_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 def test_the_installed_sdk_serves_a_lookup(sdk_python: Path, tmp_path: Path):
     records = tmp_path / "health.jsonl"
     records.write_text(health_record().model_dump_json() + "\n", encoding="utf-8")
     port = free_port()
-    command = Path(sdk_python).parent / "childlookup-connector"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    connector = subprocess.Popen(
-        [command, "serve", "--agency", "health", "--records", records, "--port", str(port)],
-        cwd=tmp_path,  # not the repository: nothing may be imported from the working tree
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    connector = _serve(
+        sdk_python, tmp_path, "--agency", "health", "--records", records, "--port", str(port)
     )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -109,29 +118,28 @@ def test_the_installed_sdk_serves_a_lookup(sdk_python: Path, tmp_path: Path):
 def test_the_installed_sdk_passes_its_own_conformance_kit(sdk_python: Path, tmp_path: Path):
     """What an agency does before go-live with nothing but the SDK: write the dataset, serve it
     trusting the kit as its gateway, and run the checks."""
-    command = Path(sdk_python).parent / "childlookup-connector"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    command = sdk_python.parent / "childlookup-connector"
 
     def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [command, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+            [command, *args],
+            cwd=tmp_path,
+            env=_SDK_ENV,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     assert run("check", "--write-dataset", "dataset").returncode == 0
     assert run("keygen", "answer-key.pem").returncode == 0
     port, jwks_port = free_port(), free_port()
-    connector = subprocess.Popen(
-        [
-            *(command, "serve", "--agency", "social_care", "--port", str(port)),
-            *("--records", "dataset/social_care.jsonl", "--signing-key", "answer-key.pem"),
-            *("--gateway-jwks", f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json"),
-            *("--gateway-issuer", "childlookup-conformance"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    connector = _serve(
+        sdk_python,
+        tmp_path,
+        *("--agency", "social_care", "--port", str(port)),
+        *("--records", "dataset/social_care.jsonl", "--signing-key", "answer-key.pem"),
+        *("--gateway-jwks", f"http://127.0.0.1:{jwks_port}/.well-known/jwks.json"),
+        *("--gateway-issuer", "childlookup-conformance"),
     )
     try:
         url = f"http://127.0.0.1:{port}"

@@ -13,7 +13,7 @@ tells the connector what they mean. Every column a lookup filters on is indexed.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import (
     Boolean,
@@ -38,14 +38,21 @@ GENDER_CODES: Final = ("0", "1", "2", "9")
 metadata = MetaData()
 
 
-def _child() -> Column[str]:
-    """The child a row is about; deleting the child deletes its rows."""
-    return Column(
-        "la_child_id",
-        String(LA_CHILD_ID),
-        ForeignKey("children.la_child_id", ondelete="CASCADE"),
-        nullable=False,
-        index=True,
+def _per_child(name: str, *columns: Column[Any]) -> Table:
+    """A table of rows about one child each (episodes, plans, carers): a row id and the child's
+    key, indexed; deleting the child deletes its rows."""
+    return Table(
+        name,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column(
+            "la_child_id",
+            String(LA_CHILD_ID),
+            ForeignKey("children.la_child_id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
+        *columns,
     )
 
 
@@ -73,11 +80,8 @@ children = Table(
     Index("children_updated_at", "updated_at"),
 )
 
-cin_episodes = Table(
+cin_episodes = _per_child(
     "cin_episodes",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    _child(),
     Column("referral_date", Date, nullable=False),
     Column("referral_source", String(8)),
     Column("primary_need_code", String(8)),
@@ -85,33 +89,24 @@ cin_episodes = Table(
     Column("reason_for_closure", String(8)),
 )
 
-child_protection_plans = Table(
+child_protection_plans = _per_child(
     "child_protection_plans",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    _child(),
     Column("start_date", Date, nullable=False),
     Column("end_date", Date),
     Column("initial_category_of_abuse", String(8)),
     Column("latest_category_of_abuse", String(8)),
 )
 
-section47_enquiries = Table(
+section47_enquiries = _per_child(
     "section47_enquiries",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    _child(),
     Column("actual_start_date", Date, nullable=False),
     Column("initial_cpc_target", Date),
     Column("date_of_initial_cpc", Date),
     Column("icpc_not_required", Boolean),
 )
 
-looked_after_episodes = Table(
+looked_after_episodes = _per_child(
     "looked_after_episodes",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    _child(),
     Column("start_date", Date, nullable=False),
     Column("reason_new_episode", String(8)),
     Column("legal_status", String(8)),
@@ -126,20 +121,14 @@ looked_after_episodes = Table(
     Column("school_urn", String(8)),
 )
 
-early_help_episodes = Table(
+early_help_episodes = _per_child(
     "early_help_episodes",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    _child(),
     Column("start_date", Date, nullable=False),
     Column("end_date", Date),
 )
 
-allocations = Table(
+allocations = _per_child(
     "allocations",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    _child(),
     Column("position", Integer, nullable=False, default=0),
     Column("service", String(100), nullable=False),
     Column("team", String(200)),
@@ -152,11 +141,8 @@ allocations = Table(
     Column("end_date", Date),
 )
 
-carers = Table(
+carers = _per_child(
     "carers",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    _child(),
     Column("position", Integer, nullable=False, default=0),
     Column("name", String(200), nullable=False),
     Column("relationship", String(100), nullable=False),
