@@ -59,7 +59,7 @@ async def insert_records(connection: AsyncConnection, records: Iterable[Connecto
             await connection.execute(delete(table).where(table.c.la_child_id.in_(ids)))
         rows: dict[str, list[dict[str, Any]]] = {}
         for record in batch:
-            for table_name, row in _rows(record):
+            for table_name, row in record_rows(record):
                 rows.setdefault(table_name, []).append(row)
         for table in (children, *_DEPENDENT):
             if rows.get(table.name):
@@ -79,8 +79,9 @@ def _batches(records: Iterable[ConnectorRecord]) -> Iterator[Sequence[ConnectorR
         yield batch
 
 
-def _rows(record: ConnectorRecord) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(table name, row) for everything the schema holds of `record`, the child's row first."""
+def record_rows(record: ConnectorRecord) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(table name, row) for everything the schema holds of `record`, the child's row first:
+    what `insert_records` writes, for a loader that writes empty tables in bulk itself."""
     child = record.record_id
     name, address = record.name, record.address
     held = [] if address is None else address.lines
