@@ -3,12 +3,14 @@
 /.well-known/jwks.json (the key connectors check the gateway's signed requests against).
 
 The parts are built in gateway.components; /graphql is the GraphQL view (resolvers.view) behind
-the edge middleware (gateway.middleware) and, when configured, the trusted-documents registry.
+the edge middleware (gateway.middleware) and either the trusted-documents registry, when
+configured, or automatic persisted queries (resolvers.persisted_queries).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -20,14 +22,18 @@ from starlette.types import ASGIApp
 
 from connectors.trust import JWKS_PATH
 from gateway import metrics, tracing
-from gateway.components import Components, running
+from gateway.components import Components, persisted_query_store, running
 from gateway.config import Mode
+from gateway.cors import Cors
 from gateway.errors import ErrorCode, error_response
 from gateway.middleware import Authentication, BodyLimit, NoStore
 from gateway.redis_limits import answers
 from resolvers import graphiql as graphiql_ide
-from resolvers.trusted_documents import TrustedDocuments, load_registry
+from resolvers.persisted_queries import AutomaticPersistedQueries
+from resolvers.trusted_documents import TrustedDocuments
 from resolvers.view import GraphQLView
+
+_log = logging.getLogger("childlookup.gateway")
 
 
 def begin_draining(app: Starlette) -> None:
@@ -48,6 +54,7 @@ def create_app(components: Components, *, drain_signal: int | None = None) -> St
         if drain_signal is not None:
             loop.add_signal_handler(drain_signal, begin_draining, app)
         tracing.configure(settings.tracing)
+        _log_operations_allowed(components)
         async with running(components) as pipeline:
             app.state.pipeline = pipeline
             try:
@@ -83,6 +90,9 @@ def create_app(components: Components, *, drain_signal: int | None = None) -> St
             "policy_revision": policy.revision,
             "sources": [s.name for s in components.sources],
             "source_status": components.source_health.report(),
+            "trusted_documents": None
+            if components.trusted_documents is None
+            else {"operations": components.trusted_documents.operations},
         }
         return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -111,11 +121,19 @@ def create_app(components: Components, *, drain_signal: int | None = None) -> St
         explorable=settings.explorable,
         justification_max_chars=settings.justification_max_chars,
     )
-    if settings.trusted_documents is not None:
-        view = TrustedDocuments(view, load_registry(settings.trusted_documents))
-    graphql = NoStore(BodyLimit(Authentication(view, components.verifier), settings.max_body_bytes))
+    if components.trusted_documents is not None:
+        view = TrustedDocuments(view, components.trusted_documents)
+    else:
+        view = AutomaticPersistedQueries(view, persisted_query_store(components))
+    graphql: ASGIApp = NoStore(
+        BodyLimit(Authentication(view, components.verifier), settings.max_body_bytes)
+    )
+    methods = ["GET", "POST"]
+    if settings.cors_origins:
+        graphql = Cors(graphql, settings.cors_origins, max_age_s=settings.cors_max_age_s)
+        methods.append("OPTIONS")
     routes: list[BaseRoute] = [
-        Route("/graphql", graphql, methods=["GET", "POST"]),
+        Route("/graphql", graphql, methods=methods),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_page, methods=["GET"]),
@@ -124,3 +142,30 @@ def create_app(components: Components, *, drain_signal: int | None = None) -> St
     if settings.explorable:
         routes.append(Mount(graphiql_ide.ASSETS_PATH, app=graphiql_ide.assets()))
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def _log_operations_allowed(components: Components) -> None:
+    """Say at start-up which operations will run: only a manifest's, or any (with or without
+    automatic persisted queries, and where they are kept)."""
+    registry = components.trusted_documents
+    if registry is not None:
+        _log.info(
+            "trusted documents on: only the manifest's operations run",
+            extra={
+                "event": "trusted_documents",
+                "context": {"file": str(registry.path), "operations": registry.operations},
+            },
+        )
+        return
+    settings = components.settings
+    store = (
+        "off"
+        if not settings.persisted_queries
+        else "memory"
+        if components.redis is None
+        else "redis"
+    )
+    _log.info(
+        "trusted documents off: any operation runs",
+        extra={"event": "trusted_documents_off", "context": {"persisted_queries": store}},
+    )

@@ -46,6 +46,7 @@ def _demo(args: argparse.Namespace) -> int:
             state_dir=args.state_dir,
             latency_ms=args.latency_ms,
             agency_formats=args.agency_formats,
+            trusted_documents=args.trusted_documents,
         )
     )
     return 0
@@ -267,6 +268,12 @@ def _schema(args: argparse.Namespace) -> int:
     from resolvers.schema import SCHEMA_FILE, export_sdl
 
     sdl = export_sdl()
+    if args.breaking:
+        from resolvers.contract import changes_since_release
+
+        changes = changes_since_release(sdl)
+        sys.stdout.write(changes.report())
+        return 0 if changes.ok else 1
     if args.check:
         if not SCHEMA_FILE.exists() or SCHEMA_FILE.read_text(encoding="utf-8") != sdl:
             print(
@@ -308,6 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="agencies answer from real formats: health from a FHIR (PDS, CP-IS) test server, "
         "social care from SQL (SQLite), education from Common Transfer Files",
+    )
+    demo.add_argument(
+        "--trusted-documents",
+        nargs="?",
+        type=Path,
+        const=True,
+        default=False,
+        metavar="FILE",
+        help="only registered operations run: the banner's examples (written to the state dir), "
+        "or those in FILE (an Apollo manifest or codegen's persisted-documents.json)",
     )
     demo.set_defaults(run=_demo)
 
@@ -436,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode = schema.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="fail if schema.graphql has drifted")
     mode.add_argument("--write", action="store_true", help="rewrite schema.graphql")
+    mode.add_argument(
+        "--breaking",
+        action="store_true",
+        help="list changes since the released schema; fail on an undeclared breaking one",
+    )
     schema.set_defaults(run=_schema)
     return parser
 

@@ -35,6 +35,7 @@ from gateway.breakers import Breakers
 from gateway.cache import AnswerCache
 from gateway.capacity import Capacity
 from gateway.config import Settings, SourceConfig
+from gateway.document_registry import DocumentRegistry, load_registry
 from gateway.fanout import FanOut
 from gateway.limits import AccessLimits, InProcessLimits, LimitSettings
 from gateway.linkage import LinkageModel, NameFrequencies
@@ -46,6 +47,7 @@ from gateway.policy import (
     RemotePolicyEngine,
     policy_engine_from_settings,
 )
+from gateway.query_store import InProcessQueryStore, QueryStore, RedisQueryStore
 from gateway.redis_limits import RedisLimits, redis_client
 from gateway.signing import AnswerVerifier, RequestSigner, answer_verifiers
 from gateway.source_health import SourceHealth
@@ -73,6 +75,8 @@ class Components:
     redis: Redis | None = None
     """The limits' shared store when CHILDLOOKUP_REDIS_URL is set: a connection pool that connects
     when first used and is closed when `running` ends."""
+    trusted_documents: DocumentRegistry | None = None
+    """The only operations that run, when CHILDLOOKUP_TRUSTED_DOCUMENTS names a manifest."""
 
 
 def build_components(settings: Settings, sources: list[SourceConfig]) -> Components:
@@ -106,6 +110,9 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
         connector_tls=connector_client_context(settings.connector_tls, sources),
         source_health=SourceHealth([s.name for s in sources]),
         redis=None if settings.redis_url is None else redis_client(settings.redis_url),
+        trusted_documents=None
+        if settings.trusted_documents is None
+        else load_registry(settings.trusted_documents),
     )
 
 
@@ -116,6 +123,19 @@ def access_limits(components: Components) -> AccessLimits:
         return InProcessLimits(settings, components.audit)
     return RedisLimits(
         components.redis, components.settings.redis_prefix, settings, components.audit
+    )
+
+
+def persisted_query_store(components: Components) -> QueryStore | None:
+    """Where automatic persisted queries are kept: the shared Redis when configured, else this
+    process's memory; None when they are off, or trusted documents are on (nothing registers)."""
+    settings = components.settings
+    if not settings.persisted_queries or components.trusted_documents is not None:
+        return None
+    if components.redis is None:
+        return InProcessQueryStore(settings.persisted_queries_max)
+    return RedisQueryStore(
+        components.redis, settings.redis_prefix, settings.persisted_queries_ttl_s
     )
 
 

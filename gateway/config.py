@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Final
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.protocol import FieldId
@@ -145,6 +146,30 @@ DEFAULT_FIELD_AUTHORITY: Final[Mapping[FieldId, tuple[str, ...]]] = {
 """Who is authoritative for what, from DOMAIN.md's "who holds what"."""
 
 
+def _origin(value: str) -> str:
+    """An origin as browsers serialise it in `Origin` (scheme, host, port only when not the
+    default), so comparing strings is exact matching; anything else could never match."""
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname or ""
+    serialised = f"{parts.scheme}://{host}" + ("" if port in (None, default) else f":{port}")
+    if default is None or not host or "*" in value or value != serialised:
+        raise ValueError(
+            f"{value!r} is not an origin: give scheme and host (and a port that is not the"
+            " scheme's default), lower case, with no path or trailing slash and no wildcard,"
+            " e.g. https://portal.example.org"
+        )
+    return value
+
+
+Origin = Annotated[str, AfterValidator(_origin)]
+"""One web origin, e.g. `https://portal.example.org` (see _origin)."""
+
+
 class Settings(BaseSettings):
     """Everything the gateway process needs to know, validated before it serves a request."""
 
@@ -170,8 +195,9 @@ class Settings(BaseSettings):
     connect as a member of its `<schema>_writer` role (see gateway.audit.migrations)."""
     redis_url: str | None = None
     """redis://... : the per-user and per-organisation rate limits and the daily distinct-children
-    cap are kept here, exact across every gateway process; unset, each process keeps its own.
-    Never any child data: the answer cache stays in process memory."""
+    cap are kept here, exact across every gateway process, and so are automatic persisted queries'
+    texts; unset, each process keeps its own. Never any child data: the answer cache stays in
+    process memory."""
     redis_prefix: str = Field(default="childlookup", min_length=1, max_length=64)
     """Prefix of every Redis key the gateway writes."""
     audit_key: str | None = Field(default=None, min_length=32)
@@ -211,6 +237,16 @@ class Settings(BaseSettings):
     decision_log: str | None = None
     max_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024
     trusted_documents: Path | None = None
+    """Only the operations registered in this file run: an Apollo persisted-query manifest or
+    GraphQL Code Generator's persisted-documents.json (gateway.document_registry)."""
+    persisted_queries: bool = True
+    """Automatic persisted queries (Apollo's APQ) where trusted documents are off: a query may be
+    sent by its SHA-256 once its text has been (resolvers.persisted_queries). Query text only is
+    kept, never variables; with trusted documents on, nothing is ever registered this way."""
+    persisted_queries_max: Annotated[int, Field(gt=0, le=100_000)] = 1_000
+    """How many query texts one process keeps (least recently used dropped first), without Redis."""
+    persisted_queries_ttl_s: Annotated[int, Field(gt=0, le=30 * 86_400)] = 86_400
+    """With CHILDLOOKUP_REDIS_URL, how long a text is kept in Redis after it was last used."""
     lookups_per_user_per_minute: Annotated[int, Field(gt=0)] = 60
     lookups_per_organisation_per_minute: Annotated[int, Field(gt=0)] = 3_000
     distinct_children_per_user_per_day: Annotated[int, Field(gt=0)] = 200
@@ -262,6 +298,13 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(default=None, min_length=32)
     """The bearer token Prometheus scrapes /metrics with. Unset, /metrics is served to loopback
     clients in dev mode and not at all in production."""
+
+    cors_origins: tuple[Origin, ...] = ()
+    """Origins (`https://portal.example.org`, exactly as a browser sends `Origin`) whose pages may
+    call /graphql from another origin (gateway.cors), as a JSON list. Unset, none: no CORS headers
+    at all. Matched exactly: no wildcards, and an origin not listed is never echoed back."""
+    cors_max_age_s: Annotated[int, Field(ge=0, le=86_400)] = 600
+    """How long a browser may keep a preflight's answer before asking again."""
 
     @model_validator(mode="after")
     def _production_needs_real_keys(self) -> Settings:

@@ -11,6 +11,7 @@ with its own key, generated into the state directory, which the gateway checks.
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 import socket
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from gateway.app import create_app
 from gateway.components import build_components
 from gateway.config import Mode, Settings, SourceConfig
 from gateway.demo_formats import FormatConnector, format_connectors
+from gateway.document_registry import APOLLO_FORMAT, DocumentRegistry, document_id
 from gateway.tokens import DEV_TOKEN_TTL_S, ensure_dev_keys, issue_dev_token
 
 DEMO_ROLES = (
@@ -84,6 +86,9 @@ class DemoOptions:
     state_dir: Path
     latency_ms: float
     agency_formats: bool = False
+    trusted_documents: Path | bool = False
+    """Run in trusted-documents mode: True, with a manifest of the banner's example queries
+    (written to the state dir); a path, with that manifest (a portal's)."""
 
 
 def _bind_preferred(host: str, port: int) -> socket.socket:
@@ -102,8 +107,19 @@ def run_demo(options: DemoOptions) -> None:
     write_population(population, population_dir)
     examples = showcase(population)
     searches = _search_examples(population, examples)
+    trusted = options.trusted_documents
+    if trusted is True:
+        trusted = _write_examples_manifest(
+            state / "demo-operations.json", _example_queries(examples, searches)
+        )
 
-    settings = Settings(mode=Mode.DEV, state_dir=state, host=options.host, port=options.port)
+    settings = Settings(
+        mode=Mode.DEV,
+        state_dir=state,
+        host=options.host,
+        port=options.port,
+        trusted_documents=trusted or None,
+    )
     gateway_sock = bind_socket(options.host, options.port)
     gateway_keys = PublishedKeys(socket_url(gateway_sock) + JWKS_PATH)
     served: list[ServedApp] = []
@@ -132,7 +148,8 @@ def run_demo(options: DemoOptions) -> None:
                 answer_key_file=answer_public_key,
             )
         )
-    gateway = ServedApp("gateway", create_app(build_components(settings, sources)), gateway_sock)
+    components = build_components(settings, sources)
+    gateway = ServedApp("gateway", create_app(components), gateway_sock)
 
     def banner() -> None:
         print(
@@ -145,6 +162,7 @@ def run_demo(options: DemoOptions) -> None:
                 examples,
                 searches,
                 state,
+                components.trusted_documents,
             ),
             flush=True,
         )
@@ -179,6 +197,7 @@ def _banner(
     examples: dict[str, str],
     searches: list[str],
     state_dir: Path,
+    trusted: DocumentRegistry | None = None,
 ) -> str:
     lines = [
         "",
@@ -188,6 +207,7 @@ def _banner(
         f"  Health:    {url}/healthz   Ready: {url}/readyz",
         "  Connectors:",
         *(f"    {c.name} {c.url}, reading {reads[c.name]}" for c in connectors),
+        *_trusted_documents_lines(trusted),
         "",
         "Bearer tokens (paste into GraphiQL's Headers tab as"
         ' {"Authorization": "Bearer <token>"}):',
@@ -207,27 +227,77 @@ def _banner(
     lines += ["", "NHS numbers to try:"]
     lines += [f"  {label.replace('_', ' '):24} {nhs}" for label, nhs in examples.items()]
     first = next(iter(examples.values()))
+    lookup = _lookup_example(first)
     lines += [
         "",
         "Example query:",
-        f'  {{ child(nhsNumber: "{first}", purpose: SAFEGUARDING_ENQUIRY) {{',
-        "      outcome complete child { name { given family } involvements { service"
-        " organisation practitioner { name phone } } }",
-        "      sources { source status latencyMs } withheld { field source reason } auditId } }",
+        # In trusted mode a query runs only as registered, character for character: one line.
+        *([f"  {lookup}"] if trusted is not None else _wrapped_lookup(lookup)),
         "",
         "Without an NHS number, by UPN or by demographics (records { source method score }"
         " says how each record was matched):",
         *(f"  {search}" for search in searches),
         "",
         "Who has looked at a child, and why (the auditor's token only; reading it is audited):",
-        f'  {{ auditTrail(nhsNumber: "{first}") {{ at subject role purpose justification'
-        " outcome released withheld { field source reason } } }",
+        f"  {_trail_example(first)}",
         "",
         "More tokens: ./dev token --role gp --org A81001" + _state_dir_option(state_dir),
         "  (`childlookup token ...` inside .venv; any role listed in README.md)",
         "",
     ]
     return "\n".join(lines)
+
+
+def _lookup_example(nhs: str) -> str:
+    return (
+        f'{{ child(nhsNumber: "{nhs}", purpose: SAFEGUARDING_ENQUIRY) {{'
+        " outcome complete child { name { given family } involvements { service"
+        " organisation practitioner { name phone } } }"
+        " sources { source status latencyMs } withheld { field source reason } auditId } }"
+    )
+
+
+def _wrapped_lookup(lookup: str) -> list[str]:
+    """The example lookup over three lines, for reading."""
+    head, rest = lookup.split(" outcome ", 1)
+    middle, tail = rest.split(" sources ", 1)
+    return [f"  {head}", f"      outcome {middle}", f"      sources {tail}"]
+
+
+def _trail_example(nhs: str) -> str:
+    return (
+        f'{{ auditTrail(nhsNumber: "{nhs}") {{ at subject role purpose justification'
+        " outcome released withheld { field source reason } } }"
+    )
+
+
+def _example_queries(examples: dict[str, str], searches: list[str]) -> list[str]:
+    """Every query the banner prints, exactly as printed."""
+    first = next(iter(examples.values()))
+    return [_lookup_example(first), *searches, _trail_example(first)]
+
+
+def _write_examples_manifest(path: Path, queries: list[str]) -> Path:
+    """An Apollo persisted-query manifest registering `queries`, as a portal's build would."""
+    operations = [
+        {"id": document_id(query), "name": f"DemoExample{n}", "type": "query", "body": query}
+        for n, query in enumerate(queries, start=1)
+    ]
+    manifest = {"format": APOLLO_FORMAT, "version": 1, "operations": operations}
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _trusted_documents_lines(trusted: DocumentRegistry | None) -> list[str]:
+    if trusted is None:
+        return ["  Trusted documents: off (any query runs; persisted queries by hash too)"]
+    return [
+        f"  Trusted documents: ON - only the {trusted.operations} operations in {trusted.path}"
+        " run,",
+        "    by id, hash or exact text; anything else is refused (OPERATION_NOT_TRUSTED),"
+        " GraphiQL's",
+        "    schema explorer included. Paste a query below exactly as printed, on one line.",
+    ]
 
 
 def _state_dir_option(state_dir: Path) -> str:

@@ -6,9 +6,14 @@ message text, stack trace or personal data.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
+from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from gateway.media_types import GRAPHQL_RESPONSE_JSON, negotiate
 
 
 class ErrorCode(StrEnum):
@@ -31,6 +36,8 @@ class ErrorCode(StrEnum):
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     BAD_USER_INPUT = "BAD_USER_INPUT"
     OPERATION_NOT_TRUSTED = "OPERATION_NOT_TRUSTED"
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_NOT_SUPPORTED = "PERSISTED_QUERY_NOT_SUPPORTED"
     RATE_LIMITED = "RATE_LIMITED"
     LOOKUP_CAP_REACHED = "LOOKUP_CAP_REACHED"
     LIMITS_UNAVAILABLE = "LIMITS_UNAVAILABLE"
@@ -39,17 +46,46 @@ class ErrorCode(StrEnum):
 
 
 class GatewayError(Exception):
-    """An expected failure with a code safe to show to the caller."""
+    """An expected failure with a code safe to show to the caller; `retry_after_s` when the same
+    request will not be refused again after that many seconds (a limit's window)."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s
 
 
-def error_response(status: int, code: ErrorCode, message: str) -> JSONResponse:
+class ErrorResponse(JSONResponse):
     """A refusal at the HTTP edge, in the same shape as a GraphQL error, so a portal handles every
-    refusal one way."""
-    body = {"data": None, "errors": [{"message": message, "extensions": {"code": code.value}}]}
-    headers = {"www-authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, headers=headers)
+    refusal one way; served in the media type the request's `Accept` negotiates
+    (gateway.media_types). As `application/graphql-response+json` a 4xx or 5xx refusal has no
+    `data` entry (nothing was executed); as `application/json`, `"data": null` as it always had."""
+
+    def __init__(
+        self,
+        status: int,
+        code: ErrorCode,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._errors = [{"message": message, "extensions": {"code": code.value}}]
+        self._given_headers = dict(headers or {})
+        if status == 401:
+            self._given_headers["www-authenticate"] = "Bearer"
+        super().__init__({"data": None, "errors": self._errors}, status, self._given_headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if negotiate(Headers(scope=scope).get("accept")) == GRAPHQL_RESPONSE_JSON:
+            self.media_type = GRAPHQL_RESPONSE_JSON
+            if self.status_code >= 400:
+                self.body = self.render({"errors": self._errors})
+            self.init_headers(self._given_headers)
+        await super().__call__(scope, receive, send)
+
+
+def error_response(
+    status: int, code: ErrorCode, message: str, *, headers: Mapping[str, str] | None = None
+) -> ErrorResponse:
+    """A refusal at the HTTP edge with this status, code and message (see ErrorResponse)."""
+    return ErrorResponse(status, code, message, headers)

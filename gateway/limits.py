@@ -18,12 +18,13 @@ is audited and raises an alert; it never says anything about the child.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Final, Protocol
 
 from gateway.audit import AuditStore
 from gateway.config import Settings
@@ -36,6 +37,8 @@ IDLE_S = 600.0
 """A user idle this long is forgotten until their next lookup (their set is re-read from the log),
 so memory follows the users active now, not every user since the process started."""
 SWEEP_EVERY_S = 60.0
+WINDOW_S: Final = 60
+"""The per-minute limits count the lookups of the last this many seconds."""
 RATE_LIMITED = "RATE_LIMITED"
 DISTINCT_CHILDREN_CAP = "DISTINCT_CHILDREN_CAP"
 LIMITS_UNAVAILABLE = "LIMITS_UNAVAILABLE"
@@ -120,8 +123,8 @@ class InProcessLimits:
         self._audit = audit
         self._clock = clock
         self._today = today
-        self._users = _Window(60.0)
-        self._organisations = _Window(60.0)
+        self._users = _Window(WINDOW_S)
+        self._organisations = _Window(WINDOW_S)
         self._children: dict[str, _Seen] = {}
         self._swept = clock()
 
@@ -177,11 +180,14 @@ class InProcessLimits:
 
 
 def refusal_error(refusal: str) -> GatewayError:
-    """What the caller is told: never anything about the child."""
+    """What the caller is told: never anything about the child. A refusal by a limit says when
+    the limit lets the caller in again (HTTP's Retry-After): after the per-minute window, at the
+    latest, or at the next UTC midnight for the daily cap."""
     if refusal == RATE_LIMITED:
         return GatewayError(
             ErrorCode.RATE_LIMITED,
             "Too many lookups in the last minute. Wait a moment and try again.",
+            retry_after_s=WINDOW_S,
         )
     if refusal == LIMITS_UNAVAILABLE:
         return GatewayError(
@@ -189,8 +195,11 @@ def refusal_error(refusal: str) -> GatewayError:
             "The lookup could not be checked against the usage limits, so nothing was asked."
             " Try again shortly; if it persists, contact the service desk.",
         )
+    now = datetime.now(UTC)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     return GatewayError(
         ErrorCode.LOOKUP_CAP_REACHED,
         "You have reached today's limit of different children you can look up. This has"
         " been reported; contact your information governance lead if you need more.",
+        retry_after_s=math.ceil((midnight - now).total_seconds()),
     )

@@ -50,8 +50,11 @@ class Authentication:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "GET" and scope.get("query_string"):
+            # Never over GET: a lookup's purpose and the child's identifiers would sit in the URL,
+            # and so in browser history, proxy and server logs.
             message = "Send GraphQL operations with POST."
-            await error_response(405, ErrorCode.BAD_REQUEST, message)(scope, receive, send)
+            refusal = error_response(405, ErrorCode.BAD_REQUEST, message, headers={"allow": "POST"})
+            await refusal(scope, receive, send)
             return
         if scope["method"] != "GET":
             request = Request(scope, receive)

@@ -42,13 +42,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.audit import AuditStore
-from gateway.limits import LIMITS_UNAVAILABLE, LimitSettings
+from gateway.limits import LIMITS_UNAVAILABLE, WINDOW_S, LimitSettings
 from gateway.types import Caller
 
 TIMEOUT_S: Final = 1.0
 """Longest a lookup waits on Redis (to connect, or for a reply) before it is refused."""
 DAY_S: Final = 86_400
-WINDOW_S: Final = 60
 DAY_SET_GRACE_S: Final = 3_600
 """A day set is kept this long after its UTC day ends."""
 SEEDED: Final = "seeded-from-audit-log"

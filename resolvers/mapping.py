@@ -9,6 +9,7 @@ from typing import Any
 import strawberry
 
 from connectors.protocol import Contact, Involvement
+from gateway.policy import DenialCode, WithholdingReason
 from gateway.types import LookupResult, MergedChild, Sourced
 from resolvers import types as gql
 
@@ -21,6 +22,7 @@ def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
         outcome=result.outcome,
         complete=result.complete,
         denial=result.denial,
+        denial_code=None if result.denial is None else DenialCode(result.denial),
         child=None if result.child is None else _child(result.child),
         records=[
             gql.RecordMatch(
@@ -38,6 +40,7 @@ def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
                 status=a.status,
                 latency_ms=a.latency_ms,
                 error_code=a.error_code,
+                failure_code=None if a.error_code is None else gql.SourceFailure(a.error_code),
                 records_matched=matched[a.source],
                 records_unmatched=unmatched.get(a.source, 0),
                 records_possible=possible.get(a.source, 0),
@@ -46,10 +49,7 @@ def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
             )
             for a in result.answers
         ],
-        withheld=[
-            gql.WithheldField(field=w.field.value, source=w.source, reason=w.reason)
-            for w in result.withheld
-        ],
+        withheld=[_withheld(w.field.value, w.source, w.reason) for w in result.withheld],
         audit_id=strawberry.ID(result.audit_id),
         request_id=result.request_id,
         policy_revision=result.policy_revision,
@@ -170,12 +170,19 @@ def audit_entry(record: dict[str, Any]) -> gql.AuditEntry:
         role=access["role"],
         organisation=access["organisation"],
         purpose=access["purpose"],
+        purpose_code=gql.AuditPurpose(access["purpose"]),
         justification=access["justification"],
         outcome=record["outcome"],
+        outcome_code=gql.AuditOutcome(record["outcome"]),
         flagged_for_investigation=bool(record.get("flagged_for_investigation")),
         released=[f"{f['source']}:{f['field']}" for f in record.get("released", [])],
         withheld=[
-            gql.WithheldField(field=f["field"], source=f["source"], reason=f["reason"])
-            for f in record.get("withheld", [])
+            _withheld(f["field"], f["source"], f["reason"]) for f in record.get("withheld", [])
         ],
+    )
+
+
+def _withheld(field: str, source: str, reason: str) -> gql.WithheldField:
+    return gql.WithheldField(
+        field=field, source=source, reason=reason, reason_code=WithholdingReason(reason)
     )

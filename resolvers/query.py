@@ -26,7 +26,17 @@ from gateway.linkage import LinkageModel
 from gateway.pipeline import LookupPipeline
 from gateway.types import Caller, Corroboration, LookupQuery, Purpose
 from resolvers.mapping import audit_entry, lookup_to_graphql
-from resolvers.types import AuditEntry, ChildLookup, DemographicsInput
+from resolvers.types import (
+    DEMOGRAPHICS_DESCRIPTION,
+    NHS_NUMBER_DESCRIPTION,
+    UPN_DESCRIPTION,
+    AuditEntry,
+    ChildIdentity,
+    ChildLookup,
+    DemographicsInput,
+)
+
+_USE_IDENTIFY = "Use identify, which takes exactly one of nhsNumber, upn or demographics."
 
 
 @dataclass(frozen=True)
@@ -45,23 +55,27 @@ class RequestContext:
 async def resolve_child(
     info: Info[RequestContext, None],
     purpose: Annotated[Purpose, strawberry.argument(description="Why you are looking.")],
+    identify: Annotated[
+        ChildIdentity | None,
+        strawberry.argument(
+            description=(
+                "Who the child is: exactly one of an NHS number, a UPN or demographics. Required"
+                " unless the deprecated nhsNumber, upn or demographics arguments are used, which"
+                " cannot be combined with it."
+            )
+        ),
+    ] = None,
     nhs_number: Annotated[
         str | None,
-        strawberry.argument(description="The child's 10-digit NHS number (spaces allowed)."),
+        strawberry.argument(description=NHS_NUMBER_DESCRIPTION, deprecation_reason=_USE_IDENTIFY),
     ] = None,
     upn: Annotated[
         str | None,
-        strawberry.argument(description="The child's unique pupil number (13 characters)."),
+        strawberry.argument(description=UPN_DESCRIPTION, deprecation_reason=_USE_IDENTIFY),
     ] = None,
     demographics: Annotated[
         DemographicsInput | None,
-        strawberry.argument(
-            description=(
-                "Who the child is, when you hold no identifier. Matching is probabilistic and"
-                " never merges a near miss; a shielded or restricted child is never found this"
-                " way."
-            )
-        ),
+        strawberry.argument(description=DEMOGRAPHICS_DESCRIPTION, deprecation_reason=_USE_IDENTIFY),
     ] = None,
     justification: Annotated[
         str | None,
@@ -78,6 +92,14 @@ async def resolve_child(
             ErrorCode.INVALID_JUSTIFICATION,
             f"A justification is at most {context.justification_max_chars} characters.",
         )
+    if identify is not None:
+        if any(given is not None for given in (nhs_number, upn, demographics)):
+            raise GatewayError(
+                ErrorCode.IDENTIFY_ONE_WAY,
+                "Identify the child with `identify` alone, not also with nhsNumber, upn or"
+                " demographics.",
+            )
+        nhs_number, upn, demographics = identify.nhs_number, identify.upn, identify.demographics
     query = _validated(
         purpose,
         reason or None,

@@ -28,8 +28,11 @@ from strawberry.types import ExecutionContext
 from gateway.errors import ErrorCode, GatewayError
 from resolvers.error_messages import safe_message
 from resolvers.query import Query
+from resolvers.types import SCALARS
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema.graphql"
+MAX_TOKENS = 2_000
+"""The most tokens an operation may have (also the longest text kept as a persisted query)."""
 
 _log = logging.getLogger("childlookup.graphql")
 
@@ -57,13 +60,14 @@ def build_schema(*, explorable: bool = True) -> strawberry.Schema:
     limiters: list[SchemaExtension] = [
         QueryDepthLimiter(max_depth=8),
         MaxAliasesLimiter(max_alias_count=15),
-        MaxTokensLimiter(max_token_count=2_000),
+        MaxTokensLimiter(max_token_count=MAX_TOKENS),
     ]
     if not explorable:
         limiters.append(DisableIntrospection())
     return _Schema(
         query=Query,
         config=StrawberryConfig(disable_field_suggestions=not explorable),
+        scalar_overrides=SCALARS,
         extensions=[
             # Portals send the same few operations over and over: parse and validate each once.
             partial(ParserCache, maxsize=256),

@@ -1,51 +1,29 @@
 """Trusted documents: only operations the portals registered in advance are executed.
 
-With a registry configured, a request names its operation by hash (`documentId`, or Apollo's
+With a registry configured (gateway.document_registry: an Apollo persisted-query manifest, custom
+ids included, or GraphQL Code Generator's persisted-documents.json), a request names its operation
+by id or hash (`documentId`, plain or `sha256:<hex>`, or Apollo's
 `extensions.persistedQuery.sha256Hash`), or sends query text whose SHA-256 is registered; anything
 else is refused before GraphQL parses it. An attacker holding a stolen token can then run only the
-lookups the portal itself makes, never a query of their own design.
-
-The registry is an Apollo persisted-query manifest: {"operations": [{"id": sha256, "body": text}]}.
+lookups the portal itself makes, never a query of their own design. Automatic persisted queries
+never register anything here: text with an unregistered hash is refused like any other.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.document_registry import DocumentRegistry, document_id
 from gateway.errors import ErrorCode, error_response
 from gateway.middleware import replaying
-
-
-def load_registry(path: Path) -> dict[str, str]:
-    """Hash -> operation text, checking each hash really is the SHA-256 of its text."""
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    registry: dict[str, str] = {}
-    for operation in manifest.get("operations", []):
-        body = operation["body"]
-        digest = document_id(body)
-        if operation["id"] != digest:
-            raise ValueError(f"{path}: operation {operation.get('name')!r} has the wrong id")
-        registry[digest] = body
-    if not registry:
-        raise ValueError(f"{path}: no operations registered")
-    return registry
-
-
-def document_id(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+from resolvers.persisted_queries import PersistedRequest, read_body
 
 
 class TrustedDocuments:
     """ASGI layer in front of the GraphQL view; expects a buffered body (see
     gateway.middleware.BodyLimit)."""
 
-    def __init__(self, app: ASGIApp, registry: Mapping[str, str]) -> None:
+    def __init__(self, app: ASGIApp, registry: DocumentRegistry) -> None:
         self._app = app
         self._registry = registry
 
@@ -53,13 +31,7 @@ class TrustedDocuments:
         if scope["method"] != "POST":
             await self._app(scope, receive, send)
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            body.extend(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        resolved = self._resolve(bytes(body))
+        resolved = self._resolve(await read_body(receive))
         if resolved is None:
             await _refuse(scope, receive, send)
             return
@@ -67,26 +39,18 @@ class TrustedDocuments:
 
     def _resolve(self, body: bytes) -> bytes | None:
         """The request with its registered query text filled in; None when it is not trusted."""
-        try:
-            request: Any = json.loads(body)
-        except ValueError:
+        request = PersistedRequest.parse(body)
+        if request is None:
             return None
-        if not isinstance(request, dict):
+        if request.key is not None:
+            text = self._registry.find(request.key)
+        elif request.query is not None:
+            text = self._registry.find(document_id(request.query))
+        else:
+            text = None
+        if text is None or (request.query is not None and request.query != text):
             return None
-        extensions = request.get("extensions") or {}
-        persisted = extensions.get("persistedQuery") if isinstance(extensions, dict) else None
-        wanted = request.get("documentId") or (
-            persisted.get("sha256Hash") if isinstance(persisted, dict) else None
-        )
-        query = request.get("query")
-        if wanted is None and isinstance(query, str):
-            wanted = document_id(query)
-        text = self._registry.get(wanted) if isinstance(wanted, str) else None
-        if text is None or (isinstance(query, str) and document_id(query) != wanted):
-            return None
-        request["query"] = text
-        request.pop("documentId", None)
-        return json.dumps(request).encode()
+        return request.running(text)
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:

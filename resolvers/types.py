@@ -5,55 +5,320 @@ No policy, I/O or business rules live here; `resolvers.mapping` builds these fro
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Final
 
 import strawberry
+from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition, wrap_parser
+from strawberry.types.scalar import ScalarDefinition
 
 from connectors.protocol import KNOWN_AS_MAX, Sex
+from gateway.audit import AUDIT_REVIEW
 from gateway.identifiers import ADDRESS_LINES_MAX, CARER_NAMES_MAX
+from gateway.policy import DenialCode, WithholdingReason
 from gateway.types import IdentifiedBy, LookupOutcome, MatchMethod, Purpose, SourceStatus
 
-strawberry.enum(
+DATE_SPEC: Final = "https://scalars.graphql.org/andimarek/local-date.html"
+"""RFC 3339 full-date (YYYY-MM-DD), as codegen tools know it."""
+DATE_TIME_SPEC: Final = "https://scalars.graphql.org/andimarek/date-time.html"
+"""RFC 3339 date-time with an offset, as codegen tools know it."""
+
+
+def _with_offset(value: datetime) -> datetime:
+    """RFC 3339 times carry an offset. The connector protocol asks for one; a time without it,
+    sent or received, is read as UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _serialize_date_time(value: datetime) -> str:
+    return _with_offset(value).isoformat()
+
+
+SCALARS: Final[Mapping[object, ScalarDefinition]] = {
+    date: replace(
+        DateDefinition,
+        description="A calendar date, YYYY-MM-DD (RFC 3339 full-date).",
+        specified_by_url=DATE_SPEC,
+    ),
+    datetime: replace(
+        DateTimeDefinition,
+        description=(
+            "An instant, e.g. 2026-03-14T09:30:00Z (RFC 3339 date-time). Always answered with"
+            " an offset; an input without one is read as UTC."
+        ),
+        specified_by_url=DATE_TIME_SPEC,
+        serialize=_serialize_date_time,
+        parse_value=wrap_parser(
+            lambda text: _with_offset(datetime.fromisoformat(text)), "DateTime"
+        ),
+    ),
+}
+"""The built-in Date and DateTime scalars, with `@specifiedBy` so codegen can map them to a
+date type (strawberry.Schema's `scalar_overrides`)."""
+
+
+def _enum(cls: type[Enum], description: str, values: Mapping[str, str]) -> None:
+    """Publish an enum of the pipeline's with a description for it and for each of its values;
+    a value left undescribed stops the schema being built."""
+    strawberry.enum(cls, name=cls.__name__, description=description)
+    undescribed = {member.name for member in cls} - values.keys()
+    if undescribed:
+        raise ValueError(f"{cls.__name__}: no description for {sorted(undescribed)}")
+    for value in cls.__strawberry_definition__.values:  # type: ignore[attr-defined]
+        value.description = values[value.name]
+
+
+_PURPOSES: Final = {
+    "SAFEGUARDING_ENQUIRY": "A safeguarding concern about the child is being looked into.",
+    "CHILD_PROTECTION_ENQUIRY": (
+        "A child protection (section 47) enquiry; a justification is required."
+    ),
+    "DIRECT_CARE": "Care or a service the practitioner is giving the child.",
+    "SHIELDING_ADMINISTRATION": (
+        "Administering a shielded or restricted child's record (local authority shielding"
+        " administrators)."
+    ),
+    "EMERGENCY_OVERRIDE": (
+        "Break-glass: a child at immediate risk. Needs a justification of at least 4 words;"
+        " sets aside shielding (never a restriction), notifies every record's holder and is"
+        " flagged for investigation."
+    ),
+}
+_enum(
     Purpose,
-    name="Purpose",
-    description="Why the practitioner is looking. Every lookup states one, and it is audited.",
+    "Why the practitioner is looking. Every lookup states one, and it is audited.",
+    _PURPOSES,
 )
-strawberry.enum(
+
+
+class AuditPurpose(Enum):
+    """A Purpose, or the auditors' own: an audit trail records its readers too
+    (gateway.audit.AUDIT_REVIEW), which is no purpose to look up a child for."""
+
+    SAFEGUARDING_ENQUIRY = Purpose.SAFEGUARDING_ENQUIRY.value
+    CHILD_PROTECTION_ENQUIRY = Purpose.CHILD_PROTECTION_ENQUIRY.value
+    DIRECT_CARE = Purpose.DIRECT_CARE.value
+    SHIELDING_ADMINISTRATION = Purpose.SHIELDING_ADMINISTRATION.value
+    EMERGENCY_OVERRIDE = Purpose.EMERGENCY_OVERRIDE.value
+    AUDIT_REVIEW = AUDIT_REVIEW
+
+
+_enum(
+    AuditPurpose,
+    "The purpose an access was recorded with: a lookup's Purpose, or AUDIT_REVIEW.",
+    {**_PURPOSES, "AUDIT_REVIEW": "An auditor read the child's audit trail."},
+)
+_enum(
     LookupOutcome,
-    name="LookupOutcome",
-    description=(
-        "FOUND: at least one source holds a record linked to this child (check `complete`: a"
-        " source that did not answer may hold more). NOT_FOUND: every source asked answered and"
-        " none holds one (check `possibleMatches`: a near miss is never merged)."
-        " NOT_FOUND_INCOMPLETE: none of the sources that answered holds one, but some did not"
-        " answer and may - this is not 'no agency knows this child'; see `sources` and try"
-        " again. UNAVAILABLE: no source answered, so nothing is known either way; try again."
-        " AMBIGUOUS: more than one child fits the details given; nothing was merged - look up by"
-        " NHS number or UPN, or add details. DENIED: your role may not look up children for this"
-        " purpose; nothing was asked."
-    ),
+    "What the lookup found. Read it with `complete` and `sources`: 'not found' is said only"
+    " when every source asked answered.",
+    {
+        "FOUND": (
+            "At least one source holds a record linked to this child (check `complete`: a"
+            " source that did not answer may hold more)."
+        ),
+        "NOT_FOUND": (
+            "Every source asked answered and none holds a record linked to this child. A near"
+            " miss is never merged: check `sources.recordsPossible`."
+        ),
+        "NOT_FOUND_INCOMPLETE": (
+            "None of the sources that answered holds one, but some did not answer and may: this"
+            " is not 'no agency knows this child'; see `sources` and try again."
+        ),
+        "UNAVAILABLE": "No source answered, so nothing is known either way; try again.",
+        "AMBIGUOUS": (
+            "More than one child fits the details given; nothing was merged. Look up by NHS"
+            " number or UPN, or add details."
+        ),
+        "DENIED": (
+            "Your role may not look up children for this purpose; nothing was asked (see"
+            " `denialCode`)."
+        ),
+    },
 )
-strawberry.enum(
+_enum(
     SourceStatus,
-    name="SourceStatus",
-    description=(
-        "What happened when a source was asked. 'No record' is not 'no concern': a TIMED_OUT or"
-        " FAILED source may hold a record."
-    ),
+    "What happened when a source was asked. 'No record' is not 'no concern': a TIMED_OUT or"
+    " FAILED source may hold a record.",
+    {
+        "ANSWERED": "The source answered with at least one record.",
+        "NO_RECORD": "The source answered and holds no record for the child as asked.",
+        "TIMED_OUT": "The source did not answer in time; it may hold a record.",
+        "FAILED": (
+            "The source could not be asked or gave an unusable answer (see `failureCode`); it"
+            " may hold a record."
+        ),
+        "WITHHELD": "The source refused this caller (FORBIDDEN); it may hold a record.",
+        "NOT_ASKED": (
+            "The source was not asked: the policy did not plan it, the lookup was denied or"
+            " refused, or its circuit is open."
+        ),
+    },
 )
-strawberry.enum(
+_enum(
     IdentifiedBy,
-    name="IdentifiedBy",
-    description="A way of identifying the child to a source: an NHS number, a UPN or demographics.",
+    "A way of identifying the child to a source: an NHS number, a UPN or demographics.",
+    {
+        "NHS_NUMBER": "By NHS number.",
+        "UPN": "By unique pupil number.",
+        "DEMOGRAPHICS": "By name, date of birth, postcode and the other details given.",
+    },
 )
-strawberry.enum(
+_enum(
     MatchMethod,
-    name="MatchMethod",
-    description="How a source record was linked to the child asked about.",
+    "How a source record was linked to the child asked about.",
+    {
+        "NHS_NUMBER": "The record carries the NHS number asked with.",
+        "UPN": "The record carries the UPN asked with.",
+        "DEMOGRAPHICS": "The record's demographics scored above the link threshold (see `score`).",
+    },
+)
+_enum(
+    Sex,
+    "Sex as recorded: female, male or unknown.",
+    {"FEMALE": "Female.", "MALE": "Male.", "UNKNOWN": "Not known, or not recorded."},
+)
+_enum(
+    WithholdingReason,
+    "Why a field was not released to you, in order of precedence.",
+    {
+        "SHIELDED": (
+            "The child is shielded: where they can be found (address, school, GP, carers,"
+            " involvements) is withheld."
+        ),
+        "RESTRICTED": (
+            "The child's record is restricted: where they can be found is withheld, even under"
+            " EMERGENCY_OVERRIDE."
+        ),
+        "SHIELD_STATUS_UNKNOWN": (
+            "No source able to say whether the child is shielded answered, so where they can be"
+            " found is withheld."
+        ),
+        "SENSITIVE_SERVICE": (
+            "The provider of a sexual-health, mental-health or substance-misuse service;"
+            " contact is brokered instead."
+        ),
+        "NOT_PERMITTED_FOR_PURPOSE": (
+            "Your role may see this field, but not for the purpose stated."
+        ),
+        "NOT_PERMITTED_FOR_ROLE": "Your role may not see this field for any purpose.",
+        "POLICY_UNDECIDED": (
+            "The policy neither released nor withheld the field, so it was withheld by default."
+        ),
+    },
+)
+_enum(
+    DenialCode,
+    "Why a whole lookup was denied; nothing was asked.",
+    {
+        "UNKNOWN_ROLE": "Your role has no grant to look up children.",
+        "PURPOSE_NOT_PERMITTED": "Your role may not look up children for this purpose.",
+        "JUSTIFICATION_REQUIRED": (
+            "This purpose needs a justification, and none long enough was given."
+        ),
+    },
 )
 
 
-strawberry.enum(Sex, name="Sex", description="Sex as recorded: female, male or unknown.")
+@strawberry.enum(
+    description=(
+        "Why a source gave no usable answer: the source's own refusal, or what the gateway saw."
+    )
+)
+class SourceFailure(Enum):
+    """Every code `SourceAnswer.error_code` may hold: the connector protocol's ErrorCode values
+    and the gateway's own (gateway.fanout, gateway.match, gateway.breakers)."""
+
+    BAD_REQUEST = strawberry.enum_value(
+        "BAD_REQUEST", description="The source refused the request as malformed."
+    )
+    UNAUTHENTICATED = strawberry.enum_value(
+        "UNAUTHENTICATED", description="The source did not accept the gateway's credentials."
+    )
+    UNSUPPORTED_VERSION = strawberry.enum_value(
+        "UNSUPPORTED_VERSION", description="The source does not speak this protocol version."
+    )
+    FORBIDDEN = strawberry.enum_value(
+        "FORBIDDEN", description="The source refused this caller (status WITHHELD)."
+    )
+    DEADLINE_EXCEEDED = strawberry.enum_value(
+        "DEADLINE_EXCEEDED", description="The source said it could not answer before the deadline."
+    )
+    UNAVAILABLE = strawberry.enum_value(
+        "UNAVAILABLE", description="The source said it is unavailable."
+    )
+    INTERNAL = strawberry.enum_value(
+        "INTERNAL", description="The source reported an internal fault."
+    )
+    TIMEOUT = strawberry.enum_value("TIMEOUT", description="No answer within the source's timeout.")
+    DEADLINE = strawberry.enum_value(
+        "DEADLINE", description="Not asked: the lookup's deadline had passed."
+    )
+    CONNECTION_FAILED = strawberry.enum_value(
+        "CONNECTION_FAILED", description="The source was unreachable, or TLS was refused."
+    )
+    MALFORMED_RESPONSE = strawberry.enum_value(
+        "MALFORMED_RESPONSE",
+        description="The answer was not protocol v1, or was another request's or source's.",
+    )
+    ANSWER_NOT_TRUSTED = strawberry.enum_value(
+        "ANSWER_NOT_TRUSTED", description="The answer's signature was missing or wrong."
+    )
+    RECORD_MISMATCH = strawberry.enum_value(
+        "RECORD_MISMATCH",
+        description="The source returned a record that does not carry the identifier asked for.",
+    )
+    CIRCUIT_OPEN = strawberry.enum_value(
+        "CIRCUIT_OPEN",
+        description=(
+            "Not asked: the source failed several lookups in a row and is skipped until a"
+            " probe is answered."
+        ),
+    )
+
+
+@strawberry.enum(description="What became of one recorded access.")
+class AuditOutcome(Enum):
+    """Every outcome gateway.audit records: a lookup's LookupOutcome, HIDDEN, and the failures."""
+
+    FOUND = strawberry.enum_value("FOUND", description="A record linked to the child was found.")
+    NOT_FOUND = strawberry.enum_value(
+        "NOT_FOUND", description="Every source asked answered, and none held a record."
+    )
+    NOT_FOUND_INCOMPLETE = strawberry.enum_value(
+        "NOT_FOUND_INCOMPLETE",
+        description="No record among the sources that answered; some did not.",
+    )
+    UNAVAILABLE = strawberry.enum_value("UNAVAILABLE", description="No source answered.")
+    AMBIGUOUS = strawberry.enum_value(
+        "AMBIGUOUS", description="More than one child fitted the details; nothing was merged."
+    )
+    HIDDEN = strawberry.enum_value(
+        "HIDDEN",
+        description=(
+            "A demographic search that reached a shielded or restricted child, answered as not"
+            " found."
+        ),
+    )
+    DENIED = strawberry.enum_value(
+        "DENIED", description="The policy denied the lookup; nothing was asked."
+    )
+    REFUSED = strawberry.enum_value(
+        "REFUSED",
+        description=(
+            "A limit refused the lookup (rate, daily cap, limits unavailable); nothing was asked."
+        ),
+    )
+    ERROR = strawberry.enum_value(
+        "ERROR",
+        description="The lookup failed (the policy could not decide); nothing was released.",
+    )
+    AUDIT_TRAIL_VIEWED = strawberry.enum_value(
+        "AUDIT_TRAIL_VIEWED", description="An auditor read this child's audit trail."
+    )
 
 
 @strawberry.input(
@@ -113,6 +378,29 @@ class DemographicsInput:
             " agencies return; never sent to them."
         ),
     )
+
+
+NHS_NUMBER_DESCRIPTION: Final = "The child's 10-digit NHS number (spaces allowed)."
+UPN_DESCRIPTION: Final = "The child's unique pupil number (13 characters)."
+DEMOGRAPHICS_DESCRIPTION: Final = (
+    "Who the child is, when you hold no identifier. Matching is probabilistic and never merges a"
+    " near miss; a shielded or restricted child is never found this way."
+)
+"""The three ways of identifying a child, described alike in ChildIdentity and in the deprecated
+arguments of `child` it replaces."""
+
+
+@strawberry.input(
+    one_of=True,
+    description=(
+        "The one way you identify the child: exactly one of an NHS number, a UPN or"
+        " demographics. GraphQL itself refuses none or two (a validation error)."
+    ),
+)
+class ChildIdentity:
+    nhs_number: str | None = strawberry.field(description=NHS_NUMBER_DESCRIPTION)
+    upn: str | None = strawberry.field(description=UPN_DESCRIPTION)
+    demographics: DemographicsInput | None = strawberry.field(description=DEMOGRAPHICS_DESCRIPTION)
 
 
 @strawberry.type(description="Where a value came from, and how current the source says it is.")
@@ -260,7 +548,11 @@ class SourceReport:
     status: SourceStatus = strawberry.field(description="What happened.")
     latency_ms: float | None = strawberry.field(description="Time the source took, if asked.")
     error_code: str | None = strawberry.field(
-        description="Machine code for a failure, timeout or refusal."
+        description="Machine code for a failure, timeout or refusal.",
+        deprecation_reason="Use failureCode: the same codes, as an enum.",
+    )
+    failure_code: SourceFailure | None = strawberry.field(
+        description="Why the source gave no usable answer; null when it answered."
     )
     records_matched: int = strawberry.field(description="Records linked to the child.")
     records_unmatched: int = strawberry.field(
@@ -299,8 +591,10 @@ class WithheldField:
         description=(
             "Machine reason code: SHIELDED, RESTRICTED, SHIELD_STATUS_UNKNOWN, SENSITIVE_SERVICE,"
             " NOT_PERMITTED_FOR_PURPOSE, NOT_PERMITTED_FOR_ROLE or POLICY_UNDECIDED."
-        )
+        ),
+        deprecation_reason="Use reasonCode: the same codes, as an enum.",
     )
+    reason_code: WithholdingReason = strawberry.field(description="Why it was withheld.")
 
 
 @strawberry.type(description="A source record linked to the child, and how it was linked.")
@@ -327,7 +621,11 @@ class ChildLookup:
         " answer. False for a denied lookup, which asked nobody."
     )
     denial: str | None = strawberry.field(
-        description="Why the lookup was denied: UNKNOWN_ROLE, PURPOSE_NOT_PERMITTED, ..."
+        description="Why the lookup was denied: UNKNOWN_ROLE, PURPOSE_NOT_PERMITTED, ...",
+        deprecation_reason="Use denialCode: the same codes, as an enum.",
+    )
+    denial_code: DenialCode | None = strawberry.field(
+        description="Why the lookup was denied; null unless `outcome` is DENIED."
     )
     child: Child | None = strawberry.field(description="The merged, policy-filtered child.")
     records: list[RecordMatch] = strawberry.field(description="How each record was matched.")
@@ -348,15 +646,21 @@ class AuditEntry:
     name: str = strawberry.field(description="Their name.")
     role: str = strawberry.field(description="Their role.")
     organisation: str = strawberry.field(description="Their organisation.")
-    purpose: str = strawberry.field(description="The purpose they stated.")
+    purpose: str = strawberry.field(
+        description="The purpose they stated.",
+        deprecation_reason="Use purposeCode: the same values, as an enum.",
+    )
+    purpose_code: AuditPurpose = strawberry.field(description="The purpose they stated.")
     justification: str | None = strawberry.field(description="Their free-text reason.")
     outcome: str = strawberry.field(
         description=(
             "FOUND, NOT_FOUND, AMBIGUOUS, HIDDEN (a demographic search that reached a shielded"
             " or restricted child, answered as not found), DENIED, REFUSED, ERROR or"
             " AUDIT_TRAIL_VIEWED."
-        )
+        ),
+        deprecation_reason="Use outcomeCode: the same codes, as an enum.",
     )
+    outcome_code: AuditOutcome = strawberry.field(description="What became of the access.")
     flagged_for_investigation: bool = strawberry.field(
         description="True for a break-glass override."
     )

@@ -2,9 +2,18 @@
 
 It expects an authenticated request (gateway.middleware.Authentication leaves the verified caller
 in the scope) and hands resolvers a `RequestContext` with that caller and the pipeline to run.
+
+Answers follow the GraphQL-over-HTTP specification (gateway.media_types says which media type a
+request gets): as `application/graphql-response+json`, a request that was never executed (its
+document does not parse or validate, its variables do not coerce) is 400 with no `data` entry; as
+`application/json` it is 200 with `"data": null`, as legacy clients expect. Either way, a request
+every lookup of which a usage limit refused is 429 with `Retry-After`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from cross_web import HTTPException
 from starlette.requests import Request
@@ -16,7 +25,8 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from gateway.audit import AuditTrail
-from gateway.errors import ErrorCode, error_response
+from gateway.errors import ErrorCode, GatewayError, error_response
+from gateway.media_types import GRAPHQL_RESPONSE_JSON, JSON, negotiate
 from resolvers import graphiql
 from resolvers.query import RequestContext
 from resolvers.schema import build_schema, format_error
@@ -53,9 +63,15 @@ class GraphQLView(GraphQL[RequestContext, None]):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Strawberry refuses a malformed request (unsupported content type, broken JSON, unknown
         operation name) in plain text; here the refusal has the usual error shape and a stable
-        code, so a portal handles every refusal the same way."""
+        code, so a portal handles every refusal the same way. A request accepting neither JSON
+        media type is refused 406 before anything runs."""
+        request = Request(scope, receive)
+        if request.method == "POST" and negotiate(request.headers.get("accept")) is None:
+            message = f"Accept {GRAPHQL_RESPONSE_JSON} or {JSON}: the answer is one of them."
+            await error_response(406, ErrorCode.BAD_REQUEST, message)(scope, receive, send)
+            return
         try:
-            response = await self.run(Request(scope, receive))
+            response = await self.run(request)
         except HTTPException as exc:
             response = error_response(exc.status_code, ErrorCode.BAD_REQUEST, exc.reason)
         await response(scope, receive, send)
@@ -72,10 +88,78 @@ class GraphQLView(GraphQL[RequestContext, None]):
             raise HTTPException(400, "The request body must be a JSON object.")
         return decoded
 
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        """The response's status and headers, kept in the request's scope where process_result,
+        which decides them, finds them."""
+        sub_response = await super().get_sub_response(request)
+        request.scope.setdefault("state", {})[_SUB_RESPONSE] = sub_response
+        return sub_response
+
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
-        response: GraphQLHTTPResponse = {"data": result.data}
+        media_type = negotiate(request.headers.get("accept")) or JSON
+        answer = http_answer(result, media_type)
+        sub_response: Response = request.scope["state"][_SUB_RESPONSE]
+        sub_response.status_code = answer.status
+        sub_response.headers.update(answer.headers)
+        sub_response.headers["content-type"] = media_type
+        response: GraphQLHTTPResponse = {}
+        if answer.with_data:
+            response["data"] = result.data
         if result.errors:
             response["errors"] = [format_error(e) for e in result.errors]
         return response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        """The JSON answer in the media type, status and headers process_result chose."""
+        return Response(
+            self.encode_json(response_data),
+            status_code=sub_response.status_code or 200,
+            headers=dict(sub_response.headers),
+        )
+
+
+_SUB_RESPONSE = "graphql_sub_response"
+
+LIMIT_CODES = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.LOOKUP_CAP_REACHED})
+"""Refusals by a usage limit (gateway.limits): a request refused by nothing else is 429."""
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """How a GraphQL result is answered over HTTP."""
+
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    with_data: bool = True
+    """Whether the body has a `data` entry: not for a request error in the specification's own
+    media type (nothing was executed, so there is no data, not even null)."""
+
+
+def http_answer(result: ExecutionResult, media_type: str) -> HttpAnswer:
+    """The status, headers and shape of the answer to `result` in `media_type`.
+
+    A request error (the operation never ran: every error is outside any field, and there is no
+    data) is 400 in `application/graphql-response+json` and 200 in `application/json`. A result
+    with no data whose every error is a usage limit's refusal is 429, with `Retry-After` the
+    longest wait any of them names. Anything else - data, or field errors - is 200.
+    """
+    errors = result.errors or []
+    if not errors or result.data is not None:
+        return HttpAnswer()
+    if all(not error.path for error in errors):
+        if media_type == GRAPHQL_RESPONSE_JSON:
+            return HttpAnswer(status=400, with_data=False)
+        return HttpAnswer()
+    refusals = [error.original_error for error in errors]
+    if all(isinstance(e, GatewayError) and e.code in LIMIT_CODES for e in refusals):
+        waits = [e.retry_after_s for e in refusals if isinstance(e, GatewayError)]
+        retry_after = max((w for w in waits if w is not None), default=None)
+        headers = {} if retry_after is None else {"retry-after": str(retry_after)}
+        return HttpAnswer(status=429, headers=headers)
+    return HttpAnswer()

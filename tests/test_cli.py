@@ -225,6 +225,28 @@ def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path, c
     assert NHS not in banner
 
 
+def test_demo_in_trusted_documents_mode_runs_only_the_printed_queries(tmp_path):
+    port = free_port()
+    demo, banner = _start_demo(port, tmp_path, "--trusted-documents")
+    try:
+        manifest = tmp_path / "demo-operations.json"
+        assert f"Trusted documents: ON - only the 4 operations in {manifest} run" in banner
+        token = re.search(r"social_worker \(.*\):\n\s+(\S+)", banner).group(1)
+        printed = re.findall(r"^\s+(\{ (?:child|auditTrail)\(.*)$", banner, re.M)
+        assert len(printed) == 4
+        lookup = graphql(port, printed[0], token)["data"]["child"]
+        assert lookup["outcome"] == "FOUND"
+        assert graphql(port, printed[1], token)["data"]["child"]["outcome"] == "FOUND"
+        changed = printed[0].replace("auditId", "requestId")
+        refused = graphql(port, changed, token)["errors"][0]["extensions"]["code"]
+        assert refused == "OPERATION_NOT_TRUSTED"
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json()
+        assert ready["trusted_documents"] == {"operations": 4}
+    finally:
+        code = stop(demo)
+    assert code == 0
+
+
 def test_demo_with_agency_formats_answers_from_fhir_sql_and_ctf(tmp_path):
     """The same children, served from a FHIR (PDS, CP-IS) test server, the case records schema
     on SQLite and a folder of Common Transfer Files."""

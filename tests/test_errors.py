@@ -7,6 +7,7 @@ from gateway.breakers import CIRCUIT_OPEN
 from gateway.config import REPO_ROOT
 from gateway.errors import ErrorCode
 from gateway.match import RECORD_MISMATCH
+from resolvers.types import SourceFailure
 
 GATEWAY_SOURCE_CODES = {
     "DEADLINE",
@@ -17,7 +18,7 @@ GATEWAY_SOURCE_CODES = {
     RECORD_MISMATCH,
     CIRCUIT_OPEN,
 }
-"""What the gateway itself reports as a source's `errorCode` (gateway.fanout, gateway.match,
+"""What the gateway itself reports as a source's `failureCode` (gateway.fanout, gateway.match,
 gateway.breakers)."""
 
 
@@ -44,6 +45,7 @@ def test_readme_lists_every_graphql_error_code_once():
 
 
 def test_readme_lists_every_source_error_code_once():
-    codes = _paragraph_codes("A source's own status comes in `sources { errorCode }`")
+    codes = _paragraph_codes("A source's own status comes in `sources { failureCode }`")
     assert sorted(codes) == sorted(set(codes))
     assert set(codes) == set(ConnectorErrorCode) | GATEWAY_SOURCE_CODES
+    assert set(codes) == {failure.value for failure in SourceFailure}

@@ -2,6 +2,7 @@
 audited and alerted, and the refusal says nothing about the child."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -9,9 +10,10 @@ import pytest
 from gateway import limits as limits_module
 from gateway.audit import SqliteAuditStore
 from gateway.limits import DISTINCT_CHILDREN_CAP, InProcessLimits, LimitSettings
+from gateway.media_types import GRAPHQL_RESPONSE_JSON, JSON
 from gateway.types import Caller
 from tests.factories import CHECKPOINT_KEY, NHS, health_record, synthetic_nhs
-from tests.stack import eventually, reference_connectors, running_gateway
+from tests.stack import LOOKUP, eventually, reference_connectors, running_gateway
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +31,21 @@ def _code(body):
     return body["errors"][0]["extensions"]["code"]
 
 
+def _refused(gateway, nhs, name="Test User"):
+    """A lookup a limit refuses: the whole request is 429 (tests below say more)."""
+    response = gateway.post(
+        {"query": LOOKUP, "variables": {"nhs": nhs, "purpose": "DIRECT_CARE"}},
+        gateway.token("gp", name=name),
+    )
+    assert response.status_code == 429, response.text
+    return response.json()
+
+
 def test_a_user_over_the_per_minute_limit_is_refused_and_audited(tmp_path, sources):
     with running_gateway(tmp_path, sources, lookups_per_user_per_minute=3) as gateway:
         for _ in range(3):
             assert gateway.lookup("gp", NHS, "DIRECT_CARE")["data"]["child"]["outcome"] == "FOUND"
-        refused = gateway.lookup("gp", NHS, "DIRECT_CARE")
+        refused = _refused(gateway, NHS)
         other_user = gateway.post(
             {"query": SHORT},
             gateway.token("gp", name="Someone Else"),
@@ -66,7 +78,7 @@ def test_the_distinct_children_cap_refuses_new_children_but_not_ones_already_see
     with running_gateway(tmp_path, sources, distinct_children_per_user_per_day=2) as gateway:
         first = gateway.lookup("gp", NHS, "DIRECT_CARE")
         second = gateway.lookup("gp", synthetic_nhs(11), "DIRECT_CARE")
-        third = gateway.lookup("gp", synthetic_nhs(12), "DIRECT_CARE")
+        third = _refused(gateway, synthetic_nhs(12))
         again = gateway.lookup("gp", NHS, "DIRECT_CARE")
         audit = gateway.components.audit.records()
     assert first["data"]["child"]["outcome"] == "FOUND"
@@ -81,7 +93,42 @@ def test_the_cap_survives_a_gateway_restart(tmp_path, sources):
     with running_gateway(tmp_path, sources, distinct_children_per_user_per_day=1) as gateway:
         gateway.lookup("gp", NHS, "DIRECT_CARE")
     with running_gateway(tmp_path, sources, distinct_children_per_user_per_day=1) as gateway:
-        assert _code(gateway.lookup("gp", synthetic_nhs(13), "DIRECT_CARE")) == "LOOKUP_CAP_REACHED"
+        assert _code(_refused(gateway, synthetic_nhs(13))) == "LOOKUP_CAP_REACHED"
+
+
+def test_a_request_a_rate_limit_refuses_is_429_with_retry_after_in_either_media_type(
+    tmp_path, sources
+):
+    with running_gateway(tmp_path, sources, lookups_per_user_per_minute=1) as gateway:
+        token = gateway.token("gp")
+        assert gateway.post({"query": SHORT}, token).status_code == 200
+        answers = {
+            accept: httpx.post(
+                f"{gateway.url}/graphql",
+                json={"query": SHORT},
+                headers={"authorization": f"Bearer {token}", "accept": accept},
+            )
+            for accept in (GRAPHQL_RESPONSE_JSON, JSON)
+        }
+    for accept, response in answers.items():
+        assert response.status_code == 429
+        assert response.headers["retry-after"] == "60"  # the per-minute window, at the latest
+        assert response.headers["content-type"].startswith(accept)
+        assert _code(response.json()) == "RATE_LIMITED"
+
+
+def test_a_request_the_daily_cap_refuses_is_429_until_the_next_utc_midnight(tmp_path, sources):
+    with running_gateway(tmp_path, sources, distinct_children_per_user_per_day=1) as gateway:
+        gateway.lookup("gp", NHS, "DIRECT_CARE")
+        asked = datetime.now(UTC)
+        refused = gateway.post(
+            {"query": LOOKUP, "variables": {"nhs": synthetic_nhs(14), "purpose": "DIRECT_CARE"}},
+            gateway.token("gp"),
+        )
+    midnight = (asked + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert refused.status_code == 429
+    assert abs(int(refused.headers["retry-after"]) - (midnight - asked).total_seconds()) < 5
+    assert _code(refused.json()) == "LOOKUP_CAP_REACHED"
 
 
 def _aliased(nhs_numbers):

@@ -1,6 +1,13 @@
-from graphql import GraphQLEnumType, GraphQLObjectType
+import re
+from datetime import UTC, datetime
 
+from graphql import GraphQLEnumType, GraphQLObjectType, specified_scalar_types
+
+from gateway.audit import AUDIT_REVIEW, HIDDEN
+from gateway.policy import DenialCode, WithholdingReason
+from gateway.types import LookupOutcome, Purpose
 from resolvers.schema import SCHEMA_FILE, build_schema, export_sdl
+from resolvers.types import DATE_SPEC, DATE_TIME_SPEC, SCALARS
 
 
 def test_published_schema_matches_the_code():
@@ -51,4 +58,129 @@ def test_there_is_no_list_or_search_all_query():
         "knownAs",
         "addressLines",
         "carerNames",
+    }
+
+
+INTROSPECT = """
+query {
+  date: __type(name: "Date") { specifiedByURL }
+  dateTime: __type(name: "DateTime") { specifiedByURL }
+  identity: __type(name: "ChildIdentity") { isOneOf inputFields { name type { kind name } } }
+  query: __type(name: "Query") {
+    fields { name args(includeDeprecated: true) {
+      name isDeprecated deprecationReason type { kind name }
+    } }
+  }
+}
+"""
+
+
+def _introspected():
+    result = build_schema().execute_sync(INTROSPECT)
+    assert result.errors is None
+    return result.data
+
+
+def test_date_scalars_name_their_specification_for_codegen():
+    data = _introspected()
+    assert data["date"]["specifiedByURL"] == DATE_SPEC
+    assert data["dateTime"]["specifiedByURL"] == DATE_TIME_SPEC
+
+
+def test_a_time_is_always_answered_with_an_offset():
+    serialize = SCALARS[datetime].serialize
+    assert serialize(datetime(2026, 3, 14, 9, 30)) == "2026-03-14T09:30:00+00:00"
+    assert serialize(datetime(2026, 3, 14, 9, 30, tzinfo=UTC)) == "2026-03-14T09:30:00+00:00"
+
+
+def test_the_child_is_identified_by_a_oneof_input_beside_deprecated_nullable_arguments():
+    data = _introspected()
+    assert data["identity"]["isOneOf"] is True
+    assert {f["name"]: f["type"]["kind"] for f in data["identity"]["inputFields"]} == {
+        "nhsNumber": "SCALAR",
+        "upn": "SCALAR",
+        "demographics": "INPUT_OBJECT",
+    }
+    child = next(f for f in data["query"]["fields"] if f["name"] == "child")
+    args = {a["name"]: a for a in child["args"]}
+    assert args["identify"]["type"] == {"kind": "INPUT_OBJECT", "name": "ChildIdentity"}
+    assert not args["identify"]["isDeprecated"]
+    for old in ("nhsNumber", "upn", "demographics"):
+        assert args[old]["isDeprecated"], old
+        assert "identify" in args[old]["deprecationReason"]
+        assert args[old]["type"]["kind"] != "NON_NULL", "a deprecated argument must be optional"
+
+
+def test_every_enum_value_is_described():
+    schema = build_schema()._schema
+    undescribed = [
+        f"{name}.{value}"
+        for name, gql_type in schema.type_map.items()
+        if isinstance(gql_type, GraphQLEnumType) and not name.startswith("__")
+        for value, definition in gql_type.values.items()
+        if not definition.description
+    ]
+    assert undescribed == []
+
+
+def test_descriptions_name_only_fields_the_schema_has():
+    schema = build_schema()._schema
+    names: set[str] = set()
+    described: list[tuple[str, str]] = []
+    for type_name, gql_type in schema.type_map.items():
+        if type_name.startswith("__") or type_name in specified_scalar_types:
+            continue
+        described.append((type_name, gql_type.description or ""))
+        for field_name, field in getattr(gql_type, "fields", {}).items():
+            names.add(field_name)
+            names.update(getattr(field, "args", {}))
+            described.append((f"{type_name}.{field_name}", field.description or ""))
+        if isinstance(gql_type, GraphQLEnumType):
+            described += [
+                (f"{type_name}.{v}", d.description or "") for v, d in gql_type.values.items()
+            ]
+    unknown = [
+        (where, ref)
+        for where, text in described
+        for ref in re.findall(r"`([A-Za-z.]+)`", text)
+        if not set(ref.split(".")) <= names
+    ]
+    assert unknown == []
+
+
+def _enum_values(name: str) -> set[str]:
+    gql_type = build_schema()._schema.type_map[name]
+    assert isinstance(gql_type, GraphQLEnumType)
+    return set(gql_type.values)
+
+
+def test_the_new_enums_hold_every_code_the_gateway_gives():
+    assert _enum_values("WithholdingReason") == {r.value for r in WithholdingReason}
+    assert _enum_values("DenialCode") == {d.value for d in DenialCode}
+    assert _enum_values("AuditPurpose") == {p.value for p in Purpose} | {AUDIT_REVIEW}
+    # SourceFailure: tests/test_errors.py, with the README's list of source codes.
+    assert _enum_values("AuditOutcome") == {o.value for o in LookupOutcome} | {
+        HIDDEN,
+        "REFUSED",
+        "ERROR",
+        "AUDIT_TRAIL_VIEWED",
+    }
+
+
+def test_each_deprecated_field_names_a_replacement_of_the_same_values():
+    schema = build_schema()._schema
+    replacements = {}
+    for type_name, gql_type in schema.type_map.items():
+        if isinstance(gql_type, GraphQLObjectType) and not type_name.startswith("__"):
+            for field_name, field in gql_type.fields.items():
+                if field.deprecation_reason:
+                    replacement = field.deprecation_reason.split(":")[0].removeprefix("Use ")
+                    assert replacement in gql_type.fields, (type_name, field_name)
+                    replacements[f"{type_name}.{field_name}"] = replacement
+    assert replacements == {
+        "AuditEntry.purpose": "purposeCode",
+        "AuditEntry.outcome": "outcomeCode",
+        "ChildLookup.denial": "denialCode",
+        "SourceReport.errorCode": "failureCode",
+        "WithheldField.reason": "reasonCode",
     }

@@ -19,7 +19,7 @@ from gateway.audit.pseudonyms import Pseudonymiser, audit_key, derive_key
 from gateway.audit.record import HIDDEN, AuditedLookup, failure_record, lookup_record
 from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
 from gateway.audit.store import AuditStore, open_audit_store, open_outbox
-from gateway.audit.trail import AuditTrail
+from gateway.audit.trail import AUDIT_REVIEW, AuditTrail
 from gateway.audit.types import (
     Access,
     AuditField,
@@ -32,6 +32,7 @@ from gateway.audit.types import (
 )
 
 __all__ = [
+    "AUDIT_REVIEW",
     "HIDDEN",
     "Access",
     "AuditField",
