@@ -1,6 +1,7 @@
 """A real Apollo Client (4.x, its automatic persisted-query link over HttpLink) against a real
 gateway on loopback: the first page load sends the hash alone, is told PERSISTED_QUERY_NOT_FOUND
-and sends the text; the next sends the hash alone and is answered."""
+and sends the text; the next sends the hash alone and is answered. Refusals reach Apollo's own
+error object with their codes, as a portal reads them."""
 
 import json
 import shutil
@@ -31,9 +32,15 @@ def test_apollo_clients_persisted_query_link_falls_back_to_the_text_once(tmp_pat
             timeout=60,
         )
     assert run.returncode == 0, run.stderr
-    first, second = json.loads(run.stdout)["runs"]
+    answer = json.loads(run.stdout)
+    first, second = answer["runs"]
     assert (first["outcome"], first["error"]) == ("FOUND", None)
     assert [(r["query"], r["status"]) for r in first["requests"]] == [(False, 404), (True, 200)]
     assert first["requests"][0]["hash"] == first["requests"][1]["hash"]
     assert (second["outcome"], second["error"]) == ("FOUND", None)
     assert second["requests"] == [first["requests"][0] | {"status": 200}]
+    # A 401 and a 400 are GraphQL errors to Apollo Client, not "Received status code 401".
+    assert answer["refusals"] == {
+        "unauthenticated": {"kind": "CombinedGraphQLErrors", "code": "UNAUTHENTICATED"},
+        "invalid": {"kind": "CombinedGraphQLErrors", "code": "GRAPHQL_VALIDATION_FAILED"},
+    }
