@@ -40,9 +40,11 @@ async def make_plan(lookup: LookupContext, sources: Sequence[SourceConfig]) -> P
     decision, decision_id = await lookup.policy.plan(request)
     shield_authorities = frozenset(s.name for s in sources if s.shield_authority)
     if not decision.permitted:
+        # PlanDecision cannot be a refusal without a denial code (gateway.policy.decisions).
+        assert decision.denial is not None
         return Plan(
             permitted=False,
-            denial=decision.denial or "NOT_PERMITTED",
+            denial=decision.denial,
             fields=frozenset(),
             sources=(),
             decision_id=decision_id,
