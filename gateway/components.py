@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from gateway import metrics
 from gateway.audit import (
+    AccessHistory,
     AuditStore,
     AuditTrail,
     LookupAuditor,
@@ -64,6 +65,7 @@ class Components:
     policy: PolicyEngine
     audit: AuditStore
     audit_trail: AuditTrail
+    access_history: AccessHistory
     verifier: TokenVerifier
     pseudonymiser: Pseudonymiser
     decision_log: DecisionLog
@@ -89,6 +91,7 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
         policy=policy_engine_from_settings(settings),
         audit=audit,
         audit_trail=AuditTrail(audit, pseudonymiser, settings.auditor_roles),
+        access_history=AccessHistory(audit, pseudonymiser, sources),
         verifier=TokenVerifier(
             JwksKeys(settings.jwks_url)
             if settings.jwks_url

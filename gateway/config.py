@@ -57,6 +57,10 @@ class SourceConfig(BaseModel):
     """Or the connector's published keys (JWKS), e.g. its `/.well-known/jwks.json`."""
     notification_url: HttpUrl | None = None
     """Where the agency receives owner notifications; unset, `url` + `/v1/notifications`."""
+    organisations: tuple[str, ...] = ()
+    """The organisation codes (the token's organisation claim, e.g. `LA-LEEDS`) that act for this
+    agency: when it holds a child protection plan or looked-after status, they may read the access
+    history of its children (gateway.audit.history). Unset, none."""
 
     @model_validator(mode="after")
     def _one_answer_key(self) -> SourceConfig:
@@ -298,6 +302,13 @@ class Settings(BaseSettings):
     metrics_token: str | None = Field(default=None, min_length=32)
     """The bearer token Prometheus scrapes /metrics with. Unset, /metrics is served to loopback
     clients in dev mode and not at all in production."""
+
+    portal_idle_timeout_s: Annotated[int, Field(ge=60, le=12 * 3600)] = 900
+    """The portal (gateway.portal_site) signs the practitioner out after this long without a key
+    press or click, and forgets the answer on the page."""
+    portal_client_id: str | None = None
+    """The portal's OpenID Connect client id at the identity provider (`issuer`), for production
+    sign-in (authorization code with PKCE); shown to the page in /portal/config.json."""
 
     cors_origins: tuple[Origin, ...] = ()
     """Origins (`https://portal.example.org`, exactly as a browser sends `Origin`) whose pages may

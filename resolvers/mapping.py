@@ -9,6 +9,7 @@ from typing import Any
 import strawberry
 
 from connectors.protocol import Contact, Involvement
+from gateway.audit import OwnerHistory
 from gateway.policy import DenialCode, WithholdingReason
 from gateway.types import LookupResult, MergedChild, Sourced
 from resolvers import types as gql
@@ -179,6 +180,28 @@ def audit_entry(record: dict[str, Any]) -> gql.AuditEntry:
         withheld=[
             _withheld(f["field"], f["source"], f["reason"]) for f in record.get("withheld", [])
         ],
+    )
+
+
+def owner_history(history: OwnerHistory) -> gql.AccessHistory:
+    return gql.AccessHistory(
+        accesses=[
+            gql.AccessHistoryEntry(
+                audit_id=strawberry.ID(a.audit_id),
+                at=a.access.at,
+                subject=a.access.subject,
+                name=a.access.name,
+                role=a.access.role,
+                organisation=a.access.organisation,
+                purpose=gql.AuditPurpose(a.access.purpose),
+                justification=a.access.justification,
+                outcome=gql.AuditOutcome(a.outcome),
+                override=a.override,
+                reasons=list(a.reasons),
+            )
+            for a in history.accesses
+        ],
+        more=history.more,
     )
 
 

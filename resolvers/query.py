@@ -9,7 +9,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from gateway.audit import AuditTrail
+from gateway.audit import DEFAULT_LIMIT, MAX_LIMIT, AccessHistory, AuditTrail
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import (
     InvalidIdentifier,
@@ -25,7 +25,7 @@ from gateway.justification import Justification
 from gateway.linkage import LinkageModel
 from gateway.pipeline import LookupPipeline
 from gateway.types import Caller, Corroboration, LookupQuery, Purpose
-from resolvers.mapping import audit_entry, lookup_to_graphql
+from resolvers.mapping import audit_entry, lookup_to_graphql, owner_history
 from resolvers.types import (
     DEMOGRAPHICS_DESCRIPTION,
     NHS_NUMBER_DESCRIPTION,
@@ -35,6 +35,7 @@ from resolvers.types import (
     ChildLookup,
     DemographicsInput,
 )
+from resolvers.types import AccessHistory as AccessHistoryType
 
 _USE_IDENTIFY = "Use identify, which takes exactly one of nhsNumber, upn or demographics."
 
@@ -49,6 +50,7 @@ class RequestContext:
     caller: Caller | None
     pipeline: LookupPipeline
     audit_trail: AuditTrail
+    access_history: AccessHistory
     justification_max_chars: int
 
 
@@ -178,6 +180,21 @@ async def resolve_audit_trail(
     return [audit_entry(r) for r in records]
 
 
+async def resolve_access_history(
+    info: Info[RequestContext, None],
+    nhs_number: Annotated[str, strawberry.argument(description="The child's NHS number.")],
+    limit: Annotated[
+        int,
+        strawberry.argument(description=f"How many of the most recent accesses, 1 to {MAX_LIMIT}."),
+    ] = DEFAULT_LIMIT,
+) -> AccessHistoryType:
+    context = info.context
+    if context.caller is None:
+        raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
+    history = await context.access_history.for_child(context.caller, _nhs(nhs_number), limit)
+    return owner_history(history)
+
+
 @strawberry.type(
     description="Look up one child at a time. There are no list or search-all queries."
 )
@@ -195,5 +212,15 @@ class Query:
         description=(
             "Auditors only: every recorded access to one child (who, when, why, what was"
             " released or withheld), oldest first. Reading it is itself audited."
+        ),
+    )
+    access_history: AccessHistoryType = strawberry.field(
+        resolver=resolve_access_history,
+        description=(
+            "For the agency holding a child's protection plan or looked-after status (the"
+            " organisations configured for that source): who looked at the child - the lookups"
+            " your agency was notified of, newest first, as NHS CP-IS shows recent accesses."
+            " Anyone else is refused (NOT_THE_OWNER). Reading it is itself audited, and notifies"
+            " no one."
         ),
     )

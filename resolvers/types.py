@@ -15,8 +15,9 @@ import strawberry
 from strawberry.schema.types.base_scalars import DateDefinition, DateTimeDefinition, wrap_parser
 from strawberry.types.scalar import ScalarDefinition
 
+from connectors.notifications import NotificationReason
 from connectors.protocol import KNOWN_AS_MAX, Sex
-from gateway.audit import AUDIT_REVIEW
+from gateway.audit import ACCESS_HISTORY_VIEWED, AUDIT_REVIEW, OWNER_REVIEW
 from gateway.identifiers import ADDRESS_LINES_MAX, CARER_NAMES_MAX
 from gateway.policy import DenialCode, WithholdingReason
 from gateway.types import IdentifiedBy, LookupOutcome, MatchMethod, Purpose, SourceStatus
@@ -95,8 +96,9 @@ _enum(
 
 
 class AuditPurpose(Enum):
-    """A Purpose, or the auditors' own: an audit trail records its readers too
-    (gateway.audit.AUDIT_REVIEW), which is no purpose to look up a child for."""
+    """A Purpose, or a reader's own: an audit trail records its readers too - auditors
+    (gateway.audit.AUDIT_REVIEW) and owners reading their access history (OWNER_REVIEW) - which
+    is no purpose to look up a child for."""
 
     SAFEGUARDING_ENQUIRY = Purpose.SAFEGUARDING_ENQUIRY.value
     CHILD_PROTECTION_ENQUIRY = Purpose.CHILD_PROTECTION_ENQUIRY.value
@@ -104,12 +106,29 @@ class AuditPurpose(Enum):
     SHIELDING_ADMINISTRATION = Purpose.SHIELDING_ADMINISTRATION.value
     EMERGENCY_OVERRIDE = Purpose.EMERGENCY_OVERRIDE.value
     AUDIT_REVIEW = AUDIT_REVIEW
+    OWNER_REVIEW = OWNER_REVIEW
 
 
 _enum(
     AuditPurpose,
-    "The purpose an access was recorded with: a lookup's Purpose, or AUDIT_REVIEW.",
-    {**_PURPOSES, "AUDIT_REVIEW": "An auditor read the child's audit trail."},
+    "The purpose an access was recorded with: a lookup's Purpose, AUDIT_REVIEW or OWNER_REVIEW.",
+    {
+        **_PURPOSES,
+        "AUDIT_REVIEW": "An auditor read the child's audit trail.",
+        "OWNER_REVIEW": (
+            "The agency holding the child's protection plan or looked-after status read who"
+            " looked at the child (accessHistory)."
+        ),
+    },
+)
+_enum(
+    NotificationReason,
+    "Why the agency holding a record was told of a lookup (policies/data.json owner_notification).",
+    {
+        "CHILD_PROTECTION_PLAN": "Its record shows a child protection plan.",
+        "LOOKED_AFTER": "Its record shows the child is looked after.",
+        "EMERGENCY_OVERRIDE": "A break-glass override may have shown its record past a shield.",
+    },
 )
 _enum(
     LookupOutcome,
@@ -318,6 +337,10 @@ class AuditOutcome(Enum):
     )
     AUDIT_TRAIL_VIEWED = strawberry.enum_value(
         "AUDIT_TRAIL_VIEWED", description="An auditor read this child's audit trail."
+    )
+    ACCESS_HISTORY_VIEWED = strawberry.enum_value(
+        ACCESS_HISTORY_VIEWED,
+        description="The child's plan or looked-after status holder read its access history.",
     )
 
 
@@ -666,3 +689,46 @@ class AuditEntry:
     )
     released: list[str] = strawberry.field(description="Fields released, as source:field.")
     withheld: list[WithheldField] = strawberry.field(description="Fields withheld, and why.")
+
+
+@strawberry.type(
+    description=(
+        "One lookup of the child that your agency was told of, as NHS CP-IS shows recent"
+        " accesses: who, when, why, with what outcome. No child data."
+    )
+)
+class AccessHistoryEntry:
+    audit_id: strawberry.ID = strawberry.field(
+        description="The lookup's audit record, to quote to an auditor."
+    )
+    at: datetime = strawberry.field(description="When the lookup happened.")
+    subject: str = strawberry.field(description="Who looked (the practitioner's account).")
+    name: str = strawberry.field(description="Their name.")
+    role: str = strawberry.field(description="Their role.")
+    organisation: str = strawberry.field(description="Their organisation.")
+    purpose: AuditPurpose = strawberry.field(description="The purpose they stated.")
+    justification: str | None = strawberry.field(
+        description="Their free-text reason, as your agency was sent it."
+    )
+    outcome: AuditOutcome = strawberry.field(description="What the lookup found.")
+    override: bool = strawberry.field(
+        description="True for a break-glass override, which is flagged for investigation."
+    )
+    reasons: list[NotificationReason] = strawberry.field(
+        description="Why your agency was told of it."
+    )
+
+
+@strawberry.type(
+    description=(
+        "Who looked at a child whose child protection plan or looked-after status your agency"
+        " holds: the lookups your agency was notified of, newest first. Empty when none was."
+    )
+)
+class AccessHistory:
+    accesses: list[AccessHistoryEntry] = strawberry.field(
+        description="Newest first, at most `limit`."
+    )
+    more: bool = strawberry.field(
+        description="True when older accesses were notified too: ask with a larger `limit`."
+    )

@@ -24,7 +24,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from gateway.audit import AuditTrail
+from gateway.audit import AccessHistory, AuditTrail
 from gateway.errors import ErrorCode, GatewayError, error_response
 from gateway.media_types import GRAPHQL_RESPONSE_JSON, JSON, negotiate
 from resolvers import graphiql
@@ -34,7 +34,12 @@ from resolvers.schema import build_schema, format_error
 
 class GraphQLView(GraphQL[RequestContext, None]):
     def __init__(
-        self, *, audit_trail: AuditTrail, explorable: bool, justification_max_chars: int
+        self,
+        *,
+        audit_trail: AuditTrail,
+        access_history: AccessHistory,
+        explorable: bool,
+        justification_max_chars: int,
     ) -> None:
         """`explorable` (dev mode) allows introspection and serves GraphiQL."""
         super().__init__(
@@ -43,6 +48,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             allow_queries_via_get=False,
         )
         self._audit_trail = audit_trail
+        self._access_history = access_history
         self._max_justification = justification_max_chars
 
     @property
@@ -57,6 +63,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             caller=request.scope.get("state", {}).get("caller"),
             pipeline=request.app.state.pipeline,
             audit_trail=self._audit_trail,
+            access_history=self._access_history,
             justification_max_chars=self._max_justification,
         )
 

@@ -3,7 +3,8 @@ from datetime import UTC, datetime
 
 from graphql import GraphQLEnumType, GraphQLObjectType, specified_scalar_types
 
-from gateway.audit import AUDIT_REVIEW, HIDDEN
+from connectors.notifications import NotificationReason
+from gateway.audit import ACCESS_HISTORY_VIEWED, AUDIT_REVIEW, HIDDEN, OWNER_REVIEW
 from gateway.policy import DenialCode, WithholdingReason
 from gateway.types import LookupOutcome, Purpose
 from resolvers.schema import SCHEMA_FILE, build_schema, export_sdl
@@ -38,13 +39,15 @@ def test_every_type_field_and_argument_is_described_for_graphiql():
 
 def test_there_is_no_list_or_search_all_query():
     query = build_schema()._schema.query_type
-    assert set(query.fields) == {"child", "auditTrail"}
+    assert set(query.fields) == {"child", "auditTrail", "accessHistory"}
     assert "List" not in str(query.fields["child"].type)
-    # Every root field is about one named child: the audit trail by NHS number, a lookup by exactly
-    # one of NHS number, UPN or demographics (checked at run time, see IDENTIFY_ONE_WAY), and
-    # demographics that could link one child if all agreed (checked at run time, see
-    # INSUFFICIENT_DETAILS) - details of the child, never a wildcard, range or list to search by.
+    # Every root field is about one named child: the audit trail and the owner's access history
+    # by NHS number, a lookup by exactly one of NHS number, UPN or demographics (checked at run
+    # time, see IDENTIFY_ONE_WAY), and demographics that could link one child if all agreed
+    # (checked at run time, see INSUFFICIENT_DETAILS) - details of the child, never a wildcard,
+    # range or list to search by.
     assert str(query.fields["auditTrail"].args["nhsNumber"].type) == "String!"
+    assert str(query.fields["accessHistory"].args["nhsNumber"].type) == "String!"
     child_args = query.fields["child"].args
     assert {"nhsNumber", "upn", "demographics"} <= set(child_args)
     demographics = build_schema()._schema.type_map["DemographicsInput"]
@@ -157,14 +160,16 @@ def _enum_values(name: str) -> set[str]:
 def test_the_new_enums_hold_every_code_the_gateway_gives():
     assert _enum_values("WithholdingReason") == {r.value for r in WithholdingReason}
     assert _enum_values("DenialCode") == {d.value for d in DenialCode}
-    assert _enum_values("AuditPurpose") == {p.value for p in Purpose} | {AUDIT_REVIEW}
+    assert _enum_values("AuditPurpose") == {p.value for p in Purpose} | {AUDIT_REVIEW, OWNER_REVIEW}
     # SourceFailure: tests/test_errors.py, with the README's list of source codes.
     assert _enum_values("AuditOutcome") == {o.value for o in LookupOutcome} | {
         HIDDEN,
         "REFUSED",
         "ERROR",
         "AUDIT_TRAIL_VIEWED",
+        ACCESS_HISTORY_VIEWED,
     }
+    assert _enum_values("NotificationReason") == {r.value for r in NotificationReason}
 
 
 def test_each_deprecated_field_names_a_replacement_of_the_same_values():

@@ -6,11 +6,23 @@
   store shared by several gateway processes (its schema made by `migrations`).
 - `chain` makes tampering evident; `pseudonyms` names children without identifying them.
 - `outbox` and `notify` deliver owner notifications queued with the records; `trail` is the
-  auditors' reading of one child's accesses, itself audited.
+  auditors' reading of one child's accesses, and `history` the owners' reading of the accesses
+  they were notified of, each itself audited.
 """
 
 from gateway.audit.auditor import LookupAuditor
 from gateway.audit.chain import ChainReport
+from gateway.audit.history import (
+    ACCESS_HISTORY_VIEWED,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    OWNER_REVIEW,
+    OWNING_FIELDS,
+    AccessHistory,
+    OwnerAccess,
+    OwnerHistory,
+    owning_sources,
+)
 from gateway.audit.migrations import downgrade_schema, upgrade_schema, writer_role
 from gateway.audit.notify import NotificationDispatcher, RetryPolicy, owner_notifications
 from gateway.audit.outbox import Outbox, OutboxEntry, OutboxMessage, OutboxState, OutboxStats
@@ -32,9 +44,15 @@ from gateway.audit.types import (
 )
 
 __all__ = [
+    "ACCESS_HISTORY_VIEWED",
     "AUDIT_REVIEW",
+    "DEFAULT_LIMIT",
     "HIDDEN",
+    "MAX_LIMIT",
+    "OWNER_REVIEW",
+    "OWNING_FIELDS",
     "Access",
+    "AccessHistory",
     "AuditField",
     "AuditMatch",
     "AuditNotice",
@@ -52,6 +70,8 @@ __all__ = [
     "OutboxMessage",
     "OutboxState",
     "OutboxStats",
+    "OwnerAccess",
+    "OwnerHistory",
     "PostgresAuditStore",
     "PostgresOutbox",
     "Pseudonymiser",
@@ -66,6 +86,7 @@ __all__ = [
     "open_audit_store",
     "open_outbox",
     "owner_notifications",
+    "owning_sources",
     "upgrade_schema",
     "utc_now",
     "writer_role",

@@ -47,6 +47,14 @@ T = TypeVar("T")
 _ANSWERED = ("FOUND", "NOT_FOUND", "NOT_FOUND_INCOMPLETE", "UNAVAILABLE", "AMBIGUOUS", "HIDDEN")
 """Outcomes that count a child against the caller's daily cap (as in the SQLite store)."""
 
+NOTIFIED_RECORDS = (
+    "SELECT body FROM audit_log WHERE child_ref = %s"
+    " AND EXISTS (SELECT 1 FROM jsonb_array_elements(body::jsonb -> 'notified') AS notice"
+    " WHERE notice ->> 'source' = ANY(%s))"
+    " ORDER BY at DESC, seq DESC LIMIT %s"
+)
+"""A child's records notified to some sources (a list), newest first."""
+
 _RECORD_COLUMNS = (
     "audit_id, at, child_ref, subject, role, organisation, purpose, outcome, body, prev_hash, hash"
 )
@@ -345,6 +353,18 @@ class PostgresAuditStore:
         )
         with self._reader.connection() as conn:
             rows = conn.execute(statement, params).fetchall()
+        return [json.loads(body) for (body,) in rows]
+
+    def notified_records(
+        self, child_ref: str, sources: Sequence[str], limit: int
+    ) -> list[dict[str, Any]]:
+        """Records of this child whose owner notifications went to one of `sources`, newest
+        first. The child's index (child_ref, at) finds them; the notices are read from the
+        record itself, the hash-chained body, not from a copy."""
+        if not sources:
+            return []
+        with self._reader.connection() as conn:
+            rows = conn.execute(NOTIFIED_RECORDS, (child_ref, list(sources), limit)).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:

@@ -101,6 +101,15 @@ _SCHEMA += _OUTBOX_SCHEMA
 _ADDED_COLUMNS = (("audit_alert", "justification", "TEXT"),)
 
 
+NOTIFIED_RECORDS = (
+    "SELECT body FROM audit_log WHERE child_ref = ?"
+    " AND EXISTS (SELECT 1 FROM json_each(body, '$.notified')"
+    " WHERE json_extract(value, '$.source') IN (?))"
+    " ORDER BY at DESC, seq DESC LIMIT ?"
+)
+"""A child's records notified to some sources, newest first; `IN (?)` takes one mark per source."""
+
+
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
     for table, column, declaration in _ADDED_COLUMNS:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
@@ -300,6 +309,21 @@ class SqliteAuditStore:
         )
         with self._lock:
             rows = self._conn.execute(statement.replace("%s", "?"), params).fetchall()
+        return [json.loads(body) for (body,) in rows]
+
+    def notified_records(
+        self, child_ref: str, sources: Sequence[str], limit: int
+    ) -> list[dict[str, Any]]:
+        """Records of this child whose owner notifications went to one of `sources`, newest
+        first. The child's index (child_ref, at, and the rowid seq) finds and orders them; the
+        notices are read from the record itself, the hash-chained body, not from a copy."""
+        if not sources:
+            return []
+        with self._lock:
+            rows = self._conn.execute(
+                NOTIFIED_RECORDS.replace("(?)", "(" + ", ".join("?" * len(sources)) + ")"),
+                (child_ref, *sources, limit),
+            ).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:

@@ -48,6 +48,13 @@ class AuditStore(Protocol):
         """Records oldest first, optionally for one child, one user, or since a time."""
         ...
 
+    def notified_records(
+        self, child_ref: str, sources: Sequence[str], limit: int
+    ) -> list[dict[str, Any]]:
+        """Records of this child whose owner notifications went to one of `sources`, newest
+        first: what those agencies were told of (gateway.audit.history)."""
+        ...
+
     def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:
         """The privacy officers' feed of break-glass overrides, with each justification; it names
         no child."""

@@ -40,19 +40,30 @@ class AuditTrail:
         records = await asyncio.to_thread(
             self._audit.records, child_ref=child_ref, since=since, limit=limit
         )
-        review = AuditRecord(
-            access=access_by(caller, purpose=AUDIT_REVIEW, justification=None, child_ref=child_ref),
-            audit_id=uuid.uuid4().hex,
-            request_id=uuid.uuid4().hex,
-            outcome="AUDIT_TRAIL_VIEWED",
-            denial=None,
-            error_code=None,
-            policy_revision=None,
+        await record_review(
+            self._audit, caller, AUDIT_REVIEW, "AUDIT_TRAIL_VIEWED", child_ref=child_ref
         )
-        try:
-            await self._audit.append(review)
-        except AuditUnavailable as exc:
-            raise GatewayError(
-                ErrorCode.AUDIT_UNAVAILABLE, "This review could not be recorded, so it is refused."
-            ) from exc
         return records
+
+
+async def record_review(
+    audit: AuditStore, caller: Caller, purpose: str, outcome: str, *, child_ref: str
+) -> None:
+    """Write someone's reading of a child's accesses to the log, notifying no one (a reading is no
+    lookup: it releases nothing, and telling an owner of it could only start a loop); raise
+    AUDIT_UNAVAILABLE when it cannot be written, so that nothing read is returned."""
+    review = AuditRecord(
+        access=access_by(caller, purpose=purpose, justification=None, child_ref=child_ref),
+        audit_id=uuid.uuid4().hex,
+        request_id=uuid.uuid4().hex,
+        outcome=outcome,
+        denial=None,
+        error_code=None,
+        policy_revision=None,
+    )
+    try:
+        await audit.append(review)
+    except AuditUnavailable as exc:
+        raise GatewayError(
+            ErrorCode.AUDIT_UNAVAILABLE, "This review could not be recorded, so it is refused."
+        ) from exc

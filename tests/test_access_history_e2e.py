@@ -1,0 +1,180 @@
+"""Owners see who looked: the local authority holding a child's protection plan reads, through
+GraphQL, the lookups of the child it was notified of - and no one else may. Real gateway, real Rego
+bundle, reference connectors on loopback, the real audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from connectors.protocol import Identifiers, Indicators
+from gateway.audit import SqliteOutbox
+from gateway.demo import DEMO_ORGANISATIONS, reference_source
+from tests.factories import health_record, social_care_record, synthetic_nhs
+from tests.stack import Stack, reference_apps, running_gateway, serving
+
+REASON = "Child reported missing; police at the door need the current address now."
+
+LOOKED_UP = synthetic_nhs(41)
+BROKEN_GLASS = synthetic_nhs(42)
+NEVER_LOOKED_UP = synthetic_nhs(43)
+ORDINARY = synthetic_nhs(44)
+REVIEWED = synthetic_nhs(45)
+LOOKED_UP_BY_OTHERS = synthetic_nhs(46)
+
+HISTORY = """query($nhs: String!) { accessHistory(nhsNumber: $nhs) { more accesses {
+  auditId at subject name role organisation purpose justification outcome override reasons } } }"""
+TRAIL = """query($nhs: String!) { auditTrail(nhsNumber: $nhs) {
+  auditId role organisation purposeCode outcomeCode } }"""
+
+
+def _on_a_plan(nhs: str, record_id: str) -> Any:
+    return social_care_record(
+        nhs, record_id=record_id, identifiers=Identifiers(nhs_number=nhs, local_id=record_id)
+    )
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory) -> Iterator[Stack]:
+    """The three reference agencies, acted for by the demo's organisations (the social worker's
+    LA-LEEDS for social care), and a gateway asking them."""
+    tmp = tmp_path_factory.mktemp("access-history")
+    on_plan = (LOOKED_UP, BROKEN_GLASS, NEVER_LOOKED_UP, REVIEWED, LOOKED_UP_BY_OTHERS)
+    records = {
+        "health": [health_record(nhs, record_id=f"H-{nhs}") for nhs in (*on_plan, ORDINARY)],
+        "social_care": [
+            *(_on_a_plan(nhs, f"LA-{nhs}") for nhs in on_plan),
+            social_care_record(
+                ORDINARY,
+                record_id="LA-ORD",
+                identifiers=Identifiers(nhs_number=ORDINARY, local_id="LA-ORD"),
+                indicators=Indicators(child_in_need=True),
+            ),
+        ],
+        "education": [],
+    }
+    with serving(reference_apps(tmp, records)) as urls:
+        sources = [
+            reference_source(name, url, organisations=DEMO_ORGANISATIONS[name])
+            for name, url in urls.items()
+        ]
+        with running_gateway(tmp, sources) as stack:
+            yield stack
+
+
+def history(gw: Stack, role: str, org: str, nhs: str, name: str = "Sam Social") -> dict[str, Any]:
+    token = gw.token(role, org, name)
+    response = gw.post({"query": HISTORY, "variables": {"nhs": nhs}}, token)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def owner_reads(gw: Stack, nhs: str) -> dict[str, Any]:
+    """The LA-LEEDS social worker reads the child's access history."""
+    body = history(gw, "social_worker", "LA-LEEDS", nhs)
+    assert "errors" not in body, body
+    return body["data"]["accessHistory"]  # type: ignore[no-any-return]
+
+
+def test_the_owner_sees_a_health_visitors_lookup_of_a_child_on_its_plan(gateway):
+    token = gateway.token("health_visitor", "RR8", "Hana Visitor")
+    lookup = gateway.post(
+        {
+            "query": "query($nhs: String!) { child(identify: {nhsNumber: $nhs},"
+            " purpose: DIRECT_CARE) { auditId outcome } }",
+            "variables": {"nhs": LOOKED_UP},
+        },
+        token,
+    ).json()["data"]["child"]
+
+    seen = owner_reads(gateway, LOOKED_UP)
+
+    (access,) = seen["accesses"]
+    assert access["auditId"] == lookup["auditId"]
+    assert (access["role"], access["organisation"], access["name"]) == (
+        "health_visitor",
+        "RR8",
+        "Hana Visitor",
+    )
+    assert (access["purpose"], access["outcome"], access["override"]) == (
+        "DIRECT_CARE",
+        "FOUND",
+        False,
+    )
+    assert access["reasons"] == ["CHILD_PROTECTION_PLAN"]
+    recorded = gateway.audited(lookup["auditId"])["access"]
+    assert (access["subject"], access["at"]) == (recorded["subject"], recorded["at"])
+    assert seen["more"] is False
+
+
+def test_a_break_glass_lookup_shows_as_an_override_with_its_justification(gateway):
+    gateway.lookup("social_worker", BROKEN_GLASS)
+    gateway.lookup("police_safeguarding", BROKEN_GLASS, "EMERGENCY_OVERRIDE", REASON)
+
+    newest, earlier = owner_reads(gateway, BROKEN_GLASS)["accesses"]
+
+    assert (newest["role"], newest["purpose"], newest["override"]) == (
+        "police_safeguarding",
+        "EMERGENCY_OVERRIDE",
+        True,
+    )
+    assert newest["justification"] == REASON
+    assert newest["reasons"] == ["CHILD_PROTECTION_PLAN", "EMERGENCY_OVERRIDE"]
+    assert (earlier["purpose"], earlier["override"]) == ("SAFEGUARDING_ENQUIRY", False)
+
+
+@pytest.mark.parametrize(
+    ("role", "org"),
+    [
+        ("school_dsl", "URN-107000"),
+        ("social_worker", "LA-YORK"),
+        ("auditor", "LA-LEEDS-IG"),
+        ("health_visitor", "RR8"),
+    ],
+    ids=["a school DSL", "another authority's social worker", "an auditor", "a health visitor"],
+)
+def test_anyone_but_the_owner_is_refused_with_the_code(gateway, role, org):
+    gateway.lookup("health_visitor", LOOKED_UP_BY_OTHERS, "DIRECT_CARE")
+
+    body = history(gateway, role, org, LOOKED_UP_BY_OTHERS)
+
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "NOT_THE_OWNER"
+
+
+def test_a_child_nobody_looked_up_has_an_empty_history(gateway):
+    assert owner_reads(gateway, NEVER_LOOKED_UP) == {"accesses": [], "more": False}
+
+
+def test_a_lookup_no_one_was_told_of_is_not_in_the_history(gateway):
+    gateway.lookup("health_visitor", ORDINARY, "DIRECT_CARE")  # child in need: no notification
+    assert owner_reads(gateway, ORDINARY)["accesses"] == []
+
+
+def test_the_owners_reading_is_on_the_audit_trail_and_notifies_no_one(gateway):
+    gateway.lookup("health_visitor", REVIEWED, "DIRECT_CARE")
+    owner_reads(gateway, REVIEWED)
+
+    trail = gateway.post(
+        {"query": TRAIL, "variables": {"nhs": REVIEWED}}, gateway.token("auditor", "LA-LEEDS-IG")
+    ).json()["data"]["auditTrail"]
+    reviews = [e for e in trail if e["purposeCode"] == "OWNER_REVIEW"]
+
+    assert [(e["role"], e["organisation"], e["outcomeCode"]) for e in reviews] == [
+        ("social_worker", "LA-LEEDS", "ACCESS_HISTORY_VIEWED")
+    ]
+    outbox = SqliteOutbox(gateway.state_dir / "audit.sqlite3")
+    try:
+        assert outbox.entries(reviews[0]["auditId"]) == []
+    finally:
+        outbox.close()
+    # Nor is the reading itself an access the owner is shown.
+    assert len(owner_reads(gateway, REVIEWED)["accesses"]) == 1
+
+
+def test_an_invalid_nhs_number_is_refused(gateway):
+    body = history(gateway, "social_worker", "LA-LEEDS", "123")
+    assert body["errors"][0]["extensions"]["code"] == "INVALID_NHS_NUMBER"
