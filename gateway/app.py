@@ -1,6 +1,7 @@
 """The gateway's HTTP surface: POST /graphql (authenticated), GraphiQL in dev (its files under
-/graphiql), /healthz, /readyz, /metrics (Prometheus, see gateway.metrics for who may read it), and
-/.well-known/jwks.json (the key connectors check the gateway's signed requests against).
+/graphiql), the practitioners' portal at /portal/ (gateway.portal_site), /healthz, /readyz,
+/metrics (Prometheus, see gateway.metrics for who may read it), and /.well-known/jwks.json (the
+key connectors check the gateway's signed requests against).
 
 The parts are built in gateway.components; /graphql is the GraphQL view (resolvers.view) behind
 the edge middleware (gateway.middleware) and either the trusted-documents registry, when
@@ -27,6 +28,8 @@ from gateway.config import Mode
 from gateway.cors import Cors
 from gateway.errors import ErrorCode, error_response
 from gateway.middleware import Authentication, BodyLimit, NoStore
+from gateway.portal_site import PATH as PORTAL_PATH
+from gateway.portal_site import portal_app
 from gateway.redis_limits import answers
 from resolvers import graphiql as graphiql_ide
 from resolvers.persisted_queries import AutomaticPersistedQueries
@@ -118,6 +121,7 @@ def create_app(components: Components, *, drain_signal: int | None = None) -> St
 
     view: ASGIApp = GraphQLView(
         audit_trail=components.audit_trail,
+        access_history=components.access_history,
         explorable=settings.explorable,
         justification_max_chars=settings.justification_max_chars,
     )
@@ -138,6 +142,7 @@ def create_app(components: Components, *, drain_signal: int | None = None) -> St
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_page, methods=["GET"]),
         Route(JWKS_PATH, jwks, methods=["GET"]),
+        Mount(PORTAL_PATH, app=portal_app(settings)),
     ]
     if settings.explorable:
         routes.append(Mount(graphiql_ide.ASSETS_PATH, app=graphiql_ide.assets()))

@@ -291,6 +291,28 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _portal_manifest(args: argparse.Namespace) -> int:
+    import portal
+
+    text = portal.manifest_text()
+    if args.check:
+        if not portal.MANIFEST_FILE.exists() or portal.MANIFEST_FILE.read_text("utf-8") != text:
+            print(
+                f"{portal.MANIFEST_FILE} is out of date: run"
+                f" `childlookup portal manifest --out {portal.MANIFEST_FILE}`.",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"{portal.MANIFEST_FILE.name} is up to date.")
+        return 0
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {args.out} ({len(portal.operations())} operations)")
+    return 0
+
+
 def _timestamp(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -459,6 +481,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="list changes since the released schema; fail on an undeclared breaking one",
     )
     schema.set_defaults(run=_schema)
+
+    portal = commands.add_parser("portal", help="the practitioners' portal served at /portal/")
+    portal_commands = portal.add_subparsers(dest="portal_command", required=True)
+    pmanifest = portal_commands.add_parser(
+        "manifest",
+        help="the trusted-documents manifest (Apollo format) of every operation the portal sends",
+    )
+    pmanifest_mode = pmanifest.add_mutually_exclusive_group()
+    pmanifest_mode.add_argument(
+        "--out", type=Path, help="write it here (portal/operations.json is the committed one)"
+    )
+    pmanifest_mode.add_argument(
+        "--check", action="store_true", help="fail if portal/operations.json has drifted"
+    )
+    pmanifest.set_defaults(run=_portal_manifest)
     return parser
 
 

@@ -14,9 +14,11 @@ import contextlib
 import json
 import shlex
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Final
 
 from starlette.applications import Starlette
 
@@ -35,24 +37,31 @@ from gateway.components import build_components
 from gateway.config import Mode, Settings, SourceConfig
 from gateway.demo_formats import FormatConnector, format_connectors
 from gateway.document_registry import APOLLO_FORMAT, DocumentRegistry, document_id
-from gateway.tokens import DEV_TOKEN_TTL_S, ensure_dev_keys, issue_dev_token
+from gateway.tokens import DEMO_USERS, DEV_TOKEN_TTL_S, ensure_dev_keys, issue_dev_token
 
-DEMO_ROLES = (
-    ("social_worker", "LA-LEEDS", "Sam Social"),
-    ("health_visitor", "RR8", "Hana Visitor"),
-    ("school_dsl", "URN-107000", "Dee Lead"),
-    ("ed_clinician", "RR8-ED", "Ed Clinician"),
-    ("auditor", "LA-LEEDS-IG", "Ada Auditor"),
-)
 CONNECTOR_TIMEOUT_MS = 800
+DEMO_ORGANISATIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {"social_care": ("LA-LEEDS",), "health": ("RR8",), "education": ("URN-107000",)}
+)
+"""Who acts for each demo agency (`SourceConfig.organisations`), as the demo users' tokens name
+them: the social worker's local authority holds the plans, so it alone reads access histories."""
 
 
 def reference_source(
-    agency: str, url: str, *, timeout_ms: int = 1_000, answer_key_file: Path | None = None
+    agency: str,
+    url: str,
+    *,
+    timeout_ms: int = 1_000,
+    answer_key_file: Path | None = None,
+    organisations: Sequence[str] = (),
 ) -> SourceConfig:
     """The source entry for one of the reference agencies, from its published profile."""
     return agency_source(
-        REFERENCE_AGENCIES[agency], url, timeout_ms=timeout_ms, answer_key_file=answer_key_file
+        REFERENCE_AGENCIES[agency],
+        url,
+        timeout_ms=timeout_ms,
+        answer_key_file=answer_key_file,
+        organisations=organisations,
     )
 
 
@@ -62,8 +71,10 @@ def agency_source(
     *,
     timeout_ms: int = 1_000,
     answer_key_file: Path | None = None,
+    organisations: Sequence[str] = (),
 ) -> SourceConfig:
-    """The source entry for an agency's connector, from its profile."""
+    """The source entry for an agency's connector, from its profile; `organisations` act for
+    it (read the access histories of the children it holds a plan or status for)."""
     return SourceConfig.model_validate(
         {
             "name": profile.name,
@@ -73,6 +84,7 @@ def agency_source(
             "shield_authority": profile.shield_authority,
             "holds_every_child": profile.holds_every_child,
             "answer_key_file": answer_key_file,
+            "organisations": tuple(organisations),
         }
     )
 
@@ -146,6 +158,7 @@ def run_demo(options: DemoOptions) -> None:
                 served[-1].url,
                 timeout_ms=CONNECTOR_TIMEOUT_MS,
                 answer_key_file=answer_public_key,
+                organisations=DEMO_ORGANISATIONS.get(name, ()),
             )
         )
     components = build_components(settings, sources)
@@ -203,6 +216,7 @@ def _banner(
         "",
         "childlookup demo is running (synthetic data only; Ctrl-C stops everything).",
         "",
+        f"  Portal:    {url}/portal/   (sign in as a demo user; no GraphQL needed)",
         f"  GraphiQL:  {url}/graphql",
         f"  Health:    {url}/healthz   Ready: {url}/readyz",
         "  Connectors:",
@@ -212,18 +226,18 @@ def _banner(
         "Bearer tokens (paste into GraphiQL's Headers tab as"
         ' {"Authorization": "Bearer <token>"}):',
     ]
-    for role, org, name in DEMO_ROLES:
+    for user in DEMO_USERS:
         token = issue_dev_token(
             private_key,
-            role=role,
-            organisation=org,
-            name=name,
+            role=user.role,
+            organisation=user.organisation,
+            name=user.name,
             issuer=settings.issuer,
             audience=settings.audience,
             ttl_s=min(DEV_TOKEN_TTL_S, settings.token_max_lifetime_s),
             max_lifetime_s=settings.token_max_lifetime_s,
         )
-        lines += [f"  {role} ({org}):", f"    {token}"]
+        lines += [f"  {user.role} ({user.organisation}):", f"    {token}"]
     lines += ["", "NHS numbers to try:"]
     lines += [f"  {label.replace('_', ' '):24} {nhs}" for label, nhs in examples.items()]
     first = next(iter(examples.values()))

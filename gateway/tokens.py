@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
@@ -19,6 +20,24 @@ from gateway.auth import DEFAULT_MAX_LIFETIME_S, describe_duration
 PRIVATE_KEY_FILE = "dev-signing-key.pem"
 PUBLIC_KEY_FILE = "dev-signing-key.pub.pem"
 DEV_TOKEN_TTL_S = 8 * 3600
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    """A practitioner the demo issues tokens for: in its banner, and in the portal's sign-in."""
+
+    role: str
+    organisation: str
+    name: str
+
+
+DEMO_USERS = (
+    DemoUser("social_worker", "LA-LEEDS", "Sam Social"),
+    DemoUser("health_visitor", "RR8", "Hana Visitor"),
+    DemoUser("school_dsl", "URN-107000", "Dee Lead"),
+    DemoUser("ed_clinician", "RR8-ED", "Ed Clinician"),
+    DemoUser("auditor", "LA-LEEDS-IG", "Ada Auditor"),
+)
 
 
 def ensure_dev_keys(state_dir: Path) -> Path:

@@ -1,0 +1,181 @@
+"""The reference portal served by the gateway at /portal/, same origin as /graphql, no CDN.
+
+- `GET /portal/` the page; its style sheet and scripts beside it (the `portal` package's files).
+- `GET /portal/config.json` what the page needs to know before sign-in: how practitioners sign in
+  (the demo users in dev mode, or the identity provider's issuer and client id), the inactivity
+  timeout, the auditor roles, and each purpose's justification rule from the policy data.
+- `GET /portal/operations.json` the trusted-documents manifest the page takes its operations from.
+- `POST /portal/dev-session` `{"user": <index>}`: a dev token for one demo user. Only where the
+  gateway verifies dev tokens (dev mode, no identity provider configured); 404 otherwise.
+
+Every answer carries a Content-Security-Policy allowing nothing inline and nothing from another
+origin, no referrer, no MIME sniffing; everything but the scripts and style sheet is `no-store`
+(the page shows a child's details, and the config and session carry tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Final
+
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route, request_response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+import portal
+from gateway.config import Settings
+from gateway.errors import ErrorCode, error_response
+from gateway.middleware import BodyLimit
+from gateway.tokens import DEMO_USERS, DEV_TOKEN_TTL_S, PRIVATE_KEY_FILE, issue_dev_token
+
+PATH: Final = "/portal"
+
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+CACHEABLE_SUFFIXES: Final = (".js", ".css", ".svg")
+"""Files that never carry a child's details: caches may keep them (revalidating each time)."""
+DEV_SESSION_MAX_BYTES: Final = 1024
+
+_log = logging.getLogger("childlookup.portal")
+
+
+class PortalHeaders:
+    """The portal's security and caching headers on every answer under /portal/."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        cacheable = str(scope["path"]).endswith(CACHEABLE_SUFFIXES)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["content-security-policy"] = CONTENT_SECURITY_POLICY
+                headers["referrer-policy"] = "no-referrer"
+                headers["x-content-type-options"] = "nosniff"
+                headers["x-frame-options"] = "DENY"
+                if cacheable and message["status"] == 200:
+                    headers["cache-control"] = "no-cache"
+                else:
+                    headers["cache-control"] = "no-store"
+                    headers["pragma"] = "no-cache"
+            await send(message)
+
+        await self._app(scope, receive, send_with_headers)
+
+
+def portal_app(settings: Settings) -> ASGIApp:
+    """The ASGI app to mount at PATH."""
+    demo_sign_in = settings.verifies_dev_tokens()
+
+    async def page(request: Request) -> Response:
+        return FileResponse(portal.STATIC_DIR / "index.html", media_type="text/html")
+
+    async def config(request: Request) -> Response:
+        return JSONResponse(_page_config(settings, demo_sign_in))
+
+    async def manifest(request: Request) -> Response:
+        return FileResponse(portal.MANIFEST_FILE, media_type="application/json")
+
+    async def dev_session(request: Request) -> Response:
+        if not demo_sign_in:
+            return Response(status_code=404)
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return error_response(400, ErrorCode.BAD_REQUEST, "Send the demo user as JSON.")
+        try:
+            index = json.loads(await request.body())["user"]
+        except (ValueError, KeyError, TypeError):
+            index = None
+        if not isinstance(index, int) or isinstance(index, bool):
+            return error_response(400, ErrorCode.BAD_REQUEST, "Name a demo user by its number.")
+        if not 0 <= index < len(DEMO_USERS):
+            return error_response(400, ErrorCode.BAD_REQUEST, "There is no such demo user.")
+        user = DEMO_USERS[index]
+        ttl_s = min(DEV_TOKEN_TTL_S, settings.token_max_lifetime_s)
+        token = issue_dev_token(
+            (settings.state_dir / PRIVATE_KEY_FILE).read_bytes(),
+            role=user.role,
+            organisation=user.organisation,
+            name=user.name,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            ttl_s=ttl_s,
+            max_lifetime_s=settings.token_max_lifetime_s,
+        )
+        _log.info(
+            "portal demo sign-in",
+            extra={"event": "portal_dev_session", "context": {"role": user.role}},
+        )
+        return JSONResponse({"token": token, "expiresInS": ttl_s, "user": _user(index)})
+
+    routes = [
+        Route("/", page, methods=["GET"]),
+        Route("/config.json", config, methods=["GET"]),
+        Route("/operations.json", manifest, methods=["GET"]),
+        Route(
+            "/dev-session",
+            BodyLimit(request_response(dev_session), DEV_SESSION_MAX_BYTES),
+            methods=["POST"],
+        ),
+        Mount("/", app=StaticFiles(directory=portal.STATIC_DIR)),
+    ]
+    return PortalHeaders(Starlette(routes=routes))
+
+
+def _user(index: int) -> dict[str, Any]:
+    user = DEMO_USERS[index]
+    return {
+        "index": index,
+        "name": user.name,
+        "role": user.role,
+        "organisation": user.organisation,
+    }
+
+
+def _page_config(settings: Settings, demo_sign_in: bool) -> dict[str, Any]:
+    return {
+        "mode": settings.mode.value,
+        "signIn": "demo" if demo_sign_in else "oidc",
+        "demoUsers": [_user(i) for i in range(len(DEMO_USERS))] if demo_sign_in else [],
+        "oidc": None
+        if demo_sign_in
+        else {
+            "issuer": settings.issuer,
+            "clientId": settings.portal_client_id,
+            "implemented": False,
+        },
+        "idleTimeoutS": settings.portal_idle_timeout_s,
+        "auditorRoles": list(settings.auditor_roles),
+        "purposes": _purposes(settings),
+    }
+
+
+def _purposes(settings: Settings) -> dict[str, Any]:
+    """Each purpose's description and justification rule, as the policy data states them (the
+    page shows them; the policy still decides). Empty when the data cannot be read."""
+    try:
+        data = json.loads((settings.policy_dir / "data.json").read_text(encoding="utf-8"))
+        purposes = data["childlookup"]["purposes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    described: dict[str, Any] = {}
+    for name, purpose in purposes.items():
+        rule = purpose.get("justification") or {}
+        described[name] = {
+            "description": purpose.get("description", ""),
+            "justificationRequired": bool(purpose.get("justification_required")),
+            "minWords": rule.get("min_words", 0),
+            "minLetters": rule.get("min_letters", 0),
+        }
+    return described

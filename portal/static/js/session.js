@@ -1,0 +1,59 @@
+// The signed-in practitioner. The token lives in this module's memory only: never in storage,
+// a cookie or the URL, so closing or reloading the tab signs out. Inactivity signs out too.
+
+let current = null; // {token, user: {name, role, organisation}}
+let idleTimer = null;
+let expiryTimer = null;
+let idleMs = 15 * 60 * 1000;
+let onEnd = () => {};
+
+export function configure({ idleTimeoutS, onSignedOut }) {
+  idleMs = idleTimeoutS * 1000;
+  onEnd = onSignedOut;
+  for (const event of ["keydown", "pointerdown", "input"]) {
+    document.addEventListener(event, touch, { capture: true, passive: true });
+  }
+}
+
+export function user() {
+  return current && current.user;
+}
+
+export function token() {
+  return current && current.token;
+}
+
+export async function signInAsDemoUser(index) {
+  const response = await fetch("dev-session", {
+    method: "POST",
+    cache: "no-store",
+    credentials: "omit",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user: index }),
+  });
+  if (!response.ok) throw new Error(`sign-in refused (${response.status})`);
+  const session = await response.json();
+  start(session.token, session.user, session.expiresInS);
+}
+
+function start(newToken, newUser, expiresInS) {
+  current = { token: newToken, user: newUser };
+  clearTimeout(expiryTimer);
+  // Ends a minute before the token does, so no lookup is sent with an expiring token.
+  expiryTimer = setTimeout(() => end("expired"), Math.max(expiresInS - 60, 1) * 1000);
+  touch();
+}
+
+function touch() {
+  if (!current) return;
+  clearTimeout(idleTimer);
+  idleTimer = setTimeout(() => end("idle"), idleMs);
+}
+
+export function end(why = "signed-out") {
+  const wasSignedIn = current !== null;
+  current = null;
+  clearTimeout(idleTimer);
+  clearTimeout(expiryTimer);
+  if (wasSignedIn) onEnd(why);
+}

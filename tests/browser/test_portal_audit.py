@@ -1,0 +1,22 @@
+"""The auditor's view in the portal: after a practitioner looks a child up, the auditor signs in
+on another browser and reads who looked at that child."""
+
+from tests.browser.portal import Portal
+
+
+def test_the_auditor_sees_a_lookup_made_by_someone_else(new_page, demo):
+    nhs = demo.nhs["education linked"]
+    social_worker = Portal(new_page(), demo.portal)
+    social_worker.open()
+    social_worker.sign_in("social_worker")
+    social_worker.look_up(nhs)
+    assert social_worker.outcome == "FOUND"
+
+    auditor = Portal(new_page(), demo.portal)
+    auditor.open()
+    auditor.sign_in("auditor")
+    auditor.audit_trail(nhs)
+
+    entries = auditor.page.locator("#audit-trail tr.audit-entry")
+    assert entries.count() >= 1
+    assert any("Sam Social" in text for text in entries.all_inner_texts())

@@ -1,0 +1,74 @@
+"""A practitioner's lookups in the portal against the demo: what a social worker sees of a child
+on a child protection plan and of a shielded child, and a purpose the policy refuses."""
+
+import os
+import re
+from pathlib import Path
+
+from tests.browser.portal import Portal
+
+README_SCREENSHOT = Path(__file__).parents[2] / "docs" / "portal.png"
+POSTCODE = re.compile(r"\b[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2}\b")
+CODE = re.compile(r"\b[A-Z]+(?:_[A-Z]+)+\b")
+"""A machine code such as PURPOSE_NOT_PERMITTED: never what a practitioner reads."""
+
+
+def _in_words(text: str) -> bool:
+    """Plain English: a few words of prose, not a bare code."""
+    return len(re.findall(r"[A-Za-z']{2,}", CODE.sub("", text))) >= 4
+
+
+def test_a_social_worker_finds_who_works_with_a_child_on_a_protection_plan(page, demo):
+    portal = Portal(page, demo.portal)
+    portal.open()
+    portal.sign_in("social_worker")
+    assert "Sam Social" in portal.text("#signed-in-as")
+
+    portal.look_up(demo.nhs["child protection plan"])
+
+    assert portal.outcome == "FOUND"
+    assert page.locator("#involvements li.involvement").count() >= 1
+    plan = page.locator('#indicators [data-indicator="childProtectionPlan"]')
+    assert plan.is_visible()
+    assert "Yes" in plan.inner_text()
+    answer = portal.last_answer["data"]["child"]
+    assert answer["auditId"] in portal.text("#audit-id")
+    assert portal.focused_id() == "result-heading"
+    assert page.locator("#incomplete-banner").count() == 0
+    # The README shows this page; CHILDLOOKUP_UPDATE_SCREENSHOT=1 retakes it after a change.
+    if not README_SCREENSHOT.exists() or os.environ.get("CHILDLOOKUP_UPDATE_SCREENSHOT"):
+        page.screenshot(path=README_SCREENSHOT, full_page=True)
+
+
+def test_a_shielded_childs_location_is_withheld_with_the_reason_in_words(page, demo):
+    portal = Portal(page, demo.portal)
+    portal.open()
+    portal.sign_in("social_worker")
+
+    portal.look_up(demo.nhs["shielded"])
+
+    assert portal.outcome == "FOUND"
+    address = page.locator('#withheld li[data-field="address"]')
+    assert address.count() >= 1
+    assert {address.nth(i).get_attribute("data-reason") for i in range(address.count())} == {
+        "SHIELDED"
+    }
+    reason = address.first.locator(".reason").inner_text()
+    assert _in_words(reason), reason
+    assert not POSTCODE.search(portal.text("#result")), "a shielded child's postcode is shown"
+
+
+def test_a_purpose_the_policy_refuses_is_shown_as_a_refusal_in_words(page, demo):
+    portal = Portal(page, demo.portal)
+    portal.open()
+    portal.sign_in("school_dsl")  # a school's lead may not look up for direct care
+
+    portal.look_up(demo.nhs["ordinary"], purpose="DIRECT_CARE")
+
+    assert portal.last_answer["data"]["child"]["denialCode"] == "PURPOSE_NOT_PERMITTED"
+    assert portal.outcome == "DENIED"
+    refusal = re.compile(r"[Nn]ot (permitted|allowed)|[Mm]ay not|[Cc]annot|[Rr]efused|[Dd]enied")
+    assert refusal.search(CODE.sub("", portal.text("#result"))), portal.text("#result")
+    assert page.locator("#involvements li.involvement").count() == 0
+    answered = page.locator('#sources td.status[data-status="ANSWERED"]')
+    assert answered.count() == 0  # no agency was asked
