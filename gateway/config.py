@@ -308,7 +308,16 @@ class Settings(BaseSettings):
     press or click, and forgets the answer on the page."""
     portal_client_id: str | None = None
     """The portal's OpenID Connect client id at the identity provider (`issuer`), for production
-    sign-in (authorization code with PKCE); shown to the page in /portal/config.json."""
+    sign-in (authorization code with PKCE, a public client with no secret); set, the page signs
+    in through the identity provider, whatever the mode (gateway.portal_site)."""
+    portal_oidc_discovery_url: str | None = None
+    """The identity provider's OpenID Connect discovery document, which the gateway reads for the
+    authorization and token endpoints (gateway.identity_provider); unset,
+    `{CHILDLOOKUP_ISSUER}/.well-known/openid-configuration`."""
+    portal_oidc_scopes: tuple[str, ...] = ("openid",)
+    """The scopes the portal asks for, as a JSON list; `openid` is always among them. Add the
+    scope your identity provider needs to put the role and organisation claims in the access
+    token, and the one whose tokens have the gateway's `CHILDLOOKUP_AUDIENCE`."""
 
     cors_origins: tuple[Origin, ...] = ()
     """Origins (`https://portal.example.org`, exactly as a browser sends `Origin`) whose pages may
@@ -334,6 +343,12 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "production mode does not accept dev tokens: set CHILDLOOKUP_ISSUER"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _portal_scopes_include_openid(self) -> Settings:
+        if "openid" not in self.portal_oidc_scopes:
+            raise ValueError("CHILDLOOKUP_PORTAL_OIDC_SCOPES must include openid")
         return self
 
     @property

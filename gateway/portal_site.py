@@ -2,21 +2,28 @@
 
 - `GET /portal/` the page; its style sheet and scripts beside it (the `portal` package's files).
 - `GET /portal/config.json` what the page needs to know before sign-in: how practitioners sign in
-  (the demo users in dev mode, or the identity provider's issuer and client id), the inactivity
-  timeout, the auditor roles, and each purpose's justification rule from the policy data.
+  (the demo users in dev mode; or, with `CHILDLOOKUP_PORTAL_CLIENT_ID` or in production, OpenID
+  Connect: the issuer, client id, scopes, the claims naming role and organisation, and the
+  authorization and token endpoints from the identity provider's discovery document), the
+  inactivity timeout, the auditor roles, and each purpose's justification rule from the policy
+  data.
 - `GET /portal/operations.json` the trusted-documents manifest the page takes its operations from.
 - `POST /portal/dev-session` `{"user": <index>}`: a dev token for one demo user. Only where the
   gateway verifies dev tokens (dev mode, no identity provider configured); 404 otherwise.
 
 Every answer carries a Content-Security-Policy allowing nothing inline and nothing from another
-origin, no referrer, no MIME sniffing; everything but the scripts and style sheet is `no-store`
-(the page shows a child's details, and the config and session carry tokens).
+origin - but for OpenID Connect sign-in, `connect-src` also allows the identity provider's token
+endpoint origin, exactly (the page exchanges the code there) - no referrer, no MIME sniffing;
+everything but the scripts and style sheet is `no-store` (the page shows a child's details, and
+the config and session carry tokens). The page goes to the provider's authorization endpoint by
+navigation (`location.assign`), not a form, so `form-action 'self'` stays.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 from starlette.applications import Starlette
@@ -30,15 +37,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import portal
 from gateway.config import Settings
 from gateway.errors import ErrorCode, error_response
+from gateway.identity_provider import ProviderDiscovery, ProviderEndpoints, discovery_url
 from gateway.middleware import BodyLimit
 from gateway.tokens import DEMO_USERS, DEV_TOKEN_TTL_S, PRIVATE_KEY_FILE, issue_dev_token
 
 PATH: Final = "/portal"
 
-CONTENT_SECURITY_POLICY: Final = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
-)
+
+def content_security_policy(token_origin: str | None = None) -> str:
+    """The portal's policy; with OpenID Connect, the page may also POST to `token_origin`."""
+    connect = "'self'" if token_origin is None else f"'self' {token_origin}"
+    return (
+        f"default-src 'self'; script-src 'self'; style-src 'self'; connect-src {connect}; "
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    )
+
+
+CONTENT_SECURITY_POLICY: Final = content_security_policy()
 CACHEABLE_SUFFIXES: Final = (".js", ".css", ".svg")
 """Files that never carry a child's details: caches may keep them (revalidating each time)."""
 DEV_SESSION_MAX_BYTES: Final = 1024
@@ -47,10 +62,12 @@ _log = logging.getLogger("childlookup.portal")
 
 
 class PortalHeaders:
-    """The portal's security and caching headers on every answer under /portal/."""
+    """The portal's security and caching headers on every answer under /portal/; `policy` gives
+    the Content-Security-Policy as it stands when the answer starts."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, policy: Callable[[], str] = lambda: CONTENT_SECURITY_POLICY):
         self._app = app
+        self._policy = policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -61,7 +78,7 @@ class PortalHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers["content-security-policy"] = CONTENT_SECURITY_POLICY
+                headers["content-security-policy"] = self._policy()
                 headers["referrer-policy"] = "no-referrer"
                 headers["x-content-type-options"] = "nosniff"
                 headers["x-frame-options"] = "DENY"
@@ -78,12 +95,27 @@ class PortalHeaders:
 def portal_app(settings: Settings) -> ASGIApp:
     """The ASGI app to mount at PATH."""
     demo_sign_in = settings.verifies_dev_tokens()
+    discovery = (
+        ProviderDiscovery(
+            discovery_url(settings.issuer, settings.portal_oidc_discovery_url), settings.issuer
+        )
+        if settings.portal_client_id is not None
+        else None
+    )
+
+    def policy() -> str:
+        endpoints = discovery.cached if discovery else None
+        return content_security_policy(endpoints.token_origin if endpoints else None)
 
     async def page(request: Request) -> Response:
+        # Read before answering, so the page's policy allows the token endpoint it will use.
+        if discovery is not None:
+            await discovery.endpoints()
         return FileResponse(portal.STATIC_DIR / "index.html", media_type="text/html")
 
     async def config(request: Request) -> Response:
-        return JSONResponse(_page_config(settings, demo_sign_in))
+        endpoints = await discovery.endpoints() if discovery is not None else None
+        return JSONResponse(_page_config(settings, demo_sign_in, endpoints))
 
     async def manifest(request: Request) -> Response:
         return FileResponse(portal.MANIFEST_FILE, media_type="application/json")
@@ -130,7 +162,7 @@ def portal_app(settings: Settings) -> ASGIApp:
         ),
         Mount("/", app=StaticFiles(directory=portal.STATIC_DIR)),
     ]
-    return PortalHeaders(Starlette(routes=routes))
+    return PortalHeaders(Starlette(routes=routes), policy)
 
 
 def _user(index: int) -> dict[str, Any]:
@@ -143,21 +175,33 @@ def _user(index: int) -> dict[str, Any]:
     }
 
 
-def _page_config(settings: Settings, demo_sign_in: bool) -> dict[str, Any]:
+def _page_config(
+    settings: Settings, demo_sign_in: bool, endpoints: ProviderEndpoints | None
+) -> dict[str, Any]:
+    demo = demo_sign_in and settings.portal_client_id is None
     return {
         "mode": settings.mode.value,
-        "signIn": "demo" if demo_sign_in else "oidc",
-        "demoUsers": [_user(i) for i in range(len(DEMO_USERS))] if demo_sign_in else [],
-        "oidc": None
-        if demo_sign_in
-        else {
-            "issuer": settings.issuer,
-            "clientId": settings.portal_client_id,
-            "implemented": False,
-        },
+        "signIn": "demo" if demo else "oidc",
+        "demoUsers": [_user(i) for i in range(len(DEMO_USERS))] if demo else [],
+        "oidc": None if demo else _oidc_config(settings, endpoints),
         "idleTimeoutS": settings.portal_idle_timeout_s,
         "auditorRoles": list(settings.auditor_roles),
         "purposes": _purposes(settings),
+    }
+
+
+def _oidc_config(settings: Settings, endpoints: ProviderEndpoints | None) -> dict[str, Any]:
+    """How the page signs in with the identity provider; `available` is false when no client id
+    is configured or the discovery document could not be read (the page says so)."""
+    return {
+        "available": settings.portal_client_id is not None and endpoints is not None,
+        "issuer": settings.issuer,
+        "clientId": settings.portal_client_id,
+        "scopes": " ".join(settings.portal_oidc_scopes),
+        "authorizationEndpoint": endpoints.authorization_endpoint if endpoints else None,
+        "tokenEndpoint": endpoints.token_endpoint if endpoints else None,
+        "roleClaim": settings.role_claim,
+        "organisationClaim": settings.organisation_claim,
     }
 
 

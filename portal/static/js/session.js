@@ -1,5 +1,6 @@
 // The signed-in practitioner. The token lives in this module's memory only: never in storage,
-// a cookie or the URL, so closing or reloading the tab signs out. Inactivity signs out too.
+// a cookie or the URL, so closing or reloading the tab signs out. Inactivity signs out too, and
+// so does the token's expiry (a demo token's, or the identity provider's `expires_in`).
 
 let current = null; // {token, user: {name, role, organisation}}
 let idleTimer = null;
@@ -34,6 +35,11 @@ export async function signInAsDemoUser(index) {
   if (!response.ok) throw new Error(`sign-in refused (${response.status})`);
   const session = await response.json();
   start(session.token, session.user, session.expiresInS);
+}
+
+// A session from the identity provider's tokens (oidc.js).
+export function signInWithToken(newToken, newUser, expiresInS) {
+  start(newToken, newUser, expiresInS);
 }
 
 function start(newToken, newUser, expiresInS) {

@@ -1,0 +1,130 @@
+"""The identity provider the portal signs practitioners in with (OpenID Connect), as its discovery
+document describes it.
+
+The gateway reads `{issuer}/.well-known/openid-configuration` (or
+`CHILDLOOKUP_PORTAL_OIDC_DISCOVERY_URL`) itself, so the page is told the authorization and token
+endpoints in /portal/config.json, and the page's Content-Security-Policy can allow exactly the
+token endpoint's origin and nothing else. The document must name the configured issuer (OpenID
+Connect Discovery 1.0, section 4.3), its endpoints must be https (http on loopback only, for
+tests), and PKCE with S256 must not be ruled out. It is cached for an hour; after a failure it is
+fetched again at most every 30 s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx
+
+DISCOVERY_PATH: Final = "/.well-known/openid-configuration"
+LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
+
+_log = logging.getLogger("childlookup.portal")
+
+
+@dataclass(frozen=True)
+class ProviderEndpoints:
+    """Where the page sends the practitioner to sign in, and where it exchanges the code."""
+
+    authorization_endpoint: str
+    token_endpoint: str
+
+    @property
+    def token_origin(self) -> str:
+        """The token endpoint's origin, as the page's connect-src must allow it."""
+        return web_origin(self.token_endpoint)
+
+
+class DiscoveryError(ValueError):
+    """The discovery document could not be read or does not describe the configured issuer."""
+
+
+def discovery_url(issuer: str, configured: str | None) -> str:
+    """The configured discovery URL, or the issuer's well-known one."""
+    return configured or issuer.rstrip("/") + DISCOVERY_PATH
+
+
+def web_origin(url: str) -> str:
+    """`scheme://host[:port]` of an https URL (or an http one on loopback); DiscoveryError
+    otherwise."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    secure = parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK_HOSTS)
+    if not secure or not host or "*" in url:
+        raise DiscoveryError(f"{url!r} is not an https URL")
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def parse_discovery(document: Any, issuer: str) -> ProviderEndpoints:
+    """The endpoints of a discovery document describing `issuer`."""
+    if not isinstance(document, dict):
+        raise DiscoveryError("the discovery document is not a JSON object")
+    if document.get("issuer") != issuer:
+        raise DiscoveryError(
+            f"the discovery document names issuer {document.get('issuer')!r}, not {issuer!r}"
+        )
+    methods = document.get("code_challenge_methods_supported")
+    if isinstance(methods, list) and "S256" not in methods:
+        raise DiscoveryError("the identity provider does not support PKCE with S256")
+    endpoints = []
+    for name in ("authorization_endpoint", "token_endpoint"):
+        value = document.get(name)
+        if not isinstance(value, str):
+            raise DiscoveryError(f"the discovery document has no {name}")
+        web_origin(value)
+        endpoints.append(value)
+    return ProviderEndpoints(*endpoints)
+
+
+class ProviderDiscovery:
+    """The identity provider's endpoints, fetched from its discovery document and cached."""
+
+    def __init__(
+        self,
+        url: str,
+        issuer: str,
+        *,
+        max_age_s: float = 3600.0,
+        retry_s: float = 30.0,
+        timeout_s: float = 3.0,
+    ) -> None:
+        self.url = url
+        self._issuer = issuer
+        self._max_age = max_age_s
+        self._retry = retry_s
+        self._timeout = timeout_s
+        self._endpoints: ProviderEndpoints | None = None
+        self._fetched_at = -float("inf")
+        self._failed_at = -float("inf")
+
+    @property
+    def cached(self) -> ProviderEndpoints | None:
+        """The endpoints last read, without fetching."""
+        return self._endpoints
+
+    async def endpoints(self) -> ProviderEndpoints | None:
+        """The endpoints, fetched when not yet known or older than `max_age_s`; None when the
+        document cannot be read (and was never read)."""
+        now = time.monotonic()
+        stale = now - self._fetched_at > self._max_age
+        if stale and now - self._failed_at > self._retry:
+            try:
+                async with httpx.AsyncClient(timeout=self._timeout) as client:
+                    response = await client.get(self.url, headers={"accept": "application/json"})
+                    response.raise_for_status()
+                    self._endpoints = parse_discovery(response.json(), self._issuer)
+                self._fetched_at = now
+            except (httpx.HTTPError, ValueError) as exc:
+                self._failed_at = now
+                _log.warning(
+                    "identity provider discovery failed",
+                    extra={
+                        "event": "portal_discovery_failed",
+                        "context": {"url": self.url, "error": str(exc)},
+                    },
+                )
+        return self._endpoints

@@ -1,0 +1,231 @@
+"""A test identity provider on loopback, for the portal's OpenID Connect sign-in (tests only).
+
+It serves the discovery document, an authorization endpoint that "signs in" one of its test users
+(chosen on a tiny form, or by `?login_hint=<role>`) and sends the browser back with a code, a token
+endpoint for public clients that checks the client id, the redirect URI and the PKCE verifier
+(S256) before issuing an ES256 access token (with the role and organisation claims the gateway
+expects, for its audience) and an ID token (with the nonce), and its JWKS. CORS is allowed on the
+token endpoint for the one portal origin it is told, as a real provider does for a registered
+single-page application.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import html
+import json
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from connectors.serving import BackgroundServer
+from gateway.config import SourceConfig
+from tests.stack import Stack, running_gateway
+
+KID = "test-idp-1"
+CLIENT_ID = "childlookup-portal"
+AUDIENCE = "childlookup-gateway"
+
+
+@dataclass(frozen=True)
+class SignedInUser:
+    subject: str
+    name: str
+    role: str
+    organisation: str
+
+
+USERS = (
+    SignedInUser("idp-sw-1", "Sam Social Worker", "social_worker", "LA-LEEDS"),
+    SignedInUser("idp-aud-1", "Alex Auditor", "auditor", "LA-LEEDS-IG"),
+)
+
+
+@dataclass
+class _Grant:
+    user: SignedInUser
+    redirect_uri: str
+    challenge: str
+    nonce: str | None
+
+
+@dataclass
+class IdentityProvider:
+    """The provider's state; `issuer` is its base URL once served (tests.stack.serving)."""
+
+    issuer: str = ""
+    portal_origin: str = ""
+    redirect_uris: tuple[str, ...] = ()
+    """The registered redirect URIs; a request naming another is refused."""
+    token_ttl_s: int = 300
+    key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+    token_requests: int = 0
+    _grants: dict[str, _Grant] = field(default_factory=dict)
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/.well-known/openid-configuration", self._discovery),
+                Route("/authorize", self._authorize, methods=["GET", "POST"]),
+                Route("/token", self._token, methods=["POST", "OPTIONS"]),
+                Route("/jwks", self._jwks),
+            ]
+        )
+
+    # --- endpoints ----------------------------------------------------------------------------
+
+    async def _discovery(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "issuer": self.issuer,
+                "authorization_endpoint": f"{self.issuer}/authorize",
+                "token_endpoint": f"{self.issuer}/token",
+                "jwks_uri": f"{self.issuer}/jwks",
+                "response_types_supported": ["code"],
+                "code_challenge_methods_supported": ["S256"],
+                "token_endpoint_auth_methods_supported": ["none"],
+            }
+        )
+
+    async def _authorize(self, request: Request) -> Response:
+        params = dict(request.query_params)
+        if request.method == "POST":
+            params = await _form(request)
+        problem = self._authorization_problem(params)
+        if problem:
+            return HTMLResponse(f"<p>{html.escape(problem)}</p>", status_code=400)
+        chosen = params.get("user") or params.get("login_hint")
+        user = next((u for u in USERS if u.role == chosen), None)
+        if user is None:
+            return HTMLResponse(self._login_form(params))
+        code = secrets.token_urlsafe(24)
+        self._grants[code] = _Grant(
+            user, params["redirect_uri"], params["code_challenge"], params.get("nonce")
+        )
+        back = {"code": code, "state": params.get("state", ""), "iss": self.issuer}
+        return RedirectResponse(f"{params['redirect_uri']}?{urlencode(back)}", status_code=303)
+
+    async def _token(self, request: Request) -> Response:
+        cors = {"access-control-allow-origin": self.portal_origin, "vary": "origin"}
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=cors)
+        self.token_requests += 1
+        form = await _form(request)
+        grant = self._grants.pop(form.get("code", ""), None)  # one use only
+        if (
+            form.get("grant_type") != "authorization_code"
+            or form.get("client_id") != CLIENT_ID
+            or grant is None
+            or form.get("redirect_uri") != grant.redirect_uri
+            or s256(form.get("code_verifier", "")) != grant.challenge
+        ):
+            return JSONResponse({"error": "invalid_grant"}, status_code=400, headers=cors)
+        headers = cors | {"cache-control": "no-store"}
+        return JSONResponse(self._tokens(grant), headers=headers)
+
+    async def _jwks(self, request: Request) -> Response:
+        jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
+        return JSONResponse({"keys": [jwk | {"kid": KID, "alg": "ES256", "use": "sig"}]})
+
+    # --- what they answer ---------------------------------------------------------------------
+
+    def _authorization_problem(self, params: dict[str, str]) -> str | None:
+        if params.get("client_id") != CLIENT_ID:
+            return "Unknown client."
+        if params.get("redirect_uri") not in self.redirect_uris:
+            return "The redirect URI is not registered for this client."
+        if params.get("response_type") != "code":
+            return "Only the authorization code flow is supported."
+        if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
+            return "PKCE with S256 is required."
+        return None
+
+    def _login_form(self, params: dict[str, str]) -> str:
+        hidden = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+            for k, v in params.items()
+            if k != "user"
+        )
+        buttons = "".join(
+            f'<button name="user" value="{u.role}">{html.escape(u.name)} ({u.role})</button>'
+            for u in USERS
+        )
+        return (
+            '<!doctype html><html lang="en"><title>Test identity provider</title>'
+            f'<h1>Sign in</h1><form method="post" action="/authorize">{hidden}{buttons}</form>'
+        )
+
+    def _tokens(self, grant: _Grant) -> dict[str, Any]:
+        now = int(time.time())
+        user = grant.user
+        common = {
+            "iss": self.issuer,
+            "sub": user.subject,
+            "iat": now,
+            "exp": now + self.token_ttl_s,
+        }
+        access = common | {
+            "aud": AUDIENCE,
+            "name": user.name,
+            "role": user.role,
+            "org": user.organisation,
+        }
+        identity = common | {"aud": CLIENT_ID, "name": user.name, "nonce": grant.nonce}
+        return {
+            "access_token": self.sign(access),
+            "id_token": self.sign(identity),
+            "token_type": "Bearer",
+            "expires_in": self.token_ttl_s,
+        }
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": KID})
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An application/x-www-form-urlencoded body (without python-multipart)."""
+    return dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+
+
+def s256(verifier: str) -> str:
+    """The PKCE code challenge of a verifier (RFC 7636, S256)."""
+    digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+@contextlib.contextmanager
+def production_portal(
+    tmp: Path, sources: Sequence[SourceConfig], settings: dict[str, Any]
+) -> Iterator[tuple[IdentityProvider, Stack]]:
+    """The test provider and a gateway set up with `settings` (tests/conftest.py's
+    production_settings) trusting it: its issuer, JWKS and the portal's client id, the portal at
+    `/portal/` registered as the redirect URI."""
+    provider = IdentityProvider()
+    with BackgroundServer(provider.app()) as idp:
+        provider.issuer = idp.url
+        trusting = {
+            "issuer": idp.url,
+            "jwks_url": f"{idp.url}/jwks",
+            "audience": AUDIENCE,
+            "portal_client_id": CLIENT_ID,
+        }
+        without_dev_key = {k: v for k, v in settings.items() if k != "token_public_key_file"}
+        with running_gateway(tmp, sources, **(without_dev_key | trusting)) as gateway:
+            provider.portal_origin = gateway.url
+            provider.redirect_uris = (f"{gateway.url}/portal/",)
+            yield provider, gateway
