@@ -205,6 +205,18 @@ def owner_history(history: OwnerHistory) -> gql.AccessHistory:
     )
 
 
+def override_alert(alert: dict[str, str | None]) -> gql.OverrideAlert:
+    return gql.OverrideAlert(
+        at=datetime.fromisoformat(str(alert["at"])),
+        kind=str(alert["kind"]),
+        audit_id=strawberry.ID(str(alert["audit_id"])),
+        subject=str(alert["subject"]),
+        role=str(alert["role"]),
+        organisation=str(alert["organisation"]),
+        justification=alert["justification"],
+    )
+
+
 def _withheld(field: str, source: str, reason: str) -> gql.WithheldField:
     return gql.WithheldField(
         field=field, source=source, reason=reason, reason_code=WithholdingReason(reason)

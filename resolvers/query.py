@@ -25,7 +25,7 @@ from gateway.justification import Justification
 from gateway.linkage import LinkageModel
 from gateway.pipeline import LookupPipeline
 from gateway.types import Caller, Corroboration, LookupQuery, Purpose
-from resolvers.mapping import audit_entry, lookup_to_graphql, owner_history
+from resolvers.mapping import audit_entry, lookup_to_graphql, override_alert, owner_history
 from resolvers.types import (
     DEMOGRAPHICS_DESCRIPTION,
     NHS_NUMBER_DESCRIPTION,
@@ -34,6 +34,7 @@ from resolvers.types import (
     ChildIdentity,
     ChildLookup,
     DemographicsInput,
+    OverrideAlert,
 )
 from resolvers.types import AccessHistory as AccessHistoryType
 
@@ -180,6 +181,38 @@ async def resolve_audit_trail(
     return [audit_entry(r) for r in records]
 
 
+async def resolve_user_audit_trail(
+    info: Info[RequestContext, None],
+    subject: Annotated[
+        str,
+        strawberry.argument(
+            description="The user's account, as an entry's or an alert's `subject` gives it."
+        ),
+    ],
+    since: Annotated[
+        datetime | None, strawberry.argument(description="Only accesses from this time on.")
+    ] = None,
+) -> list[AuditEntry]:
+    context = info.context
+    if context.caller is None:
+        raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
+    records = await context.audit_trail.for_user(context.caller, subject, since, limit=1000)
+    return [audit_entry(r) for r in records]
+
+
+async def resolve_override_alerts(
+    info: Info[RequestContext, None],
+    since: Annotated[
+        datetime | None, strawberry.argument(description="Only overrides from this time on.")
+    ] = None,
+) -> list[OverrideAlert]:
+    context = info.context
+    if context.caller is None:
+        raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
+    alerts = await context.audit_trail.alerts(context.caller, since)
+    return [override_alert(a) for a in alerts]
+
+
 async def resolve_access_history(
     info: Info[RequestContext, None],
     nhs_number: Annotated[str, strawberry.argument(description="The child's NHS number.")],
@@ -196,7 +229,10 @@ async def resolve_access_history(
 
 
 @strawberry.type(
-    description="Look up one child at a time. There are no list or search-all queries."
+    description=(
+        "Look up one child at a time: no query lists or searches children. Auditors also read"
+        " one user's trail and the override alerts, which name no child."
+    )
 )
 class Query:
     child: ChildLookup = strawberry.field(
@@ -212,6 +248,22 @@ class Query:
         description=(
             "Auditors only: every recorded access to one child (who, when, why, what was"
             " released or withheld), oldest first. Reading it is itself audited."
+        ),
+    )
+    user_audit_trail: list[AuditEntry] = strawberry.field(
+        resolver=resolve_user_audit_trail,
+        description=(
+            "Auditors only: every recorded access by one user (who, when, why, what was released"
+            " or withheld; the child by no identifier), oldest first, at most 1000. Reading it is"
+            " itself audited."
+        ),
+    )
+    override_alerts: list[OverrideAlert] = strawberry.field(
+        resolver=resolve_override_alerts,
+        description=(
+            "Auditors and privacy officers: the break-glass overrides to investigate, oldest"
+            " first - who, when, why and the audit record to read; it names no child. Reading it"
+            " is itself audited."
         ),
     )
     access_history: AccessHistoryType = strawberry.field(

@@ -17,7 +17,13 @@ from strawberry.types.scalar import ScalarDefinition
 
 from connectors.notifications import NotificationReason
 from connectors.protocol import KNOWN_AS_MAX, Sex
-from gateway.audit import ACCESS_HISTORY_VIEWED, AUDIT_REVIEW, OWNER_REVIEW
+from gateway.audit import (
+    ACCESS_HISTORY_VIEWED,
+    ALERTS_VIEWED,
+    AUDIT_REVIEW,
+    OWNER_REVIEW,
+    USER_TRAIL_VIEWED,
+)
 from gateway.identifiers import ADDRESS_LINES_MAX, CARER_NAMES_MAX
 from gateway.policy import DenialCode, WithholdingReason
 from gateway.types import IdentifiedBy, LookupOutcome, MatchMethod, Purpose, SourceStatus
@@ -341,6 +347,12 @@ class AuditOutcome(Enum):
     ACCESS_HISTORY_VIEWED = strawberry.enum_value(
         ACCESS_HISTORY_VIEWED,
         description="The child's plan or looked-after status holder read its access history.",
+    )
+    USER_TRAIL_VIEWED = strawberry.enum_value(
+        USER_TRAIL_VIEWED, description="An auditor read one user's audit trail (names no child)."
+    )
+    ALERTS_VIEWED = strawberry.enum_value(
+        ALERTS_VIEWED, description="An auditor read the override alerts feed (names no child)."
     )
 
 
@@ -731,4 +743,22 @@ class AccessHistory:
     )
     more: bool = strawberry.field(
         description="True when older accesses were notified too: ask with a larger `limit`."
+    )
+
+
+@strawberry.type(
+    description=(
+        "One break-glass override, for privacy officers to investigate: who, when and why. It names"
+        " no child: the audit record it points to, read through auditTrail, does."
+    )
+)
+class OverrideAlert:
+    at: datetime = strawberry.field(description="When the override happened.")
+    kind: str = strawberry.field(description="What raised the alert: BREAK_GLASS.")
+    audit_id: strawberry.ID = strawberry.field(description="The lookup's audit record.")
+    subject: str = strawberry.field(description="Who broke glass (the practitioner's account).")
+    role: str = strawberry.field(description="Their role.")
+    organisation: str = strawberry.field(description="Their organisation.")
+    justification: str | None = strawberry.field(
+        description="Their reason, as recorded; null in alerts recorded before reasons were kept."
     )

@@ -4,7 +4,14 @@ from datetime import UTC, datetime
 from graphql import GraphQLEnumType, GraphQLObjectType, specified_scalar_types
 
 from connectors.notifications import NotificationReason
-from gateway.audit import ACCESS_HISTORY_VIEWED, AUDIT_REVIEW, HIDDEN, OWNER_REVIEW
+from gateway.audit import (
+    ACCESS_HISTORY_VIEWED,
+    ALERTS_VIEWED,
+    AUDIT_REVIEW,
+    HIDDEN,
+    OWNER_REVIEW,
+    USER_TRAIL_VIEWED,
+)
 from gateway.policy import DenialCode, WithholdingReason
 from gateway.types import LookupOutcome, Purpose
 from resolvers.schema import SCHEMA_FILE, build_schema, export_sdl
@@ -39,13 +46,25 @@ def test_every_type_field_and_argument_is_described_for_graphiql():
 
 def test_there_is_no_list_or_search_all_query():
     query = build_schema()._schema.query_type
-    assert set(query.fields) == {"child", "auditTrail", "accessHistory"}
+    assert set(query.fields) == {
+        "child",
+        "auditTrail",
+        "accessHistory",
+        "userAuditTrail",
+        "overrideAlerts",
+    }
     assert "List" not in str(query.fields["child"].type)
-    # Every root field is about one named child: the audit trail and the owner's access history
-    # by NHS number, a lookup by exactly one of NHS number, UPN or demographics (checked at run
-    # time, see IDENTIFY_ONE_WAY), and demographics that could link one child if all agreed
-    # (checked at run time, see INSUFFICIENT_DETAILS) - details of the child, never a wildcard,
-    # range or list to search by.
+    # Every root field that reaches a child is about one named child: the audit trail and the
+    # owner's access history by NHS number, a lookup by exactly one of NHS number, UPN or
+    # demographics (checked at run time, see IDENTIFY_ONE_WAY), and demographics that could link
+    # one child if all agreed (checked at run time, see INSUFFICIENT_DETAILS) - details of the
+    # child, never a wildcard, range or list to search by. The auditors' lists (one user's trail,
+    # the override alerts) carry no child's identity or data.
+    for feed in ("userAuditTrail", "overrideAlerts"):
+        assert str(query.fields[feed].type) in ("[AuditEntry!]!", "[OverrideAlert!]!")
+    for entry in ("AuditEntry", "OverrideAlert"):
+        fields = set(build_schema()._schema.type_map[entry].fields)
+        assert not fields & {"child", "nhsNumber", "upn", "dateOfBirth", "address"}
     assert str(query.fields["auditTrail"].args["nhsNumber"].type) == "String!"
     assert str(query.fields["accessHistory"].args["nhsNumber"].type) == "String!"
     child_args = query.fields["child"].args
@@ -168,6 +187,8 @@ def test_the_new_enums_hold_every_code_the_gateway_gives():
         "ERROR",
         "AUDIT_TRAIL_VIEWED",
         ACCESS_HISTORY_VIEWED,
+        USER_TRAIL_VIEWED,
+        ALERTS_VIEWED,
     }
     assert _enum_values("NotificationReason") == {r.value for r in NotificationReason}
 

@@ -6,8 +6,8 @@
   store shared by several gateway processes (its schema made by `migrations`).
 - `chain` makes tampering evident; `pseudonyms` names children without identifying them.
 - `outbox` and `notify` deliver owner notifications queued with the records; `trail` is the
-  auditors' reading of one child's accesses, and `history` the owners' reading of the accesses
-  they were notified of, each itself audited.
+  auditors' reading (one child's accesses, one user's, the override alerts), and `history` the
+  owners' reading of the accesses they were notified of, each itself audited.
 """
 
 from gateway.audit.auditor import LookupAuditor
@@ -31,7 +31,7 @@ from gateway.audit.pseudonyms import Pseudonymiser, audit_key, derive_key
 from gateway.audit.record import HIDDEN, AuditedLookup, failure_record, lookup_record
 from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
 from gateway.audit.store import AuditStore, open_audit_store, open_outbox
-from gateway.audit.trail import AUDIT_REVIEW, AuditTrail
+from gateway.audit.trail import ALERTS_VIEWED, AUDIT_REVIEW, USER_TRAIL_VIEWED, AuditTrail
 from gateway.audit.types import (
     Access,
     AuditField,
@@ -45,12 +45,14 @@ from gateway.audit.types import (
 
 __all__ = [
     "ACCESS_HISTORY_VIEWED",
+    "ALERTS_VIEWED",
     "AUDIT_REVIEW",
     "DEFAULT_LIMIT",
     "HIDDEN",
     "MAX_LIMIT",
     "OWNER_REVIEW",
     "OWNING_FIELDS",
+    "USER_TRAIL_VIEWED",
     "Access",
     "AccessHistory",
     "AuditField",

@@ -1,7 +1,8 @@
-"""Auditors reading the audit trail of one child, through the same keyed pseudonym the log uses.
+"""Auditors reading the audit log: the trail of one child (through the same keyed pseudonym the log
+uses), the trail of one user, and the privacy officers' feed of break-glass overrides.
 
-Only configured auditor roles may read it, and every reading is itself written to the log, so the
-people who watch the lookups are watched too.
+Only configured auditor roles may read them, and every reading is itself written to the log, so
+the people who watch the lookups are watched too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
 
 AUDIT_REVIEW = "AUDIT_REVIEW"
+USER_TRAIL_VIEWED = "USER_TRAIL_VIEWED"
+"""The outcome an auditor's reading of one user's trail is recorded with."""
+ALERTS_VIEWED = "ALERTS_VIEWED"
+"""The outcome an auditor's reading of the override alerts is recorded with."""
 
 
 class AuditTrail:
@@ -34,8 +39,7 @@ class AuditTrail:
         self, caller: Caller, nhs_number: str, since: datetime | None, limit: int
     ) -> list[dict[str, Any]]:
         """Every recorded access to this child, oldest first; refused to anyone not an auditor."""
-        if caller.role not in self._auditor_roles:
-            raise GatewayError(ErrorCode.FORBIDDEN, "Only auditors may read the audit trail.")
+        self._check_auditor(caller)
         child_ref = self._pseudonymiser.ref("nhs", nhs_number)
         records = await asyncio.to_thread(
             self._audit.records, child_ref=child_ref, since=since, limit=limit
@@ -45,13 +49,38 @@ class AuditTrail:
         )
         return records
 
+    async def for_user(
+        self, caller: Caller, subject: str, since: datetime | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Every recorded access by this user (their account, `subject`), oldest first; refused
+        to anyone not an auditor."""
+        self._check_auditor(caller)
+        records = await asyncio.to_thread(
+            self._audit.records, subject=subject, since=since, limit=limit
+        )
+        await record_review(self._audit, caller, AUDIT_REVIEW, USER_TRAIL_VIEWED, child_ref=None)
+        return records
+
+    async def alerts(self, caller: Caller, since: datetime | None) -> list[dict[str, str | None]]:
+        """The break-glass overrides since a time, oldest first, naming no child; refused to
+        anyone not an auditor."""
+        self._check_auditor(caller)
+        alerts = await asyncio.to_thread(self._audit.alerts, since=since)
+        await record_review(self._audit, caller, AUDIT_REVIEW, ALERTS_VIEWED, child_ref=None)
+        return alerts
+
+    def _check_auditor(self, caller: Caller) -> None:
+        if caller.role not in self._auditor_roles:
+            raise GatewayError(ErrorCode.FORBIDDEN, "Only auditors may read the audit trail.")
+
 
 async def record_review(
-    audit: AuditStore, caller: Caller, purpose: str, outcome: str, *, child_ref: str
+    audit: AuditStore, caller: Caller, purpose: str, outcome: str, *, child_ref: str | None
 ) -> None:
-    """Write someone's reading of a child's accesses to the log, notifying no one (a reading is no
-    lookup: it releases nothing, and telling an owner of it could only start a loop); raise
-    AUDIT_UNAVAILABLE when it cannot be written, so that nothing read is returned."""
+    """Write someone's reading of accesses (a child's when `child_ref` names one) to the log,
+    notifying no one (a reading is no lookup: it releases nothing, and telling an owner of it
+    could only start a loop); raise AUDIT_UNAVAILABLE when it cannot be written, so that nothing
+    read is returned."""
     review = AuditRecord(
         access=access_by(caller, purpose=purpose, justification=None, child_ref=child_ref),
         audit_id=uuid.uuid4().hex,

@@ -126,6 +126,40 @@ class Portal:
         self.page.click("#audit-look")
         self.page.wait_for_selector("#audit-trail tr.audit-entry")
 
+    def user_trail(self, subject: str, since: str = "") -> None:
+        """The auditor's filter by user and time (`since` as a datetime-local value)."""
+        self.page.fill("#audit-user", subject)
+        self.page.fill("#audit-since", since)
+        self._shown(lambda: self.page.click("#audit-filter-look"), "#audit-result")
+
+    def alerts(self) -> None:
+        """The override alerts feed, in full."""
+        self._shown(lambda: self.page.click("#alerts-look"), "#alerts-result")
+
+    def access_history(self, nhs: str | None = None) -> None:
+        """Who has looked at the child: from the history form with `nhs`, else from the
+        lookup result's button (the child just looked up)."""
+        if nhs is None:
+            submit = lambda: self.page.click("#show-history")  # noqa: E731
+        else:
+            self.page.fill("#history-nhs-number", nhs)
+            submit = lambda: self.page.click("#history-look")  # noqa: E731
+        self._shown(submit, "#history-result")
+
+    def more_history(self) -> None:
+        self._shown(lambda: self.page.click("#history-more"), "#history-result")
+
+    def _shown(self, submit: Callable[[], None], region: str) -> None:
+        """Run `submit`, which sends one GraphQL request, then wait until its answer is shown in
+        `region` (busy from before the request is sent until the answer is on the page)."""
+        with self.page.expect_response(lambda r: r.url.endswith("/graphql")) as response:
+            submit()
+        self.last_answer = response.value.json()
+        self.page.wait_for_function(
+            "region => document.querySelector(region).getAttribute('aria-busy') !== 'true'",
+            arg=region,
+        )
+
     # --- reading the page ------------------------------------------------------------------
 
     @property

@@ -74,3 +74,42 @@ def test_axe_finds_no_wcag_22_aa_violation_in_any_state_of_the_page(new_page, de
     assert not any(report.values()), "\n".join(
         f"{state}:\n  " + "\n  ".join(found) for state, found in report.items() if found
     )
+
+
+def test_axe_finds_no_wcag_22_aa_violation_in_the_history_and_the_auditors_feeds(
+    new_page, demo, axe_script
+):
+    page = new_page(bypass_csp=True)
+    portal = Portal(page, demo.portal)
+    portal.open()
+    nhs = demo.nhs["child protection plan"]
+
+    portal.sign_in("school_dsl")
+    portal.access_history(nhs)
+    refused = _violations(page, axe_script)
+    portal.sign_out()
+
+    portal.sign_in("social_worker")
+    portal.look_up(nhs)
+    portal.access_history()
+    history = _violations(page, axe_script)
+    portal.access_history(demo.nhs["ordinary"])
+    empty = _violations(page, axe_script)
+    portal.sign_out()
+
+    portal.sign_in("auditor")
+    portal.alerts()
+    alerts = _violations(page, axe_script)
+    portal.user_trail("dev:LA-LEEDS:Sam Social", since="2000-01-01T00:00")
+    by_user = _violations(page, axe_script)
+
+    report = {
+        "history refused": refused,
+        "access history": history,
+        "empty history": empty,
+        "override alerts": alerts,
+        "trail by user": by_user,
+    }
+    assert not any(report.values()), "\n".join(
+        f"{state}:\n  " + "\n  ".join(found) for state, found in report.items() if found
+    )

@@ -1,12 +1,15 @@
-// The practitioner's page: sign in, look a child up, break-glass, and the auditor's trail.
+// The practitioner's page: sign in, look a child up, break-glass, who has looked at a child, and
+// the auditor's views.
 
 import { graphql, loadOperations } from "./api.js";
 import { showAnswer, showError } from "./answer.js";
-import { showTrail } from "./audit.js";
+import { clearAudit, startAudit } from "./audit.js";
 import { el } from "./dom.js";
+import { clearHistory, historyButton, startHistory } from "./history.js";
 import { meets, ruleWords } from "./justification.js";
+import * as oidc from "./oidc.js";
 import * as session from "./session.js";
-import { errorWords, roleWords } from "./words.js";
+import { roleWords } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
 let config = null;
@@ -24,10 +27,16 @@ function showSignIn() {
     select.replaceChildren(...config.demoUsers.map((u) => el("option", { value: u.index },
       `${u.name}: ${roleWords(u.role)} (${u.role}), ${u.organisation}`)));
     $("demo-sign-in").hidden = false;
+  } else if (config.oidc.available) {
+    $("oidc-message").textContent =
+      "Sign in with your organisation's account. You will come back here afterwards.";
+    $("oidc-sign-in-button").hidden = false;
+    $("oidc-sign-in").hidden = false;
   } else {
     $("oidc-message").textContent =
-      "Signing in with your organisation's account (OpenID Connect) is not available in this " +
-      "version of the page. Ask your service desk for another way to look children up.";
+      "Signing in with your organisation's account is not available at the moment: the " +
+      "identity provider could not be reached or is not set up. Try again shortly, or ask " +
+      "your service desk.";
     $("oidc-sign-in").hidden = false;
   }
 }
@@ -40,6 +49,27 @@ async function signIn() {
     notice("Sign-in failed. Reload the page and try again.");
     return;
   }
+  showSignedIn();
+}
+
+// Back from the identity provider: exchange the code, or say plainly why not.
+async function finishProviderSignIn(returned) {
+  try {
+    const { token, user, expiresInS } = await oidc.exchange(config.oidc, returned);
+    session.signInWithToken(token, user, expiresInS);
+  } catch (error) {
+    notice({
+      state: "The sign-in could not be completed: this page did not start it, or started " +
+        "another one since. Sign in again.",
+      refused: "Your organisation's account did not sign you in. Sign in again, or ask your " +
+        "service desk.",
+    }[error.why] || "The sign-in could not be completed. Sign in again.");
+    return;
+  }
+  showSignedIn();
+}
+
+function showSignedIn() {
   const user = session.user();
   $("signed-in-as").textContent =
     `Signed in as ${user.name}, ${roleWords(user.role)} (${user.role}), ${user.organisation}`;
@@ -47,6 +77,7 @@ async function signIn() {
   $("sign-in-section").hidden = true;
   const auditor = config.auditorRoles.includes(user.role);
   $("lookup-section").hidden = auditor;
+  $("history-section").hidden = auditor;
   $("audit-section").hidden = !auditor;
   (auditor ? $("audit-heading") : $("lookup-heading")).setAttribute("tabindex", "-1");
   (auditor ? $("audit-heading") : $("lookup-heading")).focus();
@@ -54,18 +85,17 @@ async function signIn() {
 
 // Forget everything about the session and any child shown.
 function signedOut(why) {
-  for (const form of [$("lookup"), $("audit-form"), $("break-glass-form")]) form.reset();
+  for (const form of [$("lookup"), $("break-glass-form")]) form.reset();
   if ($("break-glass-dialog").open) $("break-glass-dialog").close();
   $("result-body").replaceChildren();
   $("result-heading").textContent = "";
   $("result").hidden = true;
-  $("audit-trail").tBodies[0].replaceChildren();
-  $("audit-trail").hidden = true;
-  $("audit-error").hidden = true;
-  $("audit-result-heading").hidden = true;
+  clearHistory();
+  clearAudit();
   $("session").hidden = true;
   $("signed-in-as").textContent = "";
   $("lookup-section").hidden = true;
+  $("history-section").hidden = true;
   $("audit-section").hidden = true;
   $("sign-in-section").hidden = false;
   showIdentifyGroup();
@@ -138,14 +168,19 @@ async function lookUp(purpose, justification) {
   $("result").hidden = false;
   $("result").setAttribute("aria-busy", "true");
   $("look-up").disabled = true;
+  clearHistory(); // another child's history must not stay beside this answer
+  const child = identify();
   const answer = await graphql(token, "ChildLookup", {
-    purpose, identify: identify(), justification: justification.trim() || null,
+    purpose, identify: child, justification: justification.trim() || null,
   });
   $("look-up").disabled = false;
   $("result").removeAttribute("aria-busy");
   const lookup = answer.data && answer.data.child;
   if (lookup) showAnswer(body, heading, lookup, { override });
   else showError(body, heading, answer.errors);
+  const released = lookup && lookup.child && lookup.child.nhsNumber;
+  const nhsNumber = (released && released.value) || child.nhsNumber;
+  if (lookup && lookup.outcome === "FOUND" && nhsNumber) body.append(historyButton(nhsNumber));
   heading.focus();
   if (answer.status === 401) session.end("rejected");
 }
@@ -176,35 +211,10 @@ async function confirmBreakGlass() {
   await lookUp("EMERGENCY_OVERRIDE", text);
 }
 
-// ---- The auditor's trail -------------------------------------------------------------------
-
-async function lookAtTrail() {
-  const token = session.token();
-  if (!token) return;
-  const heading = $("audit-result-heading");
-  const answer = await graphql(token, "AuditTrail", { nhsNumber: $("audit-nhs-number").value.trim() });
-  const entries = answer.data && answer.data.auditTrail;
-  heading.hidden = false;
-  if (entries) {
-    heading.textContent = `${entries.length} recorded ${entries.length === 1 ? "access" : "accesses"}`;
-    $("audit-error").hidden = true;
-    showTrail($("audit-trail"), entries);
-  } else {
-    const first = answer.errors[0] || {};
-    const code = (first.extensions && first.extensions.code) || "INTERNAL_ERROR";
-    heading.textContent = "The audit trail could not be shown";
-    $("audit-error").textContent = errorWords(code, first.message);
-    $("audit-error").dataset.code = code;
-    $("audit-error").hidden = false;
-    $("audit-trail").hidden = true;
-  }
-  heading.focus();
-  if (answer.status === 401) session.end("rejected");
-}
-
 // ---- Start ---------------------------------------------------------------------------------
 
 async function start() {
+  const returned = oidc.takeReturn(); // first: the code and state leave the URL at once
   const [response] = await Promise.all([fetch("config.json", { cache: "no-store" }), loadOperations()]);
   config = await response.json();
   session.configure({ idleTimeoutS: config.idleTimeoutS, onSignedOut: signedOut });
@@ -214,6 +224,7 @@ async function start() {
   showSignIn();
 
   $("sign-in").addEventListener("click", signIn);
+  $("oidc-sign-in-button").addEventListener("click", () => oidc.redirectToProvider(config.oidc));
   $("sign-out").addEventListener("click", () => session.end("signed-out"));
   $("purpose").addEventListener("change", showRules);
   $("justification").addEventListener("input", showRules);
@@ -232,10 +243,9 @@ async function start() {
     event.preventDefault();
     confirmBreakGlass();
   });
-  $("audit-form").addEventListener("submit", (event) => {
-    event.preventDefault();
-    lookAtTrail();
-  });
+  startHistory();
+  startAudit();
+  if (returned && config.signIn === "oidc") await finishProviderSignIn(returned);
   document.body.dataset.ready = "true";
 }
 

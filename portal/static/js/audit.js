@@ -1,16 +1,23 @@
-// The auditor's view: one child's audit trail as a table, oldest first.
+// The auditor's view: an audit trail (one child's, or one user's) as a table, oldest first, and
+// the override alerts feed; each reading is audited by the gateway.
 
-import { clear, el } from "./dom.js";
-import { AUDIT_OUTCOMES, PURPOSES, capitalised, dateWords, roleWords } from "./words.js";
+import { graphql } from "./api.js";
+import { clear, coded, el } from "./dom.js";
+import * as session from "./session.js";
+import {
+  AUDIT_OUTCOMES, PURPOSES, capitalised, dateWords, errorWords, roleWords,
+} from "./words.js";
 
-function coded(words, code) {
-  return [words, " ", el("span", { class: "code" }, `(${code})`)];
+const $ = (id) => document.getElementById(id);
+
+function who(e) {
+  return [`${e.name}, ${e.organisation}`, " ", el("span", { class: "code" }, e.subject)];
 }
 
 function entry(e) {
   return el("tr", { class: e.flaggedForInvestigation ? "audit-entry flagged" : "audit-entry" },
     el("td", {}, dateWords(e.at)),
-    el("td", {}, `${e.name}, ${e.organisation}`),
+    el("td", {}, who(e)),
     el("td", {}, coded(capitalised(roleWords(e.role)), e.role)),
     el("td", {}, coded(PURPOSES[e.purposeCode] || e.purposeCode, e.purposeCode)),
     el("td", {}, e.justification || "None given"),
@@ -20,13 +27,165 @@ function entry(e) {
     el("td", {}, el("code", {}, e.auditId)));
 }
 
-export function showTrail(table, entries) {
+export function showTrail(table, entries, caption, empty) {
+  table.caption.textContent = caption;
   const body = table.tBodies[0];
   clear(body);
   if (!entries.length) {
-    body.append(el("tr", {}, el("td", { colspan: 9 }, "No recorded access to this child.")));
+    body.append(el("tr", {}, el("td", { colspan: 9 }, empty)));
   } else {
     body.append(...entries.map(entry));
   }
   table.hidden = false;
+}
+
+// The first error of an answer, as its code and the words for it.
+function problem(answer) {
+  const first = answer.errors[0] || {};
+  const code = (first.extensions && first.extensions.code) || "INTERNAL_ERROR";
+  return { code, words: errorWords(code, first.message) };
+}
+
+// A datetime-local value ("2025-03-01T09:30", the browser's time zone) as an instant, or null.
+function instant(value) {
+  const date = value ? new Date(value) : null;
+  return date && !Number.isNaN(date.getTime()) ? date.toISOString() : null;
+}
+
+// ---- Trails: of one child (by NHS number) or of one user since a time ------------------------
+
+// `send(token)` sends the trail's operation (named in full, so the manifest test finds it).
+async function showTrailOf(send, caption, empty) {
+  const token = session.token();
+  if (!token) return;
+  const heading = $("audit-result-heading");
+  $("audit-result").setAttribute("aria-busy", "true");
+  const answer = await send(token);
+  $("audit-result").removeAttribute("aria-busy");
+  const entries = answer.data && (answer.data.auditTrail || answer.data.userAuditTrail);
+  heading.hidden = false;
+  if (entries) {
+    heading.textContent = `${entries.length} recorded ${entries.length === 1 ? "access" : "accesses"}`;
+    $("audit-error").hidden = true;
+    showTrail($("audit-trail"), entries, caption, empty);
+  } else {
+    const { code, words } = problem(answer);
+    heading.textContent = "The audit trail could not be shown";
+    $("audit-error").textContent = words;
+    $("audit-error").dataset.code = code;
+    $("audit-error").hidden = false;
+    $("audit-trail").hidden = true;
+  }
+  heading.focus();
+  if (answer.status === 401) session.end("rejected");
+}
+
+export function lookAtChildTrail() {
+  const nhsNumber = $("audit-nhs-number").value.trim();
+  return showTrailOf((token) => graphql(token, "AuditTrail", { nhsNumber }),
+    "Accesses to the child, oldest first", "No recorded access to this child.");
+}
+
+export function lookAtUserTrail() {
+  const subject = $("audit-user").value.trim();
+  const since = instant($("audit-since").value);
+  if (!subject) {
+    $("audit-result-heading").hidden = false;
+    $("audit-result-heading").textContent = "Whose accesses?";
+    $("audit-error").textContent =
+      "Enter the user's account, as the trail or the override alerts show it.";
+    $("audit-error").dataset.code = "BAD_USER_INPUT";
+    $("audit-error").hidden = false;
+    $("audit-trail").hidden = true;
+    $("audit-user").focus();
+    return Promise.resolve();
+  }
+  const when = since ? ` since ${dateWords(since)}` : "";
+  return showTrailOf((token) => graphql(token, "UserAuditTrail", { subject, since }),
+    `Accesses by ${subject}${when}, oldest first`, `No recorded access by ${subject}${when}.`);
+}
+
+// ---- The override alerts feed ------------------------------------------------------------------
+
+function alert(a) {
+  return el("tr", { class: "alert-entry", "data-audit-id": a.auditId },
+    el("td", {}, dateWords(a.at)),
+    el("td", {}, el("span", { class: "code" }, a.subject)),
+    el("td", {}, coded(capitalised(roleWords(a.role)), a.role)),
+    el("td", {}, a.organisation),
+    el("td", {}, a.justification || "Not recorded"),
+    el("td", {}, el("code", {}, a.auditId)),
+    el("td", {}, el("button", {
+      type: "button", class: "secondary their-accesses", "data-subject": a.subject,
+    }, "Their accesses")));
+}
+
+export async function lookAtAlerts() {
+  const token = session.token();
+  if (!token) return;
+  const heading = $("alerts-result-heading");
+  const table = $("alerts");
+  $("alerts-result").setAttribute("aria-busy", "true");
+  const answer = await graphql(token, "OverrideAlerts", { since: instant($("alerts-since").value) });
+  $("alerts-result").removeAttribute("aria-busy");
+  const alerts = answer.data && answer.data.overrideAlerts;
+  heading.hidden = false;
+  const body = table.tBodies[0];
+  clear(body);
+  if (alerts) {
+    heading.textContent = alerts.length
+      ? `${alerts.length} emergency ${alerts.length === 1 ? "override" : "overrides"} to investigate`
+      : "No emergency overrides";
+    $("alerts-error").hidden = true;
+    if (!alerts.length) {
+      body.append(el("tr", {}, el("td", { colspan: 7 }, "No one has used an emergency override.")));
+    } else {
+      body.append(...alerts.slice().reverse().map(alert));
+    }
+    table.hidden = false;
+  } else {
+    const { code, words } = problem(answer);
+    heading.textContent = "The override alerts could not be shown";
+    $("alerts-error").textContent = words;
+    $("alerts-error").dataset.code = code;
+    $("alerts-error").hidden = false;
+    table.hidden = true;
+  }
+  heading.focus();
+  if (answer.status === 401) session.end("rejected");
+}
+
+// An alert's "Their accesses": the filter by user, for the one who broke glass.
+function lookAtAlerter(event) {
+  const button = event.target.closest("button.their-accesses");
+  if (!button) return;
+  $("audit-user").value = button.dataset.subject;
+  $("audit-since").value = "";
+  lookAtUserTrail();
+}
+
+// Forget every trail and alert shown.
+export function clearAudit() {
+  for (const form of [$("audit-form"), $("audit-filter-form"), $("alerts-form")]) form.reset();
+  for (const table of [$("audit-trail"), $("alerts")]) {
+    table.tBodies[0].replaceChildren();
+    table.hidden = true;
+  }
+  for (const id of ["audit-error", "audit-result-heading", "alerts-error", "alerts-result-heading"]) {
+    $(id).hidden = true;
+  }
+}
+
+function onSubmit(id, action) {
+  $(id).addEventListener("submit", (event) => {
+    event.preventDefault();
+    action();
+  });
+}
+
+export function startAudit() {
+  onSubmit("audit-form", lookAtChildTrail);
+  onSubmit("audit-filter-form", lookAtUserTrail);
+  onSubmit("alerts-form", lookAtAlerts);
+  $("alerts").addEventListener("click", lookAtAlerter);
 }

@@ -22,3 +22,8 @@ export function append(parent, ...children) {
 export function clear(element) {
   element.replaceChildren();
 }
+
+// Plain words followed by the code they stand for, small: "Social worker (social_worker)".
+export function coded(words, code) {
+  return [words, " ", el("span", { class: "code" }, `(${code})`)];
+}

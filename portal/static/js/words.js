@@ -124,6 +124,9 @@ export const ERRORS = {
   AUDIT_UNAVAILABLE: "The lookup could not be recorded, so nothing is shown. Try again shortly.",
   INTERNAL_ERROR: "Something went wrong in the service. Try again, and tell the service desk if it persists.",
   NETWORK: "The gateway could not be reached. Check your connection and try again.",
+  NOT_THE_OWNER:
+    "Only the organisation that holds a child's child protection plan or looked-after status " +
+    "can see who has looked at the child, and your organisation holds neither.",
 };
 
 export const AUDIT_OUTCOMES = {
@@ -138,6 +141,8 @@ export const AUDIT_OUTCOMES = {
   ERROR: "Failed",
   AUDIT_TRAIL_VIEWED: "Audit trail viewed",
   ACCESS_HISTORY_VIEWED: "Access history viewed",
+  USER_TRAIL_VIEWED: "A user's audit trail viewed",
+  ALERTS_VIEWED: "Override alerts viewed",
 };
 
 const ROLES = {

@@ -1,0 +1,129 @@
+"""Owners see who looked, and auditors see the overrides: after a practitioner looks a child on a
+child protection plan up, the local authority holding the plan (the demo's LA-LEEDS social worker)
+reads that access in the child's history; a break-glass lookup reaches the auditor's alerts feed
+and reads as an override there; anyone else is refused in plain words."""
+
+import re
+
+from tests.browser.portal import Portal
+
+JUSTIFICATION = "Child brought to ED unconscious at 2am, no carer present, police requesting checks"
+
+
+def _signed_in(new_page, demo, role: str) -> Portal:
+    portal = Portal(new_page(), demo.portal)
+    portal.open()
+    portal.sign_in(role)
+    return portal
+
+
+def _history_rows(portal: Portal) -> list[tuple[str, str]]:
+    """Each `tr.access-entry` as (its text, its data-override)."""
+    return portal.page.locator("#access-history tr.access-entry").evaluate_all(
+        "rows => rows.map(r => [r.innerText, r.dataset.override])"
+    )
+
+
+def test_the_owner_sees_a_health_visitors_lookup_in_the_childs_history(new_page, demo):
+    nhs = demo.nhs["child protection plan"]
+    health_visitor = _signed_in(new_page, demo, "health_visitor")
+    health_visitor.look_up(nhs)
+    assert health_visitor.outcome == "FOUND"
+    looked = health_visitor.last_answer["data"]["child"]["auditId"]
+
+    owner = _signed_in(new_page, demo, "social_worker")
+    owner.access_history(nhs)
+
+    rows = owner.page.locator(f"#access-history tr.access-entry:has-text('{looked}')")
+    assert rows.count() == 1
+    text = rows.inner_text()
+    for shown in ("Hana Visitor", "RR8", "Health visitor", "Safeguarding enquiry", "Found"):
+        assert shown in text
+    assert rows.get_attribute("data-override") == "false"
+    assert nhs not in owner.page.url
+
+
+def test_the_owner_opens_the_history_from_the_lookup_result_newest_first(new_page, demo):
+    nhs = demo.nhs["child protection plan"]
+    health_visitor = _signed_in(new_page, demo, "health_visitor")
+    health_visitor.look_up(nhs)
+    owner = _signed_in(new_page, demo, "social_worker")
+    owner.look_up(nhs)
+    assert owner.outcome == "FOUND"
+
+    owner.access_history()
+
+    assert owner.focused_id() == "history-result-heading"
+    assert owner.page.input_value("#history-nhs-number") == nhs
+    assert nhs not in owner.page.url
+    rows = _history_rows(owner)
+    assert len(rows) >= 2
+    assert "Sam Social" in rows[0][0], "the owner's own lookup, the newest, comes first"
+    assert any("Hana Visitor" in text for text, _ in rows)
+
+
+def test_a_break_glass_lookup_reaches_the_auditors_alerts_and_reads_as_an_override(new_page, demo):
+    # Only child-protection roles may break glass: the demo's is the LA-LEEDS social worker, whose
+    # own organisation holds the plan and so is told of the override too.
+    nhs = demo.nhs["child protection plan"]
+    social_worker = _signed_in(new_page, demo, "social_worker")
+    social_worker.break_glass(nhs, JUSTIFICATION)
+    assert social_worker.outcome == "FOUND"
+    broken = social_worker.last_answer["data"]["child"]["auditId"]
+
+    auditor = _signed_in(new_page, demo, "auditor")
+    auditor.alerts()
+    alert = auditor.page.locator(f'#alerts tr.alert-entry[data-audit-id="{broken}"]')
+    assert alert.count() == 1
+    assert JUSTIFICATION in alert.inner_text()
+    assert nhs not in auditor.text("#alerts")
+
+    alert.locator("button.their-accesses").click()
+    auditor.page.locator(f"#audit-trail tr.audit-entry:has-text('{broken}')").wait_for()
+    assert "dev:LA-LEEDS:Sam Social" in auditor.text("#audit-trail caption")
+
+    social_worker.access_history()
+    row = social_worker.page.locator(f"#access-history tr.access-entry:has-text('{broken}')")
+    assert row.get_attribute("data-override") == "true"
+    assert re.search(r"emergency override", row.inner_text(), re.I)
+
+
+def test_the_auditor_filters_the_trail_by_user_and_time(new_page, demo):
+    nhs = demo.nhs["ordinary"]
+    health_visitor = _signed_in(new_page, demo, "health_visitor")
+    health_visitor.look_up(nhs, purpose="DIRECT_CARE")
+    looked = health_visitor.last_answer["data"]["child"]["auditId"]
+
+    auditor = _signed_in(new_page, demo, "auditor")
+    auditor.user_trail("dev:RR8:Hana Visitor", since="2000-01-01T00:00")
+    assert auditor.page.locator(f"#audit-trail tr.audit-entry:has-text('{looked}')").count() == 1
+    assert all(
+        "Hana Visitor" in text
+        for text in auditor.page.locator("#audit-trail tr.audit-entry").all_inner_texts()
+    )
+
+    auditor.user_trail("dev:RR8:Hana Visitor", since="2999-01-01T00:00")
+    assert auditor.page.locator("#audit-trail tr.audit-entry").count() == 0
+    assert "No recorded access by dev:RR8:Hana Visitor" in auditor.text("#audit-trail")
+
+
+def test_a_school_dsl_is_told_in_plain_words_that_only_the_owner_may_look(new_page, demo):
+    school = _signed_in(new_page, demo, "school_dsl")
+    school.access_history(demo.nhs["child protection plan"])
+
+    assert school.page.get_attribute("#error", "data-code") == "NOT_THE_OWNER"
+    assert "Only the organisation that holds a child's child protection plan" in school.text(
+        "#error"
+    )
+    assert not school.page.locator("#access-history").is_visible()
+
+
+def test_a_history_nobody_was_told_of_is_said_plainly(new_page, demo):
+    owner = _signed_in(new_page, demo, "social_worker")
+    owner.access_history(demo.nhs["ordinary"])
+
+    assert owner.text("#history-result-heading") == (
+        "No lookups of this child recorded for your organisation"
+    )
+    assert owner.page.locator("#history-empty").is_visible()
+    assert not owner.page.locator("#access-history").is_visible()

@@ -1,0 +1,137 @@
+"""The auditors' feeds in GraphQL: the override alerts (break-glass lookups, naming no child) and
+one user's trail since a time - each for auditors only, and each reading itself audited. Real
+gateway, real Rego bundle, reference connectors on loopback, the real audit log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from connectors.protocol import Identifiers
+from gateway.demo import DEMO_ORGANISATIONS, reference_source
+from tests.factories import health_record, social_care_record, synthetic_nhs
+from tests.stack import Stack, reference_apps, running_gateway, serving
+
+REASON = "Child reported missing; police at the door need the current address now."
+CHILD = synthetic_nhs(51)
+
+LOOKUP = """query($nhs: String!, $purpose: Purpose!, $why: String) {
+  child(identify: {nhsNumber: $nhs}, purpose: $purpose, justification: $why) { auditId } }"""
+ALERTS = """query($since: DateTime) { overrideAlerts(since: $since) {
+  at kind auditId subject role organisation justification } }"""
+USER_TRAIL = """query($subject: String!, $since: DateTime) {
+  userAuditTrail(subject: $subject, since: $since) {
+    auditId at subject purposeCode outcomeCode flaggedForInvestigation } }"""
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("audit-feeds")
+    records = {
+        "health": [health_record(CHILD, record_id=f"H-{CHILD}")],
+        "social_care": [
+            social_care_record(
+                CHILD, record_id="LA-1", identifiers=Identifiers(nhs_number=CHILD, local_id="LA-1")
+            )
+        ],
+        "education": [],
+    }
+    with serving(reference_apps(tmp, records)) as urls:
+        sources = [
+            reference_source(name, url, organisations=DEMO_ORGANISATIONS[name])
+            for name, url in urls.items()
+        ]
+        with running_gateway(tmp, sources) as stack:
+            yield stack
+
+
+def _ask(gw: Stack, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:
+    response = gw.post({"query": query, "variables": variables}, token)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def _look_up(gw: Stack, name: str, purpose: str = "DIRECT_CARE", why: str | None = None) -> str:
+    """A lookup of CHILD by a user called `name`; its audit id."""
+    role = "police_safeguarding" if purpose == "EMERGENCY_OVERRIDE" else "health_visitor"
+    token = gw.token(role, "ORG1", name)
+    body = _ask(gw, LOOKUP, {"nhs": CHILD, "purpose": purpose, "why": why}, token)
+    return str(body["data"]["child"]["auditId"])
+
+
+def _auditor(gw: Stack, name: str = "Ada Auditor") -> str:
+    return gw.token("auditor", "LA-LEEDS-IG", name)
+
+
+def test_the_alerts_feed_lists_a_break_glass_lookup_and_names_no_child(gateway):
+    ordinary = _look_up(gateway, "Olive Ordinary")
+    broken = _look_up(gateway, "Pat Police", "EMERGENCY_OVERRIDE", REASON)
+
+    response = gateway.post({"query": ALERTS, "variables": {}}, _auditor(gateway))
+    alerts = response.json()["data"]["overrideAlerts"]
+
+    (alert,) = [a for a in alerts if a["auditId"] == broken]
+    assert (alert["kind"], alert["subject"], alert["role"], alert["organisation"]) == (
+        "BREAK_GLASS",
+        "dev:ORG1:Pat Police",
+        "police_safeguarding",
+        "ORG1",
+    )
+    assert alert["justification"] == REASON
+    assert ordinary not in {a["auditId"] for a in alerts}
+    assert CHILD not in response.text
+
+
+def test_the_alerts_feed_starts_at_since(gateway):
+    broken = _look_up(gateway, "Pat Police", "EMERGENCY_OVERRIDE", REASON)
+    later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+
+    since_later = _ask(gateway, ALERTS, {"since": later}, _auditor(gateway))
+    everything = _ask(gateway, ALERTS, {}, _auditor(gateway))
+
+    assert since_later["data"]["overrideAlerts"] == []
+    assert broken in {a["auditId"] for a in everything["data"]["overrideAlerts"]}
+
+
+def test_a_users_trail_holds_their_accesses_only_from_since_on(gateway):
+    first = _look_up(gateway, "Uma User")
+    _look_up(gateway, "Someone Else")
+    between = datetime.now(UTC).isoformat()
+    second = _look_up(gateway, "Uma User")
+
+    every = _ask(gateway, USER_TRAIL, {"subject": "dev:ORG1:Uma User"}, _auditor(gateway))
+    since = _ask(
+        gateway, USER_TRAIL, {"subject": "dev:ORG1:Uma User", "since": between}, _auditor(gateway)
+    )
+
+    entries = every["data"]["userAuditTrail"]
+    assert [e["auditId"] for e in entries] == [first, second]  # oldest first
+    assert {e["subject"] for e in entries} == {"dev:ORG1:Uma User"}
+    assert [e["auditId"] for e in since["data"]["userAuditTrail"]] == [second]
+
+
+@pytest.mark.parametrize("query", [ALERTS, USER_TRAIL], ids=["alerts", "a user's trail"])
+def test_anyone_but_an_auditor_is_refused(gateway, query):
+    token = gateway.token("social_worker", "LA-LEEDS", "Sam Social")
+
+    body = _ask(gateway, query, {"subject": "dev:ORG1:Uma User"}, token)
+
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+def test_each_reading_is_itself_on_the_readers_trail(gateway):
+    reader = _auditor(gateway, "Rita Reader")
+    _ask(gateway, ALERTS, {}, reader)
+    _ask(gateway, USER_TRAIL, {"subject": "dev:ORG1:Uma User"}, reader)
+
+    own = _ask(gateway, USER_TRAIL, {"subject": "dev:LA-LEEDS-IG:Rita Reader"}, _auditor(gateway))
+
+    assert [(e["purposeCode"], e["outcomeCode"]) for e in own["data"]["userAuditTrail"]] == [
+        ("AUDIT_REVIEW", "ALERTS_VIEWED"),
+        ("AUDIT_REVIEW", "USER_TRAIL_VIEWED"),
+    ]
