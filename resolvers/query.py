@@ -54,6 +54,12 @@ class RequestContext:
     access_history: AccessHistory
     justification_max_chars: int
 
+    def signed_in(self) -> Caller:
+        """The caller, for an operation that needs one (every operation does)."""
+        if self.caller is None:
+            raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
+        return self.caller
+
 
 async def resolve_child(
     info: Info[RequestContext, None],
@@ -86,8 +92,7 @@ async def resolve_child(
     ] = None,
 ) -> ChildLookup:
     context = info.context
-    if context.caller is None:
-        raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
+    caller = context.signed_in()
     # Recorded and judged as it reads: invisible characters removed, spaces collapsed.
     reason = Justification.of(justification or "").text
     if len(reason) > context.justification_max_chars:
@@ -111,7 +116,7 @@ async def resolve_child(
         given=demographics,
         model=context.pipeline.linkage,
     )
-    result = await context.pipeline.lookup(context.caller, query)
+    result = await context.pipeline.lookup(caller, query)
     return lookup_to_graphql(result)
 
 
@@ -165,19 +170,19 @@ def _nhs(raw: str) -> str:
         raise GatewayError(exc.code, exc.message) from exc
 
 
+_AccessesSince = Annotated[
+    datetime | None, strawberry.argument(description="Only accesses from this time on.")
+]
+
+
 async def resolve_audit_trail(
     info: Info[RequestContext, None],
     nhs_number: Annotated[str, strawberry.argument(description="The child's NHS number.")],
-    since: Annotated[
-        datetime | None, strawberry.argument(description="Only accesses from this time on.")
-    ] = None,
+    since: _AccessesSince = None,
 ) -> list[AuditEntry]:
     context = info.context
-    if context.caller is None:
-        raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
-    records = await context.audit_trail.for_child(
-        context.caller, _nhs(nhs_number), since, limit=1000
-    )
+    caller = context.signed_in()
+    records = await context.audit_trail.for_child(caller, _nhs(nhs_number), since, limit=1000)
     return [audit_entry(r) for r in records]
 
 
@@ -189,14 +194,11 @@ async def resolve_user_audit_trail(
             description="The user's account, as an entry's or an alert's `subject` gives it."
         ),
     ],
-    since: Annotated[
-        datetime | None, strawberry.argument(description="Only accesses from this time on.")
-    ] = None,
+    since: _AccessesSince = None,
 ) -> list[AuditEntry]:
     context = info.context
-    if context.caller is None:
-        raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
-    records = await context.audit_trail.for_user(context.caller, subject, since, limit=1000)
+    caller = context.signed_in()
+    records = await context.audit_trail.for_user(caller, subject, since, limit=1000)
     return [audit_entry(r) for r in records]
 
 
@@ -207,9 +209,8 @@ async def resolve_override_alerts(
     ] = None,
 ) -> list[OverrideAlert]:
     context = info.context
-    if context.caller is None:
-        raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
-    alerts = await context.audit_trail.alerts(context.caller, since)
+    caller = context.signed_in()
+    alerts = await context.audit_trail.alerts(caller, since)
     return [override_alert(a) for a in alerts]
 
 
@@ -222,9 +223,8 @@ async def resolve_access_history(
     ] = DEFAULT_LIMIT,
 ) -> AccessHistoryType:
     context = info.context
-    if context.caller is None:
-        raise GatewayError(ErrorCode.UNAUTHENTICATED, "Sign in: this request carries no token.")
-    history = await context.access_history.for_child(context.caller, _nhs(nhs_number), limit)
+    caller = context.signed_in()
+    history = await context.access_history.for_child(caller, _nhs(nhs_number), limit)
     return owner_history(history)
 
 
