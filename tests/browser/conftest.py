@@ -76,6 +76,9 @@ class Demo:
     nhs: dict[str, str]
     """Showcase NHS numbers by label: shielded, child protection plan, sensitive service,
     education linked, ordinary."""
+    demographics: dict[str, str]
+    """The banner's demographic search, by DemographicsInput field: givenName, familyName,
+    dateOfBirth, postcode."""
 
 
 def _read_banner(state: Path, demo: subprocess.Popen[str], timeout_s: float = 60) -> str:
@@ -99,7 +102,10 @@ def parse_banner(banner: str) -> Demo:
     assert portal, f"no `Portal:  <url>` line in the demo's banner:\n{banner}"
     section = banner.split("NHS numbers to try:", 1)[1].split("\n\n", 1)[0]
     nhs = dict(re.findall(r"^\s+(\S.*?)\s+(\d{10})$", section, re.M))
-    return Demo(graphiql.group(1), portal.group(1), nhs)
+    search = re.search(r"child\(demographics: \{(.*?)\}", banner)
+    assert search, f"no demographic search in the demo's banner:\n{banner}"
+    demographics = dict(re.findall(r'(\w+): "([^"]*)"', search.group(1)))
+    return Demo(graphiql.group(1), portal.group(1), nhs, demographics)
 
 
 @pytest.fixture(scope="package")

@@ -72,3 +72,30 @@ def test_a_purpose_the_policy_refuses_is_shown_as_a_refusal_in_words(page, demo)
     assert page.locator("#involvements li.involvement").count() == 0
     answered = page.locator('#sources td.status[data-status="ANSWERED"]')
     assert answered.count() == 0  # no agency was asked
+
+
+def test_a_child_is_found_by_what_the_practitioner_knows_without_an_identifier(page, demo):
+    """The demographics form, with the details a practitioner may add: the page sends them as
+    the OneOf `identify.demographics`, and the gateway links the child on them."""
+    portal = Portal(page, demo.portal)
+    portal.open()
+    portal.sign_in("health_visitor")
+    page.select_option("#purpose", "SAFEGUARDING_ENQUIRY")
+    page.check('input[name="identify"][value="demographics"]')
+    known = demo.demographics
+    page.fill("#given-name", known["givenName"])
+    page.fill("#family-name", known["familyName"])
+    page.fill("#date-of-birth", known["dateOfBirth"])
+    page.fill("#postcode", known["postcode"])
+    page.fill("#known-as", f" {known['givenName'][:3]} , ")
+
+    portal.answered(lambda: page.click("#look-up"))
+
+    sent = portal.last_request["variables"]["identify"]
+    assert sent == {
+        "demographics": {**known, "knownAs": [known["givenName"][:3]]},
+    }
+    assert portal.outcome == "FOUND"
+    child = portal.last_answer["data"]["child"]
+    assert child["child"]["name"]["family"] == known["familyName"]
+    assert sum(source["recordsMatched"] for source in child["sources"]) >= 1

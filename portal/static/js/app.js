@@ -151,11 +151,14 @@ function identify() {
   if (way === "upn") return { upn: $("upn").value.trim().toUpperCase() };
   const demographics = {};
   const given = { givenName: "given-name", familyName: "family-name",
-    dateOfBirth: "date-of-birth", postcode: "postcode" };
+    dateOfBirth: "date-of-birth", postcode: "postcode", sex: "sex",
+    formerFamilyName: "former-family-name" };
   for (const [key, id] of Object.entries(given)) {
     const value = $(id).value.trim();
     if (value) demographics[key] = value;
   }
+  const knownAs = $("known-as").value.split(",").map((name) => name.trim()).filter(Boolean);
+  if (knownAs.length) demographics.knownAs = knownAs;
   return { demographics };
 }
 
