@@ -20,3 +20,6 @@ def test_the_auditor_sees_a_lookup_made_by_someone_else(new_page, demo):
     entries = auditor.page.locator("#audit-trail tr.audit-entry")
     assert entries.count() >= 1
     assert any("Sam Social" in text for text in entries.all_inner_texts())
+    # The table fits the window: an auditor never scrolls sideways to read an entry.
+    fits = "document.documentElement.scrollWidth <= window.innerWidth"
+    assert auditor.page.evaluate(fits)
