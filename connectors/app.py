@@ -28,6 +28,7 @@ from starlette.routing import Route
 from starlette.types import Lifespan, Receive, Scope, Send
 
 from connectors.backend import ConnectorBackend, ConnectorError, summarise_validation_error
+from connectors.logs import log_event
 from connectors.minimisation import minimise
 from connectors.notifications import (
     NOTIFICATIONS_PATH,
@@ -291,10 +292,14 @@ def _notification_routes(
             async with one_at_a_time:
                 kept = await _keep(sink, notification, source)
         except _Refusal as refusal:
-            _log(logging.INFO, "notification", source=source, outcome=refusal.code.value)
+            log_event(
+                _logger, logging.INFO, "notification", source=source, outcome=refusal.code.value
+            )
             return _signed(refusal.response(), signer, source)
         message_id = notification.message_id
-        _log(logging.INFO, "notification", source=source, message_id=message_id, kept=kept)
+        log_event(
+            _logger, logging.INFO, "notification", source=source, message_id=message_id, kept=kept
+        )
         receipt = NotificationReceipt(message_id=message_id, duplicate=not kept)
         return _signed(
             Response(receipt.model_dump_json(), media_type="application/json"), signer, source
@@ -323,7 +328,8 @@ async def _keep(sink: NotificationSink, notification: Notification, source: str)
     try:
         return await sink.keep(notification)
     except Exception as error:
-        _log(
+        log_event(
+            _logger,
             logging.ERROR,
             "notification_sink_failed",
             source=source,
@@ -490,7 +496,8 @@ async def _answer(
 
 def _unexpected(error: Exception, source: str, request_id: str) -> _Refusal:
     """Log a backend crash by type and place only, and hide it from the gateway behind INTERNAL."""
-    _log(
+    log_event(
+        _logger,
         logging.ERROR,
         "lookup_crashed",
         source=source,
@@ -502,7 +509,8 @@ def _unexpected(error: Exception, source: str, request_id: str) -> _Refusal:
 
 
 def _log_outcome(source: str, outcome: _Outcome) -> None:
-    _log(
+    log_event(
+        _logger,
         logging.INFO,
         "lookup",
         source=source,
@@ -516,19 +524,6 @@ def _log_outcome(source: str, outcome: _Outcome) -> None:
 def _tracing() -> bool:
     """Whether this process has a tracer provider: without one, a span would record nothing."""
     return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-
-
-def _log(level: int, event: str, **context: object) -> None:
-    """Log `event` with `context` on the record for a structured formatter, and repeated as
-    key=value in the message for a plain one. Callers pass nothing about the child: no identifiers,
-    names or field values, only request ids, counts, codes and timings."""
-    _logger.log(
-        level,
-        "%s %s",
-        event,
-        " ".join(f"{key}={value}" for key, value in context.items()),
-        extra={"event": event, "context": context},
-    )
 
 
 def _crash_site(error: BaseException) -> str:

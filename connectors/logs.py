@@ -39,3 +39,16 @@ def configure(level: str = "INFO", *filters: logging.Filter) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+
+
+def log_event(logger: logging.Logger, level: int, event: str, **context: object) -> None:
+    """Log `event` with `context` on the record for the JSON formatter, and repeated as key=value
+    in the message for a plain one. Callers pass nothing about a child: no identifiers, names or
+    field values, only request ids, file names, counts, codes and timings."""
+    logger.log(
+        level,
+        "%s %s",
+        event,
+        " ".join(f"{key}={value}" for key, value in context.items()),
+        extra={"event": event, "context": context},
+    )

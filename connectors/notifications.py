@@ -136,3 +136,14 @@ def _append_line(path: Path, line: str) -> None:
         out.write(line + "\n")
         out.flush()
         os.fsync(out.fileno())
+
+
+def received_notifications(
+    sink: NotificationSink | None, *, verified: bool
+) -> NotificationSink | None:
+    """Where an agency's connector keeps the gateway's owner notifications: `sink` when given,
+    else - when the gateway's requests are verified, which receiving notices needs - an in-memory
+    `NotificationLog`, so the agency still lists its recent accesses."""
+    if sink is None and verified:
+        return NotificationLog()
+    return sink

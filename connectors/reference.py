@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from connectors.app import create_connector_app
 from connectors.backend import ConnectorBackend
-from connectors.notifications import NotificationLog, NotificationSink
+from connectors.notifications import NotificationSink, received_notifications
 from connectors.protocol import ConnectorRecord, FieldId, LookupRequest
 from connectors.records import FileBackend
 from connectors.trust import AnswerSigner, RequestVerifier
@@ -153,8 +153,7 @@ def create_reference_app(
         records=FileBackend.from_jsonl(records, fields=profile.provides),
         latency_s=latency_ms / 1000,
     )
-    if notifications is None and verifier is not None:
-        notifications = NotificationLog()
+    notifications = received_notifications(notifications, verified=verifier is not None)
     return create_connector_app(
         backend,
         source=profile.name,

@@ -11,7 +11,7 @@ import json
 import socket
 import tarfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -198,11 +198,17 @@ def reference_connectors(
     tmp: Path,
     records: dict[str, Sequence[ConnectorRecord]],
     latency_ms: dict[str, float] | None = None,
+    organisations: Mapping[str, Sequence[str]] | None = None,
 ) -> Iterator[list[SourceConfig]]:
     """Reference connectors serving `records` (agency -> its records); yields the gateway's source
-    entry for each, for tests that start several gateways over the same agencies."""
+    entry for each, acted for by `organisations` (agency -> organisation codes), for tests that
+    start several gateways over the same agencies."""
+    acting = organisations or {}
     with serving(reference_apps(tmp, records, latency_ms)) as urls:
-        yield [reference_source(name, url) for name, url in urls.items()]
+        yield [
+            reference_source(name, url, organisations=acting.get(name, ()))
+            for name, url in urls.items()
+        ]
 
 
 @contextlib.contextmanager
@@ -211,12 +217,13 @@ def reference_stack(
     records: dict[str, Sequence[ConnectorRecord]],
     *,
     latency_ms: dict[str, float] | None = None,
+    organisations: Mapping[str, Sequence[str]] | None = None,
     **settings: Any,
 ) -> Iterator[Stack]:
-    """Reference connectors serving `records` (agency -> its records) and a gateway, set up with
-    `settings`, asking each of them."""
+    """Reference connectors serving `records` (agency -> its records), acted for by
+    `organisations`, and a gateway, set up with `settings`, asking each of them."""
     with (
-        reference_connectors(tmp, records, latency_ms) as sources,
+        reference_connectors(tmp, records, latency_ms, organisations) as sources,
         running_gateway(tmp, sources, **settings) as gateway,
     ):
         yield gateway

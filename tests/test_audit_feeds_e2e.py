@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from connectors.protocol import Identifiers
-from gateway.demo import DEMO_ORGANISATIONS, reference_source
+from gateway.demo import DEMO_ORGANISATIONS
 from tests.factories import health_record, social_care_record, synthetic_nhs
-from tests.stack import Stack, reference_apps, running_gateway, serving
+from tests.stack import Stack, reference_stack
 
 REASON = "Child reported missing; police at the door need the current address now."
 CHILD = synthetic_nhs(51)
@@ -40,13 +40,8 @@ def gateway(tmp_path_factory) -> Iterator[Stack]:
         ],
         "education": [],
     }
-    with serving(reference_apps(tmp, records)) as urls:
-        sources = [
-            reference_source(name, url, organisations=DEMO_ORGANISATIONS[name])
-            for name, url in urls.items()
-        ]
-        with running_gateway(tmp, sources) as stack:
-            yield stack
+    with reference_stack(tmp, records, organisations=DEMO_ORGANISATIONS) as stack:
+        yield stack
 
 
 def _ask(gw: Stack, query: str, variables: dict[str, Any], token: str) -> dict[str, Any]:

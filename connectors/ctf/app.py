@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from connectors.app import create_connector_app
 from connectors.ctf.backend import DEFAULT_INTERVAL_S, CtfFolderBackend
 from connectors.ctf.schools import NO_SCHOOL_CONTACTS, load_school_contacts
-from connectors.notifications import NotificationLog, NotificationSink
+from connectors.notifications import NotificationSink, received_notifications
 from connectors.protocol import FieldId
 from connectors.reference import REFERENCE_AGENCIES
 from connectors.trust import AnswerSigner, RequestVerifier
@@ -54,8 +54,7 @@ def create_ctf_app(
     """
     contacts = load_school_contacts(school_contacts) if school_contacts else NO_SCHOOL_CONTACTS
     backend = CtfFolderBackend(folder, contacts, interval_s=reload_interval_s)
-    if notifications is None and verifier is not None:
-        notifications = NotificationLog()
+    notifications = received_notifications(notifications, verified=verifier is not None)
     return create_connector_app(
         backend,
         source=source,

@@ -28,6 +28,7 @@ from typing import Final
 
 from connectors.ctf.reader import CtfFileError, TransferFile, TransferPupil, read_ctf
 from connectors.ctf.schools import NO_SCHOOL_CONTACTS, SchoolContacts
+from connectors.logs import log_event
 from connectors.protocol import ConnectorRecord
 from connectors.records import FileBackend
 
@@ -84,7 +85,7 @@ class CtfFolder:
         for name in sorted(self._files.keys() - seen.keys()):
             removed = self._files.pop(name)
             changed = changed or removed.good is not None
-            _log(logging.INFO, "ctf_file_removed", file=name)
+            log_event(_logger, logging.INFO, "ctf_file_removed", file=name)
         for name, stat in sorted(seen.items()):
             changed = self._read_if_changed(name, stat, now) or changed
         return self.index() if changed else None
@@ -125,7 +126,8 @@ class CtfFolder:
         except (OSError, CtfFileError) as error:
             reason = error.strerror if isinstance(error, OSError) else str(error)
             if reason != state.error:
-                _log(
+                log_event(
+                    _logger,
                     logging.ERROR,
                     "ctf_file_rejected",
                     file=name,
@@ -135,7 +137,8 @@ class CtfFolder:
             state.error = reason
             return False
         if read.skipped != state.skipped or state.error is not None or read != state.good:
-            _log(
+            log_event(
+                _logger,
                 logging.WARNING if read.skipped else logging.INFO,
                 "ctf_file_read",
                 file=name,
@@ -165,15 +168,3 @@ def _newest(files: list[tuple[str, TransferFile]]) -> list[ConnectorRecord]:
                 chosen.pop(pupil.former_upn, None)
             chosen[upn] = pupil
     return [pupil.record for pupil in chosen.values()]
-
-
-def _log(level: int, event: str, **context: object) -> None:
-    """As the connector SDK logs: the event and its context, never a pupil's data (file names,
-    counts, positions and reasons only)."""
-    _logger.log(
-        level,
-        "%s %s",
-        event,
-        " ".join(f"{key}={value}" for key, value in context.items()),
-        extra={"event": event, "context": context},
-    )

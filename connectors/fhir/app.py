@@ -17,7 +17,7 @@ from connectors.app import create_connector_app
 from connectors.fhir.auth import FhirAuth, NoAuth
 from connectors.fhir.backend import FhirBackend
 from connectors.fhir.client import FhirClient
-from connectors.notifications import NotificationLog, NotificationSink
+from connectors.notifications import NotificationSink, received_notifications
 from connectors.protocol import FieldId
 from connectors.reference import REFERENCE_AGENCIES, AgencyProfile
 from connectors.trust import AnswerSigner, RequestVerifier
@@ -104,8 +104,7 @@ def create_fhir_app(
         )
     )
     backend = FhirBackend(pds, cpis, cpis_for_candidates=cpis_for_candidates)
-    if notifications is None and verifier is not None:
-        notifications = NotificationLog()
+    notifications = received_notifications(notifications, verified=verifier is not None)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -20,7 +20,7 @@ from starlette.applications import Starlette
 from starlette.types import Lifespan
 
 from connectors.app import create_connector_app
-from connectors.notifications import NotificationLog, NotificationSink
+from connectors.notifications import NotificationSink, received_notifications
 from connectors.reference import REFERENCE_AGENCIES, AgencyProfile
 from connectors.sql.backend import SqlBackend, open_tables
 from connectors.sql.blocks import BlockingIndex, RefreshSummary
@@ -62,8 +62,7 @@ def create_sql_app(
     loaded = load_mapping(mapping)
     tables = _run_apart(prepare(database_url, loaded))
     backend = SqlBackend(create_engine(database_url), loaded, tables)
-    if notifications is None and verifier is not None:
-        notifications = NotificationLog()
+    notifications = received_notifications(notifications, verified=verifier is not None)
     return create_connector_app(
         backend,
         source=source,
