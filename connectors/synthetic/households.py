@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import Final, TypeVar
@@ -69,10 +69,14 @@ class Child:
     household: Household
 
 
+Settle = Callable[[random.Random, tuple[Carer, ...]], Household]
+"""Where a new household lives and which practice and schools it uses, given its carers."""
+
+
 def draw_children(
     rng: random.Random,
     issuer: IdentifierIssuer,
-    services: Services,
+    services: Services | Settle,
     count: int,
     today: date,
     *,
@@ -82,14 +86,18 @@ def draw_children(
     """`count` children aged 0-17 on `today`, household by household (the last one cut short when
     the count is reached), with distinct given names among siblings.
 
+    Each household gets a random address, practice and schools of `services`, or is placed by
+    `services` when it is a function (the national population places households in many areas).
+
     `lookalike_twins` of twin pairs get names that go together (Ella and Bella); `namesakes` of
     all children are made namesakes of an unrelated child (see NoiseProfile). At zero, neither
     draws from `rng`.
     """
+    settle = _settle_in(services) if isinstance(services, Services) else services
     kids: list[Child] = []
     while len(kids) < count:
         family = rng.choice(names.FAMILY)
-        household = _household(rng, services, family)
+        household = settle(rng, _carers(rng, family))
         taken: set[str] = set()
         lookalike = False
         for sex, born in _siblings(rng, today):
@@ -191,7 +199,7 @@ def _renamed(household: Household, family: str, new_family: str) -> Household:
     return replace(household, carers=carers)
 
 
-def _household(rng: random.Random, services: Services, family: str) -> Household:
+def _carers(rng: random.Random, family: str) -> tuple[Carer, ...]:
     carers = []
     for relationship, responsible, female in _weighted(rng, _HOUSEHOLD_SHAPES):
         # Step-parents and some unmarried parents have a family name the children do not share.
@@ -207,13 +215,20 @@ def _household(rng: random.Random, services: Services, family: str) -> Household
                 phone=places.mobile(rng) if rng.random() < 0.9 else None,
             )
         )
-    return Household(
-        address=places.home_address(rng),
-        carers=tuple(carers),
-        practice=rng.choice(services.practices),
-        primary=rng.choice(services.primaries),
-        secondary=rng.choice(services.secondaries),
-    )
+    return tuple(carers)
+
+
+def _settle_in(services: Services) -> Settle:
+    def settle(rng: random.Random, carers: tuple[Carer, ...]) -> Household:
+        return Household(
+            address=places.home_address(rng),
+            carers=carers,
+            practice=rng.choice(services.practices),
+            primary=rng.choice(services.primaries),
+            secondary=rng.choice(services.secondaries),
+        )
+
+    return settle
 
 
 def _siblings(rng: random.Random, today: date) -> Iterator[tuple[Sex, date]]:

@@ -31,13 +31,14 @@ class IdentifierIssuer:
     def nhs_number(self) -> str:
         return self._unique(self._draw_nhs_number)
 
-    def upn(self, establishment: str, year_allocated: int) -> str:
-        """A UPN as a school would allocate it: LA code, DfE establishment number, two-digit year
-        and a serial, behind the DfE check letter."""
+    def upn(self, establishment: str, year_allocated: int, local_authority: str = LA_CODE) -> str:
+        """A UPN as a school would allocate it: the three-digit DfE LA number (the area's unless
+        given), DfE establishment number, two-digit year and a serial, behind the check letter."""
         rng = self._rng
+        prefix = f"{local_authority}{establishment}{year_allocated % 100:02d}"
 
         def draw() -> str:
-            digits = f"{LA_CODE}{establishment}{year_allocated % 100:02d}{rng.randrange(1000):03d}"
+            digits = f"{prefix}{rng.randrange(1000):03d}"
             return upn_check_letter(digits) + digits
 
         return self._unique(draw)

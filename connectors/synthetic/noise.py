@@ -207,6 +207,13 @@ def misspell(rng: random.Random, name: str) -> str:
     return "".join(s.upper() if o.isupper() else s for s, o in zip(slipped, name, strict=True))
 
 
+def slip(rng: random.Random, given: str, family: str) -> tuple[str, str, Fault]:
+    """A keying slip in the given or the family name, equally often."""
+    if rng.random() < 0.5:
+        return misspell(rng, given), family, Fault.GIVEN_TYPO
+    return given, misspell(rng, family), Fault.FAMILY_TYPO
+
+
 def swapped_day_month(born: date) -> date | None:
     """The date read the American way round, where that is a different, real date."""
     if born.day > 12 or born.day == born.month:

@@ -79,12 +79,18 @@ def _street(rng: random.Random) -> str:
 
 
 def home_address(rng: random.Random) -> Address:
-    """A house or flat in a random district; about one home in six is a flat, as in a city."""
+    """A house or flat in a random district of the area."""
     district, outward = rng.choice(_DISTRICTS)
+    return address_in(rng, outward, district, TOWN)
+
+
+def address_in(rng: random.Random, outward: str, locality: str, town: str) -> Address:
+    """A house or flat in the given postal district; about one home in six is a flat, as in a
+    city."""
     first_line = f"{rng.randint(1, 180)} {_street(rng)}"
     if rng.random() < 0.16:
         first_line = f"Flat {rng.randint(1, 24)}, {first_line}"
-    return Address(lines=[first_line, district, TOWN], postcode=_postcode(rng, outward))
+    return Address(lines=[first_line, locality, town], postcode=_postcode(rng, outward))
 
 
 _ABBREVIATED: Final = {

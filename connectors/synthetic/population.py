@@ -47,6 +47,7 @@ from connectors.synthetic.noise import (
     another_given_name,
     happens,
     misspell,
+    slip,
     swapped_day_month,
     wrong_date_of_birth,
 )
@@ -120,7 +121,7 @@ class Population:
                 return self.social_care
 
 
-class _Status(Enum):
+class Status(Enum):
     """A child's level of social care involvement; each implies a consistent set of indicators
     (a child on a protection plan or looked after is by definition also a child in need)."""
 
@@ -140,10 +141,10 @@ class _Status(Enum):
 
 # Shares of the children known to social care, roughly as England's statistics have them.
 _STATUS_SHARES: Final = (
-    (_Status.EARLY_HELP, 0.40),
-    (_Status.CHILD_IN_NEED, 0.30),
-    (_Status.CHILD_PROTECTION_PLAN, 0.13),
-    (_Status.LOOKED_AFTER, 0.17),
+    (Status.EARLY_HELP, 0.40),
+    (Status.CHILD_IN_NEED, 0.30),
+    (Status.CHILD_PROTECTION_PLAN, 0.13),
+    (Status.LOOKED_AFTER, 0.17),
 )
 _CHILD_IN_NEED_ALSO_EARLY_HELP: Final = 0.10
 
@@ -153,7 +154,7 @@ class _Circumstances:
     """What sets one child apart; `former_family` is set when the family name changed, and
     `stale_source` names the copy that still uses it."""
 
-    status: _Status | None
+    status: Status | None
     shielded: bool
     sensitive: SensitiveService | None
     restricted: bool
@@ -177,7 +178,7 @@ def generate_population(
     """
     if children < 0:
         raise ValueError("children must not be negative")
-    with _cyclic_gc_paused():
+    with cyclic_gc_paused():
         return _generate(
             random.Random(seed),
             children,
@@ -188,7 +189,7 @@ def generate_population(
 
 
 @contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
+def cyclic_gc_paused() -> Iterator[None]:
     """Pause the cycle collector while building a population.
 
     Generation allocates millions of small objects that are all kept, so the collector's full
@@ -275,7 +276,7 @@ def _circumstances(
 
     known = share(prevalence.social_care)
     shielded = set(known[: round(prevalence.shielded * count)])
-    status = _statuses(rng, known)
+    status = deal_statuses(rng, known)
     youngest = min(service.minimum_age for service in SENSITIVE_SERVICES)
     sensitive = {
         i: _sensitive_service(rng, ages[i])
@@ -304,10 +305,10 @@ def _circumstances(
     return result
 
 
-def _statuses(rng: random.Random, known: Sequence[int]) -> dict[int, _Status]:
+def deal_statuses(rng: random.Random, known: Sequence[int]) -> dict[int, Status]:
     """Deal the children known to social care into statuses, in exact proportion."""
     dealt = rng.sample(known, len(known))
-    statuses: dict[int, _Status] = {}
+    statuses: dict[int, Status] = {}
     start, cumulative = 0, 0.0
     for status, status_share in _STATUS_SHARES:
         cumulative += status_share
@@ -437,7 +438,7 @@ class _RecordBuilder:
             raise ValueError("only a child known to social care has a social care record")
         name, born, address, faults = self._copy(kid, circumstances, "social_care")
         carers, faults = self._copied_carers(kid, faults)
-        if status is _Status.LOOKED_AFTER:
+        if status is Status.LOOKED_AFTER:
             # In placement: the foster carers look after the child, the parents keep their rights.
             address = places.home_address(self._rng)
             carers = self._foster_carers() + [c for c in carers if c.parental_responsibility]
@@ -460,16 +461,16 @@ class _RecordBuilder:
         )
         return record, faults
 
-    def _social_care_involvements(self, kid: Child, status: _Status) -> list[Involvement]:
+    def _social_care_involvements(self, kid: Child, status: Status) -> list[Involvement]:
         rng, services = self._rng, self._services
         early_help = Involvement(
             service="Early help",
             organisation=EARLY_HELP,
             practitioner=rng.choice(services.early_help_leads),
-            lead=status is _Status.EARLY_HELP,
+            lead=status is Status.EARLY_HELP,
             since=self._since(kid.born, years_back=2),
         )
-        if status is _Status.EARLY_HELP:
+        if status is Status.EARLY_HELP:
             return [early_help]
         social_worker = Involvement(
             service="Children's social care",
@@ -478,7 +479,7 @@ class _RecordBuilder:
             lead=True,
             since=self._since(kid.born, years_back=3),
         )
-        if status is _Status.CHILD_IN_NEED and rng.random() < _CHILD_IN_NEED_ALSO_EARLY_HELP:
+        if status is Status.CHILD_IN_NEED and rng.random() < _CHILD_IN_NEED_ALSO_EARLY_HELP:
             return [social_worker, early_help]
         return [social_worker]
 
@@ -517,8 +518,8 @@ class _RecordBuilder:
             given = rng.choice(names.NICKNAMES[given])
             given_faults.append(Fault.NICKNAME)
         if rng.random() < noise.typo:
-            given, family, slip = _slip(rng, given, family)
-            (given_faults if slip is Fault.GIVEN_TYPO else family_faults).append(slip)
+            given, family, fault = slip(rng, given, family)
+            (given_faults if fault is Fault.GIVEN_TYPO else family_faults).append(fault)
         born: date | None = kid.born
         if rng.random() < noise.swapped_day_month:
             swapped = swapped_day_month(kid.born)
@@ -547,8 +548,8 @@ class _RecordBuilder:
                 [*given_faults, Fault.NAMES_SWAPPED],
             )
             if rng.random() < _SWAP_WITH_SLIP:
-                given, family, slip = _slip(rng, given, family)
-                (given_faults if slip is Fault.GIVEN_TYPO else family_faults).append(slip)
+                given, family, fault = slip(rng, given, family)
+                (given_faults if fault is Fault.GIVEN_TYPO else family_faults).append(fault)
         if happens(rng, noise.wrong_date_of_birth):
             earliest = earliest_birthday(self._today)
             born = wrong_date_of_birth(rng, kid.born, earliest, self._today)
@@ -605,13 +606,6 @@ class _RecordBuilder:
 def _carer_with_slip(rng: random.Random, carer: Carer) -> Carer:
     given, _, family = carer.name.partition(" ")
     return carer.model_copy(update={"name": f"{misspell(rng, given)} {family}"})
-
-
-def _slip(rng: random.Random, given: str, family: str) -> tuple[str, str, Fault]:
-    """A keying slip in the given or the family name, equally often."""
-    if rng.random() < 0.5:
-        return misspell(rng, given), family, Fault.GIVEN_TYPO
-    return given, misspell(rng, family), Fault.FAMILY_TYPO
 
 
 def _former(circumstances: _Circumstances) -> list[str]:

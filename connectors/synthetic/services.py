@@ -112,7 +112,7 @@ def area_services(
         return LocalSchool(
             establishment=issuer.establishment(phase_digit),
             school=School(urn=issuer.urn(), name=name, phone=phone),
-            safeguarding_lead=_practitioner(
+            safeguarding_lead=practitioner(
                 rng, "Designated safeguarding lead", "example.sch.uk", phone
             ),
             nurse=rng.choice(nurses),
@@ -126,7 +126,7 @@ def area_services(
                 name=f"{rng.choice(places.STREET_NAMES)} {kind}",
                 phone=places.landline(rng),
             ),
-            health_visitor=_practitioner(rng, "Health visitor", "example.nhs.uk"),
+            health_visitor=practitioner(rng, "Health visitor", "example.nhs.uk"),
         )
 
     cases = children * social_care_share
@@ -171,7 +171,8 @@ def _email(given: str, family: str, domain: str) -> str:
     return "".join(c for c in local if c.isalpha() or c == ".") + f"@{domain}"
 
 
-def _practitioner(rng: random.Random, role: str, domain: str, phone: str | None = None) -> Contact:
+def practitioner(rng: random.Random, role: str, domain: str, phone: str | None = None) -> Contact:
+    """A named practitioner with a work email at `domain`, on `phone` or else a Leeds line."""
     given = rng.choice(names.GIVEN)
     family = rng.choice(names.FAMILY)
     return Contact(
@@ -183,4 +184,4 @@ def _practitioner(rng: random.Random, role: str, domain: str, phone: str | None 
 
 
 def _team(rng: random.Random, size: int, role: str, domain: str) -> tuple[Contact, ...]:
-    return tuple(_practitioner(rng, role, domain) for _ in range(size))
+    return tuple(practitioner(rng, role, domain) for _ in range(size))
