@@ -65,7 +65,7 @@ class FileBackend:
         Raises RecordFileError naming the file and line of the first bad record; the message says
         what was wrong but never quotes the record, which is a child's data.
         """
-        with _out_of_collector_reach():
+        with out_of_collector_reach():
             records = read_records(path)
             if fields is not None:
                 records = [minimise(record, fields) for record in records]
@@ -73,6 +73,11 @@ class FileBackend:
                 return cls(records)
             except ValueError as error:
                 raise RecordFileError(f"{path}: {error}") from None
+
+    def identifiers(self) -> tuple[Identifiers, ...]:
+        """The identifiers of every record held, in file order: what the agency tells the locator
+        it holds (connectors.locator.LocatorPublisher.sync)."""
+        return tuple(record.identifiers for record in self._records)
 
     async def lookup(self, request: LookupRequest) -> list[ConnectorRecord]:
         """Records sharing any identifier with the request, in file order; then, when the request
@@ -109,7 +114,7 @@ def read_records(path: Path) -> list[ConnectorRecord]:
 
 
 @contextmanager
-def _out_of_collector_reach() -> Iterator[None]:
+def out_of_collector_reach() -> Iterator[None]:
     """Load with the cyclic garbage collector paused, then freeze what was loaded.
 
     Every record is a tree of GC-tracked objects that lives as long as the connector. While loading,

@@ -1,7 +1,9 @@
 """Which package may import which: the import graph, read from the source, keeps the house's shape.
 
 - Agencies install the connector SDK without the gateway: `connectors` imports neither `gateway`
-  nor `resolvers`.
+  nor `resolvers`, nor the locator service (`locator`).
+- The locator is a service of its own beside the gateway: `locator` imports the SDK, never
+  `gateway` or `resolvers`.
 - Packages with a public surface (`gateway.audit`, `gateway.policy`, `gateway.linkage`,
   `gateway.workbench`) are used through it: no module outside reaches into their submodules.
 - The policy officers' workbench is not part of the running gateway: only the CLI imports it.
@@ -46,7 +48,7 @@ def _within(name: str, package: str) -> bool:
     return name == package or name.startswith(package + ".")
 
 
-ALL = list(_modules("gateway", "resolvers", "connectors", "bench"))
+ALL = list(_modules("gateway", "resolvers", "connectors", "bench", "locator"))
 
 
 def _violations(modules, forbidden) -> dict[str, set[str]]:
@@ -59,14 +61,27 @@ def _violations(modules, forbidden) -> dict[str, set[str]]:
 
 
 def test_the_source_tree_was_found():
-    assert {"gateway.pipeline", "gateway.audit", "connectors.protocol"} <= {m for m, _ in ALL}
+    assert {"gateway.pipeline", "gateway.audit", "connectors.protocol", "locator.store"} <= {
+        m for m, _ in ALL
+    }
 
 
 def test_the_connector_sdk_does_not_import_the_gateway():
     sdk = [m for m in ALL if _within(m[0], "connectors")]
     assert (
         _violations(
-            sdk, lambda module, name: _within(name, "gateway") or _within(name, "resolvers")
+            sdk,
+            lambda module, name: any(_within(name, p) for p in ("gateway", "resolvers", "locator")),
+        )
+        == {}
+    )
+
+
+def test_the_locator_does_not_import_the_gateway():
+    service = [m for m in ALL if _within(m[0], "locator")]
+    assert (
+        _violations(
+            service, lambda module, name: _within(name, "gateway") or _within(name, "resolvers")
         )
         == {}
     )

@@ -1,0 +1,163 @@
+"""`childlookup locator ...`: serve the locator, see its coverage, retire a key, make key files.
+
+Every command but `keygen` reads the locator's settings (CHILDLOOKUP_LOCATOR_*), so `status` and
+`retire-key` act on the store the running locator uses. Heavy imports wait for the command that
+needs them: `childlookup --help` stays quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from locator.settings import Settings
+    from locator.store import Coverage, Store
+
+
+def _settings(**overrides: object) -> Settings:
+    from locator.settings import Settings
+
+    given = {name: value for name, value in overrides.items() if value is not None}
+    return Settings().model_copy(update=given) if given else Settings()
+
+
+def _store(settings: Settings) -> Store:
+    from locator.store import Store
+
+    if settings.database_url is None:
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return Store.open(settings.store_url, schema=settings.database_schema)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from connectors.serving import ServedApp, bind_socket, run, serve_all
+    from locator.app import app_from_settings
+
+    settings = _settings(host=args.host, port=args.port)
+    app = app_from_settings(settings)
+    served = ServedApp("locator", app, bind_socket(settings.host, settings.port))
+    print(f"locator {settings.locator_id} on {served.url} ({settings.mode.value})", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        run(serve_all([served], log_level="info"))
+    return 0
+
+
+async def _coverage(settings: Settings) -> Coverage:
+    store = _store(settings)
+    try:
+        await store.create()
+        return await store.coverage()
+    finally:
+        await store.close()
+
+
+def _status(args: argparse.Namespace) -> int:
+    coverage = asyncio.run(_coverage(_settings()))
+    if args.json:
+        print(json.dumps(asdict(coverage), indent=2))
+        return 0
+    print(f"{coverage.agencies} agencies publishing")
+    for version in coverage.versions:
+        share = version.agencies / coverage.agencies if coverage.agencies else 0.0
+        state = " (retired)" if version.retired else ""
+        print(
+            f"  {version.version}{state}: {version.agencies} agencies ({share:.0%}),"
+            f" {version.holdings} holdings"
+        )
+    return 0
+
+
+async def _retire(settings: Settings, version: str, force: bool) -> tuple[int, str | None]:
+    """Retire `version` unless another live version does not yet reach as many agencies (then
+    return the reason, and retire nothing) - retiring it early would hide children from lookups
+    until their agencies re-publish."""
+    store = _store(settings)
+    try:
+        await store.create()
+        coverage = await store.coverage()
+        mine = next((v for v in coverage.versions if v.version == version), None)
+        others = [v.agencies for v in coverage.versions if v.version != version and not v.retired]
+        if mine is not None and not force and max(others, default=0) < mine.agencies:
+            return 0, (
+                f"no other key version reaches the {mine.agencies} agencies holding under"
+                f" {version} yet (best: {max(others, default=0)}); wait for connectors to"
+                " re-publish, or pass --force"
+            )
+        return await store.retire(version), None
+    finally:
+        await store.close()
+
+
+def _retire_key(args: argparse.Namespace) -> int:
+    from locator.store import StoreRefusal
+
+    try:
+        deleted, refused = asyncio.run(_retire(_settings(), args.version, args.force))
+    except StoreRefusal as refusal:
+        raise ValueError(str(refusal)) from None
+    if refused is not None:
+        raise ValueError(f"not retiring {args.version}: {refused}")
+    print(f"retired {args.version}: {deleted} holdings deleted; remove it from the key files")
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from connectors.locator import load_pseudonym_keys, new_pseudonym_key, write_pseudonym_keys
+
+    path: Path = args.file
+    if args.add:
+        keys = load_pseudonym_keys(path)
+        if args.version in {key.version for key in keys}:
+            raise ValueError(f"{path} has a key {args.version} already")
+        write_pseudonym_keys(path, (new_pseudonym_key(args.version), *keys))
+        print(
+            f"added {args.version} to {path} as the current key; give the file to every"
+            " connector and gateway, then let connectors re-publish"
+        )
+        return 0
+    if path.exists():
+        raise ValueError(f"{path} exists already; a key file is never overwritten (use --add)")
+    write_pseudonym_keys(path, (new_pseudonym_key(args.version),))
+    print(f"pseudonym key {args.version} in {path}; share it with connectors and gateways only")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the locator commands on a parser's subcommands."""
+    serve = commands.add_parser("serve", help="run the locator (settings: CHILDLOOKUP_LOCATOR_*)")
+    serve.add_argument("--host", help="default CHILDLOOKUP_LOCATOR_HOST, else 127.0.0.1")
+    serve.add_argument("--port", type=int, help="default CHILDLOOKUP_LOCATOR_PORT, else 8700")
+    serve.set_defaults(run=_serve)
+
+    status = commands.add_parser(
+        "status", help="agencies and holdings per pseudonym key version (for key rotation)"
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(run=_status)
+
+    retire = commands.add_parser(
+        "retire-key",
+        help="delete an old key version's holdings and refuse its publications, once another"
+        " version covers as many agencies",
+    )
+    retire.add_argument("version", help="the key version to retire, e.g. 2026-05")
+    retire.add_argument(
+        "--force", action="store_true", help="retire even if no other version covers as much"
+    )
+    retire.set_defaults(run=_retire_key)
+
+    keygen = commands.add_parser(
+        "keygen", help="make a pseudonym key file for connectors and gateways (never the locator)"
+    )
+    keygen.add_argument("file", type=Path, help="the key file (JSON), e.g. pseudonym-keys.json")
+    keygen.add_argument("--version", required=True, help="the key's version, e.g. 2026-11")
+    keygen.add_argument(
+        "--add", action="store_true", help="add a new current version to an existing file"
+    )
+    keygen.set_defaults(run=_keygen)

@@ -1,0 +1,448 @@
+"""The locator's store: SQLAlchemy Core over PostgreSQL (production) or SQLite (embedded, demo).
+
+A publication is one transaction, applied at most once (its batch id is kept with a digest of
+its content); publishing what is held or withdrawing what is not changes nothing. A locate is
+one indexed query for all of its pseudonyms, audited by counts alone in the same transaction.
+
+SQLite allows one writer at a time: writes from this process queue on a lock rather than fail
+with "database is locked", and the database runs in WAL mode so lookups read while a batch is
+written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import Insert, Table, delete, event, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from connectors.locator import (
+    Holder,
+    HoldingsPage,
+    PseudonymRef,
+    PublishReceipt,
+    PublishRequest,
+)
+from connectors.sql import create_engine
+from locator.tables import agencies, holdings, key_versions, metadata, publications, queries
+
+CHUNK: Final = 1_000
+"""Most pseudonyms bound into one statement (SQLite and PostgreSQL cap the parameters)."""
+
+
+class StoreRefusal(ValueError):
+    """A publication the store will not apply; the message is safe to show the agency."""
+
+
+@dataclass(frozen=True)
+class VersionCoverage:
+    """How far a key version reaches: for rotation, compare the new version's agencies with the
+    old one's before retiring the old."""
+
+    version: str
+    agencies: int
+    holdings: int
+    retired: bool
+
+
+@dataclass(frozen=True)
+class Coverage:
+    versions: tuple[VersionCoverage, ...]
+    agencies: int
+    """Agencies holding anything under any version."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """One locate, as the locator's own access audit keeps it: who asked, when, and how much."""
+
+    at: int
+    request_id: str
+    issuer: str
+    pseudonyms: int
+    agencies: int
+
+
+@dataclass(frozen=True)
+class Located:
+    holders: list[Holder]
+    agencies: int
+    """Distinct agencies named, for the audit."""
+
+
+class Store:
+    """The holdings index, the publications log and the query audit."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        if self._sqlite:
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        self._one_writer = asyncio.Lock() if self._sqlite else None
+        self._agency_ids: dict[str, int] = {}
+        self._version_ids: dict[str, int] = {}
+
+    @classmethod
+    def open(cls, url: str, *, schema: str | None = None) -> Store:
+        """A store on `url` (a SQLAlchemy async URL); `schema` for PostgreSQL."""
+        return cls(create_engine(url, schema=schema))
+
+    async def create(self) -> None:
+        """Create the tables that do not exist yet."""
+        async with self._engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def ping(self) -> None:
+        """Raise unless the store answers a query."""
+        async with self._engine.connect() as conn:
+            await conn.execute(select(func.count()).select_from(key_versions))
+
+    async def publish(self, request: PublishRequest) -> PublishReceipt:
+        """Apply one publication, once. Raises StoreRefusal for a retired key version, or a batch
+        id used before for other content."""
+        publish, withdraw = _raw(request.publish), _raw(request.withdraw)
+        digest = _digest(request)
+        agency_id = await self._id(agencies, "name", request.agency, self._agency_ids)
+        version_id = await self._id(key_versions, "version", request.key_version, self._version_ids)
+
+        async def apply() -> PublishReceipt:
+            async with self._writing() as conn:
+                return await self._apply(
+                    conn, request.batch_id, agency_id, version_id, publish, withdraw, digest
+                )
+
+        try:
+            return await apply()
+        except IntegrityError:
+            # Another replica applied the same batch (or a row of it) first: read it again.
+            return await apply()
+
+    async def _apply(
+        self,
+        conn: AsyncConnection,
+        batch_id: str,
+        agency_id: int,
+        version_id: int,
+        publish: list[bytes],
+        withdraw: list[bytes],
+        digest: bytes,
+    ) -> PublishReceipt:
+        retired = await conn.scalar(
+            select(key_versions.c.retired_at)
+            .where(key_versions.c.id == version_id)
+            .with_for_update(read=True)
+        )
+        if retired is not None:
+            raise StoreRefusal("This key version has been retired: publish under the current one.")
+        earlier = (
+            await conn.execute(
+                select(publications).where(
+                    publications.c.agency_id == agency_id, publications.c.batch_id == batch_id
+                )
+            )
+        ).first()
+        if earlier is not None:
+            if earlier.digest != digest or earlier.key_version_id != version_id:
+                raise StoreRefusal("This batch id was used before for another batch.")
+            held = await _count(conn, agency_id, version_id)
+            return PublishReceipt(
+                batch_id=batch_id,
+                published=earlier.published,
+                withdrawn=earlier.withdrawn,
+                held=held,
+            )
+        now = int(time.time())
+        added = removed = 0
+        # Inserting what is held already, or deleting what is not, does nothing: each statement
+        # returns the rows it changed, so nothing is read first.
+        for chunk in _chunks(list(dict.fromkeys(publish))):
+            rows = [
+                {
+                    "key_version_id": version_id,
+                    "pseudonym": value,
+                    "agency_id": agency_id,
+                    "published_at": now,
+                }
+                for value in chunk
+            ]
+            inserted = await conn.execute(
+                self._insert_new(holdings).returning(holdings.c.pseudonym), rows
+            )
+            added += len(inserted.all())
+        for chunk in _chunks(withdraw):
+            deleted = await conn.execute(
+                delete(holdings)
+                .where(
+                    holdings.c.key_version_id == version_id,
+                    holdings.c.pseudonym.in_(chunk),
+                    holdings.c.agency_id == agency_id,
+                )
+                .returning(holdings.c.pseudonym)
+            )
+            removed += len(deleted.all())
+        await conn.execute(
+            insert(publications).values(
+                agency_id=agency_id,
+                batch_id=batch_id,
+                key_version_id=version_id,
+                published=added,
+                withdrawn=removed,
+                at=now,
+                digest=digest,
+            )
+        )
+        return PublishReceipt(
+            batch_id=batch_id,
+            published=added,
+            withdrawn=removed,
+            held=await _count(conn, agency_id, version_id),
+        )
+
+    async def listed(
+        self, agency: str, key_version: str, after: str | None, limit: int
+    ) -> HoldingsPage:
+        """One page of `agency`'s pseudonyms under `key_version`, in byte order after `after`."""
+        agency_id = self._agency_ids.get(agency) or await self._find(agencies, "name", agency)
+        version_id = self._version_ids.get(key_version) or await self._find(
+            key_versions, "version", key_version
+        )
+        if agency_id is None or version_id is None:
+            return HoldingsPage(pseudonyms=[])
+        query = (
+            select(holdings.c.pseudonym)
+            .where(holdings.c.agency_id == agency_id, holdings.c.key_version_id == version_id)
+            .order_by(holdings.c.pseudonym)
+            .limit(limit + 1)
+        )
+        if after is not None:
+            query = query.where(holdings.c.pseudonym > _raw([after])[0])
+        async with self._engine.connect() as conn:
+            found = [_text(p) for p in (await conn.scalars(query)).all()]
+        more = len(found) > limit
+        return HoldingsPage(pseudonyms=found[:limit], next=found[limit - 1] if more else None)
+
+    async def locate(
+        self, refs: Sequence[PseudonymRef], *, request_id: str, issuer: str
+    ) -> Located:
+        """The agencies holding each of `refs`, in one indexed query, and the question audited
+        (by counts only) in the same transaction: no answer leaves unaudited."""
+        asked: dict[tuple[int, bytes], PseudonymRef] = {}
+        for ref in refs:
+            version_id = await self._known_version(ref.key_version)
+            if version_id is not None:
+                asked[version_id, _raw([ref.value])[0]] = ref
+        holders: dict[PseudonymRef, list[str]] = {}
+        async with self._writing() as conn:
+            if asked:
+                # Two lists rather than pairs: both databases then seek the primary key for each
+                # combination; one not asked about is dropped (one key's HMAC is never another's).
+                query = (
+                    select(holdings.c.key_version_id, holdings.c.pseudonym, agencies.c.name)
+                    .join_from(holdings, agencies)
+                    .where(
+                        holdings.c.key_version_id.in_({version_id for version_id, _ in asked}),
+                        holdings.c.pseudonym.in_([value for _, value in asked]),
+                    )
+                    .order_by(agencies.c.name)
+                )
+                for version_id, value, name in await conn.execute(query):
+                    if (version_id, value) in asked:
+                        holders.setdefault(asked[version_id, value], []).append(name)
+            named = len({name for names in holders.values() for name in names})
+            await conn.execute(
+                insert(queries).values(
+                    at=int(time.time()),
+                    request_id=request_id,
+                    issuer=issuer,
+                    pseudonyms=len(refs),
+                    agencies=named,
+                )
+            )
+        return Located(
+            [
+                Holder(key_version=ref.key_version, value=ref.value, agencies=names)
+                for ref, names in holders.items()
+            ],
+            named,
+        )
+
+    async def queries_since(self, at: int, limit: int = 1_000) -> list[Query]:
+        """The audited locates from Unix time `at` on, oldest first."""
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(queries).where(queries.c.at >= at).order_by(queries.c.id).limit(limit)
+            )
+            return [
+                Query(row.at, row.request_id, row.issuer, row.pseudonyms, row.agencies)
+                for row in rows
+            ]
+
+    async def coverage(self) -> Coverage:
+        """Per key version, the agencies and holdings under it."""
+        async with self._engine.connect() as conn:
+            counted = {
+                row.key_version_id: row
+                for row in await conn.execute(
+                    select(
+                        holdings.c.key_version_id,
+                        func.count().label("holdings"),
+                        func.count(holdings.c.agency_id.distinct()).label("agencies"),
+                    ).group_by(holdings.c.key_version_id)
+                )
+            }
+            publishing = await conn.scalar(select(func.count(holdings.c.agency_id.distinct())))
+            versions = (await conn.execute(select(key_versions).order_by(key_versions.c.id))).all()
+        return Coverage(
+            versions=tuple(
+                VersionCoverage(
+                    version=v.version,
+                    agencies=counted[v.id].agencies if v.id in counted else 0,
+                    holdings=counted[v.id].holdings if v.id in counted else 0,
+                    retired=v.retired_at is not None,
+                )
+                for v in versions
+            ),
+            agencies=publishing or 0,
+        )
+
+    async def retire(self, version: str) -> int:
+        """Retire `version`: refuse its publications from now on and delete its holdings, agency
+        by agency so no one transaction holds the store long. Returns the holdings deleted;
+        raises StoreRefusal for a version the store has never seen."""
+        version_id = await self._find(key_versions, "version", version)
+        if version_id is None:
+            raise StoreRefusal(f"No holdings were ever published under key version {version!r}.")
+        async with self._writing() as conn:
+            await conn.execute(
+                update(key_versions)
+                .where(key_versions.c.id == version_id, key_versions.c.retired_at.is_(None))
+                .values(retired_at=int(time.time()))
+            )
+        async with self._engine.connect() as conn:
+            holding_agencies = (
+                await conn.scalars(
+                    select(holdings.c.agency_id)
+                    .distinct()
+                    .where(holdings.c.key_version_id == version_id)
+                )
+            ).all()
+        deleted = 0
+        for agency_id in holding_agencies:
+            async with self._writing() as conn:
+                result = await conn.execute(
+                    delete(holdings).where(
+                        holdings.c.key_version_id == version_id,
+                        holdings.c.agency_id == agency_id,
+                    )
+                )
+                deleted += result.rowcount
+        return deleted
+
+    def _insert_new(self, table: Table) -> Insert:
+        """An INSERT that skips rows whose primary key is there already (ON CONFLICT DO NOTHING,
+        in each database's dialect)."""
+        dialect_insert = sqlite_insert if self._sqlite else postgresql_insert
+        return dialect_insert(table).on_conflict_do_nothing()
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction; on SQLite, one at a time."""
+        if self._one_writer is None:
+            async with self._engine.begin() as conn:
+                yield conn
+            return
+        async with self._one_writer, self._engine.begin() as conn:
+            yield conn
+
+    async def _known_version(self, version: str) -> int | None:
+        if version not in self._version_ids:
+            found = await self._find(key_versions, "version", version)
+            if found is None:
+                return None
+            self._version_ids[version] = found
+        return self._version_ids[version]
+
+    async def _find(self, table: Any, column: str, value: str) -> int | None:
+        async with self._engine.connect() as conn:
+            found: int | None = await conn.scalar(
+                select(table.c.id).where(table.c[column] == value)
+            )
+        return found
+
+    async def _id(self, table: Any, column: str, value: str, cache: dict[str, int]) -> int:
+        """The id of the row naming `value`, created (and committed) when there is none yet."""
+        if value in cache:
+            return cache[value]
+        found = await self._find(table, column, value)
+        if found is None:
+            with contextlib.suppress(IntegrityError):  # made meanwhile by another replica
+                async with self._writing() as conn:
+                    await conn.execute(insert(table).values({column: value}))
+            found = await self._find(table, column, value)
+            if found is None:
+                raise RuntimeError(f"{table.name}: the row just made cannot be read back")
+        cache[value] = found
+        return found
+
+
+async def _count(conn: AsyncConnection, agency_id: int, version_id: int) -> int:
+    held = await conn.scalar(
+        select(func.count()).where(
+            holdings.c.agency_id == agency_id, holdings.c.key_version_id == version_id
+        )
+    )
+    return int(held or 0)
+
+
+def _chunks(values: Sequence[bytes]) -> Iterator[Sequence[bytes]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+def _raw(texts: Iterable[str]) -> list[bytes]:
+    """Pseudonyms as the 32 bytes they encode; raises StoreRefusal for one not written the one
+    way `connectors.locator.pseudonym` writes it (so each holding has exactly one spelling)."""
+    raw = []
+    for text in texts:
+        try:
+            value = base64.urlsafe_b64decode(text + "=")
+        except (binascii.Error, ValueError):
+            raise StoreRefusal("A pseudonym is not base64url.") from None
+        if len(value) != 32 or _text(value) != text:
+            raise StoreRefusal("A pseudonym is not the base64url of an HMAC-SHA256.")
+        raw.append(value)
+    return raw
+
+
+def _text(value: bytes) -> str:
+    return base64.urlsafe_b64encode(value).rstrip(b"=").decode("ascii")
+
+
+def _digest(request: PublishRequest) -> bytes:
+    content = "\n".join(
+        [request.key_version, ",".join(sorted(request.publish)), ",".join(sorted(request.withdraw))]
+    )
+    return hashlib.sha256(content.encode()).digest()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    """WAL, so reads go on while a batch is written; a wait rather than an error when another
+    process (the CLI retiring a key) is writing."""
+    cursor = dbapi_connection.cursor()
+    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=10000"):
+        cursor.execute(f"PRAGMA {pragma}")
+    cursor.close()

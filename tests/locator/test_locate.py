@@ -1,0 +1,115 @@
+"""Locating: only the gateway asks, and the answer is signed by the locator."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from connectors.locator import LocateResponse, pseudonym
+from connectors.protocol import Identifiers
+from connectors.trust import JWKS_PATH, SIGNATURE_HEADER, PublishedKeys, TrustError, verify_answer
+from tests.locator.conftest import AGENCIES, LOCATOR_ID, RunningLocator
+
+pytestmark = pytest.mark.anyio
+
+LA, GP, SCHOOL = AGENCIES
+CHILD = Identifiers(nhs_number="9434765919", upn="H801200001001")
+
+
+async def test_the_gateway_finds_every_agency_holding_the_child(locator: RunningLocator):
+    key = locator.pseudonym_keys[0]
+    async with httpx.AsyncClient() as client:
+        await locator.publisher(LA, client).sync([CHILD])
+        await locator.publisher(SCHOOL, client).sync([Identifiers(upn=CHILD.upn)])
+        await locator.publisher(GP, client).sync([Identifiers(nhs_number="9000000009")])
+        answer = await locator.locate(
+            client,
+            [
+                (key.version, pseudonym(key, "nhs_number", "943 476 5919")),
+                (key.version, pseudonym(key, "upn", CHILD.upn or "")),
+            ],
+        )
+
+    located = LocateResponse.model_validate_json(answer.content)
+    assert located.request_id == "req-1"
+    assert {(h.value, tuple(h.agencies)) for h in located.holders} == {
+        (pseudonym(key, "nhs_number", "9434765919"), (LA,)),
+        (pseudonym(key, "upn", "H801200001001"), (LA, SCHOOL)),
+    }
+
+
+async def test_the_answer_is_signed_with_the_published_key(locator: RunningLocator):
+    key = locator.pseudonym_keys[0]
+    async with httpx.AsyncClient() as client:
+        answer = await locator.locate(client, [(key.version, pseudonym(key, "upn", "X"))])
+    keys = PublishedKeys(locator.url + JWKS_PATH)
+
+    await verify_answer(answer.headers[SIGNATURE_HEADER], answer.content, keys, source=LOCATOR_ID)
+    with pytest.raises(TrustError):
+        await verify_answer(
+            answer.headers[SIGNATURE_HEADER], answer.content + b" ", keys, source=LOCATOR_ID
+        )
+    assert LocateResponse.model_validate_json(answer.content).holders == []
+
+
+async def test_an_agency_cannot_locate(locator: RunningLocator):
+    key = locator.pseudonym_keys[0]
+    async with httpx.AsyncClient() as client:
+        answer = await locator.locate(
+            client,
+            [(key.version, pseudonym(key, "upn", "X"))],
+            key=locator.agency_keys[LA],
+            issuer=LA,
+        )
+        as_gateway = await locator.locate(
+            client, [(key.version, pseudonym(key, "upn", "X"))], key=locator.agency_keys[LA]
+        )
+
+    assert (answer.status_code, as_gateway.status_code) == (401, 401)
+    assert answer.json()["error"]["code"] == "UNAUTHENTICATED"
+    assert SIGNATURE_HEADER in answer.headers  # refusals are signed too
+
+
+async def test_an_unsigned_locate_is_refused(locator: RunningLocator):
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            locator.url + "/v1/locate",
+            json={"protocol_version": "1", "request_id": "r", "pseudonyms": []},
+        )
+
+    assert answer.status_code == 401
+
+
+async def test_each_locate_is_audited_by_counts_only(locator: RunningLocator):
+    key = locator.pseudonym_keys[0]
+    async with httpx.AsyncClient() as client:
+        await locator.publisher(LA, client).sync([CHILD])
+        await locator.locate(
+            client,
+            [(key.version, pseudonym(key, "nhs_number", CHILD.nhs_number or ""))],
+            request_id="req-42",
+        )
+    store = locator.store()
+    try:
+        audit = await store.queries_since(0)
+    finally:
+        await store.close()
+
+    assert [(q.request_id, q.issuer, q.pseudonyms, q.agencies) for q in audit] == [
+        ("req-42", "childlookup-gateway", 1, 1)
+    ]
+
+
+async def test_a_closed_record_stops_being_located(locator: RunningLocator):
+    key = locator.pseudonym_keys[0]
+    asked = [(key.version, pseudonym(key, "nhs_number", CHILD.nhs_number or ""))]
+    async with httpx.AsyncClient() as client:
+        publisher = locator.publisher(LA, client)
+        await publisher.sync([CHILD])
+        before = await locator.locate(client, asked)
+        report = await publisher.sync([])  # the case closed
+        after = await locator.locate(client, asked, request_id="req-2")
+
+    assert len(LocateResponse.model_validate_json(before.content).holders) == 1
+    assert (report.withdrawn, report.held) == (2, {"2026-11": 0})
+    assert LocateResponse.model_validate_json(after.content).holders == []
