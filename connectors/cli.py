@@ -319,9 +319,11 @@ def _add_sql_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the connector commands on a parser's subcommands."""
+    from connectors.agencies import add_serve_agencies
     from connectors.conformance import add_arguments, conformance_command
 
     _add_serve(commands)
+    add_serve_agencies(commands)
     _add_sql_commands(commands)
     keygen = commands.add_parser(
         "keygen", help="create the P-256 key pair a connector signs its answers with"
