@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 
 from connectors.cli import add_commands as add_connector_commands
 from connectors.cli import add_tls_arguments, run_command, tls_files
+from connectors.synthetic.national.command import add_national_arguments
 from gateway.config import Mode, ServerTls, Settings
 from gateway.logs import configure as configure_logging
+from locator.cli import add_commands as add_locator_commands
 
 if TYPE_CHECKING:
     from gateway.audit import AuditStore
@@ -37,6 +39,21 @@ ROLES = (
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import DemoOptions, run_demo
 
+    if args.national is not None:
+        from gateway.national import NationalOptions, run_national_demo
+
+        run_national_demo(
+            NationalOptions(
+                directory=args.national,
+                state_dir=args.state_dir,
+                host=args.host,
+                port=args.port,
+                shards=args.shards,
+                seed=args.seed,
+                children=args.children,
+            )
+        )
+        return 0
     run_demo(
         DemoOptions(
             host=args.host,
@@ -74,7 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
     from connectors.serving import ServedApp, bind_socket, run, serve_all
     from gateway.app import begin_draining, create_app
     from gateway.components import build_components
-    from gateway.config import load_sources
+    from gateway.config import load_sources_file
     from gateway.tls import server_context
     from gateway.tokens import ensure_dev_keys
 
@@ -88,12 +105,15 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.sources_file is None:
         raise ValueError("name the connector config with --config or CHILDLOOKUP_SOURCES_FILE")
     tls = None if settings.server_tls is None else server_context(settings.server_tls)
-    sources = load_sources(settings.sources_file)
+    sources_file = load_sources_file(settings.sources_file)
+    sources = sources_file.sources
     if settings.verifies_dev_tokens():
         ensure_dev_keys(settings.state_dir)  # the key pair `childlookup token` signs with
     if args.workers > 1:
         return _serve_workers(settings, args.workers, len(sources))
-    app = create_app(build_components(settings, sources))
+    app = create_app(
+        build_components(settings, sources, postcode_districts=sources_file.postcode_districts)
+    )
     served = ServedApp("gateway", app, bind_socket(settings.host, settings.port), tls)
     print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
@@ -150,6 +170,10 @@ def _token(args: argparse.Namespace) -> int:
 
 def _synth(args: argparse.Namespace) -> int:
     from connectors.synthetic import NoiseProfile, generate_population, write_population
+    from connectors.synthetic.national.command import synth_national
+
+    if args.national:
+        return synth_national(args)
 
     population = generate_population(
         args.seed, args.children, noise=NoiseProfile.preset(args.noise)
@@ -348,6 +372,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="only registered operations run: the banner's examples (written to the state dir), "
         "or those in FILE (an Apollo manifest or codegen's persisted-documents.json)",
     )
+    demo.add_argument(
+        "--national",
+        type=Path,
+        metavar="DIR",
+        help="national shape: thousands of agencies of the population in DIR (written there with"
+        " --seed and --children when missing; e.g. --children 20000), the locator and the gateway",
+    )
+    demo.add_argument(
+        "--shards", type=int, default=2, help="--national: agency server processes (default 2)"
+    )
     demo.set_defaults(run=_demo)
 
     serve = commands.add_parser("serve", help="run the gateway against configured connectors")
@@ -389,11 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument(
         "--noise", choices=("none", "low", "medium", "high", "extreme"), default="medium"
     )
+    add_national_arguments(synth)
     synth.set_defaults(run=_synth)
 
     connector = commands.add_parser("connector", help="agency connector commands")
     connector_commands = connector.add_subparsers(dest="connector_command", required=True)
     add_connector_commands(connector_commands)
+
+    locator = commands.add_parser(
+        "locator", help="the locator: which agencies hold a record about a child (keyed pseudonyms)"
+    )
+    add_locator_commands(locator.add_subparsers(dest="locator_command", required=True))
 
     policy = commands.add_parser("policy", help="policy officers' tools")
     policy_commands = policy.add_subparsers(dest="policy_command", required=True)

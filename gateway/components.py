@@ -13,11 +13,13 @@ import ssl
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
+from connectors.locator import PseudonymKey, load_pseudonym_keys
 from redis.asyncio import Redis
 
+from connectors.trust import PublishedKeys
 from gateway import metrics
 from gateway.audit import (
     AccessHistory,
@@ -40,6 +42,7 @@ from gateway.document_registry import DocumentRegistry, load_registry
 from gateway.fanout import FanOut
 from gateway.limits import AccessLimits, InProcessLimits, LimitSettings
 from gateway.linkage import LinkageModel, NameFrequencies
+from gateway.locator_client import LocatorClient
 from gateway.pipeline import LookupPipeline
 from gateway.policy import (
     DecisionLog,
@@ -50,6 +53,7 @@ from gateway.policy import (
 )
 from gateway.query_store import InProcessQueryStore, QueryStore, RedisQueryStore
 from gateway.redis_limits import RedisLimits, redis_client
+from gateway.routing import Directory, Router
 from gateway.signing import AnswerVerifier, RequestSigner, answer_verifiers
 from gateway.source_health import SourceHealth
 from gateway.tls import connector_client_context
@@ -79,10 +83,20 @@ class Components:
     when first used and is closed when `running` ends."""
     trusted_documents: DocumentRegistry | None = None
     """The only operations that run, when CHILDLOOKUP_TRUSTED_DOCUMENTS names a manifest."""
+    directory: Directory = field(default_factory=lambda: Directory.of((), {}))
+    """The agencies asked only when routed (gateway.routing)."""
+    pseudonym_keys: tuple[PseudonymKey, ...] = ()
+    """The keys the locator is asked with, when CHILDLOOKUP_LOCATOR_URL is set."""
 
 
-def build_components(settings: Settings, sources: list[SourceConfig]) -> Components:
-    """Load policy, open the audit store and key material; raise if any of them is unusable."""
+def build_components(
+    settings: Settings,
+    sources: list[SourceConfig],
+    *,
+    postcode_districts: Mapping[str, str] | None = None,
+) -> Components:
+    """Load policy, open the audit store and key material; raise if any of them is unusable.
+    `postcode_districts` are the sources file's (gateway.config.SourcesFile)."""
     audit = open_audit_store(settings)
     pseudonymiser = Pseudonymiser(audit_key(settings))
     return Components(
@@ -116,7 +130,32 @@ def build_components(settings: Settings, sources: list[SourceConfig]) -> Compone
         trusted_documents=None
         if settings.trusted_documents is None
         else load_registry(settings.trusted_documents),
+        directory=Directory.of(sources, postcode_districts or {}),
+        pseudonym_keys=()
+        if settings.pseudonym_keys_file is None
+        else load_pseudonym_keys(settings.pseudonym_keys_file),
     )
+
+
+def router(components: Components, client: httpx.AsyncClient, fanout: FanOut) -> Router | None:
+    """The routing stage, when some agencies are asked only when routed or a locator is set."""
+    settings = components.settings
+    locator = None
+    if settings.locator_url is not None:
+        url = str(settings.locator_url).rstrip("/")
+        jwks = settings.locator_jwks_url or f"{url}/.well-known/jwks.json"
+        locator = LocatorClient(
+            url,
+            client,
+            components.request_signer,
+            AnswerVerifier(PublishedKeys(str(jwks))),
+            components.pseudonym_keys,
+            locator_id=settings.locator_id,
+            timeout_ms=settings.locator_timeout_ms,
+        )
+    if locator is None and not components.directory.agencies:
+        return None
+    return Router(components.directory, locator, fanout, components.linkage)
 
 
 def access_limits(components: Components) -> AccessLimits:
@@ -174,25 +213,26 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             RetryPolicy.from_settings(settings),
             components.answer_verifiers,
         )
+        fanout = FanOut(
+            components.sources,
+            client,
+            AnswerCache(settings.cache_ttl_s),
+            signer=components.request_signer,
+            answer_verifiers=components.answer_verifiers,
+            health=components.source_health,
+            breakers=Breakers(
+                (s.name for s in components.sources),
+                settings.circuit_failures,
+                settings.circuit_cool_down_s,
+                on_change=metrics.circuit_changed,
+            ),
+        )
         pipeline = LookupPipeline(
             sources=components.sources,
             policy=components.policy,
             decision_log=components.decision_log,
             limits=access_limits(components),
-            fanout=FanOut(
-                components.sources,
-                client,
-                AnswerCache(settings.cache_ttl_s),
-                signer=components.request_signer,
-                answer_verifiers=components.answer_verifiers,
-                health=components.source_health,
-                breakers=Breakers(
-                    (s.name for s in components.sources),
-                    settings.circuit_failures,
-                    settings.circuit_cool_down_s,
-                    on_change=metrics.circuit_changed,
-                ),
-            ),
+            fanout=fanout,
             linkage=components.linkage,
             authority=settings.field_authority,
             auditor=LookupAuditor(components.audit, components.pseudonymiser, notifier),
@@ -200,6 +240,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             capacity=Capacity(settings.max_lookups_in_flight, settings.max_queue_wait_ms),
             deadline_ms=settings.lookup_deadline_ms,
             demographic_answer_floor_ms=settings.demographic_answer_floor_ms,
+            router=router(components, client, fanout),
         )
         remote = components.policy if isinstance(components.policy, RemotePolicyEngine) else None
         if remote is not None:

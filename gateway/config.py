@@ -38,6 +38,23 @@ class Tracing(StrEnum):
     OTLP = "otlp"
 
 
+class Asked(StrEnum):
+    """When a source is asked (gateway.routing)."""
+
+    ALWAYS = "always"
+    """On every lookup the plan allows: the national identity sources, or every agency of a
+    regional deployment small enough to ask them all."""
+    WHEN_ROUTED = "when_routed"
+    """Only when the locator names it as holding a record about the child, or an identity route
+    leads to it (the registered GP practice, the local authority of the home postcode, the school
+    on roll): one of thousands of agencies, most of which never heard of the child."""
+
+
+ROUTE_KEY_PATTERN: Final = r"^(la|ods|urn):[A-Z0-9]{1,16}$"
+"""How an identity route names an agency: `la:<local authority code>`, `ods:<GP practice ODS
+code>` or `urn:<school URN>`."""
+
+
 class SourceConfig(BaseModel):
     """One agency connector the gateway fans out to."""
 
@@ -61,6 +78,17 @@ class SourceConfig(BaseModel):
     """The organisation codes (the token's organisation claim, e.g. `LA-LEEDS`) that act for this
     agency: when it holds a child protection plan or looked-after status, they may read the access
     history of its children (gateway.audit.history). Unset, none."""
+    kind: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")] | None = None
+    """What the plan policy sees this source as. Unset, its own name. Agencies asked only when
+    routed are planned by kind (`social_care`, `gp_practice`, `school`), so a policy decides once
+    for the 153 local authorities rather than 153 times."""
+    asked: Asked = Asked.ALWAYS
+    routes: tuple[Annotated[str, Field(pattern=ROUTE_KEY_PATTERN)], ...] = ()
+    """The identity routes that lead to this agency (see ROUTE_KEY_PATTERN)."""
+
+    @property
+    def policy_name(self) -> str:
+        return self.kind or self.name
 
     @model_validator(mode="after")
     def _one_answer_key(self) -> SourceConfig:
@@ -75,12 +103,21 @@ class SourcesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sources: list[SourceConfig] = Field(min_length=1)
+    postcode_districts: dict[
+        Annotated[str, Field(pattern=r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")],
+        Annotated[str, Field(pattern=r"^[A-Z0-9]{1,16}$")],
+    ] = Field(default_factory=dict)
+    """Postcode district (the outward code, e.g. `LS1`) -> the code of the local authority it
+    lies in: the address route to children's social care (gateway.routing)."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> SourcesFile:
         names = [s.name for s in self.sources]
         if len(names) != len(set(names)):
             raise ValueError("source names must be unique")
+        kinds = {s.policy_name for s in self.sources if s.asked is Asked.WHEN_ROUTED}
+        if clash := kinds & set(names):
+            raise ValueError(f"a kind cannot also be a source name: {sorted(clash)}")
         return self
 
 
@@ -120,6 +157,12 @@ class ServerTls(BaseModel):
 
 
 def load_sources(path: Path) -> list[SourceConfig]:
+    """Read a connector config file's sources; raises ValueError with the file name on any
+    problem."""
+    return load_sources_file(path).sources
+
+
+def load_sources_file(path: Path) -> SourcesFile:
     """Read a connector config file; raises ValueError with the file name on any problem."""
     text = path.read_text(encoding="utf-8")
     try:
@@ -129,7 +172,7 @@ def load_sources(path: Path) -> list[SourceConfig]:
         parsed = raw if isinstance(raw, SourcesFile) else SourcesFile.model_validate(raw)
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         raise ValueError(f"{path}: invalid connector config: {exc}") from exc
-    return parsed.sources
+    return parsed
 
 
 DEFAULT_FIELD_AUTHORITY: Final[Mapping[FieldId, tuple[str, ...]]] = {
@@ -189,6 +232,20 @@ class Settings(BaseSettings):
     """An OPA server serving the policy bundle (e.g. http://127.0.0.1:8181); unset, the gateway
     evaluates `policy_dir` in-process."""
     opa_timeout_ms: Annotated[int, Field(gt=0, le=10_000)] = 250
+    locator_url: HttpUrl | None = None
+    """The locator (the `locator` package): which agencies hold a record about a child, by keyed
+    pseudonym. Set, agencies with `asked = "when_routed"` are asked when it or an identity route
+    names them (gateway.routing); needs CHILDLOOKUP_PSEUDONYM_KEYS_FILE."""
+    locator_jwks_url: HttpUrl | None = None
+    """Where the locator publishes the key its answers are signed with; unset, the locator's
+    /.well-known/jwks.json."""
+    locator_id: str = Field(default="childlookup-locator", min_length=1)
+    """The locator's name: the audience of the gateway's signed requests, the issuer of its
+    answers."""
+    locator_timeout_ms: Annotated[int, Field(gt=0, le=10_000)] = 500
+    pseudonym_keys_file: Path | None = None
+    """The keys (JSON, connectors.locator) that turn an NHS number or UPN into the pseudonyms the
+    locator knows; shared with the agencies' connectors, never with the locator."""
     audit_db: Path | None = None
     database_url: str | None = None
     """postgresql://... : the audit log with its chain and checkpoints, the notification outbox and
@@ -343,6 +400,12 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "production mode does not accept dev tokens: set CHILDLOOKUP_ISSUER"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _locator_needs_keys(self) -> Settings:
+        if self.locator_url is not None and self.pseudonym_keys_file is None:
+            raise ValueError("CHILDLOOKUP_LOCATOR_URL needs CHILDLOOKUP_PSEUDONYM_KEYS_FILE")
         return self
 
     @model_validator(mode="after")

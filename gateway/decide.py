@@ -107,7 +107,7 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
     present = [present_fields(m.record) for m in matched]
     asked: list[frozenset[FieldId]] = []
     for m, held in zip(matched, present, strict=True):
-        fields = held | plan.unrequested.get(m.source, frozenset())
+        fields = held | plan.unrequested.get(plan.planned_as(m.source), frozenset())
         if _has_brokered_involvement(m.record):
             fields |= {FieldId.SENSITIVE_SERVICE_DETAILS}
         asked.append(fields)

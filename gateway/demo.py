@@ -241,12 +241,12 @@ def _banner(
     lines += ["", "NHS numbers to try:"]
     lines += [f"  {label.replace('_', ' '):24} {nhs}" for label, nhs in examples.items()]
     first = next(iter(examples.values()))
-    lookup = _lookup_example(first)
+    lookup = lookup_example(first)
     lines += [
         "",
         "Example query:",
         # In trusted mode a query runs only as registered, character for character: one line.
-        *([f"  {lookup}"] if trusted is not None else _wrapped_lookup(lookup)),
+        *([f"  {lookup}"] if trusted is not None else wrapped_lookup(lookup)),
         "",
         "Without an NHS number, by UPN or by demographics (records { source method score }"
         " says how each record was matched):",
@@ -262,7 +262,7 @@ def _banner(
     return "\n".join(lines)
 
 
-def _lookup_example(nhs: str) -> str:
+def lookup_example(nhs: str) -> str:
     return (
         f'{{ child(nhsNumber: "{nhs}", purpose: SAFEGUARDING_ENQUIRY) {{'
         " outcome complete child { name { given family } involvements { service"
@@ -271,7 +271,7 @@ def _lookup_example(nhs: str) -> str:
     )
 
 
-def _wrapped_lookup(lookup: str) -> list[str]:
+def wrapped_lookup(lookup: str) -> list[str]:
     """The example lookup over three lines, for reading."""
     head, rest = lookup.split(" outcome ", 1)
     middle, tail = rest.split(" sources ", 1)
@@ -288,7 +288,7 @@ def _trail_example(nhs: str) -> str:
 def _example_queries(examples: dict[str, str], searches: list[str]) -> list[str]:
     """Every query the banner prints, exactly as printed."""
     first = next(iter(examples.values()))
-    return [_lookup_example(first), *searches, _trail_example(first)]
+    return [lookup_example(first), *searches, _trail_example(first)]
 
 
 def _write_examples_manifest(path: Path, queries: list[str]) -> Path:

@@ -38,10 +38,10 @@ from connectors.trust import SIGNATURE_HEADER, TrustError
 from gateway import metrics, tracing
 from gateway.breakers import CIRCUIT_OPEN, Admission, Breakers
 from gateway.cache import AnswerCache
-from gateway.config import SourceConfig
+from gateway.config import Asked, SourceConfig
 from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.source_health import SourceHealth
-from gateway.types import LookupContext, Plan, SourceAnswer, SourceStatus
+from gateway.types import AskedBecause, LookupContext, Plan, SourceAnswer, SourceStatus
 
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
 
@@ -60,6 +60,8 @@ _BREAKING = frozenset(
 )
 """The error codes that count towards opening a source's circuit: it did not answer in time, could
 not be reached, or said it is unavailable. Any other answer, even a refusal, shows it is there."""
+
+_CONFIGURED = (AskedBecause.CONFIGURED,)
 
 RETRY_PAUSE_S = 0.05
 """Wait before trying a refused connection again."""
@@ -87,6 +89,8 @@ class FanOut:
     ) -> None:
         """Without `breakers`, every planned source is always asked."""
         self._sources = tuple(sources)
+        self._always = tuple(s for s in self._sources if s.asked is Asked.ALWAYS)
+        self._by_name = {s.name: s for s in self._sources}
         self._client = client
         self._cache = cache
         self._signer = signer
@@ -95,8 +99,12 @@ class FanOut:
         self._breakers = breakers or Breakers((s.name for s in self._sources), 0, 1.0)
 
     @tracing.stage("fanout")
-    async def ask(self, lookup: LookupContext, plan: Plan) -> tuple[SourceAnswer, ...]:
-        """One answer per configured source, in config order, by the lookup's deadline."""
+    async def ask(
+        self, lookup: LookupContext, plan: Plan, *, only: Sequence[str] | None = None
+    ) -> tuple[SourceAnswer, ...]:
+        """By the lookup's deadline, one answer per source asked on every lookup, in config order
+        (NOT_ASKED where the plan left it out); or, given `only`, one per source named there, in
+        that order (the routing stage's choice of agencies, each planned by kind)."""
         query = lookup.query
         identifiers = Identifiers(nhs_number=query.nhs_number, upn=query.upn)
         # Scoring candidates needs their demographics whatever the caller may see; the decide
@@ -108,8 +116,9 @@ class FanOut:
                 needed |= _CARER_FIELDS
         wall_deadline = _wall_clock(lookup.deadline)
         tasks = []
-        for source in self._sources:
-            if source.name not in plan.sources:
+        chosen = self._always if only is None else tuple(self._by_name[name] for name in only)
+        for source in chosen:
+            if plan.planned_as(source.name) not in plan.sources:
                 tasks.append(_not_asked(source.name))
                 continue
             fields = (plan.fields | plan.obligation_fields | needed) & frozenset(source.provides)
@@ -125,7 +134,9 @@ class FanOut:
             tasks.append(self._ask_one(source, request, fields, lookup.deadline))
         asked_with = (query.identified_by,)
         answers = tuple(
-            a if a.status is SourceStatus.NOT_ASKED else replace(a, asked_with=asked_with)
+            a
+            if a.status is SourceStatus.NOT_ASKED
+            else replace(a, asked_with=asked_with, asked_because=_CONFIGURED)
             for a in await asyncio.gather(*tasks)
         )
         if self._health is not None:

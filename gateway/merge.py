@@ -32,15 +32,19 @@ def _indicator(name: str) -> Callable[[ConnectorRecord], bool | None]:
 
 @tracing.stage("merge")
 def merge(
-    records: Sequence[ReleasedRecord], authority: Mapping[FieldId, Sequence[str]]
+    records: Sequence[ReleasedRecord],
+    authority: Mapping[FieldId, Sequence[str]],
+    kinds: Mapping[str, str] | None = None,
 ) -> MergedChild | None:
-    """Merge released records (given in source config order); None when nothing was linked."""
+    """Merge released records (given in source config order); None when nothing was linked.
+    `authority` may name a kind of agency (`kinds`: agency name -> kind, gateway.plan.Planning):
+    its agencies then rank equally, the newest record first."""
     if not records:
         return None
     conflicts: list[Conflict] = []
 
     def pick(field: FieldId, get: Callable[[ConnectorRecord], T | None]) -> Sourced[T] | None:
-        ranked = _ranked(records, authority.get(field, ()))
+        ranked = _ranked(records, authority.get(field, ()), kinds or {})
         held = [(r.matched.source, r.record, v) for r in ranked if (v := get(r.record)) is not None]
         if not held:
             return None
@@ -83,13 +87,18 @@ def merge(
     return replace(child, conflicts=tuple(conflicts))
 
 
-def _ranked(records: Sequence[ReleasedRecord], order: Sequence[str]) -> list[ReleasedRecord]:
-    """Listed sources first in their listed order, then the rest; newest first among equals."""
+def _ranked(
+    records: Sequence[ReleasedRecord], order: Sequence[str], kinds: Mapping[str, str]
+) -> list[ReleasedRecord]:
+    """Listed sources (or kinds) first in their listed order, then the rest; newest first among
+    equals."""
     rank = {source: i for i, source in enumerate(order)}
-    return sorted(
-        records,
-        key=lambda r: (rank.get(r.matched.source, len(order)), -r.record.as_of.timestamp()),
-    )
+
+    def key(r: ReleasedRecord) -> tuple[int, float]:
+        source = r.matched.source
+        return (rank.get(kinds.get(source, source), len(order)), -r.record.as_of.timestamp())
+
+    return sorted(records, key=key)
 
 
 def _comparable(value: object) -> Hashable:

@@ -88,6 +88,13 @@ SOURCE_ANSWERS = Counter(
     " from the cache included.",
     ["source", "status", "code"],
 )
+ROUTED_ASKS = Counter(
+    "childlookup_routed_asks",
+    "Agencies asked because the locator or an identity route named them (gateway.routing), by"
+    " kind, by why (reasons joined with +), and by outcome: held (it had a record about the"
+    " child), not_held (asked in vain) or no_answer.",
+    ["kind", "reason", "outcome"],
+)
 SOURCE_SECONDS = Histogram(
     "childlookup_source_latency_seconds",
     "Time to each source's answer, by source and status: sources actually asked only (not"
@@ -159,6 +166,15 @@ def sources_answered(answers: Iterable[SourceAnswer]) -> None:
             SOURCE_SECONDS.labels(answer.source, answer.status.value).observe(
                 answer.latency_ms / 1000
             )
+
+
+def routed_asked(answers: Iterable[SourceAnswer], kind_of: Callable[[str], str]) -> None:
+    for answer in answers:
+        outcome = {SourceStatus.ANSWERED: "held", SourceStatus.NO_RECORD: "not_held"}.get(
+            answer.status, "no_answer"
+        )
+        reason = "+".join(r.value for r in answer.asked_because)
+        ROUTED_ASKS.labels(kind_of(answer.source), reason, outcome).inc()
 
 
 def circuit_changed(source: str, state: CircuitState) -> None:

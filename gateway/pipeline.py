@@ -1,6 +1,7 @@
 """One child lookup, as a line of stages that each take the lookup's context and the stage before:
 
-    authenticate -> plan -> fan out -> match -> second round -> decide -> merge -> audit -> respond
+    authenticate -> plan -> fan out -> match -> second round -> route -> decide -> merge -> audit
+    -> respond
 
 Authentication happens at the HTTP edge (gateway.middleware) and the response is shaped by
 resolvers; this module runs everything in between. The second round (gateway.second_round) asks
@@ -25,7 +26,7 @@ from connectors.protocol import FieldId
 from gateway import logs, metrics, tracing
 from gateway.audit import LookupAuditor, Pseudonymiser
 from gateway.capacity import Capacity
-from gateway.config import SourceConfig
+from gateway.config import Asked, SourceConfig
 from gateway.decide import decide
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
@@ -33,8 +34,9 @@ from gateway.limits import LIMITS_UNAVAILABLE, AccessLimits, refusal_error
 from gateway.linkage import LinkageModel
 from gateway.match import MatchResult, match_records
 from gateway.merge import merge
-from gateway.plan import make_plan
+from gateway.plan import Planning, make_plan
 from gateway.policy import DecisionLog, LoggedPolicy, PolicyEngine, PolicyError
+from gateway.routing import Router
 from gateway.second_round import second_round
 from gateway.shield_safe import answer_floor, shield_safe
 from gateway.types import (
@@ -69,8 +71,13 @@ class LookupPipeline:
         capacity: Capacity,
         deadline_ms: int,
         demographic_answer_floor_ms: int = 0,
+        router: Router | None = None,
     ) -> None:
+        """With a `router`, agencies asked only when routed are asked when the locator or an
+        identity route names them (gateway.routing)."""
         self.sources = tuple(sources)
+        self._planning = Planning.of(sources, locator=router is not None and router.locates)
+        self._router = router
         self._registers = frozenset(s.name for s in sources if s.holds_every_child)
         self.policy = policy  # replaced whole by a policy reload, never modified in place
         self.linkage = linkage
@@ -120,14 +127,17 @@ class LookupPipeline:
         query = lookup.query
         await self._admit(lookup)
         try:
-            plan = await make_plan(lookup, self.sources)
+            plan = await make_plan(lookup, self._planning)
             if not plan.permitted:
                 denied = _denied(lookup, plan, self.sources)
                 await self._audit.commit(lookup, plan, denied)
                 return denied
+            early = None if self._router is None else self._router.start(lookup)
             answers = await self._fanout.ask(lookup, plan)
             first = match_records(query, answers, self.linkage, registers=self._registers)
             both = await second_round(lookup, plan, first, self._fanout, self.linkage)
+            if self._router is not None:
+                both = await self._router.route(lookup, plan, both, early)
             matching, hidden = shield_safe(query, both, plan.shield_authorities, first_round=first)
             release = await decide(lookup, plan, matching)
         except PolicyError as exc:
@@ -147,7 +157,7 @@ class LookupPipeline:
             matched=matching.matched,
             unmatched=matching.unmatched,
             possible=matching.possible,
-            child=merge(release.records, self._authority),
+            child=merge(release.records, self._authority, plan.kinds),
             withheld=release.withheld,
         )
         await self._audit.commit(lookup, plan, result, release, hidden=hidden, asked=both.answers)
@@ -215,7 +225,9 @@ def _denied(lookup: LookupContext, plan: Plan, sources: Sequence[SourceConfig]) 
         outcome=LookupOutcome.DENIED,
         denial=plan.denial,
         policy_revision=lookup.policy_revision,
-        answers=tuple(SourceAnswer(s.name, SourceStatus.NOT_ASKED) for s in sources),
+        answers=tuple(
+            SourceAnswer(s.name, SourceStatus.NOT_ASKED) for s in sources if s.asked is Asked.ALWAYS
+        ),
     )
 
 

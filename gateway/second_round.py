@@ -72,19 +72,32 @@ class FoundIdentifier:
 def found_identifier(query: LookupQuery, first: MatchResult) -> FoundIdentifier | None:
     """The best identifier to ask again with, or None: when nothing was linked, the lookup is
     ambiguous, the linked records disagree on an identifier, or the one they hold is invalid."""
+    return next(_agreed(query, first), None)
+
+
+def identifiers_found(query: LookupQuery, first: MatchResult) -> tuple[FoundIdentifier, ...]:
+    """Every identifier the linked records agree on and the lookup did not use, best first; none
+    if they disagree on any (gateway.routing then asks only with the lookup's own)."""
+    found = tuple(_agreed(query, first))
+    return () if None in found else tuple(f for f in found if f is not None)
+
+
+def _agreed(query: LookupQuery, first: MatchResult) -> Iterator[FoundIdentifier | None]:
+    """Per identifier the lookup did not use, best first, the value the linked records agree on,
+    or None where they disagree on who the child is (ask nobody more); nothing where they hold
+    none or an invalid one, or when nothing was linked or the lookup is ambiguous."""
     if first.ambiguous or not first.matched:
-        return None
+        return
     for kind, field in _FIELDS.items():
         if kind is query.identified_by:
             continue
         values = {getattr(m.record.identifiers, field) for m in first.matched} - {None}
         if len(values) > 1:
-            return None  # the records disagree on who the child is: ask nobody more
-        if values:
+            yield None
+        elif values:
             (value,) = values
             if _valid(kind, value):
-                return FoundIdentifier(kind, value)
-    return None
+                yield FoundIdentifier(kind, value)
 
 
 def sources_to_ask_again(
@@ -136,11 +149,14 @@ async def second_round(
     )
     answers = await fanout.ask(replace(lookup, query=again), replace(plan, sources=sources))
     second = match_records(again, [a for a in answers if a.source in sources], linkage)
-    return _combined(query, first, second)
+    return combined(query, first, second)
 
 
-def _combined(query: LookupQuery, first: MatchResult, second: MatchResult) -> MatchResult:
-    """Both rounds as one match result: per source one answer, and the records linked in either."""
+def combined(query: LookupQuery, first: MatchResult, second: MatchResult) -> MatchResult:
+    """Both rounds as one match result: per source one answer (a source asked only in the second
+    round, as the routing stage's agencies are, after the first round's), and the records linked
+    in either. A second-round source whose records contradict an identifier the first round
+    established is FAILED (RECORD_MISMATCH) and keeps no record."""
     known = _identifiers_known(query, first.matched)
     later = {a.source: _contradicting(a, known) for a in second.answers}
     mismatched = {s for s, a in later.items() if a.error_code == RECORD_MISMATCH}
@@ -158,10 +174,16 @@ def _combined(query: LookupQuery, first: MatchResult, second: MatchResult) -> Ma
             for source, n in counts.items():
                 if source not in mismatched:
                     unmatched[source] = unmatched.get(source, 0) + n
+    earlier = {a.source for a in first.answers}
     return MatchResult(
         answers=tuple(
             _joined(a, later.get(a.source), by_demographics and not linked[a.source])
             for a in first.answers
+        )
+        + tuple(
+            _joined(a, None, by_demographics and not linked[a.source])
+            for a in later.values()
+            if a.source not in earlier
         ),
         matched=tuple(matched),
         unmatched=unmatched,
@@ -198,6 +220,7 @@ def _both(first: SourceAnswer, second: SourceAnswer) -> SourceAnswer:
         error_code=second.error_code,
         cached=first.cached and second.cached,
         asked_with=first.asked_with + second.asked_with,
+        asked_because=first.asked_because,
     )
 
 

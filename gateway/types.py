@@ -151,6 +151,21 @@ class SourceStatus(StrEnum):
     NOT_ASKED = "NOT_ASKED"
 
 
+class AskedBecause(StrEnum):
+    """Why a source was asked about this child (gateway.routing)."""
+
+    CONFIGURED = "CONFIGURED"
+    """Asked on every lookup: a national identity source, or an agency of a small deployment."""
+    LOCATED = "LOCATED"
+    """The locator says it holds a record about the child."""
+    ROUTED_BY_GP = "ROUTED_BY_GP"
+    """The child's registered GP practice, from the health record."""
+    ROUTED_BY_ADDRESS = "ROUTED_BY_ADDRESS"
+    """The local authority of the child's home postcode, from the health record."""
+    ROUTED_BY_SCHOOL = "ROUTED_BY_SCHOOL"
+    """The child's school, from the education record."""
+
+
 @dataclass(frozen=True)
 class SourceAnswer:
     """One source's reply after fan-out: its status, and its records if it answered."""
@@ -165,6 +180,8 @@ class SourceAnswer:
     """How the source was asked for the child, in order: the lookup's own identifier or
     demographics, then an identifier another source's record gave (gateway.second_round). The
     status and error code are those of the last request. Empty when the source was not asked."""
+    asked_because: tuple[AskedBecause, ...] = ()
+    """Why it was asked, when it was."""
 
     @property
     def answered(self) -> bool:
@@ -243,6 +260,13 @@ class Plan:
     reason for those too, so the caller learns a record may hold more than they can see."""
     shield_authorities: frozenset[str] = frozenset()
     """The configured sources whose silence leaves a child's shielding in doubt."""
+    kinds: Mapping[str, str] = field(default_factory=dict)
+    """Agency name -> the kind it is planned as, for agencies asked only when routed: `sources`
+    and `unrequested` name their kinds (gateway.plan.Planning)."""
+
+    def planned_as(self, source: str) -> str:
+        """The name under which the plan decided about `source`."""
+        return self.kinds.get(source, source)
 
 
 @dataclass(frozen=True)

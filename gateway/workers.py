@@ -30,7 +30,7 @@ from uvicorn.supervisors import Multiprocess
 from gateway import metrics
 from gateway.app import create_app
 from gateway.components import build_components
-from gateway.config import ServerTls, Settings, load_sources
+from gateway.config import ServerTls, Settings, load_sources_file
 from gateway.logs import configure as configure_logging
 from gateway.tls import server_context
 
@@ -45,7 +45,10 @@ def worker_app() -> Starlette:
     settings = Settings()
     if settings.sources_file is None:
         raise ValueError("the workers need CHILDLOOKUP_SOURCES_FILE")
-    components = build_components(settings, load_sources(settings.sources_file))
+    sources = load_sources_file(settings.sources_file)
+    components = build_components(
+        settings, sources.sources, postcode_districts=sources.postcode_districts
+    )
     return create_app(components, drain_signal=DRAIN_SIGNAL)
 
 

@@ -47,6 +47,7 @@ def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
                 records_possible=possible.get(a.source, 0),
                 cached=a.cached,
                 asked_with=list(a.asked_with),
+                asked_because=list(a.asked_because),
             )
             for a in result.answers
         ],

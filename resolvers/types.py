@@ -26,7 +26,14 @@ from gateway.audit import (
 )
 from gateway.identifiers import ADDRESS_LINES_MAX, CARER_NAMES_MAX
 from gateway.policy import DenialCode, WithholdingReason
-from gateway.types import IdentifiedBy, LookupOutcome, MatchMethod, Purpose, SourceStatus
+from gateway.types import (
+    AskedBecause,
+    IdentifiedBy,
+    LookupOutcome,
+    MatchMethod,
+    Purpose,
+    SourceStatus,
+)
 
 DATE_SPEC: Final = "https://scalars.graphql.org/andimarek/local-date.html"
 """RFC 3339 full-date (YYYY-MM-DD), as codegen tools know it."""
@@ -184,6 +191,23 @@ _enum(
     },
 )
 _enum(
+    AskedBecause,
+    "Why a source was asked about the child. At national scale only the agencies that may know"
+    " the child are asked: those the locator names and those the child's identity leads to.",
+    {
+        "CONFIGURED": (
+            "Asked on every lookup: a national identity source, the locator, or an agency of a"
+            " deployment small enough to ask every agency."
+        ),
+        "LOCATED": "The locator says this agency holds a record about the child.",
+        "ROUTED_BY_GP": "The child's registered GP practice, from the health record.",
+        "ROUTED_BY_ADDRESS": (
+            "The local authority of the child's home postcode, from the health record."
+        ),
+        "ROUTED_BY_SCHOOL": "The child's school, from the education record.",
+    },
+)
+_enum(
     IdentifiedBy,
     "A way of identifying the child to a source: an NHS number, a UPN or demographics.",
     {
@@ -301,6 +325,13 @@ class SourceFailure(Enum):
         description=(
             "Not asked: the source failed several lookups in a row and is skipped until a"
             " probe is answered."
+        ),
+    )
+    UNKNOWN_AGENCY = strawberry.enum_value(
+        "UNKNOWN_AGENCY",
+        description=(
+            "The locator named an agency this gateway has no connector for: it was not asked,"
+            " so the answer is incomplete."
         ),
     )
 
@@ -609,6 +640,14 @@ class SourceReport:
             " record linked in another source held an NHS number (or a UPN) you did not give, with"
             " that identifier - a second round, within the same deadline. `status` is the outcome"
             " of the last request. Empty when the source was not asked."
+        )
+    )
+    asked_because: list[AskedBecause] = strawberry.field(
+        description=(
+            "Why the source was asked (several reasons may apply); empty when it was not. The"
+            " source named locator is the index of which agencies hold a record: when it did"
+            " not answer, the lookup is incomplete, since an agency only it knows of was not"
+            " asked."
         )
     )
 

@@ -138,7 +138,8 @@ def running_gateway(
     **settings: Any,
 ) -> Iterator[Stack]:
     """The gateway on loopback; on `sock` when given (bound earlier so connectors could be told
-    its JWKS URL before it started)."""
+    its JWKS URL before it started). `postcode_districts` among `settings` are the sources file's
+    (gateway.config.SourcesFile)."""
     ensure_dev_keys(tmp)
     # Tests make many lookups as one user in seconds; limits are raised unless a test sets them.
     limits = {
@@ -146,8 +147,9 @@ def running_gateway(
         "lookups_per_organisation_per_minute": 100_000,
         "distinct_children_per_user_per_day": 100_000,
     }
+    districts = settings.pop("postcode_districts", None)
     config = Settings(state_dir=tmp, cache_ttl_s=0, **(limits | settings))
-    components = build_components(config, list(sources))
+    components = build_components(config, list(sources), postcode_districts=districts)
     tls = None if config.server_tls is None else server_context(config.server_tls)
     with BackgroundServer(create_app(components), sock=sock, tls=tls) as gateway:
         yield Stack(gateway.url, tmp, components)

@@ -1,0 +1,218 @@
+"""The gateway's side of the locator: which agencies hold a record about this child.
+
+The gateway turns the child's NHS number and UPN into keyed pseudonyms (connectors.locator) under
+every key version it holds, so the locator learns neither, and asks with a request signed like a
+connector request. The answer is signed by the locator and checked before it is read: a forged
+"nobody else holds this child" would silently narrow the answer. Whatever goes wrong becomes the
+locator's source status - never an error that stops the lookup, never a silent empty answer: a
+locator that did not answer makes the lookup incomplete (gateway.routing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+from connectors.locator import (
+    LOCATE_PATH,
+    LocateRequest,
+    LocateResponse,
+    PseudonymKey,
+    PseudonymRef,
+    pseudonym,
+)
+from pydantic import ValidationError
+
+from connectors.protocol import ErrorResponse
+from connectors.trust import SIGNATURE_HEADER, TrustError
+from gateway import tracing
+from gateway.plan import LOCATOR_SOURCE
+from gateway.signing import AnswerVerifier, RequestSigner
+from gateway.types import AskedBecause, IdentifiedBy, LookupContext, SourceAnswer, SourceStatus
+
+MAX_ANSWER_BYTES = 256 * 1024
+"""A locator answer names a handful of agencies; far more than that is not an answer."""
+
+_KINDS: Mapping[IdentifiedBy, str] = {
+    IdentifiedBy.NHS_NUMBER: "nhs_number",
+    IdentifiedBy.UPN: "upn",
+}
+
+
+@dataclass(frozen=True)
+class Located:
+    """What the locator said: per agency, the identifiers it holds a record under; and the
+    locator's status for the lookup's sources."""
+
+    agencies: Mapping[str, frozenset[IdentifiedBy]]
+    answer: SourceAnswer
+    asked: frozenset[IdentifiedBy] = field(default_factory=frozenset)
+
+    def joined(self, other: Located) -> Located:
+        """Two questions to the locator as one: every agency named, and the worse status."""
+        agencies = {name: set(kinds) for name, kinds in self.agencies.items()}
+        for name, kinds in other.agencies.items():
+            agencies.setdefault(name, set()).update(kinds)
+        failed = next((a for a in (other.answer, self.answer) if not a.answered), None)
+        if failed is None:
+            status, code = (SourceStatus.ANSWERED if agencies else SourceStatus.NO_RECORD), None
+        else:
+            status, code = failed.status, failed.error_code
+        return Located(
+            agencies={name: frozenset(kinds) for name, kinds in agencies.items()},
+            answer=SourceAnswer(
+                source=LOCATOR_SOURCE,
+                status=status,
+                latency_ms=_sum(self.answer.latency_ms, other.answer.latency_ms),
+                error_code=code,
+                asked_with=self.answer.asked_with + other.answer.asked_with,
+                asked_because=_CONFIGURED,
+            ),
+            asked=self.asked | other.asked,
+        )
+
+
+class _Malformed(Exception):
+    """The locator answered, but not in protocol v1."""
+
+
+class LocatorClient:
+    """Asks the locator, over the gateway's shared keep-alive client."""
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        signer: RequestSigner,
+        verifier: AnswerVerifier,
+        keys: Sequence[PseudonymKey],
+        *,
+        locator_id: str,
+        timeout_ms: int,
+    ) -> None:
+        if not keys:
+            raise ValueError("the locator needs at least one pseudonym key")
+        self._url = url.rstrip("/") + LOCATE_PATH
+        self._client = client
+        self._signer = signer
+        self._verifier = verifier
+        self._keys = tuple(keys)
+        self._locator_id = locator_id
+        self._timeout_s = timeout_ms / 1000
+
+    @tracing.stage("locate")
+    async def locate(
+        self, lookup: LookupContext, identifiers: Mapping[IdentifiedBy, str]
+    ) -> Located:
+        """The agencies the locator names for any of `identifiers`, by the lookup's deadline."""
+        started = time.monotonic()
+        asked = frozenset(identifiers)
+        budget = min(self._timeout_s, lookup.deadline - started)
+        if budget <= 0:
+            return _failed(SourceStatus.TIMED_OUT, "DEADLINE", started, asked)
+        refs = {
+            pseudonym(key, _KINDS[kind], value): (key.version, kind)
+            for kind, value in identifiers.items()
+            for key in self._keys
+        }
+        request = LocateRequest(
+            request_id=lookup.request_id,
+            pseudonyms=[PseudonymRef(key_version=v, value=p) for p, (v, _) in refs.items()],
+        )
+        try:
+            async with asyncio.timeout(budget):
+                answer = await self._post(request)
+        except (TimeoutError, httpx.TimeoutException):
+            return _failed(SourceStatus.TIMED_OUT, "TIMEOUT", started, asked)
+        except httpx.HTTPError:
+            return _failed(SourceStatus.FAILED, "CONNECTION_FAILED", started, asked)
+        except _Malformed:
+            return _failed(SourceStatus.FAILED, "MALFORMED_RESPONSE", started, asked)
+        except TrustError:
+            return _failed(SourceStatus.FAILED, "ANSWER_NOT_TRUSTED", started, asked)
+        if isinstance(answer, ErrorResponse):
+            return _failed(SourceStatus.FAILED, answer.error.code.value, started, asked)
+        if answer.request_id != request.request_id:
+            return _failed(SourceStatus.FAILED, "MALFORMED_RESPONSE", started, asked)
+        agencies: dict[str, set[IdentifiedBy]] = {}
+        for holder in answer.holders:
+            ref = refs.get(holder.value)
+            if ref is None or ref[0] != holder.key_version:
+                continue  # not something this lookup asked about
+            for agency in holder.agencies:
+                agencies.setdefault(agency, set()).add(ref[1])
+        status = SourceStatus.ANSWERED if agencies else SourceStatus.NO_RECORD
+        return Located(
+            agencies={name: frozenset(kinds) for name, kinds in agencies.items()},
+            answer=SourceAnswer(
+                LOCATOR_SOURCE,
+                status,
+                _elapsed_ms(started),
+                asked_with=_asked_with(asked),
+                asked_because=_CONFIGURED,
+            ),
+            asked=asked,
+        )
+
+    async def _post(self, request: LocateRequest) -> LocateResponse | ErrorResponse:
+        body = request.model_dump_json().encode()
+        headers = {
+            "content-type": "application/json",
+            "authorization": self._signer.authorization(self._locator_id, body),
+        }
+        tracing.inject(headers)
+        async with self._client.stream("POST", self._url, content=body, headers=headers) as reply:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in reply.aiter_bytes():
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise _Malformed("answer too large")
+                chunks.append(chunk)
+            status_code = reply.status_code
+            signature = reply.headers.get(SIGNATURE_HEADER)
+        payload = b"".join(chunks)
+        await self._verifier.verify(signature, payload, source=self._locator_id)
+        try:
+            if status_code == 200:
+                return LocateResponse.model_validate_json(payload)
+            return ErrorResponse.model_validate_json(payload)
+        except ValidationError as exc:
+            raise _Malformed(str(status_code)) from exc
+
+
+_CONFIGURED = (AskedBecause.CONFIGURED,)
+
+
+def _asked_with(asked: frozenset[IdentifiedBy]) -> tuple[IdentifiedBy, ...]:
+    return tuple(kind for kind in _KINDS if kind in asked)
+
+
+def _failed(
+    status: SourceStatus, code: str, started: float, asked: frozenset[IdentifiedBy]
+) -> Located:
+    return Located(
+        agencies={},
+        answer=SourceAnswer(
+            LOCATOR_SOURCE,
+            status,
+            _elapsed_ms(started),
+            error_code=code,
+            asked_with=_asked_with(asked),
+            asked_because=_CONFIGURED,
+        ),
+        asked=asked,
+    )
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 2)
+
+
+def _sum(first: float | None, second: float | None) -> float | None:
+    if first is None or second is None:
+        return first if second is None else second
+    return round(first + second, 2)

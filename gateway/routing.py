@@ -1,0 +1,292 @@
+"""The routing stage: out of thousands of agencies, ask only those that may know the child.
+
+England has 153 local authorities, some 6,300 GP practices and 24,000 schools; asking them all for
+every lookup is impossible, which is why ContactPoint kept a central copy. This gateway instead
+asks two kinds of pointer, neither of which holds anything about the child beyond where to look:
+
+- the **locator** (the `locator` service, asked through gateway.locator_client), where each agency
+  has published "I hold a record for child P" under keyed pseudonyms of the NHS number and UPN -
+  the only way to reach a local authority a child has moved away from, or a school they left;
+- the **identity routes**, from the national identity sources' records (asked on every lookup):
+  the registered GP practice and the local authority of the home postcode from the health record,
+  the school on roll from the education record.
+
+Each agency so named is asked once, with the identifier it knows the child by (schools by UPN
+where there is one; everyone else by NHS number), and its status says why it was asked. The
+locator's own status is among the lookup's sources: if it did not answer, the lookup is incomplete
+and the child's shielding in doubt (gateway.plan.LOCATOR_SOURCE) - a silent locator never quietly
+narrows the answer to the routes.
+
+The stage stays inside the lookup's earlier decisions: only agencies of a kind the plan chose; no
+new policy question; nobody asked for a demographic search that shield-safe search would hide, or
+that identified nobody; and the answers are matched by identifier alone and combined as a second
+round's are (gateway.second_round.combined), so a record of another child fails its source.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from gateway import metrics, tracing
+from gateway.config import Asked, SourceConfig
+from gateway.fanout import FanOut
+from gateway.identifiers import InvalidIdentifier, postcode_district
+from gateway.linkage import LinkageModel
+from gateway.locator_client import Located, LocatorClient
+from gateway.match import MatchResult, match_records
+from gateway.second_round import combined, identifiers_found
+from gateway.shield_safe import shield_safe
+from gateway.types import (
+    AskedBecause,
+    IdentifiedBy,
+    LookupContext,
+    LookupQuery,
+    MatchedRecord,
+    Plan,
+    SourceAnswer,
+    SourceStatus,
+)
+
+UNKNOWN_AGENCY = "UNKNOWN_AGENCY"
+_logger = logging.getLogger("childlookup.routing")
+
+
+@dataclass(frozen=True)
+class Directory:
+    """The agencies asked only when routed, found by the routes that lead to them."""
+
+    agencies: Mapping[str, SourceConfig]
+    by_route: Mapping[str, tuple[str, ...]]
+    postcode_districts: Mapping[str, str]
+
+    @classmethod
+    def of(
+        cls, sources: Sequence[SourceConfig], postcode_districts: Mapping[str, str]
+    ) -> Directory:
+        routed = [s for s in sources if s.asked is Asked.WHEN_ROUTED]
+        by_route: dict[str, list[str]] = {}
+        for source in routed:
+            for key in source.routes:
+                by_route.setdefault(key, []).append(source.name)
+        return cls(
+            agencies=MappingProxyType({s.name: s for s in routed}),
+            by_route=MappingProxyType({k: tuple(v) for k, v in by_route.items()}),
+            postcode_districts=MappingProxyType(dict(postcode_districts)),
+        )
+
+    def routed(self, records: Sequence[MatchedRecord]) -> dict[str, set[AskedBecause]]:
+        """The agencies the identity sources' records lead to, and by which route."""
+        found: dict[str, set[AskedBecause]] = {}
+        for key, why in self._route_keys(records):
+            for name in self.by_route.get(key, ()):
+                found.setdefault(name, set()).add(why)
+        return found
+
+    def _route_keys(self, records: Sequence[MatchedRecord]) -> list[tuple[str, AskedBecause]]:
+        keys = []
+        for matched in records:
+            record = matched.record
+            if record.gp_practice is not None:
+                keys.append(
+                    (f"ods:{record.gp_practice.ods_code.upper()}", AskedBecause.ROUTED_BY_GP)
+                )
+            if record.school is not None:
+                keys.append((f"urn:{record.school.urn}", AskedBecause.ROUTED_BY_SCHOOL))
+            if record.address is not None:
+                authority = self._authority_of(record.address.postcode)
+                if authority is not None:
+                    keys.append((f"la:{authority}", AskedBecause.ROUTED_BY_ADDRESS))
+        return keys
+
+    def _authority_of(self, postcode: str) -> str | None:
+        try:
+            return self.postcode_districts.get(postcode_district(postcode))
+        except InvalidIdentifier:
+            return None  # no fixed abode, or a postcode the agency mistyped: no address route
+
+
+class Router:
+    """Runs the routing stage; holds no per-lookup state."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        locator: LocatorClient | None,
+        fanout: FanOut,
+        linkage: LinkageModel,
+    ) -> None:
+        self._directory = directory
+        self._locator = locator
+        self._fanout = fanout
+        self._linkage = linkage
+
+    @property
+    def locates(self) -> bool:
+        """Whether a locator is asked (its silence then leaves shielding in doubt)."""
+        return self._locator is not None
+
+    def start(self, lookup: LookupContext) -> asyncio.Task[Located] | None:
+        """Ask the locator about the lookup's own identifier now, while the identity sources are
+        asked: most lookups then wait for neither in turn."""
+        asked = _identifiers_of(lookup.query)
+        if self._locator is None or not asked:
+            return None
+        return asyncio.ensure_future(self._locator.locate(lookup, asked))
+
+    @tracing.stage("route")
+    async def route(
+        self,
+        lookup: LookupContext,
+        plan: Plan,
+        matching: MatchResult,
+        early: asyncio.Task[Located] | None,
+    ) -> MatchResult:
+        """`matching` with the answers of the located and routed agencies, and the locator's."""
+        query = lookup.query
+        hidden = shield_safe(query, matching, plan.shield_authorities)[1]
+        identified = query.identified_by is not IdentifiedBy.DEMOGRAPHICS or (
+            bool(matching.matched) and not matching.ambiguous
+        )
+        known = _identifiers_of(query) | {
+            f.kind: f.value for f in identifiers_found(query, matching)
+        }
+        if hidden or not identified or not known:
+            _cancel(early)  # a search that found nobody, or must look as if it had
+            return matching
+        located = await self._located(lookup, known, early)
+        reasons = self._directory.routed(
+            [m for m in matching.matched if _configured(m, matching.answers)]
+        )
+        if located is not None:
+            located = self._followable(located)
+            for name in located.agencies:
+                reasons.setdefault(name, set()).add(AskedBecause.LOCATED)
+        asked = {a.source for a in matching.answers}
+        chosen = {
+            name: why
+            for name, why in reasons.items()
+            if name in self._directory.agencies
+            and name not in asked
+            and plan.planned_as(name) in plan.sources
+        }
+        result = await self._ask(lookup, plan, matching, chosen, known, located)
+        if located is None:
+            return result
+        return replace(result, answers=(*result.answers, located.answer))
+
+    def _followable(self, located: Located) -> Located:
+        """The locator's answer, FAILED (UNKNOWN_AGENCY) if it names an agency this gateway has
+        no connector for: the answer cannot be complete, and the agency's name, which the caller
+        may not be entitled to learn, is logged for the operators rather than shown."""
+        unknown = sorted(set(located.agencies) - set(self._directory.agencies))
+        if not unknown:
+            return located
+        _logger.warning(
+            "the locator named agencies with no configured connector",
+            extra={"event": "locator_unknown_agency", "context": {"agencies": unknown}},
+        )
+        return replace(
+            located,
+            answer=replace(located.answer, status=SourceStatus.FAILED, error_code=UNKNOWN_AGENCY),
+        )
+
+    async def _located(
+        self,
+        lookup: LookupContext,
+        known: Mapping[IdentifiedBy, str],
+        early: asyncio.Task[Located] | None,
+    ) -> Located | None:
+        if self._locator is None:
+            return None
+        located = None if early is None else await early
+        missing = {k: v for k, v in known.items() if located is None or k not in located.asked}
+        if not missing:
+            return located
+        later = await self._locator.locate(lookup, missing)
+        return later if located is None else located.joined(later)
+
+    async def _ask(
+        self,
+        lookup: LookupContext,
+        plan: Plan,
+        matching: MatchResult,
+        chosen: Mapping[str, set[AskedBecause]],
+        known: Mapping[IdentifiedBy, str],
+        located: Located | None,
+    ) -> MatchResult:
+        """Ask each chosen agency with the identifier it knows the child by, all at once, and
+        fold their matched answers into `matching` in a stable order."""
+        groups: dict[IdentifiedBy, list[str]] = {}
+        for name in sorted(chosen):
+            held = frozenset() if located is None else located.agencies.get(name, frozenset())
+            kind = _identifier_for(chosen[name], held, known)
+            groups.setdefault(kind, []).append(name)
+        if not groups:
+            return matching
+        queries = {kind: _query_by(lookup.query, kind, known[kind]) for kind in groups}
+        rounds = await asyncio.gather(
+            *(
+                self._fanout.ask(replace(lookup, query=queries[kind]), plan, only=names)
+                for kind, names in groups.items()
+            )
+        )
+        result = matching
+        for kind, answers in zip(groups, rounds, strict=True):
+            because = [replace(a, asked_because=_reasons(chosen[a.source])) for a in answers]
+            result = combined(
+                lookup.query, result, match_records(queries[kind], because, self._linkage)
+            )
+        metrics.routed_asked((a for a in result.answers if a.source in chosen), plan.planned_as)
+        return result
+
+
+def _identifiers_of(query: LookupQuery) -> dict[IdentifiedBy, str]:
+    known = {}
+    if query.nhs_number is not None:
+        known[IdentifiedBy.NHS_NUMBER] = query.nhs_number
+    if query.upn is not None:
+        known[IdentifiedBy.UPN] = query.upn
+    return known
+
+
+def _configured(matched: MatchedRecord, answers: Sequence[SourceAnswer]) -> bool:
+    """Whether `matched` comes from a source asked on every lookup (an identity source): only
+    their records give routes, since an agency's own may be years out of date."""
+    return any(
+        a.source == matched.source and AskedBecause.CONFIGURED in a.asked_because for a in answers
+    )
+
+
+def _identifier_for(
+    why: set[AskedBecause], held: frozenset[IdentifiedBy], known: Mapping[IdentifiedBy, str]
+) -> IdentifiedBy:
+    """Schools know pupils by UPN; everyone else by NHS number. An agency located under only one
+    of them is asked with that one."""
+    if len(held) == 1:
+        (only,) = held
+        return only
+    if AskedBecause.ROUTED_BY_SCHOOL in why and IdentifiedBy.UPN in known:
+        return IdentifiedBy.UPN
+    return IdentifiedBy.NHS_NUMBER if IdentifiedBy.NHS_NUMBER in known else IdentifiedBy.UPN
+
+
+def _query_by(query: LookupQuery, kind: IdentifiedBy, value: str) -> LookupQuery:
+    return LookupQuery(
+        purpose=query.purpose,
+        justification=query.justification,
+        nhs_number=value if kind is IdentifiedBy.NHS_NUMBER else None,
+        upn=value if kind is IdentifiedBy.UPN else None,
+    )
+
+
+def _reasons(why: set[AskedBecause]) -> tuple[AskedBecause, ...]:
+    return tuple(reason for reason in AskedBecause if reason in why)
+
+
+def _cancel(early: asyncio.Task[Located] | None) -> None:
+    if early is not None:
+        early.cancel()

@@ -1,0 +1,362 @@
+"""National routing end to end, on loopback: the two identity sources asked on every lookup, a
+shared server hosting agencies asked only when routed (two local authorities, two GP practices,
+two schools), the real locator on SQLite, and the gateway.
+
+Amelia moved from Manchester (E0800002) to Leeds (E0800001) and changed school: her old authority
+and her old school still hold records that only the locator can point to; her new authority,
+practice and school are where her identity records lead. Ben's registered practice holds no record
+of him yet: asking it is an ask in vain, and is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import REGISTRY
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from connectors.agencies import AgencyHoldings, agencies_app, hosted_agencies, locator_publication
+from connectors.locator import LOCATE_PATH, new_pseudonym_key, write_pseudonym_keys
+from connectors.protocol import (
+    Address,
+    Contact,
+    FieldId,
+    GpPractice,
+    Identifiers,
+    Indicators,
+    Involvement,
+    PersonName,
+    School,
+)
+from connectors.serving import BackgroundServer, bind_socket, free_port, socket_url
+from connectors.trust import JWKS_PATH
+from gateway.config import Asked, SourceConfig
+from gateway.demo import reference_source
+from locator.app import app_from_settings
+from locator.settings import Settings as LocatorSettings
+from tests.factories import health_record, school_record, social_care_record
+from tests.stack import Stack, reference_apps, running_gateway, serving
+
+AMELIA_NHS = "9434765919"
+AMELIA_UPN = "H801200001001"
+BEN_NHS = "9000000009"
+DISTRICTS = {"LS6": "E0800001", "M1": "E0800002"}
+
+LOOKUP = """
+query Lookup($identify: ChildIdentity!) {
+  child(identify: $identify, purpose: SAFEGUARDING_ENQUIRY) {
+    outcome complete
+    child {
+      address { postcode }
+      involvements { organisation practitioner { name } provenance { source } }
+    }
+    sources { source status failureCode recordsMatched askedWith askedBecause }
+    withheld { field reason }
+  }
+}
+"""
+
+SOCIAL_CARE = (
+    FieldId.NAME,
+    FieldId.DATE_OF_BIRTH,
+    FieldId.CARERS,
+    FieldId.INVOLVEMENTS,
+    FieldId.CHILD_PROTECTION_PLAN,
+    FieldId.CHILD_IN_NEED,
+)
+PRACTICE = (FieldId.NAME, FieldId.DATE_OF_BIRTH, FieldId.GP_PRACTICE, FieldId.INVOLVEMENTS)
+SCHOOL = (FieldId.NAME, FieldId.DATE_OF_BIRTH, FieldId.SCHOOL, FieldId.INVOLVEMENTS)
+KINDS = {"social_care": SOCIAL_CARE, "gp_practice": PRACTICE, "school": SCHOOL}
+
+
+def _involvement(organisation: str, name: str, role: str) -> Involvement:
+    return Involvement(
+        service=role,
+        organisation=organisation,
+        practitioner=Contact(name=name, role=role, phone="07700 900100"),
+    )
+
+
+def _identity_records() -> dict[str, list[Any]]:
+    amelia_health = health_record(
+        AMELIA_NHS,
+        address=Address(lines=["1 Test Street", "Leeds"], postcode="LS6 2AB"),
+        gp_practice=GpPractice(ods_code="Y00001", name="Leeds Surgery"),
+        involvements=None,
+    )
+    ben_health = health_record(
+        BEN_NHS,
+        record_id="H2",
+        name=PersonName(given="Ben", family="Stone"),
+        date_of_birth=date(2018, 6, 1),
+        address=Address(lines=["9 Other Road", "Leeds"], postcode="LS6 3CD"),
+        gp_practice=GpPractice(ods_code="Y00002", name="Other Surgery"),
+        involvements=None,
+    )
+    amelia_pupil = school_record(
+        AMELIA_NHS,
+        identifiers=Identifiers(nhs_number=AMELIA_NHS, upn=AMELIA_UPN),
+        name=PersonName(given="Amelia", family="Hart"),
+        school=School(urn="100001", name="Leeds Primary"),
+    )
+    return {"health": [amelia_health, ben_health], "education": [amelia_pupil]}
+
+
+def _agencies() -> list[AgencyHoldings]:
+    closed_case = social_care_record(
+        AMELIA_NHS,
+        record_id="MCR-1",
+        involvements=[_involvement("Manchester City Council", "Max Former", "social worker")],
+        indicators=Indicators(child_in_need=False),
+    )
+    open_case = social_care_record(
+        AMELIA_NHS,
+        involvements=[_involvement("Leeds City Council", "Sam Social", "social worker")],
+    )
+    patient = health_record(
+        AMELIA_NHS,
+        record_id="GP-1",
+        involvements=[_involvement("Leeds Surgery", "Dr Gee", "GP")],
+    )
+    pupil = school_record(
+        AMELIA_NHS,
+        identifiers=Identifiers(nhs_number=AMELIA_NHS, upn=AMELIA_UPN),
+        involvements=[_involvement("Leeds Primary", "Dee Lead", "designated safeguarding lead")],
+    )
+    former_pupil = school_record(  # a file kept by UPN alone: only the locator leads here
+        None,
+        record_id="OLD-1",
+        identifiers=Identifiers(upn=AMELIA_UPN),
+        involvements=[
+            _involvement("Manchester Primary", "Ola Dsl", "designated safeguarding lead")
+        ],
+    )
+    held = {
+        ("la_e0800001", "social_care"): [open_case],
+        ("la_e0800002", "social_care"): [closed_case],
+        ("gp_y00001", "gp_practice"): [patient],
+        ("gp_y00002", "gp_practice"): [],  # Ben has registered; his record has not arrived
+        ("school_100001", "school"): [pupil],
+        ("school_100002", "school"): [former_pupil],
+    }
+    return [
+        AgencyHoldings(name, kind, tuple(records), KINDS[kind])
+        for (name, kind), records in held.items()
+    ]
+
+
+ROUTES = {
+    "la_e0800001": ("la:E0800001",),
+    "la_e0800002": ("la:E0800002",),
+    "gp_y00001": ("ods:Y00001",),
+    "gp_y00002": ("ods:Y00002",),
+    "school_100001": ("urn:100001",),
+    "school_100002": ("urn:100002",),
+}
+
+
+class Recorded:
+    """An app, with the body of every request it received kept as it arrived."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self.requests: list[tuple[str, bytes]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        path = scope["path"]
+
+        async def recorded() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                self.requests.append((path, message.get("body", b"")))
+            return message
+
+        await self._app(scope, recorded, send)
+
+
+@contextlib.contextmanager
+def national(tmp: Path, *, locator_up: bool = True) -> Iterator[tuple[Stack, Recorded]]:
+    keys_file = tmp / "pseudonym-keys.json"
+    keys = [new_pseudonym_key("k1")]
+    write_pseudonym_keys(keys_file, keys)
+    gateway_sock = bind_socket("127.0.0.1", 0)
+    gateway_jwks = socket_url(gateway_sock) + JWKS_PATH
+    hosted = hosted_agencies(_agencies())
+    with contextlib.ExitStack() as stack:
+        shared = stack.enter_context(BackgroundServer(agencies_app(hosted, None))).url
+        agencies_file = tmp / "locator-agencies.json"
+        agencies_file.write_text(
+            json.dumps(
+                {
+                    "agencies": [
+                        {"name": a.name, "jwks_url": f"{shared}/{a.name}{JWKS_PATH}"}
+                        for a in hosted
+                    ]
+                }
+            )
+        )
+        locator = Recorded(
+            app_from_settings(
+                LocatorSettings(
+                    state_dir=tmp / "locator",
+                    agencies_file=agencies_file,
+                    gateway_jwks_urls=[gateway_jwks],
+                )
+            )
+        )
+        locator_url = stack.enter_context(BackgroundServer(locator)).url
+        publication = locator_publication(hosted, locator_url=locator_url, pseudonym_keys=keys)
+        asyncio.run(publication.round())
+        assert publication.status()["failing"] == 0
+        identity = stack.enter_context(serving(reference_apps(tmp, _identity_records())))
+        sources = [reference_source(name, url) for name, url in identity.items()]
+        sources += [
+            SourceConfig(
+                name=agency.name,
+                url=f"{shared}/{agency.name}",
+                provides=agency.provides,
+                kind=agency.kind,
+                asked=Asked.WHEN_ROUTED,
+                routes=ROUTES[agency.name],
+                shield_authority=agency.kind == "social_care",
+                answer_jwks_url=f"{shared}/{agency.name}{JWKS_PATH}",
+            )
+            for agency in _agencies()
+        ]
+        url = locator_url if locator_up else f"http://127.0.0.1:{free_port()}"
+        gateway = stack.enter_context(
+            running_gateway(
+                tmp,
+                sources,
+                gateway_sock,
+                locator_url=url,
+                pseudonym_keys_file=keys_file,
+                postcode_districts=DISTRICTS,
+            )
+        )
+        yield gateway, locator
+
+
+def _lookup(stack: Stack, identify: dict[str, Any]) -> dict[str, Any]:
+    response = stack.post(
+        {"query": LOOKUP, "variables": {"identify": identify}}, stack.token("social_worker")
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body
+    return body["data"]["child"]  # type: ignore[no-any-return]
+
+
+def _sources(child: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["source"]: s for s in child["sources"]}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Recorded]]:
+    with national(tmp_path_factory.mktemp("national")) as running:
+        yield running
+
+
+def test_a_child_who_moved_authority_is_found_through_the_locator(stack):
+    gateway, _ = stack
+    child = _lookup(gateway, {"nhsNumber": AMELIA_NHS})
+
+    sources = _sources(child)
+    assert child["outcome"] == "FOUND"
+    assert child["complete"] is True
+    assert sources["locator"]["status"] == "ANSWERED"
+    assert sources["la_e0800002"]["askedBecause"] == ["LOCATED"]
+    assert sources["la_e0800002"]["recordsMatched"] == 1
+    assert set(sources["la_e0800001"]["askedBecause"]) == {"LOCATED", "ROUTED_BY_ADDRESS"}
+    assert set(sources["gp_y00001"]["askedBecause"]) == {"LOCATED", "ROUTED_BY_GP"}
+    assert set(sources["school_100001"]["askedBecause"]) == {"LOCATED", "ROUTED_BY_SCHOOL"}
+    # The old school keeps its file under the UPN alone, and is asked with it.
+    assert sources["school_100002"]["askedWith"] == ["UPN"]
+    assert sources["school_100002"]["recordsMatched"] == 1
+    assert "gp_y00002" not in sources  # neither located nor routed: never asked
+    practitioners = {i["practitioner"]["name"] for i in child["child"]["involvements"]}
+    assert {"Max Former", "Sam Social", "Dr Gee", "Dee Lead", "Ola Dsl"} <= practitioners
+
+
+@pytest.mark.parametrize(
+    "identify",
+    [
+        {"upn": AMELIA_UPN},
+        {
+            "demographics": {
+                "givenName": "Amelia",
+                "familyName": "Hart",
+                "dateOfBirth": "2019-03-04",
+                "postcode": "LS6 2AB",
+            }
+        },
+    ],
+    ids=["upn", "demographics"],
+)
+def test_a_lookup_by_upn_or_demographics_reaches_the_same_agencies(stack, identify):
+    gateway, _ = stack
+    by_nhs = _sources(_lookup(gateway, {"nhsNumber": AMELIA_NHS}))
+    child = _lookup(gateway, identify)
+
+    sources = _sources(child)
+    assert child["outcome"] == "FOUND"
+    assert child["complete"] is True
+    matched = {name for name, s in sources.items() if s["recordsMatched"]}
+    assert matched == {name for name, s in by_nhs.items() if s["recordsMatched"]}
+    assert "la_e0800002" in matched
+
+
+def test_an_agency_asked_for_a_child_it_does_not_hold_is_counted(stack):
+    gateway, _ = stack
+    labels = {"kind": "gp_practice", "reason": "ROUTED_BY_GP", "outcome": "not_held"}
+    before = REGISTRY.get_sample_value("childlookup_routed_asks_total", labels) or 0.0
+
+    child = _lookup(gateway, {"nhsNumber": BEN_NHS})
+
+    sources = _sources(child)
+    assert sources["gp_y00002"]["status"] == "NO_RECORD"
+    assert sources["gp_y00002"]["askedBecause"] == ["ROUTED_BY_GP"]
+    assert sources["locator"]["status"] == "NO_RECORD"  # nobody published Ben
+    assert REGISTRY.get_sample_value("childlookup_routed_asks_total", labels) == before + 1
+
+
+def test_the_locator_is_asked_with_pseudonyms_only(stack):
+    gateway, locator = stack
+    _lookup(gateway, {"upn": AMELIA_UPN})
+
+    asked = [body for path, body in locator.requests if path == LOCATE_PATH]
+    assert asked
+    for body in asked:
+        text = body.decode()
+        for personal in (AMELIA_NHS, AMELIA_UPN, "Amelia", "Hart", "2019-03-04", "LS6"):
+            assert personal.lower() not in text.lower()
+        request = json.loads(text)
+        assert set(request) == {"protocol_version", "request_id", "pseudonyms"}
+        assert all(re.fullmatch(r"[A-Za-z0-9_-]{43}", p["value"]) for p in request["pseudonyms"])
+
+
+def test_a_down_locator_makes_the_answer_incomplete(tmp_path):
+    with national(tmp_path, locator_up=False) as (gateway, _):
+        child = _lookup(gateway, {"nhsNumber": AMELIA_NHS})
+
+    sources = _sources(child)
+    assert sources["locator"]["status"] == "FAILED"
+    assert sources["locator"]["failureCode"] == "CONNECTION_FAILED"
+    assert child["complete"] is False
+    # The routes still lead to the authority of her home, not to the one she left.
+    assert sources["la_e0800001"]["askedBecause"] == ["ROUTED_BY_ADDRESS"]
+    assert "la_e0800002" not in sources
+    # A local authority only the locator knows of may shield her: where she lives is withheld.
+    assert child["child"]["address"] is None
+    assert any(w["field"] == "address" for w in child["withheld"])
