@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from opentelemetry import trace
-from pydantic import ValidationError
 
 from connectors.protocol import (
     LOOKUP_PATH,
@@ -34,11 +33,12 @@ from connectors.protocol import (
     LookupRequest,
     LookupResponse,
 )
-from connectors.trust import SIGNATURE_HEADER, TrustError
+from connectors.trust import TrustError
 from gateway import metrics, tracing
 from gateway.breakers import CIRCUIT_OPEN, Admission, Breakers
 from gateway.cache import AnswerCache
 from gateway.config import Asked, SourceConfig
+from gateway.exchange import Malformed, parsed, post_capped
 from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.source_health import SourceHealth
 from gateway.types import AskedBecause, LookupContext, Plan, SourceAnswer, SourceStatus
@@ -67,10 +67,6 @@ RETRY_PAUSE_S = 0.05
 """Wait before trying a refused connection again."""
 RETRY_MIN_S = 0.2
 """Time that must be left, after the pause, for the second try to be worth making."""
-
-
-class _Malformed(Exception):
-    """The source answered, but not in protocol v1."""
 
 
 class FanOut:
@@ -194,7 +190,7 @@ class FanOut:
             return _answer(source, SourceStatus.TIMED_OUT, started, "TIMEOUT")
         except httpx.HTTPError:
             return _answer(source, SourceStatus.FAILED, started, "CONNECTION_FAILED")
-        except _Malformed:
+        except Malformed:
             return _answer(source, SourceStatus.FAILED, started, "MALFORMED_RESPONSE")
         except TrustError:
             return _answer(source, SourceStatus.FAILED, started, "ANSWER_NOT_TRUSTED")
@@ -231,27 +227,12 @@ class FanOut:
         if self._signer is not None:
             headers["authorization"] = self._signer.authorization(source.name, body)
         tracing.inject(headers)
-        async with self._client.stream("POST", url, content=body, headers=headers) as response:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raise _Malformed("answer too large")
-                chunks.append(chunk)
-            status_code = response.status_code
-            signature = response.headers.get(SIGNATURE_HEADER)
-        trace.get_current_span().set_attribute("http.response.status_code", status_code)
-        payload = b"".join(chunks)
+        reply = await post_capped(self._client, url, body, headers, MAX_ANSWER_BYTES)
+        trace.get_current_span().set_attribute("http.response.status_code", reply.status_code)
         verifier = self._answer_verifiers.get(source.name)
         if verifier is not None:
-            await verifier.verify(signature, payload, source=source.name)
-        try:
-            if status_code == 200:
-                return LookupResponse.model_validate_json(payload)
-            return ErrorResponse.model_validate_json(payload)
-        except ValidationError as exc:
-            raise _Malformed(str(status_code)) from exc
+            await verifier.verify(reply.signature, reply.payload, source=source.name)
+        return parsed(reply, LookupResponse)
 
 
 def _refused(error: BaseException) -> bool:

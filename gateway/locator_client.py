@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
+
 from connectors.locator import (
     LOCATE_PATH,
     LocateRequest,
@@ -24,11 +25,10 @@ from connectors.locator import (
     PseudonymRef,
     pseudonym,
 )
-from pydantic import ValidationError
-
 from connectors.protocol import ErrorResponse
-from connectors.trust import SIGNATURE_HEADER, TrustError
+from connectors.trust import TrustError
 from gateway import tracing
+from gateway.exchange import Malformed, parsed, post_capped
 from gateway.plan import LOCATOR_SOURCE
 from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.types import AskedBecause, IdentifiedBy, LookupContext, SourceAnswer, SourceStatus
@@ -73,10 +73,6 @@ class Located:
             ),
             asked=self.asked | other.asked,
         )
-
-
-class _Malformed(Exception):
-    """The locator answered, but not in protocol v1."""
 
 
 class LocatorClient:
@@ -129,7 +125,7 @@ class LocatorClient:
             return _failed(SourceStatus.TIMED_OUT, "TIMEOUT", started, asked)
         except httpx.HTTPError:
             return _failed(SourceStatus.FAILED, "CONNECTION_FAILED", started, asked)
-        except _Malformed:
+        except Malformed:
             return _failed(SourceStatus.FAILED, "MALFORMED_RESPONSE", started, asked)
         except TrustError:
             return _failed(SourceStatus.FAILED, "ANSWER_NOT_TRUSTED", started, asked)
@@ -164,24 +160,9 @@ class LocatorClient:
             "authorization": self._signer.authorization(self._locator_id, body),
         }
         tracing.inject(headers)
-        async with self._client.stream("POST", self._url, content=body, headers=headers) as reply:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in reply.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    raise _Malformed("answer too large")
-                chunks.append(chunk)
-            status_code = reply.status_code
-            signature = reply.headers.get(SIGNATURE_HEADER)
-        payload = b"".join(chunks)
-        await self._verifier.verify(signature, payload, source=self._locator_id)
-        try:
-            if status_code == 200:
-                return LocateResponse.model_validate_json(payload)
-            return ErrorResponse.model_validate_json(payload)
-        except ValidationError as exc:
-            raise _Malformed(str(status_code)) from exc
+        reply = await post_capped(self._client, self._url, body, headers, MAX_ANSWER_BYTES)
+        await self._verifier.verify(reply.signature, reply.payload, source=self._locator_id)
+        return parsed(reply, LocateResponse)
 
 
 _CONFIGURED = (AskedBecause.CONFIGURED,)

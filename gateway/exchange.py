@@ -1,0 +1,62 @@
+"""One request to a federated party (a connector, the locator) and its answer, read the same way.
+
+The answer is read with a size cap, so a misbehaving party cannot make the gateway buffer without
+bound, and is parsed strictly only after its signature has been checked by the caller: a body that
+was not signed by the party it claims to come from is never data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from connectors.protocol import ErrorResponse
+from connectors.trust import SIGNATURE_HEADER
+
+_AnswerT = TypeVar("_AnswerT", bound=BaseModel)
+
+
+class Malformed(Exception):
+    """The party answered, but not in its protocol (or far too much)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status_code: int
+    payload: bytes
+    signature: str | None
+
+
+async def post_capped(
+    client: httpx.AsyncClient,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    max_bytes: int,
+) -> Reply:
+    """POST `body`; the answer, unparsed, with its signature header. Raises Malformed past
+    `max_bytes`, httpx errors as they come."""
+    async with client.stream("POST", url, content=body, headers=dict(headers)) as response:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise Malformed("answer too large")
+            chunks.append(chunk)
+        return Reply(response.status_code, b"".join(chunks), response.headers.get(SIGNATURE_HEADER))
+
+
+def parsed(reply: Reply, answer: type[_AnswerT]) -> _AnswerT | ErrorResponse:
+    """A 200's body as `answer`, any other status's as the protocol's ErrorResponse; Malformed if
+    it is neither."""
+    try:
+        if reply.status_code == 200:
+            return answer.model_validate_json(reply.payload)
+        return ErrorResponse.model_validate_json(reply.payload)
+    except ValidationError as exc:
+        raise Malformed(str(reply.status_code)) from exc
