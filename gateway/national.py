@@ -449,14 +449,16 @@ def _banner(stack: NationalStack) -> str:
 
 def _examples(directory: Path) -> dict[str, str]:
     """A few children worth looking up, from the population's ground truth: one who moved local
-    authority, one who moved school, and one known to several agencies."""
+    authority and whose old authority still holds a record (reachable only through the locator),
+    one who moved school, and one known to several agencies."""
     chosen: dict[str, str] = {}
     with (directory / "truth.jsonl").open(encoding="utf-8") as lines:
         for line in lines:
             child = json.loads(line)
             chosen.setdefault("any child", child["nhs_number"])
-            if child["moved_authority"]:
-                chosen.setdefault("moved local authority", child["nhs_number"])
+            authorities = sum(holder.startswith("la_") for holder in child["holders"])
+            if child["moved_authority"] and authorities >= 2:  # the old one kept its case
+                chosen.setdefault("moved authority (via the locator)", child["nhs_number"])
             if child["moved_school"]:
                 chosen.setdefault("moved school", child["nhs_number"])
             if len(child["holders"]) >= 4:
