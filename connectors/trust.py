@@ -19,16 +19,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import heapq
 import hmac
 import json
 import os
+import ssl
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Final, Protocol
 
+import certifi
 import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -173,10 +176,22 @@ class PublishedKeys:
     a key not yet seen (rotation) - at most once per `min_refresh_s`, so forged key ids cannot make
     us hammer the publisher."""
 
-    def __init__(self, url: str, *, min_refresh_s: float = 30.0, timeout_s: float = 3.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_refresh_s: float = 30.0,
+        timeout_s: float = 3.0,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        """`client`, when given, is what the keys are fetched with (one client for the thousands
+        of publishers a locator or a national gateway checks); else a short-lived one each time,
+        on a TLS context made once per process - making one costs ~100 ms of CPU, which thousands
+        of first fetches would spend blocking the event loop."""
         self._url = url
         self._min_refresh = min_refresh_s
         self._timeout = timeout_s
+        self._client = client
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
         self._lock = asyncio.Lock()
@@ -198,13 +213,22 @@ class PublishedKeys:
     async def _fetch(self) -> None:
         self._fetched_at = time.monotonic()
         try:
-            async with httpx.AsyncClient(timeout=self._timeout) as client:
-                response = await client.get(self._url)
-                response.raise_for_status()
-                keys = jwt.PyJWKSet.from_dict(response.json()).keys
+            if self._client is not None:
+                response = await self._client.get(self._url, timeout=self._timeout)
+            else:
+                async with httpx.AsyncClient(timeout=self._timeout, verify=_tls()) as client:
+                    response = await client.get(self._url)
+            response.raise_for_status()
+            keys = jwt.PyJWKSet.from_dict(response.json()).keys
         except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
             raise KeysUnavailable("The signer's published keys could not be fetched.") from exc
         self._keys = {k.key_id: k.key for k in keys if k.key_id}
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """The TLS context published keys are fetched over: the public CAs httpx trusts by default."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def signed_token(

@@ -205,6 +205,7 @@ def create_locator_app(
         try:
             yield
         finally:
+            await publishers.aclose()
             await store.close()
 
     post = ["POST"]
