@@ -194,24 +194,32 @@ class PublishedKeys:
         self._client = client
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
-        self._lock = asyncio.Lock()
+        self._fetching: asyncio.Future[None] | None = None
 
     async def key(self, kid: str | None) -> Any:
+        """The key `kid` names. A fetch runs to its end even if the caller that started it gives
+        up (a lookup's deadline): cancelled half way, it would leave no keys and forbid another
+        fetch for `min_refresh_s`, failing every answer from this signer meanwhile."""
         if kid is None:
             raise UnknownKey("The signature does not say which key made it.")
         if kid not in self._keys:
-            async with self._lock:
-                if (
-                    kid not in self._keys
-                    and time.monotonic() - self._fetched_at >= self._min_refresh
-                ):
-                    await self._fetch()
+            due = time.monotonic() - self._fetched_at >= self._min_refresh
+            if self._fetching is None and due:
+                self._fetched_at = time.monotonic()
+                self._fetching = asyncio.ensure_future(self._fetch())
+                self._fetching.add_done_callback(self._fetched)
+            if self._fetching is not None:
+                await asyncio.shield(self._fetching)
         if kid not in self._keys:
             raise UnknownKey("The signature was made with a key the signer does not publish.")
         return self._keys[kid]
 
+    def _fetched(self, fetch: asyncio.Future[None]) -> None:
+        self._fetching = None
+        if not fetch.cancelled():
+            fetch.exception()  # retrieved here when every caller gave up waiting
+
     async def _fetch(self) -> None:
-        self._fetched_at = time.monotonic()
         try:
             if self._client is not None:
                 response = await self._client.get(self._url, timeout=self._timeout)
