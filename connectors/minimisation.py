@@ -33,8 +33,10 @@ _RECORD_ATTRIBUTES: Final = tuple(ConnectorRecord.model_fields)
 def minimise(record: ConnectorRecord, fields: Collection[FieldId]) -> ConnectorRecord:
     """Keep only what was requested: identifiers, flags, record_id and as_of, plus `fields`.
 
-    Sensitive involvements lose their provider (service, organisation, practitioner) unless
-    `sensitive_service_details` is requested, leaving the broker as the way to make contact.
+    Sensitive involvements lose their provider (service, organisation, practitioner) and their
+    dates (since, until) unless `sensitive_service_details` is requested, leaving the broker as
+    the way to make contact: when a sexual-health or mental-health service began says something
+    about the child too.
     """
     wanted = frozenset(fields)
     if _holds_only(record, wanted):
@@ -89,8 +91,6 @@ def _minimise_involvement(involvement: Involvement, show_provider: bool) -> Invo
     return Involvement(
         service=None,
         lead=involvement.lead,
-        since=involvement.since,
-        until=involvement.until,
         sensitive=True,
         broker=involvement.broker,
     )

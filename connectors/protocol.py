@@ -178,8 +178,9 @@ class Carer(_Model):
 
 
 class Involvement(_Model):
-    """Someone working with the child. For a sensitive service, the provider fields are left out
-    unless `sensitive_service_details` was requested, and `broker` says who brokers contact."""
+    """Someone working with the child. For a sensitive service, the provider fields and the dates
+    are left out unless `sensitive_service_details` was requested, and `broker` says who brokers
+    contact."""
 
     service: str | None
     organisation: str | None = None

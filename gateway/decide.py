@@ -57,7 +57,7 @@ def present_fields(record: ConnectorRecord) -> frozenset[FieldId]:
         present.add(FieldId.NHS_NUMBER)
     if record.involvements:
         present.add(FieldId.INVOLVEMENTS)
-        if any(_has_provider_details(i) for i in record.involvements if i.sensitive):
+        if any(_has_sensitive_details(i) for i in record.involvements if i.sensitive):
             present.add(FieldId.SENSITIVE_SERVICE_DETAILS)
     if record.indicators is not None:
         present.update(
@@ -66,11 +66,15 @@ def present_fields(record: ConnectorRecord) -> frozenset[FieldId]:
     return frozenset(present)
 
 
-def _has_provider_details(involvement: Involvement) -> bool:
+def _has_sensitive_details(involvement: Involvement) -> bool:
+    """Whether an involvement holds what `sensitive_service_details` covers for a sensitive
+    service: its provider, or when it began or ended."""
     return not (
         involvement.service is None
         and involvement.organisation is None
         and involvement.practitioner is None
+        and involvement.since is None
+        and involvement.until is None
     )
 
 
@@ -172,8 +176,8 @@ def _owner_notices(
 
 
 def _has_brokered_involvement(record: ConnectorRecord) -> bool:
-    """A sensitive involvement whose provider the connector left out: the details exist, unseen."""
-    return any(i.sensitive and not _has_provider_details(i) for i in record.involvements or ())
+    """A sensitive involvement whose details the connector left out: they exist, unseen."""
+    return any(i.sensitive and not _has_sensitive_details(i) for i in record.involvements or ())
 
 
 def _cut(record: ConnectorRecord, released: frozenset[FieldId]) -> ConnectorRecord:

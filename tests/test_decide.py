@@ -6,6 +6,8 @@ scripted engine stands in for the policy, not for anything of the gateway's).
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from connectors.protocol import FieldId, RecordFlags
@@ -120,6 +122,34 @@ async def test_sensitive_service_details_are_withheld_even_when_the_connector_le
         assert _withheld(release, "health")[FieldId.SENSITIVE_SERVICE_DETAILS] == (
             "SENSITIVE_SERVICE"
         )
+
+
+@pytest.mark.anyio
+async def test_a_sensitive_involvements_start_date_is_withheld_with_its_details():
+    # As a connector that drops the provider but not the dates would send it.
+    dated = [
+        i.model_copy(
+            update={
+                "service": None,
+                "organisation": None,
+                "practitioner": None,
+                "since": date(2025, 1, 6),
+            }
+        )
+        if i.sensitive
+        else i.model_copy(update={"since": date(2024, 3, 1)})
+        for i in health_record().involvements or []
+    ]
+    health = matched(health_record(involvements=dated), "health")
+
+    release = await _decide("social_worker", Purpose.SAFEGUARDING_ENQUIRY, _matching(health))
+
+    involvements = release.records[0].record.involvements or []
+    assert [(i.sensitive, i.since) for i in involvements] == [
+        (False, date(2024, 3, 1)),
+        (True, None),
+    ]
+    assert _withheld(release, "health")[FieldId.SENSITIVE_SERVICE_DETAILS] == ("SENSITIVE_SERVICE")
 
 
 @pytest.mark.anyio

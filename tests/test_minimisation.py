@@ -96,15 +96,10 @@ def test_sensitive_service_details_alone_do_not_release_involvements():
 def test_sensitive_involvement_keeps_only_the_broker_route_unless_details_requested():
     minimised = minimise(FULL_RECORD, [FieldId.INVOLVEMENTS])
 
+    # Its dates go with the provider: when a sexual-health service began is about the child too.
     assert minimised.involvements == [
         HEALTH_VISITING,
-        Involvement(
-            service=None,
-            since=date(2025, 1, 6),
-            until=date(2025, 6, 30),
-            sensitive=True,
-            broker=SEXUAL_HEALTH.broker,
-        ),
+        Involvement(service=None, sensitive=True, broker=SEXUAL_HEALTH.broker),
     ]
 
 
@@ -134,6 +129,20 @@ def test_a_record_holding_only_what_was_requested_still_loses_a_sensitive_provid
     assert minimised.involvements[1].service is None
     assert minimised.involvements[1].practitioner is None
     assert minimised.involvements[1].broker == SEXUAL_HEALTH.broker
+
+
+def test_a_sensitive_involvement_already_without_its_provider_still_loses_its_dates():
+    dated = Involvement(service=None, since=date(2025, 1, 6), sensitive=True, broker=None)
+    record = ConnectorRecord(
+        record_id="H-3",
+        identifiers=FULL_RECORD.identifiers,
+        involvements=[dated],
+        as_of=FULL_RECORD.as_of,
+    )
+
+    minimised = minimise(record, [FieldId.INVOLVEMENTS])
+
+    assert minimised.involvements == [Involvement(service=None, sensitive=True)]
 
 
 def test_a_record_holding_only_requested_fields_still_loses_unrequested_indicators():
