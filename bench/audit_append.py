@@ -26,12 +26,14 @@ from functools import partial
 from pathlib import Path
 
 import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.report import write_report
 from gateway.audit import (
     Access,
     AuditRecord,
     AuditStore,
+    CheckpointKeys,
     PostgresAuditStore,
     SqliteAuditStore,
     upgrade_schema,
@@ -41,7 +43,7 @@ from gateway.audit import (
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-KEY = b"k" * 32
+KEY = CheckpointKeys.signing_with(Ed25519PrivateKey.from_private_bytes(b"k" * 32))
 
 
 @dataclass(frozen=True)

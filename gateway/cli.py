@@ -496,7 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
     aquery.set_defaults(run=_audit_query)
     aalerts = audit_commands.add_parser(
         "alerts",
-        help="the privacy officers' feed of break-glass overrides: who, when, why (names no child)",
+        help=(
+            "the privacy officers' feed of break-glass overrides and refused attempts: who, when,"
+            " why (names no child)"
+        ),
     )
     aalerts.add_argument("--since", type=_timestamp, help="ISO 8601 date or time")
     aalerts.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")

@@ -263,6 +263,15 @@ class Settings(BaseSettings):
     """Prefix of every Redis key the gateway writes."""
     audit_key: str | None = Field(default=None, min_length=32)
     audit_synchronous: str = Field(default="FULL", pattern=r"^(FULL|NORMAL)$")
+    audit_checkpoint_key_file: Path | None = None
+    """The Ed25519 private key (PEM) the gateway signs audit checkpoints with
+    (gateway.audit.checkpoints): keep it where those who can reach the audit database cannot, never
+    in the SQLite log's directory. Required in production; in dev, one is generated in the state
+    dir's `keys/` folder, its public key beside it."""
+    audit_checkpoint_public_keys_file: Path | None = None
+    """The Ed25519 public keys (PEM, one after another) checkpoints may be signed with: the
+    current key and every key used before a rotation. `audit verify` needs only this file. Unset,
+    the `.pub.pem` beside the private key file (or that key's own public key)."""
     token_public_key_file: Path | None = None
     jwks_url: str | None = None
     token_algorithms: tuple[str, ...] = ("ES256", "RS256", "PS256")
@@ -388,7 +397,12 @@ class Settings(BaseSettings):
         if self.mode is Mode.PRODUCTION:
             missing = [
                 name
-                for name in ("audit_key", "sources_file", "request_signing_key_file")
+                for name in (
+                    "audit_key",
+                    "sources_file",
+                    "request_signing_key_file",
+                    "audit_checkpoint_key_file",
+                )
                 if getattr(self, name) is None
             ]
             if self.jwks_url is None and self.token_public_key_file is None:
@@ -400,6 +414,20 @@ class Settings(BaseSettings):
                 raise ValueError(
                     "production mode does not accept dev tokens: set CHILDLOOKUP_ISSUER"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _checkpoint_key_apart_from_the_log(self) -> Settings:
+        key = self.audit_checkpoint_key_file
+        if (
+            key is not None
+            and self.database_url is None
+            and key.resolve().parent == self.resolved_audit_db().resolve().parent
+        ):
+            raise ValueError(
+                "CHILDLOOKUP_AUDIT_CHECKPOINT_KEY_FILE must not be in the audit log's"
+                " directory: whoever can edit the log could then re-sign it"
+            )
         return self
 
     @model_validator(mode="after")
@@ -422,6 +450,9 @@ class Settings(BaseSettings):
 
     def resolved_audit_db(self) -> Path:
         return self.audit_db or self.state_dir / "audit.sqlite3"
+
+    def resolved_checkpoint_key_file(self) -> Path:
+        return self.audit_checkpoint_key_file or self.state_dir / "keys" / "audit-checkpoint.pem"
 
     def resolved_decision_log(self) -> str:
         """Where decisions are logged: off, stdout, or a file (by default in the state dir)."""

@@ -10,7 +10,9 @@ Merging the wrong child is worse than missing one, so every rule here errs towar
   identifier with a linked record is the same child and is linked by that identifier; one whose
   identifier contradicts it never is. The linked records must then agree with each other: two
   strong candidates in one source, two different NHS numbers, or a linked record the model rejects
-  as the same person as the strongest one make the lookup AMBIGUOUS, and nothing is merged.
+  as the same person as the strongest one make the lookup AMBIGUOUS, and nothing is merged: the
+  result says which of these it was, and per source how many records were strong enough to link
+  and how (`Ambiguity`), and those sources are reported as having answered.
 - Twins agree on everything but the given name, so a given name that is not the same name is
   weighed two ways. When some source holds two children of one family born on the same day near
   the query - twins in view - it is the other twin, and vetoes the link. When no source does, it
@@ -21,7 +23,7 @@ Merging the wrong child is worse than missing one, so every rule here errs towar
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
 
@@ -38,6 +40,8 @@ from gateway.linkage import (
     Score,
 )
 from gateway.types import (
+    Ambiguity,
+    AmbiguityReason,
     IdentifiedBy,
     LookupQuery,
     MatchedRecord,
@@ -67,8 +71,13 @@ class MatchResult:
     matched: tuple[MatchedRecord, ...]
     unmatched: dict[str, int]
     possible: dict[str, int]
-    ambiguous: bool = False
+    ambiguity: Ambiguity | None = None
+    """Why the linked records cannot all be one child; None when they can."""
     flagged: bool = False
+
+    @property
+    def ambiguous(self) -> bool:
+        return self.ambiguity is not None
 
 
 @dataclass(frozen=True)
@@ -158,14 +167,15 @@ def _by_demographics(
     linked_keys = {c.key for c in linked}
     possible = [c for c in candidates if c.band is Band.POSSIBLE and c.key not in linked_keys]
     flagged = any(c.record.flags.shielded or c.record.flags.restricted for c in linked + possible)
-    ambiguous = _ambiguous(linked, model)
-    matched = () if ambiguous else tuple(_matched(c) for c in linked)
+    ambiguity = _ambiguity(linked, model)
+    matched = () if ambiguity else tuple(_matched(c) for c in linked)
+    holding = {c.source for c in linked} if ambiguity else {m.source for m in matched}
     return MatchResult(
-        answers=tuple(_as_candidates_answered(a, matched) for a in answers),
+        answers=tuple(_as_candidates_answered(a, holding) for a in answers),
         matched=matched,
         unmatched={},
         possible=dict(Counter(c.source for c in possible)),
-        ambiguous=ambiguous,
+        ambiguity=ambiguity,
         flagged=flagged,
     )
 
@@ -360,18 +370,33 @@ def _linked_by_identifier(
     return promoted
 
 
-def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> bool:
-    """True when the linked records cannot all be one child."""
+def _ambiguity(linked: Sequence[_Candidate], model: LinkageModel) -> Ambiguity | None:
+    """Why the linked records cannot all be one child, with how many each source holds and how
+    each was linked; None when they can be."""
+    reason = _ambiguous(linked, model)
+    if reason is None:
+        return None
+    return Ambiguity.of(reason, ((c.source, c.method) for c in linked))
+
+
+_DIFFERING = {
+    "nhs_number": AmbiguityReason.NHS_NUMBERS_DIFFER,
+    "upn": AmbiguityReason.UPNS_DIFFER,
+}
+
+
+def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> AmbiguityReason | None:
+    """Why the linked records cannot all be one child, or None when they can be."""
     for kind in _IDENTIFIER_KINDS:
         if len({getattr(c.record.identifiers, kind) for c in linked} - {None}) > 1:
-            return True
+            return _DIFFERING[kind]
     by_source: defaultdict[str, list[_Candidate]] = defaultdict(list)
     for c in linked:
         by_source[c.source].append(c)
     for same_source in by_source.values():
         # Two records in one source are one child only if an identifier says so (a duplicate).
         if len(same_source) > 1 and not _share_identifier(same_source):
-            return True
+            return AmbiguityReason.SEVERAL_IN_ONE_SOURCE
     # Every other linked record must be compatible with the strongest one. Copies are compared
     # with that anchor, not with each other: "Bella" and "Izzy" are both Isabella, but not each
     # other's nickname, while "Alexander" and "Alexandra" both fit "Alex" and never each other.
@@ -379,15 +404,16 @@ def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> bool:
     # twins' weights); a copy linked despite its given name is weighed as it was linked.
     scored = [c for c in linked if c.method is MatchMethod.DEMOGRAPHICS]
     if not scored:
-        return False
+        return None
     anchor = max(scored, key=lambda c: c.weight)
-    return any(
+    disagree = any(
         c.source != anchor.source
         and not _share_identifier((anchor, c))
         and model.score(anchor.person, c.person, twins=c.twins or c.given not in TWIN_LEVELS).band
         is Band.REJECTED
         for c in scored
     )
+    return AmbiguityReason.RECORDS_DISAGREE if disagree else None
 
 
 def _share_identifier(candidates: Sequence[_Candidate]) -> bool:
@@ -416,13 +442,11 @@ def _matched(c: _Candidate) -> MatchedRecord:
     )
 
 
-def _as_candidates_answered(answer: SourceAnswer, matched: Sequence[MatchedRecord]) -> SourceAnswer:
-    """A demographic search reports a source as holding a record only when one was linked:
-    candidates that did not match are other children, and saying a source returned some would
-    describe them."""
-    if answer.status is not SourceStatus.ANSWERED:
-        return answer
-    if any(m.source == answer.source for m in matched):
+def _as_candidates_answered(answer: SourceAnswer, holding: Collection[str]) -> SourceAnswer:
+    """A demographic search reports a source as holding a record only when one was linked, or
+    was strong enough to link when the lookup is ambiguous (`holding`): candidates that did not
+    match are other children, and saying a source returned some would describe them."""
+    if answer.status is not SourceStatus.ANSWERED or answer.source in holding:
         return answer
     return replace(answer, status=SourceStatus.NO_RECORD)
 

@@ -159,8 +159,17 @@ class LookupPipeline:
             possible=matching.possible,
             child=merge(release.records, self._authority, plan.kinds),
             withheld=release.withheld,
+            ambiguity=matching.ambiguity,
         )
-        await self._audit.commit(lookup, plan, result, release, hidden=hidden, asked=both.answers)
+        await self._audit.commit(
+            lookup,
+            plan,
+            result,
+            release,
+            hidden=hidden,
+            asked=both.answers,
+            ambiguity=both.ambiguity,
+        )
         return result
 
     @tracing.stage("admit")

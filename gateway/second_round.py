@@ -39,6 +39,8 @@ from gateway.linkage import LinkageModel
 from gateway.match import RECORD_MISMATCH, MatchResult, match_records
 from gateway.shield_safe import shield_safe
 from gateway.types import (
+    Ambiguity,
+    AmbiguityReason,
     IdentifiedBy,
     LookupContext,
     LookupQuery,
@@ -164,10 +166,12 @@ def combined(query: LookupQuery, first: MatchResult, second: MatchResult) -> Mat
     added = [m for m in second.matched if m.source not in mismatched and m.key not in seen]
     matched = [m for m in first.matched if m.source not in mismatched] + added
     by_demographics = query.identified_by is IdentifiedBy.DEMOGRAPHICS
-    ambiguous = by_demographics and _two_children_in_one_source(matched)
-    if ambiguous:
+    ambiguity = _two_children(matched) if by_demographics else None
+    if ambiguity is not None:
         matched = []
     linked = Counter(m.source for m in matched)
+    if ambiguity is not None:
+        linked.update(r.source for r in ambiguity.records)
     unmatched: dict[str, int] = {}
     if not by_demographics:  # by demographics, unlinked records are other children: not counted
         for counts in (first.unmatched, second.unmatched):
@@ -188,7 +192,7 @@ def combined(query: LookupQuery, first: MatchResult, second: MatchResult) -> Mat
         matched=tuple(matched),
         unmatched=unmatched,
         possible=dict(first.possible),
-        ambiguous=ambiguous,
+        ambiguity=ambiguity,
         flagged=first.flagged
         or any(m.record.flags.shielded or m.record.flags.restricted for m in added),
     )
@@ -245,8 +249,9 @@ def _contradicting(answer: SourceAnswer, known: Mapping[str, str]) -> SourceAnsw
     return answer
 
 
-def _two_children_in_one_source(matched: Sequence[MatchedRecord]) -> bool:
-    """True when a source has linked records that no identifier says are one child (a duplicate)."""
+def _two_children(matched: Sequence[MatchedRecord]) -> Ambiguity | None:
+    """Ambiguous when a source has linked records that no identifier says are one child (a
+    duplicate): with how many records each source linked, and how."""
     by_source: defaultdict[str, list[MatchedRecord]] = defaultdict(list)
     for m in matched:
         by_source[m.source].append(m)
@@ -257,8 +262,10 @@ def _two_children_in_one_source(matched: Sequence[MatchedRecord]) -> bool:
         for m in records[1:]:
             common &= set(_identifiers(m.record))
         if not common:
-            return True
-    return False
+            return Ambiguity.of(
+                AmbiguityReason.SEVERAL_IN_ONE_SOURCE, ((m.source, m.method) for m in matched)
+            )
+    return None
 
 
 def _identifiers(record: ConnectorRecord) -> Iterator[tuple[str, str]]:

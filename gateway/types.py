@@ -6,7 +6,8 @@ can never reach back and change what an earlier stage decided.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -196,6 +197,46 @@ class MatchMethod(StrEnum):
     DEMOGRAPHICS = "DEMOGRAPHICS"
 
 
+class AmbiguityReason(StrEnum):
+    """Why the records strong enough to link cannot all be one child (gateway.match)."""
+
+    NHS_NUMBERS_DIFFER = "NHS_NUMBERS_DIFFER"
+    """Linked records carry different NHS numbers."""
+    UPNS_DIFFER = "UPNS_DIFFER"
+    """Linked records carry different UPNs."""
+    SEVERAL_IN_ONE_SOURCE = "SEVERAL_IN_ONE_SOURCE"
+    """One source holds more than one linked record, and no identifier says they are one child."""
+    RECORDS_DISAGREE = "RECORDS_DISAGREE"
+    """A linked record is, by the linkage model, not the same person as the strongest one."""
+
+
+@dataclass(frozen=True)
+class AmbiguousRecords:
+    """How many records of one source, linked one way, took part in an ambiguity."""
+
+    source: str
+    method: MatchMethod
+    count: int
+
+
+@dataclass(frozen=True)
+class Ambiguity:
+    """What made a lookup AMBIGUOUS, in counts and methods only: the reason, and per source how
+    many records were strong enough to link and how - never what they hold."""
+
+    reason: AmbiguityReason
+    records: tuple[AmbiguousRecords, ...]
+
+    @classmethod
+    def of(cls, reason: AmbiguityReason, linked: Iterable[tuple[str, MatchMethod]]) -> Ambiguity:
+        """The ambiguity of records linked as `linked` says: (source, method) per record."""
+        counts = Counter(linked)
+        return cls(reason, tuple(AmbiguousRecords(s, m, n) for (s, m), n in counts.items()))
+
+    def count(self, source: str) -> int:
+        return sum(r.count for r in self.records if r.source == source)
+
+
 @dataclass(frozen=True)
 class MatchedRecord:
     """A record accepted as being about the child, with how it was matched.
@@ -347,6 +388,8 @@ class LookupResult:
     possible: Mapping[str, int] | None = None
     child: MergedChild | None = None
     withheld: tuple[Withheld, ...] = ()
+    ambiguity: Ambiguity | None = None
+    """What made the lookup AMBIGUOUS; None for any other outcome."""
 
     @property
     def complete(self) -> bool:

@@ -11,7 +11,7 @@ import strawberry
 from connectors.protocol import Contact, Involvement
 from gateway.audit import OwnerHistory
 from gateway.policy import DenialCode, WithholdingReason
-from gateway.types import LookupResult, MergedChild, Sourced
+from gateway.types import Ambiguity, LookupResult, MergedChild, Sourced
 from resolvers import types as gql
 
 
@@ -19,6 +19,7 @@ def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
     matched = Counter(m.source for m in result.matched)
     unmatched = result.unmatched or {}
     possible = result.possible or {}
+    ambiguity = result.ambiguity
     return gql.ChildLookup(
         outcome=result.outcome,
         complete=result.complete,
@@ -45,6 +46,7 @@ def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
                 records_matched=matched[a.source],
                 records_unmatched=unmatched.get(a.source, 0),
                 records_possible=possible.get(a.source, 0),
+                records_ambiguous=0 if ambiguity is None else ambiguity.count(a.source),
                 cached=a.cached,
                 asked_with=list(a.asked_with),
                 asked_because=list(a.asked_because),
@@ -55,6 +57,17 @@ def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
         audit_id=strawberry.ID(result.audit_id),
         request_id=result.request_id,
         policy_revision=result.policy_revision,
+        ambiguity=None if ambiguity is None else _ambiguity(ambiguity),
+    )
+
+
+def _ambiguity(ambiguity: Ambiguity) -> gql.Ambiguity:
+    return gql.Ambiguity(
+        reason=ambiguity.reason,
+        records=[
+            gql.AmbiguousRecords(source=r.source, method=r.method, count=r.count)
+            for r in ambiguity.records
+        ],
     )
 
 

@@ -261,9 +261,9 @@ class Query:
     override_alerts: list[OverrideAlert] = strawberry.field(
         resolver=resolve_override_alerts,
         description=(
-            "Auditors and privacy officers: the break-glass overrides to investigate, oldest"
-            " first - who, when, why and the audit record to read; it names no child. Reading it"
-            " is itself audited."
+            "Auditors and privacy officers: the break-glass overrides to investigate, and the"
+            " attempts the policy refused, oldest first - who, when, why and the audit record to"
+            " read; it names no child. Reading it is itself audited."
         ),
     )
     access_history: AccessHistoryType = strawberry.field(

@@ -27,6 +27,7 @@ from gateway.audit import (
 from gateway.identifiers import ADDRESS_LINES_MAX, CARER_NAMES_MAX
 from gateway.policy import DenialCode, WithholdingReason
 from gateway.types import (
+    AmbiguityReason,
     AskedBecause,
     IdentifiedBy,
     LookupOutcome,
@@ -223,6 +224,22 @@ _enum(
         "NHS_NUMBER": "The record carries the NHS number asked with.",
         "UPN": "The record carries the UPN asked with.",
         "DEMOGRAPHICS": "The record's demographics scored above the link threshold (see `score`).",
+    },
+)
+_enum(
+    AmbiguityReason,
+    "Why the records strong enough to link to the child cannot all be one child.",
+    {
+        "NHS_NUMBERS_DIFFER": "Linked records carry different NHS numbers.",
+        "UPNS_DIFFER": "Linked records carry different UPNs.",
+        "SEVERAL_IN_ONE_SOURCE": (
+            "One source holds more than one record that fits, and no identifier says they are one"
+            " child: often twins, or a family sharing a name."
+        ),
+        "RECORDS_DISAGREE": (
+            "Records in different sources each fit the details given but not each other, so they"
+            " cannot be the same child."
+        ),
     },
 )
 _enum(
@@ -555,8 +572,18 @@ class InvolvementEntry:
     organisation: str | None = strawberry.field(description="Providing organisation.")
     practitioner: ContactDetails | None = strawberry.field(description="Named practitioner.")
     lead: bool = strawberry.field(description="True for the lead practitioner.")
-    since: date | None = strawberry.field(description="Start of the involvement.")
-    until: date | None = strawberry.field(description="End of the involvement, if ended.")
+    since: date | None = strawberry.field(
+        description=(
+            "Start of the involvement. Null for a sensitive service unless policy releases its"
+            " details."
+        )
+    )
+    until: date | None = strawberry.field(
+        description=(
+            "End of the involvement, if ended. Null for a sensitive service unless policy"
+            " releases its details."
+        )
+    )
     sensitive: bool = strawberry.field(description="True for a sensitive service.")
     broker: ContactDetails | None = strawberry.field(
         description="Who brokers contact with a sensitive service."
@@ -633,6 +660,13 @@ class SourceReport:
             " Nothing about them is shown: refine the lookup (NHS number, UPN, or more details)."
         )
     )
+    records_ambiguous: int = strawberry.field(
+        description=(
+            "When the lookup is AMBIGUOUS, the records of this source that fit strongly enough to"
+            " link but cannot all be one child with the rest (see `ambiguity`); else 0. Nothing"
+            " about them is shown."
+        )
+    )
     cached: bool = strawberry.field(description="True when the answer came from the short cache.")
     asked_with: list[IdentifiedBy] = strawberry.field(
         description=(
@@ -682,6 +716,28 @@ class RecordMatch:
     as_of: datetime = strawberry.field(description="When the source last updated the record.")
 
 
+@strawberry.type(
+    description="Records of one source, linked one way, that together made a lookup ambiguous."
+)
+class AmbiguousRecords:
+    source: str = strawberry.field(description="Source name.")
+    method: MatchMethod = strawberry.field(description="How they were linked.")
+    count: int = strawberry.field(description="How many records.")
+
+
+@strawberry.type(
+    description=(
+        "What made a lookup AMBIGUOUS: why, and how many records of each source fit strongly"
+        " enough to link, and how. Nothing about the records themselves is shown."
+    )
+)
+class Ambiguity:
+    reason: AmbiguityReason = strawberry.field(description="Why they cannot all be one child.")
+    records: list[AmbiguousRecords] = strawberry.field(
+        description="Per source and way of linking, how many records took part."
+    )
+
+
 @strawberry.type(description="The answer to one child lookup. Always check `sources`.")
 class ChildLookup:
     outcome: LookupOutcome = strawberry.field(
@@ -710,6 +766,13 @@ class ChildLookup:
     audit_id: strawberry.ID = strawberry.field(description="The audit record of this lookup.")
     request_id: str = strawberry.field(description="Correlates gateway and connector logs.")
     policy_revision: str = strawberry.field(description="Revision of the policy that decided.")
+    ambiguity: Ambiguity | None = strawberry.field(
+        default=None,
+        description=(
+            "When the outcome is AMBIGUOUS, what made it so; null otherwise. Look up by NHS number"
+            " or UPN, or add details."
+        ),
+    )
 
 
 @strawberry.type(description="One recorded access to a child, for auditors. No child data.")
@@ -787,17 +850,29 @@ class AccessHistory:
 
 @strawberry.type(
     description=(
-        "One break-glass override, for privacy officers to investigate: who, when and why. It names"
-        " no child: the audit record it points to, read through auditTrail, does."
+        "One break-glass override, or an attempt the policy refused, for privacy officers to"
+        " investigate: who, when and why. It names no child: the audit record it points to, read"
+        " through auditTrail, does."
     )
 )
 class OverrideAlert:
-    at: datetime = strawberry.field(description="When the override happened.")
-    kind: str = strawberry.field(description="What raised the alert: BREAK_GLASS.")
+    at: datetime = strawberry.field(description="When the override was made or attempted.")
+    kind: str = strawberry.field(
+        description=(
+            "What raised the alert: BREAK_GLASS (an override, which released data past a shield),"
+            " or BREAK_GLASS_REFUSED (an override the policy refused - a role not permitted or no"
+            " real reason - which released nothing; the audit record gives the denial)."
+        )
+    )
     audit_id: strawberry.ID = strawberry.field(description="The lookup's audit record.")
-    subject: str = strawberry.field(description="Who broke glass (the practitioner's account).")
+    subject: str = strawberry.field(
+        description="Who broke glass or tried to (the practitioner's account)."
+    )
     role: str = strawberry.field(description="Their role.")
     organisation: str = strawberry.field(description="Their organisation.")
     justification: str | None = strawberry.field(
-        description="Their reason, as recorded; null in alerts recorded before reasons were kept."
+        description=(
+            "Their reason, as recorded; null when none was given, and in alerts recorded before"
+            " reasons were kept."
+        )
     )

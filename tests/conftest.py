@@ -13,6 +13,7 @@ import pytest
 
 from connectors.serving import BackgroundServer
 from connectors.trust import ensure_key_pair
+from gateway.audit import ensure_checkpoint_key
 from tests.factories import POLICY_DIR
 from tests.stack import Behaviour, RealOpa, build_archive, opa_rest_app
 
@@ -51,6 +52,7 @@ def production_settings() -> Callable[[Path], dict[str, Any]]:
             "request_signing_key_file": ensure_key_pair(
                 tmp / "gateway-key.pem", tmp / "gateway-key.pub.pem"
             ),
+            "audit_checkpoint_key_file": ensure_checkpoint_key(tmp / "keys" / "checkpoint.pem"),
         }
 
     return settings

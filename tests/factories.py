@@ -10,6 +10,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from connectors.check_digits import nhs_check_digit
 from connectors.notifications import (
     AccessedRecord,
@@ -38,9 +40,12 @@ from gateway.audit import (
     AuditField,
     AuditRecord,
     AuditSource,
+    CheckpointKeys,
     OutboxMessage,
     Pseudonymiser,
 )
+from gateway.audit.chain import link_hash
+from gateway.audit.checkpoints import GENESIS, legacy_checkpoint_mac
 from gateway.config import DEFAULT_POLICY_DIR, SourceConfig
 from gateway.justification import Justification
 from gateway.policy import (
@@ -266,8 +271,10 @@ def release_input(
 
 AUDIT_KEY = b"k" * 32
 """The pseudonym key of test audit records."""
-CHECKPOINT_KEY = b"c" * 32
-"""The key test audit stores sign their checkpoints with."""
+CHECKPOINT_KEY = CheckpointKeys.signing_with(
+    Ed25519PrivateKey.from_private_bytes(b"c" * 32), legacy_mac=b"c" * 32
+)
+"""The keys test audit stores sign (Ed25519) and check their checkpoints with."""
 
 
 def access(**overrides: Any) -> Access:
@@ -346,3 +353,28 @@ def outbox_message(
 def matched(record: ConnectorRecord, source: str) -> MatchedRecord:
     """`record` from `source`, linked to the child by its NHS number."""
     return MatchedRecord(record.record_id, source, record, MatchMethod.NHS_NUMBER)
+
+
+def legacy_log(records: int, checkpoint_at: int) -> tuple[list[tuple[Any, ...]], tuple[Any, ...]]:
+    """A log as gateways wrote it before whole-row hashes: rows of (audit_id, at, child_ref,
+    subject, role, organisation, purpose, outcome, body, prev_hash, hash), each hashing only its
+    body, and one MAC'd checkpoint (seq, hash, mac) after record `checkpoint_at`."""
+    rows, previous, checkpoint = [], GENESIS, ()
+    for i in range(records):
+        r = audit_record(f"old{i}")
+        a = r.access
+        chain = link_hash(previous, r.body())
+        access = (a.at.isoformat(), a.child_ref, a.subject, a.role, a.organisation, a.purpose)
+        rows.append((r.audit_id, *access, r.outcome, r.body(), previous, chain))
+        previous = chain
+        if i + 1 == checkpoint_at:
+            assert CHECKPOINT_KEY.legacy_mac is not None
+            mac = legacy_checkpoint_mac(CHECKPOINT_KEY.legacy_mac, i + 1, chain)
+            checkpoint = (i + 1, chain, mac)
+    return rows, checkpoint
+
+
+LEGACY_INSERT = (
+    "INSERT INTO audit_log (audit_id, at, child_ref, subject, role, organisation, purpose, outcome,"
+    " body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)

@@ -81,6 +81,24 @@ def test_the_alerts_feed_lists_a_break_glass_lookup_and_names_no_child(gateway):
     assert CHILD not in response.text
 
 
+def test_the_alerts_feed_lists_a_refused_break_glass_attempt(gateway):
+    token = gateway.token("health_visitor", "ORG1", "Hal Visitor")
+    body = _ask(
+        gateway, LOOKUP, {"nhs": CHILD, "purpose": "EMERGENCY_OVERRIDE", "why": REASON}, token
+    )
+    refused = str(body["data"]["child"]["auditId"])
+
+    response = gateway.post({"query": ALERTS, "variables": {}}, _auditor(gateway))
+
+    (alert,) = [a for a in response.json()["data"]["overrideAlerts"] if a["auditId"] == refused]
+    assert (alert["kind"], alert["subject"], alert["role"]) == (
+        "BREAK_GLASS_REFUSED",
+        "dev:ORG1:Hal Visitor",
+        "health_visitor",
+    )
+    assert CHILD not in response.text
+
+
 def test_the_alerts_feed_starts_at_since(gateway):
     broken = _look_up(gateway, "Pat Police", "EMERGENCY_OVERRIDE", REASON)
     later = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()

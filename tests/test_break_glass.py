@@ -95,6 +95,24 @@ def test_an_override_without_the_right_or_a_real_reason_is_denied(
     assert lookup["outcome"] == "DENIED"
     assert lookup["denial"] == denial
     assert lookup["child"] is None
+    # Nothing was released, but someone tried to break glass: the privacy officers are told.
+    alerts = stack.components.audit.alerts()
+    assert len(alerts) == before + 1
+    assert (alerts[-1]["kind"], alerts[-1]["audit_id"], alerts[-1]["role"]) == (
+        "BREAK_GLASS_REFUSED",
+        lookup["auditId"],
+        role,
+    )
+    assert SHIELDED not in json.dumps(alerts)
+    assert stack.audited(lookup["auditId"])["flagged_for_investigation"] is False
+
+
+def test_an_ordinary_lookup_denied_raises_no_alert(stack):
+    before = len(stack.components.audit.alerts())
+
+    lookup = stack.lookup("school_dsl", SHIELDED, "CHILD_PROTECTION_ENQUIRY", REASON)
+
+    assert lookup["data"]["child"]["outcome"] == "DENIED"
     assert len(stack.components.audit.alerts()) == before
 
 
@@ -104,7 +122,23 @@ def test_privacy_officers_read_the_alerts_feed(stack, capsys):
     out = capsys.readouterr().out
     lines = [json.loads(line) for line in out.splitlines()]
     assert {a["role"] for a in lines} >= {"police_safeguarding"}
-    assert {a["justification"] for a in lines if a["role"] == "police_safeguarding"} == {REASON}
+    granted = [a for a in lines if a["kind"] == "BREAK_GLASS"]
+    assert {a["justification"] for a in granted if a["role"] == "police_safeguarding"} == {REASON}
+    assert SHIELDED not in out
+
+
+def test_privacy_officers_read_refused_overrides_in_the_alerts_feed(stack, capsys):
+    refused = stack.lookup("gp", SHIELDED, "EMERGENCY_OVERRIDE", REASON)["data"]["child"]
+
+    assert main(["audit", "alerts", "--state-dir", str(stack.state_dir)]) == 0
+
+    out = capsys.readouterr().out
+    (alert,) = [a for a in map(json.loads, out.splitlines()) if a["audit_id"] == refused["auditId"]]
+    assert (alert["kind"], alert["role"], alert["justification"]) == (
+        "BREAK_GLASS_REFUSED",
+        "gp",
+        REASON,
+    )
     assert SHIELDED not in out
 
 

@@ -26,7 +26,8 @@ query Search($upn: String, $demographics: DemographicsInput, $purpose: Purpose!)
       conflicts { field chosen disagreeing }
     }
     records { source method score weight }
-    sources { source status recordsMatched recordsUnmatched recordsPossible }
+    sources { source status recordsMatched recordsUnmatched recordsPossible recordsAmbiguous }
+    ambiguity { reason records { source method count } }
   }
 }
 """
@@ -154,6 +155,41 @@ def test_two_children_matching_equally_well_are_ambiguous_and_nothing_is_merged(
     assert result["outcome"] == "AMBIGUOUS"
     assert result["child"] is None
     assert result["records"] == []
+
+
+def test_an_ambiguous_answer_and_its_audit_record_say_what_made_it_so(stack):
+    ruby = _search(stack, demographics=_demographics("Ruby", "Quinn", "2018-05-06", "LS7 3QB"))
+    result = ruby["data"]["child"]
+
+    assert result["outcome"] == "AMBIGUOUS"
+    # Both spine records fit, and carry different NHS numbers: counts and methods, never which.
+    assert result["ambiguity"] == {
+        "reason": "NHS_NUMBERS_DIFFER",
+        "records": [{"source": "health", "method": "DEMOGRAPHICS", "count": 2}],
+    }
+    health = next(s for s in result["sources"] if s["source"] == "health")
+    assert (health["status"], health["recordsAmbiguous"], health["recordsMatched"]) == (
+        "ANSWERED",
+        2,
+        0,
+    )
+    assert {s["recordsAmbiguous"] for s in result["sources"] if s["source"] != "health"} == {0}
+    audited = stack.audited(result["auditId"])
+    assert audited["outcome"] == "AMBIGUOUS"
+    assert audited["matches"] == []
+    assert audited["ambiguity"] == {
+        "reason": "NHS_NUMBERS_DIFFER",
+        "candidates": [{"source": "health", "method": "DEMOGRAPHICS", "records": 2}],
+    }
+    assert not {"Ruby", "Quinn", TWIN_A, TWIN_B} & set(str(audited["ambiguity"]).split("'"))
+
+
+def test_an_answer_that_is_not_ambiguous_says_nothing_of_ambiguity(stack):
+    found = _search(stack, demographics=AMELIA)["data"]["child"]
+
+    assert found["ambiguity"] is None
+    assert {s["recordsAmbiguous"] for s in found["sources"]} == {0}
+    assert stack.audited(found["auditId"])["ambiguity"] is None
 
 
 def test_a_shielded_child_searched_by_demographics_looks_exactly_like_nobody(stack):

@@ -6,6 +6,8 @@ from gateway.linkage import Band, LinkageModel, Person
 from gateway.match import RECORD_MISMATCH, TWINS_IN_VIEW
 from gateway.match import match_records as match_with
 from gateway.types import (
+    AmbiguityReason,
+    AmbiguousRecords,
     Corroboration,
     LookupQuery,
     MatchMethod,
@@ -155,6 +157,19 @@ def test_twin_candidates_in_one_source_are_ambiguous_and_nothing_is_merged():
     assert result.matched == ()
 
 
+def test_an_ambiguous_result_says_why_and_how_many_records_of_each_source_fit():
+    twin = health_record(nhs=None, record_id="H2", name=PersonName(given="Amelia", family="Hart"))
+    result = match_records(
+        BY_DEMOGRAPHICS, [_answer("health", health_record(), twin), _answer("social_care")]
+    )
+
+    assert result.ambiguity is not None
+    assert result.ambiguity.reason is AmbiguityReason.SEVERAL_IN_ONE_SOURCE
+    assert result.ambiguity.records == (AmbiguousRecords("health", MatchMethod.DEMOGRAPHICS, 2),)
+    # The source holding them answered: "no record" would say nothing fits.
+    assert [a.status for a in result.answers] == [SourceStatus.ANSWERED, SourceStatus.NO_RECORD]
+
+
 def test_linked_records_with_contradicting_nhs_numbers_are_ambiguous_whatever_the_names():
     result = match_records(
         BY_DEMOGRAPHICS,
@@ -163,7 +178,9 @@ def test_linked_records_with_contradicting_nhs_numbers_are_ambiguous_whatever_th
             _answer("social_care", social_care_record(nhs=synthetic_nhs(3))),
         ],
     )
-    assert result.ambiguous
+    assert result.ambiguity is not None
+    assert result.ambiguity.reason is AmbiguityReason.NHS_NUMBERS_DIFFER
+    assert {r.source: r.count for r in result.ambiguity.records} == {"health": 1, "social_care": 1}
     assert result.matched == ()
 
 
@@ -197,8 +214,10 @@ def test_two_linked_records_that_cannot_be_one_child_make_the_lookup_ambiguous()
     alexander = health_record(nhs=None, name=PersonName(given="Alexander", family="Hart"))
     alexandra = school_record(nhs=None, name=PersonName(given="Alexandra", family="Hart"))
     result = match_records(alex, [_answer("health", alexander), _answer("education", alexandra)])
-    assert result.ambiguous
+    assert result.ambiguity is not None
+    assert result.ambiguity.reason is AmbiguityReason.RECORDS_DISAGREE
     assert result.matched == ()
+    assert {a.status for a in result.answers} == {SourceStatus.ANSWERED}
 
 
 def test_copies_using_different_short_forms_of_the_same_name_still_link():

@@ -7,6 +7,8 @@ from connectors.protocol import ConnectorRecord, Identifiers
 from gateway.match import MatchResult
 from gateway.second_round import FoundIdentifier, found_identifier, sources_to_ask_again
 from gateway.types import (
+    Ambiguity,
+    AmbiguityReason,
     IdentifiedBy,
     LookupQuery,
     MatchedRecord,
@@ -40,7 +42,7 @@ def _first(*matched: MatchedRecord, ambiguous: bool = False, **statuses: str) ->
         matched=matched,
         unmatched={},
         possible={},
-        ambiguous=ambiguous,
+        ambiguity=Ambiguity(AmbiguityReason.SEVERAL_IN_ONE_SOURCE, ()) if ambiguous else None,
     )
 
 

@@ -1,6 +1,6 @@
 from datetime import date
 
-from connectors.protocol import Demographics, RecordFlags
+from connectors.protocol import Demographics, Identifiers, RecordFlags
 from gateway.linkage import LinkageModel
 from gateway.match import match_records
 from gateway.shield_safe import shield_safe
@@ -16,6 +16,7 @@ SEARCH = LookupQuery(
 )
 BY_NHS = LookupQuery(purpose=Purpose.SAFEGUARDING_ENQUIRY, nhs_number=NHS)
 AUTHORITIES = {"social_care"}
+SHIELDED = RecordFlags(shielded=True)
 
 
 def _answer(source, *records):
@@ -40,6 +41,21 @@ def test_a_search_reaching_a_child_shielded_in_another_source_looks_like_finding
     assert was_hidden
     assert not nothing_hidden
     assert hidden == nobody
+
+
+def test_an_ambiguous_search_reaching_a_shielded_child_looks_like_finding_nobody():
+    twin = social_care_record(
+        record_id="LA-2", nhs=None, identifiers=Identifiers(local_id="LA-2"), flags=SHIELDED
+    )
+    shielded = social_care_record(nhs=None, identifiers=Identifiers(local_id="LA-1"))
+    answers = [_answer("health"), _answer("social_care", shielded, twin)]
+    assert match_records(SEARCH, answers, MODEL).ambiguous
+
+    hidden, was_hidden = _safe(SEARCH, answers)
+
+    assert was_hidden
+    assert hidden == _nobody()[0]
+    assert hidden.ambiguity is None
 
 
 def test_a_restricted_record_is_hidden_the_same_way():

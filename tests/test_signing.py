@@ -23,6 +23,7 @@ from connectors.trust import (
     key_id,
     load_public_key,
 )
+from gateway.audit import ensure_checkpoint_key
 from gateway.cache import AnswerCache
 from gateway.config import Settings, SourceConfig
 from gateway.demo import reference_source
@@ -218,4 +219,8 @@ def test_production_refuses_to_start_without_a_request_signing_key(tmp_path):
     with pytest.raises(ValueError, match="CHILDLOOKUP_REQUEST_SIGNING_KEY_FILE"):
         Settings(**production)
     key = ensure_key_pair(tmp_path / "gw.pem", tmp_path / "gw.pub.pem")
-    assert Settings(**production, request_signing_key_file=key).request_signing_key_file == key
+    checkpoint_key = ensure_checkpoint_key(tmp_path / "keys" / "checkpoint.pem")
+    settings = Settings(
+        **production, request_signing_key_file=key, audit_checkpoint_key_file=checkpoint_key
+    )
+    assert settings.request_signing_key_file == key

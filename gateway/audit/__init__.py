@@ -4,7 +4,8 @@
   commits it (with the owner notifications it obliges) before any data is returned.
 - `store` is the interface the gateway writes through; `sqlite` the embedded store, `postgres` the
   store shared by several gateway processes (its schema made by `migrations`).
-- `chain` makes tampering evident; `pseudonyms` names children without identifying them.
+- `chain` makes tampering evident, with `checkpoints` signed; `pseudonyms` names children
+  without identifying them.
 - `outbox` and `notify` deliver owner notifications queued with the records; `trail` is the
   auditors' reading (one child's accesses, one user's, the override alerts), and `history` the
   owners' reading of the accesses they were notified of, each itself audited.
@@ -12,6 +13,7 @@
 
 from gateway.audit.auditor import LookupAuditor
 from gateway.audit.chain import ChainReport
+from gateway.audit.checkpoints import Checkpoint, CheckpointKeys, ensure_checkpoint_key
 from gateway.audit.history import (
     ACCESS_HISTORY_VIEWED,
     DEFAULT_LIMIT,
@@ -33,7 +35,11 @@ from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
 from gateway.audit.store import AuditStore, open_audit_store, open_outbox
 from gateway.audit.trail import ALERTS_VIEWED, AUDIT_REVIEW, USER_TRAIL_VIEWED, AuditTrail
 from gateway.audit.types import (
+    BREAK_GLASS,
+    BREAK_GLASS_REFUSED,
     Access,
+    AuditAmbiguity,
+    AuditCandidates,
     AuditField,
     AuditMatch,
     AuditNotice,
@@ -47,6 +53,8 @@ __all__ = [
     "ACCESS_HISTORY_VIEWED",
     "ALERTS_VIEWED",
     "AUDIT_REVIEW",
+    "BREAK_GLASS",
+    "BREAK_GLASS_REFUSED",
     "DEFAULT_LIMIT",
     "HIDDEN",
     "MAX_LIMIT",
@@ -55,6 +63,8 @@ __all__ = [
     "USER_TRAIL_VIEWED",
     "Access",
     "AccessHistory",
+    "AuditAmbiguity",
+    "AuditCandidates",
     "AuditField",
     "AuditMatch",
     "AuditNotice",
@@ -65,6 +75,8 @@ __all__ = [
     "AuditUnavailable",
     "AuditedLookup",
     "ChainReport",
+    "Checkpoint",
+    "CheckpointKeys",
     "LookupAuditor",
     "NotificationDispatcher",
     "Outbox",
@@ -83,6 +95,7 @@ __all__ = [
     "audit_key",
     "derive_key",
     "downgrade_schema",
+    "ensure_checkpoint_key",
     "failure_record",
     "lookup_record",
     "open_audit_store",

@@ -16,9 +16,9 @@ from gateway.audit.notify import NotificationDispatcher
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.record import failure_record, lookup_record
 from gateway.audit.store import AuditStore
-from gateway.audit.types import AuditUnavailable
+from gateway.audit.types import BREAK_GLASS_REFUSED, AuditUnavailable
 from gateway.errors import ErrorCode, GatewayError
-from gateway.types import LookupContext, LookupResult, Plan, Release, SourceAnswer
+from gateway.types import Ambiguity, LookupContext, LookupResult, Plan, Release, SourceAnswer
 
 _alerts = logging.getLogger("childlookup.alerts")
 
@@ -48,9 +48,11 @@ class LookupAuditor:
         *,
         hidden: bool = False,
         asked: Sequence[SourceAnswer] | None = None,
+        ambiguity: Ambiguity | None = None,
     ) -> None:
         """Commit the lookup's record; raise AUDIT_UNAVAILABLE if it cannot be. `asked` is what
-        each source really answered, in every round, when the caller was shown less."""
+        each source really answered, in every round, and `ambiguity` what made the linked records
+        ambiguous, when the caller was shown less."""
         audited = lookup_record(
             lookup,
             plan,
@@ -58,6 +60,7 @@ class LookupAuditor:
             release,
             hidden=hidden,
             asked=asked,
+            ambiguity=ambiguity,
             pseudonymiser=self._pseudonymiser,
         )
         try:
@@ -77,6 +80,18 @@ class LookupAuditor:
                 extra={
                     "event": "break_glass",
                     "context": {"audit_id": result.audit_id, "subject": lookup.caller.subject},
+                },
+            )
+        elif audited.record.alert == BREAK_GLASS_REFUSED:
+            _alerts.warning(
+                "break-glass override refused",
+                extra={
+                    "event": "break_glass_refused",
+                    "context": {
+                        "audit_id": result.audit_id,
+                        "subject": lookup.caller.subject,
+                        "denial": result.denial,
+                    },
                 },
             )
 

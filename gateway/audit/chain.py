@@ -1,31 +1,62 @@
-"""Tamper evidence for the audit log: a hash chain over every record, and MAC'd checkpoints.
+"""Tamper evidence for the audit log: a hash chain over every whole row, and signed checkpoints.
 
-Each record stores the hash of its own body chained to the previous record's hash, so editing,
-deleting, inserting or reordering any record breaks the chain at that point - even for someone who
-can bypass the append-only triggers (by editing the SQLite file, or as PostgreSQL's superuser).
-Chaining alone cannot show that the newest records were cut off, so every so often a checkpoint
-(sequence number and chain hash) is written with a MAC under a key the database does not hold;
-verification then also proves the log reaches at least the last checkpoint.
+Each record stores a hash of its whole row - every column a query, a report or a trail reads
+(`audit_id`, `at`, `child_ref`, `subject`, `role`, `organisation`, `purpose`, `outcome`, `body`)
+and the alerts written with it - chained to the previous record's hash. Editing any of those
+columns, deleting or inserting an alert, or deleting, inserting or reordering a record breaks the
+chain there, even for someone who can bypass the append-only triggers (by editing the SQLite file,
+or as PostgreSQL's superuser). Someone who also recomputes every later hash is caught by the
+signed checkpoints (gateway.audit.checkpoints), which they cannot re-sign without the private key,
+and which cannot be deleted from the middle, or from the end while the records they covered stay.
+
+Record hash, format 2 (`format` column 2): SHA-256, as hex, of the UTF-8 of
+
+    "childlookup audit record v2\n" + prev_hash
+      + F(audit_id) + F(at) + F(child_ref) + F(subject) + F(role) + F(organisation) + F(purpose)
+      + F(outcome) + F(body)
+      + "<number of alerts>#" + for each alert (in the order written):
+          F(kind) + F(at) + F(subject) + F(role) + F(organisation) + F(justification)
+
+where F(None) is "-" and F(text) is "<length in characters>:<text>", so no two rows encode alike.
+`at` is the column's text in SQLite, and in PostgreSQL the time in UTC to the microsecond
+(`2026-11-21T12:00:00.000000+00:00`). Format 1, the rows of a log written before whole-row
+hashes, hashed only `prev_hash + "\n" + body`; they verify under that rule up to the first
+format-2 record, and none may follow it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-GENESIS: Final = "0" * 64
+from gateway.audit.checkpoints import GENESIS, Checkpoint, CheckpointKeys, legacy_checkpoint_mac
+from gateway.audit.types import AuditRecord
+
+ROW_FORMAT: Final = 2
+"""The record format new rows are written in."""
+_ROW_HEADER: Final = "childlookup audit record v2\n"
+
+Text = str | None
 
 
 def link_hash(previous: str, body: str) -> str:
-    """The chain hash of a record: its body bound to everything before it."""
+    """The chain hash of a format-1 record: only its body bound to everything before it."""
     return hashlib.sha256(f"{previous}\n{body}".encode()).hexdigest()
 
 
-def checkpoint_mac(key: bytes, seq: int, chain_hash: str) -> str:
-    return hmac.new(key, f"checkpoint:{seq}:{chain_hash}".encode(), hashlib.sha256).hexdigest()
+def _field(value: Text) -> str:
+    return "-" if value is None else f"{len(value)}:{value}"
+
+
+def row_hash(previous: str, columns: Sequence[Text], alerts: Sequence[Sequence[Text]] = ()) -> str:
+    """The chain hash of a format-2 record: `columns` are (audit_id, at, child_ref, subject, role,
+    organisation, purpose, outcome, body), `alerts` each (kind, at, subject, role, organisation,
+    justification)."""
+    parts = [_ROW_HEADER, previous, *map(_field, columns), f"{len(alerts)}#"]
+    parts.extend(_field(value) for alert in alerts for value in alert)
+    return hashlib.sha256("".join(parts).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -38,6 +69,8 @@ class ChainReport:
     first_bad_seq: int | None = None
     first_bad_audit_id: str | None = None
     problem: str | None = None
+    last_checkpoint: Checkpoint | None = None
+    """The newest signed checkpoint, when the log verified: what a witness would compare."""
 
     def describe(self) -> str:
         if self.ok:
@@ -49,47 +82,159 @@ class ChainReport:
         return f"audit log TAMPERED at {where}{audit_id}: {self.problem}"
 
 
-ChainRow = tuple[int, str, str, str, str]
-"""A record as the chain sees it: (seq, audit_id, body, prev_hash, hash)."""
-CheckpointRow = tuple[int, str, str]
-"""A checkpoint: (seq, hash, mac)."""
+ChainRow = tuple[int, int, str, str, Text, str, str, str, str, str, str, str, str]
+"""A record as the chain sees it: (seq, format, audit_id, at, child_ref, subject, role,
+organisation, purpose, outcome, body, prev_hash, hash)."""
+AlertRow = tuple[str, str, str, str, str, str, Text]
+"""An alert: (audit_id, kind, at, subject, role, organisation, justification)."""
+CheckpointRow = tuple[int, str, str, Text, int | None, Text, Text, Text]
+"""A checkpoint: (seq, hash, at, mac, records, prev, key, signature); signed ones have no mac,
+MAC'd ones (format 1) nothing after it."""
+
+RECORD_COLUMNS: Final = (
+    "seq, format, audit_id, {at}, child_ref, subject, role, organisation, purpose, outcome, body,"
+    " prev_hash, hash"
+)
+ALERT_COLUMNS: Final = "audit_id, kind, {at}, subject, role, organisation, justification"
+CHECKPOINT_COLUMNS: Final = "seq, hash, {at}, mac, records, prev, key_id, signature"
 
 
 def verify_chain(
-    records: Iterable[ChainRow], checkpoints: Iterable[CheckpointRow], key: bytes
+    records: Iterable[ChainRow],
+    alerts: Iterable[AlertRow],
+    checkpoints: Iterable[CheckpointRow],
+    keys: CheckpointKeys,
+    every: int,
 ) -> ChainReport:
     """Walk the whole chain in sequence order, then check every checkpoint against it.
 
-    Both come from whichever store holds the log, `records` in sequence order; they are read
-    one at a time, so `records` may stream a log larger than memory. Read `checkpoints` in the
-    same snapshot as `records`, or before them: a checkpoint written after the records were read
-    would look like records cut off."""
+    All three come from whichever store holds the log, `records` in sequence order; records are
+    read one at a time, so they may stream a log larger than memory (alerts and checkpoints,
+    about one per hundred records, are held). Read `alerts` and `checkpoints` in the same snapshot
+    as `records`, or before them: a checkpoint written after the records were read would look like
+    records cut off. `every` is the checkpoint interval the log was written with.
+
+    Raises ValueError when the log has MAC checkpoints (from before signed ones) and `keys` has no
+    MAC key to check them with."""
     marks = sorted(checkpoints)
-    marked = {seq for seq, _, _ in marks}
+    marked = {mark[0] for mark in marks}
+    by_record: dict[str, list[AlertRow]] = {}
+    for alert in alerts:
+        by_record.setdefault(alert[0], []).append(alert)
     expected_prev = GENESIS
-    hashes: dict[int, str] = {}
+    heads: dict[int, tuple[str, int]] = {}
     last_seq = 0
+    first_signed_seq: int | None = None
     count = 0
-    for seq, audit_id, body, prev_hash, chain_hash in records:
+    for (
+        seq,
+        fmt,
+        audit_id,
+        at,
+        child_ref,
+        subject,
+        role,
+        org,
+        purpose,
+        outcome,
+        body,
+        prev,
+        h,
+    ) in records:
         count += 1
-        if prev_hash != expected_prev:
+        if prev != expected_prev:
             problem = "the chain is broken here: a record before it was deleted, inserted or moved"
             return _bad(count, seq, audit_id, problem)
-        if link_hash(prev_hash, body) != chain_hash:
-            return _bad(count, seq, audit_id, "this record was edited after it was written")
+        written = by_record.pop(audit_id, [])
+        if fmt == ROW_FORMAT:
+            if first_signed_seq is None:
+                first_signed_seq = seq
+            columns = (audit_id, at, child_ref, subject, role, org, purpose, outcome, body)
+            if row_hash(prev, columns, [a[1:] for a in written]) != h:
+                problem = "this record, or an alert written with it, was edited or deleted"
+                return _bad(count, seq, audit_id, problem)
+        elif fmt == 1 and first_signed_seq is None:
+            if link_hash(prev, body) != h:
+                return _bad(count, seq, audit_id, "this record was edited after it was written")
+        else:
+            problem = f"a record in format {fmt} where only format {ROW_FORMAT} may be"
+            return _bad(count, seq, audit_id, problem)
         if seq in marked:
-            hashes[seq] = chain_hash
-        expected_prev = chain_hash
+            heads[seq] = (h, count)
+        expected_prev = h
         last_seq = seq
-    for seq, chain_hash, mac in marks:
-        if not hmac.compare_digest(mac, checkpoint_mac(key, seq, chain_hash)):
+    legacy = [m for m in marks if m[7] is None]
+    signed = [m for m in marks if m[7] is not None]
+    for seq, chain_hash, _, mac, *_ in legacy:
+        if first_signed_seq is not None and seq >= first_signed_seq:
+            problem = "a MAC'd checkpoint after the log moved to signed checkpoints"
+            return _bad(count, seq, None, problem)
+        if keys.legacy_mac is None:
+            raise ValueError(
+                "this log has checkpoints from before they were signed: checking them needs the"
+                " audit key (CHILDLOOKUP_AUDIT_KEY, or audit.key in the state dir)"
+            )
+        if mac is None or legacy_checkpoint_mac(keys.legacy_mac, seq, chain_hash) != mac:
             return _bad(count, seq, None, "a checkpoint's MAC is wrong: forged or edited")
         if seq > last_seq:
             return _bad(count, seq, None, "records after the last intact one were removed")
-        if hashes.get(seq) != chain_hash:
+        if heads.get(seq, ("", 0))[0] != chain_hash:
+            return _bad(count, seq, None, "the chain no longer matches a MAC'd checkpoint")
+    previous = GENESIS
+    for row in signed:
+        seq, chain_hash = row[0], row[1]
+        checkpoint = _signed(row)
+        if wrong := keys.problem_with(checkpoint):
+            return _bad(count, seq, None, wrong)
+        if checkpoint.prev != previous:
+            problem = "the checkpoint before this one was deleted or replaced (its link is broken)"
+            return _bad(count, seq, None, problem)
+        if seq > last_seq:
+            return _bad(count, seq, None, "records after the last intact one were removed")
+        if heads.get(seq) != (chain_hash, checkpoint.records):
             return _bad(count, seq, None, "the chain no longer matches a signed checkpoint")
-    return ChainReport(True, count, len(marks))
+        previous = checkpoint.digest()
+    for audit_id, orphans in by_record.items():
+        problem = f"an alert ({orphans[0][1]}) names a record that is not in the log"
+        return _bad(count, None, audit_id, problem)
+    if first_signed_seq is not None:
+        # A checkpoint is written whenever a commit crosses a multiple of `every`.
+        covered = signed[-1][0] if signed else first_signed_seq - 1
+        if last_seq // every > covered // every:
+            problem = (
+                f"checkpoints after record #{covered} were deleted: one is due by record"
+                f" #{(covered // every + 1) * every}"
+            )
+            return _bad(count, last_seq, None, problem)
+    last = _signed(signed[-1]) if signed else None
+    return ChainReport(True, count, len(marks), last_checkpoint=last)
 
 
-def _bad(records: int, seq: int, audit_id: str | None, problem: str) -> ChainReport:
+def _signed(row: CheckpointRow) -> Checkpoint:
+    seq, chain_hash, at, _, records, prev, key, signature = row
+    return Checkpoint(seq, records or 0, chain_hash, at, prev or "", key or "", signature or "")
+
+
+def _bad(records: int, seq: int | None, audit_id: str | None, problem: str) -> ChainReport:
     return ChainReport(False, records, 0, seq, audit_id, problem)
+
+
+def record_row(record: AuditRecord, at: str) -> tuple[list[Text], list[list[Text]]]:
+    """A record's columns and its alerts' (see `row_hash`), `at` spelt as the store keeps it."""
+    a = record.access
+    columns: list[Text] = [
+        record.audit_id,
+        at,
+        a.child_ref,
+        a.subject,
+        a.role,
+        a.organisation,
+        a.purpose,
+        record.outcome,
+        record.body(),
+    ]
+    alert = record.alert
+    alerts = (
+        [] if alert is None else [[alert, at, a.subject, a.role, a.organisation, a.justification]]
+    )
+    return columns, alerts

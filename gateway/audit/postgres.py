@@ -32,7 +32,17 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from gateway.audit.chain import GENESIS, ChainReport, checkpoint_mac, link_hash, verify_chain
+from gateway.audit.chain import (
+    ALERT_COLUMNS,
+    CHECKPOINT_COLUMNS,
+    RECORD_COLUMNS,
+    ROW_FORMAT,
+    ChainReport,
+    record_row,
+    row_hash,
+    verify_chain,
+)
+from gateway.audit.checkpoints import GENESIS, Checkpoint, CheckpointKeys, canonical_time
 from gateway.audit.group_commit import GroupCommit
 from gateway.audit.migrations import advisory_key, check_schema_name
 from gateway.audit.outbox import (
@@ -40,7 +50,7 @@ from gateway.audit.outbox import (
     OutboxRows,
 )
 from gateway.audit.queries import records_query
-from gateway.audit.types import AuditRecord, AuditUnavailable
+from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
 T = TypeVar("T")
 
@@ -56,8 +66,11 @@ NOTIFIED_RECORDS = (
 """A child's records notified to some sources (a list), newest first."""
 
 _RECORD_COLUMNS = (
-    "audit_id, at, child_ref, subject, role, organisation, purpose, outcome, body, prev_hash, hash"
+    "audit_id, at, child_ref, subject, role, organisation, purpose, outcome, body, prev_hash, hash,"
+    " format"
 )
+HASHED_AT = """to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
+"""`at` as the chain hashes it (gateway.audit.checkpoints.canonical_time)."""
 _BATCH_ROWS = 1_000
 """Records per INSERT statement: well inside PostgreSQL's 65,535 parameters."""
 
@@ -133,7 +146,7 @@ class PostgresAuditStore:
         url: str,
         schema: str,
         *,
-        checkpoint_key: bytes,
+        checkpoint_key: CheckpointKeys,
         checkpoint_every: int = 100,
         timeout_s: float = 2.0,
         readers: int = 4,
@@ -238,24 +251,10 @@ class PostgresAuditStore:
         before, previous = tail if tail else (0, GENESIS)
         rows = []
         for r in records:
-            body = r.body()
-            chain_hash = link_hash(previous, body)
-            a = r.access
-            rows.append(
-                (
-                    r.audit_id,
-                    a.at,
-                    a.child_ref,
-                    a.subject,
-                    a.role,
-                    a.organisation,
-                    a.purpose,
-                    r.outcome,
-                    body,
-                    previous,
-                    chain_hash,
-                )
-            )
+            columns, raised = record_row(r, canonical_time(r.access.at))
+            chain_hash = row_hash(previous, columns, raised)
+            # The time is stored as a timestamp, and read back for hashing as it was spelt.
+            rows.append((columns[0], r.access.at, *columns[2:], previous, chain_hash, ROW_FORMAT))
             previous = chain_hash
         async with conn.cursor() as cur:
             last = before
@@ -266,6 +265,7 @@ class PostgresAuditStore:
             alerts = [
                 (
                     r.access.at,
+                    r.alert,
                     r.audit_id,
                     r.access.subject,
                     r.access.role,
@@ -273,13 +273,13 @@ class PostgresAuditStore:
                     r.access.justification,
                 )
                 for r in records
-                if r.flagged_for_investigation
+                if r.alert is not None
             ]
             if alerts:
                 await cur.executemany(
                     "INSERT INTO audit_alert"
                     " (at, kind, audit_id, subject, role, organisation, justification)"
-                    " VALUES (%s, 'BREAK_GLASS', %s, %s, %s, %s, %s)",
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                     alerts,
                 )
             if notifications:
@@ -293,11 +293,36 @@ class PostgresAuditStore:
                     ],
                 )
             if last // self._checkpoint_every != before // self._checkpoint_every:
-                # MAC the chain whenever this batch crossed a multiple of checkpoint_every.
-                await cur.execute(
-                    "INSERT INTO audit_checkpoint (seq, hash, at, mac) VALUES (%s, %s, now(), %s)",
-                    (last, previous, checkpoint_mac(self._checkpoint_key, last, previous)),
-                )
+                # Sign a checkpoint whenever this batch crossed a multiple of checkpoint_every.
+                await self._checkpoint(cur, last, previous)
+
+    async def _checkpoint(self, cur: psycopg.AsyncCursor[Any], seq: int, head: str) -> None:
+        await cur.execute(
+            f"SELECT {CHECKPOINT_COLUMNS.format(at=HASHED_AT)} FROM audit_checkpoint"  # noqa: S608
+            " WHERE signature IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        )
+        last = await cur.fetchone()
+        if last is None:  # the first signed checkpoint: count the whole log, once
+            prev, since, counted = GENESIS, 0, 0
+        else:
+            previous = Checkpoint(last[0], last[4], last[1], last[2], last[5], last[6], last[7])
+            prev, since, counted = previous.digest(), previous.seq, previous.records
+        await cur.execute("SELECT count(*) FROM audit_log WHERE seq > %s", (since,))
+        (newer,) = await cur.fetchone() or (0,)
+        checkpoint = self._checkpoint_key.sign(seq, counted + newer, head, utc_now(), prev)
+        await cur.execute(
+            "INSERT INTO audit_checkpoint (seq, hash, at, records, prev, key_id, signature)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (
+                checkpoint.seq,
+                checkpoint.head,
+                datetime.fromisoformat(checkpoint.at),
+                checkpoint.records,
+                checkpoint.prev,
+                checkpoint.key,
+                checkpoint.signature,
+            ),
+        )
 
     def is_writable(self) -> bool:
         """For readiness probes: commit a real write (the heartbeat row, not audit data) through
@@ -330,14 +355,19 @@ class PostgresAuditStore:
         with self._reader.connection() as conn, conn.transaction():
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             checkpoints = conn.execute(
-                "SELECT seq, hash, mac FROM audit_checkpoint ORDER BY seq"
+                f"SELECT {CHECKPOINT_COLUMNS.format(at=HASHED_AT)} FROM audit_checkpoint"  # noqa: S608
+            ).fetchall()
+            alerts = conn.execute(
+                f"SELECT {ALERT_COLUMNS.format(at=HASHED_AT)} FROM audit_alert ORDER BY seq"  # noqa: S608
             ).fetchall()
             with conn.cursor(name="audit_verify") as records:
                 records.itersize = 2_000
                 records.execute(
-                    "SELECT seq, audit_id, body, prev_hash, hash FROM audit_log ORDER BY seq"
+                    f"SELECT {RECORD_COLUMNS.format(at=HASHED_AT)} FROM audit_log ORDER BY seq"  # noqa: S608
                 )
-                return verify_chain(records, checkpoints, self._checkpoint_key)
+                return verify_chain(
+                    records, alerts, checkpoints, self._checkpoint_key, self._checkpoint_every
+                )
 
     def records(
         self,
@@ -368,8 +398,8 @@ class PostgresAuditStore:
         return [json.loads(body) for (body,) in rows]
 
     def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:
-        """The privacy officers' feed: who broke glass, when, why, and which audit record to read.
-        It names no child."""
+        """The privacy officers' feed: who broke glass or tried to (`kind` BREAK_GLASS or
+        BREAK_GLASS_REFUSED), when, why, and which audit record to read. It names no child."""
         with self._reader.connection() as conn:
             rows = conn.execute(
                 "SELECT at, kind, audit_id, subject, role, organisation, justification"

@@ -15,6 +15,8 @@ from gateway.audit.outbox import OutboxMessage
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.types import (
     Access,
+    AuditAmbiguity,
+    AuditCandidates,
     AuditField,
     AuditMatch,
     AuditRecord,
@@ -22,6 +24,7 @@ from gateway.audit.types import (
     utc_now,
 )
 from gateway.types import (
+    Ambiguity,
     Caller,
     LookupContext,
     LookupResult,
@@ -78,11 +81,13 @@ def lookup_record(
     hidden: bool,
     pseudonymiser: Pseudonymiser,
     asked: Sequence[SourceAnswer] | None = None,
+    ambiguity: Ambiguity | None = None,
 ) -> AuditedLookup:
     """The record of a lookup that ran (found, not found, ambiguous or denied by the plan).
 
     Sources are recorded as `asked` answered, when given - every round, even those a hidden search
-    does not show the caller - else as the caller saw them; each with how it was asked."""
+    does not show the caller - else as the caller saw them; each with how it was asked. So is
+    what made the linked records ambiguous: `ambiguity` when given, else the result's."""
     access = lookup_access(lookup)
     notices = owner_notifications(
         access, result.audit_id, release.notify if release is not None else ()
@@ -120,6 +125,7 @@ def lookup_record(
         ],
         withheld=[AuditField(w.source, w.field.value, w.reason) for w in result.withheld],
         notified=[n.audit for n in notices],
+        ambiguity=_ambiguity(ambiguity or result.ambiguity),
     )
     return AuditedLookup(record, tuple(n.message for n in notices))
 
@@ -134,6 +140,16 @@ def failure_record(lookup: LookupContext, audit_id: str, outcome: str, code: str
         denial=None,
         error_code=code,
         policy_revision=None,
+    )
+
+
+def _ambiguity(ambiguity: Ambiguity | None) -> AuditAmbiguity | None:
+    """Counts and methods only: the log names no record the lookup did not link."""
+    if ambiguity is None:
+        return None
+    return AuditAmbiguity(
+        reason=ambiguity.reason.value,
+        candidates=[AuditCandidates(r.source, r.method.value, r.count) for r in ambiguity.records],
     )
 
 

@@ -20,7 +20,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.audit.chain import GENESIS, ChainReport, checkpoint_mac, link_hash, verify_chain
+from gateway.audit.chain import (
+    ALERT_COLUMNS,
+    CHECKPOINT_COLUMNS,
+    RECORD_COLUMNS,
+    ROW_FORMAT,
+    ChainReport,
+    record_row,
+    row_hash,
+    verify_chain,
+)
+from gateway.audit.checkpoints import GENESIS, Checkpoint, CheckpointKeys
 from gateway.audit.group_commit import GroupCommit
 from gateway.audit.outbox import (
     OutboxMessage,
@@ -29,7 +39,22 @@ from gateway.audit.outbox import (
 from gateway.audit.queries import records_query
 from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
-_SCHEMA = """
+_CHECKPOINT_TABLE = """
+CREATE TABLE IF NOT EXISTS audit_checkpoint (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    at TEXT NOT NULL,
+    mac TEXT,
+    records INTEGER,
+    prev TEXT,
+    key_id TEXT,
+    signature TEXT
+)"""
+"""Checkpoints: signed ones (gateway.audit.checkpoints) have no `mac`; MAC'd ones, from logs
+written before checkpoints were signed, nothing after it."""
+_SCHEMA = (
+    _CHECKPOINT_TABLE
+    + """;
 CREATE TABLE IF NOT EXISTS audit_log (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     audit_id TEXT NOT NULL UNIQUE,
@@ -42,7 +67,8 @@ CREATE TABLE IF NOT EXISTS audit_log (
     outcome TEXT NOT NULL,
     body TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    format INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS audit_alert (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -54,12 +80,6 @@ CREATE TABLE IF NOT EXISTS audit_alert (
     organisation TEXT NOT NULL,
     justification TEXT
 );
-CREATE TABLE IF NOT EXISTS audit_checkpoint (
-    seq INTEGER PRIMARY KEY,
-    hash TEXT NOT NULL,
-    at TEXT NOT NULL,
-    mac TEXT NOT NULL
-);
 CREATE INDEX IF NOT EXISTS audit_log_child ON audit_log (child_ref, at);
 CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject, at);
 CREATE TABLE IF NOT EXISTS audit_heartbeat (
@@ -67,16 +87,18 @@ CREATE TABLE IF NOT EXISTS audit_heartbeat (
     at TEXT NOT NULL
 );
 """
+)
 
 # Nothing written to these tables may change or vanish; the hash chain makes any edit that
 # bypasses these triggers (by editing the file) detectable.
 _APPEND_ONLY = ("audit_log", "audit_alert", "audit_checkpoint")
-_SCHEMA += "".join(
+_TRIGGERS = "".join(
     f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}\n"
     f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;\n"
     for table in _APPEND_ONLY
     for op in ("UPDATE", "DELETE")
 )
+_SCHEMA += _TRIGGERS
 _OUTBOX_SCHEMA = """
 CREATE TABLE IF NOT EXISTS notification_outbox (
     message_id TEXT PRIMARY KEY,
@@ -98,7 +120,13 @@ _SCHEMA += _OUTBOX_SCHEMA
 
 # Columns added since a table was first created: (table, column, declaration). A log written by an
 # older gateway gains them when it is opened; its rows hold NULL there.
-_ADDED_COLUMNS = (("audit_alert", "justification", "TEXT"),)
+_ADDED_COLUMNS = (
+    ("audit_alert", "justification", "TEXT"),
+    ("audit_log", "format", "INTEGER NOT NULL DEFAULT 1"),
+)
+SCHEMA_VERSION = 2
+"""`PRAGMA user_version` of a log in this layout. 2: whole-row hashes (`audit_log.format`) and
+signed checkpoints (`audit_checkpoint` without a required `mac`; see gateway.audit.chain)."""
 
 
 NOTIFIED_RECORDS = (
@@ -123,6 +151,38 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
                 raise
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a log written by an older gateway to SCHEMA_VERSION, once, in one transaction: its
+    rows keep their format (1) and verify under the old rule up to where the new one starts."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            _add_missing_columns(conn)
+            checkpoint_columns = {
+                row[1] for row in conn.execute("PRAGMA table_info(audit_checkpoint)")
+            }
+            if "signature" not in checkpoint_columns:
+                # SQLite cannot drop a NOT NULL: the (small) checkpoint table is rebuilt; DROP
+                # TABLE fires no delete trigger.
+                conn.execute("ALTER TABLE audit_checkpoint RENAME TO audit_checkpoint_v1")
+                conn.execute(_CHECKPOINT_TABLE)
+                conn.execute(
+                    "INSERT INTO audit_checkpoint (seq, hash, at, mac)"
+                    " SELECT seq, hash, at, mac FROM audit_checkpoint_v1"
+                )
+                conn.execute("DROP TABLE audit_checkpoint_v1")
+                for statement in _TRIGGERS.split(";\n"):
+                    if statement.strip():
+                        conn.execute(statement + ";")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except sqlite3.Error:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def _connect(path: Path, busy_timeout_ms: int, synchronous: str) -> sqlite3.Connection:
     """The log's connection, its schema in place; a path that is not an SQLite database (a
     directory, another kind of file, a damaged one) is a ValueError naming it."""
@@ -135,7 +195,7 @@ def _connect(path: Path, busy_timeout_ms: int, synchronous: str) -> sqlite3.Conn
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         conn.executescript(_SCHEMA)
-        _add_missing_columns(conn)
+        _migrate(conn)
     except sqlite3.Error as exc:
         conn.close()
         raise ValueError(f"cannot open the audit log at {path}: {exc}") from exc
@@ -149,7 +209,7 @@ class SqliteAuditStore:
         self,
         path: Path,
         *,
-        checkpoint_key: bytes,
+        checkpoint_key: CheckpointKeys,
         checkpoint_every: int = 100,
         synchronous: str = "FULL",
         busy_timeout_ms: int = 250,
@@ -189,37 +249,24 @@ class SqliteAuditStore:
                 seq, previous = tail if tail else (0, GENESIS)
                 rows = []
                 for r in records:
-                    body = r.body()
-                    chain_hash = link_hash(previous, body)
-                    rows.append(
-                        (
-                            r.audit_id,
-                            r.access.at.isoformat(),
-                            r.access.child_ref,
-                            r.access.subject,
-                            r.access.role,
-                            r.access.organisation,
-                            r.access.purpose,
-                            r.outcome,
-                            body,
-                            previous,
-                            chain_hash,
-                        )
-                    )
+                    columns, alerts = record_row(r, r.access.at.isoformat())
+                    chain_hash = row_hash(previous, columns, alerts)
+                    rows.append((*columns, previous, chain_hash, ROW_FORMAT))
                     previous = chain_hash
                 self._conn.executemany(
                     "INSERT INTO audit_log (audit_id, at, child_ref, subject, role, organisation,"
-                    " purpose, outcome, body, prev_hash, hash)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " purpose, outcome, body, prev_hash, hash, format)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
                 self._conn.executemany(
                     "INSERT INTO audit_alert"
                     " (at, kind, audit_id, subject, role, organisation, justification)"
-                    " VALUES (?, 'BREAK_GLASS', ?, ?, ?, ?, ?)",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             r.access.at.isoformat(),
+                            r.alert,
                             r.audit_id,
                             r.access.subject,
                             r.access.role,
@@ -227,7 +274,7 @@ class SqliteAuditStore:
                             r.access.justification,
                         )
                         for r in records
-                        if r.flagged_for_investigation
+                        if r.alert is not None
                     ],
                 )
                 self._conn.executemany(
@@ -247,32 +294,58 @@ class SqliteAuditStore:
                 raise
 
     def _checkpoint(self, before: int, after: int) -> None:
-        """MAC the chain whenever this batch crossed a multiple of checkpoint_every."""
+        """Sign a checkpoint whenever this batch crossed a multiple of checkpoint_every."""
         if after // self._checkpoint_every == before // self._checkpoint_every:
             return
-        seq, chain_hash = self._conn.execute(
+        seq, head = self._conn.execute(
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
         ).fetchone()
+        last = self._conn.execute(
+            f"SELECT {CHECKPOINT_COLUMNS.format(at='at')} FROM audit_checkpoint"  # noqa: S608
+            " WHERE signature IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if last is None:  # the first signed checkpoint: count the whole log, once
+            prev, since, counted = GENESIS, 0, 0
+        else:
+            previous = Checkpoint(last[0], last[4], last[1], last[2], last[5], last[6], last[7])
+            prev, since, counted = previous.digest(), previous.seq, previous.records
+        (newer,) = self._conn.execute(
+            "SELECT count(*) FROM audit_log WHERE seq > ?", (since,)
+        ).fetchone()
+        checkpoint = self._checkpoint_key.sign(seq, counted + newer, head, utc_now(), prev)
         self._conn.execute(
-            "INSERT INTO audit_checkpoint (seq, hash, at, mac) VALUES (?, ?, ?, ?)",
+            "INSERT INTO audit_checkpoint (seq, hash, at, records, prev, key_id, signature)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
-                seq,
-                chain_hash,
-                utc_now().isoformat(),
-                checkpoint_mac(self._checkpoint_key, seq, chain_hash),
+                checkpoint.seq,
+                checkpoint.head,
+                checkpoint.at,
+                checkpoint.records,
+                checkpoint.prev,
+                checkpoint.key,
+                checkpoint.signature,
             ),
         )
 
     def verify(self) -> ChainReport:
-        """Check the whole chain and every checkpoint (see audit_chain)."""
+        """Check the whole chain, its alerts and every checkpoint (see gateway.audit.chain)."""
         with self._lock:
-            checkpoints = self._conn.execute(
-                "SELECT seq, hash, mac FROM audit_checkpoint ORDER BY seq"
-            ).fetchall()
-            records = self._conn.execute(
-                "SELECT seq, audit_id, body, prev_hash, hash FROM audit_log ORDER BY seq"
-            )
-            return verify_chain(records, checkpoints, self._checkpoint_key)
+            self._conn.execute("BEGIN")  # one snapshot for all three reads
+            try:
+                checkpoints = self._conn.execute(
+                    f"SELECT {CHECKPOINT_COLUMNS.format(at='at')} FROM audit_checkpoint"  # noqa: S608
+                ).fetchall()
+                alerts = self._conn.execute(
+                    f"SELECT {ALERT_COLUMNS.format(at='at')} FROM audit_alert ORDER BY seq"  # noqa: S608
+                ).fetchall()
+                records = self._conn.execute(
+                    f"SELECT {RECORD_COLUMNS.format(at='at')} FROM audit_log ORDER BY seq"  # noqa: S608
+                )
+                return verify_chain(
+                    records, alerts, checkpoints, self._checkpoint_key, self._checkpoint_every
+                )
+            finally:
+                self._conn.execute("COMMIT")
 
     def is_writable(self) -> bool:
         """For readiness probes: commit a real write (one heartbeat row, not audit data) through
@@ -327,9 +400,10 @@ class SqliteAuditStore:
         return [json.loads(body) for (body,) in rows]
 
     def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:
-        """The privacy officers' feed: who broke glass, when, why (the justification as the
-        gateway normalised it; None in alerts written before it was kept), and which audit record
-        to read. It names no child: the audit record, behind its own access controls, does that."""
+        """The privacy officers' feed: who broke glass or tried to (`kind` BREAK_GLASS or
+        BREAK_GLASS_REFUSED), when, why (the justification as the gateway normalised it; None in
+        alerts written before it was kept, or when none was given), and which audit record to
+        read. It names no child: the audit record, behind its own access controls, does that."""
         keys = ("at", "kind", "audit_id", "subject", "role", "organisation", "justification")
         with self._lock:
             rows = self._conn.execute(

@@ -12,13 +12,21 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from gateway.audit.chain import ChainReport
+from gateway.audit.checkpoints import (
+    CheckpointKeys,
+    ensure_checkpoint_key,
+    key_id,
+    load_private_key,
+    load_public_keys,
+    public_key_path,
+)
 from gateway.audit.migrations import require_current
 from gateway.audit.outbox import Outbox, OutboxMessage
 from gateway.audit.postgres import PostgresAuditStore, PostgresOutbox
 from gateway.audit.pseudonyms import audit_key, derive_key
 from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
 from gateway.audit.types import AuditRecord
-from gateway.config import Settings
+from gateway.config import Mode, Settings
 
 
 class AuditStore(Protocol):
@@ -56,8 +64,9 @@ class AuditStore(Protocol):
         ...
 
     def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:
-        """The privacy officers' feed of break-glass overrides, with each justification; it names
-        no child."""
+        """The privacy officers' feed of break-glass overrides and of the attempts the policy
+        refused (`kind` BREAK_GLASS or BREAK_GLASS_REFUSED), with each justification; it names no
+        child."""
         ...
 
     def distinct_children(self, subject: str, since: datetime) -> set[str]:
@@ -97,5 +106,44 @@ def open_outbox(settings: Settings) -> Outbox:
     return SqliteOutbox(settings.resolved_audit_db())
 
 
-def _checkpoint_key(settings: Settings, *, create: bool) -> bytes:
-    return derive_key(audit_key(settings, create=create), "audit-checkpoint")
+def _checkpoint_key(settings: Settings, *, create: bool) -> CheckpointKeys:
+    """The keys a gateway signs checkpoints with (`create`), or an auditor's tools check them with.
+
+    Signing needs the private key (CHILDLOOKUP_AUDIT_CHECKPOINT_KEY_FILE; in dev mode one is
+    generated in the state dir's `keys/`). Checking needs only the public keys: those in
+    CHILDLOOKUP_AUDIT_CHECKPOINT_PUBLIC_KEYS_FILE, else the public key beside the private key file,
+    else the private key's own. The audit key checks MAC'd checkpoints of a log from before
+    checkpoints were signed; reading without it, those alone cannot be checked."""
+    private_path = settings.resolved_checkpoint_key_file()
+    configured = settings.audit_checkpoint_public_keys_file
+    if create:
+        if settings.audit_checkpoint_key_file is None and settings.mode is Mode.DEV:
+            ensure_checkpoint_key(private_path)
+        private = load_private_key(private_path)
+        also = load_public_keys(configured) if configured is not None else []
+        keys = CheckpointKeys.signing_with(private, also, _legacy_mac(settings, create=True))
+        if configured is not None and key_id(private.public_key()) not in map(key_id, also):
+            raise ValueError(
+                f"{configured} does not hold the public key of the audit checkpoint key"
+                f" {private_path}: checkpoints signed with it would not verify"
+            )
+        return keys
+    public_path = configured or public_key_path(private_path)
+    if public_path.exists():
+        public = load_public_keys(public_path)
+    elif configured is None and private_path.exists():
+        public = [load_private_key(private_path).public_key()]
+    else:
+        raise ValueError(
+            f"no audit key to check checkpoints with at {public_path}: set"
+            " CHILDLOOKUP_AUDIT_CHECKPOINT_PUBLIC_KEYS_FILE, or CHILDLOOKUP_STATE_DIR (or"
+            " --state-dir) to the gateway's state directory"
+        )
+    return CheckpointKeys.verifying_with(public, _legacy_mac(settings, create=False))
+
+
+def _legacy_mac(settings: Settings, *, create: bool) -> bytes | None:
+    try:
+        return derive_key(audit_key(settings, create=create), "audit-checkpoint")
+    except ValueError:
+        return None

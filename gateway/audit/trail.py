@@ -62,8 +62,8 @@ class AuditTrail:
         return records
 
     async def alerts(self, caller: Caller, since: datetime | None) -> list[dict[str, str | None]]:
-        """The break-glass overrides since a time, oldest first, naming no child; refused to
-        anyone not an auditor."""
+        """The break-glass overrides, and the attempts the policy refused, since a time, oldest
+        first, naming no child; refused to anyone not an auditor."""
         self._check_auditor(caller)
         alerts = await asyncio.to_thread(self._audit.alerts, since=since)
         await record_review(self._audit, caller, AUDIT_REVIEW, ALERTS_VIEWED, child_ref=None)

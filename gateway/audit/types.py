@@ -11,6 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from gateway.types import LookupOutcome, Purpose
+
+BREAK_GLASS = "BREAK_GLASS"
+"""The alert kind of a break-glass override: it released data past a shield."""
+BREAK_GLASS_REFUSED = "BREAK_GLASS_REFUSED"
+"""The alert kind of a break-glass attempt the policy refused (a role not permitted, no real
+justification): nothing was released, but someone tried."""
+
 
 class AuditUnavailable(Exception):
     """The record could not be committed; the lookup must release nothing."""
@@ -45,6 +53,24 @@ class AuditMatch:
     score: float
     weight: float | None = None
     reasons: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class AuditCandidates:
+    """How many records of one source, linked one way, took part in an ambiguity: never which."""
+
+    source: str
+    method: str
+    records: int
+
+
+@dataclass(frozen=True)
+class AuditAmbiguity:
+    """What made a lookup AMBIGUOUS: the reason code (gateway.types.AmbiguityReason) and, per
+    source, how many records were strong enough to link, and how."""
+
+    reason: str
+    candidates: Sequence[AuditCandidates] = ()
 
 
 @dataclass(frozen=True)
@@ -89,6 +115,22 @@ class AuditRecord:
     released: Sequence[AuditField] = field(default_factory=tuple)
     withheld: Sequence[AuditField] = field(default_factory=tuple)
     notified: Sequence[AuditNotice] = field(default_factory=tuple)
+    ambiguity: AuditAmbiguity | None = None
+    """Set for an AMBIGUOUS lookup, and for a HIDDEN one whose linked records were; absent from
+    records written before it existed."""
+
+    @property
+    def alert(self) -> str | None:
+        """The privacy officers' alert this record raises, if any: BREAK_GLASS for an override
+        (flagged for investigation), BREAK_GLASS_REFUSED for an override the policy refused."""
+        if self.flagged_for_investigation:
+            return BREAK_GLASS
+        if (
+            self.access.purpose == Purpose.EMERGENCY_OVERRIDE
+            and self.outcome == LookupOutcome.DENIED
+        ):
+            return BREAK_GLASS_REFUSED
+        return None
 
     def body(self) -> str:
         """The canonical JSON the hash chain covers: sorted keys, no spaces."""

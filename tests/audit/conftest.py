@@ -19,6 +19,7 @@ import pytest
 
 from gateway.audit import (
     AuditStore,
+    CheckpointKeys,
     Outbox,
     PostgresAuditStore,
     PostgresOutbox,
@@ -37,7 +38,11 @@ class Backend(Protocol):
     error: type[Exception]
     """What the database raises when it refuses a statement."""
 
-    def open_store(self, checkpoint_every: int = 5) -> AuditStore: ...
+    def open_store(
+        self, checkpoint_every: int = 5, keys: CheckpointKeys = CHECKPOINT_KEY
+    ) -> AuditStore:
+        """A store on the log, signing with `keys` (by default the tests' key pair)."""
+        ...
 
     def open_outbox(self) -> Outbox: ...
 
@@ -69,10 +74,10 @@ class SqliteBackend:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def open_store(self, checkpoint_every: int = 5) -> AuditStore:
-        return SqliteAuditStore(
-            self.path, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=checkpoint_every
-        )
+    def open_store(
+        self, checkpoint_every: int = 5, keys: CheckpointKeys = CHECKPOINT_KEY
+    ) -> AuditStore:
+        return SqliteAuditStore(self.path, checkpoint_key=keys, checkpoint_every=checkpoint_every)
 
     def open_outbox(self) -> Outbox:
         return SqliteOutbox(self.path)
@@ -94,8 +99,9 @@ class SqliteBackend:
     def tamper(self, *statements: Statement) -> None:
         """With the file: drop the triggers, then edit."""
         conn = sqlite3.connect(self.path, isolation_level=None)
-        for trigger in ("audit_log_no_update", "audit_log_no_delete", "audit_checkpoint_no_update"):
-            conn.execute(f"DROP TRIGGER {trigger}")
+        for table in ("audit_log", "audit_alert", "audit_checkpoint"):
+            for op in ("update", "delete"):
+                conn.execute(f"DROP TRIGGER IF EXISTS {table}_no_{op}")
         for statement in statements:
             sql, params = statement if isinstance(statement, tuple) else (statement, ())
             conn.execute(sql, params)
@@ -123,11 +129,13 @@ class PostgresBackend:
         self.url, self.schema = url, schema
         upgrade_schema(url, schema)
 
-    def open_store(self, checkpoint_every: int = 5) -> AuditStore:
+    def open_store(
+        self, checkpoint_every: int = 5, keys: CheckpointKeys = CHECKPOINT_KEY
+    ) -> AuditStore:
         return PostgresAuditStore(
             self.url,
             self.schema,
-            checkpoint_key=CHECKPOINT_KEY,
+            checkpoint_key=keys,
             checkpoint_every=checkpoint_every,
             timeout_s=1.0,
         )

@@ -2,25 +2,56 @@
 either store (see conftest), by an attacker past its append-only triggers."""
 
 import asyncio
+from datetime import datetime
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit.chain import link_hash
-from tests.factories import audit_record
+from gateway.audit import CheckpointKeys
+from gateway.audit.chain import row_hash
+from gateway.audit.postgres import HASHED_AT
+from tests.factories import CHECKPOINT_KEY, audit_record, break_glass_record
 
 
 @pytest.fixture
 def db(backend):
-    """A log of 12 records (checkpoints after 5 and 10), then closed for the attacker."""
+    """A log of 12 records (checkpoints after 5 and 10; the sixth, a05, a break-glass override
+    with its alert), then closed for the attacker."""
     store = backend.open_store()
 
     async def fill():
         for i in range(12):
-            await store.append(audit_record(f"a{i:02d}"))
+            await store.append(break_glass_record("a05") if i == 5 else audit_record(f"a{i:02d}"))
 
     asyncio.run(fill())
     store.close()
     return backend
+
+
+def rehashed(db, seq, prev=None):
+    """Record `seq`'s hash recomputed from its row as it now stands (on `prev`, when given), as an
+    insider who knows the format would."""
+    at = "at" if db.name == "sqlite" else HASHED_AT
+    ((audit_id, *columns, stored_prev),) = db.query(
+        f"SELECT audit_id, {at}, child_ref, subject, role, organisation, purpose, outcome,"  # noqa: S608
+        f" body, prev_hash FROM audit_log WHERE seq = {seq:d}"
+    )
+    alerts = db.query(
+        f"SELECT kind, {at}, subject, role, organisation, justification"  # noqa: S608
+        f" FROM audit_alert WHERE audit_id = '{audit_id}' ORDER BY seq"
+    )
+    return row_hash(prev or stored_prev, [audit_id, *columns], alerts)
+
+
+def rehash_from(db, seq):
+    """Recompute every hash from record `seq` on, so the chain links again."""
+    ((previous,),) = db.query(f"SELECT prev_hash FROM audit_log WHERE seq = {seq:d}")  # noqa: S608
+    for (later,) in db.query(f"SELECT seq FROM audit_log WHERE seq >= {seq:d} ORDER BY seq"):  # noqa: S608
+        new = rehashed(db, later, previous)
+        db.tamper(
+            ("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", (previous, new, later))
+        )
+        previous = new
 
 
 def _verify(db):
@@ -47,10 +78,10 @@ def test_an_edited_record_is_named(db):
 
 
 def test_an_edit_that_recomputes_its_own_hash_still_breaks_the_next_link(db):
-    ((body, prev),) = db.query("SELECT body, prev_hash FROM audit_log WHERE seq = 4")
+    ((body,),) = db.query("SELECT body FROM audit_log WHERE seq = 4")
     forged = body.replace("FOUND", "NOT_FOUND")
-    update = "UPDATE audit_log SET body = ?, hash = ? WHERE seq = 4"
-    db.tamper((update, (forged, link_hash(prev, forged))))
+    db.tamper(("UPDATE audit_log SET body = ? WHERE seq = 4", (forged,)))
+    db.tamper(("UPDATE audit_log SET hash = ? WHERE seq = 4", (rehashed(db, 4),)))
     report = _verify(db)
     assert report.first_bad_seq == 5
     assert "deleted, inserted or moved" in report.problem
@@ -98,10 +129,11 @@ def test_emptying_the_log_is_caught(db):
 
 
 def test_a_forged_checkpoint_is_caught(db):
-    db.tamper("UPDATE audit_checkpoint SET mac = 'f' || substr(mac, 2) WHERE seq = 5")
+    flipped = "CASE substr(signature, 1, 1) WHEN 'f' THEN 'e' ELSE 'f' END || substr(signature, 2)"
+    db.tamper(f"UPDATE audit_checkpoint SET signature = {flipped} WHERE seq = 5")  # noqa: S608
     report = _verify(db)
     assert not report.ok
-    assert "MAC" in report.problem
+    assert "signature" in report.problem
 
 
 def test_the_chain_continues_across_reopening_the_store(db):
@@ -109,3 +141,137 @@ def test_the_chain_continues_across_reopening_the_store(db):
     asyncio.run(store.append(audit_record("after-restart")))
     assert store.verify().ok
     store.close()
+
+
+# --- the whole row, and the alerts -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("subject", "'dev:RR8:Someone Else'"),
+        ("child_ref", "'nhs:00000000000000000000000000000000'"),
+        ("outcome", "'NOT_FOUND'"),
+        ("at", "at + interval '1 day'"),
+    ],
+)
+def test_an_edited_column_that_queries_read_is_named(db, column, value):
+    if column == "at" and db.name == "sqlite":
+        value = "'2026-11-22T12:00:00+00:00'"
+    db.tamper(f"UPDATE audit_log SET {column} = {value} WHERE seq = 4")  # noqa: S608
+    report = _verify(db)
+    assert (report.ok, report.first_bad_seq, report.first_bad_audit_id) == (False, 4, "a03")
+    assert "edited" in report.problem
+
+
+def test_a_deleted_alert_is_named_at_its_record(db):
+    assert len(db.query("SELECT * FROM audit_alert")) == 1
+    db.tamper("DELETE FROM audit_alert")
+    report = _verify(db)
+    assert (report.ok, report.first_bad_seq, report.first_bad_audit_id) == (False, 6, "a05")
+    assert "alert" in report.problem
+
+
+def test_an_edited_alert_is_named_at_its_record(db):
+    db.tamper("UPDATE audit_alert SET justification = 'nothing to see'")
+    report = _verify(db)
+    assert (report.ok, report.first_bad_seq) == (False, 6)
+
+
+def test_an_alert_for_no_record_is_caught(db):
+    db.tamper(
+        "INSERT INTO audit_alert (at, kind, audit_id, subject, role, organisation, justification)"
+        " SELECT at, kind, 'invented', subject, role, organisation, justification FROM audit_alert"
+    )
+    report = _verify(db)
+    assert (report.ok, report.first_bad_audit_id) == (False, "invented")
+
+
+# --- checkpoints that cannot be dropped or forged ------------------------------------------------
+
+
+def test_a_rehashed_edit_is_caught_by_the_signed_checkpoint_over_it(db):
+    db.tamper("UPDATE audit_log SET outcome = 'NOT_FOUND' WHERE seq = 7")
+    rehash_from(db, 7)
+    report = _verify(db)
+    assert (report.ok, report.first_bad_seq) == (False, 10)
+    assert "signed checkpoint" in report.problem
+
+
+def test_a_rehashed_edit_with_the_later_checkpoints_deleted_is_caught_while_records_remain(db):
+    """Edit record 7, re-hash the chain and delete the checkpoint after 10: records 10-12 still
+    stand where a checkpoint was due, so the deletion shows."""
+    db.tamper("UPDATE audit_log SET outcome = 'NOT_FOUND' WHERE seq = 7")
+    rehash_from(db, 7)
+    db.tamper("DELETE FROM audit_checkpoint WHERE seq > 5")
+    report = _verify(db)
+    assert (report.ok, report.first_bad_seq) == (False, 12)
+    assert "checkpoints after record #5 were deleted" in report.problem
+
+
+def test_a_checkpoint_deleted_from_the_middle_breaks_the_next_one_s_link(backend):
+    store = backend.open_store()
+
+    async def fill():
+        for i in range(16):
+            await store.append(audit_record(f"b{i:02d}"))
+
+    asyncio.run(fill())
+    store.close()
+    backend.tamper("DELETE FROM audit_checkpoint WHERE seq = 10")
+    report = _verify(backend)
+    assert (report.ok, report.first_bad_seq) == (False, 15)
+    assert "link is broken" in report.problem
+
+
+def test_a_checkpoint_forged_without_the_private_key_is_caught(db):
+    """The insider re-hashes an edit and re-signs the checkpoints over it, with a key of their own
+    and, failing that, under the gateway's key id."""
+    db.tamper("UPDATE audit_log SET subject = 'dev:RR8:Someone Else' WHERE seq = 7")
+    rehash_from(db, 7)
+    forger = CheckpointKeys.signing_with(Ed25519PrivateKey.generate())
+    ((seq, records, at, prev),) = db.query(
+        "SELECT seq, records, at, prev FROM audit_checkpoint WHERE seq = 10"
+    )
+    ((head,),) = db.query("SELECT hash FROM audit_log WHERE seq = 10")
+    when = at if isinstance(at, datetime) else datetime.fromisoformat(at)
+    forged = forger.sign(seq, records, head, when, prev)
+    db.tamper(
+        (
+            "UPDATE audit_checkpoint SET hash = ?, at = ?, key_id = ?, signature = ?"
+            " WHERE seq = 10",
+            (head, forged.at, forged.key, forged.signature),
+        )
+    )
+    report = _verify(db)
+    assert (report.ok, report.first_bad_seq) == (False, 10)
+    assert "not among the public keys" in report.problem
+    ((key,),) = db.query("SELECT key_id FROM audit_checkpoint WHERE seq = 5")
+    db.tamper(("UPDATE audit_checkpoint SET key_id = ? WHERE seq = 10", (key,)))
+    report = _verify(db)
+    assert (report.ok, report.first_bad_seq) == (False, 10)
+    assert "signature is wrong" in report.problem
+
+
+def test_verifying_needs_only_the_public_key(db):
+    store = db.open_store()
+    asyncio.run(store.append(audit_record("signed")))
+    store.close()
+    public = CheckpointKeys.verifying_with(CHECKPOINT_KEY.public.values())
+    reader = db.open_store(keys=public)
+    try:
+        report = reader.verify()
+        assert (report.ok, report.checkpoints) == (True, 2)
+        assert report.last_checkpoint is not None
+        assert report.last_checkpoint.seq == 10
+    finally:
+        reader.close()
+
+
+def test_a_log_cut_back_with_its_later_checkpoints_is_not_caught_without_witnesses(db):
+    """The limit of signatures alone: a log cut back to a checkpoint, with every record and
+    checkpoint after it deleted, is a consistent shorter log. Witnesses (a later step) keep a
+    checkpoint the gateway's operator cannot delete; until then this passes."""
+    db.tamper("DELETE FROM audit_log WHERE seq > 5", "DELETE FROM audit_checkpoint WHERE seq > 5")
+    db.tamper("DELETE FROM audit_alert")
+    assert _verify(db).ok

@@ -66,6 +66,7 @@ def test_verify_refuses_a_missing_log_instead_of_creating_one(tmp_path, capsys):
 @pytest.mark.parametrize("what", ["garbage", "directory", "corrupt"])
 def test_an_unopenable_log_is_a_one_line_error_naming_it(state, tmp_path, capsys, command, what):
     shutil.copy(state / "audit.key", tmp_path / "audit.key")
+    shutil.copytree(state / "keys", tmp_path / "keys")
     log = tmp_path / "audit.sqlite3"
     if what == "garbage":
         log.write_bytes(b"this is not an audit log\n" * 200)
@@ -100,3 +101,37 @@ def test_the_state_dir_comes_from_the_environment_as_for_serve(state, monkeypatc
     monkeypatch.setenv("CHILDLOOKUP_STATE_DIR", str(state))
     assert main(["audit", "verify"]) == 0
     assert "audit log intact" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE audit_log SET subject = 'dev:ORG1:Someone Else' WHERE seq = 2",
+        "UPDATE audit_log SET child_ref = NULL WHERE seq = 2",
+        "UPDATE audit_log SET outcome = 'DENIED' WHERE seq = 2",
+        "UPDATE audit_log SET at = '2000-01-01T00:00:00+00:00' WHERE seq = 2",
+    ],
+)
+def test_verify_names_a_record_whose_queried_columns_were_edited(state, tmp_path, capsys, edit):
+    state = shutil.copytree(state, tmp_path / "copy")
+    conn = sqlite3.connect(state / "audit.sqlite3", isolation_level=None)
+    conn.execute("DROP TRIGGER audit_log_no_update")
+    conn.execute(edit)
+    conn.close()
+    assert main(["audit", "verify", "--state-dir", str(state)]) == 1
+    assert "TAMPERED at record #2" in capsys.readouterr().out
+
+
+def test_verify_needs_only_the_public_key(state, tmp_path, capsys):
+    """An auditor's copy: the log and the public key, neither the private key nor the audit key."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(state / "audit.sqlite3", copy / "audit.sqlite3")
+    shutil.copy(state / "keys" / "audit-checkpoint.pub.pem", tmp_path / "public.pem")
+    env = {"CHILDLOOKUP_AUDIT_CHECKPOINT_PUBLIC_KEYS_FILE": str(tmp_path / "public.pem")}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        assert main(["audit", "verify", "--state-dir", str(copy)]) == 0
+    assert "audit log intact: 3 records" in capsys.readouterr().out
+    assert sorted(p.name for p in copy.iterdir()) == ["audit.sqlite3"]

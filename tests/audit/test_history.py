@@ -26,7 +26,7 @@ from gateway.config import REPO_ROOT
 from gateway.demo import reference_source
 from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
-from tests.factories import AUDIT_KEY, NHS, OTHER_NHS, access, audit_record
+from tests.factories import AUDIT_KEY, CHECKPOINT_KEY, NHS, OTHER_NHS, access, audit_record
 
 PSEUDONYMS = Pseudonymiser(AUDIT_KEY)
 CHILD = PSEUDONYMS.ref("nhs", NHS)
@@ -105,7 +105,7 @@ async def test_the_store_finds_a_childs_records_notified_to_a_source_newest_firs
 
 
 def test_sqlite_answers_from_the_childs_index(tmp_path):
-    SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=b"c" * 32).close()
+    SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY).close()
     conn = sqlite3.connect(tmp_path / "audit.sqlite3")
     plan = conn.execute(
         "EXPLAIN QUERY PLAN " + SQLITE_NOTIFIED, (CHILD, "social_care", 25)

@@ -26,7 +26,13 @@ from gateway.audit import (
 )
 from gateway.audit.migrations import head
 from gateway.config import Settings
-from tests.factories import CHECKPOINT_KEY, audit_record, outbox_message
+from tests.factories import (
+    CHECKPOINT_KEY,
+    LEGACY_INSERT,
+    audit_record,
+    legacy_log,
+    outbox_message,
+)
 
 
 def _store(url, schema, **options):
@@ -234,3 +240,30 @@ async def test_connections_the_database_dropped_are_replaced_before_the_next_app
     finally:
         store.close()
     assert len(dropped) >= 2  # the writer's and the reader's
+
+
+@pytest.mark.anyio
+async def test_a_log_from_revision_0001_verifies_under_each_rule_up_to_its_point(postgres_schema):
+    """Rows written before whole-row hashes keep their rule (body only, MAC'd checkpoints) after
+    `db upgrade`; the records appended after it get whole-row hashes and signed checkpoints."""
+    url, schema = postgres_schema
+    upgrade_schema(url, schema)
+    downgrade_schema(url, schema, "0001")
+    rows, checkpoint = legacy_log(7, checkpoint_at=5)
+    with _admin(url, schema) as conn, conn.cursor() as cur:
+        cur.executemany(LEGACY_INSERT.replace("?", "%s"), rows)
+        cur.execute(
+            "INSERT INTO audit_checkpoint (seq, hash, at, mac) VALUES (%s, %s, now(), %s)",
+            checkpoint,
+        )
+    upgrade_schema(url, schema)
+
+    store = _store(url, schema)
+    for i in range(6):
+        await store.append(audit_record(f"new{i}"))
+    report = store.verify()
+    store.close()
+    assert (report.ok, report.records, report.checkpoints) == (True, 13, 2)
+    with _admin(url, schema) as conn:
+        formats = conn.execute("SELECT format, count(*) FROM audit_log GROUP BY 1 ORDER BY 1")
+        assert formats.fetchall() == [(1, 7), (2, 6)]

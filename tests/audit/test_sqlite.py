@@ -6,7 +6,14 @@ import sqlite3
 import pytest
 
 from gateway.audit import SqliteAuditStore
-from tests.factories import BREAK_GLASS_REASON, CHECKPOINT_KEY, break_glass_record
+from tests.factories import (
+    BREAK_GLASS_REASON,
+    CHECKPOINT_KEY,
+    LEGACY_INSERT,
+    audit_record,
+    break_glass_record,
+    legacy_log,
+)
 
 # The audit_alert table as it was before alerts carried the justification.
 _ALERTS_WITHOUT_JUSTIFICATION = """
@@ -50,3 +57,57 @@ async def test_an_existing_log_gains_the_justification_column_and_stays_append_o
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         raw.execute("DELETE FROM audit_alert")
     raw.close()
+
+
+@pytest.mark.anyio
+async def test_a_log_from_before_whole_row_hashes_verifies_under_each_rule_up_to_its_point(
+    tmp_path,
+):
+    """A log written by an older gateway (body-only hashes, MAC'd checkpoints) is migrated when
+    opened: its records keep their old rule, the new ones get whole-row hashes and signed
+    checkpoints, and the whole verifies - while an old record's body edit is still caught."""
+    path = tmp_path / "audit.sqlite3"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.executescript(LEGACY_LOG)
+    rows, checkpoint = legacy_log(7, checkpoint_at=5)
+    raw.executemany(LEGACY_INSERT, rows)
+    raw.execute(
+        "INSERT INTO audit_checkpoint (seq, hash, at, mac) VALUES (?, ?, 'then', ?)", checkpoint
+    )
+    raw.close()
+
+    store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
+    for i in range(6):
+        await store.append(audit_record(f"new{i}"))
+    report = store.verify()
+    store.close()
+    assert (report.ok, report.records, report.checkpoints) == (True, 13, 2)
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA user_version").fetchone() == (2,)
+    assert raw.execute("SELECT format, count(*) FROM audit_log GROUP BY format").fetchall() == [
+        (1, 7),
+        (2, 6),
+    ]
+    raw.execute("DROP TRIGGER audit_log_no_update")
+    raw.execute("UPDATE audit_log SET body = replace(body, 'FOUND', 'DENIED') WHERE seq = 3")
+    raw.commit()
+    raw.close()
+    store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
+    assert store.verify().first_bad_seq == 3
+    store.close()
+
+
+LEGACY_LOG = """
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, audit_id TEXT NOT NULL UNIQUE, at TEXT NOT NULL,
+    child_ref TEXT, subject TEXT NOT NULL, role TEXT NOT NULL, organisation TEXT NOT NULL,
+    purpose TEXT NOT NULL, outcome TEXT NOT NULL, body TEXT NOT NULL, prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TABLE audit_checkpoint (
+    seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, at TEXT NOT NULL, mac TEXT NOT NULL
+);
+CREATE TRIGGER audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint
+BEGIN SELECT RAISE(ABORT, 'audit_checkpoint is append-only'); END;
+"""
+"""The audit log and its checkpoints as gateways wrote them before whole-row hashes."""

@@ -104,7 +104,24 @@ async def test_a_break_glass_alert_carries_the_justification(store):
 
     (alert,) = store.alerts()
 
-    assert alert["audit_id"] == "glass"
+    assert (alert["kind"], alert["audit_id"]) == ("BREAK_GLASS", "glass")
     assert alert["justification"] == BREAK_GLASS_REASON
     assert alert["at"] == access().at.isoformat()
     assert store.alerts(since=access().at.replace(year=2027)) == []
+
+
+@pytest.mark.anyio
+async def test_a_refused_break_glass_attempt_raises_an_alert_too(store):
+    override = access(purpose="EMERGENCY_OVERRIDE", justification=None, role="gp")
+    await store.append(audit_record("refused", access=override, outcome="DENIED"))
+    await store.append(audit_record("ordinary-denied", access=access(role="gp"), outcome="DENIED"))
+
+    (alert,) = store.alerts()
+
+    assert (alert["kind"], alert["audit_id"], alert["role"]) == (
+        "BREAK_GLASS_REFUSED",
+        "refused",
+        "gp",
+    )
+    assert alert["justification"] is None
+    assert "child" not in " ".join(alert)

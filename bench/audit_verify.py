@@ -1,0 +1,199 @@
+"""What tamper evidence costs: `audit verify` time and storage per lookup, body-only hashes with
+MAC'd checkpoints (before) against whole-row hashes with signed checkpoints (after).
+
+    python -m bench.audit_verify --records 200000
+
+Writes `--records` realistic lookup records (a found lookup from three sources, with matches,
+released and withheld fields and an owner notification; one in 200 a break-glass override with its
+alert) into a fresh SQLite log through the store, times `verify()` on it, and times the old rule's
+walk (one SHA-256 of prev + body per record) over the same rows. For storage it copies the log's
+rows into the old layout (no `format` column; checkpoints with a MAC only), vacuums both and
+divides each file's size by the records. Verification is one pass, so its time grows linearly:
+the 1,000,000-record figure is measured when `--records` is 1,000,000, else extrapolated (and
+labelled so). Prints a table and writes bench/results/audit_verify.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sqlite3
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from bench.report import write_report
+from gateway.audit import (
+    Access,
+    AuditField,
+    AuditMatch,
+    AuditNotice,
+    AuditRecord,
+    AuditSource,
+    CheckpointKeys,
+    SqliteAuditStore,
+    utc_now,
+)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+KEYS = CheckpointKeys.signing_with(Ed25519PrivateKey.from_private_bytes(b"v" * 32))
+MILLION = 1_000_000
+_LEGACY = """
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, audit_id TEXT NOT NULL UNIQUE, at TEXT NOT NULL,
+    child_ref TEXT, subject TEXT NOT NULL, role TEXT NOT NULL, organisation TEXT NOT NULL,
+    purpose TEXT NOT NULL, outcome TEXT NOT NULL, body TEXT NOT NULL, prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL);
+CREATE TABLE audit_alert (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, kind TEXT NOT NULL,
+    audit_id TEXT NOT NULL, subject TEXT NOT NULL, role TEXT NOT NULL,
+    organisation TEXT NOT NULL, justification TEXT);
+CREATE TABLE audit_checkpoint (
+    seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, at TEXT NOT NULL, mac TEXT NOT NULL);
+CREATE INDEX audit_log_child ON audit_log (child_ref, at);
+CREATE INDEX audit_log_subject ON audit_log (subject, at);
+"""
+
+
+def _record(i: int) -> AuditRecord:
+    override = i % 200 == 0
+    access = Access(
+        at=utc_now(),
+        subject=f"idp:RR8:user-{i % 500}",
+        name="Bench User",
+        role="social_worker" if override else "health_visitor",
+        organisation="RR8",
+        purpose="EMERGENCY_OVERRIDE" if override else "SAFEGUARDING_ENQUIRY",
+        justification="child found alone at the station, carer unknown" if override else None,
+        child_ref=f"nhs:{i:032x}",
+    )
+    sources = [
+        AuditSource(s, "ANSWERED", None, 1, False, ["NHS_NUMBER"])
+        for s in ("health", "education", "social_care")
+    ]
+    return AuditRecord(
+        access=access,
+        audit_id=uuid.uuid4().hex,
+        request_id=uuid.uuid4().hex,
+        outcome="FOUND",
+        denial=None,
+        error_code=None,
+        policy_revision="rev-" + "0" * 12,
+        decision_ids=[uuid.uuid4().hex, uuid.uuid4().hex],
+        flagged_for_investigation=override,
+        child_flags={"shielded": False, "restricted": False, "sensitive": False},
+        sources=sources,
+        matches=[
+            AuditMatch(
+                s.source,
+                f"record:{uuid.uuid4().hex}",
+                "NHS_NUMBER",
+                1.0,
+                None,
+                ["nhs_number:exact"],
+            )
+            for s in sources
+        ],
+        released=[AuditField("health", f) for f in ("name", "date_of_birth", "gp_practice")]
+        + [AuditField("social_care", "child_protection_plan")],
+        withheld=[AuditField("health", "address", "SHIELDED")],
+        notified=[AuditNotice("social_care", ["CHILD_PROTECTION_PLAN"], uuid.uuid4().hex)],
+    )
+
+
+def _fill(path: Path, records: int) -> None:
+    store = SqliteAuditStore(path, checkpoint_key=KEYS, synchronous="NORMAL")
+    batch = 1_000
+    try:
+        for start in range(0, records, batch):
+            store._write([_record(i) for i in range(start, min(records, start + batch))], [])
+    finally:
+        store.close()
+
+
+def _legacy_copy(path: Path, out: Path) -> None:
+    """The same rows in the layout gateways wrote before whole-row hashes."""
+    conn = sqlite3.connect(out, isolation_level=None)
+    conn.executescript(_LEGACY)
+    conn.execute("ATTACH DATABASE ? AS new", (str(path),))
+    conn.execute("BEGIN")
+    conn.execute(
+        "INSERT INTO audit_log SELECT seq, audit_id, at, child_ref, subject, role, organisation,"
+        " purpose, outcome, body, prev_hash, hash FROM new.audit_log"
+    )
+    conn.execute("INSERT INTO audit_alert SELECT * FROM new.audit_alert")
+    conn.execute(
+        "INSERT INTO audit_checkpoint SELECT seq, hash, at, substr(signature, 1, 64)"
+        " FROM new.audit_checkpoint"
+    )
+    conn.execute("COMMIT")
+    conn.execute("DETACH DATABASE new")
+    conn.execute("VACUUM")
+    conn.close()
+
+
+def _body_only_walk(path: Path) -> float:
+    """Seconds for the old rule's walk over the same rows: SHA-256 of prev + body each."""
+    conn = sqlite3.connect(path)
+    started = time.perf_counter()
+    previous = "0" * 64
+    for (body,) in conn.execute("SELECT body FROM audit_log ORDER BY seq"):
+        previous = hashlib.sha256(f"{previous}\n{body}".encode()).hexdigest()
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        after, before = Path(tmp) / "after.sqlite3", Path(tmp) / "before.sqlite3"
+        started = time.perf_counter()
+        _fill(after, args.records)
+        filled = time.perf_counter() - started
+        store = SqliteAuditStore(after, checkpoint_key=replace(KEYS, signing=None))
+        started = time.perf_counter()
+        report = store.verify()
+        verify_s = time.perf_counter() - started
+        store.close()
+        assert report.ok, report.describe()
+        old_walk_s = _body_only_walk(after)
+        _legacy_copy(after, before)
+        conn = sqlite3.connect(after, isolation_level=None)
+        conn.execute("VACUUM")
+        conn.close()
+        per_before = before.stat().st_size / args.records
+        per_after = after.stat().st_size / args.records
+    scale = MILLION / args.records
+    label = "measured" if args.records == MILLION else f"extrapolated from {args.records:,}"
+    rows = [
+        ("records written", f"{args.records:,} in {filled:.1f} s"),
+        ("verify, whole rows + signed checkpoints", f"{verify_s:.2f} s"),
+        ("old rule's walk (body hash only)", f"{old_walk_s:.2f} s"),
+        (f"verify 1,000,000 records ({label})", f"{verify_s * scale:.1f} s"),
+        ("storage per lookup, before", f"{per_before:,.0f} bytes"),
+        ("storage per lookup, after", f"{per_after:,.0f} bytes"),
+    ]
+    for name, value in rows:
+        print(f"{name:<48} {value}")
+    write_report(
+        "audit_verify",
+        RESULTS / "audit_verify.json",
+        records=args.records,
+        verify_seconds=round(verify_s, 3),
+        body_only_walk_seconds=round(old_walk_s, 3),
+        verify_million_seconds=round(verify_s * scale, 1),
+        million=label,
+        bytes_per_lookup_before=round(per_before),
+        bytes_per_lookup_after=round(per_after),
+    )
+
+
+if __name__ == "__main__":
+    main()
