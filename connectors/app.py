@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Final, TypeVar
 
 from opentelemetry import propagate, trace
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
@@ -27,7 +27,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Lifespan, Receive, Scope, Send
 
-from connectors.backend import ConnectorBackend, ConnectorError, summarise_validation_error
+from connectors.backend import (
+    ConnectorBackend,
+    ConnectorError,
+    parse_message,
+)
 from connectors.logs import log_event
 from connectors.minimisation import minimise
 from connectors.notifications import (
@@ -40,7 +44,6 @@ from connectors.notifications import (
 )
 from connectors.protocol import (
     LOOKUP_PATH,
-    PROTOCOL_VERSION,
     ErrorCode,
     ErrorDetail,
     ErrorResponse,
@@ -429,18 +432,9 @@ _MessageT = TypeVar("_MessageT", bound=BaseModel)
 
 def _validated(body: bytes, model: type[_MessageT], what: str) -> _MessageT:
     try:
-        return model.model_validate_json(body)
-    except ValidationError as error:
-        # A version mismatch wins over any other problem: a v2 request is expected to fail the
-        # v1 schema elsewhere too, and the gateway needs to know it was the version.
-        if any(problem["loc"] == ("protocol_version",) for problem in error.errors()):
-            raise _Refusal(
-                ErrorCode.UNSUPPORTED_VERSION,
-                f"This connector speaks protocol version {PROTOCOL_VERSION} only.",
-            ) from None
-        raise _Refusal(
-            ErrorCode.BAD_REQUEST, f"Invalid {what}: {summarise_validation_error(error)}"
-        ) from None
+        return parse_message(body, model, what, speaker="This connector")
+    except ConnectorError as error:
+        raise _Refusal(error.code, error.message) from None
 
 
 def _parse(body: bytes) -> LookupRequest:

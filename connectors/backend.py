@@ -6,11 +6,13 @@ logging - so that an agency's code is one method over its own records and cannot
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from connectors.protocol import ConnectorRecord, ErrorCode, LookupRequest
+from connectors.protocol import PROTOCOL_VERSION, ConnectorRecord, ErrorCode, LookupRequest
+
+_MessageT = TypeVar("_MessageT", bound=BaseModel)
 
 _MAX_REPORTED_ERRORS = 3
 
@@ -52,3 +54,21 @@ def summarise_validation_error(error: ValidationError) -> str:
     if len(problems) > _MAX_REPORTED_ERRORS:
         parts.append(f"and {len(problems) - _MAX_REPORTED_ERRORS} more")
     return "; ".join(parts)
+
+
+def parse_message(body: bytes, model: type[_MessageT], what: str, *, speaker: str) -> _MessageT:
+    """`body` as `model`, or ConnectorError: UNSUPPORTED_VERSION when the protocol version is
+    not ours - it wins over any other problem, since a v2 message is expected to fail the v1 schema
+    elsewhere too and the sender needs to know it was the version - else BAD_REQUEST naming where
+    (never what: summarise_validation_error). `speaker` says who refuses ("This connector")."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as error:
+        if any(problem["loc"] == ("protocol_version",) for problem in error.errors()):
+            raise ConnectorError(
+                ErrorCode.UNSUPPORTED_VERSION,
+                f"{speaker} speaks protocol version {PROTOCOL_VERSION} only.",
+            ) from None
+        raise ConnectorError(
+            ErrorCode.BAD_REQUEST, f"Invalid {what}: {summarise_validation_error(error)}"
+        ) from None

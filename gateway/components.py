@@ -16,9 +16,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
-from connectors.locator import PseudonymKey, load_pseudonym_keys
 from redis.asyncio import Redis
 
+from connectors.locator import PseudonymKey, load_pseudonym_keys
 from connectors.trust import PublishedKeys
 from gateway import metrics
 from gateway.audit import (

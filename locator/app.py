@@ -18,7 +18,7 @@ from dataclasses import asdict
 from ipaddress import ip_address
 from typing import Final, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.app import ERROR_STATUS
-from connectors.backend import summarise_validation_error
+from connectors.backend import ConnectorError, parse_message
 from connectors.locator import (
     HOLDINGS_LIST_PATH,
     HOLDINGS_PATH,
@@ -268,15 +268,9 @@ async def _stored(work: Awaitable[_T]) -> _T:
 
 def _validated(body: bytes, model: type[_ModelT], what: str) -> _ModelT:
     try:
-        return model.model_validate_json(body)
-    except ValidationError as error:
-        if any(problem["loc"] == ("protocol_version",) for problem in error.errors()):
-            raise _Refusal(
-                ErrorCode.UNSUPPORTED_VERSION, "This locator speaks protocol version 1 only."
-            ) from None
-        raise _Refusal(
-            ErrorCode.BAD_REQUEST, f"Invalid {what}: {summarise_validation_error(error)}"
-        ) from None
+        return parse_message(body, model, what, speaker="This locator")
+    except ConnectorError as error:
+        raise _Refusal(error.code, error.message) from None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
