@@ -31,15 +31,17 @@ from gateway import tracing
 from gateway.exchange import Malformed, parsed, post_capped
 from gateway.plan import LOCATOR_SOURCE
 from gateway.signing import AnswerVerifier, RequestSigner
-from gateway.types import AskedBecause, IdentifiedBy, LookupContext, SourceAnswer, SourceStatus
+from gateway.types import (
+    IDENTIFIER_FIELDS,
+    AskedBecause,
+    IdentifiedBy,
+    LookupContext,
+    SourceAnswer,
+    SourceStatus,
+)
 
 MAX_ANSWER_BYTES = 256 * 1024
 """A locator answer names a handful of agencies; far more than that is not an answer."""
-
-_KINDS: Mapping[IdentifiedBy, str] = {
-    IdentifiedBy.NHS_NUMBER: "nhs_number",
-    IdentifiedBy.UPN: "upn",
-}
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class LocatorClient:
         if budget <= 0:
             return _failed(SourceStatus.TIMED_OUT, "DEADLINE", started, asked)
         refs = {
-            pseudonym(key, _KINDS[kind], value): (key.version, kind)
+            pseudonym(key, IDENTIFIER_FIELDS[kind], value): (key.version, kind)
             for kind, value in identifiers.items()
             for key in self._keys
         }
@@ -169,7 +171,7 @@ _CONFIGURED = (AskedBecause.CONFIGURED,)
 
 
 def _asked_with(asked: frozenset[IdentifiedBy]) -> tuple[IdentifiedBy, ...]:
-    return tuple(kind for kind in _KINDS if kind in asked)
+    return tuple(kind for kind in IDENTIFIER_FIELDS if kind in asked)
 
 
 def _failed(

@@ -41,6 +41,7 @@ from gateway.match import MatchResult, match_records
 from gateway.second_round import combined, identifiers_found
 from gateway.shield_safe import shield_safe
 from gateway.types import (
+    IDENTIFIER_FIELDS,
     AskedBecause,
     IdentifiedBy,
     LookupContext,
@@ -148,13 +149,11 @@ class Router:
         """`matching` with the answers of the located and routed agencies, and the locator's."""
         query = lookup.query
         hidden = shield_safe(query, matching, plan.shield_authorities)[1]
-        identified = query.identified_by is not IdentifiedBy.DEMOGRAPHICS or (
-            bool(matching.matched) and not matching.ambiguous
-        )
+        # Nothing found for a search that linked nobody, or ambiguously (identifiers_found).
         known = _identifiers_of(query) | {
             f.kind: f.value for f in identifiers_found(query, matching)
         }
-        if hidden or not identified or not known:
+        if hidden or not known:
             _cancel(early)  # a search that found nobody, or must look as if it had
             return matching
         located = await self._located(lookup, known, early)
@@ -245,12 +244,11 @@ class Router:
 
 
 def _identifiers_of(query: LookupQuery) -> dict[IdentifiedBy, str]:
-    known = {}
-    if query.nhs_number is not None:
-        known[IdentifiedBy.NHS_NUMBER] = query.nhs_number
-    if query.upn is not None:
-        known[IdentifiedBy.UPN] = query.upn
-    return known
+    return {
+        kind: value
+        for kind, field in IDENTIFIER_FIELDS.items()
+        if (value := getattr(query, field)) is not None
+    }
 
 
 def _configured(matched: MatchedRecord, answers: Sequence[SourceAnswer]) -> bool:

@@ -39,6 +39,7 @@ from gateway.linkage import LinkageModel
 from gateway.match import RECORD_MISMATCH, MatchResult, match_records
 from gateway.shield_safe import shield_safe
 from gateway.types import (
+    IDENTIFIER_FIELDS,
     Ambiguity,
     AmbiguityReason,
     IdentifiedBy,
@@ -49,12 +50,6 @@ from gateway.types import (
     SourceAnswer,
     SourceStatus,
 )
-
-_FIELDS: Mapping[IdentifiedBy, str] = {
-    IdentifiedBy.NHS_NUMBER: "nhs_number",
-    IdentifiedBy.UPN: "upn",
-}
-"""The identifiers a second round may use, best first, and where a record holds each."""
 
 _STRENGTH = {IdentifiedBy.DEMOGRAPHICS: 0, IdentifiedBy.UPN: 1, IdentifiedBy.NHS_NUMBER: 2}
 
@@ -68,7 +63,7 @@ class FoundIdentifier:
     value: str
 
     def held_by(self, record: ConnectorRecord) -> bool:
-        return bool(getattr(record.identifiers, _FIELDS[self.kind]) == self.value)
+        return bool(getattr(record.identifiers, IDENTIFIER_FIELDS[self.kind]) == self.value)
 
 
 def found_identifier(query: LookupQuery, first: MatchResult) -> FoundIdentifier | None:
@@ -90,7 +85,7 @@ def _agreed(query: LookupQuery, first: MatchResult) -> Iterator[FoundIdentifier 
     none or an invalid one, or when nothing was linked or the lookup is ambiguous."""
     if first.ambiguous or not first.matched:
         return
-    for kind, field in _FIELDS.items():
+    for kind, field in IDENTIFIER_FIELDS.items():
         if kind is query.identified_by:
             continue
         values = {getattr(m.record.identifiers, field) for m in first.matched} - {None}
@@ -231,7 +226,7 @@ def _both(first: SourceAnswer, second: SourceAnswer) -> SourceAnswer:
 def _identifiers_known(query: LookupQuery, matched: Sequence[MatchedRecord]) -> dict[str, str]:
     """The child's identifiers as the lookup and its first round's linked records give them (one
     value of each at most: the match stage and `found_identifier` have made sure)."""
-    known = {f: v for f in _FIELDS.values() if (v := getattr(query, f)) is not None}
+    known = {f: v for f in IDENTIFIER_FIELDS.values() if (v := getattr(query, f)) is not None}
     for m in matched:
         for field, value in _identifiers(m.record):
             known.setdefault(field, value)
@@ -269,7 +264,7 @@ def _two_children(matched: Sequence[MatchedRecord]) -> Ambiguity | None:
 
 
 def _identifiers(record: ConnectorRecord) -> Iterator[tuple[str, str]]:
-    for field in _FIELDS.values():
+    for field in IDENTIFIER_FIELDS.values():
         value = getattr(record.identifiers, field)
         if value is not None:
             yield field, value

@@ -71,6 +71,14 @@ class IdentifiedBy(StrEnum):
     DEMOGRAPHICS = "DEMOGRAPHICS"
 
 
+IDENTIFIER_FIELDS: Mapping[IdentifiedBy, str] = {
+    IdentifiedBy.NHS_NUMBER: "nhs_number",
+    IdentifiedBy.UPN: "upn",
+}
+"""The identifiers shared across agencies, best first, and the field holding each: in a lookup
+query, in a record's `identifiers`, and (as the pseudonym's kind) at the locator."""
+
+
 @dataclass(frozen=True)
 class Corroboration:
     """Details given with a demographic lookup that only corroborate it: the gateway weighs them
