@@ -38,6 +38,7 @@ from connectors.protocol import Caller as ProtocolCaller
 from gateway.audit import (
     Access,
     AuditField,
+    AuditNotice,
     AuditRecord,
     AuditSource,
     CheckpointKeys,
@@ -348,6 +349,14 @@ def outbox_message(
     """A `notification` queued for `source`."""
     body = notification(message_id, audit_id=audit_id).model_dump_json().encode()
     return OutboxMessage(message_id, source, audit_id, body, created_at=time.time())
+
+
+def notifying_record(audit_id: str, *message_ids: str) -> tuple[AuditRecord, list[OutboxMessage]]:
+    """An `audit_record` that told social care of the child's plan, once per message id, with the
+    outbox messages queued beside it - as the pipeline writes them (gateway.audit.record)."""
+    notices = [AuditNotice("social_care", ["CHILD_PROTECTION_PLAN"], m) for m in message_ids]
+    record = audit_record(audit_id, notified=notices)
+    return record, [outbox_message(m, audit_id) for m in message_ids]
 
 
 def matched(record: ConnectorRecord, source: str) -> MatchedRecord:

@@ -9,6 +9,11 @@ or as PostgreSQL's superuser). Someone who also recomputes every later hash is c
 signed checkpoints (gateway.audit.checkpoints), which they cannot re-sign without the private key,
 and which cannot be deleted from the middle, or from the end while the records they covered stay.
 
+The notification outbox changes as messages are delivered, so it is not chained itself; it is
+derived from chained records instead. Each record's body lists the owner notifications it queued
+(`notified`: message id and agency), so the outbox must hold exactly those messages - no fewer, no
+more, none moved to another agency or record - whatever state their delivery is in.
+
 Record hash, format 2 (`format` column 2): SHA-256, as hex, of the UTF-8 of
 
     "childlookup audit record v2\n" + prev_hash
@@ -27,6 +32,7 @@ format-2 record, and none may follow it.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -97,6 +103,9 @@ RECORD_COLUMNS: Final = (
 )
 ALERT_COLUMNS: Final = "audit_id, kind, {at}, subject, role, organisation, justification"
 CHECKPOINT_COLUMNS: Final = "seq, hash, {at}, mac, records, prev, key_id, signature"
+NoticeRow = tuple[str, str, str]
+"""A message in the notification outbox: (message_id, audit_id, source)."""
+NOTICE_QUERY: Final = "SELECT message_id, audit_id, source FROM notification_outbox"
 
 
 def verify_chain(
@@ -105,6 +114,7 @@ def verify_chain(
     checkpoints: Iterable[CheckpointRow],
     keys: CheckpointKeys,
     every: int,
+    notices: Iterable[NoticeRow] = (),
 ) -> ChainReport:
     """Walk the whole chain in sequence order, then check every checkpoint against it.
 
@@ -112,7 +122,8 @@ def verify_chain(
     read one at a time, so they may stream a log larger than memory (alerts and checkpoints,
     about one per hundred records, are held). Read `alerts` and `checkpoints` in the same snapshot
     as `records`, or before them: a checkpoint written after the records were read would look like
-    records cut off. `every` is the checkpoint interval the log was written with.
+    records cut off. `every` is the checkpoint interval the log was written with. `notices` are
+    the outbox's messages, which must be exactly those the records say they queued.
 
     Raises ValueError when the log has MAC checkpoints (from before signed ones) and `keys` has no
     MAC key to check them with."""
@@ -121,6 +132,9 @@ def verify_chain(
     by_record: dict[str, list[AlertRow]] = {}
     for alert in alerts:
         by_record.setdefault(alert[0], []).append(alert)
+    queued: dict[str, set[tuple[str, str]]] = {}
+    for message_id, notice_audit_id, source in notices:
+        queued.setdefault(notice_audit_id, set()).add((message_id, source))
     expected_prev = GENESIS
     heads: dict[int, tuple[str, int]] = {}
     last_seq = 0
@@ -158,6 +172,12 @@ def verify_chain(
                 return _bad(count, seq, audit_id, "this record was edited after it was written")
         else:
             problem = f"a record in format {fmt} where only format {ROW_FORMAT} may be"
+            return _bad(count, seq, audit_id, problem)
+        if _notified(body) != queued.pop(audit_id, set()):
+            problem = (
+                "the owner notifications in the outbox are not those this record queued:"
+                " one was deleted or inserted"
+            )
             return _bad(count, seq, audit_id, problem)
         if seq in marked:
             heads[seq] = (h, count)
@@ -197,6 +217,9 @@ def verify_chain(
     for audit_id, orphans in by_record.items():
         problem = f"an alert ({orphans[0][1]}) names a record that is not in the log"
         return _bad(count, None, audit_id, problem)
+    for audit_id in queued:
+        problem = "an owner notification in the outbox names a record that is not in the log"
+        return _bad(count, None, audit_id, problem)
     if first_signed_seq is not None:
         # A checkpoint is written whenever a commit crosses a multiple of `every`.
         covered = signed[-1][0] if signed else first_signed_seq - 1
@@ -208,6 +231,15 @@ def verify_chain(
             return _bad(count, last_seq, None, problem)
     last = _signed(signed[-1]) if signed else None
     return ChainReport(True, count, len(marks), last_checkpoint=last)
+
+
+def _notified(body: str) -> set[tuple[str, str]]:
+    """The (message id, source) of each owner notification a record says it queued: the outbox
+    is derived from the chained records, so its rows must be exactly these."""
+    if '"notified":[{' not in body:  # most lookups notify nobody: no need to parse them
+        return set()
+    notices = json.loads(body)["notified"]
+    return {(notice["message_id"], notice["source"]) for notice in notices}
 
 
 def _signed(row: CheckpointRow) -> Checkpoint:

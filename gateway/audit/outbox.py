@@ -11,6 +11,10 @@ outlive its need. The row itself stays, without personal data, as the receipt th
 told. A message that could not be delivered in time is dead-lettered with its payload kept, since
 the owner still has to be told some other way.
 
+Which messages exist is not for anyone to change, though: each lookup's audit record lists the
+notifications it queued, so `audit verify` finds a message deleted, invented or moved to another
+agency (gateway.audit.chain).
+
 `Outbox` is the delivering side's interface; the store holding the audit log implements it
 (gateway.audit.sqlite, gateway.audit.postgres) and `gateway.audit.store.open_outbox` opens the
 configured one. Times are seconds since the epoch: they must mean the same thing to every process.

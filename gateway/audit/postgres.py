@@ -35,6 +35,7 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from gateway.audit.chain import (
     ALERT_COLUMNS,
     CHECKPOINT_COLUMNS,
+    NOTICE_QUERY,
     RECORD_COLUMNS,
     ROW_FORMAT,
     ChainReport,
@@ -360,13 +361,19 @@ class PostgresAuditStore:
             alerts = conn.execute(
                 f"SELECT {ALERT_COLUMNS.format(at=HASHED_AT)} FROM audit_alert ORDER BY seq"  # noqa: S608
             ).fetchall()
+            notices = conn.execute(NOTICE_QUERY).fetchall()
             with conn.cursor(name="audit_verify") as records:
                 records.itersize = 2_000
                 records.execute(
                     f"SELECT {RECORD_COLUMNS.format(at=HASHED_AT)} FROM audit_log ORDER BY seq"  # noqa: S608
                 )
                 return verify_chain(
-                    records, alerts, checkpoints, self._checkpoint_key, self._checkpoint_every
+                    records,
+                    alerts,
+                    checkpoints,
+                    self._checkpoint_key,
+                    self._checkpoint_every,
+                    notices,
                 )
 
     def records(

@@ -12,10 +12,11 @@ them from the same file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 from gateway.audit.chain import (
     ALERT_COLUMNS,
     CHECKPOINT_COLUMNS,
+    NOTICE_QUERY,
     RECORD_COLUMNS,
     ROW_FORMAT,
     ChainReport,
@@ -237,12 +239,24 @@ class SqliteAuditStore:
         except sqlite3.Error as exc:
             raise AuditUnavailable(f"audit store write failed: {exc.__class__.__name__}") from exc
 
-    def _write(self, records: list[AuditRecord], notifications: list[OutboxMessage]) -> None:
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction, holding the store's lock and the file's write lock (BEGIN
+        IMMEDIATE): what is read inside it, the chain's tail above all, stays the tail until the
+        commit, so several gateway processes sharing one database still extend a single chain."""
         with self._lock:
             try:
-                # The chain's tail is read inside the write transaction, so several gateway
-                # processes sharing one database still extend a single chain.
                 self._conn.execute("BEGIN IMMEDIATE")
+                yield
+                self._conn.execute("COMMIT")
+            except sqlite3.Error:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def _write(self, records: list[AuditRecord], notifications: list[OutboxMessage]) -> None:
+        with self._writing():
+            if True:
                 tail = self._conn.execute(
                     "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
                 ).fetchone()
@@ -286,17 +300,36 @@ class SqliteAuditStore:
                         for m in notifications
                     ],
                 )
-                self._checkpoint(seq, seq + len(rows))
-                self._conn.execute("COMMIT")
-            except sqlite3.Error:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
+                if (seq + len(rows)) // self._checkpoint_every != seq // self._checkpoint_every:
+                    # This batch crossed a multiple of checkpoint_every.
+                    self._checkpoint()
 
-    def _checkpoint(self, before: int, after: int) -> None:
-        """Sign a checkpoint whenever this batch crossed a multiple of checkpoint_every."""
-        if after // self._checkpoint_every == before // self._checkpoint_every:
-            return
+    def seal(self) -> Checkpoint | None:
+        """Sign a checkpoint over the records written since the latest one, if any were."""
+        try:
+            with self._writing():
+                (tail,) = self._conn.execute("SELECT max(seq) FROM audit_log").fetchone()
+                (covered,) = self._conn.execute(
+                    "SELECT max(seq) FROM audit_checkpoint"
+                ).fetchone()
+                if tail is None or (covered is not None and covered >= tail):
+                    return None
+                return self._checkpoint()
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"audit store seal failed: {exc.__class__.__name__}") from exc
+
+    def checkpoints(self, after_seq: int, limit: int) -> list[Checkpoint]:
+        """Signed checkpoints with `seq` > `after_seq`, oldest first, at most `limit`."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {SIGNED_CHECKPOINT_COLUMNS} FROM audit_checkpoint"  # noqa: S608
+                " WHERE signature IS NOT NULL AND seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        return [Checkpoint(*row) for row in rows]
+
+    def _checkpoint(self) -> Checkpoint:
+        """Sign a checkpoint over the chain's tail, inside the write transaction."""
         seq, head = self._conn.execute(
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
         ).fetchone()
@@ -326,6 +359,7 @@ class SqliteAuditStore:
                 checkpoint.signature,
             ),
         )
+        return checkpoint
 
     def verify(self) -> ChainReport:
         """Check the whole chain, its alerts and every checkpoint (see gateway.audit.chain)."""
@@ -338,11 +372,17 @@ class SqliteAuditStore:
                 alerts = self._conn.execute(
                     f"SELECT {ALERT_COLUMNS.format(at='at')} FROM audit_alert ORDER BY seq"  # noqa: S608
                 ).fetchall()
+                notices = self._conn.execute(NOTICE_QUERY).fetchall()
                 records = self._conn.execute(
                     f"SELECT {RECORD_COLUMNS.format(at='at')} FROM audit_log ORDER BY seq"  # noqa: S608
                 )
                 return verify_chain(
-                    records, alerts, checkpoints, self._checkpoint_key, self._checkpoint_every
+                    records,
+                    alerts,
+                    checkpoints,
+                    self._checkpoint_key,
+                    self._checkpoint_every,
+                    notices,
                 )
             finally:
                 self._conn.execute("COMMIT")
@@ -351,18 +391,14 @@ class SqliteAuditStore:
         """For readiness probes: commit a real write (one heartbeat row, not audit data) through
         the connection records are appended on. Opening a transaction is not enough: a log whose
         files cannot be written still opens and locks, and then every append fails."""
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            with self._writing():
                 self._conn.execute(
                     "INSERT OR REPLACE INTO audit_heartbeat (id, at) VALUES (1, ?)",
                     (utc_now().isoformat(),),
                 )
-                self._conn.execute("COMMIT")
-            except sqlite3.Error:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                return False
+        except sqlite3.Error:
+            return False
         return True
 
     def records(

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.audit import CheckpointKeys
 from gateway.audit.chain import row_hash
 from gateway.audit.postgres import HASHED_AT
-from tests.factories import CHECKPOINT_KEY, audit_record, break_glass_record
+from tests.factories import CHECKPOINT_KEY, audit_record, break_glass_record, notifying_record
 
 
 @pytest.fixture
@@ -185,6 +185,66 @@ def test_an_alert_for_no_record_is_caught(db):
     )
     report = _verify(db)
     assert (report.ok, report.first_bad_audit_id) == (False, "invented")
+
+
+# --- the notification outbox, derived from the chained records ----------------------------------
+
+
+@pytest.fixture
+def notified(backend):
+    """A log of 4 records; the third (n2) told social care twice (messages m-1, m-2), and one of
+    those has since been delivered (its payload erased, as delivery does)."""
+    store = backend.open_store()
+
+    async def fill():
+        for i in range(4):
+            if i == 2:
+                await store.append(*notifying_record("n2", "m-1", "m-2"))
+            else:
+                await store.append(audit_record(f"n{i}"))
+
+    asyncio.run(fill())
+    store.close()
+    outbox = backend.open_outbox()
+    outbox.delivered("m-1", 0.0)
+    outbox.close()
+    return backend
+
+
+def test_delivering_a_notification_does_not_disturb_verification(notified):
+    assert _verify(notified).ok
+
+
+def test_a_deleted_outbox_message_is_named_at_the_record_that_queued_it(notified):
+    notified.tamper("DELETE FROM notification_outbox WHERE message_id = 'm-2'")
+    report = _verify(notified)
+    assert (report.ok, report.first_bad_seq, report.first_bad_audit_id) == (False, 3, "n2")
+    assert "outbox" in report.problem
+
+
+def test_an_outbox_message_moved_to_another_agency_is_caught(notified):
+    notified.tamper("UPDATE notification_outbox SET source = 'health' WHERE message_id = 'm-1'")
+    assert (_verify(notified).ok, _verify(notified).first_bad_audit_id) == (False, "n2")
+
+
+def test_an_outbox_message_invented_for_another_record_is_caught(notified):
+    notified.tamper(
+        "INSERT INTO notification_outbox (message_id, audit_id, source, created_at, payload,"
+        " next_attempt_at) SELECT 'm-9', 'n1', source, created_at, payload, next_attempt_at"
+        " FROM notification_outbox WHERE message_id = 'm-2'"
+    )
+    report = _verify(notified)
+    assert (report.ok, report.first_bad_audit_id) == (False, "n1")
+
+
+def test_an_outbox_message_for_no_record_is_caught(notified):
+    notified.tamper(
+        "INSERT INTO notification_outbox (message_id, audit_id, source, created_at,"
+        " next_attempt_at) VALUES ('m-9', 'nobody', 'social_care', 0, 0)"
+    )
+    report = _verify(notified)
+    assert (report.ok, report.first_bad_audit_id) == (False, "nobody")
+    assert "not in the log" in report.problem
 
 
 # --- checkpoints that cannot be dropped or forged ------------------------------------------------

@@ -31,6 +31,7 @@ from tests.factories import (
     LEGACY_INSERT,
     audit_record,
     legacy_log,
+    notifying_record,
     outbox_message,
 )
 
@@ -134,7 +135,7 @@ async def test_the_gateway_role_appends_and_delivers_but_cannot_change_the_log(
     store = _store(gateway_url, schema)
     outbox = PostgresOutbox(gateway_url, schema)
     try:
-        await store.append(audit_record("a-1"), [outbox_message("m-1")])
+        await store.append(*notifying_record("a-1", "m-1"))
         assert store.is_writable()
         (claimed,) = outbox.claim(time.time(), lease_s=10, limit=5)
         outbox.delivered(claimed.message_id, time.time())
