@@ -5,7 +5,8 @@ MAC'd checkpoints (before) against whole-row hashes with signed checkpoints (aft
 
 Writes `--records` realistic lookup records (a found lookup from three sources, with matches,
 released and withheld fields and an owner notification; one in 200 a break-glass override with its
-alert) into a fresh SQLite log through the store, times `verify()` on it, and times the old rule's
+alert) into a fresh SQLite log through the store, each with its notification delivered (the outbox
+is checked against the records too), times `verify()` on it, and times the old rule's
 walk (one SHA-256 of prev + body per record) over the same rows. For storage it copies the log's
 rows into the old layout (no `format` column; checkpoints with a MAC only), vacuums both and
 divides each file's size by the records. Verification is one pass, so its time grows linearly:
@@ -35,6 +36,7 @@ from gateway.audit import (
     AuditRecord,
     AuditSource,
     CheckpointKeys,
+    OutboxMessage,
     SqliteAuditStore,
     utc_now,
 )
@@ -56,6 +58,11 @@ CREATE TABLE audit_checkpoint (
     seq INTEGER PRIMARY KEY, hash TEXT NOT NULL, at TEXT NOT NULL, mac TEXT NOT NULL);
 CREATE INDEX audit_log_child ON audit_log (child_ref, at);
 CREATE INDEX audit_log_subject ON audit_log (subject, at);
+CREATE TABLE notification_outbox (
+    message_id TEXT PRIMARY KEY, audit_id TEXT NOT NULL, source TEXT NOT NULL,
+    created_at REAL NOT NULL, state TEXT NOT NULL, payload BLOB, attempts INTEGER NOT NULL,
+    next_attempt_at REAL NOT NULL, last_error TEXT, finished_at REAL);
+CREATE INDEX notification_outbox_due ON notification_outbox (state, next_attempt_at);
 """
 
 
@@ -106,13 +113,25 @@ def _record(i: int) -> AuditRecord:
 
 
 def _fill(path: Path, records: int) -> None:
+    """Write the records with the notification each queued, then deliver them all: the outbox as
+    it stands in steady state (receipts, payloads erased), which verification checks too."""
     store = SqliteAuditStore(path, checkpoint_key=KEYS, synchronous="NORMAL")
     batch = 1_000
     try:
         for start in range(0, records, batch):
-            store._write([_record(i) for i in range(start, min(records, start + batch))], [])
+            written = [_record(i) for i in range(start, min(records, start + batch))]
+            store._write(written, [_queued(r) for r in written])
     finally:
         store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE notification_outbox SET state = 'DELIVERED', payload = NULL")
+    conn.close()
+
+
+def _queued(record: AuditRecord) -> OutboxMessage:
+    (notice,) = record.notified
+    payload = b'{"records":[{"record_id":"LA-000001"}]}'
+    return OutboxMessage(notice.message_id, notice.source, record.audit_id, payload, time.time())
 
 
 def _legacy_copy(path: Path, out: Path) -> None:
@@ -126,6 +145,7 @@ def _legacy_copy(path: Path, out: Path) -> None:
         " purpose, outcome, body, prev_hash, hash FROM new.audit_log"
     )
     conn.execute("INSERT INTO audit_alert SELECT * FROM new.audit_alert")
+    conn.execute("INSERT INTO notification_outbox SELECT * FROM new.notification_outbox")
     conn.execute(
         "INSERT INTO audit_checkpoint SELECT seq, hash, at, substr(signature, 1, 64)"
         " FROM new.audit_checkpoint"
