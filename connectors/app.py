@@ -8,10 +8,12 @@ no record" - a partial answer that looks complete is how a child at risk is miss
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import re
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import ip_address
@@ -19,7 +21,7 @@ from types import MappingProxyType
 from typing import Final, TypeVar
 
 from opentelemetry import propagate, trace
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
@@ -58,6 +60,14 @@ from connectors.trust import (
     RequestVerifier,
     TrustError,
 )
+from connectors.witness import (
+    MAX_REQUEST_BYTES,
+    WITNESS_PATH,
+    LogName,
+    WitnessProblem,
+    WitnessRequest,
+    WitnessStore,
+)
 
 MAX_BODY_BYTES: Final = 64 * 1024
 """A lookup is a few identifiers and field names; anything near this size is not a lookup."""
@@ -91,6 +101,7 @@ def create_connector_app(
     verifier: RequestVerifier | None = None,
     signer: AnswerSigner | None = None,
     notifications: NotificationSink | None = None,
+    witness: WitnessStore | None = None,
     lifespan: Lifespan[Starlette] | None = None,
 ) -> Starlette:
     """Serve `backend` as the connector named `source` (the name the gateway knows it by).
@@ -104,23 +115,47 @@ def create_connector_app(
     kept there (see connectors.notifications). They need a `verifier`: an unsigned notice of who
     looked at a child would let anyone write the agency's access record.
 
+    With `witness`, the connector also keeps the gateway's signed audit checkpoints there and
+    lists them to anyone (see connectors.witness); receiving them needs a `verifier` too, or
+    anyone could write the record an auditor compares the gateway's log with.
+
     `lifespan` runs around serving: a backend's background work (polling a folder, refreshing
     search keys) and the closing of its connections.
     """
     if notifications is not None and verifier is None:
         raise ValueError("receiving notifications needs a verifier of the gateway's signature")
+    if witness is not None and verifier is None:
+        raise ValueError("witnessing checkpoints needs a verifier of the gateway's signature")
 
     lookups = _Lookups(backend, source, verifier, signer)
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "source": source})
-
-    routes = [
-        Route(LOOKUP_PATH, lookups, methods=["POST"]),
-        Route("/healthz", healthz, methods=["GET"]),
-    ]
+    routes = [Route(LOOKUP_PATH, lookups, methods=["POST"]), *_served_as(source, signer)]
     if notifications is not None and verifier is not None:
         routes += _notification_routes(notifications, verifier, signer, source)
+    if witness is not None and verifier is not None:
+        routes += _witness_routes(witness, verifier, signer, source)
+    return _ConnectorApp(routes, lookups, lifespan)
+
+
+def create_witness_app(
+    witness: WitnessStore,
+    *,
+    name: str,
+    verifier: RequestVerifier,
+    signer: AnswerSigner | None = None,
+) -> Starlette:
+    """A standalone witness named `name` (the audience the gateway signs its requests to it for):
+    the witness routes over `witness`, liveness, and its answer-signing key when it signs."""
+    routes = [*_witness_routes(witness, verifier, signer, name), *_served_as(name, signer)]
+    return Starlette(routes=routes)
+
+
+def _served_as(name: str, signer: AnswerSigner | None) -> list[Route]:
+    """Liveness naming the service, and the public key its answers are signed with, if signed."""
+
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "source": name})
+
+    routes = [Route("/healthz", healthz, methods=["GET"])]
     if signer is not None:
         keys = signer.jwks()
 
@@ -128,7 +163,7 @@ def create_connector_app(
             return JSONResponse(keys)
 
         routes.append(Route(JWKS_PATH, jwks, methods=["GET"]))
-    return _ConnectorApp(routes, lookups, lifespan)
+    return routes
 
 
 class _ConnectorApp(Starlette):
@@ -304,9 +339,7 @@ def _notification_routes(
             _logger, logging.INFO, "notification", source=source, message_id=message_id, kept=kept
         )
         receipt = NotificationReceipt(message_id=message_id, duplicate=not kept)
-        return _signed(
-            Response(receipt.model_dump_json(), media_type="application/json"), signer, source
-        )
+        return _signed(_json(receipt), signer, source)
 
     routes = [Route(NOTIFICATIONS_PATH, receive, methods=["POST"])]
     if isinstance(sink, RecentNotifications):
@@ -351,6 +384,91 @@ def _is_loopback(request: Request) -> bool:
         return ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _witness_routes(
+    store: WitnessStore, verifier: RequestVerifier, signer: AnswerSigner | None, name: str
+) -> list[Route]:
+    """The witness's receiver, for checkpoints the gateway signed for `name` as it signs
+    notifications, and its listing, open to anyone: it holds no personal data, and an auditor
+    compares it with the gateway's log without gateway credentials."""
+
+    async def receive(request: Request) -> Response:
+        try:
+            declared = request.headers.get("content-length", "").encode("latin-1")
+            body = await _read_body(request.receive, declared, MAX_REQUEST_BYTES)
+            await _authenticate(verifier, request.headers.get("authorization"), body, name)
+            offered = _validated(body, WitnessRequest, "witness request")
+            receipt = await _in_witness_store(functools.partial(store.witness, offered), name)
+        except _Refusal as refusal:
+            log_event(_logger, logging.INFO, "witness", source=name, outcome=refusal.code.value)
+            return _signed(refusal.response(), signer, name)
+        log_event(
+            _logger,
+            logging.WARNING if receipt.problem is WitnessProblem.CONFLICT else logging.INFO,
+            "witness",
+            source=name,
+            log=receipt.log,
+            accepted=receipt.accepted,
+            latest_seq=None if receipt.latest is None else receipt.latest.seq,
+            problem=receipt.problem,
+        )
+        return _signed(_json(receipt), signer, name)
+
+    async def listing(request: Request) -> Response:
+        try:
+            log, after = _listing_query(request)
+            listed = await _in_witness_store(functools.partial(store.listing, log, after), name)
+        except _Refusal as refusal:
+            return _signed(refusal.response(), signer, name)
+        return _signed(_json(listed), signer, name)
+
+    return [
+        Route(WITNESS_PATH, receive, methods=["POST"]),
+        Route(WITNESS_PATH, listing, methods=["GET"]),
+    ]
+
+
+_LOG_NAME: Final = TypeAdapter(LogName)
+_SEQ: Final = re.compile(r"[0-9]{1,18}")
+
+
+def _listing_query(request: Request) -> tuple[str, int | None]:
+    """`log` (required) and `after` (optional: from the first checkpoint) of a listing."""
+    log, after = request.query_params.get("log"), request.query_params.get("after")
+    try:
+        log = _LOG_NAME.validate_python(log)
+    except ValidationError:
+        raise _Refusal(
+            ErrorCode.BAD_REQUEST,
+            "Name the log with ?log=<the gateway's id>: letters, digits and . _ : - only.",
+        ) from None
+    if after is not None and not _SEQ.fullmatch(after):
+        raise _Refusal(
+            ErrorCode.BAD_REQUEST, "?after= must be a checkpoint's sequence number (0 or more)."
+        )
+    return log, None if after is None else int(after)
+
+
+async def _in_witness_store(work: Callable[[], _T], name: str) -> _T:
+    """Run `work` on the witness's store in a thread; a store that fails (a full disk, a locked
+    file) is UNAVAILABLE, so the gateway sends again later, and is logged by type and place."""
+    try:
+        return await asyncio.to_thread(work)
+    except Exception as error:
+        log_event(
+            _logger,
+            logging.ERROR,
+            "witness_store_failed",
+            source=name,
+            error=type(error).__name__,
+            at=_crash_site(error),
+        )
+        raise _Refusal(ErrorCode.UNAVAILABLE, "The witness store failed; retry later.") from None
+
+
+def _json(message: BaseModel) -> Response:
+    return Response(message.model_dump_json(), media_type="application/json")
 
 
 async def _authenticate(
@@ -398,13 +516,13 @@ class _Refusal(Exception):
         return Response(self.body(), status_code=self.status, media_type="application/json")
 
 
-async def _read_body(receive: Receive, declared: bytes) -> bytes:
-    """Read at most MAX_BODY_BYTES, checking as chunks arrive so a chunked upload without a
+async def _read_body(receive: Receive, declared: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
+    """Read at most `limit` bytes, checking as chunks arrive so a chunked upload without a
     Content-Length cannot make the connector buffer it all first. `declared` is the request's
     Content-Length header as sent (b"" when it has none)."""
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise _too_large()
-    body = b""  # one message, nearly always: at most 64 KiB is copied however it is chunked
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = b""  # one message, nearly always: at most `limit` is copied however it is chunked
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -413,21 +531,22 @@ async def _read_body(receive: Receive, declared: bytes) -> bytes:
             continue
         chunk: bytes = message.get("body", b"")
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise _too_large()
+        if len(body) > limit:
+            raise _too_large(limit)
         if not message.get("more_body", False):
             return body
 
 
-def _too_large() -> _Refusal:
+def _too_large(limit: int) -> _Refusal:
     return _Refusal(
         ErrorCode.BAD_REQUEST,
-        f"Request body is larger than {MAX_BODY_BYTES} bytes.",
+        f"Request body is larger than {limit} bytes.",
         status=PAYLOAD_TOO_LARGE,
     )
 
 
 _MessageT = TypeVar("_MessageT", bound=BaseModel)
+_T = TypeVar("_T")
 
 
 def _validated(body: bytes, model: type[_MessageT], what: str) -> _MessageT:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a
 
     from connectors.fhir import FhirAuth
     from connectors.trust import AnswerSigner, ReplayCache, RequestVerifier
+    from connectors.witness import WitnessStore
 
 
 def add_tls_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
@@ -81,6 +82,7 @@ def _connector_app(
     named = [option for option in _STORES if getattr(args, option.lstrip("-")) is not None]
     if len(named) != 1:
         raise ValueError("name the agency's records with one of " + ", ".join(_STORES))
+    witness = _witness_store(args, verifier)
     if args.fhir is not None:
         from connectors.fhir import create_fhir_app
 
@@ -117,8 +119,36 @@ def _connector_app(
     from connectors.reference import create_reference_app
 
     return create_reference_app(
-        args.agency, args.records, args.latency_ms, verifier=verifier, signer=signer
+        args.agency,
+        args.records,
+        args.latency_ms,
+        verifier=verifier,
+        signer=signer,
+        witness=witness,
     )
+
+
+def _witness_store(
+    args: argparse.Namespace, verifier: RequestVerifier | None
+) -> WitnessStore | None:
+    """The store for --witness-db, when given.
+
+    Raises ValueError without --gateway-jwks, or beside a store other than --records.
+    """
+    if args.witness_db is None:
+        return None
+    if verifier is None:
+        raise ValueError(
+            "--witness-db keeps checkpoints the gateway signed: it needs --gateway-jwks"
+        )
+    if args.records is None:
+        raise ValueError(
+            "--witness-db is served by the reference connector (--records) only; beside another "
+            "connector, run `connector witness`"
+        )
+    from connectors.witness import WitnessStore
+
+    return WitnessStore(args.witness_db)
 
 
 def _fhir_auth(args: argparse.Namespace) -> FhirAuth:
@@ -150,16 +180,37 @@ _STORES = ("--records", "--fhir", "--sql", "--ctf")
 
 
 def _serve(args: argparse.Namespace) -> int:
+    app = _connector_app(args, _verifier(args), _signer(args))
+    return _serve_app(args, app, f"{args.agency} connector")
+
+
+def _witness(args: argparse.Namespace) -> int:
+    from connectors.app import create_witness_app
+    from connectors.trust import PublishedKeys, RequestVerifier
+    from connectors.witness import WitnessStore
+
+    verifier = RequestVerifier(PublishedKeys(args.gateway_jwks), issuer=args.gateway_issuer)
+    app = create_witness_app(
+        WitnessStore(args.db), name=args.name, verifier=verifier, signer=_signer(args)
+    )
+    return _serve_app(args, app, f"{args.name} witness")
+
+
+def _signer(args: argparse.Namespace) -> AnswerSigner | None:
+    from connectors.trust import AnswerSigner
+
+    return AnswerSigner.from_pem_file(args.signing_key) if args.signing_key else None
+
+
+def _serve_app(args: argparse.Namespace, app: Starlette, what: str) -> int:
+    """Serve `app` on --host and --port (https with --tls-*) until interrupted."""
     from connectors.serving import ServedApp, bind_socket, run, serve_all
     from connectors.tls import server_context
-    from connectors.trust import AnswerSigner
 
     files = tls_files(args)
     tls = None if files is None else server_context(*files)
-    signer = AnswerSigner.from_pem_file(args.signing_key) if args.signing_key else None
-    app = _connector_app(args, _verifier(args), signer)
-    served = ServedApp(args.agency, app, bind_socket(args.host, args.port), tls)
-    print(f"{args.agency} connector on {served.url}", flush=True)
+    served = ServedApp(what, app, bind_socket(args.host, args.port), tls)
+    print(f"{what} on {served.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         run(serve_all([served], log_level="info"))
     return 0
@@ -219,23 +270,13 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="JSON",
         help="each school's safeguarding lead, by URN (--ctf; CTF does not carry it)",
     )
+    _add_gateway_arguments(serve, required=False)
     serve.add_argument(
-        "--gateway-jwks",
-        metavar="URL",
-        help="require requests signed by the gateway publishing these keys, e.g. "
-        "http://127.0.0.1:8000/.well-known/jwks.json",
-    )
-    serve.add_argument(
-        "--gateway-issuer",
-        default="childlookup-gateway",
-        help="the gateway's id (its CHILDLOOKUP_GATEWAY_ID)",
-    )
-    serve.add_argument(
-        "--signing-key",
+        "--witness-db",
         type=Path,
-        metavar="PEM",
-        help="sign every answer with this P-256 private key (public key served at "
-        "/.well-known/jwks.json)",
+        metavar="FILE",
+        help="also witness the gateway's audit checkpoints, kept in this SQLite file (--records; "
+        "needs --gateway-jwks)",
     )
     serve.add_argument(
         "--redis-url",
@@ -245,6 +286,46 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_tls_arguments(serve, "the gateway")
     serve.set_defaults(run=_serve)
+
+
+def _add_witness(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    witness = commands.add_parser(
+        "witness",
+        help="keep the gateway's signed audit checkpoints and list them to auditors, as a witness "
+        "the gateway's operator does not run (docs/connectors.md)",
+    )
+    witness.add_argument(
+        "--name", required=True, help="the witness's name in the gateway's configuration"
+    )
+    witness.add_argument("--db", type=Path, required=True, metavar="FILE", help="its SQLite file")
+    witness.add_argument("--port", type=int, required=True)
+    witness.add_argument("--host", default="127.0.0.1")
+    _add_gateway_arguments(witness, required=True)
+    add_tls_arguments(witness, "the gateway")
+    witness.set_defaults(run=_witness)
+
+
+def _add_gateway_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """Whose signed requests a server reads, and the key it signs its answers with."""
+    parser.add_argument(
+        "--gateway-jwks",
+        metavar="URL",
+        required=required,
+        help="require requests signed by the gateway publishing these keys, e.g. "
+        "http://127.0.0.1:8000/.well-known/jwks.json",
+    )
+    parser.add_argument(
+        "--gateway-issuer",
+        default="childlookup-gateway",
+        help="the gateway's id (its CHILDLOOKUP_GATEWAY_ID)",
+    )
+    parser.add_argument(
+        "--signing-key",
+        type=Path,
+        metavar="PEM",
+        help="sign every answer with this P-256 private key (public key served at "
+        "/.well-known/jwks.json)",
+    )
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -323,6 +404,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     from connectors.conformance import add_arguments, conformance_command
 
     _add_serve(commands)
+    _add_witness(commands)
     add_serve_agencies(commands)
     _add_sql_commands(commands)
     keygen = commands.add_parser(

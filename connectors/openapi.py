@@ -32,6 +32,14 @@ from connectors.protocol import (
     LookupRequest,
     LookupResponse,
 )
+from connectors.witness import (
+    MAX_BATCH,
+    MAX_REQUEST_BYTES,
+    WITNESS_PATH,
+    WitnessListing,
+    WitnessReceipt,
+    WitnessRequest,
+)
 
 _SCHEMAS = "#/components/schemas/{model}"
 
@@ -53,7 +61,8 @@ NOTIFICATION_ERRORS: Final = (
     ErrorCode.UNAUTHENTICATED,
     ErrorCode.UNAVAILABLE,
 )
-"""What the notification receiver can refuse with; UNAVAILABLE asks the gateway to retry."""
+"""What the notification receiver can refuse with; UNAVAILABLE asks the gateway to retry.
+The witness's receiver refuses with the same."""
 
 
 def openapi_document() -> dict[str, Any]:
@@ -65,6 +74,9 @@ def openapi_document() -> dict[str, Any]:
             (ErrorResponse, "serialization"),
             (Notification, "validation"),
             (NotificationReceipt, "serialization"),
+            (WitnessRequest, "validation"),
+            (WitnessReceipt, "serialization"),
+            (WitnessListing, "serialization"),
         ],
         ref_template=_SCHEMAS,
     )
@@ -73,6 +85,12 @@ def openapi_document() -> dict[str, Any]:
     error_ref = refs[(ErrorResponse, "serialization")]
     notification_ref = refs[(Notification, "validation")]
     receipt_ref = refs[(NotificationReceipt, "serialization")]
+    witness_paths = _witness_paths(
+        refs[(WitnessRequest, "validation")],
+        refs[(WitnessReceipt, "serialization")],
+        refs[(WitnessListing, "serialization")],
+        error_ref,
+    )
     health_schema = {
         "type": "object",
         "properties": {"status": {"const": "ok"}, "source": {"type": "string"}},
@@ -93,11 +111,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "operationId": "lookup",
                     "summary": "Records about one child that match any of the given identifiers.",
-                    "requestBody": {
-                        "required": True,
-                        "description": f"At most {MAX_BODY_BYTES} bytes.",
-                        "content": {"application/json": {"schema": request_ref}},
-                    },
+                    "requestBody": _request_body(request_ref, MAX_BODY_BYTES),
                     "responses": {
                         "200": {
                             "description": "Matching records, minimised to the requested fields; "
@@ -113,11 +127,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "notify",
                     "summary": "The gateway telling the agency that one of its records was looked "
                     "at (owner notification). Signed like a lookup; delivered at least once.",
-                    "requestBody": {
-                        "required": True,
-                        "description": f"At most {MAX_BODY_BYTES} bytes.",
-                        "content": {"application/json": {"schema": notification_ref}},
-                    },
+                    "requestBody": _request_body(notification_ref, MAX_BODY_BYTES),
                     "responses": {
                         "200": {
                             "description": "Kept, or already kept under this message id "
@@ -151,10 +161,11 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **_error_responses(error_ref, (ErrorCode.FORBIDDEN,), body_limit=False),
+                        **_error_responses(error_ref, (ErrorCode.FORBIDDEN,), body_limit=None),
                     },
                 }
             },
+            WITNESS_PATH: witness_paths,
             "/healthz": {
                 "get": {
                     "operationId": "health",
@@ -172,19 +183,86 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
+def _witness_paths(
+    request_ref: dict[str, Any],
+    receipt_ref: dict[str, Any],
+    listing_ref: dict[str, Any],
+    error_ref: dict[str, Any],
+) -> dict[str, Any]:
+    """The witness routes: on a connector started with a witness store, and on a standalone
+    witness (`connector witness`), which serves only these, /healthz and its JWKS."""
+    return {
+        "post": {
+            "operationId": "witness",
+            "summary": "The gateway's signed audit checkpoints for the witness to keep, oldest "
+            "first. Signed like a lookup (audience: the connector's source name, or the "
+            "standalone witness's name).",
+            "requestBody": _request_body(request_ref, MAX_REQUEST_BYTES),
+            "responses": {
+                "200": {
+                    "description": "How many of the checkpoints the witness now holds, the latest "
+                    "it holds, and why it stopped early, if it did (`problem`).",
+                    "content": {"application/json": {"schema": receipt_ref}},
+                },
+                **_error_responses(error_ref, NOTIFICATION_ERRORS, body_limit=MAX_REQUEST_BYTES),
+            },
+        },
+        "get": {
+            "operationId": "witnessed",
+            "summary": f"The checkpoints the witness holds for a log after a sequence number, "
+            f"oldest first, at most {MAX_BATCH}, and every conflict it recorded. Not "
+            "authenticated: it holds no personal data.",
+            "parameters": [
+                {
+                    "name": "log",
+                    "in": "query",
+                    "required": True,
+                    "description": "The gateway's id.",
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "after",
+                    "in": "query",
+                    "required": False,
+                    "description": "List checkpoints after this sequence number (default: from "
+                    "the first).",
+                    "schema": {"type": "integer", "minimum": 0},
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "Held checkpoints; an unknown log has none.",
+                    "content": {"application/json": {"schema": listing_ref}},
+                },
+                **_error_responses(
+                    error_ref, (ErrorCode.BAD_REQUEST, ErrorCode.UNAVAILABLE), body_limit=None
+                ),
+            },
+        },
+    }
+
+
+def _request_body(schema_ref: dict[str, Any], limit: int) -> dict[str, Any]:
+    return {
+        "required": True,
+        "description": f"At most {limit} bytes.",
+        "content": {"application/json": {"schema": schema_ref}},
+    }
+
+
 def _error_responses(
     error_ref: dict[str, Any],
     codes: Collection[ErrorCode] = tuple(ERROR_STATUS),
     *,
-    body_limit: bool = True,
+    body_limit: int | None = MAX_BODY_BYTES,
 ) -> dict[str, Any]:
     """One response per HTTP status, naming the error codes it can carry and what each means."""
     meanings: defaultdict[int, list[str]] = defaultdict(list)
     for code in codes:
         meanings[ERROR_STATUS[code]].append(f"{code.value}: {_MEANING[code]}")
-    if body_limit:
+    if body_limit is not None:
         meanings[PAYLOAD_TOO_LARGE].append(
-            f"{ErrorCode.BAD_REQUEST.value}: the body is larger than {MAX_BODY_BYTES} bytes"
+            f"{ErrorCode.BAD_REQUEST.value}: the body is larger than {body_limit} bytes"
         )
     return {
         str(status): {

@@ -22,6 +22,7 @@ from connectors.notifications import NotificationSink, received_notifications
 from connectors.protocol import ConnectorRecord, FieldId, LookupRequest
 from connectors.records import FileBackend
 from connectors.trust import AnswerSigner, RequestVerifier
+from connectors.witness import WitnessStore
 
 _IDENTITY: Final = (FieldId.NHS_NUMBER, FieldId.NAME, FieldId.DATE_OF_BIRTH, FieldId.SEX)
 
@@ -134,11 +135,13 @@ def create_reference_app(
     verifier: RequestVerifier | None = None,
     signer: AnswerSigner | None = None,
     notifications: NotificationSink | None = None,
+    witness: WitnessStore | None = None,
 ) -> Starlette:
     """A connector app for one reference agency over a JSON Lines file of its records; with a
     `verifier` it serves only requests the gateway signed, with a `signer` it signs its answers.
     With a `verifier` it also receives the gateway's owner notifications, into `notifications` or
     else an in-memory `NotificationLog`, and lists them locally as the agency's recent accesses.
+    With a `witness` too, it keeps the gateway's audit checkpoints there (connectors.witness).
 
     Raises ValueError for an unknown agency or a negative latency, and RecordFileError for a bad
     records file: all at start-up, before any lookup is served.
@@ -160,4 +163,5 @@ def create_reference_app(
         verifier=verifier,
         signer=signer,
         notifications=notifications,
+        witness=witness,
     )
