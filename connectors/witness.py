@@ -54,6 +54,16 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def checkpoint_statement(seq: int, records: int, head: str, at: str, prev: str, key: str) -> bytes:
+    """A checkpoint's statement, the bytes its signature covers (the format is documented in
+    gateway.audit.checkpoints, which signs with this function): written once, here in the SDK,
+    so the gateway and every witness spell it alike."""
+    return (
+        f"{STATEMENT_HEADER}\nseq={seq}\nrecords={records}\nhead={head}\n"
+        f"at={at}\nprev={prev}\nkey={key}\n"
+    ).encode()
+
+
 class SignedCheckpoint(_Message):
     """One checkpoint exactly as the gateway signed it (gateway.audit.checkpoints.Checkpoint)."""
 
@@ -67,12 +77,8 @@ class SignedCheckpoint(_Message):
     signature: Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
 
     def statement(self) -> bytes:
-        """The bytes the gateway signed, spelt as gateway.audit.checkpoints.Checkpoint spells them
-        (the SDK does not import the gateway; a test holds the two to the same bytes)."""
-        return (
-            f"{STATEMENT_HEADER}\nseq={self.seq}\nrecords={self.records}\nhead={self.head}\n"
-            f"at={self.at}\nprev={self.prev}\nkey={self.key}\n"
-        ).encode()
+        """The bytes the gateway signed."""
+        return checkpoint_statement(self.seq, self.records, self.head, self.at, self.prev, self.key)
 
     def digest(self) -> str:
         """What the next checkpoint names as `prev`, and what tells two statements apart."""

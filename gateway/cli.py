@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
 import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,7 @@ from gateway.logs import configure as configure_logging
 from locator.cli import add_commands as add_locator_commands
 
 if TYPE_CHECKING:
-    from gateway.audit import AuditStore
+    from gateway.audit import AuditStore, Checkpoint
 
 ROLES = (
     "social_worker",
@@ -112,7 +113,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return _serve_workers(settings, args.workers, len(sources))
     app = create_app(
-        build_components(settings, sources, postcode_districts=sources_file.postcode_districts)
+        build_components(
+            settings,
+            sources,
+            postcode_districts=sources_file.postcode_districts,
+            witnesses=sources_file.witnesses,
+        )
     )
     served = ServedApp("gateway", app, bind_socket(settings.host, settings.port), tls)
     print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)
@@ -245,10 +251,73 @@ def _print_lines(rows: Sequence[object], noun: str) -> None:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
-    with _audit_store(_state_settings(args)) as store:
+    """The chain and its checkpoints, then (when it holds) the archived segments (--archive) and
+    the log against each --witness."""
+    from gateway.audit import checkpoint_keys, compare_with_witnesses, verify_archive
+
+    settings = _state_settings(args)
+    with _audit_store(settings) as store:
         report = store.verify()
-    print(report.describe())
-    return 0 if report.ok else 1
+        print(report.describe())
+        if not report.ok:
+            return 1
+        keys = checkpoint_keys(settings, create=False)
+        archived: list[Checkpoint] = []
+        if args.archive is not None:
+            archive = verify_archive(store.archived(), args.archive, keys)
+            print(archive.describe())
+            if not archive.ok:
+                return 1
+            archived = archive.checkpoints
+        if not args.witness:
+            return 0
+        # Witnessed checkpoints older than the live log are compared with the segments' when
+        # they were read, else skipped as archived.
+        anchor = None if args.archive is not None else report.archived
+        verdicts = asyncio.run(
+            compare_with_witnesses(
+                store,
+                args.witness,
+                settings.gateway_id,
+                keys,
+                covers_from=0 if anchor is None else anchor.seq,
+                archived=archived,
+            )
+        )
+    for verdict in verdicts:
+        print(verdict.message)
+    return 0 if all(v.ok for v in verdicts) else 1
+
+
+def _audit_archive(args: argparse.Namespace) -> int:
+    """Move the audit records before the cutoff into a segment in --to, and the decision logs
+    rotated before it (gateway.audit.archive)."""
+    from gateway.audit import archive_files, archive_log, checkpoint_keys, utc_now
+    from gateway.policy import rotated_decision_logs
+
+    settings = _state_settings(args)
+    days = (
+        settings.audit_archive_after_days if args.older_than_days is None else args.older_than_days
+    )
+    if days < 0:
+        raise ValueError("--older-than-days must not be negative")
+    before = args.before or utc_now() - timedelta(days=days)
+    keys = checkpoint_keys(settings, create=False)
+    with _audit_store(settings) as store:
+        segment = archive_log(store, args.to, before, keys)
+    if segment is None:
+        print(
+            f"no audit records to archive before {before.isoformat()}: none is covered by a"
+            " checkpoint before then whose records' owner notifications were all delivered"
+        )
+    else:
+        print(
+            f"archived records {segment.first_seq}..{segment.end.seq} into"
+            f" {args.to / segment.end.file}; the live log starts at record #{segment.end.seq + 1}"
+        )
+    moved = archive_files(rotated_decision_logs(settings.resolved_decision_log(), before), args.to)
+    print(f"{len(moved)} rotated decision logs archived")
+    return 0
 
 
 def _audit_query(args: argparse.Namespace) -> int:
@@ -486,7 +555,37 @@ def build_parser() -> argparse.ArgumentParser:
         "verify", help="check the audit log's hash chain and signed checkpoints"
     )
     averify.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
+    averify.add_argument(
+        "--witness",
+        action="append",
+        metavar="URL",
+        help="also compare the log with the checkpoints this witness holds (its base URL;"
+        " repeatable); fails if it cannot be read. The log is CHILDLOOKUP_GATEWAY_ID's",
+    )
+    averify.add_argument(
+        "--archive",
+        type=Path,
+        metavar="DIR",
+        help="also verify every archived segment in DIR, and that they join up with each other"
+        " and with the live log",
+    )
     averify.set_defaults(run=_audit_verify)
+    aarchive = audit_commands.add_parser(
+        "archive",
+        help="move the audit records before a cutoff into a segment file that still verifies, and"
+        " the decision logs rotated before it (as the schema owner with PostgreSQL)",
+    )
+    aarchive.add_argument("--to", type=Path, required=True, metavar="DIR", help="the archive")
+    cutoff = aarchive.add_mutually_exclusive_group()
+    cutoff.add_argument("--before", type=_timestamp, help="ISO 8601 date or time, UTC if no zone")
+    cutoff.add_argument(
+        "--older-than-days",
+        type=int,
+        metavar="N",
+        help="default: CHILDLOOKUP_AUDIT_ARCHIVE_AFTER_DAYS (90)",
+    )
+    aarchive.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
+    aarchive.set_defaults(run=_audit_archive)
     aquery = audit_commands.add_parser("query", help="who looked at a child, or what a user did")
     aquery.add_argument("--child", help="the child's NHS number (matched by its pseudonym)")
     aquery.add_argument("--user", help="the practitioner's subject, e.g. dev:RR8:Hana Visitor")

@@ -3,7 +3,8 @@
 `build_components` loads what can be checked before serving (policy, audit store, keys, linkage
 model) and raises if any of it is unusable, so a misconfigured gateway never starts. `running`
 then starts what lives only while the app serves: the connectors' HTTP client, the lookup
-pipeline, the notification dispatcher and the policy reloader.
+pipeline, the notification dispatcher, the audit log's sealing and witnessing, and the policy
+reloader.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -29,7 +30,10 @@ from gateway.audit import (
     NotificationDispatcher,
     Pseudonymiser,
     RetryPolicy,
+    Witness,
+    WitnessDispatcher,
     audit_key,
+    configured_witnesses,
     open_audit_store,
     open_outbox,
 )
@@ -37,7 +41,7 @@ from gateway.auth import ClaimNames, JwksKeys, StaticKey, TokenVerifier
 from gateway.breakers import Breakers
 from gateway.cache import AnswerCache
 from gateway.capacity import Capacity
-from gateway.config import Settings, SourceConfig
+from gateway.config import Settings, SourceConfig, WitnessConfig
 from gateway.document_registry import DocumentRegistry, load_registry
 from gateway.fanout import FanOut
 from gateway.limits import AccessLimits, InProcessLimits, LimitSettings
@@ -87,6 +91,8 @@ class Components:
     """The agencies asked only when routed (gateway.routing)."""
     pseudonym_keys: tuple[PseudonymKey, ...] = ()
     """The keys the locator is asked with, when CHILDLOOKUP_LOCATOR_URL is set."""
+    witnesses: tuple[Witness, ...] = ()
+    """Who is sent the audit log's checkpoints (gateway.audit.witnessing)."""
 
 
 def build_components(
@@ -94,11 +100,13 @@ def build_components(
     sources: list[SourceConfig],
     *,
     postcode_districts: Mapping[str, str] | None = None,
+    witnesses: Sequence[WitnessConfig] = (),
 ) -> Components:
     """Load policy, open the audit store and key material; raise if any of them is unusable.
-    `postcode_districts` are the sources file's (gateway.config.SourcesFile)."""
+    `postcode_districts` and `witnesses` are the sources file's (gateway.config.SourcesFile)."""
     audit = open_audit_store(settings)
     pseudonymiser = Pseudonymiser(audit_key(settings))
+    verifiers = answer_verifiers(sources)
     return Components(
         settings=settings,
         sources=tuple(sources),
@@ -120,9 +128,13 @@ def build_components(
             ),
         ),
         pseudonymiser=pseudonymiser,
-        decision_log=DecisionLog.open(settings.resolved_decision_log(), instance=uuid.uuid4().hex),
+        decision_log=DecisionLog.open(
+            settings.resolved_decision_log(),
+            instance=uuid.uuid4().hex,
+            max_bytes=settings.decision_log_max_bytes,
+        ),
         request_signer=RequestSigner.from_settings(settings),
-        answer_verifiers=answer_verifiers(sources),
+        answer_verifiers=verifiers,
         linkage=linkage_model(settings),
         connector_tls=connector_client_context(settings.connector_tls, sources),
         source_health=SourceHealth([s.name for s in sources]),
@@ -134,6 +146,7 @@ def build_components(
         pseudonym_keys=()
         if settings.pseudonym_keys_file is None
         else load_pseudonym_keys(settings.pseudonym_keys_file),
+        witnesses=configured_witnesses(settings.gateway_id, sources, witnesses, verifiers),
     )
 
 
@@ -213,6 +226,15 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             RetryPolicy.from_settings(settings),
             components.answer_verifiers,
         )
+        witnessing = WitnessDispatcher(
+            components.audit,
+            client,
+            components.request_signer,
+            components.witnesses,
+            log=settings.gateway_id,
+            seal_s=settings.audit_seal_s,
+            poll_s=settings.audit_witness_poll_s,
+        )
         fanout = FanOut(
             components.sources,
             client,
@@ -257,6 +279,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             watcher = asyncio.create_task(reloader.watch())
         # Started with the gateway, it also delivers what an earlier run left in the outbox.
         notifier.start()
+        witnessing.start()
         try:
             yield pipeline
         finally:
@@ -265,6 +288,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             if remote is not None:
                 await remote.aclose()
             await notifier.aclose()
+            await witnessing.aclose()  # after the last lookup's record: it seals the log
             outbox.close()
             if components.redis is not None:
                 await components.redis.aclose()

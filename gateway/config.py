@@ -55,10 +55,26 @@ ROUTE_KEY_PATTERN: Final = r"^(la|ods|urn):[A-Z0-9]{1,16}$"
 code>` or `urn:<school URN>`."""
 
 
-class SourceConfig(BaseModel):
-    """One agency connector the gateway fans out to."""
+class AnswerKeys(BaseModel):
+    """How the gateway checks that what a party answers (a connector's answers and receipts, a
+    witness's receipts) was signed by it: one key or the other, or neither (unsigned)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    answer_key_file: Path | None = None
+    """The party's public key (PEM): its answers must carry a valid signature by it."""
+    answer_jwks_url: HttpUrl | None = None
+    """Or the party's published keys (JWKS), e.g. its `/.well-known/jwks.json`."""
+
+    @model_validator(mode="after")
+    def _one_answer_key(self) -> AnswerKeys:
+        if self.answer_key_file is not None and self.answer_jwks_url is not None:
+            raise ValueError("set answer_key_file or answer_jwks_url, not both")
+        return self
+
+
+class SourceConfig(AnswerKeys):
+    """One agency connector the gateway fans out to."""
 
     name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
     url: HttpUrl
@@ -68,10 +84,6 @@ class SourceConfig(BaseModel):
     holds_every_child: bool = False
     """It holds a record of every child in the area (a population register, such as the NHS
     spine): until it has answered, a differing given name may be an unseen twin's."""
-    answer_key_file: Path | None = None
-    """The connector's public key (PEM): its answers must carry a valid signature by it."""
-    answer_jwks_url: HttpUrl | None = None
-    """Or the connector's published keys (JWKS), e.g. its `/.well-known/jwks.json`."""
     notification_url: HttpUrl | None = None
     """Where the agency receives owner notifications; unset, `url` + `/v1/notifications`."""
     organisations: tuple[str, ...] = ()
@@ -85,16 +97,25 @@ class SourceConfig(BaseModel):
     asked: Asked = Asked.ALWAYS
     routes: tuple[Annotated[str, Field(pattern=ROUTE_KEY_PATTERN)], ...] = ()
     """The identity routes that lead to this agency (see ROUTE_KEY_PATTERN)."""
+    witness: bool = False
+    """The connector witnesses the audit log: it is sent every signed checkpoint, at `url` +
+    `/v1/witness/checkpoints`, and keeps them (gateway.audit.witnessing)."""
 
     @property
     def policy_name(self) -> str:
         return self.kind or self.name
 
-    @model_validator(mode="after")
-    def _one_answer_key(self) -> SourceConfig:
-        if self.answer_key_file is not None and self.answer_jwks_url is not None:
-            raise ValueError("set answer_key_file or answer_jwks_url, not both")
-        return self
+
+class WitnessConfig(AnswerKeys):
+    """A witness of the audit log that is not one of the sources: a service run by someone other
+    than the gateway's operator, keeping every signed checkpoint it is sent (`[[witnesses]]`)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+    """The witness's name: the audience of the gateway's requests to it, as it was started with
+    (`connector witness --name`)."""
+    url: HttpUrl
+    """Its base URL; checkpoints go to `url` + `/v1/witness/checkpoints`."""
+    timeout_ms: Annotated[int, Field(gt=0, le=30_000)] = 5_000
 
 
 class SourcesFile(BaseModel):
@@ -109,12 +130,17 @@ class SourcesFile(BaseModel):
     ] = Field(default_factory=dict)
     """Postcode district (the outward code, e.g. `LS1`) -> the code of the local authority it
     lies in: the address route to children's social care (gateway.routing)."""
+    witnesses: list[WitnessConfig] = Field(default_factory=list)
+    """Witnesses of the audit log besides the sources with `witness = true`."""
 
     @model_validator(mode="after")
     def _unique_names(self) -> SourcesFile:
         names = [s.name for s in self.sources]
         if len(names) != len(set(names)):
             raise ValueError("source names must be unique")
+        witnesses = [s.name for s in self.sources if s.witness] + [w.name for w in self.witnesses]
+        if len(witnesses) != len(set(witnesses)):
+            raise ValueError("witness names (and the names of sources that witness) must be unique")
         kinds = {s.policy_name for s in self.sources if s.asked is Asked.WHEN_ROUTED}
         if clash := kinds & set(names):
             raise ValueError(f"a kind cannot also be a source name: {sorted(clash)}")
@@ -268,6 +294,9 @@ class Settings(BaseSettings):
     (gateway.audit.checkpoints): keep it where those who can reach the audit database cannot, never
     in the SQLite log's directory. Required in production; in dev, one is generated in the state
     dir's `keys/` folder, its public key beside it."""
+    audit_archive_after_days: Annotated[int, Field(gt=0, le=36_500)] = 90
+    """What `childlookup audit archive` moves out of the live audit log when not told a cutoff:
+    records older than this many days (gateway.audit.archive)."""
     audit_checkpoint_public_keys_file: Path | None = None
     """The Ed25519 public keys (PEM, one after another) checkpoints may be signed with: the
     current key and every key used before a rotation. `audit verify` needs only this file. Unset,
@@ -305,6 +334,9 @@ class Settings(BaseSettings):
     check interval times the failures that mark an instance down."""
     policy_reload_s: Annotated[float, Field(ge=0, le=3600)] = 2.0
     decision_log: str | None = None
+    decision_log_max_bytes: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
+    """A decision log file past this size is rotated (gateway.policy.decision_log.RotatingFile);
+    0: never. `childlookup audit archive` moves the rotated files into the archive."""
     max_body_bytes: Annotated[int, Field(gt=0)] = 32 * 1024
     trusted_documents: Path | None = None
     """Only the operations registered in this file run: an Apollo persisted-query manifest or
@@ -354,6 +386,12 @@ class Settings(BaseSettings):
     and an alert raised: the owner must then be told by other means."""
     notification_poll_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     """How often the outbox is checked when no lookup has just queued a notification."""
+    audit_seal_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    """How often, at most, the audit log is sealed: a checkpoint signed over the records written
+    since the last one, so the unsigned tail of the log is never older than this (and reaches the
+    witnesses). Also sealed when the gateway stops."""
+    audit_witness_poll_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    """How often checkpoints the witnesses have not acknowledged are sent again."""
     server_tls: ServerTls | None = None
     """Serve https (optionally requiring portals' client certificates); unset, plain http."""
     connector_tls: ClientTls = ClientTls()

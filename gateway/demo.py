@@ -5,7 +5,10 @@ Everything runs on embedded defaults: a seeded synthetic population (only synthe
 dev signing key and audit key generated into the state directory, and the reference connectors'
 profiles as the gateway's source config. Connector trust is on: each connector accepts only
 requests signed by the gateway (checked against its /.well-known/jwks.json), and signs its answers
-with its own key, generated into the state directory, which the gateway checks.
+with its own key, generated into the state directory, which the gateway checks. The reference
+connectors also witness the audit log (gateway.audit.witnessing), each keeping the checkpoints it
+is sent in `witness-<agency>.sqlite3` in the state directory, as `connector serve --witness-db`
+would: `childlookup audit verify --witness <connector URL>` compares the log with them.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from connectors.trust import (
     RequestVerifier,
     ensure_key_pair,
 )
+from connectors.witness import WitnessStore
 from gateway.app import create_app
 from gateway.components import build_components
 from gateway.config import Mode, Settings, SourceConfig
@@ -72,9 +76,11 @@ def agency_source(
     timeout_ms: int = 1_000,
     answer_key_file: Path | None = None,
     organisations: Sequence[str] = (),
+    witness: bool = False,
 ) -> SourceConfig:
     """The source entry for an agency's connector, from its profile; `organisations` act for
-    it (read the access histories of the children it holds a plan or status for)."""
+    it (read the access histories of the children it holds a plan or status for); with
+    `witness`, it is sent the audit log's checkpoints to keep."""
     return SourceConfig.model_validate(
         {
             "name": profile.name,
@@ -85,6 +91,7 @@ def agency_source(
             "holds_every_child": profile.holds_every_child,
             "answer_key_file": answer_key_file,
             "organisations": tuple(organisations),
+            "witness": witness,
         }
     )
 
@@ -140,7 +147,7 @@ def run_demo(options: DemoOptions) -> None:
     if options.agency_formats:
         connectors = format_connectors(population, population_dir, state, options.host)
     else:
-        connectors = _reference_connectors(population_dir, options.latency_ms)
+        connectors = _reference_connectors(population_dir, options.latency_ms, state)
     for name, connector in connectors.items():
         sock = _bind_preferred(options.host, connector.profile.default_port)
         answer_key = state / f"connector-{name}-key.pem"
@@ -159,6 +166,7 @@ def run_demo(options: DemoOptions) -> None:
                 timeout_ms=CONNECTOR_TIMEOUT_MS,
                 answer_key_file=answer_public_key,
                 organisations=DEMO_ORGANISATIONS.get(name, ()),
+                witness=not options.agency_formats,
             )
         )
     components = build_components(settings, sources)
@@ -185,13 +193,23 @@ def run_demo(options: DemoOptions) -> None:
     print("childlookup demo stopped.")
 
 
-def _reference_connectors(population_dir: Path, latency_ms: float) -> dict[str, FormatConnector]:
-    """The three reference connectors, each over its agency's JSON Lines file."""
+def _reference_connectors(
+    population_dir: Path, latency_ms: float, state: Path
+) -> dict[str, FormatConnector]:
+    """The three reference connectors, each over its agency's JSON Lines file, each witnessing
+    the audit log into its own file in `state`."""
 
     def reference(name: str) -> Callable[[RequestVerifier, AnswerSigner], Starlette]:
         def build(verifier: RequestVerifier, signer: AnswerSigner) -> Starlette:
             records = population_dir / f"{name}.jsonl"
-            return create_reference_app(name, records, latency_ms, verifier=verifier, signer=signer)
+            return create_reference_app(
+                name,
+                records,
+                latency_ms,
+                verifier=verifier,
+                signer=signer,
+                witness=WitnessStore(state / f"witness-{name}.sqlite3"),
+            )
 
         return build
 

@@ -1,7 +1,8 @@
 """What the gateway counts, for Prometheus: every metric in one place, and the /metrics page.
 
-Labels are only `purpose`, `outcome`, `source`, `status`, `code` and, for policy timings,
-`decision` (plan or release): small fixed sets of codes and configured names. Never a child, a
+Labels are only `purpose`, `outcome`, `source`, `status`, `code`, `witness` and `state` (of a
+witness of the audit log) and, for policy timings, `decision` (plan or release): small fixed sets
+of codes and configured names. Never a child, a
 practitioner, an organisation, a request id or anything from an answer - a metric is kept for
 months by whoever scrapes it, and a label is an index into it.
 
@@ -23,7 +24,7 @@ import hmac
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from enum import Enum
+from enum import Enum, StrEnum
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Final
@@ -150,6 +151,33 @@ OUTBOX_CHECKED = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+
+class WitnessState(StrEnum):
+    """Where the gateway stands with one witness of its audit log (gateway.audit.witnessing)."""
+
+    OK = "ok"
+    """It acknowledged every checkpoint sent so far."""
+    FAILING = "failing"
+    """It did not answer, or not with a receipt the gateway trusts: tried again each poll."""
+    DIVERGED = "diverged"
+    """It holds a checkpoint the log contradicts: the log was cut back or rewritten (or the
+    witness is wrong). Nothing more is sent to it until the gateway restarts; a person must look."""
+
+
+AUDIT_WITNESS_STATE = Gauge(
+    "childlookup_audit_witness_state",
+    "Each witness of the audit log: 1 for the state it is in (ok, failing, diverged), 0 others.",
+    ["witness", "state"],
+    multiprocess_mode="mostrecent",
+)
+AUDIT_WITNESS_BEHIND = Gauge(
+    "childlookup_audit_witness_behind",
+    "How far the latest checkpoint a witness holds is behind the log's latest, in records"
+    " (sequence numbers); known once the witness has answered.",
+    ["witness"],
+    multiprocess_mode="mostrecent",
+)
+
 _CIRCUIT_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
 
 
@@ -186,6 +214,13 @@ def outbox_observed(pending: int, oldest_pending_age_s: float, dead: int) -> Non
     OUTBOX_OLDEST_PENDING_AGE.set(oldest_pending_age_s)
     OUTBOX_DEAD_LETTERS.set(dead)
     OUTBOX_CHECKED.set_to_current_time()
+
+
+def witness_observed(witness: str, state: WitnessState, behind: int | None) -> None:
+    for each in WitnessState:
+        AUDIT_WITNESS_STATE.labels(witness, each.value).set(1 if each is state else 0)
+    if behind is not None:
+        AUDIT_WITNESS_BEHIND.labels(witness).set(behind)
 
 
 class PolicyRevision(Collector):

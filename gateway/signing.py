@@ -24,7 +24,7 @@ from connectors.trust import (
     request_authorization,
     verify_answer,
 )
-from gateway.config import Settings, SourceConfig
+from gateway.config import AnswerKeys, Settings, SourceConfig
 
 DEV_KEY_FILE: Final = "gateway-request-key.pem"
 DEV_PUBLIC_KEY_FILE: Final = "gateway-request-key.pub.pem"
@@ -63,12 +63,13 @@ class AnswerVerifier:
         self._keys = keys
 
     @classmethod
-    def for_source(cls, source: SourceConfig) -> AnswerVerifier | None:
-        """The source's configured answer key, if any; a bad key file fails at start-up."""
-        if source.answer_key_file is not None:
-            return cls(StaticKey(load_public_key(source.answer_key_file)))
-        if source.answer_jwks_url is not None:
-            return cls(PublishedKeys(str(source.answer_jwks_url)))
+    def for_party(cls, party: AnswerKeys) -> AnswerVerifier | None:
+        """The party's configured answer key (a source's, a witness's), if any; a bad key file
+        fails at start-up."""
+        if party.answer_key_file is not None:
+            return cls(StaticKey(load_public_key(party.answer_key_file)))
+        if party.answer_jwks_url is not None:
+            return cls(PublishedKeys(str(party.answer_jwks_url)))
         return None
 
     async def verify(self, signature: str | None, body: bytes, *, source: str) -> None:
@@ -78,5 +79,5 @@ class AnswerVerifier:
 
 def answer_verifiers(sources: Sequence[SourceConfig]) -> Mapping[str, AnswerVerifier]:
     """An answer verifier for each source configured with a key."""
-    verifiers = {source.name: AnswerVerifier.for_source(source) for source in sources}
+    verifiers = {source.name: AnswerVerifier.for_party(source) for source in sources}
     return {name: verifier for name, verifier in verifiers.items() if verifier is not None}

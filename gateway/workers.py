@@ -47,7 +47,10 @@ def worker_app() -> Starlette:
         raise ValueError("the workers need CHILDLOOKUP_SOURCES_FILE")
     sources = load_sources_file(settings.sources_file)
     components = build_components(
-        settings, sources.sources, postcode_districts=sources.postcode_districts
+        settings,
+        sources.sources,
+        postcode_districts=sources.postcode_districts,
+        witnesses=sources.witnesses,
     )
     return create_app(components, drain_signal=DRAIN_SIGNAL)
 

@@ -138,8 +138,8 @@ def running_gateway(
     **settings: Any,
 ) -> Iterator[Stack]:
     """The gateway on loopback; on `sock` when given (bound earlier so connectors could be told
-    its JWKS URL before it started). `postcode_districts` among `settings` are the sources file's
-    (gateway.config.SourcesFile)."""
+    its JWKS URL before it started). `postcode_districts` and `witnesses` among `settings` are the
+    sources file's (gateway.config.SourcesFile)."""
     ensure_dev_keys(tmp)
     # Tests make many lookups as one user in seconds; limits are raised unless a test sets them.
     limits = {
@@ -148,8 +148,11 @@ def running_gateway(
         "distinct_children_per_user_per_day": 100_000,
     }
     districts = settings.pop("postcode_districts", None)
+    witnesses = settings.pop("witnesses", ())
     config = Settings(state_dir=tmp, cache_ttl_s=0, **(limits | settings))
-    components = build_components(config, list(sources), postcode_districts=districts)
+    components = build_components(
+        config, list(sources), postcode_districts=districts, witnesses=witnesses
+    )
     tls = None if config.server_tls is None else server_context(config.server_tls)
     with BackgroundServer(create_app(components), sock=sock, tls=tls) as gateway:
         yield Stack(gateway.url, tmp, components)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from connectors.serving import free_port
+from connectors.witness import WITNESS_PATH
 from gateway.auth import StaticKey, TokenVerifier
 from gateway.cli import main
 from gateway.tokens import PUBLIC_KEY_FILE, ensure_dev_keys
@@ -28,7 +29,7 @@ from tests.processes import (
     stop,
     wait_for,
 )
-from tests.stack import write_records
+from tests.stack import eventually, write_records
 
 
 def _verified_role(state_dir: Path, token: str) -> str:
@@ -218,6 +219,12 @@ def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path, c
         command = re.search(r"More tokens: \./dev (token .*)$", banner, re.M).group(1)
         assert main(shlex.split(command)) == 0
         assert _verified_role(tmp_path, capsys.readouterr().out.strip()) == "gp"
+        # The reference connectors witness the log: once sealed, it agrees with what they hold.
+        health = re.search(r"^\s+health (http://\S+), reading", banner, re.M).group(1)
+        listing = f"{health}{WITNESS_PATH}?log=childlookup-gateway&after=0"
+        eventually(lambda: httpx.get(listing).json()["checkpoints"], timeout_s=30)
+        assert main(["audit", "verify", "--state-dir", str(tmp_path), "--witness", health]) == 0
+        assert f"agrees with witness {health}" in capsys.readouterr().out
     finally:
         code = stop(demo)
     assert code == 0

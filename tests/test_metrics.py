@@ -39,8 +39,15 @@ RECORDS = {
     "education": [school_record()],
     "social_care": [social_care_record()],
 }
-LABELS = {"purpose", "outcome", "source", "status", "code", "decision", "revision", "le"}
-"""Every label a childlookup metric may carry (`le` is a histogram bucket's bound)."""
+LABELS = {"purpose", "outcome", "source", "status", "code", "decision", "revision", "le"} | {
+    "witness",
+    "state",
+    "kind",
+    "reason",
+}
+"""Every label a childlookup metric may carry (`le` is a histogram bucket's bound; the witness
+metrics appear here when a test run earlier in this process had witnesses, the routing metric's
+`kind` and `reason` when one routed)."""
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

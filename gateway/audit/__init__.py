@@ -6,13 +6,25 @@
   store shared by several gateway processes (its schema made by `migrations`).
 - `chain` makes tampering evident, with `checkpoints` signed; `pseudonyms` names children
   without identifying them.
+- `witnessing` seals the log and sends its checkpoints to witnesses outside the gateway's reach;
+  `witness_check` compares the log with what they hold.
+- `archive` moves the oldest records out of the live log into `segments`, files that verify on
+  their own and join up with the log, whose first record then links to the anchor they leave.
 - `outbox` and `notify` deliver owner notifications queued with the records; `trail` is the
   auditors' reading (one child's accesses, one user's, the override alerts), and `history` the
   owners' reading of the accesses they were notified of, each itself audited.
 """
 
+from gateway.audit.archive import (
+    ArchiveRefused,
+    ArchiveReport,
+    archive_files,
+    archive_log,
+    verify_archive,
+    write_next_segment,
+)
 from gateway.audit.auditor import LookupAuditor
-from gateway.audit.chain import ChainReport
+from gateway.audit.chain import Anchor, ChainReport
 from gateway.audit.checkpoints import Checkpoint, CheckpointKeys, ensure_checkpoint_key
 from gateway.audit.history import (
     ACCESS_HISTORY_VIEWED,
@@ -31,8 +43,9 @@ from gateway.audit.outbox import Outbox, OutboxEntry, OutboxMessage, OutboxState
 from gateway.audit.postgres import PostgresAuditStore, PostgresOutbox
 from gateway.audit.pseudonyms import Pseudonymiser, audit_key, derive_key
 from gateway.audit.record import HIDDEN, AuditedLookup, failure_record, lookup_record
+from gateway.audit.segments import ArchivedSegment, SegmentReport, verify_segment
 from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
-from gateway.audit.store import AuditStore, open_audit_store, open_outbox
+from gateway.audit.store import AuditStore, checkpoint_keys, open_audit_store, open_outbox
 from gateway.audit.trail import ALERTS_VIEWED, AUDIT_REVIEW, USER_TRAIL_VIEWED, AuditTrail
 from gateway.audit.types import (
     BREAK_GLASS,
@@ -48,6 +61,8 @@ from gateway.audit.types import (
     AuditUnavailable,
     utc_now,
 )
+from gateway.audit.witness_check import WitnessComparison, compare_with_witnesses
+from gateway.audit.witnessing import Witness, WitnessDispatcher, configured_witnesses
 
 __all__ = [
     "ACCESS_HISTORY_VIEWED",
@@ -63,6 +78,10 @@ __all__ = [
     "USER_TRAIL_VIEWED",
     "Access",
     "AccessHistory",
+    "Anchor",
+    "ArchiveRefused",
+    "ArchiveReport",
+    "ArchivedSegment",
     "AuditAmbiguity",
     "AuditCandidates",
     "AuditField",
@@ -90,9 +109,18 @@ __all__ = [
     "PostgresOutbox",
     "Pseudonymiser",
     "RetryPolicy",
+    "SegmentReport",
     "SqliteAuditStore",
     "SqliteOutbox",
+    "Witness",
+    "WitnessComparison",
+    "WitnessDispatcher",
+    "archive_files",
+    "archive_log",
     "audit_key",
+    "checkpoint_keys",
+    "compare_with_witnesses",
+    "configured_witnesses",
     "derive_key",
     "downgrade_schema",
     "ensure_checkpoint_key",
@@ -104,5 +132,8 @@ __all__ = [
     "owning_sources",
     "upgrade_schema",
     "utc_now",
+    "verify_archive",
+    "verify_segment",
+    "write_next_segment",
     "writer_role",
 ]

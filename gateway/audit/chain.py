@@ -66,6 +66,22 @@ def row_hash(previous: str, columns: Sequence[Text], alerts: Sequence[Sequence[T
 
 
 @dataclass(frozen=True)
+class Anchor:
+    """Where a log begins when the records before it were archived (gateway.audit.archive): the
+    signed checkpoint the archived records end at, which stays in the live log as its first, and
+    the segment file that holds them. The live log's first record links to `head`, its counts go
+    on from `records`, and its next checkpoint names `checkpoint` (that checkpoint's digest) as
+    `prev`; a segment after the first starts from the anchor of the one before."""
+
+    seq: int
+    records: int
+    """Records in the log up to and including `seq`, archived ones included."""
+    head: str
+    checkpoint: str
+    file: str = ""
+
+
+@dataclass(frozen=True)
 class ChainReport:
     """The verdict on a log: ok, or the first record (by sequence number) where it goes wrong."""
 
@@ -77,11 +93,20 @@ class ChainReport:
     problem: str | None = None
     last_checkpoint: Checkpoint | None = None
     """The newest signed checkpoint, when the log verified: what a witness would compare."""
+    archived: Anchor | None = None
+    """Where the verified log began, when the records before it were archived."""
 
     def describe(self) -> str:
         if self.ok:
-            return (
+            intact = (
                 f"audit log intact: {self.records} records, {self.checkpoints} checkpoints verified"
+            )
+            if self.archived is None:
+                return intact
+            start = self.archived
+            return (
+                f"{intact}; records 1..{start.seq} archived ({start.records} records, in"
+                f" {start.file})"
             )
         where = f"record #{self.first_bad_seq}" if self.first_bad_seq is not None else "the log"
         audit_id = f" (audit id {self.first_bad_audit_id})" if self.first_bad_audit_id else ""
@@ -103,6 +128,8 @@ RECORD_COLUMNS: Final = (
 )
 ALERT_COLUMNS: Final = "audit_id, kind, {at}, subject, role, organisation, justification"
 CHECKPOINT_COLUMNS: Final = "seq, hash, {at}, mac, records, prev, key_id, signature"
+SIGNED_CHECKPOINT_COLUMNS: Final = "seq, records, hash, {at}, prev, key_id, signature"
+"""A signed checkpoint's columns in the order of `Checkpoint`'s fields."""
 NoticeRow = tuple[str, str, str]
 """A message in the notification outbox: (message_id, audit_id, source)."""
 NOTICE_QUERY: Final = "SELECT message_id, audit_id, source FROM notification_outbox"
@@ -115,6 +142,7 @@ def verify_chain(
     keys: CheckpointKeys,
     every: int,
     notices: Iterable[NoticeRow] = (),
+    start: Anchor | None = None,
 ) -> ChainReport:
     """Walk the whole chain in sequence order, then check every checkpoint against it.
 
@@ -123,7 +151,8 @@ def verify_chain(
     about one per hundred records, are held). Read `alerts` and `checkpoints` in the same snapshot
     as `records`, or before them: a checkpoint written after the records were read would look like
     records cut off. `every` is the checkpoint interval the log was written with. `notices` are
-    the outbox's messages, which must be exactly those the records say they queued.
+    the outbox's messages, which must be exactly those the records say they queued. `start` is
+    where the log begins when the records before it were archived (None: at the first record).
 
     Raises ValueError when the log has MAC checkpoints (from before signed ones) and `keys` has no
     MAC key to check them with."""
@@ -135,11 +164,11 @@ def verify_chain(
     queued: dict[str, set[tuple[str, str]]] = {}
     for message_id, notice_audit_id, source in notices:
         queued.setdefault(notice_audit_id, set()).add((message_id, source))
-    expected_prev = GENESIS
+    expected_prev = GENESIS if start is None else start.head
     heads: dict[int, tuple[str, int]] = {}
-    last_seq = 0
+    last_seq = 0 if start is None else start.seq
     first_signed_seq: int | None = None
-    count = 0
+    count = 0 if start is None else start.records
     for (
         seq,
         fmt,
@@ -200,12 +229,25 @@ def verify_chain(
             return _bad(count, seq, None, "records after the last intact one were removed")
         if heads.get(seq, ("", 0))[0] != chain_hash:
             return _bad(count, seq, None, "the chain no longer matches a MAC'd checkpoint")
+    if start is not None and (
+        not signed
+        or signed[0][0] != start.seq
+        or signed_checkpoint(signed[0]).digest() != start.checkpoint
+    ):
+        problem = (
+            "the checkpoint the archived records end at (the log's anchor) was deleted or replaced"
+        )
+        return _bad(count, start.seq, None, problem)
     previous = GENESIS
     for row in signed:
         seq, chain_hash = row[0], row[1]
-        checkpoint = _signed(row)
+        checkpoint = signed_checkpoint(row)
         if wrong := keys.problem_with(checkpoint):
             return _bad(count, seq, None, wrong)
+        if start is not None and seq == start.seq:
+            # The anchor: its records are archived, so the chain of checkpoints starts here.
+            previous = checkpoint.digest()
+            continue
         if checkpoint.prev != previous:
             problem = "the checkpoint before this one was deleted or replaced (its link is broken)"
             return _bad(count, seq, None, problem)
@@ -229,8 +271,8 @@ def verify_chain(
                 f" #{(covered // every + 1) * every}"
             )
             return _bad(count, last_seq, None, problem)
-    last = _signed(signed[-1]) if signed else None
-    return ChainReport(True, count, len(marks), last_checkpoint=last)
+    last = signed_checkpoint(signed[-1]) if signed else None
+    return ChainReport(True, count, len(marks), last_checkpoint=last, archived=start)
 
 
 def _notified(body: str) -> set[tuple[str, str]]:
@@ -242,7 +284,7 @@ def _notified(body: str) -> set[tuple[str, str]]:
     return {(notice["message_id"], notice["source"]) for notice in notices}
 
 
-def _signed(row: CheckpointRow) -> Checkpoint:
+def signed_checkpoint(row: CheckpointRow) -> Checkpoint:
     seq, chain_hash, at, _, records, prev, key, signature = row
     return Checkpoint(seq, records or 0, chain_hash, at, prev or "", key or "", signature or "")
 

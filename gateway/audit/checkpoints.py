@@ -41,8 +41,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from connectors.witness import checkpoint_statement
+
 GENESIS: Final = "0" * 64
-STATEMENT_HEADER: Final = "childlookup audit checkpoint v2"
 
 
 def canonical_time(at: datetime) -> str:
@@ -73,10 +74,7 @@ class Checkpoint:
     signature: str = ""
 
     def statement(self) -> bytes:
-        return (
-            f"{STATEMENT_HEADER}\nseq={self.seq}\nrecords={self.records}\nhead={self.head}\n"
-            f"at={self.at}\nprev={self.prev}\nkey={self.key}\n"
-        ).encode()
+        return checkpoint_statement(self.seq, self.records, self.head, self.at, self.prev, self.key)
 
     def digest(self) -> str:
         """What the next checkpoint names as `prev`, and what a witness compares."""

@@ -23,21 +23,25 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from gateway.audit.archive import Run, choose_end, delete_archived, read_anchor, read_archived
 from gateway.audit.chain import (
     ALERT_COLUMNS,
     CHECKPOINT_COLUMNS,
     NOTICE_QUERY,
     RECORD_COLUMNS,
     ROW_FORMAT,
+    SIGNED_CHECKPOINT_COLUMNS,
+    Anchor,
     ChainReport,
     record_row,
     row_hash,
@@ -50,7 +54,8 @@ from gateway.audit.outbox import (
     OutboxMessage,
     OutboxRows,
 )
-from gateway.audit.queries import records_query
+from gateway.audit.queries import SEGMENT_QUERIES, SEGMENT_RECORDS, records_query
+from gateway.audit.segments import ArchivedSegment, SegmentRows
 from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
 T = TypeVar("T")
@@ -72,6 +77,7 @@ _RECORD_COLUMNS = (
 )
 HASHED_AT = """to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
 """`at` as the chain hashes it (gateway.audit.checkpoints.canonical_time)."""
+_SIGNED_CHECKPOINT = SIGNED_CHECKPOINT_COLUMNS.format(at=HASHED_AT)
 _BATCH_ROWS = 1_000
 """Records per INSERT statement: well inside PostgreSQL's 65,535 parameters."""
 
@@ -158,6 +164,7 @@ class PostgresAuditStore:
         self._checkpoint_every = checkpoint_every
         self._timeout_s = timeout_s
         self._chain_lock = advisory_key(schema, "audit-chain")
+        self._archive_lock = advisory_key(schema, "audit-archive")
         self._reader = _sync_pool(url, schema, timeout_s, readers, "audit-read")
         self._start = threading.Lock()
         self._writer: tuple[_Loop, AsyncConnectionPool, GroupCommit] | None = None
@@ -214,7 +221,7 @@ class PostgresAuditStore:
         except (psycopg.Error, TimeoutError) as error:
             raise _unavailable(error) from error
 
-    async def _bounded(self, work: Coroutine[Any, Any, None]) -> None:
+    async def _bounded(self, work: Coroutine[Any, Any, T]) -> T:
         """Wait for `work` at most twice `timeout_s`, then raise TimeoutError. The database bounds
         each of its own waits (see _writing); this bounds a network gone silent. `work` is left
         running, not cancelled: psycopg would spend seconds trying to cancel its query over that
@@ -226,7 +233,7 @@ class PostgresAuditStore:
         if task not in done:
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
             raise TimeoutError
-        task.result()
+        return task.result()
 
     async def _transaction(
         self, records: list[AuditRecord], notifications: list[OutboxMessage]
@@ -297,16 +304,37 @@ class PostgresAuditStore:
                 # Sign a checkpoint whenever this batch crossed a multiple of checkpoint_every.
                 await self._checkpoint(cur, last, previous)
 
-    async def _checkpoint(self, cur: psycopg.AsyncCursor[Any], seq: int, head: str) -> None:
+    def seal(self) -> Checkpoint | None:
+        """Sign a checkpoint over the records written since the latest one, if any were: under
+        the chain's lock, as appends are, so the checkpoints of every process stay one chain."""
+        loop, pool, _ = self._writing()
+        try:
+            return loop.submit(self._bounded(self._seal(pool))).result()
+        except (psycopg.Error, TimeoutError) as error:
+            raise _unavailable(error) from error
+
+    async def _seal(self, pool: AsyncConnectionPool) -> Checkpoint | None:
+        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._chain_lock,))
+            await cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            tail = await cur.fetchone()
+            await cur.execute("SELECT max(seq) FROM audit_checkpoint")
+            (covered,) = await cur.fetchone() or (None,)
+            if tail is None or (covered is not None and covered >= tail[0]):
+                return None
+            return await self._checkpoint(cur, tail[0], tail[1])
+
+    async def _checkpoint(self, cur: psycopg.AsyncCursor[Any], seq: int, head: str) -> Checkpoint:
+        """Sign a checkpoint over the chain's tail (`seq`, `head`), inside the write transaction."""
         await cur.execute(
-            f"SELECT {CHECKPOINT_COLUMNS.format(at=HASHED_AT)} FROM audit_checkpoint"  # noqa: S608
+            f"SELECT {_SIGNED_CHECKPOINT} FROM audit_checkpoint"  # noqa: S608
             " WHERE signature IS NOT NULL ORDER BY seq DESC LIMIT 1"
         )
         last = await cur.fetchone()
         if last is None:  # the first signed checkpoint: count the whole log, once
             prev, since, counted = GENESIS, 0, 0
         else:
-            previous = Checkpoint(last[0], last[4], last[1], last[2], last[5], last[6], last[7])
+            previous = Checkpoint(*last)
             prev, since, counted = previous.digest(), previous.seq, previous.records
         await cur.execute("SELECT count(*) FROM audit_log WHERE seq > %s", (since,))
         (newer,) = await cur.fetchone() or (0,)
@@ -324,6 +352,7 @@ class PostgresAuditStore:
                 checkpoint.signature,
             ),
         )
+        return checkpoint
 
     def is_writable(self) -> bool:
         """For readiness probes: commit a real write (the heartbeat row, not audit data) through
@@ -351,6 +380,17 @@ class PostgresAuditStore:
 
     # --- reading: synchronous, on the reader pool ------------------------------------------------
 
+    def checkpoints(self, after_seq: int, limit: int) -> list[Checkpoint]:
+        """Signed checkpoints with `seq` > `after_seq`, oldest first, at most `limit`."""
+        with self._reader.connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_SIGNED_CHECKPOINT} FROM audit_checkpoint"  # noqa: S608
+                " WHERE signature IS NOT NULL AND seq > %s"
+                " ORDER BY seq LIMIT %s",
+                (after_seq, limit),
+            ).fetchall()
+        return [Checkpoint(*row) for row in rows]
+
     def verify(self) -> ChainReport:
         """Check the whole chain and every checkpoint, in one snapshot, streaming the records."""
         with self._reader.connection() as conn, conn.transaction():
@@ -362,6 +402,7 @@ class PostgresAuditStore:
                 f"SELECT {ALERT_COLUMNS.format(at=HASHED_AT)} FROM audit_alert ORDER BY seq"  # noqa: S608
             ).fetchall()
             notices = conn.execute(NOTICE_QUERY).fetchall()
+            start = read_anchor(_runner(conn))
             with conn.cursor(name="audit_verify") as records:
                 records.itersize = 2_000
                 records.execute(
@@ -374,6 +415,7 @@ class PostgresAuditStore:
                     self._checkpoint_key,
                     self._checkpoint_every,
                     notices,
+                    start,
                 )
 
     def records(
@@ -437,6 +479,71 @@ class PostgresAuditStore:
             loop.submit(pool.close()).result()
             loop.stop()
         self._reader.close()
+
+    # --- archiving (gateway.audit.archive) ------------------------------------------------------
+
+    def archive_anchor(self) -> Anchor | None:
+        """Where the live log begins: the end of the last segment archived, or None."""
+        with self._reader.connection() as conn:
+            return read_anchor(_runner(conn))
+
+    def archived(self) -> list[ArchivedSegment]:
+        """Every segment archived from this log, oldest first."""
+        with self._reader.connection() as conn:
+            return read_archived(_runner(conn))
+
+    def archivable(self, before: datetime) -> Checkpoint | None:
+        """The checkpoint the next segment may end at, for records before `before`."""
+        with self._reader.connection() as conn:
+            return choose_end(_runner(conn), before, _SIGNED_CHECKPOINT)
+
+    @contextlib.contextmanager
+    def segment_rows(self, start: Anchor | None, end: Checkpoint) -> Iterator[SegmentRows]:
+        """Everything a segment from `start` to `end` holds, read in one snapshot, the records
+        streamed while the caller writes them."""
+        columns = {
+            "checkpoints": CHECKPOINT_COLUMNS.format(at=HASHED_AT),
+            "alerts": ALERT_COLUMNS.format(at=HASHED_AT),
+        }
+        with self._reader.connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            run = _runner(conn)
+            checkpoints, alerts, receipts = (
+                run(query.format(**columns), (end.seq,)) for query in SEGMENT_QUERIES
+            )
+            with conn.cursor(name="audit_segment") as records:
+                records.itersize = 2_000
+                records.execute(
+                    SEGMENT_RECORDS.format(records=RECORD_COLUMNS.format(at=HASHED_AT)),
+                    (end.seq,),
+                )
+                yield SegmentRows(start, end, checkpoints, alerts, receipts, records)
+
+    def archive(self, segment: ArchivedSegment, start: Anchor | None) -> None:
+        """Delete the archived records (and what goes with them) and record the segment, in one
+        transaction, which alone lets the append-only guard pass its deletions (migration 0003).
+        Appends go on meanwhile: they only add records after the ones deleted. Needs the schema
+        owner's credentials; raises ArchiveRefused if the log changed meanwhile."""
+        try:
+            with self._reader.connection() as conn, conn.transaction():
+                conn.execute("SET LOCAL childlookup.archiving = 'on'")
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._archive_lock,))
+                delete_archived(_runner(conn), segment, start, _SIGNED_CHECKPOINT)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise ValueError(
+                "archiving deletes from the audit log, which the gateways' writer role may not:"
+                f" run it as the owner of schema {self.schema} ({' '.join(str(exc).split())})"
+            ) from exc
+
+
+def _runner(conn: psycopg.Connection[Any]) -> Run:
+    """Statements run on `conn`, in its current transaction (gateway.audit.archive.Run)."""
+
+    def run(statement: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        cursor = conn.execute(statement, params)
+        return cursor.fetchall() if cursor.description is not None else []
+
+    return run
 
 
 class PostgresOutbox(OutboxRows):

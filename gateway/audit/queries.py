@@ -1,8 +1,10 @@
-"""The one read query both audit stores answer alike: records by child, user or time."""
+"""Queries both audit stores run alike, with `%s` placeholders (the SQLite store turns them into
+its `?`): records by child, user or time; and archiving (gateway.audit.archive)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
 
 
 def records_query(
@@ -23,3 +25,47 @@ def records_query(
     if conditions:
         statement += " WHERE " + " AND ".join(column for column, _ in conditions)
     return statement + " ORDER BY seq LIMIT %s", (*(value for _, value in conditions), limit)
+
+
+# --- archiving ------------------------------------------------------------------------------------
+
+ARCHIVE_COLUMNS: Final = "first_seq, last_seq, records, head, checkpoint, file, sha256, at"
+"""`audit_archive`: one row per segment archived, whose `last_seq` checkpoint stays in the live log
+as its anchor; `records` counts the log up to and including `last_seq`."""
+ANCHOR_QUERY: Final = (
+    "SELECT last_seq, records, head, checkpoint, file FROM audit_archive"
+    " ORDER BY last_seq DESC LIMIT 1"
+)
+UNSENT_QUERY: Final = (
+    "SELECT min(l.seq) FROM notification_outbox o JOIN audit_log l ON l.audit_id = o.audit_id"
+    " WHERE o.state <> 'DELIVERED'"
+)
+"""The first record with an owner notification still pending or dead-lettered: archiving stops
+before it, so no notification the owner has not had leaves the live log."""
+ARCHIVABLE_QUERY: Final = (
+    "SELECT {columns} FROM audit_checkpoint WHERE signature IS NOT NULL AND at < %s"
+    " AND seq > %s AND seq < %s AND seq < (SELECT max(seq) FROM audit_log)"
+    " ORDER BY seq DESC LIMIT 1"
+)
+"""The newest signed checkpoint before a time, after the anchor and before the first unsent
+notification's record: where the next segment may end (`columns`: SIGNED_CHECKPOINT_COLUMNS).
+The newest record always stays live: the next one is chained onto it."""
+_UP_TO: Final = "audit_id IN (SELECT audit_id FROM audit_log WHERE seq <= %s)"
+SEGMENT_QUERIES: Final = (
+    "SELECT {checkpoints} FROM audit_checkpoint WHERE seq <= %s ORDER BY seq",
+    f"SELECT {{alerts}} FROM audit_alert WHERE {_UP_TO} ORDER BY seq",  # noqa: S608
+    "SELECT message_id, audit_id, source, state FROM notification_outbox"  # noqa: S608
+    f" WHERE {_UP_TO} ORDER BY created_at, message_id",
+)
+"""A segment's checkpoints, alerts and outbox receipts, up to a sequence number."""
+SEGMENT_RECORDS: Final = "SELECT {records} FROM audit_log WHERE seq <= %s ORDER BY seq"
+ARCHIVE_DELETES: Final = (
+    f"DELETE FROM audit_alert WHERE {_UP_TO}",  # noqa: S608
+    f"DELETE FROM notification_outbox WHERE {_UP_TO}",  # noqa: S608
+    "DELETE FROM audit_log WHERE seq <= %s",
+    "DELETE FROM audit_checkpoint WHERE seq < %s",
+)
+"""Archiving's deletions, each given the segment's last sequence number: its checkpoint stays."""
+ARCHIVE_INSERT: Final = (
+    f"INSERT INTO audit_archive ({ARCHIVE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"  # noqa: S608
+)

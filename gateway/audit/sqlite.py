@@ -21,24 +21,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gateway.audit.archive import choose_end, delete_archived, read_anchor, read_archived
 from gateway.audit.chain import (
     ALERT_COLUMNS,
     CHECKPOINT_COLUMNS,
     NOTICE_QUERY,
     RECORD_COLUMNS,
     ROW_FORMAT,
+    SIGNED_CHECKPOINT_COLUMNS,
+    Anchor,
     ChainReport,
     record_row,
     row_hash,
     verify_chain,
 )
-from gateway.audit.checkpoints import GENESIS, Checkpoint, CheckpointKeys
+from gateway.audit.checkpoints import GENESIS, Checkpoint, CheckpointKeys, canonical_time
 from gateway.audit.group_commit import GroupCommit
 from gateway.audit.outbox import (
     OutboxMessage,
     OutboxRows,
 )
-from gateway.audit.queries import records_query
+from gateway.audit.queries import SEGMENT_QUERIES, SEGMENT_RECORDS, records_query
+from gateway.audit.segments import ArchivedSegment, SegmentRows
 from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
 _CHECKPOINT_TABLE = """
@@ -88,12 +92,25 @@ CREATE TABLE IF NOT EXISTS audit_heartbeat (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_archive (
+    last_seq INTEGER PRIMARY KEY,
+    first_seq INTEGER NOT NULL,
+    records INTEGER NOT NULL,
+    head TEXT NOT NULL,
+    checkpoint TEXT NOT NULL,
+    file TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 """
 )
 
 # Nothing written to these tables may change or vanish; the hash chain makes any edit that
 # bypasses these triggers (by editing the file) detectable.
-_APPEND_ONLY = ("audit_log", "audit_alert", "audit_checkpoint")
+_SIGNED_CHECKPOINT = SIGNED_CHECKPOINT_COLUMNS.format(at="at")
+_ARCHIVED = ("audit_log", "audit_alert", "audit_checkpoint")
+"""The tables `audit archive` deletes from, inside its one transaction (gateway.audit.archive)."""
+_APPEND_ONLY = (*_ARCHIVED, "audit_archive")
 _TRIGGERS = "".join(
     f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}\n"
     f"BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END;\n"
@@ -126,9 +143,10 @@ _ADDED_COLUMNS = (
     ("audit_alert", "justification", "TEXT"),
     ("audit_log", "format", "INTEGER NOT NULL DEFAULT 1"),
 )
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """`PRAGMA user_version` of a log in this layout. 2: whole-row hashes (`audit_log.format`) and
-signed checkpoints (`audit_checkpoint` without a required `mac`; see gateway.audit.chain)."""
+signed checkpoints (`audit_checkpoint` without a required `mac`; see gateway.audit.chain). 3: the
+archived segments (`audit_archive`, gateway.audit.archive), a table the schema script creates."""
 
 
 NOTIFIED_RECORDS = (
@@ -175,14 +193,20 @@ def _migrate(conn: sqlite3.Connection) -> None:
                     " SELECT seq, hash, at, mac FROM audit_checkpoint_v1"
                 )
                 conn.execute("DROP TABLE audit_checkpoint_v1")
-                for statement in _TRIGGERS.split(";\n"):
-                    if statement.strip():
-                        conn.execute(statement + ";")
+                _create_triggers(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except sqlite3.Error:
         conn.execute("ROLLBACK")
         raise
+
+
+def _create_triggers(conn: sqlite3.Connection) -> None:
+    """The append-only triggers, one statement at a time: `executescript` would commit the
+    transaction they are re-created in."""
+    for statement in _TRIGGERS.split(";\n"):
+        if statement.strip():
+            conn.execute(statement + ";")
 
 
 def _connect(path: Path, busy_timeout_ms: int, synchronous: str) -> sqlite3.Connection:
@@ -249,69 +273,66 @@ class SqliteAuditStore:
                 self._conn.execute("BEGIN IMMEDIATE")
                 yield
                 self._conn.execute("COMMIT")
-            except sqlite3.Error:
+            except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
 
     def _write(self, records: list[AuditRecord], notifications: list[OutboxMessage]) -> None:
         with self._writing():
-            if True:
-                tail = self._conn.execute(
-                    "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-                ).fetchone()
-                seq, previous = tail if tail else (0, GENESIS)
-                rows = []
-                for r in records:
-                    columns, alerts = record_row(r, r.access.at.isoformat())
-                    chain_hash = row_hash(previous, columns, alerts)
-                    rows.append((*columns, previous, chain_hash, ROW_FORMAT))
-                    previous = chain_hash
-                self._conn.executemany(
-                    "INSERT INTO audit_log (audit_id, at, child_ref, subject, role, organisation,"
-                    " purpose, outcome, body, prev_hash, hash, format)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-                self._conn.executemany(
-                    "INSERT INTO audit_alert"
-                    " (at, kind, audit_id, subject, role, organisation, justification)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            r.access.at.isoformat(),
-                            r.alert,
-                            r.audit_id,
-                            r.access.subject,
-                            r.access.role,
-                            r.access.organisation,
-                            r.access.justification,
-                        )
-                        for r in records
-                        if r.alert is not None
-                    ],
-                )
-                self._conn.executemany(
-                    "INSERT INTO notification_outbox"
-                    " (message_id, audit_id, source, created_at, payload, next_attempt_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [
-                        (m.message_id, m.audit_id, m.source, m.created_at, m.payload, m.created_at)
-                        for m in notifications
-                    ],
-                )
-                if (seq + len(rows)) // self._checkpoint_every != seq // self._checkpoint_every:
-                    # This batch crossed a multiple of checkpoint_every.
-                    self._checkpoint()
+            tail = self._conn.execute(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            seq, previous = tail if tail else (0, GENESIS)
+            rows = []
+            for r in records:
+                columns, alerts = record_row(r, r.access.at.isoformat())
+                chain_hash = row_hash(previous, columns, alerts)
+                rows.append((*columns, previous, chain_hash, ROW_FORMAT))
+                previous = chain_hash
+            self._conn.executemany(
+                "INSERT INTO audit_log (audit_id, at, child_ref, subject, role, organisation,"
+                " purpose, outcome, body, prev_hash, hash, format)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            self._conn.executemany(
+                "INSERT INTO audit_alert"
+                " (at, kind, audit_id, subject, role, organisation, justification)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.access.at.isoformat(),
+                        r.alert,
+                        r.audit_id,
+                        r.access.subject,
+                        r.access.role,
+                        r.access.organisation,
+                        r.access.justification,
+                    )
+                    for r in records
+                    if r.alert is not None
+                ],
+            )
+            self._conn.executemany(
+                "INSERT INTO notification_outbox"
+                " (message_id, audit_id, source, created_at, payload, next_attempt_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (m.message_id, m.audit_id, m.source, m.created_at, m.payload, m.created_at)
+                    for m in notifications
+                ],
+            )
+            if (seq + len(rows)) // self._checkpoint_every != seq // self._checkpoint_every:
+                # This batch crossed a multiple of checkpoint_every.
+                self._checkpoint()
 
     def seal(self) -> Checkpoint | None:
         """Sign a checkpoint over the records written since the latest one, if any were."""
         try:
             with self._writing():
                 (tail,) = self._conn.execute("SELECT max(seq) FROM audit_log").fetchone()
-                (covered,) = self._conn.execute(
-                    "SELECT max(seq) FROM audit_checkpoint"
-                ).fetchone()
+                (covered,) = self._conn.execute("SELECT max(seq) FROM audit_checkpoint").fetchone()
                 if tail is None or (covered is not None and covered >= tail):
                     return None
                 return self._checkpoint()
@@ -322,7 +343,7 @@ class SqliteAuditStore:
         """Signed checkpoints with `seq` > `after_seq`, oldest first, at most `limit`."""
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {SIGNED_CHECKPOINT_COLUMNS} FROM audit_checkpoint"  # noqa: S608
+                f"SELECT {SIGNED_CHECKPOINT_COLUMNS.format(at='at')} FROM audit_checkpoint"  # noqa: S608
                 " WHERE signature IS NOT NULL AND seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
@@ -334,13 +355,13 @@ class SqliteAuditStore:
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         last = self._conn.execute(
-            f"SELECT {CHECKPOINT_COLUMNS.format(at='at')} FROM audit_checkpoint"  # noqa: S608
+            f"SELECT {SIGNED_CHECKPOINT_COLUMNS.format(at='at')} FROM audit_checkpoint"  # noqa: S608
             " WHERE signature IS NOT NULL ORDER BY seq DESC LIMIT 1"
         ).fetchone()
         if last is None:  # the first signed checkpoint: count the whole log, once
             prev, since, counted = GENESIS, 0, 0
         else:
-            previous = Checkpoint(last[0], last[4], last[1], last[2], last[5], last[6], last[7])
+            previous = Checkpoint(*last)
             prev, since, counted = previous.digest(), previous.seq, previous.records
         (newer,) = self._conn.execute(
             "SELECT count(*) FROM audit_log WHERE seq > ?", (since,)
@@ -364,8 +385,9 @@ class SqliteAuditStore:
     def verify(self) -> ChainReport:
         """Check the whole chain, its alerts and every checkpoint (see gateway.audit.chain)."""
         with self._lock:
-            self._conn.execute("BEGIN")  # one snapshot for all three reads
+            self._conn.execute("BEGIN")  # one snapshot for all the reads
             try:
+                start = read_anchor(self._run)
                 checkpoints = self._conn.execute(
                     f"SELECT {CHECKPOINT_COLUMNS.format(at='at')} FROM audit_checkpoint"  # noqa: S608
                 ).fetchall()
@@ -383,6 +405,7 @@ class SqliteAuditStore:
                     self._checkpoint_key,
                     self._checkpoint_every,
                     notices,
+                    start,
                 )
             finally:
                 self._conn.execute("COMMIT")
@@ -464,6 +487,60 @@ class SqliteAuditStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    # --- archiving (gateway.audit.archive) ------------------------------------------------------
+
+    def _run(self, statement: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
+        return self._conn.execute(statement.replace("%s", "?"), params).fetchall()
+
+    def archive_anchor(self) -> Anchor | None:
+        """Where the live log begins: the end of the last segment archived, or None."""
+        with self._lock:
+            return read_anchor(self._run)
+
+    def archived(self) -> list[ArchivedSegment]:
+        """Every segment archived from this log, oldest first."""
+        with self._lock:
+            return read_archived(self._run)
+
+    def archivable(self, before: datetime) -> Checkpoint | None:
+        """The checkpoint the next segment may end at, for records before `before`."""
+        with self._lock:
+            return choose_end(self._run, canonical_time(before), _SIGNED_CHECKPOINT)
+
+    @contextlib.contextmanager
+    def segment_rows(self, start: Anchor | None, end: Checkpoint) -> Iterator[SegmentRows]:
+        """Everything a segment from `start` to `end` holds, read in one snapshot, the records
+        streamed while the caller writes them."""
+        columns = {"checkpoints": CHECKPOINT_COLUMNS, "alerts": ALERT_COLUMNS}
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                checkpoints, alerts, receipts = (
+                    self._run(
+                        q.format(**{k: v.format(at="at") for k, v in columns.items()}), [end.seq]
+                    )
+                    for q in SEGMENT_QUERIES
+                )
+                records = self._conn.execute(
+                    SEGMENT_RECORDS.format(records=RECORD_COLUMNS.format(at="at")).replace(
+                        "%s", "?"
+                    ),
+                    (end.seq,),
+                )
+                yield SegmentRows(start, end, checkpoints, alerts, receipts, records)
+            finally:
+                self._conn.execute("COMMIT")
+
+    def archive(self, segment: ArchivedSegment, start: Anchor | None) -> None:
+        """Delete the archived records (and what goes with them) and record the segment, in one
+        transaction. The delete triggers are dropped and re-created inside it: no other
+        connection ever sees them missing. Raises ArchiveRefused if the log changed meanwhile."""
+        with self._writing():
+            for table in _ARCHIVED:
+                self._conn.execute(f"DROP TRIGGER {table}_no_delete")
+            delete_archived(self._run, segment, start, _SIGNED_CHECKPOINT)
+            _create_triggers(self._conn)
 
 
 class SqliteOutbox(OutboxRows):

@@ -7,12 +7,14 @@ process, chosen by CHILDLOOKUP_DATABASE_URL. Each keeps the notification outbox 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from gateway.audit.chain import ChainReport
+from gateway.audit.chain import Anchor, ChainReport
 from gateway.audit.checkpoints import (
+    Checkpoint,
     CheckpointKeys,
     ensure_checkpoint_key,
     key_id,
@@ -24,6 +26,7 @@ from gateway.audit.migrations import require_current
 from gateway.audit.outbox import Outbox, OutboxMessage
 from gateway.audit.postgres import PostgresAuditStore, PostgresOutbox
 from gateway.audit.pseudonyms import audit_key, derive_key
+from gateway.audit.segments import ArchivedSegment, SegmentRows
 from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
 from gateway.audit.types import AuditRecord
 from gateway.config import Mode, Settings
@@ -39,6 +42,17 @@ class AuditStore(Protocol):
 
     def verify(self) -> ChainReport:
         """Check the whole hash chain and every checkpoint."""
+        ...
+
+    def seal(self) -> Checkpoint | None:
+        """Sign a checkpoint over the records written since the latest checkpoint (None when
+        there are none), under the lock appends take, so checkpoints stay one chain; raise
+        AuditUnavailable when the log cannot be written now."""
+        ...
+
+    def checkpoints(self, after_seq: int, limit: int) -> list[Checkpoint]:
+        """Signed checkpoints with `seq` > `after_seq`, oldest first, at most `limit`: what the
+        witnesses are sent, and compared with."""
         ...
 
     def is_writable(self) -> bool:
@@ -75,6 +89,32 @@ class AuditStore(Protocol):
 
     def close(self) -> None: ...
 
+    # --- archiving (gateway.audit.archive) ------------------------------------------------------
+
+    def archive_anchor(self) -> Anchor | None:
+        """Where the live log begins: the end of the last segment archived, or None."""
+        ...
+
+    def archived(self) -> list[ArchivedSegment]:
+        """Every segment archived from this log, oldest first."""
+        ...
+
+    def archivable(self, before: datetime) -> Checkpoint | None:
+        """The checkpoint the next segment may end at, for records before `before`: the newest
+        signed one before it, with no undelivered owner notification of a record up to it."""
+        ...
+
+    def segment_rows(
+        self, start: Anchor | None, end: Checkpoint
+    ) -> contextlib.AbstractContextManager[SegmentRows]:
+        """Everything a segment from `start` to `end` holds, read in one snapshot."""
+        ...
+
+    def archive(self, segment: ArchivedSegment, start: Anchor | None) -> None:
+        """Delete the segment's records (with their alerts, outbox receipts and every checkpoint
+        but its last) and record it, in one transaction; ArchiveRefused if the log changed."""
+        ...
+
 
 def open_audit_store(settings: Settings, *, create: bool = True) -> AuditStore:
     """The configured audit store: PostgreSQL when `database_url` is set, else the SQLite file.
@@ -87,14 +127,14 @@ def open_audit_store(settings: Settings, *, create: bool = True) -> AuditStore:
         return PostgresAuditStore(
             settings.database_url,
             settings.database_schema,
-            checkpoint_key=_checkpoint_key(settings, create=create),
+            checkpoint_key=checkpoint_keys(settings, create=create),
         )
     path = settings.resolved_audit_db()
     if not create and not path.exists():
         raise ValueError(f"no audit log at {path}")
     return SqliteAuditStore(
         path,
-        checkpoint_key=_checkpoint_key(settings, create=create),
+        checkpoint_key=checkpoint_keys(settings, create=create),
         synchronous=settings.audit_synchronous,
     )
 
@@ -106,7 +146,7 @@ def open_outbox(settings: Settings) -> Outbox:
     return SqliteOutbox(settings.resolved_audit_db())
 
 
-def _checkpoint_key(settings: Settings, *, create: bool) -> CheckpointKeys:
+def checkpoint_keys(settings: Settings, *, create: bool) -> CheckpointKeys:
     """The keys a gateway signs checkpoints with (`create`), or an auditor's tools check them with.
 
     Signing needs the private key (CHILDLOOKUP_AUDIT_CHECKPOINT_KEY_FILE; in dev mode one is

@@ -16,7 +16,7 @@ from gateway.policy.bundle import (
     load_bundle,
     package_of,
 )
-from gateway.policy.decision_log import DecisionLog, LoggedPolicy
+from gateway.policy.decision_log import DecisionLog, LoggedPolicy, rotated_decision_logs
 from gateway.policy.decisions import (
     DenialCode,
     PlanDecision,
@@ -91,5 +91,6 @@ __all__ = [
     "parse_decision",
     "policy_engine_from_settings",
     "policy_test_main",
+    "rotated_decision_logs",
     "run_policy_tests",
 ]

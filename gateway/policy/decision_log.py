@@ -6,17 +6,26 @@ the lookup's audit record. The pipeline asks through `LoggedPolicy`, so no decis
 without being logged. Policy inputs carry no personal identifiers by design - records are
 numbered, not named, and the justification is sent as counts of letters and words - so nothing
 needs masking; `masked` is written empty to say so explicitly.
+
+The log grows by about 2.4 KB a lookup. Written to a file, it is rotated by size
+(CHILDLOOKUP_DECISION_LOG_MAX_BYTES), safely while several gateway processes append to it: see
+`RotatingFile`. `childlookup audit archive` moves rotated files into the archive
+(`rotated_decision_logs`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import re
 import sys
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Final, Protocol
 
 from pydantic import BaseModel
 
@@ -26,27 +35,119 @@ from gateway.policy.engine import PLAN_ENTRYPOINT, RELEASE_ENTRYPOINT, PolicyEng
 
 _REMEMBERED = 4096
 """Decision texts kept for reuse before the memory is cleared and refilled."""
+_FOLLOW_S: Final = 1.0
+"""How often, at most, a writer checks whether another process rotated the file away."""
+_STAMP: Final = "%Y%m%dT%H%M%SZ"
+
+
+class _Sink(Protocol):
+    def write(self, text: str, /) -> object: ...
+
+
+class RotatingFile:
+    """A log file appended to by several processes at once, rotated by size with no line lost.
+
+    Each line is one `write` to a file opened O_APPEND, so lines from different processes never
+    interleave. The process whose write takes the file past `max_bytes` (0: never) renames it to
+    `<stem>.<UTC yyyymmddThhmmssZ>.<pid>.jsonl` and starts a new one under the base name; the
+    rename is made under an exclusive lock on `<name>.lock`, after checking that the base name
+    still is the file it filled, so two processes never both rotate. Other processes keep
+    appending to the renamed file - their lines are kept there - until they notice, at their
+    next write a second or more after they last looked, that the base name is another file, and
+    reopen it."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self._path = path
+        self._max_bytes = max_bytes
+        self._fd = self._open()
+        self._looked = time.monotonic()
+
+    def _open(self) -> int:
+        return os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+
+    def write(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._looked >= _FOLLOW_S:
+            self._looked = now
+            if not self._is_current():
+                self._reopen()
+        data = text.encode()
+        while data:
+            data = data[os.write(self._fd, data) :]
+        if self._max_bytes and os.fstat(self._fd).st_size >= self._max_bytes:
+            self._rotate()
+
+    def _is_current(self) -> bool:
+        """Whether the base name still names the file this process appends to."""
+        try:
+            named = os.stat(self._path)
+        except FileNotFoundError:
+            return False
+        mine = os.fstat(self._fd)
+        return (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino)
+
+    def _rotate(self) -> None:
+        with open(self._path.with_name(self._path.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if self._is_current() and os.fstat(self._fd).st_size >= self._max_bytes:
+                os.rename(self._path, self._rotated_name())
+            self._reopen()
+        self._looked = time.monotonic()
+
+    def _rotated_name(self) -> Path:
+        """A name no rotated file has yet (checked under the rotation lock)."""
+        base = f"{self._path.stem}.{datetime.now(UTC).strftime(_STAMP)}.{os.getpid()}"
+        candidate, n = self._path.with_name(f"{base}.jsonl"), 0
+        while candidate.exists():
+            n += 1
+            candidate = self._path.with_name(f"{base}-{n}.jsonl")
+        return candidate
+
+    def _reopen(self) -> None:
+        fd = self._open()
+        os.close(self._fd)
+        self._fd = fd
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def rotated_decision_logs(target: str, before: datetime) -> list[Path]:
+    """The files a decision log (`target`, as CHILDLOOKUP_DECISION_LOG) was rotated into before
+    `before`, oldest first: every line in them was written before that time."""
+    if target in ("off", "stdout"):
+        return []
+    path = Path(target)
+    pattern = re.compile(rf"^{re.escape(path.stem)}\.(\d{{8}}T\d{{6}}Z)\.\d+(-\d+)?\.jsonl$")
+    found = []
+    for candidate in path.parent.glob(f"{path.stem}.*.jsonl"):
+        if match := pattern.match(candidate.name):
+            rotated = datetime.strptime(match.group(1), _STAMP).replace(tzinfo=UTC)
+            if rotated < before:
+                found.append((rotated, candidate))
+    return [candidate for _, candidate in sorted(found)]
 
 
 class DecisionLog:
     """Appends decisions to a file or a stream, one JSON object per line."""
 
-    def __init__(self, sink: TextIO | None, *, instance: str) -> None:
+    def __init__(self, sink: _Sink | None, *, instance: str) -> None:
         self._sink = sink
         self._labels = {"app": "childlookup-gateway", "id": instance}
         self._texts: dict[tuple[BaseModel, BaseModel], str] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, target: str, *, instance: str) -> DecisionLog:
-        """`target` is "off", "stdout", or a file path (appended to)."""
+    def open(cls, target: str, *, instance: str, max_bytes: int = 0) -> DecisionLog:
+        """`target` is "off", "stdout", or a file path (appended to, rotated past `max_bytes`
+        unless that is 0)."""
         if target == "off":
             return cls(None, instance=instance)
         if target == "stdout":
             return cls(sys.stdout, instance=instance)
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(path.open("a", encoding="utf-8", buffering=1), instance=instance)
+        return cls(RotatingFile(path, max_bytes), instance=instance)
 
     def record(self, path: str, revision: str, request: BaseModel, result: BaseModel) -> str:
         """Log one decision and return its id (logged or not, so audit records always carry one)."""
@@ -85,7 +186,7 @@ class DecisionLog:
         return text
 
     def close(self) -> None:
-        if self._sink is not None and self._sink is not sys.stdout:
+        if isinstance(self._sink, RotatingFile):
             self._sink.close()
 
 

@@ -328,10 +328,11 @@ def test_verifying_needs_only_the_public_key(db):
         reader.close()
 
 
-def test_a_log_cut_back_with_its_later_checkpoints_is_not_caught_without_witnesses(db):
-    """The limit of signatures alone: a log cut back to a checkpoint, with every record and
-    checkpoint after it deleted, is a consistent shorter log. Witnesses (a later step) keep a
-    checkpoint the gateway's operator cannot delete; until then this passes."""
+def test_a_log_cut_back_with_its_later_checkpoints_needs_a_witness_to_be_caught(db):
+    """The limit of the chain alone: a log cut back to a checkpoint, with every record and
+    checkpoint after it deleted, is a consistent shorter log, and verifies on its own. A witness
+    holds a later checkpoint the gateway's operator cannot delete, and `audit verify --witness`
+    names it (tests/test_witness_e2e.py); this pins only that the chain cannot."""
     db.tamper("DELETE FROM audit_log WHERE seq > 5", "DELETE FROM audit_checkpoint WHERE seq > 5")
     db.tamper("DELETE FROM audit_alert")
     assert _verify(db).ok

@@ -6,6 +6,7 @@ import sqlite3
 import pytest
 
 from gateway.audit import SqliteAuditStore
+from gateway.audit.sqlite import SCHEMA_VERSION
 from tests.factories import (
     BREAK_GLASS_REASON,
     CHECKPOINT_KEY,
@@ -83,7 +84,7 @@ async def test_a_log_from_before_whole_row_hashes_verifies_under_each_rule_up_to
     store.close()
     assert (report.ok, report.records, report.checkpoints) == (True, 13, 2)
     raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA user_version").fetchone() == (2,)
+    assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     assert raw.execute("SELECT format, count(*) FROM audit_log GROUP BY format").fetchall() == [
         (1, 7),
         (2, 6),

@@ -1,0 +1,371 @@
+"""Sealing the audit log and sending its signed checkpoints to witnesses.
+
+Signatures show that a checkpoint is the gateway's, but not that the log still reaches it: whoever
+runs the database could cut the log back, with every checkpoint after the cut, and what is left
+verifies (gateway.audit.chain). So every checkpoint also goes to witnesses the gateway's operator
+does not run - the connectors configured with `witness = true`, and the `[[witnesses]]` of the
+sources file - which keep them (connectors.witness); `childlookup audit verify --witness URL`
+compares the log with what each holds (gateway.audit.witness_check).
+
+The `WitnessDispatcher`, a background task of the gateway, does two things:
+- it seals the log at most every CHILDLOOKUP_AUDIT_SEAL_S when records were written since the
+  latest checkpoint (and once more when the gateway stops), so the unsigned tail of the log, the
+  part a witness cannot speak for, is seconds old at most;
+- every CHILDLOOKUP_AUDIT_WITNESS_POLL_S, and straight after sealing, it sends each witness the
+  checkpoints it does not hold yet, oldest first, from the latest it acknowledged. It learns that
+  latest by reading the witness's listing once; a witness that was down is sent what it missed
+  when it is back, without gaps (the witness accepts only a checkpoint that follows on from its
+  latest, and answers with that latest when one does not).
+
+A witness holding a checkpoint the log does not hold, or holds differently, has seen a log that
+this one contradicts: that is logged as an ERROR (`audit_witness_diverged`, naming the witness and
+the checkpoint's sequence number, nothing else) and nothing more is sent to it until the gateway
+restarts. Each witness's state is published as metrics (gateway.metrics.WitnessState).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+from pydantic import TypeAdapter, ValidationError
+
+from connectors.trust import SIGNATURE_HEADER, TrustError
+from connectors.witness import (
+    MAX_BATCH,
+    WITNESS_PATH,
+    LogName,
+    SignedCheckpoint,
+    WitnessListing,
+    WitnessProblem,
+    WitnessReceipt,
+    WitnessRequest,
+)
+from gateway import metrics
+from gateway.audit.checkpoints import Checkpoint
+from gateway.audit.store import AuditStore
+from gateway.audit.types import AuditUnavailable
+from gateway.config import SourceConfig, WitnessConfig
+from gateway.metrics import WitnessState
+from gateway.signing import AnswerVerifier, RequestSigner
+
+SHUTDOWN_SEND_S: Final = 2.0
+"""How long a stopping gateway may spend sending its last seal to the witnesses."""
+
+_log = logging.getLogger("childlookup.witness")
+_alerts = logging.getLogger("childlookup.alerts")
+
+
+class WitnessError(Exception):
+    """A witness could not be asked, or its answer could not be trusted; the message says why,
+    for a person, and holds no personal data."""
+
+
+@dataclass(frozen=True)
+class Witness:
+    """One witness, as the gateway reaches it."""
+
+    name: str
+    """The audience of the gateway's requests to it; the `witness` label of its metrics."""
+    url: str
+    """Where its checkpoints are (`WITNESS_PATH`)."""
+    timeout_s: float
+    verifier: AnswerVerifier | None
+    """Checks its receipts' signatures, when it is configured with an answer key."""
+
+
+def witness_url(base: str) -> str:
+    """A witness's checkpoints endpoint, from its base URL (or the endpoint itself)."""
+    base = base.rstrip("/")
+    return base if base.endswith(WITNESS_PATH) else base + WITNESS_PATH
+
+
+def configured_witnesses(
+    log: str,
+    sources: Sequence[SourceConfig],
+    witnesses: Sequence[WitnessConfig],
+    answer_verifiers: Mapping[str, AnswerVerifier],
+) -> tuple[Witness, ...]:
+    """The sources with `witness = true` (their answer keys check receipts too) and the
+    configured witnesses. Raises ValueError when there are witnesses but `log`, the gateway's id,
+    cannot name a log to them."""
+    found = [
+        Witness(s.name, witness_url(str(s.url)), s.timeout_ms / 1000, answer_verifiers.get(s.name))
+        for s in sources
+        if s.witness
+    ]
+    found += [
+        Witness(w.name, witness_url(str(w.url)), w.timeout_ms / 1000, AnswerVerifier.for_party(w))
+        for w in witnesses
+    ]
+    if found:
+        try:
+            TypeAdapter(LogName).validate_python(log)
+        except ValidationError:
+            raise ValueError(
+                f"CHILDLOOKUP_GATEWAY_ID {log!r} cannot name the audit log to witnesses: use"
+                " letters, digits and . _ : - only (at most 128)"
+            ) from None
+    return tuple(found)
+
+
+async def witnessed(
+    client: httpx.AsyncClient, url: str, log: str, *, timeout_s: float
+) -> WitnessListing:
+    """Everything the witness at `url` holds for `log`, every page of it, with its conflicts.
+    Raises WitnessError when it cannot be read."""
+    pages: list[WitnessListing] = []
+    after = 0
+    while True:
+        page = await _listing_page(client, url, log, after, timeout_s)
+        if page.log != log or any(c.seq <= after for c in page.checkpoints):
+            raise WitnessError("its listing is not the one asked for (another log, or disordered)")
+        pages.append(page)
+        if len(page.checkpoints) < MAX_BATCH:
+            break
+        after = page.checkpoints[-1].seq
+    return WitnessListing(
+        log=log,
+        checkpoints=[c for page in pages for c in page.checkpoints],
+        first_seen_seq=pages[0].first_seen_seq,
+        conflicts=pages[-1].conflicts,
+    )
+
+
+async def _listing_page(
+    client: httpx.AsyncClient, url: str, log: str, after: int, timeout_s: float
+) -> WitnessListing:
+    try:
+        response = await client.get(url, params={"log": log, "after": after}, timeout=timeout_s)
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
+        raise WitnessError(_failure(error)) from error
+    if response.status_code != 200:
+        raise WitnessError(f"it answered HTTP {response.status_code}")
+    try:
+        return WitnessListing.model_validate_json(response.content)
+    except ValidationError:
+        raise WitnessError("its answer is not a witness listing") from None
+
+
+def _failure(error: httpx.HTTPError | httpx.InvalidURL) -> str:
+    if isinstance(error, httpx.TimeoutException):
+        return "no answer in time"
+    if isinstance(error, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return f"not a URL it can be reached at ({error})"
+    return f"it could not be reached ({type(error).__name__})"
+
+
+def as_checkpoint(signed: SignedCheckpoint) -> Checkpoint:
+    return Checkpoint(**signed.model_dump())
+
+
+@dataclass
+class _Progress:
+    """What the gateway knows of one witness."""
+
+    known: bool = False
+    """Whether `latest` has been learnt (from its listing, or a receipt)."""
+    latest: Checkpoint | None = None
+    """The newest checkpoint it holds."""
+    diverged: bool = False
+
+
+class WitnessDispatcher:
+    """Seals the log and keeps the witnesses up to date, in the background: `start` it with the
+    gateway, `aclose` at the end."""
+
+    def __init__(
+        self,
+        store: AuditStore,
+        client: httpx.AsyncClient,
+        signer: RequestSigner,
+        witnesses: Sequence[Witness],
+        *,
+        log: str,
+        seal_s: float,
+        poll_s: float,
+    ) -> None:
+        self._store = store
+        self._client = client
+        self._signer = signer
+        self._witnesses = tuple(witnesses)
+        self._log = log
+        self._seal_s = seal_s
+        self._poll_s = poll_s
+        self._progress = {w.name: _Progress() for w in self._witnesses}
+        self._ours = 0
+        """The newest checkpoint's sequence number this process has seen in the log."""
+        self._next_seal = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def aclose(self) -> None:
+        """Stop, seal what was written since the latest checkpoint, and offer it to the
+        witnesses for at most SHUTDOWN_SEND_S (those not reached get it from the next gateway)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._round(seal=True, send_within=SHUTDOWN_SEND_S)
+
+    async def _run(self) -> None:
+        while True:
+            due = time.monotonic() >= self._next_seal
+            if due:
+                self._next_seal = time.monotonic() + self._seal_s
+            await self._round(seal=due)
+            await asyncio.sleep(min(self._poll_s, max(0.0, self._next_seal - time.monotonic())))
+
+    async def _round(self, *, seal: bool, send_within: float | None = None) -> None:
+        try:
+            if seal:
+                await self._seal()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(send_within):
+                    await self.send()
+        except Exception as error:
+            # The loop must outlive any one failure (a locked database, a bug), or the log would
+            # go unsealed and unwitnessed until a restart.
+            _log.error(
+                "audit witnessing failed",
+                extra={"event": "audit_witness_error", "context": {"error": type(error).__name__}},
+            )
+
+    async def _seal(self) -> None:
+        try:
+            sealed = await asyncio.to_thread(self._store.seal)
+        except AuditUnavailable as error:
+            _log.warning(
+                "audit log not sealed; will retry",
+                extra={"event": "audit_seal_failed", "context": {"error": str(error)}},
+            )
+            return
+        if sealed is not None:
+            self._ours = max(self._ours, sealed.seq)
+
+    async def send(self) -> None:
+        """Send each witness (not diverged) the checkpoints it does not hold yet."""
+        await asyncio.gather(
+            *(self._keep_up(w) for w in self._witnesses if not self._progress[w.name].diverged)
+        )
+
+    async def _keep_up(self, witness: Witness) -> None:
+        progress = self._progress[witness.name]
+        try:
+            await self._catch_up(witness, progress)
+        except WitnessError as error:
+            _log.warning(
+                "audit witness not reached; will retry",
+                extra={
+                    "event": "audit_witness_retry",
+                    "context": {"witness": witness.name, "error": str(error)},
+                },
+            )
+            self._observe(witness, WitnessState.FAILING, progress)
+            return
+        if not progress.diverged:
+            self._observe(witness, WitnessState.OK, progress)
+
+    async def _catch_up(self, witness: Witness, progress: _Progress) -> None:
+        if not progress.known:
+            listing = await witnessed(
+                self._client, witness.url, self._log, timeout_s=witness.timeout_s
+            )
+            latest = as_checkpoint(listing.checkpoints[-1]) if listing.checkpoints else None
+            if not await self._holds(latest):
+                self._diverged(witness, progress, latest, "the log does not hold its latest")
+                return
+            progress.latest, progress.known = latest, True
+        while batch := await asyncio.to_thread(
+            self._store.checkpoints, _seq(progress.latest), MAX_BATCH
+        ):
+            self._ours = max(self._ours, batch[-1].seq)
+            receipt = await self._post(witness, batch)
+            theirs = None if receipt.latest is None else as_checkpoint(receipt.latest)
+            if receipt.problem is WitnessProblem.CONFLICT:
+                offered = batch[min(receipt.accepted, len(batch) - 1)]
+                self._diverged(witness, progress, offered, "it holds another checkpoint there")
+                return
+            if not await self._holds(theirs):
+                self._diverged(witness, progress, theirs, "the log does not hold its latest")
+                return
+            if receipt.problem is WitnessProblem.NOT_CONSECUTIVE and theirs == progress.latest:
+                problem = "the log's next checkpoint does not follow on from its latest"
+                self._diverged(witness, progress, theirs, problem)
+                return
+            if receipt.problem is None and _seq(theirs) < batch[-1].seq:
+                raise WitnessError("its receipt does not acknowledge the checkpoints sent")
+            progress.latest = theirs
+
+    async def _holds(self, checkpoint: Checkpoint | None) -> bool:
+        """Whether the log holds `checkpoint`, exactly (None, a witness holding nothing: yes)."""
+        if checkpoint is None:
+            return True
+        found = await asyncio.to_thread(self._store.checkpoints, checkpoint.seq - 1, 1)
+        return bool(found) and found[0].digest() == checkpoint.digest()
+
+    async def _post(self, witness: Witness, batch: Sequence[Checkpoint]) -> WitnessReceipt:
+        body = (
+            WitnessRequest(
+                log=self._log,
+                checkpoints=[SignedCheckpoint(**dataclasses.asdict(c)) for c in batch],
+            )
+            .model_dump_json()
+            .encode()
+        )
+        headers = {
+            "authorization": self._signer.authorization(witness.name, body),
+            "content-type": "application/json",
+        }
+        try:
+            response = await self._client.post(
+                witness.url, content=body, headers=headers, timeout=witness.timeout_s
+            )
+        except httpx.HTTPError as error:
+            raise WitnessError(_failure(error)) from error
+        if response.status_code != 200:
+            raise WitnessError(f"it answered HTTP {response.status_code}")
+        if witness.verifier is not None:
+            try:
+                signature = response.headers.get(SIGNATURE_HEADER)
+                await witness.verifier.verify(signature, response.content, source=witness.name)
+            except TrustError as error:
+                raise WitnessError(f"its receipt is not trusted: {error.message}") from None
+        try:
+            receipt = WitnessReceipt.model_validate_json(response.content)
+        except ValidationError:
+            raise WitnessError("its answer is not a witness receipt") from None
+        if receipt.log != self._log:
+            raise WitnessError("its receipt is for another log")
+        return receipt
+
+    def _diverged(
+        self, witness: Witness, progress: _Progress, checkpoint: Checkpoint | None, why: str
+    ) -> None:
+        progress.diverged = True
+        _alerts.error(
+            "audit log DIVERGES from a witness: it was cut back or rewritten, or the witness is"
+            " wrong; run `childlookup audit verify --witness` and investigate",
+            extra={
+                "event": "audit_witness_diverged",
+                "context": {"witness": witness.name, "seq": _seq(checkpoint), "problem": why},
+            },
+        )
+        self._observe(witness, WitnessState.DIVERGED, progress)
+
+    def _observe(self, witness: Witness, state: WitnessState, progress: _Progress) -> None:
+        behind = max(0, self._ours - _seq(progress.latest)) if progress.known else None
+        metrics.witness_observed(witness.name, state, behind)
+
+
+def _seq(checkpoint: Checkpoint | None) -> int:
+    return 0 if checkpoint is None else checkpoint.seq
