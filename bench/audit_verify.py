@@ -6,12 +6,14 @@ MAC'd checkpoints (before) against whole-row hashes with signed checkpoints (aft
 Writes `--records` realistic lookup records (a found lookup from three sources, with matches,
 released and withheld fields and an owner notification; one in 200 a break-glass override with its
 alert) into a fresh SQLite log through the store, each with its notification delivered (the outbox
-is checked against the records too), times `verify()` on it, and times the old rule's
-walk (one SHA-256 of prev + body per record) over the same rows. For storage it copies the log's
-rows into the old layout (no `format` column; checkpoints with a MAC only), vacuums both and
-divides each file's size by the records. Verification is one pass, so its time grows linearly:
-the 1,000,000-record figure is measured when `--records` is 1,000,000, else extrapolated (and
-labelled so). Prints a table and writes bench/results/audit_verify.json.
+is checked against the records too), times `verify()` on it, and times the old rule's walk (one
+SHA-256 of prev + body per record) over the same rows. For storage it copies the log's rows into
+the old layout (no `format` column; checkpoints with a MAC only), vacuums both and divides each
+file's size by the records. Then it archives the log up to its newest checkpoint (`audit
+archive`) and reports the segment's size per lookup and the time to verify it alone.
+Verification is one pass, so its time grows linearly: the 1,000,000-record figure is measured
+when `--records` is 1,000,000, else extrapolated (and labelled so). Prints a table and writes
+bench/results/audit_verify.json.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -38,7 +40,9 @@ from gateway.audit import (
     CheckpointKeys,
     OutboxMessage,
     SqliteAuditStore,
+    archive_log,
     utc_now,
+    verify_segment,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -168,6 +172,33 @@ def _body_only_walk(path: Path) -> float:
     return elapsed
 
 
+@dataclass(frozen=True)
+class Archived:
+    records: int
+    archive_s: float
+    segment_bytes: int
+    verify_s: float
+
+
+def _archive(path: Path, directory: Path) -> Archived:
+    """Archive everything up to the newest checkpoint (`audit archive` with a cutoff of now): its
+    time, the segment's size, and the time to verify the segment on its own."""
+    store = SqliteAuditStore(path, checkpoint_key=KEYS)
+    try:
+        started = time.perf_counter()
+        segment = archive_log(store, directory, utc_now(), KEYS)
+        archive_s = time.perf_counter() - started
+    finally:
+        store.close()
+    assert segment is not None, "nothing was archived"
+    file = directory / segment.end.file
+    started = time.perf_counter()
+    report = verify_segment(file, KEYS, None)
+    verify_s = time.perf_counter() - started
+    assert report.ok, report.describe()
+    return Archived(segment.end.records, archive_s, file.stat().st_size, verify_s)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=200_000)
@@ -190,6 +221,7 @@ def main() -> None:
         conn.close()
         per_before = before.stat().st_size / args.records
         per_after = after.stat().st_size / args.records
+        archived = _archive(after, Path(tmp) / "archive")
     scale = MILLION / args.records
     label = "measured" if args.records == MILLION else f"extrapolated from {args.records:,}"
     rows = [
@@ -199,6 +231,12 @@ def main() -> None:
         (f"verify 1,000,000 records ({label})", f"{verify_s * scale:.1f} s"),
         ("storage per lookup, before", f"{per_before:,.0f} bytes"),
         ("storage per lookup, after", f"{per_after:,.0f} bytes"),
+        (
+            f"archive {archived.records:,} records into a segment",
+            f"{archived.archive_s:.1f} s, {archived.segment_bytes / archived.records:,.0f}"
+            " bytes per lookup (gzip)",
+        ),
+        ("verify that segment alone", f"{archived.verify_s:.2f} s"),
     ]
     for name, value in rows:
         print(f"{name:<48} {value}")
@@ -212,6 +250,10 @@ def main() -> None:
         million=label,
         bytes_per_lookup_before=round(per_before),
         bytes_per_lookup_after=round(per_after),
+        archived_records=archived.records,
+        archive_seconds=round(archived.archive_s, 2),
+        segment_bytes_per_lookup=round(archived.segment_bytes / archived.records),
+        segment_verify_seconds=round(archived.verify_s, 3),
     )
 
 

@@ -278,7 +278,7 @@ def _audit_verify(args: argparse.Namespace) -> int:
             compare_with_witnesses(
                 store,
                 args.witness,
-                settings.gateway_id,
+                settings.resolved_audit_log_name(),
                 keys,
                 covers_from=0 if anchor is None else anchor.seq,
                 archived=archived,

@@ -146,7 +146,9 @@ def build_components(
         pseudonym_keys=()
         if settings.pseudonym_keys_file is None
         else load_pseudonym_keys(settings.pseudonym_keys_file),
-        witnesses=configured_witnesses(settings.gateway_id, sources, witnesses, verifiers),
+        witnesses=configured_witnesses(
+            settings.resolved_audit_log_name(), sources, witnesses, verifiers
+        ),
     )
 
 
@@ -231,7 +233,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             client,
             components.request_signer,
             components.witnesses,
-            log=settings.gateway_id,
+            log=settings.resolved_audit_log_name(),
             seal_s=settings.audit_seal_s,
             poll_s=settings.audit_witness_poll_s,
         )

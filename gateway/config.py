@@ -392,6 +392,11 @@ class Settings(BaseSettings):
     witnesses). Also sealed when the gateway stops."""
     audit_witness_poll_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     """How often checkpoints the witnesses have not acknowledged are sent again."""
+    audit_log_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")] | None = (
+        None
+    )
+    """The name witnesses keep this audit log's checkpoints under; unset, the gateway's id. Change
+    it only to start a new witnessed log after restoring a backup (docs/deployment.md)."""
     server_tls: ServerTls | None = None
     """Serve https (optionally requiring portals' client certificates); unset, plain http."""
     connector_tls: ClientTls = ClientTls()
@@ -485,6 +490,9 @@ class Settings(BaseSettings):
         """Introspection, field suggestions and GraphiQL: in dev mode only, so the production API
         cannot be mapped by probing it."""
         return self.mode is Mode.DEV
+
+    def resolved_audit_log_name(self) -> str:
+        return self.audit_log_name or self.gateway_id
 
     def resolved_audit_db(self) -> Path:
         return self.audit_db or self.state_dir / "audit.sqlite3"

@@ -94,8 +94,8 @@ def configured_witnesses(
     answer_verifiers: Mapping[str, AnswerVerifier],
 ) -> tuple[Witness, ...]:
     """The sources with `witness = true` (their answer keys check receipts too) and the
-    configured witnesses. Raises ValueError when there are witnesses but `log`, the gateway's id,
-    cannot name a log to them."""
+    configured witnesses. Raises ValueError when there are witnesses but `log` (the audit log's
+    name, by default the gateway's id) cannot name a log to them."""
     found = [
         Witness(s.name, witness_url(str(s.url)), s.timeout_ms / 1000, answer_verifiers.get(s.name))
         for s in sources
@@ -110,8 +110,8 @@ def configured_witnesses(
             TypeAdapter(LogName).validate_python(log)
         except ValidationError:
             raise ValueError(
-                f"CHILDLOOKUP_GATEWAY_ID {log!r} cannot name the audit log to witnesses: use"
-                " letters, digits and . _ : - only (at most 128)"
+                f"CHILDLOOKUP_GATEWAY_ID {log!r} cannot name the audit log to witnesses: set"
+                " CHILDLOOKUP_AUDIT_LOG_NAME (letters, digits and . _ : - only, at most 128)"
             ) from None
     return tuple(found)
 

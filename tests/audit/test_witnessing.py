@@ -2,9 +2,10 @@
 `witness = true` and the `[[witnesses]]` (tests/test_witness_e2e.py sends to them)."""
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.audit import configured_witnesses
-from gateway.config import load_sources_file
+from gateway.config import Settings, load_sources_file
 
 SOURCES = """
 [[sources]]
@@ -53,3 +54,11 @@ def test_a_gateway_id_that_cannot_name_a_log_is_refused_only_with_witnesses(tmp_
     with pytest.raises(ValueError, match="CHILDLOOKUP_GATEWAY_ID"):
         configured_witnesses(url_id, config.sources, config.witnesses, {})
     assert configured_witnesses(url_id, config.sources[1:], [], {}) == ()
+
+
+def test_the_log_is_named_by_the_gateway_id_unless_a_log_name_is_set():
+    assert Settings(gateway_id="gw-east").resolved_audit_log_name() == "gw-east"
+    renamed = Settings(gateway_id="gw-east", audit_log_name="gw-east-2")
+    assert renamed.resolved_audit_log_name() == "gw-east-2"
+    with pytest.raises(ValidationError, match="audit_log_name"):
+        Settings(audit_log_name="https://not-a-name/")
