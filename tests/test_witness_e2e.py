@@ -296,3 +296,66 @@ def test_verify_fails_closed_when_a_witness_cannot_be_read(witnessed, capsys):
     out = capsys.readouterr().out
     assert f"agrees with witness {witnessed.url}: 6 checkpoints, latest #6" in out
     assert f"cannot compare with witness {nobody}: it could not be reached" in out
+
+
+def test_an_archived_log_still_agrees_with_its_witness_and_a_lost_segment_is_caught(
+    witnessed, capsys
+):
+    archive = witnessed.tmp / "archive"
+    tomorrow = "2999-01-01"
+    assert (
+        main(
+            [
+                "audit",
+                "archive",
+                "--state-dir",
+                str(witnessed.tmp),
+                "--to",
+                str(archive),
+                "--before",
+                tomorrow,
+            ]
+        )
+        == 0
+    )
+    assert "archived records 1..5" in capsys.readouterr().out
+
+    # Without the segments, the checkpoints they hold are not compared; with them, all are.
+    assert verify(witnessed.tmp, witnessed.url) == 0
+    assert f"agrees with witness {witnessed.url}" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "audit",
+                "verify",
+                "--state-dir",
+                str(witnessed.tmp),
+                "--archive",
+                str(archive),
+                "--witness",
+                witnessed.url,
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert f"agrees with witness {witnessed.url}: 6 checkpoints, latest #6" in out
+
+    (segment,) = archive.glob("audit-*.jsonl.gz")
+    segment.unlink()
+    assert (
+        main(
+            [
+                "audit",
+                "verify",
+                "--state-dir",
+                str(witnessed.tmp),
+                "--archive",
+                str(archive),
+                "--witness",
+                witnessed.url,
+            ]
+        )
+        == 1
+    )
+    assert f"segment {segment.name} (records 1..5) is not in {archive}" in capsys.readouterr().out
