@@ -92,6 +92,7 @@ def _connector_app(
             auth=_fhir_auth(args),
             verifier=verifier,
             signer=signer,
+            witness=witness,
             source=args.agency,
         )
     if args.sql is not None:
@@ -104,6 +105,7 @@ def _connector_app(
             mapping=args.mapping,
             verifier=verifier,
             signer=signer,
+            witness=witness,
             source=args.agency,
         )
     if args.ctf is not None:
@@ -114,6 +116,7 @@ def _connector_app(
             school_contacts=args.school_contacts,
             verifier=verifier,
             signer=signer,
+            witness=witness,
             source=args.agency,
         )
     from connectors.reference import create_reference_app
@@ -133,18 +136,13 @@ def _witness_store(
 ) -> WitnessStore | None:
     """The store for --witness-db, when given.
 
-    Raises ValueError without --gateway-jwks, or beside a store other than --records.
+    Raises ValueError without --gateway-jwks.
     """
     if args.witness_db is None:
         return None
     if verifier is None:
         raise ValueError(
             "--witness-db keeps checkpoints the gateway signed: it needs --gateway-jwks"
-        )
-    if args.records is None:
-        raise ValueError(
-            "--witness-db is served by the reference connector (--records) only; beside another "
-            "connector, run `connector witness`"
         )
     from connectors.witness import WitnessStore
 
@@ -275,8 +273,8 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--witness-db",
         type=Path,
         metavar="FILE",
-        help="also witness the gateway's audit checkpoints, kept in this SQLite file (--records; "
-        "needs --gateway-jwks)",
+        help="also witness the gateway's audit checkpoints, kept in this SQLite file (needs "
+        "--gateway-jwks)",
     )
     serve.add_argument(
         "--redis-url",

@@ -5,6 +5,7 @@ import logging
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,7 @@ from connectors.protocol import (
 )
 from connectors.serving import BackgroundServer
 from tests.test_ctf_reader import AMELIA, FORMER, OLIVER
+from tests.test_witness import checkpoints_kept_by
 
 NORTH = School(urn="107001", name="Northtown Primary")
 SOUTH = School(urn="108002", name="Southgate Academy")
@@ -161,3 +163,10 @@ def test_the_connector_follows_the_folder_as_files_arrive_change_break_and_go(tm
         (tmp_path / "south.xml").unlink()
         assert eventually(lambda: served_school(server.url, OLIVER) == NORTH.urn)
         assert eventually(lambda: lookup(server.url, AMELIA).records == [])
+
+
+def test_the_connector_witnesses_the_gateways_audit_checkpoints(tmp_path):
+    put(tmp_path, "north.xml", school_file(NORTH, pupil(OLIVER)))
+    app = partial(create_ctf_app, folder=tmp_path)
+
+    assert checkpoints_kept_by(app, tmp_path / "witness.db", "education") == [100, 200]

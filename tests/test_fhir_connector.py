@@ -3,10 +3,11 @@
 import time
 from collections.abc import Iterator
 from datetime import date
+from functools import partial
 
 import pytest
 
-from connectors.fhir import FhirSandbox, SandboxFault, SpineError
+from connectors.fhir import PDS_PATH, FhirSandbox, SandboxFault, SpineError, create_fhir_app
 from connectors.fhir.terminology import PDS_MAX_RESULTS
 from connectors.protocol import (
     Demographics,
@@ -30,6 +31,7 @@ from tests.fhir_population import (
     running_stack,
     sandbox,
 )
+from tests.test_witness import checkpoints_kept_by
 
 
 @pytest.fixture(scope="module")
@@ -272,3 +274,9 @@ def test_an_unreachable_server_is_unavailable(stack):
         response = unreachable.lookup(nhs=nhs_number(1))
 
     assert error(response) == (503, ErrorCode.UNAVAILABLE)
+
+
+def test_the_connector_witnesses_the_gateways_audit_checkpoints(running, tmp_path):
+    app = partial(create_fhir_app, pds_url=running.fhir_url + PDS_PATH)
+
+    assert checkpoints_kept_by(app, tmp_path / "witness.db", "health") == [100, 200]

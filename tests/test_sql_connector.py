@@ -5,6 +5,7 @@ import asyncio
 import sqlite3
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -36,6 +37,7 @@ from connectors.sql import (
 from connectors.sql import la_case_records as case_records
 from connectors.sql.la_case_records.schema import child_protection_plans, children
 from connectors.synthetic import generate_population
+from tests.test_witness import checkpoints_kept_by
 
 POPULATION = generate_population(11, 500)
 RECORDS = POPULATION.social_care
@@ -231,6 +233,14 @@ def test_a_serving_connector_refreshes_its_blocking_keys_by_itself(tmp_path):
             asyncio.run(asyncio.sleep(0.1))
 
     assert found
+
+
+def test_the_connector_witnesses_the_gateways_audit_checkpoints(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'case-records.db'}"
+    write(url, [])
+    app = partial(create_sql_app, database_url=url, mapping=case_records.MAPPING)
+
+    assert checkpoints_kept_by(app, tmp_path / "witness.db", "social_care") == [100, 200]
 
 
 def test_the_profile_says_what_the_mapping_provides():

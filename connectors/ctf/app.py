@@ -15,6 +15,7 @@ from connectors.notifications import NotificationSink, received_notifications
 from connectors.protocol import FieldId
 from connectors.reference import REFERENCE_AGENCIES
 from connectors.trust import AnswerSigner, RequestVerifier
+from connectors.witness import WitnessStore
 
 _REFERENCE: Final = REFERENCE_AGENCIES["education"]
 
@@ -39,14 +40,16 @@ def create_ctf_app(
     verifier: RequestVerifier | None = None,
     signer: AnswerSigner | None = None,
     notifications: NotificationSink | None = None,
+    witness: WitnessStore | None = None,
     source: str = EDUCATION_CTF.name,
     reload_interval_s: float = DEFAULT_INTERVAL_S,
 ) -> Starlette:
     """A connector app serving the CTFs in `folder`, re-read as files arrive, change or go
     (looked at every `reload_interval_s` while the app's lifespan runs, as uvicorn runs it). With
     `school_contacts` (see connectors.ctf.schools) each school's safeguarding lead is served as an
-    involvement. `verifier`, `signer` and `notifications` are as for `create_reference_app`: with
-    a verifier, owner notifications are received, into an in-memory log unless a sink is given.
+    involvement. `verifier`, `signer`, `notifications` and `witness` are as for
+    `create_reference_app`: with a verifier, owner notifications are received, into an in-memory
+    log unless a sink is given, and with a `witness` too the gateway's audit checkpoints.
 
     Raises ValueError for a missing folder or a non-positive interval, and SchoolContactsError for
     an unreadable contacts file: at start-up, before any lookup is served. Bad CTF files are
@@ -61,5 +64,6 @@ def create_ctf_app(
         verifier=verifier,
         signer=signer,
         notifications=notifications,
+        witness=witness,
         lifespan=backend.watching,
     )

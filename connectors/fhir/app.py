@@ -21,6 +21,7 @@ from connectors.notifications import NotificationSink, received_notifications
 from connectors.protocol import FieldId
 from connectors.reference import REFERENCE_AGENCIES, AgencyProfile
 from connectors.trust import AnswerSigner, RequestVerifier
+from connectors.witness import WitnessStore
 
 _PDS_FIELDS: Final = (
     FieldId.NHS_NUMBER,
@@ -77,6 +78,7 @@ def create_fhir_app(
     verifier: RequestVerifier | None = None,
     signer: AnswerSigner | None = None,
     notifications: NotificationSink | None = None,
+    witness: WitnessStore | None = None,
     source: str = "health",
     timeout_s: float = 5.0,
     cpis_for_candidates: bool = False,
@@ -86,9 +88,10 @@ def create_fhir_app(
 
     `auth` authenticates to PDS (`NoAuth`, `BearerToken` or `SignedJwtAuth`; none by default) and
     to CP-IS unless `cpis_auth` is given. `timeout_s` bounds each FHIR call, within the lookup's
-    deadline. `verifier`, `signer` and `notifications` are as for `create_reference_app`: with a
-    `verifier` the app serves only requests the gateway signed and keeps its owner notifications
-    (in an in-memory `NotificationLog` unless `notifications` is given). `cpis_for_candidates`
+    deadline. `verifier`, `signer`, `notifications` and `witness` are as for
+    `create_reference_app`: with a `verifier` the app serves only requests the gateway signed and
+    keeps its owner notifications (in an in-memory `NotificationLog` unless `notifications` is
+    given), and with a `witness` too the gateway's audit checkpoints. `cpis_for_candidates`
     also asks CP-IS about demographic candidates (see `connectors.fhir.backend`).
 
     One HTTP client is shared by every lookup and closed when the app shuts down.
@@ -117,5 +120,6 @@ def create_fhir_app(
         verifier=verifier,
         signer=signer,
         notifications=notifications,
+        witness=witness,
         lifespan=lifespan,
     )

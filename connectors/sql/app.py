@@ -29,6 +29,7 @@ from connectors.sql.mapping import Mapping, load_mapping
 from connectors.sql.records import RecordReader
 from connectors.sql.tables import MappedTables
 from connectors.trust import AnswerSigner, RequestVerifier
+from connectors.witness import WitnessStore
 
 T = TypeVar("T")
 
@@ -44,10 +45,11 @@ def create_sql_app(
     verifier: RequestVerifier | None = None,
     signer: AnswerSigner | None = None,
     notifications: NotificationSink | None = None,
+    witness: WitnessStore | None = None,
     source: str = "social_care",
 ) -> Starlette:
     """A connector app named `source` answering from the database at `database_url` through
-    the mapping file `mapping`. `verifier`, `signer` and `notifications` are as for
+    the mapping file `mapping`. `verifier`, `signer`, `notifications` and `witness` are as for
     `create_connector_app` (with a verifier and no sink, notifications go to an in-memory
     `NotificationLog`, as the reference connectors do).
 
@@ -69,6 +71,7 @@ def create_sql_app(
         verifier=verifier,
         signer=signer,
         notifications=notifications,
+        witness=witness,
         lifespan=_lifespan(backend),
     )
 
