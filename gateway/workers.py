@@ -9,10 +9,15 @@ is one SQLite file on this host or, across hosts, PostgreSQL.
 
 On SIGTERM with CHILDLOOKUP_SHUTDOWN_DRAIN_S, the parent tells every worker to drain (readiness
 turns 503 while they keep serving) and stops them once the drain has run; SIGINT stops at once.
+A parent killed outright takes its workers with it: each asks the kernel for SIGTERM when its
+parent dies (Linux).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import multiprocessing
 import os
 import shutil
 import signal
@@ -37,10 +42,13 @@ from gateway.tls import server_context
 WORKER_APP: Final = "gateway.workers:worker_app"
 DRAIN_SIGNAL: Final = signal.SIGUSR1
 """Sent by the parent to each worker to begin draining; uvicorn leaves it unhandled."""
+_PR_SET_PDEATHSIG: Final = 1
+"""prctl(2) option: the signal a process gets when its parent dies (Linux)."""
 
 
 def worker_app() -> Starlette:
     """One worker's app (a uvicorn app factory), built from the environment the parent set."""
+    _stop_with_the_parent()
     configure_logging()
     settings = Settings()
     if settings.sources_file is None:
@@ -53,6 +61,21 @@ def worker_app() -> Starlette:
         witnesses=sources.witnesses,
     )
     return create_app(components, drain_signal=DRAIN_SIGNAL)
+
+
+def _stop_with_the_parent() -> None:
+    """Have the kernel send this worker SIGTERM (a graceful stop) when its parent dies. A parent
+    killed outright (SIGKILL, the OOM killer) runs no shutdown, and its workers would otherwise go
+    on accepting on the shared socket, orphaned: never restarted, drained or stopped, serving
+    whatever configuration they started with beside the parent's replacement."""
+    spawned_by = multiprocessing.parent_process()
+    parent = os.getppid() if spawned_by is None else spawned_by.pid
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    # Starting takes a second or two: the parent may have died meanwhile, before the request.
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve_workers(settings: Settings, sock: socket.socket, workers: int) -> None:

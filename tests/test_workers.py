@@ -84,6 +84,18 @@ def test_workers_share_the_port_and_a_killed_one_is_replaced(tmp_path, redis_pre
     assert [a["data"]["child"]["outcome"] for a in answers] == ["FOUND"] * 6
     assert len(replaced & workers) == 1
     assert after["data"]["child"]["outcome"] == "FOUND"
+    # The supervisor was killed outright (SIGKILL, as the OOM killer would): its workers stop too,
+    # rather than go on serving the port orphaned.
+    assert eventually(lambda: not any(_alive(pid) for pid in replaced), timeout_s=30)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a running process (not a zombie waiting for its parent to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
 
 
 def test_several_workers_without_shared_limits_refuse_to_start(tmp_path):
