@@ -272,20 +272,25 @@ def test_a_log_the_chain_alone_passes_diverges_from_its_witness(
 def test_a_rewritten_tail_sealed_again_is_caught_by_the_gateway_and_by_verify(witnessed, capsys):
     """The insider re-hashes an edit of the last record, deletes the checkpoint over it and lets
     the gateway seal the log again: the new checkpoint is the gateway's own, but not the one the
-    witness holds. The restarted gateway notices and stops sending to it; verify names it."""
+    witness holds. The restarted gateway offers it (its newest) to the witness, which refuses it
+    and keeps both as evidence; the gateway stops sending to it; verify names it."""
     rehash_tail(witnessed.tamper(), 6)
     with witnessed.gateway() as gw:
         assert eventually(lambda: in_state(gw, "auditor", "diverged"))
         resealed = gw.components.audit.checkpoints(5, 10)
     assert [c.seq for c in resealed] == [6]
-    assert held(witnessed.url).checkpoints[-1].seq == 6
-    assert held(witnessed.url).conflicts == []  # it was not sent the contradicting checkpoint
+    listing = held(witnessed.url)
+    assert listing.checkpoints[-1].seq == 6
+    (conflict,) = listing.conflicts
+    assert (conflict.held.seq, conflict.offered.seq) == (6, 6)
+    assert as_checkpoints(listing)[-1] != resealed[0]
+    assert Checkpoint(**conflict.offered.model_dump()) == resealed[0]
     capsys.readouterr()
 
     assert verify(witnessed.tmp, witnessed.url) == 1
     out = capsys.readouterr().out
     assert f"DIVERGES from witness {witnessed.url} at checkpoint #6 (6 records, " in out
-    assert out.rstrip().endswith("the log's checkpoint differs")
+    assert "the log's checkpoint differs" in out
 
 
 def test_verify_fails_closed_when_a_witness_cannot_be_read(witnessed, capsys):
@@ -359,3 +364,31 @@ def test_an_archived_log_still_agrees_with_its_witness_and_a_lost_segment_is_cau
         == 1
     )
     assert f"segment {segment.name} (records 1..5) is not in {archive}" in capsys.readouterr().out
+
+
+def test_a_witness_added_later_starts_from_the_newest_checkpoint(tmp_path, gateway_key):
+    """A new witness is not sent the log's history: it could not vouch for checkpoints it did not
+    see when they were made. It starts from the newest, and is kept up from there."""
+    with witnessing_connector(tmp_path, gateway_key) as source:
+        unwitnessed = source.model_copy(update={"witness": False})
+        settings: dict[str, Any] = {"request_signing_key_file": gateway_key, **FAST}
+        with running_gateway(tmp_path, [unwitnessed], **settings) as gw:
+            for seq in (1, 2, 3):
+                look_up(gw)
+                eventually(lambda seq=seq: _seq(gw.components.audit.latest_checkpoint()) == seq)
+        with (
+            standalone_witness(tmp_path / "late.sqlite3", gateway_key, "late") as url,
+            running_gateway(
+                tmp_path, [unwitnessed], witnesses=[WitnessConfig(name="late", url=url)], **settings
+            ) as gw,
+        ):
+            first = held_up_to(url, 3)
+            look_up(gw)
+            later = held_up_to(url, 4)
+    assert first.first_seen_seq == 3  # of the log's checkpoints #1, #2 and #3
+    assert [c.seq for c in later.checkpoints] == [3, 4]
+    assert later.checkpoints[1].prev == later.checkpoints[0].digest()
+
+
+def _seq(checkpoint: Checkpoint | None) -> int:
+    return 0 if checkpoint is None else checkpoint.seq

@@ -391,6 +391,14 @@ class PostgresAuditStore:
             ).fetchall()
         return [Checkpoint(*row) for row in rows]
 
+    def latest_checkpoint(self) -> Checkpoint | None:
+        with self._reader.connection() as conn:
+            row = conn.execute(
+                f"SELECT {_SIGNED_CHECKPOINT} FROM audit_checkpoint"  # noqa: S608
+                " WHERE signature IS NOT NULL ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else Checkpoint(*row)
+
     def verify(self) -> ChainReport:
         """Check the whole chain and every checkpoint, in one snapshot, streaming the records."""
         with self._reader.connection() as conn, conn.transaction():

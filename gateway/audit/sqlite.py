@@ -349,6 +349,14 @@ class SqliteAuditStore:
             ).fetchall()
         return [Checkpoint(*row) for row in rows]
 
+    def latest_checkpoint(self) -> Checkpoint | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {SIGNED_CHECKPOINT_COLUMNS.format(at='at')} FROM audit_checkpoint"  # noqa: S608
+                " WHERE signature IS NOT NULL ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        return None if row is None else Checkpoint(*row)
+
     def _checkpoint(self) -> Checkpoint:
         """Sign a checkpoint over the chain's tail, inside the write transaction."""
         seq, head = self._conn.execute(

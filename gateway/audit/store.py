@@ -55,6 +55,11 @@ class AuditStore(Protocol):
         witnesses are sent, and compared with."""
         ...
 
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The newest signed checkpoint, or None: where a witness the gateway has not heard from
+        yet is asked to start."""
+        ...
+
     def is_writable(self) -> bool:
         """For readiness probes: could a record be committed right now?"""
         ...

@@ -276,35 +276,59 @@ class WitnessDispatcher:
             self._observe(witness, WitnessState.OK, progress)
 
     async def _catch_up(self, witness: Witness, progress: _Progress) -> None:
-        if not progress.known:
-            listing = await witnessed(
-                self._client, witness.url, self._log, timeout_s=witness.timeout_s
-            )
-            latest = as_checkpoint(listing.checkpoints[-1]) if listing.checkpoints else None
-            if not await self._holds(latest):
-                self._diverged(witness, progress, latest, "the log does not hold its latest")
-                return
-            progress.latest, progress.known = latest, True
+        if not progress.known and not await self._introduce(witness, progress):
+            return
         while batch := await asyncio.to_thread(
             self._store.checkpoints, _seq(progress.latest), MAX_BATCH
         ):
-            self._ours = max(self._ours, batch[-1].seq)
-            receipt = await self._post(witness, batch)
-            theirs = None if receipt.latest is None else as_checkpoint(receipt.latest)
-            if receipt.problem is WitnessProblem.CONFLICT:
-                offered = batch[min(receipt.accepted, len(batch) - 1)]
-                self._diverged(witness, progress, offered, "it holds another checkpoint there")
+            if not await self._offer(witness, progress, batch):
                 return
-            if not await self._holds(theirs):
-                self._diverged(witness, progress, theirs, "the log does not hold its latest")
-                return
-            if receipt.problem is WitnessProblem.NOT_CONSECUTIVE and theirs == progress.latest:
-                problem = "the log's next checkpoint does not follow on from its latest"
-                self._diverged(witness, progress, theirs, problem)
-                return
-            if receipt.problem is None and _seq(theirs) < batch[-1].seq:
-                raise WitnessError("its receipt does not acknowledge the checkpoints sent")
-            progress.latest = theirs
+
+    async def _introduce(self, witness: Witness, progress: _Progress) -> bool:
+        """Learn where a witness stands, in one exchange however long the log: offer it the log's
+        newest checkpoint. It holds it already, or answers with the latest it holds (to resume
+        from), or, holding nothing yet, starts from it: a witness vouches for what it saw when it
+        saw it, so checkpoints older than its first would prove nothing. A log with no checkpoint
+        yet asks for the first page of the witness's listing instead, which must be empty.
+        False when the witness diverged."""
+        newest = await asyncio.to_thread(self._store.latest_checkpoint)
+        if newest is not None:
+            known = await self._offer(witness, progress, [newest])
+        else:
+            page = await _listing_page(self._client, witness.url, self._log, 0, witness.timeout_s)
+            held = as_checkpoint(page.checkpoints[0]) if page.checkpoints else None
+            known = held is None
+            if not known:
+                self._diverged(witness, progress, held, "the log does not hold its latest")
+        progress.known = known
+        return known
+
+    async def _offer(
+        self, witness: Witness, progress: _Progress, batch: Sequence[Checkpoint]
+    ) -> bool:
+        """Send `batch` and follow the witness's receipt; False when the witness diverged."""
+        self._ours = max(self._ours, batch[-1].seq)
+        receipt = await self._post(witness, batch)
+        theirs = None if receipt.latest is None else as_checkpoint(receipt.latest)
+        if receipt.problem is WitnessProblem.CONFLICT:
+            offered = batch[min(receipt.accepted, len(batch) - 1)]
+            self._diverged(witness, progress, offered, "it holds another checkpoint there")
+            return False
+        if not await self._holds(theirs):
+            self._diverged(witness, progress, theirs, "the log does not hold its latest")
+            return False
+        if (
+            receipt.problem is WitnessProblem.NOT_CONSECUTIVE
+            and progress.known
+            and theirs == progress.latest
+        ):
+            problem = "the log's next checkpoint does not follow on from its latest"
+            self._diverged(witness, progress, theirs, problem)
+            return False
+        if receipt.problem is None and _seq(theirs) < batch[-1].seq:
+            raise WitnessError("its receipt does not acknowledge the checkpoints sent")
+        progress.latest = theirs
+        return True
 
     async def _holds(self, checkpoint: Checkpoint | None) -> bool:
         """Whether the log holds `checkpoint`, exactly (None, a witness holding nothing: yes)."""
