@@ -120,10 +120,12 @@ def in_state(gateway: Stack, witness: str, state: str) -> bool:
     )
 
 
-def verify(tmp: Path, *witnesses: str) -> int:
+def verify(tmp: Path, *witnesses: str, archive: Path | None = None) -> int:
     args = ["audit", "verify", "--state-dir", str(tmp)]
     for url in witnesses:
         args += ["--witness", url]
+    if archive is not None:
+        args += ["--archive", str(archive)]
     return main(args)
 
 
@@ -328,41 +330,13 @@ def test_an_archived_log_still_agrees_with_its_witness_and_a_lost_segment_is_cau
     # Without the segments, the checkpoints they hold are not compared; with them, all are.
     assert verify(witnessed.tmp, witnessed.url) == 0
     assert f"agrees with witness {witnessed.url}" in capsys.readouterr().out
-    assert (
-        main(
-            [
-                "audit",
-                "verify",
-                "--state-dir",
-                str(witnessed.tmp),
-                "--archive",
-                str(archive),
-                "--witness",
-                witnessed.url,
-            ]
-        )
-        == 0
-    )
+    assert verify(witnessed.tmp, witnessed.url, archive=archive) == 0
     out = capsys.readouterr().out
     assert f"agrees with witness {witnessed.url}: 6 checkpoints, latest #6" in out
 
     (segment,) = archive.glob("audit-*.jsonl.gz")
     segment.unlink()
-    assert (
-        main(
-            [
-                "audit",
-                "verify",
-                "--state-dir",
-                str(witnessed.tmp),
-                "--archive",
-                str(archive),
-                "--witness",
-                witnessed.url,
-            ]
-        )
-        == 1
-    )
+    assert verify(witnessed.tmp, witnessed.url, archive=archive) == 1
     assert f"segment {segment.name} (records 1..5) is not in {archive}" in capsys.readouterr().out
 
 

@@ -312,3 +312,22 @@ def record_row(record: AuditRecord, at: str) -> tuple[list[Text], list[list[Text
         [] if alert is None else [[alert, at, a.subject, a.role, a.organisation, a.justification]]
     )
     return columns, alerts
+
+
+def alert_rows(records: Iterable[AuditRecord], *, time_as_text: bool) -> list[tuple[object, ...]]:
+    """The `audit_alert` rows of those records that raise an alert, as both stores insert them:
+    (at, kind, audit_id, subject, role, organisation, justification); `at` as ISO text for
+    SQLite, a datetime for PostgreSQL."""
+    return [
+        (
+            r.access.at.isoformat() if time_as_text else r.access.at,
+            r.alert,
+            r.audit_id,
+            r.access.subject,
+            r.access.role,
+            r.access.organisation,
+            r.access.justification,
+        )
+        for r in records
+        if r.alert is not None
+    ]

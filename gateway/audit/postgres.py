@@ -43,6 +43,7 @@ from gateway.audit.chain import (
     SIGNED_CHECKPOINT_COLUMNS,
     Anchor,
     ChainReport,
+    alert_rows,
     record_row,
     row_hash,
     verify_chain,
@@ -270,19 +271,7 @@ class PostgresAuditStore:
                 chunk = rows[start : start + _BATCH_ROWS]
                 await cur.execute(_insert_records(len(chunk)), [v for row in chunk for v in row])
                 last = max([last, *(seq for (seq,) in await cur.fetchall())])
-            alerts = [
-                (
-                    r.access.at,
-                    r.alert,
-                    r.audit_id,
-                    r.access.subject,
-                    r.access.role,
-                    r.access.organisation,
-                    r.access.justification,
-                )
-                for r in records
-                if r.alert is not None
-            ]
+            alerts = alert_rows(records, time_as_text=False)
             if alerts:
                 await cur.executemany(
                     "INSERT INTO audit_alert"

@@ -31,6 +31,7 @@ from gateway.audit.chain import (
     SIGNED_CHECKPOINT_COLUMNS,
     Anchor,
     ChainReport,
+    alert_rows,
     record_row,
     row_hash,
     verify_chain,
@@ -300,19 +301,7 @@ class SqliteAuditStore:
                 "INSERT INTO audit_alert"
                 " (at, kind, audit_id, subject, role, organisation, justification)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        r.access.at.isoformat(),
-                        r.alert,
-                        r.audit_id,
-                        r.access.subject,
-                        r.access.role,
-                        r.access.organisation,
-                        r.access.justification,
-                    )
-                    for r in records
-                    if r.alert is not None
-                ],
+                alert_rows(records, time_as_text=True),
             )
             self._conn.executemany(
                 "INSERT INTO notification_outbox"
