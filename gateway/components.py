@@ -23,6 +23,7 @@ from connectors.locator import PseudonymKey, load_pseudonym_keys
 from connectors.trust import PublishedKeys
 from gateway import metrics
 from gateway.audit import (
+    WITNESSING_LOCK_FILE,
     AccessHistory,
     AuditStore,
     AuditTrail,
@@ -236,6 +237,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             log=settings.resolved_audit_log_name(),
             seal_s=settings.audit_seal_s,
             poll_s=settings.audit_witness_poll_s,
+            lock=settings.state_dir / WITNESSING_LOCK_FILE,
         )
         fanout = FanOut(
             components.sources,

@@ -5,8 +5,10 @@ the chain alone cannot - a log cut back, wiped, or rewritten at its tail - namin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +20,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from connectors.app import create_witness_app
 from connectors.reference import create_reference_app
 from connectors.serving import BackgroundServer, free_port
-from connectors.trust import RequestVerifier, ensure_key_pair, load_public_key
+from connectors.trust import RequestVerifier, ensure_key_pair, load_private_key, load_public_key
 from connectors.witness import WITNESS_PATH, WitnessListing, WitnessStore
-from gateway.audit import Checkpoint
+from gateway.audit import WITNESSING_LOCK_FILE, Checkpoint, Witness, WitnessDispatcher
+from gateway.audit.witnessing import witness_url
 from gateway.cli import main
 from gateway.config import SourceConfig, WitnessConfig
 from gateway.demo import reference_source
+from gateway.signing import RequestSigner
 from tests.audit.conftest import SqliteBackend
 from tests.audit.test_chain import rehash_from
-from tests.factories import NHS, health_record
+from tests.factories import NHS, audit_record, health_record
 from tests.stack import (
     GATEWAY_ISSUER,
     Stack,
@@ -366,3 +370,58 @@ def test_a_witness_added_later_starts_from_the_newest_checkpoint(tmp_path, gatew
 
 def _seq(checkpoint: Checkpoint | None) -> int:
     return 0 if checkpoint is None else checkpoint.seq
+
+
+@pytest.mark.anyio
+async def test_one_process_of_a_host_witnesses_and_another_takes_over_when_it_stops(
+    tmp_path, gateway_key
+):
+    """Two gateway processes on one host (as `--workers 2`) share the state directory: one seals
+    and sends, the other waits; when the first stops, the second takes over."""
+    store = SqliteBackend(tmp_path / "audit.sqlite3").open_store()
+    signer = RequestSigner(load_private_key(gateway_key), issuer=GATEWAY_ISSUER)
+    lock = tmp_path / WITNESSING_LOCK_FILE
+    with standalone_witness(tmp_path / "witness.sqlite3", gateway_key, "host") as url:
+        witness = Witness("host", witness_url(url), 2.0, None)
+        async with httpx.AsyncClient() as client:
+            first, second = (
+                WitnessDispatcher(
+                    store,
+                    client,
+                    signer,
+                    [witness],
+                    log=GATEWAY_ISSUER,
+                    seal_s=0.05,
+                    poll_s=0.05,
+                    lock=lock,
+                )
+                for _ in range(2)
+            )
+            try:
+                await store.append(audit_record("a-1"))
+                assert first.leading
+                first.start()
+                second.start()
+                assert not second.leading
+                await _until(lambda: _latest_held(url) == 1)
+                await first.aclose()  # stops, seals what is left, releases the lock
+
+                await store.append(audit_record("a-2"))
+                await _until(lambda: _latest_held(url) == 2)
+                assert second.leading
+            finally:
+                await second.aclose()
+    store.close()
+
+
+def _latest_held(url: str) -> int:
+    checkpoints = held(url).checkpoints
+    return checkpoints[-1].seq if checkpoints else 0
+
+
+async def _until(check: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    """`eventually`, without blocking the event loop the gateway's tasks run on."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.02)

@@ -62,7 +62,12 @@ from gateway.audit.types import (
     utc_now,
 )
 from gateway.audit.witness_check import WitnessComparison, compare_with_witnesses
-from gateway.audit.witnessing import Witness, WitnessDispatcher, configured_witnesses
+from gateway.audit.witnessing import (
+    WITNESSING_LOCK_FILE,
+    Witness,
+    WitnessDispatcher,
+    configured_witnesses,
+)
 
 __all__ = [
     "ACCESS_HISTORY_VIEWED",
@@ -76,6 +81,7 @@ __all__ = [
     "OWNER_REVIEW",
     "OWNING_FIELDS",
     "USER_TRAIL_VIEWED",
+    "WITNESSING_LOCK_FILE",
     "Access",
     "AccessHistory",
     "Anchor",

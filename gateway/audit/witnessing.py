@@ -13,9 +13,14 @@ The `WitnessDispatcher`, a background task of the gateway, does two things:
   part a witness cannot speak for, is seconds old at most;
 - every CHILDLOOKUP_AUDIT_WITNESS_POLL_S, and straight after sealing, it sends each witness the
   checkpoints it does not hold yet, oldest first, from the latest it acknowledged. It learns that
-  latest by reading the witness's listing once; a witness that was down is sent what it missed
-  when it is back, without gaps (the witness accepts only a checkpoint that follows on from its
-  latest, and answers with that latest when one does not).
+  latest in one exchange, offering the log's newest checkpoint; a witness that was down is sent
+  what it missed when it is back, without gaps (the witness accepts only a checkpoint that follows
+  on from its latest, and answers with that latest when one does not).
+
+Of the gateway processes on one host (`--workers N`), one does this at a time: the one holding an
+exclusive lock on `audit-witnessing.lock` in the state directory; when it stops or dies the lock
+is released and another takes over at its next round. Processes on other hosts (PostgreSQL) each
+lead their own host: the witnesses absorb the duplicates.
 
 A witness holding a checkpoint the log does not hold, or holds differently, has seen a log that
 this one contradicts: that is logged as an ERROR (`audit_witness_diverged`, naming the witness and
@@ -28,10 +33,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import httpx
@@ -56,6 +64,8 @@ from gateway.config import SourceConfig, WitnessConfig
 from gateway.metrics import WitnessState
 from gateway.signing import AnswerVerifier, RequestSigner
 
+WITNESSING_LOCK_FILE: Final = "audit-witnessing.lock"
+"""In the state directory: held by the one process of a host that seals and sends."""
 SHUTDOWN_SEND_S: Final = 2.0
 """How long a stopping gateway may spend sending its last seal to the witnesses."""
 
@@ -177,6 +187,34 @@ class _Progress:
     diverged: bool = False
 
 
+class _Leadership:
+    """An exclusive, non-blocking lock on a file: held by one process of a host at a time, and
+    released by the kernel when its holder dies. None: always held (one process, as in tests)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def held(self) -> bool:
+        if self._path is None or self._fd is not None:
+            return True
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        _log.info("this process seals the audit log and keeps its witnesses up to date")
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 class WitnessDispatcher:
     """Seals the log and keeps the witnesses up to date, in the background: `start` it with the
     gateway, `aclose` at the end."""
@@ -191,7 +229,10 @@ class WitnessDispatcher:
         log: str,
         seal_s: float,
         poll_s: float,
+        lock: Path | None = None,
     ) -> None:
+        """`lock`: the file whose lock makes this process the one of its host that seals and
+        sends (see the module notes); None, always this one."""
         self._store = store
         self._client = client
         self._signer = signer
@@ -204,6 +245,12 @@ class WitnessDispatcher:
         """The newest checkpoint's sequence number this process has seen in the log."""
         self._next_seal = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._leadership = _Leadership(lock)
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process seals the log and sends to the witnesses (see `lock`)."""
+        return self._leadership.held()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -215,10 +262,15 @@ class WitnessDispatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._round(seal=True, send_within=SHUTDOWN_SEND_S)
+        if self._leadership.held():
+            await self._round(seal=True, send_within=SHUTDOWN_SEND_S)
+        self._leadership.release()
 
     async def _run(self) -> None:
         while True:
+            if not self._leadership.held():
+                await asyncio.sleep(self._poll_s)
+                continue
             due = time.monotonic() >= self._next_seal
             if due:
                 self._next_seal = time.monotonic() + self._seal_s
