@@ -34,9 +34,10 @@ from typing import Any, Final, Protocol
 import certifi
 import httpx
 import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from jwt.utils import base64url_decode
 
 ALGORITHM: Final = "ES256"
@@ -258,8 +259,27 @@ def signed_token(
         "exp": issued + TOKEN_TTL_S,
         BODY_HASH_CLAIM: body_digest(body),
     }
-    headers = {"kid": key_id(private_key.public_key()) if kid is None else kid}
-    return jwt.encode(payload, private_key, algorithm=ALGORITHM, headers=headers)
+    header = _token_header(key_id(private_key.public_key()) if kid is None else kid)
+    signing_input = header + b"." + _base64url(json.dumps(payload, separators=(",", ":")).encode())
+    # JWS compact serialisation (RFC 7515) written out: every lookup signs one token per agency,
+    # and PyJWT's general-purpose encoder cost as much again as the ES256 signature itself.
+    r, s = decode_dss_signature(private_key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+    signature = r.to_bytes(_ES256_HALF, "big") + s.to_bytes(_ES256_HALF, "big")
+    return (signing_input + b"." + _base64url(signature)).decode("ascii")
+
+
+_ES256_HALF: Final = 32
+"""Bytes of each of an ES256 signature's two numbers (RFC 7518, 3.4)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _token_header(kid: str) -> bytes:
+    header = {"alg": ALGORITHM, "kid": kid, "typ": "JWT"}
+    return _base64url(json.dumps(header, separators=(",", ":")).encode())
+
+
+def _base64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
 def request_authorization(

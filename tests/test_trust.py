@@ -2,6 +2,7 @@
 loopback) refuses every request the gateway did not sign - for it, just now, over these exact
 bytes, and only once."""
 
+import hashlib
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -21,7 +22,15 @@ from connectors.protocol import (
     LookupRequest,
 )
 from connectors.serving import BackgroundServer
-from connectors.trust import RequestVerifier, StaticKey, body_digest, key_id
+from connectors.trust import (
+    BODY_HASH_CLAIM,
+    TOKEN_TTL_S,
+    RequestVerifier,
+    StaticKey,
+    body_digest,
+    key_id,
+    request_authorization,
+)
 from gateway.signing import RequestSigner
 
 GATEWAY = "childlookup-gateway"
@@ -257,3 +266,24 @@ def test_a_token_with_other_header_parameters_is_still_checked_in_full(connector
     assert _post(client, body, f"Bearer {token}").status_code == 200
     assert "another connector" in _refused(_post(client, body, f"Bearer {tampered}"))
     assert len(backend.requests) == 1
+
+
+def test_a_signed_token_is_a_standard_es256_jws_any_library_reads():
+    """The gateway writes its tokens out itself (for speed): PyJWT, used here as an independent
+    reader, must find a well-formed ES256 JWS with the key id, the claims and the body's hash."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    body = b'{"request_id": "r-1"}'
+    token = request_authorization(key, body, issuer="gw", audience="health").removeprefix("Bearer ")
+
+    assert jwt.get_unverified_header(token) == {
+        "alg": "ES256",
+        "kid": key_id(key.public_key()),
+        "typ": "JWT",
+    }
+    claims = jwt.decode(token, key.public_key(), algorithms=["ES256"], audience="health")
+    assert claims["iss"] == "gw"
+    assert claims[BODY_HASH_CLAIM] == hashlib.sha256(body).hexdigest()
+    assert claims["exp"] - claims["iat"] == TOKEN_TTL_S
+    other = ec.generate_private_key(ec.SECP256R1())
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, other.public_key(), algorithms=["ES256"], audience="health")
