@@ -230,6 +230,7 @@ async def test_connections_the_database_dropped_are_replaced_before_the_next_app
     try:
         await store.append(audit_record("before"))
         assert store.is_writable()
+        assert [r["audit_id"] for r in store.records()] == ["before"]  # the reader connected too
         with _admin(url, schema) as conn:
             dropped = conn.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
