@@ -517,11 +517,23 @@ class _Refusal(Exception):
 
 
 async def _read_body(receive: Receive, declared: bytes, limit: int = MAX_BODY_BYTES) -> bytes:
-    """Read at most `limit` bytes, checking as chunks arrive so a chunked upload without a
-    Content-Length cannot make the connector buffer it all first. `declared` is the request's
-    Content-Length header as sent (b"" when it has none)."""
+    try:
+        return await read_capped(receive, declared, limit)
+    except BodyTooLarge:
+        raise _too_large(limit) from None
+
+
+class BodyTooLarge(Exception):
+    """A request body past the reader's limit: answer 413."""
+
+
+async def read_capped(receive: Receive, declared: bytes, limit: int) -> bytes:
+    """Read a request body of at most `limit` bytes, checking as chunks arrive so a chunked upload
+    without a Content-Length cannot make the server buffer it all first. `declared` is the
+    request's Content-Length header as sent (b"" when it has none). Raises BodyTooLarge, and
+    ClientDisconnect when the client went away. The connector's and the locator's reader."""
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(limit)
+        raise BodyTooLarge
     body = b""  # one message, nearly always: at most `limit` is copied however it is chunked
     while True:
         message = await receive()
@@ -532,7 +544,7 @@ async def _read_body(receive: Receive, declared: bytes, limit: int = MAX_BODY_BY
         chunk: bytes = message.get("body", b"")
         body += chunk
         if len(body) > limit:
-            raise _too_large(limit)
+            raise BodyTooLarge
         if not message.get("more_body", False):
             return body
 

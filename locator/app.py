@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.app import ERROR_STATUS
+from connectors.app import ERROR_STATUS, BodyTooLarge, read_capped
 from connectors.backend import ConnectorError, parse_message
 from connectors.locator import (
     HOLDINGS_LIST_PATH,
@@ -275,20 +275,15 @@ def _validated(body: bytes, model: type[_ModelT], what: str) -> _ModelT:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     """At most `limit` bytes, checked as chunks arrive."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _Refusal(ErrorCode.BAD_REQUEST, f"The body is larger than {limit} bytes.", 413)
-    body = bytearray()
+    declared = request.headers.get("content-length", "").encode("latin-1")
     try:
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                raise _Refusal(
-                    ErrorCode.BAD_REQUEST, f"The body is larger than {limit} bytes.", 413
-                )
+        return await read_capped(request.receive, declared, limit)
+    except BodyTooLarge:
+        raise _Refusal(
+            ErrorCode.BAD_REQUEST, f"The body is larger than {limit} bytes.", 413
+        ) from None
     except ClientDisconnect:
         raise _Refusal(ErrorCode.BAD_REQUEST, "The client went away.") from None
-    return bytes(body)
 
 
 def _may_see_status(request: Request, token: str | None) -> bool:

@@ -80,6 +80,26 @@ async def test_an_unsigned_locate_is_refused(locator: RunningLocator):
     assert answer.status_code == 401
 
 
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_an_oversize_question_is_refused_before_it_is_read_whole(
+    locator: RunningLocator, declared: bool
+):
+    too_much = b"x" * (16 * 1024 + 1)
+
+    async def chunks():
+        for start in range(0, len(too_much), 4096):
+            yield too_much[start : start + 4096]
+
+    async with httpx.AsyncClient() as client:
+        answer = await client.post(
+            locator.url + "/v1/locate", content=too_much if declared else chunks()
+        )
+
+    assert answer.status_code == 413
+    assert answer.json()["error"]["code"] == "BAD_REQUEST"
+    assert "larger than 16384 bytes" in answer.json()["error"]["message"]
+
+
 async def test_each_locate_is_audited_by_counts_only(locator: RunningLocator):
     key = locator.pseudonym_keys[0]
     async with httpx.AsyncClient() as client:
