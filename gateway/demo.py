@@ -184,6 +184,7 @@ def run_demo(options: DemoOptions) -> None:
                 searches,
                 state,
                 components.trusted_documents,
+                [str(source.url).rstrip("/") for source in sources if source.witness],
             ),
             flush=True,
         )
@@ -229,6 +230,7 @@ def _banner(
     searches: list[str],
     state_dir: Path,
     trusted: DocumentRegistry | None = None,
+    witnesses: Sequence[str] = (),
 ) -> str:
     lines = [
         "",
@@ -273,6 +275,7 @@ def _banner(
         "Who has looked at a child, and why (the auditor's token only; reading it is audited):",
         f"  {_trail_example(first)}",
         "",
+        *_verify_lines(witnesses, state_dir),
         "More tokens: ./dev token --role gp --org A81001" + _state_dir_option(state_dir),
         "  (`childlookup token ...` inside .venv; any role listed in README.md)",
         "",
@@ -329,6 +332,19 @@ def _trusted_documents_lines(trusted: DocumentRegistry | None) -> list[str]:
         "    by id, hash or exact text; anything else is refused (OPERATION_NOT_TRUSTED),"
         " GraphiQL's",
         "    schema explorer included. Paste a query below exactly as printed, on one line.",
+    ]
+
+
+def _verify_lines(witnesses: Sequence[str], state_dir: Path) -> list[str]:
+    """How to check the audit log against the connectors witnessing it (once it is sealed, a few
+    seconds after a lookup)."""
+    if not witnesses:
+        return []
+    options = "".join(f" --witness {url}" for url in witnesses)
+    return [
+        "Is the audit log intact, and does it agree with the connectors witnessing it:",
+        f"  ./dev audit verify{_state_dir_option(state_dir)}{options}",
+        "",
     ]
 
 
