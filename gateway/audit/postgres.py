@@ -489,10 +489,10 @@ class PostgresAuditStore:
         with self._reader.connection() as conn:
             return read_archived(_runner(conn))
 
-    def archivable(self, before: datetime) -> Checkpoint | None:
+    def archivable(self, before: datetime, max_records: int | None = None) -> Checkpoint | None:
         """The checkpoint the next segment may end at, for records before `before`."""
         with self._reader.connection() as conn:
-            return choose_end(_runner(conn), before, _SIGNED_CHECKPOINT)
+            return choose_end(_runner(conn), before, _SIGNED_CHECKPOINT, max_records)
 
     @contextlib.contextmanager
     def segment_rows(self, start: Anchor | None, end: Checkpoint) -> Iterator[SegmentRows]:

@@ -500,10 +500,10 @@ class SqliteAuditStore:
         with self._lock:
             return read_archived(self._run)
 
-    def archivable(self, before: datetime) -> Checkpoint | None:
+    def archivable(self, before: datetime, max_records: int | None = None) -> Checkpoint | None:
         """The checkpoint the next segment may end at, for records before `before`."""
         with self._lock:
-            return choose_end(self._run, canonical_time(before), _SIGNED_CHECKPOINT)
+            return choose_end(self._run, canonical_time(before), _SIGNED_CHECKPOINT, max_records)
 
     @contextlib.contextmanager
     def segment_rows(self, start: Anchor | None, end: Checkpoint) -> Iterator[SegmentRows]:

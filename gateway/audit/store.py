@@ -104,9 +104,10 @@ class AuditStore(Protocol):
         """Every segment archived from this log, oldest first."""
         ...
 
-    def archivable(self, before: datetime) -> Checkpoint | None:
+    def archivable(self, before: datetime, max_records: int | None = None) -> Checkpoint | None:
         """The checkpoint the next segment may end at, for records before `before`: the newest
-        signed one before it, with no undelivered owner notification of a record up to it."""
+        signed one before it, with no undelivered owner notification of a record up to it, and
+        at most `max_records` records after the live log's anchor when given."""
         ...
 
     def segment_rows(

@@ -55,6 +55,21 @@ def log(store):
     return store
 
 
+def test_segments_bounded_in_records_archive_in_turn_and_join_up(log, archive_dir):
+    """With `max_records`, each segment (and its deleting transaction) holds at most that many
+    records: the log before the cutoff goes in several, which verify as one archive."""
+    # Segments end at checkpoints (every 5 records here): none ends within 4 records.
+    assert archive_log(log, archive_dir, LATER, PUBLIC, max_records=4) is None
+    first = archive_log(log, archive_dir, LATER, PUBLIC, max_records=7)
+    second = archive_log(log, archive_dir, LATER, PUBLIC, max_records=7)
+    assert archive_log(log, archive_dir, LATER, PUBLIC, max_records=7) is None
+    assert first is not None
+    assert second is not None
+    assert [(s.first_seq, s.end.seq) for s in (first, second)] == [(1, 5), (6, 10)]
+    assert log.verify().ok
+    assert verify_archive(log.archived(), archive_dir, PUBLIC).ok
+
+
 def test_archiving_leaves_a_live_log_that_verifies_from_its_anchor(log, archive_dir):
     segment = archive_log(log, archive_dir, LATER, PUBLIC)
     assert segment is not None
@@ -271,3 +286,22 @@ def test_the_commands_archive_the_logs_and_verify_the_archive(tmp_path, capsys):
     assert "TAMPERED at record #150 (audit id a150)" in capsys.readouterr().out
     assert main(["audit", "archive", "--to", str(archive), "--older-than-days", "-1", *args]) == 2
     assert "must not be negative" in capsys.readouterr().err
+
+
+def test_the_archive_command_writes_segments_of_at_most_max_records(tmp_path, capsys):
+    state, archive = tmp_path / "state", tmp_path / "archive"
+    store = open_audit_store(Settings(state_dir=state))  # dev keys, a checkpoint every 100
+    fill(store, 1, 205)
+    store.close()
+    args = ["--state-dir", str(state)]
+
+    command = ["audit", "archive", "--to", str(archive), "--before", "2999-01-01", *args]
+    assert main([*command, "--max-records", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "archived records 1..100 into" in out
+    assert "archived records 101..200 into" in out
+
+    assert main(["audit", "verify", "--archive", str(archive), *args]) == 0
+    assert "archive intact: 2 segments" in capsys.readouterr().out
+    assert main([*command, "--max-records", "0"]) == 2
+    assert "--max-records must be at least 1" in capsys.readouterr().err
