@@ -55,7 +55,12 @@ from gateway.audit.outbox import (
     OutboxMessage,
     OutboxRows,
 )
-from gateway.audit.queries import SEGMENT_QUERIES, SEGMENT_RECORDS, records_query
+from gateway.audit.queries import (
+    LATEST_SIGNED_QUERY,
+    SEGMENT_QUERIES,
+    SEGMENT_RECORDS,
+    records_query,
+)
 from gateway.audit.segments import ArchivedSegment, SegmentRows
 from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
@@ -79,6 +84,7 @@ _RECORD_COLUMNS = (
 HASHED_AT = """to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
 """`at` as the chain hashes it (gateway.audit.checkpoints.canonical_time)."""
 _SIGNED_CHECKPOINT = SIGNED_CHECKPOINT_COLUMNS.format(at=HASHED_AT)
+_LATEST_SIGNED = LATEST_SIGNED_QUERY.format(columns=_SIGNED_CHECKPOINT)
 _BATCH_ROWS = 1_000
 """Records per INSERT statement: well inside PostgreSQL's 65,535 parameters."""
 
@@ -315,10 +321,7 @@ class PostgresAuditStore:
 
     async def _checkpoint(self, cur: psycopg.AsyncCursor[Any], seq: int, head: str) -> Checkpoint:
         """Sign a checkpoint over the chain's tail (`seq`, `head`), inside the write transaction."""
-        await cur.execute(
-            f"SELECT {_SIGNED_CHECKPOINT} FROM audit_checkpoint"  # noqa: S608
-            " WHERE signature IS NOT NULL ORDER BY seq DESC LIMIT 1"
-        )
+        await cur.execute(_LATEST_SIGNED)
         last = await cur.fetchone()
         if last is None:  # the first signed checkpoint: count the whole log, once
             prev, since, counted = GENESIS, 0, 0
@@ -382,10 +385,7 @@ class PostgresAuditStore:
 
     def latest_checkpoint(self) -> Checkpoint | None:
         with self._reader.connection() as conn:
-            row = conn.execute(
-                f"SELECT {_SIGNED_CHECKPOINT} FROM audit_checkpoint"  # noqa: S608
-                " WHERE signature IS NOT NULL ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
+            row = conn.execute(_LATEST_SIGNED).fetchone()
         return None if row is None else Checkpoint(*row)
 
     def verify(self) -> ChainReport:

@@ -36,6 +36,11 @@ ANCHOR_QUERY: Final = (
     "SELECT last_seq, records, head, checkpoint, file FROM audit_archive"
     " ORDER BY last_seq DESC LIMIT 1"
 )
+LATEST_SIGNED_QUERY: Final = (
+    "SELECT {columns} FROM audit_checkpoint WHERE signature IS NOT NULL ORDER BY seq DESC LIMIT 1"
+)
+"""The newest signed checkpoint (`columns`: SIGNED_CHECKPOINT_COLUMNS): what the next one links
+to, and where a witness is asked to start."""
 UNSENT_QUERY: Final = (
     "SELECT min(l.seq) FROM notification_outbox o JOIN audit_log l ON l.audit_id = o.audit_id"
     " WHERE o.state <> 'DELIVERED'"

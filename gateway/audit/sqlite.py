@@ -42,7 +42,12 @@ from gateway.audit.outbox import (
     OutboxMessage,
     OutboxRows,
 )
-from gateway.audit.queries import SEGMENT_QUERIES, SEGMENT_RECORDS, records_query
+from gateway.audit.queries import (
+    LATEST_SIGNED_QUERY,
+    SEGMENT_QUERIES,
+    SEGMENT_RECORDS,
+    records_query,
+)
 from gateway.audit.segments import ArchivedSegment, SegmentRows
 from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
@@ -109,6 +114,7 @@ CREATE TABLE IF NOT EXISTS audit_archive (
 # Nothing written to these tables may change or vanish; the hash chain makes any edit that
 # bypasses these triggers (by editing the file) detectable.
 _SIGNED_CHECKPOINT = SIGNED_CHECKPOINT_COLUMNS.format(at="at")
+_LATEST_SIGNED = LATEST_SIGNED_QUERY.format(columns=_SIGNED_CHECKPOINT)
 _ARCHIVED = ("audit_log", "audit_alert", "audit_checkpoint")
 """The tables `audit archive` deletes from, inside its one transaction (gateway.audit.archive)."""
 _APPEND_ONLY = (*_ARCHIVED, "audit_archive")
@@ -332,7 +338,7 @@ class SqliteAuditStore:
         """Signed checkpoints with `seq` > `after_seq`, oldest first, at most `limit`."""
         with self._lock:
             rows = self._conn.execute(
-                f"SELECT {SIGNED_CHECKPOINT_COLUMNS.format(at='at')} FROM audit_checkpoint"  # noqa: S608
+                f"SELECT {_SIGNED_CHECKPOINT} FROM audit_checkpoint"  # noqa: S608
                 " WHERE signature IS NOT NULL AND seq > ? ORDER BY seq LIMIT ?",
                 (after_seq, limit),
             ).fetchall()
@@ -340,10 +346,7 @@ class SqliteAuditStore:
 
     def latest_checkpoint(self) -> Checkpoint | None:
         with self._lock:
-            row = self._conn.execute(
-                f"SELECT {SIGNED_CHECKPOINT_COLUMNS.format(at='at')} FROM audit_checkpoint"  # noqa: S608
-                " WHERE signature IS NOT NULL ORDER BY seq DESC LIMIT 1"
-            ).fetchone()
+            row = self._conn.execute(_LATEST_SIGNED).fetchone()
         return None if row is None else Checkpoint(*row)
 
     def _checkpoint(self) -> Checkpoint:
@@ -351,10 +354,7 @@ class SqliteAuditStore:
         seq, head = self._conn.execute(
             "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
         ).fetchone()
-        last = self._conn.execute(
-            f"SELECT {SIGNED_CHECKPOINT_COLUMNS.format(at='at')} FROM audit_checkpoint"  # noqa: S608
-            " WHERE signature IS NOT NULL ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
+        last = self._conn.execute(_LATEST_SIGNED).fetchone()
         if last is None:  # the first signed checkpoint: count the whole log, once
             prev, since, counted = GENESIS, 0, 0
         else:
