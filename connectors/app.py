@@ -322,10 +322,7 @@ def _notification_routes(
 
     async def receive(request: Request) -> Response:
         try:
-            declared = request.headers.get("content-length", "").encode("latin-1")
-            body = await _read_body(request.receive, declared)
-            authorization = request.headers.get("authorization")
-            await _authenticate(verifier, authorization, body, source)
+            body = await _gateway_signed_body(request, verifier, source, MAX_BODY_BYTES)
             notification = _validated(body, Notification, "notification")
             async with one_at_a_time:
                 kept = await _keep(sink, notification, source)
@@ -395,9 +392,7 @@ def _witness_routes(
 
     async def receive(request: Request) -> Response:
         try:
-            declared = request.headers.get("content-length", "").encode("latin-1")
-            body = await _read_body(request.receive, declared, MAX_REQUEST_BYTES)
-            await _authenticate(verifier, request.headers.get("authorization"), body, name)
+            body = await _gateway_signed_body(request, verifier, name, MAX_REQUEST_BYTES)
             offered = _validated(body, WitnessRequest, "witness request")
             receipt = await _in_witness_store(functools.partial(store.witness, offered), name)
         except _Refusal as refusal:
@@ -469,6 +464,17 @@ async def _in_witness_store(work: Callable[[], _T], name: str) -> _T:
 
 def _json(message: BaseModel) -> Response:
     return Response(message.model_dump_json(), media_type="application/json")
+
+
+async def _gateway_signed_body(
+    request: Request, verifier: RequestVerifier, audience: str, limit: int
+) -> bytes:
+    """The body of a request the gateway signed for `audience` (a notification, checkpoints), read
+    to at most `limit` bytes; a _Refusal otherwise."""
+    declared = request.headers.get("content-length", "").encode("latin-1")
+    body = await _read_body(request.receive, declared, limit)
+    await _authenticate(verifier, request.headers.get("authorization"), body, audience)
+    return body
 
 
 async def _authenticate(
