@@ -569,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="URL",
         help="also compare the log with the checkpoints this witness holds (its base URL;"
-        " repeatable); fails if it cannot be read. The log is CHILDLOOKUP_GATEWAY_ID's",
+        " repeatable); fails if it cannot be read. The log is the one named"
+        " CHILDLOOKUP_AUDIT_LOG_NAME (default CHILDLOOKUP_GATEWAY_ID)",
     )
     averify.add_argument(
         "--archive",

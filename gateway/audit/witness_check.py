@@ -54,7 +54,7 @@ def compare(
         return WitnessComparison(
             False,
             f"witness {url} holds no checkpoint of log {listing.log}: nothing to compare with (is"
-            " CHILDLOOKUP_GATEWAY_ID the gateway's?)",
+            " CHILDLOOKUP_AUDIT_LOG_NAME, by default CHILDLOOKUP_GATEWAY_ID, the gateways'?)",
         )
     ours = {c.seq: c for c in log}
     compared = [as_checkpoint(c) for c in listing.checkpoints if c.seq >= covers_from]

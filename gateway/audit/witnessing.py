@@ -181,7 +181,8 @@ class _Progress:
     """What the gateway knows of one witness."""
 
     known: bool = False
-    """Whether `latest` has been learnt (from its listing, or a receipt)."""
+    """Whether `latest` has been learnt (from a receipt, or, while the log has no checkpoint, the
+    first page of its listing)."""
     latest: Checkpoint | None = None
     """The newest checkpoint it holds."""
     diverged: bool = False
