@@ -153,7 +153,9 @@ def build_components(
     )
 
 
-def router(components: Components, client: httpx.AsyncClient, fanout: FanOut) -> Router | None:
+def router(
+    components: Components, transport: httpx.AsyncBaseTransport, fanout: FanOut
+) -> Router | None:
     """The routing stage, when some agencies are asked only when routed or a locator is set."""
     settings = components.settings
     locator = None
@@ -162,7 +164,7 @@ def router(components: Components, client: httpx.AsyncClient, fanout: FanOut) ->
         jwks = settings.locator_jwks_url or f"{url}/.well-known/jwks.json"
         locator = LocatorClient(
             url,
-            client,
+            transport,
             components.request_signer,
             AnswerVerifier(PublishedKeys(str(jwks))),
             components.pseudonym_keys,
@@ -217,9 +219,8 @@ def linkage_model(settings: Settings) -> LinkageModel:
 async def running(components: Components) -> AsyncIterator[LookupPipeline]:
     """The lookup pipeline, with everything it needs running until the context ends."""
     settings = components.settings
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-    transport = ConnectorTransport(components.connector_tls, limits)
-    async with httpx.AsyncClient(limits=limits, timeout=10.0, transport=transport) as client:
+    transport = ConnectorTransport(components.connector_tls)
+    async with httpx.AsyncClient(timeout=10.0, transport=transport) as client:
         outbox = open_outbox(settings)
         notifier = NotificationDispatcher(
             outbox,
@@ -241,7 +242,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
         )
         fanout = FanOut(
             components.sources,
-            client,
+            transport,
             AnswerCache(settings.cache_ttl_s),
             signer=components.request_signer,
             answer_verifiers=components.answer_verifiers,
@@ -266,7 +267,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             capacity=Capacity(settings.max_lookups_in_flight, settings.max_queue_wait_ms),
             deadline_ms=settings.lookup_deadline_ms,
             demographic_answer_floor_ms=settings.demographic_answer_floor_ms,
-            router=router(components, client, fanout),
+            router=router(components, transport, fanout),
         )
         remote = components.policy if isinstance(components.policy, RemotePolicyEngine) else None
         if remote is not None:

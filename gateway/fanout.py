@@ -70,12 +70,12 @@ RETRY_MIN_S = 0.2
 
 
 class FanOut:
-    """Asks sources concurrently over one shared keep-alive HTTP client."""
+    """Asks sources concurrently over one shared keep-alive HTTP transport."""
 
     def __init__(
         self,
         sources: Sequence[SourceConfig],
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         cache: AnswerCache,
         *,
         signer: RequestSigner | None = None,
@@ -87,7 +87,8 @@ class FanOut:
         self._sources = tuple(sources)
         self._always = tuple(s for s in self._sources if s.asked is Asked.ALWAYS)
         self._by_name = {s.name: s for s in self._sources}
-        self._client = client
+        self._transport = transport
+        self._lookup_urls = {s.name: httpx.URL(_lookup_url(s)) for s in self._sources}
         self._cache = cache
         self._signer = signer
         self._answer_verifiers = dict(answer_verifiers or {})
@@ -221,18 +222,22 @@ class FanOut:
     async def _post(
         self, source: SourceConfig, request: LookupRequest
     ) -> LookupResponse | ErrorResponse:
-        url = str(source.url).rstrip("/") + LOOKUP_PATH
         body = request.model_dump_json().encode()
         headers = {"content-type": "application/json"}
         if self._signer is not None:
             headers["authorization"] = self._signer.authorization(source.name, body)
         tracing.inject(headers)
-        reply = await post_capped(self._client, url, body, headers, MAX_ANSWER_BYTES)
+        url = self._lookup_urls[source.name]
+        reply = await post_capped(self._transport, url, body, headers, MAX_ANSWER_BYTES)
         trace.get_current_span().set_attribute("http.response.status_code", reply.status_code)
         verifier = self._answer_verifiers.get(source.name)
         if verifier is not None:
             await verifier.verify(reply.signature, reply.payload, source=source.name)
         return parsed(reply, LookupResponse)
+
+
+def _lookup_url(source: SourceConfig) -> str:
+    return str(source.url).rstrip("/") + LOOKUP_PATH
 
 
 def _refused(error: BaseException) -> bool:

@@ -78,12 +78,12 @@ class Located:
 
 
 class LocatorClient:
-    """Asks the locator, over the gateway's shared keep-alive client."""
+    """Asks the locator, over the gateway's shared keep-alive transport."""
 
     def __init__(
         self,
         url: str,
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         signer: RequestSigner,
         verifier: AnswerVerifier,
         keys: Sequence[PseudonymKey],
@@ -93,8 +93,8 @@ class LocatorClient:
     ) -> None:
         if not keys:
             raise ValueError("the locator needs at least one pseudonym key")
-        self._url = url.rstrip("/") + LOCATE_PATH
-        self._client = client
+        self._url = httpx.URL(url.rstrip("/") + LOCATE_PATH)
+        self._transport = transport
         self._signer = signer
         self._verifier = verifier
         self._keys = tuple(keys)
@@ -162,7 +162,7 @@ class LocatorClient:
             "authorization": self._signer.authorization(self._locator_id, body),
         }
         tracing.inject(headers)
-        reply = await post_capped(self._client, self._url, body, headers, MAX_ANSWER_BYTES)
+        reply = await post_capped(self._transport, self._url, body, headers, MAX_ANSWER_BYTES)
         await self._verifier.verify(reply.signature, reply.payload, source=self._locator_id)
         return parsed(reply, LocateResponse)
 

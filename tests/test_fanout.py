@@ -18,6 +18,7 @@ from gateway.breakers import CIRCUIT_OPEN, Breakers, CircuitState
 from gateway.cache import AnswerCache
 from gateway.config import SourceConfig
 from gateway.fanout import FanOut
+from gateway.transport import ConnectorTransport
 from gateway.types import LookupQuery, Plan, Purpose, SourceStatus
 from tests.factories import NHS, health_record, lookup_context
 
@@ -54,8 +55,8 @@ def _source(name, url, timeout_ms=1000, provides=tuple(FieldId)):
 
 async def _ask(sources, plan=None, deadline_s=3.0, cache=None):
     plan = plan or Plan(True, None, ALL_FIELDS, tuple(s.name for s in sources), "d1")
-    async with httpx.AsyncClient() as client:
-        fanout = FanOut(sources, client, cache or AnswerCache(0))
+    async with ConnectorTransport() as transport:
+        fanout = FanOut(sources, transport, cache or AnswerCache(0))
         lookup = lookup_context(QUERY, deadline_s=deadline_s)
         started = time.monotonic()
         answers = await fanout.ask(lookup, plan)
@@ -230,8 +231,9 @@ async def test_a_hung_source_is_skipped_once_its_circuit_opens():
     app, seen = _counting_app(delay_s=5.0)
     with BackgroundServer(app) as hung:
         sources = [_source("hung", hung.url, timeout_ms=150)]
-        async with httpx.AsyncClient() as client:
-            fanout = FanOut(sources, client, AnswerCache(0), breakers=Breakers(["hung"], 3, 60.0))
+        async with ConnectorTransport() as transport:
+            breakers = Breakers(["hung"], 3, 60.0)
+            fanout = FanOut(sources, transport, AnswerCache(0), breakers=breakers)
             answers = await _ask_each(fanout, sources, 5)
     assert [a["hung"].error_code for a in answers] == ["TIMEOUT"] * 3 + [CIRCUIT_OPEN] * 2
     skipped = answers[-1]["hung"]
@@ -246,8 +248,8 @@ async def test_after_the_cool_down_a_probe_closes_the_circuit_when_answered():
     with BackgroundServer(create_connector_app(backend, source="health")) as h:
         sources = [_source("health", h.url)]
         breakers = Breakers(["health"], 2, cool_down_s=0.3)
-        async with httpx.AsyncClient() as client:
-            fanout = FanOut(sources, client, AnswerCache(0), breakers=breakers)
+        async with ConnectorTransport() as transport:
+            fanout = FanOut(sources, transport, AnswerCache(0), breakers=breakers)
             failing = await _ask_each(fanout, sources, 3)
             backend.error = None  # the agency is back
             still_open = await _ask_each(fanout, sources, 1)
@@ -266,8 +268,8 @@ async def test_a_failed_probe_opens_the_circuit_again():
     with BackgroundServer(create_connector_app(backend, source="s")) as s:
         sources = [_source("s", s.url)]
         breakers = Breakers(["s"], 1, cool_down_s=0.3)
-        async with httpx.AsyncClient() as client:
-            fanout = FanOut(sources, client, AnswerCache(0), breakers=breakers)
+        async with ConnectorTransport() as transport:
+            fanout = FanOut(sources, transport, AnswerCache(0), breakers=breakers)
             await _ask_each(fanout, sources, 1)
             await asyncio.sleep(0.35)
             probe, after = await _ask_each(fanout, sources, 2)
@@ -281,7 +283,7 @@ class _ListenOnRefusal(httpx.AsyncBaseTransport):
     that refused it: the next connection is accepted."""
 
     def __init__(self, sock, app):
-        self._inner = httpx.AsyncHTTPTransport()
+        self._inner = ConnectorTransport()
         self._sock, self._app = sock, app
         self.refused = 0
         self.server = None
@@ -318,8 +320,8 @@ async def test_a_refused_connection_is_tried_once_more_if_there_is_time(deadline
     backend = RecordingBackend([health_record()])
     transport = _ListenOnRefusal(sock, create_connector_app(backend, source="health"))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    async with httpx.AsyncClient(transport=transport) as client:
-        fanout = FanOut([_source("health", url)], client, AnswerCache(0))
+    async with transport:
+        fanout = FanOut([_source("health", url)], transport, AnswerCache(0))
         (answers,) = await _ask_each(fanout, [_source("health", url)], 1, deadline_s)
     assert transport.refused == 1
     if retried:
@@ -334,7 +336,7 @@ async def test_a_refused_connection_is_tried_once_more_if_there_is_time(deadline
 async def test_a_source_that_keeps_refusing_is_tried_twice_per_lookup_then_skipped():
     port = free_port()
     sources = [_source("dead", f"http://127.0.0.1:{port}")]
-    async with httpx.AsyncClient() as client:
-        fanout = FanOut(sources, client, AnswerCache(0), breakers=Breakers(["dead"], 2, 60.0))
+    async with ConnectorTransport() as transport:
+        fanout = FanOut(sources, transport, AnswerCache(0), breakers=Breakers(["dead"], 2, 60.0))
         answers = await _ask_each(fanout, sources, 3)
     assert [a["dead"].error_code for a in answers] == ["CONNECTION_FAILED"] * 2 + [CIRCUIT_OPEN]

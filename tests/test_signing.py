@@ -29,6 +29,7 @@ from gateway.config import Settings, SourceConfig
 from gateway.demo import reference_source
 from gateway.fanout import FanOut
 from gateway.signing import DEV_PUBLIC_KEY_FILE, RequestSigner, answer_verifiers
+from gateway.transport import ConnectorTransport
 from gateway.types import LookupQuery, Plan, Purpose, SourceStatus
 from tests.factories import NHS, health_record, lookup_context, school_record
 from tests.stack import connector_key, reference_apps, running_gateway, serving
@@ -47,9 +48,9 @@ def _source(url, **answer_key):
 
 async def _ask(source):
     plan = Plan(True, None, frozenset({"name"}), (source.name,), "d1")
-    async with httpx.AsyncClient() as client:
+    async with ConnectorTransport() as transport:
         verifiers = answer_verifiers([source])
-        fanout = FanOut([source], client, AnswerCache(0), answer_verifiers=verifiers)
+        fanout = FanOut([source], transport, AnswerCache(0), answer_verifiers=verifiers)
         (answer,) = await fanout.ask(lookup_context(QUERY), plan)
         return answer
 

@@ -20,6 +20,7 @@ from gateway.cache import AnswerCache
 from gateway.config import SourceConfig, Tracing
 from gateway.fanout import FanOut
 from gateway.tracing import tracer_provider
+from gateway.transport import ConnectorTransport
 from gateway.types import LookupQuery, Plan, Purpose
 from tests.factories import NHS, health_record, lookup_context, school_record, social_care_record
 from tests.stack import reference_stack
@@ -130,8 +131,8 @@ async def test_every_connector_request_carries_the_traceparent_of_its_span(spans
     query = LookupQuery(nhs_number=NHS, purpose=Purpose.DIRECT_CARE)
     with BackgroundServer(app) as server:
         source = SourceConfig(name="s", url=server.url, provides=tuple(FieldId))
-        async with httpx.AsyncClient() as client:
-            fanout = FanOut([source], client, AnswerCache(0))
+        async with ConnectorTransport() as transport:
+            fanout = FanOut([source], transport, AnswerCache(0))
             plan = Plan(True, None, frozenset(FieldId), ("s",), "d1")
             await fanout.ask(lookup_context(query), plan)
     (span,) = [s for s in spans.get_finished_spans() if s.name == "fanout.source"]
