@@ -7,22 +7,22 @@ and a test fails when the two drift.
 from __future__ import annotations
 
 import logging
-from functools import partial
+from collections.abc import Callable, Iterator
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
 from gateway.errors import ErrorCode, GatewayError
@@ -52,33 +52,80 @@ class _Schema(strawberry.Schema):
                 )
 
 
+_Rules = tuple[type[ASTValidationRule], ...]
+
+
+class _Prepared:
+    """One operation text parsed, and what validating it under `rules` found (`errors` None: not
+    validated yet)."""
+
+    __slots__ = ("document", "errors", "rules")
+
+    def __init__(self, document: DocumentNode) -> None:
+        self.document = document
+        self.rules: _Rules = ()
+        self.errors: list[GraphQLError] | None = None
+
+
+def _prepare(query: str) -> _Prepared:
+    """At most MAX_TOKENS tokens: a longer operation is refused before it is parsed any further."""
+    return _Prepared(parse(query, max_tokens=MAX_TOKENS))
+
+
+class _PreparedOperations(SchemaExtension):
+    """Parse and validate each operation text once: portals send the same few operations over and
+    over. One extension doing what strawberry's ParserCache, MaxTokensLimiter, the limiters'
+    AddValidationRules and ValidationCache did, because each extension costs every request a
+    round of hook lookups, and ValidationCache keyed its cache on the parsed document, hashing
+    the whole syntax tree on every request; here the key is the text, and the document parsed
+    from it carries its own validation result."""
+
+    def __init__(self, prepared: Callable[[str], _Prepared], rules: _Rules) -> None:
+        """`prepared` is the schema's cache of operations; `rules` are the limiters' rules."""
+        self._prepared = prepared
+        self._rules = rules
+        self._operation: _Prepared | None = None
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.query is not None  # strawberry refuses a request with neither before
+        self._operation = self._prepared(context.query)
+        context.graphql_document = self._operation.document
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        operation = self._operation
+        assert operation is not None
+        rules = context.validation_rules + self._rules
+        if operation.errors is None or operation.rules != rules:
+            operation.errors = validate_document(context.schema._schema, operation.document, rules)
+            operation.rules = rules
+        context.validation_rules = rules
+        context.pre_execution_errors = operation.errors
+        yield
+
+
 def build_schema(*, explorable: bool = True) -> strawberry.Schema:
     """The schema; `explorable=False` (production) refuses introspection and stops error messages
     suggesting field names, so the API cannot be mapped from outside by probing it."""
-    # The limiters build their validation rules when constructed; sharing one instance of each
-    # keeps those rules identical across requests, which is what lets ValidationCache hit.
-    limiters: list[SchemaExtension] = [
+    limiters: list[AddValidationRules] = [
         QueryDepthLimiter(max_depth=8),
         MaxAliasesLimiter(max_alias_count=15),
-        MaxTokensLimiter(max_token_count=MAX_TOKENS),
     ]
     if not explorable:
         limiters.append(DisableIntrospection())
+    # The limiters build their rules when constructed: built once, the rules are the same
+    # classes on every request, so an operation validated once stays validated.
+    rules = tuple(rule for limiter in limiters for rule in limiter.validation_rules)
+    # Validation results belong to this schema, so its cache of operations is its own.
+    prepared = lru_cache(maxsize=256)(_prepare)
     return _Schema(
         query=Query,
         config=StrawberryConfig(disable_field_suggestions=not explorable),
         scalar_overrides=SCALARS,
-        extensions=[
-            # Portals send the same few operations over and over: parse and validate each once.
-            partial(ParserCache, maxsize=256),
-            *(partial(_shared, limiter) for limiter in limiters),
-            partial(ValidationCache, maxsize=256),
-        ],
+        extensions=[partial(_PreparedOperations, prepared, rules)],
     )
-
-
-def _shared(extension: SchemaExtension) -> SchemaExtension:
-    return extension
 
 
 def export_sdl() -> str:

@@ -1,6 +1,7 @@
 import re
 from datetime import UTC, datetime
 
+import pytest
 from graphql import GraphQLEnumType, GraphQLObjectType, specified_scalar_types
 
 from connectors.notifications import NotificationReason
@@ -14,7 +15,7 @@ from gateway.audit import (
 )
 from gateway.policy import DenialCode, WithholdingReason
 from gateway.types import LookupOutcome, Purpose
-from resolvers.schema import SCHEMA_FILE, build_schema, export_sdl
+from resolvers.schema import MAX_TOKENS, SCHEMA_FILE, build_schema, export_sdl
 from resolvers.types import DATE_SPEC, DATE_TIME_SPEC, SCALARS
 
 
@@ -210,3 +211,32 @@ def test_each_deprecated_field_names_a_replacement_of_the_same_values():
         "SourceReport.errorCode": "failureCode",
         "WithheldField.reason": "reasonCode",
     }
+
+
+async def _errors(schema, query):
+    result = await schema.execute(query)
+    assert result.data is None
+    return [error.message for error in result.errors or []]
+
+
+@pytest.mark.anyio
+async def test_each_limit_refuses_every_time_an_operation_is_sent():
+    """Operations are parsed and validated once, then remembered: the second sending of a refused
+    operation is refused alike, and a valid one is never mistaken for it."""
+    schema = build_schema(explorable=False)
+    aliases = "{ " + " ".join(f"a{i}: __typename" for i in range(16)) + " }"
+    tokens = "{ " + " ".join("__typename" for _ in range(MAX_TOKENS)) + " }"
+    introspection = "{ __schema { types { name } } }"
+    for query in (aliases, tokens, introspection):
+        first = await _errors(schema, query)
+        assert first
+        assert await _errors(schema, query) == first
+    assert (await schema.execute("{ __typename }")).data == {"__typename": "Query"}
+
+
+@pytest.mark.anyio
+async def test_a_schema_remembers_its_own_validation_not_another_schemas():
+    introspection = "{ __schema { queryType { name } } }"
+    assert await _errors(build_schema(explorable=False), introspection)
+    explorable = await build_schema(explorable=True).execute(introspection)
+    assert explorable.data == {"__schema": {"queryType": {"name": "Query"}}}
