@@ -19,7 +19,7 @@ from connectors.serving import BackgroundServer
 from gateway.cache import AnswerCache
 from gateway.config import SourceConfig, Tracing
 from gateway.fanout import FanOut
-from gateway.tracing import tracer_provider
+from gateway.tracing import install, tracer_provider
 from gateway.transport import ConnectorTransport
 from gateway.types import LookupQuery, Plan, Purpose
 from tests.factories import NHS, health_record, lookup_context, school_record, social_care_record
@@ -53,7 +53,7 @@ def _provider() -> None:
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-        trace.set_tracer_provider(provider)
+        install(provider)
 
 
 @pytest.fixture

@@ -134,6 +134,7 @@ class DecisionLog:
     def __init__(self, sink: _Sink | None, *, instance: str) -> None:
         self._sink = sink
         self._labels = {"app": "childlookup-gateway", "id": instance}
+        self._heads: dict[tuple[str, str], str] = {}
         self._texts: dict[tuple[BaseModel, BaseModel], str] = {}
         self._lock = threading.Lock()
 
@@ -154,19 +155,34 @@ class DecisionLog:
         decision_id = uuid.uuid4().hex
         if self._sink is None:
             return decision_id
-        head = {
-            "decision_id": decision_id,
-            "labels": self._labels,
-            "bundles": {"childlookup": {"revision": revision}},
-            "path": path,
-            "masked": [],
-            "requested_by": "childlookup-gateway",
-            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        }
-        line = json.dumps(head, separators=(",", ":"))[:-1] + "," + self._decided(request, result)
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        line = (
+            f'{{"decision_id":"{decision_id}",{self._head(path, revision)},'
+            f'"timestamp":"{stamp}",{self._decided(request, result)}}}\n'
+        )
         with self._lock:
-            self._sink.write(line + "}\n")
+            self._sink.write(line)
         return decision_id
+
+    def _head(self, path: str, revision: str) -> str:
+        """The fields every decision at `path` under `revision` shares, as JSON (`"labels":...` to
+        `"requested_by":...`): made once per pair rather than serialised for every decision. The
+        id and timestamp, between which they sit, need no escaping (hex; ISO 8601)."""
+        key = (path, revision)
+        head = self._heads.get(key)
+        if head is None:
+            shared = {
+                "labels": self._labels,
+                "bundles": {"childlookup": {"revision": revision}},
+                "path": path,
+                "masked": [],
+                "requested_by": "childlookup-gateway",
+            }
+            head = json.dumps(shared, separators=(",", ":"))[1:-1]
+            if len(self._heads) >= _REMEMBERED:
+                self._heads.clear()
+            self._heads[key] = head
+        return head
 
     def _decided(self, request: BaseModel, result: BaseModel) -> str:
         """`"input":...,"result":...` as JSON. Lookups repeat the same few inputs and answers (one
