@@ -22,7 +22,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from connectors.trust import JWKS_PATH
-from gateway import metrics, tracing
+from gateway import heap, metrics, tracing
 from gateway.components import Components, persisted_query_store, running
 from gateway.config import Mode
 from gateway.cors import Cors
@@ -45,9 +45,13 @@ def begin_draining(app: Starlette) -> None:
     app.state.draining = True
 
 
-def create_app(components: Components, *, drain_signal: int | None = None) -> Starlette:
+def create_app(
+    components: Components, *, drain_signal: int | None = None, settle_heap: bool = False
+) -> Starlette:
     """The gateway ASGI app; the pipeline and what it runs on live for the app's lifespan. With
-    `drain_signal`, that signal begins draining (a worker process's parent sends it)."""
+    `drain_signal`, that signal begins draining (a worker process's parent sends it). With
+    `settle_heap` (a process that serves the gateway until it stops, not a test's), the garbage
+    collector is set for serving once everything has started (gateway.heap)."""
     settings = components.settings
 
     @asynccontextmanager
@@ -60,6 +64,8 @@ def create_app(components: Components, *, drain_signal: int | None = None) -> St
         _log_operations_allowed(components)
         async with running(components) as pipeline:
             app.state.pipeline = pipeline
+            if settle_heap:
+                heap.settle()
             try:
                 yield
             finally:

@@ -60,7 +60,7 @@ def worker_app() -> Starlette:
         postcode_districts=sources.postcode_districts,
         witnesses=sources.witnesses,
     )
-    return create_app(components, drain_signal=DRAIN_SIGNAL)
+    return create_app(components, drain_signal=DRAIN_SIGNAL, settle_heap=True)
 
 
 def _stop_with_the_parent() -> None:
