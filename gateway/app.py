@@ -21,8 +21,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
+from connectors import serving
 from connectors.trust import JWKS_PATH
-from gateway import heap, metrics, tracing
+from gateway import metrics, tracing
 from gateway.components import Components, persisted_query_store, running
 from gateway.config import Mode
 from gateway.cors import Cors
@@ -50,8 +51,8 @@ def create_app(
 ) -> Starlette:
     """The gateway ASGI app; the pipeline and what it runs on live for the app's lifespan. With
     `drain_signal`, that signal begins draining (a worker process's parent sends it). With
-    `settle_heap` (a process that serves the gateway until it stops, not a test's), the garbage
-    collector is set for serving once everything has started (gateway.heap)."""
+    `settle_heap` (a worker process, which uvicorn serves rather than connectors.serving.serve_all),
+    the garbage collector is kept off what start-up built once the app has started."""
     settings = components.settings
 
     @asynccontextmanager
@@ -65,7 +66,7 @@ def create_app(
         async with running(components) as pipeline:
             app.state.pipeline = pipeline
             if settle_heap:
-                heap.settle()
+                serving.settle_heap()
             try:
                 yield
             finally:

@@ -122,8 +122,7 @@ def _serve(args: argparse.Namespace) -> int:
             sources,
             postcode_districts=sources_file.postcode_districts,
             witnesses=sources_file.witnesses,
-        ),
-        settle_heap=True,
+        )
     )
     served = ServedApp("gateway", app, bind_socket(settings.host, settings.port), tls)
     print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)

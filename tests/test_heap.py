@@ -1,11 +1,16 @@
-"""A gateway process serving until it stops keeps the garbage collector off what start-up built."""
+"""A process serving until it stops keeps the garbage collector off what start-up built."""
 
 import gc
+import os
+import signal
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
-from gateway import heap
+from connectors.serving import ServedApp, bind_socket, run, serve_all, settle_heap
 from gateway.app import create_app
 from gateway.components import build_components
 from gateway.config import Settings
@@ -19,7 +24,7 @@ def test_settling_collects_then_freezes_what_is_left():
     garbage[0].append(garbage)  # a cycle only the collector can free
     del garbage
     try:
-        heap.settle()
+        settle_heap()
         assert gc.get_freeze_count() > 0
         assert gc.collect() == 0  # the cycle went before the freeze, not into it
     finally:
@@ -48,3 +53,22 @@ async def _started_frozen(tmp_path, settle_heap: bool) -> int:
 async def test_the_gateway_settles_its_heap_only_when_asked(tmp_path):
     assert await _started_frozen(tmp_path / "served", settle_heap=True) > 0
     assert await _started_frozen(tmp_path / "test", settle_heap=False) == 0
+
+
+def test_a_served_process_is_settled_before_it_says_it_has_started():
+    """connectors.serving.serve_all, which every `serve` command runs, settles the heap once its
+    apps have started - before `on_started` (the demo's banner) runs."""
+    frozen: list[int] = []
+
+    def started() -> None:
+        frozen.append(gc.get_freeze_count())
+        os.kill(os.getpid(), signal.SIGINT)  # serve_all's own way to stop
+
+    app = Starlette(routes=[Route("/", lambda request: PlainTextResponse("ok"))])
+    gc.unfreeze()
+    try:
+        run(serve_all([ServedApp("app", app, bind_socket("127.0.0.1", 0))], on_started=started))
+    finally:
+        gc.unfreeze()
+    assert frozen
+    assert frozen[0] > 0
