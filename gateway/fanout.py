@@ -88,7 +88,9 @@ class FanOut:
         self._always = tuple(s for s in self._sources if s.asked is Asked.ALWAYS)
         self._by_name = {s.name: s for s in self._sources}
         self._transport = transport
-        self._lookup_urls = {s.name: httpx.URL(_lookup_url(s)) for s in self._sources}
+        self._lookup_urls = {
+            s.name: httpx.URL(str(s.url).rstrip("/") + LOOKUP_PATH) for s in self._sources
+        }
         self._cache = cache
         self._signer = signer
         self._answer_verifiers = dict(answer_verifiers or {})
@@ -234,10 +236,6 @@ class FanOut:
         if verifier is not None:
             await verifier.verify(reply.signature, reply.payload, source=source.name)
         return parsed(reply, LookupResponse)
-
-
-def _lookup_url(source: SourceConfig) -> str:
-    return str(source.url).rstrip("/") + LOOKUP_PATH
 
 
 def _refused(error: BaseException) -> bool:
