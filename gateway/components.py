@@ -224,7 +224,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
         outbox = open_outbox(settings)
         notifier = NotificationDispatcher(
             outbox,
-            client,
+            transport,
             components.request_signer,
             components.sources,
             RetryPolicy.from_settings(settings),

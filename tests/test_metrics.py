@@ -21,6 +21,7 @@ from gateway.config import REPO_ROOT
 from gateway.demo import reference_source
 from gateway.errors import GatewayError
 from gateway.metrics import Scrape, scrape_access
+from gateway.transport import ConnectorTransport
 from tests.factories import (
     CHECKPOINT_KEY,
     NHS,
@@ -209,8 +210,10 @@ async def test_the_dispatcher_publishes_outbox_depth_age_and_dead_letters(tmp_pa
     )
     checked = _sample("childlookup_outbox_checked_timestamp_seconds")
     try:
-        async with httpx.AsyncClient() as client:
-            dispatcher = NotificationDispatcher(outbox, client, GATEWAY_SIGNER, [source], retry, {})
+        async with ConnectorTransport() as transport:
+            dispatcher = NotificationDispatcher(
+                outbox, transport, GATEWAY_SIGNER, [source], retry, {}
+            )
             dispatcher.start()
             for _ in range(500):
                 if _sample("childlookup_outbox_checked_timestamp_seconds") > checked:

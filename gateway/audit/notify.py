@@ -37,11 +37,12 @@ from connectors.notifications import (
     Notification,
     NotificationReceipt,
 )
-from connectors.trust import SIGNATURE_HEADER, TrustError
+from connectors.trust import TrustError
 from gateway import metrics
 from gateway.audit.outbox import Outbox, OutboxMessage
 from gateway.audit.types import Access, AuditNotice
 from gateway.config import Settings, SourceConfig
+from gateway.exchange import Malformed, Reply, post_capped
 from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.types import OwnerNotice
 
@@ -49,6 +50,8 @@ BATCH: Final = 32
 """Messages claimed and sent concurrently at a time."""
 LEASE_MARGIN_S: Final = 5.0
 """How long past its timeout a claimed message stays hidden from other dispatchers."""
+MAX_RECEIPT_BYTES: Final = 16 * 1024
+"""A receipt is a message id and a flag; an agency answering more is not answering in protocol."""
 STATS_EVERY_S: Final = 1.0
 """The outbox's figures for /metrics are read at most this often."""
 
@@ -147,16 +150,16 @@ class NotificationDispatcher:
     def __init__(
         self,
         outbox: Outbox,
-        client: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
         signer: RequestSigner,
         sources: Sequence[SourceConfig],
         retry: RetryPolicy,
         answer_verifiers: Mapping[str, AnswerVerifier],
     ) -> None:
         self._outbox = outbox
-        self._client = client
+        self._transport = transport
         self._signer = signer
-        self._urls = {s.name: notification_url(s) for s in sources}
+        self._urls = {s.name: httpx.URL(notification_url(s)) for s in sources}
         self._retry = retry
         self._verifiers = answer_verifiers
         self._wake = asyncio.Event()
@@ -256,27 +259,29 @@ class NotificationDispatcher:
             "content-type": "application/json",
         }
         try:
-            response = await self._client.post(
-                url, content=message.payload, headers=headers, timeout=self._retry.timeout_s
-            )
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self._retry.timeout_s):
+                reply = await post_capped(
+                    self._transport, url, message.payload, headers, MAX_RECEIPT_BYTES
+                )
+        except (TimeoutError, httpx.TimeoutException):
             return "TIMEOUT"
         except httpx.HTTPError:
             return "UNREACHABLE"
-        if response.status_code != 200:
-            return f"HTTP_{response.status_code}"
-        return await self._check_receipt(message, response)
+        except Malformed:
+            return "BAD_RECEIPT"
+        if reply.status_code != 200:
+            return f"HTTP_{reply.status_code}"
+        return await self._check_receipt(message, reply)
 
-    async def _check_receipt(self, message: OutboxMessage, response: httpx.Response) -> str | None:
+    async def _check_receipt(self, message: OutboxMessage, reply: Reply) -> str | None:
         verifier = self._verifiers.get(message.source)
         if verifier is not None:
             try:
-                signature = response.headers.get(SIGNATURE_HEADER)
-                await verifier.verify(signature, response.content, source=message.source)
+                await verifier.verify(reply.signature, reply.payload, source=message.source)
             except TrustError:
                 return "RECEIPT_NOT_TRUSTED"
         try:
-            receipt = NotificationReceipt.model_validate_json(response.content)
+            receipt = NotificationReceipt.model_validate_json(reply.payload)
         except ValidationError:
             return "BAD_RECEIPT"
         return None if receipt.message_id == message.message_id else "BAD_RECEIPT"

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
@@ -33,8 +32,10 @@ from gateway.audit import (
     SqliteOutbox,
     owner_notifications,
 )
+from gateway.audit.notify import MAX_RECEIPT_BYTES
 from gateway.demo import reference_source
 from gateway.signing import AnswerVerifier
+from gateway.transport import ConnectorTransport
 from gateway.types import OwnerNotice
 from tests.factories import (
     CHECKPOINT_KEY,
@@ -102,6 +103,9 @@ def _fake_receiver(answer: Callable[[bytes], Response]) -> Starlette:
     return Starlette(routes=[Route(NOTIFICATIONS_PATH, receive, methods=["POST"])])
 
 
+_RECEIPT = b'{"message_id": "m-1", "duplicate": false}'
+
+
 def _receipt_for(message_id: str) -> Callable[[bytes], Response]:
     return lambda body: JSONResponse({"message_id": message_id, "duplicate": False})
 
@@ -115,9 +119,9 @@ async def _deliver_once(tmp_path: Path, url: str, verifiers: dict[str, AnswerVer
             timeout_s=5, base_s=60, max_s=60, max_attempts=5, max_age_s=3600, poll_s=60
         )
         source = reference_source("social_care", url)
-        async with httpx.AsyncClient() as client:
+        async with ConnectorTransport() as transport:
             dispatcher = NotificationDispatcher(
-                outbox, client, GATEWAY_SIGNER, [source], retry, verifiers
+                outbox, transport, GATEWAY_SIGNER, [source], retry, verifiers
             )
             await dispatcher.deliver_due()
         return outbox.entries()[0]
@@ -133,6 +137,8 @@ async def _deliver_once(tmp_path: Path, url: str, verifiers: dict[str, AnswerVer
         (_receipt_for("another-message"), "BAD_RECEIPT"),
         (lambda body: Response("ok"), "BAD_RECEIPT"),
         (lambda body: Response(status_code=404), "HTTP_404"),
+        # The right receipt, padded past MAX_RECEIPT_BYTES: not read on, so not a receipt.
+        (lambda body: Response(_RECEIPT.ljust(MAX_RECEIPT_BYTES + 1)), "BAD_RECEIPT"),
     ],
 )
 async def test_only_a_receipt_for_the_message_counts_as_delivery(tmp_path, answer, error):
@@ -185,9 +191,9 @@ async def test_three_dispatchers_on_one_outbox_deliver_every_notice_exactly_once
     try:
         with notification_receiver(receiver) as agency:
             source = reference_source("social_care", str(agency.base_url))
-            async with httpx.AsyncClient() as client:
+            async with ConnectorTransport() as transport:
                 dispatchers = [
-                    NotificationDispatcher(outbox, client, GATEWAY_SIGNER, [source], retry, {})
+                    NotificationDispatcher(outbox, transport, GATEWAY_SIGNER, [source], retry, {})
                     for outbox in outboxes
                 ]
                 await asyncio.gather(*(d.deliver_due() for d in dispatchers))
