@@ -12,7 +12,10 @@ then `--concurrency` at a time, `--rounds` times), so whatever else the machine 
 Each (round, mode) gives both sides the same children, a different child per lookup; our answer
 cache is off and the peer has none. Per side and mode: p50/p95/p99 over all rounds' lookups,
 lookups/s (lookups over the phases' summed wall time), and CPU ms per lookup of each process -
-gateway (its process tree), backends, and this load generator - from /proc/<pid>/stat.
+gateway (its process tree), backends, and this load generator - from /proc/<pid>/stat. Ours also
+counts the lookups that asked an agency a second time, with an identifier another agency's
+answer held (identity recall: two source round trips by design; the peer asks once), and gives
+the other lookups' p50 and p99 apart.
 
 Prints a table and writes bench/results/compare.json. Traffic goes only to 127.0.0.1, and every
 loop is bounded in count and time.
@@ -66,7 +69,7 @@ OURS_QUERY = """query($nhs: String!) { child(nhsNumber: $nhs, purpose: SAFEGUARD
     indicators { childProtectionPlan { value } lookedAfter { value } childInNeed { value }
                  earlyHelp { value } }
   }
-  sources { source status } withheld { field reason } auditId } }"""
+  sources { source status askedWith } withheld { field reason } auditId } }"""
 
 _RECORD = """name { given family } date_of_birth sex address { lines postcode } {place}
   carers { name relationship phone }
@@ -141,8 +144,9 @@ class Side:
     url: str
     headers: Mapping[str, str]
     query: str
-    read: Callable[[dict[str, Any]], tuple[str, list[str]]]
-    """Outcome and per-agency statuses (ANSWERED / NO_RECORD / ...) of one 200 response."""
+    read: Callable[[dict[str, Any]], tuple[str, list[str], bool]]
+    """Outcome, per-agency statuses (ANSWERED / NO_RECORD / ...) and whether an agency was asked
+    again (a second round, with an identifier a first answer held) of one 200 response."""
     processes: Mapping[str, int]
     """Role ("gateway", "health", ...) -> root pid; a role's CPU is its whole process tree's."""
 
@@ -150,12 +154,13 @@ class Side:
         return {role: _cpu_ticks(_tree(pid)) for role, pid in self.processes.items()}
 
 
-def _read_ours(body: dict[str, Any]) -> tuple[str, list[str]]:
+def _read_ours(body: dict[str, Any]) -> tuple[str, list[str], bool]:
     lookup = body["data"]["child"]
-    return lookup["outcome"], [f"{s['source']}:{s['status']}" for s in lookup["sources"]]
+    statuses = [f"{s['source']}:{s['status']}" for s in lookup["sources"]]
+    return lookup["outcome"], statuses, any(len(s["askedWith"]) > 1 for s in lookup["sources"])
 
 
-def _read_peer(body: dict[str, Any]) -> tuple[str, list[str]]:
+def _read_peer(body: dict[str, Any]) -> tuple[str, list[str], bool]:
     child = body["data"]["child"]
     statuses = []
     for agency, (field, prefix, _) in _PEER_AGENCIES.items():
@@ -167,7 +172,7 @@ def _read_peer(body: dict[str, Any]) -> tuple[str, list[str]]:
         else:
             statuses.append(f"{agency}:NO_RECORD")
     found = any(s.endswith(":ANSWERED") for s in statuses)
-    return ("FOUND" if found else "NOT_FOUND"), statuses
+    return ("FOUND" if found else "NOT_FOUND"), statuses, False  # one round: NHS number only
 
 
 # --- the load --------------------------------------------------------------------------------
@@ -180,6 +185,7 @@ async def _drive(
     `bystander` (the other side, idle) has its CPU time read too: work it does meanwhile (ours
     delivering owner notifications late, say) would be taken from the side measured."""
     latencies: list[float] = []
+    one_round: list[float] = []
     sizes: list[int] = []
     outcomes: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
@@ -197,15 +203,18 @@ async def _drive(
                 payload = json.dumps({"query": side.query, "variables": {"nhs": nhs}}).encode()
                 started = time.perf_counter()
                 status, raw = await connection.post(target.path, payload, dict(side.headers))
-                latencies.append((time.perf_counter() - started) * 1000)
+                elapsed = (time.perf_counter() - started) * 1000
+                latencies.append(elapsed)
                 sizes.append(len(raw))
                 body = json.loads(raw)
                 if status != 200 or body.get("errors"):
                     outcomes[f"ERROR:{status}"] += 1
                     continue
-                outcome, answered = side.read(body)
+                outcome, answered, asked_again = side.read(body)
                 outcomes[outcome] += 1
                 statuses.update(answered)
+                if not asked_again:
+                    one_round.append(elapsed)
         finally:
             connection.close()
 
@@ -218,6 +227,7 @@ async def _drive(
     cpu_after, idle_after = side.snapshot(), bystander.snapshot()
     return {
         "latencies_ms": latencies,
+        "one_round_latencies_ms": one_round,
         "wall_s": wall,
         "cpu_ticks": {role: cpu_after[role] - cpu_before[role] for role in cpu_before},
         "load_generator_cpu_s": own,
@@ -233,6 +243,7 @@ async def _drive(
 def _summary(phases: Sequence[dict[str, Any]], concurrency: int) -> dict[str, Any]:
     """All rounds of one side and mode, pooled."""
     latencies = [ms for phase in phases for ms in phase["latencies_ms"]]
+    one_round = [ms for phase in phases for ms in phase["one_round_latencies_ms"]]
     lookups = len(latencies)
     wall = sum(phase["wall_s"] for phase in phases)
     ticks: Counter[str] = Counter()
@@ -252,6 +263,11 @@ def _summary(phases: Sequence[dict[str, Any]], concurrency: int) -> dict[str, An
         "p50_ms": _percentile(latencies, 50),
         "p95_ms": _percentile(latencies, 95),
         "p99_ms": _percentile(latencies, 99),
+        # Lookups that asked an agency a second time (with an identifier a first answer held)
+        # take two round trips by design; the peer never does. The rest, apart:
+        "asked_again": lookups - len(one_round),
+        "one_round_p50_ms": _percentile(one_round, 50) if one_round else None,
+        "one_round_p99_ms": _percentile(one_round, 99) if one_round else None,
         "mean_ms": round(statistics.fmean(latencies), 3),
         "throughput_rps": round(lookups / wall, 1),
         "per_round_rps": [round(len(p["latencies_ms"]) / p["wall_s"], 1) for p in phases],
@@ -484,6 +500,14 @@ def _print_table(runs: Sequence[dict[str, Any]]) -> None:
                 )
         for side in ("ours", "peer"):
             print(f"{'':>7} {side:>5} outcomes {r[side]['sequential']['outcomes']}")
+        for mode in ("sequential", "concurrent"):
+            m = r["ours"][mode]
+            if m["asked_again"]:
+                print(
+                    f"{'':>7}  ours {'c' + str(m['concurrency']):>6} {m['asked_again']} of"
+                    f" {m['lookups']} asked an agency again; the others: p50"
+                    f" {m['one_round_p50_ms']:.2f} p99 {m['one_round_p99_ms']:.2f}"
+                )
     print(
         "CPU is ms per lookup (user+system, whole process tree); backends are health/education/"
         "social_care; bytes is the mean GraphQL response size."
