@@ -100,6 +100,16 @@ async def test_chunked_and_read_to_close_answers_are_read_whole():
 
 
 @pytest.mark.anyio
+async def test_an_interim_answer_is_skipped_for_the_real_one():
+    interim = b"HTTP/1.1 100 Continue\r\n\r\n" + OK
+    async with RawServer(lambda n: interim) as server, ConnectorTransport() as transport:
+        for _ in range(2):
+            reply = await _post(transport, server.url)
+            assert (reply.status_code, reply.payload) == (200, b'{"ok":true}')
+    assert server.connections == 1
+
+
+@pytest.mark.anyio
 async def test_a_kept_connection_the_server_closed_is_replaced_without_an_error():
     """The keep-alive race: the server closes an idle connection as the next request leaves."""
     async with (
