@@ -23,9 +23,10 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from pydantic import BaseModel
 
@@ -33,6 +34,7 @@ from gateway import metrics
 from gateway.policy.decisions import PlanDecision, PlanInput, ReleaseDecision, ReleaseInput
 from gateway.policy.engine import PLAN_ENTRYPOINT, RELEASE_ENTRYPOINT, PolicyEngine
 
+_K = TypeVar("_K")
 _REMEMBERED = 4096
 """Decision texts kept for reuse before the memory is cleared and refilled."""
 _FOLLOW_S: Final = 1.0
@@ -168,9 +170,8 @@ class DecisionLog:
         """The fields every decision at `path` under `revision` shares, as JSON (`"labels":...` to
         `"requested_by":...`): made once per pair rather than serialised for every decision. The
         id and timestamp, between which they sit, need no escaping (hex; ISO 8601)."""
-        key = (path, revision)
-        head = self._heads.get(key)
-        if head is None:
+
+        def make() -> str:
             shared = {
                 "labels": self._labels,
                 "bundles": {"childlookup": {"revision": revision}},
@@ -178,32 +179,39 @@ class DecisionLog:
                 "masked": [],
                 "requested_by": "childlookup-gateway",
             }
-            head = json.dumps(shared, separators=(",", ":"))[1:-1]
-            if len(self._heads) >= _REMEMBERED:
-                self._heads.clear()
-            self._heads[key] = head
-        return head
+            return json.dumps(shared, separators=(",", ":"))[1:-1]
+
+        return _kept(self._heads, (path, revision), make)
 
     def _decided(self, request: BaseModel, result: BaseModel) -> str:
         """`"input":...,"result":...` as JSON. Lookups repeat the same few inputs and answers (one
         role, one purpose, a few shapes of record), so the text is remembered per pair: policy
         inputs and answers are frozen, hashable values."""
-        key = (request, result)
-        text = self._texts.get(key)
-        if text is None:
+
+        def make() -> str:
             both = {
                 "input": request.model_dump(mode="json"),
                 "result": result.model_dump(mode="json"),
             }
-            text = json.dumps(both, separators=(",", ":"))[1:-1]
-            if len(self._texts) >= _REMEMBERED:
-                self._texts.clear()
-            self._texts[key] = text
-        return text
+            return json.dumps(both, separators=(",", ":"))[1:-1]
+
+        return _kept(self._texts, (request, result), make)
 
     def close(self) -> None:
         if isinstance(self._sink, RotatingFile):
             self._sink.close()
+
+
+def _kept(texts: dict[_K, str], key: _K, make: Callable[[], str]) -> str:
+    """`texts[key]`, made and kept if missing. Past _REMEMBERED entries the memory is cleared, not
+    evicted one by one: the few texts in use are made again at once."""
+    text = texts.get(key)
+    if text is None:
+        text = make()
+        if len(texts) >= _REMEMBERED:
+            texts.clear()
+        texts[key] = text
+    return text
 
 
 class LoggedPolicy:
