@@ -208,6 +208,12 @@ def _migrate(conn: sqlite3.Connection) -> None:
         raise
 
 
+def _for_sqlite(statement: str) -> str:
+    """A statement the two stores share (gateway.audit.queries, in psycopg's `%s` placeholders)
+    in SQLite's (`?`)."""
+    return statement.replace("%s", "?")
+
+
 def _create_triggers(conn: sqlite3.Connection) -> None:
     """The append-only triggers, one statement at a time: `executescript` would commit the
     transaction they are re-created in."""
@@ -437,7 +443,7 @@ class SqliteAuditStore:
             limit=limit,
         )
         with self._lock:
-            rows = self._conn.execute(statement.replace("%s", "?"), params).fetchall()
+            rows = self._conn.execute(_for_sqlite(statement), params).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def notified_records(
@@ -488,7 +494,7 @@ class SqliteAuditStore:
     # --- archiving (gateway.audit.archive) ------------------------------------------------------
 
     def _run(self, statement: str, params: Sequence[object]) -> list[tuple[Any, ...]]:
-        return self._conn.execute(statement.replace("%s", "?"), params).fetchall()
+        return self._conn.execute(_for_sqlite(statement), params).fetchall()
 
     def archive_anchor(self) -> Anchor | None:
         """Where the live log begins: the end of the last segment archived, or None."""
@@ -520,9 +526,7 @@ class SqliteAuditStore:
                     for q in SEGMENT_QUERIES
                 )
                 records = self._conn.execute(
-                    SEGMENT_RECORDS.format(records=RECORD_COLUMNS.format(at="at")).replace(
-                        "%s", "?"
-                    ),
+                    _for_sqlite(SEGMENT_RECORDS.format(records=RECORD_COLUMNS.format(at="at"))),
                     (end.seq,),
                 )
                 yield SegmentRows(start, end, checkpoints, alerts, receipts, records)
@@ -584,7 +588,7 @@ class SqliteOutbox(OutboxRows):
 
     def _rows(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
-            return self._conn.execute(statement.replace("%s", "?"), params).fetchall()
+            return self._conn.execute(_for_sqlite(statement), params).fetchall()
 
     def close(self) -> None:
         with self._lock:
