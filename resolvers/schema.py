@@ -27,6 +27,7 @@ from strawberry.types import ExecutionContext
 
 from gateway.errors import ErrorCode, GatewayError
 from resolvers.error_messages import safe_message
+from resolvers.executor import PlannedExecutor
 from resolvers.query import Query
 from resolvers.types import SCALARS
 
@@ -125,6 +126,7 @@ def build_schema(*, explorable: bool = True) -> strawberry.Schema:
         config=StrawberryConfig(disable_field_suggestions=not explorable),
         scalar_overrides=SCALARS,
         extensions=[partial(_PreparedOperations, prepared, rules)],
+        execution_context_class=PlannedExecutor,
     )
 
 
