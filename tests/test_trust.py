@@ -287,3 +287,66 @@ def test_a_signed_token_is_a_standard_es256_jws_any_library_reads():
     other = ec.generate_private_key(ec.SECP256R1())
     with pytest.raises(jwt.InvalidSignatureError):
         jwt.decode(token, other.public_key(), algorithms=["ES256"], audience="health")
+
+
+_NOW = int(time.time())
+_VARIANTS: dict[str, dict] = {
+    "plain": {},
+    "audiences listed": {"aud": ["education", "health"]},
+    "another audience": {"aud": "education"},
+    "other audiences listed": {"aud": ["education"]},
+    "an audience that is a number": {"aud": ["health", 7]},
+    "no audience": {"aud": None},
+    "another issuer": {"iss": "someone"},
+    "issued later": {"iat": _NOW + 60},
+    "issued at a fraction of a second": {"iat": _NOW + 0.5},
+    "issued at a string": {"iat": str(_NOW)},
+    "expired": {"exp": _NOW - 10},
+    "expiring at a string": {"exp": str(_NOW + 30)},
+    "not before later": {"nbf": _NOW + 60},
+    "not before now": {"nbf": _NOW},
+    "a subject that is a number": {"sub": 5},
+    "an id that is a number": {"jti": 5},
+    "no body hash": {BODY_HASH_CLAIM: None},
+}
+
+
+@pytest.mark.parametrize("variant", sorted(_VARIANTS))
+@pytest.mark.parametrize("key", ["signer", "another key", "another curve"])
+def test_the_fast_check_accepts_only_what_pyjwt_accepts(variant, key):
+    """Tokens of the usual shape are checked without PyJWT (connectors.trust._plainly_valid);
+    whatever it accepts, PyJWT must accept with the same options and read the same claims."""
+    from connectors.trust import _plainly_valid, _unverified
+
+    body = _body()
+    claims = jwt.decode(_token(body), options={"verify_signature": False})
+    for name, value in _VARIANTS[variant].items():
+        claims.pop(name) if value is None else claims.__setitem__(name, value)
+    headers = {"kid": key_id(GATEWAY_KEY.public_key())}
+    token = jwt.encode(claims, GATEWAY_KEY, algorithm="ES256", headers=headers)
+    public = {
+        "signer": GATEWAY_KEY.public_key(),
+        "another key": ec.generate_private_key(ec.SECP256R1()).public_key(),
+        "another curve": ec.generate_private_key(ec.SECP384R1()).public_key(),
+    }[key]
+    required = ("iss", "iat", "exp", BODY_HASH_CLAIM, "aud", "jti")
+
+    segments, _ = _unverified(token)
+    fast = _plainly_valid(segments, public, GATEWAY, "health", 5, required)
+    try:
+        full = jwt.decode(
+            token,
+            public,
+            algorithms=["ES256"],
+            issuer=GATEWAY,
+            audience="health",
+            leeway=5,
+            options={"require": list(required)},
+        )
+    except jwt.PyJWTError:
+        full = None
+
+    if fast is not None:
+        assert fast == full
+    if key == "signer" and variant in ("plain", "audiences listed"):
+        assert fast is not None, "the usual token is checked on the fast path"
