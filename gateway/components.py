@@ -153,9 +153,7 @@ def build_components(
     )
 
 
-def router(
-    components: Components, transport: httpx.AsyncBaseTransport, fanout: FanOut
-) -> Router | None:
+def router(components: Components, transport: ConnectorTransport, fanout: FanOut) -> Router | None:
     """The routing stage, when some agencies are asked only when routed or a locator is set."""
     settings = components.settings
     locator = None

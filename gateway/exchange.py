@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from connectors.protocol import ErrorResponse
 from connectors.trust import SIGNATURE_HEADER
+from gateway.transport import ConnectorTransport
 
 _AnswerT = TypeVar("_AnswerT", bound=BaseModel)
 
@@ -31,13 +32,15 @@ class Reply:
     signature: str | None
 
 
+_SIGNATURE: Final = SIGNATURE_HEADER.encode("ascii")
+
 REQUEST_TIMEOUTS: Final = {"connect": 10.0, "read": 10.0, "write": 10.0, "pool": 10.0}
 """httpx's per-request timeouts, in seconds. Each caller bounds its exchange by its own, shorter
 deadline; these only stop one that would otherwise outlive the caller."""
 
 
 async def post_capped(
-    transport: httpx.AsyncBaseTransport,
+    transport: ConnectorTransport,
     url: httpx.URL,
     body: bytes,
     headers: Mapping[str, str],
@@ -47,24 +50,20 @@ async def post_capped(
     `max_bytes`, httpx errors as they come.
 
     Straight through the transport, not httpx.AsyncClient: its cookie jar, redirect and auth
-    handling, and URL and header merging were half the cost of each request (bench/transport.py),
-    and a federated party's answer needs none of them. Only `Host` and `Content-Length` are
-    added to `headers`: nothing asks for a compressed answer."""
-    request = httpx.Request(
-        "POST", url, content=body, headers=headers, extensions={"timeout": REQUEST_TIMEOUTS}
+    handling, URL and header merging and its request and response models were most of the cost
+    of each request (bench/transport.py), and a federated party's answer needs none of them.
+    Only `Host` and `Content-Length` are added to `headers`: nothing asks for a compressed
+    answer."""
+    status, answer_headers, payload = await transport.post(
+        url, body, headers, max_bytes, REQUEST_TIMEOUTS
     )
-    response = await transport.handle_async_request(request)
-    try:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > max_bytes:
-                raise Malformed("answer too large")
-            chunks.append(chunk)
-        return Reply(response.status_code, b"".join(chunks), response.headers.get(SIGNATURE_HEADER))
-    finally:
-        await response.aclose()
+    if payload is None:
+        raise Malformed("answer too large")
+    signature = next(
+        (value.decode("latin-1") for name, value in answer_headers if name.lower() == _SIGNATURE),
+        None,
+    )
+    return Reply(status, payload, signature)
 
 
 def parsed(reply: Reply, answer: type[_AnswerT]) -> _AnswerT | ErrorResponse:

@@ -41,6 +41,7 @@ from gateway.config import Asked, SourceConfig
 from gateway.exchange import Malformed, parsed, post_capped
 from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.source_health import SourceHealth
+from gateway.transport import ConnectorTransport
 from gateway.types import AskedBecause, LookupContext, Plan, SourceAnswer, SourceStatus
 
 MAX_ANSWER_BYTES = 2 * 1024 * 1024
@@ -75,7 +76,7 @@ class FanOut:
     def __init__(
         self,
         sources: Sequence[SourceConfig],
-        transport: httpx.AsyncBaseTransport,
+        transport: ConnectorTransport,
         cache: AnswerCache,
         *,
         signer: RequestSigner | None = None,

@@ -31,6 +31,7 @@ from gateway import tracing
 from gateway.exchange import Malformed, parsed, post_capped
 from gateway.plan import LOCATOR_SOURCE
 from gateway.signing import AnswerVerifier, RequestSigner
+from gateway.transport import ConnectorTransport
 from gateway.types import (
     IDENTIFIER_FIELDS,
     AskedBecause,
@@ -83,7 +84,7 @@ class LocatorClient:
     def __init__(
         self,
         url: str,
-        transport: httpx.AsyncBaseTransport,
+        transport: ConnectorTransport,
         signer: RequestSigner,
         verifier: AnswerVerifier,
         keys: Sequence[PseudonymKey],

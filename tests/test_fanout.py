@@ -278,19 +278,19 @@ async def test_a_failed_probe_opens_the_circuit_again():
     assert len(backend.requests) == 2
 
 
-class _ListenOnRefusal(httpx.AsyncBaseTransport):
-    """A real transport that, when a connection is refused, starts the connector on the socket
-    that refused it: the next connection is accepted."""
+class _ListenOnRefusal(ConnectorTransport):
+    """The real transport, except that when a connection is refused it starts the connector on
+    the socket that refused it: the next connection is accepted."""
 
     def __init__(self, sock, app):
-        self._inner = ConnectorTransport()
+        super().__init__()
         self._sock, self._app = sock, app
         self.refused = 0
         self.server = None
 
-    async def handle_async_request(self, request):
+    async def _connect(self, origin, within_s):
         try:
-            return await self._inner.handle_async_request(request)
+            return await super()._connect(origin, within_s)
         except httpx.ConnectError:
             self.refused += 1
             if self.server is None:
@@ -298,7 +298,7 @@ class _ListenOnRefusal(httpx.AsyncBaseTransport):
             raise
 
     async def aclose(self):
-        await self._inner.aclose()
+        await super().aclose()
         if self.server is not None:
             self.server.stop()
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from connectors.serving import free_port
-from gateway.exchange import post_capped
+from gateway.exchange import Malformed, post_capped
 from gateway.transport import ConnectorTransport
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}'
@@ -78,6 +78,28 @@ async def test_one_connection_carries_request_after_request():
     assert first.startswith(b"POST /v1/x HTTP/1.1\r\n")
     assert b"\r\nHost: 127.0.0.1:" in first
     assert first.endswith(b"\r\n\r\n{}")
+
+
+@pytest.mark.anyio
+async def test_an_answer_past_the_cap_is_refused_and_its_connection_not_reused():
+    big = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 1500  # and no more
+    answers = iter([big, OK])  # one per request, whichever connection it comes on
+    async with RawServer(lambda n: next(answers)) as server, ConnectorTransport() as t:
+        with pytest.raises(Malformed):
+            await _post(t, server.url)  # a cap of 1000 bytes
+        reply = await _post(t, server.url)
+    assert reply.payload == b'{"ok":true}'
+    assert server.connections == 2
+
+
+@pytest.mark.anyio
+async def test_a_header_holding_a_line_break_is_never_sent():
+    async with RawServer(lambda n: OK) as server, ConnectorTransport() as transport:
+        for headers in ({"x-request-id": "a\r\nx-admin: yes"}, {"x-a\nb": "c"}):
+            with pytest.raises(httpx.LocalProtocolError):
+                await post_capped(transport, server.url, b"{}", headers, 1000)
+        await _post(transport, server.url)
+    assert len(server.requests) == 1
 
 
 @pytest.mark.anyio

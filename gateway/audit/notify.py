@@ -44,6 +44,7 @@ from gateway.audit.types import Access, AuditNotice
 from gateway.config import Settings, SourceConfig
 from gateway.exchange import Malformed, Reply, post_capped
 from gateway.signing import AnswerVerifier, RequestSigner
+from gateway.transport import ConnectorTransport
 from gateway.types import OwnerNotice
 
 BATCH: Final = 32
@@ -150,7 +151,7 @@ class NotificationDispatcher:
     def __init__(
         self,
         outbox: Outbox,
-        transport: httpx.AsyncBaseTransport,
+        transport: ConnectorTransport,
         signer: RequestSigner,
         sources: Sequence[SourceConfig],
         retry: RetryPolicy,
