@@ -267,10 +267,13 @@ def signed_token(
     signing_input = header + b"." + _base64url(json.dumps(payload, separators=(",", ":")).encode())
     # JWS compact serialisation (RFC 7515) written out: every lookup signs one token per agency,
     # and PyJWT's general-purpose encoder cost as much again as the ES256 signature itself.
-    r, s = decode_dss_signature(private_key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+    r, s = decode_dss_signature(private_key.sign(signing_input, _ES256))
     signature = r.to_bytes(_ES256_HALF, "big") + s.to_bytes(_ES256_HALF, "big")
     return (signing_input + b"." + _base64url(signature)).decode("ascii")
 
+
+_ES256: Final = ec.ECDSA(hashes.SHA256())
+"""The ES256 signature algorithm, immutable: built once rather than for every token."""
 
 _ES256_HALF: Final = 32
 """Bytes of each of an ES256 signature's two numbers (RFC 7518, 3.4)."""
@@ -407,7 +410,7 @@ def _plainly_valid(
                 int.from_bytes(signature[:_ES256_HALF]), int.from_bytes(signature[_ES256_HALF:])
             ),
             segments[0] + b"." + segments[1],
-            ec.ECDSA(hashes.SHA256()),
+            _ES256,
         )
         claims = json.loads(base64url_decode(segments[1]))
     except (InvalidSignature, ValueError, RecursionError):
