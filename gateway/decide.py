@@ -52,7 +52,7 @@ POLICY_UNDECIDED = "POLICY_UNDECIDED"
 
 def present_fields(record: ConnectorRecord) -> frozenset[FieldId]:
     """The catalogued fields a record actually holds a value for."""
-    present = {f for f in PLAIN_FIELDS if getattr(record, f.value) not in (None, [])}
+    present = {f for f in PLAIN_FIELDS if _holds(getattr(record, f.value))}
     if record.identifiers.nhs_number is not None:
         present.add(FieldId.NHS_NUMBER)
     if record.involvements:
@@ -64,6 +64,12 @@ def present_fields(record: ConnectorRecord) -> frozenset[FieldId]:
             f for f in INDICATOR_FIELDS if getattr(record.indicators, f.value) is not None
         )
     return frozenset(present)
+
+
+def _holds(value: object) -> bool:
+    """Neither None nor an empty list: `value not in (None, [])` without comparing a model with
+    None and [] through pydantic's __eq__, for each field of each record."""
+    return value is not None and not (isinstance(value, list) and not value)
 
 
 def _has_sensitive_details(involvement: Involvement) -> bool:

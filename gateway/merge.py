@@ -42,9 +42,13 @@ def merge(
     if not records:
         return None
     conflicts: list[Conflict] = []
+    rankings: dict[tuple[str, ...], list[ReleasedRecord]] = {}  # fields share a few orders
 
     def pick(field: FieldId, get: Callable[[ConnectorRecord], T | None]) -> Sourced[T] | None:
-        ranked = _ranked(records, authority.get(field, ()), kinds or {})
+        order = tuple(authority.get(field, ()))
+        if order not in rankings:
+            rankings[order] = _ranked(records, order, kinds or {})
+        ranked = rankings[order]
         held = [(r.matched.source, r.record, v) for r in ranked if (v := get(r.record)) is not None]
         if not held:
             return None
