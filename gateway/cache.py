@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 
 from aiocache import SimpleMemoryCache
@@ -25,18 +24,28 @@ class AnswerCache:
         self._secret = secrets.token_bytes(32)
         self._cache = SimpleMemoryCache()
 
-    def key(self, source: str, request: LookupRequest, fields: frozenset[FieldId]) -> str:
-        """Same source, same identifiers or demographics, same fields: the same answer."""
-        subject = request.model_dump(mode="json", include={"identifiers", "demographics"})
-        material = json.dumps([source, subject, sorted(fields)], separators=(",", ":"))
-        return hmac.new(self._secret, material.encode(), hashlib.sha256).hexdigest()
-
-    async def get(self, key: str) -> tuple[ConnectorRecord, ...] | None:
+    def key(self, source: str, request: LookupRequest, fields: frozenset[FieldId]) -> str | None:
+        """Same source, same identifiers or demographics, same fields: the same answer. None
+        when answers are not kept (`ttl_s` 0): there is nothing to find or keep."""
         if self._ttl == 0:
+            return None
+        demographics = request.demographics
+        material = b"\n".join(
+            (
+                source.encode(),
+                request.identifiers.model_dump_json().encode(),
+                b"null" if demographics is None else demographics.model_dump_json().encode(),
+                ",".join(sorted(fields)).encode(),
+            )
+        )
+        return hmac.new(self._secret, material, hashlib.sha256).hexdigest()
+
+    async def get(self, key: str | None) -> tuple[ConnectorRecord, ...] | None:
+        if key is None:
             return None
         value = await self._cache.get(key)
         return value if isinstance(value, tuple) else None
 
-    async def put(self, key: str, records: tuple[ConnectorRecord, ...]) -> None:
-        if self._ttl > 0:
+    async def put(self, key: str | None, records: tuple[ConnectorRecord, ...]) -> None:
+        if key is not None:
             await self._cache.set(key, records, ttl=self._ttl)

@@ -185,7 +185,12 @@ class FanOut:
         return answer
 
     async def _fetch(
-        self, source: SourceConfig, request: LookupRequest, key: str, started: float, budget: float
+        self,
+        source: SourceConfig,
+        request: LookupRequest,
+        key: str | None,
+        started: float,
+        budget: float,
     ) -> SourceAnswer:
         try:
             async with asyncio.timeout(budget):

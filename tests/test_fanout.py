@@ -191,6 +191,44 @@ async def test_repeat_lookups_are_served_from_the_short_cache():
     assert len(backend.requests) == 1
 
 
+def test_a_kept_answer_is_found_only_for_the_same_source_child_and_fields():
+    """A key shared by two lookups would hand one child's answer to another's."""
+    from datetime import UTC, date, datetime, timedelta
+
+    from connectors.protocol import Caller, Demographics, Identifiers
+
+    def request(nhs=NHS, upn=None, demographics=None, request_id="r-1"):
+        return LookupRequest(
+            request_id=request_id,
+            deadline=datetime.now(UTC) + timedelta(seconds=5),
+            purpose="DIRECT_CARE",
+            caller=Caller(role="gp", organisation="A81001"),
+            identifiers=Identifiers(nhs_number=nhs, upn=upn),
+            demographics=demographics,
+            fields=[FieldId.NAME],
+        )
+
+    cache = AnswerCache(ttl_s=30)
+    name, both = frozenset({FieldId.NAME}), frozenset({FieldId.NAME, FieldId.ADDRESS})
+    child = Demographics(given="Ada", family="Smith", date_of_birth=date(2015, 1, 2))
+    keys = [
+        cache.key("health", request(), name),
+        cache.key("education", request(), name),
+        cache.key("health", request(), both),
+        cache.key("health", request(nhs="9434765870"), name),
+        cache.key("health", request(nhs=None, upn="A123456789012"), name),
+        cache.key("health", request(nhs=None, demographics=child), name),
+        cache.key(
+            "health",
+            request(nhs=None, demographics=child.model_copy(update={"given": "Eve"})),
+            name,
+        ),
+    ]
+    assert len(set(keys)) == len(keys)
+    assert cache.key("health", request(request_id="r-2"), name) == keys[0]  # the same question
+    assert AnswerCache(ttl_s=0).key("health", request(), name) is None
+
+
 @pytest.mark.anyio
 async def test_failures_are_not_cached():
     backend = RecordingBackend(error=ConnectorError(ErrorCode.UNAVAILABLE, "down"))
