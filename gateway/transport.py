@@ -32,7 +32,7 @@ import asyncio
 import collections
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Final, cast
 
 import httptools
@@ -439,28 +439,32 @@ class ConnectorTransport(httpx.AsyncBaseTransport):
 
 
 def _posted(url: httpx.URL, headers: Mapping[str, str], body: bytes) -> bytes:
-    """A POST as it goes on the wire, in one buffer, with the Host and Content-Length headers
-    httpx.Request would add."""
-    head = [b"POST ", url.raw_path, b" HTTP/1.1\r\nHost: ", url.netloc, b"\r\n"]
+    """A POST as it goes on the wire, with the Host and Content-Length headers httpx.Request
+    would add."""
+    lines = [(b"Host", url.netloc)]
     for name, value in headers.items():
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise httpx.LocalProtocolError("a header holds a line break")
-        head += (name.encode("ascii"), b": ", value.encode("ascii"), b"\r\n")
-    head += (b"Content-Length: %d\r\n\r\n" % len(body), body)
-    return b"".join(head)
+        lines.append((name.encode("ascii"), value.encode("ascii")))
+    lines.append((b"Content-Length", b"%d" % len(body)))
+    return _wire(b"POST", url.raw_path, lines, body)
 
 
 def _serialised(request: httpx.Request, body: bytes) -> bytes:
-    """The request as it goes on the wire, in one buffer."""
-    head = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
-    chunked = False
-    for name, value in request.headers.raw:
+    """An httpx request as it goes on the wire; a streamed (chunked) body, read whole, as one
+    chunk and then the last."""
+    if any(
+        name.lower() == b"transfer-encoding" and value.lower() == b"chunked"
+        for name, value in request.headers.raw
+    ):
+        body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body else b"0\r\n\r\n"
+    return _wire(request.method.encode("ascii"), request.url.raw_path, request.headers.raw, body)
+
+
+def _wire(method: bytes, path: bytes, headers: Iterable[tuple[bytes, bytes]], body: bytes) -> bytes:
+    """The request line, headers and body in one buffer, to be written at once."""
+    head = [method, b" ", path, b" HTTP/1.1\r\n"]
+    for name, value in headers:
         head += (name, b": ", value, b"\r\n")
-        if name.lower() == b"transfer-encoding" and value.lower() == b"chunked":
-            chunked = True
-    head.append(b"\r\n")
-    if chunked:  # a streamed body, read whole: one chunk, then the last
-        head += (b"%x\r\n" % len(body), body, b"\r\n0\r\n\r\n") if body else (b"0\r\n\r\n",)
-    else:
-        head.append(body)
+    head += (b"\r\n", body)
     return b"".join(head)

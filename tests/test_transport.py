@@ -227,3 +227,30 @@ async def test_requests_past_the_limit_wait_for_a_place_then_time_out():
     finally:
         await transport.aclose()
         server.close()
+
+
+@pytest.mark.anyio
+async def test_a_streamed_request_body_goes_as_one_chunk_then_the_last():
+    received = []
+
+    async def serve(reader, writer):
+        received.append(await reader.readuntil(b"\r\n0\r\n\r\n"))
+        writer.write(OK)
+        await writer.drain()
+        writer.close()
+
+    async def parts():
+        yield b'{"a"'
+        yield b":1}"
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/x"
+    try:
+        async with httpx.AsyncClient(transport=ConnectorTransport()) as client:
+            response = await client.post(url, content=parts())
+    finally:
+        server.close()
+    assert response.content == b'{"ok":true}'
+    head, _, body = received[0].partition(b"\r\n\r\n")
+    assert b"\r\nTransfer-Encoding: chunked" in head
+    assert body == b'7\r\n{"a":1}\r\n0\r\n\r\n'
