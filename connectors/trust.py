@@ -392,9 +392,10 @@ def _plainly_valid(
     and checked here; None for anything else, which `_decoded` then judges.
 
     PyJWT spends as long again as the ES256 verification itself on its general-purpose decoding
-    and claim checks (options merged, segments decoded twice, a datetime for "now"): three
-    answers a lookup and one request an answer. Only acceptance is done here: a token this
-    refuses goes to PyJWT, so what is refused, and how it is reported, is PyJWT's verdict."""
+    and claim checks (options merged, segments decoded twice, a datetime for "now"), once for
+    every request a connector answers and, where answers are signed, for each of a lookup's
+    answers. Only acceptance is done here: a token this refuses goes to PyJWT, so what is
+    refused, and how it is reported, is PyJWT's verdict."""
     if (
         segments is None
         or not isinstance(key, ec.EllipticCurvePublicKey)
