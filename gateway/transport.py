@@ -1,8 +1,10 @@
-"""The HTTP transport under the gateway's httpx client: a lean HTTP/1.1 keep-alive pool.
+"""The gateway's connections to federated parties: a lean HTTP/1.1 keep-alive pool.
 
-httpx stays the client API. Under it, every federated request is a POST of a few kilobytes to a
-handful of known parties, answered in one small JSON body - a lookup makes three at once, and the
-gateway is one Python thread. The general-purpose transports were most of its CPU per lookup:
+Fan-out, owner notifications and the locator post bytes and read bytes through it
+(`ConnectorTransport.post`, via gateway.exchange); witness delivery uses it under
+`httpx.AsyncClient`, as an httpx transport. Every federated request is a POST of a few kilobytes
+to a handful of known parties, answered in one small JSON body - a lookup makes three at once, and
+the gateway is one Python thread. The general-purpose transports were most of its CPU per lookup:
 httpcore checked every pooled connection with a poll() on each request and release (20% at 16
 concurrent lookups, growing with the pool), and aiohttp under httpx (httpx-aiohttp) translated
 every request and answer between the two libraries' models and wrote headers and body apart
