@@ -186,6 +186,7 @@ async def _drive(
     delivering owner notifications late, say) would be taken from the side measured."""
     latencies: list[float] = []
     one_round: list[float] = []
+    asked_again: list[float] = []
     sizes: list[int] = []
     outcomes: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
@@ -210,11 +211,10 @@ async def _drive(
                 if status != 200 or body.get("errors"):
                     outcomes[f"ERROR:{status}"] += 1
                     continue
-                outcome, answered, asked_again = side.read(body)
+                outcome, answered, again = side.read(body)
                 outcomes[outcome] += 1
                 statuses.update(answered)
-                if not asked_again:
-                    one_round.append(elapsed)
+                (asked_again if again else one_round).append(elapsed)
         finally:
             connection.close()
 
@@ -228,6 +228,7 @@ async def _drive(
     return {
         "latencies_ms": latencies,
         "one_round_latencies_ms": one_round,
+        "asked_again_latencies_ms": asked_again,
         "wall_s": wall,
         "cpu_ticks": {role: cpu_after[role] - cpu_before[role] for role in cpu_before},
         "load_generator_cpu_s": own,
@@ -265,7 +266,7 @@ def _summary(phases: Sequence[dict[str, Any]], concurrency: int) -> dict[str, An
         "p99_ms": _percentile(latencies, 99),
         # Lookups that asked an agency a second time (with an identifier a first answer held)
         # take two round trips by design; the peer never does. The rest, apart:
-        "asked_again": lookups - len(one_round),
+        "asked_again": sum(len(phase["asked_again_latencies_ms"]) for phase in phases),
         "one_round_p50_ms": _percentile(one_round, 50) if one_round else None,
         "one_round_p99_ms": _percentile(one_round, 99) if one_round else None,
         "mean_ms": round(statistics.fmean(latencies), 3),
