@@ -61,13 +61,13 @@ def merge(
         return Sourced(value, source, record.as_of)
 
     def union(get: Callable[[ConnectorRecord], list[T] | None]) -> tuple[Sourced[T], ...]:
-        seen: set[str] = set()
+        # Carers and involvements are frozen models: equal fields, equal hash, one entry.
+        seen: set[T] = set()
         values: list[Sourced[T]] = []
         for r in records:
             for value in get(r.record) or ():
-                fingerprint = repr(value)
-                if fingerprint not in seen:
-                    seen.add(fingerprint)
+                if value not in seen:
+                    seen.add(value)
                     values.append(Sourced(value, r.matched.source, r.record.as_of))
         return tuple(values)
 

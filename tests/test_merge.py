@@ -53,6 +53,17 @@ def test_identical_entries_from_two_sources_appear_once():
     assert len(child.involvements) == 2
 
 
+def test_entries_differing_in_a_nested_field_are_both_kept():
+    visiting = health_record().involvements[0]
+    assert visiting.practitioner is not None
+    moved = visiting.practitioner.model_copy(update={"phone": "0113 000 0000"})
+    twin = social_care_record(involvements=[visiting.model_copy(update={"practitioner": moved})])
+    child = merge([_released("health", health_record()), _released("social_care", twin)])
+    assert child is not None
+    phones = [i.value.practitioner.phone for i in child.involvements if i.value.practitioner]
+    assert phones.count("0113 000 0000") == 1 and len(child.involvements) == 3
+
+
 MOVED = Address(lines=["9 Elsewhere Road", "Leeds"], postcode="LS11 5QT")
 
 
