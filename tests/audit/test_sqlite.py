@@ -2,11 +2,12 @@
 (PostgreSQL's schema changes go through alembic revisions instead, see test_postgres)."""
 
 import sqlite3
+import threading
 
 import pytest
 
 from gateway.audit import SqliteAuditStore
-from gateway.audit.sqlite import SCHEMA_VERSION
+from gateway.audit.sqlite import _CHECKPOINT_AFTER_FLUSHES, SCHEMA_VERSION
 from tests.factories import (
     BREAK_GLASS_REASON,
     CHECKPOINT_KEY,
@@ -112,3 +113,39 @@ CREATE TRIGGER audit_checkpoint_no_delete BEFORE DELETE ON audit_checkpoint
 BEGIN SELECT RAISE(ABORT, 'audit_checkpoint is append-only'); END;
 """
 """The audit log and its checkpoints as gateways wrote them before whole-row hashes."""
+
+
+@pytest.mark.anyio
+async def test_an_append_while_another_connection_writes_waits_for_it_then_commits(tmp_path):
+    """Appends are written on the event loop only when the write lock is free at once; held by
+    another writer (a seal, a second gateway process), the append waits for it in a thread."""
+    store = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY)
+    await store.append(audit_record("before"))
+    other = sqlite3.connect(
+        tmp_path / "audit.sqlite3", isolation_level=None, check_same_thread=False
+    )
+    other.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.05, other.execute, ("ROLLBACK",)).start()
+    await store.append(audit_record("while-locked"))
+    other.close()
+    assert [r["audit_id"] for r in store.records()] == ["before", "while-locked"]
+    assert store.verify().ok
+
+
+@pytest.mark.anyio
+async def test_the_wal_is_checkpointed_as_appends_go(tmp_path):
+    """The event loop's connection leaves checkpoints to the thread that flushes the WAL: the
+    WAL stays the size of a few hundred commits however many are made."""
+    path = tmp_path / "audit.sqlite3"
+    store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=10_000)
+    wal = path.with_name(path.name + "-wal")
+    for i in range(_CHECKPOINT_AFTER_FLUSHES + 10):
+        await store.append(audit_record(f"first-{i}"))
+    one_round = wal.stat().st_size
+    for i in range(3 * _CHECKPOINT_AFTER_FLUSHES):
+        await store.append(audit_record(f"then-{i}"))
+    assert wal.stat().st_size < 1.5 * one_round
+    with sqlite3.connect(path) as reader:
+        assert reader.execute("SELECT count(*) FROM audit_log").fetchone() == (
+            4 * _CHECKPOINT_AFTER_FLUSHES + 10,
+        )
