@@ -61,7 +61,8 @@ def test_entries_differing_in_a_nested_field_are_both_kept():
     child = merge([_released("health", health_record()), _released("social_care", twin)])
     assert child is not None
     phones = [i.value.practitioner.phone for i in child.involvements if i.value.practitioner]
-    assert phones.count("0113 000 0000") == 1 and len(child.involvements) == 3
+    assert phones.count("0113 000 0000") == 1
+    assert len(child.involvements) == 3
 
 
 MOVED = Address(lines=["9 Elsewhere Road", "Leeds"], postcode="LS11 5QT")

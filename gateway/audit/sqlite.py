@@ -2,8 +2,9 @@
 
 Writes are group-committed: concurrent lookups share one transaction and one fsync, so durability
 does not cost a disk flush per lookup under load. A batch is written on the event loop when the
-write lock is free, and only the flush is left to a thread (`SqliteAuditStore._commit`). Every record is hash-chained to the one before
-and the chain is checkpointed under a MAC (see gateway.audit.chain), so tampering is detectable.
+write lock is free, and only the flush is left to a thread (`SqliteAuditStore._commit`). Every
+record is hash-chained to the one before and the chain is checkpointed under a MAC (see
+gateway.audit.chain), so tampering is detectable.
 
 The owner notifications a lookup obliges are queued in the same transaction (see
 gateway.audit.outbox): they exist exactly when the lookup's record does. `SqliteOutbox` delivers
