@@ -15,6 +15,7 @@ The log grows by about 2.4 KB a lookup. Written to a file, it is rotated by size
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
@@ -138,6 +139,7 @@ class DecisionLog:
         self._labels = {"app": "childlookup-gateway", "id": instance}
         self._heads: dict[tuple[str, str], str] = {}
         self._texts: dict[tuple[BaseModel, BaseModel], str] = {}
+        self._pending: list[str] = []
         self._lock = threading.Lock()
 
     @classmethod
@@ -162,9 +164,29 @@ class DecisionLog:
             f'{{"decision_id":"{decision_id}",{self._head(path, revision)},'
             f'"timestamp":"{stamp}",{self._decided(request, result)}}}\n'
         )
-        with self._lock:
-            self._sink.write(line)
+        self._write(line)
         return decision_id
+
+    def _write(self, line: str) -> None:
+        """Lines logged during one round of the event loop's callbacks are written together when
+        the round ends: one write a round rather than one a decision (a write and a stat, ~5 us,
+        twice a lookup). The round ends before any later step of the lookups that logged them,
+        so a decision is in the log before an audit record naming it is written. With no event
+        loop in this thread the line is written at once."""
+        with self._lock:
+            self._pending.append(line)
+            if len(self._pending) > 1:
+                return  # a write is already due
+        try:
+            asyncio.get_running_loop().call_soon(self._flush)
+        except RuntimeError:
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            lines, self._pending = self._pending, []
+            if lines and self._sink is not None:
+                self._sink.write("".join(lines))
 
     def _head(self, path: str, revision: str) -> str:
         """The fields every decision at `path` under `revision` shares, as JSON (`"labels":...` to
@@ -198,6 +220,7 @@ class DecisionLog:
         return _kept(self._texts, (request, result), make)
 
     def close(self) -> None:
+        self._flush()
         if isinstance(self._sink, RotatingFile):
             self._sink.close()
 
