@@ -33,6 +33,13 @@ class Capacity:
     async def acquire(self) -> None:
         """Take one of the process's lookup places, waiting in turn; OVERLOADED if none frees up
         in time. Waiting can be cancelled (the caller went away) without taking a place."""
+        if self._slots.locked():
+            await self._wait_for_a_place()
+        else:  # a place is free and nobody is ahead: taken at once, no wait to time or count
+            await self._slots.acquire()
+        metrics.LOOKUPS_IN_FLIGHT.inc()
+
+    async def _wait_for_a_place(self) -> None:
         try:
             with metrics.LOOKUPS_WAITING.track_inprogress():
                 async with asyncio.timeout(self._max_wait_s):
@@ -44,7 +51,6 @@ class Capacity:
                 "The service is too busy to start your lookup right now; nothing was looked up."
                 " Try again in a few seconds.",
             ) from None
-        metrics.LOOKUPS_IN_FLIGHT.inc()
 
     def release(self) -> None:
         metrics.LOOKUPS_IN_FLIGHT.dec()
