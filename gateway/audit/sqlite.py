@@ -2,8 +2,8 @@
 
 Writes are group-committed: concurrent lookups share one transaction and one fsync, so durability
 does not cost a disk flush per lookup under load. A batch is written on the event loop when the
-write lock is free, and only the flush is left to a thread (`SqliteAuditStore._commit`). Every
-record is hash-chained to the one before and the chain is checkpointed under a MAC (see
+write lock is free, and flushed there too unless the disk is slow (`SqliteAuditStore._commit`).
+Every record is hash-chained to the one before and the chain is checkpointed under a MAC (see
 gateway.audit.chain), so tampering is detectable.
 
 The owner notifications a lookup obliges are queued in the same transaction (see
@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -249,9 +250,15 @@ def _connect(
 
 
 _CHECKPOINT_AFTER_FLUSHES: Final = 256
-"""How many commits on the event loop the WAL takes before the flushing thread checkpoints it
-(a few pages each: about SQLite's own default of 1,000 pages, which that connection is told not
-to checkpoint itself)."""
+"""How many commits on the event loop the WAL takes before it is checkpointed, in a thread (a few
+pages each: about SQLite's own default of 1,000 pages, which that connection is told not to
+checkpoint itself)."""
+
+_FLUSH_ON_THE_LOOP_UNDER_S: Final = 0.001
+"""A WAL flush that last took less than this is made on the event loop. In a thread it costs more
+than the loop loses blocked: under load the thread waits up to the interpreter's 5 ms switch
+interval for the GIL, before and after the flush (~8 ms a batch at 16 lookups in flight, for a
+~0.2 ms fdatasync). A slower disk is flushed in a thread, the loop serving on meanwhile."""
 
 
 class SqliteAuditStore:
@@ -283,6 +290,8 @@ class SqliteAuditStore:
         if self._flush:
             self._at_once.execute("PRAGMA wal_autocheckpoint = 0")
         self._flushed = 0
+        self._flush_s = 0.0
+        """How long the last flush took: the disk's speed, which decides where the next is made."""
         self._group = GroupCommit(self._commit)
 
     async def append(
@@ -294,21 +303,19 @@ class SqliteAuditStore:
 
     async def _commit(self, records: list[AuditRecord], notifications: list[OutboxMessage]) -> None:
         """Write the batch on the event loop when the log's write lock is free at once, and flush
-        the WAL to disk in a thread before returning; else write it all in a thread, waiting for
-        the lock up to the busy timeout. Either way the batch is durable when this returns.
+        the WAL to disk before returning; else write it all in a thread, waiting for the lock up
+        to the busy timeout. Either way the batch is durable when this returns.
 
         Handing the whole write to a thread cost more than the write: each SQLite call releases
         the GIL, and under load the thread waited up to the switch interval to take it back
-        every time - ~10 ms a commit at 16 lookups in flight, against ~0.5 ms of work. Written
-        here, only the flush (one system call) leaves the loop. The flush is what FULL would
-        have done at COMMIT, made after it: a process that dies between the two loses nothing
-        it released, since no caller has its answer before the flush."""
+        every time - ~10 ms a commit at 16 lookups in flight, against ~0.5 ms of work. The flush
+        is what FULL would have done at COMMIT, made after it: a process that dies between the
+        two loses nothing it released, since no caller has its answer before the flush."""
         try:
-            if self._write_at_once(records, notifications):
-                if self._flush:
-                    await asyncio.to_thread(self._flush_wal)
-            else:
+            if not self._write_at_once(records, notifications):
                 await asyncio.to_thread(self._write, records, notifications)
+            elif self._flush:
+                await self._flush_wal()
         except (sqlite3.Error, OSError) as exc:
             raise AuditUnavailable(f"audit store write failed: {exc.__class__.__name__}") from exc
 
@@ -330,22 +337,33 @@ class SqliteAuditStore:
             raise
         return True
 
-    def _flush_wal(self) -> None:
-        """Make what was committed through `_at_once` durable: fsync the WAL file, as synchronous
-        FULL does after every commit (fsync flushes the file, whichever descriptor asks). When
-        the WAL has taken enough commits, checkpoint it here, off the loop."""
+    async def _flush_wal(self) -> None:
+        """Make what was committed through `_at_once` durable: on the loop when the disk flushes
+        fast, else in a thread (see _FLUSH_ON_THE_LOOP_UNDER_S). Every
+        _CHECKPOINT_AFTER_FLUSHES flushes, checkpoint the WAL in a thread."""
+        if self._flush_s < _FLUSH_ON_THE_LOOP_UNDER_S:
+            self._sync_wal()
+        else:
+            await asyncio.to_thread(self._sync_wal)
+        self._flushed += 1
+        if self._flushed >= _CHECKPOINT_AFTER_FLUSHES:
+            self._flushed = 0
+            await asyncio.to_thread(self._checkpoint_wal)
+
+    def _sync_wal(self) -> None:
+        """fdatasync the WAL file, as SQLite does after every commit under FULL (a file is flushed
+        whichever descriptor asks), and time it."""
+        started = time.perf_counter()
         fd = os.open(self._wal, os.O_RDONLY)
         try:
-            os.fdatasync(fd)  # what SQLite calls on Linux
+            os.fdatasync(fd)
         finally:
             os.close(fd)
-        self._flushed += 1
-        if self._flushed >= _CHECKPOINT_AFTER_FLUSHES and self._lock.acquire(blocking=False):
-            try:
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                self._flushed = 0
-            finally:
-                self._lock.release()
+        self._flush_s = time.perf_counter() - started
+
+    def _checkpoint_wal(self) -> None:
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     @contextlib.contextmanager
     def _writing(self) -> Iterator[None]:

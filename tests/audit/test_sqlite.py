@@ -1,6 +1,7 @@
 """What only the SQLite store does: bring a log written by an older gateway up to date in place
 (PostgreSQL's schema changes go through alembic revisions instead, see test_postgres)."""
 
+import os
 import sqlite3
 import threading
 
@@ -149,3 +150,25 @@ async def test_the_wal_is_checkpointed_as_appends_go(tmp_path):
         assert reader.execute("SELECT count(*) FROM audit_log").fetchone() == (
             4 * _CHECKPOINT_AFTER_FLUSHES + 10,
         )
+
+
+@pytest.mark.anyio
+async def test_a_slow_flush_moves_the_next_to_a_thread_and_is_measured_again(tmp_path, monkeypatch):
+    """Where a flush is made follows the disk's speed: after one that took long, the next is
+    made in a thread, and timed again, so a disk that is fast again is flushed on the loop."""
+    store = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY)
+    loop_thread = threading.get_ident()
+    flushed_in: list[int] = []
+    fdatasync = os.fdatasync
+
+    def observed(fd: int) -> None:
+        flushed_in.append(threading.get_ident())
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", observed)
+    await store.append(audit_record("fast"))
+    store._flush_s = 0.5  # as if the last flush had taken half a second
+    await store.append(audit_record("after-a-slow-flush"))
+    await store.append(audit_record("fast-again"))
+    assert [t == loop_thread for t in flushed_in] == [True, False, True]
+    assert [r["audit_id"] for r in store.records()] == ["fast", "after-a-slow-flush", "fast-again"]
