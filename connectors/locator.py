@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import secrets
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from connectors.logs import log_event
-from connectors.protocol import PROTOCOL_VERSION, ErrorResponse, Identifiers
+from connectors.protocol import PROTOCOL_VERSION, ErrorResponse, Identifiers, random_id
 from connectors.trust import key_id, request_authorization
 
 HOLDINGS_PATH: Final = "/v1/holdings"
@@ -343,7 +342,7 @@ class LocatorPublisher:
         when the locator cannot be reached or is briefly unavailable."""
         request = PublishRequest(
             agency=self._agency,
-            batch_id=uuid.uuid4().hex,
+            batch_id=random_id(),
             key_version=key_version,
             publish=list(publish),
             withdraw=list(withdraw),

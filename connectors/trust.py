@@ -27,7 +27,6 @@ import json
 import os
 import ssl
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -43,6 +42,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 from jwt.utils import base64url_decode
+
+from connectors.protocol import random_id
 
 ALGORITHM: Final = "ES256"
 SIGNATURE_HEADER: Final = "x-childlookup-signature"
@@ -301,7 +302,7 @@ def request_authorization(
 ) -> str:
     """The `Authorization` header a gateway sends with `body` to the connector `audience`: a
     fresh token (a new random `jti` unless given) from `issuer`, committing to the body."""
-    claims = {"iss": issuer, "aud": audience, "jti": uuid.uuid4().hex if jti is None else jti}
+    claims = {"iss": issuer, "aud": audience, "jti": random_id() if jti is None else jti}
     return "Bearer " + signed_token(private_key, claims, body, kid=kid, issued_at=issued_at)
 
 

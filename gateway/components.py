@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import httpx
 from redis.asyncio import Redis
 
 from connectors.locator import PseudonymKey, load_pseudonym_keys
+from connectors.protocol import random_id
 from connectors.trust import PublishedKeys
 from gateway import metrics
 from gateway.audit import (
@@ -131,7 +131,7 @@ def build_components(
         pseudonymiser=pseudonymiser,
         decision_log=DecisionLog.open(
             settings.resolved_decision_log(),
-            instance=uuid.uuid4().hex,
+            instance=random_id(),
             max_bytes=settings.decision_log_max_bytes,
         ),
         request_signer=RequestSigner.from_settings(settings),

@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Mapping, Sequence
 
-from connectors.protocol import FieldId
+from connectors.protocol import FieldId, random_id
 from gateway import logs, metrics, tracing
 from gateway.audit import LookupAuditor, Pseudonymiser
 from gateway.capacity import Capacity
@@ -112,7 +111,7 @@ class LookupPipeline:
         return LookupContext(
             caller=caller,
             query=query,
-            request_id=uuid.uuid4().hex,
+            request_id=random_id(),
             child_ref=self._pseudonymiser.child_ref(query),
             deadline=time.monotonic() + self._deadline_s,
             # One revision decides the whole lookup, even across a reload.
@@ -149,7 +148,7 @@ class LookupPipeline:
             ) from exc
         result = LookupResult(
             request_id=lookup.request_id,
-            audit_id=uuid.uuid4().hex,
+            audit_id=random_id(),
             outcome=_outcome(matching),
             denial=None,
             policy_revision=lookup.policy_revision,
@@ -230,7 +229,7 @@ def _denied(lookup: LookupContext, plan: Plan, sources: Sequence[SourceConfig]) 
     """A lookup the policy refused outright: no agency was asked."""
     return LookupResult(
         request_id=lookup.request_id,
-        audit_id=uuid.uuid4().hex,
+        audit_id=random_id(),
         outcome=LookupOutcome.DENIED,
         denial=plan.denial,
         policy_revision=lookup.policy_revision,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from string import Template
@@ -41,6 +40,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from connectors.protocol import random_id
 from gateway.audit import AuditStore
 from gateway.limits import LIMITS_UNAVAILABLE, WINDOW_S, LimitSettings
 from gateway.types import Caller
@@ -179,7 +179,7 @@ class RedisLimits:
             self._settings.per_user_per_minute,
             self._settings.per_organisation_per_minute,
             self._settings.distinct_children_per_day,
-            uuid.uuid4().hex,
+            random_id(),
             "0" if seed is None else "1",
             *(seed or ()),
         ]

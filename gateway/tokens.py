@@ -8,12 +8,12 @@ gateway to trust an unsigned header.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import jwt
 
+from connectors.protocol import random_id
 from connectors.trust import ensure_key_pair
 from gateway.auth import DEFAULT_MAX_LIFETIME_S, describe_duration
 
@@ -78,6 +78,6 @@ def issue_dev_token(
         "iat": issued,
         "nbf": issued,
         "exp": issued + ttl_s,
-        "jti": uuid.uuid4().hex,
+        "jti": random_id(),
     }
     return jwt.encode(claims, private_key_pem, algorithm="ES256")

@@ -4,7 +4,7 @@ from datetime import date
 import pytest
 from pydantic import ValidationError
 
-from connectors.protocol import KNOWN_AS_MAX, Demographics, PersonName
+from connectors.protocol import KNOWN_AS_MAX, Demographics, PersonName, random_id
 
 # A demographic search as gateways sent it before any detail was optional or `known_as` existed.
 FULL = {
@@ -59,3 +59,10 @@ def test_a_record_name_without_known_as_names_is_written_as_before():
     }
     known = PersonName(given="Amelia", family="Hart", known_as=["Millie"])
     assert PersonName.model_validate_json(known.model_dump_json()) == known
+
+
+def test_random_ids_are_128_bits_of_hex_and_fresh_each_time():
+    ids = {random_id() for _ in range(1_000)}
+    assert len(ids) == 1_000
+    assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in ids)
+    assert len({i[12] for i in ids}) > 1  # no fixed version digit: every bit is random

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import uuid
 from collections.abc import Sequence
 
+from connectors.protocol import random_id
 from gateway import metrics, tracing
 from gateway.audit.notify import NotificationDispatcher
 from gateway.audit.pseudonyms import Pseudonymiser
@@ -99,4 +99,4 @@ class LookupAuditor:
     async def failure(self, lookup: LookupContext, outcome: str, code: str) -> None:
         """Best effort: a refused or failed lookup is audited too; it releases nothing anyway."""
         with contextlib.suppress(AuditUnavailable):
-            await self._store.append(failure_record(lookup, uuid.uuid4().hex, outcome, code))
+            await self._store.append(failure_record(lookup, random_id(), outcome, code))

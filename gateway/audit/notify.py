@@ -22,7 +22,6 @@ import contextlib
 import logging
 import random
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -37,6 +36,7 @@ from connectors.notifications import (
     Notification,
     NotificationReceipt,
 )
+from connectors.protocol import random_id
 from connectors.trust import TrustError
 from gateway import metrics
 from gateway.audit.outbox import Outbox, OutboxMessage
@@ -79,7 +79,7 @@ def owner_notifications(
     composed = []
     for source, held in by_source.items():
         notification = Notification(
-            message_id=uuid.uuid4().hex,
+            message_id=random_id(),
             audit_id=audit_id,
             at=access.at,
             accessor=Accessor(

@@ -8,11 +8,11 @@ the people who watch the lookups are watched too.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
+from connectors.protocol import random_id
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.record import access_by
 from gateway.audit.store import AuditStore
@@ -83,8 +83,8 @@ async def record_review(
     read is returned."""
     review = AuditRecord(
         access=access_by(caller, purpose=purpose, justification=None, child_ref=child_ref),
-        audit_id=uuid.uuid4().hex,
-        request_id=uuid.uuid4().hex,
+        audit_id=random_id(),
+        request_id=random_id(),
         outcome=outcome,
         denial=None,
         error_code=None,

@@ -23,7 +23,6 @@ import re
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Final, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from connectors.protocol import random_id
 from gateway import metrics
 from gateway.policy.decisions import PlanDecision, PlanInput, ReleaseDecision, ReleaseInput
 from gateway.policy.engine import PLAN_ENTRYPOINT, RELEASE_ENTRYPOINT, PolicyEngine
@@ -156,7 +156,7 @@ class DecisionLog:
 
     def record(self, path: str, revision: str, request: BaseModel, result: BaseModel) -> str:
         """Log one decision and return its id (logged or not, so audit records always carry one)."""
-        decision_id = uuid.uuid4().hex
+        decision_id = random_id()
         if self._sink is None:
             return decision_id
         stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
