@@ -249,6 +249,18 @@ def _connect(
     return conn
 
 
+def _wal_file(conn: sqlite3.Connection) -> str:
+    """The WAL file of `conn`'s database, where SQLite keeps it: beside the file the log's path
+    leads to through any symbolic links. A ValueError if the log is not in WAL mode (a file
+    system without the shared memory it needs), which appends written on the event loop rely
+    on: their flush is the WAL's."""
+    (mode,) = conn.execute("PRAGMA journal_mode").fetchone()
+    ((_, _, database),) = conn.execute("PRAGMA database_list").fetchall()
+    if mode != "wal":
+        raise ValueError(f"the audit log at {database} could not be put in WAL mode ({mode})")
+    return f"{database}-wal"
+
+
 _CHECKPOINT_AFTER_FLUSHES: Final = 256
 """How many commits on the event loop the WAL takes before it is checkpointed, in a thread (a few
 pages each: about SQLite's own default of 1,000 pages, which that connection is told not to
@@ -285,7 +297,7 @@ class SqliteAuditStore:
         # waits for a lock and leaves the flush to `_flush_wal` (see `_commit`), and with it the
         # WAL's checkpoints: those flush too.
         self._at_once = _connect(path, 0, "NORMAL", schema=False)
-        self._wal = path.with_name(path.name + "-wal")
+        self._wal = Path(_wal_file(self._at_once))
         self._flush = synchronous == "FULL"
         if self._flush:
             self._at_once.execute("PRAGMA wal_autocheckpoint = 0")

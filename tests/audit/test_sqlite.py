@@ -4,6 +4,7 @@
 import os
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +173,25 @@ async def test_a_slow_flush_moves_the_next_to_a_thread_and_is_measured_again(tmp
     await store.append(audit_record("fast-again"))
     assert [t == loop_thread for t in flushed_in] == [True, False, True]
     assert [r["audit_id"] for r in store.records()] == ["fast", "after-a-slow-flush", "fast-again"]
+
+
+@pytest.mark.anyio
+async def test_a_log_reached_through_a_symbolic_link_is_flushed_where_sqlite_keeps_its_wal(
+    tmp_path,
+):
+    (tmp_path / "real").mkdir()
+    link = tmp_path / "audit.sqlite3"
+    link.symlink_to(tmp_path / "real" / "audit.sqlite3")
+    store = SqliteAuditStore(link, checkpoint_key=CHECKPOINT_KEY)
+    await store.append(audit_record("through-a-link"))
+    assert [r["audit_id"] for r in store.records()] == ["through-a-link"]
+    assert (tmp_path / "real" / "audit.sqlite3-wal").exists()
+
+
+def test_a_log_that_cannot_be_put_in_wal_mode_is_refused_at_start(tmp_path, monkeypatch):
+    """An in-memory database stands for a file system without the shared memory WAL needs:
+    SQLite then keeps its old journal mode without an error, and the appends' flush, which is
+    the WAL's, would flush nothing."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="WAL mode"):
+        SqliteAuditStore(Path(":memory:"), checkpoint_key=CHECKPOINT_KEY)
