@@ -294,12 +294,12 @@ class SqliteAuditStore:
         self._conn = _connect(path, busy_timeout_ms, synchronous)
         self._lock = threading.Lock()
         # Appends are written on the event loop through a connection of their own that never
-        # waits for a lock and leaves the flush to `_flush_wal` (see `_commit`), and with it the
-        # WAL's checkpoints: those flush too.
+        # waits for a lock and leaves the flush to `_flush_wal` (see `_commit`) - under FULL, the
+        # WAL's checkpoints too, which flush as well and are made in a thread.
         self._at_once = _connect(path, 0, "NORMAL", schema=False)
         self._wal = Path(_wal_file(self._at_once))
-        self._flush = synchronous == "FULL"
-        if self._flush:
+        self._full = synchronous == "FULL"
+        if self._full:
             self._at_once.execute("PRAGMA wal_autocheckpoint = 0")
         self._flushed = 0
         self._flush_s = 0.0
@@ -310,7 +310,8 @@ class SqliteAuditStore:
         self, record: AuditRecord, notifications: Sequence[OutboxMessage] = ()
     ) -> None:
         """Return once the record, and the notifications it obliges, are durably committed;
-        raise AuditUnavailable otherwise, in which case neither was."""
+        raise AuditUnavailable otherwise, in which case neither was, or (a failed flush, see
+        `_commit`) neither is known to be on disk."""
         await self._group.append(record, notifications)
 
     async def _commit(self, records: list[AuditRecord], notifications: list[OutboxMessage]) -> None:
@@ -322,11 +323,13 @@ class SqliteAuditStore:
         the GIL, and under load the thread waited up to the switch interval to take it back
         every time - ~10 ms a commit at 16 lookups in flight, against ~0.5 ms of work. The flush
         is what FULL would have done at COMMIT, made after it: a process that dies between the
-        two loses nothing it released, since no caller has its answer before the flush."""
+        two loses nothing it released, since no caller has its answer before the flush. A flush
+        that fails leaves the batch in the log, not known to be on disk; its callers are told
+        the store is unavailable and release nothing, so the log can only over-report."""
         try:
             if not self._write_at_once(records, notifications):
                 await asyncio.to_thread(self._write, records, notifications)
-            elif self._flush:
+            elif self._full:
                 await self._flush_wal()
         except (sqlite3.Error, OSError) as exc:
             raise AuditUnavailable(f"audit store write failed: {exc.__class__.__name__}") from exc
