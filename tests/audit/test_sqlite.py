@@ -195,3 +195,27 @@ def test_a_log_that_cannot_be_put_in_wal_mode_is_refused_at_start(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="WAL mode"):
         SqliteAuditStore(Path(":memory:"), checkpoint_key=CHECKPOINT_KEY)
+
+
+@pytest.mark.anyio
+async def test_under_synchronous_normal_appends_are_not_flushed_one_by_one(tmp_path, monkeypatch):
+    """AUDIT_SYNCHRONOUS=NORMAL is the operator's choice to let SQLite flush at checkpoints only:
+    the appends written on the event loop then make no flush of their own."""
+    flushes: list[int] = []
+    fdatasync = os.fdatasync
+
+    def counted(fd: int) -> None:
+        flushes.append(fd)
+        fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counted)
+    normal = SqliteAuditStore(
+        tmp_path / "normal.sqlite3", checkpoint_key=CHECKPOINT_KEY, synchronous="NORMAL"
+    )
+    full = SqliteAuditStore(tmp_path / "full.sqlite3", checkpoint_key=CHECKPOINT_KEY)
+    for i in range(5):
+        await normal.append(audit_record(f"normal-{i}"))
+    assert flushes == []
+    await full.append(audit_record("full"))
+    assert len(flushes) == 1
+    assert len(normal.records()) == 5
