@@ -335,3 +335,38 @@ def test_an_unreachable_database_stops_start_up_without_showing_its_password():
 
     assert "127.0.0.1" in str(refused.value)
     assert "s3cret" not in str(refused.value)
+
+
+def test_replicas_take_turns_on_one_schemas_keys_but_not_on_another_schemas(postgres_schema):
+    """A refresh skips its round while another replica refreshes the same blocking keys (the
+    advisory lock of that table, in that schema), and only then: connectors whose tables are in
+    other schemas of the database - chosen by their search path - refresh regardless."""
+    import psycopg
+
+    url, schema = postgres_schema
+    other = f"{schema}_other"
+    table = load_mapping(case_records.MAPPING).blocking.table
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE SCHEMA "{schema}"')
+        admin.execute(f'CREATE SCHEMA "{other}"')
+    in_schema = {
+        s: f"{url.replace('postgresql://', 'postgresql+psycopg://')}?options=-csearch_path%3D{s}"
+        for s in (schema, other)
+    }
+    try:
+        for database_url in in_schema.values():
+            write(database_url, RECORDS[:3])
+        with psycopg.connect(url, autocommit=True) as replica:  # refreshing `schema` meanwhile
+            replica.execute(
+                "SELECT pg_advisory_lock(hashtext(%s))", (f"childlookup:{schema}:{table}",)
+            )
+            held = asyncio.run(refresh_blocking_keys(in_schema[schema], case_records.MAPPING))
+            free = asyncio.run(refresh_blocking_keys(in_schema[other], case_records.MAPPING))
+        after = asyncio.run(refresh_blocking_keys(in_schema[schema], case_records.MAPPING))
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute(f'DROP SCHEMA IF EXISTS "{other}" CASCADE')
+    assert held.skipped
+    assert not free.skipped
+    assert free.children == 3
+    assert not after.skipped

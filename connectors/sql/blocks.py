@@ -162,11 +162,17 @@ class BlockingIndex:
         return RefreshSummary(children=children, keys=keys, full=full)
 
     async def _locked(self, connection: AsyncConnection) -> bool:
+        """Whether this replica may refresh now: it holds the lock of this very table, named by
+        the schema it is in - the mapping's, else the connection's own (its search path) - so
+        connectors on other schemas of one database never skip each other's rounds."""
         if connection.dialect.name != "postgresql":
             return True
-        name = f"childlookup:{self._mapping.schema_ or ''}:{self.table.name}"
-        query = text("SELECT pg_try_advisory_xact_lock(hashtext(:name))")
-        return bool((await connection.execute(query, {"name": name})).scalar())
+        query = text(
+            "SELECT pg_try_advisory_xact_lock(hashtext("
+            "'childlookup:' || coalesce(:schema, current_schema()) || ':' || :table))"
+        )
+        params = {"schema": self._mapping.schema_, "table": self.table.name}
+        return bool((await connection.execute(query, params)).scalar())
 
     async def _since(self, connection: AsyncConnection) -> date | datetime | None:
         """Where an incremental refresh starts reading: the last refresh's start less the overlap
