@@ -182,13 +182,25 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
                 raise
 
 
+@contextlib.contextmanager
+def _committed(conn: sqlite3.Connection) -> Iterator[None]:
+    """The transaction open on `conn` committed when the block ends, rolled back if it raises."""
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a log written by an older gateway to SCHEMA_VERSION, once, in one transaction: its
     rows keep their format (1) and verify under the old rule up to where the new one starts."""
     if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
         return
     conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _committed(conn):
         if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             _add_missing_columns(conn)
             checkpoint_columns = {
@@ -206,10 +218,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 conn.execute("DROP TABLE audit_checkpoint_v1")
                 _create_triggers(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.execute("COMMIT")
-    except sqlite3.Error:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def _for_sqlite(statement: str) -> str:
@@ -343,13 +351,8 @@ class SqliteAuditStore:
             self._at_once.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:
             return False  # SQLITE_BUSY: with no busy timeout, only the lock fails here
-        try:
+        with _committed(self._at_once):
             self._append(self._at_once, records, notifications)
-            self._at_once.execute("COMMIT")
-        except BaseException:
-            if self._at_once.in_transaction:
-                self._at_once.execute("ROLLBACK")
-            raise
         return True
 
     async def _flush_wal(self) -> None:
@@ -386,14 +389,9 @@ class SqliteAuditStore:
         IMMEDIATE): what is read inside it, the chain's tail above all, stays the tail until the
         commit, so several gateway processes sharing one database still extend a single chain."""
         with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("BEGIN IMMEDIATE")
+            with _committed(self._conn):
                 yield
-                self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
 
     def _write(self, records: list[AuditRecord], notifications: list[OutboxMessage]) -> None:
         with self._writing():
@@ -676,7 +674,7 @@ class SqliteOutbox(OutboxRows):
         hidden from other claims until `now + lease_s`."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _committed(self._conn):
                 rows = self._conn.execute(
                     "SELECT message_id, source, audit_id, payload, created_at, attempts"
                     " FROM notification_outbox WHERE state = 'PENDING' AND next_attempt_at <= ?"
@@ -688,10 +686,6 @@ class SqliteOutbox(OutboxRows):
                     " WHERE message_id = ?",
                     [(now + lease_s, row[0]) for row in rows],
                 )
-                self._conn.execute("COMMIT")
-            except sqlite3.Error:
-                self._conn.execute("ROLLBACK")
-                raise
         return [
             OutboxMessage(mid, source, audit_id, payload, created, attempts + 1)
             for mid, source, audit_id, payload, created, attempts in rows
