@@ -428,7 +428,6 @@ def _plainly_valid(
         or expires <= now - leeway_s
         or "nbf" in claims
         or claims["iss"] != issuer
-        or not isinstance(claims["iss"], str)
         or not isinstance(claims.get("sub", ""), str)
         or not isinstance(claims.get("jti", ""), str)
     ):
