@@ -7,7 +7,7 @@ difference is what those cost, plus the difference between the two gateways' run
     python -m bench.compare --latency-ms 0 20 --requests 300 --concurrency 16 --rounds 3
 
 For each connector latency, both systems run at once on loopback over one written synthetic
-population, and are measured in alternating phases (ours, peer, ours, peer, ...: one at a time,
+population, and are measured in alternating phases (ours, peer, peer, ours, ...: one at a time,
 then `--concurrency` at a time, `--rounds` times), so whatever else the machine does hits both.
 Each (round, mode) gives both sides the same children, a different child per lookup; our answer
 cache is off and the peer has none. Per side and mode: p50/p95/p99 over all rounds' lookups,
@@ -15,7 +15,10 @@ lookups/s (lookups over the phases' summed wall time), and CPU ms per lookup of 
 gateway (its process tree), backends, and this load generator - from /proc/<pid>/stat. Ours also
 counts the lookups that asked an agency a second time, with an identifier another agency's
 answer held (identity recall: two source round trips by design; the peer asks once), and gives
-the other lookups' p50 and p99 apart.
+the other lookups' p50 and p99 apart. Then ours over the peer round by round (p50, lookups/s,
+gateway CPU, gateway and backends' CPU): each round's two phases ran back to back, so these
+ratios - their median and range - are the reading that survives the machine's drift. Which side
+goes first alternates from round to round.
 
 Prints a table and writes bench/results/compare.json. Traffic goes only to 127.0.0.1, and every
 loop is bounded in count and time.
@@ -408,10 +411,13 @@ def run(
                     _check(asyncio.run(_drive(side, batch, mode_concurrency, other)), side.name)
             phases: dict[tuple[str, str], list[dict[str, Any]]] = {}
             order: list[str] = []
-            for _ in range(rounds):
+            for round_ in range(rounds):
+                # Who goes first alternates, so neither side always runs on the machine the
+                # other has just warmed (or left busy).
+                pairs = (sides, sides[::-1]) if round_ % 2 == 0 else (sides[::-1], sides)
                 for mode, mode_concurrency in modes:
                     batch = take(requests)
-                    for side, other in (sides, sides[::-1]):
+                    for side, other in pairs:
                         phase = asyncio.run(_drive(side, batch, mode_concurrency, other))
                         phases.setdefault((side.name, mode), []).append(phase)
                         order.append(f"{side.name}:{mode}")
@@ -425,7 +431,32 @@ def run(
             }
             for side in ("ours", "peer")
         },
+        "ours_to_peer": {
+            mode: _paired(phases[("ours", mode)], phases[("peer", mode)]) for mode, _ in modes
+        },
     }
+
+
+def _paired(ours: Sequence[dict[str, Any]], peer: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Ours over the peer, round by round: each round's two phases ran back to back on the same
+    children, so their ratio cancels the drift of a shared VM (up to 40% within minutes here)
+    that pooling every round's lookups would keep. The median and range over rounds."""
+    figures: dict[str, Callable[[dict[str, Any]], float]] = {
+        "p50": lambda phase: _percentile(phase["latencies_ms"], 50),
+        "lookups_per_s": lambda phase: len(phase["latencies_ms"]) / phase["wall_s"],
+        "gateway_cpu": lambda phase: phase["cpu_ticks"]["gateway"] / len(phase["latencies_ms"]),
+        "stack_cpu": lambda phase: sum(phase["cpu_ticks"].values()) / len(phase["latencies_ms"]),
+    }
+    paired: dict[str, Any] = {}
+    for name, figure in figures.items():
+        ratios = [round(figure(o) / figure(p), 3) for o, p in zip(ours, peer, strict=True)]
+        paired[name] = {
+            "median": round(statistics.median(ratios), 3),
+            "min": min(ratios),
+            "max": max(ratios),
+            "rounds": ratios,
+        }
+    return paired
 
 
 def _check(phase: dict[str, Any], side: str) -> None:
@@ -509,10 +540,30 @@ def _print_table(runs: Sequence[dict[str, Any]]) -> None:
                     f" {m['lookups']} asked an agency again; the others: p50"
                     f" {m['one_round_p50_ms']:.2f} p99 {m['one_round_p99_ms']:.2f}"
                 )
+        for mode in ("sequential", "concurrent"):
+            paired = r["ours_to_peer"][mode]
+            print(
+                f"{'':>7}  ours/peer {'c' + str(r['ours'][mode]['concurrency']):>4} round by round,"
+                " median (range): "
+                + "  ".join(
+                    f"{label} {paired[key]['median']:.2f} ({paired[key]['min']:.2f}-"
+                    f"{paired[key]['max']:.2f})"
+                    for key, label in _PAIRED_LABELS.items()
+                )
+            )
     print(
         "CPU is ms per lookup (user+system, whole process tree); backends are health/education/"
-        "social_care; bytes is the mean GraphQL response size."
+        "social_care; bytes is the mean GraphQL response size; stack CPU is the gateway's and its"
+        " backends' together."
     )
+
+
+_PAIRED_LABELS = {
+    "p50": "p50",
+    "lookups_per_s": "lookups/s",
+    "gateway_cpu": "gateway CPU",
+    "stack_cpu": "stack CPU",
+}
 
 
 if __name__ == "__main__":
