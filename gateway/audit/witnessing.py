@@ -40,7 +40,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import httpx
 from pydantic import TypeAdapter, ValidationError
@@ -68,6 +68,16 @@ WITNESSING_LOCK_FILE: Final = "audit-witnessing.lock"
 """In the state directory: held by the one process of a host that seals and sends."""
 SHUTDOWN_SEND_S: Final = 2.0
 """How long a stopping gateway may spend sending its last seal to the witnesses."""
+
+MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
+"""The most of a witness's answer that is read. A listing page holds at most MAX_BATCH checkpoints
+(what one witness request may carry: 256 KiB) and the conflicts the witness recorded, a receipt
+one checkpoint; an answer far past that is not one, and a broken or hostile witness must not make
+the gateway, or an auditor's `verify --witness`, buffer without bound."""
+
+_UNCOMPRESSED: Final = {"accept-encoding": "identity"}
+"""Asked of every witness: the cap is checked piece by piece as the answer arrives, and one
+compressed piece could unpack to far more than the cap."""
 
 _log = logging.getLogger("childlookup.witness")
 _alerts = logging.getLogger("childlookup.alerts")
@@ -152,16 +162,43 @@ async def witnessed(
 async def _listing_page(
     client: httpx.AsyncClient, url: str, log: str, after: int, timeout_s: float
 ) -> WitnessListing:
-    try:
-        response = await client.get(url, params={"log": log, "after": after}, timeout=timeout_s)
-    except (httpx.HTTPError, httpx.InvalidURL) as error:
-        raise WitnessError(_failure(error)) from error
+    response, body = await _exchange(
+        client, "GET", url, params={"log": log, "after": after}, timeout=timeout_s
+    )
     if response.status_code != 200:
         raise WitnessError(f"it answered HTTP {response.status_code}")
     try:
-        return WitnessListing.model_validate_json(response.content)
+        return WitnessListing.model_validate_json(body)
     except ValidationError:
         raise WitnessError("its answer is not a witness listing") from None
+
+
+async def _exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **options: Any,
+) -> tuple[httpx.Response, bytes]:
+    """The answer to one request and its body, read to at most MAX_ANSWER_BYTES: stopped, and
+    WitnessError, past that, as when the witness cannot be reached or read."""
+    try:
+        request = client.build_request(
+            method, url, headers={**_UNCOMPRESSED, **(headers or {})}, **options
+        )
+        response = await client.send(request, stream=True)
+        try:
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise WitnessError(f"its answer is larger than {MAX_ANSWER_BYTES} bytes")
+        finally:
+            await response.aclose()
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
+        raise WitnessError(_failure(error)) from error
+    return response, bytes(body)
 
 
 def _failure(error: httpx.HTTPError | httpx.InvalidURL) -> str:
@@ -403,22 +440,24 @@ class WitnessDispatcher:
             "authorization": self._signer.authorization(witness.name, body),
             "content-type": "application/json",
         }
-        try:
-            response = await self._client.post(
-                witness.url, content=body, headers=headers, timeout=witness.timeout_s
-            )
-        except httpx.HTTPError as error:
-            raise WitnessError(_failure(error)) from error
+        response, answer = await _exchange(
+            self._client,
+            "POST",
+            witness.url,
+            content=body,
+            headers=headers,
+            timeout=witness.timeout_s,
+        )
         if response.status_code != 200:
             raise WitnessError(f"it answered HTTP {response.status_code}")
         if witness.verifier is not None:
             try:
                 signature = response.headers.get(SIGNATURE_HEADER)
-                await witness.verifier.verify(signature, response.content, source=witness.name)
+                await witness.verifier.verify(signature, answer, source=witness.name)
             except TrustError as error:
                 raise WitnessError(f"its receipt is not trusted: {error.message}") from None
         try:
-            receipt = WitnessReceipt.model_validate_json(response.content)
+            receipt = WitnessReceipt.model_validate_json(answer)
         except ValidationError:
             raise WitnessError("its answer is not a witness receipt") from None
         if receipt.log != self._log:

@@ -1,0 +1,109 @@
+"""A witness's answers are read to a cap: a broken or hostile witness streaming without end is
+refused once past MAX_ANSWER_BYTES, whether the gateway is reading its listing (as `audit verify
+--witness` does) or its receipt for checkpoints sent, and is asked for an uncompressed answer.
+Real servers on loopback; the gateway's own transport and dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from connectors.serving import BackgroundServer
+from connectors.witness import WITNESS_PATH
+from gateway.audit import SqliteAuditStore, Witness, WitnessDispatcher
+from gateway.audit.witnessing import MAX_ANSWER_BYTES, WitnessError, witnessed
+from gateway.transport import ConnectorTransport
+from tests.factories import CHECKPOINT_KEY, audit_record
+from tests.stack import GATEWAY_ISSUER, GATEWAY_SIGNER
+
+CHUNK = b"[" * 64 * 1024
+SERVED_AT_MOST = 8 * MAX_ANSWER_BYTES
+"""The endless witness stops by itself past this, so a gateway that read on would still end."""
+
+
+class _EndlessWitness:
+    """Answers every listing and every delivery with a JSON-looking body that does not end (until
+    SERVED_AT_MOST), and notes what each request asked for."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str | None]] = []
+        """Each request's method and Accept-Encoding."""
+
+    async def answer(self, request: Request) -> Response:
+        self.asked.append((request.method, request.headers.get("accept-encoding")))
+        await request.body()
+        return StreamingResponse(self._body(), media_type="application/json")
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        for _ in range(SERVED_AT_MOST // len(CHUNK)):
+            yield CHUNK
+
+
+@pytest.fixture
+def endless() -> Iterator[tuple[_EndlessWitness, str]]:
+    witness = _EndlessWitness()
+    app = Starlette(routes=[Route(WITNESS_PATH, witness.answer, methods=["GET", "POST"])])
+    with BackgroundServer(app) as server:
+        yield witness, server.url + WITNESS_PATH
+
+
+async def _with_client(run: Callable[[httpx.AsyncClient], Awaitable[None]]) -> None:
+    """`run` with a client over the gateway's own transport, as witnessing uses it."""
+    async with httpx.AsyncClient(transport=ConnectorTransport()) as client:
+        await run(client)
+
+
+def test_a_listing_past_the_cap_is_refused_without_reading_it_all(endless):
+    witness, url = endless
+
+    async def read(client: httpx.AsyncClient) -> None:
+        await witnessed(client, url, "gw-1", timeout_s=5)
+
+    with pytest.raises(WitnessError, match=f"larger than {MAX_ANSWER_BYTES} bytes"):
+        asyncio.run(_with_client(read))
+    assert witness.asked == [("GET", "identity")]
+
+
+def test_a_receipt_past_the_cap_leaves_the_witness_failing_not_the_gateway_buffering(
+    endless, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    witness, url = endless
+    store = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY)
+    try:
+        asyncio.run(store.append(audit_record("a-1")))
+        assert store.seal() is not None
+
+        async def send(client: httpx.AsyncClient) -> None:
+            dispatcher = WitnessDispatcher(
+                store,
+                client,
+                GATEWAY_SIGNER,
+                [Witness("endless", url, timeout_s=5, verifier=None)],
+                log=GATEWAY_ISSUER,
+                seal_s=60,
+                poll_s=60,
+            )
+            await dispatcher.send()
+
+        with caplog.at_level(logging.WARNING, logger="childlookup.witness"):
+            asyncio.run(_with_client(send))
+    finally:
+        store.close()
+
+    [retry] = [r for r in caplog.records if getattr(r, "event", None) == "audit_witness_retry"]
+    assert retry.context == {  # type: ignore[attr-defined]
+        "witness": "endless",
+        "error": f"its answer is larger than {MAX_ANSWER_BYTES} bytes",
+    }
+    # One delivery (the newest checkpoint, to learn what the witness holds), asking for an
+    # uncompressed answer; nothing was sent after the receipt that could not be read.
+    assert witness.asked == [("POST", "identity")]
