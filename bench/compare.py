@@ -42,9 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.lookup import _Connection, _percentile
+from bench.load import Read, drive, percentile
 from bench.report import write_report
 from bench.stack import running_stack, wait_ready
 from connectors.protocol import FieldId
@@ -54,7 +52,6 @@ from connectors.synthetic import generate_population, write_population
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PEER_DIR = Path(__file__).resolve().parent / "peer"
-MAX_SECONDS_PER_PHASE = 120
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 WARM_UP = 300  # lookups per side, once sequentially and once concurrently: V8 needs ~300
 
@@ -147,7 +144,7 @@ class Side:
     url: str
     headers: Mapping[str, str]
     query: str
-    read: Callable[[dict[str, Any]], tuple[str, list[str], bool]]
+    read: Read
     """Outcome, per-agency statuses (ANSWERED / NO_RECORD / ...) and whether an agency was asked
     again (a second round, with an identifier a first answer held) of one 200 response."""
     processes: Mapping[str, int]
@@ -187,60 +184,24 @@ async def _drive(
     """One phase: every NHS number once, `concurrency` keep-alive connections at a time. The
     `bystander` (the other side, idle) has its CPU time read too: work it does meanwhile (ours
     delivering owner notifications late, say) would be taken from the side measured."""
-    latencies: list[float] = []
-    one_round: list[float] = []
-    asked_again: list[float] = []
-    sizes: list[int] = []
-    outcomes: Counter[str] = Counter()
-    statuses: Counter[str] = Counter()
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for nhs in nhs_numbers:
-        queue.put_nowait(nhs)
-    target = httpx.URL(side.url)
-    stop_at = time.monotonic() + MAX_SECONDS_PER_PHASE
-
-    async def worker() -> None:
-        connection = await _Connection.open(target.host, target.port or 80)
-        try:
-            while not queue.empty() and time.monotonic() < stop_at:
-                nhs = queue.get_nowait()
-                payload = json.dumps({"query": side.query, "variables": {"nhs": nhs}}).encode()
-                started = time.perf_counter()
-                status, raw = await connection.post(target.path, payload, dict(side.headers))
-                elapsed = (time.perf_counter() - started) * 1000
-                latencies.append(elapsed)
-                sizes.append(len(raw))
-                body = json.loads(raw)
-                if status != 200 or body.get("errors"):
-                    outcomes[f"ERROR:{status}"] += 1
-                    continue
-                outcome, answered, again = side.read(body)
-                outcomes[outcome] += 1
-                statuses.update(answered)
-                (asked_again if again else one_round).append(elapsed)
-        finally:
-            connection.close()
-
     cpu_before, idle_before = side.snapshot(), bystander.snapshot()
     own_before = time.process_time()
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - started
+    phase = await drive(side.url, side.headers, side.query, side.read, nhs_numbers, concurrency)
     own = time.process_time() - own_before
     cpu_after, idle_after = side.snapshot(), bystander.snapshot()
     return {
-        "latencies_ms": latencies,
-        "one_round_latencies_ms": one_round,
-        "asked_again_latencies_ms": asked_again,
-        "wall_s": wall,
+        "latencies_ms": phase.latencies_ms,
+        "one_round_latencies_ms": phase.one_round_ms,
+        "asked_again_latencies_ms": phase.asked_again_ms,
+        "wall_s": phase.wall_s,
         "cpu_ticks": {role: cpu_after[role] - cpu_before[role] for role in cpu_before},
         "load_generator_cpu_s": own,
         "bystander_cpu_ms": (sum(idle_after.values()) - sum(idle_before.values()))
         / CLOCK_TICKS
         * 1000,
-        "response_bytes_mean": statistics.fmean(sizes) if sizes else 0.0,
-        "outcomes": outcomes,
-        "source_statuses": statuses,
+        "response_bytes_mean": statistics.fmean(phase.sizes) if phase.sizes else 0.0,
+        "outcomes": phase.outcomes,
+        "source_statuses": phase.statuses,
     }
 
 
@@ -264,18 +225,18 @@ def _summary(phases: Sequence[dict[str, Any]], concurrency: int) -> dict[str, An
     return {
         "concurrency": concurrency,
         "lookups": lookups,
-        "p50_ms": _percentile(latencies, 50),
-        "p95_ms": _percentile(latencies, 95),
-        "p99_ms": _percentile(latencies, 99),
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
         # Lookups that asked an agency a second time (with an identifier a first answer held)
         # take two round trips by design; the peer never does. The rest, apart:
         "asked_again": sum(len(phase["asked_again_latencies_ms"]) for phase in phases),
-        "one_round_p50_ms": _percentile(one_round, 50) if one_round else None,
-        "one_round_p99_ms": _percentile(one_round, 99) if one_round else None,
+        "one_round_p50_ms": percentile(one_round, 50) if one_round else None,
+        "one_round_p99_ms": percentile(one_round, 99) if one_round else None,
         "mean_ms": round(statistics.fmean(latencies), 3),
         "throughput_rps": round(lookups / wall, 1),
         "per_round_rps": [round(len(p["latencies_ms"]) / p["wall_s"], 1) for p in phases],
-        "per_round_p50_ms": [_percentile(p["latencies_ms"], 50) for p in phases],
+        "per_round_p50_ms": [percentile(p["latencies_ms"], 50) for p in phases],
         "cpu_ms_per_lookup": per_lookup,
         "load_generator_cpu_ms_per_lookup": round(
             sum(p["load_generator_cpu_s"] for p in phases) * 1000 / lookups, 3
@@ -442,7 +403,7 @@ def _paired(ours: Sequence[dict[str, Any]], peer: Sequence[dict[str, Any]]) -> d
     children, so their ratio cancels the drift of a shared VM (up to 40% within minutes here)
     that pooling every round's lookups would keep. The median and range over rounds."""
     figures: dict[str, Callable[[dict[str, Any]], float]] = {
-        "p50": lambda phase: _percentile(phase["latencies_ms"], 50),
+        "p50": lambda phase: percentile(phase["latencies_ms"], 50),
         "lookups_per_s": lambda phase: len(phase["latencies_ms"]) / phase["wall_s"],
         "gateway_cpu": lambda phase: phase["cpu_ticks"]["gateway"] / len(phase["latencies_ms"]),
         "stack_cpu": lambda phase: sum(phase["cpu_ticks"].values()) / len(phase["latencies_ms"]),

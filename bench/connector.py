@@ -7,7 +7,7 @@ uvicorn on uvloop and httptools, the CLI's JSON logging to a file):
 - **bare**: one Starlette POST route that reads the body, finds the NHS number in it and returns
   the bytes the SDK returned for that request, precomputed per child.
 
-This process drives both with a lean keep-alive client (bench.lookup's), one lookup at a time, a
+This process drives both with a lean keep-alive client (bench.load's), one lookup at a time, a
 different child per lookup, in interleaved phases (sdk, bare, bare, sdk, ...) so whatever else the
 machine does hits both alike. Each lookup is built (and signed) as the gateway does it before its
 clock starts. Every answer, from either server, is checked against the SDK's byte for byte.
@@ -52,8 +52,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bench.lookup import _Connection as LeanConnection
-from bench.lookup import _percentile
+from bench.load import Connection, percentile
 from bench.report import write_report
 from bench.stack import wait_ready
 from connectors.protocol import LOOKUP_PATH, Caller, FieldId, Identifiers, LookupRequest
@@ -222,27 +221,6 @@ def _cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # utime + stime, all threads
 
 
-class _Connection(LeanConnection):
-    """bench.lookup's lean keep-alive client, also returning the answer's signature header."""
-
-    async def lookup(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, str | None]:
-        head = f"POST {LOOKUP_PATH} HTTP/1.1\r\nhost: bench\r\ncontent-length: {len(body)}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        self._writer.write(head.encode() + body)
-        status_line, *header_lines = (
-            (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        )
-        length, signature = 0, None
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            name = name.lower()
-            if name == "content-length":
-                length = int(value)
-            elif name == SIGNATURE_HEADER:
-                signature = value.strip()
-        return int(status_line.split()[1]), await self._reader.readexactly(length), signature
-
-
 @dataclass(frozen=True)
 class _Answer:
     latency_ms: float
@@ -255,9 +233,7 @@ class _Client:
     """Lookups as the gateway sends them (signed when it has a signer), one at a time, each
     `gap_us` after the previous answer."""
 
-    def __init__(
-        self, connection: _Connection, signer: RequestSigner | None, gap_us: float
-    ) -> None:
+    def __init__(self, connection: Connection, signer: RequestSigner | None, gap_us: float) -> None:
         self.connection = connection
         self._signer = signer
         self._gap_s = gap_us / 1e6
@@ -284,7 +260,8 @@ class _Client:
         while time.perf_counter() < until:
             pass
         started = time.perf_counter()
-        status, body, signature = await self.connection.lookup(payload, headers)
+        status, answer_headers, body = await self.connection.exchange(LOOKUP_PATH, payload, headers)
+        signature = answer_headers.get(SIGNATURE_HEADER)
         self._answered_at = time.perf_counter()
         return _Answer((self._answered_at - started) * 1000, status, body, signature)
 
@@ -319,7 +296,7 @@ async def _phase(
 
 async def _open(port: int, signer: RequestSigner | None, gap_us: float = 0.0) -> _Client:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    return _Client(_Connection(reader, writer), signer, gap_us)
+    return _Client(Connection(reader, writer), signer, gap_us)
 
 
 async def _sdk_answers(
@@ -386,9 +363,9 @@ def _summary(phases: _Phases) -> dict[str, Any]:
     latencies = phases.latencies_ms
     return {
         "lookups": len(latencies),
-        "p50_ms": _percentile(latencies, 50),
-        "p95_ms": _percentile(latencies, 95),
-        "p99_ms": _percentile(latencies, 99),
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
         "server_cpu_ms_per_lookup": round(
             phases.cpu_ticks / CLOCK_TICKS * 1000 / max(1, len(latencies)), 3
         ),

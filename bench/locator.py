@@ -40,7 +40,7 @@ import httpx
 import psycopg
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench.lookup import _percentile
+from bench.load import percentile
 from connectors.locator import (
     LOCATE_PATH,
     LocateRequest,
@@ -179,8 +179,8 @@ async def _locate(
                 raise RuntimeError(f"locate {n} answered {answer.status_code}")
     return {
         "locates": count,
-        "p50_ms": _percentile(timings, 50),
-        "p99_ms": _percentile(timings, 99),
+        "p50_ms": percentile(timings, 50),
+        "p99_ms": percentile(timings, 99),
     }
 
 

@@ -15,16 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import tempfile
-import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import httpx
-
+from bench.load import drive, percentile
 from bench.report import write_report
 from bench.stack import running_stack
 from connectors.synthetic import generate_population, write_population
@@ -33,90 +29,31 @@ RESULTS = Path(__file__).resolve().parent / "results"
 QUERY = """query($nhs: String!) { child(nhsNumber: $nhs, purpose: SAFEGUARDING_ENQUIRY) {
   outcome complete child { name { given family } involvements { service organisation } }
   sources { source status latencyMs } withheld { field reason } auditId } }"""
-MAX_SECONDS_PER_PHASE = 120
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return round(ordered[index], 3)
-
-
-class _Connection:
-    """A minimal keep-alive HTTP/1.1 client: the load generator shares the gateway's two cores,
-    so it must cost as little as possible or it would be measuring itself."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader, self._writer = reader, writer
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> _Connection:
-        reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer)
-
-    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        head = f"POST {path} HTTP/1.1\r\nhost: bench\r\ncontent-length: {len(body)}\r\n"
-        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        self._writer.write(head.encode() + body)
-        status_line, *header_lines = (
-            (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        )
-        length = 0
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            if name.lower() == "content-length":
-                length = int(value)
-        return int(status_line.split()[1]), await self._reader.readexactly(length)
-
-    def close(self) -> None:
-        self._writer.close()
+def _read(body: dict[str, Any]) -> tuple[str, list[str], bool]:
+    lookup = body["data"]["child"]
+    statuses = [f"{s['source']}:{s['status']}" for s in lookup["sources"]]
+    return lookup["outcome"], statuses, False  # QUERY does not ask which lookups asked again
 
 
 async def _drive(
     url: str, token: str, nhs_numbers: list[str], requests: int, concurrency: int
 ) -> dict[str, Any]:
-    latencies: list[float] = []
-    outcomes: Counter[str] = Counter()
-    statuses: Counter[str] = Counter()
-    queue: asyncio.Queue[str] = asyncio.Queue()
-    for i in range(requests):
-        queue.put_nowait(nhs_numbers[i % len(nhs_numbers)])
     headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-    target = httpx.URL(url)
-    stop_at = time.monotonic() + MAX_SECONDS_PER_PHASE
-
-    async def worker() -> None:
-        connection = await _Connection.open(target.host, target.port or 80)
-        try:
-            while not queue.empty() and time.monotonic() < stop_at:
-                nhs = queue.get_nowait()
-                payload = json.dumps({"query": QUERY, "variables": {"nhs": nhs}}).encode()
-                started = time.perf_counter()
-                status, raw = await connection.post(target.path, payload, headers)
-                latencies.append((time.perf_counter() - started) * 1000)
-                body = json.loads(raw)
-                if status != 200 or body.get("errors"):
-                    outcomes[f"ERROR:{status}"] += 1
-                    continue
-                lookup = body["data"]["child"]
-                outcomes[lookup["outcome"]] += 1
-                statuses.update(f"{s['source']}:{s['status']}" for s in lookup["sources"])
-        finally:
-            connection.close()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - started
+    children = [nhs_numbers[i % len(nhs_numbers)] for i in range(requests)]
+    phase = await drive(url, headers, QUERY, _read, children, concurrency)
+    latencies = phase.latencies_ms
     return {
         "concurrency": concurrency,
         "requests": len(latencies),
-        "p50_ms": _percentile(latencies, 50),
-        "p95_ms": _percentile(latencies, 95),
-        "p99_ms": _percentile(latencies, 99),
+        "p50_ms": percentile(latencies, 50),
+        "p95_ms": percentile(latencies, 95),
+        "p99_ms": percentile(latencies, 99),
         "mean_ms": round(statistics.fmean(latencies), 3),
-        "throughput_rps": round(len(latencies) / wall, 1),
-        "outcomes": dict(outcomes),
-        "source_statuses": dict(statuses),
+        "throughput_rps": round(len(latencies) / phase.wall_s, 1),
+        "outcomes": dict(phase.outcomes),
+        "source_statuses": dict(phase.statuses),
     }
 
 

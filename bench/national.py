@@ -241,7 +241,7 @@ def _why_missed(holder: str, source: Mapping[str, Any] | None) -> str:
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
-    """The nearest-rank percentile (as bench.lookup); None for no values."""
+    """The nearest-rank percentile (as bench.load); None for no values."""
     if not values:
         return None
     ordered = sorted(values)

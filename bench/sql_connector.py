@@ -56,8 +56,7 @@ from sqlalchemy import Engine, event, insert, text
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import connectors.sql.backend as sql_backend
-from bench.lookup import _Connection as LeanConnection
-from bench.lookup import _percentile
+from bench.load import Connection, percentile
 from bench.report import write_report
 from bench.stack import wait_ready
 from connectors.protocol import (
@@ -564,7 +563,7 @@ async def _phase(
     server: _Server, kind: str, probes: Sequence[Probe], into: _Results
 ) -> dict[str, list[str]]:
     """Send each probe in turn, one at a time; returns each answer's record ids by request."""
-    connection = await LeanConnection.open("127.0.0.1", server.port)
+    connection = await Connection.open("127.0.0.1", server.port)
     answers: dict[str, list[str]] = {}
     latencies = into.latencies_ms.setdefault(kind, [])
     stop_at = time.monotonic() + MAX_SECONDS_PER_PHASE
@@ -631,11 +630,11 @@ def _summary(results: _Results) -> dict[str, Any]:
         rows = results.rows.get(kind, [])
         kinds[kind] = {
             "lookups": len(latencies),
-            "p50_ms": _percentile(latencies, 50) if latencies else None,
-            "p95_ms": _percentile(latencies, 95) if latencies else None,
+            "p50_ms": percentile(latencies, 50) if latencies else None,
+            "p95_ms": percentile(latencies, 95) if latencies else None,
             "found_share": round(results.found.get(kind, 0) / max(1, len(latencies)), 4),
             "rows_fetched_p50": statistics.median(rows) if rows else None,
-            "rows_fetched_p95": _percentile(rows, 95) if rows else None,
+            "rows_fetched_p95": percentile(rows, 95) if rows else None,
             "rows_fetched_max": max(rows) if rows else None,
             "statements_per_lookup": round(results.statements.get(kind, 0) / len(latencies), 2)
             if latencies and results.statements.get(kind)
