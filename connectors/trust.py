@@ -26,6 +26,7 @@ import hmac
 import json
 import os
 import ssl
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -36,7 +37,7 @@ import jwt
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
@@ -129,36 +130,68 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
 
 
 def ensure_key_pair(private_path: Path, public_path: Path) -> Path:
-    """Create a P-256 key pair once (private key readable by the owner only); return its path."""
-    if private_path.exists() and public_path.exists():
-        return private_path
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    write_private_key(private_path, key)
-    write_public_key(public_path, key.public_key())
+    """Create a P-256 key pair once (private key readable by the owner only); return its path.
+
+    Safe when several processes start together on one directory (`serve --workers N`, gateways
+    sharing a state directory): one key is made and every process uses it. A missing public half
+    is written again from the private key, never by replacing the key."""
+    if not private_path.exists():
+        write_once(private_path, private_pem(ec.generate_private_key(ec.SECP256R1())))
+    if not public_path.exists():
+        write_once(public_path, public_pem(load_private_key(private_path).public_key()), 0o644)
     return private_path
+
+
+def write_once(path: Path, data: bytes, mode: int = 0o600) -> bool:
+    """Put `data` at `path` (with permissions `mode`) unless a file is there already; True if
+    this call's data is what stands.
+
+    Written beside it first, then linked into place: a reader never sees the file part-written,
+    and of processes writing at once exactly one wins (the others' link fails, their data is
+    dropped), where checking first and then writing let two processes each write a different
+    key, or one fail on the other's half-made file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            os.fchmod(out.fileno(), mode)
+        try:
+            os.link(staged, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(staged)
+
+
+def private_pem(key: PrivateKeyTypes) -> bytes:
+    """`key` as unencrypted PKCS#8 PEM."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def public_pem(public_key: PublicKeyTypes) -> bytes:
+    """`public_key` as PEM (SubjectPublicKeyInfo), as `load_public_key` reads it."""
+    return public_key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
 def write_private_key(path: Path, key: PrivateKeyTypes) -> None:
     """Write `key` as unencrypted PKCS#8 PEM, readable by its owner only from the moment the file
     exists (never world-readable, even briefly)."""
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as out:
-        out.write(pem)
+        out.write(private_pem(key))
 
 
 def write_public_key(path: Path, public_key: ec.EllipticCurvePublicKey) -> None:
     """Write `public_key` as PEM (SubjectPublicKeyInfo), as `load_public_key` reads it."""
-    path.write_bytes(
-        public_key.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    path.write_bytes(public_pem(public_key))
 
 
 class KeySource(Protocol):

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from connectors.trust import private_pem, public_pem, write_once
 from connectors.witness import checkpoint_statement
 
 GENESIS: Final = "0" * 64
@@ -136,19 +136,14 @@ class CheckpointKeys:
 
 def ensure_checkpoint_key(private_path: Path) -> Path:
     """Create an Ed25519 key pair once: the private key (owner-readable only) at `private_path`,
-    its public key beside it as `<name>.pub.pem`; return `private_path`."""
+    its public key beside it as `<name>.pub.pem`; return `private_path`. Safe when gateways
+    sharing a state directory start together: one key is made and all use it
+    (`connectors.trust.write_once`)."""
+    if not private_path.exists():
+        write_once(private_path, private_pem(Ed25519PrivateKey.generate()))
     public_path = public_key_path(private_path)
-    if private_path.exists():
-        return private_path
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(pem)
-    public_path.write_bytes(_public_pem(key.public_key()))
+    if not public_path.exists():
+        write_once(public_path, public_pem(load_private_key(private_path).public_key()), 0o644)
     return private_path
 
 
@@ -187,9 +182,3 @@ def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
     if not keys:
         raise ValueError(f"{path}: holds no public key")
     return keys
-
-
-def _public_pem(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
