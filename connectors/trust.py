@@ -28,6 +28,7 @@ import os
 import ssl
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -130,15 +131,28 @@ def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
 
 
 def ensure_key_pair(private_path: Path, public_path: Path) -> Path:
-    """Create a P-256 key pair once (private key readable by the owner only); return its path.
+    """Create a P-256 key pair once (private key readable by the owner only); return its path."""
+    return ensure_key_files(
+        private_path, public_path, lambda: ec.generate_private_key(ec.SECP256R1()), load_private_key
+    )
+
+
+def ensure_key_files(
+    private_path: Path,
+    public_path: Path,
+    generate: Callable[[], PrivateKeyTypes],
+    load: Callable[[Path], PrivateKeyTypes],
+) -> Path:
+    """Create a key pair once - a key from `generate`, owner-readable only, at `private_path`,
+    its public half at `public_path` - and return `private_path`; `load` reads the key back.
 
     Safe when several processes start together on one directory (`serve --workers N`, gateways
     sharing a state directory): one key is made and every process uses it. A missing public half
     is written again from the private key, never by replacing the key."""
     if not private_path.exists():
-        write_once(private_path, private_pem(ec.generate_private_key(ec.SECP256R1())))
+        write_once(private_path, private_pem(generate()))
     if not public_path.exists():
-        write_once(public_path, public_pem(load_private_key(private_path).public_key()), 0o644)
+        write_once(public_path, public_pem(load(private_path).public_key()), 0o644)
     return private_path
 
 

@@ -40,7 +40,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from connectors.trust import private_pem, public_pem, write_once
+from connectors.trust import ensure_key_files
 from connectors.witness import checkpoint_statement
 
 GENESIS: Final = "0" * 64
@@ -137,14 +137,10 @@ class CheckpointKeys:
 def ensure_checkpoint_key(private_path: Path) -> Path:
     """Create an Ed25519 key pair once: the private key (owner-readable only) at `private_path`,
     its public key beside it as `<name>.pub.pem`; return `private_path`. Safe when gateways
-    sharing a state directory start together: one key is made and all use it
-    (`connectors.trust.write_once`)."""
-    if not private_path.exists():
-        write_once(private_path, private_pem(Ed25519PrivateKey.generate()))
-    public_path = public_key_path(private_path)
-    if not public_path.exists():
-        write_once(public_path, public_pem(load_private_key(private_path).public_key()), 0o644)
-    return private_path
+    sharing a state directory start together (`connectors.trust.ensure_key_files`)."""
+    return ensure_key_files(
+        private_path, public_key_path(private_path), Ed25519PrivateKey.generate, load_private_key
+    )
 
 
 def public_key_path(private_path: Path) -> Path:
