@@ -29,7 +29,6 @@ from connectors.trust import (
     key_id,
     load_private_key,
     request_authorization,
-    write_public_key,
 )
 
 
@@ -50,13 +49,7 @@ class KitIdentity:
     def from_key_file(cls, path: Path, issuer: str) -> KitIdentity:
         """Load the key in `path`, or create it (and its public key beside it) when missing.
         An existing key whose public file is missing gets it written; it is never replaced."""
-        if not path.exists():
-            ensure_key_pair(path, public_key_path(path))
-        key = load_private_key(path)
-        public_path = public_key_path(path)
-        if not public_path.exists():
-            write_public_key(public_path, key.public_key())
-        return cls(key, issuer)
+        return cls(load_private_key(ensure_key_pair(path, public_key_path(path))), issuer)
 
     def authorization(
         self,
