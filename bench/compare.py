@@ -5,6 +5,7 @@ difference is what those cost, plus the difference between the two gateways' run
 
     npm ci --prefix bench/peer          # once
     python -m bench.compare --latency-ms 0 20 --requests 300 --concurrency 16 --rounds 3
+    python -m bench.compare --workers 2 ...   # two processes a gateway, each side (Redis limits)
 
 For each connector latency, both systems run at once on loopback over one written synthetic
 population, and are measured in alternating phases (ours, peer, peer, ours, ...: one at a time,
@@ -18,7 +19,9 @@ answer held (identity recall: two source round trips by design; the peer asks on
 the other lookups' p50 and p99 apart. Then ours over the peer round by round (p50, lookups/s,
 gateway CPU, gateway and backends' CPU): each round's two phases ran back to back, so these
 ratios - their median and range - are the reading that survives the machine's drift. Which side
-goes first alternates from round to round.
+goes first alternates from round to round. With `--workers N`, each gateway runs N processes:
+ours `serve --workers N` (its usage limits then shared through the machine's Redis, as deployed),
+Hive Gateway `--fork N`.
 
 Prints a table and writes bench/results/compare.json. Traffic goes only to 127.0.0.1, and every
 loop is bounded in count and time.
@@ -32,6 +35,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -44,7 +48,7 @@ from typing import Any
 
 from bench.load import Read, drive, percentile
 from bench.report import write_report
-from bench.stack import running_stack, wait_ready
+from bench.stack import redis_limits, running_stack, wait_ready
 from connectors.protocol import FieldId
 from connectors.reference import REFERENCE_AGENCIES
 from connectors.serving import free_port
@@ -261,9 +265,12 @@ def _node() -> str:
 
 
 @contextlib.contextmanager
-def running_peer(work: Path, population: Path, *, latency_ms: float) -> Iterator[Side]:
+def running_peer(
+    work: Path, population: Path, *, latency_ms: float, workers: int = 1
+) -> Iterator[Side]:
     """The three REST backends over `population/<agency>.jsonl` and Hive Gateway in front of
-    them, composed afresh from bench/peer/mesh.config.mjs; yields the peer as a Side."""
+    them (`workers` processes), composed afresh from bench/peer/mesh.config.mjs; yields the peer
+    as a Side."""
     node = _node()
     bin_dir = PEER_DIR / "node_modules" / ".bin"
     supergraph = work / "supergraph.graphql"
@@ -298,7 +305,8 @@ def running_peer(work: Path, population: Path, *, latency_ms: float) -> Iterator
         processes["gateway"] = _spawn(
             [
                 *(node, str(bin_dir / "hive-gateway"), "supergraph", str(supergraph)),
-                *("-c", "gateway.mjs", "--host", "127.0.0.1", "--port", str(port), "--fork", "1"),
+                *("-c", "gateway.mjs", "--host", "127.0.0.1", "--port", str(port)),
+                *("--fork", str(workers)),
             ],
             env,
             work / "peer-gateway.log",
@@ -315,23 +323,41 @@ def running_peer(work: Path, population: Path, *, latency_ms: float) -> Iterator
         )
     finally:
         for process in processes.values():
-            process.terminate()
+            os.killpg(process.pid, signal.SIGTERM)
         for process in processes.values():
-            process.wait(timeout=15)
+            _stop(process)
 
 
 def _spawn(
     args: list[str], env: Mapping[str, str], log: Path, cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
+    """`args` in a process group of its own, which _stop ends whole (Hive's forked workers)."""
     with log.open("ab") as out:
-        return subprocess.Popen(args, env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            args,
+            env=dict(env),
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes], grace_s: float = 15) -> None:
+    """Wait for a process sent SIGTERM; its group is killed if it is not gone within `grace_s`
+    (Hive Gateway with `--fork 2` waits for its workers to drain for longer than that)."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace_s)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=grace_s)
 
 
 # --- the run ---------------------------------------------------------------------------------
 
 
 def run(
-    latency_ms: float, requests: int, concurrency: int, rounds: int, children: int
+    latency_ms: float, requests: int, concurrency: int, rounds: int, children: int, workers: int = 1
 ) -> dict[str, Any]:
     modes = (("sequential", 1), ("concurrent", concurrency))
     needed = 2 * WARM_UP + rounds * len(modes) * requests
@@ -350,10 +376,20 @@ def run(
             cursor += count
             return chosen
 
-        with (
-            running_stack(work / "ours", work / "population", latency_ms=latency_ms) as stack,
-            running_peer(work, work / "population", latency_ms=latency_ms) as peer,
-        ):
+        with contextlib.ExitStack() as running:
+            limits = running.enter_context(redis_limits()) if workers > 1 else {}
+            stack = running.enter_context(
+                running_stack(
+                    work / "ours",
+                    work / "population",
+                    latency_ms=latency_ms,
+                    gateway_env=limits,
+                    workers=workers,
+                )
+            )
+            peer = running.enter_context(
+                running_peer(work, work / "population", latency_ms=latency_ms, workers=workers)
+            )
             ours = Side(
                 name="ours",
                 url=stack.graphql_url,
@@ -384,6 +420,7 @@ def run(
                         order.append(f"{side.name}:{mode}")
     return {
         "connector_latency_ms": latency_ms,
+        "gateway_processes": workers,
         "phase_order": order,
         **{
             side: {
@@ -433,11 +470,16 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3, help="phases per side and mode")
     parser.add_argument("--children", type=int, default=2000)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes a gateway (ours and Hive's), 1 to 4"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "compare.json")
     args = parser.parse_args()
+    if not 1 <= args.workers <= 4:
+        parser.error("--workers is 1 to 4")
     started = time.monotonic()
     runs = [
-        run(latency, args.requests, args.concurrency, args.rounds, args.children)
+        run(latency, args.requests, args.concurrency, args.rounds, args.children, args.workers)
         for latency in args.latency_ms
     ]
     elapsed = round(time.monotonic() - started, 1)
@@ -480,6 +522,7 @@ def _print_table(runs: Sequence[dict[str, Any]]) -> None:
     print(head)
     print("-" * len(head))
     for r in runs:
+        print(f"{'':>7} each gateway: {r['gateway_processes']} process(es)")
         for mode in ("sequential", "concurrent"):
             for side in ("ours", "peer"):
                 m = r[side][mode]

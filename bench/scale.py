@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -22,17 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import redis
 
 from bench.lookup import _drive
 from bench.report import write_report
-from bench.stack import running_stack
+from bench.stack import redis_limits, running_stack
 from connectors.synthetic import generate_population, write_population
 from gateway.audit import upgrade_schema, writer_role
 
 RESULTS = Path(__file__).resolve().parent / "results"
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @dataclass(frozen=True)
@@ -58,45 +57,43 @@ SHAPES = (
 )
 
 
-def _env(shape: Shape, schema: str, prefix: str) -> dict[str, str]:
-    env: dict[str, str] = {}
+def _env(shape: Shape, schema: str) -> dict[str, str]:
     if shape.audit == "postgres":
-        env |= {"CHILDLOOKUP_DATABASE_URL": POSTGRES_URL, "CHILDLOOKUP_DATABASE_SCHEMA": schema}
-    if shape.limits == "redis":
-        env |= {"CHILDLOOKUP_REDIS_URL": REDIS_URL, "CHILDLOOKUP_REDIS_PREFIX": prefix}
-    return env
+        return {"CHILDLOOKUP_DATABASE_URL": POSTGRES_URL, "CHILDLOOKUP_DATABASE_SCHEMA": schema}
+    return {}
 
 
-def _cleanup(schema: str, prefix: str) -> None:
+def _drop_schema(schema: str) -> None:
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         conn.execute(f'DROP ROLE IF EXISTS "{writer_role(schema)}"')
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(match=f"{prefix}*"):
-        client.delete(key)
-    client.close()
 
 
 def run(
     shape: Shape, work: Path, nhs: list[str], requests: int, concurrency: int
 ) -> dict[str, Any]:
-    schema, prefix = f"bench_{uuid.uuid4().hex[:10]}", f"bench:{uuid.uuid4().hex[:10]}"
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
     state = work / f"{shape.workers}-{shape.audit}-{shape.limits}"
     try:
         if shape.audit == "postgres":
             upgrade_schema(POSTGRES_URL, schema)
-        with running_stack(
-            state,
-            work / "population",
-            gateway_env=_env(shape, schema, prefix),
-            workers=shape.workers,
-        ) as stack:
-            asyncio.run(_drive(stack.graphql_url, stack.token, nhs, 60, concurrency))  # warm-up
+        with contextlib.ExitStack() as stack:
+            limits = stack.enter_context(redis_limits()) if shape.limits == "redis" else {}
+            running = stack.enter_context(
+                running_stack(
+                    state,
+                    work / "population",
+                    gateway_env=_env(shape, schema) | limits,
+                    workers=shape.workers,
+                )
+            )
+            asyncio.run(_drive(running.graphql_url, running.token, nhs, 60, concurrency))
             measured = asyncio.run(
-                _drive(stack.graphql_url, stack.token, nhs, requests, concurrency)
+                _drive(running.graphql_url, running.token, nhs, requests, concurrency)
             )
     finally:
-        _cleanup(schema, prefix)
+        if shape.audit == "postgres":
+            _drop_schema(schema)
     return {"shape": shape.name, **measured}
 
 

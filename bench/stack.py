@@ -13,17 +13,22 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import redis
 
 from connectors.reference import REFERENCE_AGENCIES
 from connectors.serving import free_port
 from connectors.trust import JWKS_PATH
 from gateway.demo import reference_source
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+"""The machine's Redis (the tests' and CI's): what several gateway workers share their limits in."""
 
 NO_LIMITS: Mapping[str, str] = {
     # One bench user looks up thousands of children a minute: lift the anti-harvesting limits,
@@ -32,6 +37,21 @@ NO_LIMITS: Mapping[str, str] = {
     "CHILDLOOKUP_LOOKUPS_PER_ORGANISATION_PER_MINUTE": "1000000",
     "CHILDLOOKUP_DISTINCT_CHILDREN_PER_USER_PER_DAY": "1000000",
 }
+
+
+@contextlib.contextmanager
+def redis_limits() -> Iterator[dict[str, str]]:
+    """Gateway settings for usage limits shared through the machine's Redis, under a key prefix of
+    this run's own: several workers need them (`serve --workers N`). The prefix's keys are deleted
+    on exit."""
+    prefix = f"bench:{uuid.uuid4().hex[:10]}"
+    try:
+        yield {"CHILDLOOKUP_REDIS_URL": REDIS_URL, "CHILDLOOKUP_REDIS_PREFIX": prefix}
+    finally:
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(match=f"{prefix}*"):
+            client.delete(key)
+        client.close()
 
 
 @dataclass(frozen=True)
