@@ -45,6 +45,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 from jwt.utils import base64url_decode
 
+from connectors.bounded_reads import MAX_DOCUMENT_BYTES, read_answer
 from connectors.protocol import random_id
 
 ALGORITHM: Final = "ES256"
@@ -273,17 +274,32 @@ class PublishedKeys:
             fetch.exception()  # retrieved here when every caller gave up waiting
 
     async def _fetch(self) -> None:
+        """The JWKS, read to MAX_DOCUMENT_BYTES and whole within the timeout: a publisher is
+        another party, and one streaming or dripping without end would otherwise hold the
+        fetch, and every caller waiting for this key, for as long as it went on."""
         try:
             if self._client is not None:
-                response = await self._client.get(self._url, timeout=self._timeout)
+                response, body = await self._read(self._client)
             else:
                 async with httpx.AsyncClient(timeout=self._timeout, verify=_tls()) as client:
-                    response = await client.get(self._url)
+                    response, body = await self._read(client)
             response.raise_for_status()
-            keys = jwt.PyJWKSet.from_dict(response.json()).keys
+            document = json.loads(body)
+            if not isinstance(document, dict):  # PyJWKSet would fail with an AttributeError
+                raise ValueError("a JWKS is a JSON object")
+            keys = jwt.PyJWKSet.from_dict(document).keys
         except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
             raise KeysUnavailable("The signer's published keys could not be fetched.") from exc
         self._keys = {k.key_id: k.key for k in keys if k.key_id}
+
+    async def _read(self, client: httpx.AsyncClient) -> tuple[httpx.Response, bytes]:
+        return await read_answer(
+            client,
+            "GET",
+            self._url,
+            max_bytes=MAX_DOCUMENT_BYTES,
+            within_s=self._timeout,
+        )
 
 
 @functools.cache

@@ -6,12 +6,14 @@ The gateway reads `{issuer}/.well-known/openid-configuration` (or
 endpoints in /portal/config.json, and the page's Content-Security-Policy can allow exactly the
 token endpoint's origin and nothing else. The document must name the configured issuer (OpenID
 Connect Discovery 1.0, section 4.3), its endpoints must be https (http on loopback only, for
-tests), and PKCE with S256 must not be ruled out. It is cached for an hour; after a failure it is
-fetched again at most every 30 s.
+tests), and PKCE with S256 must not be ruled out. It is read to MAX_DOCUMENT_BYTES and whole
+within the timeout (connectors.bounded_reads), cached for an hour, and after a failure fetched
+again at most every 30 s.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx
+
+from connectors.bounded_reads import MAX_DOCUMENT_BYTES, read_answer
 
 DISCOVERY_PATH: Final = "/.well-known/openid-configuration"
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -114,9 +118,16 @@ class ProviderDiscovery:
         if stale and now - self._failed_at > self._retry:
             try:
                 async with httpx.AsyncClient(timeout=self._timeout) as client:
-                    response = await client.get(self.url, headers={"accept": "application/json"})
-                    response.raise_for_status()
-                    self._endpoints = parse_discovery(response.json(), self._issuer)
+                    response, body = await read_answer(
+                        client,
+                        "GET",
+                        self.url,
+                        max_bytes=MAX_DOCUMENT_BYTES,
+                        within_s=self._timeout,
+                        headers={"accept": "application/json"},
+                    )
+                response.raise_for_status()
+                self._endpoints = parse_discovery(json.loads(body), self._issuer)
                 self._fetched_at = now
             except (httpx.HTTPError, ValueError) as exc:
                 self._failed_at = now

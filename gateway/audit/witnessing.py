@@ -45,6 +45,7 @@ from typing import Any, Final
 import httpx
 from pydantic import TypeAdapter, ValidationError
 
+from connectors.bounded_reads import AnswerTooLarge, read_answer
 from connectors.trust import SIGNATURE_HEADER, TrustError
 from connectors.witness import (
     MAX_BATCH,
@@ -74,10 +75,6 @@ MAX_ANSWER_BYTES: Final = 4 * 1024 * 1024
 (what one witness request may carry: 256 KiB) and the conflicts the witness recorded, a receipt
 one checkpoint; an answer far past that is not one, and a broken or hostile witness must not make
 the gateway, or an auditor's `verify --witness`, buffer without bound."""
-
-_UNCOMPRESSED: Final = {"accept-encoding": "identity"}
-"""Asked of every witness: the cap is checked piece by piece as the answer arrives, and one
-compressed piece could unpack to far more than the cap."""
 
 _log = logging.getLogger("childlookup.witness")
 _alerts = logging.getLogger("childlookup.alerts")
@@ -163,7 +160,7 @@ async def _listing_page(
     client: httpx.AsyncClient, url: str, log: str, after: int, timeout_s: float
 ) -> WitnessListing:
     response, body = await _exchange(
-        client, "GET", url, params={"log": log, "after": after}, timeout=timeout_s
+        client, "GET", url, params={"log": log, "after": after}, timeout_s=timeout_s
     )
     if response.status_code != 200:
         raise WitnessError(f"it answered HTTP {response.status_code}")
@@ -174,31 +171,24 @@ async def _listing_page(
 
 
 async def _exchange(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    **options: Any,
+    client: httpx.AsyncClient, method: str, url: str, *, timeout_s: float, **options: Any
 ) -> tuple[httpx.Response, bytes]:
-    """The answer to one request and its body, read to at most MAX_ANSWER_BYTES: stopped, and
-    WitnessError, past that, as when the witness cannot be reached or read."""
+    """The answer to one request and its body, read to at most MAX_ANSWER_BYTES and whole within
+    `timeout_s` (connectors.bounded_reads), else WitnessError, as when the witness cannot be
+    reached or read."""
     try:
-        request = client.build_request(
-            method, url, headers={**_UNCOMPRESSED, **(headers or {})}, **options
+        return await read_answer(
+            client,
+            method,
+            url,
+            max_bytes=MAX_ANSWER_BYTES,
+            within_s=timeout_s,
+            **options,
         )
-        response = await client.send(request, stream=True)
-        try:
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise WitnessError(f"its answer is larger than {MAX_ANSWER_BYTES} bytes")
-        finally:
-            await response.aclose()
+    except AnswerTooLarge:
+        raise WitnessError(f"its answer is larger than {MAX_ANSWER_BYTES} bytes") from None
     except (httpx.HTTPError, httpx.InvalidURL) as error:
         raise WitnessError(_failure(error)) from error
-    return response, bytes(body)
 
 
 def _failure(error: httpx.HTTPError | httpx.InvalidURL) -> str:
@@ -446,7 +436,7 @@ class WitnessDispatcher:
             witness.url,
             content=body,
             headers=headers,
-            timeout=witness.timeout_s,
+            timeout_s=witness.timeout_s,
         )
         if response.status_code != 200:
             raise WitnessError(f"it answered HTTP {response.status_code}")

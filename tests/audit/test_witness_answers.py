@@ -1,7 +1,8 @@
-"""A witness's answers are read to a cap: a broken or hostile witness streaming without end is
+"""A witness's answers are read within bounds: a broken or hostile witness streaming without end is
 refused once past MAX_ANSWER_BYTES, whether the gateway is reading its listing (as `audit verify
---witness` does) or its receipt for checkpoints sent, and is asked for an uncompressed answer.
-Real servers on loopback; the gateway's own transport and dispatcher."""
+--witness` does) or its receipt for checkpoints sent, and is asked for an uncompressed answer; one
+dripping its answer is given up on when the witness's timeout has passed. Real servers on
+loopback; the gateway's own transport and dispatcher."""
 
 from __future__ import annotations
 
@@ -60,6 +61,26 @@ async def _with_client(run: Callable[[httpx.AsyncClient], Awaitable[None]]) -> N
     """`run` with a client over the gateway's own transport, as witnessing uses it."""
     async with httpx.AsyncClient(transport=ConnectorTransport()) as client:
         await run(client)
+
+
+def test_a_listing_dripping_past_the_witness_timeout_is_given_up_on():
+    async def drip(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(40):  # 4 s, then a listing: read that long, it would be accepted
+                yield b" "
+                await asyncio.sleep(0.1)
+            yield b'{"log": "gw-1", "checkpoints": [], "first_seen_seq": null, "conflicts": []}'
+
+        return StreamingResponse(body(), media_type="application/json")
+
+    app = Starlette(routes=[Route(WITNESS_PATH, drip)])
+    with BackgroundServer(app) as server:
+
+        async def read(client: httpx.AsyncClient) -> None:
+            await witnessed(client, server.url + WITNESS_PATH, "gw-1", timeout_s=0.5)
+
+        with pytest.raises(WitnessError, match="no answer in time"):
+            asyncio.run(_with_client(read))
 
 
 def test_a_listing_past_the_cap_is_refused_without_reading_it_all(endless):
