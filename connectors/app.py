@@ -56,7 +56,7 @@ from connectors.trust import (
     JWKS_PATH,
     SIGNATURE_HEADER,
     AnswerSigner,
-    ReplayCheckUnavailable,
+    CheckUnavailable,
     RequestVerifier,
     TrustError,
 )
@@ -482,7 +482,7 @@ async def _authenticate(
 ) -> None:
     try:
         await verifier.verify(authorization, body, audience=source)
-    except ReplayCheckUnavailable as error:  # not the gateway's fault: it may retry
+    except CheckUnavailable as error:  # not the gateway's fault: it may retry
         raise _Refusal(ErrorCode.UNAVAILABLE, error.message) from None
     except TrustError as error:
         raise _Refusal(ErrorCode.UNAUTHENTICATED, error.message) from None

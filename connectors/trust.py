@@ -71,7 +71,14 @@ class UnknownKey(TrustError):
     """The signer names a key its publisher does not publish."""
 
 
-class KeysUnavailable(TrustError):
+class CheckUnavailable(TrustError):
+    """The check could not be made just now (the signer's published keys, or the store of tokens
+    seen, out of reach): nothing was found wrong with the request, which was not read, and may be
+    sent again. Answered 503 UNAVAILABLE rather than 401, which would send its sender looking
+    for a fault in its own keys."""
+
+
+class KeysUnavailable(CheckUnavailable):
     """The published keys could not be fetched."""
 
 
@@ -82,7 +89,7 @@ class ReplayRefused(TrustError):
         super().__init__("This request was already received: replays are refused.")
 
 
-class ReplayCheckUnavailable(TrustError):
+class ReplayCheckUnavailable(CheckUnavailable):
     """Whether the request is a replay could not be known (its store is down): not read."""
 
     def __init__(self) -> None:

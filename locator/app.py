@@ -43,7 +43,7 @@ from connectors.trust import (
     JWKS_PATH,
     SIGNATURE_HEADER,
     AnswerSigner,
-    ReplayCheckUnavailable,
+    CheckUnavailable,
     RequestVerifier,
     TrustError,
     ensure_key_pair,
@@ -226,7 +226,7 @@ def create_locator_app(
 async def _publisher(publishers: Publishers, request: Request, body: bytes) -> str:
     try:
         return await publishers.verify(request.headers.get("authorization"), body)
-    except ReplayCheckUnavailable as error:
+    except CheckUnavailable as error:
         raise _Refusal(ErrorCode.UNAVAILABLE, error.message) from None
     except TrustError as error:
         raise _Refusal(ErrorCode.UNAUTHENTICATED, error.message) from None
@@ -237,7 +237,7 @@ async def _verified(
 ) -> None:
     try:
         await verifier.verify(request.headers.get("authorization"), body, audience=audience)
-    except ReplayCheckUnavailable as error:
+    except CheckUnavailable as error:
         raise _Refusal(ErrorCode.UNAVAILABLE, error.message) from None
     except TrustError as error:
         raise _Refusal(ErrorCode.UNAUTHENTICATED, error.message) from None

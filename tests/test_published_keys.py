@@ -1,11 +1,13 @@
 """A publisher's keys fetched from its JWKS (connectors.trust.PublishedKeys), served for real on
 loopback: a caller giving up mid-fetch must not leave the keys unfetched for the refresh
-interval."""
+interval, and a connector whose gateway's keys cannot be fetched says it is unavailable."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
@@ -13,8 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from connectors.app import create_connector_app
+from connectors.protocol import LOOKUP_PATH, ErrorCode, ErrorResponse
 from connectors.serving import BackgroundServer
-from connectors.trust import JWKS_PATH, PublishedKeys, jwks_document, key_id
+from connectors.trust import JWKS_PATH, PublishedKeys, RequestVerifier, jwks_document, key_id
+from tests.stack import GATEWAY_ISSUER, GATEWAY_SIGNER
+from tests.test_trust import RecordingBackend
+from tests.test_trust import _body as lookup_body
 
 KEY = ec.generate_private_key(ec.SECP256R1()).public_key()
 
@@ -53,3 +60,31 @@ async def test_callers_arriving_together_share_one_fetch():
 
     assert len(served) == 1
     assert {k.public_numbers() for k in found} == {KEY.public_numbers()}
+
+
+def test_a_connector_that_cannot_fetch_the_gateways_keys_answers_unavailable():
+    """Not 401: nothing was found wrong with the request, and a 401 would send the gateway's
+    operator looking for a fault in its keys. 503 UNAVAILABLE says try again (and counts towards
+    the source's circuit); the backend is never asked either way."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}{JWKS_PATH}"
+    backend = RecordingBackend()
+    verifier = RequestVerifier(PublishedKeys(closed, timeout_s=1), issuer=GATEWAY_ISSUER)
+    app = create_connector_app(backend, source="health", verifier=verifier)
+    body = lookup_body()
+    with BackgroundServer(app) as server:
+        answer = httpx.post(
+            server.url + LOOKUP_PATH,
+            content=body,
+            headers={
+                "content-type": "application/json",
+                "authorization": GATEWAY_SIGNER.authorization("health", body),
+            },
+        )
+
+    assert answer.status_code == 503
+    error = ErrorResponse.model_validate_json(answer.content).error
+    assert error.code is ErrorCode.UNAVAILABLE
+    assert error.message == "The signer's published keys could not be fetched."
+    assert backend.requests == []
