@@ -29,6 +29,7 @@ from gateway.config import Mode
 from gateway.cors import Cors
 from gateway.errors import ErrorCode, error_response
 from gateway.middleware import Authentication, BodyLimit, NoStore
+from gateway.policy import policy_ready
 from gateway.portal_site import PATH as PORTAL_PATH
 from gateway.portal_site import portal_app
 from gateway.redis_limits import answers
@@ -80,12 +81,13 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(request: Request) -> Response:
-        """Ready: the policy is loaded, a record can be committed to the audit log now, the
-        limits' Redis (when configured) answers, and the instance is not shutting down. Sources
-        are reported, not required (gateway.source_health says why)."""
+        """Ready: the policy is loaded (and its OPA server, when it has one, answers), a record
+        can be committed to the audit log now, the limits' Redis (when configured) answers, and
+        the instance is not shutting down. Sources are reported, not required
+        (gateway.source_health says why)."""
         policy = request.app.state.pipeline.policy
         checks = {
-            "policy": bool(policy.revision),
+            "policy": await policy_ready(policy),
             "audit": await asyncio.to_thread(components.audit.is_writable),
             "connectors": bool(components.sources),
         }

@@ -1,5 +1,7 @@
 """The whole gateway deciding through an OPA server over its REST API (real OPA behind it)."""
 
+import httpx
+
 from gateway.policy import load_bundle
 from tests.factories import NHS, POLICY_DIR, health_record, social_care_record
 from tests.stack import Behaviour, reference_connectors, reference_stack, running_gateway
@@ -31,3 +33,24 @@ def test_an_opa_server_that_fails_mid_service_releases_nothing(tmp_path, opa_ser
     assert body["data"] is None
     assert body["errors"][0]["extensions"]["code"] == "POLICY_UNAVAILABLE"
     assert "Amelia" not in str(body)
+
+
+def test_an_instance_whose_opa_stops_answering_is_not_ready_until_it_answers_again(
+    tmp_path, opa_server
+):
+    """Every lookup would be refused POLICY_UNAVAILABLE meanwhile: a load balancer reading
+    /readyz sends them to an instance whose OPA answers."""
+    behaviour = Behaviour()
+    opa_url = opa_server(behaviour)
+    with reference_stack(tmp_path, {"health": [health_record()]}, opa_url=opa_url) as gateway:
+        ready = httpx.get(f"{gateway.url}/readyz")
+        behaviour.status = 503
+        down = httpx.get(f"{gateway.url}/readyz")
+        behaviour.status = 200
+        back = httpx.get(f"{gateway.url}/readyz")
+
+    assert (ready.status_code, ready.json()["checks"]["policy"]) == (200, True)
+    assert (down.status_code, down.json()["checks"]["policy"]) == (503, False)
+    assert down.json()["status"] == "not ready"
+    assert (back.status_code, back.json()["checks"]["policy"]) == (200, True)
+    assert back.json()["policy_revision"] == REVISION

@@ -38,6 +38,7 @@ from gateway.policy.engine import (
     PolicyEngine,
     RegoPolicyEngine,
     RemotePolicyEngine,
+    policy_ready,
 )
 from gateway.policy.errors import PolicyError
 from gateway.policy.loading import load_engine, policy_engine_from_settings
@@ -90,6 +91,7 @@ __all__ = [
     "package_of",
     "parse_decision",
     "policy_engine_from_settings",
+    "policy_ready",
     "policy_test_main",
     "rotated_decision_logs",
     "run_policy_tests",

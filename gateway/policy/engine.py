@@ -61,6 +61,18 @@ class RemotePolicyEngine(PolicyEngine, Protocol):
     async def aclose(self) -> None: ...
 
 
+async def policy_ready(engine: PolicyEngine) -> bool:
+    """For readiness probes: a policy is loaded and, when it is served from elsewhere (OPA), it
+    answers now. An instance whose OPA has died refuses every lookup (POLICY_UNAVAILABLE), so a
+    load balancer should stop sending it any until OPA is back."""
+    if isinstance(engine, RemotePolicyEngine):
+        try:
+            await engine.connect()
+        except PolicyError:
+            return False
+    return bool(engine.revision)
+
+
 class RegoPolicyEngine:
     """The bundle's policies, compiled once at start-up and evaluated in-process."""
 
