@@ -132,7 +132,34 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
     """Read a PEM EC public key (P-256); raises ValueError otherwise."""
-    key = serialization.load_pem_public_key(path.read_bytes())
+    return _p256(serialization.load_pem_public_key(path.read_bytes()), path)
+
+
+def load_public_keys(path: Path) -> list[ec.EllipticCurvePublicKey]:
+    """Every P-256 public key in `path` (PEM blocks, one after another); ValueError otherwise."""
+    return [_p256(key, path) for key in pem_public_keys(path)]
+
+
+def pem_public_keys(path: Path) -> list[PublicKeyTypes]:
+    """Every public key in `path`, PEM blocks one after another (a key set kept through a
+    rotation); ValueError when the file cannot be read, a block is not a key, or there is none."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the public keys at {path}: {exc}") from exc
+    end = "-----END PUBLIC KEY-----"
+    keys = []
+    for block in (block + end for block in text.split(end) if "-----BEGIN" in block):
+        try:
+            keys.append(serialization.load_pem_public_key(block.strip().encode()))
+        except ValueError as exc:
+            raise ValueError(f"{path}: not a PEM public key: {exc}") from exc
+    if not keys:
+        raise ValueError(f"{path}: holds no public key")
+    return keys
+
+
+def _p256(key: PublicKeyTypes, path: Path) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
         raise ValueError(f"{path}: an ES256 public key must be a P-256 EC public key")
     return key

@@ -21,6 +21,7 @@ from connectors.trust import (
     key_id,
     load_private_key,
     load_public_key,
+    load_public_keys,
     request_authorization,
     verify_answer,
 )
@@ -33,18 +34,35 @@ DEV_PUBLIC_KEY_FILE: Final = "gateway-request-key.pub.pem"
 class RequestSigner:
     """Signs each federated request: a fresh token per request, addressed to one connector."""
 
-    def __init__(self, private_key: ec.EllipticCurvePrivateKey, *, issuer: str) -> None:
+    def __init__(
+        self,
+        private_key: ec.EllipticCurvePrivateKey,
+        *,
+        issuer: str,
+        also_published: Sequence[ec.EllipticCurvePublicKey] = (),
+    ) -> None:
+        """`also_published`: keys the JWKS serves beside this one's, for a rotation."""
         self._key = private_key
         self._issuer = issuer
         self._kid = key_id(private_key.public_key())
+        published = {self._kid: private_key.public_key()}
+        for key in also_published:
+            published.setdefault(key_id(key), key)
+        self._published = list(published.values())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RequestSigner:
-        """The configured key (production), or a dev key generated once into the state dir."""
+        """The configured key (production), or a dev key generated once into the state dir; and
+        the keys to publish beside it, if any."""
         path = settings.request_signing_key_file or ensure_key_pair(
             settings.state_dir / DEV_KEY_FILE, settings.state_dir / DEV_PUBLIC_KEY_FILE
         )
-        return cls(load_private_key(path), issuer=settings.gateway_id)
+        extra = settings.request_signing_published_keys_file
+        return cls(
+            load_private_key(path),
+            issuer=settings.gateway_id,
+            also_published=() if extra is None else load_public_keys(extra),
+        )
 
     def authorization(self, audience: str, body: bytes) -> str:
         """The `Authorization` header value for sending `body` to the connector `audience`."""
@@ -53,7 +71,8 @@ class RequestSigner:
         )
 
     def jwks(self) -> dict[str, Any]:
-        return jwks_document([self._key.public_key()])
+        """The signing key first, then the others published for a rotation."""
+        return jwks_document(self._published)
 
 
 class AnswerVerifier:

@@ -225,3 +225,66 @@ def test_production_refuses_to_start_without_a_request_signing_key(tmp_path):
         **production, request_signing_key_file=key, audit_checkpoint_key_file=checkpoint_key
     )
     assert settings.request_signing_key_file == key
+
+
+def test_a_request_signing_key_rotates_with_gateways_signing_with_both_at_once(tmp_path):
+    """The middle of a rolling rotation: one gateway still signs with the old key and publishes
+    the new one, the other signs with the new key and publishes the old. A connector that fetched
+    its keys from the first (as through a load balancer) trusts both gateways' requests; a
+    gateway signing with a key nobody published is still refused."""
+    old = ensure_key_pair(tmp_path / "old.pem", tmp_path / "old.pub.pem")
+    new = ensure_key_pair(tmp_path / "new.pem", tmp_path / "new.pub.pem")
+    stray = ensure_key_pair(tmp_path / "stray.pem", tmp_path / "stray.pub.pem")
+    first_sock = bind_socket("127.0.0.1", 0)
+    apps = reference_apps(
+        tmp_path,
+        {"health": [health_record()]},
+        gateway_jwks=socket_url(first_sock) + JWKS_PATH,
+    )
+    with serving(apps) as urls:
+        sources = [reference_source("health", urls["health"])]
+        with (
+            running_gateway(
+                tmp_path / "first",
+                sources,
+                sock=first_sock,
+                request_signing_key_file=old,
+                request_signing_published_keys_file=tmp_path / "new.pub.pem",
+            ) as first,
+            running_gateway(
+                tmp_path / "second",
+                sources,
+                request_signing_key_file=new,
+                request_signing_published_keys_file=tmp_path / "old.pub.pem",
+            ) as second,
+            running_gateway(tmp_path / "stray", sources, request_signing_key_file=stray) as third,
+        ):
+            published = httpx.get(first.url + JWKS_PATH).json()["keys"]
+            answers = [g.lookup("health_visitor", NHS)["data"]["child"] for g in (first, second)]
+            refused = third.lookup("health_visitor", NHS)["data"]["child"]
+
+    old_kid, new_kid = (key_id(load_public_key(tmp_path / f"{n}.pub.pem")) for n in ("old", "new"))
+    assert [[(s["source"], s["status"]) for s in a["sources"]] for a in answers] == [
+        [("health", "ANSWERED")],
+        [("health", "ANSWERED")],
+    ]
+    assert [key["kid"] for key in published] == [old_kid, new_kid]  # the signing key first
+    assert [(s["status"], s["errorCode"]) for s in refused["sources"]] == [
+        ("FAILED", "UNAUTHENTICATED")
+    ]
+
+
+def test_published_keys_must_be_p256_public_keys(tmp_path):
+    ensure_checkpoint_key(tmp_path / "checkpoint.pem")  # an Ed25519 pair
+    with pytest.raises(ValueError, match="must be a P-256 EC public key"):
+        RequestSigner.from_settings(
+            Settings(
+                state_dir=tmp_path,
+                request_signing_published_keys_file=tmp_path / "checkpoint.pub.pem",
+            )
+        )
+    (tmp_path / "empty.pem").write_text("")
+    with pytest.raises(ValueError, match="holds no public key"):
+        RequestSigner.from_settings(
+            Settings(state_dir=tmp_path, request_signing_published_keys_file=tmp_path / "empty.pem")
+        )

@@ -40,7 +40,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from connectors.trust import ensure_key_files
+from connectors.trust import ensure_key_files, pem_public_keys
 from connectors.witness import checkpoint_statement
 
 GENESIS: Final = "0" * 64
@@ -160,21 +160,9 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 
 def load_public_keys(path: Path) -> list[Ed25519PublicKey]:
     """Every Ed25519 public key (PEM blocks, one after another) in `path`."""
-    try:
-        text = path.read_text(encoding="ascii")
-    except OSError as exc:
-        raise ValueError(f"cannot read the audit checkpoint public keys at {path}: {exc}") from exc
-    end = "-----END PUBLIC KEY-----"
-    blocks = [block + end for block in text.split(end) if "-----BEGIN" in block]
     keys = []
-    for block in blocks:
-        try:
-            key = serialization.load_pem_public_key(block.strip().encode())
-        except ValueError as exc:
-            raise ValueError(f"{path}: not a PEM public key: {exc}") from exc
+    for key in pem_public_keys(path):
         if not isinstance(key, Ed25519PublicKey):
             raise ValueError(f"{path}: holds a public key that is not Ed25519")
         keys.append(key)
-    if not keys:
-        raise ValueError(f"{path}: holds no public key")
     return keys
