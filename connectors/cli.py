@@ -197,7 +197,11 @@ def _witness(args: argparse.Namespace) -> int:
 def _signer(args: argparse.Namespace) -> AnswerSigner | None:
     from connectors.trust import AnswerSigner
 
-    return AnswerSigner.from_pem_file(args.signing_key) if args.signing_key else None
+    if args.signing_key is None:
+        if args.published_keys is not None:
+            raise ValueError("--published-keys are published beside --signing-key: name it too")
+        return None
+    return AnswerSigner.from_pem_file(args.signing_key, args.published_keys)
 
 
 def _serve_app(args: argparse.Namespace, app: Starlette, what: str) -> int:
@@ -323,6 +327,13 @@ def _add_gateway_arguments(parser: argparse.ArgumentParser, *, required: bool) -
         metavar="PEM",
         help="sign every answer with this P-256 private key (public key served at "
         "/.well-known/jwks.json)",
+    )
+    parser.add_argument(
+        "--published-keys",
+        type=Path,
+        metavar="PEM",
+        help="more P-256 public keys (PEM blocks) served at /.well-known/jwks.json after the "
+        "signing key's own: while replicas change keys, the next key, then the previous one",
     )
 
 

@@ -28,7 +28,7 @@ import os
 import ssl
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -653,16 +653,37 @@ class AnswerSigner:
     """The connector's signature over each answer body, with the key the gateway is configured
     to trust for this source."""
 
-    def __init__(self, private_key: ec.EllipticCurvePrivateKey) -> None:
+    def __init__(
+        self,
+        private_key: ec.EllipticCurvePrivateKey,
+        *,
+        also_published: Sequence[ec.EllipticCurvePublicKey] = (),
+    ) -> None:
+        """`also_published`: keys the JWKS serves beside this one's, for a rotation."""
         self._key = private_key
         self._kid = key_id(private_key.public_key())
+        self._published = published_keys(private_key, also_published)
 
     @classmethod
-    def from_pem_file(cls, path: Path) -> AnswerSigner:
-        return cls(load_private_key(path))
+    def from_pem_file(cls, path: Path, published: Path | None = None) -> AnswerSigner:
+        """The private key in `path`, publishing the public keys in `published` beside its own."""
+        also = () if published is None else load_public_keys(published)
+        return cls(load_private_key(path), also_published=also)
 
     def sign(self, body: bytes, *, source: str) -> str:
         return signed_token(self._key, {"iss": source}, body, kid=self._kid)
 
     def jwks(self) -> dict[str, Any]:
-        return jwks_document([self._key.public_key()])
+        return jwks_document(self._published)
+
+
+def published_keys(
+    signing: ec.EllipticCurvePrivateKey, others: Sequence[ec.EllipticCurvePublicKey]
+) -> list[ec.EllipticCurvePublicKey]:
+    """What a signer's JWKS serves: its own key first, then `others` (a rotation's next or
+    previous key), each once. Whoever checks its signatures replaces the keys it holds with a
+    fetched set, so while replicas sign with two keys each must publish both."""
+    keys = {key_id(signing.public_key()): signing.public_key()}
+    for key in others:
+        keys.setdefault(key_id(key), key)
+    return list(keys.values())

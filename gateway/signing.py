@@ -22,6 +22,7 @@ from connectors.trust import (
     load_private_key,
     load_public_key,
     load_public_keys,
+    published_keys,
     request_authorization,
     verify_answer,
 )
@@ -45,10 +46,7 @@ class RequestSigner:
         self._key = private_key
         self._issuer = issuer
         self._kid = key_id(private_key.public_key())
-        published = {self._kid: private_key.public_key()}
-        for key in also_published:
-            published.setdefault(key_id(key), key)
-        self._published = list(published.values())
+        self._published = published_keys(private_key, also_published)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RequestSigner:

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from connectors.app import create_connector_app
+from connectors.cli import _connector_app, _signer, build_parser
 from connectors.protocol import LookupResponse
 from connectors.serving import BackgroundServer, bind_socket, socket_url
 from connectors.trust import (
@@ -32,7 +33,7 @@ from gateway.signing import DEV_PUBLIC_KEY_FILE, RequestSigner, answer_verifiers
 from gateway.transport import ConnectorTransport
 from gateway.types import LookupQuery, Plan, Purpose, SourceStatus
 from tests.factories import NHS, health_record, lookup_context, school_record
-from tests.stack import connector_key, reference_apps, running_gateway, serving
+from tests.stack import connector_key, reference_apps, running_gateway, serving, write_records
 
 QUERY = LookupQuery(nhs_number=NHS, purpose=Purpose.DIRECT_CARE)
 
@@ -288,3 +289,39 @@ def test_published_keys_must_be_p256_public_keys(tmp_path):
         RequestSigner.from_settings(
             Settings(state_dir=tmp_path, request_signing_published_keys_file=tmp_path / "empty.pem")
         )
+
+
+def test_a_connectors_replicas_change_answer_keys_publishing_both_meanwhile(tmp_path):
+    """Replicas mid-rotation, set up through `connector serve`'s options: the one still on the
+    old key publishes the new one, so a gateway that fetched the keys from it trusts answers
+    from the replica already on the new key."""
+    old = ensure_key_pair(tmp_path / "old.pem", tmp_path / "old.pub.pem")
+    new = ensure_key_pair(tmp_path / "new.pem", tmp_path / "new.pub.pem")
+    records = write_records(tmp_path / "health.jsonl", [health_record()])
+
+    def replica(*options: str) -> Starlette:
+        serve = ["serve", "--agency", "health", "--records", str(records), "--port", "1"]
+        args = build_parser().parse_args([*serve, *options])
+        return _connector_app(args, None, _signer(args))
+
+    old_replica = replica(
+        "--signing-key", str(old), "--published-keys", str(tmp_path / "new.pub.pem")
+    )
+    with serving({"old": old_replica, "new": replica("--signing-key", str(new))}) as urls:
+        answer = asyncio.run(_ask(_source(urls["new"], answer_jwks_url=urls["old"] + JWKS_PATH)))
+        published = httpx.get(urls["old"] + JWKS_PATH).json()["keys"]
+
+    assert answer.status is SourceStatus.ANSWERED
+    kids = [key_id(load_public_key(tmp_path / f"{name}.pub.pem")) for name in ("old", "new")]
+    assert [key["kid"] for key in published] == kids
+
+
+def test_published_keys_without_a_signing_key_are_refused():
+    args = build_parser().parse_args(
+        [
+            *("serve", "--agency", "health", "--records", "r.jsonl", "--port", "1"),
+            *("--published-keys", "next.pub.pem"),
+        ]
+    )
+    with pytest.raises(ValueError, match="name it too"):
+        _signer(args)
