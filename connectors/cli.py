@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,18 +40,36 @@ def add_tls_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
         metavar="PEM",
         help=f"mutual TLS: require {clients} to present a certificate from this CA",
     )
+    parser.add_argument(
+        "--tls-client-crl",
+        type=Path,
+        metavar="PEM",
+        help="and refuse those this CA's revocation lists name (PEM, one list per CA; read at "
+        "start-up)",
+    )
 
 
-def tls_files(args: argparse.Namespace) -> tuple[Path, Path, Path | None] | None:
-    """Certificate, key and client CA from the --tls-* options, or None when none is given.
+@dataclass(frozen=True)
+class TlsFiles:
+    """The --tls-* options' files."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None
+    client_crl: Path | None
+
+
+def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+    """The files the --tls-* options name, or None when none is given.
 
     Raises ValueError when only one of certificate and key is given.
     """
-    if args.tls_cert is None and args.tls_key is None and args.tls_client_ca is None:
+    given = (args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_crl)
+    if all(option is None for option in given):
         return None
     if args.tls_cert is None or args.tls_key is None:
         raise ValueError("serving https needs both --tls-cert and --tls-key")
-    return args.tls_cert, args.tls_key, args.tls_client_ca
+    return TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_crl)
 
 
 def _verifier(args: argparse.Namespace) -> RequestVerifier | None:
@@ -210,7 +229,11 @@ def _serve_app(args: argparse.Namespace, app: Starlette, what: str) -> int:
     from connectors.tls import server_context
 
     files = tls_files(args)
-    tls = None if files is None else server_context(*files)
+    tls = (
+        None
+        if files is None
+        else server_context(files.cert, files.key, files.client_ca, files.client_crl)
+    )
     served = ServedApp(what, app, bind_socket(args.host, args.port), tls)
     print(f"{what} on {served.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ssl
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -23,16 +24,23 @@ class TlsError(ValueError):
 
 
 def server_context(
-    cert_file: Path, key_file: Path, client_ca_file: Path | None = None
+    cert_file: Path,
+    key_file: Path,
+    client_ca_file: Path | None = None,
+    client_crl_file: Path | None = None,
 ) -> ssl.SSLContext:
     """A server context presenting this certificate; with a client CA, every client must present
-    a certificate that chains to it."""
+    a certificate that chains to it, and, with the CA's revocation lists, one they do not list."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     load_identity(context, cert_file, key_file)
     if client_ca_file is not None:
-        load_trust(context, client_ca_file)
+        authorities = load_trust(context, client_ca_file)
         context.verify_mode = ssl.CERT_REQUIRED
+        if client_crl_file is not None:
+            load_revocations(context, client_crl_file, authorities)
+    elif client_crl_file is not None:
+        raise TlsError(f"CRL file {client_crl_file} is for client certificates: give their CA too")
     return context
 
 
@@ -64,9 +72,51 @@ def load_identity(context: ssl.SSLContext, cert_file: Path, key_file: Path) -> N
         ) from exc
 
 
-def load_trust(context: ssl.SSLContext, ca_file: Path) -> None:
-    _certificates(ca_file, "CA file")
+def load_trust(context: ssl.SSLContext, ca_file: Path) -> list[x509.Certificate]:
+    """Trust the CA certificates in `ca_file`; returns them."""
+    authorities = _certificates(ca_file, "CA file")
     context.load_verify_locations(cafile=ca_file)
+    return authorities
+
+
+def load_revocations(
+    context: ssl.SSLContext, crl_file: Path, authorities: list[x509.Certificate]
+) -> None:
+    """Refuse certificates that `crl_file`'s revocation lists (PEM, one per CA in `authorities`)
+    name. OpenSSL then needs a current list from each CA whose certificates it checks, or refuses
+    them all: a list past its next update, or signed by no CA here, stops start-up instead, with
+    what to fix. Lists are read at start-up; restart to take up a new one."""
+    pem = _read(crl_file, "CRL file")
+    end = b"-----END X509 CRL-----"
+    blocks = [block + end for block in pem.split(end) if b"-----BEGIN X509 CRL-----" in block]
+    try:
+        crls = [x509.load_pem_x509_crl(block.strip()) for block in blocks]
+    except ValueError as exc:
+        raise TlsError(f"CRL file {crl_file} holds a block that is not a PEM CRL") from exc
+    if not crls:
+        raise TlsError(f"CRL file {crl_file} holds no PEM CRL")
+    now = datetime.now(UTC)
+    for crl in crls:
+        issuers = [ca for ca in authorities if ca.subject == crl.issuer]
+        if not any(_signed_by(crl, ca) for ca in issuers):
+            raise TlsError(
+                f"CRL file {crl_file}: the list from {crl.issuer.rfc4514_string()} is not signed"
+                " by a CA in the client CA file"
+            )
+        if crl.next_update_utc is not None and crl.next_update_utc < now:
+            raise TlsError(
+                f"CRL file {crl_file}: the list from {crl.issuer.rfc4514_string()} expired at"
+                f" {crl.next_update_utc:%Y-%m-%d %H:%M} UTC; fetch a current one"
+            )
+    context.load_verify_locations(cafile=crl_file)
+    context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
+    try:  # a CA key of a kind that cannot sign (X25519, say) signed nothing
+        return crl.is_signature_valid(cast(Any, ca.public_key()))
+    except (TypeError, ValueError):
+        return False
 
 
 def _certificates(path: Path, what: str) -> list[x509.Certificate]:

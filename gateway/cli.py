@@ -79,8 +79,12 @@ def _server_tls(args: argparse.Namespace) -> ServerTls | None:
     files = tls_files(args)
     if files is None:
         return None
-    cert_file, key_file, client_ca_file = files
-    return ServerTls(cert_file=cert_file, key_file=key_file, client_ca_file=client_ca_file)
+    return ServerTls(
+        cert_file=files.cert,
+        key_file=files.key,
+        client_ca_file=files.client_ca,
+        client_crl_file=files.client_crl,
+    )
 
 
 def _state_settings(args: argparse.Namespace) -> Settings:

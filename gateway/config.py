@@ -172,7 +172,8 @@ class ServerTls(BaseModel):
     """How a server (the gateway, or a connector) serves https (`CHILDLOOKUP_SERVER_TLS`, JSON).
 
     With `client_ca_file`, every client must present a certificate chaining to that CA (mutual
-    TLS): a portal or gateway without one is refused during the handshake, before any HTTP.
+    TLS): a portal or gateway without one is refused during the handshake, before any HTTP. With
+    `client_crl_file` too (the CA's revocation lists, PEM), a certificate they list is refused.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -180,6 +181,7 @@ class ServerTls(BaseModel):
     cert_file: Path
     key_file: Path
     client_ca_file: Path | None = None
+    client_crl_file: Path | None = None
 
 
 def load_sources(path: Path) -> list[SourceConfig]:

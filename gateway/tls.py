@@ -22,8 +22,11 @@ from gateway.config import ClientTls, ServerTls, SourceConfig
 
 def server_context(config: ServerTls) -> ssl.SSLContext:
     """A server context presenting `config`'s certificate; with a client CA, every client must
-    present a certificate that chains to it."""
-    return tls.server_context(config.cert_file, config.key_file, config.client_ca_file)
+    present a certificate that chains to it (and that the CA's revocation lists, if given, do not
+    name)."""
+    return tls.server_context(
+        config.cert_file, config.key_file, config.client_ca_file, config.client_crl_file
+    )
 
 
 def client_context(config: ClientTls) -> ssl.SSLContext:

@@ -95,6 +95,31 @@ class Authority:
         )
         return _write(self._dir, name, cert, key)
 
+    def revocations(
+        self, name: str, revoked: list[Issued], *, next_update: timedelta = timedelta(days=1)
+    ) -> Path:
+        """This CA's revocation list naming `revoked`, written as `<name>.crl.pem`."""
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(self._name)
+            .last_update(now - timedelta(hours=1))
+            .next_update(now + next_update)
+        )
+        for issued in revoked:
+            serial = x509.load_pem_x509_certificate(issued.cert.read_bytes()).serial_number
+            builder = builder.add_revoked_certificate(
+                x509.RevokedCertificateBuilder()
+                .serial_number(serial)
+                .revocation_date(now - timedelta(minutes=5))
+                .build()
+            )
+        path = self._dir / f"{name}.crl.pem"
+        path.write_bytes(
+            builder.sign(self._key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+        )
+        return path
+
     def _builder(
         self, subject: x509.Name, public_key: ec.EllipticCurvePublicKey, start: datetime
     ) -> x509.CertificateBuilder:
@@ -466,6 +491,53 @@ def test_an_unreadable_ca_file_is_a_clear_error(tmp_path):
         client_context(ClientTls(ca_file=tmp_path))
 
 
+# --- revoked client certificates ----------------------------------------------------------------
+
+
+def test_a_connector_with_its_cas_revocation_list_refuses_a_revoked_gateway_certificate(pki):
+    revoked = pki.ca.issue("revoked-gateway-client", CLIENT)
+    crl = pki.ca.revocations("federation-revoked", [revoked])
+    app = create_reference_app("health", _records(pki.dir, "health"))
+    tls = server_context(
+        ServerTls(**_files(pki.connector), client_ca_file=pki.ca.ca_file, client_crl_file=crl)
+    )
+    with BackgroundServer(app, tls=tls) as server:
+        current = client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(pki.gateway_client)))
+        assert httpx.get(f"{server.url}/healthz", verify=current).status_code == 200
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.url}/healthz", verify=_attacker(pki.ca.ca_file, revoked))
+
+
+@pytest.mark.parametrize(
+    ("crl", "message"),
+    [
+        (
+            lambda pki: pki.ca.revocations("stale", [], next_update=timedelta(hours=-1)),
+            r"the list from CN=federation expired at .*; fetch a current one",
+        ),
+        (
+            lambda pki: pki.rogue.revocations("rogue-list", []),
+            r"the list from CN=rogue is not signed by a CA in the client CA file",
+        ),
+        (lambda pki: pki.ca.ca_file, r"CRL file .*federation-ca\.pem holds no PEM CRL"),
+        (lambda pki: pki.dir / "none.crl.pem", r"CRL file .*none\.crl\.pem does not exist"),
+    ],
+    ids=["expired", "another-ca", "not-a-crl", "missing"],
+)
+def test_an_unusable_revocation_list_stops_start_up_saying_why(pki, crl, message):
+    config = ServerTls(
+        **_files(pki.connector), client_ca_file=pki.ca.ca_file, client_crl_file=crl(pki)
+    )
+    with pytest.raises(TlsError, match=message):
+        server_context(config)
+
+
+def test_a_revocation_list_without_the_client_ca_is_refused(pki):
+    crl = pki.ca.revocations("alone", [])
+    with pytest.raises(TlsError, match="give their CA too"):
+        server_context(ServerTls(**_files(pki.connector), client_crl_file=crl))
+
+
 # --- the command line --------------------------------------------------------------------------
 
 
@@ -506,6 +578,10 @@ def _serve_https(issued: Issued, ca: Authority) -> list[str]:
 
 
 def test_the_cli_serves_a_connector_and_the_gateway_over_mutual_tls(pki, tmp_path):
+    """Both commands also given the CA's revocation list: the certificates it names are refused
+    by both servers, the others let in."""
+    revoked = pki.ca.issue("decommissioned-client", CLIENT)
+    crl = ["--tls-client-crl", str(pki.ca.revocations("cli-revoked", [revoked]))]
     ensure_dev_keys(tmp_path)
     connector_port, gateway_port = free_port(), free_port()
     provides = ", ".join(f'"{f.value}"' for f in REFERENCE_AGENCIES["health"].provides)
@@ -523,11 +599,12 @@ def test_the_cli_serves_a_connector_and_the_gateway_over_mutual_tls(pki, tmp_pat
     commands = [
         [
             *("connector", "serve", "--agency", "health", "--records", records),
-            *("--port", str(connector_port), *_serve_https(pki.connector, pki.ca)),
+            *("--port", str(connector_port), *_serve_https(pki.connector, pki.ca), *crl),
         ],
         [
             *("serve", "--config", str(config), "--port", str(gateway_port)),
             *_serve_https(pki.gateway_server, pki.ca),
+            *crl,
         ],
     ]
     processes = [
@@ -554,6 +631,9 @@ def test_the_cli_serves_a_connector_and_the_gateway_over_mutual_tls(pki, tmp_pat
         _wait_until_up(f"https://127.0.0.1:{connector_port}/healthz", portal, processes[0])
         _wait_until_up(f"{gateway_url}/healthz", portal, processes[1])
         lookup = _lookup(gateway_url, token, portal).json()["data"]["child"]
+        for url in (f"https://127.0.0.1:{connector_port}/healthz", f"{gateway_url}/healthz"):
+            with pytest.raises(httpx.TransportError):
+                httpx.get(url, verify=_attacker(pki.ca.ca_file, revoked), timeout=5)
     finally:
         for process in processes:
             process.terminate()
