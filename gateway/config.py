@@ -381,7 +381,7 @@ class Settings(BaseSettings):
     """More P-256 public keys (PEM blocks, one after another) served at /.well-known/jwks.json
     beside the signing key's own, for a rotation without refused requests: the next key, on every
     gateway before any signs with it; then the previous one, until every connector has seen the
-    switch (docs/deployment.md, "Rotating the request-signing key")."""
+    switch (docs/deployment.md, "Gateway request-signing key")."""
     notification_timeout_ms: Annotated[int, Field(gt=0, le=60_000)] = 5_000
     """How long one delivery attempt of an owner notification may take."""
     notification_retry_base_s: Annotated[float, Field(gt=0)] = 2.0
