@@ -18,7 +18,10 @@ from connectors.locator import (
 )
 from connectors.protocol import Identifiers
 from connectors.records import FileBackend
-from connectors.serving import free_port
+from connectors.serving import BackgroundServer, free_port
+from connectors.trust import write_public_key
+from locator.app import app_from_settings
+from locator.settings import Settings
 from tests.factories import health_record, school_record, synthetic_nhs
 from tests.locator.conftest import AGENCIES, RunningLocator
 
@@ -115,3 +118,27 @@ async def test_periodic_syncs_go_on_after_a_failure(locator: RunningLocator):
         task.cancel()
 
     assert asked >= 3  # a failed sync did not end the loop
+
+
+async def test_a_publication_the_locator_cannot_check_is_refused_as_unavailable(tmp_path):
+    """The agency's published keys cannot be fetched: 503 UNAVAILABLE (try again), not 401, which
+    would send the agency looking for a fault in its own key."""
+    agency_key = ec.generate_private_key(ec.SECP256R1())
+    down = f"http://127.0.0.1:{free_port()}/jwks.json"
+    agencies = tmp_path / "agencies.json"
+    agencies.write_text(json.dumps({"agencies": [{"name": LA, "jwks_url": down}]}))
+    write_public_key(
+        tmp_path / "gateway.pub.pem", ec.generate_private_key(ec.SECP256R1()).public_key()
+    )
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        agencies_file=agencies,
+        gateway_public_key_file=tmp_path / "gateway.pub.pem",
+        database_url=f"sqlite:///{tmp_path / 'locator.sqlite3'}",
+    )
+    with BackgroundServer(app_from_settings(settings)) as server:
+        async with httpx.AsyncClient() as client:
+            keys = [new_pseudonym_key("2026-11")]
+            publisher = LocatorPublisher(LA, server.url, agency_key, keys, client, attempts=1)
+            with pytest.raises(PublishError, match="HTTP 503 UNAVAILABLE"):
+                await publisher.sync(_children(0, 1))
