@@ -56,8 +56,9 @@ class JwksKeys:
         try:
             return await self._published.key(kid)
         except KeysUnavailable as exc:
+            # Not the token's fault: 401 would make a portal sign its practitioner out.
             raise GatewayError(
-                ErrorCode.UNAUTHENTICATED,
+                ErrorCode.IDENTITY_UNAVAILABLE,
                 "Sign-in could not be checked with the identity provider; try again shortly.",
             ) from exc
         except UnknownKey as exc:

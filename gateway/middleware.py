@@ -2,7 +2,8 @@
 the edge.
 
 Size and authentication run before GraphQL sees the request: an oversized body is refused before it
-is parsed, and a request without a verified token gets 401 and never reaches a resolver. Every
+is parsed, and a request without a verified token gets 401 (503 when the token could not be checked
+because the identity provider's keys were out of reach) and never reaches a resolver. Every
 response, refusals included, is marked for no cache to keep.
 """
 
@@ -61,7 +62,8 @@ class Authentication:
             try:
                 caller = await self._verifier.authenticate(request.headers.get("authorization"))
             except GatewayError as exc:
-                await error_response(401, exc.code, exc.message)(scope, receive, send)
+                status = 503 if exc.code is ErrorCode.IDENTITY_UNAVAILABLE else 401
+                await error_response(status, exc.code, exc.message)(scope, receive, send)
                 return
             scope.setdefault("state", {})["caller"] = caller
         await self._app(scope, receive, send)

@@ -3,6 +3,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import time
 
 import jwt
@@ -226,3 +227,25 @@ def test_a_gateway_set_to_a_shorter_maximum_refuses_longer_tokens(tmp_path):
         body = {"query": LOOKUP, "variables": {"nhs": NHS, "purpose": "DIRECT_CARE"}}
         assert gw.post(body, long).status_code == 401
         assert gw.post(body, short).json()["data"]["child"]["outcome"] == "FOUND"
+
+
+def test_a_token_the_identity_provider_cannot_be_asked_about_is_unavailable_not_refused(tmp_path):
+    """The token names a key the gateway has not fetched yet, and the provider's JWKS is out of
+    reach: 503 IDENTITY_UNAVAILABLE, so a portal keeps the practitioner signed in and says to try
+    again, where 401 would sign them out."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        unreachable = f"http://127.0.0.1:{s.getsockname()[1]}/jwks.json"
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = int(time.time())
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "dr-dev", "iat": now, "exp": now + 600}
+    claims |= {"role": "gp", "org": "A81001", "name": "Dr Dev"}
+    token = jwt.encode(claims, key, algorithm="ES256", headers={"kid": "rotated-in"})
+    body = {"query": LOOKUP, "variables": {"nhs": NHS, "purpose": "DIRECT_CARE"}}
+    with reference_stack(tmp_path, {"health": [health_record()]}, jwks_url=unreachable) as gw:
+        answer = gw.post(body, token)
+
+    assert answer.status_code == 503
+    [error] = answer.json()["errors"]
+    assert error["extensions"]["code"] == "IDENTITY_UNAVAILABLE"
+    assert "try again shortly" in error["message"]

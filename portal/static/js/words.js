@@ -101,6 +101,8 @@ export const FIELDS = {
 
 export const ERRORS = {
   UNAUTHENTICATED: "Your sign-in has ended or was not accepted. Sign in again.",
+  IDENTITY_UNAVAILABLE:
+    "Your sign-in could not be checked with the identity provider just now. Try again shortly.",
   FORBIDDEN: "Your role may not do this.",
   BAD_REQUEST: "The page sent a request the gateway could not read. Reload the page.",
   OPERATION_NOT_TRUSTED:
