@@ -79,6 +79,17 @@ def load_trust(context: ssl.SSLContext, ca_file: Path) -> list[x509.Certificate]
     return authorities
 
 
+def valid_until(cert_file: Path, crl_file: Path | None = None) -> datetime:
+    """When a server with this certificate (and these client CRLs) stops working without a
+    restart: the certificate's expiry, or the earliest next update of a CRL, if sooner. Files
+    are read again, so call it once, after the context was built from them."""
+    until = _certificates(cert_file, "certificate file")[0].not_valid_after_utc
+    if crl_file is None:
+        return until
+    updates = [crl.next_update_utc for crl in _crls(crl_file)]
+    return min([until, *(update for update in updates if update is not None)])
+
+
 def load_revocations(
     context: ssl.SSLContext, crl_file: Path, authorities: list[x509.Certificate]
 ) -> None:
@@ -86,17 +97,8 @@ def load_revocations(
     name. OpenSSL then needs a current list from each CA whose certificates it checks, or refuses
     them all: a list past its next update, or signed by no CA here, stops start-up instead, with
     what to fix. Lists are read at start-up; restart to take up a new one."""
-    pem = _read(crl_file, "CRL file")
-    end = b"-----END X509 CRL-----"
-    blocks = [block + end for block in pem.split(end) if b"-----BEGIN X509 CRL-----" in block]
-    try:
-        crls = [x509.load_pem_x509_crl(block.strip()) for block in blocks]
-    except ValueError as exc:
-        raise TlsError(f"CRL file {crl_file} holds a block that is not a PEM CRL") from exc
-    if not crls:
-        raise TlsError(f"CRL file {crl_file} holds no PEM CRL")
     now = datetime.now(UTC)
-    for crl in crls:
+    for crl in _crls(crl_file):
         issuers = [ca for ca in authorities if ca.subject == crl.issuer]
         if not any(_signed_by(crl, ca) for ca in issuers):
             raise TlsError(
@@ -110,6 +112,19 @@ def load_revocations(
             )
     context.load_verify_locations(cafile=crl_file)
     context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+
+
+def _crls(crl_file: Path) -> list[x509.CertificateRevocationList]:
+    pem = _read(crl_file, "CRL file")
+    end = b"-----END X509 CRL-----"
+    blocks = [block + end for block in pem.split(end) if b"-----BEGIN X509 CRL-----" in block]
+    try:
+        crls = [x509.load_pem_x509_crl(block.strip()) for block in blocks]
+    except ValueError as exc:
+        raise TlsError(f"CRL file {crl_file} holds a block that is not a PEM CRL") from exc
+    if not crls:
+        raise TlsError(f"CRL file {crl_file} holds no PEM CRL")
+    return crls
 
 
 def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:

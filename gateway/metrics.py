@@ -24,6 +24,7 @@ import hmac
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from enum import Enum, StrEnum
 from ipaddress import ip_address
 from pathlib import Path
@@ -178,6 +179,13 @@ AUDIT_WITNESS_BEHIND = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+TLS_VALID_UNTIL = Gauge(
+    "childlookup_tls_valid_until_timestamp_seconds",
+    "When the gateway's https stops working unless it is restarted with new files: its"
+    " certificate's expiry, or the earliest next update of its client CRLs (unset without TLS).",
+    multiprocess_mode="mostrecent",
+)
+
 _CIRCUIT_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
 
 
@@ -207,6 +215,10 @@ def routed_asked(answers: Iterable[SourceAnswer], kind_of: Callable[[str], str])
 
 def circuit_changed(source: str, state: CircuitState) -> None:
     CIRCUIT_STATE.labels(source).set(_CIRCUIT_VALUE[state])
+
+
+def tls_valid_until(moment: datetime) -> None:
+    TLS_VALID_UNTIL.set(moment.timestamp())
 
 
 def outbox_observed(pending: int, oldest_pending_age_s: float, dead: int) -> None:

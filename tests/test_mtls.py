@@ -4,6 +4,7 @@ attack is paired with the same call made properly, so a refusal cannot pass for 
 
 import contextlib
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -378,6 +379,28 @@ def test_a_gateway_serving_https_without_a_client_ca_lets_any_portal_in(pki, tmp
     with running_gateway(tmp_path, sources, server_tls=server_tls) as gateway:
         tls = client_context(ClientTls(ca_file=pki.ca.ca_file))
         assert httpx.get(f"{gateway.url}/healthz", verify=tls).status_code == 200
+
+
+@pytest.mark.parametrize("crl_for", [timedelta(hours=6), timedelta(days=3)], ids=["crl", "cert"])
+def test_metrics_say_when_the_gateways_https_stops_working_without_a_restart(
+    pki, tmp_path, crl_for
+):
+    """The sooner of the certificate's expiry and the client CRL's next update, for an alert in
+    time to renew or fetch and restart."""
+    crl = pki.ca.revocations(f"next-update-{crl_for.total_seconds():.0f}", [], next_update=crl_for)
+    server_tls = ServerTls(
+        **_files(pki.gateway_server), client_ca_file=pki.ca.ca_file, client_crl_file=crl
+    )
+    sources = [reference_source("health", f"https://127.0.0.1:{free_port()}")]
+    with running_gateway(tmp_path, sources, server_tls=server_tls) as gateway:
+        portal = client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(pki.portal)))
+        text = httpx.get(f"{gateway.url}/metrics", verify=portal).text
+
+    [value] = re.findall(r"^childlookup_tls_valid_until_timestamp_seconds (\S+)$", text, re.M)
+    next_update = x509.load_pem_x509_crl(crl.read_bytes()).next_update_utc
+    not_after = x509.load_pem_x509_certificate(pki.gateway_server.cert.read_bytes())
+    assert next_update is not None
+    assert float(value) == min(next_update, not_after.not_valid_after_utc).timestamp()
 
 
 # --- configuration errors ----------------------------------------------------------------------
