@@ -42,7 +42,9 @@ def test_an_instance_whose_opa_stops_answering_is_not_ready_until_it_answers_aga
     /readyz sends them to an instance whose OPA answers."""
     behaviour = Behaviour()
     opa_url = opa_server(behaviour)
-    with reference_stack(tmp_path, {"health": [health_record()]}, opa_url=opa_url) as gateway:
+    records = {"health": [health_record()]}
+    # A generous timeout: a busy machine must not pass for an OPA that does not answer.
+    with reference_stack(tmp_path, records, opa_url=opa_url, opa_timeout_ms=5000) as gateway:
         ready = httpx.get(f"{gateway.url}/readyz")
         behaviour.status = 503
         down = httpx.get(f"{gateway.url}/readyz")
