@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.logs import configure as configure_logging
+from connectors.logs import log_event
 
 if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a web stack
     from starlette.applications import Starlette
@@ -26,6 +28,8 @@ if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a
     from connectors.fhir import FhirAuth
     from connectors.trust import AnswerSigner, ReplayCache, RequestVerifier
     from connectors.witness import WitnessStore
+
+_logger = logging.getLogger("childlookup.connector")
 
 
 def add_tls_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
@@ -226,14 +230,15 @@ def _signer(args: argparse.Namespace) -> AnswerSigner | None:
 def _serve_app(args: argparse.Namespace, app: Starlette, what: str) -> int:
     """Serve `app` on --host and --port (https with --tls-*) until interrupted."""
     from connectors.serving import ServedApp, bind_socket, run, serve_all
-    from connectors.tls import server_context
+    from connectors.tls import server_context, valid_until
 
     files = tls_files(args)
-    tls = (
-        None
-        if files is None
-        else server_context(files.cert, files.key, files.client_ca, files.client_crl)
-    )
+    tls = None
+    if files is not None:
+        tls = server_context(files.cert, files.key, files.client_ca, files.client_crl)
+        # Files are read only now: say until when they last, for an alert on the logs.
+        until = valid_until(files.cert, files.client_crl)
+        log_event(_logger, logging.INFO, "tls_valid_until", at=until.isoformat())
     served = ServedApp(what, app, bind_socket(args.host, args.port), tls)
     print(f"{what} on {served.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

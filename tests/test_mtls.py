@@ -3,6 +3,7 @@ certificates for the gateway, the connectors and a portal. Servers are real loop
 attack is paired with the same call made properly, so a refusal cannot pass for a broken setup."""
 
 import contextlib
+import json
 import os
 import re
 import ssl
@@ -662,6 +663,16 @@ def test_the_cli_serves_a_connector_and_the_gateway_over_mutual_tls(pki, tmp_pat
             process.terminate()
             process.wait(timeout=20)
     assert [(s["source"], s["status"]) for s in lookup["sources"]] == [("health", "ANSWERED")]
+    # The connector says until when its TLS files last (the gateway has a metric for it).
+    lines = [
+        json.loads(line) for line in processes[0].stderr.read().splitlines() if line[:1] == "{"
+    ]
+    [valid] = [line for line in lines if line.get("event") == "tls_valid_until"]
+    crl_update = x509.load_pem_x509_crl(Path(crl[1]).read_bytes()).next_update_utc
+    cert = x509.load_pem_x509_certificate(pki.connector.cert.read_bytes())
+    assert crl_update is not None
+    expected = min(crl_update, cert.not_valid_after_utc)
+    assert datetime.fromisoformat(valid["context"]["at"]) == expected
 
 
 def _wait_until_up(url: str, tls: ssl.SSLContext, process: subprocess.Popen) -> None:
