@@ -11,16 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.logs import configure as configure_logging
-from connectors.logs import log_event
+from connectors.tls import RELOAD_EVERY_S, ReloadingServerContext, ServerFiles
 
 if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a web stack
     from starlette.applications import Starlette
@@ -28,8 +26,6 @@ if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a
     from connectors.fhir import FhirAuth
     from connectors.trust import AnswerSigner, ReplayCache, RequestVerifier
     from connectors.witness import WitnessStore
-
-_logger = logging.getLogger("childlookup.connector")
 
 
 def add_tls_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
@@ -48,22 +44,19 @@ def add_tls_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
         "--tls-client-crl",
         type=Path,
         metavar="PEM",
-        help="and refuse those this CA's revocation lists name (PEM, one list per CA; read at "
-        "start-up)",
+        help="and refuse those this CA's revocation lists name (PEM, one list per CA)",
+    )
+    parser.add_argument(
+        "--tls-reload-s",
+        type=float,
+        metavar="S",
+        default=RELOAD_EVERY_S,
+        help="look at the TLS files this often and take up changed ones without a restart"
+        " (0: never; default %(default)s)",
     )
 
 
-@dataclass(frozen=True)
-class TlsFiles:
-    """The --tls-* options' files."""
-
-    cert: Path
-    key: Path
-    client_ca: Path | None
-    client_crl: Path | None
-
-
-def tls_files(args: argparse.Namespace) -> TlsFiles | None:
+def tls_files(args: argparse.Namespace) -> ServerFiles | None:
     """The files the --tls-* options name, or None when none is given.
 
     Raises ValueError when only one of certificate and key is given.
@@ -73,7 +66,7 @@ def tls_files(args: argparse.Namespace) -> TlsFiles | None:
         return None
     if args.tls_cert is None or args.tls_key is None:
         raise ValueError("serving https needs both --tls-cert and --tls-key")
-    return TlsFiles(args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_crl)
+    return ServerFiles(args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_crl)
 
 
 def _verifier(args: argparse.Namespace) -> RequestVerifier | None:
@@ -230,15 +223,9 @@ def _signer(args: argparse.Namespace) -> AnswerSigner | None:
 def _serve_app(args: argparse.Namespace, app: Starlette, what: str) -> int:
     """Serve `app` on --host and --port (https with --tls-*) until interrupted."""
     from connectors.serving import ServedApp, bind_socket, run, serve_all
-    from connectors.tls import server_context, valid_until
 
     files = tls_files(args)
-    tls = None
-    if files is not None:
-        tls = server_context(files.cert, files.key, files.client_ca, files.client_crl)
-        # Files are read only now: say until when they last, for an alert on the logs.
-        until = valid_until(files.cert, files.client_crl)
-        log_event(_logger, logging.INFO, "tls_valid_until", at=until.isoformat())
+    tls = None if files is None else ReloadingServerContext(files, every_s=args.tls_reload_s)
     served = ServedApp(what, app, bind_socket(args.host, args.port), tls)
     print(f"{what} on {served.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

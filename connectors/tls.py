@@ -10,7 +10,15 @@ what to fix. It lives in the SDK because an agency serves https without installi
 
 from __future__ import annotations
 
+import logging
+import os
+import socket
 import ssl
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -18,35 +26,160 @@ from typing import Any, cast
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from connectors.logs import log_event
+
+_logger = logging.getLogger("childlookup.tls")
+
+RELOAD_EVERY_S = 60.0
+"""How often a server looks at its TLS files for a change, by default."""
+
 
 class TlsError(ValueError):
     """A certificate, key or CA file cannot be used; the message names the file and the fault."""
 
 
-def server_context(
-    cert_file: Path,
-    key_file: Path,
-    client_ca_file: Path | None = None,
-    client_crl_file: Path | None = None,
-) -> ssl.SSLContext:
-    """A server context presenting this certificate; with a client CA, every client must present
-    a certificate that chains to it, and, with the CA's revocation lists, one they do not list."""
+@dataclass(frozen=True)
+class ServerFiles:
+    """What a server serves https with: its certificate (chain) and key, and, for mutual TLS, the
+    CA its clients' certificates must chain to and that CA's revocation lists."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+    client_crl: Path | None = None
+
+    def paths(self) -> list[Path]:
+        return [p for p in (self.cert, self.key, self.client_ca, self.client_crl) if p is not None]
+
+
+def _built(files: ServerFiles) -> tuple[ssl.SSLContext, datetime]:
+    """`files`' server context, and when it stops working: the certificate's expiry, or the
+    earliest next update of a client CRL, if sooner (OpenSSL then refuses every client)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    load_identity(context, cert_file, key_file)
-    if client_ca_file is not None:
-        authorities = load_trust(context, client_ca_file)
+    until = load_identity(context, files.cert, files.key)
+    if files.client_ca is not None:
+        authorities = load_trust(context, files.client_ca)
         context.verify_mode = ssl.CERT_REQUIRED
-        if client_crl_file is not None:
-            load_revocations(context, client_crl_file, authorities)
-    elif client_crl_file is not None:
-        raise TlsError(f"CRL file {client_crl_file} is for client certificates: give their CA too")
-    return context
+        if files.client_crl is not None:
+            next_update = load_revocations(context, files.client_crl, authorities)
+            until = min(until, next_update or until)
+    elif files.client_crl is not None:
+        raise TlsError(f"CRL file {files.client_crl} is for client certificates: give their CA too")
+    return context, until
 
 
-def load_identity(context: ssl.SSLContext, cert_file: Path, key_file: Path) -> None:
+class ReloadingServerContext(ssl.SSLContext):
+    """A server context that takes up new files while it serves: certificates renewed, a CA's new
+    revocation list fetched, a key rotated - with no restart, and no connection dropped.
+
+    A thread looks at the files (`os.stat`: time, size, inode, so a renamed-in or re-linked file
+    counts) every `every_s` seconds. When they changed, they are checked and loaded as at
+    start-up, into a new context that every handshake from then on uses; connections already
+    open keep theirs. Files that cannot be used (a certificate written before its key, say) leave
+    the running context in place and are logged (`tls_reload_failed`, with what is wrong); they
+    are tried again when they change again. Each load calls `on_load` with the moment the loaded
+    files stop working (see `_built`) and logs it (`tls_valid_until`), for an alert in time.
+
+    asyncio and uvloop make every TLS connection through the context's `wrap_bio` (blocking
+    servers through `wrap_socket`): those two are passed on to the context in use; its other
+    attributes are not. The thread ends once the context is gone.
+    """
+
+    def __new__(cls, *args: object, **kwargs: object) -> ReloadingServerContext:
+        return super().__new__(cls, ssl.PROTOCOL_TLS_SERVER)
+
+    def __init__(
+        self,
+        files: ServerFiles,
+        *,
+        every_s: float = RELOAD_EVERY_S,
+        on_load: Callable[[datetime], None] | None = None,
+    ) -> None:
+        """Raises TlsError, naming the file and the fault, if the files cannot be used now."""
+        self._files = files
+        self._on_load = on_load
+        self._seen = _stamp(files)
+        self._current = self._load()
+        if every_s > 0:
+            threading.Thread(
+                target=_watch, args=(weakref.ref(self), every_s), name="tls-reload", daemon=True
+            ).start()
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return self._current.wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+    def wrap_socket(
+        self,
+        sock: socket.socket,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        return self._current.wrap_socket(
+            sock,
+            server_side,
+            do_handshake_on_connect,
+            suppress_ragged_eofs,
+            server_hostname,
+            session,
+        )
+
+    def reload_if_changed(self) -> bool:
+        """Load the files again if they changed since last looked at; whether they were loaded."""
+        stamp = _stamp(self._files)
+        if stamp == self._seen:
+            return False
+        self._seen = stamp
+        try:
+            self._current = self._load()
+        except TlsError as error:
+            log_event(_logger, logging.ERROR, "tls_reload_failed", reason=str(error))
+            return False
+        return True
+
+    def _load(self) -> ssl.SSLContext:
+        context, until = _built(self._files)
+        log_event(_logger, logging.INFO, "tls_valid_until", at=until.isoformat())
+        if self._on_load is not None:
+            self._on_load(until)
+        return context
+
+
+def _watch(context: weakref.ref[ReloadingServerContext], every_s: float) -> None:
+    while True:
+        time.sleep(every_s)
+        alive = context()
+        if alive is None:
+            return
+        alive.reload_if_changed()
+        del alive  # hold no reference while asleep, so the context can go
+
+
+def _stamp(files: ServerFiles) -> list[tuple[int, int, int] | None]:
+    stamps: list[tuple[int, int, int] | None] = []
+    for path in files.paths():
+        try:
+            status = os.stat(path)
+        except OSError:
+            stamps.append(None)
+            continue
+        stamps.append((status.st_mtime_ns, status.st_size, status.st_ino))
+    return stamps
+
+
+def load_identity(context: ssl.SSLContext, cert_file: Path, key_file: Path) -> datetime:
     """Load our certificate chain and its private key, after checking they belong together and
-    that the certificate is valid now."""
+    that the certificate is valid now; returns when it expires."""
     chain = _certificates(cert_file, "certificate file")
     key_pem = _read(key_file, "key file")
     try:
@@ -70,6 +203,7 @@ def load_identity(context: ssl.SSLContext, cert_file: Path, key_file: Path) -> N
         raise TlsError(
             f"certificate file {cert_file} was refused by OpenSSL: {exc.reason}"
         ) from exc
+    return chain[0].not_valid_after_utc
 
 
 def load_trust(context: ssl.SSLContext, ca_file: Path) -> list[x509.Certificate]:
@@ -79,26 +213,16 @@ def load_trust(context: ssl.SSLContext, ca_file: Path) -> list[x509.Certificate]
     return authorities
 
 
-def valid_until(cert_file: Path, crl_file: Path | None = None) -> datetime:
-    """When a server with this certificate (and these client CRLs) stops working without a
-    restart: the certificate's expiry, or the earliest next update of a CRL, if sooner. Files
-    are read again, so call it once, after the context was built from them."""
-    until = _certificates(cert_file, "certificate file")[0].not_valid_after_utc
-    if crl_file is None:
-        return until
-    updates = [crl.next_update_utc for crl in _crls(crl_file)]
-    return min([until, *(update for update in updates if update is not None)])
-
-
 def load_revocations(
     context: ssl.SSLContext, crl_file: Path, authorities: list[x509.Certificate]
-) -> None:
+) -> datetime | None:
     """Refuse certificates that `crl_file`'s revocation lists (PEM, one per CA in `authorities`)
-    name. OpenSSL then needs a current list from each CA whose certificates it checks, or refuses
-    them all: a list past its next update, or signed by no CA here, stops start-up instead, with
-    what to fix. Lists are read at start-up; restart to take up a new one."""
+    name; returns the earliest next update among them (None if none has one). OpenSSL then needs
+    a current list from each CA whose certificates it checks, or refuses them all: a list past
+    its next update, or signed by no CA here, is refused here instead, with what to fix."""
     now = datetime.now(UTC)
-    for crl in _crls(crl_file):
+    crls = _crls(crl_file)
+    for crl in crls:
         issuers = [ca for ca in authorities if ca.subject == crl.issuer]
         if not any(_signed_by(crl, ca) for ca in issuers):
             raise TlsError(
@@ -112,6 +236,8 @@ def load_revocations(
             )
     context.load_verify_locations(cafile=crl_file)
     context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    updates = [crl.next_update_utc for crl in crls if crl.next_update_utc is not None]
+    return min(updates, default=None)
 
 
 def _crls(crl_file: Path) -> list[x509.CertificateRevocationList]:

@@ -22,7 +22,6 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from connectors import serving
-from connectors.tls import valid_until
 from connectors.trust import JWKS_PATH
 from gateway import metrics, tracing
 from gateway.components import Components, persisted_query_store, running
@@ -64,9 +63,6 @@ def create_app(
         if drain_signal is not None:
             loop.add_signal_handler(drain_signal, begin_draining, app)
         tracing.configure(settings.tracing)
-        if settings.server_tls is not None:
-            tls = settings.server_tls
-            metrics.tls_valid_until(valid_until(tls.cert_file, tls.client_crl_file))
         _log_operations_allowed(components)
         async with running(components) as pipeline:
             app.state.pipeline = pipeline

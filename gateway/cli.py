@@ -84,6 +84,7 @@ def _server_tls(args: argparse.Namespace) -> ServerTls | None:
         key_file=files.key,
         client_ca_file=files.client_ca,
         client_crl_file=files.client_crl,
+        reload_s=args.tls_reload_s,
     )
 
 

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, mode
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.protocol import FieldId
+from connectors.tls import RELOAD_EVERY_S, ServerFiles
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY_DIR = REPO_ROOT / "policies"
@@ -174,6 +175,8 @@ class ServerTls(BaseModel):
     With `client_ca_file`, every client must present a certificate chaining to that CA (mutual
     TLS): a portal or gateway without one is refused during the handshake, before any HTTP. With
     `client_crl_file` too (the CA's revocation lists, PEM), a certificate they list is refused.
+    Every `reload_s` seconds (0: never) the files are looked at, and changed ones taken up
+    without a restart (`connectors.tls.ReloadingServerContext`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -182,6 +185,10 @@ class ServerTls(BaseModel):
     key_file: Path
     client_ca_file: Path | None = None
     client_crl_file: Path | None = None
+    reload_s: float = Field(default=RELOAD_EVERY_S, ge=0)
+
+    def files(self) -> ServerFiles:
+        return ServerFiles(self.cert_file, self.key_file, self.client_ca_file, self.client_crl_file)
 
 
 def load_sources(path: Path) -> list[SourceConfig]:

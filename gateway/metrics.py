@@ -181,7 +181,7 @@ AUDIT_WITNESS_BEHIND = Gauge(
 
 TLS_VALID_UNTIL = Gauge(
     "childlookup_tls_valid_until_timestamp_seconds",
-    "When the gateway's https stops working unless it is restarted with new files: its"
+    "When the gateway's https stops working unless new files are put in place: the loaded"
     " certificate's expiry, or the earliest next update of its client CRLs (unset without TLS).",
     multiprocess_mode="mostrecent",
 )

@@ -17,15 +17,17 @@ import httpx
 
 from connectors import tls
 from connectors.tls import TlsError
+from gateway import metrics
 from gateway.config import ClientTls, ServerTls, SourceConfig
 
 
 def server_context(config: ServerTls) -> ssl.SSLContext:
     """A server context presenting `config`'s certificate; with a client CA, every client must
     present a certificate that chains to it (and that the CA's revocation lists, if given, do not
-    name)."""
-    return tls.server_context(
-        config.cert_file, config.key_file, config.client_ca_file, config.client_crl_file
+    name). Changed files are taken up while serving; `childlookup_tls_valid_until_timestamp_seconds`
+    follows what is loaded."""
+    return tls.ReloadingServerContext(
+        config.files(), every_s=config.reload_s, on_load=metrics.tls_valid_until
     )
 
 

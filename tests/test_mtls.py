@@ -6,9 +6,11 @@ import contextlib
 import json
 import os
 import re
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,8 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import ValidationError
 
+from connectors.logs import configure as configure_logging
 from connectors.reference import REFERENCE_AGENCIES, create_reference_app
 from connectors.serving import BackgroundServer, free_port
+from connectors.tls import ReloadingServerContext, ServerFiles
 from connectors.trust import (
     AnswerSigner,
     RequestVerifier,
@@ -404,6 +408,143 @@ def test_metrics_say_when_the_gateways_https_stops_working_without_a_restart(
     assert float(value) == min(next_update, not_after.not_valid_after_utc).timestamp()
 
 
+# --- files taken up while serving ----------------------------------------------------------------
+
+
+def _served_serial(url: str, client: ssl.SSLContext) -> int:
+    """The serial number of the certificate a new connection to `url` is shown."""
+    host, port = url.removeprefix("https://").split(":")
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        client.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def _serial(issued: Issued) -> int:
+    return x509.load_pem_x509_certificate(issued.cert.read_bytes()).serial_number
+
+
+def _put(source: Issued, target: Issued) -> None:
+    """Put `source`'s certificate and key where `target`'s are, as a renewal would."""
+    target.cert.write_bytes(source.cert.read_bytes())
+    target.key.write_bytes(source.key.read_bytes())
+
+
+@pytest.fixture
+def renewable(pki, tmp_path) -> Issued:
+    """A copy of the connector's certificate and key in files of their own, to renew in place."""
+    served = Issued(tmp_path / "served.pem", tmp_path / "served-key.pem")
+    _put(pki.connector, served)
+    return served
+
+
+def _portal(pki: Pki) -> ssl.SSLContext:
+    return client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(pki.portal)))
+
+
+def test_a_renewed_certificate_is_served_to_new_connections_without_a_restart(pki, renewable):
+    app = create_reference_app("health", _records(pki.dir, "health"))
+    tls = ReloadingServerContext(
+        ServerFiles(renewable.cert, renewable.key, pki.ca.ca_file), every_s=0
+    )
+    renewed = pki.ca.issue("connector-renewed", SERVER)
+    with BackgroundServer(app, tls=tls) as server:
+        assert not tls.reload_if_changed()  # nothing changed yet
+        _put(renewed, renewable)
+        assert _served_serial(server.url, _portal(pki)) == _serial(pki.connector)
+        assert tls.reload_if_changed()
+        assert _served_serial(server.url, _portal(pki)) == _serial(renewed)
+        assert httpx.get(f"{server.url}/healthz", verify=_portal(pki)).status_code == 200
+
+
+def test_a_new_revocation_list_refuses_a_client_from_then_on(pki, tmp_path):
+    app = create_reference_app("health", _records(pki.dir, "health"))
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki.ca.revocations("none-revoked", []).read_bytes())
+    files = ServerFiles(pki.connector.cert, pki.connector.key, pki.ca.ca_file, crl)
+    tls = ReloadingServerContext(files, every_s=0)
+    leaving = pki.ca.issue("leaving-client", CLIENT)
+    with BackgroundServer(app, tls=tls) as server:
+        client = client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(leaving)))
+        assert httpx.get(f"{server.url}/healthz", verify=client).status_code == 200
+        crl.write_bytes(pki.ca.revocations("leaving-revoked", [leaving]).read_bytes())
+        assert tls.reload_if_changed()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.url}/healthz", verify=client)
+        assert httpx.get(f"{server.url}/healthz", verify=_portal(pki)).status_code == 200
+
+
+def test_unusable_new_files_leave_the_served_ones_in_place_and_say_why(pki, renewable, capfd):
+    """A certificate written before its key: the old pair is still served, the fault is logged,
+    and the files are taken up once the key follows."""
+    configure_logging()
+    app = create_reference_app("health", _records(pki.dir, "health"))
+    tls = ReloadingServerContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
+    renewed = pki.ca.issue("connector-half-renewed", SERVER)
+    with BackgroundServer(app, tls=tls) as server:
+        renewable.cert.write_bytes(renewed.cert.read_bytes())
+        assert not tls.reload_if_changed()
+        assert _served_serial(server.url, _portal(pki)) == _serial(pki.connector)
+        assert not tls.reload_if_changed()  # tried again only once the files change again
+        renewable.key.write_bytes(renewed.key.read_bytes())
+        assert tls.reload_if_changed()
+        assert _served_serial(server.url, _portal(pki)) == _serial(renewed)
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line[:1] == "{"]
+    [failed] = [line for line in lines if line.get("event") == "tls_reload_failed"]
+    assert "does not match certificate file" in failed["context"]["reason"]
+
+
+def test_a_blocking_server_wrapping_its_sockets_serves_the_loaded_files_too(pki, renewable):
+    tls = ReloadingServerContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
+    renewed = pki.ca.issue("connector-socket-renewed", SERVER)
+    _put(renewed, renewable)
+    assert tls.reload_if_changed()
+    server_end, client_end = socket.socketpair()
+    with server_end, client_end:
+        handshake = threading.Thread(
+            target=lambda: tls.wrap_socket(server_end, server_side=True).close(), daemon=True
+        )
+        handshake.start()
+        client = client_context(ClientTls(ca_file=pki.ca.ca_file))
+        with client.wrap_socket(client_end, server_hostname="127.0.0.1") as wrapped:
+            der = wrapped.getpeercert(binary_form=True)
+        handshake.join(timeout=10)
+    assert der is not None
+    assert x509.load_der_x509_certificate(der).serial_number == _serial(renewed)
+
+
+def test_the_gateway_looks_at_its_files_by_itself_and_its_metric_follows(pki, tmp_path):
+    """CHILDLOOKUP_SERVER_TLS's reload_s: a fetched CRL with a later next update is taken up, and
+    childlookup_tls_valid_until_timestamp_seconds moves with it."""
+    crl = tmp_path / "gateway-crl.pem"
+    crl.write_bytes(pki.ca.revocations("soon", [], next_update=timedelta(hours=2)).read_bytes())
+    server_tls = ServerTls(
+        **_files(pki.gateway_server),
+        client_ca_file=pki.ca.ca_file,
+        client_crl_file=crl,
+        reload_s=0.1,
+    )
+    sources = [reference_source("health", f"https://127.0.0.1:{free_port()}")]
+
+    def valid_until(url: str) -> float:
+        text = httpx.get(f"{url}/metrics", verify=_portal(pki)).text
+        [value] = re.findall(r"^childlookup_tls_valid_until_timestamp_seconds (\S+)$", text, re.M)
+        return float(value)
+
+    with running_gateway(tmp_path, sources, server_tls=server_tls) as gateway:
+        first = valid_until(gateway.url)
+        crl.write_bytes(
+            pki.ca.revocations("later", [], next_update=timedelta(hours=5)).read_bytes()
+        )
+        deadline = time.monotonic() + 20
+        while (now := valid_until(gateway.url)) == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert now - first == pytest.approx(3 * 3600, abs=5)
+
+
 # --- configuration errors ----------------------------------------------------------------------
 
 
@@ -673,6 +814,43 @@ def test_the_cli_serves_a_connector_and_the_gateway_over_mutual_tls(pki, tmp_pat
     assert crl_update is not None
     expected = min(crl_update, cert.not_valid_after_utc)
     assert datetime.fromisoformat(valid["context"]["at"]) == expected
+
+
+def test_a_connector_takes_up_a_renewed_certificate_by_itself(pki, renewable, tmp_path):
+    """`connector serve --tls-reload-s`: the renewal is served, and logged with its expiry."""
+    renewed = pki.ca.issue("connector-cli-renewed", SERVER, valid_for=timedelta(days=3))
+    port = free_port()
+    command = [
+        *("connector", "serve", "--agency", "health", "--port", str(port)),
+        *("--records", str(_records(tmp_path, "health"))),
+        *("--tls-cert", str(renewable.cert), "--tls-key", str(renewable.key)),
+        *("--tls-reload-s", "0.1"),
+    ]
+    process = subprocess.Popen(
+        [*CLI, *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    url = f"https://127.0.0.1:{port}"
+    client = client_context(ClientTls(ca_file=pki.ca.ca_file))
+    try:
+        _wait_until_up(f"{url}/healthz", client, process)
+        _put(renewed, renewable)
+        deadline = time.monotonic() + 20
+        while (served := _served_serial(url, client)) != _serial(renewed):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert served == _serial(renewed)
+    assert process.stderr is not None
+    lines = [json.loads(line) for line in process.stderr.read().splitlines() if line[:1] == "{"]
+    loaded = [line["context"]["at"] for line in lines if line.get("event") == "tls_valid_until"]
+    expiries = [
+        x509.load_pem_x509_certificate(issued.cert.read_bytes()).not_valid_after_utc
+        for issued in (pki.connector, renewed)
+    ]
+    assert [datetime.fromisoformat(at) for at in loaded] == expiries
 
 
 def _wait_until_up(url: str, tls: ssl.SSLContext, process: subprocess.Popen) -> None:
