@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.logs import configure as configure_logging
-from connectors.tls import RELOAD_EVERY_S, ReloadingServerContext, ServerFiles
+from connectors.tls import RELOAD_EVERY_S, ReloadingContext, ServerFiles
 
 if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a web stack
     from starlette.applications import Starlette
@@ -225,7 +225,7 @@ def _serve_app(args: argparse.Namespace, app: Starlette, what: str) -> int:
     from connectors.serving import ServedApp, bind_socket, run, serve_all
 
     files = tls_files(args)
-    tls = None if files is None else ReloadingServerContext(files, every_s=args.tls_reload_s)
+    tls = None if files is None else ReloadingContext(files, every_s=args.tls_reload_s)
     served = ServedApp(what, app, bind_socket(args.host, args.port), tls)
     print(f"{what} on {served.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):

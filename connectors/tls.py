@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -38,6 +38,19 @@ class TlsError(ValueError):
     """A certificate, key or CA file cannot be used; the message names the file and the fault."""
 
 
+class TlsFiles(Protocol):
+    """Files a TLS context is built from, as `ReloadingContext` watches them."""
+
+    def paths(self) -> list[Path]:
+        """The files, to be looked at for a change."""
+        ...
+
+    def load(self) -> tuple[ssl.SSLContext, datetime]:
+        """A context from the files, checked, and the moment it stops working; raises TlsError
+        naming the file and the fault."""
+        ...
+
+
 @dataclass(frozen=True)
 class ServerFiles:
     """What a server serves https with: its certificate (chain) and key, and, for mutual TLS, the
@@ -51,26 +64,29 @@ class ServerFiles:
     def paths(self) -> list[Path]:
         return [p for p in (self.cert, self.key, self.client_ca, self.client_crl) if p is not None]
 
+    def load(self) -> tuple[ssl.SSLContext, datetime]:
+        """A server context presenting the certificate (requiring client certificates from the
+        client CA, if given, that its lists do not name), and when it stops working: the
+        certificate's expiry, or a list's next update if sooner (OpenSSL then refuses every
+        client)."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        until = load_identity(context, self.cert, self.key)
+        if self.client_ca is not None:
+            authorities = load_trust(context, self.client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+            if self.client_crl is not None:
+                next_update = load_revocations(context, self.client_crl, authorities)
+                until = min(until, next_update or until)
+        elif self.client_crl is not None:
+            raise TlsError(
+                f"CRL file {self.client_crl} is for client certificates: give their CA too"
+            )
+        return context, until
 
-def _built(files: ServerFiles) -> tuple[ssl.SSLContext, datetime]:
-    """`files`' server context, and when it stops working: the certificate's expiry, or the
-    earliest next update of a client CRL, if sooner (OpenSSL then refuses every client)."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    until = load_identity(context, files.cert, files.key)
-    if files.client_ca is not None:
-        authorities = load_trust(context, files.client_ca)
-        context.verify_mode = ssl.CERT_REQUIRED
-        if files.client_crl is not None:
-            next_update = load_revocations(context, files.client_crl, authorities)
-            until = min(until, next_update or until)
-    elif files.client_crl is not None:
-        raise TlsError(f"CRL file {files.client_crl} is for client certificates: give their CA too")
-    return context, until
 
-
-class ReloadingServerContext(ssl.SSLContext):
-    """A server context that takes up new files while it serves: certificates renewed, a CA's new
+class ReloadingContext(ssl.SSLContext):
+    """A context that takes up new files while in use: certificates renewed, a CA's new
     revocation list fetched, a key rotated - with no restart, and no connection dropped.
 
     A thread looks at the files (`os.stat`: time, size, inode, so a renamed-in or re-linked file
@@ -79,19 +95,20 @@ class ReloadingServerContext(ssl.SSLContext):
     open keep theirs. Files that cannot be used (a certificate written before its key, say) leave
     the running context in place and are logged (`tls_reload_failed`, with what is wrong); they
     are tried again when they change again. Each load calls `on_load` with the moment the loaded
-    files stop working (see `_built`) and logs it (`tls_valid_until`), for an alert in time.
+    files stop working (`TlsFiles.load`) and logs it (`tls_valid_until`, with the files' first
+    path, the certificate's), for an alert in time.
 
     asyncio and uvloop make every TLS connection through the context's `wrap_bio` (blocking
     servers through `wrap_socket`): those two are passed on to the context in use; its other
     attributes are not. The thread ends once the context is gone.
     """
 
-    def __new__(cls, *args: object, **kwargs: object) -> ReloadingServerContext:
-        return super().__new__(cls, ssl.PROTOCOL_TLS_SERVER)
+    def __new__(cls, *args: object, **kwargs: object) -> ReloadingContext:
+        return super().__new__(cls, ssl.PROTOCOL_TLS_SERVER)  # unused: see wrap_bio
 
     def __init__(
         self,
-        files: ServerFiles,
+        files: TlsFiles,
         *,
         every_s: float = RELOAD_EVERY_S,
         on_load: Callable[[datetime], None] | None = None,
@@ -148,14 +165,15 @@ class ReloadingServerContext(ssl.SSLContext):
         return True
 
     def _load(self) -> ssl.SSLContext:
-        context, until = _built(self._files)
-        log_event(_logger, logging.INFO, "tls_valid_until", at=until.isoformat())
+        context, until = self._files.load()
+        first = str(self._files.paths()[0])
+        log_event(_logger, logging.INFO, "tls_valid_until", file=first, at=until.isoformat())
         if self._on_load is not None:
             self._on_load(until)
         return context
 
 
-def _watch(context: weakref.ref[ReloadingServerContext], every_s: float) -> None:
+def _watch(context: weakref.ref[ReloadingContext], every_s: float) -> None:
     while True:
         time.sleep(every_s)
         alive = context()
@@ -165,7 +183,7 @@ def _watch(context: weakref.ref[ReloadingServerContext], every_s: float) -> None
         del alive  # hold no reference while asleep, so the context can go
 
 
-def _stamp(files: ServerFiles) -> list[tuple[int, int, int] | None]:
+def _stamp(files: TlsFiles) -> list[tuple[int, int, int] | None]:
     stamps: list[tuple[int, int, int] | None] = []
     for path in files.paths():
         try:

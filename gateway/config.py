@@ -153,7 +153,9 @@ class ClientTls(BaseModel):
 
     With `ca_file`, a connector's server certificate must chain to that CA and no other (the
     federation's own CA, not every public one); with `cert_file` and `key_file`, the gateway
-    presents that client certificate, so connectors requiring mutual TLS let it in.
+    presents that client certificate, so connectors requiring mutual TLS let it in. Every
+    `reload_s` seconds (0: never) the files are looked at, and changed ones taken up for new
+    connections without a restart.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -161,6 +163,7 @@ class ClientTls(BaseModel):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    reload_s: float = Field(default=RELOAD_EVERY_S, ge=0)
 
     @model_validator(mode="after")
     def _cert_with_key(self) -> ClientTls:
@@ -176,7 +179,7 @@ class ServerTls(BaseModel):
     TLS): a portal or gateway without one is refused during the handshake, before any HTTP. With
     `client_crl_file` too (the CA's revocation lists, PEM), a certificate they list is refused.
     Every `reload_s` seconds (0: never) the files are looked at, and changed ones taken up
-    without a restart (`connectors.tls.ReloadingServerContext`).
+    without a restart (`connectors.tls.ReloadingContext`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

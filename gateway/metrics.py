@@ -186,6 +186,13 @@ TLS_VALID_UNTIL = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+CONNECTOR_TLS_VALID_UNTIL = Gauge(
+    "childlookup_connector_tls_valid_until_timestamp_seconds",
+    "When the gateway's TLS towards connectors stops working unless new files are put in place:"
+    " its client certificate's expiry, else its CA's (unset without either).",
+    multiprocess_mode="mostrecent",
+)
+
 _CIRCUIT_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
 
 
@@ -219,6 +226,10 @@ def circuit_changed(source: str, state: CircuitState) -> None:
 
 def tls_valid_until(moment: datetime) -> None:
     TLS_VALID_UNTIL.set(moment.timestamp())
+
+
+def connector_tls_valid_until(moment: datetime) -> None:
+    CONNECTOR_TLS_VALID_UNTIL.set(moment.timestamp())
 
 
 def outbox_observed(pending: int, oldest_pending_age_s: float, dead: int) -> None:

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 import httpx
 
@@ -26,7 +29,7 @@ def server_context(config: ServerTls) -> ssl.SSLContext:
     present a certificate that chains to it (and that the CA's revocation lists, if given, do not
     name). Changed files are taken up while serving; `childlookup_tls_valid_until_timestamp_seconds`
     follows what is loaded."""
-    return tls.ReloadingServerContext(
+    return tls.ReloadingContext(
         config.files(), every_s=config.reload_s, on_load=metrics.tls_valid_until
     )
 
@@ -35,20 +38,45 @@ def client_context(config: ClientTls) -> ssl.SSLContext:
     """A client context that checks the server's certificate and host name - against the given CA
     only, or without one against httpx's default trust store - and presents the configured client
     certificate, if any."""
+    return _client_context(config)[0]
+
+
+def _client_context(config: ClientTls) -> tuple[ssl.SSLContext, datetime | None]:
+    """`client_context`, and when it stops working: the client certificate's expiry, else the
+    earliest of the CA's (None with neither file)."""
+    until = None
     if config.ca_file is None:
         context = httpx.create_ssl_context()
     else:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        tls.load_trust(context, config.ca_file)
+        until = min(ca.not_valid_after_utc for ca in tls.load_trust(context, config.ca_file))
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if config.cert_file is not None and config.key_file is not None:
-        tls.load_identity(context, config.cert_file, config.key_file)
-    return context
+        until = tls.load_identity(context, config.cert_file, config.key_file)
+    return context, until
+
+
+@dataclass(frozen=True)
+class _ClientFiles:
+    """`CHILDLOOKUP_CONNECTOR_TLS`'s files, as `connectors.tls.ReloadingContext` watches them."""
+
+    config: ClientTls
+
+    def paths(self) -> list[Path]:
+        config = self.config
+        return [p for p in (config.cert_file, config.key_file, config.ca_file) if p is not None]
+
+    def load(self) -> tuple[ssl.SSLContext, datetime]:
+        context, until = _client_context(self.config)
+        assert until is not None  # watched only with a file, which gives a time
+        return context, until
 
 
 def connector_client_context(config: ClientTls, sources: Sequence[SourceConfig]) -> ssl.SSLContext:
     """The fan-out client's context; refuses a client certificate alongside an http:// source,
-    which would quietly be asked in plain text while the operator believes mutual TLS is on."""
+    which would quietly be asked in plain text while the operator believes mutual TLS is on.
+    With a CA or client certificate, changed files are taken up while the gateway runs (every
+    `reload_s`), and `childlookup_connector_tls_valid_until_timestamp_seconds` follows them."""
     if config.cert_file is not None:
         plain = [s.name for s in sources if s.url.scheme != "https"]
         if plain:
@@ -56,4 +84,9 @@ def connector_client_context(config: ClientTls, sources: Sequence[SourceConfig])
                 "connector mutual TLS is configured, but these sources are not https: "
                 + ", ".join(plain)
             )
-    return client_context(config)
+    files = _ClientFiles(config)
+    if not files.paths():
+        return client_context(config)
+    return tls.ReloadingContext(
+        files, every_s=config.reload_s, on_load=metrics.connector_tls_valid_until
+    )

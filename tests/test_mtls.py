@@ -2,6 +2,7 @@
 certificates for the gateway, the connectors and a portal. Servers are real loopback servers; each
 attack is paired with the same call made properly, so a refusal cannot pass for a broken setup."""
 
+import asyncio
 import contextlib
 import json
 import os
@@ -23,12 +24,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from connectors.logs import configure as configure_logging
 from connectors.reference import REFERENCE_AGENCIES, create_reference_app
 from connectors.serving import BackgroundServer, free_port
-from connectors.tls import ReloadingServerContext, ServerFiles
+from connectors.tls import ReloadingContext, ServerFiles
 from connectors.trust import (
     AnswerSigner,
     RequestVerifier,
@@ -41,6 +43,7 @@ from gateway.demo import reference_source
 from gateway.signing import DEV_KEY_FILE, DEV_PUBLIC_KEY_FILE
 from gateway.tls import TlsError, client_context, connector_client_context, server_context
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
+from gateway.transport import ConnectorTransport
 from tests.factories import NHS, health_record, school_record, social_care_record
 from tests.processes import CLI
 from tests.stack import LOOKUP, connector_key, running_gateway, write_records
@@ -447,9 +450,7 @@ def _portal(pki: Pki) -> ssl.SSLContext:
 
 def test_a_renewed_certificate_is_served_to_new_connections_without_a_restart(pki, renewable):
     app = create_reference_app("health", _records(pki.dir, "health"))
-    tls = ReloadingServerContext(
-        ServerFiles(renewable.cert, renewable.key, pki.ca.ca_file), every_s=0
-    )
+    tls = ReloadingContext(ServerFiles(renewable.cert, renewable.key, pki.ca.ca_file), every_s=0)
     renewed = pki.ca.issue("connector-renewed", SERVER)
     with BackgroundServer(app, tls=tls) as server:
         assert not tls.reload_if_changed()  # nothing changed yet
@@ -465,7 +466,7 @@ def test_a_new_revocation_list_refuses_a_client_from_then_on(pki, tmp_path):
     crl = tmp_path / "crl.pem"
     crl.write_bytes(pki.ca.revocations("none-revoked", []).read_bytes())
     files = ServerFiles(pki.connector.cert, pki.connector.key, pki.ca.ca_file, crl)
-    tls = ReloadingServerContext(files, every_s=0)
+    tls = ReloadingContext(files, every_s=0)
     leaving = pki.ca.issue("leaving-client", CLIENT)
     with BackgroundServer(app, tls=tls) as server:
         client = client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(leaving)))
@@ -482,7 +483,7 @@ def test_unusable_new_files_leave_the_served_ones_in_place_and_say_why(pki, rene
     and the files are taken up once the key follows."""
     configure_logging()
     app = create_reference_app("health", _records(pki.dir, "health"))
-    tls = ReloadingServerContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
+    tls = ReloadingContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
     renewed = pki.ca.issue("connector-half-renewed", SERVER)
     with BackgroundServer(app, tls=tls) as server:
         renewable.cert.write_bytes(renewed.cert.read_bytes())
@@ -498,7 +499,7 @@ def test_unusable_new_files_leave_the_served_ones_in_place_and_say_why(pki, rene
 
 
 def test_a_blocking_server_wrapping_its_sockets_serves_the_loaded_files_too(pki, renewable):
-    tls = ReloadingServerContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
+    tls = ReloadingContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
     renewed = pki.ca.issue("connector-socket-renewed", SERVER)
     _put(renewed, renewable)
     assert tls.reload_if_changed()
@@ -514,6 +515,41 @@ def test_a_blocking_server_wrapping_its_sockets_serves_the_loaded_files_too(pki,
         handshake.join(timeout=10)
     assert der is not None
     assert x509.load_der_x509_certificate(der).serial_number == _serial(renewed)
+
+
+def test_the_gateways_renewed_client_certificate_is_presented_to_connectors(pki, tmp_path):
+    """Its certificate revoked by the connector's CA, the gateway is refused; renewed in place,
+    it is let in again, over the fan-out's own transport, with no restart, and
+    childlookup_connector_tls_valid_until_timestamp_seconds gives the new expiry."""
+    revoked = Issued(tmp_path / "gw-client.pem", tmp_path / "gw-client-key.pem")
+    _put(pki.ca.issue("gateway-client-compromised", CLIENT), revoked)
+    renewed = pki.ca.issue("gateway-client-renewed", CLIENT, valid_for=timedelta(days=2))
+    crl = pki.ca.revocations("compromised", [revoked])
+    connector = ReloadingContext(
+        ServerFiles(pki.connector.cert, pki.connector.key, pki.ca.ca_file, crl), every_s=0
+    )
+    gateway = connector_client_context(
+        ClientTls(ca_file=pki.ca.ca_file, **_files(revoked), reload_s=0), []
+    )
+    assert isinstance(gateway, ReloadingContext)
+
+    async def status(url: str) -> int | str:
+        async with httpx.AsyncClient(transport=ConnectorTransport(gateway)) as client:
+            try:
+                return (await client.get(f"{url}/healthz")).status_code
+            except httpx.TransportError:
+                return "refused"
+
+    app = create_reference_app("health", _records(pki.dir, "health"))
+    with BackgroundServer(app, tls=connector) as server:
+        before = asyncio.run(status(server.url))
+        _put(renewed, revoked)
+        assert gateway.reload_if_changed()
+        after = asyncio.run(status(server.url))
+    assert (before, after) == ("refused", 200)
+    metric = "childlookup_connector_tls_valid_until_timestamp_seconds"
+    expiry = x509.load_pem_x509_certificate(renewed.cert.read_bytes()).not_valid_after_utc
+    assert REGISTRY.get_sample_value(metric) == expiry.timestamp()
 
 
 def test_the_gateway_looks_at_its_files_by_itself_and_its_metric_follows(pki, tmp_path):
