@@ -27,6 +27,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from connectors.logs import log_event
+from connectors.pem import pem_blocks
 
 _logger = logging.getLogger("childlookup.tls")
 
@@ -259,11 +260,9 @@ def load_revocations(
 
 
 def _crls(crl_file: Path) -> list[x509.CertificateRevocationList]:
-    pem = _read(crl_file, "CRL file")
-    end = b"-----END X509 CRL-----"
-    blocks = [block + end for block in pem.split(end) if b"-----BEGIN X509 CRL-----" in block]
+    blocks = pem_blocks(_read(crl_file, "CRL file"), "X509 CRL")
     try:
-        crls = [x509.load_pem_x509_crl(block.strip()) for block in blocks]
+        crls = [x509.load_pem_x509_crl(block) for block in blocks]
     except ValueError as exc:
         raise TlsError(f"CRL file {crl_file} holds a block that is not a PEM CRL") from exc
     if not crls:

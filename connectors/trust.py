@@ -46,6 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from jwt.utils import base64url_decode
 
 from connectors.bounded_reads import MAX_DOCUMENT_BYTES, read_answer
+from connectors.pem import pem_blocks
 from connectors.protocol import random_id
 
 ALGORITHM: Final = "ES256"
@@ -144,14 +145,13 @@ def pem_public_keys(path: Path) -> list[PublicKeyTypes]:
     """Every public key in `path`, PEM blocks one after another (a key set kept through a
     rotation); ValueError when the file cannot be read, a block is not a key, or there is none."""
     try:
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
         raise ValueError(f"cannot read the public keys at {path}: {exc}") from exc
-    end = "-----END PUBLIC KEY-----"
     keys = []
-    for block in (block + end for block in text.split(end) if "-----BEGIN" in block):
+    for block in pem_blocks(data, "PUBLIC KEY"):
         try:
-            keys.append(serialization.load_pem_public_key(block.strip().encode()))
+            keys.append(serialization.load_pem_public_key(block))
         except ValueError as exc:
             raise ValueError(f"{path}: not a PEM public key: {exc}") from exc
     if not keys:
