@@ -238,7 +238,8 @@ def load_revocations(
     """Refuse certificates that `crl_file`'s revocation lists (PEM, one per CA in `authorities`)
     name; returns the earliest next update among them (None if none has one). OpenSSL then needs
     a current list from each CA whose certificates it checks, or refuses them all: a list past
-    its next update, or signed by no CA here, is refused here instead, with what to fix."""
+    its next update, or signed by no CA here, is refused here instead, with what to fix, and a
+    CA here with no list is logged (`tls_crl_missing`): every client it issued would be refused."""
     now = datetime.now(UTC)
     crls = _crls(crl_file)
     for crl in crls:
@@ -255,6 +256,16 @@ def load_revocations(
             )
     context.load_verify_locations(cafile=crl_file)
     context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    for ca in authorities:
+        if not any(crl.issuer == ca.subject for crl in crls):
+            # Not an error: a root that signs only other CAs issues no client certificates.
+            log_event(
+                _logger,
+                logging.WARNING,
+                "tls_crl_missing",
+                ca=ca.subject.rfc4514_string(),
+                file=str(crl_file),
+            )
     updates = [crl.next_update_utc for crl in crls if crl.next_update_utc is not None]
     return min(updates, default=None)
 

@@ -733,6 +733,20 @@ def test_an_unusable_revocation_list_stops_start_up_saying_why(pki, crl, message
         server_context(config)
 
 
+def test_a_client_ca_without_a_revocation_list_is_named_at_start_up(pki, tmp_path, capfd):
+    """OpenSSL would refuse every client certificate such a CA issued: said, not refused, since
+    a root that signs only other CAs needs no list."""
+    configure_logging()
+    authorities = tmp_path / "two-cas.pem"
+    authorities.write_bytes(pki.ca.ca_file.read_bytes() + pki.rogue.ca_file.read_bytes())
+    crl = pki.ca.revocations("federation-only", [])
+    files = ServerFiles(pki.connector.cert, pki.connector.key, authorities, crl)
+    ReloadingContext(files, every_s=0)
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line[:1] == "{"]
+    missing = [line["context"]["ca"] for line in lines if line.get("event") == "tls_crl_missing"]
+    assert missing == ["CN=rogue"]
+
+
 def test_a_revocation_list_without_the_client_ca_is_refused(pki):
     crl = pki.ca.revocations("alone", [])
     with pytest.raises(TlsError, match="give their CA too"):
