@@ -299,7 +299,8 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--redis-url",
         metavar="URL",
         help="replicas of this connector sharing this Redis refuse a request any of them has "
-        "accepted (replay protection across replicas), e.g. redis://127.0.0.1:6379/0",
+        "accepted (replay protection across replicas), e.g. redis://127.0.0.1:6379/0, or "
+        "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE for a master under Sentinel",
     )
     add_tls_arguments(serve, "the gateway")
     serve.set_defaults(run=_serve)

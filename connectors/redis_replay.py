@@ -20,6 +20,7 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from connectors.redis_clients import redis_client
 from connectors.trust import ReplayCheckUnavailable, ReplayRefused
 
 TIMEOUT_S: Final = 1.0
@@ -38,9 +39,9 @@ class RedisReplayCache:
 
     @classmethod
     def from_url(cls, url: str, prefix: str) -> RedisReplayCache:
-        """Over a connection pool for `url` (redis://...), connecting when first used."""
-        client = Redis.from_url(url, socket_timeout=TIMEOUT_S, socket_connect_timeout=TIMEOUT_S)
-        return cls(client, prefix)
+        """Over a connection pool for `url` (redis://..., or Sentinels: `redis_clients`),
+        connecting when first used."""
+        return cls(redis_client(url, timeout_s=TIMEOUT_S), prefix)
 
     async def remember(self, jti: str, forget_after: float) -> None:
         ttl_ms = max(1, math.ceil((forget_after - time.time() + CLOCK_MARGIN_S) * 1000))

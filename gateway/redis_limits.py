@@ -40,6 +40,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from connectors import redis_clients
 from connectors.protocol import random_id
 from gateway.audit import AuditStore
 from gateway.limits import LIMITS_UNAVAILABLE, WINDOW_S, LimitSettings
@@ -106,14 +107,10 @@ return {'OK', day}
 
 
 def redis_client(url: str) -> Redis:
-    """A client over a connection pool for `url`; connects when first used, not here. One retry,
-    at once, so a connection Redis dropped (a restart) is replaced rather than failing a lookup."""
-    return Redis.from_url(
-        url,
-        socket_timeout=TIMEOUT_S,
-        socket_connect_timeout=TIMEOUT_S,
-        retry=Retry(NoBackoff(), 1),
-    )
+    """A client over a connection pool for `url` (one server, or Sentinels:
+    `connectors.redis_clients`); connects when first used, not here. One retry, at once, so a
+    connection Redis dropped (a restart, a failover) is replaced rather than failing a lookup."""
+    return redis_clients.redis_client(url, timeout_s=TIMEOUT_S, retry=Retry(NoBackoff(), 1))
 
 
 async def answers(client: Redis) -> bool:

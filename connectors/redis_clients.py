@@ -1,0 +1,69 @@
+"""Redis clients from a URL: one server, or the master a set of Sentinels names.
+
+`redis://`, `rediss://` and `unix://` URLs are redis-py's own. With Redis Sentinel, the URL names
+the Sentinels and the service they watch, and the client asks them which server is the master
+- when it connects, and again whenever a connection fails - so a failover moves it to the new
+master with no restart or configuration change:
+
+    redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/SERVICE[/DB][?sentinel_password=...]
+
+PASSWORD is the master's (its `requirepass`); `sentinel_password` the Sentinels' own, if they
+ask for one. Between a master's failure and the Sentinels' promotion of a replica (their
+`down-after-milliseconds` plus the election), nothing answers and callers fail closed as with one
+server down.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+def redis_client(url: str, *, timeout_s: float, retry: Retry | None = None) -> Redis:
+    """A client over a connection pool for `url`, connecting when first used, not here; each
+    command (and each connection) given `timeout_s`, and `retry` when given (redis-py's default
+    otherwise). Raises ValueError for a Sentinel URL that names no Sentinel or no service."""
+    options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    if retry is not None:
+        options["retry"] = retry
+    parts = urlsplit(url)
+    if parts.scheme != SENTINEL_SCHEME:
+        return Redis.from_url(url, **options)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    sentinels = [_host_port(host, url) for host in hosts.split(",") if host]
+    path = [segment for segment in parts.path.split("/") if segment]
+    if not sentinels or not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError(
+            f"{_redacted(url)}: a Sentinel URL is {SENTINEL_SCHEME}://HOST:PORT[,HOST:PORT...]"
+            "/SERVICE[/DB]"
+        )
+    password = unquote(userinfo.partition(":")[2]) or None
+    sentinel_password = parse_qs(parts.query).get("sentinel_password", [None])[0]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+        sentinels,
+        sentinel_kwargs={**options, "password": sentinel_password},
+        **options,
+    )
+    db = int(path[1]) if len(path) == 2 else 0
+    master: Redis = sentinel.master_for(unquote(path[0]), db=db, password=password)
+    return master
+
+
+def _host_port(text: str, url: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"{_redacted(url)}: each Sentinel is HOST:PORT, not {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _redacted(url: str) -> str:
+    """`url` without its password, for an error message."""
+    parts = urlsplit(url)
+    _, at, hosts = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"***{at}{hosts}" if at else hosts, query="").geturl()
