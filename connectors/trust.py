@@ -259,6 +259,31 @@ class StaticKey:
         return self._key
 
 
+class StaticKeys:
+    """P-256 public keys shared out of band (a PEM file), by key id (`key_id`, as every signer here
+    names its key): a file holding the old and the new key lets a signer switch whenever it
+    likes, with nothing refused meanwhile. One key alone is used whatever the signature names,
+    as `StaticKey` is."""
+
+    def __init__(self, keys: Sequence[ec.EllipticCurvePublicKey]) -> None:
+        self._by_id = {key_id(key): key for key in keys}
+        self._only = keys[0] if len(keys) == 1 else None
+
+    @classmethod
+    def from_pem_file(cls, path: Path) -> StaticKeys:
+        """Every key in `path`; ValueError naming it unless each is a P-256 public key."""
+        return cls(load_public_keys(path))
+
+    async def key(self, kid: str | None) -> Any:
+        if self._only is not None:
+            return self._only
+        if kid is None:
+            raise UnknownKey("The signature does not say which key made it.")
+        if kid not in self._by_id:
+            raise UnknownKey("The signature was made with a key not among those configured.")
+        return self._by_id[kid]
+
+
 class PublishedKeys:
     """A publisher's JWKS by key id: fetched when first needed, and again when a signature names
     a key not yet seen (rotation) - at most once per `min_refresh_s`, so forged key ids cannot make

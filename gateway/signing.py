@@ -15,12 +15,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from connectors.trust import (
     KeySource,
     PublishedKeys,
-    StaticKey,
+    StaticKeys,
     ensure_key_pair,
     jwks_document,
     key_id,
     load_private_key,
-    load_public_key,
     load_public_keys,
     published_keys,
     request_authorization,
@@ -84,7 +83,7 @@ class AnswerVerifier:
         """The party's configured answer key (a source's, a witness's), if any; a bad key file
         fails at start-up."""
         if party.answer_key_file is not None:
-            return cls(StaticKey(load_public_key(party.answer_key_file)))
+            return cls(StaticKeys.from_pem_file(party.answer_key_file))
         if party.answer_jwks_url is not None:
             return cls(PublishedKeys(str(party.answer_jwks_url)))
         return None

@@ -21,10 +21,9 @@ from connectors.trust import (
     PublishedKeys,
     ReplayCache,
     RequestVerifier,
-    StaticKey,
+    StaticKeys,
     TrustError,
     UnknownKey,
-    load_public_key,
 )
 from locator.settings import AgencyKeys
 
@@ -76,7 +75,7 @@ class Publishers:
 
     def _keys_of(self, agency: AgencyKeys) -> KeySource:
         if agency.public_key_file is not None:
-            return StaticKey(load_public_key(agency.public_key_file))
+            return StaticKeys.from_pem_file(agency.public_key_file)
         assert agency.jwks_url is not None  # AgencyKeys holds exactly one of the two
         return PublishedKeys(agency.jwks_url, client=self._client, min_refresh_s=JWKS_MIN_REFRESH_S)
 
@@ -88,7 +87,7 @@ def gateway_verifier(
     `keys` or held in the PEM file `keys`."""
     source: KeySource
     if isinstance(keys, Path):
-        source = StaticKey(load_public_key(keys))
+        source = StaticKeys.from_pem_file(keys)
     else:
         source = _AnyOf([PublishedKeys(url) for url in keys])
     return RequestVerifier(source, issuer=issuer, replay_cache=replay_cache)

@@ -137,6 +137,30 @@ def test_an_answer_signed_with_another_key_or_as_another_source_is_not_trusted(
     assert (answer.status, answer.error_code) == (SourceStatus.FAILED, "ANSWER_NOT_TRUSTED")
 
 
+def test_an_answer_key_file_listing_the_old_and_new_keys_trusts_both_during_a_rotation(
+    keys, tmp_path
+):
+    """An agency switching answer keys: the gateway's file lists both (by key id), so answers
+    signed with either are data, and one signed with a key not listed is still refused."""
+    (old_private, old_public), (new_private, new_public) = keys
+    both = tmp_path / "health-answer-keys.pem"
+    both.write_bytes(old_public.read_bytes() + new_public.read_bytes())
+    stray_private, _ = connector_key(tmp_path, "stray")
+    outcomes = []
+    for private in (old_private, new_private, stray_private):
+        signer = AnswerSigner.from_pem_file(private)
+        app = create_connector_app(Backend(), source="health", signer=signer)
+        with BackgroundServer(app) as server:
+            answer = asyncio.run(_ask(_source(server.url, answer_key_file=both)))
+        outcomes.append((answer.status, answer.error_code))
+
+    assert outcomes == [
+        (SourceStatus.ANSWERED, None),
+        (SourceStatus.ANSWERED, None),
+        (SourceStatus.FAILED, "ANSWER_NOT_TRUSTED"),
+    ]
+
+
 def test_an_answer_altered_after_signing_is_not_trusted(keys):
     (private, public), _ = keys
     signer = AnswerSigner.from_pem_file(private)
