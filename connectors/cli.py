@@ -28,8 +28,11 @@ if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a
     from connectors.witness import WitnessStore
 
 
-def add_tls_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
-    """The --tls-* options of a serving command (gateway or connector)."""
+def add_tls_arguments(
+    parser: argparse.ArgumentParser, clients: str, *, serving: bool = True
+) -> None:
+    """The --tls-* options of a serving command (gateway or connector), or, without `serving`,
+    of `tls-check`, which checks the same files."""
     parser.add_argument(
         "--tls-cert", type=Path, metavar="PEM", help="serve https with this certificate (chain)"
     )
@@ -46,6 +49,8 @@ def add_tls_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
         metavar="PEM",
         help="and refuse those this CA's revocation lists name (PEM, one list per CA)",
     )
+    if not serving:
+        return
     parser.add_argument(
         "--tls-reload-s",
         type=float,
@@ -54,6 +59,27 @@ def add_tls_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
         help="look at the TLS files this often and take up changed ones without a restart"
         " (0: never; default %(default)s)",
     )
+
+
+def add_tls_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`tls-check`: the checks `serve` makes of its TLS files, for new files before they are put
+    in place (a server takes up changed files while it runs)."""
+    check = commands.add_parser(
+        "tls-check",
+        help="check a certificate and key (and client CA and CRLs) as serve would, and say until "
+        "when they work",
+    )
+    add_tls_arguments(check, "clients", serving=False)
+    check.set_defaults(run=_tls_check)
+
+
+def _tls_check(args: argparse.Namespace) -> int:
+    files = tls_files(args)
+    if files is None:
+        raise ValueError("name the files to check: --tls-cert and --tls-key at least")
+    _, until = files.load()
+    print(f"usable: {', '.join(str(path) for path in files.paths())}; until {until.isoformat()}")
+    return 0
 
 
 def tls_files(args: argparse.Namespace) -> ServerFiles | None:
@@ -430,6 +456,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     _add_serve(commands)
     _add_witness(commands)
+    add_tls_check(commands)
     add_serve_agencies(commands)
     _add_sql_commands(commands)
     keygen = commands.add_parser(

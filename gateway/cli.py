@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.cli import add_commands as add_connector_commands
-from connectors.cli import add_tls_arguments, run_command, tls_files
+from connectors.cli import add_tls_arguments, add_tls_check, run_command, tls_files
 from connectors.synthetic.national.command import add_national_arguments
 from gateway.config import Mode, ServerTls, Settings
 from gateway.logs import configure as configure_logging
@@ -508,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_national_arguments(synth)
     synth.set_defaults(run=_synth)
+
+    add_tls_check(commands)
 
     connector = commands.add_parser("connector", help="agency connector commands")
     connector_commands = connector.add_subparsers(dest="connector_command", required=True)

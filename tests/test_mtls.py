@@ -780,6 +780,26 @@ def test_serve_with_a_missing_certificate_exits_with_a_clear_error(pki, tmp_path
     assert "Traceback" not in done.stderr
 
 
+def test_tls_check_says_until_when_new_files_work_or_what_is_wrong_with_them(pki, tmp_path):
+    """Run before putting renewed files in place; the gateway's and a connector's command both."""
+    crl = pki.ca.revocations("check-list", [], next_update=timedelta(hours=7))
+    good = [
+        *("--tls-cert", str(pki.connector.cert), "--tls-key", str(pki.connector.key)),
+        *("--tls-client-ca", str(pki.ca.ca_file), "--tls-client-crl", str(crl)),
+    ]
+    mismatched = ["--tls-cert", str(pki.connector.cert), "--tls-key", str(pki.portal.key)]
+    checks = [
+        subprocess.run([*CLI, *command], capture_output=True, text=True, timeout=60, check=False)
+        for command in (["tls-check", *good], ["connector", "tls-check", *mismatched])
+    ]
+    next_update = x509.load_pem_x509_crl(crl.read_bytes()).next_update_utc
+    assert next_update is not None
+    assert (checks[0].returncode, checks[1].returncode) == (0, 2)
+    assert f"until {next_update.isoformat()}" in checks[0].stdout
+    assert "does not match certificate file" in checks[1].stderr
+    assert "Traceback" not in checks[1].stderr
+
+
 def _serve_https(issued: Issued, ca: Authority) -> list[str]:
     """The --tls-* options serving `issued` and requiring client certificates from `ca`."""
     return [
