@@ -1,4 +1,5 @@
-"""Server-side TLS for a connector, and the certificate checks both ends of mutual TLS share.
+"""Server-side TLS for a connector, the certificate checks both ends of mutual TLS share, and a
+context that takes up renewed files while it is in use (`ReloadingContext`).
 
 Mutual TLS is a layer under the signed requests and answers, not a replacement: it keeps anyone
 without a certificate from the federation's CA from even opening a connection to a connector, and
@@ -6,6 +7,8 @@ proves to the gateway that it reached the agency's server and not an impostor on
 Files are checked here before OpenSSL sees them, because OpenSSL's own errors ("PEM lib") do not
 say which file is wrong or why, and a server that fails to start must tell its operator exactly
 what to fix. It lives in the SDK because an agency serves https without installing the gateway.
+Certificates are renewed and CRLs replaced on a schedule of their own, so a server watches its
+files rather than needing a restart for each.
 """
 
 from __future__ import annotations

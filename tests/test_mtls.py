@@ -2,7 +2,6 @@
 certificates for the gateway, the connectors and a portal. Servers are real loopback servers; each
 attack is paired with the same call made properly, so a refusal cannot pass for a broken setup."""
 
-import asyncio
 import contextlib
 import json
 import os
@@ -29,7 +28,7 @@ from pydantic import ValidationError
 
 from connectors.logs import configure as configure_logging
 from connectors.reference import REFERENCE_AGENCIES, create_reference_app
-from connectors.serving import BackgroundServer, free_port
+from connectors.serving import BackgroundServer, free_port, run
 from connectors.tls import ReloadingContext, ServerFiles
 from connectors.trust import (
     AnswerSigner,
@@ -542,10 +541,10 @@ def test_the_gateways_renewed_client_certificate_is_presented_to_connectors(pki,
 
     app = create_reference_app("health", _records(pki.dir, "health"))
     with BackgroundServer(app, tls=connector) as server:
-        before = asyncio.run(status(server.url))
+        before = run(status(server.url))
         _put(renewed, revoked)
         assert gateway.reload_if_changed()
-        after = asyncio.run(status(server.url))
+        after = run(status(server.url))
     assert (before, after) == ("refused", 200)
     metric = "childlookup_connector_tls_valid_until_timestamp_seconds"
     expiry = x509.load_pem_x509_certificate(renewed.cert.read_bytes()).not_valid_after_utc
