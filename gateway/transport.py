@@ -16,8 +16,9 @@ What it does: HTTP/1.1 over TCP or TLS (the connector TLS context, client certif
 included), keep-alive with `httpx.Limits` (at most `max_connections` requests in flight - more
 wait for a place, up to the pool timeout - and at most `max_keepalive_connections` idle
 connections, each kept `keepalive_expiry` seconds), fixed-length, chunked and read-to-close
-answers, httpx's connect / read / pool timeouts. What it does not: HTTP/2, proxies, HEAD (an
-answer's length could not be told from its headers), `Expect: 100-continue`.
+answers, httpx's connect / read / pool timeouts, tunnels through an HTTP proxy (gateway.proxy).
+What it does not: HTTP/2, HEAD (an answer's length could not be told from its headers),
+`Expect: 100-continue`.
 
 Errors are exact, as fan-out needs them: only a real timeout is a timeout; a connection that
 could not be made is a ConnectError with the OSError as its cause (so a refused connection is
@@ -39,6 +40,8 @@ from typing import Final, cast
 
 import httptools
 import httpx
+
+from gateway.proxy import Proxies, Proxy, tunnel
 
 _Origin = tuple[bytes, str, int]
 
@@ -227,6 +230,27 @@ class _Connection(asyncio.Protocol):
                 timer.cancel()
 
 
+async def _tunnelled(origin: _Origin, proxy: Proxy, tls: ssl.SSLContext | None) -> _Connection:
+    """A connection to `origin` through `proxy`'s CONNECT tunnel, with TLS inside it if `tls`."""
+    _, host, port = origin
+    transport, protocol = await tunnel(proxy, host, port)
+    if tls is not None:
+        try:
+            secured = await asyncio.get_running_loop().start_tls(
+                transport, protocol, tls, server_hostname=host
+            )
+        except BaseException:
+            transport.close()
+            raise
+        if secured is None:  # the tunnel closed during the handshake
+            raise httpx.ConnectError(f"the tunnel to {host}:{port} closed during TLS set-up")
+        transport = secured
+    connection = _Connection(origin)
+    transport.set_protocol(connection)
+    connection.connection_made(transport)
+    return connection
+
+
 def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_exception(httpx.ReadTimeout("no answer within the read timeout"))
@@ -259,11 +283,16 @@ class ConnectorTransport(httpx.AsyncBaseTransport):
     """The gateway's connections to federated parties (connectors, the locator, witnesses)."""
 
     def __init__(
-        self, tls: ssl.SSLContext | None = None, limits: httpx.Limits = DEFAULT_LIMITS
+        self,
+        tls: ssl.SSLContext | None = None,
+        limits: httpx.Limits = DEFAULT_LIMITS,
+        proxies: Proxies | None = None,
     ) -> None:
         """`tls` verifies https parties (and may carry a client certificate); without it, the
-        system's trusted roots, loaded at the first https connection."""
+        system's trusted roots, loaded at the first https connection. `proxies`: the
+        environment's (HTTPS_PROXY, NO_PROXY, ...) unless given."""
         self._tls = tls
+        self._proxies = Proxies.from_environment() if proxies is None else proxies
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._idle_count = 0
         self._max_idle = limits.max_keepalive_connections
@@ -406,8 +435,11 @@ class ConnectorTransport(httpx.AsyncBaseTransport):
                 self._tls = ssl.create_default_context()
             tls = self._tls
         loop = asyncio.get_running_loop()
+        proxy = self._proxies.for_party(scheme.decode(), host, port)
         try:
             async with asyncio.timeout(within_s):
+                if proxy is not None:
+                    return await _tunnelled(origin, proxy, tls)
                 _, connection = await loop.create_connection(
                     lambda: _Connection(origin),
                     host,
