@@ -114,13 +114,15 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     if settings.sources_file is None:
         raise ValueError("name the connector config with --config or CHILDLOOKUP_SOURCES_FILE")
-    tls = None if settings.server_tls is None else server_context(settings.server_tls)
+    if settings.server_tls is not None and args.workers > 1:
+        settings.server_tls.files().load()  # checked once here; each worker loads and watches
     sources_file = load_sources_file(settings.sources_file)
     sources = sources_file.sources
     if settings.verifies_dev_tokens():
         ensure_dev_keys(settings.state_dir)  # the key pair `childlookup token` signs with
     if args.workers > 1:
         return _serve_workers(settings, args.workers, len(sources))
+    tls = None if settings.server_tls is None else server_context(settings.server_tls)
     app = create_app(
         build_components(
             settings,

@@ -112,7 +112,9 @@ def serve_workers(settings: Settings, sock: socket.socket, workers: int) -> None
 def _tls_context(
     tls: ServerTls, config: uvicorn.Config, default: Callable[[], ssl.SSLContext]
 ) -> ssl.SSLContext:
-    """uvicorn's TLS hook, module-level so it can be sent to spawned workers."""
+    """uvicorn's TLS hook, module-level so it can be sent to spawned workers. It runs before the
+    app factory, so logging is set up here first: the context logs what it loaded."""
+    configure_logging()
     return server_context(tls)
 
 

@@ -44,7 +44,7 @@ from gateway.tls import TlsError, client_context, connector_client_context, serv
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
 from gateway.transport import ConnectorTransport
 from tests.factories import NHS, health_record, school_record, social_care_record
-from tests.processes import CLI
+from tests.processes import CLI, health_source_config
 from tests.stack import LOOKUP, connector_key, running_gateway, write_records
 
 LOOPBACK = IPv4Address("127.0.0.1")
@@ -920,6 +920,47 @@ def test_a_connector_takes_up_a_renewed_certificate_by_itself(pki, renewable, tm
         for issued in (pki.connector, renewed)
     ]
     assert [datetime.fromisoformat(at) for at in loaded] == expiries
+
+
+def test_each_worker_takes_up_renewed_files_and_says_so(pki, renewable, tmp_path, redis_prefix):
+    """`serve --workers 2`: each worker loads, watches and logs the files itself (the parent only
+    checks them), and new connections, whichever worker takes them, get the renewal."""
+    renewed = pki.ca.issue("gateway-workers-renewed", SERVER, valid_for=timedelta(days=3))
+    port = free_port()
+    config = health_source_config(tmp_path / "sources.toml", free_port(), 800)
+    command = [
+        *("serve", "--config", str(config), "--port", str(port), "--workers", "2"),
+        *("--tls-cert", str(renewable.cert), "--tls-key", str(renewable.key)),
+        *("--tls-reload-s", "0.1"),
+    ]
+    env = os.environ | {
+        "CHILDLOOKUP_STATE_DIR": str(tmp_path),
+        "CHILDLOOKUP_REDIS_URL": redis_prefix[0],
+        "CHILDLOOKUP_REDIS_PREFIX": redis_prefix[1],
+    }
+    gateway = subprocess.Popen(
+        [*CLI, *command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    url = f"https://127.0.0.1:{port}"
+    client = client_context(ClientTls(ca_file=pki.ca.ca_file))
+    try:
+        _wait_until_up(f"{url}/healthz", client, gateway)
+        _put(renewed, renewable)
+        deadline = time.monotonic() + 20
+        while {_served_serial(url, client) for _ in range(10)} != {_serial(renewed)}:
+            assert time.monotonic() < deadline, "a worker kept serving the old certificate"
+            time.sleep(0.05)
+    finally:
+        gateway.terminate()
+        gateway.wait(timeout=30)
+    assert gateway.stderr is not None
+    lines = [json.loads(line) for line in gateway.stderr.read().splitlines() if line[:1] == "{"]
+    loaded = [line["context"]["at"] for line in lines if line.get("event") == "tls_valid_until"]
+    expiries = [
+        x509.load_pem_x509_certificate(issued.cert.read_bytes()).not_valid_after_utc.isoformat()
+        for issued in (pki.connector, renewed)
+    ]
+    assert sorted(loaded) == sorted(expiries * 2)  # two workers, each at start and on renewal
 
 
 def _wait_until_up(url: str, tls: ssl.SSLContext, process: subprocess.Popen) -> None:
