@@ -29,14 +29,30 @@ if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a
 
 
 def add_tls_arguments(
-    parser: argparse.ArgumentParser, clients: str, *, serving: bool = True
+    parser: argparse.ArgumentParser, clients: str | None, *, serving: bool = True
 ) -> None:
-    """The --tls-* options of a serving command (gateway or connector), or, without `serving`,
-    of `tls-check`, which checks the same files."""
+    """The --tls-* options of a serving command, or, without `serving`, of `tls-check`, which
+    checks the same files; client certificate options unless `clients` is None (the locator,
+    whose callers - agencies' publishers among them - present none)."""
     parser.add_argument(
         "--tls-cert", type=Path, metavar="PEM", help="serve https with this certificate (chain)"
     )
     parser.add_argument("--tls-key", type=Path, metavar="PEM", help="its private key")
+    if clients is not None:
+        _add_client_ca_arguments(parser, clients)
+    if not serving:
+        return
+    parser.add_argument(
+        "--tls-reload-s",
+        type=float,
+        metavar="S",
+        default=RELOAD_EVERY_S,
+        help="look at the TLS files this often and take up changed ones without a restart"
+        " (0: never; default %(default)s)",
+    )
+
+
+def _add_client_ca_arguments(parser: argparse.ArgumentParser, clients: str) -> None:
     parser.add_argument(
         "--tls-client-ca",
         type=Path,
@@ -48,16 +64,6 @@ def add_tls_arguments(
         type=Path,
         metavar="PEM",
         help="and refuse those this CA's revocation lists name (PEM, one list per CA)",
-    )
-    if not serving:
-        return
-    parser.add_argument(
-        "--tls-reload-s",
-        type=float,
-        metavar="S",
-        default=RELOAD_EVERY_S,
-        help="look at the TLS files this often and take up changed ones without a restart"
-        " (0: never; default %(default)s)",
     )
 
 
@@ -87,12 +93,13 @@ def tls_files(args: argparse.Namespace) -> ServerFiles | None:
 
     Raises ValueError when only one of certificate and key is given.
     """
-    given = (args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_crl)
-    if all(option is None for option in given):
+    client_ca = getattr(args, "tls_client_ca", None)  # not an option of every command
+    client_crl = getattr(args, "tls_client_crl", None)
+    if all(option is None for option in (args.tls_cert, args.tls_key, client_ca, client_crl)):
         return None
     if args.tls_cert is None or args.tls_key is None:
         raise ValueError("serving https needs both --tls-cert and --tls-key")
-    return ServerFiles(args.tls_cert, args.tls_key, args.tls_client_ca, args.tls_client_crl)
+    return ServerFiles(args.tls_cert, args.tls_key, client_ca, client_crl)
 
 
 def _verifier(args: argparse.Namespace) -> RequestVerifier | None:

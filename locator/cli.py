@@ -15,6 +15,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from connectors.cli import add_tls_arguments
+
 if TYPE_CHECKING:
     from locator.settings import Settings
     from locator.store import Coverage, Store
@@ -36,12 +38,16 @@ def _store(settings: Settings) -> Store:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from connectors.cli import tls_files
     from connectors.serving import ServedApp, bind_socket, run, serve_all
+    from connectors.tls import ReloadingContext
     from locator.app import app_from_settings
 
     settings = _settings(host=args.host, port=args.port)
+    files = tls_files(args)
+    tls = None if files is None else ReloadingContext(files, every_s=args.tls_reload_s)
     app = app_from_settings(settings)
-    served = ServedApp("locator", app, bind_socket(settings.host, settings.port))
+    served = ServedApp("locator", app, bind_socket(settings.host, settings.port), tls)
     print(f"locator {settings.locator_id} on {served.url} ({settings.mode.value})", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         run(serve_all([served], log_level="info"))
@@ -133,6 +139,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     serve = commands.add_parser("serve", help="run the locator (settings: CHILDLOOKUP_LOCATOR_*)")
     serve.add_argument("--host", help="default CHILDLOOKUP_LOCATOR_HOST, else 127.0.0.1")
     serve.add_argument("--port", type=int, help="default CHILDLOOKUP_LOCATOR_PORT, else 8700")
+    add_tls_arguments(serve, None)
     serve.set_defaults(run=_serve)
 
     status = commands.add_parser(

@@ -963,6 +963,39 @@ def test_each_worker_takes_up_renewed_files_and_says_so(pki, renewable, tmp_path
     assert sorted(loaded) == sorted(expiries * 2)  # two workers, each at start and on renewal
 
 
+def test_the_locator_serves_https_and_takes_up_a_renewed_certificate(pki, renewable, tmp_path):
+    """`locator serve --tls-cert/--tls-key`: server certificate only (agencies' publishers present
+    none), renewed in place like the others."""
+    renewed = pki.ca.issue("locator-renewed", SERVER)
+    port = free_port()
+    command = [
+        *("locator", "serve", "--port", str(port)),
+        *("--tls-cert", str(renewable.cert), "--tls-key", str(renewable.key)),
+        *("--tls-reload-s", "0.1"),
+    ]
+    env = os.environ | {"CHILDLOOKUP_LOCATOR_STATE_DIR": str(tmp_path)}
+    locator = subprocess.Popen(
+        [*CLI, *command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    url = f"https://127.0.0.1:{port}"
+    client = client_context(ClientTls(ca_file=pki.ca.ca_file))
+    try:
+        _wait_until_up(f"{url}/healthz", client, locator)
+        first = _served_serial(url, client)
+        _put(renewed, renewable)
+        deadline = time.monotonic() + 20
+        while (served := _served_serial(url, client)) != _serial(renewed):
+            assert time.monotonic() < deadline, "the locator kept serving the old certificate"
+            time.sleep(0.05)
+        assert httpx.get(f"{url}/healthz", verify=client).status_code == 200
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    finally:
+        locator.terminate()
+        locator.wait(timeout=30)
+    assert (first, served) == (_serial(pki.connector), _serial(renewed))
+
+
 def _wait_until_up(url: str, tls: ssl.SSLContext, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
