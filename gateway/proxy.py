@@ -1,10 +1,11 @@
 """Federated requests through an HTTP proxy, as the standard environment variables say.
 
 Agencies are often reached only through an organisation's egress proxy. `HTTPS_PROXY`,
-`HTTP_PROXY` and `ALL_PROXY` (or their lower-case forms) name it for https and http parties,
-`NO_PROXY` the hosts reached directly (comma-separated names, each also matching its subdomains,
-or `*`): the variables httpx honours for the gateway's other outbound requests (identity provider
-and JWKS fetches), read the same way (Python's `urllib.request`). The proxy is asked to `CONNECT`
+`HTTP_PROXY` and `ALL_PROXY` (or their lower-case forms, read as Python's `urllib.request` reads
+them) name it for https and http parties, `NO_PROXY` the hosts reached directly: the variables
+httpx honours for the gateway's other outbound requests (identity provider and JWKS fetches).
+A `NO_PROXY` entry matches a host and its subdomains, `NAME:PORT` one port only, `*` every host.
+The proxy is asked to `CONNECT`
 to the party, and TLS - the party's certificate checked, the gateway's client certificate
 presented - runs inside that tunnel, end to end: the proxy sees neither the request nor the
 answer. An http party is tunnelled too, so the proxy must allow CONNECT to its port.
@@ -30,6 +31,8 @@ _STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})[^\r\n]*\r\n")
 
 @dataclass(frozen=True)
 class Proxy:
+    """An HTTP proxy to tunnel through."""
+
     host: str
     port: int
     authorization: str | None
