@@ -5,10 +5,10 @@ Agencies are often reached only through an organisation's egress proxy. `HTTPS_P
 them) name it for https and http parties, `NO_PROXY` the hosts reached directly: the variables
 httpx honours for the gateway's other outbound requests (identity provider and JWKS fetches).
 A `NO_PROXY` entry matches a host and its subdomains, `NAME:PORT` one port only, `*` every host.
-The proxy is asked to `CONNECT`
-to the party, and TLS - the party's certificate checked, the gateway's client certificate
-presented - runs inside that tunnel, end to end: the proxy sees neither the request nor the
-answer. An http party is tunnelled too, so the proxy must allow CONNECT to its port.
+The proxy is asked to `CONNECT` to the party, and TLS - the party's certificate checked, the
+gateway's client certificate presented - runs inside that tunnel, end to end: the proxy sees
+neither the request nor the answer. An http party is tunnelled too, so the proxy must allow
+CONNECT to its port.
 """
 
 from __future__ import annotations
