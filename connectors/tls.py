@@ -98,7 +98,8 @@ class ReloadingContext(ssl.SSLContext):
     start-up, into a new context that every handshake from then on uses; connections already
     open keep theirs. Files that cannot be used (a certificate written before its key, say) leave
     the running context in place and are logged (`tls_reload_failed`, with what is wrong); they
-    are tried again when they change again. Each load calls `on_load` with the moment the loaded
+    are tried again when they change again, and `on_refused` is called with the error. Each load
+    calls `on_load` with the moment the loaded
     files stop working (`TlsFiles.load`) and logs it (`tls_valid_until`, with the files' first
     path, the certificate's), for an alert in time.
 
@@ -116,10 +117,12 @@ class ReloadingContext(ssl.SSLContext):
         *,
         every_s: float = RELOAD_EVERY_S,
         on_load: Callable[[datetime], None] | None = None,
+        on_refused: Callable[[TlsError], None] | None = None,
     ) -> None:
         """Raises TlsError, naming the file and the fault, if the files cannot be used now."""
         self._files = files
         self._on_load = on_load
+        self._on_refused = on_refused
         self._seen = _stamp(files)
         self._current = self._load()
         if every_s > 0:
@@ -165,6 +168,8 @@ class ReloadingContext(ssl.SSLContext):
             self._current = self._load()
         except TlsError as error:
             log_event(_logger, logging.ERROR, "tls_reload_failed", reason=str(error))
+            if self._on_refused is not None:
+                self._on_refused(error)
             return False
         return True
 

@@ -193,6 +193,14 @@ CONNECTOR_TLS_VALID_UNTIL = Gauge(
     multiprocess_mode="mostrecent",
 )
 
+TLS_RELOADS_REFUSED = Counter(
+    "childlookup_tls_reloads_refused_total",
+    "Changed TLS files that failed their checks and were not taken up (the loaded ones stay in"
+    " use; the tls_reload_failed log line says why), by side: server (portals to the gateway) or"
+    " connectors (the gateway's client side).",
+    ["side"],
+)
+
 _CIRCUIT_VALUE = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
 
 
@@ -226,6 +234,10 @@ def circuit_changed(source: str, state: CircuitState) -> None:
 
 def tls_valid_until(moment: datetime) -> None:
     TLS_VALID_UNTIL.set(moment.timestamp())
+
+
+def tls_reload_refused(side: str) -> None:
+    TLS_RELOADS_REFUSED.labels(side).inc()
 
 
 def connector_tls_valid_until(moment: datetime) -> None:

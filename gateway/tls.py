@@ -30,7 +30,10 @@ def server_context(config: ServerTls) -> ssl.SSLContext:
     name). Changed files are taken up while serving; `childlookup_tls_valid_until_timestamp_seconds`
     follows what is loaded."""
     return tls.ReloadingContext(
-        config.files(), every_s=config.reload_s, on_load=metrics.tls_valid_until
+        config.files(),
+        every_s=config.reload_s,
+        on_load=metrics.tls_valid_until,
+        on_refused=lambda error: metrics.tls_reload_refused("server"),
     )
 
 
@@ -88,5 +91,8 @@ def connector_client_context(config: ClientTls, sources: Sequence[SourceConfig])
     if not files.paths():
         return client_context(config)
     return tls.ReloadingContext(
-        files, every_s=config.reload_s, on_load=metrics.connector_tls_valid_until
+        files,
+        every_s=config.reload_s,
+        on_load=metrics.connector_tls_valid_until,
+        on_refused=lambda error: metrics.tls_reload_refused("connectors"),
     )

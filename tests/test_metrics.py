@@ -45,10 +45,12 @@ LABELS = {"purpose", "outcome", "source", "status", "code", "decision", "revisio
     "state",
     "kind",
     "reason",
+    "side",
 }
 """Every label a childlookup metric may carry (`le` is a histogram bucket's bound; the witness
 metrics appear here when a test run earlier in this process had witnesses, the routing metric's
-`kind` and `reason` when one routed)."""
+`kind` and `reason` when one routed, the TLS reload counter's `side`, server or connectors, when
+one was refused)."""
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -555,6 +555,17 @@ def test_the_gateways_renewed_client_certificate_is_presented_to_connectors(pki,
     assert REGISTRY.get_sample_value(metric) == expiry.timestamp()
 
 
+def test_the_gateway_counts_changed_tls_files_it_refused(pki, renewable):
+    """For an alert: childlookup_tls_reloads_refused_total{side="server"} counts each refusal."""
+    tls = server_context(ServerTls(**_files(renewable), reload_s=0))
+    assert isinstance(tls, ReloadingContext)
+    metric, labels = "childlookup_tls_reloads_refused_total", {"side": "server"}
+    before = REGISTRY.get_sample_value(metric, labels) or 0.0
+    renewable.key.write_bytes(pki.portal.key.read_bytes())  # not the certificate's key
+    assert not tls.reload_if_changed()
+    assert REGISTRY.get_sample_value(metric, labels) == before + 1
+
+
 def test_the_gateway_looks_at_its_files_by_itself_and_its_metric_follows(pki, tmp_path):
     """CHILDLOOKUP_SERVER_TLS's reload_s: a fetched CRL with a later next update is taken up, and
     childlookup_tls_valid_until_timestamp_seconds moves with it."""
