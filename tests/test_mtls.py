@@ -956,13 +956,17 @@ def test_each_worker_takes_up_renewed_files_and_says_so(pki, renewable, tmp_path
         "CHILDLOOKUP_REDIS_URL": redis_prefix[0],
         "CHILDLOOKUP_REDIS_PREFIX": redis_prefix[1],
     }
-    gateway = subprocess.Popen(
-        [*CLI, *command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    log = tmp_path / "gateway.log"
+    with log.open("w") as err:
+        gateway = subprocess.Popen([*CLI, *command], env=env, stdout=subprocess.DEVNULL, stderr=err)
     url = f"https://127.0.0.1:{port}"
     client = client_context(ClientTls(ca_file=pki.ca.ca_file))
     try:
         _wait_until_up(f"{url}/healthz", client, gateway)
+        deadline = time.monotonic() + 30
+        while len(_loaded(log)) < 2:  # both workers started on the old files, not just one
+            assert time.monotonic() < deadline, "the second worker never loaded its files"
+            time.sleep(0.05)
         _put(renewed, renewable)
         deadline = time.monotonic() + 20
         while {_served_serial(url, client) for _ in range(10)} != {_serial(renewed)}:
@@ -972,9 +976,7 @@ def test_each_worker_takes_up_renewed_files_and_says_so(pki, renewable, tmp_path
     finally:
         gateway.terminate()
         gateway.wait(timeout=30)
-    assert gateway.stderr is not None
-    lines = [json.loads(line) for line in gateway.stderr.read().splitlines() if line[:1] == "{"]
-    loaded = [line["context"]["at"] for line in lines if line.get("event") == "tls_valid_until"]
+    loaded = _loaded(log)
     expiries = [
         x509.load_pem_x509_certificate(issued.cert.read_bytes()).not_valid_after_utc.isoformat()
         for issued in (pki.connector, renewed)
@@ -984,6 +986,12 @@ def test_each_worker_takes_up_renewed_files_and_says_so(pki, renewable, tmp_path
     assert counted[expiries[0]] == 2
     assert counted[expiries[1]] >= 2
     assert set(counted) == set(expiries)
+
+
+def _loaded(log: Path) -> list[str]:
+    """The `at` of every tls_valid_until line in a server's log so far."""
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line[:1] == "{"]
+    return [line["context"]["at"] for line in lines if line.get("event") == "tls_valid_until"]
 
 
 def test_the_locator_serves_https_and_takes_up_a_renewed_certificate(pki, renewable, tmp_path):
@@ -1023,7 +1031,8 @@ def _wait_until_up(url: str, tls: ssl.SSLContext, process: subprocess.Popen) -> 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"{url}: server exited: {process.stderr.read()}")
+            said = process.stderr.read() if process.stderr is not None else "(see its log)"
+            raise AssertionError(f"{url}: server exited: {said}")
         try:
             httpx.get(url, verify=tls, timeout=1)
             return
