@@ -102,6 +102,13 @@ def tls_files(args: argparse.Namespace) -> ServerFiles | None:
     return ServerFiles(args.tls_cert, args.tls_key, client_ca, client_crl)
 
 
+def serving_tls(args: argparse.Namespace) -> ReloadingContext | None:
+    """The server context the --tls-* options ask for, watching its files every --tls-reload-s;
+    None when they ask for none."""
+    files = tls_files(args)
+    return None if files is None else ReloadingContext(files, every_s=args.tls_reload_s)
+
+
 def _verifier(args: argparse.Namespace) -> RequestVerifier | None:
     """Who may ask: requests signed by the gateway publishing --gateway-jwks, each accepted once
     (across replicas with --redis-url)."""
@@ -257,9 +264,7 @@ def _serve_app(args: argparse.Namespace, app: Starlette, what: str) -> int:
     """Serve `app` on --host and --port (https with --tls-*) until interrupted."""
     from connectors.serving import ServedApp, bind_socket, run, serve_all
 
-    files = tls_files(args)
-    tls = None if files is None else ReloadingContext(files, every_s=args.tls_reload_s)
-    served = ServedApp(what, app, bind_socket(args.host, args.port), tls)
+    served = ServedApp(what, app, bind_socket(args.host, args.port), serving_tls(args))
     print(f"{what} on {served.url}", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         run(serve_all([served], log_level="info"))

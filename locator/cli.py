@@ -38,14 +38,12 @@ def _store(settings: Settings) -> Store:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from connectors.cli import tls_files
+    from connectors.cli import serving_tls
     from connectors.serving import ServedApp, bind_socket, run, serve_all
-    from connectors.tls import ReloadingContext
     from locator.app import app_from_settings
 
     settings = _settings(host=args.host, port=args.port)
-    files = tls_files(args)
-    tls = None if files is None else ReloadingContext(files, every_s=args.tls_reload_s)
+    tls = serving_tls(args)
     app = app_from_settings(settings)
     served = ServedApp("locator", app, bind_socket(settings.host, settings.port), tls)
     print(f"locator {settings.locator_id} on {served.url} ({settings.mode.value})", flush=True)
