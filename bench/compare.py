@@ -21,7 +21,10 @@ gateway CPU, gateway and backends' CPU): each round's two phases ran back to bac
 ratios - their median and range - are the reading that survives the machine's drift. Which side
 goes first alternates from round to round. With `--workers N`, each gateway runs N processes:
 ours `serve --workers N` (its usage limits then shared through the machine's Redis, as deployed),
-Hive Gateway `--fork N`.
+Hive Gateway `--fork N`. With `--pin`, each gateway's threads run on the first CPU and everything
+else - backends, connectors, this load generator - on the others, as in a deployment where the
+agencies' connectors run on their own machines: the gateways are then compared on a core of their
+own, not also charged for the connectors sharing it.
 
 Prints a table and writes bench/results/compare.json. Traffic goes only to 127.0.0.1, and every
 loop is bounded in count and time.
@@ -41,7 +44,7 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,6 +137,18 @@ def _tree(root: int) -> list[int]:
         tree.append(pid)
         todo.extend(children.get(pid, ()))
     return tree
+
+
+def _pin(roots: Iterable[int], cpus: set[int]) -> None:
+    """Every thread of every process in `roots`' trees onto `cpus`. Affinity belongs to a thread,
+    not a process (Node starts its pool threads at start-up); threads started later inherit
+    their creator's."""
+    for root in roots:
+        for pid in _tree(root):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.sched_setaffinity(int(task.name), cpus)
 
 
 def _cpu_ticks(pids: Sequence[int]) -> int:
@@ -357,7 +372,13 @@ def _stop(process: subprocess.Popen[bytes], grace_s: float = 15) -> None:
 
 
 def run(
-    latency_ms: float, requests: int, concurrency: int, rounds: int, children: int, workers: int = 1
+    latency_ms: float,
+    requests: int,
+    concurrency: int,
+    rounds: int,
+    children: int,
+    workers: int = 1,
+    pin: bool = False,
 ) -> dict[str, Any]:
     modes = (("sequential", 1), ("concurrent", concurrency))
     needed = 2 * WARM_UP + rounds * len(modes) * requests
@@ -402,6 +423,12 @@ def run(
                 processes=dict(stack.pids),
             )
             sides = (ours, peer)
+            if pin:
+                # This process's tree holds both stacks: all of it onto the other CPUs, then
+                # each gateway's tree onto the first.
+                gateway_cpu, *others = sorted(os.sched_getaffinity(0))
+                _pin([os.getpid()], set(others))
+                _pin([side.processes["gateway"] for side in sides], {gateway_cpu})
             for _, mode_concurrency in modes:  # warm-up: connections, caches, V8's JIT
                 batch = take(WARM_UP)
                 for side, other in (sides, sides[::-1]):
@@ -421,6 +448,7 @@ def run(
     return {
         "connector_latency_ms": latency_ms,
         "gateway_processes": workers,
+        "pinned": pin,
         "phase_order": order,
         **{
             side: {
@@ -473,13 +501,28 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="processes a gateway (ours and Hive's), 1 to 4"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="each gateway on the first CPU, backends and the load generator on the others",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "compare.json")
     args = parser.parse_args()
     if not 1 <= args.workers <= 4:
         parser.error("--workers is 1 to 4")
+    if args.pin and (args.workers != 1 or len(os.sched_getaffinity(0)) < 2):
+        parser.error("--pin takes one process a gateway and at least two CPUs")
     started = time.monotonic()
     runs = [
-        run(latency, args.requests, args.concurrency, args.rounds, args.children, args.workers)
+        run(
+            latency,
+            args.requests,
+            args.concurrency,
+            args.rounds,
+            args.children,
+            args.workers,
+            args.pin,
+        )
         for latency in args.latency_ms
     ]
     elapsed = round(time.monotonic() - started, 1)
@@ -522,7 +565,8 @@ def _print_table(runs: Sequence[dict[str, Any]]) -> None:
     print(head)
     print("-" * len(head))
     for r in runs:
-        print(f"{'':>7} each gateway: {r['gateway_processes']} process(es)")
+        pinned = ", on a CPU of its own" if r["pinned"] else ""
+        print(f"{'':>7} each gateway: {r['gateway_processes']} process(es){pinned}")
         for mode in ("sequential", "concurrent"):
             for side in ("ours", "peer"):
                 m = r[side][mode]
