@@ -80,7 +80,9 @@ class ServerFiles:
             authorities = load_trust(context, self.client_ca)
             context.verify_mode = ssl.CERT_REQUIRED
             if self.client_crl is not None:
-                next_update = load_revocations(context, self.client_crl, authorities)
+                next_update = load_revocations(
+                    context, self.client_crl, self.client_ca, authorities
+                )
                 until = min(until, next_update or until)
         elif self.client_crl is not None:
             raise TlsError(
@@ -129,6 +131,11 @@ class ReloadingContext(ssl.SSLContext):
             threading.Thread(
                 target=_watch, args=(weakref.ref(self), every_s), name="tls-reload", daemon=True
             ).start()
+
+    @property
+    def current(self) -> ssl.SSLContext:
+        """The context a handshake made now uses: another one once changed files are taken up."""
+        return self._current
 
     def wrap_bio(
         self,
@@ -241,13 +248,14 @@ def load_trust(context: ssl.SSLContext, ca_file: Path) -> list[x509.Certificate]
 
 
 def load_revocations(
-    context: ssl.SSLContext, crl_file: Path, authorities: list[x509.Certificate]
+    context: ssl.SSLContext, crl_file: Path, ca_file: Path, authorities: list[x509.Certificate]
 ) -> datetime | None:
-    """Refuse certificates that `crl_file`'s revocation lists (PEM, one per CA in `authorities`)
-    name; returns the earliest next update among them (None if none has one). OpenSSL then needs
-    a current list from each CA whose certificates it checks, or refuses them all: a list past
-    its next update, or signed by no CA here, is refused here instead, with what to fix, and a
-    CA here with no list is logged (`tls_crl_missing`): every client it issued would be refused."""
+    """Refuse certificates that `crl_file`'s revocation lists (PEM, one per CA in `authorities`,
+    `ca_file`'s) name; returns the earliest next update among them (None if none has one).
+    OpenSSL then needs a current list from each CA whose certificates it checks, or refuses them
+    all: a list past its next update, or signed by no CA here, is refused here instead, with what
+    to fix, and a CA here with no list is logged (`tls_crl_missing`): every certificate it issued
+    would be refused."""
     now = datetime.now(UTC)
     crls = _crls(crl_file)
     for crl in crls:
@@ -255,7 +263,7 @@ def load_revocations(
         if not any(_signed_by(crl, ca) for ca in issuers):
             raise TlsError(
                 f"CRL file {crl_file}: the list from {crl.issuer.rfc4514_string()} is not signed"
-                " by a CA in the client CA file"
+                f" by a CA in {ca_file}"
             )
         if crl.next_update_utc is not None and crl.next_update_utc < now:
             raise TlsError(

@@ -152,15 +152,17 @@ class ClientTls(BaseModel):
     """How the gateway reaches connectors over https (`CHILDLOOKUP_CONNECTOR_TLS`, JSON).
 
     With `ca_file`, a connector's server certificate must chain to that CA and no other (the
-    federation's own CA, not every public one); with `cert_file` and `key_file`, the gateway
-    presents that client certificate, so connectors requiring mutual TLS let it in. Every
-    `reload_s` seconds (0: never) the files are looked at, and changed ones taken up for new
-    connections without a restart.
+    federation's own CA, not every public one), and with `crl_file` too (that CA's revocation
+    lists, PEM), not be one they list; with `cert_file` and `key_file`, the gateway presents that
+    client certificate, so connectors requiring mutual TLS let it in. Every `reload_s` seconds
+    (0: never) the files are looked at, and changed ones taken up for new connections without a
+    restart (pooled connections made before are not reused).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     ca_file: Path | None = None
+    crl_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
     reload_s: float = Field(default=RELOAD_EVERY_S, ge=0)
@@ -169,6 +171,8 @@ class ClientTls(BaseModel):
     def _cert_with_key(self) -> ClientTls:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("a client certificate needs both cert_file and key_file")
+        if self.crl_file is not None and self.ca_file is None:
+            raise ValueError("crl_file lists revoked certificates of ca_file's CA: give ca_file")
         return self
 
 

@@ -39,23 +39,31 @@ def server_context(config: ServerTls) -> ssl.SSLContext:
 
 def client_context(config: ClientTls) -> ssl.SSLContext:
     """A client context that checks the server's certificate and host name - against the given CA
-    only, or without one against httpx's default trust store - and presents the configured client
-    certificate, if any."""
+    only (and its revocation lists, if given), or without one against httpx's default trust
+    store - and presents the configured client certificate, if any."""
     return _client_context(config)[0]
 
 
 def _client_context(config: ClientTls) -> tuple[ssl.SSLContext, datetime | None]:
     """`client_context`, and when it stops working: the client certificate's expiry, else the
-    earliest of the CA's (None with neither file)."""
-    until = None
+    earliest of the CA's (None with neither file) - or a revocation list's next update, if
+    sooner (OpenSSL then refuses every connector)."""
+    until = next_update = None
     if config.ca_file is None:
         context = httpx.create_ssl_context()
     else:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        until = min(ca.not_valid_after_utc for ca in tls.load_trust(context, config.ca_file))
+        authorities = tls.load_trust(context, config.ca_file)
+        until = min(ca.not_valid_after_utc for ca in authorities)
+        if config.crl_file is not None:
+            next_update = tls.load_revocations(
+                context, config.crl_file, config.ca_file, authorities
+            )
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if config.cert_file is not None and config.key_file is not None:
         until = tls.load_identity(context, config.cert_file, config.key_file)
+    if until is not None and next_update is not None:
+        until = min(until, next_update)
     return context, until
 
 
@@ -67,7 +75,8 @@ class _ClientFiles:
 
     def paths(self) -> list[Path]:
         config = self.config
-        return [p for p in (config.cert_file, config.key_file, config.ca_file) if p is not None]
+        files = (config.cert_file, config.key_file, config.ca_file, config.crl_file)
+        return [p for p in files if p is not None]
 
     def load(self) -> tuple[ssl.SSLContext, datetime]:
         context, until = _client_context(self.config)

@@ -41,6 +41,7 @@ from typing import Final, cast
 import httptools
 import httpx
 
+from connectors.tls import ReloadingContext
 from gateway.proxy import Proxies, Proxy, tunnel
 
 _Origin = tuple[bytes, str, int]
@@ -57,6 +58,9 @@ class _Stale(Exception):
 
 class _Connection(asyncio.Protocol):
     """One HTTP/1.1 connection: sends a request, then yields its answer's head and body."""
+
+    made_with: ssl.SSLContext | None = None
+    """The TLS context its handshake used (None over plain http)."""
 
     def __init__(self, origin: _Origin) -> None:
         self.origin = origin
@@ -418,39 +422,49 @@ class ConnectorTransport(httpx.AsyncBaseTransport):
         idle = self._idle.get(origin)
         if idle:
             now = asyncio.get_running_loop().time()
+            tls = self._tls_for(origin)
             while idle:
                 connection = idle.pop()  # the most recently used: the least likely to be stale
                 self._idle_count -= 1
-                if not connection.closed and not self._expired(connection, now):
+                # A connection made before the TLS files changed (a CA's new revocation list,
+                # say) is not reused: the party is checked again under the new ones.
+                fresh = not self._expired(connection, now) and connection.made_with is tls
+                if fresh and not connection.closed:
                     connection.reused = True
                     return connection
                 connection.close()
         return await self._connect(origin, within_s)
 
+    def _tls_for(self, origin: _Origin) -> ssl.SSLContext | None:
+        """The context a handshake with `origin` would use now; None over plain http."""
+        if origin[0] != b"https":
+            return None
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls.current if isinstance(self._tls, ReloadingContext) else self._tls
+
     async def _connect(self, origin: _Origin, within_s: float | None) -> _Connection:
         scheme, host, port = origin
-        tls = None
-        if scheme == b"https":
-            if self._tls is None:
-                self._tls = ssl.create_default_context()
-            tls = self._tls
+        tls = self._tls_for(origin)
         loop = asyncio.get_running_loop()
         proxy = self._proxies.for_party(scheme.decode(), host, port)
         try:
             async with asyncio.timeout(within_s):
                 if proxy is not None:
-                    return await _tunnelled(origin, proxy, tls)
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(origin),
-                    host,
-                    port,
-                    ssl=tls,
-                    server_hostname=host if tls is not None else None,
-                )
+                    connection = await _tunnelled(origin, proxy, tls)
+                else:
+                    _, connection = await loop.create_connection(
+                        lambda: _Connection(origin),
+                        host,
+                        port,
+                        ssl=tls,
+                        server_hostname=host if tls is not None else None,
+                    )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"no connection to {host}:{port} in time") from None
         except OSError as error:  # refused, unreachable, no such name, TLS handshake failed
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {error}") from error
+        connection.made_with = tls
         return connection
 
     def _release(self, connection: _Connection) -> None:

@@ -723,6 +723,66 @@ def test_a_connector_with_its_cas_revocation_list_refuses_a_revoked_gateway_cert
             httpx.get(f"{server.url}/healthz", verify=_attacker(pki.ca.ca_file, revoked))
 
 
+def test_the_gateway_refuses_a_connector_whose_certificate_the_federation_revoked(pki, tmp_path):
+    """A connector's server key stolen and its certificate revoked: with the CA's list in
+    CHILDLOOKUP_CONNECTOR_TLS, whoever serves it is a failed source, not one to send a request to
+    (the revoked certificate is health's here; the others' stand)."""
+    stolen = pki.ca.issue("connector-stolen", SERVER)
+    servers = {
+        "health": server_context(ServerTls(**_files(stolen))),
+        "education": server_context(ServerTls(**_files(pki.connector))),
+    }
+    crl = pki.ca.revocations("connector-stolen-revoked", [stolen])
+    with _connectors(tmp_path, servers) as urls:
+        sources = [reference_source(name, url) for name, url in urls.items()]
+        with running_gateway(
+            tmp_path, sources, connector_tls=ClientTls(ca_file=pki.ca.ca_file, crl_file=crl)
+        ) as gw:
+            lookup = gw.lookup("health_visitor", NHS)["data"]["child"]
+    statuses = {s["source"]: (s["status"], s["errorCode"]) for s in lookup["sources"]}
+    assert statuses == {
+        "health": ("FAILED", "CONNECTION_FAILED"),
+        "education": ("ANSWERED", None),
+    }
+
+
+def test_a_new_revocation_list_keeps_the_fan_out_from_reusing_a_connection_it_revokes(
+    pki, tmp_path
+):
+    """A connection the pool holds was checked under the old list: once a new one is taken up,
+    it is not reused, and the revoked connector is refused from the next request on."""
+    crl = tmp_path / "connectors.crl.pem"
+    crl.write_bytes(pki.ca.revocations("none-revoked-yet", []).read_bytes())
+    revoked = pki.ca.issue("connector-revoked-later", SERVER)
+    gateway = connector_client_context(
+        ClientTls(ca_file=pki.ca.ca_file, crl_file=crl, reload_s=0), []
+    )
+    assert isinstance(gateway, ReloadingContext)
+    app = create_reference_app("health", _records(pki.dir, "health"))
+
+    async def statuses(url: str) -> list[int | str]:
+        seen: list[int | str] = []
+        async with httpx.AsyncClient(transport=ConnectorTransport(gateway)) as client:
+            for step in range(3):
+                if step == 2:
+                    crl.write_bytes(pki.ca.revocations("revoked-now", [revoked]).read_bytes())
+                    assert gateway.reload_if_changed()
+                try:
+                    seen.append((await client.get(f"{url}/healthz")).status_code)
+                except httpx.ConnectError:
+                    seen.append("refused")
+        return seen
+
+    tls = server_context(ServerTls(**_files(revoked)))
+    with BackgroundServer(app, tls=tls) as server:
+        assert run(statuses(server.url)) == [200, 200, "refused"]
+
+
+def test_a_revocation_list_for_connectors_needs_their_ca():
+    with pytest.raises(ValidationError, match=r"crl_file .* give ca_file"):
+        ClientTls(crl_file=Path("connectors.crl.pem"))
+
+
 @pytest.mark.parametrize(
     ("crl", "message"),
     [
@@ -732,7 +792,7 @@ def test_a_connector_with_its_cas_revocation_list_refuses_a_revoked_gateway_cert
         ),
         (
             lambda pki: pki.rogue.revocations("rogue-list", []),
-            r"the list from CN=rogue is not signed by a CA in the client CA file",
+            r"the list from CN=rogue is not signed by a CA in .*federation-ca\.pem",
         ),
         (lambda pki: pki.ca.ca_file, r"CRL file .*federation-ca\.pem holds no PEM CRL"),
         (lambda pki: pki.dir / "none.crl.pem", r"CRL file .*none\.crl\.pem does not exist"),
