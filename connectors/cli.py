@@ -338,7 +338,8 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="URL",
         help="replicas of this connector sharing this Redis refuse a request any of them has "
         "accepted (replay protection across replicas), e.g. redis://127.0.0.1:6379/0, or "
-        "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE for a master under Sentinel",
+        "redis+sentinel://HOST:PORT[,HOST:PORT...]/SERVICE for a master under Sentinel, or "
+        "redis+cluster://HOST:PORT[,HOST:PORT...] for a Redis Cluster",
     )
     add_tls_arguments(serve, "the gateway")
     serve.set_defaults(run=_serve)

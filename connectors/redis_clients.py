@@ -1,4 +1,4 @@
-"""Redis clients from a URL: one server, or the master a set of Sentinels names.
+"""Redis clients from a URL: one server, the master a set of Sentinels names, or a Redis Cluster.
 
 `redis://`, `rediss://` and `unix://` URLs are redis-py's own. With Redis Sentinel, the URL names
 the Sentinels and the service they watch, and the client asks them which server is the master
@@ -11,6 +11,16 @@ PASSWORD is the master's (its `requirepass`); `sentinel_password` the Sentinels'
 ask for one. Between a master's failure and the Sentinels' promotion of a replica (their
 `down-after-milliseconds` plus the election), nothing answers and callers fail closed as with one
 server down.
+
+A Redis Cluster is named by some of its nodes (`rediss+cluster` over TLS); the client learns the
+rest, and which node serves which hash slot, from them, and again when the cluster moves slots:
+
+    redis+cluster://[[USER]:PASSWORD@]HOST:PORT[,HOST:PORT...]
+
+A cluster has one database. A command, or a script, whose keys hash to different slots is
+refused by the cluster, so callers that touch several keys at once give them one hash tag
+(gateway.redis_limits). While a slot has no master (between a master's failure and its replica's
+promotion, or for good without one) the commands on its keys fail, and callers fail closed.
 """
 
 from __future__ import annotations
@@ -19,24 +29,32 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 
 SENTINEL_SCHEME = "redis+sentinel"
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+RedisClient = Redis | RedisCluster
+"""What `redis_client` gives: the commands callers use are the same on both."""
 
 
-def redis_client(url: str, *, timeout_s: float, retry: Retry | None = None) -> Redis:
+def redis_client(url: str, *, timeout_s: float, retry: Retry | None = None) -> RedisClient:
     """A client over a connection pool for `url`, connecting when first used, not here; each
     command (and each connection) given `timeout_s`, and `retry` when given (redis-py's default
-    otherwise). Raises ValueError for a Sentinel URL that names no Sentinel or no service."""
+    otherwise). Raises ValueError for a Sentinel or Cluster URL that names no node, or a Sentinel
+    URL that names no service."""
     options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
     if retry is not None:
         options["retry"] = retry
     parts = urlsplit(url)
+    if parts.scheme in CLUSTER_SCHEMES:
+        return _cluster(url, options)
     if parts.scheme != SENTINEL_SCHEME:
         return Redis.from_url(url, **options)
     userinfo, _, hosts = parts.netloc.rpartition("@")
-    sentinels = [_host_port(host, url) for host in hosts.split(",") if host]
+    sentinels = [_host_port(host, url, "Sentinel") for host in hosts.split(",") if host]
     path = [segment for segment in parts.path.split("/") if segment]
     if not sentinels or not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ValueError(
@@ -55,10 +73,29 @@ def redis_client(url: str, *, timeout_s: float, retry: Retry | None = None) -> R
     return master
 
 
-def _host_port(text: str, url: str) -> tuple[str, int]:
+def _cluster(url: str, options: dict[str, Any]) -> RedisCluster:
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    nodes = [_host_port(host, url, "node") for host in hosts.split(",") if host]
+    if not nodes or parts.path.strip("/") or parts.query:
+        raise ValueError(
+            f"{_redacted(url)}: a Cluster URL is {CLUSTER_SCHEMES[0]}://HOST:PORT[,HOST:PORT...]"
+            " (a cluster has one database)"
+        )
+    username, _, password = userinfo.partition(":")
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        ssl=parts.scheme == CLUSTER_SCHEMES[1],
+        **options,
+    )
+
+
+def _host_port(text: str, url: str, what: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"{_redacted(url)}: each Sentinel is HOST:PORT, not {text!r}")
+        raise ValueError(f"{_redacted(url)}: each {what} is HOST:PORT, not {text!r}")
     return host.strip("[]"), int(port)
 
 

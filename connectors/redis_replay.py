@@ -17,10 +17,9 @@ import math
 import time
 from typing import Final
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from connectors.redis_clients import redis_client
+from connectors.redis_clients import RedisClient, redis_client
 from connectors.trust import ReplayCheckUnavailable, ReplayRefused
 
 TIMEOUT_S: Final = 1.0
@@ -33,7 +32,7 @@ clock runs a little behind still finds it."""
 class RedisReplayCache:
     """Token ids accepted by any replica sharing this Redis and prefix, until the tokens expire."""
 
-    def __init__(self, client: Redis, prefix: str) -> None:
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self._client = client
         self._prefix = f"{prefix}:jti"
 

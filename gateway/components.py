@@ -16,10 +16,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
-from redis.asyncio import Redis
 
 from connectors.locator import PseudonymKey, load_pseudonym_keys
 from connectors.protocol import random_id
+from connectors.redis_clients import RedisClient
 from connectors.trust import PublishedKeys
 from gateway import metrics
 from gateway.audit import (
@@ -83,7 +83,7 @@ class Components:
     linkage: LinkageModel
     connector_tls: ssl.SSLContext
     source_health: SourceHealth
-    redis: Redis | None = None
+    redis: RedisClient | None = None
     """The limits' shared store when CHILDLOOKUP_REDIS_URL is set: a connection pool that connects
     when first used and is closed when `running` ends."""
     trusted_documents: DocumentRegistry | None = None

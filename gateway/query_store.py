@@ -19,8 +19,9 @@ import logging
 from collections import OrderedDict
 from typing import Protocol
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from connectors.redis_clients import RedisClient
 
 _logger = logging.getLogger("childlookup.persisted_queries")
 
@@ -58,7 +59,7 @@ class InProcessQueryStore:
 class RedisQueryStore:
     """The texts of every gateway sharing one Redis; each expires `ttl_s` after its last use."""
 
-    def __init__(self, client: Redis, prefix: str, ttl_s: int) -> None:
+    def __init__(self, client: RedisClient, prefix: str, ttl_s: int) -> None:
         self._client = client
         self._prefix = f"{prefix}:apq"
         self._ttl = ttl_s

@@ -10,12 +10,16 @@ What Redis holds (under `CHILDLOOKUP_REDIS_PREFIX`), and never any child data - 
 only by its keyed pseudonym (`Pseudonymiser.child_ref`, an HMAC), and the answer cache stays in
 each process's memory:
 
-- `{prefix}:limits:user:{subject}` and `{prefix}:limits:org:{organisation}`: sorted sets of the
-  last 60 s of lookups (member: a random reservation id, score: Redis time in microseconds);
+- `{{prefix}}:limits:user:{subject}` and `{{prefix}}:limits:org:{organisation}`: sorted sets of
+  the last 60 s of lookups (member: a random reservation id, score: Redis time in microseconds);
   expire once nothing in them is younger than a minute.
-- `{prefix}:limits:children:{day}:{subject}`: the pseudonyms the user looked up on that UTC day
+- `{{prefix}}:limits:children:{day}:{subject}`: the pseudonyms the user looked up on that UTC day
   (`day`: days since 1970-01-01 by Redis's clock), with the marker member `SEEDED`; expires an hour
   after that day ends.
+
+The prefix in braces is a Redis Cluster hash tag: every limits key hashes to the one slot, as the
+script, which touches three at once, needs there (one server ignores it). So in a cluster the
+limits live on one master; they are a few small keys a user.
 
 Redis here keeps nothing on disk, so a day set can vanish (a restart, an eviction). The marker
 lives in the set itself, so set and marker vanish together: a missing set is read again from the
@@ -35,13 +39,13 @@ from datetime import UTC, datetime
 from string import Template
 from typing import Final
 
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from connectors import redis_clients
 from connectors.protocol import random_id
+from connectors.redis_clients import RedisClient
 from gateway.audit import AuditStore
 from gateway.limits import LIMITS_UNAVAILABLE, WINDOW_S, LimitSettings
 from gateway.types import Caller
@@ -106,14 +110,14 @@ return {'OK', day}
 )
 
 
-def redis_client(url: str) -> Redis:
+def redis_client(url: str) -> RedisClient:
     """A client over a connection pool for `url` (one server, or Sentinels:
     `connectors.redis_clients`); connects when first used, not here. One retry, at once, so a
     connection Redis dropped (a restart, a failover) is replaced rather than failing a lookup."""
     return redis_clients.redis_client(url, timeout_s=TIMEOUT_S, retry=Retry(NoBackoff(), 1))
 
 
-async def answers(client: Redis) -> bool:
+async def answers(client: RedisClient) -> bool:
     """For readiness probes: does Redis answer a PING now?"""
     try:
         return bool(await client.ping())
@@ -126,14 +130,14 @@ class RedisLimits:
 
     def __init__(
         self,
-        client: Redis,
+        client: RedisClient,
         prefix: str,
         settings: LimitSettings,
         audit: AuditStore,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._prefix = f"{prefix}:limits"
+        self._prefix = f"{{{prefix}}}:limits"  # one hash tag (module notes)
         self._clock = clock
         self._settings = settings
         self._audit = audit

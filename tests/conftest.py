@@ -141,6 +141,6 @@ def redis_prefix() -> Iterator[tuple[str, str]]:
     prefix = f"test:{uuid.uuid4().hex[:12]}"
     yield REDIS_URL, prefix
     client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(match=f"{prefix}*"):
+    for key in client.scan_iter(match=f"*{prefix}*"):  # some keys are {prefix}:... (hash tags)
         client.delete(key)
     client.close()

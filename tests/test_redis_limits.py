@@ -95,7 +95,7 @@ def direct(redis_prefix):
 
 
 def _day_set(prefix, subject=HARVESTER.subject, day=None):
-    return f"{prefix}:limits:children:{_today() if day is None else day}:{subject}"
+    return f"{{{prefix}}}:limits:children:{_today() if day is None else day}:{subject}"
 
 
 # --- exactness ---------------------------------------------------------------------------------
@@ -142,7 +142,7 @@ async def test_the_window_slides_lookups_older_than_a_minute_no_longer_count(
     limits = processes(per_user=2)
     seconds, micros = direct.time()
     now_us = seconds * 1_000_000 + micros
-    window = f"{redis_prefix[1]}:limits:user:{HARVESTER.subject}"
+    window = f"{{{redis_prefix[1]}}}:limits:user:{HARVESTER.subject}"
     direct.zadd(window, {"old": now_us - 61_000_000, "recent": now_us - 50_000_000})
 
     assert await limits.reserve(HARVESTER, "nhs:c") is None  # "old" has slid out
@@ -251,7 +251,7 @@ async def test_the_day_set_expires_an_hour_after_its_day_and_windows_after_a_min
     day = _today()
     expires_at = direct.execute_command("EXPIRETIME", _day_set(prefix, day=day))
     assert expires_at == (day + 1) * 86_400 + redis_limits.DAY_SET_GRACE_S
-    for window in (f"{prefix}:limits:user:{HARVESTER.subject}", f"{prefix}:limits:org:ORG"):
+    for window in (f"{{{prefix}}}:limits:user:{HARVESTER.subject}", f"{{{prefix}}}:limits:org:ORG"):
         assert 0 < direct.pttl(window) <= 61_000
 
 
@@ -345,7 +345,7 @@ def test_the_cap_holds_across_a_redis_restart_and_redis_never_holds_child_data(
     ):
         one.lookup("gp", NHS, "DIRECT_CARE")
         two.lookup("gp", synthetic_nhs(11), "DIRECT_CARE")
-        kept = {key: _members(direct, key) for key in direct.scan_iter(match=f"{prefix}*")}
+        kept = {key: _members(direct, key) for key in direct.scan_iter(match=f"*{prefix}*")}
         for key in kept:
             direct.delete(key)  # what Redis holds after a restart: nothing
 
@@ -357,7 +357,7 @@ def test_the_cap_holds_across_a_redis_restart_and_redis_never_holds_child_data(
     held = str(kept)
     assert NHS not in held
     assert synthetic_nhs(11) not in held
-    assert all(key.startswith(f"{prefix}:limits:".encode()) for key in kept)
+    assert all(key.startswith(f"{{{prefix}}}:limits:".encode()) for key in kept)
 
 
 def _members(client, key):

@@ -4,12 +4,10 @@ and the service; when the master dies, the limits fail closed until the Sentinel
 replica, then follow it with no restart."""
 
 import asyncio
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import redis
@@ -22,9 +20,9 @@ from gateway import redis_limits
 from gateway.limits import LIMITS_UNAVAILABLE, LimitSettings
 from gateway.redis_limits import RedisLimits
 from gateway.types import Caller
+from tests.redis_servers import REDIS_SERVER, start_redis, until
 
 SERVICE = "childlookup-test"
-REDIS_SERVER = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS_SERVER is None, reason="needs redis-server")
 
 
@@ -44,43 +42,16 @@ class Group:
         self.processes[self.master].wait(timeout=10)
 
 
-def _start(args: list[str], port: int, directory: Path) -> subprocess.Popen[bytes]:
-    assert REDIS_SERVER is not None
-    process = subprocess.Popen(
-        [REDIS_SERVER, *args],
-        cwd=directory,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    _until(lambda: _answers(port), f"redis on {port} answers")
-    return process
-
-
-def _answers(port: int) -> bool:
-    try:
-        return bool(redis.Redis(port=port, socket_timeout=0.5).ping())
-    except redis.RedisError:
-        return False
-
-
-def _until(check, what: str, within_s: float = 20) -> None:
-    deadline = time.monotonic() + within_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in {within_s} s: {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def group(tmp_path) -> Iterator[Group]:
     master, replica, sentinel = free_port(), free_port(), free_port()
     plain = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     processes = {}
     try:
-        processes[master] = _start(["--port", str(master), *plain], master, tmp_path)
+        processes[master] = start_redis(["--port", str(master), *plain], master, tmp_path)
         replica_args = ["--port", str(replica), "--replicaof", "127.0.0.1", str(master), *plain]
-        processes[replica] = _start(replica_args, replica, tmp_path)
-        _until(
+        processes[replica] = start_redis(replica_args, replica, tmp_path)
+        until(
             lambda: redis.Redis(port=replica).info("replication")["master_link_status"] == "up",
             "the replica follows the master",
         )
@@ -91,8 +62,8 @@ def group(tmp_path) -> Iterator[Group]:
             f"sentinel down-after-milliseconds {SERVICE} 300\n"
             f"sentinel failover-timeout {SERVICE} 2000\n"
         )
-        processes[sentinel] = _start([str(conf), "--sentinel"], sentinel, tmp_path)
-        _until(
+        processes[sentinel] = start_redis([str(conf), "--sentinel"], sentinel, tmp_path)
+        until(
             lambda: bool(redis.Redis(port=sentinel).sentinel_slaves(SERVICE)),
             "the Sentinel knows the replica",
         )
