@@ -354,8 +354,13 @@ def _audit_query(args: argparse.Namespace) -> int:
 
 
 def _audit_alerts(args: argparse.Namespace) -> int:
+    from gateway.audit import BREAK_GLASS_ALERTS, LIMIT_ALERTS
+
+    unknown = set(args.kind or ()) - {*BREAK_GLASS_ALERTS, *LIMIT_ALERTS}
+    if unknown:
+        raise ValueError(f"no alert is of kind {', '.join(sorted(unknown))}")
     with _audit_store(_state_settings(args)) as store:
-        alerts = store.alerts(since=args.since)
+        alerts = store.alerts(since=args.since, kinds=args.kind)
     _print_lines(alerts, "alerts")
     return 0
 
@@ -623,11 +628,20 @@ def build_parser() -> argparse.ArgumentParser:
     aalerts = audit_commands.add_parser(
         "alerts",
         help=(
-            "the privacy officers' feed of break-glass overrides and refused attempts: who, when,"
-            " why (names no child)"
+            "the alerts feed: break-glass overrides and refused attempts, and lookups refused at"
+            " a usage limit (possible trawling): who, when, why (names no child)"
         ),
     )
     aalerts.add_argument("--since", type=_timestamp, help="ISO 8601 date or time")
+    aalerts.add_argument(
+        "--kind",
+        action="append",
+        metavar="KIND",
+        help=(
+            "only alerts of this kind (repeatable): BREAK_GLASS, BREAK_GLASS_REFUSED,"
+            " RATE_LIMITED or DISTINCT_CHILDREN_CAP; default: every kind"
+        ),
+    )
     aalerts.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
     aalerts.set_defaults(run=_audit_alerts)
 

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 
 from connectors.protocol import FieldId, random_id
 from gateway import logs, metrics, tracing
-from gateway.audit import LookupAuditor, Pseudonymiser
+from gateway.audit import REFUSED, LookupAuditor, Pseudonymiser
 from gateway.capacity import Capacity
 from gateway.config import Asked, SourceConfig
 from gateway.decide import decide
@@ -178,7 +178,7 @@ class LookupPipeline:
         if refusal is None:
             return
         metrics.LIMIT_REFUSALS.labels(refusal).inc()
-        await self._audit.failure(lookup, "REFUSED", refusal)
+        await self._audit.failure(lookup, REFUSED, refusal)
         # Limits that could not be checked are an outage (logged where it happened, with its
         # cause), not a user trawling.
         if refusal != LIMITS_UNAVAILABLE:

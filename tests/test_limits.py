@@ -2,6 +2,7 @@
 audited and alerted, and the refusal says nothing about the child."""
 
 import asyncio
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 
 from gateway import limits as limits_module
 from gateway.audit import SqliteAuditStore
+from gateway.cli import main
 from gateway.limits import DISTINCT_CHILDREN_CAP, InProcessLimits, LimitSettings
 from gateway.media_types import GRAPHQL_RESPONSE_JSON, JSON
 from gateway.types import Caller
@@ -56,6 +58,37 @@ def test_a_user_over_the_per_minute_limit_is_refused_and_audited(tmp_path, sourc
     assert other_user["data"]["child"]["outcome"] == "FOUND"
     assert [r["outcome"] for r in audit][-2] == "REFUSED"
     assert audit[-2]["error_code"] == "RATE_LIMITED"
+
+
+def test_refusals_at_a_limit_reach_the_alerts_feed_but_not_the_override_alerts(
+    tmp_path, sources, capsys
+):
+    """Information governance reads possible trawling in `audit alerts`, beside the overrides;
+    the auditors' overrideAlerts still lists overrides only."""
+    with running_gateway(
+        tmp_path, sources, lookups_per_user_per_minute=2, distinct_children_per_user_per_day=1
+    ) as gateway:
+        for _ in range(2):
+            gateway.lookup("gp", NHS, "DIRECT_CARE")
+        minute = _refused(gateway, NHS)
+        gateway.post({"query": SHORT}, gateway.token("gp", name="Second User"))
+        cap = _refused(gateway, synthetic_nhs(11), name="Second User")
+        overrides = gateway.post(
+            {"query": "{ overrideAlerts { kind auditId } }"}, gateway.token("auditor")
+        ).json()
+        state = str(gateway.state_dir)
+    assert (_code(minute), _code(cap)) == ("RATE_LIMITED", "LOOKUP_CAP_REACHED")
+    assert main(["audit", "alerts", "--state-dir", state, "--kind", "RATE_LIMITED"]) == 0
+    minutes = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert main(["audit", "alerts", "--state-dir", state]) == 0
+    every = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(a["kind"], a["subject"]) for a in minutes] == [("RATE_LIMITED", "dev:ORG1:Test User")]
+    assert [(a["kind"], a["subject"]) for a in every] == [
+        ("RATE_LIMITED", "dev:ORG1:Test User"),
+        ("DISTINCT_CHILDREN_CAP", "dev:ORG1:Second User"),
+    ]
+    assert overrides["data"]["overrideAlerts"] == []
+    assert NHS not in str(every)
 
 
 def test_an_organisation_over_its_limit_is_refused_whoever_asks(tmp_path, sources):

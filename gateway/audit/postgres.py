@@ -26,7 +26,7 @@ import concurrent.futures
 import contextlib
 import json
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Collection, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -443,14 +443,17 @@ class PostgresAuditStore:
             rows = conn.execute(NOTIFIED_RECORDS, (child_ref, list(sources), limit)).fetchall()
         return [json.loads(body) for (body,) in rows]
 
-    def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:
-        """The privacy officers' feed: who broke glass or tried to (`kind` BREAK_GLASS or
-        BREAK_GLASS_REFUSED), when, why, and which audit record to read. It names no child."""
+    def alerts(
+        self, since: datetime | None = None, kinds: Collection[str] | None = None
+    ) -> list[dict[str, str | None]]:
+        """The alerts feed (`AuditStore.alerts`). It names no child."""
+        chosen = None if kinds is None else list(kinds)
         with self._reader.connection() as conn:
             rows = conn.execute(
                 "SELECT at, kind, audit_id, subject, role, organisation, justification"
-                " FROM audit_alert WHERE at >= %s ORDER BY seq",
-                (since or datetime.min.replace(tzinfo=UTC),),
+                " FROM audit_alert WHERE at >= %s AND (%s::text[] IS NULL OR kind = ANY(%s))"
+                " ORDER BY seq",
+                (since or datetime.min.replace(tzinfo=UTC), chosen, chosen),
             ).fetchall()
         keys = ("kind", "audit_id", "subject", "role", "organisation", "justification")
         return [{"at": at.isoformat()} | dict(zip(keys, rest, strict=True)) for at, *rest in rows]

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -569,17 +569,20 @@ class SqliteAuditStore:
             ).fetchall()
         return [json.loads(body) for (body,) in rows]
 
-    def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:
-        """The privacy officers' feed: who broke glass or tried to (`kind` BREAK_GLASS or
-        BREAK_GLASS_REFUSED), when, why (the justification as the gateway normalised it; None in
-        alerts written before it was kept, or when none was given), and which audit record to
-        read. It names no child: the audit record, behind its own access controls, does that."""
+    def alerts(
+        self, since: datetime | None = None, kinds: Collection[str] | None = None
+    ) -> list[dict[str, str | None]]:
+        """The alerts feed (`AuditStore.alerts`). The justification is the gateway's normalised
+        text, None in alerts written before it was kept or when none was given. It names no
+        child: the audit record, behind its own access controls, does that."""
         keys = ("at", "kind", "audit_id", "subject", "role", "organisation", "justification")
+        chosen = None if kinds is None else json.dumps(list(kinds))
         with self._lock:
             rows = self._conn.execute(
                 "SELECT at, kind, audit_id, subject, role, organisation, justification"
-                " FROM audit_alert WHERE at >= ? ORDER BY seq",
-                ((since or datetime.min.replace(tzinfo=UTC)).isoformat(),),
+                " FROM audit_alert WHERE at >= ?1"
+                " AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) ORDER BY seq",
+                ((since or datetime.min.replace(tzinfo=UTC)).isoformat(), chosen),
             ).fetchall()
         return [dict(zip(keys, row, strict=True)) for row in rows]
 

@@ -8,7 +8,7 @@ process, chosen by CHILDLOOKUP_DATABASE_URL. Each keeps the notification outbox 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -82,10 +82,13 @@ class AuditStore(Protocol):
         first: what those agencies were told of (gateway.audit.history)."""
         ...
 
-    def alerts(self, since: datetime | None = None) -> list[dict[str, str | None]]:
-        """The privacy officers' feed of break-glass overrides and of the attempts the policy
-        refused (`kind` BREAK_GLASS or BREAK_GLASS_REFUSED), with each justification; it names no
-        child."""
+    def alerts(
+        self, since: datetime | None = None, kinds: Collection[str] | None = None
+    ) -> list[dict[str, str | None]]:
+        """The alerts feed, oldest first, of `kinds` (None: all): break-glass overrides and the
+        attempts the policy refused (BREAK_GLASS, BREAK_GLASS_REFUSED), with each justification,
+        for privacy officers; lookups refused at a usage limit (LIMIT_ALERTS), for information
+        governance. Who, when, and which audit record to read: it names no child."""
         ...
 
     def distinct_children(self, subject: str, since: datetime) -> set[str]:

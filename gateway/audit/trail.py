@@ -16,7 +16,7 @@ from connectors.protocol import random_id
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.record import access_by
 from gateway.audit.store import AuditStore
-from gateway.audit.types import AuditRecord, AuditUnavailable
+from gateway.audit.types import BREAK_GLASS_ALERTS, AuditRecord, AuditUnavailable
 from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
 
@@ -65,7 +65,7 @@ class AuditTrail:
         """The break-glass overrides, and the attempts the policy refused, since a time, oldest
         first, naming no child; refused to anyone not an auditor."""
         self._check_auditor(caller)
-        alerts = await asyncio.to_thread(self._audit.alerts, since=since)
+        alerts = await asyncio.to_thread(self._audit.alerts, since=since, kinds=BREAK_GLASS_ALERTS)
         await record_review(self._audit, caller, AUDIT_REVIEW, ALERTS_VIEWED, child_ref=None)
         return alerts
 

@@ -19,6 +19,13 @@ BREAK_GLASS = "BREAK_GLASS"
 BREAK_GLASS_REFUSED = "BREAK_GLASS_REFUSED"
 """The alert kind of a break-glass attempt the policy refused (a role not permitted, no real
 justification): nothing was released, but someone tried."""
+BREAK_GLASS_ALERTS: Final = (BREAK_GLASS, BREAK_GLASS_REFUSED)
+LIMIT_ALERTS: Final = ("RATE_LIMITED", "DISTINCT_CHILDREN_CAP")
+"""The alert kinds of a lookup refused at a usage limit (gateway.limits' refusal codes, which
+they are): possible trawling, for information governance to look into. A refusal because the
+limits could not be checked (LIMITS_UNAVAILABLE) is an outage, and raises none."""
+REFUSED: Final = "REFUSED"
+"""The outcome of a lookup refused before anything was asked (gateway.pipeline)."""
 
 
 class AuditUnavailable(Exception):
@@ -122,8 +129,9 @@ class AuditRecord:
 
     @property
     def alert(self) -> str | None:
-        """The privacy officers' alert this record raises, if any: BREAK_GLASS for an override
-        (flagged for investigation), BREAK_GLASS_REFUSED for an override the policy refused."""
+        """The alert this record raises, if any: BREAK_GLASS for an override (flagged for
+        investigation), BREAK_GLASS_REFUSED for an override the policy refused, and the refusal
+        (one of LIMIT_ALERTS) for a lookup refused at a usage limit."""
         if self.flagged_for_investigation:
             return BREAK_GLASS
         if (
@@ -131,6 +139,8 @@ class AuditRecord:
             and self.outcome == LookupOutcome.DENIED
         ):
             return BREAK_GLASS_REFUSED
+        if self.outcome == REFUSED and self.error_code in LIMIT_ALERTS:
+            return self.error_code
         return None
 
     def body(self) -> str:

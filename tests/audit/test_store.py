@@ -125,3 +125,38 @@ async def test_a_refused_break_glass_attempt_raises_an_alert_too(store):
     )
     assert alert["justification"] is None
     assert "child" not in " ".join(alert)
+
+
+@pytest.mark.anyio
+async def test_a_lookup_refused_at_a_usage_limit_raises_an_alert_of_that_kind(store):
+    """Possible trawling, for information governance; limits that could not be checked are an
+    outage, not an alert."""
+    for audit_id, code in [
+        ("minute", "RATE_LIMITED"),
+        ("cap", "DISTINCT_CHILDREN_CAP"),
+        ("outage", "LIMITS_UNAVAILABLE"),
+    ]:
+        refused = audit_record(audit_id, outcome="REFUSED", error_code=code, released=[])
+        await store.append(refused)
+
+    alerts = store.alerts()
+
+    assert [(a["kind"], a["audit_id"]) for a in alerts] == [
+        ("RATE_LIMITED", "minute"),
+        ("DISTINCT_CHILDREN_CAP", "cap"),
+    ]
+    assert store.verify().ok
+
+
+@pytest.mark.anyio
+async def test_the_alerts_feed_gives_only_the_kinds_asked_for(store):
+    await store.append(break_glass_record("glass"))
+    await store.append(audit_record("minute", outcome="REFUSED", error_code="RATE_LIMITED"))
+
+    def kinds(asked):
+        return [a["kind"] for a in store.alerts(kinds=asked)]
+
+    assert kinds(None) == ["BREAK_GLASS", "RATE_LIMITED"]
+    assert kinds(["RATE_LIMITED"]) == ["RATE_LIMITED"]
+    assert kinds(["BREAK_GLASS", "BREAK_GLASS_REFUSED"]) == ["BREAK_GLASS"]
+    assert kinds([]) == []
