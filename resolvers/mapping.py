@@ -219,6 +219,17 @@ def owner_history(history: OwnerHistory) -> gql.AccessHistory:
     )
 
 
+def limit_alert(alert: dict[str, str | None]) -> gql.LimitAlert:
+    return gql.LimitAlert(
+        at=datetime.fromisoformat(str(alert["at"])),
+        kind=str(alert["kind"]),
+        audit_id=strawberry.ID(str(alert["audit_id"])),
+        subject=str(alert["subject"]),
+        role=str(alert["role"]),
+        organisation=str(alert["organisation"]),
+    )
+
+
 def override_alert(alert: dict[str, str | None]) -> gql.OverrideAlert:
     return gql.OverrideAlert(
         at=datetime.fromisoformat(str(alert["at"])),

@@ -9,7 +9,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from gateway.audit import DEFAULT_LIMIT, MAX_LIMIT, AccessHistory, AuditTrail
+from gateway.audit import DEFAULT_LIMIT, LIMIT_ALERTS, MAX_LIMIT, AccessHistory, AuditTrail
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import (
     InvalidIdentifier,
@@ -25,7 +25,13 @@ from gateway.justification import Justification
 from gateway.linkage import LinkageModel
 from gateway.pipeline import LookupPipeline
 from gateway.types import Caller, Corroboration, LookupQuery, Purpose
-from resolvers.mapping import audit_entry, lookup_to_graphql, override_alert, owner_history
+from resolvers.mapping import (
+    audit_entry,
+    limit_alert,
+    lookup_to_graphql,
+    override_alert,
+    owner_history,
+)
 from resolvers.types import (
     DEMOGRAPHICS_DESCRIPTION,
     NHS_NUMBER_DESCRIPTION,
@@ -34,6 +40,7 @@ from resolvers.types import (
     ChildIdentity,
     ChildLookup,
     DemographicsInput,
+    LimitAlert,
     OverrideAlert,
 )
 from resolvers.types import AccessHistory as AccessHistoryType
@@ -214,6 +221,18 @@ async def resolve_override_alerts(
     return [override_alert(a) for a in alerts]
 
 
+async def resolve_limit_alerts(
+    info: Info[RequestContext, None],
+    since: Annotated[
+        datetime | None, strawberry.argument(description="Only refusals from this time on.")
+    ] = None,
+) -> list[LimitAlert]:
+    context = info.context
+    caller = context.signed_in()
+    alerts = await context.audit_trail.alerts(caller, since, kinds=LIMIT_ALERTS)
+    return [limit_alert(a) for a in alerts]
+
+
 async def resolve_access_history(
     info: Info[RequestContext, None],
     nhs_number: Annotated[str, strawberry.argument(description="The child's NHS number.")],
@@ -264,6 +283,14 @@ class Query:
             "Auditors and privacy officers: the break-glass overrides to investigate, and the"
             " attempts the policy refused, oldest first - who, when, why and the audit record to"
             " read; it names no child. Reading it is itself audited."
+        ),
+    )
+    limit_alerts: list[LimitAlert] = strawberry.field(
+        resolver=resolve_limit_alerts,
+        description=(
+            "Auditors and information governance: the lookups refused because their user had"
+            " reached a usage limit (possible trawling), oldest first - who, when, which limit and"
+            " the audit record to read; it names no child. Reading it is itself audited."
         ),
     )
     access_history: AccessHistoryType = strawberry.field(

@@ -876,3 +876,24 @@ class OverrideAlert:
             " reasons were kept."
         )
     )
+
+
+@strawberry.type(
+    description=(
+        "One lookup refused because its user had reached a usage limit: possible trawling, for"
+        " information governance to look into - who and when. It names no child: the audit"
+        " record it points to, read through auditTrail, does."
+    )
+)
+class LimitAlert:
+    at: datetime = strawberry.field(description="When the lookup was refused.")
+    kind: str = strawberry.field(
+        description=(
+            "Which limit: RATE_LIMITED (too many lookups in a minute, by the user or their"
+            " organisation) or DISTINCT_CHILDREN_CAP (too many different children in a day)."
+        )
+    )
+    audit_id: strawberry.ID = strawberry.field(description="The refused lookup's audit record.")
+    subject: str = strawberry.field(description="Who was refused (the practitioner's account).")
+    role: str = strawberry.field(description="Their role.")
+    organisation: str = strawberry.field(description="Their organisation.")

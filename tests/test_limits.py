@@ -63,8 +63,8 @@ def test_a_user_over_the_per_minute_limit_is_refused_and_audited(tmp_path, sourc
 def test_refusals_at_a_limit_reach_the_alerts_feed_but_not_the_override_alerts(
     tmp_path, sources, capsys
 ):
-    """Information governance reads possible trawling in `audit alerts`, beside the overrides;
-    the auditors' overrideAlerts still lists overrides only."""
+    """Information governance reads possible trawling in `audit alerts`, beside the overrides,
+    and auditors in GraphQL's limitAlerts; overrideAlerts still lists overrides only."""
     with running_gateway(
         tmp_path, sources, lookups_per_user_per_minute=2, distinct_children_per_user_per_day=1
     ) as gateway:
@@ -76,6 +76,9 @@ def test_refusals_at_a_limit_reach_the_alerts_feed_but_not_the_override_alerts(
         overrides = gateway.post(
             {"query": "{ overrideAlerts { kind auditId } }"}, gateway.token("auditor")
         ).json()
+        feed = "{ limitAlerts { kind auditId subject role organisation } }"
+        limit_alerts = gateway.post({"query": feed}, gateway.token("auditor")).json()
+        not_for_a_gp = gateway.post({"query": feed}, gateway.token("gp", name="Third User")).json()
         state = str(gateway.state_dir)
     assert (_code(minute), _code(cap)) == ("RATE_LIMITED", "LOOKUP_CAP_REACHED")
     assert main(["audit", "alerts", "--state-dir", state, "--kind", "RATE_LIMITED"]) == 0
@@ -88,7 +91,12 @@ def test_refusals_at_a_limit_reach_the_alerts_feed_but_not_the_override_alerts(
         ("DISTINCT_CHILDREN_CAP", "dev:ORG1:Second User"),
     ]
     assert overrides["data"]["overrideAlerts"] == []
-    assert NHS not in str(every)
+    in_graphql = limit_alerts["data"]["limitAlerts"]
+    assert [(a["kind"], a["subject"], a["role"], a["auditId"]) for a in in_graphql] == [
+        (a["kind"], a["subject"], a["role"], a["audit_id"]) for a in every
+    ]
+    assert _code(not_for_a_gp) == "FORBIDDEN"
+    assert NHS not in str(every) + str(limit_alerts)
 
 
 def test_an_organisation_over_its_limit_is_refused_whoever_asks(tmp_path, sources):

@@ -53,6 +53,7 @@ def test_there_is_no_list_or_search_all_query():
         "accessHistory",
         "userAuditTrail",
         "overrideAlerts",
+        "limitAlerts",
     }
     assert "List" not in str(query.fields["child"].type)
     # Every root field that reaches a child is about one named child: the audit trail and the
@@ -60,10 +61,14 @@ def test_there_is_no_list_or_search_all_query():
     # demographics (checked at run time, see IDENTIFY_ONE_WAY), and demographics that could link
     # one child if all agreed (checked at run time, see INSUFFICIENT_DETAILS) - details of the
     # child, never a wildcard, range or list to search by. The auditors' lists (one user's trail,
-    # the override alerts) carry no child's identity or data.
-    for feed in ("userAuditTrail", "overrideAlerts"):
-        assert str(query.fields[feed].type) in ("[AuditEntry!]!", "[OverrideAlert!]!")
-    for entry in ("AuditEntry", "OverrideAlert"):
+    # the override and limit alerts) carry no child's identity or data.
+    for feed in ("userAuditTrail", "overrideAlerts", "limitAlerts"):
+        assert str(query.fields[feed].type) in (
+            "[AuditEntry!]!",
+            "[OverrideAlert!]!",
+            "[LimitAlert!]!",
+        )
+    for entry in ("AuditEntry", "OverrideAlert", "LimitAlert"):
         fields = set(build_schema()._schema.type_map[entry].fields)
         assert not fields & {"child", "nhsNumber", "upn", "dateOfBirth", "address"}
     assert str(query.fields["auditTrail"].args["nhsNumber"].type) == "String!"

@@ -61,11 +61,17 @@ class AuditTrail:
         await record_review(self._audit, caller, AUDIT_REVIEW, USER_TRAIL_VIEWED, child_ref=None)
         return records
 
-    async def alerts(self, caller: Caller, since: datetime | None) -> list[dict[str, str | None]]:
-        """The break-glass overrides, and the attempts the policy refused, since a time, oldest
-        first, naming no child; refused to anyone not an auditor."""
+    async def alerts(
+        self,
+        caller: Caller,
+        since: datetime | None,
+        kinds: Collection[str] = BREAK_GLASS_ALERTS,
+    ) -> list[dict[str, str | None]]:
+        """The alerts of `kinds` since a time, oldest first, naming no child: by default the
+        break-glass overrides and the attempts the policy refused. Refused to anyone not an
+        auditor."""
         self._check_auditor(caller)
-        alerts = await asyncio.to_thread(self._audit.alerts, since=since, kinds=BREAK_GLASS_ALERTS)
+        alerts = await asyncio.to_thread(self._audit.alerts, since=since, kinds=kinds)
         await record_review(self._audit, caller, AUDIT_REVIEW, ALERTS_VIEWED, child_ref=None)
         return alerts
 
