@@ -100,6 +100,7 @@ def test_the_page_sends_only_the_operations_in_its_manifest(gateway):
         "AuditTrail",
         "AccessHistory",
         "OverrideAlerts",
+        "LimitAlerts",
         "UserAuditTrail",
     }
     sent = set()
@@ -126,6 +127,7 @@ def test_the_manifest_command_writes_an_apollo_manifest(tmp_path):
         ("AuditTrail", "query"),
         ("AccessHistory", "query"),
         ("OverrideAlerts", "query"),
+        ("LimitAlerts", "query"),
         ("UserAuditTrail", "query"),
     }
 

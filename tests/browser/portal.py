@@ -136,6 +136,10 @@ class Portal:
         """The override alerts feed, in full."""
         self._shown(lambda: self.page.click("#alerts-look"), "#alerts-result")
 
+    def limit_alerts(self) -> None:
+        """The feed of lookups refused at a usage limit, in full."""
+        self._shown(lambda: self.page.click("#limit-alerts-look"), "#limit-alerts-result")
+
     def access_history(self, nhs: str | None = None) -> None:
         """Who has looked at the child: from the history form with `nhs`, else from the
         lookup result's button (the child just looked up)."""

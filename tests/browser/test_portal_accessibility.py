@@ -100,6 +100,8 @@ def test_axe_finds_no_wcag_22_aa_violation_in_the_history_and_the_auditors_feeds
     portal.sign_in("auditor")
     portal.alerts()
     alerts = _violations(page, axe_script)
+    portal.limit_alerts()
+    limit_alerts = _violations(page, axe_script)
     portal.user_trail("dev:LA-LEEDS:Sam Social", since="2000-01-01T00:00")
     by_user = _violations(page, axe_script)
 
@@ -108,6 +110,7 @@ def test_axe_finds_no_wcag_22_aa_violation_in_the_history_and_the_auditors_feeds
         "access history": history,
         "empty history": empty,
         "override alerts": alerts,
+        "limit alerts": limit_alerts,
         "trail by user": by_user,
     }
     assert not any(report.values()), "\n".join(

@@ -1,12 +1,17 @@
 """Owners see who looked, and auditors see the overrides: after a practitioner looks a child on a
 child protection plan up, the local authority holding the plan (the demo's LA-LEEDS social worker)
 reads that access in the child's history; a break-glass lookup reaches the auditor's alerts feed
-and reads as an override there; anyone else is refused in plain words."""
+and reads as an override there, and a lookup refused at a usage limit the feed of refusals;
+anyone else is refused in plain words."""
 
 import re
 
+import httpx
+
+from gateway.tokens import DEMO_USERS
 from tests.browser.portal import Portal
 
+LOOKUP = "query($nhs: String!) { child(nhsNumber: $nhs, purpose: DIRECT_CARE) { outcome } }"
 JUSTIFICATION = "Child brought to ED unconscious at 2am, no carer present, police requesting checks"
 
 
@@ -127,3 +132,35 @@ def test_a_history_nobody_was_told_of_is_said_plainly(new_page, demo):
     )
     assert owner.page.locator("#history-empty").is_visible()
     assert not owner.page.locator("#access-history").is_visible()
+
+
+def test_a_user_refused_at_the_per_minute_limit_reaches_the_auditors_limit_alerts(new_page, demo):
+    """The demo's ED clinician (no other browser test signs in as them, whose minute this uses
+    up) looks children up past the per-minute limit; the auditor reads the refusal as possible
+    trawling, naming no child, and goes on to that user's accesses."""
+    clinician = next(i for i, u in enumerate(DEMO_USERS) if u.role == "ed_clinician")
+    session = httpx.post(
+        demo.portal.rstrip("/") + "/dev-session", json={"user": clinician}, timeout=10
+    )
+    headers = {"authorization": f"Bearer {session.json()['token']}"}
+    body = {"query": LOOKUP, "variables": {"nhs": demo.nhs["ordinary"]}}
+    codes = []
+    with httpx.Client(timeout=10) as client:
+        while "RATE_LIMITED" not in codes:
+            assert len(codes) <= 60, "no lookup was refused within the per-minute limit"
+            answer = client.post(f"{demo.url}/graphql", json=body, headers=headers).json()
+            codes.append(answer["errors"][0]["extensions"]["code"] if "errors" in answer else None)
+
+    auditor = _signed_in(new_page, demo, "auditor")
+    auditor.limit_alerts()
+    refused = auditor.page.locator("#limit-alerts tr.alert-entry[data-kind='RATE_LIMITED']")
+    assert refused.count() >= 1
+    row = refused.first.inner_text()
+    assert "Too many lookups in a minute" in row
+    assert "dev:RR8-ED:Ed Clinician" in row
+    assert demo.nhs["ordinary"] not in auditor.text("#limit-alerts")
+    assert auditor.focused_id() == "limit-alerts-result-heading"
+
+    refused.first.locator("button.their-accesses").click()
+    auditor.page.locator("#audit-trail tr.audit-entry").first.wait_for()
+    assert "dev:RR8-ED:Ed Clinician" in auditor.text("#audit-trail caption")

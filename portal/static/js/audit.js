@@ -1,11 +1,12 @@
 // The auditor's view: an audit trail (one child's, or one user's) as a table, oldest first, and
-// the override alerts feed; each reading is audited by the gateway.
+// the alerts feeds (emergency overrides, lookups refused at a usage limit); each reading is
+// audited by the gateway.
 
 import { graphql } from "./api.js";
 import { clear, coded, el } from "./dom.js";
 import * as session from "./session.js";
 import {
-  AUDIT_OUTCOMES, PURPOSES, capitalised, dateWords, errorWords, roleWords,
+  AUDIT_OUTCOMES, LIMITS, PURPOSES, capitalised, dateWords, errorWords, roleWords,
 } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
@@ -105,9 +106,14 @@ export function lookAtUserTrail() {
     `Accesses by ${subject}${when}, oldest first`, `No recorded access by ${subject}${when}.`);
 }
 
-// ---- The override alerts feed ------------------------------------------------------------------
+// ---- The alerts feeds: emergency overrides, and lookups refused at a usage limit ----------------
 
-function alert(a) {
+function accessesButton(subject) {
+  return el("button", { type: "button", class: "secondary their-accesses", "data-subject": subject },
+    "Their accesses");
+}
+
+function overrideAlert(a) {
   return el("tr", { class: "alert-entry", "data-audit-id": a.auditId },
     el("td", {}, dateWords(a.at)),
     el("td", {}, el("span", { class: "code" }, a.subject)),
@@ -115,47 +121,77 @@ function alert(a) {
     el("td", {}, a.organisation),
     el("td", {}, a.justification || "Not recorded"),
     el("td", {}, el("code", {}, a.auditId)),
-    el("td", {}, el("button", {
-      type: "button", class: "secondary their-accesses", "data-subject": a.subject,
-    }, "Their accesses")));
+    el("td", {}, accessesButton(a.subject)));
 }
 
-export async function lookAtAlerts() {
+function limitAlert(a) {
+  return el("tr", { class: "alert-entry", "data-audit-id": a.auditId, "data-kind": a.kind },
+    el("td", {}, dateWords(a.at)),
+    el("td", {}, el("span", { class: "code" }, a.subject)),
+    el("td", {}, coded(capitalised(roleWords(a.role)), a.role)),
+    el("td", {}, a.organisation),
+    el("td", {}, coded(LIMITS[a.kind] || a.kind, a.kind)),
+    el("td", {}, el("code", {}, a.auditId)),
+    el("td", {}, accessesButton(a.subject)));
+}
+
+// Each feed's page elements are named from its `id`: `${id}-form`, `${id}-since`, `${id}-result`,
+// `${id}-result-heading`, `${id}-error`, and the table `${id}`.
+const FEEDS = {
+  overrides: {
+    id: "alerts", field: "overrideAlerts", row: overrideAlert,
+    ask: (token, since) => graphql(token, "OverrideAlerts", { since }),
+    counted: (n) => `${n} emergency ${n === 1 ? "override" : "overrides"} to investigate`,
+    none: "No emergency overrides", empty: "No one has used an emergency override.",
+    failed: "The override alerts could not be shown",
+  },
+  limits: {
+    id: "limit-alerts", field: "limitAlerts", row: limitAlert,
+    ask: (token, since) => graphql(token, "LimitAlerts", { since }),
+    counted: (n) => `${n} ${n === 1 ? "lookup" : "lookups"} refused at a usage limit`,
+    none: "No lookups refused at a usage limit",
+    empty: "No one has been refused at a usage limit.",
+    failed: "The refused lookups could not be shown",
+  },
+};
+
+async function lookAtFeed(feed) {
   const token = session.token();
   if (!token) return;
-  const heading = $("alerts-result-heading");
-  const table = $("alerts");
-  $("alerts-result").setAttribute("aria-busy", "true");
-  const answer = await graphql(token, "OverrideAlerts", { since: instant($("alerts-since").value) });
-  $("alerts-result").removeAttribute("aria-busy");
-  const alerts = answer.data && answer.data.overrideAlerts;
+  const { id } = feed;
+  const heading = $(`${id}-result-heading`);
+  const table = $(id);
+  const error = $(`${id}-error`);
+  $(`${id}-result`).setAttribute("aria-busy", "true");
+  const answer = await feed.ask(token, instant($(`${id}-since`).value));
+  $(`${id}-result`).removeAttribute("aria-busy");
+  const alerts = answer.data && answer.data[feed.field];
   heading.hidden = false;
   const body = table.tBodies[0];
   clear(body);
   if (alerts) {
-    heading.textContent = alerts.length
-      ? `${alerts.length} emergency ${alerts.length === 1 ? "override" : "overrides"} to investigate`
-      : "No emergency overrides";
-    $("alerts-error").hidden = true;
+    heading.textContent = alerts.length ? feed.counted(alerts.length) : feed.none;
+    error.hidden = true;
+    const columns = table.tHead.rows[0].cells.length;
     if (!alerts.length) {
-      body.append(el("tr", {}, el("td", { colspan: 7 }, "No one has used an emergency override.")));
+      body.append(el("tr", {}, el("td", { colspan: columns }, feed.empty)));
     } else {
-      body.append(...alerts.slice().reverse().map(alert));
+      body.append(...alerts.slice().reverse().map(feed.row));
     }
     table.hidden = false;
   } else {
     const { code, words } = problem(answer);
-    heading.textContent = "The override alerts could not be shown";
-    $("alerts-error").textContent = words;
-    $("alerts-error").dataset.code = code;
-    $("alerts-error").hidden = false;
+    heading.textContent = feed.failed;
+    error.textContent = words;
+    error.dataset.code = code;
+    error.hidden = false;
     table.hidden = true;
   }
   heading.focus();
   if (answer.status === 401) session.end("rejected");
 }
 
-// An alert's "Their accesses": the filter by user, for the one who broke glass.
+// An alert's "Their accesses": the filter by user, for the one the alert names.
 function lookAtAlerter(event) {
   const button = event.target.closest("button.their-accesses");
   if (!button) return;
@@ -166,13 +202,17 @@ function lookAtAlerter(event) {
 
 // Forget every trail and alert shown.
 export function clearAudit() {
-  for (const form of [$("audit-form"), $("audit-filter-form"), $("alerts-form")]) form.reset();
-  for (const table of [$("audit-trail"), $("alerts")]) {
-    table.tBodies[0].replaceChildren();
-    table.hidden = true;
+  const feeds = Object.values(FEEDS).map((feed) => feed.id);
+  for (const form of ["audit-form", "audit-filter-form", ...feeds.map((id) => `${id}-form`)]) {
+    $(form).reset();
   }
-  for (const id of ["audit-error", "audit-result-heading", "alerts-error", "alerts-result-heading"]) {
-    $(id).hidden = true;
+  for (const table of ["audit-trail", ...feeds]) {
+    $(table).tBodies[0].replaceChildren();
+    $(table).hidden = true;
+  }
+  for (const id of ["audit", ...feeds]) {
+    $(`${id}-error`).hidden = true;
+    $(`${id}-result-heading`).hidden = true;
   }
 }
 
@@ -186,6 +226,8 @@ function onSubmit(id, action) {
 export function startAudit() {
   onSubmit("audit-form", lookAtChildTrail);
   onSubmit("audit-filter-form", lookAtUserTrail);
-  onSubmit("alerts-form", lookAtAlerts);
-  $("alerts").addEventListener("click", lookAtAlerter);
+  for (const feed of Object.values(FEEDS)) {
+    onSubmit(`${feed.id}-form`, () => lookAtFeed(feed));
+    $(feed.id).addEventListener("click", lookAtAlerter);
+  }
 }

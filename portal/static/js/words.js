@@ -144,7 +144,13 @@ export const AUDIT_OUTCOMES = {
   AUDIT_TRAIL_VIEWED: "Audit trail viewed",
   ACCESS_HISTORY_VIEWED: "Access history viewed",
   USER_TRAIL_VIEWED: "A user's audit trail viewed",
-  ALERTS_VIEWED: "Override alerts viewed",
+  ALERTS_VIEWED: "Alerts viewed",
+};
+
+// The usage limit a refused lookup reached (a limit alert's kind).
+export const LIMITS = {
+  RATE_LIMITED: "Too many lookups in a minute",
+  DISTINCT_CHILDREN_CAP: "Too many different children in a day",
 };
 
 const ROLES = {
