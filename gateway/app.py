@@ -115,7 +115,7 @@ def create_app(
         access = metrics.scrape_access(
             request.headers.get("authorization"),
             request.client.host if request.client else None,
-            token=settings.metrics_token,
+            tokens=components.metrics_tokens(),
             dev=settings.mode is Mode.DEV,
         )
         if access is metrics.Scrape.NOT_SERVED:

@@ -59,6 +59,7 @@ from gateway.policy import (
 from gateway.query_store import InProcessQueryStore, QueryStore, RedisQueryStore
 from gateway.redis_limits import RedisLimits, redis_client
 from gateway.routing import Directory, Router
+from gateway.scrape_tokens import Tokens, scrape_tokens
 from gateway.signing import AnswerVerifier, RequestSigner, answer_verifiers
 from gateway.source_health import SourceHealth
 from gateway.tls import connector_client_context
@@ -94,6 +95,8 @@ class Components:
     """The keys the locator is asked with, when CHILDLOOKUP_LOCATOR_URL is set."""
     witnesses: tuple[Witness, ...] = ()
     """Who is sent the audit log's checkpoints (gateway.audit.witnessing)."""
+    metrics_tokens: Tokens = lambda: None
+    """The bearer tokens /metrics is scraped with now (gateway.scrape_tokens); None: none set."""
 
 
 def build_components(
@@ -150,6 +153,7 @@ def build_components(
         witnesses=configured_witnesses(
             settings.resolved_audit_log_name(), sources, witnesses, verifiers
         ),
+        metrics_tokens=scrape_tokens(settings.metrics_token, settings.metrics_token_file),
     )
 
 

@@ -430,8 +430,11 @@ class Settings(BaseSettings):
     tracing: Tracing = Tracing.OFF
     """Lookup traces: off, console (stderr) or otlp (OTEL_EXPORTER_OTLP_* variables say where)."""
     metrics_token: str | None = Field(default=None, min_length=32)
-    """The bearer token Prometheus scrapes /metrics with. Unset, /metrics is served to loopback
-    clients in dev mode and not at all in production."""
+    """The bearer token Prometheus scrapes /metrics with. Unset (and no `metrics_token_file`),
+    /metrics is served to loopback clients in dev mode and not at all in production."""
+    metrics_token_file: Path | None = None
+    """Instead: a file of such tokens, one a line, read again when it changes, so a token is
+    rotated with no restart (gateway.scrape_tokens)."""
 
     portal_idle_timeout_s: Annotated[int, Field(ge=60, le=12 * 3600)] = 900
     """The portal (gateway.portal_site) signs the practitioner out after this long without a key
@@ -491,6 +494,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CHILDLOOKUP_AUDIT_CHECKPOINT_KEY_FILE must not be in the audit log's"
                 " directory: whoever can edit the log could then re-sign it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_way_to_give_metrics_tokens(self) -> Settings:
+        if self.metrics_token is not None and self.metrics_token_file is not None:
+            raise ValueError(
+                "set CHILDLOOKUP_METRICS_TOKEN or CHILDLOOKUP_METRICS_TOKEN_FILE, not both"
             )
         return self
 

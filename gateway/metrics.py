@@ -23,7 +23,7 @@ from __future__ import annotations
 import hmac
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from enum import Enum, StrEnum
 from ipaddress import ip_address
@@ -328,16 +328,22 @@ class Scrape(Enum):
 
 
 def scrape_access(
-    authorization: str | None, client_host: str | None, *, token: str | None, dev: bool
+    authorization: str | None,
+    client_host: str | None,
+    *,
+    tokens: Sequence[str] | None,
+    dev: bool,
 ) -> Scrape:
     """Who may read /metrics. The figures hold no personal data, but they do show how much
-    looking-up goes on, for what, and which agency is down right now: with a token set
-    (CHILDLOOKUP_METRICS_TOKEN) only a scraper presenting it as a bearer token; without one, in
-    dev mode only a client on this host, and in production nobody (a reverse proxy on the same
-    host would make every client look local)."""
-    if token is not None:
+    looking-up goes on, for what, and which agency is down right now: with tokens configured
+    (gateway.scrape_tokens) only a scraper presenting one as a bearer token; without, in dev mode
+    only a client on this host, and in production nobody (a reverse proxy on the same host would
+    make every client look local)."""
+    if tokens is not None:
         scheme, _, presented = (authorization or "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(presented.encode(), token.encode()):
+        if scheme.lower() == "bearer" and any(
+            hmac.compare_digest(presented.encode(), token.encode()) for token in tokens
+        ):
             return Scrape.ALLOWED
         return Scrape.UNAUTHENTICATED
     if dev and _is_loopback(client_host):

@@ -3,6 +3,8 @@ who may read it, and worker processes adding up in multiprocess mode."""
 
 import asyncio
 import dataclasses
+import logging
+import os
 import subprocess
 import sys
 import time
@@ -11,16 +13,18 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
 
 from connectors.serving import free_port
 from gateway import metrics
 from gateway.audit import NotificationDispatcher, RetryPolicy, SqliteAuditStore, SqliteOutbox
 from gateway.breakers import Breakers
 from gateway.capacity import Capacity
-from gateway.config import REPO_ROOT
+from gateway.config import REPO_ROOT, Settings
 from gateway.demo import reference_source
 from gateway.errors import GatewayError
 from gateway.metrics import Scrape, scrape_access
+from gateway.scrape_tokens import TokenFile
 from gateway.transport import ConnectorTransport
 from tests.factories import (
     CHECKPOINT_KEY,
@@ -137,20 +141,88 @@ def test_without_a_token_dev_serves_this_host_and_production_nobody(tmp_path, pr
     assert production.status_code == 404
 
 
+OTHER = "o" * 40
+
+
 @pytest.mark.parametrize(
-    ("authorization", "client", "token", "dev", "access"),
+    ("authorization", "client", "tokens", "dev", "access"),
     [
         (None, "127.0.0.1", None, True, Scrape.ALLOWED),
         (None, "::1", None, True, Scrape.ALLOWED),
         (None, "10.1.2.3", None, True, Scrape.NOT_SERVED),
         (None, "127.0.0.1", None, False, Scrape.NOT_SERVED),
-        (None, "127.0.0.1", TOKEN, True, Scrape.UNAUTHENTICATED),
-        (f"Basic {TOKEN}", "10.1.2.3", TOKEN, False, Scrape.UNAUTHENTICATED),
-        (f"bearer {TOKEN}", "10.1.2.3", TOKEN, False, Scrape.ALLOWED),
+        (None, "127.0.0.1", (TOKEN,), True, Scrape.UNAUTHENTICATED),
+        (f"Basic {TOKEN}", "10.1.2.3", (TOKEN,), False, Scrape.UNAUTHENTICATED),
+        (f"bearer {TOKEN}", "10.1.2.3", (TOKEN,), False, Scrape.ALLOWED),
+        (f"Bearer {TOKEN}", "10.1.2.3", (OTHER, TOKEN), False, Scrape.ALLOWED),
+        (f"Bearer {TOKEN}", "127.0.0.1", (), True, Scrape.UNAUTHENTICATED),
     ],
 )
-def test_who_may_scrape(authorization, client, token, dev, access):
-    assert scrape_access(authorization, client, token=token, dev=dev) is access
+def test_who_may_scrape(authorization, client, tokens, dev, access):
+    assert scrape_access(authorization, client, tokens=tokens, dev=dev) is access
+
+
+def test_a_token_file_is_rotated_with_no_restart_and_an_unusable_one_lets_nobody_in(
+    tmp_path, caplog
+):
+    """The scraper's token moves from TOKEN to OTHER while the gateway runs: both for a while,
+    then OTHER alone; a file broken meanwhile refuses every scrape, and says so."""
+    tokens = tmp_path / "metrics-tokens"
+    tokens.write_text(f"{TOKEN}\n")
+    with reference_stack(tmp_path, RECORDS, metrics_token_file=tokens) as stack:
+
+        def codes() -> tuple[int, int]:
+            return _scrape(stack.url, TOKEN).status_code, _scrape(stack.url, OTHER).status_code
+
+        first = codes()
+        _replace(tokens, f"{TOKEN}\n\n{OTHER}\n")
+        both = codes()
+        _replace(tokens, f"{OTHER}\n")
+        moved = codes()
+        with caplog.at_level(logging.ERROR, logger="childlookup.gateway"):
+            _replace(tokens, "too-short\n")
+            broken = codes()
+        _replace(tokens, f"{OTHER}\n")
+        mended = codes()
+    assert [first, both, moved, broken, mended] == [
+        (200, 401),
+        (200, 200),
+        (401, 200),
+        (401, 401),
+        (401, 200),
+    ]
+    [unusable] = [
+        r for r in caplog.records if getattr(r, "event", None) == "metrics_tokens_unusable"
+    ]
+    assert "line 1: a token is at least 32 characters" in unusable.context["reason"]
+
+
+def _replace(path, text: str) -> None:
+    """Write the file whole beside it and rename it into place, as a secret is replaced."""
+    written = path.with_name(path.name + ".new")
+    written.write_text(text)
+    os.replace(written, path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "holds no token"),
+        (f"{TOKEN}\nshort\n", "line 2: a token is at least 32 characters"),
+        (None, "cannot be read"),
+    ],
+)
+def test_an_unusable_token_file_stops_start_up_saying_why(tmp_path, text, message):
+    tokens = tmp_path / "metrics-tokens"
+    if text is not None:
+        tokens.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        TokenFile(tokens)
+
+
+def test_a_token_and_a_token_file_are_not_both_set(tmp_path):
+    with pytest.raises(ValidationError, match="not both"):
+        Settings(metrics_token=TOKEN, metrics_token_file=tmp_path / "tokens")
 
 
 def test_limit_refusals_are_counted_by_code(tmp_path):
