@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
 from gateway.audit import AuditStore
+from gateway.audit.types import DISTINCT_CHILDREN_CAP, RATE_LIMITED
 from gateway.config import Settings
 from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
@@ -39,8 +40,6 @@ so memory follows the users active now, not every user since the process started
 SWEEP_EVERY_S = 60.0
 WINDOW_S: Final = 60
 """The per-minute limits count the lookups of the last this many seconds."""
-RATE_LIMITED = "RATE_LIMITED"
-DISTINCT_CHILDREN_CAP = "DISTINCT_CHILDREN_CAP"
 LIMITS_UNAVAILABLE = "LIMITS_UNAVAILABLE"
 """The shared store of the limits could not be asked: refused, never admitted uncounted."""
 

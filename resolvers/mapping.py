@@ -220,26 +220,23 @@ def owner_history(history: OwnerHistory) -> gql.AccessHistory:
 
 
 def limit_alert(alert: dict[str, str | None]) -> gql.LimitAlert:
-    return gql.LimitAlert(
-        at=datetime.fromisoformat(str(alert["at"])),
-        kind=str(alert["kind"]),
-        audit_id=strawberry.ID(str(alert["audit_id"])),
-        subject=str(alert["subject"]),
-        role=str(alert["role"]),
-        organisation=str(alert["organisation"]),
-    )
+    return gql.LimitAlert(**_alert(alert))
 
 
 def override_alert(alert: dict[str, str | None]) -> gql.OverrideAlert:
-    return gql.OverrideAlert(
-        at=datetime.fromisoformat(str(alert["at"])),
-        kind=str(alert["kind"]),
-        audit_id=strawberry.ID(str(alert["audit_id"])),
-        subject=str(alert["subject"]),
-        role=str(alert["role"]),
-        organisation=str(alert["organisation"]),
-        justification=alert["justification"],
-    )
+    return gql.OverrideAlert(**_alert(alert), justification=alert["justification"])
+
+
+def _alert(alert: dict[str, str | None]) -> dict[str, Any]:
+    """What every alert says: when, what kind, which record, and who."""
+    return {
+        "at": datetime.fromisoformat(str(alert["at"])),
+        "kind": str(alert["kind"]),
+        "audit_id": strawberry.ID(str(alert["audit_id"])),
+        "subject": str(alert["subject"]),
+        "role": str(alert["role"]),
+        "organisation": str(alert["organisation"]),
+    }
 
 
 def _withheld(field: str, source: str, reason: str) -> gql.WithheldField:

@@ -20,10 +20,12 @@ BREAK_GLASS_REFUSED = "BREAK_GLASS_REFUSED"
 """The alert kind of a break-glass attempt the policy refused (a role not permitted, no real
 justification): nothing was released, but someone tried."""
 BREAK_GLASS_ALERTS: Final = (BREAK_GLASS, BREAK_GLASS_REFUSED)
-LIMIT_ALERTS: Final = ("RATE_LIMITED", "DISTINCT_CHILDREN_CAP")
-"""The alert kinds of a lookup refused at a usage limit (gateway.limits' refusal codes, which
-they are): possible trawling, for information governance to look into. A refusal because the
-limits could not be checked (LIMITS_UNAVAILABLE) is an outage, and raises none."""
+RATE_LIMITED: Final = "RATE_LIMITED"
+DISTINCT_CHILDREN_CAP: Final = "DISTINCT_CHILDREN_CAP"
+LIMIT_ALERTS: Final = (RATE_LIMITED, DISTINCT_CHILDREN_CAP)
+"""The alert kinds of a lookup refused at a usage limit, which are gateway.limits' refusal codes:
+possible trawling, for information governance to look into. A refusal because the limits could
+not be checked (LIMITS_UNAVAILABLE) is an outage, and raises none."""
 REFUSED: Final = "REFUSED"
 """The outcome of a lookup refused before anything was asked (gateway.pipeline)."""
 
