@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
-from gateway.audit import AuditStore
-from gateway.audit.types import DISTINCT_CHILDREN_CAP, RATE_LIMITED
+from gateway.audit import DISTINCT_CHILDREN_CAP, RATE_LIMITED, AuditStore
 from gateway.config import Settings
 from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
