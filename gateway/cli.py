@@ -639,7 +639,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND",
         help=(
             "only alerts of this kind (repeatable): BREAK_GLASS, BREAK_GLASS_REFUSED,"
-            " RATE_LIMITED or DISTINCT_CHILDREN_CAP; default: every kind"
+            " RATE_LIMITED, ORGANISATION_RATE_LIMITED or DISTINCT_CHILDREN_CAP; default: every"
+            " kind"
         ),
     )
     aalerts.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")

@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
-from gateway.audit import DISTINCT_CHILDREN_CAP, RATE_LIMITED, AuditStore
+from gateway.audit import (
+    DISTINCT_CHILDREN_CAP,
+    ORGANISATION_RATE_LIMITED,
+    RATE_LIMITED,
+    AuditStore,
+)
 from gateway.config import Settings
 from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
@@ -132,12 +137,11 @@ class InProcessLimits:
         # From here to the return nothing awaits, so on the one event loop no other lookup can
         # run between the checks and the counting: the reservation is atomic.
         now = self._clock()
-        if (
-            self._users.count(caller.subject, now) >= self._settings.per_user_per_minute
-            or self._organisations.count(caller.organisation, now)
-            >= self._settings.per_organisation_per_minute
-        ):
+        if self._users.count(caller.subject, now) >= self._settings.per_user_per_minute:
             return RATE_LIMITED
+        organisation = self._organisations.count(caller.organisation, now)
+        if organisation >= self._settings.per_organisation_per_minute:
+            return ORGANISATION_RATE_LIMITED
         children = seen.children
         if child_ref not in children and len(children) >= self._settings.distinct_children_per_day:
             return DISTINCT_CHILDREN_CAP
@@ -181,10 +185,12 @@ def refusal_error(refusal: str) -> GatewayError:
     """What the caller is told: never anything about the child. A refusal by a limit says when
     the limit lets the caller in again (HTTP's Retry-After): after the per-minute window, at the
     latest, or at the next UTC midnight for the daily cap."""
-    if refusal == RATE_LIMITED:
+    if refusal in (RATE_LIMITED, ORGANISATION_RATE_LIMITED):
         return GatewayError(
             ErrorCode.RATE_LIMITED,
-            "Too many lookups in the last minute. Wait a moment and try again.",
+            "Too many lookups in the last minute"
+            + (" from your organisation" if refusal == ORGANISATION_RATE_LIMITED else "")
+            + ". Wait a moment and try again.",
             retry_after_s=WINDOW_S,
         )
     if refusal == LIMITS_UNAVAILABLE:

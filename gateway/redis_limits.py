@@ -63,8 +63,9 @@ _logger = logging.getLogger("childlookup.limits")
 # KEYS: user window, organisation window, the user's day set.
 # ARGV: day, child, per-user limit, per-organisation limit, cap, reservation id, seeded flag
 # ("1": the seed follows), seed pseudonyms...
-# Replies {status, day}: OK; RATE_LIMITED; DISTINCT_CHILDREN_CAP; SEED (the day set is missing:
-# call again with the audit log's pseudonyms); DAY (Redis's day is another: call again for it).
+# Replies {status, day}: OK; RATE_LIMITED (the user's); ORGANISATION_RATE_LIMITED;
+# DISTINCT_CHILDREN_CAP; SEED (the day set is missing: call again with the audit log's
+# pseudonyms); DAY (Redis's day is another: call again for it).
 _RESERVE: Final = Template("""
 local time = redis.call('TIME')
 local seconds = tonumber(time[1])
@@ -87,9 +88,11 @@ end
 local expired = now - $window_us
 redis.call('ZREMRANGEBYSCORE', user, '-inf', expired)
 redis.call('ZREMRANGEBYSCORE', organisation, '-inf', expired)
-if redis.call('ZCARD', user) >= tonumber(ARGV[3])
-    or redis.call('ZCARD', organisation) >= tonumber(ARGV[4]) then
+if redis.call('ZCARD', user) >= tonumber(ARGV[3]) then
   return {'RATE_LIMITED', day}
+end
+if redis.call('ZCARD', organisation) >= tonumber(ARGV[4]) then
+  return {'ORGANISATION_RATE_LIMITED', day}
 end
 local child = ARGV[2]
 if redis.call('SISMEMBER', children, child) == 0

@@ -889,8 +889,9 @@ class LimitAlert:
     at: datetime = strawberry.field(description="When the lookup was refused.")
     kind: str = strawberry.field(
         description=(
-            "Which limit: RATE_LIMITED (too many lookups in a minute, by the user or their"
-            " organisation) or DISTINCT_CHILDREN_CAP (too many different children in a day)."
+            "Which limit: RATE_LIMITED (too many lookups in a minute by the user),"
+            " ORGANISATION_RATE_LIMITED (too many in a minute by their organisation) or"
+            " DISTINCT_CHILDREN_CAP (too many different children in a day by the user)."
         )
     )
     audit_id: strawberry.ID = strawberry.field(description="The refused lookup's audit record.")

@@ -110,7 +110,12 @@ def test_an_organisation_over_its_limit_is_refused_whoever_asks(tmp_path, source
             {"query": SHORT},
             gateway.token("gp", org="ORGX", name="C"),
         ).json()
+        [refused] = [r for r in gateway.components.audit.records() if r["outcome"] == "REFUSED"]
+        [alert] = gateway.components.audit.alerts()
     assert _code(third) == "RATE_LIMITED"
+    assert "from your organisation" in third["errors"][0]["message"]
+    assert refused["error_code"] == alert["kind"] == "ORGANISATION_RATE_LIMITED"
+    assert alert["subject"] == "dev:ORGX:C"
 
 
 def test_the_distinct_children_cap_refuses_new_children_but_not_ones_already_seen(

@@ -23,6 +23,7 @@ from gateway.demo import reference_source
 from gateway.limits import (
     DISTINCT_CHILDREN_CAP,
     LIMITS_UNAVAILABLE,
+    ORGANISATION_RATE_LIMITED,
     RATE_LIMITED,
     LimitSettings,
 )
@@ -115,7 +116,7 @@ async def test_an_organisation_gets_exactly_its_limit_whoever_asks(processes):
     one, two = processes(per_org=3), processes(per_org=3)
     callers = [Caller(f"dev:ORGX:{n}", n, "gp", "ORGX") for n in "ABCD"]
     results = [await (one, two)[i % 2].reserve(c, "nhs:c") for i, c in enumerate(callers)]
-    assert results == [None, None, None, RATE_LIMITED]
+    assert results == [None, None, None, ORGANISATION_RATE_LIMITED]
 
 
 @pytest.mark.anyio

@@ -21,11 +21,14 @@ BREAK_GLASS_REFUSED = "BREAK_GLASS_REFUSED"
 justification): nothing was released, but someone tried."""
 BREAK_GLASS_ALERTS: Final = (BREAK_GLASS, BREAK_GLASS_REFUSED)
 RATE_LIMITED: Final = "RATE_LIMITED"
+ORGANISATION_RATE_LIMITED: Final = "ORGANISATION_RATE_LIMITED"
 DISTINCT_CHILDREN_CAP: Final = "DISTINCT_CHILDREN_CAP"
-LIMIT_ALERTS: Final = (RATE_LIMITED, DISTINCT_CHILDREN_CAP)
-"""The alert kinds of a lookup refused at a usage limit, which are gateway.limits' refusal codes:
-possible trawling, for information governance to look into. A refusal because the limits could
-not be checked (LIMITS_UNAVAILABLE) is an outage, and raises none."""
+LIMIT_ALERTS: Final = (RATE_LIMITED, ORGANISATION_RATE_LIMITED, DISTINCT_CHILDREN_CAP)
+"""The alert kinds of a lookup refused at a usage limit, which are gateway.limits' refusal codes -
+the user's per-minute limit, their organisation's, the user's daily cap: possible trawling (by a
+user, or by many accounts of one organisation), for information governance to look into. A
+refusal because the limits could not be checked (LIMITS_UNAVAILABLE) is an outage, and raises
+none."""
 REFUSED: Final = "REFUSED"
 """The outcome of a lookup refused before anything was asked (gateway.pipeline)."""
 

@@ -150,6 +150,7 @@ export const AUDIT_OUTCOMES = {
 // The usage limit a refused lookup reached (a limit alert's kind).
 export const LIMITS = {
   RATE_LIMITED: "Too many lookups in a minute",
+  ORGANISATION_RATE_LIMITED: "Too many lookups in a minute from the organisation",
   DISTINCT_CHILDREN_CAP: "Too many different children in a day",
 };
 
