@@ -108,32 +108,23 @@ export function lookAtUserTrail() {
 
 // ---- The alerts feeds: emergency overrides, and lookups refused at a usage limit ----------------
 
-function accessesButton(subject) {
-  return el("button", { type: "button", class: "secondary their-accesses", "data-subject": subject },
-    "Their accesses");
-}
-
-function overrideAlert(a) {
-  return el("tr", { class: "alert-entry", "data-audit-id": a.auditId },
+// One alert as a row: when, who, their role and organisation, `detail` (the override's reason,
+// the limit reached), the audit reference, and a button to the user's accesses.
+function alertRow(a, detail, attributes = {}) {
+  return el("tr", { class: "alert-entry", "data-audit-id": a.auditId, ...attributes },
     el("td", {}, dateWords(a.at)),
     el("td", {}, el("span", { class: "code" }, a.subject)),
     el("td", {}, coded(capitalised(roleWords(a.role)), a.role)),
     el("td", {}, a.organisation),
-    el("td", {}, a.justification || "Not recorded"),
+    el("td", {}, detail),
     el("td", {}, el("code", {}, a.auditId)),
-    el("td", {}, accessesButton(a.subject)));
+    el("td", {}, el("button", {
+      type: "button", class: "secondary their-accesses", "data-subject": a.subject,
+    }, "Their accesses")));
 }
 
-function limitAlert(a) {
-  return el("tr", { class: "alert-entry", "data-audit-id": a.auditId, "data-kind": a.kind },
-    el("td", {}, dateWords(a.at)),
-    el("td", {}, el("span", { class: "code" }, a.subject)),
-    el("td", {}, coded(capitalised(roleWords(a.role)), a.role)),
-    el("td", {}, a.organisation),
-    el("td", {}, coded(LIMITS[a.kind] || a.kind, a.kind)),
-    el("td", {}, el("code", {}, a.auditId)),
-    el("td", {}, accessesButton(a.subject)));
-}
+const overrideAlert = (a) => alertRow(a, a.justification || "Not recorded");
+const limitAlert = (a) => alertRow(a, coded(LIMITS[a.kind] || a.kind, a.kind), { "data-kind": a.kind });
 
 // Each feed's page elements are named from its `id`: `${id}-form`, `${id}-since`, `${id}-result`,
 // `${id}-result-heading`, `${id}-error`, and the table `${id}`.
