@@ -124,7 +124,8 @@ function alertRow(a, detail, attributes = {}) {
 }
 
 const overrideAlert = (a) => alertRow(a, a.justification || "Not recorded");
-const limitAlert = (a) => alertRow(a, coded(LIMITS[a.kind] || a.kind, a.kind), { "data-kind": a.kind });
+const limitAlert = (a) =>
+  alertRow(a, coded(LIMITS[a.kind] || a.kind, a.kind), { "data-kind": a.kind });
 
 // Each feed's page elements are named from its `id`: `${id}-form`, `${id}-since`, `${id}-result`,
 // `${id}-result-heading`, `${id}-error`, and the table `${id}`.
