@@ -117,7 +117,10 @@ export const ERRORS = {
   INVALID_POSTCODE: "That is not a UK postcode (or NFA for no fixed abode).",
   INSUFFICIENT_DETAILS: null, // the gateway's message names what to add
   INVALID_JUSTIFICATION: "The justification is too long.",
-  RATE_LIMITED: "You have made too many lookups in the last minute. Wait a minute and try again.",
+  // Either per-minute limit: the user's own, or their organisation's (the gateway's message says
+  // which; the code is the same).
+  RATE_LIMITED:
+    "Too many lookups in the last minute, by you or by your organisation. Wait a minute and try again.",
   LOOKUP_CAP_REACHED:
     "You have looked up today's maximum of different children. This has been reported.",
   LIMITS_UNAVAILABLE: "The lookup could not be counted, so nothing was asked. Try again shortly.",
