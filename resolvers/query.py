@@ -221,6 +221,11 @@ async def resolve_override_alerts(
     return [override_alert(a) for a in alerts]
 
 
+MAX_LIMIT_ALERTS = 1000
+"""A script hammering the API is refused, and alerted, at every call: the feed gives the oldest
+this many since the time asked, as a user's trail does."""
+
+
 async def resolve_limit_alerts(
     info: Info[RequestContext, None],
     since: Annotated[
@@ -229,7 +234,9 @@ async def resolve_limit_alerts(
 ) -> list[LimitAlert]:
     context = info.context
     caller = context.signed_in()
-    alerts = await context.audit_trail.alerts(caller, since, kinds=LIMIT_ALERTS)
+    alerts = await context.audit_trail.alerts(
+        caller, since, kinds=LIMIT_ALERTS, limit=MAX_LIMIT_ALERTS
+    )
     return [limit_alert(a) for a in alerts]
 
 
@@ -289,8 +296,9 @@ class Query:
         resolver=resolve_limit_alerts,
         description=(
             "Auditors and information governance: the lookups refused because their user had"
-            " reached a usage limit (possible trawling), oldest first - who, when, which limit and"
-            " the audit record to read; it names no child. Reading it is itself audited."
+            " reached a usage limit (possible trawling), oldest first, at most 1000 - who, when,"
+            " which limit and the audit record to read; it names no child. Reading it is itself"
+            " audited."
         ),
     )
     access_history: AccessHistoryType = strawberry.field(

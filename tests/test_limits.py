@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+import resolvers.query
 from gateway import limits as limits_module
 from gateway.audit import SqliteAuditStore
 from gateway.cli import main
@@ -97,6 +98,19 @@ def test_refusals_at_a_limit_reach_the_alerts_feed_but_not_the_override_alerts(
     ]
     assert _code(not_for_a_gp) == "FORBIDDEN"
     assert NHS not in str(every) + str(limit_alerts)
+
+
+def test_limit_alerts_in_graphql_stop_at_their_maximum_oldest_first(tmp_path, sources, monkeypatch):
+    monkeypatch.setattr(resolvers.query, "MAX_LIMIT_ALERTS", 1)
+    with running_gateway(tmp_path, sources, lookups_per_user_per_minute=1) as gateway:
+        gateway.lookup("gp", NHS, "DIRECT_CARE")
+        first, second = _refused(gateway, NHS), _refused(gateway, NHS)
+        feed = "{ limitAlerts { auditId } }"
+        alerts = gateway.post({"query": feed}, gateway.token("auditor")).json()
+        refused = [r for r in gateway.components.audit.records() if r["outcome"] == "REFUSED"]
+    assert _code(first) == _code(second) == "RATE_LIMITED"
+    assert len(refused) == 2
+    assert alerts["data"]["limitAlerts"] == [{"auditId": refused[0]["audit_id"]}]
 
 
 def test_an_organisation_over_its_limit_is_refused_whoever_asks(tmp_path, sources):

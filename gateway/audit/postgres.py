@@ -444,7 +444,10 @@ class PostgresAuditStore:
         return [json.loads(body) for (body,) in rows]
 
     def alerts(
-        self, since: datetime | None = None, kinds: Collection[str] | None = None
+        self,
+        since: datetime | None = None,
+        kinds: Collection[str] | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, str | None]]:
         """The alerts feed (`AuditStore.alerts`). It names no child."""
         chosen = None if kinds is None else list(kinds)
@@ -452,8 +455,8 @@ class PostgresAuditStore:
             rows = conn.execute(
                 "SELECT at, kind, audit_id, subject, role, organisation, justification"
                 " FROM audit_alert WHERE at >= %s AND (%s::text[] IS NULL OR kind = ANY(%s))"
-                " ORDER BY seq",
-                (since or datetime.min.replace(tzinfo=UTC), chosen, chosen),
+                " ORDER BY seq LIMIT %s",  # NULL: no limit
+                (since or datetime.min.replace(tzinfo=UTC), chosen, chosen, limit),
             ).fetchall()
         keys = ("kind", "audit_id", "subject", "role", "organisation", "justification")
         return [{"at": at.isoformat()} | dict(zip(keys, rest, strict=True)) for at, *rest in rows]

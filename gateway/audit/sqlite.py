@@ -570,7 +570,10 @@ class SqliteAuditStore:
         return [json.loads(body) for (body,) in rows]
 
     def alerts(
-        self, since: datetime | None = None, kinds: Collection[str] | None = None
+        self,
+        since: datetime | None = None,
+        kinds: Collection[str] | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, str | None]]:
         """The alerts feed (`AuditStore.alerts`). The justification is the gateway's normalised
         text, None in alerts written before it was kept or when none was given. It names no
@@ -581,8 +584,13 @@ class SqliteAuditStore:
             rows = self._conn.execute(
                 "SELECT at, kind, audit_id, subject, role, organisation, justification"
                 " FROM audit_alert WHERE at >= ?1"
-                " AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) ORDER BY seq",
-                ((since or datetime.min.replace(tzinfo=UTC)).isoformat(), chosen),
+                " AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) ORDER BY seq"
+                " LIMIT ?3",  # -1: no limit
+                (
+                    (since or datetime.min.replace(tzinfo=UTC)).isoformat(),
+                    chosen,
+                    -1 if limit is None else limit,
+                ),
             ).fetchall()
         return [dict(zip(keys, row, strict=True)) for row in rows]
 

@@ -83,9 +83,13 @@ class AuditStore(Protocol):
         ...
 
     def alerts(
-        self, since: datetime | None = None, kinds: Collection[str] | None = None
+        self,
+        since: datetime | None = None,
+        kinds: Collection[str] | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, str | None]]:
-        """The alerts feed, oldest first, of `kinds` (None: all): break-glass overrides and the
+        """The alerts feed, oldest first, of `kinds` (None: all), at most `limit` (None: all):
+        break-glass overrides and the
         attempts the policy refused (BREAK_GLASS, BREAK_GLASS_REFUSED), with each justification,
         for privacy officers; lookups refused at a usage limit (LIMIT_ALERTS), for information
         governance. Who, when, and which audit record to read: it names no child."""

@@ -66,12 +66,13 @@ class AuditTrail:
         caller: Caller,
         since: datetime | None,
         kinds: Collection[str] = BREAK_GLASS_ALERTS,
+        limit: int | None = None,
     ) -> list[dict[str, str | None]]:
-        """The alerts of `kinds` since a time, oldest first, naming no child: by default the
-        break-glass overrides and the attempts the policy refused. Refused to anyone not an
-        auditor."""
+        """The alerts of `kinds` since a time, oldest first, at most `limit`, naming no child: by
+        default the break-glass overrides and the attempts the policy refused. Refused to anyone
+        not an auditor."""
         self._check_auditor(caller)
-        alerts = await asyncio.to_thread(self._audit.alerts, since=since, kinds=kinds)
+        alerts = await asyncio.to_thread(self._audit.alerts, since=since, kinds=kinds, limit=limit)
         await record_review(self._audit, caller, AUDIT_REVIEW, ALERTS_VIEWED, child_ref=None)
         return alerts
 

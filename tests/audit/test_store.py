@@ -160,3 +160,13 @@ async def test_the_alerts_feed_gives_only_the_kinds_asked_for(store):
     assert kinds(["RATE_LIMITED"]) == ["RATE_LIMITED"]
     assert kinds(["BREAK_GLASS", "BREAK_GLASS_REFUSED"]) == ["BREAK_GLASS"]
     assert kinds([]) == []
+
+
+@pytest.mark.anyio
+async def test_the_alerts_feed_gives_at_most_the_limit_oldest_first(store):
+    for n in range(3):
+        refused = audit_record(f"refused-{n}", outcome="REFUSED", error_code="RATE_LIMITED")
+        await store.append(refused)
+
+    assert [a["audit_id"] for a in store.alerts(limit=2)] == ["refused-0", "refused-1"]
+    assert len(store.alerts()) == 3
