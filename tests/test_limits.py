@@ -113,6 +113,37 @@ def test_limit_alerts_in_graphql_stop_at_their_maximum_oldest_first(tmp_path, so
     assert alerts["data"]["limitAlerts"] == [{"auditId": refused[0]["audit_id"]}]
 
 
+def test_information_governance_reads_the_alerts_one_line_per_user(tmp_path, sources, capsys):
+    with running_gateway(tmp_path, sources, lookups_per_user_per_minute=1) as gateway:
+        for name, refusals in (("Busy User", 3), ("Other User", 1)):
+            gateway.post({"query": SHORT}, gateway.token("gp", name=name))
+            for _ in range(refusals):
+                _refused(gateway, NHS, name=name)
+        alerts = gateway.components.audit.alerts()
+        state = str(gateway.state_dir)
+    assert main(["audit", "alerts", "--state-dir", state, "--by-user"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    busy = [a["at"] for a in alerts if a["subject"] == "dev:ORG1:Busy User"]
+    assert lines == [
+        {
+            "subject": "dev:ORG1:Busy User",
+            "organisation": "ORG1",
+            "kind": "RATE_LIMITED",
+            "alerts": 3,
+            "first": busy[0],
+            "last": busy[-1],
+        },
+        {
+            "subject": "dev:ORG1:Other User",
+            "organisation": "ORG1",
+            "kind": "RATE_LIMITED",
+            "alerts": 1,
+            "first": alerts[-1]["at"],
+            "last": alerts[-1]["at"],
+        },
+    ]
+
+
 def test_an_organisation_over_its_limit_is_refused_whoever_asks(tmp_path, sources):
     with running_gateway(tmp_path, sources, lookups_per_organisation_per_minute=2) as gateway:
         for name in ("A", "B"):
