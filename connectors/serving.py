@@ -25,6 +25,9 @@ from typing import Any, TypeVar
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from connectors.tls import ReloadingContext
 
 T = TypeVar("T")
 
@@ -79,15 +82,43 @@ class ServedApp:
         return socket_url(self.sock, tls=self.tls is not None)
 
 
+class ReloadAwareHttp(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, its connections held by the server's `ReloadingContext`: once
+    new TLS files are taken up, a connection made under the old ones is shut down as uvicorn
+    shuts down on exit (idle at once, busy once its answer is sent), so that a client whose
+    certificate a new revocation list names cannot go on over a connection it already held.
+    Plain connections, and contexts that never reload, are served as uvicorn serves them."""
+
+    _let_go: Callable[[], None] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        context = transport.get_extra_info("sslcontext")
+        ssl_object = transport.get_extra_info("ssl_object")
+        if isinstance(context, ReloadingContext) and ssl_object is not None:
+            self._let_go = context.hold(ssl_object.context, self.shutdown, self.loop)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._let_go is not None:
+            self._let_go()
+        super().connection_lost(exc)
+
+
+def server_config(app: ASGIApp | str, **options: Any) -> uvicorn.Config:
+    """uvicorn's configuration as every server here has it: no access log or server header, and
+    connections that follow TLS files taken up while serving (`ReloadAwareHttp`)."""
+    return uvicorn.Config(
+        app, http=ReloadAwareHttp, access_log=False, server_header=False, **options
+    )
+
+
 def _config(
     app: ASGIApp, log_level: str, tls: ssl.SSLContext | None, graceful_s: int = 5
 ) -> uvicorn.Config:
-    return uvicorn.Config(
+    return server_config(
         app,
         log_level=log_level,
         lifespan="on",
-        access_log=False,
-        server_header=False,
         timeout_graceful_shutdown=graceful_s,
         ssl_context_factory=None if tls is None else lambda config, default: tls,
     )

@@ -13,6 +13,8 @@ files rather than needing a restart for each.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -93,17 +95,20 @@ class ServerFiles:
 
 class ReloadingContext(ssl.SSLContext):
     """A context that takes up new files while in use: certificates renewed, a CA's new
-    revocation list fetched, a key rotated - with no restart, and no connection dropped.
+    revocation list fetched, a key rotated - with no restart, and no request dropped.
 
     A thread looks at the files (`os.stat`: time, size, inode, so a renamed-in or re-linked file
     counts) every `every_s` seconds. When they changed, they are checked and loaded as at
-    start-up, into a new context that every handshake from then on uses; connections already
-    open keep theirs. Files that cannot be used (a certificate written before its key, say) leave
+    start-up, into a new context that every handshake from then on uses. A connection a server
+    `hold`s is closed once it is not under the files in use - idle at once, busy after its answer
+    - so its client connects again and is checked against them: a certificate the new list
+    revokes, or a CA no longer trusted, is then refused on the connection it held open too, not
+    only on new ones. Files that cannot be used (a certificate written before its key, say) leave
     the running context in place and are logged (`tls_reload_failed`, with what is wrong); they
     are tried again when they change again, and `on_refused` is called with the error. Each load
-    calls `on_load` with the moment the loaded
-    files stop working (`TlsFiles.load`) and logs it (`tls_valid_until`, with the files' first
-    path, the certificate's), for an alert in time.
+    calls `on_load` with the moment the loaded files stop working (`TlsFiles.load`) and logs it
+    (`tls_valid_until`, with the files' first path, the certificate's), for an alert in time; a
+    load that closes connections logs how many (`tls_connections_closed`).
 
     asyncio and uvloop make every TLS connection through the context's `wrap_bio` (blocking
     servers through `wrap_socket`): those two are passed on to the context in use; its other
@@ -127,6 +132,8 @@ class ReloadingContext(ssl.SSLContext):
         self._on_refused = on_refused
         self._seen = _stamp(files)
         self._current = self._load()
+        self._lock = threading.Lock()
+        self._held: dict[object, _Held] = {}
         if every_s > 0:
             threading.Thread(
                 target=_watch, args=(weakref.ref(self), every_s), name="tls-reload", daemon=True
@@ -172,13 +179,41 @@ class ReloadingContext(ssl.SSLContext):
             return False
         self._seen = stamp
         try:
-            self._current = self._load()
+            loaded = self._load()
         except TlsError as error:
             log_event(_logger, logging.ERROR, "tls_reload_failed", reason=str(error))
             if self._on_refused is not None:
                 self._on_refused(error)
             return False
+        with self._lock:
+            self._current = loaded
+            stale = [held for held in self._held.values() if held.made_with is not loaded]
+        for held in stale:
+            held.close_soon()
+        if stale:
+            log_event(_logger, logging.INFO, "tls_connections_closed", count=len(stale))
         return True
+
+    def hold(
+        self, made_with: ssl.SSLContext, close: Callable[[], None], loop: asyncio.AbstractEventLoop
+    ) -> Callable[[], None]:
+        """Have `close` called on `loop` once the connection that `made_with` (the context its
+        handshake used) made is no longer under the files in use - at once if it already is not,
+        its handshake having begun before they were taken up. Returns what lets it go, for when
+        the connection is lost."""
+        held = _Held(made_with, close, loop)
+        key = object()
+        with self._lock:
+            self._held[key] = held
+            stale = made_with is not self._current
+        if stale:
+            held.close_soon()
+
+        def let_go() -> None:
+            with self._lock:
+                self._held.pop(key, None)
+
+        return let_go
 
     def _load(self) -> ssl.SSLContext:
         context, until = self._files.load()
@@ -187,6 +222,19 @@ class ReloadingContext(ssl.SSLContext):
         if self._on_load is not None:
             self._on_load(until)
         return context
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A connection a server holds open, and how to close it from the reloading thread."""
+
+    made_with: ssl.SSLContext
+    close: Callable[[], None]
+    loop: asyncio.AbstractEventLoop
+
+    def close_soon(self) -> None:
+        with contextlib.suppress(RuntimeError):  # its loop has stopped: closed already
+            self.loop.call_soon_threadsafe(self.close)
 
 
 def _watch(context: weakref.ref[ReloadingContext], every_s: float) -> None:

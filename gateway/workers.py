@@ -32,6 +32,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.supervisors import Multiprocess
 
+from connectors.serving import server_config
 from gateway import metrics
 from gateway.app import create_app
 from gateway.components import build_components
@@ -85,13 +86,11 @@ def serve_workers(settings: Settings, sock: socket.socket, workers: int) -> None
             "several workers need CHILDLOOKUP_REDIS_URL: without it each would keep its own"
             " rate limits and distinct-children counts, and together they would allow N times more"
         )
-    config = uvicorn.Config(
+    config = server_config(
         WORKER_APP,
         factory=True,
         workers=workers,
         lifespan="on",
-        access_log=False,
-        server_header=False,
         log_level="info",
         timeout_graceful_shutdown=5,
         ssl_context_factory=None

@@ -2,6 +2,7 @@
 certificates for the gateway, the connectors and a portal. Servers are real loopback servers; each
 attack is paired with the same call made properly, so a refusal cannot pass for a broken setup."""
 
+import asyncio
 import contextlib
 import json
 import os
@@ -15,6 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.client import HTTPSConnection
 from ipaddress import IPv4Address
 from pathlib import Path
 
@@ -26,6 +28,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from connectors.logs import configure as configure_logging
 from connectors.reference import REFERENCE_AGENCIES, create_reference_app
@@ -479,6 +485,100 @@ def test_a_new_revocation_list_refuses_a_client_from_then_on(pki, tmp_path):
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{server.url}/healthz", verify=client)
         assert httpx.get(f"{server.url}/healthz", verify=_portal(pki)).status_code == 200
+
+
+def _held_open(url: str, client: ssl.SSLContext, path: str = "/healthz") -> HTTPSConnection:
+    """A keep-alive connection to `url` that has been answered once: open, idle, held."""
+    host, port = url.removeprefix("https://").split(":")
+    connection = HTTPSConnection(host, int(port), context=client, timeout=5)
+    connection.request("GET", path)
+    answer = connection.getresponse()
+    answer.read()
+    assert answer.status == 200
+    assert answer.getheader("connection") != "close"
+    return connection
+
+
+def _closed_by_the_server(connection: HTTPSConnection, within_s: float = 3.0) -> bool:
+    """Whether the server closes `connection` within `within_s`: shorter than uvicorn's 5 s
+    keep-alive timeout, so a connection closed only by that timeout does not count."""
+    assert connection.sock is not None
+    connection.sock.settimeout(within_s)
+    try:
+        return connection.sock.recv(1) == b""
+    except TimeoutError:
+        return False
+
+
+def test_a_new_revocation_list_closes_the_connection_a_revoked_client_holds_open(
+    pki, tmp_path, capfd
+):
+    """Not only new connections: the one the revoked client had open is closed, and its client
+    cannot connect again; a client the list does not name connects again and is served."""
+    configure_logging()
+    app = create_reference_app("health", _records(pki.dir, "health"))
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki.ca.revocations("none-revoked-yet", []).read_bytes())
+    files = ServerFiles(pki.connector.cert, pki.connector.key, pki.ca.ca_file, crl)
+    tls = ReloadingContext(files, every_s=0)
+    leaving = pki.ca.issue("leaving-holder", CLIENT)
+    revoked = client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(leaving)))
+    with BackgroundServer(app, tls=tls) as server, httpx.Client(verify=_portal(pki)) as staying:
+        held = _held_open(server.url, revoked)
+        assert staying.get(f"{server.url}/healthz").status_code == 200  # pooled, kept open
+        crl.write_bytes(pki.ca.revocations("holder-revoked", [leaving]).read_bytes())
+        assert tls.reload_if_changed()
+        assert _closed_by_the_server(held)
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            _held_open(server.url, revoked)
+        assert staying.get(f"{server.url}/healthz").status_code == 200
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line[:1] == "{"]
+    [closed] = [line for line in lines if line.get("event") == "tls_connections_closed"]
+    assert closed["context"]["count"] == 2
+
+
+def test_a_connection_busy_when_new_files_are_taken_up_gets_its_answer_then_closes(pki, renewable):
+    inside, finish = threading.Event(), threading.Event()
+
+    async def slow(request: Request) -> PlainTextResponse:
+        inside.set()
+        await asyncio.to_thread(finish.wait, 10)
+        return PlainTextResponse("answered")
+
+    app = Starlette(routes=[Route("/slow", slow), Route("/healthz", slow)])
+    tls = ReloadingContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
+    client = client_context(ClientTls(ca_file=pki.ca.ca_file))
+    with BackgroundServer(app, tls=tls) as server:
+        host, port = server.url.removeprefix("https://").split(":")
+        busy = HTTPSConnection(host, int(port), context=client, timeout=10)
+        busy.request("GET", "/slow")
+        assert inside.wait(10)
+        _put(pki.ca.issue("renewed-under-a-busy-connection", SERVER), renewable)
+        assert tls.reload_if_changed()
+        finish.set()
+        answer = busy.getresponse()
+        assert (answer.status, answer.read()) == (200, b"answered")
+        assert answer.getheader("connection") == "close"  # and then it closes
+
+
+def test_a_connection_whose_handshake_began_before_a_reload_is_closed_when_held(pki, renewable):
+    """The race `hold` covers: a handshake made with the old context completes after new files
+    were taken up, so the reload did not see its connection; it is closed as it is held."""
+    tls = ReloadingContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
+    before = tls.current
+    _put(pki.ca.issue("renewed-mid-handshake", SERVER), renewable)
+    assert tls.reload_if_changed()
+
+    async def held(made_with: ssl.SSLContext) -> bool:
+        closed = asyncio.Event()
+        let_go = tls.hold(made_with, closed.set, asyncio.get_running_loop())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(closed.wait(), 0.5)
+        let_go()
+        return closed.is_set()
+
+    assert asyncio.run(held(before))
+    assert not asyncio.run(held(tls.current))
 
 
 def test_unusable_new_files_leave_the_served_ones_in_place_and_say_why(pki, renewable, capfd):
@@ -1002,7 +1102,8 @@ def test_a_connector_takes_up_a_renewed_certificate_by_itself(pki, renewable, tm
 
 def test_each_worker_takes_up_renewed_files_and_says_so(pki, renewable, tmp_path, redis_prefix):
     """`serve --workers 2`: each worker loads, watches and logs the files itself (the parent only
-    checks them), and new connections, whichever worker takes them, get the renewal."""
+    checks them), new connections, whichever worker takes them, get the renewal, and one held
+    open is closed by its worker."""
     renewed = pki.ca.issue("gateway-workers-renewed", SERVER, valid_for=timedelta(days=3))
     port = free_port()
     config = health_source_config(tmp_path / "sources.toml", free_port(), 800)
@@ -1027,11 +1128,13 @@ def test_each_worker_takes_up_renewed_files_and_says_so(pki, renewable, tmp_path
         while len(_loaded(log)) < 2:  # both workers started on the old files, not just one
             assert time.monotonic() < deadline, "the second worker never loaded its files"
             time.sleep(0.05)
+        held = _held_open(url, client)
         _put(renewed, renewable)
         deadline = time.monotonic() + 20
         while {_served_serial(url, client) for _ in range(10)} != {_serial(renewed)}:
             assert time.monotonic() < deadline, "a worker kept serving the old certificate"
             time.sleep(0.05)
+        assert _closed_by_the_server(held)
         time.sleep(1)  # ten looks more: both workers have logged, whichever took the connections
     finally:
         gateway.terminate()
@@ -1046,6 +1149,9 @@ def test_each_worker_takes_up_renewed_files_and_says_so(pki, renewable, tmp_path
     assert counted[expiries[0]] == 2
     assert counted[expiries[1]] >= 2
     assert set(counted) == set(expiries)
+    # The held connection was closed by the worker that took it, not by a keep-alive timeout.
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line[:1] == "{"]
+    assert any(line.get("event") == "tls_connections_closed" for line in lines)
 
 
 def _loaded(log: Path) -> list[str]:
