@@ -23,7 +23,7 @@ from gateway.logs import configure as configure_logging
 from locator.cli import add_commands as add_locator_commands
 
 if TYPE_CHECKING:
-    from gateway.audit import AuditStore, Checkpoint
+    from gateway.audit import AuditStore, Checkpoint, Outbox, OutboxEntry
 
 DEFAULT_SEGMENT_RECORDS = 5_000
 """Records per archive segment: deleting them holds an SQLite log's write lock ~0.17 s on a 2-core
@@ -393,6 +393,75 @@ def _alerts_by_user(alerts: Sequence[dict[str, str | None]]) -> list[dict[str, o
     ]
 
 
+@contextlib.contextmanager
+def _outbox(settings: Settings) -> Iterator[Outbox]:
+    """The notification outbox beside an existing audit log (never a new one, as `_audit_store`)."""
+    from gateway.audit import open_outbox
+
+    if settings.database_url is None and not settings.resolved_audit_db().exists():
+        raise ValueError(f"no audit log at {settings.resolved_audit_db()}")
+    outbox = open_outbox(settings)
+    try:
+        yield outbox
+    finally:
+        outbox.close()
+
+
+def _entry_line(entry: OutboxEntry) -> dict[str, object]:
+    """An outbox row for an operator: where it stands, never its payload."""
+
+    def when(at: float | None) -> str | None:
+        return None if at is None else datetime.fromtimestamp(at, UTC).isoformat()
+
+    return {
+        "message_id": entry.message_id,
+        "audit_id": entry.audit_id,
+        "source": entry.source,
+        "state": entry.state.value,
+        "attempts": entry.attempts,
+        "last_error": entry.last_error,
+        "queued_at": when(entry.queued_at),
+        "finished_at": when(entry.finished_at),
+    }
+
+
+def _notifications_list(args: argparse.Namespace) -> int:
+    from gateway.audit import OutboxState
+
+    states = [OutboxState(state) for state in args.state or ["DEAD"]]
+    with _outbox(_state_settings(args)) as outbox:
+        entries = outbox.entries(states=states)
+    lines = [_entry_line(e) for e in entries if args.source in (None, e.source)]
+    _print_lines(lines, "notifications")
+    return 0
+
+
+def _notifications_show(args: argparse.Namespace) -> int:
+    with _outbox(_state_settings(args)) as outbox:
+        found = outbox.entries(message_id=args.message_id)
+    if not found:
+        raise ValueError(f"no notification {args.message_id} in the outbox")
+    (entry,) = found
+    notification = None if entry.payload is None else json.loads(entry.payload)
+    print(json.dumps(_entry_line(entry) | {"notification": notification}, indent=2))
+    return 0
+
+
+def _notifications_resend(args: argparse.Namespace) -> int:
+    if bool(args.message_id) == args.all:
+        raise ValueError("name the notifications to send again, or give --all")
+    with _outbox(_state_settings(args)) as outbox:
+        queued = outbox.resend(
+            datetime.now(UTC).timestamp(), args.message_id or (), source=args.source
+        )
+    _print_lines([{"message_id": message_id} for message_id in queued], "queued again")
+    left = sorted(set(args.message_id or ()) - set(queued))
+    if left:
+        print(f"not dead letters, left as they are: {', '.join(left)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _db_upgrade(args: argparse.Namespace) -> int:
     from gateway.audit import upgrade_schema
 
@@ -678,6 +747,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     aalerts.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
     aalerts.set_defaults(run=_audit_alerts)
+
+    notifications = commands.add_parser(
+        "notifications",
+        help="owner notifications in the outbox: those given up on, and sending them again",
+    )
+    notification_commands = notifications.add_subparsers(
+        dest="notifications_command", required=True
+    )
+    nlist = notification_commands.add_parser(
+        "list", help="notifications and where they stand (dead letters by default), no payload"
+    )
+    nlist.add_argument(
+        "--state",
+        action="append",
+        choices=["DEAD", "PENDING", "DELIVERED"],
+        help="only in this state (repeatable); default: DEAD",
+    )
+    nlist.add_argument("--source", help="only those for this agency (its source name)")
+    nlist.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
+    nlist.set_defaults(run=_notifications_list)
+    nshow = notification_commands.add_parser(
+        "show",
+        help="one notification with the message the agency should have had (kept until"
+        " delivered), to pass on by other means",
+    )
+    nshow.add_argument("message_id")
+    nshow.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
+    nshow.set_defaults(run=_notifications_show)
+    nresend = notification_commands.add_parser(
+        "resend",
+        help="queue dead letters again once their agency's endpoint or key is mended: running"
+        " gateways deliver them, attempts and age counted afresh",
+    )
+    nresend.add_argument("message_id", nargs="*", help="the dead letters to send again")
+    nresend.add_argument("--all", action="store_true", help="every dead letter")
+    nresend.add_argument("--source", help="only those for this agency (its source name)")
+    nresend.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
+    nresend.set_defaults(run=_notifications_resend)
 
     db = commands.add_parser("db", help="the PostgreSQL audit database (CHILDLOOKUP_DATABASE_URL)")
     db_commands = db.add_subparsers(dest="db_command", required=True)

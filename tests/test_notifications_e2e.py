@@ -34,6 +34,7 @@ from connectors.reference import create_reference_app
 from connectors.serving import BackgroundServer, free_port
 from connectors.trust import ensure_key_pair, load_public_key
 from gateway.audit import OutboxState, SqliteOutbox
+from gateway.cli import main
 from gateway.config import SourceConfig
 from gateway.demo import reference_source
 from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
@@ -356,3 +357,61 @@ def test_an_undeliverable_notification_is_dead_lettered_with_an_alert_naming_no_
     said = alert.getMessage() + json.dumps(alert.context)  # type: ignore[attr-defined]
     for personal in (ON_A_PLAN, "LA-CP-1", "Amelia", "Test User"):
         assert personal not in said
+
+
+def test_a_dead_letter_is_listed_shown_and_once_resent_delivered_by_the_running_gateway(
+    tmp_path, agencies, gateway_key, capsys
+):
+    """The operator's way through a dead letter: `notifications list` finds it, `show` gives the
+    message to pass on by other means, and once the agency's endpoint is mended, `resend` queues
+    it again and the running gateway delivers it."""
+    sources, _ = agencies
+    port = free_port()
+    mended = f"http://127.0.0.1:{port}{NOTIFICATIONS_PATH}"
+    sources = [
+        SourceConfig.model_validate(s.model_dump() | {"notification_url": mended}) for s in sources
+    ]
+    settings = {"request_signing_key_file": gateway_key, **FAST, "notification_max_attempts": 2}
+    state = ["--state-dir", str(tmp_path)]
+    sink = NotificationLog()
+    records = write_records(tmp_path / "la.jsonl", agency_records()["social_care"])
+    with running_gateway(tmp_path, sources, **settings) as gw:
+        audit_id = gw.lookup("ed_clinician", ON_A_PLAN, "DIRECT_CARE")["data"]["child"]["auditId"]
+        (dead,) = eventually(
+            lambda: [e for e in entries(tmp_path, audit_id) if e.state is OutboxState.DEAD]
+        )
+        capsys.readouterr()
+
+        assert main(["notifications", "list", *state]) == 0
+        (listed,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert main(["notifications", "show", dead.message_id, *state]) == 0
+        shown = json.loads(capsys.readouterr().out)
+        assert main(["notifications", "resend", "not-a-message", *state]) == 1
+        assert capsys.readouterr().out == ""
+        with BackgroundServer(agency_app("social_care", records, gateway_key, sink), port=port):
+            assert main(["notifications", "resend", "--all", *state]) == 0
+            resent = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+            (delivered,) = eventually(
+                lambda: [e for e in entries(tmp_path, audit_id) if e.state is OutboxState.DELIVERED]
+            )
+        assert main(["notifications", "list", *state]) == 0
+        assert capsys.readouterr().out == ""  # no dead letter left
+
+    assert listed | {"queued_at": None, "finished_at": None} == {
+        "message_id": dead.message_id,
+        "audit_id": audit_id,
+        "source": "social_care",
+        "state": "DEAD",
+        "attempts": 2,
+        "last_error": "UNREACHABLE",
+        "queued_at": None,
+        "finished_at": None,
+    }
+    assert listed["finished_at"] is not None
+    for personal in (ON_A_PLAN, "LA-CP-1"):  # the listing shows where it stands, not what
+        assert personal not in json.dumps(listed)
+    assert shown["notification"]["message_id"] == dead.message_id
+    assert [r["record_id"] for r in shown["notification"]["records"]] == ["LA-CP-1"]
+    assert resent == [{"message_id": dead.message_id}]
+    assert (delivered.message_id, delivered.payload) == (dead.message_id, None)
+    assert [n.message_id for n in kept_for(sink, audit_id)] == [dead.message_id]

@@ -23,7 +23,7 @@ configured one. Times are seconds since the epoch: they must mean the same thing
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -58,6 +58,10 @@ class OutboxEntry:
     attempts: int
     last_error: str | None
     payload: bytes | None
+    queued_at: float
+    """When it was queued with its lookup's audit record, or queued again (`resend`)."""
+    finished_at: float | None
+    """When it was delivered or given up on; None while pending."""
 
 
 @dataclass(frozen=True)
@@ -123,8 +127,20 @@ class Outbox(Protocol):
         """Record a failed attempt (`error` is a code, never personal data) and when to retry."""
         ...
 
-    def entries(self, audit_id: str | None = None) -> list[OutboxEntry]:
-        """Every message, or those of one lookup, oldest first."""
+    def entries(
+        self,
+        audit_id: str | None = None,
+        states: Collection[OutboxState] = (),
+        message_id: str | None = None,
+    ) -> list[OutboxEntry]:
+        """Every message, or those of one lookup, in these states, or the one of this id; oldest
+        first."""
+        ...
+
+    def resend(
+        self, now: float, message_ids: Sequence[str] = (), source: str | None = None
+    ) -> list[str]:
+        """Dead letters queued again (see `OutboxRows.resend`); the ids queued again."""
         ...
 
     def close(self) -> None: ...
@@ -175,18 +191,52 @@ class OutboxRows(ABC):
             (state.value, error, now, erase, message_id),
         )
 
-    def entries(self, audit_id: str | None = None) -> list[OutboxEntry]:
-        """Every message, or those of one lookup, oldest first."""
+    def entries(
+        self,
+        audit_id: str | None = None,
+        states: Collection[OutboxState] = (),
+        message_id: str | None = None,
+    ) -> list[OutboxEntry]:
+        """Every message, or those of one lookup, in these states, or the one of this id; oldest
+        first."""
+        conditions, params = [], []
+        for column, value in (("audit_id", audit_id), ("message_id", message_id)):
+            if value is not None:
+                conditions.append(f"{column} = %s")
+                params.append(value)
+        if states:
+            conditions.append(f"state IN ({', '.join(['%s'] * len(states))})")
+            params += [state.value for state in states]
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        # Only placeholders are joined in: the values are parameters.
         statement = (
-            "SELECT message_id, audit_id, source, state, attempts, last_error, payload"
-            " FROM notification_outbox"
+            "SELECT message_id, audit_id, source, state, attempts, last_error, payload,"  # noqa: S608
+            f" created_at, finished_at FROM notification_outbox{where}"
         )
-        params: tuple[str, ...] = ()
-        if audit_id is not None:
-            statement += " WHERE audit_id = %s"
-            params = (audit_id,)
         rows = self._rows(statement + " ORDER BY created_at, message_id", params)
         return [
-            OutboxEntry(mid, aid, source, OutboxState(state), attempts, error, payload)
-            for mid, aid, source, state, attempts, error, payload in rows
+            OutboxEntry(mid, aid, source, OutboxState(state), attempts, error, payload, at, done)
+            for mid, aid, source, state, attempts, error, payload, at, done in rows
         ]
+
+    def resend(
+        self, now: float, message_ids: Sequence[str] = (), source: str | None = None
+    ) -> list[str]:
+        """Dead letters queued again, due `now`, once an operator has mended what stopped them
+        (the agency's endpoint, its key): those of `message_ids`, else every one (of `source`,
+        if given). Their attempts and age count afresh from `now`, or the limits that gave up on
+        them would give up again at the first failure; the lookup's own time is in its audit
+        record and in the message. Messages not dead are left as they are. Returns the ids
+        queued again, for the operator's record."""
+        statement = (
+            "UPDATE notification_outbox SET state = 'PENDING', attempts = 0, created_at = %s,"
+            " next_attempt_at = %s, finished_at = NULL WHERE state = 'DEAD'"
+        )
+        params: list[object] = [now, now]
+        if message_ids:
+            statement += f" AND message_id IN ({', '.join(['%s'] * len(message_ids))})"
+            params += message_ids
+        if source is not None:
+            statement += " AND source = %s"
+            params.append(source)
+        return sorted(row[0] for row in self._rows(statement + " RETURNING message_id", params))

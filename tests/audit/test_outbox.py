@@ -95,3 +95,55 @@ async def test_stats_count_pending_and_dead_messages_and_date_the_oldest_pending
 
     assert (stats.pending, stats.dead) == (2, 1)
     assert stats.oldest_pending_at == pytest.approx(older.created_at)
+
+
+@pytest.mark.anyio
+async def test_entries_are_chosen_by_state_and_id_and_say_when_queued_and_finished(store, outbox):
+    await store.append(
+        audit_record("a-1"), [outbox_message("m-1"), outbox_message("m-2", source="health")]
+    )
+    given_up = time.time()
+    outbox.dead("m-2", "UNREACHABLE", given_up)
+
+    (dead,) = outbox.entries(states=[OutboxState.DEAD])
+    (pending,) = outbox.entries(states=[OutboxState.PENDING])
+    both = outbox.entries(states=[OutboxState.PENDING, OutboxState.DEAD])
+
+    assert (dead.message_id, dead.finished_at) == ("m-2", pytest.approx(given_up))
+    assert (pending.message_id, pending.finished_at) == ("m-1", None)
+    assert pending.queued_at == pytest.approx(outbox_message("m-1").created_at, abs=60)
+    assert {e.message_id for e in both} == {"m-1", "m-2"}
+    assert [e.message_id for e in outbox.entries(message_id="m-2")] == ["m-2"]
+    assert outbox.entries(states=[OutboxState.DELIVERED]) == []
+
+
+@pytest.mark.anyio
+async def test_a_dead_letter_sent_again_is_due_at_once_with_its_attempts_counted_afresh(
+    store, outbox
+):
+    long_ago = time.time() - 4 * 86400
+    messages = [
+        dataclasses.replace(outbox_message(f"m-{i}", source=source), created_at=long_ago)
+        for i, source in enumerate(["social_care", "social_care", "health", "health"])
+    ]
+    await store.append(audit_record("a-1"), messages)
+    assert len(outbox.claim(time.time(), lease_s=0, limit=10)) == 4  # one attempt each
+    for message in messages[:3]:
+        outbox.dead(message.message_id, "UNREACHABLE", time.time())
+    now = time.time()
+
+    assert outbox.resend(now, ["m-0", "m-3"]) == ["m-0"]  # m-3 is pending: left as it is
+    assert outbox.resend(now, source="health") == ["m-2"]
+    assert outbox.resend(now) == ["m-1"]
+    assert outbox.resend(now) == []
+
+    assert {e.state for e in outbox.entries()} == {OutboxState.PENDING}
+    again = {m.message_id: m for m in outbox.claim(now, lease_s=60, limit=10)}
+    assert set(again) == {"m-0", "m-1", "m-2", "m-3"}
+    # Counted afresh: the first attempt since, and queued now rather than four days ago, so
+    # the limits that gave up on it do not give up again at once.
+    assert (again["m-0"].attempts, again["m-3"].attempts) == (1, 2)
+    assert again["m-0"].created_at == pytest.approx(now)
+    assert again["m-3"].created_at == pytest.approx(long_ago)
+    (resent,) = outbox.entries(message_id="m-0")
+    assert (resent.finished_at, resent.payload is not None) == (None, True)
