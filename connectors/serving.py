@@ -27,9 +27,12 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from connectors.tls import ReloadingContext
+from connectors.tls import Held, ReloadingContext
 
 T = TypeVar("T")
+
+STRADDLED_GRACE_S = 1.0
+"""How long a connection whose TLS handshake straddled a reload has to send its one request."""
 
 
 class _QuietServer(uvicorn.Server):
@@ -87,20 +90,35 @@ class ReloadAwareHttp(HttpToolsProtocol):
     new TLS files are taken up, a connection made under the old ones is shut down as uvicorn
     shuts down on exit (idle at once, busy once its answer is sent), so that a client whose
     certificate a new revocation list names cannot go on over a connection it already held.
-    Plain connections, and contexts that never reload, are served as uvicorn serves them."""
+    A connection whose handshake straddled the reload answers one request, if it sends it within
+    `STRADDLED_GRACE_S`, and then closes: its client connected a moment before the reload and
+    is told to connect again, not cut off mid-request. Plain connections, and contexts that never
+    reload, are served as uvicorn serves them."""
 
-    _let_go: Callable[[], None] | None = None
+    _held: Held | None = None
+    _last_call: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         context = transport.get_extra_info("sslcontext")
         ssl_object = transport.get_extra_info("ssl_object")
         if isinstance(context, ReloadingContext) and ssl_object is not None:
-            self._let_go = context.hold(ssl_object.context, self.shutdown, self.loop)
+            self._held = context.hold(ssl_object.context, self.shutdown, self.loop)
+            if self._held.stale:
+                self._last_call = self.loop.call_later(STRADDLED_GRACE_S, self.shutdown)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if self._last_call is not None and self.cycle is not None:
+            self._last_call.cancel()
+            self._last_call = None
+            self.cycle.keep_alive = False  # answered with `Connection: close`, then closed
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._let_go is not None:
-            self._let_go()
+        if self._held is not None:
+            self._held.let_go()
+        if self._last_call is not None:
+            self._last_call.cancel()
         super().connection_lost(exc)
 
 

@@ -196,24 +196,21 @@ class ReloadingContext(ssl.SSLContext):
 
     def hold(
         self, made_with: ssl.SSLContext, close: Callable[[], None], loop: asyncio.AbstractEventLoop
-    ) -> Callable[[], None]:
-        """Have `close` called on `loop` once the connection that `made_with` (the context its
-        handshake used) made is no longer under the files in use - at once if it already is not,
-        its handshake having begun before they were taken up. Returns what lets it go, for when
-        the connection is lost."""
-        held = _Held(made_with, close, loop)
+    ) -> Held:
+        """Have `close` called on `loop` once new files are taken up, for the connection whose
+        handshake used `made_with`. If that is already not the context in use - the handshake
+        began before new files were taken up and ended after - the returned `Held` says so
+        (`stale`), and the caller decides: the reload that made it stale did not see it."""
         key = object()
         with self._lock:
-            self._held[key] = held
+            self._held[key] = _Held(made_with, close, loop)
             stale = made_with is not self._current
-        if stale:
-            held.close_soon()
 
         def let_go() -> None:
             with self._lock:
                 self._held.pop(key, None)
 
-        return let_go
+        return Held(stale, let_go)
 
     def _load(self) -> ssl.SSLContext:
         context, until = self._files.load()
@@ -222,6 +219,16 @@ class ReloadingContext(ssl.SSLContext):
         if self._on_load is not None:
             self._on_load(until)
         return context
+
+
+@dataclass(frozen=True)
+class Held:
+    """A connection as `ReloadingContext.hold` took it."""
+
+    stale: bool
+    """Made under files no longer in use: its handshake straddled their reload."""
+    let_go: Callable[[], None]
+    """For when the connection is lost: it is no longer closed on a reload."""
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from http.client import HTTPSConnection
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -561,24 +562,37 @@ def test_a_connection_busy_when_new_files_are_taken_up_gets_its_answer_then_clos
         assert answer.getheader("connection") == "close"  # and then it closes
 
 
-def test_a_connection_whose_handshake_began_before_a_reload_is_closed_when_held(pki, renewable):
-    """The race `hold` covers: a handshake made with the old context completes after new files
-    were taken up, so the reload did not see its connection; it is closed as it is held."""
-    tls = ReloadingContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
-    before = tls.current
+class _ReloadingMidHandshake(ReloadingContext):
+    """Takes up its changed files just after a handshake has begun with the old ones: the race
+    between a reload and a connection arriving, made to happen every time."""
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        begun = super().wrap_bio(*args, **kwargs)
+        self.reload_if_changed()
+        return begun
+
+
+def test_a_connection_whose_handshake_straddled_a_reload_answers_once_then_closes(pki, renewable):
+    """The reload did not see it (it was not yet open), and its client did nothing wrong: its
+    request is answered with `Connection: close`, and it is closed; it is not cut off."""
+    tls = _ReloadingMidHandshake(ServerFiles(renewable.cert, renewable.key), every_s=0)
+    app = create_reference_app("health", _records(pki.dir, "health"))
     _put(pki.ca.issue("renewed-mid-handshake", SERVER), renewable)
-    assert tls.reload_if_changed()
+    with BackgroundServer(app, tls=tls) as server:
+        host, port = server.url.removeprefix("https://").split(":")
+        straddling = HTTPSConnection(host, int(port), context=_plain_client(pki), timeout=5)
+        straddling.request("GET", "/healthz")
+        answer = straddling.getresponse()
+        assert (answer.status, answer.getheader("connection")) == (200, "close")
+        _put(pki.ca.issue("renewed-again-mid-handshake", SERVER), renewable)
+        idle = HTTPSConnection(host, int(port), context=_plain_client(pki), timeout=5)
+        idle.connect()  # straddles the next reload, and sends nothing
+        assert _closed_by_the_server(idle)  # after its grace, not at uvicorn's keep-alive
+        assert httpx.get(f"{server.url}/healthz", verify=_portal(pki)).status_code == 200
 
-    async def held(made_with: ssl.SSLContext) -> bool:
-        closed = asyncio.Event()
-        let_go = tls.hold(made_with, closed.set, asyncio.get_running_loop())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(closed.wait(), 0.5)
-        let_go()
-        return closed.is_set()
 
-    assert asyncio.run(held(before))
-    assert not asyncio.run(held(tls.current))
+def _plain_client(pki: Pki) -> ssl.SSLContext:
+    return client_context(ClientTls(ca_file=pki.ca.ca_file))
 
 
 def test_unusable_new_files_leave_the_served_ones_in_place_and_say_why(pki, renewable, capfd):
