@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ssl
 import sys
 from collections.abc import Sequence
 from datetime import date
@@ -18,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.logs import configure as configure_logging
-from connectors.tls import RELOAD_EVERY_S, ReloadingContext, ServerFiles
+from connectors.tls import RELOAD_EVERY_S, ReloadingContext, ServerFiles, load_trust
 
 if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a web stack
     from starlette.applications import Starlette
 
     from connectors.fhir import FhirAuth
-    from connectors.trust import AnswerSigner, ReplayCache, RequestVerifier
+    from connectors.trust import AnswerSigner, KeySource, ReplayCache, RequestVerifier
     from connectors.witness import WitnessStore
 
 
@@ -109,23 +110,45 @@ def serving_tls(args: argparse.Namespace) -> ReloadingContext | None:
     return None if files is None else ReloadingContext(files, every_s=args.tls_reload_s)
 
 
-def _verifier(args: argparse.Namespace) -> RequestVerifier | None:
-    """Who may ask: requests signed by the gateway publishing --gateway-jwks, each accepted once
-    (across replicas with --redis-url)."""
-    from connectors.trust import PublishedKeys, RequestVerifier
+def gateway_keys(args: argparse.Namespace) -> KeySource | None:
+    """The gateway's request-signing keys: read from --gateway-key, or fetched from --gateway-jwks
+    (over https trusting --gateway-jwks-ca when given, else the public CAs); None with neither.
+    A federation whose gateway holds a certificate from its own CA needs one of the two: the
+    public CAs would refuse it, and every request with it."""
+    from connectors.trust import PublishedKeys, StaticKeys
 
+    if args.gateway_jwks_ca is not None and not args.gateway_jwks:
+        raise ValueError("--gateway-jwks-ca is the CA to fetch --gateway-jwks with: give both")
+    if args.gateway_key is not None:
+        return StaticKeys.from_pem_file(args.gateway_key)
     if not args.gateway_jwks:
+        return None
+    fetched_with = None
+    if args.gateway_jwks_ca is not None:
+        fetched_with = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        fetched_with.minimum_version = ssl.TLSVersion.TLSv1_2
+        load_trust(fetched_with, args.gateway_jwks_ca)
+    return PublishedKeys(args.gateway_jwks, tls=fetched_with)
+
+
+def _verifier(args: argparse.Namespace) -> RequestVerifier | None:
+    """Who may ask: requests signed by the gateway (`gateway_keys`), each accepted once (across
+    replicas with --redis-url)."""
+    from connectors.trust import RequestVerifier
+
+    keys = gateway_keys(args)
+    if keys is None:
         if args.redis_url:
-            raise ValueError("--redis-url keeps signed requests' ids: it needs --gateway-jwks")
+            raise ValueError(
+                "--redis-url keeps signed requests' ids: it needs --gateway-jwks or --gateway-key"
+            )
         return None
     replay_cache: ReplayCache | None = None
     if args.redis_url:
         from connectors.redis_replay import RedisReplayCache
 
         replay_cache = RedisReplayCache.from_url(args.redis_url, f"childlookup:{args.agency}")
-    return RequestVerifier(
-        PublishedKeys(args.gateway_jwks), issuer=args.gateway_issuer, replay_cache=replay_cache
-    )
+    return RequestVerifier(keys, issuer=args.gateway_issuer, replay_cache=replay_cache)
 
 
 def _connector_app(
@@ -192,13 +215,14 @@ def _witness_store(
 ) -> WitnessStore | None:
     """The store for --witness-db, when given.
 
-    Raises ValueError without --gateway-jwks.
+    Raises ValueError without the gateway's keys (--gateway-jwks or --gateway-key).
     """
     if args.witness_db is None:
         return None
     if verifier is None:
         raise ValueError(
-            "--witness-db keeps checkpoints the gateway signed: it needs --gateway-jwks"
+            "--witness-db keeps checkpoints the gateway signed: it needs --gateway-jwks or"
+            " --gateway-key"
         )
     from connectors.witness import WitnessStore
 
@@ -240,10 +264,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _witness(args: argparse.Namespace) -> int:
     from connectors.app import create_witness_app
-    from connectors.trust import PublishedKeys, RequestVerifier
+    from connectors.trust import RequestVerifier
     from connectors.witness import WitnessStore
 
-    verifier = RequestVerifier(PublishedKeys(args.gateway_jwks), issuer=args.gateway_issuer)
+    keys = gateway_keys(args)
+    assert keys is not None  # one of the two is required
+    verifier = RequestVerifier(keys, issuer=args.gateway_issuer)
     app = create_witness_app(
         WitnessStore(args.db), name=args.name, verifier=verifier, signer=_signer(args)
     )
@@ -331,7 +357,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         metavar="FILE",
         help="also witness the gateway's audit checkpoints, kept in this SQLite file (needs "
-        "--gateway-jwks)",
+        "--gateway-jwks or --gateway-key)",
     )
     serve.add_argument(
         "--redis-url",
@@ -364,12 +390,27 @@ def _add_witness(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _add_gateway_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
     """Whose signed requests a server reads, and the key it signs its answers with."""
-    parser.add_argument(
+    keys = parser.add_mutually_exclusive_group(required=required)
+    keys.add_argument(
         "--gateway-jwks",
         metavar="URL",
-        required=required,
         help="require requests signed by the gateway publishing these keys, e.g. "
-        "http://127.0.0.1:8000/.well-known/jwks.json",
+        "https://gateway.internal/.well-known/jwks.json (fetched when first needed, and again "
+        "for a key not seen before)",
+    )
+    keys.add_argument(
+        "--gateway-key",
+        type=Path,
+        metavar="PEM",
+        help="require requests signed by one of these P-256 public keys (PEM blocks: the "
+        "gateway's, and during a rotation its next one), given out of band rather than fetched",
+    )
+    parser.add_argument(
+        "--gateway-jwks-ca",
+        type=Path,
+        metavar="PEM",
+        help="the CA the gateway's https certificate chains to, for fetching --gateway-jwks "
+        "(default: the public CAs)",
     )
     parser.add_argument(
         "--gateway-issuer",

@@ -296,14 +296,18 @@ class PublishedKeys:
         min_refresh_s: float = 30.0,
         timeout_s: float = 3.0,
         client: httpx.AsyncClient | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """`client`, when given, is what the keys are fetched with (one client for the thousands
         of publishers a locator or a national gateway checks); else a short-lived one each time,
-        on a TLS context made once per process - making one costs ~100 ms of CPU, which thousands
-        of first fetches would spend blocking the event loop."""
+        over `tls` - the context the publisher is otherwise reached with, its CA and client
+        certificate - or by default one trusting the public CAs, made once per process: making
+        one costs ~100 ms of CPU, which thousands of first fetches would spend blocking the
+        event loop."""
         self._url = url
         self._min_refresh = min_refresh_s
         self._timeout = timeout_s
+        self._tls = tls
         self._client = client
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
@@ -340,7 +344,8 @@ class PublishedKeys:
             if self._client is not None:
                 response, body = await self._read(self._client)
             else:
-                async with httpx.AsyncClient(timeout=self._timeout, verify=_tls()) as client:
+                verify = _tls() if self._tls is None else self._tls
+                async with httpx.AsyncClient(timeout=self._timeout, verify=verify) as client:
                     response, body = await self._read(client)
             response.raise_for_status()
             document = json.loads(body)

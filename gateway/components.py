@@ -110,7 +110,9 @@ def build_components(
     `postcode_districts` and `witnesses` are the sources file's (gateway.config.SourcesFile)."""
     audit = open_audit_store(settings)
     pseudonymiser = Pseudonymiser(audit_key(settings))
-    verifiers = answer_verifiers(sources)
+    # Parties are reached over this context, and their published keys fetched over it too.
+    connector_tls = connector_client_context(settings.connector_tls, sources)
+    verifiers = answer_verifiers(sources, connector_tls)
     return Components(
         settings=settings,
         sources=tuple(sources),
@@ -140,7 +142,7 @@ def build_components(
         request_signer=RequestSigner.from_settings(settings),
         answer_verifiers=verifiers,
         linkage=linkage_model(settings),
-        connector_tls=connector_client_context(settings.connector_tls, sources),
+        connector_tls=connector_tls,
         source_health=SourceHealth([s.name for s in sources]),
         redis=None if settings.redis_url is None else redis_client(settings.redis_url),
         trusted_documents=None
@@ -151,7 +153,7 @@ def build_components(
         if settings.pseudonym_keys_file is None
         else load_pseudonym_keys(settings.pseudonym_keys_file),
         witnesses=configured_witnesses(
-            settings.resolved_audit_log_name(), sources, witnesses, verifiers
+            settings.resolved_audit_log_name(), sources, witnesses, verifiers, connector_tls
         ),
         metrics_tokens=scrape_tokens(settings.metrics_token, settings.metrics_token_file),
     )
@@ -168,7 +170,7 @@ def router(components: Components, transport: ConnectorTransport, fanout: FanOut
             url,
             transport,
             components.request_signer,
-            AnswerVerifier(PublishedKeys(str(jwks))),
+            AnswerVerifier(PublishedKeys(str(jwks), tls=components.connector_tls)),
             components.pseudonym_keys,
             locator_id=settings.locator_id,
             timeout_ms=settings.locator_timeout_ms,

@@ -7,6 +7,7 @@ Formats are in `connectors.trust`, beside the connector's side of the same excha
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -79,13 +80,18 @@ class AnswerVerifier:
         self._keys = keys
 
     @classmethod
-    def for_party(cls, party: AnswerKeys) -> AnswerVerifier | None:
+    def for_party(
+        cls, party: AnswerKeys, tls: ssl.SSLContext | None = None
+    ) -> AnswerVerifier | None:
         """The party's configured answer key (a source's, a witness's), if any; a bad key file
-        fails at start-up."""
+        fails at start-up. Keys published by URL are fetched over `tls`, the context the gateway
+        reaches the party with (`CHILDLOOKUP_CONNECTOR_TLS`): a party requiring the gateway's
+        client certificate, or certified by the federation's own CA, serves its keys as it
+        serves its answers."""
         if party.answer_key_file is not None:
             return cls(StaticKeys.from_pem_file(party.answer_key_file))
         if party.answer_jwks_url is not None:
-            return cls(PublishedKeys(str(party.answer_jwks_url)))
+            return cls(PublishedKeys(str(party.answer_jwks_url), tls=tls))
         return None
 
     async def verify(self, signature: str | None, body: bytes, *, source: str) -> None:
@@ -93,7 +99,10 @@ class AnswerVerifier:
         await verify_answer(signature, body, self._keys, source=source)
 
 
-def answer_verifiers(sources: Sequence[SourceConfig]) -> Mapping[str, AnswerVerifier]:
-    """An answer verifier for each source configured with a key."""
-    verifiers = {source.name: AnswerVerifier.for_party(source) for source in sources}
+def answer_verifiers(
+    sources: Sequence[SourceConfig], tls: ssl.SSLContext | None = None
+) -> Mapping[str, AnswerVerifier]:
+    """An answer verifier for each source configured with a key (published keys fetched over
+    `tls`, as `AnswerVerifier.for_party`)."""
+    verifiers = {source.name: AnswerVerifier.for_party(source, tls) for source in sources}
     return {name: verifier for name, verifier in verifiers.items() if verifier is not None}

@@ -36,9 +36,10 @@ from starlette.routing import Route
 
 from connectors.logs import configure as configure_logging
 from connectors.reference import REFERENCE_AGENCIES, create_reference_app
-from connectors.serving import BackgroundServer, free_port, run
+from connectors.serving import BackgroundServer, bind_socket, free_port, run, socket_url
 from connectors.tls import ReloadingContext, ServerFiles
 from connectors.trust import (
+    JWKS_PATH,
     AnswerSigner,
     RequestVerifier,
     StaticKey,
@@ -52,7 +53,7 @@ from gateway.tls import TlsError, client_context, connector_client_context, serv
 from gateway.tokens import PRIVATE_KEY_FILE, ensure_dev_keys, issue_dev_token
 from gateway.transport import ConnectorTransport
 from tests.factories import NHS, health_record, school_record, social_care_record
-from tests.processes import CLI, health_source_config
+from tests.processes import CLI, health_source_config, wait_for
 from tests.stack import LOOKUP, connector_key, running_gateway, write_records
 
 LOOPBACK = IPv4Address("127.0.0.1")
@@ -373,6 +374,76 @@ def test_a_lookup_over_mutual_tls_on_both_sides_answers_from_every_source(pki, m
     )
     assert lookup["complete"] is True
     assert lookup["child"]["name"]["given"] == "Amelia"
+
+
+def test_a_connector_requiring_client_certificates_serves_its_answer_keys_to_the_gateway(
+    pki, tmp_path
+):
+    """A connector certified by the federation's CA and requiring the gateway's certificate
+    publishes its answer keys behind the same TLS: the gateway fetches them as it asks for
+    records, with its own CA and client certificate, and its signed answers are trusted."""
+    private, _ = connector_key(tmp_path, "health")
+    app = create_reference_app(
+        "health", _records(tmp_path, "health"), signer=AnswerSigner.from_pem_file(private)
+    )
+    tls = server_context(ServerTls(**_files(pki.connector), client_ca_file=pki.ca.ca_file))
+    with _connectors(tmp_path, {"health": tls}, {"health": app}) as urls:
+        jwks = urls["health"] + JWKS_PATH
+        source = reference_source("health", urls["health"]).model_copy(
+            update={"answer_jwks_url": jwks}
+        )
+        connector_tls = ClientTls(ca_file=pki.ca.ca_file, **_files(pki.gateway_client))
+        with running_gateway(tmp_path, [source], connector_tls=connector_tls) as gateway:
+            lookup = gateway.lookup("social_worker", NHS)["data"]["child"]
+        with pytest.raises(httpx.TransportError):  # no way in without the client certificate
+            httpx.get(jwks, verify=client_context(ClientTls(ca_file=pki.ca.ca_file)))
+    assert {s["source"]: s["status"] for s in lookup["sources"]} == {"health": "ANSWERED"}
+    assert lookup["child"]["name"]["given"] == "Amelia"
+
+
+def test_cli_connectors_take_the_gateways_keys_from_its_federation_certified_https(pki, tmp_path):
+    """`connector serve --gateway-jwks` fetches over https trusting the public CAs, which know
+    nothing of a federation's own CA: `--gateway-jwks-ca` names it, `--gateway-key` takes the
+    keys out of band instead. Without either, every signed request is refused."""
+    ensure_key_pair(tmp_path / DEV_KEY_FILE, tmp_path / DEV_PUBLIC_KEY_FILE)
+    gateway_sock = bind_socket("127.0.0.1", 0)
+    jwks = socket_url(gateway_sock, tls=True) + JWKS_PATH
+    trusted = {
+        "health": ["--gateway-jwks", jwks, "--gateway-jwks-ca", str(pki.ca.ca_file)],
+        "education": ["--gateway-key", str(tmp_path / DEV_PUBLIC_KEY_FILE)],
+        "social_care": ["--gateway-jwks", jwks],  # the public CAs: the gateway is refused
+    }
+    ports = {name: free_port() for name in trusted}
+    processes = [
+        subprocess.Popen(
+            [
+                *CLI,
+                *("connector", "serve", "--agency", name, "--port", str(ports[name])),
+                *("--records", str(_records(tmp_path, name)), *trusted[name]),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in trusted
+    ]
+    try:
+        for name, process in zip(trusted, processes, strict=True):
+            wait_for(f"http://127.0.0.1:{ports[name]}/healthz", process)
+        sources = [reference_source(n, f"http://127.0.0.1:{p}") for n, p in ports.items()]
+        server_tls = ServerTls(**_files(pki.gateway_server))
+        with running_gateway(tmp_path, sources, sock=gateway_sock, server_tls=server_tls) as gw:
+            portal = client_context(ClientTls(ca_file=pki.ca.ca_file))
+            lookup = _lookup(gw.url, gw.token("social_worker"), portal).json()["data"]["child"]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=20)
+    assert {s["source"]: s["status"] for s in lookup["sources"]} == {
+        "health": "ANSWERED",
+        "education": "ANSWERED",
+        "social_care": "FAILED",
+    }
 
 
 @pytest.mark.parametrize("client", BAD_CLIENTS)

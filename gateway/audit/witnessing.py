@@ -36,6 +36,7 @@ import dataclasses
 import fcntl
 import logging
 import os
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -109,17 +110,21 @@ def configured_witnesses(
     sources: Sequence[SourceConfig],
     witnesses: Sequence[WitnessConfig],
     answer_verifiers: Mapping[str, AnswerVerifier],
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[Witness, ...]:
     """The sources with `witness = true` (their answer keys check receipts too) and the
-    configured witnesses. Raises ValueError when there are witnesses but `log` (the audit log's
-    name, by default the gateway's id) cannot name a log to them."""
+    configured witnesses, whose published keys are fetched over `tls` (as they are reached).
+    Raises ValueError when there are witnesses but `log` (the audit log's name, by default the
+    gateway's id) cannot name a log to them."""
     found = [
         Witness(s.name, witness_url(str(s.url)), s.timeout_ms / 1000, answer_verifiers.get(s.name))
         for s in sources
         if s.witness
     ]
     found += [
-        Witness(w.name, witness_url(str(w.url)), w.timeout_ms / 1000, AnswerVerifier.for_party(w))
+        Witness(
+            w.name, witness_url(str(w.url)), w.timeout_ms / 1000, AnswerVerifier.for_party(w, tls)
+        )
         for w in witnesses
     ]
     if found:
