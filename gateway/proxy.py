@@ -4,7 +4,8 @@ Agencies are often reached only through an organisation's egress proxy. `HTTPS_P
 `HTTP_PROXY` and `ALL_PROXY` (or their lower-case forms, read as Python's `urllib.request` reads
 them) name it for https and http parties, `NO_PROXY` the hosts reached directly: the variables
 httpx honours for the gateway's other outbound requests (identity provider and JWKS fetches).
-A `NO_PROXY` entry matches a host and its subdomains, `NAME:PORT` one port only, `*` every host.
+A `NO_PROXY` entry matches a host and its subdomains, `NAME:PORT` one port only, `*` every host,
+and an IP network (`10.0.0.0/8`) the parties named by an address in it.
 The proxy is asked to `CONNECT` to the party, and TLS - the party's certificate checked, the
 gateway's client certificate presented - runs inside that tunnel, end to end: the proxy sees
 neither the request nor the answer. An http party is tunnelled too, so the proxy must allow
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ipaddress
 import re
 import urllib.request
 from collections.abc import Mapping
@@ -65,8 +67,11 @@ class Proxies:
         return None if self._reached_directly(host.lower(), port) else proxy
 
     def _reached_directly(self, host: str, port: int) -> bool:
-        """NO_PROXY: `*`, or entries NAME or NAME:PORT (a leading dot ignored), each matching
-        that host and its subdomains."""
+        """NO_PROXY: `*`, entries NAME or NAME:PORT (a leading dot ignored), each matching that
+        host and its subdomains, or an IP network (`10.0.0.0/8`, `fd00::/8`) matching the
+        addresses in it - a party named by address, as curl and Go match them: a name is not
+        resolved to see whether its address falls in one."""
+        address = _address(host)
         for entry in (self.no_proxy or "").split(","):
             name, only_port = _name_and_port(entry.strip().lower().lstrip("."))
             if name == "*":
@@ -75,7 +80,24 @@ class Proxies:
                 continue
             if host == name or host.endswith("." + name):
                 return True
+            if address is not None and "/" in name and address in _network(name):
+                return True
         return False
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _network(entry: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | tuple[()]:
+    """The network an entry names (host bits allowed, as `10.1.2.3/8`); none if it names none."""
+    try:
+        return ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return ()
 
 
 def _name_and_port(entry: str) -> tuple[str, str]:

@@ -168,6 +168,19 @@ def test_the_standard_variables_name_the_proxy_and_the_hosts_reached_directly(mo
     assert proxies.for_party("http", "health.example.org", 80) is None  # no HTTP_PROXY
 
 
+def test_no_proxy_networks_match_parties_named_by_an_address_in_them():
+    via = Proxy("proxy.internal", 3128, None)
+    proxies = Proxies({"https": via}, "10.0.0.0/8, 192.168.1.7/24:8443, fd00::/8, not/a-net")
+    assert proxies.for_party("https", "10.20.30.40", 443) is None
+    assert proxies.for_party("https", "11.0.0.1", 443) == via
+    assert proxies.for_party("https", "192.168.1.200", 8443) is None  # host bits allowed
+    assert proxies.for_party("https", "192.168.1.200", 443) == via  # that port only
+    assert proxies.for_party("https", "fd12:3456::1", 443) is None
+    assert proxies.for_party("https", "fe80::1", 443) == via
+    # A name is matched as a name, never resolved to see where its address falls.
+    assert proxies.for_party("https", "health.10.0.0.0", 443) == via
+
+
 @pytest.mark.parametrize("url", ["socks5://proxy:1080", "https://proxy:3129"])
 def test_a_proxy_other_than_plain_http_is_refused_at_start_up(monkeypatch, url):
     monkeypatch.setenv("HTTPS_PROXY", url)
