@@ -338,17 +338,17 @@ def _audit_archive(args: argparse.Namespace) -> int:
 
 
 def _audit_query(args: argparse.Namespace) -> int:
-    from gateway.audit import Pseudonymiser, audit_key
+    from gateway.audit import Pseudonymiser, audit_key, previous_audit_keys
     from gateway.identifiers import normalise_nhs_number
 
     settings = _state_settings(args)
-    child_ref = None
+    child_refs: tuple[str, ...] = ()
     if args.child is not None:
-        pseudonyms = Pseudonymiser(audit_key(settings, create=False))
-        child_ref = pseudonyms.ref("nhs", normalise_nhs_number(args.child))
+        keys = audit_key(settings, create=False), previous_audit_keys(settings)
+        child_refs = Pseudonymiser(*keys).refs("nhs", normalise_nhs_number(args.child))
     with _audit_store(settings) as store:
         records = store.records(
-            child_ref=child_ref, subject=args.user, since=args.since, limit=args.limit
+            child_refs=child_refs, subject=args.user, since=args.since, limit=args.limit
         )
     _print_lines(records, "records")
     return 0

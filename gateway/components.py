@@ -37,6 +37,7 @@ from gateway.audit import (
     configured_witnesses,
     open_audit_store,
     open_outbox,
+    previous_audit_keys,
 )
 from gateway.auth import ClaimNames, JwksKeys, StaticKey, TokenVerifier
 from gateway.breakers import Breakers
@@ -109,7 +110,7 @@ def build_components(
     """Load policy, open the audit store and key material; raise if any of them is unusable.
     `postcode_districts` and `witnesses` are the sources file's (gateway.config.SourcesFile)."""
     audit = open_audit_store(settings)
-    pseudonymiser = Pseudonymiser(audit_key(settings))
+    pseudonymiser = Pseudonymiser(audit_key(settings), previous_audit_keys(settings))
     # Parties are reached over this context, and their published keys fetched over it too.
     connector_tls = connector_client_context(settings.connector_tls, sources)
     verifiers = answer_verifiers(sources, connector_tls)

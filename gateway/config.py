@@ -304,6 +304,10 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(default="childlookup", min_length=1, max_length=64)
     """Prefix of every Redis key the gateway writes."""
     audit_key: str | None = Field(default=None, min_length=32)
+    audit_previous_keys: tuple[Annotated[str, Field(min_length=32)], ...] = ()
+    """Audit keys retired by rotations, newest first (a JSON list): records are written under
+    `audit_key`; these still find a child's earlier records, and check MAC'd checkpoints made
+    under them (gateway.audit.pseudonyms)."""
     audit_synchronous: str = Field(default="FULL", pattern=r"^(FULL|NORMAL)$")
     audit_checkpoint_key_file: Path | None = None
     """The Ed25519 private key (PEM) the gateway signs audit checkpoints with

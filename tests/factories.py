@@ -273,7 +273,7 @@ def release_input(
 AUDIT_KEY = b"k" * 32
 """The pseudonym key of test audit records."""
 CHECKPOINT_KEY = CheckpointKeys.signing_with(
-    Ed25519PrivateKey.from_private_bytes(b"c" * 32), legacy_mac=b"c" * 32
+    Ed25519PrivateKey.from_private_bytes(b"c" * 32), legacy_macs=(b"c" * 32,)
 )
 """The keys test audit stores sign (Ed25519) and check their checkpoints with."""
 
@@ -377,8 +377,7 @@ def legacy_log(records: int, checkpoint_at: int) -> tuple[list[tuple[Any, ...]],
         rows.append((r.audit_id, *access, r.outcome, r.body(), previous, chain))
         previous = chain
         if i + 1 == checkpoint_at:
-            assert CHECKPOINT_KEY.legacy_mac is not None
-            mac = legacy_checkpoint_mac(CHECKPOINT_KEY.legacy_mac, i + 1, chain)
+            mac = legacy_checkpoint_mac(CHECKPOINT_KEY.legacy_macs[0], i + 1, chain)
             checkpoint = (i + 1, chain, mac)
     return rows, checkpoint
 

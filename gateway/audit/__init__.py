@@ -41,7 +41,7 @@ from gateway.audit.migrations import downgrade_schema, upgrade_schema, writer_ro
 from gateway.audit.notify import NotificationDispatcher, RetryPolicy, owner_notifications
 from gateway.audit.outbox import Outbox, OutboxEntry, OutboxMessage, OutboxState, OutboxStats
 from gateway.audit.postgres import PostgresAuditStore, PostgresOutbox
-from gateway.audit.pseudonyms import Pseudonymiser, audit_key, derive_key
+from gateway.audit.pseudonyms import Pseudonymiser, audit_key, derive_key, previous_audit_keys
 from gateway.audit.record import HIDDEN, AuditedLookup, failure_record, lookup_record
 from gateway.audit.segments import ArchivedSegment, SegmentReport, verify_segment
 from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
@@ -148,6 +148,7 @@ __all__ = [
     "open_outbox",
     "owner_notifications",
     "owning_sources",
+    "previous_audit_keys",
     "upgrade_schema",
     "utc_now",
     "verify_archive",

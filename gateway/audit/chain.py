@@ -218,12 +218,13 @@ def verify_chain(
         if first_signed_seq is not None and seq >= first_signed_seq:
             problem = "a MAC'd checkpoint after the log moved to signed checkpoints"
             return _bad(count, seq, None, problem)
-        if keys.legacy_mac is None:
+        if not keys.legacy_macs:
             raise ValueError(
                 "this log has checkpoints from before they were signed: checking them needs the"
                 " audit key (CHILDLOOKUP_AUDIT_KEY, or audit.key in the state dir)"
             )
-        if mac is None or legacy_checkpoint_mac(keys.legacy_mac, seq, chain_hash) != mac:
+        made = {legacy_checkpoint_mac(key, seq, chain_hash) for key in keys.legacy_macs}
+        if mac is None or mac not in made:
             return _bad(count, seq, None, "a checkpoint's MAC is wrong: forged or edited")
         if seq > last_seq:
             return _bad(count, seq, None, "records after the last intact one were removed")

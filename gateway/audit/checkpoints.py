@@ -87,28 +87,29 @@ class CheckpointKeys:
 
     `signing` is None for a store opened only to be read or verified: it needs only `public`, the
     public keys (by key id) a checkpoint may be signed with - every key used since the log began,
-    so checkpoints signed before a rotation still verify. `legacy_mac` checks the HMAC checkpoints
-    of a log written before checkpoints were signed."""
+    so checkpoints signed before a rotation still verify. `legacy_macs` check the HMAC checkpoints
+    of a log written before checkpoints were signed: the key derived from the audit key, and from
+    each audit key retired since."""
 
     signing: Ed25519PrivateKey | None
     public: Mapping[str, Ed25519PublicKey] = field(default_factory=dict)
-    legacy_mac: bytes | None = None
+    legacy_macs: tuple[bytes, ...] = ()
 
     @classmethod
     def signing_with(
         cls,
         private: Ed25519PrivateKey,
         also: Iterable[Ed25519PublicKey] = (),
-        legacy_mac: bytes | None = None,
+        legacy_macs: tuple[bytes, ...] = (),
     ) -> CheckpointKeys:
         keys = {key_id(k): k for k in (*also, private.public_key())}
-        return cls(private, keys, legacy_mac)
+        return cls(private, keys, legacy_macs)
 
     @classmethod
     def verifying_with(
-        cls, public: Iterable[Ed25519PublicKey], legacy_mac: bytes | None = None
+        cls, public: Iterable[Ed25519PublicKey], legacy_macs: tuple[bytes, ...] = ()
     ) -> CheckpointKeys:
-        return cls(None, {key_id(k): k for k in public}, legacy_mac)
+        return cls(None, {key_id(k): k for k in public}, legacy_macs)
 
     def sign(self, seq: int, records: int, head: str, at: datetime, prev: str) -> Checkpoint:
         if self.signing is None:

@@ -125,10 +125,12 @@ class AccessHistory:
             raise GatewayError(
                 ErrorCode.BAD_USER_INPUT, f"limit must be between 1 and {MAX_LIMIT}."
             )
-        child_ref = self._pseudonymiser.ref("nhs", nhs_number)
-        records = await asyncio.to_thread(self._audit.notified_records, child_ref, owned, limit + 1)
+        child_refs = self._pseudonymiser.refs("nhs", nhs_number)
+        records = await asyncio.to_thread(
+            self._audit.notified_records, child_refs, owned, limit + 1
+        )
         await record_review(
-            self._audit, caller, OWNER_REVIEW, ACCESS_HISTORY_VIEWED, child_ref=child_ref
+            self._audit, caller, OWNER_REVIEW, ACCESS_HISTORY_VIEWED, child_ref=child_refs[0]
         )
         return OwnerHistory(
             accesses=tuple(owner_access(r, owned) for r in records[:limit]),

@@ -70,12 +70,13 @@ _ANSWERED = ("FOUND", "NOT_FOUND", "NOT_FOUND_INCOMPLETE", "UNAVAILABLE", "AMBIG
 """Outcomes that count a child against the caller's daily cap (as in the SQLite store)."""
 
 NOTIFIED_RECORDS = (
-    "SELECT body FROM audit_log WHERE child_ref = %s"
+    "SELECT body FROM audit_log WHERE child_ref = ANY(%s)"
     " AND EXISTS (SELECT 1 FROM jsonb_array_elements(body::jsonb -> 'notified') AS notice"
     " WHERE notice ->> 'source' = ANY(%s))"
     " ORDER BY at DESC, seq DESC LIMIT %s"
 )
-"""A child's records notified to some sources (a list), newest first."""
+"""A child's records (by a list of its pseudonyms) notified to some sources (a list), newest
+first."""
 
 _RECORD_COLUMNS = (
     "audit_id, at, child_ref, subject, role, organisation, purpose, outcome, body, prev_hash, hash,"
@@ -418,29 +419,31 @@ class PostgresAuditStore:
     def records(
         self,
         *,
-        child_ref: str | None = None,
+        child_refs: Sequence[str] = (),
         subject: str | None = None,
         since: datetime | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        """Read back records, oldest first, optionally for one child, one user, or since a time."""
+        """Read back records, oldest first, optionally for one child (by any of its pseudonyms),
+        one user, or since a time."""
         statement, params = records_query(
-            child_ref=child_ref, subject=subject, since=since, limit=limit
+            child_refs=child_refs, subject=subject, since=since, limit=limit
         )
         with self._reader.connection() as conn:
             rows = conn.execute(statement, params).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def notified_records(
-        self, child_ref: str, sources: Sequence[str], limit: int
+        self, child_refs: Sequence[str], sources: Sequence[str], limit: int
     ) -> list[dict[str, Any]]:
-        """Records of this child whose owner notifications went to one of `sources`, newest
-        first. The child's index (child_ref, at) finds them; the notices are read from the
-        record itself, the hash-chained body, not from a copy."""
-        if not sources:
+        """Records of this child (by any of its pseudonyms) whose owner notifications went to
+        one of `sources`, newest first. The child's index (child_ref, at) finds them; the
+        notices are read from the record itself, the hash-chained body, not from a copy."""
+        if not sources or not child_refs:
             return []
         with self._reader.connection() as conn:
-            rows = conn.execute(NOTIFIED_RECORDS, (child_ref, list(sources), limit)).fetchall()
+            params = (list(child_refs), list(sources), limit)
+            rows = conn.execute(NOTIFIED_RECORDS, params).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def alerts(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 
 from gateway.config import Mode, Settings
 from gateway.types import LookupQuery
@@ -37,22 +38,39 @@ def audit_key(settings: Settings, *, create: bool = True) -> bytes:
     return path.read_text().strip().encode()
 
 
+def previous_audit_keys(settings: Settings) -> tuple[bytes, ...]:
+    """The pseudonymisation keys retired by rotations (CHILDLOOKUP_AUDIT_PREVIOUS_KEYS), newest
+    first: they find earlier records, and check a log's MAC'd checkpoints made under them."""
+    return tuple(key.encode() for key in settings.audit_previous_keys)
+
+
 def derive_key(master: bytes, purpose: str) -> bytes:
     """A key for one purpose, so the pseudonym key and the checkpoint key never coincide."""
     return hmac.new(master, f"childlookup:{purpose}".encode(), hashlib.sha256).digest()
 
 
 class Pseudonymiser:
-    """Keyed HMAC-SHA256 of identifiers: stable for one key, meaningless without it."""
+    """Keyed HMAC-SHA256 of identifiers: stable for one key, meaningless without it.
 
-    def __init__(self, key: bytes) -> None:
-        if len(key) < 32:
-            raise ValueError("the pseudonymisation key must be at least 32 bytes")
+    After a rotation, records are written under the new key, and the keys retired (`previous`,
+    CHILDLOOKUP_AUDIT_PREVIOUS_KEYS) only find a child's earlier accesses (`refs`): an auditor's
+    trail and an owner's history span the rotation."""
+
+    def __init__(self, key: bytes, previous: Sequence[bytes] = ()) -> None:
+        for each in (key, *previous):
+            if len(each) < 32:
+                raise ValueError("a pseudonymisation key must be at least 32 bytes")
         self._key = key
+        self._previous = tuple(previous)
 
     def ref(self, kind: str, value: str) -> str:
-        digest = hmac.new(self._key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
-        return f"{kind}:{digest[:32]}"
+        """The pseudonym a record is written under now."""
+        return _ref(self._key, kind, value)
+
+    def refs(self, kind: str, value: str) -> tuple[str, ...]:
+        """Every pseudonym the log may name this identifier by: the current key's, then each
+        previous key's."""
+        return tuple(_ref(key, kind, value) for key in (self._key, *self._previous))
 
     def child_ref(self, query: LookupQuery) -> str:
         """The pseudonym a lookup is counted and audited under: keyed on its one identifier, or
@@ -63,3 +81,8 @@ class Pseudonymiser:
             return self.ref("upn", query.upn)
         assert query.demographics is not None
         return self.ref("demographics", query.demographics.model_dump_json())
+
+
+def _ref(key: bytes, kind: str, value: str) -> str:
+    digest = hmac.new(key, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+    return f"{kind}:{digest[:32]}"

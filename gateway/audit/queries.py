@@ -8,23 +8,22 @@ from typing import Final
 
 
 def records_query(
-    *, child_ref: str | None, subject: str | None, since: object | None, limit: int
+    *, child_refs: Sequence[str], subject: str | None, since: object | None, limit: int
 ) -> tuple[str, Sequence[object]]:
-    """`SELECT body ...` with `%s` placeholders and its parameters, oldest first; `since` is given
+    """`SELECT body ...` with `%s` placeholders and its parameters, oldest first; a child by any
+    of its pseudonyms (`child_refs`: one per audit key, current and previous); `since` is given
     in the form the store's driver compares times in."""
-    conditions = [
-        (column, value)
-        for column, value in (
-            ("child_ref = %s", child_ref),
-            ("subject = %s", subject),
-            ("at >= %s", since),
-        )
-        if value is not None
-    ]
+    conditions: list[tuple[str, Sequence[object]]] = []
+    if child_refs:
+        conditions.append((f"child_ref IN ({', '.join(['%s'] * len(child_refs))})", child_refs))
+    for column, value in (("subject = %s", subject), ("at >= %s", since)):
+        if value is not None:
+            conditions.append((column, (value,)))
     statement = "SELECT body FROM audit_log"
     if conditions:
         statement += " WHERE " + " AND ".join(column for column, _ in conditions)
-    return statement + " ORDER BY seq LIMIT %s", (*(value for _, value in conditions), limit)
+    params = [value for _, values in conditions for value in values]
+    return statement + " ORDER BY seq LIMIT %s", (*params, limit)
 
 
 # --- archiving ------------------------------------------------------------------------------------

@@ -161,12 +161,13 @@ archived segments (`audit_archive`, gateway.audit.archive), a table the schema s
 
 
 NOTIFIED_RECORDS = (
-    "SELECT body FROM audit_log WHERE child_ref = ?"
+    "SELECT body FROM audit_log WHERE child_ref IN ({children})"
     " AND EXISTS (SELECT 1 FROM json_each(body, '$.notified')"
-    " WHERE json_extract(value, '$.source') IN (?))"
+    " WHERE json_extract(value, '$.source') IN ({sources}))"
     " ORDER BY at DESC, seq DESC LIMIT ?"
 )
-"""A child's records notified to some sources, newest first; `IN (?)` takes one mark per source."""
+"""A child's records notified to some sources, newest first; `{children}` and `{sources}` take one
+mark each per pseudonym and per source."""
 
 
 def _add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -538,14 +539,15 @@ class SqliteAuditStore:
     def records(
         self,
         *,
-        child_ref: str | None = None,
+        child_refs: Sequence[str] = (),
         subject: str | None = None,
         since: datetime | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        """Read back records, oldest first, optionally for one child, one user, or since a time."""
+        """Read back records, oldest first, optionally for one child (by any of its pseudonyms),
+        one user, or since a time."""
         statement, params = records_query(
-            child_ref=child_ref,
+            child_refs=child_refs,
             subject=subject,
             since=since.isoformat() if since else None,
             limit=limit,
@@ -555,18 +557,19 @@ class SqliteAuditStore:
         return [json.loads(body) for (body,) in rows]
 
     def notified_records(
-        self, child_ref: str, sources: Sequence[str], limit: int
+        self, child_refs: Sequence[str], sources: Sequence[str], limit: int
     ) -> list[dict[str, Any]]:
-        """Records of this child whose owner notifications went to one of `sources`, newest
-        first. The child's index (child_ref, at, and the rowid seq) finds and orders them; the
-        notices are read from the record itself, the hash-chained body, not from a copy."""
-        if not sources:
+        """Records of this child (by any of its pseudonyms) whose owner notifications went to
+        one of `sources`, newest first. The child's index (child_ref, at, and the rowid seq)
+        finds and orders them; the notices are read from the record itself, the hash-chained
+        body, not from a copy."""
+        if not sources or not child_refs:
             return []
+        statement = NOTIFIED_RECORDS.format(
+            children=", ".join("?" * len(child_refs)), sources=", ".join("?" * len(sources))
+        )
         with self._lock:
-            rows = self._conn.execute(
-                NOTIFIED_RECORDS.replace("(?)", "(" + ", ".join("?" * len(sources)) + ")"),
-                (child_ref, *sources, limit),
-            ).fetchall()
+            rows = self._conn.execute(statement, (*child_refs, *sources, limit)).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def alerts(

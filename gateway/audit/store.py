@@ -25,7 +25,7 @@ from gateway.audit.checkpoints import (
 from gateway.audit.migrations import require_current
 from gateway.audit.outbox import Outbox, OutboxMessage
 from gateway.audit.postgres import PostgresAuditStore, PostgresOutbox
-from gateway.audit.pseudonyms import audit_key, derive_key
+from gateway.audit.pseudonyms import audit_key, derive_key, previous_audit_keys
 from gateway.audit.segments import ArchivedSegment, SegmentRows
 from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
 from gateway.audit.types import AuditRecord
@@ -67,19 +67,20 @@ class AuditStore(Protocol):
     def records(
         self,
         *,
-        child_ref: str | None = None,
+        child_refs: Sequence[str] = (),
         subject: str | None = None,
         since: datetime | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        """Records oldest first, optionally for one child, one user, or since a time."""
+        """Records oldest first, optionally for one child (by any of its pseudonyms, one per
+        audit key), one user, or since a time."""
         ...
 
     def notified_records(
-        self, child_ref: str, sources: Sequence[str], limit: int
+        self, child_refs: Sequence[str], sources: Sequence[str], limit: int
     ) -> list[dict[str, Any]]:
-        """Records of this child whose owner notifications went to one of `sources`, newest
-        first: what those agencies were told of (gateway.audit.history)."""
+        """Records of this child (by any of its pseudonyms) whose owner notifications went to
+        one of `sources`, newest first: what those agencies were told of (gateway.audit.history)."""
         ...
 
     def alerts(
@@ -174,7 +175,7 @@ def checkpoint_keys(settings: Settings, *, create: bool) -> CheckpointKeys:
             ensure_checkpoint_key(private_path)
         private = load_private_key(private_path)
         also = load_public_keys(configured) if configured is not None else []
-        keys = CheckpointKeys.signing_with(private, also, _legacy_mac(settings, create=True))
+        keys = CheckpointKeys.signing_with(private, also, _legacy_macs(settings, create=True))
         if configured is not None and key_id(private.public_key()) not in map(key_id, also):
             raise ValueError(
                 f"{configured} does not hold the public key of the audit checkpoint key"
@@ -192,11 +193,14 @@ def checkpoint_keys(settings: Settings, *, create: bool) -> CheckpointKeys:
             " CHILDLOOKUP_AUDIT_CHECKPOINT_PUBLIC_KEYS_FILE, or CHILDLOOKUP_STATE_DIR (or"
             " --state-dir) to the gateway's state directory"
         )
-    return CheckpointKeys.verifying_with(public, _legacy_mac(settings, create=False))
+    return CheckpointKeys.verifying_with(public, _legacy_macs(settings, create=False))
 
 
-def _legacy_mac(settings: Settings, *, create: bool) -> bytes | None:
-    try:
-        return derive_key(audit_key(settings, create=create), "audit-checkpoint")
-    except ValueError:
-        return None
+def _legacy_macs(settings: Settings, *, create: bool) -> tuple[bytes, ...]:
+    """The keys MAC'd checkpoints were made with: from the audit key, or a key it replaced."""
+    current: tuple[bytes, ...] = ()
+    with contextlib.suppress(ValueError):  # reading with only the public keys
+        current = (audit_key(settings, create=create),)
+    return tuple(
+        derive_key(k, "audit-checkpoint") for k in (*current, *previous_audit_keys(settings))
+    )

@@ -40,12 +40,12 @@ class AuditTrail:
     ) -> list[dict[str, Any]]:
         """Every recorded access to this child, oldest first; refused to anyone not an auditor."""
         self._check_auditor(caller)
-        child_ref = self._pseudonymiser.ref("nhs", nhs_number)
+        child_refs = self._pseudonymiser.refs("nhs", nhs_number)
         records = await asyncio.to_thread(
-            self._audit.records, child_ref=child_ref, since=since, limit=limit
+            self._audit.records, child_refs=child_refs, since=since, limit=limit
         )
         await record_review(
-            self._audit, caller, AUDIT_REVIEW, "AUDIT_TRAIL_VIEWED", child_ref=child_ref
+            self._audit, caller, AUDIT_REVIEW, "AUDIT_TRAIL_VIEWED", child_ref=child_refs[0]
         )
         return records
 

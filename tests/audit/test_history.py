@@ -93,23 +93,22 @@ async def test_the_store_finds_a_childs_records_notified_to_a_source_newest_firs
     await store.append(notified("other-child", 4, plan_notice(), child_ref=OTHER_CHILD))
     await store.append(notified("new", 5, plan_notice("health"), plan_notice()))
 
-    found = store.notified_records(CHILD, ["social_care"], 10)
+    found = store.notified_records([CHILD], ["social_care"], 10)
 
     assert [r["audit_id"] for r in found] == ["new", "old"]
-    assert [r["audit_id"] for r in store.notified_records(CHILD, ["health"], 10)] == [
+    assert [r["audit_id"] for r in store.notified_records([CHILD], ["health"], 10)] == [
         "new",
         "health-only",
     ]
-    assert [r["audit_id"] for r in store.notified_records(CHILD, ["social_care"], 1)] == ["new"]
-    assert store.notified_records(CHILD, [], 10) == []
+    assert [r["audit_id"] for r in store.notified_records([CHILD], ["social_care"], 1)] == ["new"]
+    assert store.notified_records([CHILD], [], 10) == []
 
 
 def test_sqlite_answers_from_the_childs_index(tmp_path):
     SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY).close()
     conn = sqlite3.connect(tmp_path / "audit.sqlite3")
-    plan = conn.execute(
-        "EXPLAIN QUERY PLAN " + SQLITE_NOTIFIED, (CHILD, "social_care", 25)
-    ).fetchall()
+    statement = SQLITE_NOTIFIED.format(children="?", sources="?")  # one audit key, one source
+    plan = conn.execute("EXPLAIN QUERY PLAN " + statement, (CHILD, "social_care", 25)).fetchall()
     conn.close()
     details = " ".join(row[-1] for row in plan)
     assert "USING INDEX audit_log_child" in details
@@ -121,7 +120,7 @@ def test_postgres_answers_from_the_childs_index(postgres_schema):
     upgrade_schema(url, schema)
     with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute("SET enable_seqscan = off")  # as on a log too large to read whole
-        plan = conn.execute("EXPLAIN " + POSTGRES_NOTIFIED, (CHILD, ["social_care"], 25))
+        plan = conn.execute("EXPLAIN " + POSTGRES_NOTIFIED, ([CHILD], ["social_care"], 25))
         assert "audit_log_child" in " ".join(row[0] for row in plan.fetchall())
 
 
@@ -205,7 +204,9 @@ async def test_reading_is_audited_as_an_owner_review_that_notifies_no_one(store)
     await history.for_child(LEEDS, NHS, limit=25)
     seen = await history.for_child(LEEDS, NHS, limit=25)
 
-    reviews = [r for r in store.records(child_ref=CHILD) if r["access"]["purpose"] == OWNER_REVIEW]
+    reviews = [
+        r for r in store.records(child_refs=[CHILD]) if r["access"]["purpose"] == OWNER_REVIEW
+    ]
     assert len(reviews) == 2
     assert {r["outcome"] for r in reviews} == {ACCESS_HISTORY_VIEWED}
     assert reviews[0]["access"]["organisation"] == "LA-LEEDS"

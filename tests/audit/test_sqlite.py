@@ -1,6 +1,7 @@
 """What only the SQLite store does: bring a log written by an older gateway up to date in place
 (PostgreSQL's schema changes go through alembic revisions instead, see test_postgres)."""
 
+import dataclasses
 import os
 import sqlite3
 import threading
@@ -99,6 +100,31 @@ async def test_a_log_from_before_whole_row_hashes_verifies_under_each_rule_up_to
     store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
     assert store.verify().first_bad_seq == 3
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("macs", "problem"),
+    [((b"rotated-in" * 4, b"c" * 32), None), ((b"rotated-in" * 4,), "MAC is wrong")],
+    ids=["retired key kept", "retired key dropped"],
+)
+def test_mac_d_checkpoints_made_under_a_retired_audit_key_verify_while_it_is_kept(
+    tmp_path, macs, problem
+):
+    path = tmp_path / "audit.sqlite3"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.executescript(LEGACY_LOG)
+    rows, checkpoint = legacy_log(3, checkpoint_at=2)  # MAC'd with CHECKPOINT_KEY's b"c" * 32
+    raw.executemany(LEGACY_INSERT, rows)
+    raw.execute(
+        "INSERT INTO audit_checkpoint (seq, hash, at, mac) VALUES (?, ?, 'then', ?)", checkpoint
+    )
+    raw.close()
+    keys = dataclasses.replace(CHECKPOINT_KEY, legacy_macs=macs)
+    store = SqliteAuditStore(path, checkpoint_key=keys)
+    report = store.verify()
+    store.close()
+    assert report.ok is (problem is None)
+    assert problem is None or problem in (report.problem or "")
 
 
 LEGACY_LOG = """

@@ -23,7 +23,7 @@ async def test_appended_records_read_back_in_order_and_by_child(store):
     await store.append(audit_record("a2", child_ref=other))
     await store.append(audit_record("a3"))
     assert [r["audit_id"] for r in store.records()] == ["a1", "a2", "a3"]
-    mine = store.records(child_ref=Pseudonymiser(AUDIT_KEY).ref("nhs", NHS))
+    mine = store.records(child_refs=[Pseudonymiser(AUDIT_KEY).ref("nhs", NHS)])
     assert [r["audit_id"] for r in mine] == ["a1", "a3"]
     assert mine[0]["withheld"] == [{"source": "health", "field": "address", "reason": "SHIELDED"}]
 
