@@ -43,10 +43,12 @@ from connectors.trust import (
     AnswerSigner,
     RequestVerifier,
     StaticKey,
+    TrustError,
     ensure_key_pair,
     load_public_key,
 )
-from gateway.config import ClientTls, ServerTls
+from gateway.audit import configured_witnesses
+from gateway.config import ClientTls, ServerTls, WitnessConfig
 from gateway.demo import reference_source
 from gateway.signing import DEV_KEY_FILE, DEV_PUBLIC_KEY_FILE
 from gateway.tls import TlsError, client_context, connector_client_context, server_context
@@ -399,6 +401,35 @@ def test_a_connector_requiring_client_certificates_serves_its_answer_keys_to_the
             httpx.get(jwks, verify=client_context(ClientTls(ca_file=pki.ca.ca_file)))
     assert {s["source"]: s["status"] for s in lookup["sources"]} == {"health": "ANSWERED"}
     assert lookup["child"]["name"]["given"] == "Amelia"
+
+
+def test_a_witness_behind_mutual_tls_has_its_receipts_checked_with_keys_fetched_through_it(
+    pki, tmp_path
+):
+    """A witness configured with `answer_jwks_url` (`[[witnesses]]`) serves its keys behind the
+    same TLS as its checkpoints: the gateway fetches them over CHILDLOOKUP_CONNECTOR_TLS."""
+    private, _ = connector_key(tmp_path, "ig-witness")
+    signer = AnswerSigner.from_pem_file(private)
+    app = create_reference_app("health", _records(tmp_path, "health"), signer=signer)
+    tls = server_context(ServerTls(**_files(pki.connector), client_ca_file=pki.ca.ca_file))
+    receipt = b'{"witnessed": 42}'
+    signature = signer.sign(receipt, source="ig-witness")
+
+    def checks(connector_tls: ssl.SSLContext | None) -> bool:
+        config = WitnessConfig(name="ig-witness", url=url, answer_jwks_url=url + JWKS_PATH)
+        (witness,) = configured_witnesses("childlookup-gateway", [], [config], {}, connector_tls)
+        assert witness.verifier is not None
+        try:
+            run(witness.verifier.verify(signature, receipt, source="ig-witness"))
+        except TrustError:
+            return False
+        return True
+
+    with _connectors(tmp_path, {"health": tls}, {"health": app}) as urls:
+        url = urls["health"]
+        federation = ClientTls(ca_file=pki.ca.ca_file, **_files(pki.gateway_client))
+        assert checks(connector_client_context(federation, []))
+        assert not checks(None)  # the public CAs, no client certificate: no keys
 
 
 def test_cli_connectors_take_the_gateways_keys_from_its_federation_certified_https(pki, tmp_path):
