@@ -133,7 +133,7 @@ class ReloadingContext(ssl.SSLContext):
         self._seen = _stamp(files)
         self._current = self._load()
         self._lock = threading.Lock()
-        self._held: dict[object, _Held] = {}
+        self._held: dict[object, _OpenConnection] = {}
         if every_s > 0:
             threading.Thread(
                 target=_watch, args=(weakref.ref(self), every_s), name="tls-reload", daemon=True
@@ -203,7 +203,7 @@ class ReloadingContext(ssl.SSLContext):
         (`stale`), and the caller decides: the reload that made it stale did not see it."""
         key = object()
         with self._lock:
-            self._held[key] = _Held(made_with, close, loop)
+            self._held[key] = _OpenConnection(made_with, close, loop)
             stale = made_with is not self._current
 
         def let_go() -> None:
@@ -232,7 +232,7 @@ class Held:
 
 
 @dataclass(frozen=True)
-class _Held:
+class _OpenConnection:
     """A connection a server holds open, and how to close it from the reloading thread."""
 
     made_with: ssl.SSLContext
