@@ -31,8 +31,9 @@ from connectors.tls import Held, ReloadingContext
 
 T = TypeVar("T")
 
-STRADDLED_GRACE_S = 1.0
-"""How long a connection whose TLS handshake straddled a reload has to send its one request."""
+LAST_CALL_S = 1.0
+"""How long a connection made under TLS files since replaced, and idle, has to send one last
+request (answered with `Connection: close`) before it is closed."""
 
 
 class _QuietServer(uvicorn.Server):
@@ -87,13 +88,14 @@ class ServedApp:
 
 class ReloadAwareHttp(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol, its connections held by the server's `ReloadingContext`: once
-    new TLS files are taken up, a connection made under the old ones is shut down as uvicorn
-    shuts down on exit (idle at once, busy once its answer is sent), so that a client whose
-    certificate a new revocation list names cannot go on over a connection it already held.
-    A connection whose handshake straddled the reload answers one request, if it sends it within
-    `STRADDLED_GRACE_S`, and then closes: its client connected a moment before the reload and
-    is told to connect again, not cut off mid-request. Plain connections, and contexts that never
-    reload, are served as uvicorn serves them."""
+    new TLS files are taken up, a connection made under the old ones is retired, so that a client
+    whose certificate a new revocation list names cannot go on over a connection it already held.
+    A busy connection closes once its answer is sent (`Connection: close`). An idle one answers
+    one last request if it comes within `LAST_CALL_S`, then closes, or closes when that time is
+    up: closed at once, a request its client sent in that instant would be lost, and HTTP clients
+    do not all send it again (httpx, for one: about one failed request a reload with clients
+    busy). So does a connection whose handshake straddled the reload, which the reload did not
+    see. Plain connections, and contexts that never reload, are served as uvicorn serves them."""
 
     _held: Held | None = None
     _last_call: asyncio.TimerHandle | None = None
@@ -103,16 +105,22 @@ class ReloadAwareHttp(HttpToolsProtocol):
         context = transport.get_extra_info("sslcontext")
         ssl_object = transport.get_extra_info("ssl_object")
         if isinstance(context, ReloadingContext) and ssl_object is not None:
-            self._held = context.hold(ssl_object.context, self.shutdown, self.loop)
+            self._held = context.hold(ssl_object.context, self._retire, self.loop)
             if self._held.stale:
-                self._last_call = self.loop.call_later(STRADDLED_GRACE_S, self.shutdown)
+                self._retire()
+
+    def _retire(self) -> None:
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.keep_alive = False  # busy: answered with `Connection: close`, then closed
+        elif self._last_call is None and not self.transport.is_closing():
+            self._last_call = self.loop.call_later(LAST_CALL_S, self.shutdown)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         if self._last_call is not None and self.cycle is not None:
             self._last_call.cancel()
             self._last_call = None
-            self.cycle.keep_alive = False  # answered with `Connection: close`, then closed
+            self.cycle.keep_alive = False  # its last request: answered, then closed
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._held is not None:

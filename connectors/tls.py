@@ -100,15 +100,16 @@ class ReloadingContext(ssl.SSLContext):
     A thread looks at the files (`os.stat`: time, size, inode, so a renamed-in or re-linked file
     counts) every `every_s` seconds. When they changed, they are checked and loaded as at
     start-up, into a new context that every handshake from then on uses. A connection a server
-    `hold`s is closed once it is not under the files in use - idle at once, busy after its answer
-    - so its client connects again and is checked against them: a certificate the new list
-    revokes, or a CA no longer trusted, is then refused on the connection it held open too, not
-    only on new ones. Files that cannot be used (a certificate written before its key, say) leave
-    the running context in place and are logged (`tls_reload_failed`, with what is wrong); they
-    are tried again when they change again, and `on_refused` is called with the error. Each load
-    calls `on_load` with the moment the loaded files stop working (`TlsFiles.load`) and logs it
-    (`tls_valid_until`, with the files' first path, the certificate's), for an alert in time; a
-    load that closes connections logs how many (`tls_connections_closed`).
+    `hold`s is retired once it is not under the files in use (closed after its answer: see
+    connectors.serving.ReloadAwareHttp), so its client connects again and is checked against
+    them: a certificate the new list revokes, or a CA no longer trusted, is then refused on the
+    connection it held open too, not only on new ones. Files that cannot be used (a certificate
+    written before its key, say) leave the running context in place and are logged
+    (`tls_reload_failed`, with what is wrong); they are tried again when they change again, and
+    `on_refused` is called with the error. Each load calls `on_load` with the moment the loaded
+    files stop working (`TlsFiles.load`) and logs it (`tls_valid_until`, with the files' first
+    path, the certificate's), for an alert in time; a load that retires connections logs how
+    many (`tls_connections_closed`).
 
     asyncio and uvloop make every TLS connection through the context's `wrap_bio` (blocking
     servers through `wrap_socket`): those two are passed on to the context in use; its other
@@ -189,21 +190,21 @@ class ReloadingContext(ssl.SSLContext):
             self._current = loaded
             stale = [held for held in self._held.values() if held.made_with is not loaded]
         for held in stale:
-            held.close_soon()
+            held.retire_soon()
         if stale:
             log_event(_logger, logging.INFO, "tls_connections_closed", count=len(stale))
         return True
 
     def hold(
-        self, made_with: ssl.SSLContext, close: Callable[[], None], loop: asyncio.AbstractEventLoop
+        self, made_with: ssl.SSLContext, retire: Callable[[], None], loop: asyncio.AbstractEventLoop
     ) -> Held:
-        """Have `close` called on `loop` once new files are taken up, for the connection whose
+        """Have `retire` called on `loop` once new files are taken up, for the connection whose
         handshake used `made_with`. If that is already not the context in use - the handshake
         began before new files were taken up and ended after - the returned `Held` says so
         (`stale`), and the caller decides: the reload that made it stale did not see it."""
         key = object()
         with self._lock:
-            self._held[key] = _OpenConnection(made_with, close, loop)
+            self._held[key] = _OpenConnection(made_with, retire, loop)
             stale = made_with is not self._current
 
         def let_go() -> None:
@@ -233,15 +234,15 @@ class Held:
 
 @dataclass(frozen=True)
 class _OpenConnection:
-    """A connection a server holds open, and how to close it from the reloading thread."""
+    """A connection a server holds open, and how to retire it from the reloading thread."""
 
     made_with: ssl.SSLContext
-    close: Callable[[], None]
+    retire: Callable[[], None]
     loop: asyncio.AbstractEventLoop
 
-    def close_soon(self) -> None:
+    def retire_soon(self) -> None:
         with contextlib.suppress(RuntimeError):  # its loop has stopped: closed already
-            self.loop.call_soon_threadsafe(self.close)
+            self.loop.call_soon_threadsafe(self.retire)
 
 
 def _watch(context: weakref.ref[ReloadingContext], every_s: float) -> None:

@@ -640,6 +640,20 @@ def test_a_new_revocation_list_closes_the_connection_a_revoked_client_holds_open
     assert closed["context"]["count"] == 2
 
 
+def test_an_idle_connection_retired_by_a_reload_answers_a_last_request_then_closes(pki, renewable):
+    """A request its client sends just as new files are taken up is answered, with `Connection:
+    close`, not lost to a connection closed under it."""
+    app = create_reference_app("health", _records(pki.dir, "health"))
+    tls = ReloadingContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
+    with BackgroundServer(app, tls=tls) as server:
+        idle = _held_open(server.url, _plain_client(pki))
+        _put(pki.ca.issue("renewed-under-an-idle-connection", SERVER), renewable)
+        assert tls.reload_if_changed()
+        idle.request("GET", "/healthz")
+        answer = idle.getresponse()
+        assert (answer.status, answer.getheader("connection")) == (200, "close")
+
+
 def test_a_connection_busy_when_new_files_are_taken_up_gets_its_answer_then_closes(pki, renewable):
     inside, finish = threading.Event(), threading.Event()
 
