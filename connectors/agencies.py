@@ -23,6 +23,7 @@ import json
 import logging
 import re
 import resource
+import ssl
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -293,11 +294,13 @@ def locator_publication(
     locator_id: str = DEFAULT_LOCATOR_ID,
     concurrency: int = 8,
     interval_s: float = 300.0,
+    tls: ssl.SSLContext | None = None,
 ) -> Publication:
     """Each agency's records synced to the locator by the SDK's `LocatorPublisher`, signed with
     the agency's own key, over one HTTP client shared by all (the identity sources, asked on
-    every lookup, publish nothing)."""
-    client = httpx.AsyncClient(timeout=30.0)
+    every lookup, publish nothing); an https locator is trusted by `tls` (default: the public
+    CAs)."""
+    client = httpx.AsyncClient(timeout=30.0, verify=True if tls is None else tls)
     jobs = {
         agency.name: functools.partial(
             LocatorPublisher(

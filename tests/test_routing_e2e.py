@@ -38,12 +38,14 @@ from connectors.protocol import (
 )
 from connectors.serving import BackgroundServer, bind_socket, free_port, socket_url
 from connectors.trust import JWKS_PATH
-from gateway.config import Asked, SourceConfig
+from gateway.config import Asked, ClientTls, ServerTls, SourceConfig
 from gateway.demo import reference_source
+from gateway.tls import client_context, server_context
 from locator.app import app_from_settings
 from locator.settings import Settings as LocatorSettings
 from tests.factories import health_record, school_record, social_care_record
 from tests.stack import Stack, reference_apps, running_gateway, serving
+from tests.test_mtls import SERVER, Authority
 
 AMELIA_NHS = "9434765919"
 AMELIA_UPN = "H801200001001"
@@ -186,7 +188,11 @@ class Recorded:
 
 
 @contextlib.contextmanager
-def national(tmp: Path, *, locator_up: bool = True) -> Iterator[tuple[Stack, Recorded]]:
+def national(
+    tmp: Path, *, locator_up: bool = True, federation: Authority | None = None
+) -> Iterator[tuple[Stack, Recorded]]:
+    """The national stack; with `federation`, the locator serves https with a certificate from
+    that CA, which the gateway and the publishers trust."""
     keys_file = tmp / "pseudonym-keys.json"
     keys = [new_pseudonym_key("k1")]
     write_pseudonym_keys(keys_file, keys)
@@ -215,8 +221,20 @@ def national(tmp: Path, *, locator_up: bool = True) -> Iterator[tuple[Stack, Rec
                 )
             )
         )
-        locator_url = stack.enter_context(BackgroundServer(locator)).url
-        publication = locator_publication(hosted, locator_url=locator_url, pseudonym_keys=keys)
+        locator_tls = trusted = None
+        if federation is not None:
+            certified = federation.issue("locator", SERVER)
+            locator_tls = server_context(
+                ServerTls(cert_file=certified.cert, key_file=certified.key)
+            )
+            trusted = ClientTls(ca_file=federation.ca_file)
+        locator_url = stack.enter_context(BackgroundServer(locator, tls=locator_tls)).url
+        publication = locator_publication(
+            hosted,
+            locator_url=locator_url,
+            pseudonym_keys=keys,
+            tls=None if trusted is None else client_context(trusted),
+        )
         asyncio.run(publication.round())
         assert publication.status()["failing"] == 0
         identity = stack.enter_context(serving(reference_apps(tmp, _identity_records())))
@@ -243,6 +261,7 @@ def national(tmp: Path, *, locator_up: bool = True) -> Iterator[tuple[Stack, Rec
                 locator_url=url,
                 pseudonym_keys_file=keys_file,
                 postcode_districts=DISTRICTS,
+                **({} if trusted is None else {"connector_tls": trusted}),
             )
         )
         yield gateway, locator
@@ -350,6 +369,19 @@ def test_the_locator_is_asked_with_pseudonyms_only(stack):
             text = text.replace(value, "")
         for personal in (AMELIA_NHS, AMELIA_UPN, "Amelia", "Hart", "2019-03-04", "LS6"):
             assert personal.lower() not in text.lower()
+
+
+def test_a_locator_certified_by_the_federations_ca_is_asked_and_its_answers_trusted(tmp_path):
+    """Reached over CHILDLOOKUP_CONNECTOR_TLS like any party, its answer keys fetched the same
+    way: the public CAs would refuse its certificate, and every answer with it."""
+    with national(tmp_path, federation=Authority(tmp_path, "federation")) as (gateway, locator):
+        child = _lookup(gateway, {"nhsNumber": AMELIA_NHS})
+
+    sources = _sources(child)
+    assert gateway.url.startswith("http://")  # only the locator is https here
+    assert sources["locator"]["status"] == "ANSWERED"
+    assert sources["la_e0800002"]["askedBecause"] == ["LOCATED"]
+    assert any(path == LOCATE_PATH for path, _ in locator.requests)
 
 
 def test_a_down_locator_makes_the_answer_incomplete(tmp_path):
