@@ -84,7 +84,7 @@ def _tls_check(args: argparse.Namespace) -> int:
     files = tls_files(args)
     if files is None:
         raise ValueError("name the files to check: --tls-cert and --tls-key at least")
-    _, until = files.load()
+    until = files.load().until
     print(f"usable: {', '.join(str(path) for path in files.paths())}; until {until.isoformat()}")
     return 0
 

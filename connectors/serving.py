@@ -27,7 +27,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from connectors.tls import Held, ReloadingContext
+from connectors.tls import Held, ReloadingContext, Verdict
 
 T = TypeVar("T")
 
@@ -87,15 +87,20 @@ class ServedApp:
 
 
 class ReloadAwareHttp(HttpToolsProtocol):
-    """uvicorn's HTTP/1.1 protocol, its connections held by the server's `ReloadingContext`: once
-    new TLS files are taken up, a connection made under the old ones is retired, so that a client
-    whose certificate a new revocation list names cannot go on over a connection it already held.
-    A busy connection closes once its answer is sent (`Connection: close`). An idle one answers
-    one last request if it comes within `LAST_CALL_S`, then closes, or closes when that time is
-    up: closed at once, a request its client sent in that instant would be lost, and HTTP clients
-    do not all send it again (httpx, for one: about one failed request a reload with clients
-    busy). So does a connection whose handshake straddled the reload, which the reload did not
-    see. Plain connections, and contexts that never reload, are served as uvicorn serves them."""
+    """uvicorn's HTTP/1.1 protocol, its connections held by the server's `ReloadingContext`: when
+    new TLS files are taken up, each connection is judged against them (`connectors.tls.Verdict`),
+    so that a client whose certificate a new revocation list names cannot go on over a connection
+    it already held, while the others keep theirs.
+    - Refused: a busy connection closes once its answer is sent (`Connection: close`: the request
+      came before the new files did); an idle one closes at once.
+    - Unsure (its client CAs changed): a busy connection closes the same way; an idle one answers
+      one last request if it comes within `LAST_CALL_S`, then closes, or closes when that time is
+      up. Closed at once, a request its client sent in that instant would be lost, and HTTP
+      clients do not all send it again (httpx, for one: about one failed request a reload with
+      clients busy).
+    A connection whose handshake straddled the reload, which the reload did not see, is judged
+    when it opens. Plain connections, and contexts that never reload, are served as uvicorn
+    serves them."""
 
     _held: Held | None = None
     _last_call: asyncio.TimerHandle | None = None
@@ -105,13 +110,16 @@ class ReloadAwareHttp(HttpToolsProtocol):
         context = transport.get_extra_info("sslcontext")
         ssl_object = transport.get_extra_info("ssl_object")
         if isinstance(context, ReloadingContext) and ssl_object is not None:
-            self._held = context.hold(ssl_object.context, self._retire, self.loop)
-            if self._held.stale:
-                self._retire()
+            peer = ssl_object.getpeercert(binary_form=True)
+            self._held = context.hold(ssl_object.context, peer, self._retire, self.loop)
+            if self._held.verdict is not Verdict.KEPT:
+                self._retire(at_once=self._held.verdict is Verdict.REFUSED)
 
-    def _retire(self) -> None:
+    def _retire(self, at_once: bool) -> None:
         if self.cycle is not None and not self.cycle.response_complete:
             self.cycle.keep_alive = False  # busy: answered with `Connection: close`, then closed
+        elif at_once:
+            self.shutdown()
         elif self._last_call is None and not self.transport.is_closing():
             self._last_call = self.loop.call_later(LAST_CALL_S, self.shutdown)
 

@@ -22,14 +22,15 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 
 from connectors.logs import log_event
 from connectors.pem import pem_blocks
@@ -51,10 +52,85 @@ class TlsFiles(Protocol):
         """The files, to be looked at for a change."""
         ...
 
-    def load(self) -> tuple[ssl.SSLContext, datetime]:
-        """A context from the files, checked, and the moment it stops working; raises TlsError
-        naming the file and the fault."""
+    def load(self) -> Loaded:
+        """A context from the files, checked; raises TlsError naming the file and the fault."""
         ...
+
+
+class Verdict(Enum):
+    """What files newly taken up make of a client already connected under earlier ones."""
+
+    KEPT = "kept"
+    """They let it in as the earlier files did: its connection stays open."""
+    REFUSED = "refused"
+    """They refuse its certificate (revoked, or no current list from its CA), or it has none
+    where one is now asked for: its connection is closed."""
+    UNSURE = "unsure"
+    """They trust other CAs: only a new handshake can tell, so the connection is retired and its
+    client connects again."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Which clients a server's files let in, as far as judging a connection already open needs.
+
+    OpenSSL checks a client once, at the handshake. A server that took up new files - a renewed
+    certificate of its own, a CA's next revocation list - would otherwise have to close every
+    connection to be sure of its clients, and make each connect again, though mostly nothing
+    about them changed. Judged here from the certificate the client presented, a connection is
+    closed when its client is refused now and kept when its client is let in as before."""
+
+    anchors: frozenset[bytes] | None = None
+    """The client CAs' certificates (SHA-256 fingerprints); None: no client certificate asked."""
+    listed: frozenset[x509.Name] | None = None
+    """The CAs whose revocation lists are loaded; None: certificates are not checked against
+    lists. When they are, OpenSSL refuses a certificate from a CA with no list here."""
+    revoked: frozenset[tuple[x509.Name, int]] = frozenset()
+    """(issuer, serial number) of each certificate the lists name."""
+
+    @classmethod
+    def of(
+        cls,
+        authorities: Iterable[x509.Certificate],
+        lists: Iterable[x509.CertificateRevocationList] | None = None,
+    ) -> Admission:
+        """Client certificates chaining to `authorities`, checked against `lists` if given."""
+        anchors = frozenset(ca.fingerprint(hashes.SHA256()) for ca in authorities)
+        if lists is None:
+            return cls(anchors)
+        lists = list(lists)
+        return cls(
+            anchors,
+            frozenset(crl.issuer for crl in lists),
+            frozenset((crl.issuer, entry.serial_number) for crl in lists for entry in crl),
+        )
+
+    def judge(self, before: Admission, peer: bytes | None) -> Verdict:
+        """What these files, taking over from `before`'s, make of a client `before`'s let in,
+        which presented the certificate `peer` (DER; None if it presented none)."""
+        if self.anchors is not None:
+            if peer is None:
+                return Verdict.REFUSED
+            if self.listed is not None:
+                try:
+                    certificate = x509.load_der_x509_certificate(peer)
+                except ValueError:
+                    return Verdict.UNSURE
+                issuer = certificate.issuer
+                if issuer not in self.listed or (issuer, certificate.serial_number) in self.revoked:
+                    return Verdict.REFUSED
+        return Verdict.KEPT if self.anchors == before.anchors else Verdict.UNSURE
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A TLS context built from files, with what a reload needs to know of it."""
+
+    context: ssl.SSLContext
+    until: datetime
+    """When it stops working: its certificate expires, or a revocation list is due again."""
+    admission: Admission | None = None
+    """Which clients it lets in; None for a context that serves no clients (a client's own)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +146,7 @@ class ServerFiles:
     def paths(self) -> list[Path]:
         return [p for p in (self.cert, self.key, self.client_ca, self.client_crl) if p is not None]
 
-    def load(self) -> tuple[ssl.SSLContext, datetime]:
+    def load(self) -> Loaded:
         """A server context presenting the certificate (requiring client certificates from the
         client CA, if given, that its lists do not name), and when it stops working: the
         certificate's expiry, or a list's next update if sooner (OpenSSL then refuses every
@@ -78,19 +154,20 @@ class ServerFiles:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         until = load_identity(context, self.cert, self.key)
+        admission = Admission()
         if self.client_ca is not None:
             authorities = load_trust(context, self.client_ca)
             context.verify_mode = ssl.CERT_REQUIRED
+            lists = None
             if self.client_crl is not None:
-                next_update = load_revocations(
-                    context, self.client_crl, self.client_ca, authorities
-                )
-                until = min(until, next_update or until)
+                lists = load_revocations(context, self.client_crl, self.client_ca, authorities)
+                until = min(until, next_update(lists) or until)
+            admission = Admission.of(authorities, lists)
         elif self.client_crl is not None:
             raise TlsError(
                 f"CRL file {self.client_crl} is for client certificates: give their CA too"
             )
-        return context, until
+        return Loaded(context, until, admission)
 
 
 class ReloadingContext(ssl.SSLContext):
@@ -99,17 +176,18 @@ class ReloadingContext(ssl.SSLContext):
 
     A thread looks at the files (`os.stat`: time, size, inode, so a renamed-in or re-linked file
     counts) every `every_s` seconds. When they changed, they are checked and loaded as at
-    start-up, into a new context that every handshake from then on uses. A connection a server
-    `hold`s is retired once it is not under the files in use (closed after its answer: see
-    connectors.serving.ReloadAwareHttp), so its client connects again and is checked against
-    them: a certificate the new list revokes, or a CA no longer trusted, is then refused on the
-    connection it held open too, not only on new ones. Files that cannot be used (a certificate
-    written before its key, say) leave the running context in place and are logged
+    start-up, into a new context that every handshake from then on uses. Each connection a
+    server `hold`s is judged against them (`Admission.judge`, from the certificate its client
+    presented): one whose client the new files refuse - a certificate the new list revokes - is
+    closed, one whose client they may not trust - its CAs changed - is retired, so that its
+    client connects again and is checked, and the others stay open (see
+    connectors.serving.ReloadAwareHttp for how each is closed). Files that cannot be used (a
+    certificate written before its key, say) leave the running context in place and are logged
     (`tls_reload_failed`, with what is wrong); they are tried again when they change again, and
     `on_refused` is called with the error. Each load calls `on_load` with the moment the loaded
-    files stop working (`TlsFiles.load`) and logs it (`tls_valid_until`, with the files' first
-    path, the certificate's), for an alert in time; a load that retires connections logs how
-    many (`tls_connections_closed`).
+    files stop working (`Loaded.until`) and logs it (`tls_valid_until`, with the files' first
+    path, the certificate's), for an alert in time; a load that closes or retires connections
+    logs how many (`tls_connections_closed`: `count`, of which `refused`).
 
     asyncio and uvloop make every TLS connection through the context's `wrap_bio` (blocking
     servers through `wrap_socket`): those two are passed on to the context in use; its other
@@ -133,6 +211,7 @@ class ReloadingContext(ssl.SSLContext):
         self._on_refused = on_refused
         self._seen = _stamp(files)
         self._current = self._load()
+        self._previous: Loaded | None = None
         self._lock = threading.Lock()
         self._held: dict[object, _OpenConnection] = {}
         if every_s > 0:
@@ -143,7 +222,7 @@ class ReloadingContext(ssl.SSLContext):
     @property
     def current(self) -> ssl.SSLContext:
         """The context a handshake made now uses: another one once changed files are taken up."""
-        return self._current
+        return self._current.context
 
     def wrap_bio(
         self,
@@ -153,7 +232,8 @@ class ReloadingContext(ssl.SSLContext):
         server_hostname: str | bytes | None = None,
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLObject:
-        return self._current.wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+        current = self._current.context
+        return current.wrap_bio(incoming, outgoing, server_side, server_hostname, session)
 
     def wrap_socket(
         self,
@@ -164,7 +244,7 @@ class ReloadingContext(ssl.SSLContext):
         server_hostname: str | bytes | None = None,
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLSocket:
-        return self._current.wrap_socket(
+        return self._current.context.wrap_socket(
             sock,
             server_side,
             do_handshake_on_connect,
@@ -187,47 +267,71 @@ class ReloadingContext(ssl.SSLContext):
                 self._on_refused(error)
             return False
         with self._lock:
-            self._current = loaded
-            stale = [held for held in self._held.values() if held.made_with is not loaded]
-        for held in stale:
-            held.retire_soon()
-        if stale:
-            log_event(_logger, logging.INFO, "tls_connections_closed", count=len(stale))
+            self._previous, self._current = self._current, loaded
+            judged: list[tuple[_OpenConnection, Verdict]] = []
+            for key, held in self._held.items():
+                verdict = _judged(held.loaded, loaded, held.peer)
+                if verdict is Verdict.KEPT:
+                    self._held[key] = replace(held, loaded=loaded)
+                else:
+                    judged.append((held, verdict))
+        for held, verdict in judged:
+            held.retire_soon(at_once=verdict is Verdict.REFUSED)
+        if judged:
+            refused = sum(verdict is Verdict.REFUSED for _, verdict in judged)
+            log_event(
+                _logger, logging.INFO, "tls_connections_closed", count=len(judged), refused=refused
+            )
         return True
 
     def hold(
-        self, made_with: ssl.SSLContext, retire: Callable[[], None], loop: asyncio.AbstractEventLoop
+        self,
+        made_with: ssl.SSLContext,
+        peer: bytes | None,
+        retire: Callable[[bool], None],
+        loop: asyncio.AbstractEventLoop,
     ) -> Held:
-        """Have `retire` called on `loop` once new files are taken up, for the connection whose
-        handshake used `made_with`. If that is already not the context in use - the handshake
-        began before new files were taken up and ended after - the returned `Held` says so
-        (`stale`), and the caller decides: the reload that made it stale did not see it."""
+        """Have `retire` called on `loop` when files taken up later refuse the connection whose
+        handshake used `made_with` and whose client presented `peer` (DER), or may not trust it:
+        with True to close it now (refused), False to retire it. If `made_with` is already not
+        the context in use - the handshake began before new files were taken up and ended
+        after - the reload did not see it, and the returned `Held` gives its verdict for the
+        caller to act on."""
         key = object()
         with self._lock:
-            self._held[key] = _OpenConnection(made_with, retire, loop)
-            stale = made_with is not self._current
+            current = self._current
+            if made_with is current.context:
+                verdict = Verdict.KEPT
+            else:
+                previous = self._previous
+                if previous is not None and made_with is not previous.context:
+                    previous = None  # older still: more than one reload during its handshake
+                verdict = _judged(previous, current, peer)
+            self._held[key] = _OpenConnection(current, peer, retire, loop)
 
         def let_go() -> None:
             with self._lock:
                 self._held.pop(key, None)
 
-        return Held(stale, let_go)
+        return Held(verdict, let_go)
 
-    def _load(self) -> ssl.SSLContext:
-        context, until = self._files.load()
+    def _load(self) -> Loaded:
+        loaded = self._files.load()
         first = str(self._files.paths()[0])
-        log_event(_logger, logging.INFO, "tls_valid_until", file=first, at=until.isoformat())
+        at = loaded.until.isoformat()
+        log_event(_logger, logging.INFO, "tls_valid_until", file=first, at=at)
         if self._on_load is not None:
-            self._on_load(until)
-        return context
+            self._on_load(loaded.until)
+        return loaded
 
 
 @dataclass(frozen=True)
 class Held:
     """A connection as `ReloadingContext.hold` took it."""
 
-    stale: bool
-    """Made under files no longer in use: its handshake straddled their reload."""
+    verdict: Verdict
+    """What the files in use make of it: other than KEPT only when its handshake straddled
+    their reload."""
     let_go: Callable[[], None]
     """For when the connection is lost: it is no longer closed on a reload."""
 
@@ -236,13 +340,22 @@ class Held:
 class _OpenConnection:
     """A connection a server holds open, and how to retire it from the reloading thread."""
 
-    made_with: ssl.SSLContext
-    retire: Callable[[], None]
+    loaded: Loaded
+    """The files it is judged to be under: those of its handshake, or later ones that kept it."""
+    peer: bytes | None
+    retire: Callable[[bool], None]
     loop: asyncio.AbstractEventLoop
 
-    def retire_soon(self) -> None:
+    def retire_soon(self, *, at_once: bool) -> None:
         with contextlib.suppress(RuntimeError):  # its loop has stopped: closed already
-            self.loop.call_soon_threadsafe(self.retire)
+            self.loop.call_soon_threadsafe(self.retire, at_once)
+
+
+def _judged(before: Loaded | None, after: Loaded, peer: bytes | None) -> Verdict:
+    """What `after` makes of a client `before` let in; UNSURE when either cannot say."""
+    if before is None or before.admission is None or after.admission is None:
+        return Verdict.UNSURE
+    return after.admission.judge(before.admission, peer)
 
 
 def _watch(context: weakref.ref[ReloadingContext], every_s: float) -> None:
@@ -305,9 +418,9 @@ def load_trust(context: ssl.SSLContext, ca_file: Path) -> list[x509.Certificate]
 
 def load_revocations(
     context: ssl.SSLContext, crl_file: Path, ca_file: Path, authorities: list[x509.Certificate]
-) -> datetime | None:
+) -> list[x509.CertificateRevocationList]:
     """Refuse certificates that `crl_file`'s revocation lists (PEM, one per CA in `authorities`,
-    `ca_file`'s) name; returns the earliest next update among them (None if none has one).
+    `ca_file`'s) name; returns the lists.
     OpenSSL then needs a current list from each CA whose certificates it checks, or refuses them
     all: a list past its next update, or signed by no CA here, is refused here instead, with what
     to fix, and a CA here with no list is logged (`tls_crl_missing`): every certificate it issued
@@ -338,7 +451,13 @@ def load_revocations(
                 ca=ca.subject.rfc4514_string(),
                 file=str(crl_file),
             )
-    updates = [crl.next_update_utc for crl in crls if crl.next_update_utc is not None]
+    return crls
+
+
+def next_update(lists: Iterable[x509.CertificateRevocationList]) -> datetime | None:
+    """The earliest next update among `lists` (None if none has one): OpenSSL refuses every
+    certificate from a CA whose list is past it."""
+    updates = [crl.next_update_utc for crl in lists if crl.next_update_utc is not None]
     return min(updates, default=None)
 
 

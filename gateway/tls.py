@@ -56,9 +56,8 @@ def _client_context(config: ClientTls) -> tuple[ssl.SSLContext, datetime | None]
         authorities = tls.load_trust(context, config.ca_file)
         until = min(ca.not_valid_after_utc for ca in authorities)
         if config.crl_file is not None:
-            next_update = tls.load_revocations(
-                context, config.crl_file, config.ca_file, authorities
-            )
+            lists = tls.load_revocations(context, config.crl_file, config.ca_file, authorities)
+            next_update = tls.next_update(lists)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if config.cert_file is not None and config.key_file is not None:
         until = tls.load_identity(context, config.cert_file, config.key_file)
@@ -78,10 +77,10 @@ class _ClientFiles:
         files = (config.cert_file, config.key_file, config.ca_file, config.crl_file)
         return [p for p in files if p is not None]
 
-    def load(self) -> tuple[ssl.SSLContext, datetime]:
+    def load(self) -> tls.Loaded:
         context, until = _client_context(self.config)
         assert until is not None  # watched only with a file, which gives a time
-        return context, until
+        return tls.Loaded(context, until)
 
 
 def connector_client_context(config: ClientTls, sources: Sequence[SourceConfig]) -> ssl.SSLContext:

@@ -36,8 +36,15 @@ from starlette.routing import Route
 
 from connectors.logs import configure as configure_logging
 from connectors.reference import REFERENCE_AGENCIES, create_reference_app
-from connectors.serving import BackgroundServer, bind_socket, free_port, run, socket_url
-from connectors.tls import ReloadingContext, ServerFiles
+from connectors.serving import (
+    LAST_CALL_S,
+    BackgroundServer,
+    bind_socket,
+    free_port,
+    run,
+    socket_url,
+)
+from connectors.tls import Admission, ReloadingContext, ServerFiles, Verdict
 from connectors.trust import (
     JWKS_PATH,
     AnswerSigner,
@@ -560,6 +567,24 @@ def _portal(pki: Pki) -> ssl.SSLContext:
     return client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(pki.portal)))
 
 
+@pytest.fixture
+def trusted(pki, tmp_path) -> Path:
+    """A copy of the federation's CA file, as a server's client CAs, to change in place."""
+    path = tmp_path / "client-cas.pem"
+    path.write_bytes(pki.ca.ca_file.read_bytes())
+    return path
+
+
+def _trust_another_ca(trusted: Path, name: str) -> None:
+    """Add a CA to the client CAs in `trusted`, written whole and renamed into place, as a
+    federation taking on a new CA would: whether the clients already connected are trusted as
+    before, only their next handshake can tell (Verdict.UNSURE)."""
+    another = Authority(trusted.parent, name)
+    written = trusted.with_name(trusted.name + ".new")
+    written.write_bytes(trusted.read_bytes() + another.ca_file.read_bytes())
+    os.replace(written, trusted)
+
+
 def test_a_renewed_certificate_is_served_to_new_connections_without_a_restart(pki, renewable):
     app = create_reference_app("health", _records(pki.dir, "health"))
     tls = ReloadingContext(ServerFiles(renewable.cert, renewable.key, pki.ca.ca_file), every_s=0)
@@ -616,8 +641,9 @@ def _closed_by_the_server(connection: HTTPSConnection, within_s: float = 3.0) ->
 def test_a_new_revocation_list_closes_the_connection_a_revoked_client_holds_open(
     pki, tmp_path, capfd
 ):
-    """Not only new connections: the one the revoked client had open is closed, and its client
-    cannot connect again; a client the list does not name connects again and is served."""
+    """Not only new connections: the one the revoked client had open is closed at once, with no
+    last request, and its client cannot connect again; a client the list does not name keeps
+    the connection it holds, and is answered on it as before."""
     configure_logging()
     app = create_reference_app("health", _records(pki.dir, "health"))
     crl = tmp_path / "crl.pem"
@@ -626,35 +652,94 @@ def test_a_new_revocation_list_closes_the_connection_a_revoked_client_holds_open
     tls = ReloadingContext(files, every_s=0)
     leaving = pki.ca.issue("leaving-holder", CLIENT)
     revoked = client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(leaving)))
-    with BackgroundServer(app, tls=tls) as server, httpx.Client(verify=_portal(pki)) as staying:
+    with BackgroundServer(app, tls=tls) as server:
         held = _held_open(server.url, revoked)
-        assert staying.get(f"{server.url}/healthz").status_code == 200  # pooled, kept open
+        staying = _held_open(server.url, _portal(pki))
         crl.write_bytes(pki.ca.revocations("holder-revoked", [leaving]).read_bytes())
         assert tls.reload_if_changed()
-        assert _closed_by_the_server(held)
+        assert _closed_by_the_server(held, within_s=0.8 * LAST_CALL_S)
         with pytest.raises((ssl.SSLError, ConnectionError)):
             _held_open(server.url, revoked)
-        assert staying.get(f"{server.url}/healthz").status_code == 200
+        staying.request("GET", "/healthz")
+        answer = staying.getresponse()
+        assert answer.status == 200
+        assert answer.getheader("connection") != "close"
     lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line[:1] == "{"]
     [closed] = [line for line in lines if line.get("event") == "tls_connections_closed"]
-    assert closed["context"]["count"] == 2
+    assert (closed["context"]["count"], closed["context"]["refused"]) == (1, 1)
 
 
-def test_an_idle_connection_retired_by_a_reload_answers_a_last_request_then_closes(pki, renewable):
-    """A request its client sends just as new files are taken up is answered, with `Connection:
-    close`, not lost to a connection closed under it."""
+def test_a_renewed_server_certificate_leaves_the_connections_open(pki, renewable, capfd):
+    """The renewal changes nothing about the clients: a connection held open is not closed, not
+    even once a last request's time is up, and is answered as before; new connections get the
+    renewed certificate."""
+    configure_logging()
     app = create_reference_app("health", _records(pki.dir, "health"))
-    tls = ReloadingContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
+    tls = ReloadingContext(ServerFiles(renewable.cert, renewable.key, pki.ca.ca_file), every_s=0)
+    renewed = pki.ca.issue("renewed-under-a-held-connection", SERVER)
     with BackgroundServer(app, tls=tls) as server:
-        idle = _held_open(server.url, _plain_client(pki))
-        _put(pki.ca.issue("renewed-under-an-idle-connection", SERVER), renewable)
+        held = _held_open(server.url, _portal(pki))
+        _put(renewed, renewable)
+        assert tls.reload_if_changed()
+        assert not _closed_by_the_server(held, within_s=2 * LAST_CALL_S)
+        held.request("GET", "/healthz")
+        answer = held.getresponse()
+        assert answer.status == 200
+        assert answer.getheader("connection") != "close"
+        assert _served_serial(server.url, _portal(pki)) == _serial(renewed)
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line[:1] == "{"]
+    assert not [line for line in lines if line.get("event") == "tls_connections_closed"]
+
+
+def _der(issued: Issued) -> bytes:
+    certificate = x509.load_pem_x509_certificate(issued.cert.read_bytes())
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def _crl(path: Path) -> x509.CertificateRevocationList:
+    return x509.load_pem_x509_crl(path.read_bytes())
+
+
+def test_what_new_files_make_of_a_client_already_connected(pki):
+    federation = x509.load_pem_x509_certificate(pki.ca.ca_file.read_bytes())
+    rogue = x509.load_pem_x509_certificate(pki.rogue.ca_file.read_bytes())
+    portal = _der(pki.portal)
+    unlisted = Admission.of([federation])
+    listed = Admission.of([federation], [_crl(pki.ca.revocations("judged-none", []))])
+    naming = Admission.of([federation], [_crl(pki.ca.revocations("judged-portal", [pki.portal]))])
+    # The rogue CA's list names the portal's serial number: under another issuer, not it.
+    rogue_list = _crl(pki.rogue.revocations("rogue-naming-the-portals-serial", [pki.portal]))
+    assert [entry.serial_number for entry in rogue_list] == [_serial(pki.portal)]
+    elsewhere = Admission.of(
+        [federation, rogue], [_crl(pki.ca.revocations("judged-none-again", [])), rogue_list]
+    )
+    assert listed.judge(unlisted, portal) is Verdict.KEPT
+    assert naming.judge(listed, portal) is Verdict.REFUSED
+    assert Admission.of([federation], []).judge(listed, portal) is Verdict.REFUSED  # no list
+    assert Admission.of([federation, rogue]).judge(unlisted, portal) is Verdict.UNSURE
+    assert elsewhere.judge(Admission.of([federation, rogue]), portal) is Verdict.KEPT
+    assert unlisted.judge(Admission(), None) is Verdict.REFUSED  # client certificates now asked
+    assert Admission().judge(Admission(), None) is Verdict.KEPT
+    assert unlisted.judge(unlisted, b"not a certificate") is Verdict.KEPT  # nothing to check it by
+    assert listed.judge(listed, b"not a certificate") is Verdict.UNSURE
+
+
+def test_an_idle_connection_retired_by_a_reload_answers_a_last_request_then_closes(pki, trusted):
+    """Its client may not be trusted under the new CAs, though nothing says it is refused: a
+    request it sends just as they are taken up is answered, with `Connection: close`, not lost
+    to a connection closed under it."""
+    app = create_reference_app("health", _records(pki.dir, "health"))
+    tls = ReloadingContext(ServerFiles(pki.connector.cert, pki.connector.key, trusted), every_s=0)
+    with BackgroundServer(app, tls=tls) as server:
+        idle = _held_open(server.url, _portal(pki))
+        _trust_another_ca(trusted, "ca-taken-on-under-an-idle-connection")
         assert tls.reload_if_changed()
         idle.request("GET", "/healthz")
         answer = idle.getresponse()
         assert (answer.status, answer.getheader("connection")) == (200, "close")
 
 
-def test_a_connection_busy_when_new_files_are_taken_up_gets_its_answer_then_closes(pki, renewable):
+def test_a_connection_busy_when_new_files_are_taken_up_gets_its_answer_then_closes(pki, trusted):
     inside, finish = threading.Event(), threading.Event()
 
     async def slow(request: Request) -> PlainTextResponse:
@@ -663,14 +748,13 @@ def test_a_connection_busy_when_new_files_are_taken_up_gets_its_answer_then_clos
         return PlainTextResponse("answered")
 
     app = Starlette(routes=[Route("/slow", slow), Route("/healthz", slow)])
-    tls = ReloadingContext(ServerFiles(renewable.cert, renewable.key), every_s=0)
-    client = client_context(ClientTls(ca_file=pki.ca.ca_file))
+    tls = ReloadingContext(ServerFiles(pki.connector.cert, pki.connector.key, trusted), every_s=0)
     with BackgroundServer(app, tls=tls) as server:
         host, port = server.url.removeprefix("https://").split(":")
-        busy = HTTPSConnection(host, int(port), context=client, timeout=10)
+        busy = HTTPSConnection(host, int(port), context=_portal(pki), timeout=10)
         busy.request("GET", "/slow")
         assert inside.wait(10)
-        _put(pki.ca.issue("renewed-under-a-busy-connection", SERVER), renewable)
+        _trust_another_ca(trusted, "ca-taken-on-under-a-busy-connection")
         assert tls.reload_if_changed()
         finish.set()
         answer = busy.getresponse()
@@ -688,27 +772,43 @@ class _ReloadingMidHandshake(ReloadingContext):
         return begun
 
 
-def test_a_connection_whose_handshake_straddled_a_reload_answers_once_then_closes(pki, renewable):
-    """The reload did not see it (it was not yet open), and its client did nothing wrong: its
-    request is answered with `Connection: close`, and it is closed; it is not cut off."""
-    tls = _ReloadingMidHandshake(ServerFiles(renewable.cert, renewable.key), every_s=0)
+def test_a_connection_whose_handshake_straddled_a_reload_answers_once_then_closes(pki, trusted):
+    """The reload did not see it (it was not yet open), and its client did nothing wrong, but
+    may not be trusted under the new CAs: its request is answered with `Connection: close`, and
+    it is closed; it is not cut off."""
+    files = ServerFiles(pki.connector.cert, pki.connector.key, trusted)
+    tls = _ReloadingMidHandshake(files, every_s=0)
     app = create_reference_app("health", _records(pki.dir, "health"))
-    _put(pki.ca.issue("renewed-mid-handshake", SERVER), renewable)
+    _trust_another_ca(trusted, "ca-taken-on-mid-handshake")
     with BackgroundServer(app, tls=tls) as server:
         host, port = server.url.removeprefix("https://").split(":")
-        straddling = HTTPSConnection(host, int(port), context=_plain_client(pki), timeout=5)
+        straddling = HTTPSConnection(host, int(port), context=_portal(pki), timeout=5)
         straddling.request("GET", "/healthz")
         answer = straddling.getresponse()
         assert (answer.status, answer.getheader("connection")) == (200, "close")
-        _put(pki.ca.issue("renewed-again-mid-handshake", SERVER), renewable)
-        idle = HTTPSConnection(host, int(port), context=_plain_client(pki), timeout=5)
+        _trust_another_ca(trusted, "another-ca-taken-on-mid-handshake")
+        idle = HTTPSConnection(host, int(port), context=_portal(pki), timeout=5)
         idle.connect()  # straddles the next reload, and sends nothing
         assert _closed_by_the_server(idle)  # after its grace, not at uvicorn's keep-alive
         assert httpx.get(f"{server.url}/healthz", verify=_portal(pki)).status_code == 200
 
 
-def _plain_client(pki: Pki) -> ssl.SSLContext:
-    return client_context(ClientTls(ca_file=pki.ca.ca_file))
+def test_a_revoked_client_whose_handshake_straddled_the_reload_is_closed_at_once(pki, tmp_path):
+    """The list that revokes it was taken up while it was connecting: judged as it opens, it is
+    closed before it can send a request."""
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(pki.ca.revocations("none-revoked-before-the-handshake", []).read_bytes())
+    files = ServerFiles(pki.connector.cert, pki.connector.key, pki.ca.ca_file, crl)
+    tls = _ReloadingMidHandshake(files, every_s=0)
+    leaving = pki.ca.issue("leaving-mid-handshake", CLIENT)
+    app = create_reference_app("health", _records(pki.dir, "health"))
+    crl.write_bytes(pki.ca.revocations("revoked-mid-handshake", [leaving]).read_bytes())
+    with BackgroundServer(app, tls=tls) as server:
+        host, port = server.url.removeprefix("https://").split(":")
+        revoked = client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(leaving)))
+        straddling = HTTPSConnection(host, int(port), context=revoked, timeout=5)
+        straddling.connect()
+        assert _closed_by_the_server(straddling, within_s=0.8 * LAST_CALL_S)
 
 
 def test_unusable_new_files_leave_the_served_ones_in_place_and_say_why(pki, renewable, capfd):
@@ -1233,13 +1333,18 @@ def test_a_connector_takes_up_a_renewed_certificate_by_itself(pki, renewable, tm
 def test_each_worker_takes_up_renewed_files_and_says_so(pki, renewable, tmp_path, redis_prefix):
     """`serve --workers 2`: each worker loads, watches and logs the files itself (the parent only
     checks them), new connections, whichever worker takes them, get the renewal, and one held
-    open is closed by its worker."""
+    open by a client the new revocation list names is closed by its worker."""
     renewed = pki.ca.issue("gateway-workers-renewed", SERVER, valid_for=timedelta(days=3))
+    leaving = pki.ca.issue("workers-client-leaving", CLIENT)
+    crl = tmp_path / "crl.pem"
+    # Lists due after the certificates expire: the expiries logged are the certificates'.
+    crl.write_bytes(pki.ca.revocations("workers-none-revoked", [], next_update=LATER).read_bytes())
     port = free_port()
     config = health_source_config(tmp_path / "sources.toml", free_port(), 800)
     command = [
         *("serve", "--config", str(config), "--port", str(port), "--workers", "2"),
         *("--tls-cert", str(renewable.cert), "--tls-key", str(renewable.key)),
+        *("--tls-client-ca", str(pki.ca.ca_file), "--tls-client-crl", str(crl)),
         *("--tls-reload-s", "0.1"),
     ]
     env = os.environ | {
@@ -1251,14 +1356,16 @@ def test_each_worker_takes_up_renewed_files_and_says_so(pki, renewable, tmp_path
     with log.open("w") as err:
         gateway = subprocess.Popen([*CLI, *command], env=env, stdout=subprocess.DEVNULL, stderr=err)
     url = f"https://127.0.0.1:{port}"
-    client = client_context(ClientTls(ca_file=pki.ca.ca_file))
+    client = _portal(pki)
     try:
         _wait_until_up(f"{url}/healthz", client, gateway)
         deadline = time.monotonic() + 30
         while len(_loaded(log)) < 2:  # both workers started on the old files, not just one
             assert time.monotonic() < deadline, "the second worker never loaded its files"
             time.sleep(0.05)
-        held = _held_open(url, client)
+        held = _held_open(url, client_context(ClientTls(ca_file=pki.ca.ca_file, **_files(leaving))))
+        revoking = pki.ca.revocations("workers-client-revoked", [leaving], next_update=LATER)
+        crl.write_bytes(revoking.read_bytes())
         _put(renewed, renewable)
         deadline = time.monotonic() + 20
         while {_served_serial(url, client) for _ in range(10)} != {_serial(renewed)}:
@@ -1282,6 +1389,9 @@ def test_each_worker_takes_up_renewed_files_and_says_so(pki, renewable, tmp_path
     # The held connection was closed by the worker that took it, not by a keep-alive timeout.
     lines = [json.loads(line) for line in log.read_text().splitlines() if line[:1] == "{"]
     assert any(line.get("event") == "tls_connections_closed" for line in lines)
+
+
+LATER = timedelta(days=5)
 
 
 def _loaded(log: Path) -> list[str]:
