@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connectors.logs import configure as configure_logging
-from connectors.tls import RELOAD_EVERY_S, ReloadingContext, ServerFiles, load_trust
+from connectors.tls import (
+    RELOAD_EVERY_S,
+    ReloadingContext,
+    ServerFiles,
+    load_identity,
+    load_trust,
+)
 
 if TYPE_CHECKING:  # imported where used: `childlookup --help` should not load a web stack
     from starlette.applications import Starlette
@@ -112,13 +118,23 @@ def serving_tls(args: argparse.Namespace) -> ReloadingContext | None:
 
 def gateway_keys(args: argparse.Namespace) -> KeySource | None:
     """The gateway's request-signing keys: read from --gateway-key, or fetched from --gateway-jwks
-    (over https trusting --gateway-jwks-ca when given, else the public CAs); None with neither.
-    A federation whose gateway holds a certificate from its own CA needs one of the two: the
-    public CAs would refuse it, and every request with it."""
+    (over https trusting --gateway-jwks-ca when given, else the public CAs, and presenting
+    --gateway-jwks-cert when given); None with neither. A federation whose gateway holds a
+    certificate from its own CA needs the CA or the key: the public CAs would refuse it, and
+    every request with it. A gateway requiring client certificates (mutual TLS for its portals)
+    answers a fetch only with one."""
     from connectors.trust import PublishedKeys, StaticKeys
 
-    if args.gateway_jwks_ca is not None and not args.gateway_jwks:
-        raise ValueError("--gateway-jwks-ca is the CA to fetch --gateway-jwks with: give both")
+    fetching = {
+        "--gateway-jwks-ca": args.gateway_jwks_ca,
+        "--gateway-jwks-cert": args.gateway_jwks_cert,
+        "--gateway-jwks-key": args.gateway_jwks_key,
+    }
+    given = [option for option, path in fetching.items() if path is not None]
+    if given and not args.gateway_jwks:
+        raise ValueError(f"{', '.join(given)}: for fetching --gateway-jwks, so give it too")
+    if (args.gateway_jwks_cert is None) != (args.gateway_jwks_key is None):
+        raise ValueError("give --gateway-jwks-cert and --gateway-jwks-key together")
     if args.gateway_key is not None:
         return StaticKeys.from_pem_file(args.gateway_key)
     if not args.gateway_jwks:
@@ -126,8 +142,15 @@ def gateway_keys(args: argparse.Namespace) -> KeySource | None:
     fetched_with = None
     if args.gateway_jwks_ca is not None:
         fetched_with = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        fetched_with.minimum_version = ssl.TLSVersion.TLSv1_2
         load_trust(fetched_with, args.gateway_jwks_ca)
+    elif args.gateway_jwks_cert is not None:
+        import httpx
+
+        fetched_with = httpx.create_ssl_context()  # the public CAs, as without a certificate
+    if fetched_with is not None:
+        fetched_with.minimum_version = ssl.TLSVersion.TLSv1_2
+        if args.gateway_jwks_cert is not None:
+            load_identity(fetched_with, args.gateway_jwks_cert, args.gateway_jwks_key)
     return PublishedKeys(args.gateway_jwks, tls=fetched_with)
 
 
@@ -411,6 +434,19 @@ def _add_gateway_arguments(parser: argparse.ArgumentParser, *, required: bool) -
         metavar="PEM",
         help="the CA the gateway's https certificate chains to, for fetching --gateway-jwks "
         "(default: the public CAs)",
+    )
+    parser.add_argument(
+        "--gateway-jwks-cert",
+        type=Path,
+        metavar="PEM",
+        help="a client certificate (with --gateway-jwks-key) to present when fetching "
+        "--gateway-jwks, for a gateway that requires one",
+    )
+    parser.add_argument(
+        "--gateway-jwks-key",
+        type=Path,
+        metavar="PEM",
+        help="the private key of --gateway-jwks-cert",
     )
     parser.add_argument(
         "--gateway-issuer",

@@ -2,6 +2,7 @@
 certificates for the gateway, the connectors and a portal. Servers are real loopback servers; each
 attack is paired with the same call made properly, so a refusal cannot pass for a broken setup."""
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.client import HTTPSConnection
@@ -34,6 +36,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from connectors.cli import gateway_keys
 from connectors.logs import configure as configure_logging
 from connectors.reference import REFERENCE_AGENCIES, create_reference_app
 from connectors.serving import (
@@ -444,13 +447,71 @@ def test_cli_connectors_take_the_gateways_keys_from_its_federation_certified_htt
     nothing of a federation's own CA: `--gateway-jwks-ca` names it, `--gateway-key` takes the
     keys out of band instead. Without either, every signed request is refused."""
     ensure_key_pair(tmp_path / DEV_KEY_FILE, tmp_path / DEV_PUBLIC_KEY_FILE)
+    statuses = _cli_connectors_behind(
+        tmp_path,
+        ServerTls(**_files(pki.gateway_server)),
+        client_context(ClientTls(ca_file=pki.ca.ca_file)),
+        lambda jwks: {
+            "health": ["--gateway-jwks", jwks, "--gateway-jwks-ca", str(pki.ca.ca_file)],
+            "education": ["--gateway-key", str(tmp_path / DEV_PUBLIC_KEY_FILE)],
+            "social_care": ["--gateway-jwks", jwks],  # the public CAs: the gateway is refused
+        },
+    )
+    assert statuses == {"health": "ANSWERED", "education": "ANSWERED", "social_care": "FAILED"}
+
+
+def test_cli_connectors_fetch_the_keys_of_a_gateway_requiring_client_certificates(pki, tmp_path):
+    """A gateway serving its portals with mutual TLS answers a fetch of its keys only over a
+    connection with a client certificate: `--gateway-jwks-cert` and `--gateway-jwks-key`."""
+    fetcher = pki.ca.issue("connector-fetching-keys", CLIENT)
+    server_tls = ServerTls(**_files(pki.gateway_server), client_ca_file=pki.ca.ca_file)
+    federation = ["--gateway-jwks-ca", str(pki.ca.ca_file)]
+    statuses = _cli_connectors_behind(
+        tmp_path,
+        server_tls,
+        _portal(pki),
+        lambda jwks: {
+            "health": [
+                *("--gateway-jwks", jwks, *federation),
+                *("--gateway-jwks-cert", str(fetcher.cert), "--gateway-jwks-key", str(fetcher.key)),
+            ],
+            "education": ["--gateway-jwks", jwks, *federation],  # refused at the handshake
+        },
+    )
+    assert statuses == {"health": "ANSWERED", "education": "FAILED"}
+
+
+def _keys_options(**given: object) -> argparse.Namespace:
+    options = ("gateway_jwks", "gateway_key", "gateway_jwks_ca", "gateway_jwks_cert")
+    return argparse.Namespace(**dict.fromkeys((*options, "gateway_jwks_key")) | given)
+
+
+def test_options_for_fetching_the_gateways_keys_need_what_they_are_for(pki):
+    jwks = "https://gateway.example/.well-known/jwks.json"
+    client = {"gateway_jwks_cert": pki.portal.cert, "gateway_jwks_key": pki.portal.key}
+    with pytest.raises(ValueError, match="--gateway-jwks-cert, --gateway-jwks-key: for fetching"):
+        gateway_keys(_keys_options(**client))
+    with pytest.raises(ValueError, match="--gateway-jwks-ca: for fetching --gateway-jwks"):
+        gateway_keys(_keys_options(gateway_jwks_ca=pki.ca.ca_file))
+    with pytest.raises(ValueError, match="together"):
+        gateway_keys(_keys_options(gateway_jwks=jwks, gateway_jwks_cert=pki.portal.cert))
+    mismatched = client | {"gateway_jwks_key": pki.connector.key}
+    with pytest.raises(TlsError, match="does not match certificate file"):
+        gateway_keys(_keys_options(gateway_jwks=jwks, **mismatched))
+    assert gateway_keys(_keys_options(gateway_jwks=jwks, **client)) is not None
+
+
+def _cli_connectors_behind(
+    tmp_path: Path,
+    server_tls: ServerTls,
+    portal: ssl.SSLContext,
+    options: Callable[[str], dict[str, list[str]]],
+) -> dict[str, str]:
+    """Run `connector serve` for each agency `options` names, with the options it gives for the
+    gateway's JWKS URL, behind a gateway serving https with `server_tls`; one lookup through
+    `portal`: each source's status."""
     gateway_sock = bind_socket("127.0.0.1", 0)
-    jwks = socket_url(gateway_sock, tls=True) + JWKS_PATH
-    trusted = {
-        "health": ["--gateway-jwks", jwks, "--gateway-jwks-ca", str(pki.ca.ca_file)],
-        "education": ["--gateway-key", str(tmp_path / DEV_PUBLIC_KEY_FILE)],
-        "social_care": ["--gateway-jwks", jwks],  # the public CAs: the gateway is refused
-    }
+    trusted = options(socket_url(gateway_sock, tls=True) + JWKS_PATH)
     ports = {name: free_port() for name in trusted}
     processes = [
         subprocess.Popen(
@@ -469,19 +530,13 @@ def test_cli_connectors_take_the_gateways_keys_from_its_federation_certified_htt
         for name, process in zip(trusted, processes, strict=True):
             wait_for(f"http://127.0.0.1:{ports[name]}/healthz", process)
         sources = [reference_source(n, f"http://127.0.0.1:{p}") for n, p in ports.items()]
-        server_tls = ServerTls(**_files(pki.gateway_server))
         with running_gateway(tmp_path, sources, sock=gateway_sock, server_tls=server_tls) as gw:
-            portal = client_context(ClientTls(ca_file=pki.ca.ca_file))
             lookup = _lookup(gw.url, gw.token("social_worker"), portal).json()["data"]["child"]
     finally:
         for process in processes:
             process.terminate()
             process.wait(timeout=20)
-    assert {s["source"]: s["status"] for s in lookup["sources"]} == {
-        "health": "ANSWERED",
-        "education": "ANSWERED",
-        "social_care": "FAILED",
-    }
+    return {s["source"]: s["status"] for s in lookup["sources"]}
 
 
 @pytest.mark.parametrize("client", BAD_CLIENTS)
