@@ -285,7 +285,7 @@ def _banner(
 
 def lookup_example(nhs: str) -> str:
     return (
-        f'{{ child(nhsNumber: "{nhs}", purpose: SAFEGUARDING_ENQUIRY) {{'
+        f'{{ child(identify: {{nhsNumber: "{nhs}"}}, purpose: SAFEGUARDING_ENQUIRY) {{'
         " outcome complete child { name { given family } involvements { service"
         " organisation practitioner { name phone } } }"
         " sources { source status latencyMs } withheld { field source reason } auditId } }"
@@ -368,10 +368,10 @@ def _search_examples(population: Population, examples: dict[str, str]) -> list[s
     assert ordinary.name is not None
     assert ordinary.address is not None
     return [
-        f'{{ child(upn: "{upn}", purpose: SAFEGUARDING_ENQUIRY) {{ outcome records {{ source'
-        " method score } } }",
-        f'{{ child(demographics: {{givenName: "{ordinary.name.given}", familyName:'
+        f'{{ child(identify: {{upn: "{upn}"}}, purpose: SAFEGUARDING_ENQUIRY) {{ outcome records'
+        " { source method score } } }",
+        f'{{ child(identify: {{demographics: {{givenName: "{ordinary.name.given}", familyName:'
         f' "{ordinary.name.family}", dateOfBirth: "{ordinary.date_of_birth}", postcode:'
-        f' "{ordinary.address.postcode}"}}, purpose: SAFEGUARDING_ENQUIRY) {{ outcome records'
+        f' "{ordinary.address.postcode}"}}}}, purpose: SAFEGUARDING_ENQUIRY) {{ outcome records'
         " { source method score } } }",
     ]

@@ -188,7 +188,7 @@ def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path, c
         assert f"http://127.0.0.1:{port}/graphql" in banner
         token = re.search(r"social_worker \(.*\):\n\s+(\S+)", banner).group(1)
         nhs = re.search(r"child protection plan\s+(\d{10})", banner).group(1)
-        query = f'{{ child(nhsNumber: "{nhs}", purpose: SAFEGUARDING_ENQUIRY) {{'
+        query = f'{{ child(identify: {{nhsNumber: "{nhs}"}}, purpose: SAFEGUARDING_ENQUIRY) {{'
         query += (
             " outcome sources { status } child { indicators { childProtectionPlan { value } } } } }"
         )
@@ -198,7 +198,8 @@ def test_demo_starts_everything_answers_a_lookup_and_stops_on_ctrl_c(tmp_path, c
         assert Path(tmp_path, "audit.sqlite3").exists()
         # The printed UPN and demographic searches work exactly as printed.
         methods = []
-        for search in re.findall(r"^\s+(\{ child\((?:upn|demographics).*)$", banner, re.M):
+        searches = r"^\s+(\{ child\(identify: \{(?:upn|demographics).*)$"
+        for search in re.findall(searches, banner, re.M):
             found = graphql(port, search, token)["data"]["child"]
             assert found["outcome"] == "FOUND", found
             methods.append({r["method"] for r in found["records"]})
@@ -298,7 +299,7 @@ def test_demo_with_agency_formats_answers_from_fhir_sql_and_ctf(tmp_path):
             "withheld"
         ]
         # The printed UPN search finds the pupil in the CTF folder.
-        upn_search = re.search(r"^\s+(\{ child\(upn.*)$", banner, re.M).group(1)
+        upn_search = re.search(r"^\s+(\{ child\(identify: \{upn.*)$", banner, re.M).group(1)
         found = graphql(port, upn_search, token)["data"]["child"]
         assert {(r["source"], r["method"]) for r in found["records"]} >= {("education", "UPN")}
     finally:
