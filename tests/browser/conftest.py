@@ -102,7 +102,7 @@ def parse_banner(banner: str) -> Demo:
     assert portal, f"no `Portal:  <url>` line in the demo's banner:\n{banner}"
     section = banner.split("NHS numbers to try:", 1)[1].split("\n\n", 1)[0]
     nhs = dict(re.findall(r"^\s+(\S.*?)\s+(\d{10})$", section, re.M))
-    search = re.search(r"child\(demographics: \{(.*?)\}", banner)
+    search = re.search(r"child\(identify: \{demographics: \{(.*?)\}", banner)
     assert search, f"no demographic search in the demo's banner:\n{banner}"
     demographics = dict(re.findall(r'(\w+): "([^"]*)"', search.group(1)))
     return Demo(graphiql.group(1), portal.group(1), nhs, demographics)
