@@ -168,6 +168,7 @@ class LookupPipeline:
             hidden=hidden,
             asked=both.answers,
             ambiguity=both.ambiguity,
+            linked=both.matched,
         )
         return result
 

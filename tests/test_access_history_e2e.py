@@ -13,7 +13,7 @@ import pytest
 from connectors.protocol import Identifiers, Indicators
 from gateway.audit import SqliteOutbox
 from gateway.demo import DEMO_ORGANISATIONS
-from tests.factories import health_record, social_care_record, synthetic_nhs
+from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
 from tests.stack import Stack, reference_stack
 
 REASON = "Child reported missing; police at the door need the current address now."
@@ -24,6 +24,8 @@ NEVER_LOOKED_UP = synthetic_nhs(43)
 ORDINARY = synthetic_nhs(44)
 REVIEWED = synthetic_nhs(45)
 LOOKED_UP_BY_OTHERS = synthetic_nhs(46)
+KNOWN_BY_UPN = synthetic_nhs(47)
+UPN = school_record().identifiers.upn
 
 HISTORY = """query($nhs: String!) { accessHistory(nhsNumber: $nhs) { more accesses {
   auditId at subject name role organisation purpose justification outcome override reasons } } }"""
@@ -42,7 +44,10 @@ def gateway(tmp_path_factory) -> Iterator[Stack]:
     """The three reference agencies, acted for by the demo's organisations (the social worker's
     LA-LEEDS for social care), and a gateway asking them."""
     tmp = tmp_path_factory.mktemp("access-history")
-    on_plan = (LOOKED_UP, BROKEN_GLASS, NEVER_LOOKED_UP, REVIEWED, LOOKED_UP_BY_OTHERS)
+    on_plan = (
+        *(LOOKED_UP, BROKEN_GLASS, NEVER_LOOKED_UP, REVIEWED, LOOKED_UP_BY_OTHERS),
+        KNOWN_BY_UPN,
+    )
     records = {
         "health": [health_record(nhs, record_id=f"H-{nhs}") for nhs in (*on_plan, ORDINARY)],
         "social_care": [
@@ -54,7 +59,7 @@ def gateway(tmp_path_factory) -> Iterator[Stack]:
                 indicators=Indicators(child_in_need=True),
             ),
         ],
-        "education": [],
+        "education": [school_record(KNOWN_BY_UPN, record_id="S-UPN")],
     }
     with reference_stack(tmp, records, organisations=DEMO_ORGANISATIONS) as stack:
         yield stack
@@ -103,6 +108,35 @@ def test_the_owner_sees_a_health_visitors_lookup_of_a_child_on_its_plan(gateway)
     recorded = gateway.audited(lookup["auditId"])["access"]
     assert (access["subject"], access["at"]) == (recorded["subject"], recorded["at"])
     assert seen["more"] is False
+
+
+def test_a_lookup_by_upn_is_in_the_history_and_trail_of_the_child_it_reached(gateway):
+    """The health visitor knows the child by the school's UPN only: the school's record holds the
+    NHS number, the other agencies are asked again with it, and social care's record shows the
+    plan. Looked for by that NHS number, the lookup is in the owner's history and in the
+    auditors' trail of the child - and in no other child's."""
+    token = gateway.token("health_visitor", "RR8", "Hana Visitor")
+    lookup = gateway.post(
+        {
+            "query": "query($upn: String!) { child(identify: {upn: $upn}, purpose: DIRECT_CARE)"
+            " { auditId outcome records { source method } } }",
+            "variables": {"upn": UPN},
+        },
+        token,
+    ).json()["data"]["child"]
+    assert lookup["outcome"] == "FOUND"
+    assert ("social_care", "NHS_NUMBER") in {(r["source"], r["method"]) for r in lookup["records"]}
+
+    (access,) = owner_reads(gateway, KNOWN_BY_UPN)["accesses"]
+    assert (access["auditId"], access["reasons"]) == (lookup["auditId"], ["CHILD_PROTECTION_PLAN"])
+    auditor = gateway.token("auditor", "LA-LEEDS-IG")
+
+    def trail(nhs: str) -> list[str]:
+        body = gateway.post({"query": TRAIL, "variables": {"nhs": nhs}}, auditor).json()
+        return [entry["auditId"] for entry in body["data"]["auditTrail"]]
+
+    assert lookup["auditId"] in trail(KNOWN_BY_UPN)
+    assert lookup["auditId"] not in trail(NEVER_LOOKED_UP)
 
 
 def test_a_break_glass_lookup_shows_as_an_override_with_its_justification(gateway):

@@ -207,6 +207,21 @@ def test_a_shielded_child_searched_by_demographics_looks_exactly_like_nobody(sta
     assert "HIDDEN" in outcomes
 
 
+def test_a_hidden_search_is_in_the_auditors_trail_of_the_shielded_child_it_reached(stack):
+    """The searcher was shown nothing; the auditor looking at the shielded child, by its NHS
+    number, sees that a search by demographics reached it."""
+    freya = _demographics("Freya", "Lane", "2015-01-20", "LS8 1PQ")
+    hidden = _search(stack, demographics=freya)["data"]["child"]
+    trail = stack.post(
+        {
+            "query": "query($nhs: String!) { auditTrail(nhsNumber: $nhs) { auditId outcomeCode } }",
+            "variables": {"nhs": SHIELDED},
+        },
+        stack.token("auditor", "LA-LEEDS-IG"),
+    ).json()["data"]["auditTrail"]
+    assert {"auditId": hidden["auditId"], "outcomeCode": "HIDDEN"} in trail
+
+
 def test_the_same_shielded_child_is_still_found_by_nhs_number_with_location_withheld(stack):
     body = stack.lookup("social_worker", SHIELDED)
     child = body["data"]["child"]

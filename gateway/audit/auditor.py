@@ -18,7 +18,15 @@ from gateway.audit.record import failure_record, lookup_record
 from gateway.audit.store import AuditStore
 from gateway.audit.types import BREAK_GLASS_REFUSED, AuditUnavailable
 from gateway.errors import ErrorCode, GatewayError
-from gateway.types import Ambiguity, LookupContext, LookupResult, Plan, Release, SourceAnswer
+from gateway.types import (
+    Ambiguity,
+    LookupContext,
+    LookupResult,
+    MatchedRecord,
+    Plan,
+    Release,
+    SourceAnswer,
+)
 
 _alerts = logging.getLogger("childlookup.alerts")
 
@@ -49,6 +57,7 @@ class LookupAuditor:
         hidden: bool = False,
         asked: Sequence[SourceAnswer] | None = None,
         ambiguity: Ambiguity | None = None,
+        linked: Sequence[MatchedRecord] | None = None,
     ) -> None:
         """Commit the lookup's record; raise AUDIT_UNAVAILABLE if it cannot be. `asked` is what
         each source really answered, in every round, and `ambiguity` what made the linked records
@@ -61,6 +70,7 @@ class LookupAuditor:
             hidden=hidden,
             asked=asked,
             ambiguity=ambiguity,
+            linked=linked,
             pseudonymiser=self._pseudonymiser,
         )
         try:

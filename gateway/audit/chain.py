@@ -12,7 +12,10 @@ and which cannot be deleted from the middle, or from the end while the records t
 The notification outbox changes as messages are delivered, so it is not chained itself; it is
 derived from chained records instead. Each record's body lists the owner notifications it queued
 (`notified`: message id and agency), so the outbox must hold exactly those messages - no fewer, no
-more, none moved to another agency or record - whatever state their delivery is in.
+more, none moved to another agency or record - whatever state their delivery is in. Likewise the
+children a lookup reached beyond the one it named (`linked_refs` in the body) are indexed in
+`audit_log_link` for the child's trail and history, which must hold exactly those rows: a link
+deleted would hide the lookup from the trail of the child it reached.
 
 Record hash, format 2 (`format` column 2): SHA-256, as hex, of the UTF-8 of
 
@@ -133,6 +136,9 @@ SIGNED_CHECKPOINT_COLUMNS: Final = "seq, records, hash, {at}, prev, key_id, sign
 NoticeRow = tuple[str, str, str]
 """A message in the notification outbox: (message_id, audit_id, source)."""
 NOTICE_QUERY: Final = "SELECT message_id, audit_id, source FROM notification_outbox"
+LinkRow = tuple[str, str]
+"""A child a record reached beyond the one it named: (audit_id, child_ref)."""
+LINK_QUERY: Final = "SELECT audit_id, child_ref FROM audit_log_link"
 
 
 def verify_chain(
@@ -143,6 +149,7 @@ def verify_chain(
     every: int,
     notices: Iterable[NoticeRow] = (),
     start: Anchor | None = None,
+    links: Iterable[LinkRow] | None = None,
 ) -> ChainReport:
     """Walk the whole chain in sequence order, then check every checkpoint against it.
 
@@ -153,6 +160,8 @@ def verify_chain(
     records cut off. `every` is the checkpoint interval the log was written with. `notices` are
     the outbox's messages, which must be exactly those the records say they queued. `start` is
     where the log begins when the records before it were archived (None: at the first record).
+    `links`, the live log's index of the children records reached, must be exactly what the
+    records say (None: not checked, for an archived segment, which keeps only the records).
 
     Raises ValueError when the log has MAC checkpoints (from before signed ones) and `keys` has no
     MAC key to check them with."""
@@ -164,6 +173,9 @@ def verify_chain(
     queued: dict[str, set[tuple[str, str]]] = {}
     for message_id, notice_audit_id, source in notices:
         queued.setdefault(notice_audit_id, set()).add((message_id, source))
+    reached: dict[str, set[str]] = {}
+    for link_audit_id, linked_ref in links or ():
+        reached.setdefault(link_audit_id, set()).add(linked_ref)
     expected_prev = GENESIS if start is None else start.head
     heads: dict[int, tuple[str, int]] = {}
     last_seq = 0 if start is None else start.seq
@@ -206,6 +218,12 @@ def verify_chain(
             problem = (
                 "the owner notifications in the outbox are not those this record queued:"
                 " one was deleted or inserted"
+            )
+            return _bad(count, seq, audit_id, problem)
+        if links is not None and _linked(body) != reached.pop(audit_id, set()):
+            problem = (
+                "the children this record reached are not those its links index: one was"
+                " deleted or inserted"
             )
             return _bad(count, seq, audit_id, problem)
         if seq in marked:
@@ -263,6 +281,9 @@ def verify_chain(
     for audit_id in queued:
         problem = "an owner notification in the outbox names a record that is not in the log"
         return _bad(count, None, audit_id, problem)
+    for audit_id in reached:
+        problem = "a link to a child names a record that is not in the log"
+        return _bad(count, None, audit_id, problem)
     if first_signed_seq is not None:
         # A checkpoint is written whenever a commit crosses a multiple of `every`.
         covered = signed[-1][0] if signed else first_signed_seq - 1
@@ -283,6 +304,13 @@ def _notified(body: str) -> set[tuple[str, str]]:
         return set()
     notices = json.loads(body)["notified"]
     return {(notice["message_id"], notice["source"]) for notice in notices}
+
+
+def _linked(body: str) -> set[str]:
+    """The pseudonyms of the children a record says it reached beyond the one it named."""
+    if '"linked_refs":["' not in body:  # most lookups name the child they reach
+        return set()
+    return set(json.loads(body)["linked_refs"])
 
 
 def signed_checkpoint(row: CheckpointRow) -> Checkpoint:

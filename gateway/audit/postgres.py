@@ -37,6 +37,7 @@ from gateway.audit.archive import Run, choose_end, delete_archived, read_anchor,
 from gateway.audit.chain import (
     ALERT_COLUMNS,
     CHECKPOINT_COLUMNS,
+    LINK_QUERY,
     NOTICE_QUERY,
     RECORD_COLUMNS,
     ROW_FORMAT,
@@ -57,8 +58,10 @@ from gateway.audit.outbox import (
 )
 from gateway.audit.queries import (
     LATEST_SIGNED_QUERY,
+    LINK_INSERT,
     SEGMENT_QUERIES,
     SEGMENT_RECORDS,
+    link_rows,
     records_query,
 )
 from gateway.audit.segments import ArchivedSegment, SegmentRows
@@ -70,7 +73,8 @@ _ANSWERED = ("FOUND", "NOT_FOUND", "NOT_FOUND_INCOMPLETE", "UNAVAILABLE", "AMBIG
 """Outcomes that count a child against the caller's daily cap (as in the SQLite store)."""
 
 NOTIFIED_RECORDS = (
-    "SELECT body FROM audit_log WHERE child_ref = ANY(%s)"
+    "SELECT body FROM audit_log WHERE (child_ref = ANY(%s) OR audit_id ="
+    " ANY(ARRAY(SELECT audit_id FROM audit_log_link WHERE child_ref = ANY(%s))))"
     " AND EXISTS (SELECT 1 FROM jsonb_array_elements(body::jsonb -> 'notified') AS notice"
     " WHERE notice ->> 'source' = ANY(%s))"
     " ORDER BY at DESC, seq DESC LIMIT %s"
@@ -278,6 +282,9 @@ class PostgresAuditStore:
                 chunk = rows[start : start + _BATCH_ROWS]
                 await cur.execute(_insert_records(len(chunk)), [v for row in chunk for v in row])
                 last = max([last, *(seq for (seq,) in await cur.fetchall())])
+            links = link_rows(records)
+            if links:
+                await cur.executemany(LINK_INSERT, links)
             alerts = alert_rows(records, time_as_text=False)
             if alerts:
                 await cur.executemany(
@@ -400,6 +407,7 @@ class PostgresAuditStore:
                 f"SELECT {ALERT_COLUMNS.format(at=HASHED_AT)} FROM audit_alert ORDER BY seq"  # noqa: S608
             ).fetchall()
             notices = conn.execute(NOTICE_QUERY).fetchall()
+            links = conn.execute(LINK_QUERY).fetchall()
             start = read_anchor(_runner(conn))
             with conn.cursor(name="audit_verify") as records:
                 records.itersize = 2_000
@@ -414,6 +422,7 @@ class PostgresAuditStore:
                     self._checkpoint_every,
                     notices,
                     start,
+                    links,
                 )
 
     def records(
@@ -427,7 +436,7 @@ class PostgresAuditStore:
         """Read back records, oldest first, optionally for one child (by any of its pseudonyms),
         one user, or since a time."""
         statement, params = records_query(
-            child_refs=child_refs, subject=subject, since=since, limit=limit
+            child_refs=child_refs, subject=subject, since=since, limit=limit, postgres=True
         )
         with self._reader.connection() as conn:
             rows = conn.execute(statement, params).fetchall()
@@ -442,7 +451,7 @@ class PostgresAuditStore:
         if not sources or not child_refs:
             return []
         with self._reader.connection() as conn:
-            params = (list(child_refs), list(sources), limit)
+            params = (list(child_refs), list(child_refs), list(sources), limit)
             rows = conn.execute(NOTIFIED_RECORDS, params).fetchall()
         return [json.loads(body) for (body,) in rows]
 

@@ -6,16 +6,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
+from gateway.audit.types import AuditRecord
+
+
+def of_child(marks: str, *, postgres: bool) -> str:
+    """The condition that picks a child's records: looked up by the pseudonyms `marks` stands for,
+    or reaching records that hold them (`audit_log_link`: a lookup by UPN or demographics of a
+    child then looked for by NHS number). Each side is found through its index. PostgreSQL reads
+    the whole log for an `IN (SELECT ...)` beside an OR; given the ids as an array computed once,
+    it ORs two index scans."""
+    linked = f"SELECT audit_id FROM audit_log_link WHERE child_ref IN ({marks})"  # noqa: S608
+    reaching = f"= ANY(ARRAY({linked}))" if postgres else f"IN ({linked})"
+    return f"(child_ref IN ({marks}) OR audit_id {reaching})"
+
 
 def records_query(
-    *, child_refs: Sequence[str], subject: str | None, since: object | None, limit: int
+    *,
+    child_refs: Sequence[str],
+    subject: str | None,
+    since: object | None,
+    limit: int,
+    postgres: bool = False,
 ) -> tuple[str, Sequence[object]]:
     """`SELECT body ...` with `%s` placeholders and its parameters, oldest first; a child by any
-    of its pseudonyms (`child_refs`: one per audit key, current and previous); `since` is given
-    in the form the store's driver compares times in."""
+    of its pseudonyms (`child_refs`: one per audit key, current and previous), whether looked up
+    by it or reaching it; `since` is given in the form the store's driver compares times in."""
     conditions: list[tuple[str, Sequence[object]]] = []
     if child_refs:
-        conditions.append((f"child_ref IN ({', '.join(['%s'] * len(child_refs))})", child_refs))
+        marks = ", ".join(["%s"] * len(child_refs))
+        conditions.append((of_child(marks, postgres=postgres), (*child_refs, *child_refs)))
     for column, value in (("subject = %s", subject), ("at >= %s", since)):
         if value is not None:
             conditions.append((column, (value,)))
@@ -24,6 +43,15 @@ def records_query(
         statement += " WHERE " + " AND ".join(column for column, _ in conditions)
     params = [value for _, values in conditions for value in values]
     return statement + " ORDER BY seq LIMIT %s", (*params, limit)
+
+
+LINK_INSERT: Final = "INSERT INTO audit_log_link (audit_id, child_ref) VALUES (%s, %s)"
+
+
+def link_rows(records: Sequence[AuditRecord]) -> list[tuple[str, str]]:
+    """`audit_log_link`'s rows for `records`: each child a lookup reached other than the one it
+    was looked up by (`AuditRecord.linked_refs`, in the hash-chained body too)."""
+    return [(r.audit_id, ref) for r in records for ref in r.linked_refs]
 
 
 # --- archiving ------------------------------------------------------------------------------------
@@ -64,6 +92,7 @@ SEGMENT_QUERIES: Final = (
 """A segment's checkpoints, alerts and outbox receipts, up to a sequence number."""
 SEGMENT_RECORDS: Final = "SELECT {records} FROM audit_log WHERE seq <= %s ORDER BY seq"
 ARCHIVE_DELETES: Final = (
+    f"DELETE FROM audit_log_link WHERE {_UP_TO}",  # noqa: S608
     f"DELETE FROM audit_alert WHERE {_UP_TO}",  # noqa: S608
     f"DELETE FROM notification_outbox WHERE {_UP_TO}",  # noqa: S608
     "DELETE FROM audit_log WHERE seq <= %s",

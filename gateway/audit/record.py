@@ -23,6 +23,7 @@ from gateway.audit.types import (
     AuditSource,
     utc_now,
 )
+from gateway.identifiers import InvalidIdentifier, normalise_nhs_number
 from gateway.types import (
     Ambiguity,
     Caller,
@@ -82,12 +83,15 @@ def lookup_record(
     pseudonymiser: Pseudonymiser,
     asked: Sequence[SourceAnswer] | None = None,
     ambiguity: Ambiguity | None = None,
+    linked: Sequence[MatchedRecord] | None = None,
 ) -> AuditedLookup:
     """The record of a lookup that ran (found, not found, ambiguous or denied by the plan).
 
     Sources are recorded as `asked` answered, when given - every round, even those a hidden search
     does not show the caller - else as the caller saw them; each with how it was asked. So is
-    what made the linked records ambiguous: `ambiguity` when given, else the result's."""
+    what made the linked records ambiguous: `ambiguity` when given, else the result's. The
+    children reached are named by the NHS numbers of the records `linked` (when given: a hidden
+    search's too), else of those the caller was shown."""
     access = lookup_access(lookup)
     notices = owner_notifications(
         access, result.audit_id, release.notify if release is not None else ()
@@ -126,8 +130,28 @@ def lookup_record(
         withheld=[AuditField(w.source, w.field.value, w.reason) for w in result.withheld],
         notified=[n.audit for n in notices],
         ambiguity=_ambiguity(ambiguity or result.ambiguity),
+        linked_refs=()
+        if ambiguity or result.ambiguity
+        else _linked_refs(
+            result.matched if linked is None else linked, access.child_ref, pseudonymiser
+        ),
     )
     return AuditedLookup(record, tuple(n.message for n in notices))
+
+
+def _linked_refs(
+    matched: Sequence[MatchedRecord], child_ref: str | None, pseudonymiser: Pseudonymiser
+) -> list[str]:
+    """The pseudonyms of the NHS numbers `matched` hold, but the lookup's own: none where the
+    records were ambiguous (the log must not name a child the lookup did not single out)."""
+    refs: set[str] = set()
+    for match in matched:
+        try:
+            nhs_number = normalise_nhs_number(match.record.identifiers.nhs_number or "")
+        except InvalidIdentifier:
+            continue
+        refs.add(pseudonymiser.ref("nhs", nhs_number))
+    return sorted(ref for ref in refs if ref != child_ref)
 
 
 def failure_record(lookup: LookupContext, audit_id: str, outcome: str, code: str) -> AuditRecord:

@@ -29,6 +29,7 @@ from gateway.audit.archive import choose_end, delete_archived, read_anchor, read
 from gateway.audit.chain import (
     ALERT_COLUMNS,
     CHECKPOINT_COLUMNS,
+    LINK_QUERY,
     NOTICE_QUERY,
     RECORD_COLUMNS,
     ROW_FORMAT,
@@ -48,8 +49,10 @@ from gateway.audit.outbox import (
 )
 from gateway.audit.queries import (
     LATEST_SIGNED_QUERY,
+    LINK_INSERT,
     SEGMENT_QUERIES,
     SEGMENT_RECORDS,
+    link_rows,
     records_query,
 )
 from gateway.audit.segments import ArchivedSegment, SegmentRows
@@ -97,6 +100,11 @@ CREATE TABLE IF NOT EXISTS audit_alert (
     justification TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_log_child ON audit_log (child_ref, at);
+CREATE TABLE IF NOT EXISTS audit_log_link (
+    child_ref TEXT NOT NULL,
+    audit_id TEXT NOT NULL,
+    PRIMARY KEY (child_ref, audit_id)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject, at);
 CREATE TABLE IF NOT EXISTS audit_heartbeat (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -119,7 +127,7 @@ CREATE TABLE IF NOT EXISTS audit_archive (
 # bypasses these triggers (by editing the file) detectable.
 _SIGNED_CHECKPOINT = SIGNED_CHECKPOINT_COLUMNS.format(at="at")
 _LATEST_SIGNED = LATEST_SIGNED_QUERY.format(columns=_SIGNED_CHECKPOINT)
-_ARCHIVED = ("audit_log", "audit_alert", "audit_checkpoint")
+_ARCHIVED = ("audit_log", "audit_log_link", "audit_alert", "audit_checkpoint")
 """The tables `audit archive` deletes from, inside its one transaction (gateway.audit.archive)."""
 _APPEND_ONLY = (*_ARCHIVED, "audit_archive")
 _TRIGGERS = "".join(
@@ -154,14 +162,16 @@ _ADDED_COLUMNS = (
     ("audit_alert", "justification", "TEXT"),
     ("audit_log", "format", "INTEGER NOT NULL DEFAULT 1"),
 )
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """`PRAGMA user_version` of a log in this layout. 2: whole-row hashes (`audit_log.format`) and
 signed checkpoints (`audit_checkpoint` without a required `mac`; see gateway.audit.chain). 3: the
-archived segments (`audit_archive`, gateway.audit.archive), a table the schema script creates."""
+archived segments (`audit_archive`, gateway.audit.archive), a table the schema script creates.
+4: the children a lookup reached beyond the one it named (`audit_log_link`), created alike."""
 
 
 NOTIFIED_RECORDS = (
-    "SELECT body FROM audit_log WHERE child_ref IN ({children})"
+    "SELECT body FROM audit_log WHERE (child_ref IN ({children})"
+    " OR audit_id IN (SELECT audit_id FROM audit_log_link WHERE child_ref IN ({children})))"
     " AND EXISTS (SELECT 1 FROM json_each(body, '$.notified')"
     " WHERE json_extract(value, '$.source') IN ({sources}))"
     " ORDER BY at DESC, seq DESC LIMIT ?"
@@ -420,6 +430,7 @@ class SqliteAuditStore:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
+        conn.executemany(_for_sqlite(LINK_INSERT), link_rows(records))
         conn.executemany(
             "INSERT INTO audit_alert"
             " (at, kind, audit_id, subject, role, organisation, justification)"
@@ -507,6 +518,7 @@ class SqliteAuditStore:
                     f"SELECT {ALERT_COLUMNS.format(at='at')} FROM audit_alert ORDER BY seq"  # noqa: S608
                 ).fetchall()
                 notices = self._conn.execute(NOTICE_QUERY).fetchall()
+                links = self._conn.execute(LINK_QUERY).fetchall()
                 records = self._conn.execute(
                     f"SELECT {RECORD_COLUMNS.format(at='at')} FROM audit_log ORDER BY seq"  # noqa: S608
                 )
@@ -518,6 +530,7 @@ class SqliteAuditStore:
                     self._checkpoint_every,
                     notices,
                     start,
+                    links,
                 )
             finally:
                 self._conn.execute("COMMIT")
@@ -569,7 +582,8 @@ class SqliteAuditStore:
             children=", ".join("?" * len(child_refs)), sources=", ".join("?" * len(sources))
         )
         with self._lock:
-            rows = self._conn.execute(statement, (*child_refs, *sources, limit)).fetchall()
+            params = (*child_refs, *child_refs, *sources, limit)
+            rows = self._conn.execute(statement, params).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def alerts(

@@ -131,6 +131,11 @@ class AuditRecord:
     ambiguity: AuditAmbiguity | None = None
     """Set for an AMBIGUOUS lookup, and for a HIDDEN one whose linked records were; absent from
     records written before it existed."""
+    linked_refs: Sequence[str] = field(default_factory=tuple)
+    """The keyed pseudonyms (`nhs:...`) of the NHS numbers the lookup's linked records hold,
+    other than `access.child_ref`: a lookup by UPN or demographics is in the trail of the child it
+    reached, looked for by NHS number, and in its owner's access history. Absent from records
+    written before it existed."""
 
     @property
     def alert(self) -> str | None:

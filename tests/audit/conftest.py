@@ -99,7 +99,13 @@ class SqliteBackend:
     def tamper(self, *statements: Statement) -> None:
         """With the file: drop the triggers, then edit."""
         conn = sqlite3.connect(self.path, isolation_level=None)
-        for table in ("audit_log", "audit_alert", "audit_checkpoint", "audit_archive"):
+        for table in (
+            "audit_log",
+            "audit_log_link",
+            "audit_alert",
+            "audit_checkpoint",
+            "audit_archive",
+        ):
             for op in ("update", "delete"):
                 conn.execute(f"DROP TRIGGER IF EXISTS {table}_no_{op}")
         for statement in statements:

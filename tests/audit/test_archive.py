@@ -305,3 +305,26 @@ def test_the_archive_command_writes_segments_of_at_most_max_records(tmp_path, ca
     assert "archive intact: 2 segments" in capsys.readouterr().out
     assert main([*command, "--max-records", "0"]) == 2
     assert "--max-records must be at least 1" in capsys.readouterr().err
+
+
+def test_a_childs_records_found_through_their_links_are_archived_with_them(
+    backend, store, archive_dir
+):
+    """Lookups that reached a child they were not looked up by (`linked_refs`) are found by it
+    until archived; archiving takes their links with them, through the append-only guards."""
+    reached = "nhs:reached-by-a-search"
+
+    async def write() -> None:
+        for i in range(1, 13):
+            name = f"a{i:02d}"
+            linked = [reached] if name in ("a02", "a11") else []
+            await store.append(audit_record(name, linked_refs=linked))
+
+    asyncio.run(write())
+    assert [r["audit_id"] for r in store.records(child_refs=[reached])] == ["a02", "a11"]
+    assert archive_log(store, archive_dir, LATER, PUBLIC) is not None
+    assert [r["audit_id"] for r in store.records(child_refs=[reached])] == ["a11"]
+    assert backend.query("SELECT audit_id FROM audit_log_link") == [("a11",)]
+    assert store.verify().ok
+    with pytest.raises(backend.error):  # outside archiving, the links are append-only
+        backend.execute("DELETE FROM audit_log_link")

@@ -336,3 +336,43 @@ def test_a_log_cut_back_with_its_later_checkpoints_needs_a_witness_to_be_caught(
     db.tamper("DELETE FROM audit_log WHERE seq > 5", "DELETE FROM audit_checkpoint WHERE seq > 5")
     db.tamper("DELETE FROM audit_alert")
     assert _verify(db).ok
+
+
+# --- the index of the children lookups reached, derived from the chained records ------------------
+
+
+@pytest.fixture
+def linked(backend):
+    """A log of 4 records; the third (l2) reached a child it was not looked up by."""
+    store = backend.open_store()
+
+    async def fill():
+        for i in range(4):
+            reached = ["nhs:reached"] if i == 2 else []
+            await store.append(audit_record(f"l{i}", linked_refs=reached))
+
+    asyncio.run(fill())
+    store.close()
+    return backend
+
+
+def test_the_links_a_record_says_it_made_verify(linked):
+    assert linked.query("SELECT audit_id, child_ref FROM audit_log_link") == [("l2", "nhs:reached")]
+    assert _verify(linked).ok
+
+
+def test_a_deleted_link_is_named_at_the_record_it_hid_from_the_childs_trail(linked):
+    linked.tamper("DELETE FROM audit_log_link WHERE audit_id = 'l2'")
+    report = _verify(linked)
+    assert (report.ok, report.first_bad_seq, report.first_bad_audit_id) == (False, 3, "l2")
+    assert "links" in report.problem
+
+
+def test_an_invented_link_is_caught(linked):
+    linked.tamper("INSERT INTO audit_log_link (audit_id, child_ref) VALUES ('l1', 'nhs:other')")
+    assert (_verify(linked).ok, _verify(linked).first_bad_audit_id) == (False, "l1")
+    linked.tamper("DELETE FROM audit_log_link WHERE audit_id = 'l1'")
+    linked.tamper("INSERT INTO audit_log_link (audit_id, child_ref) VALUES ('gone', 'nhs:x')")
+    report = _verify(linked)
+    assert (report.ok, report.first_bad_audit_id) == (False, "gone")
+    assert "names a record that is not in the log" in report.problem

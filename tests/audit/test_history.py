@@ -21,6 +21,7 @@ from gateway.audit import (
     upgrade_schema,
 )
 from gateway.audit.postgres import NOTIFIED_RECORDS as POSTGRES_NOTIFIED
+from gateway.audit.queries import records_query
 from gateway.audit.sqlite import NOTIFIED_RECORDS as SQLITE_NOTIFIED
 from gateway.config import REPO_ROOT
 from gateway.demo import reference_source
@@ -104,24 +105,34 @@ async def test_the_store_finds_a_childs_records_notified_to_a_source_newest_firs
     assert store.notified_records([CHILD], [], 10) == []
 
 
-def test_sqlite_answers_from_the_childs_index(tmp_path):
+def test_sqlite_answers_from_the_childs_indexes(tmp_path):
+    """The child's records looked up by it, and those reaching it (`audit_log_link`), each found
+    through an index: the log is never read whole. The few found are then sorted."""
     SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY).close()
     conn = sqlite3.connect(tmp_path / "audit.sqlite3")
     statement = SQLITE_NOTIFIED.format(children="?", sources="?")  # one audit key, one source
-    plan = conn.execute("EXPLAIN QUERY PLAN " + statement, (CHILD, "social_care", 25)).fetchall()
+    params = (CHILD, CHILD, "social_care", 25)
+    plan = conn.execute("EXPLAIN QUERY PLAN " + statement, params).fetchall()
     conn.close()
-    details = " ".join(row[-1] for row in plan)
-    assert "USING INDEX audit_log_child" in details
-    assert "TEMP B-TREE" not in details  # ordered by the index, not sorted afterwards
+    details = [row[-1] for row in plan]
+    assert "SEARCH audit_log USING INDEX audit_log_child (child_ref=?)" in details
+    assert "SEARCH audit_log_link USING PRIMARY KEY (child_ref=?)" in details
+    assert not [step for step in details if step.startswith("SCAN audit_log")]
 
 
-def test_postgres_answers_from_the_childs_index(postgres_schema):
+def test_postgres_answers_from_the_childs_indexes(postgres_schema):
+    """The owner's history and the auditors' trail of a child alike: two index scans ORed."""
     url, schema = postgres_schema
     upgrade_schema(url, schema)
+    trail = records_query(child_refs=[CHILD], subject=None, since=None, limit=25, postgres=True)
     with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute("SET enable_seqscan = off")  # as on a log too large to read whole
-        plan = conn.execute("EXPLAIN " + POSTGRES_NOTIFIED, ([CHILD], ["social_care"], 25))
-        assert "audit_log_child" in " ".join(row[0] for row in plan.fetchall())
+        history = (POSTGRES_NOTIFIED, ([CHILD], [CHILD], ["social_care"], 25))
+        for statement, params in (history, trail):
+            plan = " ".join(row[0] for row in conn.execute("EXPLAIN " + statement, params))
+            assert "Bitmap Index Scan on audit_log_child" in plan
+            assert "Bitmap Index Scan on audit_log_link_pkey" in plan
+            assert "Seq Scan" not in plan
 
 
 # --- the owners' reading -------------------------------------------------------------------------

@@ -68,6 +68,7 @@ def test_upgrade_creates_the_schema_with_alembic_s_version_table_in_it_and_can_r
     assert tables == {
         "alembic_version",
         "audit_log",
+        "audit_log_link",
         "audit_alert",
         "audit_checkpoint",
         "audit_heartbeat",
@@ -153,6 +154,7 @@ async def test_the_gateway_role_appends_and_delivers_but_cannot_change_the_log(
             "TRUNCATE audit_log",
             "UPDATE audit_checkpoint SET mac = ''",
             "DELETE FROM audit_alert",
+            "DELETE FROM audit_log_link",
             "CREATE TABLE audit_log_copy (seq bigint)",
         ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
@@ -164,7 +166,7 @@ def test_even_the_owner_cannot_truncate_the_log(postgres_schema):
     url, schema = postgres_schema
     upgrade_schema(url, schema)
     with _admin(url, schema) as conn:
-        for table in ("audit_log", "audit_alert", "audit_checkpoint"):
+        for table in ("audit_log", "audit_log_link", "audit_alert", "audit_checkpoint"):
             with pytest.raises(psycopg.Error, match="append-only"):
                 conn.execute(f"TRUNCATE {table}")
 
