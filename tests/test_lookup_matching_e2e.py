@@ -177,6 +177,7 @@ def test_an_ambiguous_answer_and_its_audit_record_say_what_made_it_so(stack):
     audited = stack.audited(result["auditId"])
     assert audited["outcome"] == "AMBIGUOUS"
     assert audited["matches"] == []
+    assert audited["linked_refs"] == []  # neither twin's trail names a search that told them apart
     assert audited["ambiguity"] == {
         "reason": "NHS_NUMBERS_DIFFER",
         "candidates": [{"source": "health", "method": "DEMOGRAPHICS", "records": 2}],

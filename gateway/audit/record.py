@@ -142,8 +142,8 @@ def lookup_record(
 def _linked_refs(
     matched: Sequence[MatchedRecord], child_ref: str | None, pseudonymiser: Pseudonymiser
 ) -> list[str]:
-    """The pseudonyms of the NHS numbers `matched` hold, but the lookup's own: none where the
-    records were ambiguous (the log must not name a child the lookup did not single out)."""
+    """The pseudonyms of the NHS numbers `matched` hold, but the lookup's own. Not called for
+    ambiguous records: the log must not name a child the lookup did not single out."""
     refs: set[str] = set()
     for match in matched:
         try:
