@@ -105,8 +105,10 @@ def test_the_owner_sees_a_health_visitors_lookup_of_a_child_on_its_plan(gateway)
         False,
     )
     assert access["reasons"] == ["CHILD_PROTECTION_PLAN"]
-    recorded = gateway.audited(lookup["auditId"])["access"]
+    audited = gateway.audited(lookup["auditId"])
+    recorded = audited["access"]
     assert (access["subject"], access["at"]) == (recorded["subject"], recorded["at"])
+    assert audited["linked_refs"] == []  # asked by NHS number: its child_ref names the child
     assert seen["more"] is False
 
 
@@ -137,6 +139,9 @@ def test_a_lookup_by_upn_is_in_the_history_and_trail_of_the_child_it_reached(gat
 
     assert lookup["auditId"] in trail(KNOWN_BY_UPN)
     assert lookup["auditId"] not in trail(NEVER_LOOKED_UP)
+    audited = gateway.audited(lookup["auditId"])
+    assert audited["access"]["child_ref"].startswith("upn:")
+    assert [ref[:4] for ref in audited["linked_refs"]] == ["nhs:"]  # the one child it reached
 
 
 def test_a_break_glass_lookup_shows_as_an_override_with_its_justification(gateway):

@@ -133,25 +133,29 @@ def lookup_record(
         linked_refs=()
         if ambiguity or result.ambiguity
         else _linked_refs(
-            result.matched if linked is None else linked, access.child_ref, pseudonymiser
+            result.matched if linked is None else linked, lookup.query.nhs_number, pseudonymiser
         ),
     )
     return AuditedLookup(record, tuple(n.message for n in notices))
 
 
 def _linked_refs(
-    matched: Sequence[MatchedRecord], child_ref: str | None, pseudonymiser: Pseudonymiser
+    matched: Sequence[MatchedRecord], asked_by: str | None, pseudonymiser: Pseudonymiser
 ) -> list[str]:
-    """The pseudonyms of the NHS numbers `matched` hold, but the lookup's own. Not called for
-    ambiguous records: the log must not name a child the lookup did not single out."""
-    refs: set[str] = set()
-    for match in matched:
+    """The pseudonyms of the NHS numbers `matched` hold, other than `asked_by` (the lookup's own,
+    when it was asked by NHS number: the commonest case, passed over without a pseudonym made).
+    Not called for ambiguous records: the log must not name a child the lookup did not single
+    out."""
+    numbers = {match.record.identifiers.nhs_number for match in matched} - {None, asked_by}
+    refs = set()
+    for number in numbers:
         try:
-            nhs_number = normalise_nhs_number(match.record.identifiers.nhs_number or "")
+            nhs_number = normalise_nhs_number(number or "")
         except InvalidIdentifier:
             continue
-        refs.add(pseudonymiser.ref("nhs", nhs_number))
-    return sorted(ref for ref in refs if ref != child_ref)
+        if nhs_number != asked_by:
+            refs.add(pseudonymiser.ref("nhs", nhs_number))
+    return sorted(refs)
 
 
 def failure_record(lookup: LookupContext, audit_id: str, outcome: str, code: str) -> AuditRecord:
