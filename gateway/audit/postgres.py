@@ -62,6 +62,7 @@ from gateway.audit.queries import (
     SEGMENT_QUERIES,
     SEGMENT_RECORDS,
     link_rows,
+    of_child,
     records_query,
 )
 from gateway.audit.segments import ArchivedSegment, SegmentRows
@@ -73,14 +74,14 @@ _ANSWERED = ("FOUND", "NOT_FOUND", "NOT_FOUND_INCOMPLETE", "UNAVAILABLE", "AMBIG
 """Outcomes that count a child against the caller's daily cap (as in the SQLite store)."""
 
 NOTIFIED_RECORDS = (
-    "SELECT body FROM audit_log WHERE (child_ref = ANY(%s) OR audit_id ="
-    " ANY(ARRAY(SELECT audit_id FROM audit_log_link WHERE child_ref = ANY(%s))))"
-    " AND EXISTS (SELECT 1 FROM jsonb_array_elements(body::jsonb -> 'notified') AS notice"
+    "SELECT body FROM audit_log WHERE "  # noqa: S608
+    + of_child("{children}", postgres=True)
+    + " AND EXISTS (SELECT 1 FROM jsonb_array_elements(body::jsonb -> 'notified') AS notice"
     " WHERE notice ->> 'source' = ANY(%s))"
     " ORDER BY at DESC, seq DESC LIMIT %s"
 )
-"""A child's records (by a list of its pseudonyms) notified to some sources (a list), newest
-first."""
+"""A child's records notified to some sources (a list), newest first; `{children}` takes one mark
+per pseudonym."""
 
 _RECORD_COLUMNS = (
     "audit_id, at, child_ref, subject, role, organisation, purpose, outcome, body, prev_hash, hash,"
@@ -450,9 +451,10 @@ class PostgresAuditStore:
         notices are read from the record itself, the hash-chained body, not from a copy."""
         if not sources or not child_refs:
             return []
+        statement = NOTIFIED_RECORDS.format(children=", ".join(["%s"] * len(child_refs)))
         with self._reader.connection() as conn:
-            params = (list(child_refs), list(child_refs), list(sources), limit)
-            rows = conn.execute(NOTIFIED_RECORDS, params).fetchall()
+            params = (*child_refs, *child_refs, list(sources), limit)
+            rows = conn.execute(statement, params).fetchall()
         return [json.loads(body) for (body,) in rows]
 
     def alerts(

@@ -53,6 +53,7 @@ from gateway.audit.queries import (
     SEGMENT_QUERIES,
     SEGMENT_RECORDS,
     link_rows,
+    of_child,
     records_query,
 )
 from gateway.audit.segments import ArchivedSegment, SegmentRows
@@ -170,9 +171,9 @@ archived segments (`audit_archive`, gateway.audit.archive), a table the schema s
 
 
 NOTIFIED_RECORDS = (
-    "SELECT body FROM audit_log WHERE (child_ref IN ({children})"
-    " OR audit_id IN (SELECT audit_id FROM audit_log_link WHERE child_ref IN ({children})))"
-    " AND EXISTS (SELECT 1 FROM json_each(body, '$.notified')"
+    "SELECT body FROM audit_log WHERE "  # noqa: S608
+    + of_child("{children}", postgres=False)
+    + " AND EXISTS (SELECT 1 FROM json_each(body, '$.notified')"
     " WHERE json_extract(value, '$.source') IN ({sources}))"
     " ORDER BY at DESC, seq DESC LIMIT ?"
 )

@@ -127,7 +127,7 @@ def test_postgres_answers_from_the_childs_indexes(postgres_schema):
     trail = records_query(child_refs=[CHILD], subject=None, since=None, limit=25, postgres=True)
     with psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}") as conn:
         conn.execute("SET enable_seqscan = off")  # as on a log too large to read whole
-        history = (POSTGRES_NOTIFIED, ([CHILD], [CHILD], ["social_care"], 25))
+        history = (POSTGRES_NOTIFIED.format(children="%s"), (CHILD, CHILD, ["social_care"], 25))
         for statement, params in (history, trail):
             plan = " ".join(row[0] for row in conn.execute("EXPLAIN " + statement, params))
             assert "Bitmap Index Scan on audit_log_child" in plan
