@@ -43,7 +43,8 @@ PHASE_TIMEOUT_S = 60.0
 
 def _aliased(nhs_numbers: list[str], fields: str = "outcome") -> str:
     lookups = " ".join(
-        f'c{i}: child(nhsNumber: "{nhs}", purpose: SAFEGUARDING_ENQUIRY) {{ {fields} }}'
+        f'c{i}: child(identify: {{nhsNumber: "{nhs}"}}, purpose: SAFEGUARDING_ENQUIRY)'
+        f" {{ {fields} }}"
         for i, nhs in enumerate(nhs_numbers)
     )
     return f"{{ {lookups} }}"
@@ -116,7 +117,7 @@ async def _burst(url: str, tokens: list[str], children: list[str], lookups: int)
     statuses: Counter[str] = Counter()
     latencies: list[float] = []
     query = (
-        "query($nhs: String!) { child(nhsNumber: $nhs, purpose: SAFEGUARDING_ENQUIRY)"
+        "query($nhs: String!) { child(identify: {nhsNumber: $nhs}, purpose: SAFEGUARDING_ENQUIRY)"
         " { outcome complete sources { status } } }"
     )
     limits = httpx.Limits(max_connections=lookups)

@@ -65,7 +65,8 @@ WARM_UP = 300  # lookups per side, once sequentially and once concurrently: V8 n
 # Comparable fields on both sides: identity, location, who works with the child, indicators. Ours
 # also returns what the peer cannot (source statuses, withheld fields, the audit id): that is part
 # of the job, so it is asked for.
-OURS_QUERY = """query($nhs: String!) { child(nhsNumber: $nhs, purpose: SAFEGUARDING_ENQUIRY) {
+OURS_QUERY = """query($nhs: String!) {
+  child(identify: {nhsNumber: $nhs}, purpose: SAFEGUARDING_ENQUIRY) {
   outcome complete
   child {
     name { given family } dateOfBirth { value } sex { value }

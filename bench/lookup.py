@@ -26,7 +26,8 @@ from bench.stack import running_stack
 from connectors.synthetic import generate_population, write_population
 
 RESULTS = Path(__file__).resolve().parent / "results"
-QUERY = """query($nhs: String!) { child(nhsNumber: $nhs, purpose: SAFEGUARDING_ENQUIRY) {
+QUERY = """query($nhs: String!) {
+  child(identify: {nhsNumber: $nhs}, purpose: SAFEGUARDING_ENQUIRY) {
   outcome complete child { name { given family } involvements { service organisation } }
   sources { source status latencyMs } withheld { field reason } auditId } }"""
 
