@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import certifi
 import httpx
@@ -43,7 +43,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
-from jwt.utils import base64url_decode
 
 from connectors.bounded_reads import MAX_DOCUMENT_BYTES, read_answer
 from connectors.pem import pem_blocks
@@ -457,14 +456,14 @@ async def verified_claims(
     """Check an ES256 token made by `issuer` (for `audience`, when given) over exactly `body`, and
     that it was made recently and for no longer than TOKEN_TTL_S; return its claims."""
     try:
-        segments, header = _unverified(token)
+        parts, header = _unverified(token)
     except jwt.PyJWTError as exc:
         raise TrustError("The signature is not a well-formed token.") from exc
     if header.get("alg") != ALGORITHM:
         raise TrustError(f"Only {ALGORITHM} signatures are accepted.")
     key = await keys.key(header.get("kid"))
     required_claims = ("iss", "iat", "exp", BODY_HASH_CLAIM, *required)
-    claims = _plainly_valid(segments, key, issuer, audience, leeway_s, required_claims)
+    claims = _plainly_valid(parts, key, issuer, audience, leeway_s, required_claims)
     if claims is None:
         claims = _decoded(token, key, issuer, audience, leeway_s, required_claims)
     issued, expires = claims["iat"], claims["exp"]
@@ -509,7 +508,7 @@ def _decoded(
 
 
 def _plainly_valid(
-    segments: list[bytes] | None,
+    parts: _Parts | None,
     key: Any,
     issuer: str,
     audience: str | None,
@@ -525,12 +524,12 @@ def _plainly_valid(
     answers. Only acceptance is done here: a token this refuses goes to PyJWT, so what is
     refused, and how it is reported, is PyJWT's verdict."""
     if (
-        segments is None
+        parts is None
         or not isinstance(key, ec.EllipticCurvePublicKey)
         or not isinstance(key.curve, ec.SECP256R1)
     ):
         return None
-    signature = base64url_decode(segments[2])
+    signature = parts.signature
     if len(signature) != 2 * _ES256_HALF:
         return None
     try:
@@ -538,10 +537,10 @@ def _plainly_valid(
             encode_dss_signature(
                 int.from_bytes(signature[:_ES256_HALF]), int.from_bytes(signature[_ES256_HALF:])
             ),
-            segments[0] + b"." + segments[1],
+            parts.signing_input,
             _ES256,
         )
-        claims = json.loads(base64url_decode(segments[1]))
+        claims = _json(parts.payload)
     except (InvalidSignature, ValueError, RecursionError):
         return None
     if not isinstance(claims, dict) or any(claims.get(name) is None for name in required):
@@ -578,37 +577,60 @@ _BASE64URL_TO_STANDARD: Final = bytes.maketrans(b"-_", b"+/")
 _PLAIN_HEADER: Final = frozenset({"alg", "typ", "kid"})
 
 
-def _unverified(token: str) -> tuple[list[bytes] | None, dict[str, Any]]:
-    """The token's segments when it has the usual shape, and its header: what
+class _Parts(NamedTuple):
+    """A token of the usual shape, its segments decoded once."""
+
+    signing_input: bytes
+    """The first two segments as sent, joined by their dot: what the signature covers."""
+    payload: bytes
+    signature: bytes
+
+
+def _unverified(token: str) -> tuple[_Parts | None, dict[str, Any]]:
+    """The token's parts when it has the usual shape, and its header: what
     `jwt.get_unverified_header(token)` returns, raising what it raises.
 
     PyJWT checks every segment of the token a character at a time in Python before it reads the
     header, then does it all again to verify the signature: the first pass cost a fifth of
     checking a request. Tokens of the usual shape - three unpadded, canonical base64url segments
     and a header holding only `alg`, `typ` and `kid` strings, which PyJWT would accept as they are
-    - are read here in C; anything else is left to PyJWT, so its verdict is the same.
+    - are read here in C, each segment decoded once; anything else is left to PyJWT, so its
+    verdict is the same.
     """
     segments = token.encode("utf-8").split(b".")
-    if len(segments) == 3 and all(_canonical_base64url(segment) for segment in segments):
-        try:
-            header = json.loads(base64url_decode(segments[0]))
-        except (ValueError, RecursionError):
-            header = None
-        if (
-            isinstance(header, dict)
-            and header.keys() <= _PLAIN_HEADER
-            and all(isinstance(value, str) for value in header.values())
-        ):
-            return segments, header
+    if len(segments) == 3:
+        head, payload, signature = (_canonical_base64url(segment) for segment in segments)
+        if head is not None and payload is not None and signature is not None:
+            try:
+                header = _json(head)
+            except (ValueError, RecursionError):
+                header = None
+            if (
+                isinstance(header, dict)
+                and header.keys() <= _PLAIN_HEADER
+                and all(isinstance(value, str) for value in header.values())
+            ):
+                return _Parts(segments[0] + b"." + segments[1], payload, signature), header
     return None, jwt.get_unverified_header(token)
 
 
-def _canonical_base64url(segment: bytes) -> bool:
-    """Unpadded base64url that decodes, and encodes back to itself (PyJWT's test of a segment)."""
+def _canonical_base64url(segment: bytes) -> bytes | None:
+    """What unpadded base64url `segment` decodes to, if it encodes back to itself (PyJWT's test
+    of a segment); None if it does not."""
     if len(segment) % 4 == 1 or segment.translate(None, _BASE64URL_ALPHABET):
-        return False
+        return None
     padded = segment.translate(_BASE64URL_TO_STANDARD) + b"=" * (-len(segment) % 4)
-    return binascii.b2a_base64(binascii.a2b_base64(padded), newline=False) == padded
+    data = binascii.a2b_base64(padded)
+    return data if binascii.b2a_base64(data, newline=False) == padded else None
+
+
+def _json(data: bytes) -> Any:
+    """`json.loads(data)` for UTF-8 without a byte-order mark; ValueError for anything else.
+
+    Given bytes, `json.loads` first guesses their encoding in Python. A token's JSON is UTF-8 (RFC
+    7519); bytes that are not - another encoding PyJWT would still read - fail here as they fail to
+    parse, and the token goes to PyJWT."""
+    return json.loads(data.decode("utf-8"))
 
 
 class ReplayCache(Protocol):

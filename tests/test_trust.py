@@ -2,14 +2,18 @@
 loopback) refuses every request the gateway did not sign - for it, just now, over these exact
 bytes, and only once."""
 
+import base64
 import hashlib
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from connectors.app import create_connector_app
 from connectors.protocol import (
@@ -265,6 +269,34 @@ def test_a_token_with_other_header_parameters_is_still_checked_in_full(connector
 
     assert _post(client, body, f"Bearer {token}").status_code == 200
     assert "another connector" in _refused(_post(client, body, f"Bearer {tampered}"))
+    assert len(backend.requests) == 1
+
+
+def _utf16_token(body: bytes, **overrides) -> str:
+    """A token whose header and claims are JSON in UTF-16 (with its byte-order mark): not what
+    any signer here writes, but what PyJWT reads."""
+    header = {"alg": "ES256", "kid": key_id(GATEWAY_KEY.public_key()), "typ": "JWT"}
+    claims = jwt.decode(_token(body, **overrides), options={"verify_signature": False})
+    signing_input = b".".join(
+        base64.urlsafe_b64encode(json.dumps(part).encode("utf-16")).rstrip(b"=")
+        for part in (header, claims)
+    )
+    r, s = decode_dss_signature(GATEWAY_KEY.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+    signature = base64.urlsafe_b64encode(r.to_bytes(32) + s.to_bytes(32)).rstrip(b"=")
+    return (signing_input + b"." + signature).decode()
+
+
+def test_a_token_whose_json_is_not_utf8_gets_pyjwts_verdict(connector):
+    """The usual token's JSON is read as UTF-8; any other encoding leaves the token to PyJWT,
+    which reads it and judges it as it judges any other: accepted when valid, refused when not."""
+    client, backend = connector
+    body = _body()
+
+    accepted = _post(client, body, f"Bearer {_utf16_token(body)}")
+    refused = _post(client, body, f"Bearer {_utf16_token(body, aud='education')}")
+
+    assert accepted.status_code == 200, accepted.text
+    assert "another connector" in _refused(refused)
     assert len(backend.requests) == 1
 
 
