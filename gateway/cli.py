@@ -339,13 +339,18 @@ def _audit_archive(args: argparse.Namespace) -> int:
 
 def _audit_query(args: argparse.Namespace) -> int:
     from gateway.audit import Pseudonymiser, audit_key, previous_audit_keys
-    from gateway.identifiers import normalise_nhs_number
+    from gateway.identifiers import normalise_nhs_number, normalise_upn
 
     settings = _state_settings(args)
     child_refs: tuple[str, ...] = ()
-    if args.child is not None:
-        keys = audit_key(settings, create=False), previous_audit_keys(settings)
-        child_refs = Pseudonymiser(*keys).refs("nhs", normalise_nhs_number(args.child))
+    if args.child is not None or args.child_upn is not None:
+        pseudonymiser = Pseudonymiser(
+            audit_key(settings, create=False), previous_audit_keys(settings)
+        )
+        if args.child is not None:
+            child_refs = pseudonymiser.refs("nhs", normalise_nhs_number(args.child))
+        else:
+            child_refs = pseudonymiser.refs("upn", normalise_upn(args.child_upn))
     with _audit_store(settings) as store:
         records = store.records(
             child_refs=child_refs, subject=args.user, since=args.since, limit=args.limit
@@ -716,7 +721,11 @@ def build_parser() -> argparse.ArgumentParser:
     aarchive.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
     aarchive.set_defaults(run=_audit_archive)
     aquery = audit_commands.add_parser("query", help="who looked at a child, or what a user did")
-    aquery.add_argument("--child", help="the child's NHS number (matched by its pseudonym)")
+    achild = aquery.add_mutually_exclusive_group()
+    achild.add_argument("--child", help="the child's NHS number (matched by its pseudonym)")
+    achild.add_argument(
+        "--child-upn", metavar="UPN", help="or the child's UPN, for a child with no NHS number"
+    )
     aquery.add_argument("--user", help="the practitioner's subject, e.g. dev:RR8:Hana Visitor")
     aquery.add_argument("--since", type=_timestamp, help="ISO 8601 date or time, UTC if no zone")
     aquery.add_argument("--limit", type=int, default=1000)

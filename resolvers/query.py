@@ -10,6 +10,7 @@ import strawberry
 from strawberry.types import Info
 
 from gateway.audit import DEFAULT_LIMIT, LIMIT_ALERTS, MAX_LIMIT, AccessHistory, AuditTrail
+from gateway.audit.trail import ChildKind
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import (
     InvalidIdentifier,
@@ -184,13 +185,34 @@ _AccessesSince = Annotated[
 
 async def resolve_audit_trail(
     info: Info[RequestContext, None],
-    nhs_number: Annotated[str, strawberry.argument(description="The child's NHS number.")],
+    nhs_number: Annotated[
+        str | None, strawberry.argument(description="The child's NHS number (or give upn).")
+    ] = None,
+    upn: Annotated[
+        str | None,
+        strawberry.argument(description="The child's UPN, for a child known by no NHS number."),
+    ] = None,
     since: _AccessesSince = None,
 ) -> list[AuditEntry]:
     context = info.context
     caller = context.signed_in()
-    records = await context.audit_trail.for_child(caller, _nhs(nhs_number), since, limit=1000)
+    child = _audited_child(nhs_number, upn)
+    records = await context.audit_trail.for_child(caller, child, since, limit=1000)
     return [audit_entry(r) for r in records]
+
+
+def _audited_child(nhs_number: str | None, upn: str | None) -> tuple[ChildKind, str]:
+    """The one identifier a trail is asked by, normalised."""
+    if (nhs_number is None) == (upn is None):
+        raise GatewayError(
+            ErrorCode.IDENTIFY_ONE_WAY, "Name the child by an NHS number or by a UPN: one of them."
+        )
+    if nhs_number is not None:
+        return "nhs", _nhs(nhs_number)
+    try:
+        return "upn", normalise_upn(upn or "")
+    except InvalidIdentifier as exc:
+        raise GatewayError(exc.code, exc.message) from exc
 
 
 async def resolve_user_audit_trail(
@@ -272,8 +294,10 @@ class Query:
     audit_trail: list[AuditEntry] = strawberry.field(
         resolver=resolve_audit_trail,
         description=(
-            "Auditors only: every recorded access to one child (who, when, why, what was"
-            " released or withheld), oldest first. Reading it is itself audited."
+            "Auditors only: every recorded access to one child, named by its NHS number or its"
+            " UPN (who, when, why, what was released or withheld), oldest first: lookups by the"
+            " identifier given, and lookups by another means whose records held it. Reading it"
+            " is itself audited."
         ),
     )
     user_audit_trail: list[AuditEntry] = strawberry.field(

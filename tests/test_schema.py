@@ -56,12 +56,12 @@ def test_there_is_no_list_or_search_all_query():
         "limitAlerts",
     }
     assert "List" not in str(query.fields["child"].type)
-    # Every root field that reaches a child is about one named child: the audit trail and the
-    # owner's access history by NHS number, a lookup by exactly one of NHS number, UPN or
-    # demographics (checked at run time, see IDENTIFY_ONE_WAY), and demographics that could link
-    # one child if all agreed (checked at run time, see INSUFFICIENT_DETAILS) - details of the
-    # child, never a wildcard, range or list to search by. The auditors' lists (one user's trail,
-    # the override and limit alerts) carry no child's identity or data.
+    # Every root field that reaches a child is about one named child: the audit trail by NHS
+    # number or UPN and the owner's access history by NHS number, a lookup by exactly one of NHS
+    # number, UPN or demographics (checked at run time, see IDENTIFY_ONE_WAY), and demographics
+    # that could link one child if all agreed (checked at run time, see INSUFFICIENT_DETAILS) -
+    # details of the child, never a wildcard, range or list to search by. The auditors' lists (one
+    # user's trail, the override and limit alerts) carry no child's identity or data.
     for feed in ("userAuditTrail", "overrideAlerts", "limitAlerts"):
         assert str(query.fields[feed].type) in (
             "[AuditEntry!]!",
@@ -71,7 +71,9 @@ def test_there_is_no_list_or_search_all_query():
     for entry in ("AuditEntry", "OverrideAlert", "LimitAlert"):
         fields = set(build_schema()._schema.type_map[entry].fields)
         assert not fields & {"child", "nhsNumber", "upn", "dateOfBirth", "address"}
-    assert str(query.fields["auditTrail"].args["nhsNumber"].type) == "String!"
+    trail_args = query.fields["auditTrail"].args
+    assert set(trail_args) == {"nhsNumber", "upn", "since"}  # one of the two: IDENTIFY_ONE_WAY
+    assert {str(trail_args[name].type) for name in ("nhsNumber", "upn")} == {"String"}
     assert str(query.fields["accessHistory"].args["nhsNumber"].type) == "String!"
     child_args = query.fields["child"].args
     assert {"nhsNumber", "upn", "demographics"} <= set(child_args)

@@ -23,11 +23,12 @@ from gateway.audit.types import (
     AuditSource,
     utc_now,
 )
-from gateway.identifiers import InvalidIdentifier, normalise_nhs_number
+from gateway.identifiers import InvalidIdentifier, normalise_nhs_number, normalise_upn
 from gateway.types import (
     Ambiguity,
     Caller,
     LookupContext,
+    LookupQuery,
     LookupResult,
     MatchedRecord,
     Plan,
@@ -133,28 +134,34 @@ def lookup_record(
         linked_refs=()
         if ambiguity or result.ambiguity
         else _linked_refs(
-            result.matched if linked is None else linked, lookup.query.nhs_number, pseudonymiser
+            result.matched if linked is None else linked, lookup.query, pseudonymiser
         ),
     )
     return AuditedLookup(record, tuple(n.message for n in notices))
 
 
 def _linked_refs(
-    matched: Sequence[MatchedRecord], asked_by: str | None, pseudonymiser: Pseudonymiser
+    matched: Sequence[MatchedRecord], asked: LookupQuery, pseudonymiser: Pseudonymiser
 ) -> list[str]:
-    """The pseudonyms of the NHS numbers `matched` hold, other than `asked_by` (the lookup's own,
-    when it was asked by NHS number: the commonest case, passed over without a pseudonym made).
-    Not called for ambiguous records: the log must not name a child the lookup did not single
-    out."""
-    numbers = {match.record.identifiers.nhs_number for match in matched} - {None, asked_by}
+    """The pseudonyms of the NHS numbers and UPNs `matched` hold, other than the one the lookup
+    was asked by (the commonest case, passed over without a pseudonym made): the child it reached
+    is then found by either identifier, a child with no NHS number by its UPN. Identifiers that
+    are not valid are passed over. Not called for ambiguous records: the log must not name a
+    child the lookup did not single out."""
+    held = (
+        ("nhs", normalise_nhs_number, {m.record.identifiers.nhs_number for m in matched}),
+        ("upn", normalise_upn, {m.record.identifiers.upn for m in matched}),
+    )
     refs = set()
-    for number in numbers:
-        try:
-            nhs_number = normalise_nhs_number(number or "")
-        except InvalidIdentifier:
-            continue
-        if nhs_number != asked_by:
-            refs.add(pseudonymiser.ref("nhs", nhs_number))
+    for kind, normalise, values in held:
+        own = asked.nhs_number if kind == "nhs" else asked.upn
+        for value in values - {None, own}:
+            try:
+                identifier = normalise(value or "")
+            except InvalidIdentifier:
+                continue
+            if identifier != own:
+                refs.add(pseudonymiser.ref(kind, identifier))
     return sorted(refs)
 
 

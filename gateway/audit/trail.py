@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from connectors.protocol import random_id
 from gateway.audit.pseudonyms import Pseudonymiser
@@ -19,6 +19,9 @@ from gateway.audit.store import AuditStore
 from gateway.audit.types import BREAK_GLASS_ALERTS, AuditRecord, AuditUnavailable
 from gateway.errors import ErrorCode, GatewayError
 from gateway.types import Caller
+
+ChildKind = Literal["nhs", "upn"]
+"""The identifiers a child's trail is read by: those the log names a child by (`linked_refs`)."""
 
 AUDIT_REVIEW = "AUDIT_REVIEW"
 USER_TRAIL_VIEWED = "USER_TRAIL_VIEWED"
@@ -36,11 +39,16 @@ class AuditTrail:
         self._auditor_roles = frozenset(auditor_roles)
 
     async def for_child(
-        self, caller: Caller, nhs_number: str, since: datetime | None, limit: int
+        self,
+        caller: Caller,
+        identifier: tuple[ChildKind, str],
+        since: datetime | None,
+        limit: int,
     ) -> list[dict[str, Any]]:
-        """Every recorded access to this child, oldest first; refused to anyone not an auditor."""
+        """Every recorded access to the child `identifier` names - (`"nhs"`, an NHS number) or
+        (`"upn"`, a UPN), normalised - oldest first; refused to anyone not an auditor."""
         self._check_auditor(caller)
-        child_refs = self._pseudonymiser.refs("nhs", nhs_number)
+        child_refs = self._pseudonymiser.refs(*identifier)
         records = await asyncio.to_thread(
             self._audit.records, child_refs=child_refs, since=since, limit=limit
         )

@@ -132,10 +132,10 @@ class AuditRecord:
     """Set for an AMBIGUOUS lookup, and for a HIDDEN one whose linked records were; absent from
     records written before it existed."""
     linked_refs: Sequence[str] = field(default_factory=tuple)
-    """The keyed pseudonyms (`nhs:...`) of the NHS numbers the lookup's linked records hold,
-    other than `access.child_ref`: a lookup by UPN or demographics is in the trail of the child it
-    reached, looked for by NHS number, and in its owner's access history. Absent from records
-    written before it existed."""
+    """The keyed pseudonyms (`nhs:...`, `upn:...`) of the NHS numbers and UPNs the lookup's linked
+    records hold, other than the one it was asked by: a lookup is in the trail of the child it
+    reached, looked for by either identifier, and in its owner's access history. UPNs are named
+    from 2026-11-29; absent from records written before NHS numbers were."""
 
     @property
     def alert(self) -> str | None:

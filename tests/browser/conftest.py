@@ -79,6 +79,8 @@ class Demo:
     demographics: dict[str, str]
     """The banner's demographic search, by DemographicsInput field: givenName, familyName,
     dateOfBirth, postcode."""
+    upn: str
+    """The UPN of the banner's search by UPN: the education-linked child's."""
 
 
 def _read_banner(state: Path, demo: subprocess.Popen[str], timeout_s: float = 60) -> str:
@@ -105,7 +107,9 @@ def parse_banner(banner: str) -> Demo:
     search = re.search(r"child\(identify: \{demographics: \{(.*?)\}", banner)
     assert search, f"no demographic search in the demo's banner:\n{banner}"
     demographics = dict(re.findall(r'(\w+): "([^"]*)"', search.group(1)))
-    return Demo(graphiql.group(1), portal.group(1), nhs, demographics)
+    upn = re.search(r'child\(identify: \{upn: "(\w+)"\}', banner)
+    assert upn, f"no search by UPN in the demo's banner:\n{banner}"
+    return Demo(graphiql.group(1), portal.group(1), nhs, demographics, upn.group(1))
 
 
 @pytest.fixture(scope="package")

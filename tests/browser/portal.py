@@ -121,8 +121,9 @@ class Portal:
         self.last_headers = response.value.headers
         self.page.wait_for_function(_SETTLED, arg=[before])
 
-    def audit_trail(self, nhs: str) -> None:
-        self.page.fill("#audit-nhs-number", nhs)
+    def audit_trail(self, child: str) -> None:
+        """The trail of the child `child` names: an NHS number or a UPN."""
+        self.page.fill("#audit-child", child)
         self.page.click("#audit-look")
         self.page.wait_for_selector("#audit-trail tr.audit-entry")
 

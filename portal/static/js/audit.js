@@ -53,7 +53,7 @@ function instant(value) {
   return date && !Number.isNaN(date.getTime()) ? date.toISOString() : null;
 }
 
-// ---- Trails: of one child (by NHS number) or of one user since a time ------------------------
+// ---- Trails: of one child (by NHS number or UPN) or of one user since a time -----------------
 
 // `send(token)` sends the trail's operation (named in full, so the manifest test finds it).
 async function showTrailOf(send, caption, empty) {
@@ -81,10 +81,15 @@ async function showTrailOf(send, caption, empty) {
   if (answer.status === 401) session.end("rejected");
 }
 
+// A UPN begins with its check letter; an NHS number is digits (spaced or not). The gateway
+// checks either and says which is wrong.
 export function lookAtChildTrail() {
-  const nhsNumber = $("audit-nhs-number").value.trim();
-  return showTrailOf((token) => graphql(token, "AuditTrail", { nhsNumber }),
-    "Accesses to the child, oldest first", "No recorded access to this child.");
+  const child = $("audit-child").value.trim();
+  const send = /^[A-Za-z]/.test(child)
+    ? (token) => graphql(token, "UpnAuditTrail", { upn: child })
+    : (token) => graphql(token, "AuditTrail", { nhsNumber: child });
+  return showTrailOf(send, "Accesses to the child, oldest first",
+    "No recorded access to this child.");
 }
 
 export function lookAtUserTrail() {
