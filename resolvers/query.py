@@ -171,45 +171,42 @@ def _validated(
         raise GatewayError(exc.code, exc.message) from exc
 
 
-def _nhs(raw: str) -> str:
-    try:
-        return normalise_nhs_number(raw)
-    except InvalidIdentifier as exc:
-        raise GatewayError(exc.code, exc.message) from exc
-
-
 _AccessesSince = Annotated[
     datetime | None, strawberry.argument(description="Only accesses from this time on.")
 ]
 
 
+_ChildNhsNumber = Annotated[
+    str | None, strawberry.argument(description="The child's NHS number (or give upn).")
+]
+_ChildUpn = Annotated[
+    str | None,
+    strawberry.argument(description="The child's UPN, for a child known by no NHS number."),
+]
+
+
 async def resolve_audit_trail(
     info: Info[RequestContext, None],
-    nhs_number: Annotated[
-        str | None, strawberry.argument(description="The child's NHS number (or give upn).")
-    ] = None,
-    upn: Annotated[
-        str | None,
-        strawberry.argument(description="The child's UPN, for a child known by no NHS number."),
-    ] = None,
+    nhs_number: _ChildNhsNumber = None,
+    upn: _ChildUpn = None,
     since: _AccessesSince = None,
 ) -> list[AuditEntry]:
     context = info.context
     caller = context.signed_in()
-    child = _audited_child(nhs_number, upn)
+    child = _named_child(nhs_number, upn)
     records = await context.audit_trail.for_child(caller, child, since, limit=1000)
     return [audit_entry(r) for r in records]
 
 
-def _audited_child(nhs_number: str | None, upn: str | None) -> tuple[ChildKind, str]:
-    """The one identifier a trail is asked by, normalised."""
+def _named_child(nhs_number: str | None, upn: str | None) -> tuple[ChildKind, str]:
+    """The one identifier a child's trail or history is asked by, normalised."""
     if (nhs_number is None) == (upn is None):
         raise GatewayError(
             ErrorCode.IDENTIFY_ONE_WAY, "Name the child by an NHS number or by a UPN: one of them."
         )
-    if nhs_number is not None:
-        return "nhs", _nhs(nhs_number)
     try:
+        if nhs_number is not None:
+            return "nhs", normalise_nhs_number(nhs_number)
         return "upn", normalise_upn(upn or "")
     except InvalidIdentifier as exc:
         raise GatewayError(exc.code, exc.message) from exc
@@ -264,7 +261,8 @@ async def resolve_limit_alerts(
 
 async def resolve_access_history(
     info: Info[RequestContext, None],
-    nhs_number: Annotated[str, strawberry.argument(description="The child's NHS number.")],
+    nhs_number: _ChildNhsNumber = None,
+    upn: _ChildUpn = None,
     limit: Annotated[
         int,
         strawberry.argument(description=f"How many of the most recent accesses, 1 to {MAX_LIMIT}."),
@@ -272,7 +270,8 @@ async def resolve_access_history(
 ) -> AccessHistoryType:
     context = info.context
     caller = context.signed_in()
-    history = await context.access_history.for_child(caller, _nhs(nhs_number), limit)
+    child = _named_child(nhs_number, upn)
+    history = await context.access_history.for_child(caller, child, limit)
     return owner_history(history)
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from connectors.check_digits import upn_check_letter
 from connectors.protocol import Identifiers, Indicators
 from gateway.audit import SqliteOutbox
 from gateway.demo import DEMO_ORGANISATIONS
@@ -26,9 +27,14 @@ REVIEWED = synthetic_nhs(45)
 LOOKED_UP_BY_OTHERS = synthetic_nhs(46)
 KNOWN_BY_UPN = synthetic_nhs(47)
 UPN = school_record().identifiers.upn
+PLAN_WITHOUT_NHS = synthetic_nhs(48)
+"""A child whose plan social care records under the school's UPN, and no NHS number."""
+PLAN_UPN = upn_check_letter("801200004801") + "801200004801"
 
 HISTORY = """query($nhs: String!) { accessHistory(nhsNumber: $nhs) { more accesses {
   auditId at subject name role organisation purpose justification outcome override reasons } } }"""
+HISTORY_BY_UPN = """query($upn: String, $nhs: String) {
+  accessHistory(upn: $upn, nhsNumber: $nhs) { accesses { auditId reasons } } }"""
 TRAIL = """query($nhs: String!) { auditTrail(nhsNumber: $nhs) {
   auditId role organisation purposeCode outcomeCode } }"""
 
@@ -58,8 +64,18 @@ def gateway(tmp_path_factory) -> Iterator[Stack]:
                 identifiers=Identifiers(nhs_number=ORDINARY, local_id="LA-ORD"),
                 indicators=Indicators(child_in_need=True),
             ),
+            social_care_record(
+                None, record_id="LA-48", identifiers=Identifiers(upn=PLAN_UPN, local_id="LA-48")
+            ),
         ],
-        "education": [school_record(KNOWN_BY_UPN, record_id="S-UPN")],
+        "education": [
+            school_record(KNOWN_BY_UPN, record_id="S-UPN"),
+            school_record(
+                PLAN_WITHOUT_NHS,
+                record_id="S-48",
+                identifiers=Identifiers(nhs_number=PLAN_WITHOUT_NHS, upn=PLAN_UPN),
+            ),
+        ],
     }
     with reference_stack(tmp, records, organisations=DEMO_ORGANISATIONS) as stack:
         yield stack
@@ -212,3 +228,29 @@ def test_the_owners_reading_is_on_the_audit_trail_and_notifies_no_one(gateway):
 def test_an_invalid_nhs_number_is_refused(gateway):
     body = history(gateway, "social_worker", "LA-LEEDS", "123")
     assert body["errors"][0]["extensions"]["code"] == "INVALID_NHS_NUMBER"
+
+
+def test_an_owner_whose_record_holds_no_nhs_number_reads_the_history_by_upn(gateway):
+    """Social care records the plan under the school's UPN alone: a lookup by NHS number reaches it
+    through the school's record (the second round), the owner is told, and reads who looked by
+    the UPN its record holds - or by the NHS number it was told of."""
+    lookup = gateway.lookup("health_visitor", PLAN_WITHOUT_NHS, "DIRECT_CARE")["data"]["child"]
+    assert lookup["outcome"] == "FOUND"
+
+    def owner_reads_by(**child: str) -> dict[str, Any]:
+        token = gateway.token("social_worker", "LA-LEEDS", "Sam Social")
+        variables = {"upn": child.get("upn"), "nhs": child.get("nhs")}
+        body = gateway.post({"query": HISTORY_BY_UPN, "variables": variables}, token).json()
+        return body  # type: ignore[no-any-return]
+
+    by_upn = owner_reads_by(upn=PLAN_UPN)["data"]["accessHistory"]["accesses"]
+    assert [(a["auditId"], a["reasons"]) for a in by_upn] == [
+        (lookup["auditId"], ["CHILD_PROTECTION_PLAN"])
+    ]
+    assert owner_reads(gateway, PLAN_WITHOUT_NHS)["accesses"][0]["auditId"] == lookup["auditId"]
+    for child, code in (
+        ({}, "IDENTIFY_ONE_WAY"),
+        ({"upn": PLAN_UPN, "nhs": PLAN_WITHOUT_NHS}, "IDENTIFY_ONE_WAY"),
+        ({"upn": "X" + PLAN_UPN[1:]}, "INVALID_UPN"),
+    ):
+        assert owner_reads_by(**child)["errors"][0]["extensions"]["code"] == code

@@ -57,7 +57,7 @@ def test_there_is_no_list_or_search_all_query():
     }
     assert "List" not in str(query.fields["child"].type)
     # Every root field that reaches a child is about one named child: the audit trail by NHS
-    # number or UPN and the owner's access history by NHS number, a lookup by exactly one of NHS
+    # number or UPN and the owner's access history likewise, a lookup by exactly one of NHS
     # number, UPN or demographics (checked at run time, see IDENTIFY_ONE_WAY), and demographics
     # that could link one child if all agreed (checked at run time, see INSUFFICIENT_DETAILS) -
     # details of the child, never a wildcard, range or list to search by. The auditors' lists (one
@@ -71,10 +71,10 @@ def test_there_is_no_list_or_search_all_query():
     for entry in ("AuditEntry", "OverrideAlert", "LimitAlert"):
         fields = set(build_schema()._schema.type_map[entry].fields)
         assert not fields & {"child", "nhsNumber", "upn", "dateOfBirth", "address"}
-    trail_args = query.fields["auditTrail"].args
-    assert set(trail_args) == {"nhsNumber", "upn", "since"}  # one of the two: IDENTIFY_ONE_WAY
-    assert {str(trail_args[name].type) for name in ("nhsNumber", "upn")} == {"String"}
-    assert str(query.fields["accessHistory"].args["nhsNumber"].type) == "String!"
+    for by_child, other in (("auditTrail", "since"), ("accessHistory", "limit")):
+        args = query.fields[by_child].args
+        assert set(args) == {"nhsNumber", "upn", other}  # one of the two: IDENTIFY_ONE_WAY
+        assert {str(args[name].type) for name in ("nhsNumber", "upn")} == {"String"}
     child_args = query.fields["child"].args
     assert {"nhsNumber", "upn", "demographics"} <= set(child_args)
     demographics = build_schema()._schema.type_map["DemographicsInput"]

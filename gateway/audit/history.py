@@ -29,7 +29,7 @@ from connectors.notifications import NotificationReason
 from connectors.protocol import FieldId
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.store import AuditStore
-from gateway.audit.trail import record_review
+from gateway.audit.trail import ChildKind, record_review
 from gateway.audit.types import Access
 from gateway.config import SourceConfig
 from gateway.errors import ErrorCode, GatewayError
@@ -111,9 +111,12 @@ class AccessHistory:
         self._pseudonymiser = pseudonymiser
         self._sources = tuple(sources)
 
-    async def for_child(self, caller: Caller, nhs_number: str, limit: int) -> OwnerHistory:
-        """The accesses to this child notified to the caller's sources, newest first; refused to
-        an organisation acting for no source that can own a child's plan or status."""
+    async def for_child(
+        self, caller: Caller, identifier: tuple[ChildKind, str], limit: int
+    ) -> OwnerHistory:
+        """The accesses to the child `identifier` names (as `AuditTrail.for_child` takes it)
+        notified to the caller's sources, newest first; refused to an organisation acting for no
+        source that can own a child's plan or status."""
         owned = owning_sources(caller.organisation, self._sources)
         if not owned:
             raise GatewayError(
@@ -125,7 +128,7 @@ class AccessHistory:
             raise GatewayError(
                 ErrorCode.BAD_USER_INPUT, f"limit must be between 1 and {MAX_LIMIT}."
             )
-        child_refs = self._pseudonymiser.refs("nhs", nhs_number)
+        child_refs = self._pseudonymiser.refs(*identifier)
         records = await asyncio.to_thread(
             self._audit.notified_records, child_refs, owned, limit + 1
         )

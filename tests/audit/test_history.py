@@ -156,7 +156,7 @@ async def test_the_owner_sees_who_looked_and_why_it_was_told(store):
         )
     )
 
-    seen = await history.for_child(LEEDS, NHS, limit=25)
+    seen = await history.for_child(LEEDS, ("nhs", NHS), limit=25)
 
     assert [a.audit_id for a in seen.accesses] == ["police", "hv"]
     assert not seen.more
@@ -190,7 +190,7 @@ async def test_the_owner_never_sees_accesses_told_to_another_agency(store):
     await store.append(notified("to-health", 1, plan_notice("health", "EMERGENCY_OVERRIDE")))
     await store.append(notified("untold", 2))
 
-    seen = await history.for_child(LEEDS, NHS, limit=25)
+    seen = await history.for_child(LEEDS, ("nhs", NHS), limit=25)
 
     assert seen.accesses == ()
 
@@ -201,7 +201,7 @@ async def test_a_history_past_the_limit_says_there_is_more(store):
     for i in range(4):
         await store.append(notified(f"a{i}", i, plan_notice()))
 
-    seen = await history.for_child(LEEDS, NHS, limit=3)
+    seen = await history.for_child(LEEDS, ("nhs", NHS), limit=3)
 
     assert [a.audit_id for a in seen.accesses] == ["a3", "a2", "a1"]
     assert seen.more
@@ -212,8 +212,8 @@ async def test_reading_is_audited_as_an_owner_review_that_notifies_no_one(store)
     history = AccessHistory(store, PSEUDONYMS, SOURCES)
     await store.append(notified("hv", 1, plan_notice()))
 
-    await history.for_child(LEEDS, NHS, limit=25)
-    seen = await history.for_child(LEEDS, NHS, limit=25)
+    await history.for_child(LEEDS, ("nhs", NHS), limit=25)
+    seen = await history.for_child(LEEDS, ("nhs", NHS), limit=25)
 
     reviews = [
         r for r in store.records(child_refs=[CHILD]) if r["access"]["purpose"] == OWNER_REVIEW
@@ -233,7 +233,7 @@ async def test_anyone_else_is_refused_and_nothing_is_read_or_written(store, orga
     stranger = Caller(f"dev:{organisation}:x", "X", "social_worker", organisation)
 
     with pytest.raises(GatewayError) as refused:
-        await history.for_child(stranger, NHS, limit=25)
+        await history.for_child(stranger, ("nhs", NHS), limit=25)
 
     assert refused.value.code is ErrorCode.NOT_THE_OWNER
     assert len(store.records()) == 1
@@ -244,5 +244,5 @@ async def test_anyone_else_is_refused_and_nothing_is_read_or_written(store, orga
 async def test_a_limit_out_of_range_is_refused(store, limit):
     history = AccessHistory(store, PSEUDONYMS, SOURCES)
     with pytest.raises(GatewayError) as refused:
-        await history.for_child(LEEDS, NHS, limit=limit)
+        await history.for_child(LEEDS, ("nhs", NHS), limit=limit)
     assert refused.value.code is ErrorCode.BAD_USER_INPUT

@@ -147,7 +147,7 @@ class Portal:
         if nhs is None:
             submit = lambda: self.page.click("#show-history")  # noqa: E731
         else:
-            self.page.fill("#history-nhs-number", nhs)
+            self.page.fill("#history-child", nhs)
             submit = lambda: self.page.click("#history-look")  # noqa: E731
         self._shown(submit, "#history-result")
 

@@ -4,6 +4,7 @@ reads that access in the child's history; a break-glass lookup reaches the audit
 and reads as an override there, and a lookup refused at a usage limit the feed of refusals;
 anyone else is refused in plain words."""
 
+import json
 import re
 
 import httpx
@@ -59,7 +60,7 @@ def test_the_owner_opens_the_history_from_the_lookup_result_newest_first(new_pag
     owner.access_history()
 
     assert owner.focused_id() == "history-result-heading"
-    assert owner.page.input_value("#history-nhs-number") == nhs
+    assert owner.page.input_value("#history-child") == nhs
     assert nhs not in owner.page.url
     rows = _history_rows(owner)
     assert len(rows) >= 2
@@ -164,3 +165,21 @@ def test_a_user_refused_at_the_per_minute_limit_reaches_the_auditors_limit_alert
     refused.first.locator("button.their-accesses").click()
     auditor.page.locator("#audit-trail tr.audit-entry").first.wait_for()
     assert "dev:RR8-ED:Ed Clinician" in auditor.text("#audit-trail caption")
+
+
+def test_the_owner_names_a_child_by_upn_in_the_history_form(new_page, demo):
+    """A record holding no NHS number is read by its UPN: the form sends the UPN operation, and
+    the answer (whatever the child's history) is shown, not refused."""
+    owner = _signed_in(new_page, demo, "social_worker")
+    with owner.page.expect_request(lambda r: "accessHistory(" in (r.post_data or "")) as sent:
+        owner.access_history(demo.upn)
+
+    request = json.loads(sent.value.post_data or "{}")
+    assert (request["operationName"], request["variables"]["upn"]) == ("UpnAccessHistory", demo.upn)
+    assert owner.page.locator("#history-problem").inner_text() == ""
+    assert (
+        owner.page.locator("#history-result-heading")
+        .inner_text()
+        .endswith(("of this child", "recorded for your organisation"))
+    )
+    assert demo.upn not in owner.page.url

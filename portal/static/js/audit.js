@@ -2,7 +2,7 @@
 // the alerts feeds (emergency overrides, lookups refused at a usage limit); each reading is
 // audited by the gateway.
 
-import { graphql } from "./api.js";
+import { graphql, namedByUpn } from "./api.js";
 import { clear, coded, el } from "./dom.js";
 import * as session from "./session.js";
 import {
@@ -81,11 +81,9 @@ async function showTrailOf(send, caption, empty) {
   if (answer.status === 401) session.end("rejected");
 }
 
-// A UPN begins with its check letter; an NHS number is digits (spaced or not). The gateway
-// checks either and says which is wrong.
 export function lookAtChildTrail() {
   const child = $("audit-child").value.trim();
-  const send = /^[A-Za-z]/.test(child)
+  const send = namedByUpn(child)
     ? (token) => graphql(token, "UpnAuditTrail", { upn: child })
     : (token) => graphql(token, "AuditTrail", { nhsNumber: child });
   return showTrailOf(send, "Accesses to the child, oldest first",

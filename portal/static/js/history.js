@@ -1,8 +1,9 @@
 // The owner's view: who has looked at a child whose protection plan or looked-after status the
 // signed-in user's organisation holds, newest first, 25 at a time. Opened from its own form or
-// from a lookup's result; the NHS number goes in the form and the request body, never the URL.
+// from a lookup's result. The child is named by NHS number, or by UPN where the owner's record
+// holds no NHS number; either goes in the form and the request body, never the URL.
 
-import { graphql } from "./api.js";
+import { graphql, namedByUpn } from "./api.js";
 import { clear, coded, el } from "./dom.js";
 import * as session from "./session.js";
 import {
@@ -12,7 +13,7 @@ import {
 const $ = (id) => document.getElementById(id);
 const PAGE = 25;
 const MOST = 100; // the gateway's largest limit
-let shown = { nhsNumber: null, limit: PAGE };
+let shown = { child: null, limit: PAGE };
 
 function entry(a) {
   return el("tr", {
@@ -55,13 +56,15 @@ function showAccesses(history) {
   $("history-more").hidden = !(history.more && shown.limit < MOST);
 }
 
-async function show(nhsNumber, limit) {
+async function show(child, limit) {
   const token = session.token();
   if (!token) return;
-  shown = { nhsNumber, limit };
+  shown = { child, limit };
   const result = $("history-result");
   result.setAttribute("aria-busy", "true");
-  const answer = await graphql(token, "AccessHistory", { nhsNumber, limit });
+  const answer = namedByUpn(child)
+    ? await graphql(token, "UpnAccessHistory", { upn: child, limit })
+    : await graphql(token, "AccessHistory", { nhsNumber: child, limit });
   result.removeAttribute("aria-busy");
   const history = answer.data && answer.data.accessHistory;
   $("history-result-heading").hidden = false;
@@ -78,15 +81,15 @@ async function show(nhsNumber, limit) {
   if (answer.status === 401) session.end("rejected");
 }
 
-// The history of the child with this NHS number, from the start; focus on what it found.
-export async function showHistory(nhsNumber) {
-  $("history-nhs-number").value = nhsNumber;
-  await show(nhsNumber, PAGE);
+// The history of the child with this NHS number or UPN, from the start; focus on what it found.
+export async function showHistory(child) {
+  $("history-child").value = child;
+  await show(child, PAGE);
   $("history-result-heading").focus();
 }
 
 async function showMore() {
-  await show(shown.nhsNumber, Math.min(shown.limit + PAGE, MOST));
+  await show(shown.child, Math.min(shown.limit + PAGE, MOST));
   const rows = $("access-history").tBodies[0].rows;
   const next = $("history-more");
   if (!next.hidden) next.focus();
@@ -104,7 +107,7 @@ export function historyButton(nhsNumber) {
 // Forget every history shown.
 export function clearHistory() {
   $("history-form").reset();
-  shown = { nhsNumber: null, limit: PAGE };
+  shown = { child: null, limit: PAGE };
   $("access-history").tBodies[0].replaceChildren();
   $("access-history").hidden = true;
   $("history-problem").replaceChildren();
@@ -114,7 +117,7 @@ export function clearHistory() {
 export function startHistory() {
   $("history-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    showHistory($("history-nhs-number").value.trim());
+    showHistory($("history-child").value.trim());
   });
   $("history-more").addEventListener("click", showMore);
 }
