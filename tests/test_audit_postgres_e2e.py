@@ -28,6 +28,7 @@ from tests.factories import (
     NHS,
     audit_record,
     health_record,
+    school_record,
     social_care_record,
     synthetic_nhs,
 )
@@ -60,7 +61,8 @@ def test_lookups_audited_in_postgres_verify_and_read_back_through_the_cli(
 ):
     url, schema = database
     settings = {"database_url": url, "database_schema": schema}
-    with reference_stack(tmp_path, {"health": [health_record()]}, **settings) as gateway:
+    records = {"health": [health_record()], "education": [school_record()]}
+    with reference_stack(tmp_path, records, **settings) as gateway:
         found = gateway.lookup("health_visitor", NHS)["data"]["child"]
         gateway.lookup("gp", OTHER, "DIRECT_CARE")
         gateway.lookup("health_visitor", NHS, "DIRECT_CARE")
@@ -74,6 +76,12 @@ def test_lookups_audited_in_postgres_verify_and_read_back_through_the_cli(
     assert err.strip() == "2 records"
     assert found["auditId"] in out
     assert NHS not in out
+    # The school's record held the child's UPN: the lookup is on the child's trail by UPN too.
+    upn = school_record().identifiers.upn
+    assert main(["audit", "query", "--child-upn", upn, "--state-dir", state]) == 0
+    out, _ = capsys.readouterr()
+    assert found["auditId"] in out
+    assert upn not in out
     assert main(["audit", "alerts", "--state-dir", state]) == 0
     assert capsys.readouterr().err.strip() == "0 alerts"
 
