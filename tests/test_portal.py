@@ -98,9 +98,7 @@ def test_the_page_sends_only_the_operations_in_its_manifest(gateway):
     assert names == {
         "ChildLookup",
         "AuditTrail",
-        "UpnAuditTrail",
         "AccessHistory",
-        "UpnAccessHistory",
         "OverrideAlerts",
         "LimitAlerts",
         "UserAuditTrail",
@@ -127,9 +125,7 @@ def test_the_manifest_command_writes_an_apollo_manifest(tmp_path):
     assert {(op["name"], op["type"]) for op in manifest["operations"]} == {
         ("ChildLookup", "query"),
         ("AuditTrail", "query"),
-        ("UpnAuditTrail", "query"),
         ("AccessHistory", "query"),
-        ("UpnAccessHistory", "query"),
         ("OverrideAlerts", "query"),
         ("LimitAlerts", "query"),
         ("UserAuditTrail", "query"),

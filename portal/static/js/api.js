@@ -39,8 +39,8 @@ export async function graphql(token, operationName, variables) {
   return { status: response.status, data: body.data ?? null, errors: body.errors ?? [] };
 }
 
-// Whether the child a form names is named by UPN: a UPN begins with its check letter, an NHS
+// The variables naming the child a form holds: a UPN begins with its check letter, an NHS
 // number is digits (spaced or not). The gateway checks either and says what is wrong.
-export function namedByUpn(child) {
-  return /^[A-Za-z]/.test(child);
+export function namedChild(child) {
+  return /^[A-Za-z]/.test(child) ? { upn: child } : { nhsNumber: child };
 }

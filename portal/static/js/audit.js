@@ -2,7 +2,7 @@
 // the alerts feeds (emergency overrides, lookups refused at a usage limit); each reading is
 // audited by the gateway.
 
-import { graphql, namedByUpn } from "./api.js";
+import { graphql, namedChild } from "./api.js";
 import { clear, coded, el } from "./dom.js";
 import * as session from "./session.js";
 import {
@@ -82,12 +82,9 @@ async function showTrailOf(send, caption, empty) {
 }
 
 export function lookAtChildTrail() {
-  const child = $("audit-child").value.trim();
-  const send = namedByUpn(child)
-    ? (token) => graphql(token, "UpnAuditTrail", { upn: child })
-    : (token) => graphql(token, "AuditTrail", { nhsNumber: child });
-  return showTrailOf(send, "Accesses to the child, oldest first",
-    "No recorded access to this child.");
+  const child = namedChild($("audit-child").value.trim());
+  return showTrailOf((token) => graphql(token, "AuditTrail", child),
+    "Accesses to the child, oldest first", "No recorded access to this child.");
 }
 
 export function lookAtUserTrail() {

@@ -3,7 +3,7 @@
 // from a lookup's result. The child is named by NHS number, or by UPN where the owner's record
 // holds no NHS number; either goes in the form and the request body, never the URL.
 
-import { graphql, namedByUpn } from "./api.js";
+import { graphql, namedChild } from "./api.js";
 import { clear, coded, el } from "./dom.js";
 import * as session from "./session.js";
 import {
@@ -62,9 +62,7 @@ async function show(child, limit) {
   shown = { child, limit };
   const result = $("history-result");
   result.setAttribute("aria-busy", "true");
-  const answer = namedByUpn(child)
-    ? await graphql(token, "UpnAccessHistory", { upn: child, limit })
-    : await graphql(token, "AccessHistory", { nhsNumber: child, limit });
+  const answer = await graphql(token, "AccessHistory", { ...namedChild(child), limit });
   result.removeAttribute("aria-busy");
   const history = answer.data && answer.data.accessHistory;
   $("history-result-heading").hidden = false;
