@@ -9,8 +9,14 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from gateway.audit import DEFAULT_LIMIT, LIMIT_ALERTS, MAX_LIMIT, AccessHistory, AuditTrail
-from gateway.audit.trail import ChildKind
+from gateway.audit import (
+    DEFAULT_LIMIT,
+    LIMIT_ALERTS,
+    MAX_LIMIT,
+    AccessHistory,
+    AuditTrail,
+    ChildKind,
+)
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import (
     InvalidIdentifier,
