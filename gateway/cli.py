@@ -339,7 +339,7 @@ def _audit_archive(args: argparse.Namespace) -> int:
 
 def _audit_query(args: argparse.Namespace) -> int:
     from gateway.audit import Pseudonymiser, audit_key, previous_audit_keys
-    from gateway.identifiers import normalise_nhs_number, normalise_upn
+    from gateway.identifiers import named_child
 
     settings = _state_settings(args)
     child_refs: tuple[str, ...] = ()
@@ -347,10 +347,7 @@ def _audit_query(args: argparse.Namespace) -> int:
         pseudonymiser = Pseudonymiser(
             audit_key(settings, create=False), previous_audit_keys(settings)
         )
-        if args.child is not None:
-            child_refs = pseudonymiser.refs("nhs", normalise_nhs_number(args.child))
-        else:
-            child_refs = pseudonymiser.refs("upn", normalise_upn(args.child_upn))
+        child_refs = pseudonymiser.refs(*named_child(nhs_number=args.child, upn=args.child_upn))
     with _audit_store(settings) as store:
         records = store.records(
             child_refs=child_refs, subject=args.user, since=args.since, limit=args.limit

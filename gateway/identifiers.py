@@ -17,7 +17,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from datetime import date
-from typing import Final
+from typing import Final, Literal
 
 from connectors.check_digits import nhs_check_digit, upn_check_letter
 from connectors.protocol import KNOWN_AS_MAX, NO_FIXED_ABODE, Demographics, Sex
@@ -113,6 +113,22 @@ def check_one_way(*, nhs_number: object, upn: object, demographics: object) -> N
             ErrorCode.IDENTIFY_ONE_WAY,
             f"Identify the child in one way only; this lookup gives {' and '.join(given)}.",
         )
+
+
+ChildKind = Literal["nhs", "upn"]
+"""The identifiers the audit log names a child by (`linked_refs`), and so reads it back by."""
+
+
+def named_child(*, nhs_number: str | None, upn: str | None) -> tuple[ChildKind, str]:
+    """The one identifier a child's audit trail or access history is read by, normalised; raises
+    InvalidIdentifier unless exactly one of the two is given, and valid."""
+    if (nhs_number is None) == (upn is None):
+        raise InvalidIdentifier(
+            ErrorCode.IDENTIFY_ONE_WAY, "Name the child by an NHS number or by a UPN: one of them."
+        )
+    if nhs_number is not None:
+        return "nhs", normalise_nhs_number(nhs_number)
+    return "upn", normalise_upn(upn or "")
 
 
 def normalise_nhs_number(raw: str) -> str:

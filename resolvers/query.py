@@ -9,21 +9,16 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from gateway.audit import (
-    DEFAULT_LIMIT,
-    LIMIT_ALERTS,
-    MAX_LIMIT,
-    AccessHistory,
-    AuditTrail,
-    ChildKind,
-)
+from gateway.audit import DEFAULT_LIMIT, LIMIT_ALERTS, MAX_LIMIT, AccessHistory, AuditTrail
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import (
+    ChildKind,
     InvalidIdentifier,
     address_lines,
     carer_names,
     check_could_link,
     check_one_way,
+    named_child,
     normalise_nhs_number,
     normalise_upn,
 )
@@ -205,15 +200,8 @@ async def resolve_audit_trail(
 
 
 def _named_child(nhs_number: str | None, upn: str | None) -> tuple[ChildKind, str]:
-    """The one identifier a child's trail or history is asked by, normalised."""
-    if (nhs_number is None) == (upn is None):
-        raise GatewayError(
-            ErrorCode.IDENTIFY_ONE_WAY, "Name the child by an NHS number or by a UPN: one of them."
-        )
     try:
-        if nhs_number is not None:
-            return "nhs", normalise_nhs_number(nhs_number)
-        return "upn", normalise_upn(upn or "")
+        return named_child(nhs_number=nhs_number, upn=upn)
     except InvalidIdentifier as exc:
         raise GatewayError(exc.code, exc.message) from exc
 

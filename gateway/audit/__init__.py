@@ -46,13 +46,7 @@ from gateway.audit.record import HIDDEN, AuditedLookup, failure_record, lookup_r
 from gateway.audit.segments import ArchivedSegment, SegmentReport, verify_segment
 from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
 from gateway.audit.store import AuditStore, checkpoint_keys, open_audit_store, open_outbox
-from gateway.audit.trail import (
-    ALERTS_VIEWED,
-    AUDIT_REVIEW,
-    USER_TRAIL_VIEWED,
-    AuditTrail,
-    ChildKind,
-)
+from gateway.audit.trail import ALERTS_VIEWED, AUDIT_REVIEW, USER_TRAIL_VIEWED, AuditTrail
 from gateway.audit.types import (
     BREAK_GLASS,
     BREAK_GLASS_ALERTS,
@@ -120,7 +114,6 @@ __all__ = [
     "ChainReport",
     "Checkpoint",
     "CheckpointKeys",
-    "ChildKind",
     "LookupAuditor",
     "NotificationDispatcher",
     "Outbox",

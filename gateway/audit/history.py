@@ -29,10 +29,11 @@ from connectors.notifications import NotificationReason
 from connectors.protocol import FieldId
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.store import AuditStore
-from gateway.audit.trail import ChildKind, record_review
+from gateway.audit.trail import record_review
 from gateway.audit.types import Access
 from gateway.config import SourceConfig
 from gateway.errors import ErrorCode, GatewayError
+from gateway.identifiers import ChildKind
 from gateway.types import Caller
 
 OWNER_REVIEW: Final = "OWNER_REVIEW"

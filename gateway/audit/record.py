@@ -149,12 +149,16 @@ def _linked_refs(
     are not valid are passed over. Not called for ambiguous records: the log must not name a
     child the lookup did not single out."""
     held = (
-        ("nhs", normalise_nhs_number, {m.record.identifiers.nhs_number for m in matched}),
-        ("upn", normalise_upn, {m.record.identifiers.upn for m in matched}),
+        (
+            "nhs",
+            normalise_nhs_number,
+            asked.nhs_number,
+            {m.record.identifiers.nhs_number for m in matched},
+        ),
+        ("upn", normalise_upn, asked.upn, {m.record.identifiers.upn for m in matched}),
     )
     refs = set()
-    for kind, normalise, values in held:
-        own = asked.nhs_number if kind == "nhs" else asked.upn
+    for kind, normalise, own, values in held:
         for value in values - {None, own}:
             try:
                 identifier = normalise(value or "")

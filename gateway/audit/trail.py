@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from connectors.protocol import random_id
 from gateway.audit.pseudonyms import Pseudonymiser
@@ -18,10 +18,8 @@ from gateway.audit.record import access_by
 from gateway.audit.store import AuditStore
 from gateway.audit.types import BREAK_GLASS_ALERTS, AuditRecord, AuditUnavailable
 from gateway.errors import ErrorCode, GatewayError
+from gateway.identifiers import ChildKind
 from gateway.types import Caller
-
-ChildKind = Literal["nhs", "upn"]
-"""The identifiers a child's trail is read by: those the log names a child by (`linked_refs`)."""
 
 AUDIT_REVIEW = "AUDIT_REVIEW"
 USER_TRAIL_VIEWED = "USER_TRAIL_VIEWED"
@@ -45,8 +43,8 @@ class AuditTrail:
         since: datetime | None,
         limit: int,
     ) -> list[dict[str, Any]]:
-        """Every recorded access to the child `identifier` names - (`"nhs"`, an NHS number) or
-        (`"upn"`, a UPN), normalised - oldest first; refused to anyone not an auditor."""
+        """Every recorded access to the child `identifier` names (as `named_child` gives it),
+        oldest first; refused to anyone not an auditor."""
         self._check_auditor(caller)
         child_refs = self._pseudonymiser.refs(*identifier)
         records = await asyncio.to_thread(
