@@ -19,7 +19,7 @@ import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +81,8 @@ class Demo:
     dateOfBirth, postcode."""
     upn: str
     """The UPN of the banner's search by UPN: the education-linked child's."""
+    records: Path | None = None
+    """The folder of the agencies' records the demo serves (`<agency>.jsonl`)."""
 
 
 def _read_banner(state: Path, demo: subprocess.Popen[str], timeout_s: float = 60) -> str:
@@ -128,7 +130,9 @@ def demo(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             text=True,
         )
     try:
-        yield parse_banner(_read_banner(state, process))
+        demo = parse_banner(_read_banner(state, process))
+        (records,) = state.glob("population-*")
+        yield replace(demo, records=records)
     finally:
         if process.poll() is None:
             stop(process)

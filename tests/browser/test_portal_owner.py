@@ -6,9 +6,11 @@ anyone else is refused in plain words."""
 
 import json
 import re
+from pathlib import Path
 
 import httpx
 
+from connectors.records import read_records
 from gateway.tokens import DEMO_USERS
 from tests.browser.portal import Portal
 
@@ -183,3 +185,42 @@ def test_the_owner_names_a_child_by_upn_in_the_history_form(new_page, demo):
         .endswith(("of this child", "recorded for your organisation"))
     )
     assert demo.upn not in owner.page.url
+
+
+def _pupil_known_only_by_upn(records: Path) -> str:
+    """The UPN of a pupil whose school record holds no NHS number and whom no other agency's
+    record names by that UPN: a lookup by it finds the school's record alone."""
+    elsewhere = {
+        record.identifiers.upn
+        for agency in ("health", "social_care")
+        for record in read_records(records / f"{agency}.jsonl")
+    }
+    return next(
+        record.identifiers.upn
+        for record in read_records(records / "education.jsonl")
+        if record.identifiers.upn
+        and record.identifiers.nhs_number is None
+        and record.identifiers.upn not in elsewhere
+        and not (record.flags.restricted or record.flags.shielded)
+    )
+
+
+def test_the_history_button_names_a_pupil_no_agency_knows_by_nhs_number_by_the_upn(new_page, demo):
+    """Found by UPN with no NHS number anywhere, the child is still named for its history: by the
+    UPN asked with, in the request body."""
+    assert demo.records is not None
+    upn = _pupil_known_only_by_upn(demo.records)
+    owner = _signed_in(new_page, demo, "social_worker")
+    owner.page.check('input[name="identify"][value="upn"]')
+    owner.page.fill("#upn", upn)
+    owner.answered(lambda: owner.page.click("#look-up"))
+    assert owner.outcome == "FOUND"
+    assert owner.last_answer["data"]["child"]["child"]["nhsNumber"] is None
+
+    with owner.page.expect_request(lambda r: "accessHistory(" in (r.post_data or "")) as sent:
+        owner.access_history()
+
+    assert json.loads(sent.value.post_data or "{}")["variables"] == {"upn": upn, "limit": 25}
+    assert owner.page.input_value("#history-child") == upn
+    assert owner.page.locator("#history-problem").inner_text() == ""
+    assert upn not in owner.page.url

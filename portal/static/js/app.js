@@ -181,9 +181,12 @@ async function lookUp(purpose, justification) {
   const lookup = answer.data && answer.data.child;
   if (lookup) showAnswer(body, heading, lookup, { override });
   else showError(body, heading, answer.errors);
+  // The child's history is named by the NHS number released or asked with, else by the UPN
+  // asked with (a child no agency here knows by an NHS number); a demographic search that
+  // released no NHS number names no child to ask about.
   const released = lookup && lookup.child && lookup.child.nhsNumber;
-  const nhsNumber = (released && released.value) || child.nhsNumber;
-  if (lookup && lookup.outcome === "FOUND" && nhsNumber) body.append(historyButton(nhsNumber));
+  const named = (released && released.value) || child.nhsNumber || child.upn;
+  if (lookup && lookup.outcome === "FOUND" && named) body.append(historyButton(named));
   heading.focus();
   if (answer.status === 401) session.end("rejected");
 }

@@ -94,11 +94,12 @@ async function showMore() {
   else if (rows.length) $("history-result-heading").focus();
 }
 
-// A "Who has looked at this child" button for a lookup's result, for the child just looked up.
-export function historyButton(nhsNumber) {
+// A "Who has looked at this child" button for a lookup's result, for the child just looked up
+// (named by its NHS number or UPN).
+export function historyButton(child) {
   const button = el("button", { type: "button", id: "show-history", class: "secondary" },
     "Who has looked at this child");
-  button.addEventListener("click", () => showHistory(nhsNumber));
+  button.addEventListener("click", () => showHistory(child));
   return el("p", { class: "actions" }, button);
 }
 
