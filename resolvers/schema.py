@@ -26,6 +26,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
 from gateway.errors import ErrorCode, GatewayError
+from resolvers.arguments import plan_root_resolvers
 from resolvers.error_messages import safe_message
 from resolvers.executor import PlannedExecutor
 from resolvers.query import Query
@@ -121,13 +122,15 @@ def build_schema(*, explorable: bool = True) -> strawberry.Schema:
     rules = tuple(rule for limiter in limiters for rule in limiter.validation_rules)
     # Validation results belong to this schema, so its cache of operations is its own.
     prepared = lru_cache(maxsize=256)(_prepare)
-    return _Schema(
+    schema = _Schema(
         query=Query,
         config=StrawberryConfig(disable_field_suggestions=not explorable),
         scalar_overrides=SCALARS,
         extensions=[partial(_PreparedOperations, prepared, rules)],
         execution_context_class=PlannedExecutor,
     )
+    plan_root_resolvers(schema)
+    return schema
 
 
 def export_sdl() -> str:
