@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
 
 from connectors.protocol import Contact, Involvement
-from gateway.audit import OwnerHistory
+from gateway.audit import OutboxEntry, OwnerHistory
 from gateway.policy import DenialCode, WithholdingReason
 from gateway.types import Ambiguity, LookupResult, MergedChild, Sourced
 from resolvers import types as gql
@@ -225,6 +225,19 @@ def limit_alert(alert: dict[str, str | None]) -> gql.LimitAlert:
 
 def override_alert(alert: dict[str, str | None]) -> gql.OverrideAlert:
     return gql.OverrideAlert(**_alert(alert), justification=alert["justification"])
+
+
+def undelivered_notification(entry: OutboxEntry) -> gql.UndeliveredNotification:
+    return gql.UndeliveredNotification(
+        audit_id=strawberry.ID(entry.audit_id),
+        agency=entry.source,
+        attempts=entry.attempts,
+        last_error=entry.last_error,
+        queued_at=datetime.fromtimestamp(entry.queued_at, UTC),
+        given_up_at=None
+        if entry.finished_at is None
+        else datetime.fromtimestamp(entry.finished_at, UTC),
+    )
 
 
 def _alert(alert: dict[str, str | None]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from resolvers.mapping import (
     lookup_to_graphql,
     override_alert,
     owner_history,
+    undelivered_notification,
 )
 from resolvers.types import (
     DEMOGRAPHICS_DESCRIPTION,
@@ -44,6 +45,7 @@ from resolvers.types import (
     DemographicsInput,
     LimitAlert,
     OverrideAlert,
+    UndeliveredNotification,
 )
 from resolvers.types import AccessHistory as AccessHistoryType
 
@@ -253,6 +255,15 @@ async def resolve_limit_alerts(
     return [limit_alert(a) for a in alerts]
 
 
+async def resolve_undelivered_notifications(
+    info: Info[RequestContext, None],
+) -> list[UndeliveredNotification]:
+    context = info.context
+    caller = context.signed_in()
+    entries = await context.audit_trail.undelivered(caller, MAX_LIMIT_ALERTS)
+    return [undelivered_notification(e) for e in entries]
+
+
 async def resolve_access_history(
     info: Info[RequestContext, None],
     nhs_number: _ChildNhsNumber = None,
@@ -316,6 +327,16 @@ class Query:
             " reached a usage limit (possible trawling), oldest first, at most 1000 - who, when,"
             " which limit and the audit record to read; it names no child. Reading it is itself"
             " audited."
+        ),
+    )
+    undelivered_notifications: list[UndeliveredNotification] = strawberry.field(
+        resolver=resolve_undelivered_notifications,
+        description=(
+            "Auditors only: the owner notifications the gateway gave up delivering and no operator"
+            " has sent again, the first given up on first, at most 1000 - each agency that was"
+            " not told of a lookup of a child it holds a record of, and has to be told some other"
+            " way. Names the lookup's audit record and the agency, never the child. Reading it is"
+            " itself audited."
         ),
     )
     access_history: AccessHistoryType = strawberry.field(

@@ -898,3 +898,26 @@ class LimitAlert:
     subject: str = strawberry.field(description="Who was refused (the practitioner's account).")
     role: str = strawberry.field(description="Their role.")
     organisation: str = strawberry.field(description="Their organisation.")
+
+
+@strawberry.type(
+    description=(
+        "An owner notification the gateway gave up delivering: the agency holding the child's"
+        " record was not told of a lookup, and has to be told some other way. Names the lookup"
+        " and the agency, never what the agency was to be told. Listed until an operator sends"
+        " it again (`childlookup notifications resend`)."
+    )
+)
+class UndeliveredNotification:
+    audit_id: strawberry.ID = strawberry.field(
+        description="The audit record of the lookup the agency was to be told of."
+    )
+    agency: str = strawberry.field(description="The agency not told (its source name).")
+    attempts: int = strawberry.field(description="How many times delivery was tried.")
+    last_error: str | None = strawberry.field(
+        description="Why the last attempt failed, as a code (UNREACHABLE, REFUSED, ...)."
+    )
+    queued_at: datetime = strawberry.field(
+        description="When it was queued with the lookup's audit record, or queued again."
+    )
+    given_up_at: datetime | None = strawberry.field(description="When delivery was given up.")

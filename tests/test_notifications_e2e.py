@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -359,12 +360,19 @@ def test_an_undeliverable_notification_is_dead_lettered_with_an_alert_naming_no_
         assert personal not in said
 
 
+UNDELIVERED = (
+    "{ undeliveredNotifications { auditId agency attempts lastError queuedAt givenUpAt } }"
+)
+
+
 def test_a_dead_letter_is_listed_shown_and_once_resent_delivered_by_the_running_gateway(
     tmp_path, agencies, gateway_key, capsys
 ):
     """The operator's way through a dead letter: `notifications list` finds it, `show` gives the
     message to pass on by other means, and once the agency's endpoint is mended, `resend` queues
-    it again and the running gateway delivers it."""
+    it again and the running gateway delivers it. Meanwhile auditors see it among the
+    undelivered notifications (naming the lookup and the agency, not the child); no one else
+    may."""
     sources, _ = agencies
     port = free_port()
     mended = f"http://127.0.0.1:{port}{NOTIFICATIONS_PATH}"
@@ -381,6 +389,8 @@ def test_a_dead_letter_is_listed_shown_and_once_resent_delivered_by_the_running_
             lambda: [e for e in entries(tmp_path, audit_id) if e.state is OutboxState.DEAD]
         )
         capsys.readouterr()
+        undelivered = gw.post({"query": UNDELIVERED}, gw.token("auditor")).json()
+        refused = gw.post({"query": UNDELIVERED}, gw.token("ed_clinician")).json()
 
         assert main(["notifications", "list", *state]) == 0
         (listed,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -396,6 +406,30 @@ def test_a_dead_letter_is_listed_shown_and_once_resent_delivered_by_the_running_
             )
         assert main(["notifications", "list", *state]) == 0
         assert capsys.readouterr().out == ""  # no dead letter left
+        after = gw.post({"query": UNDELIVERED}, gw.token("auditor")).json()
+        reviews = [
+            r for r in gw.components.audit.records() if r["access"]["purpose"] == "AUDIT_REVIEW"
+        ]
+
+    (listed_for_auditors,) = undelivered["data"]["undeliveredNotifications"]
+    assert listed_for_auditors | {"queuedAt": None, "givenUpAt": None} == {
+        "auditId": audit_id,
+        "agency": "social_care",
+        "attempts": 2,
+        "lastError": "UNREACHABLE",
+        "queuedAt": None,
+        "givenUpAt": None,
+    }
+    queued, given_up = (
+        datetime.fromisoformat(listed_for_auditors[at]) for at in ("queuedAt", "givenUpAt")
+    )
+    assert queued.timestamp() == pytest.approx(dead.queued_at, abs=0.001)
+    assert given_up.timestamp() == pytest.approx(dead.finished_at, abs=0.001)
+    assert ON_A_PLAN not in json.dumps(undelivered)
+    assert refused["data"] is None
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    assert after == {"data": {"undeliveredNotifications": []}}
+    assert [r["outcome"] for r in reviews] == ["UNDELIVERED_VIEWED"] * 2
 
     assert listed | {"queued_at": None, "finished_at": None} == {
         "message_id": dead.message_id,

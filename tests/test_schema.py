@@ -54,6 +54,7 @@ def test_there_is_no_list_or_search_all_query():
         "userAuditTrail",
         "overrideAlerts",
         "limitAlerts",
+        "undeliveredNotifications",
     }
     assert "List" not in str(query.fields["child"].type)
     # Every root field that reaches a child is about one named child: the audit trail by NHS
@@ -61,14 +62,17 @@ def test_there_is_no_list_or_search_all_query():
     # number, UPN or demographics (checked at run time, see IDENTIFY_ONE_WAY), and demographics
     # that could link one child if all agreed (checked at run time, see INSUFFICIENT_DETAILS) -
     # details of the child, never a wildcard, range or list to search by. The auditors' lists (one
-    # user's trail, the override and limit alerts) carry no child's identity or data.
-    for feed in ("userAuditTrail", "overrideAlerts", "limitAlerts"):
+    # user's trail, the override and limit alerts, the undelivered notifications) carry no child's
+    # identity or data.
+    for feed in ("userAuditTrail", "overrideAlerts", "limitAlerts", "undeliveredNotifications"):
+        assert not query.fields[feed].args.keys() - {"since", "subject"}
         assert str(query.fields[feed].type) in (
             "[AuditEntry!]!",
             "[OverrideAlert!]!",
             "[LimitAlert!]!",
+            "[UndeliveredNotification!]!",
         )
-    for entry in ("AuditEntry", "OverrideAlert", "LimitAlert"):
+    for entry in ("AuditEntry", "OverrideAlert", "LimitAlert", "UndeliveredNotification"):
         fields = set(build_schema()._schema.type_map[entry].fields)
         assert not fields & {"child", "nhsNumber", "upn", "dateOfBirth", "address"}
     for by_child, other in (("auditTrail", "since"), ("accessHistory", "limit")):

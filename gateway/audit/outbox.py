@@ -83,6 +83,23 @@ STATS_QUERY = (
 """`OutboxStats` in one statement, the same in SQLite and PostgreSQL; the state index serves it."""
 
 
+DEAD_LETTERS_QUERY = (
+    "SELECT message_id, audit_id, source, attempts, last_error, created_at, finished_at"
+    " FROM notification_outbox WHERE state = 'DEAD' ORDER BY finished_at, message_id LIMIT %s"
+)
+"""The dead letters, the first given up on first, at most a number: never their payloads."""
+
+
+def dead_letters(rows: Sequence[Sequence[Any]]) -> list[OutboxEntry]:
+    """The dead letters from the rows DEAD_LETTERS_QUERY returned, their payloads left out: what
+    an auditor is shown of them names the lookup and the agency, never what the agency was to be
+    told."""
+    return [
+        OutboxEntry(mid, aid, source, OutboxState.DEAD, attempts, error, None, queued, done)
+        for mid, aid, source, attempts, error, queued, done in rows
+    ]
+
+
 def outbox_stats(row: Sequence[Any] | None) -> OutboxStats:
     """The stats from the row STATS_QUERY returned (its sums are NULL when no row matched)."""
     pending, oldest, dead = row or (None, None, None)

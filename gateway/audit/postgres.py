@@ -53,8 +53,11 @@ from gateway.audit.checkpoints import GENESIS, Checkpoint, CheckpointKeys, canon
 from gateway.audit.group_commit import GroupCommit
 from gateway.audit.migrations import advisory_key, check_schema_name
 from gateway.audit.outbox import (
+    DEAD_LETTERS_QUERY,
+    OutboxEntry,
     OutboxMessage,
     OutboxRows,
+    dead_letters,
 )
 from gateway.audit.queries import (
     LATEST_SIGNED_QUERY,
@@ -484,6 +487,11 @@ class PostgresAuditStore:
                 (subject, since, list(_ANSWERED)),
             ).fetchall()
         return {ref for (ref,) in rows}
+
+    def dead_letters(self, limit: int) -> list[OutboxEntry]:
+        """Owner notifications given up on, the first given up on first, without payloads."""
+        with self._reader.connection() as conn:
+            return dead_letters(_runner(conn)(DEAD_LETTERS_QUERY, (limit,)))
 
     def close(self) -> None:
         with self._start:

@@ -44,8 +44,11 @@ from gateway.audit.chain import (
 from gateway.audit.checkpoints import GENESIS, Checkpoint, CheckpointKeys, canonical_time
 from gateway.audit.group_commit import GroupCommit
 from gateway.audit.outbox import (
+    DEAD_LETTERS_QUERY,
+    OutboxEntry,
     OutboxMessage,
     OutboxRows,
+    dead_letters,
 )
 from gateway.audit.queries import (
     LATEST_SIGNED_QUERY,
@@ -623,6 +626,11 @@ class SqliteAuditStore:
                 (subject, since.isoformat()),
             ).fetchall()
         return {ref for (ref,) in rows}
+
+    def dead_letters(self, limit: int) -> list[OutboxEntry]:
+        """Owner notifications given up on, the first given up on first, without payloads."""
+        with self._lock:
+            return dead_letters(self._run(DEAD_LETTERS_QUERY, (limit,)))
 
     def close(self) -> None:
         with self._lock:

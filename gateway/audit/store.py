@@ -23,7 +23,7 @@ from gateway.audit.checkpoints import (
     public_key_path,
 )
 from gateway.audit.migrations import require_current
-from gateway.audit.outbox import Outbox, OutboxMessage
+from gateway.audit.outbox import Outbox, OutboxEntry, OutboxMessage
 from gateway.audit.postgres import PostgresAuditStore, PostgresOutbox
 from gateway.audit.pseudonyms import audit_key, derive_key, previous_audit_keys
 from gateway.audit.segments import ArchivedSegment, SegmentRows
@@ -98,6 +98,11 @@ class AuditStore(Protocol):
 
     def distinct_children(self, subject: str, since: datetime) -> set[str]:
         """Pseudonyms of the children a user looked up (and was answered about) since a time."""
+        ...
+
+    def dead_letters(self, limit: int) -> list[OutboxEntry]:
+        """Owner notifications given up on and not yet sent again, the first given up on first,
+        at most `limit`, without their payloads (gateway.audit.outbox.dead_letters)."""
         ...
 
     def close(self) -> None: ...

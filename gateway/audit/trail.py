@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from connectors.protocol import random_id
+from gateway.audit.outbox import OutboxEntry
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.record import access_by
 from gateway.audit.store import AuditStore
@@ -26,6 +27,8 @@ USER_TRAIL_VIEWED = "USER_TRAIL_VIEWED"
 """The outcome an auditor's reading of one user's trail is recorded with."""
 ALERTS_VIEWED = "ALERTS_VIEWED"
 """The outcome an auditor's reading of the override alerts is recorded with."""
+UNDELIVERED_VIEWED = "UNDELIVERED_VIEWED"
+"""The outcome an auditor's reading of the undelivered owner notifications is recorded with."""
 
 
 class AuditTrail:
@@ -81,6 +84,15 @@ class AuditTrail:
         alerts = await asyncio.to_thread(self._audit.alerts, since=since, kinds=kinds, limit=limit)
         await record_review(self._audit, caller, AUDIT_REVIEW, ALERTS_VIEWED, child_ref=None)
         return alerts
+
+    async def undelivered(self, caller: Caller, limit: int) -> list[OutboxEntry]:
+        """Owner notifications given up on and not sent again, the first given up on first, at
+        most `limit`, without their payloads; refused to anyone not an auditor. An agency not
+        told of a lookup of a child it holds a record of must be told some other way."""
+        self._check_auditor(caller)
+        entries = await asyncio.to_thread(self._audit.dead_letters, limit)
+        await record_review(self._audit, caller, AUDIT_REVIEW, UNDELIVERED_VIEWED, child_ref=None)
+        return entries
 
     def _check_auditor(self, caller: Caller) -> None:
         if caller.role not in self._auditor_roles:

@@ -147,3 +147,29 @@ async def test_a_dead_letter_sent_again_is_due_at_once_with_its_attempts_counted
     assert again["m-3"].created_at == pytest.approx(long_ago)
     (resent,) = outbox.entries(message_id="m-0")
     assert (resent.finished_at, resent.payload is not None) == (None, True)
+
+
+@pytest.mark.anyio
+async def test_the_audit_store_lists_dead_letters_first_given_up_first_without_their_payloads(
+    store, outbox
+):
+    messages = [outbox_message(f"m-{i}", audit_id="a-1", source=s) for i, s in enumerate("xyzw")]
+    await store.append(audit_record("a-1"), messages)
+    now = time.time()
+    outbox.dead("m-2", "REFUSED", now)
+    outbox.dead("m-0", "UNREACHABLE", now + 1)
+    outbox.dead("m-3", "UNREACHABLE", now + 2)
+    outbox.delivered("m-1", now)
+
+    listed = store.dead_letters(limit=10)
+
+    assert [(e.message_id, e.source, e.last_error) for e in listed] == [
+        ("m-2", "z", "REFUSED"),
+        ("m-0", "x", "UNREACHABLE"),
+        ("m-3", "w", "UNREACHABLE"),
+    ]
+    assert {(e.audit_id, e.state, e.payload) for e in listed} == {("a-1", OutboxState.DEAD, None)}
+    assert [e.finished_at for e in listed] == pytest.approx([now, now + 1, now + 2])
+    assert [e.message_id for e in store.dead_letters(limit=2)] == ["m-2", "m-0"]
+    outbox.resend(now + 3, ["m-0"])
+    assert [e.message_id for e in store.dead_letters(limit=10)] == ["m-2", "m-3"]
