@@ -915,7 +915,10 @@ class UndeliveredNotification:
     agency: str = strawberry.field(description="The agency not told (its source name).")
     attempts: int = strawberry.field(description="How many times delivery was tried.")
     last_error: str | None = strawberry.field(
-        description="Why the last attempt failed, as a code (UNREACHABLE, REFUSED, ...)."
+        description=(
+            "Why the last attempt failed, as a code: UNREACHABLE, TIMEOUT, HTTP_<status>,"
+            " BAD_RECEIPT, RECEIPT_NOT_TRUSTED or NO_ENDPOINT."
+        )
     )
     queued_at: datetime = strawberry.field(
         description="When it was queued with the lookup's audit record, or queued again."

@@ -141,6 +141,10 @@ class Portal:
         """The feed of lookups refused at a usage limit, in full."""
         self._shown(lambda: self.page.click("#limit-alerts-look"), "#limit-alerts-result")
 
+    def undelivered(self) -> None:
+        """The owner notifications the gateway gave up delivering."""
+        self._shown(lambda: self.page.click("#undelivered-look"), "#undelivered-result")
+
     def access_history(self, nhs: str | None = None) -> None:
         """Who has looked at the child: from the history form with `nhs`, else from the
         lookup result's button (the child just looked up)."""

@@ -6,7 +6,7 @@ import { graphql, namedChild } from "./api.js";
 import { clear, coded, el } from "./dom.js";
 import * as session from "./session.js";
 import {
-  AUDIT_OUTCOMES, LIMITS, PURPOSES, capitalised, dateWords, errorWords, roleWords,
+  AUDIT_OUTCOMES, LIMITS, PURPOSES, capitalised, dateWords, deliveryWords, errorWords, roleWords,
 } from "./words.js";
 
 const $ = (id) => document.getElementById(id);
@@ -127,8 +127,19 @@ const overrideAlert = (a) => alertRow(a, a.justification || "Not recorded");
 const limitAlert = (a) =>
   alertRow(a, coded(LIMITS[a.kind] || a.kind, a.kind), { "data-kind": a.kind });
 
-// Each feed's page elements are named from its `id`: `${id}-form`, `${id}-since`, `${id}-result`,
-// `${id}-result-heading`, `${id}-error`, and the table `${id}`.
+// One owner notification given up on: when, the agency not told, the attempts, why the last one
+// failed, and the audit reference of the lookup it was to tell of.
+function undeliveredNotification(n) {
+  return el("tr", { class: "undelivered-entry", "data-audit-id": n.auditId },
+    el("td", {}, dateWords(n.givenUpAt || n.queuedAt)),
+    el("td", {}, n.agency),
+    el("td", {}, String(n.attempts)),
+    el("td", {}, n.lastError ? coded(deliveryWords(n.lastError), n.lastError) : "Not recorded"),
+    el("td", {}, el("code", {}, n.auditId)));
+}
+
+// Each feed's page elements are named from its `id`: `${id}-form`, `${id}-since` (for the feeds
+// that take a time), `${id}-result`, `${id}-result-heading`, `${id}-error`, and the table `${id}`.
 const FEEDS = {
   overrides: {
     id: "alerts", field: "overrideAlerts", row: overrideAlert,
@@ -145,6 +156,14 @@ const FEEDS = {
     empty: "No one has been refused at a usage limit.",
     failed: "The refused lookups could not be shown",
   },
+  undelivered: {
+    id: "undelivered", field: "undeliveredNotifications", row: undeliveredNotification,
+    ask: (token) => graphql(token, "UndeliveredNotifications", {}),
+    counted: (n) => `${n} ${n === 1 ? "agency" : "agencies"} not told of a lookup`,
+    none: "No undelivered notifications",
+    empty: "Every owner notification has been delivered, or is still being tried.",
+    failed: "The undelivered notifications could not be shown",
+  },
 };
 
 async function lookAtFeed(feed) {
@@ -155,7 +174,8 @@ async function lookAtFeed(feed) {
   const table = $(id);
   const error = $(`${id}-error`);
   $(`${id}-result`).setAttribute("aria-busy", "true");
-  const answer = await feed.ask(token, instant($(`${id}-since`).value));
+  const since = $(`${id}-since`);
+  const answer = await feed.ask(token, since && instant(since.value));
   $(`${id}-result`).removeAttribute("aria-busy");
   const alerts = answer.data && answer.data[feed.field];
   heading.hidden = false;

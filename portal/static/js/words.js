@@ -157,6 +157,21 @@ export const LIMITS = {
   DISTINCT_CHILDREN_CAP: "Too many different children in a day",
 };
 
+// Why an owner notification's last delivery attempt failed (gateway.audit.notify).
+const DELIVERY_ERRORS = {
+  UNREACHABLE: "The agency's endpoint could not be reached",
+  TIMEOUT: "The agency did not answer in time",
+  BAD_RECEIPT: "The agency's answer was not a receipt for it",
+  RECEIPT_NOT_TRUSTED: "The agency's receipt was not signed with its key",
+  NO_ENDPOINT: "No endpoint is configured for the agency",
+};
+
+export function deliveryWords(code) {
+  const status = /^HTTP_(\d+)$/.exec(code);
+  if (status) return `The agency answered with HTTP status ${status[1]}`;
+  return DELIVERY_ERRORS[code] || code;
+}
+
 const ROLES = {
   school_dsl: "school designated safeguarding lead",
   ed_clinician: "emergency department clinician",
