@@ -101,6 +101,7 @@ def test_the_page_sends_only_the_operations_in_its_manifest(gateway):
         "AccessHistory",
         "OverrideAlerts",
         "LimitAlerts",
+        "UndeliveredNotifications",
         "UserAuditTrail",
     }
     sent = set()
@@ -128,6 +129,7 @@ def test_the_manifest_command_writes_an_apollo_manifest(tmp_path):
         ("AccessHistory", "query"),
         ("OverrideAlerts", "query"),
         ("LimitAlerts", "query"),
+        ("UndeliveredNotifications", "query"),
         ("UserAuditTrail", "query"),
     }
 
