@@ -138,11 +138,18 @@ function undeliveredNotification(n) {
     el("td", {}, el("code", {}, n.auditId)));
 }
 
-// Each feed's page elements are named from its `id`: `${id}-form`, `${id}-since` (for the feeds
-// that take a time), `${id}-result`, `${id}-result-heading`, `${id}-error`, and the table `${id}`.
+// The columns every alert has, around its detail, and the button to the user's accesses.
+const ALERT_COLUMNS = ["When", "Who (account)", "Role", "Organisation"];
+const actions = () => el("span", { class: "visually-hidden" }, "Actions");
+
+// Each feed's page elements are named from its `id`. In the page: `${id}-form`, `${id}-since`
+// (for the feeds that take a time) and `${id}-result`. Built from here: the result's heading
+// `${id}-result-heading`, its problem `${id}-error` and its table `${id}` (`caption`, `columns`).
 const FEEDS = {
   overrides: {
     id: "alerts", field: "overrideAlerts", row: overrideAlert,
+    caption: "Overrides, newest first",
+    columns: [...ALERT_COLUMNS, "Justification", "Audit reference", actions()],
     ask: (token, since) => graphql(token, "OverrideAlerts", { since }),
     counted: (n) => `${n} emergency ${n === 1 ? "override" : "overrides"} to investigate`,
     none: "No emergency overrides", empty: "No one has used an emergency override.",
@@ -150,6 +157,8 @@ const FEEDS = {
   },
   limits: {
     id: "limit-alerts", field: "limitAlerts", row: limitAlert,
+    caption: "Refused lookups, newest first",
+    columns: [...ALERT_COLUMNS, "Limit reached", "Audit reference", actions()],
     ask: (token, since) => graphql(token, "LimitAlerts", { since }),
     counted: (n) => `${n} ${n === 1 ? "lookup" : "lookups"} refused at a usage limit`,
     none: "No lookups refused at a usage limit",
@@ -158,6 +167,8 @@ const FEEDS = {
   },
   undelivered: {
     id: "undelivered", field: "undeliveredNotifications", row: undeliveredNotification,
+    caption: "Undelivered notifications, newest first",
+    columns: ["Given up", "Agency not told", "Attempts", "Last failure", "Audit reference"],
     ask: (token) => graphql(token, "UndeliveredNotifications", {}),
     counted: (n) => `${n} ${n === 1 ? "agency" : "agencies"} not told of a lookup`,
     none: "No undelivered notifications",
@@ -165,6 +176,18 @@ const FEEDS = {
     failed: "The undelivered notifications could not be shown",
   },
 };
+
+// A feed's answer: its heading, its problem, and its table, all hidden until asked for.
+function feedResult({ id, caption, columns }) {
+  return [
+    el("h3", { id: `${id}-result-heading`, tabindex: "-1", hidden: true }),
+    el("p", { id: `${id}-error`, class: "problem", hidden: true }),
+    el("table", { id, hidden: true },
+      el("caption", {}, caption),
+      el("thead", {}, el("tr", {}, ...columns.map((column) => el("th", { scope: "col" }, column)))),
+      el("tbody")),
+  ];
+}
 
 async function lookAtFeed(feed) {
   const token = session.token();
@@ -239,6 +262,7 @@ export function startAudit() {
   onSubmit("audit-form", lookAtChildTrail);
   onSubmit("audit-filter-form", lookAtUserTrail);
   for (const feed of Object.values(FEEDS)) {
+    $(`${feed.id}-result`).replaceChildren(...feedResult(feed));
     onSubmit(`${feed.id}-form`, () => lookAtFeed(feed));
     $(feed.id).addEventListener("click", lookAtAlerter);
   }
