@@ -3,8 +3,8 @@
 strawberry converts a resolver's arguments on every call: for each argument it asks the name
 converter for its GraphQL name, resolves its type annotation and dispatches on that type, and does
 the same again for each field of an input object. For `child`'s six arguments, of which a lookup
-gives two, that was ~60 us a call in a loop and ~0.3 ms of a gateway's CPU a lookup one at a time
-(docs/benchmarks.md) - a fifth of what the GraphQL layer costs around the pipeline. The conversion
+gives two, that was ~60 us a call in a loop and ~0.2 ms of a gateway's CPU a lookup one at a time
+(docs/benchmarks.md) - a fifth of what the GraphQL layer costs before the resolver. The conversion
 depends on the field alone, so here it is planned when the schema is built: read these names,
 build these inputs, pass these values through.
 
@@ -12,9 +12,8 @@ The plan does what `strawberry.types.arguments.convert_argument` does for the ty
 scalars and enums as given, lists, and input objects built with the fields given (and None for
 those without a default). A root field keeps strawberry's own resolver when anything about it is
 outside that: a field extension or permission, an exception handler, a resolver that is not a
-coroutine, or an argument whose type is a `Maybe`, lazy, generic, a
-`GlobalID`, or an input that builds itself (`from_input`). tests/test_arguments.py compares both
-conversions.
+coroutine, or an argument whose type is a `Maybe`, lazy, generic, a `GlobalID`, or an input that
+builds itself (`from_input`). tests/test_arguments.py compares both conversions.
 """
 
 from __future__ import annotations
@@ -110,20 +109,23 @@ def _planned_resolver(
     return resolve
 
 
-def _plan(type_: Any, config: StrawberryConfig, scalars: _Registry) -> _Convert | None:
-    """How `convert_argument` converts a value of `type_`, or None if that is not planned here."""
+def _plan(
+    type_: Any, config: StrawberryConfig, scalars: _Registry, within: frozenset[Any] = frozenset()
+) -> _Convert | None:
+    """How `convert_argument` converts a value of `type_`, or None if that is not planned here;
+    `within` are the input types being planned around it (an input holding itself is not)."""
     if isinstance(type_, StrawberryMaybe):
         return None
     if isinstance(type_, StrawberryOptional):
         # convert_argument unwraps the optional, then passes None and UNSET through as any
         # type's converter here does.
-        return _plan(type_.of_type, config, scalars)
+        return _plan(type_.of_type, config, scalars, within)
     if isinstance(type_, StrawberryList):
-        return _list(type_.of_type, config, scalars)
+        return _list(type_.of_type, config, scalars, within)
     if _is_leaf(type_, scalars):
         return _as_given
-    if has_object_definition(type_):
-        return _input(type_, config, scalars)
+    if has_object_definition(type_) and type_ not in within:
+        return _input(type_, config, scalars, within | {type_})
     return None
 
 
@@ -141,7 +143,9 @@ def _as_given(value: Any) -> Any:
     return value
 
 
-def _list(item_type: Any, config: StrawberryConfig, scalars: _Registry) -> _Convert | None:
+def _list(
+    item_type: Any, config: StrawberryConfig, scalars: _Registry, within: frozenset[Any]
+) -> _Convert | None:
     leaf = isinstance(item_type, StrawberryOptional) and _is_leaf(item_type.of_type, scalars)
     if leaf or _is_leaf(item_type, scalars):
 
@@ -151,7 +155,7 @@ def _list(item_type: Any, config: StrawberryConfig, scalars: _Registry) -> _Conv
             return value if value is None or value is UNSET else list(value)
 
         return copied
-    convert_item = _plan(item_type, config, scalars)
+    convert_item = _plan(item_type, config, scalars, within)
     if convert_item is None:
         return None
 
@@ -163,7 +167,9 @@ def _list(item_type: Any, config: StrawberryConfig, scalars: _Registry) -> _Conv
     return converted
 
 
-def _input(cls: Any, config: StrawberryConfig, scalars: _Registry) -> _Convert | None:
+def _input(
+    cls: Any, config: StrawberryConfig, scalars: _Registry, within: frozenset[Any]
+) -> _Convert | None:
     definition = cls.__strawberry_definition__
     if (
         not definition.is_input
@@ -179,7 +185,7 @@ def _input(cls: Any, config: StrawberryConfig, scalars: _Registry) -> _Convert |
     )
     plan = []
     for field in definition.fields:
-        convert = _plan(field.resolve_type(type_definition=definition), config, scalars)
+        convert = _plan(field.resolve_type(type_definition=definition), config, scalars, within)
         if convert is None:
             return None
         plan.append((config.name_converter.from_field(field), field.python_name, convert))

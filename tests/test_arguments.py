@@ -117,6 +117,12 @@ class _Shape:
     inner: list[_Built] | None = None
 
 
+@strawberry.input
+class _Nested:
+    name: str
+    within: list[_Nested] | None = None
+
+
 @strawberry.type
 class _Query:
     @strawberry.field
@@ -138,6 +144,10 @@ class _Query:
         return id.node_id
 
     @strawberry.field
+    async def nested(self, tree: _Nested) -> str:
+        return tree.name + "".join(f"({inner.name})" for inner in tree.within or [])
+
+    @strawberry.field
     def plain(self, word: str) -> str:
         return word
 
@@ -153,7 +163,7 @@ def test_fields_outside_the_plan_keep_strawberrys_resolver_and_all_still_answer(
         schema.execute(
             '{ described(shape: {sides: 3, tags: ["a", "b"], inner: [{value: "x"}]}, times: 2)'
             ' parented(word: "w") shouted(word: "hi") byId(id: "VXNlcjox") plain(word: "p")'
-            " maybe }",
+            ' maybe nested(tree: {name: "a", within: [{name: "b"}]}) }',
             context_value={"who": "me"},
             root_value={"name": "root"},
         )
@@ -166,4 +176,5 @@ def test_fields_outside_the_plan_keep_strawberrys_resolver_and_all_still_answer(
         "byId": "1",
         "plain": "p",
         "maybe": "omitted",
+        "nested": "a(b)",
     }
