@@ -83,20 +83,25 @@ STATS_QUERY = (
 """`OutboxStats` in one statement, the same in SQLite and PostgreSQL; the state index serves it."""
 
 
-DEAD_LETTERS_QUERY = (
-    "SELECT message_id, audit_id, source, attempts, last_error, created_at, finished_at"
-    " FROM notification_outbox WHERE state = 'DEAD' ORDER BY finished_at, message_id LIMIT %s"
+ENTRY_COLUMNS = (
+    "message_id, audit_id, source, state, attempts, last_error, {payload}, created_at, finished_at"
 )
-"""The dead letters, the first given up on first, at most a number: never their payloads."""
+"""An `OutboxEntry`'s columns, in its order (`outbox_entries`); `{payload}` is `payload`, or
+`NULL` where the message must not be read."""
+
+DEAD_LETTERS_QUERY = (
+    f"SELECT {ENTRY_COLUMNS.format(payload='NULL')} FROM notification_outbox"  # noqa: S608
+    " WHERE state = 'DEAD' ORDER BY finished_at, message_id LIMIT %s"
+)
+"""The dead letters, the first given up on first, at most a number, never their payloads: what an
+auditor is shown of them names the lookup and the agency, never what the agency was to be told."""
 
 
-def dead_letters(rows: Sequence[Sequence[Any]]) -> list[OutboxEntry]:
-    """The dead letters from the rows DEAD_LETTERS_QUERY returned, their payloads left out: what
-    an auditor is shown of them names the lookup and the agency, never what the agency was to be
-    told."""
+def outbox_entries(rows: Sequence[Sequence[Any]]) -> list[OutboxEntry]:
+    """The entries from rows of ENTRY_COLUMNS."""
     return [
-        OutboxEntry(mid, aid, source, OutboxState.DEAD, attempts, error, None, queued, done)
-        for mid, aid, source, attempts, error, queued, done in rows
+        OutboxEntry(mid, aid, source, OutboxState(state), attempts, error, payload, at, done)
+        for mid, aid, source, state, attempts, error, payload, at, done in rows
     ]
 
 
@@ -227,14 +232,10 @@ class OutboxRows(ABC):
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         # Only placeholders are joined in: the values are parameters.
         statement = (
-            "SELECT message_id, audit_id, source, state, attempts, last_error, payload,"  # noqa: S608
-            f" created_at, finished_at FROM notification_outbox{where}"
+            f"SELECT {ENTRY_COLUMNS.format(payload='payload')}"  # noqa: S608
+            f" FROM notification_outbox{where}"
         )
-        rows = self._rows(statement + " ORDER BY created_at, message_id", params)
-        return [
-            OutboxEntry(mid, aid, source, OutboxState(state), attempts, error, payload, at, done)
-            for mid, aid, source, state, attempts, error, payload, at, done in rows
-        ]
+        return outbox_entries(self._rows(statement + " ORDER BY created_at, message_id", params))
 
     def resend(
         self, now: float, message_ids: Sequence[str] = (), source: str | None = None

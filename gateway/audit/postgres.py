@@ -57,7 +57,7 @@ from gateway.audit.outbox import (
     OutboxEntry,
     OutboxMessage,
     OutboxRows,
-    dead_letters,
+    outbox_entries,
 )
 from gateway.audit.queries import (
     LATEST_SIGNED_QUERY,
@@ -491,7 +491,7 @@ class PostgresAuditStore:
     def dead_letters(self, limit: int) -> list[OutboxEntry]:
         """Owner notifications given up on, the first given up on first, without payloads."""
         with self._reader.connection() as conn:
-            return dead_letters(_runner(conn)(DEAD_LETTERS_QUERY, (limit,)))
+            return outbox_entries(_runner(conn)(DEAD_LETTERS_QUERY, (limit,)))
 
     def close(self) -> None:
         with self._start:

@@ -48,7 +48,7 @@ from gateway.audit.outbox import (
     OutboxEntry,
     OutboxMessage,
     OutboxRows,
-    dead_letters,
+    outbox_entries,
 )
 from gateway.audit.queries import (
     LATEST_SIGNED_QUERY,
@@ -630,7 +630,7 @@ class SqliteAuditStore:
     def dead_letters(self, limit: int) -> list[OutboxEntry]:
         """Owner notifications given up on, the first given up on first, without payloads."""
         with self._lock:
-            return dead_letters(self._run(DEAD_LETTERS_QUERY, (limit,)))
+            return outbox_entries(self._run(DEAD_LETTERS_QUERY, (limit,)))
 
     def close(self) -> None:
         with self._lock:

@@ -131,7 +131,7 @@ const limitAlert = (a) =>
 // failed, and the audit reference of the lookup it was to tell of.
 function undeliveredNotification(n) {
   return el("tr", { class: "undelivered-entry", "data-audit-id": n.auditId },
-    el("td", {}, dateWords(n.givenUpAt || n.queuedAt)),
+    el("td", {}, n.givenUpAt ? dateWords(n.givenUpAt) : "Not recorded"),
     el("td", {}, n.agency),
     el("td", {}, String(n.attempts)),
     el("td", {}, n.lastError ? coded(deliveryWords(n.lastError), n.lastError) : "Not recorded"),
