@@ -234,6 +234,15 @@ def reference_stack(
         yield gateway
 
 
+FAST_NOTIFICATIONS: dict[str, Any] = {
+    "notification_retry_base_s": 0.05,
+    "notification_retry_max_s": 0.2,
+    "notification_poll_s": 0.05,
+    "notification_timeout_ms": 1_000,
+}
+"""Owner notifications' retry timings short enough for a test to watch several attempts."""
+
+
 def eventually(check: Callable[[], T], timeout_s: float = 15.0) -> T:
     """Poll until `check` returns something truthy, and return it; fail after `timeout_s`."""
     deadline = time.monotonic() + timeout_s

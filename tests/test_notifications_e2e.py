@@ -39,6 +39,7 @@ from gateway.cli import main
 from gateway.config import SourceConfig
 from gateway.demo import reference_source
 from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
+from tests.stack import FAST_NOTIFICATIONS as FAST
 from tests.stack import eventually, gateway_verifier, running_gateway, write_records
 
 REASON = "Child reported missing; police at the door need the current address now."
@@ -46,14 +47,6 @@ REASON = "Child reported missing; police at the door need the current address no
 ON_A_PLAN = synthetic_nhs(31)
 ORDINARY = synthetic_nhs(32)
 SHIELDED = synthetic_nhs(33)
-
-FAST = {
-    "notification_retry_base_s": 0.05,
-    "notification_retry_max_s": 0.2,
-    "notification_poll_s": 0.05,
-    "notification_timeout_ms": 1_000,
-}
-"""Retry timings short enough for a test to watch several attempts."""
 
 
 @pytest.fixture(scope="module")

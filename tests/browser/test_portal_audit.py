@@ -10,7 +10,13 @@ from connectors.serving import free_port
 from gateway.demo import reference_source
 from tests.browser.portal import Portal
 from tests.factories import NHS, health_record, school_record, social_care_record
-from tests.stack import eventually, reference_apps, running_gateway, serving
+from tests.stack import (
+    FAST_NOTIFICATIONS,
+    eventually,
+    reference_apps,
+    running_gateway,
+    serving,
+)
 
 
 def test_the_auditor_sees_a_lookup_made_by_someone_else(new_page, demo):
@@ -71,12 +77,7 @@ def test_the_auditor_sees_an_agency_not_told_of_a_lookup(new_page, tmp_path):
             reference_source(name, url).model_copy(update={"notification_url": dead_end})
             for name, url in urls.items()
         ]
-        settings = {
-            "notification_retry_base_s": 0.05,
-            "notification_retry_max_s": 0.2,
-            "notification_poll_s": 0.05,
-            "notification_max_attempts": 2,
-        }
+        settings = {**FAST_NOTIFICATIONS, "notification_max_attempts": 2}
         with running_gateway(tmp_path, sources, **settings) as gateway:
             clinician = Portal(new_page(), f"{gateway.url}/portal/")
             clinician.open()
