@@ -7,10 +7,11 @@ place under every limit at once: checking and counting are one atomic step, so s
 requests cannot all pass a check before any of them is counted.
 
 `AccessLimits` is that step as an interface. `InProcessLimits` implements it for one gateway
-process: distinct children are counted from the audit log itself (by pseudonym), so the cap
-survives restarts; each process keeps today's set per user in memory, re-reads the log every
-CHILDREN_REFRESH_S and adds what it read to what it has reserved (never dropping a reservation
-whose audit record is not written yet). Per-minute windows are this process's own.
+process: distinct children are counted from the audit log itself (by pseudonym; the pseudonyms
+one child's records link count as one child, `ChildrenSeen`), so the cap survives restarts; each
+process keeps today's children per user in memory, re-reads the log every CHILDREN_REFRESH_S and
+adds what it read to what it has reserved (never dropping a reservation whose audit record is not
+written yet). Per-minute windows are this process's own.
 `gateway.redis_limits.RedisLimits` implements it for every process sharing one Redis. A refusal
 is audited and raises an alert; it never says anything about the child.
 """
@@ -21,7 +22,7 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
@@ -71,6 +72,66 @@ class AccessLimits(Protocol):
         one atomic step. None when admitted; otherwise the refusal code."""
         ...
 
+    async def link(self, caller: Caller, child_ref: str, linked_refs: Sequence[str]) -> None:
+        """After the lookup of `child_ref` was audited: the records it reached name the child
+        by `linked_refs` too, so a lookup by any of them today is of a child already counted.
+        Never raises: a link not kept only counts a child again, which admits no one more."""
+        ...
+
+
+class ChildrenSeen:
+    """One user's children on one day, each counted once whatever it was looked up by.
+
+    A lookup names its child by one pseudonym - of an NHS number, a UPN, or a search's details -
+    and the records it reaches may hold the others (`AuditRecord.linked_refs`). Pseudonyms linked
+    so name one child: each is kept with the child it names (one of them stands for all), two
+    children found to be one become one, and the cap counts children, not pseudonyms. Links come
+    only from the agencies' records of a child the lookup singled out, never from the caller."""
+
+    def __init__(self) -> None:
+        self._child: dict[str, str] = {}
+        self._children = 0
+
+    @classmethod
+    def of(cls, logged: Mapping[str, Iterable[str]]) -> ChildrenSeen:
+        """The children in `logged` (`AuditStore.children_seen`)."""
+        seen = cls()
+        seen.update(logged)
+        return seen
+
+    def __contains__(self, child_ref: object) -> bool:
+        return child_ref in self._child
+
+    def __len__(self) -> int:
+        return self._children
+
+    def add(self, child_ref: str) -> None:
+        """Count the child `child_ref` names, unless it is counted already."""
+        if child_ref not in self._child:
+            self._child[child_ref] = child_ref
+            self._children += 1
+
+    def link(self, child_ref: str, linked_refs: Iterable[str]) -> None:
+        """`linked_refs` name the child `child_ref` names (which is counted if it was not)."""
+        self.add(child_ref)
+        child = self._child[child_ref]
+        for ref in linked_refs:
+            other = self._child.setdefault(ref, child)
+            if other != child:  # two children counted apart are one
+                for name, named in self._child.items():
+                    if named == other:
+                        self._child[name] = child
+                self._children -= 1
+
+    def update(self, logged: Mapping[str, Iterable[str]]) -> None:
+        """Add what the audit log holds: never forgets a child counted here but not yet logged."""
+        for child_ref, linked_refs in logged.items():
+            self.link(child_ref, linked_refs)
+
+    def children(self) -> dict[str, str]:
+        """Each pseudonym, and the one that stands for its child."""
+        return dict(self._child)
+
 
 class _Window:
     """Counts events per key over the last `span_s` seconds; a key with none is forgotten."""
@@ -107,7 +168,7 @@ class _Seen:
     day: datetime
     loaded: float
     used: float
-    children: set[str] = field(default_factory=set)
+    children: ChildrenSeen = field(default_factory=ChildrenSeen)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -151,6 +212,13 @@ class InProcessLimits:
         self._organisations.add(caller.organisation, now)
         return None
 
+    async def link(self, caller: Caller, child_ref: str, linked_refs: Sequence[str]) -> None:
+        seen = self._children.get(caller.subject)
+        # Forgotten, or counted on another day (a lookup across midnight): nothing to link to;
+        # the log, read again, holds the links.
+        if seen is not None and child_ref in seen.children:
+            seen.children.link(child_ref, linked_refs)
+
     def tracked(self) -> int:
         """How many users and organisations this process holds state for (for tests and ops)."""
         return len(self._users) + len(self._organisations) + len(self._children)
@@ -164,8 +232,8 @@ class InProcessLimits:
             self._children[subject] = seen
         async with seen.lock:  # one read of the log per user at a time
             if self._clock() - seen.loaded >= CHILDREN_REFRESH_S:
-                logged = await asyncio.to_thread(self._audit.distinct_children, subject, midnight)
-                seen.children |= logged  # never drops a reservation not yet in the log
+                logged = await asyncio.to_thread(self._audit.children_seen, subject, midnight)
+                seen.children.update(logged)
                 seen.loaded = self._clock()
         return seen
 

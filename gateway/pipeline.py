@@ -8,7 +8,8 @@ resolvers; this module runs everything in between. The second round (gateway.sec
 again, with an identifier a linked record holds, the sources the first round could not reach with
 it; shield-safe search then judges both rounds together. The audit record is committed before the
 result is returned, and if it cannot be, the caller gets an error and no data. A policy failure
-releases nothing.
+releases nothing. Once audited, the pseudonyms the record links the child to go to the limits,
+so the daily cap counts the child once whichever identifier it is looked up by next.
 
 Each lookup is observed as it runs (`_observed`): a trace span (each stage adds its own, see
 gateway.tracing), its request id on every log line, and its outcome counted (gateway.metrics).
@@ -160,7 +161,7 @@ class LookupPipeline:
             withheld=release.withheld,
             ambiguity=matching.ambiguity,
         )
-        await self._audit.commit(
+        linked_refs = await self._audit.commit(
             lookup,
             plan,
             result,
@@ -170,6 +171,8 @@ class LookupPipeline:
             ambiguity=both.ambiguity,
             linked=both.matched,
         )
+        if linked_refs:
+            await self._limits.link(lookup.caller, lookup.child_ref, linked_refs)
         return result
 
     @tracing.stage("admit")

@@ -13,18 +13,20 @@ each process's memory:
 - `{{prefix}}:limits:user:{subject}` and `{{prefix}}:limits:org:{organisation}`: sorted sets of
   the last 60 s of lookups (member: a random reservation id, score: Redis time in microseconds);
   expire once nothing in them is younger than a minute.
-- `{{prefix}}:limits:children:{day}:{subject}`: the pseudonyms the user looked up on that UTC day
-  (`day`: days since 1970-01-01 by Redis's clock), with the marker member `SEEDED`; expires an hour
-  after that day ends.
+- `{{prefix}}:limits:children-by-ref:{day}:{subject}`: a hash of the pseudonyms the user looked up
+  on that UTC day (`day`: days since 1970-01-01 by Redis's clock), and those the records reached
+  link them to, each to the one pseudonym standing for its child (`gateway.limits.ChildrenSeen`),
+  with the marker field `SEEDED` holding the number of children; expires an hour after that day
+  ends. A lookup's links are added once it is audited (`link`).
 
 The prefix in braces is a Redis Cluster hash tag: every limits key hashes to the one slot, as the
 script, which touches three at once, needs there (one server ignores it). So in a cluster the
 limits live on one master; they are a few small keys a user.
 
-Redis here keeps nothing on disk, so a day set can vanish (a restart, an eviction). The marker
-lives in the set itself, so set and marker vanish together: a missing set is read again from the
-audit log (`AuditStore.distinct_children`) and added by the script that then makes the check, the
-seed used only if the set is still missing - concurrent reservers seed it once. Redis unreachable,
+Redis here keeps nothing on disk, so a day map can vanish (a restart, an eviction). The marker
+lives in the map itself, so map and marker vanish together: a missing map is read again from the
+audit log (`AuditStore.children_seen`) and added by the script that then makes the check, the
+seed used only if the map is still missing - concurrent reservers seed it once. Redis unreachable,
 failing, or the audit log unreadable while seeding: the lookup is refused (`LIMITS_UNAVAILABLE`),
 never let through uncounted.
 """
@@ -34,7 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from string import Template
 from typing import Final
@@ -47,25 +49,27 @@ from connectors import redis_clients
 from connectors.protocol import random_id
 from connectors.redis_clients import RedisClient
 from gateway.audit import AuditStore
-from gateway.limits import LIMITS_UNAVAILABLE, WINDOW_S, LimitSettings
+from gateway.limits import LIMITS_UNAVAILABLE, WINDOW_S, ChildrenSeen, LimitSettings
 from gateway.types import Caller
 
 TIMEOUT_S: Final = 1.0
 """Longest a lookup waits on Redis (to connect, or for a reply) before it is refused."""
 DAY_S: Final = 86_400
 DAY_SET_GRACE_S: Final = 3_600
-"""A day set is kept this long after its UTC day ends."""
+"""A day map is kept this long after its UTC day ends."""
 SEEDED: Final = "seeded-from-audit-log"
-"""The marker member of every day set: present, the set holds everything the log held."""
+"""The marker field of every day map, holding its number of children: present, the map holds
+everything the log held."""
 
 _logger = logging.getLogger("childlookup.limits")
 
-# KEYS: user window, organisation window, the user's day set.
+# KEYS: user window, organisation window, the user's day map.
 # ARGV: day, child, per-user limit, per-organisation limit, cap, reservation id, seeded flag
-# ("1": the seed follows), seed pseudonyms...
+# ("1": the seed follows), then the seed: the number of children, and pairs of a pseudonym and the
+# one standing for its child.
 # Replies {status, day}: OK; RATE_LIMITED (the user's); ORGANISATION_RATE_LIMITED;
-# DISTINCT_CHILDREN_CAP; SEED (the day set is missing: call again with the audit log's
-# pseudonyms); DAY (Redis's day is another: call again for it).
+# DISTINCT_CHILDREN_CAP; SEED (the day map is missing: call again with the audit log's
+# children); DAY (Redis's day is another: call again for it).
 _RESERVE: Final = Template("""
 local time = redis.call('TIME')
 local seconds = tonumber(time[1])
@@ -79,9 +83,9 @@ if redis.call('EXISTS', children) == 0 then
   if ARGV[7] ~= '1' then
     return {'SEED', day}
   end
-  redis.call('SADD', children, '$seeded')
-  for i = 8, #ARGV do
-    redis.call('SADD', children, ARGV[i])
+  redis.call('HSET', children, '$seeded', ARGV[8])
+  for i = 9, #ARGV, 2 do
+    redis.call('HSET', children, ARGV[i], ARGV[i + 1])
   end
   redis.call('EXPIREAT', children, (day + 1) * 86400 + $grace_s)
 end
@@ -95,11 +99,13 @@ if redis.call('ZCARD', organisation) >= tonumber(ARGV[4]) then
   return {'ORGANISATION_RATE_LIMITED', day}
 end
 local child = ARGV[2]
-if redis.call('SISMEMBER', children, child) == 0
-    and redis.call('SCARD', children) - 1 >= tonumber(ARGV[5]) then
-  return {'DISTINCT_CHILDREN_CAP', day}
+if redis.call('HEXISTS', children, child) == 0 then
+  if tonumber(redis.call('HGET', children, '$seeded')) >= tonumber(ARGV[5]) then
+    return {'DISTINCT_CHILDREN_CAP', day}
+  end
+  redis.call('HSET', children, child, child)
+  redis.call('HINCRBY', children, '$seeded', 1)
 end
-redis.call('SADD', children, child)
 for _, window in ipairs({user, organisation}) do
   redis.call('ZADD', window, now, ARGV[6])
   redis.call('PEXPIRE', window, $window_ms + 1000)
@@ -111,6 +117,33 @@ return {'OK', day}
     window_us=WINDOW_S * 1_000_000,
     window_ms=WINDOW_S * 1000,
 )
+
+# KEYS: the user's day map. ARGV: a pseudonym counted today, then pseudonyms naming its child too.
+# A pseudonym of another child counted apart joins this one's child, with every pseudonym of its
+# own, and the count falls by one. Nothing is done when the map, or the first pseudonym, is not
+# there: the map is then seeded from the audit log, which holds the links.
+_LINK: Final = Template("""
+local children = KEYS[1]
+local child = redis.call('HGET', children, ARGV[1])
+if not child then
+  return 0
+end
+for i = 2, #ARGV do
+  local other = redis.call('HGET', children, ARGV[i])
+  if not other then
+    redis.call('HSET', children, ARGV[i], child)
+  elseif other ~= child then
+    local all = redis.call('HGETALL', children)
+    for j = 1, #all, 2 do
+      if all[j + 1] == other and all[j] ~= '$seeded' then
+        redis.call('HSET', children, all[j], child)
+      end
+    end
+    redis.call('HINCRBY', children, '$seeded', -1)
+  end
+end
+return 1
+""").substitute(seeded=SEEDED)
 
 
 def redis_client(url: str) -> RedisClient:
@@ -145,6 +178,7 @@ class RedisLimits:
         self._settings = settings
         self._audit = audit
         self._script = client.register_script(_RESERVE)
+        self._link = client.register_script(_LINK)
 
     async def reserve(self, caller: Caller, child_ref: str) -> str | None:
         day = int(self._clock()) // DAY_S  # a guess: Redis's clock decides, and says if it differs
@@ -160,14 +194,30 @@ class RedisLimits:
                 since = datetime.fromtimestamp(day * DAY_S, UTC)
                 try:
                     logged = await asyncio.to_thread(
-                        self._audit.distinct_children, caller.subject, since
+                        self._audit.children_seen, caller.subject, since
                     )
                 except Exception as error:  # whatever the store raises, the cap is not known
                     return _unavailable("audit", error)
-                seed = sorted(logged)
+                children = ChildrenSeen.of(logged)
+                seed = [str(len(children))]
+                for pair in sorted(children.children().items()):
+                    seed.extend(pair)
             else:
                 return None if status == "OK" else status
         return _unavailable("redis", None)
+
+    async def link(self, caller: Caller, child_ref: str, linked_refs: Sequence[str]) -> None:
+        day = int(self._clock()) // DAY_S  # the reservation's, but at midnight: then nothing
+        try:
+            await self._link(keys=[self._children_key(day, caller)], args=[child_ref, *linked_refs])
+        except (RedisError, OSError) as error:
+            _logger.warning(
+                "limits: a child's other pseudonyms were not linked",
+                extra={"event": "limits_link_failed", "context": {"error": type(error).__name__}},
+            )
+
+    def _children_key(self, day: int, caller: Caller) -> str:
+        return f"{self._prefix}:children-by-ref:{day}:{caller.subject}"
 
     async def _run(
         self, caller: Caller, child_ref: str, day: int, seed: list[str] | None
@@ -175,7 +225,7 @@ class RedisLimits:
         keys = [
             f"{self._prefix}:user:{caller.subject}",
             f"{self._prefix}:org:{caller.organisation}",
-            f"{self._prefix}:children:{day}:{caller.subject}",
+            self._children_key(day, caller),
         ]
         args = [
             day,

@@ -12,10 +12,18 @@ import resolvers.query
 from gateway import limits as limits_module
 from gateway.audit import SqliteAuditStore
 from gateway.cli import main
-from gateway.limits import DISTINCT_CHILDREN_CAP, InProcessLimits, LimitSettings
+from gateway.limits import DISTINCT_CHILDREN_CAP, ChildrenSeen, InProcessLimits, LimitSettings
 from gateway.media_types import GRAPHQL_RESPONSE_JSON, JSON
 from gateway.types import Caller
-from tests.factories import CHECKPOINT_KEY, NHS, health_record, synthetic_nhs
+from tests.factories import (
+    CHECKPOINT_KEY,
+    NHS,
+    access,
+    audit_record,
+    health_record,
+    school_record,
+    synthetic_nhs,
+)
 from tests.stack import LOOKUP, eventually, reference_connectors, running_gateway
 
 
@@ -180,6 +188,37 @@ def test_the_distinct_children_cap_refuses_new_children_but_not_ones_already_see
     assert [r["error_code"] for r in refused] == ["DISTINCT_CHILDREN_CAP"]
 
 
+@pytest.fixture(scope="module")
+def known_at_school(tmp_path_factory):
+    """A child the GP practice knows by NHS number and whose school knows by both it and a UPN."""
+    tmp = tmp_path_factory.mktemp("limits-school")
+    with reference_connectors(
+        tmp, {"health": [health_record()], "education": [school_record()]}
+    ) as sources:
+        yield sources
+
+
+def _by_upn(gateway, upn):
+    query = f'{{ child(identify: {{upn: "{upn}"}}, purpose: DIRECT_CARE) {{ outcome }} }}'
+    return gateway.post({"query": query}, gateway.token("gp")).json()
+
+
+def test_one_child_looked_up_by_nhs_number_and_then_by_upn_counts_once(tmp_path, known_at_school):
+    upn = school_record().identifiers.upn
+    with running_gateway(tmp_path, known_at_school, distinct_children_per_user_per_day=1) as gw:
+        first = gw.lookup("gp", NHS, "DIRECT_CARE")
+        by_upn = _by_upn(gw, upn)
+        another = _refused(gw, synthetic_nhs(15))
+    # restarted: the links are read back from the audit log
+    with running_gateway(tmp_path, known_at_school, distinct_children_per_user_per_day=1) as gw:
+        again_by_upn = _by_upn(gw, upn)
+        another_after = _refused(gw, synthetic_nhs(16))
+    assert first["data"]["child"]["outcome"] == "FOUND"
+    assert by_upn["data"]["child"]["outcome"] == "FOUND"
+    assert again_by_upn["data"]["child"]["outcome"] == "FOUND"
+    assert _code(another) == _code(another_after) == "LOOKUP_CAP_REACHED"
+
+
 def test_the_cap_survives_a_gateway_restart(tmp_path, sources):
     with running_gateway(tmp_path, sources, distinct_children_per_user_per_day=1) as gateway:
         gateway.lookup("gp", NHS, "DIRECT_CARE")
@@ -334,3 +373,62 @@ async def test_state_for_users_no_longer_active_is_let_go(store):
     assert await limits.reserve(_caller("late"), "child x") is None
 
     assert limits.tracked() <= 3  # the late user (window and children) and the organisation
+
+
+@pytest.mark.anyio
+async def test_a_child_linked_to_another_pseudonym_is_not_counted_again_by_it(store):
+    limits = _limits(store, Clock(), per_day=2)
+    harvester = _caller("Harvester")
+    assert await limits.reserve(harvester, "nhs:x") is None
+    await limits.link(harvester, "nhs:x", ["upn:y"])
+    assert await limits.reserve(harvester, "upn:y") is None  # the same child
+    assert await limits.reserve(harvester, "nhs:z") is None
+    assert await limits.reserve(harvester, "nhs:w") == DISTINCT_CHILDREN_CAP
+
+
+@pytest.mark.anyio
+async def test_the_links_in_the_audit_log_count_one_child_once(store):
+    made = access(at=datetime.now(UTC), subject=_caller("Harvester").subject, child_ref="nhs:x")
+    await store.append(audit_record("a1", access=made, linked_refs=["upn:y"]))
+    limits = _limits(store, Clock(), per_day=2)
+    harvester = _caller("Harvester")
+    assert await limits.reserve(harvester, "upn:y") is None
+    assert await limits.reserve(harvester, "nhs:z") is None
+    assert await limits.reserve(harvester, "nhs:w") == DISTINCT_CHILDREN_CAP
+
+
+def test_children_seen_counts_children_not_pseudonyms():
+    seen = ChildrenSeen()
+    seen.add("nhs:x")
+    seen.link("nhs:x", ["upn:y", "nhs:x"])
+    assert len(seen) == 1
+    assert "upn:y" in seen
+    assert "upn:q" not in seen
+    seen.add("upn:q")
+    seen.add("search:s")
+    seen.link("search:s", ["nhs:r"])
+    assert len(seen) == 3
+    seen.link("upn:q", ["upn:y", "nhs:r"])  # three lookups, found to be one child
+    assert len(seen) == 1
+    groups = seen.children()
+    assert len(set(groups.values())) == 1
+    assert set(groups) == {
+        "nhs:x",
+        "upn:y",
+        "upn:q",
+        "search:s",
+        "nhs:r",
+    }
+    seen.link("nhs:new", ["upn:new"])  # a pseudonym not seen before is a child counted
+    assert len(seen) == 2
+
+
+def test_children_seen_from_the_log_never_loses_a_child_counted_here():
+    seen = ChildrenSeen()
+    seen.add("nhs:reserved")
+    seen.update({"nhs:x": {"upn:y"}, "upn:y": set(), "nhs:z": set()})
+    assert len(seen) == 3
+    assert ChildrenSeen.of({"nhs:x": {"upn:y"}, "upn:y": {"nhs:x"}}).children() == {
+        "nhs:x": "nhs:x",
+        "upn:y": "nhs:x",
+    }

@@ -117,8 +117,8 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
 
 
 class _NoLookups:
-    def distinct_children(self, subject, since):
-        return set()
+    def children_seen(self, subject, since):
+        return {}
 
 
 def _limits(client, *, per_user=1000, per_day=1000) -> RedisLimits:

@@ -52,13 +52,13 @@ class NoChildrenLogged:
     def __init__(self) -> None:
         self.reads = 0
 
-    def distinct_children(self, subject, since):
+    def children_seen(self, subject, since):
         self.reads += 1
-        return set()
+        return {}
 
 
 class UnreadableLog:
-    def distinct_children(self, subject, since):
+    def children_seen(self, subject, since):
         raise OSError("disk gone")
 
 
@@ -95,8 +95,8 @@ def direct(redis_prefix):
     client.close()
 
 
-def _day_set(prefix, subject=HARVESTER.subject, day=None):
-    return f"{{{prefix}}}:limits:children:{_today() if day is None else day}:{subject}"
+def _day_map(prefix, subject=HARVESTER.subject, day=None):
+    return f"{{{prefix}}}:limits:children-by-ref:{_today() if day is None else day}:{subject}"
 
 
 # --- exactness ---------------------------------------------------------------------------------
@@ -176,19 +176,83 @@ async def test_simultaneous_lookups_split_across_two_processes_cannot_beat_the_c
     assert results.count(DISTINCT_CHILDREN_CAP) == 175
 
 
-# --- the day set: seeded from the audit log, expiring after the day ------------------------------
+# --- one child, counted once whatever it is looked up by -----------------------------------------
 
 
-async def _append_lookups(store, *children):
-    """The audit log holding a found lookup of each child by the harvester, made just now."""
+@pytest.mark.anyio
+async def test_a_pseudonym_linked_to_a_child_counted_is_that_child_in_every_process(processes):
+    one, two = processes(per_day=2), processes(per_day=2)
+    assert await one.reserve(HARVESTER, "nhs:x") is None
+    await one.link(HARVESTER, "nhs:x", ["upn:y"])
+    assert await two.reserve(HARVESTER, "upn:y") is None  # the same child
+    assert await two.reserve(HARVESTER, "nhs:z") is None
+    assert await one.reserve(HARVESTER, "nhs:w") == DISTINCT_CHILDREN_CAP
+
+
+@pytest.mark.anyio
+async def test_two_children_counted_apart_and_found_to_be_one_are_counted_once(
+    processes, direct, redis_prefix
+):
+    limits = processes(per_day=2)
+    for child in ("upn:y", "nhs:x"):
+        assert await limits.reserve(HARVESTER, child) is None
+    await limits.link(HARVESTER, "upn:q", ["nhs:x"])  # not counted today: nothing to link to
+    assert await limits.reserve(HARVESTER, "nhs:z") == DISTINCT_CHILDREN_CAP
+    await limits.link(HARVESTER, "nhs:x", ["upn:y", "nhs:r"])
+    assert await limits.reserve(HARVESTER, "nhs:z") is None
+    assert await limits.reserve(HARVESTER, "nhs:r") is None
+    assert await limits.reserve(HARVESTER, "nhs:w") == DISTINCT_CHILDREN_CAP
+    assert direct.hgetall(_day_map(redis_prefix[1])) == {
+        SEEDED.encode(): b"2",
+        b"nhs:x": b"nhs:x",
+        b"upn:y": b"nhs:x",
+        b"nhs:r": b"nhs:x",
+        b"nhs:z": b"nhs:z",
+    }
+
+
+@pytest.mark.anyio
+async def test_a_link_while_redis_holds_no_day_map_waits_for_the_seed(
+    processes, store, direct, redis_prefix
+):
+    """A link never makes the map, which would stand for a log read and hold nothing else."""
+    limits = processes(store, per_day=2)
+    await limits.link(HARVESTER, "nhs:x", ["upn:y"])
+    assert not direct.exists(_day_map(redis_prefix[1]))
+    await _append_lookups(store, "nhs:x", "nhs:v")
+    assert await limits.reserve(HARVESTER, "nhs:new") == DISTINCT_CHILDREN_CAP  # seeded: two
+
+
+@pytest.mark.anyio
+async def test_the_day_map_is_seeded_with_the_links_in_the_audit_log(processes, store):
+    await _append_lookups(store, "nhs:x", "upn:y")
+    await _append_lookups(store, "nhs:x", linked_refs=["upn:y", "upn:q"])
+    limits = processes(store, per_day=2)
+    assert await limits.reserve(HARVESTER, "upn:q") is None
+    assert await limits.reserve(HARVESTER, "nhs:z") is None
+    assert await limits.reserve(HARVESTER, "nhs:w") == DISTINCT_CHILDREN_CAP
+
+
+@pytest.mark.anyio
+async def test_a_link_redis_cannot_take_is_let_go(processes):
+    limits = processes(url=_closed_port())
+    await limits.link(HARVESTER, "nhs:x", ["upn:y"])  # logged; the lookup was audited already
+
+
+# --- the day map: seeded from the audit log, expiring after the day ------------------------------
+
+
+async def _append_lookups(store, *children, linked_refs=()):
+    """The audit log holding a found lookup of each child by the harvester, made just now, whose
+    records named the child by `linked_refs` too."""
     for child in children:
-        record = audit_record(uuid.uuid4().hex, child_ref=child)
+        record = audit_record(uuid.uuid4().hex, child_ref=child, linked_refs=linked_refs)
         made = access(at=datetime.now(UTC), subject=HARVESTER.subject, child_ref=child)
         await store.append(dataclasses.replace(record, access=made))
 
 
 @pytest.mark.anyio
-async def test_the_cap_is_read_from_the_audit_log_when_redis_holds_no_day_set(
+async def test_the_cap_is_read_from_the_audit_log_when_redis_holds_no_day_map(
     processes, store, direct, redis_prefix
 ):
     await _append_lookups(store, "nhs:logged1", "nhs:logged2")
@@ -197,23 +261,23 @@ async def test_the_cap_is_read_from_the_audit_log_when_redis_holds_no_day_set(
     assert await one.reserve(HARVESTER, "nhs:new1") is None
     assert await two.reserve(HARVESTER, "nhs:new2") == DISTINCT_CHILDREN_CAP
     assert await two.reserve(HARVESTER, "nhs:logged1") is None
-    assert direct.smembers(_day_set(redis_prefix[1])) == {
-        SEEDED.encode(),
-        b"nhs:logged1",
-        b"nhs:logged2",
-        b"nhs:new1",
+    assert direct.hgetall(_day_map(redis_prefix[1])) == {
+        SEEDED.encode(): b"3",
+        b"nhs:logged1": b"nhs:logged1",
+        b"nhs:logged2": b"nhs:logged2",
+        b"nhs:new1": b"nhs:new1",
     }
 
 
 @pytest.mark.anyio
-async def test_the_cap_survives_redis_losing_the_day_set(processes, store, direct, redis_prefix):
-    """Redis here keeps nothing on disk: after a restart the set is read again from the log."""
+async def test_the_cap_survives_redis_losing_the_day_map(processes, store, direct, redis_prefix):
+    """Redis here keeps nothing on disk: after a restart the map is read again from the log."""
     limits = processes(store, per_day=2)
     for child in ("nhs:c1", "nhs:c2"):
         assert await limits.reserve(HARVESTER, child) is None
     await _append_lookups(store, "nhs:c1", "nhs:c2")  # their lookups ran and were audited
 
-    direct.delete(_day_set(redis_prefix[1]))  # as a Redis restart would,
+    direct.delete(_day_map(redis_prefix[1]))  # as a Redis restart would,
     direct.script_flush()  # which also forgets the script (EVALSHA falls back to loading it)
 
     assert await limits.reserve(HARVESTER, "nhs:c3") == DISTINCT_CHILDREN_CAP
@@ -221,7 +285,7 @@ async def test_the_cap_survives_redis_losing_the_day_set(processes, store, direc
 
 
 @pytest.mark.anyio
-async def test_concurrent_reservers_seed_the_day_set_once_and_stay_exact(
+async def test_concurrent_reservers_seed_the_day_map_once_and_stay_exact(
     processes, store, direct, redis_prefix
 ):
     await _append_lookups(store, "nhs:logged1", "nhs:logged2")
@@ -230,11 +294,12 @@ async def test_concurrent_reservers_seed_the_day_set_once_and_stay_exact(
         *((one, two)[i % 2].reserve(HARVESTER, f"nhs:new{i}") for i in range(40))
     )
     assert results.count(None) == 3  # 5 less the 2 the log already holds
-    assert direct.scard(_day_set(redis_prefix[1])) == 1 + 5
+    assert direct.hget(_day_map(redis_prefix[1]), SEEDED) == b"5"
+    assert direct.hlen(_day_map(redis_prefix[1])) == 1 + 5
 
 
 @pytest.mark.anyio
-async def test_the_log_is_read_only_while_redis_has_no_day_set(processes):
+async def test_the_log_is_read_only_while_redis_has_no_day_map(processes):
     log = NoChildrenLogged()
     limits = processes(log)
     for i in range(5):
@@ -243,14 +308,14 @@ async def test_the_log_is_read_only_while_redis_has_no_day_set(processes):
 
 
 @pytest.mark.anyio
-async def test_the_day_set_expires_an_hour_after_its_day_and_windows_after_a_minute(
+async def test_the_day_map_expires_an_hour_after_its_day_and_windows_after_a_minute(
     processes, direct, redis_prefix
 ):
     limits = processes()
     assert await limits.reserve(HARVESTER, "nhs:c") is None
     prefix = redis_prefix[1]
     day = _today()
-    expires_at = direct.execute_command("EXPIRETIME", _day_set(prefix, day=day))
+    expires_at = direct.execute_command("EXPIRETIME", _day_map(prefix, day=day))
     assert expires_at == (day + 1) * 86_400 + redis_limits.DAY_SET_GRACE_S
     for window in (f"{{{prefix}}}:limits:user:{HARVESTER.subject}", f"{{{prefix}}}:limits:org:ORG"):
         assert 0 < direct.pttl(window) <= 61_000
@@ -260,7 +325,7 @@ async def test_the_day_set_expires_an_hour_after_its_day_and_windows_after_a_min
 async def test_redis_decides_the_day_not_the_process_clock(processes, direct, redis_prefix):
     limits = processes(clock=lambda: time.time() + redis_limits.DAY_S)  # a day fast
     assert await limits.reserve(HARVESTER, "nhs:c") is None
-    assert direct.sismember(_day_set(redis_prefix[1]), "nhs:c")
+    assert direct.hexists(_day_map(redis_prefix[1]), "nhs:c")
 
 
 # --- fails closed ----------------------------------------------------------------------------
@@ -354,7 +419,7 @@ def test_the_cap_holds_across_a_redis_restart_and_redis_never_holds_child_data(
         again = one.lookup("gp", synthetic_nhs(11), "DIRECT_CARE")
     assert refused["errors"][0]["extensions"]["code"] == "LOOKUP_CAP_REACHED"
     assert again["data"]["child"]["outcome"] == "NOT_FOUND"
-    assert _day_set(prefix, subject="dev:ORG1:Test User").encode() in kept
+    assert _day_map(prefix, subject="dev:ORG1:Test User").encode() in kept
     held = str(kept)
     assert NHS not in held
     assert synthetic_nhs(11) not in held
@@ -363,7 +428,7 @@ def test_the_cap_holds_across_a_redis_restart_and_redis_never_holds_child_data(
 
 def _members(client, key):
     kind = client.type(key)
-    return client.smembers(key) if kind == b"set" else client.zrange(key, 0, -1)
+    return client.hgetall(key) if kind == b"hash" else client.zrange(key, 0, -1)
 
 
 class CountedAgency:

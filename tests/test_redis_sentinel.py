@@ -115,8 +115,8 @@ async def test_the_limits_fail_closed_while_the_master_is_down_then_follow_the_p
 
 
 class _NoLookups:
-    def distinct_children(self, subject, since):
-        return set()
+    def children_seen(self, subject, since):
+        return {}
 
 
 @pytest.mark.parametrize(

@@ -58,10 +58,11 @@ class LookupAuditor:
         asked: Sequence[SourceAnswer] | None = None,
         ambiguity: Ambiguity | None = None,
         linked: Sequence[MatchedRecord] | None = None,
-    ) -> None:
+    ) -> Sequence[str]:
         """Commit the lookup's record; raise AUDIT_UNAVAILABLE if it cannot be. `asked` is what
         each source really answered, in every round, and `ambiguity` what made the linked records
-        ambiguous, when the caller was shown less."""
+        ambiguous, when the caller was shown less. Returns the pseudonyms the record links the
+        child to (`AuditRecord.linked_refs`), for the daily cap to count it once."""
         audited = lookup_record(
             lookup,
             plan,
@@ -104,6 +105,7 @@ class LookupAuditor:
                     },
                 },
             )
+        return audited.record.linked_refs
 
     @tracing.stage("audit")
     async def failure(self, lookup: LookupContext, outcome: str, code: str) -> None:

@@ -13,7 +13,7 @@ so the lock is taken once per batch, not per lookup.
 Connections. Appends and the readiness heartbeat go through an asyncio pool (psycopg_pool) on
 the store's own event loop, in a thread of its own: the store is opened before the server's loop
 runs, used from several loops and threads, and closed after the server's loop has ended, while an
-asyncio pool belongs to one loop. Reads (`verify`, `records`, `alerts`, `distinct_children`) are
+asyncio pool belongs to one loop. Reads (`verify`, `records`, `alerts`, `children_seen`) are
 synchronous, as the interface is, on a second, thread-safe pool. A write that cannot get a
 connection, a lock or a commit within `timeout_s` raises AuditUnavailable: the lookup releases
 nothing.
@@ -60,10 +60,12 @@ from gateway.audit.outbox import (
     outbox_entries,
 )
 from gateway.audit.queries import (
+    CHILDREN_SEEN_QUERY,
     LATEST_SIGNED_QUERY,
     LINK_INSERT,
     SEGMENT_QUERIES,
     SEGMENT_RECORDS,
+    children_seen,
     link_rows,
     of_child,
     records_query,
@@ -72,9 +74,6 @@ from gateway.audit.segments import ArchivedSegment, SegmentRows
 from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
 T = TypeVar("T")
-
-_ANSWERED = ("FOUND", "NOT_FOUND", "NOT_FOUND_INCOMPLETE", "UNAVAILABLE", "AMBIGUOUS", "HIDDEN")
-"""Outcomes that count a child against the caller's daily cap (as in the SQLite store)."""
 
 NOTIFIED_RECORDS = (
     "SELECT body FROM audit_log WHERE "  # noqa: S608
@@ -478,15 +477,11 @@ class PostgresAuditStore:
         keys = ("kind", "audit_id", "subject", "role", "organisation", "justification")
         return [{"at": at.isoformat()} | dict(zip(keys, rest, strict=True)) for at, *rest in rows]
 
-    def distinct_children(self, subject: str, since: datetime) -> set[str]:
-        """Pseudonyms of the children a user looked up (and was answered about) since a time."""
+    def children_seen(self, subject: str, since: datetime) -> dict[str, set[str]]:
+        """The children a user looked up (and was answered about) since a time, with their links
+        (gateway.audit.queries.children_seen)."""
         with self._reader.connection() as conn:
-            rows = conn.execute(
-                "SELECT DISTINCT child_ref FROM audit_log WHERE subject = %s AND at >= %s"
-                " AND outcome = ANY(%s) AND child_ref IS NOT NULL",
-                (subject, since, list(_ANSWERED)),
-            ).fetchall()
-        return {ref for (ref,) in rows}
+            return children_seen(_runner(conn)(CHILDREN_SEEN_QUERY, (subject, since)))
 
     def dead_letters(self, limit: int) -> list[OutboxEntry]:
         """Owner notifications given up on, the first given up on first, without payloads."""

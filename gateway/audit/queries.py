@@ -3,9 +3,10 @@ its `?`): records by child, user or time; and archiving (gateway.audit.archive).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
+from gateway.audit.chain import linked_refs_of
 from gateway.audit.types import AuditRecord
 
 
@@ -52,6 +53,35 @@ def link_rows(records: Sequence[AuditRecord]) -> list[tuple[str, str]]:
     """`audit_log_link`'s rows for `records`: each child a lookup reached other than the one it
     was looked up by (`AuditRecord.linked_refs`, in the hash-chained body too)."""
     return [(r.audit_id, ref) for r in records for ref in r.linked_refs]
+
+
+ANSWERED: Final = (
+    "FOUND",
+    "NOT_FOUND",
+    "NOT_FOUND_INCOMPLETE",
+    "UNAVAILABLE",
+    "AMBIGUOUS",
+    "HIDDEN",
+)
+"""Outcomes of lookups whose child counts against the user's daily cap: every one admitted and
+run, whatever it found."""
+
+CHILDREN_SEEN_QUERY: Final = (
+    "SELECT child_ref, body FROM audit_log WHERE subject = %s AND at >= %s"  # noqa: S608
+    " AND outcome IN (" + ", ".join(f"'{outcome}'" for outcome in ANSWERED) + ")"
+    " AND child_ref IS NOT NULL"
+)
+"""A user's answered lookups since a time, for `children_seen`: the body is read for its links
+rather than joining `audit_log_link`, which has no index by lookup; a day is a few hundred rows."""
+
+
+def children_seen(rows: Iterable[tuple[str, str]]) -> dict[str, set[str]]:
+    """From CHILDREN_SEEN_QUERY's rows: each pseudonym the lookups named, with the pseudonyms of
+    the children the records they reached link it to (`AuditRecord.linked_refs`)."""
+    seen: dict[str, set[str]] = {}
+    for child_ref, body in rows:
+        seen.setdefault(child_ref, set()).update(linked_refs_of(body))
+    return seen
 
 
 # --- archiving ------------------------------------------------------------------------------------

@@ -51,10 +51,12 @@ from gateway.audit.outbox import (
     outbox_entries,
 )
 from gateway.audit.queries import (
+    CHILDREN_SEEN_QUERY,
     LATEST_SIGNED_QUERY,
     LINK_INSERT,
     SEGMENT_QUERIES,
     SEGMENT_RECORDS,
+    children_seen,
     link_rows,
     of_child,
     records_query,
@@ -615,17 +617,11 @@ class SqliteAuditStore:
             ).fetchall()
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def distinct_children(self, subject: str, since: datetime) -> set[str]:
-        """Pseudonyms of the children a user looked up (and was answered about) since a time."""
+    def children_seen(self, subject: str, since: datetime) -> dict[str, set[str]]:
+        """The children a user looked up (and was answered about) since a time, with their links
+        (gateway.audit.queries.children_seen)."""
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT DISTINCT child_ref FROM audit_log WHERE subject = ? AND at >= ?"
-                " AND outcome IN ('FOUND', 'NOT_FOUND', 'NOT_FOUND_INCOMPLETE', 'UNAVAILABLE',"
-                " 'AMBIGUOUS', 'HIDDEN')"
-                " AND child_ref IS NOT NULL",
-                (subject, since.isoformat()),
-            ).fetchall()
-        return {ref for (ref,) in rows}
+            return children_seen(self._run(CHILDREN_SEEN_QUERY, (subject, since.isoformat())))
 
     def dead_letters(self, limit: int) -> list[OutboxEntry]:
         """Owner notifications given up on, the first given up on first, without payloads."""

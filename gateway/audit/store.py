@@ -96,8 +96,10 @@ class AuditStore(Protocol):
         governance. Who, when, and which audit record to read: it names no child."""
         ...
 
-    def distinct_children(self, subject: str, since: datetime) -> set[str]:
-        """Pseudonyms of the children a user looked up (and was answered about) since a time."""
+    def children_seen(self, subject: str, since: datetime) -> dict[str, set[str]]:
+        """The pseudonyms of the children a user looked up (and was answered about) since a time,
+        each with the pseudonyms the records its lookups reached link it to: a child looked up by
+        NHS number and by UPN is one child (gateway.limits.ChildrenSeen)."""
         ...
 
     def dead_letters(self, limit: int) -> list[OutboxEntry]:

@@ -84,7 +84,19 @@ async def test_records_by_user_and_since(store):
 
 
 @pytest.mark.anyio
-async def test_distinct_children_counts_answered_lookups_of_one_user_since_a_time(store):
+async def test_children_seen_hold_the_pseudonyms_each_lookup_linked_its_child_to(store):
+    await store.append(audit_record("a1", linked_refs=["upn:a", "upn:b"]))
+    await store.append(audit_record("a2", linked_refs=["upn:c"]))
+    await store.append(audit_record("a3", child_ref="upn:a", linked_refs=[]))
+    mine = Pseudonymiser(AUDIT_KEY).ref("nhs", NHS)
+    assert store.children_seen("dev:RR8:Hana", access().at) == {
+        mine: {"upn:a", "upn:b", "upn:c"},
+        "upn:a": set(),
+    }
+
+
+@pytest.mark.anyio
+async def test_children_seen_are_the_answered_lookups_of_one_user_since_a_time(store):
     other = Pseudonymiser(AUDIT_KEY).ref("nhs", "9000000009")
     mine = Pseudonymiser(AUDIT_KEY).ref("nhs", NHS)
     await store.append(audit_record("a1"))
@@ -93,8 +105,8 @@ async def test_distinct_children_counts_answered_lookups_of_one_user_since_a_tim
     await store.append(audit_record("refused", child_ref="nhs:refused", outcome="REFUSED"))
     await store.append(audit_record("other-user", access=access(subject="dev:RR8:Other")))
 
-    assert store.distinct_children("dev:RR8:Hana", access().at) == {mine, other}
-    assert store.distinct_children("dev:RR8:Hana", access().at.replace(year=2027)) == set()
+    assert store.children_seen("dev:RR8:Hana", access().at) == {mine: set(), other: set()}
+    assert store.children_seen("dev:RR8:Hana", access().at.replace(year=2027)) == {}
 
 
 @pytest.mark.anyio
