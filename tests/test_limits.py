@@ -432,3 +432,14 @@ def test_children_seen_from_the_log_never_loses_a_child_counted_here():
         "nhs:x": "nhs:x",
         "upn:y": "nhs:x",
     }
+
+
+@pytest.mark.anyio
+async def test_a_link_to_a_child_not_counted_today_counts_nothing(store):
+    """A lookup admitted before midnight and audited after it: today's count is not its own."""
+    limits = _limits(store, Clock(), per_day=2)
+    harvester = _caller("Harvester")
+    assert await limits.reserve(harvester, "nhs:today") is None
+    await limits.link(harvester, "nhs:yesterday", ["upn:y"])
+    assert await limits.reserve(harvester, "nhs:z") is None  # the second child today
+    assert await limits.reserve(harvester, "upn:y") == DISTINCT_CHILDREN_CAP  # a third
