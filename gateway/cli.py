@@ -424,6 +424,7 @@ def _entry_line(entry: OutboxEntry) -> dict[str, object]:
         "last_error": entry.last_error,
         "queued_at": when(entry.queued_at),
         "finished_at": when(entry.finished_at),
+        "passed_on": entry.passed_on,
     }
 
 
@@ -457,7 +458,28 @@ def _notifications_resend(args: argparse.Namespace) -> int:
             datetime.now(UTC).timestamp(), args.message_id or (), source=args.source
         )
     _print_lines([{"message_id": message_id} for message_id in queued], "queued again")
-    left = sorted(set(args.message_id or ()) - set(queued))
+    return _left_as_they_are(args.message_id or (), queued)
+
+
+MAX_PASSED_ON_CHARS = 500
+
+
+def _notifications_passed_on(args: argparse.Namespace) -> int:
+    how = " ".join(args.how.split())
+    if not how or len(how) > MAX_PASSED_ON_CHARS:
+        raise ValueError(
+            f"--how says who told whom at the agency, when and how, in 1-{MAX_PASSED_ON_CHARS}"
+            " characters"
+        )
+    with _outbox(_state_settings(args)) as outbox:
+        closed = outbox.passed_on(datetime.now(UTC).timestamp(), args.message_id, how)
+    _print_lines([{"message_id": message_id} for message_id in closed], "closed as passed on")
+    return _left_as_they_are(args.message_id, closed)
+
+
+def _left_as_they_are(named: Sequence[str], done: Sequence[str]) -> int:
+    """Exit 1, naming them, when some of the notifications `named` were not dead letters."""
+    left = sorted(set(named) - set(done))
     if left:
         print(f"not dead letters, left as they are: {', '.join(left)}", file=sys.stderr)
         return 1
@@ -791,6 +813,20 @@ def build_parser() -> argparse.ArgumentParser:
     nresend.add_argument("--source", help="only those for this agency (its source name)")
     nresend.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
     nresend.set_defaults(run=_notifications_resend)
+    npassed = notification_commands.add_parser(
+        "passed-on",
+        help="close dead letters whose agency was told by other means and will not be sent them"
+        " (it left the federation, its endpoint is not coming back): each payload erased, the row"
+        " kept as the receipt, with how it was passed on",
+    )
+    npassed.add_argument("message_id", nargs="+", help="the dead letters passed on")
+    npassed.add_argument(
+        "--how",
+        required=True,
+        help="who told whom at the agency, when and how (kept on the receipt; never the child)",
+    )
+    npassed.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
+    npassed.set_defaults(run=_notifications_passed_on)
 
     db = commands.add_parser("db", help="the PostgreSQL audit database (CHILDLOOKUP_DATABASE_URL)")
     db_commands = db.add_subparsers(dest="db_command", required=True)

@@ -34,11 +34,19 @@ from connectors.protocol import Identifiers, Indicators, RecordFlags
 from connectors.reference import create_reference_app
 from connectors.serving import BackgroundServer, free_port
 from connectors.trust import ensure_key_pair, load_public_key
-from gateway.audit import OutboxState, SqliteOutbox
+from gateway.audit import OutboxState, SqliteAuditStore, SqliteOutbox
 from gateway.cli import main
 from gateway.config import SourceConfig
 from gateway.demo import reference_source
-from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
+from tests.factories import (
+    CHECKPOINT_KEY,
+    audit_record,
+    health_record,
+    outbox_message,
+    school_record,
+    social_care_record,
+    synthetic_nhs,
+)
 from tests.stack import FAST_NOTIFICATIONS as FAST
 from tests.stack import eventually, gateway_verifier, running_gateway, write_records
 
@@ -358,6 +366,39 @@ UNDELIVERED = (
 )
 
 
+@pytest.mark.anyio
+async def test_an_operator_closes_a_dead_letter_passed_on_by_other_means(tmp_path, capsys):
+    """An agency that left the federation is told by phone; `passed-on` closes its dead letter,
+    erasing the payload and keeping how it was told on the receipt, so it leaves the dead
+    letters (and the auditors' list) and is never sent after all."""
+    store = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY)
+    messages = [outbox_message(f"m-{i}", audit_id="a-1") for i in range(2)]
+    await store.append(audit_record("a-1"), messages)
+    store.close()
+    outbox = SqliteOutbox(tmp_path / "audit.sqlite3")
+    for message in messages:
+        outbox.dead(message.message_id, "UNREACHABLE", 1.0)
+    outbox.close()
+    state = ["--state-dir", str(tmp_path)]
+    how = "  Phoned the\nduty manager, 29 Nov 10:40 (J. Smith)  "
+
+    assert main(["notifications", "passed-on", "m-0", "m-9", "--how", how, *state]) == 1
+    out, err = capsys.readouterr()
+    assert [json.loads(line) for line in out.splitlines()] == [{"message_id": "m-0"}]
+    assert "m-9" in err
+    assert main(["notifications", "passed-on", "m-1", "--how", "  ", *state]) == 2
+    assert "--how" in capsys.readouterr().err
+    assert main(["notifications", "list", *state]) == 0
+    assert [json.loads(line)["message_id"] for line in capsys.readouterr().out.splitlines()] == [
+        "m-1"
+    ]
+    assert main(["notifications", "list", "--state", "DELIVERED", *state]) == 0
+    (closed,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert closed["passed_on"] == "Phoned the duty manager, 29 Nov 10:40 (J. Smith)"
+    assert main(["notifications", "show", "m-0", *state]) == 0
+    assert json.loads(capsys.readouterr().out)["notification"] is None  # erased
+
+
 def test_a_dead_letter_is_listed_shown_and_once_resent_delivered_by_the_running_gateway(
     tmp_path, agencies, gateway_key, capsys
 ):
@@ -433,6 +474,7 @@ def test_a_dead_letter_is_listed_shown_and_once_resent_delivered_by_the_running_
         "last_error": "UNREACHABLE",
         "queued_at": None,
         "finished_at": None,
+        "passed_on": None,
     }
     assert listed["finished_at"] is not None
     for personal in (ON_A_PLAN, "LA-CP-1"):  # the listing shows where it stands, not what

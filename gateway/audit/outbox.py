@@ -62,6 +62,9 @@ class OutboxEntry:
     """When it was queued with its lookup's audit record, or queued again (`resend`)."""
     finished_at: float | None
     """When it was delivered or given up on; None while pending."""
+    passed_on: str | None
+    """How an operator said the agency was told by other means, for a dead letter closed so
+    (`OutboxRows.passed_on`); None for everything else."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,8 @@ STATS_QUERY = (
 
 
 ENTRY_COLUMNS = (
-    "message_id, audit_id, source, state, attempts, last_error, {payload}, created_at, finished_at"
+    "message_id, audit_id, source, state, attempts, last_error, {payload}, created_at, finished_at,"
+    " passed_on"
 )
 """An `OutboxEntry`'s columns, in its order (`outbox_entries`); `{payload}` is `payload`, or
 `NULL` where the message must not be read."""
@@ -100,8 +104,8 @@ auditor is shown of them names the lookup and the agency, never what the agency 
 def outbox_entries(rows: Sequence[Sequence[Any]]) -> list[OutboxEntry]:
     """The entries from rows of ENTRY_COLUMNS."""
     return [
-        OutboxEntry(mid, aid, source, OutboxState(state), attempts, error, payload, at, done)
-        for mid, aid, source, state, attempts, error, payload, at, done in rows
+        OutboxEntry(mid, aid, source, OutboxState(state), attempts, error, payload, at, done, how)
+        for mid, aid, source, state, attempts, error, payload, at, done, how in rows
     ]
 
 
@@ -163,6 +167,10 @@ class Outbox(Protocol):
         self, now: float, message_ids: Sequence[str] = (), source: str | None = None
     ) -> list[str]:
         """Dead letters queued again (see `OutboxRows.resend`); the ids queued again."""
+        ...
+
+    def passed_on(self, now: float, message_ids: Sequence[str], how: str) -> list[str]:
+        """Dead letters closed as told by other means (see `OutboxRows.passed_on`); their ids."""
         ...
 
     def close(self) -> None: ...
@@ -258,3 +266,21 @@ class OutboxRows(ABC):
             statement += " AND source = %s"
             params.append(source)
         return sorted(row[0] for row in self._rows(statement + " RETURNING message_id", params))
+
+    def passed_on(self, now: float, message_ids: Sequence[str], how: str) -> list[str]:
+        """Dead letters of `message_ids` closed, as of `now`, because an operator told their
+        agency by other means (`how`: who told whom, and how) and they will not be sent again -
+        an agency that left the federation, an endpoint not coming back. Each is then delivered,
+        as far as the queue is concerned: its payload erased, since nothing about a child
+        outlives its need, the row kept as the receipt with `how` on it. Messages not dead are
+        left as they are. Returns the ids closed."""
+        if not message_ids:
+            return []
+        marks = ", ".join(["%s"] * len(message_ids))
+        rows = self._rows(
+            "UPDATE notification_outbox SET state = 'DELIVERED', payload = NULL,"  # noqa: S608
+            " finished_at = %s, passed_on = %s"
+            f" WHERE state = 'DEAD' AND message_id IN ({marks}) RETURNING message_id",
+            (now, how, *message_ids),
+        )
+        return sorted(row[0] for row in rows)

@@ -154,7 +154,8 @@ CREATE TABLE IF NOT EXISTS notification_outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL,
     last_error TEXT,
-    finished_at REAL
+    finished_at REAL,
+    passed_on TEXT
 );
 CREATE INDEX IF NOT EXISTS notification_outbox_due
     ON notification_outbox (state, next_attempt_at);
@@ -167,12 +168,14 @@ _SCHEMA += _OUTBOX_SCHEMA
 _ADDED_COLUMNS = (
     ("audit_alert", "justification", "TEXT"),
     ("audit_log", "format", "INTEGER NOT NULL DEFAULT 1"),
+    ("notification_outbox", "passed_on", "TEXT"),
 )
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """`PRAGMA user_version` of a log in this layout. 2: whole-row hashes (`audit_log.format`) and
 signed checkpoints (`audit_checkpoint` without a required `mac`; see gateway.audit.chain). 3: the
 archived segments (`audit_archive`, gateway.audit.archive), a table the schema script creates.
-4: the children a lookup reached beyond the one it named (`audit_log_link`), created alike."""
+4: the children a lookup reached beyond the one it named (`audit_log_link`), created alike. 5: how
+an operator passed a dead letter on by other means (`notification_outbox.passed_on`), added."""
 
 
 NOTIFIED_RECORDS = (
@@ -186,8 +189,11 @@ NOTIFIED_RECORDS = (
 mark each per pseudonym and per source."""
 
 
-def _add_missing_columns(conn: sqlite3.Connection) -> None:
+def _add_missing_columns(conn: sqlite3.Connection, only: str | None = None) -> None:
+    """Add the columns of _ADDED_COLUMNS a table lacks (of the table `only`, when given)."""
     for table, column, declaration in _ADDED_COLUMNS:
+        if only not in (None, table):
+            continue
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column in present:
             continue
@@ -700,6 +706,8 @@ class SqliteOutbox(OutboxRows):
         # receivers expect, so it need not cost an fsync per delivery.
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.executescript(_OUTBOX_SCHEMA)
+        # An operator's tool may open the outbox of a log no gateway of this version has opened.
+        _add_missing_columns(self._conn, only="notification_outbox")
         self._lock = threading.Lock()
 
     def claim(self, now: float, lease_s: float, limit: int) -> list[OutboxMessage]:

@@ -173,3 +173,32 @@ async def test_the_audit_store_lists_dead_letters_first_given_up_first_without_t
     assert [e.message_id for e in store.dead_letters(limit=2)] == ["m-2", "m-0"]
     outbox.resend(now + 3, ["m-0"])
     assert [e.message_id for e in store.dead_letters(limit=10)] == ["m-2", "m-3"]
+
+
+@pytest.mark.anyio
+async def test_a_dead_letter_passed_on_by_other_means_is_closed_with_its_payload_erased(
+    store, outbox
+):
+    messages = [outbox_message(f"m-{i}", audit_id="a-1", source=s) for i, s in enumerate("xyz")]
+    await store.append(audit_record("a-1"), messages)
+    now = time.time()
+    outbox.dead("m-0", "UNREACHABLE", now)
+    outbox.dead("m-1", "REFUSED", now)
+    how = "Phoned the duty manager at X on 29 Nov; gave the audit reference (J. Smith, ops)"
+
+    assert outbox.passed_on(now + 5, ["m-0", "m-2", "m-9"], how) == ["m-0"]  # m-2 is pending
+    assert outbox.passed_on(now + 6, [], how) == []
+
+    closed, dead, pending = outbox.entries()
+    assert (closed.state, closed.payload, closed.passed_on) == (OutboxState.DELIVERED, None, how)
+    assert closed.finished_at == pytest.approx(now + 5)
+    assert (closed.last_error, closed.attempts) == ("UNREACHABLE", 0)  # why it had to be
+    assert (dead.state, dead.passed_on, pending.state) == (
+        OutboxState.DEAD,
+        None,
+        OutboxState.PENDING,
+    )
+    assert dead.payload is not None
+    assert [e.message_id for e in store.dead_letters(limit=10)] == ["m-1"]
+    assert outbox.stats().dead == 1
+    assert outbox.resend(now + 7, ["m-0"]) == []  # closed: never sent after all

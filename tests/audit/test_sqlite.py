@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import SqliteAuditStore
+from gateway.audit import OutboxState, SqliteAuditStore, SqliteOutbox
 from gateway.audit.sqlite import _CHECKPOINT_AFTER_FLUSHES, SCHEMA_VERSION
 from tests.factories import (
     BREAK_GLASS_REASON,
@@ -62,6 +62,50 @@ async def test_an_existing_log_gains_the_justification_column_and_stays_append_o
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
         raw.execute("DELETE FROM audit_alert")
     raw.close()
+
+
+# The outbox as it was before dead letters could be closed as passed on by other means.
+_OUTBOX_WITHOUT_PASSED_ON = """
+CREATE TABLE notification_outbox (
+    message_id TEXT PRIMARY KEY,
+    audit_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'PENDING' CHECK (state IN ('PENDING', 'DELIVERED', 'DEAD')),
+    payload BLOB,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    finished_at REAL
+);
+INSERT INTO notification_outbox (message_id, audit_id, source, created_at, state, payload,
+    next_attempt_at, last_error, finished_at)
+VALUES ('m-old', 'a-old', 'health', 1.0, 'DEAD', x'7b7d', 1.0, 'UNREACHABLE', 2.0);
+"""
+
+
+@pytest.mark.parametrize("opened_by", ["gateway", "operator"])
+def test_an_existing_outbox_gains_the_passed_on_column_whoever_opens_it_first(tmp_path, opened_by):
+    path = tmp_path / "audit.sqlite3"
+    raw = sqlite3.connect(path)
+    raw.executescript(_OUTBOX_WITHOUT_PASSED_ON)
+    raw.close()
+    if opened_by == "gateway":
+        SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY).close()
+    outbox = SqliteOutbox(path)
+    try:
+        (before,) = outbox.entries()
+        closed = outbox.passed_on(3.0, ["m-old"], "told by phone")
+        (after,) = outbox.entries()
+    finally:
+        outbox.close()
+    assert (before.state, before.passed_on) == (OutboxState.DEAD, None)
+    assert closed == ["m-old"]
+    assert (after.state, after.payload, after.passed_on) == (
+        OutboxState.DELIVERED,
+        None,
+        "told by phone",
+    )
 
 
 @pytest.mark.anyio
