@@ -118,6 +118,17 @@ class Stack:
         assert response.status_code in (200, 429), response.text
         return response.json()  # type: ignore[no-any-return]
 
+    def lookup_by_upn(self, role: str, upn: str, purpose: str = "DIRECT_CARE") -> dict[str, Any]:
+        """A lookup by UPN alone (`identify`), answering its outcome and audit id."""
+        query = (
+            "query($upn: String!, $purpose: Purpose!) {"
+            " child(identify: {upn: $upn}, purpose: $purpose) { outcome auditId } }"
+        )
+        variables = {"upn": upn, "purpose": purpose}
+        response = self.post({"query": query, "variables": variables}, self.token(role))
+        assert response.status_code in (200, 429), response.text
+        return response.json()  # type: ignore[no-any-return]
+
     def audited(self, audit_id: str) -> dict[str, Any]:
         """The audit record the gateway wrote under `audit_id`."""
         return next(r for r in self.components.audit.records() if r["audit_id"] == audit_id)

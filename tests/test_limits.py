@@ -198,20 +198,15 @@ def known_at_school(tmp_path_factory):
         yield sources
 
 
-def _by_upn(gateway, upn):
-    query = f'{{ child(identify: {{upn: "{upn}"}}, purpose: DIRECT_CARE) {{ outcome }} }}'
-    return gateway.post({"query": query}, gateway.token("gp")).json()
-
-
 def test_one_child_looked_up_by_nhs_number_and_then_by_upn_counts_once(tmp_path, known_at_school):
     upn = school_record().identifiers.upn
     with running_gateway(tmp_path, known_at_school, distinct_children_per_user_per_day=1) as gw:
         first = gw.lookup("gp", NHS, "DIRECT_CARE")
-        by_upn = _by_upn(gw, upn)
+        by_upn = gw.lookup_by_upn("gp", upn)
         another = _refused(gw, synthetic_nhs(15))
     # restarted: the links are read back from the audit log
     with running_gateway(tmp_path, known_at_school, distinct_children_per_user_per_day=1) as gw:
-        again_by_upn = _by_upn(gw, upn)
+        again_by_upn = gw.lookup_by_upn("gp", upn)
         another_after = _refused(gw, synthetic_nhs(16))
     assert first["data"]["child"]["outcome"] == "FOUND"
     assert by_upn["data"]["child"]["outcome"] == "FOUND"

@@ -35,6 +35,7 @@ from tests.factories import (
     access,
     audit_record,
     health_record,
+    school_record,
     synthetic_nhs,
 )
 from tests.stack import reference_connectors, running_gateway, serving
@@ -354,8 +355,10 @@ async def test_an_unreadable_audit_log_while_seeding_refuses_the_lookup(processe
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
+    """A child the GP practice knows by NHS number, and its school by both it and a UPN."""
     tmp = tmp_path_factory.mktemp("redis-limits")
-    with reference_connectors(tmp, {"health": [health_record()]}) as sources:
+    agencies = {"health": [health_record()], "education": [school_record()]}
+    with reference_connectors(tmp, agencies) as sources:
         yield sources
 
 
@@ -401,6 +404,21 @@ def test_two_gateways_admit_exactly_the_distinct_children_cap_between_them(
     assert Counter(codes) == {None: 2, "LOOKUP_CAP_REACHED": 4}
 
 
+def test_one_child_looked_up_by_nhs_number_on_one_gateway_is_counted_once_by_upn_on_another(
+    tmp_path, sources, redis_prefix
+):
+    upn = school_record().identifiers.upn
+    with two_gateways(tmp_path, sources, redis_prefix, distinct_children_per_user_per_day=1) as (
+        one,
+        two,
+    ):
+        first = one.lookup("gp", NHS, "DIRECT_CARE")
+        by_upn = two.lookup_by_upn("gp", upn)
+        another = one.lookup("gp", synthetic_nhs(18), "DIRECT_CARE")
+    assert first["data"]["child"]["outcome"] == by_upn["data"]["child"]["outcome"] == "FOUND"
+    assert another["errors"][0]["extensions"]["code"] == "LOOKUP_CAP_REACHED"
+
+
 def test_the_cap_holds_across_a_redis_restart_and_redis_never_holds_child_data(
     tmp_path, sources, redis_prefix, direct
 ):
@@ -422,6 +440,7 @@ def test_the_cap_holds_across_a_redis_restart_and_redis_never_holds_child_data(
     assert _day_map(prefix, subject="dev:ORG1:Test User").encode() in kept
     held = str(kept)
     assert NHS not in held
+    assert school_record().identifiers.upn not in held
     assert synthetic_nhs(11) not in held
     assert all(key.startswith(f"{{{prefix}}}:limits:".encode()) for key in kept)
 

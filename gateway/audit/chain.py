@@ -220,7 +220,7 @@ def verify_chain(
                 " one was deleted or inserted"
             )
             return _bad(count, seq, audit_id, problem)
-        if links is not None and linked_refs_of(body) != reached.pop(audit_id, set()):
+        if links is not None and _linked(body) != reached.pop(audit_id, set()):
             problem = (
                 "the children this record reached are not those its links index: one was"
                 " deleted or inserted"
@@ -306,7 +306,7 @@ def _notified(body: str) -> set[tuple[str, str]]:
     return {(notice["message_id"], notice["source"]) for notice in notices}
 
 
-def linked_refs_of(body: str) -> set[str]:
+def _linked(body: str) -> set[str]:
     """The pseudonyms of the children a record says it reached beyond the one it named."""
     if '"linked_refs":["' not in body:  # most lookups name the child they reach
         return set()

@@ -75,6 +75,8 @@ from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
 T = TypeVar("T")
 
+_CHILDREN_SEEN = CHILDREN_SEEN_QUERY.format(linked="body::json ->> 'linked_refs'")
+
 NOTIFIED_RECORDS = (
     "SELECT body FROM audit_log WHERE "  # noqa: S608
     + of_child("{children}", postgres=True)
@@ -481,7 +483,7 @@ class PostgresAuditStore:
         """The children a user looked up (and was answered about) since a time, with their links
         (gateway.audit.queries.children_seen)."""
         with self._reader.connection() as conn:
-            return children_seen(_runner(conn)(CHILDREN_SEEN_QUERY, (subject, since)))
+            return children_seen(_runner(conn)(_CHILDREN_SEEN, (subject, since)))
 
     def dead_letters(self, limit: int) -> list[OutboxEntry]:
         """Owner notifications given up on, the first given up on first, without payloads."""

@@ -189,6 +189,9 @@ NOTIFIED_RECORDS = (
 mark each per pseudonym and per source."""
 
 
+_CHILDREN_SEEN = CHILDREN_SEEN_QUERY.format(linked="json_extract(body, '$.linked_refs')")
+
+
 def _add_missing_columns(conn: sqlite3.Connection, only: str | None = None) -> None:
     """Add the columns of _ADDED_COLUMNS a table lacks (of the table `only`, when given)."""
     for table, column, declaration in _ADDED_COLUMNS:
@@ -627,7 +630,7 @@ class SqliteAuditStore:
         """The children a user looked up (and was answered about) since a time, with their links
         (gateway.audit.queries.children_seen)."""
         with self._lock:
-            return children_seen(self._run(CHILDREN_SEEN_QUERY, (subject, since.isoformat())))
+            return children_seen(self._run(_CHILDREN_SEEN, (subject, since.isoformat())))
 
     def dead_letters(self, limit: int) -> list[OutboxEntry]:
         """Owner notifications given up on, the first given up on first, without payloads."""
