@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
+from connectors.protocol import FieldId
 from gateway.audit import (
     DISTINCT_CHILDREN_CAP,
     ORGANISATION_RATE_LIMITED,
@@ -35,7 +36,7 @@ from gateway.audit import (
 )
 from gateway.config import Settings
 from gateway.errors import ErrorCode, GatewayError
-from gateway.types import Caller
+from gateway.types import Caller, Release
 
 CHILDREN_REFRESH_S = 60.0
 """How often a user's distinct children today are re-read from the (shared) audit log."""
@@ -77,6 +78,20 @@ class AccessLimits(Protocol):
         by `linked_refs` too, so a lookup by any of them today is of a child already counted.
         Never raises: a link not kept only counts a child again, which admits no one more."""
         ...
+
+
+def shows_nhs_number(release: Release) -> bool:
+    """Whether a lookup released the child's NHS number to the caller: only then are the other
+    identifiers its records hold linked to the child counted (`AccessLimits.link`).
+
+    At the cap, a lookup by a linked identifier is admitted and any other refused, so a link
+    tells the caller that the identifier names the child of the earlier lookup. That is no more
+    than a lookup by it shows, if the caller knows the child by its NHS number. Otherwise it
+    would be more: which child a search that shield-safe search hid had reached (its outcome
+    HIDDEN, shown as not found, releases nothing), or an NHS number the policy withheld. The
+    audit log's re-read applies the same test to the fields each record says were released
+    (gateway.audit.queries.CHILDREN_SEEN_QUERY)."""
+    return any(FieldId.NHS_NUMBER in record.fields for record in release.records)
 
 
 class ChildrenSeen:
@@ -214,9 +229,9 @@ class InProcessLimits:
 
     async def link(self, caller: Caller, child_ref: str, linked_refs: Sequence[str]) -> None:
         seen = self._children.get(caller.subject)
-        # Forgotten, or counted on another day (a lookup across midnight): nothing to link to;
-        # the log, read again, holds the links.
-        if seen is not None and child_ref in seen.children:
+        if seen is not None:  # else forgotten: read again from the log, links and all
+            # A child counted on another day (a lookup across midnight) is counted today too:
+            # one more than it should be, never one less.
             seen.children.link(child_ref, linked_refs)
 
     def tracked(self) -> int:

@@ -8,8 +8,9 @@ resolvers; this module runs everything in between. The second round (gateway.sec
 again, with an identifier a linked record holds, the sources the first round could not reach with
 it; shield-safe search then judges both rounds together. The audit record is committed before the
 result is returned, and if it cannot be, the caller gets an error and no data. A policy failure
-releases nothing. Once audited, the pseudonyms the record links the child to go to the limits,
-so the daily cap counts the child once whichever identifier it is looked up by next.
+releases nothing. Once audited, a lookup that showed the caller the child's NHS number gives the
+limits the pseudonyms its records link the child to, so the daily cap counts the child once
+whichever identifier it is looked up by next (gateway.limits.shows_nhs_number says why only then).
 
 Each lookup is observed as it runs (`_observed`): a trace span (each stage adds its own, see
 gateway.tracing), its request id on every log line, and its outcome counted (gateway.metrics).
@@ -30,7 +31,7 @@ from gateway.config import Asked, SourceConfig
 from gateway.decide import decide
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
-from gateway.limits import LIMITS_UNAVAILABLE, AccessLimits, refusal_error
+from gateway.limits import LIMITS_UNAVAILABLE, AccessLimits, refusal_error, shows_nhs_number
 from gateway.linkage import LinkageModel
 from gateway.match import MatchResult, match_records
 from gateway.merge import merge
@@ -171,7 +172,7 @@ class LookupPipeline:
             ambiguity=both.ambiguity,
             linked=both.matched,
         )
-        if linked_refs:
+        if linked_refs and shows_nhs_number(release):
             await self._limits.link(lookup.caller, lookup.child_ref, linked_refs)
         return result
 

@@ -17,7 +17,8 @@ each process's memory:
   on that UTC day (`day`: days since 1970-01-01 by Redis's clock), and those the records reached
   link them to, each to the one pseudonym standing for its child (`gateway.limits.ChildrenSeen`),
   with the marker field `SEEDED` holding the number of children; expires an hour after that day
-  ends. A lookup's links are added once it is audited (`link`).
+  ends. A lookup's links are added once it is audited (`link`, a second script, to the day map of
+  the day Redis last gave this process).
 
 The prefix in braces is a Redis Cluster hash tag: every limits key hashes to the one slot, as the
 script, which touches three at once, needs there (one server ignores it). So in a cluster the
@@ -118,15 +119,22 @@ return {'OK', day}
     window_ms=WINDOW_S * 1000,
 )
 
-# KEYS: the user's day map. ARGV: a pseudonym counted today, then pseudonyms naming its child too.
-# A pseudonym of another child counted apart joins this one's child, with every pseudonym of its
-# own, and the count falls by one. Nothing is done when the map, or the first pseudonym, is not
-# there: the map is then seeded from the audit log, which holds the links.
+# KEYS: the user's day map. ARGV: the pseudonym a lookup was counted under, then pseudonyms naming
+# its child too. A pseudonym of another child counted apart joins this one's child, with every
+# pseudonym of its own, and the count falls by one. Without the map nothing is done: the next
+# reservation seeds it from the audit log, which holds the lookup and its links by now. A map
+# without the first pseudonym was seeded while the lookup ran, or is the next day's: the child is
+# counted there, one more than it should be rather than one less.
 _LINK: Final = Template("""
 local children = KEYS[1]
+if redis.call('EXISTS', children) == 0 then
+  return 0
+end
 local child = redis.call('HGET', children, ARGV[1])
 if not child then
-  return 0
+  child = ARGV[1]
+  redis.call('HSET', children, child, child)
+  redis.call('HINCRBY', children, '$seeded', 1)
 end
 for i = 2, #ARGV do
   local other = redis.call('HGET', children, ARGV[i])
@@ -179,6 +187,9 @@ class RedisLimits:
         self._audit = audit
         self._script = client.register_script(_RESERVE)
         self._link = client.register_script(_LINK)
+        self._day: int | None = None
+        """The day by Redis's clock at this process's last reservation: a lookup's links go to
+        its reservation's day map, which the process's own clock may not name."""
 
     async def reserve(self, caller: Caller, child_ref: str) -> str | None:
         day = int(self._clock()) // DAY_S  # a guess: Redis's clock decides, and says if it differs
@@ -188,6 +199,7 @@ class RedisLimits:
                 status, redis_day = await self._run(caller, child_ref, day, seed)
             except (RedisError, OSError) as error:
                 return _unavailable("redis", error)
+            self._day = redis_day
             if status == "DAY":
                 day, seed = redis_day, None
             elif status == "SEED":
@@ -207,7 +219,7 @@ class RedisLimits:
         return _unavailable("redis", None)
 
     async def link(self, caller: Caller, child_ref: str, linked_refs: Sequence[str]) -> None:
-        day = int(self._clock()) // DAY_S  # the reservation's, but at midnight: then nothing
+        day = int(self._clock()) // DAY_S if self._day is None else self._day
         try:
             await self._link(keys=[self._children_key(day, caller)], args=[child_ref, *linked_refs])
         except (RedisError, OSError) as error:

@@ -10,7 +10,7 @@ import pytest
 
 import resolvers.query
 from gateway import limits as limits_module
-from gateway.audit import SqliteAuditStore
+from gateway.audit import AuditField, SqliteAuditStore
 from gateway.cli import main
 from gateway.limits import DISTINCT_CHILDREN_CAP, ChildrenSeen, InProcessLimits, LimitSettings
 from gateway.media_types import GRAPHQL_RESPONSE_JSON, JSON
@@ -384,7 +384,8 @@ async def test_a_child_linked_to_another_pseudonym_is_not_counted_again_by_it(st
 @pytest.mark.anyio
 async def test_the_links_in_the_audit_log_count_one_child_once(store):
     made = access(at=datetime.now(UTC), subject=_caller("Harvester").subject, child_ref="nhs:x")
-    await store.append(audit_record("a1", access=made, linked_refs=["upn:y"]))
+    shown = [AuditField("health", "nhs_number")]
+    await store.append(audit_record("a1", access=made, released=shown, linked_refs=["upn:y"]))
     limits = _limits(store, Clock(), per_day=2)
     harvester = _caller("Harvester")
     assert await limits.reserve(harvester, "upn:y") is None
@@ -430,11 +431,13 @@ def test_children_seen_from_the_log_never_loses_a_child_counted_here():
 
 
 @pytest.mark.anyio
-async def test_a_link_to_a_child_not_counted_today_counts_nothing(store):
-    """A lookup admitted before midnight and audited after it: today's count is not its own."""
-    limits = _limits(store, Clock(), per_day=2)
+async def test_a_link_to_a_child_not_counted_today_counts_it_today(store):
+    """A lookup admitted before midnight and audited after it: counted again today, one more than
+    it should be rather than one less."""
+    limits = _limits(store, Clock(), per_day=3)
     harvester = _caller("Harvester")
     assert await limits.reserve(harvester, "nhs:today") is None
     await limits.link(harvester, "nhs:yesterday", ["upn:y"])
-    assert await limits.reserve(harvester, "nhs:z") is None  # the second child today
-    assert await limits.reserve(harvester, "upn:y") == DISTINCT_CHILDREN_CAP  # a third
+    assert await limits.reserve(harvester, "upn:y") is None  # yesterday's child, counted
+    assert await limits.reserve(harvester, "nhs:z") is None  # the third
+    assert await limits.reserve(harvester, "nhs:w") == DISTINCT_CHILDREN_CAP

@@ -9,7 +9,7 @@ import pytest
 
 from connectors.protocol import Address, Identifiers, PersonName, RecordFlags, Sex
 from tests.factories import health_record, school_record, social_care_record, synthetic_nhs
-from tests.stack import reference_stack
+from tests.stack import LOOKUP, reference_stack
 
 UPN = "H801200001001"
 TWIN_A, TWIN_B, SHIELDED = synthetic_nhs(11), synthetic_nhs(12), synthetic_nhs(13)
@@ -221,6 +221,62 @@ def test_a_hidden_search_is_in_the_auditors_trail_of_the_shielded_child_it_reach
         stack.token("auditor", "LA-LEEDS-IG"),
     ).json()["data"]["auditTrail"]
     assert {"auditId": hidden["auditId"], "outcomeCode": "HIDDEN"} in trail
+
+
+def test_the_daily_cap_does_not_tell_which_child_a_hidden_search_reached(tmp_path):
+    """Near the cap, a lookup by the shielded child's NHS number after (or before) a search that
+    reached it is counted as after a search that found nobody: were the search's links counted,
+    being admitted rather than refused would say what the search hid."""
+    freya = _demographics("Freya", "Lane", "2015-01-20", "LS8 1PQ")
+    nobody = _demographics("Nobody", "Atall", "2015-01-20", "LS8 1PQ")
+
+    def code(body):
+        return body["errors"][0]["extensions"]["code"] if body.get("errors") else None
+
+    with reference_stack(
+        tmp_path,
+        _population(),
+        demographic_answer_floor_ms=100,
+        distinct_children_per_user_per_day=2,
+    ) as gateway:
+
+        def by_nhs(nhs, user):
+            variables = {"nhs": nhs, "purpose": "SAFEGUARDING_ENQUIRY"}
+            token = gateway.token("social_worker", name=user)
+            return gateway.post({"query": LOOKUP, "variables": variables}, token).json()
+
+        def search(details, user):
+            variables = {"purpose": "SAFEGUARDING_ENQUIRY", "demographics": details}
+            token = gateway.token("social_worker", name=user)
+            return gateway.post({"query": SEARCH, "variables": variables}, token).json()
+
+        seen = {}
+        for searched in ("freya", "nobody"):
+            details = freya if searched == "freya" else nobody
+            first = search(details, f"search first {searched}")
+            then = by_nhs(SHIELDED, f"search first {searched}")
+            other = by_nhs(TWIN_A, f"search first {searched}")
+            by_nhs(SHIELDED, f"search second {searched}")
+            second = search(details, f"search second {searched}")
+            after = by_nhs(TWIN_B, f"search second {searched}")
+            seen[searched] = [
+                first["data"]["child"]["outcome"],
+                code(then),
+                code(other),
+                second["data"]["child"]["outcome"],
+                code(after),
+            ]
+    assert (
+        seen["freya"]
+        == seen["nobody"]
+        == [
+            "NOT_FOUND",
+            None,
+            "LOOKUP_CAP_REACHED",
+            "NOT_FOUND",
+            "LOOKUP_CAP_REACHED",
+        ]
+    )
 
 
 def test_the_same_shielded_child_is_still_found_by_nhs_number_with_location_withheld(stack):

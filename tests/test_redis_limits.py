@@ -18,7 +18,7 @@ import redis
 
 from connectors.app import create_connector_app
 from gateway import redis_limits
-from gateway.audit import SqliteAuditStore
+from gateway.audit import AuditField, SqliteAuditStore
 from gateway.demo import reference_source
 from gateway.limits import (
     DISTINCT_CHILDREN_CAP,
@@ -197,7 +197,6 @@ async def test_two_children_counted_apart_and_found_to_be_one_are_counted_once(
     limits = processes(per_day=2)
     for child in ("upn:y", "nhs:x"):
         assert await limits.reserve(HARVESTER, child) is None
-    await limits.link(HARVESTER, "upn:q", ["nhs:x"])  # not counted today: nothing to link to
     assert await limits.reserve(HARVESTER, "nhs:z") == DISTINCT_CHILDREN_CAP
     await limits.link(HARVESTER, "nhs:x", ["upn:y", "nhs:r"])
     assert await limits.reserve(HARVESTER, "nhs:z") is None
@@ -210,6 +209,26 @@ async def test_two_children_counted_apart_and_found_to_be_one_are_counted_once(
         b"nhs:r": b"nhs:x",
         b"nhs:z": b"nhs:z",
     }
+
+
+@pytest.mark.anyio
+async def test_a_link_for_a_child_the_day_map_lacks_counts_it_rather_than_losing_it(processes):
+    """The map was seeded from the log while the lookup ran (Redis lost it meanwhile), or the
+    day turned: the child is counted, one more than it should be rather than one less."""
+    limits = processes(per_day=2)
+    assert await limits.reserve(HARVESTER, "nhs:a") is None
+    await limits.link(HARVESTER, "nhs:b", ["upn:b"])
+    assert await limits.reserve(HARVESTER, "nhs:c") == DISTINCT_CHILDREN_CAP  # a and b counted
+    assert await limits.reserve(HARVESTER, "upn:b") is None  # b's child
+
+
+@pytest.mark.anyio
+async def test_links_go_to_the_day_redis_gave_whatever_the_process_clock_says(processes):
+    limits = processes(per_day=1, clock=lambda: time.time() + redis_limits.DAY_S)  # a day fast
+    assert await limits.reserve(HARVESTER, "nhs:x") is None
+    await limits.link(HARVESTER, "nhs:x", ["upn:y"])
+    assert await limits.reserve(HARVESTER, "upn:y") is None
+    assert await limits.reserve(HARVESTER, "nhs:z") == DISTINCT_CHILDREN_CAP
 
 
 @pytest.mark.anyio
@@ -244,10 +263,13 @@ async def test_a_link_redis_cannot_take_is_let_go(processes):
 
 
 async def _append_lookups(store, *children, linked_refs=()):
-    """The audit log holding a found lookup of each child by the harvester, made just now, whose
-    records named the child by `linked_refs` too."""
+    """The audit log holding a found lookup of each child by the harvester, made just now, which
+    showed the child's NHS number and whose records named the child by `linked_refs` too."""
+    shown = [AuditField("health", "nhs_number")]
     for child in children:
-        record = audit_record(uuid.uuid4().hex, child_ref=child, linked_refs=linked_refs)
+        record = audit_record(
+            uuid.uuid4().hex, child_ref=child, released=shown, linked_refs=linked_refs
+        )
         made = access(at=datetime.now(UTC), subject=HARVESTER.subject, child_ref=child)
         await store.append(dataclasses.replace(record, access=made))
 

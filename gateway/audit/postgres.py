@@ -75,7 +75,10 @@ from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
 T = TypeVar("T")
 
-_CHILDREN_SEEN = CHILDREN_SEEN_QUERY.format(linked="body::json ->> 'linked_refs'")
+_CHILDREN_SEEN = CHILDREN_SEEN_QUERY.format(
+    linked="CASE WHEN body::jsonb -> 'released' @> '[{\"field\": \"nhs_number\"}]'"
+    " THEN body::jsonb ->> 'linked_refs' END"
+)
 
 NOTIFIED_RECORDS = (
     "SELECT body FROM audit_log WHERE "  # noqa: S608

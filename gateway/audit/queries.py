@@ -74,8 +74,9 @@ CHILDREN_SEEN_QUERY: Final = (
 )
 """A user's answered lookups since a time, for `children_seen`: each pseudonym looked up, with the
 JSON text of the pseudonyms its records linked it to (`{linked}`: the store's way of reading
-`linked_refs` from the body), each pair once however often the user looked the child up. Read
-from the body rather than by joining `audit_log_link`, which has no index by lookup."""
+`linked_refs` from the body where the record says the NHS number was released, else NULL: see
+gateway.limits.shows_nhs_number), each pair once however often the user looked the child up.
+Read from the body rather than by joining `audit_log_link`, which has no index by lookup."""
 
 
 def children_seen(rows: Iterable[tuple[str, str | None]]) -> dict[str, set[str]]:

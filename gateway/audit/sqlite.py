@@ -189,7 +189,11 @@ NOTIFIED_RECORDS = (
 mark each per pseudonym and per source."""
 
 
-_CHILDREN_SEEN = CHILDREN_SEEN_QUERY.format(linked="json_extract(body, '$.linked_refs')")
+_CHILDREN_SEEN = CHILDREN_SEEN_QUERY.format(
+    linked="CASE WHEN EXISTS (SELECT 1 FROM json_each(body, '$.released')"
+    " WHERE json_extract(value, '$.field') = 'nhs_number')"
+    " THEN json_extract(body, '$.linked_refs') END"
+)
 
 
 def _add_missing_columns(conn: sqlite3.Connection, only: str | None = None) -> None:

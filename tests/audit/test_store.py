@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from gateway.audit import AuditUnavailable, Pseudonymiser
+from gateway.audit import AuditField, AuditUnavailable, Pseudonymiser
 from tests.factories import (
     AUDIT_KEY,
     BREAK_GLASS_REASON,
@@ -84,14 +84,25 @@ async def test_records_by_user_and_since(store):
 
 
 @pytest.mark.anyio
-async def test_children_seen_hold_the_pseudonyms_each_lookup_linked_its_child_to(store):
-    await store.append(audit_record("a1", linked_refs=["upn:a", "upn:b"]))
-    await store.append(audit_record("a2", linked_refs=["upn:c"]))
+async def test_children_seen_hold_the_links_of_lookups_that_showed_the_nhs_number(store):
+    """Links of a lookup that released no NHS number - a search shield-safe search hid, or one
+    whose policy withheld it - are not read: the cap must not tell what the lookup did not."""
+    shown = [AuditField("health", "name"), AuditField("health", "nhs_number")]
+    await store.append(audit_record("a1", released=shown, linked_refs=["upn:a", "upn:b"]))
+    await store.append(audit_record("a2", released=shown, linked_refs=["upn:c"]))
     await store.append(audit_record("a3", child_ref="upn:a", linked_refs=[]))
+    await store.append(audit_record("a4", child_ref="upn:d", linked_refs=["nhs:withheld"]))
+    await store.append(
+        audit_record(
+            "a5", child_ref="search:s", outcome="HIDDEN", released=[], linked_refs=["nhs:hid"]
+        )
+    )
     mine = Pseudonymiser(AUDIT_KEY).ref("nhs", NHS)
     assert store.children_seen("dev:RR8:Hana", access().at) == {
         mine: {"upn:a", "upn:b", "upn:c"},
         "upn:a": set(),
+        "upn:d": set(),
+        "search:s": set(),
     }
 
 
