@@ -5,6 +5,7 @@ read again from the audit log when Redis has lost it, and refusal when Redis can
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import socket
 import time
 import uuid
@@ -254,9 +255,14 @@ async def test_the_day_map_is_seeded_with_the_links_in_the_audit_log(processes, 
 
 
 @pytest.mark.anyio
-async def test_a_link_redis_cannot_take_is_let_go(processes):
+async def test_a_link_redis_cannot_take_is_logged_and_let_go(processes, caplog):
+    """The lookup was audited and answered already; its child may only be counted again."""
     limits = processes(url=_closed_port())
-    await limits.link(HARVESTER, "nhs:x", ["upn:y"])  # logged; the lookup was audited already
+    with caplog.at_level(logging.WARNING, logger="childlookup.limits"):
+        await limits.link(HARVESTER, "nhs:x", ["upn:y"])
+    (logged,) = [r for r in caplog.records if getattr(r, "event", None) == "limits_link_failed"]
+    assert logged.context["error"] in {"ConnectionError", "ConnectionRefusedError", "OSError"}
+    assert "upn:y" not in logged.getMessage() + str(logged.context)
 
 
 # --- the day map: seeded from the audit log, expiring after the day ------------------------------
