@@ -24,6 +24,10 @@ from tests.factories import (
     school_record,
     synthetic_nhs,
 )
+from tests.limits_contract import (
+    a_link_for_a_child_not_counted_today_counts_it,
+    a_linked_pseudonym_is_the_child_already_counted,
+)
 from tests.stack import LOOKUP, eventually, reference_connectors, running_gateway
 
 
@@ -373,12 +377,7 @@ async def test_state_for_users_no_longer_active_is_let_go(store):
 @pytest.mark.anyio
 async def test_a_child_linked_to_another_pseudonym_is_not_counted_again_by_it(store):
     limits = _limits(store, Clock(), per_day=2)
-    harvester = _caller("Harvester")
-    assert await limits.reserve(harvester, "nhs:x") is None
-    await limits.link(harvester, "nhs:x", ["upn:y"])
-    assert await limits.reserve(harvester, "upn:y") is None  # the same child
-    assert await limits.reserve(harvester, "nhs:z") is None
-    assert await limits.reserve(harvester, "nhs:w") == DISTINCT_CHILDREN_CAP
+    await a_linked_pseudonym_is_the_child_already_counted(limits, limits, _caller("Harvester"))
 
 
 @pytest.mark.anyio
@@ -432,12 +431,5 @@ def test_children_seen_from_the_log_never_loses_a_child_counted_here():
 
 @pytest.mark.anyio
 async def test_a_link_to_a_child_not_counted_today_counts_it_today(store):
-    """A lookup admitted before midnight and audited after it: counted again today, one more than
-    it should be rather than one less."""
-    limits = _limits(store, Clock(), per_day=3)
-    harvester = _caller("Harvester")
-    assert await limits.reserve(harvester, "nhs:today") is None
-    await limits.link(harvester, "nhs:yesterday", ["upn:y"])
-    assert await limits.reserve(harvester, "upn:y") is None  # yesterday's child, counted
-    assert await limits.reserve(harvester, "nhs:z") is None  # the third
-    assert await limits.reserve(harvester, "nhs:w") == DISTINCT_CHILDREN_CAP
+    limits = _limits(store, Clock(), per_day=2)
+    await a_link_for_a_child_not_counted_today_counts_it(limits, _caller("Harvester"))

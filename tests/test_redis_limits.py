@@ -39,6 +39,10 @@ from tests.factories import (
     school_record,
     synthetic_nhs,
 )
+from tests.limits_contract import (
+    a_link_for_a_child_not_counted_today_counts_it,
+    a_linked_pseudonym_is_the_child_already_counted,
+)
 from tests.stack import reference_connectors, running_gateway, serving
 
 HARVESTER = Caller("dev:ORG:Harvester", "Harvester", "gp", "ORG")
@@ -184,11 +188,7 @@ async def test_simultaneous_lookups_split_across_two_processes_cannot_beat_the_c
 @pytest.mark.anyio
 async def test_a_pseudonym_linked_to_a_child_counted_is_that_child_in_every_process(processes):
     one, two = processes(per_day=2), processes(per_day=2)
-    assert await one.reserve(HARVESTER, "nhs:x") is None
-    await one.link(HARVESTER, "nhs:x", ["upn:y"])
-    assert await two.reserve(HARVESTER, "upn:y") is None  # the same child
-    assert await two.reserve(HARVESTER, "nhs:z") is None
-    assert await one.reserve(HARVESTER, "nhs:w") == DISTINCT_CHILDREN_CAP
+    await a_linked_pseudonym_is_the_child_already_counted(one, two, HARVESTER)
 
 
 @pytest.mark.anyio
@@ -214,13 +214,7 @@ async def test_two_children_counted_apart_and_found_to_be_one_are_counted_once(
 
 @pytest.mark.anyio
 async def test_a_link_for_a_child_the_day_map_lacks_counts_it_rather_than_losing_it(processes):
-    """The map was seeded from the log while the lookup ran (Redis lost it meanwhile), or the
-    day turned: the child is counted, one more than it should be rather than one less."""
-    limits = processes(per_day=2)
-    assert await limits.reserve(HARVESTER, "nhs:a") is None
-    await limits.link(HARVESTER, "nhs:b", ["upn:b"])
-    assert await limits.reserve(HARVESTER, "nhs:c") == DISTINCT_CHILDREN_CAP  # a and b counted
-    assert await limits.reserve(HARVESTER, "upn:b") is None  # b's child
+    await a_link_for_a_child_not_counted_today_counts_it(processes(per_day=2), HARVESTER)
 
 
 @pytest.mark.anyio

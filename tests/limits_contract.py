@@ -1,0 +1,29 @@
+"""What every `gateway.limits.AccessLimits` does with a lookup's links, run against the one
+process's limits (test_limits) and those shared through Redis (test_redis_limits). Each scenario
+takes limits whose daily cap is 2 children; `first` and `second` share one count (one process
+twice, or two processes on one Redis)."""
+
+from gateway.limits import DISTINCT_CHILDREN_CAP, AccessLimits
+from gateway.types import Caller
+
+
+async def a_linked_pseudonym_is_the_child_already_counted(
+    first: AccessLimits, second: AccessLimits, caller: Caller
+) -> None:
+    assert await first.reserve(caller, "nhs:x") is None
+    await first.link(caller, "nhs:x", ["upn:y"])
+    assert await second.reserve(caller, "upn:y") is None  # the same child
+    assert await second.reserve(caller, "nhs:z") is None
+    assert await first.reserve(caller, "nhs:w") == DISTINCT_CHILDREN_CAP
+
+
+async def a_link_for_a_child_not_counted_today_counts_it(
+    limits: AccessLimits, caller: Caller
+) -> None:
+    """A lookup admitted before midnight and audited after it, or one whose day Redis lost and
+    read again from the log while it ran: its child is counted, one more than it should be rather
+    than one less."""
+    assert await limits.reserve(caller, "nhs:a") is None
+    await limits.link(caller, "nhs:b", ["upn:b"])
+    assert await limits.reserve(caller, "nhs:c") == DISTINCT_CHILDREN_CAP  # a and b counted
+    assert await limits.reserve(caller, "upn:b") is None  # b's child
