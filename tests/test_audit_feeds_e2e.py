@@ -141,10 +141,12 @@ def test_each_reading_is_itself_on_the_readers_trail(gateway):
     reader = _auditor(gateway, "Rita Reader")
     _ask(gateway, ALERTS, {}, reader)
     _ask(gateway, USER_TRAIL, {"subject": "dev:ORG1:Uma User"}, reader)
+    _ask(gateway, "{ undeliveredNotifications { auditId } }", {}, reader)
 
     own = _ask(gateway, USER_TRAIL, {"subject": "dev:LA-LEEDS-IG:Rita Reader"}, _auditor(gateway))
 
     assert [(e["purposeCode"], e["outcomeCode"]) for e in own["data"]["userAuditTrail"]] == [
         ("AUDIT_REVIEW", "ALERTS_VIEWED"),
         ("AUDIT_REVIEW", "USER_TRAIL_VIEWED"),
+        ("AUDIT_REVIEW", "UNDELIVERED_VIEWED"),
     ]

@@ -4,17 +4,22 @@ trusted-documents manifest that is kept current and that a gateway in trusted mo
 
 import json
 import re
+from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
+from graphql import GraphQLEnumType
 
 import portal
 from gateway.cli import main
 from gateway.portal_site import CONTENT_SECURITY_POLICY
 from gateway.tokens import DEMO_USERS
+from resolvers.schema import build_schema
 from tests.factories import NHS, health_record, social_care_record
 from tests.stack import reference_connectors, running_gateway
+
+PORTAL = Path(portal.__file__).parent
 
 REFERENCE = re.compile(r"""<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"[^>]*>""")
 IMPORT = re.compile(r"""^import\b[^"']*["'](\./[^"']+)["']""", re.M)
@@ -263,3 +268,18 @@ def test_a_gateway_trusting_only_the_portals_manifest_runs_the_portals_operation
             headers={"authorization": f"Bearer {worker}"},
         )
         assert other.json()["errors"][0]["extensions"]["code"] == "OPERATION_NOT_TRUSTED"
+
+
+@pytest.mark.parametrize(
+    ("words", "enum"), [("PURPOSES", "AuditPurpose"), ("AUDIT_OUTCOMES", "AuditOutcome")]
+)
+def test_the_portal_has_words_for_every_purpose_and_outcome_an_audit_trail_shows(words, enum):
+    """An auditor reading a trail sees each entry's purpose and outcome in plain words: a code
+    the gateway records that the portal has no words for shows as the bare code."""
+    source = (PORTAL / "static" / "js" / "words.js").read_text()
+    block = re.search(rf"export const {words} = \{{(.*?)\n\}};", source, re.S)
+    assert block is not None
+    keys = set(re.findall(r"^  ([A-Z_]+):", block.group(1), re.M))
+    gql_type = build_schema()._schema.type_map[enum]
+    assert isinstance(gql_type, GraphQLEnumType)
+    assert set(gql_type.values) <= keys
