@@ -23,7 +23,7 @@ from gateway.logs import configure as configure_logging
 from locator.cli import add_commands as add_locator_commands
 
 if TYPE_CHECKING:
-    from gateway.audit import AuditRecord, AuditStore, Checkpoint, Outbox, OutboxEntry
+    from gateway.audit import AuditStore, Checkpoint, Outbox, OutboxEntry
 
 DEFAULT_SEGMENT_RECORDS = 5_000
 """Records per archive segment: deleting them holds an SQLite log's write lock ~0.17 s on a 2-core
@@ -233,17 +233,14 @@ def _policy_bundle(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _audit_store(settings: Settings, *, writing: bool = False) -> Iterator[AuditStore]:
+def _audit_store(settings: Settings) -> Iterator[AuditStore]:
     """Open an existing audit log (never create one: verifying a typo'd path must not pass), in
-    PostgreSQL when CHILDLOOKUP_DATABASE_URL is set; `writing`, with the gateway's checkpoint
-    key, as an operator's action is recorded."""
+    PostgreSQL when CHILDLOOKUP_DATABASE_URL is set."""
     import psycopg
 
     from gateway.audit import open_audit_store
 
-    if writing and settings.database_url is None and not settings.resolved_audit_db().exists():
-        raise ValueError(f"no audit log at {settings.resolved_audit_db()}")
-    store = open_audit_store(settings, create=writing)
+    store = open_audit_store(settings, create=False)
     try:
         yield store
     except sqlite3.Error as exc:  # opened, but damaged past its schema
@@ -465,50 +462,19 @@ def _notifications_resend(args: argparse.Namespace) -> int:
 
 
 MAX_PASSED_ON_CHARS = 500
-MAX_OPERATOR_CHARS = 100
 
 
 def _notifications_passed_on(args: argparse.Namespace) -> int:
-    """Each close is written to the audit log first, then made: a close the log could not take
-    is not made."""
-    from gateway.audit import OutboxState, passed_on_record
-    from gateway.types import Caller
-
-    how, by = (" ".join(text.split()) for text in (args.how, args.by))
+    how = " ".join(args.how.split())
     if not how or len(how) > MAX_PASSED_ON_CHARS:
         raise ValueError(
             f"--how says who told whom at the agency, when and how, in 1-{MAX_PASSED_ON_CHARS}"
             " characters"
         )
-    if not by or len(by) > MAX_OPERATOR_CHARS:
-        raise ValueError(
-            f"--by names you, as your organisation knows you, in 1-{MAX_OPERATOR_CHARS} characters"
-        )
-    settings = _state_settings(args)
-    operator = Caller(f"operator:{by}", by, "operator", settings.gateway_id)
-    with _outbox(settings) as outbox:
-        named = set(args.message_id)
-        dead = [e for e in outbox.entries(states=[OutboxState.DEAD]) if e.message_id in named]
-        if dead:
-            records = [passed_on_record(operator, entry, how) for entry in dead]
-            with _audit_store(settings, writing=True) as store:
-                asyncio.run(_append_all(store, records))
-        closed = outbox.passed_on(datetime.now(UTC).timestamp(), [e.message_id for e in dead], how)
+    with _outbox(_state_settings(args)) as outbox:
+        closed = outbox.passed_on(datetime.now(UTC).timestamp(), args.message_id, how)
     _print_lines([{"message_id": message_id} for message_id in closed], "closed as passed on")
     return _left_as_they_are(args.message_id, closed)
-
-
-async def _append_all(store: AuditStore, records: Sequence[AuditRecord]) -> None:
-    """Append `records` in order; a ValueError, naming why, when the log cannot take them."""
-    from gateway.audit import AuditUnavailable
-
-    for record in records:
-        try:
-            await store.append(record)
-        except AuditUnavailable as exc:
-            raise ValueError(
-                f"the audit log could not record it, so it was not done: {exc}"
-            ) from exc
 
 
 def _left_as_they_are(named: Sequence[str], done: Sequence[str]) -> int:
@@ -857,11 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
     npassed.add_argument(
         "--how",
         required=True,
-        help="who told whom at the agency, when and how (kept on the receipt and in the audit"
-        " log; never the child)",
-    )
-    npassed.add_argument(
-        "--by", required=True, help="your name, as your organisation knows you (in the audit log)"
+        help="who told whom at the agency, when and how (kept on the receipt; never the child)",
     )
     npassed.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
     npassed.set_defaults(run=_notifications_passed_on)

@@ -21,9 +21,7 @@ from gateway.audit import (
     ACCESS_HISTORY_VIEWED,
     ALERTS_VIEWED,
     AUDIT_REVIEW,
-    OPERATIONS,
     OWNER_REVIEW,
-    PASSED_ON,
     UNDELIVERED_VIEWED,
     USER_TRAIL_VIEWED,
 )
@@ -124,22 +122,17 @@ class AuditPurpose(Enum):
     EMERGENCY_OVERRIDE = Purpose.EMERGENCY_OVERRIDE.value
     AUDIT_REVIEW = AUDIT_REVIEW
     OWNER_REVIEW = OWNER_REVIEW
-    OPERATIONS = OPERATIONS
 
 
 _enum(
     AuditPurpose,
-    "The purpose an access was recorded with: a lookup's Purpose, AUDIT_REVIEW, OWNER_REVIEW or"
-    " OPERATIONS.",
+    "The purpose an access was recorded with: a lookup's Purpose, AUDIT_REVIEW or OWNER_REVIEW.",
     {
         **_PURPOSES,
         "AUDIT_REVIEW": "An auditor read the child's audit trail.",
         "OWNER_REVIEW": (
             "The agency holding the child's protection plan or looked-after status read who"
             " looked at the child (accessHistory)."
-        ),
-        "OPERATIONS": (
-            "An operator acted on the log's notifications (childlookup notifications passed-on)."
         ),
     },
 )
@@ -413,13 +406,6 @@ class AuditOutcome(Enum):
     UNDELIVERED_VIEWED = strawberry.enum_value(
         UNDELIVERED_VIEWED,
         description="An auditor read the owner notifications not delivered (names no child).",
-    )
-    NOTIFICATION_PASSED_ON = strawberry.enum_value(
-        PASSED_ON,
-        description=(
-            "An operator closed an owner notification not delivered, its agency told by other"
-            " means (the justification says how; names no child)."
-        ),
     )
 
 

@@ -64,9 +64,8 @@ class OutboxEntry:
     """When it was delivered or given up on; None while pending."""
     passed_on: str | None
     """How an operator said the agency was told by other means, for a dead letter closed so
-    (`OutboxRows.passed_on`); None for everything else. Kept until the row is archived (a
-    segment's receipt is the message, agency and state only); the close's audit record
-    (gateway.audit.record.passed_on_record) keeps it for good."""
+    (`OutboxRows.passed_on`); None for everything else. Kept until the row is archived: a
+    segment's receipt is the message, agency and state only (gateway.audit.segments)."""
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Final
 
-from connectors.protocol import random_id
 from gateway.audit.notify import owner_notifications
-from gateway.audit.outbox import OutboxEntry, OutboxMessage
+from gateway.audit.outbox import OutboxMessage
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.types import (
     Access,
@@ -169,29 +167,6 @@ def _linked_refs(
             if identifier != own:
                 refs.add(pseudonymiser.ref(kind, identifier))
     return sorted(refs)
-
-
-OPERATIONS: Final = "OPERATIONS"
-"""The purpose of an operator's action on the log's side effects, recorded like a lookup."""
-PASSED_ON: Final = "NOTIFICATION_PASSED_ON"
-
-
-def passed_on_record(operator: Caller, entry: OutboxEntry, how: str) -> AuditRecord:
-    """The record of an operator closing a dead letter whose agency was told by other means
-    (`childlookup notifications passed-on`): who (`operator`), how (`how`, as the justification),
-    which message (its id as the request id) and agency (its one source, with the last error
-    that stopped delivery). In the hash chain and archived with it, where the outbox row's own
-    note is neither."""
-    return AuditRecord(
-        access=access_by(operator, purpose=OPERATIONS, justification=how, child_ref=None),
-        audit_id=random_id(),
-        request_id=entry.message_id,
-        outcome=PASSED_ON,
-        denial=None,
-        error_code=None,
-        policy_revision=None,
-        sources=[AuditSource(entry.source, PASSED_ON, entry.last_error, 0, False)],
-    )
 
 
 def failure_record(lookup: LookupContext, audit_id: str, outcome: str, code: str) -> AuditRecord:
