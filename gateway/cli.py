@@ -465,11 +465,18 @@ MAX_PASSED_ON_CHARS = 500
 
 
 def _notifications_passed_on(args: argparse.Namespace) -> int:
+    from gateway.identifiers import holds_child_identifier
+
     how = " ".join(args.how.split())
     if not how or len(how) > MAX_PASSED_ON_CHARS:
         raise ValueError(
             f"--how says who told whom at the agency, when and how, in 1-{MAX_PASSED_ON_CHARS}"
             " characters"
+        )
+    if holds_child_identifier(how):
+        raise ValueError(
+            "--how must not name the child: it holds an NHS number or a UPN (the message says"
+            " which records, and it is erased once closed)"
         )
     with _outbox(_state_settings(args)) as outbox:
         closed = outbox.passed_on(datetime.now(UTC).timestamp(), args.message_id, how)

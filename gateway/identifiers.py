@@ -199,6 +199,27 @@ def normalise_upn(raw: str) -> str:
     return upn
 
 
+_NHS_NUMBER_IN_TEXT: Final = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
+_UPN_IN_TEXT: Final = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]\d{12}(?![A-Za-z0-9])")
+
+
+def holds_child_identifier(text: str) -> bool:
+    """Whether free text an operator or practitioner wrote holds a valid NHS number or permanent
+    UPN: text kept where no child's identifier may be (a note on the notification outbox) is
+    refused rather than kept with one."""
+    for pattern, normalise in (
+        (_NHS_NUMBER_IN_TEXT, normalise_nhs_number),
+        (_UPN_IN_TEXT, normalise_upn),
+    ):
+        for candidate in pattern.findall(text):
+            try:
+                normalise(candidate)
+            except InvalidIdentifier:
+                continue
+            return True
+    return False
+
+
 def normalise_postcode(raw: str) -> str:
     """Return a UK postcode upper-case with one space before the inward code ("SW1A 1AA").
 

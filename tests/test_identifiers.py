@@ -21,6 +21,7 @@ from gateway.identifiers import (
     check_date_of_birth,
     check_one_way,
     demographics,
+    holds_child_identifier,
     is_synthetic_nhs_number,
     is_valid_nhs_number,
     normalise_nhs_number,
@@ -31,6 +32,7 @@ from gateway.identifiers import (
     postcode_sector,
 )
 from gateway.linkage import LinkageModel
+from tests.factories import NHS
 
 DIGITS = string.digits
 MODEL = LinkageModel.load()
@@ -786,3 +788,20 @@ def test_carer_names_that_are_not_names_are_refused(names):
     with pytest.raises(InvalidIdentifier) as refused:
         carer_names(names)
     assert refused.value.code == ErrorCode.INVALID_NAME
+
+
+@pytest.mark.parametrize(
+    ("text", "holds"),
+    [
+        (f"Told the duty manager about {NHS}", True),
+        (f"told them: {NHS[:3]} {NHS[3:6]} {NHS[6:]}.", True),
+        (f"ref {NHS[:3]}-{NHS[3:6]}-{NHS[6:]}", True),
+        ("pupil H801200001001 at Test Primary", True),
+        ("Phoned 0113 496 0000 at 10:40 on 29/11/2026", False),  # a phone number fails the check
+        (f"{NHS}1 is not one", False),  # eleven digits
+        ("H8012000010019", False),  # a letter and 13 digits
+        ("Phoned the duty manager at 10:40, audit ref 3f9a1c2b", False),
+    ],
+)
+def test_free_text_holding_a_child_identifier_is_found(text, holds):
+    assert holds_child_identifier(text) is holds

@@ -388,6 +388,9 @@ async def test_an_operator_closes_a_dead_letter_passed_on_by_other_means(tmp_pat
     assert "m-9" in err
     assert main(["notifications", "passed-on", "m-1", "--how", "  ", *state]) == 2
     assert "--how" in capsys.readouterr().err
+    naming = f"Phoned about {synthetic_nhs(3)[:3]}-{synthetic_nhs(3)[3:6]}-{synthetic_nhs(3)[6:]}"
+    assert main(["notifications", "passed-on", "m-1", "--how", naming, *state]) == 2
+    assert "must not name the child" in capsys.readouterr().err
     assert main(["notifications", "list", *state]) == 0
     assert [json.loads(line)["message_id"] for line in capsys.readouterr().out.splitlines()] == [
         "m-1"
