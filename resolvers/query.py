@@ -333,10 +333,10 @@ class Query:
         resolver=resolve_undelivered_notifications,
         description=(
             "Auditors only: the owner notifications the gateway gave up delivering and no operator"
-            " has sent again, the first given up on first, at most 1000 - each agency that was"
-            " not told of a lookup of a child it holds a record of, and has to be told some other"
-            " way. Names the lookup's audit record and the agency, never the child. Reading it is"
-            " itself audited."
+            " has sent again or closed as passed on by other means, the first given up on first,"
+            " at most 1000 - each agency that was not told of a lookup of a child it holds a record"
+            " of, and has to be told some other way. Names the lookup's audit record and the"
+            " agency, never the child. Reading it is itself audited."
         ),
     )
     access_history: AccessHistoryType = strawberry.field(

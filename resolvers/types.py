@@ -910,7 +910,8 @@ class LimitAlert:
         "An owner notification the gateway gave up delivering: the agency holding the child's"
         " record was not told of a lookup, and has to be told some other way. Names the lookup"
         " and the agency, never what the agency was to be told. Listed until an operator sends"
-        " it again (`childlookup notifications resend`)."
+        " it again (`childlookup notifications resend`) or closes it as passed on by other means"
+        " (`childlookup notifications passed-on`)."
     )
 )
 class UndeliveredNotification:

@@ -103,8 +103,9 @@ class AuditStore(Protocol):
         ...
 
     def dead_letters(self, limit: int) -> list[OutboxEntry]:
-        """Owner notifications given up on and not yet sent again, the first given up on first,
-        at most `limit`, without their payloads (gateway.audit.outbox.DEAD_LETTERS_QUERY)."""
+        """Owner notifications given up on, and neither sent again nor closed as passed on, the
+        first given up on first, at most `limit`, without their payloads
+        (gateway.audit.outbox.DEAD_LETTERS_QUERY)."""
         ...
 
     def close(self) -> None: ...

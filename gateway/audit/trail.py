@@ -86,9 +86,10 @@ class AuditTrail:
         return alerts
 
     async def undelivered(self, caller: Caller, limit: int) -> list[OutboxEntry]:
-        """Owner notifications given up on and not sent again, the first given up on first, at
-        most `limit`, without their payloads; refused to anyone not an auditor. An agency not
-        told of a lookup of a child it holds a record of must be told some other way."""
+        """Owner notifications given up on, and neither sent again nor closed as passed on, the
+        first given up on first, at most `limit`, without their payloads; refused to anyone not an
+        auditor. An agency not told of a lookup of a child it holds a record of must be told some
+        other way."""
         self._check_auditor(caller)
         entries = await asyncio.to_thread(self._audit.dead_letters, limit)
         await record_review(self._audit, caller, AUDIT_REVIEW, UNDELIVERED_VIEWED, child_ref=None)
