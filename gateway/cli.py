@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sqlite3
@@ -233,14 +234,15 @@ def _policy_bundle(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def _audit_store(settings: Settings) -> Iterator[AuditStore]:
+def _audit_store(settings: Settings, *, sign: bool = False) -> Iterator[AuditStore]:
     """Open an existing audit log (never create one: verifying a typo'd path must not pass), in
-    PostgreSQL when CHILDLOOKUP_DATABASE_URL is set."""
+    PostgreSQL when CHILDLOOKUP_DATABASE_URL is set; with `sign`, able to sign checkpoints with
+    the gateways' existing key, as an operator's action written to the log may."""
     import psycopg
 
     from gateway.audit import open_audit_store
 
-    store = open_audit_store(settings, create=False)
+    store = open_audit_store(settings, create=False, sign=sign)
     try:
         yield store
     except sqlite3.Error as exc:  # opened, but damaged past its schema
@@ -462,26 +464,48 @@ def _notifications_resend(args: argparse.Namespace) -> int:
 
 
 MAX_PASSED_ON_CHARS = 500
+MAX_OPERATOR_CHARS = 100
+OPERATOR_ROLE = "operator"
+"""The role an operator's command is recorded with; the subject is `operator:<--by>`."""
 
 
 def _notifications_passed_on(args: argparse.Namespace) -> int:
+    """Each close is made with its audit record, in one transaction, or not at all."""
+    from gateway.audit import AuditUnavailable, passed_on_record
     from gateway.identifiers import holds_child_identifier
+    from gateway.types import Caller
 
-    how = " ".join(args.how.split())
+    how, by = (" ".join(text.split()) for text in (args.how, args.by))
     if not how or len(how) > MAX_PASSED_ON_CHARS:
         raise ValueError(
             f"--how says who told whom at the agency, when and how, in 1-{MAX_PASSED_ON_CHARS}"
             " characters"
         )
-    if holds_child_identifier(how):
+    if not by or len(by) > MAX_OPERATOR_CHARS:
         raise ValueError(
-            "--how must not name the child: it holds an NHS number or a UPN (the message says"
-            " which records, and it is erased once closed)"
+            f"--by names you, as your organisation knows you, in 1-{MAX_OPERATOR_CHARS} characters"
         )
-    with _outbox(_state_settings(args)) as outbox:
-        closed = outbox.passed_on(datetime.now(UTC).timestamp(), args.message_id, how)
-    _print_lines([{"message_id": message_id} for message_id in closed], "closed as passed on")
-    return _left_as_they_are(args.message_id, closed)
+    if any(map(holds_child_identifier, (how, by))):
+        raise ValueError(
+            "--how and --by must not name the child: one holds an NHS number or a UPN (the"
+            " message says which records, and it is erased once closed)"
+        )
+    settings = _state_settings(args)
+    operator = Caller(f"operator:{by}", by, OPERATOR_ROLE, settings.gateway_id)
+    with _audit_store(settings, sign=True) as store:
+        try:
+            closed = store.pass_on(
+                args.message_id,
+                how,
+                datetime.now(UTC).timestamp(),
+                functools.partial(passed_on_record, operator),
+            )
+        except AuditUnavailable as exc:
+            raise ValueError(
+                f"nothing was closed: the audit log could not record it ({exc})"
+            ) from exc
+    _print_lines([{"message_id": entry.message_id} for entry in closed], "closed as passed on")
+    return _left_as_they_are(args.message_id, [entry.message_id for entry in closed])
 
 
 def _left_as_they_are(named: Sequence[str], done: Sequence[str]) -> int:
@@ -830,7 +854,13 @@ def build_parser() -> argparse.ArgumentParser:
     npassed.add_argument(
         "--how",
         required=True,
-        help="who told whom at the agency, when and how (kept on the receipt; never the child)",
+        help="who told whom at the agency, when and how (kept on the receipt and in the audit"
+        " log; never the child)",
+    )
+    npassed.add_argument(
+        "--by",
+        required=True,
+        help="your name, as your organisation knows you (the audit log's subject: operator:NAME)",
     )
     npassed.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
     npassed.set_defaults(run=_notifications_passed_on)

@@ -21,7 +21,9 @@ from gateway.audit import (
     ACCESS_HISTORY_VIEWED,
     ALERTS_VIEWED,
     AUDIT_REVIEW,
+    OPERATIONS,
     OWNER_REVIEW,
+    PASSED_ON,
     UNDELIVERED_VIEWED,
     USER_TRAIL_VIEWED,
 )
@@ -113,7 +115,7 @@ _enum(
 class AuditPurpose(Enum):
     """A Purpose, or a reader's own: an audit trail records its readers too - auditors
     (gateway.audit.AUDIT_REVIEW) and owners reading their access history (OWNER_REVIEW) - which
-    is no purpose to look up a child for."""
+    is no purpose to look up a child for, and operators' actions on the log (OPERATIONS)."""
 
     SAFEGUARDING_ENQUIRY = Purpose.SAFEGUARDING_ENQUIRY.value
     CHILD_PROTECTION_ENQUIRY = Purpose.CHILD_PROTECTION_ENQUIRY.value
@@ -122,17 +124,23 @@ class AuditPurpose(Enum):
     EMERGENCY_OVERRIDE = Purpose.EMERGENCY_OVERRIDE.value
     AUDIT_REVIEW = AUDIT_REVIEW
     OWNER_REVIEW = OWNER_REVIEW
+    OPERATIONS = OPERATIONS
 
 
 _enum(
     AuditPurpose,
-    "The purpose an access was recorded with: a lookup's Purpose, AUDIT_REVIEW or OWNER_REVIEW.",
+    "The purpose an access was recorded with: a lookup's Purpose, AUDIT_REVIEW, OWNER_REVIEW or"
+    " OPERATIONS.",
     {
         **_PURPOSES,
         "AUDIT_REVIEW": "An auditor read the child's audit trail.",
         "OWNER_REVIEW": (
             "The agency holding the child's protection plan or looked-after status read who"
             " looked at the child (accessHistory)."
+        ),
+        "OPERATIONS": (
+            "An operator closed an owner notification the gateway could not deliver (childlookup"
+            " notifications passed-on)."
         ),
     },
 )
@@ -406,6 +414,14 @@ class AuditOutcome(Enum):
     UNDELIVERED_VIEWED = strawberry.enum_value(
         UNDELIVERED_VIEWED,
         description="An auditor read the owner notifications not delivered (names no child).",
+    )
+    NOTIFICATION_PASSED_ON = strawberry.enum_value(
+        PASSED_ON,
+        description=(
+            "An operator closed an owner notification not delivered, its agency told by other"
+            " means (the justification says how; the request id is the notification's; names no"
+            " child)."
+        ),
     )
 
 

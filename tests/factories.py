@@ -276,6 +276,8 @@ CHECKPOINT_KEY = CheckpointKeys.signing_with(
     Ed25519PrivateKey.from_private_bytes(b"c" * 32), legacy_macs=(b"c" * 32,)
 )
 """The keys test audit stores sign (Ed25519) and check their checkpoints with."""
+OPERATOR = Caller("operator:Jo Smith", "Jo Smith", "operator", "childlookup-gateway")
+"""An operator closing dead letters (`childlookup notifications passed-on --by "Jo Smith"`)."""
 
 
 def access(**overrides: Any) -> Access:

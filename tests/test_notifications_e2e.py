@@ -34,15 +34,15 @@ from connectors.protocol import Identifiers, Indicators, RecordFlags
 from connectors.reference import create_reference_app
 from connectors.serving import BackgroundServer, free_port
 from connectors.trust import ensure_key_pair, load_public_key
-from gateway.audit import OutboxState, SqliteAuditStore, SqliteOutbox
+from gateway.audit import OutboxState, SqliteAuditStore, SqliteOutbox, checkpoint_keys
 from gateway.cli import main
-from gateway.config import SourceConfig
+from gateway.config import Settings, SourceConfig
 from gateway.demo import reference_source
+from resolvers.mapping import audit_entry
 from tests.factories import (
-    CHECKPOINT_KEY,
     audit_record,
     health_record,
-    outbox_message,
+    notifying_record,
     school_record,
     social_care_record,
     synthetic_nhs,
@@ -370,26 +370,42 @@ UNDELIVERED = (
 async def test_an_operator_closes_a_dead_letter_passed_on_by_other_means(tmp_path, capsys):
     """An agency that left the federation is told by phone; `passed-on` closes its dead letter,
     erasing the payload and keeping how it was told on the receipt, so it leaves the dead
-    letters (and the auditors' list) and is never sent after all."""
-    store = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY)
-    messages = [outbox_message(f"m-{i}", audit_id="a-1") for i in range(2)]
-    await store.append(audit_record("a-1"), messages)
+    letters (and the auditors' list) and is never sent after all. Each close is written to the
+    hash-chained log with it, signed into a checkpoint with the gateways' own key - which the
+    command only ever loads: without it, nothing is closed."""
+    settings = Settings(state_dir=tmp_path)
+    store = SqliteAuditStore(
+        settings.resolved_audit_db(), checkpoint_key=checkpoint_keys(settings, create=True)
+    )
+    for i in range(98):  # the first close is then the 100th record: a checkpoint's
+        await store.append(audit_record(f"a-{i}"))
+    await store.append(*notifying_record("a-last", "m-0", "m-1"))
     store.close()
-    outbox = SqliteOutbox(tmp_path / "audit.sqlite3")
-    for message in messages:
-        outbox.dead(message.message_id, "UNREACHABLE", 1.0)
+    outbox = SqliteOutbox(settings.resolved_audit_db())
+    for message_id in ("m-0", "m-1"):
+        outbox.dead(message_id, "UNREACHABLE", 1.0)
     outbox.close()
     state = ["--state-dir", str(tmp_path)]
     how = "  Phoned the\nduty manager, 29 Nov 10:40 (J. Smith)  "
+    by = ["--by", " Jo  Smith "]
+    key = settings.resolved_checkpoint_key_file()
 
-    assert main(["notifications", "passed-on", "m-0", "m-9", "--how", how, *state]) == 1
+    key.rename(key.with_suffix(".away"))  # not the gateways' environment: no key, no close
+    assert main(["notifications", "passed-on", "m-0", "--how", how, *by, *state]) == 2
+    assert str(key) in capsys.readouterr().err
+    assert not key.exists()  # none made on the spot
+    key.with_suffix(".away").rename(key)
+
+    assert main(["notifications", "passed-on", "m-0", "m-9", "--how", how, *by, *state]) == 1
     out, err = capsys.readouterr()
     assert [json.loads(line) for line in out.splitlines()] == [{"message_id": "m-0"}]
     assert "m-9" in err
-    assert main(["notifications", "passed-on", "m-1", "--how", "  ", *state]) == 2
+    assert main(["notifications", "passed-on", "m-1", "--how", "  ", *by, *state]) == 2
     assert "--how" in capsys.readouterr().err
+    assert main(["notifications", "passed-on", "m-1", "--how", how, "--by", " ", *state]) == 2
+    assert "--by" in capsys.readouterr().err
     naming = f"Phoned about {synthetic_nhs(3)[:3]}-{synthetic_nhs(3)[3:6]}-{synthetic_nhs(3)[6:]}"
-    assert main(["notifications", "passed-on", "m-1", "--how", naming, *state]) == 2
+    assert main(["notifications", "passed-on", "m-1", "--how", naming, *by, *state]) == 2
     assert "must not name the child" in capsys.readouterr().err
     assert main(["notifications", "list", *state]) == 0
     assert [json.loads(line)["message_id"] for line in capsys.readouterr().out.splitlines()] == [
@@ -400,6 +416,31 @@ async def test_an_operator_closes_a_dead_letter_passed_on_by_other_means(tmp_pat
     assert closed["passed_on"] == "Phoned the duty manager, 29 Nov 10:40 (J. Smith)"
     assert main(["notifications", "show", "m-0", *state]) == 0
     assert json.loads(capsys.readouterr().out)["notification"] is None  # erased
+
+    # The close is in the log, which verifies with the gateways' keys, its checkpoint included.
+    assert main(["audit", "query", "--user", "operator:Jo Smith", *state]) == 0
+    (close,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert close["request_id"] == "m-0"
+    assert close["access"] | {"at": None} == {
+        "at": None,
+        "subject": "operator:Jo Smith",
+        "name": "Jo Smith",
+        "role": "operator",
+        "organisation": settings.gateway_id,
+        "purpose": "OPERATIONS",
+        "justification": "Phoned the duty manager, 29 Nov 10:40 (J. Smith)",
+        "child_ref": None,
+    }
+    assert [(s["source"], s["error_code"]) for s in close["sources"]] == [
+        ("social_care", "UNREACHABLE")
+    ]
+    assert main(["audit", "verify", *state]) == 0
+    assert "100 records, 1 checkpoints verified" in capsys.readouterr().out
+    entry = audit_entry(close)  # as an auditor reads it in the operator's userAuditTrail
+    assert (entry.purpose_code.value, entry.outcome_code.value) == (
+        "OPERATIONS",
+        "NOTIFICATION_PASSED_ON",
+    )
 
 
 def test_a_dead_letter_is_listed_shown_and_once_resent_delivered_by_the_running_gateway(

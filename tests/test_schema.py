@@ -10,7 +10,9 @@ from gateway.audit import (
     ALERTS_VIEWED,
     AUDIT_REVIEW,
     HIDDEN,
+    OPERATIONS,
     OWNER_REVIEW,
+    PASSED_ON,
     UNDELIVERED_VIEWED,
     USER_TRAIL_VIEWED,
 )
@@ -192,7 +194,11 @@ def _enum_values(name: str) -> set[str]:
 def test_the_new_enums_hold_every_code_the_gateway_gives():
     assert _enum_values("WithholdingReason") == {r.value for r in WithholdingReason}
     assert _enum_values("DenialCode") == {d.value for d in DenialCode}
-    assert _enum_values("AuditPurpose") == {p.value for p in Purpose} | {AUDIT_REVIEW, OWNER_REVIEW}
+    assert _enum_values("AuditPurpose") == {p.value for p in Purpose} | {
+        AUDIT_REVIEW,
+        OWNER_REVIEW,
+        OPERATIONS,
+    }
     # SourceFailure: tests/test_errors.py, with the README's list of source codes.
     assert _enum_values("AuditOutcome") == {o.value for o in LookupOutcome} | {
         HIDDEN,
@@ -203,6 +209,7 @@ def test_the_new_enums_hold_every_code_the_gateway_gives():
         USER_TRAIL_VIEWED,
         ALERTS_VIEWED,
         UNDELIVERED_VIEWED,
+        PASSED_ON,
     }
     assert _enum_values("NotificationReason") == {r.value for r in NotificationReason}
 

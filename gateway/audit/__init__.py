@@ -42,7 +42,15 @@ from gateway.audit.notify import NotificationDispatcher, RetryPolicy, owner_noti
 from gateway.audit.outbox import Outbox, OutboxEntry, OutboxMessage, OutboxState, OutboxStats
 from gateway.audit.postgres import PostgresAuditStore, PostgresOutbox
 from gateway.audit.pseudonyms import Pseudonymiser, audit_key, derive_key, previous_audit_keys
-from gateway.audit.record import HIDDEN, AuditedLookup, failure_record, lookup_record
+from gateway.audit.record import (
+    HIDDEN,
+    OPERATIONS,
+    PASSED_ON,
+    AuditedLookup,
+    failure_record,
+    lookup_record,
+    passed_on_record,
+)
 from gateway.audit.segments import ArchivedSegment, SegmentReport, verify_segment
 from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
 from gateway.audit.store import AuditStore, checkpoint_keys, open_audit_store, open_outbox
@@ -93,9 +101,11 @@ __all__ = [
     "HIDDEN",
     "LIMIT_ALERTS",
     "MAX_LIMIT",
+    "OPERATIONS",
     "ORGANISATION_RATE_LIMITED",
     "OWNER_REVIEW",
     "OWNING_FIELDS",
+    "PASSED_ON",
     "RATE_LIMITED",
     "REFUSED",
     "UNDELIVERED_VIEWED",
@@ -155,6 +165,7 @@ __all__ = [
     "open_outbox",
     "owner_notifications",
     "owning_sources",
+    "passed_on_record",
     "previous_audit_keys",
     "upgrade_schema",
     "utc_now",

@@ -64,8 +64,9 @@ class OutboxEntry:
     """When it was delivered or given up on; None while pending."""
     passed_on: str | None
     """How an operator said the agency was told by other means, for a dead letter closed so
-    (`OutboxRows.passed_on`); None for everything else. Kept until the row is archived: a
-    segment's receipt is the message, agency and state only (gateway.audit.segments)."""
+    (`pass_on_statement`); None for everything else. Kept until the row is archived (a segment's
+    receipt is the message, agency and state only, gateway.audit.segments); the close's audit
+    record keeps it for good."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,23 @@ DEAD_LETTERS_QUERY = (
 )
 """The dead letters, the first given up on first, at most a number, never their payloads: what an
 auditor is shown of them names the lookup and the agency, never what the agency was to be told."""
+
+
+def pass_on_statement(count: int) -> str:
+    """Close `count` dead letters (parameters: now, how, then their ids) because an operator told
+    their agency by other means (`how`: who told whom, and how) and they will not be sent - an
+    agency that left the federation, an endpoint not coming back; returns their ENTRY_COLUMNS.
+    Each is then delivered, as far as the queue is concerned: its payload erased, since nothing
+    about a child outlives its need, the row kept as the receipt with `how` on it. Messages not
+    dead are left as they are. Run only by the audit store, which records each close in the same
+    transaction (`AuditStore.pass_on`)."""
+    marks = ", ".join(["%s"] * count)
+    # Only placeholders are joined in: the values are parameters.
+    return (
+        "UPDATE notification_outbox SET state = 'DELIVERED', payload = NULL,"  # noqa: S608
+        f" finished_at = %s, passed_on = %s WHERE state = 'DEAD' AND message_id IN ({marks})"
+        f" RETURNING {ENTRY_COLUMNS.format(payload='payload')}"
+    )
 
 
 def outbox_entries(rows: Sequence[Sequence[Any]]) -> list[OutboxEntry]:
@@ -168,10 +186,6 @@ class Outbox(Protocol):
         self, now: float, message_ids: Sequence[str] = (), source: str | None = None
     ) -> list[str]:
         """Dead letters queued again (see `OutboxRows.resend`); the ids queued again."""
-        ...
-
-    def passed_on(self, now: float, message_ids: Sequence[str], how: str) -> list[str]:
-        """Dead letters closed as told by other means (see `OutboxRows.passed_on`); their ids."""
         ...
 
     def close(self) -> None: ...
@@ -267,21 +281,3 @@ class OutboxRows(ABC):
             statement += " AND source = %s"
             params.append(source)
         return sorted(row[0] for row in self._rows(statement + " RETURNING message_id", params))
-
-    def passed_on(self, now: float, message_ids: Sequence[str], how: str) -> list[str]:
-        """Dead letters of `message_ids` closed, as of `now`, because an operator told their
-        agency by other means (`how`: who told whom, and how) and they will not be sent again -
-        an agency that left the federation, an endpoint not coming back. Each is then delivered,
-        as far as the queue is concerned: its payload erased, since nothing about a child
-        outlives its need, the row kept as the receipt with `how` on it. Messages not dead are
-        left as they are. Returns the ids closed."""
-        if not message_ids:
-            return []
-        marks = ", ".join(["%s"] * len(message_ids))
-        rows = self._rows(
-            "UPDATE notification_outbox SET state = 'DELIVERED', payload = NULL,"  # noqa: S608
-            " finished_at = %s, passed_on = %s"
-            f" WHERE state = 'DEAD' AND message_id IN ({marks}) RETURNING message_id",
-            (now, how, *message_ids),
-        )
-        return sorted(row[0] for row in rows)

@@ -26,7 +26,7 @@ import concurrent.futures
 import contextlib
 import json
 import threading
-from collections.abc import Collection, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -58,6 +58,7 @@ from gateway.audit.outbox import (
     OutboxMessage,
     OutboxRows,
     outbox_entries,
+    pass_on_statement,
 )
 from gateway.audit.queries import (
     CHILDREN_SEEN_QUERY,
@@ -314,6 +315,44 @@ class PostgresAuditStore:
             if last // self._checkpoint_every != before // self._checkpoint_every:
                 # Sign a checkpoint whenever this batch crossed a multiple of checkpoint_every.
                 await self._checkpoint(cur, last, previous)
+
+    def pass_on(
+        self,
+        message_ids: Sequence[str],
+        how: str,
+        now: float,
+        record: Callable[[OutboxEntry], AuditRecord],
+    ) -> list[OutboxEntry]:
+        """Close dead letters as passed on by other means, each with its record, in one
+        transaction (see `AuditStore.pass_on`)."""
+        if not message_ids:
+            return []
+        loop, pool, _ = self._writing()
+        try:
+            return loop.submit(
+                self._bounded(self._pass_on(pool, message_ids, how, now, record))
+            ).result()
+        except (psycopg.Error, TimeoutError) as error:
+            raise _unavailable(error) from error
+
+    async def _pass_on(
+        self,
+        pool: AsyncConnectionPool,
+        message_ids: Sequence[str],
+        how: str,
+        now: float,
+        record: Callable[[OutboxEntry], AuditRecord],
+    ) -> list[OutboxEntry]:
+        async with pool.connection() as conn, conn.transaction():
+            # The chain's lock first, as appends take it: the messages' rows are then locked
+            # by the close while its records are chained (`_write` takes the lock again).
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._chain_lock,))
+            cursor = await conn.execute(
+                pass_on_statement(len(message_ids)), (now, how, *message_ids)
+            )
+            closed = sorted(outbox_entries(await cursor.fetchall()), key=lambda e: e.message_id)
+            await self._write(conn, [record(entry) for entry in closed], [])
+        return closed
 
     def seal(self) -> Checkpoint | None:
         """Sign a checkpoint over the records written since the latest one, if any were: under

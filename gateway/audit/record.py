@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Final
 
+from connectors.protocol import random_id
 from gateway.audit.notify import owner_notifications
-from gateway.audit.outbox import OutboxMessage
+from gateway.audit.outbox import OutboxEntry, OutboxMessage
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.types import (
     Access,
@@ -167,6 +169,32 @@ def _linked_refs(
             if identifier != own:
                 refs.add(pseudonymiser.ref(kind, identifier))
     return sorted(refs)
+
+
+OPERATIONS: Final = "OPERATIONS"
+"""The purpose an operator's action on the log's notifications is recorded with."""
+PASSED_ON: Final = "NOTIFICATION_PASSED_ON"
+"""The outcome of a dead letter closed as passed on by other means."""
+
+
+def passed_on_record(operator: Caller, closed: OutboxEntry) -> AuditRecord:
+    """The record of an operator closing a dead letter whose agency was told by other means
+    (`childlookup notifications passed-on`): who (`operator`), how (the close's note, as the
+    justification), which message (its id as the request id) and agency (its one source, with
+    the last error that had stopped delivery). Hash-chained and archived with the log, where the
+    outbox row's note is neither; it names no child, as the message it closes is not read."""
+    return AuditRecord(
+        access=access_by(
+            operator, purpose=OPERATIONS, justification=closed.passed_on, child_ref=None
+        ),
+        audit_id=random_id(),
+        request_id=closed.message_id,
+        outcome=PASSED_ON,
+        denial=None,
+        error_code=None,
+        policy_revision=None,
+        sources=[AuditSource(closed.source, PASSED_ON, closed.last_error, 0, False)],
+    )
 
 
 def failure_record(lookup: LookupContext, audit_id: str, outcome: str, code: str) -> AuditRecord:

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -49,6 +49,7 @@ from gateway.audit.outbox import (
     OutboxMessage,
     OutboxRows,
     outbox_entries,
+    pass_on_statement,
 )
 from gateway.audit.queries import (
     CHILDREN_SEEN_QUERY,
@@ -468,6 +469,27 @@ class SqliteAuditStore:
         if (seq + len(rows)) // self._checkpoint_every != seq // self._checkpoint_every:
             # This batch crossed a multiple of checkpoint_every.
             self._checkpoint(conn)
+
+    def pass_on(
+        self,
+        message_ids: Sequence[str],
+        how: str,
+        now: float,
+        record: Callable[[OutboxEntry], AuditRecord],
+    ) -> list[OutboxEntry]:
+        """Close dead letters as passed on by other means, each with its record, in one
+        transaction (see `AuditStore.pass_on`)."""
+        if not message_ids:
+            return []
+        try:
+            with self._writing():
+                statement = _for_sqlite(pass_on_statement(len(message_ids)))
+                rows = self._conn.execute(statement, (now, how, *message_ids)).fetchall()
+                closed = sorted(outbox_entries(rows), key=lambda entry: entry.message_id)
+                self._append(self._conn, [record(entry) for entry in closed], [])
+        except sqlite3.Error as exc:
+            raise AuditUnavailable(f"audit store write failed: {exc.__class__.__name__}") from exc
+        return closed
 
     def seal(self) -> Checkpoint | None:
         """Sign a checkpoint over the records written since the latest one, if any were."""

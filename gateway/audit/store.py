@@ -8,7 +8,7 @@ process, chosen by CHILDLOOKUP_DATABASE_URL. Each keeps the notification outbox 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -42,6 +42,20 @@ class AuditStore(Protocol):
 
     def verify(self) -> ChainReport:
         """Check the whole hash chain and every checkpoint."""
+        ...
+
+    def pass_on(
+        self,
+        message_ids: Sequence[str],
+        how: str,
+        now: float,
+        record: Callable[[OutboxEntry], AuditRecord],
+    ) -> list[OutboxEntry]:
+        """Close the dead letters among `message_ids`, as of `now`, as passed on by other means
+        (`how`; gateway.audit.outbox.pass_on_statement), and append `record(closed)` for each,
+        in one transaction: a close is made with its audit record or not at all, and a message
+        sent again meanwhile (`resend`) is not closed. The messages closed, by id; messages not
+        dead are left as they are. Raise AuditUnavailable when the log cannot be written."""
         ...
 
     def seal(self) -> Checkpoint | None:
@@ -138,25 +152,28 @@ class AuditStore(Protocol):
         ...
 
 
-def open_audit_store(settings: Settings, *, create: bool = True) -> AuditStore:
+def open_audit_store(
+    settings: Settings, *, create: bool = True, sign: bool | None = None
+) -> AuditStore:
     """The configured audit store: PostgreSQL when `database_url` is set, else the SQLite file.
 
     With `create=False` a missing SQLite log is an error rather than a new empty one: verifying a
     mistyped path must not pass. A PostgreSQL schema is never created here (`childlookup db
-    upgrade` does that): one that is missing or at another revision is a ValueError saying so."""
+    upgrade` does that): one that is missing or at another revision is a ValueError saying so.
+    `sign` (by default `create`): whether the store can sign checkpoints (`checkpoint_keys`)."""
     if settings.database_url is not None:
         require_current(settings.database_url, settings.database_schema)
         return PostgresAuditStore(
             settings.database_url,
             settings.database_schema,
-            checkpoint_key=checkpoint_keys(settings, create=create),
+            checkpoint_key=checkpoint_keys(settings, create=create, sign=sign),
         )
     path = settings.resolved_audit_db()
     if not create and not path.exists():
         raise ValueError(f"no audit log at {path}")
     return SqliteAuditStore(
         path,
-        checkpoint_key=checkpoint_keys(settings, create=create),
+        checkpoint_key=checkpoint_keys(settings, create=create, sign=sign),
         synchronous=settings.audit_synchronous,
     )
 
@@ -168,22 +185,34 @@ def open_outbox(settings: Settings) -> Outbox:
     return SqliteOutbox(settings.resolved_audit_db())
 
 
-def checkpoint_keys(settings: Settings, *, create: bool) -> CheckpointKeys:
-    """The keys a gateway signs checkpoints with (`create`), or an auditor's tools check them with.
+def checkpoint_keys(
+    settings: Settings, *, create: bool, sign: bool | None = None
+) -> CheckpointKeys:
+    """The keys a gateway signs checkpoints with (`sign`, by default `create`), or an auditor's
+    tools check them with.
 
-    Signing needs the private key (CHILDLOOKUP_AUDIT_CHECKPOINT_KEY_FILE; in dev mode one is
-    generated in the state dir's `keys/`). Checking needs only the public keys: those in
-    CHILDLOOKUP_AUDIT_CHECKPOINT_PUBLIC_KEYS_FILE, else the public key beside the private key file,
-    else the private key's own. The audit key checks MAC'd checkpoints of a log from before
-    checkpoints were signed; reading without it, those alone cannot be checked."""
+    Signing needs the private key (CHILDLOOKUP_AUDIT_CHECKPOINT_KEY_FILE); in dev mode a gateway
+    (`create`) generates one in the state dir's `keys/`. An operator's command that writes to an
+    existing log signs with the gateways' key and never makes one (`sign` without `create`): a
+    checkpoint signed with a key made on the spot would fail `audit verify` for good. Checking
+    needs only the public keys: those in CHILDLOOKUP_AUDIT_CHECKPOINT_PUBLIC_KEYS_FILE, else the
+    public key beside the private key file, else the private key's own. The audit key checks MAC'd
+    checkpoints of a log from before checkpoints were signed; reading without it, those alone
+    cannot be checked."""
     private_path = settings.resolved_checkpoint_key_file()
     configured = settings.audit_checkpoint_public_keys_file
-    if create:
-        if settings.audit_checkpoint_key_file is None and settings.mode is Mode.DEV:
+    if create if sign is None else sign:
+        if create and settings.audit_checkpoint_key_file is None and settings.mode is Mode.DEV:
             ensure_checkpoint_key(private_path)
+        elif not create and not private_path.exists():
+            raise ValueError(
+                f"no audit checkpoint key at {private_path}: run this with the gateways'"
+                " environment (CHILDLOOKUP_AUDIT_CHECKPOINT_KEY_FILE, or CHILDLOOKUP_STATE_DIR or"
+                " --state-dir the gateway's state directory)"
+            )
         private = load_private_key(private_path)
         also = load_public_keys(configured) if configured is not None else []
-        keys = CheckpointKeys.signing_with(private, also, _legacy_macs(settings, create=True))
+        keys = CheckpointKeys.signing_with(private, also, _legacy_macs(settings, create=create))
         if configured is not None and key_id(private.public_key()) not in map(key_id, also):
             raise ValueError(
                 f"{configured} does not hold the public key of the audit checkpoint key"

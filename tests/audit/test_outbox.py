@@ -3,14 +3,24 @@ transaction, leased to one dispatcher at a time, erased once delivered and kept 
 either store (see conftest)."""
 
 import dataclasses
+import functools
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from connectors.notifications import Notification
-from gateway.audit import AuditUnavailable, OutboxState, OutboxStats
-from tests.factories import audit_record, outbox_message
+from gateway.audit import (
+    OPERATIONS,
+    PASSED_ON,
+    AuditRecord,
+    AuditUnavailable,
+    OutboxEntry,
+    OutboxState,
+    OutboxStats,
+    passed_on_record,
+)
+from tests.factories import OPERATOR, audit_record, notifying_record, outbox_message
 
 
 @pytest.mark.anyio
@@ -176,18 +186,19 @@ async def test_the_audit_store_lists_dead_letters_first_given_up_first_without_t
 
 
 @pytest.mark.anyio
-async def test_a_dead_letter_passed_on_by_other_means_is_closed_with_its_payload_erased(
+async def test_a_dead_letter_passed_on_by_other_means_is_closed_with_its_audit_record(
     store, outbox
 ):
-    messages = [outbox_message(f"m-{i}", audit_id="a-1", source=s) for i, s in enumerate("xyz")]
-    await store.append(audit_record("a-1"), messages)
+    await store.append(*notifying_record("a-1", "m-0", "m-1", "m-2"))
     now = time.time()
     outbox.dead("m-0", "UNREACHABLE", now)
     outbox.dead("m-1", "REFUSED", now)
     how = "Phoned the duty manager at X on 29 Nov; gave the audit reference (J. Smith, ops)"
+    record = functools.partial(passed_on_record, OPERATOR)
 
-    assert outbox.passed_on(now + 5, ["m-0", "m-2", "m-9"], how) == ["m-0"]  # m-2 is pending
-    assert outbox.passed_on(now + 6, [], how) == []
+    closing = store.pass_on(["m-0", "m-2", "m-9"], how, now + 5, record)  # m-2 is pending
+    assert [e.message_id for e in closing] == ["m-0"]
+    assert store.pass_on([], how, now + 6, record) == []
 
     closed, dead, pending = outbox.entries()
     assert (closed.state, closed.payload, closed.passed_on) == (OutboxState.DELIVERED, None, how)
@@ -202,3 +213,34 @@ async def test_a_dead_letter_passed_on_by_other_means_is_closed_with_its_payload
     assert [e.message_id for e in store.dead_letters(limit=10)] == ["m-1"]
     assert outbox.stats().dead == 1
     assert outbox.resend(now + 7, ["m-0"]) == []  # closed: never sent after all
+    # The close is in the hash chain: who, how, which message and agency, and why it was dead.
+    (entry,) = store.records(subject=OPERATOR.subject)
+    assert (entry["request_id"], entry["outcome"]) == ("m-0", PASSED_ON)
+    assert entry["access"]["purpose"] == OPERATIONS
+    assert entry["access"]["justification"] == how
+    assert entry["access"]["child_ref"] is None
+    assert [(s["source"], s["error_code"]) for s in entry["sources"]] == [
+        ("social_care", "UNREACHABLE")
+    ]
+    assert store.verify().ok
+
+
+@pytest.mark.anyio
+async def test_a_close_whose_record_cannot_be_made_is_not_made(store, outbox):
+    """The close and its records are one transaction: when the second record cannot be made,
+    neither message is closed and nothing is chained."""
+    await store.append(*notifying_record("a-1", "m-0", "m-1"))
+    for message_id in ("m-0", "m-1"):
+        outbox.dead(message_id, "UNREACHABLE", time.time())
+
+    def record(closed: OutboxEntry) -> AuditRecord:
+        if closed.message_id == "m-1":
+            raise ValueError("no record for m-1")
+        return passed_on_record(OPERATOR, closed)
+
+    with pytest.raises(ValueError, match="no record for m-1"):
+        store.pass_on(["m-0", "m-1"], "told by phone", time.time(), record)
+
+    assert [(e.state, e.passed_on) for e in outbox.entries()] == [(OutboxState.DEAD, None)] * 2
+    assert [r["audit_id"] for r in store.records()] == ["a-1"]
+    assert store.verify().ok

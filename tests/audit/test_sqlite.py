@@ -2,6 +2,7 @@
 (PostgreSQL's schema changes go through alembic revisions instead, see test_postgres)."""
 
 import dataclasses
+import functools
 import os
 import sqlite3
 import threading
@@ -9,15 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from gateway.audit import OutboxState, SqliteAuditStore, SqliteOutbox
+from gateway.audit import (
+    AuditUnavailable,
+    OutboxState,
+    SqliteAuditStore,
+    SqliteOutbox,
+    passed_on_record,
+)
 from gateway.audit.sqlite import _CHECKPOINT_AFTER_FLUSHES, SCHEMA_VERSION
 from tests.factories import (
     BREAK_GLASS_REASON,
     CHECKPOINT_KEY,
     LEGACY_INSERT,
+    OPERATOR,
     audit_record,
     break_glass_record,
     legacy_log,
+    notifying_record,
 )
 
 # The audit_alert table as it was before alerts carried the justification.
@@ -84,28 +93,63 @@ VALUES ('m-old', 'a-old', 'health', 1.0, 'DEAD', x'7b7d', 1.0, 'UNREACHABLE', 2.
 """
 
 
-@pytest.mark.parametrize("opened_by", ["gateway", "operator"])
-def test_an_existing_outbox_gains_the_passed_on_column_whoever_opens_it_first(tmp_path, opened_by):
+@pytest.mark.parametrize("first", ["audit store", "outbox"])
+def test_an_existing_outbox_gains_the_passed_on_column_whichever_opens_it_first(tmp_path, first):
+    """A gateway opens the log as an audit store, `notifications list` as an outbox, and
+    `notifications passed-on` as an audit store."""
     path = tmp_path / "audit.sqlite3"
     raw = sqlite3.connect(path)
     raw.executescript(_OUTBOX_WITHOUT_PASSED_ON)
     raw.close()
-    if opened_by == "gateway":
-        SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY).close()
+    if first == "outbox":
+        outbox = SqliteOutbox(path)
+        (before,) = outbox.entries()
+        outbox.close()
+        assert (before.state, before.passed_on) == (OutboxState.DEAD, None)
+    store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY)
+    try:
+        record = functools.partial(passed_on_record, OPERATOR)
+        closed = store.pass_on(["m-old"], "told by phone", 3.0, record)
+    finally:
+        store.close()
     outbox = SqliteOutbox(path)
     try:
-        (before,) = outbox.entries()
-        closed = outbox.passed_on(3.0, ["m-old"], "told by phone")
         (after,) = outbox.entries()
     finally:
         outbox.close()
-    assert (before.state, before.passed_on) == (OutboxState.DEAD, None)
-    assert closed == ["m-old"]
+    assert [entry.message_id for entry in closed] == ["m-old"]
     assert (after.state, after.payload, after.passed_on) == (
         OutboxState.DELIVERED,
         None,
         "told by phone",
     )
+
+
+@pytest.mark.anyio
+async def test_a_close_waiting_past_the_busy_timeout_is_not_made(tmp_path):
+    """Another writer holding the log (a seal, another gateway) past the store's busy timeout:
+    the close fails as the log's write would, and the dead letter stays dead."""
+    path = tmp_path / "audit.sqlite3"
+    store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY, busy_timeout_ms=50)
+    await store.append(*notifying_record("a-1", "m-0"))
+    outbox = SqliteOutbox(path)
+    outbox.dead("m-0", "UNREACHABLE", 1.0)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(AuditUnavailable):
+            store.pass_on(
+                ["m-0"], "told by phone", 2.0, functools.partial(passed_on_record, OPERATOR)
+            )
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    try:
+        assert [(e.state, e.passed_on) for e in outbox.entries()] == [(OutboxState.DEAD, None)]
+        assert [r["audit_id"] for r in store.records()] == ["a-1"]
+    finally:
+        outbox.close()
+        store.close()
 
 
 @pytest.mark.anyio

@@ -10,6 +10,7 @@ export const PURPOSES = {
   EMERGENCY_OVERRIDE: "Emergency override (break-glass)",
   AUDIT_REVIEW: "Audit review",
   OWNER_REVIEW: "Owner's review of access history",
+  OPERATIONS: "Service operations",
 };
 
 export const OUTCOME_HEADINGS = {
@@ -149,6 +150,7 @@ export const AUDIT_OUTCOMES = {
   USER_TRAIL_VIEWED: "A user's audit trail viewed",
   ALERTS_VIEWED: "Alerts viewed",
   UNDELIVERED_VIEWED: "Undelivered notifications viewed",
+  NOTIFICATION_PASSED_ON: "Notification passed on by other means",
 };
 
 // The usage limit a refused lookup reached (a limit alert's kind).
