@@ -848,7 +848,8 @@ def build_parser() -> argparse.ArgumentParser:
         "passed-on",
         help="close dead letters whose agency was told by other means and will not be sent them"
         " (it left the federation, its endpoint is not coming back): each payload erased, the row"
-        " kept as the receipt, with how it was passed on",
+        " kept as the receipt, with how it was passed on, and each close recorded in the audit log"
+        " (run with the gateways' environment: their checkpoint key signs)",
     )
     npassed.add_argument("message_id", nargs="+", help="the dead letters passed on")
     npassed.add_argument(

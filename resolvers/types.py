@@ -113,9 +113,9 @@ _enum(
 
 
 class AuditPurpose(Enum):
-    """A Purpose, or a reader's own: an audit trail records its readers too - auditors
-    (gateway.audit.AUDIT_REVIEW) and owners reading their access history (OWNER_REVIEW) - which
-    is no purpose to look up a child for, and operators' actions on the log (OPERATIONS)."""
+    """A Purpose, or one that is no purpose to look up a child for: an audit trail records its
+    readers too - auditors (gateway.audit.AUDIT_REVIEW) and owners reading their access history
+    (OWNER_REVIEW) - and operators closing notifications passed on by other means (OPERATIONS)."""
 
     SAFEGUARDING_ENQUIRY = Purpose.SAFEGUARDING_ENQUIRY.value
     CHILD_PROTECTION_ENQUIRY = Purpose.CHILD_PROTECTION_ENQUIRY.value

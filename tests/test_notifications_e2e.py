@@ -34,7 +34,13 @@ from connectors.protocol import Identifiers, Indicators, RecordFlags
 from connectors.reference import create_reference_app
 from connectors.serving import BackgroundServer, free_port
 from connectors.trust import ensure_key_pair, load_public_key
-from gateway.audit import OutboxState, SqliteAuditStore, SqliteOutbox, checkpoint_keys
+from gateway.audit import (
+    OutboxState,
+    SqliteAuditStore,
+    SqliteOutbox,
+    checkpoint_keys,
+    ensure_checkpoint_key,
+)
 from gateway.cli import main
 from gateway.config import Settings, SourceConfig
 from gateway.demo import reference_source
@@ -367,7 +373,9 @@ UNDELIVERED = (
 
 
 @pytest.mark.anyio
-async def test_an_operator_closes_a_dead_letter_passed_on_by_other_means(tmp_path, capsys):
+async def test_an_operator_closes_a_dead_letter_passed_on_by_other_means(
+    tmp_path, capsys, monkeypatch
+):
     """An agency that left the federation is told by phone; `passed-on` closes its dead letter,
     erasing the payload and keeping how it was told on the receipt, so it leaves the dead
     letters (and the auditors' list) and is never sent after all. Each close is written to the
@@ -380,6 +388,7 @@ async def test_an_operator_closes_a_dead_letter_passed_on_by_other_means(tmp_pat
     for i in range(98):  # the first close is then the 100th record: a checkpoint's
         await store.append(audit_record(f"a-{i}"))
     await store.append(*notifying_record("a-last", "m-0", "m-1"))
+    store.seal()  # as a running gateway does
     store.close()
     outbox = SqliteOutbox(settings.resolved_audit_db())
     for message_id in ("m-0", "m-1"):
@@ -395,6 +404,11 @@ async def test_an_operator_closes_a_dead_letter_passed_on_by_other_means(tmp_pat
     assert str(key) in capsys.readouterr().err
     assert not key.exists()  # none made on the spot
     key.with_suffix(".away").rename(key)
+    stale = ensure_checkpoint_key(tmp_path / "elsewhere" / "audit-checkpoint.pem")
+    monkeypatch.setenv("CHILDLOOKUP_AUDIT_CHECKPOINT_KEY_FILE", str(stale))
+    assert main(["notifications", "passed-on", "m-0", "--how", how, *by, *state]) == 2
+    assert "did not sign the log's latest checkpoint" in capsys.readouterr().err
+    monkeypatch.delenv("CHILDLOOKUP_AUDIT_CHECKPOINT_KEY_FILE")
 
     assert main(["notifications", "passed-on", "m-0", "m-9", "--how", how, *by, *state]) == 1
     out, err = capsys.readouterr()
@@ -435,7 +449,7 @@ async def test_an_operator_closes_a_dead_letter_passed_on_by_other_means(tmp_pat
         ("social_care", "UNREACHABLE")
     ]
     assert main(["audit", "verify", *state]) == 0
-    assert "100 records, 1 checkpoints verified" in capsys.readouterr().out
+    assert "100 records, 2 checkpoints verified" in capsys.readouterr().out
     entry = audit_entry(close)  # as an auditor reads it in the operator's userAuditTrail
     assert (entry.purpose_code.value, entry.outcome_code.value) == (
         "OPERATIONS",

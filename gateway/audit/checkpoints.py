@@ -120,6 +120,23 @@ class CheckpointKeys:
         signature = self.signing.sign(unsigned.statement()).hex()
         return Checkpoint(seq, records, head, unsigned.at, prev, unsigned.key, signature)
 
+    def require_signer_of(self, latest: Checkpoint | None) -> None:
+        """Raise ValueError unless this store's signing key signed `latest`, the log's newest
+        checkpoint. A command that writes to a live log (`AuditStore.pass_on`) must sign as its
+        gateways do: a checkpoint signed with any other key - a stale dev key, a key file from
+        another environment, one retired by a rotation - would fail `audit verify` for good."""
+        if latest is None:
+            raise ValueError(
+                "the audit log has no signed checkpoint yet to check the checkpoint key against: a"
+                " running gateway signs one within seconds of a lookup; try again then"
+            )
+        signing = None if self.signing is None else key_id(self.signing.public_key())
+        if signing != latest.key:
+            raise ValueError(
+                f"the audit checkpoint key {signing} did not sign the log's latest checkpoint"
+                f" (key {latest.key}): run this with the gateways' environment"
+            )
+
     def problem_with(self, checkpoint: Checkpoint) -> str | None:
         """Why this checkpoint's signature does not hold, or None if it does."""
         public = self.public.get(checkpoint.key)

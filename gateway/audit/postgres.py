@@ -329,10 +329,11 @@ class PostgresAuditStore:
             return []
         loop, pool, _ = self._writing()
         try:
-            return loop.submit(
-                self._bounded(self._pass_on(pool, message_ids, how, now, record))
-            ).result()
-        except (psycopg.Error, TimeoutError) as error:
+            # Waited for to its end, not `_bounded`: a close given up on could still commit, and
+            # the operator must be told which. The session's lock, statement and idle timeouts
+            # and its keepalives bound it (`_writing`).
+            return loop.submit(self._pass_on(pool, message_ids, how, now, record)).result()
+        except psycopg.Error as error:
             raise _unavailable(error) from error
 
     async def _pass_on(
@@ -347,6 +348,8 @@ class PostgresAuditStore:
             # The chain's lock first, as appends take it: the messages' rows are then locked
             # by the close while its records are chained (`_write` takes the lock again).
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._chain_lock,))
+            latest = await (await conn.execute(_LATEST_SIGNED)).fetchone()
+            self._checkpoint_key.require_signer_of(None if latest is None else Checkpoint(*latest))
             cursor = await conn.execute(
                 pass_on_statement(len(message_ids)), (now, how, *message_ids)
             )

@@ -483,6 +483,10 @@ class SqliteAuditStore:
             return []
         try:
             with self._writing():
+                latest = self._conn.execute(_LATEST_SIGNED).fetchone()
+                self._checkpoint_key.require_signer_of(
+                    None if latest is None else Checkpoint(*latest)
+                )
                 statement = _for_sqlite(pass_on_statement(len(message_ids)))
                 rows = self._conn.execute(statement, (now, how, *message_ids)).fetchall()
                 closed = sorted(outbox_entries(rows), key=lambda entry: entry.message_id)

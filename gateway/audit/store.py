@@ -55,7 +55,9 @@ class AuditStore(Protocol):
         (`how`; gateway.audit.outbox.pass_on_statement), and append `record(closed)` for each,
         in one transaction: a close is made with its audit record or not at all, and a message
         sent again meanwhile (`resend`) is not closed. The messages closed, by id; messages not
-        dead are left as they are. Raise AuditUnavailable when the log cannot be written."""
+        dead are left as they are. Raise AuditUnavailable when the log could not be written
+        (nothing was closed), ValueError when this store's key did not sign the log's latest
+        checkpoint (`CheckpointKeys.require_signer_of`: the records could complete one)."""
         ...
 
     def seal(self) -> Checkpoint | None:

@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectors.notifications import Notification
 from gateway.audit import (
@@ -15,6 +16,7 @@ from gateway.audit import (
     PASSED_ON,
     AuditRecord,
     AuditUnavailable,
+    CheckpointKeys,
     OutboxEntry,
     OutboxState,
     OutboxStats,
@@ -189,7 +191,10 @@ async def test_the_audit_store_lists_dead_letters_first_given_up_first_without_t
 async def test_a_dead_letter_passed_on_by_other_means_is_closed_with_its_audit_record(
     store, outbox
 ):
-    await store.append(*notifying_record("a-1", "m-0", "m-1", "m-2"))
+    for i in range(3):
+        await store.append(audit_record(f"a-{i}"))
+    await store.append(*notifying_record("a-last", "m-0", "m-1", "m-2"))
+    store.seal()  # the 4th record: the close is the 5th, the fixture's checkpoint
     now = time.time()
     outbox.dead("m-0", "UNREACHABLE", now)
     outbox.dead("m-1", "REFUSED", now)
@@ -222,6 +227,7 @@ async def test_a_dead_letter_passed_on_by_other_means_is_closed_with_its_audit_r
     assert [(s["source"], s["error_code"]) for s in entry["sources"]] == [
         ("social_care", "UNREACHABLE")
     ]
+    assert (store.latest_checkpoint() or pytest.fail("no checkpoint")).seq == 5
     assert store.verify().ok
 
 
@@ -230,6 +236,7 @@ async def test_a_close_whose_record_cannot_be_made_is_not_made(store, outbox):
     """The close and its records are one transaction: when the second record cannot be made,
     neither message is closed and nothing is chained."""
     await store.append(*notifying_record("a-1", "m-0", "m-1"))
+    store.seal()
     for message_id in ("m-0", "m-1"):
         outbox.dead(message_id, "UNREACHABLE", time.time())
 
@@ -244,3 +251,28 @@ async def test_a_close_whose_record_cannot_be_made_is_not_made(store, outbox):
     assert [(e.state, e.passed_on) for e in outbox.entries()] == [(OutboxState.DEAD, None)] * 2
     assert [r["audit_id"] for r in store.records()] == ["a-1"]
     assert store.verify().ok
+
+
+@pytest.mark.anyio
+async def test_a_close_is_signed_only_with_the_key_that_signs_the_log(backend, store, outbox):
+    """A store whose key did not sign the log's latest checkpoint - another environment's, a
+    retired one - closes nothing: a checkpoint it signed would fail verification for good. Nor
+    does one before the log has a checkpoint to check its key against."""
+    await store.append(*notifying_record("a-1", "m-0"))
+    outbox.dead("m-0", "UNREACHABLE", time.time())
+    record = functools.partial(passed_on_record, OPERATOR)
+    with pytest.raises(ValueError, match="no signed checkpoint"):
+        store.pass_on(["m-0"], "told by phone", time.time(), record)
+    store.seal()
+    other = backend.open_store(keys=CheckpointKeys.signing_with(Ed25519PrivateKey.generate()))
+    try:
+        with pytest.raises(ValueError, match="did not sign the log's latest checkpoint"):
+            other.pass_on(["m-0"], "told by phone", time.time(), record)
+    finally:
+        other.close()
+
+    assert [(e.state, e.passed_on) for e in outbox.entries()] == [(OutboxState.DEAD, None)]
+    assert [r["audit_id"] for r in store.records()] == ["a-1"]
+    assert [e.message_id for e in store.pass_on(["m-0"], "by phone", time.time(), record)] == [
+        "m-0"
+    ]

@@ -93,8 +93,11 @@ VALUES ('m-old', 'a-old', 'health', 1.0, 'DEAD', x'7b7d', 1.0, 'UNREACHABLE', 2.
 """
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize("first", ["audit store", "outbox"])
-def test_an_existing_outbox_gains_the_passed_on_column_whichever_opens_it_first(tmp_path, first):
+async def test_an_existing_outbox_gains_the_passed_on_column_whichever_opens_it_first(
+    tmp_path, first
+):
     """A gateway opens the log as an audit store, `notifications list` as an outbox, and
     `notifications passed-on` as an audit store."""
     path = tmp_path / "audit.sqlite3"
@@ -108,6 +111,8 @@ def test_an_existing_outbox_gains_the_passed_on_column_whichever_opens_it_first(
         assert (before.state, before.passed_on) == (OutboxState.DEAD, None)
     store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY)
     try:
+        await store.append(audit_record("a-1"))
+        store.seal()
         record = functools.partial(passed_on_record, OPERATOR)
         closed = store.pass_on(["m-old"], "told by phone", 3.0, record)
     finally:
@@ -132,6 +137,7 @@ async def test_a_close_waiting_past_the_busy_timeout_is_not_made(tmp_path):
     path = tmp_path / "audit.sqlite3"
     store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY, busy_timeout_ms=50)
     await store.append(*notifying_record("a-1", "m-0"))
+    store.seal()
     outbox = SqliteOutbox(path)
     outbox.dead("m-0", "UNREACHABLE", 1.0)
     other = sqlite3.connect(path, isolation_level=None)
