@@ -7,7 +7,7 @@ is first made to say only what a reader sees:
 - NFKC normalisation, so full-width and other compatibility forms read as the letters they are;
 - format (Cf), control (Cc) and other default-ignorable characters removed: they print as nothing
   (zero-width spaces, Hangul fillers) or change how the rest reads (a right-to-left override), and
-  the audit record must show what was really written;
+  the audit record must show what was really written; lone surrogates (Cs) too;
 - whitespace collapsed to single spaces and trimmed.
 
 What is left is counted: letters (Unicode categories L*) and words (whitespace-separated tokens
@@ -36,7 +36,9 @@ _IGNORABLE_RANGES: Final = (
     (0xFFF0, 0xFFF8),
     (0xE0000, 0xE0FFF),
 )
-_INVISIBLE_CATEGORIES: Final = frozenset({"Cf", "Cc"})
+_INVISIBLE_CATEGORIES: Final = frozenset({"Cf", "Cc", "Cs"})
+"""Format and control characters, and lone surrogates (Cs: no character at all, which no UTF-8
+record could hold; gateway.middleware.holds_lone_surrogate refuses them at the edge)."""
 
 
 @dataclass(frozen=True)

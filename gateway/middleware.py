@@ -9,6 +9,10 @@ response, refusals included, is marked for no cache to keep.
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Final
+
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -70,7 +74,8 @@ class Authentication:
 
 
 class BodyLimit:
-    """Refuse request bodies over a limit with 413, before any parsing."""
+    """Read the whole request body before anything parses it: refuse one over a limit with 413,
+    and one holding a lone surrogate with 400 (`holds_lone_surrogate`)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self._app = app
@@ -95,11 +100,44 @@ class BodyLimit:
             if len(body) > self._max:
                 await self._too_large(scope, receive, send)
                 return
+        if holds_lone_surrogate(body):
+            await error_response(400, ErrorCode.BAD_REQUEST, _NOT_UNICODE)(scope, receive, send)
+            return
         await self._app(scope, replaying(bytes(body), receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = f"The request is larger than {self._max} bytes."
         await error_response(413, ErrorCode.REQUEST_TOO_LARGE, message)(scope, receive, send)
+
+
+_NOT_UNICODE: Final = (
+    "The request holds text that is not valid Unicode: a \\uD800-\\uDFFF escape that is not"
+    " half of a surrogate pair."
+)
+_MAYBE_SURROGATE: Final = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]|\x00")
+"""A surrogate escaped, or encoded as UTF-8 bytes (which Python's JSON decoder lets through), or
+a NUL byte, as UTF-16 and UTF-32 bodies (which it also reads) hold."""
+
+
+def holds_lone_surrogate(body: bytes | bytearray) -> bool:
+    """Whether a JSON body decodes to text holding a lone surrogate (`"\\ud800"`): JSON allows
+    the escape, and Python decodes it (and surrogates encoded as bytes), but it is no character,
+    and text holding one cannot be written as UTF-8 - not to an audit record, a notification, a
+    log line or an answer. Such text reaching the audit log would break every later reading of
+    it, or stop a lookup's record being written after its agencies were asked. A body is decoded
+    to find out only when it could hold one (`_MAYBE_SURROGATE`): a pair of escapes (an emoji) is
+    one character, and fine; a body that is not JSON is left to the application to refuse."""
+    if _MAYBE_SURROGATE.search(body) is None:
+        return False
+    try:
+        decoded = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    try:
+        json.dumps(decoded, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def replaying(body: bytes, receive: Receive) -> Receive:

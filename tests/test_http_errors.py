@@ -1,5 +1,7 @@
 """Bad input and bad requests get a clear error with a stable code: never a 500 or a stack trace."""
 
+import json
+
 import httpx
 import pytest
 
@@ -91,6 +93,57 @@ def test_non_json_body_is_a_client_error_not_a_500(stack):
     )
     assert 400 <= response.status_code < 500
     assert "Traceback" not in response.text
+
+
+def _json_post(stack, content: bytes, token: str | None = None) -> httpx.Response:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    return httpx.post(f"{stack.url}/graphql", content=content, headers=headers, timeout=10)
+
+
+_LONE = "\ud800"
+_EMERGENCY = {"nhs": NHS, "purpose": "DIRECT_CARE", "justification": f"at risk {_LONE} today"}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        json.dumps({"query": LOOKUP, "variables": _EMERGENCY}).encode(),
+        json.dumps(
+            {"query": "query A { __typename } query B { __typename }", "operationName": _LONE}
+        ).encode(),
+        json.dumps(
+            {
+                "query": f"{{ __typename }} # {_LONE}",
+                "extensions": {"persistedQuery": {"version": 1, "sha256Hash": "0" * 64}},
+            }
+        ).encode(),
+        b'{"query": "{ __typename }", "variables": {"x": "\xed\xa0\x80"}}',
+        json.dumps({"query": LOOKUP, "variables": _EMERGENCY}, ensure_ascii=False).encode(
+            "utf-16", "surrogatepass"
+        ),
+    ],
+    ids=["escaped", "operation name", "persisted query", "utf-8 bytes", "utf-16"],
+)
+def test_text_that_is_not_unicode_is_refused_before_anything_runs(stack, content):
+    """A lone surrogate is no character: a justification holding one once reached the audit
+    record, and either broke every later reading of the child's trail or, for a lookup that
+    notifies an owner, stopped its record being written after the agencies were asked."""
+    before = len(stack.components.audit.records(limit=100_000))
+    response = _json_post(stack, content, stack.token("gp"))
+    assert response.status_code == 400
+    assert _code(response) == "BAD_REQUEST"
+    assert "not valid Unicode" in response.json()["errors"][0]["message"]
+    assert len(stack.components.audit.records(limit=100_000)) == before
+
+
+def test_an_emoji_sent_as_a_surrogate_pair_is_text_like_any_other(stack):
+    variables = {"nhs": NHS, "purpose": "DIRECT_CARE", "justification": "seen in clinic \U0001f600"}
+    content = json.dumps({"query": LOOKUP, "variables": variables}).encode()  # "\ud83d\ude00"
+    assert b"\\ud83d\\ude00" in content
+    response = _json_post(stack, content, stack.token("gp"))
+    assert response.json()["data"]["child"]["outcome"] == "FOUND"
 
 
 def test_alias_bomb_is_refused_before_any_lookup(stack):

@@ -50,6 +50,14 @@ def test_control_characters_are_removed_and_whitespace_collapsed():
     assert justification.words == 4
 
 
+def test_a_lone_surrogate_is_removed_so_the_text_can_be_recorded():
+    """The edge refuses them (gateway.middleware.holds_lone_surrogate); the text the audit record
+    holds must be writable as UTF-8 whatever reached it."""
+    justification = Justification.of("child at risk \ud800of harm \udfff today")
+    assert justification.text == "child at risk of harm today"
+    assert justification.text.encode("utf-8")
+
+
 def test_invisible_letters_count_for_nothing():
     # Hangul fillers are letters by category but print as nothing (Default_Ignorable_Code_Point).
     fillers = " ".join(["\u3164\u3164\u3164\u3164\u3164"] * 4)
