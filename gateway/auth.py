@@ -158,7 +158,9 @@ class TokenVerifier:
                 "The bearer token is not valid yet: the clocks of the identity provider and the"
                 " gateway may differ."
             ) from exc
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+            # PyJWT raises TypeError or ValueError, not its own errors, when the key named is not
+            # of the algorithm's kind (an RS256 token against an EC key): a token, not a fault.
             raise _unauthenticated("The bearer token could not be verified.") from exc
         issued, expires = claims["iat"], claims["exp"]
         if not all(

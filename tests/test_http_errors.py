@@ -3,7 +3,9 @@
 import json
 
 import httpx
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.factories import NHS, health_record
 from tests.stack import LOOKUP, reference_stack
@@ -50,7 +52,24 @@ def test_overlong_justification_is_refused(stack):
     assert _code(response) == "INVALID_JUSTIFICATION"
 
 
-@pytest.mark.parametrize("header", [None, "Bearer nonsense", "Basic Zm9vOmJhcg=="])
+def _rsa_token(algorithm: str) -> str:
+    """A token any caller can make: signed with a key of their own, of the kind RS256 and PS256
+    use, where the gateway's dev key is an EC key."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return jwt.encode({"sub": "x"}, key, algorithm=algorithm)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        None,
+        "Bearer nonsense",
+        "Basic Zm9vOmJhcg==",
+        f"Bearer {_rsa_token('RS256')}",
+        f"Bearer {_rsa_token('PS256')}",
+    ],
+    ids=["none", "nonsense", "basic", "RS256", "PS256"],
+)
 def test_missing_or_bad_token_is_401_and_reaches_no_resolver(stack, header):
     headers = {"authorization": header} if header else {}
     response = httpx.post(f"{stack.url}/graphql", json={"query": LOOKUP}, headers=headers)
