@@ -27,7 +27,7 @@ from gateway import metrics, tracing
 from gateway.components import Components, persisted_query_store, running
 from gateway.config import Mode
 from gateway.cors import Cors
-from gateway.errors import ErrorCode, error_response
+from gateway.errors import HTTP_REFUSALS, ErrorCode, error_response
 from gateway.middleware import Authentication, BodyLimit, NoStore
 from gateway.policy import policy_ready
 from gateway.portal_site import PATH as PORTAL_PATH
@@ -155,7 +155,7 @@ def create_app(
     ]
     if settings.explorable:
         routes.append(Mount(graphiql_ide.ASSETS_PATH, app=graphiql_ide.assets()))
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=HTTP_REFUSALS)
 
 
 def _log_operations_allowed(components: Components) -> None:

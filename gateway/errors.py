@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Any, Final
 
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
-from starlette.types import Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ExceptionHandler, Receive, Scope, Send
 
 from gateway.media_types import GRAPHQL_RESPONSE_JSON, negotiate
 
@@ -34,6 +37,7 @@ class ErrorCode(StrEnum):
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     BAD_REQUEST = "BAD_REQUEST"
+    NOT_FOUND = "NOT_FOUND"
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     BAD_USER_INPUT = "BAD_USER_INPUT"
@@ -91,3 +95,17 @@ def error_response(
 ) -> ErrorResponse:
     """A refusal at the HTTP edge with this status, code and message (see ErrorResponse)."""
     return ErrorResponse(status, code, message, headers)
+
+
+async def _http_refusal(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        allow = dict(exc.headers or {})
+        message = f"{request.method} is not served here: use {allow.get('Allow', 'GET')}."
+        return error_response(405, ErrorCode.BAD_REQUEST, message, headers=allow)
+    return error_response(404, ErrorCode.NOT_FOUND, "Nothing is served at this path.")
+
+
+HTTP_REFUSALS: Final[Mapping[Any, ExceptionHandler]] = {404: _http_refusal, 405: _http_refusal}
+"""Starlette's own refusals (no route for the path, a method the route does not serve) in the
+coded error shape, for every Starlette app the gateway serves (`exception_handlers`)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -36,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import portal
 from gateway.config import Settings
-from gateway.errors import ErrorCode, error_response
+from gateway.errors import HTTP_REFUSALS, ErrorCode, error_response
 from gateway.identity_provider import ProviderDiscovery, ProviderEndpoints, discovery_url
 from gateway.middleware import BodyLimit
 from gateway.tokens import DEMO_USERS, DEV_TOKEN_TTL_S, PRIVATE_KEY_FILE, issue_dev_token
@@ -59,6 +60,16 @@ CACHEABLE_SUFFIXES: Final = (".js", ".css", ".svg")
 DEV_SESSION_MAX_BYTES: Final = 1024
 
 _log = logging.getLogger("childlookup.portal")
+
+
+class StaticDirectory(StaticFiles):
+    """Files from a directory, where a path holding a NUL byte is not found rather than a 500
+    (the file system refuses the name with a ValueError, which Starlette lets through)."""
+
+    def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
+        if "\x00" in path:
+            return "", None
+        return super().lookup_path(path)
 
 
 class PortalHeaders:
@@ -160,9 +171,9 @@ def portal_app(settings: Settings) -> ASGIApp:
             BodyLimit(request_response(dev_session), DEV_SESSION_MAX_BYTES),
             methods=["POST"],
         ),
-        Mount("/", app=StaticFiles(directory=portal.STATIC_DIR)),
+        Mount("/", app=StaticDirectory(directory=portal.STATIC_DIR)),
     ]
-    return PortalHeaders(Starlette(routes=routes), policy)
+    return PortalHeaders(Starlette(routes=routes, exception_handlers=HTTP_REFUSALS), policy)
 
 
 def _user(index: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Final
 
-from starlette.staticfiles import StaticFiles
+from gateway.portal_site import StaticDirectory
 
 _STATIC: Final = Path(__file__).resolve().parent / "static"
 
@@ -26,6 +26,6 @@ def page() -> str:
     return (_STATIC / "graphiql.html").read_text(encoding="utf-8")
 
 
-def assets() -> StaticFiles:
+def assets() -> StaticDirectory:
     """The ASGI app serving the vendored scripts, styles and their licences."""
-    return StaticFiles(directory=_STATIC / "graphiql")
+    return StaticDirectory(directory=_STATIC / "graphiql")

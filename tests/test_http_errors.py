@@ -165,6 +165,30 @@ def test_an_emoji_sent_as_a_surrogate_pair_is_text_like_any_other(stack):
     assert response.json()["data"]["child"]["outcome"] == "FOUND"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/portal/%00", 404),
+        ("GET", "/portal/a%00b.js", 404),
+        ("GET", "/graphiql/x%00.js", 404),
+        ("GET", "/portal/no-such-file.js", 404),
+        ("GET", "/no-such-path", 404),
+        ("PUT", "/graphql", 405),
+        ("DELETE", "/graphql", 405),
+        ("POST", "/healthz", 405),
+        ("POST", "/.well-known/jwks.json", 405),
+    ],
+)
+def test_paths_and_methods_not_served_are_coded_refusals(stack, method, path, status):
+    """No route, no file (a NUL byte in a file's name was a 500) or a method the path does not
+    serve: the same coded JSON shape as every other refusal, with `Allow` for a 405."""
+    response = httpx.request(method, f"{stack.url}{path}")
+    assert response.status_code == status
+    assert _code(response) == ("NOT_FOUND" if status == 404 else "BAD_REQUEST")
+    if status == 405:
+        assert response.headers["allow"]
+
+
 def test_alias_bomb_is_refused_before_any_lookup(stack):
     one = f'child(nhsNumber: "{NHS}", purpose: DIRECT_CARE) {{ outcome }}'
     bomb = "{ " + " ".join(f"c{i}: {one}" for i in range(20)) + " }"
