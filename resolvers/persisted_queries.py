@@ -56,7 +56,7 @@ class PersistedRequest:
         """None when the body is not a JSON object (the view refuses it)."""
         try:
             body: Any = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested past the recursion limit: not ours to run
             return None
         if not isinstance(body, dict):
             return None

@@ -86,11 +86,12 @@ class GraphQLView(GraphQL[RequestContext, None]):
 
     def decode_json(self, data: str | bytes) -> object:
         """Only a JSON object is a GraphQL request. Strawberry catches only JSONDecodeError, then
-        calls `.get` on whatever was decoded: bytes that are not UTF-8, or a body of `null`, `5`
-        or `"x"`, would otherwise crash it into a 500."""
+        calls `.get` on whatever was decoded: bytes that are not UTF-8, an integer of more digits
+        than Python converts (4,300), JSON nested deeper than its recursion limit, or a body of
+        `null`, `5` or `"x"`, would otherwise crash it into a 500."""
         try:
             decoded = super().decode_json(data)
-        except UnicodeDecodeError as exc:
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError too
             raise HTTPException(400, "Unable to parse request body as JSON") from exc
         if not isinstance(decoded, dict):
             raise HTTPException(400, "The request body must be a JSON object.")

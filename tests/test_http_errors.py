@@ -157,6 +157,26 @@ def test_text_that_is_not_unicode_is_refused_before_anything_runs(stack, content
     assert len(stack.components.audit.records(limit=100_000)) == before
 
 
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"query": "{ __typename }", "x": ' + b"9" * 5000 + b"}",
+        b'{"query": "{ __typename }", "variables": {"a": ' + b"[" * 3000 + b"]" * 3000 + b"}}",
+        b'{"query": "{ __typename }", "documentId": "'
+        + b"0" * 64
+        + b'", "x": '
+        + b"[" * 3000
+        + b"]" * 3000
+        + b"}",
+    ],
+    ids=["5000-digit integer", "nested 3000 deep", "persisted, nested 3000 deep"],
+)
+def test_json_python_cannot_read_is_a_bad_request_not_a_500(stack, content):
+    response = _json_post(stack, content, stack.token("gp"))
+    assert response.status_code == 400
+    assert _code(response) == "BAD_REQUEST"
+
+
 def test_an_emoji_sent_as_a_surrogate_pair_is_text_like_any_other(stack):
     variables = {"nhs": NHS, "purpose": "DIRECT_CARE", "justification": "seen in clinic \U0001f600"}
     content = json.dumps({"query": LOOKUP, "variables": variables}).encode()  # "\ud83d\ude00"
