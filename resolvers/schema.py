@@ -10,10 +10,18 @@ import logging
 from collections.abc import Callable, Iterator
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import strawberry
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    parse,
+    specified_rules,
+    validate,
+)
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
@@ -101,11 +109,31 @@ class _PreparedOperations(SchemaExtension):
         assert operation is not None
         rules = context.validation_rules + self._rules
         if operation.errors is None or operation.rules != rules:
-            operation.errors = validate_document(context.schema._schema, operation.document, rules)
+            operation.errors = _validated(context.schema._schema, operation.document, rules)
             operation.rules = rules
         context.validation_rules = rules
         context.pre_execution_errors = operation.errors
         yield
+
+
+_INVALID: Final = "childlookup.invalid_document"
+"""Marks an error validation found (`_validated`); never shown (format_error builds its own)."""
+
+
+def _validated(schema: GraphQLSchema, document: DocumentNode, rules: _Rules) -> list[GraphQLError]:
+    """The document's validation errors: by the specification's rules first, and only if it
+    passes them by the rest. Strawberry's rules (the depth limit, and @oneOf and `Maybe`, which
+    its `validate_document` always adds) assume a document
+    the specification's rules accept, and raise on one that names an unknown fragment or an
+    undeclared variable - an internal error where the caller's mistake deserves its message."""
+    specified = tuple(rule for rule in rules if rule in specified_rules)
+    errors = validate(schema, document, specified)  # not strawberry's, which adds its own rules
+    if not errors:
+        errors = validate_document(schema, document, tuple(r for r in rules if r not in specified))
+    for error in errors:
+        # A document's fault whatever its words: "Variable '$n' is not defined" is no bad input.
+        error.extensions = {**(error.extensions or {}), _INVALID: True}
+    return errors
 
 
 def build_schema(*, explorable: bool = True) -> strawberry.Schema:
@@ -149,8 +177,8 @@ def format_error(error: GraphQLError) -> dict[str, Any]:
             if error.message.startswith("Syntax Error")
             else ErrorCode.GRAPHQL_VALIDATION_FAILED
         )
-        if error.message.startswith("Variable "):
-            code = ErrorCode.BAD_USER_INPUT
+        if error.message.startswith("Variable ") and not (error.extensions or {}).get(_INVALID):
+            code = ErrorCode.BAD_USER_INPUT  # a value sent for a variable (its coercion)
         message = safe_message(error.message)
     else:
         code, message = ErrorCode.INTERNAL_ERROR, "Internal error: the lookup could not be done."
