@@ -7,6 +7,7 @@ and a test fails when the two drift.
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable, Iterator
 from functools import lru_cache, partial
 from pathlib import Path
@@ -33,6 +34,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
+from connectors.logs import log_event
 from gateway.errors import ErrorCode, GatewayError
 from resolvers.arguments import plan_root_resolvers
 from resolvers.error_messages import safe_message
@@ -51,15 +53,29 @@ class _Schema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log unexpected faults by type only: messages may carry personal data. A GraphQLError
-        underneath (a variable that does not coerce) is the caller's mistake, as in format_error."""
+        """Log unexpected faults by type and where they were raised, never their message, which
+        may carry personal data. A GraphQLError underneath (a variable that does not coerce) is
+        the caller's mistake, as in format_error."""
         for error in errors:
             original = error.original_error
             if original is not None and not isinstance(original, GatewayError | GraphQLError):
-                _log.error(
-                    "unexpected error in resolver",
-                    extra={"error_type": type(original).__name__, "path": error.path},
+                log_event(
+                    _log,
+                    logging.ERROR,
+                    "resolver_error",
+                    error_type=type(original).__name__,
+                    raised_at=_raised_at(original),
+                    path=".".join(map(str, error.path or ())),
                 )
+
+
+def _raised_at(error: BaseException) -> str:
+    """Where `error` was raised: the file, line and function of its innermost frame."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "unknown"
+    frame = frames[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} {frame.name}"
 
 
 _Rules = tuple[type[ASTValidationRule], ...]

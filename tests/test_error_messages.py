@@ -4,9 +4,11 @@ repeat the value sent: a demographic search's values are a child's name and date
 import logging
 
 import pytest
+from graphql import GraphQLError
 
 from resolvers.error_messages import GENERIC, safe_message
-from tests.factories import health_record
+from resolvers.schema import build_schema
+from tests.factories import NHS, health_record
 from tests.stack import reference_stack
 
 GIVEN, FAMILY, BORN = "Zephyrine", "Quillfeather", "2015-03-07"
@@ -167,3 +169,23 @@ def test_messages_of_other_shapes_lose_the_value_too(message, safe):
 def test_a_message_naming_only_the_schema_and_the_query_passes_unchanged():
     message = "Cannot query field 'outcom' on type 'ChildLookup'. Did you mean 'outcome'?"
     assert safe_message(message) == message
+
+
+def test_an_unexpected_fault_is_logged_by_type_and_place_never_by_its_message(caplog):
+    """An operator needs to know what failed where; the message may name the child."""
+    try:
+        raise ValueError(f"no record for Amelia Hart {NHS}")
+    except ValueError as exc:
+        error = GraphQLError("boom", path=["child", 0, "name"], original_error=exc)
+        line = exc.__traceback__.tb_lineno if exc.__traceback__ else 0
+    with caplog.at_level(logging.ERROR, logger="childlookup.graphql"):
+        build_schema().process_errors([error])
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "resolver_error"]
+    assert record.context == {
+        "error_type": "ValueError",
+        "raised_at": f"test_error_messages.py:{line} "
+        "test_an_unexpected_fault_is_logged_by_type_and_place_never_by_its_message",
+        "path": "child.0.name",
+    }
+    assert "Amelia" not in caplog.text
+    assert NHS not in caplog.text
