@@ -63,6 +63,10 @@ _PROBLEMS: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], .
         lambda m: f"expected a value of type {m['type']}, not null.",
     ),
     (
+        re.compile(rf"Expected a value of non-null type '(?P<type>{_TYPE})' to be provided"),
+        lambda m: f"it is required, of type {m['type']}, and was not given.",
+    ),
+    (
         re.compile(r"(?P<type>String|Int|Float|Boolean|ID) cannot represent"),
         lambda m: f"expected a value of type {m['type']}.",
     ),
@@ -89,6 +93,9 @@ _SYNTAX: Final = "Syntax Error: "
 _SYNTAX_EXPECTED: Final = re.compile(r"(?P<expected>Expected [^,]*?), found (?P<found><EOF>|\w+)")
 _SYNTAX_UNEXPECTED: Final = re.compile(r"Unexpected (?P<found><EOF>|\w+)")
 
+_LIMITS: Final = re.compile(r"\d+ aliases found\. Allowed: \d+\Z")
+"""Strawberry's alias limit, whose "found" is a count, not a value: passed unchanged."""
+
 _MAY_HOLD_A_VALUE: Final = re.compile(r"\"|\bfound\b|\bvalue\s*:|\bvalue '", re.I)
 """Signs of a value in a message of a shape not recognised above: a double-quoted literal, or
 graphql-core's "found ..." and "value: ..." / "value '...'" that precede one."""
@@ -112,7 +119,7 @@ def safe_message(message: str) -> str:
     literal = _problem(message)
     if literal is not None:
         return f"Invalid value: {literal}"
-    if _MAY_HOLD_A_VALUE.search(message):
+    if _MAY_HOLD_A_VALUE.search(message) and not _LIMITS.match(message):
         return GENERIC
     return message
 

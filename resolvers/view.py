@@ -95,6 +95,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             raise HTTPException(400, "Unable to parse request body as JSON") from exc
         if not isinstance(decoded, dict):
             raise HTTPException(400, "The request body must be a JSON object.")
+        if not isinstance(decoded.get("operationName"), str | None):
+            # Strawberry would echo it back as Python wrote it (`['a']`).
+            raise HTTPException(400, "operationName is a string naming an operation, or null.")
         return decoded
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:

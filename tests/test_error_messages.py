@@ -160,6 +160,14 @@ def test_a_wrong_enum_value_for_the_purpose_is_still_bad_user_input_without_the_
         ),
         (f'A message of a shape not known, found: "{GIVEN}".', GENERIC),
         (f"Some scalar cannot represent value: {GIVEN}", GENERIC),
+        (
+            "Variable '$p' has invalid value: Expected a value of non-null type 'Purpose!' to be"
+            " provided.",
+            "Variable '$p' has an invalid value: it is required, of type Purpose!, and was not"
+            " given.",
+        ),
+        ("16 aliases found. Allowed: 15", "16 aliases found. Allowed: 15"),
+        (f"16 aliases found. Allowed: 15 {GIVEN}", GENERIC),
     ],
 )
 def test_messages_of_other_shapes_lose_the_value_too(message, safe):

@@ -194,6 +194,15 @@ def test_json_python_cannot_read_is_a_bad_request_not_a_500(stack, content):
     assert _code(response) == "BAD_REQUEST"
 
 
+@pytest.mark.parametrize("name", [["a"], 5, {"a": 1}, True])
+def test_an_operation_name_that_is_not_a_string_is_a_bad_request(stack, name):
+    body = {"query": "query a { __typename }", "operationName": name}
+    response = stack.post(body, stack.token("gp"))
+    assert response.status_code == 400
+    assert _code(response) == "BAD_REQUEST"
+    assert response.json()["errors"][0]["message"].startswith("operationName is a string")
+
+
 def test_an_emoji_sent_as_a_surrogate_pair_is_text_like_any_other(stack):
     variables = {"nhs": NHS, "purpose": "DIRECT_CARE", "justification": "seen in clinic \U0001f600"}
     content = json.dumps({"query": LOOKUP, "variables": variables}).encode()  # "\ud83d\ude00"
@@ -230,7 +239,9 @@ def test_alias_bomb_is_refused_before_any_lookup(stack):
     one = f'child(nhsNumber: "{NHS}", purpose: DIRECT_CARE) {{ outcome }}'
     bomb = "{ " + " ".join(f"c{i}: {one}" for i in range(20)) + " }"
     before = len(stack.components.audit.records(limit=100_000))
-    assert _code(stack.post({"query": bomb}, stack.token("gp"))) == "GRAPHQL_VALIDATION_FAILED"
+    response = stack.post({"query": bomb}, stack.token("gp"))
+    assert _code(response) == "GRAPHQL_VALIDATION_FAILED"
+    assert response.json()["errors"][0]["message"] == "20 aliases found. Allowed: 15"
     assert len(stack.components.audit.records(limit=100_000)) == before
 
 
