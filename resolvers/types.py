@@ -5,6 +5,7 @@ No policy, I/O or business rules live here; `resolvers.mapping` builds these fro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, date, datetime
@@ -55,11 +56,33 @@ def _serialize_date_time(value: datetime) -> str:
     return _with_offset(value).isoformat()
 
 
+_FULL_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_DATE_TIME: Final = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})?", re.ASCII
+)
+
+
+def _parse_date(text: str) -> date:
+    """RFC 3339's full-date only: Python 3.11 also reads `20241004` and `2024-W40-5`."""
+    if not _FULL_DATE.fullmatch(text):
+        raise ValueError("not YYYY-MM-DD")
+    return date.fromisoformat(text)
+
+
+def _parse_date_time(text: str) -> datetime:
+    """RFC 3339's date-time, its offset optional (read as UTC): Python 3.11 also reads a date
+    alone, a space for the T, a comma for the point, and trailing characters it ignores."""
+    if not _DATE_TIME.fullmatch(text):
+        raise ValueError("not an RFC 3339 date-time")
+    return _with_offset(datetime.fromisoformat(text.upper()))
+
+
 SCALARS: Final[Mapping[object, ScalarDefinition]] = {
     date: replace(
         DateDefinition,
         description="A calendar date, YYYY-MM-DD (RFC 3339 full-date).",
         specified_by_url=DATE_SPEC,
+        parse_value=wrap_parser(_parse_date, "Date"),
     ),
     datetime: replace(
         DateTimeDefinition,
@@ -69,9 +92,7 @@ SCALARS: Final[Mapping[object, ScalarDefinition]] = {
         ),
         specified_by_url=DATE_TIME_SPEC,
         serialize=_serialize_date_time,
-        parse_value=wrap_parser(
-            lambda text: _with_offset(datetime.fromisoformat(text)), "DateTime"
-        ),
+        parse_value=wrap_parser(_parse_date_time, "DateTime"),
     ),
 }
 """The built-in Date and DateTime scalars, with `@specifiedBy` so codegen can map them to a

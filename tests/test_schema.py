@@ -1,8 +1,8 @@
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
-from graphql import GraphQLEnumType, GraphQLObjectType, specified_scalar_types
+from graphql import GraphQLEnumType, GraphQLError, GraphQLObjectType, specified_scalar_types
 
 from connectors.notifications import NotificationReason
 from gateway.audit import (
@@ -128,6 +128,34 @@ def test_a_time_is_always_answered_with_an_offset():
     serialize = SCALARS[datetime].serialize
     assert serialize(datetime(2026, 3, 14, 9, 30)) == "2026-03-14T09:30:00+00:00"
     assert serialize(datetime(2026, 3, 14, 9, 30, tzinfo=UTC)) == "2026-03-14T09:30:00+00:00"
+
+
+@pytest.mark.parametrize(
+    ("scalar", "text", "value"),
+    [
+        (date, "2024-10-04", date(2024, 10, 4)),
+        (date, "20241004", None),
+        (date, "2024-W40-5", None),
+        (date, "2024-10-04T00:00:00Z", None),
+        (date, "\u0662\u0660\u0662\u0664-10-04", None),
+        (datetime, "2026-03-14T09:30:00Z", datetime(2026, 3, 14, 9, 30, tzinfo=UTC)),
+        (datetime, "2026-03-14t09:30:00.5z", datetime(2026, 3, 14, 9, 30, 0, 500000, tzinfo=UTC)),
+        (datetime, "2026-03-14T09:30:00", datetime(2026, 3, 14, 9, 30, tzinfo=UTC)),
+        (datetime, "2026-03-14", None),
+        (datetime, "2026-03-14 09:30:00Z", None),
+        (datetime, "2026-03-14T09:30:00,5Z", None),
+        (datetime, "2026-03-14T09:30:00Z\x00", None),
+    ],
+)
+def test_dates_and_times_are_read_as_rfc_3339_writes_them_and_nothing_else(scalar, text, value):
+    """The schema promises YYYY-MM-DD and RFC 3339 date-times; Python alone reads more (basic
+    and week dates, a date for a date-time, trailing characters)."""
+    parse = SCALARS[scalar].parse_value
+    if value is None:
+        with pytest.raises(GraphQLError):
+            parse(text)
+    else:
+        assert parse(text) == value
 
 
 def test_the_child_is_identified_by_a_oneof_input_beside_deprecated_nullable_arguments():
