@@ -31,6 +31,10 @@ from connectors.tls import Held, ReloadingContext, Verdict
 
 T = TypeVar("T")
 
+REQUEST_READ_S = 20.0
+"""How long a connection has to send a whole request, from its first byte (and to send a first
+request at all, from opening): every request here is a small JSON body (`ServedHttp`)."""
+
 LAST_CALL_S = 1.0
 """How long a connection made under TLS files since replaced, and idle, has to send one last
 request (answered with `Connection: close`) before it is closed."""
@@ -138,12 +142,49 @@ class ReloadAwareHttp(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
+class ServedHttp(ReloadAwareHttp):
+    """`ReloadAwareHttp` with a deadline for reading each request: a connection that sends
+    nothing within `REQUEST_READ_S` of opening, or does not finish a request (its head and body)
+    within `REQUEST_READ_S` of starting it, is closed. uvicorn has no such deadline: its
+    keep-alive timer stops at the first byte, so a client sending a request's first bytes and
+    no more (slowloris) held the connection, and with enough of them the server's sockets, for
+    as long as it liked - where the gateway or a connector faces clients without a proxy that
+    times them out."""
+
+    _reading: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._read_within(REQUEST_READ_S)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._read_within(REQUEST_READ_S)
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._read_within(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._read_within(None)
+        super().connection_lost(exc)
+
+    def _read_within(self, seconds: float | None) -> None:
+        if self._reading is not None:
+            self._reading.cancel()
+        self._reading = None if seconds is None else self.loop.call_later(seconds, self._too_slow)
+
+    def _too_slow(self) -> None:
+        self._reading = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
 def server_config(app: ASGIApp | str, **options: Any) -> uvicorn.Config:
-    """uvicorn's configuration as every server here has it: no access log or server header, and
-    connections that follow TLS files taken up while serving (`ReloadAwareHttp`)."""
-    return uvicorn.Config(
-        app, http=ReloadAwareHttp, access_log=False, server_header=False, **options
-    )
+    """uvicorn's configuration as every server here has it: no access log or server header,
+    connections that follow TLS files taken up while serving and a deadline for reading each
+    request (`ServedHttp`)."""
+    return uvicorn.Config(app, http=ServedHttp, access_log=False, server_header=False, **options)
 
 
 def _config(

@@ -1,0 +1,68 @@
+"""How every server here (gateway, connectors, locator) holds its connections
+(connectors.serving): a client that does not finish a request in time loses its connection."""
+
+import socket
+import time
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from connectors import serving
+from connectors.serving import BackgroundServer
+
+READ_S = 0.4
+
+
+async def _echo(request: Request) -> JSONResponse:
+    return JSONResponse({"length": len(await request.body())})
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setattr(serving, "REQUEST_READ_S", READ_S)
+    with BackgroundServer(Starlette(routes=[Route("/", _echo, methods=["POST"])])) as running:
+        yield running
+
+
+def _connect(server: BackgroundServer) -> socket.socket:
+    host, port = server.url.removeprefix("http://").rstrip("/").split(":")
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def _closed_after(sock: socket.socket) -> float:
+    """Seconds until the server closes `sock` (reads until EOF)."""
+    started = time.monotonic()
+    while sock.recv(4096):
+        pass
+    return time.monotonic() - started
+
+
+REQUEST = (
+    b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 9\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "sent",
+    [b"", b"POST / HTTP/1.1\r\nhost: x\r\n", REQUEST + b'{"a":'],
+    ids=["nothing", "half the head", "half the body"],
+)
+def test_a_connection_that_does_not_finish_its_request_in_time_is_closed(server, sent):
+    with _connect(server) as sock:
+        sock.sendall(sent)
+        assert _closed_after(sock) < READ_S + 2
+
+
+def test_a_request_sent_in_time_is_answered_and_its_connection_kept(server):
+    with _connect(server) as sock:
+        for _ in range(2):
+            sock.sendall(REQUEST[:20])
+            time.sleep(READ_S / 4)
+            sock.sendall(REQUEST[20:] + b'{"a": 12}')
+            answer = sock.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200")
+            assert answer.endswith(b'{"length":9}')
+            time.sleep(READ_S * 1.5)  # idle past the read deadline: uvicorn's keep-alive holds
