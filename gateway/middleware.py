@@ -1,10 +1,11 @@
-"""HTTP middleware in front of the GraphQL view: caching rules, size limits and authentication at
-the edge.
+"""HTTP middleware in front of the GraphQL view: caching rules, size limits, well-formed text and
+authentication at the edge.
 
-Size and authentication run before GraphQL sees the request: an oversized body is refused before it
-is parsed, and a request without a verified token gets 401 (503 when the token could not be checked
-because the identity provider's keys were out of reach) and never reaches a resolver. Every
-response, refusals included, is marked for no cache to keep.
+Size and authentication run before GraphQL sees the request: an oversized body, or one holding
+text that is not Unicode, is refused before it is parsed, and a request without a verified token
+gets 401 (503 when the token could not be checked because the identity provider's keys were out
+of reach) and never reaches a resolver. Every response, refusals included, is marked for no cache
+to keep.
 """
 
 from __future__ import annotations

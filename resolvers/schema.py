@@ -139,9 +139,9 @@ _INVALID: Final = "childlookup.invalid_document"
 def _validated(schema: GraphQLSchema, document: DocumentNode, rules: _Rules) -> list[GraphQLError]:
     """The document's validation errors: by the specification's rules first, and only if it
     passes them by the rest. Strawberry's rules (the depth limit, and @oneOf and `Maybe`, which
-    its `validate_document` always adds) assume a document
-    the specification's rules accept, and raise on one that names an unknown fragment or an
-    undeclared variable - an internal error where the caller's mistake deserves its message."""
+    its `validate_document` always adds) assume a document the specification's rules accept,
+    and raise on one that names an unknown fragment or an undeclared variable - an internal
+    error where the caller's mistake deserves its message."""
     specified = tuple(rule for rule in rules if rule in specified_rules)
     errors = validate(schema, document, specified)  # not strawberry's, which adds its own rules
     if not errors:
