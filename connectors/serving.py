@@ -18,13 +18,16 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, ExceptionHandler
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from connectors.tls import Held, ReloadingContext, Verdict
@@ -34,6 +37,10 @@ T = TypeVar("T")
 REQUEST_READ_S = 20.0
 """How long a connection has to send a whole request, from its first byte (and to send a first
 request at all, from opening): every request here is a small JSON body (`ServedHttp`)."""
+
+MAX_HEAD_BYTES = 64 * 1024
+"""The largest request head (request line and headers) a server reads (`ServedHttp`): a bearer
+token and the usual headers take a few kilobytes."""
 
 LAST_CALL_S = 1.0
 """How long a connection made under TLS files since replaced, and idle, has to send one last
@@ -143,27 +150,59 @@ class ReloadAwareHttp(HttpToolsProtocol):
 
 
 class ServedHttp(ReloadAwareHttp):
-    """`ReloadAwareHttp` with a deadline for reading each request: a connection that sends
-    nothing within `REQUEST_READ_S` of opening, or does not finish a request (its head and body)
-    within `REQUEST_READ_S` of starting it, is closed. uvicorn has no such deadline: its
-    keep-alive timer stops at the first byte, so a client sending a request's first bytes and
-    no more (slowloris) held the connection, and with enough of them the server's sockets, for
-    as long as it liked - where the gateway or a connector faces clients without a proxy that
-    times them out."""
+    """`ReloadAwareHttp` with bounds on reading each request, where uvicorn (over httptools) has
+    none - for the gateway or a connector facing clients without a proxy that bounds them:
+    - a deadline: a connection that sends nothing within `REQUEST_READ_S` of opening, or does
+      not finish a request (head and body) within `REQUEST_READ_S` of starting it, is closed.
+      uvicorn's keep-alive timer stops at the first byte, so a client sending a request's first
+      bytes and no more (slowloris) held the connection, and with enough of them the server's
+      sockets, for as long as it liked;
+    - a size for the head: one over `MAX_HEAD_BYTES` is answered 431 and the connection closed.
+      A 100 MB header was read whole, the event loop stalling for seconds as it grew, every
+      other request waiting."""
 
     _reading: asyncio.TimerHandle | None = None
+    _in_head = True
+    """Reading a request's head: from the connection's start, or a request's first byte, until
+    its head is complete."""
+    _head_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._read_within(REQUEST_READ_S)
 
+    def data_received(self, data: bytes) -> None:
+        # Only reads that began and ended inside one head count: one that completed a head also
+        # held body bytes, and one that began a head may hold the last request's body. A head
+        # arrives over many reads, so a head over the limit is refused a read or two later.
+        counted = self._in_head
+        super().data_received(data)
+        if counted and self._in_head and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse_head()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._read_within(REQUEST_READ_S)
+        self._in_head, self._head_bytes = True, 0
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._in_head = False
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._read_within(None)
+
+    def _refuse_head(self) -> None:
+        message = f"The request's head is over {MAX_HEAD_BYTES} bytes.".encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+            b"content-length: " + str(len(message)).encode() + b"\r\n\r\n" + message
+        )
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._read_within(None)
@@ -178,6 +217,26 @@ class ServedHttp(ReloadAwareHttp):
         self._reading = None
         if not self.transport.is_closing():
             self.transport.close()
+
+
+Refuse = Callable[[int, str, Mapping[str, str]], Response]
+"""Makes a service's error response from a status, a message and headers."""
+
+
+def http_refusals(refuse: Refuse) -> dict[Any, ExceptionHandler]:
+    """Starlette's own refusals - no route for the path (404), a method the route does not serve
+    (405, with `Allow`) - in the service's error shape, made by `refuse`, rather than Starlette's
+    plain text: a Starlette app's `exception_handlers`."""
+
+    async def refused(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            served = headers.get("Allow", "GET")
+            return refuse(405, f"{request.method} is not served here: use {served}.", headers)
+        return refuse(404, "Nothing is served at this path.", {})
+
+    return {404: refused, 405: refused}
 
 
 def server_config(app: ASGIApp | str, **options: Any) -> uvicorn.Config:

@@ -66,3 +66,25 @@ def test_a_request_sent_in_time_is_answered_and_its_connection_kept(server):
             assert answer.startswith(b"HTTP/1.1 200")
             assert answer.endswith(b'{"length":9}')
             time.sleep(READ_S * 1.5)  # idle past the read deadline: uvicorn's keep-alive holds
+
+
+def test_a_request_head_over_the_limit_is_refused_431_and_its_connection_closed(server):
+    with _connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nhost: x\r\nx-big: " + b"a" * (serving.MAX_HEAD_BYTES + 1))
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_body_bigger_than_the_head_limit_is_no_head(server):
+    """Head and body arrive in the same reads: only bytes read before the head is complete
+    count towards its limit."""
+    body = b'"' + b"b" * (3 * serving.MAX_HEAD_BYTES) + b'"'
+    head = f"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: {len(body)}\r\n\r\n".encode()
+    with _connect(server) as sock:
+        for _ in range(2):  # and the next request's head on the same connection
+            sock.sendall(head + body)
+            answer = sock.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200")
+            assert answer.endswith(b'{"length":%d}' % len(body))
