@@ -25,6 +25,7 @@ import heapq
 import hmac
 import json
 import os
+import re
 import ssl
 import tempfile
 import time
@@ -353,7 +354,9 @@ class PublishedKeys:
             keys = jwt.PyJWKSet.from_dict(document).keys
         except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
             raise KeysUnavailable("The signer's published keys could not be fetched.") from exc
-        self._keys = {k.key_id: k.key for k in keys if k.key_id}
+        # Only keys ES256 can use: a publisher's RSA key under the id its signatures name would
+        # otherwise reach the check, where it raises TypeError rather than failing it.
+        self._keys = {k.key_id: k.key for k in keys if k.key_id and _is_p256(k.key)}
 
     async def _read(self, client: httpx.AsyncClient) -> tuple[httpx.Response, bytes]:
         return await read_answer(
@@ -363,6 +366,10 @@ class PublishedKeys:
             max_bytes=MAX_DOCUMENT_BYTES,
             within_s=self._timeout,
         )
+
+
+def _is_p256(key: object) -> bool:
+    return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)
 
 
 @functools.cache
@@ -475,7 +482,10 @@ async def verified_claims(
     if expires - issued > TOKEN_TTL_S:
         raise TrustError(f"The signature is valid for longer than {TOKEN_TTL_S} s.")
     stated = claims[BODY_HASH_CLAIM]
-    if not isinstance(stated, str) or not hmac.compare_digest(stated, body_digest(body)):
+    # Compared as bytes: compare_digest raises TypeError on a str holding anything but ASCII.
+    if not isinstance(stated, str) or not hmac.compare_digest(
+        stated.encode("utf-8", "surrogatepass"), body_digest(body).encode()
+    ):
         raise TrustError("The body is not the one that was signed.")
     return claims
 
@@ -502,7 +512,8 @@ def _decoded(
         raise TrustError("The signature has expired.") from exc
     except jwt.InvalidAudienceError as exc:
         raise TrustError("The request is addressed to another connector.") from exc
-    except jwt.PyJWTError as exc:
+    except (jwt.PyJWTError, TypeError, ValueError) as exc:
+        # TypeError and ValueError: PyJWT's for a key of another kind (StaticKey takes any).
         raise TrustError("The signature could not be verified.") from exc
     return claims
 
@@ -658,9 +669,14 @@ class MemoryReplayCache:
         if jti in self._ids:
             raise ReplayRefused()
         if len(self._ids) >= self._capacity:
-            raise TrustError("Too many requests in flight to check for replays; try again.")
+            raise ReplayCheckUnavailable()  # full: nothing wrong with the request, so 503
         self._ids.add(jti)
         heapq.heappush(self._expiries, (forget_after, jti))
+
+
+_TOKEN_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
+"""A request token's id as the gateway makes them (`random_id`: hex) and a replay store keeps
+them: anything else - a key-space of its own in Redis, text Redis cannot encode - is refused."""
 
 
 class RequestVerifier:
@@ -696,8 +712,10 @@ class RequestVerifier:
             required=("aud", "jti"),
         )
         jti = claims["jti"]
-        if not isinstance(jti, str) or not jti:
-            raise TrustError("The request token has no id.")
+        if not isinstance(jti, str) or not _TOKEN_ID.fullmatch(jti):
+            raise TrustError(
+                "The request token's id (jti) is not 1-128 letters, digits, '-', '_' or '.'."
+            )
         await self._seen.remember(jti, float(claims["exp"]) + self._leeway)
 
 

@@ -8,8 +8,10 @@ import asyncio
 import socket
 
 import httpx
+import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,7 +20,17 @@ from starlette.routing import Route
 from connectors.app import create_connector_app
 from connectors.protocol import LOOKUP_PATH, ErrorCode, ErrorResponse
 from connectors.serving import BackgroundServer
-from connectors.trust import JWKS_PATH, PublishedKeys, RequestVerifier, jwks_document, key_id
+from connectors.trust import (
+    JWKS_PATH,
+    PublishedKeys,
+    RequestVerifier,
+    StaticKey,
+    TrustError,
+    jwks_document,
+    key_id,
+    signed_token,
+    verified_claims,
+)
 from tests.stack import GATEWAY_ISSUER, GATEWAY_SIGNER
 from tests.test_trust import RecordingBackend
 from tests.test_trust import _body as lookup_body
@@ -88,3 +100,36 @@ def test_a_connector_that_cannot_fetch_the_gateways_keys_answers_unavailable():
     assert error.code is ErrorCode.UNAVAILABLE
     assert error.message == "The signer's published keys could not be fetched."
     assert backend.requests == []
+
+
+def _jwk(public_key: object, kid: str) -> dict[str, object]:
+    algorithm = RSAAlgorithm if isinstance(public_key, rsa.RSAPublicKey) else ECAlgorithm
+    return algorithm.to_jwk(public_key, as_dict=True) | {"kid": kid}
+
+
+@pytest.mark.anyio
+async def test_a_signature_naming_a_published_key_es256_cannot_use_is_untrusted_not_a_fault():
+    """A publisher (a connector's answers, a witness, the locator) serving an RSA or P-384 key
+    under the id its signatures name: the check raised TypeError out of a lookup's fan-out,
+    failing the whole lookup, where one untrusted answer is that source's status."""
+    signer = ec.generate_private_key(ec.SECP256R1())
+    body = b"{}"
+    token = signed_token(signer, {"iss": "health"}, body)
+    named = jwt.get_unverified_header(token)["kid"]
+    others = {
+        "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key(),
+        "p384": ec.generate_private_key(ec.SECP384R1()).public_key(),
+    }
+    for other in others.values():
+
+        async def jwks(request: Request, other: object = other) -> Response:
+            return JSONResponse({"keys": [_jwk(other, named)]})
+
+        with BackgroundServer(Starlette(routes=[Route(JWKS_PATH, jwks)])) as server:
+            keys = PublishedKeys(server.url + JWKS_PATH)
+            with pytest.raises(TrustError):
+                await verified_claims(token, keys, body, issuer="health", audience=None, leeway_s=5)
+        with pytest.raises(TrustError):  # handed such a key directly
+            await verified_claims(
+                token, StaticKey(other), body, issuer="health", audience=None, leeway_s=5
+            )

@@ -29,6 +29,8 @@ from connectors.serving import BackgroundServer
 from connectors.trust import (
     BODY_HASH_CLAIM,
     TOKEN_TTL_S,
+    MemoryReplayCache,
+    ReplayCheckUnavailable,
     RequestVerifier,
     StaticKey,
     body_digest,
@@ -225,6 +227,44 @@ def test_a_token_without_an_id_is_refused(connector):
 
     _refused(_post(client, body, f"Bearer {token}"))
     assert backend.requests == []
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [
+        {"jti": "\ud800"},
+        {"jti": "x" * 129},
+        {"jti": "a b"},
+        {"jti": "k:*"},
+        {"body_sha256": "\u00e9" * 64},
+        {"body_sha256": "\ud800"},
+    ],
+    ids=[
+        "lone surrogate id",
+        "long id",
+        "id with a space",
+        "id with a key pattern",
+        "accented hash",
+        "surrogate hash",
+    ],
+)
+def test_a_signed_token_with_claims_of_the_wrong_text_is_refused_not_a_500(connector, claim):
+    """A token the gateway's key signed whose id or body hash a replay store or a comparison
+    could not handle as text (both were 500s)."""
+    client, backend = connector
+    body = _body()
+    _refused(_post(client, body, f"Bearer {_token(body, **claim)}"))
+    assert backend.requests == []
+
+
+@pytest.mark.anyio
+async def test_a_full_replay_cache_is_a_check_not_made_not_a_forgery():
+    """Answered 503 (may be sent again), not 401 (which sends the gateway looking for a fault in
+    its keys)."""
+    cache = MemoryReplayCache(capacity=1)
+    await cache.remember("a", time.time() + 30)
+    with pytest.raises(ReplayCheckUnavailable):
+        await cache.remember("b", time.time() + 30)
 
 
 def _segments(token: str) -> list[str]:
