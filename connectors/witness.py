@@ -64,11 +64,16 @@ def checkpoint_statement(seq: int, records: int, head: str, at: str, prev: str, 
     ).encode()
 
 
+SQL_INT_MAX: Final = 2**63 - 1
+"""The largest count a witness's database column holds (SQLite and PostgreSQL `bigint`): a
+checkpoint naming more is malformed (400), not a store that failed (503, "retry")."""
+
+
 class SignedCheckpoint(_Message):
     """One checkpoint exactly as the gateway signed it (gateway.audit.checkpoints.Checkpoint)."""
 
-    seq: int = Field(ge=0)
-    records: int = Field(ge=0)
+    seq: int = Field(ge=0, le=SQL_INT_MAX)
+    records: int = Field(ge=0, le=SQL_INT_MAX)
     head: Hex64
     at: str = Field(min_length=1, max_length=64)
     """UTC, ISO 8601 with microseconds, as signed: kept as text, never re-spelt."""

@@ -357,6 +357,21 @@ def test_a_full_batch_fits_the_body_limit_and_more_is_refused(witness):
         pytest.param(b'{"protocol_version": "1", "log": "x", "checkpoints": []}', id="empty"),
         pytest.param(b'{"protocol_version": "1", "log": "bad log", "checkpoints": []}', id="log"),
         pytest.param(b"not json", id="not-json"),
+        pytest.param(
+            b'{"protocol_version": "1", "log": "x", "checkpoints": [{"seq": 9223372036854775808,'
+            b' "records": 1, "head": "'
+            + b"0"
+            * 64
+            + b'", "at": "2026-11-29T10:00:00.000000+00:00",'
+            b' "prev": "'
+            + b"0" * 64
+            + b'", "key": "'
+            + b"0" * 16
+            + b'", "signature": "'
+            + b"0" * 128
+            + b'"}]}',
+            id="seq past a database integer",  # was 503, "retry later": for ever
+        ),
     ],
 )
 def test_a_malformed_witness_request_is_refused_with_a_clear_error(witness, body):
