@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import ip_address
@@ -26,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Lifespan, Receive, Scope, Send
 
 from connectors.backend import (
@@ -52,6 +52,7 @@ from connectors.protocol import (
     LookupRequest,
     LookupResponse,
 )
+from connectors.serving import http_refusals
 from connectors.trust import (
     JWKS_PATH,
     SIGNATURE_HEADER,
@@ -146,7 +147,30 @@ def create_witness_app(
     """A standalone witness named `name` (the audience the gateway signs its requests to it for):
     the witness routes over `witness`, liveness, and its answer-signing key when it signs."""
     routes = [*_witness_routes(witness, verifier, signer, name), *_served_as(name, signer)]
-    return Starlette(routes=routes)
+    return service_app(routes)
+
+
+def service_app(
+    routes: Sequence[BaseRoute], lifespan: Lifespan[Starlette] | None = None
+) -> Starlette:
+    """A Starlette app as every service of the SDK's is served (a connector, a witness, the
+    locator): Starlette's own refusals in the protocol's error shape (`REFUSALS`), and no
+    redirect from a path with a trailing slash to one without, which Starlette builds from the
+    request's Host header and which repeats a POST there."""
+    app = Starlette(routes=list(routes), lifespan=lifespan, exception_handlers=REFUSALS)
+    app.router.redirect_slashes = False
+    return app
+
+
+def _refused(status: int, message: str, headers: Mapping[str, str]) -> Response:
+    response = _Refusal(ErrorCode.BAD_REQUEST, message, status=status).response()
+    response.headers.update(headers)
+    return response
+
+
+REFUSALS: Final = http_refusals(_refused)
+"""No route for the path (404) or a method the route does not serve (405, with `Allow`), as the
+protocol's BAD_REQUEST error with that status."""
 
 
 def _served_as(name: str, signer: AnswerSigner | None) -> list[Route]:
@@ -176,7 +200,8 @@ class _ConnectorApp(Starlette):
     def __init__(
         self, routes: list[Route], lookups: _Lookups, lifespan: Lifespan[Starlette] | None
     ) -> None:
-        super().__init__(routes=routes, lifespan=lifespan)
+        super().__init__(routes=routes, lifespan=lifespan, exception_handlers=REFUSALS)
+        self.router.redirect_slashes = False  # as `service_app`
         self._lookups = lookups
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -186,7 +211,7 @@ class _ConnectorApp(Starlette):
             and scope["method"] == "POST"
             and not scope.get("root_path")
             and not self.user_middleware
-            and not self.exception_handlers
+            and self.exception_handlers == REFUSALS
         ):
             await self._lookups(scope, receive, send)
         else:
@@ -527,6 +552,8 @@ async def _read_body(receive: Receive, declared: bytes, limit: int = MAX_BODY_BY
         return await read_capped(receive, declared, limit)
     except BodyTooLarge:
         raise _too_large(limit) from None
+    except ClientDisconnect:  # as the locator: logged as a refusal, not a traceback
+        raise _Refusal(ErrorCode.BAD_REQUEST, "The client went away.") from None
 
 
 class BodyTooLarge(Exception):

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Final
+from typing import Final
 
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.types import ExceptionHandler, Receive, Scope, Send
+from starlette.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
 
+from connectors.serving import http_refusals
 from gateway.media_types import GRAPHQL_RESPONSE_JSON, negotiate
 
 
@@ -97,15 +96,13 @@ def error_response(
     return ErrorResponse(status, code, message, headers)
 
 
-async def _http_refusal(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 405:
-        allow = dict(exc.headers or {})
-        message = f"{request.method} is not served here: use {allow.get('Allow', 'GET')}."
-        return error_response(405, ErrorCode.BAD_REQUEST, message, headers=allow)
-    return error_response(404, ErrorCode.NOT_FOUND, "Nothing is served at this path.")
-
-
-HTTP_REFUSALS: Final[Mapping[Any, ExceptionHandler]] = {404: _http_refusal, 405: _http_refusal}
+HTTP_REFUSALS: Final = http_refusals(
+    lambda status, message, headers: error_response(
+        status,
+        ErrorCode.NOT_FOUND if status == 404 else ErrorCode.BAD_REQUEST,
+        message,
+        headers=headers,
+    )
+)
 """Starlette's own refusals (no route for the path, a method the route does not serve) in the
 coded error shape, for every Starlette app the gateway serves (`exception_handlers`)."""

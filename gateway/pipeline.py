@@ -148,6 +148,11 @@ class LookupPipeline:
                 "The access policy could not be evaluated, so nothing was released. Try again"
                 " shortly; if it persists, contact the service desk.",
             ) from exc
+        except Exception:
+            # A fault no stage expected (the caller gets INTERNAL_ERROR): agencies may have been
+            # asked by then, and every access is audited, this one as failed.
+            await self._audit.failure(lookup, "ERROR", ErrorCode.INTERNAL_ERROR.value)
+            raise
         result = LookupResult(
             request_id=lookup.request_id,
             audit_id=random_id(),

@@ -25,7 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.app import ERROR_STATUS, BodyTooLarge, read_capped
+from connectors.app import ERROR_STATUS, BodyTooLarge, read_capped, service_app
 from connectors.backend import ConnectorError, parse_message
 from connectors.locator import (
     HOLDINGS_LIST_PATH,
@@ -209,8 +209,8 @@ def create_locator_app(
             await store.close()
 
     post = ["POST"]
-    return Starlette(
-        routes=[
+    return service_app(
+        [
             Route(HOLDINGS_PATH, endpoint("publish", MAX_PUBLISH_BYTES, publish), methods=post),
             Route(HOLDINGS_LIST_PATH, endpoint("list", MAX_QUESTION_BYTES, listed), methods=post),
             Route(LOCATE_PATH, endpoint("locate", MAX_QUESTION_BYTES, locate), methods=post),
@@ -219,7 +219,7 @@ def create_locator_app(
             Route(JWKS_PATH, jwks, methods=["GET"]),
             Route(STATUS_PATH, status, methods=["GET"]),
         ],
-        lifespan=lifespan,
+        lifespan,
     )
 
 
@@ -289,7 +289,10 @@ async def _read_body(request: Request, limit: int) -> bytes:
 def _may_see_status(request: Request, token: str | None) -> bool:
     if token is not None:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token):
+        # As bytes: compare_digest raises TypeError on a str holding anything but ASCII.
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), token.encode()
+        ):
             return True
     host = request.client.host if request.client else ""
     try:

@@ -1,6 +1,7 @@
 import asyncio
 import logging
 import runpy
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -239,6 +240,44 @@ def test_successful_lookup_is_logged_without_the_child(client, backend, caplog):
     assert "records=1" in caplog.text
     assert NHS_NUMBER not in caplog.text
     assert FAMILY_NAME not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", LOOKUP_PATH, 405),
+        ("POST", "/healthz", 405),
+        ("POST", LOOKUP_PATH + "/", 404),
+        ("GET", "/no-such-path", 404),
+    ],
+)
+def test_paths_and_methods_not_served_are_protocol_errors_never_redirects(
+    client, method, path, status
+):
+    """Starlette answered these in plain text, and a trailing slash with a redirect built from
+    the request's Host header, repeating the POST there."""
+    response = client.request(method, path, headers={"host": "elsewhere.example"})
+    assert error_of(response)[:2] == (status, ErrorCode.BAD_REQUEST)
+    assert "location" not in response.headers
+    if status == 405:
+        assert response.headers["allow"]
+
+
+def test_a_client_gone_mid_body_is_a_logged_refusal_not_a_traceback(server, backend, caplog):
+    url = httpx.URL(server[1].base_url)
+    with caplog.at_level(logging.INFO):
+        with socket.create_connection((url.host, url.port), timeout=5) as sock:
+            sock.sendall(
+                f"POST {LOOKUP_PATH} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                "content-length: 100\r\n\r\n{".encode()
+            )
+        deadline = time.monotonic() + 5
+        while "outcome=BAD_REQUEST" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert "outcome=BAD_REQUEST" in caplog.text
+    assert "Traceback" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert backend.requests == []
 
 
 def test_oversize_body_is_refused(client, backend):

@@ -9,6 +9,7 @@ from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 
+import gateway.pipeline
 from connectors.protocol import LookupResponse
 from connectors.serving import free_port
 from gateway.config import DEFAULT_POLICY_DIR
@@ -138,6 +139,26 @@ def test_a_policy_that_cannot_decide_releases_nothing(tmp_path):
     assert "Amelia" not in str(body)
     assert records[-1]["outcome"] == "ERROR"
     assert records[-1]["error_code"] == "POLICY_UNAVAILABLE"
+
+
+def test_a_fault_no_stage_expected_after_the_agencies_were_asked_is_still_audited(
+    tmp_path, monkeypatch
+):
+    """Fault injection: matching raises an error of a kind the pipeline does not expect (none is
+    known; one of an answer-signature check's was found by fuzzing and is fixed). The agencies
+    were asked, so the lookup has its audit record, as failed, and releases nothing."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(gateway.pipeline, "match_records", broken)
+    with reference_stack(tmp_path, {"health": [health_record()]}) as gateway_:
+        body = gateway_.lookup("social_worker", NHS)
+        records = gateway_.components.audit.records()
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "INTERNAL_ERROR"
+    assert "Amelia" not in str(body)
+    assert [(r["outcome"], r["error_code"]) for r in records] == [("ERROR", "INTERNAL_ERROR")]
 
 
 def test_a_lookup_whose_request_fails_on_another_alias_still_runs_to_its_audit_record(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from connectors.locator import (
     PseudonymKey,
@@ -15,7 +16,10 @@ from connectors.locator import (
     pseudonym,
     write_pseudonym_keys,
 )
+from connectors.serving import BackgroundServer
+from connectors.trust import write_public_key
 from gateway.cli import main
+from locator.app import app_from_settings
 from locator.settings import Settings, load_agencies
 from tests.locator.conftest import RunningLocator
 
@@ -100,3 +104,24 @@ async def test_the_operational_endpoints_answer(locator: RunningLocator):
     assert (health.status_code, ready.status_code, status.status_code) == (200, 200, 200)
     assert jwks.json()["keys"][0]["alg"] == "ES256"
     assert status.json() == {"versions": [], "agencies": 0}
+
+
+def test_a_status_token_that_is_not_ascii_is_a_wrong_token_not_a_500(tmp_path: Path) -> None:
+    """hmac.compare_digest raised TypeError on a str holding anything but ASCII: any caller could
+    make the status endpoint fail by sending one."""
+    gateway_key = ec.generate_private_key(ec.SECP256R1())
+    write_public_key(tmp_path / "gateway.pub.pem", gateway_key.public_key())
+    settings = Settings(
+        state_dir=tmp_path / "state",
+        gateway_public_key_file=tmp_path / "gateway.pub.pem",
+        status_token="s3cret-status-token",
+    )
+    with BackgroundServer(app_from_settings(settings)) as server:
+        wrong = httpx.get(
+            server.url + "/v1/status", headers={"authorization": "Bearer \u00e9".encode("latin-1")}
+        )
+        right = httpx.get(
+            server.url + "/v1/status", headers={"authorization": "Bearer s3cret-status-token"}
+        )
+    assert wrong.status_code == 200  # from loopback, which may read it without the token
+    assert right.status_code == 200
