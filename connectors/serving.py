@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import uvicorn
 from starlette.exceptions import HTTPException
@@ -39,8 +39,8 @@ REQUEST_READ_S = 20.0
 request at all, from opening): every request here is a small JSON body (`ServedHttp`)."""
 
 MAX_HEAD_BYTES = 64 * 1024
-"""The largest request head (request line and headers) a server reads (`ServedHttp`): a bearer
-token and the usual headers take a few kilobytes."""
+"""The most a server reads of a request that is not its body - request line, headers, chunk
+framing, trailers (`ServedHttp`): a bearer token and the usual headers take a few kilobytes."""
 
 LAST_CALL_S = 1.0
 """How long a connection made under TLS files since replaced, and idle, has to send one last
@@ -152,51 +152,54 @@ class ReloadAwareHttp(HttpToolsProtocol):
 class ServedHttp(ReloadAwareHttp):
     """`ReloadAwareHttp` with bounds on reading each request, where uvicorn (over httptools) has
     none - for the gateway or a connector facing clients without a proxy that bounds them:
-    - a deadline: a connection that sends nothing within `REQUEST_READ_S` of opening, or does
-      not finish a request (head and body) within `REQUEST_READ_S` of starting it, is closed.
-      uvicorn's keep-alive timer stops at the first byte, so a client sending a request's first
-      bytes and no more (slowloris) held the connection, and with enough of them the server's
-      sockets, for as long as it liked;
-    - a size for the head: one over `MAX_HEAD_BYTES` is answered 431 and the connection closed.
-      A 100 MB header was read whole, the event loop stalling for seconds as it grew, every
-      other request waiting."""
+    - a deadline: a connection that sends nothing within `REQUEST_READ_S` of opening, or of its
+      first byte after an answer, or does not finish a request (head and body) within
+      `REQUEST_READ_S` of starting it, is closed. uvicorn's keep-alive timer stops at any byte, so
+      a client sending a request's first bytes and no more (slowloris), or a bare CRLF between
+      requests, held the connection, and with enough of them the server's sockets, for as long
+      as it liked;
+    - a size for everything of a request but its body - request line, headers, chunk framing,
+      trailers: over `MAX_HEAD_BYTES` it is answered 431 and the connection closed. A 100 MB
+      header was read whole, the event loop stalling for seconds as it grew, and chunked
+      trailers (which uvicorn adds to the headers) ran to gigabytes."""
 
     _reading: asyncio.TimerHandle | None = None
-    _in_head = True
-    """Reading a request's head: from the connection's start, or a request's first byte, until
-    its head is complete."""
-    _head_bytes = 0
+    _framing = 0
+    """Bytes of the current request that were not its body: every byte read, less what the
+    parser handed on as body (`on_body`)."""
+    _body_in_read = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._read_within(REQUEST_READ_S)
 
     def data_received(self, data: bytes) -> None:
-        # Only reads that began and ended inside one head count: one that completed a head also
-        # held body bytes, and one that began a head may hold the last request's body. A head
-        # arrives over many reads, so a head over the limit is refused a read or two later.
-        counted = self._in_head
+        if self._reading is None and (self.cycle is None or self.cycle.response_complete):
+            self._read_within(REQUEST_READ_S)  # bytes between requests, even a bare CRLF
+        self._body_in_read = 0
         super().data_received(data)
-        if counted and self._in_head and not self.transport.is_closing():
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
+        if not self.transport.is_closing():
+            # A read may end one request and begin the next: the count restarts at the next
+            # (on_message_begin) and takes this read's other bytes with it, a few at most.
+            self._framing += len(data) - self._body_in_read
+            if self._framing > MAX_HEAD_BYTES:
                 self._refuse_head()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._read_within(REQUEST_READ_S)
-        self._in_head, self._head_bytes = True, 0
+        self._framing = 0
 
-    def on_headers_complete(self) -> None:
-        super().on_headers_complete()
-        self._in_head = False
+    def on_body(self, body: bytes) -> None:
+        self._body_in_read += len(body)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._read_within(None)
 
     def _refuse_head(self) -> None:
-        message = f"The request's head is over {MAX_HEAD_BYTES} bytes.".encode()
+        message = f"The request's headers are over {MAX_HEAD_BYTES} bytes.".encode()
         self.transport.write(
             b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
             b"content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
@@ -219,6 +222,8 @@ class ServedHttp(ReloadAwareHttp):
             self.transport.close()
 
 
+NOT_SERVED: Final = "Nothing is served at this path."
+
 Refuse = Callable[[int, str, Mapping[str, str]], Response]
 """Makes a service's error response from a status, a message and headers."""
 
@@ -230,11 +235,12 @@ def http_refusals(refuse: Refuse) -> dict[Any, ExceptionHandler]:
 
     async def refused(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        headers = dict(exc.headers or {})
         if exc.status_code == 405:
-            served = headers.get("Allow", "GET")
+            # A route names what it serves; static files (GET and HEAD) raise without saying.
+            headers = dict(exc.headers or {"Allow": "GET, HEAD"})
+            served = headers["Allow"]
             return refuse(405, f"{request.method} is not served here: use {served}.", headers)
-        return refuse(404, "Nothing is served at this path.", {})
+        return refuse(404, NOT_SERVED, {})
 
     return {404: refused, 405: refused}
 

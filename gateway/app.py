@@ -17,11 +17,12 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from connectors import serving
+from connectors.serving import NOT_SERVED
 from connectors.trust import JWKS_PATH
 from gateway import metrics, tracing
 from gateway.components import Components, persisted_query_store, running
@@ -118,8 +119,8 @@ def create_app(
             tokens=components.metrics_tokens(),
             dev=settings.mode is Mode.DEV,
         )
-        if access is metrics.Scrape.NOT_SERVED:
-            return Response(status_code=404)
+        if access is metrics.Scrape.NOT_SERVED:  # as any path not served: nothing to find here
+            return error_response(404, ErrorCode.PATH_NOT_FOUND, NOT_SERVED)
         if access is metrics.Scrape.UNAUTHENTICATED:
             return error_response(
                 401, ErrorCode.UNAUTHENTICATED, "Metrics need the scraper's bearer token."
@@ -151,11 +152,21 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_page, methods=["GET"]),
         Route(JWKS_PATH, jwks, methods=["GET"]),
+        Route(PORTAL_PATH, _to_portal, methods=["GET"]),
         Mount(PORTAL_PATH, app=portal_app(settings)),
     ]
     if settings.explorable:
         routes.append(Mount(graphiql_ide.ASSETS_PATH, app=graphiql_ide.assets()))
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=HTTP_REFUSALS)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=HTTP_REFUSALS)
+    # Starlette's redirect from a trailing slash is built from the request's Host header (and
+    # repeats a POST there); the portal's own address is redirected to explicitly.
+    app.router.redirect_slashes = False
+    return app
+
+
+async def _to_portal(request: Request) -> Response:
+    """/portal to /portal/, by a path relative to this host, whatever Host the request named."""
+    return RedirectResponse(PORTAL_PATH + "/")
 
 
 def _log_operations_allowed(components: Components) -> None:

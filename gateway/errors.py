@@ -36,7 +36,7 @@ class ErrorCode(StrEnum):
     AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     BAD_REQUEST = "BAD_REQUEST"
-    NOT_FOUND = "NOT_FOUND"
+    PATH_NOT_FOUND = "PATH_NOT_FOUND"
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     BAD_USER_INPUT = "BAD_USER_INPUT"
@@ -99,7 +99,7 @@ def error_response(
 HTTP_REFUSALS: Final = http_refusals(
     lambda status, message, headers: error_response(
         status,
-        ErrorCode.NOT_FOUND if status == 404 else ErrorCode.BAD_REQUEST,
+        ErrorCode.PATH_NOT_FOUND if status == 404 else ErrorCode.BAD_REQUEST,
         message,
         headers=headers,
     )

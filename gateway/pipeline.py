@@ -148,6 +148,8 @@ class LookupPipeline:
                 "The access policy could not be evaluated, so nothing was released. Try again"
                 " shortly; if it persists, contact the service desk.",
             ) from exc
+        except GatewayError:
+            raise  # a refusal that says what happened (the denied lookup's audit failing)
         except Exception:
             # A fault no stage expected (the caller gets INTERNAL_ERROR): agencies may have been
             # asked by then, and every access is audited, this one as failed.

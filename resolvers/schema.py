@@ -106,10 +106,14 @@ class _PreparedOperations(SchemaExtension):
     the whole syntax tree on every request; here the key is the text, and the document parsed
     from it carries its own validation result."""
 
-    def __init__(self, prepared: Callable[[str], _Prepared], rules: _Rules) -> None:
-        """`prepared` is the schema's cache of operations; `rules` are the limiters' rules."""
+    def __init__(
+        self, prepared: Callable[[str], _Prepared], rules: _Rules, *, hide_suggestions: bool
+    ) -> None:
+        """`prepared` is the schema's cache of operations; `rules` are the limiters' rules;
+        `hide_suggestions` keeps "Did you mean ...?" out of every validation message."""
         self._prepared = prepared
         self._rules = rules
+        self._hide_suggestions = hide_suggestions
         self._operation: _Prepared | None = None
 
     def on_parse(self) -> Iterator[None]:
@@ -125,7 +129,9 @@ class _PreparedOperations(SchemaExtension):
         assert operation is not None
         rules = context.validation_rules + self._rules
         if operation.errors is None or operation.rules != rules:
-            operation.errors = _validated(context.schema._schema, operation.document, rules)
+            operation.errors = _validated(
+                context.schema._schema, operation.document, rules, self._hide_suggestions
+            )
             operation.rules = rules
         context.validation_rules = rules
         context.pre_execution_errors = operation.errors
@@ -136,14 +142,18 @@ _INVALID: Final = "childlookup.invalid_document"
 """Marks an error validation found (`_validated`); never shown (format_error builds its own)."""
 
 
-def _validated(schema: GraphQLSchema, document: DocumentNode, rules: _Rules) -> list[GraphQLError]:
+def _validated(
+    schema: GraphQLSchema, document: DocumentNode, rules: _Rules, hide_suggestions: bool
+) -> list[GraphQLError]:
     """The document's validation errors: by the specification's rules first, and only if it
     passes them by the rest. Strawberry's rules (the depth limit, and @oneOf and `Maybe`, which
     its `validate_document` always adds) assume a document the specification's rules accept,
     and raise on one that names an unknown fragment or an undeclared variable - an internal
     error where the caller's mistake deserves its message."""
     specified = tuple(rule for rule in rules if rule in specified_rules)
-    errors = validate(schema, document, specified)  # not strawberry's, which adds its own rules
+    # Not strawberry's validate_document, which adds its own rules and would suggest field and
+    # argument names whatever StrawberryConfig says (it strips them only from unknown fields).
+    errors = validate(schema, document, specified, hide_suggestions=hide_suggestions)
     if not errors:
         errors = validate_document(schema, document, tuple(r for r in rules if r not in specified))
     for error in errors:
@@ -170,7 +180,7 @@ def build_schema(*, explorable: bool = True) -> strawberry.Schema:
         query=Query,
         config=StrawberryConfig(disable_field_suggestions=not explorable),
         scalar_overrides=SCALARS,
-        extensions=[partial(_PreparedOperations, prepared, rules)],
+        extensions=[partial(_PreparedOperations, prepared, rules, hide_suggestions=not explorable)],
         execution_context_class=PlannedExecutor,
     )
     plan_root_resolvers(schema)

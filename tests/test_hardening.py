@@ -35,6 +35,11 @@ def test_production_refuses_introspection_suggestions_and_graphiql(
         )
         assert _code(typo) == "GRAPHQL_VALIDATION_FAILED"
         assert "Did you mean" not in typo.text
+        argument_typo = gateway.post(
+            {"query": f'{{ child(nhsNumbr: "{NHS}", purpose: DIRECT_CARE) {{ outcome }} }}'}, token
+        )
+        assert _code(argument_typo) == "GRAPHQL_VALIDATION_FAILED"
+        assert "Did you mean" not in argument_typo.text  # strawberry stripped only fields'
         page = httpx.get(f"{gateway.url}/graphql", headers={"accept": "text/html"})
         assert "graphiql" not in page.text.lower()
         lookup = gateway.lookup("gp", NHS, "DIRECT_CARE")["data"]["child"]

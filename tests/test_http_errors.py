@@ -223,16 +223,27 @@ def test_an_emoji_sent_as_a_surrogate_pair_is_text_like_any_other(stack):
         ("DELETE", "/graphql", 405),
         ("POST", "/healthz", 405),
         ("POST", "/.well-known/jwks.json", 405),
+        ("POST", "/portal/index.html", 405),
+        ("POST", "/graphql/", 404),
+        ("GET", "/metrics", 404),
     ],
 )
 def test_paths_and_methods_not_served_are_coded_refusals(stack, method, path, status):
     """No route, no file (a NUL byte in a file's name was a 500) or a method the path does not
-    serve: the same coded JSON shape as every other refusal, with `Allow` for a 405."""
-    response = httpx.request(method, f"{stack.url}{path}")
+    serve: the same coded JSON shape as every other refusal, with `Allow` for a 405. No redirect
+    from a trailing slash (Starlette built it from the Host header); /metrics, not served to a
+    scraper from elsewhere, looks like any other path not served."""
+    headers = {"host": "elsewhere.example", "x-forwarded-for": "203.0.113.9"}
+    response = httpx.request(method, f"{stack.url}{path}", headers=headers)
     assert response.status_code == status
-    assert _code(response) == ("NOT_FOUND" if status == 404 else "BAD_REQUEST")
+    assert _code(response) == ("PATH_NOT_FOUND" if status == 404 else "BAD_REQUEST")
     if status == 405:
         assert response.headers["allow"]
+
+
+def test_the_portals_address_redirects_to_it_on_this_host_whatever_host_was_named(stack):
+    response = httpx.get(f"{stack.url}/portal", headers={"host": "elsewhere.example"})
+    assert (response.status_code, response.headers["location"]) == (307, "/portal/")
 
 
 def test_alias_bomb_is_refused_before_any_lookup(stack):

@@ -56,6 +56,16 @@ def test_a_connection_that_does_not_finish_its_request_in_time_is_closed(server,
         assert _closed_after(sock) < READ_S + 2
 
 
+def test_bytes_between_requests_start_the_deadline_again(server):
+    """uvicorn's keep-alive timer stops at any byte: a bare CRLF after an answer kept the
+    connection open with no deadline at all."""
+    with _connect(server) as sock:
+        sock.sendall(REQUEST + b'{"a": 12}')
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"\r\n")
+        assert _closed_after(sock) < READ_S + 2
+
+
 def test_a_request_sent_in_time_is_answered_and_its_connection_kept(server):
     with _connect(server) as sock:
         for _ in range(2):
@@ -88,3 +98,33 @@ def test_a_body_bigger_than_the_head_limit_is_no_head(server):
             answer = sock.recv(4096)
             assert answer.startswith(b"HTTP/1.1 200")
             assert answer.endswith(b'{"length":%d}' % len(body))
+
+
+def _chunked(head: bytes, chunks: list[bytes], trailers: bytes = b"") -> bytes:
+    framed = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for chunk in chunks)
+    return head + framed + b"0\r\n" + trailers + b"\r\n"
+
+
+CHUNKED = b"POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+def test_chunked_trailers_count_with_the_headers(server):
+    """Trailers after the last chunk are headers too (uvicorn adds them to the request's), and
+    were read without bound."""
+    trailers = b"".join(b"x-t%d: %s\r\n" % (i, b"v" * 1000) for i in range(80))
+    with _connect(server) as sock:
+        sock.sendall(_chunked(CHUNKED, [b'"abc"'], trailers))
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431 ")
+
+
+def test_a_chunked_body_bigger_than_the_header_limit_is_answered(server):
+    body = b'"' + b"b" * (2 * serving.MAX_HEAD_BYTES) + b'"'
+    chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)]
+    with _connect(server) as sock:
+        sock.sendall(_chunked(CHUNKED, chunks))
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(b'{"length":%d}' % len(body))
