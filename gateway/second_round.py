@@ -20,7 +20,8 @@ shield-safe search would hide (gateway.shield_safe) is not taken further either.
 
 Matching the new answers reuses `match_records` on a lookup by the found identifier, so a record
 carrying another value of it is never linked and its source is FAILED (RECORD_MISMATCH). A new
-record contradicting what the first round established (the lookup's UPN, say) is treated the same.
+record contradicting what the first round established (the lookup's UPN, say, or the date of birth
+its records give) is treated the same.
 By demographics, two linked records in one source must share an identifier, as in the match stage,
 or the lookup is AMBIGUOUS.
 """
@@ -28,8 +29,9 @@ or the lookup is AMBIGUOUS.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 
 from connectors.protocol import ConnectorRecord
 from gateway import tracing
@@ -155,7 +157,8 @@ def combined(query: LookupQuery, first: MatchResult, second: MatchResult) -> Mat
     in either. A second-round source whose records contradict an identifier the first round
     established is FAILED (RECORD_MISMATCH) and keeps no record."""
     known = _identifiers_known(query, first.matched)
-    later = {a.source: _contradicting(a, known) for a in second.answers}
+    born = {m.record.date_of_birth for m in first.matched if m.record.date_of_birth is not None}
+    later = {a.source: _contradicting(a, known, born) for a in second.answers}
     mismatched = {s for s, a in later.items() if a.error_code == RECORD_MISMATCH}
     seen = {m.key for m in first.matched}
     added = [m for m in second.matched if m.source not in mismatched and m.key not in seen]
@@ -233,11 +236,19 @@ def _identifiers_known(query: LookupQuery, matched: Sequence[MatchedRecord]) -> 
     return known
 
 
-def _contradicting(answer: SourceAnswer, known: Mapping[str, str]) -> SourceAnswer:
+def _contradicting(
+    answer: SourceAnswer, known: Mapping[str, str], born: Collection[date]
+) -> SourceAnswer:
     """The answer, or the source FAILED if any record it sent contradicts an identifier known
-    for the child: like a record with another NHS number, it shows the source misbehaved."""
+    for the child, or a date of birth the first round's records give (`born`): like a record
+    with another NHS number, it shows that a source misbehaved - this one, or the one whose
+    record carried the identifier asked with (another child's NHS number on a school's record
+    would otherwise bring in that child's health record, linked by it)."""
     for record in answer.records:
-        if any(known.get(field, value) != value for field, value in _identifiers(record)):
+        born_else = born and record.date_of_birth is not None and record.date_of_birth not in born
+        if born_else or any(
+            known.get(field, value) != value for field, value in _identifiers(record)
+        ):
             return replace(
                 answer, status=SourceStatus.FAILED, records=(), error_code=RECORD_MISMATCH
             )

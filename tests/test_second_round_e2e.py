@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -217,6 +218,14 @@ def test_a_upn_lookup_asks_health_and_social_care_again_with_the_schools_nhs_num
         ),
         # No NHS number at all: returned, but not linked.
         (health_record(None, record_id="H-9"), "ANSWERED", None, 1),
+        # The NHS number asked, but born on another day than the school's record says: another
+        # child's health record, reached by a school record carrying that child's NHS number.
+        (
+            health_record(record_id="H-9", date_of_birth=date(2018, 1, 2)),
+            "FAILED",
+            "RECORD_MISMATCH",
+            0,
+        ),
     ],
 )
 def test_a_record_not_carrying_the_nhs_number_asked_again_with_is_not_linked(
