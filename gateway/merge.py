@@ -13,6 +13,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from connectors.protocol import Address, ConnectorRecord, FieldId, PersonName
@@ -100,9 +101,15 @@ def _ranked(
 
     def key(r: ReleasedRecord) -> tuple[int, float]:
         source = r.matched.source
-        return (rank.get(kinds.get(source, source), len(order)), -r.record.as_of.timestamp())
+        return (rank.get(kinds.get(source, source), len(order)), -_instant(r.record.as_of))
 
     return sorted(records, key=key)
+
+
+def _instant(as_of: datetime) -> float:
+    """`as_of` on one time line: a time without an offset is UTC, as the protocol reads one.
+    (`timestamp()` reads a naive time as local, and fails on one in year 1.)"""
+    return (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)).timestamp()
 
 
 def _comparable(value: object) -> Hashable:

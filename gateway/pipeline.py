@@ -141,6 +141,7 @@ class LookupPipeline:
                 both = await self._router.route(lookup, plan, both, early)
             matching, hidden = shield_safe(query, both, plan.shield_authorities, first_round=first)
             release = await decide(lookup, plan, matching)
+            child = merge(release.records, self._authority, plan.kinds)
         except PolicyError as exc:
             await self._audit.failure(lookup, "ERROR", ErrorCode.POLICY_UNAVAILABLE.value)
             raise GatewayError(
@@ -165,7 +166,7 @@ class LookupPipeline:
             matched=matching.matched,
             unmatched=matching.unmatched,
             possible=matching.possible,
-            child=merge(release.records, self._authority, plan.kinds),
+            child=child,
             withheld=release.withheld,
             ambiguity=matching.ambiguity,
         )

@@ -1,4 +1,4 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from connectors.protocol import Address, FieldId, PersonName
@@ -101,6 +101,19 @@ def test_without_an_authority_for_the_field_the_most_recent_record_wins():
     assert child.address is not None
     assert child.address.source == "social_care"
     assert [c.field for c in child.conflicts] == [FieldId.ADDRESS]
+
+
+def test_times_without_an_offset_are_utc_even_in_year_one():
+    """A connector's `as_of` without an offset in year 1 made `timestamp()` raise, failing the
+    whole lookup (found by fuzzing with a hostile connector)."""
+    ancient = health_record(address=MOVED, as_of=datetime(1, 1, 1))
+    naive = social_care_record(as_of=AS_OF.replace(tzinfo=None))
+    child = merge_with(
+        [_released("health", ancient), _released("social_care", naive)], authority={}
+    )
+    assert child is not None
+    assert child.address is not None
+    assert child.address.source == "social_care"
 
 
 def test_the_authority_order_is_configurable_per_field():
