@@ -46,6 +46,7 @@ from connectors.notifications import (
 )
 from connectors.protocol import (
     LOOKUP_PATH,
+    MAX_RECORDS,
     ErrorCode,
     ErrorDetail,
     ErrorResponse,
@@ -632,6 +633,11 @@ async def _answer(
     try:
         async with within_deadline:
             records = await backend.lookup(lookup_request)
+        if len(records) > MAX_RECORDS:
+            raise ConnectorError(
+                ErrorCode.INTERNAL,
+                f"The backend found {len(records)} records; an answer holds at most {MAX_RECORDS}.",
+            )
         return LookupResponse(
             request_id=request_id,
             source=source,

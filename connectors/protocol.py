@@ -232,6 +232,13 @@ class ConnectorRecord(_Model):
     as_of: datetime
 
 
+MAX_RECORDS: Final = 50
+"""The most records one answer may hold: a child's records, or a demographic search's handful of
+candidates (the SDK's CandidateIndex returns at most 10). The gateway scores every pair of one
+source's records, so an answer of thousands - a connector gone wrong, or hostile - would hold the
+gateway's CPU for seconds; it is refused as malformed instead."""
+
+
 class LookupResponse(_Model):
     protocol_version: Literal["1"] = PROTOCOL_VERSION
     request_id: str

@@ -26,6 +26,7 @@ from opentelemetry import trace
 
 from connectors.protocol import (
     LOOKUP_PATH,
+    MAX_RECORDS,
     ErrorCode,
     ErrorResponse,
     FieldId,
@@ -206,7 +207,11 @@ class FanOut:
         if isinstance(answer, ErrorResponse):
             status = _ERROR_STATUS.get(answer.error.code, SourceStatus.FAILED)
             return _answer(source, status, started, answer.error.code.value)
-        if answer.request_id != request.request_id or answer.source != source.name:
+        if (
+            answer.request_id != request.request_id
+            or answer.source != source.name
+            or len(answer.records) > MAX_RECORDS
+        ):
             return _answer(source, SourceStatus.FAILED, started, "MALFORMED_RESPONSE")
         records = tuple(answer.records)
         await self._cache.put(key, records)

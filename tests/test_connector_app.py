@@ -230,6 +230,13 @@ def test_unexpected_exception_is_internal_and_its_message_stays_out_of_response_
     assert FAMILY_NAME not in caplog.text
 
 
+def test_a_backend_finding_more_records_than_an_answer_holds_is_an_internal_fault(client, backend):
+    backend.records = [RECORD.model_copy(update={"record_id": f"H-{i}"}) for i in range(51)]
+    status, code, message = error_of(client.post(LOOKUP_PATH, json=lookup_body()))
+    assert (status, code) == (500, ErrorCode.INTERNAL)
+    assert "at most 50" in message
+
+
 def test_successful_lookup_is_logged_without_the_child(client, backend, caplog):
     backend.records = [RECORD]
 

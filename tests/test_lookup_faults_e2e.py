@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import gateway.pipeline
-from connectors.protocol import LookupResponse
+from connectors.protocol import MAX_RECORDS, LookupResponse
 from connectors.serving import free_port
 from gateway.config import DEFAULT_POLICY_DIR
 from gateway.demo import reference_source
@@ -110,16 +110,27 @@ def test_malformed_output_and_another_childs_record_are_failed_sources(tmp_path)
     apps = reference_apps(tmp_path, {"health": [health_record()], "social_care": []})
     apps["education"] = _raw_connector(wrong_child)
     apps["garbled"] = _raw_connector(lambda request: b'{"records": [{"name": ')
+    # The child's record, MAX_RECORDS + 1 times: matching scores every pair of a source's records,
+    # and thousands of them held the gateway's CPU for tens of seconds.
+    apps["flooding"] = _raw_connector(
+        lambda request: LookupResponse(
+            request_id=request["request_id"],
+            source="flooding",
+            records=[school_record(record_id=f"S-{i}") for i in range(MAX_RECORDS + 1)],
+        ).model_dump_json()
+    )
     with serving(apps) as urls:
         sources = [reference_source(n, urls[n]) for n in ("health", "education", "social_care")]
-        garbled = reference_source("education", urls["garbled"]).model_copy(
-            update={"name": "garbled"}
-        )
-        with running_gateway(tmp_path, [*sources, garbled]) as gateway:
+        misbehaving = [
+            reference_source("education", urls[name]).model_copy(update={"name": name})
+            for name in ("garbled", "flooding")
+        ]
+        with running_gateway(tmp_path, [*sources, *misbehaving]) as gateway:
             lookup = gateway.lookup("social_worker", NHS)["data"]["child"]
     statuses = _statuses(lookup)
     assert statuses["education"] == ("FAILED", "RECORD_MISMATCH")
     assert statuses["garbled"] == ("FAILED", "MALFORMED_RESPONSE")
+    assert statuses["flooding"] == ("FAILED", "MALFORMED_RESPONSE")
     assert lookup["child"]["school"] is None
     assert OTHER_NHS not in str(lookup)
     assert {r["source"] for r in lookup["records"]} == {"health"}
