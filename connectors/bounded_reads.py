@@ -52,6 +52,14 @@ async def read_answer(
         async with asyncio.timeout(within_s):
             response = await client.send(request, stream=True)
             try:
+                encoding = response.headers.get("content-encoding", "identity").strip().lower()
+                if encoding not in ("", "identity"):
+                    # Sent compressed though asked not to: one piece could unpack to gigabytes
+                    # before the cap is looked at.
+                    raise httpx.DecodingError(
+                        f"the answer is {encoding}-encoded; it was asked for uncompressed",
+                        request=request,
+                    )
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body += chunk

@@ -352,7 +352,7 @@ class PublishedKeys:
             if not isinstance(document, dict):  # PyJWKSet would fail with an AttributeError
                 raise ValueError("a JWKS is a JSON object")
             keys = jwt.PyJWKSet.from_dict(document).keys
-        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+        except (httpx.HTTPError, ValueError, RecursionError, jwt.PyJWTError) as exc:
             raise KeysUnavailable("The signer's published keys could not be fetched.") from exc
         self._keys = {k.key_id: k.key for k in keys if k.key_id}
 

@@ -48,6 +48,11 @@ _Origin = tuple[bytes, str, int]
 
 DEFAULT_LIMITS: Final = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 
+MAX_HEAD_BYTES: Final = 64 * 1024
+"""The most of an answer's head (status line, headers, interim answers) read: a server sending
+headers without end held ~380 MB a second of a source's budget, and an owner notification's
+receiver as much, where the body is capped."""
+
 PAUSE_AT_BYTES: Final = 1 << 20
 """An answer buffered past this, not yet read by its caller, stops reading from the socket."""
 
@@ -79,6 +84,7 @@ class _Connection(asyncio.Protocol):
         self._reason = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_done = False
+        self._head_bytes = 0
         self._informational = False
         self._chunks: list[bytes] = []
         self._buffered = 0
@@ -110,6 +116,15 @@ class _Connection(asyncio.Protocol):
             self._error = httpx.RemoteProtocolError(f"malformed answer: {error}")
             self.close()
             self._wake()
+            return
+        if not self._head_done:  # a read the head did not end in: all head (or interim answers)
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._error = httpx.RemoteProtocolError(
+                    f"the answer's head is over {MAX_HEAD_BYTES} bytes"
+                )
+                self.close()
+                self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True

@@ -6,6 +6,7 @@ fail as they fail when the party cannot be reached. Real servers on loopback."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -35,6 +36,8 @@ DISCOVERY = json.dumps(
     }
 ).encode()
 CHUNK = b" " * 64 * 1024
+DEEP = b'{"keys": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+"""A JWKS nested past Python's recursion limit, in 10 KB."""
 DRIP_S = 0.05
 DRIPS = 80
 """A dripping answer is whole after DRIPS x DRIP_S = 4 s: long after any deadline the tests set, so
@@ -57,9 +60,13 @@ class _Party:
     async def answer(self, request: Request) -> Response:
         self.encodings.append(request.headers.get("accept-encoding"))
         how, name = request.path_params["how"], request.path_params["doc"]
-        document = {"jwks": JWKS, "discovery": DISCOVERY, "list": b"[]"}[name]
+        document = {"jwks": JWKS, "discovery": DISCOVERY, "list": b"[]", "deep": DEEP}[name]
         if how == "plain":
             return Response(document, media_type="application/json")
+        if how == "gzip":  # sent compressed, asked not to: 40 MB unpacked from ~40 KB
+            bomb = gzip.compress(document + b" " * (40 << 20))
+            headers = {"content-encoding": "gzip"}
+            return Response(bomb, media_type="application/json", headers=headers)
         body = self._endless(document) if how == "endless" else self._drip(document)
         return StreamingResponse(body, media_type="application/json")
 
@@ -104,6 +111,24 @@ def test_an_answer_past_the_cap_is_refused(party):
     _, url = party
     with pytest.raises(AnswerTooLarge, match=f"larger than {MAX_DOCUMENT_BYTES} bytes"):
         asyncio.run(_read(f"{url}/endless/jwks", GENEROUS_S))
+
+
+def test_an_answer_sent_compressed_though_asked_for_uncompressed_is_refused(party):
+    """One compressed piece was unpacked whole before the cap was looked at (+200 MB for a
+    256 KB cap)."""
+    _, url = party
+    with pytest.raises(httpx.DecodingError, match="gzip-encoded"):
+        asyncio.run(_read(f"{url}/gzip/jwks", GENEROUS_S))
+
+
+@pytest.mark.parametrize("path", ["gzip/jwks", "plain/deep"])
+def test_a_publisher_sending_a_bomb_leaves_its_keys_unavailable(party, path):
+    """Nested past the recursion limit, a JWKS raised RecursionError out of a lookup's fan-out,
+    failing the whole lookup."""
+    _, url = party
+    keys = PublishedKeys(f"{url}/{path}", timeout_s=GENEROUS_S)
+    with pytest.raises(KeysUnavailable):
+        asyncio.run(keys.key(key_id(KEY)))
 
 
 def test_an_answer_dripping_past_its_time_is_given_up_on(party):

@@ -167,6 +167,22 @@ async def test_an_answer_cut_short_or_malformed_is_a_protocol_error():
 
 
 @pytest.mark.anyio
+async def test_an_answer_whose_head_runs_past_its_limit_is_a_protocol_error():
+    """Headers without end were read without bound (~380 MB a second); the body alone was
+    capped. A head of the usual size, in many small reads, is read as ever."""
+    endless = b"HTTP/1.1 200 OK\r\n" + b"x-a: " + b"b" * 200 + b"\r\n" * 1
+    flood = endless + b"".join(b"x-%d: %s\r\n" % (i, b"v" * 100) for i in range(1000))
+    async with (
+        RawServer(lambda n: flood) as flooding,
+        RawServer(lambda n: OK) as plain,
+        ConnectorTransport() as transport,
+    ):
+        with pytest.raises(httpx.RemoteProtocolError, match="head is over"):
+            await _post(transport, flooding.url)
+        assert (await _post(transport, plain.url)).payload == b'{"ok":true}'
+
+
+@pytest.mark.anyio
 async def test_a_refused_connection_is_a_connect_error_caused_by_the_refusal():
     url = httpx.URL(f"http://127.0.0.1:{free_port()}/v1/x")
     async with ConnectorTransport() as transport:
