@@ -75,7 +75,7 @@ def _settled(ports: list[int]) -> bool:
         if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) != len(ports):
             return False
         replication = node.info("replication")
-        if replication["role"] == "slave" and replication["master_link_status"] != "up":
+        if replication["role"] == "slave" and replication.get("master_link_status") != "up":
             return False
     return True
 

@@ -52,7 +52,7 @@ def group(tmp_path) -> Iterator[Group]:
         replica_args = ["--port", str(replica), "--replicaof", "127.0.0.1", str(master), *plain]
         processes[replica] = start_redis(replica_args, replica, tmp_path)
         until(
-            lambda: redis.Redis(port=replica).info("replication")["master_link_status"] == "up",
+            lambda: redis.Redis(port=replica).info("replication").get("master_link_status") == "up",
             "the replica follows the master",
         )
         conf = tmp_path / "sentinel.conf"
