@@ -358,14 +358,20 @@ class SourceFailure(Enum):
     )
     MALFORMED_RESPONSE = strawberry.enum_value(
         "MALFORMED_RESPONSE",
-        description="The answer was not protocol v1, or was another request's or source's.",
+        description=(
+            "The answer was not protocol v1, was another request's or source's, or held more"
+            " than 50 records."
+        ),
     )
     ANSWER_NOT_TRUSTED = strawberry.enum_value(
         "ANSWER_NOT_TRUSTED", description="The answer's signature was missing or wrong."
     )
     RECORD_MISMATCH = strawberry.enum_value(
         "RECORD_MISMATCH",
-        description="The source returned a record that does not carry the identifier asked for.",
+        description=(
+            "The source returned a record that does not carry the identifier asked for, or, asked"
+            " again with an identifier another record held, one born on another day."
+        ),
     )
     CIRCUIT_OPEN = strawberry.enum_value(
         "CIRCUIT_OPEN",
