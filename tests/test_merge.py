@@ -5,7 +5,7 @@ from connectors.protocol import Address, FieldId, PersonName
 from gateway.config import DEFAULT_FIELD_AUTHORITY
 from gateway.merge import merge as merge_with
 from gateway.types import MatchedRecord, MatchMethod, ReleasedRecord
-from tests.factories import AS_OF, health_record, school_record, social_care_record
+from tests.factories import AS_OF, NHS, health_record, school_record, social_care_record
 
 merge = partial(merge_with, authority=DEFAULT_FIELD_AUTHORITY)
 
@@ -114,6 +114,22 @@ def test_times_without_an_offset_are_utc_even_in_year_one():
     assert child is not None
     assert child.address is not None
     assert child.address.source == "social_care"
+
+
+def test_an_nhs_number_failing_its_check_is_never_shown_as_the_childs():
+    """A record linked by demographics may carry a mistyped or made-up NHS number (found by
+    fuzzing with a hostile connector: it was released as the child's)."""
+    mistyped = social_care_record(nhs="9434765918")  # the last digit fails the check
+    alone = merge_with([_released("social_care", mistyped)], authority={})
+    assert alone is not None
+    assert alone.nhs_number is None
+    both = merge_with(
+        [_released("social_care", mistyped), _released("health", health_record())],
+        authority={FieldId.NHS_NUMBER: ("social_care", "health")},
+    )
+    assert both is not None
+    assert both.nhs_number is not None
+    assert (both.nhs_number.value, both.nhs_number.source) == (NHS, "health")
 
 
 def test_the_authority_order_is_configurable_per_field():
