@@ -143,6 +143,10 @@ class _Connection(asyncio.Protocol):
 
     # --- httptools callbacks -----------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._complete:  # more after the answer, unasked: the connection is not reused
+            self._keep_alive = False
+
     def on_status(self, status: bytes) -> None:
         self._reason += status
 

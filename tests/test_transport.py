@@ -81,6 +81,18 @@ async def test_one_connection_carries_request_after_request():
 
 
 @pytest.mark.anyio
+async def test_a_connection_that_sent_more_than_its_answer_is_not_reused():
+    """Half of a second answer sent after the first, unasked: reused, the connection gave the
+    next request that half to finish, and the source timed out."""
+    answers = [OK + b"HTTP/1.1 200 OK\r\nContent-Le", OK]
+    async with RawServer(lambda n: answers[min(n, 1)]) as server, ConnectorTransport() as transport:
+        for _ in range(2):
+            reply = await _post(transport, server.url)
+            assert (reply.status_code, reply.payload) == (200, b'{"ok":true}')
+    assert server.connections == 2
+
+
+@pytest.mark.anyio
 async def test_an_answer_past_the_cap_is_refused_and_its_connection_not_reused():
     big = b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + b"x" * 1500  # and no more
     answers = iter([big, OK])  # one per request, whichever connection it comes on
