@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date
 from typing import Final, Literal
 
@@ -167,6 +167,16 @@ def is_valid_nhs_number(raw: str) -> bool:
     except InvalidIdentifier:
         return False
     return True
+
+
+def is_normal(normalise: Callable[[str], str], value: str) -> bool:
+    """Whether `value` is an identifier `normalise` (`normalise_nhs_number`, `normalise_upn`)
+    accepts, written as it writes one: how a record carries a child's identifier. A mistyped or
+    made-up one is not asked with, nor shown as the child's."""
+    try:
+        return normalise(value) == value
+    except InvalidIdentifier:
+        return False
 
 
 def is_synthetic_nhs_number(nhs_number: str) -> bool:

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from connectors.protocol import Address, ConnectorRecord, FieldId, PersonName
 from gateway import tracing
-from gateway.identifiers import InvalidIdentifier, normalise_nhs_number
+from gateway.identifiers import is_normal, normalise_nhs_number
 from gateway.types import Conflict, MergedChild, ReleasedRecord, Sourced
 
 T = TypeVar("T")
@@ -74,7 +74,7 @@ def merge(
         return tuple(values)
 
     child = MergedChild(
-        nhs_number=pick(FieldId.NHS_NUMBER, lambda r: _valid_nhs_number(r.identifiers.nhs_number)),
+        nhs_number=pick(FieldId.NHS_NUMBER, _valid_nhs_number),
         name=pick(FieldId.NAME, lambda r: r.name),
         date_of_birth=pick(FieldId.DATE_OF_BIRTH, lambda r: r.date_of_birth),
         sex=pick(FieldId.SEX, lambda r: r.sex),
@@ -107,16 +107,12 @@ def _ranked(
     return sorted(records, key=key)
 
 
-def _valid_nhs_number(value: str | None) -> str | None:
-    """A source's NHS number as the child's only if it is one (its check digit right, written
-    as ten digits): a record linked by demographics may carry a mistyped or made-up one, which
-    must not be shown to a practitioner as the child's."""
-    if value is None:
-        return None
-    try:
-        return value if normalise_nhs_number(value) == value else None
-    except InvalidIdentifier:
-        return None
+def _valid_nhs_number(record: ConnectorRecord) -> str | None:
+    """A record's NHS number as the child's only if it is one (`is_normal`): a record linked by
+    demographics may carry a mistyped or made-up one, which must not be shown to a practitioner
+    as the child's."""
+    value = record.identifiers.nhs_number
+    return value if value is not None and is_normal(normalise_nhs_number, value) else None
 
 
 def _instant(as_of: datetime) -> float:

@@ -36,7 +36,7 @@ from datetime import date
 from connectors.protocol import ConnectorRecord
 from gateway import tracing
 from gateway.fanout import FanOut
-from gateway.identifiers import InvalidIdentifier, normalise_nhs_number, normalise_upn
+from gateway.identifiers import is_normal, normalise_nhs_number, normalise_upn
 from gateway.linkage import LinkageModel
 from gateway.match import RECORD_MISMATCH, MatchResult, match_records
 from gateway.shield_safe import shield_safe
@@ -283,10 +283,7 @@ def _identifiers(record: ConnectorRecord) -> Iterator[tuple[str, str]]:
 
 def _valid(kind: IdentifiedBy, value: str) -> bool:
     normalise = normalise_nhs_number if kind is IdentifiedBy.NHS_NUMBER else normalise_upn
-    try:
-        return normalise(value) == value
-    except InvalidIdentifier:
-        return False
+    return is_normal(normalise, value)
 
 
 def _total(first: float | None, second: float | None) -> float | None:

@@ -113,18 +113,18 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as error:
-            self._error = httpx.RemoteProtocolError(f"malformed answer: {error}")
-            self.close()
-            self._wake()
+            self._fail(f"malformed answer: {error}")
             return
         if not self._head_done:  # a read the head did not end in: all head (or interim answers)
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
-                self._error = httpx.RemoteProtocolError(
-                    f"the answer's head is over {MAX_HEAD_BYTES} bytes"
-                )
-                self.close()
-                self._wake()
+                self._fail(f"the answer's head is over {MAX_HEAD_BYTES} bytes")
+
+    def _fail(self, problem: str) -> None:
+        """End the answer in a protocol error, and the connection with it."""
+        self._error = httpx.RemoteProtocolError(problem)
+        self.close()
+        self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
