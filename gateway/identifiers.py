@@ -131,21 +131,38 @@ def named_child(*, nhs_number: str | None, upn: str | None) -> tuple[ChildKind, 
     return "upn", normalise_upn(upn or "")
 
 
+_NHS_NUMBER_WRITTEN: Final = re.compile(r"([0-9]{3})[\s-]?([0-9]{3})[\s-]?([0-9]{4})")
+"""An NHS number as people write it: ten digits, or 3-3-4 with a space or hyphen between groups."""
+
+
 def normalise_nhs_number(raw: str) -> str:
     """Return the ten-digit form of an NHS number, accepting the usual 3-3-4 spacing.
+
+    Only that spacing: digits broken up anywhere else ("94 34 76 59 19", "-9434765919") are
+    refused rather than read, since dropping every space and hyphen would also read text that was
+    never written as one NHS number.
 
     The weights make every single-digit error and every swap of two adjacent digits fail the check.
     A number with a correct check digit outside every issued range (ISSUED_NHS_RANGES), such as
     0000000000, is refused too: it is nobody's, so it is a slip or a placeholder.
     """
-    digits = re.sub(r"[\s-]", "", raw)
-    if digits and not (digits.isascii() and digits.isdigit()):
-        raise InvalidIdentifier(ErrorCode.INVALID_NHS_NUMBER, "An NHS number contains only digits.")
-    if len(digits) != NHS_NUMBER_LENGTH:
+    written = _NHS_NUMBER_WRITTEN.fullmatch(raw.strip())
+    if written is None:
+        digits = re.sub(r"[\s-]", "", raw)
+        if digits and not (digits.isascii() and digits.isdigit()):
+            raise InvalidIdentifier(
+                ErrorCode.INVALID_NHS_NUMBER, "An NHS number contains only digits."
+            )
+        if len(digits) != NHS_NUMBER_LENGTH:
+            raise InvalidIdentifier(
+                ErrorCode.INVALID_NHS_NUMBER,
+                f"An NHS number has 10 digits; this one has {len(digits)}.",
+            )
         raise InvalidIdentifier(
             ErrorCode.INVALID_NHS_NUMBER,
-            f"An NHS number has 10 digits; this one has {len(digits)}.",
+            "Write an NHS number as its 10 digits, together or spaced 3-3-4 (943 476 5919).",
         )
+    digits = "".join(written.groups())
     if nhs_check_digit(digits[:9]) != int(digits[9]):
         raise InvalidIdentifier(
             ErrorCode.INVALID_NHS_NUMBER,

@@ -511,7 +511,9 @@ class DemographicsInput:
     )
 
 
-NHS_NUMBER_DESCRIPTION: Final = "The child's 10-digit NHS number (spaces allowed)."
+NHS_NUMBER_DESCRIPTION: Final = (
+    "The child's 10-digit NHS number, together or spaced 3-3-4 (943 476 5919)."
+)
 UPN_DESCRIPTION: Final = "The child's unique pupil number (13 characters)."
 DEMOGRAPHICS_DESCRIPTION: Final = (
     "Who the child is, when you hold no identifier. Matching is probabilistic and never merges a"

@@ -86,6 +86,17 @@ def valid_nhs_numbers(draw: st.DrawFn) -> str:
 def test_known_valid_nhs_number_is_accepted_with_spacing():
     assert normalise_nhs_number("943 476 5919") == "9434765919"
     assert normalise_nhs_number("943-476-5919") == "9434765919"
+    assert normalise_nhs_number(" 9434765919\t") == "9434765919"
+    assert normalise_nhs_number("943476 5919") == "9434765919"
+
+
+@pytest.mark.parametrize(
+    "raw", ["-9434765919", "94 34 76 59 19", "9434-765919", "943  476 5919", "943 476 5919-"]
+)
+def test_nhs_number_split_other_than_3_3_4_is_refused(raw):
+    with pytest.raises(InvalidIdentifier, match="spaced 3-3-4") as caught:
+        normalise_nhs_number(raw)
+    assert caught.value.code is ErrorCode.INVALID_NHS_NUMBER
 
 
 @pytest.mark.parametrize(
