@@ -6,7 +6,12 @@ records; the rest of `connectors.protocol` is handled by the SDK.
 
 from connectors.app import create_connector_app
 from connectors.backend import ConnectorBackend, ConnectorError
-from connectors.check_digits import nhs_check_digit, upn_check_letter
+from connectors.check_digits import (
+    is_nhs_number,
+    is_permanent_upn,
+    nhs_check_digit,
+    upn_check_letter,
+)
 from connectors.minimisation import minimise
 from connectors.protocol import (
     Address,
@@ -56,6 +61,8 @@ __all__ = [
     "Sex",
     "create_connector_app",
     "create_reference_app",
+    "is_nhs_number",
+    "is_permanent_upn",
     "minimise",
     "nhs_check_digit",
     "upn_check_letter",

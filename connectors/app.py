@@ -34,6 +34,7 @@ from connectors.backend import (
     ConnectorError,
     parse_message,
 )
+from connectors.check_digits import is_nhs_number, is_permanent_upn
 from connectors.logs import log_event
 from connectors.minimisation import minimise
 from connectors.notifications import (
@@ -50,6 +51,7 @@ from connectors.protocol import (
     ErrorCode,
     ErrorDetail,
     ErrorResponse,
+    Identifiers,
     LookupRequest,
     LookupResponse,
 )
@@ -610,7 +612,23 @@ def _parse(body: bytes) -> LookupRequest:
             "The deadline must carry a UTC offset.",
             request_id=lookup_request.request_id,
         )
+    unreadable = _unreadable_identifier(lookup_request.identifiers)
+    if unreadable is not None:
+        raise _Refusal(ErrorCode.BAD_REQUEST, unreadable, request_id=lookup_request.request_id)
     return lookup_request
+
+
+def _unreadable_identifier(identifiers: Identifiers) -> str | None:
+    """Why an NHS number or UPN in a request is not one as the protocol sends them, if it is not.
+
+    A backend matches identifiers by equality, so a number sent with spaces or a wrong check
+    character would find nothing, and "no record" would then be a false answer to a caller that
+    sent what it did not mean: it is refused instead."""
+    if identifiers.nhs_number is not None and not is_nhs_number(identifiers.nhs_number):
+        return "identifiers.nhs_number: not 10 digits ending in their check digit."
+    if identifiers.upn is not None and not is_permanent_upn(identifiers.upn):
+        return "identifiers.upn: not a check letter followed by the 12 digits it checks."
+    return None
 
 
 async def _answer(

@@ -29,3 +29,25 @@ def upn_check_letter(twelve_digits: str) -> str:
     weighted by their position, summed modulo 23, mapped to A..Z without I, O and S."""
     total = sum(int(d) * w for d, w in zip(twelve_digits, range(2, 14), strict=True))
     return UPN_LETTERS[total % 23]
+
+
+def is_nhs_number(value: str) -> bool:
+    """Whether `value` is an NHS number as the gateway sends one: ten ASCII digits, the last the
+    check digit of the other nine."""
+    return (
+        len(value) == 10
+        and value.isascii()
+        and value.isdigit()
+        and nhs_check_digit(value[:9]) == int(value[9])
+    )
+
+
+def is_permanent_upn(value: str) -> bool:
+    """Whether `value` is a permanent UPN as the gateway sends one: an upper-case check letter,
+    then twelve ASCII digits whose check letter it is."""
+    return (
+        len(value) == 13
+        and value[1:].isascii()
+        and value[1:].isdigit()
+        and upn_check_letter(value[1:]) == value[0]
+    )

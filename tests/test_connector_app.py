@@ -166,6 +166,42 @@ def test_deadline_without_utc_offset_is_refused(client):
     assert error_of(response)[:2] == (400, ErrorCode.BAD_REQUEST)
 
 
+@pytest.mark.parametrize(
+    ("identifiers", "named"),
+    [
+        ({"nhs_number": "943 476 5919"}, "identifiers.nhs_number"),
+        ({"nhs_number": "9434765918"}, "identifiers.nhs_number"),
+        ({"nhs_number": "٩٤٣٤٧٦٥٩١٩"}, "identifiers.nhs_number"),
+        ({"upn": "h801200001001"}, "identifiers.upn"),
+        ({"upn": "A801200001001"}, "identifiers.upn"),
+        ({"nhs_number": NHS_NUMBER, "upn": "H80120000100A"}, "identifiers.upn"),
+    ],
+)
+def test_an_identifier_not_as_the_gateway_sends_one_is_refused_not_answered_no_record(
+    client, backend, identifiers, named
+):
+    backend.records = [RECORD]
+
+    response = client.post(LOOKUP_PATH, json=lookup_body(identifiers=identifiers))
+
+    status, code, message = error_of(response)
+    assert (status, code) == (400, ErrorCode.BAD_REQUEST)
+    assert message.startswith(named)
+    assert backend.requests == []
+    assert NHS_NUMBER not in response.text
+
+
+def test_identifiers_as_the_gateway_sends_them_and_a_local_id_of_any_form_are_asked(
+    client, backend
+):
+    identifiers = {"nhs_number": NHS_NUMBER, "upn": "H801200001001", "local_id": "la 1/ß"}
+
+    response = client.post(LOOKUP_PATH, json=lookup_body(identifiers=identifiers))
+
+    assert response.status_code == 200
+    assert backend.requests[0].identifiers.model_dump() == identifiers
+
+
 def test_expired_deadline_is_refused_without_asking_the_backend(client, backend):
     backend.records = [RECORD]
 

@@ -103,20 +103,20 @@ def test_identifier_lookups_use_nhs_number_upn_and_former_upn(database_url):
         .model_copy(update={"record_id": "LA-1"})
     )
     write(database_url, [child])
-    asyncio.run(_set_upns(database_url, "LA-1", upn="A801200001001", former="B801200001002"))
+    asyncio.run(_set_upns(database_url, "LA-1", upn="H801200001001", former="X801200001002"))
 
     with BackgroundServer(
         create_sql_app(database_url=database_url, mapping=case_records.MAPPING)
     ) as server:
         by_nhs = post(server.url, request(Identifiers(nhs_number="9434765919")))
-        by_upn = post(server.url, request(Identifiers(upn="A801200001001")))
-        by_former = post(server.url, request(Identifiers(upn="B801200001002")))
+        by_upn = post(server.url, request(Identifiers(upn="H801200001001")))
+        by_former = post(server.url, request(Identifiers(upn="X801200001002")))
         by_other = post(server.url, request(Identifiers(nhs_number="9000000009")))
-        # An NHS number never matches a local id made of the same characters.
-        crossed = post(server.url, request(Identifiers(upn="LA-1")))
+        # A local id never matches a UPN made of the same characters.
+        crossed = post(server.url, request(Identifiers(local_id="H801200001001")))
 
     assert [r.record_id for r in by_nhs + by_upn + by_former] == ["LA-1"] * 3
-    assert by_upn[0].identifiers.upn == "A801200001001"
+    assert by_upn[0].identifiers.upn == "H801200001001"
     assert by_other == crossed == []
 
 

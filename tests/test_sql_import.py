@@ -29,8 +29,8 @@ from connectors.sql.la_case_records.schema import (
     section47_enquiries,
 )
 
-UPN = "A801200001001"
-FORMER_UPN = "B801200001002"
+UPN = "H801200001001"
+FORMER_UPN = "X801200001002"
 
 
 def cin_child(
