@@ -99,3 +99,45 @@ def test_a_child_is_found_by_what_the_practitioner_knows_without_an_identifier(p
     child = portal.last_answer["data"]["child"]
     assert child["child"]["name"]["family"] == known["familyName"]
     assert sum(source["recordsMatched"] for source in child["sources"]) >= 1
+
+
+def test_an_agency_s_email_links_only_as_one_plain_address(page, demo):
+    """What an agency sends as a practitioner's email reaches the page as it was held: one with a
+    query (`?cc=`), a second address or percent-escapes is shown as text, never as a mailto: link
+    that would copy the practitioner's message to someone they never chose."""
+    held = [
+        "dsl@school.example.org",
+        "dsl@school.example.org?cc=someone@elsewhere.example",
+        "dsl@school.example.org,someone@elsewhere.example",
+        "dsl%40school.example.org",
+    ]
+
+    def hostile(route):
+        fetched = route.fetch()
+        answer = fetched.json()
+        lookup = (answer.get("data") or {}).get("child") or {}
+        child = lookup.get("child")
+        if child and child["involvements"]:
+            template = child["involvements"][0]
+            child["involvements"] = [
+                template | {"practitioner": {"name": "A Practitioner", "role": None}} for _ in held
+            ]
+            for entry, email in zip(child["involvements"], held, strict=True):
+                entry["practitioner"] |= {"phone": None, "email": email}
+        route.fulfill(response=fetched, json=answer)
+
+    page.route("**/graphql", hostile)
+    portal = Portal(page, demo.portal)
+    portal.open()
+    portal.sign_in("social_worker")
+
+    portal.look_up(demo.nhs["child protection plan"])
+
+    contacts = page.locator("#involvements .contact")
+    links = page.locator("#involvements .contact a[href^='mailto:']")
+    assert [links.nth(i).get_attribute("href") for i in range(links.count())] == [
+        "mailto:dsl@school.example.org"
+    ]
+    shown = " ".join(contacts.nth(i).inner_text() for i in range(contacts.count()))
+    for email in held:
+        assert email in shown

@@ -19,8 +19,14 @@ function phone(number) {
   return number ? el("a", { href: `tel:${number.replace(/[^\d+]/g, "")}` }, number) : null;
 }
 
+// One plain address, as an agency should hold it. Anything else - "dsl@school.org?cc=x@y",
+// "a@b,c@d", percent-escapes - would write to someone the practitioner never chose, so it is shown
+// as text, not as a link a click would act on.
+const PLAIN_ADDRESS = /^[A-Za-z0-9._+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$/;
+
 function email(address) {
-  return address ? el("a", { href: `mailto:${address}` }, address) : null;
+  if (!address) return null;
+  return PLAIN_ADDRESS.test(address) ? el("a", { href: `mailto:${address}` }, address) : address;
 }
 
 function contact(details) {
