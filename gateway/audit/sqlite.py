@@ -607,7 +607,7 @@ class SqliteAuditStore:
         statement, params = records_query(
             child_refs=child_refs,
             subject=subject,
-            since=since.isoformat() if since else None,
+            since=None if since is None else _as_stored(since),
             limit=limit,
         )
         with self._lock:
@@ -649,7 +649,7 @@ class SqliteAuditStore:
                 " AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) ORDER BY seq"
                 " LIMIT ?3",  # -1: no limit
                 (
-                    (since or datetime.min.replace(tzinfo=UTC)).isoformat(),
+                    _as_stored(since or datetime.min.replace(tzinfo=UTC)),
                     chosen,
                     -1 if limit is None else limit,
                 ),
@@ -660,7 +660,7 @@ class SqliteAuditStore:
         """The children a user looked up (and was answered about) since a time, with their links
         (gateway.audit.queries.children_seen)."""
         with self._lock:
-            return children_seen(self._run(_CHILDREN_SEEN, (subject, since.isoformat())))
+            return children_seen(self._run(_CHILDREN_SEEN, (subject, _as_stored(since))))
 
     def dead_letters(self, limit: int) -> list[OutboxEntry]:
         """Owner notifications given up on, the first given up on first, without payloads."""
@@ -772,3 +772,18 @@ class SqliteOutbox(OutboxRows):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _as_stored(at: datetime) -> str:
+    """`at` as the log's `at` columns hold times - in UTC, as `isoformat` writes them - so that
+    comparing the text compares the times: a time with another offset, compared as written, is
+    out by that offset (in British summer time, a filter from 16:00+01:00 missed the hour since
+    15:00Z). A time without an offset is UTC, as the GraphQL API reads one; one that UTC cannot
+    hold (year 1 at +14:00, year 9999 at -14:00) is the first or last time there is."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC).isoformat()
+    except OverflowError:
+        bound = datetime.min if at.year == datetime.min.year else datetime.max
+        return bound.replace(tzinfo=UTC).isoformat()

@@ -2,6 +2,7 @@
 SQLite and PostgreSQL, see conftest)."""
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -81,6 +82,38 @@ async def test_records_by_user_and_since(store):
     assert [r["audit_id"] for r in store.records(subject="dev:RR8:Other")] == ["theirs"]
     assert [r["audit_id"] for r in store.records(since=after)] == ["later"]
     assert [r["audit_id"] for r in store.records(limit=2)] == ["mine", "theirs"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("hours", [1, 5.5, -5, 14, -14])
+async def test_since_is_the_same_instant_whatever_offset_it_is_written_with(store, hours):
+    """A time with another offset names the same instant: in British summer time an auditor's
+    filter from 16:00+01:00 is from 15:00Z, and must neither miss that hour nor see before it."""
+    at = access().at
+    await store.append(audit_record("before", access=access(at=at - timedelta(seconds=1))))
+    glass = access(at=at, purpose="EMERGENCY_OVERRIDE", justification=BREAK_GLASS_REASON)
+    await store.append(audit_record("at", access=glass, flagged_for_investigation=True))
+    await store.append(audit_record("after", access=access(at=at + timedelta(hours=1))))
+    offset = timezone(timedelta(hours=hours))
+
+    since = at.astimezone(offset)
+
+    assert [r["audit_id"] for r in store.records(since=since)] == ["at", "after"]
+    assert [a["audit_id"] for a in store.alerts(since=since)] == ["at"]
+    assert store.alerts(since=(at + timedelta(seconds=1)).astimezone(offset)) == []
+    assert set(store.children_seen("dev:RR8:Hana", since)) == set(
+        store.children_seen("dev:RR8:Hana", at)
+    )
+
+
+@pytest.mark.anyio
+async def test_a_since_past_what_utc_holds_is_the_first_or_last_time_there_is(store):
+    await store.append(audit_record("only"))
+    first = datetime.min.replace(tzinfo=timezone(timedelta(hours=14)))
+    last = datetime.max.replace(tzinfo=timezone(timedelta(hours=-14)))
+
+    assert [r["audit_id"] for r in store.records(since=first)] == ["only"]
+    assert store.records(since=last) == []
 
 
 @pytest.mark.anyio
