@@ -11,7 +11,7 @@ import os
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 DEFAULT_SEGMENT_RECORDS = 5_000
 """Records per archive segment: deleting them holds an SQLite log's write lock ~0.17 s on a 2-core
 VM (gateway.audit.archive), under the 250 ms a lookup's audit write waits before failing closed."""
+MAX_QUERY_RECORDS = 1_000_000
+"""The most records one `audit query` prints, or one archive segment holds."""
 
 ROLES = (
     "social_worker",
@@ -355,6 +357,12 @@ def _audit_query(args: argparse.Namespace) -> int:
             child_refs=child_refs, subject=args.user, since=args.since, limit=args.limit
         )
     _print_lines(records, "records")
+    if len(records) == args.limit:
+        print(
+            f"the first {args.limit} only (oldest first): there may be more; narrow with --since"
+            " or raise --limit",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -400,10 +408,10 @@ def _alerts_by_user(alerts: Sequence[dict[str, str | None]]) -> list[dict[str, o
 @contextlib.contextmanager
 def _outbox(settings: Settings) -> Iterator[Outbox]:
     """The notification outbox beside an existing audit log (never a new one, as `_audit_store`)."""
-    from gateway.audit import open_outbox
+    from gateway.audit import existing_audit_log, open_outbox
 
-    if settings.database_url is None and not settings.resolved_audit_db().exists():
-        raise ValueError(f"no audit log at {settings.resolved_audit_db()}")
+    if settings.database_url is None:
+        existing_audit_log(settings)
     outbox = open_outbox(settings)
     try:
         yield outbox
@@ -580,8 +588,26 @@ def _portal_manifest(args: argparse.Namespace) -> int:
 
 
 def _timestamp(text: str) -> datetime:
+    """A time in UTC, as the log holds times (UTC when written without a zone); one UTC cannot
+    hold (year 1 at +14:00) is a usage error, not an overflow deep in a query."""
     moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"{text} is outside the times UTC can hold") from None
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, where a database would otherwise
+    read a negative one as "no limit" or overflow on a huge one."""
+
+    def count(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not from {low} to {high}")
+        return value
+
+    return count
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -756,13 +782,13 @@ def build_parser() -> argparse.ArgumentParser:
     cutoff.add_argument("--before", type=_timestamp, help="ISO 8601 date or time, UTC if no zone")
     cutoff.add_argument(
         "--older-than-days",
-        type=int,
+        type=_count(0, 36_500),
         metavar="N",
         help="default: CHILDLOOKUP_AUDIT_ARCHIVE_AFTER_DAYS (90)",
     )
     aarchive.add_argument(
         "--max-records",
-        type=int,
+        type=_count(1, MAX_QUERY_RECORDS),
         default=DEFAULT_SEGMENT_RECORDS,
         metavar="N",
         help=f"records per segment, each deleted in its own transaction (default"
@@ -778,7 +804,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     aquery.add_argument("--user", help="the practitioner's subject, e.g. dev:RR8:Hana Visitor")
     aquery.add_argument("--since", type=_timestamp, help="ISO 8601 date or time, UTC if no zone")
-    aquery.add_argument("--limit", type=int, default=1000)
+    aquery.add_argument(
+        "--limit", type=_count(1, MAX_QUERY_RECORDS), default=1000, help="default: 1000"
+    )
     aquery.add_argument("--state-dir", type=Path, help="default: CHILDLOOKUP_STATE_DIR")
     aquery.set_defaults(run=_audit_query)
     aalerts = audit_commands.add_parser(

@@ -53,7 +53,13 @@ from gateway.audit.record import (
 )
 from gateway.audit.segments import ArchivedSegment, SegmentReport, verify_segment
 from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
-from gateway.audit.store import AuditStore, checkpoint_keys, open_audit_store, open_outbox
+from gateway.audit.store import (
+    AuditStore,
+    checkpoint_keys,
+    existing_audit_log,
+    open_audit_store,
+    open_outbox,
+)
 from gateway.audit.trail import (
     ALERTS_VIEWED,
     AUDIT_REVIEW,
@@ -159,6 +165,7 @@ __all__ = [
     "derive_key",
     "downgrade_schema",
     "ensure_checkpoint_key",
+    "existing_audit_log",
     "failure_record",
     "lookup_record",
     "open_audit_store",

@@ -787,3 +787,18 @@ def _as_stored(at: datetime) -> str:
     except OverflowError:
         bound = datetime.min if at.year == datetime.min.year else datetime.max
         return bound.replace(tzinfo=UTC).isoformat()
+
+
+def holds_audit_log(path: Path) -> bool:
+    """Whether the file at `path` is a SQLite database holding an audit log, found by reading it
+    only: opening it as a store would write the schema into whatever file it is."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log'"
+            ).fetchone()
+    except sqlite3.Error:
+        return False
+    return found is not None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.audit.chain import Anchor, ChainReport
@@ -27,7 +28,7 @@ from gateway.audit.outbox import Outbox, OutboxEntry, OutboxMessage
 from gateway.audit.postgres import PostgresAuditStore, PostgresOutbox
 from gateway.audit.pseudonyms import audit_key, derive_key, previous_audit_keys
 from gateway.audit.segments import ArchivedSegment, SegmentRows
-from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox
+from gateway.audit.sqlite import SqliteAuditStore, SqliteOutbox, holds_audit_log
 from gateway.audit.types import AuditRecord
 from gateway.config import Mode, Settings
 
@@ -170,14 +171,27 @@ def open_audit_store(
             settings.database_schema,
             checkpoint_key=checkpoint_keys(settings, create=create, sign=sign),
         )
-    path = settings.resolved_audit_db()
-    if not create and not path.exists():
-        raise ValueError(f"no audit log at {path}")
+    path = settings.resolved_audit_db() if create else existing_audit_log(settings)
     return SqliteAuditStore(
         path,
         checkpoint_key=checkpoint_keys(settings, create=create, sign=sign),
         synchronous=settings.audit_synchronous,
     )
+
+
+def existing_audit_log(settings: Settings) -> Path:
+    """The SQLite audit log's path, when the file there is one; else a ValueError saying what is
+    there. An empty file - a log wiped, or a path touched by mistake - is refused too: opened
+    as a log it would be given a new empty schema and verify as intact."""
+    path = settings.resolved_audit_db()
+    if not path.exists():
+        raise ValueError(f"no audit log at {path}")
+    if not holds_audit_log(path):
+        raise ValueError(
+            f"cannot open the audit log at {path}: the file holds none (it is empty, damaged or"
+            " another kind of file)"
+        )
+    return path
 
 
 def open_outbox(settings: Settings) -> Outbox:

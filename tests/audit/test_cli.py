@@ -62,13 +62,20 @@ def test_verify_refuses_a_missing_log_instead_of_creating_one(tmp_path, capsys):
     assert not (tmp_path / "audit.sqlite3").exists()
 
 
-@pytest.mark.parametrize("command", ["verify", "query", "alerts"])
-@pytest.mark.parametrize("what", ["garbage", "directory", "corrupt"])
+@pytest.mark.parametrize(
+    "command",
+    [["audit", "verify"], ["audit", "query"], ["audit", "alerts"], ["notifications", "list"]],
+)
+@pytest.mark.parametrize("what", ["empty", "garbage", "directory", "corrupt"])
 def test_an_unopenable_log_is_a_one_line_error_naming_it(state, tmp_path, capsys, command, what):
+    """An empty file included: a log wiped to nothing must not be given a new schema and then
+    verify as intact, with no records."""
     shutil.copy(state / "audit.key", tmp_path / "audit.key")
     shutil.copytree(state / "keys", tmp_path / "keys")
     log = tmp_path / "audit.sqlite3"
-    if what == "garbage":
+    if what == "empty":
+        log.touch()
+    elif what == "garbage":
         log.write_bytes(b"this is not an audit log\n" * 200)
     elif what == "directory":
         log.mkdir()
@@ -76,13 +83,15 @@ def test_an_unopenable_log_is_a_one_line_error_naming_it(state, tmp_path, capsys
         data = bytearray((state / "audit.sqlite3").read_bytes())
         data[4096:] = b"\xff" * (len(data) - 4096)
         log.write_bytes(bytes(data))
-    assert main(["audit", command, "--state-dir", str(tmp_path)]) == 2
+    assert main([*command, "--state-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert err.startswith(f"childlookup: cannot open the audit log at {log}") or err.startswith(
         f"childlookup: cannot read the audit log at {log}"
     )
+    if what == "empty":
+        assert log.stat().st_size == 0
 
 
 def test_reading_a_log_without_its_key_is_refused_rather_than_keyed_afresh(state, tmp_path, capsys):
@@ -135,3 +144,35 @@ def test_verify_needs_only_the_public_key(state, tmp_path, capsys):
         assert main(["audit", "verify", "--state-dir", str(copy)]) == 0
     assert "audit log intact: 3 records" in capsys.readouterr().out
     assert sorted(p.name for p in copy.iterdir()) == ["audit.sqlite3"]
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["query", "--limit", "0"],
+        ["query", "--limit", "-1"],
+        ["query", "--limit", "99999999999999999999"],
+        ["query", "--since", "0001-01-01T00:00:00+14:00"],
+        ["archive", "--to", "archive", "--before", "9999-12-31T23:59:59-14:00"],
+        ["archive", "--to", "archive", "--older-than-days", "1000000"],
+        ["archive", "--to", "archive", "--max-records", "0"],
+    ],
+)
+def test_a_number_or_time_out_of_range_is_a_usage_error_not_a_traceback(state, capsys, arguments):
+    with pytest.raises(SystemExit) as stopped:
+        main(["audit", *arguments, "--state-dir", str(state)])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "error: argument" in err
+
+
+def test_a_query_cut_at_its_limit_says_so(state, capsys):
+    assert main(["audit", "query", "--limit", "2", "--state-dir", str(state)]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 2
+    assert "there may be more" in err
+    assert main(["audit", "query", "--limit", "3", "--state-dir", str(state)]) == 0
+    assert "there may be more" in capsys.readouterr().err
+    assert main(["audit", "query", "--limit", "4", "--state-dir", str(state)]) == 0
+    assert "there may be more" not in capsys.readouterr().err
