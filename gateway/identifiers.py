@@ -226,25 +226,43 @@ def normalise_upn(raw: str) -> str:
     return upn
 
 
-_NHS_NUMBER_IN_TEXT: Final = re.compile(r"(?<!\d)\d{3}[ -]?\d{3}[ -]?\d{4}(?!\d)")
-_UPN_IN_TEXT: Final = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]\d{12}(?![A-Za-z0-9])")
+_GAP: Final = r"[^A-Za-z0-9]{0,3}"
+"""What people put between an identifier's groups: a space, a hyphen, a dot, a slash, " - "."""
+# Each a lookahead, so that every place a number could start is tried: a candidate that fails
+# its check must not consume the start of a valid one after it ("111 943 476 5919").
+_NHS_NUMBER_IN_TEXT: Final = re.compile(
+    rf"(?<![0-9])(?=([0-9]{{3}}){_GAP}([0-9]{{3}}){_GAP}([0-9]{{4}})(?![0-9]))"
+)
+_UPN_IN_TEXT: Final = re.compile(
+    rf"(?<![A-Za-z0-9])(?=([A-Za-z]){_GAP}([0-9]{{4}}){_GAP}([0-9]{{4}}){_GAP}([0-9]{{4}})(?![0-9]))"
+)
 
 
 def holds_child_identifier(text: str) -> bool:
     """Whether free text an operator or practitioner wrote holds a valid NHS number or permanent
-    UPN: text kept where no child's identifier may be (a note on the notification outbox) is
-    refused rather than kept with one."""
+    UPN, however its groups are set apart and in whatever digits it is written (full-width,
+    Arabic-Indic): text kept where no child's identifier may be - a justification, a note on the
+    notification outbox - is refused rather than kept with one."""
+    folded = _ascii_digits(unicodedata.normalize("NFKC", text))
     for pattern, normalise in (
         (_NHS_NUMBER_IN_TEXT, normalise_nhs_number),
         (_UPN_IN_TEXT, normalise_upn),
     ):
-        for candidate in pattern.findall(text):
+        for groups in pattern.findall(folded):
             try:
-                normalise(candidate)
+                normalise("".join(groups))
             except InvalidIdentifier:
                 continue
             return True
     return False
+
+
+def _ascii_digits(text: str) -> str:
+    """`text` with every decimal digit of any script written as its ASCII digit."""
+    return "".join(
+        str(unicodedata.decimal(char)) if char.isdecimal() and not char.isascii() else char
+        for char in text
+    )
 
 
 def normalise_postcode(raw: str) -> str:

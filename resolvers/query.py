@@ -18,6 +18,7 @@ from gateway.identifiers import (
     carer_names,
     check_could_link,
     check_one_way,
+    holds_child_identifier,
     named_child,
     normalise_nhs_number,
     normalise_upn,
@@ -99,7 +100,10 @@ async def resolve_child(
     ] = None,
     justification: Annotated[
         str | None,
-        strawberry.argument(description="Free-text reason, recorded in the audit log."),
+        strawberry.argument(
+            description="Free-text reason, recorded in the audit log; it may not hold an NHS number"
+            " or UPN."
+        ),
     ] = None,
 ) -> ChildLookup:
     context = info.context
@@ -110,6 +114,14 @@ async def resolve_child(
         raise GatewayError(
             ErrorCode.INVALID_JUSTIFICATION,
             f"A justification is at most {context.justification_max_chars} characters.",
+        )
+    if holds_child_identifier(reason):
+        # Kept in the audit log, sent to agencies in owner notifications and shown in the alerts
+        # feed, none of which may name a child by an identifier.
+        raise GatewayError(
+            ErrorCode.INVALID_JUSTIFICATION,
+            "A justification may not hold an NHS number or UPN: it is kept and shared where no"
+            " child may be named by one. Give the reason without it.",
         )
     if identify is not None:
         if any(given is not None for given in (nhs_number, upn, demographics)):

@@ -69,6 +69,30 @@ def test_overlong_justification_is_refused(stack):
     assert _code(response) == "INVALID_JUSTIFICATION"
 
 
+@pytest.mark.parametrize(
+    "justification",
+    [
+        f"Child {NHS} at immediate risk tonight",
+        f"Child {NHS[:3]}.{NHS[3:6]}.{NHS[6:]} at immediate risk tonight",
+        "Pupil H801200001001 disclosed at school today",
+    ],
+)
+def test_a_justification_holding_a_child_identifier_is_refused_and_kept_nowhere(
+    stack, justification
+):
+    """It would be kept in the audit log and the alerts feed, and sent to agencies in owner
+    notifications, where no child may be named by an identifier."""
+    before = len(stack.components.audit.records())
+    variables = {"nhs": NHS, "purpose": "EMERGENCY_OVERRIDE", "justification": justification}
+
+    response = stack.post({"query": LOOKUP, "variables": variables}, stack.token("gp"))
+
+    assert _code(response) == "INVALID_JUSTIFICATION"
+    assert response.json()["data"] is None
+    assert len(stack.components.audit.records()) == before
+    assert "without it" in response.json()["errors"][0]["message"]
+
+
 def _rsa_token(algorithm: str) -> str:
     """A token any caller can make: signed with a key of their own, of the kind RS256 and PS256
     use, where the gateway's dev key is an EC key."""

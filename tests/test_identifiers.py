@@ -812,6 +812,14 @@ def test_carer_names_that_are_not_names_are_refused(names):
         (f"{NHS}1 is not one", False),  # eleven digits
         ("H8012000010019", False),  # a letter and 13 digits
         ("Phoned the duty manager at 10:40, audit ref 3f9a1c2b", False),
+        (f"phoned about {NHS[:3]}.{NHS[3:6]}.{NHS[6:]}", True),
+        (f"ref {NHS[:3]}/{NHS[3:6]}/{NHS[6:]}", True),
+        (f"ref {NHS[:3]} - {NHS[3:6]} - {NHS[6:]}", True),
+        (f"111 {NHS[:3]} {NHS[3:6]} {NHS[6:]}", True),  # a failing candidate starts first
+        ("".join(chr(0xFF10 + int(d)) if d.isdigit() else d for d in NHS), True),  # full-width
+        ("".join(chr(0x0660 + int(d)) for d in NHS), True),  # Arabic-Indic digits
+        ("pupil h 8012 0000 1001", True),
+        ("Phoned 020 7946 0123 and 07700 900123 on 29/11/2026", False),
     ],
 )
 def test_free_text_holding_a_child_identifier_is_found(text, holds):
