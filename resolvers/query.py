@@ -200,6 +200,16 @@ _ChildUpn = Annotated[
 ]
 
 
+MAX_READ = 1000
+"""The most entries one reading of a trail or feed gives, oldest first: a child's trail can be
+flooded (each auditor's reading adds to it), and a script hammering the API is alerted at every
+call. The rest is read on from the last entry's time (`READ_ON`)."""
+READ_ON = (
+    f"at most {MAX_READ}: to read on, ask again with `since` set to the last one's `at` (any at"
+    " that very time come again)"
+)
+
+
 async def resolve_audit_trail(
     info: Info[RequestContext, None],
     nhs_number: _ChildNhsNumber = None,
@@ -209,7 +219,7 @@ async def resolve_audit_trail(
     context = info.context
     caller = context.signed_in()
     child = _named_child(nhs_number, upn)
-    records = await context.audit_trail.for_child(caller, child, since, limit=1000)
+    records = await context.audit_trail.for_child(caller, child, since, limit=MAX_READ)
     return [audit_entry(r) for r in records]
 
 
@@ -232,7 +242,7 @@ async def resolve_user_audit_trail(
 ) -> list[AuditEntry]:
     context = info.context
     caller = context.signed_in()
-    records = await context.audit_trail.for_user(caller, subject, since, limit=1000)
+    records = await context.audit_trail.for_user(caller, subject, since, limit=MAX_READ)
     return [audit_entry(r) for r in records]
 
 
@@ -244,13 +254,8 @@ async def resolve_override_alerts(
 ) -> list[OverrideAlert]:
     context = info.context
     caller = context.signed_in()
-    alerts = await context.audit_trail.alerts(caller, since)
+    alerts = await context.audit_trail.alerts(caller, since, limit=MAX_READ)
     return [override_alert(a) for a in alerts]
-
-
-MAX_LIMIT_ALERTS = 1000
-"""A script hammering the API is refused, and alerted, at every call: the feed gives the oldest
-this many since the time asked, as a user's trail does."""
 
 
 async def resolve_limit_alerts(
@@ -261,9 +266,7 @@ async def resolve_limit_alerts(
 ) -> list[LimitAlert]:
     context = info.context
     caller = context.signed_in()
-    alerts = await context.audit_trail.alerts(
-        caller, since, kinds=LIMIT_ALERTS, limit=MAX_LIMIT_ALERTS
-    )
+    alerts = await context.audit_trail.alerts(caller, since, kinds=LIMIT_ALERTS, limit=MAX_READ)
     return [limit_alert(a) for a in alerts]
 
 
@@ -272,7 +275,7 @@ async def resolve_undelivered_notifications(
 ) -> list[UndeliveredNotification]:
     context = info.context
     caller = context.signed_in()
-    entries = await context.audit_trail.undelivered(caller, MAX_LIMIT_ALERTS)
+    entries = await context.audit_trail.undelivered(caller, MAX_READ)
     return [undelivered_notification(e) for e in entries]
 
 
@@ -311,34 +314,37 @@ class Query:
         resolver=resolve_audit_trail,
         description=(
             "Auditors only: every recorded access to one child, named by its NHS number or its"
-            " UPN (who, when, why, what was released or withheld), oldest first: lookups by the"
-            " identifier given, and lookups by another means whose records held it. Reading it"
-            " is itself audited."
+            " UPN (who, when, why, what was released or withheld): lookups by the identifier"
+            " given, and lookups by another means whose records held it. Oldest first, "
+            + READ_ON
+            + ". Reading it is itself audited."
         ),
     )
     user_audit_trail: list[AuditEntry] = strawberry.field(
         resolver=resolve_user_audit_trail,
         description=(
             "Auditors only: every recorded access by one user (who, when, why, what was released"
-            " or withheld; the child by no identifier), oldest first, at most 1000. Reading it is"
-            " itself audited."
+            " or withheld; the child by no identifier), oldest first, "
+            + READ_ON
+            + ". Reading it is itself audited."
         ),
     )
     override_alerts: list[OverrideAlert] = strawberry.field(
         resolver=resolve_override_alerts,
         description=(
             "Auditors and privacy officers: the break-glass overrides to investigate, and the"
-            " attempts the policy refused, oldest first - who, when, why and the audit record to"
-            " read; it names no child. Reading it is itself audited."
+            " attempts the policy refused - who, when, why and the audit record to read; it names"
+            " no child. Oldest first, " + READ_ON + ". Reading it is itself audited."
         ),
     )
     limit_alerts: list[LimitAlert] = strawberry.field(
         resolver=resolve_limit_alerts,
         description=(
             "Auditors and information governance: the lookups refused because their user had"
-            " reached a usage limit (possible trawling), oldest first, at most 1000 - who, when,"
-            " which limit and the audit record to read; it names no child. Reading it is itself"
-            " audited."
+            " reached a usage limit (possible trawling) - who, when, which limit and the audit"
+            " record to read; it names no child. Oldest first, "
+            + READ_ON
+            + ". Reading it is itself audited."
         ),
     )
     undelivered_notifications: list[UndeliveredNotification] = strawberry.field(
@@ -346,8 +352,8 @@ class Query:
         description=(
             "Auditors only: the owner notifications the gateway gave up delivering and no operator"
             " has sent again or closed as passed on by other means, the first given up on first,"
-            " at most 1000 - each agency that was not told of a lookup of a child it holds a record"
-            " of, and has to be told some other way. Names the lookup's audit record and the"
+            f" at most {MAX_READ} - each agency that was not told of a lookup of a child it holds a"
+            " record of, and has to be told some other way. Names the lookup's audit record and the"
             " agency, never the child. Reading it is itself audited."
         ),
     )

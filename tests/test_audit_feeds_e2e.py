@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+import resolvers.query
 from connectors.protocol import Identifiers
 from gateway.demo import DEMO_ORGANISATIONS
 from tests.factories import health_record, social_care_record, synthetic_nhs
@@ -108,6 +109,24 @@ def test_the_alerts_feed_starts_at_since(gateway):
 
     assert since_later["data"]["overrideAlerts"] == []
     assert broken in {a["auditId"] for a in everything["data"]["overrideAlerts"]}
+
+
+def test_the_alerts_feed_and_trails_give_at_most_their_maximum_and_read_on_from_the_last(
+    gateway, monkeypatch
+):
+    monkeypatch.setattr(resolvers.query, "MAX_READ", 2)
+    start = datetime.now(UTC).isoformat()
+    broken = [_look_up(gateway, "Max Reader", "EMERGENCY_OVERRIDE", REASON) for _ in range(3)]
+    subject = {"subject": "dev:ORG1:Max Reader"}
+
+    alerts = _ask(gateway, ALERTS, {"since": start}, _auditor(gateway))["data"]["overrideAlerts"]
+    trail = _ask(gateway, USER_TRAIL, subject, _auditor(gateway))["data"]["userAuditTrail"]
+    read_on = {"since": trail[-1]["at"]}
+    rest = _ask(gateway, USER_TRAIL, subject | read_on, _auditor(gateway))["data"]
+
+    assert [a["auditId"] for a in alerts] == broken[:2]
+    assert [e["auditId"] for e in trail] == broken[:2]
+    assert [e["auditId"] for e in rest["userAuditTrail"]] == broken[1:]
 
 
 def test_a_users_trail_holds_their_accesses_only_from_since_on(gateway):

@@ -112,17 +112,25 @@ def test_refusals_at_a_limit_reach_the_alerts_feed_but_not_the_override_alerts(
     assert NHS not in str(every) + str(limit_alerts)
 
 
-def test_limit_alerts_in_graphql_stop_at_their_maximum_oldest_first(tmp_path, sources, monkeypatch):
-    monkeypatch.setattr(resolvers.query, "MAX_LIMIT_ALERTS", 1)
+def test_limit_alerts_in_graphql_stop_at_their_maximum_oldest_first_and_read_on_from_the_last(
+    tmp_path, sources, monkeypatch
+):
+    monkeypatch.setattr(resolvers.query, "MAX_READ", 2)
+    feed = "query($since: DateTime) { limitAlerts(since: $since) { auditId at } }"
     with running_gateway(tmp_path, sources, lookups_per_user_per_minute=1) as gateway:
         gateway.lookup("gp", NHS, "DIRECT_CARE")
-        first, second = _refused(gateway, NHS), _refused(gateway, NHS)
-        feed = "{ limitAlerts { auditId } }"
-        alerts = gateway.post({"query": feed}, gateway.token("auditor")).json()
-        refused = [r for r in gateway.components.audit.records() if r["outcome"] == "REFUSED"]
-    assert _code(first) == _code(second) == "RATE_LIMITED"
-    assert len(refused) == 2
-    assert alerts["data"]["limitAlerts"] == [{"auditId": refused[0]["audit_id"]}]
+        codes = [_code(_refused(gateway, NHS)) for _ in range(3)]
+        auditor = gateway.token("auditor")
+        first = gateway.post({"query": feed}, auditor).json()["data"]["limitAlerts"]
+        since = {"since": first[-1]["at"]}
+        then = gateway.post({"query": feed, "variables": since}, auditor).json()
+        refused = [
+            r["audit_id"] for r in gateway.components.audit.records() if r["outcome"] == "REFUSED"
+        ]
+    assert codes == ["RATE_LIMITED"] * 3
+    assert len(refused) == 3
+    assert [a["auditId"] for a in first] == refused[:2]
+    assert [a["auditId"] for a in then["data"]["limitAlerts"]] == refused[1:]
 
 
 def test_information_governance_reads_the_alerts_one_line_per_user(tmp_path, sources, capsys):
