@@ -31,6 +31,8 @@ DEFAULT_SEGMENT_RECORDS = 5_000
 VM (gateway.audit.archive), under the 250 ms a lookup's audit write waits before failing closed."""
 MAX_QUERY_RECORDS = 1_000_000
 """The most records one `audit query` prints, or one archive segment holds."""
+MAX_ARCHIVE_DAYS = 36_500
+"""The oldest an archive cutoff may be (100 years): further back is before any log."""
 
 ROLES = (
     "social_worker",
@@ -317,9 +319,11 @@ def _audit_archive(args: argparse.Namespace) -> int:
     )
     if days < 0:
         raise ValueError("--older-than-days must not be negative")
+    if days > MAX_ARCHIVE_DAYS:
+        raise ValueError(f"--older-than-days must be at most {MAX_ARCHIVE_DAYS}")
     before = args.before or utc_now() - timedelta(days=days)
-    if args.max_records < 1:
-        raise ValueError("--max-records must be at least 1")
+    if not 1 <= args.max_records <= MAX_QUERY_RECORDS:
+        raise ValueError(f"--max-records must be from 1 to {MAX_QUERY_RECORDS}")
     keys = checkpoint_keys(settings, create=False)
     segments = 0
     with _audit_store(settings) as store:
@@ -782,13 +786,13 @@ def build_parser() -> argparse.ArgumentParser:
     cutoff.add_argument("--before", type=_timestamp, help="ISO 8601 date or time, UTC if no zone")
     cutoff.add_argument(
         "--older-than-days",
-        type=_count(0, 36_500),
+        type=int,
         metavar="N",
         help="default: CHILDLOOKUP_AUDIT_ARCHIVE_AFTER_DAYS (90)",
     )
     aarchive.add_argument(
         "--max-records",
-        type=_count(1, MAX_QUERY_RECORDS),
+        type=int,
         default=DEFAULT_SEGMENT_RECORDS,
         metavar="N",
         help=f"records per segment, each deleted in its own transaction (default"

@@ -22,7 +22,7 @@ from typing import Final
 
 import httpx
 
-from connectors.witness import WitnessListing
+from connectors.witness import MAX_BATCH, WitnessListing
 from gateway.audit.checkpoints import Checkpoint, CheckpointKeys
 from gateway.audit.store import AuditStore
 from gateway.audit.witnessing import WitnessError, as_checkpoint, witness_url, witnessed
@@ -102,9 +102,16 @@ async def compare_with_witnesses(
     log: a checkpoint sealed by a running gateway in between is only one the witness lacks.
     `archived` are the checkpoints of the archived segments (`audit verify --archive`), compared
     like the live log's."""
+    latest = await asyncio.to_thread(store.latest_checkpoint)
+    # A page past the log's latest checkpoint (and what a running gateway may seal meanwhile)
+    # already shows checkpoints the log lacks; reading on would only show more of them.
+    read_to = (0 if latest is None else latest.seq) + MAX_BATCH
     async with httpx.AsyncClient() as client:
         listings = await asyncio.gather(
-            *(witnessed(client, witness_url(url), log, timeout_s=TIMEOUT_S) for url in urls),
+            *(
+                witnessed(client, witness_url(url), log, timeout_s=TIMEOUT_S, read_to=read_to)
+                for url in urls
+            ),
             return_exceptions=True,
         )
     ours = [*archived, *await asyncio.to_thread(_all_checkpoints, store)]

@@ -139,10 +139,17 @@ def configured_witnesses(
 
 
 async def witnessed(
-    client: httpx.AsyncClient, url: str, log: str, *, timeout_s: float
+    client: httpx.AsyncClient,
+    url: str,
+    log: str,
+    *,
+    timeout_s: float,
+    read_to: int | None = None,
 ) -> WitnessListing:
-    """Everything the witness at `url` holds for `log`, every page of it, with its conflicts.
-    Raises WitnessError when it cannot be read."""
+    """What the witness at `url` holds for `log`, page by page, with its conflicts: every page,
+    or, given `read_to`, up to the first page reaching past that sequence number - a witness that
+    lists pages without end (broken, or hostile) is then read only as far as shows it holds
+    checkpoints the log never made. Raises WitnessError when it cannot be read."""
     pages: list[WitnessListing] = []
     after = 0
     while True:
@@ -153,6 +160,8 @@ async def witnessed(
         if len(page.checkpoints) < MAX_BATCH:
             break
         after = page.checkpoints[-1].seq
+        if read_to is not None and after > read_to:
+            break
     return WitnessListing(
         log=log,
         checkpoints=[c for page in pages for c in page.checkpoints],

@@ -304,7 +304,7 @@ def test_the_archive_command_writes_segments_of_at_most_max_records(tmp_path, ca
     assert main(["audit", "verify", "--archive", str(archive), *args]) == 0
     assert "archive intact: 2 segments" in capsys.readouterr().out
     assert main([*command, "--max-records", "0"]) == 2
-    assert "--max-records must be at least 1" in capsys.readouterr().err
+    assert "--max-records must be from 1 to" in capsys.readouterr().err
 
 
 def test_a_childs_records_found_through_their_links_are_archived_with_them(

@@ -19,8 +19,9 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from connectors.serving import BackgroundServer
-from connectors.witness import WITNESS_PATH
+from connectors.witness import MAX_BATCH, WITNESS_PATH, SignedCheckpoint, WitnessListing
 from gateway.audit import SqliteAuditStore, Witness, WitnessDispatcher
+from gateway.audit.witness_check import compare_with_witnesses
 from gateway.audit.witnessing import MAX_ANSWER_BYTES, WitnessError, witnessed
 from gateway.transport import ConnectorTransport
 from tests.factories import CHECKPOINT_KEY, audit_record
@@ -131,3 +132,41 @@ def test_a_receipt_past_the_cap_leaves_the_witness_failing_not_the_gateway_buffe
     # One delivery (the newest checkpoint, to learn what the witness holds), asking for an
     # uncompressed answer; nothing was sent after the receipt that could not be read.
     assert witness.asked == [("POST", "identity")]
+
+
+def test_a_witness_listing_pages_without_end_is_read_only_past_the_log_s_latest(tmp_path):
+    """Every page full and each past the last (a broken or hostile witness): `audit verify
+    --witness` had read on for ever. It stops a page past the log's latest checkpoint, and names
+    the checkpoints the witness holds that the log never made."""
+    served: list[int] = []
+
+    async def pages(request: Request) -> Response:
+        after = int(request.query_params["after"])
+        served.append(after)
+        made = [
+            SignedCheckpoint(
+                seq=seq,
+                records=seq,
+                head="a" * 64,
+                at="2026-11-29T12:00:00.000000+00:00",
+                prev="0" * 64,
+                key="0" * 16,
+                signature="0" * 128,
+            )
+            for seq in range(after + 1, after + 1 + MAX_BATCH)
+            if after < 20 * MAX_BATCH  # ends, so that a reader reading on for ever still stops
+        ]
+        listing = WitnessListing(log="gw-1", checkpoints=made, first_seen_seq=1, conflicts=[])
+        return Response(listing.model_dump_json(), media_type="application/json")
+
+    store = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY)
+    app = Starlette(routes=[Route(WITNESS_PATH, pages)])
+    try:
+        with BackgroundServer(app) as server:
+            (verdict,) = asyncio.run(
+                compare_with_witnesses(store, [server.url], "gw-1", CHECKPOINT_KEY)
+            )
+    finally:
+        store.close()
+    assert served == [0, MAX_BATCH]
+    assert not verdict.ok
