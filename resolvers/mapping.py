@@ -194,6 +194,18 @@ def audit_entry(record: dict[str, Any]) -> gql.AuditEntry:
         withheld=[
             _withheld(f["field"], f["source"], f["reason"]) for f in record.get("withheld", [])
         ],
+        reading=_reading(record.get("read")),
+    )
+
+
+def _reading(read: dict[str, Any] | None) -> gql.AuditReading | None:
+    if read is None:
+        return None
+    since = read["since"]
+    return gql.AuditReading(
+        since=None if since is None else datetime.fromisoformat(since),
+        subject=read["subject"],
+        alert_kinds=list(read["alert_kinds"]),
     )
 
 

@@ -853,6 +853,29 @@ class AuditEntry:
     )
     released: list[str] = strawberry.field(description="Fields released, as source:field.")
     withheld: list[WithheldField] = strawberry.field(description="Fields withheld, and why.")
+    reading: AuditReading | None = strawberry.field(
+        default=None,
+        description=(
+            "For an auditor's reading of the log (purpose AUDIT_REVIEW): what it covered. Null"
+            " for a lookup, and for readings recorded before 2026-11-29."
+        ),
+    )
+
+
+@strawberry.type(
+    description=(
+        "What one auditor's reading of the log covered: from when, whose trail (a child's trail"
+        " is the entry's own child), which alerts."
+    )
+)
+class AuditReading:
+    since: datetime | None = strawberry.field(
+        description="The time the reading started from; null for the whole log."
+    )
+    subject: str | None = strawberry.field(description="The user whose trail was read.")
+    alert_kinds: list[str] = strawberry.field(
+        description="The kinds of alert read, for a reading of an alerts feed."
+    )
 
 
 @strawberry.type(

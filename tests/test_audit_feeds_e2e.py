@@ -156,16 +156,43 @@ def test_anyone_but_an_auditor_is_refused(gateway, query):
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
-def test_each_reading_is_itself_on_the_readers_trail(gateway):
+def test_each_reading_is_itself_on_the_readers_trail_with_what_it_covered(gateway):
     reader = _auditor(gateway, "Rita Reader")
+    since = "2026-11-29T16:00:00+01:00"
     _ask(gateway, ALERTS, {}, reader)
-    _ask(gateway, USER_TRAIL, {"subject": "dev:ORG1:Uma User"}, reader)
+    _ask(gateway, USER_TRAIL, {"subject": "dev:ORG1:Uma User", "since": since}, reader)
     _ask(gateway, "{ undeliveredNotifications { auditId } }", {}, reader)
+    _ask(
+        gateway, "{ auditTrail(nhsNumber: $n) { auditId } }".replace("$n", f'"{CHILD}"'), {}, reader
+    )
+    own_trail = """query($subject: String!) { userAuditTrail(subject: $subject) {
+      purposeCode outcomeCode reading { since subject alertKinds } } }"""
 
-    own = _ask(gateway, USER_TRAIL, {"subject": "dev:LA-LEEDS-IG:Rita Reader"}, _auditor(gateway))
+    own = _ask(gateway, own_trail, {"subject": "dev:LA-LEEDS-IG:Rita Reader"}, _auditor(gateway))
 
-    assert [(e["purposeCode"], e["outcomeCode"]) for e in own["data"]["userAuditTrail"]] == [
-        ("AUDIT_REVIEW", "ALERTS_VIEWED"),
-        ("AUDIT_REVIEW", "USER_TRAIL_VIEWED"),
-        ("AUDIT_REVIEW", "UNDELIVERED_VIEWED"),
+    assert own["data"]["userAuditTrail"] == [
+        {
+            "purposeCode": "AUDIT_REVIEW",
+            "outcomeCode": "ALERTS_VIEWED",
+            "reading": {
+                "since": None,
+                "subject": None,
+                "alertKinds": ["BREAK_GLASS", "BREAK_GLASS_REFUSED"],
+            },
+        },
+        {
+            "purposeCode": "AUDIT_REVIEW",
+            "outcomeCode": "USER_TRAIL_VIEWED",
+            "reading": {
+                "since": "2026-11-29T15:00:00+00:00",
+                "subject": "dev:ORG1:Uma User",
+                "alertKinds": [],
+            },
+        },
+        {"purposeCode": "AUDIT_REVIEW", "outcomeCode": "UNDELIVERED_VIEWED", "reading": None},
+        {
+            "purposeCode": "AUDIT_REVIEW",
+            "outcomeCode": "AUDIT_TRAIL_VIEWED",
+            "reading": {"since": None, "subject": None, "alertKinds": []},
+        },
     ]

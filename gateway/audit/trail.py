@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from connectors.protocol import random_id
@@ -17,7 +17,7 @@ from gateway.audit.outbox import OutboxEntry
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.record import access_by
 from gateway.audit.store import AuditStore
-from gateway.audit.types import BREAK_GLASS_ALERTS, AuditRecord, AuditUnavailable
+from gateway.audit.types import BREAK_GLASS_ALERTS, AuditReading, AuditRecord, AuditUnavailable
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import ChildKind
 from gateway.types import Caller
@@ -54,7 +54,12 @@ class AuditTrail:
             self._audit.records, child_refs=child_refs, since=since, limit=limit
         )
         await record_review(
-            self._audit, caller, AUDIT_REVIEW, "AUDIT_TRAIL_VIEWED", child_ref=child_refs[0]
+            self._audit,
+            caller,
+            AUDIT_REVIEW,
+            "AUDIT_TRAIL_VIEWED",
+            child_ref=child_refs[0],
+            read=AuditReading(_utc(since)),
         )
         return records
 
@@ -67,7 +72,14 @@ class AuditTrail:
         records = await asyncio.to_thread(
             self._audit.records, subject=subject, since=since, limit=limit
         )
-        await record_review(self._audit, caller, AUDIT_REVIEW, USER_TRAIL_VIEWED, child_ref=None)
+        await record_review(
+            self._audit,
+            caller,
+            AUDIT_REVIEW,
+            USER_TRAIL_VIEWED,
+            child_ref=None,
+            read=AuditReading(_utc(since), subject=subject),
+        )
         return records
 
     async def alerts(
@@ -82,7 +94,14 @@ class AuditTrail:
         not an auditor."""
         self._check_auditor(caller)
         alerts = await asyncio.to_thread(self._audit.alerts, since=since, kinds=kinds, limit=limit)
-        await record_review(self._audit, caller, AUDIT_REVIEW, ALERTS_VIEWED, child_ref=None)
+        await record_review(
+            self._audit,
+            caller,
+            AUDIT_REVIEW,
+            ALERTS_VIEWED,
+            child_ref=None,
+            read=AuditReading(_utc(since), alert_kinds=sorted(kinds)),
+        )
         return alerts
 
     async def undelivered(self, caller: Caller, limit: int) -> list[OutboxEntry]:
@@ -101,12 +120,18 @@ class AuditTrail:
 
 
 async def record_review(
-    audit: AuditStore, caller: Caller, purpose: str, outcome: str, *, child_ref: str | None
+    audit: AuditStore,
+    caller: Caller,
+    purpose: str,
+    outcome: str,
+    *,
+    child_ref: str | None,
+    read: AuditReading | None = None,
 ) -> None:
-    """Write someone's reading of accesses (a child's when `child_ref` names one) to the log,
-    notifying no one (a reading is no lookup: it releases nothing, and telling an owner of it
-    could only start a loop); raise AUDIT_UNAVAILABLE when it cannot be written, so that nothing
-    read is returned."""
+    """Write someone's reading of accesses (a child's when `child_ref` names one; what else it
+    covered in `read`) to the log, notifying no one (a reading is no lookup: it releases
+    nothing, and telling an owner of it could only start a loop); raise AUDIT_UNAVAILABLE when it
+    cannot be written, so that nothing read is returned."""
     review = AuditRecord(
         access=access_by(caller, purpose=purpose, justification=None, child_ref=child_ref),
         audit_id=random_id(),
@@ -115,6 +140,7 @@ async def record_review(
         denial=None,
         error_code=None,
         policy_revision=None,
+        read=read,
     )
     try:
         await audit.append(review)
@@ -122,3 +148,10 @@ async def record_review(
         raise GatewayError(
             ErrorCode.AUDIT_UNAVAILABLE, "This review could not be recorded, so it is refused."
         ) from exc
+
+
+def _utc(since: datetime | None) -> str | None:
+    """`since` as the log writes times (UTC, ISO 8601); one without an offset is UTC."""
+    if since is None:
+        return None
+    return (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC).isoformat()

@@ -110,6 +110,19 @@ class Access:
 
 
 @dataclass(frozen=True)
+class AuditReading:
+    """What one reading of the log covered, on the record of an auditor's reading: without it
+    the log showed that an auditor read someone's trail, never whose, nor from when."""
+
+    since: str | None
+    """The time the reading started from (UTC, ISO 8601); None for the whole log."""
+    subject: str | None = None
+    """The user whose trail was read (a child's trail names its child by `child_ref`)."""
+    alert_kinds: Sequence[str] = ()
+    """The kinds of alert read, for a reading of an alerts feed."""
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     """One lookup, as an auditor needs to see it."""
 
@@ -136,6 +149,9 @@ class AuditRecord:
     records hold, other than the one it was asked by: a lookup is in the trail of the child it
     reached, looked for by either identifier, and in its owner's access history. UPNs are named
     from 2026-11-29; absent from records written before NHS numbers were."""
+    read: AuditReading | None = None
+    """What an auditor's reading (purpose AUDIT_REVIEW) covered; absent from records written
+    before 2026-11-29."""
 
     @property
     def alert(self) -> str | None:
