@@ -485,9 +485,12 @@ def _notifications_passed_on(args: argparse.Namespace) -> int:
     """Each close is made with its audit record, in one transaction, or not at all."""
     from gateway.audit import AuditUnavailable, passed_on_record
     from gateway.identifiers import holds_child_identifier
+    from gateway.justification import Justification
     from gateway.types import Caller
 
-    how, by = (" ".join(text.split()) for text in (args.how, args.by))
+    # As a practitioner's justification is kept: what a reader sees, with no right-to-left
+    # override or terminal escape to make an operator's name read as someone else's.
+    how, by = (Justification.of(text).text for text in (args.how, args.by))
     if not how or len(how) > MAX_PASSED_ON_CHARS:
         raise ValueError(
             f"--how says who told whom at the agency, when and how, in 1-{MAX_PASSED_ON_CHARS}"

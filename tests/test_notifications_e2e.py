@@ -396,7 +396,7 @@ async def test_an_operator_closes_a_dead_letter_passed_on_by_other_means(
     outbox.close()
     state = ["--state-dir", str(tmp_path)]
     how = "  Phoned the\nduty manager, 29 Nov 10:40 (J. Smith)  "
-    by = ["--by", " Jo  Smith "]
+    by = ["--by", " Jo \u202e Smith\u200b "]  # kept as it reads: no right-to-left override
     key = settings.resolved_checkpoint_key_file()
 
     key.rename(key.with_suffix(".away"))  # not the gateways' environment: no key, no close
