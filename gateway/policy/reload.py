@@ -41,30 +41,48 @@ class PolicyReloader:
         self._directory = directory
         self._install = install
         self._interval = interval_s
-        self._seen = fingerprint(read_policy_files(directory))
+        try:
+            self._seen: str | None = fingerprint(read_policy_files(directory))
+        except OSError:
+            self._seen = None  # read again, and vetted, at the first check
 
     async def watch(self) -> None:
-        """Check for changes every interval until cancelled."""
+        """Check for changes every interval until cancelled. Nothing a check meets ends the
+        watching: a watcher that died would leave every later change unapplied, unannounced."""
         while True:
             await asyncio.sleep(self._interval)
-            await self.check()
+            try:
+                await self.check()
+            except Exception as exc:
+                _unread(self._directory, exc)
 
     async def check(self) -> bool | None:
-        """None when nothing changed; True when a new version went live; False when rejected."""
-        files = await asyncio.to_thread(read_policy_files, self._directory)
+        """None when nothing changed, or the directory could not be read whole this time (a file
+        renamed or deleted while it was read, as editors, rsync and git do; one not readable):
+        it is read again at the next check. True when a new version went live; False when
+        rejected."""
+        try:
+            files = await asyncio.to_thread(read_policy_files, self._directory)
+        except OSError as exc:
+            _unread(self._directory, exc)
+            return None
         version = fingerprint(files)
         if version == self._seen:
             return None
-        self._seen = version
-        with tempfile.TemporaryDirectory(prefix="childlookup-policy-") as tmp:
-            snapshot = Path(tmp)
-            await asyncio.to_thread(_write_files, snapshot, files)
-            problem = await _vet(snapshot)
-            if problem is None:
-                try:
-                    engine = await asyncio.to_thread(load_engine, snapshot)
-                except PolicyError as exc:
-                    problem = str(exc)
+        try:
+            with tempfile.TemporaryDirectory(prefix="childlookup-policy-") as tmp:
+                snapshot = Path(tmp)
+                await asyncio.to_thread(_write_files, snapshot, files)
+                problem = await _vet(snapshot)
+                if problem is None:
+                    try:
+                        engine = await asyncio.to_thread(load_engine, snapshot)
+                    except PolicyError as exc:
+                        problem = str(exc)
+        except OSError as exc:  # no room for the snapshot, say: not the version's fault
+            _unread(self._directory, exc)
+            return None
+        self._seen = version  # judged: not judged again until the directory changes
         if problem is not None:
             # The officer edited the watched directory; the snapshot's path means nothing to them.
             problem = problem.replace(str(snapshot), str(self._directory))
@@ -79,6 +97,16 @@ class PolicyReloader:
             extra={"event": "policy_reloaded", "context": {"revision": engine.revision}},
         )
         return True
+
+
+def _unread(directory: Path, error: BaseException) -> None:
+    _log.warning(
+        "policy directory not read; the previous version keeps serving, and it is read again",
+        extra={
+            "event": "policy_reload_failed",
+            "context": {"directory": str(directory), "error": type(error).__name__},
+        },
+    )
 
 
 def _write_files(directory: Path, files: Mapping[str, bytes]) -> None:

@@ -193,3 +193,49 @@ def _concurrent_lookups(gateway, n):
         return [r.json()["data"]["child"]["policyRevision"] for r in responses]
 
     return asyncio.run(run())
+
+
+def _failures(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "event", None) == "policy_reload_failed"]
+
+
+@pytest.mark.anyio
+async def test_a_directory_not_read_whole_is_logged_and_read_again_at_the_next_check(
+    policies, caplog
+):
+    """A file gone between listing and reading (an editor's temporary file, rsync, git) or not
+    readable: the check had raised, which ended the watcher, silently, for good."""
+    reloader, installed = _reloader(policies)
+    gone = policies / "zz_unreadable.rego"
+    gone.symlink_to("/proc/self/mem")  # a file, whose reading fails (EIO)
+    _bump_revision(policies, "2099-01-02.1")
+
+    assert await reloader.check() is None
+    (failed,) = _failures(caplog)
+    assert failed.context["error"] == "OSError"
+    gone.unlink()
+    assert await reloader.check() is True
+    assert installed[0].revision.startswith("2099-01-02.1@")
+
+
+@pytest.mark.anyio
+async def test_the_watch_goes_on_whatever_a_check_meets(policies, caplog):
+    reloader, _ = _reloader(policies)
+    checked = asyncio.Event()
+    outcomes = iter([RuntimeError("unforeseen"), None])
+
+    async def check() -> None:
+        outcome = next(outcomes)
+        if outcome is not None:
+            raise outcome
+        checked.set()
+
+    reloader.check = check  # type: ignore[method-assign]
+    watching = asyncio.create_task(reloader.watch())
+    try:
+        async with asyncio.timeout(30):
+            await checked.wait()
+    finally:
+        watching.cancel()
+    (failed,) = _failures(caplog)
+    assert failed.context["error"] == "RuntimeError"
