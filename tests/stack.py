@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import socket
 import tarfile
@@ -20,7 +21,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -345,6 +346,14 @@ class Behaviour:
     provenance: bool = True
     result: Any = None
     """An answer to give instead of OPA's."""
+    redirect_to: str | None = None
+    """A server to send every request on to (307), instead of answering."""
+    revision: str | None = None
+    """A bundle revision to give instead of the bundle's."""
+    padding: int = 0
+    """Bytes of whitespace to add to each answer."""
+    gzip: bool = False
+    """Answer gzip-encoded, whatever was asked for."""
 
 
 def opa_rest_app(opa: RealOpa, behaviour: Behaviour) -> Starlette:
@@ -354,6 +363,9 @@ def opa_rest_app(opa: RealOpa, behaviour: Behaviour) -> Starlette:
     async def data(request: Request) -> Response:
         body = await request.json() if request.method == "POST" else {}
         await asyncio.sleep(behaviour.delay_s)
+        if behaviour.redirect_to is not None:
+            target = f"{behaviour.redirect_to}{request.url.path}?{request.url.query}"
+            return Response(status_code=307, headers={"location": target})
         if behaviour.status != 200:
             return PlainTextResponse("internal error", status_code=behaviour.status)
         answer: dict[str, Any] = {}
@@ -365,8 +377,12 @@ def opa_rest_app(opa: RealOpa, behaviour: Behaviour) -> Starlette:
         if behaviour.provenance and request.query_params.get("provenance") == "true":
             answer["provenance"] = {
                 "version": "1.20.2",
-                "bundles": {"childlookup": {"revision": opa.revision}},
+                "bundles": {"childlookup": {"revision": behaviour.revision or opa.revision}},
             }
-        return JSONResponse(answer)
+        content = json.dumps(answer).encode() + b" " * behaviour.padding
+        headers = {"content-type": "application/json"}
+        if behaviour.gzip:
+            content, headers["content-encoding"] = gzip.compress(content), "gzip"
+        return Response(content, headers=headers)
 
     return Starlette(routes=[Route("/v1/data/{path:path}", data, methods=["GET", "POST"])])

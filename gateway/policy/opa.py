@@ -5,8 +5,9 @@ Production can run OPA beside the gateway and load the bundle `childlookup polic
 Data API (`POST /v1/data/childlookup/plan/decision` with `{"input": ...}`) through
 opa-python-client's async client. Answers are validated exactly as the in-process engine's are.
 
-Failing closed: a refused connection, a timeout, any status but 200, a body that is not JSON or an
-answer without `result` (OPA's "undefined") is a `PolicyError`. The client's retries are turned off
+Failing closed: a refused connection, a timeout, any status but 200 (redirects are not followed),
+a compressed answer or one past MAX_ANSWER_BYTES, a body that is not JSON or an answer without
+`result` (OPA's "undefined") is a `PolicyError`. The client's retries are turned off
 because a retry after a timeout would double the time a lookup waits for a refusal, and the whole
 exchange runs under one deadline.
 
@@ -22,11 +23,14 @@ under it, and a remembered answer would outlive the policy that gave it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import aiohttp
 import anyio
 from opa_client import AsyncOpaClient
 from pydantic import BaseModel
@@ -43,6 +47,10 @@ from gateway.policy.engine import PLAN_ENTRYPOINT, RELEASE_ENTRYPOINT
 from gateway.policy.errors import PolicyError
 from gateway.policy.interpreter import as_rego_json
 
+MAX_ANSWER_BYTES: Final = 1024 * 1024
+"""The most of an OPA answer read: a decision is a few kilobytes."""
+_REVISION: Final = re.compile(r"[!-~]{1,128}")
+"""A bundle revision as it can be recorded: 1-128 printable ASCII characters, no spaces."""
 _PROVENANCE: Final = {"provenance": "true"}
 # Read by connect(): a base document every childlookup bundle has, cheap to evaluate and needing
 # no input, so the answer's provenance is all that matters.
@@ -122,9 +130,48 @@ class OpaServerPolicyEngine:
         async with self._opening:
             if self._client is None:
                 self._client = await self._resources.enter_async_context(
-                    AsyncOpaClient(**self._client_options)
+                    _BoundedOpaClient(**self._client_options)
                 )
             return self._client
+
+
+class _BoundedOpaClient(AsyncOpaClient):  # type: ignore[misc]
+    """opa-python-client, its answers read as a decision must be: from the server asked (no
+    redirect followed: aiohttp follows them by default, which re-sent the policy input to, and
+    took the decision of, wherever a 307 pointed), with status 200 only, uncompressed, and to at
+    most MAX_ANSWER_BYTES (aiohttp read and unpacked any size: a 1.5 MB gzip bomb took 3 GB and
+    held the event loop past the deadline)."""
+
+    @asynccontextmanager
+    async def _request(self, method: str, url: str, **kwargs: Any) -> AsyncIterator[_Answer]:
+        headers = {"Accept-Encoding": "identity"}
+        async with self._session.request(
+            method, url, headers=headers, allow_redirects=False, auto_decompress=False, **kwargs
+        ) as answer:
+            yield _Answer(answer)
+
+
+class _Answer:
+    """The part of aiohttp's response opa-python-client reads, read within bounds."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.status = response.status
+
+    def raise_for_status(self) -> None:
+        if self.status != 200:
+            raise ValueError(f"HTTP {self.status}")
+
+    async def json(self) -> Any:
+        self.raise_for_status()
+        if self._response.headers.get("Content-Encoding", "identity").lower() != "identity":
+            raise ValueError("a compressed answer to a request for an uncompressed one")
+        body = b""
+        while chunk := await self._response.content.read(MAX_ANSWER_BYTES + 1 - len(body)):
+            body += chunk
+            if len(body) > MAX_ANSWER_BYTES:
+                raise ValueError(f"an answer larger than {MAX_ANSWER_BYTES} bytes")
+        return json.loads(body)
 
 
 def _revision(body: dict[str, Any], url: str) -> str:
@@ -140,6 +187,12 @@ def _revision(body: dict[str, Any], url: str) -> str:
         raise PolicyError(
             f"OPA at {url} answered without a bundle revision: load the policies as a bundle"
             " (`childlookup policy bundle`) so every decision can be traced to a version."
+        )
+    if not all(map(_REVISION.fullmatch, (*revisions, *revisions.values()))):
+        # Recorded in every audit record and decision log line, and shown in answers.
+        raise PolicyError(
+            f"OPA at {url} answered with a bundle name or revision that is not 1-128 printable"
+            " characters."
         )
     if len(revisions) == 1:
         return next(iter(revisions.values()))

@@ -24,6 +24,7 @@ from gateway.policy import (
     load_bundle,
     policy_engine_from_settings,
 )
+from gateway.policy.opa import MAX_ANSWER_BYTES
 from tests.factories import POLICY_DIR, plan_input, release_input
 from tests.stack import Behaviour
 
@@ -125,6 +126,38 @@ async def test_a_malformed_decision_is_a_policy_error(opa_server):
 
     with pytest.raises(PolicyError, match="malformed"):
         await decide_both(opa_server(Behaviour(result=wrong)))
+
+
+@pytest.mark.anyio
+async def test_a_redirect_is_a_policy_error_and_its_target_is_never_asked(opa_server):
+    """aiohttp follows redirects by default: the policy input went to, and the decision came
+    from, wherever a 307 pointed."""
+    healthy = opa_server()  # it would answer, as the first test shows
+    with pytest.raises(PolicyError, match="HTTP 307"):
+        await decide_both(opa_server(Behaviour(redirect_to=healthy)))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("behaviour", "said"),
+    [
+        (Behaviour(gzip=True), "compressed"),
+        (Behaviour(padding=MAX_ANSWER_BYTES), f"larger than {MAX_ANSWER_BYTES} bytes"),
+        (Behaviour(gzip=True, padding=100 * MAX_ANSWER_BYTES), "compressed"),
+    ],
+    ids=["gzip", "oversize", "gzip bomb"],
+)
+async def test_an_answer_compressed_or_past_the_cap_is_a_policy_error(opa_server, behaviour, said):
+    with pytest.raises(PolicyError, match=said):
+        await decide_both(opa_server(behaviour))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("revision", ["rev\n\x1b[31mFAKE", "r" * 129, "two words"])
+async def test_a_revision_that_cannot_be_recorded_as_it_is_is_a_policy_error(opa_server, revision):
+    """It goes into every audit record and decision log line, and answers."""
+    with pytest.raises(PolicyError, match="printable"):
+        await decide_both(opa_server(Behaviour(revision=revision)))
 
 
 # --- choosing the engine -------------------------------------------------------------------------
