@@ -33,7 +33,13 @@ from pydantic import BaseModel
 from connectors.protocol import random_id
 from gateway import metrics
 from gateway.policy.decisions import PlanDecision, PlanInput, ReleaseDecision, ReleaseInput
-from gateway.policy.engine import PLAN_ENTRYPOINT, RELEASE_ENTRYPOINT, PolicyEngine
+from gateway.policy.engine import (
+    PLAN_ENTRYPOINT,
+    RELEASE_ENTRYPOINT,
+    PolicyEngine,
+    ServedPolicyEngine,
+)
+from gateway.policy.errors import PolicyError
 
 _K = TypeVar("_K")
 _REMEMBERED = 4096
@@ -241,20 +247,39 @@ class LoggedPolicy:
     """One policy revision whose every decision is logged: each answer comes with its log id.
 
     A lookup holds one for its whole life, so a policy reload mid-lookup cannot split it between
-    two revisions.
-    """
+    two revisions. An engine served from elsewhere (OPA) can change revision between two
+    decisions: each of its decisions names the revision that made it, the first fixes the
+    lookup's, and a later one from another revision is a PolicyError (the lookup fails closed,
+    and asked again is decided by one revision throughout)."""
 
     def __init__(self, engine: PolicyEngine, log: DecisionLog) -> None:
         self._engine = engine
         self._log = log
         self.revision = engine.revision
+        self._decided = False
 
     async def plan(self, request: PlanInput) -> tuple[PlanDecision, str]:
         with metrics.POLICY_SECONDS.labels("plan").time():
-            decision = await self._engine.plan(request)
+            if isinstance(self._engine, ServedPolicyEngine):
+                decision, revision = await self._engine.plan_at(request)
+                self._decided_by(revision)
+            else:
+                decision = await self._engine.plan(request)
         return decision, self._log.record(PLAN_ENTRYPOINT, self.revision, request, decision)
 
     async def release(self, request: ReleaseInput) -> tuple[ReleaseDecision, str]:
         with metrics.POLICY_SECONDS.labels("release").time():
-            decision = await self._engine.release(request)
+            if isinstance(self._engine, ServedPolicyEngine):
+                decision, revision = await self._engine.release_at(request)
+                self._decided_by(revision)
+            else:
+                decision = await self._engine.release(request)
         return decision, self._log.record(RELEASE_ENTRYPOINT, self.revision, request, decision)
+
+    def _decided_by(self, revision: str) -> None:
+        if self._decided and revision != self.revision:
+            raise PolicyError(
+                f"The policy changed from revision {self.revision} to {revision} during this"
+                " lookup: one revision must decide it all."
+            )
+        self.revision, self._decided = revision, True

@@ -61,6 +61,16 @@ class RemotePolicyEngine(PolicyEngine, Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class ServedPolicyEngine(PolicyEngine, Protocol):
+    """An engine whose revision can change between two decisions (a server that loads a new
+    bundle): each decision comes with the revision that made it."""
+
+    async def plan_at(self, request: PlanInput) -> tuple[PlanDecision, str]: ...
+
+    async def release_at(self, request: ReleaseInput) -> tuple[ReleaseDecision, str]: ...
+
+
 async def policy_ready(engine: PolicyEngine) -> bool:
     """For readiness probes: a policy is loaded and, when it is served from elsewhere (OPA), it
     answers now. An instance whose OPA has died refuses every lookup (POLICY_UNAVAILABLE), so a

@@ -83,7 +83,9 @@ class OpaServerPolicyEngine:
 
     async def connect(self) -> str:
         """Open the connection and learn the served revision before the first lookup."""
-        await self._ask(lambda client: client.get_data(_PROBE_PATH, _PROVENANCE), _PROBE_PATH)
+        _, self.revision = await self._ask(
+            lambda client: client.get_data(_PROBE_PATH, _PROVENANCE), _PROBE_PATH
+        )
         return self.revision
 
     async def aclose(self) -> None:
@@ -91,23 +93,35 @@ class OpaServerPolicyEngine:
         self._client = None
 
     async def plan(self, request: PlanInput) -> PlanDecision:
-        return await self._decide(PLAN_ENTRYPOINT, request, PlanDecision)
+        return (await self.plan_at(request))[0]
 
     async def release(self, request: ReleaseInput) -> ReleaseDecision:
+        return (await self.release_at(request))[0]
+
+    async def plan_at(self, request: PlanInput) -> tuple[PlanDecision, str]:
+        return await self._decide(PLAN_ENTRYPOINT, request, PlanDecision)
+
+    async def release_at(self, request: ReleaseInput) -> tuple[ReleaseDecision, str]:
         return await self._decide(RELEASE_ENTRYPOINT, request, ReleaseDecision)
 
     async def _decide(
         self, entrypoint: str, request: BaseModel, decision_type: type[DecisionT]
-    ) -> DecisionT:
+    ) -> tuple[DecisionT, str]:
+        """The decision and the revision that made it: concurrent lookups share this engine, so
+        the revision travels with the answer, never through an attribute another answer sets."""
         document = request.model_dump(mode="json")
         package, rule = entrypoint.rsplit("/", 1)
-        result = await self._ask(
+        result, revision = await self._ask(
             lambda client: client.query_rule(document, package, rule, _PROVENANCE), entrypoint
         )
-        return parse_decision(as_rego_json(result), decision_type)
+        self.revision = revision  # the latest seen, for readiness and lookups yet to decide
+        return parse_decision(as_rego_json(result), decision_type), revision
 
-    async def _ask(self, call: Callable[[AsyncOpaClient], Awaitable[Any]], path: str) -> Any:
-        """Run one request under the deadline; return its `result` and note its revision."""
+    async def _ask(
+        self, call: Callable[[AsyncOpaClient], Awaitable[Any]], path: str
+    ) -> tuple[Any, str]:
+        """Run one request under the deadline; return its `result` and the revision that gave
+        it."""
         try:
             with anyio.fail_after(self._timeout_s):
                 client = await self._open()
@@ -123,8 +137,7 @@ class OpaServerPolicyEngine:
             raise PolicyError(f"OPA at {self.url} failed to answer {path}: {error!r}") from error
         if not isinstance(body, dict) or "result" not in body:
             raise PolicyError(f"OPA at {self.url} gave no answer for {path} (undefined).")
-        self.revision = _revision(body, self.url)
-        return body["result"]
+        return body["result"], _revision(body, self.url)
 
     async def _open(self) -> AsyncOpaClient:
         async with self._opening:

@@ -9,6 +9,7 @@ must turn every one into PolicyError.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -16,6 +17,8 @@ import pytest
 from connectors.serving import free_port
 from gateway.config import Settings
 from gateway.policy import (
+    DecisionLog,
+    LoggedPolicy,
     MemoisedPolicyEngine,
     OpaServerPolicyEngine,
     PolicyError,
@@ -158,6 +161,49 @@ async def test_a_revision_that_cannot_be_recorded_as_it_is_is_a_policy_error(opa
     """It goes into every audit record and decision log line, and answers."""
     with pytest.raises(PolicyError, match="printable"):
         await decide_both(opa_server(Behaviour(revision=revision)))
+
+
+class _Lines:
+    def __init__(self) -> None:
+        self.written: list[dict[str, object]] = []
+
+    def write(self, text: str) -> None:
+        self.written += [json.loads(line) for line in text.splitlines()]
+
+
+@pytest.mark.anyio
+async def test_each_decision_is_recorded_under_the_revision_that_made_it(opa_server):
+    """The revision went through one attribute every lookup shares: a lookup recorded the one
+    its engine had seen last, not the one that decided it."""
+    behaviour = Behaviour(revision="rev-2")
+    engine = OpaServerPolicyEngine(opa_server(behaviour), timeout_s=2.0)
+    lines = _Lines()
+    try:
+        assert await engine.connect() == "rev-2"
+        behaviour.revision = "rev-3"  # OPA loads a bundle before the lookup decides
+        lookup = LoggedPolicy(engine, DecisionLog(lines, instance="t"))
+
+        await lookup.plan(plan_input("gp", "DIRECT_CARE"))
+        await lookup.release(release_input("gp", "DIRECT_CARE"))
+    finally:
+        await engine.aclose()
+    assert lookup.revision == "rev-3"
+    assert [line["bundles"]["childlookup"]["revision"] for line in lines.written] == ["rev-3"] * 2
+
+
+@pytest.mark.anyio
+async def test_a_lookup_whose_decisions_come_from_two_revisions_fails_closed(opa_server):
+    behaviour = Behaviour(revision="rev-3")
+    engine = OpaServerPolicyEngine(opa_server(behaviour), timeout_s=2.0)
+    try:
+        lookup = LoggedPolicy(engine, DecisionLog(None, instance="t"))
+        await lookup.plan(plan_input("gp", "DIRECT_CARE"))
+        behaviour.revision = "rev-4"  # between this lookup's plan and its release
+
+        with pytest.raises(PolicyError, match="from revision rev-3 to rev-4"):
+            await lookup.release(release_input("gp", "DIRECT_CARE"))
+    finally:
+        await engine.aclose()
 
 
 # --- choosing the engine -------------------------------------------------------------------------
