@@ -149,7 +149,12 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
     withheld: list[Withheld] = []
     for i, (m, fields) in enumerate(zip(matched, asked, strict=True)):
         rid = str(i)
-        released = frozenset(f for f in present[i] if (rid, f) in released_pairs)
+        # Both decisions must allow a field: a record can hold more than the plan allowed (what
+        # matching a search needs, what an obligation needs), and a release policy in error -
+        # or a policy server not answering as it should - must not show it.
+        released = frozenset(
+            f for f in present[i] if (rid, f) in released_pairs and f in plan.fields
+        )
         for f in sorted(fields - released):
             withheld.append(Withheld(f, m.source, reasons.get((rid, f), POLICY_UNDECIDED)))
         records.append(ReleasedRecord(m, released, _cut(m.record, released)))

@@ -197,3 +197,36 @@ async def test_a_field_the_policy_does_not_decide_is_withheld_and_the_nhs_number
     assert record.record.date_of_birth is None
     assert _withheld(release, "health")[FieldId.NHS_NUMBER] == POLICY_UNDECIDED
     assert _withheld(release, "health")[FieldId.DATE_OF_BIRTH] == POLICY_UNDECIDED
+
+
+class _ReleasesEverything:
+    """A release policy in error (or a policy server answering wrongly): every field released."""
+
+    revision = "all"
+
+    async def plan(self, request: PlanInput) -> PlanDecision:
+        raise AssertionError("the decide stage never asks for a plan")
+
+    async def release(self, request: ReleaseInput) -> ReleaseDecision:
+        every = (ReleasedField(record=r.id, field=f) for r in request.records for f in r.fields)
+        return ReleaseDecision(released=tuple(every), withheld=(), notify=())
+
+
+@pytest.mark.anyio
+async def test_a_field_the_plan_did_not_allow_is_never_released_whatever_the_release_says():
+    """A record holds more than the plan allowed where a search needs it for matching (name,
+    date of birth, sex, address) or an obligation does (a protection plan): both decisions must
+    allow a field."""
+    health = matched(health_record(), "health")
+    query = LookupQuery(purpose=Purpose.DIRECT_CARE, nhs_number=NHS)
+    lookup = lookup_context(query, policy=_ReleasesEverything())
+    allowed = frozenset({FieldId.NAME, FieldId.NHS_NUMBER})
+    plan = Plan(True, None, allowed, ("health",), "plan-1")
+
+    release = await decide(lookup, plan, _matching(health))
+
+    (record,) = release.records
+    assert record.fields == allowed
+    assert record.record.address is None
+    assert record.record.date_of_birth is None
+    assert _withheld(release, "health")[FieldId.ADDRESS] == POLICY_UNDECIDED
