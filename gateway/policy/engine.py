@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
-from anyio import to_thread
+from anyio import get_cancelled_exc_class, to_thread
 from pydantic import BaseModel
 from regopy import RegoError
 
@@ -83,6 +83,10 @@ async def policy_ready(engine: PolicyEngine) -> bool:
     return bool(engine.revision)
 
 
+_QUEUE_POLL_S: Final = 0.05
+"""How often a decision waiting for the interpreter looks whether its caller gave up."""
+
+
 class RegoPolicyEngine:
     """The bundle's policies, compiled once at start-up and evaluated in-process."""
 
@@ -98,23 +102,48 @@ class RegoPolicyEngine:
         return cls(load_bundle(directory))
 
     async def plan(self, request: PlanInput) -> PlanDecision:
-        return await to_thread.run_sync(self._decide, PLAN_ENTRYPOINT, request, PlanDecision)
+        return await self._in_thread(PLAN_ENTRYPOINT, request, PlanDecision)
 
     async def release(self, request: ReleaseInput) -> ReleaseDecision:
-        return await to_thread.run_sync(self._decide, RELEASE_ENTRYPOINT, request, ReleaseDecision)
+        return await self._in_thread(RELEASE_ENTRYPOINT, request, ReleaseDecision)
 
-    def _decide(
+    async def _in_thread(
         self, entrypoint: str, request: BaseModel, decision_type: type[DecisionT]
     ) -> DecisionT:
+        """`_decide` in a worker thread, which the caller may give up waiting for (its deadline):
+        rego-cpp cannot be stopped, so an evaluation under way runs on, but a decision given up
+        on before it started is never evaluated, and its thread leaves the queue at once."""
+        abandoned = threading.Event()
+        try:
+            return await to_thread.run_sync(
+                self._decide, entrypoint, request, decision_type, abandoned, abandon_on_cancel=True
+            )
+        except get_cancelled_exc_class():
+            abandoned.set()
+            raise
+
+    def _decide(
+        self,
+        entrypoint: str,
+        request: BaseModel,
+        decision_type: type[DecisionT],
+        abandoned: threading.Event,
+    ) -> DecisionT:
         document = as_rego_json(request.model_dump(mode="json"))
-        with self._lock:
-            try:
-                self._interpreter.set_input_term(document)
-                output = self._interpreter.query_bundle_entrypoint(self._compiled, entrypoint)
-                text = answer_text(output)
-            except (RegoError, ValueError) as error:
-                # regopy raises ValueError itself when rego-cpp's output is not valid JSON.
-                raise PolicyError(f"Policy evaluation of {entrypoint} failed: {error}") from error
+        while not self._lock.acquire(timeout=_QUEUE_POLL_S):
+            if abandoned.is_set():
+                raise PolicyError(f"{entrypoint} was given up on before it was evaluated.")
+        try:
+            if abandoned.is_set():
+                raise PolicyError(f"{entrypoint} was given up on before it was evaluated.")
+            self._interpreter.set_input_term(document)
+            output = self._interpreter.query_bundle_entrypoint(self._compiled, entrypoint)
+            text = answer_text(output)
+        except (RegoError, ValueError) as error:
+            # regopy raises ValueError itself when rego-cpp's output is not valid JSON.
+            raise PolicyError(f"Policy evaluation of {entrypoint} failed: {error}") from error
+        finally:
+            self._lock.release()
         if text is None:
             raise PolicyError(f"The policy gave no answer for {entrypoint}.")
         return parse_decision(text, decision_type)
