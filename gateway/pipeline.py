@@ -110,15 +110,14 @@ class LookupPipeline:
         return result
 
     def _context(self, caller: Caller, query: LookupQuery) -> LookupContext:
-        deadline = time.monotonic() + self._deadline_s
         return LookupContext(
             caller=caller,
             query=query,
             request_id=random_id(),
             child_ref=self._pseudonymiser.child_ref(query),
-            deadline=deadline,
+            deadline=time.monotonic() + self._deadline_s,
             # One revision decides the whole lookup, even across a reload.
-            policy=LoggedPolicy(self.policy, self._log, deadline=deadline),
+            policy=LoggedPolicy(self.policy, self._log),
         )
 
     async def _run(self, caller: Caller, query: LookupQuery) -> LookupResult:

@@ -16,21 +16,18 @@ The log grows by about 2.4 KB a lookup. Written to a file, it is rotated by size
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import json
-import math
 import os
 import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, Protocol, TypeVar
 
-import anyio
 from pydantic import BaseModel
 
 from connectors.protocol import random_id
@@ -255,20 +252,14 @@ class LoggedPolicy:
     lookup's, and a later one from another revision is a PolicyError (the lookup fails closed,
     and asked again is decided by one revision throughout)."""
 
-    def __init__(
-        self, engine: PolicyEngine, log: DecisionLog, *, deadline: float = math.inf
-    ) -> None:
-        """`deadline` (monotonic time): a decision not made by then is a PolicyError - a policy
-        that takes seconds on some input (a change whose tests passed) must fail the lookup
-        closed, not hold it, and every lookup behind it, past its deadline."""
+    def __init__(self, engine: PolicyEngine, log: DecisionLog) -> None:
         self._engine = engine
         self._log = log
-        self._deadline = deadline
         self.revision = engine.revision
         self._decided = False
 
     async def plan(self, request: PlanInput) -> tuple[PlanDecision, str]:
-        with metrics.POLICY_SECONDS.labels("plan").time(), self._in_time(PLAN_ENTRYPOINT):
+        with metrics.POLICY_SECONDS.labels("plan").time():
             if isinstance(self._engine, ServedPolicyEngine):
                 decision, revision = await self._engine.plan_at(request)
                 self._decided_by(revision)
@@ -277,22 +268,13 @@ class LoggedPolicy:
         return decision, self._log.record(PLAN_ENTRYPOINT, self.revision, request, decision)
 
     async def release(self, request: ReleaseInput) -> tuple[ReleaseDecision, str]:
-        with metrics.POLICY_SECONDS.labels("release").time(), self._in_time(RELEASE_ENTRYPOINT):
+        with metrics.POLICY_SECONDS.labels("release").time():
             if isinstance(self._engine, ServedPolicyEngine):
                 decision, revision = await self._engine.release_at(request)
                 self._decided_by(revision)
             else:
                 decision = await self._engine.release(request)
         return decision, self._log.record(RELEASE_ENTRYPOINT, self.revision, request, decision)
-
-    @contextlib.contextmanager
-    def _in_time(self, entrypoint: str) -> Iterator[None]:
-        try:
-            left = None if self._deadline == math.inf else self._deadline - time.monotonic()
-            with anyio.fail_after(None if left is None else max(0.0, left)):
-                yield
-        except TimeoutError:
-            raise PolicyError(f"The policy did not decide {entrypoint} in time.") from None
 
     def _decided_by(self, revision: str) -> None:
         if self._decided and revision != self.revision:

@@ -17,7 +17,8 @@ import threading
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
-from anyio import get_cancelled_exc_class, to_thread
+import anyio
+from anyio import to_thread
 from pydantic import BaseModel
 from regopy import RegoError
 
@@ -83,6 +84,10 @@ async def policy_ready(engine: PolicyEngine) -> bool:
     return bool(engine.revision)
 
 
+DECISION_TIMEOUT_S: Final = 1.0
+"""The longest one in-process decision may take, waiting for the interpreter included: they take
+a few milliseconds (a policy change whose tests passed took 11 s on one input, holding every
+lookup behind it). Past it the lookup fails closed, POLICY_UNAVAILABLE."""
 _QUEUE_POLL_S: Final = 0.05
 """How often a decision waiting for the interpreter looks whether its caller gave up."""
 
@@ -110,17 +115,27 @@ class RegoPolicyEngine:
     async def _in_thread(
         self, entrypoint: str, request: BaseModel, decision_type: type[DecisionT]
     ) -> DecisionT:
-        """`_decide` in a worker thread, which the caller may give up waiting for (its deadline):
-        rego-cpp cannot be stopped, so an evaluation under way runs on, but a decision given up
-        on before it started is never evaluated, and its thread leaves the queue at once."""
+        """`_decide` in a worker thread, given up on after DECISION_TIMEOUT_S or when its caller
+        is cancelled (a lookup's deadline): rego-cpp cannot be stopped, so an evaluation under
+        way runs on, but a decision given up on before it started is never evaluated, and its
+        thread leaves the queue at once."""
         abandoned = threading.Event()
         try:
-            return await to_thread.run_sync(
-                self._decide, entrypoint, request, decision_type, abandoned, abandon_on_cancel=True
-            )
-        except get_cancelled_exc_class():
-            abandoned.set()
-            raise
+            with anyio.fail_after(DECISION_TIMEOUT_S):
+                return await to_thread.run_sync(
+                    self._decide,
+                    entrypoint,
+                    request,
+                    decision_type,
+                    abandoned,
+                    abandon_on_cancel=True,
+                )
+        except TimeoutError:
+            raise PolicyError(
+                f"The policy did not decide {entrypoint} within {DECISION_TIMEOUT_S:g} s."
+            ) from None
+        finally:
+            abandoned.set()  # a no-op once decided; else the thread drops it, or runs on alone
 
     def _decide(
         self,
