@@ -196,3 +196,15 @@ def test_each_reading_is_itself_on_the_readers_trail_with_what_it_covered(gatewa
             "reading": {"since": None, "subject": None, "alertKinds": []},
         },
     ]
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_a_since_utc_cannot_hold_reads_from_the_first_or_last_time_there_is(gateway, since):
+    _look_up(gateway, "Ursula Since")
+    subject = {"subject": "dev:ORG1:Ursula Since", "since": since}
+
+    body = _ask(gateway, USER_TRAIL, subject, _auditor(gateway))
+
+    assert "errors" not in body
+    entries = body["data"]["userAuditTrail"]
+    assert bool(entries) is since.startswith("0001")

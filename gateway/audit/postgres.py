@@ -518,7 +518,7 @@ class PostgresAuditStore:
             rows = conn.execute(
                 "SELECT at, kind, audit_id, subject, role, organisation, justification"
                 " FROM audit_alert WHERE at >= %s AND (%s::text[] IS NULL OR kind = ANY(%s))"
-                " ORDER BY seq LIMIT %s",  # NULL: no limit
+                " ORDER BY at, seq LIMIT %s",  # NULL: no limit
                 (since or datetime.min.replace(tzinfo=UTC), chosen, chosen, limit),
             ).fetchall()
         keys = ("kind", "audit_id", "subject", "role", "organisation", "justification")

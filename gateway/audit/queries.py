@@ -29,7 +29,8 @@ def records_query(
     limit: int,
     postgres: bool = False,
 ) -> tuple[str, Sequence[object]]:
-    """`SELECT body ...` with `%s` placeholders and its parameters, oldest first; a child by any
+    """`SELECT body ...` with `%s` placeholders and its parameters, oldest first (by time, then
+    by place in the log); a child by any
     of its pseudonyms (`child_refs`: one per audit key, current and previous), whether looked up
     by it or reaching it; `since` is given in the form the store's driver compares times in."""
     conditions: list[tuple[str, Sequence[object]]] = []
@@ -43,7 +44,9 @@ def records_query(
     if conditions:
         statement += " WHERE " + " AND ".join(column for column, _ in conditions)
     params = [value for _, values in conditions for value in values]
-    return statement + " ORDER BY seq LIMIT %s", (*params, limit)
+    # In time order, as `since` filters: read on from the last one's time, a record with a later
+    # seq but an earlier time (another gateway's clock, a commit overtaken) is never skipped.
+    return statement + " ORDER BY at, seq LIMIT %s", (*params, limit)
 
 
 LINK_INSERT: Final = "INSERT INTO audit_log_link (audit_id, child_ref) VALUES (%s, %s)"

@@ -63,7 +63,7 @@ from gateway.audit.queries import (
     records_query,
 )
 from gateway.audit.segments import ArchivedSegment, SegmentRows
-from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
+from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now, utc_text
 
 _CHECKPOINT_TABLE = """
 CREATE TABLE IF NOT EXISTS audit_checkpoint (
@@ -607,7 +607,7 @@ class SqliteAuditStore:
         statement, params = records_query(
             child_refs=child_refs,
             subject=subject,
-            since=None if since is None else _as_stored(since),
+            since=None if since is None else utc_text(since),
             limit=limit,
         )
         with self._lock:
@@ -646,10 +646,10 @@ class SqliteAuditStore:
             rows = self._conn.execute(
                 "SELECT at, kind, audit_id, subject, role, organisation, justification"
                 " FROM audit_alert WHERE at >= ?1"
-                " AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) ORDER BY seq"
+                " AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) ORDER BY at, seq"
                 " LIMIT ?3",  # -1: no limit
                 (
-                    _as_stored(since or datetime.min.replace(tzinfo=UTC)),
+                    utc_text(since or datetime.min.replace(tzinfo=UTC)),
                     chosen,
                     -1 if limit is None else limit,
                 ),
@@ -660,7 +660,7 @@ class SqliteAuditStore:
         """The children a user looked up (and was answered about) since a time, with their links
         (gateway.audit.queries.children_seen)."""
         with self._lock:
-            return children_seen(self._run(_CHILDREN_SEEN, (subject, _as_stored(since))))
+            return children_seen(self._run(_CHILDREN_SEEN, (subject, utc_text(since))))
 
     def dead_letters(self, limit: int) -> list[OutboxEntry]:
         """Owner notifications given up on, the first given up on first, without payloads."""
@@ -772,21 +772,6 @@ class SqliteOutbox(OutboxRows):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def _as_stored(at: datetime) -> str:
-    """`at` as the log's `at` columns hold times - in UTC, as `isoformat` writes them - so that
-    comparing the text compares the times: a time with another offset, compared as written, is
-    out by that offset (in British summer time, a filter from 16:00+01:00 missed the hour since
-    15:00Z). A time without an offset is UTC, as the GraphQL API reads one; one that UTC cannot
-    hold (year 1 at +14:00, year 9999 at -14:00) is the first or last time there is."""
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    try:
-        return at.astimezone(UTC).isoformat()
-    except OverflowError:
-        bound = datetime.min if at.year == datetime.min.year else datetime.max
-        return bound.replace(tzinfo=UTC).isoformat()
 
 
 def holds_audit_log(path: Path) -> bool:

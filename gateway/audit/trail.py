@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from connectors.protocol import random_id
@@ -17,7 +17,13 @@ from gateway.audit.outbox import OutboxEntry
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.record import access_by
 from gateway.audit.store import AuditStore
-from gateway.audit.types import BREAK_GLASS_ALERTS, AuditReading, AuditRecord, AuditUnavailable
+from gateway.audit.types import (
+    BREAK_GLASS_ALERTS,
+    AuditReading,
+    AuditRecord,
+    AuditUnavailable,
+    utc_text,
+)
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import ChildKind
 from gateway.types import Caller
@@ -59,7 +65,7 @@ class AuditTrail:
             AUDIT_REVIEW,
             "AUDIT_TRAIL_VIEWED",
             child_ref=child_refs[0],
-            read=AuditReading(_utc(since)),
+            read=AuditReading(_text(since)),
         )
         return records
 
@@ -78,7 +84,7 @@ class AuditTrail:
             AUDIT_REVIEW,
             USER_TRAIL_VIEWED,
             child_ref=None,
-            read=AuditReading(_utc(since), subject=subject),
+            read=AuditReading(_text(since), subject=subject),
         )
         return records
 
@@ -100,7 +106,7 @@ class AuditTrail:
             AUDIT_REVIEW,
             ALERTS_VIEWED,
             child_ref=None,
-            read=AuditReading(_utc(since), alert_kinds=sorted(kinds)),
+            read=AuditReading(_text(since), alert_kinds=sorted(kinds)),
         )
         return alerts
 
@@ -150,8 +156,5 @@ async def record_review(
         ) from exc
 
 
-def _utc(since: datetime | None) -> str | None:
-    """`since` as the log writes times (UTC, ISO 8601); one without an offset is UTC."""
-    if since is None:
-        return None
-    return (since if since.tzinfo else since.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+def _text(since: datetime | None) -> str | None:
+    return None if since is None else utc_text(since)

@@ -203,3 +203,16 @@ def _plain(value: Any) -> Any:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def utc_text(at: datetime) -> str:
+    """`at` as the log writes times - in UTC, as `isoformat` writes them - so that comparing the
+    text compares the times. A time without an offset is UTC, as the GraphQL API reads one; one
+    UTC cannot hold (year 1 at +14:00, year 9999 at -14:00) is the first or last time there is."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC).isoformat()
+    except OverflowError:
+        bound = datetime.min if at.year == datetime.min.year else datetime.max
+        return bound.replace(tzinfo=UTC).isoformat()

@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import dataclasses
 import fcntl
+import itertools
 import logging
 import os
 import ssl
@@ -154,8 +155,18 @@ async def witnessed(
     after = 0
     while True:
         page = await _listing_page(client, url, log, after, timeout_s)
-        if page.log != log or any(c.seq <= after for c in page.checkpoints):
-            raise WitnessError("its listing is not the one asked for (another log, or disordered)")
+        seqs = [after, *(c.seq for c in page.checkpoints)]
+        if (
+            page.log != log
+            or len(page.checkpoints) > MAX_BATCH
+            or any(a >= b for a, b in itertools.pairwise(seqs))
+        ):
+            # Each page must move on by a whole page: one moving on by one checkpoint at a time
+            # would be read until `read_to`, a request and a page held for each.
+            raise WitnessError(
+                "its listing is not the one asked for (another log, disordered, or longer than a"
+                " page)"
+            )
         pages.append(page)
         if len(page.checkpoints) < MAX_BATCH:
             break

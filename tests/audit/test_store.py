@@ -107,6 +107,29 @@ async def test_since_is_the_same_instant_whatever_offset_it_is_written_with(stor
 
 
 @pytest.mark.anyio
+async def test_reading_on_from_the_last_time_read_skips_no_record_written_out_of_time_order(store):
+    """Several gateways share a log, and one's record can take a later place (seq) than another's
+    with an earlier time: read in place order, a page ending at the later time left it behind."""
+    at = access().at
+    for audit_id, seconds in (("first", 0), ("late", 2), ("early", 1), ("last", 3)):
+        stamped = access(at=at + timedelta(seconds=seconds))
+        await store.append(_break_glass_at(audit_id, stamped))
+
+    page = store.records(limit=2)
+    rest = store.records(since=datetime.fromisoformat(page[-1]["access"]["at"]), limit=10)
+    alerts = store.alerts(limit=2)
+
+    assert [r["audit_id"] for r in page] == ["first", "early"]
+    assert [r["audit_id"] for r in rest] == ["early", "late", "last"]
+    assert [a["audit_id"] for a in alerts] == ["first", "early"]
+
+
+def _break_glass_at(audit_id, stamped):
+    glass = access(at=stamped.at, purpose="EMERGENCY_OVERRIDE", justification=BREAK_GLASS_REASON)
+    return audit_record(audit_id, access=glass, flagged_for_investigation=True)
+
+
+@pytest.mark.anyio
 async def test_a_since_past_what_utc_holds_is_the_first_or_last_time_there_is(store):
     await store.append(audit_record("only"))
     first = datetime.min.replace(tzinfo=timezone(timedelta(hours=14)))

@@ -170,3 +170,36 @@ def test_a_witness_listing_pages_without_end_is_read_only_past_the_log_s_latest(
         store.close()
     assert served == [0, MAX_BATCH]
     assert not verdict.ok
+
+
+def test_a_witness_page_out_of_order_or_longer_than_a_page_is_refused(tmp_path):
+    """Ordered so that each page moves on by one checkpoint (the last first), a listing would be
+    read one request a checkpoint up to `read_to`."""
+
+    async def pages(request: Request) -> Response:
+        after = int(request.query_params["after"])
+        # Ends after a few pages, so that a reader taking them in would still stop.
+        seqs = [*range(after + 2, after + 1 + MAX_BATCH), after + 1] if after < 5 else []
+        made = [
+            SignedCheckpoint(
+                seq=seq,
+                records=seq,
+                head="a" * 64,
+                at="2026-11-29T12:00:00.000000+00:00",
+                prev="0" * 64,
+                key="0" * 16,
+                signature="0" * 128,
+            )
+            for seq in seqs
+        ]
+        listing = WitnessListing(log="gw-1", checkpoints=made, first_seen_seq=1, conflicts=[])
+        return Response(listing.model_dump_json(), media_type="application/json")
+
+    app = Starlette(routes=[Route(WITNESS_PATH, pages)])
+    with BackgroundServer(app) as server:
+
+        async def read(client: httpx.AsyncClient) -> None:
+            await witnessed(client, server.url + WITNESS_PATH, "gw-1", timeout_s=ENOUGH_S)
+
+        with pytest.raises(WitnessError, match="disordered"):
+            asyncio.run(_with_client(read))
