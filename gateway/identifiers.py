@@ -248,13 +248,18 @@ def holds_child_identifier(text: str) -> bool:
         (_NHS_NUMBER_IN_TEXT, normalise_nhs_number),
         (_UPN_IN_TEXT, normalise_upn),
     ):
-        for groups in pattern.findall(folded):
+        for found in pattern.finditer(folded):
+            if _PHONE_PREFIX.search(folded, 0, found.start()):
+                continue  # "+44 (0)161 496 0003": a phone number, whatever its digits check
             try:
-                normalise("".join(groups))
+                normalise("".join(found.groups()))
             except InvalidIdentifier:
                 continue
             return True
     return False
+
+
+_PHONE_PREFIX: Final = re.compile(r"(?:\+\s?44|\(0\))[^A-Za-z0-9]{0,3}$")
 
 
 def _ascii_digits(text: str) -> str:

@@ -121,7 +121,8 @@ async def resolve_child(
         raise GatewayError(
             ErrorCode.INVALID_JUSTIFICATION,
             "A justification may not hold an NHS number or UPN: it is kept and shared where no"
-            " child may be named by one. Give the reason without it.",
+            " child may be named by one. Give the reason without it (a phone number or reference"
+            " that reads as one: write it another way, or leave it out).",
         )
     if identify is not None:
         if any(given is not None for given in (nhs_number, upn, demographics)):
@@ -200,6 +201,8 @@ _ChildUpn = Annotated[
 ]
 
 
+MAX_SUBJECT_CHARS = 256
+"""The longest account a user's trail is asked for by (tokens' subjects are far shorter)."""
 MAX_READ = 1000
 """The most entries one reading of a trail or feed gives, oldest first: a child's trail can be
 flooded (each auditor's reading adds to it), and a script hammering the API is alerted at every
@@ -242,6 +245,14 @@ async def resolve_user_audit_trail(
 ) -> list[AuditEntry]:
     context = info.context
     caller = context.signed_in()
+    if not subject or len(subject) > MAX_SUBJECT_CHARS or Justification.of(subject).text != subject:
+        # It is written to the log with the reading: no control or direction character that
+        # could make it read as another account, no text of any length.
+        raise GatewayError(
+            ErrorCode.BAD_USER_INPUT,
+            f"Name the user by their account, as an entry or alert shows it: printable, at most"
+            f" {MAX_SUBJECT_CHARS} characters.",
+        )
     records = await context.audit_trail.for_user(caller, subject, since, limit=MAX_READ)
     return [audit_entry(r) for r in records]
 

@@ -856,8 +856,8 @@ class AuditEntry:
     reading: AuditReading | None = strawberry.field(
         default=None,
         description=(
-            "For an auditor's reading of the log (purpose AUDIT_REVIEW): what it covered. Null"
-            " for a lookup, and for readings recorded before 2026-11-29."
+            "For an auditor's reading of a trail or an alerts feed (purpose AUDIT_REVIEW): what"
+            " it covered. Null for anything else, and for readings recorded before 2026-11-29."
         ),
     )
 

@@ -208,3 +208,14 @@ def test_a_since_utc_cannot_hold_reads_from_the_first_or_last_time_there_is(gate
     assert "errors" not in body
     entries = body["data"]["userAuditTrail"]
     assert bool(entries) is since.startswith("0001")
+
+
+@pytest.mark.parametrize(
+    "subject", ["dev:ORG1:Uma\u202eUser", "dev:ORG1:Uma\tUser", "x" * 257, "", " dev:ORG1:Uma"]
+)
+def test_a_users_trail_is_asked_for_by_an_account_as_the_log_shows_one(gateway, subject):
+    """The account asked for is written to the log with the reading."""
+    body = _ask(gateway, USER_TRAIL, {"subject": subject}, _auditor(gateway))
+
+    assert body["data"] is None
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

@@ -820,6 +820,9 @@ def test_carer_names_that_are_not_names_are_refused(names):
         ("".join(chr(0x0660 + int(d)) for d in NHS), True),  # Arabic-Indic digits
         ("pupil h 8012 0000 1001", True),
         ("Phoned 020 7946 0123 and 07700 900123 on 29/11/2026", False),
+        ("Called the duty team on +44 (0)161 496 0003", False),  # its last ten digits check
+        ("Called the duty team on +44 161 496 0003", False),
+        (f"Phoned +44 (0)161 496 0003 about {NHS}", True),
     ],
 )
 def test_free_text_holding_a_child_identifier_is_found(text, holds):

@@ -188,8 +188,8 @@ def existing_audit_log(settings: Settings) -> Path:
         raise ValueError(f"no audit log at {path}")
     if not holds_audit_log(path):
         raise ValueError(
-            f"cannot open the audit log at {path}: the file holds none (it is empty, damaged or"
-            " another kind of file)"
+            f"cannot open the audit log at {path}: no audit log could be read there (the file is"
+            " empty, damaged, locked or another kind of file)"
         )
     return path
 
