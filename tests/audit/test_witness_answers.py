@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -134,6 +134,25 @@ def test_a_receipt_past_the_cap_leaves_the_witness_failing_not_the_gateway_buffe
     assert witness.asked == [("POST", "identity")]
 
 
+def _listing(seqs: Iterable[int]) -> Response:
+    """A listing of made-up checkpoints numbered `seqs` (their signatures are never checked
+    before the listing is read whole)."""
+    made = [
+        SignedCheckpoint(
+            seq=seq,
+            records=seq,
+            head="a" * 64,
+            at="2026-11-29T12:00:00.000000+00:00",
+            prev="0" * 64,
+            key="0" * 16,
+            signature="0" * 128,
+        )
+        for seq in seqs
+    ]
+    listing = WitnessListing(log="gw-1", checkpoints=made, first_seen_seq=1, conflicts=[])
+    return Response(listing.model_dump_json(), media_type="application/json")
+
+
 def test_a_witness_listing_pages_without_end_is_read_only_past_the_log_s_latest(tmp_path):
     """Every page full and each past the last (a broken or hostile witness): `audit verify
     --witness` had read on for ever. It stops a page past the log's latest checkpoint, and names
@@ -143,21 +162,9 @@ def test_a_witness_listing_pages_without_end_is_read_only_past_the_log_s_latest(
     async def pages(request: Request) -> Response:
         after = int(request.query_params["after"])
         served.append(after)
-        made = [
-            SignedCheckpoint(
-                seq=seq,
-                records=seq,
-                head="a" * 64,
-                at="2026-11-29T12:00:00.000000+00:00",
-                prev="0" * 64,
-                key="0" * 16,
-                signature="0" * 128,
-            )
-            for seq in range(after + 1, after + 1 + MAX_BATCH)
-            if after < 20 * MAX_BATCH  # ends, so that a reader reading on for ever still stops
-        ]
-        listing = WitnessListing(log="gw-1", checkpoints=made, first_seen_seq=1, conflicts=[])
-        return Response(listing.model_dump_json(), media_type="application/json")
+        # Ends, so that a reader reading on for ever still stops.
+        seqs = range(after + 1, after + 1 + MAX_BATCH) if after < 20 * MAX_BATCH else ()
+        return _listing(seqs)
 
     store = SqliteAuditStore(tmp_path / "audit.sqlite3", checkpoint_key=CHECKPOINT_KEY)
     app = Starlette(routes=[Route(WITNESS_PATH, pages)])
@@ -180,20 +187,7 @@ def test_a_witness_page_out_of_order_or_longer_than_a_page_is_refused(tmp_path):
         after = int(request.query_params["after"])
         # Ends after a few pages, so that a reader taking them in would still stop.
         seqs = [*range(after + 2, after + 1 + MAX_BATCH), after + 1] if after < 5 else []
-        made = [
-            SignedCheckpoint(
-                seq=seq,
-                records=seq,
-                head="a" * 64,
-                at="2026-11-29T12:00:00.000000+00:00",
-                prev="0" * 64,
-                key="0" * 16,
-                signature="0" * 128,
-            )
-            for seq in seqs
-        ]
-        listing = WitnessListing(log="gw-1", checkpoints=made, first_seen_seq=1, conflicts=[])
-        return Response(listing.model_dump_json(), media_type="application/json")
+        return _listing(seqs)
 
     app = Starlette(routes=[Route(WITNESS_PATH, pages)])
     with BackgroundServer(app) as server:
