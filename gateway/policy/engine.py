@@ -62,7 +62,6 @@ class RemotePolicyEngine(PolicyEngine, Protocol):
     async def aclose(self) -> None: ...
 
 
-@runtime_checkable
 class ServedPolicyEngine(PolicyEngine, Protocol):
     """An engine whose revision can change between two decisions (a server that loads a new
     bundle): each decision comes with the revision that made it."""
