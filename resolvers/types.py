@@ -133,6 +133,12 @@ _enum(
 )
 
 
+_UNKNOWN_CODE: Final = (
+    "A code this gateway's version does not know, recorded by a newer gateway sharing the log"
+    " (an AuditEntry's deprecated `{field}` gives it as recorded)."
+)
+
+
 class AuditPurpose(Enum):
     """A Purpose, or one that is no purpose to look up a child for: an audit trail records its
     readers too - auditors (gateway.audit.AUDIT_REVIEW) and owners reading their access history
@@ -146,6 +152,13 @@ class AuditPurpose(Enum):
     AUDIT_REVIEW = AUDIT_REVIEW
     OWNER_REVIEW = OWNER_REVIEW
     OPERATIONS = OPERATIONS
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def _missing_(cls, value: object) -> AuditPurpose:
+        # Gateways of two versions can share one log (PostgreSQL, a rolling upgrade): one
+        # purpose a newer one records must not fail every trail an older one reads.
+        return cls.UNKNOWN
 
 
 _enum(
@@ -163,6 +176,7 @@ _enum(
             "An operator closed an owner notification the gateway could not deliver (childlookup"
             " notifications passed-on)."
         ),
+        "UNKNOWN": _UNKNOWN_CODE.format(field="purpose"),
     },
 )
 _enum(
@@ -450,6 +464,11 @@ class AuditOutcome(Enum):
             " child)."
         ),
     )
+    UNKNOWN = strawberry.enum_value("UNKNOWN", description=_UNKNOWN_CODE.format(field="outcome"))
+
+    @classmethod
+    def _missing_(cls, value: object) -> AuditOutcome:
+        return cls.UNKNOWN  # as AuditPurpose._missing_
 
 
 @strawberry.input(

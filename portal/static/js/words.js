@@ -11,6 +11,7 @@ export const PURPOSES = {
   AUDIT_REVIEW: "Audit review",
   OWNER_REVIEW: "Owner's review of access history",
   OPERATIONS: "Service operations",
+  UNKNOWN: "Recorded by a newer version of the gateway",
 };
 
 export const OUTCOME_HEADINGS = {
@@ -151,6 +152,7 @@ export const AUDIT_OUTCOMES = {
   ALERTS_VIEWED: "Alerts viewed",
   UNDELIVERED_VIEWED: "Undelivered notifications viewed",
   NOTIFICATION_PASSED_ON: "Notification passed on by other means",
+  UNKNOWN: "Recorded by a newer version of the gateway",
 };
 
 // The usage limit a refused lookup reached (a limit alert's kind).
