@@ -237,6 +237,9 @@ _UPN_IN_TEXT: Final = re.compile(
     rf"(?<![A-Za-z0-9])(?=([A-Za-z]){_GAP}([0-9]{{4}}){_GAP}([0-9]{{4}}){_GAP}([0-9]{{4}})(?![0-9]))"
 )
 
+_PHONE_PREFIX: Final = re.compile(rf"(?:\+\s?44|\(0\)){_GAP}$")
+"""What comes just before a UK phone number written internationally: a number after it is one."""
+
 
 def holds_child_identifier(text: str) -> bool:
     """Whether free text an operator or practitioner wrote holds a valid NHS number or permanent
@@ -257,9 +260,6 @@ def holds_child_identifier(text: str) -> bool:
                 continue
             return True
     return False
-
-
-_PHONE_PREFIX: Final = re.compile(r"(?:\+\s?44|\(0\))[^A-Za-z0-9]{0,3}$")
 
 
 def _ascii_digits(text: str) -> str:

@@ -59,13 +59,8 @@ class AuditTrail:
         records = await asyncio.to_thread(
             self._audit.records, child_refs=child_refs, since=since, limit=limit
         )
-        await record_review(
-            self._audit,
-            caller,
-            AUDIT_REVIEW,
-            "AUDIT_TRAIL_VIEWED",
-            child_ref=child_refs[0],
-            read=AuditReading(_text(since)),
+        await self._reviewed(
+            caller, "AUDIT_TRAIL_VIEWED", AuditReading(_text(since)), child_ref=child_refs[0]
         )
         return records
 
@@ -78,14 +73,7 @@ class AuditTrail:
         records = await asyncio.to_thread(
             self._audit.records, subject=subject, since=since, limit=limit
         )
-        await record_review(
-            self._audit,
-            caller,
-            AUDIT_REVIEW,
-            USER_TRAIL_VIEWED,
-            child_ref=None,
-            read=AuditReading(_text(since), subject=subject),
-        )
+        await self._reviewed(caller, USER_TRAIL_VIEWED, AuditReading(_text(since), subject=subject))
         return records
 
     async def alerts(
@@ -100,14 +88,8 @@ class AuditTrail:
         not an auditor."""
         self._check_auditor(caller)
         alerts = await asyncio.to_thread(self._audit.alerts, since=since, kinds=kinds, limit=limit)
-        await record_review(
-            self._audit,
-            caller,
-            AUDIT_REVIEW,
-            ALERTS_VIEWED,
-            child_ref=None,
-            read=AuditReading(_text(since), alert_kinds=sorted(kinds)),
-        )
+        reading = AuditReading(_text(since), alert_kinds=sorted(kinds))
+        await self._reviewed(caller, ALERTS_VIEWED, reading)
         return alerts
 
     async def undelivered(self, caller: Caller, limit: int) -> list[OutboxEntry]:
@@ -117,8 +99,20 @@ class AuditTrail:
         other way."""
         self._check_auditor(caller)
         entries = await asyncio.to_thread(self._audit.dead_letters, limit)
-        await record_review(self._audit, caller, AUDIT_REVIEW, UNDELIVERED_VIEWED, child_ref=None)
+        await self._reviewed(caller, UNDELIVERED_VIEWED, None)
         return entries
+
+    async def _reviewed(
+        self,
+        caller: Caller,
+        outcome: str,
+        read: AuditReading | None,
+        child_ref: str | None = None,
+    ) -> None:
+        """Record an auditor's reading (`record_review`), with what it covered."""
+        await record_review(
+            self._audit, caller, AUDIT_REVIEW, outcome, child_ref=child_ref, read=read
+        )
 
     def _check_auditor(self, caller: Caller) -> None:
         if caller.role not in self._auditor_roles:
