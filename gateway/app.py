@@ -35,6 +35,7 @@ from gateway.portal_site import PATH as PORTAL_PATH
 from gateway.portal_site import portal_app
 from gateway.redis_limits import answers
 from resolvers import graphiql as graphiql_ide
+from resolvers import query as graphql_query
 from resolvers.persisted_queries import AutomaticPersistedQueries
 from resolvers.trusted_documents import TrustedDocuments
 from resolvers.view import GraphQLView
@@ -153,7 +154,7 @@ def create_app(
         Route("/metrics", metrics_page, methods=["GET"]),
         Route(JWKS_PATH, jwks, methods=["GET"]),
         Route(PORTAL_PATH, _to_portal, methods=["GET"]),
-        Mount(PORTAL_PATH, app=portal_app(settings)),
+        Mount(PORTAL_PATH, app=portal_app(settings, audit_read_at_most=graphql_query.MAX_READ)),
     ]
     if settings.explorable:
         routes.append(Mount(graphiql_ide.ASSETS_PATH, app=graphiql_ide.assets()))

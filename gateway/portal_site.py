@@ -103,8 +103,10 @@ class PortalHeaders:
         await self._app(scope, receive, send_with_headers)
 
 
-def portal_app(settings: Settings) -> ASGIApp:
-    """The ASGI app to mount at PATH."""
+def portal_app(settings: Settings, *, audit_read_at_most: int) -> ASGIApp:
+    """The ASGI app to mount at PATH. `audit_read_at_most` is the most entries the gateway gives
+    an auditor's trail or feed a reading: the page reads on past a full one, and says there may be
+    more, rather than showing the first as the whole."""
     demo_sign_in = settings.verifies_dev_tokens()
     discovery = (
         ProviderDiscovery(
@@ -126,7 +128,8 @@ def portal_app(settings: Settings) -> ASGIApp:
 
     async def config(request: Request) -> Response:
         endpoints = await discovery.endpoints() if discovery is not None else None
-        return JSONResponse(_page_config(settings, demo_sign_in, endpoints))
+        page_config = _page_config(settings, demo_sign_in, endpoints)
+        return JSONResponse(page_config | {"auditReadAtMost": audit_read_at_most})
 
     async def manifest(request: Request) -> Response:
         return FileResponse(portal.MANIFEST_FILE, media_type="application/json")

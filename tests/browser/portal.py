@@ -133,6 +133,14 @@ class Portal:
         self.page.fill("#audit-since", since)
         self._shown(lambda: self.page.click("#audit-filter-look"), "#audit-result")
 
+    def read_trail_on(self) -> None:
+        """The trail shown, read on past a full reading ("Show later accesses")."""
+        self._shown(lambda: self.page.click("#audit-more"), "#audit-result")
+
+    def read_feed_on(self, feed: str) -> None:
+        """The feed `feed` (its table's id) shown, read on past a full reading."""
+        self._shown(lambda: self.page.click(f"#{feed}-more"), f"#{feed}-result")
+
     def alerts(self) -> None:
         """The override alerts feed, in full."""
         self._shown(lambda: self.page.click("#alerts-look"), "#alerts-result")

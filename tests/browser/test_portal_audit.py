@@ -4,6 +4,9 @@ on another browser and reads who looked at that child."""
 import json
 from collections.abc import Sequence
 
+import pytest
+
+import resolvers.query
 from connectors.notifications import NOTIFICATIONS_PATH
 from connectors.protocol import ConnectorRecord
 from connectors.serving import free_port
@@ -12,6 +15,7 @@ from tests.browser.portal import Portal
 from tests.factories import NHS, health_record, school_record, social_care_record
 from tests.stack import (
     FAST_NOTIFICATIONS,
+    LOOKUP,
     eventually,
     reference_apps,
     running_gateway,
@@ -66,13 +70,8 @@ def test_the_auditor_sees_an_agency_not_told_of_a_lookup(new_page, tmp_path):
     on its plan was looked up: once the gateway gives up, the auditor's view lists it - when, the
     agency, the attempts and why - with the lookup's audit reference, and names no child. The demo
     delivers every notification, so this runs a stack of its own with that endpoint dead."""
-    records: dict[str, Sequence[ConnectorRecord]] = {
-        "health": [health_record()],
-        "education": [school_record()],
-        "social_care": [social_care_record()],
-    }
     dead_end = f"http://127.0.0.1:{free_port()}{NOTIFICATIONS_PATH}"
-    with serving(reference_apps(tmp_path, records)) as urls:
+    with serving(reference_apps(tmp_path, _reference_records())) as urls:
         sources = [
             reference_source(name, url).model_copy(update={"notification_url": dead_end})
             for name, url in urls.items()
@@ -103,3 +102,66 @@ def test_the_auditor_sees_an_agency_not_told_of_a_lookup(new_page, tmp_path):
         audit_id,
     ]
     assert NHS not in auditor.text("#undelivered-result")
+
+
+def _reference_records() -> dict[str, Sequence[ConnectorRecord]]:
+    return {
+        "health": [health_record()],
+        "education": [school_record()],
+        "social_care": [social_care_record()],
+    }
+
+
+def test_a_trail_and_the_override_alerts_longer_than_a_reading_are_read_on_not_cut(
+    new_page, tmp_path, monkeypatch: pytest.MonkeyPatch
+):
+    """The gateway gives a trail or a feed at most so many entries a reading (two here): the
+    portal says a full reading may have more and reads on from its last entry, showing each entry
+    once, rather than showing the first reading as the whole - for overrides, shown newest first,
+    that would hide the latest."""
+    monkeypatch.setattr(resolvers.query, "MAX_READ", 2)
+    reason = "Child reported missing; police at the door need the current address now."
+    with serving(reference_apps(tmp_path, _reference_records())) as urls:
+        sources = [reference_source(name, url) for name, url in urls.items()]
+        with running_gateway(tmp_path, sources) as gateway:
+            token = gateway.token("police_safeguarding", "ORG1", "Max Reader")
+            variables = {"nhs": NHS, "purpose": "EMERGENCY_OVERRIDE", "justification": reason}
+            looked = [
+                gateway.post({"query": LOOKUP, "variables": variables}, token).json()["data"][
+                    "child"
+                ]["auditId"]
+                for _ in range(3)
+            ]
+            auditor = Portal(new_page(), f"{gateway.url}/portal/")
+            auditor.open()
+            auditor.sign_in("auditor")
+
+            def shown(table: str) -> list[str | None]:
+                rows = auditor.page.locator(f"#{table} tbody tr").all()
+                return [row.locator("td code").last.text_content() for row in rows]
+
+            auditor.user_trail("dev:ORG1:Max Reader")
+            first = (auditor.text("#audit-result-heading"), shown("audit-trail"))
+            auditor.read_trail_on()
+            second = (auditor.text("#audit-result-heading"), shown("audit-trail"))
+            auditor.read_trail_on()
+            whole = (auditor.text("#audit-result-heading"), shown("audit-trail"))
+            trail_more_hidden = auditor.page.locator("#audit-more").is_hidden()
+
+            auditor.alerts()
+            alerts_first = (auditor.text("#alerts-result-heading"), shown("alerts"))
+            auditor.read_feed_on("alerts")
+            auditor.read_feed_on("alerts")
+            alerts_whole = (auditor.text("#alerts-result-heading"), shown("alerts"))
+            alerts_more_hidden = auditor.page.locator("#alerts-more").is_hidden()
+
+    assert first == ("The first 2 recorded accesses: there may be later ones", looked[:2])
+    assert second == ("The first 3 recorded accesses: there may be later ones", looked)
+    assert whole == ("3 recorded accesses", looked)
+    assert trail_more_hidden
+    assert alerts_first == (
+        "2 emergency overrides to investigate, the earliest: there may be later ones",
+        looked[1::-1],
+    )
+    assert alerts_whole == ("3 emergency overrides to investigate", looked[::-1])
+    assert alerts_more_hidden

@@ -250,7 +250,7 @@ async function start() {
     confirmBreakGlass();
   });
   startHistory();
-  startAudit();
+  startAudit(config.auditReadAtMost);
   if (returned && config.signIn === "oidc") await finishProviderSignIn(returned);
   document.body.dataset.ready = "true";
 }

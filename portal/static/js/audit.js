@@ -55,20 +55,43 @@ function instant(value) {
 
 // ---- Trails: of one child (by NHS number or UPN) or of one user since a time -----------------
 
-// `send(token)` sends the trail's operation (named in full, so the manifest test finds it).
-async function showTrailOf(send, caption, empty) {
+// The gateway gives a trail or a feed at most this many entries a reading, oldest first (set at
+// start from the page's configuration); a full reading may have more after it, read on from its
+// last entry's time. Entries at that very time come again, and are told apart by audit reference.
+let readAtMost = Infinity;
+
+// What the trail shown was asked with, and what it holds so far.
+let trail = null;
+
+// The entries of a reading on that were not shown already (those at the time read on from).
+function unseen(shown, page, id) {
+  const seen = new Set(shown.map(id));
+  return page.filter((e) => !seen.has(id(e)));
+}
+
+// `send(token, since)` sends the trail's operation (named in full, so the manifest test finds
+// it); `since` is null for the first reading and the last entry's time to read on.
+async function showTrailOf(send, caption, empty, earlier = null) {
   const token = session.token();
   if (!token) return;
   const heading = $("audit-result-heading");
   $("audit-result").setAttribute("aria-busy", "true");
-  const answer = await send(token);
+  const answer = await send(token, earlier && earlier.at(-1).at);
   $("audit-result").removeAttribute("aria-busy");
-  const entries = answer.data && (answer.data.auditTrail || answer.data.userAuditTrail);
+  const page = answer.data && (answer.data.auditTrail || answer.data.userAuditTrail);
   heading.hidden = false;
-  if (entries) {
-    heading.textContent = `${entries.length} recorded ${entries.length === 1 ? "access" : "accesses"}`;
+  if (page) {
+    const fresh = earlier ? unseen(earlier, page, (e) => e.auditId) : page;
+    const entries = earlier ? earlier.concat(fresh) : page;
+    // Full, and moving on: there may be more. (A full reading of one instant could not move on.)
+    const more = page.length >= readAtMost && fresh.length > 0;
+    trail = { send, caption, empty, entries };
+    const n = entries.length;
+    const counted = `${n} recorded ${n === 1 ? "access" : "accesses"}`;
+    heading.textContent = more ? `The first ${counted}: there may be later ones` : counted;
     $("audit-error").hidden = true;
     showTrail($("audit-trail"), entries, caption, empty);
+    $("audit-more").hidden = !more;
   } else {
     const { code, words } = problem(answer);
     heading.textContent = "The audit trail could not be shown";
@@ -76,14 +99,22 @@ async function showTrailOf(send, caption, empty) {
     $("audit-error").dataset.code = code;
     $("audit-error").hidden = false;
     $("audit-trail").hidden = true;
+    $("audit-more").hidden = true;
   }
   heading.focus();
   if (answer.status === 401) session.end("rejected");
 }
 
+// "Show later accesses": the trail shown, read on from its last entry.
+function readTrailOn() {
+  if (!trail) return Promise.resolve();
+  return showTrailOf(trail.send, trail.caption, trail.empty, trail.entries);
+}
+
 export function lookAtChildTrail() {
   const child = namedChild($("audit-child").value.trim());
-  return showTrailOf((token) => graphql(token, "AuditTrail", child),
+  return showTrailOf(
+    (token, since) => graphql(token, "AuditTrail", since ? { ...child, since } : child),
     "Accesses to the child, oldest first", "No recorded access to this child.");
 }
 
@@ -98,11 +129,13 @@ export function lookAtUserTrail() {
     $("audit-error").dataset.code = "BAD_USER_INPUT";
     $("audit-error").hidden = false;
     $("audit-trail").hidden = true;
+    $("audit-more").hidden = true;
     $("audit-user").focus();
     return Promise.resolve();
   }
   const when = since ? ` since ${dateWords(since)}` : "";
-  return showTrailOf((token) => graphql(token, "UserAuditTrail", { subject, since }),
+  return showTrailOf(
+    (token, later) => graphql(token, "UserAuditTrail", { subject, since: later || since }),
     `Accesses by ${subject}${when}, oldest first`, `No recorded access by ${subject}${when}.`);
 }
 
@@ -152,6 +185,7 @@ const FEEDS = {
     columns: [...ALERT_COLUMNS, "Justification", "Audit reference", actions()],
     ask: (token, since) => graphql(token, "OverrideAlerts", { since }),
     counted: (n) => `${n} emergency ${n === 1 ? "override" : "overrides"} to investigate`,
+    later: "Show later overrides",
     none: "No emergency overrides", empty: "No one has used an emergency override.",
     failed: "The override alerts could not be shown",
   },
@@ -161,6 +195,7 @@ const FEEDS = {
     columns: [...ALERT_COLUMNS, "Limit reached", "Audit reference", actions()],
     ask: (token, since) => graphql(token, "LimitAlerts", { since }),
     counted: (n) => `${n} ${n === 1 ? "lookup" : "lookups"} refused at a usage limit`,
+    later: "Show later refused lookups",
     none: "No lookups refused at a usage limit",
     empty: "No one has been refused at a usage limit.",
     failed: "The refused lookups could not be shown",
@@ -177,8 +212,9 @@ const FEEDS = {
   },
 };
 
-// A feed's answer: its heading, its problem, and its table, all hidden until asked for.
-function feedResult({ id, caption, columns }) {
+// A feed's answer: its heading, its problem, its table and, for a feed read on by time, the
+// button that reads on; all hidden until asked for.
+function feedResult({ id, caption, columns, later }) {
   return [
     el("h3", { id: `${id}-result-heading`, tabindex: "-1", hidden: true }),
     el("p", { id: `${id}-error`, class: "problem", hidden: true }),
@@ -186,26 +222,44 @@ function feedResult({ id, caption, columns }) {
       el("caption", {}, caption),
       el("thead", {}, el("tr", {}, ...columns.map((column) => el("th", { scope: "col" }, column)))),
       el("tbody")),
+    ...(later
+      ? [el("button", { type: "button", id: `${id}-more`, class: "secondary", hidden: true }, later)]
+      : []),
   ];
 }
 
-async function lookAtFeed(feed) {
+// What each feed shown holds so far, oldest first, by feed id.
+const feedShown = {};
+
+// An alert told apart from the others of its feed: one lookup may reach more than one limit.
+const alertKey = (a) => `${a.auditId} ${a.kind || ""}`;
+
+async function lookAtFeed(feed, earlier = null) {
   const token = session.token();
   if (!token) return;
   const { id } = feed;
   const heading = $(`${id}-result-heading`);
   const table = $(id);
   const error = $(`${id}-error`);
+  const more = $(`${id}-more`);
   $(`${id}-result`).setAttribute("aria-busy", "true");
   const since = $(`${id}-since`);
-  const answer = await feed.ask(token, since && instant(since.value));
+  const from = earlier ? earlier.at(-1).at : since && instant(since.value);
+  const answer = await feed.ask(token, from);
   $(`${id}-result`).removeAttribute("aria-busy");
-  const alerts = answer.data && answer.data[feed.field];
+  const page = answer.data && answer.data[feed.field];
   heading.hidden = false;
   const body = table.tBodies[0];
   clear(body);
-  if (alerts) {
+  if (page) {
+    const fresh = earlier ? unseen(earlier, page, alertKey) : page;
+    const alerts = earlier ? earlier.concat(fresh) : page;
+    // Full: the latest may not be among them. (A full reading of one instant could not move on.)
+    const full = page.length >= readAtMost && fresh.length > 0;
+    feedShown[id] = alerts;
     heading.textContent = alerts.length ? feed.counted(alerts.length) : feed.none;
+    if (full) heading.textContent += feed.later ? ", the earliest: there may be later ones" :
+      ": there may be more";
     error.hidden = true;
     const columns = table.tHead.rows[0].cells.length;
     if (!alerts.length) {
@@ -214,6 +268,7 @@ async function lookAtFeed(feed) {
       body.append(...alerts.slice().reverse().map(feed.row));
     }
     table.hidden = false;
+    if (more) more.hidden = !full;
   } else {
     const { code, words } = problem(answer);
     heading.textContent = feed.failed;
@@ -221,6 +276,7 @@ async function lookAtFeed(feed) {
     error.dataset.code = code;
     error.hidden = false;
     table.hidden = true;
+    if (more) more.hidden = true;
   }
   heading.focus();
   if (answer.status === 401) session.end("rejected");
@@ -248,7 +304,11 @@ export function clearAudit() {
   for (const id of ["audit", ...feeds]) {
     $(`${id}-error`).hidden = true;
     $(`${id}-result-heading`).hidden = true;
+    const more = $(`${id}-more`);
+    if (more) more.hidden = true;
+    delete feedShown[id];
   }
+  trail = null;
 }
 
 function onSubmit(id, action) {
@@ -258,12 +318,18 @@ function onSubmit(id, action) {
   });
 }
 
-export function startAudit() {
+// `readingAtMost`: the most entries the gateway gives a reading (the page's configuration).
+export function startAudit(readingAtMost) {
+  readAtMost = readingAtMost;
   onSubmit("audit-form", lookAtChildTrail);
   onSubmit("audit-filter-form", lookAtUserTrail);
+  $("audit-more").addEventListener("click", readTrailOn);
   for (const feed of Object.values(FEEDS)) {
     $(`${feed.id}-result`).replaceChildren(...feedResult(feed));
     onSubmit(`${feed.id}-form`, () => lookAtFeed(feed));
     $(feed.id).addEventListener("click", lookAtAlerter);
+    if (feed.later) {
+      $(`${feed.id}-more`).addEventListener("click", () => lookAtFeed(feed, feedShown[feed.id]));
+    }
   }
 }
