@@ -178,7 +178,13 @@ def router(components: Components, transport: ConnectorTransport, fanout: FanOut
         )
     if locator is None and not components.directory.agencies:
         return None
-    return Router(components.directory, locator, fanout, components.linkage)
+    return Router(
+        components.directory,
+        locator,
+        fanout,
+        components.linkage,
+        locator_agencies_max=settings.locator_agencies_max,
+    )
 
 
 def access_limits(components: Components) -> AccessLimits:

@@ -285,6 +285,11 @@ class Settings(BaseSettings):
     """The locator's name: the audience of the gateway's signed requests, the issuer of its
     answers."""
     locator_timeout_ms: Annotated[int, Field(gt=0, le=10_000)] = 500
+    locator_agencies_max: Annotated[int, Field(gt=0, le=1_000)] = 20
+    """The most agencies one lookup follows the locator to. A locator naming more is not followed
+    at all (its status FAILED, TOO_MANY_AGENCIES; the lookup incomplete): a child is held by a
+    handful, and a broken or hostile locator naming hundreds would have the child's identifiers
+    sent to every one of them."""
     pseudonym_keys_file: Path | None = None
     """The keys (JSON, connectors.locator) that turn an NHS number or UPN into the pseudonyms the
     locator knows; shared with the agencies' connectors, never with the locator."""

@@ -11,6 +11,7 @@ locator that did not answer makes the lookup incomplete (gateway.routing).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from gateway.types import (
     SourceAnswer,
     SourceStatus,
 )
+
+_logger = logging.getLogger("childlookup.routing")
 
 MAX_ANSWER_BYTES = 256 * 1024
 """A locator answer names a handful of agencies; far more than that is not an answer."""
@@ -133,6 +136,15 @@ class LocatorClient:
         except TrustError:
             return _failed(SourceStatus.FAILED, "ANSWER_NOT_TRUSTED", started, asked)
         if isinstance(answer, ErrorResponse):
+            # Its message is for the operators: a gateway whose pseudonym keys the locator no
+            # longer searches (a rotation missed) is refused on every lookup until fixed.
+            _logger.warning(
+                "the locator refused the question",
+                extra={
+                    "event": "locator_refused",
+                    "context": {"code": answer.error.code.value, "message": answer.error.message},
+                },
+            )
             return _failed(SourceStatus.FAILED, answer.error.code.value, started, asked)
         if answer.request_id != request.request_id:
             return _failed(SourceStatus.FAILED, "MALFORMED_RESPONSE", started, asked)
@@ -140,7 +152,9 @@ class LocatorClient:
         for holder in answer.holders:
             ref = refs.get(holder.value)
             if ref is None or ref[0] != holder.key_version:
-                continue  # not something this lookup asked about
+                # Not something this lookup asked about: a locator answering other questions
+                # than ours may not have answered ours ("nobody holds" would be a guess).
+                return _failed(SourceStatus.FAILED, "MALFORMED_RESPONSE", started, asked)
             for agency in holder.agencies:
                 agencies.setdefault(agency, set()).add(ref[1])
         status = SourceStatus.ANSWERED if agencies else SourceStatus.NO_RECORD

@@ -102,7 +102,7 @@ def _ranked(
 
     def key(r: ReleasedRecord) -> tuple[int, float]:
         source = r.matched.source
-        return (rank.get(kinds.get(source, source), len(order)), -_instant(r.record.as_of))
+        return (rank.get(kinds.get(source, source), len(order)), -instant(r.record.as_of))
 
     return sorted(records, key=key)
 
@@ -115,7 +115,7 @@ def _valid_nhs_number(record: ConnectorRecord) -> str | None:
     return value if value is not None and is_normal(normalise_nhs_number, value) else None
 
 
-def _instant(as_of: datetime) -> float:
+def instant(as_of: datetime) -> float:
     """`as_of` on one time line: a time without an offset is UTC, as the protocol reads one.
     (`timestamp()` reads a naive time as local, and fails on one in year 1.)"""
     return (as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)).timestamp()

@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
+from connectors.protocol import ConnectorRecord
 from gateway import metrics, tracing
 from gateway.config import Asked, SourceConfig
 from gateway.fanout import FanOut
@@ -38,6 +39,7 @@ from gateway.identifiers import InvalidIdentifier, postcode_district
 from gateway.linkage import LinkageModel
 from gateway.locator_client import Located, LocatorClient
 from gateway.match import MatchResult, match_records
+from gateway.merge import instant
 from gateway.second_round import combined, identifiers_found
 from gateway.shield_safe import shield_safe
 from gateway.types import (
@@ -53,6 +55,7 @@ from gateway.types import (
 )
 
 UNKNOWN_AGENCY = "UNKNOWN_AGENCY"
+TOO_MANY_AGENCIES = "TOO_MANY_AGENCIES"
 _logger = logging.getLogger("childlookup.routing")
 
 
@@ -80,17 +83,20 @@ class Directory:
         )
 
     def routed(self, records: Sequence[MatchedRecord]) -> dict[str, set[AskedBecause]]:
-        """The agencies the identity sources' records lead to, and by which route."""
+        """The agencies the identity sources' records lead to, and by which route: from each
+        source's latest record only (`as_of`), its current registration. Older records of the
+        child name practices and schools left long ago - the locator knows who still holds a
+        record - and a source sending many (up to the protocol's limit on records) must not turn
+        one lookup into the child's identifiers sent to as many agencies."""
         found: dict[str, set[AskedBecause]] = {}
-        for key, why in self._route_keys(records):
+        for key, why in self._route_keys(_latest_by_source(records)):
             for name in self.by_route.get(key, ()):
                 found.setdefault(name, set()).add(why)
         return found
 
-    def _route_keys(self, records: Sequence[MatchedRecord]) -> list[tuple[str, AskedBecause]]:
+    def _route_keys(self, records: Iterable[ConnectorRecord]) -> list[tuple[str, AskedBecause]]:
         keys = []
-        for matched in records:
-            record = matched.record
+        for record in records:
             if record.gp_practice is not None:
                 keys.append(
                     (f"ods:{record.gp_practice.ods_code.upper()}", AskedBecause.ROUTED_BY_GP)
@@ -119,11 +125,14 @@ class Router:
         locator: LocatorClient | None,
         fanout: FanOut,
         linkage: LinkageModel,
+        *,
+        locator_agencies_max: int,
     ) -> None:
         self._directory = directory
         self._locator = locator
         self._fanout = fanout
         self._linkage = linkage
+        self._located_max = locator_agencies_max
 
     @property
     def locates(self) -> bool:
@@ -180,7 +189,21 @@ class Router:
     def _followable(self, located: Located) -> Located:
         """The locator's answer, FAILED (UNKNOWN_AGENCY) if it names an agency this gateway has
         no connector for: the answer cannot be complete, and the agency's name, which the caller
-        may not be entitled to learn, is logged for the operators rather than shown."""
+        may not be entitled to learn, is logged for the operators rather than shown. Naming more
+        agencies than a lookup follows (`locator_agencies_max`), it is not followed at all
+        (TOO_MANY_AGENCIES): which of them hold the child could not be told."""
+        if len(located.agencies) > self._located_max:
+            _logger.warning(
+                "the locator named more agencies than a lookup follows",
+                extra={
+                    "event": "locator_too_many_agencies",
+                    "context": {"named": len(located.agencies), "max": self._located_max},
+                },
+            )
+            answer = replace(
+                located.answer, status=SourceStatus.FAILED, error_code=TOO_MANY_AGENCIES
+            )
+            return replace(located, agencies={}, answer=answer)
         unknown = sorted(set(located.agencies) - set(self._directory.agencies))
         if not unknown:
             return located
@@ -241,6 +264,16 @@ class Router:
             )
         metrics.routed_asked((a for a in result.answers if a.source in chosen), plan.planned_as)
         return result
+
+
+def _latest_by_source(records: Sequence[MatchedRecord]) -> list[ConnectorRecord]:
+    """Per source, its linked record of the latest `as_of` (the first of those, on a tie)."""
+    latest: dict[str, ConnectorRecord] = {}
+    for matched in records:
+        held = latest.get(matched.source)
+        if held is None or instant(matched.record.as_of) > instant(held.as_of):
+            latest[matched.source] = matched.record
+    return list(latest.values())
 
 
 def _identifiers_of(query: LookupQuery) -> dict[IdentifiedBy, str]:

@@ -76,7 +76,12 @@ def found_identifier(query: LookupQuery, first: MatchResult) -> FoundIdentifier 
 
 def identifiers_found(query: LookupQuery, first: MatchResult) -> tuple[FoundIdentifier, ...]:
     """Every identifier the linked records agree on and the lookup did not use, best first; none
-    if they disagree on any (gateway.routing then asks only with the lookup's own)."""
+    if they disagree on any, or if any source sent a record of another child (RECORD_MISMATCH:
+    asked with an identifier a linked record carried, a source answering for someone else shows
+    that record may be another child's). gateway.routing then asks only with the lookup's own:
+    an agency is never sent an identifier the lookup itself has shown to be in doubt."""
+    if any(a.error_code == RECORD_MISMATCH for a in first.answers):
+        return ()
     found = tuple(_agreed(query, first))
     return () if None in found else tuple(f for f in found if f is not None)
 

@@ -45,7 +45,8 @@ CHUNK: Final = 1_000
 
 
 class StoreRefusal(ValueError):
-    """A publication the store will not apply; the message is safe to show the agency."""
+    """A publication the store will not apply, or a question it cannot answer; the message is
+    safe to show the agency or the gateway."""
 
 
 @dataclass(frozen=True)
@@ -265,14 +266,32 @@ class Store:
         self, refs: Sequence[PseudonymRef], *, request_id: str, issuer: str
     ) -> Located:
         """The agencies holding each of `refs`, in one indexed query, and the question audited
-        (by counts only) in the same transaction: no answer leaves unaudited."""
-        asked: dict[tuple[int, bytes], PseudonymRef] = {}
-        for ref in refs:
-            version_id = await self._known_version(ref.key_version)
-            if version_id is not None:
-                asked[version_id, _raw([ref.value])[0]] = ref
+        (by counts only) in the same transaction: no answer leaves unaudited.
+
+        Raises StoreRefusal when none of `refs` is under a key version searched here - one never
+        published under, or retired (its holdings deleted): an empty answer would say that nobody
+        holds the child when nobody was looked for, and the gateway would call its lookup
+        complete. A gateway holding an old version beside the current one (a rotation under way)
+        is answered from the current one."""
         holders: dict[PseudonymRef, list[str]] = {}
         async with self._writing() as conn:
+            searched = await conn.execute(
+                select(key_versions.c.version, key_versions.c.id).where(
+                    key_versions.c.version.in_({ref.key_version for ref in refs}),
+                    key_versions.c.retired_at.is_(None),
+                )
+            )
+            current: dict[str, int] = {version: version_id for version, version_id in searched}
+            asked = {
+                (current[ref.key_version], _raw([ref.value])[0]): ref
+                for ref in refs
+                if ref.key_version in current
+            }
+            if refs and not asked:
+                raise StoreRefusal(
+                    "No pseudonym asked about is under a key version searched here (never"
+                    " published under, or retired): ask under the current version."
+                )
             if asked:
                 # Two lists rather than pairs: both databases then seek the primary key for each
                 # combination; one not asked about is dropped (one key's HMAC is never another's).
@@ -409,14 +428,6 @@ class Store:
             return
         async with self._one_writer, self._engine.begin() as conn:
             yield conn
-
-    async def _known_version(self, version: str) -> int | None:
-        if version not in self._version_ids:
-            found = await self._find(key_versions, "version", version)
-            if found is None:
-                return None
-            self._version_ids[version] = found
-        return self._version_ids[version]
 
     async def _find(self, table: Any, column: str, value: str) -> int | None:
         async with self._engine.connect() as conn:

@@ -401,6 +401,13 @@ class SourceFailure(Enum):
             " so the answer is incomplete."
         ),
     )
+    TOO_MANY_AGENCIES = strawberry.enum_value(
+        "TOO_MANY_AGENCIES",
+        description=(
+            "The locator named more agencies than a lookup follows: none of them was asked, so"
+            " the answer is incomplete."
+        ),
+    )
 
 
 @strawberry.enum(description="What became of one recorded access.")

@@ -3,6 +3,8 @@ asked only when routed are planned (by kind), and how their config is checked.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from pydantic import ValidationError
 
@@ -39,6 +41,7 @@ AGENCIES = [
     _agency("la_e0800001", "social_care", "la:E0800001", shield=True),
     _agency("la_e0800002", "social_care", "la:E0800002", shield=True),
     _agency("gp_y00001", "gp_practice", "ods:Y00001"),
+    _agency("gp_y00002", "gp_practice", "ods:Y00002"),
     _agency("school_100001", "school", "urn:100001"),
 ]
 DISTRICTS = {"LS1": "E0800001", "LS6": "E0800001", "M1": "E0800002"}
@@ -131,3 +134,38 @@ def test_the_readme_example_of_a_routed_agency_loads(tmp_path):
     assert Directory.of(loaded.sources, loaded.postcode_districts).routed(
         [matched(health_record(address=Address(lines=[], postcode="LS6 2AB")), "health")]
     ) == {"la_e0800001": {AskedBecause.ROUTED_BY_ADDRESS}}
+
+
+def test_routes_come_from_each_identity_sources_latest_record_only():
+    """A source sending many records of the child (up to the protocol's fifty), each naming
+    another practice or school, leads to its latest record's: the current registration. Every
+    record's route would send the child's identifiers to as many agencies."""
+    directory = Directory.of([HEALTH, *AGENCIES], DISTRICTS)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    current = health_record(
+        record_id="current",
+        as_of=now,
+        gp_practice=GpPractice(ods_code="Y00001", name="Test Surgery"),
+        address=Address(lines=["1 Test Street"], postcode="LS6 2AB"),
+    )
+    older = [
+        health_record(
+            record_id=f"old-{n}",
+            as_of=now - timedelta(days=n),
+            gp_practice=GpPractice(ods_code="Y00002", name="Old Surgery"),
+            address=Address(lines=["9 Far Road"], postcode="M1 1AA"),
+        )
+        for n in (1, 400)
+    ]
+    pupil = school_record(school=School(urn="100001", name="Test Primary"))
+
+    routed = directory.routed(
+        [matched(r, "health") for r in (older[0], current, older[1])]
+        + [matched(pupil, "education")]
+    )
+
+    assert routed == {
+        "la_e0800001": {AskedBecause.ROUTED_BY_ADDRESS},
+        "gp_y00001": {AskedBecause.ROUTED_BY_GP},
+        "school_100001": {AskedBecause.ROUTED_BY_SCHOOL},
+    }

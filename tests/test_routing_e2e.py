@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,15 @@ from prometheus_client import REGISTRY
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectors.agencies import AgencyHoldings, agencies_app, hosted_agencies, locator_publication
-from connectors.locator import LOCATE_PATH, new_pseudonym_key, write_pseudonym_keys
+from connectors.locator import (
+    DEFAULT_LOCATOR_ID,
+    LOCATE_PATH,
+    PseudonymKey,
+    load_pseudonym_keys,
+    new_pseudonym_key,
+    pseudonym,
+    write_pseudonym_keys,
+)
 from connectors.protocol import (
     Address,
     Contact,
@@ -37,7 +45,7 @@ from connectors.protocol import (
     School,
 )
 from connectors.serving import BackgroundServer, bind_socket, free_port, socket_url
-from connectors.trust import JWKS_PATH
+from connectors.trust import JWKS_PATH, SIGNATURE_HEADER, AnswerSigner
 from gateway.config import Asked, ClientTls, ServerTls, SourceConfig
 from gateway.demo import reference_source
 from gateway.tls import client_context, server_context
@@ -55,7 +63,7 @@ DISTRICTS = {"LS6": "E0800001", "M1": "E0800002"}
 LOOKUP = """
 query Lookup($identify: ChildIdentity!) {
   child(identify: $identify, purpose: SAFEGUARDING_ENQUIRY) {
-    outcome complete
+    outcome complete auditId
     child {
       address { postcode }
       involvements { organisation practitioner { name } provenance { source } }
@@ -189,13 +197,27 @@ class Recorded:
 
 @contextlib.contextmanager
 def national(
-    tmp: Path, *, locator_up: bool = True, federation: Authority | None = None
+    tmp: Path,
+    *,
+    locator_up: bool = True,
+    federation: Authority | None = None,
+    identity: dict[str, list[Any]] | None = None,
+    gateway_keys: Sequence[PseudonymKey] | None = None,
+    answers: Callable[[ASGIApp, AnswerSigner], ASGIApp] | None = None,
+    **gateway_settings: Any,
 ) -> Iterator[tuple[Stack, Recorded]]:
     """The national stack; with `federation`, the locator serves https with a certificate from
-    that CA, which the gateway and the publishers trust."""
+    that CA, which the gateway and the publishers trust; `identity`, the identity sources'
+    records (else `_identity_records()`); `gateway_keys`, the pseudonym keys the gateway holds
+    (else the publishers'); `answers`, what the locator's app becomes, given its answer signer
+    (a locator misbehaving with its own key)."""
     keys_file = tmp / "pseudonym-keys.json"
     keys = [new_pseudonym_key("k1")]
     write_pseudonym_keys(keys_file, keys)
+    gateway_keys_file = keys_file
+    if gateway_keys is not None:
+        gateway_keys_file = tmp / "gateway-pseudonym-keys.json"
+        write_pseudonym_keys(gateway_keys_file, list(gateway_keys))
     gateway_sock = bind_socket("127.0.0.1", 0)
     gateway_jwks = socket_url(gateway_sock) + JWKS_PATH
     hosted = hosted_agencies(_agencies())
@@ -212,15 +234,15 @@ def national(
                 }
             )
         )
-        locator = Recorded(
-            app_from_settings(
-                LocatorSettings(
-                    state_dir=tmp / "locator",
-                    agencies_file=agencies_file,
-                    gateway_jwks_urls=[gateway_jwks],
-                )
-            )
+        locator_settings = LocatorSettings(
+            state_dir=tmp / "locator",
+            agencies_file=agencies_file,
+            gateway_jwks_urls=[gateway_jwks],
         )
+        served: ASGIApp = app_from_settings(locator_settings)
+        if answers is not None:
+            served = answers(served, AnswerSigner.from_pem_file(locator_settings.answer_key_file))
+        locator = Recorded(served)
         locator_tls = trusted = None
         if federation is not None:
             certified = federation.issue("locator", SERVER)
@@ -237,8 +259,9 @@ def national(
         )
         asyncio.run(publication.round())
         assert publication.status()["failing"] == 0
-        identity = stack.enter_context(serving(reference_apps(tmp, _identity_records())))
-        sources = [reference_source(name, url) for name, url in identity.items()]
+        records = _identity_records() if identity is None else identity
+        identity_urls = stack.enter_context(serving(reference_apps(tmp, records)))
+        sources = [reference_source(name, url) for name, url in identity_urls.items()]
         sources += [
             SourceConfig(
                 name=agency.name,
@@ -259,9 +282,10 @@ def national(
                 sources,
                 gateway_sock,
                 locator_url=url,
-                pseudonym_keys_file=keys_file,
+                pseudonym_keys_file=gateway_keys_file,
                 postcode_districts=DISTRICTS,
                 **({} if trusted is None else {"connector_tls": trusted}),
+                **gateway_settings,
             )
         )
         yield gateway, locator
@@ -306,6 +330,11 @@ def test_a_child_who_moved_authority_is_found_through_the_locator(stack):
     assert "gp_y00002" not in sources  # neither located nor routed: never asked
     practitioners = {i["practitioner"]["name"] for i in child["child"]["involvements"]}
     assert {"Max Former", "Sam Social", "Dr Gee", "Dee Lead", "Ola Dsl"} <= practitioners
+    # The audit record says why each was asked, as the answer does.
+    audited = gateway.audited(child["auditId"])
+    assert {s["source"]: s["asked_because"] for s in audited["sources"]} == {
+        name: source["askedBecause"] for name, source in sources.items()
+    }
 
 
 @pytest.mark.parametrize(
@@ -398,3 +427,117 @@ def test_a_down_locator_makes_the_answer_incomplete(tmp_path):
     # A local authority only the locator knows of may shield her: where she lives is withheld.
     assert child["child"]["address"] is None
     assert any(w["field"] == "address" for w in child["withheld"])
+
+
+def _located_nowhere_else(child: dict[str, Any]) -> None:
+    """The answer of a lookup whose locator was not followed: incomplete, the routes still asked
+    (the authority of her home), the authority she left - found only through the locator - not,
+    and where she lives withheld (that authority might shield her)."""
+    sources = _sources(child)
+    assert child["complete"] is False
+    assert sources["la_e0800001"]["askedBecause"] == ["ROUTED_BY_ADDRESS"]
+    assert "la_e0800002" not in sources
+    assert "school_100002" not in sources
+    assert child["child"]["address"] is None
+
+
+def test_a_locator_naming_more_agencies_than_a_lookup_follows_is_not_followed(tmp_path):
+    """Five agencies hold Amelia; with a lookup following at most two, none of them is asked
+    because the locator named it: a broken or hostile locator naming hundreds would otherwise
+    have her identifiers sent to every one."""
+    with national(tmp_path, locator_agencies_max=2) as (gateway, _):
+        child = _lookup(gateway, {"nhsNumber": AMELIA_NHS})
+
+    locator = _sources(child)["locator"]
+    assert (locator["status"], locator["failureCode"]) == ("FAILED", "TOO_MANY_AGENCIES")
+    _located_nowhere_else(child)
+
+
+def test_a_gateway_asking_under_a_key_no_one_publishes_under_is_refused_not_told_nobody(
+    tmp_path,
+):
+    """A gateway whose pseudonym key the locator does not search (a rotation step missed) hears
+    a refusal, not "nobody holds her", which would have called the lookup complete."""
+    with national(tmp_path, gateway_keys=[new_pseudonym_key("k9")]) as (gateway, _):
+        child = _lookup(gateway, {"nhsNumber": AMELIA_NHS})
+
+    locator = _sources(child)["locator"]
+    assert (locator["status"], locator["failureCode"]) == ("FAILED", "BAD_REQUEST")
+    _located_nowhere_else(child)
+
+
+def test_an_nhs_number_another_childs_record_disputes_is_not_located(tmp_path):
+    """The census holds Ben's NHS number on Amelia's record. Asked with it, health sends Ben's
+    record (born on another day: RECORD_MISMATCH), so the number is in doubt: the locator is
+    asked about her UPN alone, never about Ben, whose authority and practice would otherwise
+    be told of an enquiry about him."""
+    census = school_record(
+        BEN_NHS,
+        identifiers=Identifiers(nhs_number=BEN_NHS, upn=AMELIA_UPN),
+        name=PersonName(given="Amelia", family="Hart"),
+        school=School(urn="100001", name="Leeds Primary"),
+    )
+    identity = {**_identity_records(), "education": [census]}
+    with national(tmp_path, identity=identity) as (gateway, locator):
+        child = _lookup(gateway, {"upn": AMELIA_UPN})
+        (key,) = load_pseudonym_keys(tmp_path / "pseudonym-keys.json")
+
+    sources = _sources(child)
+    assert (sources["health"]["status"], sources["health"]["failureCode"]) == (
+        "FAILED",
+        "RECORD_MISMATCH",
+    )
+    asked = [json.loads(body) for path, body in locator.requests if path == LOCATE_PATH]
+    pseudonyms = {p["value"] for request in asked for p in request["pseudonyms"]}
+    assert pseudonym(key, "upn", AMELIA_UPN) in pseudonyms
+    assert pseudonym(key, "nhs_number", BEN_NHS) not in pseudonyms
+    assert sources["school_100002"]["askedWith"] == ["UPN"]  # her old school, by her UPN
+    assert child["complete"] is False
+
+
+class _AnsweringAnotherQuestion:
+    """The locator, its located answers rewritten to name holders under a key version nobody
+    asked about, and signed again with its own key: a locator answering some other question."""
+
+    def __init__(self, app: ASGIApp, signer: AnswerSigner) -> None:
+        self._app = app
+        self._signer = signer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != LOCATE_PATH:
+            await self._app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self._app(scope, receive, hold)
+        start, *bodies = held
+        answer = json.loads(b"".join(m.get("body", b"") for m in bodies))
+        for holder in answer.get("holders", []):
+            holder["key_version"] = "k0"
+        body = json.dumps(answer).encode()
+        headers = [
+            (name, value)
+            for name, value in start["headers"]
+            if name.lower() not in (b"content-length", SIGNATURE_HEADER.encode())
+        ]
+        signature = self._signer.sign(body, source=DEFAULT_LOCATOR_ID)
+        headers += [
+            (b"content-length", str(len(body)).encode()),
+            (SIGNATURE_HEADER.encode(), signature.encode()),
+        ]
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def test_a_locator_answer_about_pseudonyms_not_asked_is_malformed_not_nobody(tmp_path):
+    """Answering about holders under a key version the gateway did not ask under, the locator
+    did not answer the gateway's question: "nobody holds her" would be a guess."""
+    with national(tmp_path, answers=_AnsweringAnotherQuestion) as (gateway, _):
+        child = _lookup(gateway, {"nhsNumber": AMELIA_NHS})
+
+    locator = _sources(child)["locator"]
+    assert (locator["status"], locator["failureCode"]) == ("FAILED", "MALFORMED_RESPONSE")
+    _located_nowhere_else(child)

@@ -3,9 +3,16 @@ themselves run end to end in tests/test_second_round_e2e.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from connectors.protocol import ConnectorRecord, Identifiers
-from gateway.match import MatchResult
-from gateway.second_round import FoundIdentifier, found_identifier, sources_to_ask_again
+from gateway.match import RECORD_MISMATCH, MatchResult
+from gateway.second_round import (
+    FoundIdentifier,
+    found_identifier,
+    identifiers_found,
+    sources_to_ask_again,
+)
 from gateway.types import (
     Ambiguity,
     AmbiguityReason,
@@ -96,3 +103,20 @@ def test_sources_that_did_not_answer_or_were_not_planned_are_not_asked_again():
     first = _first(SCHOOL, health="NO_RECORD", education="ANSWERED", social_care="NO_RECORD")
     only_health = Plan(True, None, frozenset(), ("health", "education"), "d")
     assert sources_to_ask_again(BY_UPN, only_health, first, found) == ("health",)
+
+
+def test_an_identifier_a_source_disputed_is_not_found_for_routing():
+    """The school's record carries an NHS number; asked with it, health sent a record of another
+    child (RECORD_MISMATCH): the number may be another child's, so routing is left with the
+    lookup's own UPN - no agency is sent the disputed number."""
+    agreed = _first(SCHOOL, health="ANSWERED", education="ANSWERED")
+    mismatched = replace(
+        agreed,
+        answers=(
+            SourceAnswer("health", SourceStatus.FAILED, error_code=RECORD_MISMATCH),
+            SourceAnswer("education", SourceStatus.ANSWERED),
+        ),
+    )
+
+    assert identifiers_found(BY_UPN, agreed) == (FoundIdentifier(IdentifiedBy.NHS_NUMBER, NHS),)
+    assert identifiers_found(BY_UPN, mismatched) == ()

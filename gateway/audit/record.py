@@ -123,6 +123,7 @@ def lookup_record(
                 len(a.records),
                 a.cached,
                 [kind.value for kind in a.asked_with],
+                [reason.value for reason in a.asked_because],
             )
             for a in (result.answers if asked is None else asked)
         ],

@@ -47,6 +47,10 @@ class AuditSource:
     asked_with: Sequence[str] = ()
     """How the source was asked, in order: NHS_NUMBER, UPN or DEMOGRAPHICS, then the identifier a
     second round used (gateway.second_round). Absent from records written before it existed."""
+    asked_because: Sequence[str] = ()
+    """Why it was asked (gateway.types.AskedBecause): CONFIGURED, or LOCATED and the routes that
+    named it - so an auditor can tell an agency the locator alone sent a child's identifiers to.
+    Absent from records written before it existed."""
 
 
 @dataclass(frozen=True)

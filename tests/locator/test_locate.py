@@ -41,6 +41,7 @@ async def test_the_gateway_finds_every_agency_holding_the_child(locator: Running
 async def test_the_answer_is_signed_with_the_published_key(locator: RunningLocator):
     key = locator.pseudonym_keys[0]
     async with httpx.AsyncClient() as client:
+        await locator.publisher(LA, client).sync([CHILD])
         answer = await locator.locate(client, [(key.version, pseudonym(key, "upn", "X"))])
     keys = PublishedKeys(locator.url + JWKS_PATH)
 
@@ -133,3 +134,31 @@ async def test_a_closed_record_stops_being_located(locator: RunningLocator):
     assert len(LocateResponse.model_validate_json(before.content).holders) == 1
     assert (report.withdrawn, report.held) == (2, {"2026-11": 0})
     assert LocateResponse.model_validate_json(after.content).holders == []
+
+
+async def test_a_question_under_no_key_version_searched_here_is_refused_not_answered_empty(
+    locator: RunningLocator,
+):
+    """An empty answer would say nobody holds the child when nobody was looked for: a gateway
+    holding a key no publisher uses would call every lookup complete."""
+    key = locator.pseudonym_keys[0]
+    async with httpx.AsyncClient() as client:
+        await locator.publisher(LA, client).sync([CHILD])
+        unknown = await locator.locate(
+            client, [("2099-01", pseudonym(key, "nhs_number", CHILD.nhs_number or ""))]
+        )
+        both = await locator.locate(
+            client,
+            [
+                ("2099-01", pseudonym(key, "nhs_number", CHILD.nhs_number or "")),
+                (key.version, pseudonym(key, "nhs_number", CHILD.nhs_number or "")),
+            ],
+            request_id="req-2",
+        )
+
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["code"] == "BAD_REQUEST"
+    assert "key version" in unknown.json()["error"]["message"]
+    assert SIGNATURE_HEADER in unknown.headers
+    located = LocateResponse.model_validate_json(both.content)
+    assert [(h.key_version, h.agencies) for h in located.holders] == [(key.version, [LA])]

@@ -89,11 +89,18 @@ async def test_rotating_the_key_keeps_every_child_found(
         assert await _cli(locator, monkeypatch, "retire-key", old.version) == 0
         assert await _found(locator, client, [new, old]) == _truth()
         assert await _found(locator, client, [new]) == _truth()
-        assert await _found(locator, client, [old]) == {c: set() for c in _truth()}
+        # A gateway left with the retired key alone is refused, not told that nobody holds the
+        # child: it would call every lookup complete while finding no one through the locator.
+        child = CHILDREN[0]
+        stale = [(old.version, p) for p in pseudonyms(old, child)]
+        refused = await locator.locate(client, stale, request_id="r-stale")
         with pytest.raises(PublishError, match="retired"):
             await locator.publisher(AGENCIES[0], client, keys=[old]).sync(CHILDREN)
         served = await client.get(locator.url + "/v1/status")
 
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "BAD_REQUEST"
+    assert "retired" in refused.json()["error"]["message"]
     assert served.json()["versions"][0] == {
         "version": old.version,
         "agencies": 0,

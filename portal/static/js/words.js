@@ -68,6 +68,8 @@ export const FAILURES = {
   ANSWER_NOT_TRUSTED: "its answer was not signed as it should be",
   RECORD_MISMATCH: "it returned a record for another child",
   CIRCUIT_OPEN: "it has failed several times in a row and is resting",
+  UNKNOWN_AGENCY: "it named an agency this service cannot ask",
+  TOO_MANY_AGENCIES: "it named more agencies than a lookup follows",
 };
 
 export const REASONS = {
