@@ -25,13 +25,15 @@ promotion, or for good without one) the commands on its keys fail, and callers f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError, RedisError, TimeoutError
 
 SENTINEL_SCHEME = "redis+sentinel"
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
@@ -39,15 +41,29 @@ CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 RedisClient = Redis | RedisCluster
 """What `redis_client` gives: the commands callers use are the same on both."""
 
+REDIS_FAILURES: Final = (RedisError, OSError, RuntimeError)
+"""What a command raises when Redis cannot be used now - for callers to fail closed on. Besides
+redis-py's errors and the socket's, uvloop's RuntimeError ('unable to perform operation on
+<TCPTransport closed=True>') when a command is written to a connection the peer had reset (a NAT
+or load balancer dropping an idle connection): redis-py closes that connection but lets the
+error through as it is."""
 
-def redis_client(url: str, *, timeout_s: float, retry: Retry | None = None) -> RedisClient:
+_RETRIED: Final = (ConnectionError, TimeoutError, RuntimeError)
+"""Retried on a fresh connection: the connection failed, not the command (see REDIS_FAILURES)."""
+
+
+def redis_client(url: str, *, timeout_s: float, retries: int = 1) -> RedisClient:
     """A client over a connection pool for `url`, connecting when first used, not here; each
-    command (and each connection) given `timeout_s`, and `retry` when given (redis-py's default
-    otherwise). Raises ValueError for a Sentinel or Cluster URL that names no node, or a Sentinel
-    URL that names no service."""
-    options: dict[str, Any] = {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
-    if retry is not None:
-        options["retry"] = retry
+    command (and each connection) given `timeout_s`, and retried at once on another connection
+    up to `retries` times when its own failed - so a connection Redis or the network dropped (a
+    restart, a failover, an idle connection reset) is replaced rather than failing a request.
+    Raises ValueError for a Sentinel or Cluster URL that names no node, or a Sentinel URL that
+    names no service."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": timeout_s,
+        "retry": Retry(NoBackoff(), retries, supported_errors=_RETRIED),  # type: ignore[arg-type]
+    }
     parts = urlsplit(url)
     if parts.scheme in CLUSTER_SCHEMES:
         return _cluster(url, options)

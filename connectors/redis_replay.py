@@ -17,9 +17,7 @@ import math
 import time
 from typing import Final
 
-from redis.exceptions import RedisError
-
-from connectors.redis_clients import RedisClient, redis_client
+from connectors.redis_clients import REDIS_FAILURES, RedisClient, redis_client
 from connectors.trust import ReplayCheckUnavailable, ReplayRefused
 
 TIMEOUT_S: Final = 1.0
@@ -46,7 +44,7 @@ class RedisReplayCache:
         ttl_ms = max(1, math.ceil((forget_after - time.time() + CLOCK_MARGIN_S) * 1000))
         try:
             fresh = await self._client.set(f"{self._prefix}:{jti}", b"1", nx=True, px=ttl_ms)
-        except (RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             raise ReplayCheckUnavailable() from error
         if not fresh:
             raise ReplayRefused()

@@ -19,9 +19,7 @@ import logging
 from collections import OrderedDict
 from typing import Protocol
 
-from redis.exceptions import RedisError
-
-from connectors.redis_clients import RedisClient
+from connectors.redis_clients import REDIS_FAILURES, RedisClient
 
 _logger = logging.getLogger("childlookup.persisted_queries")
 
@@ -67,7 +65,7 @@ class RedisQueryStore:
     async def get(self, sha256: str) -> str | None:
         try:
             text = await self._client.getex(f"{self._prefix}:{sha256}", ex=self._ttl)
-        except (RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             _unavailable("get", error)
             return None
         return text.decode() if isinstance(text, bytes) else text
@@ -75,7 +73,7 @@ class RedisQueryStore:
     async def put(self, sha256: str, text: str) -> None:
         try:
             await self._client.set(f"{self._prefix}:{sha256}", text, ex=self._ttl)
-        except (RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             _unavailable("put", error)
 
 

@@ -42,19 +42,18 @@ from datetime import UTC, datetime
 from string import Template
 from typing import Final
 
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
-
 from connectors import redis_clients
 from connectors.protocol import random_id
-from connectors.redis_clients import RedisClient
+from connectors.redis_clients import REDIS_FAILURES, RedisClient
 from gateway.audit import AuditStore
 from gateway.limits import LIMITS_UNAVAILABLE, WINDOW_S, ChildrenSeen, LimitSettings
 from gateway.types import Caller
 
 TIMEOUT_S: Final = 1.0
 """Longest a lookup waits on Redis (to connect, or for a reply) before it is refused."""
+SEED_TIMEOUT_S: Final = 2.0
+"""Longest a lookup waits for the audit log to give the day's children when Redis has no day map
+(the first lookup of a day, or after Redis lost it) before it is refused LIMITS_UNAVAILABLE."""
 DAY_S: Final = 86_400
 DAY_SET_GRACE_S: Final = 3_600
 """A day map is kept this long after its UTC day ends."""
@@ -158,14 +157,14 @@ def redis_client(url: str) -> RedisClient:
     """A client over a connection pool for `url` (one server, or Sentinels:
     `connectors.redis_clients`); connects when first used, not here. One retry, at once, so a
     connection Redis dropped (a restart, a failover) is replaced rather than failing a lookup."""
-    return redis_clients.redis_client(url, timeout_s=TIMEOUT_S, retry=Retry(NoBackoff(), 1))
+    return redis_clients.redis_client(url, timeout_s=TIMEOUT_S, retries=1)
 
 
 async def answers(client: RedisClient) -> bool:
     """For readiness probes: does Redis answer a PING now?"""
     try:
         return bool(await client.ping())
-    except (RedisError, OSError):
+    except REDIS_FAILURES:
         return False
 
 
@@ -197,7 +196,7 @@ class RedisLimits:
         for _ in range(4):  # at most: another day, a seed, another day again, the reservation
             try:
                 status, redis_day = await self._run(caller, child_ref, day, seed)
-            except (RedisError, OSError) as error:
+            except REDIS_FAILURES as error:
                 return _unavailable("redis", error)
             self._day = redis_day
             if status == "DAY":
@@ -205,8 +204,11 @@ class RedisLimits:
             elif status == "SEED":
                 since = datetime.fromtimestamp(day * DAY_S, UTC)
                 try:
-                    logged = await asyncio.to_thread(
-                        self._audit.children_seen, caller.subject, since
+                    # Bounded: a stalled database must refuse the lookup, not hold it past its
+                    # deadline (the read goes on in its thread until the store gives up).
+                    logged = await asyncio.wait_for(
+                        asyncio.to_thread(self._audit.children_seen, caller.subject, since),
+                        SEED_TIMEOUT_S,
                     )
                 except Exception as error:  # whatever the store raises, the cap is not known
                     return _unavailable("audit", error)
@@ -222,7 +224,7 @@ class RedisLimits:
         day = int(self._clock()) // DAY_S if self._day is None else self._day
         try:
             await self._link(keys=[self._children_key(day, caller)], args=[child_ref, *linked_refs])
-        except (RedisError, OSError) as error:
+        except REDIS_FAILURES as error:
             _logger.warning(
                 "limits: a child's other pseudonyms were not linked",
                 extra={"event": "limits_link_failed", "context": {"error": type(error).__name__}},

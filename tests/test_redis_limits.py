@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import logging
 import socket
+import threading
 import time
 import uuid
 from collections import Counter
@@ -66,6 +67,17 @@ class NoChildrenLogged:
 class UnreadableLog:
     def children_seen(self, subject, since):
         raise OSError("disk gone")
+
+
+class StalledLog:
+    """An audit log whose database has stalled: a read waits until `release` is set."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def children_seen(self, subject, since):
+        self.release.wait(60)
+        return {}
 
 
 @pytest.fixture
@@ -370,6 +382,20 @@ async def test_redis_unreachable_refuses_the_lookup(processes):
 async def test_an_unreadable_audit_log_while_seeding_refuses_the_lookup(processes):
     limits = processes(UnreadableLog())
     assert await limits.reserve(HARVESTER, "nhs:c") == LIMITS_UNAVAILABLE
+
+
+@pytest.mark.anyio
+async def test_a_stalled_audit_log_while_seeding_refuses_the_lookup_in_bounded_time(processes):
+    """Not held for as long as the database stalls (20-30 s seen), past the lookup's deadline."""
+    log = StalledLog()
+    limits = processes(log)
+    started = time.monotonic()
+    try:
+        refusal = await limits.reserve(HARVESTER, "nhs:c")
+    finally:
+        log.release.set()
+    assert refusal == LIMITS_UNAVAILABLE
+    assert time.monotonic() - started < redis_limits.SEED_TIMEOUT_S + 3
 
 
 # --- two real gateways sharing one Redis -------------------------------------------------------

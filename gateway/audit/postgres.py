@@ -25,8 +25,11 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import os
+import socket
 import threading
-from collections.abc import Callable, Collection, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator, Sequence
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -149,6 +152,50 @@ def _unavailable(error: Exception) -> AuditUnavailable:
     return AuditUnavailable(f"audit store write failed: {type(error).__name__}")
 
 
+_HELD: ContextVar[list[psycopg.AsyncConnection[Any]] | None] = ContextVar("held", default=None)
+"""The connections the work of one `_bounded` call has taken from the writer's pool."""
+
+
+@contextlib.asynccontextmanager
+async def _held(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A connection from `pool`, known to the `_bounded` call around it, which severs it if it
+    gives the work up."""
+    async with pool.connection() as conn:
+        held = _HELD.get()
+        if held is not None:
+            held.append(conn)
+        yield conn
+
+
+def _sever(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Shut the connection's socket down beneath psycopg, which then fails whatever waits on it
+    and the pool replaces the connection. For a network gone silent where TCP cannot tell - a
+    connection pooler, a proxy or a cloud SQL sidecar that keeps the session open and answers
+    keepalives while nothing reaches the database: neither keepalives nor the server's timeouts
+    ever end such a wait, and the pool's few connections stayed held by it for good, failing every
+    lookup after the network came back. The descriptor itself stays psycopg's to close."""
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, psycopg.Error):
+        pass  # closed already
+
+
+def _bounded_check(timeout_s: float) -> Callable[[psycopg.AsyncConnection[Any]], Any]:
+    """The pool's check of a connection it hands out, within `timeout_s`: over a silent network
+    the check's empty query waits for ever, holding the connection and its caller."""
+
+    async def check(conn: psycopg.AsyncConnection[Any]) -> None:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await AsyncConnectionPool.check_connection(conn)
+        except TimeoutError:
+            _sever(conn)
+            raise psycopg.OperationalError("the connection check had no answer") from None
+
+    return check
+
+
 class _Loop:
     """An event loop running in a daemon thread of its own, for coroutines from anywhere."""
 
@@ -221,7 +268,7 @@ class PostgresAuditStore:
                     max_size=3,
                     open=False,
                     timeout=self._timeout_s,
-                    check=AsyncConnectionPool.check_connection,
+                    check=_bounded_check(self._timeout_s),
                     name=f"audit-write-{self.schema}",
                 )
                 loop.submit(pool.open(wait=False)).result()
@@ -244,15 +291,22 @@ class PostgresAuditStore:
 
     async def _bounded(self, work: Coroutine[Any, Any, T]) -> T:
         """Wait for `work` at most twice `timeout_s`, then raise TimeoutError. The database bounds
-        each of its own waits (see _writing); this bounds a network gone silent. `work` is left
-        running, not cancelled: psycopg would spend seconds trying to cancel its query over that
-        network. It ends by itself (statement and idle timeouts, keepalives) and hands back its
-        connection; if it commits after all, its records are in the log though their lookups
-        released nothing, as when a connection drops during COMMIT."""
-        task = asyncio.ensure_future(work)
+        each of its own waits (see _writing); this bounds a network gone silent. `work` is not
+        cancelled - psycopg would spend seconds trying to cancel its query over that network -
+        but the connections it took through `_held` are severed (`_sever`), so it fails at once
+        and the pool replaces them. If it had committed after all, its records are in the log
+        though their lookups released nothing, as when a connection drops during COMMIT."""
+        held: list[psycopg.AsyncConnection[Any]] = []
+        context = _HELD.set(held)
+        try:
+            task = asyncio.ensure_future(work)  # its context, copied here, holds `held`
+        finally:
+            _HELD.reset(context)
         done, _ = await asyncio.wait({task}, timeout=2 * self._timeout_s)
         if task not in done:
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            for conn in held:
+                _sever(conn)
             raise TimeoutError
         return task.result()
 
@@ -262,7 +316,7 @@ class PostgresAuditStore:
         assert self._writer is not None
         # Pipelined: statements go out without waiting for each answer, so a batch costs three
         # round trips (lock and tail; records; the rest and the commit).
-        async with self._writer[1].connection() as conn, conn.pipeline(), conn.transaction():
+        async with _held(self._writer[1]) as conn, conn.pipeline(), conn.transaction():
             await self._write(conn, records, notifications)
 
     async def _write(
@@ -367,7 +421,7 @@ class PostgresAuditStore:
             raise _unavailable(error) from error
 
     async def _seal(self, pool: AsyncConnectionPool) -> Checkpoint | None:
-        async with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+        async with _held(pool) as conn, conn.transaction(), conn.cursor() as cur:
             await cur.execute("SELECT pg_advisory_xact_lock(%s)", (self._chain_lock,))
             await cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
             tail = await cur.fetchone()
@@ -420,9 +474,12 @@ class PostgresAuditStore:
             return False
         return True
 
-    @staticmethod
-    async def _beat(pool: AsyncConnectionPool) -> None:
-        async with pool.connection() as conn:
+    async def _beat(self, pool: AsyncConnectionPool) -> None:
+        """The heartbeat row written under the chain's lock, as an append takes it: a lock held
+        elsewhere for longer than the lock timeout fails every append, so readiness fails too
+        (a heartbeat without it stayed green while no record could be written)."""
+        async with _held(pool) as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._chain_lock,))
             await conn.execute(
                 "INSERT INTO audit_heartbeat (id, at) VALUES (1, now())"
                 " ON CONFLICT (id) DO UPDATE SET at = excluded.at"

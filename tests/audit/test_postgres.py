@@ -5,6 +5,7 @@ that cannot be reached fails lookups closed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +15,7 @@ import pytest
 
 from connectors.serving import free_port
 from gateway.audit import (
+    AuditRecord,
     AuditUnavailable,
     OutboxState,
     PostgresAuditStore,
@@ -24,7 +26,7 @@ from gateway.audit import (
     upgrade_schema,
     writer_role,
 )
-from gateway.audit.migrations import head
+from gateway.audit.migrations import advisory_key, head
 from gateway.config import Settings
 from tests.factories import (
     CHECKPOINT_KEY,
@@ -34,6 +36,7 @@ from tests.factories import (
     notifying_record,
     outbox_message,
 )
+from tests.fault_proxy import FaultProxy
 
 
 def _store(url, schema, **options):
@@ -245,6 +248,90 @@ async def test_connections_the_database_dropped_are_replaced_before_the_next_app
     finally:
         store.close()
     assert len(dropped) >= 2  # the writer's and the reader's
+
+
+@pytest.mark.anyio
+async def test_after_a_network_gone_silent_comes_back_appends_and_readiness_recover(
+    postgres_schema,
+):
+    """Through a connection pooler or sidecar whose far side stalls, TCP sees nothing wrong: the
+    work given up on held the writer's connections for good, and once all were held every lookup
+    failed until a restart. Now they are severed when given up on, and the next append after the
+    network comes back gets a fresh one."""
+    url, schema = postgres_schema
+    upgrade_schema(url, schema)
+    with FaultProxy("127.0.0.1", 5432) as proxy:
+        store = _store(
+            url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"), schema, timeout_s=1
+        )
+        try:
+            await store.append(audit_record("before"))
+            _open_every_writer_connection(store)
+            proxy.silence()
+            for audit_id in ("lost-1", "lost-2", "lost-3"):
+                with pytest.raises(AuditUnavailable):
+                    await store.append(audit_record(audit_id))
+            silent_ready = store.is_writable()
+            proxy.restore()
+            recovered_s = await _appended_within(store, audit_record("after"), 20)
+            ready = store.is_writable()
+        finally:
+            store.close()
+
+    assert not silent_ready
+    assert recovered_s is not None  # by itself, once the pool has connected again
+    assert ready
+    with _admin(url, schema) as conn:
+        logged = [audit_id for (audit_id,) in conn.execute("SELECT audit_id FROM audit_log")]
+    assert logged == ["before", "after"]
+
+
+@pytest.mark.anyio
+async def test_readiness_fails_while_another_session_holds_the_chains_lock(postgres_schema):
+    """Every append waits for the chain's lock; held elsewhere (a stuck writer, an operator's
+    session), none can be written, and readiness says so rather than staying green."""
+    url, schema = postgres_schema
+    upgrade_schema(url, schema)
+    store = _store(url, schema, timeout_s=0.5)
+    try:
+        before = store.is_writable()
+        with _admin(url, schema) as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_key(schema, "audit-chain"),))
+            held = store.is_writable()
+        after = store.is_writable()
+    finally:
+        store.close()
+
+    assert (before, held, after) == (True, False, True)
+
+
+async def _appended_within(
+    store: PostgresAuditStore, record: AuditRecord, seconds: float
+) -> float | None:
+    """How long until `record` is appended, trying again while the store is unavailable; None
+    if it is not within `seconds`."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            await store.append(record)
+        except AuditUnavailable:
+            await asyncio.sleep(0.2)
+        else:
+            return time.monotonic() - started
+    return None
+
+
+def _open_every_writer_connection(store: PostgresAuditStore) -> None:
+    """The writer's pool at its size, as a busy gateway's is (a batch, a heartbeat, a seal at
+    once): a network going silent then finds every connection open."""
+    loop, pool, _ = store._writing()
+
+    async def hold_all() -> None:
+        async with contextlib.AsyncExitStack() as held:
+            for _ in range(pool.max_size):
+                await held.enter_async_context(pool.connection())
+
+    loop.submit(hold_all()).result()
 
 
 @pytest.mark.anyio
