@@ -81,6 +81,14 @@ _PHONETIC_NAME: Final = 3
 _SLIPPED_NAME: Final = 2
 # Below three letters every name is one slip from dozens of others ("Al", "Ali", "Ai").
 _MIN_SLIPPED_LENGTH: Final = 3
+# A name is keyed by its first 100 characters, the most a search can give (the protocol's
+# `Demographics` caps each name there), so no real name loses anything; one stored name of
+# thousands of characters (bad upstream data) then costs what a long real name costs.
+_MAX_NAME_LENGTH: Final = 100
+# A spelling longer than this has no one-slip forms: it is n strings of n-1 letters, so they
+# must stay short, and a spelling this long is not one a search types. Twice the name length,
+# since folding accents and ligatures lengthens a name ("ß" is "ss").
+_MAX_SLIPPED_LENGTH: Final = 2 * _MAX_NAME_LENGTH
 _POSTCODE: Final = 3
 _SECTOR: Final = 1
 _SEX: Final = 1
@@ -137,11 +145,12 @@ class _NameKeys:
     spellings: frozenset[str]
     codes: frozenset[str]
     near: frozenset[str]
-    """The spellings, their codes, and each spelling of at least `_MIN_SLIPPED_LENGTH` letters
-    with one letter dropped. Two names that agree in any way share one of these (two spellings
-    one slip apart do: a letter replaced, or two swapped, drop to the same string; an added
-    letter drops to the other spelling), so two that share none are told apart in one set
-    operation, without comparing spellings pair by pair - and most names compared differ."""
+    """The spellings, their codes, and each spelling of `_MIN_SLIPPED_LENGTH` to
+    `_MAX_SLIPPED_LENGTH` letters with one letter dropped. Two names that agree in any way share
+    one of these (two spellings one slip apart do: a letter replaced, or two swapped, drop to the
+    same string; an added letter drops to the other spelling), so two that share none are told
+    apart in one set operation, without comparing spellings pair by pair - and most names
+    compared differ."""
 
     def agreement(self, other: _NameKeys) -> int:
         if self.near.isdisjoint(other.near):
@@ -161,6 +170,8 @@ def _one_slip_apart(a: str, b: str) -> bool:
     """Whether two spellings are at most one keying slip apart: a letter replaced, dropped,
     added, or swapped with its neighbour ("Stevens", "Stecens"; "Barrett", "Abrrett")."""
     if abs(len(a) - len(b)) > 1 or min(len(a), len(b)) < _MIN_SLIPPED_LENGTH:
+        return False
+    if max(len(a), len(b)) > _MAX_SLIPPED_LENGTH:
         return False
     i = 0
     while i < len(a) and i < len(b) and a[i] == b[i]:
@@ -192,7 +203,7 @@ def _name_keys(names: Iterable[str]) -> _NameKeys:
     dropped = {
         spelling[:i] + spelling[i + 1 :]
         for spelling in spellings
-        if len(spelling) >= _MIN_SLIPPED_LENGTH
+        if _MIN_SLIPPED_LENGTH <= len(spelling) <= _MAX_SLIPPED_LENGTH
         for i in range(len(spelling))
     }
     return _NameKeys(frozenset(spellings), frozenset(codes), frozenset(spellings | codes | dropped))
@@ -200,8 +211,8 @@ def _name_keys(names: Iterable[str]) -> _NameKeys:
 
 def _spellings(name: str) -> set[str]:
     """Case- and accent-free letters of the whole name and of each part of it ("Zoë O'Brien-Ng":
-    "zoeobrienng", "zoe", "obrien", "ng")."""
-    decomposed = unicodedata.normalize("NFKD", name.casefold())
+    "zoeobrienng", "zoe", "obrien", "ng"), from its first `_MAX_NAME_LENGTH` characters."""
+    decomposed = unicodedata.normalize("NFKD", name[:_MAX_NAME_LENGTH].casefold())
     parts = [
         "".join(c for c in part if c.isalpha()) for part in decomposed.replace("-", " ").split()
     ]

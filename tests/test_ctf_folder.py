@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from connectors.ctf import CtfFolderBackend, create_ctf_app, write_ctf
+from connectors.ctf import folder as folder_module
 from connectors.ctf.folder import CtfFolder
 from connectors.protocol import (
     LOOKUP_PATH,
@@ -97,6 +98,75 @@ def test_a_bad_file_is_reported_by_name_and_served_around(tmp_path, caplog):
     assert len(rejected) == 1
     assert "file=broken.xml" in rejected[0].getMessage()
     assert all("Zebedee" not in r.getMessage() for r in caplog.records)
+
+
+UNKNOWN_ENCODING = b'<?xml version="1.0" encoding="x-no-such"?><CTfile/>'
+
+
+def test_a_file_the_parser_cannot_decode_at_start_up_is_rejected_and_the_rest_served(
+    tmp_path, caplog
+):
+    put(tmp_path, "north.xml", school_file(NORTH, pupil(OLIVER)))
+    put(tmp_path, "odd.xml", UNKNOWN_ENCODING)
+
+    with caplog.at_level(logging.INFO, logger="childlookup.connector.ctf"):
+        backend = CtfFolderBackend(tmp_path)
+
+    assert schools_of(backend._index) == {OLIVER: NORTH.urn}
+    assert "file=odd.xml reason=unreadable XML" in rejections(caplog)
+
+
+def test_a_removed_file_goes_even_when_another_fails_in_the_same_look(tmp_path):
+    put(tmp_path, "north.xml", school_file(NORTH, pupil(OLIVER)))
+    put(tmp_path, "south.xml", school_file(SOUTH, pupil(AMELIA)))
+    folder = CtfFolder(tmp_path)
+    folder.refresh()
+
+    (tmp_path / "north.xml").unlink()
+    put(tmp_path, "odd.xml", UNKNOWN_ENCODING)
+    index = folder.refresh()
+
+    assert index is not None
+    assert schools_of(index) == {AMELIA: SOUTH.urn}
+
+
+def test_a_file_dated_in_the_future_is_rejected_and_outranks_nothing(tmp_path, caplog):
+    now = datetime.now(UTC)
+    put(tmp_path, "north.xml", school_file(NORTH, pupil(AMELIA), created=now - timedelta(1)))
+    future = school_file(SOUTH, pupil(AMELIA), created=now + timedelta(hours=2))
+    put(tmp_path, "south.xml", future)
+
+    with caplog.at_level(logging.INFO, logger="childlookup.connector.ctf"):
+        index = CtfFolder(tmp_path).refresh()
+
+    assert index is not None
+    assert schools_of(index) == {AMELIA: NORTH.urn}
+    assert "file=south.xml reason=the Header DateTime is more than an hour" in rejections(caplog)
+
+
+def test_a_link_to_a_file_outside_the_folder_is_not_read(tmp_path, caplog):
+    folder, outside = tmp_path / "ctf", tmp_path / "elsewhere.xml"
+    folder.mkdir()
+    outside.write_bytes(school_file(NORTH, pupil(AMELIA)))
+    (folder / "link.xml").symlink_to(outside)
+
+    with caplog.at_level(logging.INFO, logger="childlookup.connector.ctf"):
+        backend = CtfFolderBackend(folder)
+
+    assert backend._index._records == ()
+    assert "file=link.xml reason=a symbolic link" in rejections(caplog)
+
+
+def test_a_file_over_the_size_cap_is_rejected(tmp_path, caplog, monkeypatch):
+    data = school_file(NORTH, pupil(AMELIA))
+    monkeypatch.setattr(folder_module, "MAX_FILE_BYTES", len(data) - 1)
+    put(tmp_path, "north.xml", data)
+
+    with caplog.at_level(logging.INFO, logger="childlookup.connector.ctf"):
+        backend = CtfFolderBackend(tmp_path)
+
+    assert backend._index._records == ()
+    assert "file=north.xml reason=larger than" in rejections(caplog)
 
 
 def test_an_empty_folder_serves_nothing_and_a_missing_one_is_refused(tmp_path):

@@ -224,6 +224,32 @@ def test_a_pupil_that_cannot_be_read_is_skipped_by_position_and_the_rest_served(
     assert read.skipped == ("Pupil 1: no UPN", "Pupil 2: DOB is not a date")
 
 
+@pytest.mark.parametrize("order", ["\u00b2", "9" * 5000, "-1", "x"])
+def test_a_contact_order_that_is_not_a_small_number_puts_the_contact_last(order):
+    # "²" passes str.isdigit but not int(); 5,000 digits are more than int() reads.
+    first = FULL_PUPIL.replace("<Order>1</Order>", f"<Order>{order}</Order>")
+
+    (pupil,) = read_ctf(ctf(first)).pupils
+
+    assert [c.name for c in pupil.record.carers or []] == ["Mr Daniel Hart", "Mrs Sarah Hart"]
+
+
+def test_two_different_children_under_one_upn_in_a_file_are_neither_served():
+    twin = BARE_PUPIL.replace("Oliver", "Olivia")
+
+    read = read_ctf(ctf(BARE_PUPIL + FULL_PUPIL + twin + BARE_PUPIL))
+
+    assert [p.record.record_id for p in read.pupils] == [AMELIA]
+    assert read.skipped == ("Pupils 1, 3, 4: one UPN with different details; none served",)
+
+
+def test_a_pupil_listed_twice_alike_is_served_once():
+    read = read_ctf(ctf(BARE_PUPIL + BARE_PUPIL))
+
+    assert [p.record.record_id for p in read.pupils] == [OLIVER]
+    assert read.skipped == ()
+
+
 def test_a_pupil_moving_to_a_named_school_is_at_that_school_and_has_left_the_sender():
     destination = (
         "<LEA>383</LEA><Estab>4001</Estab><URN>108002</URN><SchoolName>Kirkstall</SchoolName>"
@@ -259,6 +285,7 @@ def test_a_pupil_whose_next_school_is_not_known_has_no_current_school():
             b'<?xml version="1.0"?><!DOCTYPE CTfile [<!ENTITY n "Amelia">]><CTfile>&n;</CTfile>',
             "DTD",
         ),
+        (ctf(FULL_PUPIL).replace(b'encoding="UTF-8"', b'encoding="x-no-such"'), "unreadable"),
     ],
 )
 def test_a_malformed_file_is_refused_without_quoting_it(data, reason):

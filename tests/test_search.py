@@ -1,4 +1,5 @@
 import re
+import tracemalloc
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -188,6 +189,31 @@ def test_any_family_name_one_slip_away_agrees(names):
     drifted = child("drifted", given="Millie", family=copy, postcode="LS9 8RA")
 
     assert "drifted" in search(drifted, query=QUERY.model_copy(update={"family": name}))
+
+
+def test_a_stored_name_thousands_of_letters_long_is_indexed_in_bounded_memory():
+    # Bad upstream data: one Forename of 10,000 letters. Its one-slip forms alone would be
+    # 10,000 strings of 9,999 letters (100 MB); the index keys a name by its first 100 characters.
+    long_given = "".join("abcdefghijklmnopqrstuvwxyz"[i * 7 % 26] for i in range(10_000))
+    held = child("long", given=long_given)
+
+    tracemalloc.start()
+    try:
+        index = CandidateIndex([*BACKGROUND, held])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 10_000_000
+    assert ids(index.search(QUERY))[0] == "long"  # family name, date of birth and postcode
+
+
+def test_a_name_as_long_as_a_search_can_give_still_agrees_one_slip_away():
+    name = "".join("abcdefghijklmnopqrstuvwxyz"[i * 7 % 26] for i in range(100))
+    slipped = name[:50] + name[51] + name[50] + name[52:]
+    held = child("long", given="Millie", family=slipped, postcode="LS9 8RA")
+
+    assert "long" in search(held, query=QUERY.model_copy(update={"family": name}))
 
 
 def test_a_copy_wrong_in_three_details_is_not_offered():

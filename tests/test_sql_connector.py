@@ -169,6 +169,72 @@ def test_a_closed_plan_is_not_an_open_one(database_url):
     assert record.indicators.child_in_need is True
 
 
+def _sqlite_file(tmp_path: Path, records) -> tuple[str, Path]:
+    path = tmp_path / "case-records.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    write(url, records)
+    return url, path
+
+
+def _set_raw(path: Path, sql: str, *params: object) -> None:
+    """Write a value as a case system might: SQLite stores whatever it is given."""
+    with sqlite3.connect(path) as db:
+        db.execute(sql, params)
+
+
+_SET_CHILD_COLUMN = {
+    column: f"UPDATE children SET {column} = ? WHERE la_child_id = ?"  # noqa: S608 - ours
+    for column in ("birth_date", "as_of")
+}
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("birth_date", "2015-02-30"),
+        ("birth_date", "01/06/2015"),
+        ("birth_date", 20150601),
+        ("as_of", "yesterday"),
+    ],
+)
+def test_a_row_whose_date_cannot_be_read_is_refused_by_name_never_answered_as_no_record(
+    tmp_path, caplog, column, value
+):
+    bad, good = RECORDS[0], RECORDS[1]
+    url, path = _sqlite_file(tmp_path, [bad, good])
+    _set_raw(path, _SET_CHILD_COLUMN[column], value, bad.record_id)
+
+    with BackgroundServer(create_sql_app(database_url=url, mapping=case_records.MAPPING)) as server:
+        served = post(server.url, request(Identifiers(local_id=good.record_id)))
+        lookup = request(Identifiers(local_id=bad.record_id))
+        refused = httpx.post(server.url + LOOKUP_PATH, content=lookup.model_dump_json())
+
+    assert [r.record_id for r in served] == [good.record_id]
+    assert refused.status_code == 500
+    assert refused.json()["error"]["code"] == "INTERNAL"
+    logged = [r.getMessage() for r in caplog.records if "sql_row_unreadable" in r.getMessage()]
+    assert f"child={bad.record_id} column={column}" in logged[0]
+    assert all(str(value) not in message for message in logged)
+
+
+def test_a_plan_whose_start_date_cannot_be_read_is_unknown_not_absent(tmp_path):
+    child = next(r for r in RECORDS if r.indicators and r.indicators.child_protection_plan)
+    url, path = _sqlite_file(tmp_path, [child])
+    # '30/05/2024' compared as text is after '2026-...': the plan would read as not started.
+    _set_raw(
+        path,
+        "UPDATE child_protection_plans SET start_date = '30/05/2024' WHERE la_child_id = ?",
+        child.record_id,
+    )
+
+    with BackgroundServer(create_sql_app(database_url=url, mapping=case_records.MAPPING)) as server:
+        (record,) = post(server.url, request(Identifiers(local_id=child.record_id)))
+
+    assert record.indicators is not None
+    assert record.indicators.child_protection_plan is None
+    assert record.indicators.child_in_need is True
+
+
 async def _close_plans(url: str, child: str, *, ended: date) -> None:
     engine = create_engine(url)
     async with engine.begin() as connection:

@@ -108,6 +108,17 @@ def test_a_column_the_database_lacks_stops_start_up_naming_the_key(tmp_path, dat
     assert "indicators.child_in_need.start names column 'referred_on'" in message
 
 
+def test_a_date_key_on_a_text_column_stops_start_up_naming_the_key(tmp_path, database):
+    # Else every date of birth would read as none, and every plan start compare as text.
+    path = mapping_file(
+        tmp_path,
+        WORKED.replace('date_of_birth = "birth_date"', 'date_of_birth = "family_name"'),
+    )
+
+    with pytest.raises(MappingError, match=r"child\.date_of_birth names column 'family_name'"):
+        create_sql_app(database_url=database, mapping=path)
+
+
 def test_a_table_the_database_lacks_stops_start_up_naming_it(tmp_path, database):
     path = mapping_file(tmp_path, WORKED.replace('table = "allocations"', 'table = "workers"'))
 

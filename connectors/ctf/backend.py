@@ -13,12 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
 
-from connectors.ctf.folder import CtfFileStatus, CtfFolder
+from connectors.ctf.folder import CtfFileStatus, CtfFolder, crash_site
 from connectors.ctf.schools import NO_SCHOOL_CONTACTS, SchoolContacts
 from connectors.protocol import ConnectorRecord, LookupRequest
 from connectors.records import FileBackend
@@ -99,8 +98,7 @@ class CtfFolderBackend:
                 await self.refresh()
             except Exception as error:  # a bug must not stop the polling for good
                 # By type and place only: an exception's message can quote a pupil's data.
-                frame = traceback.extract_tb(error.__traceback__)[-1]
-                at = f"{frame.filename}:{frame.lineno} in {frame.name}"
+                at = crash_site(error)
                 _logger.error(
                     "ctf_refresh_crashed error=%s at=%s",
                     type(error).__name__,

@@ -9,20 +9,28 @@ read. The rules:
   newest file by header `DateTime` (the file name breaks a tie). A newer record whose `FormerUPN` is
   an older record's UPN replaces that record too.
 - A file that cannot be read is reported (logged with its name and the reason, never its content)
-  and does not stop the others being served. If it was read well before, what it held then is still
-  served - a half-copied or mangled replacement must not make a school's pupils vanish - until the
-  file is fixed or removed. A removed file's pupils are no longer served: removal is deliberate.
-- Only `*.xml` files are read (any case), not hidden ones (`.name`): copy a file in under a hidden
-  or other name and rename it, so that it is never seen half-written. A file written within the last
-  second is read again on the next refresh, in case it was still being written when read.
+  and does not stop the others being served, whatever went wrong reading it (a bug included). If
+  it was read well before, what it held then is still served - a half-copied or mangled
+  replacement must not make a school's pupils vanish - until the file is fixed or removed. A
+  removed file's pupils are no longer served: removal is deliberate.
+- Refused besides bad XML, and read again only when they change: a file over `MAX_FILE_BYTES`; a
+  symbolic link (it could point anywhere on the server); a header `DateTime` more than
+  `FUTURE_SKEW` ahead of the clock (it would outrank every later file for good).
+- Only regular `*.xml` files are read (any case), not hidden ones (`.name`): copy a file in under
+  a hidden or other name and rename it, so that it is never seen half-written. A file written
+  within the last second is read again on the next refresh, in case it was still being written.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import stat
 import time
+import traceback
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Final
 
@@ -35,6 +43,15 @@ from connectors.records import FileBackend
 _SETTLE_NS: Final = 1_000_000_000
 """A file modified this recently may still be being written, so its stat cannot yet vouch that an
 unchanged file was read whole: file times can be as coarse as a clock tick."""
+
+MAX_FILE_BYTES: Final = 32 * 2**20
+"""The largest CTF read. A large secondary school's whole roll with its histories is a few tens of
+megabytes at most; parsed, a file takes about 25 times its size in memory, so one file bounds the
+connector's memory to under a gigabyte."""
+
+FUTURE_SKEW: Final = timedelta(hours=1)
+"""How far ahead of this server's clock a header `DateTime` may be: schools' clocks drift, but
+a file from the future would be the newest forever and its records' as-of a lie."""
 
 _logger = logging.getLogger("childlookup.connector.ctf")
 
@@ -70,6 +87,9 @@ class CtfFolder:
         self.path = path
         self._contacts = contacts
         self._files: dict[str, _File] = {}
+        self._stale = False
+        """Whether what is served changed since the last index was built: kept across a refresh
+        that fails part-way, so a removal seen then is never lost."""
 
     def refresh(self) -> FileBackend | None:
         """Look at the folder again; a new index of what it now holds if anything served changed,
@@ -79,16 +99,22 @@ class CtfFolder:
         seen: dict[str, os.stat_result] = {}
         with os.scandir(self.path) as entries:
             for entry in entries:
-                if _is_ctf_name(entry.name) and entry.is_file():
-                    seen[entry.name] = entry.stat()
-        changed = False
+                # Links are listed, to be refused by name; anything else not a file is ignored.
+                listed = entry.is_file(follow_symlinks=False) or entry.is_symlink()
+                if _is_ctf_name(entry.name) and listed:
+                    seen[entry.name] = entry.stat(follow_symlinks=False)
         for name in sorted(self._files.keys() - seen.keys()):
             removed = self._files.pop(name)
-            changed = changed or removed.good is not None
+            self._stale = self._stale or removed.good is not None
             log_event(_logger, logging.INFO, "ctf_file_removed", file=name)
-        for name, stat in sorted(seen.items()):
-            changed = self._read_if_changed(name, stat, now) or changed
-        return self.index() if changed else None
+        for name, status in sorted(seen.items()):
+            if self._read_if_changed(name, status, now):
+                self._stale = True
+        if not self._stale:
+            return None
+        index = self.index()
+        self._stale = False
+        return index
 
     def index(self) -> FileBackend:
         """Every pupil's newest record across the files last read well."""
@@ -108,10 +134,10 @@ class CtfFolder:
     def _good_files(self) -> list[tuple[str, TransferFile]]:
         return [(name, s.good) for name, s in self._files.items() if s.good is not None]
 
-    def _read_if_changed(self, name: str, stat: os.stat_result, now: int) -> bool:
+    def _read_if_changed(self, name: str, status: os.stat_result, now: int) -> bool:
         """Read the file if it may have changed; whether what it serves changed."""
-        fingerprint = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
-        settled = now - stat.st_mtime_ns > _SETTLE_NS
+        fingerprint = (status.st_mtime_ns, status.st_size, status.st_ino)
+        settled = now - status.st_mtime_ns > _SETTLE_NS
         state = self._files.get(name)
         if state is not None and state.fingerprint == fingerprint and state.settled:
             return False
@@ -119,12 +145,12 @@ class CtfFolder:
             state = self._files[name] = _File(fingerprint, settled)
         state.fingerprint, state.settled = fingerprint, settled
         try:
-            read = read_ctf((self.path / name).read_bytes(), self._contacts)
+            read = self._read(name, now)
         except FileNotFoundError:  # removed since listed: the next refresh sees it gone
             state.settled = False
             return False
-        except (OSError, CtfFileError) as error:
-            reason = error.strerror if isinstance(error, OSError) else str(error)
+        except Exception as error:  # one file, however bad or whatever bug, stops no other
+            reason = _reason(error)
             if reason != state.error:
                 log_event(
                     _logger,
@@ -150,6 +176,43 @@ class CtfFolder:
             return False
         state.good = read
         return True
+
+    def _read(self, name: str, now: int) -> TransferFile:
+        """The file read as a CTF, refusing (CtfFileError) a link, anything but a regular file, a
+        file over `MAX_FILE_BYTES` and a header more than `FUTURE_SKEW` ahead of `now` (ns)."""
+        try:
+            # No following a link swapped in since listing; no waiting on a FIFO.
+            fd = os.open(self.path / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise CtfFileError("a symbolic link: only files in the folder are read") from None
+            raise
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise CtfFileError("not a regular file")
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise CtfFileError(f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+        read = read_ctf(data, self._contacts)
+        if read.created.timestamp() > now / 1e9 + FUTURE_SKEW.total_seconds():
+            raise CtfFileError("the Header DateTime is more than an hour ahead of this clock")
+        return read
+
+
+def crash_site(error: BaseException) -> str:
+    """Where an unexpected exception was raised, as "file:line in function": what a log may say
+    of it, since its message can quote a pupil's data."""
+    frame = traceback.extract_tb(error.__traceback__)[-1]
+    return f"{os.path.basename(frame.filename)}:{frame.lineno} in {frame.name}"
+
+
+def _reason(error: Exception) -> str:
+    """Why a file was not read, in words that quote nothing from it."""
+    if isinstance(error, CtfFileError):
+        return str(error)
+    if isinstance(error, OSError):
+        return error.strerror or type(error).__name__
+    return f"unexpected {type(error).__name__} at {crash_site(error)}"
 
 
 def _is_ctf_name(name: str) -> bool:

@@ -18,6 +18,7 @@ one, and an entity can expand a small file into gigabytes.
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -59,6 +60,7 @@ _UPN: Final = re.compile(r"^[A-Z0-9]{13}$")
 _PHONE_PREFERENCE: Final = ("M", "H", "D", "W", "E")
 """Which of a contact's numbers reaches them first: mobile, home, daytime, work, evening (never
 fax)."""
+_UNORDERED: Final = 99
 
 
 class CtfFileError(ValueError):
@@ -127,7 +129,8 @@ def placement(source: SchoolRef, destination: SchoolRef | None) -> tuple[SchoolR
 
 
 def read_ctf(data: bytes, contacts: SchoolContacts = NO_SCHOOL_CONTACTS) -> TransferFile:
-    """Parse one CTF; a pupil that cannot be read is skipped and named by position in `skipped`.
+    """Parse one CTF; a pupil that cannot be read is skipped and named by position in `skipped`,
+    and so are pupils sharing a UPN whose details differ (a file's UPN names one child).
 
     Raises CtfFileError when the file as a whole cannot be used: not well-formed XML, a DTD, not a
     `CTfile`, or a header without a valid `DateTime` (every record's as-of, and the order in which
@@ -145,15 +148,26 @@ def read_ctf(data: bytes, contacts: SchoolContacts = NO_SCHOOL_CONTACTS) -> Tran
         raise CtfFileError("the Header has no SourceSchool")
     destination = _school_ref(header.find("DestSchool"))
     context = _Context(created, source, destination, contacts)
-    pupils: list[TransferPupil] = []
+    by_upn: dict[str, list[tuple[int, TransferPupil]]] = defaultdict(list)
     skipped: list[str] = []
     for position, element in enumerate(root.iterfind("CTFpupilData/Pupil"), start=1):
         try:
-            pupils.append(context.pupil(element))
+            pupil = context.pupil(element)
         except _SkippedPupil as reason:
             skipped.append(f"Pupil {position}: {reason}")
         except ValidationError as error:
             skipped.append(f"Pupil {position}: {summarise_validation_error(error)}")
+        else:
+            by_upn[pupil.record.record_id].append((position, pupil))
+    pupils: list[TransferPupil] = []
+    for entries in by_upn.values():
+        first = entries[0][1]
+        if all(pupil == first for _, pupil in entries):
+            pupils.append(first)
+        else:
+            # Two children under one identifier: serving either could be the wrong child.
+            positions = ", ".join(str(position) for position, _ in entries)
+            skipped.append(f"Pupils {positions}: one UPN with different details; none served")
     return TransferFile(created, source, destination, tuple(pupils), tuple(skipped))
 
 
@@ -171,6 +185,10 @@ def _parse(data: bytes) -> Element:
         raise CtfFileError(
             f"refused {type(error).__name__}: a CTF never declares a DTD or entities"
         ) from None
+    except (LookupError, ValueError) as error:
+        # An encoding the XML declaration names but Python does not know, or one expat cannot
+        # read: the parser's own message may quote the file.
+        raise CtfFileError(f"unreadable XML ({type(error).__name__} from the parser)") from None
     for element in root.iter():
         element.tag = _local(element.tag)
     return root
@@ -375,15 +393,23 @@ def _carers(pupil: Element) -> list[Carer]:
         )
         if not name:
             continue
-        order = _text(contact, "Order")
         carer = Carer(
             name=name,
             relationship=RELATIONSHIPS.get(code, code or "Not recorded"),
             parental_responsibility=responsible,
             phone=_phone(contact),
         )
-        ranked.append((int(order) if order and order.isdigit() else 99, position, carer))
+        ranked.append((_contact_order(_text(contact, "Order")), position, carer))
     return [carer for *_, carer in sorted(ranked, key=lambda r: (r[0], r[1]))]
+
+
+def _contact_order(value: str | None) -> int:
+    """The school's calling order of one contact; a missing or unusable one sorts last. Only
+    decimal digits, and few of them: `isdigit` also passes "²", which `int` refuses, and `int`
+    refuses thousands of digits."""
+    if value is None or not value.isdecimal() or len(value) > 9:
+        return _UNORDERED
+    return int(value)
 
 
 def _phone(contact: Element) -> str | None:

@@ -24,11 +24,12 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.backend import ConnectorError
+from connectors.logs import log_event
 from connectors.protocol import ConnectorRecord, ErrorCode, Identifiers, LookupRequest
 from connectors.search import query_blocking_keys, rank_candidates
 from connectors.sql.blocks import BlockingIndex, RefreshSummary
 from connectors.sql.mapping import Mapping
-from connectors.sql.records import RecordReader
+from connectors.sql.records import RecordReader, UnreadableRecord
 from connectors.sql.tables import MappedTables, reflect_tables
 
 _ENGLAND: Final = ZoneInfo("Europe/London")
@@ -67,8 +68,9 @@ class SqlBackend:
         demographics, the candidates among the children in the query's blocks, ranked as
         `CandidateIndex.search` ranks them. Each record once, at its first place.
 
-        Raises ConnectorError(UNAVAILABLE) when the database cannot be reached, so the gateway
-        reports a failed source rather than "no record".
+        Raises ConnectorError(UNAVAILABLE) when the database cannot be reached, and
+        ConnectorError(INTERNAL) when a record it reaches cannot be read (a date that is no
+        date), so the gateway reports a failed source rather than "no record".
         """
         today, now = self._today(), datetime.now(UTC)
         try:
@@ -81,6 +83,17 @@ class SqlBackend:
                 if not found:
                     return []
                 return await self._reader.with_contacts(connection, found, request.fields, today)
+        except UnreadableRecord as unreadable:
+            log_event(
+                _logger,
+                logging.ERROR,
+                "sql_row_unreadable",
+                child=unreadable.key,
+                column=unreadable.column,
+            )
+            raise ConnectorError(
+                ErrorCode.INTERNAL, "A case record this lookup reached could not be read."
+            ) from None
         except (OperationalError, OSError) as error:
             _logger.warning("database unreachable", extra={"error": type(error).__name__})
             raise ConnectorError(

@@ -32,6 +32,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     MetaData,
+    Row,
     Select,
     String,
     Table,
@@ -44,9 +45,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from connectors.logs import log_event
 from connectors.search import blocking_keys
 from connectors.sql.mapping import Mapping
-from connectors.sql.records import RecordReader
+from connectors.sql.records import RecordReader, UnreadableRecord
 from connectors.sql.tables import MappedTables
 
 _BATCH: Final = 2_000
@@ -140,10 +142,7 @@ class BlockingIndex:
             if not rows:
                 break
             last = rows[-1]._mapping["key"]
-            batch = [
-                (row._mapping["key"], blocking_keys(self._reader.record(row, started)))
-                for row in rows
-            ]
+            batch = [(row._mapping["key"], self._blocks(row, started)) for row in rows]
             if not full:
                 changed = self.table.c.child_key.in_([key for key, _ in batch])
                 await connection.execute(delete(self.table).where(changed))
@@ -160,6 +159,22 @@ class BlockingIndex:
             "blocking keys refreshed", extra={"children": children, "keys": keys, "full": full}
         )
         return RefreshSummary(children=children, keys=keys, full=full)
+
+    def _blocks(self, row: Row[Any], now: datetime) -> set[str]:
+        """The row's blocking keys; none for a row that cannot be read as a record, which is
+        logged by key and column and left out of the index - a lookup reaching it by identifier
+        is refused as unreadable, never answered "no record"."""
+        try:
+            return blocking_keys(self._reader.record(row, now))
+        except UnreadableRecord as unreadable:
+            log_event(
+                _logger,
+                logging.ERROR,
+                "sql_row_unreadable",
+                child=unreadable.key,
+                column=unreadable.column,
+            )
+            return set()
 
     async def _locked(self, connection: AsyncConnection) -> bool:
         """Whether this replica may refresh now: it holds the lock of this very table, named by

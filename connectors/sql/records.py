@@ -5,6 +5,12 @@ so a record found by identifier, found by demographics and indexed for search al
 same about the child. The queries select named columns only, and carers and involvements only
 for the few children an answer carries, so a lookup reads no more of the agency's data than the
 answer needs.
+
+A database that checks no types (SQLite stores whatever it is given) can hold a date that is no
+date: '2015-02-30', '01/06/2015', an integer. Such a value is never allowed to stop a whole
+query, nor to be read as an answer: a child's date of birth or as-of read whole or the record is
+`UnreadableRecord`; an episode date that is no date makes its indicator unknown (null), never
+false - a plan whose start cannot be read may be open.
 """
 
 from __future__ import annotations
@@ -14,8 +20,26 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Row, Select, Table, exists, literal, or_, select
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Dialect,
+    Row,
+    Select,
+    Table,
+    case,
+    exists,
+    literal,
+    null,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
 from connectors.protocol import (
     Address,
@@ -34,6 +58,69 @@ from connectors.sql.mapping import Condition, Constant, Episodes, InvolvementTab
 from connectors.sql.tables import MappedTables
 
 _INDICATOR_LABEL: Final = "indicator_"
+_DATE_LABELS: Final = ("date_of_birth", "as_of")
+
+
+class UnreadableRecord(ValueError):
+    """A child's row holds a value its column's type cannot be read as. Names the row's key and
+    the column, never the value (it is a child's data)."""
+
+    def __init__(self, key: str, column: str) -> None:
+        super().__init__(f"child {key}: column {column!r} cannot be read")
+        self.key = key
+        self.column = column
+
+
+class _Unreadable:
+    """What a date column reads as when its value is not a date."""
+
+
+_UNREADABLE: Final = _Unreadable()
+
+
+class _ReadAlone(TypeDecorator[Any]):
+    """A column read value by value through its own type's conversion, a value that conversion
+    refuses becoming `_UNREADABLE`: SQLAlchemy would otherwise raise for the whole result."""
+
+    impl = NullType
+    cache_ok = True
+
+    def __init__(self, inner: TypeEngine[Any]) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        convert = self.inner.dialect_impl(dialect).result_processor(dialect, None)
+        try:
+            return value if convert is None else convert(value)
+        except (ValueError, TypeError):
+            return _UNREADABLE
+
+
+class _UnreadableDate(FunctionElement[bool]):
+    """Whether a date column's value is one SQL cannot compare as a date. Always false but on
+    SQLite, the one database here that stores a date column's values unchecked."""
+
+    type = Boolean()
+    inherit_cache = True
+
+
+@compiles(_UnreadableDate)
+def _never(element: _UnreadableDate, compiler: SQLCompiler, **kw: Any) -> str:
+    return "1 = 0"
+
+
+@compiles(_UnreadableDate, "sqlite")
+def _not_iso_text(element: _UnreadableDate, compiler: SQLCompiler, **kw: Any) -> str:
+    """Text that does not start with a real ISO date (date(..., '+0 days') moves '2015-02-30' on
+    to March, and gives NULL for '30/05/2024'); an integer or real is no date either."""
+    (column,) = element.clauses
+    value = compiler.process(column, **kw)
+    day = f"substr({value}, 1, 10)"
+    not_a_day = f"typeof({value}) != 'text' OR date({day}, '+0 days') IS NOT {day}"
+    return f"({value} IS NOT NULL AND ({not_a_day}))"
 
 
 class RecordReader:
@@ -50,10 +137,15 @@ class RecordReader:
         episodes table's child column)."""
         child, table = self._mapping.child, self._tables.child
         columns: list[ColumnElement[Any]] = [self.key.label("key")]
-        for label in ("nhs_number", "upn", "date_of_birth", "as_of"):
+        for label in ("nhs_number", "upn"):
             name = getattr(child, label)
             if name is not None:
                 columns.append(table.c[name].label(label))
+        for label in _DATE_LABELS:
+            name = getattr(child, label)
+            if name is not None:
+                column = table.c[name]
+                columns.append(type_coerce(column, _ReadAlone(column.type)).label(label))
         if child.name is not None:
             for label in ("given", "family", "former_family", "known_as"):
                 name = getattr(child.name, label)
@@ -77,22 +169,36 @@ class RecordReader:
                 columns.append(self._open(episodes, field, today).label(_INDICATOR_LABEL + field))
         return select(*columns)
 
-    def _open(self, episodes: Episodes, field: FieldId, today: date) -> ColumnElement[bool]:
+    def _open(self, episodes: Episodes, field: FieldId, today: date) -> ColumnElement[Any]:
+        """Whether the child has an open episode: NULL (unknown) when one of the child's
+        episodes has a date SQL cannot compare, since that one may be open."""
         table = self._tables.episodes[field]
-        conditions = [table.c[episodes.child] == self.key, table.c[episodes.start] <= today]
+        start = table.c[episodes.start]
+        child = [table.c[episodes.child] == self.key]
+        if episodes.where is not None:
+            child.append(table.c[episodes.where.column].in_(episodes.where.in_))
+        opened = [start <= today]
+        unreadable = [_UnreadableDate(start)]
         if episodes.end is not None:
             end = table.c[episodes.end]
-            conditions.append(or_(end.is_(None), end > today))
-        if episodes.where is not None:
-            conditions.append(table.c[episodes.where.column].in_(episodes.where.in_))
-        return exists().where(*conditions)
+            opened.append(or_(end.is_(None), end > today))
+            unreadable.append(_UnreadableDate(end))
+        return case(
+            (exists().where(*child, or_(*unreadable)), null()),
+            else_=exists().where(*child, *opened),
+        )
 
     def record(self, row: Row[Any], now: datetime) -> ConnectorRecord:
         """The record one row of `select` describes; its carers and involvements come from
-        `with_contacts`. Indicators are present only when `select` was given a day."""
+        `with_contacts`. Indicators are present only when `select` was given a day.
+
+        Raises UnreadableRecord when the row's date of birth or as-of is not a date."""
         values = row._mapping
         child = self._mapping.child
         record_id = str(values["key"])
+        for label in _DATE_LABELS:
+            if values.get(label) is _UNREADABLE:
+                raise UnreadableRecord(record_id, getattr(child, label))
         name = None
         if child.name is not None and values["given"] and values["family"]:
             separator = child.name.separator
@@ -109,7 +215,7 @@ class RecordReader:
         indicators = None
         labels = {field.value: _INDICATOR_LABEL + field for field in self._mapping.episodes()}
         if labels and all(label in values for label in labels.values()):
-            indicators = Indicators(**{f: bool(values[label]) for f, label in labels.items()})
+            indicators = Indicators(**{f: _known(values[label]) for f, label in labels.items()})
         return ConnectorRecord(
             record_id=record_id,
             identifiers=Identifiers(
@@ -299,6 +405,10 @@ def _split(value: str | None, separator: str) -> list[str]:
     if not value:
         return []
     return [part.strip() for part in value.split(separator) if part.strip()]
+
+
+def _known(value: object) -> bool | None:
+    return None if value is None else bool(value)
 
 
 def _text(value: object) -> str | None:

@@ -10,11 +10,19 @@ touches it, who would see a failed source and no reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
+from typing import Any, Final
 
-from sqlalchemy import Connection, MetaData, Table, inspect
+from sqlalchemy import Column, Connection, MetaData, Table, inspect
 
 from connectors.protocol import FieldId
 from connectors.sql.mapping import Mapping, MappingError
+
+_DATE_KEYS: Final = frozenset(
+    {"date_of_birth", "as_of", "updated_at", "start", "end", "since", "until"}
+)
+"""Mapping keys (their last part) that name a date or time column. A text column there would
+compare as text (so '30/05/2024' is before '2026-01-01') and read as no date at all."""
 
 
 @dataclass(frozen=True)
@@ -30,8 +38,9 @@ class MappedTables:
 def reflect_tables(connection: Connection, mapping: Mapping) -> MappedTables:
     """Reflect every table `mapping` names (run through `AsyncConnection.run_sync`).
 
-    Raises MappingError naming every missing table, or else every missing column, each with the
-    mapping key that names it, so one start-up shows the agency all it must fix.
+    Raises MappingError naming every missing table, or else every missing column, or else every
+    date key naming a column that is not a date or time, each with the mapping key at fault, so
+    one start-up shows the agency all it must fix.
     """
     existing = set(inspect(connection).get_table_names(schema=mapping.schema_))
     missing_tables = sorted(mapping.tables() - existing)
@@ -48,9 +57,26 @@ def reflect_tables(connection: Connection, mapping: Mapping) -> MappedTables:
     ]
     if missing:
         raise MappingError("; ".join(missing))
+    not_dates = [
+        f"{key} names column {column!r} of table {table!r}, which is not a date or time column"
+        for key, table, column in mapping.columns()
+        if key.rpartition(".")[2] in _DATE_KEYS and not _holds_dates(tables[table].c[column])
+    ]
+    if not_dates:
+        raise MappingError("; ".join(not_dates))
     return MappedTables(
         child=tables[mapping.child.table],
         episodes={field: tables[e.table] for field, e in mapping.episodes().items()},
         carers=None if mapping.carers is None else tables[mapping.carers.table],
         involvements=tuple(tables[i.table] for i in mapping.involvements),
     )
+
+
+def _holds_dates(column: Column[Any]) -> bool:
+    """Whether the database declares the column a date or a date and time; a type SQLAlchemy
+    does not know passes, since it cannot be told either way."""
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return True
+    return issubclass(python_type, date)
