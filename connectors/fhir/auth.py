@@ -11,6 +11,8 @@ one once (`refresh=True`).
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.backend import ConnectorError
+from connectors.bounded_reads import AnswerTooLarge, read_answer
 from connectors.protocol import ErrorCode
 
 ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -32,6 +35,15 @@ ASSERTION_LIFETIME_S: Final = 300
 """NHS England's token endpoint refuses an assertion that expires more than five minutes ahead."""
 REFRESH_MARGIN_S: Final = 60.0
 """A cached token this close to expiry is replaced before use, so it cannot expire in flight."""
+MAX_TOKEN_LIFETIME_S: Final = 24 * 60 * 60
+"""The longest `expires_in` believed. NHS England grants ten minutes; an answer claiming more than
+a day (or infinity) would have the connector keep one token for good, whatever happens to it."""
+MAX_TOKEN_ANSWER_BYTES: Final = 64 * 1024
+"""The most of a token answer read: a token and its lifetime are well under 2 KB."""
+TOKEN_CALL_S: Final = 5.0
+"""The longest one token call may take, whole; lookups needing a token wait behind it."""
+_BEARER_TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+"""A token as an `Authorization: Bearer` header can carry it (RFC 6750's b64token)."""
 
 
 class FhirAuth(Protocol):
@@ -128,21 +140,51 @@ class SignedJwtAuth:
             "client_assertion": self.client_assertion(),
         }
         try:
-            response = await client.post(self.token_url, data=form)
+            response, body = await read_answer(
+                client,
+                "POST",
+                self.token_url,
+                max_bytes=MAX_TOKEN_ANSWER_BYTES,
+                within_s=TOKEN_CALL_S,
+                data=form,
+            )
         except httpx.HTTPError:
             raise ConnectorError(
                 ErrorCode.UNAVAILABLE, "The NHS token service could not be reached."
             ) from None
+        except AnswerTooLarge:
+            raise _no_usable_token() from None
         if response.status_code != 200:
             raise ConnectorError(
                 ErrorCode.UNAVAILABLE,
                 f"The NHS token service refused the connector (HTTP {response.status_code}).",
             )
         try:
-            body = response.json()
-            token, lifetime = str(body["access_token"]), float(body["expires_in"])
-        except (ValueError, KeyError, TypeError):
-            raise ConnectorError(
-                ErrorCode.UNAVAILABLE, "The NHS token service answered without a usable token."
-            ) from None
+            token, lifetime = _usable_token(json.loads(body))
+        except (ValueError, RecursionError):
+            raise _no_usable_token() from None
         return token, self.clock() + lifetime
+
+
+def _no_usable_token() -> ConnectorError:
+    return ConnectorError(
+        ErrorCode.UNAVAILABLE, "The NHS token service answered without a usable token."
+    )
+
+
+def _usable_token(answer: object) -> tuple[str, float]:
+    """The access token and its lifetime in seconds from a token answer; ValueError unless the
+    token is one a header can carry and the lifetime a number of seconds (or its digits) above 0
+    and at most `MAX_TOKEN_LIFETIME_S` - not NaN, which no comparison holds for."""
+    if not isinstance(answer, dict):
+        raise ValueError("the answer is not a JSON object")
+    token, lifetime = answer.get("access_token"), answer.get("expires_in")
+    if not isinstance(token, str) or _BEARER_TOKEN.fullmatch(token) is None:
+        raise ValueError("no access token a header can carry")
+    if isinstance(lifetime, str):
+        lifetime = float(lifetime)  # NHS England sends "599"
+    elif isinstance(lifetime, bool) or not isinstance(lifetime, int | float):
+        raise ValueError("no lifetime")
+    if not 0 < lifetime <= MAX_TOKEN_LIFETIME_S:  # compared as sent: float() overflows an int
+        raise ValueError("a lifetime out of range")
+    return token, float(lifetime)

@@ -19,23 +19,26 @@ complete.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Final, TypeVar
 
-from fhir.resources.R4B.bundle import Bundle
+from fhir.resources.R4B.bundle import Bundle, BundleEntry
 from fhir.resources.R4B.flag import Flag
+from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.patient import Patient
+from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.relatedperson import RelatedPerson
 from pydantic import ValidationError
 
 from connectors.backend import ConnectorError
 from connectors.fhir.client import FhirClient
 from connectors.fhir.outcomes import TooManyMatches
-from connectors.fhir.patients import confidentiality, nhs_number, record_from_patient
+from connectors.fhir.patients import confidentiality, record_from_patient
 from connectors.fhir.plans import indicators, involvements, plans_from_flags
 from connectors.fhir.searches import PdsSearch, plan_searches
+from connectors.fhir.subjects import nhs_number, refers_to
 from connectors.fhir.terminology import PDS_MAX_RESULTS, Confidentiality
 from connectors.protocol import ConnectorRecord, ErrorCode, FieldId, LookupRequest
 from connectors.search import DEFAULT_LIMIT
@@ -43,13 +46,22 @@ from connectors.search import DEFAULT_LIMIT
 CPIS_FIELDS: Final = frozenset(
     {FieldId.CHILD_PROTECTION_PLAN, FieldId.LOOKED_AFTER, FieldId.INVOLVEMENTS}
 )
+_FAILED: Final = frozenset({"error", "fatal"})
+"""`OperationOutcome.issue.severity` values that say the operation failed."""
+
+
+UNNUMBERED: Final = "no-nhs-number-"
+"""The record id of a search result without one usable NHS number, before a number that keeps it
+apart from every other: nothing says two such are one child, or which child either is."""
 
 
 @dataclass(frozen=True)
 class _Found:
-    """A patient PDS returned, and whether it was found by the NHS number the lookup gave."""
+    """A patient PDS returned, the record id it is answered under, and whether it was found by the
+    NHS number the lookup gave."""
 
     patient: Patient
+    record_id: str
     by_identifier: bool
 
 
@@ -77,22 +89,37 @@ class FhirBackend:
         if number is not None:
             patient = await self._read_patient(number, request.deadline)
             if patient is not None:
-                found.append(_Found(patient, by_identifier=True))
+                found.append(_Found(patient, number, by_identifier=True))
         if request.demographics is not None:
-            seen = {str(f.patient.id) for f in found}
+            seen = {f.record_id for f in found}
             candidates = await self._search(request)
-            found += [_Found(p, False) for p in candidates if str(p.id) not in seen]
+            found += [_Found(p, key, False) for key, p in candidates if key not in seen]
         fetched_at = datetime.now(UTC)
         records = await asyncio.gather(*(self._record(f, request, fetched_at) for f in found))
         return [record for record in records if record is not None]
 
     async def _read_patient(self, number: str, deadline: datetime) -> Patient | None:
+        """The patient PDS holds under `number`, or None. A patient whose NHS number is not
+        `number` - another child's, none, two - fails the lookup before anything more is asked
+        about it: its carers would be another child's, and a CP-IS query about it an access to
+        another child that their authority is told of."""
         body = await self._pds.read(f"Patient/{number}", deadline=deadline)
-        return None if body is None else _parsed(Patient, body, "PDS")
+        if body is None:
+            return None
+        patient = _parsed(Patient, body, "PDS")
+        if nhs_number(patient) != number:
+            raise ConnectorError(
+                ErrorCode.INTERNAL,
+                "PDS answered with a patient whose NHS number is not the one asked for; nothing "
+                "in that answer can be taken as this child's.",
+            )
+        return patient
 
-    async def _search(self, request: LookupRequest) -> list[Patient]:
-        """Every planned search at once; the patients merged by NHS number at their best score.
-        Demographics PDS cannot search with are refused, not answered "no record"."""
+    async def _search(self, request: LookupRequest) -> list[tuple[str, Patient]]:
+        """Every planned search at once; the patients merged by NHS number at their best score,
+        each with its record id. A patient without one usable NHS number is a candidate of its
+        own (`UNNUMBERED`), merged with none: dropping one of two namesakes would make the other
+        look unique. Demographics PDS cannot search with are refused, not answered "no record"."""
         assert request.demographics is not None
         searches = plan_searches(request.demographics)
         if not searches:
@@ -107,11 +134,11 @@ class FhirBackend:
         best: dict[str, tuple[float, Patient]] = {}  # in the order first found
         for bundle in bundles:
             for score, patient in _scored_patients(bundle):
-                key = str(patient.id)
+                key = nhs_number(patient) or f"{UNNUMBERED}{len(best) + 1}"
                 if key not in best or score > best[key][0]:
                     best[key] = (score, patient)
-        ranked = sorted(best.values(), key=lambda entry: -entry[0])  # stable: ties keep order
-        return [patient for _, patient in ranked[:DEFAULT_LIMIT]]
+        ranked = sorted(best.items(), key=lambda item: -item[1][0])  # stable: ties keep order
+        return [(key, patient) for key, (_, patient) in ranked[:DEFAULT_LIMIT]]
 
     async def _search_once(self, search: PdsSearch, deadline: datetime) -> Bundle | None:
         """One search, asking for `DEFAULT_LIMIT` matches; when more match, PDS returns none of
@@ -129,13 +156,15 @@ class FhirBackend:
         self, found: _Found, request: LookupRequest, fetched_at: datetime
     ) -> ConnectorRecord | None:
         """The patient's record with the related people and CP-IS plans the request needs,
-        fetched together; None for a redacted patient (answered as not found)."""
+        fetched together; None for a redacted patient (answered as not found). Neither is asked
+        about a patient without an NHS number: they are found by it, and there is none to check
+        them against."""
         today = self._today()
         fields = set(request.fields)
         level = confidentiality(found.patient)
-        number = nhs_number(found.patient)
-        if level == Confidentiality.REDACTED or number is None:
+        if level == Confidentiality.REDACTED:
             return None
+        number = nhs_number(found.patient)
         wants_carers = FieldId.CARERS in fields and level == Confidentiality.UNRESTRICTED
         wants_plans = (
             self._cpis is not None
@@ -143,11 +172,13 @@ class FhirBackend:
             and (found.by_identifier or self._cpis_for_candidates)
         )
         related, plan_flags = await asyncio.gather(
-            self._related(number, request.deadline) if wants_carers else _nothing(),
-            self._flags(number, request.deadline) if wants_plans else _nothing(),
+            self._related(number, request.deadline) if number and wants_carers else _nothing(),
+            self._flags(number, request.deadline) if number and wants_plans else _nothing(),
         )
-        record = record_from_patient(found.patient, related, today=today, fetched_at=fetched_at)
-        if record is None or plan_flags is None:
+        record = record_from_patient(
+            found.patient, related, record_id=found.record_id, today=today, fetched_at=fetched_at
+        )
+        if record is None or plan_flags is None or number is None:
             return record
         plans = plans_from_flags(plan_flags, number)
         return record.model_copy(
@@ -161,24 +192,41 @@ class FhirBackend:
         bundle = await self._pds.search(
             f"Patient/{number}/RelatedPerson", (), deadline=deadline, none_found_ok=True
         )
-        return _resources(bundle, RelatedPerson, "PDS")
+        people = _resources(bundle, RelatedPerson, "PDS")
+        _all_about(number, [person.patient for person in people], "PDS")
+        return people
 
     async def _flags(self, number: str, deadline: datetime) -> list[Flag]:
         assert self._cpis is not None
         bundle = await self._cpis.search(
             "Flag", (("patient", number),), deadline=deadline, none_found_ok=True
         )
-        return _resources(bundle, Flag, "CP-IS")
+        flags = _resources(bundle, Flag, "CP-IS")
+        _all_about(number, [flag.subject for flag in flags], "CP-IS")
+        return flags
 
 
 async def _nothing() -> None:
     return None
 
 
+def _all_about(number: str, subjects: Sequence[Reference | None], service: str) -> None:
+    """Fail the lookup unless every resource `service` answered about the child with NHS number
+    `number` names that child as its subject. One about another patient, or naming no one, is a
+    server that cannot be trusted for this child; skipping it would answer as if it had said
+    nothing - no plan, no carer - which it did not."""
+    if not all(refers_to(subject, number) for subject in subjects):
+        raise ConnectorError(
+            ErrorCode.INTERNAL,
+            f"{service} answered about another patient than the one asked about; nothing in "
+            "that answer can be taken as this child's.",
+        )
+
+
 def _scored_patients(bundle: Bundle | None) -> list[tuple[float, Patient]]:
     """(score, patient) for each patient in a search Bundle; a missing score counts as 0."""
     scored = []
-    for entry in (bundle.entry or []) if bundle is not None else []:
+    for entry in _entries(bundle, "PDS"):
         if isinstance(entry.resource, Patient):
             score = entry.search.score if entry.search and entry.search.score is not None else 0
             scored.append((float(score), entry.resource))
@@ -191,9 +239,7 @@ _Resource = TypeVar("_Resource", RelatedPerson, Flag)
 def _resources(bundle: Bundle | None, kind: type[_Resource], service: str) -> list[_Resource]:
     """The Bundle's resources, all of `kind`; anything else in it is an answer not understood."""
     found = []
-    for entry in (bundle.entry or []) if bundle is not None else []:
-        if entry.resource is None:
-            continue
+    for entry in _entries(bundle, service):
         if not isinstance(entry.resource, kind):
             raise ConnectorError(
                 ErrorCode.INTERNAL,
@@ -201,6 +247,24 @@ def _resources(bundle: Bundle | None, kind: type[_Resource], service: str) -> li
             )
         found.append(entry.resource)
     return found
+
+
+def _entries(bundle: Bundle | None, service: str) -> Iterator[BundleEntry]:
+    """The Bundle's entries holding a resource, less the search's own outcomes (`search.mode`
+    "outcome": notes and warnings about the search, not results). One reporting an error or a
+    fatal issue fails the lookup: the results beside it may be partial."""
+    for entry in (bundle.entry or []) if bundle is not None else []:
+        resource = entry.resource
+        if resource is None:
+            continue
+        outcome = entry.search is not None and entry.search.mode == "outcome"
+        if outcome and isinstance(resource, OperationOutcome):
+            if any(issue.severity in _FAILED for issue in resource.issue or []):
+                raise ConnectorError(
+                    ErrorCode.INTERNAL, f"{service} reported an error with its answer."
+                )
+            continue
+        yield entry
 
 
 def _parsed(kind: type[Patient], body: object, service: str) -> Patient:

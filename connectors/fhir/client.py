@@ -3,11 +3,13 @@
 Every answer is either parsed FHIR JSON or a `ConnectorError`; "not there" is a value (None) only
 where the server said RESOURCE_NOT_FOUND or INVALIDATED_RESOURCE to a read. Calls are bounded by
 the lookup's deadline as well as the client's own timeout, so a slow server costs at most the time
-the gateway is still waiting.
+the gateway is still waiting; and by size (`MAX_ANSWER_BYTES`, read uncompressed through
+`connectors.bounded_reads`), so an endless or compressed answer costs at most that much memory.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -18,6 +20,7 @@ from fhir.resources.R4B.bundle import Bundle
 from pydantic import ValidationError
 
 from connectors.backend import ConnectorError
+from connectors.bounded_reads import AnswerTooLarge, read_answer
 from connectors.fhir.auth import FhirAuth
 from connectors.fhir.outcomes import NOT_FOUND_CODES, outcome_code, refusal
 from connectors.fhir.terminology import SpineError
@@ -26,6 +29,12 @@ from connectors.protocol import ErrorCode
 FHIR_JSON: Final = "application/fhir+json"
 MIN_CALL_S: Final = 0.05
 """Shortest timeout worth giving a call; with less left the SDK's deadline ends the lookup."""
+MAX_ANSWER_BYTES: Final = 2 * 1024 * 1024
+"""The most of one FHIR answer read. The largest the connector asks for is a PDS search of at most
+50 patients (`PDS_MAX_RESULTS`); a PDS Patient is 2-10 KB even with its name and address history,
+so 50 are under 500 KB, and a CP-IS or RelatedPerson Bundle is far smaller. 2 MB is four times
+that; parsed into FHIR models it is some tens of MB, which a lookup's five searches at once can
+hold."""
 
 SearchParams = Sequence[tuple[str, str]]
 """Query parameters in order; a name may repeat (PDS takes `given` twice for two given names)."""
@@ -80,17 +89,17 @@ class FhirClient:
 
     async def _get(self, path: str, params: SearchParams, deadline: datetime) -> tuple[int, Any]:
         authorization = await self._auth.authorization(self._http)
-        response = await self._send(path, params, deadline, authorization)
-        if response.status_code == 401 and authorization is not None:
+        status, body = await self._send(path, params, deadline, authorization)
+        if status == 401 and authorization is not None:
             # A cached token the server no longer accepts (revoked, clock skew): one fresh try.
             authorization = await self._auth.authorization(self._http, refresh=True)
-            response = await self._send(path, params, deadline, authorization)
+            status, body = await self._send(path, params, deadline, authorization)
         try:
-            return response.status_code, response.json()
-        except ValueError:
-            if response.status_code == 200:
+            return status, json.loads(body, parse_constant=_not_json)
+        except (ValueError, RecursionError):  # not JSON, or nested past what Python reads
+            if status == 200:
                 raise _unreadable(self._service) from None
-            return response.status_code, None
+            return status, None
 
     async def _send(
         self,
@@ -98,7 +107,9 @@ class FhirClient:
         params: SearchParams,
         deadline: datetime,
         authorization: str | None,
-    ) -> httpx.Response:
+    ) -> tuple[int, bytes]:
+        """The status and body of one GET, read whole within the call's time and
+        `MAX_ANSWER_BYTES`."""
         headers: Mapping[str, str] = {
             "accept": FHIR_JSON,
             # PDS requires a unique request id (a UUID) on every call.
@@ -109,17 +120,37 @@ class FhirClient:
         left = (deadline - datetime.now(UTC)).total_seconds()
         timeout = max(MIN_CALL_S, min(self._timeout_s, left))
         try:
-            return await self._http.get(
-                f"{self._base}/{path}", params=list(params), headers=headers, timeout=timeout
+            response, body = await read_answer(
+                self._http,
+                "GET",
+                f"{self._base}/{path}",
+                max_bytes=MAX_ANSWER_BYTES,
+                within_s=timeout,
+                headers=headers,
+                params=list(params),
             )
+        except AnswerTooLarge:
+            raise ConnectorError(
+                ErrorCode.INTERNAL,
+                f"{self._service} answered with more than the connector reads "
+                f"({MAX_ANSWER_BYTES // (1024 * 1024)} MB).",
+            ) from None
         except httpx.TimeoutException:
             raise ConnectorError(
                 ErrorCode.UNAVAILABLE, f"{self._service} did not answer in time."
             ) from None
+        except httpx.DecodingError:
+            raise _unreadable(self._service) from None
         except httpx.HTTPError:
             raise ConnectorError(
                 ErrorCode.UNAVAILABLE, f"{self._service} could not be reached."
             ) from None
+        return response.status_code, body
+
+
+def _not_json(constant: str) -> Any:
+    """NaN and Infinity, which Python's JSON reader takes and JSON (so FHIR) does not have."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _resource(body: Any, service: str) -> dict[str, Any]:

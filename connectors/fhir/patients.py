@@ -19,9 +19,9 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.period import Period
 from fhir.resources.R4B.relatedperson import RelatedPerson
 
+from connectors.fhir.subjects import nhs_number
 from connectors.fhir.terminology import (
     GUARDIAN_ROLE,
-    NHS_NUMBER_SYSTEM,
     ODS_SYSTEM,
     RELATIONSHIP_WORDS,
     Confidentiality,
@@ -57,39 +57,35 @@ def confidentiality(patient: Patient) -> Confidentiality:
     return Confidentiality.UNRESTRICTED
 
 
-def nhs_number(patient: Patient) -> str | None:
-    """The NHS number: the identifier in the NHS number system, else the resource id (PDS uses the
-    NHS number as the id)."""
-    for identifier in patient.identifier or []:
-        if identifier.system == NHS_NUMBER_SYSTEM and identifier.value:
-            return str(identifier.value)
-    return str(patient.id) if patient.id else None
-
-
 def record_from_patient(
     patient: Patient,
     related: Sequence[RelatedPerson] | None,
     *,
+    record_id: str,
     today: date,
     fetched_at: datetime,
 ) -> ConnectorRecord | None:
-    """The connector record for `patient` and its related people (`related`, None when they were
-    not asked for), or None for a redacted record, which must be answered as not found.
+    """The connector record `record_id` for `patient` and its related people (`related`, None
+    when they were not asked for; the caller has checked they are this patient's), or None for a
+    redacted record, which must be answered as not found. The NHS number is the patient's own
+    (`connectors.fhir.subjects.nhs_number`), absent when it has no usable one.
 
     `as_of` is the record's `meta.lastUpdated` when PDS gives it, else `fetched_at`. `today`
-    decides which names and addresses are current.
+    decides which names and addresses are current. A birth date FHIR gives only in part ("2015",
+    "2015-06") is no date of birth: the protocol's is a day, and a guessed day would match or
+    miss the wrong children.
     """
     level = confidentiality(patient)
-    number = nhs_number(patient)
-    if level == Confidentiality.REDACTED or number is None:
+    if level == Confidentiality.REDACTED:
         return None
     restricted = level in _RESTRICTED
     updated = patient.meta.lastUpdated if patient.meta else None
+    born = patient.birthDate
     return ConnectorRecord(
-        record_id=number,
-        identifiers=Identifiers(nhs_number=number),
+        record_id=record_id,
+        identifiers=Identifiers(nhs_number=nhs_number(patient)),
         name=_person_name(patient.name or [], today),
-        date_of_birth=patient.birthDate,
+        date_of_birth=born if isinstance(born, date) else None,
         sex=_SEX.get(str(patient.gender)) if patient.gender else None,
         address=None if restricted else _home_address(patient.address or [], today),
         gp_practice=None if restricted else _gp_practice(patient),

@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connectors.check_digits import nhs_check_digit
+from connectors.check_digits import is_nhs_number
 from connectors.fhir.auth import ASSERTION_ALGORITHM, ASSERTION_LIFETIME_S, ASSERTION_TYPE
 from connectors.fhir.client import FHIR_JSON
 from connectors.fhir.matching import Person, SearchRefused, parse_query, score
@@ -256,7 +256,7 @@ class FhirSandbox:
                 400, SpineError.ADDITIONAL_PROPERTIES, f"Unrecognised parameter {unknown[0]}"
             )
         numbers = [value for name, value in params if name == "patient"]
-        if len(numbers) != 1 or not _valid_nhs_number(numbers[0]):
+        if len(numbers) != 1 or not is_nhs_number(numbers[0]):
             return _outcome(400, SpineError.INVALID_SEARCH_DATA, "Give one patient NHS number")
         base = str(request.url).split("?", 1)[0]
         flags = self._flags.get(numbers[0], [])
@@ -268,7 +268,7 @@ class FhirSandbox:
         if refused is not None:
             return refused
         number = request.path_params["number"]
-        if not _valid_nhs_number(number):
+        if not is_nhs_number(number):
             return _outcome(400, SpineError.INVALID_RESOURCE_ID, "Invalid NHS number")
         stored = self._patients.get(number)
         if stored is None:
@@ -403,10 +403,6 @@ def _person(record: ConnectorRecord, label: Confidentiality) -> Person:
         gp=record.gp_practice.ods_code if record.gp_practice else None,
         restricted=label != Confidentiality.UNRESTRICTED,
     )
-
-
-def _valid_nhs_number(number: str) -> bool:
-    return len(number) == 10 and number.isdigit() and nhs_check_digit(number[:9]) == int(number[9])
 
 
 def _fhir(resource: Json, status: int = 200) -> Response:
