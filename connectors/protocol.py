@@ -232,6 +232,9 @@ class ConnectorRecord(_Model):
     as_of: datetime
 
 
+MAX_ANSWER_BYTES: Final = 2 * 1024 * 1024
+"""The most of a connector's answer the gateway reads: fifty records with their contacts are tens
+of kilobytes; an answer that goes on past this is refused as malformed, unread."""
 MAX_RECORDS: Final = 50
 """The most records one answer may hold: a child's records, or a demographic search's handful of
 candidates (the SDK's CandidateIndex returns at most 10). The gateway scores every pair of one

@@ -26,6 +26,7 @@ from opentelemetry import trace
 
 from connectors.protocol import (
     LOOKUP_PATH,
+    MAX_ANSWER_BYTES,
     MAX_RECORDS,
     ErrorCode,
     ErrorResponse,
@@ -44,8 +45,6 @@ from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.source_health import SourceHealth
 from gateway.transport import ConnectorTransport
 from gateway.types import AskedBecause, LookupContext, Plan, SourceAnswer, SourceStatus
-
-MAX_ANSWER_BYTES = 2 * 1024 * 1024
 
 _MATCH_FIELDS = frozenset({FieldId.NAME, FieldId.DATE_OF_BIRTH, FieldId.SEX, FieldId.ADDRESS})
 """What the linkage model compares; requested from every source in a demographic lookup."""

@@ -2,7 +2,9 @@
 loaded with the conformance dataset passes every check, and connectors broken in one way each fail
 exactly the checks that cover that way."""
 
+import asyncio
 import io
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,6 +32,7 @@ from connectors.conformance.dataset import CROWD_SEARCH
 from connectors.conformance.identity import KitIdentity, public_key_path
 from connectors.minimisation import minimise
 from connectors.protocol import (
+    LOOKUP_PATH,
     ConnectorRecord,
     ErrorCode,
     FieldId,
@@ -358,6 +361,43 @@ def test_a_slow_connector_fails_only_the_timing_check(tmp_path, dataset):
 
     assert _failed(report) == {"answers_within_time"}
     assert "over 5 lookups, above 30 ms" in printed
+
+
+class _DrippingFirstAnswer:
+    """The connector, but its first lookup is answered a byte every 0.2 s for up to 30 s: each
+    read within any per-read timeout, the whole never."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._dripped = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != LOOKUP_PATH or self._dripped:
+            await self._app(scope, receive, send)
+            return
+        self._dripped = True
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        for _ in range(150):
+            await send({"type": "http.response.body", "body": b" ", "more_body": True})
+            await asyncio.sleep(0.2)
+        await send({"type": "http.response.body", "body": b""})
+
+
+def test_a_connector_dripping_its_answer_fails_that_check_and_the_run_goes_on(tmp_path, dataset):
+    """Bounded per exchange, not per read: the kit had waited as long as the connector dripped."""
+    reference = _reference(dataset)
+
+    def build(agency: str, verifier: RequestVerifier | None, signer: AnswerSigner | None):
+        return _DrippingFirstAnswer(reference(agency, verifier, signer))
+
+    started = time.monotonic()
+    report, printed = _kit(tmp_path, "education", build, timeout_s=1.0)
+    took_s = time.monotonic() - started
+
+    first = next(line for line in printed.splitlines() if "FAIL" in line)
+    assert "no answer from the connector (ReadTimeout" in first
+    assert len(_failed(report)) == 1
+    assert took_s < 20  # the drip alone lasts 30 s
 
 
 def test_an_unreachable_connector_fails_rather_than_crashing(tmp_path):

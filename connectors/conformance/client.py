@@ -13,9 +13,11 @@ from typing import Final
 import httpx
 from pydantic import ValidationError
 
+from connectors.bounded_reads import AnswerTooLarge, read_answer
 from connectors.conformance.identity import KitIdentity
 from connectors.protocol import (
     LOOKUP_PATH,
+    MAX_ANSWER_BYTES,
     Caller,
     Demographics,
     ErrorResponse,
@@ -110,8 +112,14 @@ class ConnectorClient:
     """Posts lookups to one connector as `identity` would, and keeps every exchange so that a
     later check can review all the errors the run provoked."""
 
-    def __init__(self, http: httpx.AsyncClient, identity: KitIdentity, audience: str) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, identity: KitIdentity, audience: str, *, timeout_s: float
+    ) -> None:
+        """Each exchange bounded whole by `timeout_s` - a connector dripping a byte now and then
+        would otherwise hold the kit for ever, each read within the client's timeout - and its
+        answer by what the gateway reads (MAX_ANSWER_BYTES)."""
         self._http = http
+        self._timeout_s = timeout_s
         self.identity = identity
         self.audience = audience
         self.exchanges: list[Exchange] = []
@@ -130,10 +138,21 @@ class ConnectorClient:
         if authorization is not None:
             headers["authorization"] = authorization
         started = time.perf_counter()
-        response = await self._http.post(LOOKUP_PATH, content=body, headers=headers)
+        try:
+            response, answer = await read_answer(
+                self._http,
+                "POST",
+                LOOKUP_PATH,
+                max_bytes=MAX_ANSWER_BYTES,
+                within_s=self._timeout_s,
+                content=body,
+                headers=headers,
+            )
+        except AnswerTooLarge as error:
+            raise Nonconformance(f"{error}, more than the gateway reads") from None
         exchange = Exchange(
             status=response.status_code,
-            body=response.content,
+            body=answer,
             signature=response.headers.get(SIGNATURE_HEADER),
             elapsed_ms=(time.perf_counter() - started) * 1000,
         )

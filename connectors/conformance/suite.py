@@ -64,7 +64,9 @@ async def check_connector(options: ConformanceOptions, out: TextIO | None = None
             base_url=options.url, timeout=options.timeout_s, verify=_tls(options)
         ) as http:
             session = Session(
-                client=ConnectorClient(http, identity, options.source_name),
+                client=ConnectorClient(
+                    http, identity, options.source_name, timeout_s=options.timeout_s
+                ),
                 dataset=dataset,
                 answer_keys=answer_keys,
                 answer_keys_from=answer_keys_from,
