@@ -19,6 +19,7 @@ from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.period import Period
 from fhir.resources.R4B.relatedperson import RelatedPerson
 
+from connectors.fhir.periods import day_span
 from connectors.fhir.subjects import nhs_number
 from connectors.fhir.terminology import (
     GUARDIAN_ROLE,
@@ -168,11 +169,10 @@ def _spoken(name: HumanName) -> str:
 
 
 def _in_force(period: Period | None, today: date) -> bool:
-    """Whether a name or address is current: its period, if any, has not ended before today."""
-    if period is None or period.end is None:
-        return True
-    end = period.end
-    return (end.date() if isinstance(end, datetime) else end) >= today
+    """Whether a name or address is current: its period, if any, may not have ended before
+    today (an end given only to the month or year: not before that month or year is out)."""
+    end = None if period is None else day_span(period.end)
+    return end is None or end[1] >= today
 
 
 def _unique(values: Iterable[str]) -> list[str]:

@@ -11,7 +11,10 @@ How it maps, and why:
 
 - `Indicators.child_protection_plan` / `looked_after` are true when a plan of that kind is in
   force today (status active, started, not ended), false when CP-IS answered and none is. CP-IS
-  answering "no plan" is an answer; a CP-IS that was not asked leaves both absent.
+  answering "no plan" is an answer; a CP-IS that was not asked leaves both absent. A start or end
+  given only to the month or year (FHIR allows it) with today inside that month or year leaves
+  the plan's being in force unknown: the indicator is then unknown (null) unless another plan of
+  the kind is surely in force - never a guess either way.
 - Each responsible authority with a plan in force becomes one `Involvement`: the authority as the
   organisation, its office-hours desk as the practitioner contact (CP-IS names no social worker),
   and its emergency duty team as the broker - the way to reach the authority out of hours.
@@ -23,12 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Final
 
 from fhir.resources.R4B.flag import Flag
 from fhir.resources.R4B.organization import Organization
 
+from connectors.fhir.periods import day_span
 from connectors.fhir.terminology import (
     EMERGENCY_DUTY_PURPOSE,
     ODS_SYSTEM,
@@ -62,8 +66,14 @@ class CpisPlan:
     nhs_number: str
     kind: PlanKind
     start: date | None
+    """The first day it may have started (None: no start recorded)."""
     authority: ResponsibleAuthority | None
     end: date | None = None
+    """The last day it may be in force (None: no end recorded)."""
+    started_by: date | None = None
+    """For a start given only to the month or year, the last day it may have started."""
+    ended_from: date | None = None
+    """For an end given only to the month or year, the first day it may have been over."""
 
 
 def plans_from_flags(flags: Sequence[Flag], nhs_number: str) -> list[CpisPlan]:
@@ -76,35 +86,59 @@ def plans_from_flags(flags: Sequence[Flag], nhs_number: str) -> list[CpisPlan]:
         if kind is None or flag.status == "entered-in-error":
             continue
         period = flag.period
-        start = _day(period.start) if period else None
-        end = _day(period.end) if period else None
+        start = day_span(period.start) if period else None
+        end = day_span(period.end) if period else None
         if flag.status == "inactive" and end is None:
-            end = date.min  # over, though CP-IS did not say when: never in force
-        plans.append(CpisPlan(nhs_number, kind, start, _authority(flag), end))
+            end = (date.min, date.min)  # over, though CP-IS did not say when: never in force
+        plans.append(
+            CpisPlan(
+                nhs_number,
+                kind,
+                None if start is None else start[0],
+                _authority(flag),
+                None if end is None else end[1],
+                started_by=None if start is None or start[0] == start[1] else start[1],
+                ended_from=None if end is None or end[0] == end[1] else end[0],
+            )
+        )
     return plans
 
 
-def in_force(plan: CpisPlan, today: date) -> bool:
-    """Started (or no start recorded) and not ended before today."""
-    started = plan.start is None or plan.start <= today
-    return started and (plan.end is None or plan.end >= today)
+def in_force(plan: CpisPlan, today: date) -> bool | None:
+    """Started (or no start recorded) and not ended before today; None when a start or end given
+    only to the month or year leaves it unknown."""
+    if (plan.start is not None and plan.start > today) or (
+        plan.end is not None and plan.end < today
+    ):
+        return False
+    if (plan.started_by is not None and plan.started_by > today) or (
+        plan.ended_from is not None and plan.ended_from < today
+    ):
+        return None
+    return True
 
 
 def indicators(plans: Sequence[CpisPlan], today: date) -> Indicators:
-    """Child protection plan and looked-after, from plans CP-IS returned (none: both false)."""
-    current = {plan.kind for plan in plans if in_force(plan, today)}
+    """Child protection plan and looked-after, from plans CP-IS returned (none: both false; one
+    whose being in force is unknown, and none surely in force: unknown)."""
     return Indicators(
-        child_protection_plan=PlanKind.CHILD_PROTECTION in current,
-        looked_after=PlanKind.LOOKED_AFTER in current,
+        child_protection_plan=_any_in_force(plans, PlanKind.CHILD_PROTECTION, today),
+        looked_after=_any_in_force(plans, PlanKind.LOOKED_AFTER, today),
     )
 
 
+def _any_in_force(plans: Sequence[CpisPlan], kind: PlanKind, today: date) -> bool | None:
+    found = {in_force(plan, today) for plan in plans if plan.kind == kind}
+    return True if True in found else None if None in found else False
+
+
 def involvements(plans: Sequence[CpisPlan], today: date) -> list[Involvement]:
-    """One involvement per responsible authority with a plan in force, in the order first seen
-    (a plan whose authority CP-IS did not name gives an indicator, but no one to contact)."""
+    """One involvement per responsible authority with a plan that is or may be in force, in the
+    order first seen (a plan whose authority CP-IS did not name gives an indicator, but no one to
+    contact): an authority that may hold a plan is one to reach."""
     by_authority: dict[ResponsibleAuthority, list[CpisPlan]] = {}
     for plan in plans:
-        if plan.authority is not None and in_force(plan, today):
+        if plan.authority is not None and in_force(plan, today) is not False:
             by_authority.setdefault(plan.authority, []).append(plan)
     return [_involvement(authority, held) for authority, held in by_authority.items()]
 
@@ -165,9 +199,3 @@ def _authority(flag: Flag) -> ResponsibleAuthority | None:
         None,
     )
     return ResponsibleAuthority(str(organisation.name), ods, office, emergency)
-
-
-def _day(moment: date | datetime | None) -> date | None:
-    if moment is None:
-        return None
-    return moment.date() if isinstance(moment, datetime) else moment
