@@ -60,7 +60,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
-from connectors.protocol import NO_FIXED_ABODE, ConnectorRecord, Demographics, Sex
+from connectors.protocol import (
+    KNOWN_AS_MAX,
+    NO_FIXED_ABODE,
+    ConnectorRecord,
+    Demographics,
+    Sex,
+)
 
 DEFAULT_LIMIT: Final = 10
 """Candidates returned at most per search: room for a child, their siblings and a namesake, and
@@ -89,6 +95,9 @@ _MAX_NAME_LENGTH: Final = 100
 # must stay short, and a spelling this long is not one a search types. Twice the name length,
 # since folding accents and ligatures lengthens a name ("ß" is "ss").
 _MAX_SLIPPED_LENGTH: Final = 2 * _MAX_NAME_LENGTH
+# A record's other given names, and former family names, compared at most: four times the
+# known-as names a search can give (`KNOWN_AS_MAX`), far more than a child has.
+_RECORD_NAMES_MAX: Final = 4 * KNOWN_AS_MAX
 _POSTCODE: Final = 3
 _SECTOR: Final = 1
 _SEX: Final = 1
@@ -280,11 +289,18 @@ class _Interner:
 
 
 def _describe(record: ConnectorRecord, interner: _Interner) -> _Person:
+    """What is compared of a record: its name with the first `_RECORD_NAMES_MAX` other names of
+    each kind - a record holding thousands (bad upstream data) would otherwise be filed under,
+    and compared by, every pair of them."""
     name, address = record.name, record.address
     postcode, sector = (None, None) if address is None else interner.postcode(address.postcode)
     return _Person(
-        given=None if name is None else interner.name((name.given, *name.known_as)),
-        family=None if name is None else interner.name((name.family, *name.former_family)),
+        given=None
+        if name is None
+        else interner.name((name.given, *name.known_as[:_RECORD_NAMES_MAX])),
+        family=None
+        if name is None
+        else interner.name((name.family, *name.former_family[:_RECORD_NAMES_MAX])),
         born=record.date_of_birth,
         postcode=postcode,
         sector=sector,
