@@ -36,7 +36,7 @@ from connectors.protocol import (
     LookupResponse,
 )
 from connectors.serving import BackgroundServer
-from tests.fhir_population import AMELIA, AMELIE, AUTHORITY, lookup_body, nhs_number
+from tests.fhir_population import AMELIA, AUTHORITY, lookup_body, nhs_number
 
 A = nhs_number(1)
 B = nhs_number(2)
@@ -216,11 +216,27 @@ def test_a_flag_naming_the_child_by_an_absolute_reference_is_theirs(stack):
     assert record.indicators == Indicators(child_protection_plan=True, looked_after=False)
 
 
-def test_a_related_person_of_another_patient_fails_the_lookup_never_becomes_a_carer(stack):
-    stranger = related_person_resources(AMELIE)[0]
-    stack.server.answers["related"] = searchset(*related_person_resources(AMELIA), stranger)
+@pytest.mark.parametrize(
+    "own_record",
+    [
+        {"type": "Patient"},
+        {
+            "type": "Patient",
+            "reference": f"Patient/{B}",
+            "identifier": {"system": NHS_NUMBER_SYSTEM, "value": B},
+        },
+    ],
+    ids=["no reference", "the carer's own NHS number"],
+)
+def test_a_related_person_as_pds_writes_one_is_the_childs_carer(stack, own_record):
+    """In PDS a RelatedPerson's `patient` is the related person's own record - no reference, or
+    their own NHS number - not the child's: it is no reason to refuse the carer."""
+    [carer] = related_person_resources(AMELIA)[:1]
+    stack.server.answers["related"] = searchset({**carer, "patient": own_record})
 
-    assert error(stack.lookup(nhs=A)) == (500, ErrorCode.INTERNAL)
+    [record] = records(stack.lookup(nhs=A))
+
+    assert [c.name for c in record.carers or []] == [AMELIA.carers[0].name]
 
 
 @pytest.mark.parametrize(

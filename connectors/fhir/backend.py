@@ -192,9 +192,10 @@ class FhirBackend:
         bundle = await self._pds.search(
             f"Patient/{number}/RelatedPerson", (), deadline=deadline, none_found_ok=True
         )
-        people = _resources(bundle, RelatedPerson, "PDS")
-        _all_about(number, [person.patient for person in people], "PDS")
-        return people
+        # Not checked against the child, as flags are: in PDS a RelatedPerson's `patient` is the
+        # related person's own record (the carer's NHS number, or no reference at all), and the
+        # request itself is about this child.
+        return _resources(bundle, RelatedPerson, "PDS")
 
     async def _flags(self, number: str, deadline: datetime) -> list[Flag]:
         assert self._cpis is not None

@@ -127,11 +127,9 @@ def _related_person(number: str, position: int, carer: Carer) -> Json:
     resource: Json = {
         "resourceType": "RelatedPerson",
         "id": f"{number}-{position}",
-        "patient": {
-            "type": "Patient",
-            "reference": f"Patient/{number}",
-            "identifier": {"system": NHS_NUMBER_SYSTEM, "value": number},
-        },
+        # As PDS writes one: `patient` is the related person's own record (none here), never
+        # the child's.
+        "patient": {"type": "Patient"},
         "active": True,
         "name": [{"use": "usual", "given": given, "family": family}],
         "relationship": [{"coding": codings, "text": carer.relationship}],
