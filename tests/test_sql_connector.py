@@ -208,10 +208,15 @@ def test_a_row_whose_date_cannot_be_read_is_refused_by_name_never_answered_as_no
         served = post(server.url, request(Identifiers(local_id=good.record_id)))
         lookup = request(Identifiers(local_id=bad.record_id))
         refused = httpx.post(server.url + LOOKUP_PATH, content=lookup.model_dump_json())
+        # By what the practitioner knows of the child: reached by name and postcode, refused,
+        # never "no record" for a child the search missed.
+        search = request(demographics=described(bad))
+        searched = httpx.post(server.url + LOOKUP_PATH, content=search.model_dump_json())
 
     assert [r.record_id for r in served] == [good.record_id]
-    assert refused.status_code == 500
-    assert refused.json()["error"]["code"] == "INTERNAL"
+    for answer in (refused, searched):
+        assert answer.status_code == 500
+        assert answer.json()["error"]["code"] == "INTERNAL"
     logged = [r.getMessage() for r in caplog.records if "sql_row_unreadable" in r.getMessage()]
     assert f"child={bad.record_id} column={column}" in logged[0]
     assert all(str(value) not in message for message in logged)

@@ -161,9 +161,10 @@ class BlockingIndex:
         return RefreshSummary(children=children, keys=keys, full=full)
 
     def _blocks(self, row: Row[Any], now: datetime) -> set[str]:
-        """The row's blocking keys; none for a row that cannot be read as a record, which is
-        logged by key and column and left out of the index - a lookup reaching it by identifier
-        is refused as unreadable, never answered "no record"."""
+        """The row's blocking keys. A row whose date of birth or as-of cannot be read is logged
+        by key and column, and indexed by what can be read of it (its names and postcode): a
+        search reaching it is then refused as unreadable, as a lookup by identifier is - never
+        answered "no record" for a child it missed."""
         try:
             return blocking_keys(self._reader.record(row, now))
         except UnreadableRecord as unreadable:
@@ -174,7 +175,7 @@ class BlockingIndex:
                 child=unreadable.key,
                 column=unreadable.column,
             )
-            return set()
+            return blocking_keys(self._reader.record(row, now, to_index=True))
 
     async def _locked(self, connection: AsyncConnection) -> bool:
         """Whether this replica may refresh now: it holds the lock of this very table, named by

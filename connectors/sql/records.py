@@ -188,16 +188,18 @@ class RecordReader:
             else_=exists().where(*child, *opened),
         )
 
-    def record(self, row: Row[Any], now: datetime) -> ConnectorRecord:
+    def record(self, row: Row[Any], now: datetime, *, to_index: bool = False) -> ConnectorRecord:
         """The record one row of `select` describes; its carers and involvements come from
         `with_contacts`. Indicators are present only when `select` was given a day.
 
-        Raises UnreadableRecord when the row's date of birth or as-of is not a date."""
+        Raises UnreadableRecord when the row's date of birth or as-of is not a date - unless
+        `to_index`, where such a date is left out: what is read of the row is what a search can
+        reach it by, so that the search is refused rather than missing the child."""
         values = row._mapping
         child = self._mapping.child
         record_id = str(values["key"])
         for label in _DATE_LABELS:
-            if values.get(label) is _UNREADABLE:
+            if values.get(label) is _UNREADABLE and not to_index:
                 raise UnreadableRecord(record_id, getattr(child, label))
         name = None
         if child.name is not None and values["given"] and values["family"]:
@@ -224,7 +226,7 @@ class RecordReader:
                 local_id=record_id,
             ),
             name=name,
-            date_of_birth=_as_date(values.get("date_of_birth")),
+            date_of_birth=_as_date(_readable(values.get("date_of_birth"))),
             sex=self._sex(values.get("sex")),
             address=address,
             indicators=indicators,
@@ -232,7 +234,7 @@ class RecordReader:
                 shielded=_flag(child.flags.shielded, values.get("shielded")),
                 restricted=_flag(child.flags.restricted, values.get("restricted")),
             ),
-            as_of=_as_datetime(values.get("as_of")) or now,
+            as_of=_as_datetime(_readable(values.get("as_of"))) or now,
         )
 
     def _sex(self, value: object) -> Sex | None:
@@ -405,6 +407,10 @@ def _split(value: str | None, separator: str) -> list[str]:
     if not value:
         return []
     return [part.strip() for part in value.split(separator) if part.strip()]
+
+
+def _readable(value: object) -> object:
+    return None if value is _UNREADABLE else value
 
 
 def _known(value: object) -> bool | None:
