@@ -13,8 +13,10 @@ again at most every 30 s.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -53,14 +55,45 @@ def discovery_url(issuer: str, configured: str | None) -> str:
 
 
 def web_origin(url: str) -> str:
-    """`scheme://host[:port]` of an https URL (or an http one on loopback); DiscoveryError
-    otherwise."""
-    parts = urlsplit(url)
+    """`scheme://host[:port]` of an https URL (or an http one on loopback), built from its
+    checked parts; DiscoveryError otherwise.
+
+    The origin goes into the page's Content-Security-Policy header as it is, so the URL must be
+    plainly a URL: printable ASCII with none of `\\ ; , ' "` or spaces (each could end a CSP
+    directive and begin another - a document's `token_endpoint` could add `frame-ancestors http:`
+    - or, as a control or non-Latin-1 character, break every answer under /portal/), no user
+    information, a host of letters, digits, dots and hyphens (or an IPv6 address), and a port
+    that is a number."""
+    if not _PLAIN_URL.fullmatch(url):
+        raise DiscoveryError(f"{url!r} is not a plain https URL")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise DiscoveryError(f"{url!r} is not a plain https URL") from None
     host = parts.hostname or ""
     secure = parts.scheme == "https" or (parts.scheme == "http" and host in LOOPBACK_HOSTS)
-    if not secure or not host or "*" in url:
+    if not secure or "@" in parts.netloc or not _host(host):
         raise DiscoveryError(f"{url!r} is not an https URL")
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}" + ("" if port is None else f":{port}")
+
+
+_PLAIN_URL: Final = re.compile(r"[!#$%&()*+\-./0-9:=?@A-Z\[\]_a-z~]+")
+"""The characters a plain URL is written in here: printable ASCII less space, `\\`, `;`, `,`,
+quotes, `<>`, `^`, backquote, braces and `|`."""
+_HOSTNAME: Final = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def _host(host: str) -> bool:
+    """A DNS name or an IP address (urlsplit gives the host lowercased, an IPv6 one unbracketed)."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return _HOSTNAME.fullmatch(host) is not None
 
 
 def parse_discovery(document: Any, issuer: str) -> ProviderEndpoints:

@@ -59,6 +59,37 @@ def test_a_discovery_document_for_another_issuer_or_without_https_or_s256_is_ref
         parse_discovery(DOCUMENT | changes, ISSUER)
 
 
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        # Each would have gone into the page's Content-Security-Policy as written: a backslash
+        # reads as '/' to a browser, so the URL still reached the provider while the header
+        # gained `connect-src http:` and a first `frame-ancestors http:` (any site framing the
+        # page); a control or non-Latin-1 character broke every answer under /portal/.
+        "https://idp.example.test\\ http: ; frame-ancestors http: ;/token",
+        "https://idp.example.test\\@evil.example.test/token",
+        "https://idp.example.test\x0b/token",
+        "https://idp.\u0101xample.test/token",
+        "https://idp.example.test,evil.example.test/token",
+        "https://idp.example.test'/token",
+        "https://user@idp.example.test/token",
+        "https://idp.example.test:99999/token",
+        "https://idp.example.test:port/token",
+        "https://idp_1.example.test/token",
+    ],
+)
+def test_an_endpoint_that_is_not_plainly_a_url_is_refused_never_put_in_the_pages_policy(endpoint):
+    with pytest.raises(DiscoveryError):
+        parse_discovery(DOCUMENT | {"token_endpoint": endpoint}, ISSUER)
+
+
+def test_the_token_origin_is_built_from_its_parts():
+    assert (
+        web_origin("https://Tokens.Example.Test:8443/t?a=1") == "https://tokens.example.test:8443"
+    )
+    assert web_origin("http://[::1]:9000/token") == "http://[::1]:9000"
+
+
 def test_plain_http_is_accepted_on_loopback_only():
     assert web_origin("http://127.0.0.1:8080/token") == "http://127.0.0.1:8080"
     with pytest.raises(DiscoveryError):
