@@ -285,15 +285,19 @@ class StaticKeys:
 
 
 class PublishedKeys:
-    """A publisher's JWKS by key id: fetched when first needed, and again when a signature names
-    a key not yet seen (rotation) - at most once per `min_refresh_s`, so forged key ids cannot make
-    us hammer the publisher."""
+    """A publisher's JWKS by key id: fetched when first needed, again when a signature names a
+    key not yet seen (rotation) - at most once per `min_refresh_s`, so forged key ids cannot make
+    us hammer the publisher - and again once the keys are `max_age_s` old, so that a key the
+    publisher withdrew (leaked, say) stops being accepted within that time; kept only as long as
+    no signature named an unknown key, it was accepted for as long as the process ran. A refresh
+    that fails keeps the keys last fetched, tried again after `min_refresh_s`."""
 
     def __init__(
         self,
         url: str,
         *,
         min_refresh_s: float = 30.0,
+        max_age_s: float = 300.0,
         timeout_s: float = 3.0,
         client: httpx.AsyncClient | None = None,
         tls: ssl.SSLContext | None = None,
@@ -306,11 +310,14 @@ class PublishedKeys:
         event loop."""
         self._url = url
         self._min_refresh = min_refresh_s
+        self._max_age = max_age_s
         self._timeout = timeout_s
         self._tls = tls
         self._client = client
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
+        self._stale_at = float("-inf")
+        """When the keys held are to be fetched again (monotonic)."""
         self._fetching: asyncio.Future[None] | None = None
 
     async def key(self, kid: str | None) -> Any:
@@ -319,22 +326,29 @@ class PublishedKeys:
         fetch for `min_refresh_s`, failing every answer from this signer meanwhile."""
         if kid is None:
             raise UnknownKey("The signature does not say which key made it.")
-        if kid not in self._keys:
-            due = time.monotonic() - self._fetched_at >= self._min_refresh
+        now = time.monotonic()
+        stale = now >= self._stale_at
+        if kid not in self._keys or stale:
+            due = stale or now - self._fetched_at >= self._min_refresh
             if self._fetching is None and due:
-                self._fetched_at = time.monotonic()
+                self._fetched_at = now
                 self._fetching = asyncio.ensure_future(self._fetch())
                 self._fetching.add_done_callback(self._fetched)
             if self._fetching is not None:
-                await asyncio.shield(self._fetching)
+                try:
+                    await asyncio.shield(self._fetching)
+                except KeysUnavailable:
+                    if kid not in self._keys:
+                        raise  # never fetched, or this key never seen: nothing to go on
         if kid not in self._keys:
             raise UnknownKey("The signature was made with a key the signer does not publish.")
         return self._keys[kid]
 
     def _fetched(self, fetch: asyncio.Future[None]) -> None:
         self._fetching = None
-        if not fetch.cancelled():
-            fetch.exception()  # retrieved here when every caller gave up waiting
+        failed = fetch.cancelled() or fetch.exception() is not None  # retrieved here, in any case
+        # Fresh for `max_age_s`; after a failure, the keys last fetched serve until another try.
+        self._stale_at = time.monotonic() + (self._min_refresh if failed else self._max_age)
 
     async def _fetch(self) -> None:
         """The JWKS, read to MAX_DOCUMENT_BYTES and whole within the timeout: a publisher is

@@ -47,8 +47,17 @@ class StaticKey(_StaticKey):
 class JwksKeys:
     """The identity provider's published keys, by key id."""
 
-    def __init__(self, url: str, *, min_refresh_s: float = 30.0, timeout_s: float = 3.0) -> None:
-        self._published = PublishedKeys(url, min_refresh_s=min_refresh_s, timeout_s=timeout_s)
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_refresh_s: float = 30.0,
+        max_age_s: float = 300.0,
+        timeout_s: float = 3.0,
+    ) -> None:
+        self._published = PublishedKeys(
+            url, min_refresh_s=min_refresh_s, max_age_s=max_age_s, timeout_s=timeout_s
+        )
 
     async def key(self, kid: str | None) -> Any:
         if kid is None:
@@ -81,7 +90,9 @@ class TokenVerifier:
 
     A portal sends the same token with every request for its lifetime, and a signature check
     costs more than the rest of the edge together, so a verified token is remembered (by its exact
-    bytes) until it expires. Nothing else is trusted from memory: an altered token is new bytes.
+    bytes) until it expires - and only while the key that verified it is still the one published
+    under its key id: a key the issuer withdrew stops every token it signed, remembered or not.
+    Nothing else is trusted from memory: an altered token is new bytes.
     """
 
     def __init__(
@@ -108,7 +119,9 @@ class TokenVerifier:
         self._required = ["iss", "aud", "sub", "exp", "iat", claims.role, claims.organisation]
         if claims.assurance:
             self._required.append(claims.assurance)
-        self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
+        self._verified: OrderedDict[str, tuple[Caller, float, str | None, Any]] = OrderedDict()
+        """Per token verified: its caller, when it expires, its key id and the key that checked
+        it."""
         self._remember = remember
 
     async def authenticate(self, authorization: str | None) -> Caller:
@@ -121,17 +134,17 @@ class TokenVerifier:
             raise _unauthenticated("Use an 'Authorization: Bearer <token>' header.")
         remembered = self._verified.get(token)
         if remembered is not None:
-            caller, expires = remembered
-            if time.time() < expires:
+            caller, expires, kid, key = remembered
+            if time.time() < expires and await self._keys.key(kid) is key:
                 return caller
             del self._verified[token]
-        caller, expires = await self._verify(token)
-        self._verified[token] = (caller, expires)
+        caller, expires, kid, key = await self._verify(token)
+        self._verified[token] = (caller, expires, kid, key)
         while len(self._verified) > self._remember:
             self._verified.popitem(last=False)
         return caller
 
-    async def _verify(self, token: str) -> tuple[Caller, float]:
+    async def _verify(self, token: str) -> tuple[Caller, float, str | None, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -184,7 +197,7 @@ class TokenVerifier:
             role=str(claims[self._claims.role]),
             organisation=str(claims[self._claims.organisation]),
         )
-        return caller, float(claims["exp"]) + self._leeway
+        return caller, float(claims["exp"]) + self._leeway, header.get("kid"), key
 
 
 def describe_duration(seconds: int) -> str:

@@ -3,6 +3,7 @@
 import json
 import time
 
+import anyio
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -64,7 +65,11 @@ def idp():
 
 
 def _verifier(idp, **kwargs):
-    keys = JwksKeys(idp.url, min_refresh_s=kwargs.pop("min_refresh_s", 30))
+    keys = JwksKeys(
+        idp.url,
+        min_refresh_s=kwargs.pop("min_refresh_s", 30),
+        max_age_s=kwargs.pop("max_age_s", 300),
+    )
     return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, leeway_s=5, **kwargs)
 
 
@@ -101,6 +106,38 @@ async def test_forged_key_ids_cannot_make_the_gateway_hammer_the_issuer(idp):
         message = await _refused(verifier, idp.token("rogue", sub=f"x{i}"))
         assert "does not publish" in message
     assert idp.fetches == 1
+
+
+@pytest.mark.anyio
+async def test_a_key_the_issuer_withdraws_stops_being_accepted_remembered_tokens_too(idp):
+    """A leaked key withdrawn from the JWKS: its tokens - a new one, and one already verified and
+    remembered - are refused once the keys are fetched again (`max_age_s`); they had been
+    accepted for as long as no token named an unknown key."""
+    verifier = _verifier(idp, max_age_s=0.2)
+    idp.new_key("k2")
+    remembered = idp.token("k1")
+    await verifier.authenticate(f"Bearer {remembered}")
+    idp.published.remove("k1")
+    await anyio.sleep(0.3)
+
+    assert "does not publish" in await _refused(verifier, remembered)
+    assert "does not publish" in await _refused(verifier, idp.token("k1", sub="fresh"))
+    caller = await verifier.authenticate(f"Bearer {idp.token('k2', sub='still')}")
+    assert caller.subject == "still"
+
+
+@pytest.mark.anyio
+async def test_keys_that_cannot_be_fetched_again_are_kept_and_tried_again_later(idp):
+    verifier = _verifier(idp, max_age_s=0.2, min_refresh_s=30)
+    await verifier.authenticate(f"Bearer {idp.token('k1')}")
+    idp.down = True
+    await anyio.sleep(0.3)
+
+    caller = await verifier.authenticate(f"Bearer {idp.token('k1', sub='while-down')}")
+    await verifier.authenticate(f"Bearer {idp.token('k1', sub='again')}")
+
+    assert caller.subject == "while-down"
+    assert idp.fetches == 2  # one refresh tried; the next not before min_refresh_s
 
 
 @pytest.mark.anyio
