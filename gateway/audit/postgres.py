@@ -162,9 +162,14 @@ async def _held(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnect
     gives the work up."""
     async with pool.connection() as conn:
         held = _HELD.get()
-        if held is not None:
-            held.append(conn)
-        yield conn
+        if held is None:
+            yield conn
+            return
+        held.append(conn)
+        try:
+            yield conn
+        finally:
+            held.remove(conn)  # back in the pool: another's to use, never to be severed for this
 
 
 def _sever(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -183,15 +188,17 @@ def _sever(conn: psycopg.AsyncConnection[Any]) -> None:
 
 def _bounded_check(timeout_s: float) -> Callable[[psycopg.AsyncConnection[Any]], Any]:
     """The pool's check of a connection it hands out, within `timeout_s`: over a silent network
-    the check's empty query waits for ever, holding the connection and its caller."""
+    the check's empty query waits for ever, holding the connection and its caller. The
+    connection is severed when the time is up - the check then fails at once and the pool drops
+    it - rather than the check cancelled, which psycopg follows with seconds of trying to cancel
+    the query over that same network."""
 
     async def check(conn: psycopg.AsyncConnection[Any]) -> None:
+        severing = asyncio.get_running_loop().call_later(timeout_s, _sever, conn)
         try:
-            async with asyncio.timeout(timeout_s):
-                await AsyncConnectionPool.check_connection(conn)
-        except TimeoutError:
-            _sever(conn)
-            raise psycopg.OperationalError("the connection check had no answer") from None
+            await AsyncConnectionPool.check_connection(conn)
+        finally:
+            severing.cancel()
 
     return check
 
