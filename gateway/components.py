@@ -184,6 +184,7 @@ def router(components: Components, transport: ConnectorTransport, fanout: FanOut
         fanout,
         components.linkage,
         locator_agencies_max=settings.locator_agencies_max,
+        registers=[s.name for s in components.sources if s.holds_every_child],
     )
 
 

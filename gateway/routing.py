@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -127,12 +127,16 @@ class Router:
         linkage: LinkageModel,
         *,
         locator_agencies_max: int,
+        registers: Collection[str] = (),
     ) -> None:
+        """`registers`: the sources holding every child (`holds_every_child`), whose records
+        linked by demographics vouch for the NHS number they carry."""
         self._directory = directory
         self._locator = locator
         self._fanout = fanout
         self._linkage = linkage
         self._located_max = locator_agencies_max
+        self._registers = frozenset(registers)
 
     @property
     def locates(self) -> bool:
@@ -160,7 +164,7 @@ class Router:
         hidden = shield_safe(query, matching, plan.shield_authorities)[1]
         # Nothing found for a search that linked nobody, or ambiguously (identifiers_found).
         known = _identifiers_of(query) | {
-            f.kind: f.value for f in identifiers_found(query, matching)
+            f.kind: f.value for f in identifiers_found(query, matching, self._registers)
         }
         if hidden or not known:
             _cancel(early)  # a search that found nobody, or must look as if it had
@@ -170,7 +174,7 @@ class Router:
             [m for m in matching.matched if _configured(m, matching.answers)]
         )
         if located is not None:
-            located = self._followable(located)
+            located = self._followable(located, plan)
             for name in located.agencies:
                 reasons.setdefault(name, set()).add(AskedBecause.LOCATED)
         asked = {a.source for a in matching.answers}
@@ -186,18 +190,24 @@ class Router:
             return result
         return replace(result, answers=(*result.answers, located.answer))
 
-    def _followable(self, located: Located) -> Located:
+    def _followable(self, located: Located, plan: Plan) -> Located:
         """The locator's answer, FAILED (UNKNOWN_AGENCY) if it names an agency this gateway has
         no connector for: the answer cannot be complete, and the agency's name, which the caller
         may not be entitled to learn, is logged for the operators rather than shown. Naming more
         agencies than a lookup follows (`locator_agencies_max`), it is not followed at all
-        (TOO_MANY_AGENCIES): which of them hold the child could not be told."""
-        if len(located.agencies) > self._located_max:
+        (TOO_MANY_AGENCIES): which of them hold the child could not be told. Counted are those
+        this lookup would ask - of a kind the plan chose - and any it cannot."""
+        followed = [
+            name
+            for name in located.agencies
+            if name not in self._directory.agencies or plan.planned_as(name) in plan.sources
+        ]
+        if len(followed) > self._located_max:
             _logger.warning(
                 "the locator named more agencies than a lookup follows",
                 extra={
                     "event": "locator_too_many_agencies",
-                    "context": {"named": len(located.agencies), "max": self._located_max},
+                    "context": {"named": len(followed), "max": self._located_max},
                 },
             )
             answer = replace(

@@ -48,6 +48,7 @@ from gateway.types import (
     LookupContext,
     LookupQuery,
     MatchedRecord,
+    MatchMethod,
     Plan,
     SourceAnswer,
     SourceStatus,
@@ -74,16 +75,54 @@ def found_identifier(query: LookupQuery, first: MatchResult) -> FoundIdentifier 
     return next(_agreed(query, first), None)
 
 
-def identifiers_found(query: LookupQuery, first: MatchResult) -> tuple[FoundIdentifier, ...]:
-    """Every identifier the linked records agree on and the lookup did not use, best first; none
-    if they disagree on any, or if any source sent a record of another child (RECORD_MISMATCH:
-    asked with an identifier a linked record carried, a source answering for someone else shows
-    that record may be another child's). gateway.routing then asks only with the lookup's own:
-    an agency is never sent an identifier the lookup itself has shown to be in doubt."""
+def identifiers_found(
+    query: LookupQuery, first: MatchResult, registers: Collection[str] = ()
+) -> tuple[FoundIdentifier, ...]:
+    """Every identifier the linked records agree on and the lookup did not use, and vouch for,
+    best first (gateway.routing locates and asks agencies with them); none if they disagree on
+    any, or if any source sent a record of another child (RECORD_MISMATCH: asked with an
+    identifier a linked record carried, a source answering for someone else shows that record
+    may be another child's). An agency is never sent an identifier the lookup has shown to be in
+    doubt, nor one only a weaker link vouches for (`_vouched`)."""
     if any(a.error_code == RECORD_MISMATCH for a in first.answers):
         return ()
     found = tuple(_agreed(query, first))
-    return () if None in found else tuple(f for f in found if f is not None)
+    if None in found:
+        return ()
+    vouched = _vouched(query, first.matched, registers)
+    return tuple(f for f in found if f is not None and (f.kind, f.value) in vouched)
+
+
+def _vouched(
+    query: LookupQuery, matched: Sequence[MatchedRecord], registers: Collection[str]
+) -> set[tuple[IdentifiedBy, str]]:
+    """The identifiers the linked records vouch for. An NHS number: the lookup's own, or one a
+    record linked by it holds (a source asked with it found the child), or one a register
+    (`holds_every_child`: the spine assigns NHS numbers) holds on a record linked by
+    demographics. A UPN: one a record linked by it, or by a vouched NHS number, or by
+    demographics in a register holds. A census record found by UPN carrying an NHS number that
+    no source asked with it confirmed (no record, no answer) vouches for none: the number may
+    be another child's, whose authority and practice would be told of an enquiry about them."""
+    nhs_numbers = {query.nhs_number} - {None}
+    for m in matched:
+        if m.method is MatchMethod.NHS_NUMBER or _register_by_demographics(m, registers):
+            nhs_numbers.add(m.record.identifiers.nhs_number)
+    nhs_numbers.discard(None)
+    vouched = {(IdentifiedBy.NHS_NUMBER, value) for value in nhs_numbers if value is not None}
+    for m in matched:
+        upn = m.record.identifiers.upn
+        anchored = (
+            m.method is MatchMethod.UPN
+            or m.record.identifiers.nhs_number in nhs_numbers
+            or _register_by_demographics(m, registers)
+        )
+        if upn is not None and anchored:
+            vouched.add((IdentifiedBy.UPN, upn))
+    return vouched
+
+
+def _register_by_demographics(matched: MatchedRecord, registers: Collection[str]) -> bool:
+    return matched.method is MatchMethod.DEMOGRAPHICS and matched.source in registers
 
 
 def _agreed(query: LookupQuery, first: MatchResult) -> Iterator[FoundIdentifier | None]:

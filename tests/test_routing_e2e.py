@@ -466,11 +466,16 @@ def test_a_gateway_asking_under_a_key_no_one_publishes_under_is_refused_not_told
     _located_nowhere_else(child)
 
 
-def test_an_nhs_number_another_childs_record_disputes_is_not_located(tmp_path):
-    """The census holds Ben's NHS number on Amelia's record. Asked with it, health sends Ben's
-    record (born on another day: RECORD_MISMATCH), so the number is in doubt: the locator is
-    asked about her UPN alone, never about Ben, whose authority and practice would otherwise
-    be told of an enquiry about him."""
+@pytest.mark.parametrize(
+    ("health_holds_ben", "health_says"),
+    [(True, ("FAILED", "RECORD_MISMATCH")), (False, ("NO_RECORD", None))],
+    ids=["health sends Ben's record", "health has no record"],
+)
+def test_an_nhs_number_no_source_confirms_is_not_located(tmp_path, health_holds_ben, health_says):
+    """The census holds Ben's NHS number on Amelia's record, found by her UPN. Asked with it,
+    health sends Ben's record (born on another day: RECORD_MISMATCH) or has none: nothing
+    confirms the number is hers, so the locator is asked about her UPN alone, never about Ben,
+    whose authority and practice would otherwise be told of an enquiry about him."""
     census = school_record(
         BEN_NHS,
         identifiers=Identifiers(nhs_number=BEN_NHS, upn=AMELIA_UPN),
@@ -478,21 +483,20 @@ def test_an_nhs_number_another_childs_record_disputes_is_not_located(tmp_path):
         school=School(urn="100001", name="Leeds Primary"),
     )
     identity = {**_identity_records(), "education": [census]}
+    if not health_holds_ben:
+        identity["health"] = [r for r in identity["health"] if r.identifiers.nhs_number != BEN_NHS]
     with national(tmp_path, identity=identity) as (gateway, locator):
         child = _lookup(gateway, {"upn": AMELIA_UPN})
         (key,) = load_pseudonym_keys(tmp_path / "pseudonym-keys.json")
 
     sources = _sources(child)
-    assert (sources["health"]["status"], sources["health"]["failureCode"]) == (
-        "FAILED",
-        "RECORD_MISMATCH",
-    )
+    assert (sources["health"]["status"], sources["health"]["failureCode"]) == health_says
     asked = [json.loads(body) for path, body in locator.requests if path == LOCATE_PATH]
     pseudonyms = {p["value"] for request in asked for p in request["pseudonyms"]}
     assert pseudonym(key, "upn", AMELIA_UPN) in pseudonyms
     assert pseudonym(key, "nhs_number", BEN_NHS) not in pseudonyms
     assert sources["school_100002"]["askedWith"] == ["UPN"]  # her old school, by her UPN
-    assert child["complete"] is False
+    assert child["complete"] is False  # her school's own record contradicts the census
 
 
 class _AnsweringAnotherQuestion:

@@ -4,8 +4,9 @@ themselves run end to end in tests/test_second_round_e2e.py."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import date
 
-from connectors.protocol import ConnectorRecord, Identifiers
+from connectors.protocol import ConnectorRecord, Demographics, Identifiers
 from gateway.match import RECORD_MISMATCH, MatchResult
 from gateway.second_round import (
     FoundIdentifier,
@@ -105,18 +106,47 @@ def test_sources_that_did_not_answer_or_were_not_planned_are_not_asked_again():
     assert sources_to_ask_again(BY_UPN, only_health, first, found) == ("health",)
 
 
+HEALTH = _linked("health", social_care_record(), MatchMethod.NHS_NUMBER)
+"""A record found when asked with the NHS number the school's record carries."""
+
+
 def test_an_identifier_a_source_disputed_is_not_found_for_routing():
     """The school's record carries an NHS number; asked with it, health sent a record of another
     child (RECORD_MISMATCH): the number may be another child's, so routing is left with the
     lookup's own UPN - no agency is sent the disputed number."""
-    agreed = _first(SCHOOL, health="ANSWERED", education="ANSWERED")
+    confirmed = _first(SCHOOL, HEALTH, health="ANSWERED", education="ANSWERED")
     mismatched = replace(
-        agreed,
+        confirmed,
+        matched=(SCHOOL,),
         answers=(
             SourceAnswer("health", SourceStatus.FAILED, error_code=RECORD_MISMATCH),
             SourceAnswer("education", SourceStatus.ANSWERED),
         ),
     )
 
-    assert identifiers_found(BY_UPN, agreed) == (FoundIdentifier(IdentifiedBy.NHS_NUMBER, NHS),)
+    found = (FoundIdentifier(IdentifiedBy.NHS_NUMBER, NHS),)
+    assert identifiers_found(BY_UPN, confirmed) == found
     assert identifiers_found(BY_UPN, mismatched) == ()
+
+
+def test_an_nhs_number_only_a_record_found_by_upn_carries_is_not_found_for_routing():
+    """Asked with it, health had no record (or did not answer): nothing but the school's record,
+    found by the weaker UPN, says the number is this child's - routing keeps to the UPN."""
+    unconfirmed = _first(SCHOOL, health="NO_RECORD", education="ANSWERED")
+
+    assert identifiers_found(BY_UPN, unconfirmed) == ()
+    # A register (holding every child, as the spine does) linking it by demographics vouches.
+    by_register = _linked("health", school_record(), MatchMethod.DEMOGRAPHICS)
+    by_demographics = LookupQuery(
+        purpose=Purpose.SAFEGUARDING_ENQUIRY,
+        demographics=Demographics(given="Amelia", family="Hart", date_of_birth=date(2019, 3, 4)),
+    )
+    assert identifiers_found(by_demographics, _first(by_register), registers={"health"})
+    assert not identifiers_found(by_demographics, _first(by_register))
+
+
+def test_a_upn_a_record_found_by_the_nhs_number_carries_is_found_for_routing():
+    care = social_care_record(identifiers=Identifiers(nhs_number=NHS, upn=UPN))
+    linked = _linked("social_care", care, MatchMethod.NHS_NUMBER)
+
+    assert identifiers_found(BY_NHS, _first(linked)) == (FoundIdentifier(IdentifiedBy.UPN, UPN),)
