@@ -291,7 +291,10 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
                 pipeline.policy = engine
 
             reloader = PolicyReloader(
-                settings.policy_dir, install, interval_s=settings.policy_reload_s
+                settings.policy_dir,
+                install,
+                interval_s=settings.policy_reload_s,
+                vet_max_bytes=settings.policy_vet_max_bytes,
             )
             watcher = asyncio.create_task(reloader.watch())
         # Started with the gateway, it also delivers what an earlier run left in the outbox.

@@ -24,6 +24,7 @@ from connectors.tls import RELOAD_EVERY_S, ServerFiles
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY_DIR = REPO_ROOT / "policies"
 DEV_ISSUER = "childlookup-dev"
+DEFAULT_POLICY_VET_MAX_BYTES: Final = 1024 * 1024 * 1024
 
 
 class Mode(StrEnum):
@@ -358,6 +359,9 @@ class Settings(BaseSettings):
     it stops, so a load balancer takes it out first. Behind one, set it to at least the health
     check interval times the failures that mark an instance down."""
     policy_reload_s: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    policy_vet_max_bytes: Annotated[int, Field(ge=256 * 1024 * 1024)] = DEFAULT_POLICY_VET_MAX_BYTES
+    """A changed policy whose tests hold more memory than this is rejected, its test process stopped
+    (gateway.policy.reload). The shipped policies' tests hold about 180 MB."""
     decision_log: str | None = None
     decision_log_max_bytes: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
     """A decision log file past this size is rotated (gateway.policy.decision_log.RotatingFile);

@@ -105,18 +105,39 @@ def load_bundle(directory: Path) -> PolicyBundle:
         directory=directory,
         revision=revision,
         modules={
-            path.relative_to(directory).as_posix(): path.read_text(encoding="utf-8")
-            for path in sorted(directory.rglob("*.rego"))
+            name: _read_text(directory, name, "policy module") for name in module_names(directory)
         },
         data=_read_json(directory, DATA_FILE, "policy data"),
     )
 
 
-def _read_json(directory: Path, name: str, what: str) -> dict[str, Any]:
+def module_names(directory: Path) -> list[str]:
+    """The bundle's `*.rego` modules by relative path, sorted. Only regular files (or links to
+    them) count: opening a FIFO named `x.rego` would wait for a writer for ever, and the live
+    reloader must vet exactly the files the officer's own `policy test` read."""
+    return sorted(
+        path.relative_to(directory).as_posix()
+        for path in directory.rglob("*.rego")
+        if path.is_file()
+    )
+
+
+def _read_text(directory: Path, name: str, what: str) -> str:
+    path = directory / name
+    if path.exists() and not path.is_file():  # a FIFO would block the read for ever
+        raise PolicyError(f"The {what} file {name} is not a regular file.")
     try:
-        text = (directory / name).read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PolicyError(f"The {what} file {name} is missing.") from None
+    except UnicodeDecodeError as error:
+        raise PolicyError(
+            f"The {what} file {name} is not UTF-8 text (byte {error.start})."
+        ) from None
+
+
+def _read_json(directory: Path, name: str, what: str) -> dict[str, Any]:
+    text = _read_text(directory, name, what)
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
@@ -124,6 +145,8 @@ def _read_json(directory: Path, name: str, what: str) -> dict[str, Any]:
             f"The {what} file {name} is not valid JSON (line {error.lineno}, column {error.colno}):"
             f" {error.msg}."
         ) from None
+    except RecursionError:  # the decoder recurses once per nested array or object
+        raise PolicyError(f"The {what} file {name} nests too deeply to be read.") from None
     if not isinstance(document, dict):
         raise PolicyError(f"The {what} file {name} must hold a JSON object.")
     return document

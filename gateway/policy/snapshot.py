@@ -6,10 +6,13 @@ import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
+from gateway.policy.bundle import DATA_FILE, MANIFEST_FILE, module_names
+
 
 def read_policy_files(directory: Path) -> dict[str, bytes]:
-    """The bundle's files (modules, data, manifest) by relative path."""
-    wanted = [*directory.rglob("*.rego"), directory / "data.json", directory / ".manifest"]
+    """The bundle's files (modules, data, manifest) by relative path: the ones `load_bundle`
+    reads, so that vetting a copy judges what the officer's own `policy test` judged."""
+    wanted = [directory / name for name in (*module_names(directory), DATA_FILE, MANIFEST_FILE)]
     return {
         str(path.relative_to(directory)): path.read_bytes() for path in wanted if path.is_file()
     }

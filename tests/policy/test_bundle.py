@@ -89,6 +89,12 @@ def test_missing_directory_is_refused(tmp_path):
         ("data.json", None, r"policy data file .*data\.json is missing"),
         ("data.json", "{'single': 'quotes'}", r"policy data file .* is not valid JSON"),
         ("data.json", "[]", "must hold a JSON object"),
+        pytest.param(
+            "data.json",
+            "[" * 200_000 + "]" * 200_000,
+            r"policy data file data\.json nests too deeply",
+            id="data.json-nested-200000-deep",
+        ),
     ],
 )
 def test_incomplete_bundle_is_refused_saying_what_to_fix(tmp_path, file, content, reason):
@@ -97,6 +103,21 @@ def test_incomplete_bundle_is_refused_saying_what_to_fix(tmp_path, file, content
         (tmp_path / file).unlink()
     else:
         (tmp_path / file).write_text(content)
+
+    with pytest.raises(PolicyError, match=reason):
+        load_bundle(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("file", "reason"),
+    [
+        ("data.json", r"^The policy data file data\.json is not UTF-8 text \(byte 7\)\.$"),
+        ("a.rego", r"^The policy module file a\.rego is not UTF-8 text \(byte 7\)\.$"),
+    ],
+)
+def test_a_file_that_is_not_utf8_is_refused_by_its_name(tmp_path, file, reason):
+    write_bundle(tmp_path, {})
+    (tmp_path / file).write_bytes(b'{"a": "\xff"}')
 
     with pytest.raises(PolicyError, match=reason):
         load_bundle(tmp_path)

@@ -12,7 +12,7 @@ import pytest
 
 from gateway.config import DEFAULT_POLICY_DIR
 from gateway.policy import PolicyReloader, load_engine
-from tests.factories import NHS, health_record
+from tests.factories import NHS, health_record, write_bundle
 from tests.stack import reference_stack
 
 
@@ -145,6 +145,27 @@ async def test_a_change_that_crashes_the_evaluator_is_rejected_and_the_gateway_s
         'test_crash if {\n\tn == 1 with input as {"x": [1]}\n}\n'
     )
     assert await reloader.check() is False
+    assert installed == []
+
+
+@pytest.mark.anyio
+async def test_a_change_whose_tests_hold_too_much_memory_is_stopped_and_rejected(tmp_path, caplog):
+    """rego-cpp grows ~330 MB/s on a huge range and no rlimit works with its allocator: the test
+    process is stopped at the bound, long before it could exhaust the gateway's host."""
+    policies = write_bundle(tmp_path, {"ok_test.rego": "package t.ok_test\n\ntest_ok := true\n"})
+    installed: list[object] = []
+    reloader = PolicyReloader(
+        policies, installed.append, interval_s=0.1, vet_max_bytes=300 * 1024 * 1024
+    )
+    # About 1 GB if nothing stops it: past the bound, yet safe should the bound not hold.
+    (policies / "big_test.rego").write_text(
+        "package t.big_test\n\nimport rego.v1\n\ntest_big if count(numbers.range(1, 2000000)) > 0\n"
+    )
+
+    with caplog.at_level(logging.ERROR, logger="childlookup.policy"):
+        assert await reloader.check() is False
+
+    assert _rejections(caplog) == ["policy tests used more than 300 MiB of memory"]
     assert installed == []
 
 

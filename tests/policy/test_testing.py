@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+
+import pytest
 
 from gateway.policy import PolicyTestOutcome, policy_test_main, run_policy_tests
 from tests.factories import POLICY_DIR, write_bundle
@@ -177,6 +182,32 @@ def test_unreadable_bundle_exits_two_with_the_reason(tmp_path, capsys):
 
     assert exit_code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("fifo", "exit_code", "last_line"),
+    [
+        ("pipe.rego", 0, "1 passed, 0 failed"),
+        ("data.json", 2, "The policy data file data.json is not a regular file."),
+    ],
+)
+def test_a_fifo_in_the_bundle_does_not_hang_the_run(tmp_path, fifo, exit_code, last_line):
+    """Opening a FIFO waits for a writer for ever; a module that is no regular file is not read,
+    as the live reloader does not copy it, and data that is none is refused."""
+    write_bundle(tmp_path, {"a_test.rego": "package t.a\n\nimport rego.v1\n\ntest_a if true\n"})
+    (tmp_path / fifo).unlink(missing_ok=True)
+    os.mkfifo(tmp_path / fifo)
+
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "policy", "test", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+    assert done.returncode == exit_code
+    assert (done.stdout + done.stderr).strip().splitlines()[-1] == last_line
 
 
 def test_the_real_policies_pass(capsys):
