@@ -7,10 +7,16 @@ endpoint for public clients that checks the client id, the redirect URI and the 
 expects, for its audience) and an ID token (with the nonce), and its JWKS. CORS is allowed on the
 token endpoint for the one portal origin it is told, as a real provider does for a registered
 single-page application.
+
+A test can make it misbehave as a real provider might: send the code back in the URL's fragment
+instead of its query (`return_in_fragment`), never answer at the token endpoint
+(`token_endpoint_answers`), or state an `expires_in` of its own (`expires_in`) beside tokens valid
+for `token_ttl_s`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -71,6 +77,13 @@ class IdentityProvider:
     redirect_uris: tuple[str, ...] = ()
     """The registered redirect URIs; a request naming another is refused."""
     token_ttl_s: int = 300
+    """How long the tokens are valid (`exp`), and `expires_in` unless that is given."""
+    expires_in: Any = None
+    """The token response's `expires_in` when not None, whatever the tokens' `exp` says."""
+    return_in_fragment: bool = False
+    """Send the code and state back in the URL's fragment (`#code=...`), not its query."""
+    token_endpoint_answers: bool = True
+    """False: the token endpoint takes the request and never answers it."""
     key: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
     )
@@ -118,13 +131,18 @@ class IdentityProvider:
             user, params["redirect_uri"], params["code_challenge"], params.get("nonce")
         )
         back = {"code": code, "state": params.get("state", ""), "iss": self.issuer}
-        return RedirectResponse(f"{params['redirect_uri']}?{urlencode(back)}", status_code=303)
+        separator = "#" if self.return_in_fragment else "?"
+        return RedirectResponse(
+            f"{params['redirect_uri']}{separator}{urlencode(back)}", status_code=303
+        )
 
     async def _token(self, request: Request) -> Response:
         cors = {"access-control-allow-origin": self.portal_origin, "vary": "origin"}
         if request.method == "OPTIONS":
             return Response(status_code=204, headers=cors)
         self.token_requests += 1
+        if not self.token_endpoint_answers:
+            await asyncio.sleep(3600)  # cancelled when the server stops
         form = await _form(request)
         grant = self._grants.pop(form.get("code", ""), None)  # one use only
         if (
@@ -190,7 +208,7 @@ class IdentityProvider:
             "access_token": self.sign(access),
             "id_token": self.sign(identity),
             "token_type": "Bearer",
-            "expires_in": self.token_ttl_s,
+            "expires_in": self.token_ttl_s if self.expires_in is None else self.expires_in,
         }
 
     def sign(self, claims: dict[str, Any]) -> str:

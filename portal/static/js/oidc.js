@@ -9,11 +9,14 @@
 // history entry before anything else happens. Nothing about a child is ever stored.
 
 const PENDING = "childlookup.signIn";
+const RETURNED = ["code", "state", "error"];
+// A provider that takes the code and never answers must not leave the page waiting in silence.
+const EXCHANGE_TIMEOUT_MS = 10 * 1000;
 
 export class SignInError extends Error {
   constructor(why) {
     super(why);
-    this.why = why; // "state" | "refused" | "exchange" | "token"
+    this.why = why; // "state" | "refused" | "fragment" | "exchange" | "token"
   }
 }
 
@@ -22,12 +25,17 @@ export function redirectUri() {
   return new URL(".", location.href).href;
 }
 
-// First thing on load: a return from the provider ({code, state, error, pending}) or null. The
-// code and state leave the URL at once; a pending sign-in is forgotten whether or not it returned.
+// First thing on load: a return from the provider ({code, state, error, inFragment, pending}) or
+// null. The code and state leave the URL at once, from the query or the fragment, so neither the
+// address bar nor the history entry keeps them; a pending sign-in is forgotten whether or not it
+// returned.
 export function takeReturn() {
-  const params = new URLSearchParams(location.search);
-  const returned = ["code", "state", "error"].some((name) => params.has(name));
-  if (returned) history.replaceState(null, "", location.pathname);
+  const query = new URLSearchParams(location.search);
+  const fragment = new URLSearchParams(location.hash.slice(1));
+  const holds = (params) => RETURNED.some((name) => params.has(name));
+  const inQuery = holds(query);
+  const inFragment = holds(fragment);
+  if (inQuery || inFragment) history.replaceState(null, "", location.pathname);
   let pending = null;
   try {
     pending = JSON.parse(sessionStorage.getItem(PENDING));
@@ -35,9 +43,9 @@ export function takeReturn() {
     pending = null;
   }
   sessionStorage.removeItem(PENDING);
-  if (!returned) return null;
-  return { code: params.get("code"), state: params.get("state"), error: params.get("error"),
-    pending };
+  if (!inQuery && !inFragment) return null;
+  return { code: query.get("code"), state: query.get("state"), error: query.get("error"),
+    inFragment, pending };
 }
 
 function random(bytes) {
@@ -80,31 +88,14 @@ export async function redirectToProvider(oidc) {
 // Exchange the returned code for tokens: {token, user, expiresInS}, or a SignInError.
 export async function exchange(oidc, returned) {
   const { pending } = returned;
+  // The page asks for the code in the query (the code flow's default response mode): one in the
+  // fragment is not the answer it asked for, whoever sent it.
+  if (returned.inFragment) throw new SignInError("fragment");
   if (!pending || !returned.state || returned.state !== pending.state) {
     throw new SignInError("state");
   }
   if (returned.error || !returned.code) throw new SignInError("refused");
-  let response;
-  try {
-    response = await fetch(oidc.tokenEndpoint, {
-      method: "POST",
-      cache: "no-store",
-      credentials: "omit",
-      referrerPolicy: "no-referrer",
-      headers: { "content-type": "application/x-www-form-urlencoded" },
-      body: new URLSearchParams({
-        grant_type: "authorization_code",
-        code: returned.code,
-        redirect_uri: redirectUri(),
-        client_id: oidc.clientId,
-        code_verifier: pending.verifier,
-      }),
-    });
-  } catch {
-    throw new SignInError("exchange");
-  }
-  if (!response.ok) throw new SignInError("exchange");
-  const tokens = await response.json();
+  const tokens = await tokensFor(oidc, returned.code, pending);
   if (!tokens.access_token || String(tokens.token_type).toLowerCase() !== "bearer") {
     throw new SignInError("token");
   }
@@ -122,6 +113,41 @@ export async function exchange(oidc, returned) {
     organisation: access[oidc.organisationClaim],
   };
   if (!user.role || !user.organisation) throw new SignInError("token");
-  const expiresInS = Number(tokens.expires_in) || access.exp - Math.floor(Date.now() / 1000);
-  return { token: tokens.access_token, user, expiresInS };
+  return { token: tokens.access_token, user, expiresInS: lifetimeS(tokens, access) };
+}
+
+// The token endpoint's answer. The time limit covers the answer's body as well as its headers.
+async function tokensFor(oidc, code, pending) {
+  try {
+    const response = await fetch(oidc.tokenEndpoint, {
+      method: "POST",
+      cache: "no-store",
+      credentials: "omit",
+      referrerPolicy: "no-referrer",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({
+        grant_type: "authorization_code",
+        code,
+        redirect_uri: redirectUri(),
+        client_id: oidc.clientId,
+        code_verifier: pending.verifier,
+      }),
+      signal: AbortSignal.timeout(EXCHANGE_TIMEOUT_MS),
+    });
+    if (!response.ok) throw new SignInError("exchange");
+    return await response.json();
+  } catch {
+    throw new SignInError("exchange");
+  }
+}
+
+// How long the tokens may be used, in seconds: the least of the provider's `expires_in` (when a
+// positive number) and the access token's own `exp`, which the gateway holds it to whatever
+// `expires_in` says. Infinity when neither is given: session.js caps every session anyway.
+function lifetimeS(tokens, access) {
+  const limits = [];
+  const expiresIn = Number(tokens.expires_in);
+  if (Number.isFinite(expiresIn) && expiresIn > 0) limits.push(expiresIn);
+  if (Number.isFinite(access.exp)) limits.push(access.exp - Date.now() / 1000);
+  return Math.min(...limits);
 }

@@ -1,6 +1,14 @@
 // The signed-in practitioner. The token lives in this module's memory only: never in storage,
 // a cookie or the URL, so closing or reloading the tab signs out. Inactivity signs out too, and
-// so does the token's expiry (a demo token's, or the identity provider's `expires_in`).
+// so does the token's expiry (a demo token's, or the identity provider's `expires_in` and the
+// access token's `exp`), and at the latest the gateway's maximum token lifetime.
+
+// The gateway refuses a token valid for longer than its maximum (CHILDLOOKUP_TOKEN_MAX_LIFETIME_S,
+// 12 hours by default), so no session here outlasts that, whatever the token's expiry says.
+const MAX_SESSION_S = 12 * 60 * 60;
+// setTimeout keeps its delay in a signed 32-bit count of milliseconds (about 24.8 days): a longer
+// one fires at once, or wraps round.
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 let current = null; // {token, user: {name, role, organisation}}
 let idleTimer = null;
@@ -45,8 +53,11 @@ export function signInWithToken(newToken, newUser, expiresInS) {
 function start(newToken, newUser, expiresInS) {
   current = { token: newToken, user: newUser };
   clearTimeout(expiryTimer);
-  // Ends a minute before the token does, so no lookup is sent with an expiring token.
-  expiryTimer = setTimeout(() => end("expired"), Math.max(expiresInS - 60, 1) * 1000);
+  // Ends a minute before the token does, so no lookup is sent with an expiring token. A lifetime
+  // that is not a number ends the session at once rather than never.
+  const lifetimeS = Math.min(expiresInS, MAX_SESSION_S);
+  const delayMs = Math.min(Math.max(lifetimeS - 60, 1) * 1000, MAX_TIMER_MS);
+  expiryTimer = setTimeout(() => end("expired"), delayMs);
   touch();
 }
 
