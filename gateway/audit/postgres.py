@@ -31,7 +31,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator, Sequence
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -133,7 +133,8 @@ def _session(schema: str, timeout_s: float, **settings: object) -> dict[str, Any
 
 def _sync_pool(url: str, schema: str, timeout_s: float, size: int, name: str) -> ConnectionPool:
     """A thread-safe pool of sessions in the audit schema, connecting in the background: a store
-    opens even while the database is down, and its first use then waits `timeout_s`."""
+    opens even while the database is down, and its first use then waits `timeout_s`. Its check of
+    a connection it hands out is bounded as the writer's is (`_bounded_check`)."""
     pool = ConnectionPool(
         url,
         kwargs=_session(schema, timeout_s),
@@ -141,11 +142,39 @@ def _sync_pool(url: str, schema: str, timeout_s: float, size: int, name: str) ->
         max_size=size,
         open=False,
         timeout=timeout_s,
-        check=ConnectionPool.check_connection,
+        check=_bounded_sync_check(timeout_s),
         name=f"{name}-{schema}",
     )
     pool.open(wait=False)
     return pool
+
+
+@contextlib.contextmanager
+def _severed_after(conn: psycopg.Connection[Any], seconds: float) -> Iterator[None]:
+    """Sever `conn` (`_sever`) if the block is still using it after `seconds`: a blocking read
+    over a silent network would otherwise hold it, and its pool place, for good."""
+    timer = threading.Timer(seconds, _sever, (conn,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _bounded_sync_check(timeout_s: float) -> Callable[[psycopg.Connection[Any]], None]:
+    """`_bounded_check` for a thread-safe pool."""
+
+    def check(conn: psycopg.Connection[Any]) -> None:
+        with _severed_after(conn, timeout_s):
+            ConnectionPool.check_connection(conn)
+
+    return check
+
+
+READ_BOUND_S: Final = 30.0
+"""The longest a read on a request's path (a trail, a feed, the day's children) may take before
+its connection is severed: far past what any of them takes, short of waiting for ever."""
 
 
 def _unavailable(error: Exception) -> AuditUnavailable:
@@ -172,7 +201,7 @@ async def _held(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnect
             held.remove(conn)  # back in the pool: another's to use, never to be severed for this
 
 
-def _sever(conn: psycopg.AsyncConnection[Any]) -> None:
+def _sever(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> None:
     """Shut the connection's socket down beneath psycopg, which then fails whatever waits on it
     and the pool replaces the connection. For a network gone silent where TCP cannot tell - a
     connection pooler, a proxy or a cloud SQL sidecar that keeps the session open and answers
@@ -232,6 +261,7 @@ class PostgresAuditStore:
         checkpoint_every: int = 100,
         timeout_s: float = 2.0,
         readers: int = 4,
+        read_bound_s: float = READ_BOUND_S,
     ) -> None:
         self.schema = check_schema_name(schema)
         self._url = url
@@ -241,6 +271,7 @@ class PostgresAuditStore:
         self._chain_lock = advisory_key(schema, "audit-chain")
         self._archive_lock = advisory_key(schema, "audit-archive")
         self._reader = _sync_pool(url, schema, timeout_s, readers, "audit-read")
+        self._read_bound_s = read_bound_s
         self._start = threading.Lock()
         self._writer: tuple[_Loop, AsyncConnectionPool, GroupCommit] | None = None
         self._closed = False
@@ -494,9 +525,16 @@ class PostgresAuditStore:
 
     # --- reading: synchronous, on the reader pool ------------------------------------------------
 
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[psycopg.Connection[Any]]:
+        """A reader connection for a read on a request's path, severed past `read_bound_s` (the
+        whole-log reads - verify, archive - take as long as they take)."""
+        with self._reader.connection() as conn, _severed_after(conn, self._read_bound_s):
+            yield conn
+
     def checkpoints(self, after_seq: int, limit: int) -> list[Checkpoint]:
         """Signed checkpoints with `seq` > `after_seq`, oldest first, at most `limit`."""
-        with self._reader.connection() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 f"SELECT {_SIGNED_CHECKPOINT} FROM audit_checkpoint"  # noqa: S608
                 " WHERE signature IS NOT NULL AND seq > %s"
@@ -506,7 +544,7 @@ class PostgresAuditStore:
         return [Checkpoint(*row) for row in rows]
 
     def latest_checkpoint(self) -> Checkpoint | None:
-        with self._reader.connection() as conn:
+        with self._read() as conn:
             row = conn.execute(_LATEST_SIGNED).fetchone()
         return None if row is None else Checkpoint(*row)
 
@@ -552,7 +590,7 @@ class PostgresAuditStore:
         statement, params = records_query(
             child_refs=child_refs, subject=subject, since=since, limit=limit, postgres=True
         )
-        with self._reader.connection() as conn:
+        with self._read() as conn:
             rows = conn.execute(statement, params).fetchall()
         return [json.loads(body) for (body,) in rows]
 
@@ -565,7 +603,7 @@ class PostgresAuditStore:
         if not sources or not child_refs:
             return []
         statement = NOTIFIED_RECORDS.format(children=", ".join(["%s"] * len(child_refs)))
-        with self._reader.connection() as conn:
+        with self._read() as conn:
             params = (*child_refs, *child_refs, list(sources), limit)
             rows = conn.execute(statement, params).fetchall()
         return [json.loads(body) for (body,) in rows]
@@ -578,7 +616,7 @@ class PostgresAuditStore:
     ) -> list[dict[str, str | None]]:
         """The alerts feed (`AuditStore.alerts`). It names no child."""
         chosen = None if kinds is None else list(kinds)
-        with self._reader.connection() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 "SELECT at, kind, audit_id, subject, role, organisation, justification"
                 " FROM audit_alert WHERE at >= %s AND (%s::text[] IS NULL OR kind = ANY(%s))"
@@ -591,12 +629,12 @@ class PostgresAuditStore:
     def children_seen(self, subject: str, since: datetime) -> dict[str, set[str]]:
         """The children a user looked up (and was answered about) since a time, with their links
         (gateway.audit.queries.children_seen)."""
-        with self._reader.connection() as conn:
+        with self._read() as conn:
             return children_seen(_runner(conn)(_CHILDREN_SEEN, (subject, since)))
 
     def dead_letters(self, limit: int) -> list[OutboxEntry]:
         """Owner notifications given up on, the first given up on first, without payloads."""
-        with self._reader.connection() as conn:
+        with self._read() as conn:
             return outbox_entries(_runner(conn)(DEAD_LETTERS_QUERY, (limit,)))
 
     def close(self) -> None:

@@ -5,10 +5,12 @@ that cannot be reached fails lookups closed."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -284,6 +286,60 @@ async def test_after_a_network_gone_silent_comes_back_appends_and_readiness_reco
     with _admin(url, schema) as conn:
         logged = [audit_id for (audit_id,) in conn.execute("SELECT audit_id FROM audit_log")]
     assert logged == ["before", "after"]
+
+
+def test_reads_a_silent_network_held_are_severed_and_reading_recovers(postgres_schema):
+    """The day's children (a user's first lookup of the day) and the auditors' trails are read
+    on the reader pool: over a pooler whose far side stalled, each read held its connection for
+    good, and once all were held every such read failed until a restart."""
+    url, schema = postgres_schema
+    upgrade_schema(url, schema)
+    since = datetime.now(UTC) - timedelta(days=1)
+    with FaultProxy("127.0.0.1", 5432) as proxy:
+        proxied = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        store = _store(proxied, schema, timeout_s=0.5, readers=2, read_bound_s=1.0)
+        pool = ThreadPoolExecutor(2)
+        try:
+            list(pool.map(lambda _: store.children_seen("u", since), range(2)))  # both open
+            proxy.silence()
+            stalled = [pool.submit(store.children_seen, "u", since) for _ in range(2)]
+            ended = concurrent.futures.wait(stalled, timeout=15)
+            pool.shutdown(wait=False)  # reads still stuck end when the proxy closes
+            proxy.restore()
+            started = time.monotonic()
+            recovered = None
+            while recovered is None and time.monotonic() - started < 15:
+                try:
+                    recovered = store.children_seen("u", since)
+                except psycopg.Error:
+                    time.sleep(0.2)
+        finally:
+            store.close()
+
+    assert not ended.not_done  # the stalled reads ended, failed, rather than waiting for ever
+    assert all(future.exception() is not None for future in stalled)
+    assert recovered == {}
+
+
+def test_a_read_held_past_its_bound_is_cut_off(postgres_schema):
+    """Held by the database here (another session's exclusive lock on the log), as a silent
+    network holds it: the read fails after its bound rather than waiting as long as it is held."""
+    url, schema = postgres_schema
+    upgrade_schema(url, schema)
+    store = _store(url, schema, read_bound_s=1.0)
+    since = datetime.now(UTC) - timedelta(days=1)
+    try:
+        assert store.children_seen("u", since) == {}
+        with _admin(url, schema) as admin, admin.transaction():
+            admin.execute("LOCK TABLE audit_log IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            with pytest.raises(psycopg.Error):
+                store.children_seen("u", since)
+            held_s = time.monotonic() - started
+    finally:
+        store.close()
+
+    assert held_s < 10
 
 
 @pytest.mark.anyio
