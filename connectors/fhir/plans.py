@@ -158,7 +158,10 @@ def _involvement(authority: ResponsibleAuthority, plans: list[CpisPlan]) -> Invo
             role="Emergency duty team, out of hours",
             phone=authority.emergency_duty_phone,
         ),
-        since=min((plan.start for plan in plans if plan.start is not None), default=None),
+        # The earliest start known to the day; one given only to the month or year is no date.
+        since=min(
+            (p.start for p in plans if p.start is not None and p.started_by is None), default=None
+        ),
     )
 
 
