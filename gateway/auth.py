@@ -47,17 +47,8 @@ class StaticKey(_StaticKey):
 class JwksKeys:
     """The identity provider's published keys, by key id."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        min_refresh_s: float = 30.0,
-        max_age_s: float = 300.0,
-        timeout_s: float = 3.0,
-    ) -> None:
-        self._published = PublishedKeys(
-            url, min_refresh_s=min_refresh_s, max_age_s=max_age_s, timeout_s=timeout_s
-        )
+    def __init__(self, published: PublishedKeys) -> None:
+        self._published = published
 
     async def key(self, kid: str | None) -> Any:
         if kid is None:

@@ -122,7 +122,7 @@ def build_components(
         audit_trail=AuditTrail(audit, pseudonymiser, settings.auditor_roles),
         access_history=AccessHistory(audit, pseudonymiser, sources),
         verifier=TokenVerifier(
-            JwksKeys(settings.jwks_url)
+            JwksKeys(PublishedKeys(settings.jwks_url))
             if settings.jwks_url
             else StaticKey.from_pem_file(settings.resolved_public_key_file()),
             issuer=settings.issuer,

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from connectors.serving import BackgroundServer
+from connectors.trust import PublishedKeys
 from gateway.auth import ClaimNames, JwksKeys, TokenVerifier
 from gateway.errors import GatewayError
 
@@ -66,9 +67,11 @@ def idp():
 
 def _verifier(idp, **kwargs):
     keys = JwksKeys(
-        idp.url,
-        min_refresh_s=kwargs.pop("min_refresh_s", 30),
-        max_age_s=kwargs.pop("max_age_s", 300),
+        PublishedKeys(
+            idp.url,
+            min_refresh_s=kwargs.pop("min_refresh_s", 30),
+            max_age_s=kwargs.pop("max_age_s", 300),
+        )
     )
     return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, leeway_s=5, **kwargs)
 
@@ -156,7 +159,7 @@ async def test_algorithms_off_the_allow_list_are_refused_before_any_key_lookup(i
 def test_a_symmetric_algorithm_cannot_be_allowed():
     with pytest.raises(ValueError, match="asymmetric"):
         TokenVerifier(
-            JwksKeys("http://127.0.0.1:9/x"),
+            JwksKeys(PublishedKeys("http://127.0.0.1:9/x")),
             issuer=ISSUER,
             audience=AUDIENCE,
             leeway_s=0,

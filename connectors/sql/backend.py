@@ -24,7 +24,6 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.backend import ConnectorError
-from connectors.logs import log_event
 from connectors.protocol import ConnectorRecord, ErrorCode, Identifiers, LookupRequest
 from connectors.search import query_blocking_keys, rank_candidates
 from connectors.sql.blocks import BlockingIndex, RefreshSummary
@@ -84,13 +83,7 @@ class SqlBackend:
                     return []
                 return await self._reader.with_contacts(connection, found, request.fields, today)
         except UnreadableRecord as unreadable:
-            log_event(
-                _logger,
-                logging.ERROR,
-                "sql_row_unreadable",
-                child=unreadable.key,
-                column=unreadable.column,
-            )
+            unreadable.log(_logger)
             raise ConnectorError(
                 ErrorCode.INTERNAL, "A case record this lookup reached could not be read."
             ) from None

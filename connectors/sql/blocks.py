@@ -45,7 +45,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from connectors.logs import log_event
 from connectors.search import blocking_keys
 from connectors.sql.mapping import Mapping
 from connectors.sql.records import RecordReader, UnreadableRecord
@@ -168,13 +167,7 @@ class BlockingIndex:
         try:
             return blocking_keys(self._reader.record(row, now))
         except UnreadableRecord as unreadable:
-            log_event(
-                _logger,
-                logging.ERROR,
-                "sql_row_unreadable",
-                child=unreadable.key,
-                column=unreadable.column,
-            )
+            unreadable.log(_logger)
             return blocking_keys(self._reader.record(row, now, to_index=True))
 
     async def _locked(self, connection: AsyncConnection) -> bool:

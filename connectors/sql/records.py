@@ -15,6 +15,7 @@ false - a plan whose start cannot be read may be open.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
@@ -41,6 +42,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import NullType, TypeDecorator, TypeEngine
 
+from connectors.logs import log_event
 from connectors.protocol import (
     Address,
     Carer,
@@ -69,6 +71,10 @@ class UnreadableRecord(ValueError):
         super().__init__(f"child {key}: column {column!r} cannot be read")
         self.key = key
         self.column = column
+
+    def log(self, logger: logging.Logger) -> None:
+        """For the agency's operators: which row and column, never the value."""
+        log_event(logger, logging.ERROR, "sql_row_unreadable", child=self.key, column=self.column)
 
 
 class _Unreadable:
