@@ -78,20 +78,18 @@ def _status(args: argparse.Namespace) -> int:
 
 
 async def _retire(settings: Settings, version: str, force: bool) -> tuple[int, str | None]:
-    """Retire `version` unless another live version does not yet reach as many agencies (then
-    return the reason, and retire nothing) - retiring it early would hide children from lookups
-    until their agencies re-publish."""
+    """Retire `version` unless an agency holds under it and under no other live version yet
+    (then return the reason, naming them, and retire nothing) - retiring it early would hide
+    their children from lookups until they re-publish."""
     store = _store(settings)
     try:
         await store.create()
-        coverage = await store.coverage()
-        mine = next((v for v in coverage.versions if v.version == version), None)
-        others = [v.agencies for v in coverage.versions if v.version != version and not v.retired]
-        if mine is not None and not force and max(others, default=0) < mine.agencies:
+        stranded = [] if force else await store.held_only_under(version)
+        if stranded:
+            named = ", ".join(stranded[:10]) + (" and more" if len(stranded) > 10 else "")
             return 0, (
-                f"no other key version reaches the {mine.agencies} agencies holding under"
-                f" {version} yet (best: {max(others, default=0)}); wait for connectors to"
-                " re-publish, or pass --force"
+                f"{len(stranded)} agencies hold under {version} and under no other live key"
+                f" version yet ({named}); wait for their connectors to re-publish, or pass --force"
             )
         return await store.retire(version), None
     finally:

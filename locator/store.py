@@ -364,6 +364,39 @@ class Store:
             agencies=publishing or 0,
         )
 
+    async def held_only_under(self, version: str) -> list[str]:
+        """The agencies holding anything under `version` and nothing under any other live key
+        version: retiring `version` now would hide their children from every lookup. Judged
+        agency by agency - another version reaching as many agencies is not enough, since an
+        agency publishing under it alone would make up the count for one that has not yet."""
+        version_id = await self._find(key_versions, "version", version)
+        if version_id is None:
+            return []
+        other = holdings.alias("other")
+        live = key_versions.alias("live")
+        query = (
+            select(agencies.c.name)
+            .where(
+                select(holdings.c.agency_id)
+                .where(
+                    holdings.c.agency_id == agencies.c.id,
+                    holdings.c.key_version_id == version_id,
+                )
+                .exists(),
+                ~select(other.c.agency_id)
+                .join(live, other.c.key_version_id == live.c.id)
+                .where(
+                    other.c.agency_id == agencies.c.id,
+                    live.c.id != version_id,
+                    live.c.retired_at.is_(None),
+                )
+                .exists(),
+            )
+            .order_by(agencies.c.name)
+        )
+        async with self._engine.connect() as conn:
+            return list((await conn.scalars(query)).all())
+
     async def retire(self, version: str) -> int:
         """Retire `version`: refuse its publications from now on and delete its holdings, agency
         by agency so no one transaction holds the store long. Returns the holdings deleted;

@@ -107,3 +107,28 @@ async def test_rotating_the_key_keeps_every_child_found(
         "holdings": 0,
         "retired": True,
     }
+
+
+async def test_an_agency_under_the_old_key_alone_keeps_it_from_retiring_whoever_else_publishes(
+    locator: RunningLocator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """Counting agencies per version let one agency publishing under the new key alone make up
+    for another not yet moved: retired, the old key's holdings went, and that agency's children
+    were answered "nobody holds" (or an agency under the old key alone blocked it for ever)."""
+    old = locator.pseudonym_keys[0]
+    new = new_pseudonym_key("2027-05")
+    la, gp, school = AGENCIES
+    async with httpx.AsyncClient() as client:
+        await locator.publisher(la, client, keys=[old]).sync(HOLDS[la])
+        await locator.publisher(gp, client, keys=[old]).sync(HOLDS[gp])
+        await locator.publisher(la, client, keys=[new, old]).sync(HOLDS[la])
+        # The school holds nothing under the old key, a child under the new one: two agencies each.
+        await locator.publisher(school, client, keys=[new]).sync(HOLDS[school][:1])
+        capsys.readouterr()
+        refused = await _cli(locator, monkeypatch, "retire-key", old.version)
+        said = capsys.readouterr().err
+        found = await _found(locator, client, [new, old])
+
+    assert refused == 2
+    assert gp in said
+    assert found[CHILDREN[1].nhs_number or ""] >= {gp}  # still found under the old key
