@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from ipaddress import ip_address
@@ -32,6 +32,7 @@ from connectors.locator import (
     HOLDINGS_PATH,
     LOCATE_PATH,
     STATUS_PATH,
+    Holder,
     HoldingsListRequest,
     LocateRequest,
     LocateResponse,
@@ -159,6 +160,7 @@ def create_locator_app(
         located = await _stored(
             store.locate(question.pseudonyms, request_id=question.request_id, issuer=gateway_id)
         )
+        holders = _registered(located.holders, publishers)
         log_event(
             _logger,
             logging.INFO,
@@ -167,7 +169,7 @@ def create_locator_app(
             asked=len(question.pseudonyms),
             agencies=located.agencies,
         )
-        return LocateResponse(request_id=question.request_id, holders=located.holders)
+        return LocateResponse(request_id=question.request_id, holders=holders)
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -250,6 +252,21 @@ def _own(signer: str, named: str) -> None:
 
 
 _T = TypeVar("_T")
+
+
+def _registered(holders: Sequence[Holder], publishers: Publishers) -> list[Holder]:
+    """`holders` naming only agencies registered now. An agency taken out of the agencies file
+    (its key compromised, say) can no longer withdraw what it published; what it published must
+    not go on sending lookups to it. Logged by count, for the operators to clear its holdings."""
+    kept, dropped = [], 0
+    for holder in holders:
+        named = [agency for agency in holder.agencies if agency in publishers]
+        dropped += len(holder.agencies) - len(named)
+        if named:
+            kept.append(holder.model_copy(update={"agencies": named}))
+    if dropped:
+        log_event(_logger, logging.WARNING, "locator_unregistered_holdings", named=dropped)
+    return kept
 
 
 async def _stored(work: Awaitable[_T]) -> _T:

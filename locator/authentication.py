@@ -59,6 +59,10 @@ class Publishers:
     def __len__(self) -> int:
         return len(self._verifiers)
 
+    def __contains__(self, agency: object) -> bool:
+        """Whether `agency` is registered (in the agencies file) now."""
+        return agency in self._verifiers
+
     async def aclose(self) -> None:
         """Close the client that fetches agencies' JWKS."""
         await self._client.aclose()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
 from connectors.locator import LocateResponse, pseudonym
 from connectors.protocol import Identifiers
+from connectors.serving import BackgroundServer
 from connectors.trust import JWKS_PATH, SIGNATURE_HEADER, PublishedKeys, TrustError, verify_answer
+from locator.app import app_from_settings
 from tests.locator.conftest import AGENCIES, LOCATOR_ID, RunningLocator
 
 pytestmark = pytest.mark.anyio
@@ -162,3 +166,35 @@ async def test_a_question_under_no_key_version_searched_here_is_refused_not_answ
     assert SIGNATURE_HEADER in unknown.headers
     located = LocateResponse.model_validate_json(both.content)
     assert [(h.key_version, h.agencies) for h in located.holders] == [(key.version, [LA])]
+
+
+async def test_an_agency_taken_out_of_the_agencies_file_is_no_longer_named(
+    locator: RunningLocator,
+):
+    """Its key compromised, say: it can no longer withdraw what it published, and what it
+    published must not go on sending lookups to it."""
+    key = locator.pseudonym_keys[0]
+    asked = [(key.version, pseudonym(key, "nhs_number", CHILD.nhs_number or ""))]
+    async with httpx.AsyncClient() as client:
+        await locator.publisher(LA, client).sync([CHILD])
+        await locator.publisher(GP, client).sync([CHILD])
+        agencies_file = locator.settings.agencies_file
+        assert agencies_file is not None
+        listed = json.loads(agencies_file.read_text())
+        listed["agencies"] = [a for a in listed["agencies"] if a["name"] != GP]
+        agencies_file.write_text(json.dumps(listed))
+        with BackgroundServer(app_from_settings(locator.settings)) as restarted:
+            answer = await _locate_at(restarted.url, locator, client, asked)
+
+    located = LocateResponse.model_validate_json(answer.content)
+    assert [h.agencies for h in located.holders] == [[LA]]
+
+
+async def _locate_at(
+    url: str, locator: RunningLocator, client: httpx.AsyncClient, refs: list[tuple[str, str]]
+) -> httpx.Response:
+    """`locator.locate`, sent to another server over the same store."""
+    served = RunningLocator(
+        url, locator.settings, locator.agency_keys, locator.gateway_key, locator.recording
+    )
+    return await served.locate(client, refs)
