@@ -40,6 +40,7 @@ from gateway.linkage import LinkageModel
 from gateway.locator_client import Located, LocatorClient
 from gateway.match import MatchResult, match_records
 from gateway.merge import instant
+from gateway.plan import LOCATOR_SOURCE
 from gateway.second_round import combined, identifiers_found
 from gateway.shield_safe import shield_safe
 from gateway.types import (
@@ -56,6 +57,16 @@ from gateway.types import (
 
 UNKNOWN_AGENCY = "UNKNOWN_AGENCY"
 TOO_MANY_AGENCIES = "TOO_MANY_AGENCIES"
+UNCONFIRMED_IDENTIFIER = "UNCONFIRMED_IDENTIFIER"
+_UNCONFIRMED = SourceAnswer(
+    LOCATOR_SOURCE,
+    SourceStatus.NOT_ASKED,
+    error_code=UNCONFIRMED_IDENTIFIER,
+    asked_because=(AskedBecause.CONFIGURED,),
+)
+"""The locator's status when the child was found by no identifier to ask it with: not asked, so
+the answer is incomplete and the child's shielding unknown - never a silent locator read as one
+that had nothing to say."""
 _logger = logging.getLogger("childlookup.routing")
 
 
@@ -168,7 +179,11 @@ class Router:
         }
         if hidden or not known:
             _cancel(early)  # a search that found nobody, or must look as if it had
-            return matching
+            if hidden or self._locator is None or not matching.matched or matching.ambiguous:
+                return matching
+            # Found, but by no identifier the records vouch for (gateway.second_round): the
+            # locator cannot be asked, and an authority only it would name may shield the child.
+            return replace(matching, answers=(*matching.answers, _UNCONFIRMED))
         located = await self._located(lookup, known, early)
         reasons = self._directory.routed(
             [m for m in matching.matched if _configured(m, matching.answers)]

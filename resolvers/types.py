@@ -408,6 +408,14 @@ class SourceFailure(Enum):
             " the answer is incomplete."
         ),
     )
+    UNCONFIRMED_IDENTIFIER = strawberry.enum_value(
+        "UNCONFIRMED_IDENTIFIER",
+        description=(
+            "The locator was not asked: the child was found, but by no identifier the records"
+            " confirm (they disagree, or only a weaker link carries one), so the answer is"
+            " incomplete and the child's shielding unknown."
+        ),
+    )
 
 
 @strawberry.enum(description="What became of one recorded access.")

@@ -7,7 +7,7 @@ from gateway.breakers import CIRCUIT_OPEN
 from gateway.config import REPO_ROOT
 from gateway.errors import ErrorCode
 from gateway.match import RECORD_MISMATCH
-from gateway.routing import TOO_MANY_AGENCIES, UNKNOWN_AGENCY
+from gateway.routing import TOO_MANY_AGENCIES, UNCONFIRMED_IDENTIFIER, UNKNOWN_AGENCY
 from resolvers.types import SourceFailure
 
 GATEWAY_SOURCE_CODES = {
@@ -20,6 +20,7 @@ GATEWAY_SOURCE_CODES = {
     CIRCUIT_OPEN,
     UNKNOWN_AGENCY,
     TOO_MANY_AGENCIES,
+    UNCONFIRMED_IDENTIFIER,
 }
 """What the gateway itself reports as a source's `failureCode` (gateway.fanout, gateway.match,
 gateway.breakers)."""

@@ -499,6 +499,39 @@ def test_an_nhs_number_no_source_confirms_is_not_located(tmp_path, health_holds_
     assert child["complete"] is False  # her school's own record contradicts the census
 
 
+def test_a_search_finding_a_child_by_no_confirmed_identifier_is_hidden_as_shielding_is_unknown(
+    tmp_path,
+):
+    """Found by demographics in the school census alone (health has no record of her): the
+    numbers the census record carries are not confirmed, so the locator cannot be asked, and an
+    authority only it would name may shield her. The search is then answered as shield-safe
+    search answers one that may find a shielded child: as if nobody were found. A locator left
+    out of the answers had read as one with nothing to say - her address released."""
+    census = school_record(
+        AMELIA_NHS,
+        identifiers=Identifiers(nhs_number=AMELIA_NHS, upn=AMELIA_UPN),
+        name=PersonName(given="Amelia", family="Hart"),
+        school=School(urn="100001", name="Leeds Primary"),
+        address=Address(lines=["1 Test Street", "Leeds"], postcode="LS6 2AB"),
+    )
+    identity = {
+        "health": [r for r in _identity_records()["health"] if r.identifiers.nhs_number == BEN_NHS],
+        "education": [census],
+    }
+    demographics = {
+        "givenName": "Amelia",
+        "familyName": "Hart",
+        "dateOfBirth": "2019-03-04",
+        "postcode": "LS6 2AB",
+    }
+    with national(tmp_path, identity=identity) as (gateway, locator):
+        child = _lookup(gateway, {"demographics": demographics})
+
+    assert child["outcome"] == "NOT_FOUND"
+    assert child["child"] is None
+    assert not [body for path, body in locator.requests if path == LOCATE_PATH]
+
+
 class _AnsweringAnotherQuestion:
     """The locator, its located answers rewritten to name holders under a key version nobody
     asked about, and signed again with its own key: a locator answering some other question."""

@@ -70,6 +70,7 @@ export const FAILURES = {
   CIRCUIT_OPEN: "it has failed several times in a row and is resting",
   UNKNOWN_AGENCY: "it named an agency this service cannot ask",
   TOO_MANY_AGENCIES: "it named more agencies than a lookup follows",
+  UNCONFIRMED_IDENTIFIER: "it could not be asked: no identifier of the child was confirmed",
 };
 
 export const REASONS = {
