@@ -288,9 +288,11 @@ class PublishedKeys:
     """A publisher's JWKS by key id: fetched when first needed, again when a signature names a
     key not yet seen (rotation) - at most once per `min_refresh_s`, so forged key ids cannot make
     us hammer the publisher - and again once the keys are `max_age_s` old, so that a key the
-    publisher withdrew (leaked, say) stops being accepted within that time; kept only as long as
-    no signature named an unknown key, it was accepted for as long as the process ran. A refresh
-    that fails keeps the keys last fetched, tried again after `min_refresh_s`."""
+    publisher withdrew (leaked, say) stops being accepted soon after; kept only as long as no
+    signature named an unknown key, it was accepted for as long as the process ran. That refresh
+    runs behind the signatures checked meanwhile with the keys held (no caller waits for it: a
+    publisher gone silent would otherwise hold every check for the fetch's timeout), and one that
+    fails keeps the keys last fetched, tried again after `min_refresh_s`."""
 
     def __init__(
         self,
@@ -327,19 +329,15 @@ class PublishedKeys:
         if kid is None:
             raise UnknownKey("The signature does not say which key made it.")
         now = time.monotonic()
-        stale = now >= self._stale_at
-        if kid not in self._keys or stale:
-            due = stale or now - self._fetched_at >= self._min_refresh
+        known = kid in self._keys
+        if not known or now >= self._stale_at:
+            due = known or now - self._fetched_at >= self._min_refresh
             if self._fetching is None and due:
                 self._fetched_at = now
                 self._fetching = asyncio.ensure_future(self._fetch())
                 self._fetching.add_done_callback(self._fetched)
-            if self._fetching is not None:
-                try:
-                    await asyncio.shield(self._fetching)
-                except KeysUnavailable:
-                    if kid not in self._keys:
-                        raise  # never fetched, or this key never seen: nothing to go on
+            if self._fetching is not None and not known:
+                await asyncio.shield(self._fetching)  # never fetched, or a key not seen yet
         if kid not in self._keys:
             raise UnknownKey("The signature was made with a key the signer does not publish.")
         return self._keys[kid]

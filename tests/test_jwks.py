@@ -27,6 +27,8 @@ class Issuer:
         self.published = []
         self.fetches = 0
         self.down = False
+        self.slow_s = 0.0
+        self.served = 0
 
     def new_key(self, kid, publish=True):
         self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -43,6 +45,8 @@ class Issuer:
     def app(self):
         async def jwks(request):
             self.fetches += 1
+            await anyio.sleep(self.slow_s)
+            self.served += 1
             if self.down:
                 return JSONResponse({"error": "down"}, status_code=503)
             return JSONResponse(self.jwks())
@@ -122,7 +126,16 @@ async def test_a_key_the_issuer_withdraws_stops_being_accepted_remembered_tokens
     await verifier.authenticate(f"Bearer {remembered}")
     idp.published.remove("k1")
     await anyio.sleep(0.3)
+    # The keys are stale: this check goes ahead with them, and starts their fetch behind it - a
+    # slow or silent publisher holds no check.
+    idp.slow_s = 1.0
+    started = time.monotonic()
+    await verifier.authenticate(f"Bearer {idp.token('k2', sub='meanwhile')}")
+    waited_s = time.monotonic() - started
+    await _until(lambda: idp.served == 2)
+    await anyio.sleep(0.05)  # the answer read and the keys replaced
 
+    assert waited_s < 0.5
     assert "does not publish" in await _refused(verifier, remembered)
     assert "does not publish" in await _refused(verifier, idp.token("k1", sub="fresh"))
     caller = await verifier.authenticate(f"Bearer {idp.token('k2', sub='still')}")
@@ -137,10 +150,19 @@ async def test_keys_that_cannot_be_fetched_again_are_kept_and_tried_again_later(
     await anyio.sleep(0.3)
 
     caller = await verifier.authenticate(f"Bearer {idp.token('k1', sub='while-down')}")
+    await _until(lambda: idp.fetches == 2)
+    await anyio.sleep(0.1)
     await verifier.authenticate(f"Bearer {idp.token('k1', sub='again')}")
 
     assert caller.subject == "while-down"
     assert idp.fetches == 2  # one refresh tried; the next not before min_refresh_s
+
+
+async def _until(condition, within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "not in time"
+        await anyio.sleep(0.02)
 
 
 @pytest.mark.anyio
