@@ -222,6 +222,32 @@ def test_a_row_whose_date_cannot_be_read_is_refused_by_name_never_answered_as_no
     assert all(str(value) not in message for message in logged)
 
 
+def test_an_unreadable_row_fails_only_a_search_it_is_a_candidate_of(tmp_path):
+    """A sibling at the same address shares the unreadable child's postcode block: searching
+    for the sibling finds the sibling; only a search the unreadable child could answer is
+    refused."""
+    bad = RECORDS[0]
+    assert bad.name is not None
+    assert RECORDS[1].name is not None
+    sibling = RECORDS[1].model_copy(
+        update={
+            "address": bad.address,
+            "name": RECORDS[1].name.model_copy(update={"given": "Zebedee", "family": "Quorn"}),
+            "date_of_birth": date(2012, 1, 1),
+        }
+    )
+    url, path = _sqlite_file(tmp_path, [bad, sibling])
+    _set_raw(path, _SET_CHILD_COLUMN["birth_date"], "2015-02-30", bad.record_id)
+
+    with BackgroundServer(create_sql_app(database_url=url, mapping=case_records.MAPPING)) as server:
+        found = post(server.url, request(demographics=described(sibling)))
+        search = request(demographics=described(bad).model_copy(update={"date_of_birth": None}))
+        refused = httpx.post(server.url + LOOKUP_PATH, content=search.model_dump_json())
+
+    assert [r.record_id for r in found] == [sibling.record_id]
+    assert refused.status_code == 500
+
+
 def test_a_plan_whose_start_date_cannot_be_read_is_unknown_not_absent(tmp_path):
     child = next(r for r in RECORDS if r.indicators and r.indicators.child_protection_plan)
     url, path = _sqlite_file(tmp_path, [child])

@@ -128,9 +128,14 @@ class SqlBackend:
         keys = query_blocking_keys(request.demographics)
         if not keys:
             return []
-        rows = await connection.execute(self.blocks.candidates(keys, today))
-        blocked = [self._reader.record(row, now) for row in rows]
-        return rank_candidates(request.demographics, blocked)
+        # Ranked by what can be read of each row (a date that is no date left out), so one
+        # unreadable row fails only a search it is a candidate of, not every search that shares
+        # a block with it; a candidate is then read whole, and one that cannot be is refused.
+        fetched = await connection.execute(self.blocks.candidates(keys, today))
+        rows = {str(row._mapping["key"]): row for row in fetched}
+        readable = [self._reader.record(row, now, to_index=True) for row in rows.values()]
+        ranked = rank_candidates(request.demographics, readable)
+        return [self._reader.record(rows[record.record_id], now) for record in ranked]
 
     async def refresh(self, *, full: bool = False) -> RefreshSummary:
         """Refresh the blocking keys in one transaction (see `BlockingIndex.refresh`)."""
