@@ -72,10 +72,13 @@ def test_a_plan_given_to_the_month_or_year_is_in_force_yes_no_or_unknown(period,
 
 def test_an_involvement_is_since_a_day_only_when_a_start_gives_one():
     partial = plans_from_flags([_flag(start="2024")], NHS)
-    both = plans_from_flags([_flag(start="2023"), _flag(start="2024-05-01")], NHS)
+    later_partial = plans_from_flags([_flag(start="2025"), _flag(start="2024-05-01")], NHS)
+
+    earlier_partial = plans_from_flags([_flag(start="2020-05"), _flag(start="2024-01-10")], NHS)
 
     assert [i.since for i in involvements(partial, TODAY)] == [None]
-    assert [i.since for i in involvements(both, TODAY)] == [date(2024, 5, 1)]
+    assert [i.since for i in involvements(later_partial, TODAY)] == [date(2024, 5, 1)]
+    assert [i.since for i in involvements(earlier_partial, TODAY)] == [None]
 
 
 def test_a_plan_surely_in_force_outweighs_one_that_may_be():

@@ -158,11 +158,19 @@ def _involvement(authority: ResponsibleAuthority, plans: list[CpisPlan]) -> Invo
             role="Emergency duty team, out of hours",
             phone=authority.emergency_duty_phone,
         ),
-        # The earliest start known to the day; one given only to the month or year is no date.
-        since=min(
-            (p.start for p in plans if p.start is not None and p.started_by is None), default=None
-        ),
+        since=_since(plans),
     )
+
+
+def _since(plans: Sequence[CpisPlan]) -> date | None:
+    """The earliest start, when it is known to the day: a start given only to the month or year
+    that may be earlier leaves it unknown (either day would be a guess)."""
+    exact = [p.start for p in plans if p.start is not None and p.started_by is None]
+    partial = [p.start for p in plans if p.start is not None and p.started_by is not None]
+    earliest = min(exact, default=None)
+    if earliest is None or any(start < earliest for start in partial):
+        return None
+    return earliest
 
 
 def _kind(flag: Flag) -> PlanKind | None:
