@@ -527,9 +527,18 @@ class PostgresAuditStore:
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[psycopg.Connection[Any]]:
-        """A reader connection for a read on a request's path, severed past `read_bound_s` (the
-        whole-log reads - verify, archive - take as long as they take)."""
-        with self._reader.connection() as conn, _severed_after(conn, self._read_bound_s):
+        """A reader connection for a read on a request's path, bounded by `read_bound_s` (the
+        whole-log reads - verify, archive - take as long as they take): the database cancels the
+        statement a little before (a slow or locked database; severing alone would leave it
+        running there, and each retry another), and the connection is severed at it (a silent
+        network, where no cancel arrives)."""
+        timeout_ms = str(max(1, int(self._read_bound_s * 900)))
+        with (
+            self._reader.connection() as conn,
+            _severed_after(conn, self._read_bound_s),
+            conn.transaction(),
+        ):
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (timeout_ms,))
             yield conn
 
     def checkpoints(self, after_seq: int, limit: int) -> list[Checkpoint]:

@@ -336,10 +336,16 @@ def test_a_read_held_past_its_bound_is_cut_off(postgres_schema):
             with pytest.raises(psycopg.Error):
                 store.children_seen("u", since)
             held_s = time.monotonic() - started
+            (waiting,) = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s"
+                " AND wait_event_type = 'Lock'",
+                (f"childlookup:{schema}",),
+            ).fetchone()
     finally:
         store.close()
 
     assert held_s < 10
+    assert waiting == 0  # cancelled by the database too, not left waiting there
 
 
 @pytest.mark.anyio
