@@ -181,8 +181,20 @@ def _unavailable(error: Exception) -> AuditUnavailable:
     return AuditUnavailable(f"audit store write failed: {type(error).__name__}")
 
 
-_HELD: ContextVar[list[psycopg.AsyncConnection[Any]] | None] = ContextVar("held", default=None)
-"""The connections the work of one `_bounded` call has taken from the writer's pool."""
+class _Held(list[psycopg.AsyncConnection[Any]]):
+    """The connections the work of one `_bounded` call holds from the writer's pool, and
+    whether that call has given the work up (a connection taken after that is severed at once:
+    the work, not cancelled, may still be waiting for one when it is given up)."""
+
+    given_up = False
+
+    def give_up(self) -> None:
+        self.given_up = True
+        for conn in self:
+            _sever(conn)
+
+
+_HELD: ContextVar[_Held | None] = ContextVar("held", default=None)
 
 
 @contextlib.asynccontextmanager
@@ -195,6 +207,8 @@ async def _held(pool: AsyncConnectionPool) -> AsyncIterator[psycopg.AsyncConnect
             yield conn
             return
         held.append(conn)
+        if held.given_up:
+            _sever(conn)
         try:
             yield conn
         finally:
@@ -334,7 +348,7 @@ class PostgresAuditStore:
         but the connections it took through `_held` are severed (`_sever`), so it fails at once
         and the pool replaces them. If it had committed after all, its records are in the log
         though their lookups released nothing, as when a connection drops during COMMIT."""
-        held: list[psycopg.AsyncConnection[Any]] = []
+        held = _Held()
         context = _HELD.set(held)
         try:
             task = asyncio.ensure_future(work)  # its context, copied here, holds `held`
@@ -343,8 +357,7 @@ class PostgresAuditStore:
         done, _ = await asyncio.wait({task}, timeout=2 * self._timeout_s)
         if task not in done:
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            for conn in held:
-                _sever(conn)
+            held.give_up()
             raise TimeoutError
         return task.result()
 
@@ -728,15 +741,25 @@ class PostgresOutbox(OutboxRows):
     """The delivering side of the outbox (see gateway.audit.outbox) in the audit schema, for
     one dispatcher per gateway process: a claim locks the rows it takes and skips rows another
     dispatcher has locked (FOR UPDATE SKIP LOCKED), so no two claim one message, and none waits
-    for another."""
+    for another. Each statement's connection is severed past `bound_s`, so a silent network
+    cannot hold the outbox's few connections - and stop owner notifications - for good."""
 
-    def __init__(self, url: str, schema: str, *, timeout_s: float = 5.0, size: int = 2) -> None:
+    def __init__(
+        self,
+        url: str,
+        schema: str,
+        *,
+        timeout_s: float = 5.0,
+        size: int = 2,
+        bound_s: float = READ_BOUND_S,
+    ) -> None:
         self._pool = _sync_pool(url, schema, timeout_s, size, "outbox")
+        self._bound_s = bound_s
 
     def claim(self, now: float, lease_s: float, limit: int) -> list[OutboxMessage]:
         """Pending messages due by `now`, oldest first, each counted as one more attempt and
         hidden from other claims until `now + lease_s`."""
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, _severed_after(conn, self._bound_s):
             rows = conn.execute(
                 "WITH due AS ("
                 " SELECT message_id, next_attempt_at FROM notification_outbox"
@@ -756,7 +779,7 @@ class PostgresOutbox(OutboxRows):
         ]
 
     def _rows(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, _severed_after(conn, self._bound_s):
             cursor = conn.execute(statement, params)
             return cursor.fetchall() if cursor.description is not None else []
 

@@ -321,6 +321,28 @@ def test_reads_a_silent_network_held_are_severed_and_reading_recovers(postgres_s
     assert recovered == {}
 
 
+def test_an_outbox_statement_held_past_its_bound_is_cut_off(postgres_schema):
+    """Held here by another session's exclusive lock, as a silent network holds it: its two
+    connections held for good, owner notifications stopped until a restart."""
+    url, schema = postgres_schema
+    upgrade_schema(url, schema)
+    outbox = PostgresOutbox(url, schema, bound_s=1.0)
+    try:
+        assert outbox.claim(time.time(), 30, 10) == []
+        with _admin(url, schema) as admin, admin.transaction():
+            admin.execute("LOCK TABLE notification_outbox IN ACCESS EXCLUSIVE MODE")
+            started = time.monotonic()
+            with pytest.raises(psycopg.Error):
+                outbox.claim(time.time(), 30, 10)
+            held_s = time.monotonic() - started
+        claimed = outbox.claim(time.time(), 30, 10)
+    finally:
+        outbox.close()
+
+    assert held_s < 10
+    assert claimed == []
+
+
 def test_a_read_held_past_its_bound_is_cut_off(postgres_schema):
     """Held by the database here (another session's exclusive lock on the log), as a silent
     network holds it: the read fails after its bound rather than waiting as long as it is held."""
