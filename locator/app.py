@@ -81,7 +81,11 @@ def app_from_settings(settings: Settings) -> Starlette:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
     token = settings.status_token
     return create_locator_app(
-        Store.open(settings.store_url, schema=settings.database_schema),
+        Store.open(
+            settings.store_url,
+            schema=settings.database_schema,
+            key_versions=settings.key_versions,
+        ),
         publishers=Publishers(agencies, audience=settings.locator_id),
         gateway=gateway_verifier(settings.gateway_keys, issuer=settings.gateway_id),
         gateway_id=settings.gateway_id,

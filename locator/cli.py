@@ -34,7 +34,11 @@ def _store(settings: Settings) -> Store:
 
     if settings.database_url is None:
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-    return Store.open(settings.store_url, schema=settings.database_schema)
+    return Store.open(
+        settings.store_url,
+        schema=settings.database_schema,
+        key_versions=settings.key_versions,
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:

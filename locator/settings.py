@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     """The issuer of the gateway's tokens: only it may locate."""
     gateway_jwks_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """The gateways' published request-signing keys (comma-separated, or a JSON list)."""
+    key_versions: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """The pseudonym key versions of the federation (`keygen --version`), comma-separated or a
+    JSON list: the only ones agencies may publish under and a locate searches. Unset (dev), any
+    - and then any agency can make one up, and a locate under it, by a gateway whose key file is
+    stale, is answered "nobody holds" rather than refused."""
     gateway_public_key_file: Path | None = None
     """Or the gateway's request-signing public key, as a PEM file."""
     signing_key_file: Path | None = None
@@ -114,7 +119,7 @@ class Settings(BaseSettings):
     status_token: SecretStr | None = None
     """A bearer token opening /v1/status to other hosts than this one."""
 
-    @field_validator("gateway_jwks_urls", mode="before")
+    @field_validator("gateway_jwks_urls", "key_versions", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -138,6 +143,8 @@ class Settings(BaseSettings):
             ]
             if not (self.gateway_jwks_urls or self.gateway_public_key_file):
                 missing.append("GATEWAY_JWKS_URLS or GATEWAY_PUBLIC_KEY_FILE")
+            if not self.key_versions:
+                missing.append("KEY_VERSIONS")
             if missing:
                 names = ", ".join(f"CHILDLOOKUP_LOCATOR_{name}" for name in missing)
                 raise ValueError(f"production mode needs {names}")

@@ -107,11 +107,18 @@ class Store:
             event.listen(self._sqlite_writer, "connect", _sqlite_pragmas)
         self._agency_ids: dict[str, int] = {}
         self._version_ids: dict[str, int] = {}
+        self.key_versions: frozenset[str] | None = None
+        """The federation's key versions (`Settings.key_versions`); None: any."""
 
     @classmethod
-    def open(cls, url: str, *, schema: str | None = None) -> Store:
-        """A store on `url` (a SQLAlchemy async URL); `schema` for PostgreSQL."""
-        return cls(create_engine(url, schema=schema))
+    def open(
+        cls, url: str, *, schema: str | None = None, key_versions: Iterable[str] = ()
+    ) -> Store:
+        """A store on `url` (a SQLAlchemy async URL); `schema` for PostgreSQL; `key_versions`,
+        the only ones published under and searched (none given: any)."""
+        store = cls(create_engine(url, schema=schema))
+        store.key_versions = frozenset(key_versions) or None
+        return store
 
     async def create(self) -> None:
         """Create the tables that do not exist yet."""
@@ -135,6 +142,11 @@ class Store:
         One transaction does it all - naming a new agency or key version included - because at
         national scale most publications are an agency's first and small, and the fixed cost of
         each statement and connection (each a round trip to SQLite's thread) is what counts."""
+        if self.key_versions is not None and request.key_version not in self.key_versions:
+            raise StoreRefusal(
+                f"Key version {request.key_version!r} is not one of this federation's: publish"
+                " under the versions in your pseudonym key file, as the operators issued them."
+            )
         publish, withdraw = _raw(request.publish), _raw(request.withdraw)
         digest = _digest(request)
 
@@ -268,16 +280,20 @@ class Store:
         """The agencies holding each of `refs`, in one indexed query, and the question audited
         (by counts only) in the same transaction: no answer leaves unaudited.
 
-        Raises StoreRefusal when none of `refs` is under a key version searched here - one never
-        published under, or retired (its holdings deleted): an empty answer would say that nobody
+        Raises StoreRefusal when none of `refs` is under a key version searched here - one not
+        of the federation's `key_versions`, never published under, or retired (its holdings
+        deleted): an empty answer would say that nobody
         holds the child when nobody was looked for, and the gateway would call its lookup
         complete. A gateway holding an old version beside the current one (a rotation under way)
         is answered from the current one."""
         holders: dict[PseudonymRef, list[str]] = {}
         async with self._writing() as conn:
+            asked_versions = {ref.key_version for ref in refs}
+            if self.key_versions is not None:
+                asked_versions &= self.key_versions
             searched = await conn.execute(
                 select(key_versions.c.version, key_versions.c.id).where(
-                    key_versions.c.version.in_({ref.key_version for ref in refs}),
+                    key_versions.c.version.in_(asked_versions),
                     key_versions.c.retired_at.is_(None),
                 )
             )

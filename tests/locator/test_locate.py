@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from connectors.locator import LocateResponse, pseudonym
+from connectors.locator import LocateResponse, PublishError, new_pseudonym_key, pseudonym
 from connectors.protocol import Identifiers
 from connectors.serving import BackgroundServer
 from connectors.trust import JWKS_PATH, SIGNATURE_HEADER, PublishedKeys, TrustError, verify_answer
@@ -198,3 +198,31 @@ async def _locate_at(
         url, locator.settings, locator.agency_keys, locator.gateway_key, locator.recording
     )
     return await served.locate(client, refs)
+
+
+async def test_only_the_federations_key_versions_are_published_under_and_searched(
+    locator: RunningLocator,
+):
+    """Unlisted, any agency could make a version up - one empty batch - and a gateway whose key
+    file named it (stale, or a mistake) was answered "nobody holds" rather than refused."""
+    key = locator.pseudonym_keys[0]
+    made_up = new_pseudonym_key("2099-01")
+    listed = locator.settings.model_copy(update={"key_versions": [key.version]})
+    async with httpx.AsyncClient() as client:
+        with BackgroundServer(app_from_settings(listed)) as served:
+            at = RunningLocator(
+                served.url,
+                listed,
+                locator.agency_keys,
+                locator.gateway_key,
+                locator.recording,
+                locator.pseudonym_keys,
+            )
+            await at.publisher(LA, client).sync([CHILD])
+            with pytest.raises(PublishError, match="not one of this federation's"):
+                await at.publisher(GP, client, keys=[made_up]).sync([CHILD])
+            asked = pseudonym(made_up, "nhs_number", CHILD.nhs_number or "")
+            refused = await at.locate(client, [(made_up.version, asked)])
+
+    assert refused.status_code == 400
+    assert "key version" in refused.json()["error"]["message"]
