@@ -113,6 +113,36 @@ def _retire_key(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _remove(settings: Settings, agency: str) -> int:
+    store = _store(settings)
+    try:
+        await store.create()
+        return await store.remove_agency(agency)
+    finally:
+        await store.close()
+
+
+def _remove_agency(args: argparse.Namespace) -> int:
+    """Delete what an agency taken out of the agencies file published (its key compromised, say):
+    locates no longer name it, but its holdings stay until removed, and keep `retire-key`
+    refusing for it."""
+    from locator.settings import load_agencies
+    from locator.store import StoreRefusal
+
+    settings = _settings()
+    registered = () if settings.agencies_file is None else load_agencies(settings.agencies_file)
+    if any(agency.name == args.agency for agency in registered):
+        raise ValueError(
+            f"{args.agency} is in the agencies file: take it out first, or it may publish again"
+        )
+    try:
+        removed = asyncio.run(_remove(settings, args.agency))
+    except StoreRefusal as refusal:
+        raise ValueError(str(refusal)) from None
+    print(f"removed {args.agency}: {removed} holdings deleted")
+    return 0
+
+
 def _keygen(args: argparse.Namespace) -> int:
     from connectors.locator import load_pseudonym_keys, new_pseudonym_key, write_pseudonym_keys
 
@@ -150,14 +180,21 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     retire = commands.add_parser(
         "retire-key",
-        help="delete an old key version's holdings and refuse its publications, once another"
-        " version covers as many agencies",
+        help="delete an old key version's holdings and refuse its publications, once every"
+        " agency holding under it holds under another live version",
     )
     retire.add_argument("version", help="the key version to retire, e.g. 2026-05")
     retire.add_argument(
-        "--force", action="store_true", help="retire even if no other version covers as much"
+        "--force", action="store_true", help="retire even if an agency holds under it alone"
     )
     retire.set_defaults(run=_retire_key)
+
+    remove = commands.add_parser(
+        "remove-agency",
+        help="delete what an agency taken out of the agencies file published",
+    )
+    remove.add_argument("agency", help="the agency's name, as it published")
+    remove.set_defaults(run=_remove_agency)
 
     keygen = commands.add_parser(
         "keygen", help="make a pseudonym key file for connectors and gateways (never the locator)"

@@ -413,6 +413,17 @@ class Store:
         async with self._engine.connect() as conn:
             return list((await conn.scalars(query)).all())
 
+    async def remove_agency(self, name: str) -> int:
+        """Delete every holding `name` published, under every key version; the number deleted.
+        For an agency taken out of the agencies file: it can no longer withdraw them itself.
+        Raises StoreRefusal for an agency that never published here."""
+        agency_id = await self._find(agencies, "name", name)
+        if agency_id is None:
+            raise StoreRefusal(f"No agency {name!r} has published here.")
+        async with self._writing() as conn:
+            removed = await conn.execute(delete(holdings).where(holdings.c.agency_id == agency_id))
+        return removed.rowcount
+
     async def retire(self, version: str) -> int:
         """Retire `version`: refuse its publications from now on and delete its holdings, agency
         by agency so no one transaction holds the store long. Returns the holdings deleted;

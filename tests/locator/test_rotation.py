@@ -54,6 +54,7 @@ def _truth() -> dict[str, set[str]]:
 async def _cli(locator: RunningLocator, monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
     settings = locator.settings
     monkeypatch.setenv("CHILDLOOKUP_LOCATOR_STATE_DIR", str(settings.state_dir))
+    monkeypatch.setenv("CHILDLOOKUP_LOCATOR_AGENCIES_FILE", str(settings.agencies_file))
     monkeypatch.setenv("CHILDLOOKUP_LOCATOR_DATABASE_URL", settings.database_url or "")
     if settings.database_schema:
         monkeypatch.setenv("CHILDLOOKUP_LOCATOR_DATABASE_SCHEMA", settings.database_schema)
@@ -132,3 +133,30 @@ async def test_an_agency_under_the_old_key_alone_keeps_it_from_retiring_whoever_
     assert refused == 2
     assert gp in said
     assert found[CHILDREN[1].nhs_number or ""] >= {gp}  # still found under the old key
+
+
+async def test_an_agency_taken_out_of_the_agencies_file_has_its_holdings_removed(
+    locator: RunningLocator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
+    """It can no longer withdraw them itself, and they kept `retire-key` refusing for it."""
+    old = locator.pseudonym_keys[0]
+    la, gp, _ = AGENCIES
+    async with httpx.AsyncClient() as client:
+        await locator.publisher(la, client, keys=[old]).sync(HOLDS[la])
+        await locator.publisher(gp, client, keys=[old]).sync(HOLDS[gp])
+    still_listed = await _cli(locator, monkeypatch, "remove-agency", gp)
+    agencies_file = locator.settings.agencies_file
+    assert agencies_file is not None
+    listed = json.loads(agencies_file.read_text())
+    listed["agencies"] = [a for a in listed["agencies"] if a["name"] != gp]
+    agencies_file.write_text(json.dumps(listed))
+    capsys.readouterr()
+    removed = await _cli(locator, monkeypatch, "remove-agency", gp)
+    said = capsys.readouterr().out
+    assert await _cli(locator, monkeypatch, "status", "--json") == 0
+    status = json.loads(capsys.readouterr().out)
+
+    assert still_listed == 2
+    assert removed == 0
+    assert f"removed {gp}: {len(HOLDS[gp])} holdings deleted" in said
+    assert status["versions"][0]["agencies"] == 1
