@@ -199,6 +199,7 @@ def _page_config(
         "demoUsers": [_user(i) for i in range(len(DEMO_USERS))] if demo else [],
         "oidc": None if demo else _oidc_config(settings, endpoints),
         "idleTimeoutS": settings.portal_idle_timeout_s,
+        "tokenMaxLifetimeS": settings.token_max_lifetime_s,
         "auditorRoles": list(settings.auditor_roles),
         "purposes": _purposes(settings),
     }

@@ -18,6 +18,7 @@ AT_LOAD = "window.atLoad = {href: location.href, length: history.length};"
 NOT_COMPLETED = "#notice:has-text('The sign-in could not be completed. Sign in again.')"
 EXPIRED = "#notice:has-text('Your sign-in expired')"
 TWELVE_HOURS_S = 12 * 3600
+SIX_HOURS_S = 6 * 3600
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,11 @@ def oidc(browser, tmp_path, sources, production_settings):
 @pytest.fixture
 def oidc_all_day(browser, tmp_path, sources, production_settings):
     """As `oidc`, with the longest inactivity timeout (12 hours), so only the sign-in's own end
-    can sign the practitioner out within a day."""
-    settings = production_settings(tmp_path) | {"portal_idle_timeout_s": TWELVE_HOURS_S}
+    can sign the practitioner out within a day, and tokens accepted for at most 6 hours."""
+    settings = production_settings(tmp_path) | {
+        "portal_idle_timeout_s": TWELVE_HOURS_S,
+        "token_max_lifetime_s": SIX_HOURS_S,
+    }
     with production_portal(tmp_path, sources, settings) as running:
         yield running
 
@@ -190,10 +194,10 @@ def test_no_sign_in_outlasts_the_gateways_maximum_token_lifetime(page, oidc_all_
     page.click("button[value=social_worker]")
     page.wait_for_selector("#signed-in-as:has-text('LA-LEEDS')")
 
-    page.clock.fast_forward((TWELVE_HOURS_S - 120) * 1000)
+    page.clock.fast_forward((SIX_HOURS_S - 120) * 1000)
     assert _signed_in(page), page.inner_text("#notice")
 
-    page.clock.fast_forward(90_000)  # past 12 hours less a minute, before the idle timeout
+    page.clock.fast_forward(90_000)  # past the 6 hours configured less a minute, before idling
 
     page.wait_for_selector(EXPIRED)
     assert page.is_visible("#oidc-sign-in-button")

@@ -223,7 +223,11 @@ async function start() {
   const returned = oidc.takeReturn(); // first: the code and state leave the URL at once
   const [response] = await Promise.all([fetch("config.json", { cache: "no-store" }), loadOperations()]);
   config = await response.json();
-  session.configure({ idleTimeoutS: config.idleTimeoutS, onSignedOut: signedOut });
+  session.configure({
+    idleTimeoutS: config.idleTimeoutS,
+    maxSessionS: config.tokenMaxLifetimeS,
+    onSignedOut: signedOut,
+  });
   markPurposesNeedingJustification();
   showRules();
   showIdentifyGroup();

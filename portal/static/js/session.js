@@ -4,8 +4,9 @@
 // access token's `exp`), and at the latest the gateway's maximum token lifetime.
 
 // The gateway refuses a token valid for longer than its maximum (CHILDLOOKUP_TOKEN_MAX_LIFETIME_S,
-// 12 hours by default), so no session here outlasts that, whatever the token's expiry says.
-const MAX_SESSION_S = 12 * 60 * 60;
+// 12 hours by default; the page's configuration says), so no session here outlasts that,
+// whatever the token's expiry says.
+let maxSessionS = 12 * 60 * 60;
 // setTimeout keeps its delay in a signed 32-bit count of milliseconds (about 24.8 days): a longer
 // one fires at once, or wraps round.
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -16,8 +17,9 @@ let expiryTimer = null;
 let idleMs = 15 * 60 * 1000;
 let onEnd = () => {};
 
-export function configure({ idleTimeoutS, onSignedOut }) {
+export function configure({ idleTimeoutS, maxSessionS: configuredMaxS, onSignedOut }) {
   idleMs = idleTimeoutS * 1000;
+  if (configuredMaxS > 0) maxSessionS = configuredMaxS;
   onEnd = onSignedOut;
   for (const event of ["keydown", "pointerdown", "input"]) {
     document.addEventListener(event, touch, { capture: true, passive: true });
@@ -55,7 +57,7 @@ function start(newToken, newUser, expiresInS) {
   clearTimeout(expiryTimer);
   // Ends a minute before the token does, so no lookup is sent with an expiring token. A lifetime
   // that is not a number ends the session at once rather than never.
-  const lifetimeS = Math.min(expiresInS, MAX_SESSION_S);
+  const lifetimeS = Math.min(expiresInS, maxSessionS);
   const delayMs = Math.min(Math.max(lifetimeS - 60, 1) * 1000, MAX_TIMER_MS);
   expiryTimer = setTimeout(() => end("expired"), delayMs);
   touch();
