@@ -105,6 +105,8 @@ class Store:
                 url, connect_args={"check_same_thread": False}
             )
             event.listen(self._sqlite_writer, "connect", _sqlite_pragmas)
+            event.listen(self._sqlite_writer, "connect", _explicit_transactions)
+            event.listen(self._sqlite_writer, "begin", _begin_immediate)
         self._agency_ids: dict[str, int] = {}
         self._version_ids: dict[str, int] = {}
         self.key_versions: frozenset[str] | None = None
@@ -562,6 +564,19 @@ def _digest(request: PublishRequest) -> bytes:
         [request.key_version, ",".join(sorted(request.publish)), ",".join(sorted(request.withdraw))]
     )
     return hashlib.sha256(content.encode()).digest()
+
+
+def _explicit_transactions(dbapi_connection: Any, connection_record: Any) -> None:
+    """The driver's own BEGIN, deferred to the first write, left out: `_begin_immediate` says."""
+    dbapi_connection.isolation_level = None
+
+
+def _begin_immediate(conn: Connection) -> None:
+    """A publication's transaction takes SQLite's write lock as it begins, before it reads
+    whether its key version is retired: begun deferred, a `retire-key` from another process
+    could commit between that read and the first insert, and the batch be taken under a
+    version already retired."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:

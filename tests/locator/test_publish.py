@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import threading
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -14,6 +19,8 @@ from connectors.locator import (
     pseudonym,
 )
 from connectors.trust import request_authorization
+from locator import store as store_module
+from locator.store import Store, StoreRefusal
 from tests.locator.conftest import AGENCIES, JWKS_AGENCY, LOCATOR_ID, RunningLocator
 
 pytestmark = pytest.mark.anyio
@@ -238,3 +245,54 @@ async def test_a_malformed_pseudonym_is_refused(locator: RunningLocator):
 
     assert answer.status_code == 400
     assert "9434765919" not in answer.text
+
+
+def test_a_publication_racing_a_retirement_on_sqlite_is_not_kept_under_the_retired_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`retire-key` run from another process between a publication's check that its key version
+    is live and its first insert: the batch had been taken (200) under a version already retired,
+    its holdings outliving the retirement. The interleaving is forced where it could fall."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'locator.sqlite3'}"
+    version = "2026-11"
+
+    def retire_elsewhere() -> None:
+        async def retire() -> None:
+            store = Store.open(url)
+            try:
+                await store.retire(version)
+            finally:
+                await store.close()
+
+        asyncio.run(retire())
+
+    retiring = threading.Thread(target=retire_elsewhere)
+    real_chunks = store_module._chunks
+
+    def chunks_after_a_retirement(values):  # type: ignore[no-untyped-def]
+        if not retiring.is_alive() and retiring.ident is None:
+            retiring.start()
+            retiring.join(1.0)  # done by now, unless the publication's lock holds it back
+        return real_chunks(values)
+
+    async def publish_then_list() -> list[str]:
+        store = Store.open(url)
+        try:
+            await store.create()
+            await store.publish(_store_batch("first", ["A" * 43]))
+            monkeypatch.setattr(store_module, "_chunks", chunks_after_a_retirement)
+            with contextlib.suppress(StoreRefusal):
+                await store.publish(_store_batch("late", ["Q" * 43, "g" * 43]))
+            monkeypatch.setattr(store_module, "_chunks", real_chunks)
+            await asyncio.to_thread(retiring.join, 30)
+            return (await store.listed(LA, version, None, 100)).pseudonyms
+        finally:
+            await store.close()
+
+    assert asyncio.run(publish_then_list()) == []
+
+
+def _store_batch(batch_id: str, publish: list[str]) -> PublishRequest:
+    return PublishRequest(
+        agency=LA, batch_id=batch_id, key_version="2026-11", publish=publish, withdraw=[]
+    )
