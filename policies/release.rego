@@ -48,23 +48,30 @@ withheld := [{"record": record.id, "field": field, "reason": reason} |
 # METADATA
 # title: Releasable fields
 # description: >-
-#   The fields the caller may see for this purpose, less location fields while shielding or
-#   restriction applies: exactly the fields with no reason to withhold them (a test checks the
+#   The fields the caller may see for this purpose, less every field but identity while shielding
+#   or restriction applies: exactly the fields with no reason to withhold them (a test checks the
 #   two agree).
 releasable_fields := catalogue.visible_fields - hidden_by_shielding
 
 default hidden_by_shielding := set()
 
-hidden_by_shielding := catalogue.location_fields if shield_reason
+# METADATA
+# title: Fields shielding hides
+# description: >-
+#   A shielded record shows only name, sex, date of birth and ID: every field but identity - the
+#   location fields, and the status indicators and sensitive service details besides (a shielded
+#   child's plan or service is no one's business but those who may lift the shield).
+hidden_by_shielding := catalogue.visible_fields - catalogue.identity_fields if shield_reason
 
 # METADATA
 # title: Reason to withhold a field
 # description: >-
-#   Reasons in order of precedence: a location field while shielding or restriction applies (see
-#   shield reason); sensitive service details the grant does not name; then any field the grant does
-#   not cover (see refusal reason).
+#   Reasons in order of precedence: any field but identity while shielding or restriction applies
+#   (see shield reason) - so a shielded child's sensitive service is not told by its own reason;
+#   sensitive service details the grant does not name; then any field the grant does not cover
+#   (see refusal reason).
 withholding_reason(field) := reason if {
-	field in catalogue.location_fields
+	not field in catalogue.identity_fields
 	reason := shield_reason
 } else := "SENSITIVE_SERVICE" if {
 	field in catalogue.sensitive_fields

@@ -17,6 +17,10 @@ location := {"address", "school", "gp_practice", "carers", "involvements"}
 
 indicators := {"child_protection_plan", "looked_after", "child_in_need", "early_help"}
 
+# A shielded record shows only name, sex, date of birth and ID: every other field is withheld,
+# for the shield's reason.
+beyond_identity := {field | some field in every_field} - identity
+
 every_field := [
 	"nhs_number", "name", "date_of_birth", "sex",
 	"address", "school", "gp_practice", "carers", "involvements",
@@ -120,19 +124,19 @@ test_only_override_grants_lift_shielding if {
 
 test_shielded_childs_location_is_withheld_from_a_social_worker if {
 	decision := release_for("social_worker", "CHILD_PROTECTION_ENQUIRY", shielded_child)
-	withheld_for(decision, "SHIELDED") == location
-	released_fields(decision) == identity | indicators
+	withheld_for(decision, "SHIELDED") == beyond_identity
+	released_fields(decision) == identity
 }
 
 test_restricted_records_location_is_withheld if {
 	decision := release_for("health_visitor", "SAFEGUARDING_ENQUIRY", restricted_child)
-	withheld_for(decision, "RESTRICTED") == location
-	released_fields(decision) == identity | indicators
+	withheld_for(decision, "RESTRICTED") == beyond_identity
+	released_fields(decision) == identity
 }
 
 test_location_is_withheld_when_shielding_could_not_be_checked if {
 	decision := release_for("gp", "DIRECT_CARE", unchecked_child)
-	withheld_for(decision, "SHIELD_STATUS_UNKNOWN") == location
+	withheld_for(decision, "SHIELD_STATUS_UNKNOWN") == beyond_identity
 }
 
 test_granted_location_is_released_for_a_clear_child if {
@@ -142,7 +146,7 @@ test_granted_location_is_released_for_a_clear_child if {
 
 test_missing_flags_count_as_shielded if {
 	decision := release_for("social_worker", "SAFEGUARDING_ENQUIRY", {})
-	withheld_for(decision, "SHIELDED") == location
+	withheld_for(decision, "SHIELDED") == beyond_identity
 }
 
 test_flags_that_are_not_plainly_false_count_as_set if {
@@ -151,7 +155,7 @@ test_flags_that_are_not_plainly_false_count_as_set if {
 		"restricted": "false",
 		"shield_status_known": true,
 	})
-	withheld_for(decision, "RESTRICTED") == location
+	withheld_for(decision, "RESTRICTED") == beyond_identity
 }
 
 # --- sensitive services -------------------------------------------------------------------------
@@ -160,8 +164,17 @@ test_sensitive_service_details_are_withheld_from_everyone_by_default if {
 	count(every_case) > 0
 	every case in every_case {
 		decision := release_for(case[0], case[1], case[2])
-		reason_for(decision, "sensitive_service_details") == "SENSITIVE_SERVICE"
+		reason_for(decision, "sensitive_service_details") in {
+			"SENSITIVE_SERVICE", "SHIELDED", "RESTRICTED", "SHIELD_STATUS_UNKNOWN",
+		}
 	}
+}
+
+test_a_shielded_childs_sensitive_service_is_withheld_as_shielded_not_told_by_its_own_reason if {
+	shielded := release_for("social_worker", "SAFEGUARDING_ENQUIRY", shielded_child)
+	clear := release_for("social_worker", "SAFEGUARDING_ENQUIRY", clear_child)
+	reason_for(shielded, "sensitive_service_details") == "SHIELDED"
+	reason_for(clear, "sensitive_service_details") == "SENSITIVE_SERVICE"
 }
 
 test_sensitive_service_details_are_released_when_a_grant_names_them if {
