@@ -129,8 +129,10 @@ notifying_fields contains field if data.childlookup.owner_notification.indicator
 # METADATA
 # title: Sources to ask
 # description: >-
-#   Every source that holds at least one requested field beyond identity, and every source with
-#   shielding authority: its flags are needed to apply shielding even when it shows nothing else.
+#   Every source that holds at least one requested field beyond identity, every source holding a
+#   field an obligation needs (the owner of a protection plan is told whoever looks, so it must be
+#   asked whether it holds one), and every source with shielding authority: its flags are needed
+#   to apply shielding even when it shows nothing else.
 sources_to_ask contains source.name if {
 	some source in input.sources
 	is_worth_asking(source)
@@ -141,6 +143,11 @@ fields_to_fetch := requested_fields - catalogue.identity_fields
 is_worth_asking(source) if {
 	some field in source.provides
 	field in fields_to_fetch
+}
+
+is_worth_asking(source) if {
+	some field in source.provides
+	field in obligation_fields
 }
 
 is_worth_asking(source) if source.shield_authority == true

@@ -336,6 +336,18 @@ test_sources_are_listed_in_order_whatever_order_they_are_offered_in if {
 	decision.sources == ["education", "health", "social_care"]
 }
 
+test_a_source_holding_only_a_status_an_owner_must_be_told_of_is_asked if {
+	offered := [
+		{"name": "health", "provides": ["address"], "shield_authority": false},
+		{"name": "cpis", "provides": ["child_protection_plan", "looked_after"], "shield_authority": false},
+	]
+	decision := plan.decision with input.caller as {"role": "health_visitor", "organisation": "X00001"}
+		with input.purpose as "DIRECT_CARE"
+		with input.sources as offered
+	"child_protection_plan" in decision.obligation_fields
+	"cpis" in decision.sources
+}
+
 test_refused_lookup_asks_no_source_not_even_the_shield_authority if {
 	plan_for("school_dsl", "DIRECT_CARE").sources == []
 }
