@@ -34,6 +34,7 @@ from connectors.notifications import (
     AccessedRecord,
     Accessor,
     Notification,
+    NotificationReason,
     NotificationReceipt,
 )
 from connectors.protocol import random_id
@@ -71,7 +72,10 @@ class OwnerNotification:
 def owner_notifications(
     access: Access, audit_id: str, notices: Sequence[OwnerNotice]
 ) -> tuple[OwnerNotification, ...]:
-    """One message per agency told of this lookup, naming only that agency's own records."""
+    """One message per agency told of this lookup, naming only that agency's own records. The
+    practitioner's justification goes only to an agency responsible for the child (`_responsible`):
+    an override's reason is often the very story a shield protects - where the child was taken -
+    and a school or practice told of the override has no need of it."""
     by_source: dict[str, list[OwnerNotice]] = {}
     for notice in notices:
         by_source.setdefault(notice.matched.source, []).append(notice)
@@ -89,7 +93,7 @@ def owner_notifications(
                 organisation=access.organisation,
             ),
             purpose=access.purpose,
-            justification=access.justification,
+            justification=access.justification if _responsible(held) else None,
             records=[
                 AccessedRecord(record_id=n.matched.record.record_id, reasons=list(n.reasons))
                 for n in held
@@ -104,6 +108,16 @@ def owner_notifications(
             )
         )
     return tuple(composed)
+
+
+def _responsible(held: Sequence[OwnerNotice]) -> bool:
+    """Whether the agency holds the child's shield, or a status it is told of for its own sake
+    (a protection plan, a looked-after child): the local authority responsible for the child."""
+    return any(
+        notice.matched.record.flags.shielded
+        or any(reason is not NotificationReason.EMERGENCY_OVERRIDE for reason in notice.reasons)
+        for notice in held
+    )
 
 
 def notification_url(source: SourceConfig) -> str:
