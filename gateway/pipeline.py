@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import replace
 
 from connectors.protocol import FieldId, random_id
 from gateway import logs, metrics, tracing
@@ -141,6 +142,11 @@ class LookupPipeline:
                 both = await self._router.route(lookup, plan, both, early)
             matching, hidden = shield_safe(query, both, plan.shield_authorities, first_round=first)
             release = await decide(lookup, plan, matching)
+            if hidden and both.matched:
+                # The caller is told nobody was found, but a child was reached: its owners are
+                # told of the search as of any lookup, and the audit keeps its flags as they are.
+                reached = await decide(lookup, plan, both)
+                release = replace(release, flags=reached.flags, notify=reached.notify)
             child = merge(release.records, self._authority, plan.kinds)
         except PolicyError as exc:
             await self._audit.failure(lookup, "ERROR", ErrorCode.POLICY_UNAVAILABLE.value)

@@ -548,3 +548,64 @@ def test_a_dead_letter_is_listed_shown_and_once_resent_delivered_by_the_running_
     assert resent == [{"message_id": dead.message_id}]
     assert (delivered.message_id, delivered.payload) == (dead.message_id, None)
     assert [n.message_id for n in kept_for(sink, audit_id)] == [dead.message_id]
+
+
+def test_a_search_hidden_for_shielding_still_tells_the_authority_of_a_child_on_a_plan(
+    tmp_path, gateway_key
+):
+    """The caller hears nobody was found (shield-safe search), but the child was reached: the
+    authority holding the plan is told as for any lookup, and the audit keeps the child shielded,
+    where it had said not shielded and told no one."""
+    shielded_on_plan = synthetic_nhs(41)
+    records = {
+        "health": [health_record(shielded_on_plan, record_id="H-SP")],
+        "education": [],
+        "social_care": [
+            social_care_record(
+                shielded_on_plan,
+                record_id="LA-SP-1",
+                indicators=Indicators(child_protection_plan=True),
+                flags=RecordFlags(shielded=True),
+            )
+        ],
+    }
+    sinks = {name: NotificationLog() for name in records}
+    search = """query($d: DemographicsInput!) {
+      child(identify: {demographics: $d}, purpose: SAFEGUARDING_ENQUIRY) { outcome auditId } }"""
+    known = {
+        "givenName": "Amelia",
+        "familyName": "Hart",
+        "dateOfBirth": "2019-03-04",
+        "postcode": "LS6 2AB",
+    }
+    with contextlib.ExitStack() as stack:
+        sources = [
+            reference_source(
+                name,
+                stack.enter_context(
+                    BackgroundServer(
+                        agency_app(
+                            name,
+                            write_records(tmp_path / f"{name}.jsonl", held),
+                            gateway_key,
+                            sinks[name],
+                        )
+                    )
+                ).url,
+            )
+            for name, held in records.items()
+        ]
+        gw = stack.enter_context(
+            running_gateway(tmp_path, sources, request_signing_key_file=gateway_key, **FAST)
+        )
+        answer = gw.post({"query": search, "variables": {"d": known}}, gw.token("social_worker"))
+        child = answer.json()["data"]["child"]
+        told = eventually(lambda: kept_for(sinks["social_care"], child["auditId"]))
+        audited = gw.audited(child["auditId"])
+
+    assert child["outcome"] == "NOT_FOUND"
+    assert told[0].records == [
+        AccessedRecord(record_id="LA-SP-1", reasons=[NotificationReason.CHILD_PROTECTION_PLAN])
+    ]
+    assert audited["outcome"] == "HIDDEN"
+    assert audited["child_flags"]["shielded"] is True
