@@ -32,6 +32,7 @@ from dataclasses import replace
 
 from gateway import tracing
 from gateway.match import MatchResult
+from gateway.plan import LOCATOR_SOURCE
 from gateway.types import IdentifiedBy, LookupQuery, SourceStatus
 
 
@@ -42,14 +43,24 @@ def shield_safe(
     shield_authorities: Collection[str],
     *,
     first_round: MatchResult | None = None,
+    before_routing: bool = False,
 ) -> tuple[MatchResult, bool]:
     """The match result the caller may learn of, and whether anything was hidden (for the audit).
     `first_round` is the match before a second round, if there was one: a hidden search is
-    answered as that round found nothing."""
+    answered as that round found nothing.
+
+    Where a locator is a shield authority (national routing: the authorities that may shield a
+    child are asked only when it or a route names them), a search the locator was never asked
+    about - one that linked no one, and only came near someone (possible matches) - cannot know
+    the shield status either: its near misses would show where a shielded child lives (a count
+    of possible records at the right postcode only). Unless `before_routing`, when the routing
+    stage asks whether to go on, before the locator could have been asked."""
     if query.identified_by is not IdentifiedBy.DEMOGRAPHICS:
         return matching, False
     found_anything = bool(matching.matched or matching.possible or matching.ambiguous)
     shield_known = all(a.answered for a in matching.answers if a.source in shield_authorities)
+    if LOCATOR_SOURCE in shield_authorities and not before_routing:
+        shield_known = shield_known and any(a.source == LOCATOR_SOURCE for a in matching.answers)
     if not found_anything or (shield_known and not matching.flagged):
         return matching, False
     shown = matching if first_round is None else first_round

@@ -532,6 +532,37 @@ def test_a_search_finding_a_child_by_no_confirmed_identifier_is_hidden_as_shield
     assert not [body for path, body in locator.requests if path == LOCATE_PATH]
 
 
+NEAR_MISS = """
+query($d: DemographicsInput!) {
+  child(identify: {demographics: $d}, purpose: SAFEGUARDING_ENQUIRY) {
+    outcome sources { source recordsPossible }
+  }
+}
+"""
+
+
+def test_a_national_search_that_only_came_near_a_child_shows_no_possible_records(tmp_path):
+    """Linking no one, the search never reaches the locator, nor the authorities that may shield
+    the child: a count of possible records, at the right postcode only, would show where a
+    shielded child lives. It is answered as a search that found nobody."""
+    near = {
+        "givenName": "Amelia",
+        "familyName": "Harte",
+        "dateOfBirth": "2018-03-04",
+        "postcode": "LS6 2AB",
+    }
+    with national(tmp_path) as (gateway, _):
+        answer = gateway.post(
+            {"query": NEAR_MISS, "variables": {"d": near}}, gateway.token("social_worker")
+        ).json()["data"]["child"]
+
+    assert answer["outcome"] == "NOT_FOUND"
+    assert {s["source"]: s["recordsPossible"] for s in answer["sources"]} == {
+        "health": 0,
+        "education": 0,
+    }
+
+
 class _AnsweringAnotherQuestion:
     """The locator, its located answers rewritten to name holders under a key version nobody
     asked about, and signed again with its own key: a locator answering some other question."""
