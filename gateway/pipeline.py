@@ -26,6 +26,7 @@ from dataclasses import replace
 
 from connectors.protocol import FieldId, random_id
 from gateway import logs, metrics, tracing
+from gateway.agency_names import renamed_release, renamed_result, shown_names
 from gateway.audit import REFUSED, LookupAuditor, Pseudonymiser
 from gateway.capacity import Capacity
 from gateway.config import Asked, SourceConfig
@@ -147,7 +148,8 @@ class LookupPipeline:
                 # told of the search as of any lookup, and the audit keeps its flags as they are.
                 reached = await decide(lookup, plan, both)
                 release = replace(release, flags=reached.flags, notify=reached.notify)
-            child = merge(release.records, self._authority, plan.kinds)
+            names = shown_names(plan, release, both.answers)
+            child = merge(renamed_release(release, names).records, self._authority, plan.kinds)
         except PolicyError as exc:
             await self._audit.failure(lookup, "ERROR", ErrorCode.POLICY_UNAVAILABLE.value)
             raise GatewayError(
@@ -188,7 +190,7 @@ class LookupPipeline:
         )
         if linked_refs and shows_nhs_number(release):
             await self._limits.link(lookup.caller, lookup.child_ref, linked_refs)
-        return result
+        return renamed_result(result, names)  # audited under the agencies' own names
 
     @tracing.stage("admit")
     async def _admit(self, lookup: LookupContext) -> None:

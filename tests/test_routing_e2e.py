@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
@@ -42,6 +43,7 @@ from connectors.protocol import (
     Indicators,
     Involvement,
     PersonName,
+    RecordFlags,
     School,
 )
 from connectors.serving import BackgroundServer, bind_socket, free_port, socket_url
@@ -298,7 +300,11 @@ def _lookup(stack: Stack, identify: dict[str, Any]) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body = response.json()
     assert "errors" not in body, body
-    return body["data"]["child"]  # type: ignore[no-any-return]
+    child: dict[str, Any] = body["data"]["child"]
+    # Who was asked, as the audit names them: the caller may be shown routed agencies by kind.
+    audited = stack.audited(child["auditId"])["sources"] if child.get("auditId") else []
+    child["_asked"] = {s["source"]: s for s in audited}
+    return child
 
 
 def _sources(child: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -422,23 +428,28 @@ def test_a_down_locator_makes_the_answer_incomplete(tmp_path):
     assert sources["locator"]["failureCode"] == "CONNECTION_FAILED"
     assert child["complete"] is False
     # The routes still lead to the authority of her home, not to the one she left.
-    assert sources["la_e0800001"]["askedBecause"] == ["ROUTED_BY_ADDRESS"]
-    assert "la_e0800002" not in sources
-    # A local authority only the locator knows of may shield her: where she lives is withheld.
+    assert child["_asked"]["la_e0800001"]["asked_because"] == ["ROUTED_BY_ADDRESS"]
+    assert "la_e0800002" not in child["_asked"]
+    # A local authority only the locator knows of may shield her: where she lives is withheld,
+    # and so are the names of the agencies asked because of where she is.
     assert child["child"]["address"] is None
     assert any(w["field"] == "address" for w in child["withheld"])
+    assert "la_e0800001" not in sources
+    assert "social_care" in sources
 
 
 def _located_nowhere_else(child: dict[str, Any]) -> None:
     """The answer of a lookup whose locator was not followed: incomplete, the routes still asked
     (the authority of her home), the authority she left - found only through the locator - not,
     and where she lives withheld (that authority might shield her)."""
-    sources = _sources(child)
+    asked = child["_asked"]
     assert child["complete"] is False
-    assert sources["la_e0800001"]["askedBecause"] == ["ROUTED_BY_ADDRESS"]
-    assert "la_e0800002" not in sources
-    assert "school_100002" not in sources
+    assert asked["la_e0800001"]["asked_because"] == ["ROUTED_BY_ADDRESS"]
+    assert "la_e0800002" not in asked
+    assert "school_100002" not in asked
     assert child["child"]["address"] is None
+    # Where she lives withheld, the agencies asked because of it are shown by kind alone.
+    assert not {"la_e0800001", "gp_y00001", "school_100001"} & set(_sources(child))
 
 
 def test_a_locator_naming_more_agencies_than_a_lookup_follows_is_not_followed(tmp_path):
@@ -530,6 +541,62 @@ def test_a_search_finding_a_child_by_no_confirmed_identifier_is_hidden_as_shield
     assert child["outcome"] == "NOT_FOUND"
     assert child["child"] is None
     assert not [body for path, body in locator.requests if path == LOCATE_PATH]
+
+
+NAMED = """
+query($nhs: String!) {
+  child(identify: {nhsNumber: $nhs}, purpose: SAFEGUARDING_ENQUIRY) {
+    outcome auditId
+    child { address { postcode } name { provenance { source } } }
+    sources { source } records { source } withheld { source }
+  }
+}
+"""
+
+
+def test_a_shielded_childs_practice_school_and_authority_are_named_nowhere_in_the_answer(
+    tmp_path, monkeypatch
+):
+    """Her location withheld, the agencies asked because of where she is - her practice, her
+    school, her authority, each named with its code - are shown by kind: their names had said
+    what the withheld fields hide. The audit keeps them."""
+    held = _agencies()
+
+    def shielding() -> list[AgencyHoldings]:
+        return [
+            AgencyHoldings(
+                a.name,
+                a.kind,
+                tuple(
+                    r.model_copy(update={"flags": RecordFlags(shielded=True)})
+                    if a.name == "la_e0800002"
+                    else r
+                    for r in a.records
+                ),
+                a.provides,
+            )
+            for a in held
+        ]
+
+    monkeypatch.setattr(sys.modules[__name__], "_agencies", shielding)
+    with national(tmp_path) as (gateway, _):
+        answer = gateway.post(
+            {"query": NAMED, "variables": {"nhs": AMELIA_NHS}}, gateway.token("social_worker")
+        ).json()["data"]["child"]
+        audited = {s["source"] for s in gateway.audited(answer["auditId"])["sources"]}
+
+    shown = (
+        {s["source"] for s in answer["sources"]}
+        | {r["source"] for r in answer["records"]}
+        | {w["source"] for w in answer["withheld"]}
+        | {answer["child"]["name"]["provenance"]["source"]}
+    )
+    agencies = {a.name for a in held}
+    assert answer["outcome"] == "FOUND"
+    assert answer["child"]["address"] is None
+    assert not shown & agencies
+    assert {"social_care", "gp_practice", "school"} <= shown
+    assert {"la_e0800002", "gp_y00001", "school_100001"} <= audited
 
 
 NEAR_MISS = """

@@ -1,0 +1,88 @@
+"""Routed agencies shown by their kind while the caller does not see where the child is.
+
+In national routing an agency is asked because of where the child is: the practice they are
+registered with, the school on roll, the authority of their home, or one the locator names
+(gateway.routing). Its name - which carries an ODS code, a school's URN or an authority's code -
+says that as plainly as the field it holds would. So unless the caller may see the child's
+address, school and GP practice and none was withheld, each agency asked only when routed is
+shown by its kind
+(`gp_practice`, `school`, `social_care`): in the sources, the records, the withheld fields and
+the provenance of what is released. A shielded child's practice, school and authority are then
+named nowhere in the answer. The audit keeps the agencies' names: this is the caller's view only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+
+from connectors.protocol import FieldId
+from gateway.types import (
+    Ambiguity,
+    LookupResult,
+    Plan,
+    Release,
+    SourceAnswer,
+)
+
+WHERE: frozenset[FieldId] = frozenset({FieldId.ADDRESS, FieldId.SCHOOL, FieldId.GP_PRACTICE})
+"""What a caller must see of the child for routed agencies' names to tell them nothing more."""
+
+
+def shown_names(plan: Plan, release: Release, answers: Sequence[SourceAnswer]) -> dict[str, str]:
+    """Per routed agency asked, the name the caller is shown: its kind, unless the caller may see
+    where the child is (`WHERE` granted) and none of it was withheld; empty when nothing is
+    renamed."""
+    withheld = {w.field for w in release.withheld}
+    if plan.fields >= WHERE and not WHERE & withheld:
+        return {}
+    return {
+        answer.source: plan.planned_as(answer.source)
+        for answer in answers
+        if plan.planned_as(answer.source) != answer.source
+    }
+
+
+def renamed_release(release: Release, names: Mapping[str, str]) -> Release:
+    """`release` with its records' sources as the caller is shown them (for the merge, whose
+    provenance names them)."""
+    if not names:
+        return release
+    records = tuple(
+        replace(r, matched=replace(r.matched, source=names.get(r.matched.source, r.matched.source)))
+        for r in release.records
+    )
+    return replace(release, records=records)
+
+
+def renamed_result(result: LookupResult, names: Mapping[str, str]) -> LookupResult:
+    """`result` with every agency as the caller is shown it."""
+    if not names:
+        return result
+
+    def shown(source: str) -> str:
+        return names.get(source, source)
+
+    def counts(by_source: Mapping[str, int] | None) -> dict[str, int] | None:
+        if by_source is None:
+            return None
+        total: dict[str, int] = {}
+        for source, count in by_source.items():
+            total[shown(source)] = total.get(shown(source), 0) + count
+        return total
+
+    ambiguity = result.ambiguity
+    return replace(
+        result,
+        answers=tuple(replace(a, source=shown(a.source)) for a in result.answers),
+        matched=tuple(replace(m, source=shown(m.source)) for m in result.matched),
+        unmatched=counts(result.unmatched),
+        possible=counts(result.possible),
+        withheld=tuple(replace(w, source=shown(w.source)) for w in result.withheld),
+        ambiguity=None
+        if ambiguity is None
+        else Ambiguity(
+            ambiguity.reason,
+            tuple(replace(r, source=shown(r.source)) for r in ambiguity.records),
+        ),
+    )
