@@ -43,7 +43,7 @@ from gateway.auth import ClaimNames, JwksKeys, StaticKey, TokenVerifier
 from gateway.breakers import Breakers
 from gateway.cache import AnswerCache
 from gateway.capacity import Capacity
-from gateway.config import Settings, SourceConfig, WitnessConfig
+from gateway.config import Settings, SourceConfig, WitnessConfig, registers
 from gateway.document_registry import DocumentRegistry, load_registry
 from gateway.fanout import FanOut
 from gateway.limits import AccessLimits, InProcessLimits, LimitSettings
@@ -184,7 +184,7 @@ def router(components: Components, transport: ConnectorTransport, fanout: FanOut
         fanout,
         components.linkage,
         locator_agencies_max=settings.locator_agencies_max,
-        registers=[s.name for s in components.sources if s.holds_every_child],
+        registers=registers(components.sources),
     )
 
 

@@ -9,7 +9,7 @@ to happen.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Final
@@ -106,6 +106,13 @@ class SourceConfig(AnswerKeys):
     @property
     def policy_name(self) -> str:
         return self.kind or self.name
+
+
+def registers(sources: Iterable[SourceConfig]) -> frozenset[str]:
+    """The sources holding every child (`holds_every_child`): matching waits for them before a
+    differing given name is read as the same child, and their records linked by demographics
+    vouch for the identifiers they carry (gateway.match, gateway.second_round)."""
+    return frozenset(s.name for s in sources if s.holds_every_child)
 
 
 class WitnessConfig(AnswerKeys):

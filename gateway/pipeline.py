@@ -29,7 +29,7 @@ from gateway import logs, metrics, tracing
 from gateway.agency_names import renamed_release, renamed_result, shown_names
 from gateway.audit import REFUSED, LookupAuditor, Pseudonymiser
 from gateway.capacity import Capacity
-from gateway.config import Asked, SourceConfig
+from gateway.config import Asked, SourceConfig, registers
 from gateway.decide import decide
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
@@ -81,7 +81,7 @@ class LookupPipeline:
         self.sources = tuple(sources)
         self._planning = Planning.of(sources, locator=router is not None and router.locates)
         self._router = router
-        self._registers = frozenset(s.name for s in sources if s.holds_every_child)
+        self._registers = registers(sources)
         self.policy = policy  # replaced whole by a policy reload, never modified in place
         self.linkage = linkage
         self._log = decision_log
