@@ -26,9 +26,11 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from itertools import combinations
+from typing import Final
 
 from connectors.protocol import ConnectorRecord
 from gateway import tracing
+from gateway.identifiers import is_normal, normalise_nhs_number, normalise_upn
 from gateway.linkage import (
     FIELD_LEVELS,
     HOUSEHOLD_FAMILY_LEVELS,
@@ -37,7 +39,6 @@ from gateway.linkage import (
     Level,
     LinkageModel,
     Person,
-    Score,
 )
 from gateway.types import (
     Ambiguity,
@@ -197,7 +198,7 @@ def _scored(
     the house counts within the household (`_weigh_the_house`)."""
     score = model.score(query, person, twins=twins, siblings_ruled_out=siblings_ruled_out)
     reasons = (*score.reasons, TWINS_IN_VIEW) if twins or in_view else score.reasons
-    given = _given_level(score)
+    given = score.level("given")
     return _Candidate(
         source,
         key,
@@ -233,10 +234,6 @@ def _rescored(
         in_view=in_view,
         siblings_ruled_out=siblings_ruled_out,
     )
-
-
-def _given_level(score: Score) -> str:
-    return next(c.level for c in score.comparisons if c.field == "given")
 
 
 def _weigh_the_house(
@@ -307,17 +304,23 @@ def _other_twins(candidates: Sequence[_Candidate], model: LinkageModel) -> tuple
         for a, b in combinations(group, 2):
             if Band.REJECTED in (a.band, b.band) and a.band is b.band:
                 continue
-            if _share_identifier((a, b)):
+            if share_identifier((a.record, b.record)):
                 continue
-            levels = {c.field: c.level for c in model.score(a.person, b.person).comparisons}
-            if (
-                levels["given"] in TWIN_LEVELS
-                and levels["family"] in HOUSEHOLD_FAMILY_LEVELS
-                and levels["date_of_birth"] == Level.EXACT
-                and levels["postcode"] in _TWIN_POSTCODE
-            ):
+            if look_like_twins(a.person, b.person, model):
                 twins.update((c.key, c) for c in (a, b) if c.given in TWIN_LEVELS)
     return tuple(twins.values())
+
+
+def look_like_twins(a: Person, b: Person, model: LinkageModel) -> bool:
+    """Whether two records read as twins: one family, one birthday, one address, and given names
+    that are not one name."""
+    levels = {c.field: c.level for c in model.score(a, b).comparisons}
+    return (
+        levels["given"] in TWIN_LEVELS
+        and levels["family"] in HOUSEHOLD_FAMILY_LEVELS
+        and levels["date_of_birth"] == Level.EXACT
+        and levels["postcode"] in _TWIN_POSTCODE
+    )
 
 
 def _may_be_another_twin(
@@ -339,7 +342,7 @@ def _may_be_another_twin(
         sexes = (candidate.person.sex, twin.person.sex)
         if None not in sexes and sexes[0] != sexes[1]:
             continue
-        level = _given_level(model.score(candidate.person, twin.person))
+        level = model.score(candidate.person, twin.person).level("given")
         if _GIVEN_RANK.get(Level(level), 0) <= asked:
             return True
     return False
@@ -395,7 +398,7 @@ def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> AmbiguityRe
         by_source[c.source].append(c)
     for same_source in by_source.values():
         # Two records in one source are one child only if an identifier says so (a duplicate).
-        if len(same_source) > 1 and not _share_identifier(same_source):
+        if len(same_source) > 1 and not share_identifier([c.record for c in same_source]):
             return AmbiguityReason.SEVERAL_IN_ONE_SOURCE
     # Every other linked record must be compatible with the strongest one. Copies are compared
     # with that anchor, not with each other: "Bella" and "Izzy" are both Isabella, but not each
@@ -408,7 +411,7 @@ def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> AmbiguityRe
     anchor = max(scored, key=lambda c: c.weight)
     disagree = any(
         c.source != anchor.source
-        and not _share_identifier((anchor, c))
+        and not share_identifier((anchor.record, c.record))
         and model.score(anchor.person, c.person, twins=c.twins or c.given not in TWIN_LEVELS).band
         is Band.REJECTED
         for c in scored
@@ -416,18 +419,27 @@ def _ambiguous(linked: Sequence[_Candidate], model: LinkageModel) -> AmbiguityRe
     return AmbiguityReason.RECORDS_DISAGREE if disagree else None
 
 
-def _share_identifier(candidates: Sequence[_Candidate]) -> bool:
-    common = set(_identifiers(candidates[0].record))
-    for c in candidates[1:]:
-        common &= set(_identifiers(c.record))
+def share_identifier(records: Sequence[ConnectorRecord]) -> bool:
+    """Whether the records all carry one identifier (a valid one): one child recorded more than
+    once, rather than several children."""
+    common = set(_identifiers(records[0]))
+    for record in records[1:]:
+        common &= set(_identifiers(record))
     return bool(common)
 
 
 def _identifiers(record: ConnectorRecord) -> Iterator[tuple[str, str]]:
-    for kind in _IDENTIFIER_KINDS:
+    """The record's identifiers that are ones (`is_normal`): a mistyped or made-up number - a
+    placeholder two records happen to share - says nothing about whether they are one child, so
+    it neither links them, nor makes twins one child recorded twice, nor two records in one
+    source a duplicate."""
+    for kind, normalise in _NORMALISE.items():
         value = getattr(record.identifiers, kind)
-        if value is not None:
+        if value is not None and is_normal(normalise, value):
             yield kind, value
+
+
+_NORMALISE: Final = {"nhs_number": normalise_nhs_number, "upn": normalise_upn}
 
 
 def _matched(c: _Candidate) -> MatchedRecord:

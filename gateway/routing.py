@@ -285,7 +285,10 @@ class Router:
         for kind, answers in zip(groups, rounds, strict=True):
             because = [replace(a, asked_because=_reasons(chosen[a.source])) for a in answers]
             result = combined(
-                lookup.query, result, match_records(queries[kind], because, self._linkage)
+                lookup.query,
+                result,
+                match_records(queries[kind], because, self._linkage),
+                self._linkage,
             )
         metrics.routed_asked((a for a in result.answers if a.source in chosen), plan.planned_as)
         return result

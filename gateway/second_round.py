@@ -37,8 +37,14 @@ from connectors.protocol import ConnectorRecord
 from gateway import tracing
 from gateway.fanout import FanOut
 from gateway.identifiers import is_normal, normalise_nhs_number, normalise_upn
-from gateway.linkage import LinkageModel
-from gateway.match import RECORD_MISMATCH, MatchResult, match_records
+from gateway.linkage import LinkageModel, Person
+from gateway.match import (
+    RECORD_MISMATCH,
+    MatchResult,
+    look_like_twins,
+    match_records,
+    share_identifier,
+)
 from gateway.shield_safe import shield_safe
 from gateway.types import (
     IDENTIFIER_FIELDS,
@@ -192,17 +198,25 @@ async def second_round(
     )
     answers = await fanout.ask(replace(lookup, query=again), replace(plan, sources=sources))
     second = match_records(again, [a for a in answers if a.source in sources], linkage)
-    return combined(query, first, second)
+    return combined(query, first, second, linkage)
 
 
-def combined(query: LookupQuery, first: MatchResult, second: MatchResult) -> MatchResult:
+def combined(
+    query: LookupQuery, first: MatchResult, second: MatchResult, linkage: LinkageModel
+) -> MatchResult:
     """Both rounds as one match result: per source one answer (a source asked only in the second
     round, as the routing stage's agencies are, after the first round's), and the records linked
-    in either. A second-round source whose records contradict an identifier the first round
-    established is FAILED (RECORD_MISMATCH) and keeps no record."""
-    known = _identifiers_known(query, first.matched)
-    born = {m.record.date_of_birth for m in first.matched if m.record.date_of_birth is not None}
-    later = {a.source: _contradicting(a, known, born) for a in second.answers}
+    in either. A second-round source whose records contradict what the first round established
+    is FAILED (RECORD_MISMATCH) and keeps no record (`_contradicting`)."""
+    established = _Established(
+        identifiers=_identifiers_known(query, first.matched),
+        born=frozenset(
+            m.record.date_of_birth for m in first.matched if m.record.date_of_birth is not None
+        ),
+        people=tuple(Person.from_record(m.record) for m in first.matched),
+        linkage=linkage,
+    )
+    later = {a.source: _contradicting(a, established) for a in second.answers}
     mismatched = {s for s, a in later.items() if a.error_code == RECORD_MISMATCH}
     seen = {m.key for m in first.matched}
     added = [m for m in second.matched if m.source not in mismatched and m.key not in seen]
@@ -280,22 +294,39 @@ def _identifiers_known(query: LookupQuery, matched: Sequence[MatchedRecord]) -> 
     return known
 
 
-def _contradicting(
-    answer: SourceAnswer, known: Mapping[str, str], born: Collection[date]
-) -> SourceAnswer:
-    """The answer, or the source FAILED if any record it sent contradicts an identifier known
-    for the child, or a date of birth the first round's records give (`born`): like a record
-    with another NHS number, it shows that a source misbehaved - this one, or the one whose
-    record carried the identifier asked with (another child's NHS number on a school's record
-    would otherwise bring in that child's health record, linked by it)."""
-    for record in answer.records:
-        born_else = born and record.date_of_birth is not None and record.date_of_birth not in born
-        if born_else or any(
-            known.get(field, value) != value for field, value in _identifiers(record)
-        ):
-            return replace(
-                answer, status=SourceStatus.FAILED, records=(), error_code=RECORD_MISMATCH
-            )
+@dataclass(frozen=True)
+class _Established:
+    """What the first round's linked records say of the child, that a later record must not
+    contradict."""
+
+    identifiers: Mapping[str, str]
+    born: Collection[date]
+    people: Sequence[Person]
+    linkage: LinkageModel
+
+    def contradicted_by(self, record: ConnectorRecord) -> bool:
+        """Whether `record` is another child's: it carries another value of an identifier known
+        for the child, or another date of birth, or it reads as the twin of a record the first
+        round linked - a twin shares the birthday and, where another agency's record carried the
+        twin's NHS number, the identifier asked with. (A child adopted and renamed since, under
+        another family name at another address, is no twin: found by NHS number, still linked.)"""
+        known = self.identifiers
+        if any(known.get(field, value) != value for field, value in _identifiers(record)):
+            return True
+        born = record.date_of_birth
+        if self.born and born is not None and born not in self.born:
+            return True
+        person = Person.from_record(record)
+        return any(look_like_twins(person, other, self.linkage) for other in self.people)
+
+
+def _contradicting(answer: SourceAnswer, established: _Established) -> SourceAnswer:
+    """The answer, or the source FAILED if any record it sent contradicts what the first round
+    established: like a record with another NHS number, it shows that a source misbehaved - this
+    one, or the one whose record carried the identifier asked with (another child's NHS number on
+    a school's record would otherwise bring in that child's health record, linked by it)."""
+    if any(established.contradicted_by(record) for record in answer.records):
+        return replace(answer, status=SourceStatus.FAILED, records=(), error_code=RECORD_MISMATCH)
     return answer
 
 
@@ -306,12 +337,7 @@ def _two_children(matched: Sequence[MatchedRecord]) -> Ambiguity | None:
     for m in matched:
         by_source[m.source].append(m)
     for records in by_source.values():
-        if len(records) < 2:
-            continue
-        common = set(_identifiers(records[0].record))
-        for m in records[1:]:
-            common &= set(_identifiers(m.record))
-        if not common:
+        if len(records) > 1 and not share_identifier([m.record for m in records]):
             return Ambiguity.of(
                 AmbiguityReason.SEVERAL_IN_ONE_SOURCE, ((m.source, m.method) for m in matched)
             )

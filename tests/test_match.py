@@ -423,3 +423,35 @@ def test_copies_that_each_fit_the_query_but_not_each_other_are_two_children():
     alexandra = school_record(nhs=None, name=PersonName(given="Alexandra", family="Hart"))
     result = match_records(alex, [_answer("health", alexander), _answer("education", alexandra)])
     assert result.ambiguous
+
+
+PLACEHOLDER_NHS = "1234567890"
+"""A made-up number, as a record may carry one: it fails the modulus-11 check."""
+
+
+def test_a_sibling_sharing_a_placeholder_nhs_number_is_not_linked_to_the_child():
+    amelia = health_record(nhs=PLACEHOLDER_NHS)
+    # Her younger sister at the school: another child, another birthday, the same made-up number.
+    sister = school_record(
+        nhs=PLACEHOLDER_NHS,
+        record_id="E5",
+        name=PersonName(given="Rose", family="Hart"),
+        date_of_birth=date(2021, 8, 30),
+    )
+
+    result = match_records(
+        BY_DEMOGRAPHICS, [_answer("health", amelia), _answer("education", sister)]
+    )
+
+    assert [m.key for m in result.matched] == ["health:H1"]
+
+
+def test_twins_sharing_a_placeholder_nhs_number_in_one_source_are_two_children():
+    amelia = health_record(nhs=PLACEHOLDER_NHS)
+    rose = health_record(
+        nhs=PLACEHOLDER_NHS, record_id="H9", name=PersonName(given="Rose", family="Hart")
+    )
+
+    result = match_records(BY_DEMOGRAPHICS, [_answer("health", amelia, rose)])
+
+    assert "health:H9" not in [m.key for m in result.matched]

@@ -33,6 +33,7 @@ from tests.factories import (
     health_record,
     school_record,
     social_care_record,
+    synthetic_nhs,
 )
 from tests.stack import Stack, running_gateway, serving, write_records
 
@@ -370,3 +371,24 @@ def test_a_second_round_the_deadline_leaves_no_time_for_is_timed_out_and_incompl
         "social_care": ("ANSWERED", ["UPN", "NHS_NUMBER"]),
     }
     assert _records(lookup) == {("education", "UPN"), ("social_care", "NHS_NUMBER")}
+
+
+def test_a_school_record_carrying_the_twins_nhs_number_does_not_bring_in_the_twin(tmp_path):
+    # The school's record is Amelia's (her UPN, her name) but carries her twin Rose's NHS number.
+    rose_nhs = synthetic_nhs(4)
+    amelia_at_school = school_record(
+        name=PersonName(given="Amelia", family="Hart"),
+        identifiers=Identifiers(nhs_number=rose_nhs, upn=UPN),
+    )
+    # Health holds Rose: same family, birthday and home - a date of birth cannot tell them apart.
+    rose = health_record(rose_nhs, record_id="H-ROSE", name=PersonName(given="Rose", family="Hart"))
+    agencies = _agencies(
+        tmp_path, {"health": [rose], "education": [amelia_at_school], "social_care": []}
+    )
+    with _stack(tmp_path, agencies) as stack:
+        lookup = _lookup(stack, upn=UPN)
+
+    assert _records(lookup) == {("education", "UPN")}
+    assert _sources(lookup)["health"] == ("FAILED", ["UPN", "NHS_NUMBER"])
+    assert lookup["complete"] is False
+    assert "Hana Visitor" not in str(lookup)

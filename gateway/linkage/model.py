@@ -72,6 +72,10 @@ class Score:
     band: Band
     comparisons: tuple[Comparison, ...]
 
+    def level(self, field: str) -> str:
+        """How the pair compared on one field ("given", "family", ...): its level."""
+        return next(c.level for c in self.comparisons if c.field == field)
+
     @property
     def reasons(self) -> tuple[str, ...]:
         """Why the pair scored as it did, e.g. ("given:NICKNAME", "family:EXACT", ...): levels
