@@ -156,6 +156,7 @@ def test_the_local_authority_is_told_when_a_child_on_a_plan_is_looked_up(
             "source": "social_care",
             "reasons": ["CHILD_PROTECTION_PLAN"],
             "message_id": notice.message_id,
+            "told_why": True,
         }
     ]
     (entry,) = eventually(

@@ -85,14 +85,13 @@ class OwnerHistory:
 
 def owner_access(record: dict[str, Any], sources: Sequence[str]) -> OwnerAccess:
     """One audit record as its owner sees it: who, when, why, with what outcome, and why `sources`
-    were told; never what was released or withheld, nor how records were matched."""
-    reasons = {
-        NotificationReason(reason)
-        for notice in record.get("notified", [])
-        if notice["source"] in sources
-        for reason in notice["reasons"]
-    }
+    were told; never what was released or withheld, nor how records were matched, and the
+    practitioner's justification only if a notification to `sources` carried it."""
+    notices = [n for n in record.get("notified", []) if n["source"] in sources]
+    reasons = {NotificationReason(reason) for notice in notices for reason in notice["reasons"]}
     access = record["access"]
+    if not any(_told_why(notice) for notice in notices):
+        access = access | {"justification": None}
     return OwnerAccess(
         audit_id=record["audit_id"],
         access=Access(**access | {"at": datetime.fromisoformat(access["at"])}),
@@ -100,6 +99,17 @@ def owner_access(record: dict[str, Any], sources: Sequence[str]) -> OwnerAccess:
         override=bool(record.get("flagged_for_investigation")),
         reasons=tuple(sorted(reasons)),
     )
+
+
+def _told_why(notice: dict[str, Any]) -> bool:
+    """Whether a notification carried the justification. A record written before notices said
+    so is read by the rule that was then applied (gateway.audit.notify._responsible) as far as
+    the record shows it: any reason but a break-glass override - a shield it held is not in the
+    record, so an override of a shielded child is read as not told, never the other way."""
+    told = notice.get("told_why")
+    if told is None:
+        return any(reason != NotificationReason.EMERGENCY_OVERRIDE for reason in notice["reasons"])
+    return bool(told)
 
 
 class AccessHistory:

@@ -82,6 +82,7 @@ def owner_notifications(
     now = time.time()
     composed = []
     for source, held in by_source.items():
+        told_why = _responsible(held)
         notification = Notification(
             message_id=random_id(),
             audit_id=audit_id,
@@ -93,7 +94,7 @@ def owner_notifications(
                 organisation=access.organisation,
             ),
             purpose=access.purpose,
-            justification=access.justification if _responsible(held) else None,
+            justification=access.justification if told_why else None,
             records=[
                 AccessedRecord(record_id=n.matched.record.record_id, reasons=list(n.reasons))
                 for n in held
@@ -104,7 +105,7 @@ def owner_notifications(
         composed.append(
             OwnerNotification(
                 OutboxMessage(notification.message_id, source, audit_id, payload, created_at=now),
-                AuditNotice(source, reasons, notification.message_id),
+                AuditNotice(source, reasons, notification.message_id, told_why),
             )
         )
     return tuple(composed)

@@ -97,6 +97,9 @@ class AuditNotice:
     source: str
     reasons: Sequence[str]
     message_id: str
+    told_why: bool = False
+    """Whether it carried the practitioner's justification (gateway.audit.notify): the owner's
+    access history shows the justification only then, never more than the owner was sent."""
 
 
 @dataclass(frozen=True)
