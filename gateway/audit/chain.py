@@ -208,7 +208,9 @@ def verify_chain(
             if row_hash(prev, columns, [a[1:] for a in written]) != h:
                 problem = "this record, or an alert written with it, was edited or deleted"
                 return _bad(count, seq, audit_id, problem)
-        elif fmt == 1 and first_signed_seq is None:
+        elif fmt == 1 and first_signed_seq is None and start is None:
+            # Format 1 only before the first format-2 record, and never after an archive's
+            # anchor: a signed checkpoint, which only a log of format-2 records has.
             if link_hash(prev, body) != h:
                 return _bad(count, seq, audit_id, "this record was edited after it was written")
         else:
@@ -293,6 +295,18 @@ def verify_chain(
                 f" #{(covered // every + 1) * every}"
             )
             return _bad(count, last_seq, None, problem)
+    if start is None:
+        # Before the move to signed checkpoints, a MAC'd one was written whenever a commit crossed
+        # a multiple of `every` too: format-1 records running past one with none are a log
+        # rewritten in the old, unkeyed format, its checkpoints deleted - not one a gateway wrote.
+        last_legacy = last_seq if first_signed_seq is None else first_signed_seq - 1
+        covered = legacy[-1][0] if legacy else 0
+        if last_legacy // every > covered // every:
+            problem = (
+                f"MAC'd checkpoints after record #{covered} were deleted: one is due by record"
+                f" #{(covered // every + 1) * every}"
+            )
+            return _bad(count, last_legacy, None, problem)
     last = signed_checkpoint(signed[-1]) if signed else None
     return ChainReport(True, count, len(marks), last_checkpoint=last, archived=start)
 
