@@ -130,16 +130,19 @@ def create_app(
         body, media_type = await asyncio.to_thread(metrics.exposition, [revision])
         return Response(body, media_type=media_type, headers={"cache-control": "no-store"})
 
-    view: ASGIApp = GraphQLView(
+    graphql_view = GraphQLView(
         audit_trail=components.audit_trail,
         access_history=components.access_history,
         explorable=settings.explorable,
         justification_max_chars=settings.justification_max_chars,
     )
+    view: ASGIApp = graphql_view
     if components.trusted_documents is not None:
         view = TrustedDocuments(view, components.trusted_documents)
     else:
-        view = AutomaticPersistedQueries(view, persisted_query_store(components))
+        view = AutomaticPersistedQueries(
+            view, persisted_query_store(components), graphql_view.graphql_schema
+        )
     graphql: ASGIApp = NoStore(
         BodyLimit(Authentication(view, components.verifier), settings.max_body_bytes)
     )

@@ -11,9 +11,11 @@ A client sends an operation's SHA-256 instead of its text, in
 - text with hash: the hash must be the text's SHA-256 (else 400 `BAD_REQUEST`, nothing runs); the
   text is stored (gateway.query_store) and runs.
 
-Only an authenticated caller reaches this layer, so only portals' users can fill the store. A text
-holding a string literal runs but is never stored: a child's NHS number or name typed into the
-query would otherwise be kept, where variables (never stored) are the place for them. Switched off
+Only an authenticated caller reaches this layer, so only portals' users can fill the store. Only a
+text that validates against the schema and holds no string literal and no comment is stored (it
+runs either way, or is refused as usual): a child's NHS number or name typed into the query - in
+quotes, without them, or in a comment - would otherwise be kept, where variables (never stored)
+are the place for them. Switched off
 (`CHILDLOOKUP_PERSISTED_QUERIES=false`), a hash alone answers `PERSISTED_QUERY_NOT_SUPPORTED`
 (400), so Apollo Client stops sending hashes.
 """
@@ -25,7 +27,16 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from graphql import BREAK, GraphQLError, StringValueNode, Visitor, parse, visit
+from graphql import (
+    BREAK,
+    GraphQLError,
+    GraphQLSchema,
+    StringValueNode,
+    Visitor,
+    parse,
+    validate,
+    visit,
+)
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -92,9 +103,10 @@ async def read_body(receive: Receive) -> bytes:
 class AutomaticPersistedQueries:
     """ASGI layer in front of the GraphQL view; with `store` None, APQ is switched off."""
 
-    def __init__(self, app: ASGIApp, store: QueryStore | None) -> None:
+    def __init__(self, app: ASGIApp, store: QueryStore | None, schema: GraphQLSchema) -> None:
         self._app = app
         self._store = store
+        self._schema = schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
@@ -137,7 +149,7 @@ class AutomaticPersistedQueries:
         if document_id(request.query) != key:
             message = "The persisted query's hash is not the SHA-256 of the query sent with it."
             return error_response(400, ErrorCode.BAD_REQUEST, message)
-        if storable(request.query):
+        if storable(request.query, self._schema):
             await self._store.put(key, request.query)
         return request.running(request.query)
 
@@ -150,13 +162,17 @@ class _StringLiteral(Visitor):
         return BREAK
 
 
-def storable(text: str) -> bool:
-    """GraphQL within the token limit, holding no string literal (where an identifier or a name
-    typed into the query would be)."""
+def storable(text: str, schema: GraphQLSchema) -> bool:
+    """GraphQL within the token limit that validates against `schema`, holding no string literal
+    and no comment: where an identifier or a name typed into the query would be. Validation
+    refuses a value typed without quotes - an NHS number as a number, a name as an enum value -
+    and with no string literal in it, a `#` can only begin a comment."""
+    if "#" in text:
+        return False
     try:
         document = parse(text, max_tokens=MAX_TOKENS)
     except GraphQLError:
         return False
     literal = _StringLiteral()
     visit(document, literal)
-    return not literal.found
+    return not literal.found and not validate(schema, document)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pydantic_core
 from cross_web import HTTPException
+from graphql import GraphQLSchema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -43,11 +44,14 @@ class GraphQLView(GraphQL[RequestContext, None]):
         justification_max_chars: int,
     ) -> None:
         """`explorable` (dev mode) allows introspection and serves GraphiQL."""
+        schema = build_schema(explorable=explorable)
         super().__init__(
-            build_schema(explorable=explorable),
+            schema,
             graphql_ide="graphiql" if explorable else None,
             allow_queries_via_get=False,
         )
+        self.graphql_schema: GraphQLSchema = schema._schema
+        """The schema as graphql-core holds it: what operations are validated against."""
         self._audit_trail = audit_trail
         self._access_history = access_history
         self._max_justification = justification_max_chars
