@@ -19,6 +19,7 @@ from graphql import (
     DocumentNode,
     GraphQLError,
     GraphQLSchema,
+    OperationDefinitionNode,
     parse,
     specified_rules,
     validate,
@@ -85,12 +86,13 @@ class _Prepared:
     """One operation text parsed, and what validating it under `rules` found (`errors` None: not
     validated yet)."""
 
-    __slots__ = ("document", "errors", "rules")
+    __slots__ = ("document", "errors", "operations", "rules")
 
     def __init__(self, document: DocumentNode) -> None:
         self.document = document
         self.rules: _Rules = ()
         self.errors: list[GraphQLError] | None = None
+        self.operations = sum(isinstance(d, OperationDefinitionNode) for d in document.definitions)
 
 
 def _prepare(query: str) -> _Prepared:
@@ -135,7 +137,20 @@ class _PreparedOperations(SchemaExtension):
             operation.rules = rules
         context.validation_rules = rules
         context.pre_execution_errors = operation.errors
+        if not operation.errors and operation.operations > 1 and not _named(context):
+            # The specification's GetOperation: which of several operations is meant must be
+            # said. Strawberry would run the first - a lookup, audited, that nobody named.
+            context.pre_execution_errors = [GraphQLError(_UNNAMED)]
         yield
+
+
+_UNNAMED: Final = "Must provide operation name if query contains multiple operations."
+
+
+def _named(context: ExecutionContext) -> bool:
+    """Whether the request said which operation to run (`operationName`): strawberry's
+    `operation_name` falls back to the document's first, so the name as sent is read."""
+    return context._provided_operation_name is not None
 
 
 _INVALID: Final = "childlookup.invalid_document"

@@ -77,6 +77,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         operation name) in plain text; here the refusal has the usual error shape and a stable
         code, so a portal handles every refusal the same way. A request accepting neither JSON
         media type is refused 406 before anything runs."""
+        scope = _media_type_lowercased(scope)
         request = Request(scope, receive)
         if request.method == "POST" and negotiate(request.headers.get("accept")) is None:
             message = f"Accept {GRAPHQL_RESPONSE_JSON} or {JSON}: the answer is one of them."
@@ -85,7 +86,11 @@ class GraphQLView(GraphQL[RequestContext, None]):
         try:
             response = await self.run(request)
         except HTTPException as exc:
-            response = error_response(exc.status_code, ErrorCode.BAD_REQUEST, exc.reason)
+            # A method strawberry refuses (HEAD, say) is 405, which must say what is served.
+            allow = {"allow": "GET, POST"} if exc.status_code == 405 else None
+            response = error_response(
+                exc.status_code, ErrorCode.BAD_REQUEST, exc.reason, headers=allow
+            )
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
@@ -146,6 +151,22 @@ class GraphQLView(GraphQL[RequestContext, None]):
 
 
 _SUB_RESPONSE = "graphql_sub_response"
+
+
+def _media_type_lowercased(scope: Scope) -> Scope:
+    """`scope` with its Content-Type's media type in lower case, its parameters as sent: media
+    types are case-insensitive (RFC 9110), and strawberry compares them exactly, refusing
+    `Application/JSON` as unsupported."""
+    headers = scope["headers"]
+    for i, (name, value) in enumerate(headers):
+        if name == b"content-type":
+            media_type, semicolon, parameters = value.partition(b";")
+            if media_type.islower() or not media_type.strip():
+                return scope
+            lowered = (name, media_type.lower() + semicolon + parameters)
+            return {**scope, "headers": [*headers[:i], lowered, *headers[i + 1 :]]}
+    return scope
+
 
 LIMIT_CODES = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.LOOKUP_CAP_REACHED})
 """Refusals by a usage limit (gateway.limits): a request refused by nothing else is 429."""
