@@ -17,7 +17,11 @@ from connectors.protocol import ConnectorRecord, FieldId, LookupRequest
 
 
 class AnswerCache:
-    """Connector answers keyed by (source, identifiers and demographics, requested fields)."""
+    """Connector answers keyed by the whole question the agency answered: source, identifiers and
+    demographics, requested fields, purpose and caller (role and organisation). An agency may
+    refuse a purpose or a caller (docs/connector-protocol.md): its answer to one is no answer to
+    another, who would otherwise be given records the agency refused them, the agency never
+    asked."""
 
     def __init__(self, ttl_s: int) -> None:
         self._ttl = ttl_s
@@ -25,8 +29,8 @@ class AnswerCache:
         self._cache = SimpleMemoryCache()
 
     def key(self, source: str, request: LookupRequest, fields: frozenset[FieldId]) -> str | None:
-        """Same source, same identifiers or demographics, same fields: the same answer. None
-        when answers are not kept (`ttl_s` 0): there is nothing to find or keep."""
+        """The same question to the same source: the same answer. None when answers are not
+        kept (`ttl_s` 0): there is nothing to find or keep."""
         if self._ttl == 0:
             return None
         demographics = request.demographics
@@ -36,6 +40,8 @@ class AnswerCache:
                 request.identifiers.model_dump_json().encode(),
                 b"null" if demographics is None else demographics.model_dump_json().encode(),
                 ",".join(sorted(fields)).encode(),
+                request.purpose.encode(),
+                request.caller.model_dump_json().encode(),
             )
         )
         return hmac.new(self._secret, material, hashlib.sha256).hexdigest()

@@ -19,7 +19,7 @@ from gateway.cache import AnswerCache
 from gateway.config import SourceConfig
 from gateway.fanout import FanOut
 from gateway.transport import ConnectorTransport
-from gateway.types import LookupQuery, Plan, Purpose, SourceStatus
+from gateway.types import Caller, LookupQuery, Plan, Purpose, SourceStatus
 from tests.factories import NHS, health_record, lookup_context
 
 QUERY = LookupQuery(nhs_number=NHS, purpose=Purpose.DIRECT_CARE)
@@ -191,18 +191,60 @@ async def test_repeat_lookups_are_served_from_the_short_cache():
     assert len(backend.requests) == 1
 
 
+class SafeguardingOnly(RecordingBackend):
+    """As docs/connector-protocol.md's youth justice example: answers safeguarding enquiries by
+    the local authority, and refuses every other purpose and caller."""
+
+    async def lookup(self, request):
+        self.requests.append(request)
+        if request.purpose != "SAFEGUARDING_ENQUIRY" or request.caller.organisation != "LA-LEEDS":
+            raise ConnectorError(ErrorCode.FORBIDDEN, "Safeguarding enquiries only.")
+        return [health_record()]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("purpose", "organisation"),
+    [(Purpose.DIRECT_CARE, "LA-LEEDS"), (Purpose.SAFEGUARDING_ENQUIRY, "A81001")],
+)
+async def test_an_answer_kept_for_one_purpose_and_caller_is_not_given_to_another(
+    purpose, organisation
+):
+    """The agency refuses the second question: served from the cache, its records would go to a
+    caller it refused, and it would never hear of the request."""
+    backend = SafeguardingOnly()
+    plan = Plan(True, None, ALL_FIELDS, ("yj",), "d1")
+    with BackgroundServer(create_connector_app(backend, source="yj")) as server:
+        async with ConnectorTransport() as transport:
+            fanout = FanOut([_source("yj", server.url)], transport, AnswerCache(ttl_s=30))
+            answers = []
+            for asked_for, by in (
+                (Purpose.SAFEGUARDING_ENQUIRY, "LA-LEEDS"),
+                (purpose, organisation),
+            ):
+                query = LookupQuery(nhs_number=NHS, purpose=asked_for)
+                caller = Caller(subject="s", name="N", role="social_worker", organisation=by)
+                (answer,) = await fanout.ask(lookup_context(query, caller), plan)
+                answers.append(answer)
+    assert [a.status for a in answers] == [SourceStatus.ANSWERED, SourceStatus.WITHHELD]
+    assert not answers[1].cached
+    assert len(backend.requests) == 2
+
+
 def test_a_kept_answer_is_found_only_for_the_same_source_child_and_fields():
     """A key shared by two lookups would hand one child's answer to another's."""
     from datetime import UTC, date, datetime, timedelta
 
     from connectors.protocol import Caller, Demographics, Identifiers
 
-    def request(nhs=NHS, upn=None, demographics=None, request_id="r-1"):
+    def request(
+        nhs=NHS, upn=None, demographics=None, request_id="r-1", purpose="DIRECT_CARE", org="A81001"
+    ):
         return LookupRequest(
             request_id=request_id,
             deadline=datetime.now(UTC) + timedelta(seconds=5),
-            purpose="DIRECT_CARE",
-            caller=Caller(role="gp", organisation="A81001"),
+            purpose=purpose,
+            caller=Caller(role="gp", organisation=org),
             identifiers=Identifiers(nhs_number=nhs, upn=upn),
             demographics=demographics,
             fields=[FieldId.NAME],
@@ -223,6 +265,9 @@ def test_a_kept_answer_is_found_only_for_the_same_source_child_and_fields():
             request(nhs=None, demographics=child.model_copy(update={"given": "Eve"})),
             name,
         ),
+        # An agency may refuse a purpose or a caller: its answer to one is no answer to another.
+        cache.key("health", request(purpose="SAFEGUARDING_ENQUIRY"), name),
+        cache.key("health", request(org="B82002"), name),
     ]
     assert len(set(keys)) == len(keys)
     assert cache.key("health", request(request_id="r-2"), name) == keys[0]  # the same question
