@@ -15,6 +15,7 @@ route is in `connectors.app`, the sending side in `gateway.audit.notify`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections import deque
 from enum import StrEnum
@@ -23,6 +24,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from connectors.logs import log_event
 from connectors.protocol import PROTOCOL_VERSION
 
 NOTIFICATIONS_PATH: Final = "/v1/notifications"
@@ -100,6 +102,9 @@ class RecentNotifications(Protocol):
     def recent(self, limit: int) -> list[Notification]: ...
 
 
+_logger = logging.getLogger("childlookup.connector")
+
+
 class NotificationLog:
     """The reference agencies' sink: recent notifications in memory and, with a `path`, appended
     to a JSON Lines file that is read back at start-up, so a restarted connector still knows which
@@ -110,8 +115,8 @@ class NotificationLog:
         self._recent: deque[Notification] = deque(maxlen=recent)
         self._kept: set[str] = set()
         if path is not None and path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                self._remember(Notification.model_validate_json(line))
+            for notification in _read_lines(path):
+                self._remember(notification)
 
     async def keep(self, notification: Notification) -> bool:
         if notification.message_id in self._kept:
@@ -128,6 +133,30 @@ class NotificationLog:
     def _remember(self, notification: Notification) -> None:
         self._kept.add(notification.message_id)
         self._recent.append(notification)
+
+
+def _read_lines(path: Path) -> list[Notification]:
+    """The notifications a log file holds, one a line. Lines end at "\n" alone: a text field may
+    hold U+2028 or U+0085, which JSON leaves as they are and `str.splitlines` would break a line
+    at. A last line with no end is a write a crash cut short - never acknowledged, so the gateway
+    sends it again - and is cut off the file. A line that is not a notification stops the
+    connector: its message ids could no longer be known; the error names the line, never what is
+    in it (notifications name practitioners)."""
+    data = path.read_bytes()
+    whole, _, torn = data.rpartition(b"\n")
+    if torn:
+        log_event(_logger, logging.WARNING, "notification_log_torn_line", file=path.name)
+        with path.open("r+b") as file:
+            file.truncate(len(data) - len(torn))
+    notifications = []
+    for number, line in enumerate(whole.split(b"\n") if whole else [], start=1):
+        try:
+            notifications.append(Notification.model_validate_json(line))
+        except ValueError:
+            raise ValueError(
+                f"notification log {path}: line {number} is not a notification"
+            ) from None
+    return notifications
 
 
 def _append_line(path: Path, line: str) -> None:
