@@ -321,6 +321,8 @@ class PublishedKeys:
         self._stale_at = float("-inf")
         """When the keys held are to be fetched again (monotonic)."""
         self._fetching: asyncio.Future[None] | None = None
+        self._failed = False
+        """The last fetch failed: a key not held may be one the signer publishes."""
 
     async def key(self, kid: str | None) -> Any:
         """The key `kid` names. A fetch runs to its end even if the caller that started it gives
@@ -339,12 +341,17 @@ class PublishedKeys:
             if self._fetching is not None and not known:
                 await asyncio.shield(self._fetching)  # never fetched, or a key not seen yet
         if kid not in self._keys:
+            if self._failed:
+                # Not knowing the key is not knowing it is absent: until a fetch succeeds, the
+                # check cannot be made (503), rather than failed (401).
+                raise KeysUnavailable("The signer's published keys could not be fetched.")
             raise UnknownKey("The signature was made with a key the signer does not publish.")
         return self._keys[kid]
 
     def _fetched(self, fetch: asyncio.Future[None]) -> None:
         self._fetching = None
         failed = fetch.cancelled() or fetch.exception() is not None  # retrieved here, in any case
+        self._failed = failed
         # Fresh for `max_age_s`; after a failure, the keys last fetched serve until another try.
         self._stale_at = time.monotonic() + (self._min_refresh if failed else self._max_age)
 

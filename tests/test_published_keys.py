@@ -77,28 +77,35 @@ async def test_callers_arriving_together_share_one_fetch():
 def test_a_connector_that_cannot_fetch_the_gateways_keys_answers_unavailable():
     """Not 401: nothing was found wrong with the request, and a 401 would send the gateway's
     operator looking for a fault in its keys. 503 UNAVAILABLE says try again (and counts towards
-    the source's circuit); the backend is never asked either way."""
+    the source's circuit); the backend is never asked either way. So for every request until a
+    fetch succeeds, not only the one whose fetch failed: the next, a moment later, finds no fetch
+    due yet, and no key held is no key known to be absent."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}{JWKS_PATH}"
     backend = RecordingBackend()
     verifier = RequestVerifier(PublishedKeys(closed, timeout_s=1), issuer=GATEWAY_ISSUER)
     app = create_connector_app(backend, source="health", verifier=verifier)
-    body = lookup_body()
+    answers = []
     with BackgroundServer(app) as server:
-        answer = httpx.post(
-            server.url + LOOKUP_PATH,
-            content=body,
-            headers={
-                "content-type": "application/json",
-                "authorization": GATEWAY_SIGNER.authorization("health", body),
-            },
-        )
+        for _ in range(2):
+            body = lookup_body()
+            answers.append(
+                httpx.post(
+                    server.url + LOOKUP_PATH,
+                    content=body,
+                    headers={
+                        "content-type": "application/json",
+                        "authorization": GATEWAY_SIGNER.authorization("health", body),
+                    },
+                )
+            )
 
-    assert answer.status_code == 503
-    error = ErrorResponse.model_validate_json(answer.content).error
-    assert error.code is ErrorCode.UNAVAILABLE
-    assert error.message == "The signer's published keys could not be fetched."
+    assert [answer.status_code for answer in answers] == [503, 503]
+    for answer in answers:
+        error = ErrorResponse.model_validate_json(answer.content).error
+        assert error.code is ErrorCode.UNAVAILABLE
+        assert error.message == "The signer's published keys could not be fetched."
     assert backend.requests == []
 
 
