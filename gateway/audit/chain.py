@@ -295,10 +295,12 @@ def verify_chain(
                 f" #{(covered // every + 1) * every}"
             )
             return _bad(count, last_seq, None, problem)
-    if start is None:
+    if not signed:
         # Before the move to signed checkpoints, a MAC'd one was written whenever a commit crossed
         # a multiple of `every` too: format-1 records running past one with none are a log
         # rewritten in the old, unkeyed format, its checkpoints deleted - not one a gateway wrote.
+        # (A signed checkpoint pins every record before it, whatever their format: a segment, or
+        # a live log since its move, needs no more; only a log with none is open to the rewrite.)
         last_legacy = last_seq if first_signed_seq is None else first_signed_seq - 1
         covered = legacy[-1][0] if legacy else 0
         if last_legacy // every > covered // every:

@@ -8,11 +8,21 @@ ones are now, so a run of format-1 records past one with no checkpoint is no log
 """
 
 import asyncio
+import sqlite3
 from datetime import UTC, datetime
 
-from gateway.audit import CheckpointKeys, archive_log
+import pytest
+
+from gateway.audit import CheckpointKeys, SqliteAuditStore, archive_log
 from gateway.audit.chain import link_hash
-from tests.factories import CHECKPOINT_KEY, audit_record, break_glass_record
+from tests.audit.test_sqlite import LEGACY_LOG
+from tests.factories import (
+    CHECKPOINT_KEY,
+    LEGACY_INSERT,
+    audit_record,
+    break_glass_record,
+    legacy_log,
+)
 
 LATER = datetime(2999, 1, 1, tzinfo=UTC)
 """A cutoff every checkpoint was written before."""
@@ -94,3 +104,34 @@ def test_format_1_records_after_an_archives_anchor_fail_verify(backend, tmp_path
 
     assert not report.ok
     assert "a record in format 1 where only format 2 may be" in report.describe()
+
+
+@pytest.mark.anyio
+async def test_a_log_moved_from_format_1_still_verifies_and_archives(tmp_path):
+    """A real old log: its last format-1 records were written after its last MAC'd checkpoint,
+    before a new gateway took over. Its signed checkpoints pin them; the first segment holds
+    them."""
+    path = tmp_path / "audit.sqlite3"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.executescript(LEGACY_LOG)
+    # 7 old records, a MAC'd checkpoint after the 5th (every = 5): records 6 and 7 were written
+    # after it, as any old log's last records are, and the old gateway then stopped.
+    rows, checkpoint = legacy_log(7, checkpoint_at=5)
+    raw.executemany(LEGACY_INSERT, rows)
+    raw.execute(
+        "INSERT INTO audit_checkpoint (seq, hash, at, mac) VALUES (?, ?, 'then', ?)", checkpoint
+    )
+    raw.close()
+
+    store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
+    try:
+        for i in range(9):  # records 8..16: signed checkpoints after 10 and 15
+            await store.append(audit_record(f"new{i}"))
+        assert store.verify().ok  # the live log, as it is, verifies
+
+        # Archiving its oldest part (up to the signed checkpoint at 10 or 15) must work.
+        segment = archive_log(store, tmp_path / "archive", LATER, CHECKPOINT_KEY)
+        assert segment is not None
+        assert store.verify().ok
+    finally:
+        store.close()
