@@ -48,6 +48,7 @@ from resolvers.schema import MAX_TOKENS
 
 APQ_VERSION: Final = 1
 _SHA256_HEX: Final = re.compile(r"[0-9a-f]{64}")
+_DIGITS: Final = re.compile(r"[0-9]{4}")
 
 
 @dataclass(frozen=True)
@@ -163,11 +164,15 @@ class _StringLiteral(Visitor):
 
 
 def storable(text: str, schema: GraphQLSchema) -> bool:
-    """GraphQL within the token limit that validates against `schema`, holding no string literal
-    and no comment: where an identifier or a name typed into the query would be. Validation
-    refuses a value typed without quotes - an NHS number as a number, a name as an enum value -
-    and with no string literal in it, a `#` can only begin a comment."""
-    if "#" in text:
+    """GraphQL within the token limit that validates against `schema`, holding no string literal,
+    no comment and no run of four digits or more: where an identifier or a name typed into the
+    query would be. Validation refuses a value typed without quotes - an NHS number as a number,
+    a name as an enum value; with no string literal in it, a `#` can only begin a comment; and
+    an operation name or alias is any name a client likes, so one holding digits (an NHS number,
+    a UPN, a date of birth) is not kept either. A child's name written as an operation name or
+    alias cannot be told from any other name: that is kept, and is what trusted documents
+    (gateway.document_registry), which keep only what was registered, are for."""
+    if "#" in text or _DIGITS.search(text):
         return False
     try:
         document = parse(text, max_tokens=MAX_TOKENS)
