@@ -150,8 +150,13 @@ def create_app(
     if settings.cors_origins:
         graphql = Cors(graphql, settings.cors_origins, max_age_s=settings.cors_max_age_s)
         methods.append("OPTIONS")
+    graphql_route = Route("/graphql", graphql, methods=methods)
+    # Starlette serves HEAD wherever GET is served; GraphQL is not (strawberry refuses it), so
+    # HEAD is refused here, its 405 naming what is served as PUT's does.
+    assert graphql_route.methods is not None
+    graphql_route.methods.discard("HEAD")
     routes: list[BaseRoute] = [
-        Route("/graphql", graphql, methods=methods),
+        graphql_route,
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_page, methods=["GET"]),

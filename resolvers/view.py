@@ -86,11 +86,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         try:
             response = await self.run(request)
         except HTTPException as exc:
-            # A method strawberry refuses (HEAD, say) is 405, which must say what is served.
-            allow = {"allow": "GET, POST"} if exc.status_code == 405 else None
-            response = error_response(
-                exc.status_code, ErrorCode.BAD_REQUEST, exc.reason, headers=allow
-            )
+            response = error_response(exc.status_code, ErrorCode.BAD_REQUEST, exc.reason)
         await response(scope, receive, send)
 
     def decode_json(self, data: str | bytes) -> object:
