@@ -7,9 +7,10 @@ from datetime import datetime
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.audit import CheckpointKeys
-from gateway.audit.chain import row_hash
+from gateway.audit import CheckpointKeys, archive_log
+from gateway.audit.chain import link_hash, row_hash
 from gateway.audit.postgres import HASHED_AT
+from tests.audit.test_archive import LATER, PUBLIC
 from tests.factories import CHECKPOINT_KEY, audit_record, break_glass_record, notifying_record
 
 
@@ -376,3 +377,50 @@ def test_an_invented_link_is_caught(linked):
     report = _verify(linked)
     assert (report.ok, report.first_bad_audit_id) == (False, "gone")
     assert "names a record that is not in the log" in report.problem
+
+
+def relinked_as_format_1(db):
+    """Every record set to the old, unkeyed format (its body alone hashed) and the chain linked
+    again from where the live log starts, as an insider who knows the old format would."""
+    ((previous,),) = db.query("SELECT prev_hash FROM audit_log ORDER BY seq LIMIT 1")
+    db.tamper("UPDATE audit_log SET format = 1")
+    for seq, body in db.query("SELECT seq, body FROM audit_log ORDER BY seq"):
+        new = link_hash(previous, body)
+        db.tamper(
+            ("UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?", (previous, new, seq))
+        )
+        previous = new
+
+
+def test_a_log_rewritten_in_the_old_format_its_checkpoints_deleted_fails(db):
+    """Format-1 records are hashed over the body alone: downgraded, any can be edited and the
+    chain linked again. Old gateways wrote a MAC'd checkpoint at each multiple of the interval,
+    so format-1 records running past one with none are no log a gateway wrote."""
+    db.tamper(
+        "UPDATE audit_log SET body = replace(body, 'EMERGENCY_OVERRIDE', 'DIRECT_CARE')"
+        " WHERE audit_id = 'a05'",
+        "UPDATE audit_log SET purpose = 'DIRECT_CARE' WHERE audit_id = 'a05'",
+        "DELETE FROM audit_alert",
+        "DELETE FROM audit_checkpoint",
+    )
+    relinked_as_format_1(db)
+
+    report = _verify(db)
+
+    assert (report.ok, report.records) == (False, 12)
+    assert "checkpoints after record #0 were deleted" in report.describe()
+
+
+def test_records_in_the_old_format_after_an_archives_anchor_fail(db, tmp_path):
+    """An archive's anchor is a signed checkpoint, which only a log of format-2 records has."""
+    store = db.open_store()
+    try:
+        assert archive_log(store, tmp_path / "archive", LATER, PUBLIC) is not None
+    finally:
+        store.close()
+    relinked_as_format_1(db)
+
+    report = _verify(db)
+
+    assert not report.ok
+    assert "a record in format 1 where only format 2 may be" in report.describe()

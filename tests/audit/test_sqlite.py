@@ -15,9 +15,12 @@ from gateway.audit import (
     OutboxState,
     SqliteAuditStore,
     SqliteOutbox,
+    archive_log,
     passed_on_record,
+    verify_archive,
 )
 from gateway.audit.sqlite import _CHECKPOINT_AFTER_FLUSHES, SCHEMA_VERSION
+from tests.audit.test_archive import LATER
 from tests.factories import (
     BREAK_GLASS_REASON,
     CHECKPOINT_KEY,
@@ -165,16 +168,7 @@ async def test_a_log_from_before_whole_row_hashes_verifies_under_each_rule_up_to
     """A log written by an older gateway (body-only hashes, MAC'd checkpoints) is migrated when
     opened: its records keep their old rule, the new ones get whole-row hashes and signed
     checkpoints, and the whole verifies - while an old record's body edit is still caught."""
-    path = tmp_path / "audit.sqlite3"
-    raw = sqlite3.connect(path, isolation_level=None)
-    raw.executescript(LEGACY_LOG)
-    rows, checkpoint = legacy_log(7, checkpoint_at=5)
-    raw.executemany(LEGACY_INSERT, rows)
-    raw.execute(
-        "INSERT INTO audit_checkpoint (seq, hash, at, mac) VALUES (?, ?, 'then', ?)", checkpoint
-    )
-    raw.close()
-
+    path = _old_log(tmp_path)
     store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
     for i in range(6):
         await store.append(audit_record(f"new{i}"))
@@ -194,6 +188,39 @@ async def test_a_log_from_before_whole_row_hashes_verifies_under_each_rule_up_to
     store = SqliteAuditStore(path, checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
     assert store.verify().first_bad_seq == 3
     store.close()
+
+
+def _old_log(tmp_path: Path) -> Path:
+    """A log an older gateway wrote (body-only hashes, a MAC'd checkpoint each time a commit
+    crossed a multiple of 5): 7 records, checkpointed after the 5th, the last two after it."""
+    path = tmp_path / "audit.sqlite3"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.executescript(LEGACY_LOG)
+    rows, checkpoint = legacy_log(7, checkpoint_at=5)
+    raw.executemany(LEGACY_INSERT, rows)
+    raw.execute(
+        "INSERT INTO audit_checkpoint (seq, hash, at, mac) VALUES (?, ?, 'then', ?)", checkpoint
+    )
+    raw.close()
+    return path
+
+
+@pytest.mark.anyio
+async def test_a_log_from_before_whole_row_hashes_archives_its_old_records(tmp_path):
+    """Its old records after its last MAC'd checkpoint are pinned by the signed checkpoints that
+    follow: the first segment holds them, and verifies."""
+    store = SqliteAuditStore(_old_log(tmp_path), checkpoint_key=CHECKPOINT_KEY, checkpoint_every=5)
+    try:
+        for i in range(9):  # records 8..16: signed checkpoints after 10 and 15
+            await store.append(audit_record(f"new{i}"))
+        # Its MAC'd checkpoint is checked under the audit key, which CHECKPOINT_KEY holds.
+        segment = archive_log(store, tmp_path / "archive", LATER, CHECKPOINT_KEY)
+        assert segment is not None
+        assert segment.first_seq == 1
+        assert store.verify().ok
+        assert verify_archive(store.archived(), tmp_path / "archive", CHECKPOINT_KEY).ok
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize(
