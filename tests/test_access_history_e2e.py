@@ -27,6 +27,8 @@ REVIEWED = synthetic_nhs(45)
 LOOKED_UP_BY_OTHERS = synthetic_nhs(46)
 KNOWN_BY_UPN = synthetic_nhs(47)
 UPN = school_record().identifiers.upn
+IN_NEED = synthetic_nhs(49)
+"""A child in need at the local authority: no plan, not looked after, not shielded by it."""
 PLAN_WITHOUT_NHS = synthetic_nhs(48)
 """A child whose plan social care records under the school's UPN, and no NHS number."""
 PLAN_UPN = upn_check_letter("801200004801") + "801200004801"
@@ -55,14 +57,19 @@ def gateway(tmp_path_factory) -> Iterator[Stack]:
         KNOWN_BY_UPN,
     )
     records = {
-        "health": [health_record(nhs, record_id=f"H-{nhs}") for nhs in (*on_plan, ORDINARY)],
+        "health": [
+            health_record(nhs, record_id=f"H-{nhs}") for nhs in (*on_plan, ORDINARY, IN_NEED)
+        ],
         "social_care": [
             *(_on_a_plan(nhs, f"LA-{nhs}") for nhs in on_plan),
-            social_care_record(
-                ORDINARY,
-                record_id="LA-ORD",
-                identifiers=Identifiers(nhs_number=ORDINARY, local_id="LA-ORD"),
-                indicators=Indicators(child_in_need=True),
+            *(
+                social_care_record(
+                    nhs,
+                    record_id=f"LA-{nhs}",
+                    identifiers=Identifiers(nhs_number=nhs, local_id=f"LA-{nhs}"),
+                    indicators=Indicators(child_in_need=True),
+                )
+                for nhs in (ORDINARY, IN_NEED)
             ),
             social_care_record(
                 None, record_id="LA-48", identifiers=Identifiers(upn=PLAN_UPN, local_id="LA-48")
@@ -197,6 +204,23 @@ def test_anyone_but_the_owner_is_refused_with_the_code(gateway, role, org):
 
 def test_a_child_nobody_looked_up_has_an_empty_history(gateway):
     assert owner_reads(gateway, NEVER_LOOKED_UP) == {"accesses": [], "more": False}
+
+
+def test_an_override_the_owner_was_told_of_without_its_reason_shows_none(gateway):
+    """The justification goes only to an agency responsible for the child (holding its shield, a
+    plan or a looked-after status): an override's reason is often the very story a shield
+    protects. Told of an override of a child in need without it, the local authority read it in
+    the history all the same."""
+    lookup = gateway.lookup("police_safeguarding", IN_NEED, "EMERGENCY_OVERRIDE", REASON)
+    audit_id = lookup["data"]["child"]["auditId"]
+    notices = {n["source"]: n for n in gateway.audited(audit_id)["notified"]}
+    assert notices["social_care"]["reasons"] == ["EMERGENCY_OVERRIDE"]
+    assert notices["social_care"]["told_why"] is False
+
+    (access,) = owner_reads(gateway, IN_NEED)["accesses"]
+
+    assert (access["auditId"], access["override"]) == (audit_id, True)
+    assert access["justification"] is None
 
 
 def test_a_lookup_no_one_was_told_of_is_not_in_the_history(gateway):
