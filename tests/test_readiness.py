@@ -12,14 +12,16 @@ import shutil
 import signal
 import subprocess
 import time
+from datetime import date
 from pathlib import Path
 
 import httpx
 import pytest
 
+from connectors.protocol import Address, Identifiers, PersonName, RecordFlags
 from connectors.serving import free_port
 from gateway.demo import reference_source
-from tests.factories import NHS, health_record
+from tests.factories import NHS, health_record, social_care_record, synthetic_nhs
 from tests.processes import (
     dev_token,
     graphql,
@@ -93,7 +95,7 @@ def test_a_dead_source_is_reported_but_does_not_make_the_instance_unready(tmp_pa
     assert before["source_status"]["education"] == {"last_status": None, "seconds_ago": None}
     assert ready.status_code == 200
     report = ready.json()["source_status"]
-    assert report["health"]["last_status"] == "ANSWERED"
+    assert report["health"]["last_status"] == "RESPONDED"
     assert report["education"]["last_status"] == "FAILED"
     assert report["education"]["seconds_ago"] >= 0
 
@@ -124,3 +126,64 @@ def test_readiness_turns_false_while_draining_and_lookups_are_still_answered(tmp
     assert draining.json()["status"] == "shutting down"
     assert answered["data"]["child"]["outcome"] == "FOUND"
     assert code == 0
+
+
+SHIELDED = synthetic_nhs(13)
+HIDDEN = dict(
+    name=PersonName(given="Freya", family="Lane"),
+    date_of_birth=date(2015, 1, 20),
+    address=Address(lines=["3 Quiet Road", "Leeds"], postcode="LS8 1PQ"),
+)
+SEARCH = """
+query Search($demographics: DemographicsInput, $purpose: Purpose!) {
+  child(demographics: $demographics, purpose: $purpose) {
+    outcome sources { source status }
+  }
+}
+"""
+
+
+def _search_then_readyz(stack, given, family, born="2015-01-20", postcode="LS8 1PQ"):
+    details = {
+        "givenName": given,
+        "familyName": family,
+        "dateOfBirth": born,
+        "postcode": postcode,
+    }
+    body = {
+        "query": SEARCH,
+        "variables": {"purpose": "SAFEGUARDING_ENQUIRY", "demographics": details},
+    }
+    answer = stack.post(body, stack.token("social_worker")).json()["data"]["child"]
+    ready = httpx.get(f"{stack.url}/readyz", timeout=5).json()
+    statuses = {source: report["last_status"] for source, report in ready["source_status"].items()}
+    return answer, statuses
+
+
+def test_readyz_does_not_tell_a_hidden_search_from_a_search_for_nobody(tmp_path):
+    """A demographic search reaching a shielded child is answered as one for nobody; /readyz,
+    which needs no token, showed the agencies ANSWERED right after it, NO_RECORD after the
+    other."""
+    records = {
+        "health": [health_record(SHIELDED, record_id="H-S", **HIDDEN)],
+        "social_care": [
+            social_care_record(
+                SHIELDED,
+                record_id="LA-S",
+                identifiers=Identifiers(nhs_number=SHIELDED, local_id="LA-S"),
+                flags=RecordFlags(shielded=True),
+                **HIDDEN,
+            )
+        ],
+    }
+    with reference_stack(tmp_path, records) as stack:
+        hidden, after_hidden = _search_then_readyz(stack, "Freya", "Lane")
+        absent, after_absent = _search_then_readyz(
+            stack, "Nobody", "Atall", "2016-02-02", "LS1 1AA"
+        )
+
+    # The caller cannot tell them apart (shield-safe search) ...
+    assert hidden == absent
+    assert {s["status"] for s in hidden["sources"]} == {"NO_RECORD"}
+    # ... and neither should anyone reading the unauthenticated readiness page right after.
+    assert after_hidden == after_absent, (after_hidden, after_absent)
