@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Sequence
+from typing import Final
 
 from connectors.minimisation import minimise
 from connectors.notifications import NotificationReason
@@ -48,6 +49,11 @@ from gateway.types import (
 )
 
 POLICY_UNDECIDED = "POLICY_UNDECIDED"
+SHIELD_REASONS: Final = frozenset({"SHIELDED", "RESTRICTED", "SHIELD_STATUS_UNKNOWN"})
+"""Reasons under which a record shows identity only: then its sensitive service details are
+said to be withheld whether or not it holds any - said only when it did, they would tell a
+shielded child's sensitive service (DOMAIN.md: a shielded record shows only name, sex, date of
+birth and ID)."""
 
 
 def present_fields(record: ConnectorRecord) -> frozenset[FieldId]:
@@ -155,8 +161,11 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
         released = frozenset(
             f for f in present[i] if (rid, f) in released_pairs and f in plan.fields
         )
-        for f in sorted(fields - released):
-            withheld.append(Withheld(f, m.source, reasons.get((rid, f), POLICY_UNDECIDED)))
+        why = {f: reasons.get((rid, f), POLICY_UNDECIDED) for f in fields - released}
+        if why.get(FieldId.INVOLVEMENTS) in SHIELD_REASONS:
+            why.setdefault(FieldId.SENSITIVE_SERVICE_DETAILS, why[FieldId.INVOLVEMENTS])
+        for f in sorted(why):
+            withheld.append(Withheld(f, m.source, why[f]))
         records.append(ReleasedRecord(m, released, _cut(m.record, released)))
     return Release(
         tuple(records), tuple(withheld), flags, decision_id, _owner_notices(decision, matched)
