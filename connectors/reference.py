@@ -38,6 +38,9 @@ class AgencyProfile:
     shield_authority: bool
     holds_every_child: bool
     default_port: int
+    restriction_authority: bool = False
+    """It carries the NHS restricted (R) flag (the Personal Demographics Service): until it has
+    answered, nobody can say the child is not restricted."""
 
 
 REFERENCE_AGENCIES: Final[Mapping[str, AgencyProfile]] = MappingProxyType(
@@ -63,6 +66,7 @@ REFERENCE_AGENCIES: Final[Mapping[str, AgencyProfile]] = MappingProxyType(
                 shield_authority=False,
                 holds_every_child=True,
                 default_port=8101,
+                restriction_authority=True,
             ),
             AgencyProfile(
                 name="education",

@@ -219,6 +219,7 @@ def _policy_explain(args: argparse.Namespace) -> int:
         shielded=args.shielded,
         restricted=args.restricted,
         shield_status_unknown=args.shield_unknown,
+        restriction_status_unknown=args.restriction_unknown,
         sensitive=args.sensitive,
     )
     scenario = Scenario(args.role, args.purpose, situation, justified=not args.no_justification)
@@ -727,6 +728,11 @@ def build_parser() -> argparse.ArgumentParser:
     pexplain.add_argument("--restricted", action="store_true", help="a record is restricted")
     pexplain.add_argument(
         "--shield-unknown", action="store_true", help="a shield authority did not answer"
+    )
+    pexplain.add_argument(
+        "--restriction-unknown",
+        action="store_true",
+        help="the source holding the NHS restricted flag did not answer",
     )
     pexplain.add_argument(
         "--sensitive", action="store_true", help="the record holds a sensitive involvement"

@@ -83,6 +83,10 @@ class SourceConfig(AnswerKeys):
     timeout_ms: Annotated[int, Field(gt=0, le=30_000)] = 1_000
     provides: tuple[FieldId, ...]
     shield_authority: bool = False
+    restriction_authority: bool = False
+    """It carries the NHS restricted (R) flag (the Personal Demographics Service, or a health
+    source holding it): while it is silent, the child may be restricted, and location is
+    withheld (RESTRICTION_STATUS_UNKNOWN), break-glass or not."""
     holds_every_child: bool = False
     """It holds a record of every child in the area (a population register, such as the NHS
     spine): until it has answered, a differing given name may be an unseen twin's."""

@@ -49,7 +49,9 @@ from gateway.types import (
 )
 
 POLICY_UNDECIDED = "POLICY_UNDECIDED"
-SHIELD_REASONS: Final = frozenset({"SHIELDED", "RESTRICTED", "SHIELD_STATUS_UNKNOWN"})
+SHIELD_REASONS: Final = frozenset(
+    {"SHIELDED", "RESTRICTED", "RESTRICTION_STATUS_UNKNOWN", "SHIELD_STATUS_UNKNOWN"}
+)
 """Reasons under which a record shows identity only: then its sensitive service details are
 said to be withheld whether or not it holds any - said only when it did, they would tell a
 shielded child's sensitive service (DOMAIN.md: a shielded record shows only name, sex, date of
@@ -94,13 +96,17 @@ def child_flags(
     matched: Sequence[MatchedRecord],
     answers: Sequence[SourceAnswer],
     shield_authorities: Collection[str],
+    restriction_authorities: Collection[str],
 ) -> ChildFlags:
     """One shielding or restricting record restricts the whole child; a silent authority is
-    doubt, so shielding is then assumed by the policy."""
+    doubt - of shielding, or of an NHS restriction, which the policy then assumes."""
     return ChildFlags(
         shielded=any(m.record.flags.shielded for m in matched),
         restricted=any(m.record.flags.restricted for m in matched),
         shield_status_known=all(a.answered for a in answers if a.source in shield_authorities),
+        restriction_status_known=all(
+            a.answered for a in answers if a.source in restriction_authorities
+        ),
     )
 
 
@@ -119,7 +125,9 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
     lets identical lookups share one remembered decision.
     """
     matched = matching.matched
-    flags = child_flags(matched, matching.answers, plan.shield_authorities)
+    flags = child_flags(
+        matched, matching.answers, plan.shield_authorities, plan.restriction_authorities
+    )
     present = [present_fields(m.record) for m in matched]
     asked: list[frozenset[FieldId]] = []
     for m, held in zip(matched, present, strict=True):
@@ -134,6 +142,7 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
             shielded=flags.shielded,
             restricted=flags.restricted,
             shield_status_known=flags.shield_status_known,
+            restriction_status_known=flags.restriction_status_known,
         ),
         records=tuple(
             ReleaseRecord(

@@ -88,6 +88,7 @@ def agency_source(
             "timeout_ms": timeout_ms,
             "provides": profile.provides,
             "shield_authority": profile.shield_authority,
+            "restriction_authority": profile.restriction_authority,
             "holds_every_child": profile.holds_every_child,
             "answer_key_file": answer_key_file,
             "organisations": tuple(organisations),

@@ -141,7 +141,7 @@ class LookupPipeline:
             both = await second_round(lookup, plan, first, self._fanout, self.linkage)
             if self._router is not None:
                 both = await self._router.route(lookup, plan, both, early)
-            matching, hidden = shield_safe(query, both, plan.shield_authorities, first_round=first)
+            matching, hidden = shield_safe(query, both, plan.doubt_authorities, first_round=first)
             release = await decide(lookup, plan, matching)
             if hidden and both.matched:
                 # The caller is told nobody was found, but a child was reached: its owners are

@@ -44,6 +44,7 @@ class Planning:
 
     inputs: tuple[PlanSource, ...]
     shield_authorities: frozenset[str]
+    restriction_authorities: frozenset[str]
     kinds: Mapping[str, str]
     """Agency name -> the kind the policy planned it as, for agencies asked only when routed."""
 
@@ -66,6 +67,7 @@ class Planning:
                 for name, fields in provides.items()
             ),
             shield_authorities=frozenset(authorities),
+            restriction_authorities=frozenset(s.name for s in sources if s.restriction_authority),
             kinds=MappingProxyType(
                 {s.name: s.policy_name for s in sources if s.asked is Asked.WHEN_ROUTED}
             ),
@@ -85,6 +87,7 @@ async def make_plan(lookup: LookupContext, sources: Sequence[SourceConfig] | Pla
     )
     decision, decision_id = await lookup.policy.plan(request)
     shield_authorities = planning.shield_authorities
+    restriction_authorities = planning.restriction_authorities
     if not decision.permitted:
         # PlanDecision cannot be a refusal without a denial code (gateway.policy.decisions).
         assert decision.denial is not None
@@ -95,6 +98,7 @@ async def make_plan(lookup: LookupContext, sources: Sequence[SourceConfig] | Pla
             sources=(),
             decision_id=decision_id,
             shield_authorities=shield_authorities,
+            restriction_authorities=restriction_authorities,
         )
     configured = {s.name for s in planning.inputs}
     planned = tuple(name for name in decision.sources if name in configured)
@@ -113,5 +117,6 @@ async def make_plan(lookup: LookupContext, sources: Sequence[SourceConfig] | Pla
             s.name: frozenset(s.provides) - left_out for s in planning.inputs if s.name in planned
         },
         shield_authorities=shield_authorities,
+        restriction_authorities=restriction_authorities,
         kinds=planning.kinds,
     )

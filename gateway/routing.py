@@ -172,7 +172,7 @@ class Router:
     ) -> MatchResult:
         """`matching` with the answers of the located and routed agencies, and the locator's."""
         query = lookup.query
-        hidden = shield_safe(query, matching, plan.shield_authorities, before_routing=True)[1]
+        hidden = shield_safe(query, matching, plan.doubt_authorities, before_routing=True)[1]
         # Nothing found for a search that linked nobody, or ambiguously (identifiers_found).
         known = _identifiers_of(query) | {
             f.kind: f.value for f in identifiers_found(query, matching, self._registers)

@@ -182,7 +182,7 @@ async def second_round(
     """`first` with the answers of the sources asked again, or `first` itself when there is no
     identifier to ask with or nobody to ask."""
     query = lookup.query
-    if shield_safe(query, first, plan.shield_authorities)[1]:
+    if shield_safe(query, first, plan.doubt_authorities)[1]:
         return first
     found = found_identifier(query, first)
     if found is None:

@@ -5,7 +5,8 @@ A demographic lookup may carry a postcode, which is exactly what shielding withh
 released; a search with postcode NFA (no fixed abode), or with none, is treated no differently,
 since confirming that a hidden child has no fixed abode, or that the agencies nearby hold them at
 all, is itself a disclosure about where they are. So a search that reaches a shielded or
-restricted record - or that cannot rule one out, because a shield authority did not answer -
+restricted record - or that cannot rule one out, because a shield authority, or a source holding
+the NHS restricted flag, did not answer -
 comes back exactly as a search that found nobody: same outcome, same source statuses, no possible
 matches, and through the same remaining stages. Identifier lookups are unaffected: holding the
 NHS number or UPN already identifies the child, and the policy then withholds location fields as

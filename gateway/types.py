@@ -278,6 +278,7 @@ class ChildFlags:
     shielded: bool
     restricted: bool
     shield_status_known: bool
+    restriction_status_known: bool
 
 
 class LookupOutcome(StrEnum):
@@ -309,6 +310,8 @@ class Plan:
     reason for those too, so the caller learns a record may hold more than they can see."""
     shield_authorities: frozenset[str] = frozenset()
     """The configured sources whose silence leaves a child's shielding in doubt."""
+    restriction_authorities: frozenset[str] = frozenset()
+    """The configured sources whose silence leaves an NHS restriction in doubt."""
     kinds: Mapping[str, str] = field(default_factory=dict)
     """Agency name -> the kind it is planned as, for agencies asked only when routed: `sources`
     and `unrequested` name their kinds (gateway.plan.Planning)."""
@@ -316,6 +319,12 @@ class Plan:
     def planned_as(self, source: str) -> str:
         """The name under which the plan decided about `source`."""
         return self.kinds.get(source, source)
+
+    @property
+    def doubt_authorities(self) -> frozenset[str]:
+        """The sources whose silence means a hidden child cannot be ruled out: shield and
+        restriction authorities (gateway.shield_safe)."""
+        return self.shield_authorities | self.restriction_authorities
 
 
 @dataclass(frozen=True)

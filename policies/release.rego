@@ -84,14 +84,18 @@ withholding_reason(field) := reason if {
 # METADATA
 # title: Why location fields are hidden
 # description: >-
-#   The child is shielded; else a source has restricted the record; else a source with shielding
-#   authority did not answer, so shielding could not be checked. Undefined when none applies. A
-#   break-glass grant (see lifts shielding) sets aside shielding, never restriction.
+#   The child is shielded; else a source has restricted the record; else the source holding the
+#   NHS restricted flag did not answer, so restriction could not be checked; else a source with
+#   shielding authority did not answer, so shielding could not be checked. Undefined when none
+#   applies. A break-glass grant (see lifts shielding) sets aside shielding, never restriction,
+#   nor doubt about it.
 shield_reason := "SHIELDED" if {
 	is_shielded
 	not catalogue.lifts_shielding
 } else := "RESTRICTED" if {
 	is_restricted
+} else := "RESTRICTION_STATUS_UNKNOWN" if {
+	not is_restriction_status_known
 } else := "SHIELD_STATUS_UNKNOWN" if {
 	not is_shield_status_known
 	not catalogue.lifts_shielding
@@ -122,6 +126,12 @@ is_restricted if not input.child.restricted == false
 # title: Shield status known
 # description: Every source with shielding authority answered, so the shield flags can be trusted.
 is_shield_status_known if input.child.shield_status_known == true
+
+# METADATA
+# title: Restriction status known
+# description: >-
+#   Every source holding the NHS restricted flag answered, so the restricted flag can be trusted.
+is_restriction_status_known if input.child.restriction_status_known == true
 
 # --- owner notification -------------------------------------------------------------------------
 

@@ -28,13 +28,31 @@ every_field := [
 	"child_protection_plan", "looked_after", "child_in_need", "early_help",
 ]
 
-clear_child := {"shielded": false, "restricted": false, "shield_status_known": true}
+clear_child := {
+	"shielded": false, "restricted": false,
+	"shield_status_known": true, "restriction_status_known": true,
+}
 
-shielded_child := {"shielded": true, "restricted": false, "shield_status_known": true}
+shielded_child := {
+	"shielded": true, "restricted": false,
+	"shield_status_known": true, "restriction_status_known": true,
+}
 
-restricted_child := {"shielded": false, "restricted": true, "shield_status_known": true}
+restricted_child := {
+	"shielded": false, "restricted": true,
+	"shield_status_known": true, "restriction_status_known": true,
+}
 
-unchecked_child := {"shielded": false, "restricted": false, "shield_status_known": false}
+unchecked_child := {
+	"shielded": false, "restricted": false,
+	"shield_status_known": false, "restriction_status_known": true,
+}
+
+# The source holding the NHS restricted flag did not answer.
+restriction_unchecked_child := {
+	"shielded": false, "restricted": false,
+	"shield_status_known": true, "restriction_status_known": false,
+}
 
 release_for(role, purpose, child) := release_records(role, purpose, child, [{
 	"id": "health:H1",
@@ -80,7 +98,10 @@ roles_and_a_stranger contains "janitor"
 
 every_case contains [role, purpose, child] if {
 	some [role, purpose] in every_role_and_purpose
-	some child in [clear_child, shielded_child, restricted_child, unchecked_child]
+	some child in [
+		clear_child, shielded_child, restricted_child, unchecked_child,
+		restriction_unchecked_child,
+	]
 }
 
 # --- identity -----------------------------------------------------------------------------------
@@ -134,6 +155,37 @@ test_restricted_records_location_is_withheld if {
 	released_fields(decision) == identity
 }
 
+test_location_is_withheld_when_restriction_could_not_be_checked if {
+	decision := release_for("social_worker", "SAFEGUARDING_ENQUIRY", restriction_unchecked_child)
+	withheld_for(decision, "RESTRICTION_STATUS_UNKNOWN") == beyond_identity
+	released_fields(decision) == identity
+}
+
+test_a_restriction_status_not_plainly_known_counts_as_unknown if {
+	decision := release_for("social_worker", "SAFEGUARDING_ENQUIRY", {
+		"shielded": false, "restricted": false, "shield_status_known": true,
+	})
+	withheld_for(decision, "RESTRICTION_STATUS_UNKNOWN") == beyond_identity
+}
+
+test_a_break_glass_override_never_sets_aside_doubt_about_a_restriction if {
+	decision := release_for("police_safeguarding", "EMERGENCY_OVERRIDE", restriction_unchecked_child)
+	reason_for(decision, "address") == "RESTRICTION_STATUS_UNKNOWN"
+}
+
+test_restricted_comes_before_unknown_restriction_and_that_before_unknown_shielding if {
+	restricted := release_for("social_worker", "SAFEGUARDING_ENQUIRY", {
+		"shielded": false, "restricted": true,
+		"shield_status_known": false, "restriction_status_known": false,
+	})
+	reason_for(restricted, "address") == "RESTRICTED"
+	unknown := release_for("social_worker", "SAFEGUARDING_ENQUIRY", {
+		"shielded": false, "restricted": false,
+		"shield_status_known": false, "restriction_status_known": false,
+	})
+	reason_for(unknown, "address") == "RESTRICTION_STATUS_UNKNOWN"
+}
+
 test_location_is_withheld_when_shielding_could_not_be_checked if {
 	decision := release_for("gp", "DIRECT_CARE", unchecked_child)
 	withheld_for(decision, "SHIELD_STATUS_UNKNOWN") == beyond_identity
@@ -165,7 +217,8 @@ test_sensitive_service_details_are_withheld_from_everyone_by_default if {
 	every case in every_case {
 		decision := release_for(case[0], case[1], case[2])
 		reason_for(decision, "sensitive_service_details") in {
-			"SENSITIVE_SERVICE", "SHIELDED", "RESTRICTED", "SHIELD_STATUS_UNKNOWN",
+			"SENSITIVE_SERVICE", "SHIELDED", "RESTRICTED", "RESTRICTION_STATUS_UNKNOWN",
+			"SHIELD_STATUS_UNKNOWN",
 		}
 	}
 }

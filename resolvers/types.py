@@ -303,6 +303,10 @@ _enum(
             "The child's record is restricted: where they can be found is withheld, even under"
             " EMERGENCY_OVERRIDE."
         ),
+        "RESTRICTION_STATUS_UNKNOWN": (
+            "The source holding the NHS restricted flag did not answer, so where the child can be"
+            " found is withheld, even under EMERGENCY_OVERRIDE."
+        ),
         "SHIELD_STATUS_UNKNOWN": (
             "No source able to say whether the child is shielded answered, so where they can be"
             " found is withheld."
@@ -781,8 +785,9 @@ class WithheldField:
     source: str = strawberry.field(description="Source holding the field.")
     reason: str = strawberry.field(
         description=(
-            "Machine reason code: SHIELDED, RESTRICTED, SHIELD_STATUS_UNKNOWN, SENSITIVE_SERVICE,"
-            " NOT_PERMITTED_FOR_PURPOSE, NOT_PERMITTED_FOR_ROLE or POLICY_UNDECIDED."
+            "Machine reason code: SHIELDED, RESTRICTED, RESTRICTION_STATUS_UNKNOWN,"
+            " SHIELD_STATUS_UNKNOWN, SENSITIVE_SERVICE, NOT_PERMITTED_FOR_PURPOSE,"
+            " NOT_PERMITTED_FOR_ROLE or POLICY_UNDECIDED."
         ),
         deprecation_reason="Use reasonCode: the same codes, as an enum.",
     )

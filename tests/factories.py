@@ -236,7 +236,9 @@ PLAN_SOURCES = (
 )
 """Three agencies as the plan decision sees them; only social care may say a child is shielded."""
 
-CLEAR_CHILD = ReleaseChild(shielded=False, restricted=False, shield_status_known=True)
+CLEAR_CHILD = ReleaseChild(
+    shielded=False, restricted=False, shield_status_known=True, restriction_status_known=True
+)
 
 
 def plan_input(role: str, purpose: str, justification: str | None = None) -> PlanInput:

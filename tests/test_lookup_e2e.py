@@ -197,6 +197,7 @@ def test_every_lookup_is_audited_with_a_pseudonymised_child(stack):
         "shielded": True,
         "restricted": False,
         "shield_status_known": True,
+        "restriction_status_known": True,
     }
     assert by_id[denied["auditId"]]["outcome"] == "DENIED"
 

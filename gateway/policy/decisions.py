@@ -35,6 +35,7 @@ class WithholdingReason(StrEnum):
 
     SHIELDED = "SHIELDED"
     RESTRICTED = "RESTRICTED"
+    RESTRICTION_STATUS_UNKNOWN = "RESTRICTION_STATUS_UNKNOWN"
     SHIELD_STATUS_UNKNOWN = "SHIELD_STATUS_UNKNOWN"
     SENSITIVE_SERVICE = "SENSITIVE_SERVICE"
     NOT_PERMITTED_FOR_PURPOSE = "NOT_PERMITTED_FOR_PURPOSE"
@@ -105,6 +106,7 @@ class ReleaseChild(_Input):
     shielded: bool
     restricted: bool
     shield_status_known: bool
+    restriction_status_known: bool
 
 
 class ReleaseRecord(_Input):

@@ -39,7 +39,7 @@ from gateway.workbench.explain import (
 )
 from gateway.workbench.history import policy_version
 
-SITUATIONS: Final = tuple(Situation(*flags) for flags in itertools.product((False, True), repeat=4))
+SITUATIONS: Final = tuple(Situation(*flags) for flags in itertools.product((False, True), repeat=5))
 _DENIALS: Final = frozenset(code.value for code in DenialCode)
 RELEASED: Final = "released"
 # How each Situation flag reads in a condition, when true and when false.
@@ -48,6 +48,7 @@ _FLAG_WORDS: Final = {
     "restricted": ("restricted", "not restricted"),
     "shield_status_unknown": ("shield status unknown", "shield status known"),
     "sensitive": ("sensitive involvement", "no sensitive involvement"),
+    "restriction_status_unknown": ("restriction status unknown", "restriction status known"),
 }
 # A situation as a tuple of flags; None in a merged condition means "either".
 _Term = tuple[bool | None, ...]

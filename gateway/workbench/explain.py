@@ -43,6 +43,7 @@ RELEASE_RULE: Final = "data.childlookup.release.releasable_fields"
 WITHHOLDING_RULES: Final[dict[WithholdingReason, str]] = {
     WithholdingReason.SHIELDED: "data.childlookup.release.shield_reason",
     WithholdingReason.RESTRICTED: "data.childlookup.release.shield_reason",
+    WithholdingReason.RESTRICTION_STATUS_UNKNOWN: "data.childlookup.release.shield_reason",
     WithholdingReason.SHIELD_STATUS_UNKNOWN: "data.childlookup.release.shield_reason",
     WithholdingReason.SENSITIVE_SERVICE: "data.childlookup.release.withholding_reason",
     WithholdingReason.NOT_PERMITTED_FOR_PURPOSE: "data.childlookup.release.refusal_reason",
@@ -95,6 +96,8 @@ class Situation:
     shield_status_unknown: bool = False
     sensitive: bool = False
     """The record holds a sensitive-service involvement, so it lists sensitive_service_details."""
+    restriction_status_unknown: bool = False
+    """The source holding the NHS restricted flag did not answer."""
 
     def describe(self) -> str:
         flags = [
@@ -104,6 +107,7 @@ class Situation:
                 ("restricted", self.restricted),
                 ("shield status unknown", self.shield_status_unknown),
                 ("sensitive service involvement", self.sensitive),
+                ("restriction status unknown", self.restriction_status_unknown),
             )
             if on
         ]
@@ -114,6 +118,7 @@ class Situation:
             shielded=self.shielded,
             restricted=self.restricted,
             shield_status_known=not self.shield_status_unknown,
+            restriction_status_known=not self.restriction_status_unknown,
         )
 
 
@@ -154,6 +159,7 @@ class Explanation:
                 "shielded": situation.shielded,
                 "restricted": situation.restricted,
                 "shield_status_known": not situation.shield_status_unknown,
+                "restriction_status_known": not situation.restriction_status_unknown,
                 "sensitive": situation.sensitive,
             },
             "revision": self.revision,

@@ -19,7 +19,9 @@ from tests.factories import LOCATION_FIELDS, POLICY_DIR, plan_input, release_inp
 
 IDENTITY = {FieldId.NHS_NUMBER, FieldId.NAME, FieldId.DATE_OF_BIRTH, FieldId.SEX}
 LOCATION = LOCATION_FIELDS
-SHIELDED = ReleaseChild(shielded=True, restricted=False, shield_status_known=True)
+SHIELDED = ReleaseChild(
+    shielded=True, restricted=False, shield_status_known=True, restriction_status_known=True
+)
 ALL_FIELDS = tuple(FieldId)
 
 

@@ -135,11 +135,24 @@ def release_inputs() -> list[ReleaseInput]:
         ReleaseInput(
             caller=Caller(role=role, organisation="X1"),
             purpose=purpose,
-            child=ReleaseChild(shielded=shielded, restricted=restricted, shield_status_known=known),
+            child=ReleaseChild(
+                shielded=shielded,
+                restricted=restricted,
+                shield_status_known=known,
+                restriction_status_known=restriction_known,
+            ),
             records=records,
         )
-        for role, purpose, shielded, restricted, known, records in itertools.product(
-            ROLES, PURPOSES, (False, True), (False, True), (False, True), RECORD_SHAPES
+        for role, purpose, shielded, restricted, known, restriction_known, records in (
+            itertools.product(
+                ROLES,
+                PURPOSES,
+                (False, True),
+                (False, True),
+                (False, True),
+                (False, True),
+                RECORD_SHAPES,
+            )
         )
     ]
 
@@ -214,7 +227,7 @@ def test_every_plan_input_is_decided_alike(opa, rego):
 def test_every_release_input_is_decided_alike(opa, rego):
     inputs = release_inputs()
 
-    assert len(inputs) == len(ROLES) * len(PURPOSES) * 8 * len(RECORD_SHAPES)
+    assert len(inputs) == len(ROLES) * len(PURPOSES) * 16 * len(RECORD_SHAPES)
     assert diverging(inputs, rego.release, lambda request: opa_release(opa, request)) == []
 
 
@@ -252,6 +265,7 @@ def _releases(draw: st.DrawFn) -> ReleaseInput:
             shielded=draw(st.booleans()),
             restricted=draw(st.booleans()),
             shield_status_known=draw(st.booleans()),
+            restriction_status_known=draw(st.booleans()),
         ),
         records=tuple(
             ReleaseRecord(id=str(index), source=draw(_SOURCE_NAME), fields=draw(_FIELDS))

@@ -56,7 +56,9 @@ def test_a_widened_grant_is_one_gain_in_the_situations_where_it_shows(tmp_path, 
     group = lines.index("  police_safeguarding, SAFEGUARDING_ENQUIRY")
     assert lines[group + 1].split()[:2] == ["+", "address"]
     assert "was withheld: NOT_PERMITTED_FOR_PURPOSE" in lines[group + 1]
-    assert lines[group + 1].endswith("[not shielded, not restricted, shield status known]")
+    assert lines[group + 1].endswith(
+        "[not shielded, not restricted, shield status known, restriction status known]"
+    )
     assert lines[-1] == (
         "0 lookup changes; fields: 1 gained, 0 lost, 0 withheld for another reason"
     )
@@ -73,7 +75,7 @@ def test_json_lists_each_change_with_before_after_and_conditions(tmp_path, capsy
     assert document["new"]["revision"] == "r2"
     catalogue = json.loads((POLICY_DIR / "data.json").read_text())["childlookup"]
     roles, purposes = len(catalogue["roles"]), len(catalogue["purposes"])
-    assert document["scenarios"] == roles * purposes * 16  # every role x purpose x situation
+    assert document["scenarios"] == roles * purposes * 32  # every role x purpose x situation
     assert document["fields"] == [
         {
             "role": "police_safeguarding",
@@ -82,7 +84,7 @@ def test_json_lists_each_change_with_before_after_and_conditions(tmp_path, capsy
             "change": "gained",
             "before": "NOT_PERMITTED_FOR_PURPOSE",
             "after": "released",
-            "when": ["not shielded, not restricted, shield status known"],
+            "when": ["not shielded, not restricted, shield status known, restriction status known"],
         }
     ]
 
@@ -144,7 +146,9 @@ def test_a_reordered_shield_reason_is_reported_as_withheld_for_another_reason(tm
     assert code == 1
     assert ("reason changed", "SHIELDED", "RESTRICTED") in kinds
     assert ("reason changed", "SHIELDED", "SHIELD_STATUS_UNKNOWN") in kinds
-    assert social_worker_address["when"] == ["shielded, not restricted, shield status known"]
+    assert social_worker_address["when"] == [
+        "shielded, not restricted, shield status known, restriction status known"
+    ]
 
 
 GIT = shutil.which("git")

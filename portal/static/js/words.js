@@ -78,6 +78,8 @@ export const REASONS = {
     "The child is shielded: where they can be found is not shown.",
   RESTRICTED:
     "The child's NHS record is restricted: where they can be found is not shown, even in an emergency.",
+  RESTRICTION_STATUS_UNKNOWN:
+    "It could not be checked whether the child's NHS record is restricted, so where they can be found is not shown, even in an emergency.",
   SHIELD_STATUS_UNKNOWN:
     "It could not be checked whether the child is shielded, so where they can be found is not shown.",
   SENSITIVE_SERVICE:
