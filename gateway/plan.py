@@ -54,16 +54,23 @@ class Planning:
         agency it may name is a shield authority."""
         provides: dict[str, dict[FieldId, None]] = {}  # insertion-ordered sets
         shielding: dict[str, bool] = {}
+        restricting: dict[str, bool] = {}
         for source in sources:
             name = source.policy_name if source.asked is Asked.WHEN_ROUTED else source.name
             provides.setdefault(name, {}).update(dict.fromkeys(source.provides))
             shielding[name] = shielding.get(name, False) or source.shield_authority
+            restricting[name] = restricting.get(name, False) or source.restriction_authority
         authorities = {s.name for s in sources if s.shield_authority}
         if locator and any(s.shield_authority and s.asked is Asked.WHEN_ROUTED for s in sources):
             authorities.add(LOCATOR_SOURCE)
         return cls(
             inputs=tuple(
-                PlanSource(name=name, provides=tuple(fields), shield_authority=shielding[name])
+                PlanSource(
+                    name=name,
+                    provides=tuple(fields),
+                    shield_authority=shielding[name],
+                    restriction_authority=restricting[name],
+                )
                 for name, fields in provides.items()
             ),
             shield_authorities=frozenset(authorities),

@@ -57,6 +57,8 @@ class PlanSource(_Input):
     name: str
     provides: tuple[FieldId, ...]
     shield_authority: bool
+    restriction_authority: bool = False
+    """It holds the NHS restricted flag: asked whenever anything but identity may be shown."""
 
 
 class PlanJustification(_Input):
