@@ -43,7 +43,7 @@ from gateway.auth import ClaimNames, JwksKeys, StaticKey, TokenVerifier
 from gateway.breakers import Breakers
 from gateway.cache import AnswerCache
 from gateway.capacity import Capacity
-from gateway.config import Settings, SourceConfig, WitnessConfig, registers
+from gateway.config import Asked, Settings, SourceConfig, WitnessConfig, registers
 from gateway.document_registry import DocumentRegistry, load_registry
 from gateway.fanout import FanOut
 from gateway.limits import AccessLimits, InProcessLimits, LimitSettings
@@ -144,7 +144,7 @@ def build_components(
         answer_verifiers=verifiers,
         linkage=linkage_model(settings),
         connector_tls=connector_tls,
-        source_health=SourceHealth([s.name for s in sources]),
+        source_health=SourceHealth([s.name for s in sources if s.asked is Asked.ALWAYS]),
         redis=None if settings.redis_url is None else redis_client(settings.redis_url),
         trusted_documents=None
         if settings.trusted_documents is None

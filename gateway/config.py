@@ -107,6 +107,14 @@ class SourceConfig(AnswerKeys):
     """The connector witnesses the audit log: it is sent every signed checkpoint, at `url` +
     `/v1/witness/checkpoints`, and keeps them (gateway.audit.witnessing)."""
 
+    @model_validator(mode="after")
+    def _restriction_asked_always(self) -> SourceConfig:
+        # Asked only when routed, it may never be reached (no route found), and a lookup could
+        # not tell its silence from its answer: a restriction is only ruled out by asking.
+        if self.restriction_authority and self.asked is Asked.WHEN_ROUTED:
+            raise ValueError("a restriction_authority is asked on every lookup, not when routed")
+        return self
+
     @property
     def policy_name(self) -> str:
         return self.kind or self.name

@@ -226,6 +226,7 @@ def _source(
         provides=NATIONAL_KINDS[kind],
         shield_authority=profile is not None and profile.shield_authority,
         holds_every_child=profile is not None and profile.holds_every_child,
+        restriction_authority=profile is not None and profile.restriction_authority and not routes,
         organisations=organisations,
         timeout_ms=CONNECTOR_TIMEOUT_MS,
     )

@@ -6,7 +6,10 @@ that source's status. /readyz reports it so an operator sees at a glance which a
 It holds statuses and times only, never anything from an answer - not even whether the agency
 held the child: ANSWERED, NO_RECORD and WITHHELD are all RESPONDED. A demographic search that
 reached a shielded child is answered as one that found nobody (gateway.shield_safe), and an
-unauthenticated page showing ANSWERED just after it would tell the two apart.
+unauthenticated page showing ANSWERED just after it would tell the two apart. For the same
+reason only the sources asked on every lookup are reported: an agency asked only when routed
+(gateway.routing) was asked because of where a child is - the page would show where a hidden
+search went; its state is in the metrics, behind their token.
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ class SourceHealth:
         """Note the answers of sources actually contacted (not skipped, not from the cache)."""
         now = self._clock()
         for answer in answers:
-            if answer.status is not SourceStatus.NOT_ASKED and not answer.cached:
+            if (
+                answer.source in self._last
+                and answer.status is not SourceStatus.NOT_ASKED
+                and not answer.cached
+            ):
                 status = RESPONDED if answer.status in _RESPONSES else answer.status.value
                 self._last[answer.source] = (status, now)
 

@@ -132,9 +132,9 @@ notifying_fields contains field if data.childlookup.owner_notification.indicator
 #   Every source that holds at least one requested field beyond identity, every source holding a
 #   field an obligation needs (the owner of a protection plan is told whoever looks, so it must be
 #   asked whether it holds one), every source with shielding authority: its flags are needed
-#   to apply shielding even when it shows nothing else; and, when anything but identity may be
-#   shown, every source holding the NHS restricted flag, which withholds location from every
-#   source.
+#   to apply shielding even when it shows nothing else; and every source holding the NHS
+#   restricted flag, which withholds location from every source and which a demographic search
+#   must rule out before it says it found anyone.
 sources_to_ask contains source.name if {
 	some source in input.sources
 	is_worth_asking(source)
@@ -154,7 +154,4 @@ is_worth_asking(source) if {
 
 is_worth_asking(source) if source.shield_authority == true
 
-is_worth_asking(source) if {
-	source.restriction_authority == true
-	count(fields_to_fetch) > 0
-}
+is_worth_asking(source) if source.restriction_authority == true

@@ -58,7 +58,8 @@ class PlanSource(_Input):
     provides: tuple[FieldId, ...]
     shield_authority: bool
     restriction_authority: bool = False
-    """It holds the NHS restricted flag: asked whenever anything but identity may be shown."""
+    """It holds the NHS restricted flag: asked on every permitted lookup, as shield authorities
+    are."""
 
 
 class PlanJustification(_Input):
