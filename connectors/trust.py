@@ -371,7 +371,19 @@ class PublishedKeys:
             if not isinstance(document, dict):  # PyJWKSet would fail with an AttributeError
                 raise ValueError("a JWKS is a JSON object")
             keys = jwt.PyJWKSet.from_dict(document).keys
-        except (httpx.HTTPError, ValueError, RecursionError, jwt.PyJWTError) as exc:
+            if any(not isinstance(k.key_id, str | None) for k in keys):
+                raise ValueError("a key id is a string")
+        except (
+            httpx.HTTPError,
+            ValueError,
+            RecursionError,
+            jwt.PyJWTError,
+            # PyJWT's reading of a key set another party wrote: an `alg` or a member that is a
+            # list or an object where a string belongs fails it with these, not its own errors.
+            TypeError,
+            AttributeError,
+            KeyError,
+        ) as exc:
             raise KeysUnavailable("The signer's published keys could not be fetched.") from exc
         self._keys = {k.key_id: k.key for k in keys if k.key_id}
 
