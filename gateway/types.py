@@ -413,6 +413,11 @@ class LookupResult:
         """True when sources were asked and every one of them answered, with or without a record:
         a lookup that asked nobody (denied) is not complete either. A source asked again with an
         identifier found in another source's record (gateway.second_round) counts by its second
-        answer, so a source not reached with the best identifier known makes a lookup incomplete."""
+        answer, so a source not reached with the best identifier known makes a lookup incomplete.
+        So does a source not asked for a reason it states (`error_code`: a locator that could not
+        be asked, gateway.routing), unlike one the plan left out."""
         asked = [a for a in self.answers if a.status is not SourceStatus.NOT_ASKED]
-        return bool(asked) and all(a.answered for a in asked)
+        unreached = any(
+            a.status is SourceStatus.NOT_ASKED and a.error_code is not None for a in self.answers
+        )
+        return bool(asked) and all(a.answered for a in asked) and not unreached

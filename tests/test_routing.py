@@ -11,8 +11,16 @@ from pydantic import ValidationError
 from connectors.protocol import Address, FieldId, GpPractice, School
 from gateway.config import REPO_ROOT, Asked, SourceConfig, SourcesFile, load_sources_file
 from gateway.plan import LOCATOR_SOURCE, Planning, make_plan
-from gateway.routing import Directory
-from gateway.types import AskedBecause, LookupQuery, Purpose
+from gateway.routing import UNCONFIRMED_IDENTIFIER, Directory
+from gateway.types import (
+    AskedBecause,
+    LookupOutcome,
+    LookupQuery,
+    LookupResult,
+    Purpose,
+    SourceAnswer,
+    SourceStatus,
+)
 from tests.factories import health_record, lookup_context, matched, school_record
 
 PROVIDES_LA = (FieldId.INVOLVEMENTS, FieldId.CHILD_PROTECTION_PLAN, FieldId.LOOKED_AFTER)
@@ -169,3 +177,27 @@ def test_routes_come_from_each_identity_sources_latest_record_only():
         "gp_y00001": {AskedBecause.ROUTED_BY_GP},
         "school_100001": {AskedBecause.ROUTED_BY_SCHOOL},
     }
+
+
+def test_a_lookup_whose_locator_could_not_be_asked_is_not_complete():
+    """UNCONFIRMED_IDENTIFIER: the child's shielding is unknown - the portal reads `complete` to
+    say an answer is incomplete, and a missing indicator as "not known" rather than "none"."""
+    locator_not_asked = SourceAnswer(
+        LOCATOR_SOURCE,
+        SourceStatus.NOT_ASKED,
+        error_code=UNCONFIRMED_IDENTIFIER,
+        asked_because=(AskedBecause.CONFIGURED,),
+    )
+    result = LookupResult(
+        "request",
+        "audit",
+        LookupOutcome.FOUND,
+        None,
+        "revision",
+        (
+            SourceAnswer("health", SourceStatus.ANSWERED),
+            SourceAnswer("education", SourceStatus.NO_RECORD),
+            locator_not_asked,
+        ),
+    )
+    assert result.complete is False
