@@ -1,6 +1,8 @@
 // GraphQL over HTTP to the gateway on this origin: POST only (nothing about a child in a URL),
 // the operation texts exactly as registered in the portal's trusted-documents manifest.
 
+import { requestSignal } from "./session.js";
+
 let operations = null;
 
 export async function loadOperations() {
@@ -9,13 +11,16 @@ export async function loadOperations() {
   operations = new Map(manifest.operations.map((op) => [op.name, op.body]));
 }
 
-// The answer as {status, data, errors}; a network failure is one error coded NETWORK.
+// The answer as {status, data, errors}; a network failure is one error coded NETWORK. Null when
+// the session that sent it has ended meanwhile: the caller shows nothing of it.
 export async function graphql(token, operationName, variables) {
   const query = operations && operations.get(operationName);
   if (!query) throw new Error(`unknown operation ${operationName}`);
+  const signal = requestSignal();
   let response;
   try {
     response = await fetch("/graphql", {
+      signal,
       method: "POST",
       cache: "no-store",
       credentials: "omit",
@@ -28,6 +33,7 @@ export async function graphql(token, operationName, variables) {
       body: JSON.stringify({ query, operationName, variables }),
     });
   } catch {
+    if (signal.aborted) return null;
     return { status: 0, data: null, errors: [{ extensions: { code: "NETWORK" } }] };
   }
   let body;
@@ -36,6 +42,7 @@ export async function graphql(token, operationName, variables) {
   } catch {
     body = { errors: [{ extensions: { code: "INTERNAL_ERROR" } }] };
   }
+  if (signal.aborted) return null;
   return { status: response.status, data: body.data ?? null, errors: body.errors ?? [] };
 }
 

@@ -86,6 +86,7 @@ function showSignedIn() {
 // Forget everything about the session and any child shown.
 function signedOut(why) {
   for (const form of [$("lookup"), $("break-glass-form")]) form.reset();
+  $("look-up").disabled = false; // a lookup in flight is abandoned (session.js)
   if ($("break-glass-dialog").open) $("break-glass-dialog").close();
   $("result-body").replaceChildren();
   $("result-heading").textContent = "";
@@ -178,6 +179,7 @@ async function lookUp(purpose, justification) {
   });
   $("look-up").disabled = false;
   $("result").removeAttribute("aria-busy");
+  if (!answer) return; // signed out meanwhile: the page was cleared for whoever comes next
   const lookup = answer.data && answer.data.child;
   if (lookup) showAnswer(body, heading, lookup, { override });
   else showError(body, heading, answer.errors);

@@ -78,6 +78,7 @@ async function showTrailOf(send, caption, empty, earlier = null) {
   $("audit-result").setAttribute("aria-busy", "true");
   const answer = await send(token, earlier && earlier.at(-1).at);
   $("audit-result").removeAttribute("aria-busy");
+  if (!answer) return; // signed out meanwhile
   const page = answer.data && (answer.data.auditTrail || answer.data.userAuditTrail);
   heading.hidden = false;
   if (page) {
@@ -247,6 +248,7 @@ async function lookAtFeed(feed, earlier = null) {
   const from = earlier ? earlier.at(-1).at : since && instant(since.value);
   const answer = await feed.ask(token, from);
   $(`${id}-result`).removeAttribute("aria-busy");
+  if (!answer) return; // signed out meanwhile
   const page = answer.data && answer.data[feed.field];
   heading.hidden = false;
   const body = table.tBodies[0];

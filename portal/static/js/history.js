@@ -64,6 +64,7 @@ async function show(child, limit) {
   result.setAttribute("aria-busy", "true");
   const answer = await graphql(token, "AccessHistory", { ...namedChild(child), limit });
   result.removeAttribute("aria-busy");
+  if (!answer) return; // signed out meanwhile
   const history = answer.data && answer.data.accessHistory;
   $("history-result-heading").hidden = false;
   $("history-problem").replaceChildren();

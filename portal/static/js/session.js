@@ -12,6 +12,9 @@ let maxSessionS = 12 * 60 * 60;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 let current = null; // {token, user: {name, role, organisation}}
+// Aborted when the session ends: an answer to a request an ended session sent is never shown -
+// the next practitioner at this tab must not see it - nor its refusal read as theirs.
+let requests = new AbortController();
 let idleTimer = null;
 let expiryTimer = null;
 let idleMs = 15 * 60 * 1000;
@@ -32,6 +35,11 @@ export function user() {
 
 export function token() {
   return current && current.token;
+}
+
+// What this session's requests are sent with (api.js): it ends with the session.
+export function requestSignal() {
+  return requests.signal;
 }
 
 export async function signInAsDemoUser(index) {
@@ -74,5 +82,7 @@ export function end(why = "signed-out") {
   current = null;
   clearTimeout(idleTimer);
   clearTimeout(expiryTimer);
+  requests.abort();
+  requests = new AbortController();
   if (wasSignedIn) onEnd(why);
 }
