@@ -1,8 +1,9 @@
-"""A published key set (JWKS) of an odd shape - a key whose `kid` or `alg` is a JSON list - is a
-set that could not be read (KeysUnavailable), never an exception out of the check: PyJWT fails
-such a set with TypeError, which had failed a whole lookup (INTERNAL_ERROR, nothing from any
-agency) for one agency's answer-signing keys, and answered sign-in with a bare 500 for the
-identity provider's, where the documented answer is 503 IDENTITY_UNAVAILABLE.
+"""A published key set (JWKS) of an odd shape - a key whose `kid` or `alg` is a JSON list, or
+whose `alg` is "none" - is a set that could not be read (KeysUnavailable), never an exception out
+of the check: PyJWT fails such a set with TypeError or NotImplementedError, which had failed a
+whole lookup (INTERNAL_ERROR, nothing from any agency) for one agency's answer-signing keys, and
+answered sign-in with a bare 500 for the identity provider's, where the documented answer is 503
+IDENTITY_UNAVAILABLE.
 """
 
 import json
@@ -27,7 +28,7 @@ from tests.stack import (
 )
 from tests.test_auth import AUDIENCE, ISSUER
 
-ODD_KEYS = [{"kid": ["k1"]}, {"kid": "k1", "alg": ["ES256"]}]
+ODD_KEYS = [{"kid": ["k1"]}, {"kid": "k1", "alg": ["ES256"]}, {"kid": "k1", "alg": "none"}]
 
 
 def _odd_jwks_app(odd: dict | None = None) -> Starlette:
@@ -68,7 +69,7 @@ def test_one_agencys_odd_answer_jwks_fails_only_that_source_not_the_lookup(tmp_p
     assert audit[-1]["outcome"] != "ERROR"
 
 
-@pytest.mark.parametrize("odd", ODD_KEYS, ids=["kid a list", "alg a list"])
+@pytest.mark.parametrize("odd", ODD_KEYS, ids=["kid a list", "alg a list", "alg none"])
 def test_an_identity_providers_odd_jwks_is_identity_unavailable_not_a_500(tmp_path, odd):
     with serving({"idp": _odd_jwks_app(odd)}) as urls:
         key = ec.generate_private_key(ec.SECP256R1())

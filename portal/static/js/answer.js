@@ -120,8 +120,14 @@ function conflicts(child) {
   ];
 }
 
+// A source that did not answer, or was not asked for a reason it states (the locator, when no
+// identifier of the child was confirmed): what makes an answer incomplete (gateway.types).
+function missed(s) {
+  return INCOMPLETE_STATUSES.has(s.status) || (s.status === "NOT_ASKED" && Boolean(s.failureCode));
+}
+
 function incompleteBanner(sources) {
-  const missing = sources.filter((s) => INCOMPLETE_STATUSES.has(s.status));
+  const missing = sources.filter(missed);
   return el("div", { id: "incomplete-banner", class: "banner-warning", role: "note" },
     el("p", {}, el("strong", {}, "This answer is incomplete. "),
       "An agency that did not answer may hold a record about this child: do not read a " +
