@@ -668,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_count(1, 64),
         default=1,
         help="gateway processes sharing the port (more than one needs CHILDLOOKUP_REDIS_URL)",
     )

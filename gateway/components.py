@@ -109,6 +109,16 @@ def build_components(
 ) -> Components:
     """Load policy, open the audit store and key material; raise if any of them is unusable.
     `postcode_districts` and `witnesses` are the sources file's (gateway.config.SourcesFile)."""
+    if settings.locator_url is None and any(
+        s.shield_authority and s.asked is Asked.WHEN_ROUTED for s in sources
+    ):
+        # Never routed to (a postcode no district names, a child who moved from the authority
+        # shielding them), such an authority's silence could not be told from an answer: only a
+        # locator, whose silence is doubt (gateway.plan), says who else may hold the child.
+        raise ValueError(
+            "a shield_authority asked only when routed needs CHILDLOOKUP_LOCATOR_URL;"
+            " without one, ask it on every lookup"
+        )
     audit = open_audit_store(settings)
     pseudonymiser = Pseudonymiser(audit_key(settings), previous_audit_keys(settings))
     # Parties are reached over this context, and their published keys fetched over it too.
@@ -122,7 +132,7 @@ def build_components(
         audit_trail=AuditTrail(audit, pseudonymiser, settings.auditor_roles),
         access_history=AccessHistory(audit, pseudonymiser, sources),
         verifier=TokenVerifier(
-            JwksKeys(PublishedKeys(settings.jwks_url))
+            JwksKeys(PublishedKeys(str(settings.jwks_url)))
             if settings.jwks_url
             else StaticKey.from_pem_file(settings.resolved_public_key_file()),
             issuer=settings.issuer,
@@ -215,16 +225,18 @@ def linkage_model(settings: Settings) -> LinkageModel:
     """The configured model file (or the packaged default) with any name frequencies and
     threshold overrides."""
     model = LinkageModel.load(settings.linkage_model_file)
+    if settings.link_threshold is not None or settings.possible_threshold is not None:
+        # Under overridden thresholds as under the file's: twins in view must never link (and
+        # the name frequencies, below, are checked against the threshold in use).
+        link, possible = settings.link_threshold, settings.possible_threshold
+        model = model.with_thresholds(
+            link=model.link_threshold if link is None else link,
+            possible=model.possible_threshold if possible is None else possible,
+        )
+        model.check_twins_cannot_link()
     if settings.name_frequencies_file is not None:
         model = model.with_frequencies(NameFrequencies.load(settings.name_frequencies_file))
-    if settings.link_threshold is None and settings.possible_threshold is None:
-        return model
-    return model.with_thresholds(
-        link=model.link_threshold if settings.link_threshold is None else settings.link_threshold,
-        possible=model.possible_threshold
-        if settings.possible_threshold is None
-        else settings.possible_threshold,
-    )
+    return model
 
 
 @asynccontextmanager

@@ -347,7 +347,7 @@ class Settings(BaseSettings):
     current key and every key used before a rotation. `audit verify` needs only this file. Unset,
     the `.pub.pem` beside the private key file (or that key's own public key)."""
     token_public_key_file: Path | None = None
-    jwks_url: str | None = None
+    jwks_url: HttpUrl | None = None
     token_algorithms: tuple[str, ...] = ("ES256", "RS256", "PS256")
     role_claim: str = "role"
     organisation_claim: str = "org"

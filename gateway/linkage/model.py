@@ -146,8 +146,14 @@ class LinkageModel:
         )
 
     def with_thresholds(self, link: float, possible: float) -> LinkageModel:
-        """The same weights with other band thresholds (for threshold sweeps)."""
+        """The same weights with other band thresholds (for threshold sweeps; a gateway's own
+        thresholds are checked as a model file's are, `check_twins_cannot_link`)."""
         return replace(self, link_threshold=link, possible_threshold=possible)
+
+    def check_twins_cannot_link(self) -> None:
+        """Refuse this model's link threshold if twins in view could link under it, as a model
+        file's is refused on loading: for thresholds set otherwise (the gateway's overrides)."""
+        _check_twins_cannot_link(self._comparisons, self._twin_given, self.link_threshold)
 
     def with_frequencies(self, frequencies: NameFrequencies) -> LinkageModel:
         """The same model with exact name matches weighed by how common the name is: an exact
