@@ -35,6 +35,7 @@ from gateway.policy import (
     ReleaseDecision,
     ReleaseInput,
     ReleaseRecord,
+    WithholdingReason,
 )
 from gateway.types import (
     ChildFlags,
@@ -50,7 +51,12 @@ from gateway.types import (
 
 POLICY_UNDECIDED = "POLICY_UNDECIDED"
 SHIELD_REASONS: Final = frozenset(
-    {"SHIELDED", "RESTRICTED", "RESTRICTION_STATUS_UNKNOWN", "SHIELD_STATUS_UNKNOWN"}
+    {
+        WithholdingReason.SHIELDED,
+        WithholdingReason.RESTRICTED,
+        WithholdingReason.RESTRICTION_STATUS_UNKNOWN,
+        WithholdingReason.SHIELD_STATUS_UNKNOWN,
+    }
 )
 """Reasons under which a record shows identity only: then its sensitive service details are
 said to be withheld whether or not it holds any - said only when it did, they would tell a

@@ -41,14 +41,15 @@ from gateway.types import IdentifiedBy, LookupQuery, SourceStatus
 def shield_safe(
     query: LookupQuery,
     matching: MatchResult,
-    shield_authorities: Collection[str],
+    doubt_authorities: Collection[str],
     *,
     first_round: MatchResult | None = None,
     before_routing: bool = False,
 ) -> tuple[MatchResult, bool]:
     """The match result the caller may learn of, and whether anything was hidden (for the audit).
     `first_round` is the match before a second round, if there was one: a hidden search is
-    answered as that round found nothing.
+    answered as that round found nothing. `doubt_authorities` are the sources whose silence
+    leaves a hidden child possible (`Plan.doubt_authorities`: shield and restriction authorities).
 
     Where a locator is a shield authority (national routing: the authorities that may shield a
     child are asked only when it or a route names them), a search the locator was never asked
@@ -59,8 +60,8 @@ def shield_safe(
     if query.identified_by is not IdentifiedBy.DEMOGRAPHICS:
         return matching, False
     found_anything = bool(matching.matched or matching.possible or matching.ambiguous)
-    shield_known = all(a.answered for a in matching.answers if a.source in shield_authorities)
-    if LOCATOR_SOURCE in shield_authorities and not before_routing:
+    shield_known = all(a.answered for a in matching.answers if a.source in doubt_authorities)
+    if LOCATOR_SOURCE in doubt_authorities and not before_routing:
         shield_known = shield_known and any(a.source == LOCATOR_SOURCE for a in matching.answers)
     if not found_anything or (shield_known and not matching.flagged):
         return matching, False
