@@ -79,15 +79,24 @@ from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
 
 T = TypeVar("T")
 
+BODY_JSON: Final = "replace(body, '\\u0000', '\\ufffd')::jsonb"
+"""A record's body as jsonb, for the reads that look inside it. jsonb refuses the JSON escape of a
+NUL (backslash, u0000), which a body holds where the record did (a practitioner's name from the
+token, say): one such record failed every reading of its child (an owner's access history) and
+its user (the daily cap). That escape alone is replaced, by U+FFFD's, for the reading only: the
+body stored and hashed is untouched, and the parts read (notices, released fields, linked
+pseudonyms) never hold it. Preceded by an escaped backslash it is text, and the JSON stays valid
+either way."""
+
 _CHILDREN_SEEN = CHILDREN_SEEN_QUERY.format(
-    linked="CASE WHEN body::jsonb -> 'released' @> '[{\"field\": \"nhs_number\"}]'"
-    " THEN body::jsonb ->> 'linked_refs' END"
+    linked=f"CASE WHEN {BODY_JSON} -> 'released' @> '[{{\"field\": \"nhs_number\"}}]'"
+    f" THEN {BODY_JSON} ->> 'linked_refs' END"
 )
 
 NOTIFIED_RECORDS = (
     "SELECT body FROM audit_log WHERE "  # noqa: S608
     + of_child("{children}", postgres=True)
-    + " AND EXISTS (SELECT 1 FROM jsonb_array_elements(body::jsonb -> 'notified') AS notice"
+    + f" AND EXISTS (SELECT 1 FROM jsonb_array_elements({BODY_JSON} -> 'notified') AS notice"  # noqa: S608
     " WHERE notice ->> 'source' = ANY(%s))"
     " ORDER BY at DESC, seq DESC LIMIT %s"
 )
@@ -179,6 +188,27 @@ its connection is severed: far past what any of them takes, short of waiting for
 
 def _unavailable(error: Exception) -> AuditUnavailable:
     return AuditUnavailable(f"audit store write failed: {type(error).__name__}")
+
+
+def _require_storable(record: AuditRecord, notifications: Sequence[OutboxMessage]) -> None:
+    """Raise AuditUnavailable, for this record alone, if PostgreSQL cannot store it: a text column
+    cannot hold a NUL (a token's subject, role or organisation claim may carry one; the body is
+    JSON, where it is escaped). Found only at the INSERT, it failed the whole group commit, and
+    with it the lookups of everyone else committed in the same transaction."""
+    a = record.access
+    texts = [
+        record.audit_id,
+        record.outcome,
+        a.child_ref,
+        a.subject,
+        a.role,
+        a.organisation,
+        a.purpose,
+        a.justification,
+    ]
+    texts += [value for m in notifications for value in (m.message_id, m.audit_id, m.source)]
+    if any(text is not None and "\x00" in text for text in texts):
+        raise AuditUnavailable("audit store write refused: a NUL, which PostgreSQL cannot store")
 
 
 class _Held(list[psycopg.AsyncConnection[Any]]):
@@ -332,6 +362,7 @@ class PostgresAuditStore:
     ) -> None:
         """Return once the record, and the notifications it obliges, are durably committed;
         raise AuditUnavailable otherwise, in which case neither was."""
+        _require_storable(record, notifications)
         loop, _, group = self._writing()
         await asyncio.wrap_future(loop.submit(group.append(record, notifications)))
 

@@ -383,11 +383,18 @@ class WitnessDispatcher:
     async def _catch_up(self, witness: Witness, progress: _Progress) -> None:
         if not progress.known and not await self._introduce(witness, progress):
             return
+        sent = False
         while batch := await asyncio.to_thread(
             self._store.checkpoints, _seq(progress.latest), MAX_BATCH
         ):
+            sent = True
             if not await self._offer(witness, progress, batch):
                 return
+        if not sent and not await self._holds(progress.latest):
+            # Nothing new to send, but the log no longer holds what the witness last took: cut
+            # back past it (and no lookup sealed since, to be offered and refused). Noticed now,
+            # not at the next lookup, which may be hours away.
+            self._diverged(witness, progress, progress.latest, "the log does not hold its latest")
 
     async def _introduce(self, witness: Witness, progress: _Progress) -> bool:
         """Learn where a witness stands, in one exchange however long the log: offer it the log's
@@ -436,11 +443,25 @@ class WitnessDispatcher:
         return True
 
     async def _holds(self, checkpoint: Checkpoint | None) -> bool:
-        """Whether the log holds `checkpoint`, exactly (None, a witness holding nothing: yes)."""
+        """Whether the log holds `checkpoint`, exactly (None, a witness holding nothing: yes).
+        WitnessError when it was archived: the live log can say neither."""
         if checkpoint is None:
             return True
         found = await asyncio.to_thread(self._store.checkpoints, checkpoint.seq - 1, 1)
-        return bool(found) and found[0].digest() == checkpoint.digest()
+        if found and found[0].digest() == checkpoint.digest():
+            return True
+        anchor = await asyncio.to_thread(self._store.archive_anchor)
+        if anchor is not None and checkpoint.seq < anchor.seq:
+            # Archived since the witness last took one (it was down, or behind): the live log
+            # cannot contradict it (`audit verify --witness --archive` compares it with the
+            # segments), and the checkpoints it lacks are gone from the live log, so it cannot be
+            # caught up. A witness left behind, not a log rewritten.
+            raise WitnessError(
+                f"its latest checkpoint #{checkpoint.seq} was archived since (the live log starts"
+                f" at #{anchor.seq}): it cannot be sent the checkpoints between; check it with"
+                " `audit verify --witness --archive`"
+            )
+        return False
 
     async def _post(self, witness: Witness, batch: Sequence[Checkpoint]) -> WitnessReceipt:
         body = (
