@@ -25,6 +25,7 @@ _PACKAGE: Final = re.compile(r"^package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 # or start with another character. Keywords that can open a line are not rule names.
 _RULE_HEAD: Final = re.compile(r"^(?:default\s+)?([A-Za-z_]\w*)\b", re.MULTILINE)
 _NOT_RULE_NAMES: Final = frozenset({"package", "import", "else", "default"})
+_COMMENT: Final = re.compile(r"#[^\n]*")
 
 
 class RuleRef(NamedTuple):
@@ -101,14 +102,63 @@ def load_bundle(directory: Path) -> PolicyBundle:
         raise PolicyError(
             f"The manifest file {MANIFEST_FILE} must give the revision as a non-empty string."
         )
+    modules = {
+        name: _read_text(directory, name, "policy module") for name in module_names(directory)
+    }
+    _require_tests_apart(modules)
     return PolicyBundle(
         directory=directory,
         revision=revision,
-        modules={
-            name: _read_text(directory, name, "policy module") for name in module_names(directory)
-        },
+        modules=modules,
         data=_read_json(directory, DATA_FILE, "policy data"),
     )
+
+
+def _require_tests_apart(modules: dict[str, str]) -> None:
+    """Refuse test modules that could change what the policy decides.
+
+    Tests are compiled with the policy but never served (`PolicyBundle.policy_modules`), so a rule
+    a test module defines inside a policy's package - or in a package above or below one, or in a
+    package a policy module reads - would be there when the tests pass and missing when the
+    gateway decides: a policy whose `is_shielded` had moved into a test file passed every test and
+    then released a shielded child's address. Tests belong in packages of their own
+    (`childlookup.release_test`), as the shipped ones are.
+    """
+    policy = {path: package_of(source) for path, source in modules.items()}
+    policy_packages = {
+        package: path
+        for path, package in policy.items()
+        if package is not None and not path.endswith(TEST_MODULE_SUFFIX)
+    }
+    for path, package in policy.items():
+        if package is None or not path.endswith(TEST_MODULE_SUFFIX):
+            continue
+        for served, served_path in policy_packages.items():
+            if _overlap(package, served):
+                raise PolicyError(
+                    f"The test module {path} declares package {package}, which overlaps the"
+                    f" package {served} of the policy module {served_path}: the gateway serves"
+                    " the policy without its tests, so rules a test module defines there would"
+                    " be tested but never served. Put the tests in a package of their own, such"
+                    f" as {served}_test."
+                )
+        parts = package.split(".")
+        names = {".".join(parts[index:]) for index in range(len(parts) - 1)}
+        for served_path, source in modules.items():
+            if served_path.endswith(TEST_MODULE_SUFFIX):
+                continue
+            code = _COMMENT.sub("", source)
+            if any(re.search(rf"(?<!\w){re.escape(name)}\b", code) for name in names):
+                raise PolicyError(
+                    f"The policy module {served_path} refers to the package {package} of the"
+                    f" test module {path}: the gateway serves the policy without its tests, so"
+                    " what it reads there would be undefined when it decides."
+                )
+
+
+def _overlap(first: str, second: str) -> bool:
+    """One package is the other, or holds it."""
+    return first == second or first.startswith(f"{second}.") or second.startswith(f"{first}.")
 
 
 def module_names(directory: Path) -> list[str]:

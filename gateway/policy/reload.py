@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
@@ -29,7 +30,7 @@ from pathlib import Path
 from gateway.config import DEFAULT_POLICY_VET_MAX_BYTES
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.errors import PolicyError
-from gateway.policy.loading import load_engine
+from gateway.policy.loading import load_engine, loaded_fingerprint
 from gateway.policy.snapshot import fingerprint, read_policy_files
 
 _log = logging.getLogger("childlookup.policy")
@@ -55,10 +56,12 @@ class PolicyReloader:
         self._install = install
         self._interval = interval_s
         self._vet_max_bytes = vet_max_bytes
-        try:
-            self._seen: str | None = fingerprint(read_policy_files(directory))
-        except OSError:
-            self._seen = None  # read again, and vetted, at the first check
+        # What is serving: the version load_engine compiled at start-up, which a deploy may have
+        # replaced since; a change that landed in between is a change, vetted at the first check.
+        self._seen: str | None = loaded_fingerprint(directory)
+        if self._seen is None:
+            with contextlib.suppress(OSError):  # read again, and vetted, at the first check
+                self._seen = fingerprint(read_policy_files(directory))
 
     async def watch(self) -> None:
         """Check for changes every interval until cancelled. Nothing a check meets ends the
@@ -90,7 +93,9 @@ class PolicyReloader:
                 problem = await _vet(snapshot, self._vet_max_bytes)
                 if problem is None:
                     try:
-                        engine = await asyncio.to_thread(load_engine, snapshot)
+                        engine = await asyncio.to_thread(
+                            functools.partial(load_engine, snapshot, remember=False)
+                        )
                     except PolicyError as exc:
                         problem = str(exc)
         except OSError as exc:  # no room for the snapshot, say: not the version's fault

@@ -95,6 +95,28 @@ class FieldChange:
 
 
 @dataclass(frozen=True)
+class NotificationChange:
+    """The owners told of a permitted lookup changed: the reasons the holder of a record holding
+    every indicator is told for, before and after (empty: no one is told)."""
+
+    role: str
+    purpose: str
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+    when: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SourcesChange:
+    """The sources a permitted lookup asks changed (see explain's synthetic sources)."""
+
+    role: str
+    purpose: str
+    before: tuple[str, ...]
+    after: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class PolicyDiff:
     old: PolicyVersion
     new: PolicyVersion
@@ -102,16 +124,28 @@ class PolicyDiff:
     fields: tuple[FieldChange, ...]
     scenarios: int
     """How many role x purpose x situation combinations were compared."""
+    notifications: tuple[NotificationChange, ...] = ()
+    """Owner notifications (an obligation, as CP-IS tells the local authority) that change for a
+    lookup permitted on both sides; a refused lookup is reported once, under refusals."""
+    sources: tuple[SourcesChange, ...] = ()
+    """Sources a lookup permitted on both sides asks, changed: a shielding or restriction
+    authority no longer asked changes no field in explain, but leaves the gateway unable to
+    check shielding or restriction."""
 
     @property
     def empty(self) -> bool:
-        return not self.refusals and not self.fields
+        return not self.refusals and not self.fields and not self.notifications and not self.sources
 
     def counts(self) -> dict[str, int]:
         counted = {"gained": 0, "lost": 0, "reason changed": 0}
         for change in self.fields:
             counted[change.kind] += 1
-        return {"refusals": len(self.refusals), **counted}
+        return {
+            "refusals": len(self.refusals),
+            **counted,
+            "notifications": len(self.notifications),
+            "sources": len(self.sources),
+        }
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -141,6 +175,25 @@ class PolicyDiff:
                 }
                 for change in self.fields
             ],
+            "notifications": [
+                {
+                    "role": change.role,
+                    "purpose": change.purpose,
+                    "before": list(change.before),
+                    "after": list(change.after),
+                    "when": list(change.when),
+                }
+                for change in self.notifications
+            ],
+            "sources": [
+                {
+                    "role": change.role,
+                    "purpose": change.purpose,
+                    "before": list(change.before),
+                    "after": list(change.after),
+                }
+                for change in self.sources
+            ],
         }
 
 
@@ -154,9 +207,14 @@ async def diff_policies(old: PolicyVersion, new: PolicyVersion) -> PolicyDiff:
         fields={**old.catalogue.fields, **new.catalogue.fields}, roles=roles, purposes=purposes
     )
     refusals: list[RefusalChange] = []
+    asked: list[SourcesChange] = []
     changed: dict[tuple[str, str, str, str, str], list[Situation]] = defaultdict(list)
+    told: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], list[Situation]] = defaultdict(
+        list
+    )
     for role, purpose in itertools.product(roles, purposes):
         refusals += await _refusal_changes(old, new, catalogue, role, purpose)
+        asked += await _sources_changes(old, new, catalogue, role, purpose)
         for situation in SITUATIONS:
             scenario = Scenario(role, purpose, situation)
             before = await explain(old.engine, catalogue, scenario)
@@ -164,6 +222,8 @@ async def diff_policies(old: PolicyVersion, new: PolicyVersion) -> PolicyDiff:
             for was, now in _changed_fields(before, after):
                 key = (role, purpose, was.field.value, _verdict(was), _verdict(now))
                 changed[key].append(situation)
+            if before.denial is None and after.denial is None and before.notified != after.notified:
+                told[(role, purpose, before.notified, after.notified)].append(situation)
     # Grouped by role and purpose (insertion order), then in catalogue field order.
     position = {field.value: index for index, field in enumerate(catalogue.fields)}
     field_changes = tuple(
@@ -178,13 +238,30 @@ async def diff_policies(old: PolicyVersion, new: PolicyVersion) -> PolicyDiff:
             ),
         )
     )
+    notification_changes = tuple(
+        NotificationChange(*key, when=_conditions(situations)) for key, situations in told.items()
+    )
     return PolicyDiff(
         old,
         new,
         tuple(refusals),
         field_changes,
         scenarios=len(roles) * len(purposes) * len(SITUATIONS),
+        notifications=notification_changes,
+        sources=tuple(asked),
     )
+
+
+async def _sources_changes(
+    old: PolicyVersion, new: PolicyVersion, catalogue: Catalogue, role: str, purpose: str
+) -> list[SourcesChange]:
+    """Sources asked by a lookup permitted on both sides (with a justification), changed."""
+    scenario = Scenario(role, purpose)
+    before = await explain(old.engine, catalogue, scenario)
+    after = await explain(new.engine, catalogue, scenario)
+    if before.denial is None and after.denial is None and before.asked != after.asked:
+        return [SourcesChange(role, purpose, before.asked, after.asked)]
+    return []
 
 
 async def _refusal_changes(
@@ -281,6 +358,16 @@ def render_text(diff: PolicyDiff) -> str:
                 f"  [{'; '.join(change.when)}]"
                 for change in group
             ]
+    if diff.sources:
+        lines += ["", "Sources a permitted lookup asks"]
+        lines += [f"  {c.role}, {c.purpose}: {_sources_sentence(c)}" for c in diff.sources]
+    if diff.notifications:
+        lines += ["", "Owners told of a permitted lookup (the record holds every indicator)"]
+        lines += [
+            f"  {c.role}, {c.purpose}: now {_reasons(c.after)}, was {_reasons(c.before)}"
+            f"  [{'; '.join(c.when)}]"
+            for c in diff.notifications
+        ]
     lines += ["", _summary(diff)]
     return "\n".join(lines)
 
@@ -308,6 +395,23 @@ def render_markdown(diff: PolicyDiff) -> str:
             for c in diff.fields
         ]
         lines.append("")
+    if diff.sources:
+        lines += ["| role | purpose | sources asked before | sources asked after |"]
+        lines += ["|---|---|---|---|"]
+        lines += [
+            f"| {c.role} | {c.purpose} | {_names(c.before)} | {_names(c.after)} |"
+            for c in diff.sources
+        ]
+        lines.append("")
+    if diff.notifications:
+        lines += ["| role | purpose | owners told before | owners told after | when |"]
+        lines += ["|---|---|---|---|---|"]
+        lines += [
+            f"| {c.role} | {c.purpose} | {_reasons(c.before)} | {_reasons(c.after)} "
+            f"| {'; '.join(c.when)} |"
+            for c in diff.notifications
+        ]
+        lines.append("")
     lines.append(_summary(diff))
     return "\n".join(lines)
 
@@ -326,10 +430,31 @@ def _heading(diff: PolicyDiff) -> str:
 
 def _summary(diff: PolicyDiff) -> str:
     counts = diff.counts()
-    return (
+    summary = (
         f"{counts['refusals']} lookup changes; fields: {counts['gained']} gained, "
         f"{counts['lost']} lost, {counts['reason changed']} withheld for another reason"
     )
+    if counts["sources"]:
+        summary += f"; sources asked: {counts['sources']} changed"
+    if counts["notifications"]:
+        summary += f"; owner notifications: {counts['notifications']} changed"
+    return summary
+
+
+def _names(sources: tuple[str, ...]) -> str:
+    return ", ".join(sources) if sources else "none"
+
+
+def _sources_sentence(change: SourcesChange) -> str:
+    stopped = [name for name in change.before if name not in change.after]
+    started = [name for name in change.after if name not in change.before]
+    parts = [f"stops asking {', '.join(stopped)}"] if stopped else []
+    parts += [f"starts asking {', '.join(started)}"] if started else []
+    return "; ".join(parts)
+
+
+def _reasons(reasons: tuple[str, ...]) -> str:
+    return ", ".join(reasons) if reasons else "no one"
 
 
 def _refusal_sentence(change: RefusalChange) -> str:

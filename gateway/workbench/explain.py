@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import anyio
 
-from connectors.protocol import Caller, FieldId
+from connectors.protocol import INDICATOR_FIELDS, Caller, FieldId
 from gateway.justification import Justification
 from gateway.policy import (
     PlanInput,
@@ -57,6 +57,25 @@ NOT_REQUESTED: Final = "NOT_REQUESTED"
 # justification is a typical one, counted as the gateway counts a practitioner's.
 _ORGANISATION: Final = "POLICY-EXPLAIN"
 _SOURCE: Final = "every_source"
+# Besides the source holding every field, sources that hold nothing the caller could be shown,
+# one of each kind the plan must still ask (docs/policy-decisions.md: shielding authority, the NHS
+# restricted flag, statuses an owner must be told of): a change that stops asking one of them
+# changes no field here, but in the gateway it leaves shielding, restriction or an owner's notice
+# undecided, so `policy diff` compares which sources are asked too.
+_AUTHORITY_SOURCES: Final = (
+    PlanSource(name="shield_authority", provides=(FieldId.NAME,), shield_authority=True),
+    PlanSource(
+        name="restriction_authority",
+        provides=(FieldId.NAME,),
+        shield_authority=False,
+        restriction_authority=True,
+    ),
+    PlanSource(
+        name="status_holder",
+        provides=(FieldId.CHILD_PROTECTION_PLAN, FieldId.LOOKED_AFTER),
+        shield_authority=False,
+    ),
+)
 _JUSTIFICATION: Final = Justification.of(
     "Strategy discussion agreed an urgent visit: the child may be at immediate risk of harm."
 )
@@ -74,17 +93,32 @@ class Catalogue:
     @classmethod
     def of(cls, bundle: PolicyBundle) -> Catalogue:
         """Fields the gateway cannot fetch (no `FieldId`) are left out: no record can hold them."""
-        catalogue = bundle.data.get("childlookup", {})
+        catalogue = _object(bundle.data.get("childlookup", {}), "childlookup")
         known = {field.value for field in FieldId}
+        fields = _object(catalogue.get("fields", {}), "childlookup.fields")
         return cls(
             fields={
-                FieldId(name): str(entry.get("category", "?"))
-                for name, entry in catalogue.get("fields", {}).items()
+                FieldId(name): str(
+                    _object(entry, f"childlookup.fields.{name}").get("category", "?")
+                )
+                for name, entry in fields.items()
                 if name in known
             },
-            roles=tuple(catalogue.get("roles", {})),
-            purposes=tuple(catalogue.get("purposes", {})),
+            roles=tuple(_object(catalogue.get("roles", {}), "childlookup.roles")),
+            purposes=tuple(_object(catalogue.get("purposes", {}), "childlookup.purposes")),
         )
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    """A catalogue entry that must be a JSON object; PolicyError naming it when it is not, so the
+    tools exit 2 with one line instead of a traceback (which `policy diff` would exit 1 with,
+    its code for "something changed")."""
+    if not isinstance(value, dict):
+        raise PolicyError(
+            f"data.json: {where} must be a JSON object, not {type(value).__name__}"
+            f" ({json.dumps(value)[:40]})."
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -149,6 +183,14 @@ class Explanation:
     denial: str | None
     """Why the plan refused the whole lookup; None when it was permitted."""
     fields: tuple[FieldOutcome, ...]
+    notified: tuple[str, ...] = ()
+    asked: tuple[str, ...] = ()
+    """The synthetic sources the plan asks, sorted: `every_source` (holds every field) and one
+    source of each kind that holds nothing to show (`shield_authority`, `restriction_authority`,
+    `status_holder`). Empty when the lookup is refused."""
+    """Why the holder of the child's record is told of the lookup (the release decision's
+    `notify` reasons, sorted, once each): the record holds every indicator as true. Empty when no
+    one is told, or the lookup is refused."""
 
     def as_json(self) -> dict[str, Any]:
         situation = self.scenario.situation
@@ -176,6 +218,8 @@ class Explanation:
                 }
                 for outcome in self.fields
             ],
+            "notify": list(self.notified),
+            "sources_asked": list(self.asked),
         }
 
 
@@ -196,7 +240,10 @@ async def explain(engine: PolicyEngine, catalogue: Catalogue, scenario: Scenario
             )
             if scenario.justified
             else PlanJustification(),
-            sources=(PlanSource(name=_SOURCE, provides=record_fields, shield_authority=True),),
+            sources=(
+                PlanSource(name=_SOURCE, provides=record_fields, shield_authority=True),
+                *_AUTHORITY_SOURCES,
+            ),
         )
     )
     if plan.denial is not None:
@@ -211,7 +258,15 @@ async def explain(engine: PolicyEngine, catalogue: Catalogue, scenario: Scenario
             caller=caller,
             purpose=scenario.purpose,
             child=scenario.situation.child(),
-            records=(ReleaseRecord(id="0", source=_SOURCE, fields=record_fields),),
+            records=(
+                ReleaseRecord(
+                    id="0",
+                    source=_SOURCE,
+                    fields=record_fields,
+                    # Held as true, so the owner-notification obligations they carry are seen.
+                    true_indicators=tuple(f for f in record_fields if f in INDICATOR_FIELDS),
+                ),
+            ),
         )
     )
     released = {item.field for item in release.released}
@@ -225,6 +280,8 @@ async def explain(engine: PolicyEngine, catalogue: Catalogue, scenario: Scenario
             _outcome(field, catalogue.fields[field], released, withheld, requested)
             for field in record_fields
         ),
+        tuple(sorted({str(notice.reason) for notice in release.notify})),
+        tuple(sorted(plan.sources)),
     )
 
 
