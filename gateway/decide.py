@@ -6,6 +6,13 @@ was released: a field the policy did not mention is withheld (POLICY_UNDECIDED),
 decides a field twice is malformed (PolicyError), so nothing is released. Nothing here can widen
 what the policy said.
 
+The child's shielding and restriction come from every record a source returned for the
+identifier the lookup used, linked or not: a source (a local authority holding the child under its
+own case id, say) may answer the child's NHS number with a record that does not carry it, which is
+then not linked (`recordsUnmatched`), but its shield or restriction is the child's for all the
+gateway can tell - ignoring it would show the child's location from the other records. By
+demographics, unlinked records are other children; shield-safe search deals with those near it.
+
 The same answer carries the policy's owner-notification obligation: which matched records' holders
 must be told of this lookup, and why. The policy sees each record's true indicators for that, even
 those it then withholds from the caller; an obligation naming a record the lookup lacks is an error.
@@ -39,7 +46,9 @@ from gateway.policy import (
 )
 from gateway.types import (
     ChildFlags,
+    IdentifiedBy,
     LookupContext,
+    LookupQuery,
     MatchedRecord,
     OwnerNotice,
     Plan,
@@ -103,12 +112,15 @@ def child_flags(
     answers: Sequence[SourceAnswer],
     shield_authorities: Collection[str],
     restriction_authorities: Collection[str],
+    unlinked: Sequence[ConnectorRecord] = (),
 ) -> ChildFlags:
-    """One shielding or restricting record restricts the whole child; a silent authority is
+    """One shielding or restricting record restricts the whole child - a linked one, or one
+    returned for the child's identifier without carrying it (`unlinked`); a silent authority is
     doubt - of shielding, or of an NHS restriction, which the policy then assumes."""
+    records = [m.record for m in matched] + list(unlinked)
     return ChildFlags(
-        shielded=any(m.record.flags.shielded for m in matched),
-        restricted=any(m.record.flags.restricted for m in matched),
+        shielded=any(r.flags.shielded for r in records),
+        restricted=any(r.flags.restricted for r in records),
         shield_status_known=all(a.answered for a in answers if a.source in shield_authorities),
         restriction_status_known=all(
             a.answered for a in answers if a.source in restriction_authorities
@@ -132,7 +144,11 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
     """
     matched = matching.matched
     flags = child_flags(
-        matched, matching.answers, plan.shield_authorities, plan.restriction_authorities
+        matched,
+        matching.answers,
+        plan.shield_authorities,
+        plan.restriction_authorities,
+        unlinked=_returned_for_identifier(lookup.query, matching),
     )
     present = [present_fields(m.record) for m in matched]
     asked: list[frozenset[FieldId]] = []
@@ -185,6 +201,17 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
     return Release(
         tuple(records), tuple(withheld), flags, decision_id, _owner_notices(decision, matched)
     )
+
+
+def _returned_for_identifier(
+    query: LookupQuery, matching: MatchResult
+) -> tuple[ConnectorRecord, ...]:
+    """The records sources returned for the NHS number or UPN the lookup used, linked or not (a
+    record carrying another value of it has been dropped, its source FAILED); none for a search
+    by demographics, whose unlinked candidates are other children."""
+    if query.identified_by is IdentifiedBy.DEMOGRAPHICS:
+        return ()
+    return tuple(record for answer in matching.answers for record in answer.records)
 
 
 def _true_indicators(record: ConnectorRecord) -> tuple[FieldId, ...]:

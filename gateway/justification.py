@@ -10,8 +10,11 @@ is first made to say only what a reader sees:
   the audit record must show what was really written; lone surrogates (Cs) too;
 - whitespace collapsed to single spaces and trimmed.
 
-What is left is counted: letters (Unicode categories L*) and words (whitespace-separated tokens
-holding at least one letter). Only the counts reach the policy; the text may name people, so it
+What is left is counted: words (whitespace-separated tokens holding at least one letter) and their
+letters (Unicode categories L*), each different word once. A word said again adds nothing: "urgent
+urgent urgent urgent" is one word, as "aaaaaaaaaaaaaaaaaaaa" is, and neither is a reason to lift a
+shield. Words are the same when their letters and digits are, case aside ("Urgent!" and "urgent").
+Only the counts reach the policy; the text may name people, so it
 goes to the audit record, the owner notifications and the privacy officers' alert feed, never into
 a policy input or a log.
 """
@@ -48,9 +51,9 @@ class Justification:
     text: str
     """NFKC, invisible characters removed, whitespace collapsed; empty when nothing was said."""
     letters: int
-    """Characters in a Unicode letter category (L*)."""
+    """Characters in a Unicode letter category (L*), in each different word once."""
     words: int
-    """Whitespace-separated tokens holding at least one letter."""
+    """Different whitespace-separated tokens holding at least one letter (see `_word_key`)."""
 
     @classmethod
     def of(cls, raw: str) -> Justification:
@@ -58,11 +61,12 @@ class Justification:
         # cannot keep them apart until a second normalisation joins them.
         visible = _visible(unicodedata.normalize("NFKC", _visible(raw)))
         tokens = visible.split()
-        return cls(
-            text=" ".join(tokens),
-            letters=sum(_is_letter(char) for token in tokens for char in token),
-            words=sum(any(_is_letter(char) for char in token) for token in tokens),
-        )
+        words: dict[str, int] = {}  # each different word, with its letters
+        for token in tokens:
+            letters = sum(_is_letter(char) for char in token)
+            if letters:
+                words.setdefault(_word_key(token), letters)
+        return cls(text=" ".join(tokens), letters=sum(words.values()), words=len(words))
 
 
 def _visible(text: str) -> str:
@@ -78,6 +82,12 @@ def _is_invisible(char: str) -> bool:
         return True
     code = ord(char)
     return any(first <= code <= last for first, last in _IGNORABLE_RANGES)
+
+
+def _word_key(token: str) -> str:
+    """What makes a word the same word again: its letters and digits, case folded - punctuation
+    and capitals do not make "Urgent!" another word than "urgent"."""
+    return "".join(char for char in token.casefold() if char.isalnum())
 
 
 def _is_letter(char: str) -> bool:

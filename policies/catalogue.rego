@@ -52,8 +52,31 @@ grant := data.childlookup.roles[input.caller.role].grants[input.purpose]
 # description: >-
 #   The grant for this purpose is a break-glass override: location fields of a shielded child (or
 #   one whose shielding could not be checked) are released for this one lookup. It never lifts an
-#   NHS restriction or the brokering of sensitive services.
-lifts_shielding if grant.lifts_shielding == true
+#   NHS restriction or the brokering of sensitive services. Only the break-glass purpose lifts a
+#   shield, and only while its safeguards stand (see break-glass safeguards): a grant for any other
+#   purpose that says lifts_shielding lifts nothing.
+lifts_shielding if {
+	grant.lifts_shielding == true
+	input.purpose == break_glass_purpose
+	has_break_glass_safeguards
+}
+
+# METADATA
+# title: Break-glass purpose
+# description: >-
+#   The one purpose whose use the gateway flags for immediate investigation and raises an alert on
+#   (gateway/audit/record.py): a shield lifted under any other would be lifted unseen.
+break_glass_purpose := "EMERGENCY_OVERRIDE"
+
+# METADATA
+# title: Break-glass safeguards
+# description: >-
+#   The stated purpose needs a written justification, and every holder of a record it reaches is
+#   told of it (owner_notification.purposes in data.json). Without both, no grant lifts a shield.
+has_break_glass_safeguards if {
+	data.childlookup.purposes[input.purpose].justification_required == true
+	data.childlookup.owner_notification.purposes[input.purpose]
+}
 
 # METADATA
 # title: Purpose granted

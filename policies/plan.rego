@@ -69,7 +69,8 @@ denial := "UNKNOWN_ROLE" if {
 #   caller's falls short of the purpose's minimum in words or in letters (its justification entry
 #   in data.json). The gateway counts the justification after removing what prints as nothing
 #   (zero-width and direction characters, controls) and sends only the counts, never the text: a
-#   word is a run of characters between spaces holding at least one letter.
+#   word is a run of characters between spaces holding at least one letter, and each different word
+#   counts once, with its letters (one word said four times is one word).
 is_justification_missing if {
 	is_justification_required
 	not is_justification_sufficient

@@ -143,6 +143,27 @@ test_only_override_grants_lift_shielding if {
 		with input.purpose as "CHILD_PROTECTION_ENQUIRY"
 }
 
+test_a_grant_for_another_purpose_never_lifts_shielding if {
+	not catalogue.lifts_shielding with input.caller.role as "social_worker"
+		with input.purpose as "CHILD_PROTECTION_ENQUIRY"
+		with data.childlookup.roles.social_worker.grants.CHILD_PROTECTION_ENQUIRY.lifts_shielding as true
+	decision := release_for("social_worker", "CHILD_PROTECTION_ENQUIRY", shielded_child)
+		with data.childlookup.roles.social_worker.grants.CHILD_PROTECTION_ENQUIRY.lifts_shielding as true
+	reason_for(decision, "address") == "SHIELDED"
+}
+
+test_break_glass_without_a_required_justification_lifts_nothing if {
+	not catalogue.lifts_shielding with input.caller.role as "social_worker"
+		with input.purpose as "EMERGENCY_OVERRIDE"
+		with data.childlookup.purposes.EMERGENCY_OVERRIDE.justification_required as false
+}
+
+test_break_glass_that_tells_no_holder_lifts_nothing if {
+	not catalogue.lifts_shielding with input.caller.role as "social_worker"
+		with input.purpose as "EMERGENCY_OVERRIDE"
+		with data.childlookup.owner_notification.purposes as {}
+}
+
 test_shielded_childs_location_is_withheld_from_a_social_worker if {
 	decision := release_for("social_worker", "CHILD_PROTECTION_ENQUIRY", shielded_child)
 	withheld_for(decision, "SHIELDED") == beyond_identity
