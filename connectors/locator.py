@@ -330,6 +330,13 @@ class LocatorPublisher:
         while True:
             request = HoldingsListRequest(agency=self._agency, key_version=key_version, after=after)
             page = await self._post(HOLDINGS_LIST_PATH, request, HoldingsPage)
+            # Pages come in pseudonym order, each after the last: one that does not move on
+            # (a broken locator, or one answering in its place) would be asked for ever.
+            moved = [*page.pseudonyms, *([] if page.next is None else [page.next])]
+            if after is not None and any(_raw(p) <= _raw(after) for p in moved):
+                raise PublishError(
+                    f"the locator's list of holdings under {key_version} does not advance"
+                )
             found.update(page.pseudonyms)
             if page.next is None:
                 return found
@@ -385,6 +392,12 @@ def _batches(
     for start in range(0, len(combined), size):
         chunk = combined[start : start + size]
         yield [p for p, add in chunk if add], [p for p, add in chunk if not add]
+
+
+def _raw(value: str) -> bytes:
+    """A pseudonym's 32 bytes: the order the locator lists holdings in (base64url text sorts
+    otherwise)."""
+    return base64.urlsafe_b64decode(value + "=")
 
 
 def _validated(reply: httpx.Response, answer: type[_AnswerT]) -> _AnswerT:

@@ -13,11 +13,12 @@ a stolen long-lived token would otherwise open every child's record for as long 
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import jwt
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
@@ -177,14 +178,14 @@ class TokenVerifier:
                 f" ({describe_duration(self._max_lifetime)}): sign in again through your portal."
             )
         values = [claims.get(name) for name in self._required[5:]]
-        if not all(isinstance(v, str) and v for v in [claims.get("sub"), *values]):
+        if not all(_text(v) for v in [claims.get("sub"), *values]):
             raise _unauthenticated(
-                "The bearer token lacks a role, organisation or assurance level."
+                "The bearer token lacks a readable subject, role, organisation or assurance level."
             )
         name = claims.get("name")
         caller = Caller(
             subject=str(claims["sub"]),
-            name=name if isinstance(name, str) else str(claims["sub"]),
+            name=name if _text(name) else str(claims["sub"]),
             role=str(claims[self._claims.role]),
             organisation=str(claims[self._claims.organisation]),
         )
@@ -198,6 +199,22 @@ def describe_duration(seconds: int) -> str:
     )
     count = seconds // size
     return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
+def _text(value: object) -> TypeGuard[str]:
+    """Whether a claim is a non-empty string that can be stored and shown. JSON lets a token
+    carry a lone surrogate (`"\\ud800"`), which is no character and cannot be written as UTF-8,
+    and a control character (`"\\u0000"`), which PostgreSQL cannot hold in text and a log or
+    message would print as nothing or as a terminal command. A caller named by either would fail
+    the lookup where its audit record is written - after the agencies were asked - rather than
+    at the edge (gateway.middleware refuses a lone surrogate in a request body)."""
+    if not isinstance(value, str) or not value:
+        return False
+    return not any(unicodedata.category(char) in _UNSTORABLE for char in value)
+
+
+_UNSTORABLE: Final = frozenset({"Cs", "Cc"})
+"""Lone surrogates and control characters (C0, DEL and C1: NUL, escape, tab, new line)."""
 
 
 def _unauthenticated(message: str) -> GatewayError:

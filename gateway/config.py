@@ -362,7 +362,11 @@ class Settings(BaseSettings):
     demographic_answer_floor_ms: Annotated[int, Field(ge=0, le=10_000)] = 200
     """A demographic search answers no sooner than this after it started, so a search that reached
     a hidden (shielded or restricted) child and a search for nobody take the same time
-    (gateway.shield_safe). Keep it above what such searches take; identifier lookups never wait."""
+    (gateway.shield_safe). Keep it above what such searches take; identifier lookups never wait.
+    Where the gateway routes (CHILDLOOKUP_LOCATOR_URL set, or agencies asked `when_routed`), a
+    search that found a child goes on to ask the locator and the agencies named, up to the
+    lookup's deadline, before it may be hidden: there the floor is at least
+    CHILDLOOKUP_LOOKUP_DEADLINE_MS, whatever is set here (shorten the deadline to shorten it)."""
     max_lookups_in_flight: Annotated[int, Field(gt=0, le=10_000)] = 64
     """Lookups one gateway process runs at once; more wait (see max_queue_wait_ms). Past what the
     process can finish in time, more concurrency only makes every lookup's sources time out. Size

@@ -11,6 +11,10 @@ A source whose circuit is open (gateway.breakers) is not asked: it is FAILED wit
 once. A request whose connection was refused - nothing was sent - is tried once more after a short
 pause, if the time left allows; nothing else is retried, since a request that reached the
 connector may have been acted on.
+
+Each source asked has a `fanout.source` span, whose `traceparent` the connector continues - unless
+the caller asks outside the trace (`in_trace`): a demographic search's second round, which
+shield-safe search may yet hide, must leave in the trace nothing a search for nobody lacks.
 """
 
 from __future__ import annotations
@@ -100,11 +104,17 @@ class FanOut:
 
     @tracing.stage("fanout")
     async def ask(
-        self, lookup: LookupContext, plan: Plan, *, only: Sequence[str] | None = None
+        self,
+        lookup: LookupContext,
+        plan: Plan,
+        *,
+        only: Sequence[str] | None = None,
+        in_trace: bool = True,
     ) -> tuple[SourceAnswer, ...]:
         """By the lookup's deadline, one answer per source asked on every lookup, in config order
         (NOT_ASKED where the plan left it out); or, given `only`, one per source named there, in
-        that order (the routing stage's choice of agencies, each planned by kind)."""
+        that order (the routing stage's choice of agencies, each planned by kind). Without
+        `in_trace`, no source asked has a span, nor is sent a `traceparent` to continue."""
         query = lookup.query
         identifiers = Identifiers(nhs_number=query.nhs_number, upn=query.upn)
         # Scoring candidates needs their demographics whatever the caller may see; the decide
@@ -131,7 +141,7 @@ class FanOut:
                 demographics=query.demographics,
                 fields=sorted(fields),
             )
-            tasks.append(self._ask_one(source, request, fields, lookup.deadline))
+            tasks.append(self._ask_one(source, request, fields, lookup.deadline, in_trace))
         asked_with = (query.identified_by,)
         answers = tuple(
             a
@@ -150,7 +160,12 @@ class FanOut:
         request: LookupRequest,
         fields: frozenset[FieldId],
         deadline: float,
+        in_trace: bool,
     ) -> SourceAnswer:
+        if not in_trace:
+            # Asked under no span at all: what _post would inject or note goes nowhere.
+            with trace.use_span(trace.INVALID_SPAN):
+                return await self._answer(source, request, fields, deadline)
         with tracing.source_span(source.name) as span:
             answer = await self._answer(source, request, fields, deadline)
             tracing.answered(span, answer)

@@ -61,7 +61,8 @@ ADDRESS_LINES_MAX: Final = 5
 CARER_NAMES_MAX: Final = 4
 ADDRESS_LINE_MAX_CHARS: Final = 100
 
-_UPN_PATTERN: Final = re.compile(r"[A-Z][0-9]{12}")
+_UPN_DIGITS: Final = 12
+_UPN_PATTERN: Final = re.compile(rf"[A-Z][0-9]{{{_UPN_DIGITS}}}")
 _TEMPORARY_UPN_PATTERN: Final = re.compile(r"[A-Z][0-9]{11}[A-Z]")
 
 # Royal Mail's outward-code shapes with the letters each position may hold: never Q, V or X
@@ -230,12 +231,20 @@ _GAP: Final = r"[^A-Za-z0-9]{0,3}"
 """What people put between an identifier's groups: a space, a hyphen, a dot, a slash, " - "."""
 # Each a lookahead, so that every place a number could start is tried: a candidate that fails
 # its check must not consume the start of a valid one after it ("111 943 476 5919").
-_NHS_NUMBER_IN_TEXT: Final = re.compile(
+_NHS_NUMBER_AS_GROUPED: Final = re.compile(
     rf"(?<![0-9])(?=([0-9]{{3}}){_GAP}([0-9]{{3}}){_GAP}([0-9]{{4}})(?![0-9]))"
 )
-_UPN_IN_TEXT: Final = re.compile(
+_UPN_AS_GROUPED: Final = re.compile(
     rf"(?<![A-Za-z0-9])(?=([A-Za-z]){_GAP}([0-9]{{4}}){_GAP}([0-9]{{4}}){_GAP}([0-9]{{4}})(?![0-9]))"
 )
+_DIGITS_IN_TEXT: Final = re.compile(r"[0-9]+(?:[\s\-]{1,3}[0-9]+)*")
+"""Digits grouped any other way, as a number is read out or typed: runs set apart by spaces or
+hyphens only. Dots, slashes and colons do not join runs here - dates and times ("29/11/2026
+10:40") would otherwise make ten digits that pass the check one time in eleven; the usual
+groupings above allow them."""
+_DIGIT_RUN: Final = re.compile(r"[0-9]+")
+_UPN_LETTER: Final = re.compile(rf"(?<![A-Za-z0-9])[A-Za-z]{_GAP}(?=[0-9])")
+"""A UPN's check letter where a UPN could start: its digits follow it."""
 
 _PHONE_PREFIX: Final = re.compile(rf"(?:\+\s?44|\(0\)){_GAP}$")
 """What comes just before a UK phone number written internationally: a number after it is one."""
@@ -245,21 +254,60 @@ def holds_child_identifier(text: str) -> bool:
     """Whether free text an operator or practitioner wrote holds a valid NHS number or permanent
     UPN, however its groups are set apart and in whatever digits it is written (full-width,
     Arabic-Indic): text kept where no child's identifier may be - a justification, a note on the
-    notification outbox - is refused rather than kept with one."""
+    notification outbox - is refused rather than kept with one.
+
+    The usual groupings ("943 476 5919", "943/476/5919"; a UPN's letter and three fours) with any
+    gap; any other grouping ("94 34 76 59 19", "9434 765 919", digit by digit) with spaces or
+    hyphens: every 10 digits that whole runs make together is tried, so a failing candidate does
+    not hide a valid one after it ("111 943 476 5919"). A run is never cut: eleven digits together
+    are not an NHS number."""
     folded = _ascii_digits(unicodedata.normalize("NFKC", text))
-    for pattern, normalise in (
-        (_NHS_NUMBER_IN_TEXT, normalise_nhs_number),
-        (_UPN_IN_TEXT, normalise_upn),
-    ):
-        for found in pattern.finditer(folded):
-            if _PHONE_PREFIX.search(folded, 0, found.start()):
-                continue  # "+44 (0)161 496 0003": a phone number, whatever its digits check
-            try:
-                normalise("".join(found.groups()))
-            except InvalidIdentifier:
-                continue
-            return True
-    return False
+    return _holds_nhs_number(folded) or _holds_upn(folded)
+
+
+def _holds_nhs_number(text: str) -> bool:
+    candidates = [
+        (found.start(), "".join(found.groups())) for found in _NHS_NUMBER_AS_GROUPED.finditer(text)
+    ]
+    for written in _DIGITS_IN_TEXT.finditer(text):
+        runs = list(_DIGIT_RUN.finditer(text, written.start(), written.end()))
+        for first, run in enumerate(runs):
+            digits = _leading_digits(runs[first:], NHS_NUMBER_LENGTH)
+            if digits is not None:
+                candidates.append((run.start(), digits))
+    return any(
+        is_valid_nhs_number(digits)
+        # "+44 (0)161 496 0003": a phone number, whatever its digits check
+        and not _PHONE_PREFIX.search(text, 0, start)
+        for start, digits in candidates
+    )
+
+
+def _holds_upn(text: str) -> bool:
+    candidates = ["".join(found.groups()).upper() for found in _UPN_AS_GROUPED.finditer(text)]
+    for letter in _UPN_LETTER.finditer(text):
+        written = _DIGITS_IN_TEXT.match(text, letter.end())
+        assert written is not None  # the letter's lookahead saw a digit
+        runs = list(_DIGIT_RUN.finditer(text, written.start(), written.end()))
+        digits = _leading_digits(runs, _UPN_DIGITS)
+        if digits is not None:
+            candidates.append(letter.group()[0].upper() + digits)
+    return any(is_normal(normalise_upn, candidate) for candidate in candidates)
+
+
+def _leading_digits(runs: Sequence[re.Match[str]], length: int) -> str | None:
+    """The first `length` digits of these runs when whole runs make exactly that many, set apart
+    by one and the same gap: a number is typed with one separator ("94 34 76 59 19",
+    "943-4765-919"), where a date and a time ("2026-11-29 10") mix them."""
+    digits = ""
+    gaps = set()
+    for previous, run in zip((None, *runs), runs, strict=False):
+        if previous is not None:
+            gaps.add(run.string[previous.end() : run.start()])
+        digits += run.group()
+        if len(digits) >= length:
+            break
+    return digits if len(digits) == length and len(gaps) <= 1 else None
 
 
 def _ascii_digits(text: str) -> str:

@@ -11,7 +11,8 @@ process: distinct children are counted from the audit log itself (by pseudonym; 
 one child's records link count as one child, `ChildrenSeen`), so the cap survives restarts; each
 process keeps today's children per user in memory, re-reads the log every CHILDREN_REFRESH_S and
 adds what it read to what it has reserved (never dropping a reservation whose audit record is not
-written yet). Per-minute windows are this process's own.
+written yet); a read that fails, or takes longer than CHILDREN_READ_TIMEOUT_S, refuses the lookup
+LIMITS_UNAVAILABLE. Per-minute windows are this process's own.
 `gateway.redis_limits.RedisLimits` implements it for every process sharing one Redis. A refusal
 is audited and raises an alert; it never says anything about the child.
 """
@@ -19,6 +20,7 @@ is audited and raises an alert; it never says anything about the child.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import deque
@@ -48,6 +50,12 @@ WINDOW_S: Final = 60
 """The per-minute limits count the lookups of the last this many seconds."""
 LIMITS_UNAVAILABLE = "LIMITS_UNAVAILABLE"
 """The shared store of the limits could not be asked: refused, never admitted uncounted."""
+CHILDREN_READ_TIMEOUT_S: Final = 2.0
+"""Longest a lookup waits for the audit log to give the user's children today (InProcessLimits)
+before it is refused LIMITS_UNAVAILABLE, as RedisLimits waits to seed its day map: a stalled
+database must refuse the lookup within its deadline, not hold one of the process's places."""
+
+_logger = logging.getLogger("childlookup.limits")
 
 
 @dataclass(frozen=True)
@@ -209,7 +217,17 @@ class InProcessLimits:
 
     async def reserve(self, caller: Caller, child_ref: str) -> str | None:
         self._sweep(self._clock())
-        seen = await self._children_today(caller.subject)
+        try:
+            seen = await self._children_today(caller.subject)
+        except Exception as error:  # whatever the store raises, or too slow: the cap is not known
+            _logger.error(
+                "limits unavailable: lookup refused",
+                extra={
+                    "event": "limits_unavailable",
+                    "context": {"store": "audit", "error": type(error).__name__},
+                },
+            )
+            return LIMITS_UNAVAILABLE
         # From here to the return nothing awaits, so on the one event loop no other lookup can
         # run between the checks and the counting: the reservation is atomic.
         now = self._clock()
@@ -247,7 +265,11 @@ class InProcessLimits:
             self._children[subject] = seen
         async with seen.lock:  # one read of the log per user at a time
             if self._clock() - seen.loaded >= CHILDREN_REFRESH_S:
-                logged = await asyncio.to_thread(self._audit.children_seen, subject, midnight)
+                # Bounded: the read goes on in its thread until the store gives up.
+                logged = await asyncio.wait_for(
+                    asyncio.to_thread(self._audit.children_seen, subject, midnight),
+                    CHILDREN_READ_TIMEOUT_S,
+                )
                 seen.children.update(logged)
                 seen.loaded = self._clock()
         return seen

@@ -20,6 +20,7 @@ import httpx
 
 from connectors.locator import (
     LOCATE_PATH,
+    MAX_LOCATE,
     LocateRequest,
     LocateResponse,
     PseudonymKey,
@@ -97,6 +98,11 @@ class LocatorClient:
     ) -> None:
         if not keys:
             raise ValueError("the locator needs at least one pseudonym key")
+        if len(keys) > MAX_LOCATE:
+            raise ValueError(
+                f"the locator is asked under at most {MAX_LOCATE} pseudonym key versions at once;"
+                f" the key file lists {len(keys)}: remove the retired ones"
+            )
         self._url = httpx.URL(url.rstrip("/") + LOCATE_PATH)
         self._transport = transport
         self._signer = signer
@@ -115,48 +121,64 @@ class LocatorClient:
         budget = min(self._timeout_s, lookup.deadline - started)
         if budget <= 0:
             return _failed(SourceStatus.TIMED_OUT, "DEADLINE", started, asked)
-        refs = {
-            pseudonym(key, IDENTIFIER_FIELDS[kind], value): (key.version, kind)
-            for kind, value in identifiers.items()
-            for key in self._keys
-        }
-        request = LocateRequest(
-            request_id=lookup.request_id,
-            pseudonyms=[PseudonymRef(key_version=v, value=p) for p, (v, _) in refs.items()],
-        )
+        # One question per identifier, under every key version: a question carries at most
+        # MAX_LOCATE pseudonyms (the constructor bounds the keys), and each then names the
+        # current version, so the locator answers it rather than refusing a question under none
+        # it searches.
+        questions = [
+            (
+                LocateRequest(
+                    request_id=lookup.request_id,
+                    pseudonyms=[PseudonymRef(key_version=v, value=p) for p, (v, _) in refs.items()],
+                ),
+                refs,
+            )
+            for refs in (
+                {
+                    pseudonym(key, IDENTIFIER_FIELDS[kind], value): (key.version, kind)
+                    for key in self._keys
+                }
+                for kind, value in identifiers.items()
+            )
+        ]
         try:
             async with asyncio.timeout(budget):
-                answer = await self._post(request)
-        except (TimeoutError, httpx.TimeoutException):
+                replies = await asyncio.gather(
+                    *(self._post(request) for request, _ in questions), return_exceptions=True
+                )
+        except TimeoutError:
             return _failed(SourceStatus.TIMED_OUT, "TIMEOUT", started, asked)
-        except httpx.HTTPError:
-            return _failed(SourceStatus.FAILED, "CONNECTION_FAILED", started, asked)
-        except Malformed:
-            return _failed(SourceStatus.FAILED, "MALFORMED_RESPONSE", started, asked)
-        except TrustError:
-            return _failed(SourceStatus.FAILED, "ANSWER_NOT_TRUSTED", started, asked)
-        if isinstance(answer, ErrorResponse):
-            # Its message is for the operators: a gateway whose pseudonym keys the locator no
-            # longer searches (a rotation missed) is refused on every lookup until fixed.
-            _logger.warning(
-                "the locator refused the question",
-                extra={
-                    "event": "locator_refused",
-                    "context": {"code": answer.error.code.value, "message": answer.error.message},
-                },
-            )
-            return _failed(SourceStatus.FAILED, answer.error.code.value, started, asked)
-        if answer.request_id != request.request_id:
-            return _failed(SourceStatus.FAILED, "MALFORMED_RESPONSE", started, asked)
         agencies: dict[str, set[IdentifiedBy]] = {}
-        for holder in answer.holders:
-            ref = refs.get(holder.value)
-            if ref is None or ref[0] != holder.key_version:
-                # Not something this lookup asked about: a locator answering other questions
-                # than ours may not have answered ours ("nobody holds" would be a guess).
+        for (request, refs), answer in zip(questions, replies, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, Exception):
+                    raise answer
+                return _failed(*_failure(answer), started, asked)
+            if isinstance(answer, ErrorResponse):
+                # Its message is for the operators: a gateway whose pseudonym keys the locator no
+                # longer searches (a rotation missed) is refused on every lookup until fixed.
+                _logger.warning(
+                    "the locator refused the question",
+                    extra={
+                        "event": "locator_refused",
+                        "context": {
+                            "code": answer.error.code.value,
+                            "message": answer.error.message,
+                        },
+                    },
+                )
+                return _failed(SourceStatus.FAILED, answer.error.code.value, started, asked)
+            if answer.request_id != request.request_id:
                 return _failed(SourceStatus.FAILED, "MALFORMED_RESPONSE", started, asked)
-            for agency in holder.agencies:
-                agencies.setdefault(agency, set()).add(ref[1])
+            for holder in answer.holders:
+                ref = refs.get(holder.value)
+                if ref is None or ref[0] != holder.key_version:
+                    # Not something this question asked about: a locator answering other
+                    # questions than ours may not have answered ours ("nobody holds" would be a
+                    # guess).
+                    return _failed(SourceStatus.FAILED, "MALFORMED_RESPONSE", started, asked)
+                for agency in holder.agencies:
+                    agencies.setdefault(agency, set()).add(ref[1])
         status = SourceStatus.ANSWERED if agencies else SourceStatus.NO_RECORD
         return Located(
             agencies={name: frozenset(kinds) for name, kinds in agencies.items()},
@@ -183,6 +205,20 @@ class LocatorClient:
 
 
 _CONFIGURED = (AskedBecause.CONFIGURED,)
+
+
+def _failure(error: Exception) -> tuple[SourceStatus, str]:
+    """The locator's status and failure code for what went wrong asking it; raises what no
+    answer explains (a fault in the gateway itself)."""
+    if isinstance(error, (TimeoutError, httpx.TimeoutException)):
+        return SourceStatus.TIMED_OUT, "TIMEOUT"
+    if isinstance(error, httpx.HTTPError):
+        return SourceStatus.FAILED, "CONNECTION_FAILED"
+    if isinstance(error, Malformed):
+        return SourceStatus.FAILED, "MALFORMED_RESPONSE"
+    if isinstance(error, TrustError):
+        return SourceStatus.FAILED, "ANSWER_NOT_TRUSTED"
+    raise error
 
 
 def _asked_with(asked: frozenset[IdentifiedBy]) -> tuple[IdentifiedBy, ...]:

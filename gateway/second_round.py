@@ -24,6 +24,11 @@ record contradicting what the first round established (the lookup's UPN, say, or
 its records give) is treated the same.
 By demographics, two linked records in one source must share an identifier, as in the match stage,
 or the lookup is AMBIGUOUS.
+
+The `second_round` span holds the sources asked again and how they answered - except in a
+demographic search, where shield-safe search may yet hide what they reach: a search for nobody never
+asks again, and a trace that showed the sources asked would tell the two apart. There the span
+holds only the choice of whom to ask, and the round runs after it, in no span of its own.
 """
 
 from __future__ import annotations
@@ -166,12 +171,14 @@ def sources_to_ask_again(
     )
 
 
-def _traced(matching: MatchResult) -> dict[str, bool | int | str]:
-    asked_again = sum(len(a.asked_with) > 1 for a in matching.answers)
-    return {"childlookup.second_round.sources": asked_again}
+@dataclass(frozen=True)
+class _Asking:
+    """Whom the second round asks again, and with what."""
+
+    query: LookupQuery
+    sources: tuple[str, ...]
 
 
-@tracing.stage("second_round", _traced)
 async def second_round(
     lookup: LookupContext,
     plan: Plan,
@@ -182,23 +189,53 @@ async def second_round(
     """`first` with the answers of the sources asked again, or `first` itself when there is no
     identifier to ask with or nobody to ask."""
     query = lookup.query
-    if shield_safe(query, first, plan.doubt_authorities)[1]:
+    with tracing.span("second_round"):
+        asking = _asking(query, plan, first)
+        if asking is not None and query.identified_by is not IdentifiedBy.DEMOGRAPHICS:
+            return await _asked(lookup, plan, first, asking, fanout, linkage, in_trace=True)
+    if asking is None:
         return first
+    # Under the lookup's span, where the fanout and match stages have run and so open no span
+    # again (gateway.tracing), and with no span per source: nothing in the trace.
+    return await _asked(lookup, plan, first, asking, fanout, linkage, in_trace=False)
+
+
+def _asking(query: LookupQuery, plan: Plan, first: MatchResult) -> _Asking | None:
+    """Whom to ask again and with what, or None: for a search shield-safe search would hide,
+    with no identifier to ask with, or with nobody to ask."""
+    if shield_safe(query, first, plan.doubt_authorities)[1]:
+        return None
     found = found_identifier(query, first)
     if found is None:
-        return first
+        return None
     sources = sources_to_ask_again(query, plan, first, found)
     if not sources:
-        return first
+        return None
     again = LookupQuery(
         purpose=query.purpose,
         justification=query.justification,
         nhs_number=found.value if found.kind is IdentifiedBy.NHS_NUMBER else None,
         upn=found.value if found.kind is IdentifiedBy.UPN else None,
     )
-    answers = await fanout.ask(replace(lookup, query=again), replace(plan, sources=sources))
+    return _Asking(again, sources)
+
+
+async def _asked(
+    lookup: LookupContext,
+    plan: Plan,
+    first: MatchResult,
+    asking: _Asking,
+    fanout: FanOut,
+    linkage: LinkageModel,
+    *,
+    in_trace: bool,
+) -> MatchResult:
+    again, sources = asking.query, asking.sources
+    answers = await fanout.ask(
+        replace(lookup, query=again), replace(plan, sources=sources), in_trace=in_trace
+    )
     second = match_records(again, [a for a in answers if a.source in sources], linkage)
-    return combined(query, first, second, linkage)
+    return combined(lookup.query, first, second, linkage)
 
 
 def combined(

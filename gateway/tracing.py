@@ -31,6 +31,7 @@ import functools
 import inspect
 import sys
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any, TypeVar, cast
 
 from opentelemetry import propagate, trace
@@ -130,17 +131,40 @@ def _current_span(
             raise
 
 
+_SPANNED: ContextVar[set[tuple[int, str]] | None] = ContextVar(
+    "childlookup_stages_spanned", default=None
+)
+"""The stages given a span so far in the lookup being traced, each under the span it ran in."""
+
+
+def _spanned_already(name: str) -> bool:
+    """Whether stage `name` already has a span beside the one it would have now (the same
+    parent, in the same lookup): a lookup has one span per stage. A stage run again there - the
+    release decided a second time for the flags of a child shield-safe search hid - runs inside
+    the first's parent, so the trace of a search that reached a hidden child has the shape of one
+    that found nobody."""
+    spanned = _SPANNED.get()
+    if spanned is None:
+        return False
+    key = (trace.get_current_span().get_span_context().span_id, name)
+    if key in spanned:
+        return True
+    spanned.add(key)
+    return False
+
+
 def stage(name: str, describe: Describe | None = None) -> Callable[[F], F]:
-    """Run a pipeline stage (sync or async) in a span named `name`; `describe` turns its result
-    into attributes (ids and codes, never data). With tracing off the stage just runs: entering
-    even an empty span costs ~2 us, and a lookup runs about ten stages."""
+    """Run a pipeline stage (sync or async) in a span named `name`, once under its parent in a
+    lookup (`_spanned_already`); `describe` turns its result into attributes (ids and codes, never
+    data). With tracing off the stage just runs: entering even an empty span costs ~2 us, and a
+    lookup runs about ten stages."""
 
     def decorate(run: F) -> F:
         if inspect.iscoroutinefunction(run):
 
             @functools.wraps(run)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                if not _tracing():
+                if not _tracing() or _spanned_already(name):
                     return await run(*args, **kwargs)
                 with span(name) as current:
                     result = await run(*args, **kwargs)
@@ -152,7 +176,7 @@ def stage(name: str, describe: Describe | None = None) -> Callable[[F], F]:
 
         @functools.wraps(run)
         def run_sync(*args: Any, **kwargs: Any) -> Any:
-            if not _tracing():
+            if not _tracing() or _spanned_already(name):
                 return run(*args, **kwargs)
             with span(name) as current:
                 result = run(*args, **kwargs)
@@ -168,16 +192,25 @@ def stage(name: str, describe: Describe | None = None) -> Callable[[F], F]:
 def lookup_span(lookup: LookupContext) -> contextlib.AbstractContextManager[Span]:
     if not _tracing():
         return _NO_SPAN
-    return span(
-        "lookup",
-        attributes={
+    return _lookup_span(
+        {
             "childlookup.request_id": lookup.request_id,
             "childlookup.purpose": lookup.query.purpose.value,
             "childlookup.identified_by": lookup.query.identified_by.value,
             "childlookup.caller.role": lookup.caller.role,
             "childlookup.policy_revision": lookup.policy_revision,
-        },
+        }
     )
+
+
+@contextlib.contextmanager
+def _lookup_span(attributes: Mapping[str, AttributeValue]) -> Iterator[Span]:
+    spanned = _SPANNED.set(set())
+    try:
+        with span("lookup", attributes=attributes) as current:
+            yield current
+    finally:
+        _SPANNED.reset(spanned)
 
 
 def source_span(source: str) -> contextlib.AbstractContextManager[Span]:

@@ -823,6 +823,12 @@ def test_carer_names_that_are_not_names_are_refused(names):
         ("Called the duty team on +44 (0)161 496 0003", False),  # its last ten digits check
         ("Called the duty team on +44 161 496 0003", False),
         (f"Phoned +44 (0)161 496 0003 about {NHS}", True),
+        ("pupil H 801 200 001 001", True),  # a UPN grouped another way
+        ("H80 1200 0010 01", True),
+        # Runs of a date and a time: "2026010102" passes the NHS number's check, but a number is
+        # not typed with a hyphen and then a space between its groups.
+        ("Seen at 2026-01-01 02:40 in ED", False),
+        ("Seen on 01/01/2026 02:40 in ED", False),
     ],
 )
 def test_free_text_holding_a_child_identifier_is_found(text, holds):

@@ -47,13 +47,13 @@ _EXPORTER = InMemorySpanExporter()
 
 @pytest.fixture(scope="module")
 def _provider() -> None:
-    """One SDK provider per process (OpenTelemetry allows no other), exporting to `_EXPORTER`
-    from the first test here on."""
+    """One SDK provider per process (OpenTelemetry allows no other, so another test module may
+    have installed it first), exporting to `_EXPORTER` from the first test here on."""
     provider = trace.get_tracer_provider()
     if not isinstance(provider, TracerProvider):
         provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
         install(provider)
+    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
 
 
 @pytest.fixture

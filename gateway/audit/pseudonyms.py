@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import secrets
 from collections.abc import Sequence
 
+from connectors.protocol import Demographics
 from gateway.config import Mode, Settings
+from gateway.linkage.person import Person
 from gateway.types import LookupQuery
 
 
@@ -80,7 +83,28 @@ class Pseudonymiser:
         if query.upn is not None:
             return self.ref("upn", query.upn)
         assert query.demographics is not None
-        return self.ref("demographics", query.demographics.model_dump_json())
+        return self.ref("demographics", _search(query.demographics))
+
+
+def _search(demographics: Demographics) -> str:
+    """A demographic search as matching reads it (gateway.linkage.person): names case-folded
+    without accents or punctuation, the names the child is known by as a set. Two searches that
+    matching cannot tell apart find the same child, so typing AMELIA HART after Amelia Hart, or
+    the known-as names in another order, is not counted (nor audited) as a second child."""
+    person = Person.from_demographics(demographics)
+    born = person.date_of_birth
+    return json.dumps(
+        {
+            "given": person.given,
+            "family": person.family,
+            "former_family": sorted(person.former_family),
+            "known_as": sorted(person.known_as),
+            "date_of_birth": None if born is None else born.isoformat(),
+            "postcode": person.postcode,
+            "sex": None if person.sex is None else person.sex.value,
+        },
+        sort_keys=True,
+    )
 
 
 def _ref(key: bytes, kind: str, value: str) -> str:

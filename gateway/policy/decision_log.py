@@ -10,7 +10,9 @@ needs masking; `masked` is written empty to say so explicitly.
 The log grows by about 2.4 KB a lookup. Written to a file, it is rotated by size
 (CHILDLOOKUP_DECISION_LOG_MAX_BYTES), safely while several gateway processes append to it: see
 `RotatingFile`. `childlookup audit archive` moves rotated files into the archive
-(`rotated_decision_logs`).
+(`rotated_decision_logs`). A log that cannot be written (its volume full, its stream closed)
+fails each decision that cannot be logged with a PolicyError, as an unavailable policy does -
+the lookup releases nothing - and says so once (`decision_log_unwritable`) until a write succeeds.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncio
 import fcntl
 import functools
 import json
+import logging
 import os
 import re
 import sys
@@ -48,6 +51,8 @@ _REMEMBERED = 4096
 _FOLLOW_S: Final = 1.0
 """How often, at most, a writer checks whether another process rotated the file away."""
 _STAMP: Final = "%Y%m%dT%H%M%SZ"
+
+_logger = logging.getLogger("childlookup.policy")
 
 
 class _Sink(Protocol):
@@ -148,6 +153,8 @@ class DecisionLog:
         self._texts: dict[tuple[BaseModel, BaseModel], str] = {}
         self._pending: list[str] = []
         self._lock = threading.Lock()
+        self._unwritable: Exception | None = None
+        """Why the last write failed (its lines are lost), until a write succeeds."""
 
     @classmethod
     def open(cls, target: str, *, instance: str, max_bytes: int = 0) -> DecisionLog:
@@ -192,8 +199,36 @@ class DecisionLog:
     def _flush(self) -> None:
         with self._lock:
             lines, self._pending = self._pending, []
-            if lines and self._sink is not None:
+            if not lines or self._sink is None:
+                return
+            try:
                 self._sink.write("".join(lines))
+            except (OSError, ValueError) as error:  # a full or gone volume, a closed stream
+                if self._unwritable is None:
+                    _logger.error(
+                        "decision log cannot be written: lookups fail closed until it can",
+                        extra={
+                            "event": "decision_log_unwritable",
+                            "context": {"error": type(error).__name__, "lines_lost": len(lines)},
+                        },
+                    )
+                self._unwritable = error
+            else:
+                self._unwritable = None
+
+    async def written(self) -> None:
+        """Wait until the lines logged so far are written (the end of this round of the event
+        loop); PolicyError if the log could not take them. A decision that cannot be logged cannot
+        be replayed by an auditor, so it must not be acted on: nothing is released on it."""
+        if self._sink is None:
+            return
+        if self._pending:
+            await asyncio.sleep(0)  # the round's write (`_write`) runs before this resumes
+        if self._unwritable is not None:
+            raise PolicyError(
+                "The decision log cannot be written"
+                f" ({type(self._unwritable).__name__}), so no decision can be acted on."
+            )
 
     def _head(self, path: str, revision: str) -> str:
         """The fields every decision at `path` under `revision` shares, as JSON (`"labels":...` to
@@ -267,7 +302,9 @@ class LoggedPolicy:
                 self._decided_by(revision)
             else:
                 decision = await self._engine.plan(request)
-        return decision, self._log.record(PLAN_ENTRYPOINT, self.revision, request, decision)
+        decision_id = self._log.record(PLAN_ENTRYPOINT, self.revision, request, decision)
+        await self._log.written()
+        return decision, decision_id
 
     async def release(self, request: ReleaseInput) -> tuple[ReleaseDecision, str]:
         with metrics.POLICY_SECONDS.labels("release").time():
@@ -277,7 +314,9 @@ class LoggedPolicy:
                 self._decided_by(revision)
             else:
                 decision = await self._engine.release(request)
-        return decision, self._log.record(RELEASE_ENTRYPOINT, self.revision, request, decision)
+        decision_id = self._log.record(RELEASE_ENTRYPOINT, self.revision, request, decision)
+        await self._log.written()
+        return decision, decision_id
 
     def _decided_by(self, revision: str) -> None:
         if self._decided and revision != self.revision:
