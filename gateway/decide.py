@@ -36,6 +36,7 @@ from connectors.protocol import (
 )
 from gateway import tracing
 from gateway.match import MatchResult
+from gateway.plan import unasked_authorities
 from gateway.policy import (
     PolicyError,
     ReleaseChild,
@@ -113,18 +114,29 @@ def child_flags(
     shield_authorities: Collection[str],
     restriction_authorities: Collection[str],
     unlinked: Sequence[ConnectorRecord] = (),
+    unasked: Collection[str] = (),
 ) -> ChildFlags:
     """One shielding or restricting record restricts the whole child - a linked one, or one
     returned for the child's identifier without carrying it (`unlinked`); a silent authority is
-    doubt - of shielding, or of an NHS restriction, which the policy then assumes."""
+    doubt - of shielding, or of an NHS restriction, which the policy then assumes - and so is one
+    the lookup never asked (`unasked`: gateway.plan.unasked_authorities)."""
     records = [m.record for m in matched] + list(unlinked)
     return ChildFlags(
         shielded=any(r.flags.shielded for r in records),
         restricted=any(r.flags.restricted for r in records),
-        shield_status_known=all(a.answered for a in answers if a.source in shield_authorities),
-        restriction_status_known=all(
-            a.answered for a in answers if a.source in restriction_authorities
-        ),
+        shield_status_known=_all_answered(answers, shield_authorities, unasked),
+        restriction_status_known=_all_answered(answers, restriction_authorities, unasked),
+    )
+
+
+def _all_answered(
+    answers: Sequence[SourceAnswer], authorities: Collection[str], unasked: Collection[str]
+) -> bool:
+    """Whether every one of `authorities` was asked, and each asked one answered. Checking the
+    answers alone is not enough: an agency asked only when routed, of a kind the plan left out,
+    is in no answer at all, and absent must not read as clear."""
+    return not any(a in unasked for a in authorities) and all(
+        a.answered for a in answers if a.source in authorities
     )
 
 
@@ -149,6 +161,7 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
         plan.shield_authorities,
         plan.restriction_authorities,
         unlinked=_returned_for_identifier(lookup.query, matching),
+        unasked=unasked_authorities(plan, plan.doubt_authorities),
     )
     present = [present_fields(m.record) for m in matched]
     asked: list[frozenset[FieldId]] = []

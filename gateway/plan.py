@@ -6,7 +6,7 @@ connector does not even send it - and a lookup the caller may not make reaches n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -126,4 +126,15 @@ async def make_plan(lookup: LookupContext, sources: Sequence[SourceConfig] | Pla
         shield_authorities=shield_authorities,
         restriction_authorities=restriction_authorities,
         kinds=planning.kinds,
+    )
+
+
+def unasked_authorities(plan: Plan, authorities: Collection[str]) -> frozenset[str]:
+    """The `authorities` no lookup under `plan` asks: those the policy left out of its plan, by
+    name or, for an agency asked only when routed, by kind. plan.rego asks every shield and
+    restriction authority, but an edited or different bundle may not, and an authority never
+    asked says nothing of the child - doubt, as its silence is (gateway.decide). The locator is
+    no plan source: the routing stage asks it whatever the plan says."""
+    return frozenset(
+        a for a in authorities if a != LOCATOR_SOURCE and plan.planned_as(a) not in plan.sources
     )
