@@ -9,11 +9,12 @@ flags only.
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PROTOCOL_VERSION: Final = "1"
 LOOKUP_PATH: Final = "/v1/lookup"
@@ -84,10 +85,34 @@ class Caller(_Model):
     organisation: str
 
 
+def _empty(value: Collection[str] | None) -> bool:
+    return not value
+
+
+FORMER_UPNS_MAX: Final = 5
+"""Former UPNs one record lists, at most: a temporary UPN replaced by the permanent one, a
+duplicate withdrawn - a few in a school career, never a list to search by."""
+
+
 class Identifiers(_Model):
+    """The identifiers a request asks by, or a record carries.
+
+    `former_upns` is a record's alone: UPNs the child held before its current `upn` (the DfE's
+    FormerUPN, which identifies the same pupil). A connector that matches a request's UPN against
+    them answers with the record as it is - current UPN and all - and the list tells the gateway
+    why that record answers to the UPN asked. A lookup request never carries it (one that does is
+    refused: nothing is looked up by it), and it is left out of the JSON when absent, so a record
+    without one reads as it did before the field existed.
+    """
+
     nhs_number: str | None = None
     upn: str | None = None
     local_id: str | None = None
+    # A tuple, not a list, and None rather than empty: connectors index records by every
+    # identifier field, which must hash and must never match a request that carries none.
+    former_upns: tuple[Annotated[str, Field(min_length=1)], ...] | None = Field(
+        default=None, max_length=FORMER_UPNS_MAX, exclude_if=_empty
+    )
 
 
 KNOWN_AS_MAX: Final = 5
@@ -95,10 +120,6 @@ KNOWN_AS_MAX: Final = 5
 another family - a few, never a list to search by."""
 
 _Name = Annotated[str, Field(min_length=1, max_length=100)]
-
-
-def _empty(value: list[str]) -> bool:
-    return not value
 
 
 class Demographics(_Model):
@@ -140,6 +161,16 @@ class LookupRequest(_Model):
     identifiers: Identifiers
     demographics: Demographics | None = None
     fields: list[FieldId]
+
+    @field_validator("identifiers")
+    @classmethod
+    def _asks_by_no_former_upn(cls, identifiers: Identifiers) -> Identifiers:
+        """A former UPN is what a record says of the child, not something to look up by: the
+        gateway asks by the UPN it was given, and a connector matches that against its former
+        UPNs if it holds any."""
+        if identifiers.former_upns is not None:
+            raise ValueError("former_upns is a record's identifier; a request asks by upn")
+        return identifiers
 
 
 class PersonName(_Model):

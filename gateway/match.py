@@ -2,9 +2,12 @@
 
 Merging the wrong child is worse than missing one, so every rule here errs towards not linking:
 
-- By identifier (NHS number or UPN), a record is linked only when it carries that same identifier.
-  A source that returns a record with a *different* one has misbehaved: all of its records are
-  dropped and its status says so, rather than trusting any of them.
+- By identifier (NHS number or UPN), a record is linked only when it carries that same identifier
+  - a UPN as its own or as one of its `former_upns` (the reason `FORMER_UPN` says which). A
+  source that returns a record with a *different* one has misbehaved: all of its records are
+  dropped and its status says so, rather than trusting any of them. A former UPN links only
+  while it names one child: listed under two current UPNs, or on a record whose NHS number
+  differs from another linked record's, it makes the lookup AMBIGUOUS and nothing is merged.
 - By demographics, every candidate is scored against the query with the linkage model and falls in
   a band: linked, possible (counted, never merged) or rejected. A candidate sharing a valid
   identifier with a linked record is the same child and is linked by that identifier; one whose
@@ -52,6 +55,9 @@ from gateway.types import (
 )
 
 RECORD_MISMATCH = "RECORD_MISMATCH"
+FORMER_UPN = "upn:FORMER_UPN"
+"""The reason a record linked by UPN carries when the UPN asked is one of its `former_upns`: it
+is the child's, under the UPN that replaced it (the DfE's FormerUPN names the same pupil)."""
 TWINS_IN_VIEW = "household:TWINS_IN_VIEW"
 """The reason every candidate of a lookup with twins in view carries (see the module docstring)."""
 
@@ -130,19 +136,59 @@ def _by_identifier(kind: str, value: str, answers: Sequence[SourceAnswer]) -> Ma
     matched: list[MatchedRecord] = []
     unmatched: dict[str, int] = {}
     for answer in answers:
-        held = [getattr(r.identifiers, kind) for r in answer.records]
-        if any(v is not None and v != value for v in held):
+        if any(_another_childs(r, kind, value) for r in answer.records):
             checked.append(
                 replace(answer, status=SourceStatus.FAILED, records=(), error_code=RECORD_MISMATCH)
             )
             continue
         checked.append(answer)
         for key, record in _unique_records(answer):
-            if getattr(record.identifiers, kind) == value:
-                matched.append(MatchedRecord(key, answer.source, record, _IDENTIFIER_KINDS[kind]))
-            else:
+            how = _held_as(record, kind, value)
+            if how is None:
                 unmatched[answer.source] = unmatched.get(answer.source, 0) + 1
+            else:
+                method = _IDENTIFIER_KINDS[kind]
+                matched.append(MatchedRecord(key, answer.source, record, method, reasons=how))
+    ambiguity = _former_upn_names_two_children(matched)
+    if ambiguity is not None:
+        return MatchResult(tuple(checked), (), unmatched, {}, ambiguity)
     return MatchResult(tuple(checked), tuple(matched), unmatched, {})
+
+
+def _held_as(record: ConnectorRecord, kind: str, value: str) -> tuple[str, ...] | None:
+    """How `record` holds the identifier asked, as the reasons its link records: as its own (no
+    reason needed), as one of its former UPNs (`FORMER_UPN`), or not at all (None)."""
+    if getattr(record.identifiers, kind) == value:
+        return ()
+    if kind == "upn" and value in (record.identifiers.former_upns or ()):
+        return (FORMER_UPN,)
+    return None
+
+
+def _another_childs(record: ConnectorRecord, kind: str, value: str) -> bool:
+    """Whether a record answering a lookup by identifier is another child's: it carries another
+    value of that identifier, and not the one asked as a former UPN either."""
+    return getattr(record.identifiers, kind) is not None and _held_as(record, kind, value) is None
+
+
+def _former_upn_names_two_children(matched: Sequence[MatchedRecord]) -> Ambiguity | None:
+    """Why the records a former UPN linked are not one child with the others, or None.
+
+    A former UPN identifies the same pupil, but only while it names one: two records listing it
+    under two current UPNs (a UPN allocated twice, a record corrected onto the wrong child), or
+    a record linked by it carrying another NHS number than a record linked with it, are two
+    children, and the lookup is ambiguous - nothing is merged - rather than either being picked.
+    """
+    if not any(FORMER_UPN in m.reasons for m in matched):
+        return None
+    current = {m.record.identifiers.upn for m in matched if FORMER_UPN in m.reasons}
+    if len(current - {None}) > 1:
+        reason = AmbiguityReason.UPNS_DIFFER
+    elif len({m.record.identifiers.nhs_number for m in matched} - {None}) > 1:
+        reason = AmbiguityReason.NHS_NUMBERS_DIFFER
+    else:
+        return None
+    return Ambiguity.of(reason, ((m.source, m.method) for m in matched))
 
 
 def _by_demographics(

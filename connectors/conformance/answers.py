@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Final
 
+from connectors.conformance.dataset import exact_search
 from connectors.conformance.results import Verdict
 from connectors.conformance.session import Check, Session, same_child
 from connectors.minimisation import minimise
@@ -32,6 +33,10 @@ async def finds_by_identifier(session: Session) -> Verdict:
         return Verdict.failed(
             f"{len(strangers)} record(s) without the requested {kind} came back with the child"
         )
+    for record in answer.records:
+        other = _someone_else(record, plain)
+        if other is not None:
+            return Verdict.failed(f"the record under the plain child's {kind} {other}")
     return Verdict.passed()
 
 
@@ -58,6 +63,9 @@ async def returns_only_requested_fields(session: Session) -> Verdict:
         if not found:
             return Verdict.failed("the plain child was not found by identifier")
         for record in found:
+            other = _someone_else(record, session.dataset.plain)
+            if other is not None:
+                return Verdict.failed(f"the record found by identifier {other}")
             extra = _overshared(record, asked)
             if extra:
                 return Verdict.failed(
@@ -69,6 +77,24 @@ async def returns_only_requested_fields(session: Session) -> Verdict:
                     f"asked for {_names(asked)}, sent no value for {_names(missing)} "
                     "(the dataset holds one)"
                 )
+    return await _minimises_candidates(session)
+
+
+async def _minimises_candidates(session: Session) -> Verdict:
+    """Every candidate a search sends - mostly other children - holds no more than the search
+    asked for: minimisation is for every record that leaves the agency, not only for the child
+    looked up by identifier."""
+    if not session.holdings.provides(FieldId.NAME, FieldId.DATE_OF_BIRTH):
+        return Verdict.passed()
+    request = session.by_demographics(exact_search(session.dataset.plain))
+    answer = await session.answer(request)
+    for record in answer.records:
+        extra = _overshared(record, request.fields)
+        if extra:
+            return Verdict.failed(
+                f"a search asking for {_names(request.fields)} sent a candidate with more than "
+                f"that in {_names(extra)}"
+            )
     return Verdict.passed()
 
 
@@ -124,6 +150,24 @@ def _overshared(record: ConnectorRecord, asked: Collection[FieldId]) -> list[str
         for name in ConnectorRecord.model_fields
         if getattr(record, name) != getattr(kept, name)
     ]
+
+
+def _someone_else(record: ConnectorRecord, child: ConnectorRecord) -> str | None:
+    """How `record`, sent under `child`'s identifier, describes another child: a name or date of
+    birth that is not the child's (case and spacing aside), or None when what it sends of them
+    agrees. A row joined on the wrong key would pass on identifiers alone."""
+    if record.name is not None and child.name is not None:
+        for part in ("given", "family"):
+            if _folded(getattr(record.name, part)) != _folded(getattr(child.name, part)):
+                return f"carries another child's {part} name"
+    born = record.date_of_birth
+    if born is not None and child.date_of_birth is not None and born != child.date_of_birth:
+        return "carries another child's date of birth"
+    return None
+
+
+def _folded(name: str) -> str:
+    return " ".join(name.split()).casefold()
 
 
 def _holds(record: ConnectorRecord, field: FieldId) -> bool:

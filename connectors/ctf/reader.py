@@ -90,10 +90,14 @@ class SchoolRef:
 
 @dataclass(frozen=True, slots=True)
 class TransferPupil:
-    """One pupil's record, with the UPN it used to have (a newer record supersedes the old one)."""
+    """One pupil's record, which says the UPN it used to have (a newer record supersedes the old
+    one)."""
 
     record: ConnectorRecord
-    former_upn: str | None
+
+    @property
+    def former_upn(self) -> str | None:
+        return next(iter(self.record.identifiers.former_upns or ()), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +247,7 @@ class _Context:
             raise _SkippedPupil("no UPN")
         if not _UPN.match(upn):
             raise _SkippedPupil("the UPN is not 13 letters and digits")
-        former_upn = (_detail(element, "FormerUPN") or "").upper() or None
+        former_upn = (_detail(element, "FormerUPN") or "").upper()
         current, left = placement(self.source, self.destination)
         school = self._school(current)
         involvements = []
@@ -257,7 +261,9 @@ class _Context:
                 )
         record = ConnectorRecord(
             record_id=upn,
-            identifiers=Identifiers(upn=upn),
+            identifiers=Identifiers(
+                upn=upn, former_upns=(former_upn,) if former_upn not in ("", upn) else None
+            ),
             name=_name(element),
             date_of_birth=_date_of_birth(element),
             sex=_sex(element),
@@ -267,7 +273,7 @@ class _Context:
             involvements=involvements,
             as_of=self.created,
         )
-        return TransferPupil(record, former_upn if former_upn != upn else None)
+        return TransferPupil(record)
 
     def _school(self, ref: SchoolRef | None) -> School | None:
         if ref is None or ref.urn is None:

@@ -4,9 +4,9 @@ sends its roll to the local authority.
 For tests and the demo: the synthetic population's education records become the folder of CTFs the
 education connector serves, and their schools' safeguarding leads the school contacts file. A CTF
 carries less than a record, so a round trip keeps only what CTF holds: the NHS number, the record
-id (it becomes the UPN), more than one former surname or preferred forename, relationships CBDS has
-no code for (a grandmother comes back a relative) and each record's own as-of (the file's time is
-every record's) do not survive.
+id (it becomes the UPN), more than one former UPN, former surname or preferred forename,
+relationships CBDS has no code for (a grandmother comes back a relative) and each record's own
+as-of (the file's time is every record's) do not survive.
 """
 
 from __future__ import annotations
@@ -152,10 +152,13 @@ def _pupil(pupil: Element, record: ConnectorRecord, school: School, lea: str) ->
         _leaf(pupil, "DOB", record.date_of_birth.isoformat())
     if record.sex is not None:
         _leaf(pupil, "Sex", SEX_TO_CODE[record.sex])
-    if name is not None and (name.former_family or name.known_as):
+    former_upn = next(iter(record.identifiers.former_upns or ()), None)
+    if former_upn is not None or (name is not None and (name.former_family or name.known_as)):
         details = SubElement(pupil, "BasicDetails")
-        _leaf(details, "FormerSurname", next(iter(name.former_family), None))
-        _leaf(details, "PreferredForename", next(iter(name.known_as), None))
+        _leaf(details, "FormerUPN", former_upn)
+        if name is not None:
+            _leaf(details, "FormerSurname", next(iter(name.former_family), None))
+            _leaf(details, "PreferredForename", next(iter(name.known_as), None))
     if record.address is not None:
         address = SubElement(pupil, "Address")
         lines = SubElement(address, "AddressLines")

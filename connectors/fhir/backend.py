@@ -106,7 +106,8 @@ class FhirBackend:
         body = await self._pds.read(f"Patient/{number}", deadline=deadline)
         if body is None:
             return None
-        patient = _parsed(Patient, body, "PDS")
+        # In a worker thread, as every FHIR answer is validated: see FhirClient.search.
+        patient = await asyncio.to_thread(_parsed, Patient, body, "PDS")
         if nhs_number(patient) != number:
             raise ConnectorError(
                 ErrorCode.INTERNAL,
@@ -132,9 +133,14 @@ class FhirBackend:
             *(self._search_once(search, request.deadline) for search in searches)
         )
         best: dict[str, tuple[float, Patient]] = {}  # in the order first found
+        # The record ids of patients without an NHS number, by their whole resource: the same
+        # resource found by several searches is one patient, not several namesakes.
+        unnumbered: dict[str, str] = {}
         for bundle in bundles:
             for score, patient in _scored_patients(bundle):
-                key = nhs_number(patient) or f"{UNNUMBERED}{len(best) + 1}"
+                key = nhs_number(patient) or unnumbered.setdefault(
+                    patient.model_dump_json(), f"{UNNUMBERED}{len(best) + 1}"
+                )
                 if key not in best or score > best[key][0]:
                     best[key] = (score, patient)
         ranked = sorted(best.items(), key=lambda item: -item[1][0])  # stable: ties keep order
@@ -199,9 +205,9 @@ class FhirBackend:
 
     async def _flags(self, number: str, deadline: datetime) -> list[Flag]:
         assert self._cpis is not None
-        bundle = await self._cpis.search(
-            "Flag", (("patient", number),), deadline=deadline, none_found_ok=True
-        )
+        # No `none_found_ok`: CP-IS answers a child without plans with an empty Bundle, so a
+        # 404 (a wrong base path, a proxy in front of it) is no answer, never "no plan".
+        bundle = await self._cpis.search("Flag", (("patient", number),), deadline=deadline)
         flags = _resources(bundle, Flag, "CP-IS")
         _all_about(number, [flag.subject for flag in flags], "CP-IS")
         return flags

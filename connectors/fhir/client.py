@@ -9,6 +9,7 @@ the gateway is still waiting; and by size (`MAX_ANSWER_BYTES`, read uncompressed
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -64,7 +65,7 @@ class FhirClient:
         status, body = await self._get(path, (), deadline)
         if status == 200:
             return _resource(body, self._service)
-        code = outcome_code(body)
+        code = await _outcome_code(body)
         if status == 404 and code in NOT_FOUND_CODES:
             return None
         raise refusal(self._service, status, code)
@@ -75,17 +76,22 @@ class FhirClient:
         """GET `[base]/path?params`: the searchset Bundle. An `OperationOutcome` in its place -
         PDS answers TOO_MANY_MATCHES with 200 - is a refusal, never an empty result. With
         `none_found_ok`, a 404 RESOURCE_NOT_FOUND (PDS's answer to related people of a patient who
-        has none) is None."""
+        has none) is None. One page of a paged answer (see `_partial`) is INTERNAL, never read
+        as the whole of it."""
         status, body = await self._get(path, params, deadline)
-        code = outcome_code(body)
+        code = await _outcome_code(body)
         if none_found_ok and status == 404 and code == SpineError.RESOURCE_NOT_FOUND:
             return None
         if status != 200 or code is not None:
             raise refusal(self._service, status, code)
-        try:
-            return Bundle.model_validate(body)
-        except ValidationError:
-            raise _unreadable(self._service) from None
+        bundle = await asyncio.to_thread(_bundle, body, self._service)
+        if _partial(bundle):
+            raise ConnectorError(
+                ErrorCode.INTERNAL,
+                f"{self._service} answered with one page of several; the connector reads whole "
+                "answers only.",
+            )
+        return bundle
 
     async def _get(self, path: str, params: SearchParams, deadline: datetime) -> tuple[int, Any]:
         authorization = await self._auth.authorization(self._http)
@@ -95,7 +101,7 @@ class FhirClient:
             authorization = await self._auth.authorization(self._http, refresh=True)
             status, body = await self._send(path, params, deadline, authorization)
         try:
-            return status, json.loads(body, parse_constant=_not_json)
+            return status, await asyncio.to_thread(json.loads, body, parse_constant=_not_json)
         except (ValueError, RecursionError):  # not JSON, or nested past what Python reads
             if status == 200:
                 raise _unreadable(self._service) from None
@@ -146,6 +152,39 @@ class FhirClient:
                 ErrorCode.UNAVAILABLE, f"{self._service} could not be reached."
             ) from None
         return response.status_code, body
+
+
+async def _outcome_code(body: Any) -> str | None:
+    """`outcome_code`, validating an OperationOutcome in a worker thread (see `_bundle`)."""
+    if not isinstance(body, dict) or body.get("resourceType") != "OperationOutcome":
+        return None
+    return await asyncio.to_thread(outcome_code, body)
+
+
+def _bundle(body: Any, service: str) -> Bundle:
+    """The searchset `body` as a Bundle. Called in a worker thread: up to MAX_ANSWER_BYTES of
+    FHIR takes seconds of CPU to validate, which on the event loop would hold every lookup, this
+    one's deadline included, until it was done."""
+    try:
+        return Bundle.model_validate(body)
+    except ValidationError:
+        raise _unreadable(service) from None
+
+
+def _partial(bundle: Bundle) -> bool:
+    """Whether a searchset is one page of its results: it links to a `next` page, or its `total`
+    counts more matches than it holds. The connector asks for at most what one answer carries and
+    never follows pages, so a paged answer read as it stands would be a partial answer that looks
+    complete - a plan on the next page read as no plan, some carers as all of them."""
+    if any(link.relation == "next" for link in bundle.link or []):
+        return True
+    held = sum(
+        1
+        for entry in bundle.entry or []
+        if entry.resource is not None
+        and not (entry.search is not None and entry.search.mode in ("outcome", "include"))
+    )
+    return bundle.total is not None and bundle.total > held
 
 
 def _not_json(constant: str) -> Any:

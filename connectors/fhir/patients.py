@@ -3,8 +3,9 @@
 
 What PDS does not hold, the record does not claim: an element PDS left out is a field left out
 (None), never an empty value. The restriction codes in `meta.security` become the record's flags,
-and location is dropped here too for a restricted record, should a server ever send it, so that
-what the gateway receives never depends on the server having removed it.
+and location is dropped here too for a restricted record (and the names for a very restricted
+one), should a server ever send it, so that what the gateway receives never depends on the server
+having removed it.
 """
 
 from __future__ import annotations
@@ -85,7 +86,10 @@ def record_from_patient(
     return ConnectorRecord(
         record_id=record_id,
         identifiers=Identifiers(nhs_number=nhs_number(patient)),
-        name=_person_name(patient.name or [], today),
+        # V removes the names too: never sent on the server's word that it removed them.
+        name=None
+        if level == Confidentiality.VERY_RESTRICTED
+        else _person_name(patient.name or [], today),
         date_of_birth=born if isinstance(born, date) else None,
         sex=_SEX.get(str(patient.gender)) if patient.gender else None,
         address=None if restricted else _home_address(patient.address or [], today),

@@ -143,7 +143,7 @@ class RecordReader:
         episodes table's child column)."""
         child, table = self._mapping.child, self._tables.child
         columns: list[ColumnElement[Any]] = [self.key.label("key")]
-        for label in ("nhs_number", "upn"):
+        for label in ("nhs_number", "upn", "former_upn"):
             name = getattr(child, label)
             if name is not None:
                 columns.append(table.c[name].label(label))
@@ -230,6 +230,7 @@ class RecordReader:
                 nhs_number=_text(values.get("nhs_number")),
                 upn=_text(values.get("upn")),
                 local_id=record_id,
+                former_upns=_former(values.get("former_upn"), values.get("upn")),
             ),
             name=name,
             date_of_birth=_as_date(_readable(values.get("date_of_birth"))),
@@ -413,6 +414,14 @@ def _split(value: str | None, separator: str) -> list[str]:
     if not value:
         return []
     return [part.strip() for part in value.split(separator) if part.strip()]
+
+
+def _former(former: object, current: object) -> tuple[str, ...] | None:
+    """The former UPN as the record's `former_upns`: a lookup by UPN also matches it, so the
+    record says why it answers to a UPN that is not its own. None when the row holds none, or
+    holds its current UPN there too."""
+    value = _text(former)
+    return None if value is None or value == _text(current) else (value,)
 
 
 def _readable(value: object) -> object:

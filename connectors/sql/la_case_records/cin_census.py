@@ -84,6 +84,11 @@ def _parse(path: Path, problems: Problems) -> _Element | None:
     except _DoctypeRefused:
         problems.add(str(parser.CurrentLineNumber), "a document type declaration is not allowed")
         return None
+    except (LookupError, ValueError):
+        # An encoding the XML declaration names that Python does not know, or that expat cannot
+        # read (multi-byte, not a text encoding): the codec's own message may quote the file.
+        problems.add(str(parser.CurrentLineNumber), "not readable XML: an unsupported encoding")
+        return None
     return root.first("Message")
 
 

@@ -10,7 +10,8 @@ schema carries. What the schema cannot carry is said here rather than lost quiet
   else the record's as-of date; its statutory codes are left empty, not invented;
 - the PDS restricted flag, school, GP practice and sensitive-service details are not social care
   facts and are not written; an involvement's `sensitive` and `broker` neither;
-- address lines beyond the fourth are joined onto the fourth;
+- address lines beyond the fourth are joined onto the fourth; former UPNs beyond the first are
+  not written (a child row holds one);
 - a record's `identifiers.local_id` is taken to be its record id (the LA child id).
 """
 
@@ -95,7 +96,7 @@ def record_rows(record: ConnectorRecord) -> Iterator[tuple[str, dict[str, Any]]]
             "la_child_id": child,
             "nhs_number": record.identifiers.nhs_number,
             "upn": record.identifiers.upn,
-            "former_upn": None,
+            "former_upn": next(iter(record.identifiers.former_upns or ()), None),
             "given_name": None if name is None else name.given,
             "family_name": None if name is None else name.family,
             "former_family_names": None if name is None else _joined(name.former_family),
