@@ -64,13 +64,15 @@ class PlanSource(_Input):
 
 class PlanJustification(_Input):
     """How much the practitioner wrote, counted once gateway.justification has removed what prints
-    as nothing. The text itself is free-form and may name people, so it goes to the audit log
-    only, never into a policy input or decision log."""
+    as nothing, each different word once: a word said again adds nothing, so "urgent urgent urgent
+    urgent" is one word of 6 letters. The text itself is free-form and may name people, so it goes
+    to the audit log only, never into a policy input or decision log."""
 
     letters: int = Field(default=0, ge=0)
-    """Characters in a Unicode letter category."""
+    """Characters in a Unicode letter category, in each different word once."""
     words: int = Field(default=0, ge=0)
-    """Space-separated tokens holding at least one letter."""
+    """Different space-separated tokens holding at least one letter: the same word again, in other
+    capitals or with other punctuation ("Urgent!", "urgent"), is not counted again."""
 
 
 class PlanInput(_Input):
