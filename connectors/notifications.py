@@ -15,6 +15,7 @@ route is in `connectors.app`, the sending side in `gateway.audit.notify`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections import deque
@@ -160,11 +161,25 @@ def _read_lines(path: Path) -> list[Notification]:
 
 
 def _append_line(path: Path, line: str) -> None:
-    """Append and sync, so a notification acknowledged to the gateway survives a crash."""
-    with path.open("a", encoding="utf-8") as out:
-        out.write(line + "\n")
-        out.flush()
-        os.fsync(out.fileno())
+    """Append and sync, so a notification acknowledged to the gateway survives a crash. A write
+    that fails part way (a full disk) is cut off again before the error is raised: the gateway
+    sends the notification again, and its line must not follow half of this one, which no start
+    could read back."""
+    data = (line + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        start = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, start)
+            raise
+    finally:
+        os.close(fd)
 
 
 def received_notifications(

@@ -8,9 +8,11 @@ resolvers; this module runs everything in between. The second round (gateway.sec
 again, with an identifier a linked record holds, the sources the first round could not reach with
 it; shield-safe search then judges both rounds together. The audit record is committed before the
 result is returned, and if it cannot be, the caller gets an error and no data. A policy failure
-releases nothing. Once audited, a lookup that showed the caller the child's NHS number gives the
-limits the pseudonyms its records link the child to, so the daily cap counts the child once
-whichever identifier it is looked up by next (gateway.limits.shows_nhs_number says why only then).
+releases nothing; a break-glass override the plan permitted is flagged for investigation even if
+it then fails, and one refused before it ran (`refuse`) is audited and alerted. Once audited, a
+lookup that showed the caller the child's NHS number gives the limits the pseudonyms its records
+link the child to, so the daily cap counts the child once whichever identifier it is looked up by
+next (gateway.limits.shows_nhs_number says why only then).
 
 Each lookup is observed as it runs (`_observed`): a trace span (each stage adds its own, see
 gateway.tracing), its request id on every log line, and its outcome counted (gateway.metrics).
@@ -77,7 +79,9 @@ class LookupPipeline:
         router: Router | None = None,
     ) -> None:
         """With a `router`, agencies asked only when routed are asked when the locator or an
-        identity route names them (gateway.routing)."""
+        identity route names them (gateway.routing); a demographic search is then answered no
+        sooner than `deadline_ms` after it started, whatever `demographic_answer_floor_ms` says
+        (gateway.shield_safe.answer_floor)."""
         self.sources = tuple(sources)
         self._planning = Planning.of(sources, locator=router is not None and router.locates)
         self._router = router
@@ -92,7 +96,13 @@ class LookupPipeline:
         self._pseudonymiser = pseudonymiser
         self._capacity = capacity
         self._deadline_s = deadline_ms / 1000
-        self._answer_floor_s = demographic_answer_floor_ms / 1000
+        floor_ms = demographic_answer_floor_ms
+        if router is not None:
+            # A search that found a child goes on to ask the locator and the agencies it and the
+            # identity routes name, which a search for nobody never does, and may be hidden only
+            # once they answered, up to the deadline: held any less, the clock would tell.
+            floor_ms = max(floor_ms, deadline_ms)
+        self._answer_floor_s = floor_ms / 1000
         self._running: set[asyncio.Task[LookupResult]] = set()
 
     async def lookup(self, caller: Caller, query: LookupQuery) -> LookupResult:
@@ -122,6 +132,16 @@ class LookupPipeline:
             policy=LoggedPolicy(self.policy, self._log),
         )
 
+    async def refuse(self, caller: Caller, query: LookupQuery, code: str) -> None:
+        """Audit a lookup refused before it could run - a break-glass attempt whose justification
+        could not be kept (too long, or holding an NHS number or UPN) - as DENIED with `code`, so
+        it raises BREAK_GLASS_REFUSED as a refusal by the policy does: otherwise any role could
+        try break-glass unseen. No agency is asked and no limit spent. The justification is not
+        kept: it is what could not be. Raises AUDIT_UNAVAILABLE if the record cannot be committed
+        (gateway.audit.LookupAuditor.refusal)."""
+        lookup = self._context(caller, replace(query, justification=None))
+        await self._audit.refusal(lookup, code)
+
     async def _run(self, caller: Caller, query: LookupQuery) -> LookupResult:
         lookup = self._context(caller, query)
         return await _observed(lookup, self._stages(lookup))
@@ -129,12 +149,14 @@ class LookupPipeline:
     async def _stages(self, lookup: LookupContext) -> LookupResult:
         query = lookup.query
         await self._admit(lookup)
+        asked_under: Plan | None = None  # the plan the agencies were asked under, once they were
         try:
             plan = await make_plan(lookup, self._planning)
             if not plan.permitted:
                 denied = _denied(lookup, plan, self.sources)
                 await self._audit.commit(lookup, plan, denied)
                 return denied
+            asked_under = plan
             early = None if self._router is None else self._router.start(lookup)
             answers = await self._fanout.ask(lookup, plan)
             first = match_records(query, answers, self.linkage, registers=self._registers)
@@ -151,7 +173,11 @@ class LookupPipeline:
             names = shown_names(plan, release, both.answers)
             child = merge(renamed_release(release, names).records, self._authority, plan.kinds)
         except PolicyError as exc:
-            await self._audit.failure(lookup, "ERROR", ErrorCode.POLICY_UNAVAILABLE.value)
+            # Recorded under the plan the agencies were asked under, if they were: a permitted
+            # override that failed is still investigated.
+            await self._audit.failure(
+                lookup, "ERROR", ErrorCode.POLICY_UNAVAILABLE.value, asked_under
+            )
             raise GatewayError(
                 ErrorCode.POLICY_UNAVAILABLE,
                 "The access policy could not be evaluated, so nothing was released. Try again"
@@ -162,7 +188,7 @@ class LookupPipeline:
         except Exception:
             # A fault no stage expected (the caller gets INTERNAL_ERROR): agencies may have been
             # asked by then, and every access is audited, this one as failed.
-            await self._audit.failure(lookup, "ERROR", ErrorCode.INTERNAL_ERROR.value)
+            await self._audit.failure(lookup, "ERROR", ErrorCode.INTERNAL_ERROR.value, asked_under)
             raise
         result = LookupResult(
             request_id=lookup.request_id,

@@ -110,20 +110,9 @@ async def resolve_child(
     caller = context.signed_in()
     # Recorded and judged as it reads: invisible characters removed, spaces collapsed.
     reason = Justification.of(justification or "").text
-    if len(reason) > context.justification_max_chars:
-        raise GatewayError(
-            ErrorCode.INVALID_JUSTIFICATION,
-            f"A justification is at most {context.justification_max_chars} characters.",
-        )
-    if holds_child_identifier(reason):
-        # Kept in the audit log, sent to agencies in owner notifications and shown in the alerts
-        # feed, none of which may name a child by an identifier.
-        raise GatewayError(
-            ErrorCode.INVALID_JUSTIFICATION,
-            "A justification may not hold an NHS number or UPN: it is kept and shared where no"
-            " child may be named by one. Give the reason without it (a phone number or reference"
-            " that reads as one: write it another way, or leave it out).",
-        )
+    refused = _refused_justification(reason, context.justification_max_chars)
+    if refused is not None and purpose is not Purpose.EMERGENCY_OVERRIDE:
+        raise refused
     if identify is not None:
         if any(given is not None for given in (nhs_number, upn, demographics)):
             raise GatewayError(
@@ -140,8 +129,31 @@ async def resolve_child(
         given=demographics,
         model=context.pipeline.linkage,
     )
+    if refused is not None:
+        # A break-glass attempt, refused as one the policy refuses is: audited (without the
+        # text) and alerted, once the child it was for is known.
+        await context.pipeline.refuse(caller, query, refused.code.value)
+        raise refused
     result = await context.pipeline.lookup(caller, query)
     return lookup_to_graphql(result)
+
+
+def _refused_justification(reason: str, max_chars: int) -> GatewayError | None:
+    """Why `reason` (normalised) cannot be kept, as the caller is to be told; None if it can."""
+    if len(reason) > max_chars:
+        return GatewayError(
+            ErrorCode.INVALID_JUSTIFICATION, f"A justification is at most {max_chars} characters."
+        )
+    if holds_child_identifier(reason):
+        # Kept in the audit log, sent to agencies in owner notifications and shown in the alerts
+        # feed, none of which may name a child by an identifier.
+        return GatewayError(
+            ErrorCode.INVALID_JUSTIFICATION,
+            "A justification may not hold an NHS number or UPN: it is kept and shared where no"
+            " child may be named by one. Give the reason without it (a phone number or reference"
+            " that reads as one: write it another way, or leave it out).",
+        )
+    return None
 
 
 def _validated(
@@ -343,9 +355,11 @@ class Query:
     override_alerts: list[OverrideAlert] = strawberry.field(
         resolver=resolve_override_alerts,
         description=(
-            "Auditors and privacy officers: the break-glass overrides to investigate, and the"
-            " attempts the policy refused - who, when, why and the audit record to read; it names"
-            " no child. Oldest first, " + READ_ON + ". Reading it is itself audited."
+            "Auditors and privacy officers: the break-glass overrides to investigate (those that"
+            " failed after the agencies were asked too), and the attempts refused - by the policy,"
+            " or for a justification the gateway may not keep - who, when, why and the audit record"
+            " to read; it names no child. Oldest first, " + READ_ON + ". Reading it is itself"
+            " audited."
         ),
     )
     limit_alerts: list[LimitAlert] = strawberry.field(

@@ -962,7 +962,7 @@ class AccessHistory:
 
 @strawberry.type(
     description=(
-        "One break-glass override, or an attempt the policy refused, for privacy officers to"
+        "One break-glass override, or an attempt refused, for privacy officers to"
         " investigate: who, when and why. It names no child: the audit record it points to, read"
         " through auditTrail, does."
     )
@@ -971,9 +971,12 @@ class OverrideAlert:
     at: datetime = strawberry.field(description="When the override was made or attempted.")
     kind: str = strawberry.field(
         description=(
-            "What raised the alert: BREAK_GLASS (an override, which released data past a shield),"
-            " or BREAK_GLASS_REFUSED (an override the policy refused - a role not permitted or no"
-            " real reason - which released nothing; the audit record gives the denial)."
+            "What raised the alert: BREAK_GLASS (an override the policy permitted: the agencies"
+            " were asked for data past a shield, released unless the lookup then failed), or"
+            " BREAK_GLASS_REFUSED (an override refused - by the policy, a role not permitted or no"
+            " real reason, or for a justification the gateway may not keep, one holding a child's"
+            " identifier or too long - which released nothing; the audit record gives the"
+            " denial)."
         )
     )
     audit_id: strawberry.ID = strawberry.field(description="The lookup's audit record.")

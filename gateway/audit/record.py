@@ -30,6 +30,7 @@ from gateway.types import (
     Ambiguity,
     Caller,
     LookupContext,
+    LookupOutcome,
     LookupQuery,
     LookupResult,
     MatchedRecord,
@@ -110,10 +111,7 @@ def lookup_record(
         error_code=None,
         policy_revision=result.policy_revision,
         decision_ids=[plan.decision_id] + ([release.decision_id] if release else []),
-        # Break-glass is never routine: every permitted override is investigated.
-        flagged_for_investigation=(
-            lookup.query.purpose is Purpose.EMERGENCY_OVERRIDE and plan.permitted
-        ),
+        flagged_for_investigation=_investigated(lookup, plan),
         child_flags=None if release is None else asdict(release.flags),
         sources=[
             AuditSource(
@@ -198,17 +196,32 @@ def passed_on_record(operator: Caller, closed: OutboxEntry) -> AuditRecord:
     )
 
 
-def failure_record(lookup: LookupContext, audit_id: str, outcome: str, code: str) -> AuditRecord:
-    """The record of a lookup refused or failed before it could release anything."""
+def failure_record(
+    lookup: LookupContext, audit_id: str, outcome: str, code: str, plan: Plan | None = None
+) -> AuditRecord:
+    """The record of a lookup refused or failed before it could release anything. A DENIED one
+    (refused before it ran, gateway.pipeline.LookupPipeline.refuse) holds `code` as its denial, as
+    a lookup the policy refused does, so a break-glass attempt refused either way raises
+    BREAK_GLASS_REFUSED; any other holds it as its error. `plan` is the plan the agencies were
+    asked under, when the lookup failed after that: an override it permitted is investigated as
+    one that ran to the end is, for the child's records were asked for past any shield."""
+    denied = outcome == LookupOutcome.DENIED
     return AuditRecord(
         access=lookup_access(lookup),
         audit_id=audit_id,
         request_id=lookup.request_id,
         outcome=outcome,
-        denial=None,
-        error_code=code,
+        denial=code if denied else None,
+        error_code=None if denied else code,
         policy_revision=None,
+        decision_ids=[] if plan is None else [plan.decision_id],
+        flagged_for_investigation=plan is not None and _investigated(lookup, plan),
     )
+
+
+def _investigated(lookup: LookupContext, plan: Plan) -> bool:
+    """Break-glass is never routine: every override the plan permitted is investigated."""
+    return lookup.query.purpose is Purpose.EMERGENCY_OVERRIDE and plan.permitted
 
 
 def _ambiguity(ambiguity: Ambiguity | None) -> AuditAmbiguity | None:

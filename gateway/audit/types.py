@@ -15,10 +15,13 @@ from typing import Any, Final
 from gateway.types import LookupOutcome, Purpose
 
 BREAK_GLASS = "BREAK_GLASS"
-"""The alert kind of a break-glass override: it released data past a shield."""
+"""The alert kind of a break-glass override the policy permitted: the agencies were asked for the
+child past any shield, whether it then released data or failed (POLICY_UNAVAILABLE,
+INTERNAL_ERROR)."""
 BREAK_GLASS_REFUSED = "BREAK_GLASS_REFUSED"
-"""The alert kind of a break-glass attempt the policy refused (a role not permitted, no real
-justification): nothing was released, but someone tried."""
+"""The alert kind of a break-glass attempt refused - by the policy (a role not permitted, no real
+justification) or before it ran, for a justification that could not be kept (too long, or holding
+an NHS number or UPN): nothing was released, but someone tried."""
 BREAK_GLASS_ALERTS: Final = (BREAK_GLASS, BREAK_GLASS_REFUSED)
 RATE_LIMITED: Final = "RATE_LIMITED"
 ORGANISATION_RATE_LIMITED: Final = "ORGANISATION_RATE_LIMITED"
@@ -162,9 +165,10 @@ class AuditRecord:
 
     @property
     def alert(self) -> str | None:
-        """The alert this record raises, if any: BREAK_GLASS for an override (flagged for
-        investigation), BREAK_GLASS_REFUSED for an override the policy refused, and the refusal
-        (one of LIMIT_ALERTS) for a lookup refused at a usage limit."""
+        """The alert this record raises, if any: BREAK_GLASS for an override the policy permitted
+        (flagged for investigation, even if it failed later), BREAK_GLASS_REFUSED for one refused
+        (DENIED, by the policy or for its justification), and the refusal (one of LIMIT_ALERTS)
+        for a lookup refused at a usage limit."""
         if self.flagged_for_investigation:
             return BREAK_GLASS
         if (
