@@ -161,7 +161,7 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
         plan.shield_authorities,
         plan.restriction_authorities,
         unlinked=_returned_for_identifier(lookup.query, matching),
-        unasked=unasked_authorities(plan, plan.doubt_authorities),
+        unasked=unasked_authorities(plan),
     )
     present = [present_fields(m.record) for m in matched]
     asked: list[frozenset[FieldId]] = []

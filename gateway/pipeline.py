@@ -39,7 +39,7 @@ from gateway.limits import LIMITS_UNAVAILABLE, AccessLimits, refusal_error, show
 from gateway.linkage import LinkageModel
 from gateway.match import MatchResult, match_records
 from gateway.merge import merge
-from gateway.plan import Planning, make_plan
+from gateway.plan import Planning, make_plan, unasked_authorities
 from gateway.policy import DecisionLog, LoggedPolicy, PolicyEngine, PolicyError
 from gateway.routing import Router
 from gateway.second_round import second_round
@@ -163,7 +163,13 @@ class LookupPipeline:
             both = await second_round(lookup, plan, first, self._fanout, self.linkage)
             if self._router is not None:
                 both = await self._router.route(lookup, plan, both, early)
-            matching, hidden = shield_safe(query, both, plan.doubt_authorities, first_round=first)
+            matching, hidden = shield_safe(
+                query,
+                both,
+                plan.doubt_authorities,
+                first_round=first,
+                unasked=unasked_authorities(plan),
+            )
             release = await decide(lookup, plan, matching)
             if hidden and both.matched:
                 # The caller is told nobody was found, but a child was reached: its owners are

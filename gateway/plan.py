@@ -6,7 +6,7 @@ connector does not even send it - and a lookup the caller may not make reaches n
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -129,12 +129,15 @@ async def make_plan(lookup: LookupContext, sources: Sequence[SourceConfig] | Pla
     )
 
 
-def unasked_authorities(plan: Plan, authorities: Collection[str]) -> frozenset[str]:
-    """The `authorities` no lookup under `plan` asks: those the policy left out of its plan, by
+def unasked_authorities(plan: Plan) -> frozenset[str]:
+    """The plan's doubt authorities (shield and restriction authorities) no lookup under it asks:
+    those the policy left out of its plan, by
     name or, for an agency asked only when routed, by kind. plan.rego asks every shield and
     restriction authority, but an edited or different bundle may not, and an authority never
     asked says nothing of the child - doubt, as its silence is (gateway.decide). The locator is
     no plan source: the routing stage asks it whatever the plan says."""
     return frozenset(
-        a for a in authorities if a != LOCATOR_SOURCE and plan.planned_as(a) not in plan.sources
+        a
+        for a in plan.doubt_authorities
+        if a != LOCATOR_SOURCE and plan.planned_as(a) not in plan.sources
     )

@@ -40,7 +40,7 @@ from gateway.linkage import LinkageModel
 from gateway.locator_client import Located, LocatorClient
 from gateway.match import MatchResult, match_records
 from gateway.merge import instant
-from gateway.plan import LOCATOR_SOURCE
+from gateway.plan import LOCATOR_SOURCE, unasked_authorities
 from gateway.second_round import combined, identifiers_found
 from gateway.shield_safe import shield_safe
 from gateway.types import (
@@ -172,7 +172,13 @@ class Router:
     ) -> MatchResult:
         """`matching` with the answers of the located and routed agencies, and the locator's."""
         query = lookup.query
-        hidden = shield_safe(query, matching, plan.doubt_authorities, before_routing=True)[1]
+        hidden = shield_safe(
+            query,
+            matching,
+            plan.doubt_authorities,
+            before_routing=True,
+            unasked=unasked_authorities(plan),
+        )[1]
         # Nothing found for a search that linked nobody, or ambiguously (identifiers_found).
         known = _identifiers_of(query) | {
             f.kind: f.value for f in identifiers_found(query, matching, self._registers)

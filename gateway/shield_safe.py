@@ -45,6 +45,7 @@ def shield_safe(
     *,
     first_round: MatchResult | None = None,
     before_routing: bool = False,
+    unasked: Collection[str] = (),
 ) -> tuple[MatchResult, bool]:
     """The match result the caller may learn of, and whether anything was hidden (for the audit).
     `first_round` is the match before a second round, if there was one: a hidden search is
@@ -56,11 +57,17 @@ def shield_safe(
     about - one that linked no one, and only came near someone (possible matches) - cannot know
     the shield status either: its near misses would show where a shielded child lives (a count
     of possible records at the right postcode only). Unless `before_routing`, when the routing
-    stage asks whether to go on, before the locator could have been asked."""
+    stage asks whether to go on, before the locator could have been asked.
+
+    `unasked` are doubt authorities the plan left out (gateway.plan.unasked_authorities): an
+    agency asked only when routed, of a kind the policy did not plan, has no answer at all, and
+    says nothing of the child - doubt, not a clear search."""
     if query.identified_by is not IdentifiedBy.DEMOGRAPHICS:
         return matching, False
     found_anything = bool(matching.matched or matching.possible or matching.ambiguous)
-    shield_known = all(a.answered for a in matching.answers if a.source in doubt_authorities)
+    shield_known = not unasked and all(
+        a.answered for a in matching.answers if a.source in doubt_authorities
+    )
     if LOCATOR_SOURCE in doubt_authorities and not before_routing:
         shield_known = shield_known and any(a.source == LOCATOR_SOURCE for a in matching.answers)
     if not found_anything or (shield_known and not matching.flagged):

@@ -25,7 +25,7 @@ from gateway.config import Asked, SourceConfig
 from gateway.decide import decide
 from gateway.linkage import LinkageModel
 from gateway.match import match_records
-from gateway.plan import LOCATOR_SOURCE, Planning, make_plan
+from gateway.plan import LOCATOR_SOURCE, Planning, make_plan, unasked_authorities
 from gateway.policy import RegoPolicyEngine
 from gateway.shield_safe import shield_safe
 from gateway.types import (
@@ -259,6 +259,33 @@ async def test_a_search_with_a_shield_authority_left_out_finds_nobody(edited_pol
     assert matching.matched
 
     shown, hidden = shield_safe(BY_DEMOGRAPHICS, matching, plan.doubt_authorities)
+
+    assert hidden
+    assert not shown.matched
+    assert not shown.possible
+
+
+@pytest.mark.anyio
+async def test_a_national_search_with_the_routed_authorities_left_out_finds_nobody(edited_policy):
+    """National routing, a demographic search: the edited plan does not plan the local
+    authorities' kind, so none is asked and none answers; the locator did. The search cannot rule
+    out a shielded child at the postcode, so it must be answered as one that found nobody - a
+    FOUND would confirm where the child lives even with every location field withheld."""
+    plan = await _plan(
+        edited_policy, Planning.of((HEALTH, *AUTHORITIES), locator=True), BY_DEMOGRAPHICS
+    )
+    assert "social_care" not in plan.sources
+    answers = [SourceAnswer("health", SourceStatus.ANSWERED, 1.0, (health_record(),))]
+    matching = match_records(BY_DEMOGRAPHICS, answers, LinkageModel.load())
+    matching = replace(
+        matching,
+        answers=(*matching.answers, SourceAnswer(LOCATOR_SOURCE, SourceStatus.ANSWERED)),
+    )
+    assert matching.matched
+
+    shown, hidden = shield_safe(
+        BY_DEMOGRAPHICS, matching, plan.doubt_authorities, unasked=unasked_authorities(plan)
+    )
 
     assert hidden
     assert not shown.matched
