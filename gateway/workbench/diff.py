@@ -379,41 +379,48 @@ def render_markdown(diff: PolicyDiff) -> str:
         lines.append("No changes.")
         return "\n".join(lines)
     if diff.refusals:
-        lines += ["| role | purpose | justification | before | after |", "|---|---|---|---|---|"]
-        lines += [
-            f"| {c.role} | {c.purpose} | {_JUSTIFICATION[c.justified]} "
-            f"| {c.before or 'permitted'} | {c.after or 'permitted'} |"
-            for c in diff.refusals
-        ]
-        lines.append("")
+        lines += _table(
+            ("role", "purpose", "justification", "before", "after"),
+            (
+                (
+                    c.role,
+                    c.purpose,
+                    _JUSTIFICATION[c.justified],
+                    c.before or "permitted",
+                    c.after or "permitted",
+                )
+                for c in diff.refusals
+            ),
+        )
     if diff.fields:
-        lines += ["| role | purpose | field | change | before | after | when |"]
-        lines += ["|---|---|---|---|---|---|---|"]
-        lines += [
-            f"| {c.role} | {c.purpose} | `{c.field}` | {c.kind} | {c.before} | {c.after} "
-            f"| {'; '.join(c.when)} |"
-            for c in diff.fields
-        ]
-        lines.append("")
+        lines += _table(
+            ("role", "purpose", "field", "change", "before", "after", "when"),
+            (
+                (c.role, c.purpose, f"`{c.field}`", c.kind, c.before, c.after, "; ".join(c.when))
+                for c in diff.fields
+            ),
+        )
     if diff.sources:
-        lines += ["| role | purpose | sources asked before | sources asked after |"]
-        lines += ["|---|---|---|---|"]
-        lines += [
-            f"| {c.role} | {c.purpose} | {_names(c.before)} | {_names(c.after)} |"
-            for c in diff.sources
-        ]
-        lines.append("")
+        lines += _table(
+            ("role", "purpose", "sources asked before", "sources asked after"),
+            ((c.role, c.purpose, _names(c.before), _names(c.after)) for c in diff.sources),
+        )
     if diff.notifications:
-        lines += ["| role | purpose | owners told before | owners told after | when |"]
-        lines += ["|---|---|---|---|---|"]
-        lines += [
-            f"| {c.role} | {c.purpose} | {_reasons(c.before)} | {_reasons(c.after)} "
-            f"| {'; '.join(c.when)} |"
-            for c in diff.notifications
-        ]
-        lines.append("")
+        lines += _table(
+            ("role", "purpose", "owners told before", "owners told after", "when"),
+            (
+                (c.role, c.purpose, _reasons(c.before), _reasons(c.after), "; ".join(c.when))
+                for c in diff.notifications
+            ),
+        )
     lines.append(_summary(diff))
     return "\n".join(lines)
+
+
+def _table(header: tuple[str, ...], rows: Iterable[tuple[str, ...]]) -> list[str]:
+    """A markdown table's lines, and the blank line after it."""
+    lines = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
+    return [*lines, *(f"| {' | '.join(row)} |" for row in rows), ""]
 
 
 _SIGN: Final = {"gained": "+", "lost": "-", "reason changed": "~"}
