@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -101,6 +102,23 @@ class Stack:
             issuer=self.components.settings.issuer,
             audience=self.components.settings.audience,
         )
+
+    def signed_token(self, **claims: Any) -> str:
+        """A token signed with the gateway's dev key holding `claims` over a valid social
+        worker's: for tests of what the edge makes of odd claims."""
+        now = int(time.time())
+        body = {
+            "iss": self.components.settings.issuer,
+            "aud": self.components.settings.audience,
+            "sub": "idp-user-1",
+            "name": "Pat Practitioner",
+            "role": "social_worker",
+            "org": "ORG1",
+            "iat": now,
+            "exp": now + 600,
+        } | claims
+        private = (self.state_dir / PRIVATE_KEY_FILE).read_bytes()
+        return jwt.encode(body, private, algorithm="ES256")
 
     def post(self, body: Any, token: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = {"authorization": f"Bearer {token}"} if token else {}

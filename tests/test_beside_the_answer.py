@@ -6,7 +6,6 @@ import time
 from datetime import date
 
 import httpx
-import jwt
 import psycopg
 import pytest
 from opentelemetry import trace
@@ -18,7 +17,6 @@ from pydantic import BaseModel, ConfigDict
 from connectors.protocol import Address, Identifiers, PersonName, RecordFlags
 from gateway.audit.migrations import upgrade_schema
 from gateway.policy import DecisionLog, PolicyError
-from gateway.tokens import PRIVATE_KEY_FILE
 from gateway.tracing import install
 from tests.factories import NHS, health_record, social_care_record, synthetic_nhs
 from tests.stack import LOOKUP, reference_stack
@@ -86,19 +84,7 @@ async def test_decisions_are_acted_on_again_once_the_decision_log_can_be_written
 
 
 def _token(gateway, **claims):
-    now = int(time.time())
-    body = {
-        "iss": gateway.components.settings.issuer,
-        "aud": gateway.components.settings.audience,
-        "sub": "idp-user-1",
-        "name": "Pat Practitioner",
-        "role": "social_worker",
-        "org": "ORG1",
-        "iat": now,
-        "exp": now + 600,
-    } | claims
-    private = (gateway.state_dir / PRIVATE_KEY_FILE).read_bytes()
-    return jwt.encode(body, private, algorithm="ES256")
+    return gateway.signed_token(**claims)
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,8 @@
 """A token's caller claims must be text the audit log can hold: a control character is refused at
 the edge, before any agency is asked, not where the audit record is written after they were."""
 
-import time
-
-import jwt
 import pytest
 
-from gateway.tokens import PRIVATE_KEY_FILE
 from tests.factories import NHS, health_record
 from tests.stack import LOOKUP, reference_stack
 
@@ -21,19 +17,7 @@ def stack(tmp_path_factory):
 
 
 def _token(gateway, **claims):
-    now = int(time.time())
-    body = {
-        "iss": gateway.components.settings.issuer,
-        "aud": gateway.components.settings.audience,
-        "sub": SUBJECT,
-        "name": "Pat Practitioner",
-        "role": "social_worker",
-        "org": "ORG1",
-        "iat": now,
-        "exp": now + 600,
-    } | claims
-    private = (gateway.state_dir / PRIVATE_KEY_FILE).read_bytes()
-    return jwt.encode(body, private, algorithm="ES256")
+    return gateway.signed_token(**({"sub": SUBJECT} | claims))
 
 
 def _lookup(gateway, token):
