@@ -21,7 +21,10 @@ from connectors.minimisation import minimise
 from connectors.protocol import ConnectorRecord, FieldId, Identifiers, LookupRequest
 from connectors.search import CandidateIndex
 
-_IDENTIFIER_KINDS: Final = tuple(Identifiers.model_fields)
+_IDENTIFIER_KINDS: Final = ("nhs_number", "upn", "local_id")
+"""The identifiers a request can carry, and so the kinds records are indexed under. Not every
+field of `Identifiers`: a record's `former_upns` are what it says of the child, indexed as UPNs
+(`_index_keys`), never a kind a request asks by."""
 
 
 class RecordFileError(ValueError):
@@ -29,8 +32,8 @@ class RecordFileError(ValueError):
 
 
 class FileBackend:
-    """Records held in memory, indexed by every identifier they carry (NHS number, UPN, local id)
-    and by demographics for candidate search.
+    """Records held in memory, indexed by every identifier they carry (NHS number, UPN - former
+    UPNs too - and local id) and by demographics for candidate search.
 
     A lookup costs a few dictionary reads, and a demographic search a fraction of a millisecond,
     whatever the number of records, so the reference connectors measure the gateway rather than
@@ -135,8 +138,12 @@ def out_of_collector_reach() -> Iterator[None]:
 
 def _index_keys(identifiers: Identifiers) -> Iterator[tuple[str, str]]:
     """(kind, value) for each identifier present; the kind keeps an NHS number from ever matching
-    a local id that happens to have the same characters."""
+    a local id that happens to have the same characters. A record's former UPNs are keyed as UPNs,
+    so a lookup by one finds the record under its new UPN, as the protocol asks (a request never
+    carries any: connectors.protocol.LookupRequest refuses it)."""
     for kind in _IDENTIFIER_KINDS:
         value = getattr(identifiers, kind)
         if value is not None:
             yield kind, value
+    for former in identifiers.former_upns or ():
+        yield "upn", former

@@ -13,10 +13,13 @@ and deadline; only sources the plan chose and that answered are asked; no new po
 Only an identifier the linked records agree on is used, and only a valid one: exactly one distinct
 value among them, with a correct check character, and a lookup that is not ambiguous. The NHS
 number is preferred (the consistent identifier for children); a UPN is used when no NHS number is
-found. A source is asked again if none of its linked records carries the identifier and it said
-"no record" or was asked with something weaker (a UPN, or demographics, where the NHS number is
-found). A source that timed out or failed is not: that would be a retry. A demographic search that
-shield-safe search would hide (gateway.shield_safe) is not taken further either.
+found. In a lookup by a former UPN, the new UPN that a record linked by it carries (the match
+stage's FORMER_UPN) is an identifier the lookup did not use, and the child's as much as the old
+one: a later record carrying it contradicts nothing. A source is asked again if none of its linked
+records carries the identifier and it said "no record" or was asked with something weaker (a UPN,
+or demographics, where the NHS number is found). A source that timed out or failed is not: that
+would be a retry. A demographic search that shield-safe search would hide (gateway.shield_safe) is
+not taken further either.
 
 Matching the new answers reuses `match_records` on a lookup by the found identifier, so a record
 carrying another value of it is never linked and its source is FAILED (RECORD_MISMATCH). A new
@@ -44,6 +47,7 @@ from gateway.fanout import FanOut
 from gateway.identifiers import is_normal, normalise_nhs_number, normalise_upn
 from gateway.linkage import LinkageModel, Person
 from gateway.match import (
+    FORMER_UPN,
     RECORD_MISMATCH,
     MatchResult,
     look_like_twins,
@@ -102,7 +106,13 @@ def identifiers_found(
     if None in found:
         return ()
     vouched = _vouched(query, first.matched, registers)
-    return tuple(f for f in found if f is not None and (f.kind, f.value) in vouched)
+    # Routing holds one value per kind, the lookup's own first: a lookup by a former UPN routes
+    # by it, as the locator was asked with it, and leaves the new UPN to the second round.
+    return tuple(
+        f
+        for f in found
+        if f is not None and f.kind is not query.identified_by and (f.kind, f.value) in vouched
+    )
 
 
 def _vouched(
@@ -140,13 +150,17 @@ def _register_by_demographics(matched: MatchedRecord, registers: Collection[str]
 def _agreed(query: LookupQuery, first: MatchResult) -> Iterator[FoundIdentifier | None]:
     """Per identifier the lookup did not use, best first, the value the linked records agree on,
     or None where they disagree on who the child is (ask nobody more); nothing where they hold
-    none or an invalid one, or when nothing was linked or the lookup is ambiguous."""
+    none or an invalid one, or when nothing was linked or the lookup is ambiguous. In a lookup
+    by a former UPN, the new UPN a record linked by it carries is such an identifier: a source
+    holding the child only under it answered "no record" to the old one."""
     if first.ambiguous or not first.matched:
         return
     for kind, field in IDENTIFIER_FIELDS.items():
-        if kind is query.identified_by:
-            continue
-        values = {getattr(m.record.identifiers, field) for m in first.matched} - {None}
+        # The lookup's own value is no new identifier; another of its kind is one only in a
+        # lookup by a former UPN, where a record linked by it (FORMER_UPN) carries the new UPN -
+        # the match stage has made sure there is one at most, or the lookup is ambiguous.
+        values = {getattr(m.record.identifiers, field) for m in first.matched}
+        values -= {None, getattr(query, field)}
         if len(values) > 1:
             yield None
         elif values:
@@ -322,13 +336,26 @@ def _both(first: SourceAnswer, second: SourceAnswer) -> SourceAnswer:
     )
 
 
-def _identifiers_known(query: LookupQuery, matched: Sequence[MatchedRecord]) -> dict[str, str]:
-    """The child's identifiers as the lookup and its first round's linked records give them (one
-    value of each at most: the match stage and `found_identifier` have made sure)."""
-    known = {f: v for f in IDENTIFIER_FIELDS.values() if (v := getattr(query, f)) is not None}
+def _identifiers_known(
+    query: LookupQuery, matched: Sequence[MatchedRecord]
+) -> dict[str, frozenset[str]]:
+    """The child's identifiers as the lookup and its first round's linked records give them: one
+    value of each (the match stage and `found_identifier` have made sure), but for a lookup by a
+    former UPN, which is the child's as well as the new UPN a record linked by it (FORMER_UPN)
+    carries - the match stage allows one such at most, or the lookup is ambiguous."""
+    known = {
+        f: frozenset({v})
+        for f in IDENTIFIER_FIELDS.values()
+        if (v := getattr(query, f)) is not None
+    }
     for m in matched:
         for field, value in _identifiers(m.record):
-            known.setdefault(field, value)
+            known.setdefault(field, frozenset({value}))
+    renumbered = frozenset(
+        upn for m in matched if FORMER_UPN in m.reasons and (upn := m.record.identifiers.upn)
+    )
+    if renumbered:
+        known["upn"] = known.get("upn", frozenset()) | renumbered
     return known
 
 
@@ -337,19 +364,20 @@ class _Established:
     """What the first round's linked records say of the child, that a later record must not
     contradict."""
 
-    identifiers: Mapping[str, str]
+    identifiers: Mapping[str, Collection[str]]
     born: Collection[date]
     people: Sequence[Person]
     linkage: LinkageModel
 
     def contradicted_by(self, record: ConnectorRecord) -> bool:
-        """Whether `record` is another child's: it carries another value of an identifier known
-        for the child, or another date of birth, or it reads as the twin of a record the first
-        round linked - a twin shares the birthday and, where another agency's record carried the
-        twin's NHS number, the identifier asked with. (A child adopted and renamed since, under
-        another family name at another address, is no twin: found by NHS number, still linked.)"""
+        """Whether `record` is another child's: it carries a value of an identifier known for the
+        child that is none of the child's (in a lookup by a former UPN, the new UPN is one), or
+        another date of birth, or it reads as the twin of a record the first round linked - a twin
+        shares the birthday and, where another agency's record carried the twin's NHS number, the
+        identifier asked with. (A child adopted and renamed since, under another family name at
+        another address, is no twin: found by NHS number, still linked.)"""
         known = self.identifiers
-        if any(known.get(field, value) != value for field, value in _identifiers(record)):
+        if any(value not in known.get(field, (value,)) for field, value in _identifiers(record)):
             return True
         born = record.date_of_birth
         if self.born and born is not None and born not in self.born:

@@ -266,7 +266,7 @@ _enum(
     "How a source record was linked to the child asked about.",
     {
         "NHS_NUMBER": "The record carries the NHS number asked with.",
-        "UPN": "The record carries the UPN asked with.",
+        "UPN": "The record carries the UPN asked with, as its own or as a former UPN.",
         "DEMOGRAPHICS": "The record's demographics scored above the link threshold (see `score`).",
     },
 )

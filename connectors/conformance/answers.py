@@ -28,7 +28,7 @@ async def finds_by_identifier(session: Session) -> Verdict:
     sent = getattr(request.identifiers, kind)
     if not any(same_child(record, plain) for record in answer.records):
         return Verdict.failed(f"the plain child was not found by {kind}")
-    strangers = [r for r in answer.records if getattr(r.identifiers, kind) != sent]
+    strangers = [r for r in answer.records if not _answers_to(r, kind, sent)]
     if strangers:
         return Verdict.failed(
             f"{len(strangers)} record(s) without the requested {kind} came back with the child"
@@ -150,6 +150,14 @@ def _overshared(record: ConnectorRecord, asked: Collection[FieldId]) -> list[str
         for name in ConnectorRecord.model_fields
         if getattr(record, name) != getattr(kept, name)
     ]
+
+
+def _answers_to(record: ConnectorRecord, kind: str, sent: str | None) -> bool:
+    """Whether `record` carries the identifier asked with: as its own, or - a UPN - as one of its
+    `former_upns`, the child's record under the UPN that replaced it (the protocol's matching)."""
+    if getattr(record.identifiers, kind) == sent:
+        return True
+    return kind == "upn" and sent in (record.identifiers.former_upns or ())
 
 
 def _someone_else(record: ConnectorRecord, child: ConnectorRecord) -> str | None:
