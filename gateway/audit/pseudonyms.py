@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from connectors.protocol import Demographics
 from gateway.config import Mode, Settings
-from gateway.linkage.person import Person
+from gateway.linkage import Person
 from gateway.types import LookupQuery
 
 
