@@ -269,7 +269,10 @@ def _fhir_auth(args: argparse.Namespace) -> FhirAuth:
                 "and --fhir-token-url, and no --fhir-token-file"
             )
         return SignedJwtAuth.from_pem_file(
-            args.fhir_token_url, args.fhir_client_id, args.fhir_key, args.fhir_kid
+            args.fhir_token_url,
+            args.fhir_client_id,
+            args.fhir_key,
+            args.fhir_kid,
         )
     if args.fhir_token_file is not None:
         return BearerToken(args.fhir_token_file.read_text(encoding="utf-8").strip())
@@ -327,6 +330,10 @@ def _keygen(args: argparse.Namespace) -> int:
     public = private.with_name(private.stem + ".pub.pem")
     if private.exists():
         raise ValueError(f"{private} exists already; a signing key is never overwritten")
+    if public.exists():  # another key's: kept, the gateway would be told a key nothing signs with
+        raise ValueError(
+            f"{public} exists already, the public half of another key: move it aside first"
+        )
     ensure_key_pair(private, public)
     print(f"answer-signing key {private}; give the gateway {public} as answer_key_file")
     return 0

@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,12 +141,16 @@ def write_pseudonym_keys(path: Path, keys: Sequence[PseudonymKey]) -> None:
     """Write `keys` (current first) as a key file readable by its owner only, from the moment the
     file exists; an existing file is replaced whole, so a reader never sees half of it."""
     document = {"keys": [{"version": k.version, "secret": k.secret.hex()} for k in keys]}
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(document, out, indent=2)
-        out.write("\n")
-    partial.replace(path)
+    # A fresh file of its own (mkstemp: 0600, never an existing file or a link another left).
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(document, out, indent=2)
+            out.write("\n")
+        os.replace(partial, path)
+    except BaseException:
+        os.unlink(partial)
+        raise
 
 
 # --- protocol v1 -------------------------------------------------------------------------------

@@ -123,9 +123,21 @@ def _public_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
     return jwt.algorithms.ECAlgorithm.to_jwk(public_key, as_dict=True)
 
 
+def read_private_key(path: Path) -> PrivateKeyTypes:
+    """The PEM private key in `path`; ValueError naming the file for a passphrase-protected one,
+    which a server started unattended cannot open (cryptography raises TypeError for it, which
+    would end a command in a traceback rather than its one-line error)."""
+    try:
+        return serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except TypeError:
+        raise ValueError(
+            f"{path} is encrypted: give an unencrypted key (readable by its owner only)"
+        ) from None
+
+
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """Read a PEM EC private key (P-256) for ES256 signing; raises ValueError otherwise."""
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    key = read_private_key(path)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise ValueError(f"{path}: an ES256 signing key must be a P-256 EC private key")
     return key

@@ -22,12 +22,12 @@ from typing import Final, Protocol
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connectors.backend import ConnectorError
 from connectors.bounded_reads import AnswerTooLarge, read_answer
 from connectors.protocol import ErrorCode
+from connectors.trust import read_private_key
 
 ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ASSERTION_ALGORITHM: Final = "RS512"
@@ -97,7 +97,7 @@ class SignedJwtAuth:
         cls, token_url: str, client_id: str, key_path: Path, key_id: str
     ) -> SignedJwtAuth:
         """Read the RSA private key from a PEM file; raises ValueError if it is not one."""
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        key = read_private_key(key_path)
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ValueError(f"{key_path}: a client assertion key must be an RSA private key")
         return cls(token_url=token_url, client_id=client_id, private_key=key, key_id=key_id)

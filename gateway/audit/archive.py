@@ -163,8 +163,10 @@ def archive_log(
     (call again for the rest): deleting them is one transaction, which on SQLite holds the log's
     write lock, ~34 us a record on a 2-core VM, while appends wait 250 ms at most before the
     lookup fails closed. Raises ValueError, having deleted nothing, when the segment written does
-    not verify or the live log changed meanwhile."""
+    not verify or the live log changed meanwhile, or when `directory` holds a segment file it would
+    replace that is not this log's own (`_refuse_foreign_segments`)."""
     start = store.archive_anchor()
+    _refuse_foreign_segments(store, directory, keys, start)
     path = write_next_segment(store, directory, before, max_records)
     if path is None:
         return None
@@ -177,6 +179,28 @@ def archive_log(
     segment = ArchivedSegment(first, report.end, report.sha256, canonical_time(utc_now()))
     store.archive(segment, start)
     return segment
+
+
+def _refuse_foreign_segments(
+    store: AuditStore, directory: Path, keys: CheckpointKeys, start: Anchor | None
+) -> None:
+    """Raise ValueError when `directory` holds a segment file the next archive would replace (one
+    starting where this log's live records do) that is not this log's own leftover - a whole
+    segment, ending at a checkpoint the live log still holds - from an interrupted run: another
+    log's archive (two logs archived into one directory, or a log made afresh after a rebuild),
+    whose records are nowhere else."""
+    first = 1 if start is None else start.seq + 1
+    for path in sorted(directory.glob(f"audit-{first}-*.jsonl.gz")):
+        report = verify_segment(path, keys, start) if path.is_file() else None
+        end = None if report is None or not report.ok else report.end
+        live = [] if end is None else store.checkpoints(end.seq - 1, 1)
+        if end is not None and live and live[0].digest() == end.checkpoint:
+            continue  # an interrupted run's: its records are all still live
+        raise ValueError(
+            f"{path} is not a segment of this audit log that an interrupted run left, and"
+            " archiving would replace it (another log's archive?): stopped before it; give"
+            " each log a directory of its own, or move the file aside"
+        )
 
 
 def archive_files(paths: Iterable[Path], directory: Path) -> list[Path]:
