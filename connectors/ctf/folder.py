@@ -7,7 +7,8 @@ read. The rules:
 
 - A pupil found in several files - a transfer, or a school's roll sent again - is served from the
   newest file by header `DateTime` (the file name breaks a tie). A newer record whose `FormerUPN` is
-  an older record's UPN replaces that record too.
+  an older file's record's UPN replaces that record too, but only when it is the same child by
+  name, date of birth and sex; never a pupil of its own file, nor a different child.
 - A file that cannot be read is reported (logged with its name and the reason, never its content)
   and does not stop the others being served, whatever went wrong reading it (a bug included). If
   it was read well before, what it held then is still served - a half-copied or mangled
@@ -37,7 +38,7 @@ from typing import Final
 from connectors.ctf.reader import CtfFileError, TransferFile, TransferPupil, read_ctf
 from connectors.ctf.schools import NO_SCHOOL_CONTACTS, SchoolContacts
 from connectors.logs import log_event
-from connectors.protocol import ConnectorRecord
+from connectors.protocol import ConnectorRecord, PersonName, Sex
 from connectors.records import FileBackend
 
 _SETTLE_NS: Final = 1_000_000_000
@@ -220,14 +221,51 @@ def _is_ctf_name(name: str) -> bool:
 
 
 def _newest(files: list[tuple[str, TransferFile]]) -> list[ConnectorRecord]:
-    """One record per pupil: the newest file's, oldest files read first so newer ones overwrite."""
+    """One record per pupil: the newest file's, oldest files read first so newer ones overwrite.
+
+    A pupil's `FormerUPN` retires the record an older file holds under it only when that record
+    is the same child by its own details (`_same_pupil`): a former UPN keyed wrong must never make
+    another child's record vanish. A pupil listed in the same file is never retired by it - the
+    school sent both as on its roll - so the answer never depends on the order of the pupils."""
     chosen: dict[str, TransferPupil] = {}
     for _, read in sorted(files, key=lambda item: (item[1].created, item[0])):
+        listed = {pupil.record.identifiers.upn for pupil in read.pupils}
         for pupil in read.pupils:
             upn = pupil.record.identifiers.upn
             assert upn is not None  # the reader skips pupils without one
             chosen.pop(upn, None)  # re-inserted last, so the answer order follows recency
-            if pupil.former_upn is not None:
-                chosen.pop(pupil.former_upn, None)
+            former = pupil.former_upn
+            if former is not None and former not in listed:
+                older = chosen.get(former)
+                if older is not None and _same_pupil(older.record, pupil.record):
+                    del chosen[former]
             chosen[upn] = pupil
     return [pupil.record for pupil in chosen.values()]
+
+
+def _same_pupil(older: ConnectorRecord, newer: ConnectorRecord) -> bool:
+    """Whether `newer`, naming `older`'s UPN as its former one, is plainly the same child: both
+    named, a given (or preferred) name and a family (or former) name in common, and no
+    contradiction in date of birth or sex. Anything less keeps both records: merging the wrong
+    child is worse than serving one child twice, which the gateway reports as ambiguous."""
+    if older.name is None or newer.name is None:
+        return False
+    if None not in (older.date_of_birth, newer.date_of_birth) and (
+        older.date_of_birth != newer.date_of_birth
+    ):
+        return False
+    known = {Sex.MALE, Sex.FEMALE}
+    if older.sex in known and newer.sex in known and older.sex != newer.sex:
+        return False
+    return bool(_given(older.name) & _given(newer.name)) and bool(
+        _family(older.name) & _family(newer.name)
+    )
+
+
+def _given(name: PersonName) -> set[str]:
+    forenames = name.given.casefold().split()
+    return {name.given.casefold(), *forenames[:1], *(n.casefold() for n in name.known_as)}
+
+
+def _family(name: PersonName) -> set[str]:
+    return {name.family.casefold(), *(n.casefold() for n in name.former_family)}

@@ -36,7 +36,7 @@ from connectors.backend import ConnectorError
 from connectors.fhir.client import FhirClient
 from connectors.fhir.outcomes import TooManyMatches
 from connectors.fhir.patients import confidentiality, record_from_patient
-from connectors.fhir.plans import indicators, involvements, plans_from_flags
+from connectors.fhir.plans import indicators, involvements, plans_from_flags, unread_in_force
 from connectors.fhir.searches import PdsSearch, plan_searches
 from connectors.fhir.subjects import nhs_number, refers_to
 from connectors.fhir.terminology import PDS_MAX_RESULTS, Confidentiality
@@ -189,7 +189,7 @@ class FhirBackend:
         plans = plans_from_flags(plan_flags, number)
         return record.model_copy(
             update={
-                "indicators": indicators(plans, today),
+                "indicators": indicators(plans, today, unread=unread_in_force(plan_flags, today)),
                 "involvements": involvements(plans, today),
             }
         )

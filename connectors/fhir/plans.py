@@ -10,11 +10,15 @@ contained `Organization`.
 How it maps, and why:
 
 - `Indicators.child_protection_plan` / `looked_after` are true when a plan of that kind is in
-  force today (status active, started, not ended), false when CP-IS answered and none is. CP-IS
+  force today (status active, started, not ended), false when CP-IS answered and none is. A flag
+  CP-IS marks inactive is over whatever its period says (a plan ended early keeps the end once
+  planned); an active one whose period has ended is over too. CP-IS
   answering "no plan" is an answer; a CP-IS that was not asked leaves both absent. A start or end
   given only to the month or year (FHIR allows it) with today inside that month or year leaves
   the plan's being in force unknown: the indicator is then unknown (null) unless another plan of
-  the kind is surely in force - never a guess either way.
+  the kind is surely in force - never a guess either way. A flag in force whose code is
+  neither plan's (CP-IS may code a plan in a way not known here) likewise leaves a status that
+  would be false unknown: skipping it would read a plan as absent.
 - Each responsible authority with a plan in force becomes one `Involvement`: the authority as the
   organisation, its office-hours desk as the practitioner contact (CP-IS names no social worker),
   and its emergency duty team as the broker - the way to reach the authority out of hours.
@@ -78,30 +82,47 @@ class CpisPlan:
 
 def plans_from_flags(flags: Sequence[Flag], nhs_number: str) -> list[CpisPlan]:
     """The plans `flags` describe. A flag that is not a child protection or looked-after plan (an
-    unborn-child plan, another programme's flag) or was entered in error is skipped. A plan whose
-    authority cannot be read still counts: missing contact details must not hide the plan."""
+    unborn-child plan, another programme's flag) or was entered in error is skipped here - but
+    see `unread_in_force`: CP-IS answering one is not "no plan". A plan whose authority cannot be
+    read still counts: missing contact details must not hide the plan."""
     plans = []
     for flag in flags:
         kind = _kind(flag)
         if kind is None or flag.status == "entered-in-error":
             continue
-        period = flag.period
-        start = day_span(period.start) if period else None
-        end = day_span(period.end) if period else None
-        if flag.status == "inactive" and end is None:
-            end = (date.min, date.min)  # over, though CP-IS did not say when: never in force
-        plans.append(
-            CpisPlan(
-                nhs_number,
-                kind,
-                None if start is None else start[0],
-                _authority(flag),
-                None if end is None else end[1],
-                started_by=None if start is None or start[0] == start[1] else start[1],
-                ended_from=None if end is None or end[0] == end[1] else end[0],
-            )
-        )
+        plans.append(_plan(flag, nhs_number, kind))
     return plans
+
+
+def unread_in_force(flags: Sequence[Flag], today: date) -> bool:
+    """Whether CP-IS answered a flag not read as a plan (its code is neither plan's) that may be
+    in force today: it may be a plan coded as this connector does not know, so the statuses it
+    could be are unknown, never "no plan"."""
+    return any(
+        _kind(flag) is None
+        and flag.status != "entered-in-error"
+        and in_force(_plan(flag, "", PlanKind.CHILD_PROTECTION), today) is not False
+        for flag in flags
+    )
+
+
+def _plan(flag: Flag, nhs_number: str, kind: PlanKind) -> CpisPlan:
+    period = flag.period
+    start = day_span(period.start) if period else None
+    end = day_span(period.end) if period else None
+    if flag.status == "inactive":
+        # CP-IS says the plan is over - ended early, or without saying when: never in force,
+        # whatever end its period still names (the end once planned is not the plan's).
+        end = (date.min, date.min)
+    return CpisPlan(
+        nhs_number,
+        kind,
+        None if start is None else start[0],
+        _authority(flag),
+        None if end is None else end[1],
+        started_by=None if start is None or start[0] == start[1] else start[1],
+        ended_from=None if end is None or end[0] == end[1] else end[0],
+    )
 
 
 def in_force(plan: CpisPlan, today: date) -> bool | None:
@@ -118,12 +139,19 @@ def in_force(plan: CpisPlan, today: date) -> bool | None:
     return True
 
 
-def indicators(plans: Sequence[CpisPlan], today: date) -> Indicators:
+def indicators(plans: Sequence[CpisPlan], today: date, *, unread: bool = False) -> Indicators:
     """Child protection plan and looked-after, from plans CP-IS returned (none: both false; one
-    whose being in force is unknown, and none surely in force: unknown)."""
+    whose being in force is unknown, and none surely in force: unknown). With `unread` (CP-IS
+    answered a flag that may be in force but is not read as a plan), a status that would be
+    false is unknown instead."""
+
+    def shown(kind: PlanKind) -> bool | None:
+        found = _any_in_force(plans, kind, today)
+        return None if unread and found is False else found
+
     return Indicators(
-        child_protection_plan=_any_in_force(plans, PlanKind.CHILD_PROTECTION, today),
-        looked_after=_any_in_force(plans, PlanKind.LOOKED_AFTER, today),
+        child_protection_plan=shown(PlanKind.CHILD_PROTECTION),
+        looked_after=shown(PlanKind.LOOKED_AFTER),
     )
 
 

@@ -19,7 +19,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    model_validator,
+)
 
 from connectors.backend import summarise_validation_error
 from connectors.protocol import FieldId, Sex
@@ -82,9 +89,30 @@ class AddressColumns(_Section):
     postcode: _Identifier
 
 
+class RecordFlag(_Section):
+    """A record flag (`shielded`, `restricted`) read from a column that may hold NULL, with what
+    a NULL there means: `{ column = "shield", null = false }` for a boolean column,
+    `{ column = "restriction", in = ["S", "X"], null = false }` for a code column.
+
+    Without `null`, a NULL is no answer: the agency has not said the child is not shielded, so
+    the record cannot be read (the lookup reaching it is refused, never answered as if clear)."""
+
+    column: _Identifier
+    in_: list[str] | None = Field(default=None, alias="in", min_length=1)
+    """The codes that set the flag; none for a boolean column."""
+    null: StrictBool | None = None
+    """What a NULL in the column means: true (the flag is set), false (it is not)."""
+
+
+_RecordFlag = _Identifier | RecordFlag
+
+
 class FlagColumns(_Section):
-    shielded: _Flag | None = None
-    restricted: _Flag | None = None
+    """The record's shielding and restriction. A bare column name is a boolean column that holds
+    no NULL (a NULL refuses the record); a table states codes and what a NULL means."""
+
+    shielded: _RecordFlag | None = None
+    restricted: _RecordFlag | None = None
 
 
 class ChildTable(_Section):
@@ -123,7 +151,7 @@ class ChildTable(_Section):
             yield "child.address.postcode", self.address.postcode
         for flag in ("shielded", "restricted"):
             value = getattr(self.flags, flag)
-            if isinstance(value, Condition):
+            if isinstance(value, RecordFlag):
                 yield f"child.flags.{flag}.column", value.column
             elif value is not None:
                 yield f"child.flags.{flag}", value

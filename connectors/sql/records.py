@@ -56,7 +56,14 @@ from connectors.protocol import (
     RecordFlags,
     Sex,
 )
-from connectors.sql.mapping import Condition, Constant, Episodes, InvolvementTable, Mapping
+from connectors.sql.mapping import (
+    Condition,
+    Constant,
+    Episodes,
+    InvolvementTable,
+    Mapping,
+    RecordFlag,
+)
 from connectors.sql.tables import MappedTables
 
 _INDICATOR_LABEL: Final = "indicator_"
@@ -168,7 +175,7 @@ class RecordReader:
         for flag in ("shielded", "restricted"):
             value = getattr(child.flags, flag)
             if value is not None:
-                column = value.column if isinstance(value, Condition) else value
+                column = value.column if isinstance(value, RecordFlag) else value
                 columns.append(table.c[column].label(flag))
         if today is not None:
             for field, episodes in self._mapping.episodes().items():
@@ -176,22 +183,24 @@ class RecordReader:
         return select(*columns)
 
     def _open(self, episodes: Episodes, field: FieldId, today: date) -> ColumnElement[Any]:
-        """Whether the child has an open episode: NULL (unknown) when one of the child's
-        episodes has a date SQL cannot compare, since that one may be open."""
+        """Whether the child has an open episode: true when one whose dates can be read surely
+        is; else NULL (unknown) when one of the child's episodes has no start or a date SQL
+        cannot compare, since that one may be open; else false."""
         table = self._tables.episodes[field]
         start = table.c[episodes.start]
         child = [table.c[episodes.child] == self.key]
         if episodes.where is not None:
             child.append(table.c[episodes.where.column].in_(episodes.where.in_))
         opened = [start <= today]
-        unreadable = [_UnreadableDate(start)]
+        unreadable = [start.is_(None), _UnreadableDate(start)]
         if episodes.end is not None:
             end = table.c[episodes.end]
             opened.append(or_(end.is_(None), end > today))
             unreadable.append(_UnreadableDate(end))
         return case(
+            (exists().where(*child, *opened, ~or_(*unreadable)), literal(True)),
             (exists().where(*child, or_(*unreadable)), null()),
-            else_=exists().where(*child, *opened),
+            else_=literal(False),
         )
 
     def record(self, row: Row[Any], now: datetime, *, to_index: bool = False) -> ConnectorRecord:
@@ -207,6 +216,13 @@ class RecordReader:
         for label in _DATE_LABELS:
             if values.get(label) is _UNREADABLE and not to_index:
                 raise UnreadableRecord(record_id, getattr(child, label))
+        flags = {}
+        for label in ("shielded", "restricted"):
+            source = getattr(child.flags, label)
+            flag = _record_flag(source, values.get(label))
+            if flag is None and not to_index:
+                raise UnreadableRecord(record_id, _column_of(source))
+            flags[label] = flag is not False
         name = None
         if child.name is not None and values["given"] and values["family"]:
             separator = child.name.separator
@@ -237,10 +253,7 @@ class RecordReader:
             sex=self._sex(values.get("sex")),
             address=address,
             indicators=indicators,
-            flags=RecordFlags(
-                shielded=_flag(child.flags.shielded, values.get("shielded")),
-                restricted=_flag(child.flags.restricted, values.get("restricted")),
-            ),
+            flags=RecordFlags(**flags),
             as_of=_as_datetime(_readable(values.get("as_of"))) or now,
         )
 
@@ -408,6 +421,22 @@ def _flag(source: str | Condition | None, value: object) -> bool:
     if isinstance(source, Condition):
         return str(value) in source.in_
     return bool(value)
+
+
+def _record_flag(source: str | RecordFlag | None, value: object) -> bool | None:
+    """A shielding or restriction flag as the row holds it; None when the column is NULL and the
+    mapping does not say what a NULL means - never read as "not shielded"."""
+    if source is None:
+        return False
+    if value is None:
+        return source.null if isinstance(source, RecordFlag) else None
+    if isinstance(source, RecordFlag) and source.in_ is not None:
+        return str(value) in source.in_
+    return bool(value)
+
+
+def _column_of(source: str | RecordFlag | None) -> str:
+    return source.column if isinstance(source, RecordFlag) else str(source)
 
 
 def _split(value: str | None, separator: str) -> list[str]:

@@ -9,14 +9,18 @@ touches it, who would see a failed source and no reason.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final
 
 from sqlalchemy import Column, Connection, MetaData, Table, inspect
 
+from connectors.logs import log_event
 from connectors.protocol import FieldId
-from connectors.sql.mapping import Mapping, MappingError
+from connectors.sql.mapping import Mapping, MappingError, RecordFlag
+
+_logger = logging.getLogger("childlookup.connector.sql")
 
 _DATE_KEYS: Final = frozenset(
     {"date_of_birth", "as_of", "updated_at", "start", "end", "since", "until"}
@@ -64,6 +68,7 @@ def reflect_tables(connection: Connection, mapping: Mapping) -> MappedTables:
     ]
     if not_dates:
         raise MappingError("; ".join(not_dates))
+    _warn_of_silent_nulls(mapping, tables[mapping.child.table])
     return MappedTables(
         child=tables[mapping.child.table],
         episodes={field: tables[e.table] for field, e in mapping.episodes().items()},
@@ -80,3 +85,22 @@ def _holds_dates(column: Column[Any]) -> bool:
     except NotImplementedError:
         return True
     return issubclass(python_type, date)
+
+
+def _warn_of_silent_nulls(mapping: Mapping, child: Table) -> None:
+    """Log each flag whose column may hold NULL while the mapping does not say what a NULL means:
+    a child whose row holds one is refused (never read as not shielded), so the agency should
+    state it (`null = false`) or make the column NOT NULL before a practitioner meets it."""
+    for flag in ("shielded", "restricted"):
+        source = getattr(mapping.child.flags, flag)
+        if source is None or (isinstance(source, RecordFlag) and source.null is not None):
+            continue
+        column = source.column if isinstance(source, RecordFlag) else source
+        if child.c[column].nullable:
+            log_event(
+                _logger,
+                logging.WARNING,
+                "sql_flag_null_unstated",
+                key=f"child.flags.{flag}",
+                column=column,
+            )
