@@ -7,6 +7,9 @@ cannot. `RedisReplayCache` keeps each token id under `{prefix}:jti:{id}`, set on
 checks and remembers. Redis down: the request is not read (`ReplayCheckUnavailable`, answered
 UNAVAILABLE), never accepted unchecked.
 
+Each check stores a value of its own: a SET that Redis ran but answered too late is sent again by
+the client (`redis_clients`), and the id it then finds is the one this check stored, not a replay.
+
 Optional for agencies: this module needs the `redis` package (`pip install 'childlookup[redis]'`)
 and nothing else in the SDK imports it.
 """
@@ -14,6 +17,7 @@ and nothing else in the SDK imports it.
 from __future__ import annotations
 
 import math
+import secrets
 import time
 from typing import Final
 
@@ -42,12 +46,15 @@ class RedisReplayCache:
 
     async def remember(self, jti: str, forget_after: float) -> None:
         ttl_ms = max(1, math.ceil((forget_after - time.time() + CLOCK_MARGIN_S) * 1000))
+        key, mine = f"{self._prefix}:{jti}", secrets.token_bytes(16)
         try:
-            fresh = await self._client.set(f"{self._prefix}:{jti}", b"1", nx=True, px=ttl_ms)
+            fresh = await self._client.set(key, mine, nx=True, px=ttl_ms)
+            # Not set: another request stored the id - or this one did, on an attempt whose
+            # reply came too late and was sent again (module notes).
+            if not fresh and await self._client.get(key) != mine:
+                raise ReplayRefused()
         except REDIS_FAILURES as error:
             raise ReplayCheckUnavailable() from error
-        if not fresh:
-            raise ReplayRefused()
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -144,9 +144,7 @@ class FanOut:
             tasks.append(self._ask_one(source, request, fields, lookup.deadline, in_trace))
         asked_with = (query.identified_by,)
         answers = tuple(
-            a
-            if a.status is SourceStatus.NOT_ASKED
-            else replace(a, asked_with=asked_with, asked_because=_CONFIGURED)
+            replace(a, asked_with=asked_with, asked_because=_CONFIGURED) if a.sent else a
             for a in await asyncio.gather(*tasks)
         )
         if self._health is not None:

@@ -38,14 +38,12 @@ class SourceHealth:
         self._last: dict[str, tuple[str, float] | None] = dict.fromkeys(sources)
 
     def record(self, answers: Iterable[SourceAnswer]) -> None:
-        """Note the answers of sources actually contacted (not skipped, not from the cache)."""
+        """Note the answers of sources actually contacted: not from the cache, and sent (not
+        skipped, nor failed or timed out without a request: the agency did nothing, its last
+        contact stands)."""
         now = self._clock()
         for answer in answers:
-            if (
-                answer.source in self._last
-                and answer.status is not SourceStatus.NOT_ASKED
-                and not answer.cached
-            ):
+            if answer.source in self._last and answer.sent and not answer.cached:
                 status = RESPONDED if answer.status in _RESPONSES else answer.status.value
                 self._last[answer.source] = (status, now)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from functools import cached_property
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 from connectors.notifications import NotificationReason
 from connectors.protocol import (
@@ -195,6 +195,18 @@ class SourceAnswer:
     @property
     def answered(self) -> bool:
         return self.status in (SourceStatus.ANSWERED, SourceStatus.NO_RECORD)
+
+    @property
+    def sent(self) -> bool:
+        """Whether a request left for the agency: not when the plan left it out, nor when its
+        circuit was open or the lookup had no time left to ask it (gateway.fanout). The answer
+        then says nothing of the agency, and nothing of the child went to it."""
+        return self.status is not SourceStatus.NOT_ASKED and self.error_code not in NOT_SENT
+
+
+NOT_SENT: Final = frozenset({"CIRCUIT_OPEN", "DEADLINE"})
+"""Error codes of answers the gateway made without sending the agency a request: its circuit open
+(gateway.breakers.CIRCUIT_OPEN), or no time left before the lookup's deadline."""
 
 
 class MatchMethod(StrEnum):

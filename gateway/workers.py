@@ -8,7 +8,9 @@ Redis (several workers need CHILDLOOKUP_REDIS_URL, or each would count alone), a
 is one SQLite file on this host or, across hosts, PostgreSQL.
 
 On SIGTERM with CHILDLOOKUP_SHUTDOWN_DRAIN_S, the parent tells every worker to drain (readiness
-turns 503 while they keep serving) and stops them once the drain has run; SIGINT stops at once.
+turns 503 while they keep serving) and stops them once the drain has run; SIGINT stops at once. A
+worker started during the drain (one replacing a worker that died) drains from its start: it
+must not tell the load balancer it is ready on a port about to close.
 A parent killed outright takes its workers with it: each asks the kernel for SIGTERM when its
 parent dies (Linux).
 """
@@ -24,7 +26,8 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Final
 
@@ -34,7 +37,7 @@ from uvicorn.supervisors import Multiprocess
 
 from connectors.serving import server_config
 from gateway import metrics
-from gateway.app import create_app
+from gateway.app import begin_draining, create_app
 from gateway.components import build_components
 from gateway.config import ServerTls, Settings, load_sources_file
 from gateway.logs import configure as configure_logging
@@ -43,6 +46,9 @@ from gateway.tls import server_context
 WORKER_APP: Final = "gateway.workers:worker_app"
 DRAIN_SIGNAL: Final = signal.SIGUSR1
 """Sent by the parent to each worker to begin draining; uvicorn leaves it unhandled."""
+DRAINING_ENV: Final = "_CHILDLOOKUP_WORKERS_DRAINING"
+"""Set by the parent, for the workers it starts from then on, once it has begun draining (not a
+setting: no CHILDLOOKUP_ prefix)."""
 _PR_SET_PDEATHSIG: Final = 1
 """prctl(2) option: the signal a process gets when its parent dies (Linux)."""
 
@@ -61,7 +67,23 @@ def worker_app() -> Starlette:
         postcode_districts=sources.postcode_districts,
         witnesses=sources.witnesses,
     )
-    return create_app(components, drain_signal=DRAIN_SIGNAL, settle_heap=True)
+    app = create_app(components, drain_signal=DRAIN_SIGNAL, settle_heap=True)
+    if os.environ.get(DRAINING_ENV):
+        _drain_from_the_start(app)
+    return app
+
+
+def _drain_from_the_start(app: Starlette) -> None:
+    """A worker started while the others drain (module notes): draining once it has started."""
+    started = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with started(app):
+            begin_draining(app)
+            yield
+
+    app.router.lifespan_context = lifespan
 
 
 def _stop_with_the_parent() -> None:
@@ -136,6 +158,8 @@ class _DrainingSupervisor(Multiprocess):
             super().handle_term()
             return
         self._draining = True
+        # Workers started from now on (one replacing a worker that dies) inherit it and drain.
+        os.environ[DRAINING_ENV] = "1"
         for process in self.processes:
             if process.pid is not None:
                 os.kill(process.pid, DRAIN_SIGNAL)
