@@ -146,7 +146,9 @@ def create_app(
     graphql: ASGIApp = NoStore(
         BodyLimit(Authentication(view, components.verifier), settings.max_body_bytes)
     )
-    methods = ["GET", "POST"]
+    # GET serves GraphiQL, and only where the schema may be explored: elsewhere /graphql serves
+    # POST alone, and a GET is refused 405 naming what is served, as any other method is.
+    methods = ["GET", "POST"] if settings.explorable else ["POST"]
     if settings.cors_origins:
         graphql = Cors(graphql, settings.cors_origins, max_age_s=settings.cors_max_age_s)
         methods.append("OPTIONS")

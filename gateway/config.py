@@ -15,7 +15,16 @@ from pathlib import Path
 from typing import Annotated, Final
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.protocol import FieldId
@@ -279,6 +288,24 @@ Origin = Annotated[str, AfterValidator(_origin)]
 """One web origin, e.g. `https://portal.example.org` (see _origin)."""
 
 
+_HTTP_URL: Final = TypeAdapter(HttpUrl)
+
+
+def _fetchable_url(value: str) -> str:
+    """An http(s) URL as HttpUrl parses it (so httpx can send to it), kept as text for what reads
+    it as such. Unchecked, a typo (`https://[::1/...`) started the gateway and was found only
+    when a page was loaded."""
+    try:
+        return str(_HTTP_URL.validate_python(value))
+    except ValidationError as exc:
+        reason = exc.errors()[0]["msg"]
+        raise ValueError(f"{value!r} is not an http(s) URL ({reason})") from None
+
+
+FetchableUrl = Annotated[str, AfterValidator(_fetchable_url)]
+"""An http(s) URL, held as text (see _fetchable_url)."""
+
+
 class Settings(BaseSettings):
     """Everything the gateway process needs to know, validated before it serves a request."""
 
@@ -479,7 +506,7 @@ class Settings(BaseSettings):
     """The portal's OpenID Connect client id at the identity provider (`issuer`), for production
     sign-in (authorization code with PKCE, a public client with no secret); set, the page signs
     in through the identity provider, whatever the mode (gateway.portal_site)."""
-    portal_oidc_discovery_url: str | None = None
+    portal_oidc_discovery_url: FetchableUrl | None = None
     """The identity provider's OpenID Connect discovery document, which the gateway reads for the
     authorization and token endpoints (gateway.identity_provider); unset,
     `{CHILDLOOKUP_ISSUER}/.well-known/openid-configuration`."""

@@ -81,12 +81,20 @@ class ErrorResponse(JSONResponse):
         super().__init__({"data": None, "errors": self._errors}, status, self._given_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if negotiate(Headers(scope=scope).get("accept")) == GRAPHQL_RESPONSE_JSON:
+        if negotiate(accepted(Headers(scope=scope))) == GRAPHQL_RESPONSE_JSON:
             self.media_type = GRAPHQL_RESPONSE_JSON
             if self.status_code >= 400:
                 self.body = self.render({"errors": self._errors})
             self.init_headers(self._given_headers)
         await super().__call__(scope, receive, send)
+
+
+def accepted(headers: Headers) -> str | None:
+    """The request's `Accept`, every line of it: a field sent as several lines is one
+    comma-separated list (RFC 9110, 5.3), so `Accept: text/html` then `Accept:
+    application/graphql-response+json` accepts the latter. None when there is none."""
+    lines = headers.getlist("accept")
+    return ",".join(lines) if lines else None
 
 
 def error_response(

@@ -2,7 +2,8 @@
 
 `docs/schema-released.graphql` is the schema as portals last received it. graphql-core tells a
 breaking change (a client's valid operation may stop working: a field or enum value removed, a
-type changed, a required argument added) from a dangerous one (it keeps working but may behave
+type changed, a required argument added, an input made `@oneOf` - this one found here, as
+graphql-core does not look) from a dangerous one (it keeps working but may behave
 differently: an enum value or optional argument added). A breaking change is allowed only when
 `docs/schema-breaking-changes.toml` declares it, with the reason a reviewer accepted; anything
 else is changed through deprecation first (README, "Changing the contract").
@@ -15,7 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from graphql import build_schema, find_breaking_changes, find_dangerous_changes
+from graphql import (
+    GraphQLInputObjectType,
+    GraphQLSchema,
+    build_schema,
+    find_breaking_changes,
+    find_dangerous_changes,
+)
 
 DOCS: Final = Path(__file__).resolve().parent.parent / "docs"
 RELEASED_FILE: Final = DOCS / "schema-released.graphql"
@@ -83,12 +90,34 @@ def compare(
     return ContractChanges(
         breaking=tuple(
             Change(c.type.name, c.description) for c in find_breaking_changes(released, current)
-        ),
+        )
+        + _inputs_made_one_of(released, current),
         dangerous=tuple(
             Change(c.type.name, c.description) for c in find_dangerous_changes(released, current)
         ),
         declared=declared,
     )
+
+
+INPUT_BECAME_ONE_OF: Final = "INPUT_BECAME_ONE_OF"
+"""The kind of a breaking change graphql-core does not report, named as it names its own."""
+
+
+def _inputs_made_one_of(released: GraphQLSchema, current: GraphQLSchema) -> tuple[Change, ...]:
+    """Inputs released as ordinary ones and now `@oneOf`: a client sending two of the fields (a
+    demographic search by given and family name) is then refused GRAPHQL_VALIDATION_FAILED.
+    graphql-core's find_breaking_changes does not look at `@oneOf`, so it is compared here."""
+    changes = []
+    for name, before in released.type_map.items():
+        after = current.type_map.get(name)
+        if (
+            isinstance(before, GraphQLInputObjectType)
+            and isinstance(after, GraphQLInputObjectType)
+            and after.is_one_of
+            and not before.is_one_of
+        ):
+            changes.append(Change(INPUT_BECAME_ONE_OF, f"{name} became a @oneOf input."))
+    return tuple(changes)
 
 
 def load_declared(text: str) -> tuple[Declared, ...]:

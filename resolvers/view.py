@@ -14,20 +14,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import pydantic_core
 from cross_web import HTTPException
-from graphql import GraphQLSchema
+from graphql import GraphQLError, GraphQLSchema
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
+from strawberry.schema.exceptions import CannotGetOperationTypeError
 from strawberry.types import ExecutionResult
 
 from gateway.audit import AccessHistory, AuditTrail
-from gateway.errors import ErrorCode, GatewayError, error_response
+from gateway.errors import ErrorCode, GatewayError, accepted, error_response
 from gateway.media_types import GRAPHQL_RESPONSE_JSON, JSON, negotiate
 from resolvers import graphiql
 from resolvers.query import RequestContext
@@ -73,13 +75,14 @@ class GraphQLView(GraphQL[RequestContext, None]):
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Strawberry refuses a malformed request (unsupported content type, broken JSON, unknown
-        operation name) in plain text; here the refusal has the usual error shape and a stable
-        code, so a portal handles every refusal the same way. A request accepting neither JSON
-        media type is refused 406 before anything runs."""
+        """Strawberry refuses a malformed request (unsupported content type, broken JSON) in plain
+        text; here the refusal has the usual error shape and a stable code, so a portal handles
+        every refusal the same way. A request accepting neither JSON media type is refused 406
+        before anything runs (a GET where GraphiQL is off never reaches here: gateway.app routes
+        /graphql for POST alone there)."""
         scope = _media_type_lowercased(scope)
         request = Request(scope, receive)
-        if request.method == "POST" and negotiate(request.headers.get("accept")) is None:
+        if request.method == "POST" and negotiate(accepted(request.headers)) is None:
             message = f"Accept {GRAPHQL_RESPONSE_JSON} or {JSON}: the answer is one of them."
             await error_response(406, ErrorCode.BAD_REQUEST, message)(scope, receive, send)
             return
@@ -88,6 +91,24 @@ class GraphQLView(GraphQL[RequestContext, None]):
         except HTTPException as exc:
             response = error_response(exc.status_code, ErrorCode.BAD_REQUEST, exc.reason)
         await response(scope, receive, send)
+
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        """An `operationName` naming no operation the document holds (or a document holding none)
+        is the specification's GetOperation failing: a request error, as an unnamed one of
+        several is (resolvers.schema), coded GRAPHQL_VALIDATION_FAILED and answered as any other
+        request that never ran. Strawberry raises it as an HTTP 400 before validating."""
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as exc:
+            unknown = exc.__cause__
+            if not isinstance(unknown, CannotGetOperationTypeError):
+                raise
+            message = (
+                "Must provide an operation."
+                if unknown.operation_name is None
+                else unknown.as_http_error_reason()
+            )
+            return ExecutionResult(data=None, errors=[GraphQLError(message)])
 
     def decode_json(self, data: str | bytes) -> object:
         """Only a JSON object is a GraphQL request. Strawberry catches only JSONDecodeError, then
@@ -115,7 +136,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
-        media_type = negotiate(request.headers.get("accept")) or JSON
+        media_type = negotiate(accepted(request.headers)) or JSON
         answer = http_answer(result, media_type)
         sub_response: Response = request.scope["state"][_SUB_RESPONSE]
         sub_response.status_code = answer.status

@@ -328,3 +328,12 @@ def test_graphiql_is_served_in_dev_mode_and_get_cannot_run_queries(stack):
     assert "graphiql" in page.text.lower()
     via_get = httpx.get(f"{stack.url}/graphql", params={"query": "{ __typename }"})
     assert via_get.status_code in (400, 405)
+
+
+def test_an_error_answers_an_accept_header_sent_as_two_lines_as_one_list(stack):
+    """RFC 9110 5.3: several Accept lines are one comma-separated list; the refusal of a request
+    with no token is written in the media type the second line asks for."""
+    headers = [("accept", "text/html"), ("accept", "application/graphql-response+json")]
+    response = httpx.post(f"{stack.url}/graphql", json={"query": LOOKUP}, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/graphql-response+json")
