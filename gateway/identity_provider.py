@@ -6,13 +6,18 @@ The gateway reads `{issuer}/.well-known/openid-configuration` (or
 endpoints in /portal/config.json, and the page's Content-Security-Policy can allow exactly the
 token endpoint's origin and nothing else. The document must name the configured issuer (OpenID
 Connect Discovery 1.0, section 4.3), its endpoints must be https (http on loopback only, for
-tests), and PKCE with S256 must not be ruled out. It is read to MAX_DOCUMENT_BYTES and whole
-within the timeout (connectors.bounded_reads), cached for an hour, and after a failure fetched
-again at most every 30 s.
+tests), and PKCE with S256 must not be ruled out. An `end_session_endpoint` (OpenID Connect
+RP-Initiated Logout 1.0), when the document names one that is plainly https, is where the page
+ends the practitioner's session at the provider when they sign out: on a shared workstation the
+next person to sign in must not be signed straight back in as them. It is read to
+MAX_DOCUMENT_BYTES and whole within the timeout (connectors.bounded_reads), cached for an hour,
+and after a failure fetched again at most every 30 s - one read at a time, however many page
+loads are waiting on it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -34,10 +39,13 @@ _log = logging.getLogger("childlookup.portal")
 
 @dataclass(frozen=True)
 class ProviderEndpoints:
-    """Where the page sends the practitioner to sign in, and where it exchanges the code."""
+    """Where the page sends the practitioner to sign in, where it exchanges the code, and where
+    it ends their session at the provider on sign-out (None: the provider offers nowhere, so the
+    page asks it for a fresh sign-in next time instead)."""
 
     authorization_endpoint: str
     token_endpoint: str
+    end_session_endpoint: str | None = None
 
     @property
     def token_origin(self) -> str:
@@ -114,7 +122,28 @@ def parse_discovery(document: Any, issuer: str) -> ProviderEndpoints:
             raise DiscoveryError(f"the discovery document has no {name}")
         web_origin(value)
         endpoints.append(value)
-    return ProviderEndpoints(*endpoints)
+    authorization, token = endpoints
+    return ProviderEndpoints(authorization, token, _end_session(document))
+
+
+def _end_session(document: dict[str, Any]) -> str | None:
+    """The document's `end_session_endpoint` when it is plainly https; else None, said in the log:
+    the page must not send the ID token to an endpoint that is not, and without one it still
+    signs out safely (it asks the provider for a fresh sign-in next time)."""
+    value = document.get("end_session_endpoint")
+    if value is None:
+        return None
+    try:
+        if not isinstance(value, str):
+            raise DiscoveryError(f"{value!r} is not a URL")
+        web_origin(value)
+    except DiscoveryError as exc:
+        _log.warning(
+            "identity provider end_session_endpoint ignored",
+            extra={"event": "portal_end_session_ignored", "context": {"error": str(exc)}},
+        )
+        return None
+    return value
 
 
 class ProviderDiscovery:
@@ -137,6 +166,9 @@ class ProviderDiscovery:
         self._endpoints: ProviderEndpoints | None = None
         self._fetched_at = -float("inf")
         self._failed_at = -float("inf")
+        # One read at a time: page loads arriving while it is under way wait for its outcome
+        # rather than each opening a connection of its own to the provider.
+        self._reading = asyncio.Lock()
 
     @property
     def cached(self) -> ProviderEndpoints | None:
@@ -146,29 +178,44 @@ class ProviderDiscovery:
     async def endpoints(self) -> ProviderEndpoints | None:
         """The endpoints, fetched when not yet known or older than `max_age_s`; None when the
         document cannot be read (and was never read)."""
-        now = time.monotonic()
-        stale = now - self._fetched_at > self._max_age
-        if stale and now - self._failed_at > self._retry:
-            try:
-                async with httpx.AsyncClient(timeout=self._timeout) as client:
-                    response, body = await read_answer(
-                        client,
-                        "GET",
-                        self.url,
-                        max_bytes=MAX_DOCUMENT_BYTES,
-                        within_s=self._timeout,
-                        headers={"accept": "application/json"},
-                    )
-                response.raise_for_status()
-                self._endpoints = parse_discovery(json.loads(body), self._issuer)
-                self._fetched_at = now
-            except (httpx.HTTPError, ValueError) as exc:
-                self._failed_at = now
-                _log.warning(
-                    "identity provider discovery failed",
-                    extra={
-                        "event": "portal_discovery_failed",
-                        "context": {"url": self.url, "error": str(exc)},
-                    },
-                )
+        if not self._due(time.monotonic()):
+            return self._endpoints
+        if self._reading.locked() and self._endpoints is not None:
+            return self._endpoints  # refreshed meanwhile: what was read an hour ago still serves
+        async with self._reading:
+            now = time.monotonic()
+            if self._due(now):
+                await self._read(now)
         return self._endpoints
+
+    def _due(self, now: float) -> bool:
+        stale = now - self._fetched_at > self._max_age
+        return stale and now - self._failed_at > self._retry
+
+    async def _read(self, now: float) -> None:
+        """Read the document once; on failure, keep what was read before."""
+        try:
+            async with httpx.AsyncClient(timeout=self._timeout) as client:
+                response, body = await read_answer(
+                    client,
+                    "GET",
+                    self.url,
+                    max_bytes=MAX_DOCUMENT_BYTES,
+                    within_s=self._timeout,
+                    headers={"accept": "application/json"},
+                )
+            response.raise_for_status()
+            self._endpoints = parse_discovery(json.loads(body), self._issuer)
+            self._fetched_at = now
+        # RecursionError: a document nested deeper than the JSON decoder goes (well under the
+        # size cap); InvalidURL: a discovery URL httpx cannot send to. Either is a document that
+        # cannot be read, said in the log and on the page, not a 500 on every page load.
+        except (httpx.HTTPError, httpx.InvalidURL, ValueError, RecursionError) as exc:
+            self._failed_at = now
+            _log.warning(
+                "identity provider discovery failed",
+                extra={
+                    "event": "portal_discovery_failed",
+                    "context": {"url": self.url, "error": str(exc)},
+                },
+            )

@@ -4,7 +4,8 @@
 - `GET /portal/config.json` what the page needs to know before sign-in: how practitioners sign in
   (the demo users in dev mode; or, with `CHILDLOOKUP_PORTAL_CLIENT_ID` or in production, OpenID
   Connect: the issuer, client id, scopes, the claims naming role and organisation, and the
-  authorization and token endpoints from the identity provider's discovery document), the
+  authorization and token endpoints from the identity provider's discovery document, and its
+  `end_session_endpoint` as `endSessionEndpoint` when it names one), the
   inactivity timeout, the auditor roles, and each purpose's justification rule from the policy
   data.
 - `GET /portal/operations.json` the trusted-documents manifest the page takes its operations from.
@@ -141,7 +142,8 @@ def portal_app(settings: Settings, *, audit_read_at_most: int) -> ASGIApp:
             return error_response(400, ErrorCode.BAD_REQUEST, "Send the demo user as JSON.")
         try:
             index = json.loads(await request.body())["user"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
+            # RecursionError: JSON nested deeper than the decoder goes fits in the 1 KiB read.
             index = None
         if not isinstance(index, int) or isinstance(index, bool):
             return error_response(400, ErrorCode.BAD_REQUEST, "Name a demo user by its number.")
@@ -217,7 +219,15 @@ def _oidc_config(settings: Settings, endpoints: ProviderEndpoints | None) -> dic
         "tokenEndpoint": endpoints.token_endpoint if endpoints else None,
         "roleClaim": settings.role_claim,
         "organisationClaim": settings.organisation_claim,
-    }
+    } | _end_session_config(endpoints)
+
+
+def _end_session_config(endpoints: ProviderEndpoints | None) -> dict[str, str]:
+    """Where the page ends the practitioner's session at the provider on sign-out; nothing when
+    the provider offers nowhere (the page then asks it for a fresh sign-in next time)."""
+    if endpoints is None or endpoints.end_session_endpoint is None:
+        return {}
+    return {"endSessionEndpoint": endpoints.end_session_endpoint}
 
 
 def _purposes(settings: Settings) -> dict[str, Any]:

@@ -11,7 +11,15 @@ single-page application.
 A test can make it misbehave as a real provider might: send the code back in the URL's fragment
 instead of its query (`return_in_fragment`), never answer at the token endpoint
 (`token_endpoint_answers`), or state an `expires_in` of its own (`expires_in`) beside tokens valid
-for `token_ttl_s`.
+for `token_ttl_s`, or an ID token expiring at a time of its own (`id_token_ttl_s`).
+
+Like a real provider it can keep a sign-in session (`keeps_sign_in`): a cookie remembering who
+signed in and when (`auth_time`), so a later authorization request from the same browser is
+answered with a code for them at once - unless it asks for a fresh sign-in (`prompt=login`, or a
+`max_age` they signed in longer ago than), which it may be told to ignore (`ignores_prompt`). It
+may offer an `end_session_endpoint` (`offers_end_session`, OpenID Connect RP-Initiated Logout
+1.0) that ends that session and sends the browser back to a registered post-logout redirect URI.
+Every authorization and logout request's parameters are kept (`authorize_requests`, `logouts`).
 """
 
 from __future__ import annotations
@@ -60,12 +68,24 @@ USERS = (
 )
 
 
+SESSION_COOKIE = "test_idp_session"
+
+
 @dataclass
 class _Grant:
     user: SignedInUser
     redirect_uri: str
     challenge: str
     nonce: str | None
+    auth_time: int
+
+
+@dataclass(frozen=True)
+class _SignIn:
+    """Who signed in at the provider in one browser, and when."""
+
+    user: SignedInUser
+    auth_time: int
 
 
 @dataclass
@@ -84,11 +104,24 @@ class IdentityProvider:
     """Send the code and state back in the URL's fragment (`#code=...`), not its query."""
     token_endpoint_answers: bool = True
     """False: the token endpoint takes the request and never answers it."""
+    id_token_ttl_s: int | None = None
+    """The ID token's `exp`, from now (negative: already expired), when not `token_ttl_s`."""
+    keeps_sign_in: bool = False
+    """Remember who signed in (a cookie), and sign them straight back in when asked again."""
+    ignores_prompt: bool = False
+    """With `keeps_sign_in`: sign them straight back in even when asked for a fresh sign-in."""
+    offers_end_session: bool = False
+    """Name an `end_session_endpoint` in the discovery document."""
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    """The registered post-logout redirect URIs; a logout naming another is refused."""
+    authorize_requests: list[dict[str, str]] = field(default_factory=list)
+    logouts: list[dict[str, str]] = field(default_factory=list)
     key: ec.EllipticCurvePrivateKey = field(
         default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
     )
     token_requests: int = 0
     _grants: dict[str, _Grant] = field(default_factory=dict)
+    _sign_ins: dict[str, _SignIn] = field(default_factory=dict)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -97,14 +130,17 @@ class IdentityProvider:
                 Route("/authorize", self._authorize, methods=["GET", "POST"]),
                 Route("/token", self._token, methods=["POST", "OPTIONS"]),
                 Route("/jwks", self._jwks),
+                Route("/logout", self._logout),
             ]
         )
 
     # --- endpoints ----------------------------------------------------------------------------
 
     async def _discovery(self, request: Request) -> Response:
+        end_session = {"end_session_endpoint": f"{self.issuer}/logout"}
         return JSONResponse(
-            {
+            (end_session if self.offers_end_session else {})
+            | {
                 "issuer": self.issuer,
                 "authorization_endpoint": f"{self.issuer}/authorize",
                 "token_endpoint": f"{self.issuer}/token",
@@ -119,22 +155,64 @@ class IdentityProvider:
         params = dict(request.query_params)
         if request.method == "POST":
             params = await _form(request)
+        else:
+            self.authorize_requests.append(params)
         problem = self._authorization_problem(params)
         if problem:
             return HTMLResponse(f"<p>{html.escape(problem)}</p>", status_code=400)
         chosen = params.get("user") or params.get("login_hint")
         user = next((u for u in USERS if u.role == chosen), None)
-        if user is None:
+        session_id = request.cookies.get(SESSION_COOKIE, "")
+        if user is not None:
+            sign_in = _SignIn(user, int(time.time()))
+        elif (kept := self._sign_ins.get(session_id)) and self._reuses(kept, params):
+            sign_in = kept
+        else:
             return HTMLResponse(self._login_form(params))
         code = secrets.token_urlsafe(24)
         self._grants[code] = _Grant(
-            user, params["redirect_uri"], params["code_challenge"], params.get("nonce")
+            sign_in.user,
+            params["redirect_uri"],
+            params["code_challenge"],
+            params.get("nonce"),
+            sign_in.auth_time,
         )
         back = {"code": code, "state": params.get("state", ""), "iss": self.issuer}
         separator = "#" if self.return_in_fragment else "?"
-        return RedirectResponse(
+        response = RedirectResponse(
             f"{params['redirect_uri']}{separator}{urlencode(back)}", status_code=303
         )
+        if self.keeps_sign_in:
+            session_id = secrets.token_urlsafe(16)
+            self._sign_ins[session_id] = sign_in
+            response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="lax")
+        return response
+
+    def _reuses(self, kept: _SignIn, params: dict[str, str]) -> bool:
+        """Whether a kept sign-in answers this request without asking the user again."""
+        if self.ignores_prompt:
+            return True
+        if "login" in params.get("prompt", "").split():
+            return False
+        max_age = params.get("max_age")
+        return max_age is None or int(time.time()) - kept.auth_time < int(max_age)
+
+    async def _logout(self, request: Request) -> Response:
+        params = dict(request.query_params)
+        self.logouts.append(params)
+        back = params.get("post_logout_redirect_uri")
+        if back is not None and (
+            back not in self.post_logout_redirect_uris or params.get("client_id") != CLIENT_ID
+        ):
+            return HTMLResponse("<p>The post-logout redirect URI is not registered.</p>", 400)
+        self._sign_ins.pop(request.cookies.get(SESSION_COOKIE, ""), None)
+        response: Response = (
+            HTMLResponse("<p>You are signed out.</p>")
+            if back is None
+            else RedirectResponse(back, status_code=303)
+        )
+        response.delete_cookie(SESSION_COOKIE)
+        return response
 
     async def _token(self, request: Request) -> Response:
         cors = {"access-control-allow-origin": self.portal_origin, "vary": "origin"}
@@ -203,7 +281,14 @@ class IdentityProvider:
             "role": user.role,
             "org": user.organisation,
         }
-        identity = common | {"aud": CLIENT_ID, "name": user.name, "nonce": grant.nonce}
+        identity = common | {
+            "aud": CLIENT_ID,
+            "name": user.name,
+            "nonce": grant.nonce,
+            "auth_time": grant.auth_time,
+        }
+        if self.id_token_ttl_s is not None:
+            identity["exp"] = now + self.id_token_ttl_s
         return {
             "access_token": self.sign(access),
             "id_token": self.sign(identity),
@@ -232,7 +317,7 @@ def production_portal(
 ) -> Iterator[tuple[IdentityProvider, Stack]]:
     """The test provider and a gateway set up with `settings` (tests/conftest.py's
     production_settings) trusting it: its issuer, JWKS and the portal's client id, the portal at
-    `/portal/` registered as the redirect URI."""
+    `/portal/` registered as the redirect URI and the post-logout redirect URI."""
     provider = IdentityProvider()
     with BackgroundServer(provider.app()) as idp:
         provider.issuer = idp.url
@@ -246,4 +331,5 @@ def production_portal(
         with running_gateway(tmp, sources, **(without_dev_key | trusting)) as gateway:
             provider.portal_origin = gateway.url
             provider.redirect_uris = (f"{gateway.url}/portal/",)
+            provider.post_logout_redirect_uris = provider.redirect_uris
             yield provider, gateway

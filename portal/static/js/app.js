@@ -63,6 +63,9 @@ async function finishProviderSignIn(returned) {
         "another one since. Sign in again.",
       refused: "Your organisation's account did not sign you in. Sign in again, or ask your " +
         "service desk.",
+      "not-fresh": "Your organisation's account signed you in without asking who you are, so " +
+        "it may be someone else's sign-in. Close the browser and sign in again, or ask your " +
+        "service desk.",
     }[error.why] || "The sign-in could not be completed. Sign in again.");
     return;
   }
@@ -101,6 +104,12 @@ function signedOut(why) {
   $("sign-in-section").hidden = false;
   showIdentifyGroup();
   showRules();
+  signedOutNotice(why);
+  // The next person at this browser must not be signed straight back in at the provider.
+  if (config.signIn === "oidc") oidc.endProviderSession(config.oidc, why);
+}
+
+function signedOutNotice(why) {
   const minutes = Math.round(config.idleTimeoutS / 60);
   notice({
     idle: `You were signed out after ${minutes} minutes without activity.`,
@@ -223,6 +232,7 @@ async function confirmBreakGlass() {
 
 async function start() {
   const returned = oidc.takeReturn(); // first: the code and state leave the URL at once
+  const ended = oidc.takeEnded(); // back from ending the sign-in at the provider
   const [response] = await Promise.all([fetch("config.json", { cache: "no-store" }), loadOperations()]);
   config = await response.json();
   session.configure({
@@ -258,6 +268,7 @@ async function start() {
   startHistory();
   startAudit(config.auditReadAtMost);
   if (returned && config.signIn === "oidc") await finishProviderSignIn(returned);
+  else if (ended) signedOutNotice(ended);
   document.body.dataset.ready = "true";
 }
 

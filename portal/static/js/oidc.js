@@ -3,20 +3,40 @@
 // endpoint and comes back to itself (/portal/) with a code, which it exchanges at the token
 // endpoint for tokens kept in session.js's memory only.
 //
-// The PKCE verifier, state and nonce must outlive the trip to the provider and back, so they alone
-// are kept in this tab's sessionStorage while the practitioner is away, and removed the moment the
+// The PKCE verifier, state and nonce must outlive the trip to the provider and back, so they are
+// kept in this tab's sessionStorage while the practitioner is away, and removed the moment the
 // page returns, before the exchange. The code and state are taken out of the address bar and the
 // history entry before anything else happens. Nothing about a child is ever stored.
+//
+// Signing out here must end the sign-in at the provider too: on a shared workstation the next
+// person to press "Sign in" would otherwise be signed straight back in as the practitioner before
+// them. So a sign-out (by the button, idleness, expiry or refusal) goes to the provider's
+// end_session_endpoint, when it offers one (RP-Initiated Logout 1.0), with the ID token as the
+// hint and this page as the post-logout redirect URI; and, offered or not, the tab remembers that
+// a sign-in ended here, so every later sign-in from it asks the provider for a fresh one
+// (prompt=login, max_age=0) and refuses an answer whose auth_time says it was not.
 
 const PENDING = "childlookup.signIn";
+// A sign-in ended in this tab: later ones must be fresh. No token, name or child: just "yes".
+const ENDED_HERE = "childlookup.signedOut";
+// Why the last sign-in ended, kept only across the trip to the provider's end_session_endpoint,
+// so the page can say so when it comes back.
+const ENDED_WHY = "childlookup.signedOutWhy";
 const RETURNED = ["code", "state", "error"];
 // A provider that takes the code and never answers must not leave the page waiting in silence.
 const EXCHANGE_TIMEOUT_MS = 10 * 1000;
+// How far this computer's clock may be behind or ahead of the provider's when judging the ID
+// token's exp and auth_time.
+const CLOCK_SKEW_S = 120;
+
+// The ID token of the sign-in now in progress, kept in memory only, as the hint the provider's
+// end_session_endpoint asks for.
+let idToken = null;
 
 export class SignInError extends Error {
   constructor(why) {
     super(why);
-    this.why = why; // "state" | "refused" | "fragment" | "exchange" | "token"
+    this.why = why; // "state" | "refused" | "fragment" | "exchange" | "token" | "not-fresh"
   }
 }
 
@@ -65,9 +85,36 @@ function claimsOf(jwt) {
   return JSON.parse(new TextDecoder().decode(bytes));
 }
 
-// Go to the provider's authorization endpoint; the page unloads.
+// Back from the provider's end_session_endpoint: why the sign-in ended ("idle", ...), said once;
+// null otherwise.
+export function takeEnded() {
+  const why = sessionStorage.getItem(ENDED_WHY);
+  sessionStorage.removeItem(ENDED_WHY);
+  return why;
+}
+
+// The sign-in ended (`why`, as session.js says): end it at the provider too. True when the page
+// is leaving for the provider's end_session_endpoint (it comes back here).
+export function endProviderSession(oidc, why) {
+  const hint = idToken;
+  idToken = null;
+  sessionStorage.setItem(ENDED_HERE, "yes");
+  if (!hint || !oidc || !oidc.endSessionEndpoint) return false;
+  const url = new URL(oidc.endSessionEndpoint);
+  const params = { id_token_hint: hint, client_id: oidc.clientId,
+    post_logout_redirect_uri: redirectUri() };
+  for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
+  sessionStorage.setItem(ENDED_WHY, why);
+  location.assign(url.href);
+  return true;
+}
+
+// Go to the provider's authorization endpoint; the page unloads. After a sign-in ended in this
+// tab, the provider is asked to ask who is there, whoever it remembers.
 export async function redirectToProvider(oidc) {
-  const pending = { verifier: random(32), state: random(16), nonce: random(16) };
+  const fresh = sessionStorage.getItem(ENDED_HERE) !== null;
+  const pending = { verifier: random(32), state: random(16), nonce: random(16), fresh,
+    sentAtS: Date.now() / 1000 };
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(pending.verifier));
   const url = new URL(oidc.authorizationEndpoint);
   const params = {
@@ -79,6 +126,7 @@ export async function redirectToProvider(oidc) {
     nonce: pending.nonce,
     code_challenge: base64url(digest),
     code_challenge_method: "S256",
+    ...(fresh ? { prompt: "login", max_age: "0" } : {}),
   };
   for (const [name, value] of Object.entries(params)) url.searchParams.set(name, value);
   sessionStorage.setItem(PENDING, JSON.stringify(pending));
@@ -100,11 +148,20 @@ export async function exchange(oidc, returned) {
     throw new SignInError("token");
   }
   // The ID token came straight from the token endpoint over TLS (OpenID Connect Core 3.1.3.7):
-  // its issuer, audience and nonce are checked here; the gateway verifies the access token.
+  // its issuer, audience, nonce and expiry are checked here; the gateway verifies the access
+  // token.
   const id = claimsOf(tokens.id_token);
   const audiences = [].concat(id.aud);
-  if (id.iss !== oidc.issuer || !audiences.includes(oidc.clientId) || id.nonce !== pending.nonce) {
+  const nowS = Date.now() / 1000;
+  if (id.iss !== oidc.issuer || !audiences.includes(oidc.clientId) ||
+    id.nonce !== pending.nonce || !(Number.isFinite(id.exp) && id.exp + CLOCK_SKEW_S > nowS)) {
     throw new SignInError("token");
+  }
+  // A fresh sign-in was asked for (max_age=0 makes auth_time required): one from before the
+  // request is the previous practitioner's, whatever prompt=login asked.
+  if (pending.fresh &&
+    !(Number.isFinite(id.auth_time) && id.auth_time + CLOCK_SKEW_S >= pending.sentAtS)) {
+    throw new SignInError("not-fresh");
   }
   const access = claimsOf(tokens.access_token);
   const user = {
@@ -113,6 +170,7 @@ export async function exchange(oidc, returned) {
     organisation: access[oidc.organisationClaim],
   };
   if (!user.role || !user.organisation) throw new SignInError("token");
+  idToken = tokens.id_token;
   return { token: tokens.access_token, user, expiresInS: lifetimeS(tokens, access) };
 }
 
