@@ -1,6 +1,6 @@
 """Retention: the oldest part of the audit log moved into archive segments that still verify.
 
-The live log grows by about 3.2 KB a lookup. `childlookup audit archive` moves the records before a
+The live log grows by about 4.5 KB a lookup. `childlookup audit archive` moves the records before a
 cutoff into a segment file (gateway.audit.segments) and deletes them from the live log, in an order
 that never loses one:
 
