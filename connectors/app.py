@@ -291,6 +291,8 @@ class _Lookups:
             if self._verifier is not None:
                 await _authenticate(self._verifier, authorization, body, self._source)
             answer = await _answer(self._backend, self._source, _parse(body))
+            duration_ms = _ms_since(started)
+            answer_body = _serialised(answer, self._source)
         except _Refusal as refusal:
             return _Outcome(
                 refusal.status,
@@ -300,15 +302,7 @@ class _Lookups:
                 0,
                 _ms_since(started),
             )
-        duration_ms = _ms_since(started)
-        return _Outcome(
-            200,
-            _LOOKUP_RESPONSE_JSON.to_json(answer),
-            answer.request_id,
-            "OK",
-            len(answer.records),
-            duration_ms,
-        )
+        return _Outcome(200, answer_body, answer.request_id, "OK", len(answer.records), duration_ms)
 
     async def _send(self, send: Send, outcome: _Outcome) -> None:
         """Send `outcome` as Starlette would send Response(body, media_type=JSON), signed."""
@@ -325,6 +319,19 @@ _JSON_CONTENT: Final = (b"content-type", b"application/json")
 _SIGNATURE_HEADER_NAME: Final = SIGNATURE_HEADER.encode("latin-1")
 _LOOKUP_RESPONSE_JSON: Final = LookupResponse.__pydantic_serializer__
 """What `model_dump_json` uses, giving bytes rather than a str to encode again."""
+
+
+def _serialised(answer: LookupResponse, source: str) -> bytes:
+    """`answer` as JSON, or INTERNAL when a record holds what the protocol's models do not
+    describe. A backend may build records without validation (`model_construct`, from a
+    database row): a dict left where a model belongs would be written out whole, members the
+    protocol does not define included, and pydantic's warning about it would quote the values
+    into the connector's log. Serialising strictly refuses it instead, and a value the
+    serialiser cannot write at all is the same fault, not a plain-text 500."""
+    try:
+        return _LOOKUP_RESPONSE_JSON.to_json(answer, warnings="error")
+    except Exception as error:
+        raise _unexpected(error, source, answer.request_id) from None
 
 
 def _lookup_headers(scope: Scope) -> tuple[bytes, str | None]:
@@ -615,7 +622,20 @@ def _parse(body: bytes) -> LookupRequest:
     unreadable = _unreadable_identifier(lookup_request.identifiers)
     if unreadable is not None:
         raise _Refusal(ErrorCode.BAD_REQUEST, unreadable, request_id=lookup_request.request_id)
+    if lookup_request.demographics is None and not _names_anyone(lookup_request.identifiers):
+        # Nothing could have matched, so an answer would be a "no record" that means nothing -
+        # or, from a backend whose records hold an empty local id, other children's records.
+        raise _Refusal(
+            ErrorCode.BAD_REQUEST,
+            "The request names no identifier and no demographics: nothing to look up by.",
+            request_id=lookup_request.request_id,
+        )
     return lookup_request
+
+
+def _names_anyone(identifiers: Identifiers) -> bool:
+    """Whether the request gives an identifier to look up by (an empty local id names nobody)."""
+    return bool(identifiers.nhs_number or identifiers.upn or identifiers.local_id)
 
 
 def _unreadable_identifier(identifiers: Identifiers) -> str | None:
@@ -662,7 +682,10 @@ async def _answer(
             records=[minimise(record, lookup_request.fields) for record in records],
         )
     except ConnectorError as error:
-        raise _Refusal(error.code, error.message, request_id=request_id) from None
+        if not (isinstance(error.code, str) and error.code in ERROR_STATUS):  # not a protocol code
+            raise _unexpected(error, source, request_id) from None
+        code = ErrorCode(error.code)  # a code's plain string too
+        raise _Refusal(code, error.message, request_id=request_id) from None
     except TimeoutError as error:
         # Only our own deadline is DEADLINE_EXCEEDED; a backend's internal timeout is a failure.
         if not within_deadline.expired():
@@ -672,11 +695,19 @@ async def _answer(
             "The lookup did not finish before the deadline.",
             request_id=request_id,
         ) from None
+    except asyncio.CancelledError as error:
+        # Only the lookup's own cancellation (the server stopping) passes through: a backend
+        # awaiting work something else cancelled raises CancelledError while nobody cancelled
+        # this lookup, and that is the backend failing, not a reason to answer nothing.
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        raise _unexpected(error, source, request_id) from None
     except Exception as error:
         raise _unexpected(error, source, request_id) from None
 
 
-def _unexpected(error: Exception, source: str, request_id: str) -> _Refusal:
+def _unexpected(error: BaseException, source: str, request_id: str) -> _Refusal:
     """Log a backend crash by type and place only, and hide it from the gateway behind INTERNAL."""
     log_event(
         _logger,
