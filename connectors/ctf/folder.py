@@ -8,7 +8,8 @@ read. The rules:
 - A pupil found in several files - a transfer, or a school's roll sent again - is served from the
   newest file by header `DateTime` (the file name breaks a tie). A newer record whose `FormerUPN` is
   an older file's record's UPN replaces that record too, but only when it is the same child by
-  name, date of birth and sex; never a pupil of its own file, nor a different child.
+  name, date of birth and sex; never a pupil of its own file, nor a different child. A record
+  kept so keeps its UPN: the newer record is served without that former UPN.
 - A file that cannot be read is reported (logged with its name and the reason, never its content)
   and does not stop the others being served, whatever went wrong reading it (a bug included). If
   it was read well before, what it held then is still served - a half-copied or mangled
@@ -240,7 +241,20 @@ def _newest(files: list[tuple[str, TransferFile]]) -> list[ConnectorRecord]:
                 if older is not None and _same_pupil(older.record, pupil.record):
                     del chosen[former]
             chosen[upn] = pupil
-    return [pupil.record for pupil in chosen.values()]
+    return [_without_claimed(pupil.record, chosen) for pupil in chosen.values()]
+
+
+def _without_claimed(record: ConnectorRecord, chosen: dict[str, TransferPupil]) -> ConnectorRecord:
+    """`record` without a former UPN that another record served is held under: that record was
+    kept because it is not plainly this child (or the same roll lists both), so the UPN names it,
+    and a lookup by it must not link this record too - the gateway would join two children in one
+    answer (the one asked for shown with the other's name and school)."""
+    formers = record.identifiers.former_upns or ()
+    kept = tuple(upn for upn in formers if upn not in chosen)
+    if kept == formers:
+        return record
+    identifiers = record.identifiers.model_copy(update={"former_upns": kept or None})
+    return record.model_copy(update={"identifiers": identifiers})
 
 
 def _same_pupil(older: ConnectorRecord, newer: ConnectorRecord) -> bool:

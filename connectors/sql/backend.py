@@ -119,7 +119,8 @@ class SqlBackend:
         if not matches:
             return []
         query = self._reader.select(today).where(or_(*matches)).order_by(self._reader.key)
-        return [self._reader.record(row, now) for row in await connection.execute(query)]
+        found = [self._reader.record(row, now) for row in await connection.execute(query)]
+        return _without_claimed_former(found, identifiers)
 
     async def _candidates(
         self, connection: AsyncConnection, request: LookupRequest, today: date, now: datetime
@@ -141,6 +142,27 @@ class SqlBackend:
         """Refresh the blocking keys in one transaction (see `BlockingIndex.refresh`)."""
         async with self.engine.begin() as connection:
             return await self.blocks.refresh(connection, full=full)
+
+
+def _without_claimed_former(
+    records: list[ConnectorRecord], identifiers: Identifiers
+) -> list[ConnectorRecord]:
+    """`records` less those that answer the request by a former UPN alone when another row holds
+    that UPN as its own: the UPN is that child's in this database, and a row listing it as former
+    is another child (a UPN keyed wrong, or issued twice) - the gateway would link both rows as
+    one child, merging two children in one answer."""
+    upn = identifiers.upn
+    if upn is None or not any(r.identifiers.upn == upn for r in records):
+        return records
+    return [r for r in records if r.identifiers.upn == upn or _linked_otherwise(r, identifiers)]
+
+
+def _linked_otherwise(record: ConnectorRecord, identifiers: Identifiers) -> bool:
+    """Whether `record` answers the request by an identifier other than a UPN."""
+    held = record.identifiers
+    return (identifiers.nhs_number is not None and held.nhs_number == identifiers.nhs_number) or (
+        identifiers.local_id is not None and held.local_id == identifiers.local_id
+    )
 
 
 async def open_tables(engine: AsyncEngine, mapping: Mapping) -> MappedTables:

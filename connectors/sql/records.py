@@ -28,6 +28,7 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    and_,
     case,
     exists,
     literal,
@@ -193,13 +194,18 @@ class RecordReader:
             child.append(table.c[episodes.where.column].in_(episodes.where.in_))
         opened = [start <= today]
         unreadable = [start.is_(None), _UnreadableDate(start)]
+        # What surely keeps an episode from being open today, whatever its other date says: a
+        # start read after today, or an end read on or before it (an old plan whose start was
+        # never entered is over all the same).
+        not_open = [and_(start.is_not(None), ~_UnreadableDate(start), start > today)]
         if episodes.end is not None:
             end = table.c[episodes.end]
             opened.append(or_(end.is_(None), end > today))
             unreadable.append(_UnreadableDate(end))
+            not_open.append(and_(end.is_not(None), ~_UnreadableDate(end), end <= today))
         return case(
             (exists().where(*child, *opened, ~or_(*unreadable)), literal(True)),
-            (exists().where(*child, or_(*unreadable)), null()),
+            (exists().where(*child, or_(*unreadable), ~or_(*not_open)), null()),
             else_=literal(False),
         )
 

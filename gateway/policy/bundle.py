@@ -143,7 +143,14 @@ def _require_tests_apart(modules: dict[str, str]) -> None:
                     f" as {served}_test."
                 )
         parts = package.split(".")
-        names = {".".join(parts[index:]) for index in range(len(parts) - 1)}
+        # The package's endings too (`import data.childlookup as c` then `c.release_test`), but
+        # not one that is a policy package or overlaps one (`test.childlookup.release` ends with
+        # `childlookup.release`): the policy naming its own packages is no reference to the tests.
+        names = {package} | {
+            ending
+            for ending in (".".join(parts[index:]) for index in range(1, len(parts) - 1))
+            if not any(_overlap(ending, served) for served in policy_packages)
+        }
         for served_path, source in modules.items():
             if served_path.endswith(TEST_MODULE_SUFFIX):
                 continue
