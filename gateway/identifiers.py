@@ -237,11 +237,12 @@ _NHS_NUMBER_AS_GROUPED: Final = re.compile(
 _UPN_AS_GROUPED: Final = re.compile(
     rf"(?<![A-Za-z0-9])(?=([A-Za-z]){_GAP}([0-9]{{4}}){_GAP}([0-9]{{4}}){_GAP}([0-9]{{4}})(?![0-9]))"
 )
-_DIGITS_IN_TEXT: Final = re.compile(r"[0-9]+(?:[\s\-]{1,3}[0-9]+)*")
+_DIGITS_IN_TEXT: Final = re.compile(r"[0-9]+(?:[\s\-\u2010-\u2015\u2212\ufe58\ufe63]{1,3}[0-9]+)*")
 """Digits grouped any other way, as a number is read out or typed: runs set apart by spaces or
-hyphens only. Dots, slashes and colons do not join runs here - dates and times ("29/11/2026
-10:40") would otherwise make ten digits that pass the check one time in eleven; the usual
-groupings above allow them."""
+hyphens only - any hyphen or dash (U+2010 HYPHEN, the en dash a word processor makes of one, the
+minus sign), not just the ASCII one, which NFKC does not make of them. Dots, slashes and colons do
+not join runs here - dates and times ("29/11/2026 10:40") would otherwise make ten digits that
+pass the check one time in eleven; the usual groupings above allow them."""
 _DIGIT_RUN: Final = re.compile(r"[0-9]+")
 _UPN_LETTER: Final = re.compile(rf"(?<![A-Za-z0-9])[A-Za-z]{_GAP}(?=[0-9])")
 """A UPN's check letter where a UPN could start: its digits follow it."""

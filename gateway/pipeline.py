@@ -136,10 +136,13 @@ class LookupPipeline:
         """Audit a lookup refused before it could run - a break-glass attempt whose justification
         could not be kept (too long, or holding an NHS number or UPN) - as DENIED with `code`, so
         it raises BREAK_GLASS_REFUSED as a refusal by the policy does: otherwise any role could
-        try break-glass unseen. No agency is asked and no limit spent. The justification is not
-        kept: it is what could not be. Raises AUDIT_UNAVAILABLE if the record cannot be committed
-        (gateway.audit.LookupAuditor.refusal)."""
+        try break-glass unseen. No agency is asked. It is admitted first, as a lookup the policy
+        refuses is: a flood of attempts meets the usage limits (RATE_LIMITED and the trawling
+        alert) rather than writing an audit record and a break-glass alert for each. The
+        justification is not kept: it is what could not be. Raises AUDIT_UNAVAILABLE if the record
+        cannot be committed (gateway.audit.LookupAuditor.refusal)."""
         lookup = self._context(caller, replace(query, justification=None))
+        await self._admit(lookup)
         await self._audit.refusal(lookup, code)
 
     async def _run(self, caller: Caller, query: LookupQuery) -> LookupResult:

@@ -259,7 +259,8 @@ def combined(
     """Both rounds as one match result: per source one answer (a source asked only in the second
     round, as the routing stage's agencies are, after the first round's), and the records linked
     in either. A second-round source whose records contradict what the first round established
-    is FAILED (RECORD_MISMATCH) and keeps no record (`_contradicting`)."""
+    is FAILED (RECORD_MISMATCH) and keeps no record (`_contradicting`). Either round ambiguous
+    (a former UPN naming two children) makes both so: nothing linked."""
     established = _Established(
         identifiers=_identifiers_known(query, first.matched),
         born=frozenset(
@@ -267,14 +268,28 @@ def combined(
         ),
         people=tuple(Person.from_record(m.record) for m in first.matched),
         linkage=linkage,
+        asked_upn=query.upn,
     )
     later = {a.source: _contradicting(a, established) for a in second.answers}
+    # A later round may give the child one new UPN for the one asked, not two (the match stage's
+    # rule): sources whose records give different ones are all FAILED.
+    new_upns = {
+        source: {upn for r in a.records if (upn := established.renumbers(r)) is not None}
+        for source, a in later.items()
+    }
+    if len(set().union(*new_upns.values())) > 1:
+        later = {source: _mismatched(a) if new_upns[source] else a for source, a in later.items()}
     mismatched = {s for s, a in later.items() if a.error_code == RECORD_MISMATCH}
     seen = {m.key for m in first.matched}
     added = [m for m in second.matched if m.source not in mismatched and m.key not in seen]
     matched = [m for m in first.matched if m.source not in mismatched] + added
     by_demographics = query.identified_by is IdentifiedBy.DEMOGRAPHICS
     ambiguity = _two_children(matched) if by_demographics else None
+    if ambiguity is None:
+        # A lookup by identifier is ambiguous where a former UPN names two children (the match
+        # stage): in the first round, or among a later round's answers to the identifier it was
+        # asked with. It stays so - no later answer links a record to either child.
+        ambiguity = first.ambiguity or second.ambiguity
     if ambiguity is not None:
         matched = []
     linked = Counter(m.source for m in matched)
@@ -301,9 +316,18 @@ def combined(
         unmatched=unmatched,
         possible=dict(first.possible),
         ambiguity=ambiguity,
-        flagged=first.flagged
-        or any(m.record.flags.shielded or m.record.flags.restricted for m in added),
+        flagged=first.flagged or any(_flags(r) for a in later.values() for r in a.records),
     )
+
+
+def _flags(record: ConnectorRecord) -> bool:
+    """Whether `record` is shielded or restricted. Every record a later round's source returned
+    for the identifier it was asked with counts, linked or not, as in gateway.decide: a local
+    authority holding the child under its own case id answers the NHS number with a record that
+    does not carry it, and its shield is the child's for all the gateway can tell - a demographic
+    search that reached it must be hidden, not show the child's location from the other records.
+    (A record that contradicted the first round has been dropped with its source.)"""
+    return record.flags.shielded or record.flags.restricted
 
 
 def _joined(first: SourceAnswer, second: SourceAnswer | None, unlinked: bool) -> SourceAnswer:
@@ -352,11 +376,20 @@ def _identifiers_known(
         for field, value in _identifiers(m.record):
             known.setdefault(field, frozenset({value}))
     renumbered = frozenset(
-        upn for m in matched if FORMER_UPN in m.reasons and (upn := m.record.identifiers.upn)
+        upn
+        for m in matched
+        if (upn := m.record.identifiers.upn)
+        and (FORMER_UPN in m.reasons or _lists_as_former(m.record, query.upn))
     )
     if renumbered:
         known["upn"] = known.get("upn", frozenset()) | renumbered
     return known
+
+
+def _lists_as_former(record: ConnectorRecord, upn: str | None) -> bool:
+    """Whether `record` lists `upn` as a former UPN: a record an earlier round linked by another
+    identifier (_Established.renumbers) gives the child its new UPN as one linked by it does."""
+    return upn is not None and upn in (record.identifiers.former_upns or ())
 
 
 @dataclass(frozen=True)
@@ -368,6 +401,21 @@ class _Established:
     born: Collection[date]
     people: Sequence[Person]
     linkage: LinkageModel
+    asked_upn: str | None = None
+    """The UPN the lookup asked with, if it did: a later record may list it as former."""
+
+    def renumbers(self, record: ConnectorRecord) -> str | None:
+        """The new UPN `record` gives the child, or None: one the child is not known by yet,
+        on a record listing the UPN the lookup asked with as its former one - the match stage links
+        such a record (FORMER_UPN), and a later round must not call it another child's - while the
+        first round established no new UPN for it (one former UPN names one child)."""
+        upn, asked = record.identifiers.upn, self.asked_upn
+        if upn is None or asked is None or not _lists_as_former(record, asked):
+            return None
+        known = self.identifiers.get("upn", ())
+        if upn in known or any(other != asked for other in known):
+            return None
+        return upn
 
     def contradicted_by(self, record: ConnectorRecord) -> bool:
         """Whether `record` is another child's: it carries a value of an identifier known for the
@@ -377,7 +425,11 @@ class _Established:
         identifier asked with. (A child adopted and renamed since, under another family name at
         another address, is no twin: found by NHS number, still linked.)"""
         known = self.identifiers
-        if any(value not in known.get(field, (value,)) for field, value in _identifiers(record)):
+        renumbered = self.renumbers(record)
+        if any(
+            value not in known.get(field, (value,)) and not (field == "upn" and value == renumbered)
+            for field, value in _identifiers(record)
+        ):
             return True
         born = record.date_of_birth
         if self.born and born is not None and born not in self.born:
@@ -392,8 +444,12 @@ def _contradicting(answer: SourceAnswer, established: _Established) -> SourceAns
     one, or the one whose record carried the identifier asked with (another child's NHS number on
     a school's record would otherwise bring in that child's health record, linked by it)."""
     if any(established.contradicted_by(record) for record in answer.records):
-        return replace(answer, status=SourceStatus.FAILED, records=(), error_code=RECORD_MISMATCH)
+        return _mismatched(answer)
     return answer
+
+
+def _mismatched(answer: SourceAnswer) -> SourceAnswer:
+    return replace(answer, status=SourceStatus.FAILED, records=(), error_code=RECORD_MISMATCH)
 
 
 def _two_children(matched: Sequence[MatchedRecord]) -> Ambiguity | None:
