@@ -1,10 +1,11 @@
 """Wiring: the gateway's parts built from settings, once at start-up, and started for its lifetime.
 
 `build_components` loads what can be checked before serving (policy, audit store, keys, linkage
-model) and raises if any of it is unusable, so a misconfigured gateway never starts. `running`
-then starts what lives only while the app serves: the connectors' HTTP client, the lookup
-pipeline, the notification dispatcher, the audit log's sealing and witnessing, and the policy
-reloader.
+model) and raises if any of it is unusable, so a misconfigured gateway never starts; it builds the
+usage limits too, one set that lookups and auditors' readings of a child's trail both reserve
+under. `running` then starts what lives only while the app serves: the connectors' HTTP client,
+the lookup pipeline, the notification dispatcher, the audit log's sealing and witnessing, and the
+policy reloader.
 """
 
 from __future__ import annotations
@@ -85,6 +86,9 @@ class Components:
     linkage: LinkageModel
     connector_tls: ssl.SSLContext
     source_health: SourceHealth
+    limits: AccessLimits
+    """The per-user and per-organisation limits (gateway.limits) lookups and readings of a child's
+    audit trail are admitted under: one set, so each counts against the other."""
     redis: RedisClient | None = None
     """The limits' shared store when CHILDLOOKUP_REDIS_URL is set: a connection pool that connects
     when first used and is closed when `running` ends."""
@@ -124,12 +128,14 @@ def build_components(
     # Parties are reached over this context, and their published keys fetched over it too.
     connector_tls = connector_client_context(settings.connector_tls, sources)
     verifiers = answer_verifiers(sources, connector_tls)
+    redis = None if settings.redis_url is None else redis_client(settings.redis_url)
+    limits = access_limits(settings, audit, redis)
     return Components(
         settings=settings,
         sources=tuple(sources),
         policy=policy_engine_from_settings(settings),
         audit=audit,
-        audit_trail=AuditTrail(audit, pseudonymiser, settings.auditor_roles),
+        audit_trail=AuditTrail(audit, pseudonymiser, settings.auditor_roles, limits=limits),
         access_history=AccessHistory(audit, pseudonymiser, sources),
         verifier=TokenVerifier(
             JwksKeys(PublishedKeys(str(settings.jwks_url)))
@@ -155,7 +161,8 @@ def build_components(
         linkage=linkage_model(settings),
         connector_tls=connector_tls,
         source_health=SourceHealth([s.name for s in sources if s.asked is Asked.ALWAYS]),
-        redis=None if settings.redis_url is None else redis_client(settings.redis_url),
+        limits=limits,
+        redis=redis,
         trusted_documents=None
         if settings.trusted_documents is None
         else load_registry(settings.trusted_documents),
@@ -198,14 +205,12 @@ def router(components: Components, transport: ConnectorTransport, fanout: FanOut
     )
 
 
-def access_limits(components: Components) -> AccessLimits:
+def access_limits(settings: Settings, audit: AuditStore, redis: RedisClient | None) -> AccessLimits:
     """Limits shared by every process on one Redis when configured, else this process's own."""
-    settings = LimitSettings.from_settings(components.settings)
-    if components.redis is None:
-        return InProcessLimits(settings, components.audit)
-    return RedisLimits(
-        components.redis, components.settings.redis_prefix, settings, components.audit
-    )
+    limits = LimitSettings.from_settings(settings)
+    if redis is None:
+        return InProcessLimits(limits, audit)
+    return RedisLimits(redis, settings.redis_prefix, limits, audit)
 
 
 def persisted_query_store(components: Components) -> QueryStore | None:
@@ -282,7 +287,7 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             sources=components.sources,
             policy=components.policy,
             decision_log=components.decision_log,
-            limits=access_limits(components),
+            limits=components.limits,
             fanout=fanout,
             linkage=components.linkage,
             authority=settings.field_authority,

@@ -30,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
 
 from connectors.protocol import FieldId
+from gateway import metrics
 from gateway.audit import (
     DISTINCT_CHILDREN_CAP,
     ORGANISATION_RATE_LIMITED,
@@ -56,6 +57,7 @@ before it is refused LIMITS_UNAVAILABLE, as RedisLimits waits to seed its day ma
 database must refuse the lookup within its deadline, not hold one of the process's places."""
 
 _logger = logging.getLogger("childlookup.limits")
+_alerts = logging.getLogger("childlookup.alerts")
 
 
 @dataclass(frozen=True)
@@ -286,6 +288,27 @@ class InProcessLimits:
                 del self._children[subject]
 
 
+def refused(refusal: str, caller: Caller, what: str) -> GatewayError:
+    """Count a refusal by the limits, raise the trawling alert, and return the caller's error -
+    for a lookup (gateway.pipeline) and an auditor's reading of a child's trail
+    (gateway.audit.trail) alike, once its refusal is recorded. Limits that could not be checked
+    are an outage (logged where it happened, with its cause), not a user trawling."""
+    metrics.LIMIT_REFUSALS.labels(refusal).inc()
+    if refusal != LIMITS_UNAVAILABLE:
+        _alerts.warning(
+            f"{what} refused: possible trawling",
+            extra={
+                "event": "harvesting_alert",
+                "context": {
+                    "subject": caller.subject,
+                    "organisation": caller.organisation,
+                    "refusal": refusal,
+                },
+            },
+        )
+    return refusal_error(refusal)
+
+
 def refusal_error(refusal: str) -> GatewayError:
     """What the caller is told: never anything about the child. A refusal by a limit says when
     the limit lets the caller in again (HTTP's Retry-After): after the per-minute window, at the
@@ -308,7 +331,8 @@ def refusal_error(refusal: str) -> GatewayError:
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     return GatewayError(
         ErrorCode.LOOKUP_CAP_REACHED,
-        "You have reached today's limit of different children you can look up. This has"
-        " been reported; contact your information governance lead if you need more.",
+        "You have reached today's limit of different children you can look up (or whose"
+        " audit trail you can read). This has been reported; contact your information"
+        " governance lead if you need more.",
         retry_after_s=math.ceil((midnight - now).total_seconds()),
     )

@@ -21,7 +21,6 @@ gateway.tracing), its request id on every log line, and its outcome counted (gat
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import replace
@@ -35,7 +34,7 @@ from gateway.config import Asked, SourceConfig, registers
 from gateway.decide import decide
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
-from gateway.limits import LIMITS_UNAVAILABLE, AccessLimits, refusal_error, shows_nhs_number
+from gateway.limits import AccessLimits, refused, shows_nhs_number
 from gateway.linkage import LinkageModel
 from gateway.match import MatchResult, match_records
 from gateway.merge import merge
@@ -54,8 +53,6 @@ from gateway.types import (
     SourceAnswer,
     SourceStatus,
 )
-
-_alerts = logging.getLogger("childlookup.alerts")
 
 
 class LookupPipeline:
@@ -233,23 +230,8 @@ class LookupPipeline:
         refusal = await self._limits.reserve(lookup.caller, lookup.child_ref)
         if refusal is None:
             return
-        metrics.LIMIT_REFUSALS.labels(refusal).inc()
         await self._audit.failure(lookup, REFUSED, refusal)
-        # Limits that could not be checked are an outage (logged where it happened, with its
-        # cause), not a user trawling.
-        if refusal != LIMITS_UNAVAILABLE:
-            _alerts.warning(
-                "lookup refused: possible trawling",
-                extra={
-                    "event": "harvesting_alert",
-                    "context": {
-                        "subject": lookup.caller.subject,
-                        "organisation": lookup.caller.organisation,
-                        "refusal": refusal,
-                    },
-                },
-            )
-        raise refusal_error(refusal)
+        raise refused(refusal, lookup.caller, "lookup")
 
 
 async def _observed(lookup: LookupContext, run: Awaitable[LookupResult]) -> LookupResult:

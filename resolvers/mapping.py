@@ -53,7 +53,10 @@ def lookup_to_graphql(result: LookupResult) -> gql.ChildLookup:
             )
             for a in result.answers
         ],
-        withheld=[_withheld(w.field.value, w.source, w.reason) for w in result.withheld],
+        withheld=[
+            _withheld(w.field.value, w.source, w.reason, WithholdingReason(w.reason))
+            for w in result.withheld
+        ],
         audit_id=strawberry.ID(result.audit_id),
         request_id=result.request_id,
         policy_revision=result.policy_revision,
@@ -192,7 +195,8 @@ def audit_entry(record: dict[str, Any]) -> gql.AuditEntry:
         flagged_for_investigation=bool(record.get("flagged_for_investigation")),
         released=[f"{f['source']}:{f['field']}" for f in record.get("released", [])],
         withheld=[
-            _withheld(f["field"], f["source"], f["reason"]) for f in record.get("withheld", [])
+            _withheld(f["field"], f["source"], f["reason"], _recorded_reason(f["reason"]))
+            for f in record.get("withheld", [])
         ],
         reading=_reading(record.get("read")),
     )
@@ -264,7 +268,16 @@ def _alert(alert: dict[str, str | None]) -> dict[str, Any]:
     }
 
 
-def _withheld(field: str, source: str, reason: str) -> gql.WithheldField:
-    return gql.WithheldField(
-        field=field, source=source, reason=reason, reason_code=WithholdingReason(reason)
-    )
+def _recorded_reason(reason: str) -> WithholdingReason:
+    """A withholding reason read back from the audit log. Gateways of two versions can share one
+    log (PostgreSQL, a rolling upgrade): a reason a newer one records is UNKNOWN here, as an
+    AuditPurpose is, so that it does not fail every trail an older one reads. A live lookup's
+    reasons are read strictly: there the gateway knows every reason it gives."""
+    try:
+        return WithholdingReason(reason)
+    except ValueError:
+        return WithholdingReason.UNKNOWN
+
+
+def _withheld(field: str, source: str, reason: str, code: WithholdingReason) -> gql.WithheldField:
+    return gql.WithheldField(field=field, source=source, reason=reason, reason_code=code)

@@ -322,6 +322,11 @@ _enum(
         "POLICY_UNDECIDED": (
             "The policy neither released nor withheld the field, so it was withheld by default."
         ),
+        "UNKNOWN": (
+            "In an audit trail only, never a lookup's answer: a reason this gateway's version does"
+            " not know, recorded by a newer gateway sharing the log (the deprecated `reason` gives"
+            " it as recorded)."
+        ),
     },
 )
 _enum(

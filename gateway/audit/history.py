@@ -19,7 +19,6 @@ notifies no one.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +28,7 @@ from connectors.notifications import NotificationReason
 from connectors.protocol import FieldId
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.store import AuditStore
-from gateway.audit.trail import record_review
+from gateway.audit.trail import read_log, record_review
 from gateway.audit.types import Access
 from gateway.config import SourceConfig
 from gateway.errors import ErrorCode, GatewayError
@@ -88,7 +87,15 @@ def owner_access(record: dict[str, Any], sources: Sequence[str]) -> OwnerAccess:
     were told; never what was released or withheld, nor how records were matched, and the
     practitioner's justification only if a notification to `sources` carried it."""
     notices = [n for n in record.get("notified", []) if n["source"] in sources]
-    reasons = {NotificationReason(reason) for notice in notices for reason in notice["reasons"]}
+    # A reason this version does not know (recorded by a newer gateway sharing the log) is left
+    # out, as an unknown purpose or outcome is read as UNKNOWN: it must not fail the history.
+    known = {reason.value for reason in NotificationReason}
+    reasons = {
+        NotificationReason(reason)
+        for notice in notices
+        for reason in notice["reasons"]
+        if reason in known
+    }
     access = record["access"]
     if not any(_told_why(notice) for notice in notices):
         access = access | {"justification": None}
@@ -140,9 +147,7 @@ class AccessHistory:
                 ErrorCode.BAD_USER_INPUT, f"limit must be between 1 and {MAX_LIMIT}."
             )
         child_refs = self._pseudonymiser.refs(*identifier)
-        records = await asyncio.to_thread(
-            self._audit.notified_records, child_refs, owned, limit + 1
-        )
+        records = await read_log(lambda: self._audit.notified_records(child_refs, owned, limit + 1))
         await record_review(
             self._audit, caller, OWNER_REVIEW, ACCESS_HISTORY_VIEWED, child_ref=child_refs[0]
         )

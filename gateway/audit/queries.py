@@ -69,17 +69,25 @@ ANSWERED: Final = (
 """Outcomes of lookups whose child counts against the user's daily cap: every one admitted and
 run, whatever it found."""
 
+AUDIT_TRAIL_VIEWED: Final = "AUDIT_TRAIL_VIEWED"
+"""The outcome an auditor's reading of one child's trail is recorded with (gateway.audit.trail):
+admitted under the same limits as a lookup, its child counts against the daily cap as one looked
+up does."""
+
 CHILDREN_SEEN_QUERY: Final = (
     "SELECT DISTINCT child_ref, {linked} FROM audit_log"  # noqa: S608
     " WHERE subject = %s AND at >= %s"
-    " AND outcome IN (" + ", ".join(f"'{outcome}'" for outcome in ANSWERED) + ")"
+    " AND outcome IN ("
+    + ", ".join(f"'{outcome}'" for outcome in (*ANSWERED, AUDIT_TRAIL_VIEWED))
+    + ")"
     " AND child_ref IS NOT NULL"
 )
-"""A user's answered lookups since a time, for `children_seen`: each pseudonym looked up, with the
-JSON text of the pseudonyms its records linked it to (`{linked}`: the store's way of reading
-`linked_refs` from the body where the record says the NHS number was released, else NULL: see
-gateway.limits.shows_nhs_number), each pair once however often the user looked the child up.
-Read from the body rather than by joining `audit_log_link`, which has no index by lookup."""
+"""A user's answered lookups and readings of a child's trail since a time, for `children_seen`:
+each pseudonym looked up or read, with the JSON text of the pseudonyms its records linked it to
+(`{linked}`: the store's way of reading `linked_refs` from the body where the record says the NHS
+number was released, else NULL - always, for a reading: see gateway.limits.shows_nhs_number), each
+pair once however often the user looked the child up. Read from the body rather than by joining
+`audit_log_link`, which has no index by lookup."""
 
 
 def children_seen(rows: Iterable[tuple[str, str | None]]) -> dict[str, set[str]]:

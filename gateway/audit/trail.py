@@ -2,31 +2,45 @@
 uses), the trail of one user, and the privacy officers' feed of break-glass overrides.
 
 Only configured auditor roles may read them, and every reading is itself written to the log, so
-the people who watch the lookups are watched too.
+the people who watch the lookups are watched too. A child's trail tells whether any agency knows
+the identifier, who works with the child and what each source released - a lookup of the child in
+all but name - so it is read only under the per-user limits a lookup is admitted under
+(gateway.limits), and counts towards the reader's children today as a lookup does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+import contextlib
+import logging
+from collections.abc import Callable, Collection
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from connectors.protocol import random_id
 from gateway.audit.outbox import OutboxEntry
 from gateway.audit.pseudonyms import Pseudonymiser
+from gateway.audit.queries import AUDIT_TRAIL_VIEWED
 from gateway.audit.record import access_by
 from gateway.audit.store import AuditStore
 from gateway.audit.types import (
     BREAK_GLASS_ALERTS,
+    REFUSED,
     AuditReading,
     AuditRecord,
     AuditUnavailable,
     utc_text,
 )
 from gateway.errors import ErrorCode, GatewayError
-from gateway.identifiers import ChildKind
+from gateway.identifiers import ChildKind, holds_child_identifier
 from gateway.types import Caller
+
+if TYPE_CHECKING:  # gateway.limits imports gateway.audit
+    from gateway.limits import AccessLimits
+
+T = TypeVar("T")
+
+_log = logging.getLogger("childlookup.audit")
 
 AUDIT_REVIEW = "AUDIT_REVIEW"
 USER_TRAIL_VIEWED = "USER_TRAIL_VIEWED"
@@ -39,11 +53,19 @@ UNDELIVERED_VIEWED = "UNDELIVERED_VIEWED"
 
 class AuditTrail:
     def __init__(
-        self, audit: AuditStore, pseudonymiser: Pseudonymiser, auditor_roles: Collection[str]
+        self,
+        audit: AuditStore,
+        pseudonymiser: Pseudonymiser,
+        auditor_roles: Collection[str],
+        *,
+        limits: AccessLimits | None = None,
     ) -> None:
+        """`limits`: the ones the gateway's lookups are admitted under (gateway.components gives
+        them); None only where no gateway serves (a test reading a log directly)."""
         self._audit = audit
         self._pseudonymiser = pseudonymiser
         self._auditor_roles = frozenset(auditor_roles)
+        self._limits = limits
 
     async def for_child(
         self,
@@ -53,15 +75,17 @@ class AuditTrail:
         limit: int,
     ) -> list[dict[str, Any]]:
         """Every recorded access to the child `identifier` names (as `named_child` gives it),
-        oldest first; refused to anyone not an auditor."""
+        oldest first; refused to anyone not an auditor, and to an auditor at a usage limit."""
         self._check_auditor(caller)
         child_refs = self._pseudonymiser.refs(*identifier)
-        records = await asyncio.to_thread(
-            self._audit.records, child_refs=child_refs, since=since, limit=limit
+        reading = AuditReading(_text(since))
+        # Counted as a lookup by the same identifier is (`Pseudonymiser.child_ref`): a child the
+        # auditor looked up, or read the trail of, today is no second child.
+        await self._admit(caller, child_refs[0], reading)
+        records = await read_log(
+            lambda: self._audit.records(child_refs=child_refs, since=since, limit=limit)
         )
-        await self._reviewed(
-            caller, "AUDIT_TRAIL_VIEWED", AuditReading(_text(since)), child_ref=child_refs[0]
-        )
+        await self._reviewed(caller, AUDIT_TRAIL_VIEWED, reading, child_ref=child_refs[0])
         return records
 
     async def for_user(
@@ -70,10 +94,21 @@ class AuditTrail:
         """Every recorded access by this user (their account, `subject`), oldest first; refused
         to anyone not an auditor."""
         self._check_auditor(caller)
-        records = await asyncio.to_thread(
-            self._audit.records, subject=subject, since=since, limit=limit
+        named = holds_child_identifier(subject)
+        if named and not await read_log(lambda: self._audit.records(subject=subject, limit=1)):
+            # The reading's record keeps the subject, shown to every auditor after: no child may
+            # be named there by an identifier (a child's NHS number pasted as the user). An
+            # account that merely reads as one (its own records hold it already) is read.
+            raise GatewayError(
+                ErrorCode.BAD_USER_INPUT,
+                "No user has that account, which reads as a child's NHS number or UPN: name the"
+                " user by their account, as an entry or alert shows it.",
+            )
+        reading = AuditReading(_text(since), subject=subject)
+        records = await read_log(
+            lambda: self._audit.records(subject=subject, since=since, limit=limit)
         )
-        await self._reviewed(caller, USER_TRAIL_VIEWED, AuditReading(_text(since), subject=subject))
+        await self._reviewed(caller, USER_TRAIL_VIEWED, reading)
         return records
 
     async def alerts(
@@ -87,8 +122,8 @@ class AuditTrail:
         default the break-glass overrides and the attempts the policy refused. Refused to anyone
         not an auditor."""
         self._check_auditor(caller)
-        alerts = await asyncio.to_thread(self._audit.alerts, since=since, kinds=kinds, limit=limit)
         reading = AuditReading(_text(since), alert_kinds=sorted(kinds))
+        alerts = await read_log(lambda: self._audit.alerts(since=since, kinds=kinds, limit=limit))
         await self._reviewed(caller, ALERTS_VIEWED, reading)
         return alerts
 
@@ -98,9 +133,34 @@ class AuditTrail:
         auditor. An agency not told of a lookup of a child it holds a record of must be told some
         other way."""
         self._check_auditor(caller)
-        entries = await asyncio.to_thread(self._audit.dead_letters, limit)
+        entries = await read_log(lambda: self._audit.dead_letters(limit))
         await self._reviewed(caller, UNDELIVERED_VIEWED, None)
         return entries
+
+    async def _admit(self, caller: Caller, child_ref: str, reading: AuditReading) -> None:
+        """Reserve the reading's place under the limits before anything is read, or refuse it as
+        a lookup is refused (gateway.pipeline): recorded REFUSED with the limit's code, so it
+        raises the limit alert (limitAlerts), logged as possible trawling, and the caller told
+        the same error a refused lookup gets."""
+        if self._limits is None:
+            return
+        refusal = await self._limits.reserve(caller, child_ref)
+        if refusal is None:
+            return
+        from gateway.limits import refused  # it imports gateway.audit
+
+        # Best effort, as a refused lookup's record is: the reading is refused either way.
+        with contextlib.suppress(GatewayError):
+            await record_review(
+                self._audit,
+                caller,
+                AUDIT_REVIEW,
+                REFUSED,
+                child_ref=child_ref,
+                read=reading,
+                error_code=refusal,
+            )
+        raise refused(refusal, caller, "audit trail reading")
 
     async def _reviewed(
         self,
@@ -119,6 +179,23 @@ class AuditTrail:
             raise GatewayError(ErrorCode.FORBIDDEN, "Only auditors may read the audit trail.")
 
 
+async def read_log(read: Callable[[], T]) -> T:
+    """`read` of the audit store, in a thread; AUDIT_UNAVAILABLE if the store cannot answer (a
+    database cut off, a file that cannot be read), as when a reading cannot be recorded: an
+    outage, not a fault of the gateway."""
+    try:
+        return await asyncio.to_thread(read)
+    except Exception as exc:  # whatever the store's driver raises
+        _log.error(
+            "audit log read failed",
+            extra={"event": "audit_read_failed", "context": {"error": type(exc).__name__}},
+        )
+        raise GatewayError(
+            ErrorCode.AUDIT_UNAVAILABLE,
+            "The audit log could not be read, so nothing is shown. Try again shortly.",
+        ) from exc
+
+
 async def record_review(
     audit: AuditStore,
     caller: Caller,
@@ -127,18 +204,20 @@ async def record_review(
     *,
     child_ref: str | None,
     read: AuditReading | None = None,
+    error_code: str | None = None,
 ) -> None:
     """Write someone's reading of accesses (a child's when `child_ref` names one; what else it
-    covered in `read`) to the log, notifying no one (a reading is no lookup: it releases
-    nothing, and telling an owner of it could only start a loop); raise AUDIT_UNAVAILABLE when it
-    cannot be written, so that nothing read is returned."""
+    covered in `read`; why it was refused in `error_code`, when it was) to the log, notifying no
+    one (a reading is no lookup: it releases nothing, and telling an owner of it could only start
+    a loop); raise AUDIT_UNAVAILABLE when it cannot be written, so that nothing read is
+    returned."""
     review = AuditRecord(
         access=access_by(caller, purpose=purpose, justification=None, child_ref=child_ref),
         audit_id=random_id(),
         request_id=random_id(),
         outcome=outcome,
         denial=None,
-        error_code=None,
+        error_code=error_code,
         policy_revision=None,
         read=read,
     )

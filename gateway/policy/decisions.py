@@ -9,9 +9,17 @@ is a `PolicyError`, and the gateway then releases nothing.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import CoreSchema, core_schema
 
 from connectors.notifications import NotificationReason
 from connectors.protocol import INDICATOR_FIELDS, Caller, FieldId
@@ -41,6 +49,31 @@ class WithholdingReason(StrEnum):
     NOT_PERMITTED_FOR_PURPOSE = "NOT_PERMITTED_FOR_PURPOSE"
     NOT_PERMITTED_FOR_ROLE = "NOT_PERMITTED_FOR_ROLE"
     POLICY_UNDECIDED = "POLICY_UNDECIDED"
+    UNKNOWN = "UNKNOWN"
+    """Given by neither the gateway nor the policy: an audit trail reads back as UNKNOWN a reason
+    a newer gateway sharing the log recorded (resolvers.mapping), so that one record does not
+    fail the whole trail. A policy answering it is malformed; the policy's schema omits it."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: type[Any], handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        # Leaving UNKNOWN out of the members keeps it out of the policy's schema and of the codes
+        # a malformed answer is told it may give; the validator is what rejects it, as
+        # pydantic-core still accepts the value of a member left out.
+        # Not `_missing_`, as AuditPurpose has: pydantic would honour it, and a code the policy
+        # made up would be read as UNKNOWN rather than be a PolicyError.
+        policy_codes = [code for code in cls if code is not cls.UNKNOWN]
+        schema = core_schema.enum_schema(
+            cls, policy_codes, sub_type="str", ref=f"{cls.__module__}.{cls.__qualname__}"
+        )
+        return core_schema.no_info_after_validator_function(_not_read_back_only, schema)
+
+
+def _not_read_back_only(reason: WithholdingReason) -> WithholdingReason:
+    if reason is WithholdingReason.UNKNOWN:
+        raise ValueError("UNKNOWN is no reason to withhold a field, only one read back")
+    return reason
 
 
 class _Input(BaseModel):

@@ -342,6 +342,10 @@ def engine_answering(tmp_path, question: str, answer: str) -> RegoPolicyEngine:
             "release",
             '{"released": [], "withheld": [{"record": "r", "field": "name", "reason": "NO"}]}',
         ),
+        (  # UNKNOWN is read back from an audit log written by a newer gateway, never decided
+            "release",
+            '{"released": [], "withheld": [{"record": "r", "field": "name", "reason": "UNKNOWN"}]}',
+        ),
         ("release", '{"released": [{"record": 1, "field": "name"}], "withheld": []}'),
         ("release", '{"released": []}'),
     ],

@@ -87,6 +87,7 @@ export const REASONS = {
   NOT_PERMITTED_FOR_PURPOSE: "Your role may see this, but not for the purpose you gave.",
   NOT_PERMITTED_FOR_ROLE: "Your role may not see this for any purpose.",
   POLICY_UNDECIDED: "The access policy did not release it, so it is not shown.",
+  UNKNOWN: "Recorded by a newer version of the gateway",
 };
 
 export const FIELDS = {
