@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import httpx
 
@@ -228,18 +228,10 @@ def _asked_with(asked: frozenset[IdentifiedBy]) -> tuple[IdentifiedBy, ...]:
 def _failed(
     status: SourceStatus, code: str, started: float, asked: frozenset[IdentifiedBy]
 ) -> Located:
-    return Located(
-        agencies={},
-        answer=SourceAnswer(
-            LOCATOR_SOURCE,
-            status,
-            _elapsed_ms(started),
-            error_code=code,
-            asked_with=_asked_with(asked),
-            asked_because=_CONFIGURED,
-        ),
-        asked=asked,
-    )
+    answer = SourceAnswer(LOCATOR_SOURCE, status, _elapsed_ms(started), error_code=code)
+    if answer.sent:  # not for want of time: then no identifier went to the locator
+        answer = replace(answer, asked_with=_asked_with(asked), asked_because=_CONFIGURED)
+    return Located(agencies={}, answer=answer, asked=asked)
 
 
 def _elapsed_ms(started: float) -> float:

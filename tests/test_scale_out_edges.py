@@ -11,17 +11,22 @@ import time
 
 import httpx
 import uvloop
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from connectors.locator import new_pseudonym_key
 from connectors.protocol import random_id
 from connectors.redis_clients import redis_client
 from connectors.redis_replay import RedisReplayCache
 from connectors.serving import free_port
-from connectors.trust import ReplayCheckUnavailable, ReplayRefused
+from connectors.trust import ReplayCheckUnavailable, ReplayRefused, StaticKeys
 from gateway.breakers import CIRCUIT_OPEN
 from gateway.demo import reference_source
+from gateway.locator_client import LocatorClient
+from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.source_health import SourceHealth
-from gateway.types import SourceAnswer, SourceStatus
-from tests.factories import NHS, health_record
+from gateway.transport import ConnectorTransport
+from gateway.types import IdentifiedBy, LookupQuery, Purpose, SourceAnswer, SourceStatus
+from tests.factories import NHS, health_record, lookup_context
 from tests.fault_proxy import FaultProxy
 from tests.stack import reference_stack, running_gateway
 
@@ -253,3 +258,26 @@ def test_a_real_replay_is_still_refused_across_replicas(redis_prefix):
         return outcomes
 
     assert uvloop.run(scenario()) == ["accepted", "refused", "refused"]
+
+
+def test_a_locator_not_asked_for_want_of_time_is_not_reported_asked():
+    """As for an agency skipped for want of time: no identifier went to the locator, so its
+    answer (and the audit record written from it) must not say it was asked with one."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    client = LocatorClient(
+        "http://127.0.0.1:9",
+        ConnectorTransport(),
+        RequestSigner(key, issuer="childlookup-gateway"),
+        AnswerVerifier(StaticKeys([key.public_key()])),
+        [new_pseudonym_key("k1")],
+        locator_id="locator",
+        timeout_ms=500,
+    )
+    query = LookupQuery(purpose=Purpose.SAFEGUARDING_ENQUIRY, nhs_number=NHS)
+    lookup = lookup_context(query, deadline_s=-1.0)
+
+    located = asyncio.run(client.locate(lookup, {IdentifiedBy.NHS_NUMBER: NHS}))
+
+    assert located.answer.error_code == "DEADLINE"
+    assert not located.answer.sent
+    assert located.answer.asked_with == ()
