@@ -20,11 +20,14 @@ is audited and raises an alert; it never says anything about the child.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Final, Protocol
@@ -55,6 +58,14 @@ CHILDREN_READ_TIMEOUT_S: Final = 2.0
 """Longest a lookup waits for the audit log to give the user's children today (InProcessLimits)
 before it is refused LIMITS_UNAVAILABLE, as RedisLimits waits to seed its day map: a stalled
 database must refuse the lookup within its deadline, not hold one of the process's places."""
+_READS: Final = ThreadPoolExecutor(max_workers=4, thread_name_prefix="limits-read")
+"""The threads the audit reads of `InProcessLimits` run on. A read given up on at
+CHILDREN_READ_TIMEOUT_S goes on in its thread until the store gives up (its own bound, 30 s), so
+a stalled store took a thread of the default executor (min(32, cpus + 4)) per lookup until none
+was left, and every `asyncio.to_thread` in the process - the audit store's other reads, policy
+reloads - waited behind them. Here a stall holds these four; the reads queued behind them are
+dropped when their lookups give up. A healthy store answers in milliseconds, so four keep up
+with any burst of users' first lookups."""
 
 _logger = logging.getLogger("childlookup.limits")
 _alerts = logging.getLogger("childlookup.alerts")
@@ -267,9 +278,13 @@ class InProcessLimits:
             self._children[subject] = seen
         async with seen.lock:  # one read of the log per user at a time
             if self._clock() - seen.loaded >= CHILDREN_REFRESH_S:
-                # Bounded: the read goes on in its thread until the store gives up.
+                # Bounded: the read goes on in its thread (`_READS`) until the store gives up. Run
+                # in this context (the lookup's trace and log), as asyncio.to_thread runs a call.
+                read = functools.partial(
+                    contextvars.copy_context().run, self._audit.children_seen, subject, midnight
+                )
                 logged = await asyncio.wait_for(
-                    asyncio.to_thread(self._audit.children_seen, subject, midnight),
+                    asyncio.get_running_loop().run_in_executor(_READS, read),
                     CHILDREN_READ_TIMEOUT_S,
                 )
                 seen.children.update(logged)

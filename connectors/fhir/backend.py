@@ -46,6 +46,13 @@ from connectors.search import DEFAULT_LIMIT
 CPIS_FIELDS: Final = frozenset(
     {FieldId.CHILD_PROTECTION_PLAN, FieldId.LOOKED_AFTER, FieldId.INVOLVEMENTS}
 )
+FLAGS_PER_ANSWER: Final = 100
+"""The `_count` CP-IS is asked for flags with. A server pages a search past its own default (HAPI
+FHIR's is 20), and a paged answer fails the lookup (FhirClient.search), so without it a child
+with a long history of plans could not be looked up. A flag is one plan; 100 is more than any
+child has, well inside what the connector reads (`MAX_ANSWER_BYTES`: 100 flags are some 150 KB),
+and within every common server's largest page (HAPI's 200, Azure's and Google's 1000). More than
+100 is still one page of several, and still fails the lookup."""
 _FAILED: Final = frozenset({"error", "fatal"})
 """`OperationOutcome.issue.severity` values that say the operation failed."""
 
@@ -207,7 +214,8 @@ class FhirBackend:
         assert self._cpis is not None
         # No `none_found_ok`: CP-IS answers a child without plans with an empty Bundle, so a
         # 404 (a wrong base path, a proxy in front of it) is no answer, never "no plan".
-        bundle = await self._cpis.search("Flag", (("patient", number),), deadline=deadline)
+        asked = (("patient", number), ("_count", str(FLAGS_PER_ANSWER)))
+        bundle = await self._cpis.search("Flag", asked, deadline=deadline)
         flags = _resources(bundle, Flag, "CP-IS")
         _all_about(number, [flag.subject for flag in flags], "CP-IS")
         return flags

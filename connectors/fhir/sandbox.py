@@ -13,7 +13,8 @@ and social care plans from. It serves, under `PDS_PATH`:
 - `GET Patient/{nhs number}/RelatedPerson`: the related people; an empty Bundle for a restricted
   patient, 404 RESOURCE_NOT_FOUND when there are none.
 
-under `CPIS_PATH`, `GET Flag?patient={nhs number}`: a Bundle of the child's CP-IS plan flags; and
+under `CPIS_PATH`, `GET Flag?patient={nhs number}`: a Bundle of the child's CP-IS plan flags, all
+of them (a `_count` is taken, and no child here has more flags than the connector asks for); and
 at `TOKEN_PATH`, an OAuth 2.0 token endpoint taking a client-credentials grant with a JWT client
 assertion signed RS512 by a registered client (checked against its public key, its audience, a
 five-minute expiry and a never-reused `jti`).
@@ -250,7 +251,7 @@ class FhirSandbox:
         if refused is not None:
             return refused
         params = request.query_params.multi_items()
-        unknown = sorted({name for name, _ in params} - {"patient"})
+        unknown = sorted({name for name, _ in params} - {"patient", "_count"})
         if unknown:
             return _outcome(
                 400, SpineError.ADDITIONAL_PROPERTIES, f"Unrecognised parameter {unknown[0]}"

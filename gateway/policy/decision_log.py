@@ -13,6 +13,7 @@ The log grows by about 2.4 KB a lookup. Written to a file, it is rotated by size
 (`rotated_decision_logs`). A log that cannot be written (its volume full, its stream closed)
 fails each decision that cannot be logged with a PolicyError, as an unavailable policy does -
 the lookup releases nothing - and says so once (`decision_log_unwritable`) until a write succeeds.
+On stdout (`StreamSink`) a pipe read slowly is waited for, not a log that cannot be written.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import json
 import logging
 import os
 import re
+import select
 import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Protocol, TypeVar, cast
+from typing import Final, Protocol, TextIO, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -51,6 +53,9 @@ _REMEMBERED = 4096
 _FOLLOW_S: Final = 1.0
 """How often, at most, a writer checks whether another process rotated the file away."""
 _STAMP: Final = "%Y%m%dT%H%M%SZ"
+_STALL_S: Final = 5.0
+"""Longest a write to stdout waits for a full pipe to take more of a round's lines (`StreamSink`):
+a pipe still draining, however slowly, is waited for; one taking nothing for this long is not."""
 
 _logger = logging.getLogger("childlookup.policy")
 
@@ -127,6 +132,60 @@ class RotatingFile:
         os.close(self._fd)
 
 
+class StreamSink:
+    """A stream (stdout) as the decision log, written straight to its file descriptor, whole lines
+    only.
+
+    In a container stdout is a pipe whose reader (the runtime's log driver) can fall behind, and
+    uvloop or a parent process may have made it non-blocking. Written through Python's buffered
+    stream, a full pipe then raised BlockingIOError - every decision of the round failed, for a
+    pipe full for a moment - and a write the pipe took in part left half a line, which the next
+    write ran on into. Here a full pipe is waited for (in the writing thread, the event loop's, as
+    a blocking stdout is) for up to `stall_s`; a pipe that takes nothing for that long is a log
+    that cannot be written (the round's decisions fail closed, TimeoutError), and the rest of a
+    line begun is kept and written first next time, so a reader never sees a line torn. What the
+    process wrote to the stream through Python's buffer is flushed first, so it stays ahead of
+    the decisions logged after it."""
+
+    def __init__(self, stream: TextIO, *, stall_s: float = _STALL_S) -> None:
+        self._stream = stream
+        self._stall_s = stall_s
+        self._rest = b""
+        """The end of a line the last write stopped in the middle of."""
+
+    def write(self, text: str) -> None:
+        fd = self._stream.fileno()  # ValueError once closed: fails closed, as a gone volume
+        while True:
+            try:
+                self._stream.flush()
+                break
+            except BlockingIOError:
+                _wait_writable(fd, self._stall_s)
+        data, continued = self._rest + text.encode(), bool(self._rest)
+        self._rest = b""
+        done = 0
+        try:
+            while done < len(data):
+                try:
+                    done += os.write(fd, data[done:])
+                except BlockingIOError:
+                    _wait_writable(fd, self._stall_s)
+        except OSError:
+            begun = data.rfind(b"\n", 0, done) + 1  # where the line being written starts
+            if begun < done or (begun == 0 and continued):
+                self._rest = data[done : data.index(b"\n", done) + 1]
+            raise
+
+
+def _wait_writable(fd: int, stall_s: float) -> None:
+    """Wait until `fd` takes more (or has failed: the write says how); TimeoutError if it has not
+    within `stall_s`."""
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    if not poller.poll(stall_s * 1000):
+        raise TimeoutError(f"the stream took nothing for {stall_s} s")
+
+
 def rotated_decision_logs(target: str, before: datetime) -> list[Path]:
     """The files a decision log (`target`, as CHILDLOOKUP_DECISION_LOG) was rotated into before
     `before`, oldest first: every line in them was written before that time."""
@@ -163,7 +222,7 @@ class DecisionLog:
         if target == "off":
             return cls(None, instance=instance)
         if target == "stdout":
-            return cls(sys.stdout, instance=instance)
+            return cls(StreamSink(sys.stdout), instance=instance)
         path = Path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls(RotatingFile(path, max_bytes), instance=instance)
