@@ -48,6 +48,7 @@ from connectors.notifications import (
 from connectors.protocol import (
     LOOKUP_PATH,
     MAX_RECORDS,
+    ConnectorRecord,
     ErrorCode,
     ErrorDetail,
     ErrorResponse,
@@ -327,11 +328,31 @@ def _serialised(answer: LookupResponse, source: str) -> bytes:
     database row): a dict left where a model belongs would be written out whole, members the
     protocol does not define included, and pydantic's warning about it would quote the values
     into the connector's log. Serialising strictly refuses it instead, and a value the
-    serialiser cannot write at all is the same fault, not a plain-text 500."""
+    serialiser cannot write at all is the same fault, not a plain-text 500.
+
+    A record built from a row may also hold what the protocol's models accept but do not hold:
+    a date as the ISO text a database gives back, an enum's plain string, a list where a tuple
+    is kept. Those are validated into the models once (`_records_validated`), never a member the
+    protocol does not define (extra="forbid" refuses it) nor a value it cannot read."""
     try:
         return _LOOKUP_RESPONSE_JSON.to_json(answer, warnings="error")
+    except Exception:  # noqa: S110 - validated below, or refused as INTERNAL
+        pass
+    try:
+        return _LOOKUP_RESPONSE_JSON.to_json(_records_validated(answer), warnings="error")
     except Exception as error:
         raise _unexpected(error, source, answer.request_id) from None
+
+
+def _records_validated(answer: LookupResponse) -> LookupResponse:
+    """`answer` with every record validated from what it holds (python mode: nothing is
+    converted to text first, and a value of no known type stays as it is, for validation to
+    refuse). Raises on a record the protocol's models do not accept."""
+    records = [
+        ConnectorRecord.model_validate(record.model_dump(mode="python", warnings=False))
+        for record in answer.records
+    ]
+    return LookupResponse(request_id=answer.request_id, source=answer.source, records=records)
 
 
 def _lookup_headers(scope: Scope) -> tuple[bytes, str | None]:

@@ -17,7 +17,8 @@
 // (prompt=login, max_age=0) and refuses an answer whose auth_time says it was not.
 
 const PENDING = "childlookup.signIn";
-// A sign-in ended in this tab: later ones must be fresh. No token, name or child: just "yes".
+// A sign-in ended in this tab: later ones must be fresh. No token, name or child: the SHA-256 of
+// the ended sign-in's issuer and subject ("sha256:..."), or "yes" when there was none to hash.
 const ENDED_HERE = "childlookup.signedOut";
 // Why the last sign-in ended, kept only across the trip to the provider's end_session_endpoint,
 // so the page can say so when it comes back.
@@ -32,6 +33,8 @@ const CLOCK_SKEW_S = 120;
 // The ID token of the sign-in now in progress, kept in memory only, as the hint the provider's
 // end_session_endpoint asks for.
 let idToken = null;
+// The SHA-256 mark of that sign-in's account (`accountMark`), kept in memory only until it ends.
+let signedInMark = null;
 
 export class SignInError extends Error {
   constructor(why) {
@@ -85,6 +88,13 @@ function claimsOf(jwt) {
   return JSON.parse(new TextDecoder().decode(bytes));
 }
 
+// What a sign-in's account is remembered by once it ended: a hash of its issuer and subject,
+// never the subject itself.
+async function accountMark(id) {
+  const account = new TextEncoder().encode(`${id.iss} ${id.sub}`);
+  return `sha256:${base64url(await crypto.subtle.digest("SHA-256", account))}`;
+}
+
 // Back from the provider's end_session_endpoint: why the sign-in ended ("idle", ...), said once;
 // null otherwise.
 export function takeEnded() {
@@ -98,7 +108,8 @@ export function takeEnded() {
 export function endProviderSession(oidc, why) {
   const hint = idToken;
   idToken = null;
-  sessionStorage.setItem(ENDED_HERE, "yes");
+  sessionStorage.setItem(ENDED_HERE, signedInMark || "yes");
+  signedInMark = null;
   if (!hint || !oidc || !oidc.endSessionEndpoint) return false;
   const url = new URL(oidc.endSessionEndpoint);
   const params = { id_token_hint: hint, client_id: oidc.clientId,
@@ -114,7 +125,7 @@ export function endProviderSession(oidc, why) {
 export async function redirectToProvider(oidc) {
   const fresh = sessionStorage.getItem(ENDED_HERE) !== null;
   const pending = { verifier: random(32), state: random(16), nonce: random(16), fresh,
-    sentAtS: Date.now() / 1000 };
+    ended: sessionStorage.getItem(ENDED_HERE), sentAtS: Date.now() / 1000 };
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(pending.verifier));
   const url = new URL(oidc.authorizationEndpoint);
   const params = {
@@ -158,10 +169,17 @@ export async function exchange(oidc, returned) {
     throw new SignInError("token");
   }
   // A fresh sign-in was asked for (max_age=0 makes auth_time required): one from before the
-  // request is the previous practitioner's, whatever prompt=login asked.
-  if (pending.fresh &&
-    !(Number.isFinite(id.auth_time) && id.auth_time + CLOCK_SKEW_S >= pending.sentAtS)) {
-    throw new SignInError("not-fresh");
+  // request is the previous practitioner's, whatever prompt=login asked. A provider that leaves
+  // auth_time out (an optional claim to some) cannot say: the answer is then taken only when it
+  // is plainly not the account whose sign-in ended here - a session the provider kept would be
+  // that one's - so the next person at the tab can sign in, and the last one is refused.
+  const mark = await accountMark(id);
+  if (pending.fresh) {
+    const fresh = Number.isFinite(id.auth_time)
+      ? id.auth_time + CLOCK_SKEW_S >= pending.sentAtS
+      : typeof pending.ended === "string" && pending.ended.startsWith("sha256:") &&
+        pending.ended !== mark;
+    if (!fresh) throw new SignInError("not-fresh");
   }
   const access = claimsOf(tokens.access_token);
   const user = {
@@ -171,6 +189,7 @@ export async function exchange(oidc, returned) {
   };
   if (!user.role || !user.organisation) throw new SignInError("token");
   idToken = tokens.id_token;
+  signedInMark = mark;
   return { token: tokens.access_token, user, expiresInS: lifetimeS(tokens, access) };
 }
 
