@@ -348,7 +348,6 @@ def test_a_json_body_that_is_not_an_object_is_a_coded_400_not_a_500(dev, body):
         (b'{"query": "{ __typename }"}', "text/plain"),
         (b"{{{", "application/json"),
         (b"\x80", "application/json"),
-        (b'{"query": "{ __typename }", "operationName": "Nope"}', "application/json"),
     ],
 )
 def test_requests_strawberry_refuses_get_the_error_shape_and_a_code(dev, body, content_type):
@@ -356,6 +355,16 @@ def test_requests_strawberry_refuses_get_the_error_shape_and_a_code(dev, body, c
     assert response.status_code == 400
     assert response.headers["content-type"] == "application/json"
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_an_operation_name_the_document_does_not_hold_is_a_validation_failure(dev):
+    """A request error of GraphQL's own, answered as any other in application/json: 200, no
+    data, coded (GraphQL over HTTP); strawberry refused it as a plain 400."""
+    body = b'{"query": "{ __typename }", "operationName": "Nope"}'
+    response = _post_raw(dev, body, "application/json")
+    assert response.status_code == 200
+    assert response.json()["data"] is None
+    assert response.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
 
 
 def test_a_variable_of_the_wrong_type_is_the_callers_mistake_not_a_logged_fault(dev, caplog):
