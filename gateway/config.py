@@ -431,6 +431,12 @@ class Settings(BaseSettings):
     lookups_per_user_per_minute: Annotated[int, Field(gt=0)] = 60
     lookups_per_organisation_per_minute: Annotated[int, Field(gt=0)] = 3_000
     distinct_children_per_user_per_day: Annotated[int, Field(gt=0)] = 200
+    distinct_children_per_user_per_day_by_role: dict[str, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
+    """A role's own daily cap of different children, where its work differs from a
+    practitioner's (JSON: {"auditor": 2000}): an auditor's readings of children's audit trails
+    count as lookups do. Roles not named have CHILDLOOKUP_DISTINCT_CHILDREN_PER_USER_PER_DAY."""
     auditor_roles: tuple[str, ...] = ("auditor",)
     justification_max_chars: Annotated[int, Field(gt=0)] = 1_000
     linkage_model_file: Path | None = None

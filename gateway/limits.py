@@ -76,6 +76,9 @@ class LimitSettings:
     per_user_per_minute: int
     per_organisation_per_minute: int
     distinct_children_per_day: int
+    distinct_children_per_day_by_role: Mapping[str, int] = field(default_factory=dict)
+    """A role's own daily cap, where its work differs: an auditor reviewing many children's trails,
+    say. Roles not named have `distinct_children_per_day`."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LimitSettings:
@@ -83,6 +86,16 @@ class LimitSettings:
             per_user_per_minute=settings.lookups_per_user_per_minute,
             per_organisation_per_minute=settings.lookups_per_organisation_per_minute,
             distinct_children_per_day=settings.distinct_children_per_user_per_day,
+            distinct_children_per_day_by_role=dict(
+                settings.distinct_children_per_user_per_day_by_role
+            ),
+        )
+
+    def daily_cap(self, caller: Caller) -> int:
+        """How many different children `caller` may look up (or whose trails they may read) a
+        day: their role's cap where one is set."""
+        return self.distinct_children_per_day_by_role.get(
+            caller.role, self.distinct_children_per_day
         )
 
 
@@ -250,7 +263,7 @@ class InProcessLimits:
         if organisation >= self._settings.per_organisation_per_minute:
             return ORGANISATION_RATE_LIMITED
         children = seen.children
-        if child_ref not in children and len(children) >= self._settings.distinct_children_per_day:
+        if child_ref not in children and len(children) >= self._settings.daily_cap(caller):
             return DISTINCT_CHILDREN_CAP
         children.add(child_ref)
         seen.used = now

@@ -246,7 +246,7 @@ class RedisLimits:
             child_ref,
             self._settings.per_user_per_minute,
             self._settings.per_organisation_per_minute,
-            self._settings.distinct_children_per_day,
+            self._settings.daily_cap(caller),
             random_id(),
             "0" if seed is None else "1",
             *(seed or ()),

@@ -27,3 +27,15 @@ async def a_link_for_a_child_not_counted_today_counts_it(
     await limits.link(caller, "nhs:b", ["upn:b"])
     assert await limits.reserve(caller, "nhs:c") == DISTINCT_CHILDREN_CAP  # a and b counted
     assert await limits.reserve(caller, "upn:b") is None  # b's child
+
+
+async def a_role_with_its_own_cap_is_held_to_it(
+    limits: AccessLimits, practitioner: Caller, auditor: Caller
+) -> None:
+    """Limits whose daily cap is 2, and 4 for the auditor's role: each is held to their own."""
+    for child in ("nhs:a", "nhs:b"):
+        assert await limits.reserve(practitioner, child) is None
+    assert await limits.reserve(practitioner, "nhs:c") == DISTINCT_CHILDREN_CAP
+    for child in ("nhs:a", "nhs:b", "nhs:c", "nhs:d"):
+        assert await limits.reserve(auditor, child) is None
+    assert await limits.reserve(auditor, "nhs:e") == DISTINCT_CHILDREN_CAP

@@ -27,6 +27,7 @@ from tests.factories import (
 from tests.limits_contract import (
     a_link_for_a_child_not_counted_today_counts_it,
     a_linked_pseudonym_is_the_child_already_counted,
+    a_role_with_its_own_cap_is_held_to_it,
 )
 from tests.stack import LOOKUP, eventually, reference_connectors, running_gateway
 
@@ -441,3 +442,11 @@ def test_children_seen_from_the_log_never_loses_a_child_counted_here():
 async def test_a_link_to_a_child_not_counted_today_counts_it_today(store):
     limits = _limits(store, Clock(), per_day=2)
     await a_link_for_a_child_not_counted_today_counts_it(limits, _caller("Harvester"))
+
+
+@pytest.mark.anyio
+async def test_a_role_given_its_own_daily_cap_is_held_to_it(store):
+    settings = LimitSettings(1000, 1_000_000, 2, distinct_children_per_day_by_role={"auditor": 4})
+    limits = InProcessLimits(settings, store, clock=Clock())
+    auditor = Caller("dev:ORG:Audrey", "Audrey", "auditor", "ORG")
+    await a_role_with_its_own_cap_is_held_to_it(limits, _caller("Pat"), auditor)

@@ -43,6 +43,7 @@ from tests.factories import (
 from tests.limits_contract import (
     a_link_for_a_child_not_counted_today_counts_it,
     a_linked_pseudonym_is_the_child_already_counted,
+    a_role_with_its_own_cap_is_held_to_it,
 )
 from tests.stack import reference_connectors, running_gateway, serving
 
@@ -94,10 +95,12 @@ async def processes(redis_prefix):
     url, prefix = redis_prefix
     clients = []
 
-    def make(audit=None, *, per_user=1000, per_org=1_000_000, per_day=1000, url=url, **kw):
+    def make(
+        audit=None, *, per_user=1000, per_org=1_000_000, per_day=1000, by_role=None, url=url, **kw
+    ):
         client = redis_client(url)
         clients.append(client)
-        settings = LimitSettings(per_user, per_org, per_day)
+        settings = LimitSettings(per_user, per_org, per_day, by_role or {})
         return RedisLimits(client, prefix, settings, audit or NoChildrenLogged(), **kw)
 
     yield make
@@ -531,3 +534,10 @@ def test_a_gateway_on_redis_is_ready_when_redis_answers(tmp_path, sources, redis
         ready = httpx.get(f"{gateway.url}/readyz")
     assert ready.status_code == 200
     assert ready.json()["checks"]["limits"] is True
+
+
+@pytest.mark.anyio
+async def test_a_role_given_its_own_daily_cap_is_held_to_it_in_every_process(processes):
+    limits = processes(per_day=2, by_role={"auditor": 4})
+    auditor = Caller("dev:ORG:Audrey", "Audrey", "auditor", "ORG")
+    await a_role_with_its_own_cap_is_held_to_it(limits, HARVESTER, auditor)
