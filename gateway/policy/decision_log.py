@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import select
+import stat
 import sys
 import threading
 import time
@@ -163,11 +164,19 @@ class StreamSink:
                 _wait_writable(fd, self._stall_s)
         data, continued = self._rest + text.encode(), bool(self._rest)
         self._rest = b""
+        # A blocking pipe or socket (stdout's default) never says it is full: a write to it waits
+        # as long as its reader stalls. It is written a pipe buffer's worth at a time, each once
+        # the stream says it has room for one, so a stall is seen as on a non-blocking one.
+        bounded = os.get_blocking(fd) and not stat.S_ISREG(os.fstat(fd).st_mode)
         done = 0
         try:
             while done < len(data):
                 try:
-                    done += os.write(fd, data[done:])
+                    if bounded:
+                        _wait_writable(fd, self._stall_s)
+                        done += os.write(fd, data[done : done + select.PIPE_BUF])
+                    else:
+                        done += os.write(fd, data[done:])
                 except BlockingIOError:
                     _wait_writable(fd, self._stall_s)
         except OSError:

@@ -20,6 +20,10 @@ const PENDING = "childlookup.signIn";
 // A sign-in ended in this tab: later ones must be fresh. No token, name or child: the SHA-256 of
 // the ended sign-in's issuer and subject ("sha256:..."), or "yes" when there was none to hash.
 const ENDED_HERE = "childlookup.signedOut";
+// The same mark of a sign-in the page lost without ending it (reloaded, navigated away: written
+// as the page goes, never while signed in): that account's session is left at the provider, and
+// it is no more the next person at the tab than the one that signed out.
+const SIGNED_IN_HERE = "childlookup.signedIn";
 // Why the last sign-in ended, kept only across the trip to the provider's end_session_endpoint,
 // so the page can say so when it comes back.
 const ENDED_WHY = "childlookup.signedOutWhy";
@@ -35,6 +39,9 @@ const CLOCK_SKEW_S = 120;
 let idToken = null;
 // The SHA-256 mark of that sign-in's account (`accountMark`), kept in memory only until it ends.
 let signedInMark = null;
+addEventListener("pagehide", () => {
+  if (signedInMark) sessionStorage.setItem(SIGNED_IN_HERE, signedInMark);
+});
 
 export class SignInError extends Error {
   constructor(why) {
@@ -125,7 +132,8 @@ export function endProviderSession(oidc, why) {
 export async function redirectToProvider(oidc) {
   const fresh = sessionStorage.getItem(ENDED_HERE) !== null;
   const pending = { verifier: random(32), state: random(16), nonce: random(16), fresh,
-    ended: sessionStorage.getItem(ENDED_HERE), sentAtS: Date.now() / 1000 };
+    ended: sessionStorage.getItem(ENDED_HERE), last: sessionStorage.getItem(SIGNED_IN_HERE),
+    sentAtS: Date.now() / 1000 };
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(pending.verifier));
   const url = new URL(oidc.authorizationEndpoint);
   const params = {
@@ -171,14 +179,15 @@ export async function exchange(oidc, returned) {
   // A fresh sign-in was asked for (max_age=0 makes auth_time required): one from before the
   // request is the previous practitioner's, whatever prompt=login asked. A provider that leaves
   // auth_time out (an optional claim to some) cannot say: the answer is then taken only when it
-  // is plainly not the account whose sign-in ended here - a session the provider kept would be
-  // that one's - so the next person at the tab can sign in, and the last one is refused.
+  // is plainly not the account whose sign-in ended here, nor the one last signed in here - a
+  // session the provider kept would be one of theirs - so the next person at the tab can sign
+  // in, and the last ones are refused.
   const mark = await accountMark(id);
   if (pending.fresh) {
     const fresh = Number.isFinite(id.auth_time)
       ? id.auth_time + CLOCK_SKEW_S >= pending.sentAtS
       : typeof pending.ended === "string" && pending.ended.startsWith("sha256:") &&
-        pending.ended !== mark;
+        pending.ended !== mark && pending.last !== mark;
     if (!fresh) throw new SignInError("not-fresh");
   }
   const access = claimsOf(tokens.access_token);
