@@ -71,7 +71,7 @@ from connectors.synthetic.national import (
     load_national_truth,
 )
 from gateway.national import NationalOptions, national_stack
-from gateway.plan import LOCATOR_SOURCE
+from gateway.types import LOCATOR_SOURCE
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 RESULTS: Final = ROOT / "bench" / "results"

@@ -36,7 +36,6 @@ from connectors.protocol import (
 )
 from gateway import tracing
 from gateway.match import MatchResult
-from gateway.plan import unasked_authorities
 from gateway.policy import (
     PolicyError,
     ReleaseChild,
@@ -119,7 +118,7 @@ def child_flags(
     """One shielding or restricting record restricts the whole child - a linked one, or one
     returned for the child's identifier without carrying it (`unlinked`); a silent authority is
     doubt - of shielding, or of an NHS restriction, which the policy then assumes - and so is one
-    the lookup never asked (`unasked`: gateway.plan.unasked_authorities)."""
+    the lookup never asked (`unasked`: Plan.unasked_authorities)."""
     records = [m.record for m in matched] + list(unlinked)
     return ChildFlags(
         shielded=any(r.flags.shielded for r in records),
@@ -161,7 +160,7 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
         plan.shield_authorities,
         plan.restriction_authorities,
         unlinked=_returned_for_identifier(lookup.query, matching),
-        unasked=unasked_authorities(plan),
+        unasked=plan.unasked_authorities,
     )
     present = [present_fields(m.record) for m in matched]
     asked: list[frozenset[FieldId]] = []

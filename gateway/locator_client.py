@@ -31,11 +31,11 @@ from connectors.protocol import ErrorResponse
 from connectors.trust import TrustError
 from gateway import tracing
 from gateway.exchange import Malformed, parsed, post_capped
-from gateway.plan import LOCATOR_SOURCE
 from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.transport import ConnectorTransport
 from gateway.types import (
     IDENTIFIER_FIELDS,
+    LOCATOR_SOURCE,
     AskedBecause,
     IdentifiedBy,
     LookupContext,

@@ -38,7 +38,7 @@ from gateway.limits import AccessLimits, refused, shows_nhs_number
 from gateway.linkage import LinkageModel
 from gateway.match import MatchResult, match_records
 from gateway.merge import merge
-from gateway.plan import Planning, make_plan, unasked_authorities
+from gateway.plan import Planning, make_plan
 from gateway.policy import DecisionLog, LoggedPolicy, PolicyEngine, PolicyError
 from gateway.routing import Router
 from gateway.second_round import second_round
@@ -168,7 +168,7 @@ class LookupPipeline:
                 both,
                 plan.doubt_authorities,
                 first_round=first,
-                unasked=unasked_authorities(plan),
+                unasked=plan.unasked_authorities,
             )
             release = await decide(lookup, plan, matching)
             if hidden and both.matched:

@@ -15,7 +15,7 @@ from gateway import tracing
 from gateway.config import Asked, SourceConfig
 from gateway.justification import Justification
 from gateway.policy import PlanInput, PlanJustification, PlanSource
-from gateway.types import LookupContext, Plan
+from gateway.types import LOCATOR_SOURCE, LookupContext, Plan
 
 
 def _traced(plan: Plan) -> dict[str, bool | int | str]:
@@ -24,12 +24,6 @@ def _traced(plan: Plan) -> dict[str, bool | int | str]:
         "childlookup.plan.sources": len(plan.sources),
         "childlookup.policy.decision_id": plan.decision_id,
     }
-
-
-LOCATOR_SOURCE = "locator"
-"""The locator's entry among a lookup's sources (gateway.routing): not an agency, but a source of
-where the child is known, whose silence leaves the answer incomplete and the child's shielding in
-doubt."""
 
 
 @dataclass(frozen=True)
@@ -126,18 +120,4 @@ async def make_plan(lookup: LookupContext, sources: Sequence[SourceConfig] | Pla
         shield_authorities=shield_authorities,
         restriction_authorities=restriction_authorities,
         kinds=planning.kinds,
-    )
-
-
-def unasked_authorities(plan: Plan) -> frozenset[str]:
-    """The plan's doubt authorities (shield and restriction authorities) no lookup under it asks:
-    those the policy left out of its plan, by
-    name or, for an agency asked only when routed, by kind. plan.rego asks every shield and
-    restriction authority, but an edited or different bundle may not, and an authority never
-    asked says nothing of the child - doubt, as its silence is (gateway.decide). The locator is
-    no plan source: the routing stage asks it whatever the plan says."""
-    return frozenset(
-        a
-        for a in plan.doubt_authorities
-        if a != LOCATOR_SOURCE and plan.planned_as(a) not in plan.sources
     )

@@ -40,11 +40,11 @@ from gateway.linkage import LinkageModel
 from gateway.locator_client import Located, LocatorClient
 from gateway.match import MatchResult, match_records
 from gateway.merge import instant
-from gateway.plan import LOCATOR_SOURCE, unasked_authorities
 from gateway.second_round import combined, identifiers_found
 from gateway.shield_safe import shield_safe
 from gateway.types import (
     IDENTIFIER_FIELDS,
+    LOCATOR_SOURCE,
     AskedBecause,
     IdentifiedBy,
     LookupContext,
@@ -177,7 +177,7 @@ class Router:
             matching,
             plan.doubt_authorities,
             before_routing=True,
-            unasked=unasked_authorities(plan),
+            unasked=plan.unasked_authorities,
         )[1]
         # Nothing found for a search that linked nobody, or ambiguously (identifiers_found).
         known = _identifiers_of(query) | {

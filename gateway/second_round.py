@@ -54,7 +54,6 @@ from gateway.match import (
     match_records,
     share_identifier,
 )
-from gateway.plan import unasked_authorities
 from gateway.shield_safe import shield_safe
 from gateway.types import (
     IDENTIFIER_FIELDS,
@@ -218,7 +217,7 @@ async def second_round(
 def _asking(query: LookupQuery, plan: Plan, first: MatchResult) -> _Asking | None:
     """Whom to ask again and with what, or None: for a search shield-safe search would hide,
     with no identifier to ask with, or with nobody to ask."""
-    if shield_safe(query, first, plan.doubt_authorities, unasked=unasked_authorities(plan))[1]:
+    if shield_safe(query, first, plan.doubt_authorities, unasked=plan.unasked_authorities)[1]:
         return None
     found = found_identifier(query, first)
     if found is None:

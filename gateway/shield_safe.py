@@ -33,8 +33,7 @@ from dataclasses import replace
 
 from gateway import tracing
 from gateway.match import MatchResult
-from gateway.plan import LOCATOR_SOURCE
-from gateway.types import IdentifiedBy, LookupQuery, SourceStatus
+from gateway.types import LOCATOR_SOURCE, IdentifiedBy, LookupQuery, SourceStatus
 
 
 @tracing.stage("shield_safe")
@@ -59,7 +58,7 @@ def shield_safe(
     of possible records at the right postcode only). Unless `before_routing`, when the routing
     stage asks whether to go on, before the locator could have been asked.
 
-    `unasked` are doubt authorities the plan left out (gateway.plan.unasked_authorities): an
+    `unasked` are doubt authorities the plan left out (Plan.unasked_authorities): an
     agency asked only when routed, of a kind the policy did not plan, has no answer at all, and
     says nothing of the child - doubt, not a clear search."""
     if query.identified_by is not IdentifiedBy.DEMOGRAPHICS:

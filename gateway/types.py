@@ -306,6 +306,12 @@ class LookupOutcome(StrEnum):
     DENIED = "DENIED"
 
 
+LOCATOR_SOURCE: Final = "locator"
+"""The locator's entry among a lookup's sources (gateway.routing): not an agency, but a source of
+where the child is known, whose silence leaves the answer incomplete and the child's shielding in
+doubt."""
+
+
 @dataclass(frozen=True)
 class Plan:
     """Policy's answer before fan-out: whether to look at all, where, and for which fields."""
@@ -337,6 +343,20 @@ class Plan:
         """The sources whose silence means a hidden child cannot be ruled out: shield and
         restriction authorities (gateway.shield_safe)."""
         return self.shield_authorities | self.restriction_authorities
+
+    @cached_property
+    def unasked_authorities(self) -> frozenset[str]:
+        """The doubt authorities no lookup under this plan asks: those the policy left out, by
+        name or, for an agency asked only when routed, by kind. plan.rego asks every shield and
+        restriction authority, but an edited or different bundle may not, and an authority never
+        asked says nothing of the child - doubt, as its silence is (gateway.decide,
+        gateway.shield_safe). The locator is no plan source: routing asks it whatever the plan
+        says."""
+        return frozenset(
+            a
+            for a in self.doubt_authorities
+            if a != LOCATOR_SOURCE and self.planned_as(a) not in self.sources
+        )
 
 
 @dataclass(frozen=True)

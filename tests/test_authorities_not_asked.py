@@ -25,10 +25,11 @@ from gateway.config import Asked, SourceConfig
 from gateway.decide import decide
 from gateway.linkage import LinkageModel
 from gateway.match import match_records
-from gateway.plan import LOCATOR_SOURCE, Planning, make_plan, unasked_authorities
+from gateway.plan import Planning, make_plan
 from gateway.policy import RegoPolicyEngine
 from gateway.shield_safe import shield_safe
 from gateway.types import (
+    LOCATOR_SOURCE,
     Caller,
     LookupQuery,
     Plan,
@@ -284,7 +285,7 @@ async def test_a_national_search_with_the_routed_authorities_left_out_finds_nobo
     assert matching.matched
 
     shown, hidden = shield_safe(
-        BY_DEMOGRAPHICS, matching, plan.doubt_authorities, unasked=unasked_authorities(plan)
+        BY_DEMOGRAPHICS, matching, plan.doubt_authorities, unasked=plan.unasked_authorities
     )
 
     assert hidden

@@ -10,9 +10,10 @@ from pydantic import ValidationError
 
 from connectors.protocol import Address, FieldId, GpPractice, School
 from gateway.config import REPO_ROOT, Asked, SourceConfig, SourcesFile, load_sources_file
-from gateway.plan import LOCATOR_SOURCE, Planning, make_plan
+from gateway.plan import Planning, make_plan
 from gateway.routing import UNCONFIRMED_IDENTIFIER, Directory
 from gateway.types import (
+    LOCATOR_SOURCE,
     AskedBecause,
     LookupOutcome,
     LookupQuery,
