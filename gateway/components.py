@@ -53,6 +53,7 @@ from gateway.locator_client import LocatorClient
 from gateway.pipeline import LookupPipeline
 from gateway.policy import (
     DecisionLog,
+    MemoisedPolicyEngine,
     PolicyEngine,
     PolicyReloader,
     RemotePolicyEngine,
@@ -307,11 +308,13 @@ async def running(components: Components) -> AsyncIterator[LookupPipeline]:
             def install(engine: PolicyEngine) -> None:
                 pipeline.policy = engine
 
+            compiled = components.policy
             reloader = PolicyReloader(
                 settings.policy_dir,
                 install,
                 interval_s=settings.policy_reload_s,
                 vet_max_bytes=settings.policy_vet_max_bytes,
+                serving=compiled.content if isinstance(compiled, MemoisedPolicyEngine) else None,
             )
             watcher = asyncio.create_task(reloader.watch())
         # Started with the gateway, it also delivers what an earlier run left in the outbox.

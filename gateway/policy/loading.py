@@ -12,34 +12,25 @@ from gateway.policy.memo import MemoisedPolicyEngine
 from gateway.policy.snapshot import fingerprint, read_policy_files
 
 _READ_ATTEMPTS: Final = 5
-_loaded: dict[Path, str] = {}
-"""The content fingerprint of what `load_engine` last compiled from each directory (as named, not
-resolved: a deploy may swap a symlink), so the live reloader started later compares the directory
-with what is really serving, not with what the directory holds by the time it starts."""
 
 
-def load_engine(directory: Path, *, remember: bool = True) -> PolicyEngine:
+def load_engine(directory: Path) -> MemoisedPolicyEngine:
     """Compile a policy directory into the in-process engine, answers remembered per input.
 
     The revision names the manifest's revision and the exact content, so an audit record
     identifies the rules that decided even when someone forgot to bump the manifest. The
     directory is read before and after compiling: a version that changed meanwhile (a deploy
-    copying files in) is read again, so the revision always names what was compiled.
-    `remember=False` for a copy no reloader watches (the reloader's own snapshots).
+    copying files in) is read again, so the revision (and `content`, the whole fingerprint the
+    live reloader starts from) always names what was compiled.
     """
     for _ in range(_READ_ATTEMPTS):
         version = fingerprint(read_policy_files(directory))
         engine = RegoPolicyEngine.from_directory(directory)
         if fingerprint(read_policy_files(directory)) == version:
-            if remember:
-                _loaded[directory.absolute()] = version
-            return MemoisedPolicyEngine(engine, revision=f"{engine.revision}@{version[:12]}")
+            return MemoisedPolicyEngine(
+                engine, revision=f"{engine.revision}@{version[:12]}", content=version
+            )
     raise PolicyError(f"The policy in {directory} kept changing while it was read.")
-
-
-def loaded_fingerprint(directory: Path) -> str | None:
-    """The fingerprint of the version `load_engine` last compiled from `directory`, if any."""
-    return _loaded.get(directory.absolute())
 
 
 def policy_engine_from_settings(settings: Settings) -> PolicyEngine:

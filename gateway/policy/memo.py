@@ -59,10 +59,17 @@ class MemoisedPolicyEngine:
     """A PolicyEngine that answers repeated inputs from memory, up to `maxsize` per decision."""
 
     def __init__(
-        self, engine: PolicyEngine, maxsize: int = 4096, revision: str | None = None
+        self,
+        engine: PolicyEngine,
+        maxsize: int = 4096,
+        revision: str | None = None,
+        content: str | None = None,
     ) -> None:
         self._engine = engine
         self.revision = revision or engine.revision
+        self.content = content
+        """The fingerprint of the policy files compiled (gateway.policy.snapshot), when known: the
+        live reloader starts from it, so a version deployed after it was compiled is a change."""
         self._plans: _Lru[str, PlanDecision] = _Lru(maxsize)
         self._releases: _Lru[str, ReleaseDecision] = _Lru(maxsize)
 

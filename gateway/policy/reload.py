@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 from gateway.config import DEFAULT_POLICY_VET_MAX_BYTES
 from gateway.policy.engine import PolicyEngine
 from gateway.policy.errors import PolicyError
-from gateway.policy.loading import load_engine, loaded_fingerprint
+from gateway.policy.loading import load_engine
 from gateway.policy.snapshot import fingerprint, read_policy_files
 
 _log = logging.getLogger("childlookup.policy")
@@ -51,14 +50,17 @@ class PolicyReloader:
         *,
         interval_s: float,
         vet_max_bytes: int = DEFAULT_POLICY_VET_MAX_BYTES,
+        serving: str | None = None,
     ) -> None:
+        """`serving`: the fingerprint of the version the gateway compiled at start-up
+        (`MemoisedPolicyEngine.content`); without it, the directory as it is now."""
         self._directory = directory
         self._install = install
         self._interval = interval_s
         self._vet_max_bytes = vet_max_bytes
-        # What is serving: the version load_engine compiled at start-up, which a deploy may have
-        # replaced since; a change that landed in between is a change, vetted at the first check.
-        self._seen: str | None = loaded_fingerprint(directory)
+        # What is serving: the version compiled at start-up, which a deploy may have replaced
+        # since; a change that landed in between is a change, vetted at the first check.
+        self._seen = serving
         if self._seen is None:
             with contextlib.suppress(OSError):  # read again, and vetted, at the first check
                 self._seen = fingerprint(read_policy_files(directory))
@@ -93,9 +95,7 @@ class PolicyReloader:
                 problem = await _vet(snapshot, self._vet_max_bytes)
                 if problem is None:
                     try:
-                        engine = await asyncio.to_thread(
-                            functools.partial(load_engine, snapshot, remember=False)
-                        )
+                        engine = await asyncio.to_thread(load_engine, snapshot)
                     except PolicyError as exc:
                         problem = str(exc)
         except OSError as exc:  # no room for the snapshot, say: not the version's fault

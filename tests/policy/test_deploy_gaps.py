@@ -202,7 +202,9 @@ async def test_a_change_landing_between_loading_the_policy_and_starting_the_relo
         json.dumps({**json.loads(manifest.read_text()), "revision": "2099-01-01.1"})
     )
     installed: list[PolicyEngine] = []
-    reloader = PolicyReloader(policies, installed.append, interval_s=0.1)  # the lifespan
+    reloader = PolicyReloader(  # the lifespan, told what build_components compiled
+        policies, installed.append, interval_s=0.1, serving=serving.content
+    )
 
     assert await reloader.check() is True
     assert [engine.revision.split("@")[0] for engine in installed] == ["2099-01-01.1"]
@@ -215,7 +217,7 @@ async def test_a_symlink_swap_deploy_landing_while_the_gateway_starts_goes_live(
     symlink swap"."""
     live = tmp_path / "live"
     live.symlink_to(policies)
-    load_engine(live)  # build_components
+    serving = load_engine(live)  # build_components
     next_version = shutil.copytree(policies, tmp_path / "next")
     manifest = next_version / ".manifest"
     manifest.write_text(
@@ -225,7 +227,9 @@ async def test_a_symlink_swap_deploy_landing_while_the_gateway_starts_goes_live(
     swap.symlink_to(next_version)
     swap.replace(live)
     installed: list[PolicyEngine] = []
-    reloader = PolicyReloader(live, installed.append, interval_s=0.1)  # the lifespan
+    reloader = PolicyReloader(  # the lifespan, told what build_components compiled
+        live, installed.append, interval_s=0.1, serving=serving.content
+    )
 
     assert await reloader.check() is True
     assert [engine.revision.split("@")[0] for engine in installed] == ["2099-02-02.1"]
