@@ -48,7 +48,14 @@ from gateway.exchange import Malformed, parsed, post_capped
 from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.source_health import SourceHealth
 from gateway.transport import ConnectorTransport
-from gateway.types import AskedBecause, LookupContext, Plan, SourceAnswer, SourceStatus
+from gateway.types import (
+    DEADLINE,
+    AskedBecause,
+    LookupContext,
+    Plan,
+    SourceAnswer,
+    SourceStatus,
+)
 
 _MATCH_FIELDS = frozenset({FieldId.NAME, FieldId.DATE_OF_BIRTH, FieldId.SEX, FieldId.ADDRESS})
 """What the linkage model compares; requested from every source in a demographic lookup."""
@@ -185,7 +192,7 @@ class FanOut:
         started = time.monotonic()
         budget = min(source.timeout_ms / 1000, deadline - started)
         if budget <= 0:
-            return SourceAnswer(source.name, SourceStatus.TIMED_OUT, 0.0, error_code="DEADLINE")
+            return SourceAnswer(source.name, SourceStatus.TIMED_OUT, 0.0, error_code=DEADLINE)
         breaker = self._breakers[source.name]
         admission = breaker.admit()
         if admission is Admission.SKIP:

@@ -34,6 +34,7 @@ from gateway.exchange import Malformed, parsed, post_capped
 from gateway.signing import AnswerVerifier, RequestSigner
 from gateway.transport import ConnectorTransport
 from gateway.types import (
+    DEADLINE,
     IDENTIFIER_FIELDS,
     LOCATOR_SOURCE,
     AskedBecause,
@@ -120,7 +121,7 @@ class LocatorClient:
         asked = frozenset(identifiers)
         budget = min(self._timeout_s, lookup.deadline - started)
         if budget <= 0:
-            return _failed(SourceStatus.TIMED_OUT, "DEADLINE", started, asked)
+            return _failed(SourceStatus.TIMED_OUT, DEADLINE, started, asked)
         # One question per identifier, under every key version: a question carries at most
         # MAX_LOCATE pseudonyms (the constructor bounds the keys), and each then names the
         # current version, so the locator answers it rather than refusing a question under none

@@ -30,6 +30,7 @@ from connectors.protocol import (
 from connectors.protocol import (
     Caller as ProtocolCaller,
 )
+from gateway.breakers import CIRCUIT_OPEN
 from gateway.justification import Justification
 
 if TYPE_CHECKING:
@@ -204,9 +205,12 @@ class SourceAnswer:
         return self.status is not SourceStatus.NOT_ASKED and self.error_code not in NOT_SENT
 
 
-NOT_SENT: Final = frozenset({"CIRCUIT_OPEN", "DEADLINE"})
-"""Error codes of answers the gateway made without sending the agency a request: its circuit open
-(gateway.breakers.CIRCUIT_OPEN), or no time left before the lookup's deadline."""
+DEADLINE: Final = "DEADLINE"
+"""The error code of a source (or the locator) not asked because no time was left before the
+lookup's deadline."""
+NOT_SENT: Final = frozenset({CIRCUIT_OPEN, DEADLINE})
+"""Error codes of answers the gateway made without sending the agency a request: its circuit open,
+or no time left before the lookup's deadline."""
 
 
 class MatchMethod(StrEnum):
