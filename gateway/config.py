@@ -8,6 +8,7 @@ to happen.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
@@ -429,6 +430,12 @@ class Settings(BaseSettings):
     persisted_queries_ttl_s: Annotated[int, Field(gt=0, le=30 * 86_400)] = 86_400
     """With CHILDLOOKUP_REDIS_URL, how long a text is kept in Redis after it was last used."""
     lookups_per_user_per_minute: Annotated[int, Field(gt=0)] = 60
+    lookups_per_user_per_minute_by_role: dict[str, Annotated[int, Field(gt=0)]] = Field(
+        default_factory=dict
+    )
+    """A role's own limit of lookups a user a minute, where its work differs (JSON: {"gp": 30});
+    an auditor's readings of children's audit trails count as lookups do. Roles not named have
+    CHILDLOOKUP_LOOKUPS_PER_USER_PER_MINUTE. Only known roles (`known_roles`)."""
     lookups_per_organisation_per_minute: Annotated[int, Field(gt=0)] = 3_000
     distinct_children_per_user_per_day: Annotated[int, Field(gt=0)] = 200
     distinct_children_per_user_per_day_by_role: dict[str, Annotated[int, Field(gt=0)]] = Field(
@@ -436,7 +443,8 @@ class Settings(BaseSettings):
     )
     """A role's own daily cap of different children, where its work differs from a
     practitioner's (JSON: {"auditor": 2000}): an auditor's readings of children's audit trails
-    count as lookups do. Roles not named have CHILDLOOKUP_DISTINCT_CHILDREN_PER_USER_PER_DAY."""
+    count as lookups do. Roles not named have CHILDLOOKUP_DISTINCT_CHILDREN_PER_USER_PER_DAY. Only
+    known roles (`known_roles`)."""
     auditor_roles: tuple[str, ...] = ("auditor",)
     justification_max_chars: Annotated[int, Field(gt=0)] = 1_000
     linkage_model_file: Path | None = None
@@ -585,6 +593,44 @@ class Settings(BaseSettings):
         if "openid" not in self.portal_oidc_scopes:
             raise ValueError("CHILDLOOKUP_PORTAL_OIDC_SCOPES must include openid")
         return self
+
+    @model_validator(mode="after")
+    def _limits_by_role_name_known_roles(self) -> Settings:
+        """A role misspelt in a per-role limit ("social-worker", "Social_Worker") would leave that
+        role on the general limit while the operator believes its own is in force: refused."""
+        by_role = {
+            "lookups_per_user_per_minute_by_role": self.lookups_per_user_per_minute_by_role,
+            "distinct_children_per_user_per_day_by_role": (
+                self.distinct_children_per_user_per_day_by_role
+            ),
+        }
+        if not any(by_role.values()):
+            return self
+        try:
+            known = self.known_roles()
+        except ValueError as exc:
+            raise ValueError(f"per-role limits cannot be checked against roles: {exc}") from None
+        for name, limits in by_role.items():
+            if unknown := sorted(set(limits) - known):
+                raise ValueError(
+                    f"CHILDLOOKUP_{name.upper()} names {', '.join(map(repr, unknown))}, not a"
+                    f" known role; the roles known are {', '.join(sorted(known))} (the roles of"
+                    f" the policy data in {self.policy_dir}, and CHILDLOOKUP_AUDITOR_ROLES)"
+                )
+        return self
+
+    def known_roles(self) -> frozenset[str]:
+        """The roles a caller may have that the gateway knows: those the policy data catalogues
+        (data.json's `childlookup.roles`, which the policy refuses any other role by) and the
+        auditor roles. ValueError when the policy data cannot be read."""
+        data_file = self.policy_dir / "data.json"
+        try:
+            roles = json.loads(data_file.read_text(encoding="utf-8"))["childlookup"]["roles"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"cannot read the roles from {data_file}: {exc!r}") from None
+        if not isinstance(roles, dict):
+            raise ValueError(f"{data_file}: childlookup.roles is not a JSON object")
+        return frozenset(roles) | frozenset(self.auditor_roles)
 
     @property
     def explorable(self) -> bool:

@@ -79,6 +79,9 @@ class LimitSettings:
     distinct_children_per_day_by_role: Mapping[str, int] = field(default_factory=dict)
     """A role's own daily cap, where its work differs: an auditor reviewing many children's trails,
     say. Roles not named have `distinct_children_per_day`."""
+    per_user_per_minute_by_role: Mapping[str, int] = field(default_factory=dict)
+    """A role's own per-minute limit of a user's lookups, where its work differs. Roles not named
+    have `per_user_per_minute`."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LimitSettings:
@@ -89,7 +92,13 @@ class LimitSettings:
             distinct_children_per_day_by_role=dict(
                 settings.distinct_children_per_user_per_day_by_role
             ),
+            per_user_per_minute_by_role=dict(settings.lookups_per_user_per_minute_by_role),
         )
+
+    def minute_limit(self, caller: Caller) -> int:
+        """How many lookups (or readings of children's trails) `caller` may make a minute: their
+        role's limit where one is set."""
+        return self.per_user_per_minute_by_role.get(caller.role, self.per_user_per_minute)
 
     def daily_cap(self, caller: Caller) -> int:
         """How many different children `caller` may look up (or whose trails they may read) a
@@ -257,7 +266,7 @@ class InProcessLimits:
         # From here to the return nothing awaits, so on the one event loop no other lookup can
         # run between the checks and the counting: the reservation is atomic.
         now = self._clock()
-        if self._users.count(caller.subject, now) >= self._settings.per_user_per_minute:
+        if self._users.count(caller.subject, now) >= self._settings.minute_limit(caller):
             return RATE_LIMITED
         organisation = self._organisations.count(caller.organisation, now)
         if organisation >= self._settings.per_organisation_per_minute:

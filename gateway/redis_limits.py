@@ -244,7 +244,7 @@ class RedisLimits:
         args = [
             day,
             child_ref,
-            self._settings.per_user_per_minute,
+            self._settings.minute_limit(caller),
             self._settings.per_organisation_per_minute,
             self._settings.daily_cap(caller),
             random_id(),

@@ -1,9 +1,9 @@
 """What every `gateway.limits.AccessLimits` does with a lookup's links, run against the one
 process's limits (test_limits) and those shared through Redis (test_redis_limits). Each scenario
-takes limits whose daily cap is 2 children; `first` and `second` share one count (one process
-twice, or two processes on one Redis)."""
+takes limits whose daily cap is 2 children, unless it says otherwise; `first` and `second` share
+one count (one process twice, or two processes on one Redis)."""
 
-from gateway.limits import DISTINCT_CHILDREN_CAP, AccessLimits
+from gateway.limits import DISTINCT_CHILDREN_CAP, RATE_LIMITED, AccessLimits
 from gateway.types import Caller
 
 
@@ -39,3 +39,19 @@ async def a_role_with_its_own_cap_is_held_to_it(
     for child in ("nhs:a", "nhs:b", "nhs:c", "nhs:d"):
         assert await limits.reserve(auditor, child) is None
     assert await limits.reserve(auditor, "nhs:e") == DISTINCT_CHILDREN_CAP
+
+
+async def a_role_with_its_own_per_minute_limit_is_held_to_it(
+    limits: AccessLimits, practitioner: Caller, auditor: Caller, other: Caller
+) -> None:
+    """Limits of 2 lookups a user a minute, 1 for the practitioner's role and 4 for the
+    auditor's: each is held to their role's own, tighter or looser, and `other`, of a role not
+    named, to the 2. One child throughout, so no daily cap refuses."""
+    assert await limits.reserve(practitioner, "nhs:a") is None
+    assert await limits.reserve(practitioner, "nhs:a") == RATE_LIMITED
+    for _ in range(4):
+        assert await limits.reserve(auditor, "nhs:a") is None
+    assert await limits.reserve(auditor, "nhs:a") == RATE_LIMITED
+    for _ in range(2):
+        assert await limits.reserve(other, "nhs:a") is None
+    assert await limits.reserve(other, "nhs:a") == RATE_LIMITED
