@@ -304,7 +304,10 @@ class PublishedKeys:
     signature named an unknown key, it was accepted for as long as the process ran. That refresh
     runs behind the signatures checked meanwhile with the keys held (no caller waits for it: a
     publisher gone silent would otherwise hold every check for the fetch's timeout), and one that
-    fails keeps the keys last fetched, tried again after `min_refresh_s`."""
+    fails keeps the keys last fetched, tried again after `min_refresh_s` - but only for
+    `max_stale_s` after the last fetch that succeeded. Past that, a check cannot be made
+    (KeysUnavailable): whoever can keep the publisher out of reach could otherwise keep a key it
+    withdrew (leaked) in use for as long as they did so."""
 
     def __init__(
         self,
@@ -312,6 +315,7 @@ class PublishedKeys:
         *,
         min_refresh_s: float = 30.0,
         max_age_s: float = 300.0,
+        max_stale_s: float = 3600.0,
         timeout_s: float = 3.0,
         client: httpx.AsyncClient | None = None,
         tls: ssl.SSLContext | None = None,
@@ -322,14 +326,19 @@ class PublishedKeys:
         certificate - or by default one trusting the public CAs, made once per process: making
         one costs ~100 ms of CPU, which thousands of first fetches would spend blocking the
         event loop."""
+        if max_stale_s < max_age_s:
+            raise ValueError("keys must be usable unrefreshed at least until they are refreshed")
         self._url = url
         self._min_refresh = min_refresh_s
         self._max_age = max_age_s
+        self._max_stale = max_stale_s
         self._timeout = timeout_s
         self._tls = tls
         self._client = client
         self._keys: dict[str, Any] = {}
         self._fetched_at = float("-inf")
+        self._usable_until = float("-inf")
+        """When the keys last fetched stop being used if no fetch succeeds meanwhile (monotonic)."""
         self._stale_at = float("-inf")
         """When the keys held are to be fetched again (monotonic)."""
         self._fetching: asyncio.Future[None] | None = None
@@ -350,22 +359,30 @@ class PublishedKeys:
                 self._fetched_at = now
                 self._fetching = asyncio.ensure_future(self._fetch())
                 self._fetching.add_done_callback(self._fetched)
-            if self._fetching is not None and not known:
-                await asyncio.shield(self._fetching)  # never fetched, or a key not seen yet
+            if self._fetching is not None and (not known or now >= self._usable_until):
+                # Never fetched, a key not seen yet, or keys held too long to use unrefreshed.
+                await asyncio.shield(self._fetching)
         if kid not in self._keys:
             if self._failed:
                 # Not knowing the key is not knowing it is absent: until a fetch succeeds, the
                 # check cannot be made (503), rather than failed (401).
                 raise KeysUnavailable("The signer's published keys could not be fetched.")
             raise UnknownKey("The signature was made with a key the signer does not publish.")
+        if time.monotonic() >= self._usable_until:
+            raise KeysUnavailable(
+                f"The signer's published keys could not be fetched for {self._max_stale:g} s."
+            )
         return self._keys[kid]
 
     def _fetched(self, fetch: asyncio.Future[None]) -> None:
         self._fetching = None
         failed = fetch.cancelled() or fetch.exception() is not None  # retrieved here, in any case
         self._failed = failed
+        now = time.monotonic()
+        if not failed:
+            self._usable_until = now + self._max_stale
         # Fresh for `max_age_s`; after a failure, the keys last fetched serve until another try.
-        self._stale_at = time.monotonic() + (self._min_refresh if failed else self._max_age)
+        self._stale_at = now + (self._min_refresh if failed else self._max_age)
 
     async def _fetch(self) -> None:
         """The JWKS, read to MAX_DOCUMENT_BYTES and whole within the timeout: a publisher is

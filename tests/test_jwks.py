@@ -14,7 +14,7 @@ from starlette.routing import Route
 from connectors.serving import BackgroundServer
 from connectors.trust import PublishedKeys
 from gateway.auth import ClaimNames, JwksKeys, TokenVerifier
-from gateway.errors import GatewayError
+from gateway.errors import ErrorCode, GatewayError
 
 ISSUER, AUDIENCE = "https://idp.example.test", "childlookup-gateway"
 
@@ -75,6 +75,7 @@ def _verifier(idp, **kwargs):
             idp.url,
             min_refresh_s=kwargs.pop("min_refresh_s", 30),
             max_age_s=kwargs.pop("max_age_s", 300),
+            max_stale_s=kwargs.pop("max_stale_s", 3600),
         )
     )
     return TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE, leeway_s=5, **kwargs)
@@ -156,6 +157,35 @@ async def test_keys_that_cannot_be_fetched_again_are_kept_and_tried_again_later(
 
     assert caller.subject == "while-down"
     assert idp.fetches == 2  # one refresh tried; the next not before min_refresh_s
+
+
+@pytest.mark.anyio
+async def test_keys_not_fetched_again_for_max_stale_s_are_not_used_until_a_fetch_succeeds(idp):
+    """Whoever can keep the gateway from its identity provider must not keep a withdrawn
+    (leaked) key in use by doing so: past `max_stale_s` since the last fetch that succeeded,
+    identity cannot be checked (IDENTITY_UNAVAILABLE), remembered tokens included."""
+    verifier = _verifier(idp, max_age_s=0.2, max_stale_s=0.5, min_refresh_s=0.1)
+    remembered = idp.token("k1")
+    await verifier.authenticate(f"Bearer {remembered}")
+    idp.down = True
+    await anyio.sleep(0.3)
+    caller = await verifier.authenticate(f"Bearer {idp.token('k1', sub='within')}")
+    await anyio.sleep(0.4)
+
+    with pytest.raises(GatewayError) as caught:
+        await verifier.authenticate(f"Bearer {remembered}")
+    assert caught.value.code is ErrorCode.IDENTITY_UNAVAILABLE
+    idp.down = False
+    await anyio.sleep(0.15)  # min_refresh_s since the failed try
+    again = await verifier.authenticate(f"Bearer {idp.token('k1', sub='back')}")
+
+    assert caller.subject == "within"
+    assert again.subject == "back"
+
+
+def test_keys_cannot_be_kept_unrefreshed_for_less_than_their_refresh_interval():
+    with pytest.raises(ValueError, match="usable unrefreshed"):
+        PublishedKeys("http://127.0.0.1:9/jwks", max_age_s=300, max_stale_s=60)
 
 
 async def _until(condition, within_s: float = 5.0) -> None:
