@@ -368,6 +368,8 @@ class Behaviour:
     """A server to send every request on to (307), instead of answering."""
     revision: str | None = None
     """A bundle revision to give instead of the bundle's."""
+    bundles: dict[str, Any] | None = None
+    """Provenance's bundles to give instead of the one bundle and its revision."""
     padding: int = 0
     """Bytes of whitespace to add to each answer."""
     gzip: bool = False
@@ -395,7 +397,8 @@ def opa_rest_app(opa: RealOpa, behaviour: Behaviour) -> Starlette:
         if behaviour.provenance and request.query_params.get("provenance") == "true":
             answer["provenance"] = {
                 "version": "1.20.2",
-                "bundles": {"childlookup": {"revision": behaviour.revision or opa.revision}},
+                "bundles": behaviour.bundles
+                or {"childlookup": {"revision": behaviour.revision or opa.revision}},
             }
         content = json.dumps(answer).encode() + b" " * behaviour.padding
         headers = {"content-type": "application/json"}

@@ -191,11 +191,19 @@ def _revision(body: dict[str, Any], url: str) -> str:
     """The revision of the bundle(s) that answered, from OPA's provenance."""
     provenance = body.get("provenance")
     bundles = provenance.get("bundles") if isinstance(provenance, dict) else None
-    revisions: dict[str, str] = {
-        name: entry["revision"]
-        for name, entry in (bundles or {}).items()
-        if isinstance(entry, dict) and isinstance(entry.get("revision"), str) and entry["revision"]
+    revisions = {
+        name: entry.get("revision") if isinstance(entry, dict) else None
+        for name, entry in (bundles if isinstance(bundles, dict) else {}).items()
     }
+    if unrevised := sorted(
+        str(name) for name, rev in revisions.items() if not rev or not isinstance(rev, str)
+    ):
+        # Not passed over: beside a bundle that has one, the decision would be recorded under a
+        # revision that may not be the rules' that made it.
+        raise PolicyError(
+            f"OPA at {url} answered with bundle {', '.join(map(repr, unrevised))} without a"
+            " revision: build every bundle with `childlookup policy bundle`, which gives it one."
+        )
     if not revisions:
         raise PolicyError(
             f"OPA at {url} answered without a bundle revision: load the policies as a bundle"
@@ -208,5 +216,5 @@ def _revision(body: dict[str, Any], url: str) -> str:
             " characters."
         )
     if len(revisions) == 1:
-        return next(iter(revisions.values()))
+        return str(next(iter(revisions.values())))
     return ", ".join(f"{name}={revision}" for name, revision in sorted(revisions.items()))

@@ -163,6 +163,21 @@ async def test_a_revision_that_cannot_be_recorded_as_it_is_is_a_policy_error(opa
         await decide_both(opa_server(Behaviour(revision=revision)))
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "unrevised", [{"revision": ""}, {}, {"revision": 7}, "r1"], ids=["empty", "none", "int", "str"]
+)
+async def test_a_bundle_answering_without_a_revision_beside_one_with_is_a_policy_error(
+    opa_server, unrevised
+):
+    """Rules pushed through OPA's Policy API beside an unrelated bundle that has a revision: the
+    decisions would be recorded under that bundle's revision, traced to a version that did not
+    make them."""
+    bundles = {"childlookup": unrevised, "unrelated": {"revision": "u-9"}}
+    with pytest.raises(PolicyError, match="'childlookup' without a revision"):
+        await decide_both(opa_server(Behaviour(bundles=bundles)))
+
+
 class _Lines:
     def __init__(self) -> None:
         self.written: list[dict[str, object]] = []
