@@ -13,12 +13,16 @@ The log grows by about 2.4 KB a lookup. Written to a file, it is rotated by size
 (`rotated_decision_logs`). A log that cannot be written (its volume full, its stream closed)
 fails each decision that cannot be logged with a PolicyError, as an unavailable policy does -
 the lookup releases nothing - and says so once (`decision_log_unwritable`) until a write succeeds.
-On stdout (`StreamSink`) a pipe read slowly is waited for, not a log that cannot be written.
+A line a full volume took only in part never has the next line run on into it (`RotatingFile`).
+On stdout (`StreamSink`) a pipe read slowly is waited for by the lookups it holds, without holding
+the event loop; one that takes nothing for a while, or holds too much, is a log that cannot be
+written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import functools
 import json
@@ -30,6 +34,7 @@ import stat
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,8 +60,11 @@ _FOLLOW_S: Final = 1.0
 """How often, at most, a writer checks whether another process rotated the file away."""
 _STAMP: Final = "%Y%m%dT%H%M%SZ"
 _STALL_S: Final = 5.0
-"""Longest a write to stdout waits for a full pipe to take more of a round's lines (`StreamSink`):
-a pipe still draining, however slowly, is waited for; one taking nothing for this long is not."""
+"""Longest lines given to stdout wait for a full pipe to take more of them (`StreamSink`): a pipe
+still draining, however slowly, is waited for; one taking nothing for this long is not."""
+_BACKLOG_BYTES: Final = 1024 * 1024
+"""Most lines (~400 lookups') kept waiting for a full stdout pipe (`StreamSink`): past it a round's
+decisions fail closed at once, rather than memory growing for as long as the reader stalls."""
 
 _logger = logging.getLogger("childlookup.policy")
 
@@ -75,16 +83,23 @@ class RotatingFile:
     still is the file it filled, so two processes never both rotate. Other processes keep
     appending to the renamed file - their lines are kept there - until they notice, at their
     next write a second or more after they last looked, that the base name is another file, and
-    reopen it."""
+    reopen it.
+
+    A write the file takes only in part (its volume full, a size limit) leaves a torn line: see
+    `_append` for how no later line runs on into it."""
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         self._path = path
         self._max_bytes = max_bytes
+        self._regular = False
         self._fd = self._open()
         self._looked = time.monotonic()
 
     def _open(self) -> int:
-        return os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        """Opened to read as well: a write reads the byte before it (`_append`)."""
+        fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        self._regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        return fd
 
     def write(self, text: str) -> None:
         now = time.monotonic()
@@ -92,11 +107,40 @@ class RotatingFile:
             self._looked = now
             if not self._is_current():
                 self._reopen()
-        data = text.encode()
-        while data:
-            data = data[os.write(self._fd, data) :]
-        if self._max_bytes and os.fstat(self._fd).st_size >= self._max_bytes:
+        end = self._append(text.encode())
+        if self._max_bytes and end >= self._max_bytes:
             self._rotate()
+
+    def _append(self, data: bytes) -> int:
+        """Append `data` (whole lines) and return the file's size just after it.
+
+        A write the file took only in part fails (the decisions of its lines are not acted on)
+        and leaves the start of a line with no end. The next line written - by this process or,
+        as likely, another one appending to the same file, which knows nothing of it - would run
+        on from it, and a reader would see one broken line in place of that record. So the file
+        is never cut back (shrinking it under a log shipper tailing it, as Fluent Bit or Vector
+        do, moves its end below the offset the shipper has read to: Fluent Bit takes that as a
+        truncation and ships the whole file again from its start, others read on from the middle
+        of whatever is appended next), and every write checks the byte before it instead, one
+        pread: if it is not a newline, the write's first line ran on from a torn one, and is
+        written again whole. Bytes once appended stay as they were, and every line in the file
+        is either a whole record or one a reader drops as not JSON."""
+        while True:
+            end = self._write_once(data)
+            start = end - len(data)
+            if not self._regular or start <= 0 or os.pread(self._fd, 1, start - 1) == b"\n":
+                return end
+            data = data[: data.index(b"\n") + 1]
+
+    def _write_once(self, data: bytes) -> int:
+        """Append `data` in one write - a second could come after another process's line - and
+        return the file's size just after it. After a write taken in part, a newline ends the
+        torn line at once if the file takes one more byte; if not, that write raises why."""
+        written = os.write(self._fd, data)
+        if written < len(data):
+            os.write(self._fd, b"\n")
+            raise OSError(errno.EIO, f"the decision log took {written} of {len(data)} bytes")
+        return os.lseek(self._fd, 0, os.SEEK_CUR)
 
     def _is_current(self) -> bool:
         """Whether the base name still names the file this process appends to."""
@@ -135,64 +179,156 @@ class RotatingFile:
 
 class StreamSink:
     """A stream (stdout) as the decision log, written straight to its file descriptor, whole lines
-    only.
+    only, without holding the event loop while its reader stalls.
 
-    In a container stdout is a pipe whose reader (the runtime's log driver) can fall behind, and
-    uvloop or a parent process may have made it non-blocking. Written through Python's buffered
-    stream, a full pipe then raised BlockingIOError - every decision of the round failed, for a
-    pipe full for a moment - and a write the pipe took in part left half a line, which the next
-    write ran on into. Here a full pipe is waited for (in the writing thread, the event loop's, as
-    a blocking stdout is) for up to `stall_s`; a pipe that takes nothing for that long is a log
-    that cannot be written (the round's decisions fail closed, TimeoutError), and the rest of a
-    line begun is kept and written first next time, so a reader never sees a line torn. What the
-    process wrote to the stream through Python's buffer is flushed first, so it stays ahead of
-    the decisions logged after it."""
+    In a container stdout is a pipe whose reader (the runtime's log driver) can fall behind. A
+    write waiting on a full pipe in the event loop's thread held every lookup of the process,
+    its health checks and deadlines, for as long as the reader stalled. Here, in an event loop,
+    what the pipe takes now is written and the rest waits in memory for the loop to say the pipe
+    has room: only the lookups whose decisions it holds wait (`DecisionLog.written`), since a
+    decision the log has not taken is not acted on. A pipe that takes nothing for `stall_s` is a
+    log that cannot be written: the decisions waiting fail closed (TimeoutError) and their lines
+    are dropped, but the rest of a line begun, which is written first next time, so a reader
+    never sees a line torn. What waits is bounded: past `backlog_bytes` a round's lines are
+    refused at once (BlockingIOError, failing closed). Where no event loop runs, a write waits
+    for the pipe itself, as long as it keeps taking more (TimeoutError after `stall_s`).
 
-    def __init__(self, stream: TextIO, *, stall_s: float = _STALL_S) -> None:
+    stdout is left blocking or not as it is (other writers share it): a blocking one is written a
+    pipe buffer's worth at a time, each once it says it has room for one, so no write waits. What
+    the process wrote to the stream through Python's buffer is flushed first, so it stays ahead
+    of the decisions logged after it."""
+
+    def __init__(
+        self, stream: TextIO, *, stall_s: float = _STALL_S, backlog_bytes: int = _BACKLOG_BYTES
+    ) -> None:
         self._stream = stream
         self._stall_s = stall_s
-        self._rest = b""
-        """The end of a line the last write stopped in the middle of."""
+        self._most = backlog_bytes
+        self._backlog = bytearray()
+        """What the stream is still to take, in order: maybe the end of a line begun, then lines."""
+        self._begun = False
+        """Whether the stream's last byte ends a line not yet finished (the backlog's first)."""
+        self._taken = 0
+        """Bytes the stream has taken, all told: a batch is taken once this reaches its end."""
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+        """The end of each batch being waited for (counted as `_taken`), and its outcome."""
+        self._moved = 0.0
+        """When the stream last took something, or the first batch now waiting was given."""
+        self._watch: tuple[asyncio.AbstractEventLoop, int, asyncio.TimerHandle] | None = None
 
-    def write(self, text: str) -> None:
+    def write(self, text: str) -> asyncio.Future[None] | None:
+        """Give the stream `text`, whole lines: None once it is all taken, or (in an event loop,
+        the pipe full) a future done when it is, failed if the pipe takes nothing for `stall_s`."""
         fd = self._stream.fileno()  # ValueError once closed: fails closed, as a gone volume
-        while True:
-            try:
-                self._stream.flush()
-                break
-            except BlockingIOError:
-                _wait_writable(fd, self._stall_s)
-        data, continued = self._rest + text.encode(), bool(self._rest)
-        self._rest = b""
-        # A blocking pipe or socket (stdout's default) never says it is full: a write to it waits
-        # as long as its reader stalls. It is written a pipe buffer's worth at a time, each once
-        # the stream says it has room for one, so a stall is seen as on a non-blocking one.
-        bounded = os.get_blocking(fd) and not stat.S_ISREG(os.fstat(fd).st_mode)
-        done = 0
+        data = text.encode()
+        if self._backlog and len(self._backlog) + len(data) > self._most:
+            raise BlockingIOError(errno.EAGAIN, "the stalled stream's backlog is full")
+        if not self._waiting:
+            self._moved = time.monotonic()
+        self._backlog += data
+        end = self._taken + len(self._backlog)
         try:
-            while done < len(data):
-                try:
-                    if bounded:
-                        _wait_writable(fd, self._stall_s)
-                        done += os.write(fd, data[done : done + select.PIPE_BUF])
-                    else:
-                        done += os.write(fd, data[done:])
-                except BlockingIOError:
-                    _wait_writable(fd, self._stall_s)
-        except OSError:
-            begun = data.rfind(b"\n", 0, done) + 1  # where the line being written starts
-            if begun < done or (begun == 0 and continued):
-                self._rest = data[done : data.index(b"\n", done) + 1]
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_through(fd)
+            return None
+        try:
+            self._pump(fd)
+        except OSError as error:
+            self._give_up(error)
+            raise
+        if not self._backlog:
+            return None
+        taken: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((end, taken))
+        if self._watch is None:
+            stall = loop.call_later(self._stall_s, self._check_stall)
+            loop.add_writer(fd, self._on_room, fd)
+            self._watch = (loop, fd, stall)
+        return taken
+
+    def _write_through(self, fd: int) -> None:
+        """Write the backlog, waiting for room (no event loop to wait in)."""
+        try:
+            while True:
+                self._pump(fd)
+                if not self._backlog:
+                    return
+                if not _writable(fd, self._stall_s):
+                    raise TimeoutError(f"the stream took nothing for {self._stall_s} s")
+        except OSError as error:
+            self._give_up(error)
             raise
 
+    def _pump(self, fd: int) -> None:
+        """Write what the stream takes now, without waiting, and settle the batches it took."""
+        try:
+            self._stream.flush()
+        except BlockingIOError:
+            return
+        # A blocking pipe or socket (stdout's default) never says it is full: a write to it waits
+        # as long as its reader stalls. It is written a pipe buffer's worth at a time, each once
+        # it says it has room for one.
+        bounded = os.get_blocking(fd) and not stat.S_ISREG(os.fstat(fd).st_mode)
+        taken = self._taken
+        while self._backlog:
+            if bounded and not _writable(fd, 0):
+                break
+            chunk = self._backlog[: select.PIPE_BUF] if bounded else self._backlog
+            try:
+                done = os.write(fd, chunk)
+            except BlockingIOError:
+                break
+            self._begun = chunk[done - 1] != 10  # b"\n"
+            del self._backlog[:done]
+            self._taken += done
+        if self._taken > taken:
+            self._moved = time.monotonic()
+        while self._waiting and self._waiting[0][0] <= self._taken:
+            self._waiting.popleft()[1].set_result(None)
 
-def _wait_writable(fd: int, stall_s: float) -> None:
-    """Wait until `fd` takes more (or has failed: the write says how); TimeoutError if it has not
-    within `stall_s`."""
+    def _on_room(self, fd: int) -> None:
+        try:
+            self._pump(fd)
+        except OSError as error:
+            self._give_up(error)
+        if not self._backlog:
+            self._unwatch()
+
+    def _check_stall(self) -> None:
+        assert self._watch is not None
+        loop, fd, _ = self._watch
+        idle = time.monotonic() - self._moved
+        if idle < self._stall_s:
+            self._watch = (loop, fd, loop.call_later(self._stall_s - idle, self._check_stall))
+        else:
+            self._give_up(TimeoutError(f"the stream took nothing for {self._stall_s} s"))
+
+    def _give_up(self, error: OSError) -> None:
+        """Fail every batch waiting and drop its lines, but the end of the one begun."""
+        self._unwatch()
+        while self._waiting:
+            taken = self._waiting.popleft()[1]
+            taken.set_exception(error)
+            taken.exception()  # retrieved here too: a lookup cancelled meanwhile never asks
+        if self._begun and self._backlog:
+            del self._backlog[self._backlog.index(b"\n") + 1 :]
+        else:
+            self._backlog.clear()
+
+    def _unwatch(self) -> None:
+        if self._watch is not None:
+            loop, fd, stall = self._watch
+            loop.remove_writer(fd)
+            stall.cancel()
+            self._watch = None
+
+
+def _writable(fd: int, within_s: float) -> bool:
+    """Whether `fd` takes more (or has failed: the write says how) within `within_s`."""
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
-    if not poller.poll(stall_s * 1000):
-        raise TimeoutError(f"the stream took nothing for {stall_s} s")
+    return bool(poller.poll(within_s * 1000))
 
 
 def rotated_decision_logs(target: str, before: datetime) -> list[Path]:
@@ -223,6 +359,8 @@ class DecisionLog:
         self._lock = threading.Lock()
         self._unwritable: Exception | None = None
         """Why the last write failed (its lines are lost), until a write succeeds."""
+        self._outcome: Exception | tuple[asyncio.Future[None], int] | None = None
+        """How the last round's write went: written, refused, or being taken (its lines)."""
 
     @classmethod
     def open(cls, target: str, *, instance: str, max_bytes: int = 0) -> DecisionLog:
@@ -251,10 +389,10 @@ class DecisionLog:
 
     def _write(self, line: str) -> None:
         """Lines logged during one round of the event loop's callbacks are written together when
-        the round ends: one write a round rather than one a decision (a write and a stat, ~5 us,
-        twice a lookup). The round ends before any later step of the lookups that logged them,
-        so a decision is in the log before an audit record naming it is written. With no event
-        loop in this thread the line is written at once."""
+        the round ends: one write a round rather than one a decision (~3 us for a file, a write
+        and a pread, twice a lookup). The round ends before any later step of the lookups that
+        logged them, so a decision is in the log before an audit record naming it is written.
+        With no event loop in this thread the line is written at once."""
         with self._lock:
             self._pending.append(line)
             if len(self._pending) > 1:
@@ -270,32 +408,50 @@ class DecisionLog:
             if not lines or self._sink is None:
                 return
             try:
-                self._sink.write("".join(lines))
+                taking = self._sink.write("".join(lines))
             except (OSError, ValueError) as error:  # a full or gone volume, a closed stream
-                if self._unwritable is None:
-                    _logger.error(
-                        "decision log cannot be written: lookups fail closed until it can",
-                        extra={
-                            "event": "decision_log_unwritable",
-                            "context": {"error": type(error).__name__, "lines_lost": len(lines)},
-                        },
-                    )
-                self._unwritable = error
+                self._failed(error, len(lines))
+                self._outcome = error
             else:
-                self._unwritable = None
+                if isinstance(taking, asyncio.Future):
+                    self._outcome = (taking, len(lines))
+                else:
+                    self._unwritable = self._outcome = None
+
+    def _failed(self, error: Exception, lines: int) -> None:
+        if self._unwritable is None:
+            _logger.error(
+                "decision log cannot be written: lookups fail closed until it can",
+                extra={
+                    "event": "decision_log_unwritable",
+                    "context": {"error": type(error).__name__, "lines_lost": lines},
+                },
+            )
+        self._unwritable = error
 
     async def written(self) -> None:
         """Wait until the lines logged so far are written (the end of this round of the event
-        loop); PolicyError if the log could not take them. A decision that cannot be logged cannot
-        be replayed by an auditor, so it must not be acted on: nothing is released on it."""
+        loop, or, on a stdout pipe that is full, until it takes them); PolicyError if the log
+        could not take them. A decision that cannot be logged cannot be replayed by an auditor,
+        so it must not be acted on: nothing is released on it."""
         if self._sink is None:
             return
         if self._pending:
             await asyncio.sleep(0)  # the round's write (`_write`) runs before this resumes
-        if self._unwritable is not None:
+        outcome = self._outcome
+        if isinstance(outcome, tuple):
+            taking, lines = outcome
+            try:
+                await asyncio.shield(taking)
+            except (OSError, ValueError) as error:
+                self._failed(error, lines)
+                outcome = error
+            else:
+                self._unwritable = outcome = None
+        if outcome is not None:
             raise PolicyError(
                 "The decision log cannot be written"
-                f" ({type(self._unwritable).__name__}), so no decision can be acted on."
+                f" ({type(outcome).__name__}), so no decision can be acted on."
             )
 
     def _head(self, path: str, revision: str) -> str:
