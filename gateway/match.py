@@ -71,8 +71,10 @@ _IDENTIFIER_KINDS = {"nhs_number": MatchMethod.NHS_NUMBER, "upn": MatchMethod.UP
 
 @dataclass(frozen=True)
 class MatchResult:
-    """The stage's verdict. `flagged` says whether any linked or possible record is shielded or
-    restricted, which a demographic search must not reveal (see gateway.shield_safe)."""
+    """The stage's verdict. `shielded_near` and `restricted_near` say whether any linked or
+    possible record is shielded or restricted, which a demographic search must not reveal (see
+    gateway.shield_safe) - and which its audit record keeps when it hides a child it did not
+    single out."""
 
     answers: tuple[SourceAnswer, ...]
     matched: tuple[MatchedRecord, ...]
@@ -80,11 +82,16 @@ class MatchResult:
     possible: dict[str, int]
     ambiguity: Ambiguity | None = None
     """Why the linked records cannot all be one child; None when they can."""
-    flagged: bool = False
+    shielded_near: bool = False
+    restricted_near: bool = False
 
     @property
     def ambiguous(self) -> bool:
         return self.ambiguity is not None
+
+    @property
+    def flagged(self) -> bool:
+        return self.shielded_near or self.restricted_near
 
 
 @dataclass(frozen=True)
@@ -213,7 +220,7 @@ def _by_demographics(
     linked += _linked_by_identifier(linked, candidates)
     linked_keys = {c.key for c in linked}
     possible = [c for c in candidates if c.band is Band.POSSIBLE and c.key not in linked_keys]
-    flagged = any(c.record.flags.shielded or c.record.flags.restricted for c in linked + possible)
+    near = [c.record.flags for c in linked + possible]
     ambiguity = _ambiguity(linked, model)
     matched = () if ambiguity else tuple(_matched(c) for c in linked)
     holding = {c.source for c in linked} if ambiguity else {m.source for m in matched}
@@ -223,7 +230,8 @@ def _by_demographics(
         unmatched={},
         possible=dict(Counter(c.source for c in possible)),
         ambiguity=ambiguity,
-        flagged=flagged,
+        shielded_near=any(flags.shielded for flags in near),
+        restricted_near=any(flags.restricted for flags in near),
     )
 
 

@@ -74,7 +74,7 @@ def merge(
         return tuple(values)
 
     child = MergedChild(
-        nhs_number=pick(FieldId.NHS_NUMBER, _valid_nhs_number),
+        nhs_number=pick(FieldId.NHS_NUMBER, shown_nhs_number),
         name=pick(FieldId.NAME, lambda r: r.name),
         date_of_birth=pick(FieldId.DATE_OF_BIRTH, lambda r: r.date_of_birth),
         sex=pick(FieldId.SEX, lambda r: r.sex),
@@ -107,10 +107,10 @@ def _ranked(
     return sorted(records, key=key)
 
 
-def _valid_nhs_number(record: ConnectorRecord) -> str | None:
+def shown_nhs_number(record: ConnectorRecord) -> str | None:
     """A record's NHS number as the child's only if it is one (`is_normal`): a record linked by
     demographics may carry a mistyped or made-up one, which must not be shown to a practitioner
-    as the child's."""
+    as the child's (nor recorded in the audit as released to them)."""
     value = record.identifiers.nhs_number
     return value if value is not None and is_normal(normalise_nhs_number, value) else None
 

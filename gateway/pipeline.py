@@ -176,6 +176,16 @@ class LookupPipeline:
                 # told of the search as of any lookup, and the audit keeps its flags as they are.
                 reached = await decide(lookup, plan, both)
                 release = replace(release, flags=reached.flags, notify=reached.notify)
+            elif hidden:
+                # Hidden for a child it came near but did not single out (a possible match,
+                # twins): the audit keeps the flags of what it came near, not of the empty answer.
+                flags = release.flags
+                near = replace(
+                    flags,
+                    shielded=flags.shielded or both.shielded_near,
+                    restricted=flags.restricted or both.restricted_near,
+                )
+                release = replace(release, flags=near)
             names = shown_names(plan, release, both.answers)
             child = merge(renamed_release(release, names).records, self._authority, plan.kinds)
         except PolicyError as exc:

@@ -301,6 +301,7 @@ def combined(
                 if source not in mismatched:
                     unmatched[source] = unmatched.get(source, 0) + n
     earlier = {a.source for a in first.answers}
+    returned = _returned(later)
     return MatchResult(
         answers=tuple(
             _joined(a, later.get(a.source), by_demographics and not linked[a.source])
@@ -315,18 +316,20 @@ def combined(
         unmatched=unmatched,
         possible=dict(first.possible),
         ambiguity=ambiguity,
-        flagged=first.flagged or any(_flags(r) for a in later.values() for r in a.records),
+        shielded_near=first.shielded_near or any(r.flags.shielded for r in returned),
+        restricted_near=first.restricted_near or any(r.flags.restricted for r in returned),
     )
 
 
-def _flags(record: ConnectorRecord) -> bool:
-    """Whether `record` is shielded or restricted. Every record a later round's source returned
-    for the identifier it was asked with counts, linked or not, as in gateway.decide: a local
+def _returned(later: Mapping[str, SourceAnswer]) -> list[ConnectorRecord]:
+    """The records a later round's sources returned, whose flags count as the first round's
+    linked and possible records' do. Every record returned for the identifier a source was asked
+    with counts, linked or not, as in gateway.decide: a local
     authority holding the child under its own case id answers the NHS number with a record that
     does not carry it, and its shield is the child's for all the gateway can tell - a demographic
     search that reached it must be hidden, not show the child's location from the other records.
     (A record that contradicted the first round has been dropped with its source.)"""
-    return record.flags.shielded or record.flags.restricted
+    return [record for answer in later.values() for record in answer.records]
 
 
 def _joined(first: SourceAnswer, second: SourceAnswer | None, unlinked: bool) -> SourceAnswer:

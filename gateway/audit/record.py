@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from connectors.protocol import random_id
+from connectors.protocol import FieldId, random_id
 from gateway.audit.notify import owner_notifications
 from gateway.audit.outbox import OutboxEntry, OutboxMessage
 from gateway.audit.pseudonyms import Pseudonymiser
@@ -26,6 +26,7 @@ from gateway.audit.types import (
     utc_now,
 )
 from gateway.identifiers import InvalidIdentifier, normalise_nhs_number, normalise_upn
+from gateway.merge import shown_nhs_number
 from gateway.types import (
     Ambiguity,
     Caller,
@@ -37,6 +38,7 @@ from gateway.types import (
     Plan,
     Purpose,
     Release,
+    ReleasedRecord,
     SourceAnswer,
 )
 
@@ -94,8 +96,10 @@ def lookup_record(
     Sources are recorded as `asked` answered, when given - every round, even those a hidden search
     does not show the caller - else as the caller saw them; each with how it was asked. So is
     what made the linked records ambiguous: `ambiguity` when given, else the result's. The
-    children reached are named by the NHS numbers of the records `linked` (when given: a hidden
-    search's too), else of those the caller was shown."""
+    records `linked` (when given: a hidden search's too, which the caller was not shown), else
+    those the caller was shown, are recorded as matched, and the children reached are named by
+    their NHS numbers: a HIDDEN record says how the search reached the child it hid. A field is
+    recorded released only where the caller was shown it (`_shown`)."""
     access = lookup_access(lookup)
     notices = owner_notifications(
         access, result.audit_id, release.notify if release is not None else ()
@@ -125,10 +129,8 @@ def lookup_record(
             )
             for a in (result.answers if asked is None else asked)
         ],
-        matches=[_match(m, pseudonymiser) for m in result.matched],
-        released=[
-            AuditField(r.matched.source, f.value) for r in released for f in sorted(r.fields)
-        ],
+        matches=[_match(m, pseudonymiser) for m in (result.matched if linked is None else linked)],
+        released=[AuditField(r.matched.source, f.value) for r in released for f in _shown(r)],
         withheld=[AuditField(w.source, w.field.value, w.reason) for w in result.withheld],
         notified=[n.audit for n in notices],
         ambiguity=_ambiguity(ambiguity or result.ambiguity),
@@ -139,6 +141,14 @@ def lookup_record(
         ),
     )
     return AuditedLookup(record, tuple(n.message for n in notices))
+
+
+def _shown(released: ReleasedRecord) -> list[FieldId]:
+    """The fields of `released` the caller was shown, in order: each the policy released, except
+    an NHS number the merge does not show as the child's (`shown_nhs_number`) - an auditor must
+    not read that the caller got a field they did not."""
+    unshown = shown_nhs_number(released.record) is None
+    return [f for f in sorted(released.fields) if not (f is FieldId.NHS_NUMBER and unshown)]
 
 
 def _linked_refs(
