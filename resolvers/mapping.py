@@ -178,7 +178,9 @@ def _child(child: MergedChild) -> gql.Child:
     )
 
 
-def audit_entry(record: dict[str, Any]) -> gql.AuditEntry:
+def audit_entry(record: dict[str, Any], cursor: str = "") -> gql.AuditEntry:
+    """`record` as an auditor reads it; `cursor` reads on after it in the trail it was read from
+    (gateway.audit.pages), empty for a record mapped on its own."""
     access = record["access"]
     return gql.AuditEntry(
         audit_id=strawberry.ID(record["audit_id"]),
@@ -199,6 +201,7 @@ def audit_entry(record: dict[str, Any]) -> gql.AuditEntry:
             for f in record.get("withheld", [])
         ],
         reading=_reading(record.get("read")),
+        cursor=cursor,
     )
 
 
@@ -235,15 +238,15 @@ def owner_history(history: OwnerHistory) -> gql.AccessHistory:
     )
 
 
-def limit_alert(alert: dict[str, str | None]) -> gql.LimitAlert:
-    return gql.LimitAlert(**_alert(alert))
+def limit_alert(alert: dict[str, str | None], cursor: str) -> gql.LimitAlert:
+    return gql.LimitAlert(**_alert(alert), cursor=cursor)
 
 
-def override_alert(alert: dict[str, str | None]) -> gql.OverrideAlert:
-    return gql.OverrideAlert(**_alert(alert), justification=alert["justification"])
+def override_alert(alert: dict[str, str | None], cursor: str) -> gql.OverrideAlert:
+    return gql.OverrideAlert(**_alert(alert), justification=alert["justification"], cursor=cursor)
 
 
-def undelivered_notification(entry: OutboxEntry) -> gql.UndeliveredNotification:
+def undelivered_notification(entry: OutboxEntry, cursor: str) -> gql.UndeliveredNotification:
     return gql.UndeliveredNotification(
         audit_id=strawberry.ID(entry.audit_id),
         agency=entry.source,
@@ -253,6 +256,7 @@ def undelivered_notification(entry: OutboxEntry) -> gql.UndeliveredNotification:
         given_up_at=None
         if entry.finished_at is None
         else datetime.fromtimestamp(entry.finished_at, UTC),
+        cursor=cursor,
     )
 
 

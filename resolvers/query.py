@@ -202,6 +202,15 @@ def _validated(
 _AccessesSince = Annotated[
     datetime | None, strawberry.argument(description="Only accesses from this time on.")
 ]
+_After = Annotated[
+    str | None,
+    strawberry.argument(
+        description=(
+            "Only the entries after this one: the `cursor` of an entry this field gave, for the"
+            " same child, user or feed, unchanged. Anything else is refused (BAD_USER_INPUT)."
+        )
+    ),
+]
 
 
 _ChildNhsNumber = Annotated[
@@ -218,10 +227,11 @@ MAX_SUBJECT_CHARS = 256
 MAX_READ = 1000
 """The most entries one reading of a trail or feed gives, oldest first: a child's trail can be
 flooded (each auditor's reading adds to it), and a script hammering the API is alerted at every
-call. The rest is read on from the last entry's time (`READ_ON`)."""
+call. The rest is read on after the last entry (`READ_ON`, gateway.audit.pages)."""
 READ_ON = (
-    f"at most {MAX_READ}: to read on, ask again with `since` set to the last one's `at` (any at"
-    " that very time come again)"
+    f"at most {MAX_READ}: to read on, ask again with `after` set to the last one's `cursor`, until"
+    f" fewer than {MAX_READ} come back (`since` set to the last one's `at` gives those at that"
+    f" very time again, and cannot get past {MAX_READ} at one time)"
 )
 
 
@@ -230,12 +240,13 @@ async def resolve_audit_trail(
     nhs_number: _ChildNhsNumber = None,
     upn: _ChildUpn = None,
     since: _AccessesSince = None,
+    after: _After = None,
 ) -> list[AuditEntry]:
     context = info.context
     caller = context.signed_in()
     child = _named_child(nhs_number, upn)
-    records = await context.audit_trail.for_child(caller, child, since, limit=MAX_READ)
-    return [audit_entry(r) for r in records]
+    page = await context.audit_trail.for_child(caller, child, since, MAX_READ, after)
+    return [audit_entry(r, cursor) for r, cursor in page.with_cursors()]
 
 
 def _named_child(nhs_number: str | None, upn: str | None) -> tuple[ChildKind, str]:
@@ -254,6 +265,7 @@ async def resolve_user_audit_trail(
         ),
     ],
     since: _AccessesSince = None,
+    after: _After = None,
 ) -> list[AuditEntry]:
     context = info.context
     caller = context.signed_in()
@@ -265,8 +277,8 @@ async def resolve_user_audit_trail(
             f"Name the user by their account, as an entry or alert shows it: printable, at most"
             f" {MAX_SUBJECT_CHARS} characters.",
         )
-    records = await context.audit_trail.for_user(caller, subject, since, limit=MAX_READ)
-    return [audit_entry(r) for r in records]
+    page = await context.audit_trail.for_user(caller, subject, since, MAX_READ, after)
+    return [audit_entry(r, cursor) for r, cursor in page.with_cursors()]
 
 
 async def resolve_override_alerts(
@@ -274,11 +286,12 @@ async def resolve_override_alerts(
     since: Annotated[
         datetime | None, strawberry.argument(description="Only overrides from this time on.")
     ] = None,
+    after: _After = None,
 ) -> list[OverrideAlert]:
     context = info.context
     caller = context.signed_in()
-    alerts = await context.audit_trail.alerts(caller, since, limit=MAX_READ)
-    return [override_alert(a) for a in alerts]
+    page = await context.audit_trail.alerts(caller, since, limit=MAX_READ, after=after)
+    return [override_alert(a, cursor) for a, cursor in page.with_cursors()]
 
 
 async def resolve_limit_alerts(
@@ -286,20 +299,24 @@ async def resolve_limit_alerts(
     since: Annotated[
         datetime | None, strawberry.argument(description="Only refusals from this time on.")
     ] = None,
+    after: _After = None,
 ) -> list[LimitAlert]:
     context = info.context
     caller = context.signed_in()
-    alerts = await context.audit_trail.alerts(caller, since, kinds=LIMIT_ALERTS, limit=MAX_READ)
-    return [limit_alert(a) for a in alerts]
+    page = await context.audit_trail.alerts(
+        caller, since, kinds=LIMIT_ALERTS, limit=MAX_READ, after=after
+    )
+    return [limit_alert(a, cursor) for a, cursor in page.with_cursors()]
 
 
 async def resolve_undelivered_notifications(
     info: Info[RequestContext, None],
+    after: _After = None,
 ) -> list[UndeliveredNotification]:
     context = info.context
     caller = context.signed_in()
-    entries = await context.audit_trail.undelivered(caller, MAX_READ)
-    return [undelivered_notification(e) for e in entries]
+    page = await context.audit_trail.undelivered(caller, MAX_READ, after)
+    return [undelivered_notification(e, cursor) for e, cursor in page.with_cursors()]
 
 
 async def resolve_access_history(
@@ -377,9 +394,10 @@ class Query:
         description=(
             "Auditors only: the owner notifications the gateway gave up delivering and no operator"
             " has sent again or closed as passed on by other means, the first given up on first,"
-            f" at most {MAX_READ} - each agency that was not told of a lookup of a child it holds a"
-            " record of, and has to be told some other way. Names the lookup's audit record and the"
-            " agency, never the child. Reading it is itself audited."
+            f" at most {MAX_READ}: to read on, ask again with `after` set to the last one's"
+            " `cursor`, until fewer come back - each agency that was not told of a lookup of a"
+            " child it holds a record of, and has to be told some other way. Names the lookup's"
+            " audit record and the agency, never the child. Reading it is itself audited."
         ),
     )
     access_history: AccessHistoryType = strawberry.field(

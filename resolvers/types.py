@@ -869,6 +869,12 @@ class ChildLookup:
     )
 
 
+CURSOR_DESCRIPTION = (
+    "Where this entry stands in the list: give it as `after`, for the same child, user or feed,"
+    " to read on from the one after it. Opaque: use it as given."
+)
+
+
 @strawberry.type(description="One recorded access to a child, for auditors. No child data.")
 class AuditEntry:
     audit_id: strawberry.ID = strawberry.field(description="The audit record's id.")
@@ -904,6 +910,7 @@ class AuditEntry:
             " it covered. Null for anything else, and for readings recorded before 2026-11-29."
         ),
     )
+    cursor: str = strawberry.field(description=CURSOR_DESCRIPTION)
 
 
 @strawberry.type(
@@ -996,6 +1003,7 @@ class OverrideAlert:
             " reasons were kept."
         )
     )
+    cursor: str = strawberry.field(description=CURSOR_DESCRIPTION)
 
 
 @strawberry.type(
@@ -1018,6 +1026,7 @@ class LimitAlert:
     subject: str = strawberry.field(description="Who was refused (the practitioner's account).")
     role: str = strawberry.field(description="Their role.")
     organisation: str = strawberry.field(description="Their organisation.")
+    cursor: str = strawberry.field(description=CURSOR_DESCRIPTION)
 
 
 @strawberry.type(
@@ -1045,3 +1054,4 @@ class UndeliveredNotification:
         description="When it was queued with the lookup's audit record, or queued again."
     )
     given_up_at: datetime | None = strawberry.field(description="When delivery was given up.")
+    cursor: str = strawberry.field(description=CURSOR_DESCRIPTION)

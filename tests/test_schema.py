@@ -68,7 +68,7 @@ def test_there_is_no_list_or_search_all_query():
     # user's trail, the override and limit alerts, the undelivered notifications) carry no child's
     # identity or data.
     for feed in ("userAuditTrail", "overrideAlerts", "limitAlerts", "undeliveredNotifications"):
-        assert not query.fields[feed].args.keys() - {"since", "subject"}
+        assert not query.fields[feed].args.keys() - {"since", "after", "subject"}
         assert str(query.fields[feed].type) in (
             "[AuditEntry!]!",
             "[OverrideAlert!]!",
@@ -78,9 +78,9 @@ def test_there_is_no_list_or_search_all_query():
     for entry in ("AuditEntry", "OverrideAlert", "LimitAlert", "UndeliveredNotification"):
         fields = set(build_schema()._schema.type_map[entry].fields)
         assert not fields & {"child", "nhsNumber", "upn", "dateOfBirth", "address"}
-    for by_child, other in (("auditTrail", "since"), ("accessHistory", "limit")):
+    for by_child, others in (("auditTrail", {"since", "after"}), ("accessHistory", {"limit"})):
         args = query.fields[by_child].args
-        assert set(args) == {"nhsNumber", "upn", other}  # one of the two: IDENTIFY_ONE_WAY
+        assert set(args) == {"nhsNumber", "upn", *others}  # one of the two: IDENTIFY_ONE_WAY
         assert {str(args[name].type) for name in ("nhsNumber", "upn")} == {"String"}
     child_args = query.fields["child"].args
     assert {"nhsNumber", "upn", "demographics"} <= set(child_args)

@@ -95,12 +95,18 @@ ENTRY_COLUMNS = (
 """An `OutboxEntry`'s columns, in its order (`outbox_entries`); `{payload}` is `payload`, or
 `NULL` where the message must not be read."""
 
-DEAD_LETTERS_QUERY = (
-    f"SELECT {ENTRY_COLUMNS.format(payload='NULL')} FROM notification_outbox"  # noqa: S608
-    " WHERE state = 'DEAD' ORDER BY finished_at, message_id LIMIT %s"
-)
-"""The dead letters, the first given up on first, at most a number, never their payloads: what an
-auditor is shown of them names the lookup and the agency, never what the agency was to be told."""
+
+def dead_letters_query(*, after: bool) -> str:
+    """The dead letters, the first given up on first, at most a number (the last parameter), never
+    their payloads: what an auditor is shown of them names the lookup and the agency, never what
+    the agency was to be told. With `after`, only those strictly after a position
+    (gateway.audit.pages.LetterPosition: its time and message id, the first two parameters), by
+    the same comparison as the order."""
+    position = " AND (finished_at, message_id) > (%s, %s)" if after else ""
+    return (
+        f"SELECT {ENTRY_COLUMNS.format(payload='NULL')} FROM notification_outbox"  # noqa: S608
+        f" WHERE state = 'DEAD'{position} ORDER BY finished_at, message_id LIMIT %s"
+    )
 
 
 def pass_on_statement(count: int) -> str:

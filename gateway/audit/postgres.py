@@ -56,26 +56,29 @@ from gateway.audit.checkpoints import GENESIS, Checkpoint, CheckpointKeys, canon
 from gateway.audit.group_commit import GroupCommit
 from gateway.audit.migrations import advisory_key, check_schema_name
 from gateway.audit.outbox import (
-    DEAD_LETTERS_QUERY,
     OutboxEntry,
     OutboxMessage,
     OutboxRows,
+    dead_letters_query,
     outbox_entries,
     pass_on_statement,
 )
+from gateway.audit.pages import LetterPosition, LogPosition
 from gateway.audit.queries import (
+    ALERT_KEYS,
     CHILDREN_SEEN_QUERY,
     LATEST_SIGNED_QUERY,
     LINK_INSERT,
     SEGMENT_QUERIES,
     SEGMENT_RECORDS,
+    alerts_query,
     children_seen,
     link_rows,
     of_child,
     records_query,
 )
 from gateway.audit.segments import ArchivedSegment, SegmentRows
-from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now
+from gateway.audit.types import AuditRecord, AuditUnavailable, utc_now, utc_text
 
 T = TypeVar("T")
 
@@ -448,9 +451,13 @@ class PostgresAuditStore:
                         for m in notifications
                     ],
                 )
-            if last // self._checkpoint_every != before // self._checkpoint_every:
-                # Sign a checkpoint whenever this batch crossed a multiple of checkpoint_every.
-                await self._checkpoint(cur, last, previous)
+        if last // self._checkpoint_every != before // self._checkpoint_every:
+            # Sign a checkpoint whenever this batch crossed a multiple of checkpoint_every. On a
+            # cursor of its own: in the pipeline, the cursor that had just run `executemany` (the
+            # alerts, the outbox) now and then handed the checkpoint's SELECT an INSERT's result
+            # ("the last operation didn't produce records"), failing the whole batch.
+            async with conn.cursor() as own:
+                await self._checkpoint(own, last, previous)
 
     def pass_on(
         self,
@@ -640,12 +647,33 @@ class PostgresAuditStore:
     ) -> list[dict[str, Any]]:
         """Read back records, oldest first, optionally for one child (by any of its pseudonyms),
         one user, or since a time."""
+        found = self.positioned_records(
+            child_refs=child_refs, subject=subject, since=since, limit=limit
+        )
+        return [body for _, body in found]
+
+    def positioned_records(
+        self,
+        *,
+        child_refs: Sequence[str] = (),
+        subject: str | None = None,
+        since: datetime | None = None,
+        after: LogPosition | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[LogPosition, dict[str, Any]]]:
+        """`records` strictly after a position, each with its own: the time in UTC, as text
+        (`_compared` reads it back)."""
         statement, params = records_query(
-            child_refs=child_refs, subject=subject, since=since, limit=limit, postgres=True
+            child_refs=child_refs,
+            subject=subject,
+            since=since,
+            after=_compared(after),
+            limit=limit,
+            postgres=True,
         )
         with self._read() as conn:
             rows = conn.execute(statement, params).fetchall()
-        return [json.loads(body) for (body,) in rows]
+        return [((utc_text(at), seq), json.loads(body)) for at, seq, body in rows]
 
     def notified_records(
         self, child_refs: Sequence[str], sources: Sequence[str], limit: int
@@ -668,16 +696,31 @@ class PostgresAuditStore:
         limit: int | None = None,
     ) -> list[dict[str, str | None]]:
         """The alerts feed (`AuditStore.alerts`). It names no child."""
-        chosen = None if kinds is None else list(kinds)
+        return [alert for _, alert in self.positioned_alerts(since, kinds, limit=limit)]
+
+    def positioned_alerts(
+        self,
+        since: datetime | None = None,
+        kinds: Collection[str] | None = None,
+        after: LogPosition | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[LogPosition, dict[str, str | None]]]:
+        """`alerts` strictly after a position, each with its own."""
+        statement = alerts_query(
+            None if kinds is None else "kind = ANY(%s)", after=after is not None
+        )
+        params = (
+            since or datetime.min.replace(tzinfo=UTC),
+            *(() if kinds is None else (list(kinds),)),
+            *(_compared(after) or ()),
+            limit,  # NULL: no limit
+        )
         with self._read() as conn:
-            rows = conn.execute(
-                "SELECT at, kind, audit_id, subject, role, organisation, justification"
-                " FROM audit_alert WHERE at >= %s AND (%s::text[] IS NULL OR kind = ANY(%s))"
-                " ORDER BY at, seq LIMIT %s",  # NULL: no limit
-                (since or datetime.min.replace(tzinfo=UTC), chosen, chosen, limit),
-            ).fetchall()
-        keys = ("kind", "audit_id", "subject", "role", "organisation", "justification")
-        return [{"at": at.isoformat()} | dict(zip(keys, rest, strict=True)) for at, *rest in rows]
+            rows = conn.execute(statement, params).fetchall()
+        return [
+            ((utc_text(at), seq), {"at": at.isoformat()} | dict(zip(ALERT_KEYS, rest, strict=True)))
+            for at, seq, *rest in rows
+        ]
 
     def children_seen(self, subject: str, since: datetime) -> dict[str, set[str]]:
         """The children a user looked up (and was answered about) since a time, with their links
@@ -685,10 +728,11 @@ class PostgresAuditStore:
         with self._read() as conn:
             return children_seen(_runner(conn)(_CHILDREN_SEEN, (subject, since)))
 
-    def dead_letters(self, limit: int) -> list[OutboxEntry]:
+    def dead_letters(self, limit: int, after: LetterPosition | None = None) -> list[OutboxEntry]:
         """Owner notifications given up on, the first given up on first, without payloads."""
+        statement = dead_letters_query(after=after is not None)
         with self._read() as conn:
-            return outbox_entries(_runner(conn)(DEAD_LETTERS_QUERY, (limit,)))
+            return outbox_entries(_runner(conn)(statement, (*(after or ()), limit)))
 
     def close(self) -> None:
         with self._start:
@@ -756,6 +800,11 @@ class PostgresAuditStore:
                 "archiving deletes from the audit log, which the gateways' writer role may not:"
                 f" run it as the owner of schema {self.schema} ({' '.join(str(exc).split())})"
             ) from exc
+
+
+def _compared(after: LogPosition | None) -> tuple[datetime, int] | None:
+    """A position as PostgreSQL compares it: the time `timestamptz` holds, to the microsecond."""
+    return None if after is None else (datetime.fromisoformat(after[0]), after[1])
 
 
 def _runner(conn: psycopg.Connection[Any]) -> Run:

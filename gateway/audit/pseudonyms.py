@@ -75,6 +75,11 @@ class Pseudonymiser:
         previous key's."""
         return tuple(_ref(key, kind, value) for key in (self._key, *self._previous))
 
+    def derived_keys(self, purpose: str) -> tuple[bytes, ...]:
+        """Keys for another use of the audit key (`derive_key`), never the pseudonyms' own: the
+        current key's, then each previous key's."""
+        return tuple(derive_key(key, purpose) for key in (self._key, *self._previous))
+
     def child_ref(self, query: LookupQuery) -> str:
         """The pseudonym a lookup is counted and audited under: keyed on its one identifier, or
         on the normalised demographics, so the same search by the same means is the same child."""

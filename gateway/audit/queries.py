@@ -26,13 +26,15 @@ def records_query(
     child_refs: Sequence[str],
     subject: str | None,
     since: object | None,
+    after: tuple[object, int] | None = None,
     limit: int,
     postgres: bool = False,
 ) -> tuple[str, Sequence[object]]:
-    """`SELECT body ...` with `%s` placeholders and its parameters, oldest first (by time, then
-    by place in the log); a child by any
-    of its pseudonyms (`child_refs`: one per audit key, current and previous), whether looked up
-    by it or reaching it; `since` is given in the form the store's driver compares times in."""
+    """`SELECT at, seq, body ...` with `%s` placeholders and its parameters, oldest first (by
+    time, then by place in the log); a child by any of its pseudonyms (`child_refs`: one per audit
+    key, current and previous), whether looked up by it or reaching it; `since` and the time in
+    `after` (a position, `gateway.audit.pages.LogPosition`: only records strictly after it) given
+    in the form the store's driver compares times in."""
     conditions: list[tuple[str, Sequence[object]]] = []
     if child_refs:
         marks = ", ".join(["%s"] * len(child_refs))
@@ -40,13 +42,35 @@ def records_query(
     for column, value in (("subject = %s", subject), ("at >= %s", since)):
         if value is not None:
             conditions.append((column, (value,)))
-    statement = "SELECT body FROM audit_log"
+    if after is not None:
+        conditions.append((AFTER, after))
+    statement = "SELECT at, seq, body FROM audit_log"
     if conditions:
         statement += " WHERE " + " AND ".join(column for column, _ in conditions)
     params = [value for _, values in conditions for value in values]
     # In time order, as `since` filters: read on from the last one's time, a record with a later
     # seq but an earlier time (another gateway's clock, a commit overtaken) is never skipped.
     return statement + " ORDER BY at, seq LIMIT %s", (*params, limit)
+
+
+AFTER: Final = "(at, seq) > (%s, %s)"
+"""Strictly after a position in `ORDER BY at, seq` (gateway.audit.pages.LogPosition): the same
+comparison as the order, in either store, so that no entry is read twice or skipped."""
+
+
+def alerts_query(kinds: str | None, *, after: bool) -> str:
+    """`SELECT at, seq, kind, ...` of the alerts feed, oldest first, with `%s` placeholders for:
+    the time it starts at; the kinds when `kinds` (the store's condition on them) is given; the
+    position it reads on after (`AFTER`) when `after`; then the limit."""
+    conditions = ["at >= %s", *([] if kinds is None else [kinds]), *([AFTER] if after else [])]
+    return (
+        "SELECT at, seq, kind, audit_id, subject, role, organisation, justification"  # noqa: S608
+        f" FROM audit_alert WHERE {' AND '.join(conditions)} ORDER BY at, seq LIMIT %s"
+    )
+
+
+ALERT_KEYS: Final = ("kind", "audit_id", "subject", "role", "organisation", "justification")
+"""The alert's fields after its time and `seq`, in `alerts_query`'s order."""
 
 
 LINK_INSERT: Final = "INSERT INTO audit_log_link (audit_id, child_ref) VALUES (%s, %s)"

@@ -44,19 +44,22 @@ from gateway.audit.chain import (
 from gateway.audit.checkpoints import GENESIS, Checkpoint, CheckpointKeys, canonical_time
 from gateway.audit.group_commit import GroupCommit
 from gateway.audit.outbox import (
-    DEAD_LETTERS_QUERY,
     OutboxEntry,
     OutboxMessage,
     OutboxRows,
+    dead_letters_query,
     outbox_entries,
     pass_on_statement,
 )
+from gateway.audit.pages import LetterPosition, LogPosition
 from gateway.audit.queries import (
+    ALERT_KEYS,
     CHILDREN_SEEN_QUERY,
     LATEST_SIGNED_QUERY,
     LINK_INSERT,
     SEGMENT_QUERIES,
     SEGMENT_RECORDS,
+    alerts_query,
     children_seen,
     link_rows,
     of_child,
@@ -604,15 +607,32 @@ class SqliteAuditStore:
     ) -> list[dict[str, Any]]:
         """Read back records, oldest first, optionally for one child (by any of its pseudonyms),
         one user, or since a time."""
+        found = self.positioned_records(
+            child_refs=child_refs, subject=subject, since=since, limit=limit
+        )
+        return [body for _, body in found]
+
+    def positioned_records(
+        self,
+        *,
+        child_refs: Sequence[str] = (),
+        subject: str | None = None,
+        since: datetime | None = None,
+        after: LogPosition | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[LogPosition, dict[str, Any]]]:
+        """`records` strictly after a position, each with its own: the time is the text the log
+        keeps, compared as it is ordered."""
         statement, params = records_query(
             child_refs=child_refs,
             subject=subject,
             since=None if since is None else utc_text(since),
+            after=after,
             limit=limit,
         )
         with self._lock:
             rows = self._conn.execute(_for_sqlite(statement), params).fetchall()
-        return [json.loads(body) for (body,) in rows]
+        return [((at, seq), json.loads(body)) for at, seq, body in rows]
 
     def notified_records(
         self, child_refs: Sequence[str], sources: Sequence[str], limit: int
@@ -640,21 +660,33 @@ class SqliteAuditStore:
         """The alerts feed (`AuditStore.alerts`). The justification is the gateway's normalised
         text, None in alerts written before it was kept or when none was given. It names no
         child: the audit record, behind its own access controls, does that."""
-        keys = ("at", "kind", "audit_id", "subject", "role", "organisation", "justification")
-        chosen = None if kinds is None else json.dumps(list(kinds))
+        return [alert for _, alert in self.positioned_alerts(since, kinds, limit=limit)]
+
+    def positioned_alerts(
+        self,
+        since: datetime | None = None,
+        kinds: Collection[str] | None = None,
+        after: LogPosition | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[LogPosition, dict[str, str | None]]]:
+        """`alerts` strictly after a position, each with its own."""
+        chosen = () if kinds is None else (json.dumps(list(kinds)),)
+        statement = alerts_query(
+            None if kinds is None else "kind IN (SELECT value FROM json_each(%s))",
+            after=after is not None,
+        )
+        params = (
+            utc_text(since or datetime.min.replace(tzinfo=UTC)),
+            *chosen,
+            *(after or ()),
+            -1 if limit is None else limit,  # -1: no limit
+        )
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT at, kind, audit_id, subject, role, organisation, justification"
-                " FROM audit_alert WHERE at >= ?1"
-                " AND (?2 IS NULL OR kind IN (SELECT value FROM json_each(?2))) ORDER BY at, seq"
-                " LIMIT ?3",  # -1: no limit
-                (
-                    utc_text(since or datetime.min.replace(tzinfo=UTC)),
-                    chosen,
-                    -1 if limit is None else limit,
-                ),
-            ).fetchall()
-        return [dict(zip(keys, row, strict=True)) for row in rows]
+            rows = self._run(statement, params)
+        return [
+            ((at, seq), {"at": at} | dict(zip(ALERT_KEYS, rest, strict=True)))
+            for at, seq, *rest in rows
+        ]
 
     def children_seen(self, subject: str, since: datetime) -> dict[str, set[str]]:
         """The children a user looked up (and was answered about) since a time, with their links
@@ -662,10 +694,11 @@ class SqliteAuditStore:
         with self._lock:
             return children_seen(self._run(_CHILDREN_SEEN, (subject, utc_text(since))))
 
-    def dead_letters(self, limit: int) -> list[OutboxEntry]:
+    def dead_letters(self, limit: int, after: LetterPosition | None = None) -> list[OutboxEntry]:
         """Owner notifications given up on, the first given up on first, without payloads."""
+        statement = dead_letters_query(after=after is not None)
         with self._lock:
-            return outbox_entries(self._run(DEAD_LETTERS_QUERY, (limit,)))
+            return outbox_entries(self._run(statement, (*(after or ()), limit)))
 
     def close(self) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ from gateway.audit.checkpoints import (
 )
 from gateway.audit.migrations import require_current
 from gateway.audit.outbox import Outbox, OutboxEntry, OutboxMessage
+from gateway.audit.pages import LetterPosition, LogPosition
 from gateway.audit.postgres import PostgresAuditStore, PostgresOutbox
 from gateway.audit.pseudonyms import audit_key, derive_key, previous_audit_keys
 from gateway.audit.segments import ArchivedSegment, SegmentRows
@@ -93,6 +94,19 @@ class AuditStore(Protocol):
         audit key), one user, or since a time."""
         ...
 
+    def positioned_records(
+        self,
+        *,
+        child_refs: Sequence[str] = (),
+        subject: str | None = None,
+        since: datetime | None = None,
+        after: LogPosition | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[LogPosition, dict[str, Any]]]:
+        """`records`, only those strictly after `after` when given, each with its position: what
+        an auditor reads a page at a time (gateway.audit.pages)."""
+        ...
+
     def notified_records(
         self, child_refs: Sequence[str], sources: Sequence[str], limit: int
     ) -> list[dict[str, Any]]:
@@ -113,16 +127,26 @@ class AuditStore(Protocol):
         governance. Who, when, and which audit record to read: it names no child."""
         ...
 
+    def positioned_alerts(
+        self,
+        since: datetime | None = None,
+        kinds: Collection[str] | None = None,
+        after: LogPosition | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[LogPosition, dict[str, str | None]]]:
+        """`alerts`, only those strictly after `after` when given, each with its position."""
+        ...
+
     def children_seen(self, subject: str, since: datetime) -> dict[str, set[str]]:
         """The pseudonyms of the children a user looked up (and was answered about) since a time,
         each with the pseudonyms the records its lookups reached link it to: a child looked up by
         NHS number and by UPN is one child (gateway.limits.ChildrenSeen)."""
         ...
 
-    def dead_letters(self, limit: int) -> list[OutboxEntry]:
+    def dead_letters(self, limit: int, after: LetterPosition | None = None) -> list[OutboxEntry]:
         """Owner notifications given up on, and neither sent again nor closed as passed on, the
-        first given up on first, at most `limit`, without their payloads
-        (gateway.audit.outbox.DEAD_LETTERS_QUERY)."""
+        first given up on first, at most `limit`, only those strictly after `after` when given,
+        without their payloads (gateway.audit.outbox.dead_letters_query)."""
         ...
 
     def close(self) -> None: ...

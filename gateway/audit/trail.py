@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from connectors.protocol import random_id
 from gateway.audit.outbox import OutboxEntry
+from gateway.audit.pages import CURSOR_PURPOSE, Cursors, LetterPosition, LogPosition, Page
 from gateway.audit.pseudonyms import Pseudonymiser
 from gateway.audit.queries import AUDIT_TRAIL_VIEWED
 from gateway.audit.record import access_by
@@ -66,6 +67,7 @@ class AuditTrail:
         self._pseudonymiser = pseudonymiser
         self._auditor_roles = frozenset(auditor_roles)
         self._limits = limits
+        self._cursors = Cursors(pseudonymiser.derived_keys(CURSOR_PURPOSE))
 
     async def for_child(
         self,
@@ -73,27 +75,40 @@ class AuditTrail:
         identifier: tuple[ChildKind, str],
         since: datetime | None,
         limit: int,
-    ) -> list[dict[str, Any]]:
+        after: str | None = None,
+    ) -> Page[dict[str, Any]]:
         """Every recorded access to the child `identifier` names (as `named_child` gives it),
-        oldest first; refused to anyone not an auditor, and to an auditor at a usage limit."""
+        oldest first, from `since`, strictly after the entry whose cursor `after` is; refused to
+        anyone not an auditor, and to an auditor at a usage limit."""
         self._check_auditor(caller)
         child_refs = self._pseudonymiser.refs(*identifier)
-        reading = AuditReading(_text(since))
+        feed = f"auditTrail:{child_refs[0]}"
+        position = None if after is None else self._cursors.log_position(feed, after)
+        reading = AuditReading(_read_from(since, position))
         # Counted as a lookup by the same identifier is (`Pseudonymiser.child_ref`): a child the
         # auditor looked up, or read the trail of, today is no second child.
         await self._admit(caller, child_refs[0], reading)
         records = await read_log(
-            lambda: self._audit.records(child_refs=child_refs, since=since, limit=limit)
+            lambda: self._audit.positioned_records(
+                child_refs=child_refs, since=since, after=position, limit=limit
+            )
         )
         await self._reviewed(caller, AUDIT_TRAIL_VIEWED, reading, child_ref=child_refs[0])
-        return records
+        return self._page(feed, records)
 
     async def for_user(
-        self, caller: Caller, subject: str, since: datetime | None, limit: int
-    ) -> list[dict[str, Any]]:
-        """Every recorded access by this user (their account, `subject`), oldest first; refused
-        to anyone not an auditor."""
+        self,
+        caller: Caller,
+        subject: str,
+        since: datetime | None,
+        limit: int,
+        after: str | None = None,
+    ) -> Page[dict[str, Any]]:
+        """Every recorded access by this user (their account, `subject`), oldest first, as
+        `for_child` reads them; refused to anyone not an auditor."""
         self._check_auditor(caller)
+        feed = f"userAuditTrail:{subject}"
+        position = None if after is None else self._cursors.log_position(feed, after)
         named = holds_child_identifier(subject)
         if named and not await read_log(lambda: self._audit.records(subject=subject, limit=1)):
             # The reading's record keeps the subject, shown to every auditor after: no child may
@@ -104,12 +119,14 @@ class AuditTrail:
                 "No user has that account, which reads as a child's NHS number or UPN: name the"
                 " user by their account, as an entry or alert shows it.",
             )
-        reading = AuditReading(_text(since), subject=subject)
+        reading = AuditReading(_read_from(since, position), subject=subject)
         records = await read_log(
-            lambda: self._audit.records(subject=subject, since=since, limit=limit)
+            lambda: self._audit.positioned_records(
+                subject=subject, since=since, after=position, limit=limit
+            )
         )
         await self._reviewed(caller, USER_TRAIL_VIEWED, reading)
-        return records
+        return self._page(feed, records)
 
     async def alerts(
         self,
@@ -117,25 +134,43 @@ class AuditTrail:
         since: datetime | None,
         kinds: Collection[str] = BREAK_GLASS_ALERTS,
         limit: int | None = None,
-    ) -> list[dict[str, str | None]]:
-        """The alerts of `kinds` since a time, oldest first, at most `limit`, naming no child: by
-        default the break-glass overrides and the attempts the policy refused. Refused to anyone
-        not an auditor."""
+        after: str | None = None,
+    ) -> Page[dict[str, str | None]]:
+        """The alerts of `kinds` since a time, oldest first, at most `limit`, strictly after the
+        one whose cursor `after` is, naming no child: by default the break-glass overrides and
+        the attempts the policy refused. Refused to anyone not an auditor."""
         self._check_auditor(caller)
-        reading = AuditReading(_text(since), alert_kinds=sorted(kinds))
-        alerts = await read_log(lambda: self._audit.alerts(since=since, kinds=kinds, limit=limit))
+        feed = "alerts:" + ",".join(sorted(kinds))
+        position = None if after is None else self._cursors.log_position(feed, after)
+        reading = AuditReading(_read_from(since, position), alert_kinds=sorted(kinds))
+        alerts = await read_log(
+            lambda: self._audit.positioned_alerts(
+                since=since, kinds=kinds, after=position, limit=limit
+            )
+        )
         await self._reviewed(caller, ALERTS_VIEWED, reading)
-        return alerts
+        return self._page(feed, alerts)
 
-    async def undelivered(self, caller: Caller, limit: int) -> list[OutboxEntry]:
+    async def undelivered(
+        self, caller: Caller, limit: int, after: str | None = None
+    ) -> Page[OutboxEntry]:
         """Owner notifications given up on, and neither sent again nor closed as passed on, the
-        first given up on first, at most `limit`, without their payloads; refused to anyone not an
-        auditor. An agency not told of a lookup of a child it holds a record of must be told some
-        other way."""
+        first given up on first, at most `limit`, strictly after the one whose cursor `after` is,
+        without their payloads; refused to anyone not an auditor. An agency not told of a lookup
+        of a child it holds a record of must be told some other way."""
         self._check_auditor(caller)
-        entries = await read_log(lambda: self._audit.dead_letters(limit))
+        feed = "undeliveredNotifications"
+        position = None if after is None else self._cursors.letter_position(feed, after)
+        entries = await read_log(lambda: self._audit.dead_letters(limit, after=position))
         await self._reviewed(caller, UNDELIVERED_VIEWED, None)
-        return entries
+        return self._page(feed, [(_given_up(entry), entry) for entry in entries])
+
+    def _page(self, feed: str, found: Sequence[tuple[LogPosition | LetterPosition, T]]) -> Page[T]:
+        """The entries read, each with the cursor that reads on after it in `feed`."""
+        return Page(
+            entries=[entry for _, entry in found],
+            cursors=[self._cursors.seal(feed, position) for position, _ in found],
+        )
 
     async def _admit(self, caller: Caller, child_ref: str, reading: AuditReading) -> None:
         """Reserve the reading's place under the limits before anything is read, or refuse it as
@@ -229,5 +264,22 @@ async def record_review(
         ) from exc
 
 
-def _text(since: datetime | None) -> str | None:
-    return None if since is None else utc_text(since)
+def _read_from(since: datetime | None, after: LogPosition | None) -> str | None:
+    """The time a reading started from, as its record keeps it (`AuditReading.since`): `since`,
+    or the time of the entry it read on after when that is later - it covers nothing before -
+    so that a reading by cursor is on the record as what it read; None for the whole log."""
+    times = [] if since is None else [_utc(since)]
+    if after is not None:
+        times.append(_utc(datetime.fromisoformat(after[0])))
+    return utc_text(max(times)) if times else None
+
+
+def _utc(at: datetime) -> datetime:
+    """`at` in UTC, a time without an offset read as UTC (`utc_text`), comparable with any other."""
+    return datetime.fromisoformat(utc_text(at))
+
+
+def _given_up(entry: OutboxEntry) -> LetterPosition:
+    """A dead letter's position: given up on at a time, always (`Outbox.dead`)."""
+    assert entry.finished_at is not None
+    return entry.finished_at, entry.message_id
