@@ -378,11 +378,8 @@ class PublishedKeys:
         self._fetching = None
         failed = fetch.cancelled() or fetch.exception() is not None  # retrieved here, in any case
         self._failed = failed
-        now = time.monotonic()
-        if not failed:
-            self._usable_until = now + self._max_stale
         # Fresh for `max_age_s`; after a failure, the keys last fetched serve until another try.
-        self._stale_at = now + (self._min_refresh if failed else self._max_age)
+        self._stale_at = time.monotonic() + (self._min_refresh if failed else self._max_age)
 
     async def _fetch(self) -> None:
         """The JWKS, read to MAX_DOCUMENT_BYTES and whole within the timeout: a publisher is
@@ -402,7 +399,10 @@ class PublishedKeys:
             keys = _key_set(body)
         except Exception as exc:  # any: another party wrote it (see _key_set)
             raise KeysUnavailable("The signer's published keys could not be fetched.") from exc
+        # Set with the keys, not in `_fetched`: a check running between the two must not find
+        # new keys with the old deadline.
         self._keys = {k.key_id: k.key for k in keys if k.key_id}
+        self._usable_until = time.monotonic() + self._max_stale
 
     async def _read(self, client: httpx.AsyncClient) -> tuple[httpx.Response, bytes]:
         return await read_answer(

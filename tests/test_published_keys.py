@@ -74,6 +74,23 @@ async def test_callers_arriving_together_share_one_fetch():
     assert {k.public_numbers() for k in found} == {KEY.public_numbers()}
 
 
+@pytest.mark.anyio
+async def test_callers_arriving_as_the_first_fetch_ends_are_given_its_keys():
+    """A caller checking between the fetch's end and its bookkeeping (a later turn of the event
+    loop) once found the new keys with no time they stay usable: refused as unavailable - the
+    first lookup of every connector's life."""
+    with BackgroundServer(_slow_jwks(0.05, [])) as server:
+        keys = PublishedKeys(server.url + JWKS_PATH)
+        first = asyncio.ensure_future(keys.key(key_id(KEY)))
+        arriving = []
+        while not first.done():
+            arriving.append(asyncio.ensure_future(keys.key(key_id(KEY))))
+            await asyncio.sleep(0)
+        found = await asyncio.gather(first, *arriving, return_exceptions=True)
+
+    assert [k for k in found if isinstance(k, BaseException)] == []
+
+
 def test_a_connector_that_cannot_fetch_the_gateways_keys_answers_unavailable():
     """Not 401: nothing was found wrong with the request, and a 401 would send the gateway's
     operator looking for a fault in its keys. 503 UNAVAILABLE says try again (and counts towards
