@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.compare import _paired, _spawn, _stop
+import pytest
+
+from bench.compare import _check, _paired, _spawn, _stop
 
 
 def _phase(latencies_ms: list[float], wall_s: float, gateway: int, backend: int) -> dict[str, Any]:
@@ -84,3 +86,12 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_a_warm_up_in_which_any_lookup_found_less_than_the_child_stops_the_run():
+    """A connector refusing its first request once passed the warm-up unnoticed (the check
+    looked only for ERROR outcomes)."""
+    _check({"outcomes": {"FOUND": 10}, "latencies_ms": [1.0]}, "ours")
+    for outcomes in ({"FOUND": 9, "NOT_FOUND_INCOMPLETE": 1}, {"FOUND": 9, "UNAVAILABLE": 1}):
+        with pytest.raises(SystemExit, match="warm-up"):
+            _check({"outcomes": outcomes, "latencies_ms": [1.0]}, "ours")
