@@ -116,9 +116,9 @@ def test_a_trail_and_the_override_alerts_longer_than_a_reading_are_read_on_not_c
     new_page, tmp_path, monkeypatch: pytest.MonkeyPatch
 ):
     """The gateway gives a trail or a feed at most so many entries a reading (two here): the
-    portal says a full reading may have more and reads on from its last entry, showing each entry
-    once, rather than showing the first reading as the whole - for overrides, shown newest first,
-    that would hide the latest."""
+    portal says a full reading may have more and reads on after its last entry (by its cursor),
+    showing each entry once, rather than showing the first reading as the whole - for overrides,
+    shown newest first, that would hide the latest."""
     monkeypatch.setattr(resolvers.query, "MAX_READ", 2)
     reason = "Child reported missing; police at the door need the current address now."
     with serving(reference_apps(tmp_path, _reference_records())) as urls:
@@ -143,20 +143,16 @@ def test_a_trail_and_the_override_alerts_longer_than_a_reading_are_read_on_not_c
             auditor.user_trail("dev:ORG1:Max Reader")
             first = (auditor.text("#audit-result-heading"), shown("audit-trail"))
             auditor.read_trail_on()
-            second = (auditor.text("#audit-result-heading"), shown("audit-trail"))
-            auditor.read_trail_on()
             whole = (auditor.text("#audit-result-heading"), shown("audit-trail"))
             trail_more_hidden = auditor.page.locator("#audit-more").is_hidden()
 
             auditor.alerts()
             alerts_first = (auditor.text("#alerts-result-heading"), shown("alerts"))
             auditor.read_feed_on("alerts")
-            auditor.read_feed_on("alerts")
             alerts_whole = (auditor.text("#alerts-result-heading"), shown("alerts"))
             alerts_more_hidden = auditor.page.locator("#alerts-more").is_hidden()
 
     assert first == ("The first 2 recorded accesses: there may be later ones", looked[:2])
-    assert second == ("The first 3 recorded accesses: there may be later ones", looked)
     assert whole == ("3 recorded accesses", looked)
     assert trail_more_hidden
     assert alerts_first == (

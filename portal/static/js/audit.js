@@ -56,36 +56,32 @@ function instant(value) {
 // ---- Trails: of one child (by NHS number or UPN) or of one user since a time -----------------
 
 // The gateway gives a trail or a feed at most this many entries a reading, oldest first (set at
-// start from the page's configuration); a full reading may have more after it, read on from its
-// last entry's time. Entries at that very time come again, and are told apart by audit reference.
+// start from the page's configuration); a full reading may have more after it, read on strictly
+// after its last entry by that entry's `cursor`. (Read on from its time, a reading's worth of
+// entries at one time would come again and again, and nothing after them ever.)
 let readAtMost = Infinity;
 
 // What the trail shown was asked with, and what it holds so far.
 let trail = null;
 
-// The entries of a reading on that were not shown already (those at the time read on from).
-function unseen(shown, page, id) {
-  const seen = new Set(shown.map(id));
-  return page.filter((e) => !seen.has(id(e)));
-}
+// The cursor to read on after the entries shown, or null for the first reading.
+const after = (earlier) => (earlier ? earlier.at(-1).cursor : null);
 
-// `send(token, since)` sends the trail's operation (named in full, so the manifest test finds
-// it); `since` is null for the first reading and the last entry's time to read on.
+// `send(token, after)` sends the trail's operation (named in full, so the manifest test finds
+// it); `after` is null for the first reading and the last entry's cursor to read on.
 async function showTrailOf(send, caption, empty, earlier = null) {
   const token = session.token();
   if (!token) return;
   const heading = $("audit-result-heading");
   $("audit-result").setAttribute("aria-busy", "true");
-  const answer = await send(token, earlier && earlier.at(-1).at);
+  const answer = await send(token, after(earlier));
   $("audit-result").removeAttribute("aria-busy");
   if (!answer) return; // signed out meanwhile
   const page = answer.data && (answer.data.auditTrail || answer.data.userAuditTrail);
   heading.hidden = false;
   if (page) {
-    const fresh = earlier ? unseen(earlier, page, (e) => e.auditId) : page;
-    const entries = earlier ? earlier.concat(fresh) : page;
-    // Full, and moving on: there may be more. (A full reading of one instant could not move on.)
-    const more = page.length >= readAtMost && fresh.length > 0;
+    const entries = earlier ? earlier.concat(page) : page;
+    const more = page.length >= readAtMost; // full: there may be more
     trail = { send, caption, empty, entries };
     const n = entries.length;
     const counted = `${n} recorded ${n === 1 ? "access" : "accesses"}`;
@@ -115,7 +111,7 @@ function readTrailOn() {
 export function lookAtChildTrail() {
   const child = namedChild($("audit-child").value.trim());
   return showTrailOf(
-    (token, since) => graphql(token, "AuditTrail", since ? { ...child, since } : child),
+    (token, later) => graphql(token, "AuditTrail", later ? { ...child, after: later } : child),
     "Accesses to the child, oldest first", "No recorded access to this child.");
 }
 
@@ -136,7 +132,8 @@ export function lookAtUserTrail() {
   }
   const when = since ? ` since ${dateWords(since)}` : "";
   return showTrailOf(
-    (token, later) => graphql(token, "UserAuditTrail", { subject, since: later || since }),
+    (token, later) => graphql(token, "UserAuditTrail",
+      later ? { subject, since, after: later } : { subject, since }),
     `Accesses by ${subject}${when}, oldest first`, `No recorded access by ${subject}${when}.`);
 }
 
@@ -178,13 +175,15 @@ const actions = () => el("span", { class: "visually-hidden" }, "Actions");
 
 // Each feed's page elements are named from its `id`. In the page: `${id}-form`, `${id}-since`
 // (for the feeds that take a time) and `${id}-result`. Built from here: the result's heading
-// `${id}-result-heading`, its problem `${id}-error` and its table `${id}` (`caption`, `columns`).
+// `${id}-result-heading`, its problem `${id}-error`, its table `${id}` (`caption`, `columns`) and
+// the button reading on past a full reading, `${id}-more` (`later`). `ask(token, variables)`
+// sends the feed's operation (named in full, so the manifest test finds it).
 const FEEDS = {
   overrides: {
     id: "alerts", field: "overrideAlerts", row: overrideAlert,
     caption: "Overrides, newest first",
     columns: [...ALERT_COLUMNS, "Justification", "Audit reference", actions()],
-    ask: (token, since) => graphql(token, "OverrideAlerts", { since }),
+    ask: (token, variables) => graphql(token, "OverrideAlerts", variables),
     counted: (n) => `${n} emergency ${n === 1 ? "override" : "overrides"} to investigate`,
     later: "Show later overrides",
     none: "No emergency overrides", empty: "No one has used an emergency override.",
@@ -194,7 +193,7 @@ const FEEDS = {
     id: "limit-alerts", field: "limitAlerts", row: limitAlert,
     caption: "Refused lookups, newest first",
     columns: [...ALERT_COLUMNS, "Limit reached", "Audit reference", actions()],
-    ask: (token, since) => graphql(token, "LimitAlerts", { since }),
+    ask: (token, variables) => graphql(token, "LimitAlerts", variables),
     counted: (n) => `${n} ${n === 1 ? "lookup" : "lookups"} refused at a usage limit`,
     later: "Show later refused lookups",
     none: "No lookups refused at a usage limit",
@@ -205,16 +204,17 @@ const FEEDS = {
     id: "undelivered", field: "undeliveredNotifications", row: undeliveredNotification,
     caption: "Undelivered notifications, newest first",
     columns: ["Given up", "Agency not told", "Attempts", "Last failure", "Audit reference"],
-    ask: (token) => graphql(token, "UndeliveredNotifications", {}),
+    ask: (token, variables) => graphql(token, "UndeliveredNotifications", variables),
     counted: (n) => `${n} ${n === 1 ? "agency" : "agencies"} not told of a lookup`,
+    later: "Show later undelivered notifications",
     none: "No undelivered notifications",
     empty: "Every owner notification has been delivered, or is still being tried.",
     failed: "The undelivered notifications could not be shown",
   },
 };
 
-// A feed's answer: its heading, its problem, its table and, for a feed read on by time, the
-// button that reads on; all hidden until asked for.
+// A feed's answer: its heading, its problem, its table and the button that reads on; all hidden
+// until asked for.
 function feedResult({ id, caption, columns, later }) {
   return [
     el("h3", { id: `${id}-result-heading`, tabindex: "-1", hidden: true }),
@@ -223,19 +223,22 @@ function feedResult({ id, caption, columns, later }) {
       el("caption", {}, caption),
       el("thead", {}, el("tr", {}, ...columns.map((column) => el("th", { scope: "col" }, column)))),
       el("tbody")),
-    ...(later
-      ? [el("button", { type: "button", id: `${id}-more`, class: "secondary", hidden: true }, later)]
-      : []),
+    el("button", { type: "button", id: `${id}-more`, class: "secondary", hidden: true }, later),
   ];
 }
 
-// What each feed shown holds so far, oldest first, by feed id.
+// What each feed shown was asked with (`since`, for the feeds that take a time), and what it
+// holds so far, oldest first, by feed id.
 const feedShown = {};
 
-// An alert told apart from the others of its feed: one lookup may reach more than one limit.
-const alertKey = (a) => `${a.auditId} ${a.kind || ""}`;
+// The variables of a feed's first reading: the time in its form, for the feeds that take one.
+function firstReading(id) {
+  const since = $(`${id}-since`);
+  return since ? { since: instant(since.value) } : {};
+}
 
-async function lookAtFeed(feed, earlier = null) {
+// `shown` is null for the first reading, and what the feed shows to read on after it.
+async function lookAtFeed(feed, shown = null) {
   const token = session.token();
   if (!token) return;
   const { id } = feed;
@@ -244,9 +247,9 @@ async function lookAtFeed(feed, earlier = null) {
   const error = $(`${id}-error`);
   const more = $(`${id}-more`);
   $(`${id}-result`).setAttribute("aria-busy", "true");
-  const since = $(`${id}-since`);
-  const from = earlier ? earlier.at(-1).at : since && instant(since.value);
-  const answer = await feed.ask(token, from);
+  const asked = shown ? shown.asked : firstReading(id);
+  const earlier = shown && shown.entries;
+  const answer = await feed.ask(token, earlier ? { ...asked, after: after(earlier) } : asked);
   $(`${id}-result`).removeAttribute("aria-busy");
   if (!answer) return; // signed out meanwhile
   const page = answer.data && answer.data[feed.field];
@@ -254,14 +257,12 @@ async function lookAtFeed(feed, earlier = null) {
   const body = table.tBodies[0];
   clear(body);
   if (page) {
-    const fresh = earlier ? unseen(earlier, page, alertKey) : page;
-    const alerts = earlier ? earlier.concat(fresh) : page;
-    // Full: the latest may not be among them. (A full reading of one instant could not move on.)
-    const full = page.length >= readAtMost && fresh.length > 0;
-    feedShown[id] = alerts;
+    const alerts = earlier ? earlier.concat(page) : page;
+    // Full: the latest may not be among them.
+    const full = page.length >= readAtMost;
+    feedShown[id] = { asked, entries: alerts };
     heading.textContent = alerts.length ? feed.counted(alerts.length) : feed.none;
-    if (full) heading.textContent += feed.later ? ", the earliest: there may be later ones" :
-      ": there may be more";
+    if (full) heading.textContent += ", the earliest: there may be later ones";
     error.hidden = true;
     const columns = table.tHead.rows[0].cells.length;
     if (!alerts.length) {
@@ -270,7 +271,7 @@ async function lookAtFeed(feed, earlier = null) {
       body.append(...alerts.slice().reverse().map(feed.row));
     }
     table.hidden = false;
-    if (more) more.hidden = !full;
+    more.hidden = !full;
   } else {
     const { code, words } = problem(answer);
     heading.textContent = feed.failed;
@@ -278,7 +279,7 @@ async function lookAtFeed(feed, earlier = null) {
     error.dataset.code = code;
     error.hidden = false;
     table.hidden = true;
-    if (more) more.hidden = true;
+    more.hidden = true;
   }
   heading.focus();
   if (answer.status === 401) session.end("rejected");
@@ -306,8 +307,7 @@ export function clearAudit() {
   for (const id of ["audit", ...feeds]) {
     $(`${id}-error`).hidden = true;
     $(`${id}-result-heading`).hidden = true;
-    const more = $(`${id}-more`);
-    if (more) more.hidden = true;
+    $(`${id}-more`).hidden = true;
     delete feedShown[id];
   }
   trail = null;
@@ -330,8 +330,6 @@ export function startAudit(readingAtMost) {
     $(`${feed.id}-result`).replaceChildren(...feedResult(feed));
     onSubmit(`${feed.id}-form`, () => lookAtFeed(feed));
     $(feed.id).addEventListener("click", lookAtAlerter);
-    if (feed.later) {
-      $(`${feed.id}-more`).addEventListener("click", () => lookAtFeed(feed, feedShown[feed.id]));
-    }
+    $(`${feed.id}-more`).addEventListener("click", () => lookAtFeed(feed, feedShown[feed.id]));
   }
 }
