@@ -66,27 +66,32 @@ class Cursors:
         payload = _b64(json.dumps(list(position), separators=(",", ":")).encode())
         return f"{payload}.{_b64(_seal(self._keys[0], reading, payload))}"
 
-    def log_position(self, reading: str, cursor: str) -> LogPosition:
-        """The record's or alert's position `cursor` was issued at, for `reading`."""
-        at, seq = self._open(reading, cursor)
+    def log_position(
+        self, reading: str, cursor: str, *, formerly: Sequence[str] = ()
+    ) -> LogPosition:
+        """The record's or alert's position `cursor` was issued at, for `reading` - or for the
+        same reading under a name it had before the audit key was rotated (`formerly`: a child's
+        trail is named by the child's pseudonym, which each key makes anew)."""
+        at, seq = self._open((reading, *formerly), cursor)
         if not isinstance(at, str) or type(seq) is not int:
             raise _not_issued()
         return at, seq
 
     def letter_position(self, reading: str, cursor: str) -> LetterPosition:
         """The dead letter's position `cursor` was issued at, for `reading`."""
-        at, message_id = self._open(reading, cursor)
+        at, message_id = self._open((reading,), cursor)
         if type(at) not in (int, float) or not isinstance(message_id, str):
             raise _not_issued()
         return float(at), message_id
 
-    def _open(self, reading: str, cursor: str) -> tuple[Any, Any]:
+    def _open(self, readings: Sequence[str], cursor: str) -> tuple[Any, Any]:
         payload, dot, seal = cursor.partition(".")
         if len(cursor) > MAX_CURSOR_CHARS or not dot:
             raise _not_issued()
         try:
             given = _unb64(seal)
-            if not any(hmac.compare_digest(_seal(k, reading, payload), given) for k in self._keys):
+            sealed = (_seal(k, r, payload) for k in self._keys for r in readings)
+            if not any(hmac.compare_digest(made, given) for made in sealed):
                 raise _not_issued()
             position = json.loads(_unb64(payload))
         except ValueError as exc:  # not base64, not JSON

@@ -116,6 +116,8 @@ CREATE TABLE IF NOT EXISTS audit_log_link (
     PRIMARY KEY (child_ref, audit_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject, at);
+-- The alerts feeds in their order, read on by cursor (gateway.audit.pages; PostgreSQL: 0006).
+CREATE INDEX IF NOT EXISTS audit_alert_time ON audit_alert (at, seq);
 CREATE TABLE IF NOT EXISTS audit_heartbeat (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     at TEXT NOT NULL

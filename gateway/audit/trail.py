@@ -82,8 +82,12 @@ class AuditTrail:
         anyone not an auditor, and to an auditor at a usage limit."""
         self._check_auditor(caller)
         child_refs = self._pseudonymiser.refs(*identifier)
-        feed = f"auditTrail:{child_refs[0]}"
-        position = None if after is None else self._cursors.log_position(feed, after)
+        # Named by the child's pseudonym under the current key; a cursor issued before a
+        # rotation names it by the pseudonym under the key it was issued with.
+        feed, *former = (f"auditTrail:{ref}" for ref in child_refs)
+        position = (
+            None if after is None else self._cursors.log_position(feed, after, formerly=former)
+        )
         reading = AuditReading(_read_from(since, position))
         # Counted as a lookup by the same identifier is (`Pseudonymiser.child_ref`): a child the
         # auditor looked up, or read the trail of, today is no second child.
