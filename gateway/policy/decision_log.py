@@ -96,8 +96,17 @@ class RotatingFile:
         self._looked = time.monotonic()
 
     def _open(self) -> int:
-        """Opened to read as well: a write reads the byte before it (`_append`)."""
-        fd = os.open(self._path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
+        """A regular file is opened to read as well: a write reads the byte before it
+        (`_append`). Anything else (a FIFO, /dev/stdout) is opened only to write: opened to read,
+        the gateway would be a reader of its own FIFO, so its writes would still succeed with the
+        real reader gone (no EPIPE) - decisions acted on whose lines nobody reads - until the
+        pipe filled and a write held the event loop for good."""
+        try:
+            regular = stat.S_ISREG(os.stat(self._path).st_mode)
+        except FileNotFoundError:
+            regular = True  # created here, as a regular file
+        access = os.O_RDWR if regular else os.O_WRONLY
+        fd = os.open(self._path, access | os.O_APPEND | os.O_CREAT, 0o640)
         self._regular = stat.S_ISREG(os.fstat(fd).st_mode)
         return fd
 
@@ -134,13 +143,15 @@ class RotatingFile:
 
     def _write_once(self, data: bytes) -> int:
         """Append `data` in one write - a second could come after another process's line - and
-        return the file's size just after it. After a write taken in part, a newline ends the
-        torn line at once if the file takes one more byte; if not, that write raises why."""
+        return the file's size just after it (0 for what is not a regular file: a FIFO or a
+        device has no offset to ask for, and is never rotated). After a write taken in part, a
+        newline ends the torn line at once if the file takes one more byte; if not, that write
+        raises why."""
         written = os.write(self._fd, data)
         if written < len(data):
             os.write(self._fd, b"\n")
             raise OSError(errno.EIO, f"the decision log took {written} of {len(data)} bytes")
-        return os.lseek(self._fd, 0, os.SEEK_CUR)
+        return os.lseek(self._fd, 0, os.SEEK_CUR) if self._regular else 0
 
     def _is_current(self) -> bool:
         """Whether the base name still names the file this process appends to."""
@@ -194,7 +205,9 @@ class StreamSink:
     for the pipe itself, as long as it keeps taking more (TimeoutError after `stall_s`).
 
     stdout is left blocking or not as it is (other writers share it): a blocking one is written a
-    pipe buffer's worth at a time, each once it says it has room for one, so no write waits. What
+    pipe buffer's worth at a time, each once it says it has room for one, so no write waits. A
+    pipe is written whole lines at a time, at most PIPE_BUF, so the lines of several processes
+    sharing it (`serve --workers N`) never interleave (but a line longer than PIPE_BUF). What
     the process wrote to the stream through Python's buffer is flushed first, so it stays ahead
     of the decisions logged after it."""
 
@@ -221,6 +234,7 @@ class StreamSink:
         the pipe full) a future done when it is, failed if the pipe takes nothing for `stall_s`."""
         fd = self._stream.fileno()  # ValueError once closed: fails closed, as a gone volume
         data = text.encode()
+        self._forget_closed_loop()
         if self._backlog and len(self._backlog) + len(data) > self._most:
             raise BlockingIOError(errno.EAGAIN, "the stalled stream's backlog is full")
         if not self._waiting:
@@ -247,6 +261,17 @@ class StreamSink:
             self._watch = (loop, fd, stall)
         return taken
 
+    def _forget_closed_loop(self) -> None:
+        """Forget an event loop closed while batches waited in it (the log outlives it: tests, a
+        CLI running one loop after another): its watch, its batches, and their lines, dropped as
+        after a stall, since nothing acted on them. Left as they were, nothing in the loop now
+        running watched the pipe or timed its stall - its decisions waited for good, or were
+        refused for good behind a full backlog - and settling a closed loop's batch can raise."""
+        if self._watch is not None and self._watch[0].is_closed():
+            self._watch = None  # its writer and timer went with it
+            self._waiting.clear()
+            self._drop_lines()
+
     def _write_through(self, fd: int) -> None:
         """Write the backlog, waiting for room (no event loop to wait in)."""
         try:
@@ -267,14 +292,17 @@ class StreamSink:
         except BlockingIOError:
             return
         # A blocking pipe or socket (stdout's default) never says it is full: a write to it waits
-        # as long as its reader stalls. It is written a pipe buffer's worth at a time, each once
-        # it says it has room for one.
-        bounded = os.get_blocking(fd) and not stat.S_ISREG(os.fstat(fd).st_mode)
+        # as long as its reader stalls. It is written at most a pipe buffer's worth at a time,
+        # each once it says it has room for one. And a pipe is shared (every worker of
+        # `serve --workers N` inherits stdout): only a write of at most PIPE_BUF is never split
+        # by another process's, so each write is whole lines, as many as fit in PIPE_BUF.
+        shared = not stat.S_ISREG(os.fstat(fd).st_mode)
+        bounded = shared and os.get_blocking(fd)
         taken = self._taken
         while self._backlog:
             if bounded and not _writable(fd, 0):
                 break
-            chunk = self._backlog[: select.PIPE_BUF] if bounded else self._backlog
+            chunk = _whole_lines(self._backlog) if shared else self._backlog
             try:
                 done = os.write(fd, chunk)
             except BlockingIOError:
@@ -311,6 +339,10 @@ class StreamSink:
             taken = self._waiting.popleft()[1]
             taken.set_exception(error)
             taken.exception()  # retrieved here too: a lookup cancelled meanwhile never asks
+        self._drop_lines()
+
+    def _drop_lines(self) -> None:
+        """Drop the backlog but the end of the line begun (a reader never sees a line torn)."""
         if self._begun and self._backlog:
             del self._backlog[self._backlog.index(b"\n") + 1 :]
         else:
@@ -322,6 +354,14 @@ class StreamSink:
             loop.remove_writer(fd)
             stall.cancel()
             self._watch = None
+
+
+def _whole_lines(backlog: bytearray) -> bytearray:
+    """The start of `backlog` written to a pipe at once: its whole lines that fit in PIPE_BUF, a
+    write the pipe never splits nor lets another process's split. A line longer than that alone
+    cannot be written so; it goes a PIPE_BUF at a time."""
+    end = backlog.rfind(b"\n", 0, select.PIPE_BUF) + 1
+    return backlog[: end or select.PIPE_BUF]
 
 
 def _writable(fd: int, within_s: float) -> bool:
@@ -409,7 +449,9 @@ class DecisionLog:
                 return
             try:
                 taking = self._sink.write("".join(lines))
-            except (OSError, ValueError) as error:  # a full or gone volume, a closed stream
+            # A full or gone volume, a closed stream - or any fault of the sink's own: whatever
+            # stopped the write, its decisions must not be acted on as if it had been made.
+            except Exception as error:
                 self._failed(error, len(lines))
                 self._outcome = error
             else:
