@@ -225,13 +225,21 @@ _ChildUpn = Annotated[
 MAX_SUBJECT_CHARS = 256
 """The longest account a user's trail is asked for by (tokens' subjects are far shorter)."""
 MAX_READ = 1000
-"""The most entries one reading of a trail or feed gives, oldest first: a child's trail can be
+"""The most entries one reading of a trail or feed gives, in the log's order: a child's trail can be
 flooded (each auditor's reading adds to it), and a script hammering the API is alerted at every
 call. The rest is read on after the last entry (`READ_ON`, gateway.audit.pages)."""
+IN_LOG_ORDER = (
+    "in the order they were written to the log (oldest first, but for the few milliseconds by"
+    " which the clocks of the gateways writing it differ)"
+)
+"""How the feeds are ordered (gateway.audit.pages): by commit, so that reading on after the last
+entry misses none written later, whatever time it was stamped with."""
 READ_ON = (
     f"at most {MAX_READ}: to read on, ask again with `after` set to the last one's `cursor`, until"
-    f" fewer than {MAX_READ} come back (`since` set to the last one's `at` gives those at that"
-    f" very time again, and cannot get past {MAX_READ} at one time)"
+    f" fewer than {MAX_READ} come back; each entry is read once, those written after the reading"
+    " too (`since` only leaves out entries before a time: set to the last one's `at` it gives"
+    f" those at that very time again, cannot get past {MAX_READ} at one time, and misses one"
+    " written after it by a gateway whose clock is behind)"
 )
 
 
@@ -355,7 +363,9 @@ class Query:
         description=(
             "Auditors only: every recorded access to one child, named by its NHS number or its"
             " UPN (who, when, why, what was released or withheld): lookups by the identifier"
-            " given, and lookups by another means whose records held it. Oldest first, "
+            " given, and lookups by another means whose records held it. "
+            + IN_LOG_ORDER.capitalize()
+            + ", "
             + READ_ON
             + ". Reading it is itself audited."
         ),
@@ -364,7 +374,9 @@ class Query:
         resolver=resolve_user_audit_trail,
         description=(
             "Auditors only: every recorded access by one user (who, when, why, what was released"
-            " or withheld; the child by no identifier), oldest first, "
+            " or withheld; the child by no identifier), "
+            + IN_LOG_ORDER
+            + ", "
             + READ_ON
             + ". Reading it is itself audited."
         ),
@@ -375,8 +387,11 @@ class Query:
             "Auditors and privacy officers: the break-glass overrides to investigate (those that"
             " failed after the agencies were asked too), and the attempts refused - by the policy,"
             " or for a justification the gateway may not keep - who, when, why and the audit record"
-            " to read; it names no child. Oldest first, " + READ_ON + ". Reading it is itself"
-            " audited."
+            " to read; it names no child. "
+            + IN_LOG_ORDER.capitalize()
+            + ", "
+            + READ_ON
+            + ". Reading it is itself audited."
         ),
     )
     limit_alerts: list[LimitAlert] = strawberry.field(
@@ -384,7 +399,9 @@ class Query:
         description=(
             "Auditors and information governance: the lookups refused because their user had"
             " reached a usage limit (possible trawling) - who, when, which limit and the audit"
-            " record to read; it names no child. Oldest first, "
+            " record to read; it names no child. "
+            + IN_LOG_ORDER.capitalize()
+            + ", "
             + READ_ON
             + ". Reading it is itself audited."
         ),
@@ -393,11 +410,13 @@ class Query:
         resolver=resolve_undelivered_notifications,
         description=(
             "Auditors only: the owner notifications the gateway gave up delivering and no operator"
-            " has sent again or closed as passed on by other means, the first given up on first,"
-            f" at most {MAX_READ}: to read on, ask again with `after` set to the last one's"
-            " `cursor`, until fewer come back - each agency that was not told of a lookup of a"
-            " child it holds a record of, and has to be told some other way. Names the lookup's"
-            " audit record and the agency, never the child. Reading it is itself audited."
+            " has sent again or closed as passed on by other means, in the order they were given"
+            " up in (each gateway gives up by its own clock, and one given up later is never"
+            f" listed before one read already), at most {MAX_READ}: to read on, ask again with"
+            " `after` set to the last one's `cursor`, until fewer come back - each agency that"
+            " was not told of a lookup of a child it holds a record of, and has to be told some"
+            " other way. Names the lookup's audit record and the agency, never the child."
+            " Reading it is itself audited."
         ),
     )
     access_history: AccessHistoryType = strawberry.field(

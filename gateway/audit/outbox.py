@@ -18,6 +18,9 @@ agency (gateway.audit.chain).
 `Outbox` is the delivering side's interface; the store holding the audit log implements it
 (gateway.audit.sqlite, gateway.audit.postgres) and `gateway.audit.store.open_outbox` opens the
 configured one. Times are seconds since the epoch: they must mean the same thing to every process.
+What no clock gives is the order messages were given up in, which auditors read the dead letters
+in: each gateway's dispatcher gives up by its own clock, so that order is a counter of its own
+(`GIVEN_UP_ORDER`), taken in the commit that gives a message up.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 
 class OutboxState(StrEnum):
@@ -96,17 +99,42 @@ ENTRY_COLUMNS = (
 `NULL` where the message must not be read."""
 
 
+GIVEN_UP_ORDER: Final = (
+    "INSERT INTO outbox_given_up (id, last_seq) VALUES (1, 1)"
+    " ON CONFLICT (id) DO UPDATE SET last_seq = outbox_given_up.last_seq + 1"
+)
+"""The next place in the order notifications are given up on, taken in the transaction that gives
+one up (`OutboxRows.dead`): its row stays locked to that commit (PostgreSQL's row lock, SQLite's
+write lock), so the next is taken only once this one is committed - the places follow commit
+order, and a reader that saw one has seen every place before it. Never taken back: the row holds
+the last one given, whatever is passed on, sent again or archived."""
+GIVE_UP: Final = (
+    "UPDATE notification_outbox SET state = 'DEAD', last_error = %s, finished_at = %s,"
+    " given_up_seq = (SELECT last_seq FROM outbox_given_up WHERE id = 1)"
+    " WHERE message_id = %s AND state = 'PENDING'"
+)
+"""Give a message up (parameters: the error, the time, its id), in its place (`GIVEN_UP_ORDER`)."""
+
+
 def dead_letters_query(*, after: bool) -> str:
-    """The dead letters, the first given up on first, at most a number (the last parameter), never
-    their payloads: what an auditor is shown of them names the lookup and the agency, never what
-    the agency was to be told. With `after`, only those strictly after a position
-    (gateway.audit.pages.LetterPosition: its time and message id, the first two parameters), by
-    the same comparison as the order."""
-    position = " AND (finished_at, message_id) > (%s, %s)" if after else ""
+    """`given_up_seq` and the ENTRY_COLUMNS of the dead letters, in the order they were given up
+    on, at most a number (the last parameter), never their payloads: what an auditor is shown of
+    them names the lookup and the agency, never what the agency was to be told. With `after`,
+    only those strictly after a place in that order (gateway.audit.pages.LetterPosition, the first
+    parameter). Not by when they were given up on: each gateway's dispatcher gives up by its own
+    clock, and one given up after an auditor read the list could be stamped before its last."""
+    position = " AND given_up_seq > %s" if after else ""
     return (
-        f"SELECT {ENTRY_COLUMNS.format(payload='NULL')} FROM notification_outbox"  # noqa: S608
-        f" WHERE state = 'DEAD'{position} ORDER BY finished_at, message_id LIMIT %s"
+        f"SELECT given_up_seq, {ENTRY_COLUMNS.format(payload='NULL')}"  # noqa: S608
+        f" FROM notification_outbox WHERE state = 'DEAD'{position}"
+        " ORDER BY given_up_seq LIMIT %s"
     )
+
+
+def positioned_letters(rows: Sequence[Sequence[Any]]) -> list[tuple[int, OutboxEntry]]:
+    """The dead letters, each with its place, from rows of `dead_letters_query`."""
+    places = [row[0] for row in rows]
+    return list(zip(places, outbox_entries([row[1:] for row in rows]), strict=True))
 
 
 def pass_on_statement(count: int) -> str:
@@ -206,6 +234,10 @@ class OutboxRows(ABC):
     def _rows(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         """Run one statement as its own transaction; the rows it returned, if any."""
 
+    @abstractmethod
+    def _together(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
+        """Run statements, with their parameters, as one write transaction."""
+
     def next_due(self) -> float | None:
         """When the earliest pending message falls due, or None when nothing is pending."""
         ((due,),) = self._rows(
@@ -218,11 +250,17 @@ class OutboxRows(ABC):
 
     def delivered(self, message_id: str, now: float) -> None:
         """Mark delivered and erase the payload: the owner has it now."""
-        self._finish(message_id, OutboxState.DELIVERED, None, now, erase=True)
+        self._rows(
+            "UPDATE notification_outbox SET state = 'DELIVERED', last_error = NULL,"
+            " finished_at = %s, payload = NULL WHERE message_id = %s AND state = 'PENDING'",
+            (now, message_id),
+        )
 
     def dead(self, message_id: str, error: str, now: float) -> None:
-        """Give up on automatic delivery; the payload stays for an operator to act on."""
-        self._finish(message_id, OutboxState.DEAD, error, now, erase=False)
+        """Give up on automatic delivery; the payload stays for an operator to act on. The
+        message takes its place in the order messages are given up on (`GIVEN_UP_ORDER`), which
+        auditors read them in (undeliveredNotifications)."""
+        self._together([(GIVEN_UP_ORDER, ()), (GIVE_UP, (error, now, message_id))])
 
     def retry(self, message_id: str, error: str, at: float) -> None:
         """Record a failed attempt (`error` is a code, never personal data) and when to retry."""
@@ -230,16 +268,6 @@ class OutboxRows(ABC):
             "UPDATE notification_outbox SET last_error = %s, next_attempt_at = %s"
             " WHERE message_id = %s AND state = 'PENDING'",
             (error, at, message_id),
-        )
-
-    def _finish(
-        self, message_id: str, state: OutboxState, error: str | None, now: float, *, erase: bool
-    ) -> None:
-        self._rows(
-            "UPDATE notification_outbox SET state = %s, last_error = %s, finished_at = %s,"
-            " payload = CASE WHEN %s THEN NULL ELSE payload END"
-            " WHERE message_id = %s AND state = 'PENDING'",
-            (state.value, error, now, erase, message_id),
         )
 
     def entries(

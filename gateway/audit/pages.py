@@ -1,14 +1,18 @@
 """Reading the auditors' feeds a page at a time: where an entry stands in its feed, and the opaque
 cursor an auditor reads on from (gateway.audit.trail).
 
-A feed is read oldest first - by time, then by what no two of its entries share: a record's or an
-alert's place in the log (`seq`), a notification's message id - at most a page at a time. Read on
-from the last entry's time alone, as `since` does, a page's worth of entries at one time (a
-harvesting script's burst) is read again and again and nothing after it ever is; read on strictly
-after the last entry's position, every entry is read once. The cursor holds that position, sealed
-under a key derived from the audit key, with the reading it was issued for (the feed and whose
-entries it holds): one altered, made up or carried over from another reading is refused as bad
-input rather than read on from a place the auditor never reached.
+A feed is read in the log's own order - the order its entries were committed in: a record's or
+an alert's place in the log (`seq`), a notification's place in the order notifications were given
+up on (gateway.audit.outbox) - at most a page at a time, strictly after the last entry read. Not
+by time: every gateway sharing a log stamps its entries with its own clock, so an entry committed
+after an auditor read a page could be stamped a few milliseconds before the page's last entry, and
+read on from there by time (as `since` or a cursor holding a time did) it was never read. In
+commit order whatever is committed later comes later. `since` filters on the time, in that order.
+The cursor holds the position, sealed under a key derived from the audit key, with the reading it
+was issued for (the feed and whose entries it holds): one altered, made up or carried over from
+another reading is refused as bad input rather than read on from a place the auditor never
+reached; one issued when the feeds were read by time is refused too, the auditor told to start
+over - no place in commit order reads on exactly where it stood.
 """
 
 from __future__ import annotations
@@ -19,17 +23,24 @@ import hmac
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 from gateway.errors import ErrorCode, GatewayError
 
 T = TypeVar("T")
 
-LogPosition = tuple[str, int]
-"""A record's or an alert's place in time order: its time as the store compares it (SQLite: the
-text it keeps; PostgreSQL: UTC ISO 8601, `utc_text`), then its `seq`."""
-LetterPosition = tuple[float, str]
-"""A dead letter's place: when it was given up on (seconds since the epoch), then its message id."""
+
+class LogPosition(NamedTuple):
+    """A record's or an alert's place in the log."""
+
+    seq: int
+    """Its place in commit order: what a feed is ordered and read on by."""
+    at: str
+    """Its time (UTC, ISO 8601), for the record of a reading by cursor alone (`AuditReading`)."""
+
+
+LetterPosition = int
+"""A dead letter's place in the order notifications were given up on (`given_up_seq`)."""
 
 CURSOR_PURPOSE: Final = "audit-cursor"
 """What the cursors' keys are derived for (`Pseudonymiser.derived_keys`)."""
@@ -40,8 +51,8 @@ _SEAL_BYTES: Final = 16
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
-    """One reading of a feed: its entries, oldest first, each with the cursor to read on after it.
-    Iterated, the entries alone, as a reading gave them before it had cursors."""
+    """One reading of a feed: its entries, in the log's order, each with the cursor to read on
+    after it. Iterated, the entries alone, as a reading gave them before it had cursors."""
 
     entries: Sequence[T]
     cursors: Sequence[str]
@@ -63,7 +74,8 @@ class Cursors:
 
     def seal(self, reading: str, position: LogPosition | LetterPosition) -> str:
         """The cursor reading on after `position` in `reading` (the feed and whose entries)."""
-        payload = _b64(json.dumps(list(position), separators=(",", ":")).encode())
+        held = position._asdict() if isinstance(position, LogPosition) else {"seq": position}
+        payload = _b64(json.dumps(held, separators=(",", ":")).encode())
         return f"{payload}.{_b64(_seal(self._keys[0], reading, payload))}"
 
     def log_position(
@@ -72,19 +84,21 @@ class Cursors:
         """The record's or alert's position `cursor` was issued at, for `reading` - or for the
         same reading under a name it had before the audit key was rotated (`formerly`: a child's
         trail is named by the child's pseudonym, which each key makes anew)."""
-        at, seq = self._open((reading, *formerly), cursor)
-        if not isinstance(at, str) or type(seq) is not int:
+        position = self._open((reading, *formerly), cursor)
+        seq, at = position.get("seq"), position.get("at")
+        if set(position) != {"seq", "at"} or type(seq) is not int or not isinstance(at, str):
             raise _not_issued()
-        return at, seq
+        return LogPosition(seq, at)
 
     def letter_position(self, reading: str, cursor: str) -> LetterPosition:
         """The dead letter's position `cursor` was issued at, for `reading`."""
-        at, message_id = self._open((reading,), cursor)
-        if type(at) not in (int, float) or not isinstance(message_id, str):
+        position = self._open((reading,), cursor)
+        seq = position.get("seq")
+        if set(position) != {"seq"} or type(seq) is not int:
             raise _not_issued()
-        return float(at), message_id
+        return seq
 
-    def _open(self, readings: Sequence[str], cursor: str) -> tuple[Any, Any]:
+    def _open(self, readings: Sequence[str], cursor: str) -> dict[str, Any]:
         payload, dot, seal = cursor.partition(".")
         if len(cursor) > MAX_CURSOR_CHARS or not dot:
             raise _not_issued()
@@ -96,9 +110,11 @@ class Cursors:
             position = json.loads(_unb64(payload))
         except ValueError as exc:  # not base64, not JSON
             raise _not_issued() from exc
-        if not isinstance(position, list) or len(position) != 2:
+        if isinstance(position, list) and len(position) == 2:
+            raise _issued_in_time_order()
+        if not isinstance(position, dict):
             raise _not_issued()
-        return position[0], position[1]
+        return position
 
 
 def _seal(key: bytes, reading: str, payload: str) -> bytes:
@@ -112,6 +128,17 @@ def _b64(data: bytes) -> str:
 
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+
+
+def _issued_in_time_order() -> GatewayError:
+    """A cursor this gateway sealed when the feeds were read in time order: its place (a time)
+    has no exact place in commit order - read on from either side of it, an entry would be
+    skipped or read twice."""
+    return GatewayError(
+        ErrorCode.BAD_USER_INPUT,
+        "This cursor was issued before the audit feeds were read in the log's order, and cannot"
+        " be read on from: start over, leaving `after` out.",
+    )
 
 
 def _not_issued() -> GatewayError:

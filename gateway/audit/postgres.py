@@ -7,8 +7,12 @@ role the gateways connect as and what it may do.
 One chain, many writers. Appends from all processes extend a single hash chain: each commit takes
 a transaction-scoped advisory lock keyed on the schema, reads the chain's tail inside it, links and
 inserts its records (with their alerts, owner notifications and any checkpoint due) and commits,
-which releases the lock. Within a process appends are group-committed (gateway.audit.group_commit),
-so the lock is taken once per batch, not per lookup.
+which releases the lock. The records' and alerts' `seq` are so taken in commit order: a batch
+takes them only once the one before it is committed (PostgreSQL releases a transaction's locks
+after its commit is visible), which is the order the auditors' feeds are read in
+(gateway.audit.pages), whatever each gateway's clock says. Within a process appends are
+group-committed (gateway.audit.group_commit), so the lock is taken once per batch, not per
+lookup.
 
 Connections. Appends and the readiness heartbeat go through an asyncio pool (psycopg_pool) on
 the store's own event loop, in a thread of its own: the store is opened before the server's loop
@@ -62,6 +66,7 @@ from gateway.audit.outbox import (
     dead_letters_query,
     outbox_entries,
     pass_on_statement,
+    positioned_letters,
 )
 from gateway.audit.pages import LetterPosition, LogPosition
 from gateway.audit.queries import (
@@ -645,12 +650,11 @@ class PostgresAuditStore:
         since: datetime | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        """Read back records, oldest first, optionally for one child (by any of its pseudonyms),
-        one user, or since a time."""
-        found = self.positioned_records(
-            child_refs=child_refs, subject=subject, since=since, limit=limit
-        )
-        return [body for _, body in found]
+        """Read back records, oldest first (by time, then `seq`), optionally for one child (by any
+        of its pseudonyms), one user, or from a time: read on from the last one's time, no record
+        already written is skipped (gateway.audit.queries.ORDERS)."""
+        rows = self._record_rows(child_refs, subject, since, None, limit, by_time=True)
+        return [json.loads(body) for _, _, body in rows]
 
     def positioned_records(
         self,
@@ -661,19 +665,32 @@ class PostgresAuditStore:
         after: LogPosition | None = None,
         limit: int = 1000,
     ) -> list[tuple[LogPosition, dict[str, Any]]]:
-        """`records` strictly after a position, each with its own: the time in UTC, as text
-        (`_compared` reads it back)."""
+        """Records in the log's order, strictly after a position, each with its own (its time in
+        UTC, as text)."""
+        rows = self._record_rows(child_refs, subject, since, after, limit, by_time=False)
+        return [(LogPosition(seq, utc_text(at)), json.loads(body)) for at, seq, body in rows]
+
+    def _record_rows(
+        self,
+        child_refs: Sequence[str],
+        subject: str | None,
+        since: datetime | None,
+        after: LogPosition | None,
+        limit: int,
+        *,
+        by_time: bool,
+    ) -> list[tuple[Any, ...]]:
         statement, params = records_query(
             child_refs=child_refs,
             subject=subject,
             since=since,
-            after=_compared(after),
+            after=None if after is None else after.seq,
             limit=limit,
             postgres=True,
+            by_time=by_time,
         )
         with self._read() as conn:
-            rows = conn.execute(statement, params).fetchall()
-        return [((utc_text(at), seq), json.loads(body)) for at, seq, body in rows]
+            return conn.execute(statement, params).fetchall()
 
     def notified_records(
         self, child_refs: Sequence[str], sources: Sequence[str], limit: int
@@ -695,8 +712,9 @@ class PostgresAuditStore:
         kinds: Collection[str] | None = None,
         limit: int | None = None,
     ) -> list[dict[str, str | None]]:
-        """The alerts feed (`AuditStore.alerts`). It names no child."""
-        return [alert for _, alert in self.positioned_alerts(since, kinds, limit=limit)]
+        """The alerts feed (`AuditStore.alerts`), oldest first. It names no child."""
+        found = self._alerts(since, kinds, None, limit, by_time=True)
+        return [alert for _, alert in found]
 
     def positioned_alerts(
         self,
@@ -705,20 +723,34 @@ class PostgresAuditStore:
         after: LogPosition | None = None,
         limit: int | None = None,
     ) -> list[tuple[LogPosition, dict[str, str | None]]]:
-        """`alerts` strictly after a position, each with its own."""
+        """The alerts feed in the log's order, strictly after a position, each with its own."""
+        return self._alerts(since, kinds, after, limit, by_time=False)
+
+    def _alerts(
+        self,
+        since: datetime | None,
+        kinds: Collection[str] | None,
+        after: LogPosition | None,
+        limit: int | None,
+        *,
+        by_time: bool,
+    ) -> list[tuple[LogPosition, dict[str, str | None]]]:
         statement = alerts_query(
-            None if kinds is None else "kind = ANY(%s)", after=after is not None
+            None if kinds is None else "kind = ANY(%s)", after=after is not None, by_time=by_time
         )
         params = (
             since or datetime.min.replace(tzinfo=UTC),
             *(() if kinds is None else (list(kinds),)),
-            *(_compared(after) or ()),
+            *(() if after is None else (after.seq,)),
             limit,  # NULL: no limit
         )
         with self._read() as conn:
             rows = conn.execute(statement, params).fetchall()
         return [
-            ((utc_text(at), seq), {"at": at.isoformat()} | dict(zip(ALERT_KEYS, rest, strict=True)))
+            (
+                LogPosition(seq, utc_text(at)),
+                {"at": at.isoformat()} | dict(zip(ALERT_KEYS, rest, strict=True)),
+            )
             for at, seq, *rest in rows
         ]
 
@@ -728,11 +760,19 @@ class PostgresAuditStore:
         with self._read() as conn:
             return children_seen(_runner(conn)(_CHILDREN_SEEN, (subject, since)))
 
-    def dead_letters(self, limit: int, after: LetterPosition | None = None) -> list[OutboxEntry]:
-        """Owner notifications given up on, the first given up on first, without payloads."""
+    def dead_letters(self, limit: int) -> list[OutboxEntry]:
+        """Owner notifications given up on, in the order they were given up in, without
+        payloads."""
+        return [entry for _, entry in self.positioned_dead_letters(limit)]
+
+    def positioned_dead_letters(
+        self, limit: int, after: LetterPosition | None = None
+    ) -> list[tuple[LetterPosition, OutboxEntry]]:
+        """`dead_letters` strictly after a position, each with its own."""
         statement = dead_letters_query(after=after is not None)
+        params = (*(() if after is None else (after,)), limit)
         with self._read() as conn:
-            return outbox_entries(_runner(conn)(statement, (*(after or ()), limit)))
+            return positioned_letters(_runner(conn)(statement, params))
 
     def close(self) -> None:
         with self._start:
@@ -802,11 +842,6 @@ class PostgresAuditStore:
             ) from exc
 
 
-def _compared(after: LogPosition | None) -> tuple[datetime, int] | None:
-    """A position as PostgreSQL compares it: the time `timestamptz` holds, to the microsecond."""
-    return None if after is None else (datetime.fromisoformat(after[0]), after[1])
-
-
 def _runner(conn: psycopg.Connection[Any]) -> Run:
     """Statements run on `conn`, in its current transaction (gateway.audit.archive.Run)."""
 
@@ -862,6 +897,12 @@ class PostgresOutbox(OutboxRows):
         with self._pool.connection() as conn, _severed_after(conn, self._bound_s):
             cursor = conn.execute(statement, params)
             return cursor.fetchall() if cursor.description is not None else []
+
+    def _together(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
+        """One transaction: the pool's connection commits when the block ends."""
+        with self._pool.connection() as conn, _severed_after(conn, self._bound_s):
+            for statement, params in statements:
+                conn.execute(statement, params)
 
     def close(self) -> None:
         self._pool.close()

@@ -26,46 +26,54 @@ def records_query(
     child_refs: Sequence[str],
     subject: str | None,
     since: object | None,
-    after: tuple[object, int] | None = None,
+    after: int | None = None,
     limit: int,
     postgres: bool = False,
+    by_time: bool = False,
 ) -> tuple[str, Sequence[object]]:
-    """`SELECT at, seq, body ...` with `%s` placeholders and its parameters, oldest first (by
-    time, then by place in the log); a child by any of its pseudonyms (`child_refs`: one per audit
-    key, current and previous), whether looked up by it or reaching it; `since` and the time in
-    `after` (a position, `gateway.audit.pages.LogPosition`: only records strictly after it) given
-    in the form the store's driver compares times in."""
+    """`SELECT at, seq, body ...` with `%s` placeholders and its parameters, in the log's order
+    (`seq`, commit order: gateway.audit.pages) or, `by_time`, oldest first (time, then `seq`);
+    a child by any of its pseudonyms (`child_refs`: one per audit key, current and previous),
+    whether looked up by it or reaching it; from `since` (a time, in the form the store's driver
+    compares times in) and strictly after the `seq` `after` when given (in the log's order)."""
     conditions: list[tuple[str, Sequence[object]]] = []
     if child_refs:
         marks = ", ".join(["%s"] * len(child_refs))
         conditions.append((of_child(marks, postgres=postgres), (*child_refs, *child_refs)))
-    for column, value in (("subject = %s", subject), ("at >= %s", since)):
+    for column, value in (("subject = %s", subject), ("at >= %s", since), (AFTER, after)):
         if value is not None:
             conditions.append((column, (value,)))
-    if after is not None:
-        conditions.append((AFTER, after))
     statement = "SELECT at, seq, body FROM audit_log"
     if conditions:
         statement += " WHERE " + " AND ".join(column for column, _ in conditions)
     params = [value for _, values in conditions for value in values]
-    # In time order, as `since` filters: read on from the last one's time, a record with a later
-    # seq but an earlier time (another gateway's clock, a commit overtaken) is never skipped.
-    return statement + " ORDER BY at, seq LIMIT %s", (*params, limit)
+    assert after is None or not by_time, "a position is in the log's order"
+    return statement + f" ORDER BY {ORDERS[by_time]} LIMIT %s", (*params, limit)
 
 
-AFTER: Final = "(at, seq) > (%s, %s)"
-"""Strictly after a position in `ORDER BY at, seq` (gateway.audit.pages.LogPosition): the same
-comparison as the order, in either store, so that no entry is read twice or skipped."""
+ORDERS: Final = {False: "seq", True: "at, seq"}
+"""The orders a log's records or alerts are read in. The log's own (`seq`, commit order), for a
+reading read on after its last entry (gateway.audit.pages): `at` is the writing gateway's clock,
+and one committed after a page was read may be stamped before its last entry. By time, then
+`seq`, for a reading read on from the last time it gave (`since`, as `childlookup audit` is):
+from a time, every entry already written at or after it is read, wherever it stands in the log."""
 
 
-def alerts_query(kinds: str | None, *, after: bool) -> str:
-    """`SELECT at, seq, kind, ...` of the alerts feed, oldest first, with `%s` placeholders for:
-    the time it starts at; the kinds when `kinds` (the store's condition on them) is given; the
-    position it reads on after (`AFTER`) when `after`; then the limit."""
+AFTER: Final = "seq > %s"
+"""Strictly after a position in the log's order (gateway.audit.pages.LogPosition.seq)."""
+
+
+def alerts_query(kinds: str | None, *, after: bool, by_time: bool = False) -> str:
+    """`SELECT at, seq, kind, ...` of the alerts feed, in the log's order (an alert's `seq` is
+    taken in its record's commit) or `by_time` (`ORDERS`), with `%s` placeholders for: the time
+    it starts at; the kinds when `kinds` (the store's condition on them) is given; the `seq` it
+    reads on after (`AFTER`, in the log's order) when `after`; then the limit."""
+    assert not (after and by_time), "a position is in the log's order"
     conditions = ["at >= %s", *([] if kinds is None else [kinds]), *([AFTER] if after else [])]
     return (
         "SELECT at, seq, kind, audit_id, subject, role, organisation, justification"  # noqa: S608
-        f" FROM audit_alert WHERE {' AND '.join(conditions)} ORDER BY at, seq LIMIT %s"
+        f" FROM audit_alert WHERE {' AND '.join(conditions)}"
+        f" ORDER BY {ORDERS[by_time]} LIMIT %s"
     )
 
 

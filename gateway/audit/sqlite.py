@@ -44,12 +44,14 @@ from gateway.audit.chain import (
 from gateway.audit.checkpoints import GENESIS, Checkpoint, CheckpointKeys, canonical_time
 from gateway.audit.group_commit import GroupCommit
 from gateway.audit.outbox import (
+    GIVEN_UP_ORDER,
     OutboxEntry,
     OutboxMessage,
     OutboxRows,
     dead_letters_query,
     outbox_entries,
     pass_on_statement,
+    positioned_letters,
 )
 from gateway.audit.pages import LetterPosition, LogPosition
 from gateway.audit.queries import (
@@ -116,7 +118,9 @@ CREATE TABLE IF NOT EXISTS audit_log_link (
     PRIMARY KEY (child_ref, audit_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_log_subject ON audit_log (subject, at);
--- The alerts feeds in their order, read on by cursor (gateway.audit.pages; PostgreSQL: 0006).
+-- A user's trail in the log's order, read on by cursor (gateway.audit.pages; PostgreSQL: 0007).
+-- The alerts feeds' order is the alerts' own key; by time, `since` finds where a reading starts.
+CREATE INDEX IF NOT EXISTS audit_log_subject_seq ON audit_log (subject, seq);
 CREATE INDEX IF NOT EXISTS audit_alert_time ON audit_alert (at, seq);
 CREATE TABLE IF NOT EXISTS audit_heartbeat (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -161,12 +165,25 @@ CREATE TABLE IF NOT EXISTS notification_outbox (
     next_attempt_at REAL NOT NULL,
     last_error TEXT,
     finished_at REAL,
-    passed_on TEXT
+    passed_on TEXT,
+    given_up_seq INTEGER
 );
 CREATE INDEX IF NOT EXISTS notification_outbox_due
     ON notification_outbox (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS outbox_given_up (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    last_seq INTEGER NOT NULL
+);
 """
-"""Times are seconds since the epoch: they must mean the same thing to the next process."""
+"""Times are seconds since the epoch: they must mean the same thing to the next process. The order
+messages were given up in is `given_up_seq`, from the counter `outbox_given_up`
+(gateway.audit.outbox.GIVEN_UP_ORDER)."""
+_ADDED_INDEXES = """
+CREATE INDEX IF NOT EXISTS notification_outbox_given_up
+    ON notification_outbox (state, given_up_seq);
+"""
+"""Indexes on columns a log written by an older gateway gains (`_ADDED_COLUMNS`), made once it has
+them: undeliveredNotifications in its order, read on by cursor (PostgreSQL: 0007)."""
 _SCHEMA += _OUTBOX_SCHEMA
 
 # Columns added since a table was first created: (table, column, declaration). A log written by an
@@ -175,13 +192,16 @@ _ADDED_COLUMNS = (
     ("audit_alert", "justification", "TEXT"),
     ("audit_log", "format", "INTEGER NOT NULL DEFAULT 1"),
     ("notification_outbox", "passed_on", "TEXT"),
+    ("notification_outbox", "given_up_seq", "INTEGER"),
 )
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """`PRAGMA user_version` of a log in this layout. 2: whole-row hashes (`audit_log.format`) and
 signed checkpoints (`audit_checkpoint` without a required `mac`; see gateway.audit.chain). 3: the
 archived segments (`audit_archive`, gateway.audit.archive), a table the schema script creates.
 4: the children a lookup reached beyond the one it named (`audit_log_link`), created alike. 5: how
-an operator passed a dead letter on by other means (`notification_outbox.passed_on`), added."""
+an operator passed a dead letter on by other means (`notification_outbox.passed_on`), added. 6: the
+order dead letters were given up in (`notification_outbox.given_up_seq`), added, those of the log
+numbered in the order of their times (`_number_dead_letters`)."""
 
 
 NOTIFIED_RECORDS = (
@@ -239,6 +259,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     with _committed(conn):
         if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
             _add_missing_columns(conn)
+            _number_dead_letters(conn)
             checkpoint_columns = {
                 row[1] for row in conn.execute("PRAGMA table_info(audit_checkpoint)")
             }
@@ -254,6 +275,23 @@ def _migrate(conn: sqlite3.Connection) -> None:
                 conn.execute("DROP TABLE audit_checkpoint_v1")
                 _create_triggers(conn)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _number_dead_letters(conn: sqlite3.Connection) -> None:
+    """Inside a write transaction: give the dead letters that have no place in the order they were
+    given up in (`given_up_seq`: given up before it was kept) places after every place given,
+    in the order of the times they were given up at - the order they were read in then."""
+    unplaced = conn.execute(
+        "SELECT message_id FROM notification_outbox WHERE state = 'DEAD' AND given_up_seq IS NULL"
+        " ORDER BY finished_at, message_id"
+    ).fetchall()
+    for (message_id,) in unplaced:
+        conn.execute(_for_sqlite(GIVEN_UP_ORDER))
+        conn.execute(
+            "UPDATE notification_outbox SET given_up_seq ="
+            " (SELECT last_seq FROM outbox_given_up WHERE id = 1) WHERE message_id = ?",
+            (message_id,),
+        )
 
 
 def _for_sqlite(statement: str) -> str:
@@ -287,6 +325,7 @@ def _connect(
         if schema:
             conn.executescript(_SCHEMA)
             _migrate(conn)
+            conn.executescript(_ADDED_INDEXES)
     except sqlite3.Error as exc:
         conn.close()
         raise ValueError(f"cannot open the audit log at {path}: {exc}") from exc
@@ -607,12 +646,11 @@ class SqliteAuditStore:
         since: datetime | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        """Read back records, oldest first, optionally for one child (by any of its pseudonyms),
-        one user, or since a time."""
-        found = self.positioned_records(
-            child_refs=child_refs, subject=subject, since=since, limit=limit
-        )
-        return [body for _, body in found]
+        """Read back records, oldest first (by time, then `seq`), optionally for one child (by any
+        of its pseudonyms), one user, or from a time: read on from the last one's time, no record
+        already written is skipped (gateway.audit.queries.ORDERS)."""
+        rows = self._record_rows(child_refs, subject, since, None, limit, by_time=True)
+        return [json.loads(body) for _, _, body in rows]
 
     def positioned_records(
         self,
@@ -623,18 +661,31 @@ class SqliteAuditStore:
         after: LogPosition | None = None,
         limit: int = 1000,
     ) -> list[tuple[LogPosition, dict[str, Any]]]:
-        """`records` strictly after a position, each with its own: the time is the text the log
-        keeps, compared as it is ordered."""
+        """Records in the log's order, strictly after a position, each with its own (its time the
+        text the log keeps)."""
+        rows = self._record_rows(child_refs, subject, since, after, limit, by_time=False)
+        return [(LogPosition(seq, at), json.loads(body)) for at, seq, body in rows]
+
+    def _record_rows(
+        self,
+        child_refs: Sequence[str],
+        subject: str | None,
+        since: datetime | None,
+        after: LogPosition | None,
+        limit: int,
+        *,
+        by_time: bool,
+    ) -> list[tuple[Any, ...]]:
         statement, params = records_query(
             child_refs=child_refs,
             subject=subject,
             since=None if since is None else utc_text(since),
-            after=after,
+            after=None if after is None else after.seq,
             limit=limit,
+            by_time=by_time,
         )
         with self._lock:
-            rows = self._conn.execute(_for_sqlite(statement), params).fetchall()
-        return [((at, seq), json.loads(body)) for at, seq, body in rows]
+            return self._conn.execute(_for_sqlite(statement), params).fetchall()
 
     def notified_records(
         self, child_refs: Sequence[str], sources: Sequence[str], limit: int
@@ -659,10 +710,11 @@ class SqliteAuditStore:
         kinds: Collection[str] | None = None,
         limit: int | None = None,
     ) -> list[dict[str, str | None]]:
-        """The alerts feed (`AuditStore.alerts`). The justification is the gateway's normalised
-        text, None in alerts written before it was kept or when none was given. It names no
-        child: the audit record, behind its own access controls, does that."""
-        return [alert for _, alert in self.positioned_alerts(since, kinds, limit=limit)]
+        """The alerts feed (`AuditStore.alerts`), oldest first. The justification is the gateway's
+        normalised text, None in alerts written before it was kept or when none was given. It
+        names no child: the audit record, behind its own access controls, does that."""
+        found = self._alerts(since, kinds, None, limit, by_time=True)
+        return [alert for _, alert in found]
 
     def positioned_alerts(
         self,
@@ -671,22 +723,34 @@ class SqliteAuditStore:
         after: LogPosition | None = None,
         limit: int | None = None,
     ) -> list[tuple[LogPosition, dict[str, str | None]]]:
-        """`alerts` strictly after a position, each with its own."""
+        """The alerts feed in the log's order, strictly after a position, each with its own."""
+        return self._alerts(since, kinds, after, limit, by_time=False)
+
+    def _alerts(
+        self,
+        since: datetime | None,
+        kinds: Collection[str] | None,
+        after: LogPosition | None,
+        limit: int | None,
+        *,
+        by_time: bool,
+    ) -> list[tuple[LogPosition, dict[str, str | None]]]:
         chosen = () if kinds is None else (json.dumps(list(kinds)),)
         statement = alerts_query(
             None if kinds is None else "kind IN (SELECT value FROM json_each(%s))",
             after=after is not None,
+            by_time=by_time,
         )
         params = (
             utc_text(since or datetime.min.replace(tzinfo=UTC)),
             *chosen,
-            *(after or ()),
+            *(() if after is None else (after.seq,)),
             -1 if limit is None else limit,  # -1: no limit
         )
         with self._lock:
             rows = self._run(statement, params)
         return [
-            ((at, seq), {"at": at} | dict(zip(ALERT_KEYS, rest, strict=True)))
+            (LogPosition(seq, at), {"at": at} | dict(zip(ALERT_KEYS, rest, strict=True)))
             for at, seq, *rest in rows
         ]
 
@@ -696,11 +760,19 @@ class SqliteAuditStore:
         with self._lock:
             return children_seen(self._run(_CHILDREN_SEEN, (subject, utc_text(since))))
 
-    def dead_letters(self, limit: int, after: LetterPosition | None = None) -> list[OutboxEntry]:
-        """Owner notifications given up on, the first given up on first, without payloads."""
+    def dead_letters(self, limit: int) -> list[OutboxEntry]:
+        """Owner notifications given up on, in the order they were given up in, without
+        payloads."""
+        return [entry for _, entry in self.positioned_dead_letters(limit)]
+
+    def positioned_dead_letters(
+        self, limit: int, after: LetterPosition | None = None
+    ) -> list[tuple[LetterPosition, OutboxEntry]]:
+        """`dead_letters` strictly after a position, each with its own."""
         statement = dead_letters_query(after=after is not None)
+        params = (*(() if after is None else (after,)), limit)
         with self._lock:
-            return outbox_entries(self._run(statement, (*(after or ()), limit)))
+            return positioned_letters(self._run(statement, params))
 
     def close(self) -> None:
         with self._lock:
@@ -776,6 +848,7 @@ class SqliteOutbox(OutboxRows):
         self._conn.executescript(_OUTBOX_SCHEMA)
         # An operator's tool may open the outbox of a log no gateway of this version has opened.
         _add_missing_columns(self._conn, only="notification_outbox")
+        self._conn.executescript(_ADDED_INDEXES)
         self._lock = threading.Lock()
 
     def claim(self, now: float, lease_s: float, limit: int) -> list[OutboxMessage]:
@@ -803,6 +876,15 @@ class SqliteOutbox(OutboxRows):
     def _rows(self, statement: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
             return self._conn.execute(_for_sqlite(statement), params).fetchall()
+
+    def _together(self, statements: Sequence[tuple[str, Sequence[object]]]) -> None:
+        """One write transaction, holding the file's write lock from its start (BEGIN
+        IMMEDIATE), as the audit writer's are."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            with _committed(self._conn):
+                for statement, params in statements:
+                    self._conn.execute(_for_sqlite(statement), params)
 
     def close(self) -> None:
         with self._lock:

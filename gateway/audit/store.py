@@ -90,8 +90,9 @@ class AuditStore(Protocol):
         since: datetime | None = None,
         limit: int = 1000,
     ) -> list[dict[str, Any]]:
-        """Records oldest first, optionally for one child (by any of its pseudonyms, one per
-        audit key), one user, or since a time."""
+        """Records oldest first (by time, then `seq`), optionally for one child (by any of its
+        pseudonyms, one per audit key), one user, or from a time: what `childlookup audit query`
+        prints, read on from the last one's time (gateway.audit.queries.ORDERS)."""
         ...
 
     def positioned_records(
@@ -103,8 +104,9 @@ class AuditStore(Protocol):
         after: LogPosition | None = None,
         limit: int = 1000,
     ) -> list[tuple[LogPosition, dict[str, Any]]]:
-        """`records`, only those strictly after `after` when given, each with its position: what
-        an auditor reads a page at a time (gateway.audit.pages)."""
+        """`records` in the log's order instead (`seq`, the order they were committed in), only
+        those strictly after `after` when given, each with its position: what an auditor reads a
+        page at a time, read on after its last entry (gateway.audit.pages)."""
         ...
 
     def notified_records(
@@ -120,7 +122,8 @@ class AuditStore(Protocol):
         kinds: Collection[str] | None = None,
         limit: int | None = None,
     ) -> list[dict[str, str | None]]:
-        """The alerts feed, oldest first, of `kinds` (None: all), at most `limit` (None: all):
+        """The alerts feed, oldest first (as `records`), of `kinds` (None: all), from a time, at
+        most `limit` (None: all):
         break-glass overrides and the
         attempts the policy refused (BREAK_GLASS, BREAK_GLASS_REFUSED), with each justification,
         for privacy officers; lookups refused at a usage limit (LIMIT_ALERTS), for information
@@ -134,7 +137,8 @@ class AuditStore(Protocol):
         after: LogPosition | None = None,
         limit: int | None = None,
     ) -> list[tuple[LogPosition, dict[str, str | None]]]:
-        """`alerts`, only those strictly after `after` when given, each with its position."""
+        """`alerts` in the log's order instead (as `positioned_records`), only those strictly
+        after `after` when given, each with its position."""
         ...
 
     def children_seen(self, subject: str, since: datetime) -> dict[str, set[str]]:
@@ -143,10 +147,16 @@ class AuditStore(Protocol):
         NHS number and by UPN is one child (gateway.limits.ChildrenSeen)."""
         ...
 
-    def dead_letters(self, limit: int, after: LetterPosition | None = None) -> list[OutboxEntry]:
-        """Owner notifications given up on, and neither sent again nor closed as passed on, the
-        first given up on first, at most `limit`, only those strictly after `after` when given,
-        without their payloads (gateway.audit.outbox.dead_letters_query)."""
+    def dead_letters(self, limit: int) -> list[OutboxEntry]:
+        """Owner notifications given up on, and neither sent again nor closed as passed on, in
+        the order they were given up in (by commit, not by the dispatchers' clocks), at most
+        `limit`, without their payloads (gateway.audit.outbox.dead_letters_query)."""
+        ...
+
+    def positioned_dead_letters(
+        self, limit: int, after: LetterPosition | None = None
+    ) -> list[tuple[LetterPosition, OutboxEntry]]:
+        """`dead_letters`, only those strictly after `after` when given, each with its position."""
         ...
 
     def close(self) -> None: ...

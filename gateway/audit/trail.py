@@ -78,8 +78,9 @@ class AuditTrail:
         after: str | None = None,
     ) -> Page[dict[str, Any]]:
         """Every recorded access to the child `identifier` names (as `named_child` gives it),
-        oldest first, from `since`, strictly after the entry whose cursor `after` is; refused to
-        anyone not an auditor, and to an auditor at a usage limit."""
+        in the log's order (gateway.audit.pages), from `since`, strictly after the entry whose
+        cursor `after` is; refused to anyone not an auditor, and to an auditor at a usage
+        limit."""
         self._check_auditor(caller)
         child_refs = self._pseudonymiser.refs(*identifier)
         # Named by the child's pseudonym under the current key; a cursor issued before a
@@ -108,7 +109,7 @@ class AuditTrail:
         limit: int,
         after: str | None = None,
     ) -> Page[dict[str, Any]]:
-        """Every recorded access by this user (their account, `subject`), oldest first, as
+        """Every recorded access by this user (their account, `subject`), in the log's order, as
         `for_child` reads them; refused to anyone not an auditor."""
         self._check_auditor(caller)
         feed = f"userAuditTrail:{subject}"
@@ -140,9 +141,9 @@ class AuditTrail:
         limit: int | None = None,
         after: str | None = None,
     ) -> Page[dict[str, str | None]]:
-        """The alerts of `kinds` since a time, oldest first, at most `limit`, strictly after the
-        one whose cursor `after` is, naming no child: by default the break-glass overrides and
-        the attempts the policy refused. Refused to anyone not an auditor."""
+        """The alerts of `kinds` from a time, in the log's order, at most `limit`, strictly after
+        the one whose cursor `after` is, naming no child: by default the break-glass overrides
+        and the attempts the policy refused. Refused to anyone not an auditor."""
         self._check_auditor(caller)
         feed = "alerts:" + ",".join(sorted(kinds))
         position = None if after is None else self._cursors.log_position(feed, after)
@@ -158,16 +159,16 @@ class AuditTrail:
     async def undelivered(
         self, caller: Caller, limit: int, after: str | None = None
     ) -> Page[OutboxEntry]:
-        """Owner notifications given up on, and neither sent again nor closed as passed on, the
-        first given up on first, at most `limit`, strictly after the one whose cursor `after` is,
-        without their payloads; refused to anyone not an auditor. An agency not told of a lookup
-        of a child it holds a record of must be told some other way."""
+        """Owner notifications given up on, and neither sent again nor closed as passed on, in
+        the order they were given up in, at most `limit`, strictly after the one whose cursor
+        `after` is, without their payloads; refused to anyone not an auditor. An agency not told
+        of a lookup of a child it holds a record of must be told some other way."""
         self._check_auditor(caller)
         feed = "undeliveredNotifications"
         position = None if after is None else self._cursors.letter_position(feed, after)
-        entries = await read_log(lambda: self._audit.dead_letters(limit, after=position))
+        letters = await read_log(lambda: self._audit.positioned_dead_letters(limit, after=position))
         await self._reviewed(caller, UNDELIVERED_VIEWED, None)
-        return self._page(feed, [(_given_up(entry), entry) for entry in entries])
+        return self._page(feed, letters)
 
     def _page(self, feed: str, found: Sequence[tuple[LogPosition | LetterPosition, T]]) -> Page[T]:
         """The entries read, each with the cursor that reads on after it in `feed`."""
@@ -270,20 +271,15 @@ async def record_review(
 
 def _read_from(since: datetime | None, after: LogPosition | None) -> str | None:
     """The time a reading started from, as its record keeps it (`AuditReading.since`): `since`,
-    or the time of the entry it read on after when that is later - it covers nothing before -
-    so that a reading by cursor is on the record as what it read; None for the whole log."""
+    or the time of the entry it read on after when that is later, so that a reading by cursor is
+    on the record as where it read on from (in the log's order, entries a gateway whose clock is
+    behind committed after that one may be a little earlier); None for the whole log."""
     times = [] if since is None else [_utc(since)]
     if after is not None:
-        times.append(_utc(datetime.fromisoformat(after[0])))
+        times.append(_utc(datetime.fromisoformat(after.at)))
     return utc_text(max(times)) if times else None
 
 
 def _utc(at: datetime) -> datetime:
     """`at` in UTC, a time without an offset read as UTC (`utc_text`), comparable with any other."""
     return datetime.fromisoformat(utc_text(at))
-
-
-def _given_up(entry: OutboxEntry) -> LetterPosition:
-    """A dead letter's position: given up on at a time, always (`Outbox.dead`)."""
-    assert entry.finished_at is not None
-    return entry.finished_at, entry.message_id

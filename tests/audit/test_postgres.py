@@ -78,6 +78,7 @@ def test_upgrade_creates_the_schema_with_alembic_s_version_table_in_it_and_can_r
         "audit_checkpoint",
         "audit_heartbeat",
         "notification_outbox",
+        "outbox_given_up",
         "audit_archive",
     }
     assert version == head()

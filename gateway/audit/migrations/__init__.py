@@ -15,6 +15,7 @@ roles are cluster-wide) holding exactly what a gateway needs:
 |---|---|
 | audit_log, audit_alert, audit_checkpoint | SELECT, INSERT |
 | notification_outbox | SELECT, INSERT, UPDATE (delivery progress) |
+| outbox_given_up | SELECT, INSERT, UPDATE (the order notifications are given up in) |
 | audit_heartbeat | SELECT, INSERT, UPDATE (readiness) |
 | alembic_version | SELECT |
 
