@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 
 from connectors.logs import log_event
@@ -391,7 +392,15 @@ def load_identity(context: ssl.SSLContext, cert_file: Path, key_file: Path) -> d
         raise TlsError(f"key file {key_file} is encrypted; give an unencrypted key") from exc
     except ValueError as exc:
         raise TlsError(f"key file {key_file} holds no PEM private key") from exc
-    if chain[0].public_key() != key.public_key():
+    except UnsupportedAlgorithm as exc:  # e.g. a curve cryptography cannot load: not a ValueError
+        raise TlsError(f"key file {key_file} holds a key of an unsupported kind: {exc}") from exc
+    try:
+        certified = chain[0].public_key()
+    except UnsupportedAlgorithm as exc:
+        raise TlsError(
+            f"certificate file {cert_file} certifies a key of an unsupported kind: {exc}"
+        ) from exc
+    if certified != key.public_key():
         raise TlsError(f"key file {key_file} does not match certificate file {cert_file}")
     now = datetime.now(UTC)
     if not chain[0].not_valid_before_utc <= now <= chain[0].not_valid_after_utc:

@@ -36,7 +36,7 @@ from typing import Any, Final, NamedTuple, Protocol
 import certifi
 import httpx
 import jwt
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
@@ -124,15 +124,21 @@ def _public_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, Any]:
 
 
 def read_private_key(path: Path) -> PrivateKeyTypes:
-    """The PEM private key in `path`; ValueError naming the file for a passphrase-protected one,
-    which a server started unattended cannot open (cryptography raises TypeError for it, which
-    would end a command in a traceback rather than its one-line error)."""
+    """The PEM private key in `path`; ValueError naming the file for one that is not a key, for a
+    passphrase-protected one, which a server started unattended cannot open, and for a key of an
+    algorithm or curve cryptography cannot load (TypeError and UnsupportedAlgorithm, which would
+    end a command in a traceback rather than its one-line error)."""
+    data = path.read_bytes()
     try:
-        return serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return serialization.load_pem_private_key(data, password=None)
     except TypeError:
         raise ValueError(
             f"{path} is encrypted: give an unencrypted key (readable by its owner only)"
         ) from None
+    except UnsupportedAlgorithm as exc:
+        raise ValueError(f"{path}: a key of an unsupported kind: {exc}") from None
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a PEM private key: {exc}") from None
 
 
 def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
@@ -144,8 +150,12 @@ def load_private_key(path: Path) -> ec.EllipticCurvePrivateKey:
 
 
 def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
-    """Read a PEM EC public key (P-256); raises ValueError otherwise."""
-    return _p256(serialization.load_pem_public_key(path.read_bytes()), path)
+    """Read a PEM EC public key (P-256); raises ValueError naming the file otherwise."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"{path}: not a usable PEM public key: {exc}") from exc
+    return _p256(key, path)
 
 
 def load_public_keys(path: Path) -> list[ec.EllipticCurvePublicKey]:
@@ -166,6 +176,8 @@ def pem_public_keys(path: Path) -> list[PublicKeyTypes]:
             keys.append(serialization.load_pem_public_key(block))
         except ValueError as exc:
             raise ValueError(f"{path}: not a PEM public key: {exc}") from exc
+        except UnsupportedAlgorithm as exc:  # a curve cryptography cannot load: not a ValueError
+            raise ValueError(f"{path}: a public key of an unsupported kind: {exc}") from exc
     if not keys:
         raise ValueError(f"{path}: holds no public key")
     return keys

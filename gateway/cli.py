@@ -7,19 +7,29 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import os
 import sqlite3
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
+
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from connectors.cli import add_commands as add_connector_commands
 from connectors.cli import add_tls_arguments, add_tls_check, run_command, tls_files
 from connectors.synthetic.national.command import add_national_arguments
-from gateway.config import Mode, ServerTls, Settings
+from gateway.config import (
+    Mode,
+    ServerTls,
+    Settings,
+    invalid_settings_message,
+    unknown_variables,
+)
 from gateway.logs import configure as configure_logging
 from locator.cli import add_commands as add_locator_commands
 
@@ -80,23 +90,59 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+_log = logging.getLogger("childlookup.gateway")
+
+TLS_FLAGS: Final = {
+    "cert_file": "--tls-cert",
+    "key_file": "--tls-key",
+    "client_ca_file": "--tls-client-ca",
+    "client_crl_file": "--tls-client-crl",
+    "reload_s": "--tls-reload-s",
+}
+"""The --tls-* option each field of ServerTls comes from, for naming it in an error."""
+
+
 def _server_tls(args: argparse.Namespace) -> ServerTls | None:
     """The --tls-* options of a serving command, or None when none is given."""
     files = tls_files(args)
     if files is None:
         return None
-    return ServerTls(
-        cert_file=files.cert,
-        key_file=files.key,
-        client_ca_file=files.client_ca,
-        client_crl_file=files.client_crl,
-        reload_s=args.tls_reload_s,
-    )
+    try:
+        return ServerTls(
+            cert_file=files.cert,
+            key_file=files.key,
+            client_ca_file=files.client_ca,
+            client_crl_file=files.client_crl,
+            reload_s=args.tls_reload_s,
+        )
+    except ValidationError as exc:
+        raise ValueError(invalid_settings_message(exc, TLS_FLAGS)) from None
+
+
+def _settings(flags: Mapping[str, str] | None = None, **given: Any) -> Settings:
+    """The settings, from the environment and `given` (the command line's: `flags` names the
+    option of each such field), as every command reads them. First each CHILDLOOKUP_ variable
+    that is no setting is warned of (gateway.config.unknown_variables), since it is ignored;
+    then settings that do not validate are one ValueError line naming each variable or option
+    and what is wrong, never the value given (gateway.config.invalid_settings_message)."""
+    for name, meant in unknown_variables(os.environ).items():
+        _log.warning(
+            "%s is not a setting and is ignored%s",
+            name,
+            "" if meant is None else f"; did you mean {meant}?",
+            extra={"event": "unknown_setting", "context": {"variable": name, "meant": meant}},
+        )
+    try:
+        return Settings(**given)
+    except (ValidationError, SettingsError) as exc:
+        raise ValueError(invalid_settings_message(exc, flags)) from None
 
 
 def _state_settings(args: argparse.Namespace) -> Settings:
     """Settings from the environment, as `serve` reads them, with --state-dir when given."""
-    return Settings(**({} if args.state_dir is None else {"state_dir": args.state_dir}))
+    if args.state_dir is None:
+        return _settings()
+    return _settings({"state_dir": "--state-dir"}, state_dir=args.state_dir)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -108,6 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import begin_draining, create_app
     from gateway.components import build_components
     from gateway.config import load_sources_file
+    from gateway.policy import PolicyError
     from gateway.tls import server_context
     from gateway.tokens import ensure_dev_keys
 
@@ -117,7 +164,14 @@ def _serve(args: argparse.Namespace) -> int:
         "port": args.port,
         "server_tls": _server_tls(args),
     }
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    flags = {
+        "sources_file": "--config",
+        "host": "--host",
+        "port": "--port",
+        "server_tls": "--tls-*",
+    }
+    given = {k: v for k, v in overrides.items() if v is not None}
+    settings = _settings({k: flags[k] for k in given}, **given)
     if settings.sources_file is None:
         raise ValueError("name the connector config with --config or CHILDLOOKUP_SOURCES_FILE")
     if settings.server_tls is not None and args.workers > 1:
@@ -129,14 +183,21 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return _serve_workers(settings, args.workers, len(sources))
     tls = None if settings.server_tls is None else server_context(settings.server_tls)
-    app = create_app(
-        build_components(
+    try:
+        components = build_components(
             settings,
             sources,
             postcode_districts=sources_file.postcode_districts,
             witnesses=sources_file.witnesses,
         )
-    )
+    except PolicyError as exc:  # not a ValueError: it was a traceback
+        where = (
+            f"CHILDLOOKUP_OPA_URL {settings.opa_url}"
+            if settings.opa_url is not None
+            else f"CHILDLOOKUP_POLICY_DIR {settings.policy_dir}"
+        )
+        raise ValueError(f"cannot use the policy ({where}): {' '.join(str(exc).split())}") from None
+    app = create_app(components)
     served = ServedApp("gateway", app, bind_socket(settings.host, settings.port), tls)
     print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
@@ -243,23 +304,33 @@ def _audit_store(settings: Settings, *, sign: bool = False) -> Iterator[AuditSto
     """Open an existing audit log (never create one: verifying a typo'd path must not pass), in
     PostgreSQL when CHILDLOOKUP_DATABASE_URL is set; with `sign`, able to sign checkpoints with
     the gateways' existing key, as an operator's action written to the log may."""
-    import psycopg
-
     from gateway.audit import open_audit_store
 
     store = open_audit_store(settings, create=False, sign=sign)
     try:
-        yield store
-    except sqlite3.Error as exc:  # opened, but damaged past its schema
+        with _one_line_store_errors(settings):
+            yield store
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def _one_line_store_errors(settings: Settings) -> Iterator[None]:
+    """A database error inside the block as one line naming the log (ValueError), not a
+    traceback: a SQLite log damaged past its schema or held locked by another process, a
+    PostgreSQL server that went away (or whose pool timed out) or refused the read."""
+    import psycopg
+
+    try:
+        yield
+    except sqlite3.Error as exc:
         path = settings.resolved_audit_db()
         raise ValueError(f"cannot read the audit log at {path}: {exc}") from exc
-    except psycopg.Error as exc:  # the database went away, or refused the read
+    except psycopg.Error as exc:  # psycopg_pool.PoolTimeout is one too
         where = f"PostgreSQL schema {settings.database_schema}"
         raise ValueError(
             f"cannot read the audit log in {where}: {' '.join(str(exc).split())}"
         ) from exc
-    finally:
-        store.close()
 
 
 def _print_lines(rows: Sequence[object], noun: str) -> None:
@@ -419,7 +490,8 @@ def _outbox(settings: Settings) -> Iterator[Outbox]:
         existing_audit_log(settings)
     outbox = open_outbox(settings)
     try:
-        yield outbox
+        with _one_line_store_errors(settings):
+            yield outbox
     finally:
         outbox.close()
 
@@ -536,7 +608,7 @@ def _left_as_they_are(named: Sequence[str], done: Sequence[str]) -> int:
 def _db_upgrade(args: argparse.Namespace) -> int:
     from gateway.audit import upgrade_schema
 
-    settings = Settings()
+    settings = _settings()
     if settings.database_url is None:
         raise ValueError(
             "CHILDLOOKUP_DATABASE_URL is not set: the SQLite audit log needs no migration"
@@ -566,7 +638,9 @@ def _schema(args: argparse.Namespace) -> int:
         print(f"{SCHEMA_FILE.name} is up to date.")
         return 0
     if args.write:
-        SCHEMA_FILE.write_text(sdl, encoding="utf-8")
+        from gateway.workbench import write_whole
+
+        write_whole(SCHEMA_FILE, sdl.encode())
         print(f"wrote {SCHEMA_FILE}")
         return 0
     sys.stdout.write(sdl)
@@ -590,7 +664,9 @@ def _portal_manifest(args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(text)
         return 0
-    args.out.write_text(text, encoding="utf-8")
+    from gateway.workbench import write_whole
+
+    write_whole(args.out, text.encode())  # whole or not at all: a gateway trusts what it lists
     print(f"wrote {args.out} ({len(portal.operations())} operations)")
     return 0
 

@@ -8,16 +8,18 @@ to happen.
 
 from __future__ import annotations
 
+import difflib
 import json
 import tomllib
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -26,15 +28,25 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from connectors.protocol import FieldId
 from connectors.tls import RELOAD_EVERY_S, ServerFiles
+from locator.settings import Settings as LocatorSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_POLICY_DIR = REPO_ROOT / "policies"
 DEV_ISSUER = "childlookup-dev"
 DEFAULT_POLICY_VET_MAX_BYTES: Final = 1024 * 1024 * 1024
+ENV_PREFIX: Final = "CHILDLOOKUP_"
+"""Every setting is read from the environment variable of its name in capitals after this."""
 
 
 class Mode(StrEnum):
@@ -307,10 +319,117 @@ FetchableUrl = Annotated[str, AfterValidator(_fetchable_url)]
 """An http(s) URL, held as text (see _fetchable_url)."""
 
 
+def setting_variable(field: str) -> str:
+    """The environment variable a setting is read from: `lookup_deadline_ms` ->
+    `CHILDLOOKUP_LOOKUP_DEADLINE_MS`."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+class InvalidVariable(ValueError):
+    """A CHILDLOOKUP_ variable whose text cannot be read at all: a list or map that is not JSON."""
+
+
+class _Environment(EnvSettingsSource):
+    """The CHILDLOOKUP_ variables as pydantic-settings reads them, but a list or map that is not
+    JSON is an InvalidVariable naming the variable and why, where pydantic-settings said only
+    `error parsing value for field "token_algorithms" from source "EnvSettingsSource"`."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError as exc:
+            raise InvalidVariable(
+                f"{setting_variable(field_name)} is not JSON ({exc}): lists and maps are given"
+                """ as JSON, e.g. '["ES256"]' or '{"gp": 30}'"""
+            ) from None
+
+
+def _place(within: Iterable[int | str]) -> str:
+    """Where in a structured setting a problem is: `key_file`, `key 'adress'`, `item 0`."""
+    parts = [f"item {part}" if isinstance(part, int) else part for part in within]
+    if parts[-1:] == ["[key]"]:
+        parts = [*parts[:-2], f"key {parts[-2]!r}"]
+    return ".".join(parts)
+
+
+def invalid_settings_message(
+    exc: ValidationError | SettingsError, flags: Mapping[str, str] | None = None
+) -> str:
+    """What is wrong with the settings, on one line for a start-up error: each problem after the
+    variable it is in (or the command-line flag `flags` names for its field), and never the
+    value given. Pydantic's own report spans lines, names fields rather than variables, and
+    quotes each input: a 20-character CHILDLOOKUP_AUDIT_KEY, or the whole settings (audit key
+    included) when a check across settings failed, went to the process manager's log."""
+    if isinstance(exc, SettingsError):
+        cause = exc.__cause__
+        return str(cause if isinstance(cause, InvalidVariable) else exc)
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        why = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+        if not error["loc"]:  # a check across settings: its message names the variables
+            problems.append(why)
+            continue
+        field, *within = error["loc"]
+        name = (flags or {}).get(str(field)) or setting_variable(str(field))
+        problems.append(f"{name}{f' ({_place(within)})' if within else ''}: {why}")
+    return "; ".join(problems)
+
+
+def _locator_variables() -> set[str]:
+    """The variables the locator (locator.settings) reads: its prefix and each field's name, or
+    the names a field's aliases give instead."""
+    prefix = str(LocatorSettings.model_config.get("env_prefix", ""))
+    names = set()
+    for name, field in LocatorSettings.model_fields.items():
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names |= {choice.upper() for choice in alias.choices if isinstance(choice, str)}
+        else:
+            names.add(f"{prefix}{name}".upper())
+    return names
+
+
+TEST_VARIABLES_PREFIX: Final = "CHILDLOOKUP_TEST_"
+"""Variables of the project's own test suite (`.ci/run` sets them), which no gateway reads."""
+
+
+def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
+    """The CHILDLOOKUP_ variables in `environ` that are no setting, each with the setting it is
+    closest to (the one probably meant), if any. pydantic-settings ignores them: a misspelt
+    CHILDLOOKUP_AUDIT_PREVIOUS_KEY or CHILDLOOKUP_MOD would leave the gateway on a default with
+    no word said. The locator's own variables (`CHILDLOOKUP_LOCATOR_*`, locator.settings) and
+    the test suite's are not unknown. Compared in capitals, as the settings are read."""
+    settings = {setting_variable(name) for name in Settings.model_fields}
+    locator = _locator_variables()
+    unknown = (
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX)
+        and name.upper() not in settings | locator
+        and not name.upper().startswith(TEST_VARIABLES_PREFIX)
+    )
+    return {
+        name: next(iter(difflib.get_close_matches(name.upper(), settings, n=1, cutoff=0.8)), None)
+        for name in sorted(unknown)
+    }
+
+
 class Settings(BaseSettings):
     """Everything the gateway process needs to know, validated before it serves a request."""
 
-    model_config = SettingsConfigDict(env_prefix="CHILDLOOKUP_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, the environment read by _Environment."""
+        return init_settings, _Environment(settings_cls), dotenv_settings, file_secret_settings
 
     mode: Mode = Mode.DEV
     host: str = "127.0.0.1"
@@ -579,6 +698,16 @@ class Settings(BaseSettings):
         if self.metrics_token is not None and self.metrics_token_file is not None:
             raise ValueError(
                 "set CHILDLOOKUP_METRICS_TOKEN or CHILDLOOKUP_METRICS_TOKEN_FILE, not both"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_source_of_token_keys(self) -> Settings:
+        """With both, tokens were checked against the JWKS alone and the key file was never read
+        (one that did not exist started the gateway): the operator could not tell which held."""
+        if self.jwks_url is not None and self.token_public_key_file is not None:
+            raise ValueError(
+                "set CHILDLOOKUP_JWKS_URL or CHILDLOOKUP_TOKEN_PUBLIC_KEY_FILE, not both"
             )
         return self
 

@@ -140,13 +140,21 @@ def _gzip_lines(out: IO[bytes], lines: Iterable[str]) -> None:
 
 
 def write_durably(path: Path, fill: Callable[[IO[bytes]], None]) -> None:
-    """Create `path` with what `fill(file)` writes, surviving a crash whole or not at all."""
+    """Create `path` with what `fill(file)` writes, surviving a crash whole or not at all. A
+    write that fails (a full disk, say) removes its partial file: left behind, it would keep the
+    space the next attempt needs, and sit in the archive beside the segments."""
     partial = path.with_name(f".{path.name}.partial")
-    with partial.open("wb") as out:
-        fill(out)
-        out.flush()
-        os.fsync(out.fileno())
-    partial.replace(path)
+    try:
+        with partial.open("wb") as out:
+            fill(out)
+            out.flush()
+            os.fsync(out.fileno())
+        partial.replace(path)
+    except BaseException as exc:
+        partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a write's error names no file: name the one asked for
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
+        raise
     sync_directory(path.parent)
 
 

@@ -6,7 +6,7 @@ bundle for OPA servers. None of it runs in the gateway: it reaches the policy on
 gateway.policy's public names, as the gateway does.
 """
 
-from gateway.workbench.archive import bundle_main, write_bundle_archive
+from gateway.workbench.archive import bundle_main, write_bundle_archive, write_whole
 from gateway.workbench.diff import diff_main
 from gateway.workbench.explain import (
     Catalogue,
@@ -29,4 +29,5 @@ __all__ = [
     "explain",
     "explain_main",
     "write_bundle_archive",
+    "write_whole",
 ]

@@ -17,8 +17,10 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 from gateway.policy import (
@@ -47,8 +49,27 @@ def write_bundle_archive(bundle: PolicyBundle, out: Path) -> tuple[str, ...]:
             info.size = len(members[name])
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(members[name]))
-    out.write_bytes(gzip.compress(buffer.getvalue(), mtime=0))
+    write_whole(out, gzip.compress(buffer.getvalue(), mtime=0))
     return tuple(f"/{name}" for name in sorted(members))
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """Put `data` at `path` whole or not at all: written beside it, then renamed over it. Written
+    in place, a write that fails part way (a full disk) leaves a truncated file - over the one
+    there before, if there was one: a bundle OPA refuses, a manifest that drops operations.
+    Raises OSError naming `path`."""
+    staged: str | None = None
+    try:
+        fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(staged, 0o644)  # as write_bytes would make it (mkstemp's is owner-only)
+        os.replace(staged, path)
+    except OSError as exc:  # named by the file asked for, not the staged one
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
+    finally:
+        if staged is not None:  # gone once renamed; else a part-written leftover
+            Path(staged).unlink(missing_ok=True)
 
 
 def _require_within_roots(bundle: PolicyBundle, manifest: bytes) -> None:
