@@ -3,12 +3,13 @@ sees: fresh interpreters, real ports, real signals."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -91,3 +92,17 @@ def graphql(port: int, query: str, token: str) -> Any:
         headers={"authorization": f"Bearer {token}"},
         timeout=10,
     ).json()
+
+
+def full_pipe() -> tuple[int, IO[str]]:
+    """A real pipe already full, as a stdout whose reader has stalled: its read end, and its write
+    end as a text stream, blocking (stdout's default)."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    try:
+        while True:
+            os.write(write_end, b"x" * 65536)
+    except BlockingIOError:
+        pass
+    os.set_blocking(write_end, True)
+    return read_end, os.fdopen(write_end, "w")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gateway.policy import DecisionLog, PolicyError
 from gateway.policy.decision_log import StreamSink
+from tests.processes import full_pipe
 from tests.test_decision_log_rotation import WRITER
 
 
@@ -209,15 +210,7 @@ def test_a_stdout_nobody_reads_fails_closed_without_holding_the_event_loop():
 async def test_past_its_backlog_a_stalled_stdout_refuses_at_once():
     """What waits for a stalled pipe is bounded: past `backlog_bytes` a decision is refused
     (fails closed) at once rather than held in memory for the stall."""
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    try:
-        while True:
-            os.write(write_end, b"x" * 65536)
-    except BlockingIOError:
-        pass
-    os.set_blocking(write_end, True)  # stdout's default
-    stream = os.fdopen(write_end, "w")
+    read_end, stream = full_pipe()
     log = DecisionLog(StreamSink(stream, stall_s=5.0, backlog_bytes=4096), instance="t")
     waiting = asyncio.create_task(_decide(log, 1))
     await asyncio.sleep(0.01)

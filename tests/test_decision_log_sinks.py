@@ -14,13 +14,13 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
 
 import pytest
 from pydantic import BaseModel, ConfigDict
 
 from gateway.policy import DecisionLog, PolicyError
 from gateway.policy.decision_log import StreamSink
+from tests.processes import full_pipe
 from tests.test_decision_log_failures import _decide, _reported
 
 REPO = Path(__file__).parent.parent
@@ -146,25 +146,12 @@ def test_workers_sharing_a_stdout_pipe_never_tear_each_other_s_lines():
     )
 
 
-def _full_pipe() -> tuple[int, IO[str]]:
-    """A real pipe already full, its write end blocking (stdout's default) as a text stream."""
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    try:
-        while True:
-            os.write(write_end, b"x" * 65536)
-    except BlockingIOError:
-        pass
-    os.set_blocking(write_end, True)
-    return read_end, os.fdopen(write_end, "w")
-
-
 def test_a_stdout_log_outliving_an_event_loop_still_fails_closed_in_the_next():
     """One log, two event loops in turn (tests, a CLI running asyncio.run twice): the first
     closed with a decision waiting for the full pipe, leaving its watch behind. In the next
     loop nothing watched the pipe any more and no stall was timed: a decision waited for good,
     never failing closed, and never taken either once the reader was back."""
-    read_end, stream = _full_pipe()
+    read_end, stream = full_pipe()
     log = DecisionLog(StreamSink(stream, stall_s=0.3), instance="t")
 
     async def leave_one_waiting() -> None:

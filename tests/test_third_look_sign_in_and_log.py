@@ -4,6 +4,7 @@ blocking stdout pipe that hung the event loop instead of failing closed."""
 from __future__ import annotations
 
 from tests.browser.conftest import new_page, page  # noqa: F401
+from tests.processes import full_pipe
 from tests.test_second_look_sdk_and_portal import (  # noqa: F401
     ALEX,
     LOGIN_FORM,
@@ -58,15 +59,7 @@ def test_the_decision_log_on_a_blocking_stdout_pipe_fails_closed_after_the_stall
 
     from gateway.policy.decision_log import StreamSink
 
-    read_end, write_end = os.pipe()
-    os.set_blocking(write_end, False)
-    try:
-        while True:
-            os.write(write_end, b"x" * 65536)
-    except BlockingIOError:
-        pass
-    os.set_blocking(write_end, True)  # as stdout is by default
-    stream = os.fdopen(write_end, "w")
+    read_end, stream = full_pipe()
     sink = StreamSink(stream, stall_s=0.2)
     outcome: list[BaseException | None] = []
 
