@@ -6,7 +6,9 @@ logging - so that an agency's code is one method over its own records and cannot
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+from datetime import date, datetime
+from typing import Final, Protocol, TypeVar
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
@@ -15,6 +17,15 @@ from connectors.protocol import PROTOCOL_VERSION, ConnectorRecord, ErrorCode, Lo
 _MessageT = TypeVar("_MessageT", bound=BaseModel)
 
 _MAX_REPORTED_ERRORS = 3
+
+ENGLAND: Final = ZoneInfo("Europe/London")
+"""The zone the agencies' dates are in: a plan's end date is a day in England."""
+
+
+def today_in_england() -> date:
+    """The date in England now: a plan that ends today is still open until midnight there, not
+    at midnight UTC - nor at midnight in whatever zone the connector's machine is set to."""
+    return datetime.now(ENGLAND).date()
 
 
 class ConnectorBackend(Protocol):

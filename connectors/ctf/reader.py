@@ -120,7 +120,9 @@ def placement(source: SchoolRef, destination: SchoolRef | None) -> tuple[SchoolR
 
     A CTF goes from the school a pupil leaves to the school they join: then the destination is the
     current school and the source a school they left. Sent to the local authority (LLLL) or with
-    no destination, it is the school's own roll, and the source is the current school. A
+    no destination, it is the school's own roll, and the source is the current school (unless
+    the pupil's school history records them leaving it by the file's date: then no school is, and
+    the source is a previous school - decided per pupil, in `_Context.pupil`). A
     destination that is not known (XXXX, MMMM: a pupil gone missing from education) leaves no
     current school - the source, which knew the child last, is kept as a previous school. So is a
     destination school given without a URN (before CTF 18): it cannot be named reliably.
@@ -249,6 +251,10 @@ class _Context:
             raise _SkippedPupil("the UPN is not 13 letters and digits")
         former_upn = (_detail(element, "FormerUPN") or "").upper()
         current, left = placement(self.source, self.destination)
+        if current is self.source and _has_left(element, self.source, self.created.date()):
+            # The school's own roll (sent to the LA) still lists a pupil it records as gone:
+            # showing them on roll would send a practitioner to a school they left.
+            current, left = None, True
         school = self._school(current)
         involvements = []
         if school is not None and current is not None:
@@ -441,6 +447,13 @@ def _attendance(pupil: Element, ref: SchoolRef) -> tuple[date | None, date | Non
         if same:
             return _date(_text(school, "EntryDate")), _date(_text(school, "LeavingDate"))
     return None, None
+
+
+def _has_left(pupil: Element, ref: SchoolRef, on: date) -> bool:
+    """Whether the file's school history records the pupil leaving `ref` on or before `on` (the
+    file's date: as of it, a later leaving date is still to come)."""
+    left = _attendance(pupil, ref)[1]
+    return left is not None and left <= on
 
 
 def _date(value: str | None) -> date | None:

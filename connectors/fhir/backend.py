@@ -32,7 +32,7 @@ from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.relatedperson import RelatedPerson
 from pydantic import ValidationError
 
-from connectors.backend import ConnectorError
+from connectors.backend import ConnectorError, today_in_england
 from connectors.fhir.client import FhirClient
 from connectors.fhir.outcomes import TooManyMatches
 from connectors.fhir.patients import confidentiality, record_from_patient
@@ -73,7 +73,11 @@ class _Found:
 
 
 class FhirBackend:
-    """A `ConnectorBackend` over a PDS-shaped FHIR server and, optionally, a CP-IS one."""
+    """A `ConnectorBackend` over a PDS-shaped FHIR server and, optionally, a CP-IS one.
+
+    `today` is the day plans, names and addresses are judged in force on: England's date, not the
+    machine's (a server kept in UTC would still show a plan that ended yesterday in England as in
+    force for the first hour of a summer day)."""
 
     def __init__(
         self,
@@ -81,7 +85,7 @@ class FhirBackend:
         cpis: FhirClient | None = None,
         *,
         cpis_for_candidates: bool = False,
-        today: Callable[[], date] = date.today,
+        today: Callable[[], date] = today_in_england,
     ) -> None:
         self._pds = pds
         self._cpis = cpis

@@ -17,6 +17,7 @@ from fhir.resources.R4B.flag import Flag
 from fhir.resources.R4B.patient import Patient
 from fhir.resources.R4B.relatedperson import RelatedPerson
 
+from connectors.backend import today_in_england
 from connectors.fhir.plans import CpisPlan, ResponsibleAuthority
 from connectors.fhir.terminology import (
     CONFIDENTIALITY_SYSTEM,
@@ -151,7 +152,7 @@ def flag_resource(plan: CpisPlan, flag_id: str) -> Json:
     resource: Json = {
         "resourceType": "Flag",
         "id": flag_id,
-        "status": "active" if plan.end is None or plan.end >= date.today() else "inactive",
+        "status": "active" if plan.end is None or plan.end >= today_in_england() else "inactive",
         "category": [
             {
                 "coding": [

@@ -7,8 +7,9 @@ involvements tables, and each indicator as "an open episode in table X" in a TOM
 runs on a blocking-key table the connector keeps beside them (`refresh_blocking_keys`).
 """
 
+from connectors.backend import today_in_england
 from connectors.sql.app import create_sql_app, prepare, refresh_blocking_keys, sql_profile
-from connectors.sql.backend import SqlBackend, open_tables, today_in_england
+from connectors.sql.backend import SqlBackend, open_tables
 from connectors.sql.blocks import RefreshSummary
 from connectors.sql.engine import DatabaseUnreachable, create_engine, redacted
 from connectors.sql.mapping import Mapping, MappingError, load_mapping

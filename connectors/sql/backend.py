@@ -16,14 +16,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import Final
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, or_
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from connectors.backend import ConnectorError
+from connectors.backend import ConnectorError, today_in_england
 from connectors.protocol import ConnectorRecord, ErrorCode, Identifiers, LookupRequest
 from connectors.search import query_blocking_keys, rank_candidates
 from connectors.sql.blocks import BlockingIndex, RefreshSummary
@@ -31,15 +29,7 @@ from connectors.sql.mapping import Mapping
 from connectors.sql.records import RecordReader, UnreadableRecord
 from connectors.sql.tables import MappedTables, reflect_tables
 
-_ENGLAND: Final = ZoneInfo("Europe/London")
-
 _logger = logging.getLogger("childlookup.connector.sql")
-
-
-def today_in_england() -> date:
-    """The date in England now: a plan that ends today is still open until midnight there, not
-    at midnight UTC."""
-    return datetime.now(_ENGLAND).date()
 
 
 class SqlBackend:

@@ -13,6 +13,9 @@ Rules, chosen so that re-importing is always safe:
 - For each child a return carries, that return's tables (`RETURN_TABLES`) are replaced by what
   the return says, so importing one file twice leaves the same rows as importing it once, and a
   later year's return replaces an earlier one's episodes for the children it carries.
+- A child's `as_of` is the oldest reference date among the returns whose rows it holds
+  (`return_snapshots`): indicators from last year's SSDA903 beside this year's census are only
+  as fresh as last year's.
 - Everything happens in one transaction, after the whole file has been read and checked: a
   malformed file changes nothing.
 """
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, Final
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from connectors.sql.la_case_records.schema import (
@@ -32,6 +35,7 @@ from connectors.sql.la_case_records.schema import (
     LA_CHILD_ID,
     RETURN_TABLES,
     children,
+    return_snapshots,
     statutory_imports,
 )
 
@@ -103,13 +107,14 @@ async def store_return(
     connection: AsyncConnection, parsed: ParsedReturn, digest: str
 ) -> ImportSummary:
     """Apply `parsed` inside the caller's transaction (see the module's rules)."""
-    as_of = datetime.combine(parsed.reference_date, time(0, 0), tzinfo=UTC)
+    as_of = _midnight(parsed.reference_date)
     now = datetime.now(UTC)
     ids = [child.la_child_id for child in parsed.children]
     existing: dict[str, Any] = {}
     for chunk in _chunks(ids):
         query = select(children).where(children.c.la_child_id.in_(chunk))
         existing.update({row.la_child_id: row for row in await connection.execute(query)})
+    older = await _older_snapshots(connection, ids, parsed.name)
     new = [child for child in parsed.children if child.la_child_id not in existing]
     if new:
         await connection.execute(
@@ -128,10 +133,31 @@ async def store_return(
             for column, value in _identity(child).items()
             if value is not None and getattr(row, column) is None
         }
+        oldest = older.get(child.la_child_id)
+        child_as_of = as_of if oldest is None else min(as_of, _midnight(oldest))
         await connection.execute(
             update(children)
             .where(children.c.la_child_id == child.la_child_id)
-            .values(**filled, as_of=as_of, updated_at=now)
+            .values(**filled, as_of=child_as_of, updated_at=now)
+        )
+    for chunk in _chunks(ids):
+        await connection.execute(
+            delete(return_snapshots).where(
+                return_snapshots.c.la_child_id.in_(chunk),
+                return_snapshots.c.return_name == parsed.name,
+            )
+        )
+    if ids:
+        await connection.execute(
+            insert(return_snapshots),
+            [
+                {
+                    "la_child_id": i,
+                    "return_name": parsed.name,
+                    "reference_date": parsed.reference_date,
+                }
+                for i in ids
+            ],
         )
     tables: tuple[Table, ...] = RETURN_TABLES[parsed.name]
     for table in tables:
@@ -156,6 +182,28 @@ async def store_return(
         created=len(new),
         rows={table.name: len(parsed.rows.get(table.name, [])) for table in tables},
     )
+
+
+def _midnight(day: date) -> datetime:
+    """A reference date as the `as_of` records carry."""
+    return datetime.combine(day, time(0, 0), tzinfo=UTC)
+
+
+async def _older_snapshots(
+    connection: AsyncConnection, ids: Sequence[str], name: str
+) -> dict[str, date]:
+    """Per child in `ids`, the oldest reference date of the other returns whose rows it holds."""
+    found: dict[str, date] = {}
+    for chunk in _chunks(ids):
+        query = (
+            select(return_snapshots.c.la_child_id, func.min(return_snapshots.c.reference_date))
+            .where(
+                return_snapshots.c.la_child_id.in_(chunk), return_snapshots.c.return_name != name
+            )
+            .group_by(return_snapshots.c.la_child_id)
+        )
+        found.update({row[0]: row[1] for row in await connection.execute(query)})
+    return found
 
 
 def _identity(child: ReturnChild) -> dict[str, Any]:

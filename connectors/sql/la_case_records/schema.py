@@ -163,6 +163,22 @@ statutory_imports = Table(
 """Each import of a statutory return: which return, as of when, from which file (by digest), so
 an operator can see what snapshot the connector's indicators rest on."""
 
+return_snapshots = Table(
+    "return_snapshots",
+    metadata,
+    Column(
+        "la_child_id",
+        String(LA_CHILD_ID),
+        ForeignKey("children.la_child_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("return_name", String(20), primary_key=True),
+    Column("reference_date", Date, nullable=False),
+)
+"""Per child, the reference date of each return whose rows it holds: a child in two returns of
+different years (this year's census, last year's SSDA903) is answered as of the older, since its
+indicators rest on both."""
+
 RETURN_TABLES: Final = {
     "cin_census": (cin_episodes, child_protection_plans, section47_enquiries),
     "ssda903": (looked_after_episodes,),

@@ -33,6 +33,7 @@ from connectors.sql.la_case_records.schema import (
     cin_episodes,
     early_help_episodes,
     looked_after_episodes,
+    return_snapshots,
 )
 
 _GENDER: Final = {Sex.MALE: "1", Sex.FEMALE: "2", Sex.UNKNOWN: "0"}
@@ -40,12 +41,14 @@ _ADDRESS_LINES: Final = 4
 _SEPARATOR: Final = ";"
 _BATCH: Final = 500
 _DEPENDENT: Final = (
+    # A child written from its live record no longer rests on any return's snapshot.
     cin_episodes,
     child_protection_plans,
     looked_after_episodes,
     early_help_episodes,
     allocations,
     carers,
+    return_snapshots,
 )
 
 
