@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 
+from connectors.backend import today_in_england
 from gateway.audit import DEFAULT_LIMIT, LIMIT_ALERTS, MAX_LIMIT, AccessHistory, AuditTrail
 from gateway.errors import ErrorCode, GatewayError
 from gateway.identifiers import (
@@ -180,7 +181,7 @@ def _validated(
                 sex=given.sex,
                 former_family=given.former_family_name,
                 known_as=given.known_as or (),
-                today=datetime.now(UTC).date(),
+                today=today_in_england(),  # born today in England: not "future" at 00:30 BST
             )
             corroboration = Corroboration(
                 address_lines=address_lines(given.address_lines or ()),
