@@ -179,7 +179,9 @@ def running_gateway(
     }
     districts = settings.pop("postcode_districts", None)
     witnesses = settings.pop("witnesses", ())
-    config = Settings(state_dir=tmp, cache_ttl_s=0, **(limits | settings))
+    # The answer cache is off unless a test turns it on (`cache_ttl_s`): lookups see the
+    # connectors' records as the test has just written them.
+    config = Settings(state_dir=tmp, **({"cache_ttl_s": 0} | limits | settings))
     components = build_components(
         config, list(sources), postcode_districts=districts, witnesses=witnesses
     )
