@@ -5,7 +5,7 @@ inside the span, whether a plan is in force is unknown."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from fhir.resources.R4B.flag import Flag
@@ -37,7 +37,11 @@ def _flag(kind: PlanKind = PlanKind.CHILD_PROTECTION, **period: str) -> Flag:
         ("2024", (date(2024, 1, 1), date(2024, 12, 31))),
         ("2024-02", (date(2024, 2, 1), date(2024, 2, 29))),
         (date(2024, 5, 3), (date(2024, 5, 3), date(2024, 5, 3))),
-        (datetime(2024, 5, 3, 23, 0, tzinfo=UTC), (date(2024, 5, 3), date(2024, 5, 3))),
+        # A moment is the day it falls on in England: 23:00Z in summer is the next day there.
+        (datetime(2024, 5, 3, 23, 0, tzinfo=UTC), (date(2024, 5, 4), date(2024, 5, 4))),
+        (datetime(2024, 5, 4, 0, 30, tzinfo=timezone(timedelta(hours=1))), (date(2024, 5, 4),) * 2),
+        (datetime(2024, 5, 3, 22, 30, tzinfo=UTC), (date(2024, 5, 3), date(2024, 5, 3))),
+        (datetime(2024, 12, 3, 23, 30, tzinfo=UTC), (date(2024, 12, 3), date(2024, 12, 3))),
         ("2024-13", ANY_DAY),
         ("soon", ANY_DAY),
         (None, None),

@@ -14,6 +14,8 @@ import re
 from datetime import date, datetime
 from typing import Final
 
+from connectors.backend import ENGLAND
+
 _PARTIAL: Final = re.compile(r"(\d{4})(?:-(\d{2}))?")
 
 ANY_DAY: Final = (date.min, date.max)
@@ -21,12 +23,15 @@ ANY_DAY: Final = (date.min, date.max)
 
 
 def day_span(moment: date | datetime | str | None) -> tuple[date, date] | None:
-    """The first and last day `moment` may mean: a date or dateTime its own day; a year or a
-    month every day of it; anything unreadable `ANY_DAY`. None when there is no moment."""
+    """The first and last day `moment` may mean: a date its own day, a dateTime the day it falls
+    on in England (the day plans are judged against, `today_in_england`: 23:30Z in summer is
+    the next day there, and the same moment written 00:30+01:00 must not be another day); a year
+    or a month every day of it; anything unreadable `ANY_DAY`. None when there is no moment."""
     if moment is None:
         return None
     if isinstance(moment, datetime):
-        return moment.date(), moment.date()
+        day = moment.astimezone(ENGLAND).date() if moment.tzinfo is not None else moment.date()
+        return day, day
     if isinstance(moment, date):
         return moment, moment
     partial = _PARTIAL.fullmatch(str(moment))
