@@ -18,6 +18,7 @@ from connectors.protocol import (
     Indicators,
     Involvement,
 )
+from connectors.sensitive_services import as_marked
 
 # Needed by the gateway whatever the caller may see: every identifier (not only those asked by) to
 # match records across sources, and the flags to apply shielding. The gateway's policy, not the
@@ -36,7 +37,9 @@ def minimise(record: ConnectorRecord, fields: Collection[FieldId]) -> ConnectorR
     Sensitive involvements lose their provider (service, organisation, practitioner) and their
     dates (since, until) unless `sensitive_service_details` is requested, leaving the broker as
     the way to make contact: when a sexual-health or mental-health service began says something
-    about the child too.
+    about the child too. An involvement in a service of `connectors.sensitive_services` is
+    sensitive whether or not the agency marked it, and is marked so here: one agency's unmarked
+    "CAMHS" would otherwise show the provider that another's marked entry brokers.
     """
     wanted = frozenset(fields)
     if _holds_only(record, wanted):
@@ -75,8 +78,10 @@ def _holds_only(record: ConnectorRecord, wanted: frozenset[FieldId]) -> bool:
         elif name == "involvements":
             if FieldId.INVOLVEMENTS not in wanted:
                 return False
-            if FieldId.SENSITIVE_SERVICE_DETAILS not in wanted and any(
-                involvement.sensitive and involvement != _minimise_involvement(involvement, False)
+            show_provider = FieldId.SENSITIVE_SERVICE_DETAILS in wanted
+            if any(
+                (kept := _minimise_involvement(involvement, show_provider)) is not involvement
+                and kept != involvement
                 for involvement in value
             ):
                 return False
@@ -86,6 +91,7 @@ def _holds_only(record: ConnectorRecord, wanted: frozenset[FieldId]) -> bool:
 
 
 def _minimise_involvement(involvement: Involvement, show_provider: bool) -> Involvement:
+    involvement = as_marked(involvement)
     if show_provider or not involvement.sensitive:
         return involvement
     return Involvement(

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Collection, Sequence
+from dataclasses import replace
 from typing import Final
 
 from connectors.minimisation import minimise
@@ -34,6 +35,7 @@ from connectors.protocol import (
     Identifiers,
     Involvement,
 )
+from connectors.sensitive_services import with_sensitive_marked
 from gateway import tracing
 from gateway.match import MatchResult
 from gateway.policy import (
@@ -152,8 +154,14 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
     too, so the caller learns that a record may hold more than they can see. Records are numbered
     rather than named in the policy input, which keeps source record ids out of the policy and
     lets identical lookups share one remembered decision.
+
+    An involvement in a sensitive service (connectors.sensitive_services) is marked sensitive
+    first, as the SDK's minimise marks it: a connector not built on the current SDK, or an agency
+    that did not mark it, must not show its provider. Marked before the policy is asked, it is
+    decided and reported as any marked one is - `sensitive_service_details` released or withheld
+    with the policy's reason - rather than only cut.
     """
-    matched = matching.matched
+    matched = tuple(_with_sensitive_marked(m) for m in matching.matched)
     flags = child_flags(
         matched,
         matching.answers,
@@ -213,6 +221,11 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
     return Release(
         tuple(records), tuple(withheld), flags, decision_id, _owner_notices(decision, matched)
     )
+
+
+def _with_sensitive_marked(m: MatchedRecord) -> MatchedRecord:
+    record = with_sensitive_marked(m.record)
+    return m if record is m.record else replace(m, record=record)
 
 
 def _returned_for_identifier(
