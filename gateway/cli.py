@@ -154,9 +154,9 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.app import begin_draining, create_app
     from gateway.components import build_components
     from gateway.config import load_sources_file
-    from gateway.policy import PolicyError
     from gateway.tls import server_context
     from gateway.tokens import ensure_dev_keys
+    from gateway.workers import check_shared_limits
 
     overrides = {
         "sources_file": args.config,
@@ -174,6 +174,9 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings({k: flags[k] for k in given}, **given)
     if settings.sources_file is None:
         raise ValueError("name the connector config with --config or CHILDLOOKUP_SOURCES_FILE")
+    if args.workers > 1:
+        check_shared_limits(settings)
+    settings.check_paths()
     if settings.server_tls is not None and args.workers > 1:
         settings.server_tls.files().load()  # checked once here; each worker loads and watches
     sources_file = load_sources_file(settings.sources_file)
@@ -183,20 +186,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return _serve_workers(settings, args.workers, len(sources))
     tls = None if settings.server_tls is None else server_context(settings.server_tls)
-    try:
-        components = build_components(
-            settings,
-            sources,
-            postcode_districts=sources_file.postcode_districts,
-            witnesses=sources_file.witnesses,
-        )
-    except PolicyError as exc:  # not a ValueError: it was a traceback
-        where = (
-            f"CHILDLOOKUP_OPA_URL {settings.opa_url}"
-            if settings.opa_url is not None
-            else f"CHILDLOOKUP_POLICY_DIR {settings.policy_dir}"
-        )
-        raise ValueError(f"cannot use the policy ({where}): {' '.join(str(exc).split())}") from None
+    components = build_components(
+        settings,
+        sources,
+        postcode_districts=sources_file.postcode_districts,
+        witnesses=sources_file.witnesses,
+    )
     app = create_app(components)
     served = ServedApp("gateway", app, bind_socket(settings.host, settings.port), tls)
     print(f"childlookup gateway on {served.url}/graphql ({len(sources)} sources)", flush=True)
@@ -216,12 +211,16 @@ def _serve_workers(settings: Settings, workers: int, sources: int) -> int:
     """`serve --workers N`: the workers read their settings from the environment, so what the
     command line gave goes there first (gateway.workers)."""
     from connectors.serving import bind_socket, socket_url
-    from gateway.workers import serve_workers
+    from gateway.components import close
+    from gateway.workers import serve_workers, worker_components
 
     assert settings.sources_file is not None
     os.environ["CHILDLOOKUP_SOURCES_FILE"] = str(settings.sources_file.resolve())
     if settings.server_tls is not None:
         os.environ["CHILDLOOKUP_SERVER_TLS"] = settings.server_tls.model_dump_json()
+    # Built here as each worker will build them, so what would stop one process stops this one
+    # with the same line, before any worker starts (and is restarted, failing again).
+    close(worker_components())
     sock = bind_socket(settings.host, settings.port)
     url = socket_url(sock, tls=settings.server_tls is not None)
     print(
@@ -736,19 +735,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_demo)
 
-    serve = commands.add_parser("serve", help="run the gateway against configured connectors")
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway against configured connectors",
+        description="Run the gateway against configured connectors. Its settings are the"
+        " CHILDLOOKUP_ variables (docs/deployment.md); an option given wins over its variable,"
+        " and the --tls-* options over CHILDLOOKUP_SERVER_TLS.",
+    )
     serve.add_argument(
         "--config", type=Path, help="connector config, TOML or JSON (or CHILDLOOKUP_SOURCES_FILE)"
     )
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--host", help="the address to listen on (or CHILDLOOKUP_HOST; default 127.0.0.1)"
+    )
+    serve.add_argument(
+        "--port", type=int, help="the port to listen on (or CHILDLOOKUP_PORT; default 8000; 0: any)"
+    )
     serve.add_argument(
         "--workers",
         type=_count(1, 64),
         default=1,
         help="gateway processes sharing the port (more than one needs CHILDLOOKUP_REDIS_URL)",
     )
-    add_tls_arguments(serve, "portals (or CHILDLOOKUP_SERVER_TLS)")
+    add_tls_arguments(serve, "portals")
     serve.set_defaults(run=_serve)
 
     token = commands.add_parser("token", help="print a dev bearer token for the demo gateway")

@@ -55,6 +55,7 @@ from gateway.policy import (
     DecisionLog,
     MemoisedPolicyEngine,
     PolicyEngine,
+    PolicyError,
     PolicyReloader,
     RemotePolicyEngine,
     policy_engine_from_settings,
@@ -112,8 +113,11 @@ def build_components(
     postcode_districts: Mapping[str, str] | None = None,
     witnesses: Sequence[WitnessConfig] = (),
 ) -> Components:
-    """Load policy, open the audit store and key material; raise if any of them is unusable.
-    `postcode_districts` and `witnesses` are the sources file's (gateway.config.SourcesFile)."""
+    """Load policy, open the audit store and key material; raise if any of them is unusable, as
+    one ValueError line naming the setting to fix where it can (a file a setting names that
+    cannot be read, an unusable policy). `postcode_districts` and `witnesses` are the sources
+    file's (gateway.config.SourcesFile)."""
+    settings.check_paths()
     if settings.locator_url is None and any(
         s.shield_authority and s.asked is Asked.WHEN_ROUTED for s in sources
     ):
@@ -134,7 +138,7 @@ def build_components(
     return Components(
         settings=settings,
         sources=tuple(sources),
-        policy=policy_engine_from_settings(settings),
+        policy=_policy(settings),
         audit=audit,
         audit_trail=AuditTrail(audit, pseudonymiser, settings.auditor_roles, limits=limits),
         access_history=AccessHistory(audit, pseudonymiser, sources),
@@ -176,6 +180,27 @@ def build_components(
         ),
         metrics_tokens=scrape_tokens(settings.metrics_token, settings.metrics_token_file),
     )
+
+
+def _policy(settings: Settings) -> PolicyEngine:
+    """The configured policy; one that cannot be used is a ValueError naming where it is from
+    (a PolicyError is no ValueError: the command line printed it as a traceback)."""
+    try:
+        return policy_engine_from_settings(settings)
+    except PolicyError as exc:
+        where = (
+            f"CHILDLOOKUP_OPA_URL {settings.opa_url}"
+            if settings.opa_url is not None
+            else f"CHILDLOOKUP_POLICY_DIR {settings.policy_dir}"
+        )
+        raise ValueError(f"cannot use the policy ({where}): {' '.join(str(exc).split())}") from None
+
+
+def close(components: Components) -> None:
+    """Close what `build_components` opened, for a process that built them only to check that
+    they can be (`serve --workers`: each worker builds its own)."""
+    components.decision_log.close()
+    components.audit.close()
 
 
 def router(components: Components, transport: ConnectorTransport, fanout: FanOut) -> Router | None:

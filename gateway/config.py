@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
@@ -414,6 +415,22 @@ def unknown_variables(environ: Mapping[str, str]) -> dict[str, str | None]:
     }
 
 
+READ_FILE_SETTINGS: Final = (
+    "pseudonym_keys_file",
+    "audit_checkpoint_key_file",
+    "audit_checkpoint_public_keys_file",
+    "token_public_key_file",
+    "trusted_documents",
+    "linkage_model_file",
+    "name_frequencies_file",
+    "request_signing_key_file",
+    "request_signing_published_keys_file",
+    "metrics_token_file",
+)
+"""The settings naming a file the gateway reads at start-up (Settings.check_paths); the sources
+file is not among them: it may come from --config, and load_sources_file names it."""
+
+
 class Settings(BaseSettings):
     """Everything the gateway process needs to know, validated before it serves a request."""
 
@@ -766,6 +783,29 @@ class Settings(BaseSettings):
         """Introspection, field suggestions and GraphiQL: in dev mode only, so the production API
         cannot be mapped by probing it."""
         return self.mode is Mode.DEV
+
+    def check_paths(self) -> None:
+        """Raise one ValueError line naming the variable when the state directory cannot be made
+        or a file a setting names cannot be opened for reading: each reader's own error named
+        the path alone (`[Errno 2] ...`), leaving the operator to guess which setting it was.
+        Opened without blocking, so a FIFO with no writer yet is no hang."""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(
+                f"CHILDLOOKUP_STATE_DIR: cannot make {self.state_dir}: {exc.strerror}"
+            ) from None
+        for name in READ_FILE_SETTINGS:
+            path: Path | None = getattr(self, name)
+            if path is None:
+                continue
+            variable = f"CHILDLOOKUP_{name.upper()}"
+            try:
+                os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+            except OSError as exc:
+                raise ValueError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+            if path.is_dir():
+                raise ValueError(f"{variable}: cannot read {path}: it is a directory")
 
     def resolved_audit_log_name(self) -> str:
         return self.audit_log_name or self.gateway_id

@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from string import Template
 from typing import Final
+from urllib.parse import urlsplit
 
 from connectors import redis_clients
 from connectors.protocol import random_id
@@ -49,6 +50,14 @@ from gateway.audit import AuditStore
 from gateway.limits import LIMITS_UNAVAILABLE, WINDOW_S, ChildrenSeen, LimitSettings
 from gateway.types import Caller
 
+SCHEMES: Final = (
+    "redis",
+    "rediss",
+    "unix",
+    redis_clients.SENTINEL_SCHEME,
+    *redis_clients.CLUSTER_SCHEMES,
+)
+"""The URL schemes CHILDLOOKUP_REDIS_URL may have (connectors.redis_clients)."""
 TIMEOUT_S: Final = 1.0
 """Longest a lookup waits on Redis (to connect, or for a reply) before it is refused."""
 SEED_TIMEOUT_S: Final = 2.0
@@ -156,8 +165,19 @@ return 1
 def redis_client(url: str) -> RedisClient:
     """A client over a connection pool for `url` (one server, or Sentinels:
     `connectors.redis_clients`); connects when first used, not here. One retry, at once, so a
-    connection Redis dropped (a restart, a failover) is replaced rather than failing a lookup."""
-    return redis_clients.redis_client(url, timeout_s=TIMEOUT_S, retries=1)
+    connection Redis dropped (a restart, a failover) is replaced rather than failing a lookup.
+    A URL that cannot be used is a ValueError naming CHILDLOOKUP_REDIS_URL and never the URL
+    (it may hold a password); redis-py's own listed only its three schemes."""
+    if urlsplit(url).scheme not in SCHEMES:
+        raise ValueError(
+            "CHILDLOOKUP_REDIS_URL: a Redis URL starts redis://, rediss://, unix://,"
+            f" {redis_clients.SENTINEL_SCHEME}:// or {redis_clients.CLUSTER_SCHEMES[0]}://"
+            f" ({redis_clients.CLUSTER_SCHEMES[1]}:// over TLS)"
+        )
+    try:
+        return redis_clients.redis_client(url, timeout_s=TIMEOUT_S, retries=1)
+    except ValueError as exc:
+        raise ValueError(f"CHILDLOOKUP_REDIS_URL: {exc}") from None
 
 
 async def answers(client: RedisClient) -> bool:

@@ -1,7 +1,10 @@
 """Several gateway processes behind one listening socket: `childlookup serve --workers N`.
 
-The parent binds the socket, then uvicorn's supervisor starts N worker processes that accept on it
-and restarts any that dies. Each worker builds its own gateway from the same environment, so all
+The parent builds what each worker will (settings, files, policy, audit store), so a fault is one
+line and exit 2 as with one process, binds the socket, then uvicorn's supervisor starts N worker
+processes that accept on it and restarts any that dies - except one that failed to start, which
+would fail again each time: that stops them all, and `serve` exits 2.
+Each worker builds its own gateway from the same environment, so all
 serve the same policy bundle (its revision is content-addressed: equal files, equal revision) and
 write the same audit store. What must hold across them is shared, not copied: the limits live in
 Redis (several workers need CHILDLOOKUP_REDIS_URL, or each would count alone), and the audit log
@@ -19,12 +22,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import multiprocessing
 import os
 import shutil
 import signal
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -33,12 +38,13 @@ from typing import Final
 
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from connectors.serving import server_config
 from gateway import metrics
 from gateway.app import begin_draining, create_app
-from gateway.components import build_components
+from gateway.components import Components, build_components
 from gateway.config import ServerTls, Settings, load_sources_file
 from gateway.logs import configure as configure_logging
 from gateway.tls import server_context
@@ -49,28 +55,51 @@ DRAIN_SIGNAL: Final = signal.SIGUSR1
 DRAINING_ENV: Final = "_CHILDLOOKUP_WORKERS_DRAINING"
 """Set by the parent, for the workers it starts from then on, once it has begun draining (not a
 setting: no CHILDLOOKUP_ prefix)."""
+_log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG: Final = 1
 """prctl(2) option: the signal a process gets when its parent dies (Linux)."""
 
 
 def worker_app() -> Starlette:
-    """One worker's app (a uvicorn app factory), built from the environment the parent set."""
+    """One worker's app (a uvicorn app factory), built from the environment the parent set. The
+    parent built the same before starting any worker; should a worker still fail to (a file
+    gone since), it logs the one line and exits as failing to start, which stops the
+    supervisor rather than have it restart the worker forever."""
     _stop_with_the_parent()
     configure_logging()
+    try:
+        components = worker_components()
+    except (ValueError, OSError) as exc:
+        _log.error("a worker cannot start: %s", exc, extra={"event": "worker_start_failed"})
+        sys.exit(STARTUP_FAILURE)
+    app = create_app(components, drain_signal=DRAIN_SIGNAL, settle_heap=True)
+    if os.environ.get(DRAINING_ENV):
+        _drain_from_the_start(app)
+    return app
+
+
+def worker_components() -> Components:
+    """What each worker builds from the environment: checked in the parent too, before any
+    worker starts, so what would stop one process stops `serve --workers` with the same line."""
     settings = Settings()
     if settings.sources_file is None:
         raise ValueError("the workers need CHILDLOOKUP_SOURCES_FILE")
     sources = load_sources_file(settings.sources_file)
-    components = build_components(
+    return build_components(
         settings,
         sources.sources,
         postcode_districts=sources.postcode_districts,
         witnesses=sources.witnesses,
     )
-    app = create_app(components, drain_signal=DRAIN_SIGNAL, settle_heap=True)
-    if os.environ.get(DRAINING_ENV):
-        _drain_from_the_start(app)
-    return app
+
+
+def check_shared_limits(settings: Settings) -> None:
+    """Several workers need limits they share (module notes): refused before anything starts."""
+    if settings.redis_url is None:
+        raise ValueError(
+            "several workers need CHILDLOOKUP_REDIS_URL: without it each would keep its own"
+            " rate limits and distinct-children counts, and together they would allow N times more"
+        )
 
 
 def _drain_from_the_start(app: Starlette) -> None:
@@ -102,12 +131,10 @@ def _stop_with_the_parent() -> None:
 
 
 def serve_workers(settings: Settings, sock: socket.socket, workers: int) -> None:
-    """Run `workers` gateway processes on `sock` until SIGINT or SIGTERM (see the module notes)."""
-    if settings.redis_url is None:
-        raise ValueError(
-            "several workers need CHILDLOOKUP_REDIS_URL: without it each would keep its own"
-            " rate limits and distinct-children counts, and together they would allow N times more"
-        )
+    """Run `workers` gateway processes on `sock` until SIGINT or SIGTERM (see the module notes).
+    Raises ValueError when a worker failed to start: the supervisor then stopped them all, since
+    its replacement would fail the same way (a worker that dies after starting is replaced)."""
+    check_shared_limits(settings)
     config = server_config(
         WORKER_APP,
         factory=True,
@@ -123,11 +150,14 @@ def serve_workers(settings: Settings, sock: socket.socket, workers: int) -> None
     # PROMETHEUS_MULTIPROC_DIR names, or a temporary one removed when the workers stop.
     configured = os.environ.get(metrics.MULTIPROC_DIR_ENV)
     directory = metrics.prepare_multiprocess()
+    supervisor = _DrainingSupervisor(config, [sock], settings.shutdown_drain_s)
     try:
-        _DrainingSupervisor(config, [sock], settings.shutdown_drain_s).run()
+        supervisor.run()
     finally:
         if configured is None:
             shutil.rmtree(directory, ignore_errors=True)
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise ValueError("a worker failed to start (its error is above), so every worker stopped")
 
 
 def _tls_context(
