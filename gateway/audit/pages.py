@@ -21,10 +21,13 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
+from gateway.audit.outbox import OutboxEntry
 from gateway.errors import ErrorCode, GatewayError
 
 T = TypeVar("T")
@@ -147,3 +150,52 @@ def _not_issued() -> GatewayError:
         "`after` takes an entry's `cursor`, as this field gave it for the same reading (the same"
         " child, user or feed), unchanged; to start over, leave it out.",
     )
+
+
+class PositionedFeeds(ABC):
+    """The alerts and dead-letter feeds of a store (SQLite, PostgreSQL) as the CLI reads them -
+    whole, alerts by time - written once over what each store reads a page at a time."""
+
+    @abstractmethod
+    def _alerts(
+        self,
+        since: datetime | None,
+        kinds: Collection[str] | None,
+        after: LogPosition | None,
+        limit: int | None,
+        *,
+        by_time: bool,
+    ) -> list[tuple[LogPosition, dict[str, str | None]]]:
+        """Alerts from `since`, of `kinds`, strictly after `after`; by time, or in log order."""
+
+    @abstractmethod
+    def positioned_dead_letters(
+        self, limit: int, after: LetterPosition | None = None
+    ) -> list[tuple[LetterPosition, OutboxEntry]]:
+        """`dead_letters` strictly after a position, each with its own."""
+
+    def alerts(
+        self,
+        since: datetime | None = None,
+        kinds: Collection[str] | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, str | None]]:
+        """The alerts feed (`AuditStore.alerts`), oldest first by time. The justification is the
+        gateway's normalised text, None in alerts written before it was kept or when none was
+        given. It names no child: the audit record, behind its own access controls, does that."""
+        return [alert for _, alert in self._alerts(since, kinds, None, limit, by_time=True)]
+
+    def positioned_alerts(
+        self,
+        since: datetime | None = None,
+        kinds: Collection[str] | None = None,
+        after: LogPosition | None = None,
+        limit: int | None = None,
+    ) -> list[tuple[LogPosition, dict[str, str | None]]]:
+        """The alerts feed in the log's order, strictly after a position, each with its own."""
+        return self._alerts(since, kinds, after, limit, by_time=False)
+
+    def dead_letters(self, limit: int) -> list[OutboxEntry]:
+        """Owner notifications given up on, in the order they were given up in, without
+        payloads."""
+        return [entry for _, entry in self.positioned_dead_letters(limit)]

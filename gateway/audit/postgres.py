@@ -68,7 +68,7 @@ from gateway.audit.outbox import (
     pass_on_statement,
     positioned_letters,
 )
-from gateway.audit.pages import LetterPosition, LogPosition
+from gateway.audit.pages import LetterPosition, LogPosition, PositionedFeeds
 from gateway.audit.queries import (
     ALERT_KEYS,
     CHILDREN_SEEN_QUERY,
@@ -301,7 +301,7 @@ class _Loop:
         self.loop.close()
 
 
-class PostgresAuditStore:
+class PostgresAuditStore(PositionedFeeds):
     """The audit log in a PostgreSQL schema, shared by every gateway process."""
 
     def __init__(
@@ -706,26 +706,6 @@ class PostgresAuditStore:
             rows = conn.execute(statement, params).fetchall()
         return [json.loads(body) for (body,) in rows]
 
-    def alerts(
-        self,
-        since: datetime | None = None,
-        kinds: Collection[str] | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, str | None]]:
-        """The alerts feed (`AuditStore.alerts`), oldest first. It names no child."""
-        found = self._alerts(since, kinds, None, limit, by_time=True)
-        return [alert for _, alert in found]
-
-    def positioned_alerts(
-        self,
-        since: datetime | None = None,
-        kinds: Collection[str] | None = None,
-        after: LogPosition | None = None,
-        limit: int | None = None,
-    ) -> list[tuple[LogPosition, dict[str, str | None]]]:
-        """The alerts feed in the log's order, strictly after a position, each with its own."""
-        return self._alerts(since, kinds, after, limit, by_time=False)
-
     def _alerts(
         self,
         since: datetime | None,
@@ -759,11 +739,6 @@ class PostgresAuditStore:
         (gateway.audit.queries.children_seen)."""
         with self._read() as conn:
             return children_seen(_runner(conn)(_CHILDREN_SEEN, (subject, since)))
-
-    def dead_letters(self, limit: int) -> list[OutboxEntry]:
-        """Owner notifications given up on, in the order they were given up in, without
-        payloads."""
-        return [entry for _, entry in self.positioned_dead_letters(limit)]
 
     def positioned_dead_letters(
         self, limit: int, after: LetterPosition | None = None

@@ -53,7 +53,7 @@ from gateway.audit.outbox import (
     pass_on_statement,
     positioned_letters,
 )
-from gateway.audit.pages import LetterPosition, LogPosition
+from gateway.audit.pages import LetterPosition, LogPosition, PositionedFeeds
 from gateway.audit.queries import (
     ALERT_KEYS,
     CHILDREN_SEEN_QUERY,
@@ -356,7 +356,7 @@ interval for the GIL, before and after the flush (~8 ms a batch at 16 lookups in
 ~0.2 ms fdatasync). A slower disk is flushed in a thread, the loop serving on meanwhile."""
 
 
-class SqliteAuditStore:
+class SqliteAuditStore(PositionedFeeds):
     """SQLite-backed, append-only audit log with group commit."""
 
     def __init__(
@@ -704,28 +704,6 @@ class SqliteAuditStore:
             rows = self._conn.execute(statement, params).fetchall()
         return [json.loads(body) for (body,) in rows]
 
-    def alerts(
-        self,
-        since: datetime | None = None,
-        kinds: Collection[str] | None = None,
-        limit: int | None = None,
-    ) -> list[dict[str, str | None]]:
-        """The alerts feed (`AuditStore.alerts`), oldest first. The justification is the gateway's
-        normalised text, None in alerts written before it was kept or when none was given. It
-        names no child: the audit record, behind its own access controls, does that."""
-        found = self._alerts(since, kinds, None, limit, by_time=True)
-        return [alert for _, alert in found]
-
-    def positioned_alerts(
-        self,
-        since: datetime | None = None,
-        kinds: Collection[str] | None = None,
-        after: LogPosition | None = None,
-        limit: int | None = None,
-    ) -> list[tuple[LogPosition, dict[str, str | None]]]:
-        """The alerts feed in the log's order, strictly after a position, each with its own."""
-        return self._alerts(since, kinds, after, limit, by_time=False)
-
     def _alerts(
         self,
         since: datetime | None,
@@ -759,11 +737,6 @@ class SqliteAuditStore:
         (gateway.audit.queries.children_seen)."""
         with self._lock:
             return children_seen(self._run(_CHILDREN_SEEN, (subject, utc_text(since))))
-
-    def dead_letters(self, limit: int) -> list[OutboxEntry]:
-        """Owner notifications given up on, in the order they were given up in, without
-        payloads."""
-        return [entry for _, entry in self.positioned_dead_letters(limit)]
 
     def positioned_dead_letters(
         self, limit: int, after: LetterPosition | None = None
