@@ -701,12 +701,37 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run the demo gateway with three reference connectors")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--children", type=int, default=2000)
-    demo.add_argument("--state-dir", type=Path, default=Path(".childlookup"))
-    demo.add_argument("--latency-ms", type=float, default=0.0, help="added connector latency")
+    demo.add_argument(
+        "--host", default="127.0.0.1", help="address the gateway listens on (default 127.0.0.1)"
+    )
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="the gateway's port (default 8000); the connectors take free ports of their own",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=7,
+        help="seed of the synthetic population (default 7): the same seed, the same children",
+    )
+    demo.add_argument(
+        "--children",
+        type=int,
+        default=2000,
+        help="children in the synthetic population"
+        " (default 2000; NHS numbers 9000000000-9999999999, never issued to real people)",
+    )
+    demo.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".childlookup"),
+        help="where the demo keeps its keys, audit log and population (default .childlookup)",
+    )
+    demo.add_argument(
+        "--latency-ms", type=float, default=0.0, help="added connector latency (ms, default 0)"
+    )
     demo.add_argument(
         "--agency-formats",
         action="store_true",
