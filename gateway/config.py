@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 
@@ -38,7 +39,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from connectors.protocol import FieldId
+from connectors.protocol import Contact, FieldId
 from connectors.tls import RELOAD_EVERY_S, ServerFiles
 from locator.settings import Settings as LocatorSettings
 
@@ -129,6 +130,20 @@ class SourceConfig(AnswerKeys):
     witness: bool = False
     """The connector witnesses the audit log: it is sent every signed checkpoint, at `url` +
     `/v1/witness/checkpoints`, and keeps them (gateway.audit.witnessing)."""
+    sensitive_broker: Contact | None = None
+    """The agency's own contact for brokering access to its sensitive services (a safeguarding
+    hub, a duty desk): the broker of a sensitive involvement it sends without one, such as a
+    service the gateway marked sensitive that the agency did not (gateway.decide). Unset, such an
+    involvement has no broker, and the practitioner is told to contact the agency itself."""
+
+    @model_validator(mode="after")
+    def _broker_reachable(self) -> SourceConfig:
+        # A broker is the practitioner's only route to a sensitive service: one with no name or
+        # no phone to call is no route at all.
+        broker = self.sensitive_broker
+        if broker is not None and not (broker.name.strip() and (broker.phone or "").strip()):
+            raise ValueError("sensitive_broker needs a name and a phone number")
+        return self
 
     @model_validator(mode="after")
     def _restriction_asked_always(self) -> SourceConfig:
@@ -148,6 +163,14 @@ def registers(sources: Iterable[SourceConfig]) -> frozenset[str]:
     differing given name is read as the same child, and their records linked by demographics
     vouch for the identifiers they carry (gateway.match, gateway.second_round)."""
     return frozenset(s.name for s in sources if s.holds_every_child)
+
+
+def sensitive_brokers(sources: Iterable[SourceConfig]) -> Mapping[str, Contact]:
+    """Source name -> its configured `sensitive_broker`, for the sources that have one: decide
+    gives it to a sensitive involvement of that source's that came without a broker."""
+    return MappingProxyType(
+        {s.name: s.sensitive_broker for s in sources if s.sensitive_broker is not None}
+    )
 
 
 class WitnessConfig(AnswerKeys):

@@ -21,8 +21,9 @@ those it then withholds from the caller; an obligation naming a record the looku
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Final
 
 from connectors.minimisation import minimise
@@ -31,6 +32,7 @@ from connectors.protocol import (
     INDICATOR_FIELDS,
     PLAIN_FIELDS,
     ConnectorRecord,
+    Contact,
     FieldId,
     Identifiers,
     Involvement,
@@ -145,8 +147,16 @@ def _traced(release: Release) -> dict[str, str]:
     return {"childlookup.policy.decision_id": release.decision_id}
 
 
+NO_BROKERS: Final[Mapping[str, Contact]] = MappingProxyType({})
+
+
 @tracing.stage("decide", _traced)
-async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Release:
+async def decide(
+    lookup: LookupContext,
+    plan: Plan,
+    matching: MatchResult,
+    brokers: Mapping[str, Contact] = NO_BROKERS,
+) -> Release:
     """Ask the policy once for every matched record and field, then cut each record down to its
     release.
 
@@ -159,9 +169,11 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
     first, as the SDK's minimise marks it: a connector not built on the current SDK, or an agency
     that did not mark it, must not show its provider. Marked before the policy is asked, it is
     decided and reported as any marked one is - `sensitive_service_details` released or withheld
-    with the policy's reason - rather than only cut.
+    with the policy's reason - rather than only cut. A sensitive involvement without a broker is
+    given its source's configured one (`brokers`: gateway.config.sensitive_brokers), so the
+    practitioner has someone to ask.
     """
-    matched = tuple(_with_sensitive_marked(m) for m in matching.matched)
+    matched = tuple(_with_sensitive_marked(m, brokers.get(m.source)) for m in matching.matched)
     flags = child_flags(
         matched,
         matching.answers,
@@ -223,9 +235,22 @@ async def decide(lookup: LookupContext, plan: Plan, matching: MatchResult) -> Re
     )
 
 
-def _with_sensitive_marked(m: MatchedRecord) -> MatchedRecord:
-    record = with_sensitive_marked(m.record)
+def _with_sensitive_marked(m: MatchedRecord, broker: Contact | None) -> MatchedRecord:
+    record = _with_broker(with_sensitive_marked(m.record), broker)
     return m if record is m.record else replace(m, record=record)
+
+
+def _with_broker(record: ConnectorRecord, broker: Contact | None) -> ConnectorRecord:
+    """`record` with `broker` on each sensitive involvement that has none; `record` itself when
+    none lacked one. An agency's own broker for an involvement is kept: it knows the service."""
+    involvements = record.involvements or []
+    if broker is None or not any(i.sensitive and i.broker is None for i in involvements):
+        return record
+    brokered = [
+        i.model_copy(update={"broker": broker}) if i.sensitive and i.broker is None else i
+        for i in involvements
+    ]
+    return record.model_copy(update={"involvements": brokered})
 
 
 def _returned_for_identifier(

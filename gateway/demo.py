@@ -25,6 +25,7 @@ from typing import Final
 
 from starlette.applications import Starlette
 
+from connectors.protocol import Contact
 from connectors.reference import REFERENCE_AGENCIES, AgencyProfile, create_reference_app
 from connectors.serving import ServedApp, bind_socket, run, serve_all, socket_url
 from connectors.synthetic import Population, generate_population, showcase, write_population
@@ -49,6 +50,22 @@ DEMO_ORGANISATIONS: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
 )
 """Who acts for each demo agency (`SourceConfig.organisations`), as the demo users' tokens name
 them: the social worker's local authority holds the plans, so it alone reads access histories."""
+DEMO_BROKERS: Final[Mapping[str, Contact]] = MappingProxyType(
+    {
+        "health": Contact(name="Health safeguarding hub", role="named nurse", phone="01632 960999"),
+        "education": Contact(
+            name="School safeguarding lead",
+            role="designated safeguarding lead",
+            phone="01632 960501",
+        ),
+        "social_care": Contact(
+            name="Children's front door", role="duty social worker", phone="01632 960003"
+        ),
+    }
+)
+"""Each demo agency's own contact for brokering access to its sensitive services
+(`SourceConfig.sensitive_broker`): a sensitive involvement it sends without a broker shows this
+one (fictional numbers, from Ofcom's drama range)."""
 
 
 def reference_source(
@@ -58,6 +75,7 @@ def reference_source(
     timeout_ms: int = 1_000,
     answer_key_file: Path | None = None,
     organisations: Sequence[str] = (),
+    sensitive_broker: Contact | None = None,
 ) -> SourceConfig:
     """The source entry for one of the reference agencies, from its published profile."""
     return agency_source(
@@ -66,6 +84,7 @@ def reference_source(
         timeout_ms=timeout_ms,
         answer_key_file=answer_key_file,
         organisations=organisations,
+        sensitive_broker=sensitive_broker,
     )
 
 
@@ -77,10 +96,12 @@ def agency_source(
     answer_key_file: Path | None = None,
     organisations: Sequence[str] = (),
     witness: bool = False,
+    sensitive_broker: Contact | None = None,
 ) -> SourceConfig:
     """The source entry for an agency's connector, from its profile; `organisations` act for
     it (read the access histories of the children it holds a plan or status for); with
-    `witness`, it is sent the audit log's checkpoints to keep."""
+    `witness`, it is sent the audit log's checkpoints to keep; `sensitive_broker` brokers its
+    sensitive involvements that come without a broker."""
     return SourceConfig.model_validate(
         {
             "name": profile.name,
@@ -93,6 +114,7 @@ def agency_source(
             "answer_key_file": answer_key_file,
             "organisations": tuple(organisations),
             "witness": witness,
+            "sensitive_broker": sensitive_broker,
         }
     )
 
@@ -168,6 +190,7 @@ def run_demo(options: DemoOptions) -> None:
                 answer_key_file=answer_public_key,
                 organisations=DEMO_ORGANISATIONS.get(name, ()),
                 witness=not options.agency_formats,
+                sensitive_broker=DEMO_BROKERS.get(name),
             )
         )
     components = build_components(settings, sources)

@@ -30,7 +30,7 @@ from gateway import logs, metrics, tracing
 from gateway.agency_names import renamed_release, renamed_result, shown_names
 from gateway.audit import REFUSED, LookupAuditor, Pseudonymiser
 from gateway.capacity import Capacity
-from gateway.config import Asked, SourceConfig, registers
+from gateway.config import Asked, SourceConfig, registers, sensitive_brokers
 from gateway.decide import decide
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
@@ -83,6 +83,7 @@ class LookupPipeline:
         self._planning = Planning.of(sources, locator=router is not None and router.locates)
         self._router = router
         self._registers = registers(sources)
+        self._brokers = sensitive_brokers(sources)
         self.policy = policy  # replaced whole by a policy reload, never modified in place
         self.linkage = linkage
         self._log = decision_log
@@ -170,7 +171,7 @@ class LookupPipeline:
                 first_round=first,
                 unasked=plan.unasked_authorities,
             )
-            release = await decide(lookup, plan, matching)
+            release = await decide(lookup, plan, matching, self._brokers)
             if hidden and both.matched:
                 # The caller is told nobody was found, but a child was reached: its owners are
                 # told of the search as of any lookup, and the audit keeps its flags as they are.

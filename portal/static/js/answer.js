@@ -38,6 +38,15 @@ function contact(details) {
     details.email ? [" · ", email(details.email)] : null);
 }
 
+// A sensitive service is reached only through a broker. Without one, the agency that recorded
+// the involvement is the route: the practitioner is never left with nobody to ask.
+function sensitiveContact(entry) {
+  if (entry.broker) return el("p", {}, "Contact through: ", contact(entry.broker));
+  const agency = entry.provenance ? entry.provenance.source : "the agency that recorded this";
+  return el("p", {},
+    `No broker is named: contact ${agency} to be put in touch with this service.`);
+}
+
 function involvement(entry) {
   const title = [entry.service, entry.organisation].filter(Boolean).join(", ") ||
     "A service (not shown to you)";
@@ -49,9 +58,7 @@ function involvement(entry) {
       entry.lead ? el("span", { class: "tag" }, "Lead professional") : null,
       entry.sensitive ? el("span", { class: "tag sensitive" }, "Sensitive service") : null),
     entry.practitioner ? el("p", {}, "Practitioner: ", contact(entry.practitioner)) : null,
-    entry.sensitive && entry.broker
-      ? el("p", {}, "Contact through: ", contact(entry.broker))
-      : null,
+    entry.sensitive ? sensitiveContact(entry) : null,
     period ? el("p", { class: "hint" }, period) : null,
     el("p", { class: "hint" }, source(entry.provenance)));
 }
