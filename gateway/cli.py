@@ -220,7 +220,7 @@ def _serve_workers(settings: Settings, workers: int, sources: int) -> int:
         os.environ["CHILDLOOKUP_SERVER_TLS"] = settings.server_tls.model_dump_json()
     # Built here as each worker will build them, so what would stop one process stops this one
     # with the same line, before any worker starts (and is restarted, failing again).
-    close(worker_components())
+    close(worker_components(checking=True))
     sock = bind_socket(settings.host, settings.port)
     url = socket_url(sock, tls=settings.server_tls is not None)
     print(

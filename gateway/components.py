@@ -15,6 +15,7 @@ import ssl
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 
@@ -112,11 +113,14 @@ def build_components(
     *,
     postcode_districts: Mapping[str, str] | None = None,
     witnesses: Sequence[WitnessConfig] = (),
+    checking: bool = False,
 ) -> Components:
     """Load policy, open the audit store and key material; raise if any of them is unusable, as
     one ValueError line naming the setting to fix where it can (a file a setting names that
     cannot be read, an unusable policy). `postcode_districts` and `witnesses` are the sources
-    file's (gateway.config.SourcesFile)."""
+    file's (gateway.config.SourcesFile). `checking`: built only to see that it can be, then
+    closed (`close`), by `serve --workers`' parent - a decision log on a FIFO is left to the
+    workers (`_decision_log`)."""
     settings.check_paths()
     if settings.locator_url is None and any(
         s.shield_authority and s.asked is Asked.WHEN_ROUTED for s in sources
@@ -156,11 +160,7 @@ def build_components(
             ),
         ),
         pseudonymiser=pseudonymiser,
-        decision_log=DecisionLog.open(
-            settings.resolved_decision_log(),
-            instance=random_id(),
-            max_bytes=settings.decision_log_max_bytes,
-        ),
+        decision_log=_decision_log(settings, checking=checking),
         request_signer=RequestSigner.from_settings(settings),
         answer_verifiers=verifiers,
         linkage=linkage_model(settings),
@@ -194,6 +194,19 @@ def _policy(settings: Settings) -> PolicyEngine:
             else f"CHILDLOOKUP_POLICY_DIR {settings.policy_dir}"
         )
         raise ValueError(f"cannot use the policy ({where}): {' '.join(str(exc).split())}") from None
+
+
+def _decision_log(settings: Settings, *, checking: bool) -> DecisionLog:
+    """The configured decision log. Checking, one that is neither a file nor a directory (a
+    FIFO a log shipper reads, a device) is not opened: opening a FIFO waits for its reader, and
+    closing it again, as its last writer, ends the reader's input - a reader such as `cat` then
+    leaves, and every worker waits for ever to open the FIFO with no reader."""
+    target = settings.resolved_decision_log()
+    if checking and target not in ("off", "stdout"):
+        path = Path(target)
+        if path.exists() and not (path.is_file() or path.is_dir()):
+            return DecisionLog.open("off", instance=random_id())
+    return DecisionLog.open(target, instance=random_id(), max_bytes=settings.decision_log_max_bytes)
 
 
 def close(components: Components) -> None:

@@ -78,9 +78,10 @@ def worker_app() -> Starlette:
     return app
 
 
-def worker_components() -> Components:
-    """What each worker builds from the environment: checked in the parent too, before any
-    worker starts, so what would stop one process stops `serve --workers` with the same line."""
+def worker_components(*, checking: bool = False) -> Components:
+    """What each worker builds from the environment: checked in the parent too (`checking`: see
+    `build_components`), before any worker starts, so what would stop one process stops
+    `serve --workers` with the same line."""
     settings = Settings()
     if settings.sources_file is None:
         raise ValueError("the workers need CHILDLOOKUP_SOURCES_FILE")
@@ -90,6 +91,7 @@ def worker_components() -> Components:
         sources.sources,
         postcode_districts=sources.postcode_districts,
         witnesses=sources.witnesses,
+        checking=checking,
     )
 
 
