@@ -219,8 +219,9 @@ class Carer(_Model):
 class Involvement(_Model):
     """Someone working with the child. For a sensitive service, the provider fields and the dates
     are left out unless `sensitive_service_details` was requested, and `broker` says who brokers
-    contact. A `service` in the sensitive-service vocabulary (connectors.sensitive_services) is
-    sensitive even when `sensitive` is false: the SDK and the gateway mark it so."""
+    contact. An involvement whose `service`, `organisation` or practitioner's role names a service
+    in the sensitive-service vocabulary (connectors.sensitive_services) is sensitive even when
+    `sensitive` is false: the SDK and the gateway mark it so."""
 
     service: str | None
     organisation: str | None = None

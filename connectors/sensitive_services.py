@@ -5,8 +5,8 @@ DOMAIN.md: for sexual health, mental health and substance misuse, ordinary users
 provider's name or contact details - contact is brokered. Resting that on every agency marking
 every such involvement let one that did not (a local authority listing "CAMHS" unmarked) show the
 provider. So the SDK's minimise and the gateway's decide stage both treat an involvement whose
-`service` names one of these as sensitive: one definition, here, shared by agencies' connectors
-and the gateway.
+`service`, `organisation` or practitioner's `role` names one of these as sensitive: one
+definition, here, shared by agencies' connectors and the gateway.
 
 A service matches when its words contain a term's words in order, compared after folding case,
 accents, punctuation and spacing ("Tier 3 CAMHS", "Child & Adolescent Mental-Health Services" and
@@ -38,6 +38,19 @@ VOCABULARY: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
             "eating disorders",
             "talking therapies",
             "iapt",  # improving access to psychological therapies, now NHS Talking Therapies
+            "psychological therapies",
+            "psychological therapy",
+            "psychotherapy",
+            "psychiatrist",
+            "psychosis",  # "Early intervention in psychosis"
+            "eip",
+            "crisis team",  # mental health crisis (resolution) team
+            "crisis resolution",
+            "home treatment team",
+            "emotional wellbeing",  # CAMHS as many councils name it
+            "emotional health",
+            "mhst",  # mental health support team (in schools)
+            "kooth",
         ),
         "sexual health": (
             "sexual health",  # also "sexual and reproductive health"
@@ -53,6 +66,14 @@ VOCABULARY: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
             "hiv",
             "termination of pregnancy",
             "abortion",
+            "brook",  # the young people's sexual health charity
+            "cash",  # contraception and sexual health
+            "chlamydia",
+            "c card",  # condom distribution scheme
+            "pregnancy advisory",
+            "bpas",
+            "sarc",  # sexual assault referral centre
+            "sexual assault referral",
         ),
         "substance misuse": (
             "substance misuse",
@@ -63,6 +84,15 @@ VOCABULARY: Final[Mapping[str, tuple[str, ...]]] = MappingProxyType(
             "alcohol",
             "addiction",
             "addictions",
+            "needle exchange",
+            "harm reduction",
+            # Providers commissioned as the area's drug and alcohol service, named as such:
+            "forward leeds",
+            "change grow live",
+            "cgl",
+            "we are with you",
+            "addaction",
+            "turning point",
         ),
     }
 )
@@ -99,10 +129,23 @@ def _names_a_term(service: str) -> bool:
 
 
 def as_marked(involvement: Involvement) -> Involvement:
-    """`involvement`, marked sensitive if its service is a sensitive one; else itself."""
-    if involvement.sensitive or not is_sensitive_service(involvement.service):
+    """`involvement`, marked sensitive if it is in a sensitive service; else itself.
+
+    Judged by its organisation and practitioner's role as well as its service: "Young people's
+    service" at "Forward Leeds", or "Counselling" by a "CAMHS nurse", shows a sensitive provider
+    just the same, and the provider is what marking hides."""
+    if involvement.sensitive or not _in_sensitive_service(involvement):
         return involvement
     return involvement.model_copy(update={"sensitive": True})
+
+
+def _in_sensitive_service(involvement: Involvement) -> bool:
+    practitioner = involvement.practitioner
+    return (
+        is_sensitive_service(involvement.service)
+        or is_sensitive_service(involvement.organisation)
+        or (practitioner is not None and is_sensitive_service(practitioner.role))
+    )
 
 
 def with_sensitive_marked(record: ConnectorRecord) -> ConnectorRecord:
