@@ -153,8 +153,23 @@ def _not_issued() -> GatewayError:
 
 
 class PositionedFeeds(ABC):
-    """The alerts and dead-letter feeds of a store (SQLite, PostgreSQL) as the CLI reads them -
-    whole, alerts by time - written once over what each store reads a page at a time."""
+    """A store's (SQLite, PostgreSQL) records, alerts and dead letters read whole - records and
+    alerts by time, as the CLI reads them - and a page at a time in the log's order, written once
+    over each store's own query of its rows."""
+
+    @abstractmethod
+    def _record_rows(
+        self,
+        child_refs: Sequence[str],
+        subject: str | None,
+        since: datetime | None,
+        after: LogPosition | None,
+        limit: int,
+        *,
+        by_time: bool,
+    ) -> list[tuple[str, int, str]]:
+        """Records as rows of (time as the log's text, seq, body): for one child (by any of its
+        pseudonyms) or user, from `since`, strictly after `after`; by time, or in log order."""
 
     @abstractmethod
     def _alerts(
@@ -173,6 +188,33 @@ class PositionedFeeds(ABC):
         self, limit: int, after: LetterPosition | None = None
     ) -> list[tuple[LetterPosition, OutboxEntry]]:
         """`dead_letters` strictly after a position, each with its own."""
+
+    def records(
+        self,
+        *,
+        child_refs: Sequence[str] = (),
+        subject: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """Read back records, oldest first (by time, then `seq`), optionally for one child (by any
+        of its pseudonyms), one user, or from a time: read on from the last one's time, no record
+        already written is skipped (gateway.audit.queries.ORDERS)."""
+        rows = self._record_rows(child_refs, subject, since, None, limit, by_time=True)
+        return [json.loads(body) for _, _, body in rows]
+
+    def positioned_records(
+        self,
+        *,
+        child_refs: Sequence[str] = (),
+        subject: str | None = None,
+        since: datetime | None = None,
+        after: LogPosition | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[LogPosition, dict[str, Any]]]:
+        """Records in the log's order, strictly after a position, each with its own."""
+        rows = self._record_rows(child_refs, subject, since, after, limit, by_time=False)
+        return [(LogPosition(seq, at), json.loads(body)) for at, seq, body in rows]
 
     def alerts(
         self,

@@ -642,34 +642,6 @@ class PostgresAuditStore(PositionedFeeds):
                     links,
                 )
 
-    def records(
-        self,
-        *,
-        child_refs: Sequence[str] = (),
-        subject: str | None = None,
-        since: datetime | None = None,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]:
-        """Read back records, oldest first (by time, then `seq`), optionally for one child (by any
-        of its pseudonyms), one user, or from a time: read on from the last one's time, no record
-        already written is skipped (gateway.audit.queries.ORDERS)."""
-        rows = self._record_rows(child_refs, subject, since, None, limit, by_time=True)
-        return [json.loads(body) for _, _, body in rows]
-
-    def positioned_records(
-        self,
-        *,
-        child_refs: Sequence[str] = (),
-        subject: str | None = None,
-        since: datetime | None = None,
-        after: LogPosition | None = None,
-        limit: int = 1000,
-    ) -> list[tuple[LogPosition, dict[str, Any]]]:
-        """Records in the log's order, strictly after a position, each with its own (its time in
-        UTC, as text)."""
-        rows = self._record_rows(child_refs, subject, since, after, limit, by_time=False)
-        return [(LogPosition(seq, utc_text(at)), json.loads(body)) for at, seq, body in rows]
-
     def _record_rows(
         self,
         child_refs: Sequence[str],
@@ -679,7 +651,7 @@ class PostgresAuditStore(PositionedFeeds):
         limit: int,
         *,
         by_time: bool,
-    ) -> list[tuple[Any, ...]]:
+    ) -> list[tuple[str, int, str]]:
         statement, params = records_query(
             child_refs=child_refs,
             subject=subject,
@@ -690,7 +662,8 @@ class PostgresAuditStore(PositionedFeeds):
             by_time=by_time,
         )
         with self._read() as conn:
-            return conn.execute(statement, params).fetchall()
+            rows = conn.execute(statement, params).fetchall()
+        return [(utc_text(at), seq, body) for at, seq, body in rows]
 
     def notified_records(
         self, child_refs: Sequence[str], sources: Sequence[str], limit: int

@@ -638,34 +638,6 @@ class SqliteAuditStore(PositionedFeeds):
             return False
         return True
 
-    def records(
-        self,
-        *,
-        child_refs: Sequence[str] = (),
-        subject: str | None = None,
-        since: datetime | None = None,
-        limit: int = 1000,
-    ) -> list[dict[str, Any]]:
-        """Read back records, oldest first (by time, then `seq`), optionally for one child (by any
-        of its pseudonyms), one user, or from a time: read on from the last one's time, no record
-        already written is skipped (gateway.audit.queries.ORDERS)."""
-        rows = self._record_rows(child_refs, subject, since, None, limit, by_time=True)
-        return [json.loads(body) for _, _, body in rows]
-
-    def positioned_records(
-        self,
-        *,
-        child_refs: Sequence[str] = (),
-        subject: str | None = None,
-        since: datetime | None = None,
-        after: LogPosition | None = None,
-        limit: int = 1000,
-    ) -> list[tuple[LogPosition, dict[str, Any]]]:
-        """Records in the log's order, strictly after a position, each with its own (its time the
-        text the log keeps)."""
-        rows = self._record_rows(child_refs, subject, since, after, limit, by_time=False)
-        return [(LogPosition(seq, at), json.loads(body)) for at, seq, body in rows]
-
     def _record_rows(
         self,
         child_refs: Sequence[str],
@@ -675,7 +647,7 @@ class SqliteAuditStore(PositionedFeeds):
         limit: int,
         *,
         by_time: bool,
-    ) -> list[tuple[Any, ...]]:
+    ) -> list[tuple[str, int, str]]:
         statement, params = records_query(
             child_refs=child_refs,
             subject=subject,
