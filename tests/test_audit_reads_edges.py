@@ -204,5 +204,5 @@ async def test_a_withholding_reason_a_newer_gateway_recorded_does_not_fail_the_c
 
     records = await trail.for_child(auditor, ("nhs", NHS), None, limit=1000)
 
-    entries = [audit_entry(r) for r in records]
+    entries = [audit_entry(r) for r in records.entries]
     assert [e.audit_id for e in entries] == ["from-newer"]

@@ -55,13 +55,10 @@ _SEAL_BYTES: Final = 16
 @dataclass(frozen=True)
 class Page(Generic[T]):
     """One reading of a feed: its entries, in the log's order, each with the cursor to read on
-    after it. Iterated, the entries alone, as a reading gave them before it had cursors."""
+    after it."""
 
     entries: Sequence[T]
     cursors: Sequence[str]
-
-    def __iter__(self) -> Iterator[T]:
-        return iter(self.entries)
 
     def with_cursors(self) -> Iterator[tuple[T, str]]:
         return zip(self.entries, self.cursors, strict=True)
