@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
@@ -48,7 +49,10 @@ from gateway.audit import (
 from gateway.audit.chain import link_hash
 from gateway.audit.checkpoints import GENESIS, legacy_checkpoint_mac
 from gateway.config import DEFAULT_POLICY_DIR, SourceConfig
+from gateway.decide import NO_BROKERS, decide
 from gateway.justification import Justification
+from gateway.match import MatchResult
+from gateway.plan import make_plan
 from gateway.policy import (
     DecisionLog,
     LoggedPolicy,
@@ -61,7 +65,17 @@ from gateway.policy import (
     ReleaseInput,
     ReleaseRecord,
 )
-from gateway.types import Caller, LookupContext, LookupQuery, MatchedRecord, MatchMethod
+from gateway.types import (
+    Caller,
+    LookupContext,
+    LookupQuery,
+    MatchedRecord,
+    MatchMethod,
+    Purpose,
+    Release,
+    SourceAnswer,
+    SourceStatus,
+)
 
 NHS = "9434765919"
 OTHER_NHS = "9000000009"
@@ -366,6 +380,51 @@ def notifying_record(audit_id: str, *message_ids: str) -> tuple[AuditRecord, lis
 def matched(record: ConnectorRecord, source: str) -> MatchedRecord:
     """`record` from `source`, linked to the child by its NHS number."""
     return MatchedRecord(record.record_id, source, record, MatchMethod.NHS_NUMBER)
+
+
+UNMARKED_CAMHS = Involvement(
+    service="CAMHS",
+    organisation="Leeds CAMHS",
+    practitioner=Contact(name="Dr Mind", phone="07700 900002"),
+)
+"""A sensitive service listed by an agency that did not mark it `sensitive`."""
+
+
+def social_care_with_unmarked_camhs(nhs: str | None = NHS, **overrides: Any) -> ConnectorRecord:
+    """The local authority's record, listing `UNMARKED_CAMHS` beside its own involvements."""
+    record = social_care_record(nhs, **overrides)
+    return record.model_copy(update={"involvements": [*record.involvements, UNMARKED_CAMHS]})
+
+
+def answered(
+    *records: MatchedRecord,
+    sources: Sequence[SourceConfig] = FULL_SOURCES,
+    silent: Collection[str] = (),
+) -> MatchResult:
+    """The match stage's verdict linking `records`, every source having answered but those
+    `silent`, which timed out."""
+    answers = tuple(
+        SourceAnswer(s.name, SourceStatus.TIMED_OUT if s.name in silent else SourceStatus.ANSWERED)
+        for s in sources
+    )
+    return MatchResult(answers=answers, matched=records, unmatched={}, possible={})
+
+
+async def decided(
+    role: str,
+    purpose: Purpose,
+    matching: MatchResult,
+    *,
+    justification: str | None = None,
+    sources: Sequence[SourceConfig] = FULL_SOURCES,
+    brokers: Mapping[str, Contact] = NO_BROKERS,
+) -> Release:
+    """The decide stage's release of `matching` to a caller of `role` looking the child up by
+    NHS number for `purpose`, under the plan the real policy makes for it."""
+    query = LookupQuery(purpose=purpose, nhs_number=NHS, justification=justification)
+    lookup = lookup_context(query, Caller("dev:X:u", "U", role, "X1"))
+    plan = await make_plan(lookup, sources)
+    return await decide(lookup, plan, matching, brokers)
 
 
 def legacy_log(records: int, checkpoint_at: int) -> tuple[list[tuple[Any, ...]], tuple[Any, ...]]:

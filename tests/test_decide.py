@@ -12,8 +12,6 @@ import pytest
 
 from connectors.protocol import FieldId, RecordFlags
 from gateway.decide import POLICY_UNDECIDED, decide
-from gateway.match import MatchResult
-from gateway.plan import make_plan
 from gateway.policy import (
     PlanDecision,
     PlanInput,
@@ -22,40 +20,22 @@ from gateway.policy import (
     ReleaseInput,
 )
 from gateway.types import (
-    Caller,
     LookupQuery,
     Plan,
     Purpose,
-    SourceAnswer,
-    SourceStatus,
 )
 from tests.factories import (
-    FULL_SOURCES,
     LOCATION_FIELDS,
     NHS,
+    answered,
+    decided,
     health_record,
     lookup_context,
     matched,
     social_care_record,
 )
 
-SOURCES = FULL_SOURCES
 LOCATION = LOCATION_FIELDS
-
-
-def _matching(*records, silent=()):
-    answers = tuple(
-        SourceAnswer(s.name, SourceStatus.TIMED_OUT if s.name in silent else SourceStatus.ANSWERED)
-        for s in SOURCES
-    )
-    return MatchResult(answers=answers, matched=records, unmatched={}, possible={})
-
-
-async def _decide(role, purpose, matching, justification=None):
-    query = LookupQuery(purpose=purpose, nhs_number=NHS, justification=justification)
-    lookup = lookup_context(query, Caller("dev:X:u", "U", role, "X1"))
-    plan = await make_plan(lookup, SOURCES)
-    return await decide(lookup, plan, matching)
 
 
 def _withheld(release, source):
@@ -67,7 +47,7 @@ async def test_fields_the_role_may_not_see_are_cut_from_the_record_and_listed_wi
     health = matched(health_record(), "health")
     la = matched(social_care_record(), "social_care")
 
-    release = await _decide("gp", Purpose.DIRECT_CARE, _matching(health, la))
+    release = await decided("gp", Purpose.DIRECT_CARE, answered(health, la))
 
     la_release = next(r for r in release.records if r.matched.source == "social_care")
     assert FieldId.CHILD_PROTECTION_PLAN in la_release.fields
@@ -84,7 +64,7 @@ async def test_one_shielding_record_withholds_location_from_every_record():
     health = matched(health_record(), "health")
     la = matched(social_care_record(flags=RecordFlags(shielded=True)), "social_care")
 
-    release = await _decide("gp", Purpose.DIRECT_CARE, _matching(health, la))
+    release = await decided("gp", Purpose.DIRECT_CARE, answered(health, la))
 
     assert release.flags.shielded
     health_withheld = _withheld(release, "health")
@@ -100,7 +80,7 @@ async def test_one_shielding_record_withholds_location_from_every_record():
 async def test_a_silent_shield_authority_withholds_location_as_if_shielded():
     health = matched(health_record(), "health")
 
-    release = await _decide("gp", Purpose.DIRECT_CARE, _matching(health, silent={"social_care"}))
+    release = await decided("gp", Purpose.DIRECT_CARE, answered(health, silent={"social_care"}))
 
     assert not release.flags.shield_status_known
     assert _withheld(release, "health")[FieldId.ADDRESS] == "SHIELD_STATUS_UNKNOWN"
@@ -119,7 +99,7 @@ async def test_sensitive_service_details_are_withheld_even_when_the_connector_le
     brokered = matched(health_record(involvements=brokered_involvements), "health")
 
     for record in (named, brokered):
-        release = await _decide("gp", Purpose.DIRECT_CARE, _matching(record))
+        release = await decided("gp", Purpose.DIRECT_CARE, answered(record))
         assert _withheld(release, "health")[FieldId.SENSITIVE_SERVICE_DETAILS] == (
             "SENSITIVE_SERVICE"
         )
@@ -143,7 +123,7 @@ async def test_a_sensitive_involvements_start_date_is_withheld_with_its_details(
     ]
     health = matched(health_record(involvements=dated), "health")
 
-    release = await _decide("social_worker", Purpose.SAFEGUARDING_ENQUIRY, _matching(health))
+    release = await decided("social_worker", Purpose.SAFEGUARDING_ENQUIRY, answered(health))
 
     involvements = release.records[0].record.involvements or []
     assert [(i.sensitive, i.since) for i in involvements] == [
@@ -157,7 +137,7 @@ async def test_a_sensitive_involvements_start_date_is_withheld_with_its_details(
 async def test_fields_the_plan_left_out_are_reported_withheld_for_this_purpose():
     la = matched(social_care_record(), "social_care")
 
-    release = await _decide("health_visitor", Purpose.DIRECT_CARE, _matching(la))
+    release = await decided("health_visitor", Purpose.DIRECT_CARE, answered(la))
 
     # Fetched for the owner-notification obligation, never shown for it.
     assert _withheld(release, "social_care")[FieldId.CHILD_PROTECTION_PLAN] in {
@@ -190,7 +170,7 @@ async def test_a_field_the_policy_does_not_decide_is_withheld_and_the_nhs_number
     lookup = lookup_context(query, policy=_ReleasesOnlyTheName())
     plan = Plan(True, None, frozenset(FieldId), ("health",), "plan-1")
 
-    release = await decide(lookup, plan, _matching(health))
+    release = await decide(lookup, plan, answered(health))
 
     (record,) = release.records
     assert record.fields == {FieldId.NAME}
@@ -224,7 +204,7 @@ async def test_a_field_the_plan_did_not_allow_is_never_released_whatever_the_rel
     allowed = frozenset({FieldId.NAME, FieldId.NHS_NUMBER})
     plan = Plan(True, None, allowed, ("health",), "plan-1")
 
-    release = await decide(lookup, plan, _matching(health))
+    release = await decide(lookup, plan, answered(health))
 
     (record,) = release.records
     assert record.fields == allowed

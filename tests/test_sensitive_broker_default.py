@@ -16,41 +16,29 @@ from pydantic import ValidationError
 
 from connectors.protocol import Contact, Involvement
 from gateway.config import SourceConfig, SourcesFile, sensitive_brokers
-from gateway.decide import decide
-from gateway.match import MatchResult
-from gateway.plan import make_plan
-from gateway.types import Caller, LookupQuery, Purpose, SourceAnswer, SourceStatus
+from gateway.types import Purpose
 from tests.factories import (
     FULL_SOURCES,
     NHS,
+    answered,
+    decided,
     health_record,
-    lookup_context,
     matched,
-    social_care_record,
+    social_care_with_unmarked_camhs,
     synthetic_nhs,
 )
 from tests.stack import reference_connectors, running_gateway
 
 CHILD = synthetic_nhs(92)
-UNMARKED_CAMHS = Involvement(
-    service="CAMHS",
-    organisation="Leeds CAMHS",
-    practitioner=Contact(name="Dr Mind", phone="07700 900002"),
-)
 LA_BROKER = {"name": "Leeds children's front door", "phone": "0113 222 4403"}
 HEALTH_BROKER = {"name": "Health safeguarding hub", "phone": "01632 960999"}
 """The broker the health record names on its own (marked) CAMHS involvement."""
 
 
-def _social_care_with_unmarked_camhs(nhs: str, **overrides):
-    record = social_care_record(nhs, **overrides)
-    return record.model_copy(update={"involvements": [*record.involvements, UNMARKED_CAMHS]})
-
-
 def _records() -> dict[str, list]:
     return {
         "health": [health_record(CHILD, record_id=f"H-{CHILD}")],
-        "social_care": [_social_care_with_unmarked_camhs(CHILD, record_id=f"LA-{CHILD}")],
+        "social_care": [social_care_with_unmarked_camhs(CHILD, record_id=f"LA-{CHILD}")],
     }
 
 
@@ -65,17 +53,18 @@ async def test_decide_gives_a_brokerless_sensitive_involvement_its_sources_broke
         else s
         for s in FULL_SOURCES
     ]
-    query = LookupQuery(purpose=Purpose.DIRECT_CARE, nhs_number=NHS)
-    lookup = lookup_context(query, Caller("dev:X:u", "U", "gp", "X1"))
-    plan = await make_plan(lookup, sources)
-    answers = tuple(SourceAnswer(s.name, SourceStatus.ANSWERED) for s in sources)
     records = (
         matched(health_record(), "health"),
-        matched(_social_care_with_unmarked_camhs(NHS), "social_care"),
+        matched(social_care_with_unmarked_camhs(NHS), "social_care"),
     )
-    matching = MatchResult(answers=answers, matched=records, unmatched={}, possible={})
 
-    release = await decide(lookup, plan, matching, sensitive_brokers(sources))
+    release = await decided(
+        "gp",
+        Purpose.DIRECT_CARE,
+        answered(*records, sources=sources),
+        sources=sources,
+        brokers=sensitive_brokers(sources),
+    )
 
     by_source = {r.matched.source: r.record.involvements for r in release.records}
     assert by_source["social_care"][1] == Involvement(

@@ -16,39 +16,26 @@ import json
 import pytest
 
 from connectors.minimisation import minimise
-from connectors.protocol import Contact, FieldId, Involvement
+from connectors.protocol import FieldId, Involvement
 from connectors.sensitive_services import is_sensitive_service
-from gateway.decide import decide
-from gateway.match import MatchResult
-from gateway.plan import make_plan
-from gateway.types import Caller, LookupQuery, Purpose, SourceAnswer, SourceStatus
+from gateway.types import Purpose
 from tests.factories import (
-    FULL_SOURCES,
-    NHS,
+    UNMARKED_CAMHS,
+    answered,
+    decided,
     health_record,
-    lookup_context,
     matched,
-    social_care_record,
+    social_care_with_unmarked_camhs,
     synthetic_nhs,
 )
 from tests.stack import reference_stack
 
-UNMARKED_CAMHS = Involvement(
-    service="CAMHS",
-    organisation="Leeds CAMHS",
-    practitioner=Contact(name="Dr Mind", phone="07700 900002"),
-)
 CHILD = synthetic_nhs(91)
 CALLERS = [
     ("gp", "DIRECT_CARE"),
     ("ed_clinician", "DIRECT_CARE"),
     ("social_worker", "SAFEGUARDING_ENQUIRY"),
 ]
-
-
-def _social_care_with_unmarked_camhs(nhs: str = NHS):
-    record = social_care_record(nhs)
-    return record.model_copy(update={"involvements": [*record.involvements, UNMARKED_CAMHS]})
 
 
 # The vocabulary
@@ -108,7 +95,7 @@ def test_a_service_outside_the_vocabulary_is_not(service):
 
 
 def test_minimise_brokers_an_unmarked_camhs_involvement():
-    record = _social_care_with_unmarked_camhs()
+    record = social_care_with_unmarked_camhs()
 
     involvements = minimise(record, [FieldId.INVOLVEMENTS]).involvements or []
 
@@ -117,7 +104,7 @@ def test_minimise_brokers_an_unmarked_camhs_involvement():
 
 
 def test_minimise_marks_an_unmarked_camhs_involvement_whose_details_were_requested():
-    record = _social_care_with_unmarked_camhs()
+    record = social_care_with_unmarked_camhs()
 
     asked = [FieldId.INVOLVEMENTS, FieldId.SENSITIVE_SERVICE_DETAILS]
     involvements = minimise(record, asked).involvements or []
@@ -128,21 +115,13 @@ def test_minimise_marks_an_unmarked_camhs_involvement_whose_details_were_request
 # The gateway's decide stage, for a connector that did not minimise with the vocabulary
 
 
-async def _decide_for_gp(*records):
-    query = LookupQuery(purpose=Purpose.DIRECT_CARE, nhs_number=NHS)
-    lookup = lookup_context(query, Caller("dev:X:u", "U", "gp", "X1"))
-    plan = await make_plan(lookup, FULL_SOURCES)
-    answers = tuple(SourceAnswer(s.name, SourceStatus.ANSWERED) for s in FULL_SOURCES)
-    matching = MatchResult(answers=answers, matched=records, unmatched={}, possible={})
-    return await decide(lookup, plan, matching)
-
-
 @pytest.mark.anyio
 async def test_decide_brokers_an_unmarked_camhs_involvement_as_it_does_a_marked_one():
-    release = await _decide_for_gp(
+    records = (
         matched(health_record(), "health"),
-        matched(_social_care_with_unmarked_camhs(), "social_care"),
+        matched(social_care_with_unmarked_camhs(), "social_care"),
     )
+    release = await decided("gp", Purpose.DIRECT_CARE, answered(*records))
 
     by_source = {r.matched.source: r.record.involvements for r in release.records}
     assert by_source["social_care"][1] == Involvement(service=None, sensitive=True)
@@ -163,7 +142,7 @@ def stack(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sensitive-unmarked")
     records = {
         "health": [health_record(CHILD, record_id=f"H-{CHILD}")],
-        "social_care": [_social_care_with_unmarked_camhs(CHILD)],
+        "social_care": [social_care_with_unmarked_camhs(CHILD)],
     }
     with reference_stack(tmp, records) as gateway:
         yield gateway

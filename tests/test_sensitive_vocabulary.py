@@ -13,15 +13,12 @@ import pytest
 from connectors.minimisation import minimise
 from connectors.protocol import Contact, FieldId, Involvement
 from connectors.sensitive_services import as_marked, is_sensitive_service
-from gateway.decide import decide
-from gateway.match import MatchResult
-from gateway.plan import make_plan
-from gateway.types import Caller, LookupQuery, Purpose, SourceAnswer, SourceStatus
+from gateway.types import Purpose
 from tests.factories import (
-    FULL_SOURCES,
     NHS,
+    answered,
+    decided,
     health_record,
-    lookup_context,
     matched,
     social_care_record,
 )
@@ -109,14 +106,9 @@ def minimise_one(involvement: Involvement) -> Involvement:
 
 
 async def _decide(role: str, purpose: Purpose, involvement: Involvement):
-    query = LookupQuery(purpose=purpose, nhs_number=NHS)
-    lookup = lookup_context(query, Caller("dev:X:u", "U", role, "X1"))
-    plan = await make_plan(lookup, FULL_SOURCES)
-    answers = tuple(SourceAnswer(s.name, SourceStatus.ANSWERED) for s in FULL_SOURCES)
     record = social_care_record(NHS).model_copy(update={"involvements": [involvement]})
     records = (matched(health_record(), "health"), matched(record, "social_care"))
-    matching = MatchResult(answers=answers, matched=records, unmatched={}, possible={})
-    return await decide(lookup, plan, matching)
+    return await decided(role, purpose, answered(*records))
 
 
 @pytest.mark.anyio
