@@ -106,3 +106,11 @@ def full_pipe() -> tuple[int, IO[str]]:
         pass
     os.set_blocking(write_end, True)
     return read_end, os.fdopen(write_end, "w")
+
+
+def drain(fd: int, into: bytearray, *, pause_s: float = 0.0) -> None:
+    """Read the pipe `fd` to its end into `into`, pausing `pause_s` after each read: a slow
+    reader, or with no pause a reader come back."""
+    while chunk := os.read(fd, 1024):
+        into += chunk
+        time.sleep(pause_s)

@@ -34,6 +34,7 @@ from gateway.policy import DecisionLog, PolicyError
 from gateway.types import Caller
 from tests.factories import CHECKPOINT_KEY
 from tests.fhir_population import lookup_body
+from tests.processes import drain
 from tests.test_fhir_hostile_server import A, error, patient, plan_flag, records, searchset
 
 # --- the decision log on stdout, a pipe its reader drains slowly --------------------------------
@@ -53,13 +54,6 @@ def _small_nonblocking_pipe() -> tuple[int, int]:
     return read, write
 
 
-def _drain(fd: int, into: bytearray, *, pause_s: float) -> None:
-    """Read the pipe to its end, a little at a time: a slow reader."""
-    while chunk := os.read(fd, 1024):
-        into += chunk
-        time.sleep(pause_s)
-
-
 @pytest.mark.anyio
 async def test_a_stdout_pipe_read_slowly_takes_a_rounds_decisions_whole_and_fails_none(
     monkeypatch,
@@ -71,7 +65,7 @@ async def test_a_stdout_pipe_read_slowly_takes_a_rounds_decisions_whole_and_fail
     stream = os.fdopen(write, "w", encoding="utf-8")
     monkeypatch.setattr(sys, "stdout", stream)
     got = bytearray()
-    reader = threading.Thread(target=_drain, args=(read, got), kwargs={"pause_s": 0.002})
+    reader = threading.Thread(target=drain, args=(read, got), kwargs={"pause_s": 0.002})
     reader.start()
     try:
         log = DecisionLog.open("stdout", instance="t")
@@ -107,7 +101,7 @@ async def test_a_stdout_pipe_nobody_reads_fails_closed_and_tears_no_line():
         with pytest.raises(PolicyError):
             await log.written()
         got = bytearray()
-        reader = threading.Thread(target=_drain, args=(read, got), kwargs={"pause_s": 0.0})
+        reader = threading.Thread(target=drain, args=(read, got), kwargs={"pause_s": 0.0})
         reader.start()
         later = log.record("childlookup/plan", "rev-1", _Decision(n=99), _Decision(n=99))
         await log.written()

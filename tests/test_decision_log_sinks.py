@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gateway.policy import DecisionLog, PolicyError
 from gateway.policy.decision_log import StreamSink
-from tests.processes import full_pipe
+from tests.processes import drain, full_pipe
 from tests.test_decision_log_failures import _decide, _reported
 
 REPO = Path(__file__).parent.parent
@@ -179,11 +179,6 @@ class _Long(BaseModel):
     padding: str = "x" * 3000
 
 
-def _read_all(fd: int, into: bytearray) -> None:
-    while chunk := os.read(fd, 65536):
-        into += chunk
-
-
 @pytest.mark.anyio
 async def test_a_line_longer_than_pipe_buf_stalled_mid_way_is_finished_whole():
     """A line longer than PIPE_BUF cannot go to a pipe in one write: the pipe stalling in the
@@ -197,7 +192,7 @@ async def test_a_line_longer_than_pipe_buf_stalled_mid_way_is_finished_whole():
         with pytest.raises(PolicyError):
             await log.written()
         out = bytearray()
-        reader = threading.Thread(target=lambda: _read_all(read_end, out))
+        reader = threading.Thread(target=drain, args=(read_end, out))
         reader.start()  # the reader is back
         later = log.record("childlookup/plan", "rev-1", _Long(n=2), _Long(n=2))
         await log.written()
