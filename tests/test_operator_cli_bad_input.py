@@ -122,22 +122,22 @@ def _unsupported_dev_key(tmp_path: Path) -> list[str]:
     return ["token", "--role", "gp", "--org", "X", "--state-dir", str(tmp_path)]
 
 
-def _unsupported_signing_key(tmp_path: Path) -> list[str]:
-    key = tmp_path / "signing.pem"
-    key.write_bytes(UNSUPPORTED_PRIVATE)
+def _connector_serving_with(tmp_path: Path, option: str, name: str, pem: bytes) -> list[str]:
+    """`connector serve` over no records, given `pem` (written to `name`) as its `option`."""
+    key = tmp_path / name
+    key.write_bytes(pem)
     records = tmp_path / "records.jsonl"
     records.write_text("")
     serve = ["connector", "serve", "--agency", "health", "--port", "0", "--records", str(records)]
-    return [*serve, "--signing-key", str(key)]
+    return [*serve, option, str(key)]
+
+
+def _unsupported_signing_key(tmp_path: Path) -> list[str]:
+    return _connector_serving_with(tmp_path, "--signing-key", "signing.pem", UNSUPPORTED_PRIVATE)
 
 
 def _unsupported_gateway_key(tmp_path: Path) -> list[str]:
-    key = tmp_path / "gateway.pub.pem"
-    key.write_bytes(UNSUPPORTED_PUBLIC)
-    records = tmp_path / "records.jsonl"
-    records.write_text("")
-    serve = ["connector", "serve", "--agency", "health", "--port", "0", "--records", str(records)]
-    return [*serve, "--gateway-key", str(key)]
+    return _connector_serving_with(tmp_path, "--gateway-key", "gateway.pub.pem", UNSUPPORTED_PUBLIC)
 
 
 def _unsupported_tls_key(tmp_path: Path) -> list[str]:
