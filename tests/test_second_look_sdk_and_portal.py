@@ -145,6 +145,17 @@ ALEX = "#signed-in-as:has-text('Alex Auditor')"
 LOGIN_FORM = "button[value=auditor]"
 
 
+def sam_signed_in_and_out(tab: Any, portal_url: str) -> None:
+    """Sam, a social worker, signs in at the portal and signs out again, as the next person at
+    the tab then finds it."""
+    tab.goto(portal_url)
+    tab.click("#oidc-sign-in-button")
+    tab.click("button[value=social_worker]")
+    tab.wait_for_selector(SAM)
+    tab.click("#sign-out")
+    tab.wait_for_selector("#notice:has-text('You are signed out')")
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
     records = {"health": [health_record()], "social_care": [social_care_record()]}
@@ -186,12 +197,7 @@ def test_after_a_sign_out_the_next_person_who_did_sign_in_at_the_provider_gets_i
     say the ID token must carry auth_time."""
     provider, gateway = provider_without_auth_time
     portal_url = f"{gateway.url}/portal/"
-    page.goto(portal_url)
-    page.click("#oidc-sign-in-button")
-    page.click("button[value=social_worker]")
-    page.wait_for_selector(SAM)
-    page.click("#sign-out")
-    page.wait_for_selector("#notice:has-text('You are signed out')")
+    sam_signed_in_and_out(page, portal_url)
 
     page.click("#oidc-sign-in-button")
     page.wait_for_selector(LOGIN_FORM)  # the provider asks who is there, as asked
@@ -211,12 +217,7 @@ def test_without_auth_time_the_last_practitioner_s_kept_session_is_still_refused
     answer stays refused."""
     provider, gateway = provider_without_auth_time
     provider.ignores_prompt = True
-    page.goto(f"{gateway.url}/portal/")
-    page.click("#oidc-sign-in-button")
-    page.click("button[value=social_worker]")
-    page.wait_for_selector(SAM)
-    page.click("#sign-out")
-    page.wait_for_selector("#notice:has-text('You are signed out')")
+    sam_signed_in_and_out(page, f"{gateway.url}/portal/")
 
     page.click("#oidc-sign-in-button")
 

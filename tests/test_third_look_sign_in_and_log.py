@@ -8,9 +8,9 @@ from tests.processes import full_pipe
 from tests.test_second_look_sdk_and_portal import (  # noqa: F401
     ALEX,
     LOGIN_FORM,
-    SAM,
     browser,
     provider_without_auth_time,
+    sam_signed_in_and_out,
     sources,
 )
 
@@ -27,12 +27,7 @@ def test_without_auth_time_a_kept_session_of_the_last_one_signed_in_is_not_let_b
     page takes it and the next person works as Alex without anyone signing in. With auth_time
     the same answer is refused (`not-fresh`, Alex's sign-in is older than the request)."""
     provider, gateway = provider_without_auth_time
-    page.goto(f"{gateway.url}/portal/")
-    page.click("#oidc-sign-in-button")
-    page.click("button[value=social_worker]")
-    page.wait_for_selector(SAM)
-    page.click("#sign-out")
-    page.wait_for_selector("#notice:has-text('You are signed out')")
+    sam_signed_in_and_out(page, f"{gateway.url}/portal/")
 
     page.click("#oidc-sign-in-button")
     page.wait_for_selector(LOGIN_FORM)
