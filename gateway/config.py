@@ -788,17 +788,28 @@ class Settings(BaseSettings):
                 )
         return self
 
-    def known_roles(self) -> frozenset[str]:
-        """The roles a caller may have that the gateway knows: those the policy data catalogues
-        (data.json's `childlookup.roles`, which the policy refuses any other role by) and the
-        auditor roles. ValueError when the policy data cannot be read."""
+    def policy_catalogue(self) -> dict[str, Any]:
+        """The policy data's catalogue (`childlookup` in the policy directory's data.json: roles,
+        purposes, fields), as the gateway's own checks and pages read it; the policy still
+        decides. ValueError naming the file when it cannot be read."""
         data_file = self.policy_dir / "data.json"
         try:
-            roles = json.loads(data_file.read_text(encoding="utf-8"))["childlookup"]["roles"]
+            catalogue = json.loads(data_file.read_text(encoding="utf-8"))["childlookup"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"cannot read the roles from {data_file}: {exc!r}") from None
+            raise ValueError(f"cannot read the policy catalogue in {data_file}: {exc!r}") from None
+        if not isinstance(catalogue, dict):
+            raise ValueError(f"{data_file}: childlookup is not a JSON object")
+        return catalogue
+
+    def known_roles(self) -> frozenset[str]:
+        """The roles a caller may have that the gateway knows: those the policy data catalogues
+        (`childlookup.roles`, which the policy refuses any other role by) and the auditor roles.
+        ValueError when the policy data cannot be read."""
+        roles = self.policy_catalogue().get("roles")
         if not isinstance(roles, dict):
-            raise ValueError(f"{data_file}: childlookup.roles is not a JSON object")
+            raise ValueError(
+                f"{self.policy_dir / 'data.json'}: childlookup.roles is not a JSON object"
+            )
         return frozenset(roles) | frozenset(self.auditor_roles)
 
     @property

@@ -234,9 +234,8 @@ def _purposes(settings: Settings) -> dict[str, Any]:
     """Each purpose's description and justification rule, as the policy data states them (the
     page shows them; the policy still decides). Empty when the data cannot be read."""
     try:
-        data = json.loads((settings.policy_dir / "data.json").read_text(encoding="utf-8"))
-        purposes = data["childlookup"]["purposes"]
-    except (OSError, ValueError, KeyError, TypeError):
+        purposes = settings.policy_catalogue()["purposes"]
+    except (ValueError, KeyError):
         return {}
     described: dict[str, Any] = {}
     for name, purpose in purposes.items():
