@@ -4,13 +4,16 @@ plugin; production settings and real OPA for the tests that need them."""
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from connectors.backend import ENGLAND, today_in_england
 from connectors.serving import BackgroundServer
 from connectors.trust import ensure_key_pair
 from gateway.audit import ensure_checkpoint_key
@@ -32,6 +35,22 @@ def _logging_restored() -> Iterator[None]:
     saved = (logger.handlers[:], logger.propagate, logger.level)
     yield
     logger.handlers[:], logger.propagate, logger.level = saved[0], saved[1], saved[2]
+
+
+@pytest.fixture
+def zone_apart(monkeypatch: pytest.MonkeyPatch) -> Iterator[date]:
+    """The process's local zone set, as on a server not kept in UK time, so that its date is not
+    England's date right now; yields the local date. Restored afterwards."""
+    england_hour = datetime.now(ENGLAND).hour
+    # POSIX TZ offsets are west-positive: "UTC+12" is twelve hours behind UTC.
+    monkeypatch.setenv("TZ", "AHEAD-14" if england_hour >= 12 else "BEHIND+12")
+    time.tzset()
+    try:
+        assert date.today() != today_in_england()
+        yield date.today()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,11 @@ whose answer rests on two statutory returns of different years."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
 import pytest
 
-from connectors.backend import ENGLAND
 from connectors.ctf import read_ctf
 from connectors.fhir import CpisPlan, PlanKind
 from connectors.fhir.resources import flag_resource
@@ -33,22 +31,6 @@ from tests.test_sql_import import EPISODES, HEADER, UPN, census, cin_child, look
 from tests.test_sql_import import url as url
 
 # --- CP-IS: "today" is England's date, not the server's ----------------------------------------
-
-
-@pytest.fixture
-def zone_apart(monkeypatch: pytest.MonkeyPatch) -> Iterator[date]:
-    """The process's local zone set, as on a server not kept in UK time, so that its date is not
-    England's date right now; yields the local date. Restored afterwards."""
-    england_hour = datetime.now(ENGLAND).hour
-    # POSIX TZ offsets are west-positive: "UTC+12" is twelve hours behind UTC.
-    monkeypatch.setenv("TZ", "AHEAD-14" if england_hour >= 12 else "BEHIND+12")
-    time.tzset()
-    try:
-        assert date.today() != today_in_england()
-        yield date.today()
-    finally:
-        monkeypatch.undo()
-        time.tzset()
 
 
 @pytest.fixture
