@@ -243,6 +243,12 @@ READ_ON = (
     " written after it by a gateway whose clock is behind)"
 )
 
+AUDITED = (
+    "Reading it is itself audited, and so is an attempt by anyone not an auditor, refused"
+    " (FORBIDDEN) and recorded with what it asked for."
+)
+"""What the log keeps of the readings of an auditors' feed (gateway.audit.trail)."""
+
 
 async def resolve_audit_trail(
     info: Info[RequestContext, None],
@@ -368,7 +374,8 @@ class Query:
             + IN_LOG_ORDER.capitalize()
             + ", "
             + READ_ON
-            + ". Reading it is itself audited."
+            + ". "
+            + AUDITED
         ),
     )
     user_audit_trail: list[AuditEntry] = strawberry.field(
@@ -379,7 +386,8 @@ class Query:
             + IN_LOG_ORDER
             + ", "
             + READ_ON
-            + ". Reading it is itself audited."
+            + ". "
+            + AUDITED
         ),
     )
     override_alerts: list[OverrideAlert] = strawberry.field(
@@ -392,7 +400,8 @@ class Query:
             + IN_LOG_ORDER.capitalize()
             + ", "
             + READ_ON
-            + ". Reading it is itself audited."
+            + ". "
+            + AUDITED
         ),
     )
     limit_alerts: list[LimitAlert] = strawberry.field(
@@ -404,7 +413,8 @@ class Query:
             + IN_LOG_ORDER.capitalize()
             + ", "
             + READ_ON
-            + ". Reading it is itself audited."
+            + ". "
+            + AUDITED
         ),
     )
     undelivered_notifications: list[UndeliveredNotification] = strawberry.field(
@@ -416,8 +426,8 @@ class Query:
             f" listed before one read already), at most {MAX_READ}: to read on, ask again with"
             " `after` set to the last one's `cursor`, until fewer come back - each agency that"
             " was not told of a lookup of a child it holds a record of, and has to be told some"
-            " other way. Names the lookup's audit record and the agency, never the child."
-            " Reading it is itself audited."
+            " other way. Names the lookup's audit record and the agency, never the child. "
+            + AUDITED
         ),
     )
     access_history: AccessHistoryType = strawberry.field(

@@ -167,7 +167,10 @@ _enum(
     " OPERATIONS.",
     {
         **_PURPOSES,
-        "AUDIT_REVIEW": "An auditor read the child's audit trail.",
+        "AUDIT_REVIEW": (
+            "An auditor read the child's audit trail, or (outcome REFUSED) someone was refused"
+            " a reading of the audit log."
+        ),
         "OWNER_REVIEW": (
             "The agency holding the child's protection plan or looked-after status read who"
             " looked at the child (accessHistory)."
@@ -456,7 +459,9 @@ class AuditOutcome(Enum):
     REFUSED = strawberry.enum_value(
         "REFUSED",
         description=(
-            "A limit refused the lookup (rate, daily cap, limits unavailable); nothing was asked."
+            "A limit refused the lookup or reading (rate, daily cap, limits unavailable), or a"
+            " reading of the audit log was refused to someone not an auditor; nothing was asked"
+            " or read."
         ),
     )
     ERROR = strawberry.enum_value(
@@ -907,7 +912,8 @@ class AuditEntry:
         default=None,
         description=(
             "For an auditor's reading of a trail or an alerts feed (purpose AUDIT_REVIEW): what"
-            " it covered. Null for anything else, and for readings recorded before 2026-11-29."
+            " it covered, or what a refused one asked for. Null for anything else, and for"
+            " readings recorded before 2026-11-29."
         ),
     )
     cursor: str = strawberry.field(description=CURSOR_DESCRIPTION)

@@ -2,10 +2,16 @@
 uses), the trail of one user, and the privacy officers' feed of break-glass overrides.
 
 Only configured auditor roles may read them, and every reading is itself written to the log, so
-the people who watch the lookups are watched too. A child's trail tells whether any agency knows
-the identifier, who works with the child and what each source released - a lookup of the child in
-all but name - so it is read only under the per-user limits a lookup is admitted under
-(gateway.limits), and counts towards the reader's children today as a lookup does.
+the people who watch the lookups are watched too. A reading refused to anyone else is written too
+(AUDIT_REVIEW, REFUSED with FORBIDDEN, and what it asked for): who tried to see who looked at a
+child, or what a user did, is what privacy officers must see. It is in the trail of the child
+asked for and of the user who asked, and raises no alert, as a lookup the policy refuses raises
+none unless it was a break-glass attempt (gateway.audit.types.AuditRecord.alert).
+
+A child's trail tells whether any agency knows the identifier, who works with the child and
+what each source released - a lookup of the child in all but name - so it is read only under the
+per-user limits a lookup is admitted under (gateway.limits), and counts towards the reader's
+children today as a lookup does.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from connectors.protocol import random_id
 from gateway.audit.outbox import OutboxEntry
@@ -79,10 +85,11 @@ class AuditTrail:
     ) -> Page[dict[str, Any]]:
         """Every recorded access to the child `identifier` names (as `named_child` gives it),
         in the log's order (gateway.audit.pages), from `since`, strictly after the entry whose
-        cursor `after` is; refused to anyone not an auditor, and to an auditor at a usage
-        limit."""
-        self._check_auditor(caller)
+        cursor `after` is; refused to anyone not an auditor (recorded in the child's trail, by
+        its pseudonym), and to an auditor at a usage limit."""
         child_refs = self._pseudonymiser.refs(*identifier)
+        if not self._is_auditor(caller):
+            await self._forbidden(caller, AuditReading(_read_from(since, None)), child_refs[0])
         # Named by the child's pseudonym under the current key; a cursor issued before a
         # rotation names it by the pseudonym under the key it was issued with.
         feed, *former = (f"auditTrail:{ref}" for ref in child_refs)
@@ -110,15 +117,17 @@ class AuditTrail:
         after: str | None = None,
     ) -> Page[dict[str, Any]]:
         """Every recorded access by this user (their account, `subject`), in the log's order, as
-        `for_child` reads them; refused to anyone not an auditor."""
-        self._check_auditor(caller)
+        `for_child` reads them; refused to anyone not an auditor (recorded with the subject, if
+        it may be kept: `_keeps_subject`)."""
+        if not self._is_auditor(caller):
+            try:
+                kept = subject if await self._keeps_subject(subject) else None
+            except GatewayError:  # the log unreadable: kept nowhere, rather than perhaps a child
+                kept = None
+            await self._forbidden(caller, AuditReading(_read_from(since, None), subject=kept))
         feed = f"userAuditTrail:{subject}"
         position = None if after is None else self._cursors.log_position(feed, after)
-        named = holds_child_identifier(subject)
-        if named and not await read_log(lambda: self._audit.records(subject=subject, limit=1)):
-            # The reading's record keeps the subject, shown to every auditor after: no child may
-            # be named there by an identifier (a child's NHS number pasted as the user). An
-            # account that merely reads as one (its own records hold it already) is read.
+        if not await self._keeps_subject(subject):
             raise GatewayError(
                 ErrorCode.BAD_USER_INPUT,
                 "No user has that account, which reads as a child's NHS number or UPN: name the"
@@ -143,8 +152,11 @@ class AuditTrail:
     ) -> Page[dict[str, str | None]]:
         """The alerts of `kinds` from a time, in the log's order, at most `limit`, strictly after
         the one whose cursor `after` is, naming no child: by default the break-glass overrides
-        and the attempts the policy refused. Refused to anyone not an auditor."""
-        self._check_auditor(caller)
+        and the attempts the policy refused. Refused to anyone not an auditor (recorded with the
+        kinds asked for)."""
+        if not self._is_auditor(caller):
+            asked = AuditReading(_read_from(since, None), alert_kinds=sorted(kinds))
+            await self._forbidden(caller, asked)
         feed = "alerts:" + ",".join(sorted(kinds))
         position = None if after is None else self._cursors.log_position(feed, after)
         reading = AuditReading(_read_from(since, position), alert_kinds=sorted(kinds))
@@ -161,9 +173,11 @@ class AuditTrail:
     ) -> Page[OutboxEntry]:
         """Owner notifications given up on, and neither sent again nor closed as passed on, in
         the order they were given up in, at most `limit`, strictly after the one whose cursor
-        `after` is, without their payloads; refused to anyone not an auditor. An agency not told
-        of a lookup of a child it holds a record of must be told some other way."""
-        self._check_auditor(caller)
+        `after` is, without their payloads; refused to anyone not an auditor (recorded as covering
+        nothing, as an auditor's reading of them is). An agency not told of a lookup of a child it
+        holds a record of must be told some other way."""
+        if not self._is_auditor(caller):
+            await self._forbidden(caller, None)
         feed = "undeliveredNotifications"
         position = None if after is None else self._cursors.letter_position(feed, after)
         letters = await read_log(lambda: self._audit.positioned_dead_letters(limit, after=position))
@@ -189,7 +203,23 @@ class AuditTrail:
             return
         from gateway.limits import refused  # it imports gateway.audit
 
-        # Best effort, as a refused lookup's record is: the reading is refused either way.
+        await self._refused(caller, refusal, reading, child_ref)
+        raise refused(refusal, caller, "audit trail reading")
+
+    async def _forbidden(
+        self, caller: Caller, asked: AuditReading | None, child_ref: str | None = None
+    ) -> NoReturn:
+        """Refuse a reading to someone not an auditor, once it is recorded with what it asked for
+        (`_refused`): FORBIDDEN, whether or not the record could be written."""
+        await self._refused(caller, ErrorCode.FORBIDDEN.value, asked, child_ref)
+        raise GatewayError(ErrorCode.FORBIDDEN, "Only auditors may read the audit trail.")
+
+    async def _refused(
+        self, caller: Caller, code: str, asked: AuditReading | None, child_ref: str | None
+    ) -> None:
+        """Record a refused reading (AUDIT_REVIEW, REFUSED with `code`), with what it asked for.
+        Best effort, as a refused lookup's record is (gateway.audit.LookupAuditor.failure): it
+        read nothing, and its caller is refused the same way whether the log took it or not."""
         with contextlib.suppress(GatewayError):
             await record_review(
                 self._audit,
@@ -197,10 +227,18 @@ class AuditTrail:
                 AUDIT_REVIEW,
                 REFUSED,
                 child_ref=child_ref,
-                read=reading,
-                error_code=refusal,
+                read=asked,
+                error_code=code,
             )
-        raise refused(refusal, caller, "audit trail reading")
+
+    async def _keeps_subject(self, subject: str) -> bool:
+        """Whether a reading's record may keep `subject`, as it is shown to every auditor after:
+        no child may be named there by an identifier (a child's NHS number pasted as the user).
+        An account that merely reads as one (its own records hold it already) may be kept.
+        AUDIT_UNAVAILABLE if the log cannot be read to tell."""
+        if not holds_child_identifier(subject):
+            return True
+        return bool(await read_log(lambda: self._audit.records(subject=subject, limit=1)))
 
     async def _reviewed(
         self,
@@ -214,9 +252,8 @@ class AuditTrail:
             self._audit, caller, AUDIT_REVIEW, outcome, child_ref=child_ref, read=read
         )
 
-    def _check_auditor(self, caller: Caller) -> None:
-        if caller.role not in self._auditor_roles:
-            raise GatewayError(ErrorCode.FORBIDDEN, "Only auditors may read the audit trail.")
+    def _is_auditor(self, caller: Caller) -> bool:
+        return caller.role in self._auditor_roles
 
 
 async def read_log(read: Callable[[], T]) -> T:

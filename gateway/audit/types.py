@@ -33,7 +33,9 @@ user, or by many accounts of one organisation), for information governance to lo
 refusal because the limits could not be checked (LIMITS_UNAVAILABLE) is an outage, and raises
 none."""
 REFUSED: Final = "REFUSED"
-"""The outcome of a lookup refused before anything was asked (gateway.pipeline)."""
+"""The outcome of a lookup refused before anything was asked (gateway.pipeline), and of a reading
+of the audit log refused before anything was read (gateway.audit.trail: at a usage limit, or to
+someone not an auditor, FORBIDDEN)."""
 
 
 class AuditUnavailable(Exception):
@@ -121,8 +123,9 @@ class Access:
 
 @dataclass(frozen=True)
 class AuditReading:
-    """What one reading of the log covered, on the record of an auditor's reading: without it
-    the log showed that an auditor read someone's trail, never whose, nor from when."""
+    """What one reading of the log covered, on the record of an auditor's reading (or what a
+    refused one asked for): without it the log showed that an auditor read someone's trail, never
+    whose, nor from when."""
 
     since: str | None
     """The time the reading started from (UTC, ISO 8601); None for the whole log."""
