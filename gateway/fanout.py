@@ -111,17 +111,36 @@ class FanOut:
 
     @tracing.stage("fanout")
     async def ask(
+        self, lookup: LookupContext, plan: Plan, *, in_trace: bool = True
+    ) -> tuple[SourceAnswer, ...]:
+        """By the lookup's deadline, one answer per source asked on every lookup, in config order
+        (NOT_ASKED where the plan left it out). Without `in_trace`, no source asked has a span,
+        nor is sent a `traceparent` to continue."""
+        return await self._ask(lookup, plan, self._always, in_trace)
+
+    @tracing.stage("fanout")
+    async def ask_routed(
+        self, plan: Plan, asks: Sequence[tuple[LookupContext, Sequence[str]]]
+    ) -> tuple[tuple[SourceAnswer, ...], ...]:
+        """Per (lookup, agencies) in `asks`, one answer per agency named, in that order: the
+        routing stage's choice, each agency planned by kind and asked with the identifier its
+        lookup carries. All are asked at once in one `fanout` span, a `fanout.source` each, as
+        the lookup's sources are: asked as several `ask`s, every one but the first would run
+        outside any `fanout` span (a stage has one span under its parent, gateway.tracing)."""
+        chosen = [(lookup, tuple(self._by_name[name] for name in names)) for lookup, names in asks]
+        return tuple(
+            await asyncio.gather(
+                *(self._ask(lookup, plan, sources, True) for lookup, sources in chosen)
+            )
+        )
+
+    async def _ask(
         self,
         lookup: LookupContext,
         plan: Plan,
-        *,
-        only: Sequence[str] | None = None,
-        in_trace: bool = True,
+        chosen: Sequence[SourceConfig],
+        in_trace: bool,
     ) -> tuple[SourceAnswer, ...]:
-        """By the lookup's deadline, one answer per source asked on every lookup, in config order
-        (NOT_ASKED where the plan left it out); or, given `only`, one per source named there, in
-        that order (the routing stage's choice of agencies, each planned by kind). Without
-        `in_trace`, no source asked has a span, nor is sent a `traceparent` to continue."""
         query = lookup.query
         identifiers = Identifiers(nhs_number=query.nhs_number, upn=query.upn)
         # Scoring candidates needs their demographics whatever the caller may see; the decide
@@ -133,7 +152,6 @@ class FanOut:
                 needed |= _CARER_FIELDS
         wall_deadline = _wall_clock(lookup.deadline)
         tasks = []
-        chosen = self._always if only is None else tuple(self._by_name[name] for name in only)
         for source in chosen:
             if plan.planned_as(source.name) not in plan.sources:
                 tasks.append(_not_asked(source.name))

@@ -281,11 +281,9 @@ class Router:
         if not groups:
             return matching
         queries = {kind: _query_by(lookup.query, kind, known[kind]) for kind in groups}
-        rounds = await asyncio.gather(
-            *(
-                self._fanout.ask(replace(lookup, query=queries[kind]), plan, only=names)
-                for kind, names in groups.items()
-            )
+        rounds = await self._fanout.ask_routed(
+            plan,
+            [(replace(lookup, query=queries[kind]), names) for kind, names in groups.items()],
         )
         result = matching
         for kind, answers in zip(groups, rounds, strict=True):
