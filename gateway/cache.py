@@ -21,16 +21,26 @@ class AnswerCache:
     demographics, requested fields, purpose and caller (role and organisation). An agency may
     refuse a purpose or a caller (docs/connector-protocol.md): its answer to one is no answer to
     another, who would otherwise be given records the agency refused them, the agency never
-    asked."""
+    asked. And kept for the one user who asked (`subject`): a colleague answered from it would
+    learn - from `cached`, or an answer in no time - that someone looked the child up, which
+    only the child's owners and the auditors may learn (accessHistory, auditTrail)."""
 
     def __init__(self, ttl_s: int) -> None:
         self._ttl = ttl_s
         self._secret = secrets.token_bytes(32)
         self._cache = SimpleMemoryCache()
 
-    def key(self, source: str, request: LookupRequest, fields: frozenset[FieldId]) -> str | None:
-        """The same question to the same source: the same answer. None when answers are not
-        kept (`ttl_s` 0): there is nothing to find or keep."""
+    def key(
+        self,
+        source: str,
+        request: LookupRequest,
+        fields: frozenset[FieldId],
+        *,
+        subject: str,
+    ) -> str | None:
+        """The same question to the same source by the same user (`subject`, the caller's
+        account): the same answer. None when answers are not kept
+        (`ttl_s` 0): there is nothing to find or keep."""
         if self._ttl == 0:
             return None
         demographics = request.demographics
@@ -42,6 +52,7 @@ class AnswerCache:
                 ",".join(sorted(fields)).encode(),
                 request.purpose.encode(),
                 request.caller.model_dump_json().encode(),
+                subject.encode(),
             )
         )
         return hmac.new(self._secret, material, hashlib.sha256).hexdigest()

@@ -166,7 +166,9 @@ class FanOut:
                 demographics=query.demographics,
                 fields=sorted(fields),
             )
-            tasks.append(self._ask_one(source, request, fields, lookup.deadline, in_trace))
+            key = self._cache.key(source.name, request, fields, subject=lookup.caller.subject)
+            keep = key if lookup.keeps_answers else None
+            tasks.append(self._ask_one(source, request, key, keep, lookup.deadline, in_trace))
         asked_with = (query.identified_by,)
         answers = tuple(
             replace(a, asked_with=asked_with, asked_because=_CONFIGURED) if a.sent else a
@@ -181,16 +183,17 @@ class FanOut:
         self,
         source: SourceConfig,
         request: LookupRequest,
-        fields: frozenset[FieldId],
+        key: str | None,
+        keep: str | None,
         deadline: float,
         in_trace: bool,
     ) -> SourceAnswer:
         if not in_trace:
             # Asked under no span at all: what _post would inject or note goes nowhere.
             with trace.use_span(trace.INVALID_SPAN):
-                return await self._answer(source, request, fields, deadline)
+                return await self._answer(source, request, key, keep, deadline)
         with tracing.source_span(source.name) as span:
-            answer = await self._answer(source, request, fields, deadline)
+            answer = await self._answer(source, request, key, keep, deadline)
             tracing.answered(span, answer)
         return answer
 
@@ -198,10 +201,12 @@ class FanOut:
         self,
         source: SourceConfig,
         request: LookupRequest,
-        fields: frozenset[FieldId],
+        key: str | None,
+        keep: str | None,
         deadline: float,
     ) -> SourceAnswer:
-        key = self._cache.key(source.name, request, fields)
+        """`key` finds an answer kept for the same question; a fresh answer is kept under `keep`
+        (None: not kept)."""
         cached = await self._cache.get(key)
         if cached is not None:
             status = SourceStatus.ANSWERED if cached else SourceStatus.NO_RECORD
@@ -217,7 +222,7 @@ class FanOut:
             return SourceAnswer(source.name, SourceStatus.FAILED, 0.0, error_code=CIRCUIT_OPEN)
         answer = None
         try:
-            answer = await self._fetch(source, request, key, started, budget)
+            answer = await self._fetch(source, request, keep, started, budget)
         finally:
             breaker.settle(admission, None if answer is None else answer.error_code in _BREAKING)
         return answer
@@ -226,7 +231,7 @@ class FanOut:
         self,
         source: SourceConfig,
         request: LookupRequest,
-        key: str | None,
+        keep: str | None,
         started: float,
         budget: float,
     ) -> SourceAnswer:
@@ -251,7 +256,7 @@ class FanOut:
         ):
             return _answer(source, SourceStatus.FAILED, started, "MALFORMED_RESPONSE")
         records = tuple(answer.records)
-        await self._cache.put(key, records)
+        await self._cache.put(keep, records)
         status = SourceStatus.ANSWERED if records else SourceStatus.NO_RECORD
         return SourceAnswer(source.name, status, _elapsed_ms(started), records)
 

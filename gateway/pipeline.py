@@ -45,6 +45,7 @@ from gateway.second_round import second_round
 from gateway.shield_safe import answer_floor, shield_safe
 from gateway.types import (
     Caller,
+    IdentifiedBy,
     LookupContext,
     LookupOutcome,
     LookupQuery,
@@ -161,9 +162,10 @@ class LookupPipeline:
             early = None if self._router is None else self._router.start(lookup)
             answers = await self._fanout.ask(lookup, plan)
             first = match_records(query, answers, self.linkage, registers=self._registers)
-            both = await second_round(lookup, plan, first, self._fanout, self.linkage)
+            later = _asking_again(lookup)
+            both = await second_round(later, plan, first, self._fanout, self.linkage)
             if self._router is not None:
-                both = await self._router.route(lookup, plan, both, early)
+                both = await self._router.route(later, plan, both, early)
             matching, hidden = shield_safe(
                 query,
                 both,
@@ -272,6 +274,17 @@ def _finished(task: asyncio.Task[LookupResult]) -> None:
     """Retrieve the outcome of a lookup whose caller may have gone: it is audited either way."""
     if not task.cancelled():
         task.exception()
+
+
+def _asking_again(lookup: LookupContext) -> LookupContext:
+    """The lookup as its second round and routing ask agencies again. A demographic search asks
+    again only for someone it found, whom shield-safe search may yet hide: answers kept in the
+    cache under that child's identifier would answer the caller's next lookup by it `cached`, in
+    no time, and tell that the search reached the child (gateway.shield_safe). Kept answers may
+    still be read."""
+    if lookup.query.identified_by is IdentifiedBy.DEMOGRAPHICS:
+        return replace(lookup, keeps_answers=False)
+    return lookup
 
 
 def _denied(lookup: LookupContext, plan: Plan, sources: Sequence[SourceConfig]) -> LookupResult:

@@ -135,7 +135,8 @@ class LookupContext:
 
     `policy` is the one revision that decides the whole lookup, even across a reload; `deadline` is
     the monotonic time by which every source must have answered; `child_ref` is the pseudonym the
-    lookup is counted and audited under.
+    lookup is counted and audited under; `keeps_answers`, whether what the agencies answer it may
+    be kept in the answer cache (gateway.cache), is all that a later stage may turn off.
     """
 
     caller: Caller
@@ -144,6 +145,7 @@ class LookupContext:
     child_ref: str
     deadline: float
     policy: LoggedPolicy
+    keeps_answers: bool = True
 
     @property
     def policy_revision(self) -> str:

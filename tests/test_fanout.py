@@ -252,26 +252,32 @@ def test_a_kept_answer_is_found_only_for_the_same_source_child_and_fields():
 
     cache = AnswerCache(ttl_s=30)
     name, both = frozenset({FieldId.NAME}), frozenset({FieldId.NAME, FieldId.ADDRESS})
+
+    def key(source, request, fields, subject="gp-1"):
+        return cache.key(source, request, fields, subject=subject)
+
     child = Demographics(given="Ada", family="Smith", date_of_birth=date(2015, 1, 2))
     keys = [
-        cache.key("health", request(), name),
-        cache.key("education", request(), name),
-        cache.key("health", request(), both),
-        cache.key("health", request(nhs="9434765870"), name),
-        cache.key("health", request(nhs=None, upn="A123456789012"), name),
-        cache.key("health", request(nhs=None, demographics=child), name),
-        cache.key(
+        key("health", request(), name),
+        key("education", request(), name),
+        key("health", request(), both),
+        key("health", request(nhs="9434765870"), name),
+        key("health", request(nhs=None, upn="A123456789012"), name),
+        key("health", request(nhs=None, demographics=child), name),
+        key(
             "health",
             request(nhs=None, demographics=child.model_copy(update={"given": "Eve"})),
             name,
         ),
         # An agency may refuse a purpose or a caller: its answer to one is no answer to another.
-        cache.key("health", request(purpose="SAFEGUARDING_ENQUIRY"), name),
-        cache.key("health", request(org="B82002"), name),
+        key("health", request(purpose="SAFEGUARDING_ENQUIRY"), name),
+        key("health", request(org="B82002"), name),
+        # Nor may a colleague's lookup learn from it that someone looked the child up.
+        key("health", request(), name, subject="gp-2"),
     ]
     assert len(set(keys)) == len(keys)
-    assert cache.key("health", request(request_id="r-2"), name) == keys[0]  # the same question
-    assert AnswerCache(ttl_s=0).key("health", request(), name) is None
+    assert key("health", request(request_id="r-2"), name) == keys[0]  # the same question
+    assert AnswerCache(ttl_s=0).key("health", request(), name, subject="gp-1") is None
 
 
 @pytest.mark.anyio
