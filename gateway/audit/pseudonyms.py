@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from connectors.protocol import Demographics
 from gateway.config import Mode, Settings
 from gateway.linkage import Person
-from gateway.types import LookupQuery
+from gateway.types import Corroboration, LookupQuery
 
 
 def audit_key(settings: Settings, *, create: bool = True) -> bytes:
@@ -82,24 +82,38 @@ class Pseudonymiser:
 
     def child_ref(self, query: LookupQuery) -> str:
         """The pseudonym a lookup is counted and audited under: keyed on its one identifier, or
-        on the normalised demographics, so the same search by the same means is the same child."""
+        on the normalised search (demographics and what corroborates them), so the same search
+        by the same means is the same child."""
         if query.nhs_number is not None:
             return self.ref("nhs", query.nhs_number)
         if query.upn is not None:
             return self.ref("upn", query.upn)
         assert query.demographics is not None
-        return self.ref("demographics", _search(query.demographics))
+        return self.ref("demographics", _search(query.demographics, query.corroboration))
 
 
-def _search(demographics: Demographics) -> str:
+def _search(demographics: Demographics, corroboration: Corroboration) -> str:
     """A demographic search as matching reads it (gateway.linkage.person): names case-folded
     without accents or punctuation, the names the child is known by as a set. Two searches that
     matching cannot tell apart find the same child, so typing AMELIA HART after Amelia Hart, or
-    the known-as names in another order, is not counted (nor audited) as a second child."""
-    person = Person.from_demographics(demographics)
+    the known-as names in another order, is not counted (nor audited) as a second child. The
+    house and carers given with it are part of it when given: they tip a search over the link
+    threshold for one child or another, so the same demographics with another house single out
+    another child, which must count as another (a search without them keeps its pseudonym)."""
+    person = Person.from_demographics(
+        demographics,
+        address_lines=corroboration.address_lines,
+        carers=corroboration.carer_names,
+    )
     born = person.date_of_birth
+    corroborated: dict[str, object] = {}
+    if person.house is not None:
+        corroborated["house"] = [sorted(person.house.numbers), sorted(person.house.words)]
+    if person.carer_keys:
+        corroborated["carers"] = sorted(person.carer_keys)
     return json.dumps(
-        {
+        corroborated
+        | {
             "given": person.given,
             "family": person.family,
             "former_family": sorted(person.former_family),
