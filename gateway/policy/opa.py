@@ -70,8 +70,11 @@ class OpaServerPolicyEngine:
         self.url = url
         self.revision = ""
         self._timeout_s = timeout_s
+        # opa-python-client writes the host into its URLs as given: an IPv6 literal needs its
+        # brackets back, which urlsplit took off (`http://::1:8181/v1` is no URL).
+        host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         self._client_options: dict[str, Any] = {
-            "host": parts.hostname,
+            "host": host,
             "port": parts.port or (443 if parts.scheme == "https" else 80),
             "ssl": parts.scheme == "https",
             "retries": 0,
