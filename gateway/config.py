@@ -264,6 +264,16 @@ class ServerTls(BaseModel):
         return ServerFiles(self.cert_file, self.key_file, self.client_ca_file, self.client_crl_file)
 
 
+def _read_utf8(path: Path) -> str:
+    """The text of the file at `path`; one that is not UTF-8 is a ValueError saying at which
+    byte. Python's own error named no file, and its repr (as some messages quote an error)
+    holds the file's whole content."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text (byte {exc.start})") from None
+
+
 def load_sources(path: Path) -> list[SourceConfig]:
     """Read a connector config file's sources; raises ValueError with the file name on any
     problem."""
@@ -272,8 +282,8 @@ def load_sources(path: Path) -> list[SourceConfig]:
 
 def load_sources_file(path: Path) -> SourcesFile:
     """Read a connector config file; raises ValueError with the file name on any problem."""
-    text = path.read_text(encoding="utf-8")
     try:
+        text = _read_utf8(path)
         raw = (
             tomllib.loads(text) if path.suffix == ".toml" else SourcesFile.model_validate_json(text)
         )
@@ -794,7 +804,7 @@ class Settings(BaseSettings):
         decides. ValueError naming the file when it cannot be read."""
         data_file = self.policy_dir / "data.json"
         try:
-            catalogue = json.loads(data_file.read_text(encoding="utf-8"))["childlookup"]
+            catalogue = json.loads(_read_utf8(data_file))["childlookup"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"cannot read the policy catalogue in {data_file}: {exc!r}") from None
         if not isinstance(catalogue, dict):
@@ -820,9 +830,10 @@ class Settings(BaseSettings):
 
     def check_paths(self) -> None:
         """Raise one ValueError line naming the variable when the state directory cannot be made
-        or a file a setting names cannot be opened for reading: each reader's own error named
-        the path alone (`[Errno 2] ...`), leaving the operator to guess which setting it was.
-        Opened without blocking, so a FIFO with no writer yet is no hang."""
+        or a file a setting names cannot be opened for reading, or (a regular file) is not UTF-8
+        text, as each is read: each reader's own error named the path alone (`[Errno 2] ...`) or
+        not even that, leaving the operator to guess which setting it was. Opened without
+        blocking, so a FIFO with no writer yet is no hang; a FIFO is not read, for its reader."""
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -840,6 +851,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"{variable}: cannot read {path}: {exc.strerror}") from None
             if path.is_dir():
                 raise ValueError(f"{variable}: cannot read {path}: it is a directory")
+            if path.is_file():
+                try:
+                    _read_utf8(path)
+                except ValueError as exc:
+                    raise ValueError(f"{variable}: cannot read {path}: {exc}") from None
 
     def resolved_audit_log_name(self) -> str:
         return self.audit_log_name or self.gateway_id

@@ -9,6 +9,7 @@ to avoid, and would let a matcher be tested against data no real deployment has.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -48,11 +49,11 @@ def write_population(population: Population, out: Path) -> PopulationSummary:
     """
     out.mkdir(parents=True, exist_ok=True)
     for source in SOURCES:
-        _write_lines(
+        write_lines(
             out / f"{source}.jsonl",
             [record.model_dump_json() for record in population.records(source)],
         )
-    _write_lines(
+    write_lines(
         out / TRUTH_FILE,
         [
             _TruthRow(
@@ -102,5 +103,17 @@ def _read_truth(path: Path) -> dict[tuple[str, str], _TruthRow]:
     return rows
 
 
-def _write_lines(path: Path, lines: list[str]) -> None:
-    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+def write_lines(path: Path, lines: Iterable[str]) -> None:
+    """Write each of `lines` and a newline to `path`, whole or not at all: written beside it,
+    then renamed over it. Written in place, a write that failed part way (a full disk) left a
+    truncated file that a connector or benchmark later read as the whole population. Raises
+    OSError naming `path`, where the write's own error named no file."""
+    staged = path.with_name(f".{path.name}.partial")
+    try:
+        with staged.open("w", encoding="utf-8") as file:
+            file.writelines(f"{line}\n" for line in lines)
+        staged.replace(path)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from exc
+    finally:  # gone once renamed; else a part-written leftover
+        staged.unlink(missing_ok=True)

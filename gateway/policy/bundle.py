@@ -171,12 +171,16 @@ def _overlap(first: str, second: str) -> bool:
 def module_names(directory: Path) -> list[str]:
     """The bundle's `*.rego` modules by relative path, sorted. Only regular files (or links to
     them) count: opening a FIFO named `x.rego` would wait for a writer for ever, and the live
-    reloader must vet exactly the files the officer's own `policy test` read."""
-    return sorted(
-        path.relative_to(directory).as_posix()
-        for path in directory.rglob("*.rego")
-        if path.is_file()
-    )
+    reloader must vet exactly the files the officer's own `policy test` read. A folder named
+    `x.rego` is refused: skipped, the rules the officer put in it as `x.rego` would be missing
+    with no word said."""
+    found = list(directory.rglob("*.rego"))
+    if folders := sorted(path.relative_to(directory).as_posix() for path in found if path.is_dir()):
+        raise PolicyError(
+            f"The policy directory holds a folder named like a policy module: {folders[0]}."
+            " Only a file's name ends in .rego; rename the folder."
+        )
+    return sorted(path.relative_to(directory).as_posix() for path in found if path.is_file())
 
 
 def _read_text(directory: Path, name: str, what: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from connectors.national import AGENCY_KINDS, NationalAgency
 from connectors.protocol import ConnectorRecord
+from connectors.synthetic.files import write_lines
 from connectors.synthetic.national.population import ChildTruth, NationalPopulation
 from connectors.synthetic.national.records import RECORD_FILES, HeldRecord
 from connectors.synthetic.population import cyclic_gc_paused
@@ -72,6 +73,9 @@ def write_national(population: NationalPopulation, out: Path) -> NationalSummary
 
 def _write(population: NationalPopulation, out: Path) -> NationalSummary:
     (out / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
+    # The manifest is what makes the files a population (load_national reads it first): gone
+    # while they are written and put back last, a write that fails part way leaves none.
+    (out / MANIFEST_FILE).unlink(missing_ok=True)
     manifest = NationalManifest(
         seed=population.seed,
         children=len(population.truth),
@@ -79,9 +83,8 @@ def _write(population: NationalPopulation, out: Path) -> NationalSummary:
         agencies=population.agencies,
         postcode_districts=dict(population.postcode_districts),
     )
-    (out / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=1) + "\n", encoding="utf-8")
     for kind in RECORD_FILES:
-        _write_lines(
+        write_lines(
             out / RECORDS_DIR / f"{kind}.jsonl",
             # Agency names match ^[a-z][a-z0-9_]*$: nothing in them needs escaping.
             (
@@ -89,7 +92,8 @@ def _write(population: NationalPopulation, out: Path) -> NationalSummary:
                 for held in population.records[kind]
             ),
         )
-    _write_lines(out / TRUTH_FILE, (row.model_dump_json() for row in population.truth))
+    write_lines(out / TRUTH_FILE, (row.model_dump_json() for row in population.truth))
+    write_lines(out / MANIFEST_FILE, [manifest.model_dump_json(indent=1)])
     kinds = Counter(agency.kind for agency in population.agencies)
     return NationalSummary(
         children=len(population.truth),
@@ -118,8 +122,3 @@ def load_national_records(out: Path, kind: str) -> list[HeldRecord]:
 def load_national_truth(out: Path) -> list[ChildTruth]:
     with (out / TRUTH_FILE).open(encoding="utf-8") as lines:
         return [ChildTruth.model_validate_json(line) for line in lines]
-
-
-def _write_lines(path: Path, lines: Iterable[str]) -> None:
-    with path.open("w", encoding="utf-8") as file:
-        file.writelines(f"{line}\n" for line in lines)
