@@ -3,12 +3,13 @@
 In national routing an agency is asked because of where the child is: the practice they are
 registered with, the school on roll, the authority of their home, or one the locator names
 (gateway.routing). Its name - which carries an ODS code, a school's URN or an authority's code -
-says that as plainly as the field it holds would. So unless the caller may see the child's
-address, school and GP practice and none was withheld, each agency asked only when routed is
-shown by its kind
-(`gp_practice`, `school`, `social_care`): in the sources, the records, the withheld fields and
-the provenance of what is released. A shielded child's practice, school and authority are then
-named nowhere in the answer. The audit keeps the agencies' names: this is the caller's view only.
+says that as plainly as the field it holds would. So unless the caller sees where the child is
+(`_location_shown`), each agency asked only when routed is shown by its kind (`gp_practice`,
+`school`, `social_care`): in the sources, the records, the withheld fields and the provenance of
+what is released. A shielded child's practice, school and authority are then named nowhere in the
+answer - even when no record holds her address, school or GP practice, so that nothing of them was
+withheld: the authority that shields her is where she is. The audit keeps the agencies' names:
+this is the caller's view only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from connectors.protocol import FieldId
+from gateway.decide import SHIELD_REASONS
 from gateway.types import (
     Ambiguity,
     LookupResult,
@@ -30,17 +32,35 @@ WHERE: frozenset[FieldId] = frozenset({FieldId.ADDRESS, FieldId.SCHOOL, FieldId.
 
 
 def shown_names(plan: Plan, release: Release, answers: Sequence[SourceAnswer]) -> dict[str, str]:
-    """Per routed agency asked, the name the caller is shown: its kind, unless the caller may see
-    where the child is (`WHERE` granted) and none of it was withheld; empty when nothing is
-    renamed."""
-    withheld = {w.field for w in release.withheld}
-    if plan.fields >= WHERE and not WHERE & withheld:
+    """Per routed agency asked, the name the caller is shown: its kind, unless the caller sees
+    where the child is (`_location_shown`); empty when nothing is renamed."""
+    if _location_shown(plan, release):
         return {}
     return {
         answer.source: plan.planned_as(answer.source)
         for answer in answers
         if plan.planned_as(answer.source) != answer.source
     }
+
+
+def _location_shown(plan: Plan, release: Release) -> bool:
+    """Whether the caller sees where the child is: `WHERE` granted, none of it withheld, nothing
+    withheld for a shield or restriction - and, for a child flagged shielded, restricted or of
+    unknown status, some of it released. What was withheld cannot say that alone: a record
+    holding none of `WHERE` (a restricted PDS record arrives without address and GP) has none
+    withheld. A restriction, or doubt about one, is never lifted (policies/release.rego); a
+    shield is lifted only by a break-glass grant, which the release then shows by releasing the
+    child's location - released nowhere, it is not shown, lifted or not."""
+    if not plan.fields >= WHERE:
+        return False
+    if any(w.field in WHERE or w.reason in SHIELD_REASONS for w in release.withheld):
+        return False
+    flags = release.flags
+    if flags.restricted or not flags.restriction_status_known:
+        return False
+    if flags.shielded or not flags.shield_status_known:
+        return any(r.fields & WHERE for r in release.records)
+    return True
 
 
 def renamed_release(release: Release, names: Mapping[str, str]) -> Release:
