@@ -59,6 +59,7 @@ from gateway.types import (
     Release,
     ReleasedRecord,
     SourceAnswer,
+    SourceStatus,
     Withheld,
 )
 
@@ -135,12 +136,25 @@ def child_flags(
 def _all_answered(
     answers: Sequence[SourceAnswer], authorities: Collection[str], unasked: Collection[str]
 ) -> bool:
-    """Whether every one of `authorities` was asked, and each asked one answered. Checking the
-    answers alone is not enough: an agency asked only when routed, of a kind the plan left out,
-    is in no answer at all, and absent must not read as clear."""
+    """Whether every one of `authorities` was asked, and each asked one answered in a way that
+    tells (`_tells`). Checking the answers alone is not enough: an agency asked only when routed,
+    of a kind the plan left out, is in no answer at all, and absent must not read as clear."""
     return not any(a in unasked for a in authorities) and all(
-        a.answered for a in answers if a.source in authorities
+        _tells(a) for a in answers if a.source in authorities
     )
+
+
+def _tells(answer: SourceAnswer) -> bool:
+    """Whether an authority's answer says whether it shields (or restricts) the child: the
+    records it sent, or "no record" for the NHS number or for a search by the child's details.
+    "No record" for a UPN alone says only that it files nothing under that UPN: an authority
+    keying its records by NHS number (a local authority's social care, often; the spine, always)
+    may still shield the child, and the school's copy of the address must not go out on it."""
+    if answer.status is SourceStatus.ANSWERED:
+        return True
+    return answer.status is SourceStatus.NO_RECORD and not set(answer.asked_with) <= {
+        IdentifiedBy.UPN
+    }
 
 
 def _traced(release: Release) -> dict[str, str]:

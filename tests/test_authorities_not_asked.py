@@ -31,6 +31,7 @@ from gateway.shield_safe import shield_safe
 from gateway.types import (
     LOCATOR_SOURCE,
     Caller,
+    IdentifiedBy,
     LookupQuery,
     Plan,
     Purpose,
@@ -167,12 +168,16 @@ async def test_the_real_policy_asks_the_routed_authorities_and_their_silence_is_
 # --- a source asked on every lookup, left out of the plan ---------------------------------------
 
 
+NHS = (IdentifiedBy.NHS_NUMBER,)
+
+
 def _as_fanout_answers(plan: Plan, *sources: SourceConfig) -> list[SourceAnswer]:
-    """The fan-out stage's answers for sources asked on every lookup: NOT_ASKED where the plan
-    left the source out; the health source answering with the child's record."""
+    """The fan-out stage's answers for sources asked on every lookup (by NHS number): NOT_ASKED
+    where the plan left the source out; the health source answering with the child's record."""
     asked = [s for s in sources if s.name in plan.sources]
     return [
-        _health() if s is HEALTH else SourceAnswer(s.name, SourceStatus.NO_RECORD) for s in asked
+        _health() if s is HEALTH else SourceAnswer(s.name, SourceStatus.NO_RECORD, asked_with=NHS)
+        for s in asked
     ] + [SourceAnswer(s.name, SourceStatus.NOT_ASKED) for s in sources if s not in asked]
 
 

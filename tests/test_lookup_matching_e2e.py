@@ -28,6 +28,7 @@ query Search($upn: String, $demographics: DemographicsInput, $purpose: Purpose!)
     records { source method score weight }
     sources { source status recordsMatched recordsUnmatched recordsPossible recordsAmbiguous }
     ambiguity { reason records { source method count } }
+    withheld { field source reason }
   }
 }
 """
@@ -110,7 +111,16 @@ def test_a_upn_lookup_finds_the_school_record_by_identifier(stack):
     assert found["records"] == [
         {"source": "education", "method": "UPN", "score": 1.0, "weight": None}
     ]
-    assert found["child"]["school"]["name"] == "Test Primary"
+    assert found["child"]["name"]["family"] == "Hart"
+    # The school's record holds no NHS number, so the authorities were asked by the UPN alone,
+    # which they need not file anything under: their "no record" rules out neither a shield nor
+    # a restriction, and the school's copy of where she is stays withheld.
+    assert found["child"]["school"] is None
+    assert found["child"]["address"] is None
+    assert {(w["field"], w["reason"]) for w in found["withheld"]} >= {
+        ("school", "RESTRICTION_STATUS_UNKNOWN"),
+        ("address", "RESTRICTION_STATUS_UNKNOWN"),
+    }
 
 
 def test_a_demographic_lookup_links_each_source_and_says_how(stack):
