@@ -23,7 +23,7 @@ TEST_MODULE_SUFFIX: Final = "_test.rego"
 _PACKAGE: Final = re.compile(r"^package\s+([A-Za-z_][\w.]*)", re.MULTILINE)
 # A rule head starts at column 0 with its name; bodies, comments and `} else` lines are indented
 # or start with another character. Keywords that can open a line are not rule names.
-_RULE_HEAD: Final = re.compile(r"^(?:default\s+)?([A-Za-z_]\w*)\b", re.MULTILINE)
+_RULE_HEAD: Final = re.compile(r"[ \t]*(?:default\s+)?([A-Za-z_]\w*)\b")
 _NOT_RULE_NAMES: Final = frozenset({"package", "import", "else", "default"})
 _COMMENT: Final = re.compile(r"#[^\n]*")
 
@@ -75,11 +75,43 @@ class PolicyBundle:
             package = _PACKAGE.search(source)
             if package is None:
                 continue
-            for head in _RULE_HEAD.finditer(source, package.end()):
-                name = head.group(1)
+            for name in _rule_heads(source, package.end()):
                 if name not in _NOT_RULE_NAMES:
                     found[RuleRef(path, package.group(1), name)] = None
         return tuple(found)
+
+
+def _rule_heads(source: str, start: int) -> list[str]:
+    """The names opening a line of `source` from `start` outside any brace, bracket, parenthesis,
+    string or comment: its rule heads, as OPA reads them. A head may be indented - OPA parses it,
+    and `opa test` runs an indented test, so one missed would let a failing test pass unseen -
+    and a name opening a line inside a body, a string or a comment is none."""
+    heads: list[str] = []
+    depth = 0
+    index = start
+    line_start = True
+    while index < len(source):
+        char = source[index]
+        if line_start and depth == 0 and (head := _RULE_HEAD.match(source, index)) is not None:
+            heads.append(head.group(1))
+        line_start = char == "\n"
+        if char == "#":
+            end = source.find("\n", index)
+            index = len(source) if end < 0 else end
+            continue
+        if char == '"':
+            index += 1
+            while index < len(source) and source[index] not in '"\n':
+                index += 2 if source[index] == "\\" else 1
+        elif char == "`":
+            end = source.find("`", index + 1)
+            index = len(source) if end < 0 else end
+        elif char in "{[(":
+            depth += 1
+        elif char in "}])":
+            depth = max(depth - 1, 0)
+        index += 1
+    return heads
 
 
 def package_of(source: str) -> str | None:
