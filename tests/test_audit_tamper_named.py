@@ -172,3 +172,43 @@ def test_verify_names_each_tampering_without_printing_children(
     assert where in out, out
     for secret in (NHS, synthetic_nhs(7), *refs):
         assert secret not in out
+
+
+@pytest.mark.parametrize(
+    ("kind", "column", "value"),
+    [
+        ("record", "body", 5),
+        ("record", "subject", True),
+        ("record", "purpose", 1.5),
+    ],
+)
+def test_a_segment_edited_to_hold_a_value_of_the_wrong_type_is_named_not_a_crash(
+    db, tmp_path, kind, column, value
+):
+    """(h) Whoever can rewrite the archive's storage edits one value of a segment's JSON lines to
+    another JSON type: `audit verify --archive` must fail naming the segment, not raise."""
+    from gateway.audit import archive_log, verify_archive, verify_segment
+    from tests.audit.test_archive import LATER, PUBLIC, _rewrite
+    from tests.factories import break_glass_record
+
+    store = db.open_store()
+    try:
+        asyncio.run(store.append(break_glass_record("bg")))
+        archive = tmp_path / "archive"
+        segment = archive_log(store, archive, LATER, PUBLIC)
+        path = archive / segment.end.file
+        edited = []
+
+        def edit(line):
+            row = line.get(kind)
+            if row is not None and not edited:
+                row[column] = value
+                edited.append(row)
+            return line
+
+        _rewrite(path, edit)
+        assert edited
+        assert not verify_segment(path, PUBLIC, None).ok
+        assert not verify_archive(store.archived(), archive, PUBLIC).ok
+    finally:
+        store.close()

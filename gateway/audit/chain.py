@@ -55,6 +55,10 @@ def link_hash(previous: str, body: str) -> str:
     return hashlib.sha256(f"{previous}\n{body}".encode()).hexdigest()
 
 
+def _is_text(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
 def _field(value: Text) -> str:
     return "-" if value is None else f"{len(value)}:{value}"
 
@@ -205,7 +209,12 @@ def verify_chain(
             if first_signed_seq is None:
                 first_signed_seq = seq
             columns = (audit_id, at, child_ref, subject, role, org, purpose, outcome, body)
-            if row_hash(prev, columns, [a[1:] for a in written]) != h:
+            with_it = [a[1:] for a in written]
+            if not all(map(_is_text, (*columns, *(v for a in with_it for v in a)))):
+                # Only an archived segment's JSON can hold another type: a column is text.
+                problem = "a value of this record, or of an alert with it, is not text: edited"
+                return _bad(count, seq, audit_id, problem)
+            if row_hash(prev, columns, with_it) != h:
                 problem = "this record, or an alert written with it, was edited or deleted"
                 return _bad(count, seq, audit_id, problem)
         elif fmt == 1 and first_signed_seq is None and start is None:
