@@ -212,3 +212,51 @@ def test_a_segment_edited_to_hold_a_value_of_the_wrong_type_is_named_not_a_crash
         assert not verify_archive(store.archived(), archive, PUBLIC).ok
     finally:
         store.close()
+
+
+def test_sqlite_child_index_tampered_to_hide_an_access_is_caught(tmp_path):
+    """The child's trail finds records through the index `audit_log_child`, which is not the
+    table the chain is verified from (a scan in `seq` order). An attacker with the file drops the
+    index entry of one record - its row, hash and chain untouched - and the child's trail no longer
+    shows that access. `audit verify` must not then call the log intact."""
+    import shutil
+    import sqlite3
+
+    from tests.audit.conftest import SqliteBackend
+
+    db = SqliteBackend(tmp_path / "audit.sqlite3")
+    store = db.open_store()
+
+    async def fill():
+        for i in range(7):
+            await store.append(audit_record(f"a{i:02d}", child_ref=f"nhs:{'c' if i == 3 else 'd'}"))
+
+    asyncio.run(fill())
+    assert [r["audit_id"] for r in store.records(child_refs=["nhs:c"])] == ["a03"]
+    store.close()
+
+    conn = sqlite3.connect(db.path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = DELETE")
+    ((root,),) = conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'audit_log_child'"
+    ).fetchall()
+    ((size,),) = conn.execute("PRAGMA page_size").fetchall()
+    conn.close()
+    # The same file with record a03 deleted: its index page lacks the entry. Copy that page back.
+    copy = tmp_path / "copy.sqlite3"
+    shutil.copy(db.path, copy)
+    SqliteBackend(copy).tamper("DELETE FROM audit_log WHERE audit_id = 'a03'")
+    page = copy.read_bytes()[(root - 1) * size : root * size]
+    with db.path.open("r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(page)
+
+    store = db.open_store()
+    try:
+        hidden = store.records(child_refs=["nhs:c"]) == []
+        assert hidden, "the tampering did not hide the access (test setup)"
+        assert len(store.records(subject=None)) == 7  # the row itself is still in the table
+        report = store.verify()
+    finally:
+        store.close()
+    assert not report.ok

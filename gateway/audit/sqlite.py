@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -356,6 +357,10 @@ interval for the GIL, before and after the flush (~8 ms a batch at 16 lookups in
 ~0.2 ms fdatasync). A slower disk is flushed in a thread, the loop serving on meanwhile."""
 
 
+_INDEXED_TABLES: Final = ("audit_log", "audit_alert", "audit_log_link")
+"""The tables whose indexes the auditors' reads go through (SqliteAuditStore._indexes_agree)."""
+
+
 class SqliteAuditStore(PositionedFeeds):
     """SQLite-backed, append-only audit log with group commit."""
 
@@ -611,7 +616,7 @@ class SqliteAuditStore(PositionedFeeds):
                 records = self._conn.execute(
                     f"SELECT {RECORD_COLUMNS.format(at='at')} FROM audit_log ORDER BY seq"  # noqa: S608
                 )
-                return verify_chain(
+                report = verify_chain(
                     records,
                     alerts,
                     checkpoints,
@@ -621,8 +626,24 @@ class SqliteAuditStore(PositionedFeeds):
                     start,
                     links,
                 )
+                return report if not report.ok else self._indexes_agree(report)
             finally:
                 self._conn.execute("COMMIT")
+
+    def _indexes_agree(self, report: ChainReport) -> ChainReport:
+        """`report`, or a failed one if an index of the log, its alerts or its links does not
+        match their rows. The chain is verified from the rows in `seq` order, but a child's or a
+        user's trail and the alerts feeds are read through indexes: an index entry removed from
+        the file hides an access from them while every row and hash stays whole."""
+        for table in _INDEXED_TABLES:
+            ((verdict,), *_) = self._conn.execute(f"PRAGMA integrity_check({table})").fetchall()
+            if verdict != "ok":
+                problem = (
+                    f"an index of {table} does not match its rows, edited to hide an entry from"
+                    f" a trail or a feed ({verdict})"
+                )
+                return replace(report, ok=False, problem=problem, last_checkpoint=None)
+        return report
 
     def is_writable(self) -> bool:
         """For readiness probes: commit a real write (one heartbeat row, not audit data) through
