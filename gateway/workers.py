@@ -1,9 +1,11 @@
 """Several gateway processes behind one listening socket: `childlookup serve --workers N`.
 
 The parent builds what each worker will (settings, files, policy, audit store), so a fault is one
-line and exit 2 as with one process, binds the socket, then uvicorn's supervisor starts N worker
-processes that accept on it and restarts any that dies - except one that failed to start, which
-would fail again each time: that stops them all, and `serve` exits 2.
+line and exit 2 as with one process (in production that runs the policy's own tests, once: the
+workers take the parent's pass for the same policy files, gateway.policy.vetting), binds the
+socket, then uvicorn's supervisor starts N worker processes that accept on it and restarts any
+that dies - except one that failed to start, which would fail again each time: that stops them
+all, and `serve` exits 2.
 Each worker builds its own gateway from the same environment, so all
 serve the same policy bundle (its revision is content-addressed: equal files, equal revision) and
 write the same audit store. What must hold across them is shared, not copied: the limits live in
@@ -47,6 +49,7 @@ from gateway.app import begin_draining, create_app
 from gateway.components import Components, build_components
 from gateway.config import ServerTls, Settings, load_sources_file
 from gateway.logs import configure as configure_logging
+from gateway.policy import hand_down_passes
 from gateway.tls import server_context
 
 WORKER_APP: Final = "gateway.workers:worker_app"
@@ -86,13 +89,16 @@ def worker_components(*, checking: bool = False) -> Components:
     if settings.sources_file is None:
         raise ValueError("the workers need CHILDLOOKUP_SOURCES_FILE")
     sources = load_sources_file(settings.sources_file)
-    return build_components(
+    components = build_components(
         settings,
         sources.sources,
         postcode_districts=sources.postcode_districts,
         witnesses=sources.witnesses,
         checking=checking,
     )
+    if checking:  # the policy's tests, run here in production, are not run again in each worker
+        hand_down_passes()
+    return components
 
 
 def check_shared_limits(settings: Settings) -> None:

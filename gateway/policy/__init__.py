@@ -46,6 +46,7 @@ from gateway.policy.memo import MemoisedPolicyEngine
 from gateway.policy.opa import OpaServerPolicyEngine
 from gateway.policy.reload import PolicyReloader
 from gateway.policy.schemas import entrypoint_schemas
+from gateway.policy.snapshot import fingerprint, read_policy_files
 from gateway.policy.testing import (
     PolicyTestOutcome,
     PolicyTestReport,
@@ -53,6 +54,7 @@ from gateway.policy.testing import (
     policy_test_main,
     run_policy_tests,
 )
+from gateway.policy.vetting import hand_down_passes, tested_version
 
 __all__ = [
     "DATA_FILE",
@@ -86,6 +88,8 @@ __all__ = [
     "WithheldField",
     "WithholdingReason",
     "entrypoint_schemas",
+    "fingerprint",
+    "hand_down_passes",
     "load_bundle",
     "load_engine",
     "package_of",
@@ -93,6 +97,8 @@ __all__ = [
     "policy_engine_from_settings",
     "policy_ready",
     "policy_test_main",
+    "read_policy_files",
     "rotated_decision_logs",
     "run_policy_tests",
+    "tested_version",
 ]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from gateway.config import Settings
+from gateway.config import Mode, Settings
 from gateway.policy.engine import PolicyEngine, RegoPolicyEngine
 from gateway.policy.errors import PolicyError
 from gateway.policy.memo import MemoisedPolicyEngine
 from gateway.policy.snapshot import fingerprint, read_policy_files
+from gateway.policy.vetting import tested_version
 
 _READ_ATTEMPTS: Final = 5
 
@@ -34,7 +35,10 @@ def load_engine(directory: Path) -> MemoisedPolicyEngine:
 
 
 def policy_engine_from_settings(settings: Settings) -> PolicyEngine:
-    """An OPA server's answers when `opa_url` is set, else the bundle in `policy_dir` in-process.
+    """An OPA server's answers when `opa_url` is set, else the bundle in `policy_dir` in-process:
+    in production mode only once its own tests pass (gateway.policy.vetting), since nothing else
+    stops a version the live reloader rejected, still in the directory, from going live when the
+    gateway restarts. In dev mode they are not run: the demo and tests start in a second or two.
 
     The OPA engine is imported only when asked for, so the in-process gateway never loads aiohttp.
     Its answers are not remembered: the server may switch bundles underneath the gateway.
@@ -43,4 +47,9 @@ def policy_engine_from_settings(settings: Settings) -> PolicyEngine:
         from gateway.policy.opa import OpaServerPolicyEngine
 
         return OpaServerPolicyEngine(settings.opa_url, settings.opa_timeout_ms / 1000)
-    return load_engine(settings.policy_dir)
+    engine = load_engine(settings.policy_dir)
+    if settings.mode is Mode.PRODUCTION and engine.content != tested_version(
+        settings.policy_dir, settings.policy_vet_max_bytes
+    ):
+        raise PolicyError("it changed while the gateway started; start it once it is in place")
+    return engine

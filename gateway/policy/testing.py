@@ -19,7 +19,7 @@ from typing import Final
 
 from regopy import Bundle, Interpreter, RegoError
 
-from gateway.policy.bundle import RuleRef, load_bundle
+from gateway.policy.bundle import PolicyBundle, RuleRef, load_bundle
 from gateway.policy.errors import PolicyCompileError, PolicyError
 from gateway.policy.interpreter import answer_text, compile_bundle, new_interpreter
 
@@ -93,7 +93,7 @@ class PolicyTestReport:
 def run_policy_tests(directory: Path) -> PolicyTestReport:
     """Run every test in the bundle at `directory`; PolicyError if the bundle cannot be read."""
     bundle = load_bundle(directory)
-    tests = [rule for rule in bundle.rules() if rule.name.startswith(TEST_PREFIX)]
+    tests = policy_tests(bundle)
     if not tests:
         return PolicyTestReport(results=())
     try:
@@ -106,6 +106,11 @@ def run_policy_tests(directory: Path) -> PolicyTestReport:
         )
     interpreter = new_interpreter()
     return PolicyTestReport(results=tuple(_run(interpreter, compiled, test) for test in tests))
+
+
+def policy_tests(bundle: PolicyBundle) -> list[RuleRef]:
+    """The bundle's tests: every rule named `test_*`, in any package."""
+    return [rule for rule in bundle.rules() if rule.name.startswith(TEST_PREFIX)]
 
 
 def _run(interpreter: Interpreter, compiled: Bundle, test: RuleRef) -> PolicyTestResult:

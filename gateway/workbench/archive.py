@@ -23,14 +23,18 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from gateway.config import DEFAULT_POLICY_VET_MAX_BYTES
 from gateway.policy import (
     DATA_FILE,
     MANIFEST_FILE,
     PolicyBundle,
     PolicyError,
     RegoPolicyEngine,
+    fingerprint,
     load_bundle,
     package_of,
+    read_policy_files,
+    tested_version,
 )
 
 
@@ -93,11 +97,20 @@ def _under(path: str, roots: list[str]) -> bool:
 
 
 def bundle_main(directory: Path, out: Path) -> int:
-    """`childlookup policy bundle`: compile the policy first, so a bundle that would fail in OPA
-    (syntax, missing entrypoint) is never written; 2 if it does not."""
+    """`childlookup policy bundle`: compile the policy and run its own tests first, as a production
+    gateway does before it serves one, so a bundle that would fail in OPA (syntax, missing
+    entrypoint) or that its tests reject (or that has none) is never written; 2 if it is not."""
     try:
+        version = fingerprint(read_policy_files(directory))
         bundle = load_bundle(directory)
         RegoPolicyEngine(bundle)
+        _require_within_roots(bundle, (directory / MANIFEST_FILE).read_bytes())  # before the tests
+        try:
+            tested = tested_version(directory, DEFAULT_POLICY_VET_MAX_BYTES)
+        except PolicyError as error:
+            raise PolicyError(f"{directory}: {error}; nothing written") from None
+        if tested != version:
+            raise PolicyError(f"{directory} changed while its tests ran; nothing written")
         members = write_bundle_archive(bundle, out)
     except PolicyError as error:
         print(error, file=sys.stderr)
