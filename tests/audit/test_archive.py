@@ -273,6 +273,11 @@ def test_the_commands_archive_the_logs_and_verify_the_archive(tmp_path, capsys):
     assert "intact: 205 records" in out
     assert "records 1..200 archived (200 records, in audit-1-200.jsonl.gz)" in out
     assert "archive intact: 1 segments" in out
+    assert "not checked" not in out
+    # Without the segments, the log's note of an archive (not signed) is all there is to go on.
+    assert main(["audit", "verify", *args]) == 0
+    out = capsys.readouterr().out
+    assert "records 1..200 not checked: they are archived, and only `--archive DIR`" in out
 
     _rewrite(
         archive / "audit-1-200.jsonl.gz",
