@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -335,6 +336,21 @@ def _on(kind: str, respond: Callable[[dict[str, Any]], Response], nth: int | Non
     return fault
 
 
+@pytest.mark.parametrize("kind", ["plan", "release"])
+def test_an_opa_answering_the_purposes_but_not_a_decision_is_not_ready(stack, opa, kind):
+    """An OPA serving another bundle, or this one without a decision, answers the purposes, yet
+    refuses every lookup: /readyz asks each decision too, and says not ready until it answers."""
+    assert httpx.get(f"{stack.url}/readyz", timeout=5).status_code == 200
+    opa.fault = _on(kind, lambda answer: _json({}))  # undefined, as for a rule not there
+
+    unready = httpx.get(f"{stack.url}/readyz", timeout=5)
+
+    assert unready.status_code == 503
+    assert unready.json()["checks"]["policy"] is False
+    opa.fault = None
+    assert httpx.get(f"{stack.url}/readyz", timeout=5).status_code == 200
+
+
 def test_a_healthy_opa_answers(stack, opa):
     status, text, body = _lookup(stack)
     assert status == 200
@@ -546,10 +562,11 @@ def test_an_opa_on_an_ipv6_literal_address_decides(real_opa, tmp_path):
     with BackgroundServer(opa.app(), host="::1") as server:
         assert server.url.startswith("http://[::1]:")
         with reference_stack(tmp_path, _records(), opa_url=server.url) as gw:
+            before = dict(opa.calls)  # start-up's readiness questions asked each decision once
             status, text, body = _lookup(gw)
     assert status == 200, text
     assert body["data"]["child"]["outcome"] == "FOUND", text
-    assert opa.calls["plan"] == opa.calls["release"] == 1
+    assert opa.calls["plan"] - before["plan"] == opa.calls["release"] - before["release"] == 1
 
 
 @pytest.mark.parametrize("sources", [["health"], ["health", "police", "nowhere"], []])

@@ -35,10 +35,12 @@ import anyio
 from opa_client import AsyncOpaClient
 from pydantic import BaseModel
 
+from connectors.protocol import Caller
 from gateway.policy.decisions import (
     DecisionT,
     PlanDecision,
     PlanInput,
+    ReleaseChild,
     ReleaseDecision,
     ReleaseInput,
     parse_decision,
@@ -55,6 +57,19 @@ _PROVENANCE: Final = {"provenance": "true"}
 # Read by connect(): a base document every childlookup bundle has, cheap to evaluate and needing
 # no input, so the answer's provenance is all that matters.
 _PROBE_PATH: Final = "childlookup/purposes"
+_PROBE_CALLER: Final = Caller(role="readiness-probe", organisation="READINESS-PROBE")
+_PLAN_PROBE: Final = PlanInput(caller=_PROBE_CALLER, purpose="READINESS_PROBE", sources=())
+_RELEASE_PROBE: Final = ReleaseInput(
+    caller=_PROBE_CALLER,
+    purpose="READINESS_PROBE",
+    child=ReleaseChild(
+        shielded=False, restricted=False, shield_status_known=True, restriction_status_known=True
+    ),
+    records=(),
+)
+"""Questions no lookup asks, each of which the decision every lookup asks must answer (deny by
+default): an OPA serving another bundle, or this one without a decision, answers the purposes yet
+would refuse every lookup, so `connect` - start-up and /readyz - asks them too."""
 
 
 class OpaServerPolicyEngine:
@@ -85,11 +100,15 @@ class OpaServerPolicyEngine:
         self._opening = anyio.Lock()
 
     async def connect(self) -> str:
-        """Open the connection and learn the served revision before the first lookup."""
-        _, self.revision = await self._ask(
+        """Open the connection and learn the served revision before the first lookup, once the
+        decisions every lookup asks are answered (`_PLAN_PROBE`)."""
+        _, revision = await self._ask(
             lambda client: client.get_data(_PROBE_PATH, _PROVENANCE), _PROBE_PATH
         )
-        return self.revision
+        await self.plan_at(_PLAN_PROBE)
+        await self.release_at(_RELEASE_PROBE)
+        self.revision = revision
+        return revision
 
     async def aclose(self) -> None:
         await self._resources.aclose()
