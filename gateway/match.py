@@ -8,6 +8,8 @@ Merging the wrong child is worse than missing one, so every rule here errs towar
   dropped and its status says so, rather than trusting any of them. A former UPN links only
   while it names one child: listed under two current UPNs, or on a record whose NHS number
   differs from another linked record's, it makes the lookup AMBIGUOUS and nothing is merged.
+  So do records linked by one identifier that differ on the other: the NHS number asked under
+  two UPNs (neither the other's former one), or the UPN asked under two NHS numbers.
 - By demographics, every candidate is scored against the query with the linkage model and falls in
   a band: linked, possible (counted, never merged) or rejected. A candidate sharing a valid
   identifier with a linked record is the same child and is linked by that identifier; one whose
@@ -156,7 +158,7 @@ def _by_identifier(kind: str, value: str, answers: Sequence[SourceAnswer]) -> Ma
             else:
                 method = _IDENTIFIER_KINDS[kind]
                 matched.append(MatchedRecord(key, answer.source, record, method, reasons=how))
-    ambiguity = _former_upn_names_two_children(matched)
+    ambiguity = _former_upn_names_two_children(matched) or _other_identifier_differs(kind, matched)
     if ambiguity is not None:
         return MatchResult(tuple(checked), (), unmatched, {}, ambiguity)
     return MatchResult(tuple(checked), tuple(matched), unmatched, {})
@@ -198,6 +200,27 @@ def _former_upn_names_two_children(matched: Sequence[MatchedRecord]) -> Ambiguit
     return Ambiguity.of(reason, ((m.source, m.method) for m in matched))
 
 
+def _other_identifier_differs(kind: str, matched: Sequence[MatchedRecord]) -> Ambiguity | None:
+    """Why the records linked by one identifier are not one child by the other, or None.
+
+    Records carrying the NHS number asked under two UPNs - neither listing the other as former -
+    or the UPN asked under two NHS numbers are two children, one of them recorded under the
+    other's identifier: nobody can say which, so the lookup is ambiguous, as a former UPN naming
+    two children is and as a later round fails such a record (gateway.second_round)."""
+    if kind == "nhs_number":
+        upns = {m.record.identifiers.upn for m in matched} - {None}
+        former = {upn for m in matched for upn in m.record.identifiers.former_upns or ()}
+        if len(upns - former) > 1:
+            return Ambiguity.of(
+                AmbiguityReason.UPNS_DIFFER, ((m.source, m.method) for m in matched)
+            )
+    elif len({m.record.identifiers.nhs_number for m in matched} - {None}) > 1:
+        return Ambiguity.of(
+            AmbiguityReason.NHS_NUMBERS_DIFFER, ((m.source, m.method) for m in matched)
+        )
+    return None
+
+
 def _by_demographics(
     query: Person, answers: Sequence[SourceAnswer], model: LinkageModel, registers: frozenset[str]
 ) -> MatchResult:
@@ -217,7 +240,7 @@ def _by_demographics(
     if registers and not twins_unknown:
         candidates = [_weigh_the_house(query, c, candidates, registers, model) for c in candidates]
     linked = [c for c in candidates if c.band is Band.LINKED]
-    linked += _linked_by_identifier(linked, candidates)
+    linked += _linked_by_identifier(linked, candidates, model)
     linked_keys = {c.key for c in linked}
     possible = [c for c in candidates if c.band is Band.POSSIBLE and c.key not in linked_keys]
     near = [c.record.flags for c in linked + possible]
@@ -403,15 +426,20 @@ def _may_be_another_twin(
 
 
 def _linked_by_identifier(
-    linked: Sequence[_Candidate], candidates: Sequence[_Candidate]
+    linked: Sequence[_Candidate], candidates: Sequence[_Candidate], model: LinkageModel
 ) -> list[_Candidate]:
     """Candidates below the link band that share a valid identifier with a linked record: the
-    same child, whatever their demographics say (a name change, a foster placement)."""
+    same child, whatever their demographics say (a name change, a foster placement) - but for
+    one weighed as another twin that reads as a linked record's twin: a twin's record carrying
+    the child's identifier is the twin's, keyed with the wrong number (the second round fails
+    such a record, gateway.second_round)."""
     held = {(kind, v) for c in linked for kind, v in _identifiers(c.record)}
     linked_keys = {c.key for c in linked}
     promoted = []
     for c in candidates:
         if c.key in linked_keys:
+            continue
+        if c.twins and any(look_like_twins(c.person, other.person, model) for other in linked):
             continue
         shared = [kind for kind, v in _identifiers(c.record) if (kind, v) in held]
         if shared:
