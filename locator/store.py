@@ -40,6 +40,11 @@ from locator.tables import agencies, holdings, key_versions, metadata, publicati
 
 _T = TypeVar("_T")
 
+FORGOTTEN_COLUMNS: Final = (("holdings", "published_at"),)
+"""Columns stores made by earlier versions have and this one drops at start-up: a holding's
+publication time told when an agency began to hold the child's record (a case opened, a child
+taken into care), which is what it holds, not only that it holds."""
+
 CHUNK: Final = 1_000
 """Most pseudonyms bound into one statement (SQLite and PostgreSQL cap the parameters)."""
 
@@ -123,9 +128,11 @@ class Store:
         return store
 
     async def create(self) -> None:
-        """Create the tables that do not exist yet."""
+        """Create the tables that do not exist yet, and drop the columns stores made earlier
+        kept and this one must not (FORGOTTEN_COLUMNS)."""
         async with self._engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
+            await conn.run_sync(_drop_forgotten_columns)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -217,7 +224,6 @@ class Store:
                     "key_version_id": version_id,
                     "pseudonym": value,
                     "agency_id": agency_id,
-                    "published_at": now,
                 }
                 for value in chunk
             ]
@@ -564,6 +570,17 @@ def _digest(request: PublishRequest) -> bytes:
         [request.key_version, ",".join(sorted(request.publish)), ",".join(sorted(request.withdraw))]
     )
     return hashlib.sha256(content.encode()).digest()
+
+
+def _drop_forgotten_columns(conn: Connection) -> None:
+    """Drop each of FORGOTTEN_COLUMNS still in the store (in the schema its tables are in)."""
+    schema = conn.get_execution_options().get("schema_translate_map", {}).get(None)
+    quote = conn.dialect.identifier_preparer.quote
+    for table, column in FORGOTTEN_COLUMNS:
+        columns = {c["name"] for c in sqlalchemy.inspect(conn).get_columns(table, schema=schema)}
+        if column in columns:
+            name = quote(table) if schema is None else f"{quote(schema)}.{quote(table)}"
+            conn.exec_driver_sql(f"ALTER TABLE {name} DROP COLUMN {quote(column)}")
 
 
 def _explicit_transactions(dbapi_connection: Any, connection_record: Any) -> None:

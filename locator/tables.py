@@ -46,7 +46,8 @@ holdings = Table(
     Column("key_version_id", Integer, ForeignKey(key_versions.c.id), nullable=False),
     Column("pseudonym", LargeBinary(32), nullable=False),
     Column("agency_id", Integer, ForeignKey(agencies.c.id), nullable=False),
-    Column("published_at", BigInteger, nullable=False),
+    # No time: when an agency began to hold a child's record (a case opened, a child taken into
+    # care) is what it holds, not that it holds (principle 1). See store.FORGOTTEN_COLUMNS.
     # Locate reads by (key version, pseudonym): the primary key's prefix.
     PrimaryKeyConstraint("key_version_id", "pseudonym", "agency_id"),
     # An agency lists its own holdings in pseudonym order, and counts them.
