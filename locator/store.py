@@ -45,6 +45,13 @@ FORGOTTEN_COLUMNS: Final = (("holdings", "published_at"),)
 publication time told when an agency began to hold the child's record (a case opened, a child
 taken into care), which is what it holds, not only that it holds."""
 
+PUBLICATIONS_KEPT_S: Final = 24 * 3600
+"""How long an agency's publication is remembered: its batch id and digest are there to answer a
+retry (seconds to minutes) with the first receipt, and to refuse the id sent again with other
+content. Kept for good, the log dated each batch, and a small batch's plain digest names the
+pseudonyms in it to anyone who hashes the ones they know: when an agency began to hold a child's
+record, and when it let go of it - what it holds, not only that it holds."""
+
 CHUNK: Final = 1_000
 """Most pseudonyms bound into one statement (SQLite and PostgreSQL cap the parameters)."""
 
@@ -215,6 +222,12 @@ class Store:
                 held=held,
             )
         now = int(time.time())
+        conn.execute(
+            delete(publications).where(
+                publications.c.agency_id == agency_id,
+                publications.c.at < now - PUBLICATIONS_KEPT_S,
+            )
+        )
         added = removed = 0
         # Inserting what is held already, or deleting what is not, does nothing: each statement
         # returns the rows it changed, so nothing is read first.

@@ -296,3 +296,32 @@ def _store_batch(batch_id: str, publish: list[str]) -> PublishRequest:
     return PublishRequest(
         agency=LA, batch_id=batch_id, key_version="2026-11", publish=publish, withdraw=[]
     )
+
+
+def test_a_publication_is_forgotten_a_day_after_it_was_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Within the day, a batch id sent again with other content is refused; a day on, the
+    agency's next publication has cleared the log of it, so the id is taken as a new batch - the
+    log kept no longer when each batch was applied, nor its digest, which names a small batch's
+    pseudonyms to anyone hashing those they know."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'locator.sqlite3'}"
+    clock = [1_800_000_000.0]
+    monkeypatch.setattr(store_module.time, "time", lambda: clock[0])
+
+    async def publish_twice() -> list[str]:
+        store = Store.open(url)
+        try:
+            await store.create()
+            await store.publish(_store_batch("first", ["A" * 43]))
+            with pytest.raises(StoreRefusal):
+                await store.publish(_store_batch("first", ["Q" * 43]))
+            clock[0] += store_module.PUBLICATIONS_KEPT_S + 1
+            await store.publish(_store_batch("next", ["g" * 43]))
+            receipt = await store.publish(_store_batch("first", ["Q" * 43]))
+            assert receipt.published == 1
+            return (await store.listed(LA, "2026-11", None, 100)).pseudonyms
+        finally:
+            await store.close()
+
+    assert len(asyncio.run(publish_twice())) == 3
