@@ -528,7 +528,12 @@ def test_a_dead_letter_is_listed_shown_and_once_resent_delivered_by_the_running_
     assert refused["data"] is None
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert after == {"data": {"undeliveredNotifications": []}}
-    assert [r["outcome"] for r in reviews] == ["UNDELIVERED_VIEWED"] * 2
+    # The clinician's attempt is on the record too, refused.
+    assert [(r["access"]["role"], r["outcome"]) for r in reviews] == [
+        ("auditor", "UNDELIVERED_VIEWED"),
+        ("ed_clinician", "REFUSED"),
+        ("auditor", "UNDELIVERED_VIEWED"),
+    ]
 
     assert listed | {"queued_at": None, "finished_at": None} == {
         "message_id": dead.message_id,
