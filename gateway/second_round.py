@@ -245,9 +245,13 @@ async def _asked(
     in_trace: bool,
 ) -> MatchResult:
     again, sources = asking.query, asking.sources
-    answers = await fanout.ask(
-        replace(lookup, query=again), replace(plan, sources=sources), in_trace=in_trace
-    )
+    # A request id of its own (the lookup's, marked as its second round, so an agency's log still
+    # leads to the audit record): under the first round's, a signed "no record" that round's
+    # request was answered with would pass for this round's answer, replayed by whoever is on
+    # the network, and hide the record the agency holds (an answer is bound to its request by
+    # the id it names, docs/connector-protocol.md).
+    asked = replace(lookup, query=again, request_id=f"{lookup.request_id}.2")
+    answers = await fanout.ask(asked, replace(plan, sources=sources), in_trace=in_trace)
     second = match_records(again, [a for a in answers if a.source in sources], linkage)
     return combined(lookup.query, first, second, linkage)
 

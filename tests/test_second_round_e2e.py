@@ -44,7 +44,7 @@ ELSEWHERE = Address(lines=["9 Elsewhere Road", "Leeds"], postcode="LS11 5QT")
 LOOKUP = """
 query Lookup($upn: String, $demographics: DemographicsInput) {
   child(upn: $upn, demographics: $demographics, purpose: SAFEGUARDING_ENQUIRY) {
-    outcome complete auditId
+    outcome complete auditId requestId
     child {
       nhsNumber { value }
       involvements { practitioner { name } provenance { source } }
@@ -197,6 +197,11 @@ def test_a_upn_lookup_asks_health_and_social_care_again_with_the_schools_nhs_num
     assert agencies["education"].asked == [f"UPN:{UPN}"]
     assert agencies["health"].asked == [f"UPN:{UPN}", f"NHS_NUMBER:{NHS}"]
     assert agencies["social_care"].asked == [f"UPN:{UPN}", f"NHS_NUMBER:{NHS}"]
+    # Each round under a request id of its own, which its signed answer must name: the first
+    # round's "no record" cannot be replayed as the second's. Both lead to the audit record.
+    rounds = [r.request_id for r in agencies["health"].requests]
+    assert rounds == [lookup["requestId"], f"{lookup['requestId']}.2"]
+    assert audited["request_id"] == lookup["requestId"]
     assert {s["source"]: s["asked_with"] for s in audited["sources"]} == {
         "health": ["UPN", "NHS_NUMBER"],
         "education": ["UPN"],
