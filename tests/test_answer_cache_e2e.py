@@ -1,7 +1,7 @@
 """The answer cache on, end to end (every other end-to-end test runs with it off): it keeps the
-agencies' answers to one caller (role, organisation and user), never what a caller was shown, so policy
-decides each lookup again - another role is asked afresh, and an override's lifting of a shield
-lasts its own lookup, not the cache's lifetime."""
+agencies' answers to one caller (role, organisation and user), never what a caller was shown, so
+policy decides each lookup again - another role is asked afresh, and an override's lifting of a
+shield lasts its own lookup, not the cache's lifetime."""
 
 import pytest
 
