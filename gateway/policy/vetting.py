@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Final
 
@@ -54,7 +55,10 @@ def tested_version(directory: Path, max_bytes: int) -> str:
         return version
     if not policy_tests(load_bundle(directory)):
         raise PolicyError(f"it has no tests (rules named {TEST_PREFIX}*)")
-    problem = asyncio.run(vet(directory, max_bytes))
+    # On a thread of its own: whoever builds the gateway may have an event loop running on this
+    # one (a test's, or a browser driver's), where asyncio.run refuses to start another.
+    with ThreadPoolExecutor(max_workers=1) as apart:
+        problem = apart.submit(asyncio.run, vet(directory, max_bytes)).result()
     if problem is not None:
         raise PolicyError(f"its own tests must all pass before it is used: {problem}")
     if fingerprint(read_policy_files(directory)) != version:
