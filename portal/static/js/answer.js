@@ -1,7 +1,7 @@
 // The answer to one lookup, in the result region: who is working with the child and how to reach
 // them first; then what is missing and why; then what each agency did; and the audit reference.
 
-import { append, clear, el } from "./dom.js";
+import { append, clear, data, el } from "./dom.js";
 import {
   DENIALS, FAILURES, FIELDS, OUTCOMES, OUTCOME_HEADINGS, REASONS, SOURCE_STATUSES,
   dateWords, errorWords,
@@ -12,11 +12,11 @@ const INCOMPLETE_STATUSES = new Set(["TIMED_OUT", "FAILED", "WITHHELD"]);
 function source(provenance) {
   if (!provenance) return null;
   return el("span", { class: "source" },
-    `From ${provenance.source}, as of ${dateWords(provenance.asOf)}`);
+    "From ", data(provenance.source), `, as of ${dateWords(provenance.asOf)}`);
 }
 
 function phone(number) {
-  return number ? el("a", { href: `tel:${number.replace(/[^\d+]/g, "")}` }, number) : null;
+  return number ? el("a", { href: `tel:${number.replace(/[^\d+]/g, "")}` }, data(number)) : null;
 }
 
 // One plain address, as an agency should hold it. Anything else - "dsl@school.org?cc=x@y",
@@ -26,14 +26,15 @@ const PLAIN_ADDRESS = /^[A-Za-z0-9._+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$/;
 
 function email(address) {
   if (!address) return null;
-  return PLAIN_ADDRESS.test(address) ? el("a", { href: `mailto:${address}` }, address) : address;
+  return PLAIN_ADDRESS.test(address)
+    ? el("a", { href: `mailto:${address}` }, data(address)) : data(address);
 }
 
 function contact(details) {
   if (!details) return null;
   return el("span", { class: "contact" },
-    el("span", { class: "contact-name" }, details.name),
-    details.role ? `, ${details.role}` : null,
+    el("span", { class: "contact-name" }, data(details.name)),
+    details.role ? [", ", data(details.role)] : null,
     details.phone ? [" · ", phone(details.phone)] : null,
     details.email ? [" · ", email(details.email)] : null);
 }
@@ -42,14 +43,16 @@ function contact(details) {
 // the involvement is the route: the practitioner is never left with nobody to ask.
 function sensitiveContact(entry) {
   if (entry.broker) return el("p", {}, "Contact through: ", contact(entry.broker));
-  const agency = entry.provenance ? entry.provenance.source : "the agency that recorded this";
+  const agency = entry.provenance ? data(entry.provenance.source) : "the agency that recorded this";
   return el("p", {},
-    `No broker is named: contact ${agency} to be put in touch with this service.`);
+    "No broker is named: contact ", agency, " to be put in touch with this service.");
 }
 
 function involvement(entry) {
-  const title = [entry.service, entry.organisation].filter(Boolean).join(", ") ||
-    "A service (not shown to you)";
+  const named = [entry.service, entry.organisation].filter(Boolean);
+  const title = named.length
+    ? named.map((words, n) => [n ? ", " : null, data(words)])
+    : "A service (not shown to you)";
   const period = entry.since ? `Since ${dateWords(entry.since)}` +
     (entry.until ? ` until ${dateWords(entry.until)}` : "") : null;
   return el("li", { class: entry.lead ? "involvement lead" : "involvement" },
@@ -83,14 +86,18 @@ function indicator(key, field, label, flag, hidden, incomplete) {
 
 function detail(label, value, provenance) {
   if (value === null || value === undefined || value === "") return null;
-  return [el("dt", {}, label), el("dd", {}, value, provenance ? [" ", source(provenance)] : null)];
+  return [el("dt", {}, label),
+    el("dd", {}, typeof value === "string" ? data(value) : value,
+      provenance ? [" ", source(provenance)] : null)];
 }
 
 function childDetails(child) {
   const name = child.name;
   const items = [
-    detail("Name", name && `${name.given} ${name.family}` +
-      (name.formerFamily.length ? ` (formerly ${name.formerFamily.join(", ")})` : ""),
+    detail("Name", name && [data(name.given), " ", data(name.family),
+      name.formerFamily.length
+        ? [" (formerly ", name.formerFamily.map((f, n) => [n ? ", " : null, data(f)]), ")"]
+        : null],
     name && name.provenance),
     detail("NHS number", child.nhsNumber && child.nhsNumber.value,
       child.nhsNumber && child.nhsNumber.provenance),
@@ -99,15 +106,17 @@ function childDetails(child) {
     detail("Address", child.address && [...child.address.lines, child.address.postcode].join(", "),
       child.address && child.address.provenance),
     detail("School", child.school &&
-      el("span", {}, child.school.name, child.school.phone ? [" · ", phone(child.school.phone)] : null),
+      el("span", {}, data(child.school.name),
+        child.school.phone ? [" · ", phone(child.school.phone)] : null),
       child.school && child.school.provenance),
     detail("GP practice", child.gpPractice &&
-      el("span", {}, child.gpPractice.name,
+      el("span", {}, data(child.gpPractice.name),
         child.gpPractice.phone ? [" · ", phone(child.gpPractice.phone)] : null),
       child.gpPractice && child.gpPractice.provenance),
   ];
   const carers = child.carers.map((c) => el("li", {},
-    `${c.name} (${c.relationship}${c.parentalResponsibility ? ", parental responsibility" : ""})`,
+    data(c.name), " (", data(c.relationship),
+    `${c.parentalResponsibility ? ", parental responsibility" : ""})`,
     c.phone ? [" · ", phone(c.phone)] : null, " ", source(c.provenance)));
   return [
     el("h3", {}, "The child"),
@@ -121,8 +130,9 @@ function conflicts(child) {
   return [
     el("h3", {}, "Agencies disagree"),
     el("ul", { id: "conflicts" }, child.conflicts.map((c) => el("li", { "data-field": c.field },
-      `${FIELDS[c.field] || c.field}: shown as ${c.chosen} records it; ` +
-      `${c.disagreeing.join(", ")} ${c.disagreeing.length === 1 ? "holds" : "hold"} ` +
+      `${FIELDS[c.field] || c.field}: shown as `, data(c.chosen), " records it; ",
+      c.disagreeing.map((d, n) => [n ? ", " : null, data(d)]),
+      ` ${c.disagreeing.length === 1 ? "holds" : "hold"} ` +
       "something different. Check with them before relying on it."))),
   ];
 }
@@ -139,8 +149,8 @@ function incompleteBanner(sources) {
     el("p", {}, el("strong", {}, "This answer is incomplete. "),
       "An agency that did not answer may hold a record about this child: do not read a " +
       "missing entry as no concern."),
-    missing.length ? el("ul", {}, missing.map((s) => el("li", {},
-      `${s.source} ${SOURCE_STATUSES[s.status]}` +
+    missing.length ? el("ul", {}, missing.map((s) => el("li", {}, data(s.source),
+      ` ${SOURCE_STATUSES[s.status]}` +
       (s.failureCode && FAILURES[s.failureCode] ? ` (${FAILURES[s.failureCode]})` : "") + ".")))
       : null);
 }
@@ -170,7 +180,7 @@ function withheldList(withheld) {
     el("ul", { id: "withheld" }, withheld.map((w) => el("li", {
       "data-field": w.field, "data-source": w.source, "data-reason": w.reasonCode,
     },
-    el("strong", {}, FIELDS[w.field] || w.field), ` held by ${w.source}: `,
+    el("strong", {}, FIELDS[w.field] || w.field), " held by ", data(w.source), ": ",
     el("span", { class: "reason", "data-reason": w.reasonCode },
       REASONS[w.reasonCode] || w.reasonCode)))),
   ];

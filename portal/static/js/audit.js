@@ -3,7 +3,7 @@
 // audited by the gateway.
 
 import { graphql, namedChild } from "./api.js";
-import { clear, coded, el } from "./dom.js";
+import { clear, coded, data, el } from "./dom.js";
 import * as session from "./session.js";
 import {
   AUDIT_OUTCOMES, LIMITS, PURPOSES, capitalised, dateWords, deliveryWords, errorWords, roleWords,
@@ -12,7 +12,8 @@ import {
 const $ = (id) => document.getElementById(id);
 
 function who(e) {
-  return [`${e.name}, ${e.organisation}`, " ", el("span", { class: "code" }, e.subject)];
+  return [data(e.name), ", ", data(e.organisation), " ",
+    el("span", { class: "code" }, data(e.subject))];
 }
 
 function entry(e) {

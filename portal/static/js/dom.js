@@ -23,6 +23,13 @@ export function clear(element) {
   element.replaceChildren();
 }
 
+// Text from outside the page (an agency's record, an account's name), isolated from the words
+// around it: a right-to-left override it leaves open - "Jo \u202eHart" - reorders only itself,
+// never the phone number, provenance or account shown after it.
+export function data(text) {
+  return text === null || text === undefined || text === "" ? null : el("bdi", {}, text);
+}
+
 // Plain words followed by the code they stand for, small: "Social worker (social_worker)".
 export function coded(words, code) {
   return [words, " ", el("span", { class: "code" }, `(${code})`)];
