@@ -8,16 +8,25 @@ says that as plainly as the field it holds would. So unless the caller sees wher
 `school`, `social_care`): in the sources, the records, the withheld fields and the provenance of
 what is released. A shielded child's practice, school and authority are then named nowhere in the
 answer - even when no record holds her address, school or GP practice, so that nothing of them was
-withheld: the authority that shields her is where she is. The audit keeps the agencies' names:
-this is the caller's view only.
+withheld: the authority that shields her is where she is.
+
+An agency that is a sensitive service itself (`SourceConfig.sensitive`: a sexual health clinic, a
+CAMHS trust), asked always or routed to, says by its name that the child uses it - as its
+provider's name in an involvement would, which only a caller shown sensitive service details
+sees. So unless the caller is shown the lookup's details (`_details_shown`), it is shown as
+`SENSITIVE_SERVICE` in the same places, whatever else it would be shown as. Several such agencies
+asked are several entries of that name, as several routed agencies of one kind are.
+
+The audit keeps the agencies' names: this is the caller's view only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from connectors.protocol import FieldId
+from gateway.config import SENSITIVE_SERVICE
 from gateway.decide import SHIELD_REASONS
 from gateway.types import (
     Ambiguity,
@@ -31,16 +40,43 @@ WHERE: frozenset[FieldId] = frozenset({FieldId.ADDRESS, FieldId.SCHOOL, FieldId.
 """What a caller must see of the child for routed agencies' names to tell them nothing more."""
 
 
-def shown_names(plan: Plan, release: Release, answers: Sequence[SourceAnswer]) -> dict[str, str]:
-    """Per routed agency asked, the name the caller is shown: its kind, unless the caller sees
-    where the child is (`_location_shown`); empty when nothing is renamed."""
-    if _location_shown(plan, release):
-        return {}
-    return {
-        answer.source: plan.planned_as(answer.source)
-        for answer in answers
-        if plan.planned_as(answer.source) != answer.source
-    }
+def shown_names(
+    plan: Plan,
+    release: Release,
+    answers: Sequence[SourceAnswer],
+    sensitive: Collection[str] = frozenset(),
+) -> dict[str, str]:
+    """Per agency asked that the caller is not shown by its own name, the name it is shown by: a
+    sensitive one (of `sensitive`) `SENSITIVE_SERVICE`, unless the caller is shown sensitive
+    service details (`_details_shown`); a routed one its kind, unless the caller sees where the
+    child is (`_location_shown`). Empty when nothing is renamed."""
+    names: dict[str, str] = {}
+    if not _location_shown(plan, release):
+        names = {
+            answer.source: plan.planned_as(answer.source)
+            for answer in answers
+            if plan.planned_as(answer.source) != answer.source
+        }
+    if not _details_shown(release):
+        names |= neutral_names(a.source for a in answers if a.source in sensitive)
+    return names
+
+
+def neutral_names(sensitive: Iterable[str]) -> dict[str, str]:
+    """Each of the `sensitive` sources shown as `SENSITIVE_SERVICE`: to a caller shown no
+    sensitive service details, as one refused the lookup is."""
+    return dict.fromkeys(sensitive, SENSITIVE_SERVICE)
+
+
+def _details_shown(release: Release) -> bool:
+    """Whether the caller is shown the lookup's sensitive service details: released from some
+    record and withheld from none. Withheld anywhere - not granted, or for a shield - a
+    sensitive agency's name would say what they hide; released nowhere, it would be all the
+    caller is shown of them."""
+    details = FieldId.SENSITIVE_SERVICE_DETAILS
+    return any(details in r.fields for r in release.records) and not any(
+        w.field is details for w in release.withheld
+    )
 
 
 def _location_shown(plan: Plan, release: Release) -> bool:

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -79,6 +80,12 @@ class Asked(StrEnum):
 ROUTE_KEY_PATTERN: Final = r"^(la|ods|urn):[A-Z0-9]{1,16}$"
 """How an identity route names an agency: `la:<local authority code>`, `ods:<GP practice ODS
 code>` or `urn:<school URN>`."""
+
+
+SENSITIVE_SERVICE: Final = "sensitive_service"
+"""The name a source that is a sensitive service itself (`SourceConfig.sensitive`) is shown by to
+a caller not shown the lookup's sensitive service details (gateway.agency_names): no source or
+kind may take it."""
 
 
 class AnswerKeys(BaseModel):
@@ -135,12 +142,21 @@ class SourceConfig(AnswerKeys):
     hub, a duty desk): the broker of a sensitive involvement it sends without one, such as a
     service the gateway marked sensitive that the agency did not (gateway.decide). Unset, such an
     involvement has no broker, and the practitioner is told to contact the agency itself."""
+    sensitive: bool = False
+    """The agency is itself a sensitive service (a sexual health clinic, a CAMHS trust, a drug and
+    alcohol service): that it holds a record says the child uses one. Every involvement it sends
+    is brokered, marked or not (gateway.decide), so it needs a `sensitive_broker`; and a caller
+    not shown the lookup's sensitive service details sees it only as `sensitive_service`
+    (gateway.agency_names). The audit keeps its name."""
 
     @model_validator(mode="after")
     def _broker_reachable(self) -> SourceConfig:
         # A broker is the practitioner's only route to a sensitive service: one with no name or
-        # no phone to call is no route at all.
+        # no phone to call is no route at all - nor is none, for a source all of whose services
+        # are sensitive.
         broker = self.sensitive_broker
+        if broker is None and self.sensitive:
+            raise ValueError("a sensitive source needs a sensitive_broker: it is all brokered")
         if broker is not None and not (broker.name.strip() and (broker.phone or "").strip()):
             raise ValueError("sensitive_broker needs a name and a phone number")
         return self
@@ -163,6 +179,12 @@ def registers(sources: Iterable[SourceConfig]) -> frozenset[str]:
     differing given name is read as the same child, and their records linked by demographics
     vouch for the identifiers they carry (gateway.match, gateway.second_round)."""
     return frozenset(s.name for s in sources if s.holds_every_child)
+
+
+def sensitive_sources(sources: Iterable[SourceConfig]) -> frozenset[str]:
+    """The sources that are sensitive services themselves (`sensitive`): decide brokers all they
+    send, and the caller is shown them by a neutral name (gateway.agency_names)."""
+    return frozenset(s.name for s in sources if s.sensitive)
 
 
 def sensitive_brokers(sources: Iterable[SourceConfig]) -> Mapping[str, Contact]:
@@ -211,6 +233,8 @@ class SourcesFile(BaseModel):
         kinds = {s.policy_name for s in self.sources if s.asked is Asked.WHEN_ROUTED}
         if clash := kinds & set(names):
             raise ValueError(f"a kind cannot also be a source name: {sorted(clash)}")
+        if SENSITIVE_SERVICE in kinds | set(names):
+            raise ValueError(f"{SENSITIVE_SERVICE} is how sensitive sources are shown: not a name")
         return self
 
 
@@ -288,9 +312,22 @@ def load_sources_file(path: Path) -> SourcesFile:
             tomllib.loads(text) if path.suffix == ".toml" else SourcesFile.model_validate_json(text)
         )
         parsed = raw if isinstance(raw, SourcesFile) else SourcesFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(f"{path}: invalid connector config: {_problems(exc)}") from None
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         raise ValueError(f"{path}: invalid connector config: {exc}") from exc
     return parsed
+
+
+def _problems(exc: ValidationError) -> str:
+    """What is wrong with a connector config, on one line for a start-up error, each problem
+    after where it is (`sources (item 1)`), never quoting the value given (a broker's phone, a
+    URL with credentials): pydantic's own report spans lines and quotes each input."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field, *within = error["loc"] or ("connector config",)
+        problems.append(f"{field}{f' ({_place(within)})' if within else ''}: {_why(error)}")
+    return "; ".join(problems)
 
 
 DEFAULT_FIELD_AUTHORITY: Final[Mapping[FieldId, tuple[str, ...]]] = {
@@ -386,6 +423,11 @@ def _place(within: Iterable[int | str]) -> str:
     return ".".join(parts)
 
 
+def _why(error: ErrorDetails) -> str:
+    """A validation error in words: a check's own message, or pydantic's for a wrong type."""
+    return str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+
+
 def invalid_settings_message(
     exc: ValidationError | SettingsError, flags: Mapping[str, str] | None = None
 ) -> str:
@@ -399,7 +441,7 @@ def invalid_settings_message(
         return str(cause if isinstance(cause, InvalidVariable) else exc)
     problems = []
     for error in exc.errors(include_url=False, include_input=False):
-        why = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+        why = _why(error)
         if not error["loc"]:  # a check across settings: its message names the variables
             problems.append(why)
             continue

@@ -170,6 +170,7 @@ async def decide(
     plan: Plan,
     matching: MatchResult,
     brokers: Mapping[str, Contact] = NO_BROKERS,
+    sensitive: Collection[str] = frozenset(),
 ) -> Release:
     """Ask the policy once for every matched record and field, then cut each record down to its
     release.
@@ -185,9 +186,13 @@ async def decide(
     decided and reported as any marked one is - `sensitive_service_details` released or withheld
     with the policy's reason - rather than only cut. A sensitive involvement without a broker is
     given its source's configured one (`brokers`: gateway.config.sensitive_brokers), so the
-    practitioner has someone to ask.
+    practitioner has someone to ask. Every involvement of a source that is a sensitive service
+    itself (`sensitive`: gateway.config.sensitive_sources) is sensitive, whatever it is called.
     """
-    matched = tuple(_with_sensitive_marked(m, brokers.get(m.source)) for m in matching.matched)
+    matched = tuple(
+        _with_sensitive_marked(m, brokers.get(m.source), every=m.source in sensitive)
+        for m in matching.matched
+    )
     flags = child_flags(
         matched,
         matching.answers,
@@ -249,9 +254,20 @@ async def decide(
     )
 
 
-def _with_sensitive_marked(m: MatchedRecord, broker: Contact | None) -> MatchedRecord:
-    record = _with_broker(with_sensitive_marked(m.record), broker)
+def _with_sensitive_marked(m: MatchedRecord, broker: Contact | None, every: bool) -> MatchedRecord:
+    marked = _every_one_marked(m.record) if every else with_sensitive_marked(m.record)
+    record = _with_broker(marked, broker)
     return m if record is m.record else replace(m, record=record)
+
+
+def _every_one_marked(record: ConnectorRecord) -> ConnectorRecord:
+    """`record` with every involvement marked sensitive, as a sensitive service's are; `record`
+    itself when all were."""
+    involvements = record.involvements or []
+    if all(i.sensitive for i in involvements):
+        return record
+    marked = [i if i.sensitive else i.model_copy(update={"sensitive": True}) for i in involvements]
+    return record.model_copy(update={"involvements": marked})
 
 
 def _with_broker(record: ConnectorRecord, broker: Contact | None) -> ConnectorRecord:

@@ -27,10 +27,10 @@ from dataclasses import replace
 
 from connectors.protocol import FieldId, random_id
 from gateway import logs, metrics, tracing
-from gateway.agency_names import renamed_release, renamed_result, shown_names
+from gateway.agency_names import neutral_names, renamed_release, renamed_result, shown_names
 from gateway.audit import REFUSED, LookupAuditor, Pseudonymiser
 from gateway.capacity import Capacity
-from gateway.config import Asked, SourceConfig, registers, sensitive_brokers
+from gateway.config import Asked, SourceConfig, registers, sensitive_brokers, sensitive_sources
 from gateway.decide import decide
 from gateway.errors import ErrorCode, GatewayError
 from gateway.fanout import FanOut
@@ -85,6 +85,7 @@ class LookupPipeline:
         self._router = router
         self._registers = registers(sources)
         self._brokers = sensitive_brokers(sources)
+        self._sensitive = sensitive_sources(sources)
         self.policy = policy  # replaced whole by a policy reload, never modified in place
         self.linkage = linkage
         self._log = decision_log
@@ -157,7 +158,7 @@ class LookupPipeline:
             if not plan.permitted:
                 denied = _denied(lookup, plan, self.sources)
                 await self._audit.commit(lookup, plan, denied)
-                return denied
+                return renamed_result(denied, neutral_names(self._sensitive))
             asked_under = plan
             early = None if self._router is None else self._router.start(lookup)
             answers = await self._fanout.ask(lookup, plan)
@@ -173,7 +174,7 @@ class LookupPipeline:
                 first_round=first,
                 unasked=plan.unasked_authorities,
             )
-            release = await decide(lookup, plan, matching, self._brokers)
+            release = await decide(lookup, plan, matching, self._brokers, self._sensitive)
             if hidden and both.matched:
                 # The caller is told nobody was found, but a child was reached: its owners are
                 # told of the search as of any lookup, and the audit keeps its flags as they are.
@@ -189,7 +190,7 @@ class LookupPipeline:
                     restricted=flags.restricted or both.restricted_near,
                 )
                 release = replace(release, flags=near)
-            names = shown_names(plan, release, both.answers)
+            names = shown_names(plan, release, both.answers, self._sensitive)
             child = merge(renamed_release(release, names).records, self._authority, plan.kinds)
         except PolicyError as exc:
             # Recorded under the plan the agencies were asked under, if they were: a permitted
