@@ -333,11 +333,14 @@ def test_a_lookup_with_a_source_timed_out_records_it_so(tmp_path: Path):
         entry = _trail_entry(gateway, found["auditId"])
 
     assert found["outcome"] == audited["outcome"] == "FOUND"
-    assert {s["source"]: (s["status"], s["error_code"]) for s in audited["sources"]} == {
-        "health": ("ANSWERED", None),
-        "education": ("NO_RECORD", None),
-        "social_care": ("TIMED_OUT", "TIMEOUT"),
+    statuses = {s["source"]: (s["status"], s["error_code"]) for s in audited["sources"]}
+    # Timed out either way: the gateway's own timer, or the connector giving up at the deadline
+    # the request carried - whichever fires first on a loaded machine.
+    assert statuses.pop("social_care") in {
+        ("TIMED_OUT", "TIMEOUT"),
+        ("TIMED_OUT", "DEADLINE_EXCEEDED"),
     }
+    assert statuses == {"health": ("ANSWERED", None), "education": ("NO_RECORD", None)}
     assert audited["child_flags"]["shield_status_known"] is False
     assert _fields_released(entry) == _fields_got(found["child"])
     assert {w["reason"] for w in audited["withheld"]} == {"SHIELD_STATUS_UNKNOWN"}
