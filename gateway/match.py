@@ -10,6 +10,11 @@ Merging the wrong child is worse than missing one, so every rule here errs towar
   differs from another linked record's, it makes the lookup AMBIGUOUS and nothing is merged.
   So do records linked by one identifier that differ on the other: the NHS number asked under
   two UPNs (neither the other's former one), or the UPN asked under two NHS numbers.
+  Nor may they differ on the date of birth: the child's is the one a source holding every child
+  (a register) gives, or an earlier round established, and a source whose linked record gives
+  another is FAILED (RECORD_MISMATCH) - another child's record, keyed under this identifier;
+  with no register to say, two dates make the lookup AMBIGUOUS. A record without a date of
+  birth contradicts nothing; a differing sex is shown as a conflict, not weighed.
 - By demographics, every candidate is scored against the query with the linkage model and falls in
   a band: linked, possible (counted, never merged) or rejected. A candidate sharing a valid
   identifier with a linked record is the same child and is linked by that identifier; one whose
@@ -30,6 +35,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import date
 from itertools import combinations
 from typing import Final
 
@@ -92,6 +98,14 @@ class MatchResult:
         return self.ambiguity is not None
 
     @property
+    def born(self) -> frozenset[date]:
+        """The child's dates of birth as the linked records give them: what a later round's
+        records must not contradict (gateway.second_round)."""
+        return frozenset(
+            m.record.date_of_birth for m in self.matched if m.record.date_of_birth is not None
+        )
+
+    @property
     def flagged(self) -> bool:
         return self.shielded_near or self.restricted_near
 
@@ -120,12 +134,15 @@ def match_records(
     model: LinkageModel,
     *,
     registers: frozenset[str] = frozenset(),
+    born: Collection[date] = (),
 ) -> MatchResult:
     """Link records to the child in `query`; answers come back with statuses corrected.
 
     `registers` are the sources that hold every child of the area (`holds_every_child`): when
     one of them has not answered, nobody can say the child has no twin, and a given name that
-    differs is weighed as a twin's.
+    differs is weighed as a twin's; by identifier, their date of birth is the child's. `born`:
+    the child's dates of birth as an earlier round established them (gateway.second_round),
+    which a record linked by identifier must not contradict, whatever a register says.
     """
     if query.identified_by is IdentifiedBy.DEMOGRAPHICS:
         assert query.demographics is not None
@@ -137,18 +154,22 @@ def match_records(
     kind = "nhs_number" if query.identified_by is IdentifiedBy.NHS_NUMBER else "upn"
     value = query.nhs_number if kind == "nhs_number" else query.upn
     assert value is not None
-    return _by_identifier(kind, value, answers)
+    return _by_identifier(kind, value, answers, registers, born)
 
 
-def _by_identifier(kind: str, value: str, answers: Sequence[SourceAnswer]) -> MatchResult:
+def _by_identifier(
+    kind: str,
+    value: str,
+    answers: Sequence[SourceAnswer],
+    registers: frozenset[str],
+    born: Collection[date],
+) -> MatchResult:
     checked: list[SourceAnswer] = []
     matched: list[MatchedRecord] = []
     unmatched: dict[str, int] = {}
     for answer in answers:
         if any(_another_childs(r, kind, value) for r in answer.records):
-            checked.append(
-                replace(answer, status=SourceStatus.FAILED, records=(), error_code=RECORD_MISMATCH)
-            )
+            checked.append(failed_as_mismatch(answer))
             continue
         checked.append(answer)
         for key, record in _unique_records(answer):
@@ -158,10 +179,26 @@ def _by_identifier(kind: str, value: str, answers: Sequence[SourceAnswer]) -> Ma
             else:
                 method = _IDENTIFIER_KINDS[kind]
                 matched.append(MatchedRecord(key, answer.source, record, method, reasons=how))
+    born_elsewhere = _born_to_another_child(matched, registers, born)
+    if born_elsewhere:
+        checked = [failed_as_mismatch(a) if a.source in born_elsewhere else a for a in checked]
+        matched = [m for m in matched if m.source not in born_elsewhere]
+        unmatched = {s: n for s, n in unmatched.items() if s not in born_elsewhere}
     ambiguity = _former_upn_names_two_children(matched) or _other_identifier_differs(kind, matched)
+    if ambiguity is None and born_elsewhere is None:
+        ambiguity = Ambiguity.of(
+            AmbiguityReason.DATES_OF_BIRTH_DIFFER, ((m.source, m.method) for m in matched)
+        )
     if ambiguity is not None:
         return MatchResult(tuple(checked), (), unmatched, {}, ambiguity)
     return MatchResult(tuple(checked), tuple(matched), unmatched, {})
+
+
+def failed_as_mismatch(answer: SourceAnswer) -> SourceAnswer:
+    """The source FAILED (RECORD_MISMATCH), keeping no record: it sent another child's record as
+    the child's, so none of its records is trusted - in this round or a later one
+    (gateway.second_round)."""
+    return replace(answer, status=SourceStatus.FAILED, records=(), error_code=RECORD_MISMATCH)
 
 
 def _held_as(record: ConnectorRecord, kind: str, value: str) -> tuple[str, ...] | None:
@@ -178,6 +215,34 @@ def _another_childs(record: ConnectorRecord, kind: str, value: str) -> bool:
     """Whether a record answering a lookup by identifier is another child's: it carries another
     value of that identifier, and not the one asked as a former UPN either."""
     return getattr(record.identifiers, kind) is not None and _held_as(record, kind, value) is None
+
+
+def _born_to_another_child(
+    matched: Sequence[MatchedRecord], registers: Collection[str], born: Collection[date]
+) -> frozenset[str] | None:
+    """The sources whose records, linked by the identifier asked, give another date of birth
+    than the child's - another child's records, keyed under this identifier - or None when
+    nobody can say which date is the child's.
+
+    The child's date of birth is the one an earlier round established (`born`), or else the one
+    the sources holding every child (`registers`: the spine assigns the NHS number, with the
+    date of birth it was given for) give on their linked records. With neither, linked records
+    that agree, or give one date between them, leave nothing to decide; records that disagree,
+    with no register giving a date or registers giving two, make the lookup ambiguous. A record
+    without a date of birth contradicts nothing. A recorded sex that differs is not weighed here
+    (nor in a later round): it is a known drift between agencies, shown as a conflict."""
+    childs = frozenset(born)
+    if not childs:
+        if len({m.record.date_of_birth for m in matched} - {None}) < 2:
+            return frozenset()
+        childs = frozenset(
+            m.record.date_of_birth
+            for m in matched
+            if m.source in registers and m.record.date_of_birth is not None
+        )
+        if len(childs) != 1:
+            return None
+    return frozenset(m.source for m in matched if m.record.date_of_birth not in (None, *childs))
 
 
 def _former_upn_names_two_children(matched: Sequence[MatchedRecord]) -> Ambiguity | None:

@@ -291,7 +291,7 @@ class Router:
             result = combined(
                 lookup.query,
                 result,
-                match_records(queries[kind], because, self._linkage),
+                match_records(queries[kind], because, self._linkage, born=result.born),
                 self._linkage,
             )
         metrics.routed_asked((a for a in result.answers if a.source in chosen), plan.planned_as)

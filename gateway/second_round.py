@@ -50,6 +50,7 @@ from gateway.match import (
     FORMER_UPN,
     RECORD_MISMATCH,
     MatchResult,
+    failed_as_mismatch,
     look_like_twins,
     match_records,
     share_identifier,
@@ -252,7 +253,8 @@ async def _asked(
     # the id it names, docs/connector-protocol.md).
     asked = replace(lookup, query=again, request_id=f"{lookup.request_id}.2")
     answers = await fanout.ask(asked, replace(plan, sources=sources), in_trace=in_trace)
-    second = match_records(again, [a for a in answers if a.source in sources], linkage)
+    asked_again = [a for a in answers if a.source in sources]
+    second = match_records(again, asked_again, linkage, born=first.born)
     return combined(lookup.query, first, second, linkage)
 
 
@@ -266,9 +268,7 @@ def combined(
     (a former UPN naming two children) makes both so: nothing linked."""
     established = _Established(
         identifiers=_identifiers_known(query, first.matched),
-        born=frozenset(
-            m.record.date_of_birth for m in first.matched if m.record.date_of_birth is not None
-        ),
+        born=first.born,
         people=tuple(Person.from_record(m.record) for m in first.matched),
         linkage=linkage,
         asked_upn=query.upn,
@@ -281,7 +281,9 @@ def combined(
         for source, a in later.items()
     }
     if len(set().union(*new_upns.values())) > 1:
-        later = {source: _mismatched(a) if new_upns[source] else a for source, a in later.items()}
+        later = {
+            source: failed_as_mismatch(a) if new_upns[source] else a for source, a in later.items()
+        }
     mismatched = {s for s, a in later.items() if a.error_code == RECORD_MISMATCH}
     seen = {m.key for m in first.matched}
     added = [m for m in second.matched if m.source not in mismatched and m.key not in seen]
@@ -450,12 +452,8 @@ def _contradicting(answer: SourceAnswer, established: _Established) -> SourceAns
     one, or the one whose record carried the identifier asked with (another child's NHS number on
     a school's record would otherwise bring in that child's health record, linked by it)."""
     if any(established.contradicted_by(record) for record in answer.records):
-        return _mismatched(answer)
+        return failed_as_mismatch(answer)
     return answer
-
-
-def _mismatched(answer: SourceAnswer) -> SourceAnswer:
-    return replace(answer, status=SourceStatus.FAILED, records=(), error_code=RECORD_MISMATCH)
 
 
 def _two_children(matched: Sequence[MatchedRecord]) -> Ambiguity | None:

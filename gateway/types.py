@@ -234,6 +234,9 @@ class AmbiguityReason(StrEnum):
     """One source holds more than one linked record, and no identifier says they are one child."""
     RECORDS_DISAGREE = "RECORDS_DISAGREE"
     """A linked record is, by the linkage model, not the same person as the strongest one."""
+    DATES_OF_BIRTH_DIFFER = "DATES_OF_BIRTH_DIFFER"
+    """Records linked by the identifier asked give different dates of birth, and no source holding
+    every child says which is the child's."""
 
 
 @dataclass(frozen=True)

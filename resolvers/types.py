@@ -287,6 +287,11 @@ _enum(
             "Records in different sources each fit the details given but not each other, so they"
             " cannot be the same child."
         ),
+        "DATES_OF_BIRTH_DIFFER": (
+            "Records carrying the identifier asked with give different dates of birth, and no"
+            " source holding every child says which is this child's: one is another child's,"
+            " recorded under this identifier."
+        ),
     },
 )
 _enum(

@@ -197,7 +197,9 @@ def test_a_lookup_by_a_former_upn_through_the_gateway_finds_the_social_care_reco
     identifiers = Identifiers(nhs_number=NHS, upn=CURRENT, local_id="LA-1", former_upns=(FORMER,))
     child = SQL_RECORDS[0].model_copy(update={"record_id": "LA-1", "identifiers": identifiers})
     sql_write(url, [child])
-    school = school_record(NHS, identifiers=Identifiers(nhs_number=NHS, upn=FORMER))
+    school = school_record(
+        NHS, identifiers=Identifiers(nhs_number=NHS, upn=FORMER), date_of_birth=child.date_of_birth
+    )
     apps = reference_apps(tmp_path, {"education": [school]})
     apps["social_care"] = create_sql_app(database_url=url, mapping=case_records.MAPPING)
     query = (
