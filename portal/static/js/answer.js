@@ -3,7 +3,7 @@
 
 import { append, clear, data, el } from "./dom.js";
 import {
-  DENIALS, FAILURES, FIELDS, OUTCOMES, OUTCOME_HEADINGS, REASONS, SOURCE_STATUSES,
+  AMBIGUITIES, DENIALS, FAILURES, FIELDS, OUTCOMES, OUTCOME_HEADINGS, REASONS, SOURCE_STATUSES,
   dateWords, errorWords,
 } from "./words.js";
 
@@ -200,7 +200,8 @@ export function showAnswer(body, heading, lookup, { override = false } = {}) {
   const possible = sources.reduce((n, s) => n + s.recordsPossible, 0);
   append(body,
     el("p", { id: "outcome", "data-outcome": outcome, class: `outcome outcome-${outcome}` },
-      OUTCOMES[outcome],
+      (outcome === "AMBIGUOUS" && lookup.ambiguity && AMBIGUITIES[lookup.ambiguity.reason]) ||
+        OUTCOMES[outcome],
       outcome === "DENIED" && lookup.denialCode ? ` ${DENIALS[lookup.denialCode]}` : null),
     incomplete ? incompleteBanner(sources) : null,
     possible && outcome !== "AMBIGUOUS"

@@ -37,6 +37,20 @@ export const OUTCOMES = {
   DENIED: "This lookup was refused, and no agency was asked.",
 };
 
+// An ambiguous lookup by NHS number or UPN: the agencies' records under it disagree on who the
+// child is, which more details cannot settle - only the agencies, by correcting a record.
+export const AMBIGUITIES = {
+  NHS_NUMBERS_DIFFER:
+    "The agencies' records under this UPN carry different NHS numbers: they are of more than one " +
+    "child, so nothing is shown. Ask the agencies to check their records.",
+  UPNS_DIFFER:
+    "The agencies' records under this NHS number carry different UPNs: they are of more than one " +
+    "child, so nothing is shown. Ask the agencies to check their records.",
+  DATES_OF_BIRTH_DIFFER:
+    "The agencies' records under this number give different dates of birth: one is another " +
+    "child's, so nothing is shown. Ask the agencies to check their records.",
+};
+
 export const DENIALS = {
   UNKNOWN_ROLE: "Your role has no permission to look up children.",
   PURPOSE_NOT_PERMITTED: "Your role may not look up children for the purpose you chose.",
@@ -79,9 +93,9 @@ export const REASONS = {
   RESTRICTED:
     "The child's NHS record is restricted: where they can be found is not shown, even in an emergency.",
   RESTRICTION_STATUS_UNKNOWN:
-    "It could not be checked whether the child's NHS record is restricted, so where they can be found is not shown, even in an emergency.",
+    "It could not be checked whether the child's NHS record is restricted, so where they can be found is not shown, even in an emergency. An agency did not answer, or was asked only by UPN: try again shortly, or look the child up by NHS number.",
   SHIELD_STATUS_UNKNOWN:
-    "It could not be checked whether the child is shielded, so where they can be found is not shown.",
+    "It could not be checked whether the child is shielded, so where they can be found is not shown. An agency did not answer, or was asked only by UPN: try again shortly, or look the child up by NHS number.",
   SENSITIVE_SERVICE:
     "This is a sensitive service (sexual health, mental health or substance misuse): contact goes through the named broker.",
   NOT_PERMITTED_FOR_PURPOSE: "Your role may see this, but not for the purpose you gave.",
