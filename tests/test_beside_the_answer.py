@@ -8,17 +8,13 @@ from datetime import date
 import httpx
 import psycopg
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from pydantic import BaseModel, ConfigDict
 
 from connectors.protocol import Address, Identifiers, PersonName, RecordFlags
 from gateway.audit.migrations import upgrade_schema
 from gateway.policy import DecisionLog, PolicyError
-from gateway.tracing import install
 from tests.factories import NHS, health_record, social_care_record, synthetic_nhs
+from tests.spans import span_exporter
 from tests.stack import LOOKUP, reference_stack
 
 RECORDS = {"health": [health_record()]}
@@ -125,15 +121,8 @@ _IDS = {"childlookup.request_id", "childlookup.policy.decision_id"}
 
 @pytest.fixture(scope="module")
 def spans():
-    """Spans of this module's lookups, whichever test module installed the process's provider
-    (OpenTelemetry allows one)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        install(provider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+    """Spans of this module's lookups."""
+    return span_exporter()
 
 
 def _shape(exporter, request_id):

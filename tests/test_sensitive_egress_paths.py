@@ -26,9 +26,6 @@ from typing import Any
 
 import httpx
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,8 +36,8 @@ from connectors.protocol import Contact, Identifiers, Involvement
 from gateway.audit import SqliteOutbox
 from gateway.config import DEFAULT_POLICY_DIR
 from gateway.demo import DEMO_ORGANISATIONS, reference_source
-from gateway.tracing import install
 from tests.factories import health_record, social_care_record, synthetic_nhs
+from tests.spans import span_exporter
 from tests.stack import Stack, eventually, reference_apps, running_gateway, serving
 
 CHILD = synthetic_nhs(61)
@@ -151,17 +148,10 @@ class _Lines(logging.Handler):
 
 _PLAIN = set(vars(logging.LogRecord("x", 0, "", 0, "", None, None)))
 
-_EXPORTER = InMemorySpanExporter()
-
 
 @pytest.fixture(scope="module")
 def spans() -> InMemorySpanExporter:
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        install(provider)
-    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-    return _EXPORTER
+    return span_exporter()
 
 
 class World:

@@ -5,9 +5,7 @@ import time
 
 import httpx
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.applications import Starlette
@@ -19,10 +17,11 @@ from connectors.serving import BackgroundServer
 from gateway.cache import AnswerCache
 from gateway.config import SourceConfig, Tracing
 from gateway.fanout import FanOut
-from gateway.tracing import install, tracer_provider
+from gateway.tracing import tracer_provider
 from gateway.transport import ConnectorTransport
 from gateway.types import LookupQuery, Plan, Purpose
 from tests.factories import NHS, health_record, lookup_context, school_record, social_care_record
+from tests.spans import span_exporter
 from tests.stack import reference_stack
 
 STAGES = {
@@ -42,24 +41,16 @@ RECORDS = {
     "social_care": [social_care_record()],
 }
 
-_EXPORTER = InMemorySpanExporter()
-
 
 @pytest.fixture(scope="module")
-def _provider() -> None:
-    """One SDK provider per process (OpenTelemetry allows no other, so another test module may
-    have installed it first), exporting to `_EXPORTER` from the first test here on."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        install(provider)
-    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+def _exporter() -> InMemorySpanExporter:
+    return span_exporter()
 
 
 @pytest.fixture
-def spans(_provider: None) -> InMemorySpanExporter:
-    _EXPORTER.clear()
-    return _EXPORTER
+def spans(_exporter: InMemorySpanExporter) -> InMemorySpanExporter:
+    _exporter.clear()
+    return _exporter
 
 
 def _trace_of(exporter: InMemorySpanExporter, request_id: str) -> list[ReadableSpan]:

@@ -11,14 +11,12 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from connectors.locator import LOCATE_PATH
-from gateway.tracing import install
+from tests.spans import span_exporter
 from tests.stack import Stack
 from tests.test_routing_e2e import AMELIA_NHS, AMELIA_UPN, ROUTES, Recorded, national
 from tests.test_tracing import _one, _trace_of
@@ -37,18 +35,10 @@ ROUTED_BY_UPN = {"school_100001", "school_100002"}
 practice are asked by her NHS number: two requests at once to the routed agencies."""
 ASKED = set(ROUTES) - {"gp_y00002"}  # every agency but Ben's practice
 
-_EXPORTER = InMemorySpanExporter()
-
 
 @pytest.fixture(scope="module")
 def spans() -> InMemorySpanExporter:
-    """The process's one SDK provider (see tests.test_tracing), exporting here too."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        install(provider)
-    provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
-    return _EXPORTER
+    return span_exporter()
 
 
 @pytest.fixture(scope="module")
