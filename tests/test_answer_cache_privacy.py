@@ -57,13 +57,7 @@ def _search(
     justification: str | None = None,
 ) -> dict[str, Any]:
     variables = {"demographics": demographics, "purpose": purpose, "justification": justification}
-    response = stack.post(
-        {"query": SEARCH, "variables": variables}, stack.token("social_worker", name=name)
-    )
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert "errors" not in body, body
-    return body["data"]["child"]  # type: ignore[no-any-return]
+    return _child(stack, SEARCH, variables, name)
 
 
 def _lookup(
@@ -75,8 +69,13 @@ def _lookup(
     justification: str | None = None,
 ) -> dict[str, Any]:
     variables = {"nhs": nhs, "purpose": purpose, "justification": justification}
+    return _child(stack, LOOKUP, variables, name)
+
+
+def _child(stack: Stack, query: str, variables: dict[str, Any], name: str) -> dict[str, Any]:
+    """The `child` answer to `query`, asked by the social worker called `name`."""
     response = stack.post(
-        {"query": LOOKUP, "variables": variables}, stack.token("social_worker", name=name)
+        {"query": query, "variables": variables}, stack.token("social_worker", name=name)
     )
     assert response.status_code == 200, response.text
     body = response.json()
